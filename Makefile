@@ -1,0 +1,49 @@
+# spool's commands. `make run` starts the server on its embedded defaults;
+# `make test` runs every test. See README.md.
+
+GO ?= go
+DATA_DIR ?= data
+BIN := bin/spool
+
+.PHONY: run build test generate check-generated lint bench fuzz clean
+
+run: build
+	$(BIN) serve --data-dir $(DATA_DIR)
+
+build:
+	$(GO) build -o $(BIN) ./cmd/spool
+
+test:
+	$(GO) test -count=1 ./...
+
+# Regenerates ent's code (and graph/ent.graphqls) then gqlgen's, from the
+# module root so gqlgen resolves schema paths the same way every time.
+generate:
+	$(GO) run -mod=mod ./ent/entc.go
+	$(GO) tool gqlgen generate
+
+# Fails when the committed generated code differs from what `generate` makes.
+check-generated: generate
+	@git diff --exit-code --stat -- ent graph schema.graphqls gqlgen.yml || \
+		{ echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- ent graph)" || \
+		{ git status --porcelain -- ent graph; echo "generated files are not committed"; exit 1; }
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) tool staticcheck $$($(GO) list ./... | grep -v -e '/ent$$' -e '/ent/' ) ./ent/schema/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./internal/bench/
+
+# Runs every fuzz target for FUZZTIME each.
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./internal/...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/auth"
+)
+
+// serve runs the server until ctx is cancelled (SIGINT, SIGTERM).
+func serve(ctx context.Context, cfg app.Config, log *slog.Logger) error {
+	m := app.New(cfg, log)
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return m.Close()
+}
+
+// token prints a bearer token for a user, signed with the server's secret.
+func token(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg := app.DefaultConfig()
+	fs := flag.NewFlagSet("spool token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	user := fs.String("user", "", "the user `NAME` the token is for (required)")
+	ttl := fs.Duration("ttl", 30*24*time.Hour, "how long the token is valid")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "the server's data `DIR` (where its secret is kept)")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	if *user == "" {
+		return fmt.Errorf("--user is required")
+	}
+	if secret := getenv("SPOOL_JWT_SECRET"); secret != "" {
+		b, err := auth.ParseSecret(secret)
+		if err != nil {
+			return fmt.Errorf("SPOOL_JWT_SECRET: %w", err)
+		}
+		cfg.JWTSecret = b
+	}
+	secret, err := cfg.Secret()
+	if err != nil {
+		return err
+	}
+	issuer, err := auth.NewIssuer(secret)
+	if err != nil {
+		return err
+	}
+	tok, err := issuer.Issue(*user, *ttl)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, tok)
+	return err
+}

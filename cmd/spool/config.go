@@ -1,0 +1,163 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// envPrefix prefixes the environment variable of every flag:
+// --chunk-size is SPOOL_CHUNK_SIZE.
+const envPrefix = "SPOOL_"
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags parses args into fs after seeding every flag from its
+// environment variable, so a flag on the command line wins. A bad value
+// in either names the flag or variable.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return fs.Parse(args)
+}
+
+// byteSize is a flag value for sizes: a number of bytes with an optional
+// KiB, MiB, GiB or TiB suffix (KB… are taken as the same powers of two).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		shift  uint
+	}{{"TIB", 40}, {"GIB", 30}, {"MIB", 20}, {"KIB", 10}, {"TB", 40}, {"GB", 30}, {"MB", 20}, {"KB", 10}, {"B", 0}}
+	upper := strings.ToUpper(s)
+	shift := uint(0)
+	for _, u := range units {
+		if strings.HasSuffix(upper, u.suffix) {
+			upper, shift = strings.TrimSpace(strings.TrimSuffix(upper, u.suffix)), u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(upper, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size (use e.g. 8MiB or 1073741824)", s)
+	}
+	if n > (1<<62)>>shift {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n << shift, nil
+}
+
+// serveConfig reads serve's flags and environment into an app.Config.
+func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (app.Config, slog.Level, error) {
+	cfg := app.DefaultConfig()
+	up := &cfg.Upload
+	fs := flag.NewFlagSet("spool serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		origins   string
+		level     = slog.LevelInfo
+		single    = byteSize(up.SingleThreshold)
+		chunk     = byteSize(up.ChunkSize)
+		quota     = byteSize(up.DefaultQuota)
+		maxVideo  = byteSize(up.MaxSize[upload.MediaVideo])
+		maxAudio  = byteSize(up.MaxSize[upload.MediaAudio])
+		maxImage  = byteSize(up.MaxSize[upload.MediaImage])
+		publicURL string
+	)
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address `HOST:PORT`")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`DIR` for the database, files and generated secret")
+	fs.StringVar(&publicURL, "public-url", "", "base `URL` of the URLs spool hands out (default http://ADDR)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `ORIGINS` allowed cross-origin, or *")
+	fs.TextVar(&level, "log-level", level, "log `LEVEL`: debug, info, warn or error")
+	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often expired uploads are swept")
+	fs.IntVar(&up.MaxBatchFiles, "max-batch-files", up.MaxBatchFiles, "files per initBatch")
+	fs.Var(&single, "single-threshold", "largest `SIZE` uploaded as one SINGLE chunk")
+	fs.Var(&chunk, "chunk-size", "`SIZE` of CHUNKED uploads' chunks (multiple of 256KiB, ≥ 5MiB)")
+	fs.IntVar(&up.MaxChunkURLs, "max-chunk-urls", up.MaxChunkURLs, "signed URLs listed per upload")
+	fs.DurationVar(&up.ChunkURLTTL, "chunk-url-ttl", up.ChunkURLTTL, "lifetime of a signed chunk URL")
+	fs.DurationVar(&up.SessionTTL, "session-ttl", up.SessionTTL, "how long an upload may stay unfinished")
+	fs.DurationVar(&up.MediaURLTTL, "media-url-ttl", up.MediaURLTTL, "lifetime of a signed download URL")
+	fs.Var(&quota, "quota", "each user's quota `SIZE`")
+	fs.Var(&maxVideo, "max-video-size", "largest video `SIZE`")
+	fs.Var(&maxAudio, "max-audio-size", "largest audio `SIZE`")
+	fs.Var(&maxImage, "max-image-size", "largest image `SIZE`")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return cfg, level, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, level, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if secret := getenv("SPOOL_JWT_SECRET"); secret != "" {
+		b, err := auth.ParseSecret(secret)
+		if err != nil {
+			return cfg, level, fmt.Errorf("SPOOL_JWT_SECRET: %w", err)
+		}
+		cfg.JWTSecret = b
+	}
+	cfg.PublicURL = strings.TrimRight(publicURL, "/")
+	if origins != "" {
+		for o := range strings.SplitSeq(origins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				cfg.AllowedOrigins = append(cfg.AllowedOrigins, strings.TrimRight(o, "/"))
+			}
+		}
+	}
+	up.SingleThreshold, up.ChunkSize, up.DefaultQuota = int64(single), int64(chunk), int64(quota)
+	up.MaxSize = map[upload.MediaType]int64{
+		upload.MediaVideo: int64(maxVideo), upload.MediaAudio: int64(maxAudio), upload.MediaImage: int64(maxImage),
+	}
+	if err := checkServeConfig(cfg); err != nil {
+		return cfg, level, err
+	}
+	return cfg, level, nil
+}
+
+// checkServeConfig rejects settings spool cannot run with, naming them.
+func checkServeConfig(cfg app.Config) error {
+	if err := cfg.Upload.Validate(); err != nil {
+		return err
+	}
+	if cfg.SweepInterval < time.Second {
+		return fmt.Errorf("sweep interval must be at least 1s, got %v", cfg.SweepInterval)
+	}
+	if cfg.PublicURL != "" && !strings.HasPrefix(cfg.PublicURL, "http://") && !strings.HasPrefix(cfg.PublicURL, "https://") {
+		return fmt.Errorf("public URL must start with http:// or https://, got %q", cfg.PublicURL)
+	}
+	if cfg.DataDir == "" {
+		return errors.New("data dir must not be empty")
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package schema
+
+import (
+	"entgo.io/contrib/entgql"
+	"entgo.io/ent"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+)
+
+// MediaFile is the product of a completed upload. It is the one ent type
+// exposed to GraphQL through entgql: Relay node, connection, where input and
+// order come from its annotations.
+type MediaFile struct{ ent.Schema }
+
+func (MediaFile) Annotations() []schema.Annotation {
+	return []schema.Annotation{
+		entgql.RelayConnection(),
+		entgql.Type("MediaFile"),
+	}
+}
+
+func (MediaFile) Mixin() []ent.Mixin {
+	return []ent.Mixin{prefixedID{prefix: "med"}}
+}
+
+func (MediaFile) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("owner_id").Immutable().Annotations(entgql.Skip()),
+		field.String("upload_id").Optional().Nillable().Immutable().Annotations(entgql.Skip()),
+		field.String("file_name").NotEmpty(),
+		field.String("mime_type").NotEmpty(),
+		field.Enum("media_type").Values("IMAGE", "VIDEO", "AUDIO").
+			Annotations(entgql.Type("MediaType")),
+		field.Int64("file_size").NonNegative().
+			Annotations(entgql.Type("Int64")),
+		field.String("storage_key").NotEmpty().Annotations(entgql.Skip()),
+		field.String("bucket").Optional().Annotations(entgql.Skip()),
+		field.String("public_url").Optional().Nillable().Annotations(entgql.Skip()),
+		field.String("thumbnail_url").Optional().Nillable().Annotations(entgql.Skip()),
+		field.Int("width").Optional().Nillable().Annotations(entgql.Skip()),
+		field.Int("height").Optional().Nillable().Annotations(entgql.Skip()),
+		field.Int("duration_seconds").Optional().Nillable().Annotations(entgql.Skip()),
+		field.Enum("status").Values("PENDING", "PROCESSING", "READY", "FAILED").Default("PENDING").
+			Annotations(entgql.Type("MediaStatus")),
+		field.String("processing_error").Optional().Nillable().Annotations(entgql.Skip()),
+		field.String("content_hash").Optional().Nillable().
+			Annotations(entgql.Skip(entgql.SkipWhereInput)),
+		field.JSON("metadata", map[string]any{}).Optional().Annotations(entgql.Skip()),
+		field.Time("created_at").Immutable().
+			Annotations(entgql.OrderField("CREATED_AT"), entgql.Skip(entgql.SkipWhereInput)),
+		field.Time("processed_at").Optional().Nillable().Annotations(entgql.Skip()),
+		field.Time("deleted_at").Optional().Nillable().Annotations(entgql.Skip()),
+	}
+}
+
+func (MediaFile) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("owner", User.Type).Ref("media").Field("owner_id").Unique().Required().Immutable().
+			Annotations(entgql.Skip()),
+		edge.From("upload", UploadSession.Type).Ref("media").Field("upload_id").Unique().Immutable().
+			Annotations(entgql.Skip()),
+	}
+}
+
+func (MediaFile) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("owner_id", "created_at"),
+		index.Fields("owner_id", "media_type", "created_at"),
+		index.Fields("content_hash"),
+		index.Fields("status", "created_at"),
+	}
+}

@@ -1,0 +1,70 @@
+package schema
+
+import (
+	"entgo.io/contrib/entgql"
+	"entgo.io/ent"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+)
+
+// UploadSession is one file's upload. Its progress is derived from its
+// chunk rows; version is bumped in every transaction that changes what a
+// subscriber would see, so stale events can be told from fresh ones.
+type UploadSession struct{ ent.Schema }
+
+func (UploadSession) Annotations() []schema.Annotation {
+	return []schema.Annotation{entgql.Skip(entgql.SkipAll)}
+}
+
+func (UploadSession) Mixin() []ent.Mixin {
+	return []ent.Mixin{prefixedID{prefix: "upl"}, timestamps{}}
+}
+
+func (UploadSession) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("owner_id").Immutable(),
+		field.String("batch_id"),
+		field.String("file_name").NotEmpty(),
+		field.String("original_name"),
+		field.String("mime_type").NotEmpty().Immutable(),
+		field.Enum("media_type").Values("IMAGE", "VIDEO", "AUDIO").Immutable(),
+		field.Int64("total_size").Positive().Immutable(),
+		field.String("sha256").Optional().Nillable().Immutable(),
+		field.String("fingerprint").Optional().Nillable().Immutable(),
+		field.Int("duration_seconds").Optional().Nillable().Immutable(),
+		field.Enum("strategy").Values("SINGLE", "CHUNKED").Immutable(),
+		field.Int64("chunk_size").Positive().Immutable(),
+		field.Int("total_chunks").Positive().Immutable(),
+		field.Enum("status").
+			Values("INITIALIZED", "UPLOADING", "ASSEMBLING", "COMPLETED", "FAILED", "CANCELLED", "EXPIRED").
+			Default("INITIALIZED"),
+		field.String("storage_key").NotEmpty().Immutable(),
+		field.Time("expires_at"),
+		field.String("error").Optional().Nillable(),
+		field.Int("percent").Default(0).Comment("high-water mark, so percent never goes backwards"),
+		field.Int64("version").Default(1),
+		field.Bool("bytes_freed").Default(false).Comment("storage released after cancel or expiry"),
+		field.Time("finished_at").Optional().Nillable(),
+	}
+}
+
+func (UploadSession) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("owner", User.Type).Ref("uploads").Field("owner_id").Unique().Required().Immutable(),
+		edge.From("batch", UploadBatch.Type).Ref("uploads").Field("batch_id").Unique().Required(),
+		edge.To("chunks", UploadChunk.Type),
+		edge.To("media", MediaFile.Type).Unique(),
+	}
+}
+
+func (UploadSession) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("owner_id", "status"),
+		index.Fields("owner_id", "fingerprint"),
+		index.Fields("owner_id", "sha256"),
+		index.Fields("status", "expires_at"),
+		index.Fields("bytes_freed", "status"),
+	}
+}

@@ -1,0 +1,115 @@
+package graph
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// Authenticator turns an Authorization header value ("Bearer …") into
+// the caller's user id.
+type Authenticator interface {
+	Authenticate(ctx context.Context, authorization string) (userID string, err error)
+}
+
+// ServerOptions configure the GraphQL endpoint.
+type ServerOptions struct {
+	Uploads *upload.Service
+	Auth    Authenticator
+	Logger  *slog.Logger
+	// AllowedOrigins lists the browser origins allowed to open websockets
+	// besides the server's own; "*" allows any.
+	AllowedOrigins []string
+	// PingInterval is the graphql-transport-ws keep-alive ping period.
+	PingInterval time.Duration
+	// ComplexityLimit bounds the cost of one operation.
+	ComplexityLimit int
+}
+
+// NewServer returns the GraphQL handler for POST, GET, multipart and
+// websockets (graphql-transport-ws and legacy graphql-ws).
+func NewServer(o ServerOptions) *handler.Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.ComplexityLimit == 0 {
+		o.ComplexityLimit = 500
+	}
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Uploads: o.Uploads}}))
+	srv.AddTransport(transport.Websocket{
+		Upgrader: websocket.Upgrader{
+			CheckOrigin:     originChecker(o.AllowedOrigins),
+			ReadBufferSize:  4096,
+			WriteBufferSize: 4096,
+		},
+		InitFunc:         websocketAuth(o.Auth),
+		InitTimeout:      10 * time.Second,
+		PingPongInterval: o.PingInterval,
+		// KeepAlivePingInterval serves legacy graphql-ws clients, which
+		// do not answer pings.
+		KeepAlivePingInterval: o.PingInterval,
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.AddTransport(transport.MultipartForm{MaxUploadSize: 10 << 20, MaxMemory: 1 << 20})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	srv.Use(extension.FixedComplexityLimit(o.ComplexityLimit))
+	srv.SetErrorPresenter(presentError(o.Logger))
+	srv.SetRecoverFunc(recoverPanic(o.Logger))
+	return srv
+}
+
+// websocketAuth reads the token from the connection_init payload. A bad
+// or missing token does not refuse the connection: gqlgen would close it
+// with code 1000, which graphql-ws clients retry at once, forever. The
+// connection is accepted unauthenticated instead, and every operation on
+// it answers UNAUTHENTICATED, which clients do not retry.
+func websocketAuth(auth Authenticator) transport.WebsocketInitFunc {
+	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		header := p.Authorization()
+		if header == "" {
+			header, _ = p["authorization"].(string)
+		}
+		userID, err := auth.Authenticate(ctx, header)
+		if err != nil {
+			return ctx, nil, nil
+		}
+		return upload.WithCaller(ctx, userID), nil, nil
+	}
+}
+
+// originChecker allows websocket upgrades from no Origin (non-browser
+// clients), the server's own origin, and the allow-list.
+func originChecker(allowed []string) func(r *http.Request) bool {
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			return true
+		}
+		if slices.Contains(allowed, "*") || slices.Contains(allowed, origin) {
+			return true
+		}
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+}
+

@@ -1,0 +1,248 @@
+// Package app wires spool together: it opens the engines a Config names,
+// builds the upload service and the HTTP surface, and runs them. The
+// binary and the end-to-end tests both run spool through Main.
+package app
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	entsql "entgo.io/ent/dialect/sql"
+	"entgo.io/ent/dialect"
+	_ "modernc.org/sqlite" // the embedded database driver
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/graph"
+	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/httpapi"
+	"github.com/spoolhq/spool/internal/progress"
+	"github.com/spoolhq/spool/internal/signing"
+	"github.com/spoolhq/spool/internal/storage/localfs"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// Config is everything spool can be told; cmd/spool fills it from flags
+// and the environment. Zero values take the defaults of DefaultConfig.
+type Config struct {
+	// Addr is where to listen, HOST:PORT (port 0 picks a free one).
+	Addr string
+	// DataDir holds the embedded database, the files and the secret.
+	DataDir string
+	// PublicURL is the base of the URLs spool hands out; empty means
+	// http://<listen address>.
+	PublicURL string
+	// JWTSecret signs tokens and URLs; empty means the one kept in
+	// DataDir (created on first start).
+	JWTSecret []byte
+	// AllowedOrigins may call spool from browsers (CORS, websockets).
+	AllowedOrigins []string
+	// SweepInterval is how often expired uploads are swept.
+	SweepInterval time.Duration
+	// Upload holds the upload rules.
+	Upload upload.Config
+}
+
+// DefaultConfig returns the embedded defaults.
+func DefaultConfig() Config {
+	return Config{
+		Addr:          "127.0.0.1:8080",
+		DataDir:       "data",
+		SweepInterval: time.Minute,
+		Upload:        upload.DefaultConfig(),
+	}
+}
+
+// SecretFile is where the generated secret is kept in the data dir.
+const SecretFile = "jwt-secret"
+
+// Secret returns the configured secret, or the data dir's (creating it).
+func (c Config) Secret() ([]byte, error) {
+	if len(c.JWTSecret) > 0 {
+		if len(c.JWTSecret) < auth.MinSecretSize {
+			return nil, fmt.Errorf("the JWT secret must be at least %d bytes", auth.MinSecretSize)
+		}
+		return c.JWTSecret, nil
+	}
+	return auth.LoadOrCreateSecret(filepath.Join(c.DataDir, SecretFile))
+}
+
+// Main is one running spool server.
+type Main struct {
+	cfg    Config
+	log    *slog.Logger
+	db     *ent.Client
+	svc    *upload.Service
+	ln     net.Listener
+	srv    *http.Server
+	url    string
+	ready  atomic.Bool
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a Main that will run with cfg.
+func New(cfg Config, log *slog.Logger) *Main {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Main{cfg: cfg, log: log, done: make(chan struct{})}
+}
+
+// Run opens the engines, starts listening and serving, and returns once
+// spool is ready; serving goes on until Close.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			m.closeEngines()
+		}
+	}()
+	cfg := m.cfg
+	if cfg.DataDir == "" {
+		return errors.New("a data directory is required")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	secret, err := cfg.Secret()
+	if err != nil {
+		return err
+	}
+	issuer, err := auth.NewIssuer(secret)
+	if err != nil {
+		return err
+	}
+	urlSigner, err := signing.New(secret)
+	if err != nil {
+		return err
+	}
+	if m.db, err = openSQLite(ctx, filepath.Join(cfg.DataDir, "spool.db")); err != nil {
+		return err
+	}
+	store, err := localfs.New(filepath.Join(cfg.DataDir, "files"))
+	if err != nil {
+		return fmt.Errorf("opening file store: %w", err)
+	}
+	if m.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+	}
+	m.url = cfg.PublicURL
+	if m.url == "" {
+		m.url = "http://" + m.ln.Addr().String()
+	}
+	urls := httpapi.NewURLSigner(m.url, urlSigner)
+	m.svc, err = upload.NewService(upload.Deps{
+		DB: m.db, Store: store, Broker: progress.NewHub(), Signer: urls, Logger: m.log,
+	}, cfg.Upload)
+	if err != nil {
+		return fmt.Errorf("upload rules: %w", err)
+	}
+	authn := tokenAuth{issuer: issuer, users: m.svc}
+	gql := graph.NewServer(graph.ServerOptions{
+		Uploads: m.svc, Auth: authn, Logger: m.log, AllowedOrigins: cfg.AllowedOrigins,
+	})
+	m.srv = &http.Server{
+		Handler: httpapi.New(httpapi.Options{
+			Uploads: m.svc, URLs: urls, Auth: authn, GraphQL: gql,
+			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Logger: m.log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	go func() {
+		defer close(m.done)
+		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("serving stopped", "err", err)
+		}
+	}()
+	go m.svc.RunSweeper(runCtx, cfg.SweepInterval)
+	m.ready.Store(true)
+	m.log.Info("spool ready", "url", m.url, "data_dir", cfg.DataDir)
+	return nil
+}
+
+// URL is the base URL spool serves at.
+func (m *Main) URL() string { return m.url }
+
+// Service returns the upload service (for tests and tools).
+func (m *Main) Service() *upload.Service { return m.svc }
+
+// Close stops taking requests, lets running ones finish (for up to 10 s),
+// waits for background work and closes the engines.
+func (m *Main) Close() error {
+	m.ready.Store(false)
+	var err error
+	if m.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = m.srv.Shutdown(ctx)
+		<-m.done
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.closeEngines()
+	return err
+}
+
+func (m *Main) closeEngines() {
+	if m.svc != nil {
+		m.svc.Close()
+	}
+	if m.db != nil {
+		_ = m.db.Close()
+	}
+	if m.ln != nil && m.srv == nil {
+		_ = m.ln.Close()
+	}
+}
+
+// openSQLite opens the embedded database and brings its schema up to date.
+func openSQLite(ctx context.Context, path string) (*ent.Client, error) {
+	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and a single
+	// connection rules out SQLITE_BUSY between our own transactions.
+	db.SetMaxOpenConns(1)
+	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, db)))
+	if err := client.Schema.Create(ctx); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("migrating %s: %w", path, err)
+	}
+	return client, nil
+}
+
+// tokenAuth authenticates bearer tokens and maps their subject to a user.
+type tokenAuth struct {
+	issuer *auth.Issuer
+	users  *upload.Service
+}
+
+func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, error) {
+	token, ok := auth.BearerToken(header)
+	if !ok {
+		return "", auth.ErrInvalidToken
+	}
+	subject, err := a.issuer.Verify(token)
+	if err != nil {
+		return "", err
+	}
+	u, err := a.users.EnsureUser(ctx, subject)
+	if err != nil {
+		return "", err
+	}
+	return u.ID, nil
+}

@@ -1,0 +1,145 @@
+// Package auth issues and verifies the bearer tokens that identify spool's
+// users, and loads the secret that signs them.
+//
+// Tokens are JWTs signed with HS256 carrying the issuer "spool", the user
+// as subject, and issue and expiry times. The package owns the token
+// format and its checks; it knows nothing about users beyond their names.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// MinSecretSize is the shortest signing secret accepted, in bytes.
+const MinSecretSize = 32
+
+// issuer is the "iss" claim of every token.
+const issuer = "spool"
+
+// maxTokenLen bounds the work Verify does for a hostile token; ours are
+// about 200 bytes.
+const maxTokenLen = 4096
+
+// ErrInvalidToken is wrapped by every error Verify returns, whatever the
+// reason (malformed, wrong algorithm, bad signature, expired, bad subject).
+var ErrInvalidToken = errors.New("auth: invalid token")
+
+// Issuer mints and verifies tokens with one secret. It is safe for
+// concurrent use.
+type Issuer struct {
+	secret []byte
+	now    func() time.Time // time.Now except in tests
+}
+
+// NewIssuer returns an Issuer signing with secret, which it copies. It
+// returns an error if secret is shorter than MinSecretSize bytes.
+func NewIssuer(secret []byte) (*Issuer, error) {
+	if len(secret) < MinSecretSize {
+		return nil, fmt.Errorf("auth: secret is %d bytes, must be at least %d bytes", len(secret), MinSecretSize)
+	}
+	return &Issuer{secret: append([]byte(nil), secret...), now: time.Now}, nil
+}
+
+// Issue returns a token for subject that expires after ttl. It returns an
+// error if subject is not valid (see ValidSubject) or ttl is not positive.
+func (i *Issuer) Issue(subject string, ttl time.Duration) (string, error) {
+	if !ValidSubject(subject) {
+		return "", fmt.Errorf("auth: invalid subject %.40q: want 1 to 128 of A-Z a-z 0-9 . _ @ -", subject)
+	}
+	if ttl <= 0 {
+		return "", fmt.Errorf("auth: token lifetime %v must be positive", ttl)
+	}
+	now := i.now()
+	claims := jwt.RegisteredClaims{
+		Issuer:    issuer,
+		Subject:   subject,
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+	}
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(i.secret)
+	if err != nil {
+		return "", fmt.Errorf("auth: signing token: %w", err)
+	}
+	return token, nil
+}
+
+// Verify checks token and returns its subject. It returns an error
+// wrapping ErrInvalidToken if the token is malformed, not signed with
+// HS256 by this Issuer's secret, not issued by "spool", expired or
+// without an expiry, or if its subject is not valid. Where the JWT library
+// names the reason (jwt.ErrTokenExpired, ...), the error wraps that too.
+func (i *Issuer) Verify(token string) (subject string, err error) {
+	// The base64 decoder skips CR and LF, which would give one token many
+	// spellings; and nothing else belongs in a JWT either.
+	if len(token) > maxTokenLen || !isTokenSyntax(token) {
+		return "", fmt.Errorf("%w: malformed", ErrInvalidToken)
+	}
+	var claims jwt.RegisteredClaims
+	_, err = jwt.ParseWithClaims(token, &claims,
+		func(*jwt.Token) (any, error) { return i.secret, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithStrictDecoding(),
+		jwt.WithTimeFunc(i.now),
+	)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if !ValidSubject(claims.Subject) {
+		return "", fmt.Errorf("%w: invalid subject", ErrInvalidToken)
+	}
+	return claims.Subject, nil
+}
+
+// isTokenSyntax reports whether token has only the characters of a
+// compact JWT: base64url and dots.
+func isTokenSyntax(token string) bool {
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		if !(isAlnum(c) || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidSubject reports whether s can name a user in a token: 1 to 128
+// characters, each an ASCII letter or digit or one of . _ @ -.
+func ValidSubject(s string) bool {
+	if len(s) < 1 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(isAlnum(c) || c == '.' || c == '_' || c == '@' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// BearerToken returns the token of an Authorization header value of the
+// form "Bearer <token>". The scheme is matched case-insensitively and
+// surrounding spaces are ignored. It returns false if the scheme is not
+// Bearer or the token is empty or contains white space.
+func BearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	if token == "" || strings.ContainsAny(token, " \t\r\n") {
+		return "", false
+	}
+	return token, true
+}

@@ -1,0 +1,124 @@
+// Package httpapi is spool's HTTP surface: the data plane that takes chunk
+// bytes and serves finished files (DESIGN §5), the GraphQL endpoint's
+// middleware (auth, CORS, body limits) and health checks. It maps domain
+// errors to HTTP statuses in one table.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/rs/cors"
+
+	"github.com/spoolhq/spool/internal/signing"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// Authenticator turns an Authorization header value into a user id.
+type Authenticator interface {
+	Authenticate(ctx context.Context, authorization string) (userID string, err error)
+}
+
+// Options configure the HTTP surface.
+type Options struct {
+	Uploads *upload.Service
+	URLs    *URLSigner
+	Auth    Authenticator
+	// GraphQL serves /graphql; requests reach it with the caller (if any)
+	// in their context.
+	GraphQL http.Handler
+	// AllowedOrigins are the browser origins allowed cross-origin (CORS);
+	// "*" allows any. The server's own origin needs no entry.
+	AllowedOrigins []string
+	// Ready reports whether the server can take requests (for /healthz).
+	Ready  func() bool
+	Logger *slog.Logger
+}
+
+// Request body limits of the GraphQL endpoint; chunk bodies are bounded
+// by their chunk size instead.
+const (
+	maxGraphQLBody   = 1 << 20
+	maxMultipartBody = 11 << 20
+)
+
+// New returns the handler for every route spool serves.
+func New(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handlers{Options: o}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /uploads/{id}/chunks/{index}", h.putSignedChunk)
+	mux.HandleFunc("PUT /uploads/{id}", h.putRange)
+	mux.HandleFunc("HEAD /uploads/{id}", h.headUpload)
+	mux.HandleFunc("GET /media/{id}/{name}", h.getMedia)
+	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.Handle("/graphql", h.withCaller(limitBody(o.GraphQL)))
+	return corsFor(o.AllowedOrigins).Handler(mux)
+}
+
+type handlers struct{ Options }
+
+// withCaller puts the bearer token's user into the request context. A
+// missing or bad token leaves the request anonymous: every GraphQL field
+// then answers UNAUTHENTICATED, as over websockets.
+func (h *handlers) withCaller(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if header := r.Header.Get("Authorization"); header != "" {
+			if uid, err := h.Auth.Authenticate(r.Context(), header); err == nil {
+				r = r.WithContext(upload.WithCaller(r.Context(), uid))
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit := int64(maxGraphQLBody)
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+			limit = maxMultipartBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func corsFor(allowed []string) *cors.Cors {
+	return cors.New(cors.Options{
+		AllowedOrigins: allowed,
+		AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodOptions},
+		AllowedHeaders: []string{"Authorization", "Content-Type", "Content-Range", "Content-MD5", "X-Goog-Hash",
+			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight"},
+		ExposedHeaders: []string{"Range", "Spool-Upload-Status", "Spool-Uploaded-Bytes", "Spool-Total-Bytes",
+			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length"},
+		AllowCredentials: false,
+		MaxAge:           600,
+	})
+}
+
+func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) {
+	if h.Ready != nil && !h.Ready() {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// URLSigner makes and checks the signed URLs of spool's data plane. It
+// implements upload.Signer.
+type URLSigner struct {
+	base   string // e.g. "http://127.0.0.1:8080", no trailing slash
+	signer *signing.Signer
+}
+
+var _ upload.Signer = (*URLSigner)(nil)
+
+// NewURLSigner signs URLs under base (the server's public URL).
+func NewURLSigner(base string, signer *signing.Signer) *URLSigner {
+	return &URLSigner{base: strings.TrimRight(base, "/"), signer: signer}
+}

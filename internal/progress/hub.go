@@ -1,0 +1,137 @@
+// Package progress owns the fan-out of upload progress events to
+// subscribers: the in-process Hub, and the per-subscriber mailbox (Feed)
+// that collapses pending events to the latest per upload so a slow reader
+// costs bounded memory and never holds up a publisher.
+//
+// A broker that crosses replicas (Redis) is meant to wrap a Hub: it hands
+// the messages it receives to Hub.Deliver and calls Hub.Resync after a
+// reconnect, and keeps the fan-out and mailbox semantics defined here.
+package progress
+
+import (
+	"context"
+	"sync"
+
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// Hub fans progress events out to the feeds of this process. The zero Hub
+// is ready to use; it starts no goroutines of its own.
+type Hub struct {
+	// mu guards topics and live. Publishers only take it for reading, so
+	// they never wait for each other, and a feed's own lock is held only
+	// for a map write, so they never wait for a subscriber to read either.
+	mu     sync.RWMutex
+	topics map[upload.Topic]map[*feed]struct{}
+	live   int
+}
+
+var _ upload.Broker = (*Hub)(nil)
+
+// NewHub returns an empty Hub.
+func NewHub() *Hub {
+	return &Hub{topics: make(map[upload.Topic]map[*feed]struct{})}
+}
+
+// Publish delivers ev to the feeds of its upload and of its owner in this
+// process. It never blocks and never fails: ctx is accepted for the Broker
+// contract but deliberately ignored, because an event published after a
+// commit must reach subscribers even if the request that made the change
+// has just been cancelled.
+func (h *Hub) Publish(_ context.Context, ev upload.Progress) error {
+	h.Deliver(ev)
+	return nil
+}
+
+// Deliver hands ev to every live feed subscribed to its upload's or its
+// owner's topic, without waiting for any of them to read. It is the
+// in-process half of Publish, for a wrapping broker to call with events it
+// received from elsewhere.
+//
+// Events are shared between feeds: readers must treat their slices and
+// pointers (FailedChunks, MediaID, Error) as read-only.
+func (h *Hub) Deliver(ev upload.Progress) {
+	// Putting while holding the read lock, rather than copying the feeds
+	// out first, is what lets Close promise that nothing arrives after it
+	// returns; put never waits for a reader, so the lock is held briefly.
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for f := range h.topics[upload.UploadTopic(ev.UploadID)] {
+		f.put(ev)
+	}
+	for f := range h.topics[upload.UserTopic(ev.OwnerID)] {
+		f.put(ev)
+	}
+}
+
+// Subscribe registers a feed for topic before returning, so a caller that
+// reads its snapshot afterwards misses no event. The feed lives until it is
+// closed or ctx is done, whichever comes first.
+//
+// It returns ctx.Err() without registering anything if ctx is already done.
+func (h *Hub) Subscribe(ctx context.Context, topic upload.Topic) (upload.Feed, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f := newFeed(h, topic)
+	h.add(f)
+	// AfterFunc rather than a goroutine parked on ctx.Done(): it costs
+	// nothing until ctx ends, and Close can cancel it so a feed closed
+	// first leaves nothing behind.
+	f.stopWatch = context.AfterFunc(ctx, f.shutdown)
+	return f, nil
+}
+
+// Resync marks every live feed as having possibly missed events, so its
+// next Drain reports resync once, and wakes its reader. A wrapping broker
+// calls it after its connection to other replicas was lost and restored.
+func (h *Hub) Resync() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, feeds := range h.topics {
+		for f := range feeds {
+			f.markResync()
+		}
+	}
+}
+
+// Subscribers returns the number of live feeds, for tests and metrics.
+func (h *Hub) Subscribers() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.live
+}
+
+func (h *Hub) add(f *feed) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.topics == nil {
+		h.topics = make(map[upload.Topic]map[*feed]struct{})
+	}
+	feeds := h.topics[f.topic]
+	if feeds == nil {
+		feeds = make(map[*feed]struct{})
+		h.topics[f.topic] = feeds
+	}
+	feeds[f] = struct{}{}
+	h.live++
+}
+
+func (h *Hub) remove(f *feed) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	feeds, ok := h.topics[f.topic]
+	if !ok {
+		return
+	}
+	if _, ok := feeds[f]; !ok {
+		return
+	}
+	delete(feeds, f)
+	h.live--
+	// Drop empty topics so the map tracks live subscriptions, not every
+	// upload that was ever watched.
+	if len(feeds) == 0 {
+		delete(h.topics, f.topic)
+	}
+}

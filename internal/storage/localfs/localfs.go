@@ -1,0 +1,460 @@
+// Package localfs is the embedded storage engine: it keeps uploads and the
+// files they become on the local disk.
+//
+// Each upload is one file in the staging tree, created at its full size, and
+// every chunk is written at its own offset in it, so assembling is a rename
+// into the objects tree and no byte is ever copied twice. Both trees live
+// under one root directory so the rename never crosses file systems.
+package localfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+const (
+	stagingDirName = "staging"
+	objectsDirName = "objects"
+
+	dirPerm  = 0o750
+	filePerm = 0o640
+
+	// copyBufferSize bounds the memory one WriteChunk holds, whatever the
+	// chunk size.
+	copyBufferSize = 1 << 20
+)
+
+// Options tunes a Store. The zero value is the default.
+type Options struct {
+	// SyncWrites makes WriteChunk fsync the chunk before returning, so an
+	// acknowledged chunk survives a power loss. It roughly halves chunk
+	// throughput; without it a crash can lose chunks written in the last
+	// few seconds, which the client then sends again.
+	SyncWrites bool
+}
+
+// Store is an upload.Store on the local disk. It is safe for concurrent use
+// within one process; two processes must not share a directory.
+type Store struct {
+	stagingDir string
+	objectsDir string
+	opts       Options
+
+	buffers sync.Pool // of *[]byte, copyBufferSize long
+
+	// uploads lets writes of one upload run together but keeps them apart
+	// from Prepare, Assemble and Discard: a write still running when its
+	// staging file is renamed would otherwise change a finished object.
+	uploads lockTable[string]
+	// chunks keeps two sends of one chunk from interleaving their bytes.
+	chunks lockTable[chunkID]
+}
+
+type chunkID struct {
+	key   string
+	index int
+}
+
+var _ upload.Store = (*Store)(nil)
+
+// New returns a Store keeping its files under dir, with default options.
+func New(dir string) (*Store, error) {
+	return NewWithOptions(dir, Options{})
+}
+
+// NewWithOptions returns a Store keeping its files under dir, creating dir
+// and its layout if needed. It fails if they cannot be created.
+func NewWithOptions(dir string, opts Options) (*Store, error) {
+	s := &Store{
+		stagingDir: filepath.Join(dir, stagingDirName),
+		objectsDir: filepath.Join(dir, objectsDirName),
+		opts:       opts,
+		buffers: sync.Pool{New: func() any {
+			b := make([]byte, copyBufferSize)
+			return &b
+		}},
+	}
+	for _, d := range []string{s.stagingDir, s.objectsDir} {
+		if err := os.MkdirAll(d, dirPerm); err != nil {
+			return nil, fmt.Errorf("localfs: create layout: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Prepare creates the staging file for key with size bytes. The file is
+// sparse, so this costs no disk space until chunks arrive. Preparing an
+// upload again keeps the bytes already written (resized to size), so a
+// retried Prepare cannot lose acknowledged chunks. It fails if key is not a
+// valid key or size is negative.
+func (s *Store) Prepare(ctx context.Context, key string, size int64) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if size < 0 {
+		return fmt.Errorf("localfs: prepare %q: negative size %d", key, size)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	defer s.uploads.lock(key)()
+
+	p := s.stagingPath(key)
+	if err := os.MkdirAll(filepath.Dir(p), dirPerm); err != nil {
+		return fmt.Errorf("localfs: prepare %q: %w", key, err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, filePerm)
+	if err != nil {
+		return fmt.Errorf("localfs: prepare %q: %w", key, err)
+	}
+	err = f.Truncate(size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("localfs: prepare %q: %w", key, err)
+	}
+	return nil
+}
+
+// WriteChunk writes body at the chunk's offset in the staging file. It
+// returns body's error unchanged when body fails. It returns an error
+// wrapping upload.ErrNotExist if the upload was never prepared or has been
+// discarded or assembled, and an error if the chunk lies outside the
+// prepared size or body holds more than chunk.Size bytes; the bytes past
+// chunk.Size are never written.
+func (s *Store) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRef, body io.Reader) (int64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	if chunk.Index < 0 || chunk.Offset < 0 || chunk.Size < 0 {
+		return 0, fmt.Errorf("localfs: write %q: invalid chunk %+v", key, chunk)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	defer s.uploads.rlock(key)()
+	defer s.chunks.lock(chunkID{key, chunk.Index})()
+	// The request may have been abandoned while it waited for the locks.
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+
+	f, err := os.OpenFile(s.stagingPath(key), os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("localfs: write %q: upload %w", key, upload.ErrNotExist)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("localfs: write %q: %w", key, err)
+	}
+	defer f.Close()
+
+	info, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("localfs: write %q: %w", key, err)
+	}
+	// Writing past the prepared size would grow the file and make Assemble
+	// fail on its size check, long after the faulty request.
+	if chunk.Offset > info.Size() || chunk.Size > info.Size()-chunk.Offset {
+		return 0, fmt.Errorf("localfs: write %q: chunk %d [%d, +%d) outside upload of %d bytes",
+			key, chunk.Index, chunk.Offset, chunk.Size, info.Size())
+	}
+
+	n, err := s.copyChunk(f, chunk, body)
+	if err != nil {
+		return n, err
+	}
+	if s.opts.SyncWrites {
+		if err := f.Sync(); err != nil {
+			return n, fmt.Errorf("localfs: write %q: sync: %w", key, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return n, fmt.Errorf("localfs: write %q: %w", key, err)
+	}
+	return n, nil
+}
+
+// copyChunk streams body into f at the chunk's offset. Errors from body come
+// back unwrapped so callers can tell a failed request from a failed disk.
+func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, body io.Reader) (int64, error) {
+	buf := s.buffers.Get().(*[]byte)
+	defer s.buffers.Put(buf)
+
+	w := &boundedWriter{w: io.NewOffsetWriter(f, chunk.Offset), left: chunk.Size}
+	// Hiding body's WriterTo makes the copy go through buf, so memory stays
+	// bounded however body is implemented.
+	n, err := io.CopyBuffer(w, struct{ io.Reader }{body}, *buf)
+	switch {
+	case err == nil:
+		return n, nil
+	case w.err != nil && errors.Is(err, w.err):
+		return n, fmt.Errorf("localfs: write chunk %d: %w", chunk.Index, err)
+	default:
+		return n, err
+	}
+}
+
+var errChunkOverflow = errors.New("body is longer than the chunk")
+
+// boundedWriter writes at most left bytes, then fails, so a body longer than
+// its chunk cannot overwrite the next chunk.
+type boundedWriter struct {
+	w    io.Writer
+	left int64
+	err  error // the last error Write returned
+}
+
+func (b *boundedWriter) Write(p []byte) (int, error) {
+	over := int64(len(p)) > b.left
+	if over {
+		p = p[:b.left]
+	}
+	n, err := b.w.Write(p)
+	b.left -= int64(n)
+	if err == nil && over {
+		err = errChunkOverflow
+	}
+	b.err = err
+	return n, err
+}
+
+// Assemble renames the staging file of key to its object and returns the
+// object's key, which is key. It syncs the file first, so a finished object
+// survives a crash. If the upload was already assembled it returns the same
+// object. It returns an error wrapping upload.ErrNotExist if there is
+// neither a staging file nor an object, and an error if the file does not
+// hold size bytes. totalChunks is not needed: the chunks already lie in
+// place.
+func (s *Store) Assemble(ctx context.Context, key string, totalChunks int, size int64) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", err
+	}
+	if totalChunks < 0 || size < 0 {
+		return "", fmt.Errorf("localfs: assemble %q: invalid totalChunks %d or size %d", key, totalChunks, size)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	defer s.uploads.lock(key)()
+
+	staging, object := s.stagingPath(key), s.objectPath(key)
+	info, err := os.Stat(staging)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.assembled(key, size)
+	}
+	if err != nil {
+		return "", fmt.Errorf("localfs: assemble %q: %w", key, err)
+	}
+	if info.Size() != size {
+		return "", fmt.Errorf("localfs: assemble %q: staging file has %d bytes, want %d", key, info.Size(), size)
+	}
+	if err := syncFile(staging); err != nil {
+		return "", fmt.Errorf("localfs: assemble %q: %w", key, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(object), dirPerm); err != nil {
+		return "", fmt.Errorf("localfs: assemble %q: %w", key, err)
+	}
+	if err := os.Rename(staging, object); err != nil {
+		return "", fmt.Errorf("localfs: assemble %q: %w", key, err)
+	}
+	if err := syncFile(filepath.Dir(object)); err != nil {
+		return "", fmt.Errorf("localfs: assemble %q: %w", key, err)
+	}
+	return key, nil
+}
+
+// assembled returns key if its object already exists with size bytes: the
+// staging file is gone because an earlier Assemble succeeded.
+func (s *Store) assembled(key string, size int64) (string, error) {
+	info, err := os.Stat(s.objectPath(key))
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !info.Mode().IsRegular()) {
+		return "", fmt.Errorf("localfs: assemble %q: upload %w", key, upload.ErrNotExist)
+	}
+	if err != nil {
+		return "", fmt.Errorf("localfs: assemble %q: %w", key, err)
+	}
+	if info.Size() != size {
+		return "", fmt.Errorf("localfs: assemble %q: object has %d bytes, want %d", key, info.Size(), size)
+	}
+	return key, nil
+}
+
+// Open opens the object for reading. It returns an error wrapping
+// upload.ErrNotExist if there is no such object, including when objectKey is
+// not a valid key.
+func (s *Store) Open(ctx context.Context, objectKey string) (upload.Object, error) {
+	if err := checkKey(objectKey); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, upload.ErrNotExist)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.objectPath(objectKey))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("localfs: open %q: %w", objectKey, upload.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("localfs: open %q: %w", objectKey, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("localfs: open %q: %w", objectKey, err)
+	}
+	// A key that is a prefix of other keys names a directory, not an object.
+	if !info.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("localfs: open %q: %w", objectKey, upload.ErrNotExist)
+	}
+	return &object{f: f, size: info.Size(), modTime: info.ModTime()}, nil
+}
+
+// Discard removes the staging file of key. It is not an error if there is
+// none. It fails if key is not a valid key or the file cannot be removed.
+func (s *Store) Discard(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	defer s.uploads.lock(key)()
+	return removeFile(s.stagingPath(key))
+}
+
+// Delete removes the object. It is not an error if there is none. Readers
+// that already opened it can finish. It fails if objectKey is not a valid
+// key or the file cannot be removed.
+//
+// Neither Delete nor Discard removes emptied parent directories: they are
+// shared by a user's uploads and come back with the next one, and removing
+// them would race with a Prepare or Assemble creating a file inside.
+func (s *Store) Delete(ctx context.Context, objectKey string) error {
+	if err := checkKey(objectKey); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return removeFile(s.objectPath(objectKey))
+}
+
+func (s *Store) stagingPath(key string) string {
+	return filepath.Join(s.stagingDir, filepath.FromSlash(key))
+}
+
+func (s *Store) objectPath(key string) string {
+	return filepath.Join(s.objectsDir, filepath.FromSlash(key))
+}
+
+// checkKey refuses keys that could name a file outside the store or alias
+// another key. Keys are built by spool, so a refused key is a bug upstream.
+func checkKey(key string) error {
+	switch {
+	case key == "", key == ".",
+		strings.HasPrefix(key, "/"),
+		strings.Contains(key, ".."),
+		strings.ContainsAny(key, "\\\x00"),
+		path.Clean(key) != key: // "a//b", "a/./b", "a/"
+		return fmt.Errorf("localfs: invalid key %q", key)
+	}
+	return nil
+}
+
+func removeFile(name string) error {
+	err := os.Remove(name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("localfs: %w", err)
+	}
+	return nil
+}
+
+// syncFile fsyncs a file or directory by name.
+func syncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// object is an upload.Object. It wraps the file rather than embedding it so
+// callers cannot write through a type assertion.
+type object struct {
+	f       *os.File
+	size    int64
+	modTime time.Time
+}
+
+func (o *object) Read(p []byte) (int, error)                   { return o.f.Read(p) }
+func (o *object) ReadAt(p []byte, off int64) (int, error)      { return o.f.ReadAt(p, off) }
+func (o *object) Seek(offset int64, whence int) (int64, error) { return o.f.Seek(offset, whence) }
+func (o *object) Close() error                                 { return o.f.Close() }
+func (o *object) Size() int64                                  { return o.size }
+func (o *object) ModTime() time.Time                           { return o.modTime }
+
+// lockTable holds one RWMutex per key, only while someone holds or waits
+// for it, so it does not grow with the number of uploads ever seen.
+type lockTable[K comparable] struct {
+	mu    sync.Mutex
+	locks map[K]*refLock
+}
+
+type refLock struct {
+	sync.RWMutex
+	refs int // holders and waiters; guarded by lockTable.mu
+}
+
+// lock takes k exclusively and returns the function that releases it.
+func (t *lockTable[K]) lock(k K) (unlock func()) {
+	l := t.acquire(k)
+	l.Lock()
+	return func() { l.Unlock(); t.release(k, l) }
+}
+
+// rlock takes k shared and returns the function that releases it.
+func (t *lockTable[K]) rlock(k K) (unlock func()) {
+	l := t.acquire(k)
+	l.RLock()
+	return func() { l.RUnlock(); t.release(k, l) }
+}
+
+func (t *lockTable[K]) acquire(k K) *refLock {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.locks == nil {
+		t.locks = make(map[K]*refLock)
+	}
+	l := t.locks[k]
+	if l == nil {
+		l = &refLock{}
+		t.locks[k] = l
+	}
+	l.refs++
+	return l
+}
+
+func (t *lockTable[K]) release(k K, l *refLock) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l.refs--
+	if l.refs == 0 {
+		delete(t.locks, k)
+	}
+}

@@ -1,0 +1,497 @@
+// Package storagetest is the conformance suite for upload.Store engines.
+// Every engine's tests call Run, so the domain can rely on the same
+// behaviour from local disk and from object storage.
+package storagetest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// chunkSize is small so the suite stays fast; engines must not depend on
+// chunk sizes seen in production.
+const chunkSize = 1 << 10
+
+// Run runs the suite. newStore returns an empty store for one subtest and
+// arranges its cleanup with t.Cleanup.
+func Run(t *testing.T, newStore func(t *testing.T) upload.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s upload.Store)
+	}{
+		{"WriteOutOfOrderInParallel", testWriteOutOfOrderInParallel},
+		{"ChunkCounts", testChunkCounts},
+		{"RewriteReplacesChunk", testRewriteReplacesChunk},
+		{"ConcurrentSendsOfOneChunk", testConcurrentSendsOfOneChunk},
+		{"DifferentChunksWriteTogether", testDifferentChunksWriteTogether},
+		{"ShortBody", testShortBody},
+		{"BodyError", testBodyError},
+		{"AssembleIdempotent", testAssembleIdempotent},
+		{"OpenMissing", testOpenMissing},
+		{"Discard", testDiscard},
+		{"Delete", testDelete},
+		{"SeekAndRangeRead", testSeekAndRangeRead},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.fn(t, newStore(t))
+		})
+	}
+}
+
+func testWriteOutOfOrderInParallel(t *testing.T, s upload.Store) {
+	data := randomBytes(t, 9*chunkSize+100)
+	key := "usr_suite/upl_parallel"
+	prepare(t, s, key, len(data))
+	writeChunks(t, s, key, data, rand.Perm(chunkCount(len(data))))
+	checkObject(t, s, assemble(t, s, key, data), data)
+}
+
+func testChunkCounts(t *testing.T, s upload.Store) {
+	tests := []struct {
+		name string
+		size int
+	}{
+		{"OneByte", 1},
+		{"OneChunk", chunkSize},
+		{"32Chunks", 32 * chunkSize},
+		{"33ChunksLastShort", 32*chunkSize + 7},
+		{"33Chunks", 33 * chunkSize},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := randomBytes(t, tt.size)
+			key := "usr_suite/upl_count_" + tt.name
+			prepare(t, s, key, len(data))
+			writeChunks(t, s, key, data, rand.Perm(chunkCount(len(data))))
+			checkObject(t, s, assemble(t, s, key, data), data)
+		})
+	}
+}
+
+func testRewriteReplacesChunk(t *testing.T, s upload.Store) {
+	data := randomBytes(t, 3*chunkSize)
+	key := "usr_suite/upl_rewrite"
+	prepare(t, s, key, len(data))
+	stale := bytes.Repeat([]byte{'x'}, chunkSize)
+	writeChunk(t, s, key, chunkAt(1, len(data)), stale)
+	writeChunks(t, s, key, data, []int{0, 1, 2})
+	checkObject(t, s, assemble(t, s, key, data), data)
+}
+
+// testConcurrentSendsOfOneChunk sends one chunk twice at once, the first
+// send pausing halfway so the second can start. The chunk must then hold
+// one whole send, never half of each.
+func testConcurrentSendsOfOneChunk(t *testing.T, s upload.Store) {
+	const size = 2 * chunkSize
+	key := "usr_suite/upl_samechunk"
+	prepare(t, s, key, size)
+	chunk := chunkAt(0, size)
+	first, second := bytes.Repeat([]byte{'a'}, chunkSize), bytes.Repeat([]byte{'b'}, chunkSize)
+
+	firstStarted, secondStarted := make(chan struct{}), make(chan struct{})
+	firstBody := &pausingReader{
+		first:  first[:chunkSize/2],
+		rest:   first[chunkSize/2:],
+		begun:  firstStarted,
+		resume: secondStarted,
+		// With a lock the second send cannot start until the first ends,
+		// so the first gives up waiting.
+		maxWait: 200 * time.Millisecond,
+	}
+	secondBody := &signalingReader{r: bytes.NewReader(second), begun: secondStarted}
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Go(func() { _, errs[0] = s.WriteChunk(t.Context(), key, chunk, firstBody) })
+	<-firstStarted
+	wg.Go(func() { _, errs[1] = s.WriteChunk(t.Context(), key, chunk, secondBody) })
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("send %d: WriteChunk: %v", i, err)
+		}
+	}
+	rest := make([]byte, size-chunkSize)
+	writeChunk(t, s, key, chunkAt(1, size), rest)
+
+	got := readObject(t, s, assembleSize(t, s, key, 2, size))[:chunkSize]
+	if !bytes.Equal(got, first) && !bytes.Equal(got, second) {
+		t.Errorf("chunk after two concurrent sends starts %q and ends %q, want all 'a' or all 'b'",
+			got[:8], got[len(got)-8:])
+	}
+}
+
+// testDifferentChunksWriteTogether holds chunk 0's body open until chunk 1
+// is written: an engine that serialises a whole upload would never finish.
+func testDifferentChunksWriteTogether(t *testing.T, s upload.Store) {
+	data := randomBytes(t, 2*chunkSize)
+	key := "usr_suite/upl_together"
+	prepare(t, s, key, len(data))
+
+	secondDone := make(chan struct{})
+	body := &pausingReader{
+		first:   data[:chunkSize/2],
+		rest:    data[chunkSize/2 : chunkSize],
+		begun:   make(chan struct{}),
+		resume:  secondDone,
+		maxWait: 10 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.WriteChunk(t.Context(), key, chunkAt(0, len(data)), body)
+		errc <- err
+	}()
+	<-body.begun
+	writeChunk(t, s, key, chunkAt(1, len(data)), data[chunkSize:])
+	close(secondDone)
+	if err := <-errc; err != nil {
+		t.Fatalf("WriteChunk of chunk 0: %v", err)
+	}
+	if body.timedOut {
+		t.Fatalf("chunk 1 was not written while chunk 0 was being written")
+	}
+	checkObject(t, s, assemble(t, s, key, data), data)
+}
+
+// testShortBody checks that a body ending early is reported by the count,
+// not as an error, and that the chunk can then be sent again in full.
+func testShortBody(t *testing.T, s upload.Store) {
+	data := randomBytes(t, 2*chunkSize)
+	key := "usr_suite/upl_short"
+	prepare(t, s, key, len(data))
+	chunk := chunkAt(0, len(data))
+	short := data[:chunkSize-10]
+
+	n, err := s.WriteChunk(t.Context(), key, chunk, bytes.NewReader(short))
+	if err != nil {
+		t.Fatalf("WriteChunk of a short body: %v", err)
+	}
+	if got, want := n, int64(len(short)); got != want {
+		t.Errorf("WriteChunk of a short body wrote %d bytes, want %d", got, want)
+	}
+	writeChunks(t, s, key, data, []int{0, 1})
+	checkObject(t, s, assemble(t, s, key, data), data)
+}
+
+func testBodyError(t *testing.T, s upload.Store) {
+	key := "usr_suite/upl_bodyerr"
+	prepare(t, s, key, 2*chunkSize)
+	bodyErr := errors.New("connection reset by test")
+	const sent = 100
+	body := io.MultiReader(bytes.NewReader(make([]byte, sent)), &failingReader{err: bodyErr})
+
+	n, err := s.WriteChunk(t.Context(), key, chunkAt(0, 2*chunkSize), body)
+	if !errors.Is(err, bodyErr) {
+		t.Errorf("WriteChunk of a failing body: got error %v, want %v", err, bodyErr)
+	}
+	if n > sent {
+		t.Errorf("WriteChunk of a failing body wrote %d bytes, want at most the %d it read", n, sent)
+	}
+}
+
+func testAssembleIdempotent(t *testing.T, s upload.Store) {
+	data := randomBytes(t, 3*chunkSize-1)
+	key := "usr_suite/upl_idem"
+	prepare(t, s, key, len(data))
+	writeChunks(t, s, key, data, []int{2, 0, 1})
+	first := assemble(t, s, key, data)
+	second := assemble(t, s, key, data)
+	if first != second {
+		t.Errorf("second Assemble returned object %q, want %q as the first", second, first)
+	}
+	checkObject(t, s, second, data)
+}
+
+func testOpenMissing(t *testing.T, s upload.Store) {
+	data := randomBytes(t, chunkSize)
+	assembled, staged := "usr_suite/upl_assembled", "usr_suite/upl_staged"
+	for _, key := range []string{assembled, staged} {
+		prepare(t, s, key, len(data))
+		writeChunks(t, s, key, data, []int{0})
+	}
+	assemble(t, s, assembled, data)
+
+	for _, key := range []string{
+		"usr_suite/upl_never",
+		staged,      // not assembled yet
+		"usr_suite", // a prefix of existing keys
+	} {
+		obj, err := s.Open(t.Context(), key)
+		if !errors.Is(err, upload.ErrNotExist) {
+			if err == nil {
+				obj.Close()
+			}
+			t.Errorf("Open(%q): got error %v, want %v", key, err, upload.ErrNotExist)
+		}
+	}
+}
+
+func testDiscard(t *testing.T, s upload.Store) {
+	ctx := t.Context()
+	if err := s.Discard(ctx, "usr_suite/upl_never"); err != nil {
+		t.Errorf("Discard of an upload never prepared: %v", err)
+	}
+	key := "usr_suite/upl_discard"
+	prepare(t, s, key, 2*chunkSize)
+	writeChunk(t, s, key, chunkAt(0, 2*chunkSize), randomBytes(t, chunkSize))
+	for i := range 2 {
+		if err := s.Discard(ctx, key); err != nil {
+			t.Fatalf("Discard %d: %v", i+1, err)
+		}
+	}
+	if _, err := s.WriteChunk(ctx, key, chunkAt(1, 2*chunkSize), bytes.NewReader(make([]byte, chunkSize))); err == nil {
+		t.Errorf("WriteChunk after Discard succeeded, want an error")
+	}
+	if objKey, err := s.Assemble(ctx, key, 2, 2*chunkSize); err == nil {
+		t.Errorf("Assemble after Discard returned object %q, want an error", objKey)
+	}
+}
+
+func testDelete(t *testing.T, s upload.Store) {
+	ctx := t.Context()
+	if err := s.Delete(ctx, "usr_suite/upl_never"); err != nil {
+		t.Errorf("Delete of a missing object: %v", err)
+	}
+	data := randomBytes(t, chunkSize)
+	key := "usr_suite/upl_delete"
+	prepare(t, s, key, len(data))
+	writeChunks(t, s, key, data, []int{0})
+	objKey := assemble(t, s, key, data)
+	checkObject(t, s, objKey, data)
+	for i := range 2 {
+		if err := s.Delete(ctx, objKey); err != nil {
+			t.Fatalf("Delete %d: %v", i+1, err)
+		}
+	}
+	obj, err := s.Open(ctx, objKey)
+	if !errors.Is(err, upload.ErrNotExist) {
+		if err == nil {
+			obj.Close()
+		}
+		t.Errorf("Open after Delete: got error %v, want %v", err, upload.ErrNotExist)
+	}
+}
+
+func testSeekAndRangeRead(t *testing.T, s upload.Store) {
+	data := randomBytes(t, 5*chunkSize+3)
+	key := "usr_suite/upl_range"
+	prepare(t, s, key, len(data))
+	writeChunks(t, s, key, data, []int{4, 3, 2, 1, 0, 5})
+	obj, err := s.Open(t.Context(), assemble(t, s, key, data))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer obj.Close()
+
+	if got, want := obj.Size(), int64(len(data)); got != want {
+		t.Errorf("Size() = %d, want %d", got, want)
+	}
+	if obj.ModTime().IsZero() {
+		t.Errorf("ModTime() is zero, want the time the object was written")
+	}
+	tests := []struct {
+		name   string
+		offset int64
+		whence int
+		n      int
+		start  int // where the read must start in data
+	}{
+		{"FromStart", 1500, io.SeekStart, 700, 1500},
+		{"FromCurrent", 10, io.SeekCurrent, 100, 1500 + 700 + 10},
+		{"FromEnd", -50, io.SeekEnd, 50, len(data) - 50},
+		{"BackToStart", 0, io.SeekStart, 10, 0},
+	}
+	for _, tt := range tests {
+		pos, err := obj.Seek(tt.offset, tt.whence)
+		if err != nil {
+			t.Fatalf("%s: Seek: %v", tt.name, err)
+		}
+		if got, want := pos, int64(tt.start); got != want {
+			t.Errorf("%s: Seek returned position %d, want %d", tt.name, got, want)
+		}
+		got := make([]byte, tt.n)
+		if _, err := io.ReadFull(obj, got); err != nil {
+			t.Fatalf("%s: reading %d bytes: %v", tt.name, tt.n, err)
+		}
+		if want := data[tt.start : tt.start+tt.n]; !bytes.Equal(got, want) {
+			t.Errorf("%s: read bytes [%d, %d) differ from what was written", tt.name, tt.start, tt.start+tt.n)
+		}
+	}
+	if _, err := obj.Seek(0, io.SeekEnd); err != nil {
+		t.Fatalf("Seek to end: %v", err)
+	}
+	if n, err := obj.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("Read at end = %d, %v; want 0, io.EOF", n, err)
+	}
+}
+
+// chunkCount is the number of chunkSize chunks in size bytes.
+func chunkCount(size int) int {
+	return (size + chunkSize - 1) / chunkSize
+}
+
+// chunkAt returns the ChunkRef of chunk i of an upload of size bytes; the
+// last chunk may be short.
+func chunkAt(i, size int) upload.ChunkRef {
+	offset := i * chunkSize
+	return upload.ChunkRef{Index: i, Offset: int64(offset), Size: int64(min(chunkSize, size-offset))}
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	// Seeded by the test's name so a failure reproduces with the same bytes.
+	if _, err := rand.NewChaCha8(sha256.Sum256([]byte(t.Name()))).Read(b); err != nil {
+		t.Fatalf("generating test data: %v", err)
+	}
+	return b
+}
+
+func prepare(t *testing.T, s upload.Store, key string, size int) {
+	t.Helper()
+	if err := s.Prepare(t.Context(), key, int64(size)); err != nil {
+		t.Fatalf("Prepare(%q, %d): %v", key, size, err)
+	}
+}
+
+func writeChunk(t *testing.T, s upload.Store, key string, chunk upload.ChunkRef, b []byte) {
+	t.Helper()
+	n, err := s.WriteChunk(t.Context(), key, chunk, bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("WriteChunk(%q, chunk %d): %v", key, chunk.Index, err)
+	}
+	if got, want := n, int64(len(b)); got != want {
+		t.Fatalf("WriteChunk(%q, chunk %d) wrote %d bytes, want %d", key, chunk.Index, got, want)
+	}
+}
+
+// writeChunks writes the chunks of data named by order, all at once.
+func writeChunks(t *testing.T, s upload.Store, key string, data []byte, order []int) {
+	t.Helper()
+	errs := make([]error, len(order))
+	var wg sync.WaitGroup
+	for i, index := range order {
+		chunk := chunkAt(index, len(data))
+		b := data[chunk.Offset : chunk.Offset+chunk.Size]
+		wg.Go(func() {
+			n, err := s.WriteChunk(t.Context(), key, chunk, bytes.NewReader(b))
+			if err == nil && n != chunk.Size {
+				err = fmt.Errorf("wrote %d bytes, want %d", n, chunk.Size)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("WriteChunk(%q, chunk %d): %w", key, index, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func assemble(t *testing.T, s upload.Store, key string, data []byte) string {
+	t.Helper()
+	return assembleSize(t, s, key, chunkCount(len(data)), len(data))
+}
+
+func assembleSize(t *testing.T, s upload.Store, key string, totalChunks, size int) string {
+	t.Helper()
+	objKey, err := s.Assemble(t.Context(), key, totalChunks, int64(size))
+	if err != nil {
+		t.Fatalf("Assemble(%q, %d, %d): %v", key, totalChunks, size, err)
+	}
+	return objKey
+}
+
+func readObject(t *testing.T, s upload.Store, objKey string) []byte {
+	t.Helper()
+	obj, err := s.Open(t.Context(), objKey)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", objKey, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatalf("reading %q: %v", objKey, err)
+	}
+	if got, want := obj.Size(), int64(len(b)); got != want {
+		t.Errorf("object %q: Size() = %d, want the %d bytes read", objKey, got, want)
+	}
+	return b
+}
+
+// checkObject compares digests rather than bytes so a failure prints
+// something a person can read.
+func checkObject(t *testing.T, s upload.Store, objKey string, want []byte) {
+	t.Helper()
+	got := readObject(t, s, objKey)
+	if len(got) != len(want) {
+		t.Errorf("object %q has %d bytes, want %d", objKey, len(got), len(want))
+	}
+	gotSum, wantSum := sha256.Sum256(got), sha256.Sum256(want)
+	if gotSum != wantSum {
+		t.Errorf("object %q has SHA-256 %s, want %s", objKey, hex.EncodeToString(gotSum[:]), hex.EncodeToString(wantSum[:]))
+	}
+}
+
+// pausingReader yields first, closes begun, then waits for resume (or
+// maxWait) before yielding rest.
+type pausingReader struct {
+	first, rest []byte
+	begun       chan struct{}
+	resume      <-chan struct{}
+	maxWait     time.Duration
+
+	paused   bool
+	timedOut bool
+}
+
+func (r *pausingReader) Read(p []byte) (int, error) {
+	if len(r.first) > 0 {
+		n := copy(p, r.first)
+		r.first = r.first[n:]
+		return n, nil
+	}
+	if !r.paused {
+		r.paused = true
+		close(r.begun)
+		select {
+		case <-r.resume:
+		case <-time.After(r.maxWait):
+			r.timedOut = true
+		}
+	}
+	if len(r.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
+}
+
+// signalingReader closes begun on its first Read.
+type signalingReader struct {
+	r     io.Reader
+	begun chan struct{}
+	once  sync.Once
+}
+
+func (r *signalingReader) Read(p []byte) (int, error) {
+	r.once.Do(func() { close(r.begun) })
+	return r.r.Read(p)
+}
+
+type failingReader struct{ err error }
+
+func (r *failingReader) Read([]byte) (int, error) { return 0, r.err }

@@ -1,0 +1,195 @@
+package upload
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/predicate"
+	"github.com/spoolhq/spool/ent/schema"
+	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/internal/filename"
+)
+
+// maxFingerprint bounds a client's fingerprint; it is an index key.
+const maxFingerprint = 512
+
+// checkedFile is a FileSpec that passed validation.
+type checkedFile struct {
+	FileSpec
+	name      string
+	mimeType  string
+	mediaType MediaType
+	plan      plan
+}
+
+// checkFile validates one file of a batch. It returns BAD_USER_INPUT,
+// INVALID_TYPE or FILE_TOO_LARGE with a message naming the file.
+func (s *Service) checkFile(i int, f FileSpec) (checkedFile, error) {
+	label := fmt.Sprintf("file %d (%q)", i+1, f.FileName)
+	if strings.TrimSpace(f.FileName) == "" {
+		return checkedFile{}, Errorf(CodeBadUserInput, "file %d has no name", i+1)
+	}
+	if f.Size <= 0 {
+		return checkedFile{}, Errorf(CodeBadUserInput, "%s: size must be positive, got %d", label, f.Size)
+	}
+	mimeType := normalizeMIME(f.MimeType)
+	mt, ok := s.cfg.mediaTypeOf(mimeType)
+	if !ok {
+		return checkedFile{}, Errorf(CodeInvalidType, "%s: type %q is not accepted; send a video (%s), image (%s) or audio (%s) file",
+			label, f.MimeType, strings.Join(s.cfg.AllowedTypes[MediaVideo], ", "),
+			strings.Join(s.cfg.AllowedTypes[MediaImage], ", "), strings.Join(s.cfg.AllowedTypes[MediaAudio], ", "))
+	}
+	if max := s.cfg.MaxSize[mt]; f.Size > max {
+		return checkedFile{}, Errorf(CodeFileTooLarge, "%s: %s files may be at most %d bytes, this one is %d",
+			label, strings.ToLower(string(mt)), max, f.Size)
+	}
+	if f.SHA256 != nil {
+		h := strings.ToLower(*f.SHA256)
+		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
+			return checkedFile{}, Errorf(CodeBadUserInput, "%s: sha256 must be 64 hex digits", label)
+		}
+		f.SHA256 = &h
+	}
+	if f.Fingerprint != nil && (len(*f.Fingerprint) == 0 || len(*f.Fingerprint) > maxFingerprint) {
+		return checkedFile{}, Errorf(CodeBadUserInput, "%s: fingerprint must be 1 to %d bytes", label, maxFingerprint)
+	}
+	if f.DurationSeconds != nil && *f.DurationSeconds < 0 {
+		return checkedFile{}, Errorf(CodeBadUserInput, "%s: durationSeconds must not be negative", label)
+	}
+	return checkedFile{
+		FileSpec: f, name: filename.Sanitize(f.FileName), mimeType: mimeType,
+		mediaType: mt, plan: s.cfg.planFile(f.Size),
+	}, nil
+}
+
+// InitBatch plans an upload for each file and reserves their bytes
+// against the caller's quota, all or nothing. A file whose fingerprint (or
+// sha256) matches one of the caller's unfinished uploads of the same size
+// and type resumes that upload, which moves into the new batch.
+//
+// It returns BAD_USER_INPUT, BATCH_TOO_LARGE, INVALID_TYPE,
+// FILE_TOO_LARGE or QUOTA_EXCEEDED, and creates nothing when it does.
+func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) (*Batch, error) {
+	switch n := len(spec.Files); {
+	case n == 0:
+		return nil, Errorf(CodeBadUserInput, "a batch needs at least one file")
+	case n > s.cfg.MaxBatchFiles:
+		return nil, Errorf(CodeBatchTooLarge, "a batch may hold at most %d files, got %d", s.cfg.MaxBatchFiles, n)
+	}
+	if spec.ChannelID != nil && len(*spec.ChannelID) > 256 {
+		return nil, Errorf(CodeBadUserInput, "channelId must be at most 256 bytes")
+	}
+	files := make([]checkedFile, len(spec.Files))
+	for i, f := range spec.Files {
+		cf, err := s.checkFile(i, f)
+		if err != nil {
+			return nil, err
+		}
+		files[i] = cf
+	}
+
+	var (
+		batchID  = schema.NewID("bat")
+		ids      = make([]string, len(files))
+		prepared []string // storage keys to discard if the batch fails
+	)
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		if err := tx.UploadBatch.Create().SetID(batchID).SetOwnerID(userID).
+			SetNillableChannelID(spec.ChannelID).Exec(ctx); err != nil {
+			return fmt.Errorf("creating batch: %w", err)
+		}
+		for i, f := range files {
+			resumed, err := s.resumeInto(ctx, tx, userID, batchID, f)
+			if err != nil {
+				return err
+			}
+			if resumed != "" {
+				ids[i] = resumed
+				continue
+			}
+			if err := reserveQuota(ctx, tx, userID, f.Size); err != nil {
+				return err
+			}
+			id := schema.NewID("upl")
+			key := userID + "/" + id
+			if err := s.store.Prepare(ctx, key, f.Size); err != nil {
+				return storageError("preparing storage", err)
+			}
+			prepared = append(prepared, key)
+			err = tx.UploadSession.Create().
+				SetID(id).SetOwnerID(userID).SetBatchID(batchID).
+				SetFileName(f.name).SetOriginalName(f.FileName).
+				SetMimeType(f.mimeType).SetMediaType(uploadsession.MediaType(f.mediaType)).
+				SetTotalSize(f.Size).SetNillableSha256(f.SHA256).SetNillableFingerprint(f.Fingerprint).
+				SetNillableDurationSeconds(f.DurationSeconds).
+				SetStrategy(f.plan.strategy).SetChunkSize(f.plan.chunkSize).SetTotalChunks(f.plan.totalChunks).
+				SetStorageKey(key).SetExpiresAt(s.now().Add(s.cfg.SessionTTL)).
+				Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("creating upload: %w", err)
+			}
+			ids[i] = id
+		}
+		return nil
+	})
+	if err != nil {
+		for _, key := range prepared {
+			if derr := s.store.Discard(context.WithoutCancel(ctx), key); derr != nil {
+				s.log.Warn("discarding storage of a failed batch failed", "key", key, "err", derr)
+			}
+		}
+		return nil, err
+	}
+	b := &Batch{ID: batchID}
+	for _, id := range ids {
+		sess, err := s.Session(ctx, userID, id)
+		if err != nil {
+			return nil, err
+		}
+		b.Uploads = append(b.Uploads, sess)
+		s.publish(ctx, sess.Progress)
+	}
+	s.log.Info("batch initialised", "batch_id", batchID, "user_id", userID, "files", len(files))
+	return b, nil
+}
+
+// resumeInto looks for an unfinished, unexpired upload of the same file by
+// the same user and moves it into batch; it returns its id, or "".
+func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile) (string, error) {
+	var sameFile []predicate.UploadSession
+	if f.Fingerprint != nil {
+		sameFile = append(sameFile, uploadsession.Fingerprint(*f.Fingerprint))
+	}
+	if f.SHA256 != nil {
+		sameFile = append(sameFile, uploadsession.Sha256(*f.SHA256))
+	}
+	if len(sameFile) == 0 {
+		return "", nil
+	}
+	match, err := tx.UploadSession.Query().Where(
+		uploadsession.OwnerID(userID), uploadsession.Or(sameFile...),
+		uploadsession.StatusIn(activeStatuses...),
+		uploadsession.ExpiresAtGT(s.now()),
+		uploadsession.TotalSize(f.Size), uploadsession.MimeType(f.mimeType),
+	).Order(ent.Desc(uploadsession.FieldCreatedAt)).First(ctx)
+	if ent.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("looking for a resumable upload: %w", err)
+	}
+	n, err := tx.UploadSession.Update().
+		Where(uploadsession.ID(match.ID), uploadsession.StatusIn(activeStatuses...)).
+		SetBatchID(batchID).AddVersion(1).Save(ctx)
+	if err != nil {
+		return "", fmt.Errorf("resuming upload %s: %w", match.ID, err)
+	}
+	if n == 0 {
+		return "", nil // finished meanwhile: start afresh
+	}
+	s.log.Info("upload resumed", "upload_id", match.ID, "batch_id", batchID)
+	return match.ID, nil
+}

@@ -1,0 +1,19 @@
+package upload
+
+import "context"
+
+type callerKey struct{}
+
+// WithCaller returns a context carrying the id of the authenticated user
+// on whose behalf a request runs.
+func WithCaller(ctx context.Context, userID string) context.Context {
+	return context.WithValue(ctx, callerKey{}, userID)
+}
+
+// CallerFrom returns the authenticated user's id, or UNAUTHENTICATED.
+func CallerFrom(ctx context.Context) (string, error) {
+	if id, ok := ctx.Value(callerKey{}).(string); ok && id != "" {
+		return id, nil
+	}
+	return "", Errorf(CodeUnauthenticated, "sign in: send a bearer token (for websockets, in the connection_init payload as Authorization)")
+}

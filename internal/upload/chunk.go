@@ -1,0 +1,301 @@
+package upload
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/internal/sniff"
+)
+
+// ReceiveOptions describe a chunk arriving on the data plane.
+type ReceiveOptions struct {
+	// OwnerID, when set, must own the upload (bearer-token requests);
+	// signed URLs leave it empty because the signature already binds them.
+	OwnerID string
+	// ContentLength is the body's declared length, or -1 if unknown. A
+	// wrong length fails the chunk before a byte is written.
+	ContentLength int64
+	// Expect are checksums the client declared for the chunk.
+	Expect []Digest
+}
+
+// errChunkTooLong stops a body that goes past its chunk.
+var errChunkTooLong = errors.New("chunk body is longer than the chunk")
+
+// chunkReader passes through exactly one chunk of a body, computing its
+// CRC32C and any declared digests on the way, and fails if the body is
+// longer than the chunk.
+type chunkReader struct {
+	r         io.Reader
+	remaining int64
+	read      int64
+	hashes    []hash.Hash // hashes[0] is CRC32C; the rest match Expect
+	// bodyErr is the body's own failure (a client that hung up), told
+	// apart from a storage failure.
+	bodyErr error
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if c.remaining == 0 {
+		var probe [1]byte
+		n, err := io.ReadFull(c.r, probe[:])
+		if n > 0 {
+			return 0, errChunkTooLong
+		}
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		return 0, err
+	}
+	if int64(len(p)) > c.remaining {
+		p = p[:c.remaining]
+	}
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		c.bodyErr = err
+	}
+	c.remaining -= int64(n)
+	c.read += int64(n)
+	for _, h := range c.hashes {
+		h.Write(p[:n])
+	}
+	return n, err
+}
+
+// chunkOutcome is what happened to one arrival of a chunk.
+type chunkOutcome struct {
+	state   uploadchunk.State
+	size    int64
+	crc     uint32
+	digest  *string
+	code    Code
+	message string
+	// untouched is true when no byte reached storage, so a copy received
+	// earlier is still intact and stays RECEIVED.
+	untouched bool
+}
+
+func (o chunkOutcome) err() error {
+	if o.state == uploadchunk.StateRECEIVED {
+		return nil
+	}
+	return &Error{Code: o.code, Message: o.message}
+}
+
+func failed(code Code, untouched bool, format string, args ...any) chunkOutcome {
+	return chunkOutcome{state: uploadchunk.StateFAILED, code: code, message: fmt.Sprintf(format, args...), untouched: untouched}
+}
+
+// ReceiveChunk stores one chunk's bytes as they stream in and records the
+// outcome: RECEIVED when size and checksums match, else FAILED (it then
+// shows in failedChunks until sent again). It returns the upload's
+// progress and, for a failed chunk, CHUNK_TOO_LARGE, CHUNK_TOO_SMALL,
+// CHECKSUM_MISMATCH or TYPE_MISMATCH; for a request that could not be
+// taken at all NOT_FOUND, INVALID_CHUNK, SESSION_EXPIRED, ALREADY_FINISHED
+// or STORAGE_UNAVAILABLE.
+func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, body io.Reader, opts ReceiveOptions) (Progress, error) {
+	sess, err := ownedSession(ctx, s.db, opts.OwnerID, uploadID)
+	if err != nil {
+		return Progress{}, err
+	}
+	if err := s.checkActive(ctx, sess); err != nil {
+		return Progress{}, err
+	}
+	ref, ok := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, index)
+	if !ok {
+		return Progress{}, Errorf(CodeInvalidChunk, "chunk index %d is out of range: upload %s has chunks 0 to %d", index, uploadID, sess.TotalChunks-1)
+	}
+	out, err := s.writeChunk(ctx, sess, ref, body, opts)
+	if err != nil {
+		return Progress{}, err
+	}
+	// The outcome is recorded even if the client has hung up meanwhile.
+	ctx = context.WithoutCancel(ctx)
+	p, err := s.recordChunk(ctx, sess, ref, out)
+	if err != nil {
+		return Progress{}, err
+	}
+	s.publish(ctx, p)
+	if err := out.err(); err != nil {
+		s.log.Info("chunk failed", "upload_id", uploadID, "chunk", index, "code", out.code, "reason", out.message)
+		return p, err
+	}
+	return p, nil
+}
+
+// writeChunk streams body into storage and judges it. The error is for
+// failures that leave nothing to record (storage down).
+func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, body io.Reader, opts ReceiveOptions) (chunkOutcome, error) {
+	if cl := opts.ContentLength; cl >= 0 && cl != ref.Size {
+		if cl > ref.Size {
+			return failed(CodeChunkTooLarge, true, "chunk %d must be %d bytes, the request declares %d", ref.Index, ref.Size, cl), nil
+		}
+		return failed(CodeChunkTooSmall, true, "chunk %d must be %d bytes, the request declares %d", ref.Index, ref.Size, cl), nil
+	}
+	if ref.Index == 0 {
+		br := bufio.NewReaderSize(body, sniff.HeadSize)
+		head, err := br.Peek(min(sniff.HeadSize, int(ref.Size)))
+		if err != nil && !errors.Is(err, io.EOF) {
+			return failed(CodeChunkTooSmall, true, "reading chunk 0 failed: %v", err), nil
+		}
+		if !sniff.Matches(sess.MimeType, head) {
+			detected := sniff.Detect(head)
+			if detected == "" {
+				detected = "an unrecognised format"
+			}
+			return failed(CodeTypeMismatch, true, "the file was declared as %s but its first bytes are %s", sess.MimeType, detected), nil
+		}
+		body = br
+	}
+	cr := &chunkReader{r: body, remaining: ref.Size, hashes: []hash.Hash{crc32.New(crc32.MakeTable(crc32.Castagnoli))}}
+	for _, d := range opts.Expect {
+		cr.hashes = append(cr.hashes, newHash(d.Alg))
+	}
+	n, err := s.store.WriteChunk(ctx, sess.StorageKey, ref, cr)
+	untouched := n == 0
+	switch {
+	case errors.Is(err, errChunkTooLong):
+		return failed(CodeChunkTooLarge, untouched, "chunk %d must be %d bytes; the body was longer", ref.Index, ref.Size), nil
+	case errors.Is(err, ErrNotExist):
+		return chunkOutcome{}, Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sess.ID)
+	case err != nil && cr.bodyErr != nil:
+		return failed(CodeChunkTooSmall, untouched, "chunk %d: the transfer broke off after %d of %d bytes", ref.Index, cr.read, ref.Size), nil
+	case err != nil:
+		return chunkOutcome{}, storageError("writing chunk", err)
+	case n < ref.Size:
+		return failed(CodeChunkTooSmall, untouched, "chunk %d must be %d bytes, got %d", ref.Index, ref.Size, n), nil
+	}
+	out := chunkOutcome{state: uploadchunk.StateRECEIVED, size: n, crc: cr.hashes[0].(hash.Hash32).Sum32()}
+	for i, d := range opts.Expect {
+		got := cr.hashes[i+1].Sum(nil)
+		if !bytes.Equal(got, d.Sum) {
+			return failed(CodeChecksumMismatch, false, "chunk %d is corrupt: %s", ref.Index, describeMismatch(d.Alg, d.Sum, got)), nil
+		}
+		if d.Alg != "crc32c" {
+			ds := d.String()
+			out.digest = &ds
+		}
+	}
+	return out, nil
+}
+
+// recordChunk stores a chunk's outcome and moves the session to UPLOADING,
+// in one transaction conditional on the session still taking chunks.
+func (s *Service) recordChunk(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, out chunkOutcome) (Progress, error) {
+	var p Progress
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		n, err := tx.UploadSession.Update().
+			Where(uploadsession.ID(sess.ID), uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(s.now())).
+			SetStatus(StatusUploading).AddVersion(1).Save(ctx)
+		if err != nil {
+			return fmt.Errorf("updating upload: %w", err)
+		}
+		if n == 0 {
+			return Errorf(CodeAlreadyFinished, "upload %s stopped taking chunks while chunk %d arrived", sess.ID, ref.Index)
+		}
+		prior, err := tx.UploadChunk.Query().
+			Where(uploadchunk.SessionID(sess.ID), uploadchunk.Index(ref.Index)).Only(ctx)
+		if err != nil && !ent.IsNotFound(err) {
+			return fmt.Errorf("reading chunk: %w", err)
+		}
+		keepPrior := prior != nil && prior.State == uploadchunk.StateRECEIVED && out.untouched
+		if !keepPrior {
+			if err := s.upsertChunk(ctx, tx, sess.ID, ref.Index, out); err != nil {
+				return err
+			}
+		}
+		fresh, err := tx.UploadSession.Get(ctx, sess.ID)
+		if err != nil {
+			return fmt.Errorf("reading upload: %w", err)
+		}
+		chunks, err := chunksOf(ctx, tx.Client(), sess.ID)
+		if err != nil {
+			return err
+		}
+		p = progressOf(fresh, chunks)
+		if p.Percent > fresh.Percent {
+			if err := tx.UploadSession.UpdateOneID(sess.ID).SetPercent(p.Percent).Exec(ctx); err != nil {
+				return fmt.Errorf("updating percent: %w", err)
+			}
+		}
+		return nil
+	})
+	return p, err
+}
+
+func (s *Service) upsertChunk(ctx context.Context, tx *ent.Tx, sessionID string, index int, out chunkOutcome) error {
+	var code, message *string
+	if out.state == uploadchunk.StateFAILED {
+		c := string(out.code)
+		code, message = &c, &out.message
+	}
+	now := s.now()
+	err := tx.UploadChunk.Create().
+		SetSessionID(sessionID).SetIndex(index).SetState(out.state).SetSize(out.size).
+		SetCrc32c(int64(out.crc)).SetNillableDigest(out.digest).
+		SetNillableErrorCode(code).SetNillableError(message).SetUpdatedAt(now).
+		OnConflictColumns(uploadchunk.FieldSessionID, uploadchunk.FieldIndex).
+		Update(func(u *ent.UploadChunkUpsert) {
+			u.UpdateState().UpdateSize().UpdateCrc32c().UpdateUpdatedAt().AddAttempts(1)
+			if out.digest != nil {
+				u.UpdateDigest()
+			} else {
+				u.ClearDigest()
+			}
+			if code != nil {
+				u.UpdateErrorCode().UpdateError()
+			} else {
+				u.ClearErrorCode().ClearError()
+			}
+		}).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("recording chunk %d: %w", index, err)
+	}
+	return nil
+}
+
+// ReceiveRange takes a chunk addressed by its byte range, for clients that
+// speak Content-Range: the range must be exactly one chunk of the
+// caller's upload (first through last inclusive, of total bytes). It
+// returns INVALID_CHUNK for a range that is not, and otherwise what
+// ReceiveChunk returns.
+func (s *Service) ReceiveRange(ctx context.Context, userID, uploadID string, first, last, total int64, body io.Reader, opts ReceiveOptions) (Progress, error) {
+	sess, err := ownedSession(ctx, s.db, userID, uploadID)
+	if err != nil {
+		return Progress{}, err
+	}
+	if total >= 0 && total != sess.TotalSize {
+		return Progress{}, Errorf(CodeInvalidChunk, "the range's total is %d bytes but upload %s is %d", total, uploadID, sess.TotalSize)
+	}
+	index := int(first / sess.ChunkSize)
+	ref, ok := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, index)
+	if !ok || first != ref.Offset || last-first+1 != ref.Size {
+		return Progress{}, Errorf(CodeInvalidChunk, "bytes %d-%d are not a chunk: chunks are %d bytes, starting at multiples of %d, the last one short",
+			first, last, sess.ChunkSize, sess.ChunkSize)
+	}
+	opts.OwnerID = userID
+	return s.ReceiveChunk(ctx, uploadID, index, body, opts)
+}
+
+// ReceivedChunks returns the indexes of the chunks received so far.
+func (sess *Session) ReceivedChunks() []int {
+	got := make([]int, 0, sess.TotalChunks-len(sess.missing))
+	m := 0
+	for i := 0; i < sess.TotalChunks; i++ {
+		if m < len(sess.missing) && sess.missing[m] == i {
+			m++
+			continue
+		}
+		got = append(got, i)
+	}
+	return got
+}

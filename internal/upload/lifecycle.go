@@ -1,0 +1,376 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/mediafile"
+	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/ent/uploadsession"
+)
+
+// storageErr marks a failure of the storage engine, shown to clients as
+// STORAGE_UNAVAILABLE (the detail goes to the log, not to them).
+type storageErr struct {
+	op  string
+	err error
+}
+
+func (e *storageErr) Error() string { return e.op + ": " + e.err.Error() }
+func (e *storageErr) Unwrap() error { return e.err }
+
+func storageError(op string, err error) error { return &storageErr{op: op, err: err} }
+
+// IsStorageError reports whether err is a storage engine failure.
+func IsStorageError(err error) bool {
+	var se *storageErr
+	return errors.As(err, &se)
+}
+
+// Terminal statuses never change again.
+func isTerminal(st Status) bool {
+	switch st {
+	case StatusCompleted, StatusFailed, StatusCancelled, StatusExpired:
+		return true
+	}
+	return false
+}
+
+// checkActive returns nil if sess still takes chunks, else
+// ALREADY_FINISHED or (expiring it on the way) SESSION_EXPIRED.
+func (s *Service) checkActive(ctx context.Context, sess *ent.UploadSession) error {
+	switch {
+	case sess.Status == StatusExpired:
+		return Errorf(CodeSessionExpired, "upload %s expired at %s; start a new one", sess.ID, sess.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
+	case isTerminal(sess.Status) || sess.Status == StatusAssembling:
+		return Errorf(CodeAlreadyFinished, "upload %s is %s", sess.ID, sess.Status)
+	case !s.now().Before(sess.ExpiresAt):
+		s.expire(ctx, sess.ID)
+		return Errorf(CodeSessionExpired, "upload %s expired at %s; start a new one", sess.ID, sess.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	return nil
+}
+
+// expireIfDue expires an unfinished session whose time is up, so readers
+// see EXPIRED at once rather than when the sweeper passes.
+func (s *Service) expireIfDue(ctx context.Context, sess *Session) *Session {
+	if isTerminal(sess.Status) || s.now().Before(sess.ExpiresAt) {
+		return sess
+	}
+	s.expire(ctx, sess.ID)
+	if fresh, err := s.session(ctx, s.db, "", sess.ID); err == nil {
+		return fresh
+	}
+	return sess
+}
+
+// stop moves an unfinished session to a terminal status, gives its bytes
+// back to the quota and frees its storage. It reports whether this call
+// made the change.
+func (s *Service) stop(ctx context.Context, id string, to Status, from ...Status) (bool, error) {
+	var sess *ent.UploadSession
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		n, err := tx.UploadSession.Update().
+			Where(uploadsession.ID(id), uploadsession.StatusIn(from...)).
+			SetStatus(to).SetFinishedAt(s.now()).AddVersion(1).Save(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+		if sess, err = tx.UploadSession.Get(ctx, id); err != nil {
+			return err
+		}
+		return releaseQuota(ctx, tx, sess.OwnerID, sess.TotalSize)
+	})
+	if err != nil {
+		return false, fmt.Errorf("moving upload %s to %s: %w", id, to, err)
+	}
+	if sess == nil {
+		return false, nil
+	}
+	s.log.Info("upload stopped", "upload_id", id, "status", to)
+	s.freeBytes(ctx, sess)
+	s.publishCurrent(ctx, id)
+	return true, nil
+}
+
+// expire stops a session whose time is up; failures are left to the
+// sweeper.
+func (s *Service) expire(ctx context.Context, id string) {
+	ctx = context.WithoutCancel(ctx)
+	if _, err := s.stop(ctx, id, StatusExpired, StatusInitialized, StatusUploading, StatusAssembling); err != nil {
+		s.log.Warn("expiring upload failed", "upload_id", id, "err", err)
+	}
+}
+
+// freeBytes discards a stopped session's storage and notes that it did,
+// so the sweeper retries only what failed.
+func (s *Service) freeBytes(ctx context.Context, sess *ent.UploadSession) {
+	if err := s.store.Discard(ctx, sess.StorageKey); err != nil {
+		s.log.Warn("freeing upload bytes failed; the sweeper will retry", "upload_id", sess.ID, "err", err)
+		return
+	}
+	if err := s.db.UploadSession.UpdateOneID(sess.ID).SetBytesFreed(true).Exec(ctx); err != nil {
+		s.log.Warn("noting freed bytes failed", "upload_id", sess.ID, "err", err)
+	}
+}
+
+// Cancel stops the caller's unfinished upload and frees its bytes. It
+// returns NOT_FOUND, SESSION_EXPIRED, or ALREADY_FINISHED for an upload
+// that is completed, assembling, cancelled or failed.
+func (s *Service) Cancel(ctx context.Context, userID, id string) (*Session, error) {
+	sess, err := ownedSession(ctx, s.db, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkActive(ctx, sess); err != nil {
+		return nil, err
+	}
+	ok, err := s.stop(context.WithoutCancel(ctx), id, StatusCancelled, activeStatuses...)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		fresh, err := ownedSession(ctx, s.db, userID, id)
+		if err != nil {
+			return nil, err
+		}
+		return nil, Errorf(CodeAlreadyFinished, "upload %s is %s", id, fresh.Status)
+	}
+	return s.Session(ctx, userID, id)
+}
+
+// ChunkURL returns a freshly signed URL for one chunk of the caller's
+// upload. It returns NOT_FOUND, INVALID_CHUNK, SESSION_EXPIRED or
+// ALREADY_FINISHED.
+func (s *Service) ChunkURL(ctx context.Context, userID, id string, index int) (ChunkURL, error) {
+	sess, err := ownedSession(ctx, s.db, userID, id)
+	if err != nil {
+		return ChunkURL{}, err
+	}
+	if err := s.checkActive(ctx, sess); err != nil {
+		return ChunkURL{}, err
+	}
+	ref, ok := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, index)
+	if !ok {
+		return ChunkURL{}, Errorf(CodeInvalidChunk, "chunk index %d is out of range: upload %s has chunks 0 to %d", index, id, sess.TotalChunks-1)
+	}
+	return s.chunkURL(sess, ref), nil
+}
+
+func (s *Service) chunkURL(sess *ent.UploadSession, ref ChunkRef) ChunkURL {
+	exp := s.now().Add(s.cfg.ChunkURLTTL)
+	if sess.ExpiresAt.Before(exp) {
+		exp = sess.ExpiresAt
+	}
+	exp = exp.Truncate(1e9) // signatures carry whole seconds
+	return ChunkURL{
+		ChunkIndex: ref.Index,
+		URL:        s.signer.ChunkURL(sess.ID, ref.Index, exp),
+		Method:     "PUT",
+		Headers:    []Header{{Name: "Content-Type", Value: "application/octet-stream"}},
+		Offset:     ref.Offset,
+		Size:       ref.Size,
+		ExpiresAt:  exp,
+	}
+}
+
+// ChunkURLs lists signed URLs for the chunks of sess not yet received, at
+// most the configured cap; none once the upload stopped taking chunks.
+func (s *Service) ChunkURLs(sess *Session) []ChunkURL {
+	if isTerminal(sess.Status) || sess.Status == StatusAssembling || !s.now().Before(sess.ExpiresAt) {
+		return []ChunkURL{}
+	}
+	urls := make([]ChunkURL, 0, min(len(sess.missing), s.cfg.MaxChunkURLs))
+	for _, i := range sess.missing[:min(len(sess.missing), s.cfg.MaxChunkURLs)] {
+		ref, _ := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, i)
+		urls = append(urls, s.chunkURL(sess.UploadSession, ref))
+	}
+	return urls
+}
+
+// Retry returns fresh URLs for every chunk of the caller's upload that is
+// not received (failed or never sent). It returns NOT_FOUND,
+// SESSION_EXPIRED or ALREADY_FINISHED.
+func (s *Service) Retry(ctx context.Context, userID, id string) ([]ChunkURL, error) {
+	sess, err := ownedSession(ctx, s.db, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkActive(ctx, sess); err != nil {
+		return nil, err
+	}
+	chunks, err := chunksOf(ctx, s.db, id)
+	if err != nil {
+		return nil, err
+	}
+	urls := []ChunkURL{}
+	for _, i := range missingIndexes(sess.TotalChunks, chunks) {
+		ref, _ := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, i)
+		urls = append(urls, s.chunkURL(sess, ref))
+	}
+	return urls, nil
+}
+
+// ConfirmChunk checks that a chunk of the caller's upload is stored with
+// the given size (and checksum, when given) and returns the upload's
+// progress. It changes nothing, so confirming twice is harmless. It
+// returns NOT_FOUND, INVALID_CHUNK, BAD_USER_INPUT, CHUNK_MISSING,
+// TYPE_MISMATCH, CHECKSUM_MISMATCH, SESSION_EXPIRED or ALREADY_FINISHED.
+func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int, size int64, checksum *string) (Progress, error) {
+	sess, err := ownedSession(ctx, s.db, userID, id)
+	if err != nil {
+		return Progress{}, err
+	}
+	if err := s.checkActive(ctx, sess); err != nil {
+		return Progress{}, err
+	}
+	ref, ok := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, index)
+	if !ok {
+		return Progress{}, Errorf(CodeInvalidChunk, "chunk index %d is out of range: upload %s has chunks 0 to %d", index, id, sess.TotalChunks-1)
+	}
+	if size != ref.Size {
+		return Progress{}, Errorf(CodeBadUserInput, "chunk %d is %d bytes, not %d", index, ref.Size, size)
+	}
+	var want *Digest
+	if checksum != nil {
+		d, err := ParseDigest(*checksum)
+		if err != nil {
+			return Progress{}, err
+		}
+		want = &d
+	}
+	c, err := s.db.UploadChunk.Query().Where(uploadchunk.SessionID(id), uploadchunk.Index(index)).Only(ctx)
+	if err != nil && !ent.IsNotFound(err) {
+		return Progress{}, fmt.Errorf("reading chunk: %w", err)
+	}
+	switch {
+	case c == nil:
+		return Progress{}, Errorf(CodeChunkMissing, "chunk %d of upload %s has not arrived; PUT it to its URL first", index, id)
+	case c.State == uploadchunk.StateFAILED && c.ErrorCode != nil && *c.ErrorCode == string(CodeTypeMismatch):
+		return Progress{}, Errorf(CodeTypeMismatch, "chunk %d was refused: %s", index, deref(c.Error))
+	case c.State == uploadchunk.StateFAILED:
+		return Progress{}, Errorf(CodeChunkMissing, "chunk %d of upload %s failed (%s); send it again", index, id, deref(c.Error))
+	case c.Size != size:
+		return Progress{}, Errorf(CodeChunkMissing, "chunk %d holds %d bytes, not %d", index, c.Size, size)
+	}
+	if want != nil {
+		match, known := want.matchesStored(uint32(c.Crc32c), c.Digest)
+		if !known {
+			return Progress{}, Errorf(CodeBadUserInput, "spool recorded no %s for chunk %d; confirm with its crc32c, or send the %s with the chunk", want.Alg, index, want.Alg)
+		}
+		if !match {
+			return Progress{}, Errorf(CodeChecksumMismatch, "chunk %d's stored %s does not match %s", index, want.Alg, *checksum)
+		}
+	}
+	full, err := s.session(ctx, s.db, userID, id)
+	if err != nil {
+		return Progress{}, err
+	}
+	return full.Progress, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// Complete assembles the caller's upload once every chunk is received,
+// marks it COMPLETED and creates its MediaFile (PROCESSING until its
+// content hash is checked). Calling it again returns the same MediaFile;
+// a call after a crash mid-assembly finishes the job. It returns
+// NOT_FOUND, INCOMPLETE, SESSION_EXPIRED, ALREADY_FINISHED or
+// STORAGE_UNAVAILABLE.
+func (s *Service) Complete(ctx context.Context, userID, id string) (*ent.MediaFile, error) {
+	sess, err := ownedSession(ctx, s.db, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	switch sess.Status {
+	case StatusCompleted:
+		return s.completedMedia(ctx, userID, id)
+	case StatusInitialized, StatusUploading:
+		if err := s.checkActive(ctx, sess); err != nil {
+			return nil, err
+		}
+		chunks, err := chunksOf(ctx, s.db, id)
+		if err != nil {
+			return nil, err
+		}
+		if missing := missingIndexes(sess.TotalChunks, chunks); len(missing) > 0 {
+			return nil, Errorf(CodeIncomplete, "upload %s is missing %d of %d chunks: %s",
+				id, len(missing), sess.TotalChunks, describeIndexes(missing))
+		}
+		// The version guard makes sure no chunk changed since the check.
+		n, err := s.db.UploadSession.Update().
+			Where(uploadsession.ID(id), uploadsession.Version(sess.Version), uploadsession.StatusIn(activeStatuses...)).
+			SetStatus(StatusAssembling).AddVersion(1).Save(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("starting assembly: %w", err)
+		}
+		if n == 0 {
+			return s.Complete(ctx, userID, id) // something changed; judge again
+		}
+		s.publishCurrent(ctx, id)
+	case StatusAssembling:
+		// Another call is assembling, or one died mid-way: assembling and
+		// creating the media are idempotent, so carry on.
+	default:
+		return nil, s.checkActive(ctx, sess)
+	}
+	return s.assemble(context.WithoutCancel(ctx), sess)
+}
+
+// assemble turns an ASSEMBLING session into a COMPLETED one with its
+// MediaFile.
+func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.MediaFile, error) {
+	objectKey, err := s.store.Assemble(ctx, sess.StorageKey, sess.TotalChunks, sess.TotalSize)
+	if err != nil {
+		return nil, storageError("assembling upload", err)
+	}
+	var media *ent.MediaFile
+	err = s.withTx(ctx, func(tx *ent.Tx) error {
+		existing, err := tx.MediaFile.Query().Where(mediafile.UploadID(sess.ID)).Only(ctx)
+		if err != nil && !ent.IsNotFound(err) {
+			return err
+		}
+		media = existing
+		if media == nil {
+			media, err = tx.MediaFile.Create().
+				SetOwnerID(sess.OwnerID).SetUploadID(sess.ID).
+				SetFileName(sess.FileName).SetMimeType(sess.MimeType).
+				SetMediaType(mediafile.MediaType(sess.MediaType)).SetFileSize(sess.TotalSize).
+				SetStorageKey(objectKey).SetNillableDurationSeconds(sess.DurationSeconds).
+				SetStatus(mediafile.StatusPROCESSING).SetCreatedAt(s.now()).
+				Save(ctx)
+			if err != nil {
+				return fmt.Errorf("creating media: %w", err)
+			}
+		}
+		return tx.UploadSession.Update().
+			Where(uploadsession.ID(sess.ID), uploadsession.StatusEQ(StatusAssembling)).
+			SetStatus(StatusCompleted).SetFinishedAt(s.now()).SetPercent(100).AddVersion(1).
+			Exec(ctx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("completing upload %s: %w", sess.ID, err)
+	}
+	s.log.Info("upload completed", "upload_id", sess.ID, "media_id", media.ID, "bytes", sess.TotalSize)
+	s.publishCurrent(ctx, sess.ID)
+	s.goBackground(func(ctx context.Context) { s.process(ctx, media.ID) })
+	return media, nil
+}
+
+func (s *Service) completedMedia(ctx context.Context, userID, uploadID string) (*ent.MediaFile, error) {
+	m, err := s.UploadMedia(ctx, userID, uploadID)
+	if err != nil {
+		return nil, fmt.Errorf("loading media of %s: %w", uploadID, err)
+	}
+	if m == nil {
+		return nil, Errorf(CodeAlreadyFinished, "upload %s completed but its media file was deleted", uploadID)
+	}
+	return m, nil
+}

@@ -1,0 +1,132 @@
+package upload
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/mediafile"
+)
+
+// process checks a completed file in the background: it computes the
+// content hash (reading the stored object, never holding it in memory),
+// compares it with the declared SHA-256, and marks the media READY or
+// FAILED. It is idempotent, so the sweeper can rerun it after a crash.
+func (s *Service) process(ctx context.Context, mediaID string) {
+	m, err := s.db.MediaFile.Query().Where(mediafile.ID(mediaID)).WithUpload().Only(ctx)
+	if err != nil {
+		s.log.Warn("loading media to process failed", "media_id", mediaID, "err", err)
+		return
+	}
+	if m.Status != mediafile.StatusPROCESSING {
+		return
+	}
+	sum, err := s.hashObject(ctx, m.StorageKey)
+	if err != nil {
+		s.log.Warn("hashing media failed; will retry", "media_id", mediaID, "err", err)
+		return
+	}
+	upd := s.db.MediaFile.Update().
+		Where(mediafile.ID(mediaID), mediafile.StatusEQ(mediafile.StatusPROCESSING)).
+		SetContentHash(sum).SetProcessedAt(s.now())
+	if up := m.Edges.Upload; up != nil && up.Sha256 != nil && *up.Sha256 != sum {
+		upd = upd.SetStatus(mediafile.StatusFAILED).
+			SetProcessingError(fmt.Sprintf("the content's SHA-256 is %s, the client declared %s", sum, *up.Sha256))
+	} else {
+		upd = upd.SetStatus(mediafile.StatusREADY)
+	}
+	if err := upd.Exec(ctx); err != nil {
+		s.log.Warn("saving processed media failed", "media_id", mediaID, "err", err)
+		return
+	}
+	s.log.Info("media processed", "media_id", mediaID)
+	if m.UploadID != nil {
+		s.publishCurrent(ctx, *m.UploadID)
+	}
+}
+
+func (s *Service) hashObject(ctx context.Context, key string) (string, error) {
+	obj, err := s.store.Open(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	defer obj.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, obj); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// OpenMedia opens a media file's bytes for download. The caller has
+// checked a signature binding the id, so there is no owner check. It
+// returns NOT_FOUND for a missing or deleted file.
+func (s *Service) OpenMedia(ctx context.Context, mediaID string) (*ent.MediaFile, Object, error) {
+	m, err := s.db.MediaFile.Query().Where(mediafile.ID(mediaID), mediafile.DeletedAtIsNil()).Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil, errNotFound("media file", mediaID)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading media %s: %w", mediaID, err)
+	}
+	obj, err := s.store.Open(ctx, m.StorageKey)
+	if errors.Is(err, ErrNotExist) {
+		return nil, nil, errNotFound("media file", mediaID)
+	}
+	if err != nil {
+		return nil, nil, storageError("opening media", err)
+	}
+	return m, obj, nil
+}
+
+// DeleteMedia soft-deletes the caller's media file, gives its bytes back
+// to the quota and removes the stored object. It returns NOT_FOUND for a
+// file that is missing, someone else's or already deleted.
+func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
+	var m *ent.MediaFile
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		n, err := tx.MediaFile.Update().
+			Where(mediafile.ID(id), mediafile.OwnerID(userID), mediafile.DeletedAtIsNil()).
+			SetDeletedAt(s.now()).Save(ctx)
+		if err != nil {
+			return fmt.Errorf("deleting media: %w", err)
+		}
+		if n == 0 {
+			return errNotFound("media file", id)
+		}
+		if m, err = tx.MediaFile.Get(ctx, id); err != nil {
+			return err
+		}
+		return releaseQuota(ctx, tx, userID, m.FileSize)
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("media deleted", "media_id", id)
+	s.goBackground(func(ctx context.Context) { s.deleteObject(ctx, m) })
+	return nil
+}
+
+func (s *Service) deleteObject(ctx context.Context, m *ent.MediaFile) {
+	if err := s.store.Delete(ctx, m.StorageKey); err != nil {
+		s.log.Warn("removing deleted media's bytes failed; the sweeper will retry", "media_id", m.ID, "err", err)
+		return
+	}
+	if err := s.db.MediaFile.UpdateOneID(m.ID).SetStorageKey("-").Exec(ctx); err != nil {
+		s.log.Warn("noting removed media bytes failed", "media_id", m.ID, "err", err)
+	}
+}
+
+// Node returns the caller's object with a Relay global id. Only media
+// files are nodes; anything else, or someone else's, is NOT_FOUND.
+func (s *Service) Node(ctx context.Context, userID, id string) (ent.Noder, error) {
+	if !strings.HasPrefix(id, "med_") {
+		return nil, errNotFound("node", id)
+	}
+	return s.Media(ctx, userID, id)
+}

@@ -1,0 +1,30 @@
+package upload
+
+// plan is how a file of a given size is cut into chunks.
+type plan struct {
+	strategy    Strategy
+	chunkSize   int64
+	totalChunks int
+}
+
+// planFile cuts a file of size bytes (size > 0): one SINGLE chunk up to the
+// threshold, else CHUNKED at the configured chunk size with a short last
+// chunk.
+func (c Config) planFile(size int64) plan {
+	if size <= c.SingleThreshold {
+		return plan{strategy: StrategySingle, chunkSize: size, totalChunks: 1}
+	}
+	n := (size + c.ChunkSize - 1) / c.ChunkSize
+	return plan{strategy: StrategyChunked, chunkSize: c.ChunkSize, totalChunks: int(n)}
+}
+
+// chunkRef returns where chunk index lies in an upload of total bytes cut
+// at chunkSize; ok is false for an index out of range.
+func chunkRef(total, chunkSize int64, totalChunks, index int) (ChunkRef, bool) {
+	if index < 0 || index >= totalChunks {
+		return ChunkRef{}, false
+	}
+	off := int64(index) * chunkSize
+	size := min(chunkSize, total-off)
+	return ChunkRef{Index: index, Offset: off, Size: size}, true
+}

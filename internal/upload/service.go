@@ -1,0 +1,384 @@
+// Package upload is spool's domain: it plans batches, runs each upload
+// session's state machine, keeps the per-user quota, and turns finished
+// uploads into media files. It speaks only its own types and the
+// interfaces it defines (Store, Broker, Signer); it knows no HTTP, no
+// GraphQL and no particular storage or pub/sub engine.
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"entgo.io/ent/dialect/sql"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/mediafile"
+	"github.com/spoolhq/spool/ent/predicate"
+	"github.com/spoolhq/spool/ent/uploadbatch"
+	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/ent/user"
+)
+
+// Service runs uploads. It is safe for concurrent use, including by
+// several processes sharing one database: every state change is a
+// conditional update inside a transaction, never an in-process lock.
+type Service struct {
+	db     *ent.Client
+	store  Store
+	broker Broker
+	signer Signer
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+
+	// background tracks post-commit work (processing, freeing bytes) so
+	// Close can wait for it.
+	background sync.WaitGroup
+	closing    chan struct{}
+	closeOnce  sync.Once
+}
+
+// Deps are the engines a Service runs on.
+type Deps struct {
+	DB     *ent.Client
+	Store  Store
+	Broker Broker
+	Signer Signer
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Tests move it to expire things.
+	Now func() time.Time
+}
+
+// NewService returns a Service with cfg's rules (zero fields take the
+// defaults). It returns an error if cfg is invalid or an engine is missing.
+func NewService(d Deps, cfg Config) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.DB == nil || d.Store == nil || d.Broker == nil || d.Signer == nil {
+		return nil, errors.New("upload: database, store, broker and signer are all required")
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Service{
+		db: d.DB, store: d.Store, broker: d.Broker, signer: d.Signer,
+		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now,
+		closing: make(chan struct{}),
+	}, nil
+}
+
+// Config returns the rules the service runs with.
+func (s *Service) Config() Config { return s.cfg }
+
+// Close waits for background work started by the service to finish.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.background.Wait()
+}
+
+// goBackground runs fn after the caller's transaction, detached from the
+// request's context so a client hanging up does not abandon it.
+func (s *Service) goBackground(fn func(ctx context.Context)) {
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		go func() {
+			select {
+			case <-s.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		fn(ctx)
+	}()
+}
+
+// EnsureUser returns the user for a token subject, creating it with the
+// default quota on first sight.
+func (s *Service) EnsureUser(ctx context.Context, subject string) (*ent.User, error) {
+	u, err := s.db.User.Query().Where(user.Subject(subject)).Only(ctx)
+	if err == nil {
+		return u, nil
+	}
+	if !ent.IsNotFound(err) {
+		return nil, fmt.Errorf("looking up user: %w", err)
+	}
+	err = s.db.User.Create().SetSubject(subject).SetQuotaBytes(s.cfg.DefaultQuota).
+		OnConflictColumns(user.FieldSubject).Ignore().Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("creating user: %w", err)
+	}
+	return s.db.User.Query().Where(user.Subject(subject)).Only(ctx)
+}
+
+// Me returns the user with the given id.
+func (s *Service) Me(ctx context.Context, userID string) (*ent.User, error) {
+	u, err := s.db.User.Get(ctx, userID)
+	if ent.IsNotFound(err) {
+		return nil, errNotFound("user", userID)
+	}
+	return u, err
+}
+
+// withTx runs fn in a transaction, committing if it returns nil.
+func (s *Service) withTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+	tx, err := s.db.Tx(ctx)
+	if err != nil {
+		return fmt.Errorf("starting transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+// activeStatuses are the states in which chunks may still arrive.
+var activeStatuses = []Status{StatusInitialized, StatusUploading}
+
+// ownedSession returns the caller's session, or NOT_FOUND for a missing
+// id and someone else's alike.
+func ownedSession(ctx context.Context, c *ent.Client, userID, id string) (*ent.UploadSession, error) {
+	q := c.UploadSession.Query().Where(uploadsession.ID(id))
+	if userID != "" {
+		q = q.Where(uploadsession.OwnerID(userID))
+	}
+	sess, err := q.Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, errNotFound("upload", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading upload %s: %w", id, err)
+	}
+	return sess, nil
+}
+
+// chunksOf returns the chunk rows of a session, by index.
+func chunksOf(ctx context.Context, c *ent.Client, sessionID string) ([]*ent.UploadChunk, error) {
+	chunks, err := c.UploadChunk.Query().
+		Where(uploadchunk.SessionID(sessionID)).
+		Order(uploadchunk.ByIndex()).
+		Select(uploadchunk.FieldIndex, uploadchunk.FieldState, uploadchunk.FieldSize).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading chunks of %s: %w", sessionID, err)
+	}
+	return chunks, nil
+}
+
+// progressOf derives what clients see from the session and its chunk rows
+// (invariant 1: never from a counter).
+func progressOf(sess *ent.UploadSession, chunks []*ent.UploadChunk) Progress {
+	p := Progress{
+		UploadID: sess.ID, BatchID: sess.BatchID, OwnerID: sess.OwnerID,
+		Status: sess.Status, TotalBytes: sess.TotalSize, TotalChunks: sess.TotalChunks,
+		FailedChunks: []int{}, Version: sess.Version, At: sess.UpdatedAt, Error: sess.Error,
+	}
+	for _, c := range chunks {
+		switch c.State {
+		case uploadchunk.StateRECEIVED:
+			p.UploadedBytes += c.Size
+			p.UploadedChunks++
+		case uploadchunk.StateFAILED:
+			p.FailedChunks = append(p.FailedChunks, c.Index)
+		}
+	}
+	p.Percent = max(sess.Percent, percentOf(p.UploadedBytes, p.TotalBytes))
+	if sess.Status == StatusCompleted {
+		p.Percent = 100
+	}
+	return p
+}
+
+func percentOf(done, total int64) int {
+	if total <= 0 {
+		return 0
+	}
+	// Multiply first in 64 bits: sizes are at most a few TiB, so
+	// done*100 cannot overflow.
+	return int(done * 100 / total)
+}
+
+// session returns the caller's session with its progress.
+func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string) (*Session, error) {
+	sess, err := ownedSession(ctx, c, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	chunks, err := chunksOf(ctx, c, sess.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{UploadSession: sess, Progress: progressOf(sess, chunks), missing: missingIndexes(sess.TotalChunks, chunks)}, nil
+}
+
+// Session returns the caller's upload with its progress. It returns
+// NOT_FOUND if the upload does not exist or is not the caller's.
+func (s *Service) Session(ctx context.Context, userID, id string) (*Session, error) {
+	sess, err := s.session(ctx, s.db, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.expireIfDue(ctx, sess), nil
+}
+
+// Batch returns the caller's batch with its uploads, or NOT_FOUND.
+func (s *Service) Batch(ctx context.Context, userID, id string) (*Batch, error) {
+	ids, err := s.db.UploadSession.Query().
+		Where(uploadsession.BatchID(id), uploadsession.OwnerID(userID)).
+		Order(uploadsession.ByID()).IDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading batch %s: %w", id, err)
+	}
+	if len(ids) == 0 {
+		ok, err := s.db.UploadBatch.Query().
+			Where(uploadbatch.ID(id), uploadbatch.OwnerID(userID)).Exist(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading batch %s: %w", id, err)
+		}
+		if !ok {
+			return nil, errNotFound("batch", id)
+		}
+	}
+	b := &Batch{ID: id}
+	for _, uid := range ids {
+		sess, err := s.Session(ctx, userID, uid)
+		if err != nil {
+			return nil, err
+		}
+		b.Uploads = append(b.Uploads, sess)
+	}
+	return b, nil
+}
+
+// Media returns the caller's media file, or NOT_FOUND (also once deleted).
+func (s *Service) Media(ctx context.Context, userID, id string) (*ent.MediaFile, error) {
+	m, err := s.db.MediaFile.Query().
+		Where(mediafile.ID(id), mediafile.OwnerID(userID), mediafile.DeletedAtIsNil()).
+		Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, errNotFound("media file", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading media %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// UploadMedia returns the media file an upload produced, or nil.
+func (s *Service) UploadMedia(ctx context.Context, userID, uploadID string) (*ent.MediaFile, error) {
+	m, err := s.db.MediaFile.Query().
+		Where(mediafile.UploadID(uploadID), mediafile.OwnerID(userID), mediafile.DeletedAtIsNil()).
+		Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	return m, err
+}
+
+// MediaQuery returns the query over the caller's visible media, for
+// cursor pagination by the API layer.
+func (s *Service) MediaQuery(userID string) *ent.MediaFileQuery {
+	return s.db.MediaFile.Query().Where(mediafile.OwnerID(userID), mediafile.DeletedAtIsNil())
+}
+
+// MediaURL returns where a client downloads the media file's bytes.
+func (s *Service) MediaURL(m *ent.MediaFile) string {
+	if m.PublicURL != nil {
+		return *m.PublicURL
+	}
+	return s.signer.MediaURL(m.ID, m.FileName, s.now().Add(s.cfg.MediaURLTTL))
+}
+
+// reserveQuota adds n bytes to the user's reservation if it stays within
+// the quota. The condition is part of the UPDATE, so concurrent
+// reservations can never together exceed the quota (invariant 6).
+func reserveQuota(ctx context.Context, tx *ent.Tx, userID string, n int64) error {
+	fits := predicate.User(func(s *sql.Selector) {
+		s.Where(sql.P(func(b *sql.Builder) {
+			b.Ident(s.C(user.FieldReservedBytes)).WriteString(" + ").Arg(n).
+				WriteString(" <= ").Ident(s.C(user.FieldQuotaBytes))
+		}))
+	})
+	updated, err := tx.User.Update().Where(user.ID(userID), fits).AddReservedBytes(n).Save(ctx)
+	if err != nil {
+		return fmt.Errorf("reserving quota: %w", err)
+	}
+	if updated == 0 {
+		u, err := tx.User.Get(ctx, userID)
+		if err != nil {
+			return fmt.Errorf("reading quota: %w", err)
+		}
+		return Errorf(CodeQuotaExceeded, "this upload needs %d bytes but only %d of your %d-byte quota are free",
+			n, max(0, u.QuotaBytes-u.ReservedBytes), u.QuotaBytes)
+	}
+	return nil
+}
+
+// releaseQuota gives n bytes back to the user.
+func releaseQuota(ctx context.Context, tx *ent.Tx, userID string, n int64) error {
+	if err := tx.User.UpdateOneID(userID).AddReservedBytes(-n).Exec(ctx); err != nil {
+		return fmt.Errorf("releasing quota: %w", err)
+	}
+	return nil
+}
+
+// publish sends the upload's current progress to subscribers. It runs
+// after commit; a lost event is harmless because subscribers resync from
+// the database.
+func (s *Service) publish(ctx context.Context, p Progress) {
+	if err := s.broker.Publish(context.WithoutCancel(ctx), p); err != nil {
+		s.log.Warn("progress publish failed", "upload_id", p.UploadID, "err", err)
+	}
+}
+
+// publishCurrent reads an upload's progress and publishes it.
+func (s *Service) publishCurrent(ctx context.Context, uploadID string) {
+	sess, err := s.session(ctx, s.db, "", uploadID)
+	if err != nil {
+		s.log.Warn("reading progress to publish failed", "upload_id", uploadID, "err", err)
+		return
+	}
+	s.publish(ctx, sess.Progress)
+}
+
+// missingIndexes lists the chunk indexes not received, in order.
+func missingIndexes(total int, chunks []*ent.UploadChunk) []int {
+	received := make([]bool, total)
+	for _, c := range chunks {
+		if c.State == uploadchunk.StateRECEIVED && c.Index < total {
+			received[c.Index] = true
+		}
+	}
+	var missing []int
+	for i, ok := range received {
+		if !ok {
+			missing = append(missing, i)
+		}
+	}
+	return missing
+}
+
+// describeIndexes shows at most a few indexes, for error messages.
+func describeIndexes(idx []int) string {
+	const show = 8
+	if len(idx) <= show {
+		return fmt.Sprint(idx)
+	}
+	return fmt.Sprintf("%v and %d more", slices.Clip(idx[:show]), len(idx)-show)
+}

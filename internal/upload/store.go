@@ -1,0 +1,58 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Store keeps the bytes of unfinished uploads and of the files they become.
+// Keys are built by spool, never taken from clients. Implementations live in
+// internal/storage/...; the conformance suite in internal/storage/storagetest
+// runs against each of them.
+type Store interface {
+	// Prepare readies storage for a new upload of size bytes under key.
+	Prepare(ctx context.Context, key string, size int64) error
+
+	// WriteChunk streams body into the chunk's byte range of the upload.
+	// It returns the number of bytes written, which is less than
+	// chunk.Size when body ends early; it returns body's error when body
+	// fails (the chunk is then unusable). Memory use is bounded whatever the
+	// chunk size. Writing a chunk again replaces it.
+	WriteChunk(ctx context.Context, key string, chunk ChunkRef, body io.Reader) (int64, error)
+
+	// Assemble makes the finished object from an upload whose chunks are all
+	// written and returns its key. It never copies the bytes through spool.
+	// Calling it again after success returns the same object.
+	Assemble(ctx context.Context, key string, totalChunks int, size int64) (objectKey string, err error)
+
+	// Open returns the object's bytes for reading. It returns ErrNotExist
+	// when there is no such object.
+	Open(ctx context.Context, objectKey string) (Object, error)
+
+	// Discard frees everything stored for an unfinished upload. It is not
+	// an error if nothing is stored.
+	Discard(ctx context.Context, key string) error
+
+	// Delete removes a finished object. It is not an error if it is gone.
+	Delete(ctx context.Context, objectKey string) error
+}
+
+// ErrNotExist is returned by a Store for an object that does not exist.
+var ErrNotExist = errors.New("object does not exist")
+
+// ChunkRef says where a chunk lies in its upload.
+type ChunkRef struct {
+	Index  int
+	Offset int64
+	Size   int64
+}
+
+// Object is a stored file opened for reading; it supports Seek so HTTP
+// range requests can be served from it.
+type Object interface {
+	io.ReadSeekCloser
+	Size() int64
+	ModTime() time.Time
+}
