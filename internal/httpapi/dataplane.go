@@ -127,7 +127,7 @@ func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 	}
 	cr, err := ParseContentRange(r.Header.Get("Content-Range"))
 	if err != nil {
-		h.writeError(w, r, upload.Errorf(upload.CodeInvalidChunk, "Content-Range: %v", err))
+		h.writeError(w, r, upload.Errorf(upload.CodeInvalidChunk, "%v", err))
 		return
 	}
 	if cr.First < 0 {
