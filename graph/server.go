@@ -112,4 +112,3 @@ func originChecker(allowed []string) func(r *http.Request) bool {
 		return err == nil && strings.EqualFold(u.Host, r.Host)
 	}
 }
-

@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	entsql "entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
 	_ "modernc.org/sqlite" // the embedded database driver
 
 	"github.com/spoolhq/spool/ent"
