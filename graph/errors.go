@@ -33,6 +33,16 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if gqlErr.Extensions == nil || gqlErr.Extensions["code"] == nil {
 				setCode(gqlErr, upload.CodeBadUserInput)
 			}
+		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			// The client stopped the operation (or hung up) while it
+			// started: nothing failed, and nobody reads the answer.
+			log.Debug("operation cancelled by the client", "path", gqlErr.Path.String())
+			gqlErr.Message = "operation cancelled"
+			setCode(gqlErr, upload.CodeInternal)
+		case argumentError(ctx):
+			// A value gqlgen could not coerce to its scalar (an Int64 out
+			// of range, a malformed Cursor): the client's input, not ours.
+			setCode(gqlErr, upload.CodeBadUserInput)
 		default:
 			log.Error("internal error", "path", gqlErr.Path.String(), "err", err)
 			gqlErr.Message = "internal error"
@@ -40,6 +50,14 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		}
 		return gqlErr
 	}
+}
+
+// argumentError reports whether the error arose while gqlgen coerced the
+// field's arguments, before any resolver ran: the field has arguments but
+// its context holds none yet.
+func argumentError(ctx context.Context) bool {
+	fc := graphql.GetFieldContext(ctx)
+	return fc != nil && fc.Args == nil && len(fc.Field.Arguments) > 0
 }
 
 func setCode(e *gqlerror.Error, code upload.Code) {

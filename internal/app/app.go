@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,9 @@ type Config struct {
 	AllowedOrigins []string
 	// SweepInterval is how often expired uploads are swept.
 	SweepInterval time.Duration
+	// PingInterval is the websocket keep-alive ping period; zero means
+	// graph's default (25 s).
+	PingInterval time.Duration
 	// Upload holds the upload rules.
 	Upload upload.Config
 }
@@ -148,6 +152,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	authn := tokenAuth{issuer: issuer, users: m.svc}
 	gql := graph.NewServer(graph.ServerOptions{
 		Uploads: m.svc, Auth: authn, Logger: m.log, AllowedOrigins: cfg.AllowedOrigins,
+		PingInterval: cfg.PingInterval,
 	})
 	m.srv = &http.Server{
 		Handler: httpapi.New(httpapi.Options{
@@ -207,9 +212,20 @@ func (m *Main) closeEngines() {
 	}
 }
 
+// migrateMu serialises schema migrations: ent's migrate writes to the
+// package-level table definitions, so two Mains starting at once in one
+// process (the end-to-end tests, an embedding program) would race.
+var migrateMu sync.Mutex
+
 // openSQLite opens the embedded database and brings its schema up to date.
 func openSQLite(ctx context.Context, path string) (*ent.Client, error) {
-	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	// Times are written in one zone and one format ("2006-01-02
+	// 15:04:05.999999999+00:00"), so comparing them as SQLite text (cursors,
+	// expiry) compares instants. The driver's default, time.Time.String,
+	// carries the monotonic clock reading ("m=+1.2") and the local zone,
+	// and then a stored time never equals the same time read back.
+	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+		"&_time_format=sqlite&_timezone=UTC"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
@@ -218,7 +234,10 @@ func openSQLite(ctx context.Context, path string) (*ent.Client, error) {
 	// connection rules out SQLITE_BUSY between our own transactions.
 	db.SetMaxOpenConns(1)
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, db)))
-	if err := client.Schema.Create(ctx); err != nil {
+	migrateMu.Lock()
+	err = client.Schema.Create(ctx)
+	migrateMu.Unlock()
+	if err != nil {
 		_ = client.Close()
 		return nil, fmt.Errorf("migrating %s: %w", path, err)
 	}

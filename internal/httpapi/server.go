@@ -88,9 +88,16 @@ func limitBody(next http.Handler) http.Handler {
 }
 
 func corsFor(allowed []string) *cors.Cors {
+	var onlyListed func(string) bool
+	if len(allowed) == 0 {
+		// rs/cors takes an empty list as "allow any origin"; ours means
+		// none besides the server's own, as for websockets.
+		onlyListed = func(string) bool { return false }
+	}
 	return cors.New(cors.Options{
-		AllowedOrigins: allowed,
-		AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodOptions},
+		AllowedOrigins:  allowed,
+		AllowOriginFunc: onlyListed,
+		AllowedMethods:  []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodOptions},
 		AllowedHeaders: []string{"Authorization", "Content-Type", "Content-Range", "Content-MD5", "X-Goog-Hash",
 			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight"},
 		ExposedHeaders: []string{"Range", "Spool-Upload-Status", "Spool-Uploaded-Bytes", "Spool-Total-Bytes",

@@ -54,6 +54,11 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 		if err == io.ErrUnexpectedEOF {
 			err = io.EOF
 		}
+		if err != nil && err != io.EOF {
+			// The body broke instead of ending: the client's failure, not
+			// the storage's.
+			c.bodyErr = err
+		}
 		return 0, err
 	}
 	if int64(len(p)) > c.remaining {
@@ -160,6 +165,9 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 	for _, d := range opts.Expect {
 		cr.hashes = append(cr.hashes, newHash(d.Alg))
 	}
+	if err := s.invalidateForResend(ctx, sess.ID, ref.Index); err != nil {
+		return chunkOutcome{}, err
+	}
 	n, err := s.store.WriteChunk(ctx, sess.StorageKey, ref, cr)
 	untouched := n == 0
 	switch {
@@ -186,6 +194,33 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 		}
 	}
 	return out, nil
+}
+
+// invalidateForResend marks a received chunk FAILED before its bytes are
+// overwritten, bumping the session's version in the same transaction. A
+// complete() that checked the chunks before then fails its version guard
+// and judges again; one that got further first makes this return
+// ALREADY_FINISHED, so no byte of an assembling file is touched.
+func (s *Service) invalidateForResend(ctx context.Context, sessionID string, index int) error {
+	return s.withTx(ctx, func(tx *ent.Tx) error {
+		n, err := tx.UploadChunk.Update().
+			Where(uploadchunk.SessionID(sessionID), uploadchunk.Index(index), uploadchunk.StateEQ(uploadchunk.StateRECEIVED)).
+			SetState(uploadchunk.StateFAILED).SetErrorCode(string(CodeChunkMissing)).
+			SetError("it was being sent again").SetUpdatedAt(s.now()).Save(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+		n, err = tx.UploadSession.Update().
+			Where(uploadsession.ID(sessionID), uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(s.now())).
+			AddVersion(1).Save(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sessionID)
+		}
+		return nil
+	})
 }
 
 // recordChunk stores a chunk's outcome and moves the session to UPLOADING,

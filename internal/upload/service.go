@@ -224,7 +224,20 @@ func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string)
 	if err != nil {
 		return nil, err
 	}
-	return &Session{UploadSession: sess, Progress: progressOf(sess, chunks), missing: missingIndexes(sess.TotalChunks, chunks)}, nil
+	p := progressOf(sess, chunks)
+	if sess.Status == StatusCompleted {
+		// The media file is created in the transaction that completes the
+		// upload, so a completed upload's progress names it (until deleted).
+		id, err := c.MediaFile.Query().
+			Where(mediafile.UploadID(sess.ID), mediafile.DeletedAtIsNil()).OnlyID(ctx)
+		if err != nil && !ent.IsNotFound(err) {
+			return nil, fmt.Errorf("loading media of %s: %w", sess.ID, err)
+		}
+		if err == nil {
+			p.MediaID = &id
+		}
+	}
+	return &Session{UploadSession: sess, Progress: p, missing: missingIndexes(sess.TotalChunks, chunks)}, nil
 }
 
 // Session returns the caller's upload with its progress. It returns

@@ -1,0 +1,171 @@
+// Command bareserver is the baseline of spool's data-plane benchmark: the
+// least an HTTP server can do to put chunks of a file on disk. It keeps one
+// file, created at its full size, and writes each chunk's body at the
+// offset the request names, through a 1 MiB buffer, as spool's local-disk
+// engine does, with nothing else around it: no auth, database, checksum
+// or type check. With -crc32c it also computes each chunk's CRC32C as
+// spool does, to tell that cost apart from the rest of spool's.
+//
+//	bareserver -file PATH [-addr 127.0.0.1:0] [-crc32c]
+//
+//	POST /reset?size=N      (re)create the file, empty, at N bytes
+//	PUT  /chunk?offset=N    write the body at offset N
+//	DELETE /file            remove the file
+//
+// It prints its listen address on stdout once it is listening.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+)
+
+// copyBufferSize matches spool's local-disk engine.
+const copyBufferSize = 1 << 20
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address `HOST:PORT`")
+	path := flag.String("file", "", "the `PATH` of the file chunks are written to (required)")
+	crc := flag.Bool("crc32c", false, "compute each chunk's CRC32C while writing it")
+	flag.Parse()
+	if *path == "" {
+		log.Fatal("bareserver: -file is required")
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatalf("bareserver: %v", err)
+	}
+	fmt.Println(ln.Addr().String())
+
+	s := &server{path: *path, crc: *crc, buffers: sync.Pool{New: func() any {
+		b := make([]byte, copyBufferSize)
+		return &b
+	}}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /reset", s.reset)
+	mux.HandleFunc("PUT /chunk", s.putChunk)
+	mux.HandleFunc("DELETE /file", s.remove)
+	srv := &http.Server{Handler: mux}
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-stop
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Fatalf("bareserver: %v", err)
+	}
+	s.close()
+}
+
+type server struct {
+	path    string
+	crc     bool
+	buffers sync.Pool // of *[]byte, copyBufferSize long
+
+	mu sync.RWMutex // guards f against reset and remove while chunks write
+	f  *os.File
+}
+
+func (s *server) reset(w http.ResponseWriter, r *http.Request) {
+	size, err := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+	if err != nil || size < 0 {
+		http.Error(w, "size must be a byte count", http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+	_ = os.Remove(s.path)
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err == nil {
+		err = f.Truncate(size) // sparse, as spool's Prepare
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.f = f
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) putChunk(w http.ResponseWriter, r *http.Request) {
+	offset, err := strconv.ParseInt(r.URL.Query().Get("offset"), 10, 64)
+	if err != nil || offset < 0 {
+		http.Error(w, "offset must be a byte count", http.StatusBadRequest)
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.f == nil {
+		http.Error(w, "no file: POST /reset first", http.StatusConflict)
+		return
+	}
+	buf := s.buffers.Get().(*[]byte)
+	defer s.buffers.Put(buf)
+	var body io.Reader = struct{ io.Reader }{r.Body} // hides any WriterTo, so the copy goes through buf
+	if s.crc {
+		body = &crcReader{r: r.Body, h: crc32.New(castagnoli)}
+	}
+	n, err := io.CopyBuffer(io.NewOffsetWriter(s.f, offset), body, *buf)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	if r.ContentLength >= 0 && n != r.ContentLength {
+		http.Error(w, fmt.Sprintf("got %d of %d bytes", n, r.ContentLength), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// crcReader hashes what it reads, as spool's chunk reader does.
+type crcReader struct {
+	r io.Reader
+	h hash.Hash32
+}
+
+func (c *crcReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	return n, err
+}
+
+func (s *server) remove(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+}
+
+func (s *server) closeLocked() {
+	if s.f != nil {
+		_ = s.f.Close()
+		s.f = nil
+	}
+}

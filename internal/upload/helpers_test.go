@@ -1,0 +1,398 @@
+package upload_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	_ "modernc.org/sqlite"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/mediafile"
+	"github.com/spoolhq/spool/ent/uploadbatch"
+	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/internal/httpapi"
+	"github.com/spoolhq/spool/internal/progress"
+	"github.com/spoolhq/spool/internal/signing"
+	"github.com/spoolhq/spool/internal/storage/localfs"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+const (
+	KiB = upload.KiB
+	MiB = upload.MiB
+)
+
+// fakeClock is the service's clock in tests: it only moves when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// recordingBroker is the in-process hub, keeping a copy of every event
+// published so tests can check their order.
+type recordingBroker struct {
+	*progress.Hub
+	mu     sync.Mutex
+	events []upload.Progress
+}
+
+func (b *recordingBroker) Publish(ctx context.Context, ev upload.Progress) error {
+	b.mu.Lock()
+	b.events = append(b.events, ev)
+	b.mu.Unlock()
+	return b.Hub.Publish(ctx, ev)
+}
+
+// eventsOf returns the events published so far for one upload, in order.
+func (b *recordingBroker) eventsOf(uploadID string) []upload.Progress {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []upload.Progress
+	for _, ev := range b.events {
+		if ev.UploadID == uploadID {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// testEnv is a Service on the embedded engines: SQLite, the local disk
+// and the in-process hub.
+type testEnv struct {
+	svc    *upload.Service
+	db     *ent.Client
+	clock  *fakeClock
+	broker *recordingBroker
+	dir    string // the localfs root
+	cfg    upload.Config
+}
+
+// testConfig is small enough that files of a few MiB are chunked:
+// anything over 1 MiB goes in 5 MiB chunks.
+func testConfig() upload.Config {
+	return upload.Config{
+		SingleThreshold: 1 * MiB,
+		ChunkSize:       5 * MiB,
+		SessionTTL:      time.Hour,
+		ChunkURLTTL:     10 * time.Minute,
+	}
+}
+
+func newTestService(t *testing.T, cfg upload.Config) *testEnv {
+	t.Helper()
+	tmp := t.TempDir()
+	dsn := "file:" + filepath.Join(tmp, "spool.db") +
+		"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	sqldb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatalf("opening sqlite: %v", err)
+	}
+	sqldb.SetMaxOpenConns(1)
+	db := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, sqldb)))
+	t.Cleanup(func() { db.Close() })
+	if err := db.Schema.Create(context.Background()); err != nil {
+		t.Fatalf("migrating: %v", err)
+	}
+
+	dir := filepath.Join(tmp, "files")
+	store, err := localfs.New(dir)
+	if err != nil {
+		t.Fatalf("localfs.New: %v", err)
+	}
+	secret, err := signing.New(bytes.Repeat([]byte("k"), 32))
+	if err != nil {
+		t.Fatalf("signing.New: %v", err)
+	}
+	clock := newFakeClock()
+	broker := &recordingBroker{Hub: progress.NewHub()}
+	svc, err := upload.NewService(upload.Deps{
+		DB: db, Store: store, Broker: broker,
+		Signer: httpapi.NewURLSigner("http://spool.test", secret),
+		Now:    clock.Now,
+	}, cfg)
+	if err != nil {
+		t.Fatalf("NewService: %v", err)
+	}
+	// Cleanups run last-in first-out: the service (and its background
+	// work) stops before the database closes.
+	t.Cleanup(svc.Close)
+	return &testEnv{svc: svc, db: db, clock: clock, broker: broker, dir: dir, cfg: svc.Config()}
+}
+
+// user returns the id of the user with the subject, creating it.
+func (e *testEnv) user(t *testing.T, subject string) string {
+	t.Helper()
+	u, err := e.svc.EnsureUser(context.Background(), subject)
+	if err != nil {
+		t.Fatalf("EnsureUser(%q): %v", subject, err)
+	}
+	return u.ID
+}
+
+// setQuota changes a user's quota.
+func (e *testEnv) setQuota(t *testing.T, userID string, quota int64) {
+	t.Helper()
+	if err := e.db.User.UpdateOneID(userID).SetQuotaBytes(quota).Exec(context.Background()); err != nil {
+		t.Fatalf("setting quota: %v", err)
+	}
+}
+
+func (e *testEnv) reserved(t *testing.T, userID string) int64 {
+	t.Helper()
+	u, err := e.db.User.Get(context.Background(), userID)
+	if err != nil {
+		t.Fatalf("loading user: %v", err)
+	}
+	return u.ReservedBytes
+}
+
+// stored returns the upload's row as it is in the database.
+func (e *testEnv) stored(t *testing.T, uploadID string) *ent.UploadSession {
+	t.Helper()
+	s, err := e.db.UploadSession.Get(context.Background(), uploadID)
+	if err != nil {
+		t.Fatalf("loading upload %s: %v", uploadID, err)
+	}
+	return s
+}
+
+// force puts an upload into a status directly, for states the public
+// methods reach only through failures.
+func (e *testEnv) force(t *testing.T, uploadID string, st upload.Status) {
+	t.Helper()
+	if err := e.db.UploadSession.UpdateOneID(uploadID).SetStatus(st).AddVersion(1).Exec(context.Background()); err != nil {
+		t.Fatalf("forcing %s to %s: %v", uploadID, st, err)
+	}
+}
+
+func (e *testEnv) mediaCount(t *testing.T, uploadID string) int {
+	t.Helper()
+	n, err := e.db.MediaFile.Query().Where(mediafile.UploadID(uploadID)).Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (e *testEnv) countSessions(t *testing.T, userID string) int {
+	t.Helper()
+	n, err := e.db.UploadSession.Query().Where(uploadsession.OwnerID(userID)).Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (e *testEnv) countBatches(t *testing.T, userID string) int {
+	t.Helper()
+	n, err := e.db.UploadBatch.Query().Where(uploadbatch.OwnerID(userID)).Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// stagingPath is where localfs keeps an unfinished upload's bytes.
+func (e *testEnv) stagingPath(t *testing.T, uploadID string) string {
+	t.Helper()
+	return filepath.Join(e.dir, "staging", filepath.FromSlash(e.stored(t, uploadID).StorageKey))
+}
+
+// stagingFiles lists the files under the staging tree.
+func (e *testEnv) stagingFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(filepath.Join(e.dir, "staging"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func exists(t *testing.T, path string) bool {
+	t.Helper()
+	_, err := os.Stat(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// mp4Bytes returns n deterministic bytes that start like an MP4 file.
+func mp4Bytes(n int64, seed uint64) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	for i := 0; i+8 <= len(b); i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	copy(b, "\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2")
+	return b
+}
+
+// pngBytes returns n bytes that start like a PNG file.
+func pngBytes(n int64) []byte {
+	b := mp4Bytes(n, 99)
+	copy(b, "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+	return b
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// mp4Spec describes a video file of data.
+func mp4Spec(name string, data []byte) upload.FileSpec {
+	return upload.FileSpec{FileName: name, Size: int64(len(data)), MimeType: "video/mp4"}
+}
+
+// initOne starts a batch of one file and returns its upload.
+func (e *testEnv) initOne(t *testing.T, userID string, f upload.FileSpec) *upload.Session {
+	t.Helper()
+	b, err := e.svc.InitBatch(context.Background(), userID, upload.BatchSpec{Files: []upload.FileSpec{f}})
+	if err != nil {
+		t.Fatalf("InitBatch(%s): %v", f.FileName, err)
+	}
+	if len(b.Uploads) != 1 {
+		t.Fatalf("InitBatch returned %d uploads, want 1", len(b.Uploads))
+	}
+	return b.Uploads[0]
+}
+
+// chunk returns chunk i of data cut at the service's chunk size.
+func (e *testEnv) chunk(data []byte, i int) []byte {
+	size := e.cfg.ChunkSize
+	if int64(len(data)) <= e.cfg.SingleThreshold {
+		size = int64(len(data))
+	}
+	start := int64(i) * size
+	return data[start:min(start+size, int64(len(data)))]
+}
+
+// send PUTs chunk i of data, declaring its true length.
+func (e *testEnv) send(uploadID string, i int, data []byte) (upload.Progress, error) {
+	c := e.chunk(data, i)
+	return e.svc.ReceiveChunk(context.Background(), uploadID, i, bytes.NewReader(c),
+		upload.ReceiveOptions{ContentLength: int64(len(c))})
+}
+
+func (e *testEnv) mustSend(t *testing.T, uploadID string, i int, data []byte) upload.Progress {
+	t.Helper()
+	p, err := e.send(uploadID, i, data)
+	if err != nil {
+		t.Fatalf("sending chunk %d of %s: %v", i, uploadID, err)
+	}
+	return p
+}
+
+// sendAll sends every chunk of data.
+func (e *testEnv) sendAll(t *testing.T, sess *upload.Session, data []byte) upload.Progress {
+	t.Helper()
+	var p upload.Progress
+	for i := range sess.TotalChunks {
+		p = e.mustSend(t, sess.ID, i, data)
+	}
+	return p
+}
+
+// wantCode fails unless err carries the code.
+func wantCode(t *testing.T, err error, want upload.Code) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("err = nil, want %s", want)
+	}
+	if got := upload.ErrorCode(err); got != want {
+		t.Fatalf("err = %v (code %s), want code %s", err, got, want)
+	}
+}
+
+// waitMedia polls until the media file leaves PROCESSING.
+func (e *testEnv) waitMedia(t *testing.T, userID, mediaID string) *ent.MediaFile {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err := e.svc.Media(context.Background(), userID, mediaID)
+		if err != nil {
+			t.Fatalf("Media(%s): %v", mediaID, err)
+		}
+		if m.Status != mediafile.StatusPROCESSING && m.Status != mediafile.StatusPENDING {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("media %s still %s after 10s", mediaID, m.Status)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func mustDigest(t *testing.T, s string) upload.Digest {
+	t.Helper()
+	d, err := upload.ParseDigest(s)
+	if err != nil {
+		t.Fatalf("ParseDigest(%q): %v", s, err)
+	}
+	return d
+}
+
+// crc32cOf returns the crc32c checksum of b as "crc32c:<hex>".
+func crc32cOf(b []byte) string {
+	return fmt.Sprintf("crc32c:%08x", crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+}
+
+// readMedia returns the stored bytes of a media file.
+func readMedia(t *testing.T, e *testEnv, mediaID string) []byte {
+	t.Helper()
+	_, obj, err := e.svc.OpenMedia(context.Background(), mediaID)
+	if err != nil {
+		t.Fatalf("OpenMedia(%s): %v", mediaID, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatalf("reading media %s: %v", mediaID, err)
+	}
+	return b
+}

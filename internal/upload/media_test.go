@@ -1,0 +1,108 @@
+package upload_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/spoolhq/spool/ent/mediafile"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+func TestMediaProcessing(t *testing.T) {
+	small := pngBytes(200 * KiB)
+	tests := []struct {
+		name       string
+		data       []byte
+		mime       string
+		sha256     *string
+		wantStatus mediafile.Status
+	}{
+		{"chunked, no declared hash", file11, "video/mp4", nil, mediafile.StatusREADY},
+		{"chunked, right hash", file11, "video/mp4", ptr(sha256Hex(file11)), mediafile.StatusREADY},
+		{"chunked, wrong hash", file11, "video/mp4", ptr(strings.Repeat("ab", 32)), mediafile.StatusFAILED},
+		{"single, right hash", small, "image/png", ptr(sha256Hex(small)), mediafile.StatusREADY},
+		{"single, wrong hash", small, "image/png", ptr(sha256Hex(file11)), mediafile.StatusFAILED},
+	}
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sess := e.initOne(t, owner, upload.FileSpec{
+				FileName: "f", Size: int64(len(tt.data)), MimeType: tt.mime, SHA256: tt.sha256, DurationSeconds: ptr(12),
+			})
+			e.sendAll(t, sess, tt.data)
+			m, err := e.svc.Complete(ctx, owner, sess.ID)
+			if err != nil {
+				t.Fatalf("Complete: %v", err)
+			}
+			if m.Status != mediafile.StatusPROCESSING && m.Status != mediafile.StatusREADY && m.Status != mediafile.StatusFAILED {
+				t.Errorf("status returned by Complete = %s, want PROCESSING (or already done)", m.Status)
+			}
+			if m.FileSize != int64(len(tt.data)) || m.MimeType != tt.mime || m.DurationSeconds == nil || *m.DurationSeconds != 12 {
+				t.Errorf("media = %d bytes of %s (duration %v), want %d of %s (12 s)", m.FileSize, m.MimeType, m.DurationSeconds, len(tt.data), tt.mime)
+			}
+			if !strings.HasPrefix(m.ID, "med_") || m.UploadID == nil || *m.UploadID != sess.ID {
+				t.Errorf("media id %q for upload %v, want med_… for %s", m.ID, m.UploadID, sess.ID)
+			}
+
+			got := e.waitMedia(t, owner, m.ID)
+			if got.Status != tt.wantStatus {
+				t.Fatalf("status = %s (error %v), want %s", got.Status, got.ProcessingError, tt.wantStatus)
+			}
+			if got.ContentHash == nil || *got.ContentHash != sha256Hex(tt.data) {
+				t.Errorf("content hash = %v, want %s", got.ContentHash, sha256Hex(tt.data))
+			}
+			if got.ProcessedAt == nil {
+				t.Errorf("processed at = nil, want set")
+			}
+			switch tt.wantStatus {
+			case mediafile.StatusFAILED:
+				if got.ProcessingError == nil || !strings.Contains(*got.ProcessingError, *tt.sha256) {
+					t.Errorf("processing error = %v, want it to name the declared hash", got.ProcessingError)
+				}
+			case mediafile.StatusREADY:
+				if got.ProcessingError != nil {
+					t.Errorf("processing error = %q, want none", *got.ProcessingError)
+				}
+			}
+			if b := readMedia(t, e, m.ID); !bytes.Equal(b, tt.data) {
+				t.Errorf("stored file differs from what was sent (%d bytes, want %d)", len(b), len(tt.data))
+			}
+			if u := e.svc.MediaURL(got); !strings.HasPrefix(u, "http://spool.test/") {
+				t.Errorf("MediaURL = %q, want a URL under http://spool.test/", u)
+			}
+		})
+	}
+}
+
+func TestDeleteMediaRemovesBytes(t *testing.T) {
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	ctx := context.Background()
+	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+	e.sendAll(t, sess, file11)
+	m, err := e.svc.Complete(ctx, owner, sess.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitMedia(t, owner, m.ID)
+	if err := e.svc.DeleteMedia(ctx, owner, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.OpenMedia(ctx, m.ID); upload.ErrorCode(err) != upload.CodeNotFound {
+		t.Errorf("OpenMedia after delete = %v, want NOT_FOUND", err)
+	}
+	if got, err := e.svc.UploadMedia(ctx, owner, sess.ID); got != nil || err != nil {
+		t.Errorf("UploadMedia after delete = %v, %v; want nil, nil", got, err)
+	}
+	// The upload stays COMPLETED, but its media is gone.
+	_, err = e.svc.Complete(ctx, owner, sess.ID)
+	wantCode(t, err, upload.CodeAlreadyFinished)
+	n, err := e.svc.MediaQuery(owner).Count(ctx)
+	if err != nil || n != 0 {
+		t.Errorf("visible media = %d, %v; want 0", n, err)
+	}
+}

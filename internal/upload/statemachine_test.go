@@ -1,0 +1,304 @@
+package upload_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// smFile is the file the state machine tests upload: chunks of 5 MiB,
+// 5 MiB and 4 KiB.
+var smFile = mp4Bytes(10*MiB+4*KiB, 1)
+
+// smCase is an upload brought into a starting state.
+type smCase struct {
+	id      string
+	mediaID string // set when the setup completed the upload
+}
+
+type smSetup func(t *testing.T, e *testEnv, owner string) smCase
+
+func smStates() []struct {
+	name  string
+	setup smSetup
+} {
+	start := func(t *testing.T, e *testEnv, owner string, chunks ...int) smCase {
+		t.Helper()
+		sess := e.initOne(t, owner, mp4Spec("clip.mp4", smFile))
+		for _, i := range chunks {
+			e.mustSend(t, sess.ID, i, smFile)
+		}
+		return smCase{id: sess.ID}
+	}
+	return []struct {
+		name  string
+		setup smSetup
+	}{
+		{"INITIALIZED", func(t *testing.T, e *testEnv, owner string) smCase {
+			return start(t, e, owner)
+		}},
+		{"UPLOADING", func(t *testing.T, e *testEnv, owner string) smCase {
+			return start(t, e, owner, 0, 1)
+		}},
+		{"UPLOADING all received", func(t *testing.T, e *testEnv, owner string) smCase {
+			return start(t, e, owner, 0, 1, 2)
+		}},
+		{"ASSEMBLING", func(t *testing.T, e *testEnv, owner string) smCase {
+			c := start(t, e, owner, 0, 1, 2)
+			e.force(t, c.id, upload.StatusAssembling)
+			return c
+		}},
+		{"COMPLETED", func(t *testing.T, e *testEnv, owner string) smCase {
+			c := start(t, e, owner, 0, 1, 2)
+			m, err := e.svc.Complete(context.Background(), owner, c.id)
+			if err != nil {
+				t.Fatalf("Complete: %v", err)
+			}
+			c.mediaID = m.ID
+			return c
+		}},
+		{"CANCELLED", func(t *testing.T, e *testEnv, owner string) smCase {
+			c := start(t, e, owner, 0)
+			if _, err := e.svc.Cancel(context.Background(), owner, c.id); err != nil {
+				t.Fatalf("Cancel: %v", err)
+			}
+			return c
+		}},
+		{"EXPIRED", func(t *testing.T, e *testEnv, owner string) smCase {
+			c := start(t, e, owner, 0)
+			// Its time runs out; reading it is what expires it.
+			err := e.db.UploadSession.UpdateOneID(c.id).SetExpiresAt(e.clock.Now().Add(-time.Second)).Exec(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := e.svc.Session(context.Background(), owner, c.id)
+			if err != nil {
+				t.Fatalf("Session: %v", err)
+			}
+			if s.Status != upload.StatusExpired {
+				t.Fatalf("status after expiry = %s, want EXPIRED", s.Status)
+			}
+			return c
+		}},
+		{"FAILED", func(t *testing.T, e *testEnv, owner string) smCase {
+			c := start(t, e, owner, 0)
+			e.force(t, c.id, upload.StatusFailed)
+			return c
+		}},
+	}
+}
+
+// smOps are the operations tried in every state. Each returns the media
+// id Complete produced, if any.
+var smOps = []struct {
+	name string
+	run  func(e *testEnv, owner, id string) (mediaID string, err error)
+}{
+	{"ReceiveChunk", func(e *testEnv, owner, id string) (string, error) {
+		_, err := e.send(id, 2, smFile)
+		return "", err
+	}},
+	{"ConfirmChunk", func(e *testEnv, owner, id string) (string, error) {
+		_, err := e.svc.ConfirmChunk(context.Background(), owner, id, 0, 5*MiB, nil)
+		return "", err
+	}},
+	{"ChunkURL", func(e *testEnv, owner, id string) (string, error) {
+		_, err := e.svc.ChunkURL(context.Background(), owner, id, 2)
+		return "", err
+	}},
+	{"Retry", func(e *testEnv, owner, id string) (string, error) {
+		_, err := e.svc.Retry(context.Background(), owner, id)
+		return "", err
+	}},
+	{"Complete", func(e *testEnv, owner, id string) (string, error) {
+		m, err := e.svc.Complete(context.Background(), owner, id)
+		if err != nil {
+			return "", err
+		}
+		return m.ID, nil
+	}},
+	{"Cancel", func(e *testEnv, owner, id string) (string, error) {
+		_, err := e.svc.Cancel(context.Background(), owner, id)
+		return "", err
+	}},
+}
+
+type smWant struct {
+	code   upload.Code // "" for success
+	status upload.Status
+}
+
+func TestStateMachine(t *testing.T) {
+	const (
+		ok       = upload.Code("")
+		finished = upload.CodeAlreadyFinished
+		expired  = upload.CodeSessionExpired
+	)
+	var (
+		initialized = upload.StatusInitialized
+		uploading   = upload.StatusUploading
+		assembling  = upload.StatusAssembling
+		completed   = upload.StatusCompleted
+		cancelled   = upload.StatusCancelled
+		expiredSt   = upload.StatusExpired
+		failedSt    = upload.StatusFailed
+	)
+	// want[state][op]
+	want := map[string]map[string]smWant{
+		"INITIALIZED": {
+			"ReceiveChunk": {ok, uploading},
+			"ConfirmChunk": {upload.CodeChunkMissing, initialized},
+			"ChunkURL":     {ok, initialized},
+			"Retry":        {ok, initialized},
+			"Complete":     {upload.CodeIncomplete, initialized},
+			"Cancel":       {ok, cancelled},
+		},
+		"UPLOADING": {
+			"ReceiveChunk": {ok, uploading},
+			"ConfirmChunk": {ok, uploading},
+			"ChunkURL":     {ok, uploading},
+			"Retry":        {ok, uploading},
+			"Complete":     {upload.CodeIncomplete, uploading},
+			"Cancel":       {ok, cancelled},
+		},
+		"UPLOADING all received": {
+			"ReceiveChunk": {ok, uploading},
+			"ConfirmChunk": {ok, uploading},
+			"ChunkURL":     {ok, uploading},
+			"Retry":        {ok, uploading},
+			"Complete":     {ok, completed},
+			"Cancel":       {ok, cancelled},
+		},
+		"ASSEMBLING": {
+			"ReceiveChunk": {finished, assembling},
+			"ConfirmChunk": {finished, assembling},
+			"ChunkURL":     {finished, assembling},
+			"Retry":        {finished, assembling},
+			"Complete":     {ok, completed}, // finishes an interrupted assembly
+			"Cancel":       {finished, assembling},
+		},
+		"COMPLETED": {
+			"ReceiveChunk": {finished, completed},
+			"ConfirmChunk": {finished, completed},
+			"ChunkURL":     {finished, completed},
+			"Retry":        {finished, completed},
+			"Complete":     {ok, completed}, // the same media file again
+			"Cancel":       {finished, completed},
+		},
+		"CANCELLED": {
+			"ReceiveChunk": {finished, cancelled},
+			"ConfirmChunk": {finished, cancelled},
+			"ChunkURL":     {finished, cancelled},
+			"Retry":        {finished, cancelled},
+			"Complete":     {finished, cancelled},
+			"Cancel":       {finished, cancelled},
+		},
+		"EXPIRED": {
+			"ReceiveChunk": {expired, expiredSt},
+			"ConfirmChunk": {expired, expiredSt},
+			"ChunkURL":     {expired, expiredSt},
+			"Retry":        {expired, expiredSt},
+			"Complete":     {expired, expiredSt},
+			"Cancel":       {expired, expiredSt},
+		},
+		"FAILED": {
+			"ReceiveChunk": {finished, failedSt},
+			"ConfirmChunk": {finished, failedSt},
+			"ChunkURL":     {finished, failedSt},
+			"Retry":        {finished, failedSt},
+			"Complete":     {finished, failedSt},
+			"Cancel":       {finished, failedSt},
+		},
+	}
+
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	for _, st := range smStates() {
+		for _, op := range smOps {
+			w, found := want[st.name][op.name]
+			if !found {
+				t.Fatalf("no expectation for %s × %s", st.name, op.name)
+			}
+			t.Run(st.name+"/"+op.name, func(t *testing.T) {
+				c := st.setup(t, e, owner)
+				before := e.stored(t, c.id)
+				mediaID, err := op.run(e, owner, c.id)
+				if w.code == ok {
+					if err != nil {
+						t.Fatalf("%s on %s = %v, want success", op.name, st.name, err)
+					}
+				} else {
+					wantCode(t, err, w.code)
+				}
+				after := e.stored(t, c.id)
+				if after.Status != w.status {
+					t.Fatalf("status after %s on %s = %s, want %s", op.name, st.name, after.Status, w.status)
+				}
+				if err != nil && after.Version != before.Version {
+					t.Errorf("a refused %s changed the version from %d to %d", op.name, before.Version, after.Version)
+				}
+				if c.mediaID != "" && op.name == "Complete" && mediaID != c.mediaID {
+					t.Errorf("Complete again returned media %s, want the first one %s", mediaID, c.mediaID)
+				}
+				if after.Status == upload.StatusCompleted {
+					if n := e.mediaCount(t, c.id); n != 1 {
+						t.Errorf("media files of a completed upload = %d, want 1", n)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestOperationsAfterExpiry runs every operation on an unfinished upload
+// whose time ran out: each answers SESSION_EXPIRED and expires the upload
+// on the way, freeing its bytes and its quota.
+func TestOperationsAfterExpiry(t *testing.T) {
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	for _, chunks := range [][]int{{}, {0, 2}} {
+		for _, op := range smOps {
+			name := "INITIALIZED/" + op.name
+			if len(chunks) > 0 {
+				name = "UPLOADING/" + op.name
+			}
+			t.Run(name, func(t *testing.T) {
+				reservedBefore := e.reserved(t, owner)
+				sess := e.initOne(t, owner, mp4Spec("clip.mp4", smFile))
+				for _, i := range chunks {
+					e.mustSend(t, sess.ID, i, smFile)
+				}
+				staging := e.stagingPath(t, sess.ID)
+				if !exists(t, staging) {
+					t.Fatalf("staging file %s missing before expiry", staging)
+				}
+				if got, want := e.reserved(t, owner), reservedBefore+int64(len(smFile)); got != want {
+					t.Fatalf("reserved before expiry = %d, want %d", got, want)
+				}
+
+				e.clock.Advance(time.Hour) // exactly the TTL: expires_at is not in the future
+				_, err := op.run(e, owner, sess.ID)
+				wantCode(t, err, upload.CodeSessionExpired)
+
+				after := e.stored(t, sess.ID)
+				if after.Status != upload.StatusExpired {
+					t.Fatalf("status = %s, want EXPIRED", after.Status)
+				}
+				if !after.BytesFreed {
+					t.Errorf("bytes_freed = false, want true")
+				}
+				if exists(t, staging) {
+					t.Errorf("staging file %s still exists after expiry", staging)
+				}
+				if got := e.reserved(t, owner); got != reservedBefore {
+					t.Errorf("reserved after expiry = %d, want %d", got, reservedBefore)
+				}
+				// And it stays expired for the next call.
+				_, err = e.svc.Retry(context.Background(), owner, sess.ID)
+				wantCode(t, err, upload.CodeSessionExpired)
+			})
+		}
+	}
+}
