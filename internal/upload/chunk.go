@@ -237,26 +237,18 @@ func (s *Service) recordChunk(ctx context.Context, sess *ent.UploadSession, ref 
 		if n == 0 {
 			return Errorf(CodeAlreadyFinished, "upload %s stopped taking chunks while chunk %d arrived", sess.ID, ref.Index)
 		}
-		prior, err := tx.UploadChunk.Query().
-			Where(uploadchunk.SessionID(sess.ID), uploadchunk.Index(ref.Index)).Only(ctx)
-		if err != nil && !ent.IsNotFound(err) {
-			return fmt.Errorf("reading chunk: %w", err)
-		}
-		keepPrior := prior != nil && prior.State == uploadchunk.StateRECEIVED && out.untouched
-		if !keepPrior {
-			if err := s.upsertChunk(ctx, tx, sess.ID, ref.Index, out); err != nil {
-				return err
-			}
+		if err := s.storeOutcome(ctx, tx, sess.ID, ref.Index, out); err != nil {
+			return err
 		}
 		fresh, err := tx.UploadSession.Get(ctx, sess.ID)
 		if err != nil {
 			return fmt.Errorf("reading upload: %w", err)
 		}
-		chunks, err := chunksOf(ctx, tx.Client(), sess.ID)
+		totals, err := totalsOf(ctx, tx.Client(), sess.ID)
 		if err != nil {
 			return err
 		}
-		p = progressOf(fresh, chunks)
+		p = progressOf(fresh, totals)
 		if p.Percent > fresh.Percent {
 			if err := tx.UploadSession.UpdateOneID(sess.ID).SetPercent(p.Percent).Exec(ctx); err != nil {
 				return fmt.Errorf("updating percent: %w", err)
@@ -265,6 +257,22 @@ func (s *Service) recordChunk(ctx context.Context, sess *ent.UploadSession, ref 
 		return nil
 	})
 	return p, err
+}
+
+// storeOutcome records a chunk's outcome, except that a failure caught
+// before any byte was written leaves an earlier RECEIVED copy in place.
+func (s *Service) storeOutcome(ctx context.Context, tx *ent.Tx, sessionID string, index int, out chunkOutcome) error {
+	if out.state == uploadchunk.StateFAILED && out.untouched {
+		kept, err := tx.UploadChunk.Query().Where(uploadchunk.SessionID(sessionID), uploadchunk.Index(index),
+			uploadchunk.StateEQ(uploadchunk.StateRECEIVED)).Exist(ctx)
+		if err != nil {
+			return fmt.Errorf("reading chunk: %w", err)
+		}
+		if kept {
+			return nil
+		}
+	}
+	return s.upsertChunk(ctx, tx, sessionID, index, out)
 }
 
 func (s *Service) upsertChunk(ctx context.Context, tx *ent.Tx, sessionID string, index int, out chunkOutcome) error {
