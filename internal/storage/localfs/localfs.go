@@ -191,6 +191,29 @@ func (s *Store) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRe
 	return n, nil
 }
 
+// fillAndWrite copies r to w through buf, writing only full buffers
+// (and the tail). Errors of r come back unwrapped.
+func fillAndWrite(w io.Writer, r io.Reader, buf []byte) (int64, error) {
+	var written int64
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return written, nil
+		default:
+			return written, rerr
+		}
+	}
+}
+
 // copyChunk streams body into f at the chunk's offset. Errors from body come
 // back unwrapped so callers can tell a failed request from a failed disk.
 func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, body io.Reader) (int64, error) {
@@ -198,9 +221,10 @@ func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, body io.Reader) (in
 	defer s.buffers.Put(buf)
 
 	w := &boundedWriter{w: io.NewOffsetWriter(f, chunk.Offset), left: chunk.Size}
-	// Hiding body's WriterTo makes the copy go through buf, so memory stays
-	// bounded however body is implemented.
-	n, err := io.CopyBuffer(w, struct{ io.Reader }{body}, *buf)
+	// Fill the buffer before each write: a socket read returns a few tens
+	// of KiB, and one pwrite per MiB costs far fewer syscalls than one per
+	// read. Memory stays bounded by the one pooled buffer.
+	n, err := fillAndWrite(w, body, *buf)
 	switch {
 	case err == nil:
 		return n, nil
