@@ -114,7 +114,7 @@ func newTestService(t *testing.T, cfg upload.Config) *testEnv {
 	t.Helper()
 	tmp := t.TempDir()
 	dsn := "file:" + filepath.Join(tmp, "spool.db") +
-		"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+		"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_timezone=UTC"
 	sqldb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		t.Fatalf("opening sqlite: %v", err)

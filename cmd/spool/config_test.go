@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// env returns a getenv over the given variables only.
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// normalized lower-cases s and turns dashes and underscores into spaces,
+// so "-chunk-size" and "chunk size" compare alike.
+func normalized(s string) string {
+	return strings.NewReplacer("-", " ", "_", " ").Replace(strings.ToLower(s))
+}
+
+const goodSecret = "0123456789abcdef0123456789abcdef-config"
+
+func TestServeConfigFlagsWinOverEnv(t *testing.T) {
+	getenv := env(
+		"SPOOL_CHUNK_SIZE", "16MiB",
+		"SPOOL_ADDR", "0.0.0.0:9000",
+		"SPOOL_QUOTA", "2GiB",
+		"SPOOL_SESSION_TTL", "2h",
+		"SPOOL_ALLOWED_ORIGINS", "http://a.example/, http://b.example,,",
+		"SPOOL_PUBLIC_URL", "https://env.example/",
+		"SPOOL_JWT_SECRET", "  "+goodSecret+"\n",
+	)
+	cfg, level, err := serveConfig([]string{"--chunk-size", "8MiB", "--addr", "127.0.0.1:0", "--public-url", "https://flag.example/", "--log-level", "debug"},
+		getenv, io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"chunk size (flag over env)", cfg.Upload.ChunkSize, 8 * upload.MiB},
+		{"addr (flag over env)", cfg.Addr, "127.0.0.1:0"},
+		{"public URL (flag over env, no trailing slash)", cfg.PublicURL, "https://flag.example"},
+		{"quota (env)", cfg.Upload.DefaultQuota, 2 * upload.GiB},
+		{"session TTL (env)", cfg.Upload.SessionTTL, 2 * time.Hour},
+		{"allowed origins (env, trimmed)", strings.Join(cfg.AllowedOrigins, " "), "http://a.example http://b.example"},
+		{"JWT secret (env, trimmed)", string(cfg.JWTSecret), goodSecret},
+		{"log level (flag)", level.String(), "DEBUG"},
+		{"data dir (default)", cfg.DataDir, "data"},
+		{"max video size (default)", cfg.Upload.MaxSize[upload.MediaVideo], 5 * upload.GiB},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestServeConfigErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+		want   string // what the error must name, compared after normalized
+	}{
+		{"chunk size below 5 MiB", []string{"--chunk-size", "1MiB"}, env(), "chunk size"},
+		{"chunk size below 5 MiB from env", nil, env("SPOOL_CHUNK_SIZE", "1MiB"), "chunk size"},
+		{"chunk size not a multiple of 256 KiB", []string{"--chunk-size", "5242881"}, env(), "chunk size"},
+		{"quota not a size", []string{"--quota", "abc"}, env(), "quota"},
+		{"quota not a size from env", nil, env("SPOOL_QUOTA", "abc"), "spool quota"},
+		{"negative quota", []string{"--quota", "-1"}, env(), "quota"},
+		{"fractional size", []string{"--max-image-size", "1.5GiB"}, env(), "max image size"},
+		{"zero max size", nil, env("SPOOL_MAX_IMAGE_SIZE", "0B"), "size"},
+		{"unknown flag", []string{"--bogus", "1"}, env(), "bogus"},
+		{"unexpected argument", []string{"extra"}, env(), "extra"},
+		{"short JWT secret", nil, env("SPOOL_JWT_SECRET", "short"), "spool jwt secret"},
+		{"public URL without scheme", []string{"--public-url", "spool.example.com"}, env(), "public url"},
+		{"public URL without scheme from env", nil, env("SPOOL_PUBLIC_URL", "ftp://spool.example.com"), "public url"},
+		{"sweep interval too short", []string{"--sweep-interval", "10ms"}, env(), "sweep interval"},
+		{"chunk URL lifetime too short", []string{"--chunk-url-ttl", "500ms"}, env(), "lifetime"},
+		{"bad duration", nil, env("SPOOL_SESSION_TTL", "forever"), "spool session ttl"},
+		{"bad log level", []string{"--log-level", "loud"}, env(), "log level"},
+		{"too many batch files", []string{"--max-batch-files", "5000"}, env(), "max batch files"},
+		{"empty data dir", []string{"--data-dir", ""}, env(), "data dir"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := serveConfig(c.args, c.getenv, io.Discard)
+			if err == nil {
+				t.Fatalf("got no error, want one naming %q", c.want)
+			}
+			if !strings.Contains(normalized(err.Error()), c.want) {
+				t.Errorf("got %q, want it to name %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	good := []struct {
+		in   string
+		want int64
+	}{
+		{"8MiB", 8 << 20},
+		{"1GiB", 1 << 30},
+		{"1073741824", 1 << 30},
+		{"512KiB", 512 << 10},
+		{"8 MiB", 8 << 20},
+		{"8mib", 8 << 20},
+		{"8MB", 8 << 20},
+		{"1TiB", 1 << 40},
+		{"100B", 100},
+		{"0", 0},
+		{"4194304TiB", 1 << 62}, // the largest accepted
+	}
+	for _, c := range good {
+		got, err := parseByteSize(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("parseByteSize(%q): got %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	bad := []struct{ in, want string }{
+		{"", "not a size"},
+		{"abc", "not a size"},
+		{"-1", "not a size"},
+		{"-1MiB", "not a size"},
+		{"1.5GiB", "not a size"},
+		{"8XiB", "not a size"},
+		{"MiB", "not a size"},
+		{"0x10", "not a size"},
+		{"99999999999999999999", "not a size"},
+		{"4194305TiB", "too large"},
+		{"9223372036854775807", "too large"},
+		{"8796093022208MiB", "too large"}, // 2^43 MiB = 2^63: would overflow
+	}
+	for _, c := range bad {
+		got, err := parseByteSize(c.in)
+		if err == nil {
+			t.Errorf("parseByteSize(%q): got %d, want an error", c.in, got)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.in) {
+			t.Errorf("parseByteSize(%q): got %q, want it to quote the input and say %q", c.in, err, c.want)
+		}
+	}
+}
+
+func TestRunToken(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"token", "--user", "bob", "--data-dir", dir}, env(), &out, &errOut); err != nil {
+		t.Fatalf("spool token: %v (stderr %q)", err, errOut.String())
+	}
+	tok := strings.TrimSpace(out.String())
+
+	secret, err := auth.LoadOrCreateSecret(filepath.Join(dir, app.SecretFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := auth.NewIssuer(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub, err := issuer.Verify(tok); err != nil || sub != "bob" {
+		t.Fatalf("verifying the printed token: got %q, %v; want bob", sub, err)
+	}
+
+	// A server on the same data dir accepts it.
+	cfg := app.DefaultConfig()
+	cfg.Addr, cfg.DataDir = "127.0.0.1:0", dir
+	m := app.New(cfg, nil)
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if got := whoAmI(t, m.URL(), tok); got != "bob" {
+		t.Errorf("server on the same data dir: got user %q, want bob", got)
+	}
+
+	// With SPOOL_JWT_SECRET, that secret signs instead of the data dir's.
+	out.Reset()
+	if err := run(context.Background(), []string{"token", "--user", "carol", "--data-dir", dir}, env("SPOOL_JWT_SECRET", goodSecret), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := issuer.Verify(strings.TrimSpace(out.String())); err == nil {
+		t.Error("a token signed with SPOOL_JWT_SECRET verified with the data dir's secret")
+	}
+	if got := whoAmI(t, m.URL(), strings.TrimSpace(out.String())); got != "" {
+		t.Errorf("server with another secret: got user %q, want the token refused", got)
+	}
+}
+
+// whoAmI returns the user the server sees for token, or "" if refused.
+func whoAmI(t *testing.T, base, token string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/graphql", strings.NewReader(`{"query":"{ me { name } }"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res struct {
+		Data *struct {
+			Me struct{ Name string }
+		}
+		Errors []struct{ Extensions map[string]any }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) > 0 {
+		if code := res.Errors[0].Extensions["code"]; code != "UNAUTHENTICATED" {
+			t.Errorf("refused token: got code %v, want UNAUTHENTICATED", code)
+		}
+		return ""
+	}
+	return res.Data.Me.Name
+}
+
+func TestRunErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "no command"},
+		{"unknown command", []string{"frobnicate"}, "frobnicate"},
+		{"token without user", []string{"token", "--data-dir", t.TempDir()}, "--user"},
+		{"token with a bad user", []string{"token", "--user", "a b", "--data-dir", t.TempDir()}, "subject"},
+		{"token with an unknown flag", []string{"token", "--user", "bob", "--admin"}, "admin"},
+		{"serve with a bad flag", []string{"serve", "--chunk-size", "1MiB"}, "chunk size"},
+	}
+	for _, c := range cases {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), c.args, env(), &out, &errOut)
+		if err == nil {
+			t.Errorf("%s: got no error", c.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %q, want it to mention %q", c.name, err, c.want)
+		}
+		if out.Len() > 0 {
+			t.Errorf("%s: printed %q to stdout on failure", c.name, out.String())
+		}
+	}
+	// help is not an error and prints the commands.
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"help"}, env(), &out, io.Discard); err != nil || !slices.ContainsFunc([]string{"serve", "token"}, func(s string) bool { return strings.Contains(out.String(), s) }) {
+		t.Errorf("help: got %v and %q, want the usage", err, out.String())
+	}
+}
