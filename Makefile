@@ -35,7 +35,7 @@ lint:
 	$(GO) tool staticcheck $$($(GO) list ./... | grep -v -e '/ent$$' -e '/ent/' ) ./ent/schema/
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./internal/bench/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./internal/bench/
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 10s
