@@ -146,7 +146,22 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 }
 
 // checkServeConfig rejects settings spool cannot run with, naming them.
+// upload.Config reads zero as "the default", so an explicit zero on the
+// command line is refused here rather than silently replaced.
 func checkServeConfig(cfg app.Config) error {
+	up := cfg.Upload
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"--max-batch-files", int64(up.MaxBatchFiles)}, {"--max-chunk-urls", int64(up.MaxChunkURLs)},
+		{"--quota", up.DefaultQuota}, {"--single-threshold", up.SingleThreshold}, {"--chunk-size", up.ChunkSize},
+		{"--chunk-url-ttl", int64(up.ChunkURLTTL)}, {"--session-ttl", int64(up.SessionTTL)}, {"--media-url-ttl", int64(up.MediaURLTTL)},
+	} {
+		if c.v <= 0 {
+			return fmt.Errorf("%s must be positive", c.name)
+		}
+	}
 	if err := cfg.Upload.Validate(); err != nil {
 		return err
 	}

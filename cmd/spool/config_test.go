@@ -97,6 +97,10 @@ func TestServeConfigErrors(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, env(), "log level"},
 		{"too many batch files", []string{"--max-batch-files", "5000"}, env(), "max batch files"},
 		{"empty data dir", []string{"--data-dir", ""}, env(), "data dir"},
+		{"zero batch files", []string{"--max-batch-files", "0"}, env(), "max batch files"},
+		{"zero quota from env", nil, env("SPOOL_QUOTA", "0"), "quota"},
+		{"zero chunk URLs", []string{"--max-chunk-urls", "0"}, env(), "max chunk urls"},
+		{"zero session lifetime", []string{"--session-ttl", "0s"}, env(), "session ttl"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
