@@ -56,3 +56,43 @@ type Object interface {
 	Size() int64
 	ModTime() time.Time
 }
+
+// DirectStore is a Store that clients can send chunk bytes to without
+// passing through spool (GCS with V4 signed URLs). The service uses it
+// only when configured for direct uploads.
+type DirectStore interface {
+	Store
+	// ChunkUploadURL returns where and how a client sends one chunk's
+	// bytes itself, valid until expires.
+	ChunkUploadURL(ctx context.Context, key string, chunk ChunkRef, expires time.Time) (DirectURL, error)
+	// StatChunk returns what is stored for a chunk, or an error wrapping
+	// ErrNotExist when nothing is.
+	StatChunk(ctx context.Context, key string, chunk ChunkRef) (ChunkInfo, error)
+	// ReadChunkHead returns up to n of the chunk's first bytes, for
+	// checking a file's type.
+	ReadChunkHead(ctx context.Context, key string, chunk ChunkRef, n int) ([]byte, error)
+}
+
+// DirectURL is a request a client makes to the store itself.
+type DirectURL struct {
+	URL     string
+	Method  string
+	Headers []Header
+}
+
+// ChunkInfo is what a store holds for one chunk.
+type ChunkInfo struct {
+	Size   int64
+	CRC32C uint32
+}
+
+// ObjectLinker is a Store that can hand out download URLs for its
+// objects itself (GCS V4 signed GET URLs, or public URLs).
+type ObjectLinker interface {
+	ObjectURL(ctx context.Context, objectKey, fileName string, expires time.Time) (string, error)
+}
+
+// Pinger is an engine that can tell whether it is reachable, for /readyz.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
