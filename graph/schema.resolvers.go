@@ -15,7 +15,7 @@ import (
 
 // URL is the resolver for the url field.
 func (r *mediaFileResolver) URL(ctx context.Context, obj *ent.MediaFile) (string, error) {
-	return r.Uploads.MediaURL(obj), nil
+	return r.Uploads.MediaURL(ctx, obj)
 }
 
 // InitBatch is the resolver for the initBatch field.
@@ -155,7 +155,7 @@ func (r *subscriptionResolver) MyUploads(ctx context.Context) (<-chan *upload.Pr
 
 // ChunkUrls is the resolver for the chunkUrls field.
 func (r *uploadSessionResolver) ChunkUrls(ctx context.Context, obj *upload.Session) ([]upload.ChunkURL, error) {
-	return r.Uploads.ChunkURLs(obj), nil
+	return r.Uploads.ChunkURLs(ctx, obj)
 }
 
 // Media is the resolver for the media field.

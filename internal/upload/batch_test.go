@@ -131,7 +131,7 @@ func TestInitBatchPlansFiles(t *testing.T) {
 		t.Errorf("expires at %v, want %v", clip.ExpiresAt, want)
 	}
 
-	urls := e.svc.ChunkURLs(clip)
+	urls := e.chunkURLs(t, clip)
 	if len(urls) != 3 {
 		t.Fatalf("chunk URLs = %d, want 3", len(urls))
 	}
@@ -165,7 +165,7 @@ func TestChunkURLCap(t *testing.T) {
 	e := newTestService(t, cfg)
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
-	if got := len(e.svc.ChunkURLs(sess)); got != 2 {
+	if got := len(e.chunkURLs(t, sess)); got != 2 {
 		t.Fatalf("chunk URLs = %d, want the cap 2", got)
 	}
 	// Retry is not capped, and ChunkURL signs any chunk on demand.
@@ -223,7 +223,7 @@ func TestResumeByFingerprint(t *testing.T) {
 	if n := e.countSessions(t, alice); n != 1 {
 		t.Errorf("sessions = %d, want 1", n)
 	}
-	urls := e.svc.ChunkURLs(again)
+	urls := e.chunkURLs(t, again)
 	if len(urls) != 1 || urls[0].ChunkIndex != 1 {
 		t.Errorf("chunk URLs of the resumed upload = %+v, want only chunk 1", urls)
 	}

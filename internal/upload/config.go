@@ -38,6 +38,9 @@ type Config struct {
 	MaxSize map[MediaType]int64
 	// AllowedTypes lists the accepted MIME types per media type.
 	AllowedTypes map[MediaType][]string
+	// DirectUploads makes chunk URLs point at the store itself (GCS V4
+	// signed URLs), so bytes never pass through spool.
+	DirectUploads bool
 }
 
 // DefaultConfig returns the defaults documented in docs/CONFIG.md.

@@ -396,3 +396,13 @@ func readMedia(t *testing.T, e *testEnv, mediaID string) []byte {
 	}
 	return b
 }
+
+// chunkURLs lists a session's chunk URLs, failing the test on an error.
+func (e *testEnv) chunkURLs(t *testing.T, sess *upload.Session) []upload.ChunkURL {
+	t.Helper()
+	urls, err := e.svc.ChunkURLs(context.Background(), sess)
+	if err != nil {
+		t.Fatalf("ChunkURLs: %v", err)
+	}
+	return urls
+}

@@ -156,16 +156,18 @@ func (s *Service) ChunkURL(ctx context.Context, userID, id string, index int) (C
 	if !ok {
 		return ChunkURL{}, Errorf(CodeInvalidChunk, "chunk index %d is out of range: upload %s has chunks 0 to %d", index, id, sess.TotalChunks-1)
 	}
-	return s.chunkURL(sess, ref), nil
+	return s.chunkURL(ctx, sess, ref)
 }
 
-func (s *Service) chunkURL(sess *ent.UploadSession, ref ChunkRef) ChunkURL {
+// chunkURL signs where one chunk goes: spool's own data plane, or the
+// store itself in direct mode.
+func (s *Service) chunkURL(ctx context.Context, sess *ent.UploadSession, ref ChunkRef) (ChunkURL, error) {
 	exp := s.now().Add(s.cfg.ChunkURLTTL)
 	if sess.ExpiresAt.Before(exp) {
 		exp = sess.ExpiresAt
 	}
 	exp = exp.Truncate(1e9) // signatures carry whole seconds
-	return ChunkURL{
+	u := ChunkURL{
 		ChunkIndex: ref.Index,
 		URL:        s.signer.ChunkURL(sess.ID, ref.Index, exp),
 		Method:     "PUT",
@@ -174,20 +176,32 @@ func (s *Service) chunkURL(sess *ent.UploadSession, ref ChunkRef) ChunkURL {
 		Size:       ref.Size,
 		ExpiresAt:  exp,
 	}
+	if s.direct != nil {
+		d, err := s.direct.ChunkUploadURL(ctx, sess.StorageKey, ref, exp)
+		if err != nil {
+			return ChunkURL{}, storageError("signing a direct chunk URL", err)
+		}
+		u.URL, u.Method, u.Headers = d.URL, d.Method, d.Headers
+	}
+	return u, nil
 }
 
 // ChunkURLs lists signed URLs for the chunks of sess not yet received, at
 // most the configured cap; none once the upload stopped taking chunks.
-func (s *Service) ChunkURLs(sess *Session) []ChunkURL {
+func (s *Service) ChunkURLs(ctx context.Context, sess *Session) ([]ChunkURL, error) {
 	if isTerminal(sess.Status) || sess.Status == StatusAssembling || !s.now().Before(sess.ExpiresAt) {
-		return []ChunkURL{}
+		return []ChunkURL{}, nil
 	}
 	urls := make([]ChunkURL, 0, min(len(sess.missing), s.cfg.MaxChunkURLs))
 	for _, i := range sess.missing[:min(len(sess.missing), s.cfg.MaxChunkURLs)] {
 		ref, _ := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, i)
-		urls = append(urls, s.chunkURL(sess.UploadSession, ref))
+		u, err := s.chunkURL(ctx, sess.UploadSession, ref)
+		if err != nil {
+			return nil, err
+		}
+		urls = append(urls, u)
 	}
-	return urls
+	return urls, nil
 }
 
 // Retry returns fresh URLs for every chunk of the caller's upload that is
@@ -201,6 +215,9 @@ func (s *Service) Retry(ctx context.Context, userID, id string) ([]ChunkURL, err
 	if err := s.checkActive(ctx, sess); err != nil {
 		return nil, err
 	}
+	if err := s.syncDirectChunks(ctx, sess); err != nil {
+		return nil, err
+	}
 	chunks, err := chunksOf(ctx, s.db, id)
 	if err != nil {
 		return nil, err
@@ -208,7 +225,11 @@ func (s *Service) Retry(ctx context.Context, userID, id string) ([]ChunkURL, err
 	urls := []ChunkURL{}
 	for _, i := range missingIndexes(sess.TotalChunks, chunks) {
 		ref, _ := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, i)
-		urls = append(urls, s.chunkURL(sess, ref))
+		u, err := s.chunkURL(ctx, sess, ref)
+		if err != nil {
+			return nil, err
+		}
+		urls = append(urls, u)
 	}
 	return urls, nil
 }
@@ -244,6 +265,16 @@ func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int
 	c, err := s.db.UploadChunk.Query().Where(uploadchunk.SessionID(id), uploadchunk.Index(index)).Only(ctx)
 	if err != nil && !ent.IsNotFound(err) {
 		return Progress{}, fmt.Errorf("reading chunk: %w", err)
+	}
+	if s.direct != nil && (c == nil || c.State != uploadchunk.StateRECEIVED) {
+		// The bytes went to the store directly: look there.
+		if _, err := s.syncDirectChunk(ctx, sess, ref); err != nil {
+			return Progress{}, err
+		}
+		c, err = s.db.UploadChunk.Query().Where(uploadchunk.SessionID(id), uploadchunk.Index(index)).Only(ctx)
+		if err != nil && !ent.IsNotFound(err) {
+			return Progress{}, fmt.Errorf("reading chunk: %w", err)
+		}
 	}
 	switch {
 	case c == nil:
@@ -295,6 +326,12 @@ func (s *Service) Complete(ctx context.Context, userID, id string) (*ent.MediaFi
 	case StatusInitialized, StatusUploading:
 		if err := s.checkActive(ctx, sess); err != nil {
 			return nil, err
+		}
+		if err := s.syncDirectChunks(ctx, sess); err != nil {
+			return nil, err
+		}
+		if sess, err = ownedSession(ctx, s.db, userID, id); err != nil {
+			return nil, err // re-read: syncing bumps the version
 		}
 		chunks, err := chunksOf(ctx, s.db, id)
 		if err != nil {

@@ -71,8 +71,8 @@ func TestMediaProcessing(t *testing.T) {
 			if b := readMedia(t, e, m.ID); !bytes.Equal(b, tt.data) {
 				t.Errorf("stored file differs from what was sent (%d bytes, want %d)", len(b), len(tt.data))
 			}
-			if u := e.svc.MediaURL(got); !strings.HasPrefix(u, "http://spool.test/") {
-				t.Errorf("MediaURL = %q, want a URL under http://spool.test/", u)
+			if u, err := e.svc.MediaURL(context.Background(), got); err != nil || !strings.HasPrefix(u, "http://spool.test/") {
+				t.Errorf("MediaURL = %q, %v; want a URL under http://spool.test/", u, err)
 			}
 		})
 	}

@@ -38,6 +38,8 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
+	// direct is the store, when clients send chunks to it directly.
+	direct DirectStore
 
 	// background tracks post-commit work (processing, freeing bytes) so
 	// Close can wait for it.
@@ -72,11 +74,19 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{
+	s := &Service{
 		db: d.DB, store: d.Store, broker: d.Broker, signer: d.Signer,
 		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now,
 		closing: make(chan struct{}),
-	}, nil
+	}
+	if cfg.DirectUploads {
+		ds, ok := d.Store.(DirectStore)
+		if !ok {
+			return nil, errors.New("upload: direct uploads need a store that signs its own URLs (GCS)")
+		}
+		s.direct = ds
+	}
+	return s, nil
 }
 
 // Config returns the rules the service runs with.
@@ -347,12 +357,22 @@ func (s *Service) MediaQuery(userID string) *ent.MediaFileQuery {
 	return s.db.MediaFile.Query().Where(mediafile.OwnerID(userID), mediafile.DeletedAtIsNil())
 }
 
-// MediaURL returns where a client downloads the media file's bytes.
-func (s *Service) MediaURL(m *ent.MediaFile) string {
+// MediaURL returns where a client downloads the media file's bytes:
+// the store's own (signed or public) URL when it makes them, else spool's
+// signed download URL.
+func (s *Service) MediaURL(ctx context.Context, m *ent.MediaFile) (string, error) {
 	if m.PublicURL != nil {
-		return *m.PublicURL
+		return *m.PublicURL, nil
 	}
-	return s.signer.MediaURL(m.ID, m.FileName, s.now().Add(s.cfg.MediaURLTTL))
+	exp := s.now().Add(s.cfg.MediaURLTTL)
+	if linker, ok := s.store.(ObjectLinker); ok {
+		u, err := linker.ObjectURL(ctx, m.StorageKey, m.FileName, exp)
+		if err != nil {
+			return "", storageError("signing a download URL", err)
+		}
+		return u, nil
+	}
+	return s.signer.MediaURL(m.ID, m.FileName, exp), nil
 }
 
 // reserveQuota adds n bytes to the user's reservation if it stays within
