@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/rs/cors"
 
@@ -33,7 +35,9 @@ type Options struct {
 	// "*" allows any. The server's own origin needs no entry.
 	AllowedOrigins []string
 	// Ready reports whether the server can take requests (for /healthz).
-	Ready  func() bool
+	Ready func() bool
+	// Checks probe each engine for /readyz, by name ("database", …).
+	Checks map[string]func(ctx context.Context) error
 	Logger *slog.Logger
 }
 
@@ -56,6 +60,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("HEAD /uploads/{id}", h.headUpload)
 	mux.HandleFunc("GET /media/{id}/{name}", h.getMedia)
 	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.Handle("/graphql", h.withCaller(limitBody(o.GraphQL)))
 	return corsFor(o.AllowedOrigins).Handler(mux)
 }
@@ -114,6 +119,40 @@ func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyz reports each engine's health and answers 503 when one is down,
+// so a load balancer stops sending traffic to this replica; /healthz
+// stays a liveness check.
+func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	report := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, check := range h.Checks {
+		wg.Go(func() {
+			state := "ok"
+			if err := check(ctx); err != nil {
+				state = "down: " + err.Error()
+			}
+			mu.Lock()
+			report[name] = state
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	status := http.StatusOK
+	if h.Ready != nil && !h.Ready() {
+		report["server"], status = "starting", http.StatusServiceUnavailable
+	}
+	for _, state := range report {
+		if state != "ok" {
+			status = http.StatusServiceUnavailable
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, report)
 }
 
 // URLSigner makes and checks the signed URLs of spool's data plane. It
