@@ -29,6 +29,15 @@ check-generated: generate
 	@test -z "$$(git status --porcelain -- ent graph)" || \
 		{ git status --porcelain -- ent graph; echo "generated files are not committed"; exit 1; }
 
+# Writes the next schema migration of each dialect from ent/schema, after
+# `make generate`: `make migrations NAME=what_changed`. It works on a scratch
+# SQLite file and a scratch database on the PostgreSQL server of
+# SPOOL_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test).
+.PHONY: migrations
+migrations:
+	@test -n "$(NAME)" || { echo "usage: make migrations NAME=what_changed"; exit 1; }
+	$(GO) run ./internal/database/gen_migration.go -name $(NAME)
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...

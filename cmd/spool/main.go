@@ -2,6 +2,7 @@
 //
 //	spool serve [--addr HOST:PORT] [--data-dir DIR] …   run the server
 //	spool token --user NAME [--data-dir DIR]             print a bearer token
+//	spool migrate [--database-url URL] [--data-dir DIR]  apply schema migrations
 //
 // Every flag of serve has an environment variable (SPOOL_ADDR, …); a flag
 // given on the command line wins over the environment.
@@ -35,6 +36,7 @@ const usage = `usage: spool <command> [flags]
 commands:
   serve   run the server (default: 127.0.0.1:8080, data in ./data)
   token   print a bearer token for a user
+  migrate apply the database's pending schema migrations (serve does too)
 
 Run "spool <command> -h" for a command's flags.`
 
@@ -55,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, cfg, log)
 	case "token":
 		return token(args[1:], getenv, stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -202,15 +202,20 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 // and judges again; one that got further first makes this return
 // ALREADY_FINISHED, so no byte of an assembling file is touched.
 func (s *Service) invalidateForResend(ctx context.Context, sessionID string, index int) error {
-	return s.withTx(ctx, func(tx *ent.Tx) error {
-		n, err := tx.UploadChunk.Update().
-			Where(uploadchunk.SessionID(sessionID), uploadchunk.Index(index), uploadchunk.StateEQ(uploadchunk.StateRECEIVED)).
-			SetState(uploadchunk.StateFAILED).SetErrorCode(string(CodeChunkMissing)).
-			SetError("it was being sent again").SetUpdatedAt(s.now()).Save(ctx)
-		if err != nil || n == 0 {
-			return err
-		}
-		n, err = tx.UploadSession.Update().
+	// Most chunks arrive for the first time: a read spares them the
+	// write transaction.
+	received, err := s.db.UploadChunk.Query().
+		Where(uploadchunk.SessionID(sessionID), uploadchunk.Index(index), uploadchunk.StateEQ(uploadchunk.StateRECEIVED)).
+		Exist(ctx)
+	if err != nil || !received {
+		return err
+	}
+	err = s.withTx(ctx, func(tx *ent.Tx) error {
+		// The session row first, then the chunk's: the order recordChunk
+		// locks them in, so two replicas taking the same chunk cannot
+		// deadlock (PostgreSQL aborted one of them when this locked the
+		// chunk first).
+		n, err := tx.UploadSession.Update().
 			Where(uploadsession.ID(sessionID), uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(s.now())).
 			AddVersion(1).Save(ctx)
 		if err != nil {
@@ -219,9 +224,27 @@ func (s *Service) invalidateForResend(ctx context.Context, sessionID string, ind
 		if n == 0 {
 			return Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sessionID)
 		}
+		n, err = tx.UploadChunk.Update().
+			Where(uploadchunk.SessionID(sessionID), uploadchunk.Index(index), uploadchunk.StateEQ(uploadchunk.StateRECEIVED)).
+			SetState(uploadchunk.StateFAILED).SetErrorCode(string(CodeChunkMissing)).
+			SetError("it was being sent again").SetUpdatedAt(s.now()).Save(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errNothingToInvalidate // another re-send got there first
+		}
 		return nil
 	})
+	if errors.Is(err, errNothingToInvalidate) {
+		return nil
+	}
+	return err
 }
+
+// errNothingToInvalidate rolls back invalidateForResend's version bump
+// when the chunk stopped being RECEIVED meanwhile.
+var errNothingToInvalidate = errors.New("the chunk is no longer received")
 
 // recordChunk stores a chunk's outcome and moves the session to UPLOADING,
 // in one transaction conditional on the session still taking chunks.

@@ -365,11 +365,27 @@ func (s *Service) Complete(ctx context.Context, userID, id string) (*ent.MediaFi
 // MediaFile.
 func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.MediaFile, error) {
 	objectKey, err := s.store.Assemble(ctx, sess.StorageKey, sess.TotalChunks, sess.TotalSize)
+	if err != nil && ctx.Err() == nil {
+		// Another replica completing the same upload can move its parts
+		// from under this call (local disk shared by two processes).
+		// Assemble is idempotent, so one more call finds that result.
+		objectKey, err = s.store.Assemble(ctx, sess.StorageKey, sess.TotalChunks, sess.TotalSize)
+	}
 	if err != nil {
 		return nil, storageError("assembling upload", err)
 	}
 	var media *ent.MediaFile
 	err = s.withTx(ctx, func(tx *ent.Tx) error {
+		// The session's UPDATE comes first: it locks the row, so a
+		// concurrent complete (another replica) waits here until this one
+		// commits, then finds its media instead of creating a second.
+		err := tx.UploadSession.Update().
+			Where(uploadsession.ID(sess.ID), uploadsession.StatusEQ(StatusAssembling)).
+			SetStatus(StatusCompleted).SetFinishedAt(s.now()).SetPercent(100).AddVersion(1).
+			Exec(ctx)
+		if err != nil {
+			return err
+		}
 		existing, err := tx.MediaFile.Query().Where(mediafile.UploadID(sess.ID)).Only(ctx)
 		if err != nil && !ent.IsNotFound(err) {
 			return err
@@ -387,10 +403,7 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 				return fmt.Errorf("creating media: %w", err)
 			}
 		}
-		return tx.UploadSession.Update().
-			Where(uploadsession.ID(sess.ID), uploadsession.StatusEQ(StatusAssembling)).
-			SetStatus(StatusCompleted).SetFinishedAt(s.now()).SetPercent(100).AddVersion(1).
-			Exec(ctx)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("completing upload %s: %w", sess.ID, err)

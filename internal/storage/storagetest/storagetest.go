@@ -22,25 +22,49 @@ import (
 // chunk sizes seen in production.
 const chunkSize = 1 << 10
 
+// Option adds an engine-specific check to the suite.
+type Option func(*config)
+
+type config struct {
+	leftovers func(t *testing.T, s upload.Store, key string) []string
+}
+
+// WithLeftovers lets the suite check that Discard and Assemble free
+// everything an unfinished upload held. leftovers returns the names of
+// whatever s still keeps for the upload key (a staging file, chunk
+// objects, temporary objects), and none once that is all gone; it fails
+// t if it cannot tell. Without it the suite checks only what the Store
+// interface shows.
+func WithLeftovers(leftovers func(t *testing.T, s upload.Store, key string) []string) Option {
+	return func(c *config) { c.leftovers = leftovers }
+}
+
 // Run runs the suite. newStore returns an empty store for one subtest and
 // arranges its cleanup with t.Cleanup.
-func Run(t *testing.T, newStore func(t *testing.T) upload.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) upload.Store, opts ...Option) {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s upload.Store)
 	}{
 		{"WriteOutOfOrderInParallel", testWriteOutOfOrderInParallel},
-		{"ChunkCounts", testChunkCounts},
+		{"ChunkCounts", func(t *testing.T, s upload.Store) { testChunkCounts(t, s, c) }},
 		{"RewriteReplacesChunk", testRewriteReplacesChunk},
 		{"ConcurrentSendsOfOneChunk", testConcurrentSendsOfOneChunk},
 		{"DifferentChunksWriteTogether", testDifferentChunksWriteTogether},
 		{"ShortBody", testShortBody},
 		{"BodyError", testBodyError},
-		{"AssembleIdempotent", testAssembleIdempotent},
+		{"AssembleIdempotent", func(t *testing.T, s upload.Store) { testAssembleIdempotent(t, s, c) }},
+		{"AssembleWrongSize", testAssembleWrongSize},
+		{"NotFound", testNotFound},
 		{"OpenMissing", testOpenMissing},
-		{"Discard", testDiscard},
+		{"Discard", func(t *testing.T, s upload.Store) { testDiscard(t, s, c) }},
 		{"Delete", testDelete},
 		{"SeekAndRangeRead", testSeekAndRangeRead},
+		{"SeekEdges", testSeekEdges},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,7 +81,10 @@ func testWriteOutOfOrderInParallel(t *testing.T, s upload.Store) {
 	checkObject(t, s, assemble(t, s, key, data), data)
 }
 
-func testChunkCounts(t *testing.T, s upload.Store) {
+// testChunkCounts assembles uploads around the limits of object stores
+// that compose at most 32 objects at once (GCS): one level, two levels,
+// and a wide tree (100 chunks).
+func testChunkCounts(t *testing.T, s upload.Store, c config) {
 	tests := []struct {
 		name string
 		size int
@@ -67,6 +94,8 @@ func testChunkCounts(t *testing.T, s upload.Store) {
 		{"32Chunks", 32 * chunkSize},
 		{"33ChunksLastShort", 32*chunkSize + 7},
 		{"33Chunks", 33 * chunkSize},
+		{"100Chunks", 100 * chunkSize},
+		{"100ChunksLastShort", 99*chunkSize + 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,6 +104,7 @@ func testChunkCounts(t *testing.T, s upload.Store) {
 			prepare(t, s, key, len(data))
 			writeChunks(t, s, key, data, rand.Perm(chunkCount(len(data))))
 			checkObject(t, s, assemble(t, s, key, data), data)
+			checkNoLeftovers(t, s, c, key, "after Assemble")
 		})
 	}
 }
@@ -200,7 +230,7 @@ func testBodyError(t *testing.T, s upload.Store) {
 	}
 }
 
-func testAssembleIdempotent(t *testing.T, s upload.Store) {
+func testAssembleIdempotent(t *testing.T, s upload.Store, c config) {
 	data := randomBytes(t, 3*chunkSize-1)
 	key := "usr_suite/upl_idem"
 	prepare(t, s, key, len(data))
@@ -211,6 +241,47 @@ func testAssembleIdempotent(t *testing.T, s upload.Store) {
 		t.Errorf("second Assemble returned object %q, want %q as the first", second, first)
 	}
 	checkObject(t, s, second, data)
+	checkNoLeftovers(t, s, c, key, "after two Assembles")
+}
+
+// testAssembleWrongSize checks that Assemble refuses a size other than the
+// upload's, and that the upload can still be assembled afterwards.
+func testAssembleWrongSize(t *testing.T, s upload.Store) {
+	data := randomBytes(t, 2*chunkSize)
+	key := "usr_suite/upl_wrongsize"
+	prepare(t, s, key, len(data))
+	writeChunks(t, s, key, data, []int{0, 1})
+	for _, size := range []int{len(data) + 1, len(data) - 1} {
+		if objKey, err := s.Assemble(t.Context(), key, 2, int64(size)); err == nil {
+			t.Errorf("Assemble of %d bytes as %d returned object %q, want an error", len(data), size, objKey)
+		}
+	}
+	objKey := assemble(t, s, key, data)
+	checkObject(t, s, objKey, data)
+	// And through the already-assembled path.
+	if objKey, err := s.Assemble(t.Context(), key, 2, int64(len(data)+1)); err == nil {
+		t.Errorf("Assemble again with the wrong size returned object %q, want an error", objKey)
+	}
+}
+
+// testNotFound checks the errors that tell the domain an upload is gone
+// (it answers ALREADY_FINISHED or NOT_FOUND from them).
+func testNotFound(t *testing.T, s upload.Store) {
+	ctx := t.Context()
+	key := "usr_suite/upl_never"
+	if n, err := s.WriteChunk(ctx, key, chunkAt(0, chunkSize), bytes.NewReader(make([]byte, chunkSize))); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("WriteChunk of an upload never prepared: wrote %d bytes, got error %v, want %v", n, err, upload.ErrNotExist)
+	}
+	if objKey, err := s.Assemble(ctx, key, 1, chunkSize); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("Assemble of an upload never prepared: returned %q, got error %v, want %v", objKey, err, upload.ErrNotExist)
+	}
+	obj, err := s.Open(ctx, key)
+	if !errors.Is(err, upload.ErrNotExist) {
+		if err == nil {
+			obj.Close()
+		}
+		t.Errorf("Open of an object never made: got error %v, want %v", err, upload.ErrNotExist)
+	}
 }
 
 func testOpenMissing(t *testing.T, s upload.Store) {
@@ -237,24 +308,44 @@ func testOpenMissing(t *testing.T, s upload.Store) {
 	}
 }
 
-func testDiscard(t *testing.T, s upload.Store) {
+func testDiscard(t *testing.T, s upload.Store, c config) {
 	ctx := t.Context()
 	if err := s.Discard(ctx, "usr_suite/upl_never"); err != nil {
 		t.Errorf("Discard of an upload never prepared: %v", err)
 	}
 	key := "usr_suite/upl_discard"
+	// A neighbour whose key extends this one's must survive the Discard.
+	neighbour := key + "_2"
+	neighbourData := randomBytes(t, chunkSize)
 	prepare(t, s, key, 2*chunkSize)
+	prepare(t, s, neighbour, chunkSize)
 	writeChunk(t, s, key, chunkAt(0, 2*chunkSize), randomBytes(t, chunkSize))
+	writeChunk(t, s, neighbour, chunkAt(0, chunkSize), neighbourData)
 	for i := range 2 {
 		if err := s.Discard(ctx, key); err != nil {
 			t.Fatalf("Discard %d: %v", i+1, err)
 		}
 	}
-	if _, err := s.WriteChunk(ctx, key, chunkAt(1, 2*chunkSize), bytes.NewReader(make([]byte, chunkSize))); err == nil {
-		t.Errorf("WriteChunk after Discard succeeded, want an error")
+	checkNoLeftovers(t, s, c, key, "after Discard")
+	if n, err := s.WriteChunk(ctx, key, chunkAt(1, 2*chunkSize), bytes.NewReader(make([]byte, chunkSize))); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("WriteChunk after Discard: wrote %d bytes, got error %v, want %v", n, err, upload.ErrNotExist)
 	}
-	if objKey, err := s.Assemble(ctx, key, 2, 2*chunkSize); err == nil {
-		t.Errorf("Assemble after Discard returned object %q, want an error", objKey)
+	checkNoLeftovers(t, s, c, key, "after a WriteChunk refused for a discarded upload")
+	if objKey, err := s.Assemble(ctx, key, 2, 2*chunkSize); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("Assemble after Discard: returned object %q, got error %v, want %v", objKey, err, upload.ErrNotExist)
+	}
+	checkObject(t, s, assembleSize(t, s, neighbour, 1, chunkSize), neighbourData)
+}
+
+// checkNoLeftovers fails t if the engine says it still keeps something
+// for the upload key; when is for the message.
+func checkNoLeftovers(t *testing.T, s upload.Store, c config, key, when string) {
+	t.Helper()
+	if c.leftovers == nil {
+		return
+	}
+	if left := c.leftovers(t, s, key); len(left) > 0 {
+		t.Errorf("%s, the store still keeps %q for upload %q; want nothing", when, left, key)
 	}
 }
 
@@ -333,6 +424,59 @@ func testSeekAndRangeRead(t *testing.T, s upload.Store) {
 	}
 	if n, err := obj.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Errorf("Read at end = %d, %v; want 0, io.EOF", n, err)
+	}
+}
+
+// testSeekEdges checks seeking to the end, past it and before the start,
+// and that reads after a seek continue exactly where it left them.
+func testSeekEdges(t *testing.T, s upload.Store) {
+	data := randomBytes(t, 3*chunkSize+5)
+	key := "usr_suite/upl_seekedges"
+	prepare(t, s, key, len(data))
+	writeChunks(t, s, key, data, []int{0, 1, 2, 3})
+	obj, err := s.Open(t.Context(), assemble(t, s, key, data))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer obj.Close()
+
+	if pos, err := obj.Seek(int64(len(data))+100, io.SeekStart); err != nil || pos != int64(len(data))+100 {
+		t.Errorf("Seek past the end = %d, %v; want %d, nil", pos, err, len(data)+100)
+	}
+	if n, err := obj.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+		t.Errorf("Read past the end = %d, %v; want 0, io.EOF", n, err)
+	}
+	if _, err := obj.Seek(-1, io.SeekStart); err == nil {
+		t.Errorf("Seek to -1 succeeded, want an error")
+	}
+	// Reads in odd sizes, with a seek back over what was read, must
+	// give the object's bytes in order.
+	if _, err := obj.Seek(7, io.SeekStart); err != nil {
+		t.Fatalf("Seek to 7: %v", err)
+	}
+	var got []byte
+	buf := make([]byte, 333)
+	seekedBack := false
+	for {
+		n, err := obj.Read(buf)
+		got = append(got, buf[:n]...)
+		if !seekedBack && len(got) >= 1000 {
+			seekedBack = true
+			if _, err := obj.Seek(-400, io.SeekCurrent); err != nil {
+				t.Fatalf("Seek back: %v", err)
+			}
+			got = got[:len(got)-400]
+			continue
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Read after %d bytes: %v", len(got), err)
+		}
+	}
+	if want := data[7:]; !bytes.Equal(got, want) {
+		t.Errorf("reading from offset 7 with a seek back gave %d bytes differing from the %d written", len(got), len(want))
 	}
 }
 

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/database/dbtest"
+)
+
+// runMigrate runs `spool migrate args…` and returns what it printed.
+func runMigrate(t *testing.T, getenv func(string) string, args ...string) (string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), append([]string{"migrate"}, args...), getenv, &stdout, &stderr)
+	return stdout.String() + stderr.String(), err
+}
+
+func TestMigrateSQLite(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	out, err := runMigrate(t, env(), "--data-dir", dir)
+	if err != nil || !strings.Contains(out, "applied 00001_init.sql (version 1)") {
+		t.Fatalf("first migrate: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, database.SQLiteFile)); err != nil {
+		t.Fatalf("no database file: %v", err)
+	}
+	// The data dir may come from the environment too.
+	out, err = runMigrate(t, env("SPOOL_DATA_DIR", dir))
+	if err != nil || strings.Contains(out, "applied") || !strings.Contains(out, "is up to date at version 1") {
+		t.Fatalf("second migrate: %v\n%s", err, out)
+	}
+}
+
+func TestMigratePostgres(t *testing.T) {
+	t.Parallel()
+	dbURL := dbtest.Postgres(t)
+	// DATABASE_URL names the database; SPOOL_DATABASE_URL wins over it.
+	out, err := runMigrate(t, env("DATABASE_URL", dbURL))
+	if err != nil || !strings.Contains(out, "applied 00001_init.sql") {
+		t.Fatalf("migrate with DATABASE_URL: %v\n%s", err, out)
+	}
+	out, err = runMigrate(t, env("DATABASE_URL", "mysql://elsewhere/x", "SPOOL_DATABASE_URL", dbURL))
+	if err != nil || !strings.Contains(out, "is up to date at version 1") {
+		t.Fatalf("migrate with SPOOL_DATABASE_URL: %v\n%s", err, out)
+	}
+	_, err = runMigrate(t, env("SPOOL_DATABASE_URL", dbURL), "--database-url", "mysql://elsewhere/x")
+	if err == nil || !strings.Contains(err.Error(), `"mysql"`) {
+		t.Fatalf("the flag did not win over the environment: %v", err)
+	}
+}

@@ -1,0 +1,206 @@
+// Package database opens spool's database: the embedded SQLite file by
+// default, PostgreSQL when given a postgres:// URL. It owns the schema's
+// versioned migrations (SQL files generated from ent/schema, embedded in
+// the binary and applied with goose), so a database keeps its data from
+// one spool release to the next.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, "pgx"
+	_ "modernc.org/sqlite"             // the embedded database driver, "sqlite"
+
+	"github.com/spoolhq/spool/ent"
+)
+
+// SQLiteFile is the embedded database's file name in the data directory.
+const SQLiteFile = "spool.db"
+
+// DB is an open database: the ent client spool runs on and the
+// connection pool under it.
+type DB struct {
+	// Client is the ent client over the pool.
+	Client *ent.Client
+	// Dialect is ent's name of the engine: dialect.SQLite or dialect.Postgres.
+	Dialect string
+
+	sql        *sql.DB
+	migrations fs.FS
+	log        *slog.Logger
+	where      string // the file or the redacted URL, for messages
+}
+
+// Option changes how Open opens a database.
+type Option func(*options)
+
+type options struct {
+	migrate      bool
+	log          *slog.Logger
+	maxOpenConns int
+	migrations   fs.FS
+}
+
+// WithoutMigrate makes Open leave the schema alone; call Migrate or Up
+// yourself (spool migrate does, to report what it applied).
+func WithoutMigrate() Option { return func(o *options) { o.migrate = false } }
+
+// WithLogger logs applied migrations to l (by default nothing is logged).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithMaxOpenConns bounds the PostgreSQL pool at n connections (default
+// 10, at least 2). SQLite always uses one.
+func WithMaxOpenConns(n int) Option { return func(o *options) { o.maxOpenConns = n } }
+
+// WithMigrations replaces the embedded migrations of the database's
+// dialect with the .sql files at the top of fsys. It is for the migration
+// generator and for tests of upgrades.
+func WithMigrations(fsys fs.FS) Option { return func(o *options) { o.migrations = fsys } }
+
+// Open opens the database at dbURL and, unless WithoutMigrate is given,
+// applies its pending migrations. An empty dbURL opens the SQLite file at
+// sqlitePath (creating it and its directory); postgres:// and
+// postgresql:// URLs open PostgreSQL through pgx. It returns an error for
+// any other scheme, for a server it cannot reach and for a failed
+// migration; the error never shows the URL's password.
+func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, error) {
+	o := options{migrate: true, maxOpenConns: 10}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	var (
+		db  *DB
+		err error
+	)
+	if dbURL == "" {
+		db, err = openSQLite(ctx, sqlitePath)
+	} else {
+		db, err = openPostgres(ctx, dbURL, o.maxOpenConns)
+	}
+	if err != nil {
+		return nil, err
+	}
+	db.log = o.log
+	db.migrations = o.migrations
+	if db.migrations == nil {
+		if db.migrations, err = fs.Sub(Migrations(), migrationDir(db.Dialect)); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	if o.migrate {
+		if err := db.Migrate(ctx); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// openSQLite opens the embedded database file.
+func openSQLite(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("database: no database URL and no SQLite file given")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating the database's directory: %w", err)
+	}
+	// Times are written in one zone and one format ("2006-01-02
+	// 15:04:05.999999999+00:00"), so comparing them as SQLite text (cursors,
+	// expiry) compares instants. The driver's default, time.Time.String,
+	// carries the monotonic clock reading ("m=+1.2") and the local zone,
+	// and then a stored time never equals the same time read back.
+	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+		"&_time_format=sqlite&_timezone=UTC"
+	sqldb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and a single
+	// connection rules out SQLITE_BUSY between our own transactions.
+	sqldb.SetMaxOpenConns(1)
+	if err := sqldb.PingContext(ctx); err != nil {
+		_ = sqldb.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	return newDB(dialect.SQLite, sqldb, path), nil
+}
+
+// openPostgres opens a pool to the PostgreSQL database at rawURL and
+// checks that the server answers.
+func openPostgres(ctx context.Context, rawURL string, maxOpen int) (*DB, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url's error quotes the whole URL, password and all.
+		return nil, errors.New("database: the database URL is not a valid URL")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "postgres", "postgresql":
+	case "":
+		return nil, errors.New("database: the database URL has no scheme; use postgres://USER@HOST:PORT/DATABASE, or no URL for the embedded SQLite")
+	default:
+		return nil, fmt.Errorf("database: unsupported database URL scheme %q; use postgres:// or postgresql://, or no URL for the embedded SQLite", u.Scheme)
+	}
+	where := u.Redacted()
+	sqldb, err := sql.Open("pgx", rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", where, err)
+	}
+	// Two at least: migrating holds a lock on one connection and works on another.
+	maxOpen = max(maxOpen, 2)
+	sqldb.SetMaxOpenConns(maxOpen)
+	sqldb.SetMaxIdleConns(maxOpen)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	sqldb.SetConnMaxLifetime(time.Hour)
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := sqldb.PingContext(pingCtx); err != nil {
+		_ = sqldb.Close()
+		return nil, fmt.Errorf("connecting to PostgreSQL at %s: %w", where, err)
+	}
+	return newDB(dialect.Postgres, sqldb, where), nil
+}
+
+func newDB(name string, sqldb *sql.DB, where string) *DB {
+	return &DB{
+		Client:  ent.NewClient(ent.Driver(entsql.OpenDB(name, sqldb))),
+		Dialect: name,
+		sql:     sqldb,
+		where:   where,
+	}
+}
+
+// SQL returns the connection pool under the ent client.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// String names the database: its file, or its URL without the password.
+func (db *DB) String() string { return db.where }
+
+// Ping reports whether the database answers, for readiness checks.
+func (db *DB) Ping(ctx context.Context) error { return db.sql.PingContext(ctx) }
+
+// Close closes the client and its pool.
+func (db *DB) Close() error { return db.Client.Close() }
+
+// entSchemaMu serialises ent's schema operations (auto-migration and
+// diffs) within the process: ent's migrate writes to the package-level
+// table definitions of ent/migrate, so two at once would race. Only the
+// adoption of a pre-migrations database and Drift use them; Open's
+// versioned migrations do not.
+var entSchemaMu sync.Mutex

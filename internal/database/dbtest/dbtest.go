@@ -1,0 +1,142 @@
+// Package dbtest gives tests a PostgreSQL database of their own: a fresh,
+// empty database on the server named by SPOOL_TEST_DATABASE_URL, dropped
+// when the test ends, so tests run in parallel and leave nothing behind.
+// Where no server answers, tests skip with a message saying so, except
+// in CI (CI=true), where a missing server fails them.
+package dbtest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, "pgx"
+)
+
+// EnvURL names the variable holding the URL of the test server (any
+// database on it: tests create their own next to it).
+const EnvURL = "SPOOL_TEST_DATABASE_URL"
+
+// DefaultURL is the test server when EnvURL is unset.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// ServerURL returns the test server's URL: $SPOOL_TEST_DATABASE_URL, or
+// DefaultURL.
+func ServerURL() string {
+	if u := os.Getenv(EnvURL); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+// inCI reports whether CI=true (or 1): services are then required.
+func inCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
+}
+
+// Required returns the test server's URL once it answers. If it does not,
+// the test is skipped with a message naming the server and EnvURL, or
+// failed when CI=true.
+func Required(t testing.TB) string {
+	t.Helper()
+	server := ServerURL()
+	if err := ping(context.Background(), server); err != nil {
+		msg := fmt.Sprintf("PostgreSQL at %s does not answer (%v); start it or point %s at one", redact(server), err, EnvURL)
+		if inCI() {
+			t.Fatalf("%s (CI=true: PostgreSQL is required)", msg)
+		}
+		t.Skipf("skipping: %s", msg)
+	}
+	return server
+}
+
+// Postgres returns the URL of a new, empty database on the test server,
+// dropped (with its connections) when the test and its cleanups end. It
+// skips or fails the test as Required does.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	server := Required(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dbURL, drop, err := NewDatabase(ctx, server)
+	if err != nil {
+		t.Fatalf("creating a test database: %v", err)
+	}
+	// Registered first, so it runs after the cleanups of whatever the
+	// test opened on the database.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := drop(ctx); err != nil {
+			t.Errorf("dropping the test database: %v", err)
+		}
+	})
+	return dbURL
+}
+
+// NewDatabase creates a database named spool_test_<random> on the server
+// at serverURL and returns its URL and a function that drops it, closing
+// any connection still open to it. It is Postgres without a test, for
+// tools such as the migration generator.
+func NewDatabase(ctx context.Context, serverURL string) (dbURL string, drop func(context.Context) error, err error) {
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return "", nil, errors.New("the server URL is not a valid URL")
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	name := "spool_test_" + hex.EncodeToString(b[:])
+	// template0, because CREATE DATABASE from template1 (the default)
+	// fails while anyone else is connected to template1.
+	if err := admin(ctx, serverURL, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
+		return "", nil, fmt.Errorf("creating database %s on %s: %w", name, redact(serverURL), err)
+	}
+	u.Path = "/" + name
+	drop = func(ctx context.Context) error {
+		if err := admin(ctx, serverURL, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("dropping database %s on %s: %w", name, redact(serverURL), err)
+		}
+		return nil
+	}
+	return u.String(), drop, nil
+}
+
+// admin runs one statement on the server's own database.
+func admin(ctx context.Context, serverURL, stmt string) error {
+	db, err := sql.Open("pgx", serverURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, stmt)
+	return err
+}
+
+func ping(ctx context.Context, serverURL string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	db, err := sql.Open("pgx", serverURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.PingContext(ctx)
+}
+
+// redact hides the URL's password.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(an invalid URL)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,388 @@
+// Package redis fans upload progress out across spool replicas through
+// Redis pub/sub (DESIGN §6). Events go to one channel per upload and one
+// per user (<prefix>upload:<id>, <prefix>user:<id>). Each Broker holds one
+// Redis connection for all the subscribers of its process, listens only on
+// the channels they need, and hands what it hears to an in-process
+// progress.Hub, which owns the per-subscriber mailboxes and their collapse
+// to the latest state per upload.
+//
+// Pub/sub is at most once and the database stays the truth. While Redis is
+// unreachable, Publish fails within a short timeout (uploads go on; the
+// caller only logs it), Subscribe still succeeds, and once the connection
+// is back every local subscriber is told to read a fresh snapshot, so no
+// change, terminal states included, is missed for good.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/spoolhq/spool/internal/progress"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+const (
+	// publishTimeout bounds one Publish, including dialing, so an outage
+	// delays the request that made a change by at most this much.
+	publishTimeout = 2 * time.Second
+	// confirmTimeout bounds how long Subscribe waits for Redis to confirm a
+	// new channel. Past it Subscribe returns anyway and the feed is told to
+	// resync once the confirmation comes.
+	confirmTimeout = 2 * time.Second
+	// commandTimeout bounds each SUBSCRIBE, UNSUBSCRIBE and PING written on
+	// the subscription connection, including dialing it.
+	commandTimeout = 2 * time.Second
+	// idleTimeout is how long the subscription connection may stay silent
+	// before it is pinged, and pongTimeout how long that ping may go
+	// unanswered before the connection counts as dead. Together they bound
+	// how long a connection that died without closing (a network partition)
+	// goes unnoticed.
+	idleTimeout = 2 * time.Second
+	pongTimeout = 2 * time.Second
+	// Reconnection attempts back off from minBackoff to maxBackoff.
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = time.Second
+)
+
+var errClosed = errors.New("progress/redis: broker is closed")
+
+// Options configures a Broker. The zero value is usable.
+type Options struct {
+	// Prefix starts the name of every channel, so several deployments can
+	// share one Redis. Default "spool:".
+	Prefix string
+	// Logger receives connection losses and recoveries and dropped
+	// messages. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Broker is an upload.Broker that crosses replicas through Redis pub/sub.
+// Its methods are safe for concurrent use.
+type Broker struct {
+	client     *goredis.Client
+	ownsClient bool
+	pubsub     *goredis.PubSub
+	hub        *progress.Hub
+	prefix     string
+	log        *slog.Logger
+
+	ctx    context.Context // done once Close is called
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	wake   chan struct{} // holds at most one token: the channels needed changed
+
+	// psMu serialises what is written on the subscription connection, so
+	// that the channels a ping covers are exactly those go-redis holds when
+	// the ping is written. subscribed mirrors that set.
+	psMu       sync.Mutex
+	subscribed map[string]bool
+
+	mu       sync.Mutex
+	closed   bool
+	channels map[string]*channel // channels with at least one local feed
+	pings    map[string]ping     // unanswered pings by payload
+	seq      uint64              // numbers the pings
+	// down is set when the connection was lost, and cleared when a ping
+	// sent since is answered; every ping sent meanwhile resyncs the hub.
+	down      bool
+	resyncing bool // a ping sent while down is unanswered
+}
+
+// channel is one Redis channel that local feeds listen on.
+type channel struct {
+	refs int
+	// confirmed is set once Redis has answered a ping written after the
+	// channel was subscribed on the current connection: from then on no
+	// event published to it can miss this replica. ready is closed then.
+	confirmed bool
+	ready     chan struct{}
+	// late records that a feed stopped waiting for the confirmation, so its
+	// owner may have read its snapshot too early; the hub is resynced when
+	// the confirmation comes.
+	late bool
+}
+
+// ping is a PING written on the subscription connection. Redis answers
+// commands in order, so its answer proves every channel subscribed before
+// it is in effect.
+type ping struct {
+	cover  []*channel // channels it confirms
+	resync bool       // sent while down: its answer means the connection is back
+}
+
+var (
+	_ upload.Broker = (*Broker)(nil)
+	_ upload.Pinger = (*Broker)(nil)
+)
+
+// Open connects to the Redis server of rawURL (redis://, rediss:// or
+// unix://, as goredis.ParseURL reads them) and returns a Broker that owns
+// the client and closes it with itself. Commands are bounded by their
+// context's deadline. It fails if the URL is invalid (without echoing its
+// password) or the server does not answer a PING within ctx.
+func Open(ctx context.Context, rawURL string, opts Options) (*Broker, error) {
+	ro, err := goredis.ParseURL(rawURL)
+	if err != nil {
+		// url.Error repeats the whole URL, password included.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("progress/redis: invalid redis URL: %v", err)
+	}
+	// Without it go-redis ignores deadlines while waiting for a reply, and
+	// Publish's timeout would not hold when Redis stops answering.
+	ro.ContextTimeoutEnabled = true
+	client := goredis.NewClient(ro)
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("progress/redis: reaching redis at %s: %w", ro.Addr, err)
+	}
+	b, err := New(client, opts)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	b.ownsClient = true
+	return b, nil
+}
+
+// New returns a Broker that publishes with client and opens one more
+// connection of client's for all its subscribers. The caller keeps
+// ownership of client and closes it after the Broker. Publish's timeout
+// bounds waits for replies only if client has ContextTimeoutEnabled (Open
+// sets it); otherwise the client's read timeout does.
+//
+// New does no I/O: a Redis that is down at start is handled like an outage.
+func New(client *goredis.Client, opts Options) (*Broker, error) {
+	if client == nil {
+		return nil, errors.New("progress/redis: nil client")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "spool:"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		client:     client,
+		pubsub:     client.Subscribe(ctx), // no channel yet: does not connect
+		hub:        progress.NewHub(),
+		prefix:     opts.Prefix,
+		log:        opts.Logger.With("component", "progress/redis"),
+		ctx:        ctx,
+		cancel:     cancel,
+		wake:       make(chan struct{}, 1),
+		subscribed: make(map[string]bool),
+		channels:   make(map[string]*channel),
+		pings:      make(map[string]ping),
+	}
+	b.wg.Add(2)
+	go b.receive()
+	go b.syncChannels()
+	return b, nil
+}
+
+// Close stops the Broker: it closes the subscription connection, waits for
+// the Broker's goroutines to end, and closes the client if Open made it.
+// Feeds stay open but receive nothing more; Subscribe and Publish fail.
+// It is safe to call more than once; later calls return nil.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+
+	b.cancel() // ends waits, backoffs and dials
+	err := b.pubsub.Close()
+	b.wg.Wait()
+	if b.ownsClient {
+		err = errors.Join(err, b.client.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("progress/redis: closing: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether Redis answers, for /readyz. It returns the client's
+// error, wrapped, if not.
+func (b *Broker) Ping(ctx context.Context) error {
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("progress/redis: pinging redis: %w", err)
+	}
+	return nil
+}
+
+// Publish sends ev to the channels of its upload and of its owner in one
+// round trip. Like progress.Hub it ignores the cancellation of ctx (an
+// event published after a commit must go out even if the request has just
+// ended) but it waits at most publishTimeout. It returns the Redis error,
+// wrapped, when Redis is unreachable or slow, and an error after Close.
+func (b *Broker) Publish(ctx context.Context, ev upload.Progress) error {
+	if b.ctx.Err() != nil {
+		return errClosed
+	}
+	payload, err := encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("progress/redis: encoding progress of upload %s: %w", ev.UploadID, err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	_, err = b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Publish(ctx, b.channelName(upload.UploadTopic(ev.UploadID)), payload)
+		p.Publish(ctx, b.channelName(upload.UserTopic(ev.OwnerID)), payload)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("progress/redis: publishing progress of upload %s: %w", ev.UploadID, err)
+	}
+	return nil
+}
+
+// Subscribe registers a feed for topic and, if it is the first local one,
+// subscribes the topic's channel. It returns once Redis has confirmed the
+// channel, so events published anywhere afterwards reach the feed; if Redis
+// is unreachable or slow it returns sooner, and the feed reports a resync
+// once the channel is confirmed. The feed lives until it is closed or ctx
+// is done.
+//
+// It returns ctx.Err() if ctx ends first, an error for an unknown topic
+// kind, and an error after Close.
+func (b *Broker) Subscribe(ctx context.Context, topic upload.Topic) (upload.Feed, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if topic.Kind != upload.TopicUpload && topic.Kind != upload.TopicUser {
+		return nil, fmt.Errorf("progress/redis: unknown topic kind %q", topic.Kind)
+	}
+	name := b.channelName(topic)
+	// The hub registers the feed first, so an event that arrives as soon as
+	// the channel is subscribed finds it. The hub must not end the feed
+	// when ctx ends: ours does, to give the channel back exactly once.
+	inner, err := b.hub.Subscribe(context.WithoutCancel(ctx), topic)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := b.acquire(name)
+	if err != nil {
+		inner.Close()
+		return nil, err
+	}
+	f := &feed{Feed: inner, broker: b, channel: name}
+	f.stopWatch = context.AfterFunc(ctx, f.shutdown)
+	b.awaitConfirmation(ctx, ch)
+	if err := ctx.Err(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (b *Broker) channelName(t upload.Topic) string {
+	return b.prefix + string(t.Kind) + ":" + t.ID
+}
+
+// acquire counts one more local feed on the channel name, creating it and
+// waking the syncer if it is new.
+func (b *Broker) acquire(name string) (*channel, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	ch := b.channels[name]
+	if ch == nil {
+		ch = &channel{ready: make(chan struct{})}
+		b.channels[name] = ch
+		b.signalSyncer()
+	}
+	ch.refs++
+	return ch, nil
+}
+
+// release counts one feed less on the channel name, dropping the channel
+// and waking the syncer when it was the last.
+func (b *Broker) release(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ch := b.channels[name]
+	ch.refs--
+	if ch.refs == 0 {
+		delete(b.channels, name)
+		b.signalSyncer()
+	}
+}
+
+// signalSyncer wakes the syncer without blocking; b.mu must be held. A
+// token already waiting means the syncer has yet to read the channels and
+// will see this change too.
+func (b *Broker) signalSyncer() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// awaitConfirmation waits until ch is confirmed, ctx or the Broker ends,
+// or confirmTimeout passes. It does not wait while the connection is known
+// to be down. If it gives up, the hub is resynced when the confirmation
+// comes.
+func (b *Broker) awaitConfirmation(ctx context.Context, ch *channel) {
+	b.mu.Lock()
+	confirmed, down, ready := ch.confirmed, b.down, ch.ready
+	b.mu.Unlock()
+	if confirmed {
+		return
+	}
+	if !down {
+		timer := time.NewTimer(confirmTimeout)
+		defer timer.Stop()
+		select {
+		case <-ready:
+			return
+		case <-timer.C:
+		case <-ctx.Done():
+		case <-b.ctx.Done():
+		}
+	}
+	b.mu.Lock()
+	if !ch.confirmed {
+		ch.late = true
+	}
+	b.mu.Unlock()
+}
+
+// feed is a hub feed that gives its channel back when it ends.
+type feed struct {
+	upload.Feed
+	broker    *Broker
+	channel   string
+	stopWatch func() bool // cancels the ctx watcher set up by Subscribe
+	once      sync.Once
+}
+
+// Close stops the feed and, if it was the last local one on its channel,
+// has the channel unsubscribed. It never waits for Redis, and is safe to
+// call more than once and concurrently with the feed's ctx ending.
+func (f *feed) Close() {
+	f.stopWatch()
+	f.shutdown()
+}
+
+func (f *feed) shutdown() {
+	f.once.Do(func() {
+		f.Feed.Close()
+		f.broker.release(f.channel)
+	})
+}

@@ -1,0 +1,1030 @@
+package redis
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// deadline bounds every wait so a broken broker fails the test instead of
+// hanging it; no test measures time.
+const deadline = 20 * time.Second
+
+// --- Redis for the tests ----------------------------------------------------
+
+// unavailable skips a test that needs a service this machine lacks, except
+// in CI, which must run every test.
+func unavailable(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if os.Getenv("CI") == "true" {
+		tb.Fatalf(format+" (CI=true: required)", args...)
+	}
+	tb.Skipf(format+" (set CI=true to make this a failure)", args...)
+}
+
+// sharedRedis returns the options of the shared test Redis
+// (SPOOL_TEST_REDIS_URL, default redis://127.0.0.1:6379/0), skipping the
+// test if it does not answer. Tests share it by using unique prefixes.
+func sharedRedis(tb testing.TB) *goredis.Options {
+	tb.Helper()
+	url := os.Getenv("SPOOL_TEST_REDIS_URL")
+	if url == "" {
+		url = "redis://127.0.0.1:6379/0"
+	}
+	opt, err := goredis.ParseURL(url)
+	if err != nil {
+		tb.Fatalf("SPOOL_TEST_REDIS_URL: %v", err)
+	}
+	probe := *opt
+	probe.MaxRetries, probe.DialerRetries = -1, 1
+	c := goredis.NewClient(&probe)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(tb.Context(), 3*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		unavailable(tb, "no Redis at %s: %v", opt.Addr, err)
+	}
+	return opt
+}
+
+// newClient returns a client for opt, closed when the test ends, bounding
+// commands by their context as Open does.
+func newClient(tb testing.TB, opt *goredis.Options) *goredis.Client {
+	tb.Helper()
+	o := *opt
+	o.ContextTimeoutEnabled = true
+	c := goredis.NewClient(&o)
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func uniquePrefix(tb testing.TB) string {
+	tb.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatal(err)
+	}
+	return "spool-test-" + hex.EncodeToString(b) + ":"
+}
+
+// newBroker returns a Broker (a "replica") on client, closed when the test
+// ends, before the client.
+func newBroker(tb testing.TB, client *goredis.Client, prefix string) *Broker {
+	tb.Helper()
+	b, err := New(client, Options{Prefix: prefix})
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return b
+}
+
+// --- feeds and events -------------------------------------------------------
+
+func event(uploadID, ownerID string, version int64) upload.Progress {
+	return upload.Progress{UploadID: uploadID, OwnerID: ownerID, Version: version, Status: upload.StatusUploading}
+}
+
+func subscribe(tb testing.TB, b *Broker, topic upload.Topic) upload.Feed {
+	tb.Helper()
+	var (
+		f   upload.Feed
+		err error
+	)
+	within(tb, fmt.Sprintf("Subscribe(%v)", topic), func() { f, err = b.Subscribe(tb.Context(), topic) })
+	if err != nil {
+		tb.Fatalf("Subscribe(%v): %v", topic, err)
+	}
+	tb.Cleanup(f.Close)
+	return f
+}
+
+func publish(tb testing.TB, b *Broker, ev upload.Progress) {
+	tb.Helper()
+	if err := b.Publish(tb.Context(), ev); err != nil {
+		tb.Fatalf("Publish(%s v%d): %v", ev.UploadID, ev.Version, err)
+	}
+}
+
+// within runs fn and fails the test if it has not returned by the
+// deadline: a hang guard, not a timing assertion.
+func within(tb testing.TB, what string, fn func()) {
+	tb.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(deadline):
+		tb.Fatalf("%s did not return within %v", what, deadline)
+	}
+}
+
+// eventually polls cond until it holds.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	stop := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(stop) {
+			tb.Fatalf("%s: not true within %v", what, deadline)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// reading is what a subscriber has drained from a feed so far.
+type reading struct {
+	events []upload.Progress
+	resync bool
+}
+
+func (r reading) has(uploadID string, version int64) bool {
+	for _, ev := range r.events {
+		if ev.UploadID == uploadID && ev.Version == version {
+			return true
+		}
+	}
+	return false
+}
+
+// readUntil reads f as a subscriber does until done holds for what it has
+// read, and returns that.
+func readUntil(tb testing.TB, f upload.Feed, what string, done func(reading) bool) reading {
+	tb.Helper()
+	var r reading
+	timeout := time.After(deadline)
+	for !done(r) {
+		select {
+		case <-f.Ready():
+		case <-timeout:
+			tb.Fatalf("%s: not read within %v; read %s", what, deadline, summary(r))
+		}
+		events, resync := f.Drain()
+		r.events = append(r.events, events...)
+		r.resync = r.resync || resync
+	}
+	return r
+}
+
+func readEvent(tb testing.TB, f upload.Feed, uploadID string, version int64) reading {
+	tb.Helper()
+	return readUntil(tb, f, fmt.Sprintf("event %s v%d", uploadID, version),
+		func(r reading) bool { return r.has(uploadID, version) })
+}
+
+func summary(r reading) string {
+	var parts []string
+	for _, ev := range r.events {
+		parts = append(parts, fmt.Sprintf("%s v%d", ev.UploadID, ev.Version))
+	}
+	return fmt.Sprintf("[%s] resync=%v", strings.Join(parts, ", "), r.resync)
+}
+
+func assertNothing(tb testing.TB, f upload.Feed, name string) {
+	tb.Helper()
+	select {
+	case <-f.Ready():
+		tb.Errorf("%s: feed signalled, want nothing", name)
+	default:
+	}
+	if events, resync := f.Drain(); len(events) > 0 || resync {
+		tb.Errorf("%s: Drain() = %s, want nothing", name, summary(reading{events, resync}))
+	}
+}
+
+// numSub returns how many connections are subscribed to channel.
+func numSub(tb testing.TB, c *goredis.Client, channel string) int64 {
+	tb.Helper()
+	n, err := c.PubSubNumSub(tb.Context(), channel).Result()
+	if err != nil {
+		tb.Fatalf("PUBSUB NUMSUB %s: %v", channel, err)
+	}
+	return n[channel]
+}
+
+// --- the wire format --------------------------------------------------------
+
+func fullEvent() upload.Progress {
+	media, msg := "med_01J", "chunk 3 failed"
+	return upload.Progress{
+		UploadID:       "upl_01J",
+		BatchID:        "bat_01J",
+		OwnerID:        "alice",
+		Status:         upload.StatusFailed,
+		UploadedBytes:  5<<30 + 1, // past 32 bits
+		TotalBytes:     6 << 30,
+		Percent:        83,
+		UploadedChunks: 640,
+		TotalChunks:    768,
+		FailedChunks:   []int{3, 700},
+		MediaID:        &media,
+		Error:          &msg,
+		Version:        42,
+		At:             time.Date(2026, 11, 3, 10, 4, 5, 123456789, time.UTC),
+	}
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	t.Parallel()
+	empty := event("u1", "alice", 1)
+	empty.FailedChunks = []int{}
+	for name, p := range map[string]upload.Progress{
+		"every field":           fullEvent(),
+		"nil slice, nil ptrs":   event("u1", "alice", 1),
+		"empty failed chunks":   empty,
+		"zero version and time": {UploadID: "u1", OwnerID: "alice"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, err := encodeEvent(p)
+			if err != nil {
+				t.Fatalf("encodeEvent: %v", err)
+			}
+			got, err := decodeEvent(data)
+			if err != nil {
+				t.Fatalf("decodeEvent(%s): %v", data, err)
+			}
+			if !reflect.DeepEqual(got, p) {
+				t.Errorf("round trip of %s:\n got %+v\nwant %+v", data, got, p)
+			}
+		})
+	}
+}
+
+// TestWireFormatIsStable pins the field names other replicas read: renaming
+// one breaks a rolling deploy.
+func TestWireFormatIsStable(t *testing.T) {
+	t.Parallel()
+	const golden = `{"v":1,"uploadId":"upl_01J","batchId":"bat_01J","ownerId":"alice","status":"FAILED",` +
+		`"uploadedBytes":5368709121,"totalBytes":6442450944,"percent":83,"uploadedChunks":640,"totalChunks":768,` +
+		`"failedChunks":[3,700],"mediaId":"med_01J","error":"chunk 3 failed","version":42,"at":"2026-11-03T10:04:05.123456789Z"}`
+	data, err := encodeEvent(fullEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != golden {
+		t.Errorf("encodeEvent:\n got %s\nwant %s", data, golden)
+	}
+
+	// A newer replica may add fields; this one ignores them.
+	var fields map[string]any
+	if err := json.Unmarshal([]byte(golden), &fields); err != nil {
+		t.Fatal(err)
+	}
+	fields["thumbnailUrl"] = "https://example.test/t.jpg"
+	newer, _ := json.Marshal(fields)
+	got, err := decodeEvent(newer)
+	if err != nil {
+		t.Fatalf("decodeEvent with an unknown field: %v", err)
+	}
+	if want := fullEvent(); !reflect.DeepEqual(got, want) {
+		t.Errorf("decodeEvent with an unknown field:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestWireRejectsWhatItCannotRoute(t *testing.T) {
+	t.Parallel()
+	for name, payload := range map[string]string{
+		"not JSON":            `progress!`,
+		"not an object":       `[1,2]`,
+		"no format version":   `{"uploadId":"u1","ownerId":"alice","version":1}`,
+		"newer format":        `{"v":2,"uploadId":"u1","ownerId":"alice","version":1}`,
+		"no upload":           `{"v":1,"ownerId":"alice","version":1}`,
+		"no owner":            `{"v":1,"uploadId":"u1","version":1}`,
+		"wrong type of field": `{"v":1,"uploadId":"u1","ownerId":"alice","version":"1"}`,
+	} {
+		if got, err := decodeEvent([]byte(payload)); err == nil {
+			t.Errorf("%s: decodeEvent(%s) = %+v, want an error", name, payload, got)
+		}
+	}
+}
+
+// --- replicas on a shared Redis ---------------------------------------------
+
+func TestEventReachesOtherReplica(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	prefix := uniquePrefix(t)
+	a := newBroker(t, newClient(t, opt), prefix)
+	b := newBroker(t, newClient(t, opt), prefix)
+
+	feeds := map[string]upload.Feed{
+		"upload topic": subscribe(t, b, upload.UploadTopic("upl_01J")),
+		"user topic":   subscribe(t, b, upload.UserTopic("alice")),
+		"same replica": subscribe(t, a, upload.UploadTopic("upl_01J")),
+	}
+	// No wait between Subscribe and Publish: Subscribe returns only once
+	// Redis has the channel.
+	want := fullEvent()
+	publish(t, a, want)
+
+	for name, f := range feeds {
+		t.Run(name, func(t *testing.T) {
+			r := readUntil(t, f, "the event", func(r reading) bool { return len(r.events) > 0 })
+			if len(r.events) != 1 || r.resync || !reflect.DeepEqual(r.events[0], want) {
+				t.Errorf("read %+v, resync %v; want [%+v]", r.events, r.resync, want)
+			}
+		})
+	}
+}
+
+func TestNoCrossTalk(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	prefix, otherPrefix := uniquePrefix(t), uniquePrefix(t)
+	a := newBroker(t, newClient(t, opt), prefix)
+	b := newBroker(t, newClient(t, opt), prefix)
+	other := newBroker(t, newClient(t, opt), otherPrefix) // another deployment
+
+	target := subscribe(t, b, upload.UploadTopic("u1"))
+	others := map[string]upload.Feed{
+		"other upload": subscribe(t, b, upload.UploadTopic("u2")),
+		"other user":   subscribe(t, b, upload.UserTopic("bob")),
+		// Same id, other kind: a user's id must not match an upload topic.
+		"upload topic named like the owner": subscribe(t, b, upload.UploadTopic("alice")),
+		"user topic named like the upload":  subscribe(t, b, upload.UserTopic("u1")),
+		"other prefix, same upload":         subscribe(t, other, upload.UploadTopic("u1")),
+		"other prefix, same user":           subscribe(t, other, upload.UserTopic("alice")),
+	}
+	controlB := subscribe(t, b, upload.UserTopic("carol"))
+	controlOther := subscribe(t, other, upload.UserTopic("carol"))
+
+	publish(t, a, event("u1", "alice", 1))
+	// Each replica hears its messages in order on one connection, so once
+	// a later control event is read, anything sent earlier has arrived.
+	publish(t, a, event("c1", "carol", 1))
+	publish(t, other, event("c1", "carol", 1))
+	readEvent(t, controlB, "c1", 1)
+	readEvent(t, controlOther, "c1", 1)
+
+	r := readEvent(t, target, "u1", 1)
+	if len(r.events) != 1 {
+		t.Errorf("target read %s, want only u1 v1", summary(r))
+	}
+	for name, f := range others {
+		assertNothing(t, f, name)
+	}
+}
+
+func TestPendingEventsCollapseAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	prefix := uniquePrefix(t)
+	a := newBroker(t, newClient(t, opt), prefix)
+	b := newBroker(t, newClient(t, opt), prefix)
+	slow := subscribe(t, b, upload.UserTopic("alice")) // never read until the end
+	control := subscribe(t, b, upload.UserTopic("bob"))
+
+	for v := int64(1); v <= 10; v++ {
+		for _, id := range []string{"u1", "u2", "u3"} {
+			publish(t, a, event(id, "alice", v))
+		}
+	}
+	publish(t, a, event("u1", "alice", 5)) // late and older: must not win
+	publish(t, a, event("b1", "bob", 1))
+	readEvent(t, control, "b1", 1)
+
+	events, resync := slow.Drain()
+	got := summary(reading{events, resync})
+	if want := "[u1 v10, u2 v10, u3 v10] resync=false"; got != want {
+		t.Errorf("slow feed drained %s, want %s", got, want)
+	}
+}
+
+func TestMalformedMessagesAreDropped(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	prefix := uniquePrefix(t)
+	admin := newClient(t, opt)
+	a := newBroker(t, newClient(t, opt), prefix)
+	b := newBroker(t, newClient(t, opt), prefix)
+	f := subscribe(t, b, upload.UploadTopic("u1"))
+
+	for _, junk := range []string{"junk", `{"v":99,"uploadId":"u1","ownerId":"alice","version":7}`} {
+		if err := admin.Publish(t.Context(), prefix+"upload:u1", junk).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, a, event("u1", "alice", 1))
+
+	r := readEvent(t, f, "u1", 1)
+	if len(r.events) != 1 || r.resync {
+		t.Errorf("read %s, want only u1 v1", summary(r))
+	}
+}
+
+func TestSubscriptionsAreCountedPerChannel(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	prefix := uniquePrefix(t)
+	admin := newClient(t, opt)
+	a := newBroker(t, newClient(t, opt), prefix)
+	named := *opt
+	named.ClientName = strings.TrimSuffix(prefix, ":")
+	b := newBroker(t, newClient(t, &named), prefix)
+	u1, u2, u3, alice := prefix+"upload:u1", prefix+"upload:u2", prefix+"upload:u3", prefix+"user:alice"
+
+	first := subscribe(t, b, upload.UploadTopic("u1"))
+	second := subscribe(t, b, upload.UploadTopic("u1"))
+	subscribe(t, b, upload.UserTopic("alice"))
+	// Subscribe returns once Redis has the channel: no polling needed.
+	if n := numSub(t, admin, u1); n != 1 {
+		t.Errorf("NUMSUB %s = %d, want 1 (one connection for both feeds)", u1, n)
+	}
+	if n := numSub(t, admin, alice); n != 1 {
+		t.Errorf("NUMSUB %s = %d, want 1", alice, n)
+	}
+	if conns := subscribedConns(t, admin, named.ClientName); len(conns) != 1 || conns[0] != 2 {
+		t.Errorf("subscribed connections of the replica (by channel count) = %v, want one with 2 channels", conns)
+	}
+
+	first.Close()
+	first.Close()
+	// A later Subscribe is confirmed by a PING written after the syncer
+	// handled the Close, so an UNSUBSCRIBE would have been processed by now.
+	subscribe(t, b, upload.UploadTopic("u2"))
+	if n := numSub(t, admin, u1); n != 1 {
+		t.Errorf("after closing one of two feeds: NUMSUB %s = %d, want 1", u1, n)
+	}
+	publish(t, a, event("u1", "alice", 1))
+	readEvent(t, second, "u1", 1)
+
+	second.Close()
+	eventually(t, "channel unsubscribed after its last feed closed", func() bool { return numSub(t, admin, u1) == 0 })
+
+	ctx, cancel := context.WithCancel(t.Context())
+	if _, err := b.Subscribe(ctx, upload.UploadTopic("u3")); err != nil {
+		t.Fatal(err)
+	}
+	if n := numSub(t, admin, u3); n != 1 {
+		t.Errorf("NUMSUB %s = %d, want 1", u3, n)
+	}
+	cancel()
+	eventually(t, "channel unsubscribed after its feed's context ended", func() bool { return numSub(t, admin, u3) == 0 })
+
+	again := subscribe(t, b, upload.UploadTopic("u1"))
+	if n := numSub(t, admin, u1); n != 1 {
+		t.Errorf("subscribed again: NUMSUB %s = %d, want 1", u1, n)
+	}
+	publish(t, a, event("u1", "alice", 2))
+	readEvent(t, again, "u1", 2)
+	if n := numSub(t, admin, u2); n != 1 {
+		t.Errorf("NUMSUB %s = %d, want 1", u2, n)
+	}
+}
+
+// TestChannelReusedBeforeUnsubscribe has a channel's last feed leave and a
+// new one come before the syncer runs, so go-redis never hears of either:
+// the new feed must still get its confirmation rather than time out.
+func TestChannelReusedBeforeUnsubscribe(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	prefix := uniquePrefix(t)
+	a := newBroker(t, newClient(t, opt), prefix)
+	b := newBroker(t, newClient(t, opt), prefix)
+	name := prefix + "upload:u1"
+
+	first := subscribe(t, b, upload.UploadTopic("u1"))
+	b.psMu.Lock() // holds the syncer back
+	first.Close()
+	var (
+		f   upload.Feed
+		err error
+	)
+	subscribed := make(chan struct{})
+	go func() {
+		defer close(subscribed)
+		f, err = b.Subscribe(t.Context(), upload.UploadTopic("u1"))
+	}()
+	eventually(t, "the new feed counted", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.channels[name] != nil
+	})
+	b.psMu.Unlock()
+	within(t, "Subscribe", func() { <-subscribed })
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	defer f.Close()
+
+	b.mu.Lock()
+	ch := b.channels[name]
+	confirmed, late := ch.confirmed, ch.late
+	b.mu.Unlock()
+	if !confirmed || late {
+		t.Errorf("channel confirmed %v, gave up waiting %v; want confirmed before Subscribe returned", confirmed, late)
+	}
+	publish(t, a, event("u1", "alice", 1))
+	if r := readEvent(t, f, "u1", 1); r.resync {
+		t.Errorf("read %s, want no resync", summary(r))
+	}
+}
+
+// subscribedConns returns, for each connection named name that listens on
+// channels, how many it listens on.
+func subscribedConns(tb testing.TB, admin *goredis.Client, name string) []int {
+	tb.Helper()
+	list, err := admin.ClientList(tb.Context()).Result()
+	if err != nil {
+		tb.Fatalf("CLIENT LIST: %v", err)
+	}
+	var subs []int
+	for line := range strings.Lines(list) {
+		fields := map[string]string{}
+		for _, kv := range strings.Fields(line) {
+			k, v, _ := strings.Cut(kv, "=")
+			fields[k] = v
+		}
+		if fields["name"] != name {
+			continue
+		}
+		if n, _ := strconv.Atoi(fields["sub"]); n > 0 {
+			subs = append(subs, n)
+		}
+	}
+	return subs
+}
+
+// TestConcurrentSubscribers has feeds come and go on a few channels from
+// many goroutines, by Close, by cancellation and by both at once, while
+// events flow; run it with -race. Afterwards every channel must be
+// unsubscribed, and subscribing again must work.
+func TestConcurrentSubscribers(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	prefix := uniquePrefix(t)
+	admin := newClient(t, opt)
+	a := newBroker(t, newClient(t, opt), prefix)
+	b := newBroker(t, newClient(t, opt), prefix)
+	topics := []upload.Topic{upload.UploadTopic("u1"), upload.UploadTopic("u2"), upload.UserTopic("alice")}
+	// Stays throughout: a feed whose Subscribe gave up waiting for its
+	// channel would have every feed resync, this one included.
+	watcher := subscribe(t, b, upload.UserTopic("bob"))
+
+	var stop atomic.Bool
+	var publishers sync.WaitGroup
+	publishers.Go(func() {
+		for v := int64(1); !stop.Load(); v++ {
+			_ = a.Publish(context.Background(), event(fmt.Sprintf("u%d", v%2+1), "alice", v))
+		}
+	})
+	var churners sync.WaitGroup
+	for g := range 8 {
+		churners.Go(func() {
+			for i := range 25 {
+				ctx, cancel := context.WithCancel(context.Background())
+				f, err := b.Subscribe(ctx, topics[(g+i)%len(topics)])
+				if err != nil {
+					t.Errorf("Subscribe: %v", err)
+					cancel()
+					return
+				}
+				f.Drain()
+				switch i % 3 {
+				case 0:
+					f.Close()
+					f.Close()
+				case 1:
+					cancel()
+				case 2:
+					go cancel()
+					f.Close()
+				}
+				cancel()
+			}
+		})
+	}
+	within(t, "churning subscribers", churners.Wait)
+	stop.Store(true)
+	publishers.Wait()
+
+	for _, topic := range topics {
+		ch := b.channelName(topic)
+		eventually(t, "no subscription left on "+ch, func() bool { return numSub(t, admin, ch) == 0 })
+	}
+	b.mu.Lock()
+	left := len(b.channels)
+	b.mu.Unlock()
+	if left != 1 {
+		t.Errorf("%d channels still counted, want 1 (the watcher's)", left)
+	}
+	if _, resync := watcher.Drain(); resync {
+		t.Errorf("a subscriber was told to resync while Redis was up: some Subscribe went unconfirmed")
+	}
+	f := subscribe(t, b, upload.UploadTopic("u1"))
+	publish(t, a, event("u1", "alice", 1<<40))
+	readEvent(t, f, "u1", 1<<40)
+}
+
+func TestSubscribeRefusals(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	b := newBroker(t, newClient(t, opt), uniquePrefix(t))
+
+	if f, err := b.Subscribe(t.Context(), upload.Topic{Kind: "batch", ID: "b1"}); err == nil {
+		f.Close()
+		t.Errorf("Subscribe with an unknown kind: err = nil, want an error")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if f, err := b.Subscribe(ctx, upload.UploadTopic("u1")); !errors.Is(err, context.Canceled) {
+		if f != nil {
+			f.Close()
+		}
+		t.Errorf("Subscribe with a done context: err = %v, want context.Canceled", err)
+	}
+	if n := b.hub.Subscribers(); n != 0 {
+		t.Errorf("hub has %d subscribers, want 0", n)
+	}
+}
+
+func TestClose(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	client := newClient(t, opt)
+	b, err := New(client, Options{Prefix: uniquePrefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := b.Subscribe(t.Context(), upload.UploadTopic("u1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, "Close", func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v, want nil", err)
+	}
+	f.Close() // a feed outliving its broker closes cleanly
+	if _, err := b.Subscribe(t.Context(), upload.UploadTopic("u1")); err == nil {
+		t.Errorf("Subscribe after Close: err = nil, want an error")
+	}
+	if err := b.Publish(t.Context(), event("u1", "alice", 1)); err == nil {
+		t.Errorf("Publish after Close: err = nil, want an error")
+	}
+	if err := client.Ping(t.Context()).Err(); err != nil {
+		t.Errorf("the caller's client after Close: %v, want it still open", err)
+	}
+}
+
+// TestCloseLeavesNothingRunning counts the process's goroutines, so it is
+// not parallel: parallel tests start only after the sequential ones end.
+func TestCloseLeavesNothingRunning(t *testing.T) {
+	opt := sharedRedis(t)
+	prefix := uniquePrefix(t)
+	cycle := func() {
+		client := goredis.NewClient(opt)
+		defer client.Close()
+		b, err := New(client, Options{Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := subscribe(t, b, upload.UploadTopic("u1"))
+		publish(t, b, event("u1", "alice", 1))
+		readEvent(t, f, "u1", 1)
+		if err := b.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+	cycle() // starts whatever go-redis keeps for the process
+	before := runtime.NumGoroutine()
+	cycle()
+	eventually(t, "goroutines back to their number before the broker", func() bool {
+		return runtime.NumGoroutine() <= before
+	})
+	buf := make([]byte, 1<<20)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "progress/redis.(*Broker)") {
+		t.Errorf("a Broker goroutine is still running:\n%s", stacks)
+	}
+}
+
+func TestOpen(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	prefix := uniquePrefix(t)
+	url := fmt.Sprintf("redis://%s/%d", opt.Addr, opt.DB)
+	if opt.Password != "" {
+		url = fmt.Sprintf("redis://%s:%s@%s/%d", opt.Username, opt.Password, opt.Addr, opt.DB)
+	}
+	a, err := Open(t.Context(), url, Options{Prefix: prefix})
+	if err != nil {
+		t.Fatalf("Open(%s): %v", opt.Addr, err)
+	}
+	defer a.Close()
+	b, err := Open(t.Context(), url, Options{Prefix: prefix})
+	if err != nil {
+		t.Fatalf("Open(%s): %v", opt.Addr, err)
+	}
+	if err := b.Ping(t.Context()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	f := subscribe(t, b, upload.UserTopic("alice"))
+	publish(t, a, event("u1", "alice", 1))
+	readEvent(t, f, "u1", 1)
+
+	if err := b.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := b.Ping(t.Context()); err == nil {
+		t.Errorf("Ping after Close: err = nil, want an error (Open's client is closed with the broker)")
+	}
+}
+
+func TestOpenFailures(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret-password"
+	ctx, cancel := context.WithTimeout(t.Context(), deadline)
+	defer cancel()
+	for name, url := range map[string]string{
+		"bad port":   "redis://user:" + secret + "@127.0.0.1:port/0",
+		"bad scheme": "http://user:" + secret + "@127.0.0.1:6379/0",
+		"bad db":     "redis://user:" + secret + "@127.0.0.1:6379/db",
+		"nobody at":  "redis://user:" + secret + "@" + freeAddr(t) + "/0",
+	} {
+		b, err := Open(ctx, url, Options{})
+		if err == nil {
+			b.Close()
+			t.Errorf("%s: Open = nil error, want one", name)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: Open error reveals the password: %v", name, err)
+		}
+	}
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// --- outages ----------------------------------------------------------------
+
+// redisServer is a throwaway redis-server that a test may stop and start
+// again on the same port, never the shared one.
+type redisServer struct {
+	tb     testing.TB
+	path   string
+	addr   string
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd has exited
+	out    bytes.Buffer  // read only after exited
+}
+
+func startRedisServer(tb testing.TB) *redisServer {
+	tb.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		unavailable(tb, "redis-server is not installed: %v", err)
+	}
+	s := &redisServer{tb: tb, path: path, addr: freeAddr(tb), dir: tb.TempDir()}
+	s.start()
+	tb.Cleanup(s.kill)
+	return s
+}
+
+func (s *redisServer) start() {
+	s.tb.Helper()
+	_, port, _ := net.SplitHostPort(s.addr)
+	s.out.Reset()
+	cmd := exec.Command(s.path, "--port", port, "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir)
+	cmd.Stdout, cmd.Stderr = &s.out, &s.out
+	if err := cmd.Start(); err != nil {
+		s.tb.Fatalf("starting redis-server: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	s.cmd, s.exited = cmd, exited
+
+	c := goredis.NewClient(&goredis.Options{Addr: s.addr, MaxRetries: -1})
+	defer c.Close()
+	eventually(s.tb, "redis-server answering on "+s.addr, func() bool {
+		select {
+		case <-exited:
+			s.tb.Fatalf("redis-server exited: %s", s.out.String())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Ping(ctx).Err() == nil
+	})
+}
+
+// kill stops the server abruptly, as a crash or an OOM kill would.
+func (s *redisServer) kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill() // SIGKILL
+	<-s.exited
+	s.cmd = nil
+}
+
+// TestRedisOutage stops a Redis under two replicas and starts it again:
+// publishing fails fast meanwhile, subscribing still works, and afterwards
+// every subscriber is told to resync and events flow again, also to feeds
+// subscribed during the outage.
+func TestRedisOutage(t *testing.T) {
+	t.Parallel()
+	srv := startRedisServer(t)
+	opt := &goredis.Options{Addr: srv.addr}
+	admin := newClient(t, opt)
+	prefix := uniquePrefix(t)
+	a := newBroker(t, newClient(t, opt), prefix)
+	b := newBroker(t, newClient(t, opt), prefix)
+
+	before := subscribe(t, b, upload.UploadTopic("u1"))
+	leaving := subscribe(t, b, upload.UploadTopic("u3"))
+	publish(t, a, event("u1", "alice", 1))
+	readEvent(t, before, "u1", 1)
+
+	srv.kill()
+
+	var err error
+	within(t, "Publish with Redis down", func() { err = a.Publish(t.Context(), event("u1", "alice", 2)) })
+	if err == nil {
+		t.Fatalf("Publish with Redis down: err = nil, want an error")
+	}
+	during := subscribe(t, b, upload.UploadTopic("u2")) // hang-guarded inside
+	leaving.Close()
+
+	srv.start()
+
+	for name, f := range map[string]upload.Feed{"subscribed before": before, "subscribed during": during} {
+		r := readUntil(t, f, name+": resync after reconnecting", func(r reading) bool { return r.resync })
+		if r.has("u1", 2) {
+			t.Errorf("%s: read the event whose Publish failed: %s", name, summary(r))
+		}
+	}
+	// a's pool may still refuse for a moment after the restart.
+	publishEventually(t, a, event("u1", "alice", 3))
+	readEvent(t, before, "u1", 3)
+	publishEventually(t, a, event("u2", "alice", 1))
+	readEvent(t, during, "u2", 1)
+
+	for ch, want := range map[string]int64{prefix + "upload:u1": 1, prefix + "upload:u2": 1, prefix + "upload:u3": 0} {
+		if n := numSub(t, admin, ch); n != want {
+			t.Errorf("after the restart: NUMSUB %s = %d, want %d", ch, n, want)
+		}
+	}
+}
+
+func publishEventually(tb testing.TB, b *Broker, ev upload.Progress) {
+	tb.Helper()
+	var last error
+	eventually(tb, fmt.Sprintf("Publish(%s v%d) succeeding", ev.UploadID, ev.Version), func() bool {
+		last = b.Publish(tb.Context(), ev)
+		return last == nil
+	})
+}
+
+// TestDeadConnectionIsNoticed cuts the subscription connection without
+// closing it, as a network partition does: the health ping goes
+// unanswered, the broker reconnects, and its subscribers resync.
+func TestDeadConnectionIsNoticed(t *testing.T) {
+	t.Parallel()
+	opt := sharedRedis(t)
+	prefix := uniquePrefix(t)
+	px := startProxy(t, opt.Addr)
+	a := newBroker(t, newClient(t, opt), prefix)
+	viaProxy := *opt
+	viaProxy.Addr = px.addr()
+	b := newBroker(t, newClient(t, &viaProxy), prefix)
+
+	f := subscribe(t, b, upload.UploadTopic("u1"))
+	publish(t, a, event("u1", "alice", 1))
+	readEvent(t, f, "u1", 1)
+
+	px.partition()
+	publish(t, a, event("u1", "alice", 2)) // lost on the way to b
+
+	r := readUntil(t, f, "resync after the partition", func(r reading) bool { return r.resync })
+	if r.has("u1", 2) {
+		t.Errorf("read an event sent into the partition: %s", summary(r))
+	}
+	publish(t, a, event("u1", "alice", 3))
+	readEvent(t, f, "u1", 3)
+}
+
+// proxy forwards TCP connections to a target; partition makes the
+// connections open so far silently drop everything, both ways, while new
+// ones work.
+type proxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	links []*link
+}
+
+type link struct {
+	client, server net.Conn
+	cut            atomic.Bool
+}
+
+func startProxy(tb testing.TB, target string) *proxy {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			l := &link{client: c, server: s}
+			p.mu.Lock()
+			p.links = append(p.links, l)
+			p.mu.Unlock()
+			wg.Go(func() { l.pipe(s, c) })
+			wg.Go(func() { l.pipe(c, s) })
+		}
+	})
+	tb.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, l := range p.links {
+			l.client.Close()
+			l.server.Close()
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) partition() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.links {
+		l.cut.Store(true)
+	}
+}
+
+// pipe copies from src to dst until either closes, dropping what it reads
+// once the link is cut. A side closing closes the whole link.
+func (l *link) pipe(dst, src net.Conn) {
+	defer l.client.Close()
+	defer l.server.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !l.cut.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,1048 @@
+package gcs
+
+// These tests run against fake-gcs-server in process (gcstest). What they
+// prove is bounded by what the emulator does: it checks no V4 signatures
+// and no signed headers (X-Goog-Content-Length-Range), so the signed-URL
+// tests prove that the URLs name the right object, method and headers and
+// work as plain HTTP requests, not that GCS would accept the signatures.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+
+	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
+	"github.com/spoolhq/spool/internal/storage/storagetest"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+const testPrefix = "spool/test"
+
+// testEnv is one emulator, a bucket in it and a Store on that bucket.
+type testEnv struct {
+	srv    *gcstest.Server
+	client *storage.Client
+	bucket string
+	store  *Store
+}
+
+// newEnv starts an emulator with a bucket and returns a Store on it with
+// opts (signing with a throwaway key unless opts say otherwise); the
+// store's client gets clientOpts.
+func newEnv(t *testing.T, opts Options, clientOpts ...option.ClientOption) *testEnv {
+	t.Helper()
+	srv := gcstest.Start(t)
+	e := &testEnv{srv: srv, client: srv.Client(t, clientOpts...), bucket: srv.CreateBucket(t)}
+	if opts.SignedURLs == nil {
+		opts.SignedURLs = testSigning(t)
+	}
+	e.store = New(e.client, e.bucket, testPrefix, opts)
+	return e
+}
+
+// storeWith returns another Store on the same bucket, through a client
+// with clientOpts.
+func (e *testEnv) storeWith(t *testing.T, clientOpts ...option.ClientOption) *Store {
+	t.Helper()
+	return New(e.srv.Client(t, clientOpts...), e.bucket, testPrefix, Options{SignedURLs: testSigning(t)})
+}
+
+func testSigning(t *testing.T) *SignedURLs {
+	return &SignedURLs{GoogleAccessID: gcstest.GoogleAccessID, PrivateKey: gcstest.SigningKey(t), Insecure: true}
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) upload.Store {
+		// A small write buffer: the suite writes up to 100 chunks at once,
+		// and each Writer holds its whole buffer.
+		return newEnv(t, Options{WriteBufferSize: 256 << 10}).store
+	}, storagetest.WithLeftovers(leftovers))
+}
+
+// leftovers lists every object under the upload's parts and tmp
+// directories, through a plain listing rather than the Store's own.
+func leftovers(t *testing.T, us upload.Store, key string) []string {
+	t.Helper()
+	s := us.(*Store)
+	var names []string
+	for _, dir := range []string{s.partsDir(key), s.tmpDir(key)} {
+		names = append(names, listNames(t, s.client, s.bucketName, dir)...)
+	}
+	return names
+}
+
+func listNames(t *testing.T, client *storage.Client, bucket, prefix string) []string {
+	t.Helper()
+	var names []string
+	it := client.Bucket(bucket).Objects(t.Context(), &storage.Query{Prefix: prefix})
+	for {
+		attrs, err := it.Next()
+		if err == iterator.Done {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("listing %s: %v", prefix, err)
+		}
+		names = append(names, attrs.Name)
+	}
+}
+
+func TestLayout(t *testing.T) {
+	for _, prefix := range []string{"", "a/b"} {
+		t.Run("Prefix="+prefix, func(t *testing.T) {
+			client, bucket := gcstest.NewServer(t)
+			s := New(client, bucket, "/"+prefix+"/", Options{})
+			p := prefix
+			if p != "" {
+				p += "/"
+			}
+			key := "usr_l/upl_l"
+			data := []byte("0123456789")
+			prepare(t, s, key, len(data))
+			writeChunk(t, s, key, upload.ChunkRef{Index: 0, Size: 6}, data[:6])
+			writeChunk(t, s, key, upload.ChunkRef{Index: 1, Offset: 6, Size: 4}, data[6:])
+			if got, want := listNames(t, client, bucket, ""), []string{
+				p + "parts/usr_l/upl_l/000000",
+				p + "parts/usr_l/upl_l/000001",
+				p + "parts/usr_l/upl_l/prepared",
+			}; !slices.Equal(got, want) {
+				t.Errorf("objects after writing two chunks: %q, want %q", got, want)
+			}
+			objKey := assemble(t, s, key, 2, len(data))
+			if got, want := listNames(t, client, bucket, ""), []string{p + "objects/usr_l/upl_l"}; !slices.Equal(got, want) {
+				t.Errorf("objects after Assemble: %q, want %q", got, want)
+			}
+			if got := readAll(t, s, objKey); !bytes.Equal(got, data) {
+				t.Errorf("object holds %q, want %q", got, data)
+			}
+		})
+	}
+}
+
+// TestComposeTree checks the compose calls Assemble makes: never more than
+// 32 sources, and a tree for more (the emulator also refuses more than 32).
+func TestComposeTree(t *testing.T) {
+	tests := []struct {
+		parts int
+		calls [][2]int // per compose call: level (0 = the object), sources
+	}{
+		{1, [][2]int{{0, 1}}},
+		{32, [][2]int{{0, 32}}},
+		{33, [][2]int{{1, 32}, {0, 2}}},
+		{100, [][2]int{{1, 32}, {1, 32}, {1, 32}, {1, 4}, {0, 4}}},
+		{1025, [][2]int{}}, // only counted below: 33 groups, then 2, then the object
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.parts), func(t *testing.T) {
+			rec := &composeRecorder{}
+			e := newEnv(t, Options{}, option.WithHTTPClient(&http.Client{Transport: rec}))
+			s := e.store
+			const partSize = 3
+			data := patternBytes(tt.parts * partSize)
+			key := "usr_c/upl_tree"
+			prepare(t, s, key, len(data))
+			writeChunksDirect(t, e, key, data, partSize)
+			objKey := assemble(t, s, key, tt.parts, len(data))
+			if got := readAll(t, s, objKey); !bytes.Equal(got, data) {
+				t.Fatalf("object of %d parts differs from the bytes written", tt.parts)
+			}
+			calls := rec.calls()
+			for _, c := range calls {
+				if c.sources > maxComposeSources {
+					t.Errorf("compose into %s had %d sources, want at most %d", c.dst, c.sources, maxComposeSources)
+				}
+			}
+			if tt.parts == 1025 {
+				// 1025 parts: 32 groups of 32 and a single part that moves
+				// up, then 2 intermediates of 32 and 1, then the object.
+				if got, want := len(calls), 32+1+1; got != want {
+					t.Errorf("%d compose calls for %d parts, want %d", got, tt.parts, want)
+				}
+			} else {
+				var got [][2]int
+				for _, c := range calls {
+					level := 0
+					if strings.Contains(c.dst, "/tmp/") {
+						level = 1
+					}
+					got = append(got, [2]int{level, c.sources})
+				}
+				slices.SortFunc(got, func(a, b [2]int) int { return (b[0]-a[0])*1000 + b[1] - a[1] })
+				if !slices.Equal(got, tt.calls) {
+					t.Errorf("compose calls (level, sources) = %v, want %v", got, tt.calls)
+				}
+			}
+			if left := leftovers(t, s, key); len(left) > 0 {
+				t.Errorf("after Assemble, %q remain; want no parts or intermediates", left)
+			}
+		})
+	}
+}
+
+// composeRecorder is a transport that notes every compose request.
+type composeRecorder struct {
+	mu  sync.Mutex
+	log []composeCall
+}
+
+type composeCall struct {
+	dst     string
+	sources int
+}
+
+func (r *composeRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/compose") {
+		body, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		var compose struct {
+			SourceObjects []json.RawMessage `json:"sourceObjects"`
+		}
+		if err := json.Unmarshal(body, &compose); err != nil {
+			return nil, fmt.Errorf("test transport: decoding compose request: %w", err)
+		}
+		r.mu.Lock()
+		r.log = append(r.log, composeCall{dst: req.URL.Path, sources: len(compose.SourceObjects)})
+		r.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func (r *composeRecorder) calls() []composeCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.log)
+}
+
+func TestAssembleMissingChunk(t *testing.T) {
+	s := newEnv(t, Options{}).store
+	key := "usr_m/upl_missing"
+	data := patternBytes(30)
+	prepare(t, s, key, len(data))
+	writeChunk(t, s, key, upload.ChunkRef{Index: 0, Size: 10}, data[:10])
+	writeChunk(t, s, key, upload.ChunkRef{Index: 2, Offset: 20, Size: 10}, data[20:])
+	_, err := s.Assemble(t.Context(), key, 3, int64(len(data)))
+	if !errors.Is(err, upload.ErrNotExist) || !strings.Contains(err.Error(), "[1]") {
+		t.Fatalf("Assemble with chunk 1 missing: got error %v, want one naming chunk [1] and wrapping %v", err, upload.ErrNotExist)
+	}
+	writeChunk(t, s, key, upload.ChunkRef{Index: 1, Offset: 10, Size: 10}, data[10:20])
+	if got := readAll(t, s, assemble(t, s, key, 3, len(data))); !bytes.Equal(got, data) {
+		t.Errorf("object holds %q, want %q", got, data)
+	}
+}
+
+// TestConcurrentAssemble assembles one upload from several calls at once,
+// as replicas may: each must return the object, whole.
+func TestConcurrentAssemble(t *testing.T) {
+	// A call overtaken by another composes parts that are gone: GCS
+	// answers 404, the emulator 500, which is retried; so retry briefly.
+	e := newEnv(t, Options{MaxRetryDuration: time.Second})
+	for round := range 2 {
+		key := fmt.Sprintf("usr_c/upl_concurrent%d", round)
+		data := patternBytes(100*5 + round)
+		prepare(t, e.store, key, len(data))
+		writeChunksDirect(t, e, key, data, 5)
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() {
+				objKey, err := e.store.Assemble(t.Context(), key, (len(data)+4)/5, int64(len(data)))
+				if err == nil && objKey != key {
+					err = fmt.Errorf("returned object %q, want %q", objKey, key)
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: Assemble %d of %d at once: %v", round, i, len(errs), err)
+			}
+		}
+		if got := readAll(t, e.store, key); !bytes.Equal(got, data) {
+			t.Errorf("round %d: object assembled by concurrent calls differs from the bytes written", round)
+		}
+		if left := leftovers(t, e.store, key); len(left) > 0 {
+			t.Errorf("round %d: after concurrent Assembles, %q remain; want nothing", round, left)
+		}
+	}
+}
+
+// TestAssembleOvertaken holds one Assemble's first compose request until
+// another Assemble of the same upload has finished and deleted the parts:
+// the slow one must then return the object the fast one made.
+func TestAssembleOvertaken(t *testing.T) {
+	e := newEnv(t, Options{})
+	gate := &composeGate{reached: make(chan struct{}), release: make(chan struct{})}
+	// GCS answers a compose of deleted sources with 404; the emulator
+	// answers 500, which is retried, so the slow store gives up sooner.
+	slow := New(e.srv.Client(t, option.WithHTTPClient(&http.Client{Transport: gate})), e.bucket, testPrefix,
+		Options{MaxRetryDuration: time.Second})
+	key := "usr_c/upl_overtaken"
+	data := patternBytes(40 * 5)
+	prepare(t, e.store, key, len(data))
+	writeChunksDirect(t, e, key, data, 5)
+
+	errc := make(chan error, 1)
+	go func() {
+		objKey, err := slow.Assemble(t.Context(), key, 40, int64(len(data)))
+		if err == nil && objKey != key {
+			err = fmt.Errorf("returned object %q, want %q", objKey, key)
+		}
+		errc <- err
+	}()
+	<-gate.reached
+	assemble(t, e.store, key, 40, len(data))
+	close(gate.release)
+	if err := <-errc; err != nil {
+		t.Errorf("Assemble overtaken by another: %v", err)
+	}
+	if got := readAll(t, e.store, key); !bytes.Equal(got, data) {
+		t.Errorf("object differs from the bytes written")
+	}
+	if left := leftovers(t, e.store, key); len(left) > 0 {
+		t.Errorf("after both Assembles, %q remain; want nothing", left)
+	}
+}
+
+// composeGate is a transport that holds the first compose request until
+// release is closed, closing reached when it arrives.
+type composeGate struct {
+	once             sync.Once
+	reached, release chan struct{}
+}
+
+func (g *composeGate) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/compose") {
+		first := false
+		g.once.Do(func() { first = true })
+		if first {
+			close(g.reached)
+			<-g.release
+		}
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestWriteChunkChecksumMismatch makes GCS appear to store other bytes
+// than were sent (a transport changes the CRC32C in the upload's
+// response), and checks that WriteChunk notices and deletes the object.
+func TestWriteChunkChecksumMismatch(t *testing.T) {
+	e := newEnv(t, Options{})
+	isPart := func(req *http.Request) bool {
+		return strings.HasPrefix(req.URL.Path, "/upload/") && strings.HasSuffix(req.URL.Query().Get("name"), "/000000")
+	}
+	bad := e.storeWith(t, option.WithHTTPClient(&http.Client{Transport: &crcRewriter{match: isPart}}))
+	key := "usr_x/upl_crc"
+	data := patternBytes(100)
+	prepare(t, bad, key, len(data))
+	n, err := bad.WriteChunk(t.Context(), key, upload.ChunkRef{Size: int64(len(data))}, bytes.NewReader(data))
+	if !errors.Is(err, errChecksumMismatch) {
+		t.Fatalf("WriteChunk whose stored CRC32C differs: wrote %d bytes, got error %v, want %v", n, err, errChecksumMismatch)
+	}
+	if info, err := e.store.StatChunk(t.Context(), key, upload.ChunkRef{Size: int64(len(data))}); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("StatChunk after a checksum mismatch = %+v, %v; want the object deleted (%v)", info, err, upload.ErrNotExist)
+	}
+}
+
+// TestAssembleChecksumMismatch makes the composed object appear to hold
+// other bytes than its parts, and checks that Assemble refuses it,
+// deletes it, keeps the parts, and succeeds when tried again.
+func TestAssembleChecksumMismatch(t *testing.T) {
+	e := newEnv(t, Options{})
+	isFinalCompose := func(req *http.Request) bool {
+		return strings.HasSuffix(req.URL.Path, "/compose") && strings.Contains(req.URL.Path, "/objects/")
+	}
+	bad := e.storeWith(t, option.WithHTTPClient(&http.Client{Transport: &crcRewriter{match: isFinalCompose}}))
+	key := "usr_x/upl_composecrc"
+	data := patternBytes(40 * 3)
+	prepare(t, e.store, key, len(data))
+	writeChunksDirect(t, e, key, data, 3)
+
+	objKey, err := bad.Assemble(t.Context(), key, 40, int64(len(data)))
+	if !errors.Is(err, errChecksumMismatch) {
+		t.Fatalf("Assemble whose object's CRC32C differs: returned %q, got error %v, want %v", objKey, err, errChecksumMismatch)
+	}
+	if _, err := e.store.Open(t.Context(), key); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("Open after a checksum mismatch: got error %v, want the object deleted (%v)", err, upload.ErrNotExist)
+	}
+	if tmp := listNames(t, e.client, e.bucket, e.store.tmpDir(key)); len(tmp) > 0 {
+		t.Errorf("intermediates %q remain after a failed Assemble, want none", tmp)
+	}
+	if got := readAll(t, e.store, assemble(t, e.store, key, 40, len(data))); !bytes.Equal(got, data) {
+		t.Errorf("object assembled after a failed attempt differs from the bytes written")
+	}
+}
+
+// crcRewriter is a transport that changes the crc32c field of successful
+// JSON responses to requests that match.
+type crcRewriter struct {
+	match func(*http.Request) bool
+}
+
+func (c *crcRewriter) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusOK || !c.match(req) {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return nil, fmt.Errorf("test transport: decoding response: %w", err)
+	}
+	if _, ok := obj["crc32c"]; !ok {
+		return nil, fmt.Errorf("test transport: response to %s has no crc32c: %s", req.URL.Path, body)
+	}
+	obj["crc32c"] = base64.StdEncoding.EncodeToString([]byte{0xde, 0xad, 0xbe, 0xef})
+	body, _ = json.Marshal(obj)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+// TestShortBodyStoresNothing checks that a body ending early leaves no
+// object claiming to be the chunk, and an earlier whole copy untouched.
+func TestShortBodyStoresNothing(t *testing.T) {
+	s := newEnv(t, Options{}).store
+	key := "usr_s/upl_short"
+	chunk := upload.ChunkRef{Size: 100}
+	prepare(t, s, key, 100)
+
+	n, err := s.WriteChunk(t.Context(), key, chunk, bytes.NewReader(make([]byte, 60)))
+	if err != nil || n != 60 {
+		t.Fatalf("WriteChunk of 60 of 100 bytes = %d, %v; want 60, nil", n, err)
+	}
+	if info, err := s.StatChunk(t.Context(), key, chunk); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("StatChunk after a short body = %+v, %v; want %v", info, err, upload.ErrNotExist)
+	}
+
+	whole := patternBytes(100)
+	writeChunk(t, s, key, chunk, whole)
+	if n, err := s.WriteChunk(t.Context(), key, chunk, bytes.NewReader(make([]byte, 60))); err != nil || n != 60 {
+		t.Fatalf("WriteChunk of 60 of 100 bytes over a whole copy = %d, %v; want 60, nil", n, err)
+	}
+	info, err := s.StatChunk(t.Context(), key, chunk)
+	if want := (upload.ChunkInfo{Size: 100, CRC32C: crc32.Checksum(whole, castagnoli)}); err != nil || info != want {
+		t.Errorf("StatChunk after a short body over a whole copy = %+v, %v; want the whole copy %+v", info, err, want)
+	}
+}
+
+// TestLongBody checks that WriteChunk reads no more than the chunk and one
+// probe byte of a body that goes on, and stores nothing.
+func TestLongBody(t *testing.T) {
+	s := newEnv(t, Options{}).store
+	key := "usr_s/upl_long"
+	chunk := upload.ChunkRef{Size: 100}
+	prepare(t, s, key, 100)
+	body := &countingReader{r: &patternReader{left: 1 << 30}}
+	n, err := s.WriteChunk(t.Context(), key, chunk, body)
+	if !errors.Is(err, errChunkOverflow) {
+		t.Errorf("WriteChunk of an endless body: got error %v, want %v", err, errChunkOverflow)
+	}
+	if n > chunk.Size || body.n > chunk.Size+1 {
+		t.Errorf("WriteChunk of an endless body wrote %d and read %d bytes, want at most %d and %d", n, body.n, chunk.Size, chunk.Size+1)
+	}
+	if info, err := s.StatChunk(t.Context(), key, chunk); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("StatChunk after a long body = %+v, %v; want %v", info, err, upload.ErrNotExist)
+	}
+}
+
+func TestChunkOutsideUpload(t *testing.T) {
+	s := newEnv(t, Options{}).store
+	key := "usr_s/upl_outside"
+	prepare(t, s, key, 8)
+	for _, chunk := range []upload.ChunkRef{
+		{Index: 1, Offset: 4, Size: 5},
+		{Index: 3, Offset: 12, Size: 4},
+		{Index: 0, Offset: -4, Size: 4},
+		{Index: -1, Offset: 0, Size: 4},
+		{Index: 1, Offset: 4, Size: 1<<63 - 1},
+	} {
+		if n, err := s.WriteChunk(t.Context(), key, chunk, bytes.NewReader(make([]byte, 5))); err == nil {
+			t.Errorf("WriteChunk(%+v) wrote %d bytes, want an error", chunk, n)
+		}
+	}
+}
+
+// TestWriteRacingDiscard discards an upload while one of its chunks is
+// being written: the chunk must not outlive the upload.
+func TestWriteRacingDiscard(t *testing.T) {
+	e := newEnv(t, Options{})
+	s := e.store
+	key := "usr_r/upl_race"
+	prepare(t, s, key, 100)
+	resume := make(chan struct{})
+	body := &pausingReader{first: make([]byte, 50), rest: make([]byte, 50), begun: make(chan struct{}), resume: resume}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.WriteChunk(t.Context(), key, upload.ChunkRef{Size: 100}, body)
+		errc <- err
+	}()
+	<-body.begun
+	if err := s.Discard(t.Context(), key); err != nil {
+		t.Fatalf("Discard: %v", err)
+	}
+	close(resume)
+	if err := <-errc; !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("WriteChunk that outlived its upload: got error %v, want %v", err, upload.ErrNotExist)
+	}
+	if left := leftovers(t, s, key); len(left) > 0 {
+		t.Errorf("after Discard and the racing write, %q remain; want nothing", left)
+	}
+}
+
+// TestDirectUpload sends chunks the way a client in direct mode does: a
+// plain HTTP PUT to the signed URL, with the headers it names.
+func TestDirectUpload(t *testing.T) {
+	e := newEnv(t, Options{})
+	s := e.store
+	ctx := t.Context()
+	key := "usr_d/upl_direct"
+	data := patternBytes(2500)
+	const partSize = 1000
+	prepare(t, s, key, len(data))
+
+	expires := time.Now().Add(time.Hour)
+	chunk := upload.ChunkRef{Index: 1, Offset: partSize, Size: partSize}
+	d, err := s.ChunkUploadURL(ctx, key, chunk, expires)
+	if err != nil {
+		t.Fatalf("ChunkUploadURL: %v", err)
+	}
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		t.Fatalf("parsing signed URL %q: %v", d.URL, err)
+	}
+	q := u.Query()
+	checks := []struct{ what, got, want string }{
+		{"method", d.Method, http.MethodPut},
+		{"scheme and host", u.Scheme + "://" + u.Host, e.srv.URL},
+		{"path", u.Path, "/" + e.bucket + "/" + testPrefix + "/parts/" + key + "/000001"},
+		{"X-Goog-Algorithm", q.Get("X-Goog-Algorithm"), "GOOG4-RSA-SHA256"},
+		{"X-Goog-SignedHeaders", q.Get("X-Goog-SignedHeaders"), "content-type;host;x-goog-content-length-range"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("signed PUT URL %s = %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	// The library counts the lifetime from its own clock reading.
+	if got := q.Get("X-Goog-Expires"); got != "3600" && got != "3599" {
+		t.Errorf("signed PUT URL X-Goog-Expires = %q, want an hour (3600)", got)
+	}
+	if cred := q.Get("X-Goog-Credential"); !strings.HasPrefix(cred, gcstest.GoogleAccessID+"/") {
+		t.Errorf("signed PUT URL X-Goog-Credential = %q, want it to start with %q", cred, gcstest.GoogleAccessID)
+	}
+	wantHeaders := []upload.Header{
+		{Name: "Content-Type", Value: "application/octet-stream"},
+		{Name: "X-Goog-Content-Length-Range", Value: "1000,1000"},
+	}
+	if !slices.Equal(d.Headers, wantHeaders) {
+		t.Errorf("ChunkUploadURL headers = %v, want %v", d.Headers, wantHeaders)
+	}
+
+	if _, err := s.StatChunk(ctx, key, chunk); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("StatChunk before the PUT: got error %v, want %v", err, upload.ErrNotExist)
+	}
+	if _, err := s.ReadChunkHead(ctx, key, chunk, 10); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("ReadChunkHead before the PUT: got error %v, want %v", err, upload.ErrNotExist)
+	}
+	writeChunksDirect(t, e, key, data, partSize)
+
+	part := data[partSize : 2*partSize]
+	info, err := s.StatChunk(ctx, key, chunk)
+	if want := (upload.ChunkInfo{Size: partSize, CRC32C: crc32.Checksum(part, castagnoli)}); err != nil || info != want {
+		t.Errorf("StatChunk after the PUT = %+v, %v; want %+v", info, err, want)
+	}
+	for _, n := range []int{0, 1, 10, partSize, partSize + 10} {
+		head, err := s.ReadChunkHead(ctx, key, chunk, n)
+		if want := part[:min(n, partSize)]; err != nil || !bytes.Equal(head, want) {
+			t.Errorf("ReadChunkHead(%d) = %d bytes, %v; want the chunk's first %d bytes", n, len(head), err, len(want))
+		}
+	}
+	if got := readAll(t, s, assemble(t, s, key, 3, len(data))); !bytes.Equal(got, data) {
+		t.Errorf("object assembled from directly uploaded chunks differs from the bytes sent")
+	}
+}
+
+// writeChunksDirect PUTs data to the signed URLs of its chunks of
+// partSize bytes (the last may be short), in parallel.
+func writeChunksDirect(t *testing.T, e *testEnv, key string, data []byte, partSize int) {
+	t.Helper()
+	count := (len(data) + partSize - 1) / partSize
+	errs := make([]error, count)
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range count {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			off := i * partSize
+			b := data[off:min(off+partSize, len(data))]
+			chunk := upload.ChunkRef{Index: i, Offset: int64(off), Size: int64(len(b))}
+			errs[i] = putDirect(t.Context(), e.store, key, chunk, b)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func putDirect(ctx context.Context, s *Store, key string, chunk upload.ChunkRef, b []byte) error {
+	d, err := s.ChunkUploadURL(ctx, key, chunk, time.Now().Add(time.Hour))
+	if err != nil {
+		return fmt.Errorf("ChunkUploadURL(chunk %d): %w", chunk.Index, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, d.Method, d.URL, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	for _, h := range d.Headers {
+		req.Header.Set(h.Name, h.Value)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("PUT chunk %d: %w", chunk.Index, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("PUT chunk %d: %s: %s", chunk.Index, resp.Status, msg)
+	}
+	return nil
+}
+
+func TestObjectURL(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := t.Context()
+	key := "usr_o/upl_url"
+	data := patternBytes(3000)
+	prepare(t, e.store, key, len(data))
+	writeChunk(t, e.store, key, upload.ChunkRef{Size: int64(len(data))}, data)
+	objKey := assemble(t, e.store, key, 1, len(data))
+
+	signed, err := e.store.ObjectURL(ctx, objKey, "holiday vidéo.mp4", time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatalf("ObjectURL: %v", err)
+	}
+	u, err := url.Parse(signed)
+	if err != nil {
+		t.Fatalf("parsing signed URL %q: %v", signed, err)
+	}
+	if got, want := u.Query().Get("response-content-disposition"), "inline; filename*=UTF-8''holiday%20vid%C3%A9o.mp4"; got != want {
+		t.Errorf("signed GET URL response-content-disposition = %q, want %q", got, want)
+	}
+	if got, want := u.Query().Get("X-Goog-Algorithm"), "GOOG4-RSA-SHA256"; got != want {
+		t.Errorf("signed GET URL X-Goog-Algorithm = %q, want %q", got, want)
+	}
+	if got := download(t, signed); !bytes.Equal(got, data) {
+		t.Errorf("download from the signed URL gave %d bytes differing from the %d stored", len(got), len(data))
+	}
+
+	public := New(e.client, e.bucket, testPrefix, Options{PublicBaseURL: e.srv.URL + "/" + e.bucket + "/"})
+	pub, err := public.ObjectURL(ctx, objKey, "ignored.mp4", time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatalf("ObjectURL with a public base URL: %v", err)
+	}
+	if want := e.srv.URL + "/" + e.bucket + "/" + testPrefix + "/objects/" + objKey; pub != want {
+		t.Errorf("public ObjectURL = %q, want %q", pub, want)
+	}
+	if got := download(t, pub); !bytes.Equal(got, data) {
+		t.Errorf("download from the public URL gave %d bytes differing from the %d stored", len(got), len(data))
+	}
+}
+
+func download(t *testing.T, u string) []byte {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v: %.200s", u, resp.Status, err, b)
+	}
+	return b
+}
+
+func TestPing(t *testing.T) {
+	e := newEnv(t, Options{})
+	if err := e.store.Ping(t.Context()); err != nil {
+		t.Errorf("Ping of an existing bucket: %v", err)
+	}
+	missing := New(e.client, "no-such-bucket", "", Options{})
+	err := missing.Ping(t.Context())
+	if !errors.Is(err, errBucketNotExist) {
+		t.Errorf("Ping of a missing bucket: got error %v, want %v", err, errBucketNotExist)
+	}
+	var apiErr *googleapi.Error
+	if errors.As(err, &apiErr) {
+		t.Errorf("Ping's error %v leaks a googleapi.Error", err)
+	}
+}
+
+func TestTranslate(t *testing.T) {
+	unavailable := translate(fmt.Errorf("wrapped: %w", &googleapi.Error{Code: 503, Message: "backend error"}))
+	var apiErr *googleapi.Error
+	if errors.As(unavailable, &apiErr) || !strings.Contains(unavailable.Error(), "503: backend error") {
+		t.Errorf("translate(503) = %v, want a plain error naming 503 and the message", unavailable)
+	}
+	if err := translate(&googleapi.Error{Code: 404}); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("translate(404) = %v, want %v", err, upload.ErrNotExist)
+	}
+	if err := translate(storage.ErrObjectNotExist); !errors.Is(err, upload.ErrNotExist) {
+		t.Errorf("translate(ErrObjectNotExist) = %v, want %v", err, upload.ErrNotExist)
+	}
+	if err := translate(fmt.Errorf("x: %w", context.Canceled)); !errors.Is(err, context.Canceled) {
+		t.Errorf("translate(context.Canceled) = %v, want it kept", err)
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	valid := []struct{ url, bucket, prefix string }{
+		{"gs://my-bucket", "my-bucket", ""},
+		{"gs://my-bucket/", "my-bucket", ""},
+		{"gs://my_bucket.example.com/media", "my_bucket.example.com", "media"},
+		{"gs://b12/spool/uploads/", "b12", "spool/uploads"},
+	}
+	for _, tt := range valid {
+		bucket, prefix, err := ParseURL(tt.url)
+		if err != nil || bucket != tt.bucket || prefix != tt.prefix {
+			t.Errorf("ParseURL(%q) = %q, %q, %v; want %q, %q, nil", tt.url, bucket, prefix, err, tt.bucket, tt.prefix)
+		}
+	}
+	invalid := []struct{ url, mention string }{
+		{"", "gs://"},
+		{"file:///var/lib/spool", "gs://"},
+		{"s3://bucket/prefix", "gs://"},
+		{"GS-bucket", "gs://"},
+		{"gs://", "no bucket"},
+		{"gs:///prefix", "no bucket"},
+		{"gs:bucket/prefix", "without user"},
+		{"gs://user@bucket/p", "without user"},
+		{"gs://bucket:443/p", "without user"},
+		{"gs://bucket/p?versions=1", "without user"},
+		{"gs://bucket/p#frag", "without user"},
+		{"gs://Bucket/p", "not a valid bucket"},
+		{"gs://ab/p", "not a valid bucket"},
+		{"gs://-bucket/p", "not a valid bucket"},
+		{"gs://bucket/a//b", "prefix"},
+		{"gs://bucket/a/../b", "prefix"},
+		{"gs://bucket/./b", "prefix"},
+		{"gs://bucket/a%0Ab", "prefix"},
+	}
+	for _, tt := range invalid {
+		bucket, prefix, err := ParseURL(tt.url)
+		if err == nil || !strings.Contains(err.Error(), tt.mention) {
+			t.Errorf("ParseURL(%q) = %q, %q, %v; want an error mentioning %q", tt.url, bucket, prefix, err, tt.mention)
+		}
+		if s, err := Open(t.Context(), tt.url, Options{}); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded, want an error", tt.url)
+		}
+	}
+}
+
+// TestOpen builds Stores the way the application does: from a URL, with
+// a client given, and from the environment (STORAGE_EMULATOR_HOST).
+func TestOpen(t *testing.T) {
+	srv := gcstest.Start(t)
+	bucket := srv.CreateBucket(t)
+	ctx := t.Context()
+
+	given := srv.Client(t)
+	s, err := Open(ctx, "gs://"+bucket+"/given", Options{Client: given})
+	if err != nil {
+		t.Fatalf("Open with a client: %v", err)
+	}
+	roundTrip(t, s, "usr_o/upl_given")
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := New(given, bucket, "", Options{}).Ping(ctx); err != nil {
+		t.Errorf("the client given to Open no longer works after Close: %v", err)
+	}
+
+	t.Setenv("STORAGE_EMULATOR_HOST", srv.URL)
+	s, err = Open(ctx, "gs://"+bucket+"/env", Options{})
+	if err != nil {
+		t.Fatalf("Open with STORAGE_EMULATOR_HOST: %v", err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping with STORAGE_EMULATOR_HOST: %v", err)
+	}
+	roundTrip(t, s, "usr_o/upl_env")
+	if got := listNames(t, given, bucket, "env/objects/"); !slices.Equal(got, []string{"env/objects/usr_o/upl_env"}) {
+		t.Errorf("objects under env/objects/: %q, want the one just assembled", got)
+	}
+}
+
+func roundTrip(t *testing.T, s *Store, key string) {
+	t.Helper()
+	data := patternBytes(10)
+	prepare(t, s, key, len(data))
+	writeChunk(t, s, key, upload.ChunkRef{Size: int64(len(data))}, data)
+	if got := readAll(t, s, assemble(t, s, key, 1, len(data))); !bytes.Equal(got, data) {
+		t.Errorf("object holds %q, want %q", got, data)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	s := newEnv(t, Options{}).store
+	ctx := t.Context()
+	for _, key := range []string{"", ".", "/etc/passwd", "../escape", "usr/../x", "a..b", `usr\upl`, "usr/upl\x00", "usr/upl\n", "usr//upl", "usr/./upl", "usr/upl/", "bad\xffutf8"} {
+		if err := s.Prepare(ctx, key, 10); err == nil {
+			t.Errorf("Prepare(%q) succeeded, want an error", key)
+		}
+		if _, err := s.WriteChunk(ctx, key, upload.ChunkRef{Size: 1}, strings.NewReader("x")); err == nil {
+			t.Errorf("WriteChunk(%q) succeeded, want an error", key)
+		}
+		if _, err := s.Assemble(ctx, key, 1, 10); err == nil {
+			t.Errorf("Assemble(%q) succeeded, want an error", key)
+		}
+		if _, err := s.Open(ctx, key); !errors.Is(err, upload.ErrNotExist) {
+			t.Errorf("Open(%q): got error %v, want %v", key, err, upload.ErrNotExist)
+		}
+		if err := s.Discard(ctx, key); err == nil {
+			t.Errorf("Discard(%q) succeeded, want an error", key)
+		}
+		if err := s.Delete(ctx, key); err == nil {
+			t.Errorf("Delete(%q) succeeded, want an error", key)
+		}
+		if _, err := s.ChunkUploadURL(ctx, key, upload.ChunkRef{Size: 1}, time.Now().Add(time.Hour)); err == nil {
+			t.Errorf("ChunkUploadURL(%q) succeeded, want an error", key)
+		}
+		if _, err := s.ObjectURL(ctx, key, "f", time.Now().Add(time.Hour)); err == nil {
+			t.Errorf("ObjectURL(%q) succeeded, want an error", key)
+		}
+	}
+}
+
+// emulatorChildEnv makes TestEmulatorProcess serve an emulator.
+const emulatorChildEnv = "SPOOL_GCS_TEST_EMULATOR_PROCESS"
+
+// TestEmulatorProcess is not a test of its own: TestWriteChunkMemory runs
+// the test binary again with only this test, to serve the emulator from
+// another process so that the emulator's allocations (it keeps objects in
+// memory) stay out of the measurement.
+func TestEmulatorProcess(t *testing.T) {
+	if os.Getenv(emulatorChildEnv) == "" {
+		t.Skip("serves the emulator of TestWriteChunkMemory only")
+	}
+	srv := gcstest.Start(t)
+	fmt.Printf("emulator %s %s\n", srv.URL, srv.CreateBucket(t))
+	io.Copy(io.Discard, os.Stdin) // until the parent closes it
+}
+
+// startEmulatorProcess runs TestEmulatorProcess in a child process and
+// returns its emulator's URL and bucket.
+func startEmulatorProcess(t *testing.T) (url, bucket string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatalf("finding the test binary: %v", err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestEmulatorProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), emulatorChildEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the emulator process: %v", err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		if f := strings.Fields(lines.Text()); len(f) == 3 && f[0] == "emulator" {
+			go io.Copy(io.Discard, stdout)
+			return f[1], f[2]
+		}
+	}
+	t.Fatalf("the emulator process ended without announcing itself: %v", lines.Err())
+	return "", ""
+}
+
+// TestWriteChunkMemory checks that WriteChunk streams: writing a 64 MiB
+// chunk allocates a small fraction of it (the Writer's buffer of
+// WriteBufferSize, 1 MiB, plus per-request overhead), not the chunk. The
+// emulator runs in another process so that only spool's side and the
+// client library are measured.
+func TestWriteChunkMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 64 MiB")
+	}
+	emuURL, bucket := startEmulatorProcess(t)
+	s := New(gcstest.NewClient(t, emuURL), bucket, "mem", Options{})
+	const size = 64 << 20
+	key := "usr_m/upl_mem"
+	prepare(t, s, key, size)
+
+	wantCRC := crc32.New(castagnoli)
+	if _, err := io.Copy(wantCRC, &patternReader{left: size}); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n, err := s.WriteChunk(t.Context(), key, upload.ChunkRef{Size: size}, &patternReader{left: size})
+	runtime.ReadMemStats(&after)
+	if err != nil || n != size {
+		t.Fatalf("WriteChunk of 64 MiB = %d, %v; want %d, nil", n, err, size)
+	}
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("WriteChunk of %d MiB allocated %.1f MiB", size>>20, float64(allocated)/(1<<20))
+	// A quarter of the chunk: far above the ~1 MiB buffer and request
+	// overhead, far below any copy of the chunk.
+	const bound = 16 << 20
+	if allocated > bound {
+		t.Errorf("WriteChunk of %d MiB allocated %d MiB, want under %d MiB: the chunk is being buffered", size>>20, allocated>>20, bound>>20)
+	}
+	info, err := s.StatChunk(t.Context(), key, upload.ChunkRef{Size: size})
+	if want := (upload.ChunkInfo{Size: size, CRC32C: wantCRC.Sum32()}); err != nil || info != want {
+		t.Errorf("StatChunk = %+v, %v; want %+v", info, err, want)
+	}
+}
+
+// patternReader yields left bytes of a fixed pattern without allocating.
+type patternReader struct {
+	off, left int64
+}
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.left)]
+	for i := range p {
+		x := r.off + int64(i)
+		p[i] = byte(x ^ x>>8 ^ x>>16)
+	}
+	r.off += int64(len(p))
+	r.left -= int64(len(p))
+	return len(p), nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// pausingReader yields first, closes begun, waits for resume, then
+// yields rest.
+type pausingReader struct {
+	first, rest []byte
+	begun       chan struct{}
+	resume      <-chan struct{}
+	paused      bool
+}
+
+func (r *pausingReader) Read(p []byte) (int, error) {
+	if len(r.first) > 0 {
+		n := copy(p, r.first)
+		r.first = r.first[n:]
+		return n, nil
+	}
+	if !r.paused {
+		r.paused = true
+		close(r.begun)
+		<-r.resume
+	}
+	if len(r.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
+}
+
+// patternBytes returns n bytes of a pattern that differs for each n.
+func patternBytes(n int) []byte {
+	b := make([]byte, n)
+	r := &patternReader{off: int64(n) * 7919, left: int64(n)}
+	io.ReadFull(r, b)
+	return b
+}
+
+func prepare(t *testing.T, s *Store, key string, size int) {
+	t.Helper()
+	if err := s.Prepare(t.Context(), key, int64(size)); err != nil {
+		t.Fatalf("Prepare(%q, %d): %v", key, size, err)
+	}
+}
+
+func writeChunk(t *testing.T, s *Store, key string, chunk upload.ChunkRef, b []byte) {
+	t.Helper()
+	n, err := s.WriteChunk(t.Context(), key, chunk, bytes.NewReader(b))
+	if err != nil || n != int64(len(b)) {
+		t.Fatalf("WriteChunk(%q, %+v) = %d, %v; want %d, nil", key, chunk, n, err, len(b))
+	}
+}
+
+func assemble(t *testing.T, s *Store, key string, totalChunks, size int) string {
+	t.Helper()
+	objKey, err := s.Assemble(t.Context(), key, totalChunks, int64(size))
+	if err != nil {
+		t.Fatalf("Assemble(%q, %d, %d): %v", key, totalChunks, size, err)
+	}
+	return objKey
+}
+
+func readAll(t *testing.T, s *Store, objKey string) []byte {
+	t.Helper()
+	obj, err := s.Open(t.Context(), objKey)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", objKey, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatalf("reading %q: %v", objKey, err)
+	}
+	return b
+}
