@@ -100,6 +100,12 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address `HOST:PORT`")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`DIR` for the database, files and generated secret")
 	fs.StringVar(&publicURL, "public-url", "", "base `URL` of the URLs spool hands out (default http://ADDR)")
+	// The unprefixed variables are the ones operators already set for
+	// these engines; the SPOOL_ ones (read by parseFlags) win over them.
+	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL `URL` (postgres://…); empty means SQLite in --data-dir")
+	fs.StringVar(&cfg.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis `URL` (redis://…) for progress across replicas; empty means in-process")
+	fs.StringVar(&cfg.StorageURL, "storage-url", getenv("STORAGE_URL"), "storage `URL`: gs://bucket/prefix or file://DIR; empty means DIR/files")
+	fs.BoolVar(&up.DirectUploads, "storage-direct", false, "with gs:// storage, clients send chunks straight to GCS (V4 signed URLs)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `ORIGINS` allowed cross-origin, or *")
 	fs.TextVar(&level, "log-level", level, "log `LEVEL`: debug, info, warn or error")
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often expired uploads are swept")
@@ -173,6 +179,14 @@ func checkServeConfig(cfg app.Config) error {
 	}
 	if cfg.DataDir == "" {
 		return errors.New("data dir must not be empty")
+	}
+	if up.DirectUploads && !strings.HasPrefix(cfg.StorageURL, "gs://") {
+		return errors.New("--storage-direct needs --storage-url gs://bucket/prefix")
+	}
+	for name, u := range map[string]string{"--database-url": cfg.DatabaseURL, "--redis-url": cfg.RedisURL, "--storage-url": cfg.StorageURL} {
+		if u != "" && !strings.Contains(u, "://") {
+			return fmt.Errorf("%s %q is not a URL", name, u)
+		}
 	}
 	return nil
 }

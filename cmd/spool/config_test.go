@@ -97,6 +97,8 @@ func TestServeConfigErrors(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, env(), "log level"},
 		{"too many batch files", []string{"--max-batch-files", "5000"}, env(), "max batch files"},
 		{"empty data dir", []string{"--data-dir", ""}, env(), "data dir"},
+		{"direct without GCS", []string{"--storage-direct"}, env(), "storage direct"},
+		{"database URL not a URL", nil, env("DATABASE_URL", "localhost"), "database url"},
 		{"zero batch files", []string{"--max-batch-files", "0"}, env(), "max batch files"},
 		{"zero quota from env", nil, env("SPOOL_QUOTA", "0"), "quota"},
 		{"zero chunk URLs", []string{"--max-chunk-urls", "0"}, env(), "max chunk urls"},
@@ -269,5 +271,23 @@ func TestRunErrors(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"help"}, env(), &out, io.Discard); err != nil || !slices.ContainsFunc([]string{"serve", "token"}, func(s string) bool { return strings.Contains(out.String(), s) }) {
 		t.Errorf("help: got %v and %q, want the usage", err, out.String())
+	}
+}
+
+func TestServeConfigEngineURLs(t *testing.T) {
+	cfg, _, err := serveConfig(nil, env("DATABASE_URL", "postgres://a/db", "REDIS_URL", "redis://r:6379/0",
+		"STORAGE_URL", "gs://b/p", "SPOOL_REDIS_URL", "redis://spool:6379/1"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DatabaseURL != "postgres://a/db" || cfg.StorageURL != "gs://b/p" {
+		t.Errorf("got database %q, storage %q; want them from DATABASE_URL and STORAGE_URL", cfg.DatabaseURL, cfg.StorageURL)
+	}
+	if got, want := cfg.RedisURL, "redis://spool:6379/1"; got != want {
+		t.Errorf("redis URL: got %q, want %q (SPOOL_REDIS_URL wins over REDIS_URL)", got, want)
+	}
+	cfg, _, err = serveConfig([]string{"--storage-url", "gs://b/p", "--storage-direct"}, env(), io.Discard)
+	if err != nil || !cfg.Upload.DirectUploads {
+		t.Errorf("--storage-direct with gs://: got %v, direct %v", err, cfg.Upload.DirectUploads)
 	}
 }

@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,21 +12,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
-	_ "modernc.org/sqlite" // the embedded database driver
-
-	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/graph"
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/httpapi"
-	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/signing"
-	"github.com/spoolhq/spool/internal/storage/localfs"
+	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -51,7 +43,20 @@ type Config struct {
 	// PingInterval is the websocket keep-alive ping period; zero means
 	// graph's default (25 s).
 	PingInterval time.Duration
-	// Upload holds the upload rules.
+	// DatabaseURL is a postgres:// URL; empty means SQLite in DataDir.
+	DatabaseURL string
+	// RedisURL is a redis:// URL for progress fan-out across replicas;
+	// empty means in-process fan-out.
+	RedisURL string
+	// RedisPrefix prefixes spool's Redis channels (default "spool:").
+	RedisPrefix string
+	// StorageURL is gs://bucket/prefix or file://DIR; empty means
+	// DataDir/files on local disk.
+	StorageURL string
+	// GCS tunes the GCS store (credentials, signing, a client for tests).
+	GCS gcs.Options
+	// Upload holds the upload rules; Upload.DirectUploads sends chunks
+	// straight to GCS.
 	Upload upload.Config
 }
 
@@ -83,7 +88,7 @@ func (c Config) Secret() ([]byte, error) {
 type Main struct {
 	cfg    Config
 	log    *slog.Logger
-	db     *ent.Client
+	eng    *engines
 	svc    *upload.Service
 	ln     net.Listener
 	srv    *http.Server
@@ -128,12 +133,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if m.db, err = openSQLite(ctx, filepath.Join(cfg.DataDir, "spool.db")); err != nil {
+	if m.eng, err = openEngines(ctx, cfg, m.log); err != nil {
 		return err
-	}
-	store, err := localfs.New(filepath.Join(cfg.DataDir, "files"))
-	if err != nil {
-		return fmt.Errorf("opening file store: %w", err)
 	}
 	if m.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
@@ -144,7 +145,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	urls := httpapi.NewURLSigner(m.url, urlSigner)
 	m.svc, err = upload.NewService(upload.Deps{
-		DB: m.db, Store: store, Broker: progress.NewHub(), Signer: urls, Logger: m.log,
+		DB: m.eng.db.Client, Store: m.eng.store, Broker: m.eng.broker, Signer: urls, Logger: m.log,
 	}, cfg.Upload)
 	if err != nil {
 		return fmt.Errorf("upload rules: %w", err)
@@ -157,7 +158,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.srv = &http.Server{
 		Handler: httpapi.New(httpapi.Options{
 			Uploads: m.svc, URLs: urls, Auth: authn, GraphQL: gql,
-			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Logger: m.log,
+			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Checks: m.eng.checks(), Logger: m.log,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
@@ -172,7 +173,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}()
 	go m.svc.RunSweeper(runCtx, cfg.SweepInterval)
 	m.ready.Store(true)
-	m.log.Info("spool ready", "url", m.url, "data_dir", cfg.DataDir)
+	m.log.Info("spool ready", "url", m.url, "data_dir", cfg.DataDir,
+		"database", m.eng.db.Dialect, "storage", m.eng.storeName, "progress", m.eng.brokerName)
 	return nil
 }
 
@@ -204,44 +206,12 @@ func (m *Main) closeEngines() {
 	if m.svc != nil {
 		m.svc.Close()
 	}
-	if m.db != nil {
-		_ = m.db.Close()
+	if m.eng != nil {
+		m.eng.close(m.log)
 	}
 	if m.ln != nil && m.srv == nil {
 		_ = m.ln.Close()
 	}
-}
-
-// migrateMu serialises schema migrations: ent's migrate writes to the
-// package-level table definitions, so two Mains starting at once in one
-// process (the end-to-end tests, an embedding program) would race.
-var migrateMu sync.Mutex
-
-// openSQLite opens the embedded database and brings its schema up to date.
-func openSQLite(ctx context.Context, path string) (*ent.Client, error) {
-	// Times are written in one zone and one format ("2006-01-02
-	// 15:04:05.999999999+00:00"), so comparing them as SQLite text (cursors,
-	// expiry) compares instants. The driver's default, time.Time.String,
-	// carries the monotonic clock reading ("m=+1.2") and the local zone,
-	// and then a stored time never equals the same time read back.
-	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
-		"&_time_format=sqlite&_timezone=UTC"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
-	}
-	// One connection: SQLite has one writer anyway, and a single
-	// connection rules out SQLITE_BUSY between our own transactions.
-	db.SetMaxOpenConns(1)
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, db)))
-	migrateMu.Lock()
-	err = client.Schema.Create(ctx)
-	migrateMu.Unlock()
-	if err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("migrating %s: %w", path, err)
-	}
-	return client, nil
 }
 
 // tokenAuth authenticates bearer tokens and maps their subject to a user.

@@ -1,0 +1,109 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/progress"
+	"github.com/spoolhq/spool/internal/progress/redis"
+	"github.com/spoolhq/spool/internal/storage/gcs"
+	"github.com/spoolhq/spool/internal/storage/localfs"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// engines are the database, storage and progress broker a Config names,
+// each chosen by one setting: this is the one place that names concrete
+// adapters.
+type engines struct {
+	db         *database.DB
+	store      upload.Store
+	storeName  string
+	broker     upload.Broker
+	brokerName string
+	closers    []func() error
+}
+
+func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (e *engines, err error) {
+	e = &engines{}
+	defer func() {
+		if err != nil {
+			e.close(log)
+		}
+	}()
+	e.db, err = database.Open(ctx, cfg.DatabaseURL, filepath.Join(cfg.DataDir, database.SQLiteFile), database.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, e.db.Close)
+
+	switch u := cfg.StorageURL; {
+	case u == "":
+		err = e.openLocal(filepath.Join(cfg.DataDir, "files"))
+	case strings.HasPrefix(u, "file://"):
+		p, perr := url.Parse(u)
+		if perr != nil || p.Path == "" {
+			return nil, fmt.Errorf("storage URL %q: want file:///absolute/dir", u)
+		}
+		err = e.openLocal(p.Path)
+	case strings.HasPrefix(u, "gs://"):
+		s, gerr := gcs.Open(ctx, u, cfg.GCS)
+		if gerr != nil {
+			return nil, fmt.Errorf("opening GCS storage: %w", gerr)
+		}
+		e.store, e.storeName = s, "gcs"
+		e.closers = append(e.closers, s.Close)
+	default:
+		return nil, fmt.Errorf("storage URL %q: want gs://bucket/prefix or file://dir", u)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	if cfg.RedisURL == "" {
+		e.broker, e.brokerName = progress.NewHub(), "in-process"
+		return e, nil
+	}
+	b, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("opening Redis: %w", err)
+	}
+	e.broker, e.brokerName = b, "redis"
+	e.closers = append(e.closers, b.Close)
+	return e, nil
+}
+
+func (e *engines) openLocal(dir string) error {
+	s, err := localfs.New(dir)
+	if err != nil {
+		return fmt.Errorf("opening file store: %w", err)
+	}
+	e.store, e.storeName = s, "local"
+	return nil
+}
+
+// checks are /readyz's probes, one per engine that can tell its health.
+func (e *engines) checks() map[string]func(context.Context) error {
+	c := map[string]func(context.Context) error{"database": e.db.Ping}
+	if p, ok := e.store.(upload.Pinger); ok {
+		c["storage"] = p.Ping
+	}
+	if p, ok := e.broker.(upload.Pinger); ok {
+		c["redis"] = p.Ping
+	}
+	return c
+}
+
+// close closes the engines in the reverse order of opening.
+func (e *engines) close(log *slog.Logger) {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		if err := e.closers[i](); err != nil {
+			log.Warn("closing an engine failed", "err", err)
+		}
+	}
+	e.closers = nil
+}
