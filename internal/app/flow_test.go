@@ -132,7 +132,14 @@ func sendChunk(t *testing.T, u chunkURL, data []byte, wantStatus int) {
 // the public API: chunks in parallel and out of order, one re-sent, one
 // truncated then retried, a subscriber watching, and downloads compared.
 func TestUploadLifecycle(t *testing.T) {
-	s := startSpool(t, nil)
+	for _, set := range engineSets {
+		t.Run(set.name, func(t *testing.T) {
+			testUploadLifecycle(t, startSpool(t, set.setup(t)))
+		})
+	}
+}
+
+func testUploadLifecycle(t *testing.T, s *spool) {
 	tok := s.token("alice")
 	image := fileBytes("image/png", 300<<10, 1)
 	video := fileBytes("video/mp4", 12<<20, 2) // 3 chunks: 5, 5 and 2 MiB
