@@ -5,7 +5,7 @@ GO ?= go
 DATA_DIR ?= data
 BIN := bin/spool
 
-.PHONY: run build test generate check-generated lint bench fuzz clean
+.PHONY: run build test generate check-generated lint bench bench-latency fuzz clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -43,8 +43,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck $$($(GO) list ./... | grep -v -e '/ent$$' -e '/ent/' ) ./ent/schema/
 
-bench:
+bench: bench-latency
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./internal/bench/
+
+# Progress latency, in-process vs Redis, against a bare Redis round trip.
+bench-latency:
+	CI=true $(GO) test -run '^$$' -bench ProgressLatency -benchtime 1x -count 1 ./internal/app/
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 10s

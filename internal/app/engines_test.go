@@ -27,7 +27,7 @@ type sharedEngines struct {
 
 // productionEngines provisions them, skipping with a message when
 // PostgreSQL or Redis is missing, except in CI (CI=true), where that fails.
-func productionEngines(t *testing.T) sharedEngines {
+func productionEngines(t testing.TB) sharedEngines {
 	t.Helper()
 	redisURL := testRedisURL(t)
 	srv := gcstest.Start(t)
@@ -51,7 +51,7 @@ func (e sharedEngines) apply(c *app.Config) {
 	c.DatabaseURL, c.RedisURL, c.RedisPrefix, c.StorageURL, c.GCS = e.databaseURL, e.redisURL, e.redisPrefix, e.storageURL, e.gcs
 }
 
-func testRedisURL(t *testing.T) string {
+func testRedisURL(t testing.TB) string {
 	t.Helper()
 	url := os.Getenv("SPOOL_TEST_REDIS_URL")
 	if url == "" {
@@ -77,8 +77,8 @@ func testRedisURL(t *testing.T) string {
 // engineSets are the engine sets the core end-to-end suite runs on.
 var engineSets = []struct {
 	name  string
-	setup func(t *testing.T) func(*app.Config)
+	setup func(t testing.TB) func(*app.Config)
 }{
-	{"embedded", func(*testing.T) func(*app.Config) { return nil }},
-	{"postgres+redis+gcs", func(t *testing.T) func(*app.Config) { return productionEngines(t).apply }},
+	{"embedded", func(testing.TB) func(*app.Config) { return nil }},
+	{"postgres+redis+gcs", func(t testing.TB) func(*app.Config) { return productionEngines(t).apply }},
 }

@@ -121,7 +121,7 @@ func (s *spool) complete(token, id string) media {
 }
 
 // sendChunk PUTs one chunk of data to its URL and checks the status.
-func sendChunk(t *testing.T, u chunkURL, data []byte, wantStatus int) {
+func sendChunk(t testing.TB, u chunkURL, data []byte, wantStatus int) {
 	t.Helper()
 	if status, body := put(t, u.URL, data[u.Offset:u.Offset+u.Size], nil); status != wantStatus {
 		t.Fatalf("PUT chunk %d: got %d %s, want %d", u.ChunkIndex, status, body, wantStatus)
@@ -315,7 +315,7 @@ func collect(ws *wsClient, id string) <-chan progress {
 
 // waitFor polls cond until it holds, failing after a generous deadline
 // that only guards against hanging.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {

@@ -23,7 +23,7 @@ const testSecret = "e2e-secret-0123456789abcdef0123456789"
 // spool is a running server under test, reached only over HTTP and
 // websockets, as clients reach it.
 type spool struct {
-	t      *testing.T
+	t      testing.TB
 	main   *app.Main
 	url    string
 	issuer *auth.Issuer
@@ -42,7 +42,7 @@ func smallConfig(dir string) app.Config {
 
 // startSpool runs spool on a free port with a fresh data dir; change
 // edits the config first.
-func startSpool(t *testing.T, change func(*app.Config)) *spool {
+func startSpool(t testing.TB, change func(*app.Config)) *spool {
 	t.Helper()
 	cfg := smallConfig(t.TempDir())
 	if change != nil {
@@ -133,7 +133,7 @@ func (s *spool) wantCode(token, query string, vars map[string]any, code string) 
 }
 
 // put sends body to a URL with PUT and returns the status and body.
-func put(t *testing.T, url string, body []byte, header http.Header) (int, string) {
+func put(t testing.TB, url string, body []byte, header http.Header) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
 	for k, v := range header {
@@ -149,7 +149,7 @@ func put(t *testing.T, url string, body []byte, header http.Header) (int, string
 }
 
 // get fetches a URL with optional headers.
-func get(t *testing.T, url string, header http.Header) (*http.Response, []byte) {
+func get(t testing.TB, url string, header http.Header) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	for k, v := range header {
@@ -169,7 +169,7 @@ func get(t *testing.T, url string, header http.Header) (*http.Response, []byte) 
 
 // wsClient speaks graphql-transport-ws, as graphql-ws clients do.
 type wsClient struct {
-	t    *testing.T
+	t    testing.TB
 	conn *websocket.Conn
 	msgs chan wsMessage
 }
