@@ -112,12 +112,18 @@ func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, 
 	if err != nil {
 		return Progress{}, err
 	}
-	if err := s.checkActive(ctx, sess); err != nil {
+	ref, err := sessionChunk(sess, index)
+	if err != nil {
 		return Progress{}, err
 	}
-	ref, ok := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, index)
-	if !ok {
-		return Progress{}, Errorf(CodeInvalidChunk, "chunk index %d is out of range: upload %s has chunks 0 to %d", index, uploadID, sess.TotalChunks-1)
+	return s.receive(ctx, sess, ref, body, opts)
+}
+
+// receive takes one chunk of a session already loaded and checked for
+// ownership.
+func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, body io.Reader, opts ReceiveOptions) (Progress, error) {
+	if err := s.checkActive(ctx, sess); err != nil {
+		return Progress{}, err
 	}
 	out, err := s.writeChunk(ctx, sess, ref, body, opts)
 	if err != nil {
@@ -131,7 +137,7 @@ func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, 
 	}
 	s.publish(ctx, p)
 	if err := out.err(); err != nil {
-		s.log.Info("chunk failed", "upload_id", uploadID, "chunk", index, "code", out.code, "reason", out.message)
+		s.log.Info("chunk failed", "upload_id", sess.ID, "chunk", ref.Index, "code", out.code, "reason", out.message)
 		return p, err
 	}
 	return p, nil
@@ -348,8 +354,7 @@ func (s *Service) ReceiveRange(ctx context.Context, userID, uploadID string, fir
 		return Progress{}, Errorf(CodeInvalidChunk, "bytes %d-%d are not a chunk: chunks are %d bytes, starting at multiples of %d, the last one short",
 			first, last, sess.ChunkSize, sess.ChunkSize)
 	}
-	opts.OwnerID = userID
-	return s.ReceiveChunk(ctx, uploadID, index, body, opts)
+	return s.receive(ctx, sess, ref, body, opts)
 }
 
 // ReceivedChunks returns the indexes of the chunks received so far.

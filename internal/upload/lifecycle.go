@@ -152,9 +152,9 @@ func (s *Service) ChunkURL(ctx context.Context, userID, id string, index int) (C
 	if err := s.checkActive(ctx, sess); err != nil {
 		return ChunkURL{}, err
 	}
-	ref, ok := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, index)
-	if !ok {
-		return ChunkURL{}, Errorf(CodeInvalidChunk, "chunk index %d is out of range: upload %s has chunks 0 to %d", index, id, sess.TotalChunks-1)
+	ref, err := sessionChunk(sess, index)
+	if err != nil {
+		return ChunkURL{}, err
 	}
 	return s.chunkURL(ctx, sess, ref)
 }
@@ -247,9 +247,9 @@ func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int
 	if err := s.checkActive(ctx, sess); err != nil {
 		return Progress{}, err
 	}
-	ref, ok := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, index)
-	if !ok {
-		return Progress{}, Errorf(CodeInvalidChunk, "chunk index %d is out of range: upload %s has chunks 0 to %d", index, id, sess.TotalChunks-1)
+	ref, err := sessionChunk(sess, index)
+	if err != nil {
+		return Progress{}, err
 	}
 	if size != ref.Size {
 		return Progress{}, Errorf(CodeBadUserInput, "chunk %d is %d bytes, not %d", index, ref.Size, size)

@@ -1,5 +1,7 @@
 package upload
 
+import "github.com/spoolhq/spool/ent"
+
 // plan is how a file of a given size is cut into chunks.
 type plan struct {
 	strategy    Strategy
@@ -27,4 +29,14 @@ func chunkRef(total, chunkSize int64, totalChunks, index int) (ChunkRef, bool) {
 	off := int64(index) * chunkSize
 	size := min(chunkSize, total-off)
 	return ChunkRef{Index: index, Offset: off, Size: size}, true
+}
+
+// sessionChunk returns where chunk index lies in sess, or INVALID_CHUNK.
+func sessionChunk(sess *ent.UploadSession, index int) (ChunkRef, error) {
+	ref, ok := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, index)
+	if !ok {
+		return ChunkRef{}, Errorf(CodeInvalidChunk, "chunk index %d is out of range: upload %s has chunks 0 to %d",
+			index, sess.ID, sess.TotalChunks-1)
+	}
+	return ref, nil
 }
