@@ -28,8 +28,10 @@ type engines struct {
 	closers    []func() error
 }
 
-func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (e *engines, err error) {
-	e = &engines{}
+func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines, err error) {
+	// e is not the named result: returning nil on failure must not stop
+	// the deferred close from closing what was already opened.
+	e := &engines{}
 	defer func() {
 		if err != nil {
 			e.close(log)
