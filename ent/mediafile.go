@@ -60,6 +60,8 @@ type MediaFile struct {
 	ProcessedAt *time.Time `json:"processed_at,omitempty"`
 	// DeletedAt holds the value of the "deleted_at" field.
 	DeletedAt *time.Time `json:"deleted_at,omitempty"`
+	// when a deleted file's bytes were removed from storage
+	PurgedAt *time.Time `json:"purged_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the MediaFileQuery when eager-loading is set.
 	Edges        MediaFileEdges `json:"edges"`
@@ -110,7 +112,7 @@ func (*MediaFile) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case mediafile.FieldID, mediafile.FieldOwnerID, mediafile.FieldUploadID, mediafile.FieldFileName, mediafile.FieldMimeType, mediafile.FieldMediaType, mediafile.FieldStorageKey, mediafile.FieldBucket, mediafile.FieldPublicURL, mediafile.FieldThumbnailURL, mediafile.FieldStatus, mediafile.FieldProcessingError, mediafile.FieldContentHash:
 			values[i] = new(sql.NullString)
-		case mediafile.FieldCreatedAt, mediafile.FieldProcessedAt, mediafile.FieldDeletedAt:
+		case mediafile.FieldCreatedAt, mediafile.FieldProcessedAt, mediafile.FieldDeletedAt, mediafile.FieldPurgedAt:
 			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -265,6 +267,13 @@ func (_m *MediaFile) assignValues(columns []string, values []any) error {
 				_m.DeletedAt = new(time.Time)
 				*_m.DeletedAt = value.Time
 			}
+		case mediafile.FieldPurgedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field purged_at", values[i])
+			} else if value.Valid {
+				_m.PurgedAt = new(time.Time)
+				*_m.PurgedAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -388,6 +397,11 @@ func (_m *MediaFile) String() string {
 	builder.WriteString(", ")
 	if v := _m.DeletedAt; v != nil {
 		builder.WriteString("deleted_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.PurgedAt; v != nil {
+		builder.WriteString("purged_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

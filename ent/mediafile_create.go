@@ -241,6 +241,20 @@ func (_c *MediaFileCreate) SetNillableDeletedAt(v *time.Time) *MediaFileCreate {
 	return _c
 }
 
+// SetPurgedAt sets the "purged_at" field.
+func (_c *MediaFileCreate) SetPurgedAt(v time.Time) *MediaFileCreate {
+	_c.mutation.SetPurgedAt(v)
+	return _c
+}
+
+// SetNillablePurgedAt sets the "purged_at" field if the given value is not nil.
+func (_c *MediaFileCreate) SetNillablePurgedAt(v *time.Time) *MediaFileCreate {
+	if v != nil {
+		_c.SetPurgedAt(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *MediaFileCreate) SetID(v string) *MediaFileCreate {
 	_c.mutation.SetID(v)
@@ -481,6 +495,10 @@ func (_c *MediaFileCreate) createSpec() (*MediaFile, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.DeletedAt(); ok {
 		_spec.SetField(mediafile.FieldDeletedAt, field.TypeTime, value)
 		_node.DeletedAt = &value
+	}
+	if value, ok := _c.mutation.PurgedAt(); ok {
+		_spec.SetField(mediafile.FieldPurgedAt, field.TypeTime, value)
+		_node.PurgedAt = &value
 	}
 	if nodes := _c.mutation.OwnerIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -859,6 +877,24 @@ func (u *MediaFileUpsert) UpdateDeletedAt() *MediaFileUpsert {
 // ClearDeletedAt clears the value of the "deleted_at" field.
 func (u *MediaFileUpsert) ClearDeletedAt() *MediaFileUpsert {
 	u.SetNull(mediafile.FieldDeletedAt)
+	return u
+}
+
+// SetPurgedAt sets the "purged_at" field.
+func (u *MediaFileUpsert) SetPurgedAt(v time.Time) *MediaFileUpsert {
+	u.Set(mediafile.FieldPurgedAt, v)
+	return u
+}
+
+// UpdatePurgedAt sets the "purged_at" field to the value that was provided on create.
+func (u *MediaFileUpsert) UpdatePurgedAt() *MediaFileUpsert {
+	u.SetExcluded(mediafile.FieldPurgedAt)
+	return u
+}
+
+// ClearPurgedAt clears the value of the "purged_at" field.
+func (u *MediaFileUpsert) ClearPurgedAt() *MediaFileUpsert {
+	u.SetNull(mediafile.FieldPurgedAt)
 	return u
 }
 
@@ -1259,6 +1295,27 @@ func (u *MediaFileUpsertOne) UpdateDeletedAt() *MediaFileUpsertOne {
 func (u *MediaFileUpsertOne) ClearDeletedAt() *MediaFileUpsertOne {
 	return u.Update(func(s *MediaFileUpsert) {
 		s.ClearDeletedAt()
+	})
+}
+
+// SetPurgedAt sets the "purged_at" field.
+func (u *MediaFileUpsertOne) SetPurgedAt(v time.Time) *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetPurgedAt(v)
+	})
+}
+
+// UpdatePurgedAt sets the "purged_at" field to the value that was provided on create.
+func (u *MediaFileUpsertOne) UpdatePurgedAt() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdatePurgedAt()
+	})
+}
+
+// ClearPurgedAt clears the value of the "purged_at" field.
+func (u *MediaFileUpsertOne) ClearPurgedAt() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearPurgedAt()
 	})
 }
 
@@ -1826,6 +1883,27 @@ func (u *MediaFileUpsertBulk) UpdateDeletedAt() *MediaFileUpsertBulk {
 func (u *MediaFileUpsertBulk) ClearDeletedAt() *MediaFileUpsertBulk {
 	return u.Update(func(s *MediaFileUpsert) {
 		s.ClearDeletedAt()
+	})
+}
+
+// SetPurgedAt sets the "purged_at" field.
+func (u *MediaFileUpsertBulk) SetPurgedAt(v time.Time) *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetPurgedAt(v)
+	})
+}
+
+// UpdatePurgedAt sets the "purged_at" field to the value that was provided on create.
+func (u *MediaFileUpsertBulk) UpdatePurgedAt() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdatePurgedAt()
+	})
+}
+
+// ClearPurgedAt clears the value of the "purged_at" field.
+func (u *MediaFileUpsertBulk) ClearPurgedAt() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearPurgedAt()
 	})
 }
 

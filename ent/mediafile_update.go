@@ -352,6 +352,26 @@ func (_u *MediaFileUpdate) ClearDeletedAt() *MediaFileUpdate {
 	return _u
 }
 
+// SetPurgedAt sets the "purged_at" field.
+func (_u *MediaFileUpdate) SetPurgedAt(v time.Time) *MediaFileUpdate {
+	_u.mutation.SetPurgedAt(v)
+	return _u
+}
+
+// SetNillablePurgedAt sets the "purged_at" field if the given value is not nil.
+func (_u *MediaFileUpdate) SetNillablePurgedAt(v *time.Time) *MediaFileUpdate {
+	if v != nil {
+		_u.SetPurgedAt(*v)
+	}
+	return _u
+}
+
+// ClearPurgedAt clears the value of the "purged_at" field.
+func (_u *MediaFileUpdate) ClearPurgedAt() *MediaFileUpdate {
+	_u.mutation.ClearPurgedAt()
+	return _u
+}
+
 // Mutation returns the MediaFileMutation object of the builder.
 func (_u *MediaFileUpdate) Mutation() *MediaFileMutation {
 	return _u.mutation
@@ -529,6 +549,12 @@ func (_u *MediaFileUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.DeletedAtCleared() {
 		_spec.ClearField(mediafile.FieldDeletedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.PurgedAt(); ok {
+		_spec.SetField(mediafile.FieldPurgedAt, field.TypeTime, value)
+	}
+	if _u.mutation.PurgedAtCleared() {
+		_spec.ClearField(mediafile.FieldPurgedAt, field.TypeTime)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -874,6 +900,26 @@ func (_u *MediaFileUpdateOne) ClearDeletedAt() *MediaFileUpdateOne {
 	return _u
 }
 
+// SetPurgedAt sets the "purged_at" field.
+func (_u *MediaFileUpdateOne) SetPurgedAt(v time.Time) *MediaFileUpdateOne {
+	_u.mutation.SetPurgedAt(v)
+	return _u
+}
+
+// SetNillablePurgedAt sets the "purged_at" field if the given value is not nil.
+func (_u *MediaFileUpdateOne) SetNillablePurgedAt(v *time.Time) *MediaFileUpdateOne {
+	if v != nil {
+		_u.SetPurgedAt(*v)
+	}
+	return _u
+}
+
+// ClearPurgedAt clears the value of the "purged_at" field.
+func (_u *MediaFileUpdateOne) ClearPurgedAt() *MediaFileUpdateOne {
+	_u.mutation.ClearPurgedAt()
+	return _u
+}
+
 // Mutation returns the MediaFileMutation object of the builder.
 func (_u *MediaFileUpdateOne) Mutation() *MediaFileMutation {
 	return _u.mutation
@@ -1081,6 +1127,12 @@ func (_u *MediaFileUpdateOne) sqlSave(ctx context.Context) (_node *MediaFile, er
 	}
 	if _u.mutation.DeletedAtCleared() {
 		_spec.ClearField(mediafile.FieldDeletedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.PurgedAt(); ok {
+		_spec.SetField(mediafile.FieldPurgedAt, field.TypeTime, value)
+	}
+	if _u.mutation.PurgedAtCleared() {
+		_spec.ClearField(mediafile.FieldPurgedAt, field.TypeTime)
 	}
 	_node = &MediaFile{config: _u.config}
 	_spec.Assign = _node.assignValues

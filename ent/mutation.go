@@ -63,6 +63,7 @@ type MediaFileMutation struct {
 	created_at          *time.Time
 	processed_at        *time.Time
 	deleted_at          *time.Time
+	purged_at           *time.Time
 	clearedFields       map[string]struct{}
 	owner               *string
 	clearedowner        bool
@@ -1136,6 +1137,55 @@ func (m *MediaFileMutation) ResetDeletedAt() {
 	delete(m.clearedFields, mediafile.FieldDeletedAt)
 }
 
+// SetPurgedAt sets the "purged_at" field.
+func (m *MediaFileMutation) SetPurgedAt(t time.Time) {
+	m.purged_at = &t
+}
+
+// PurgedAt returns the value of the "purged_at" field in the mutation.
+func (m *MediaFileMutation) PurgedAt() (r time.Time, exists bool) {
+	v := m.purged_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPurgedAt returns the old "purged_at" field's value of the MediaFile entity.
+// If the MediaFile object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MediaFileMutation) OldPurgedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPurgedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPurgedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPurgedAt: %w", err)
+	}
+	return oldValue.PurgedAt, nil
+}
+
+// ClearPurgedAt clears the value of the "purged_at" field.
+func (m *MediaFileMutation) ClearPurgedAt() {
+	m.purged_at = nil
+	m.clearedFields[mediafile.FieldPurgedAt] = struct{}{}
+}
+
+// PurgedAtCleared returns if the "purged_at" field was cleared in this mutation.
+func (m *MediaFileMutation) PurgedAtCleared() bool {
+	_, ok := m.clearedFields[mediafile.FieldPurgedAt]
+	return ok
+}
+
+// ResetPurgedAt resets all changes to the "purged_at" field.
+func (m *MediaFileMutation) ResetPurgedAt() {
+	m.purged_at = nil
+	delete(m.clearedFields, mediafile.FieldPurgedAt)
+}
+
 // ClearOwner clears the "owner" edge to the User entity.
 func (m *MediaFileMutation) ClearOwner() {
 	m.clearedowner = true
@@ -1224,7 +1274,7 @@ func (m *MediaFileMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *MediaFileMutation) Fields() []string {
-	fields := make([]string, 0, 20)
+	fields := make([]string, 0, 21)
 	if m.owner != nil {
 		fields = append(fields, mediafile.FieldOwnerID)
 	}
@@ -1285,6 +1335,9 @@ func (m *MediaFileMutation) Fields() []string {
 	if m.deleted_at != nil {
 		fields = append(fields, mediafile.FieldDeletedAt)
 	}
+	if m.purged_at != nil {
+		fields = append(fields, mediafile.FieldPurgedAt)
+	}
 	return fields
 }
 
@@ -1333,6 +1386,8 @@ func (m *MediaFileMutation) Field(name string) (ent.Value, bool) {
 		return m.ProcessedAt()
 	case mediafile.FieldDeletedAt:
 		return m.DeletedAt()
+	case mediafile.FieldPurgedAt:
+		return m.PurgedAt()
 	}
 	return nil, false
 }
@@ -1382,6 +1437,8 @@ func (m *MediaFileMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldProcessedAt(ctx)
 	case mediafile.FieldDeletedAt:
 		return m.OldDeletedAt(ctx)
+	case mediafile.FieldPurgedAt:
+		return m.OldPurgedAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown MediaFile field %s", name)
 }
@@ -1531,6 +1588,13 @@ func (m *MediaFileMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetDeletedAt(v)
 		return nil
+	case mediafile.FieldPurgedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPurgedAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown MediaFile field %s", name)
 }
@@ -1648,6 +1712,9 @@ func (m *MediaFileMutation) ClearedFields() []string {
 	if m.FieldCleared(mediafile.FieldDeletedAt) {
 		fields = append(fields, mediafile.FieldDeletedAt)
 	}
+	if m.FieldCleared(mediafile.FieldPurgedAt) {
+		fields = append(fields, mediafile.FieldPurgedAt)
+	}
 	return fields
 }
 
@@ -1697,6 +1764,9 @@ func (m *MediaFileMutation) ClearField(name string) error {
 		return nil
 	case mediafile.FieldDeletedAt:
 		m.ClearDeletedAt()
+		return nil
+	case mediafile.FieldPurgedAt:
+		m.ClearPurgedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown MediaFile nullable field %s", name)
@@ -1765,6 +1835,9 @@ func (m *MediaFileMutation) ResetField(name string) error {
 		return nil
 	case mediafile.FieldDeletedAt:
 		m.ResetDeletedAt()
+		return nil
+	case mediafile.FieldPurgedAt:
+		m.ResetPurgedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown MediaFile field %s", name)

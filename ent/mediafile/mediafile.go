@@ -56,6 +56,8 @@ const (
 	FieldProcessedAt = "processed_at"
 	// FieldDeletedAt holds the string denoting the deleted_at field in the database.
 	FieldDeletedAt = "deleted_at"
+	// FieldPurgedAt holds the string denoting the purged_at field in the database.
+	FieldPurgedAt = "purged_at"
 	// EdgeOwner holds the string denoting the owner edge name in mutations.
 	EdgeOwner = "owner"
 	// EdgeUpload holds the string denoting the upload edge name in mutations.
@@ -101,6 +103,7 @@ var Columns = []string{
 	FieldCreatedAt,
 	FieldProcessedAt,
 	FieldDeletedAt,
+	FieldPurgedAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -281,6 +284,11 @@ func ByProcessedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByDeletedAt orders the results by the deleted_at field.
 func ByDeletedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldDeletedAt, opts...).ToFunc()
+}
+
+// ByPurgedAt orders the results by the purged_at field.
+func ByPurgedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPurgedAt, opts...).ToFunc()
 }
 
 // ByOwnerField orders the results by owner field.

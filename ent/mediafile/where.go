@@ -150,6 +150,11 @@ func DeletedAt(v time.Time) predicate.MediaFile {
 	return predicate.MediaFile(sql.FieldEQ(FieldDeletedAt, v))
 }
 
+// PurgedAt applies equality check predicate on the "purged_at" field. It's identical to PurgedAtEQ.
+func PurgedAt(v time.Time) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldEQ(FieldPurgedAt, v))
+}
+
 // OwnerIDEQ applies the EQ predicate on the "owner_id" field.
 func OwnerIDEQ(v string) predicate.MediaFile {
 	return predicate.MediaFile(sql.FieldEQ(FieldOwnerID, v))
@@ -1238,6 +1243,56 @@ func DeletedAtIsNil() predicate.MediaFile {
 // DeletedAtNotNil applies the NotNil predicate on the "deleted_at" field.
 func DeletedAtNotNil() predicate.MediaFile {
 	return predicate.MediaFile(sql.FieldNotNull(FieldDeletedAt))
+}
+
+// PurgedAtEQ applies the EQ predicate on the "purged_at" field.
+func PurgedAtEQ(v time.Time) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldEQ(FieldPurgedAt, v))
+}
+
+// PurgedAtNEQ applies the NEQ predicate on the "purged_at" field.
+func PurgedAtNEQ(v time.Time) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNEQ(FieldPurgedAt, v))
+}
+
+// PurgedAtIn applies the In predicate on the "purged_at" field.
+func PurgedAtIn(vs ...time.Time) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldIn(FieldPurgedAt, vs...))
+}
+
+// PurgedAtNotIn applies the NotIn predicate on the "purged_at" field.
+func PurgedAtNotIn(vs ...time.Time) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNotIn(FieldPurgedAt, vs...))
+}
+
+// PurgedAtGT applies the GT predicate on the "purged_at" field.
+func PurgedAtGT(v time.Time) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldGT(FieldPurgedAt, v))
+}
+
+// PurgedAtGTE applies the GTE predicate on the "purged_at" field.
+func PurgedAtGTE(v time.Time) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldGTE(FieldPurgedAt, v))
+}
+
+// PurgedAtLT applies the LT predicate on the "purged_at" field.
+func PurgedAtLT(v time.Time) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldLT(FieldPurgedAt, v))
+}
+
+// PurgedAtLTE applies the LTE predicate on the "purged_at" field.
+func PurgedAtLTE(v time.Time) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldLTE(FieldPurgedAt, v))
+}
+
+// PurgedAtIsNil applies the IsNil predicate on the "purged_at" field.
+func PurgedAtIsNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldIsNull(FieldPurgedAt))
+}
+
+// PurgedAtNotNil applies the NotNil predicate on the "purged_at" field.
+func PurgedAtNotNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNotNull(FieldPurgedAt))
 }
 
 // HasOwner applies the HasEdge predicate on the "owner" edge.

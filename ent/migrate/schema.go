@@ -29,6 +29,7 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "processed_at", Type: field.TypeTime, Nullable: true},
 		{Name: "deleted_at", Type: field.TypeTime, Nullable: true},
+		{Name: "purged_at", Type: field.TypeTime, Nullable: true},
 		{Name: "upload_id", Type: field.TypeString, Unique: true, Nullable: true},
 		{Name: "owner_id", Type: field.TypeString},
 	}
@@ -40,13 +41,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "media_files_upload_sessions_media",
-				Columns:    []*schema.Column{MediaFilesColumns[19]},
+				Columns:    []*schema.Column{MediaFilesColumns[20]},
 				RefColumns: []*schema.Column{UploadSessionsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "media_files_users_media",
-				Columns:    []*schema.Column{MediaFilesColumns[20]},
+				Columns:    []*schema.Column{MediaFilesColumns[21]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -55,12 +56,12 @@ var (
 			{
 				Name:    "mediafile_owner_id_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{MediaFilesColumns[20], MediaFilesColumns[16]},
+				Columns: []*schema.Column{MediaFilesColumns[21], MediaFilesColumns[16]},
 			},
 			{
 				Name:    "mediafile_owner_id_media_type_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{MediaFilesColumns[20], MediaFilesColumns[3], MediaFilesColumns[16]},
+				Columns: []*schema.Column{MediaFilesColumns[21], MediaFilesColumns[3], MediaFilesColumns[16]},
 			},
 			{
 				Name:    "mediafile_content_hash",

@@ -52,6 +52,8 @@ func (MediaFile) Fields() []ent.Field {
 			Annotations(entgql.OrderField("CREATED_AT"), entgql.Skip(entgql.SkipWhereInput)),
 		field.Time("processed_at").Optional().Nillable().Annotations(entgql.Skip()),
 		field.Time("deleted_at").Optional().Nillable().Annotations(entgql.Skip()),
+		field.Time("purged_at").Optional().Nillable().Annotations(entgql.Skip()).
+			Comment("when a deleted file's bytes were removed from storage"),
 	}
 }
 

@@ -148,7 +148,7 @@ func (s *Service) deleteObject(ctx context.Context, m *ent.MediaFile) {
 		s.log.Warn("removing deleted media's bytes failed; the sweeper will retry", "media_id", m.ID, "err", err)
 		return
 	}
-	if err := s.db.MediaFile.UpdateOneID(m.ID).SetStorageKey("-").Exec(ctx); err != nil {
+	if err := s.db.MediaFile.UpdateOneID(m.ID).SetPurgedAt(s.now()).Exec(ctx); err != nil {
 		s.log.Warn("noting removed media bytes failed", "media_id", m.ID, "err", err)
 	}
 }

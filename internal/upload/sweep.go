@@ -65,7 +65,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 		r.Processed++
 	}
 	deleted, err := s.db.MediaFile.Query().
-		Where(mediafile.DeletedAtNotNil(), mediafile.StorageKeyNEQ("-")).
+		Where(mediafile.DeletedAtNotNil(), mediafile.PurgedAtIsNil()).
 		Limit(sweepBatch).All(ctx)
 	if err != nil {
 		return r, err
