@@ -58,10 +58,9 @@ func (s *Service) process(ctx context.Context, mediaID string) {
 		s.log.Warn("saving processed media failed", "media_id", mediaID, "err", err)
 		return
 	}
+	// Nothing is published: a media file's status is not part of upload
+	// progress, and an event with an unchanged version would be dropped.
 	s.log.Info("media processed", "media_id", mediaID)
-	if m.UploadID != nil {
-		s.publishCurrent(ctx, *m.UploadID)
-	}
 }
 
 // verifyObject reads a stored object once, computing its SHA-256 and
