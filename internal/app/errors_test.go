@@ -225,6 +225,9 @@ func TestBadUserInput(t *testing.T) {
 		{"sha256 too short", initBatchOp, init(with(file("a.png", "image/png", 10), "sha256", "abc123"))},
 		{"sha256 not hex", initBatchOp, init(with(file("a.png", "image/png", 10), "sha256", strings.Repeat("zz", 32)))},
 		{"empty fingerprint", initBatchOp, init(with(file("a.png", "image/png", 10), "fingerprint", ""))},
+		{"fingerprint too long", initBatchOp, init(with(file("a.png", "image/png", 10), "fingerprint", strings.Repeat("f", 513)))},
+		{"channelId too long", initBatchOp, vars("input", map[string]any{"files": []any{file("a.png", "image/png", 10)}, "channelId": strings.Repeat("c", 257)})},
+		{"nodes with too many ids", `query($ids: [ID!]!) { nodes(ids: $ids) { id } }`, vars("ids", manyIDs(101))},
 		{"negative duration", initBatchOp, init(with(file("a.mp4", "video/mp4", 10), "durationSeconds", -5))},
 		{"confirmChunk wrong size", opConfirm, vars("id", up.ID, "i", 0, "size", 5<<20-1)},
 		{"confirmChunk last chunk full size", opConfirm, vars("id", up.ID, "i", 1, "size", 5<<20)},
@@ -598,4 +601,12 @@ func TestAlreadyFinished(t *testing.T) {
 	// Once its media is deleted, completing again has nothing to return.
 	s.mustGQL(tok, opDeleteMedia, vars("id", m.ID), nil)
 	s.wantCode(tok, opComplete, vars("id", done.ID), "ALREADY_FINISHED")
+}
+
+func manyIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = "med_missing"
+	}
+	return ids
 }
