@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"entgo.io/contrib/entgql"
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -81,6 +82,16 @@ func (r *mutationResolver) DeleteMedia(ctx context.Context, id string) (string, 
 		return "", err
 	}
 	return id, r.Uploads.DeleteMedia(ctx, uid, id)
+}
+
+// UploadImage is the resolver for the uploadImage field.
+func (r *mutationResolver) UploadImage(ctx context.Context, file graphql.Upload) (*ent.MediaFile, error) {
+	uid, err := upload.CallerFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	spec := upload.FileSpec{FileName: file.Filename, Size: file.Size, MimeType: file.ContentType}
+	return r.Uploads.UploadImage(ctx, uid, spec, file.File)
 }
 
 // Upload is the resolver for the upload field.

@@ -37,6 +37,9 @@ type ServerOptions struct {
 	PingInterval time.Duration
 	// ComplexityLimit bounds the cost of one operation.
 	ComplexityLimit int
+	// MaxMultipartBody bounds a multipart request (uploadImage) as a
+	// whole; zero means 11 MiB.
+	MaxMultipartBody int64
 }
 
 // NewServer returns the GraphQL handler for POST, GET, multipart and
@@ -50,6 +53,9 @@ func NewServer(o ServerOptions) *handler.Server {
 	}
 	if o.ComplexityLimit == 0 {
 		o.ComplexityLimit = 500
+	}
+	if o.MaxMultipartBody == 0 {
+		o.MaxMultipartBody = 11 << 20
 	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Uploads: o.Uploads}}))
 	srv.AddTransport(transport.Websocket{
@@ -68,7 +74,7 @@ func NewServer(o ServerOptions) *handler.Server {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.AddTransport(transport.MultipartForm{MaxUploadSize: 10 << 20, MaxMemory: 1 << 20})
+	srv.AddTransport(transport.MultipartForm{MaxUploadSize: o.MaxMultipartBody, MaxMemory: 1 << 20})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})

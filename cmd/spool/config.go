@@ -95,6 +95,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 		maxVideo  = byteSize(up.MaxSize[upload.MediaVideo])
 		maxAudio  = byteSize(up.MaxSize[upload.MediaAudio])
 		maxImage  = byteSize(up.MaxSize[upload.MediaImage])
+		maxInline = byteSize(up.MaxInlineImageSize)
 		publicURL string
 	)
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address `HOST:PORT`")
@@ -120,6 +121,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.Var(&maxVideo, "max-video-size", "largest video `SIZE`")
 	fs.Var(&maxAudio, "max-audio-size", "largest audio `SIZE`")
 	fs.Var(&maxImage, "max-image-size", "largest image `SIZE`")
+	fs.Var(&maxInline, "max-inline-image-size", "largest image `SIZE` uploadImage takes in one multipart request")
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return cfg, level, err
 	}
@@ -142,6 +144,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 		}
 	}
 	up.SingleThreshold, up.ChunkSize, up.DefaultQuota = int64(single), int64(chunk), int64(quota)
+	up.MaxInlineImageSize = int64(maxInline)
 	up.MaxSize = map[upload.MediaType]int64{
 		upload.MediaVideo: int64(maxVideo), upload.MediaAudio: int64(maxAudio), upload.MediaImage: int64(maxImage),
 	}

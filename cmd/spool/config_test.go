@@ -86,6 +86,8 @@ func TestServeConfigErrors(t *testing.T) {
 		{"negative quota", []string{"--quota", "-1"}, env(), "quota"},
 		{"fractional size", []string{"--max-image-size", "1.5GiB"}, env(), "max image size"},
 		{"zero max size", nil, env("SPOOL_MAX_IMAGE_SIZE", "0B"), "size"},
+		{"inline image limit over 100 MiB", []string{"--max-inline-image-size", "200MiB"}, env(), "max inline image size"},
+		{"inline image limit not a size", nil, env("SPOOL_MAX_INLINE_IMAGE_SIZE", "big"), "spool max inline image size"},
 		{"unknown flag", []string{"--bogus", "1"}, env(), "bogus"},
 		{"unexpected argument", []string{"extra"}, env(), "extra"},
 		{"short JWT secret", nil, env("SPOOL_JWT_SECRET", "short"), "spool jwt secret"},

@@ -21,6 +21,7 @@ import (
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/upload"
+	"github.com/spoolhq/spool/web"
 )
 
 // Config is everything spool can be told; cmd/spool fills it from flags
@@ -151,14 +152,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("upload rules: %w", err)
 	}
 	authn := tokenAuth{issuer: issuer, users: m.svc}
+	// A multipart request is the image plus its operations and map parts,
+	// which are small; the image's own limit is checked by uploadImage.
+	maxMultipart := m.svc.Config().MaxInlineImageSize + 64<<10
 	gql := graph.NewServer(graph.ServerOptions{
 		Uploads: m.svc, Auth: authn, Logger: m.log, AllowedOrigins: cfg.AllowedOrigins,
-		PingInterval: cfg.PingInterval,
+		PingInterval: cfg.PingInterval, MaxMultipartBody: maxMultipart,
 	})
 	m.srv = &http.Server{
 		Handler: httpapi.New(httpapi.Options{
-			Uploads: m.svc, URLs: urls, Auth: authn, GraphQL: gql,
-			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Checks: m.eng.checks(), Logger: m.log,
+			Uploads: m.svc, URLs: urls, Auth: authn, GraphQL: gql, Pages: web.Pages(),
+			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Checks: m.eng.checks(),
+			MaxMultipartBody: maxMultipart, Logger: m.log,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),

@@ -6,7 +6,9 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -38,20 +40,26 @@ type Options struct {
 	Ready func() bool
 	// Checks probe each engine for /readyz, by name ("database", …).
 	Checks map[string]func(ctx context.Context) error
+	// MaxMultipartBody bounds a GraphQL multipart request (uploadImage)
+	// as a whole; zero means 11 MiB.
+	MaxMultipartBody int64
+	// Pages serves the web pages (the uploader at /, GraphiQL at
+	// /graphiql and their assets); nil serves none.
+	Pages  http.Handler
 	Logger *slog.Logger
 }
 
-// Request body limits of the GraphQL endpoint; chunk bodies are bounded
-// by their chunk size instead.
-const (
-	maxGraphQLBody   = 1 << 20
-	maxMultipartBody = 11 << 20
-)
+// maxGraphQLBody bounds a GraphQL request that is not multipart; chunk
+// bodies are bounded by their chunk size instead.
+const maxGraphQLBody = 1 << 20
 
 // New returns the handler for every route spool serves.
 func New(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxMultipartBody == 0 {
+		o.MaxMultipartBody = 11 << 20
 	}
 	h := &handlers{Options: o}
 	mux := http.NewServeMux()
@@ -61,7 +69,11 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /media/{id}/{name}", h.getMedia)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
-	mux.Handle("/graphql", h.withCaller(limitBody(o.GraphQL)))
+	mux.Handle("/graphql", requirePreflight(h.withCaller(limitBody(o.GraphQL, o.MaxMultipartBody))))
+	if o.Pages != nil {
+		// Every path no route above claims; Pages answers 404 itself.
+		mux.Handle("/", o.Pages)
+	}
 	return corsFor(o.AllowedOrigins).Handler(mux)
 }
 
@@ -81,15 +93,80 @@ func (h *handlers) withCaller(next http.Handler) http.Handler {
 	})
 }
 
-func limitBody(next http.Handler) http.Handler {
+// limitBody bounds GraphQL request bodies. A body declared too large is
+// refused with 413 before a byte is read; one that runs past the limit
+// fails while it is parsed.
+func limitBody(next http.Handler, maxMultipart int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := int64(maxGraphQLBody)
-		if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
-			limit = maxMultipartBody
+		if isMultipart(r) {
+			limit = maxMultipart
+		}
+		if r.ContentLength > limit {
+			writeGraphQLError(w, http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE",
+				fmt.Sprintf("the request body is %d bytes; at most %d are taken here", r.ContentLength, limit))
+			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// requirePreflight refuses the GraphQL POSTs that any web page can make a
+// browser send without asking first (a form's multipart/form-data,
+// application/x-www-form-urlencoded or text/plain), unless they carry a
+// header that only a CORS-preflighted request can have. spool's bearer
+// tokens are not sent by browsers on their own, but deployments that put
+// a cookie-checking proxy in front would be open to cross-site uploads
+// without this; it is the rule Apollo Server applies, so Apollo and
+// apollo-upload-client users already send the header.
+func requirePreflight(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && isSimpleContentType(r) && !hasPreflightHeader(r) {
+			writeGraphQLError(w, http.StatusBadRequest, "PREFLIGHT_REQUIRED",
+				"this request could have been sent by any web page (CSRF): send it with an "+
+					"Apollo-Require-Preflight: true (or X-Apollo-Operation-Name) header")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isMultipart(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return strings.HasPrefix(mt, "multipart/")
+}
+
+// isSimpleContentType reports a content type a cross-site form or fetch
+// may send without a CORS preflight; a missing or unparsable one counts,
+// as browsers send text/plain then.
+func isSimpleContentType(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return true
+	}
+	switch strings.ToLower(mt) {
+	case "multipart/form-data", "application/x-www-form-urlencoded", "text/plain":
+		return true
+	}
+	return false
+}
+
+func hasPreflightHeader(r *http.Request) bool {
+	for _, name := range []string{"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "GraphQL-Preflight"} {
+		if r.Header.Get(name) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// writeGraphQLError answers in the GraphQL response shape, so GraphQL
+// clients show the message and code like any other error.
+func writeGraphQLError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, map[string]any{"errors": []map[string]any{
+		{"message": message, "extensions": map[string]string{"code": code}},
+	}})
 }
 
 func corsFor(allowed []string) *cors.Cors {

@@ -41,6 +41,9 @@ type Config struct {
 	// DirectUploads makes chunk URLs point at the store itself (GCS V4
 	// signed URLs), so bytes never pass through spool.
 	DirectUploads bool
+	// MaxInlineImageSize is the largest image uploadImage takes in one
+	// GraphQL multipart request; bigger files go through initBatch.
+	MaxInlineImageSize int64
 }
 
 // DefaultConfig returns the defaults documented in docs/CONFIG.md.
@@ -54,6 +57,9 @@ func DefaultConfig() Config {
 		SessionTTL:      24 * time.Hour,
 		MediaURLTTL:     time.Hour,
 		DefaultQuota:    10 * GiB,
+		// A multipart request is held in one handler for its whole
+		// upload; larger files deserve chunks they can resume.
+		MaxInlineImageSize: 10 * MiB,
 		MaxSize: map[MediaType]int64{
 			MediaVideo: 5 * GiB,
 			MediaAudio: 1 * GiB,
@@ -98,6 +104,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxSize == nil {
 		c.MaxSize = d.MaxSize
 	}
+	if c.MaxInlineImageSize == 0 {
+		c.MaxInlineImageSize = d.MaxInlineImageSize
+	}
 	if c.AllowedTypes == nil {
 		c.AllowedTypes = d.AllowedTypes
 	}
@@ -126,6 +135,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("single-upload threshold must be positive, got %d", c.SingleThreshold)
 	case c.MaxChunkURLs < 1:
 		return fmt.Errorf("max chunk URLs must be positive, got %d", c.MaxChunkURLs)
+	case c.MaxInlineImageSize < 1 || c.MaxInlineImageSize > 100*MiB:
+		return fmt.Errorf("max inline image size must be between 1 byte and 100 MiB, got %d bytes", c.MaxInlineImageSize)
 	case c.ChunkURLTTL < time.Second || c.SessionTTL < time.Second || c.MediaURLTTL < time.Second:
 		return fmt.Errorf("URL and session lifetimes must be at least a second")
 	case c.DefaultQuota < 0:
