@@ -1,0 +1,376 @@
+// Package client talks to a spool server the way any outside program
+// does: GraphQL over HTTP for the control plane, PUTs to signed chunk URLs
+// for the bytes. It owns the typed operations (client.go), reading local
+// files for upload (file.go) and the resumable, parallel upload of a batch
+// (upload.go). It knows nothing of flags, terminals or progress bars.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Client calls one spool server as one user.
+type Client struct {
+	// Server is the server's base URL, e.g. http://127.0.0.1:8080.
+	Server string
+	// Token is the bearer token sent with every GraphQL request (never
+	// with chunk PUTs: their URLs carry their own signature, and may
+	// point at a storage service that must not see the token).
+	Token string
+	// HTTP sends the requests; nil means http.DefaultClient.
+	HTTP *http.Client
+}
+
+// GraphQLError is the first error a GraphQL answer carries.
+type GraphQLError struct {
+	Message string
+	// Code is extensions.code (UNAUTHENTICATED, QUOTA_EXCEEDED, …; see
+	// docs/API.md), empty when the server gave none.
+	Code string
+}
+
+func (e *GraphQLError) Error() string {
+	if e.Code == "" {
+		return e.Message
+	}
+	return e.Message + " (" + e.Code + ")"
+}
+
+// HTTPError is an answer other than 2xx that carries no GraphQL errors:
+// a refused chunk, or a proxy or server failing before GraphQL ran.
+type HTTPError struct {
+	Status int
+	// Code and Message come from the data plane's
+	// {"error":{"code":…,"message":…}} body; Message is the start of
+	// the body when it is not that.
+	Code, Message string
+}
+
+func (e *HTTPError) Error() string {
+	msg := fmt.Sprintf("HTTP %d", e.Status)
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if e.Code != "" {
+		msg += " (" + e.Code + ")"
+	}
+	return msg
+}
+
+// maxAnswer bounds how much of an answer is read: a page of media is far
+// smaller, and a misconfigured --server could point at anything.
+const maxAnswer = 16 << 20
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+// do runs one GraphQL operation and decodes its data into out. It returns
+// a *GraphQLError when the server answered with errors, an *HTTPError when
+// it answered something else than GraphQL, and the transport's error when
+// it could not be reached.
+func (c *Client) do(ctx context.Context, query string, vars map[string]any, out any) error {
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Server+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return fmt.Errorf("reading the answer from %s: %w", c.Server, err)
+	}
+	var answer struct {
+		Data   json.RawMessage `json:"data"`
+		Errors []struct {
+			Message    string `json:"message"`
+			Extensions struct {
+				Code string `json:"code"`
+			} `json:"extensions"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		if resp.StatusCode/100 != 2 {
+			return httpError(resp.StatusCode, raw)
+		}
+		return fmt.Errorf("%s/graphql did not answer GraphQL (%v); is --server a spool server?", c.Server, err)
+	}
+	if len(answer.Errors) > 0 {
+		e := answer.Errors[0]
+		return &GraphQLError{Message: e.Message, Code: e.Extensions.Code}
+	}
+	if resp.StatusCode/100 != 2 {
+		return httpError(resp.StatusCode, raw)
+	}
+	if err := json.Unmarshal(answer.Data, out); err != nil {
+		return fmt.Errorf("decoding the answer from %s: %w", c.Server, err)
+	}
+	return nil
+}
+
+// httpError reads a data-plane error body, or keeps the start of any
+// other body as the message.
+func httpError(status int, body []byte) *HTTPError {
+	var coded struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(body, &coded) == nil && coded.Error.Code != "" {
+		return &HTTPError{Status: status, Code: coded.Error.Code, Message: coded.Error.Message}
+	}
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return &HTTPError{Status: status, Message: msg}
+}
+
+// FileInput describes one file to initBatch.
+type FileInput struct {
+	FileName string `json:"fileName"`
+	Size     int64  `json:"size"`
+	MimeType string `json:"mimeType"`
+	// Fingerprint is a stable key of the file: an unfinished upload with
+	// the same one is resumed instead of started again.
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// Batch is what initBatch planned.
+type Batch struct {
+	ID string `json:"id"`
+	// Uploads come in the order of the files given.
+	Uploads []Upload `json:"uploads"`
+}
+
+// Upload is one file's upload as the server planned it.
+type Upload struct {
+	ID          string `json:"id"`
+	FileName    string `json:"fileName"`
+	MimeType    string `json:"mimeType"`
+	TotalSize   int64  `json:"totalSize"`
+	Strategy    string `json:"strategy"`
+	ChunkSize   int64  `json:"chunkSize"`
+	TotalChunks int    `json:"totalChunks"`
+	Status      string `json:"status"`
+	// ChunkURLs lists the chunks not yet received, up to the server's
+	// cap: Retry lists them all.
+	ChunkURLs []ChunkURL `json:"chunkUrls"`
+	Progress  Progress   `json:"progress"`
+}
+
+// ChunkURL says where and how to send one chunk: the file's bytes at
+// Offset, Size long.
+type ChunkURL struct {
+	ChunkIndex int       `json:"chunkIndex"`
+	URL        string    `json:"url"`
+	Method     string    `json:"method"`
+	Headers    []Header  `json:"headers"`
+	Offset     int64     `json:"offset"`
+	Size       int64     `json:"size"`
+	ExpiresAt  time.Time `json:"expiresAt"`
+}
+
+// Header is one HTTP header a chunk PUT must send.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Progress is how far an upload has come.
+type Progress struct {
+	Status         string `json:"status"`
+	UploadedBytes  int64  `json:"uploadedBytes"`
+	TotalBytes     int64  `json:"totalBytes"`
+	UploadedChunks int    `json:"uploadedChunks"`
+	TotalChunks    int    `json:"totalChunks"`
+	FailedChunks   []int  `json:"failedChunks"`
+}
+
+// MediaFile is a finished file.
+type MediaFile struct {
+	ID        string    `json:"id"`
+	FileName  string    `json:"fileName"`
+	MimeType  string    `json:"mimeType"`
+	MediaType string    `json:"mediaType"`
+	FileSize  int64     `json:"fileSize"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"createdAt"`
+	// URL serves the file's bytes (signed and expiring on local disk).
+	URL string `json:"url"`
+}
+
+const (
+	chunkURLFields = `chunkIndex url method headers { name value } offset size expiresAt`
+	uploadFields   = `id fileName mimeType totalSize strategy chunkSize totalChunks status
+		chunkUrls { ` + chunkURLFields + ` }
+		progress { status uploadedBytes totalBytes uploadedChunks totalChunks failedChunks }`
+	mediaFields = `id fileName mimeType mediaType fileSize status createdAt url`
+)
+
+// InitBatch plans an upload for each file, resuming the unfinished ones
+// whose fingerprint the server knows. It returns the server's
+// *GraphQLError (BAD_USER_INPUT, BATCH_TOO_LARGE, INVALID_TYPE,
+// FILE_TOO_LARGE, QUOTA_EXCEEDED, UNAUTHENTICATED) when it refuses.
+func (c *Client) InitBatch(ctx context.Context, files []FileInput) (*Batch, error) {
+	var out struct{ InitBatch Batch }
+	err := c.do(ctx, `mutation($in: InitBatchInput!) { initBatch(input: $in) { id uploads { `+uploadFields+` } } }`,
+		map[string]any{"in": map[string]any{"files": files}}, &out)
+	if err != nil {
+		return nil, err
+	}
+	return &out.InitBatch, nil
+}
+
+// RequestChunkURL signs a fresh URL for one chunk. It returns a
+// *GraphQLError NOT_FOUND, INVALID_CHUNK, SESSION_EXPIRED or
+// ALREADY_FINISHED when the server refuses.
+func (c *Client) RequestChunkURL(ctx context.Context, uploadID string, chunkIndex int) (ChunkURL, error) {
+	var out struct{ RequestChunkURL ChunkURL }
+	err := c.do(ctx, `mutation($id: ID!, $i: Int!) { requestChunkUrl(uploadId: $id, chunkIndex: $i) { `+chunkURLFields+` } }`,
+		map[string]any{"id": uploadID, "i": chunkIndex}, &out)
+	return out.RequestChunkURL, err
+}
+
+// Retry signs a fresh URL for every chunk the server has not received,
+// however many. It returns a *GraphQLError NOT_FOUND, SESSION_EXPIRED or
+// ALREADY_FINISHED when the server refuses.
+func (c *Client) Retry(ctx context.Context, uploadID string) ([]ChunkURL, error) {
+	var out struct{ Retry []ChunkURL }
+	err := c.do(ctx, `mutation($id: ID!) { retry(uploadId: $id) { `+chunkURLFields+` } }`,
+		map[string]any{"id": uploadID}, &out)
+	return out.Retry, err
+}
+
+// Complete assembles an upload whose chunks are all received and returns
+// its media; calling it again returns the same media. It returns a
+// *GraphQLError INCOMPLETE, NOT_FOUND, SESSION_EXPIRED, ALREADY_FINISHED
+// or STORAGE_UNAVAILABLE when the server refuses.
+func (c *Client) Complete(ctx context.Context, uploadID string) (MediaFile, error) {
+	var out struct{ Complete MediaFile }
+	err := c.do(ctx, `mutation($id: ID!) { complete(uploadId: $id) { `+mediaFields+` } }`,
+		map[string]any{"id": uploadID}, &out)
+	return out.Complete, err
+}
+
+// PutChunk sends one chunk's bytes (exactly u.Size of them) as u says. It
+// returns an *HTTPError when the server refuses them: 403 for an expired
+// or bad signature, 4xx for a chunk that is wrong, 5xx when trying again
+// may help.
+func (c *Client) PutChunk(ctx context.Context, u ChunkURL, body io.Reader) error {
+	method := u.Method
+	if method == "" {
+		method = http.MethodPut
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.URL, body)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = u.Size
+	if u.Size == 0 {
+		req.Body = http.NoBody
+	}
+	for _, h := range u.Headers {
+		req.Header.Set(h.Name, h.Value)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if resp.StatusCode/100 != 2 {
+		return httpError(resp.StatusCode, raw)
+	}
+	return err
+}
+
+// MediaQuery selects a page of the caller's media.
+type MediaQuery struct {
+	// First is the page size (the server allows 1 to 100).
+	First int
+	// After is the cursor of the previous page's end; empty for the first.
+	After string
+	// MediaType is IMAGE, VIDEO or AUDIO; empty means all.
+	MediaType string
+}
+
+// MediaPage is one page of media, newest first.
+type MediaPage struct {
+	Media []MediaFile
+	// EndCursor continues after this page when HasNextPage.
+	EndCursor   string
+	HasNextPage bool
+	// TotalCount counts every media of the query, not just this page.
+	TotalCount int
+}
+
+// UserMedia returns a page of the caller's media. It returns a
+// *GraphQLError BAD_USER_INPUT (a page size out of range, a bad cursor)
+// or UNAUTHENTICATED when the server refuses.
+func (c *Client) UserMedia(ctx context.Context, q MediaQuery) (MediaPage, error) {
+	vars := map[string]any{"first": q.First}
+	if q.After != "" {
+		vars["after"] = q.After
+	}
+	if q.MediaType != "" {
+		vars["where"] = map[string]any{"mediaType": q.MediaType}
+	}
+	var out struct {
+		UserMedia struct {
+			Edges []struct {
+				Node MediaFile `json:"node"`
+			} `json:"edges"`
+			PageInfo struct {
+				HasNextPage bool    `json:"hasNextPage"`
+				EndCursor   *string `json:"endCursor"`
+			} `json:"pageInfo"`
+			TotalCount int `json:"totalCount"`
+		}
+	}
+	err := c.do(ctx, `query($first: Int, $after: Cursor, $where: MediaFileWhereInput) {
+		userMedia(first: $first, after: $after, where: $where) {
+			edges { node { `+mediaFields+` } }
+			pageInfo { hasNextPage endCursor }
+			totalCount
+		} }`, vars, &out)
+	if err != nil {
+		return MediaPage{}, err
+	}
+	page := MediaPage{HasNextPage: out.UserMedia.PageInfo.HasNextPage, TotalCount: out.UserMedia.TotalCount}
+	if c := out.UserMedia.PageInfo.EndCursor; c != nil {
+		page.EndCursor = *c
+	}
+	for _, e := range out.UserMedia.Edges {
+		page.Media = append(page.Media, e.Node)
+	}
+	return page, nil
+}
+
+// IsCode reports whether err is a GraphQL or data-plane error with code.
+func IsCode(err error, code string) bool {
+	var g *GraphQLError
+	var h *HTTPError
+	return errors.As(err, &g) && g.Code == code || errors.As(err, &h) && h.Code == code
+}

@@ -1,0 +1,393 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/client"
+	"github.com/spoolhq/spool/internal/client/clienttest"
+)
+
+// These tests run uploads against a real spool server. A recording
+// transport between client and server counts what is sent and, where a
+// test asks, fails a request the way a network or a server would.
+
+// recorder is an http.RoundTripper that records chunk PUTs and GraphQL
+// operations on their way to the server.
+type recorder struct {
+	base *http.Transport
+	// intercept, if set, sees each chunk PUT before it is sent, with how
+	// many PUTs of that chunk came before; a response or error it returns
+	// is the answer instead of the server's.
+	intercept func(req *http.Request, chunk, attempt int) (*http.Response, error)
+	// answered, if set, sees each chunk's answer.
+	answered func(chunk, status int)
+
+	mu       sync.Mutex
+	statuses map[int][]int  // per chunk, the status of each PUT (0: a transport error)
+	ops      map[string]int // GraphQL mutations sent, by name
+}
+
+// newRecorder returns a recorder whose connections close when the test
+// ends, before its server does: the server's shutdown waits seconds for a
+// connection opened but never used.
+func newRecorder(t *testing.T) *recorder {
+	r := &recorder{base: http.DefaultTransport.(*http.Transport).Clone(), statuses: map[int][]int{}, ops: map[string]int{}}
+	t.Cleanup(r.base.CloseIdleConnections)
+	return r
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/graphql") {
+		r.recordOperation(req)
+		return r.base.RoundTrip(req)
+	}
+	chunk, err := strconv.Atoi(path.Base(req.URL.Path))
+	if req.Method != http.MethodPut || err != nil {
+		return r.base.RoundTrip(req)
+	}
+	r.mu.Lock()
+	attempt := len(r.statuses[chunk])
+	r.mu.Unlock()
+	var resp *http.Response
+	if r.intercept != nil {
+		resp, err = r.intercept(req, chunk, attempt)
+	}
+	if resp == nil && err == nil {
+		resp, err = r.base.RoundTrip(req)
+	}
+	status := 0
+	if err == nil {
+		status = resp.StatusCode
+	}
+	r.mu.Lock()
+	r.statuses[chunk] = append(r.statuses[chunk], status)
+	r.mu.Unlock()
+	if r.answered != nil {
+		r.answered(chunk, status)
+	}
+	return resp, err
+}
+
+// recordOperation counts the mutations a GraphQL request names.
+func (r *recorder) recordOperation(req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, op := range []string{"initBatch", "requestChunkUrl", "retry", "complete"} {
+		if bytes.Contains(body, []byte(op+"(")) {
+			r.ops[op]++
+		}
+	}
+}
+
+// putChunks lists the chunks PUT, in index order, once per PUT.
+func (r *recorder) putChunks() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var chunks []int
+	for c, s := range r.statuses {
+		for range s {
+			chunks = append(chunks, c)
+		}
+	}
+	slices.Sort(chunks)
+	return chunks
+}
+
+func (r *recorder) statusesOf(chunk int) []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.statuses[chunk])
+}
+
+func (r *recorder) op(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ops[name]
+}
+
+// startWithVideo starts a server and writes a 12 MiB video for it, sent
+// as chunks of 5, 5 and 2 MiB; it returns the video's path and bytes.
+func startWithVideo(t *testing.T, change func(*app.Config)) (*clienttest.Server, string, []byte) {
+	t.Helper()
+	p, video := clienttest.WriteFile(t, t.TempDir(), "v.mp4", clienttest.MP4, 12<<20, 1)
+	return clienttest.Start(t, change), p, video
+}
+
+func newClient(s *clienttest.Server, token string, rt http.RoundTripper) *client.Client {
+	return &client.Client{Server: s.URL, Token: token, HTTP: &http.Client{Transport: rt}}
+}
+
+func openFile(t *testing.T, p string) *client.File {
+	t.Helper()
+	f, err := client.OpenFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// uploadOne uploads one file and fails the test unless it succeeds and
+// its media serves the same bytes.
+func uploadOne(t *testing.T, c *client.Client, p string, want []byte, opts client.UploadOptions) client.Result {
+	t.Helper()
+	results, err := c.UploadFiles(context.Background(), []*client.File{openFile(t, p)}, opts)
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	r := results[0]
+	if r.Err != nil {
+		t.Fatalf("upload of %s: %v", p, r.Err)
+	}
+	if got := clienttest.Get(t, r.Media.URL); !bytes.Equal(got, want) {
+		t.Fatalf("download of %s: got %d bytes, want the %d uploaded", p, len(got), len(want))
+	}
+	return r
+}
+
+func TestInterruptedUploadResumesWithTheMissingChunks(t *testing.T) {
+	t.Parallel()
+	s, p, video := startWithVideo(t, nil)
+	tok := s.Token(t, "alice")
+
+	// The first run is cut off (Ctrl-C) once the server has a chunk.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := newRecorder(t)
+	var mu sync.Mutex
+	var received []int
+	first.answered = func(chunk, status int) {
+		if status == http.StatusOK {
+			mu.Lock()
+			received = append(received, chunk)
+			mu.Unlock()
+			cancel()
+		}
+	}
+	results, err := newClient(s, tok, first).UploadFiles(ctx, []*client.File{openFile(t, p)}, client.UploadOptions{Parallel: 1})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted upload: got %v, want context.Canceled", err)
+	}
+	if results[0].Err == nil {
+		t.Fatal("interrupted upload: the file got no error")
+	}
+	if len(received) == 0 || len(received) == 3 {
+		t.Fatalf("interrupted upload: the server received chunks %v, want some but not all", received)
+	}
+
+	// The second run, on the same file, sends only the others.
+	again := newRecorder(t)
+	r := uploadOne(t, newClient(s, tok, again), p, video, client.UploadOptions{Parallel: 1})
+	if r.Upload.ID != results[0].Upload.ID {
+		t.Errorf("second run: got upload %s, want the first run's %s resumed", r.Upload.ID, results[0].Upload.ID)
+	}
+	var missing []int
+	for i := range 3 {
+		if !slices.Contains(received, i) {
+			missing = append(missing, i)
+		}
+	}
+	if got := again.putChunks(); !slices.Equal(got, missing) {
+		t.Errorf("second run PUT chunks %v, want only the missing %v", got, missing)
+	}
+}
+
+// sentBytes is an Observer that adds up each file's bytes sent.
+type sentBytes struct {
+	mu      sync.Mutex
+	resumed int64
+	sent    int64
+}
+
+func (o *sentBytes) Started(_ int, up client.Upload) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.resumed += up.Progress.UploadedBytes
+}
+
+func (o *sentBytes) Sent(_ int, n int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.sent += n
+}
+
+func (o *sentBytes) Finished(int, client.Result) {}
+
+func TestFailedChunksAreRetried(t *testing.T) {
+	t.Parallel()
+	s, p, video := startWithVideo(t, nil)
+
+	rec := newRecorder(t)
+	rec.intercept = func(req *http.Request, chunk, attempt int) (*http.Response, error) {
+		if attempt > 0 || chunk == 0 {
+			return nil, nil
+		}
+		// The body is read before the failure, so progress must take
+		// those bytes back.
+		_, _ = io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+		if chunk == 1 {
+			return nil, errors.New("connection reset by peer (test)")
+		}
+		return &http.Response{
+			StatusCode: http.StatusServiceUnavailable, Header: http.Header{"Content-Type": {"application/json"}},
+			Body:    io.NopCloser(strings.NewReader(`{"error":{"code":"STORAGE_UNAVAILABLE","message":"try again"}}`)),
+			Request: req,
+		}, nil
+	}
+	progress := &sentBytes{}
+	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video, client.UploadOptions{Observer: progress})
+
+	for chunk, want := range map[int][]int{0: {200}, 1: {0, 200}, 2: {503, 200}} {
+		if got := rec.statusesOf(chunk); !slices.Equal(got, want) {
+			t.Errorf("chunk %d: got answers %v, want %v", chunk, got, want)
+		}
+	}
+	if progress.resumed != 0 || progress.sent != int64(len(video)) {
+		t.Errorf("progress: got %d resumed + %d sent, want 0 + %d (failed attempts taken back)", progress.resumed, progress.sent, len(video))
+	}
+}
+
+func TestRefusedChunkURLIsSignedAgain(t *testing.T) {
+	t.Parallel()
+	s, p, video := startWithVideo(t, nil)
+
+	rec := newRecorder(t)
+	rec.intercept = func(req *http.Request, chunk, attempt int) (*http.Response, error) {
+		if chunk != 1 || attempt > 0 {
+			return nil, nil
+		}
+		// The server itself refuses a URL whose signature is bad, as it
+		// refuses an expired one.
+		bad := req.Clone(req.Context())
+		q := bad.URL.Query()
+		q.Set("sig", "AAAA"+q.Get("sig"))
+		bad.URL.RawQuery = q.Encode()
+		return rec.base.RoundTrip(bad)
+	}
+	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video, client.UploadOptions{})
+
+	if got := rec.statusesOf(1); !slices.Equal(got, []int{403, 200}) {
+		t.Errorf("chunk 1: got answers %v, want [403 200]", got)
+	}
+	if got := rec.op("requestChunkUrl"); got != 1 {
+		t.Errorf("requestChunkUrl calls: got %d, want 1 (after the 403)", got)
+	}
+}
+
+func TestChunksBeyondTheListedURLs(t *testing.T) {
+	t.Parallel()
+	s, p, video := startWithVideo(t, func(c *app.Config) { c.Upload.MaxChunkURLs = 1 })
+
+	rec := newRecorder(t)
+	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video, client.UploadOptions{})
+	if got := rec.putChunks(); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Errorf("PUT chunks %v, want each of [0 1 2] once", got)
+	}
+	if got := rec.op("retry"); got != 1 {
+		t.Errorf("retry calls: got %d, want 1 (initBatch listed 1 URL of 3)", got)
+	}
+}
+
+func TestOneFileFailingLeavesTheOthers(t *testing.T) {
+	t.Parallel()
+	s := clienttest.Start(t, nil)
+	dir := t.TempDir()
+	good, image := clienttest.WriteFile(t, dir, "good.png", clienttest.PNG, 100<<10, 5)
+	bad, _ := clienttest.WriteFile(t, dir, "bad.png", clienttest.MP4, 100<<10, 6) // not a PNG inside
+
+	rec := newRecorder(t)
+	c := newClient(s, s.Token(t, "alice"), rec)
+	results, err := c.UploadFiles(context.Background(), []*client.File{openFile(t, good), openFile(t, bad)}, client.UploadOptions{})
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	if results[0].Err != nil || !bytes.Equal(clienttest.Get(t, results[0].Media.URL), image) {
+		t.Errorf("good.png: got %v, want it uploaded", results[0].Err)
+	}
+	if !client.IsCode(results[1].Err, "TYPE_MISMATCH") {
+		t.Errorf("bad.png: got %v, want TYPE_MISMATCH", results[1].Err)
+	}
+	if got := len(rec.putChunks()); got != 2 {
+		t.Errorf("PUTs: got %d, want 2 (a refused chunk is not retried)", got)
+	}
+}
+
+func TestServerErrorsAreTyped(t *testing.T) {
+	t.Parallel()
+	s := clienttest.Start(t, func(c *app.Config) { c.Upload.DefaultQuota = 1 << 20 })
+	p, _ := clienttest.WriteFile(t, t.TempDir(), "v.mp4", clienttest.MP4, 2<<20, 7)
+
+	for _, c := range []struct {
+		token, code string
+	}{
+		{"not-a-token", "UNAUTHENTICATED"},
+		{s.Token(t, "alice"), "QUOTA_EXCEEDED"},
+	} {
+		_, err := newClient(s, c.token, newRecorder(t)).UploadFiles(context.Background(), []*client.File{openFile(t, p)}, client.UploadOptions{})
+		var gqlErr *client.GraphQLError
+		if !errors.As(err, &gqlErr) || gqlErr.Code != c.code || gqlErr.Message == "" {
+			t.Errorf("got %v, want a GraphQLError with code %s and a message", err, c.code)
+		}
+	}
+}
+
+func TestOpenFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	png, _ := clienttest.WriteFile(t, dir, "pic.png", clienttest.PNG, 1000, 8)
+	unknownExt, _ := clienttest.WriteFile(t, dir, "clip.spoolvideo", clienttest.MP4, 1000, 9)
+	webm, _ := clienttest.WriteFile(t, dir, "clip.WEBM", "\x1a\x45\xdf\xa3", 1000, 11)
+	empty, _ := clienttest.WriteFile(t, dir, "empty.png", "", 0, 10)
+
+	for _, c := range []struct{ path, mimeType string }{
+		{png, "image/png"},
+		{unknownExt, "video/mp4"}, // sniffed
+		{webm, "video/webm"},      // whatever the system's tables say
+	} {
+		f := openFile(t, c.path)
+		if in := f.Input; in.MimeType != c.mimeType || in.Size != 1000 || in.FileName != filepath.Base(c.path) {
+			t.Errorf("%s: got %+v, want %s, 1000 bytes, its base name", c.path, in, c.mimeType)
+		}
+	}
+	for _, c := range []struct{ path, want string }{
+		{filepath.Join(dir, "missing.png"), "no such file"},
+		{dir, "is a directory"},
+		{empty, "is empty"},
+	} {
+		if _, err := client.OpenFile(c.path); err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.path) {
+			t.Errorf("OpenFile(%s): got %v, want an error naming it and saying %q", c.path, err, c.want)
+		}
+	}
+
+	// The fingerprint holds while the file is the same, and changes when
+	// it is rewritten.
+	before := openFile(t, png).Input.Fingerprint
+	if again := openFile(t, png).Input.Fingerprint; again != before {
+		t.Errorf("fingerprint of the same file: got %s, then %s", before, again)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(png, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if after := openFile(t, png).Input.Fingerprint; after == before {
+		t.Errorf("fingerprint after the file changed: still %s", after)
+	}
+}

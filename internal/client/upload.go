@@ -1,0 +1,282 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"golang.org/x/sync/errgroup"
+)
+
+// DefaultParallel is how many chunks are in flight at once unless told.
+const DefaultParallel = 4
+
+const (
+	// maxTries bounds the attempts at one chunk (or one call to the
+	// server) before its file fails. Between them exponential backoff
+	// waits about 0.5 s, 0.75 s, 1.1 s, … (±50 % jitter, so parallel
+	// chunks do not retry in step): about 40 s in all, enough to ride out
+	// a restart or a network blip. A longer outage fails the file, and
+	// running the upload again resumes it.
+	maxTries = 10
+	// urlMargin is how long before its expiry a chunk URL is signed anew
+	// rather than sent, to fail with 403 on the way.
+	urlMargin = time.Minute
+)
+
+// Observer hears how each file of an upload goes, to show it. Its methods
+// are called from many goroutines at once.
+type Observer interface {
+	// Started is called once per file, before any of its bytes are sent,
+	// with the server's plan; up.Progress.UploadedBytes were sent by an
+	// earlier run.
+	Started(file int, up Upload)
+	// Sent reports n more bytes of the file sent. n is negative when an
+	// attempt failed: its bytes will be sent again.
+	Sent(file int, n int64)
+	// Finished is called once per started file.
+	Finished(file int, r Result)
+}
+
+// Result is what became of one file.
+type Result struct {
+	Upload Upload
+	// Media is the finished file when Err is nil.
+	Media MediaFile
+	Err   error
+}
+
+// UploadOptions tunes UploadFiles.
+type UploadOptions struct {
+	// Parallel is how many chunks are in flight at once, across all the
+	// files; below 1 means DefaultParallel.
+	Parallel int
+	// Observer hears about each file; nil means nobody.
+	Observer Observer
+}
+
+// UploadFiles uploads the files as one batch. initBatch plans them, and
+// resumes an unfinished upload of any file sent before (see
+// OpenFile's fingerprint); the chunks the server lacks are then sent,
+// Parallel at a time, each retried with exponential backoff when the
+// network or the server fails it, and each file is completed.
+//
+// It returns one Result per file, in order: a file that fails does not
+// stop the others. It returns an error only when the batch could not be
+// planned (the transport's error, or the server's *GraphQLError:
+// QUOTA_EXCEEDED, UNAUTHENTICATED, …) or ctx ended before every file
+// finished (ctx's error, with the results so far). Uploads cut short are left
+// unfinished on the server: calling UploadFiles again with the same files
+// sends only what is missing.
+func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOptions) ([]Result, error) {
+	inputs := make([]FileInput, len(files))
+	for i, f := range files {
+		inputs[i] = f.Input
+	}
+	// Not retried: a server that cannot be reached at all is most often a
+	// wrong URL, better said at once than after 40 s of retries.
+	batch, err := c.InitBatch(ctx, inputs)
+	if err != nil {
+		return nil, err
+	}
+	if len(batch.Uploads) != len(files) {
+		return nil, fmt.Errorf("the server planned %d uploads for %d files", len(batch.Uploads), len(files))
+	}
+	parallel := opts.Parallel
+	if parallel < 1 {
+		parallel = DefaultParallel
+	}
+	b := &batchUpload{client: c, files: files, observer: opts.Observer, slots: make(chan struct{}, parallel)}
+	if b.observer == nil {
+		b.observer = nobody{}
+	}
+	results := make([]Result, len(files))
+	var wg sync.WaitGroup
+	for i, up := range batch.Uploads {
+		b.observer.Started(i, up)
+		wg.Go(func() {
+			media, err := b.sendFile(ctx, i, up)
+			results[i] = Result{Upload: up, Media: media, Err: err}
+			b.observer.Finished(i, results[i])
+		})
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.Err != nil {
+			return results, ctx.Err() // nil unless ctx ended, maybe causing r.Err
+		}
+	}
+	return results, nil
+}
+
+// batchUpload is one UploadFiles call under way.
+type batchUpload struct {
+	client   *Client
+	files    []*File
+	observer Observer
+	// slots holds a token per chunk in flight, across all files.
+	slots chan struct{}
+}
+
+// sendFile sends the chunks of one file that the server lacks, then
+// completes the file.
+func (b *batchUpload) sendFile(ctx context.Context, file int, up Upload) (MediaFile, error) {
+	urls, err := b.chunksToSend(ctx, up)
+	if err != nil {
+		return MediaFile{}, err
+	}
+	// The first chunk that fails for good stops the file's other chunks.
+	g, gctx := errgroup.WithContext(ctx)
+	for _, u := range urls {
+		if !b.acquire(gctx) {
+			break
+		}
+		g.Go(func() error {
+			defer func() { <-b.slots }()
+			if err := b.sendChunk(gctx, file, up.ID, u); err != nil {
+				return fmt.Errorf("chunk %d: %w", u.ChunkIndex, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return MediaFile{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return MediaFile{}, err
+	}
+	return withRetry(ctx, func() (MediaFile, error) { return b.client.Complete(ctx, up.ID) })
+}
+
+// acquire waits for a free slot; it returns false, holding none, when ctx
+// ends first.
+func (b *batchUpload) acquire(ctx context.Context) bool {
+	select {
+	case b.slots <- struct{}{}:
+		if ctx.Err() != nil {
+			<-b.slots
+			return false
+		}
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// chunksToSend lists a URL for every chunk the server lacks. initBatch
+// lists at most the server's cap of them; Retry lists them all.
+func (b *batchUpload) chunksToSend(ctx context.Context, up Upload) ([]ChunkURL, error) {
+	if len(up.ChunkURLs) >= up.TotalChunks-up.Progress.UploadedChunks {
+		return up.ChunkURLs, nil
+	}
+	return withRetry(ctx, func() ([]ChunkURL, error) { return b.client.Retry(ctx, up.ID) })
+}
+
+// sendChunk PUTs one chunk until the server has it, signing its URL anew
+// when it expired or was refused.
+func (b *batchUpload) sendChunk(ctx context.Context, file int, uploadID string, u ChunkURL) error {
+	_, err := withRetry(ctx, func() (struct{}, error) {
+		if time.Until(u.ExpiresAt) < urlMargin {
+			fresh, err := b.client.RequestChunkURL(ctx, uploadID, u.ChunkIndex)
+			if err != nil {
+				return struct{}{}, err
+			}
+			u = fresh
+		}
+		body := &sentCounter{r: b.files[file].section(u.Offset, u.Size), report: func(n int64) { b.observer.Sent(file, n) }}
+		err := b.client.PutChunk(ctx, u, body)
+		if err != nil {
+			body.takeBack()
+			if hasStatus(err, http.StatusForbidden) {
+				u.ExpiresAt = time.Time{} // sign anew before the next try
+			}
+		}
+		return struct{}{}, err
+	})
+	return err
+}
+
+// withRetry runs op until it succeeds, fails for good (see retryable),
+// has been tried maxTries times or ctx ends.
+func withRetry[T any](ctx context.Context, op func() (T, error)) (T, error) {
+	return backoff.Retry(ctx, func() (T, error) {
+		v, err := op()
+		return v, retryable(err)
+	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxTries(maxTries))
+}
+
+// retryable marks err permanent unless trying again may help: the network
+// failed, the server is busy or failing (5xx, 408, 429,
+// STORAGE_UNAVAILABLE, INTERNAL), or a chunk URL was refused (403: it is
+// signed anew).
+func retryable(err error) error {
+	var g *GraphQLError
+	var h *HTTPError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &g):
+		if g.Code == "STORAGE_UNAVAILABLE" || g.Code == "INTERNAL" {
+			return err
+		}
+	case errors.As(err, &h):
+		if h.Status >= 500 || h.Status == http.StatusForbidden ||
+			h.Status == http.StatusRequestTimeout || h.Status == http.StatusTooManyRequests {
+			return err
+		}
+	default:
+		return err // the network, or ctx ending (which backoff.Retry sees itself)
+	}
+	return backoff.Permanent(err)
+}
+
+func hasStatus(err error, status int) bool {
+	var h *HTTPError
+	return errors.As(err, &h) && h.Status == status
+}
+
+// sentCounter reports a chunk's bytes as the transport reads them, and
+// takes them all back when the attempt fails. Once taken back it reads no
+// more: the transport may still read a failed request's body for a while.
+type sentCounter struct {
+	mu     sync.Mutex
+	r      io.Reader
+	sent   int64
+	done   bool
+	report func(n int64)
+}
+
+func (s *sentCounter) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return 0, io.ErrClosedPipe
+	}
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.sent += int64(n)
+		s.report(int64(n))
+	}
+	return n, err
+}
+
+func (s *sentCounter) takeBack() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	if s.sent > 0 {
+		s.report(-s.sent)
+	}
+}
+
+// nobody is the Observer when there is none.
+type nobody struct{}
+
+func (nobody) Started(int, Upload)  {}
+func (nobody) Sent(int, int64)      {}
+func (nobody) Finished(int, Result) {}
