@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/cwriter"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/spoolhq/spool/internal/client"
+)
+
+// defaultServer is where the client commands look without --server or
+// SPOOL_SERVER: serve's default address.
+const defaultServer = "http://127.0.0.1:8080"
+
+// maxParallel bounds --parallel: more chunks at once than this only add
+// memory and connections, not speed.
+const maxParallel = 64
+
+// uploadFiles sends files to a server as one batch and prints each file's
+// media URL on stdout ("PATH\tURL"); progress goes to stderr.
+func uploadFiles(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("spool upload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: spool upload [flags] FILE...")
+		fs.PrintDefaults()
+	}
+	remote := addRemoteFlags(fs)
+	parallel := fs.Int("parallel", client.DefaultParallel, fmt.Sprintf("chunks sent at once, 1 to %d", maxParallel))
+	paths, err := parseInterspersed(fs, args, getenv)
+	if err != nil {
+		return err
+	}
+	if *parallel < 1 || *parallel > maxParallel {
+		return fmt.Errorf("--parallel must be 1 to %d, got %d", maxParallel, *parallel)
+	}
+	if len(paths) == 0 {
+		return errors.New("no files given (spool upload [flags] FILE...)")
+	}
+	c, err := remote.client(*parallel)
+	if err != nil {
+		return err
+	}
+	// Tests run the server in-process, and its shutdown waits for open
+	// connections: leave none behind.
+	defer c.HTTP.CloseIdleConnections()
+	files, err := openFiles(paths)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+
+	view := newProgressView(stderr, files)
+	results, err := c.UploadFiles(ctx, files, client.UploadOptions{Parallel: *parallel, Observer: view})
+	view.wait()
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted; run the same command again to resume (%w)", err)
+	}
+	if err != nil {
+		return &failure{fmt.Errorf("could not start the upload: %w", err)}
+	}
+	failed := 0
+	for i, r := range results {
+		if r.Err != nil {
+			failed++
+			fmt.Fprintf(stderr, "spool: %s: %v\n", files[i].Path, r.Err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s\t%s\n", files[i].Path, r.Media.URL)
+	}
+	if failed > 0 {
+		return &failure{fmt.Errorf("%d of %d files failed; run the same command again to resume them", failed, len(files))}
+	}
+	return nil
+}
+
+// failure is an error of the work itself (the server refused it, the
+// network failed it), not of how spool was called: it exits 1, not 2.
+type failure struct{ err error }
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+// parseInterspersed is parseFlags that also takes flags after the first
+// argument (spool upload a.mp4 --parallel 8), returning the arguments.
+// "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return nil, err
+	}
+	var rest []string
+	for fs.NArg() > 0 {
+		if used := len(args) - fs.NArg(); used > 0 && args[used-1] == "--" {
+			return append(rest, fs.Args()...), nil
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+	}
+	return rest, nil
+}
+
+// remoteFlags are the flags of every command that calls a server.
+type remoteFlags struct {
+	server, token string
+}
+
+func addRemoteFlags(fs *flag.FlagSet) *remoteFlags {
+	r := &remoteFlags{}
+	fs.StringVar(&r.server, "server", defaultServer, "the spool server's base `URL`")
+	fs.StringVar(&r.token, "token", "", "bearer `TOKEN` (spool token --user NAME prints one)")
+	return r
+}
+
+// client checks the flags and returns a client of the server that keeps
+// up to conns connections open.
+func (r *remoteFlags) client(conns int) (*client.Client, error) {
+	u, err := url.Parse(r.server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("--server %q is not a server URL such as %s", r.server, defaultServer)
+	}
+	if r.token == "" {
+		return nil, errors.New("no token: pass --token or set SPOOL_TOKEN (spool token --user NAME prints one)")
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// The default keeps 2 idle connections per host: parallel chunks
+	// would open and close connections all the time.
+	transport.MaxIdleConnsPerHost = conns
+	// A server that took a chunk but never answers must not hang the
+	// upload: the attempt fails and is retried.
+	transport.ResponseHeaderTimeout = 2 * time.Minute
+	return &client.Client{Server: strings.TrimRight(r.server, "/"), Token: r.token, HTTP: &http.Client{Transport: transport}}, nil
+}
+
+// openFiles opens every file or none, so bad input fails before anything
+// is sent.
+func openFiles(paths []string) ([]*client.File, error) {
+	var files []*client.File
+	for _, p := range paths {
+		f, err := client.OpenFile(p)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+// progressView shows an upload's progress on stderr.
+type progressView interface {
+	client.Observer
+	// wait returns once everything is shown.
+	wait()
+}
+
+// newProgressView draws a bar per file on a terminal, and elsewhere (a
+// log, a pipe, a test) writes a plain line per file and event instead of
+// escape codes.
+func newProgressView(stderr io.Writer, files []*client.File) progressView {
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.Path
+	}
+	if !cwriter.New(stderr).IsTerminal() {
+		return &lineView{out: stderr, names: names}
+	}
+	return &barView{
+		progress: mpb.New(mpb.WithOutput(stderr)),
+		names:    names,
+		bars:     make([]*mpb.Bar, len(files)),
+		pending:  make([]int64, len(files)),
+		shownAt:  make([]time.Time, len(files)),
+	}
+}
+
+func formatSize(n int64) string { return fmt.Sprintf("% .1f", decor.SizeB1024(n)) }
+
+// lineView writes a line when a file starts and when it ends.
+type lineView struct {
+	mu    sync.Mutex
+	out   io.Writer
+	names []string
+}
+
+func (v *lineView) Started(i int, up client.Upload) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	msg := fmt.Sprintf("%s: %s, %s", v.names[i], formatSize(up.TotalSize), up.Strategy)
+	if up.TotalChunks > 1 {
+		msg += fmt.Sprintf(" in %d chunks", up.TotalChunks)
+	}
+	if n := up.Progress.UploadedChunks; n > 0 {
+		msg += fmt.Sprintf(", resuming: %d received before", n)
+	}
+	fmt.Fprintln(v.out, msg)
+}
+
+func (v *lineView) Sent(int, int64) {}
+
+func (v *lineView) Finished(i int, r client.Result) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if r.Err != nil {
+		fmt.Fprintf(v.out, "%s: stopped\n", v.names[i])
+		return
+	}
+	fmt.Fprintf(v.out, "%s: uploaded\n", v.names[i])
+}
+
+func (v *lineView) wait() {}
+
+// redrawEvery batches the bytes a bar is moved by: the transport reads
+// 32 KiB at a time, far more often than a bar is worth redrawing.
+const redrawEvery = 100 * time.Millisecond
+
+// barView draws a bar per file: bytes, percent, speed and time left.
+type barView struct {
+	progress *mpb.Progress
+	names    []string
+
+	mu      sync.Mutex
+	bars    []*mpb.Bar
+	pending []int64     // bytes sent but not shown yet, per file
+	shownAt []time.Time // when each bar last moved
+}
+
+func (v *barView) Started(i int, up client.Upload) {
+	bar := v.progress.AddBar(up.TotalSize,
+		mpb.PrependDecorators(
+			decor.Name(v.names[i], decor.WCSyncSpaceR),
+			decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace),
+		),
+		mpb.AppendDecorators(
+			decor.Percentage(decor.WCSyncSpace),
+			decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace),
+			decor.OnAbort(decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), "done"), "stopped"),
+		),
+	)
+	bar.SetCurrent(up.Progress.UploadedBytes)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.bars[i], v.shownAt[i] = bar, time.Now()
+}
+
+func (v *barView) Sent(i int, n int64) {
+	v.mu.Lock()
+	v.pending[i] += n
+	now := time.Now()
+	elapsed := now.Sub(v.shownAt[i])
+	if n > 0 && elapsed < redrawEvery {
+		v.mu.Unlock()
+		return
+	}
+	bar, move := v.bars[i], v.pending[i]
+	v.pending[i], v.shownAt[i] = 0, now
+	v.mu.Unlock()
+	if move < 0 {
+		bar.IncrInt64(move) // an attempt failed: its bytes will be sent again
+		return
+	}
+	// Time since the bar last moved, whichever chunk moved it, makes the
+	// speed that of all the file's chunks together.
+	bar.EwmaIncrInt64(move, elapsed)
+}
+
+func (v *barView) Finished(i int, r client.Result) {
+	v.mu.Lock()
+	bar, move, elapsed := v.bars[i], v.pending[i], time.Since(v.shownAt[i])
+	v.pending[i] = 0
+	v.mu.Unlock()
+	if r.Err != nil {
+		bar.Abort(false)
+		return
+	}
+	// A file sent within one redraw period still gets its speed.
+	bar.EwmaIncrInt64(move, elapsed)
+	bar.SetCurrent(r.Upload.TotalSize)
+}
+
+func (v *barView) wait() { v.progress.Wait() }
