@@ -5,7 +5,7 @@ GO ?= go
 DATA_DIR ?= data
 BIN := bin/spool
 
-.PHONY: run build test generate check-generated lint bench bench-latency fuzz clean migrations
+.PHONY: run build test test-go test-web web web-deps check-web generate check-generated lint bench bench-latency fuzz clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -13,8 +13,33 @@ run: build
 build:
 	$(GO) build -o $(BIN) ./cmd/spool
 
-test:
+# Every test: Go's, then the Node tests that drive a real spool binary
+# with graphql-ws, Apollo Client and urql, and the browser test (skipped,
+# saying so, where no Chromium is installed; required when CI is set).
+test: test-go test-web
+
+test-go:
 	$(GO) test -count=1 ./...
+
+test-web: build web-deps
+	cd web && SPOOL_BIN=$(CURDIR)/$(BIN) npm test
+
+# The web pages: `make web` rebuilds web/dist (committed, embedded in the
+# binary) from web/src after a change there.
+web: web-deps
+	cd web && npm run build
+
+web-deps: web/node_modules/.package-lock.json
+
+web/node_modules/.package-lock.json: web/package-lock.json web/package.json
+	cd web && npm ci --no-audit --no-fund
+
+# Fails when the committed web/dist is not what `make web` builds.
+check-web: web
+	@git diff --exit-code --stat -- web/dist || \
+		{ echo "web/dist is stale: run 'make web' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- web/dist)" || \
+		{ git status --porcelain -- web/dist; echo "web/dist has files that are not committed"; exit 1; }
 
 # Regenerates ent's code (and graph/ent.graphqls) then gqlgen's, from the
 # module root so gqlgen resolves schema paths the same way every time.
@@ -59,4 +84,4 @@ fuzz:
 		done; done
 
 clean:
-	rm -rf bin
+	rm -rf bin web/node_modules web/test-results
