@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -389,5 +390,37 @@ func TestOpenFile(t *testing.T) {
 	}
 	if after := openFile(t, png).Input.Fingerprint; after == before {
 		t.Errorf("fingerprint after the file changed: still %s", after)
+	}
+}
+
+// More files than the server takes in one batch are planned in as many
+// batches as it takes, and every file still comes back in order.
+func TestMoreFilesThanOneBatch(t *testing.T) {
+	t.Parallel()
+	s := clienttest.Start(t, func(c *app.Config) { c.Upload.MaxBatchFiles = 3 })
+	dir := t.TempDir()
+	var files []*client.File
+	var want [][]byte
+	for i := range 7 {
+		p, b := clienttest.WriteFile(t, dir, fmt.Sprintf("p%d.png", i), clienttest.PNG, 1000+i, uint64(i))
+		files = append(files, openFile(t, p))
+		want = append(want, b)
+	}
+	rec := newRecorder(t)
+	results, err := newClient(s, s.Token(t, "alice"), rec).UploadFiles(context.Background(), files, client.UploadOptions{})
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	for i, r := range results {
+		if r.Err != nil {
+			t.Fatalf("file %d: %v", i, r.Err)
+		}
+		if got := clienttest.Get(t, r.Media.URL); !bytes.Equal(got, want[i]) {
+			t.Errorf("file %d: downloaded %d bytes, want the %d uploaded", i, len(got), len(want[i]))
+		}
+	}
+	// 7 refused, then groups of half that: 3 + 3 + 1.
+	if got := rec.op("initBatch"); got != 4 {
+		t.Errorf("initBatch calls = %d, want 4 (one refused, three planned)", got)
 	}
 }

@@ -78,14 +78,9 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 	for i, f := range files {
 		inputs[i] = f.Input
 	}
-	// Not retried: a server that cannot be reached at all is most often a
-	// wrong URL, better said at once than after 40 s of retries.
-	batch, err := c.InitBatch(ctx, inputs)
+	uploads, err := c.planBatches(ctx, inputs)
 	if err != nil {
 		return nil, err
-	}
-	if len(batch.Uploads) != len(files) {
-		return nil, fmt.Errorf("the server planned %d uploads for %d files", len(batch.Uploads), len(files))
 	}
 	parallel := opts.Parallel
 	if parallel < 1 {
@@ -97,7 +92,7 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 	}
 	results := make([]Result, len(files))
 	var wg sync.WaitGroup
-	for i, up := range batch.Uploads {
+	for i, up := range uploads {
 		b.observer.Started(i, up)
 		wg.Go(func() {
 			media, err := b.sendFile(ctx, i, up)
@@ -112,6 +107,35 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 		}
 	}
 	return results, nil
+}
+
+// planBatches plans the files in as few initBatch calls as the server
+// takes. The server does not publish its batch limit, so a
+// BATCH_TOO_LARGE halves the group until one fits. Not retried otherwise:
+// a server that cannot be reached at all is most often a wrong URL,
+// better said at once than after 40 s of retries. Groups planned before
+// a refusal stay unfinished on the server, resumable by a later run.
+func (c *Client) planBatches(ctx context.Context, inputs []FileInput) ([]Upload, error) {
+	uploads := make([]Upload, 0, len(inputs))
+	group := len(inputs)
+	for start := 0; start < len(inputs); {
+		end := min(start+group, len(inputs))
+		batch, err := c.InitBatch(ctx, inputs[start:end])
+		var gerr *GraphQLError
+		if errors.As(err, &gerr) && gerr.Code == "BATCH_TOO_LARGE" && end-start > 1 {
+			group = (end - start) / 2
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(batch.Uploads) != end-start {
+			return nil, fmt.Errorf("the server planned %d uploads for %d files", len(batch.Uploads), end-start)
+		}
+		uploads = append(uploads, batch.Uploads...)
+		start = end
+	}
+	return uploads, nil
 }
 
 // batchUpload is one UploadFiles call under way.
