@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/spoolhq/spool/internal/app"
-	"github.com/spoolhq/spool/internal/client/clienttest"
+	"github.com/spoolhq/spool/internal/app/apptest"
 )
 
 // spoolCmd runs `spool args…` with getenv and returns what it printed.
@@ -38,10 +38,10 @@ func uploaded(t *testing.T, stdout string) map[string]string {
 
 func TestUploadCommand(t *testing.T) {
 	t.Parallel()
-	s := clienttest.Start(t, nil)
+	s := apptest.Start(t, nil)
 	dir := t.TempDir()
-	image, imageBytes := clienttest.WriteFile(t, dir, "pic.png", clienttest.PNG, 300<<10, 1)
-	video, videoBytes := clienttest.WriteFile(t, dir, "clip.mp4", clienttest.MP4, 12<<20, 2)
+	image, imageBytes := apptest.WriteFile(t, dir, "pic.png", apptest.PNG, 300<<10, 1)
+	video, videoBytes := apptest.WriteFile(t, dir, "clip.mp4", apptest.MP4, 12<<20, 2)
 
 	// The token comes from the environment, the server from a flag, and
 	// flags may follow the files.
@@ -55,7 +55,7 @@ func TestUploadCommand(t *testing.T) {
 		t.Fatalf("stdout: got %q, want a line per file", stdout)
 	}
 	for path, want := range map[string][]byte{image: imageBytes, video: videoBytes} {
-		if got := clienttest.Get(t, urls[path]); !bytes.Equal(got, want) {
+		if got := apptest.Get(t, urls[path]); !bytes.Equal(got, want) {
 			t.Errorf("%s: downloaded %d bytes, want the %d uploaded", path, len(got), len(want))
 		}
 	}
@@ -73,8 +73,8 @@ func TestUploadCommand(t *testing.T) {
 func TestUploadBadInput(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	file, _ := clienttest.WriteFile(t, dir, "pic.png", clienttest.PNG, 1000, 3)
-	empty, _ := clienttest.WriteFile(t, dir, "empty.png", "", 0, 4)
+	file, _ := apptest.WriteFile(t, dir, "pic.png", apptest.PNG, 1000, 3)
+	empty, _ := apptest.WriteFile(t, dir, "empty.png", "", 0, 4)
 	withToken := env("SPOOL_TOKEN", "some-token")
 	for _, c := range []struct {
 		name   string
@@ -109,11 +109,11 @@ func TestUploadBadInput(t *testing.T) {
 
 func TestUploadServerErrors(t *testing.T) {
 	t.Parallel()
-	s := clienttest.Start(t, func(c *app.Config) { c.Upload.DefaultQuota = 2 << 20 })
+	s := apptest.Start(t, func(c *app.Config) { c.Upload.DefaultQuota = 2 << 20 })
 	dir := t.TempDir()
-	small, _ := clienttest.WriteFile(t, dir, "small.png", clienttest.PNG, 1000, 5)
-	big, _ := clienttest.WriteFile(t, dir, "big.mp4", clienttest.MP4, 3<<20, 6)
-	fake, _ := clienttest.WriteFile(t, dir, "fake.png", clienttest.MP4, 1000, 7) // not a PNG inside
+	small, _ := apptest.WriteFile(t, dir, "small.png", apptest.PNG, 1000, 5)
+	big, _ := apptest.WriteFile(t, dir, "big.mp4", apptest.MP4, 3<<20, 6)
+	fake, _ := apptest.WriteFile(t, dir, "fake.png", apptest.MP4, 1000, 7) // not a PNG inside
 	alice := s.Token(t, "alice")
 
 	for _, c := range []struct {
@@ -149,8 +149,8 @@ func TestUploadServerErrors(t *testing.T) {
 
 func TestUploadInterrupted(t *testing.T) {
 	t.Parallel()
-	s := clienttest.Start(t, nil)
-	file, _ := clienttest.WriteFile(t, t.TempDir(), "pic.png", clienttest.PNG, 1000, 8)
+	s := apptest.Start(t, nil)
+	file, _ := apptest.WriteFile(t, t.TempDir(), "pic.png", apptest.PNG, 1000, 8)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // Ctrl-C before anything was sent
 	_, _, err := spoolCmd(t, ctx, env("SPOOL_SERVER", s.URL, "SPOOL_TOKEN", s.Token(t, "alice")), "upload", file)
@@ -179,14 +179,14 @@ func listed(t *testing.T, stdout string) []string {
 
 func TestListMedia(t *testing.T) {
 	t.Parallel()
-	s := clienttest.Start(t, nil)
+	s := apptest.Start(t, nil)
 	dir := t.TempDir()
 	var files []string
 	for i, name := range []string{"a.png", "b.png", "c.png"} {
-		p, _ := clienttest.WriteFile(t, dir, name, clienttest.PNG, 1000, uint64(10+i))
+		p, _ := apptest.WriteFile(t, dir, name, apptest.PNG, 1000, uint64(10+i))
 		files = append(files, p)
 	}
-	clip, _ := clienttest.WriteFile(t, dir, "d.mp4", clienttest.MP4, 1000, 13)
+	clip, _ := apptest.WriteFile(t, dir, "d.mp4", apptest.MP4, 1000, 13)
 	getenv := env("SPOOL_SERVER", s.URL, "SPOOL_TOKEN", s.Token(t, "alice"))
 	if _, stderr, err := spoolCmd(t, context.Background(), getenv, append([]string{"upload", clip}, files...)...); err != nil {
 		t.Fatalf("upload: %v\n%s", err, stderr)

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,64 +13,36 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/spoolhq/spool/internal/app"
-	"github.com/spoolhq/spool/internal/auth"
-	"github.com/spoolhq/spool/internal/upload"
+	"github.com/spoolhq/spool/internal/app/apptest"
 )
 
-const testSecret = "e2e-secret-0123456789abcdef0123456789"
+// testSecret signs the test servers' tokens (for tests that craft their own).
+const testSecret = apptest.Secret
 
 // spool is a running server under test, reached only over HTTP and
 // websockets, as clients reach it.
 type spool struct {
-	t      testing.TB
-	main   *app.Main
-	url    string
-	issuer *auth.Issuer
+	t    testing.TB
+	main *app.Main
+	url  string
+	srv  *apptest.Server
 }
 
 // smallConfig keeps files small: SINGLE up to 1 MiB, 5 MiB chunks.
-func smallConfig(dir string) app.Config {
-	cfg := app.DefaultConfig()
-	cfg.Addr = "127.0.0.1:0"
-	cfg.DataDir = dir
-	cfg.JWTSecret = []byte(testSecret)
-	cfg.Upload.SingleThreshold = 1 * upload.MiB
-	cfg.Upload.ChunkSize = 5 * upload.MiB
-	return cfg
-}
+func smallConfig(dir string) app.Config { return apptest.Config(dir) }
 
 // startSpool runs spool on a free port with a fresh data dir; change
 // edits the config first.
 func startSpool(t testing.TB, change func(*app.Config)) *spool {
 	t.Helper()
-	cfg := smallConfig(t.TempDir())
-	if change != nil {
-		change(&cfg)
-	}
-	m := app.New(cfg, nil)
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatalf("starting spool: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("closing spool: %v", err)
-		}
-	})
-	issuer, err := auth.NewIssuer([]byte(testSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &spool{t: t, main: m, url: m.URL(), issuer: issuer}
+	srv := apptest.Start(t, change)
+	return &spool{t: t, main: srv.Main, url: srv.URL, srv: srv}
 }
 
 // token returns a bearer token for user.
 func (s *spool) token(user string) string {
 	s.t.Helper()
-	tok, err := s.issuer.Issue(user, time.Hour)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return tok
+	return s.srv.Token(s.t, user)
 }
 
 type gqlError struct {

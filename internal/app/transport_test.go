@@ -12,7 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/spoolhq/spool/internal/app"
-	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/app/apptest"
 )
 
 // These tests hold the websocket transport to what graphql-ws, Apollo and
@@ -168,16 +168,8 @@ func (r *errorRecorder) errors() []string {
 func TestSubscriptionStoppedAtOnce(t *testing.T) {
 	t.Parallel()
 	rec := &errorRecorder{}
-	m := app.New(smallConfig(t.TempDir()), slog.New(rec))
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
-	issuer, err := auth.NewIssuer([]byte(testSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &spool{t: t, main: m, url: m.URL(), issuer: issuer}
+	srv := apptest.StartLogged(t, slog.New(rec), nil)
+	s := &spool{t: t, main: srv.Main, url: srv.URL, srv: srv}
 	tok := s.token("alice")
 	up := s.planOne(tok, file("a.png", "image/png", 1000))
 

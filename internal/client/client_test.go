@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/app/apptest"
 	"github.com/spoolhq/spool/internal/client"
-	"github.com/spoolhq/spool/internal/client/clienttest"
 )
 
 // These tests run uploads against a real spool server. A recording
@@ -125,13 +125,13 @@ func (r *recorder) op(name string) int {
 
 // startWithVideo starts a server and writes a 12 MiB video for it, sent
 // as chunks of 5, 5 and 2 MiB; it returns the video's path and bytes.
-func startWithVideo(t *testing.T, change func(*app.Config)) (*clienttest.Server, string, []byte) {
+func startWithVideo(t *testing.T, change func(*app.Config)) (*apptest.Server, string, []byte) {
 	t.Helper()
-	p, video := clienttest.WriteFile(t, t.TempDir(), "v.mp4", clienttest.MP4, 12<<20, 1)
-	return clienttest.Start(t, change), p, video
+	p, video := apptest.WriteFile(t, t.TempDir(), "v.mp4", apptest.MP4, 12<<20, 1)
+	return apptest.Start(t, change), p, video
 }
 
-func newClient(s *clienttest.Server, token string, rt http.RoundTripper) *client.Client {
+func newClient(s *apptest.Server, token string, rt http.RoundTripper) *client.Client {
 	return &client.Client{Server: s.URL, Token: token, HTTP: &http.Client{Transport: rt}}
 }
 
@@ -157,7 +157,7 @@ func uploadOne(t *testing.T, c *client.Client, p string, want []byte, opts clien
 	if r.Err != nil {
 		t.Fatalf("upload of %s: %v", p, r.Err)
 	}
-	if got := clienttest.Get(t, r.Media.URL); !bytes.Equal(got, want) {
+	if got := apptest.Get(t, r.Media.URL); !bytes.Equal(got, want) {
 		t.Fatalf("download of %s: got %d bytes, want the %d uploaded", p, len(got), len(want))
 	}
 	return r
@@ -309,10 +309,10 @@ func TestChunksBeyondTheListedURLs(t *testing.T) {
 
 func TestOneFileFailingLeavesTheOthers(t *testing.T) {
 	t.Parallel()
-	s := clienttest.Start(t, nil)
+	s := apptest.Start(t, nil)
 	dir := t.TempDir()
-	good, image := clienttest.WriteFile(t, dir, "good.png", clienttest.PNG, 100<<10, 5)
-	bad, _ := clienttest.WriteFile(t, dir, "bad.png", clienttest.MP4, 100<<10, 6) // not a PNG inside
+	good, image := apptest.WriteFile(t, dir, "good.png", apptest.PNG, 100<<10, 5)
+	bad, _ := apptest.WriteFile(t, dir, "bad.png", apptest.MP4, 100<<10, 6) // not a PNG inside
 
 	rec := newRecorder(t)
 	c := newClient(s, s.Token(t, "alice"), rec)
@@ -320,7 +320,7 @@ func TestOneFileFailingLeavesTheOthers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upload: %v", err)
 	}
-	if results[0].Err != nil || !bytes.Equal(clienttest.Get(t, results[0].Media.URL), image) {
+	if results[0].Err != nil || !bytes.Equal(apptest.Get(t, results[0].Media.URL), image) {
 		t.Errorf("good.png: got %v, want it uploaded", results[0].Err)
 	}
 	if !client.IsCode(results[1].Err, "TYPE_MISMATCH") {
@@ -333,8 +333,8 @@ func TestOneFileFailingLeavesTheOthers(t *testing.T) {
 
 func TestServerErrorsAreTyped(t *testing.T) {
 	t.Parallel()
-	s := clienttest.Start(t, func(c *app.Config) { c.Upload.DefaultQuota = 1 << 20 })
-	p, _ := clienttest.WriteFile(t, t.TempDir(), "v.mp4", clienttest.MP4, 2<<20, 7)
+	s := apptest.Start(t, func(c *app.Config) { c.Upload.DefaultQuota = 1 << 20 })
+	p, _ := apptest.WriteFile(t, t.TempDir(), "v.mp4", apptest.MP4, 2<<20, 7)
 
 	for _, c := range []struct {
 		token, code string
@@ -353,10 +353,10 @@ func TestServerErrorsAreTyped(t *testing.T) {
 func TestOpenFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	png, _ := clienttest.WriteFile(t, dir, "pic.png", clienttest.PNG, 1000, 8)
-	unknownExt, _ := clienttest.WriteFile(t, dir, "clip.spoolvideo", clienttest.MP4, 1000, 9)
-	webm, _ := clienttest.WriteFile(t, dir, "clip.WEBM", "\x1a\x45\xdf\xa3", 1000, 11)
-	empty, _ := clienttest.WriteFile(t, dir, "empty.png", "", 0, 10)
+	png, _ := apptest.WriteFile(t, dir, "pic.png", apptest.PNG, 1000, 8)
+	unknownExt, _ := apptest.WriteFile(t, dir, "clip.spoolvideo", apptest.MP4, 1000, 9)
+	webm, _ := apptest.WriteFile(t, dir, "clip.WEBM", "\x1a\x45\xdf\xa3", 1000, 11)
+	empty, _ := apptest.WriteFile(t, dir, "empty.png", "", 0, 10)
 
 	for _, c := range []struct{ path, mimeType string }{
 		{png, "image/png"},
@@ -397,12 +397,12 @@ func TestOpenFile(t *testing.T) {
 // batches as it takes, and every file still comes back in order.
 func TestMoreFilesThanOneBatch(t *testing.T) {
 	t.Parallel()
-	s := clienttest.Start(t, func(c *app.Config) { c.Upload.MaxBatchFiles = 3 })
+	s := apptest.Start(t, func(c *app.Config) { c.Upload.MaxBatchFiles = 3 })
 	dir := t.TempDir()
 	var files []*client.File
 	var want [][]byte
 	for i := range 7 {
-		p, b := clienttest.WriteFile(t, dir, fmt.Sprintf("p%d.png", i), clienttest.PNG, 1000+i, uint64(i))
+		p, b := apptest.WriteFile(t, dir, fmt.Sprintf("p%d.png", i), apptest.PNG, 1000+i, uint64(i))
 		files = append(files, openFile(t, p))
 		want = append(want, b)
 	}
@@ -415,7 +415,7 @@ func TestMoreFilesThanOneBatch(t *testing.T) {
 		if r.Err != nil {
 			t.Fatalf("file %d: %v", i, r.Err)
 		}
-		if got := clienttest.Get(t, r.Media.URL); !bytes.Equal(got, want[i]) {
+		if got := apptest.Get(t, r.Media.URL); !bytes.Equal(got, want[i]) {
 			t.Errorf("file %d: downloaded %d bytes, want the %d uploaded", i, len(got), len(want[i]))
 		}
 	}

@@ -1,13 +1,15 @@
-// Package clienttest runs a real spool server in-process for the tests of
-// spool's clients (internal/client, cmd/spool), and makes the files they
-// upload. The server keeps its SQLite database and files in a temporary
-// directory and plans small uploads: SINGLE up to 1 MiB, CHUNKED above in
-// 5 MiB chunks, so a 12 MiB file has chunks of 5, 5 and 2 MiB.
-package clienttest
+// Package apptest runs a real spool server in-process for tests (of the
+// app end to end, and of spool's clients: internal/client, cmd/spool),
+// and makes the files they upload. The server keeps its SQLite database
+// and files in a temporary directory and plans small uploads: SINGLE up
+// to 1 MiB, CHUNKED above in 5 MiB chunks, so a 12 MiB file has chunks of
+// 5, 5 and 2 MiB.
+package apptest
 
 import (
 	"context"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -20,7 +22,9 @@ import (
 	"github.com/spoolhq/spool/internal/upload"
 )
 
-const secret = "clienttest-secret-0123456789abcdef0123"
+// Secret signs the test servers' tokens and URLs; tests that craft their
+// own tokens sign with it too.
+const Secret = "apptest-secret-0123456789abcdef0123456"
 
 // Server is a running spool.
 type Server struct {
@@ -34,14 +38,17 @@ type Server struct {
 // nil, edits its config first.
 func Start(t testing.TB, change func(*app.Config)) *Server {
 	t.Helper()
-	cfg := app.DefaultConfig()
-	cfg.Addr, cfg.DataDir, cfg.JWTSecret = "127.0.0.1:0", t.TempDir(), []byte(secret)
-	cfg.Upload.SingleThreshold = 1 * upload.MiB
-	cfg.Upload.ChunkSize = 5 * upload.MiB
+	return StartLogged(t, nil, change)
+}
+
+// StartLogged is Start with the server logging to log.
+func StartLogged(t testing.TB, log *slog.Logger, change func(*app.Config)) *Server {
+	t.Helper()
+	cfg := Config(t.TempDir())
 	if change != nil {
 		change(&cfg)
 	}
-	m := app.New(cfg, nil)
+	m := app.New(cfg, log)
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatalf("starting spool: %v", err)
 	}
@@ -50,11 +57,21 @@ func Start(t testing.TB, change func(*app.Config)) *Server {
 			t.Errorf("closing spool: %v", err)
 		}
 	})
-	issuer, err := auth.NewIssuer([]byte(secret))
+	issuer, err := auth.NewIssuer([]byte(Secret))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &Server{URL: m.URL(), Main: m, issuer: issuer}
+}
+
+// Config is the test servers' config: a free port, dataDir, Secret, and
+// small uploads (SINGLE up to 1 MiB, 5 MiB chunks).
+func Config(dataDir string) app.Config {
+	cfg := app.DefaultConfig()
+	cfg.Addr, cfg.DataDir, cfg.JWTSecret = "127.0.0.1:0", dataDir, []byte(Secret)
+	cfg.Upload.SingleThreshold = 1 * upload.MiB
+	cfg.Upload.ChunkSize = 5 * upload.MiB
+	return cfg
 }
 
 // Token returns a bearer token for user, valid for an hour.
