@@ -1,0 +1,461 @@
+// The pages spool serves, driven in a real Chromium against a real spool
+// binary: the uploader at / (sign-in, two files, a reload in the middle
+// of a chunked upload and its resumption, the gallery) and GraphiQL at
+// /graphiql (a query, and a subscription that shows an upload made from
+// Node). Screenshots go to web/test-results/. Without Chromium the tests
+// are skipped, saying so; with CI set they fail instead (support/browser.mjs).
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { artifactPath, openBrowser } from './support/browser.mjs';
+import { gql, pngBytes, randomBytesWithHeader, startSpool } from './support/spool.mjs';
+
+const MiB = 1 << 20;
+// Failure guards only: how long to wait for something before failing with
+// a message that says what never came. Nothing asserts a duration.
+const guardMs = 30_000;
+const guarded = { timeout: 120_000 };
+
+// Files above 5 MiB go in 5 MiB chunks: the 30 MiB clip has six.
+const chunkedArgs = ['--single-threshold', '5MiB', '--chunk-size', '5MiB'];
+const clipSize = 30 * MiB;
+// Slow enough that the clip is still uploading when the page reloads,
+// fast enough that a chunk arrives every second or so.
+const throttledUpload = 4 * MiB;
+
+const UPLOAD_STATE = `query ($id: ID!) {
+  upload(id: $id) { id status progress { percent uploadedChunks totalChunks } }
+}`;
+const USER_MEDIA = `query {
+  userMedia(first: 10) { edges { node { id fileName mimeType mediaType fileSize status url } } }
+}`;
+const INIT_BATCH = `mutation ($input: InitBatchInput!) {
+  initBatch(input: $input) {
+    uploads { id chunkUrls { chunkIndex url method headers { name value } offset size } }
+  }
+}`;
+const COMPLETE = `mutation ($uploadId: ID!) { complete(uploadId: $uploadId) { id status } }`;
+
+let spool;
+before(async () => {
+  spool = await startSpool({ args: chunkedArgs });
+});
+after(async () => {
+  await spool?.stop();
+});
+
+test('uploader: sign in, upload, reload mid-upload, resume, gallery, accessibility', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  // Files on disk, chosen by path both times: the browser takes name,
+  // size and lastModified from the file itself, so the fingerprint the
+  // page computes is the same before and after the reload.
+  const dir = await mkdtemp(join(tmpdir(), 'spool-browser-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const photo = { name: 'photo.png', bytes: pngBytes(640, 360) };
+  const clip = { name: 'clip.mp4', bytes: randomBytesWithHeader('video/mp4', clipSize) };
+  for (const f of [photo, clip]) {
+    f.path = join(dir, f.name);
+    await writeFile(f.path, f.bytes);
+  }
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(guardMs);
+  const cdp = await context.newCDPSession(page);
+  const bars = await recordProgressBars(page);
+  const puts = watchChunkPuts(page);
+  // Listening long before the keypress that opens the picker: Playwright
+  // turns interception on asynchronously once a listener exists, and a
+  // chooser opened before that is lost.
+  const choosers = [];
+  page.on('filechooser', (chooser) => choosers.push(chooser));
+
+  // Sign in with the form; the token is kept for the next visit.
+  await page.goto(`${spool.url}/`);
+  await page.locator('#token').waitFor();
+  await assertControlsNamed(cdp, 'the sign-in screen');
+  await page.locator('#token').fill(spool.token);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.locator('#app').waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem('spool.token')), spool.token);
+  assert.equal(await page.locator('#user-name').textContent(), 'alice');
+
+  // One chunk at a time, so the clip's bar climbs in several steps.
+  assert.equal(await page.locator('#parallel').inputValue(), '4', 'parallel chunks default');
+  await page.locator('#parallel').fill('1');
+  await page.locator('#parallel').blur();
+  await page.waitForFunction(() => localStorage.getItem('spool.parallel') === '1');
+
+  await cdp.send('Network.enable');
+  await limitUpload(cdp, throttledUpload);
+  await page.setInputFiles('#files', [photo.path, clip.path]);
+
+  // Reload once spool holds some of the clip's chunks but not all.
+  const clipRow = page.locator('li.upload[data-file-name="clip.mp4"]');
+  const photoRow = page.locator('li.upload[data-file-name="photo.png"]');
+  await page.locator('li.upload[data-file-name="clip.mp4"][data-upload-id]').waitFor({ state: 'attached' });
+  const clipId = await clipRow.getAttribute('data-upload-id');
+  let last;
+  const partial = await until(async () => {
+    last = (await uploadState(clipId)).progress;
+    return last.uploadedChunks >= 1 && last.uploadedChunks < last.totalChunks ? last : null;
+  }, 'clip.mp4 to have some chunks on spool, not all', () => `; last saw ${JSON.stringify(last)} (is the upload throttled?)`);
+  assert.equal(partial.totalChunks, clipSize / (5 * MiB));
+  const photoDoneBeforeReload = (await photoRow.getAttribute('data-status')) === 'COMPLETED';
+  const putsBeforeReload = puts.count();
+  bars.mark('reload');
+  puts.reset();
+  await page.reload();
+  await page.locator('#app').waitFor();
+
+  // The unfinished upload is listed, waiting for its file.
+  const listed = page.locator(`li.upload[data-upload-id="${clipId}"]`);
+  await waitForAttribute(listed, 'data-status', 'PAUSED', 'the unfinished clip.mp4 listed after the reload');
+  assert.equal(await listed.getAttribute('data-file-name'), 'clip.mp4');
+  await listed.getByRole('button', { name: 'Resume clip.mp4' }).waitFor();
+  // Read now, not at once after the reload: a chunk whose last byte left
+  // before it may still be landing on spool then.
+  const received = await receivedChunks(clipId);
+  assert.ok(received.length >= 1 && received.length < partial.totalChunks,
+    `after the reload spool holds chunks [${received}] of ${partial.totalChunks}`);
+  const heldPercent = String((await uploadState(clipId)).progress.percent);
+  await waitForAttribute(listed.locator('[role=progressbar]'), 'aria-valuenow', heldPercent, 'the listed row to show what spool holds');
+
+  // Choosing the same file again resumes the same upload, unthrottled.
+  await limitUpload(cdp, -1);
+  await page.setInputFiles('#files', photoDoneBeforeReload ? [clip.path] : [photo.path, clip.path]);
+  const resumed = page.locator(`li.upload[data-upload-id="${clipId}"]`);
+  await waitForAttribute(resumed, 'data-status', 'COMPLETED', 'clip.mp4 to complete after resuming');
+  assert.equal(await resumed.locator('[role=progressbar]').getAttribute('aria-valuenow'), '100');
+  assert.equal(await clipRow.count(), 1, 'one row for clip.mp4: the listed one gave way to the resumed one');
+  assert.equal(await clipRow.getAttribute('data-upload-id'), clipId, 'the same upload id before and after the reload');
+
+  const missing = range(partial.totalChunks).filter((i) => !received.includes(i));
+  assert.deepEqual(puts.indexes(clipId), missing,
+    `after the reload, PUTs of exactly the chunks spool lacked (it had [${received}])`);
+  assert.ok(puts.count() < partial.totalChunks,
+    `${puts.count()} chunk PUTs after the reload, fewer than the ${partial.totalChunks} chunks`);
+  assert.ok(putsBeforeReload >= 2, `photo.png and at least one clip.mp4 chunk sent before the reload (${putsBeforeReload} PUTs)`);
+
+  if (photoDoneBeforeReload) {
+    assert.ok(bars.values('photo.png', 'reload').includes(100), 'photo.png reached 100 before the reload');
+  } else {
+    await waitForAttribute(photoRow, 'data-status', 'COMPLETED', 'photo.png to complete after choosing it again');
+    assert.equal(await photoRow.locator('[role=progressbar]').getAttribute('aria-valuenow'), '100');
+  }
+
+  // The bars only ever rose, through the reload too; the clip's climbed in steps.
+  for (const name of [photo.name, clip.name]) {
+    const seen = bars.values(name);
+    assert.deepEqual(seen, [...seen].sort((a, b) => a - b), `${name}'s aria-valuenow went backwards: ${seen}`);
+    assert.equal(seen.at(-1), 100, `${name}'s bar ends at 100: ${seen}`);
+  }
+  const clipBefore = bars.values(clip.name, 'reload');
+  t.diagnostic(`clip.mp4's bar: ${clipBefore} | reload | ${bars.values(clip.name).slice(clipBefore.length)}; ` +
+    `spool held chunks [${received}] of ${partial.totalChunks}; PUTs after the reload: [${puts.indexes(clipId)}]; ` +
+    `photo.png ${photoDoneBeforeReload ? 'completed before' : 'completed after'} the reload`);
+  assert.ok(clipBefore.some((v) => v > 0 && v < 100), `clip.mp4's bar moved before the reload: ${clipBefore}`);
+
+  // The gallery shows both files, checked (READY), with their bytes.
+  const gallery = page.locator('#gallery li.media');
+  await until(async () => {
+    const items = await gallery.evaluateAll((lis) => lis.map((li) => [li.dataset.fileName, li.querySelector('.media-status')?.dataset.status]));
+    const ready = items.filter(([, status]) => status === 'READY').map(([name]) => name).sort();
+    return ready.length === 2 && ready.join() === 'clip.mp4,photo.png';
+  }, 'photo.png and clip.mp4 READY in the gallery');
+  assert.equal(await page.locator('#load-more').isHidden(), true, 'no Load more with everything shown');
+  await page.getByRole('button', { name: 'Delete photo.png' }).waitFor();
+  await page.getByRole('button', { name: 'Delete clip.mp4' }).waitFor();
+  await page.screenshot({ path: await artifactPath('uploader.png'), fullPage: true });
+
+  const stored = (await mustGql(spool.token, USER_MEDIA)).userMedia.edges.map((e) => e.node);
+  assert.deepEqual(stored.map((m) => m.fileName).sort(), ['clip.mp4', 'photo.png']);
+  for (const m of stored) {
+    const sent = m.fileName === photo.name ? photo.bytes : clip.bytes;
+    assert.equal(await page.locator(`#gallery li.media[data-media-id="${m.id}"]`).getAttribute('data-file-name'), m.fileName,
+      `the gallery shows ${m.fileName} as media ${m.id}`);
+    const res = await fetch(new URL(m.url, spool.url), { headers: { Authorization: `Bearer ${spool.token}` } });
+    assert.equal(res.status, 200, `GET ${m.fileName}'s url`);
+    const got = Buffer.from(await res.arrayBuffer());
+    assert.equal(sha256(got), sha256(sent), `${m.fileName}: the bytes spool serves are the bytes sent`);
+  }
+
+  await page.locator('#type-filter').selectOption({ label: 'Images' });
+  await until(async () => (await galleryNames(page)) === 'photo.png', 'the Images filter to show photo.png alone');
+
+  // Accessibility: names for every control, proper progress bars, and
+  // the file picker reachable from the keyboard.
+  await assertControlsNamed(cdp, 'the uploader');
+  await assertProgressBars(page);
+  await page.reload();
+  await page.locator('#app').waitFor();
+  const reached = await tabTo(page, ['files', 'drop-zone']);
+  await page.keyboard.press(reached === 'files' ? 'Space' : 'Enter');
+  const chooser = await until(async () => choosers[0], `a file chooser after pressing ${reached === 'files' ? 'Space' : 'Enter'} on #${reached}`);
+  assert.equal(chooser.isMultiple(), true, `the picker (#${reached}) takes several files`);
+});
+
+test('GraphiQL: a query, then a subscription that shows an upload made elsewhere', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  const token = await spool.tokenFor('grace');
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.addInitScript((value) => localStorage.setItem('spool.token', value), token);
+  const page = await context.newPage();
+  page.setDefaultTimeout(guardMs);
+  await page.goto(`${spool.url}/graphiql`);
+  await page.locator('.graphiql-query-editor .monaco-editor').waitFor();
+
+  const execute = page.locator('button.graphiql-execute-button');
+  const response = page.locator('.graphiql-response');
+  const responseText = async () => (await response.innerText()).replace(/\u00a0/g, ' ');
+
+  // The first example tab asks who the token belongs to.
+  await selectTab(page, 'Me', 'query Me');
+  await execute.click();
+  await until(async () => (await responseText()).includes('"name": "grace"'), 'GraphiQL to show me.name "grace"');
+
+  // An unfinished upload is in myUploads' opening snapshot: its arrival
+  // says the subscription is live before anything is sent.
+  const bytes = pngBytes(48, 48);
+  const [upload] = (await mustGql(token, INIT_BATCH, {
+    input: { files: [{ fileName: 'from-node.png', size: bytes.length, mimeType: 'image/png' }] },
+  })).initBatch.uploads;
+  await selectTab(page, 'MyUploads', 'subscription MyUploads');
+  await execute.click();
+  await waitForAttribute(execute, 'aria-label', 'Stop query (Ctrl-Enter)', 'the subscription to start');
+  await until(async () => {
+    const text = await responseText();
+    return text.includes(upload.id) && text.includes('"INITIALIZED"');
+  }, `myUploads' snapshot with ${upload.id} INITIALIZED in GraphiQL`);
+
+  for (const chunk of upload.chunkUrls) await putChunk(chunk, bytes);
+  await mustGql(token, COMPLETE, { uploadId: upload.id });
+  await until(async () => {
+    const text = await responseText();
+    return text.includes(upload.id) && text.includes('"COMPLETED"');
+  }, `${upload.id} COMPLETED in GraphiQL's response pane`);
+  await page.screenshot({ path: await artifactPath('graphiql.png') });
+  await execute.click(); // stops the subscription
+  await waitForAttribute(execute, 'aria-label', 'Execute query (Ctrl-Enter)', 'the subscription to stop');
+});
+
+// limitUpload caps the page's upload rate through DevTools' network
+// emulation (which throttles XHR bodies too); -1 lifts the cap.
+function limitUpload(cdp, bytesPerSecond) {
+  return cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: -1,
+    uploadThroughput: bytesPerSecond,
+  });
+}
+
+// recordProgressBars records every aria-valuenow each upload row shows,
+// as a MutationObserver in the page sees it, through reloads. Rows not
+// yet tied to an upload (no data-upload-id, shown while spool plans
+// them) are left out: their 0 says nothing of spool's progress.
+async function recordProgressBars(page) {
+  const samples = [];
+  const marks = new Map();
+  await page.exposeFunction('__spoolTestBar', (name, value) => {
+    if (samples.findLast((s) => s.name === name)?.value !== value) samples.push({ name, value });
+  });
+  await page.addInitScript(() => {
+    const report = (li) => {
+      const bar = li.querySelector('[role=progressbar]');
+      if (li.dataset.uploadId && bar) window.__spoolTestBar(li.dataset.fileName, Number(bar.getAttribute('aria-valuenow')));
+    };
+    new MutationObserver((mutations) => {
+      for (const m of mutations) {
+        const nodes = m.type === 'attributes' ? [m.target] : [...m.addedNodes];
+        for (const node of nodes) {
+          if (!(node instanceof Element)) continue;
+          const row = node.closest('li.upload');
+          if (row) report(row);
+          else node.querySelectorAll('li.upload').forEach(report);
+        }
+      }
+    }).observe(document, {
+      subtree: true,
+      childList: true,
+      attributes: true,
+      attributeFilter: ['aria-valuenow', 'data-upload-id'],
+    });
+  });
+  return {
+    mark: (label) => marks.set(label, samples.length),
+    /** aria-valuenow values of name, all or those before the mark. */
+    values: (name, beforeMark) => {
+      const end = beforeMark ? marks.get(beforeMark) : samples.length;
+      return samples.slice(0, end).filter((s) => s.name === name).map((s) => s.value);
+    },
+  };
+}
+
+// watchChunkPuts counts the page's PUTs to the data plane since reset().
+function watchChunkPuts(page) {
+  let seen = [];
+  page.on('request', (req) => {
+    if (req.method() !== 'PUT') return;
+    const m = new URL(req.url()).pathname.match(/^\/uploads\/([^/]+)\/chunks\/(\d+)$/);
+    if (m) seen.push({ uploadId: decodeURIComponent(m[1]), index: Number(m[2]) });
+  });
+  return {
+    reset: () => { seen = []; },
+    count: () => seen.length,
+    indexes: (uploadId) => seen.filter((p) => p.uploadId === uploadId).map((p) => p.index).sort((a, b) => a - b),
+  };
+}
+
+async function uploadState(id) {
+  const upload = (await mustGql(spool.token, UPLOAD_STATE, { id })).upload;
+  assert.ok(upload, `upload ${id} not found`);
+  return upload;
+}
+
+// receivedChunks asks the data plane which chunks spool holds
+// (Spool-Received-Chunks: "0-2,4").
+async function receivedChunks(id) {
+  const res = await fetch(`${spool.url}/uploads/${encodeURIComponent(id)}`, {
+    method: 'HEAD',
+    headers: { Authorization: `Bearer ${spool.token}` },
+  });
+  assert.equal(res.status, 200, `HEAD /uploads/${id}`);
+  const ranges = res.headers.get('Spool-Received-Chunks') ?? '';
+  return ranges.split(',').filter(Boolean).flatMap((part) => {
+    const [from, to = from] = part.split('-').map(Number);
+    return range(to - from + 1).map((i) => from + i);
+  });
+}
+
+async function putChunk(chunk, bytes) {
+  const res = await fetch(chunk.url, {
+    method: chunk.method,
+    headers: Object.fromEntries(chunk.headers.map((h) => [h.name, h.value])),
+    body: bytes.subarray(Number(chunk.offset), Number(chunk.offset) + Number(chunk.size)),
+  });
+  const text = await res.text();
+  assert.ok(res.ok, `PUT chunk ${chunk.chunkIndex}: HTTP ${res.status} ${text}`);
+}
+
+async function mustGql(token, query, variables) {
+  const body = await gql(spool.url, token, query, variables);
+  assert.equal(body.errors, undefined, `GraphQL errors: ${JSON.stringify(body.errors)}`);
+  return body.data;
+}
+
+// assertControlsNamed checks, with the accessible names Chromium itself
+// computes, that every input, select and button a user can reach
+// (hidden ones are left out of the accessibility tree) has a name.
+async function assertControlsNamed(cdp, where) {
+  const { result } = await cdp.send('Runtime.evaluate', {
+    expression: `[...document.querySelectorAll('input, select, textarea, button, [role=button]')]`,
+  });
+  const { result: props } = await cdp.send('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
+  const elements = props.filter((p) => /^\d+$/.test(p.name)).map((p) => p.value.objectId);
+  const unnamed = [];
+  let named = 0;
+  for (const objectId of elements) {
+    const { nodes } = await cdp.send('Accessibility.getPartialAXTree', { objectId, fetchRelatives: false });
+    const node = nodes[0];
+    if (!node || node.ignored) continue;
+    if (node.name?.value?.trim()) {
+      named++;
+      continue;
+    }
+    const { result: html } = await cdp.send('Runtime.callFunctionOn', {
+      objectId,
+      functionDeclaration: 'function () { return this.outerHTML.slice(0, 160); }',
+      returnByValue: true,
+    });
+    unnamed.push(`${node.role?.value}: ${html.value}`);
+  }
+  await cdp.send('Runtime.releaseObject', { objectId: result.objectId });
+  assert.deepEqual(unnamed, [], `controls without an accessible name on ${where}`);
+  assert.ok(named > 0, `no controls found on ${where}`);
+}
+
+async function assertProgressBars(page) {
+  const bars = await page.locator('li.upload [role=progressbar]').evaluateAll((els) => els.map((el) => ({
+    label: el.getAttribute('aria-label'),
+    now: el.getAttribute('aria-valuenow'),
+    min: el.getAttribute('aria-valuemin'),
+    max: el.getAttribute('aria-valuemax'),
+  })));
+  assert.ok(bars.length > 0, 'upload rows have progress bars');
+  for (const bar of bars) {
+    assert.ok(bar.label, `a progress bar without aria-label: ${JSON.stringify(bar)}`);
+    assert.equal(bar.min, '0', `${bar.label}: aria-valuemin`);
+    assert.equal(bar.max, '100', `${bar.label}: aria-valuemax`);
+    assert.ok(/^\d+$/.test(bar.now ?? '') && Number(bar.now) <= 100, `${bar.label}: aria-valuenow ${bar.now}`);
+  }
+}
+
+// tabTo presses Tab from the top of the page until one of ids has the
+// focus, and returns it.
+async function tabTo(page, ids) {
+  const path = [];
+  for (let i = 0; i < 30; i++) {
+    await page.keyboard.press('Tab');
+    const id = await page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+    path.push(id);
+    if (ids.includes(id)) return id;
+  }
+  assert.fail(`Tab never reached ${ids.join(' or ')}; focus went ${path.join(' → ')}`);
+}
+
+// selectTab opens GraphiQL's example tab label and waits until its
+// operation is in the editor and GraphiQL has parsed it: it re-reads the
+// operation name on a 100 ms debounce, and executing sooner sends the
+// previous tab's name. A page timer set after the change fires after it.
+async function selectTab(page, label, operation) {
+  await page.locator('.graphiql-tab .graphiql-tab-button', { hasText: new RegExp(`^${label}$`) }).click();
+  await until(async () => (await page.locator('.graphiql-query-editor .view-lines').innerText()).replace(/\u00a0/g, ' ').includes(operation),
+    `the ${label} tab's operation in GraphiQL's editor`);
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 300)));
+}
+
+async function galleryNames(page) {
+  if (await page.locator('#gallery[aria-busy]').count()) return null;
+  return (await page.locator('#gallery li.media').evaluateAll((lis) => lis.map((li) => li.dataset.fileName))).sort().join();
+}
+
+async function waitForAttribute(locator, name, want, what) {
+  let got;
+  await until(async () => {
+    const values = await locator.evaluateAll((els, attr) => els.map((el) => el.getAttribute(attr)), name);
+    got = values.length === 1 ? values[0] : `${values.length} elements: ${JSON.stringify(values)}`;
+    return got === want;
+  }, `${what} (${name}="${want}")`, () => `; last saw ${name}="${got}"`);
+}
+
+// until polls check until it returns something truthy, and returns that;
+// after guardMs it fails saying what never happened.
+async function until(check, what, detail = () => '') {
+  const deadline = Date.now() + guardMs;
+  for (;;) {
+    const got = await check();
+    if (got) return got;
+    if (Date.now() > deadline) assert.fail(`gave up waiting ${guardMs / 1000} s for ${what} ${detail()}`.trim());
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function range(n) {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+function sha256(bytes) {
+  return createHash('sha256').update(bytes).digest('hex');
+}
