@@ -18,8 +18,10 @@ build:
 # saying so, where no Chromium is installed; required when CI is set).
 test: test-go test-web
 
+# -race: the upload state machine and the progress fan-out are concurrent
+# by nature; every test run doubles as a race check.
 test-go:
-	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 ./...
 
 test-web: build web-deps
 	cd web && SPOOL_BIN=$(CURDIR)/$(BIN) npm test
