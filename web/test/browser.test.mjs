@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { artifactPath, openBrowser } from './support/browser.mjs';
-import { gql, pngBytes, randomBytesWithHeader, startSpool } from './support/spool.mjs';
+import { gql, pngBytes, putChunk, randomBytesWithHeader, startSpool } from './support/spool.mjs';
 
 const MiB = 1 << 20;
 // Failure guards only: how long to wait for something before failing with
@@ -339,15 +339,6 @@ async function receivedChunks(id) {
   });
 }
 
-async function putChunk(chunk, bytes) {
-  const res = await fetch(chunk.url, {
-    method: chunk.method,
-    headers: Object.fromEntries(chunk.headers.map((h) => [h.name, h.value])),
-    body: bytes.subarray(Number(chunk.offset), Number(chunk.offset) + Number(chunk.size)),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `PUT chunk ${chunk.chunkIndex}: HTTP ${res.status} ${text}`);
-}
 
 async function mustGql(token, query, variables) {
   const body = await gql(spool.url, token, query, variables);

@@ -15,7 +15,7 @@ import UploadHttpLink from 'apollo-upload-client/UploadHttpLink.mjs';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
-import { gql, pngBytes, randomBytesWithHeader, startSpool } from './support/spool.mjs';
+import { gql, pngBytes, putChunk, randomBytesWithHeader, startSpool } from './support/spool.mjs';
 
 const MiB = 1 << 20;
 // Failure guards only: how long to wait for something before failing with
@@ -540,17 +540,6 @@ async function complete(token, uploadId) {
 
 async function mediaCount(token) {
   return (await mustGql(token, USER_MEDIA, { first: 1 })).userMedia.totalCount;
-}
-
-// putChunk sends a chunk's bytes as its signed URL says.
-async function putChunk(chunk, bytes) {
-  const res = await fetch(chunk.url, {
-    method: chunk.method,
-    headers: Object.fromEntries(chunk.headers.map((h) => [h.name, h.value])),
-    body: bytes.subarray(Number(chunk.offset), Number(chunk.offset) + Number(chunk.size)),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `PUT chunk ${chunk.chunkIndex}: HTTP ${res.status} ${text}`);
 }
 
 // storeImages uploads small PNGs through the data plane and returns their

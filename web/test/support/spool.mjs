@@ -160,6 +160,18 @@ async function waitHealthy(url, exited, log) {
  * ({ data, errors }). url is the server's base URL or its /graphql URL.
  * Throws if the answer is not JSON.
  */
+// putChunk sends a chunk's bytes (sliced from the whole file's) the way
+// its ChunkURL says, and fails unless spool takes them.
+export async function putChunk(chunk, fileBytes) {
+  const res = await fetch(chunk.url, {
+    method: chunk.method,
+    headers: Object.fromEntries(chunk.headers.map((h) => [h.name, h.value])),
+    body: fileBytes.subarray(Number(chunk.offset), Number(chunk.offset) + Number(chunk.size)),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`PUT chunk ${chunk.chunkIndex}: HTTP ${res.status} ${text}`);
+}
+
 export async function gql(url, token, query, variables = {}) {
   const endpoint = url.replace(/\/+$/, '').endsWith('/graphql') ? url : `${url.replace(/\/+$/, '')}/graphql`;
   const headers = { 'Content-Type': 'application/json' };
