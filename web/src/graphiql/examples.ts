@@ -6,7 +6,8 @@ type TabDefinition = NonNullable<GraphiQLProps["defaultTabs"]>[number];
 // operation (Me, MyMedia, InitBatch, MyUploads); once someone edits them,
 // GraphiQL's own storage keeps their tabs instead.
 
-const me = `# Who the token belongs to; how much of the quota is used.
+const me = `# Who the token belongs to, and how much
+# of the quota is used.
 query Me {
   me {
     id
@@ -89,9 +90,10 @@ const initBatchVariables = `{
 }
 `;
 
-const myUploads = `# Progress of all your uploads: the unfinished ones
-# first, then every change, until you stop it.
-# Start an upload elsewhere (the Uploader) and watch.
+const myUploads = `# Progress of all your uploads: the
+# unfinished ones first, then every change,
+# until you stop it. Start an upload
+# elsewhere (the Uploader) and watch.
 subscription MyUploads {
   myUploads {
     uploadId
