@@ -96,19 +96,24 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		ids      = make([]string, len(files))
 		prepared []string // storage keys to discard if the batch fails
 	)
-	err := s.withTx(ctx, func(tx *ent.Tx) error {
+	err := s.withTx(ctx, func(tx *ent.Tx) (err error) {
 		if err := tx.UploadBatch.Create().SetID(batchID).SetOwnerID(userID).
 			SetNillableChannelID(spec.ChannelID).Exec(ctx); err != nil {
 			return fmt.Errorf("creating batch: %w", err)
 		}
+		// Resumes first: they lock session rows, and every transaction
+		// that touches both (cancel, expiry, complete) locks the session
+		// before the user's quota row. Reserving as we went would take
+		// the quota row first whenever a new file preceded a resumed one,
+		// and deadlock against a cancel of that upload.
 		for i, f := range files {
-			resumed, err := s.resumeInto(ctx, tx, userID, batchID, f)
-			if err != nil {
+			if ids[i], err = s.resumeInto(ctx, tx, userID, batchID, f); err != nil {
 				return err
 			}
-			if resumed != "" {
-				ids[i] = resumed
-				continue
+		}
+		for i, f := range files {
+			if ids[i] != "" {
+				continue // resumed
 			}
 			if err := reserveQuota(ctx, tx, userID, f.Size); err != nil {
 				return err

@@ -318,3 +318,55 @@ func TestPostgresCancelRacesChunk(t *testing.T) {
 	}
 	t.Logf("chunk recorded before the cancel %d times, refused after it %d times", recordedFirst, refused)
 }
+
+// A batch that resumes one upload and starts another, racing a cancel of
+// the resumed one, must not deadlock: both lock the session row before
+// the user's quota row. Before that order was kept, PostgreSQL aborted one
+// of them as a deadlock (INTERNAL) now and then.
+func TestPostgresResumeRacesCancel(t *testing.T) {
+	t.Parallel()
+	rs := newReplicas(t, 2, testConfig())
+	alice := rs[0].user(t, "alice")
+	for round := range 40 {
+		fp := fmt.Sprintf("fp-%d", round)
+		resumable := mp4Spec(fmt.Sprintf("r%d.mp4", round), twoChunks)
+		resumable.Fingerprint = &fp
+		first := rs[0].initOne(t, alice, resumable)
+
+		// The new file comes first, so a batch that locked as it went
+		// would take the quota row before the resumed session's.
+		fresh := mp4Spec(fmt.Sprintf("n%d.mp4", round), twoChunks)
+		var (
+			batch     *upload.Batch
+			initErr   error
+			cancelErr error
+		)
+		race(2, func(i int) {
+			if i == 0 {
+				batch, initErr = rs[0].svc.InitBatch(context.Background(), alice,
+					upload.BatchSpec{Files: []upload.FileSpec{fresh, resumable}})
+				return
+			}
+			_, cancelErr = rs[1].svc.Cancel(context.Background(), alice, first.ID)
+		})
+		if initErr != nil {
+			t.Fatalf("round %d: InitBatch = %v, want success", round, initErr)
+		}
+		if cancelErr != nil && upload.ErrorCode(cancelErr) != upload.CodeAlreadyFinished {
+			t.Fatalf("round %d: Cancel = %v, want success or ALREADY_FINISHED", round, cancelErr)
+		}
+		// Either the cancel came first and the batch started the file
+		// afresh, or the batch resumed it and the cancel stopped it.
+		if cancelErr == nil && batch.Uploads[1].ID == first.ID && rs[1].stored(t, first.ID).Status != upload.StatusCancelled {
+			t.Fatalf("round %d: cancel succeeded but the resumed upload is %s", round, rs[1].stored(t, first.ID).Status)
+		}
+		for _, up := range batch.Uploads {
+			if _, err := rs[0].svc.Cancel(context.Background(), alice, up.ID); err != nil && upload.ErrorCode(err) != upload.CodeAlreadyFinished {
+				t.Fatalf("round %d: cleaning up %s: %v", round, up.ID, err)
+			}
+		}
+	}
+	if got := rs[0].reserved(t, alice); got != 0 {
+		t.Errorf("reserved = %d after cancelling everything, want 0", got)
+	}
+}
