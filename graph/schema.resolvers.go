@@ -139,29 +139,23 @@ func (r *queryResolver) Me(ctx context.Context) (*ent.User, error) {
 
 // UploadProgress is the resolver for the uploadProgress field.
 func (r *subscriptionResolver) UploadProgress(ctx context.Context, uploadID string) (<-chan *upload.Progress, error) {
-	uid, err := upload.CallerFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.Uploads.WatchUpload(ctx, uid, uploadID)
+	return watch(ctx, func(uid string) (<-chan *upload.Progress, error) {
+		return r.Uploads.WatchUpload(ctx, uid, uploadID)
+	})
 }
 
 // BatchProgress is the resolver for the batchProgress field.
 func (r *subscriptionResolver) BatchProgress(ctx context.Context, batchID string) (<-chan *upload.Progress, error) {
-	uid, err := upload.CallerFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.Uploads.WatchBatch(ctx, uid, batchID)
+	return watch(ctx, func(uid string) (<-chan *upload.Progress, error) {
+		return r.Uploads.WatchBatch(ctx, uid, batchID)
+	})
 }
 
 // MyUploads is the resolver for the myUploads field.
 func (r *subscriptionResolver) MyUploads(ctx context.Context) (<-chan *upload.Progress, error) {
-	uid, err := upload.CallerFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.Uploads.WatchUser(ctx, uid)
+	return watch(ctx, func(uid string) (<-chan *upload.Progress, error) {
+		return r.Uploads.WatchUser(ctx, uid)
+	})
 }
 
 // ChunkUrls is the resolver for the chunkUrls field.

@@ -40,6 +40,9 @@ type ServerOptions struct {
 	// MaxMultipartBody bounds a multipart request (uploadImage) as a
 	// whole; zero means 11 MiB.
 	MaxMultipartBody int64
+	// MaxSubscriptions bounds the subscriptions one websocket runs at
+	// once; zero means 100.
+	MaxSubscriptions int
 }
 
 // NewServer returns the GraphQL handler for POST, GET, multipart and
@@ -57,6 +60,9 @@ func NewServer(o ServerOptions) *handler.Server {
 	if o.MaxMultipartBody == 0 {
 		o.MaxMultipartBody = 11 << 20
 	}
+	if o.MaxSubscriptions == 0 {
+		o.MaxSubscriptions = 100
+	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Uploads: o.Uploads}}))
 	srv.AddTransport(transport.Websocket{
 		Upgrader: websocket.Upgrader{
@@ -64,7 +70,7 @@ func NewServer(o ServerOptions) *handler.Server {
 			ReadBufferSize:  4096,
 			WriteBufferSize: 4096,
 		},
-		InitFunc:         websocketAuth(o.Auth),
+		InitFunc:         websocketAuth(o.Auth, o.MaxSubscriptions),
 		InitTimeout:      10 * time.Second,
 		PingPongInterval: o.PingInterval,
 		// KeepAlivePingInterval serves legacy graphql-ws clients, which
@@ -88,9 +94,12 @@ func NewServer(o ServerOptions) *handler.Server {
 // or missing token does not refuse the connection: gqlgen would close it
 // with code 1000, which graphql-ws clients retry at once, forever. The
 // connection is accepted unauthenticated instead, and every operation on
-// it answers UNAUTHENTICATED, which clients do not retry.
-func websocketAuth(auth Authenticator) transport.WebsocketInitFunc {
+// it answers UNAUTHENTICATED, which clients do not retry. The context it
+// returns is every operation's on the connection, so it also carries the
+// connection's subscription budget.
+func websocketAuth(auth Authenticator, maxSubscriptions int) transport.WebsocketInitFunc {
 	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		ctx = withSubscriptionSlots(ctx, maxSubscriptions)
 		header := p.Authorization()
 		if header == "" {
 			header, _ = p["authorization"].(string)

@@ -111,6 +111,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.TextVar(&level, "log-level", level, "log `LEVEL`: debug, info, warn or error")
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often expired uploads are swept")
 	fs.IntVar(&up.MaxBatchFiles, "max-batch-files", up.MaxBatchFiles, "files per initBatch")
+	fs.IntVar(&cfg.MaxSubscriptions, "max-subscriptions", 100, "subscriptions one websocket may run at once")
 	fs.Var(&single, "single-threshold", "largest `SIZE` uploaded as one SINGLE chunk")
 	fs.Var(&chunk, "chunk-size", "`SIZE` of CHUNKED uploads' chunks (multiple of 256KiB, ≥ 5MiB)")
 	fs.IntVar(&up.MaxChunkURLs, "max-chunk-urls", up.MaxChunkURLs, "signed URLs listed per upload")
@@ -166,6 +167,7 @@ func checkServeConfig(cfg app.Config) error {
 		{"--max-batch-files", int64(up.MaxBatchFiles)}, {"--max-chunk-urls", int64(up.MaxChunkURLs)},
 		{"--quota", up.DefaultQuota}, {"--single-threshold", up.SingleThreshold}, {"--chunk-size", up.ChunkSize},
 		{"--chunk-url-ttl", int64(up.ChunkURLTTL)}, {"--session-ttl", int64(up.SessionTTL)}, {"--media-url-ttl", int64(up.MediaURLTTL)},
+		{"--max-subscriptions", int64(cfg.MaxSubscriptions)},
 	} {
 		if c.v <= 0 {
 			return fmt.Errorf("%s must be positive", c.name)

@@ -98,6 +98,8 @@ func TestServeConfigErrors(t *testing.T) {
 		{"bad duration", nil, env("SPOOL_SESSION_TTL", "forever"), "spool session ttl"},
 		{"bad log level", []string{"--log-level", "loud"}, env(), "log level"},
 		{"too many batch files", []string{"--max-batch-files", "5000"}, env(), "max batch files"},
+		{"no subscriptions", []string{"--max-subscriptions", "0"}, env(), "max subscriptions"},
+		{"subscriptions not a number", nil, env("SPOOL_MAX_SUBSCRIPTIONS", "many"), "spool max subscriptions"},
 		{"empty data dir", []string{"--data-dir", ""}, env(), "data dir"},
 		{"direct without GCS", []string{"--storage-direct"}, env(), "storage direct"},
 		{"database URL not a URL", nil, env("DATABASE_URL", "localhost"), "database url"},

@@ -44,6 +44,9 @@ type Config struct {
 	// PingInterval is the websocket keep-alive ping period; zero means
 	// graph's default (25 s).
 	PingInterval time.Duration
+	// MaxSubscriptions bounds the subscriptions one websocket runs at
+	// once; zero means graph's default (100).
+	MaxSubscriptions int
 	// DatabaseURL is a postgres:// URL; empty means SQLite in DataDir.
 	DatabaseURL string
 	// RedisURL is a redis:// URL for progress fan-out across replicas;
@@ -157,7 +160,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	maxMultipart := m.svc.Config().MaxInlineImageSize + 64<<10
 	gql := graph.NewServer(graph.ServerOptions{
 		Uploads: m.svc, Auth: authn, Logger: m.log, AllowedOrigins: cfg.AllowedOrigins,
-		PingInterval: cfg.PingInterval, MaxMultipartBody: maxMultipart,
+		PingInterval: cfg.PingInterval, MaxMultipartBody: maxMultipart, MaxSubscriptions: cfg.MaxSubscriptions,
 	})
 	m.srv = &http.Server{
 		Handler: httpapi.New(httpapi.Options{

@@ -28,7 +28,10 @@ const (
 	CodeAlreadyFinished    Code = "ALREADY_FINISHED"
 	CodeForbidden          Code = "FORBIDDEN"
 	CodeStorageUnavailable Code = "STORAGE_UNAVAILABLE"
-	CodeInternal           Code = "INTERNAL"
+	// CodeTooManySubscriptions is the API's, not the domain's: one
+	// websocket runs too many subscriptions at once.
+	CodeTooManySubscriptions Code = "TOO_MANY_SUBSCRIPTIONS"
+	CodeInternal             Code = "INTERNAL"
 )
 
 // Error is an error a client can act on: a code and a message written for
