@@ -2,6 +2,7 @@
 // answers. schema.graphqls is the contract; these types mirror only the
 // fields asked for here.
 import { gql } from "@urql/core";
+import type { ChunkTarget } from "./upload";
 
 export type UploadStatus =
   | "INITIALIZED"
@@ -29,15 +30,8 @@ export interface Progress {
   error: string | null;
 }
 
-export interface ChunkURL {
-  chunkIndex: number;
-  url: string;
-  method: string;
-  headers: { name: string; value: string }[];
-  offset: number;
-  size: number;
-  expiresAt: string;
-}
+// The engine's ChunkTarget is exactly the ChunkURL fields asked for here.
+export type ChunkURL = ChunkTarget;
 
 export interface UploadSession {
   id: string;
