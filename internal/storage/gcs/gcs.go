@@ -48,6 +48,7 @@ import (
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 
+	"github.com/spoolhq/spool/internal/storage/storagekey"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -284,17 +285,13 @@ func validName(s string) bool {
 	return utf8.ValidString(s) && strings.IndexFunc(s, unicode.IsControl) < 0
 }
 
-// checkKey refuses keys that could alias another key or make an invalid
-// object name. Keys are built by spool, so a refused key is a bug upstream.
+// checkKey applies storagekey's rule, and GCS's own to object names.
 func checkKey(key string) error {
-	switch {
-	case key == "", key == ".",
-		strings.HasPrefix(key, "/"),
-		strings.Contains(key, ".."),
-		strings.ContainsAny(key, "\\\x00"),
-		!validName(key),
-		path.Clean(key) != key: // "a//b", "a/./b", "a/"
-		return fmt.Errorf("gcs: invalid key %q", key)
+	if err := storagekey.Check(key); err != nil {
+		return fmt.Errorf("gcs: %w", err)
+	}
+	if !validName(key) {
+		return fmt.Errorf("gcs: invalid key %q: not an object name", key)
 	}
 	return nil
 }

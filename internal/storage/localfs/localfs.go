@@ -14,12 +14,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/spoolhq/spool/internal/storage/storagekey"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -388,16 +387,10 @@ func (s *Store) objectPath(key string) string {
 	return filepath.Join(s.objectsDir, filepath.FromSlash(key))
 }
 
-// checkKey refuses keys that could name a file outside the store or alias
-// another key. Keys are built by spool, so a refused key is a bug upstream.
+// checkKey applies storagekey's rule.
 func checkKey(key string) error {
-	switch {
-	case key == "", key == ".",
-		strings.HasPrefix(key, "/"),
-		strings.Contains(key, ".."),
-		strings.ContainsAny(key, "\\\x00"),
-		path.Clean(key) != key: // "a//b", "a/./b", "a/"
-		return fmt.Errorf("localfs: invalid key %q", key)
+	if err := storagekey.Check(key); err != nil {
+		return fmt.Errorf("localfs: %w", err)
 	}
 	return nil
 }
