@@ -27,8 +27,9 @@ const defaultServer = "http://127.0.0.1:8080"
 // memory and connections, not speed.
 const maxParallel = 64
 
-// uploadFiles sends files to a server as one batch and prints each file's
-// media URL on stdout ("PATH\tURL"); progress goes to stderr.
+// uploadFiles sends files to a server, in as few batches as it takes, and
+// prints each file's media URL on stdout ("PATH\tURL"); progress goes to
+// stderr.
 func uploadFiles(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("spool upload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
