@@ -127,6 +127,7 @@ type ComplexityRoot struct {
 		Error          func(childComplexity int) int
 		FailedChunks   func(childComplexity int) int
 		MediaID        func(childComplexity int) int
+		MediaStatus    func(childComplexity int) int
 		Percent        func(childComplexity int) int
 		Status         func(childComplexity int) int
 		TotalBytes     func(childComplexity int) int
@@ -597,6 +598,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UploadProgress.MediaID(childComplexity), true
+	case "UploadProgress.mediaStatus":
+		if e.ComplexityRoot.UploadProgress.MediaStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UploadProgress.MediaStatus(childComplexity), true
 	case "UploadProgress.percent":
 		if e.ComplexityRoot.UploadProgress.Percent == nil {
 			break
@@ -959,8 +966,14 @@ type UploadProgress {
   uploadedChunks: Int!
   totalChunks: Int!
   failedChunks: [Int!]!
-  "Set once the upload is COMPLETED."
+  "Set once the upload is COMPLETED (until the media file is deleted)."
   mediaId: ID
+  """
+  The media file's status, set with mediaId: PROCESSING while its content is
+  checked, then READY or FAILED (see the MediaFile's processingError). An
+  event is published when it changes.
+  """
+  mediaStatus: MediaStatus
   "Set when the upload FAILED."
   error: String
 }
@@ -993,9 +1006,15 @@ extend type Query {
 }
 
 type Subscription {
-  "The upload's current progress, then every change; completes when the upload is terminal."
+  """
+  The upload's current progress, then every change; completes once the upload
+  is terminal (COMPLETED, FAILED, CANCELLED, EXPIRED) and its media, if any,
+  is no longer PROCESSING: a COMPLETED upload's last event has mediaStatus
+  READY or FAILED. While processing is retried (e.g. storage trouble) the
+  subscription stays open.
+  """
   uploadProgress(uploadId: ID!): UploadProgress!
-  "Progress of every upload in the batch; completes when all of them are terminal."
+  "Progress of every upload in the batch; completes once each of them is done, as uploadProgress does."
   batchProgress(batchId: ID!): UploadProgress!
   "Progress of all the caller's uploads, starting with the unfinished ones."
   myUploads: UploadProgress!
@@ -1131,6 +1150,8 @@ func (ec *executionContext) childFields_UploadProgress(ctx context.Context, fiel
 		return ec.fieldContext_UploadProgress_failedChunks(ctx, field)
 	case "mediaId":
 		return ec.fieldContext_UploadProgress_mediaId(ctx, field)
+	case "mediaStatus":
+		return ec.fieldContext_UploadProgress_mediaStatus(ctx, field)
 	case "error":
 		return ec.fieldContext_UploadProgress_error(ctx, field)
 	}
@@ -3399,6 +3420,29 @@ func (ec *executionContext) _UploadProgress_mediaId(ctx context.Context, field g
 }
 func (ec *executionContext) fieldContext_UploadProgress_mediaId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("UploadProgress", field, false, false, errors.New("field of type ID does not have child fields"))
+}
+
+func (ec *executionContext) _UploadProgress_mediaStatus(ctx context.Context, field graphql.CollectedField, obj *upload.Progress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UploadProgress_mediaStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MediaStatus, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *mediafile.Status) graphql.Marshaler {
+			return ec.marshalOMediaStatus2ᚖgithubᚗcomᚋspoolhqᚋspoolᚋentᚋmediafileᚐStatus(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UploadProgress_mediaStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UploadProgress", field, false, false, errors.New("field of type MediaStatus does not have child fields"))
 }
 
 func (ec *executionContext) _UploadProgress_error(ctx context.Context, field graphql.CollectedField, obj *upload.Progress) (ret graphql.Marshaler) {
@@ -6230,6 +6274,8 @@ func (ec *executionContext) _UploadProgress(ctx context.Context, sel ast.Selecti
 			}
 		case "mediaId":
 			out.Values[i] = ec._UploadProgress_mediaId(ctx, field, obj)
+		case "mediaStatus":
+			out.Values[i] = ec._UploadProgress_mediaStatus(ctx, field, obj)
 		case "error":
 			out.Values[i] = ec._UploadProgress_error(ctx, field, obj)
 		default:

@@ -49,7 +49,7 @@ func (h *Hub) Publish(_ context.Context, ev upload.Progress) error {
 // received from elsewhere.
 //
 // Events are shared between feeds: readers must treat their slices and
-// pointers (FailedChunks, MediaID, Error) as read-only.
+// pointers (FailedChunks, MediaID, MediaStatus, Error) as read-only.
 func (h *Hub) Deliver(ev upload.Progress) {
 	// Putting while holding the read lock, rather than copying the feeds
 	// out first, is what lets Close promise that nothing arrives after it

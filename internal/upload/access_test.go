@@ -59,13 +59,7 @@ func TestOwnership(t *testing.T) {
 	mallory := e.user(t, "mallory")
 	ctx := context.Background()
 
-	done := e.initOne(t, alice, mp4Spec("done.mp4", file11))
-	e.sendAll(t, done, file11)
-	media, err := e.svc.Complete(ctx, alice, done.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.waitMedia(t, alice, media.ID)
+	done, media := e.uploadProcessed(t, alice, "done.mp4")
 	open := e.initOne(t, alice, mp4Spec("open.mp4", file11))
 	e.mustSend(t, open.ID, 0, file11)
 	before := e.stored(t, open.ID)

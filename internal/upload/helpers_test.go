@@ -349,6 +349,28 @@ func wantCode(t *testing.T, err error, want upload.Code) {
 	}
 }
 
+// uploadProcessed uploads file11 under the name, completes it and waits
+// until its media file is processed.
+func (e *testEnv) uploadProcessed(t *testing.T, userID, name string) (*upload.Session, *ent.MediaFile) {
+	t.Helper()
+	sess := e.initOne(t, userID, mp4Spec(name, file11))
+	e.sendAll(t, sess, file11)
+	m, err := e.svc.Complete(context.Background(), userID, sess.ID)
+	if err != nil {
+		t.Fatalf("Complete(%s): %v", sess.ID, err)
+	}
+	return sess, e.waitMedia(t, userID, m.ID)
+}
+
+// unprocess puts a media file back to PROCESSING, as a crash in the
+// middle of processing leaves it.
+func (e *testEnv) unprocess(t *testing.T, mediaID string) {
+	t.Helper()
+	if err := e.db.MediaFile.UpdateOneID(mediaID).SetStatus(mediafile.StatusPROCESSING).Exec(context.Background()); err != nil {
+		t.Fatalf("putting media %s back to PROCESSING: %v", mediaID, err)
+	}
+}
+
 // waitMedia polls until the media file leaves PROCESSING.
 func (e *testEnv) waitMedia(t *testing.T, userID, mediaID string) *ent.MediaFile {
 	t.Helper()

@@ -17,8 +17,9 @@ import (
 
 // process checks a completed file in the background: it computes the
 // content hash (reading the stored object, never holding it in memory),
-// compares it with the declared SHA-256, and marks the media READY or
-// FAILED. It is idempotent, so the sweeper can rerun it after a crash.
+// compares it with the declared SHA-256, marks the media READY or FAILED
+// and publishes the upload's progress with that result. It is idempotent,
+// so the sweeper can rerun it after a crash or a storage failure.
 func (s *Service) process(ctx context.Context, mediaID string) {
 	m, err := s.db.MediaFile.Query().Where(mediafile.ID(mediaID)).WithUpload().Only(ctx)
 	if err != nil {
@@ -42,25 +43,54 @@ func (s *Service) process(ctx context.Context, mediaID string) {
 		s.log.Warn("hashing media failed; will retry", "media_id", mediaID, "err", err)
 		return
 	}
-	upd := s.db.MediaFile.Update().
-		Where(mediafile.ID(mediaID), mediafile.StatusEQ(mediafile.StatusPROCESSING)).
-		SetContentHash(sum).SetProcessedAt(s.now())
-	if badChunk >= 0 {
-		upd = upd.SetStatus(mediafile.StatusFAILED).
-			SetProcessingError(fmt.Sprintf("chunk %d changed after it was received; upload the file again", badChunk))
-	} else if up := m.Edges.Upload; up != nil && up.Sha256 != nil && *up.Sha256 != sum {
-		upd = upd.SetStatus(mediafile.StatusFAILED).
-			SetProcessingError(fmt.Sprintf("the content's SHA-256 is %s, the client declared %s", sum, *up.Sha256))
-	} else {
-		upd = upd.SetStatus(mediafile.StatusREADY)
+	status, problem := mediafile.StatusREADY, ""
+	switch up := m.Edges.Upload; {
+	case badChunk >= 0:
+		status, problem = mediafile.StatusFAILED, fmt.Sprintf("chunk %d changed after it was received; upload the file again", badChunk)
+	case up != nil && up.Sha256 != nil && *up.Sha256 != sum:
+		status, problem = mediafile.StatusFAILED, fmt.Sprintf("the content's SHA-256 is %s, the client declared %s", sum, *up.Sha256)
 	}
-	if err := upd.Exec(ctx); err != nil {
-		s.log.Warn("saving processed media failed", "media_id", mediaID, "err", err)
+	changed := false
+	err = s.withTx(ctx, func(tx *ent.Tx) error {
+		upd := tx.MediaFile.Update().
+			Where(mediafile.ID(mediaID), mediafile.StatusEQ(mediafile.StatusPROCESSING)).
+			SetStatus(status).SetContentHash(sum).SetProcessedAt(s.now())
+		if problem != "" {
+			upd = upd.SetProcessingError(problem)
+		}
+		n, err := upd.Save(ctx)
+		if err != nil || n == 0 {
+			return err // n == 0: another run got there first, and publishes
+		}
+		changed = true
+		return bumpUploadVersion(ctx, tx, m.UploadID)
+	})
+	if err != nil {
+		s.log.Warn("saving processed media failed; will retry", "media_id", mediaID, "err", err)
 		return
 	}
-	// Nothing is published: a media file's status is not part of upload
-	// progress, and an event with an unchanged version would be dropped.
-	s.log.Info("media processed", "media_id", mediaID)
+	if !changed {
+		return
+	}
+	s.log.Info("media processed", "media_id", mediaID, "status", status)
+	if m.UploadID != nil {
+		s.publishCurrent(ctx, *m.UploadID)
+	}
+}
+
+// bumpUploadVersion makes a change of an upload's media (its processing
+// result, its deletion) a change of the upload's progress: subscribers
+// drop an event whose version is not newer than what they have. Called in
+// the transaction that changes the media; the media row is locked first,
+// then the session's, in both callers.
+func bumpUploadVersion(ctx context.Context, tx *ent.Tx, uploadID *string) error {
+	if uploadID == nil {
+		return nil
+	}
+	if err := tx.UploadSession.UpdateOneID(*uploadID).AddVersion(1).Exec(ctx); err != nil && !ent.IsNotFound(err) {
+		return fmt.Errorf("bumping the version of upload %s: %w", *uploadID, err)
+	}
+	return nil
 }
 
 // verifyObject reads a stored object once, computing its SHA-256 and
@@ -115,8 +145,10 @@ func (s *Service) OpenMedia(ctx context.Context, mediaID string) (*ent.MediaFile
 }
 
 // DeleteMedia soft-deletes the caller's media file, gives its bytes back
-// to the quota and removes the stored object. It returns NOT_FOUND for a
-// file that is missing, someone else's or already deleted.
+// to the quota and removes the stored object. Its upload's progress then
+// names no media, and is published so that subscribers waiting for the
+// media's processing are done. It returns NOT_FOUND for a file that is
+// missing, someone else's or already deleted.
 func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 	var m *ent.MediaFile
 	err := s.withTx(ctx, func(tx *ent.Tx) error {
@@ -132,12 +164,18 @@ func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 		if m, err = tx.MediaFile.Get(ctx, id); err != nil {
 			return err
 		}
+		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
+			return err
+		}
 		return releaseQuota(ctx, tx, userID, m.FileSize)
 	})
 	if err != nil {
 		return err
 	}
 	s.log.Info("media deleted", "media_id", id)
+	if m.UploadID != nil {
+		s.publishCurrent(context.WithoutCancel(ctx), *m.UploadID)
+	}
 	s.goBackground(func(ctx context.Context) { s.deleteObject(ctx, m) })
 	return nil
 }

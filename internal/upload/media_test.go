@@ -82,13 +82,7 @@ func TestDeleteMediaRemovesBytes(t *testing.T) {
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	ctx := context.Background()
-	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
-	e.sendAll(t, sess, file11)
-	m, err := e.svc.Complete(ctx, owner, sess.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.waitMedia(t, owner, m.ID)
+	sess, m := e.uploadProcessed(t, owner, "a.mp4")
 	if err := e.svc.DeleteMedia(ctx, owner, m.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +93,7 @@ func TestDeleteMediaRemovesBytes(t *testing.T) {
 		t.Errorf("UploadMedia after delete = %v, %v; want nil, nil", got, err)
 	}
 	// The upload stays COMPLETED, but its media is gone.
-	_, err = e.svc.Complete(ctx, owner, sess.ID)
+	_, err := e.svc.Complete(ctx, owner, sess.ID)
 	wantCode(t, err, upload.CodeAlreadyFinished)
 	n, err := e.svc.MediaQuery(owner).Count(ctx)
 	if err != nil || n != 0 {

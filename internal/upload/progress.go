@@ -19,15 +19,29 @@ type Progress struct {
 	TotalChunks    int
 	FailedChunks   []int
 	MediaID        *string
-	Error          *string
+	// MediaStatus is the status of the upload's media file, set with
+	// MediaID.
+	MediaStatus *MediaStatus
+	Error       *string
 	// Version increases with every committed change of the upload, so a
 	// subscriber can drop an event that is not newer than what it has.
 	Version int64
 	At      time.Time
 }
 
-// Terminal reports whether the upload will not change any more.
+// Terminal reports whether the upload's status will not change any more.
 func (p Progress) Terminal() bool { return isTerminal(p.Status) }
+
+// Settled reports whether no more events will follow: the upload is
+// terminal and its media file, if any, is processed (READY or FAILED).
+func (p Progress) Settled() bool {
+	return p.Terminal() && (p.MediaStatus == nil || !processing(*p.MediaStatus))
+}
+
+// processing reports whether a media file still waits for its result.
+func processing(st MediaStatus) bool {
+	return st == MediaPending || st == MediaProcessing
+}
 
 // Broker fans progress events out to subscribers, possibly on other
 // replicas. Delivery is at most once; the database stays the truth.

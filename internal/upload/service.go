@@ -274,14 +274,16 @@ func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string)
 	p := progressOf(sess, totalsOfRows(chunks))
 	if sess.Status == StatusCompleted {
 		// The media file is created in the transaction that completes the
-		// upload, so a completed upload's progress names it (until deleted).
-		id, err := c.MediaFile.Query().
-			Where(mediafile.UploadID(sess.ID), mediafile.DeletedAtIsNil()).OnlyID(ctx)
+		// upload, so a completed upload's progress names it and its status
+		// (until deleted).
+		m, err := c.MediaFile.Query().
+			Where(mediafile.UploadID(sess.ID), mediafile.DeletedAtIsNil()).
+			Select(mediafile.FieldID, mediafile.FieldStatus).Only(ctx)
 		if err != nil && !ent.IsNotFound(err) {
 			return nil, fmt.Errorf("loading media of %s: %w", sess.ID, err)
 		}
 		if err == nil {
-			p.MediaID = &id
+			p.MediaID, p.MediaStatus = &m.ID, &m.Status
 		}
 	}
 	return &Session{UploadSession: sess, Progress: p, missing: missingIndexes(sess.TotalChunks, chunks)}, nil

@@ -38,6 +38,17 @@ const (
 	MediaAudio = mediafile.MediaTypeAUDIO
 )
 
+// MediaStatus is where a media file is in processing: PROCESSING from
+// complete() until its content is checked, then READY or FAILED.
+type MediaStatus = mediafile.Status
+
+const (
+	MediaPending    = mediafile.StatusPENDING
+	MediaProcessing = mediafile.StatusPROCESSING
+	MediaReady      = mediafile.StatusREADY
+	MediaFailed     = mediafile.StatusFAILED
+)
+
 // Session is one file's upload as the API shows it: the stored session and
 // the progress derived from its chunks.
 type Session struct {

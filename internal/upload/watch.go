@@ -19,8 +19,10 @@ type watch struct {
 }
 
 // WatchUpload streams the progress of the caller's upload: the current
-// state first, then every change, closing after a terminal state or when
-// ctx ends. It returns NOT_FOUND for someone else's upload.
+// state first, then every change, closing once the upload is settled (a
+// terminal state, and its media processed) or when ctx ends. Media whose
+// processing is retried (storage trouble) keeps it open meanwhile. It
+// returns NOT_FOUND for someone else's upload.
 func (s *Service) WatchUpload(ctx context.Context, userID, uploadID string) (<-chan *Progress, error) {
 	if _, err := ownedSession(ctx, s.db, userID, uploadID); err != nil {
 		return nil, err
@@ -37,14 +39,14 @@ func (s *Service) WatchUpload(ctx context.Context, userID, uploadID string) (<-c
 		include: func(p Progress) bool { return p.UploadID == uploadID },
 		done: func(latest map[string]Progress) bool {
 			p, ok := latest[uploadID]
-			return ok && p.Terminal()
+			return ok && p.Settled()
 		},
 	})
 }
 
 // WatchBatch streams the progress of every upload in the caller's batch,
-// closing once all of them are terminal. It returns NOT_FOUND for someone
-// else's batch.
+// closing once all of them are settled, as WatchUpload does. It returns
+// NOT_FOUND for someone else's batch.
 func (s *Service) WatchBatch(ctx context.Context, userID, batchID string) (<-chan *Progress, error) {
 	if _, err := s.Batch(ctx, userID, batchID); err != nil {
 		return nil, err
@@ -65,7 +67,7 @@ func (s *Service) WatchBatch(ctx context.Context, userID, batchID string) (<-cha
 		include: func(p Progress) bool { return p.BatchID == batchID },
 		done: func(latest map[string]Progress) bool {
 			for _, p := range latest {
-				if !p.Terminal() {
+				if !p.Settled() {
 					return false
 				}
 			}

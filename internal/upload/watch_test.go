@@ -3,6 +3,9 @@ package upload_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,6 +107,9 @@ func TestWatchUpload(t *testing.T) {
 	if last.MediaID == nil || *last.MediaID != media.ID {
 		t.Errorf("completed event's media id = %v, want %s", last.MediaID, media.ID)
 	}
+	if last.MediaStatus == nil || *last.MediaStatus != upload.MediaReady {
+		t.Errorf("last event's media status = %v, want READY: the subscription ends after processing", last.MediaStatus)
+	}
 
 	// Watching a finished upload sends its state and closes.
 	ch, err = e.svc.WatchUpload(ctx, owner, sess.ID)
@@ -116,6 +122,190 @@ func TestWatchUpload(t *testing.T) {
 	}
 	if got[0].MediaID == nil || *got[0].MediaID != media.ID {
 		t.Errorf("completed snapshot's media id = %v, want %s", got[0].MediaID, media.ID)
+	}
+	if got[0].MediaStatus == nil || *got[0].MediaStatus != upload.MediaReady {
+		t.Errorf("completed snapshot's media status = %v, want READY", got[0].MediaStatus)
+	}
+}
+
+// TestWatchUploadUntilMediaProcessed: after complete, a subscriber sees
+// COMPLETED with its media PROCESSING (unless processing won the race and
+// the events collapsed), then the processing result, and only then does
+// the subscription end.
+func TestWatchUploadUntilMediaProcessed(t *testing.T) {
+	tests := []struct {
+		name   string
+		sha256 *string
+		want   upload.MediaStatus
+	}{
+		{"no declared hash", nil, upload.MediaReady},
+		{"right hash", ptr(sha256Hex(file11)), upload.MediaReady},
+		{"wrong hash", ptr(strings.Repeat("ab", 32)), upload.MediaFailed},
+	}
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := mp4Spec("a.mp4", file11)
+			f.SHA256 = tt.sha256
+			sess := e.initOne(t, owner, f)
+			e.sendAll(t, sess, file11)
+			ch, err := e.svc.WatchUpload(t.Context(), owner, sess.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait := collect(t, ch)
+			m, err := e.svc.Complete(context.Background(), owner, sess.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			events := wait()
+			checkMonotonic(t, events)
+			if first := events[0]; first.Status != upload.StatusUploading || first.MediaID != nil || first.MediaStatus != nil {
+				t.Errorf("snapshot = %s, media %v (%v); want UPLOADING with no media", first.Status, first.MediaID, first.MediaStatus)
+			}
+			completed := 0
+			for i, p := range events {
+				if p.Status != upload.StatusCompleted {
+					continue
+				}
+				completed++
+				if p.MediaID == nil || *p.MediaID != m.ID || p.MediaStatus == nil {
+					t.Fatalf("event %d: COMPLETED with media %v (%v), want %s and its status", i, p.MediaID, p.MediaStatus, m.ID)
+				}
+				if i < len(events)-1 && *p.MediaStatus != upload.MediaProcessing {
+					t.Errorf("event %d: COMPLETED with media %s before the last event, want PROCESSING", i, *p.MediaStatus)
+				}
+			}
+			last := events[len(events)-1]
+			if completed == 0 || last.Status != upload.StatusCompleted || last.MediaStatus == nil || *last.MediaStatus != tt.want {
+				t.Fatalf("last event = %s with media %v, want COMPLETED with media %s", last.Status, last.MediaStatus, tt.want)
+			}
+			if got := e.waitMedia(t, owner, m.ID).Status; got != tt.want {
+				t.Errorf("stored media status = %s, want %s as the event said", got, tt.want)
+			}
+
+			// What was published: the result is newer than any event that
+			// showed the media PROCESSING, so no subscriber drops it.
+			var processing, result int64
+			for _, p := range e.broker.eventsOf(sess.ID) {
+				switch {
+				case p.MediaStatus == nil:
+				case *p.MediaStatus == upload.MediaProcessing:
+					processing = max(processing, p.Version)
+				case *p.MediaStatus == tt.want && result == 0:
+					result = p.Version
+				}
+			}
+			if result == 0 || result <= processing {
+				t.Errorf("published versions: PROCESSING up to %d, %s at %d; want the result published and newer", processing, tt.want, result)
+			}
+		})
+	}
+}
+
+// watchProcessing watches a completed upload whose media is PROCESSING,
+// and returns the subscription after checking its snapshot says so.
+func (e *testEnv) watchProcessing(t *testing.T, userID, uploadID string) (<-chan *upload.Progress, *upload.Progress) {
+	t.Helper()
+	ch, err := e.svc.WatchUpload(t.Context(), userID, uploadID)
+	if err != nil {
+		t.Fatalf("WatchUpload: %v", err)
+	}
+	snap := next(t, ch)
+	if snap.Status != upload.StatusCompleted || snap.MediaStatus == nil || *snap.MediaStatus != upload.MediaProcessing {
+		t.Fatalf("snapshot = %s with media %v, want COMPLETED with media PROCESSING", snap.Status, snap.MediaStatus)
+	}
+	return ch, snap
+}
+
+// TestWatchUploadWaitsForRetriedProcessing: while processing fails
+// (storage trouble) and the sweeper retries it, a subscriber is kept
+// waiting, and sees the result once a retry succeeds.
+func TestWatchUploadWaitsForRetriedProcessing(t *testing.T) {
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	ctx := context.Background()
+	sess, m := e.uploadProcessed(t, owner, "a.mp4")
+	// As after a crash mid-processing, with the bytes unreadable for now.
+	e.unprocess(t, m.ID)
+	object := filepath.Join(e.dir, "objects", filepath.FromSlash(m.StorageKey))
+	if err := os.Rename(object, object+".away"); err != nil {
+		t.Fatal(err)
+	}
+
+	ch, snap := e.watchProcessing(t, owner, sess.ID)
+	e.clock.Advance(2 * time.Minute) // past the sweeper's patience
+	published := len(e.broker.eventsOf(sess.ID))
+	if r, err := e.svc.Sweep(ctx); err != nil || r.Processed != 1 {
+		t.Fatalf("Sweep = %+v, %v; want one media processed (and failing)", r, err)
+	}
+	if n := len(e.broker.eventsOf(sess.ID)); n != published {
+		t.Errorf("a failed processing published %d events, want none", n-published)
+	}
+	select {
+	case p, ok := <-ch:
+		t.Fatalf("while processing fails: got %+v (open %v), want the subscription open and quiet", p, ok)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	if err := os.Rename(object+".away", object); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.svc.Sweep(ctx); err != nil || r.Processed != 1 {
+		t.Fatalf("Sweep = %+v, %v; want one media processed", r, err)
+	}
+	p := next(t, ch)
+	if p.MediaStatus == nil || *p.MediaStatus != upload.MediaReady || p.Version <= snap.Version {
+		t.Fatalf("after the retry: media %v at version %d, want READY newer than %d", p.MediaStatus, p.Version, snap.Version)
+	}
+	if rest := collect(t, ch)(); len(rest) != 0 {
+		t.Errorf("after READY: %d more events, want the subscription closed", len(rest))
+	}
+}
+
+// TestDeleteMediaEndsWatch: deleting media that is still processing
+// publishes the upload's progress without it, which ends subscriptions
+// that waited for the processing result.
+func TestDeleteMediaEndsWatch(t *testing.T) {
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	ctx := context.Background()
+	sess, m := e.uploadProcessed(t, owner, "a.mp4")
+	e.unprocess(t, m.ID)
+	ch, snap := e.watchProcessing(t, owner, sess.ID)
+	wait := collect(t, ch)
+	if err := e.svc.DeleteMedia(ctx, owner, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := wait()
+	if len(got) != 1 || got[0].Status != upload.StatusCompleted || got[0].MediaID != nil || got[0].MediaStatus != nil || got[0].Version <= snap.Version {
+		t.Fatalf("after deleting the media: %+v, want one newer COMPLETED event naming no media, then the end", got)
+	}
+}
+
+func TestProgressSettled(t *testing.T) {
+	tests := []struct {
+		status upload.Status
+		media  *upload.MediaStatus
+		want   bool
+	}{
+		{upload.StatusUploading, nil, false},
+		{upload.StatusAssembling, nil, false},
+		{upload.StatusCompleted, ptr(upload.MediaPending), false},
+		{upload.StatusCompleted, ptr(upload.MediaProcessing), false},
+		{upload.StatusCompleted, ptr(upload.MediaReady), true},
+		{upload.StatusCompleted, ptr(upload.MediaFailed), true},
+		{upload.StatusCompleted, nil, true}, // its media was deleted
+		{upload.StatusCancelled, nil, true},
+		{upload.StatusExpired, nil, true},
+		{upload.StatusFailed, nil, true},
+	}
+	for _, tt := range tests {
+		p := upload.Progress{Status: tt.status, MediaStatus: tt.media}
+		if got := p.Settled(); got != tt.want {
+			t.Errorf("Settled() of %s with media %v = %v, want %v", tt.status, tt.media, got, tt.want)
+		}
 	}
 }
 
@@ -188,6 +378,9 @@ func TestWatchBatch(t *testing.T) {
 	checkMonotonic(t, events)
 	if got := latest[a.ID].Status; got != upload.StatusCompleted {
 		t.Errorf("last status of %s = %s, want COMPLETED", a.ID, got)
+	}
+	if got := latest[a.ID].MediaStatus; got == nil || *got != upload.MediaReady {
+		t.Errorf("last media status of %s = %v, want READY", a.ID, got)
 	}
 	if got := latest[bb.ID].Status; got != upload.StatusCancelled {
 		t.Errorf("last status of %s = %s, want CANCELLED", bb.ID, got)

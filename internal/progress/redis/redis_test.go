@@ -230,7 +230,7 @@ func numSub(tb testing.TB, c *goredis.Client, channel string) int64 {
 // --- the wire format --------------------------------------------------------
 
 func fullEvent() upload.Progress {
-	media, msg := "med_01J", "chunk 3 failed"
+	media, mediaStatus, msg := "med_01J", upload.MediaReady, "chunk 3 failed"
 	return upload.Progress{
 		UploadID:       "upl_01J",
 		BatchID:        "bat_01J",
@@ -243,6 +243,7 @@ func fullEvent() upload.Progress {
 		TotalChunks:    768,
 		FailedChunks:   []int{3, 700},
 		MediaID:        &media,
+		MediaStatus:    &mediaStatus,
 		Error:          &msg,
 		Version:        42,
 		At:             time.Date(2026, 11, 3, 10, 4, 5, 123456789, time.UTC),
@@ -281,7 +282,7 @@ func TestWireFormatIsStable(t *testing.T) {
 	t.Parallel()
 	const golden = `{"v":1,"uploadId":"upl_01J","batchId":"bat_01J","ownerId":"alice","status":"FAILED",` +
 		`"uploadedBytes":5368709121,"totalBytes":6442450944,"percent":83,"uploadedChunks":640,"totalChunks":768,` +
-		`"failedChunks":[3,700],"mediaId":"med_01J","error":"chunk 3 failed","version":42,"at":"2026-11-03T10:04:05.123456789Z"}`
+		`"failedChunks":[3,700],"mediaId":"med_01J","mediaStatus":"READY","error":"chunk 3 failed","version":42,"at":"2026-11-03T10:04:05.123456789Z"}`
 	data, err := encodeEvent(fullEvent())
 	if err != nil {
 		t.Fatal(err)
@@ -303,6 +304,19 @@ func TestWireFormatIsStable(t *testing.T) {
 	}
 	if want := fullEvent(); !reflect.DeepEqual(got, want) {
 		t.Errorf("decodeEvent with an unknown field:\n got %+v\nwant %+v", got, want)
+	}
+
+	// An older replica sends no mediaStatus: the event names none.
+	delete(fields, "mediaStatus")
+	older, _ := json.Marshal(fields)
+	got, err = decodeEvent(older)
+	if err != nil {
+		t.Fatalf("decodeEvent without mediaStatus: %v", err)
+	}
+	want := fullEvent()
+	want.MediaStatus = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decodeEvent without mediaStatus:\n got %+v\nwant %+v", got, want)
 	}
 }
 

@@ -31,7 +31,10 @@ type wireEvent struct {
 	TotalChunks    int     `json:"totalChunks"`
 	FailedChunks   []int   `json:"failedChunks"` // no omitempty: nil and empty both survive
 	MediaID        *string `json:"mediaId,omitempty"`
-	Error          *string `json:"error,omitempty"`
+	// MediaStatus came after wireVersion 1's first release: events from
+	// older replicas lack it, and are read as naming no media status.
+	MediaStatus *string `json:"mediaStatus,omitempty"`
+	Error       *string `json:"error,omitempty"`
 	// Version is the upload's version (upload.Progress.Version), not the
 	// format's.
 	Version int64     `json:"version"`
@@ -52,6 +55,7 @@ func encodeEvent(p upload.Progress) ([]byte, error) {
 		TotalChunks:    p.TotalChunks,
 		FailedChunks:   p.FailedChunks,
 		MediaID:        p.MediaID,
+		MediaStatus:    (*string)(p.MediaStatus),
 		Error:          p.Error,
 		Version:        p.Version,
 		At:             p.At,
@@ -84,6 +88,7 @@ func decodeEvent(data []byte) (upload.Progress, error) {
 		TotalChunks:    e.TotalChunks,
 		FailedChunks:   e.FailedChunks,
 		MediaID:        e.MediaID,
+		MediaStatus:    (*upload.MediaStatus)(e.MediaStatus),
 		Error:          e.Error,
 		Version:        e.Version,
 		At:             e.At,
