@@ -39,6 +39,9 @@ type progress struct {
 	UploadedChunks int    `json:"uploadedChunks"`
 	TotalChunks    int    `json:"totalChunks"`
 	FailedChunks   []int  `json:"failedChunks"`
+	// MediaID and MediaStatus are set once the upload is COMPLETED ("" for null).
+	MediaID     string `json:"mediaId"`
+	MediaStatus string `json:"mediaStatus"`
 }
 
 type session struct {
@@ -166,9 +169,22 @@ func testUploadLifecycle(t *testing.T, s *spool) {
 	}
 
 	ws := s.dialWS(tok, nil)
-	ws.subscribe("batch", `subscription($id: ID!) { batchProgress(batchId: $id) { uploadId status percent uploadedBytes uploadedChunks failedChunks } }`,
+	ws.subscribe("batch", `subscription($id: ID!) { batchProgress(batchId: $id) { uploadId status percent uploadedBytes uploadedChunks failedChunks mediaId mediaStatus } }`,
 		map[string]any{"id": b.ID})
 	events := collect(ws, "batch")
+	// One socket per subscription: collect skips other subscriptions' messages.
+	wsVideo := s.dialWS(tok, nil)
+	wsVideo.subscribe("video", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status percent mediaId mediaStatus } }`,
+		map[string]any{"id": chunked.ID})
+	videoEvents := collect(wsVideo, "video")
+	wsMine := s.dialWS(tok, nil)
+	wsMine.subscribe("mine", `subscription { myUploads { uploadId status mediaId mediaStatus } }`, nil)
+	mine := collect(wsMine, "mine")
+	for range 2 { // the snapshot: both uploads, unfinished
+		if p, ok := <-mine; !ok || p.Status != "INITIALIZED" {
+			t.Fatalf("myUploads snapshot: got %+v (open %v), want the batch's uploads INITIALIZED", p, ok)
+		}
+	}
 
 	// Chunks 2 and 0 in parallel (out of order), chunk 1 truncated.
 	var wg sync.WaitGroup
@@ -216,7 +232,8 @@ func testUploadLifecycle(t *testing.T, s *spool) {
 		t.Errorf("media: got %+v and %+v", mediaVideo, mediaImage)
 	}
 
-	// The subscription ends by itself once both uploads are COMPLETED.
+	// The subscription ends by itself once both uploads are COMPLETED and
+	// their media processed.
 	final := map[string]progress{}
 	last := map[string]int{}
 	for p := range events {
@@ -227,9 +244,41 @@ func testUploadLifecycle(t *testing.T, s *spool) {
 		final[p.UploadID] = p
 	}
 	for _, id := range []string{single.ID, chunked.ID} {
-		if p := final[id]; p.Status != "COMPLETED" || p.Percent != 100 {
-			t.Errorf("subscriber's last event for %s: got %+v, want COMPLETED at 100", id, p)
+		if p := final[id]; p.Status != "COMPLETED" || p.Percent != 100 || p.MediaStatus != "READY" {
+			t.Errorf("subscriber's last event for %s: got %+v, want COMPLETED at 100 with media READY", id, p)
 		}
+	}
+	// uploadProgress: COMPLETED, the media READY, then the end.
+	var videoSeen []progress
+	for p := range videoEvents {
+		videoSeen = append(videoSeen, p)
+	}
+	if len(videoSeen) == 0 {
+		t.Fatal("uploadProgress sent nothing")
+	}
+	if p := videoSeen[len(videoSeen)-1]; p.Status != "COMPLETED" || p.MediaID != mediaVideo.ID || p.MediaStatus != "READY" {
+		t.Errorf("uploadProgress's last event: got %+v, want COMPLETED with media %s READY", p, mediaVideo.ID)
+	}
+	for _, p := range videoSeen[:len(videoSeen)-1] {
+		if p.MediaStatus != "" && p.MediaStatus != "PROCESSING" {
+			t.Errorf("uploadProgress before its last event: got media %s, want none or PROCESSING", p.MediaStatus)
+		}
+	}
+	// myUploads carries on, and brings the processing result too.
+	ready := map[string]bool{}
+	for p := range mine {
+		if p.MediaStatus == "READY" {
+			ready[p.UploadID] = true
+		}
+		if ready[single.ID] && ready[chunked.ID] {
+			break
+		}
+	}
+	if !ready[single.ID] || !ready[chunked.ID] {
+		t.Errorf("myUploads: media READY seen for %v, want both uploads", ready)
+	}
+	wsMine.stop("mine")
+	for range mine { // until the server's complete
 	}
 
 	for _, d := range []struct {
@@ -277,6 +326,11 @@ func collect(ws *wsClient, id string) <-chan progress {
 	out := make(chan progress, 1024)
 	go func() {
 		defer close(out)
+		// A hang guard: a minute without a message of this subscription
+		// (the server's pings do not count, so they cannot keep it open).
+		const patience = 60 * time.Second
+		idle := time.NewTimer(patience)
+		defer idle.Stop()
 		for {
 			select {
 			case m, ok := <-ws.msgs:
@@ -286,6 +340,7 @@ func collect(ws *wsClient, id string) <-chan progress {
 				if m.ID != id {
 					continue
 				}
+				idle.Reset(patience)
 				switch m.Type {
 				case "next":
 					var p struct {
@@ -304,7 +359,7 @@ func collect(ws *wsClient, id string) <-chan progress {
 					ws.t.Errorf("subscription %s: got %s %s", id, m.Type, m.Payload)
 					return
 				}
-			case <-time.After(60 * time.Second):
+			case <-idle.C:
 				ws.t.Errorf("subscription %s never completed", id)
 				return
 			}

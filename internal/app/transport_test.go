@@ -217,7 +217,7 @@ func TestUploadProgressSubscription(t *testing.T) {
 	up := s.planOne(tok, file("p.png", "image/png", int64(len(img))))
 
 	ws := s.dialWS(tok, nil)
-	ws.subscribe("p", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status percent uploadedChunks } }`, vars("id", up.ID))
+	ws.subscribe("p", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status percent uploadedChunks mediaStatus } }`, vars("id", up.ID))
 	events := collect(ws, "p")
 	// The snapshot comes before anything happens.
 	first, ok := <-events
@@ -237,16 +237,22 @@ func TestUploadProgressSubscription(t *testing.T) {
 		}
 		percent, last = p.Percent, p
 	}
-	if last.Status != "COMPLETED" || last.Percent != 100 || last.UploadedChunks != 1 {
-		t.Errorf("last event: got %+v, want COMPLETED at 100%% with 1 chunk", last)
+	if last.Status != "COMPLETED" || last.Percent != 100 || last.UploadedChunks != 1 || last.MediaStatus != "READY" {
+		t.Errorf("last event: got %+v, want COMPLETED at 100%% with 1 chunk, media READY", last)
 	}
 	// The connection is still usable after the subscription completed.
-	ws.subscribe("again", `subscription($id: ID!) { uploadProgress(uploadId: $id) { status } }`, vars("id", up.ID))
-	if got := <-collect(ws, "again"); got.Status != "COMPLETED" {
-		t.Errorf("subscribing to a completed upload: got %+v, want its COMPLETED snapshot", got)
+	ws.subscribe("again", `subscription($id: ID!) { uploadProgress(uploadId: $id) { status mediaStatus } }`, vars("id", up.ID))
+	again := collect(ws, "again")
+	if got := <-again; got.Status != "COMPLETED" || got.MediaStatus != "READY" {
+		t.Errorf("subscribing to a completed upload: got %+v, want its COMPLETED snapshot with media READY", got)
+	}
+	if _, open := <-again; open {
+		t.Errorf("subscribing to a completed upload with its media READY: got a second event, want the end")
 	}
 }
 
+// TestBatchProgressEndsWhenAllTerminal: the subscription ends once every
+// upload is terminal and the completed one's media is processed.
 func TestBatchProgressEndsWhenAllTerminal(t *testing.T) {
 	t.Parallel()
 	s := startSpool(t, nil)
@@ -256,7 +262,7 @@ func TestBatchProgressEndsWhenAllTerminal(t *testing.T) {
 	done, dropped := b.Uploads[0], b.Uploads[1]
 
 	ws := s.dialWS(tok, nil)
-	ws.subscribe("b", `subscription($id: ID!) { batchProgress(batchId: $id) { uploadId status } }`, vars("id", b.ID))
+	ws.subscribe("b", `subscription($id: ID!) { batchProgress(batchId: $id) { uploadId status mediaStatus } }`, vars("id", b.ID))
 	events := collect(ws, "b")
 	snapshot := map[string]string{}
 	for range 2 {
@@ -269,12 +275,18 @@ func TestBatchProgressEndsWhenAllTerminal(t *testing.T) {
 	sendChunk(t, done.ChunkURLs[0], img, http.StatusOK)
 	s.complete(tok, done.ID)
 	s.mustGQL(tok, opCancel, vars("id", dropped.ID), nil)
-	final := map[string]string{}
+	final := map[string]progress{}
 	for p := range events {
-		final[p.UploadID] = p.Status
+		final[p.UploadID] = p
 	}
-	if final[done.ID] != "COMPLETED" || final[dropped.ID] != "CANCELLED" {
-		t.Errorf("final states: got %v, want COMPLETED and CANCELLED", final)
+	if final[done.ID].Status != "COMPLETED" || final[dropped.ID].Status != "CANCELLED" {
+		t.Errorf("final states: got %+v, want COMPLETED and CANCELLED", final)
+	}
+	if m := final[done.ID].MediaStatus; m != "READY" {
+		t.Errorf("final media status of the completed upload: got %q, want READY", m)
+	}
+	if m := final[dropped.ID].MediaStatus; m != "" {
+		t.Errorf("media status of the cancelled upload: got %s, want none", m)
 	}
 }
 
