@@ -5,7 +5,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/spoolhq/spool/internal/client"
 )
 
 // newClient is the one HTTP client every request of the benchmark goes
@@ -130,35 +131,7 @@ func call(ctx context.Context, c *http.Client, method, url string) error {
 // graphQL sends one operation to spool as the bench user and decodes its
 // data into out.
 func (s *spoolServer) graphQL(ctx context.Context, c *http.Client, query string, vars map[string]any, out any) error {
-	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var answer struct {
-		Data   json.RawMessage `json:"data"`
-		Errors []struct {
-			Message    string         `json:"message"`
-			Extensions map[string]any `json:"extensions"`
-		} `json:"errors"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
-		return fmt.Errorf("graphql: %s: decoding answer: %w", resp.Status, err)
-	}
-	if len(answer.Errors) > 0 {
-		return fmt.Errorf("graphql: %s (%v)", answer.Errors[0].Message, answer.Errors[0].Extensions["code"])
-	}
-	return json.Unmarshal(answer.Data, out)
+	return (&client.Client{Server: s.url, Token: s.token, HTTP: c}).Do(ctx, query, vars, out)
 }
 
 const chunkURLFields = `chunkIndex url method headers { name value } offset size`

@@ -76,11 +76,12 @@ func (c *Client) httpClient() *http.Client {
 	return http.DefaultClient
 }
 
-// do runs one GraphQL operation and decodes its data into out. It returns
+// Do runs one GraphQL operation and decodes its data into out; the typed
+// methods below are built on it, and it serves any other operation. It returns
 // a *GraphQLError when the server answered with errors, an *HTTPError when
 // it answered something else than GraphQL, and the transport's error when
 // it could not be reached.
-func (c *Client) do(ctx context.Context, query string, vars map[string]any, out any) error {
+func (c *Client) Do(ctx context.Context, query string, vars map[string]any, out any) error {
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	if err != nil {
 		return err
@@ -235,7 +236,7 @@ const (
 // FILE_TOO_LARGE, QUOTA_EXCEEDED, UNAUTHENTICATED) when it refuses.
 func (c *Client) InitBatch(ctx context.Context, files []FileInput) (*Batch, error) {
 	var out struct{ InitBatch Batch }
-	err := c.do(ctx, `mutation($in: InitBatchInput!) { initBatch(input: $in) { id uploads { `+uploadFields+` } } }`,
+	err := c.Do(ctx, `mutation($in: InitBatchInput!) { initBatch(input: $in) { id uploads { `+uploadFields+` } } }`,
 		map[string]any{"in": map[string]any{"files": files}}, &out)
 	if err != nil {
 		return nil, err
@@ -248,7 +249,7 @@ func (c *Client) InitBatch(ctx context.Context, files []FileInput) (*Batch, erro
 // ALREADY_FINISHED when the server refuses.
 func (c *Client) RequestChunkURL(ctx context.Context, uploadID string, chunkIndex int) (ChunkURL, error) {
 	var out struct{ RequestChunkURL ChunkURL }
-	err := c.do(ctx, `mutation($id: ID!, $i: Int!) { requestChunkUrl(uploadId: $id, chunkIndex: $i) { `+chunkURLFields+` } }`,
+	err := c.Do(ctx, `mutation($id: ID!, $i: Int!) { requestChunkUrl(uploadId: $id, chunkIndex: $i) { `+chunkURLFields+` } }`,
 		map[string]any{"id": uploadID, "i": chunkIndex}, &out)
 	return out.RequestChunkURL, err
 }
@@ -258,7 +259,7 @@ func (c *Client) RequestChunkURL(ctx context.Context, uploadID string, chunkInde
 // ALREADY_FINISHED when the server refuses.
 func (c *Client) Retry(ctx context.Context, uploadID string) ([]ChunkURL, error) {
 	var out struct{ Retry []ChunkURL }
-	err := c.do(ctx, `mutation($id: ID!) { retry(uploadId: $id) { `+chunkURLFields+` } }`,
+	err := c.Do(ctx, `mutation($id: ID!) { retry(uploadId: $id) { `+chunkURLFields+` } }`,
 		map[string]any{"id": uploadID}, &out)
 	return out.Retry, err
 }
@@ -269,7 +270,7 @@ func (c *Client) Retry(ctx context.Context, uploadID string) ([]ChunkURL, error)
 // or STORAGE_UNAVAILABLE when the server refuses.
 func (c *Client) Complete(ctx context.Context, uploadID string) (MediaFile, error) {
 	var out struct{ Complete MediaFile }
-	err := c.do(ctx, `mutation($id: ID!) { complete(uploadId: $id) { `+mediaFields+` } }`,
+	err := c.Do(ctx, `mutation($id: ID!) { complete(uploadId: $id) { `+mediaFields+` } }`,
 		map[string]any{"id": uploadID}, &out)
 	return out.Complete, err
 }
@@ -349,7 +350,7 @@ func (c *Client) UserMedia(ctx context.Context, q MediaQuery) (MediaPage, error)
 			TotalCount int `json:"totalCount"`
 		}
 	}
-	err := c.do(ctx, `query($first: Int, $after: Cursor, $where: MediaFileWhereInput) {
+	err := c.Do(ctx, `query($first: Int, $after: Cursor, $where: MediaFileWhereInput) {
 		userMedia(first: $first, after: $after, where: $where) {
 			edges { node { `+mediaFields+` } }
 			pageInfo { hasNextPage endCursor }
