@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"strings"
 	"testing"
 
 	"github.com/spoolhq/spool/internal/app"
@@ -238,6 +239,60 @@ func TestGraphQLRequiresPreflightForSimpleContentTypes(t *testing.T) {
 			}
 			if got := bytes.Contains(raw, []byte("PREFLIGHT_REQUIRED")); got != c.refused {
 				t.Errorf("body %s: refused by the preflight rule = %v, want %v", raw, got, c.refused)
+			}
+		})
+	}
+}
+
+// A JSON request over 1 MiB is refused: at once when its length is
+// declared, while it is read when it is streamed; the operation it
+// carries never runs.
+func TestGraphQLBodyLimit(t *testing.T) {
+	s := startSpool(t, nil)
+	alice := s.token("alice")
+	// initBatch reserves quota when it runs: usedBytes tells whether it did.
+	query := `mutation { initBatch(input: {files: [{fileName: "a.png", size: 1000, mimeType: "image/png"}]}) { id } }`
+	body := func(size int) []byte {
+		padded := "# " + strings.Repeat("x", size) + "\n" + query
+		b, _ := json.Marshal(map[string]any{"query": padded})
+		return b
+	}
+	for _, c := range []struct {
+		name     string
+		body     []byte
+		streamed bool
+		refused  bool
+	}{
+		{"just under 1 MiB", body(1<<20 - 400), false, false},
+		{"over 1 MiB, declared", body(1 << 20), false, true},
+		{"over 1 MiB, streamed", body(1 << 20), true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := s.me(alice).UsedBytes
+			var r io.Reader = bytes.NewReader(c.body)
+			if c.streamed {
+				r = io.MultiReader(r) // hides the length: sent chunked
+			}
+			req, _ := http.NewRequest(http.MethodPost, s.url+"/graphql", r)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+alice)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			ran := s.me(alice).UsedBytes > before
+			if ran == c.refused {
+				t.Fatalf("%d-byte body: HTTP %d %.200s, operation ran %v; want refused %v", len(c.body), resp.StatusCode, raw, ran, c.refused)
+			}
+			switch {
+			case c.refused && !c.streamed && resp.StatusCode != http.StatusRequestEntityTooLarge:
+				t.Errorf("declared too large: HTTP %d, want 413", resp.StatusCode)
+			case c.refused && c.streamed && !bytes.Contains(raw, []byte("too large")):
+				// gqlgen reads the body and answers the read error itself,
+				// as a GraphQL error (HTTP 200).
+				t.Errorf("streamed too large: %.200s, want an error saying the body is too large", raw)
 			}
 		})
 	}
