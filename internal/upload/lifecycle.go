@@ -365,12 +365,6 @@ func (s *Service) Complete(ctx context.Context, userID, id string) (*ent.MediaFi
 // MediaFile.
 func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.MediaFile, error) {
 	objectKey, err := s.store.Assemble(ctx, sess.StorageKey, sess.TotalChunks, sess.TotalSize)
-	if err != nil && ctx.Err() == nil {
-		// Another replica completing the same upload can move its parts
-		// from under this call (local disk shared by two processes).
-		// Assemble is idempotent, so one more call finds that result.
-		objectKey, err = s.store.Assemble(ctx, sess.StorageKey, sess.TotalChunks, sess.TotalSize)
-	}
 	if err != nil {
 		return nil, storageError("assembling upload", err)
 	}

@@ -288,13 +288,20 @@ func (s *Store) Assemble(ctx context.Context, key string, totalChunks int, size 
 	if info.Size() != size {
 		return "", fmt.Errorf("localfs: assemble %q: staging file has %d bytes, want %d", key, info.Size(), size)
 	}
-	if err := syncFile(staging); err != nil {
+	// The lock above serializes Assemble within this process; another
+	// process sharing the directory (a second replica) may move the
+	// staging file first, and then its result is the answer.
+	if err := syncFile(staging); errors.Is(err, fs.ErrNotExist) {
+		return s.assembled(key, size)
+	} else if err != nil {
 		return "", fmt.Errorf("localfs: assemble %q: %w", key, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(object), dirPerm); err != nil {
 		return "", fmt.Errorf("localfs: assemble %q: %w", key, err)
 	}
-	if err := os.Rename(staging, object); err != nil {
+	if err := os.Rename(staging, object); errors.Is(err, fs.ErrNotExist) {
+		return s.assembled(key, size)
+	} else if err != nil {
 		return "", fmt.Errorf("localfs: assemble %q: %w", key, err)
 	}
 	if err := syncFile(filepath.Dir(object)); err != nil {

@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -293,4 +295,38 @@ func assembleAndRead(t *testing.T, s *Store, key string, totalChunks int, size i
 		t.Fatalf("reading %q: %v", objKey, err)
 	}
 	return string(b)
+}
+
+// Two stores on one directory are two replicas sharing a disk: their
+// locks do not see each other, so both may assemble the same upload at
+// once. Each must answer with the one object, never an error.
+func TestAssembleRacesAnotherProcess(t *testing.T) {
+	dir := t.TempDir()
+	var stores [2]*Store
+	for i := range stores {
+		s, err := NewWithOptions(dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores[i] = s
+	}
+	ctx := t.Context()
+	for round := range 200 {
+		key := "usr_a/upl_race" + strconv.Itoa(round)
+		if err := stores[0].Prepare(ctx, key, 4); err != nil {
+			t.Fatal(err)
+		}
+		writeChunk(t, stores[0], key, upload.ChunkRef{Size: 4}, "abcd")
+		var wg sync.WaitGroup
+		var errs [2]error
+		for i, s := range stores {
+			wg.Go(func() { _, errs[i] = s.Assemble(ctx, key, 1, 4) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: Assemble on store %d: %v", round, i, err)
+			}
+		}
+	}
 }
