@@ -122,13 +122,20 @@ func put(t testing.TB, url string, body []byte, header http.Header) (int, string
 // get fetches a URL with optional headers.
 func get(t testing.TB, url string, header http.Header) (*http.Response, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	return send(t, http.MethodGet, url, nil, header)
+}
+
+// send makes one request with optional headers and returns the response
+// with its whole body read.
+func send(t testing.TB, method, url string, body io.Reader, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, body)
 	for k, v := range header {
 		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -58,20 +58,14 @@ func (s *spool) uploadImage(token, fileName, contentType string, data []byte, he
 	_, _ = w.Write(data)
 	_ = mw.Close()
 
-	req, _ := http.NewRequest(http.MethodPost, s.url+"/graphql", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
+	h := http.Header{"Content-Type": {mw.FormDataContentType()}}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		h.Set("Authorization", "Bearer "+token)
 	}
 	for k, v := range header {
-		req.Header[k] = v
+		h[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("multipart POST: %v", err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	resp, raw := send(s.t, http.MethodPost, s.url+"/graphql", &body, h)
 	ans := multipartAnswer{status: resp.StatusCode}
 	var res struct {
 		Data   json.RawMessage `json:"data"`
@@ -220,20 +214,14 @@ func TestGraphQLRequiresPreflightForSimpleContentTypes(t *testing.T) {
 		{"text/plain", "X-Apollo-Operation-Name", http.StatusBadRequest, false},
 	} {
 		t.Run(c.contentType+" "+c.header, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodPost, s.url+"/graphql", bytes.NewBufferString(body))
+			h := http.Header{"Authorization": {"Bearer " + alice}}
 			if c.contentType != "" {
-				req.Header.Set("Content-Type", c.contentType)
+				h.Set("Content-Type", c.contentType)
 			}
 			if c.header != "" {
-				req.Header.Set(c.header, "Me")
+				h.Set(c.header, "Me")
 			}
-			req.Header.Set("Authorization", "Bearer "+alice)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, raw := send(t, http.MethodPost, s.url+"/graphql", strings.NewReader(body), h)
 			if resp.StatusCode != c.want {
 				t.Fatalf("HTTP %d %s, want %d", resp.StatusCode, raw, c.want)
 			}
@@ -273,15 +261,8 @@ func TestGraphQLBodyLimit(t *testing.T) {
 			if c.streamed {
 				r = io.MultiReader(r) // hides the length: sent chunked
 			}
-			req, _ := http.NewRequest(http.MethodPost, s.url+"/graphql", r)
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+alice)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, raw := send(t, http.MethodPost, s.url+"/graphql", r,
+				http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + alice}})
 			ran := s.me(alice).UsedBytes > before
 			if ran == c.refused {
 				t.Fatalf("%d-byte body: HTTP %d %.200s, operation ran %v; want refused %v", len(c.body), resp.StatusCode, raw, ran, c.refused)
