@@ -3,7 +3,7 @@
 // button for keyboard users.
 import type { Api } from "./api";
 import { formatBytes, formatDate } from "./format";
-import type { MediaFile, MediaType } from "./operations";
+import type { MediaFile, MediaStatus, MediaType } from "./operations";
 
 export interface GalleryElements {
   list: HTMLUListElement;
@@ -14,7 +14,7 @@ export interface GalleryElements {
 }
 
 const pageSize = 24;
-const statusLabels: Record<MediaFile["status"], string> = {
+const statusLabels: Record<MediaStatus, string> = {
   PENDING: "Pending",
   PROCESSING: "Processing",
   READY: "Ready",
@@ -30,7 +30,6 @@ export class Gallery {
   /** Bumped on every reset, so a page asked for before it is dropped. */
   private generation = 0;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
-  private polls = 0;
   private readonly observer: IntersectionObserver;
 
   constructor(
@@ -64,8 +63,19 @@ export class Gallery {
 
   /** Merges the newest page into the list soon (after an upload finished). */
   refresh(): void {
-    this.polls = 0;
-    this.scheduleRefresh(400);
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => void this.mergeFirstPage(), 400);
+  }
+
+  /**
+   * Shows a media file's processing result (READY or FAILED, from a
+   * myUploads event). A file not listed yet may be in a page on its way,
+   * asked for before the result: the newest page is merged again.
+   */
+  showProcessed(id: string, status: MediaStatus): void {
+    const li = this.item(id);
+    if (li) showStatus(li, status);
+    else this.refresh();
   }
 
   dispose(): void {
@@ -116,11 +126,6 @@ export class Gallery {
     return work;
   }
 
-  private scheduleRefresh(delay: number): void {
-    clearTimeout(this.refreshTimer);
-    this.refreshTimer = setTimeout(() => void this.mergeFirstPage(), delay);
-  }
-
   // New files go on top and known ones are updated in place, so pages
   // loaded further down stay where the reader left them.
   private async mergeFirstPage(): Promise<void> {
@@ -133,11 +138,9 @@ export class Gallery {
       const page = await this.api.userMedia(pageSize, null, this.mediaType());
       if (generation !== this.generation) return;
       const fresh: HTMLLIElement[] = [];
-      let processing = false;
       for (const edge of page.edges ?? []) {
         const media = edge.node;
         if (!media) continue;
-        processing ||= media.status === "PROCESSING" || media.status === "PENDING";
         const known = this.item(media.id);
         if (known) this.update(known, media);
         else fresh.push(this.render(media));
@@ -145,8 +148,6 @@ export class Gallery {
       this.els.list.prepend(...fresh);
       this.totalCount = page.totalCount;
       this.renderFooter();
-      // A new file is PROCESSING until its checksum is computed: look again.
-      if (processing && this.polls++ < 20) this.scheduleRefresh(1500);
     } catch {
       // The next completed upload refreshes again.
     }
@@ -162,11 +163,7 @@ export class Gallery {
   // Only status and link change: the preview keeps playing or showing
   // what it loaded, and focus stays where it is.
   private update(li: HTMLLIElement, media: MediaFile): void {
-    const status = li.querySelector<HTMLElement>(".media-status");
-    if (status) {
-      status.dataset.status = media.status;
-      status.textContent = statusLabels[media.status] ?? media.status;
-    }
+    showStatus(li, media.status);
     const name = li.querySelector<HTMLAnchorElement>(".media-name");
     if (name) name.href = media.url;
   }
@@ -199,8 +196,6 @@ export class Gallery {
     meta.append(`${formatBytes(media.fileSize)} · `, time);
     const status = document.createElement("span");
     status.className = "media-status";
-    status.dataset.status = media.status;
-    status.textContent = statusLabels[media.status] ?? media.status;
     body.append(name, meta, status);
 
     const del = document.createElement("button");
@@ -211,6 +206,7 @@ export class Gallery {
     del.addEventListener("click", () => void this.remove(media, li, del));
 
     li.append(preview, body, del);
+    showStatus(li, media.status);
     return li;
   }
 
@@ -259,6 +255,19 @@ export class Gallery {
     else if (this.totalCount === 0) this.els.summary.textContent = this.mediaType() ? "No media of this type yet." : "No media yet: uploaded files appear here.";
     else this.els.summary.textContent = `${shown} of ${this.totalCount} shown`;
   }
+}
+
+const settled: ReadonlySet<MediaStatus> = new Set(["READY", "FAILED"]);
+
+// A processing result is final: a page asked for before it arrived (and
+// answered after) must not turn READY back into PROCESSING.
+function showStatus(li: HTMLLIElement, status: MediaStatus): void {
+  const label = li.querySelector<HTMLElement>(".media-status");
+  if (!label) return;
+  const shown = label.dataset.status as MediaStatus | undefined;
+  if (shown && settled.has(shown) && !settled.has(status)) return;
+  label.dataset.status = status;
+  label.textContent = statusLabels[status] ?? status;
 }
 
 function messageOf(err: unknown): string {

@@ -5,7 +5,7 @@
 // resumes them, since spool matches the fingerprint.
 import type { Api } from "./api";
 import { mimeTypeOf } from "./mime";
-import type { FileInput, MediaFile, Progress, UploadSession } from "./operations";
+import type { FileInput, MediaFile, MediaStatus, Progress, UploadSession } from "./operations";
 import { UploadRow, isFinished, type RowModel, type RowStatus } from "./rows";
 import { FileUpload, ServiceError, isTerminalStatus } from "./upload";
 
@@ -16,6 +16,8 @@ export interface ManagerHooks {
   chooseFiles(): void;
   /** An upload completed: the gallery has a new file. */
   uploadFinished(): void;
+  /** A new file's content was checked: READY, or FAILED. */
+  mediaProcessed(mediaId: string, status: MediaStatus): void;
   /** Reserved or freed bytes changed the quota. */
   quotaChanged(): void;
   unauthenticated(): void;
@@ -81,11 +83,16 @@ export class UploadManager {
     const key = JSON.stringify(p);
     if (this.lastEvent.get(p.uploadId) === key) return;
     this.lastEvent.set(p.uploadId, key);
+    const entry = this.byId.get(p.uploadId);
     if (p.status === "COMPLETED" && !this.completedSeen.has(p.uploadId)) {
       this.completedSeen.add(p.uploadId);
       this.hooks.uploadFinished();
+      // Completed by another tab or client: fetch what the link needs.
+      if (entry && !entry.engine && p.mediaId) this.showMedia(entry, p.mediaId);
     }
-    const entry = this.byId.get(p.uploadId);
+    if (p.mediaId && (p.mediaStatus === "READY" || p.mediaStatus === "FAILED")) {
+      this.hooks.mediaProcessed(p.mediaId, p.mediaStatus);
+    }
     if (!entry) {
       this.strangers.set(p.uploadId, p);
       void this.adopt(p.uploadId);
@@ -212,13 +219,13 @@ export class UploadManager {
   private apply(entry: Entry, p: Progress): void {
     entry.row.update({ progress: p });
     entry.engine?.noteProgress(p);
-    if (p.status === "COMPLETED" && p.mediaId && !entry.engine && !entry.row.model.media) {
-      // Completed by another tab or client: fetch what the link needs.
-      this.api.media(p.mediaId).then(
-        (media) => media && entry.row.update({ media }),
-        () => {},
-      );
-    }
+  }
+
+  private showMedia(entry: Entry, mediaId: string): void {
+    this.api.media(mediaId).then(
+      (media) => media && entry.row.update({ media }),
+      () => {},
+    );
   }
 
   /** Gives a row to an upload this page did not start, if it is unfinished. */

@@ -27,6 +27,8 @@ export interface Progress {
   totalChunks: number;
   failedChunks: number[];
   mediaId: string | null;
+  /** Set with mediaId: PROCESSING until the content is checked, then READY or FAILED. */
+  mediaStatus: MediaStatus | null;
   error: string | null;
 }
 
@@ -78,7 +80,7 @@ export interface MediaPage {
 const progressFields = `
   fragment ProgressFields on UploadProgress {
     uploadId batchId status uploadedBytes totalBytes percent
-    uploadedChunks totalChunks failedChunks mediaId error
+    uploadedChunks totalChunks failedChunks mediaId mediaStatus error
   }`;
 
 const chunkURLFields = `

@@ -44,8 +44,12 @@ export function rowStatus(m: RowModel): { status: RowStatus; text: string } {
   if (m.rejected) return { status: "ERROR", text: m.rejected };
   if (e?.kind === "failed") return { status: "FAILED", text: `Failed: ${e.message}` };
   if (e?.kind === "cancelled" || server === "CANCELLED") return { status: "CANCELLED", text: "Cancelled" };
-  // COMPLETED waits for the MediaFile, so the link is there when it shows.
-  if (m.media) return { status: "COMPLETED", text: m.media.status === "FAILED" ? "Uploaded, but its checksum did not match" : "Uploaded" };
+  // COMPLETED waits for the MediaFile, so the link is there when it shows;
+  // the check of its content ends later, in a progress event.
+  if (m.media) {
+    const checked = m.progress?.mediaStatus ?? m.media.status;
+    return { status: "COMPLETED", text: checked === "FAILED" ? "Uploaded, but its checksum did not match" : "Uploaded" };
+  }
   if (server === "FAILED") return { status: "FAILED", text: `Failed: ${m.progress?.error ?? "spool gave up on this upload"}` };
   if (server === "EXPIRED") return { status: "EXPIRED", text: "Expired: choose the file again to start over" };
   if (e?.kind === "completing" || server === "ASSEMBLING" || server === "COMPLETED") {
