@@ -2,7 +2,7 @@ import { GraphiQL } from "graphiql";
 import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { exampleTabs } from "./examples";
 import { spoolFetcher } from "./fetcher";
-import { TOKEN_KEY, loadToken, normalizeToken, saveToken } from "./token";
+import { TOKEN_KEY, loadToken, normalizeToken, saveToken } from "../token";
 
 export function App() {
   const [token, setToken] = useState(loadToken);

@@ -3,13 +3,13 @@
 // subscription, and the gallery. One Session exists while signed in.
 import { Api, toServiceError } from "./api";
 import { createSpoolClient, type ConnectionState, type SpoolClient } from "./client";
+import { loadToken, normalizeToken, saveToken } from "../token";
 import { formatBytes } from "./format";
 import { Gallery } from "./gallery";
 import { UploadManager } from "./manager";
 import { MyUploadsSubscription, type User } from "./operations";
 import { ServiceError, clampParallel } from "./upload";
 
-const tokenKey = "spool.token";
 const parallelKey = "spool.parallel";
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -83,7 +83,7 @@ async function signIn(token: string): Promise<void> {
     client.dispose();
     const e = err instanceof ServiceError ? err : new ServiceError(String(err), "INTERNAL");
     if (e.code === "UNAUTHENTICATED") {
-      localStorage.removeItem(tokenKey);
+      saveToken("");
       ui.token.value = "";
       showSignIn("spool did not accept that token: it may have expired or come from another server. Make a new one with spool token --user NAME.");
     } else {
@@ -92,7 +92,7 @@ async function signIn(token: string): Promise<void> {
     }
     return;
   }
-  localStorage.setItem(tokenKey, token);
+  saveToken(token);
   ui.token.value = "";
 
   const manager = new UploadManager(api, ui.uploads, {
@@ -165,7 +165,7 @@ function signOut(message?: string): void {
     s.client.dispose();
     clearTimeout(s.quotaTimer);
   }
-  localStorage.removeItem(tokenKey);
+  saveToken("");
   ui.uploads.replaceChildren();
   showSignIn(message);
   if (message) announce(message);
@@ -270,8 +270,7 @@ function wirePicker(): void {
 function wireAccount(): void {
   ui.signinForm.addEventListener("submit", (e) => {
     e.preventDefault();
-    // Tolerate a pasted "Bearer …" header value.
-    const token = ui.token.value.trim().replace(/^Bearer\s+/i, "");
+    const token = normalizeToken(ui.token.value);
     if (!token) return;
     const submit = ui.signinForm.querySelector<HTMLButtonElement>("button[type=submit]");
     if (submit) submit.disabled = true;
@@ -289,6 +288,6 @@ function wireAccount(): void {
 
 wirePicker();
 wireAccount();
-const saved = localStorage.getItem(tokenKey);
+const saved = loadToken();
 if (saved) void signIn(saved);
 else showSignIn();

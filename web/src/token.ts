@@ -1,5 +1,5 @@
-// The API token lives in localStorage under the key the uploader page at
-// "/" uses too, so signing in on either page signs in on both.
+// The API token, kept in localStorage under one key for both pages (the
+// uploader at "/" and GraphiQL), so signing in on either signs in on both.
 export const TOKEN_KEY = "spool.token";
 
 export function loadToken(): string {
