@@ -4,6 +4,7 @@
 import type { Api } from "./api";
 import { formatBytes, formatDate } from "./format";
 import type { MediaFile, MediaStatus, MediaType } from "./operations";
+import { asServiceError } from "./upload";
 
 export interface GalleryElements {
   list: HTMLUListElement;
@@ -108,7 +109,7 @@ export class Gallery {
         this.totalCount = page.totalCount;
         this.loaded = true;
       } catch (err) {
-        if (generation === this.generation) this.announce(`Could not load your media: ${messageOf(err)}`);
+        if (generation === this.generation) this.announce(`Could not load your media: ${asServiceError(err).message}`);
       } finally {
         if (generation === this.generation) {
           this.loading = null;
@@ -235,7 +236,7 @@ export class Gallery {
       await this.api.deleteMedia(media.id);
     } catch (err) {
       button.disabled = false;
-      this.announce(`Could not delete ${media.fileName}: ${messageOf(err)}`);
+      this.announce(`Could not delete ${media.fileName}: ${asServiceError(err).message}`);
       return;
     }
     // Focus moves to a neighbour's Delete button, not to the page's start.
@@ -268,8 +269,4 @@ function showStatus(li: HTMLLIElement, status: MediaStatus): void {
   if (shown && settled.has(shown) && !settled.has(status)) return;
   label.dataset.status = status;
   label.textContent = statusLabels[status] ?? status;
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -8,7 +8,7 @@ import { formatBytes } from "./format";
 import { Gallery } from "./gallery";
 import { UploadManager } from "./manager";
 import { MyUploadsSubscription, type User } from "./operations";
-import { ServiceError, clampParallel } from "./upload";
+import { ServiceError, asServiceError, clampParallel } from "./upload";
 
 const parallelKey = "spool.parallel";
 
@@ -81,7 +81,7 @@ async function signIn(token: string): Promise<void> {
     me = await api.me();
   } catch (err) {
     client.dispose();
-    const e = err instanceof ServiceError ? err : new ServiceError(String(err), "INTERNAL");
+    const e = asServiceError(err);
     if (e.code === "UNAUTHENTICATED") {
       saveToken("");
       ui.token.value = "";

@@ -7,7 +7,7 @@ import type { Api } from "./api";
 import { mimeTypeOf } from "./mime";
 import type { FileInput, MediaFile, MediaStatus, Progress, UploadSession } from "./operations";
 import { UploadRow, isFinished, type RowModel, type RowStatus } from "./rows";
-import { FileUpload, ServiceError, isTerminalStatus } from "./upload";
+import { FileUpload, asServiceError, isTerminalStatus } from "./upload";
 
 export interface ManagerHooks {
   parallel(): number;
@@ -318,9 +318,4 @@ function fileInput(file: File): FileInput {
 // already shows the name.
 function withoutFileLabel(message: string): string {
   return message.replace(/^file \d+ \(".*?"\): /, "");
-}
-
-function asServiceError(err: unknown): ServiceError {
-  if (err instanceof ServiceError) return err;
-  return new ServiceError(err instanceof Error ? err.message : String(err), "INTERNAL");
 }

@@ -93,6 +93,12 @@ export class ServiceError extends Error {
   }
 }
 
+/** err as a ServiceError: itself, or an unexpected failure coded INTERNAL. */
+export function asServiceError(err: unknown): ServiceError {
+  if (err instanceof ServiceError) return err;
+  return new ServiceError(err instanceof Error ? err.message : String(err), "INTERNAL");
+}
+
 // Failures that may pass by themselves. FORBIDDEN is among them because
 // the URL is signed afresh before the next attempt.
 const passingCodes = new Set(["NETWORK", "TIMEOUT", "UNAVAILABLE", "STORAGE_UNAVAILABLE", "INTERNAL", "FORBIDDEN"]);
@@ -193,7 +199,7 @@ export class FileUpload<M> {
     try {
       await this.api.cancel(this.id);
     } catch (err) {
-      this.setState({ kind: "paused", reason: `could not cancel: ${messageOf(err)}` });
+      this.setState({ kind: "paused", reason: `could not cancel: ${asServiceError(err).message}` });
       throw err;
     }
     this.setState({ kind: "cancelled" });
@@ -351,7 +357,7 @@ export class FileUpload<M> {
   }
 
   private fail(err: unknown): void {
-    const e = err instanceof ServiceError ? err : new ServiceError(messageOf(err), "INTERNAL");
+    const e = asServiceError(err);
     if (isRetryable(e) || e.code === "UNAUTHENTICATED") {
       // Retries are used up, but the cause may pass: what spool has is
       // kept, and resume() continues from there.
@@ -389,10 +395,6 @@ export class FileUpload<M> {
     this.current = next;
     this.listener.state(next);
   }
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export function isTerminalStatus(status: string): boolean {
