@@ -500,18 +500,25 @@ func TestWriteRacingDiscard(t *testing.T) {
 	s := e.store
 	key := "usr_r/upl_race"
 	prepare(t, s, key, 100)
-	resume := make(chan struct{})
-	body := &pausingReader{first: make([]byte, 50), rest: make([]byte, 50), begun: make(chan struct{}), resume: resume}
+	body, bodyW := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
 		_, err := s.WriteChunk(t.Context(), key, upload.ChunkRef{Size: 100}, body)
+		body.Close() // a write that stopped reading fails the test, not hangs it
 		errc <- err
 	}()
-	<-body.begun
+	// A pipe's Write returns once WriteChunk has read the bytes, so it is
+	// past its first look at the upload when Discard runs.
+	if _, err := bodyW.Write(make([]byte, 50)); err != nil {
+		t.Fatalf("writing the first half of the body: %v", err)
+	}
 	if err := s.Discard(t.Context(), key); err != nil {
 		t.Fatalf("Discard: %v", err)
 	}
-	close(resume)
+	if _, err := bodyW.Write(make([]byte, 50)); err != nil {
+		t.Fatalf("writing the second half of the body: %v", err)
+	}
+	bodyW.Close()
 	if err := <-errc; !errors.Is(err, upload.ErrNotExist) {
 		t.Errorf("WriteChunk that outlived its upload: got error %v, want %v", err, upload.ErrNotExist)
 	}
@@ -971,34 +978,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// pausingReader yields first, closes begun, waits for resume, then
-// yields rest.
-type pausingReader struct {
-	first, rest []byte
-	begun       chan struct{}
-	resume      <-chan struct{}
-	paused      bool
-}
-
-func (r *pausingReader) Read(p []byte) (int, error) {
-	if len(r.first) > 0 {
-		n := copy(p, r.first)
-		r.first = r.first[n:]
-		return n, nil
-	}
-	if !r.paused {
-		r.paused = true
-		close(r.begun)
-		<-r.resume
-	}
-	if len(r.rest) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.rest)
-	r.rest = r.rest[n:]
-	return n, nil
 }
 
 // patternBytes returns n bytes of a pattern that differs for each n.
