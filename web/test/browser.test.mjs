@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { artifactPath, openBrowser } from './support/browser.mjs';
-import { gql, pngBytes, putChunk, randomBytesWithHeader, startSpool } from './support/spool.mjs';
+import { mustGql, pngBytes, putChunk, randomBytesWithHeader, startSpool } from './support/spool.mjs';
 
 const MiB = 1 << 20;
 // Failure guards only: how long to wait for something before failing with
@@ -176,7 +176,7 @@ test('uploader: sign in, upload, reload mid-upload, resume, gallery, accessibili
   await page.getByRole('button', { name: 'Delete clip.mp4' }).waitFor();
   await page.screenshot({ path: await artifactPath('uploader.png'), fullPage: true });
 
-  const stored = (await mustGql(spool.token, USER_MEDIA)).userMedia.edges.map((e) => e.node);
+  const stored = (await mustGql(spool.url, spool.token, USER_MEDIA)).userMedia.edges.map((e) => e.node);
   assert.deepEqual(stored.map((m) => m.fileName).sort(), ['clip.mp4', 'photo.png']);
   for (const m of stored) {
     const sent = m.fileName === photo.name ? photo.bytes : clip.bytes;
@@ -228,7 +228,7 @@ test('GraphiQL: a query, then a subscription that shows an upload made elsewhere
   // An unfinished upload is in myUploads' opening snapshot: its arrival
   // says the subscription is live before anything is sent.
   const bytes = pngBytes(48, 48);
-  const [upload] = (await mustGql(token, INIT_BATCH, {
+  const [upload] = (await mustGql(spool.url, token, INIT_BATCH, {
     input: { files: [{ fileName: 'from-node.png', size: bytes.length, mimeType: 'image/png' }] },
   })).initBatch.uploads;
   await selectTab(page, 'MyUploads', 'subscription MyUploads');
@@ -240,7 +240,7 @@ test('GraphiQL: a query, then a subscription that shows an upload made elsewhere
   }, `myUploads' snapshot with ${upload.id} INITIALIZED in GraphiQL`);
 
   for (const chunk of upload.chunkUrls) await putChunk(chunk, bytes);
-  await mustGql(token, COMPLETE, { uploadId: upload.id });
+  await mustGql(spool.url, token, COMPLETE, { uploadId: upload.id });
   await until(async () => {
     const text = await responseText();
     return text.includes(upload.id) && text.includes('"COMPLETED"');
@@ -319,7 +319,7 @@ function watchChunkPuts(page) {
 }
 
 async function uploadState(id) {
-  const upload = (await mustGql(spool.token, UPLOAD_STATE, { id })).upload;
+  const upload = (await mustGql(spool.url, spool.token, UPLOAD_STATE, { id })).upload;
   assert.ok(upload, `upload ${id} not found`);
   return upload;
 }
@@ -337,13 +337,6 @@ async function receivedChunks(id) {
     const [from, to = from] = part.split('-').map(Number);
     return range(to - from + 1).map((i) => from + i);
   });
-}
-
-
-async function mustGql(token, query, variables) {
-  const body = await gql(spool.url, token, query, variables);
-  assert.equal(body.errors, undefined, `GraphQL errors: ${JSON.stringify(body.errors)}`);
-  return body.data;
 }
 
 // assertControlsNamed checks, with the accessible names Chromium itself

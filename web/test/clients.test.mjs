@@ -15,7 +15,7 @@ import UploadHttpLink from 'apollo-upload-client/UploadHttpLink.mjs';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
-import { gql, pngBytes, putChunk, randomBytesWithHeader, startSpool } from './support/spool.mjs';
+import { gql, mustGql, pngBytes, putChunk, randomBytesWithHeader, startSpool } from './support/spool.mjs';
 
 const MiB = 1 << 20;
 // Failure guards only: how long to wait for something before failing with
@@ -524,22 +524,16 @@ function assertNeverBackwards(events) {
   }
 }
 
-async function mustGql(token, query, variables) {
-  const body = await gql(spool.url, token, query, variables);
-  assert.equal(body.errors, undefined, `${query.split('\n')[0]}: ${JSON.stringify(body.errors)}`);
-  return body.data;
-}
-
 async function initBatch(token, files) {
-  return (await mustGql(token, INIT_BATCH, { input: { files } })).initBatch;
+  return (await mustGql(spool.url, token, INIT_BATCH, { input: { files } })).initBatch;
 }
 
 async function complete(token, uploadId) {
-  return (await mustGql(token, COMPLETE, { uploadId })).complete;
+  return (await mustGql(spool.url, token, COMPLETE, { uploadId })).complete;
 }
 
 async function mediaCount(token) {
-  return (await mustGql(token, USER_MEDIA, { first: 1 })).userMedia.totalCount;
+  return (await mustGql(spool.url, token, USER_MEDIA, { first: 1 })).userMedia.totalCount;
 }
 
 // storeImages uploads small PNGs through the data plane and returns their

@@ -8,6 +8,7 @@
 //
 // The binary is $SPOOL_BIN, else <repo>/bin/spool (`make build`).
 
+import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -155,11 +156,6 @@ async function waitHealthy(url, exited, log) {
   }
 }
 
-/**
- * POSTs one GraphQL operation as JSON and returns the parsed body
- * ({ data, errors }). url is the server's base URL or its /graphql URL.
- * Throws if the answer is not JSON.
- */
 // putChunk sends a chunk's bytes (sliced from the whole file's) the way
 // its ChunkURL says, and fails unless spool takes them.
 export async function putChunk(chunk, fileBytes) {
@@ -172,6 +168,11 @@ export async function putChunk(chunk, fileBytes) {
   if (!res.ok) throw new Error(`PUT chunk ${chunk.chunkIndex}: HTTP ${res.status} ${text}`);
 }
 
+/**
+ * POSTs one GraphQL operation as JSON and returns the parsed body
+ * ({ data, errors }). url is the server's base URL or its /graphql URL.
+ * Throws if the answer is not JSON.
+ */
 export async function gql(url, token, query, variables = {}) {
   const endpoint = url.replace(/\/+$/, '').endsWith('/graphql') ? url : `${url.replace(/\/+$/, '')}/graphql`;
   const headers = { 'Content-Type': 'application/json' };
@@ -183,6 +184,13 @@ export async function gql(url, token, query, variables = {}) {
   } catch {
     throw new Error(`POST ${endpoint}: HTTP ${res.status}, not JSON: ${text.slice(0, 500)}`);
   }
+}
+
+/** Like gql, but returns data and fails the test if spool answered errors. */
+export async function mustGql(url, token, query, variables) {
+  const body = await gql(url, token, query, variables);
+  assert.equal(body.errors, undefined, `${query.trim().split('\n')[0]}: ${JSON.stringify(body.errors)}`);
+  return body.data;
 }
 
 /** A valid width×height RGB PNG (a gradient), as a Buffer. */
