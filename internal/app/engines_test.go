@@ -1,18 +1,11 @@
 package app_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
-	"strconv"
 	"testing"
-	"time"
-
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
 )
@@ -29,15 +22,13 @@ type sharedEngines struct {
 // PostgreSQL or Redis is missing, except in CI (CI=true), where that fails.
 func productionEngines(t testing.TB) sharedEngines {
 	t.Helper()
-	redisURL := testRedisURL(t)
+	redisURL := redistest.URL(t)
 	srv := gcstest.Start(t)
 	bucket := srv.CreateBucket(t)
-	prefix := make([]byte, 6)
-	_, _ = rand.Read(prefix)
 	return sharedEngines{
 		databaseURL: dbtest.Postgres(t),
 		redisURL:    redisURL,
-		redisPrefix: "spooltest:" + hex.EncodeToString(prefix) + ":",
+		redisPrefix: redistest.Prefix(t),
 		storageURL:  "gs://" + bucket + "/spool",
 		gcs: gcs.Options{
 			Client:     srv.Client(t),
@@ -51,27 +42,11 @@ func (e sharedEngines) apply(c *app.Config) {
 	c.DatabaseURL, c.RedisURL, c.RedisPrefix, c.StorageURL, c.GCS = e.databaseURL, e.redisURL, e.redisPrefix, e.storageURL, e.gcs
 }
 
+// testRedisURL is redistest.URL under the name latency_bench_test.go
+// calls it by.
 func testRedisURL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv("SPOOL_TEST_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := goredis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("SPOOL_TEST_REDIS_URL: %v", err)
-	}
-	c := goredis.NewClient(opts)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatalf("Redis at %s does not answer (CI=true: Redis is required): %v", url, err)
-		}
-		t.Skipf("Redis at %s does not answer, skipping (set SPOOL_TEST_REDIS_URL): %v", url, err)
-	}
-	return url
+	return redistest.URL(t)
 }
 
 // engineSets are the engine sets the core end-to-end suite runs on.

@@ -3,13 +3,10 @@ package redis
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"reflect"
 	"runtime"
@@ -22,6 +19,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -30,41 +28,6 @@ import (
 const deadline = 20 * time.Second
 
 // --- Redis for the tests ----------------------------------------------------
-
-// unavailable skips a test that needs a service this machine lacks, except
-// in CI, which must run every test.
-func unavailable(tb testing.TB, format string, args ...any) {
-	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf(format+" (CI=true: required)", args...)
-	}
-	tb.Skipf(format+" (set CI=true to make this a failure)", args...)
-}
-
-// sharedRedis returns the options of the shared test Redis
-// (SPOOL_TEST_REDIS_URL, default redis://127.0.0.1:6379/0), skipping the
-// test if it does not answer. Tests share it by using unique prefixes.
-func sharedRedis(tb testing.TB) *goredis.Options {
-	tb.Helper()
-	url := os.Getenv("SPOOL_TEST_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opt, err := goredis.ParseURL(url)
-	if err != nil {
-		tb.Fatalf("SPOOL_TEST_REDIS_URL: %v", err)
-	}
-	probe := *opt
-	probe.MaxRetries, probe.DialerRetries = -1, 1
-	c := goredis.NewClient(&probe)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(tb.Context(), 3*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		unavailable(tb, "no Redis at %s: %v", opt.Addr, err)
-	}
-	return opt
-}
 
 // newClient returns a client for opt, closed when the test ends, bounding
 // commands by their context as Open does.
@@ -75,15 +38,6 @@ func newClient(tb testing.TB, opt *goredis.Options) *goredis.Client {
 	c := goredis.NewClient(&o)
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-func uniquePrefix(tb testing.TB) string {
-	tb.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatal(err)
-	}
-	return "spool-test-" + hex.EncodeToString(b) + ":"
 }
 
 // newBroker returns a Broker (a "replica") on client, closed when the test
@@ -341,8 +295,8 @@ func TestWireRejectsWhatItCannotRoute(t *testing.T) {
 
 func TestEventReachesOtherReplica(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	prefix := uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix := redistest.Prefix(t)
 	a := newBroker(t, newClient(t, opt), prefix)
 	b := newBroker(t, newClient(t, opt), prefix)
 
@@ -368,8 +322,8 @@ func TestEventReachesOtherReplica(t *testing.T) {
 
 func TestNoCrossTalk(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	prefix, otherPrefix := uniquePrefix(t), uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix, otherPrefix := redistest.Prefix(t), redistest.Prefix(t)
 	a := newBroker(t, newClient(t, opt), prefix)
 	b := newBroker(t, newClient(t, opt), prefix)
 	other := newBroker(t, newClient(t, opt), otherPrefix) // another deployment
@@ -406,8 +360,8 @@ func TestNoCrossTalk(t *testing.T) {
 
 func TestPendingEventsCollapseAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	prefix := uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix := redistest.Prefix(t)
 	a := newBroker(t, newClient(t, opt), prefix)
 	b := newBroker(t, newClient(t, opt), prefix)
 	slow := subscribe(t, b, upload.UserTopic("alice")) // never read until the end
@@ -431,8 +385,8 @@ func TestPendingEventsCollapseAcrossReplicas(t *testing.T) {
 
 func TestMalformedMessagesAreDropped(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	prefix := uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix := redistest.Prefix(t)
 	admin := newClient(t, opt)
 	a := newBroker(t, newClient(t, opt), prefix)
 	b := newBroker(t, newClient(t, opt), prefix)
@@ -453,8 +407,8 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 
 func TestSubscriptionsAreCountedPerChannel(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	prefix := uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix := redistest.Prefix(t)
 	admin := newClient(t, opt)
 	a := newBroker(t, newClient(t, opt), prefix)
 	named := *opt
@@ -516,8 +470,8 @@ func TestSubscriptionsAreCountedPerChannel(t *testing.T) {
 // the new feed must still get its confirmation rather than time out.
 func TestChannelReusedBeforeUnsubscribe(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	prefix := uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix := redistest.Prefix(t)
 	a := newBroker(t, newClient(t, opt), prefix)
 	b := newBroker(t, newClient(t, opt), prefix)
 	name := prefix + "upload:u1"
@@ -590,8 +544,8 @@ func subscribedConns(tb testing.TB, admin *goredis.Client, name string) []int {
 // unsubscribed, and subscribing again must work.
 func TestConcurrentSubscribers(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	prefix := uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix := redistest.Prefix(t)
 	admin := newClient(t, opt)
 	a := newBroker(t, newClient(t, opt), prefix)
 	b := newBroker(t, newClient(t, opt), prefix)
@@ -657,8 +611,8 @@ func TestConcurrentSubscribers(t *testing.T) {
 
 func TestSubscribeRefusals(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	b := newBroker(t, newClient(t, opt), uniquePrefix(t))
+	opt := redistest.Options(t)
+	b := newBroker(t, newClient(t, opt), redistest.Prefix(t))
 
 	if f, err := b.Subscribe(t.Context(), upload.Topic{Kind: "batch", ID: "b1"}); err == nil {
 		f.Close()
@@ -679,9 +633,9 @@ func TestSubscribeRefusals(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
+	opt := redistest.Options(t)
 	client := newClient(t, opt)
-	b, err := New(client, Options{Prefix: uniquePrefix(t)})
+	b, err := New(client, Options{Prefix: redistest.Prefix(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -712,8 +666,8 @@ func TestClose(t *testing.T) {
 // TestCloseLeavesNothingRunning counts the process's goroutines, so it is
 // not parallel: parallel tests start only after the sequential ones end.
 func TestCloseLeavesNothingRunning(t *testing.T) {
-	opt := sharedRedis(t)
-	prefix := uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix := redistest.Prefix(t)
 	cycle := func() {
 		client := goredis.NewClient(opt)
 		defer client.Close()
@@ -742,8 +696,8 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 
 func TestOpen(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	prefix := uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix := redistest.Prefix(t)
 	url := fmt.Sprintf("redis://%s/%d", opt.Addr, opt.DB)
 	if opt.Password != "" {
 		url = fmt.Sprintf("redis://%s:%s@%s/%d", opt.Username, opt.Password, opt.Addr, opt.DB)
@@ -823,7 +777,7 @@ func startRedisServer(tb testing.TB) *redisServer {
 	tb.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
-		unavailable(tb, "redis-server is not installed: %v", err)
+		redistest.Unavailable(tb, "redis-server is not installed: %v", err)
 	}
 	s := &redisServer{tb: tb, path: path, addr: freeAddr(tb), dir: tb.TempDir()}
 	s.start()
@@ -881,7 +835,7 @@ func TestRedisOutage(t *testing.T) {
 	srv := startRedisServer(t)
 	opt := &goredis.Options{Addr: srv.addr}
 	admin := newClient(t, opt)
-	prefix := uniquePrefix(t)
+	prefix := redistest.Prefix(t)
 	a := newBroker(t, newClient(t, opt), prefix)
 	b := newBroker(t, newClient(t, opt), prefix)
 
@@ -935,8 +889,8 @@ func publishEventually(tb testing.TB, b *Broker, ev upload.Progress) {
 // unanswered, the broker reconnects, and its subscribers resync.
 func TestDeadConnectionIsNoticed(t *testing.T) {
 	t.Parallel()
-	opt := sharedRedis(t)
-	prefix := uniquePrefix(t)
+	opt := redistest.Options(t)
+	prefix := redistest.Prefix(t)
 	px := startProxy(t, opt.Addr)
 	a := newBroker(t, newClient(t, opt), prefix)
 	viaProxy := *opt
