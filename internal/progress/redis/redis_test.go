@@ -56,6 +56,14 @@ func newBroker(tb testing.TB, client *goredis.Client, prefix string) *Broker {
 	return b
 }
 
+// twoReplicas returns two Brokers ("replicas") of one deployment on opt's
+// Redis, each on a client of its own, and the channel prefix they share.
+func twoReplicas(tb testing.TB, opt *goredis.Options) (a, b *Broker, prefix string) {
+	tb.Helper()
+	prefix = redistest.Prefix(tb)
+	return newBroker(tb, newClient(tb, opt), prefix), newBroker(tb, newClient(tb, opt), prefix), prefix
+}
+
 // --- feeds and events -------------------------------------------------------
 
 func event(uploadID, ownerID string, version int64) upload.Progress {
@@ -296,9 +304,7 @@ func TestWireRejectsWhatItCannotRoute(t *testing.T) {
 func TestEventReachesOtherReplica(t *testing.T) {
 	t.Parallel()
 	opt := redistest.Options(t)
-	prefix := redistest.Prefix(t)
-	a := newBroker(t, newClient(t, opt), prefix)
-	b := newBroker(t, newClient(t, opt), prefix)
+	a, b, _ := twoReplicas(t, opt)
 
 	feeds := map[string]upload.Feed{
 		"upload topic": subscribe(t, b, upload.UploadTopic("upl_01J")),
@@ -323,10 +329,8 @@ func TestEventReachesOtherReplica(t *testing.T) {
 func TestNoCrossTalk(t *testing.T) {
 	t.Parallel()
 	opt := redistest.Options(t)
-	prefix, otherPrefix := redistest.Prefix(t), redistest.Prefix(t)
-	a := newBroker(t, newClient(t, opt), prefix)
-	b := newBroker(t, newClient(t, opt), prefix)
-	other := newBroker(t, newClient(t, opt), otherPrefix) // another deployment
+	a, b, _ := twoReplicas(t, opt)
+	other := newBroker(t, newClient(t, opt), redistest.Prefix(t)) // another deployment
 
 	target := subscribe(t, b, upload.UploadTopic("u1"))
 	others := map[string]upload.Feed{
@@ -361,9 +365,7 @@ func TestNoCrossTalk(t *testing.T) {
 func TestPendingEventsCollapseAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	opt := redistest.Options(t)
-	prefix := redistest.Prefix(t)
-	a := newBroker(t, newClient(t, opt), prefix)
-	b := newBroker(t, newClient(t, opt), prefix)
+	a, b, _ := twoReplicas(t, opt)
 	slow := subscribe(t, b, upload.UserTopic("alice")) // never read until the end
 	control := subscribe(t, b, upload.UserTopic("bob"))
 
@@ -386,10 +388,8 @@ func TestPendingEventsCollapseAcrossReplicas(t *testing.T) {
 func TestMalformedMessagesAreDropped(t *testing.T) {
 	t.Parallel()
 	opt := redistest.Options(t)
-	prefix := redistest.Prefix(t)
 	admin := newClient(t, opt)
-	a := newBroker(t, newClient(t, opt), prefix)
-	b := newBroker(t, newClient(t, opt), prefix)
+	a, b, prefix := twoReplicas(t, opt)
 	f := subscribe(t, b, upload.UploadTopic("u1"))
 
 	for _, junk := range []string{"junk", `{"v":99,"uploadId":"u1","ownerId":"alice","version":7}`} {
@@ -471,9 +471,7 @@ func TestSubscriptionsAreCountedPerChannel(t *testing.T) {
 func TestChannelReusedBeforeUnsubscribe(t *testing.T) {
 	t.Parallel()
 	opt := redistest.Options(t)
-	prefix := redistest.Prefix(t)
-	a := newBroker(t, newClient(t, opt), prefix)
-	b := newBroker(t, newClient(t, opt), prefix)
+	a, b, prefix := twoReplicas(t, opt)
 	name := prefix + "upload:u1"
 
 	first := subscribe(t, b, upload.UploadTopic("u1"))
@@ -545,10 +543,8 @@ func subscribedConns(tb testing.TB, admin *goredis.Client, name string) []int {
 func TestConcurrentSubscribers(t *testing.T) {
 	t.Parallel()
 	opt := redistest.Options(t)
-	prefix := redistest.Prefix(t)
 	admin := newClient(t, opt)
-	a := newBroker(t, newClient(t, opt), prefix)
-	b := newBroker(t, newClient(t, opt), prefix)
+	a, b, _ := twoReplicas(t, opt)
 	topics := []upload.Topic{upload.UploadTopic("u1"), upload.UploadTopic("u2"), upload.UserTopic("alice")}
 	// Stays throughout: a feed whose Subscribe gave up waiting for its
 	// channel would have every feed resync, this one included.
@@ -835,9 +831,7 @@ func TestRedisOutage(t *testing.T) {
 	srv := startRedisServer(t)
 	opt := &goredis.Options{Addr: srv.addr}
 	admin := newClient(t, opt)
-	prefix := redistest.Prefix(t)
-	a := newBroker(t, newClient(t, opt), prefix)
-	b := newBroker(t, newClient(t, opt), prefix)
+	a, b, prefix := twoReplicas(t, opt)
 
 	before := subscribe(t, b, upload.UploadTopic("u1"))
 	leaving := subscribe(t, b, upload.UploadTopic("u3"))
