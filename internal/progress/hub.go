@@ -4,8 +4,9 @@
 // costs bounded memory and never holds up a publisher.
 //
 // A broker that crosses replicas (Redis) is meant to wrap a Hub: it hands
-// the messages it receives to Hub.Deliver and calls Hub.Resync after a
-// reconnect, and keeps the fan-out and mailbox semantics defined here.
+// each message it receives to Hub.Deliver for the topic it came on, calls
+// Hub.Resync after a reconnect, and keeps the fan-out and mailbox
+// semantics defined here.
 package progress
 
 import (
@@ -34,32 +35,38 @@ func NewHub() *Hub {
 }
 
 // Publish delivers ev to the feeds of its upload and of its owner in this
-// process. It never blocks and never fails: ctx is accepted for the Broker
-// contract but deliberately ignored, because an event published after a
-// commit must reach subscribers even if the request that made the change
-// has just been cancelled.
-func (h *Hub) Publish(_ context.Context, ev upload.Progress) error {
-	h.Deliver(ev)
-	return nil
-}
-
-// Deliver hands ev to every live feed subscribed to its upload's or its
-// owner's topic, without waiting for any of them to read. It is the
-// in-process half of Publish, for a wrapping broker to call with events it
-// received from elsewhere.
+// process, without waiting for any of them to read. It never blocks and
+// never fails: ctx is accepted for the Broker contract but deliberately
+// ignored, because an event published after a commit must reach
+// subscribers even if the request that made the change has just been
+// cancelled.
 //
 // Events are shared between feeds: readers must treat their slices and
 // pointers (FailedChunks, MediaID, MediaStatus, Error) as read-only.
-func (h *Hub) Deliver(ev upload.Progress) {
+func (h *Hub) Publish(_ context.Context, ev upload.Progress) error {
 	// Putting while holding the read lock, rather than copying the feeds
 	// out first, is what lets Close promise that nothing arrives after it
 	// returns; put never waits for a reader, so the lock is held briefly.
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for f := range h.topics[upload.UploadTopic(ev.UploadID)] {
-		f.put(ev)
-	}
-	for f := range h.topics[upload.UserTopic(ev.OwnerID)] {
+	h.putLocked(upload.UploadTopic(ev.UploadID), ev)
+	h.putLocked(upload.UserTopic(ev.OwnerID), ev)
+	return nil
+}
+
+// Deliver hands ev to every live feed of topic alone, as Publish does for
+// both of ev's topics. It is for a wrapping broker that hears each event
+// once per topic it listens on (Redis: one channel per topic), so the
+// channel an event came on, not the event, decides who gets it.
+func (h *Hub) Deliver(topic upload.Topic, ev upload.Progress) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	h.putLocked(topic, ev)
+}
+
+// putLocked puts ev in the feeds of topic; h.mu must be held.
+func (h *Hub) putLocked(topic upload.Topic, ev upload.Progress) {
+	for f := range h.topics[topic] {
 		f.put(ev)
 	}
 }

@@ -149,6 +149,21 @@ func TestOtherTopicsGetNothing(t *testing.T) {
 	}
 }
 
+// Deliver reaches the feeds of the topic it is given and no others, not
+// even those of the event's other topic.
+func TestDeliverReachesOnlyItsTopic(t *testing.T) {
+	h := NewHub()
+	target := subscribe(t, h, upload.UserTopic("alice"))
+	sameUpload := subscribe(t, h, upload.UploadTopic("u1"))
+
+	h.Deliver(upload.UserTopic("alice"), event("u1", "alice", 1))
+
+	waitReady(t, target)
+	assertDrain(t, target, []idVersion{{"u1", 1}}, false)
+	assertNotReady(t, sameUpload)
+	assertDrain(t, sameUpload, nil, false)
+}
+
 func TestPendingCollapsesToLatestPerUpload(t *testing.T) {
 	h := NewHub()
 	f := subscribe(t, h, upload.UserTopic("alice"))
@@ -411,7 +426,7 @@ func TestConcurrentUse(t *testing.T) {
 		pubs.Go(func() {
 			for v := int64(1); v <= lastVersion; v++ {
 				for u := range uploadsPerPub {
-					h.Deliver(event(fmt.Sprintf("p%d-u%d", p, u), "alice", v))
+					_ = h.Publish(context.Background(), event(fmt.Sprintf("p%d-u%d", p, u), "alice", v))
 				}
 			}
 		})

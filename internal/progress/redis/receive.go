@@ -5,9 +5,12 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/spoolhq/spool/internal/upload"
 )
 
 // pingPrefix starts the payload of every PING the Broker sends, which Redis
@@ -213,7 +216,11 @@ func (b *Broker) receive() {
 	defer b.wg.Done()
 	backoff := minBackoff
 	awaiting := false // a ping of ours is unanswered and nothing came since
-	var last string   // payload of the last message
+	var last struct { // the last well-formed message and its event
+		payload string
+		ev      upload.Progress
+		ok      bool
+	}
 	for b.ctx.Err() == nil {
 		if b.needsResyncPing() {
 			if err := b.sendPing(); err != nil {
@@ -246,18 +253,17 @@ func (b *Broker) receive() {
 		switch m := msg.(type) {
 		case *goredis.Message:
 			// A replica listening on both the upload's and the owner's
-			// channel hears each event twice in a row; the hub already
-			// delivered the first copy to both topics.
-			if m.Payload == last {
-				continue
+			// channel hears each event twice in a row: decode it once.
+			if !last.ok || m.Payload != last.payload {
+				ev, err := decodeEvent([]byte(m.Payload))
+				if err != nil {
+					last.ok = false
+					b.log.Warn("dropping malformed progress event", "channel", m.Channel, "err", err)
+					continue
+				}
+				last.payload, last.ev, last.ok = m.Payload, ev, true
 			}
-			last = m.Payload
-			ev, err := decodeEvent([]byte(m.Payload))
-			if err != nil {
-				b.log.Warn("dropping malformed progress event", "channel", m.Channel, "err", err)
-				continue
-			}
-			b.hub.Deliver(ev)
+			b.deliver(m.Channel, last.ev)
 		case *goredis.Pong:
 			b.answered(m.Payload)
 		case *goredis.Subscription:
@@ -270,6 +276,42 @@ func (b *Broker) receive() {
 			}
 		}
 	}
+}
+
+// deliver hands ev, received on channel, to the local feeds of that
+// channel's topic if ev is about that topic's upload or user, and drops
+// it otherwise: the channel Redis routed the message by decides who hears
+// it, so a message from another writer cannot reach other subscribers by
+// what it says inside.
+func (b *Broker) deliver(channel string, ev upload.Progress) {
+	topic, ok := b.topicOf(channel)
+	if !ok || !belongs(ev, topic) {
+		b.log.Warn("dropping progress event of another channel", "channel", channel, "upload_id", ev.UploadID, "owner_id", ev.OwnerID)
+		return
+	}
+	b.hub.Deliver(topic, ev)
+}
+
+// belongs reports whether ev is one of topic's events: its upload's or
+// its owner's.
+func belongs(ev upload.Progress, topic upload.Topic) bool {
+	switch topic.Kind {
+	case upload.TopicUpload:
+		return ev.UploadID == topic.ID
+	case upload.TopicUser:
+		return ev.OwnerID == topic.ID
+	}
+	return false
+}
+
+// topicOf is the inverse of channelName.
+func (b *Broker) topicOf(channel string) (upload.Topic, bool) {
+	rest, ok := strings.CutPrefix(channel, b.prefix)
+	if !ok {
+		return upload.Topic{}, false
+	}
+	kind, id, ok := strings.Cut(rest, ":")
+	return upload.Topic{Kind: upload.TopicKind(kind), ID: id}, ok
 }
 
 // receiveOne reads the next message. While a ping is unanswered the read is

@@ -392,7 +392,10 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 	a, b, prefix := twoReplicas(t, opt)
 	f := subscribe(t, b, upload.UploadTopic("u1"))
 
-	for _, junk := range []string{"junk", `{"v":99,"uploadId":"u1","ownerId":"alice","version":7}`} {
+	// Another writer on the channel: junk, a format this replica does not
+	// read, and, far bigger than any event, an unterminated one.
+	oversized := `{"v":1,"uploadId":"u1","ownerId":"alice","version":7,"error":"` + strings.Repeat("x", 4<<20)
+	for _, junk := range []string{"junk", `{"v":99,"uploadId":"u1","ownerId":"alice","version":7}`, oversized, "junk"} {
 		if err := admin.Publish(t.Context(), prefix+"upload:u1", junk).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -402,6 +405,45 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 	r := readEvent(t, f, "u1", 1)
 	if len(r.events) != 1 || r.resync {
 		t.Errorf("read %s, want only u1 v1", summary(r))
+	}
+}
+
+// TestEventsOfAnotherChannelAreDropped: a message reaches the feeds of the
+// channel it was sent on, and only if it is about that channel's upload or
+// user, so another writer cannot reach other subscribers by what the
+// message says inside.
+func TestEventsOfAnotherChannelAreDropped(t *testing.T) {
+	t.Parallel()
+	opt := redistest.Options(t)
+	admin := newClient(t, opt)
+	a, b, prefix := twoReplicas(t, opt)
+	// Each feed's control event, published after the stray one.
+	controls := map[upload.Feed]upload.Progress{
+		subscribe(t, b, upload.UploadTopic("u1")):  event("u1", "alice", 1), // the channel it is sent on
+		subscribe(t, b, upload.UserTopic("alice")): event("u1", "alice", 1), // the other channel it is sent on
+		subscribe(t, b, upload.UploadTopic("u2")):  event("u2", "bob", 1),   // the upload it names
+		subscribe(t, b, upload.UserTopic("bob")):   event("u2", "bob", 1),   // the owner it names
+	}
+	stray, err := encodeEvent(event("u2", "bob", 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{prefix + "upload:u1", prefix + "user:alice"} {
+		if err := admin.Publish(t.Context(), ch, stray).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, a, event("u1", "alice", 1))
+	publish(t, a, event("u2", "bob", 1))
+
+	for f, ctl := range controls {
+		// Stops at the stray event too: a newer one would hide the control.
+		r := readUntil(t, f, "the control event", func(r reading) bool {
+			return r.has(ctl.UploadID, ctl.Version) || r.has("u2", 7)
+		})
+		if r.has("u2", 7) || r.resync {
+			t.Errorf("feed of %s v%d read %s, want no u2 v7", ctl.UploadID, ctl.Version, summary(r))
+		}
 	}
 }
 
