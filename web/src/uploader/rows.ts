@@ -41,8 +41,13 @@ export interface RowModel {
 export function rowStatus(m: RowModel): { status: RowStatus; text: string } {
   const e = m.engine;
   const server = m.progress?.status;
+  const expired = { status: "EXPIRED", text: "Expired: choose the file again to start over" } as const;
   if (m.rejected) return { status: "ERROR", text: m.rejected };
-  if (e?.kind === "failed") return { status: "FAILED", text: `Failed: ${e.message}` };
+  if (e?.kind === "failed") {
+    // Whether the engine learnt it from an event or from a refusal.
+    if (e.code === "EXPIRED" || e.code === "SESSION_EXPIRED") return expired;
+    return { status: "FAILED", text: `Failed: ${e.message}` };
+  }
   if (e?.kind === "cancelled" || server === "CANCELLED") return { status: "CANCELLED", text: "Cancelled" };
   // COMPLETED waits for the MediaFile, so the link is there when it shows;
   // the check of its content ends later, in a progress event.
@@ -51,7 +56,7 @@ export function rowStatus(m: RowModel): { status: RowStatus; text: string } {
     return { status: "COMPLETED", text: checked === "FAILED" ? "Uploaded, but its checksum did not match" : "Uploaded" };
   }
   if (server === "FAILED") return { status: "FAILED", text: `Failed: ${m.progress?.error ?? "spool gave up on this upload"}` };
-  if (server === "EXPIRED") return { status: "EXPIRED", text: "Expired: choose the file again to start over" };
+  if (server === "EXPIRED") return expired;
   if (e?.kind === "completing" || server === "ASSEMBLING" || server === "COMPLETED") {
     return { status: "ASSEMBLING", text: "Finishing…" };
   }
