@@ -1,16 +1,19 @@
 // The pages spool serves, driven in a real Chromium against a real spool
 // binary: the uploader at / (sign-in, two files, a reload in the middle
-// of a chunked upload and its resumption, the gallery) and GraphiQL at
-// /graphiql (a query, and a subscription that shows an upload made from
-// Node). Screenshots go to web/test-results/. Without Chromium the tests
+// of a chunked upload and its resumption, the gallery; what it does with
+// a bad token, a refused file, a 403 or 415 chunk answer, an expired
+// upload) and GraphiQL at /graphiql (a query, and a subscription that
+// shows an upload made from Node). Screenshots go to web/test-results/. Without Chromium the tests
 // are skipped, saying so; with CI set they fail instead (support/browser.mjs).
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 
 import { artifactPath, openBrowser } from './support/browser.mjs';
 import { mustGql, pngBytes, putChunk, randomBytesWithHeader, startSpool } from './support/spool.mjs';
@@ -40,6 +43,7 @@ const INIT_BATCH = `mutation ($input: InitBatchInput!) {
   }
 }`;
 const COMPLETE = `mutation ($uploadId: ID!) { complete(uploadId: $uploadId) { id status } }`;
+const UPLOAD_STATUS = `query ($id: ID!) { upload(id: $id) { status } }`;
 
 let spool;
 before(async () => {
@@ -205,6 +209,134 @@ test('uploader: sign in, upload, reload mid-upload, resume, gallery, accessibili
   assert.equal(chooser.isMultiple(), true, `the picker (#${reached}) takes several files`);
 });
 
+test('uploader: a bad token, then a stale saved one, are refused at sign-in; a pasted "Bearer …" is taken', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  const page = await browser.newPage();
+  page.setDefaultTimeout(guardMs);
+  const storedToken = () => page.evaluate(() => localStorage.getItem('spool.token'));
+  const refused = /did not accept that token/;
+
+  await page.goto(`${spool.url}/`);
+  await page.locator('#token').fill('not-a-token');
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.locator('#signin-error').waitFor();
+  assert.match(await page.locator('#signin-error').textContent(), refused);
+  assert.equal(await page.locator('#app').isHidden(), true, 'the uploader stays hidden');
+  assert.equal(await storedToken(), null, 'a refused token is not kept');
+
+  // A token kept from an earlier visit that spool no longer takes (signed
+  // by another server here) sends the page back to sign-in, and is dropped.
+  await page.evaluate((value) => localStorage.setItem('spool.token', value), await foreignToken());
+  await page.reload();
+  await page.locator('#signin-error').waitFor();
+  assert.match(await page.locator('#signin-error').textContent(), refused);
+  assert.equal(await page.locator('#app').isHidden(), true, 'the uploader stays hidden');
+  assert.equal(await storedToken(), null, 'the stale token is dropped');
+
+  const token = await spool.tokenFor('bearer-paste');
+  await page.locator('#token').fill(`  Bearer ${token} `);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.locator('#app').waitFor();
+  assert.equal(await page.locator('#user-name').textContent(), 'bearer-paste');
+  assert.equal(await storedToken(), token);
+});
+
+test('uploader: a type spool refuses, bytes that are not the declared type (415), a tampered chunk URL (403)', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  const dir = await mkdtemp(join(tmpdir(), 'spool-browser-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const files = {
+    notes: { name: 'notes.txt', bytes: Buffer.from('just text\n') },
+    good: { name: 'good.png', bytes: pngBytes(32, 32) },
+    fake: { name: 'fake.png', bytes: Buffer.from('just text, no PNG\n') },
+    tampered: { name: 'tampered.png', bytes: pngBytes(40, 30) },
+  };
+  for (const f of Object.values(files)) {
+    f.path = join(dir, f.name);
+    await writeFile(f.path, f.bytes);
+  }
+
+  const token = await spool.tokenFor('refusals');
+  const page = await signedInPage(browser, spool.url, token);
+  const puts = watchChunkPuts(page);
+  const row = (f) => page.locator(`li.upload[data-file-name="${f.name}"]`);
+
+  // One batch: spool refuses it for notes.txt, so the page plans the files
+  // one by one and only notes.txt is refused.
+  await page.setInputFiles('#files', [files.notes.path, files.good.path, files.fake.path]);
+  await waitForAttribute(row(files.notes), 'data-status', 'ERROR', 'notes.txt refused');
+  assert.match(await row(files.notes).locator('.upload-status').textContent(), /text\/plain/);
+  await waitForAttribute(row(files.good), 'data-status', 'COMPLETED', 'good.png uploaded beside the refused file');
+  await waitForAttribute(row(files.fake), 'data-status', 'FAILED', 'fake.png failed: its bytes are no PNG');
+  assert.match(await row(files.fake).locator('.upload-status').textContent(), /declared as image\/png/);
+  // Sending it again cannot help, so the page cancelled it: only
+  // good.png's bytes count against the quota.
+  await until(async () => (await mustGql(spool.url, token, '{ me { usedBytes } }')).me.usedBytes === files.good.bytes.length,
+    `usedBytes back to good.png's ${files.good.bytes.length} once fake.png is given up`);
+  const fakeId = await row(files.fake).getAttribute('data-upload-id');
+  assert.equal((await mustGql(spool.url, token, UPLOAD_STATUS, { id: fakeId })).upload.status, 'CANCELLED');
+  assert.deepEqual(puts.answers(fakeId), [415], 'fake.png: one PUT, refused with 415 and not sent again');
+
+  // The first PUT goes out with a broken signature: spool answers 403,
+  // and the page asks for a fresh URL and sends the chunk again.
+  let tampered = false;
+  await page.route(/\/uploads\/[^/]+\/chunks\/\d+\?/, (route) => {
+    if (tampered) return route.continue();
+    tampered = true;
+    const url = new URL(route.request().url());
+    url.searchParams.set('sig', `x${url.searchParams.get('sig')}`);
+    return route.continue({ url: url.toString() });
+  });
+  await page.setInputFiles('#files', [files.tampered.path]);
+  await waitForAttribute(row(files.tampered), 'data-status', 'COMPLETED', 'tampered.png uploaded after a 403');
+  const tamperedId = await row(files.tampered).getAttribute('data-upload-id');
+  assert.deepEqual(puts.answers(tamperedId), [403, 200], 'tampered.png: refused once (403), then taken');
+});
+
+test('uploader: an upload that outlives its session is shown expired; choosing the file again starts it anew', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  const ttlMs = 2_000;
+  const shortLived = await startSpool({ args: ['--session-ttl', `${ttlMs}ms`, '--sweep-interval', '1h'], user: 'late' });
+  t.after(() => shortLived.stop());
+  const dir = await mkdtemp(join(tmpdir(), 'spool-browser-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const late = { name: 'late.png', path: join(dir, 'late.png') };
+  await writeFile(late.path, pngBytes(24, 24));
+
+  const page = await signedInPage(browser, shortLived.url, shortLived.token);
+  const puts = watchChunkPuts(page);
+  // The first PUT is held until the session is over: spool refuses its
+  // URL then, and a new one for a session that is over.
+  let held = false;
+  await page.route(/\/uploads\/[^/]+\/chunks\/\d+\?/, async (route) => {
+    if (held) return route.continue();
+    held = true;
+    await new Promise((r) => setTimeout(r, ttlMs + 500));
+    return route.continue();
+  });
+  await page.setInputFiles('#files', [late.path]);
+  const rows = page.locator('li.upload[data-file-name="late.png"]');
+  await waitForAttribute(rows, 'data-status', 'EXPIRED', 'late.png shown expired');
+  assert.match(await rows.locator('.upload-status').textContent(), /choose the file again/);
+  const expiredId = await rows.getAttribute('data-upload-id');
+  assert.equal((await mustGql(shortLived.url, shortLived.token, UPLOAD_STATUS, { id: expiredId })).upload.status, 'EXPIRED');
+  assert.deepEqual(puts.answers(expiredId), [403]);
+
+  await page.setInputFiles('#files', [late.path]);
+  const again = rows.and(page.locator(`:not([data-upload-id="${expiredId}"])`));
+  await waitForAttribute(again, 'data-status', 'COMPLETED', 'late.png uploaded anew');
+  assert.notEqual(await again.getAttribute('data-upload-id'), expiredId);
+});
+
 test('GraphiQL: a query, then a subscription that shows an upload made elsewhere', guarded, async (t) => {
   const browser = await openBrowser(t);
   if (!browser) return;
@@ -305,19 +437,54 @@ async function recordProgressBars(page) {
   };
 }
 
-// watchChunkPuts counts the page's PUTs to the data plane since reset().
+// watchChunkPuts counts the page's PUTs to the data plane since reset(),
+// and the statuses spool answered them with.
 function watchChunkPuts(page) {
   let seen = [];
-  page.on('request', (req) => {
-    if (req.method() !== 'PUT') return;
+  const chunkOf = (req) => {
+    if (req.method() !== 'PUT') return null;
     const m = new URL(req.url()).pathname.match(/^\/uploads\/([^/]+)\/chunks\/(\d+)$/);
-    if (m) seen.push({ uploadId: decodeURIComponent(m[1]), index: Number(m[2]) });
+    return m && { uploadId: decodeURIComponent(m[1]), index: Number(m[2]) };
+  };
+  page.on('request', (req) => {
+    const chunk = chunkOf(req);
+    if (chunk) seen.push({ ...chunk, req });
+  });
+  const answers = new Map();
+  page.on('response', (res) => {
+    if (chunkOf(res.request())) answers.set(res.request(), res.status());
   });
   return {
     reset: () => { seen = []; },
     count: () => seen.length,
     indexes: (uploadId) => seen.filter((p) => p.uploadId === uploadId).map((p) => p.index).sort((a, b) => a - b),
+    /** The statuses of uploadId's PUTs that were answered, in the order sent. */
+    answers: (uploadId) => seen.filter((p) => p.uploadId === uploadId && answers.has(p.req)).map((p) => answers.get(p.req)),
   };
+}
+
+// signedInPage opens the uploader of the spool at url, signed in with
+// token (kept from an earlier visit, as the page stores it).
+async function signedInPage(browser, url, token) {
+  const context = await browser.newContext();
+  await context.addInitScript((value) => localStorage.setItem('spool.token', value), token);
+  const page = await context.newPage();
+  page.setDefaultTimeout(guardMs);
+  await page.goto(`${url}/`);
+  await page.locator('#app').waitFor();
+  return page;
+}
+
+// foreignToken makes a token the way `spool token` does, but with another
+// data directory's secret: well formed, and not one this spool signed.
+async function foreignToken() {
+  const dir = await mkdtemp(join(tmpdir(), 'spool-other-'));
+  try {
+    const { stdout } = await promisify(execFile)(spool.binary, ['token', '--user', 'alice', '--data-dir', dir]);
+    return stdout.trim();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 async function uploadState(id) {
