@@ -74,8 +74,9 @@ func WithMigrations(fsys fs.FS) Option { return func(o *options) { o.migrations 
 // applies its pending migrations. An empty dbURL opens the SQLite file at
 // sqlitePath (creating it and its directory); postgres:// and
 // postgresql:// URLs open PostgreSQL through pgx. It returns an error for
-// any other scheme, for a server it cannot reach and for a failed
-// migration; the error never shows the URL's password.
+// any other scheme, for a server it cannot reach, for a migration file
+// whose name has no version and for a failed migration; the error never
+// shows the URL's password.
 func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, error) {
 	o := options{migrate: true, maxOpenConns: 10}
 	for _, opt := range opts {
@@ -103,6 +104,10 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 			_ = db.Close()
 			return nil, err
 		}
+	}
+	if err := checkMigrationNames(db.migrations); err != nil {
+		_ = db.Close()
+		return nil, err
 	}
 	if o.migrate {
 		if err := db.Migrate(ctx); err != nil {

@@ -323,3 +323,34 @@ func TestDriftShowsWhatMigrationsLack(t *testing.T) {
 		}
 	})
 }
+
+// A migration file whose name has no version is refused (goose itself
+// would skip it, and the schema would silently lack it), and so is a
+// second file of one version, whether Open migrates or not.
+func TestMisnamedMigrationIsRefused(t *testing.T) {
+	t.Parallel()
+	init, err := fs.ReadFile(database.Migrations(), "sqlite/00001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ddl = "-- +goose Up\nALTER TABLE users ADD COLUMN nickname text NULL;\n"
+	for _, name := range []string{"nickname.sql", "00002-nickname.sql", "v2_nickname.sql", "00000_nickname.sql", "00001_nickname.sql"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			migrations := fstest.MapFS{"00001_init.sql": {Data: init}, name: {Data: []byte(ddl)}}
+			for _, opts := range [][]database.Option{
+				{database.WithMigrations(migrations)},
+				{database.WithMigrations(migrations), database.WithoutMigrate()},
+			} {
+				db, err := database.Open(context.Background(), "", filepath.Join(t.TempDir(), database.SQLiteFile), opts...)
+				if err == nil {
+					db.Close()
+					t.Fatalf("Open with migration %s succeeded, want an error", name)
+				}
+				if !strings.Contains(err.Error(), name) {
+					t.Errorf("Open: %v; want it to name %s", err, name)
+				}
+			}
+		})
+	}
+}

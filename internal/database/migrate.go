@@ -44,6 +44,29 @@ func migrationDir(d string) string {
 	return "sqlite"
 }
 
+// checkMigrationNames fails on a .sql file of fsys whose name has no
+// version goose reads (NNNNN_what.sql, NNNNN at least 1), since goose
+// skips such a file without a word and the schema would silently lack it,
+// and on two files of one version.
+func checkMigrationNames(fsys fs.FS) error {
+	files, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return err
+	}
+	seen := make(map[int64]string, len(files))
+	for _, f := range files {
+		v, err := goose.NumericComponent(f)
+		if err != nil {
+			return fmt.Errorf("database: migration %s: %w; name it NNNNN_what_it_does.sql", f, err)
+		}
+		if other, ok := seen[v]; ok {
+			return fmt.Errorf("database: migrations %s and %s have the same version", other, f)
+		}
+		seen[v] = f
+	}
+	return nil
+}
+
 // PostgreSQL advisory lock keys (they are per database): one for goose's
 // migrations, one for adopting a database from before migrations.
 const (
