@@ -243,6 +243,29 @@ func TestUnreachablePostgres(t *testing.T) {
 	}
 }
 
+// A malformed PostgreSQL URL fails Open, saying what is wrong, and never
+// shows the password; none of these reach the network.
+func TestMalformedPostgresURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ url, want string }{
+		{"postgres://spool:hunter2@127.0.0.1:port/spool", "not a valid URL"},
+		{"postgres://spool:hunter2@[::1/spool", "not a valid URL"},
+		{"host=127.0.0.1 user=spool password=hunter2", "no scheme"},
+		{"postgres://spool:hunter2@127.0.0.1:5432/spool?sslmode=bogus", "sslmode is invalid"},
+		{"postgresql://spool:hunter2@127.0.0.1:5432/spool?connect_timeout=soon", "connect_timeout"},
+	} {
+		db, err := database.Open(context.Background(), tc.url, "")
+		if err == nil {
+			db.Close()
+			t.Errorf("Open(%q) succeeded, want an error saying %q", tc.url, tc.want)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "hunter2") {
+			t.Errorf("Open(%q) = %q; want it to say %q and not show the password", tc.url, msg, tc.want)
+		}
+	}
+}
+
 // Replicas starting at once on a fresh database apply each migration
 // exactly once: goose holds an advisory lock while it migrates.
 func TestConcurrentStartsMigrateOnce(t *testing.T) {

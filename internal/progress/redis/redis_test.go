@@ -773,6 +773,9 @@ func TestOpenFailures(t *testing.T) {
 		"bad port":   "redis://user:" + secret + "@127.0.0.1:port/0",
 		"bad scheme": "http://user:" + secret + "@127.0.0.1:6379/0",
 		"bad db":     "redis://user:" + secret + "@127.0.0.1:6379/db",
+		"bad option": "redis://user:" + secret + "@127.0.0.1:6379/0?dial_timeout=soon",
+		"no option":  "redis://user:" + secret + "@127.0.0.1:6379/0?colour=blue",
+		"bad host":   "redis://user:" + secret + "@[::1/0",
 		"nobody at":  "redis://user:" + secret + "@" + freeAddr(t) + "/0",
 	} {
 		b, err := Open(ctx, url, Options{})
