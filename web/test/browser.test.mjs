@@ -244,6 +244,30 @@ test('uploader: a bad token, then a stale saved one, are refused at sign-in; a p
   assert.equal(await storedToken(), token);
 });
 
+test('uploader: with storage disabled (a browser setting), signing in works for the visit', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  const context = await browser.newContext();
+  // As Chromium does when a user blocks site data: any use throws.
+  await context.addInitScript(() => Object.defineProperty(window, 'localStorage', {
+    get() { throw new DOMException('access is denied for this document', 'SecurityError'); },
+  }));
+  const page = await context.newPage();
+  page.setDefaultTimeout(guardMs);
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  await page.goto(`${spool.url}/`);
+  await page.locator('#token').fill(await spool.tokenFor('no-storage'));
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.locator('#app').waitFor();
+  assert.equal(await page.locator('#user-name').textContent(), 'no-storage');
+  await page.locator('#parallel').fill('2');
+  await page.locator('#parallel').blur();
+  assert.deepEqual(errors, [], 'errors thrown in the page');
+});
+
 test('uploader: a type spool refuses, bytes that are not the declared type (415), a tampered chunk URL (403)', guarded, async (t) => {
   const browser = await openBrowser(t);
   if (!browser) return;

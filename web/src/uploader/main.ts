@@ -257,12 +257,18 @@ function wirePicker(): void {
   window.addEventListener("dragover", (e) => e.preventDefault());
   window.addEventListener("drop", (e) => e.preventDefault());
 
-  const saved = Number(localStorage.getItem(parallelKey));
-  if (saved) ui.parallel.value = String(clampParallel(saved));
+  // With storage disabled (a browser setting) every use of localStorage
+  // throws; the choice then lasts for the visit, like the token.
+  try {
+    const saved = Number(localStorage.getItem(parallelKey));
+    if (saved) ui.parallel.value = String(clampParallel(saved));
+  } catch {}
   ui.parallel.addEventListener("change", () => {
     const n = clampParallel(ui.parallel.valueAsNumber);
     ui.parallel.value = String(n);
-    localStorage.setItem(parallelKey, String(n));
+    try {
+      localStorage.setItem(parallelKey, String(n));
+    } catch {}
     session?.manager.setParallel(n);
   });
 }
