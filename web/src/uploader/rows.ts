@@ -38,7 +38,7 @@ export interface RowModel {
   media?: MediaFile;
 }
 
-export function rowStatus(m: RowModel): { status: RowStatus; text: string } {
+function rowStatus(m: RowModel): { status: RowStatus; text: string } {
   const e = m.engine;
   const server = m.progress?.status;
   const expired = { status: "EXPIRED", text: "Expired: choose the file again to start over" } as const;

@@ -103,7 +103,7 @@ export function asServiceError(err: unknown): ServiceError {
 // the URL is signed afresh before the next attempt.
 const passingCodes = new Set(["NETWORK", "TIMEOUT", "UNAVAILABLE", "STORAGE_UNAVAILABLE", "INTERNAL", "FORBIDDEN"]);
 
-export function isRetryable(err: unknown): boolean {
+function isRetryable(err: unknown): boolean {
   return err instanceof ServiceError && passingCodes.has(err.code);
 }
 
@@ -123,7 +123,7 @@ const statusCodes: Record<number, string> = {
 };
 
 /** Turns a chunk PUT's failed answer into a ServiceError. */
-export function chunkError(status: number, body: unknown): ServiceError {
+function chunkError(status: number, body: unknown): ServiceError {
   const detail = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
   let code = typeof detail?.code === "string" ? detail.code : statusCodes[status];
   if (status === 408 || status === 429 || status >= 500) code ??= "UNAVAILABLE";
@@ -409,7 +409,7 @@ const browserOwnedHeaders = new Set(["content-length", "host", "connection", "ac
  * how much of a request body has gone out, which is all a one-chunk
  * file can show until spool has it.
  */
-export const xhrTransport: ChunkTransport = (target, body, signal, onSent) =>
+const xhrTransport: ChunkTransport = (target, body, signal, onSent) =>
   new Promise((resolve, reject) => {
     if (signal.aborted) {
       reject(signal.reason);
