@@ -48,7 +48,9 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines,
 		err = e.openLocal(filepath.Join(cfg.DataDir, "files"))
 	case strings.HasPrefix(u, "file://"):
 		p, perr := url.Parse(u)
-		if perr != nil || p.Path == "" {
+		// file://data/files is host "data" and directory /files: refuse it
+		// rather than store somewhere the operator did not mean.
+		if perr != nil || p.Path == "" || (p.Host != "" && p.Host != "localhost") {
 			return nil, fmt.Errorf("storage URL %q: want file:///absolute/dir", u)
 		}
 		err = e.openLocal(p.Path)

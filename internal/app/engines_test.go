@@ -1,6 +1,10 @@
 package app_test
 
 import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/spoolhq/spool/internal/app"
@@ -56,4 +60,30 @@ var engineSets = []struct {
 }{
 	{"embedded", func(testing.TB) func(*app.Config) { return nil }},
 	{"postgres+redis+gcs", func(t testing.TB) func(*app.Config) { return productionEngines(t).apply }},
+}
+
+// A file:// storage URL names an absolute directory, with no host or
+// localhost; one with another host (file://data/files is host "data",
+// directory /files) stops spool at start instead of storing in /files.
+func TestFileStorageURL(t *testing.T) {
+	for _, prefix := range []string{"file://", "file://localhost"} {
+		dir := filepath.Join(t.TempDir(), "files")
+		startSpool(t, func(c *app.Config) { c.StorageURL = prefix + dir })
+		if entries, err := os.ReadDir(dir); err != nil || len(entries) == 0 {
+			t.Errorf("StorageURL %s%s: the directory holds %v, %v; want the store's layout", prefix, dir, entries, err)
+		}
+	}
+	for _, u := range []string{"file://data/files", "file://example.com/srv/spool"} {
+		cfg := smallConfig(t.TempDir())
+		cfg.StorageURL = u
+		m := app.New(cfg, nil)
+		err := m.Run(context.Background())
+		if err == nil {
+			m.Close()
+			t.Fatalf("StorageURL %s: got a running server, want an error", u)
+		}
+		if !strings.Contains(err.Error(), "storage URL") {
+			t.Errorf("StorageURL %s: got %q, want it to name the storage URL", u, err)
+		}
+	}
 }
