@@ -2,7 +2,6 @@ package database
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -257,8 +256,8 @@ func (db *DB) tableExists(ctx context.Context, name string) (bool, error) {
 	if db.Dialect == dialect.Postgres {
 		q = "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
 	}
-	var n int
-	if err := db.sql.QueryRowContext(ctx, q, name).Scan(&n); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	var n int // count(*) always returns a row
+	if err := db.sql.QueryRowContext(ctx, q, name).Scan(&n); err != nil {
 		return false, fmt.Errorf("looking for table %s: %w", name, err)
 	}
 	return n > 0, nil
