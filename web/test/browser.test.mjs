@@ -403,6 +403,9 @@ test('GraphiQL: a query, then a subscription that shows an upload made elsewhere
     const text = await responseText();
     return text.includes(upload.id) && text.includes('"COMPLETED"');
   }, `${upload.id} COMPLETED in GraphiQL's response pane`);
+  // The example selects mediaStatus: the file's check arrives too.
+  await until(async () => (await responseText()).includes('"mediaStatus": "READY"'),
+    `${upload.id}'s mediaStatus READY in GraphiQL's response pane`);
   await page.screenshot({ path: await artifactPath('graphiql.png') });
   await execute.click(); // stops the subscription
   await waitForAttribute(execute, 'aria-label', 'Execute query (Ctrl-Enter)', 'the subscription to stop');

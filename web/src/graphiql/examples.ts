@@ -94,6 +94,8 @@ const myUploads = `# Progress of all your uploads: the
 # unfinished ones first, then every change,
 # until you stop it. Start an upload
 # elsewhere (the Uploader) and watch.
+# A completed upload's file is checked
+# next: mediaStatus PROCESSING, then READY.
 subscription MyUploads {
   myUploads {
     uploadId
@@ -105,6 +107,7 @@ subscription MyUploads {
     uploadedChunks
     totalChunks
     mediaId
+    mediaStatus
     error
   }
 }
