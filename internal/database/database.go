@@ -54,8 +54,8 @@ type options struct {
 	migrations   fs.FS
 }
 
-// WithoutMigrate makes Open leave the schema alone; call Migrate or Up
-// yourself (spool migrate does, to report what it applied).
+// WithoutMigrate makes Open leave the schema alone; call Up yourself
+// (spool migrate does, to report what it applied).
 func WithoutMigrate() Option { return func(o *options) { o.migrate = false } }
 
 // WithLogger logs applied migrations to l (by default nothing is logged).
@@ -110,7 +110,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 		return nil, err
 	}
 	if o.migrate {
-		if err := db.Migrate(ctx); err != nil {
+		if _, err := db.Up(ctx); err != nil {
 			_ = db.Close()
 			return nil, err
 		}

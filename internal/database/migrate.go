@@ -80,12 +80,6 @@ type Applied struct {
 	Duration time.Duration
 }
 
-// Migrate applies the pending migrations; see Up.
-func (db *DB) Migrate(ctx context.Context) error {
-	_, err := db.Up(ctx)
-	return err
-}
-
 // Up applies the pending migrations in order, each in its own
 // transaction, and returns those it applied (none when the schema is up
 // to date). On PostgreSQL it holds a session-level advisory lock while it
@@ -137,7 +131,7 @@ func (db *DB) Version(ctx context.Context) (int64, error) {
 
 // Drift returns the DDL that ent's auto-migration would run to bring the
 // database to ent/schema as compiled in: empty when the two agree, which
-// after Migrate means the migrations match ent/schema. It changes nothing.
+// after Up means the migrations match ent/schema. It changes nothing.
 // `make migrations` turns a non-empty drift into the next migration.
 func (db *DB) Drift(ctx context.Context) (string, error) {
 	entSchemaMu.Lock()
