@@ -27,7 +27,7 @@ const guarded = { timeout: 120_000 };
 // Files above 5 MiB go in 5 MiB chunks, so a 12 MiB video has three.
 const chunkedArgs = ['--single-threshold', '5MiB', '--chunk-size', '5MiB'];
 
-const PROGRESS_FIELDS = `uploadId batchId status uploadedBytes totalBytes percent uploadedChunks totalChunks failedChunks mediaId error`;
+const PROGRESS_FIELDS = `uploadId batchId status uploadedBytes totalBytes percent uploadedChunks totalChunks failedChunks mediaId mediaStatus error`;
 const UPLOAD_PROGRESS = `subscription ($uploadId: ID!) { uploadProgress(uploadId: $uploadId) { ${PROGRESS_FIELDS} } }`;
 const BATCH_PROGRESS = `subscription ($batchId: ID!) { batchProgress(batchId: $batchId) { ${PROGRESS_FIELDS} } }`;
 const MY_UPLOADS = `subscription { myUploads { ${PROGRESS_FIELDS} } }`;
@@ -59,7 +59,7 @@ after(async () => {
 });
 
 describe('graphql-ws', () => {
-  test('uploadProgress: the snapshot, an event per chunk, then COMPLETED and the end', guarded, async () => {
+  test('uploadProgress: the snapshot, an event per chunk, then COMPLETED, the file READY, and the end', guarded, async () => {
     const token = await spool.tokenFor('ws-upload');
     const ws = wsClient(token);
     try {
@@ -92,6 +92,7 @@ describe('graphql-ws', () => {
       assert.equal(last.percent, 100);
       assert.equal(last.uploadedBytes, bytes.length);
       assert.equal(last.mediaId, media.id);
+      assert.equal(last.mediaStatus, 'READY', 'the last event carries the checked file');
       assert.ok(events.length >= 4, `want the snapshot and an event per chunk, got ${events.length} events`);
     } finally {
       await ws.dispose();
@@ -126,6 +127,7 @@ describe('graphql-ws', () => {
         assert.equal(last.status, 'COMPLETED', `upload ${i}`);
         assert.equal(last.percent, 100, `upload ${i}`);
         assert.equal(last.mediaId, media[i].id, `upload ${i}`);
+        assert.equal(last.mediaStatus, 'READY', `upload ${i}`);
       }
     } finally {
       await ws.dispose();
@@ -257,7 +259,7 @@ describe('Apollo Client 4 with apollo-upload-client', () => {
     assert.equal(await mediaCount(token), 2);
   });
 
-  test('myUploads over GraphQLWsLink sees a chunked upload reach COMPLETED', guarded, async () => {
+  test('myUploads over GraphQLWsLink sees a chunked upload reach COMPLETED, then its file READY', guarded, async () => {
     const token = await spool.tokenFor('apollo-live');
     const apollo = apolloClient(token);
     try {
@@ -280,6 +282,7 @@ describe('Apollo Client 4 with apollo-upload-client', () => {
         assert.equal(done.__typename, 'UploadProgress');
         assert.equal(done.percent, 100);
         assert.equal(done.mediaId, media.id);
+        await feed.next((p) => p.uploadId === upload.id && p.mediaStatus === 'READY', 'mediaStatus READY in myUploads');
         assertNeverBackwards(feed.values.filter((p) => p.uploadId === upload.id));
       } finally {
         subscription.unsubscribe();
