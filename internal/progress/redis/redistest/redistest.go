@@ -9,6 +9,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	neturl "net/url"
 	"os"
 	"strconv"
 	"testing"
@@ -47,7 +49,11 @@ func probe(tb testing.TB) (string, *goredis.Options) {
 	}
 	opt, err := goredis.ParseURL(url)
 	if err != nil {
-		tb.Fatalf("%s: %v", EnvURL, err)
+		// url.Error repeats the whole URL, password included.
+		if ue := (*neturl.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		tb.Fatalf("%s is not a Redis URL: %v", EnvURL, err)
 	}
 	p := *opt
 	p.MaxRetries, p.DialerRetries = -1, 1
