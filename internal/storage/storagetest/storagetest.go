@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ const chunkSize = 1 << 10
 type Option func(*config)
 
 type config struct {
-	leftovers func(t *testing.T, s upload.Store, key string) []string
+	leftovers   func(t *testing.T, s upload.Store, key string) []string
+	invalidKeys []string
 }
 
 // WithLeftovers lets the suite check that Discard and Assemble free
@@ -37,6 +39,13 @@ type config struct {
 // interface shows.
 func WithLeftovers(leftovers func(t *testing.T, s upload.Store, key string) []string) Option {
 	return func(c *config) { c.leftovers = leftovers }
+}
+
+// WithInvalidKeys adds keys that the engine refuses beyond the rule every
+// engine shares (storagekey.Check), such as names its storage cannot hold.
+// The suite checks that every method refuses them.
+func WithInvalidKeys(keys ...string) Option {
+	return func(c *config) { c.invalidKeys = append(c.invalidKeys, keys...) }
 }
 
 // Run runs the suite. newStore returns an empty store for one subtest and
@@ -65,6 +74,9 @@ func Run(t *testing.T, newStore func(t *testing.T) upload.Store, opts ...Option)
 		{"Delete", testDelete},
 		{"SeekAndRangeRead", testSeekAndRangeRead},
 		{"SeekEdges", testSeekEdges},
+		{"InvalidKeys", func(t *testing.T, s upload.Store) { testInvalidKeys(t, s, c) }},
+		{"InvalidChunks", testInvalidChunks},
+		{"LongBody", testLongBody},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -478,6 +490,136 @@ func testSeekEdges(t *testing.T, s upload.Store) {
 	if want := data[7:]; !bytes.Equal(got, want) {
 		t.Errorf("reading from offset 7 with a seek back gave %d bytes differing from the %d written", len(got), len(want))
 	}
+}
+
+// invalidKeys break the rule every engine shares: they would name
+// something outside the store or alias another key.
+var invalidKeys = []string{
+	"", ".", "/etc/passwd", "../escape", "usr/../x", "usr/../../escape", "usr/..", "a..b",
+	`usr\upl`, "usr/upl\x00", "usr//upl", "usr/./upl", "usr/upl/",
+}
+
+// testInvalidKeys checks that every method, the optional abilities'
+// included, refuses a key that breaks the rule. Open says the object does
+// not exist, as it does for any key it has nothing for.
+func testInvalidKeys(t *testing.T, s upload.Store, c config) {
+	ctx := t.Context()
+	expires := time.Now().Add(time.Hour)
+	chunk := chunkAt(0, chunkSize)
+	for _, key := range append(slices.Clone(invalidKeys), c.invalidKeys...) {
+		if err := s.Prepare(ctx, key, chunkSize); err == nil {
+			t.Errorf("Prepare(%q) succeeded, want an error", key)
+		}
+		if n, err := s.WriteChunk(ctx, key, chunk, bytes.NewReader(make([]byte, chunkSize))); err == nil {
+			t.Errorf("WriteChunk(%q) wrote %d bytes, want an error", key, n)
+		}
+		if objKey, err := s.Assemble(ctx, key, 1, chunkSize); err == nil {
+			t.Errorf("Assemble(%q) returned object %q, want an error", key, objKey)
+		}
+		if obj, err := s.Open(ctx, key); !errors.Is(err, upload.ErrNotExist) {
+			if err == nil {
+				obj.Close()
+			}
+			t.Errorf("Open(%q): got error %v, want %v", key, err, upload.ErrNotExist)
+		}
+		if err := s.Discard(ctx, key); err == nil {
+			t.Errorf("Discard(%q) succeeded, want an error", key)
+		}
+		if err := s.Delete(ctx, key); err == nil {
+			t.Errorf("Delete(%q) succeeded, want an error", key)
+		}
+		if ds, ok := s.(upload.DirectStore); ok {
+			if d, err := ds.ChunkUploadURL(ctx, key, chunk, expires); err == nil {
+				t.Errorf("ChunkUploadURL(%q) = %q, want an error", key, d.URL)
+			}
+			if info, err := ds.StatChunk(ctx, key, chunk); err == nil {
+				t.Errorf("StatChunk(%q) = %+v, want an error", key, info)
+			}
+			if head, err := ds.ReadChunkHead(ctx, key, chunk, 10); err == nil {
+				t.Errorf("ReadChunkHead(%q) = %d bytes, want an error", key, len(head))
+			}
+		}
+		if l, ok := s.(upload.ObjectLinker); ok {
+			if u, err := l.ObjectURL(ctx, key, "file.bin", expires); err == nil {
+				t.Errorf("ObjectURL(%q) = %q, want an error", key, u)
+			}
+		}
+	}
+}
+
+// testInvalidChunks checks that chunks outside the upload or with negative
+// fields, and negative sizes or counts, are refused, and that the upload
+// is unharmed by them.
+func testInvalidChunks(t *testing.T, s upload.Store) {
+	ctx := t.Context()
+	data := randomBytes(t, 2*chunkSize)
+	key := "usr_suite/upl_invalidchunks"
+	if err := s.Prepare(ctx, "usr_suite/upl_negative", -1); err == nil {
+		t.Errorf("Prepare of -1 bytes succeeded, want an error")
+	}
+	prepare(t, s, key, len(data))
+	outside := []upload.ChunkRef{
+		{Index: 1, Offset: chunkSize, Size: chunkSize + 1}, // past the end
+		{Index: 2, Offset: 2 * chunkSize, Size: chunkSize}, // after the end
+		{Index: 1, Offset: chunkSize, Size: 1<<63 - 1},     // offset+size overflows
+	}
+	negative := []upload.ChunkRef{
+		{Index: -1, Offset: 0, Size: chunkSize},
+		{Index: 0, Offset: -chunkSize, Size: chunkSize},
+		{Index: 0, Offset: 0, Size: -1},
+	}
+	for _, chunk := range append(slices.Clone(outside), negative...) {
+		// A body as long as the chunk (up to a bound), so that only the
+		// chunk's fields can be refused.
+		body := make([]byte, min(max(chunk.Size, 0), 2*chunkSize))
+		if n, err := s.WriteChunk(ctx, key, chunk, bytes.NewReader(body)); err == nil {
+			t.Errorf("WriteChunk(%+v) into an upload of %d bytes wrote %d bytes, want an error", chunk, len(data), n)
+		}
+	}
+	if ds, ok := s.(upload.DirectStore); ok {
+		expires := time.Now().Add(time.Hour)
+		for _, chunk := range negative {
+			if d, err := ds.ChunkUploadURL(ctx, key, chunk, expires); err == nil {
+				t.Errorf("ChunkUploadURL(%+v) = %q, want an error", chunk, d.URL)
+			}
+			if info, err := ds.StatChunk(ctx, key, chunk); err == nil {
+				t.Errorf("StatChunk(%+v) = %+v, want an error", chunk, info)
+			}
+			if head, err := ds.ReadChunkHead(ctx, key, chunk, 10); err == nil {
+				t.Errorf("ReadChunkHead(%+v) = %d bytes, want an error", chunk, len(head))
+			}
+		}
+	}
+	for _, args := range []struct {
+		totalChunks int
+		size        int64
+	}{{-1, int64(len(data))}, {2, -1}} {
+		if objKey, err := s.Assemble(ctx, key, args.totalChunks, args.size); err == nil {
+			t.Errorf("Assemble(%d chunks, %d bytes) returned object %q, want an error", args.totalChunks, args.size, objKey)
+		}
+	}
+	writeChunks(t, s, key, data, []int{0, 1})
+	checkObject(t, s, assemble(t, s, key, data), data)
+}
+
+// testLongBody sends a chunk a body longer than the chunk: the write must
+// fail without storing more than the chunk (nothing spills into the next
+// one), and the chunk can then be sent again.
+func testLongBody(t *testing.T, s upload.Store) {
+	data := randomBytes(t, 2*chunkSize)
+	key := "usr_suite/upl_long"
+	prepare(t, s, key, len(data))
+	writeChunks(t, s, key, data, []int{1})
+	long := bytes.Repeat([]byte{'x'}, 2*chunkSize)
+	n, err := s.WriteChunk(t.Context(), key, chunkAt(0, len(data)), bytes.NewReader(long))
+	if err == nil {
+		t.Errorf("WriteChunk of a %d-byte body into a %d-byte chunk succeeded, want an error", len(long), chunkSize)
+	}
+	if n > chunkSize {
+		t.Errorf("WriteChunk of a %d-byte body into a %d-byte chunk wrote %d bytes, want at most the chunk", len(long), chunkSize, n)
+	}
+	writeChunks(t, s, key, data, []int{0})
+	checkObject(t, s, assemble(t, s, key, data), data)
 }
 
 // chunkCount is the number of chunkSize chunks in size bytes.
