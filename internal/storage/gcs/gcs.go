@@ -35,7 +35,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -236,15 +235,30 @@ func (s *Store) Close() error {
 // Bucket returns the name of the bucket the Store keeps its objects in.
 func (s *Store) Bucket() string { return s.bucketName }
 
-// bucketNameRE is GCS's rule for bucket names, without the length limits
-// of dotted names' parts.
+// bucketNameRE is GCS's rule for the characters and length of bucket
+// names; validBucketName adds the limit on the parts of dotted names.
 var bucketNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$`)
+
+// validBucketName reports whether name may name a GCS bucket: 3 to 222
+// characters, in dot-separated parts of 1 to 63 (so 63 at most without
+// dots).
+func validBucketName(name string) bool {
+	if !bucketNameRE.MatchString(name) {
+		return false
+	}
+	for part := range strings.SplitSeq(name, ".") {
+		if part == "" || len(part) > 63 {
+			return false
+		}
+	}
+	return true
+}
 
 // ParseURL splits a storage URL gs://bucket/prefix into its bucket and
 // prefix (without slashes at either end; empty if there is none). It
 // fails for another scheme, a missing or invalid bucket name, a prefix
-// with empty, "." or ".." segments, or a URL with a user, port, query or
-// fragment.
+// that breaks the rule for keys (empty, "." or ".." segments among
+// others), or a URL with a user, port, query or fragment.
 func ParseURL(rawURL string) (bucket, prefix string, err error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -260,23 +274,16 @@ func ParseURL(rawURL string) (bucket, prefix string, err error) {
 	if bucket == "" {
 		return "", "", fmt.Errorf("gcs: storage URL %q names no bucket (gs://bucket/prefix)", rawURL)
 	}
-	if !bucketNameRE.MatchString(bucket) || strings.Contains(bucket, "..") {
-		return "", "", fmt.Errorf("gcs: storage URL %q: %q is not a valid bucket name (3-222 lower-case letters, digits, -, _ and .)", rawURL, bucket)
+	if !validBucketName(bucket) {
+		return "", "", fmt.Errorf("gcs: storage URL %q: %q is not a valid bucket name (3-222 lower-case letters, digits, -, _ and ., at most 63 between dots)", rawURL, bucket)
 	}
+	// The prefix stands before keys in object names: the rule for keys
+	// keeps it from aliasing another prefix ("a//b", "a/./b").
 	prefix = strings.Trim(u.Path, "/")
-	if prefix != "" && (path.Clean(prefix) != prefix || hasDotSegment(prefix) || !validName(prefix)) {
+	if prefix != "" && checkKey(prefix) != nil {
 		return "", "", fmt.Errorf("gcs: storage URL %q: prefix %q must be path segments without empty, . or .. ones", rawURL, prefix)
 	}
 	return bucket, prefix, nil
-}
-
-func hasDotSegment(p string) bool {
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
 }
 
 // validName reports whether s may be part of an object name: valid UTF-8

@@ -727,6 +727,8 @@ func TestParseURL(t *testing.T) {
 		{"gs://my-bucket/", "my-bucket", ""},
 		{"gs://my_bucket.example.com/media", "my_bucket.example.com", "media"},
 		{"gs://b12/spool/uploads/", "b12", "spool/uploads"},
+		{"gs://" + strings.Repeat("b", 63), strings.Repeat("b", 63), ""},
+		{"gs://" + strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + ".example.com/p", strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + ".example.com", "p"},
 	}
 	for _, tt := range valid {
 		bucket, prefix, err := ParseURL(tt.url)
@@ -749,6 +751,15 @@ func TestParseURL(t *testing.T) {
 		{"gs://Bucket/p", "not a valid bucket"},
 		{"gs://ab/p", "not a valid bucket"},
 		{"gs://-bucket/p", "not a valid bucket"},
+		{"gs://" + strings.Repeat("b", 64) + "/p", "not a valid bucket"},
+		{"gs://" + strings.Repeat("b", 64) + ".example.com/p", "not a valid bucket"},
+		{"gs://a..b/p", "not a valid bucket"},
+		{"gs://" + strings.Repeat("b", 223), "not a valid bucket"},
+		{"gs://bucket/..", "prefix"},
+		{"gs://bucket/a/b/.", "prefix"},
+		{`gs://bucket/a\b`, "prefix"},
+		{"gs://bucket/a%00b", "prefix"},
+		{"gs://bucket/a%FFb", "prefix"},
 		{"gs://bucket/a//b", "prefix"},
 		{"gs://bucket/a/../b", "prefix"},
 		{"gs://bucket/./b", "prefix"},
