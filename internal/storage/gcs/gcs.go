@@ -782,8 +782,9 @@ func (s *Store) Delete(ctx context.Context, objectKey string) error {
 // The client must send the returned headers: Content-Type, and
 // X-Goog-Content-Length-Range pinned to the chunk's size, so GCS refuses a
 // body of any other size. In browsers the bucket's CORS configuration
-// must allow both headers and the PUT method. It fails if the URL cannot
-// be signed.
+// must allow both headers and the PUT method. It fails if expires is not
+// in the future or is more than 7 days away, or if the URL cannot be
+// signed (no credentials to sign with).
 func (s *Store) ChunkUploadURL(ctx context.Context, key string, chunk upload.ChunkRef, expires time.Time) (upload.DirectURL, error) {
 	if err := checkKey(key); err != nil {
 		return upload.DirectURL{}, err
@@ -858,7 +859,9 @@ func (s *Store) ReadChunkHead(ctx context.Context, key string, chunk upload.Chun
 // Options.PublicBaseURL, that base and the object's name; otherwise a V4
 // signed GET URL valid until expires (at most 7 days away), whose response
 // names the file fileName (Content-Disposition: inline). It does not check
-// that the object exists. It fails if the URL cannot be signed.
+// that the object exists. It fails, unless there is a public base URL,
+// if expires is not in the future or is more than 7 days away, or if the
+// URL cannot be signed.
 func (s *Store) ObjectURL(ctx context.Context, objectKey, fileName string, expires time.Time) (string, error) {
 	if err := checkKey(objectKey); err != nil {
 		return "", err
@@ -890,8 +893,12 @@ func escapeObjectName(name string) string {
 }
 
 // signedURL signs a V4 URL for the object name with the Store's signing
-// credentials, or those the library finds.
+// credentials, or those the library finds. It refuses an expiry that has
+// passed, which the library would sign as a URL that never works.
 func (s *Store) signedURL(name string, opts *storage.SignedURLOptions) (string, error) {
+	if !opts.Expires.After(time.Now()) {
+		return "", fmt.Errorf("gcs: sign %s URL for %s: expiry %s is not in the future", opts.Method, name, opts.Expires.Format(time.RFC3339))
+	}
 	opts.Scheme = storage.SigningSchemeV4
 	if c := s.signing; c != nil {
 		opts.GoogleAccessID = c.GoogleAccessID

@@ -17,6 +17,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -672,6 +673,43 @@ func TestObjectURL(t *testing.T) {
 	if got := download(t, pub); !bytes.Equal(got, data) {
 		t.Errorf("download from the public URL gave %d bytes differing from the %d stored", len(got), len(data))
 	}
+}
+
+// TestSigningFailures checks that URLs are refused, not signed wrong,
+// for an expiry that has passed or is too far away, a private key that is
+// not one, and a Store with no credentials at all.
+func TestSigningFailures(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := t.Context()
+	key := "usr_s/upl_sign"
+	chunk := upload.ChunkRef{Size: 10}
+	hour := time.Now().Add(time.Hour)
+	// signs tries both kinds of URL and fails t if either is signed.
+	signs := func(s *Store, expires time.Time, what string) {
+		t.Helper()
+		if d, err := s.ChunkUploadURL(ctx, key, chunk, expires); err == nil {
+			t.Errorf("ChunkUploadURL %s = %q, want an error", what, d.URL)
+		}
+		if u, err := s.ObjectURL(ctx, key, "f.bin", expires); err == nil {
+			t.Errorf("ObjectURL %s = %q, want an error", what, u)
+		}
+	}
+	signs(e.store, time.Now().Add(-time.Minute), "expiring a minute ago")
+	signs(e.store, time.Time{}, "with no expiry")
+	signs(e.store, time.Now().Add(8*24*time.Hour), "expiring in 8 days")
+
+	badKey := New(e.client, e.bucket, testPrefix, Options{SignedURLs: &SignedURLs{
+		GoogleAccessID: gcstest.GoogleAccessID, PrivateKey: []byte("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"),
+	}})
+	signs(badKey, hour, "with a malformed private key")
+
+	// With no SignedURLs and a client without credentials, the library
+	// asks the GCE metadata server which service account to sign as;
+	// point it at a loopback one that knows none.
+	metadata := httptest.NewServer(http.NotFoundHandler())
+	defer metadata.Close()
+	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(metadata.URL, "http://"))
+	signs(New(e.client, e.bucket, testPrefix, Options{}), hour, "with no credentials")
 }
 
 func download(t *testing.T, u string) []byte {
