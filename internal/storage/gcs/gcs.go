@@ -147,7 +147,6 @@ type SignedURLs struct {
 type Store struct {
 	client     *storage.Client
 	ownsClient bool
-	bucketName string
 	bucket     *storage.BucketHandle
 	prefix     string // "" or ending in "/"
 
@@ -204,8 +203,7 @@ func New(client *storage.Client, bucket, prefix string, opts Options) *Store {
 		retryFor = DefaultMaxRetryDuration
 	}
 	return &Store{
-		client:     client,
-		bucketName: bucket,
+		client: client,
 		// Every write in this layout is idempotent: a part, intermediate
 		// or final object written twice holds the same bytes, and a
 		// repeated delete finds nothing. So transient failures of writes
@@ -233,7 +231,7 @@ func (s *Store) Close() error {
 }
 
 // Bucket returns the name of the bucket the Store keeps its objects in.
-func (s *Store) Bucket() string { return s.bucketName }
+func (s *Store) Bucket() string { return s.bucket.BucketName() }
 
 // bucketNameRE is GCS's rule for the characters and length of bucket
 // names; validBucketName adds the limit on the parts of dotted names.
@@ -656,8 +654,9 @@ func (s *Store) composeInto(ctx context.Context, dst *storage.ObjectHandle, srcs
 
 // Open returns the object for reading. Reads fetch byte ranges from GCS on
 // demand, starting where Seek left off, always from the generation opened
-// and with ctx, which must last as long as the reading. It returns an error wrapping upload.ErrNotExist if there is no
-// such object, including when objectKey is not a valid key.
+// and with ctx, which must last as long as the reading. It returns an
+// error wrapping upload.ErrNotExist if there is no such object, including
+// when objectKey is not a valid key.
 func (s *Store) Open(ctx context.Context, objectKey string) (upload.Object, error) {
 	if err := checkKey(objectKey); err != nil {
 		return nil, fmt.Errorf("%w: %w", err, upload.ErrNotExist)
@@ -915,7 +914,7 @@ func (s *Store) signedURL(name string, opts *storage.SignedURLOptions) (string, 
 // Ping checks that the bucket exists and the client may see it.
 func (s *Store) Ping(ctx context.Context) error {
 	if _, err := s.bucket.Attrs(ctx); err != nil {
-		return fmt.Errorf("gcs: bucket %q: %w", s.bucketName, translate(err))
+		return fmt.Errorf("gcs: bucket %q: %w", s.Bucket(), translate(err))
 	}
 	return nil
 }

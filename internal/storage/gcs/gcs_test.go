@@ -91,7 +91,7 @@ func leftovers(t *testing.T, us upload.Store, key string) []string {
 	s := us.(*Store)
 	var names []string
 	for _, dir := range []string{s.partsDir(key), s.tmpDir(key)} {
-		names = append(names, listNames(t, s.client, s.bucketName, dir)...)
+		names = append(names, listNames(t, s.client, s.Bucket(), dir)...)
 	}
 	return names
 }
