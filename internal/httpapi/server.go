@@ -1,7 +1,7 @@
 // Package httpapi is spool's HTTP surface: the data plane that takes chunk
-// bytes and serves finished files (DESIGN §5), the GraphQL endpoint's
-// middleware (auth, CORS, body limits) and health checks. It maps domain
-// errors to HTTP statuses in one table.
+// bytes and serves finished files (docs/DESIGN.md §Data plane), the
+// GraphQL endpoint's middleware (auth, CORS, body limits) and health
+// checks. It maps domain errors to HTTP statuses in one table.
 package httpapi
 
 import (

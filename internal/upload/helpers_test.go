@@ -66,6 +66,20 @@ type recordingBroker struct {
 	*progress.Hub
 	mu     sync.Mutex
 	events []upload.Progress
+	// beforeSubscribe, when set, runs once at the start of the next
+	// Subscribe, before the feed is registered.
+	beforeSubscribe func()
+}
+
+func (b *recordingBroker) Subscribe(ctx context.Context, topic upload.Topic) (upload.Feed, error) {
+	b.mu.Lock()
+	hook := b.beforeSubscribe
+	b.beforeSubscribe = nil
+	b.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return b.Hub.Subscribe(ctx, topic)
 }
 
 func (b *recordingBroker) Publish(ctx context.Context, ev upload.Progress) error {

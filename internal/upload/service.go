@@ -1,8 +1,3 @@
-// Package upload is spool's domain: it plans batches, runs each upload
-// session's state machine, keeps the per-user quota, and turns finished
-// uploads into media files. It speaks only its own types and the
-// interfaces it defines (Store, Broker, Signer); it knows no HTTP, no
-// GraphQL and no particular storage or pub/sub engine.
 package upload
 
 import (

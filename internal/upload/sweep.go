@@ -22,8 +22,9 @@ const sweepBatch = 500
 
 // Sweep expires unfinished uploads whose time is up, frees the bytes of
 // stopped uploads that a failure left behind, restarts processing cut off
-// by a crash and removes deleted media's bytes (invariant 7). Several
-// replicas may sweep at once: every step is conditional and idempotent.
+// by a crash and removes deleted media's bytes (docs/DESIGN.md,
+// invariant 7). Several replicas may sweep at once: every step is
+// conditional and idempotent.
 func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	var r SweepResult
 	due, err := s.db.UploadSession.Query().

@@ -8,7 +8,8 @@ import (
 	"github.com/spoolhq/spool/ent/uploadsession"
 )
 
-// Status is an upload session's place in its state machine (DESIGN §3).
+// Status is an upload session's place in its state machine
+// (docs/DESIGN.md §State machine).
 type Status = uploadsession.Status
 
 const (

@@ -431,3 +431,77 @@ func TestWatchEndsWithContext(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchReadsSnapshotAfterSubscribing: a change committed just before
+// the subscription is registered (its event reaches no feed) is in the
+// snapshot, because the snapshot is read after subscribing (the snapshot
+// rule, docs/DESIGN.md, invariant 8).
+func TestWatchReadsSnapshotAfterSubscribing(t *testing.T) {
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+	e.broker.mu.Lock()
+	e.broker.beforeSubscribe = func() { e.mustSend(t, sess.ID, 0, file11) }
+	e.broker.mu.Unlock()
+
+	ch, err := e.svc.WatchUpload(t.Context(), owner, sess.ID)
+	if err != nil {
+		t.Fatalf("WatchUpload: %v", err)
+	}
+	if snap := next(t, ch); snap.UploadedChunks != 1 || snap.Status != upload.StatusUploading {
+		t.Fatalf("first event = %s with %d chunks, want the snapshot taken after subscribing: UPLOADING with 1",
+			snap.Status, snap.UploadedChunks)
+	}
+}
+
+// TestWatchDropsStaleEvents: an event that is not newer than what the
+// subscriber has (a late or repeated publish, another replica's) is not
+// forwarded; the next one the subscriber sees is the next real change.
+func TestWatchDropsStaleEvents(t *testing.T) {
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+	e.mustSend(t, sess.ID, 0, file11)
+	ch, err := e.svc.WatchUpload(t.Context(), owner, sess.ID)
+	if err != nil {
+		t.Fatalf("WatchUpload: %v", err)
+	}
+	snap := next(t, ch)
+
+	for _, version := range []int64{snap.Version - 1, snap.Version} {
+		stale := *snap
+		stale.Version, stale.UploadedChunks, stale.UploadedBytes = version, 0, 0
+		if err := e.broker.Hub.Publish(context.Background(), stale); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mustSend(t, sess.ID, 1, file11)
+	got := next(t, ch)
+	if got.Version <= snap.Version || got.UploadedChunks != 2 {
+		t.Fatalf("event after the snapshot (version %d) = version %d with %d chunks, want the real change: a newer version with 2",
+			snap.Version, got.Version, got.UploadedChunks)
+	}
+}
+
+// TestWatchResyncReadsSnapshot: when the broker says events may have been
+// lost, the subscriber reads the database again and sends what changed,
+// here a change no event was published for.
+func TestWatchResyncReadsSnapshot(t *testing.T) {
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+	ch, err := e.svc.WatchUpload(t.Context(), owner, sess.ID)
+	if err != nil {
+		t.Fatalf("WatchUpload: %v", err)
+	}
+	if snap := next(t, ch); snap.Status != upload.StatusInitialized {
+		t.Fatalf("snapshot status = %s, want INITIALIZED", snap.Status)
+	}
+
+	e.force(t, sess.ID, upload.StatusFailed) // committed, never published
+	e.broker.Resync()
+	got := collect(t, ch)()
+	if len(got) != 1 || got[0].Status != upload.StatusFailed {
+		t.Fatalf("events after a resync = %+v, want one FAILED read from the database, then the end", got)
+	}
+}

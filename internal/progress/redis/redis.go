@@ -1,10 +1,11 @@
 // Package redis fans upload progress out across spool replicas through
-// Redis pub/sub (DESIGN §6). Events go to one channel per upload and one
-// per user (<prefix>upload:<id>, <prefix>user:<id>). Each Broker holds one
-// Redis connection for all the subscribers of its process, listens only on
-// the channels they need, and hands what it hears to an in-process
-// progress.Hub, which owns the per-subscriber mailboxes and their collapse
-// to the latest state per upload.
+// Redis pub/sub (docs/DESIGN.md §Progress fan-out). Events go to one
+// channel per upload and one per user (<prefix>upload:<id>,
+// <prefix>user:<id>). Each Broker holds one Redis connection for all the
+// subscribers of its process, listens only on the channels they need, and
+// hands what it hears to an in-process progress.Hub, which owns the
+// per-subscriber mailboxes and their collapse to the latest state per
+// upload.
 //
 // Pub/sub is at most once and the database stays the truth. While Redis is
 // unreachable, Publish fails within a short timeout (uploads go on; the
