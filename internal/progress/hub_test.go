@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/spoolhq/spool/internal/progress/brokertest"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -533,4 +534,11 @@ func BenchmarkPublish(b *testing.B) {
 			}
 		})
 	}
+}
+
+func TestConformance(t *testing.T) {
+	brokertest.Run(t, func(t *testing.T) brokertest.Replicas {
+		h := NewHub()
+		return brokertest.Replicas{A: h, B: h, Interrupt: func(*testing.T) { h.Resync() }}
+	})
 }

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os/exec"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/spoolhq/spool/internal/progress/brokertest"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -187,6 +190,44 @@ func numSub(tb testing.TB, c *goredis.Client, channel string) int64 {
 		tb.Fatalf("PUBSUB NUMSUB %s: %v", channel, err)
 	}
 	return n[channel]
+}
+
+// --- the conformance suite ---------------------------------------------------
+
+// TestConformance runs the suite on two replicas of one deployment. It is
+// not parallel: the suite counts the process's goroutines.
+func TestConformance(t *testing.T) {
+	brokertest.Run(t, func(t *testing.T) brokertest.Replicas {
+		opt := redistest.Options(t)
+		prefix := redistest.Prefix(t)
+		// B's client is named so that Interrupt finds its subscription
+		// connection among everyone's on the shared Redis.
+		named := *opt
+		named.ClientName = strings.TrimSuffix(prefix, ":")
+		admin := newClient(t, opt)
+		return brokertest.Replicas{
+			A: newBroker(t, newClient(t, opt), prefix),
+			B: newBroker(t, newClient(t, &named), prefix),
+			Interrupt: func(t *testing.T) {
+				killSubscriptionConn(t, admin, named.ClientName)
+			},
+		}
+	})
+}
+
+// killSubscriptionConn closes, from the server's side, the one connection
+// named name that listens on channels, as a dropped connection.
+func killSubscriptionConn(tb testing.TB, admin *goredis.Client, name string) {
+	tb.Helper()
+	conns := subscribedConns(tb, admin, name)
+	if len(conns) != 1 {
+		tb.Fatalf("subscribed connections named %s: %v, want one", name, conns)
+	}
+	for id := range conns {
+		if err := admin.ClientKillByFilter(tb.Context(), "ID", strconv.FormatInt(id, 10)).Err(); err != nil {
+			tb.Fatalf("CLIENT KILL ID %d: %v", id, err)
+		}
+	}
 }
 
 // --- the wire format --------------------------------------------------------
@@ -468,7 +509,7 @@ func TestSubscriptionsAreCountedPerChannel(t *testing.T) {
 	if n := numSub(t, admin, alice); n != 1 {
 		t.Errorf("NUMSUB %s = %d, want 1", alice, n)
 	}
-	if conns := subscribedConns(t, admin, named.ClientName); len(conns) != 1 || conns[0] != 2 {
+	if conns := slices.Collect(maps.Values(subscribedConns(t, admin, named.ClientName))); len(conns) != 1 || conns[0] != 2 {
 		t.Errorf("subscribed connections of the replica (by channel count) = %v, want one with 2 channels", conns)
 	}
 
@@ -554,14 +595,14 @@ func TestChannelReusedBeforeUnsubscribe(t *testing.T) {
 }
 
 // subscribedConns returns, for each connection named name that listens on
-// channels, how many it listens on.
-func subscribedConns(tb testing.TB, admin *goredis.Client, name string) []int {
+// channels, how many it listens on, by connection id.
+func subscribedConns(tb testing.TB, admin *goredis.Client, name string) map[int64]int {
 	tb.Helper()
 	list, err := admin.ClientList(tb.Context()).Result()
 	if err != nil {
 		tb.Fatalf("CLIENT LIST: %v", err)
 	}
-	var subs []int
+	subs := map[int64]int{}
 	for line := range strings.Lines(list) {
 		fields := map[string]string{}
 		for _, kv := range strings.Fields(line) {
@@ -571,8 +612,9 @@ func subscribedConns(tb testing.TB, admin *goredis.Client, name string) []int {
 		if fields["name"] != name {
 			continue
 		}
+		id, _ := strconv.ParseInt(fields["id"], 10, 64)
 		if n, _ := strconv.Atoi(fields["sub"]); n > 0 {
-			subs = append(subs, n)
+			subs[id] = n
 		}
 	}
 	return subs
