@@ -12,13 +12,9 @@ import (
 	"github.com/spoolhq/spool/internal/upload"
 )
 
-// deadline bounds every wait so a broken hub fails the test instead of
-// hanging it; no test measures time.
+// deadline bounds TestConcurrentUse's wait so a broken hub fails the test
+// instead of hanging it; no test measures time.
 const deadline = 10 * time.Second
-
-func event(uploadID, ownerID string, version int64) upload.Progress {
-	return upload.Progress{UploadID: uploadID, OwnerID: ownerID, Version: version}
-}
 
 func subscribe(tb testing.TB, h *Hub, topic upload.Topic) *feed {
 	tb.Helper()
@@ -28,44 +24,6 @@ func subscribe(tb testing.TB, h *Hub, topic upload.Topic) *feed {
 	}
 	tb.Cleanup(f.Close)
 	return f.(*feed)
-}
-
-func publish(tb testing.TB, h *Hub, ev upload.Progress) {
-	tb.Helper()
-	if err := h.Publish(tb.Context(), ev); err != nil {
-		tb.Fatalf("Publish(%+v): %v", ev, err)
-	}
-}
-
-func waitReady(tb testing.TB, f upload.Feed) {
-	tb.Helper()
-	select {
-	case <-f.Ready():
-	case <-time.After(deadline):
-		tb.Fatalf("feed not signalled within %v", deadline)
-	}
-}
-
-func assertNotReady(tb testing.TB, f upload.Feed) {
-	tb.Helper()
-	select {
-	case <-f.Ready():
-		tb.Errorf("feed signalled, want no signal")
-	default:
-	}
-}
-
-// eventually polls cond until it holds; the deadline only keeps a broken
-// hub from hanging the test.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	stop := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(stop) {
-			tb.Fatalf("%s: not true within %v", what, deadline)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 type idVersion struct {
@@ -112,17 +70,16 @@ func TestDeliverReachesOnlyItsTopic(t *testing.T) {
 	target := subscribe(t, h, upload.UserTopic("alice"))
 	sameUpload := subscribe(t, h, upload.UploadTopic("u1"))
 
-	h.Deliver(upload.UserTopic("alice"), event("u1", "alice", 1))
+	h.Deliver(upload.UserTopic("alice"), brokertest.Event("u1", "alice", 1))
 
-	waitReady(t, target)
+	brokertest.WaitReady(t, target, "user feed")
 	assertDrain(t, target, []idVersion{{"u1", 1}}, false)
-	assertNotReady(t, sameUpload)
-	assertDrain(t, sameUpload, nil, false)
+	brokertest.AssertNothing(t, sameUpload, "upload feed")
 }
 
 // The suite (CollapsesToLatest) checks what a slow reader drains; this
 // checks the mailbox's memory while it waits: one event per upload.
-func TestPendingIsBoundedByUploads(t *testing.T) {
+func TestPendingCollapsesToLatestPerUpload(t *testing.T) {
 	h := NewHub()
 	f := subscribe(t, h, upload.UserTopic("alice"))
 	uploads := []string{"u1", "u2", "u3"}
@@ -131,7 +88,7 @@ func TestPendingIsBoundedByUploads(t *testing.T) {
 	latest := make([]idVersion, len(uploads))
 	for i := range n {
 		id := uploads[i%len(uploads)]
-		publish(t, h, event(id, "alice", int64(i)))
+		brokertest.Publish(t, h, brokertest.Event(id, "alice", int64(i)))
 		latest[i%len(uploads)] = idVersion{id, int64(i)}
 		if got, limit := f.pendingLen(), min(i+1, len(uploads)); got > limit {
 			t.Fatalf("after %d events: %d pending, want at most %d", i+1, got, limit)
@@ -161,7 +118,7 @@ func TestClosingLastFeedDropsTopic(t *testing.T) {
 func TestZeroHubIsUsable(t *testing.T) {
 	var h Hub
 	f := subscribe(t, &h, upload.UploadTopic("u1"))
-	publish(t, &h, event("u1", "alice", 1))
+	brokertest.Publish(t, &h, brokertest.Event("u1", "alice", 1))
 	assertDrain(t, f, []idVersion{{"u1", 1}}, false)
 }
 
@@ -195,7 +152,7 @@ func TestConcurrentUse(t *testing.T) {
 		pubs.Go(func() {
 			for v := int64(1); v <= lastVersion; v++ {
 				for u := range uploadsPerPub {
-					_ = h.Publish(context.Background(), event(fmt.Sprintf("p%d-u%d", p, u), "alice", v))
+					_ = h.Publish(context.Background(), brokertest.Event(fmt.Sprintf("p%d-u%d", p, u), "alice", v))
 				}
 			}
 		})
@@ -281,7 +238,7 @@ func TestConcurrentUse(t *testing.T) {
 			t.Errorf("watcher ended upload %s on version %d, want %d", id, v, lastVersion)
 		}
 	}
-	eventually(t, "all churned feeds unregistered", func() bool { return h.Subscribers() == 1 })
+	brokertest.Eventually(t, "all churned feeds unregistered", func() bool { return h.Subscribers() == 1 })
 }
 
 func BenchmarkPublish(b *testing.B) {
@@ -292,7 +249,7 @@ func BenchmarkPublish(b *testing.B) {
 				subscribe(b, h, upload.UploadTopic("u1"))
 			}
 			ctx := b.Context()
-			ev := event("u1", "alice", 0)
+			ev := brokertest.Event("u1", "alice", 0)
 			b.ReportAllocs()
 			for b.Loop() {
 				ev.Version++

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,33 +87,33 @@ type deployment struct {
 }
 
 func testDeliversPerTopic(t *testing.T, d *deployment) {
-	want := fullEvent("u1", "alice", 1)
+	want := FullEvent("u1", "alice", 1)
 	targets := map[string]upload.Feed{
-		"upload topic":               d.subscribe(t, d.B, upload.UploadTopic("u1")),
-		"user topic":                 d.subscribe(t, d.B, upload.UserTopic("alice")),
-		"upload topic, same replica": d.subscribe(t, d.A, upload.UploadTopic("u1")),
-		"user topic, same replica":   d.subscribe(t, d.A, upload.UserTopic("alice")),
+		"upload topic":               Subscribe(t, d.B, upload.UploadTopic("u1")),
+		"user topic":                 Subscribe(t, d.B, upload.UserTopic("alice")),
+		"upload topic, same replica": Subscribe(t, d.A, upload.UploadTopic("u1")),
+		"user topic, same replica":   Subscribe(t, d.A, upload.UserTopic("alice")),
 	}
 	others := map[string]upload.Feed{
-		"other upload": d.subscribe(t, d.B, upload.UploadTopic("u2")),
-		"other user":   d.subscribe(t, d.B, upload.UserTopic("bob")),
+		"other upload": Subscribe(t, d.B, upload.UploadTopic("u2")),
+		"other user":   Subscribe(t, d.B, upload.UserTopic("bob")),
 		// Same id, other kind: a user's id must not match an upload topic.
-		"upload topic named like the owner": d.subscribe(t, d.B, upload.UploadTopic("alice")),
-		"user topic named like the upload":  d.subscribe(t, d.B, upload.UserTopic("u1")),
+		"upload topic named like the owner": Subscribe(t, d.B, upload.UploadTopic("alice")),
+		"user topic named like the upload":  Subscribe(t, d.B, upload.UserTopic("u1")),
 	}
 
 	// No wait between Subscribe and Publish: see SubscribeBeforeSnapshot.
-	d.publish(t, d.A, want)
+	Publish(t, d.A, want)
 
 	for name, f := range targets {
-		r := readUntil(t, f, name, func(r reading) bool { return len(r.events) > 0 })
-		if len(r.events) != 1 || r.resync || !reflect.DeepEqual(r.events[0], want) {
-			t.Errorf("%s: read %+v, resync %v; want [%+v]", name, r.events, r.resync, want)
+		r := ReadUntil(t, f, name, func(r Reading) bool { return len(r.Events) > 0 })
+		if len(r.Events) != 1 || r.Resync || !reflect.DeepEqual(r.Events[0], want) {
+			t.Errorf("%s: read %+v, resync %v; want [%+v]", name, r.Events, r.Resync, want)
 		}
 	}
 	d.settle(t, d.A, d.B)
 	for name, f := range others {
-		assertNothing(t, f, name)
+		AssertNothing(t, f, name)
 	}
 }
 
@@ -124,10 +123,10 @@ func testDeliversPerTopic(t *testing.T, d *deployment) {
 // wake-up.
 func testCollapsesToLatest(t *testing.T, d *deployment) {
 	const rounds = 400 // events per upload; more than any buffer would hold
-	byUser := d.subscribe(t, d.B, upload.UserTopic("alice"))
-	byUpload := d.subscribe(t, d.B, upload.UploadTopic("u1"))
+	byUser := Subscribe(t, d.B, upload.UserTopic("alice"))
+	byUpload := Subscribe(t, d.B, upload.UploadTopic("u1"))
 
-	within(t, "publishing to feeds nobody reads", func() {
+	Within(t, "publishing to feeds nobody reads", func() {
 		// The first round sets the order the uploads arrive in.
 		for v := int64(1); v <= rounds; v++ {
 			ids := []string{"u1", "u2", "u3"}
@@ -135,7 +134,7 @@ func testCollapsesToLatest(t *testing.T, d *deployment) {
 				ids = []string{"u3", "u1", "u2"}
 			}
 			for _, id := range ids {
-				if err := d.A.Publish(context.Background(), event(id, "alice", v)); err != nil {
+				if err := d.A.Publish(context.Background(), Event(id, "alice", v)); err != nil {
 					t.Errorf("Publish(%s v%d): %v", id, v, err)
 					return
 				}
@@ -144,15 +143,15 @@ func testCollapsesToLatest(t *testing.T, d *deployment) {
 	})
 	d.settle(t, d.A, d.B)
 
-	waitReady(t, byUser, "user feed")
+	WaitReady(t, byUser, "user feed")
 	assertDrain(t, byUser, "user feed", "[u3 v400, u1 v400, u2 v400] resync=false")
-	assertNotReady(t, byUser, "user feed, drained") // one wake-up for all of them
+	AssertNotReady(t, byUser, "user feed, drained") // one wake-up for all of them
 	assertDrain(t, byUser, "user feed, drained", "[] resync=false")
 	assertDrain(t, byUpload, "upload feed", "[u1 v400] resync=false")
 
 	// A drained feed orders the uploads by their next arrival.
-	d.publish(t, d.A, event("u2", "alice", rounds+1))
-	d.publish(t, d.A, event("u1", "alice", rounds+1))
+	Publish(t, d.A, Event("u2", "alice", rounds+1))
+	Publish(t, d.A, Event("u1", "alice", rounds+1))
 	d.settle(t, d.A, d.B)
 	assertDrain(t, byUser, "user feed, next events", "[u2 v401, u1 v401] resync=false")
 }
@@ -160,21 +159,21 @@ func testCollapsesToLatest(t *testing.T, d *deployment) {
 // testOlderNeverReplacesNewer sends versions out of order, from both
 // replicas, as a replica that commits first may publish last.
 func testOlderNeverReplacesNewer(t *testing.T, d *deployment) {
-	f := d.subscribe(t, d.B, upload.UploadTopic("u1"))
+	f := Subscribe(t, d.B, upload.UploadTopic("u1"))
 
-	newer := event("u1", "alice", 5)
+	newer := Event("u1", "alice", 5)
 	newer.UploadedBytes = 500
-	d.publish(t, d.A, newer)
+	Publish(t, d.A, newer)
 	for _, pub := range []upload.Broker{d.B, d.A} {
-		older := event("u1", "alice", 3)
+		older := Event("u1", "alice", 3)
 		older.UploadedBytes = 300
-		d.publish(t, pub, older)
+		Publish(t, pub, older)
 	}
 	d.settle(t, d.A, d.B)
 
 	events, _ := f.Drain()
 	if len(events) != 1 || events[0].Version != 5 || events[0].UploadedBytes != 500 {
-		t.Errorf("Drain() = %s, want only v5 with 500 bytes", describe(events))
+		t.Errorf("Drain() = %s, want only v5 with 500 bytes", Reading{Events: events})
 	}
 }
 
@@ -182,19 +181,19 @@ func testOlderNeverReplacesNewer(t *testing.T, d *deployment) {
 // throttled in-flight byte count may be published again without a
 // committed change.
 func testSameVersionReplacesPending(t *testing.T, d *deployment) {
-	f := d.subscribe(t, d.B, upload.UploadTopic("u1"))
+	f := Subscribe(t, d.B, upload.UploadTopic("u1"))
 
-	first := event("u1", "alice", 5)
+	first := Event("u1", "alice", 5)
 	first.UploadedBytes = 100
-	second := event("u1", "alice", 5)
+	second := Event("u1", "alice", 5)
 	second.UploadedBytes = 200
-	d.publish(t, d.A, first)
-	d.publish(t, d.A, second)
+	Publish(t, d.A, first)
+	Publish(t, d.A, second)
 	d.settle(t, d.A, d.B)
 
 	events, _ := f.Drain()
 	if len(events) != 1 || events[0].UploadedBytes != 200 {
-		t.Errorf("Drain() = %s, want the second v5 event (200 bytes)", describe(events))
+		t.Errorf("Drain() = %s, want the second v5 event (200 bytes)", Reading{Events: events})
 	}
 }
 
@@ -217,48 +216,48 @@ func testSubscribeBeforeSnapshot(t *testing.T, d *deployment) {
 				return
 			}
 			feeds[i] = f
-			if err := d.A.Publish(context.Background(), event(id, "alice", 1)); err != nil {
+			if err := d.A.Publish(context.Background(), Event(id, "alice", 1)); err != nil {
 				t.Errorf("Publish(%s): %v", id, err)
 			}
 		})
 	}
-	within(t, "subscribing and publishing", wg.Wait)
+	Within(t, "subscribing and publishing", wg.Wait)
 	for i, f := range feeds {
 		if f == nil {
 			continue // reported above
 		}
 		t.Cleanup(f.Close)
 		id := fmt.Sprintf("snap%d", i)
-		if r := readEvent(t, f, id, 1); r.resync {
+		if r := ReadEvent(t, f, id, 1); r.Resync {
 			t.Errorf("feed of %s read %s, want no resync", id, r)
 		}
 	}
 
 	// The topic's last feed leaves and a new one comes at once.
 	feeds[0].Close()
-	again := d.subscribe(t, d.B, upload.UploadTopic("snap0"))
-	d.publish(t, d.A, event("snap0", "alice", 2))
-	if r := readEvent(t, again, "snap0", 2); r.resync {
+	again := Subscribe(t, d.B, upload.UploadTopic("snap0"))
+	Publish(t, d.A, Event("snap0", "alice", 2))
+	if r := ReadEvent(t, again, "snap0", 2); r.Resync {
 		t.Errorf("feed subscribed again read %s, want no resync", r)
 	}
 }
 
 func testCloseUnsubscribes(t *testing.T, d *deployment) {
-	closed := d.subscribe(t, d.B, upload.UploadTopic("u1"))
-	kept := d.subscribe(t, d.B, upload.UploadTopic("u1"))
+	closed := Subscribe(t, d.B, upload.UploadTopic("u1"))
+	kept := Subscribe(t, d.B, upload.UploadTopic("u1"))
 	d.assertSubscribers(t, 2)
 
-	d.publish(t, d.A, event("u1", "alice", 1))
+	Publish(t, d.A, Event("u1", "alice", 1))
 	d.settle(t, d.A, d.B)
-	waitReady(t, closed, "feed to be closed") // its signal for v1, sent before Close
+	WaitReady(t, closed, "feed to be closed") // its signal for v1, sent before Close
 	closed.Close()
 	closed.Close()
 	d.assertSubscribers(t, 1)
 
-	d.publish(t, d.A, event("u1", "alice", 2))
+	Publish(t, d.A, Event("u1", "alice", 2))
 	d.settle(t, d.A, d.B)
 	// What was pending at Close is gone too.
-	assertNothing(t, closed, "closed feed")
+	AssertNothing(t, closed, "closed feed")
 	assertDrain(t, kept, "kept feed", "[u1 v2] resync=false")
 
 	kept.Close()
@@ -275,18 +274,18 @@ func testContextEndUnsubscribes(t *testing.T, d *deployment) {
 	if err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
-	kept := d.subscribe(t, d.B, upload.UploadTopic("u1"))
-	d.publish(t, d.A, event("u1", "alice", 1))
+	kept := Subscribe(t, d.B, upload.UploadTopic("u1"))
+	Publish(t, d.A, Event("u1", "alice", 1))
 	d.settle(t, d.A, d.B)
-	waitReady(t, ended, "feed to be ended")
+	WaitReady(t, ended, "feed to be ended")
 
 	cancel()
 	// The feed ends asynchronously; the wait fails only if it never does.
-	eventually(t, "the feed ended with its context", func() bool { return d.counter.Subscribers() == 1 })
+	Eventually(t, "the feed ended with its context", func() bool { return d.counter.Subscribers() == 1 })
 
-	d.publish(t, d.A, event("u1", "alice", 2))
+	Publish(t, d.A, Event("u1", "alice", 2))
 	d.settle(t, d.A, d.B)
-	assertNothing(t, ended, "feed whose context ended")
+	AssertNothing(t, ended, "feed whose context ended")
 	assertDrain(t, kept, "kept feed", "[u1 v2] resync=false")
 	ended.Close() // still safe after its context closed it
 	d.assertSubscribers(t, 1)
@@ -303,7 +302,7 @@ func testContextEndUnsubscribes(t *testing.T, d *deployment) {
 		f.Close()
 		cancel()
 	}
-	eventually(t, "every racing feed ended", func() bool { return d.counter.Subscribers() == 1 })
+	Eventually(t, "every racing feed ended", func() bool { return d.counter.Subscribers() == 1 })
 }
 
 func testSubscribeWithDoneContext(t *testing.T, d *deployment) {
@@ -335,7 +334,7 @@ func (c openContext) Done() <-chan struct{} { return c.done }
 func testNothingLeftRunning(t *testing.T, d *deployment) {
 	const feeds = 50
 	// Warm up whatever the broker starts once (a connection, a dialer).
-	d.subscribe(t, d.B, upload.UploadTopic("warm")).Close()
+	Subscribe(t, d.B, upload.UploadTopic("warm")).Close()
 	before := runtime.NumGoroutine()
 
 	open := openContext{context.Background(), make(chan struct{})}
@@ -355,8 +354,8 @@ func testNothingLeftRunning(t *testing.T, d *deployment) {
 		cancel()
 	}
 
-	eventually(t, "every feed ended", func() bool { return d.counter.Subscribers() == 0 })
-	eventually(t, "goroutines back to their number before the feeds", func() bool {
+	Eventually(t, "every feed ended", func() bool { return d.counter.Subscribers() == 0 })
+	Eventually(t, "goroutines back to their number before the feeds", func() bool {
 		return runtime.NumGoroutine() <= before
 	})
 }
@@ -366,86 +365,39 @@ func testNothingLeftRunning(t *testing.T, d *deployment) {
 // even with nothing pending, and gets events again afterwards. A closed
 // feed hears nothing of it.
 func testResync(t *testing.T, d *deployment) {
-	byUpload := d.subscribe(t, d.B, upload.UploadTopic("u1"))
-	byUser := d.subscribe(t, d.B, upload.UserTopic("alice"))
-	closed := d.subscribe(t, d.B, upload.UploadTopic("u1"))
+	byUpload := Subscribe(t, d.B, upload.UploadTopic("u1"))
+	byUser := Subscribe(t, d.B, upload.UserTopic("alice"))
+	closed := Subscribe(t, d.B, upload.UploadTopic("u1"))
 	closed.Close()
 
-	d.publish(t, d.A, event("u1", "alice", 1))
+	Publish(t, d.A, Event("u1", "alice", 1))
 	d.settle(t, d.A, d.B)
 	d.Interrupt(t)
 
 	for name, f := range map[string]upload.Feed{"upload feed": byUpload, "user feed": byUser} {
-		r := readUntil(t, f, name+": resync", func(r reading) bool { return r.resync })
-		if !r.has("u1", 1) {
+		r := ReadUntil(t, f, name+": resync", func(r Reading) bool { return r.Resync })
+		if !r.Has("u1", 1) {
 			t.Errorf("%s read %s, want u1 v1 (pending before the resync) too", name, r)
 		}
 		assertDrain(t, f, name+", after the resync", "[] resync=false")
 	}
-	assertNothing(t, closed, "closed feed")
+	AssertNothing(t, closed, "closed feed")
 
 	// Events flow again, with no second resync for the same interruption.
-	d.publish(t, d.A, event("u1", "alice", 2))
+	Publish(t, d.A, Event("u1", "alice", 2))
 	for name, f := range map[string]upload.Feed{"upload feed": byUpload, "user feed": byUser} {
-		if r := readEvent(t, f, "u1", 2); r.resync || len(r.events) != 1 {
+		if r := ReadEvent(t, f, "u1", 2); r.Resync || len(r.Events) != 1 {
 			t.Errorf("%s after the resync read %s, want only u1 v2", name, r)
 		}
 	}
 
 	// A resync with nothing pending wakes the reader too.
 	d.Interrupt(t)
-	waitReady(t, byUpload, "upload feed, second interruption")
+	WaitReady(t, byUpload, "upload feed, second interruption")
 	assertDrain(t, byUpload, "upload feed, second interruption", "[] resync=true")
 }
 
-// --- helpers -----------------------------------------------------------------
-
-func event(uploadID, ownerID string, version int64) upload.Progress {
-	return upload.Progress{UploadID: uploadID, OwnerID: ownerID, Version: version, Status: upload.StatusUploading}
-}
-
-// fullEvent has every field set, so delivery is seen to keep them all.
-func fullEvent(uploadID, ownerID string, version int64) upload.Progress {
-	media, mediaStatus, msg := "med_01J", upload.MediaReady, "chunk 3 failed"
-	return upload.Progress{
-		UploadID:       uploadID,
-		BatchID:        "bat_01J",
-		OwnerID:        ownerID,
-		Status:         upload.StatusFailed,
-		UploadedBytes:  5<<30 + 1, // past 32 bits
-		TotalBytes:     6 << 30,
-		Percent:        83,
-		UploadedChunks: 640,
-		TotalChunks:    768,
-		FailedChunks:   []int{3, 700},
-		MediaID:        &media,
-		MediaStatus:    &mediaStatus,
-		Error:          &msg,
-		Version:        version,
-		At:             time.Date(2026, 11, 3, 10, 4, 5, 123456789, time.UTC),
-	}
-}
-
-func (d *deployment) subscribe(t *testing.T, b upload.Broker, topic upload.Topic) upload.Feed {
-	t.Helper()
-	var (
-		f   upload.Feed
-		err error
-	)
-	within(t, fmt.Sprintf("Subscribe(%v)", topic), func() { f, err = b.Subscribe(t.Context(), topic) })
-	if err != nil {
-		t.Fatalf("Subscribe(%v): %v", topic, err)
-	}
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (d *deployment) publish(t *testing.T, b upload.Broker, ev upload.Progress) {
-	t.Helper()
-	if err := b.Publish(t.Context(), ev); err != nil {
-		t.Fatalf("Publish(%s v%d): %v", ev.UploadID, ev.Version, err)
-	}
-}
+// --- the suite's own helpers ------------------------------------------------
 
 // settle returns once every event published so far on pub has reached
 // the feeds of on: it publishes a marker on a topic of its own and reads
@@ -455,10 +407,10 @@ func (d *deployment) settle(t *testing.T, pub, on upload.Broker) {
 	t.Helper()
 	d.markers++
 	owner := fmt.Sprintf("brokertest-marker-%d", d.markers)
-	f := d.subscribe(t, on, upload.UserTopic(owner))
+	f := Subscribe(t, on, upload.UserTopic(owner))
 	defer f.Close()
-	d.publish(t, pub, event("marker", owner, 1))
-	readEvent(t, f, "marker", 1)
+	Publish(t, pub, Event("marker", owner, 1))
+	ReadEvent(t, f, "marker", 1)
 }
 
 func (d *deployment) assertSubscribers(t *testing.T, want int) {
@@ -468,118 +420,11 @@ func (d *deployment) assertSubscribers(t *testing.T, want int) {
 	}
 }
 
-// within runs fn and fails the test if it has not returned by the
-// deadline: a hang guard, not a timing assertion.
-func within(t *testing.T, what string, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn()
-	}()
-	select {
-	case <-done:
-	case <-time.After(deadline):
-		t.Fatalf("%s did not return within %v", what, deadline)
-	}
-}
-
-// eventually polls cond until it holds, for effects that happen
-// asynchronously; the deadline only keeps a broken broker from hanging
-// the test.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	stop := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(stop) {
-			t.Fatalf("%s: not true within %v", what, deadline)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// reading is what a subscriber has drained from a feed so far.
-type reading struct {
-	events []upload.Progress
-	resync bool
-}
-
-func (r reading) has(uploadID string, version int64) bool {
-	for _, ev := range r.events {
-		if ev.UploadID == uploadID && ev.Version == version {
-			return true
-		}
-	}
-	return false
-}
-
-func (r reading) String() string {
-	return fmt.Sprintf("%s resync=%v", describe(r.events), r.resync)
-}
-
-func describe(events []upload.Progress) string {
-	parts := make([]string, 0, len(events))
-	for _, ev := range events {
-		parts = append(parts, fmt.Sprintf("%s v%d", ev.UploadID, ev.Version))
-	}
-	return "[" + strings.Join(parts, ", ") + "]"
-}
-
-// readUntil reads f as a subscriber does until done holds for what it has
-// read, and returns that.
-func readUntil(t *testing.T, f upload.Feed, what string, done func(reading) bool) reading {
-	t.Helper()
-	var r reading
-	timeout := time.After(deadline)
-	for !done(r) {
-		select {
-		case <-f.Ready():
-		case <-timeout:
-			t.Fatalf("%s: not read within %v; read %s", what, deadline, r)
-		}
-		events, resync := f.Drain()
-		r.events = append(r.events, events...)
-		r.resync = r.resync || resync
-	}
-	return r
-}
-
-func readEvent(t *testing.T, f upload.Feed, uploadID string, version int64) reading {
-	t.Helper()
-	return readUntil(t, f, fmt.Sprintf("event %s v%d", uploadID, version),
-		func(r reading) bool { return r.has(uploadID, version) })
-}
-
-func waitReady(t *testing.T, f upload.Feed, name string) {
-	t.Helper()
-	select {
-	case <-f.Ready():
-	case <-time.After(deadline):
-		t.Fatalf("%s: not signalled within %v", name, deadline)
-	}
-}
-
-func assertNotReady(t *testing.T, f upload.Feed, name string) {
-	t.Helper()
-	select {
-	case <-f.Ready():
-		t.Errorf("%s: feed signalled, want no signal", name)
-	default:
-	}
-}
-
-// assertDrain drains f once; want is the reading's String form.
+// assertDrain drains f once; want is the Reading's String form.
 func assertDrain(t *testing.T, f upload.Feed, name, want string) {
 	t.Helper()
 	events, resync := f.Drain()
-	if got := (reading{events, resync}).String(); got != want {
+	if got := (Reading{events, resync}).String(); got != want {
 		t.Errorf("%s: Drain() = %s, want %s", name, got, want)
 	}
-}
-
-// assertNothing checks f has neither a signal nor anything to drain.
-func assertNothing(t *testing.T, f upload.Feed, name string) {
-	t.Helper()
-	assertNotReady(t, f, name)
-	assertDrain(t, f, name, "[] resync=false")
 }
