@@ -144,16 +144,16 @@ func testCollapsesToLatest(t *testing.T, d *deployment) {
 	d.settle(t, d.A, d.B)
 
 	WaitReady(t, byUser, "user feed")
-	assertDrain(t, byUser, "user feed", "[u3 v400, u1 v400, u2 v400] resync=false")
+	assertDrain(t, byUser, "user feed", fmt.Sprintf("[u3 v%[1]d, u1 v%[1]d, u2 v%[1]d] resync=false", rounds))
 	AssertNotReady(t, byUser, "user feed, drained") // one wake-up for all of them
 	assertDrain(t, byUser, "user feed, drained", "[] resync=false")
-	assertDrain(t, byUpload, "upload feed", "[u1 v400] resync=false")
+	assertDrain(t, byUpload, "upload feed", fmt.Sprintf("[u1 v%d] resync=false", rounds))
 
 	// A drained feed orders the uploads by their next arrival.
 	Publish(t, d.A, Event("u2", "alice", rounds+1))
 	Publish(t, d.A, Event("u1", "alice", rounds+1))
 	d.settle(t, d.A, d.B)
-	assertDrain(t, byUser, "user feed, next events", "[u2 v401, u1 v401] resync=false")
+	assertDrain(t, byUser, "user feed, next events", fmt.Sprintf("[u2 v%[1]d, u1 v%[1]d] resync=false", rounds+1))
 }
 
 // testOlderNeverReplacesNewer sends versions out of order, from both
