@@ -6,19 +6,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
+	"github.com/spoolhq/spool/internal/progress/brokertest"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
-// deadline bounds every wait so a broken hub fails the test instead of
-// hanging it; no test measures time.
+// deadline bounds TestConcurrentUse's wait so a broken hub fails the test
+// instead of hanging it; no test measures time.
 const deadline = 10 * time.Second
-
-func event(uploadID, ownerID string, version int64) upload.Progress {
-	return upload.Progress{UploadID: uploadID, OwnerID: ownerID, Version: version}
-}
 
 func subscribe(tb testing.TB, h *Hub, topic upload.Topic) *feed {
 	tb.Helper()
@@ -28,44 +24,6 @@ func subscribe(tb testing.TB, h *Hub, topic upload.Topic) *feed {
 	}
 	tb.Cleanup(f.Close)
 	return f.(*feed)
-}
-
-func publish(tb testing.TB, h *Hub, ev upload.Progress) {
-	tb.Helper()
-	if err := h.Publish(tb.Context(), ev); err != nil {
-		tb.Fatalf("Publish(%+v): %v", ev, err)
-	}
-}
-
-func waitReady(tb testing.TB, f upload.Feed) {
-	tb.Helper()
-	select {
-	case <-f.Ready():
-	case <-time.After(deadline):
-		tb.Fatalf("feed not signalled within %v", deadline)
-	}
-}
-
-func assertNotReady(tb testing.TB, f upload.Feed) {
-	tb.Helper()
-	select {
-	case <-f.Ready():
-		tb.Errorf("feed signalled, want no signal")
-	default:
-	}
-}
-
-// eventually polls cond until it holds; the deadline only keeps a broken
-// hub from hanging the test.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	stop := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(stop) {
-			tb.Fatalf("%s: not true within %v", what, deadline)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 type idVersion struct {
@@ -96,57 +54,13 @@ func (f *feed) pendingLen() int {
 	return len(f.pending)
 }
 
-func TestPublishDeliversToUploadTopic(t *testing.T) {
-	h := NewHub()
-	f := subscribe(t, h, upload.UploadTopic("u1"))
-
-	want := event("u1", "alice", 1)
-	want.UploadedBytes = 42
-	publish(t, h, want)
-
-	waitReady(t, f)
-	events, resync := f.Drain()
-	if len(events) != 1 || events[0].UploadID != want.UploadID ||
-		events[0].UploadedBytes != want.UploadedBytes || resync {
-		t.Fatalf("Drain() = %+v, resync %v; want [%+v], resync false", events, resync, want)
-	}
-	assertDrain(t, f, nil, false)
-}
-
-func TestPublishDeliversToUserTopicInArrivalOrder(t *testing.T) {
-	h := NewHub()
-	f := subscribe(t, h, upload.UserTopic("alice"))
-
-	publish(t, h, event("u2", "alice", 1))
-	publish(t, h, event("u1", "alice", 1))
-	publish(t, h, event("u2", "alice", 2))
-
-	waitReady(t, f)
-	assertDrain(t, f, []idVersion{{"u2", 2}, {"u1", 1}}, false)
-}
-
-func TestOtherTopicsGetNothing(t *testing.T) {
-	h := NewHub()
-	target := subscribe(t, h, upload.UploadTopic("u1"))
-	others := map[string]*feed{
-		"other upload": subscribe(t, h, upload.UploadTopic("u2")),
-		"other user":   subscribe(t, h, upload.UserTopic("bob")),
-		// Same id, other kind: a user's id must not match an upload topic.
-		"upload topic named like the owner": subscribe(t, h, upload.UploadTopic("alice")),
-		"user topic named like the upload":  subscribe(t, h, upload.UserTopic("u1")),
-	}
-
-	publish(t, h, event("u1", "alice", 1))
-
-	// The control proves the event was delivered at all.
-	waitReady(t, target)
-	assertDrain(t, target, []idVersion{{"u1", 1}}, false)
-	for name, f := range others {
-		t.Run(name, func(t *testing.T) {
-			assertNotReady(t, f)
-			assertDrain(t, f, nil, false)
-		})
-	}
+// TestConformance runs the broker suite on one hub standing for both
+// replicas; Resync is what a wrapping broker calls after an interruption.
+func TestConformance(t *testing.T) {
+	brokertest.Run(t, func(t *testing.T) brokertest.Replicas {
+		h := NewHub()
+		return brokertest.Replicas{A: h, B: h, Interrupt: func(*testing.T) { h.Resync() }}
+	})
 }
 
 // Deliver reaches the feeds of the topic it is given and no others, not
@@ -156,14 +70,15 @@ func TestDeliverReachesOnlyItsTopic(t *testing.T) {
 	target := subscribe(t, h, upload.UserTopic("alice"))
 	sameUpload := subscribe(t, h, upload.UploadTopic("u1"))
 
-	h.Deliver(upload.UserTopic("alice"), event("u1", "alice", 1))
+	h.Deliver(upload.UserTopic("alice"), brokertest.Event("u1", "alice", 1))
 
-	waitReady(t, target)
+	brokertest.WaitReady(t, target, "user feed")
 	assertDrain(t, target, []idVersion{{"u1", 1}}, false)
-	assertNotReady(t, sameUpload)
-	assertDrain(t, sameUpload, nil, false)
+	brokertest.AssertNothing(t, sameUpload, "upload feed")
 }
 
+// The suite (CollapsesToLatest) checks what a slow reader drains; this
+// checks the mailbox's memory while it waits: one event per upload.
 func TestPendingCollapsesToLatestPerUpload(t *testing.T) {
 	h := NewHub()
 	f := subscribe(t, h, upload.UserTopic("alice"))
@@ -173,7 +88,7 @@ func TestPendingCollapsesToLatestPerUpload(t *testing.T) {
 	latest := make([]idVersion, len(uploads))
 	for i := range n {
 		id := uploads[i%len(uploads)]
-		publish(t, h, event(id, "alice", int64(i)))
+		brokertest.Publish(t, h, brokertest.Event(id, "alice", int64(i)))
 		latest[i%len(uploads)] = idVersion{id, int64(i)}
 		if got, limit := f.pendingLen(), min(i+1, len(uploads)); got > limit {
 			t.Fatalf("after %d events: %d pending, want at most %d", i+1, got, limit)
@@ -183,216 +98,27 @@ func TestPendingCollapsesToLatestPerUpload(t *testing.T) {
 	assertDrain(t, f, latest, false)
 }
 
-func TestOlderVersionNeverReplacesNewer(t *testing.T) {
+// The hub forgets a topic with its last feed, so its map tracks live
+// subscriptions, not every upload ever watched.
+func TestClosingLastFeedDropsTopic(t *testing.T) {
 	h := NewHub()
-	f := subscribe(t, h, upload.UploadTopic("u1"))
+	first := subscribe(t, h, upload.UploadTopic("u1"))
+	second := subscribe(t, h, upload.UploadTopic("u1"))
 
-	newer := event("u1", "alice", 5)
-	newer.UploadedBytes = 500
-	older := event("u1", "alice", 3)
-	older.UploadedBytes = 300
-	publish(t, h, newer)
-	publish(t, h, older)
-
-	events, _ := f.Drain()
-	if len(events) != 1 || events[0].Version != 5 || events[0].UploadedBytes != 500 {
-		t.Fatalf("Drain() = %+v, want only version 5 with 500 bytes", events)
+	first.Close()
+	if got := len(h.topics); got != 1 {
+		t.Errorf("after closing one of two feeds: %d topics kept, want 1", got)
 	}
-}
-
-func TestSameVersionReplacesPending(t *testing.T) {
-	// Equal versions replace: a throttled in-flight byte count may be
-	// published again without a committed change.
-	h := NewHub()
-	f := subscribe(t, h, upload.UploadTopic("u1"))
-
-	first := event("u1", "alice", 5)
-	first.UploadedBytes = 100
-	second := event("u1", "alice", 5)
-	second.UploadedBytes = 200
-	publish(t, h, first)
-	publish(t, h, second)
-
-	events, _ := f.Drain()
-	if len(events) != 1 || events[0].UploadedBytes != 200 {
-		t.Fatalf("Drain() = %+v, want the second version-5 event (200 bytes)", events)
-	}
-}
-
-func TestPublishNeverBlocksOnStuckSubscriber(t *testing.T) {
-	h := NewHub()
-	// Nobody ever drains these two, nor reads Ready. They are closed only
-	// on success: if publishing is stuck, Close would wait for the hub's
-	// lock held by the stuck publisher and hang the test instead of failing.
-	stuck := func(topic upload.Topic) upload.Feed {
-		f, err := h.Subscribe(context.Background(), topic)
-		if err != nil {
-			t.Fatalf("Subscribe(%v): %v", topic, err)
-		}
-		return f
-	}
-	byUpload := stuck(upload.UploadTopic("u0"))
-	byUser := stuck(upload.UserTopic("alice"))
-
-	const n, uploads = 100_000, 100
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range n {
-			// Not publish(): t.Fatalf must not run outside the test goroutine.
-			if err := h.Publish(context.Background(), event(fmt.Sprintf("u%d", i%uploads), "alice", int64(i))); err != nil {
-				t.Errorf("Publish: %v", err)
-				return
-			}
-		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(deadline):
-		t.Fatalf("publishing %d events to stuck feeds did not finish within %v", n, deadline)
-	}
-
-	assertDrain(t, byUpload, []idVersion{{"u0", n - uploads}}, false)
-	events, _ := byUser.Drain()
-	if len(events) != uploads {
-		t.Fatalf("user feed drained %d events, want %d (one per upload)", len(events), uploads)
-	}
-	for i, ev := range events {
-		if want := (idVersion{fmt.Sprintf("u%d", i), int64(n - uploads + i)}); (idVersion{ev.UploadID, ev.Version}) != want {
-			t.Errorf("user feed event %d = %v, want %v", i, idVersion{ev.UploadID, ev.Version}, want)
-		}
-	}
-	byUpload.Close()
-	byUser.Close()
-}
-
-func TestCloseUnregistersAndIsIdempotent(t *testing.T) {
-	h := NewHub()
-	closed := subscribe(t, h, upload.UploadTopic("u1"))
-	kept := subscribe(t, h, upload.UploadTopic("u1"))
-	if got := h.Subscribers(); got != 2 {
-		t.Fatalf("Subscribers() = %d, want 2", got)
-	}
-
-	publish(t, h, event("u1", "alice", 1))
-	closed.Close()
-	closed.Close()
-	if got := h.Subscribers(); got != 1 {
-		t.Fatalf("after closing one feed twice: Subscribers() = %d, want 1", got)
-	}
-	waitReady(t, closed) // consume the signal of the first event, sent before Close
-	publish(t, h, event("u1", "alice", 2))
-
-	assertNotReady(t, closed)
-	assertDrain(t, closed, nil, false) // what was pending at Close is gone
-	assertDrain(t, kept, []idVersion{{"u1", 2}}, false)
-
-	kept.Close()
-	if got := h.Subscribers(); got != 0 {
-		t.Fatalf("after closing both: Subscribers() = %d, want 0", got)
-	}
+	second.Close()
 	if got := len(h.topics); got != 0 {
 		t.Errorf("after closing both: %d topics kept, want 0", got)
 	}
 }
 
-func TestContextDoneUnregisters(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := NewHub()
-		ctx, cancel := context.WithCancel(context.Background())
-		f, err := h.Subscribe(ctx, upload.UploadTopic("u1"))
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		if got := h.Subscribers(); got != 1 {
-			t.Fatalf("Subscribers() = %d, want 1", got)
-		}
-
-		cancel()
-		synctest.Wait() // lets the ctx watcher finish
-
-		if got := h.Subscribers(); got != 0 {
-			t.Fatalf("after cancel: Subscribers() = %d, want 0", got)
-		}
-		publish(t, h, event("u1", "alice", 1))
-		assertDrain(t, f, nil, false)
-		f.Close() // still safe after the watcher closed it
-	})
-}
-
-// openContext is a context that is never done and cannot be cancelled, so
-// nothing but Close can release what Subscribe set up to watch it.
-type openContext struct {
-	context.Context
-	done chan struct{}
-}
-
-func (c openContext) Done() <-chan struct{} { return c.done }
-
-func TestCloseBeforeContextDoneLeavesNothingRunning(t *testing.T) {
-	// synctest fails the test if a goroutine started in the bubble is still
-	// blocked when it ends, so a ctx watcher that Close left behind fails it.
-	synctest.Test(t, func(t *testing.T) {
-		h := NewHub()
-		ctx := openContext{context.Background(), make(chan struct{})}
-		f, err := h.Subscribe(ctx, upload.UploadTopic("u1"))
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		f.Close()
-		if got := h.Subscribers(); got != 0 {
-			t.Fatalf("Subscribers() = %d, want 0", got)
-		}
-	})
-}
-
-func TestSubscribeWithDoneContextFails(t *testing.T) {
-	h := NewHub()
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-
-	f, err := h.Subscribe(ctx, upload.UploadTopic("u1"))
-	if err == nil {
-		f.Close()
-		t.Fatalf("Subscribe with a done context: err = nil, want context.Canceled")
-	}
-	if got := h.Subscribers(); got != 0 {
-		t.Errorf("Subscribers() = %d, want 0", got)
-	}
-}
-
-func TestResyncReportedOnce(t *testing.T) {
-	h := NewHub()
-	byUpload := subscribe(t, h, upload.UploadTopic("u1"))
-	byUser := subscribe(t, h, upload.UserTopic("alice"))
-	closed := subscribe(t, h, upload.UploadTopic("u1"))
-	closed.Close()
-
-	publish(t, h, event("u1", "alice", 1))
-	h.Resync()
-
-	waitReady(t, byUpload)
-	// Events pending at the resync are still handed over with the flag.
-	assertDrain(t, byUpload, []idVersion{{"u1", 1}}, true)
-	assertDrain(t, byUpload, nil, false)
-
-	waitReady(t, byUser)
-	assertDrain(t, byUser, []idVersion{{"u1", 1}}, true)
-	assertDrain(t, byUser, nil, false)
-
-	assertNotReady(t, closed)
-	assertDrain(t, closed, nil, false)
-
-	// Resync alone, with nothing pending, wakes the reader too.
-	h.Resync()
-	waitReady(t, byUpload)
-	assertDrain(t, byUpload, nil, true)
-}
-
 func TestZeroHubIsUsable(t *testing.T) {
 	var h Hub
 	f := subscribe(t, &h, upload.UploadTopic("u1"))
-	publish(t, &h, event("u1", "alice", 1))
+	brokertest.Publish(t, &h, brokertest.Event("u1", "alice", 1))
 	assertDrain(t, f, []idVersion{{"u1", 1}}, false)
 }
 
@@ -426,7 +152,7 @@ func TestConcurrentUse(t *testing.T) {
 		pubs.Go(func() {
 			for v := int64(1); v <= lastVersion; v++ {
 				for u := range uploadsPerPub {
-					_ = h.Publish(context.Background(), event(fmt.Sprintf("p%d-u%d", p, u), "alice", v))
+					_ = h.Publish(context.Background(), brokertest.Event(fmt.Sprintf("p%d-u%d", p, u), "alice", v))
 				}
 			}
 		})
@@ -512,7 +238,7 @@ func TestConcurrentUse(t *testing.T) {
 			t.Errorf("watcher ended upload %s on version %d, want %d", id, v, lastVersion)
 		}
 	}
-	eventually(t, "all churned feeds unregistered", func() bool { return h.Subscribers() == 1 })
+	brokertest.Eventually(t, "all churned feeds unregistered", func() bool { return h.Subscribers() == 1 })
 }
 
 func BenchmarkPublish(b *testing.B) {
@@ -523,7 +249,7 @@ func BenchmarkPublish(b *testing.B) {
 				subscribe(b, h, upload.UploadTopic("u1"))
 			}
 			ctx := b.Context()
-			ev := event("u1", "alice", 0)
+			ev := brokertest.Event("u1", "alice", 0)
 			b.ReportAllocs()
 			for b.Loop() {
 				ev.Version++

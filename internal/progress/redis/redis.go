@@ -225,6 +225,10 @@ func (b *Broker) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Subscribers returns the number of live feeds of this replica, for tests
+// and metrics.
+func (b *Broker) Subscribers() int { return b.hub.Subscribers() }
+
 // Publish sends ev to the channels of its upload and of its owner in one
 // round trip. Like progress.Hub it ignores the cancellation of ctx (an
 // event published after a commit must go out even if the request has just
