@@ -4,6 +4,12 @@
 GO ?= go
 DATA_DIR ?= data
 BIN := bin/spool
+# Build tags of the spool binary. disable_grpc_modules is
+# cloud.google.com/go/storage's switch to leave out its gRPC DirectPath
+# modules (xDS, envoy, RLS): spool's GCS store uses the JSON API client, and
+# those modules made the binary 20 MB larger and its resident code ~7 MiB
+# more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
+GOTAGS := disable_grpc_modules
 
 .PHONY: run build test test-go test-web web web-deps check-web generate check-generated lint bench bench-latency fuzz clean migrations
 
@@ -11,7 +17,7 @@ run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
 
 build:
-	$(GO) build -o $(BIN) ./cmd/spool
+	$(GO) build -tags $(GOTAGS) -o $(BIN) ./cmd/spool
 
 # Every test: Go's, then the Node tests that drive a real spool binary
 # with graphql-ws, Apollo Client and urql, and the browser test (skipped,
@@ -70,8 +76,9 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck $$($(GO) list ./... | grep -v -e '/ent$$' -e '/ent/' ) ./ent/schema/
 
+# GOFLAGS reaches the benchmark's own `go build` of spool.
 bench: bench-latency
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./internal/bench/
+	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./internal/bench/
 
 # Progress latency, in-process vs Redis, against a bare Redis round trip.
 bench-latency:
