@@ -21,12 +21,13 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		var parseErr *gqlerror.Error
 		switch {
 		case errors.As(err, &domainErr):
+			if domainErr.Err != nil {
+				// A failure behind the code (storage, say): the client
+				// sees the code and message, the log the cause.
+				log.Error("operation failed", "path", gqlErr.Path.String(), "code", domainErr.Code, "err", err)
+			}
 			gqlErr.Message = domainErr.Message
 			setCode(gqlErr, domainErr.Code)
-		case upload.IsStorageError(err):
-			log.Error("storage failure", "path", gqlErr.Path.String(), "err", err)
-			gqlErr.Message = "storage is unavailable; try again shortly"
-			setCode(gqlErr, upload.CodeStorageUnavailable)
 		case errors.As(err, &parseErr) && parseErr.Err == nil:
 			// Validation and parse errors from gqlgen itself: the client
 			// sent a bad argument or query.

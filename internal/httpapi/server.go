@@ -6,7 +6,6 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -111,8 +110,8 @@ func limitBody(next http.Handler, maxMultipart int64) http.Handler {
 			limit = maxMultipart
 		}
 		if r.ContentLength > limit {
-			writeGraphQLError(w, http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE",
-				fmt.Sprintf("the request body is %d bytes; at most %d are taken here", r.ContentLength, limit))
+			writeGraphQLError(w, upload.Errorf(upload.CodeRequestTooLarge,
+				"the request body is %d bytes; at most %d are taken here", r.ContentLength, limit))
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
@@ -131,9 +130,9 @@ func limitBody(next http.Handler, maxMultipart int64) http.Handler {
 func requirePreflight(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && isSimpleContentType(r) && !hasPreflightHeader(r) {
-			writeGraphQLError(w, http.StatusBadRequest, "PREFLIGHT_REQUIRED",
+			writeGraphQLError(w, upload.Errorf(upload.CodePreflightRequired,
 				"this request could have been sent by any web page (CSRF): send it with an "+
-					"Apollo-Require-Preflight: true (or X-Apollo-Operation-Name) header")
+					"Apollo-Require-Preflight: true (or X-Apollo-Operation-Name) header"))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -169,11 +168,12 @@ func hasPreflightHeader(r *http.Request) bool {
 	return false
 }
 
-// writeGraphQLError answers in the GraphQL response shape, so GraphQL
-// clients show the message and code like any other error.
-func writeGraphQLError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]any{"errors": []map[string]any{
-		{"message": message, "extensions": map[string]string{"code": code}},
+// writeGraphQLError answers a request refused before it reached GraphQL
+// in the GraphQL response shape, so GraphQL clients show the message and
+// code like any other error; the status comes from the one table.
+func writeGraphQLError(w http.ResponseWriter, e *upload.Error) {
+	writeJSON(w, httpStatus(e.Code), map[string]any{"errors": []map[string]any{
+		{"message": e.Message, "extensions": map[string]string{"code": string(e.Code)}},
 	}})
 }
 
