@@ -53,8 +53,8 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 			gqlErr.Message = "operation cancelled"
 			setCode(gqlErr, upload.CodeInternal)
 		case argumentError(ctx):
-			// A value gqlgen could not coerce to its scalar (an Int64 out
-			// of range, a malformed Cursor): the client's input, not ours.
+			// A value gqlgen could not coerce to its scalar (a malformed
+			// Cursor, say): the client's input, not ours.
 			setCode(gqlErr, upload.CodeBadUserInput)
 		default:
 			log.Error("internal error", "path", gqlErr.Path.String(), "err", err)
