@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/spoolhq/spool/internal/upload"
@@ -19,20 +21,31 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
 		var domainErr *upload.Error
 		var parseErr *gqlerror.Error
+		var numErr *strconv.NumError
 		switch {
 		case errors.As(err, &domainErr):
+			if domainErr.Err != nil {
+				// A failure behind the code (storage, say): the client
+				// sees the code and message, the log the cause.
+				log.Error("operation failed", "path", gqlErr.Path.String(), "code", domainErr.Code, "err", err)
+			}
 			gqlErr.Message = domainErr.Message
 			setCode(gqlErr, domainErr.Code)
-		case upload.IsStorageError(err):
-			log.Error("storage failure", "path", gqlErr.Path.String(), "err", err)
-			gqlErr.Message = "storage is unavailable; try again shortly"
-			setCode(gqlErr, upload.CodeStorageUnavailable)
+		case errors.As(err, &parseErr) && parseErr.Err == nil && parseErr.Rule == int64LiteralsRule:
+			// A literal gqlgen could not bind: the client's input, as
+			// for a variable below.
+			setCode(gqlErr, upload.CodeBadUserInput)
 		case errors.As(err, &parseErr) && parseErr.Err == nil:
 			// Validation and parse errors from gqlgen itself: the client
 			// sent a bad argument or query.
 			if gqlErr.Extensions == nil || gqlErr.Extensions["code"] == nil {
 				setCode(gqlErr, upload.CodeBadUserInput)
 			}
+		case errors.As(err, &numErr) && argumentError(ctx):
+			// An Int64 variable beyond int64, or not a number: say so in
+			// words rather than strconv's.
+			gqlErr.Message = numberProblem(argumentName(gqlErr.Path), numErr.Num, numErr.Err)
+			setCode(gqlErr, upload.CodeBadUserInput)
 		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 			// The client stopped the operation (or hung up) while it
 			// started: nothing failed, and nobody reads the answer.
@@ -40,8 +53,8 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 			gqlErr.Message = "operation cancelled"
 			setCode(gqlErr, upload.CodeInternal)
 		case argumentError(ctx):
-			// A value gqlgen could not coerce to its scalar (an Int64 out
-			// of range, a malformed Cursor): the client's input, not ours.
+			// A value gqlgen could not coerce to its scalar (a malformed
+			// Cursor, say): the client's input, not ours.
 			setCode(gqlErr, upload.CodeBadUserInput)
 		default:
 			log.Error("internal error", "path", gqlErr.Path.String(), "err", err)
@@ -58,6 +71,17 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 func argumentError(ctx context.Context) bool {
 	fc := graphql.GetFieldContext(ctx)
 	return fc != nil && fc.Args == nil && len(fc.Field.Arguments) > 0
+}
+
+// argumentName is the last name in path (an argument's, or an input
+// field's), or "value" if it has none.
+func argumentName(path ast.Path) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if name, ok := path[i].(ast.PathName); ok {
+			return string(name)
+		}
+	}
+	return "value"
 }
 
 func setCode(e *gqlerror.Error, code upload.Code) {

@@ -194,7 +194,15 @@ func newProgressView(stderr io.Writer, files []*client.File) progressView {
 	}
 }
 
-func formatSize(n int64) string { return fmt.Sprintf("% .1f", decor.SizeB1024(n)) }
+// formatSize writes a byte count for people: whole bytes below 1 KiB
+// ("13 B"), else one decimal in binary units ("1.5 MiB"). mpb's
+// SizeB1024 writes bytes as "13.0 b", so they are formatted here.
+func formatSize(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("% .1f", decor.SizeB1024(n))
+}
 
 // lineView writes a line when a file starts and when it ends.
 type lineView struct {

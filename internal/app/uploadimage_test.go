@@ -44,28 +44,15 @@ func (a multipartAnswer) code() string {
 // it out: operations, map, then the file part.
 func (s *spool) uploadImage(token, fileName, contentType string, data []byte, header http.Header) multipartAnswer {
 	s.t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	ops, _ := json.Marshal(map[string]any{"query": uploadImageOp, "variables": map[string]any{"file": nil}})
-	_ = mw.WriteField("operations", string(ops))
-	_ = mw.WriteField("map", `{"0": ["variables.file"]}`)
-	part := textproto.MIMEHeader{}
-	part.Set("Content-Disposition", fmt.Sprintf(`form-data; name="0"; filename=%q`, fileName))
-	if contentType != "" {
-		part.Set("Content-Type", contentType)
-	}
-	w, _ := mw.CreatePart(part)
-	_, _ = w.Write(data)
-	_ = mw.Close()
-
-	h := http.Header{"Content-Type": {mw.FormDataContentType()}}
+	body, formType := imageForm(fileName, contentType, data)
+	h := http.Header{"Content-Type": {formType}}
 	if token != "" {
 		h.Set("Authorization", "Bearer "+token)
 	}
 	for k, v := range header {
 		h[k] = v
 	}
-	resp, raw := send(s.t, http.MethodPost, s.url+"/graphql", &body, h)
+	resp, raw := send(s.t, http.MethodPost, s.url+"/graphql", bytes.NewReader(body), h)
 	ans := multipartAnswer{status: resp.StatusCode}
 	var res struct {
 		Data   json.RawMessage `json:"data"`
@@ -81,6 +68,24 @@ func (s *spool) uploadImage(token, fileName, contentType string, data []byte, he
 		}
 	}
 	return ans
+}
+
+// imageForm is an uploadImage request body and its Content-Type.
+func imageForm(fileName, contentType string, data []byte) ([]byte, string) {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	ops, _ := json.Marshal(map[string]any{"query": uploadImageOp, "variables": map[string]any{"file": nil}})
+	_ = mw.WriteField("operations", string(ops))
+	_ = mw.WriteField("map", `{"0": ["variables.file"]}`)
+	part := textproto.MIMEHeader{}
+	part.Set("Content-Disposition", fmt.Sprintf(`form-data; name="0"; filename=%q`, fileName))
+	if contentType != "" {
+		part.Set("Content-Type", contentType)
+	}
+	w, _ := mw.CreatePart(part)
+	_, _ = w.Write(data)
+	_ = mw.Close()
+	return body.Bytes(), mw.FormDataContentType()
 }
 
 var preflight = http.Header{"Apollo-Require-Preflight": {"true"}}
@@ -232,48 +237,62 @@ func TestGraphQLRequiresPreflightForSimpleContentTypes(t *testing.T) {
 	}
 }
 
-// A JSON request over 1 MiB is refused: at once when its length is
-// declared, while it is read when it is streamed; the operation it
-// carries never runs.
+// A GraphQL request over its limit (1 MiB for JSON, the image limit for
+// multipart) is refused with 413 REQUEST_TOO_LARGE whether its length is
+// declared or not (chunked), and the operation it carries never runs;
+// one within the limit runs either way.
 func TestGraphQLBodyLimit(t *testing.T) {
-	s := startSpool(t, nil)
+	s := startSpool(t, func(c *app.Config) { c.Upload.MaxInlineImageSize = 1 * upload.MiB })
 	alice := s.token("alice")
-	// initBatch reserves quota when it runs: usedBytes tells whether it did.
+	// initBatch and uploadImage take quota when they run: usedBytes tells
+	// whether they did.
 	query := `mutation { initBatch(input: {files: [{fileName: "a.png", size: 1000, mimeType: "image/png"}]}) { id } }`
-	body := func(size int) []byte {
+	jsonBody := func(size int) ([]byte, string) {
 		padded := "# " + strings.Repeat("x", size) + "\n" + query
 		b, _ := json.Marshal(map[string]any{"query": padded})
-		return b
+		return b, "application/json"
+	}
+	image := func(size int) ([]byte, string) {
+		return imageForm("a.png", "image/png", fileBytes("image/png", size, 40))
 	}
 	for _, c := range []struct {
 		name     string
-		body     []byte
+		body     func(int) ([]byte, string)
+		size     int
 		streamed bool
 		refused  bool
 	}{
-		{"just under 1 MiB", body(1<<20 - 400), false, false},
-		{"over 1 MiB, declared", body(1 << 20), false, true},
-		{"over 1 MiB, streamed", body(1 << 20), true, true},
+		{"JSON just under 1 MiB", jsonBody, 1<<20 - 400, false, false},
+		{"JSON just under 1 MiB, streamed", jsonBody, 1<<20 - 400, true, false},
+		{"JSON over 1 MiB, declared", jsonBody, 1 << 20, false, true},
+		{"JSON over 1 MiB, streamed", jsonBody, 1 << 20, true, true},
+		{"multipart under the limit, streamed", image, 4000, true, false},
+		{"multipart over the limit, declared", image, 2 << 20, false, true},
+		{"multipart over the limit, streamed", image, 2 << 20, true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := s.me(alice).UsedBytes
-			var r io.Reader = bytes.NewReader(c.body)
+			body, contentType := c.body(c.size)
+			var r io.Reader = bytes.NewReader(body)
 			if c.streamed {
 				r = io.MultiReader(r) // hides the length: sent chunked
 			}
-			resp, raw := send(t, http.MethodPost, s.url+"/graphql", r,
-				http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + alice}})
+			resp, raw := send(t, http.MethodPost, s.url+"/graphql", r, http.Header{
+				"Content-Type": {contentType}, "Authorization": {"Bearer " + alice}, "Apollo-Require-Preflight": {"true"}})
 			ran := s.me(alice).UsedBytes > before
 			if ran == c.refused {
-				t.Fatalf("%d-byte body: HTTP %d %.200s, operation ran %v; want refused %v", len(c.body), resp.StatusCode, raw, ran, c.refused)
+				t.Fatalf("%d-byte body: HTTP %d %.200s, operation ran %v; want refused %v", len(body), resp.StatusCode, raw, ran, c.refused)
 			}
-			switch {
-			case c.refused && !c.streamed && resp.StatusCode != http.StatusRequestEntityTooLarge:
-				t.Errorf("declared too large: HTTP %d, want 413", resp.StatusCode)
-			case c.refused && c.streamed && !bytes.Contains(raw, []byte("too large")):
-				// gqlgen reads the body and answers the read error itself,
-				// as a GraphQL error (HTTP 200).
-				t.Errorf("streamed too large: %.200s, want an error saying the body is too large", raw)
+			if !c.refused {
+				return
+			}
+			var res struct{ Errors []gqlError }
+			_ = json.Unmarshal(raw, &res)
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || len(res.Errors) != 1 || res.Errors[0].code() != "REQUEST_TOO_LARGE" {
+				t.Fatalf("%d-byte body: HTTP %d %.200s, want 413 and one REQUEST_TOO_LARGE error", len(body), resp.StatusCode, raw)
+			}
+			if msg := res.Errors[0].Message; !strings.Contains(msg, "bytes taken here") && !strings.Contains(msg, "are taken here") {
+				t.Errorf("message %q does not say how much is taken", msg)
 			}
 		})
 	}

@@ -116,7 +116,7 @@ func parsePosition(what, s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil { // only out of range is left
-		return 0, fmt.Errorf("invalid Content-Range: %s %.40q is too large", what, s)
+		return 0, fmt.Errorf("invalid Content-Range: %s %.40q is too large: at most %d", what, s, int64(math.MaxInt64))
 	}
 	return n, nil
 }

@@ -79,7 +79,7 @@ func TestParseContentRangeRejects(t *testing.T) {
 		{"bytes 0-10/10", "last byte position 10 is not less than total length 10"},
 		{"bytes 0-0/0", "last byte position 0 is not less than total length 0"},
 		{"bytes 0-9223372036854775808/*", `last byte position "9223372036854775808" is too large`},
-		{"bytes 0-1/9223372036854775808", `total length "9223372036854775808" is too large`},
+		{"bytes 0-1/9223372036854775808", `total length "9223372036854775808" is too large: at most 9223372036854775807`},
 		{"bytes 99999999999999999999999-1/2", "too large"},
 		{"bytes 0-9223372036854775807/*", "last byte position 9223372036854775807 is too large"},
 		{"bytes */-1", `total length "-1"`},

@@ -36,7 +36,10 @@ func (u *URLSigner) MediaURL(mediaID, fileName string, expires time.Time) string
 	return fmt.Sprintf("%s/media/%s/%s?%s", u.base, url.PathEscape(mediaID), url.PathEscape(fileName), q.Encode())
 }
 
-// statusOf is the one table from domain codes to HTTP statuses.
+// statusOf is the one table from codes to HTTP statuses, for the data
+// plane's answers and for GraphQL requests refused before GraphQL runs.
+// Codes missing here are met only inside GraphQL answers (HTTP 200);
+// docs/API.md lists the same statuses.
 var statusOf = map[upload.Code]int{
 	upload.CodeUnauthenticated:    http.StatusUnauthorized,
 	upload.CodeForbidden:          http.StatusForbidden,
@@ -50,24 +53,30 @@ var statusOf = map[upload.Code]int{
 	upload.CodeSessionExpired:     http.StatusGone,
 	upload.CodeAlreadyFinished:    http.StatusConflict,
 	upload.CodeStorageUnavailable: http.StatusServiceUnavailable,
+	upload.CodePreflightRequired:  http.StatusBadRequest,
+	upload.CodeRequestTooLarge:    http.StatusRequestEntityTooLarge,
+	upload.CodeInternal:           http.StatusInternalServerError,
+}
+
+// httpStatus is code's status; a code without one is a server bug, 500.
+func httpStatus(code upload.Code) int {
+	if status, ok := statusOf[code]; ok {
+		return status
+	}
+	return http.StatusInternalServerError
 }
 
 // writeError answers with the error's status and a JSON body
-// {"error":{"code":…,"message":…}}; internal details go to the log only.
+// {"error":{"code":…,"message":…}}. Failures of the server (5xx) are
+// logged here, once, with their cause; clients see only the code and
+// message, and "internal error" for an uncoded err.
 func (h *handlers) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := upload.ErrorCode(err)
-	msg := upload.ErrorMessage(err)
-	if upload.IsStorageError(err) {
-		code, msg = upload.CodeStorageUnavailable, "storage is unavailable; try again shortly"
-	}
-	status, ok := statusOf[code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
+	status := httpStatus(code)
 	if status >= 500 {
-		h.Logger.Error("data plane request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.Logger.Error("data plane request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": msg}})
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": upload.ErrorMessage(err)}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

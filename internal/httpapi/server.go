@@ -6,7 +6,8 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
+	"errors"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -101,9 +102,12 @@ func (h *handlers) withCaller(next http.Handler) http.Handler {
 	})
 }
 
-// limitBody bounds GraphQL request bodies. A body declared too large is
-// refused with 413 before a byte is read; one that runs past the limit
-// fails while it is parsed.
+// limitBody bounds GraphQL request bodies: one over the limit is refused
+// with 413 REQUEST_TOO_LARGE, whether its length is declared (before a
+// byte is read) or not (chunked: once reading runs past the limit). The
+// GraphQL handler reads the whole body before it runs an operation, so
+// none runs; what it would answer to the failed read (a GraphQL error
+// with HTTP 200 or 422) is replaced by the 413.
 func limitBody(next http.Handler, maxMultipart int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := int64(maxGraphQLBody)
@@ -111,13 +115,81 @@ func limitBody(next http.Handler, maxMultipart int64) http.Handler {
 			limit = maxMultipart
 		}
 		if r.ContentLength > limit {
-			writeGraphQLError(w, http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE",
-				fmt.Sprintf("the request body is %d bytes; at most %d are taken here", r.ContentLength, limit))
+			writeGraphQLError(w, upload.Errorf(upload.CodeRequestTooLarge,
+				"the request body is %d bytes; at most %d are taken here", r.ContentLength, limit))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		next.ServeHTTP(w, r)
+		body := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, limit)}
+		r.Body = body
+		if r.ContentLength >= 0 {
+			// A declared length within the limit cannot run past it.
+			next.ServeHTTP(w, r)
+			return
+		}
+		ow := &overLimitWriter{ResponseWriter: w, body: body, refusal: upload.Errorf(upload.CodeRequestTooLarge,
+			"the request body is over the %d bytes taken here", limit)}
+		next.ServeHTTP(ow, r)
+		ow.refuse() // in case the handler answered nothing
 	})
+}
+
+// limitedBody notes when the body it reads runs past its limit.
+type limitedBody struct {
+	io.ReadCloser // an http.MaxBytesReader
+	overLimit     bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		b.overLimit = true
+	}
+	return n, err
+}
+
+// overLimitWriter answers refusal in place of the handler's answer once
+// body has run past its limit, unless the handler had already begun
+// answering.
+type overLimitWriter struct {
+	http.ResponseWriter
+	body    *limitedBody
+	refusal *upload.Error
+	wrote   bool // the handler's answer, or the refusal, has begun
+	refused bool
+}
+
+func (w *overLimitWriter) WriteHeader(status int) {
+	if w.refuse() {
+		return
+	}
+	w.wrote = true
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *overLimitWriter) Write(p []byte) (int, error) {
+	if w.refuse() {
+		return len(p), nil // dropped: the client gets the refusal
+	}
+	w.wrote = true
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *overLimitWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// refuse writes the refusal if the body ran past its limit before
+// anything was answered, and reports whether the refusal is the answer.
+func (w *overLimitWriter) refuse() bool {
+	if w.refused {
+		return true
+	}
+	if w.wrote || !w.body.overLimit {
+		return false
+	}
+	w.refused, w.wrote = true, true
+	writeGraphQLError(w.ResponseWriter, w.refusal)
+	return true
 }
 
 // requirePreflight refuses the GraphQL POSTs that any web page can make a
@@ -131,9 +203,9 @@ func limitBody(next http.Handler, maxMultipart int64) http.Handler {
 func requirePreflight(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && isSimpleContentType(r) && !hasPreflightHeader(r) {
-			writeGraphQLError(w, http.StatusBadRequest, "PREFLIGHT_REQUIRED",
+			writeGraphQLError(w, upload.Errorf(upload.CodePreflightRequired,
 				"this request could have been sent by any web page (CSRF): send it with an "+
-					"Apollo-Require-Preflight: true (or X-Apollo-Operation-Name) header")
+					"Apollo-Require-Preflight: true (or X-Apollo-Operation-Name) header"))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -169,11 +241,12 @@ func hasPreflightHeader(r *http.Request) bool {
 	return false
 }
 
-// writeGraphQLError answers in the GraphQL response shape, so GraphQL
-// clients show the message and code like any other error.
-func writeGraphQLError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]any{"errors": []map[string]any{
-		{"message": message, "extensions": map[string]string{"code": code}},
+// writeGraphQLError answers a request refused before it reached GraphQL
+// in the GraphQL response shape, so GraphQL clients show the message and
+// code like any other error; the status comes from the one table.
+func writeGraphQLError(w http.ResponseWriter, e *upload.Error) {
+	writeJSON(w, httpStatus(e.Code), map[string]any{"errors": []map[string]any{
+		{"message": e.Message, "extensions": map[string]string{"code": string(e.Code)}},
 	}})
 }
 

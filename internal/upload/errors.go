@@ -3,10 +3,12 @@ package upload
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Code is a stable, append-only error code that clients switch on. GraphQL
 // puts it in extensions.code; the data plane maps it to an HTTP status.
+// Every code is in codes, and docs/API.md lists exactly those.
 type Code string
 
 const (
@@ -28,20 +30,73 @@ const (
 	CodeAlreadyFinished    Code = "ALREADY_FINISHED"
 	CodeForbidden          Code = "FORBIDDEN"
 	CodeStorageUnavailable Code = "STORAGE_UNAVAILABLE"
-	// CodeTooManySubscriptions is the API's, not the domain's: one
-	// websocket runs too many subscriptions at once.
+
+	// The API's codes, not the domain's: they are about a request or a
+	// connection, and only the transports return them.
+
+	// CodeTooManySubscriptions: one websocket runs too many subscriptions
+	// at once.
 	CodeTooManySubscriptions Code = "TOO_MANY_SUBSCRIPTIONS"
-	CodeInternal             Code = "INTERNAL"
+	// CodePreflightRequired: a POST to /graphql that any web page could
+	// send cross-site lacks a header only a preflighted request can have.
+	CodePreflightRequired Code = "PREFLIGHT_REQUIRED"
+	// CodeRequestTooLarge: a GraphQL request body is over its limit.
+	CodeRequestTooLarge Code = "REQUEST_TOO_LARGE"
+
+	CodeInternal Code = "INTERNAL"
 )
 
+// codes is every Code; new ones are appended before INTERNAL.
+var codes = []Code{
+	CodeUnauthenticated,
+	CodeForbidden,
+	CodeNotFound,
+	CodeBadUserInput,
+	CodeInvalidType,
+	CodeTypeMismatch,
+	CodeFileTooLarge,
+	CodeBatchTooLarge,
+	CodeQuotaExceeded,
+	CodeInvalidChunk,
+	CodeChunkMissing,
+	CodeChunkTooLarge,
+	CodeChunkTooSmall,
+	CodeChecksumMismatch,
+	CodeIncomplete,
+	CodeSessionExpired,
+	CodeAlreadyFinished,
+	CodeStorageUnavailable,
+	CodeTooManySubscriptions,
+	CodePreflightRequired,
+	CodeRequestTooLarge,
+	CodeInternal,
+}
+
+// Codes returns every error code a client can meet, in the order
+// docs/API.md lists them.
+func Codes() []Code { return slices.Clone(codes) }
+
 // Error is an error a client can act on: a code and a message written for
-// a person. Anything that is not an *Error is INTERNAL and never shown.
+// a person. Err, if set, is the failure behind it (a storage engine's
+// error, say): it is kept for the server's log and never shown to
+// clients. Anything that is not an *Error is INTERNAL and never shown.
 type Error struct {
 	Code    Code
 	Message string
+	Err     error
 }
 
-func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+// Error returns the code and message, and the cause if there is one: it
+// is the text for logs, not for clients (they get Message).
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return string(e.Code) + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+// Unwrap returns the cause, so errors.Is and errors.As see through e.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Errorf returns an *Error with the code and a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {
@@ -65,6 +120,17 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// storageError is STORAGE_UNAVAILABLE with the engine's error as its
+// cause: op says what spool was doing, for the log; clients are only told
+// to retry.
+func storageError(op string, err error) *Error {
+	return &Error{
+		Code:    CodeStorageUnavailable,
+		Message: "storage is unavailable; try again shortly",
+		Err:     fmt.Errorf("%s: %w", op, err),
+	}
 }
 
 // errNotFound is what every lookup returns for a missing id and for an id

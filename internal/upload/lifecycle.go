@@ -2,7 +2,6 @@ package upload
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/spoolhq/spool/ent"
@@ -10,24 +9,6 @@ import (
 	"github.com/spoolhq/spool/ent/uploadchunk"
 	"github.com/spoolhq/spool/ent/uploadsession"
 )
-
-// storageErr marks a failure of the storage engine, shown to clients as
-// STORAGE_UNAVAILABLE (the detail goes to the log, not to them).
-type storageErr struct {
-	op  string
-	err error
-}
-
-func (e *storageErr) Error() string { return e.op + ": " + e.err.Error() }
-func (e *storageErr) Unwrap() error { return e.err }
-
-func storageError(op string, err error) error { return &storageErr{op: op, err: err} }
-
-// IsStorageError reports whether err is a storage engine failure.
-func IsStorageError(err error) bool {
-	var se *storageErr
-	return errors.As(err, &se)
-}
 
 // Terminal statuses never change again.
 func isTerminal(st Status) bool {
