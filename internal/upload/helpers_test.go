@@ -126,6 +126,13 @@ func testConfig() upload.Config {
 
 func newTestService(t *testing.T, cfg upload.Config) *testEnv {
 	t.Helper()
+	return newTestServiceWrapping(t, cfg, nil)
+}
+
+// newTestServiceWrapping is newTestService with the local disk store seen
+// through wrap, for tests that act in the middle of a store call.
+func newTestServiceWrapping(t *testing.T, cfg upload.Config, wrap func(upload.Store) upload.Store) *testEnv {
+	t.Helper()
 	tmp := t.TempDir()
 	dsn := "file:" + filepath.Join(tmp, "spool.db") +
 		"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_timezone=UTC"
@@ -151,8 +158,12 @@ func newTestService(t *testing.T, cfg upload.Config) *testEnv {
 	}
 	clock := newFakeClock()
 	broker := &recordingBroker{Hub: progress.NewHub()}
+	var svcStore upload.Store = store
+	if wrap != nil {
+		svcStore = wrap(store)
+	}
 	svc, err := upload.NewService(upload.Deps{
-		DB: db, Store: store, Broker: broker,
+		DB: db, Store: svcStore, Broker: broker,
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 		Now:    clock.Now,
 	}, cfg)
@@ -247,8 +258,15 @@ func (e *testEnv) stagingPath(t *testing.T, uploadID string) string {
 // stagingFiles lists the files under the staging tree.
 func (e *testEnv) stagingFiles(t *testing.T) []string {
 	t.Helper()
+	return e.filesUnder(t, "staging")
+}
+
+// filesUnder lists the regular files under dir of the localfs root ("" is
+// the root itself).
+func (e *testEnv) filesUnder(t *testing.T, dir string) []string {
+	t.Helper()
 	var files []string
-	err := filepath.WalkDir(filepath.Join(e.dir, "staging"), func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(filepath.Join(e.dir, dir), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package upload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spoolhq/spool/ent"
@@ -342,6 +343,10 @@ func (s *Service) Complete(ctx context.Context, userID, id string) (*ent.MediaFi
 	return s.assemble(context.WithoutCancel(ctx), sess)
 }
 
+// errStoppedWhileAssembling ends assemble's transaction when the session
+// left ASSEMBLING without becoming COMPLETED.
+var errStoppedWhileAssembling = errors.New("upload stopped while assembling")
+
 // assemble turns an ASSEMBLING session into a COMPLETED one with its
 // MediaFile.
 func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.MediaFile, error) {
@@ -354,16 +359,22 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 		// The session's UPDATE comes first: it locks the row, so a
 		// concurrent complete (another replica) waits here until this one
 		// commits, then finds its media instead of creating a second.
-		err := tx.UploadSession.Update().
+		n, err := tx.UploadSession.Update().
 			Where(uploadsession.ID(sess.ID), uploadsession.StatusEQ(StatusAssembling)).
 			SetStatus(StatusCompleted).SetFinishedAt(s.now()).SetPercent(100).AddVersion(1).
-			Exec(ctx)
+			Save(ctx)
 		if err != nil {
 			return err
 		}
 		existing, err := tx.MediaFile.Query().Where(mediafile.UploadID(sess.ID)).Only(ctx)
 		if err != nil && !ent.IsNotFound(err) {
 			return err
+		}
+		if n == 0 && existing == nil {
+			// Neither this call nor another completed it: the sweeper
+			// expired it while the store assembled, and gave its quota
+			// back. A media file now would hold bytes nobody pays for.
+			return errStoppedWhileAssembling
 		}
 		media = existing
 		if media == nil {
@@ -380,6 +391,16 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 		}
 		return nil
 	})
+	if errors.Is(err, errStoppedWhileAssembling) {
+		if derr := s.store.Delete(ctx, objectKey); derr != nil {
+			s.log.Warn("deleting the object of an upload stopped while assembling failed", "upload_id", sess.ID, "err", derr)
+		}
+		fresh, rerr := s.db.UploadSession.Get(ctx, sess.ID)
+		if rerr != nil {
+			return nil, fmt.Errorf("completing upload %s: %w", sess.ID, rerr)
+		}
+		return nil, s.checkActive(ctx, fresh)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("completing upload %s: %w", sess.ID, err)
 	}

@@ -2,6 +2,7 @@ package upload_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -300,5 +301,57 @@ func TestOperationsAfterExpiry(t *testing.T) {
 				wantCode(t, err, upload.CodeSessionExpired)
 			})
 		}
+	}
+}
+
+// assembleHook is a Store that runs after once its first Assemble has
+// put the file together.
+type assembleHook struct {
+	upload.Store
+	once  sync.Once
+	after func()
+}
+
+func (h *assembleHook) Assemble(ctx context.Context, key string, total int, size int64) (string, error) {
+	obj, err := h.Store.Assemble(ctx, key, total, size)
+	h.once.Do(h.after)
+	return obj, err
+}
+
+// TestExpiryDuringAssembly expires an upload while the store assembles it
+// (the sweeper of another replica, when the session's time runs out):
+// complete answers SESSION_EXPIRED and leaves no media file, no assembled
+// object and the quota given back once, not a file nobody pays for.
+func TestExpiryDuringAssembly(t *testing.T) {
+	var e *testEnv
+	hook := &assembleHook{}
+	e = newTestServiceWrapping(t, testConfig(), func(s upload.Store) upload.Store {
+		hook.Store = s
+		return hook
+	})
+	ctx := context.Background()
+	owner := e.user(t, "alice")
+	sess := e.initOne(t, owner, mp4Spec("clip.mp4", smFile))
+	e.sendAll(t, sess, smFile)
+	hook.after = func() {
+		e.clock.Advance(time.Hour)
+		if r, err := e.svc.Sweep(ctx); err != nil || r.Expired != 1 {
+			t.Errorf("sweep during assembly = %+v, %v; want 1 expired", r, err)
+		}
+	}
+
+	_, err := e.svc.Complete(ctx, owner, sess.ID)
+	wantCode(t, err, upload.CodeSessionExpired)
+	if got := e.stored(t, sess.ID).Status; got != upload.StatusExpired {
+		t.Errorf("status = %s, want EXPIRED", got)
+	}
+	if n := e.mediaCount(t, sess.ID); n != 0 {
+		t.Errorf("media files = %d, want 0", n)
+	}
+	if got := e.reserved(t, owner); got != 0 {
+		t.Errorf("reserved = %d, want 0", got)
+	}
+	if files := e.filesUnder(t, ""); len(files) != 0 {
+		t.Errorf("files left in storage: %v", files)
 	}
 }
