@@ -415,6 +415,61 @@ test('uploader: every gallery card shows its date, its player and a working Dele
   assert.equal(left, 0, 'media left on spool after deleting every card');
 });
 
+test('uploader: notices never cover the type filter, on a desktop and a phone', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  const dir = await mkdtemp(join(tmpdir(), 'spool-browser-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const notes = join(dir, 'notes.txt');
+  await writeFile(notes, 'not media\n');
+
+  const page = await signedInPage(browser, spool.url, await spool.tokenFor('notices'));
+  const filter = page.locator('#type-filter');
+  for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+    await page.setViewportSize(viewport);
+    // As the page first shows, and scrolled so that the filter is at the
+    // bottom of the window and at the top, where notices may sit.
+    const placements = {
+      'as loaded': () => window.scrollTo(0, 0),
+      'at the bottom': () => {
+        const box = document.getElementById('type-filter').getBoundingClientRect();
+        window.scrollBy(0, box.bottom - window.innerHeight + 8);
+      },
+      'at the top': () => {
+        const box = document.getElementById('type-filter').getBoundingClientRect();
+        window.scrollBy(0, box.top - 8);
+      },
+    };
+    for (const [where, scroll] of Object.entries(placements)) {
+      await page.evaluate(scroll);
+      // A refused file makes two notices ("Uploading …", "… was refused");
+      // earlier ones are dropped first, so these are the ones checked.
+      await page.evaluate(() => document.getElementById('status').replaceChildren());
+      await page.setInputFiles('#files', [notes]);
+      await until(async () => (await page.locator('#status p').count()) === 2, 'two notices about notes.txt');
+      await nextFrames(page);
+      const { notices, overlaps } = await page.evaluate(() => {
+        const f = document.getElementById('type-filter').getBoundingClientRect();
+        const boxes = [...document.querySelectorAll('#status p')].map((p) => p.getBoundingClientRect());
+        return {
+          notices: boxes.length,
+          overlaps: boxes.filter((n) => n.left < f.right && f.left < n.right && n.top < f.bottom && f.top < n.bottom)
+            .map((n) => `notice at ${Math.round(n.left)},${Math.round(n.top)} ${Math.round(n.width)}×${Math.round(n.height)}`),
+        };
+      });
+      assert.ok(notices > 0, 'no notice showed while checking');
+      const box = await filter.boundingBox();
+      assert.deepEqual(overlaps, [], `at ${viewport.width}×${viewport.height}, filter ${where} (${JSON.stringify(box)}): notices over the type filter`);
+      await filter.click({ trial: true, timeout: 5_000 });
+    }
+    await filter.selectOption({ label: 'Videos' });
+    assert.equal(await filter.inputValue(), 'VIDEO');
+    await filter.selectOption({ label: 'All' });
+  }
+});
+
 test('GraphiQL: a query, then a subscription that shows an upload made elsewhere', guarded, async (t) => {
   const browser = await openBrowser(t);
   if (!browser) return;
@@ -500,6 +555,12 @@ async function cardProblems(card) {
     }
     return problems;
   });
+}
+
+// nextFrames waits until the page has drawn twice: whatever it does on
+// scroll or resize has run by then.
+function nextFrames(page) {
+  return page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
 }
 
 // limitUpload caps the page's upload rate through DevTools' network
