@@ -279,6 +279,7 @@ test('uploader: a type spool refuses, bytes that are not the declared type (415)
   t.after(() => rm(dir, { recursive: true, force: true }));
   const files = {
     notes: { name: 'notes.txt', bytes: Buffer.from('just text\n') },
+    empty: { name: 'empty.png', bytes: Buffer.alloc(0) },
     good: { name: 'good.png', bytes: pngBytes(32, 32) },
     fake: { name: 'fake.png', bytes: Buffer.from('just text, no PNG\n') },
     tampered: { name: 'tampered.png', bytes: pngBytes(40, 30) },
@@ -295,9 +296,22 @@ test('uploader: a type spool refuses, bytes that are not the declared type (415)
 
   // One batch: spool refuses it for notes.txt, so the page plans the files
   // one by one and only notes.txt is refused.
-  await page.setInputFiles('#files', [files.notes.path, files.good.path, files.fake.path]);
+  // An empty file is refused by the page, in words for its user.
+  await page.setInputFiles('#files', [files.notes.path, files.good.path, files.fake.path, files.empty.path]);
   await waitForAttribute(row(files.notes), 'data-status', 'ERROR', 'notes.txt refused');
-  assert.match(await row(files.notes).locator('.upload-status').textContent(), /text\/plain/);
+  const refusal = await row(files.notes).locator('.upload-status').textContent();
+  assert.match(refusal, /text\/plain/);
+  // Each accepted format is named (MP4, not video/mp4) once, not once per
+  // MIME alias (audio/wav, audio/x-wav, audio/wave).
+  const formats = [...refusal.matchAll(/\(([^)]*)\)/g)].map((m) => m[1].split(', '));
+  assert.equal(formats.length, 3, `video, image and audio formats in "${refusal}"`);
+  for (const list of formats) {
+    assert.deepEqual(list, [...new Set(list)], `a format named twice in "${refusal}"`);
+    assert.deepEqual(list.filter((f) => f.includes('/')), [], `MIME types instead of format names in "${refusal}"`);
+  }
+  await waitForAttribute(row(files.empty), 'data-status', 'ERROR', 'empty.png refused');
+  assert.equal(await row(files.empty).locator('.upload-status').textContent(), 'empty.png is empty (0 bytes): choose a file with content');
+  assert.equal(await row(files.empty).getAttribute('data-upload-id'), null, 'no upload planned for an empty file');
   await waitForAttribute(row(files.good), 'data-status', 'COMPLETED', 'good.png uploaded beside the refused file');
   await waitForAttribute(row(files.fake), 'data-status', 'FAILED', 'fake.png failed: its bytes are no PNG');
   assert.match(await row(files.fake).locator('.upload-status').textContent(), /declared as image\/png/);

@@ -70,8 +70,12 @@ export class UploadManager {
     const fragment = document.createDocumentFragment();
     for (const e of entries) fragment.append(e.row.element);
     this.list.prepend(fragment);
-    for (let i = 0; i < entries.length; i += batchLimit) {
-      await this.track(this.plan(entries.slice(i, i + batchLimit)));
+    // spool refuses an empty file too, in words meant for developers.
+    const empty = entries.filter((e) => e.file!.size === 0);
+    for (const e of empty) this.reject(e, `${e.file!.name} is empty (0 bytes): choose a file with content`);
+    const planned = entries.filter((e) => e.file!.size > 0);
+    for (let i = 0; i < planned.length; i += batchLimit) {
+      await this.track(this.plan(planned.slice(i, i + batchLimit)));
       if (this.closed) return;
     }
   }
@@ -292,7 +296,8 @@ export class UploadManager {
         this.hooks.announce(`${name}: ${text}`);
         break;
       case "ERROR":
-        this.hooks.announce(`${name} was refused: ${text}`);
+        // A message of the page's own names the file already.
+        this.hooks.announce(text.startsWith(name) ? text : `${name} was refused: ${text}`);
         break;
       case "CANCELLED":
         this.hooks.announce(`${name} cancelled.`);
