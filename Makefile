@@ -33,7 +33,9 @@ test-web: build web-deps
 	cd web && SPOOL_BIN=$(CURDIR)/$(BIN) npm test
 
 # The web pages: `make web` rebuilds web/dist (committed, embedded in the
-# binary) from web/src after a change there.
+# binary) from web/src after a change there. It fails first when the
+# uploader's generated GraphQL types (web/src/uploader/gql) are not what
+# the schema and its documents give: run `cd web && npm run codegen`.
 web: web-deps
 	cd web && npm run build
 

@@ -2,10 +2,15 @@
 // /graphiql) into dist/, which the Go binary embeds. Everything is
 // bundled: the pages must work with no network but spool itself.
 import { resolve } from "node:path";
-import { defineConfig } from "vite";
+import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   base: "/",
+  // Unit tests (vitest) sit beside the code; the tests that drive a real
+  // spool are test/*.test.mjs, run by node --test.
+  test: {
+    include: ["src/**/*.test.ts"],
+  },
   build: {
     outDir: "dist",
     emptyOutDir: true,

@@ -39,8 +39,8 @@ func (s *Service) checkFile(i int, f FileSpec) (checkedFile, error) {
 	mt, ok := s.cfg.mediaTypeOf(mimeType)
 	if !ok {
 		return checkedFile{}, Errorf(CodeInvalidType, "%s: type %q is not accepted; send a video (%s), image (%s) or audio (%s) file",
-			label, f.MimeType, strings.Join(s.cfg.AllowedTypes[MediaVideo], ", "),
-			strings.Join(s.cfg.AllowedTypes[MediaImage], ", "), strings.Join(s.cfg.AllowedTypes[MediaAudio], ", "))
+			label, f.MimeType, formatList(s.cfg.AllowedTypes[MediaVideo]),
+			formatList(s.cfg.AllowedTypes[MediaImage]), formatList(s.cfg.AllowedTypes[MediaAudio]))
 	}
 	if max := s.cfg.MaxSize[mt]; f.Size > max {
 		return checkedFile{}, Errorf(CodeFileTooLarge, "%s: %s files may be at most %d bytes, this one is %d",

@@ -309,3 +309,39 @@ func TestNoResumeOfFinishedUploads(t *testing.T) {
 		}
 	})
 }
+
+// A refused type is answered with the formats a person would choose
+// among, each once: aliases such as audio/wav and audio/x-wav are one
+// WAV, and a type without a common name (added by the operator) shows as
+// it is.
+func TestInitBatchRefusalNamesEachFormatOnce(t *testing.T) {
+	custom := testConfig()
+	custom.AllowedTypes = map[upload.MediaType][]string{
+		upload.MediaVideo: {"video/mp4", "video/x-matroska"},
+		upload.MediaImage: {"image/png", "image/jpeg"},
+		upload.MediaAudio: {"audio/wav", "audio/x-wav", "audio/wave", "audio/mpeg"},
+	}
+	tests := []struct {
+		name string
+		cfg  upload.Config
+		want string
+	}{
+		{"defaults", testConfig(), `file 1 ("notes.txt"): type "text/plain" is not accepted; send a video (MP4, WebM, MOV), ` +
+			`image (JPEG, PNG, GIF, WebP) or audio (MP3, M4A, AAC, WAV, Ogg, FLAC, WebM) file`},
+		{"operator's list", custom, `file 1 ("notes.txt"): type "text/plain" is not accepted; send a video (MP4, video/x-matroska), ` +
+			`image (PNG, JPEG) or audio (WAV, MP3) file`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newTestService(t, tt.cfg)
+			owner := e.user(t, "alice")
+			_, err := e.svc.InitBatch(context.Background(), owner, upload.BatchSpec{Files: []upload.FileSpec{
+				{FileName: "notes.txt", Size: 10, MimeType: "text/plain"},
+			}})
+			wantCode(t, err, upload.CodeInvalidType)
+			if got := upload.ErrorMessage(err); got != tt.want {
+				t.Errorf("message =\n  %s\nwant\n  %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -2,9 +2,11 @@
 // binary: the uploader at / (sign-in, two files, a reload in the middle
 // of a chunked upload and its resumption, the gallery; what it does with
 // a bad token, a refused file, a 403 or 415 chunk answer, an expired
-// upload) and GraphiQL at /graphiql (a query, and a subscription that
-// shows an upload made from Node). Screenshots go to web/test-results/. Without Chromium the tests
-// are skipped, saying so; with CI set they fail instead (support/browser.mjs).
+// upload; the gallery's cards at desktop and phone widths) and GraphiQL
+// at /graphiql (a query, and a subscription that shows an upload made
+// from Node). Screenshots go to web/test-results/. Without Chromium the
+// tests are skipped, saying so; with CI set they fail instead
+// (support/browser.mjs).
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -277,6 +279,7 @@ test('uploader: a type spool refuses, bytes that are not the declared type (415)
   t.after(() => rm(dir, { recursive: true, force: true }));
   const files = {
     notes: { name: 'notes.txt', bytes: Buffer.from('just text\n') },
+    empty: { name: 'empty.png', bytes: Buffer.alloc(0) },
     good: { name: 'good.png', bytes: pngBytes(32, 32) },
     fake: { name: 'fake.png', bytes: Buffer.from('just text, no PNG\n') },
     tampered: { name: 'tampered.png', bytes: pngBytes(40, 30) },
@@ -293,9 +296,22 @@ test('uploader: a type spool refuses, bytes that are not the declared type (415)
 
   // One batch: spool refuses it for notes.txt, so the page plans the files
   // one by one and only notes.txt is refused.
-  await page.setInputFiles('#files', [files.notes.path, files.good.path, files.fake.path]);
+  // An empty file is refused by the page, in words for its user.
+  await page.setInputFiles('#files', [files.notes.path, files.good.path, files.fake.path, files.empty.path]);
   await waitForAttribute(row(files.notes), 'data-status', 'ERROR', 'notes.txt refused');
-  assert.match(await row(files.notes).locator('.upload-status').textContent(), /text\/plain/);
+  const refusal = await row(files.notes).locator('.upload-status').textContent();
+  assert.match(refusal, /text\/plain/);
+  // Each accepted format is named (MP4, not video/mp4) once, not once per
+  // MIME alias (audio/wav, audio/x-wav, audio/wave).
+  const formats = [...refusal.matchAll(/\(([^)]*)\)/g)].map((m) => m[1].split(', '));
+  assert.equal(formats.length, 3, `video, image and audio formats in "${refusal}"`);
+  for (const list of formats) {
+    assert.deepEqual(list, [...new Set(list)], `a format named twice in "${refusal}"`);
+    assert.deepEqual(list.filter((f) => f.includes('/')), [], `MIME types instead of format names in "${refusal}"`);
+  }
+  await waitForAttribute(row(files.empty), 'data-status', 'ERROR', 'empty.png refused');
+  assert.equal(await row(files.empty).locator('.upload-status').textContent(), 'empty.png is empty (0 bytes): choose a file with content');
+  assert.equal(await row(files.empty).getAttribute('data-upload-id'), null, 'no upload planned for an empty file');
   await waitForAttribute(row(files.good), 'data-status', 'COMPLETED', 'good.png uploaded beside the refused file');
   await waitForAttribute(row(files.fake), 'data-status', 'FAILED', 'fake.png failed: its bytes are no PNG');
   assert.match(await row(files.fake).locator('.upload-status').textContent(), /declared as image\/png/);
@@ -361,6 +377,113 @@ test('uploader: an upload that outlives its session is shown expired; choosing t
   assert.notEqual(await again.getAttribute('data-upload-id'), expiredId);
 });
 
+test('uploader: every gallery card shows its date, its player and a working Delete button, on a desktop and a phone', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  // Media larger than any card (a wide and a tall PNG; a video with
+  // controls wants 300 px) and long names: the card must scale them down,
+  // not widen past its column.
+  const dir = await mkdtemp(join(tmpdir(), 'spool-browser-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const files = ['a', 'b'].flatMap((set) => [
+    { name: `a-photo-with-a-rather-long-name-${set}.png`, bytes: set === 'a' ? pngBytes(640, 360) : pngBytes(300, 1200), set },
+    { name: `a-clip-with-a-rather-long-name-${set}.mp4`, bytes: randomBytesWithHeader('video/mp4', 64 << 10), set },
+  ]);
+  for (const f of files) {
+    f.path = join(dir, f.name);
+    await writeFile(f.path, f.bytes);
+  }
+
+  const token = await spool.tokenFor('gallery');
+  const page = await signedInPage(browser, spool.url, token);
+  await page.setInputFiles('#files', files.map((f) => f.path));
+  const card = (f) => page.locator(`#gallery li.media[data-file-name="${f.name}"]`);
+  for (const f of files) {
+    await waitForAttribute(card(f).locator('.media-status'), 'data-status', 'READY', `${f.name} READY in the gallery`);
+  }
+
+  const desktop = { width: 1280, height: 800 };
+  const phone = { width: 390, height: 844 };
+  const problems = [];
+  for (const [label, viewport] of Object.entries({ desktop, phone })) {
+    await page.setViewportSize(viewport);
+    for (const f of files) {
+      for (const p of await cardProblems(card(f))) problems.push(`${viewport.width}×${viewport.height}: ${f.name}: ${p}`);
+    }
+    await page.locator('#gallery').screenshot({ path: await artifactPath(`gallery-${label}.png`) });
+  }
+  assert.deepEqual(problems, [], 'what of the cards a user cannot see or click');
+
+  // Delete is clicked as a user would: Playwright's click fails when the
+  // button is clipped or something else would take the click.
+  const remove = async (f, viewport) => {
+    await page.setViewportSize(viewport);
+    await card(f).getByRole('button', { name: `Delete ${f.name}` }).click({ timeout: 5_000 });
+    await card(f).waitFor({ state: 'detached' });
+  };
+  for (const f of files.filter((f) => f.set === 'b')) await remove(f, phone);
+  for (const f of files.filter((f) => f.set === 'a')) await remove(f, desktop);
+  const left = (await mustGql(spool.url, token, '{ userMedia(first: 10) { totalCount } }')).userMedia.totalCount;
+  assert.equal(left, 0, 'media left on spool after deleting every card');
+});
+
+test('uploader: notices never cover the type filter, on a desktop and a phone', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  const dir = await mkdtemp(join(tmpdir(), 'spool-browser-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const notes = join(dir, 'notes.txt');
+  await writeFile(notes, 'not media\n');
+
+  const page = await signedInPage(browser, spool.url, await spool.tokenFor('notices'));
+  const filter = page.locator('#type-filter');
+  for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+    await page.setViewportSize(viewport);
+    // As the page first shows, and scrolled so that the filter is at the
+    // bottom of the window and at the top, where notices may sit.
+    const placements = {
+      'as loaded': () => window.scrollTo(0, 0),
+      'at the bottom': () => {
+        const box = document.getElementById('type-filter').getBoundingClientRect();
+        window.scrollBy(0, box.bottom - window.innerHeight + 8);
+      },
+      'at the top': () => {
+        const box = document.getElementById('type-filter').getBoundingClientRect();
+        window.scrollBy(0, box.top - 8);
+      },
+    };
+    for (const [where, scroll] of Object.entries(placements)) {
+      await page.evaluate(scroll);
+      // A refused file makes two notices ("Uploading …", "… was refused");
+      // earlier ones are dropped first, so these are the ones checked.
+      await page.evaluate(() => document.getElementById('status').replaceChildren());
+      await page.setInputFiles('#files', [notes]);
+      await until(async () => (await page.locator('#status p').count()) === 2, 'two notices about notes.txt');
+      await nextFrames(page);
+      const { notices, overlaps } = await page.evaluate(() => {
+        const f = document.getElementById('type-filter').getBoundingClientRect();
+        const boxes = [...document.querySelectorAll('#status p')].map((p) => p.getBoundingClientRect());
+        return {
+          notices: boxes.length,
+          overlaps: boxes.filter((n) => n.left < f.right && f.left < n.right && n.top < f.bottom && f.top < n.bottom)
+            .map((n) => `notice at ${Math.round(n.left)},${Math.round(n.top)} ${Math.round(n.width)}×${Math.round(n.height)}`),
+        };
+      });
+      assert.ok(notices > 0, 'no notice showed while checking');
+      const box = await filter.boundingBox();
+      assert.deepEqual(overlaps, [], `at ${viewport.width}×${viewport.height}, filter ${where} (${JSON.stringify(box)}): notices over the type filter`);
+      await filter.click({ trial: true, timeout: 5_000 });
+    }
+    await filter.selectOption({ label: 'Videos' });
+    assert.equal(await filter.inputValue(), 'VIDEO');
+    await filter.selectOption({ label: 'All' });
+  }
+});
+
 test('GraphiQL: a query, then a subscription that shows an upload made elsewhere', guarded, async (t) => {
   const browser = await openBrowser(t);
   if (!browser) return;
@@ -410,6 +533,49 @@ test('GraphiQL: a query, then a subscription that shows an upload made elsewhere
   await execute.click(); // stops the subscription
   await waitForAttribute(execute, 'aria-label', 'Execute query (Ctrl-Enter)', 'the subscription to stop');
 });
+
+// cardProblems lists what of a gallery card a user could not see or
+// click: its date, its Delete button or (a video's) player outside the
+// card's box (which clips what overflows it), or under something else at
+// its centre; and content wider than the card.
+async function cardProblems(card) {
+  return card.evaluate((li) => {
+    const problems = [];
+    const round = (r) => `${Math.round(r.left)}..${Math.round(r.right)} × ${Math.round(r.top)}..${Math.round(r.bottom)}`;
+    if (li.scrollWidth > li.clientWidth + 1) {
+      problems.push(`its content is ${li.scrollWidth} px wide, the card ${li.clientWidth} px`);
+    }
+    const parts = { date: li.querySelector('time'), 'Delete button': li.querySelector('.media-delete') };
+    if (li.dataset.mediaType === 'VIDEO') parts.player = li.querySelector('video');
+    for (const [what, el] of Object.entries(parts)) {
+      if (!el) {
+        problems.push(`no ${what}`);
+        continue;
+      }
+      // The window, not the element, is scrolled: scrollIntoView would
+      // also scroll the card's clipped content and hide what is cut.
+      const first = el.getBoundingClientRect();
+      window.scrollBy(0, first.top + first.height / 2 - window.innerHeight / 2);
+      const box = li.getBoundingClientRect();
+      // Each box of it: a date may wrap onto two lines.
+      for (const r of el.getClientRects()) {
+        const inside = r.width > 0 && r.height > 0 && r.left >= box.left - 0.5 && r.right <= box.right + 0.5 &&
+          r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5;
+        if (!inside) problems.push(`its ${what} (${round(r)}) is not inside the card (${round(box)})`);
+        const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        if (!hit || !el.contains(hit)) problems.push(`at its ${what}'s centre is ${hit ? hit.outerHTML.slice(0, 80) : 'nothing'}`);
+      }
+      if (el.getClientRects().length === 0) problems.push(`its ${what} is not shown`);
+    }
+    return problems;
+  });
+}
+
+// nextFrames waits until the page has drawn twice: whatever it does on
+// scroll or resize has run by then.
+function nextFrames(page) {
+  return page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+}
 
 // limitUpload caps the page's upload rate through DevTools' network
 // emulation (which throttles XHR bodies too); -1 lifts the cap.

@@ -101,8 +101,10 @@ export class Gallery {
       try {
         const page = await this.api.userMedia(pageSize, this.cursor, this.mediaType());
         if (generation !== this.generation) return;
+        // The schema lets an edge, and its node, be null.
         for (const edge of page.edges ?? []) {
-          if (edge.node && !this.item(edge.node.id)) this.els.list.append(this.render(edge.node));
+          const media = edge?.node;
+          if (media && !this.item(media.id)) this.els.list.append(this.render(media));
         }
         this.cursor = page.pageInfo.endCursor;
         this.hasNext = page.pageInfo.hasNextPage;
@@ -140,7 +142,7 @@ export class Gallery {
       if (generation !== this.generation) return;
       const fresh: HTMLLIElement[] = [];
       for (const edge of page.edges ?? []) {
-        const media = edge.node;
+        const media = edge?.node;
         if (!media) continue;
         const known = this.item(media.id);
         if (known) this.update(known, media);

@@ -61,7 +61,39 @@ function announce(message: string): void {
   line.textContent = message;
   ui.status.append(line);
   while (ui.status.children.length > 3) ui.status.firstElementChild?.remove();
+  placeNotices();
   setTimeout(() => line.remove(), 8_000);
+}
+
+// Notices sit at the bottom of the window, or at its top while at the
+// bottom they would hide the type filter or the control that has the
+// focus. They let clicks through, but a filter one cannot read is one
+// nobody uses.
+function placeNotices(): void {
+  ui.status.dataset.edge = "bottom";
+  if (ui.status.childElementCount === 0) return;
+  const notices = ui.status.getBoundingClientRect();
+  const focused = document.activeElement === document.body ? null : document.activeElement;
+  const hidden = [ui.typeFilter, focused].some((el) => el && overlaps(el.getBoundingClientRect(), notices));
+  if (hidden) ui.status.dataset.edge = "top";
+}
+
+function overlaps(a: DOMRect, b: DOMRect): boolean {
+  return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+}
+
+function wireNotices(): void {
+  let pending = false;
+  const soon = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      placeNotices();
+    });
+  };
+  for (const event of ["scroll", "resize"]) window.addEventListener(event, soon, { passive: true });
+  document.addEventListener("focusin", soon);
 }
 
 function showSignIn(message?: string): void {
@@ -294,6 +326,7 @@ function wireAccount(): void {
 
 wirePicker();
 wireAccount();
+wireNotices();
 const saved = loadToken();
 if (saved) void signIn(saved);
 else showSignIn();

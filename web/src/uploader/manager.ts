@@ -7,7 +7,15 @@ import type { Api } from "./api";
 import { mimeTypeOf } from "./mime";
 import type { FileInput, MediaFile, MediaStatus, Progress, UploadSession } from "./operations";
 import { UploadRow, isFinished, type RowModel, type RowStatus } from "./rows";
-import { FileUpload, asServiceError, isTerminalStatus } from "./upload";
+import { FileUpload, asServiceError, isTerminalStatus, type ChunkTransport, type UploadApi } from "./upload";
+
+/** What the manager asks of spool: the engine's mutations, and planning. */
+export type ManagerApi = UploadApi<MediaFile> & Pick<Api, "initBatch" | "upload" | "media">;
+
+export interface ManagerOptions {
+  /** How the engines send chunks; XMLHttpRequest unless a test says otherwise. */
+  transport?: ChunkTransport;
+}
 
 export interface ManagerHooks {
   parallel(): number;
@@ -33,11 +41,12 @@ interface Entry {
 // Refusals that concern single files: a batch refused for one of them is
 // retried file by file, so each row gets its own verdict (a batch is all
 // or nothing on spool).
-const perFileCodes = new Set(["INVALID_TYPE", "FILE_TOO_LARGE", "QUOTA_EXCEEDED", "BAD_USER_INPUT", "BATCH_TOO_LARGE"]);
+const perFileCodes = new Set(["INVALID_TYPE", "FILE_TOO_LARGE", "QUOTA_EXCEEDED", "BAD_USER_INPUT"]);
 
-// spool's default batch limit (--max-batch-files); a lower one on the
-// server shows as BATCH_TOO_LARGE, and the files then go one by one.
-const batchLimit = 5;
+// spool's default batch limit (--max-batch-files). A lower one on the
+// server shows as BATCH_TOO_LARGE: the page then halves its batches until
+// spool takes them, and keeps the lower size for later files.
+const defaultBatchLimit = 5;
 
 export class UploadManager {
   private readonly byId = new Map<string, Entry>();
@@ -51,11 +60,13 @@ export class UploadManager {
   private readonly entries = new Set<Entry>();
   private readonly ticker: ReturnType<typeof setInterval>;
   private closed = false;
+  private batchLimit = defaultBatchLimit;
 
   constructor(
-    private readonly api: Api,
+    private readonly api: ManagerApi,
     private readonly list: HTMLUListElement,
     private readonly hooks: ManagerHooks,
+    private readonly options: ManagerOptions = {},
   ) {
     this.ticker = setInterval(() => {
       const now = performance.now();
@@ -70,10 +81,10 @@ export class UploadManager {
     const fragment = document.createDocumentFragment();
     for (const e of entries) fragment.append(e.row.element);
     this.list.prepend(fragment);
-    for (let i = 0; i < entries.length; i += batchLimit) {
-      await this.track(this.plan(entries.slice(i, i + batchLimit)));
-      if (this.closed) return;
-    }
+    // spool refuses an empty file too, in words meant for developers.
+    const empty = entries.filter((e) => e.file!.size === 0);
+    for (const e of empty) this.reject(e, `${e.file!.name} is empty (0 bytes): choose a file with content`);
+    await this.planInBatches(entries.filter((e) => e.file!.size > 0));
   }
 
   /** Takes one event of the myUploads subscription. */
@@ -158,6 +169,16 @@ export class UploadManager {
     return work.finally(() => this.initsInFlight.delete(work));
   }
 
+  /** Plans entries in batches of batchLimit, which may drop on the way. */
+  private async planInBatches(entries: Entry[]): Promise<void> {
+    let rest = entries;
+    while (rest.length > 0 && !this.closed) {
+      const group = rest.slice(0, this.batchLimit);
+      rest = rest.slice(group.length);
+      await this.track(this.plan(group));
+    }
+  }
+
   private async plan(group: Entry[]): Promise<void> {
     try {
       const batch = await this.api.initBatch(group.map((e) => fileInput(e.file!)));
@@ -168,6 +189,11 @@ export class UploadManager {
       if (e.code === "UNAUTHENTICATED") {
         for (const entry of group) this.reject(entry, "Not signed in");
         this.hooks.unauthenticated();
+        return;
+      }
+      if (group.length > 1 && e.code === "BATCH_TOO_LARGE") {
+        this.batchLimit = Math.min(this.batchLimit, Math.max(1, Math.floor(group.length / 2)));
+        await this.planInBatches(group);
         return;
       }
       if (group.length > 1 && perFileCodes.has(e.code)) {
@@ -210,7 +236,7 @@ export class UploadManager {
         if (state.kind === "paused" && state.code === "UNAUTHENTICATED") this.hooks.unauthenticated();
       },
       sending: (inFlight, sentTotal) => entry.row.showSending(inFlight, sentTotal),
-    }, { parallel: this.hooks.parallel() });
+    }, { parallel: this.hooks.parallel(), transport: this.options.transport });
     entry.engine = engine;
     engine.start();
     if (seen) this.apply(entry, seen);
@@ -292,7 +318,8 @@ export class UploadManager {
         this.hooks.announce(`${name}: ${text}`);
         break;
       case "ERROR":
-        this.hooks.announce(`${name} was refused: ${text}`);
+        // A message of the page's own names the file already.
+        this.hooks.announce(text.startsWith(name) ? text : `${name} was refused: ${text}`);
         break;
       case "CANCELLED":
         this.hooks.announce(`${name} cancelled.`);

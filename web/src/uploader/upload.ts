@@ -64,6 +64,12 @@ export interface ChunkResponse {
   body: unknown;
 }
 
+/**
+ * Sends one chunk's bytes as target says (its url, method and headers;
+ * the engine slices body by its offset and size), reports the bytes sent
+ * so far through onSent, and rejects with signal.reason when aborted.
+ * It answers with the HTTP status and the parsed JSON body, if any.
+ */
 export type ChunkTransport = (
   target: ChunkTarget,
   body: Blob,
@@ -78,6 +84,8 @@ export interface EngineOptions {
   retries?: number;
   /** First retry delay in ms; later ones double, with jitter. */
   minRetryDelay?: number;
+  /** A PUT that sends nothing for this long (ms) is dropped and retried. */
+  stallTimeout?: number;
   transport?: ChunkTransport;
 }
 
@@ -137,7 +145,7 @@ function chunkError(status: number, body: unknown): ServiceError {
 const terminalStatuses = new Set(["COMPLETED", "FAILED", "CANCELLED", "EXPIRED"]);
 const maxRounds = 3;
 const urlMargin = 60_000; // a URL this close to expiry is signed afresh first
-const stallTimeout = 60_000; // a PUT that sends nothing for this long is dropped
+const defaultStallTimeout = 60_000;
 
 export function clampParallel(n: number): number {
   return Number.isFinite(n) ? Math.min(16, Math.max(1, Math.round(n))) : 4;
@@ -295,9 +303,18 @@ export class FileUpload<M> {
       signal.throwIfAborted();
       const body = this.file.slice(target.offset, target.offset + target.size);
       let answer: ChunkResponse;
+      const attempt = this.watchStall(signal);
       try {
-        answer = await this.transport(target, body, signal, (loaded) => this.noteSent(index, loaded));
+        answer = await this.transport(target, body, attempt.signal, (loaded) => {
+          attempt.alive();
+          this.noteSent(index, loaded);
+        });
+      } catch (err) {
+        // A stall is retried; the transport only saw an abort.
+        if (attempt.stalled()) throw attempt.signal.reason;
+        throw err;
       } finally {
+        attempt.done();
         this.inFlight.delete(index);
         this.reportSending();
       }
@@ -310,6 +327,38 @@ export class FileUpload<M> {
       if (err.code === "FORBIDDEN") this.targets.delete(index);
       throw err;
     }, signal);
+  }
+
+  /**
+   * One PUT's abort signal: it aborts with the engine's signal, or with a
+   * TIMEOUT error when alive() was not called for stallTimeout ms. The
+   * engine watches this, not the transport, so that every transport
+   * (XHR, or another a direct upload needs) is dropped the same way.
+   */
+  private watchStall(signal: AbortSignal) {
+    const controller = new AbortController();
+    const limit = this.options.stallTimeout ?? defaultStallTimeout;
+    const stop = () => controller.abort(signal.reason);
+    signal.addEventListener("abort", stop, { once: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stalled = false;
+    const alive = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = true;
+        controller.abort(new ServiceError(`sending a chunk stalled: nothing went out for ${Math.round(limit / 1000)} s`, "TIMEOUT"));
+      }, limit);
+    };
+    alive();
+    return {
+      signal: controller.signal,
+      alive,
+      stalled: () => stalled,
+      done: () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", stop);
+      },
+    };
   }
 
   private retried<T>(attempt: () => Promise<T>, signal: AbortSignal): Promise<T> {
@@ -416,29 +465,14 @@ const xhrTransport: ChunkTransport = (target, body, signal, onSent) =>
       return;
     }
     const xhr = new XMLHttpRequest();
-    let stalled: ReturnType<typeof setTimeout> | undefined;
-    let timedOut = false;
-    const watch = () => {
-      clearTimeout(stalled);
-      stalled = setTimeout(() => {
-        timedOut = true;
-        xhr.abort();
-      }, stallTimeout);
-    };
     const abort = () => xhr.abort();
-    const settle = () => {
-      clearTimeout(stalled);
-      signal.removeEventListener("abort", abort);
-    };
+    const settle = () => signal.removeEventListener("abort", abort);
     signal.addEventListener("abort", abort, { once: true });
     xhr.open(target.method, target.url);
     for (const h of target.headers) {
       if (!browserOwnedHeaders.has(h.name.toLowerCase())) xhr.setRequestHeader(h.name, h.value);
     }
-    xhr.upload.onprogress = (e) => {
-      watch();
-      onSent(e.loaded);
-    };
+    xhr.upload.onprogress = (e) => onSent(e.loaded);
     xhr.onload = () => {
       settle();
       let parsed: unknown = null;
@@ -455,9 +489,7 @@ const xhrTransport: ChunkTransport = (target, body, signal, onSent) =>
     };
     xhr.onabort = () => {
       settle();
-      if (timedOut) reject(new ServiceError("sending a chunk stalled for a minute", "TIMEOUT"));
-      else reject(signal.reason ?? new DOMException("aborted", "AbortError"));
+      reject(signal.reason ?? new DOMException("aborted", "AbortError"));
     };
-    watch();
     xhr.send(body);
   });

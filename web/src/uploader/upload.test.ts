@@ -1,0 +1,185 @@
+// The upload engine against a fake spool: a transport and an UploadApi
+// that answer as spool would, and fake timers for backoff and stalls.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import {
+  FileUpload,
+  type ChunkResponse,
+  type ChunkTarget,
+  type ChunkTransport,
+  type EngineOptions,
+  type EngineState,
+  type UploadApi,
+} from "./upload";
+
+const chunkSize = 10;
+const uploadId = "up1";
+
+function chunkTarget(index: number, signature: string): ChunkTarget {
+  return {
+    chunkIndex: index,
+    url: `https://store.test/${uploadId}/${index}?sig=${signature}`,
+    method: "PUT",
+    headers: [{ name: "Content-Type", value: "application/octet-stream" }],
+    offset: index * chunkSize,
+    size: chunkSize,
+    expiresAt: "2999-01-01T00:00:00Z",
+  };
+}
+
+interface Put {
+  index: number;
+  url: string;
+  bytes: number;
+  signal: AbortSignal;
+  onSent: (loaded: number) => void;
+}
+
+/**
+ * A spool holding totalChunks chunks of one upload. Each PUT is answered
+ * by the next of answers (then 200), which may also hold it forever
+ * ("hang": until aborted).
+ */
+function fakeSpool(totalChunks: number) {
+  const received = new Set<number>();
+  const puts: Put[] = [];
+  const answers: (number | "hang")[] = [];
+  const progress = () => ({ status: "UPLOADING", uploadedChunks: received.size, totalChunks });
+  const transport: ChunkTransport = (target, body, signal, onSent) => {
+    puts.push({ index: target.chunkIndex, url: target.url, bytes: body.size, signal, onSent });
+    const answer = answers.shift() ?? 200;
+    return new Promise<ChunkResponse>((resolve, reject) => {
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+      if (answer === "hang") return;
+      if (answer === 200) received.add(target.chunkIndex);
+      const body = answer === 200 ? progress() : { error: { code: answer === 403 ? "FORBIDDEN" : undefined, message: `HTTP ${answer}` } };
+      queueMicrotask(() => resolve({ status: answer, body }));
+    });
+  };
+  const api = {
+    requestChunkUrl: vi.fn(async (_id: string, index: number) => chunkTarget(index, "fresh")),
+    retry: vi.fn(async () =>
+      Array.from({ length: totalChunks }, (_, i) => i).filter((i) => !received.has(i)).map((i) => chunkTarget(i, "retry")),
+    ),
+    complete: vi.fn(async () => ({ id: "media1" })),
+    cancel: vi.fn(async () => {}),
+  } satisfies UploadApi<{ id: string }>;
+  return { received, puts, answers, transport, api };
+}
+
+function startEngine(spool: ReturnType<typeof fakeSpool>, totalChunks: number, options: Partial<EngineOptions> = {}) {
+  const states: EngineState<{ id: string }>[] = [];
+  const file = new Blob([new Uint8Array(totalChunks * chunkSize)]);
+  const engine = new FileUpload(
+    file,
+    {
+      id: uploadId,
+      totalChunks,
+      chunkUrls: Array.from({ length: totalChunks }, (_, i) => chunkTarget(i, "first")),
+      progress: { status: "INITIALIZED", uploadedChunks: 0, totalChunks },
+    },
+    spool.api,
+    { state: (s) => states.push(s) },
+    { parallel: 1, retries: 3, minRetryDelay: 1_000, transport: spool.transport, ...options },
+  );
+  engine.start();
+  return { engine, states, last: () => states.at(-1)?.kind };
+}
+
+// Lets promise callbacks run without moving the fake clock.
+const settle = () => vi.advanceTimersByTimeAsync(0);
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("FileUpload", () => {
+  it("retries a chunk that failed for a passing reason, after a backoff, and completes", async () => {
+    const spool = fakeSpool(1);
+    spool.answers.push(503);
+    const { last } = startEngine(spool, 1);
+    await settle();
+    expect(spool.puts).toHaveLength(1);
+
+    // The first retry waits minRetryDelay at least (twice that at most,
+    // with jitter).
+    await vi.advanceTimersByTimeAsync(999);
+    expect(spool.puts).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1_001);
+    expect(spool.puts.map((p) => p.index)).toEqual([0, 0]);
+    await settle();
+    expect(last()).toBe("completed");
+    expect(spool.api.complete).toHaveBeenCalledTimes(1);
+    expect(spool.api.requestChunkUrl).not.toHaveBeenCalled();
+  });
+
+  it("asks for a freshly signed URL once after a 403, and sends the chunk there", async () => {
+    const spool = fakeSpool(2);
+    spool.answers.push(403);
+    const { last } = startEngine(spool, 2);
+    await vi.runAllTimersAsync();
+
+    expect(last()).toBe("completed");
+    expect(spool.api.requestChunkUrl.mock.calls).toEqual([[uploadId, 0]]);
+    expect(spool.puts.map((p) => p.url)).toEqual([
+      chunkTarget(0, "first").url,
+      chunkTarget(0, "fresh").url,
+      chunkTarget(1, "first").url,
+    ]);
+  });
+
+  it("drops a PUT that sends nothing for stallTimeout, and sends the chunk again", async () => {
+    const spool = fakeSpool(1);
+    spool.answers.push("hang");
+    const { last } = startEngine(spool, 1, { stallTimeout: 5_000 });
+    await settle();
+    const [stuck] = spool.puts;
+
+    // Progress keeps the PUT alive: the stall is counted from the last byte.
+    await vi.advanceTimersByTimeAsync(3_000);
+    stuck!.onSent(4);
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(stuck!.signal.aborted).toBe(false);
+    expect(spool.puts).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(stuck!.signal.aborted).toBe(true);
+    expect(stuck!.signal.reason).toMatchObject({ code: "TIMEOUT" });
+
+    await vi.runAllTimersAsync();
+    expect(spool.puts.map((p) => p.index)).toEqual([0, 0]);
+    expect(last()).toBe("completed");
+  });
+
+  it("pause aborts the PUT in flight and sends no more; resume sends only the chunks spool lacks", async () => {
+    const spool = fakeSpool(4);
+    spool.answers.push(200, "hang");
+    const { engine, last } = startEngine(spool, 4);
+    await settle();
+    expect(spool.puts.map((p) => p.index)).toEqual([0, 1]);
+
+    engine.pause();
+    await settle();
+    expect(last()).toBe("paused");
+    expect(spool.puts[1]!.signal.aborted).toBe(true);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(spool.puts).toHaveLength(2);
+
+    engine.resume();
+    await vi.runAllTimersAsync();
+    expect(spool.api.retry).toHaveBeenCalledTimes(1);
+    expect(spool.puts.slice(2).map((p) => p.index)).toEqual([1, 2, 3]);
+    expect(spool.puts.slice(2).every((p) => p.url.endsWith("sig=retry"))).toBe(true);
+    expect([...spool.received].sort()).toEqual([0, 1, 2, 3]);
+    expect(last()).toBe("completed");
+  });
+
+  it("sends each chunk's bytes, sliced by the URL's offset and size", async () => {
+    const spool = fakeSpool(3);
+    startEngine(spool, 3);
+    await vi.runAllTimersAsync();
+    expect(spool.puts.map((p) => [p.index, p.bytes])).toEqual([[0, 10], [1, 10], [2, 10]]);
+  });
+});
