@@ -65,11 +65,11 @@ func NewServer(o ServerOptions) *handler.Server {
 	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Uploads: o.Uploads}}))
 	srv.AddTransport(transport.Websocket{
-		Upgrader: websocket.Upgrader{
+		Implementation: gorillaWebsockets{log: o.Logger, upgrader: websocket.Upgrader{
 			CheckOrigin:     originChecker(o.AllowedOrigins),
 			ReadBufferSize:  4096,
 			WriteBufferSize: 4096,
-		},
+		}},
 		InitFunc:         websocketAuth(o.Auth, o.MaxSubscriptions),
 		InitTimeout:      10 * time.Second,
 		PingPongInterval: o.PingInterval,
