@@ -43,7 +43,16 @@ type ServerOptions struct {
 	// MaxSubscriptions bounds the subscriptions one websocket runs at
 	// once; zero means 100.
 	MaxSubscriptions int
+	// MaxWebsocketMessage bounds each message a client sends over a
+	// websocket, in bytes; zero (or less) means 1 MiB, as for a JSON POST.
+	// A larger message closes the connection with status 1009 (Message
+	// Too Big) before the server reads its payload.
+	MaxWebsocketMessage int64
 }
+
+// maxGraphQLMessage is the default MaxWebsocketMessage: httpapi bounds a
+// GraphQL POST body to the same.
+const maxGraphQLMessage = 1 << 20
 
 // NewServer returns the GraphQL handler for POST, GET, multipart and
 // websockets (graphql-transport-ws and legacy graphql-ws).
@@ -63,19 +72,23 @@ func NewServer(o ServerOptions) *handler.Server {
 	if o.MaxSubscriptions == 0 {
 		o.MaxSubscriptions = 100
 	}
+	if o.MaxWebsocketMessage <= 0 {
+		o.MaxWebsocketMessage = maxGraphQLMessage
+	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Uploads: o.Uploads}}))
 	srv.AddTransport(transport.Websocket{
-		Upgrader: websocket.Upgrader{
+		Implementation: gorillaWebsockets{log: o.Logger, upgrader: websocket.Upgrader{
 			CheckOrigin:     originChecker(o.AllowedOrigins),
 			ReadBufferSize:  4096,
 			WriteBufferSize: 4096,
-		},
+		}},
 		InitFunc:         websocketAuth(o.Auth, o.MaxSubscriptions),
 		InitTimeout:      10 * time.Second,
 		PingPongInterval: o.PingInterval,
 		// KeepAlivePingInterval serves legacy graphql-ws clients, which
 		// do not answer pings.
 		KeepAlivePingInterval: o.PingInterval,
+		PayloadReadLimit:      &o.MaxWebsocketMessage,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

@@ -44,10 +44,6 @@ type Options struct {
 	// MaxMultipartBody bounds a GraphQL multipart request (uploadImage)
 	// as a whole; zero means 11 MiB.
 	MaxMultipartBody int64
-	// MaxWebsocketMessage bounds each message a client sends over a
-	// GraphQL websocket, in bytes; zero (or less) means 1 MiB, as for a
-	// JSON POST. A larger message closes the connection with status 1009.
-	MaxWebsocketMessage int64
 	// Pages serves the web pages (the uploader at /, GraphiQL at
 	// /graphiql and their assets); nil serves none.
 	Pages  http.Handler
@@ -66,9 +62,6 @@ func New(o Options) http.Handler {
 	if o.MaxMultipartBody == 0 {
 		o.MaxMultipartBody = 11 << 20
 	}
-	if o.MaxWebsocketMessage <= 0 {
-		o.MaxWebsocketMessage = maxGraphQLBody
-	}
 	h := &handlers{Options: o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /uploads/{id}/chunks/{index}", h.putSignedChunk)
@@ -77,7 +70,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /media/{id}/{name}", h.getMedia)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
-	graphQL := limitBody(limitWebsocketMessages(o.GraphQL, o.MaxWebsocketMessage, o.Logger), o.MaxMultipartBody)
+	graphQL := limitBody(o.GraphQL, o.MaxMultipartBody)
 	mux.Handle("/graphql", requirePreflight(h.withCaller(graphQL)))
 	if o.Pages != nil {
 		// Every path no route above claims; Pages answers 404 itself.
