@@ -95,6 +95,20 @@ func ParseMediaURLs(s string) (MediaURLs, error) {
 	return "", fmt.Errorf("%q is not a media URL mode: want auto, signed or proxy", s)
 }
 
+// UnmarshalText sets m from its name (see ParseMediaURLs), so that
+// MediaURLs is a flag.TextVar.
+func (m *MediaURLs) UnmarshalText(b []byte) error {
+	v, err := ParseMediaURLs(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// MarshalText returns m's name.
+func (m MediaURLs) MarshalText() ([]byte, error) { return []byte(m), nil }
+
 // DefaultConfig returns the embedded defaults.
 func DefaultConfig() Config {
 	return Config{
