@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -293,5 +295,101 @@ func TestServeConfigEngineURLs(t *testing.T) {
 	cfg, _, err = serveConfig([]string{"--storage-url", "gs://b/p", "--storage-direct"}, env(), io.Discard)
 	if err != nil || !cfg.Upload.DirectUploads {
 		t.Errorf("--storage-direct with gs://: got %v, direct %v", err, cfg.Upload.DirectUploads)
+	}
+}
+
+// TestServeConfigGCSSigning reads the GCS signing settings: a service
+// account's key file (which also authenticates), or an account to sign as
+// through IAM; and --media-urls.
+func TestServeConfigGCSSigning(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.json")
+	if err := os.WriteFile(keyFile, gcstest.ServiceAccountKeyJSON(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gs := []string{"--storage-url", "gs://b/p"}
+
+	cfg, _, err := serveConfig(append(gs, "--gcs-credentials-file", keyFile), env(), io.Discard)
+	if err != nil {
+		t.Fatalf("--gcs-credentials-file: %v", err)
+	}
+	if s := cfg.GCS.SignedURLs; s == nil || s.GoogleAccessID != gcstest.GoogleAccessID || len(s.PrivateKey) == 0 || s.Insecure {
+		t.Errorf("signing with a key file: got %+v, want the key's account and private key, https", s)
+	}
+	if len(cfg.GCS.CredentialsJSON) == 0 {
+		t.Error("a key file does not authenticate the client")
+	}
+	if cfg.MediaURLs != app.MediaURLsAuto {
+		t.Errorf("media URLs: got %q, want auto by default", cfg.MediaURLs)
+	}
+
+	cfg, _, err = serveConfig(gs, env("SPOOL_GCS_CREDENTIALS_FILE", keyFile, "STORAGE_EMULATOR_HOST", "127.0.0.1:4443", "SPOOL_MEDIA_URLS", "signed"), io.Discard)
+	if err != nil {
+		t.Fatalf("SPOOL_GCS_CREDENTIALS_FILE: %v", err)
+	}
+	if s := cfg.GCS.SignedURLs; s == nil || !s.Insecure || cfg.MediaURLs != app.MediaURLsSigned {
+		t.Errorf("key file from env with an http emulator: got signing %+v, media URLs %q; want http:// URLs, signed", s, cfg.MediaURLs)
+	}
+	cfg, _, err = serveConfig(append(gs, "--gcs-credentials-file", keyFile), env("STORAGE_EMULATOR_HOST", "https://gcs.test"), io.Discard)
+	if err != nil || cfg.GCS.SignedURLs.Insecure {
+		t.Errorf("an https emulator: got %v, insecure %v; want https:// URLs", err, cfg.GCS.SignedURLs.Insecure)
+	}
+
+	const signer = "signer@project.iam.gserviceaccount.com"
+	cfg, _, err = serveConfig(append(gs, "--gcs-signer-email", signer, "--media-urls", "proxy"), env(), io.Discard)
+	if err != nil {
+		t.Fatalf("--gcs-signer-email: %v", err)
+	}
+	if s := cfg.GCS.SignedURLs; s == nil || s.GoogleAccessID != signer || s.PrivateKey != nil || cfg.GCS.CredentialsJSON != nil {
+		t.Errorf("signing as %s: got %+v, want that account with no key (IAM signBlob) and ADC", signer, s)
+	}
+	if cfg.MediaURLs != app.MediaURLsProxy {
+		t.Errorf("--media-urls proxy: got %q", cfg.MediaURLs)
+	}
+	cfg, _, err = serveConfig(gs, env(), io.Discard)
+	if err != nil || cfg.GCS.SignedURLs != nil || cfg.GCS.CredentialsJSON != nil {
+		t.Errorf("neither setting: got %v, signing %+v; want the library's own (ADC)", err, cfg.GCS.SignedURLs)
+	}
+
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+		want   []string // what the error must name, compared after normalized
+	}{
+		{"unknown media URL mode", []string{"--media-urls", "cdn"}, env(), []string{"media urls", "cdn", "auto, signed or proxy"}},
+		{"unknown media URL mode from env", nil, env("SPOOL_MEDIA_URLS", "Signed"), []string{"spool media urls", "auto, signed or proxy"}},
+		{"missing key file", append(gs, "--gcs-credentials-file", filepath.Join(dir, "nope.json")), env(), []string{"gcs credentials file", "no such file"}},
+		{"unreadable key file", append(gs, "--gcs-credentials-file", dir), env(), []string{"gcs credentials file", "is a directory"}},
+		{"malformed key file", append(gs, "--gcs-credentials-file", write("bad.json", "{client_email: x")), env(), []string{"gcs credentials file", "not a service account's key"}},
+		{"a user's credentials", append(gs, "--gcs-credentials-file", write("user.json",
+			`{"type": "authorized_user", "client_id": "x", "client_secret": "y", "refresh_token": "z"}`)), env(), []string{"gcs credentials file", "authorized user"}},
+		{"a key that cannot sign", append(gs, "--gcs-credentials-file", write("nokey.json",
+			`{"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com", "private_key": "not a key"}`)), env(), []string{"gcs credentials file", "cannot sign"}},
+		{"invalid signer e-mail", append(gs, "--gcs-signer-email", "spool-signer"), env(), []string{"gcs signer email", "spool signer", "not an e mail"}},
+		{"signer e-mail with a name", nil, env("STORAGE_URL", "gs://b/p", "SPOOL_GCS_SIGNER_EMAIL", "Spool <s@p.iam.gserviceaccount.com>"), []string{"gcs signer email", "not an e mail"}},
+		{"key file and signer", append(gs, "--gcs-credentials-file", keyFile, "--gcs-signer-email", signer), env(), []string{"gcs credentials file", "gcs signer email", "exclude"}},
+		{"key file without GCS", []string{"--gcs-credentials-file", keyFile}, env(), []string{"gcs credentials file", "storage url gs://"}},
+		{"signer without GCS", nil, env("SPOOL_GCS_SIGNER_EMAIL", signer, "STORAGE_URL", "file:///tmp/x"), []string{"gcs signer email", "storage url gs://"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := serveConfig(c.args, c.getenv, io.Discard)
+			if err == nil {
+				t.Fatalf("got no error, want one naming %q", c.want)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(normalized(err.Error()), w) {
+					t.Errorf("got %q, want it to name %q", err, w)
+				}
+			}
+		})
 	}
 }

@@ -59,10 +59,55 @@ type Config struct {
 	StorageURL string
 	// GCS tunes the GCS store (credentials, signing, a client for tests).
 	GCS gcs.Options
+	// MediaURLs says where download URLs point; empty means
+	// MediaURLsAuto.
+	MediaURLs MediaURLs
 	// Upload holds the upload rules; Upload.DirectUploads sends chunks
 	// straight to GCS.
 	Upload upload.Config
 }
+
+// MediaURLs says where the download URLs spool hands out point.
+type MediaURLs string
+
+const (
+	// MediaURLsAuto is MediaURLsSigned when the store can make its own
+	// URLs (GCS with credentials that sign), else MediaURLsProxy.
+	MediaURLsAuto MediaURLs = "auto"
+	// MediaURLsSigned points downloads at the store (GCS V4 signed URLs):
+	// no byte passes through spool. Run refuses it if the store cannot
+	// sign.
+	MediaURLsSigned MediaURLs = "signed"
+	// MediaURLsProxy points downloads at spool's own signed route, which
+	// streams from the store with Range support.
+	MediaURLsProxy MediaURLs = "proxy"
+)
+
+// ParseMediaURLs returns the mode s names ("" is auto), or an error
+// listing the valid ones.
+func ParseMediaURLs(s string) (MediaURLs, error) {
+	switch m := MediaURLs(s); m {
+	case "":
+		return MediaURLsAuto, nil
+	case MediaURLsAuto, MediaURLsSigned, MediaURLsProxy:
+		return m, nil
+	}
+	return "", fmt.Errorf("%q is not a media URL mode: want auto, signed or proxy", s)
+}
+
+// UnmarshalText sets m from its name (see ParseMediaURLs), so that
+// MediaURLs is a flag.TextVar.
+func (m *MediaURLs) UnmarshalText(b []byte) error {
+	v, err := ParseMediaURLs(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// MarshalText returns m's name.
+func (m MediaURLs) MarshalText() ([]byte, error) { return []byte(m), nil }
 
 // DefaultConfig returns the embedded defaults.
 func DefaultConfig() Config {
@@ -70,6 +115,7 @@ func DefaultConfig() Config {
 		Addr:          "127.0.0.1:8080",
 		DataDir:       "data",
 		SweepInterval: time.Minute,
+		MediaURLs:     MediaURLsAuto,
 		Upload:        upload.DefaultConfig(),
 	}
 }
@@ -140,6 +186,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.eng, err = openEngines(ctx, cfg, m.log); err != nil {
 		return err
 	}
+	if cfg.Upload.ProxyMedia, err = m.proxyMedia(cfg); err != nil {
+		return err
+	}
 	if m.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}
@@ -182,8 +231,50 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	go m.svc.RunSweeper(runCtx, cfg.SweepInterval)
 	m.ready.Store(true)
 	m.log.Info("spool ready", "url", m.url, "data_dir", cfg.DataDir,
-		"database", m.eng.db.Dialect, "storage", m.eng.storeName, "progress", m.eng.brokerName)
+		"database", m.eng.db.Dialect, "storage", m.eng.storeName, "progress", m.eng.brokerName,
+		"media_urls", mediaURLsName(cfg.Upload.ProxyMedia))
 	return nil
+}
+
+// signingFlags names the settings that let GCS sign, for error messages.
+const signingFlags = "give a service account's key (--gcs-credentials-file) or an account to sign as through IAM (--gcs-signer-email)"
+
+// proxyMedia decides whether downloads go through spool (see MediaURLs),
+// and refuses settings that need URLs the store cannot sign: direct
+// uploads, and MediaURLsSigned. With MediaURLsAuto and a store that cannot
+// sign, it says once in the log that downloads go through spool, and why.
+func (m *Main) proxyMedia(cfg Config) (bool, error) {
+	mode, err := ParseMediaURLs(string(cfg.MediaURLs))
+	if err != nil {
+		return false, err
+	}
+	_, linker := m.eng.store.(upload.ObjectLinker)
+	signErr := m.eng.signErr
+	if cfg.Upload.DirectUploads && signErr != nil {
+		return false, fmt.Errorf("direct uploads (--storage-direct) send chunks to GCS through signed URLs, and GCS cannot sign: %w; %s", signErr, signingFlags)
+	}
+	// A public base URL needs no signature.
+	storeLinks := linker && (signErr == nil || cfg.GCS.PublicBaseURL != "")
+	switch {
+	case mode == MediaURLsProxy:
+		return true, nil
+	case mode == MediaURLsSigned && !linker:
+		return false, fmt.Errorf("--media-urls signed needs storage that signs its own URLs (gs://); %s storage is served by spool (--media-urls proxy or auto)", m.eng.storeName)
+	case mode == MediaURLsSigned && !storeLinks:
+		return false, fmt.Errorf("--media-urls signed: GCS cannot sign download URLs: %w; %s, or serve downloads through spool with --media-urls proxy", signErr, signingFlags)
+	case linker && !storeLinks:
+		m.log.Warn("media downloads go through spool (--media-urls proxy): GCS cannot sign URLs; for signed URLs "+signingFlags,
+			"reason", signErr)
+		return true, nil
+	}
+	return !linker, nil
+}
+
+func mediaURLsName(proxy bool) MediaURLs {
+	if proxy {
+		return MediaURLsProxy
+	}
+	return MediaURLsSigned
 }
 
 // URL is the base URL spool serves at.

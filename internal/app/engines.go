@@ -25,7 +25,10 @@ type engines struct {
 	storeName  string
 	broker     upload.Broker
 	brokerName string
-	closers    []func() error
+	// signErr says why the store cannot sign URLs (nil if it can, and
+	// for stores that make no URLs of their own).
+	signErr error
+	closers []func() error
 }
 
 func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines, err error) {
@@ -61,6 +64,7 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines,
 		}
 		e.store, e.storeName = s, "gcs"
 		e.closers = append(e.closers, s.Close)
+		e.signErr = s.CanSign(ctx)
 	default:
 		return nil, fmt.Errorf("storage URL %q: want gs://bucket/prefix or file://dir", u)
 	}

@@ -44,6 +44,10 @@ type Config struct {
 	// MaxInlineImageSize is the largest image uploadImage takes in one
 	// GraphQL multipart request; bigger files go through initBatch.
 	MaxInlineImageSize int64
+	// ProxyMedia makes download URLs spool's own (Signer.MediaURL), served
+	// by streaming from the store, even when the store hands out URLs
+	// itself (ObjectLinker): for a store that cannot sign them.
+	ProxyMedia bool
 }
 
 // DefaultConfig returns the defaults documented in docs/CONFIG.md.

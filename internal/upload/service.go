@@ -355,14 +355,15 @@ func (s *Service) MediaQuery(userID string) *ent.MediaFileQuery {
 }
 
 // MediaURL returns where a client downloads the media file's bytes:
-// the store's own (signed or public) URL when it makes them, else spool's
-// signed download URL.
+// the store's own (signed or public) URL when it makes them and
+// Config.ProxyMedia is off, else spool's signed download URL. It returns
+// STORAGE_UNAVAILABLE if the store fails to make its URL.
 func (s *Service) MediaURL(ctx context.Context, m *ent.MediaFile) (string, error) {
 	if m.PublicURL != nil {
 		return *m.PublicURL, nil
 	}
 	exp := s.now().Add(s.cfg.MediaURLTTL)
-	if linker, ok := s.store.(ObjectLinker); ok {
+	if linker, ok := s.store.(ObjectLinker); ok && !s.cfg.ProxyMedia {
 		u, err := linker.ObjectURL(ctx, m.StorageKey, m.FileName, exp)
 		if err != nil {
 			return "", storageError("signing a download URL", err)

@@ -38,6 +38,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/api/option"
 
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -91,9 +92,16 @@ var (
 // Options tunes a Store. The zero value is the default.
 type Options struct {
 	// Client is the GCS client to use. If nil, Open creates one with
-	// Application Default Credentials (the library honours
-	// STORAGE_EMULATOR_HOST) and Close closes it. New requires a client.
+	// CredentialsJSON, else Application Default Credentials (the library
+	// honours STORAGE_EMULATOR_HOST, and then sends no credentials), and
+	// Close closes it. New requires a client.
 	Client *storage.Client
+
+	// CredentialsJSON is a service account's JSON key with which Open's
+	// client authenticates instead of Application Default Credentials.
+	// It does not sign URLs by itself: set SignedURLs from it with
+	// ServiceAccountKey. Ignored when Client is set.
+	CredentialsJSON []byte
 
 	// WriteBufferSize is the memory one WriteChunk holds and the unit in
 	// which a chunk is sent and, on a transient failure, sent again
@@ -157,7 +165,8 @@ var (
 
 // Open returns a Store for a storage URL of the form gs://bucket/prefix
 // (the prefix is optional). Unless opts.Client is set it creates a client
-// with Application Default Credentials, which Close closes. It fails if
+// with opts.CredentialsJSON or Application Default Credentials, which
+// Close closes. It fails if
 // the URL is not such a URL or the client cannot be created; it does not
 // contact GCS (see Ping).
 func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
@@ -167,7 +176,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	}
 	client, owns := opts.Client, false
 	if client == nil {
-		client, err = storage.NewClient(ctx)
+		var copts []option.ClientOption
+		if len(opts.CredentialsJSON) > 0 {
+			copts = append(copts, option.WithAuthCredentialsJSON(option.ServiceAccount, opts.CredentialsJSON))
+		}
+		client, err = storage.NewClient(ctx, copts...)
 		if err != nil {
 			return nil, fmt.Errorf("gcs: creating client: %w", err)
 		}

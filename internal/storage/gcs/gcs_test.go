@@ -712,6 +712,145 @@ func TestSigningFailures(t *testing.T) {
 	signs(New(e.client, e.bucket, testPrefix, Options{}), hour, "with no credentials")
 }
 
+// TestServiceAccountKey reads the signing credentials out of a service
+// account's JSON key, and refuses anything else with a reason.
+func TestServiceAccountKey(t *testing.T) {
+	good := gcstest.ServiceAccountKeyJSON(t)
+	c, err := ServiceAccountKey(good)
+	if err != nil {
+		t.Fatalf("ServiceAccountKey: %v", err)
+	}
+	if c.GoogleAccessID != gcstest.GoogleAccessID || !bytes.Equal(c.PrivateKey, gcstest.SigningKey(t)) {
+		t.Errorf("got account %q and a %d-byte key, want %q and the key file's", c.GoogleAccessID, len(c.PrivateKey), gcstest.GoogleAccessID)
+	}
+
+	// with returns the good key with fields replaced (or, for "", removed).
+	with := func(kv ...string) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(good, &m); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				delete(m, kv[i])
+			} else {
+				m[kv[i]] = kv[i+1]
+			}
+		}
+		b, _ := json.Marshal(m)
+		return b
+	}
+	bad := []struct {
+		name string
+		json []byte
+		want string
+	}{
+		{"empty", nil, "not a service account's key"},
+		{"not JSON", []byte("client_email = a@b"), "not a service account's key"},
+		{"a user's credentials", []byte(`{"type": "authorized_user", "client_id": "x", "client_secret": "y", "refresh_token": "z"}`), "authorized_user"},
+		{"no type", with("type", ""), "not a service account's key"},
+		{"no client_email", with("client_email", ""), "client_email"},
+		{"no private_key", with("private_key", ""), "private_key"},
+		{"a private key that is not one", with("private_key", "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"), "cannot sign"},
+	}
+	for _, c := range bad {
+		got, err := ServiceAccountKey(c.json)
+		if err == nil {
+			t.Errorf("%s: got %+v, want an error", c.name, got)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %q, want it to say %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestCanSign: a Store with a private key can sign, one told to sign as an
+// account through IAM is taken at its word without calling IAM, and one
+// with no credentials says it cannot.
+func TestCanSign(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := t.Context()
+	if err := e.store.CanSign(ctx); err != nil {
+		t.Errorf("with a private key: %v", err)
+	}
+
+	// Every request of this store's client fails the test: with no key,
+	// CanSign must not call IAM (nor anything else).
+	noCalls := option.WithHTTPClient(&http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		t.Errorf("CanSign sent %s %s", r.Method, r.URL)
+		return nil, errors.New("no requests expected")
+	})})
+	iam := New(e.srv.Client(t, noCalls), e.bucket, testPrefix, Options{SignedURLs: &SignedURLs{GoogleAccessID: gcstest.GoogleAccessID}})
+	if err := iam.CanSign(ctx); err != nil {
+		t.Errorf("with a signer account and no key: %v", err)
+	}
+
+	withKey, err := ServiceAccountKey(gcstest.ServiceAccountKeyJSON(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withKey.Insecure = true
+	fromFile := New(e.client, e.bucket, testPrefix, Options{SignedURLs: withKey})
+	if err := fromFile.CanSign(ctx); err != nil {
+		t.Errorf("with a key file's credentials: %v", err)
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := e.store.CanSign(cancelled); !errors.Is(err, context.Canceled) {
+		t.Errorf("with a cancelled context: got %v, want context.Canceled", err)
+	}
+
+	// No credentials and a GCE metadata server that knows no account (a
+	// loopback one, as in TestSigningFailures).
+	metadata := httptest.NewServer(http.NotFoundHandler())
+	defer metadata.Close()
+	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(metadata.URL, "http://"))
+	err = New(e.client, e.bucket, testPrefix, Options{}).CanSign(ctx)
+	if err == nil || !strings.Contains(err.Error(), "GoogleAccessID") {
+		t.Errorf("with no credentials: got %v, want the library's reason naming GoogleAccessID", err)
+	}
+}
+
+// TestOpenWithCredentialsJSON: Open's client takes a service account's
+// key; under STORAGE_EMULATOR_HOST the library sends no credentials, and
+// the key still signs.
+func TestOpenWithCredentialsJSON(t *testing.T) {
+	srv := gcstest.Start(t)
+	bucket := srv.CreateBucket(t)
+	t.Setenv("STORAGE_EMULATOR_HOST", srv.URL)
+	key := gcstest.ServiceAccountKeyJSON(t)
+	signing, err := ServiceAccountKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signing.Insecure = true
+	s, err := Open(t.Context(), "gs://"+bucket+"/spool", Options{CredentialsJSON: key, SignedURLs: signing})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if err := s.Ping(t.Context()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	key2 := "usr_k/upl_key"
+	data := patternBytes(1000)
+	prepare(t, s, key2, len(data))
+	writeChunk(t, s, key2, upload.ChunkRef{Size: int64(len(data))}, data)
+	objKey := assemble(t, s, key2, 1, len(data))
+	u, err := s.ObjectURL(t.Context(), objKey, "f.bin", time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatalf("ObjectURL: %v", err)
+	}
+	if !strings.HasPrefix(u, srv.URL+"/") {
+		t.Errorf("signed URL %s is not on the emulator %s", u, srv.URL)
+	}
+	if got := download(t, u); !bytes.Equal(got, data) {
+		t.Errorf("download from the signed URL gave %d bytes differing from the %d stored", len(got), len(data))
+	}
+}
+
 func download(t *testing.T, u string) []byte {
 	t.Helper()
 	resp, err := http.Get(u)
@@ -1029,3 +1168,7 @@ func readAll(t *testing.T, s *Store, objKey string) []byte {
 	}
 	return b
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

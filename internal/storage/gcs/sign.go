@@ -4,6 +4,7 @@ package gcs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/storage"
+	"golang.org/x/oauth2/google"
 
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -80,6 +82,56 @@ func (s *Store) ObjectURL(ctx context.Context, objectKey, fileName string, expir
 		Expires:         expires,
 		QueryParameters: url.Values{"response-content-disposition": {disposition}},
 	})
+}
+
+// ServiceAccountKey returns the credentials to sign V4 URLs with a
+// service account's JSON key (the file `gcloud iam service-accounts keys
+// create` writes): its client_email and private_key. It fails if keyJSON
+// is not JSON, is another kind of credentials (a user's, from `gcloud
+// auth application-default login`, cannot sign), lacks either field, or
+// holds a private key that cannot sign.
+func ServiceAccountKey(keyJSON []byte) (*SignedURLs, error) {
+	cfg, err := google.JWTConfigFromJSON(keyJSON)
+	if err != nil {
+		return nil, fmt.Errorf("gcs: not a service account's key: %w", err)
+	}
+	if cfg.Email == "" || len(cfg.PrivateKey) == 0 {
+		return nil, errors.New("gcs: the service account's key has no client_email or no private_key")
+	}
+	c := &SignedURLs{GoogleAccessID: cfg.Email, PrivateKey: cfg.PrivateKey}
+	// Signing is local with a key: try it now, so a key that cannot sign
+	// is refused here rather than at the first URL.
+	_, err = storage.SignedURL("spool-key-check", "key-check", &storage.SignedURLOptions{
+		GoogleAccessID: c.GoogleAccessID, PrivateKey: c.PrivateKey,
+		Method: http.MethodGet, Expires: time.Now().Add(time.Minute), Scheme: storage.SigningSchemeV4,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gcs: the private_key of the service account's key cannot sign: %w", err)
+	}
+	return c, nil
+}
+
+// CanSign reports whether the Store has credentials to sign V4 URLs with
+// (ChunkUploadURL, and ObjectURL without a public base URL), so that
+// callers learn it at start rather than at the first URL. It signs a URL
+// for a made-up object: with a private key in SignedURLs that is local and
+// complete. Where the signature would come from the IAM signBlob API
+// (SignedURLs without a key, or no SignedURLs and no key in the client's
+// credentials), it only checks that there is a service account to sign as
+// (the library asks the GCE metadata server when the credentials name
+// none), and does not call IAM: one IAM round trip per start would make
+// starting depend on IAM, so a missing roles/iam.serviceAccountTokenCreator
+// shows at the first URL instead. It returns an error saying why not.
+func (s *Store) CanSign(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	opts := &storage.SignedURLOptions{Method: http.MethodGet, Expires: time.Now().Add(time.Minute)}
+	if s.signing == nil || len(s.signing.PrivateKey) == 0 {
+		opts.SignBytes = func([]byte) ([]byte, error) { return []byte("not signed"), nil }
+	}
+	_, err := s.signedURL(s.prefix+"spool-can-sign", opts)
+	return err
 }
 
 func escapeObjectName(name string) string {

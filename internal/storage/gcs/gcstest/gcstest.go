@@ -26,6 +26,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -155,4 +156,26 @@ func SigningKey(t testing.TB) []byte {
 		t.Fatalf("gcstest: generating signing key: %v", err)
 	}
 	return key
+}
+
+// ServiceAccountKeyJSON returns a service account's JSON key, as `gcloud
+// iam service-accounts keys create` writes it, for GoogleAccessID with
+// the throwaway SigningKey: for tests of what reads key files. It
+// authenticates nowhere, and the emulator asks for no authentication.
+func ServiceAccountKeyJSON(t testing.TB) []byte {
+	t.Helper()
+	b, err := json.Marshal(map[string]string{
+		"type":           "service_account",
+		"project_id":     "spool-test",
+		"private_key_id": "0123456789abcdef",
+		"private_key":    string(SigningKey(t)),
+		"client_email":   GoogleAccessID,
+		"client_id":      "100000000000000000000",
+		"auth_uri":       "https://accounts.google.com/o/oauth2/auth",
+		"token_uri":      "https://oauth2.googleapis.com/token",
+	})
+	if err != nil {
+		t.Fatalf("gcstest: encoding a service account's key: %v", err)
+	}
+	return b
 }
