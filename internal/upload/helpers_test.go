@@ -112,6 +112,19 @@ func testConfig() upload.Config {
 
 func newTestService(t *testing.T, cfg upload.Config) *testEnv {
 	t.Helper()
+	dir := filepath.Join(t.TempDir(), "files")
+	store, err := localfs.New(dir)
+	if err != nil {
+		t.Fatalf("localfs.New: %v", err)
+	}
+	e := newTestServiceOn(t, cfg, store)
+	e.dir = dir
+	return e
+}
+
+// newTestServiceOn is newTestService on another store.
+func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *testEnv {
+	t.Helper()
 	tmp := t.TempDir()
 	dsn := "file:" + filepath.Join(tmp, "spool.db") +
 		"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_timezone=UTC"
@@ -126,11 +139,6 @@ func newTestService(t *testing.T, cfg upload.Config) *testEnv {
 		t.Fatalf("migrating: %v", err)
 	}
 
-	dir := filepath.Join(tmp, "files")
-	store, err := localfs.New(dir)
-	if err != nil {
-		t.Fatalf("localfs.New: %v", err)
-	}
 	secret, err := signing.New(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		t.Fatalf("signing.New: %v", err)
@@ -148,7 +156,7 @@ func newTestService(t *testing.T, cfg upload.Config) *testEnv {
 	// Cleanups run last-in first-out: the service (and its background
 	// work) stops before the database closes.
 	t.Cleanup(svc.Close)
-	return &testEnv{svc: svc, db: db, clock: clock, broker: broker, dir: dir, cfg: svc.Config()}
+	return &testEnv{svc: svc, db: db, clock: clock, broker: broker, cfg: svc.Config()}
 }
 
 // user returns the id of the user with the subject, creating it.
