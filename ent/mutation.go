@@ -3684,6 +3684,8 @@ type UploadSessionMutation struct {
 	addversion          *int64
 	bytes_freed         *bool
 	finished_at         *time.Time
+	resumable_url       *string
+	resumable_origin    *string
 	clearedFields       map[string]struct{}
 	owner               *string
 	clearedowner        bool
@@ -4817,6 +4819,104 @@ func (m *UploadSessionMutation) ResetFinishedAt() {
 	delete(m.clearedFields, uploadsession.FieldFinishedAt)
 }
 
+// SetResumableURL sets the "resumable_url" field.
+func (m *UploadSessionMutation) SetResumableURL(s string) {
+	m.resumable_url = &s
+}
+
+// ResumableURL returns the value of the "resumable_url" field in the mutation.
+func (m *UploadSessionMutation) ResumableURL() (r string, exists bool) {
+	v := m.resumable_url
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldResumableURL returns the old "resumable_url" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldResumableURL(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldResumableURL is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldResumableURL requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldResumableURL: %w", err)
+	}
+	return oldValue.ResumableURL, nil
+}
+
+// ClearResumableURL clears the value of the "resumable_url" field.
+func (m *UploadSessionMutation) ClearResumableURL() {
+	m.resumable_url = nil
+	m.clearedFields[uploadsession.FieldResumableURL] = struct{}{}
+}
+
+// ResumableURLCleared returns if the "resumable_url" field was cleared in this mutation.
+func (m *UploadSessionMutation) ResumableURLCleared() bool {
+	_, ok := m.clearedFields[uploadsession.FieldResumableURL]
+	return ok
+}
+
+// ResetResumableURL resets all changes to the "resumable_url" field.
+func (m *UploadSessionMutation) ResetResumableURL() {
+	m.resumable_url = nil
+	delete(m.clearedFields, uploadsession.FieldResumableURL)
+}
+
+// SetResumableOrigin sets the "resumable_origin" field.
+func (m *UploadSessionMutation) SetResumableOrigin(s string) {
+	m.resumable_origin = &s
+}
+
+// ResumableOrigin returns the value of the "resumable_origin" field in the mutation.
+func (m *UploadSessionMutation) ResumableOrigin() (r string, exists bool) {
+	v := m.resumable_origin
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldResumableOrigin returns the old "resumable_origin" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldResumableOrigin(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldResumableOrigin is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldResumableOrigin requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldResumableOrigin: %w", err)
+	}
+	return oldValue.ResumableOrigin, nil
+}
+
+// ClearResumableOrigin clears the value of the "resumable_origin" field.
+func (m *UploadSessionMutation) ClearResumableOrigin() {
+	m.resumable_origin = nil
+	m.clearedFields[uploadsession.FieldResumableOrigin] = struct{}{}
+}
+
+// ResumableOriginCleared returns if the "resumable_origin" field was cleared in this mutation.
+func (m *UploadSessionMutation) ResumableOriginCleared() bool {
+	_, ok := m.clearedFields[uploadsession.FieldResumableOrigin]
+	return ok
+}
+
+// ResetResumableOrigin resets all changes to the "resumable_origin" field.
+func (m *UploadSessionMutation) ResetResumableOrigin() {
+	m.resumable_origin = nil
+	delete(m.clearedFields, uploadsession.FieldResumableOrigin)
+}
+
 // ClearOwner clears the "owner" edge to the User entity.
 func (m *UploadSessionMutation) ClearOwner() {
 	m.clearedowner = true
@@ -4998,7 +5098,7 @@ func (m *UploadSessionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UploadSessionMutation) Fields() []string {
-	fields := make([]string, 0, 23)
+	fields := make([]string, 0, 25)
 	if m.created_at != nil {
 		fields = append(fields, uploadsession.FieldCreatedAt)
 	}
@@ -5068,6 +5168,12 @@ func (m *UploadSessionMutation) Fields() []string {
 	if m.finished_at != nil {
 		fields = append(fields, uploadsession.FieldFinishedAt)
 	}
+	if m.resumable_url != nil {
+		fields = append(fields, uploadsession.FieldResumableURL)
+	}
+	if m.resumable_origin != nil {
+		fields = append(fields, uploadsession.FieldResumableOrigin)
+	}
 	return fields
 }
 
@@ -5122,6 +5228,10 @@ func (m *UploadSessionMutation) Field(name string) (ent.Value, bool) {
 		return m.BytesFreed()
 	case uploadsession.FieldFinishedAt:
 		return m.FinishedAt()
+	case uploadsession.FieldResumableURL:
+		return m.ResumableURL()
+	case uploadsession.FieldResumableOrigin:
+		return m.ResumableOrigin()
 	}
 	return nil, false
 }
@@ -5177,6 +5287,10 @@ func (m *UploadSessionMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldBytesFreed(ctx)
 	case uploadsession.FieldFinishedAt:
 		return m.OldFinishedAt(ctx)
+	case uploadsession.FieldResumableURL:
+		return m.OldResumableURL(ctx)
+	case uploadsession.FieldResumableOrigin:
+		return m.OldResumableOrigin(ctx)
 	}
 	return nil, fmt.Errorf("unknown UploadSession field %s", name)
 }
@@ -5347,6 +5461,20 @@ func (m *UploadSessionMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetFinishedAt(v)
 		return nil
+	case uploadsession.FieldResumableURL:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetResumableURL(v)
+		return nil
+	case uploadsession.FieldResumableOrigin:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetResumableOrigin(v)
+		return nil
 	}
 	return fmt.Errorf("unknown UploadSession field %s", name)
 }
@@ -5467,6 +5595,12 @@ func (m *UploadSessionMutation) ClearedFields() []string {
 	if m.FieldCleared(uploadsession.FieldFinishedAt) {
 		fields = append(fields, uploadsession.FieldFinishedAt)
 	}
+	if m.FieldCleared(uploadsession.FieldResumableURL) {
+		fields = append(fields, uploadsession.FieldResumableURL)
+	}
+	if m.FieldCleared(uploadsession.FieldResumableOrigin) {
+		fields = append(fields, uploadsession.FieldResumableOrigin)
+	}
 	return fields
 }
 
@@ -5495,6 +5629,12 @@ func (m *UploadSessionMutation) ClearField(name string) error {
 		return nil
 	case uploadsession.FieldFinishedAt:
 		m.ClearFinishedAt()
+		return nil
+	case uploadsession.FieldResumableURL:
+		m.ClearResumableURL()
+		return nil
+	case uploadsession.FieldResumableOrigin:
+		m.ClearResumableOrigin()
 		return nil
 	}
 	return fmt.Errorf("unknown UploadSession nullable field %s", name)
@@ -5572,6 +5712,12 @@ func (m *UploadSessionMutation) ResetField(name string) error {
 		return nil
 	case uploadsession.FieldFinishedAt:
 		m.ResetFinishedAt()
+		return nil
+	case uploadsession.FieldResumableURL:
+		m.ResetResumableURL()
+		return nil
+	case uploadsession.FieldResumableOrigin:
+		m.ResetResumableOrigin()
 		return nil
 	}
 	return fmt.Errorf("unknown UploadSession field %s", name)

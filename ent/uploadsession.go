@@ -66,6 +66,10 @@ type UploadSession struct {
 	BytesFreed bool `json:"bytes_freed,omitempty"`
 	// FinishedAt holds the value of the "finished_at" field.
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// the store's resumable session for a direct SINGLE upload
+	ResumableURL *string `json:"-"`
+	// the browser origin the resumable session answers CORS for; empty for none
+	ResumableOrigin *string `json:"resumable_origin,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the UploadSessionQuery when eager-loading is set.
 	Edges        UploadSessionEdges `json:"edges"`
@@ -142,7 +146,7 @@ func (*UploadSession) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullBool)
 		case uploadsession.FieldTotalSize, uploadsession.FieldDurationSeconds, uploadsession.FieldChunkSize, uploadsession.FieldTotalChunks, uploadsession.FieldPercent, uploadsession.FieldVersion:
 			values[i] = new(sql.NullInt64)
-		case uploadsession.FieldID, uploadsession.FieldOwnerID, uploadsession.FieldBatchID, uploadsession.FieldFileName, uploadsession.FieldOriginalName, uploadsession.FieldMimeType, uploadsession.FieldMediaType, uploadsession.FieldSha256, uploadsession.FieldFingerprint, uploadsession.FieldStrategy, uploadsession.FieldStatus, uploadsession.FieldStorageKey, uploadsession.FieldError:
+		case uploadsession.FieldID, uploadsession.FieldOwnerID, uploadsession.FieldBatchID, uploadsession.FieldFileName, uploadsession.FieldOriginalName, uploadsession.FieldMimeType, uploadsession.FieldMediaType, uploadsession.FieldSha256, uploadsession.FieldFingerprint, uploadsession.FieldStrategy, uploadsession.FieldStatus, uploadsession.FieldStorageKey, uploadsession.FieldError, uploadsession.FieldResumableURL, uploadsession.FieldResumableOrigin:
 			values[i] = new(sql.NullString)
 		case uploadsession.FieldCreatedAt, uploadsession.FieldUpdatedAt, uploadsession.FieldExpiresAt, uploadsession.FieldFinishedAt:
 			values[i] = new(sql.NullTime)
@@ -310,6 +314,20 @@ func (_m *UploadSession) assignValues(columns []string, values []any) error {
 				_m.FinishedAt = new(time.Time)
 				*_m.FinishedAt = value.Time
 			}
+		case uploadsession.FieldResumableURL:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field resumable_url", values[i])
+			} else if value.Valid {
+				_m.ResumableURL = new(string)
+				*_m.ResumableURL = value.String
+			}
+		case uploadsession.FieldResumableOrigin:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field resumable_origin", values[i])
+			} else if value.Valid {
+				_m.ResumableOrigin = new(string)
+				*_m.ResumableOrigin = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -443,6 +461,13 @@ func (_m *UploadSession) String() string {
 	if v := _m.FinishedAt; v != nil {
 		builder.WriteString("finished_at=")
 		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	builder.WriteString("resumable_url=<sensitive>")
+	builder.WriteString(", ")
+	if v := _m.ResumableOrigin; v != nil {
+		builder.WriteString("resumable_origin=")
+		builder.WriteString(*v)
 	}
 	builder.WriteByte(')')
 	return builder.String()

@@ -253,6 +253,34 @@ func (_c *UploadSessionCreate) SetNillableFinishedAt(v *time.Time) *UploadSessio
 	return _c
 }
 
+// SetResumableURL sets the "resumable_url" field.
+func (_c *UploadSessionCreate) SetResumableURL(v string) *UploadSessionCreate {
+	_c.mutation.SetResumableURL(v)
+	return _c
+}
+
+// SetNillableResumableURL sets the "resumable_url" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableResumableURL(v *string) *UploadSessionCreate {
+	if v != nil {
+		_c.SetResumableURL(*v)
+	}
+	return _c
+}
+
+// SetResumableOrigin sets the "resumable_origin" field.
+func (_c *UploadSessionCreate) SetResumableOrigin(v string) *UploadSessionCreate {
+	_c.mutation.SetResumableOrigin(v)
+	return _c
+}
+
+// SetNillableResumableOrigin sets the "resumable_origin" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableResumableOrigin(v *string) *UploadSessionCreate {
+	if v != nil {
+		_c.SetResumableOrigin(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *UploadSessionCreate) SetID(v string) *UploadSessionCreate {
 	_c.mutation.SetID(v)
@@ -608,6 +636,14 @@ func (_c *UploadSessionCreate) createSpec() (*UploadSession, *sqlgraph.CreateSpe
 		_spec.SetField(uploadsession.FieldFinishedAt, field.TypeTime, value)
 		_node.FinishedAt = &value
 	}
+	if value, ok := _c.mutation.ResumableURL(); ok {
+		_spec.SetField(uploadsession.FieldResumableURL, field.TypeString, value)
+		_node.ResumableURL = &value
+	}
+	if value, ok := _c.mutation.ResumableOrigin(); ok {
+		_spec.SetField(uploadsession.FieldResumableOrigin, field.TypeString, value)
+		_node.ResumableOrigin = &value
+	}
 	if nodes := _c.mutation.OwnerIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -882,6 +918,42 @@ func (u *UploadSessionUpsert) ClearFinishedAt() *UploadSessionUpsert {
 	return u
 }
 
+// SetResumableURL sets the "resumable_url" field.
+func (u *UploadSessionUpsert) SetResumableURL(v string) *UploadSessionUpsert {
+	u.Set(uploadsession.FieldResumableURL, v)
+	return u
+}
+
+// UpdateResumableURL sets the "resumable_url" field to the value that was provided on create.
+func (u *UploadSessionUpsert) UpdateResumableURL() *UploadSessionUpsert {
+	u.SetExcluded(uploadsession.FieldResumableURL)
+	return u
+}
+
+// ClearResumableURL clears the value of the "resumable_url" field.
+func (u *UploadSessionUpsert) ClearResumableURL() *UploadSessionUpsert {
+	u.SetNull(uploadsession.FieldResumableURL)
+	return u
+}
+
+// SetResumableOrigin sets the "resumable_origin" field.
+func (u *UploadSessionUpsert) SetResumableOrigin(v string) *UploadSessionUpsert {
+	u.Set(uploadsession.FieldResumableOrigin, v)
+	return u
+}
+
+// UpdateResumableOrigin sets the "resumable_origin" field to the value that was provided on create.
+func (u *UploadSessionUpsert) UpdateResumableOrigin() *UploadSessionUpsert {
+	u.SetExcluded(uploadsession.FieldResumableOrigin)
+	return u
+}
+
+// ClearResumableOrigin clears the value of the "resumable_origin" field.
+func (u *UploadSessionUpsert) ClearResumableOrigin() *UploadSessionUpsert {
+	u.SetNull(uploadsession.FieldResumableOrigin)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -1145,6 +1217,48 @@ func (u *UploadSessionUpsertOne) UpdateFinishedAt() *UploadSessionUpsertOne {
 func (u *UploadSessionUpsertOne) ClearFinishedAt() *UploadSessionUpsertOne {
 	return u.Update(func(s *UploadSessionUpsert) {
 		s.ClearFinishedAt()
+	})
+}
+
+// SetResumableURL sets the "resumable_url" field.
+func (u *UploadSessionUpsertOne) SetResumableURL(v string) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetResumableURL(v)
+	})
+}
+
+// UpdateResumableURL sets the "resumable_url" field to the value that was provided on create.
+func (u *UploadSessionUpsertOne) UpdateResumableURL() *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateResumableURL()
+	})
+}
+
+// ClearResumableURL clears the value of the "resumable_url" field.
+func (u *UploadSessionUpsertOne) ClearResumableURL() *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.ClearResumableURL()
+	})
+}
+
+// SetResumableOrigin sets the "resumable_origin" field.
+func (u *UploadSessionUpsertOne) SetResumableOrigin(v string) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetResumableOrigin(v)
+	})
+}
+
+// UpdateResumableOrigin sets the "resumable_origin" field to the value that was provided on create.
+func (u *UploadSessionUpsertOne) UpdateResumableOrigin() *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateResumableOrigin()
+	})
+}
+
+// ClearResumableOrigin clears the value of the "resumable_origin" field.
+func (u *UploadSessionUpsertOne) ClearResumableOrigin() *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.ClearResumableOrigin()
 	})
 }
 
@@ -1578,6 +1692,48 @@ func (u *UploadSessionUpsertBulk) UpdateFinishedAt() *UploadSessionUpsertBulk {
 func (u *UploadSessionUpsertBulk) ClearFinishedAt() *UploadSessionUpsertBulk {
 	return u.Update(func(s *UploadSessionUpsert) {
 		s.ClearFinishedAt()
+	})
+}
+
+// SetResumableURL sets the "resumable_url" field.
+func (u *UploadSessionUpsertBulk) SetResumableURL(v string) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetResumableURL(v)
+	})
+}
+
+// UpdateResumableURL sets the "resumable_url" field to the value that was provided on create.
+func (u *UploadSessionUpsertBulk) UpdateResumableURL() *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateResumableURL()
+	})
+}
+
+// ClearResumableURL clears the value of the "resumable_url" field.
+func (u *UploadSessionUpsertBulk) ClearResumableURL() *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.ClearResumableURL()
+	})
+}
+
+// SetResumableOrigin sets the "resumable_origin" field.
+func (u *UploadSessionUpsertBulk) SetResumableOrigin(v string) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetResumableOrigin(v)
+	})
+}
+
+// UpdateResumableOrigin sets the "resumable_origin" field to the value that was provided on create.
+func (u *UploadSessionUpsertBulk) UpdateResumableOrigin() *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateResumableOrigin()
+	})
+}
+
+// ClearResumableOrigin clears the value of the "resumable_origin" field.
+func (u *UploadSessionUpsertBulk) ClearResumableOrigin() *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.ClearResumableOrigin()
 	})
 }
 

@@ -203,6 +203,46 @@ func (_u *UploadSessionUpdate) ClearFinishedAt() *UploadSessionUpdate {
 	return _u
 }
 
+// SetResumableURL sets the "resumable_url" field.
+func (_u *UploadSessionUpdate) SetResumableURL(v string) *UploadSessionUpdate {
+	_u.mutation.SetResumableURL(v)
+	return _u
+}
+
+// SetNillableResumableURL sets the "resumable_url" field if the given value is not nil.
+func (_u *UploadSessionUpdate) SetNillableResumableURL(v *string) *UploadSessionUpdate {
+	if v != nil {
+		_u.SetResumableURL(*v)
+	}
+	return _u
+}
+
+// ClearResumableURL clears the value of the "resumable_url" field.
+func (_u *UploadSessionUpdate) ClearResumableURL() *UploadSessionUpdate {
+	_u.mutation.ClearResumableURL()
+	return _u
+}
+
+// SetResumableOrigin sets the "resumable_origin" field.
+func (_u *UploadSessionUpdate) SetResumableOrigin(v string) *UploadSessionUpdate {
+	_u.mutation.SetResumableOrigin(v)
+	return _u
+}
+
+// SetNillableResumableOrigin sets the "resumable_origin" field if the given value is not nil.
+func (_u *UploadSessionUpdate) SetNillableResumableOrigin(v *string) *UploadSessionUpdate {
+	if v != nil {
+		_u.SetResumableOrigin(*v)
+	}
+	return _u
+}
+
+// ClearResumableOrigin clears the value of the "resumable_origin" field.
+func (_u *UploadSessionUpdate) ClearResumableOrigin() *UploadSessionUpdate {
+	_u.mutation.ClearResumableOrigin()
+	return _u
+}
+
 // SetBatch sets the "batch" edge to the UploadBatch entity.
 func (_u *UploadSessionUpdate) SetBatch(v *UploadBatch) *UploadSessionUpdate {
 	return _u.SetBatchID(v.ID)
@@ -399,6 +439,18 @@ func (_u *UploadSessionUpdate) sqlSave(ctx context.Context) (_node int, err erro
 	}
 	if _u.mutation.FinishedAtCleared() {
 		_spec.ClearField(uploadsession.FieldFinishedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ResumableURL(); ok {
+		_spec.SetField(uploadsession.FieldResumableURL, field.TypeString, value)
+	}
+	if _u.mutation.ResumableURLCleared() {
+		_spec.ClearField(uploadsession.FieldResumableURL, field.TypeString)
+	}
+	if value, ok := _u.mutation.ResumableOrigin(); ok {
+		_spec.SetField(uploadsession.FieldResumableOrigin, field.TypeString, value)
+	}
+	if _u.mutation.ResumableOriginCleared() {
+		_spec.ClearField(uploadsession.FieldResumableOrigin, field.TypeString)
 	}
 	if _u.mutation.BatchCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -695,6 +747,46 @@ func (_u *UploadSessionUpdateOne) ClearFinishedAt() *UploadSessionUpdateOne {
 	return _u
 }
 
+// SetResumableURL sets the "resumable_url" field.
+func (_u *UploadSessionUpdateOne) SetResumableURL(v string) *UploadSessionUpdateOne {
+	_u.mutation.SetResumableURL(v)
+	return _u
+}
+
+// SetNillableResumableURL sets the "resumable_url" field if the given value is not nil.
+func (_u *UploadSessionUpdateOne) SetNillableResumableURL(v *string) *UploadSessionUpdateOne {
+	if v != nil {
+		_u.SetResumableURL(*v)
+	}
+	return _u
+}
+
+// ClearResumableURL clears the value of the "resumable_url" field.
+func (_u *UploadSessionUpdateOne) ClearResumableURL() *UploadSessionUpdateOne {
+	_u.mutation.ClearResumableURL()
+	return _u
+}
+
+// SetResumableOrigin sets the "resumable_origin" field.
+func (_u *UploadSessionUpdateOne) SetResumableOrigin(v string) *UploadSessionUpdateOne {
+	_u.mutation.SetResumableOrigin(v)
+	return _u
+}
+
+// SetNillableResumableOrigin sets the "resumable_origin" field if the given value is not nil.
+func (_u *UploadSessionUpdateOne) SetNillableResumableOrigin(v *string) *UploadSessionUpdateOne {
+	if v != nil {
+		_u.SetResumableOrigin(*v)
+	}
+	return _u
+}
+
+// ClearResumableOrigin clears the value of the "resumable_origin" field.
+func (_u *UploadSessionUpdateOne) ClearResumableOrigin() *UploadSessionUpdateOne {
+	_u.mutation.ClearResumableOrigin()
+	return _u
+}
+
 // SetBatch sets the "batch" edge to the UploadBatch entity.
 func (_u *UploadSessionUpdateOne) SetBatch(v *UploadBatch) *UploadSessionUpdateOne {
 	return _u.SetBatchID(v.ID)
@@ -921,6 +1013,18 @@ func (_u *UploadSessionUpdateOne) sqlSave(ctx context.Context) (_node *UploadSes
 	}
 	if _u.mutation.FinishedAtCleared() {
 		_spec.ClearField(uploadsession.FieldFinishedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ResumableURL(); ok {
+		_spec.SetField(uploadsession.FieldResumableURL, field.TypeString, value)
+	}
+	if _u.mutation.ResumableURLCleared() {
+		_spec.ClearField(uploadsession.FieldResumableURL, field.TypeString)
+	}
+	if value, ok := _u.mutation.ResumableOrigin(); ok {
+		_spec.SetField(uploadsession.FieldResumableOrigin, field.TypeString, value)
+	}
+	if _u.mutation.ResumableOriginCleared() {
+		_spec.ClearField(uploadsession.FieldResumableOrigin, field.TypeString)
 	}
 	if _u.mutation.BatchCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -156,6 +156,8 @@ var (
 		{Name: "version", Type: field.TypeInt64, Default: 1},
 		{Name: "bytes_freed", Type: field.TypeBool, Default: false},
 		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
+		{Name: "resumable_url", Type: field.TypeString, Nullable: true},
+		{Name: "resumable_origin", Type: field.TypeString, Nullable: true},
 		{Name: "batch_id", Type: field.TypeString},
 		{Name: "owner_id", Type: field.TypeString},
 	}
@@ -167,13 +169,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "upload_sessions_upload_batches_uploads",
-				Columns:    []*schema.Column{UploadSessionsColumns[22]},
+				Columns:    []*schema.Column{UploadSessionsColumns[24]},
 				RefColumns: []*schema.Column{UploadBatchesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "upload_sessions_users_uploads",
-				Columns:    []*schema.Column{UploadSessionsColumns[23]},
+				Columns:    []*schema.Column{UploadSessionsColumns[25]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -182,17 +184,17 @@ var (
 			{
 				Name:    "uploadsession_owner_id_status",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[23], UploadSessionsColumns[14]},
+				Columns: []*schema.Column{UploadSessionsColumns[25], UploadSessionsColumns[14]},
 			},
 			{
 				Name:    "uploadsession_owner_id_fingerprint",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[23], UploadSessionsColumns[9]},
+				Columns: []*schema.Column{UploadSessionsColumns[25], UploadSessionsColumns[9]},
 			},
 			{
 				Name:    "uploadsession_owner_id_sha256",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[23], UploadSessionsColumns[8]},
+				Columns: []*schema.Column{UploadSessionsColumns[25], UploadSessionsColumns[8]},
 			},
 			{
 				Name:    "uploadsession_status_expires_at",

@@ -47,6 +47,13 @@ func (UploadSession) Fields() []ent.Field {
 		field.Int64("version").Default(1),
 		field.Bool("bytes_freed").Default(false).Comment("storage released after cancel or expiry"),
 		field.Time("finished_at").Optional().Nillable(),
+		// A bearer capability: whoever holds it can write the upload's
+		// object for a week. Sensitive keeps it out of String() and JSON;
+		// only the upload's owner gets it, as its ChunkURL.
+		field.String("resumable_url").Optional().Nillable().Sensitive().
+			Comment("the store's resumable session for a direct SINGLE upload"),
+		field.String("resumable_origin").Optional().Nillable().
+			Comment("the browser origin the resumable session answers CORS for; empty for none"),
 	}
 }
 

@@ -63,6 +63,10 @@ const (
 	FieldBytesFreed = "bytes_freed"
 	// FieldFinishedAt holds the string denoting the finished_at field in the database.
 	FieldFinishedAt = "finished_at"
+	// FieldResumableURL holds the string denoting the resumable_url field in the database.
+	FieldResumableURL = "resumable_url"
+	// FieldResumableOrigin holds the string denoting the resumable_origin field in the database.
+	FieldResumableOrigin = "resumable_origin"
 	// EdgeOwner holds the string denoting the owner edge name in mutations.
 	EdgeOwner = "owner"
 	// EdgeBatch holds the string denoting the batch edge name in mutations.
@@ -129,6 +133,8 @@ var Columns = []string{
 	FieldVersion,
 	FieldBytesFreed,
 	FieldFinishedAt,
+	FieldResumableURL,
+	FieldResumableOrigin,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -371,6 +377,16 @@ func ByBytesFreed(opts ...sql.OrderTermOption) OrderOption {
 // ByFinishedAt orders the results by the finished_at field.
 func ByFinishedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldFinishedAt, opts...).ToFunc()
+}
+
+// ByResumableURL orders the results by the resumable_url field.
+func ByResumableURL(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldResumableURL, opts...).ToFunc()
+}
+
+// ByResumableOrigin orders the results by the resumable_origin field.
+func ByResumableOrigin(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldResumableOrigin, opts...).ToFunc()
 }
 
 // ByOwnerField orders the results by owner field.

@@ -165,6 +165,16 @@ func FinishedAt(v time.Time) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldEQ(FieldFinishedAt, v))
 }
 
+// ResumableURL applies equality check predicate on the "resumable_url" field. It's identical to ResumableURLEQ.
+func ResumableURL(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldResumableURL, v))
+}
+
+// ResumableOrigin applies equality check predicate on the "resumable_origin" field. It's identical to ResumableOriginEQ.
+func ResumableOrigin(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldResumableOrigin, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldEQ(FieldCreatedAt, v))
@@ -1268,6 +1278,156 @@ func FinishedAtIsNil() predicate.UploadSession {
 // FinishedAtNotNil applies the NotNil predicate on the "finished_at" field.
 func FinishedAtNotNil() predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldNotNull(FieldFinishedAt))
+}
+
+// ResumableURLEQ applies the EQ predicate on the "resumable_url" field.
+func ResumableURLEQ(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldResumableURL, v))
+}
+
+// ResumableURLNEQ applies the NEQ predicate on the "resumable_url" field.
+func ResumableURLNEQ(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldResumableURL, v))
+}
+
+// ResumableURLIn applies the In predicate on the "resumable_url" field.
+func ResumableURLIn(vs ...string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldIn(FieldResumableURL, vs...))
+}
+
+// ResumableURLNotIn applies the NotIn predicate on the "resumable_url" field.
+func ResumableURLNotIn(vs ...string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNotIn(FieldResumableURL, vs...))
+}
+
+// ResumableURLGT applies the GT predicate on the "resumable_url" field.
+func ResumableURLGT(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGT(FieldResumableURL, v))
+}
+
+// ResumableURLGTE applies the GTE predicate on the "resumable_url" field.
+func ResumableURLGTE(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGTE(FieldResumableURL, v))
+}
+
+// ResumableURLLT applies the LT predicate on the "resumable_url" field.
+func ResumableURLLT(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLT(FieldResumableURL, v))
+}
+
+// ResumableURLLTE applies the LTE predicate on the "resumable_url" field.
+func ResumableURLLTE(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLTE(FieldResumableURL, v))
+}
+
+// ResumableURLContains applies the Contains predicate on the "resumable_url" field.
+func ResumableURLContains(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldContains(FieldResumableURL, v))
+}
+
+// ResumableURLHasPrefix applies the HasPrefix predicate on the "resumable_url" field.
+func ResumableURLHasPrefix(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldHasPrefix(FieldResumableURL, v))
+}
+
+// ResumableURLHasSuffix applies the HasSuffix predicate on the "resumable_url" field.
+func ResumableURLHasSuffix(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldHasSuffix(FieldResumableURL, v))
+}
+
+// ResumableURLIsNil applies the IsNil predicate on the "resumable_url" field.
+func ResumableURLIsNil() predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldIsNull(FieldResumableURL))
+}
+
+// ResumableURLNotNil applies the NotNil predicate on the "resumable_url" field.
+func ResumableURLNotNil() predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNotNull(FieldResumableURL))
+}
+
+// ResumableURLEqualFold applies the EqualFold predicate on the "resumable_url" field.
+func ResumableURLEqualFold(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEqualFold(FieldResumableURL, v))
+}
+
+// ResumableURLContainsFold applies the ContainsFold predicate on the "resumable_url" field.
+func ResumableURLContainsFold(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldContainsFold(FieldResumableURL, v))
+}
+
+// ResumableOriginEQ applies the EQ predicate on the "resumable_origin" field.
+func ResumableOriginEQ(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldResumableOrigin, v))
+}
+
+// ResumableOriginNEQ applies the NEQ predicate on the "resumable_origin" field.
+func ResumableOriginNEQ(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldResumableOrigin, v))
+}
+
+// ResumableOriginIn applies the In predicate on the "resumable_origin" field.
+func ResumableOriginIn(vs ...string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldIn(FieldResumableOrigin, vs...))
+}
+
+// ResumableOriginNotIn applies the NotIn predicate on the "resumable_origin" field.
+func ResumableOriginNotIn(vs ...string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNotIn(FieldResumableOrigin, vs...))
+}
+
+// ResumableOriginGT applies the GT predicate on the "resumable_origin" field.
+func ResumableOriginGT(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGT(FieldResumableOrigin, v))
+}
+
+// ResumableOriginGTE applies the GTE predicate on the "resumable_origin" field.
+func ResumableOriginGTE(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGTE(FieldResumableOrigin, v))
+}
+
+// ResumableOriginLT applies the LT predicate on the "resumable_origin" field.
+func ResumableOriginLT(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLT(FieldResumableOrigin, v))
+}
+
+// ResumableOriginLTE applies the LTE predicate on the "resumable_origin" field.
+func ResumableOriginLTE(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLTE(FieldResumableOrigin, v))
+}
+
+// ResumableOriginContains applies the Contains predicate on the "resumable_origin" field.
+func ResumableOriginContains(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldContains(FieldResumableOrigin, v))
+}
+
+// ResumableOriginHasPrefix applies the HasPrefix predicate on the "resumable_origin" field.
+func ResumableOriginHasPrefix(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldHasPrefix(FieldResumableOrigin, v))
+}
+
+// ResumableOriginHasSuffix applies the HasSuffix predicate on the "resumable_origin" field.
+func ResumableOriginHasSuffix(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldHasSuffix(FieldResumableOrigin, v))
+}
+
+// ResumableOriginIsNil applies the IsNil predicate on the "resumable_origin" field.
+func ResumableOriginIsNil() predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldIsNull(FieldResumableOrigin))
+}
+
+// ResumableOriginNotNil applies the NotNil predicate on the "resumable_origin" field.
+func ResumableOriginNotNil() predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNotNull(FieldResumableOrigin))
+}
+
+// ResumableOriginEqualFold applies the EqualFold predicate on the "resumable_origin" field.
+func ResumableOriginEqualFold(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEqualFold(FieldResumableOrigin, v))
+}
+
+// ResumableOriginContainsFold applies the ContainsFold predicate on the "resumable_origin" field.
+func ResumableOriginContainsFold(v string) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldContainsFold(FieldResumableOrigin, v))
 }
 
 // HasOwner applies the HasEdge predicate on the "owner" edge.

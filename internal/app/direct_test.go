@@ -1,6 +1,10 @@
 package app_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -43,5 +47,104 @@ func TestDirectUploads(t *testing.T) {
 	resp, body := get(t, m.URL, nil)
 	if resp.StatusCode != http.StatusOK || sha256hex(body) != sha256hex(video) {
 		t.Errorf("download: got HTTP %d, sha256 %s, want %s", resp.StatusCode, sha256hex(body), sha256hex(video))
+	}
+}
+
+// TestDirectSingleResumes sends a SINGLE file to a GCS resumable session
+// that spool opened for the page's origin, breaks off part way, and goes
+// on from the offset requestChunkUrl gives, with its headers, through the
+// whole HTTP stack.
+func TestDirectSingleResumes(t *testing.T) {
+	shared := productionEngines(t)
+	const page = "https://app.example"
+	s := startSpool(t, func(c *app.Config) {
+		shared.apply(c)
+		c.Upload.DirectUploads = true
+		c.AllowedOrigins = []string{page}
+	})
+	tok := s.token("alice")
+	image := fileBytes("image/png", 900<<10, 4) // SINGLE: up to 1 MiB
+	n := int64(len(image))
+
+	var planned struct{ InitBatch batch }
+	s.gqlFrom(page, tok, initBatchOp, map[string]any{"input": map[string]any{"files": []any{
+		map[string]any{"fileName": "p.png", "size": n, "mimeType": "image/png"}}}}, &planned)
+	up := planned.InitBatch.Uploads[0]
+	if up.Strategy != "SINGLE" || len(up.ChunkURLs) != 1 {
+		t.Fatalf("planned %s with %d URLs, want SINGLE with one", up.Strategy, len(up.ChunkURLs))
+	}
+	u := up.ChunkURLs[0]
+	if got, ok := shared.gcsServer.SessionOrigin(u.URL); !ok || got != page {
+		t.Fatalf("chunk URL is not a session opened for %s (Origin %q, known %v)", page, got, ok)
+	}
+	wantHeaders(t, u, fmt.Sprintf("bytes 0-%d/%d", n-1, n))
+
+	const k = 256 << 10
+	req, _ := http.NewRequest(http.MethodPut, u.URL, bytes.NewReader(image[:k]))
+	req.Header.Set("Content-Range", fmt.Sprintf("bytes 0-%d/*", k-1))
+	if resp, body := sendReq(t, req); resp.StatusCode != http.StatusPermanentRedirect {
+		t.Fatalf("first piece: HTTP %d %s, want 308", resp.StatusCode, body)
+	}
+
+	var again struct{ RequestChunkURL chunkURL }
+	s.gqlFrom(page, tok, `mutation($id: ID!) { requestChunkUrl(uploadId: $id, chunkIndex: 0) { chunkIndex url method headers { name value } offset size } }`,
+		map[string]any{"id": up.ID}, &again)
+	r := again.RequestChunkURL
+	if r.Offset != k || r.Size != n-k || r.URL != u.URL {
+		t.Fatalf("after the break: offset %d size %d (same session: %v), want %d, %d, the same", r.Offset, r.Size, r.URL == u.URL, k, n-k)
+	}
+	wantHeaders(t, r, fmt.Sprintf("bytes %d-%d/%d", k, n-1, n))
+	s.wantCode(s.token("bob"), opRequestURL, vars("id", up.ID, "i", 0), "NOT_FOUND")
+
+	req, _ = http.NewRequest(r.Method, r.URL, bytes.NewReader(image[r.Offset:r.Offset+r.Size]))
+	for _, h := range r.Headers {
+		req.Header.Set(h.Name, h.Value)
+	}
+	if resp, body := sendReq(t, req); resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		t.Fatalf("the rest: HTTP %d %s", resp.StatusCode, body)
+	}
+	s.mustGQL(tok, opConfirm, vars("id", up.ID, "i", 0, "size", n, "sum", crc32cOf(image)), nil)
+	m := s.complete(tok, up.ID)
+	if _, body := get(t, m.URL, nil); sha256hex(body) != sha256hex(image) {
+		t.Errorf("download: %d bytes, sha256 %s, want %s", len(body), sha256hex(body), sha256hex(image))
+	}
+}
+
+func wantHeaders(t *testing.T, u chunkURL, contentRange string) {
+	t.Helper()
+	if u.Method != "PUT" || len(u.Headers) != 1 || u.Headers[0].Name != "Content-Range" || u.Headers[0].Value != contentRange {
+		t.Fatalf("chunk URL: %s with headers %+v, want PUT with Content-Range %s", u.Method, u.Headers, contentRange)
+	}
+}
+
+func sendReq(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Host, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+// gqlFrom is mustGQL from a browser page at origin.
+func (s *spool) gqlFrom(origin, token, query string, vars map[string]any, out any) {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Origin", origin)
+	resp, raw := sendReq(s.t.(*testing.T), req)
+	var res struct {
+		Data   json.RawMessage `json:"data"`
+		Errors []gqlError      `json:"errors"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil || len(res.Errors) > 0 {
+		s.t.Fatalf("GraphQL from %s: HTTP %d %s", origin, resp.StatusCode, raw)
+	}
+	if err := json.Unmarshal(res.Data, out); err != nil {
+		s.t.Fatalf("decoding %s: %v", res.Data, err)
 	}
 }

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 type sharedEngines struct {
 	databaseURL, redisURL, redisPrefix, storageURL string
 	gcs                                            gcs.Options
+	gcsServer                                      *gcstest.Server
 }
 
 // productionEngines provisions them, skipping with a message when
@@ -37,7 +39,9 @@ func productionEngines(t testing.TB) sharedEngines {
 		gcs: gcs.Options{
 			Client:     srv.Client(t),
 			SignedURLs: &gcs.SignedURLs{GoogleAccessID: gcstest.GoogleAccessID, PrivateKey: gcstest.SigningKey(t), Insecure: true},
+			Sessions:   &gcs.Sessions{HTTPClient: http.DefaultClient, Endpoint: srv.URL},
 		},
+		gcsServer: srv,
 	}
 }
 

@@ -22,11 +22,17 @@ const uploadFields = `id batchId fileName mimeType totalSize strategy chunkSize 
 const initBatchOp = `mutation($input: InitBatchInput!) { initBatch(input: $input) { id uploads { ` + uploadFields + ` } } }`
 
 type chunkURL struct {
-	ChunkIndex int    `json:"chunkIndex"`
-	URL        string `json:"url"`
-	Method     string `json:"method"`
-	Offset     int64  `json:"offset"`
-	Size       int64  `json:"size"`
+	ChunkIndex int      `json:"chunkIndex"`
+	URL        string   `json:"url"`
+	Method     string   `json:"method"`
+	Headers    []header `json:"headers"`
+	Offset     int64    `json:"offset"`
+	Size       int64    `json:"size"`
+}
+
+type header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 type progress struct {

@@ -162,7 +162,7 @@ func (b *batchUpload) sendFile(ctx context.Context, file int, up Upload) (MediaF
 		}
 		g.Go(func() error {
 			defer func() { <-b.slots }()
-			if err := b.sendChunk(gctx, file, up.ID, u); err != nil {
+			if err := b.sendChunk(gctx, file, up, u); err != nil {
 				return fmt.Errorf("chunk %d: %w", u.ChunkIndex, err)
 			}
 			return nil
@@ -203,14 +203,34 @@ func (b *batchUpload) chunksToSend(ctx context.Context, up Upload) ([]ChunkURL, 
 
 // sendChunk PUTs one chunk until the server has it, signing its URL anew
 // when it expired or was refused.
-func (b *batchUpload) sendChunk(ctx context.Context, file int, uploadID string, u ChunkURL) error {
+//
+// A URL with a Content-Range header goes to a resumable session (a
+// direct SINGLE upload to GCS): the store may keep part of an attempt
+// that broke off. Before trying again the client asks spool (retry) where
+// to go on, and sends only the rest; if retry lists the chunk no more,
+// the store has it whole.
+func (b *batchUpload) sendChunk(ctx context.Context, file int, up Upload, u ChunkURL) error {
+	chunkStart := int64(u.ChunkIndex) * up.ChunkSize
+	counted := int64(0) // bytes of the chunk the store kept before, reported as sent
+	resume := false
 	_, err := withRetry(ctx, func() (struct{}, error) {
-		if time.Until(u.ExpiresAt) < urlMargin {
-			fresh, err := b.client.RequestChunkURL(ctx, uploadID, u.ChunkIndex)
+		switch {
+		case resume:
+			next, stored, err := b.resumePoint(ctx, up.ID, u.ChunkIndex)
+			if err != nil || stored {
+				return struct{}{}, err
+			}
+			u, resume = next, false
+		case time.Until(u.ExpiresAt) < urlMargin:
+			fresh, err := b.client.RequestChunkURL(ctx, up.ID, u.ChunkIndex)
 			if err != nil {
 				return struct{}{}, err
 			}
 			u = fresh
+		}
+		if kept := u.Offset - chunkStart; kept != counted {
+			b.observer.Sent(file, kept-counted)
+			counted = kept
 		}
 		body := &sentCounter{r: b.files[file].section(u.Offset, u.Size), report: func(n int64) { b.observer.Sent(file, n) }}
 		err := b.client.PutChunk(ctx, u, body)
@@ -219,10 +239,37 @@ func (b *batchUpload) sendChunk(ctx context.Context, file int, uploadID string, 
 			if hasStatus(err, http.StatusForbidden) {
 				u.ExpiresAt = time.Time{} // sign anew before the next try
 			}
+			resume = resumable(u)
 		}
 		return struct{}{}, err
 	})
 	return err
+}
+
+// resumable reports whether u goes to a resumable session: it says which
+// bytes it takes with Content-Range.
+func resumable(u ChunkURL) bool {
+	for _, h := range u.Headers {
+		if http.CanonicalHeaderKey(h.Name) == "Content-Range" {
+			return true
+		}
+	}
+	return false
+}
+
+// resumePoint asks spool where a chunk sent to a resumable session goes
+// on: stored is true when retry no longer lists it (the store has it).
+func (b *batchUpload) resumePoint(ctx context.Context, uploadID string, index int) (next ChunkURL, stored bool, err error) {
+	urls, err := b.client.Retry(ctx, uploadID)
+	if err != nil {
+		return ChunkURL{}, false, err
+	}
+	for _, u := range urls {
+		if u.ChunkIndex == index {
+			return u, false, nil
+		}
+	}
+	return ChunkURL{}, true, nil
 }
 
 // withRetry runs op until it succeeds, fails for good (see retryable),
@@ -236,8 +283,9 @@ func withRetry[T any](ctx context.Context, op func() (T, error)) (T, error) {
 
 // retryable marks err permanent unless trying again may help: the network
 // failed, the server is busy or failing (5xx, 408, 429,
-// STORAGE_UNAVAILABLE, INTERNAL), or a chunk URL was refused (403: it is
-// signed anew).
+// STORAGE_UNAVAILABLE, INTERNAL), a chunk URL was refused (403: it is
+// signed anew), or a resumable session kept only part of a chunk (308:
+// the rest is sent).
 func retryable(err error) error {
 	var g *GraphQLError
 	var h *HTTPError
@@ -249,7 +297,7 @@ func retryable(err error) error {
 			return err
 		}
 	case errors.As(err, &h):
-		if h.Status >= 500 || h.Status == http.StatusForbidden ||
+		if h.Status >= 500 || h.Status == http.StatusForbidden || h.Status == http.StatusPermanentRedirect ||
 			h.Status == http.StatusRequestTimeout || h.Status == http.StatusTooManyRequests {
 			return err
 		}

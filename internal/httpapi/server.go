@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -83,7 +85,9 @@ type handlers struct{ Options }
 
 // withCaller puts the bearer token's user into the request context. A
 // missing or bad token leaves the request anonymous: every GraphQL field
-// then answers UNAUTHENTICATED, as over websockets.
+// then answers UNAUTHENTICATED, as over websockets. It also passes on the
+// request's browser origin, if allowed, for the storage sessions opened
+// for that page (direct uploads).
 func (h *handlers) withCaller(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if header := r.Header.Get("Authorization"); header != "" {
@@ -91,8 +95,22 @@ func (h *handlers) withCaller(next http.Handler) http.Handler {
 				r = r.WithContext(upload.WithCaller(r.Context(), uid))
 			}
 		}
+		if origin := r.Header.Get("Origin"); origin != "" && originAllowed(origin, r.Host, h.AllowedOrigins) {
+			r = r.WithContext(upload.WithOrigin(r.Context(), origin))
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// originAllowed reports whether a browser origin may use spool: the
+// server's own, or one of the allowed ("*" allows any). The rule is the
+// one CORS and websocket upgrades apply.
+func originAllowed(origin, host string, allowed []string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+		return false // "null" (sandboxed pages, files) among others
+	}
+	return slices.Contains(allowed, "*") || slices.Contains(allowed, origin) || strings.EqualFold(u.Host, host)
 }
 
 // limitBody bounds GraphQL request bodies: one over the limit is refused

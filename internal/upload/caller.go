@@ -17,3 +17,19 @@ func CallerFrom(ctx context.Context) (string, error) {
 	}
 	return "", Errorf(CodeUnauthenticated, "sign in: send a bearer token (for websockets, in the connection_init payload as Authorization)")
 }
+
+type originKey struct{}
+
+// WithOrigin returns a context carrying the browser origin a request came
+// from, which the transport has checked against the allowed origins. A
+// direct SINGLE upload's resumable session is opened for it, so the
+// store answers that page's CORS requests.
+func WithOrigin(ctx context.Context, origin string) context.Context {
+	return context.WithValue(ctx, originKey{}, origin)
+}
+
+// originFrom returns the request's checked browser origin, or "".
+func originFrom(ctx context.Context) string {
+	o, _ := ctx.Value(originKey{}).(string)
+	return o
+}

@@ -3,9 +3,12 @@ package upload
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/internal/sniff"
 )
 
@@ -64,4 +67,111 @@ func (s *Service) syncDirectChunks(ctx context.Context, sess *ent.UploadSession)
 		}
 	}
 	return nil
+}
+
+// resumableChunkURL is where a direct SINGLE upload's bytes go: the
+// store's resumable session for it, from the first byte the store lacks.
+// The session is opened on first need and kept on the upload, for the
+// browser origin of the request (a request from another origin gets a
+// session of its own, since the store answers CORS for one origin per
+// session). A session the store has forgotten, or one already finished
+// (the chunk is being sent again), is replaced by a new one.
+func (s *Service) resumableChunkURL(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, exp time.Time) (ChunkURL, error) {
+	origin := originFrom(ctx)
+	sessionURL, offset := "", int64(0)
+	if sess.ResumableURL != nil && (origin == "" || origin == deref(sess.ResumableOrigin)) {
+		persisted, done, err := s.resumable.ResumableOffset(ctx, *sess.ResumableURL, ref.Size)
+		switch {
+		case errors.Is(err, ErrNotExist):
+			// Expired or cancelled in the store: open another.
+		case err != nil:
+			return ChunkURL{}, storageError("asking a resumable session how far it got", err)
+		case done || persisted >= ref.Size:
+			// The chunk is whole in the store, and asked for again: the
+			// new session's bytes will replace it, so it no longer counts.
+			if err := s.invalidateForResend(ctx, sess.ID, ref.Index); err != nil {
+				return ChunkURL{}, err
+			}
+		default:
+			sessionURL, offset = *sess.ResumableURL, persisted
+		}
+	}
+	if sessionURL == "" {
+		var err error
+		if sessionURL, err = s.startResumable(ctx, sess, ref, origin); err != nil {
+			return ChunkURL{}, err
+		}
+	}
+	return ChunkURL{
+		ChunkIndex: ref.Index,
+		URL:        sessionURL,
+		Method:     "PUT",
+		Headers:    []Header{{Name: "Content-Range", Value: fmt.Sprintf("bytes %d-%d/%d", offset, ref.Size-1, ref.Size)}},
+		Offset:     ref.Offset + offset,
+		Size:       ref.Size - offset,
+		ExpiresAt:  exp,
+	}, nil
+}
+
+// startResumable opens a resumable session for the chunk and keeps its
+// URL on the upload, if the upload still takes chunks.
+func (s *Service) startResumable(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, origin string) (string, error) {
+	sessionURL, err := s.resumable.StartResumable(ctx, sess.StorageKey, ref, origin)
+	if errors.Is(err, ErrNotExist) {
+		return "", Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sess.ID)
+	}
+	if err != nil {
+		return "", storageError("opening a resumable session", err)
+	}
+	update := s.db.UploadSession.Update().
+		Where(uploadsession.ID(sess.ID), uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(s.now())).
+		SetResumableURL(sessionURL)
+	if origin != "" {
+		update.SetResumableOrigin(origin)
+	} else {
+		update.ClearResumableOrigin()
+	}
+	n, err := update.Save(ctx)
+	if err != nil {
+		return "", fmt.Errorf("keeping the resumable session of %s: %w", sess.ID, err)
+	}
+	if n == 0 {
+		return "", Errorf(CodeAlreadyFinished, "upload %s stopped taking chunks", sess.ID)
+	}
+	return sessionURL, nil
+}
+
+// errJudgeAgain sends complete() back to judging the upload: what the
+// store holds changed since the chunk was recorded.
+var errJudgeAgain = errors.New("the stored chunk changed; judge again")
+
+// recheckResumable makes sure the object of a direct SINGLE upload is
+// still the one recorded, size and CRC32C, right before it is assembled:
+// a client holding the session URL (or a new session) may have replaced
+// it since it was checked. A changed object is judged again (errJudgeAgain
+// once recorded); a vanished one no longer counts and makes complete
+// INCOMPLETE.
+func (s *Service) recheckResumable(ctx context.Context, sess *ent.UploadSession) error {
+	ref, _ := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, 0)
+	row, err := s.db.UploadChunk.Query().Where(uploadchunk.SessionID(sess.ID), uploadchunk.Index(0)).Only(ctx)
+	if err != nil {
+		return fmt.Errorf("reading chunk: %w", err)
+	}
+	info, err := s.direct.StatChunk(ctx, sess.StorageKey, ref)
+	switch {
+	case errors.Is(err, ErrNotExist):
+		if err := s.invalidateForResend(ctx, sess.ID, 0); err != nil {
+			return err
+		}
+		return Errorf(CodeIncomplete, "upload %s: its file is no longer in storage; send it again", sess.ID)
+	case err != nil:
+		return storageError("checking a chunk in storage", err)
+	case info.Size == row.Size && int64(info.CRC32C) == row.Crc32c:
+		return nil
+	}
+	s.log.Info("stored file changed since it was checked", "upload_id", sess.ID, "bytes", info.Size)
+	if _, err := s.syncDirectChunk(ctx, sess, ref); err != nil && ErrorCode(err) == CodeInternal {
+		return err
+	}
+	return errJudgeAgain
 }

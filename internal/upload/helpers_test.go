@@ -126,12 +126,18 @@ func testConfig() upload.Config {
 
 func newTestService(t *testing.T, cfg upload.Config) *testEnv {
 	t.Helper()
-	return newTestServiceWrapping(t, cfg, nil)
+	dir := filepath.Join(t.TempDir(), "files")
+	store, err := localfs.New(dir)
+	if err != nil {
+		t.Fatalf("localfs.New: %v", err)
+	}
+	e := newTestServiceOn(t, cfg, store)
+	e.dir = dir
+	return e
 }
 
-// newTestServiceWrapping is newTestService with the local disk store seen
-// through wrap, for tests that act in the middle of a store call.
-func newTestServiceWrapping(t *testing.T, cfg upload.Config, wrap func(upload.Store) upload.Store) *testEnv {
+// newTestServiceOn is newTestService on another store.
+func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *testEnv {
 	t.Helper()
 	tmp := t.TempDir()
 	dsn := "file:" + filepath.Join(tmp, "spool.db") +
@@ -147,23 +153,14 @@ func newTestServiceWrapping(t *testing.T, cfg upload.Config, wrap func(upload.St
 		t.Fatalf("migrating: %v", err)
 	}
 
-	dir := filepath.Join(tmp, "files")
-	store, err := localfs.New(dir)
-	if err != nil {
-		t.Fatalf("localfs.New: %v", err)
-	}
 	secret, err := signing.New(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
 		t.Fatalf("signing.New: %v", err)
 	}
 	clock := newFakeClock()
 	broker := &recordingBroker{Hub: progress.NewHub()}
-	var svcStore upload.Store = store
-	if wrap != nil {
-		svcStore = wrap(store)
-	}
 	svc, err := upload.NewService(upload.Deps{
-		DB: db, Store: svcStore, Broker: broker,
+		DB: db, Store: store, Broker: broker,
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 		Now:    clock.Now,
 	}, cfg)
@@ -173,7 +170,7 @@ func newTestServiceWrapping(t *testing.T, cfg upload.Config, wrap func(upload.St
 	// Cleanups run last-in first-out: the service (and its background
 	// work) stops before the database closes.
 	t.Cleanup(svc.Close)
-	return &testEnv{svc: svc, db: db, clock: clock, broker: broker, dir: dir, cfg: svc.Config()}
+	return &testEnv{svc: svc, db: db, clock: clock, broker: broker, cfg: svc.Config()}
 }
 
 // user returns the id of the user with the subject, creating it.

@@ -149,6 +149,9 @@ func (s *Service) chunkURL(ctx context.Context, sess *ent.UploadSession, ref Chu
 		exp = sess.ExpiresAt
 	}
 	exp = exp.Truncate(1e9) // signatures carry whole seconds
+	if s.resumable != nil && sess.Strategy == StrategySingle {
+		return s.resumableChunkURL(ctx, sess, ref, exp)
+	}
 	u := ChunkURL{
 		ChunkIndex: ref.Index,
 		URL:        s.signer.ChunkURL(sess.ID, ref.Index, exp),
@@ -322,6 +325,13 @@ func (s *Service) Complete(ctx context.Context, userID, id string) (*ent.MediaFi
 		if missing := missingIndexes(sess.TotalChunks, chunks); len(missing) > 0 {
 			return nil, Errorf(CodeIncomplete, "upload %s is missing %d of %d chunks: %s",
 				id, len(missing), sess.TotalChunks, describeIndexes(missing))
+		}
+		if s.resumable != nil && sess.Strategy == StrategySingle {
+			if err := s.recheckResumable(ctx, sess); errors.Is(err, errJudgeAgain) {
+				return s.Complete(ctx, userID, id)
+			} else if err != nil {
+				return nil, err
+			}
 		}
 		// The version guard makes sure no chunk changed since the check.
 		n, err := s.db.UploadSession.Update().

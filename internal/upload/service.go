@@ -35,6 +35,9 @@ type Service struct {
 	now    func() time.Time
 	// direct is the store, when clients send chunks to it directly.
 	direct DirectStore
+	// resumable is the store, when clients send SINGLE uploads to its
+	// resumable sessions (direct mode, on a store that has them).
+	resumable ResumableStore
 
 	// background tracks post-commit work (processing, freeing bytes) so
 	// Close can wait for it.
@@ -80,6 +83,7 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 			return nil, errors.New("upload: direct uploads need a store that signs its own URLs (GCS)")
 		}
 		s.direct = ds
+		s.resumable, _ = d.Store.(ResumableStore)
 	}
 	return s, nil
 }

@@ -2,10 +2,12 @@ package upload_test
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -323,12 +325,14 @@ func (h *assembleHook) Assemble(ctx context.Context, key string, total int, size
 // complete answers SESSION_EXPIRED and leaves no media file, no assembled
 // object and the quota given back once, not a file nobody pays for.
 func TestExpiryDuringAssembly(t *testing.T) {
-	var e *testEnv
-	hook := &assembleHook{}
-	e = newTestServiceWrapping(t, testConfig(), func(s upload.Store) upload.Store {
-		hook.Store = s
-		return hook
-	})
+	dir := filepath.Join(t.TempDir(), "files")
+	store, err := localfs.New(dir)
+	if err != nil {
+		t.Fatalf("localfs.New: %v", err)
+	}
+	hook := &assembleHook{Store: store}
+	e := newTestServiceOn(t, testConfig(), hook)
+	e.dir = dir
 	ctx := context.Background()
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("clip.mp4", smFile))
@@ -340,7 +344,7 @@ func TestExpiryDuringAssembly(t *testing.T) {
 		}
 	}
 
-	_, err := e.svc.Complete(ctx, owner, sess.ID)
+	_, err = e.svc.Complete(ctx, owner, sess.ID)
 	wantCode(t, err, upload.CodeSessionExpired)
 	if got := e.stored(t, sess.ID).Status; got != upload.StatusExpired {
 		t.Errorf("status = %s, want EXPIRED", got)

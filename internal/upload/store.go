@@ -73,6 +73,28 @@ type DirectStore interface {
 	ReadChunkHead(ctx context.Context, key string, chunk ChunkRef, n int) ([]byte, error)
 }
 
+// ResumableStore is a DirectStore that takes the bytes of a SINGLE upload
+// through a resumable session: the client sends them to the session's URL
+// and, after a broken connection, goes on from the last byte the store
+// kept (GCS resumable uploads). StatChunk and ReadChunkHead see the
+// chunk once the session has all of it.
+type ResumableStore interface {
+	DirectStore
+	// StartResumable opens a session for the chunk's bytes, chunk.Size of
+	// them, and returns its URL: a bearer capability to write the chunk,
+	// valid about a week, to be given to the upload's owner only. A
+	// non-empty origin is the browser origin the session answers CORS
+	// requests from. It returns an error wrapping ErrNotExist if the
+	// upload was never prepared or is gone.
+	StartResumable(ctx context.Context, key string, chunk ChunkRef, origin string) (sessionURL string, err error)
+	// ResumableOffset asks a session of a chunk of size bytes how many
+	// of them it has kept (the client sends the rest, from there), and
+	// whether it is done: the chunk is stored whole and the session takes
+	// no more. It returns an error wrapping ErrNotExist if the session is
+	// gone (expired, cancelled or unknown to the store).
+	ResumableOffset(ctx context.Context, sessionURL string, size int64) (persisted int64, done bool, err error)
+}
+
 // DirectURL is a request a client makes to the store itself.
 type DirectURL struct {
 	URL     string

@@ -128,6 +128,11 @@ type Options struct {
 	// the object's name instead of a signed URL, for a public bucket or a
 	// CDN in front of it, e.g. "https://storage.googleapis.com/BUCKET".
 	PublicBaseURL string
+
+	// Sessions says how StartResumable opens resumable upload sessions
+	// (direct SINGLE uploads). Nil means DefaultSessions, made on first
+	// use.
+	Sessions *Sessions
 }
 
 // SignedURLs are the credentials for signing V4 URLs.
@@ -152,6 +157,9 @@ type Store struct {
 	writeBufferSize int
 	signing         *SignedURLs
 	publicBaseURL   string
+
+	sessions     func(ctx context.Context) (*Sessions, error)
+	statusClient *http.Client // for session status queries, which carry no credentials
 
 	buffers sync.Pool // of *[]byte, copyBufferSize long
 }
@@ -219,6 +227,8 @@ func New(client *storage.Client, bucket, prefix string, opts Options) *Store {
 		writeBufferSize: bufSize,
 		signing:         opts.SignedURLs,
 		publicBaseURL:   strings.TrimRight(opts.PublicBaseURL, "/"),
+		sessions:        sessionsFor(opts.Sessions),
+		statusClient:    http.DefaultClient,
 		buffers: sync.Pool{New: func() any {
 			b := make([]byte, copyBufferSize)
 			return &b

@@ -58,6 +58,9 @@ func newEnv(t *testing.T, opts Options, clientOpts ...option.ClientOption) *test
 	if opts.SignedURLs == nil {
 		opts.SignedURLs = testSigning(t)
 	}
+	if opts.Sessions == nil {
+		opts.Sessions = &Sessions{HTTPClient: http.DefaultClient, Endpoint: srv.URL}
+	}
 	e.store = New(e.client, e.bucket, testPrefix, opts)
 	return e
 }

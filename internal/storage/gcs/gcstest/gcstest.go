@@ -4,9 +4,13 @@
 // The emulator speaks the JSON API, resumable uploads, compose, and the
 // XML paths that V4 signed URLs use, on a loopback port. It differs from
 // GCS in ways a test must not rely on: it checks no signatures and no
-// signed headers, a resumable status query finalises the object instead
-// of answering 308, and re-sending a chunk of a resumable upload appends
-// instead of replacing.
+// signed headers, it ignores a resumable session's declared size
+// (X-Upload-Content-Length) and its Origin, and re-sending a chunk of a
+// resumable upload appends instead of replacing. Its status queries of
+// resumable sessions (Content-Range: bytes */N) would finish the object
+// with the bytes so far; a stand-in in front of it answers them as GCS
+// does instead (308 with the Range kept, 200 once whole), from the
+// emulator's own answers to the chunks before.
 //
 // Typical use, with gcs.New from the storage engine:
 //
@@ -51,7 +55,8 @@ type Server struct {
 	// and signed URLs (URL/BUCKET/OBJECT).
 	URL string
 
-	fake *fakestorage.Server
+	fake   *fakestorage.Server
+	status *statusQueries
 }
 
 // Start starts an emulator with no buckets, stopped when the test ends.
@@ -78,7 +83,8 @@ func Start(t testing.TB) *Server {
 		l.Close()
 		t.Fatalf("gcstest: starting fake-gcs-server: %v", err)
 	}
-	hs := httptest.NewUnstartedServer(fake.HTTPHandler())
+	status := newStatusQueries(fake.HTTPHandler())
+	hs := httptest.NewUnstartedServer(status)
 	hs.Listener.Close()
 	hs.Listener = l
 	hs.Start()
@@ -86,7 +92,7 @@ func Start(t testing.TB) *Server {
 		hs.Close()
 		fake.Stop()
 	})
-	return &Server{URL: hs.URL, fake: fake}
+	return &Server{URL: hs.URL, fake: fake, status: status}
 }
 
 // NewServer starts an emulator with one bucket and returns a client for
@@ -131,6 +137,13 @@ func (s *Server) CreateBucket(t testing.TB) string {
 	name := "spool-test-" + hex.EncodeToString(b[:])
 	s.fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: name})
 	return name
+}
+
+// SessionOrigin returns the Origin header the resumable session at
+// sessionURL was opened with ("" for none), and false for a session this
+// server did not open.
+func (s *Server) SessionOrigin(sessionURL string) (string, bool) {
+	return s.status.origin(sessionURL)
 }
 
 // signingKey is generated once per process: RSA key generation takes a
