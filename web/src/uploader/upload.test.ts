@@ -9,6 +9,7 @@ import {
   type EngineOptions,
   type EngineState,
   type UploadApi,
+  ServiceError,
 } from "./upload";
 
 const chunkSize = 10;
@@ -181,5 +182,73 @@ describe("FileUpload", () => {
     startEngine(spool, 3);
     await vi.runAllTimersAsync();
     expect(spool.puts.map((p) => [p.index, p.bytes])).toEqual([[0, 10], [1, 10], [2, 10]]);
+  });
+
+  describe("a resumable session (direct SINGLE upload to GCS)", () => {
+    const size = 30;
+    const sessionTarget = (offset: number): ChunkTarget => ({
+      chunkIndex: 0,
+      url: "https://storage.test/upload?upload_id=session1",
+      method: "PUT",
+      headers: [{ name: "Content-Range", value: `bytes ${offset}-${size - 1}/${size}` }],
+      offset,
+      size: size - offset,
+      expiresAt: "2999-01-01T00:00:00Z",
+    });
+
+    /** The store keeps kept bytes of a PUT that breaks; retryOffsets are what spool's retry reports. */
+    function resumableSpool(kept: number, retryOffsets: (number | null)[]) {
+      const puts: { offset: number; bytes: number; contentRange: string | undefined }[] = [];
+      const transport: ChunkTransport = (target, body, _signal, onSent) => {
+        puts.push({ offset: target.offset, bytes: body.size, contentRange: target.headers.find((h) => h.name === "Content-Range")?.value });
+        if (puts.length === 1) {
+          onSent(kept);
+          return Promise.reject(new ServiceError("the connection broke while sending a chunk", "NETWORK"));
+        }
+        return Promise.resolve({ status: 200, body: { kind: "storage#object", size: String(size) } });
+      };
+      const api = {
+        requestChunkUrl: vi.fn(async () => sessionTarget(0)),
+        retry: vi.fn(async () => {
+          const offset = retryOffsets.shift() ?? null;
+          return offset === null ? [] : [sessionTarget(offset)];
+        }),
+        complete: vi.fn(async () => ({ id: "media1" })),
+        cancel: vi.fn(async () => {}),
+      } satisfies UploadApi<{ id: string }>;
+      const states: EngineState<{ id: string }>[] = [];
+      const engine = new FileUpload(
+        new Blob([new Uint8Array(size)]),
+        { id: uploadId, totalChunks: 1, chunkUrls: [sessionTarget(0)], progress: { status: "INITIALIZED", uploadedChunks: 0, totalChunks: 1 } },
+        api,
+        { state: (s) => states.push(s) },
+        { parallel: 1, retries: 3, minRetryDelay: 1_000, transport },
+      );
+      engine.start();
+      return { puts, api, last: () => states.at(-1)?.kind };
+    }
+
+    it("goes on from the offset the store kept, as spool's retry gives it, not from the start", async () => {
+      // After the break spool reports offset 12; once the rest is sent the
+      // store holds the file and retry lists nothing.
+      const spool = resumableSpool(12, [12, null]);
+      await vi.runAllTimersAsync();
+      expect(spool.puts).toEqual([
+        { offset: 0, bytes: 30, contentRange: "bytes 0-29/30" },
+        { offset: 12, bytes: 18, contentRange: "bytes 12-29/30" },
+      ]);
+      expect(spool.api.requestChunkUrl).not.toHaveBeenCalled();
+      expect(spool.api.complete).toHaveBeenCalledTimes(1);
+      expect(spool.last()).toBe("completed");
+    });
+
+    it("sends nothing more when the store got the whole file and only the answer was lost", async () => {
+      const spool = resumableSpool(30, [null, null]);
+      await vi.runAllTimersAsync();
+      expect(spool.puts).toHaveLength(1);
+      expect(spool.api.requestChunkUrl).not.toHaveBeenCalled();
+      expect(spool.api.complete).toHaveBeenCalledTimes(1);
+      expect(spool.last()).toBe("completed");
+    });
   });
 });

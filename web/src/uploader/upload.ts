@@ -147,6 +147,16 @@ const maxRounds = 3;
 const urlMargin = 60_000; // a URL this close to expiry is signed afresh first
 const defaultStallTimeout = 60_000;
 
+/**
+ * A resumable session (GCS's, for a direct SINGLE upload) takes the rest of
+ * the file from the offset the store kept, as its Content-Range says; a
+ * broken attempt leaves that offset behind, so the target is asked for
+ * again instead of re-sent.
+ */
+function isResumable(target: ChunkTarget): boolean {
+  return target.headers.some((h) => h.name.toLowerCase() === "content-range");
+}
+
 export function clampParallel(n: number): number {
   return Number.isFinite(n) ? Math.min(16, Math.max(1, Math.round(n))) : 4;
 }
@@ -156,6 +166,8 @@ export class FileUpload<M> {
   private readonly limit: LimitFunction;
   private readonly transport: ChunkTransport;
   private readonly targets = new Map<number, ChunkTarget>();
+  /** Chunks whose resumable session broke: where to go on is asked of spool. */
+  private readonly resuming = new Set<number>();
   private readonly inFlight = new Map<number, number>();
   private generation = new AbortController();
   private completing: Promise<void> | null = null;
@@ -299,8 +311,9 @@ export class FileUpload<M> {
   private async sendChunk(index: number, signal: AbortSignal): Promise<void> {
     await this.retried(async () => {
       signal.throwIfAborted();
-      const target = await this.targetFor(index);
+      const target = this.resuming.has(index) ? await this.resumedTarget(index) : await this.targetFor(index);
       signal.throwIfAborted();
+      if (target === null) return; // the store has the whole chunk
       const body = this.file.slice(target.offset, target.offset + target.size);
       let answer: ChunkResponse;
       const attempt = this.watchStall(signal);
@@ -310,6 +323,7 @@ export class FileUpload<M> {
           this.noteSent(index, loaded);
         });
       } catch (err) {
+        if (isResumable(target)) this.resuming.add(index);
         // A stall is retried; the transport only saw an abort.
         if (attempt.stalled()) throw attempt.signal.reason;
         throw err;
@@ -324,7 +338,8 @@ export class FileUpload<M> {
         return;
       }
       const err = chunkError(answer.status, answer.body);
-      if (err.code === "FORBIDDEN") this.targets.delete(index);
+      if (isResumable(target)) this.resuming.add(index);
+      else if (err.code === "FORBIDDEN") this.targets.delete(index);
       throw err;
     }, signal);
   }
@@ -371,6 +386,20 @@ export class FileUpload<M> {
       signal,
       shouldRetry: ({ error }) => isRetryable(error),
     });
+  }
+
+  /**
+   * Where a broken resumable session goes on: spool asks the store what it
+   * kept and lists the chunk from there, or no longer lists it when the
+   * store has it whole. retry, not requestChunkUrl: a session that did
+   * finish, its answer lost, must not be started again.
+   */
+  private async resumedTarget(index: number): Promise<ChunkTarget | null> {
+    const fresh = await this.api.retry(this.id);
+    this.resuming.delete(index);
+    this.targets.delete(index);
+    for (const t of fresh) this.targets.set(t.chunkIndex, t);
+    return this.targets.get(index) ?? null;
   }
 
   private async targetFor(index: number): Promise<ChunkTarget> {
