@@ -134,7 +134,7 @@ func TestMediaURLsChosen(t *testing.T) {
 	onGCS := func(signs bool) func(*app.Config) {
 		return func(c *app.Config) {
 			c.StorageURL = "gs://" + bucket + "/spool"
-			c.GCS = gcs.Options{Client: srv.Client(t)}
+			c.GCS = gcs.Options{Client: srv.Client(t), Sessions: &gcs.Sessions{HTTPClient: http.DefaultClient, Endpoint: srv.URL}}
 			if signs {
 				c.GCS.SignedURLs = signing
 			}
