@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // moduleRoot returns the directory of spool's go.mod.
@@ -46,8 +48,30 @@ func buildBinaries(tb testing.TB, dir string) (spool, bare string) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			tb.Fatalf("go build %s: %v\n%s", pkg, err, out)
 		}
+		evictFromPageCache(tb, bin)
 	}
 	return spool, bare
+}
+
+// evictFromPageCache writes bin to disk and drops it from the page cache,
+// so the server starts as a deployed binary does, paging its code in from
+// disk. Left cached as the linker wrote it, the file sits in large page
+// cache folios, and a process mapping them is charged whole folios of code
+// it never touches: 12 MiB more RSS for the same binary (a copy made with
+// cp starts 12 MiB smaller, as does the linker's output once evicted).
+func evictFromPageCache(tb testing.TB, bin string) {
+	tb.Helper()
+	f, err := os.Open(bin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		tb.Fatalf("syncing %s: %v", bin, err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		tb.Fatalf("evicting %s from the page cache: %v", bin, err)
+	}
 }
 
 // freeBytes is the space available to us on dir's file system.
