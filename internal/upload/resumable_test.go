@@ -43,29 +43,6 @@ func newResumableStore(t *testing.T) (*testEnv, *gcstest.Server, *gcs.Store) {
 	return newTestServiceOn(t, cfg, store), srv, store
 }
 
-// putRange sends b to a session URL as bytes first.. of total ("*" when
-// not yet known) and returns the status.
-func putRange(t *testing.T, u string, b []byte, first int64, total string) int {
-	t.Helper()
-	return putWith(t, u, b, fmt.Sprintf("bytes %d-%d/%s", first, first+int64(len(b))-1, total))
-}
-
-func putWith(t *testing.T, u string, b []byte, contentRange string) int {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, u, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Range", contentRange)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("PUT to the session: %v", err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 // sendAsTold sends what a ChunkURL asks for, as a client knowing nothing
 // of GCS would: the file's bytes at Offset, Size long, with its headers.
 func sendAsTold(t *testing.T, u upload.ChunkURL, data []byte) int {
@@ -138,7 +115,7 @@ func TestResumableSingle(t *testing.T) {
 
 	// The first 512 KiB arrive, then the connection "breaks".
 	const k = 512 << 10
-	if got := putRange(t, first.URL, data[:k], 0, "*"); got != http.StatusPermanentRedirect {
+	if got := gcstest.PutToSession(t, first.URL, data[:k], 0, "*"); got != http.StatusPermanentRedirect {
 		t.Fatalf("first part: HTTP %d, want 308", got)
 	}
 	_, err = e.svc.ConfirmChunk(ctx, alice, sess.ID, 0, size, nil)
@@ -243,7 +220,7 @@ func TestResumableRefusals(t *testing.T) {
 		// The emulator finishes a session at any size (GCS would hold it
 		// to the declared one).
 		const k = 256 << 10
-		if got := putRange(t, u.URL, data[:k], 0, fmt.Sprint(k)); got != http.StatusOK {
+		if got := gcstest.PutToSession(t, u.URL, data[:k], 0, fmt.Sprint(k)); got != http.StatusOK {
 			t.Fatalf("short file: HTTP %d", got)
 		}
 		_, err = e.svc.Complete(ctx, alice, sess.ID)
@@ -324,7 +301,7 @@ func TestResumableRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := putRange(t, u.URL, data[:256<<10], 0, "*"); got != http.StatusPermanentRedirect {
+		if got := gcstest.PutToSession(t, u.URL, data[:256<<10], 0, "*"); got != http.StatusPermanentRedirect {
 			t.Fatalf("HTTP %d", got)
 		}
 		e.clock.Advance(e.cfg.SessionTTL + time.Second)

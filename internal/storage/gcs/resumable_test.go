@@ -18,31 +18,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
 	"github.com/spoolhq/spool/internal/upload"
 )
-
-// putSession sends b to a session as the bytes first to first+len(b)-1,
-// of total bytes or, with total < 0, of a total not yet known, and
-// returns the status.
-func putSession(t *testing.T, sessionURL string, b []byte, first, total int64) int {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, sessionURL, bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	totalStr := "*"
-	if total >= 0 {
-		totalStr = fmt.Sprint(total)
-	}
-	req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%s", first, first+int64(len(b))-1, totalStr))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("PUT to the session: %v", err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
 
 func wantOffset(t *testing.T, s *Store, sessionURL string, size, wantPersisted int64, wantDone bool) {
 	t.Helper()
@@ -74,7 +52,7 @@ func TestResumableSession(t *testing.T) {
 	wantOffset(t, e.store, sessionURL, size, 0, false)
 
 	const first = 2 << 18 // a multiple of 256 KiB, as GCS wants of all but the last piece
-	if got := putSession(t, sessionURL, data[:first], 0, -1); got != http.StatusPermanentRedirect {
+	if got := gcstest.PutToSession(t, sessionURL, data[:first], 0, "*"); got != http.StatusPermanentRedirect {
 		t.Fatalf("first piece: HTTP %d, want 308", got)
 	}
 	if _, err := e.store.StatChunk(t.Context(), key, chunk); !errors.Is(err, upload.ErrNotExist) {
@@ -83,7 +61,7 @@ func TestResumableSession(t *testing.T) {
 	wantOffset(t, e.store, sessionURL, size, first, false)
 	wantOffset(t, e.store, sessionURL, size, first, false) // asking changes nothing
 
-	if got := putSession(t, sessionURL, data[first:], first, size); got != http.StatusOK && got != http.StatusCreated {
+	if got := gcstest.PutToSession(t, sessionURL, data[first:], first, fmt.Sprint(size)); got != http.StatusOK && got != http.StatusCreated {
 		t.Fatalf("the rest: HTTP %d, want 200 or 201", got)
 	}
 	wantOffset(t, e.store, sessionURL, size, size, true)

@@ -3,12 +3,14 @@ package gcstest
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // statusQueries stands in front of the emulator and answers the status
@@ -138,4 +140,30 @@ func (r *recorder) Write(b []byte) (int, error) {
 		r.body.Write(b)
 	}
 	return r.ResponseWriter.Write(b)
+}
+
+// PutToSession sends body to a resumable upload session as the bytes
+// first to first+len(body)-1 of total ("*" while the total is not yet
+// known), as a client resuming it does, and returns the status.
+func PutToSession(t testing.TB, sessionURL string, body []byte, first int64, total string) int {
+	t.Helper()
+	return PutWithContentRange(t, sessionURL, body, fmt.Sprintf("bytes %d-%d/%s", first, first+int64(len(body))-1, total))
+}
+
+// PutWithContentRange sends body to a resumable upload session with the
+// Content-Range given as is, and returns the status.
+func PutWithContentRange(t testing.TB, sessionURL string, body []byte, contentRange string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, sessionURL, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Range", contentRange)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("PUT to the session: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
