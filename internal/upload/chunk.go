@@ -127,6 +127,10 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 	}
 	out, err := s.writeChunk(ctx, sess, ref, body, opts)
 	if err != nil {
+		// A re-sent chunk is marked FAILED before its bytes are written:
+		// when the store then fails, subscribers must hear that the chunk
+		// no longer counts. A watch drops the event if nothing changed.
+		s.publishCurrent(context.WithoutCancel(ctx), sess.ID)
 		return Progress{}, err
 	}
 	// The outcome is recorded even if the client has hung up meanwhile.

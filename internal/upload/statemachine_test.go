@@ -2,8 +2,12 @@ package upload_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,5 +361,46 @@ func TestExpiryDuringAssembly(t *testing.T) {
 	}
 	if files := e.filesUnder(t, ""); len(files) != 0 {
 		t.Errorf("files left in storage: %v", files)
+	}
+}
+
+// failingWrites is a Store whose WriteChunk fails, as storage that went
+// down, while failing is set.
+type failingWrites struct {
+	upload.Store
+	failing atomic.Bool
+}
+
+func (f *failingWrites) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRef, body io.Reader) (int64, error) {
+	if f.failing.Load() {
+		return 0, errors.New("storage is down")
+	}
+	return f.Store.WriteChunk(ctx, key, chunk, body)
+}
+
+// TestResendIntoFailingStorageIsPublished re-sends a received chunk while
+// storage is down: the chunk no longer counts (its old bytes may be half
+// overwritten), and subscribers hear so, not only the next caller.
+func TestResendIntoFailingStorageIsPublished(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "files")
+	store, err := localfs.New(dir)
+	if err != nil {
+		t.Fatalf("localfs.New: %v", err)
+	}
+	flaky := &failingWrites{Store: store}
+	e := newTestServiceOn(t, testConfig(), flaky)
+	owner := e.user(t, "alice")
+	sess := e.initOne(t, owner, mp4Spec("clip.mp4", smFile))
+	e.mustSend(t, sess.ID, 0, smFile)
+	e.mustSend(t, sess.ID, 1, smFile)
+
+	flaky.failing.Store(true)
+	_, err = e.send(sess.ID, 1, smFile)
+	wantCode(t, err, upload.CodeStorageUnavailable)
+
+	events := e.broker.eventsOf(sess.ID)
+	last := events[len(events)-1]
+	if last.UploadedChunks != 1 || !slices.Contains(last.FailedChunks, 1) {
+		t.Errorf("last event: %d chunks received, failed %v; want 1 received and chunk 1 failed", last.UploadedChunks, last.FailedChunks)
 	}
 }
