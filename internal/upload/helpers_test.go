@@ -126,12 +126,19 @@ func testConfig() upload.Config {
 
 func newTestService(t *testing.T, cfg upload.Config) *testEnv {
 	t.Helper()
+	return newTestServiceThrough(t, cfg, func(s upload.Store) upload.Store { return s })
+}
+
+// newTestServiceThrough is newTestService with its local disk seen
+// through wrap, for tests that act in the middle of a store call.
+func newTestServiceThrough(t *testing.T, cfg upload.Config, wrap func(upload.Store) upload.Store) *testEnv {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "files")
 	store, err := localfs.New(dir)
 	if err != nil {
 		t.Fatalf("localfs.New: %v", err)
 	}
-	e := newTestServiceOn(t, cfg, store)
+	e := newTestServiceOn(t, cfg, wrap(store))
 	e.dir = dir
 	return e
 }

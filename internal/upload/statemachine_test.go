@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -329,14 +327,11 @@ func (h *assembleHook) Assemble(ctx context.Context, key string, total int, size
 // complete answers SESSION_EXPIRED and leaves no media file, no assembled
 // object and the quota given back once, not a file nobody pays for.
 func TestExpiryDuringAssembly(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "files")
-	store, err := localfs.New(dir)
-	if err != nil {
-		t.Fatalf("localfs.New: %v", err)
-	}
-	hook := &assembleHook{Store: store}
-	e := newTestServiceOn(t, testConfig(), hook)
-	e.dir = dir
+	hook := &assembleHook{}
+	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store {
+		hook.Store = s
+		return hook
+	})
 	ctx := context.Background()
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("clip.mp4", smFile))
@@ -348,7 +343,7 @@ func TestExpiryDuringAssembly(t *testing.T) {
 		}
 	}
 
-	_, err = e.svc.Complete(ctx, owner, sess.ID)
+	_, err := e.svc.Complete(ctx, owner, sess.ID)
 	wantCode(t, err, upload.CodeSessionExpired)
 	if got := e.stored(t, sess.ID).Status; got != upload.StatusExpired {
 		t.Errorf("status = %s, want EXPIRED", got)
@@ -382,20 +377,18 @@ func (f *failingWrites) WriteChunk(ctx context.Context, key string, chunk upload
 // storage is down: the chunk no longer counts (its old bytes may be half
 // overwritten), and subscribers hear so, not only the next caller.
 func TestResendIntoFailingStorageIsPublished(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "files")
-	store, err := localfs.New(dir)
-	if err != nil {
-		t.Fatalf("localfs.New: %v", err)
-	}
-	flaky := &failingWrites{Store: store}
-	e := newTestServiceOn(t, testConfig(), flaky)
+	flaky := &failingWrites{}
+	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store {
+		flaky.Store = s
+		return flaky
+	})
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("clip.mp4", smFile))
 	e.mustSend(t, sess.ID, 0, smFile)
 	e.mustSend(t, sess.ID, 1, smFile)
 
 	flaky.failing.Store(true)
-	_, err = e.send(sess.ID, 1, smFile)
+	_, err := e.send(sess.ID, 1, smFile)
 	wantCode(t, err, upload.CodeStorageUnavailable)
 
 	events := e.broker.eventsOf(sess.ID)
