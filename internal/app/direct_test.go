@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -80,9 +79,8 @@ func TestDirectSingleResumes(t *testing.T) {
 	wantHeaders(t, u, fmt.Sprintf("bytes 0-%d/%d", n-1, n))
 
 	const k = 256 << 10
-	req, _ := http.NewRequest(http.MethodPut, u.URL, bytes.NewReader(image[:k]))
-	req.Header.Set("Content-Range", fmt.Sprintf("bytes 0-%d/*", k-1))
-	if resp, body := sendReq(t, req); resp.StatusCode != http.StatusPermanentRedirect {
+	resp, body := send(t, http.MethodPut, u.URL, bytes.NewReader(image[:k]), http.Header{"Content-Range": {fmt.Sprintf("bytes 0-%d/*", k-1)}})
+	if resp.StatusCode != http.StatusPermanentRedirect {
 		t.Fatalf("first piece: HTTP %d %s, want 308", resp.StatusCode, body)
 	}
 
@@ -96,11 +94,12 @@ func TestDirectSingleResumes(t *testing.T) {
 	wantHeaders(t, r, fmt.Sprintf("bytes %d-%d/%d", k, n-1, n))
 	s.wantCode(s.token("bob"), opRequestURL, vars("id", up.ID, "i", 0), "NOT_FOUND")
 
-	req, _ = http.NewRequest(r.Method, r.URL, bytes.NewReader(image[r.Offset:r.Offset+r.Size]))
+	header := http.Header{}
 	for _, h := range r.Headers {
-		req.Header.Set(h.Name, h.Value)
+		header.Set(h.Name, h.Value)
 	}
-	if resp, body := sendReq(t, req); resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+	resp, body = send(t, r.Method, r.URL, bytes.NewReader(image[r.Offset:r.Offset+r.Size]), header)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
 		t.Fatalf("the rest: HTTP %d %s", resp.StatusCode, body)
 	}
 	s.mustGQL(tok, opConfirm, vars("id", up.ID, "i", 0, "size", n, "sum", crc32cOf(image)), nil)
@@ -117,26 +116,12 @@ func wantHeaders(t *testing.T, u chunkURL, contentRange string) {
 	}
 }
 
-func sendReq(t *testing.T, req *http.Request) (*http.Response, []byte) {
-	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL.Host, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, body
-}
-
 // gqlFrom is mustGQL from a browser page at origin.
 func (s *spool) gqlFrom(origin, token, query string, vars map[string]any, out any) {
 	s.t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, _ := http.NewRequest(http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Origin", origin)
-	resp, raw := sendReq(s.t.(*testing.T), req)
+	resp, raw := send(s.t, http.MethodPost, s.url+"/graphql", bytes.NewReader(body), http.Header{
+		"Content-Type": {"application/json"}, "Authorization": {"Bearer " + token}, "Origin": {origin}})
 	var res struct {
 		Data   json.RawMessage `json:"data"`
 		Errors []gqlError      `json:"errors"`
