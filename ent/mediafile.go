@@ -13,6 +13,7 @@ import (
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/ent/user"
+	"github.com/spoolhq/spool/internal/media"
 )
 
 // MediaFile is the model entity for the MediaFile schema.
@@ -44,8 +45,18 @@ type MediaFile struct {
 	Width *int `json:"width,omitempty"`
 	// Height holds the value of the "height" field.
 	Height *int `json:"height,omitempty"`
-	// DurationSeconds holds the value of the "duration_seconds" field.
+	// what the client declared at initBatch
 	DurationSeconds *int `json:"duration_seconds,omitempty"`
+	// seconds, as probed; the API's durationSeconds falls back to the declared one
+	Duration *float64 `json:"duration,omitempty"`
+	// stored derivatives, smallest first
+	Thumbnails []media.Thumbnail `json:"thumbnails,omitempty"`
+	// ThumbHash of the image or poster, base64
+	Placeholder *string `json:"placeholder,omitempty"`
+	// Video holds the value of the "video" field.
+	Video *media.VideoInfo `json:"video,omitempty"`
+	// Audio holds the value of the "audio" field.
+	Audio *media.AudioInfo `json:"audio,omitempty"`
 	// Status holds the value of the "status" field.
 	Status mediafile.Status `json:"status,omitempty"`
 	// ProcessingError holds the value of the "processing_error" field.
@@ -106,11 +117,13 @@ func (*MediaFile) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case mediafile.FieldMetadata:
+		case mediafile.FieldThumbnails, mediafile.FieldVideo, mediafile.FieldAudio, mediafile.FieldMetadata:
 			values[i] = new([]byte)
+		case mediafile.FieldDuration:
+			values[i] = new(sql.NullFloat64)
 		case mediafile.FieldFileSize, mediafile.FieldWidth, mediafile.FieldHeight, mediafile.FieldDurationSeconds:
 			values[i] = new(sql.NullInt64)
-		case mediafile.FieldID, mediafile.FieldOwnerID, mediafile.FieldUploadID, mediafile.FieldFileName, mediafile.FieldMimeType, mediafile.FieldMediaType, mediafile.FieldStorageKey, mediafile.FieldBucket, mediafile.FieldPublicURL, mediafile.FieldThumbnailURL, mediafile.FieldStatus, mediafile.FieldProcessingError, mediafile.FieldContentHash:
+		case mediafile.FieldID, mediafile.FieldOwnerID, mediafile.FieldUploadID, mediafile.FieldFileName, mediafile.FieldMimeType, mediafile.FieldMediaType, mediafile.FieldStorageKey, mediafile.FieldBucket, mediafile.FieldPublicURL, mediafile.FieldThumbnailURL, mediafile.FieldPlaceholder, mediafile.FieldStatus, mediafile.FieldProcessingError, mediafile.FieldContentHash:
 			values[i] = new(sql.NullString)
 		case mediafile.FieldCreatedAt, mediafile.FieldProcessedAt, mediafile.FieldDeletedAt, mediafile.FieldPurgedAt:
 			values[i] = new(sql.NullTime)
@@ -218,6 +231,44 @@ func (_m *MediaFile) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.DurationSeconds = new(int)
 				*_m.DurationSeconds = int(value.Int64)
+			}
+		case mediafile.FieldDuration:
+			if value, ok := values[i].(*sql.NullFloat64); !ok {
+				return fmt.Errorf("unexpected type %T for field duration", values[i])
+			} else if value.Valid {
+				_m.Duration = new(float64)
+				*_m.Duration = value.Float64
+			}
+		case mediafile.FieldThumbnails:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field thumbnails", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Thumbnails); err != nil {
+					return fmt.Errorf("unmarshal field thumbnails: %w", err)
+				}
+			}
+		case mediafile.FieldPlaceholder:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field placeholder", values[i])
+			} else if value.Valid {
+				_m.Placeholder = new(string)
+				*_m.Placeholder = value.String
+			}
+		case mediafile.FieldVideo:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field video", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Video); err != nil {
+					return fmt.Errorf("unmarshal field video: %w", err)
+				}
+			}
+		case mediafile.FieldAudio:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field audio", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Audio); err != nil {
+					return fmt.Errorf("unmarshal field audio: %w", err)
+				}
 			}
 		case mediafile.FieldStatus:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -370,6 +421,25 @@ func (_m *MediaFile) String() string {
 		builder.WriteString("duration_seconds=")
 		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
+	builder.WriteString(", ")
+	if v := _m.Duration; v != nil {
+		builder.WriteString("duration=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
+	builder.WriteString("thumbnails=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Thumbnails))
+	builder.WriteString(", ")
+	if v := _m.Placeholder; v != nil {
+		builder.WriteString("placeholder=")
+		builder.WriteString(*v)
+	}
+	builder.WriteString(", ")
+	builder.WriteString("video=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Video))
+	builder.WriteString(", ")
+	builder.WriteString("audio=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Audio))
 	builder.WriteString(", ")
 	builder.WriteString("status=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Status))

@@ -15,6 +15,7 @@ import (
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/ent/user"
+	"github.com/spoolhq/spool/internal/media"
 )
 
 // MediaFileCreate is the builder for creating a MediaFile entity.
@@ -156,6 +157,52 @@ func (_c *MediaFileCreate) SetNillableDurationSeconds(v *int) *MediaFileCreate {
 	if v != nil {
 		_c.SetDurationSeconds(*v)
 	}
+	return _c
+}
+
+// SetDuration sets the "duration" field.
+func (_c *MediaFileCreate) SetDuration(v float64) *MediaFileCreate {
+	_c.mutation.SetDuration(v)
+	return _c
+}
+
+// SetNillableDuration sets the "duration" field if the given value is not nil.
+func (_c *MediaFileCreate) SetNillableDuration(v *float64) *MediaFileCreate {
+	if v != nil {
+		_c.SetDuration(*v)
+	}
+	return _c
+}
+
+// SetThumbnails sets the "thumbnails" field.
+func (_c *MediaFileCreate) SetThumbnails(v []media.Thumbnail) *MediaFileCreate {
+	_c.mutation.SetThumbnails(v)
+	return _c
+}
+
+// SetPlaceholder sets the "placeholder" field.
+func (_c *MediaFileCreate) SetPlaceholder(v string) *MediaFileCreate {
+	_c.mutation.SetPlaceholder(v)
+	return _c
+}
+
+// SetNillablePlaceholder sets the "placeholder" field if the given value is not nil.
+func (_c *MediaFileCreate) SetNillablePlaceholder(v *string) *MediaFileCreate {
+	if v != nil {
+		_c.SetPlaceholder(*v)
+	}
+	return _c
+}
+
+// SetVideo sets the "video" field.
+func (_c *MediaFileCreate) SetVideo(v *media.VideoInfo) *MediaFileCreate {
+	_c.mutation.SetVideo(v)
+	return _c
+}
+
+// SetAudio sets the "audio" field.
+func (_c *MediaFileCreate) SetAudio(v *media.AudioInfo) *MediaFileCreate {
+	_c.mutation.SetAudio(v)
 	return _c
 }
 
@@ -468,6 +515,26 @@ func (_c *MediaFileCreate) createSpec() (*MediaFile, *sqlgraph.CreateSpec) {
 		_spec.SetField(mediafile.FieldDurationSeconds, field.TypeInt, value)
 		_node.DurationSeconds = &value
 	}
+	if value, ok := _c.mutation.Duration(); ok {
+		_spec.SetField(mediafile.FieldDuration, field.TypeFloat64, value)
+		_node.Duration = &value
+	}
+	if value, ok := _c.mutation.Thumbnails(); ok {
+		_spec.SetField(mediafile.FieldThumbnails, field.TypeJSON, value)
+		_node.Thumbnails = value
+	}
+	if value, ok := _c.mutation.Placeholder(); ok {
+		_spec.SetField(mediafile.FieldPlaceholder, field.TypeString, value)
+		_node.Placeholder = &value
+	}
+	if value, ok := _c.mutation.Video(); ok {
+		_spec.SetField(mediafile.FieldVideo, field.TypeJSON, value)
+		_node.Video = value
+	}
+	if value, ok := _c.mutation.Audio(); ok {
+		_spec.SetField(mediafile.FieldAudio, field.TypeJSON, value)
+		_node.Audio = value
+	}
 	if value, ok := _c.mutation.Status(); ok {
 		_spec.SetField(mediafile.FieldStatus, field.TypeEnum, value)
 		_node.Status = value
@@ -775,6 +842,102 @@ func (u *MediaFileUpsert) AddDurationSeconds(v int) *MediaFileUpsert {
 // ClearDurationSeconds clears the value of the "duration_seconds" field.
 func (u *MediaFileUpsert) ClearDurationSeconds() *MediaFileUpsert {
 	u.SetNull(mediafile.FieldDurationSeconds)
+	return u
+}
+
+// SetDuration sets the "duration" field.
+func (u *MediaFileUpsert) SetDuration(v float64) *MediaFileUpsert {
+	u.Set(mediafile.FieldDuration, v)
+	return u
+}
+
+// UpdateDuration sets the "duration" field to the value that was provided on create.
+func (u *MediaFileUpsert) UpdateDuration() *MediaFileUpsert {
+	u.SetExcluded(mediafile.FieldDuration)
+	return u
+}
+
+// AddDuration adds v to the "duration" field.
+func (u *MediaFileUpsert) AddDuration(v float64) *MediaFileUpsert {
+	u.Add(mediafile.FieldDuration, v)
+	return u
+}
+
+// ClearDuration clears the value of the "duration" field.
+func (u *MediaFileUpsert) ClearDuration() *MediaFileUpsert {
+	u.SetNull(mediafile.FieldDuration)
+	return u
+}
+
+// SetThumbnails sets the "thumbnails" field.
+func (u *MediaFileUpsert) SetThumbnails(v []media.Thumbnail) *MediaFileUpsert {
+	u.Set(mediafile.FieldThumbnails, v)
+	return u
+}
+
+// UpdateThumbnails sets the "thumbnails" field to the value that was provided on create.
+func (u *MediaFileUpsert) UpdateThumbnails() *MediaFileUpsert {
+	u.SetExcluded(mediafile.FieldThumbnails)
+	return u
+}
+
+// ClearThumbnails clears the value of the "thumbnails" field.
+func (u *MediaFileUpsert) ClearThumbnails() *MediaFileUpsert {
+	u.SetNull(mediafile.FieldThumbnails)
+	return u
+}
+
+// SetPlaceholder sets the "placeholder" field.
+func (u *MediaFileUpsert) SetPlaceholder(v string) *MediaFileUpsert {
+	u.Set(mediafile.FieldPlaceholder, v)
+	return u
+}
+
+// UpdatePlaceholder sets the "placeholder" field to the value that was provided on create.
+func (u *MediaFileUpsert) UpdatePlaceholder() *MediaFileUpsert {
+	u.SetExcluded(mediafile.FieldPlaceholder)
+	return u
+}
+
+// ClearPlaceholder clears the value of the "placeholder" field.
+func (u *MediaFileUpsert) ClearPlaceholder() *MediaFileUpsert {
+	u.SetNull(mediafile.FieldPlaceholder)
+	return u
+}
+
+// SetVideo sets the "video" field.
+func (u *MediaFileUpsert) SetVideo(v *media.VideoInfo) *MediaFileUpsert {
+	u.Set(mediafile.FieldVideo, v)
+	return u
+}
+
+// UpdateVideo sets the "video" field to the value that was provided on create.
+func (u *MediaFileUpsert) UpdateVideo() *MediaFileUpsert {
+	u.SetExcluded(mediafile.FieldVideo)
+	return u
+}
+
+// ClearVideo clears the value of the "video" field.
+func (u *MediaFileUpsert) ClearVideo() *MediaFileUpsert {
+	u.SetNull(mediafile.FieldVideo)
+	return u
+}
+
+// SetAudio sets the "audio" field.
+func (u *MediaFileUpsert) SetAudio(v *media.AudioInfo) *MediaFileUpsert {
+	u.Set(mediafile.FieldAudio, v)
+	return u
+}
+
+// UpdateAudio sets the "audio" field to the value that was provided on create.
+func (u *MediaFileUpsert) UpdateAudio() *MediaFileUpsert {
+	u.SetExcluded(mediafile.FieldAudio)
+	return u
+}
+
+// ClearAudio clears the value of the "audio" field.
+func (u *MediaFileUpsert) ClearAudio() *MediaFileUpsert {
+	u.SetNull(mediafile.FieldAudio)
 	return u
 }
 
@@ -1176,6 +1339,118 @@ func (u *MediaFileUpsertOne) UpdateDurationSeconds() *MediaFileUpsertOne {
 func (u *MediaFileUpsertOne) ClearDurationSeconds() *MediaFileUpsertOne {
 	return u.Update(func(s *MediaFileUpsert) {
 		s.ClearDurationSeconds()
+	})
+}
+
+// SetDuration sets the "duration" field.
+func (u *MediaFileUpsertOne) SetDuration(v float64) *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetDuration(v)
+	})
+}
+
+// AddDuration adds v to the "duration" field.
+func (u *MediaFileUpsertOne) AddDuration(v float64) *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.AddDuration(v)
+	})
+}
+
+// UpdateDuration sets the "duration" field to the value that was provided on create.
+func (u *MediaFileUpsertOne) UpdateDuration() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdateDuration()
+	})
+}
+
+// ClearDuration clears the value of the "duration" field.
+func (u *MediaFileUpsertOne) ClearDuration() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearDuration()
+	})
+}
+
+// SetThumbnails sets the "thumbnails" field.
+func (u *MediaFileUpsertOne) SetThumbnails(v []media.Thumbnail) *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetThumbnails(v)
+	})
+}
+
+// UpdateThumbnails sets the "thumbnails" field to the value that was provided on create.
+func (u *MediaFileUpsertOne) UpdateThumbnails() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdateThumbnails()
+	})
+}
+
+// ClearThumbnails clears the value of the "thumbnails" field.
+func (u *MediaFileUpsertOne) ClearThumbnails() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearThumbnails()
+	})
+}
+
+// SetPlaceholder sets the "placeholder" field.
+func (u *MediaFileUpsertOne) SetPlaceholder(v string) *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetPlaceholder(v)
+	})
+}
+
+// UpdatePlaceholder sets the "placeholder" field to the value that was provided on create.
+func (u *MediaFileUpsertOne) UpdatePlaceholder() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdatePlaceholder()
+	})
+}
+
+// ClearPlaceholder clears the value of the "placeholder" field.
+func (u *MediaFileUpsertOne) ClearPlaceholder() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearPlaceholder()
+	})
+}
+
+// SetVideo sets the "video" field.
+func (u *MediaFileUpsertOne) SetVideo(v *media.VideoInfo) *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetVideo(v)
+	})
+}
+
+// UpdateVideo sets the "video" field to the value that was provided on create.
+func (u *MediaFileUpsertOne) UpdateVideo() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdateVideo()
+	})
+}
+
+// ClearVideo clears the value of the "video" field.
+func (u *MediaFileUpsertOne) ClearVideo() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearVideo()
+	})
+}
+
+// SetAudio sets the "audio" field.
+func (u *MediaFileUpsertOne) SetAudio(v *media.AudioInfo) *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetAudio(v)
+	})
+}
+
+// UpdateAudio sets the "audio" field to the value that was provided on create.
+func (u *MediaFileUpsertOne) UpdateAudio() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdateAudio()
+	})
+}
+
+// ClearAudio clears the value of the "audio" field.
+func (u *MediaFileUpsertOne) ClearAudio() *MediaFileUpsertOne {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearAudio()
 	})
 }
 
@@ -1764,6 +2039,118 @@ func (u *MediaFileUpsertBulk) UpdateDurationSeconds() *MediaFileUpsertBulk {
 func (u *MediaFileUpsertBulk) ClearDurationSeconds() *MediaFileUpsertBulk {
 	return u.Update(func(s *MediaFileUpsert) {
 		s.ClearDurationSeconds()
+	})
+}
+
+// SetDuration sets the "duration" field.
+func (u *MediaFileUpsertBulk) SetDuration(v float64) *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetDuration(v)
+	})
+}
+
+// AddDuration adds v to the "duration" field.
+func (u *MediaFileUpsertBulk) AddDuration(v float64) *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.AddDuration(v)
+	})
+}
+
+// UpdateDuration sets the "duration" field to the value that was provided on create.
+func (u *MediaFileUpsertBulk) UpdateDuration() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdateDuration()
+	})
+}
+
+// ClearDuration clears the value of the "duration" field.
+func (u *MediaFileUpsertBulk) ClearDuration() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearDuration()
+	})
+}
+
+// SetThumbnails sets the "thumbnails" field.
+func (u *MediaFileUpsertBulk) SetThumbnails(v []media.Thumbnail) *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetThumbnails(v)
+	})
+}
+
+// UpdateThumbnails sets the "thumbnails" field to the value that was provided on create.
+func (u *MediaFileUpsertBulk) UpdateThumbnails() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdateThumbnails()
+	})
+}
+
+// ClearThumbnails clears the value of the "thumbnails" field.
+func (u *MediaFileUpsertBulk) ClearThumbnails() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearThumbnails()
+	})
+}
+
+// SetPlaceholder sets the "placeholder" field.
+func (u *MediaFileUpsertBulk) SetPlaceholder(v string) *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetPlaceholder(v)
+	})
+}
+
+// UpdatePlaceholder sets the "placeholder" field to the value that was provided on create.
+func (u *MediaFileUpsertBulk) UpdatePlaceholder() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdatePlaceholder()
+	})
+}
+
+// ClearPlaceholder clears the value of the "placeholder" field.
+func (u *MediaFileUpsertBulk) ClearPlaceholder() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearPlaceholder()
+	})
+}
+
+// SetVideo sets the "video" field.
+func (u *MediaFileUpsertBulk) SetVideo(v *media.VideoInfo) *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetVideo(v)
+	})
+}
+
+// UpdateVideo sets the "video" field to the value that was provided on create.
+func (u *MediaFileUpsertBulk) UpdateVideo() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdateVideo()
+	})
+}
+
+// ClearVideo clears the value of the "video" field.
+func (u *MediaFileUpsertBulk) ClearVideo() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearVideo()
+	})
+}
+
+// SetAudio sets the "audio" field.
+func (u *MediaFileUpsertBulk) SetAudio(v *media.AudioInfo) *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.SetAudio(v)
+	})
+}
+
+// UpdateAudio sets the "audio" field to the value that was provided on create.
+func (u *MediaFileUpsertBulk) UpdateAudio() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.UpdateAudio()
+	})
+}
+
+// ClearAudio clears the value of the "audio" field.
+func (u *MediaFileUpsertBulk) ClearAudio() *MediaFileUpsertBulk {
+	return u.Update(func(s *MediaFileUpsert) {
+		s.ClearAudio()
 	})
 }
 

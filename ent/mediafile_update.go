@@ -10,9 +10,11 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"entgo.io/ent/dialect/sql/sqljson"
 	"entgo.io/ent/schema/field"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/predicate"
+	"github.com/spoolhq/spool/internal/media"
 )
 
 // MediaFileUpdate is the builder for updating MediaFile entities.
@@ -243,6 +245,95 @@ func (_u *MediaFileUpdate) AddDurationSeconds(v int) *MediaFileUpdate {
 // ClearDurationSeconds clears the value of the "duration_seconds" field.
 func (_u *MediaFileUpdate) ClearDurationSeconds() *MediaFileUpdate {
 	_u.mutation.ClearDurationSeconds()
+	return _u
+}
+
+// SetDuration sets the "duration" field.
+func (_u *MediaFileUpdate) SetDuration(v float64) *MediaFileUpdate {
+	_u.mutation.ResetDuration()
+	_u.mutation.SetDuration(v)
+	return _u
+}
+
+// SetNillableDuration sets the "duration" field if the given value is not nil.
+func (_u *MediaFileUpdate) SetNillableDuration(v *float64) *MediaFileUpdate {
+	if v != nil {
+		_u.SetDuration(*v)
+	}
+	return _u
+}
+
+// AddDuration adds value to the "duration" field.
+func (_u *MediaFileUpdate) AddDuration(v float64) *MediaFileUpdate {
+	_u.mutation.AddDuration(v)
+	return _u
+}
+
+// ClearDuration clears the value of the "duration" field.
+func (_u *MediaFileUpdate) ClearDuration() *MediaFileUpdate {
+	_u.mutation.ClearDuration()
+	return _u
+}
+
+// SetThumbnails sets the "thumbnails" field.
+func (_u *MediaFileUpdate) SetThumbnails(v []media.Thumbnail) *MediaFileUpdate {
+	_u.mutation.SetThumbnails(v)
+	return _u
+}
+
+// AppendThumbnails appends value to the "thumbnails" field.
+func (_u *MediaFileUpdate) AppendThumbnails(v []media.Thumbnail) *MediaFileUpdate {
+	_u.mutation.AppendThumbnails(v)
+	return _u
+}
+
+// ClearThumbnails clears the value of the "thumbnails" field.
+func (_u *MediaFileUpdate) ClearThumbnails() *MediaFileUpdate {
+	_u.mutation.ClearThumbnails()
+	return _u
+}
+
+// SetPlaceholder sets the "placeholder" field.
+func (_u *MediaFileUpdate) SetPlaceholder(v string) *MediaFileUpdate {
+	_u.mutation.SetPlaceholder(v)
+	return _u
+}
+
+// SetNillablePlaceholder sets the "placeholder" field if the given value is not nil.
+func (_u *MediaFileUpdate) SetNillablePlaceholder(v *string) *MediaFileUpdate {
+	if v != nil {
+		_u.SetPlaceholder(*v)
+	}
+	return _u
+}
+
+// ClearPlaceholder clears the value of the "placeholder" field.
+func (_u *MediaFileUpdate) ClearPlaceholder() *MediaFileUpdate {
+	_u.mutation.ClearPlaceholder()
+	return _u
+}
+
+// SetVideo sets the "video" field.
+func (_u *MediaFileUpdate) SetVideo(v *media.VideoInfo) *MediaFileUpdate {
+	_u.mutation.SetVideo(v)
+	return _u
+}
+
+// ClearVideo clears the value of the "video" field.
+func (_u *MediaFileUpdate) ClearVideo() *MediaFileUpdate {
+	_u.mutation.ClearVideo()
+	return _u
+}
+
+// SetAudio sets the "audio" field.
+func (_u *MediaFileUpdate) SetAudio(v *media.AudioInfo) *MediaFileUpdate {
+	_u.mutation.SetAudio(v)
+	return _u
+}
+
+// ClearAudio clears the value of the "audio" field.
+func (_u *MediaFileUpdate) ClearAudio() *MediaFileUpdate {
+	_u.mutation.ClearAudio()
 	return _u
 }
 
@@ -516,6 +607,44 @@ func (_u *MediaFileUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.DurationSecondsCleared() {
 		_spec.ClearField(mediafile.FieldDurationSeconds, field.TypeInt)
+	}
+	if value, ok := _u.mutation.Duration(); ok {
+		_spec.SetField(mediafile.FieldDuration, field.TypeFloat64, value)
+	}
+	if value, ok := _u.mutation.AddedDuration(); ok {
+		_spec.AddField(mediafile.FieldDuration, field.TypeFloat64, value)
+	}
+	if _u.mutation.DurationCleared() {
+		_spec.ClearField(mediafile.FieldDuration, field.TypeFloat64)
+	}
+	if value, ok := _u.mutation.Thumbnails(); ok {
+		_spec.SetField(mediafile.FieldThumbnails, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedThumbnails(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, mediafile.FieldThumbnails, value)
+		})
+	}
+	if _u.mutation.ThumbnailsCleared() {
+		_spec.ClearField(mediafile.FieldThumbnails, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Placeholder(); ok {
+		_spec.SetField(mediafile.FieldPlaceholder, field.TypeString, value)
+	}
+	if _u.mutation.PlaceholderCleared() {
+		_spec.ClearField(mediafile.FieldPlaceholder, field.TypeString)
+	}
+	if value, ok := _u.mutation.Video(); ok {
+		_spec.SetField(mediafile.FieldVideo, field.TypeJSON, value)
+	}
+	if _u.mutation.VideoCleared() {
+		_spec.ClearField(mediafile.FieldVideo, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Audio(); ok {
+		_spec.SetField(mediafile.FieldAudio, field.TypeJSON, value)
+	}
+	if _u.mutation.AudioCleared() {
+		_spec.ClearField(mediafile.FieldAudio, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(mediafile.FieldStatus, field.TypeEnum, value)
@@ -791,6 +920,95 @@ func (_u *MediaFileUpdateOne) AddDurationSeconds(v int) *MediaFileUpdateOne {
 // ClearDurationSeconds clears the value of the "duration_seconds" field.
 func (_u *MediaFileUpdateOne) ClearDurationSeconds() *MediaFileUpdateOne {
 	_u.mutation.ClearDurationSeconds()
+	return _u
+}
+
+// SetDuration sets the "duration" field.
+func (_u *MediaFileUpdateOne) SetDuration(v float64) *MediaFileUpdateOne {
+	_u.mutation.ResetDuration()
+	_u.mutation.SetDuration(v)
+	return _u
+}
+
+// SetNillableDuration sets the "duration" field if the given value is not nil.
+func (_u *MediaFileUpdateOne) SetNillableDuration(v *float64) *MediaFileUpdateOne {
+	if v != nil {
+		_u.SetDuration(*v)
+	}
+	return _u
+}
+
+// AddDuration adds value to the "duration" field.
+func (_u *MediaFileUpdateOne) AddDuration(v float64) *MediaFileUpdateOne {
+	_u.mutation.AddDuration(v)
+	return _u
+}
+
+// ClearDuration clears the value of the "duration" field.
+func (_u *MediaFileUpdateOne) ClearDuration() *MediaFileUpdateOne {
+	_u.mutation.ClearDuration()
+	return _u
+}
+
+// SetThumbnails sets the "thumbnails" field.
+func (_u *MediaFileUpdateOne) SetThumbnails(v []media.Thumbnail) *MediaFileUpdateOne {
+	_u.mutation.SetThumbnails(v)
+	return _u
+}
+
+// AppendThumbnails appends value to the "thumbnails" field.
+func (_u *MediaFileUpdateOne) AppendThumbnails(v []media.Thumbnail) *MediaFileUpdateOne {
+	_u.mutation.AppendThumbnails(v)
+	return _u
+}
+
+// ClearThumbnails clears the value of the "thumbnails" field.
+func (_u *MediaFileUpdateOne) ClearThumbnails() *MediaFileUpdateOne {
+	_u.mutation.ClearThumbnails()
+	return _u
+}
+
+// SetPlaceholder sets the "placeholder" field.
+func (_u *MediaFileUpdateOne) SetPlaceholder(v string) *MediaFileUpdateOne {
+	_u.mutation.SetPlaceholder(v)
+	return _u
+}
+
+// SetNillablePlaceholder sets the "placeholder" field if the given value is not nil.
+func (_u *MediaFileUpdateOne) SetNillablePlaceholder(v *string) *MediaFileUpdateOne {
+	if v != nil {
+		_u.SetPlaceholder(*v)
+	}
+	return _u
+}
+
+// ClearPlaceholder clears the value of the "placeholder" field.
+func (_u *MediaFileUpdateOne) ClearPlaceholder() *MediaFileUpdateOne {
+	_u.mutation.ClearPlaceholder()
+	return _u
+}
+
+// SetVideo sets the "video" field.
+func (_u *MediaFileUpdateOne) SetVideo(v *media.VideoInfo) *MediaFileUpdateOne {
+	_u.mutation.SetVideo(v)
+	return _u
+}
+
+// ClearVideo clears the value of the "video" field.
+func (_u *MediaFileUpdateOne) ClearVideo() *MediaFileUpdateOne {
+	_u.mutation.ClearVideo()
+	return _u
+}
+
+// SetAudio sets the "audio" field.
+func (_u *MediaFileUpdateOne) SetAudio(v *media.AudioInfo) *MediaFileUpdateOne {
+	_u.mutation.SetAudio(v)
+	return _u
+}
+
+// ClearAudio clears the value of the "audio" field.
+func (_u *MediaFileUpdateOne) ClearAudio() *MediaFileUpdateOne {
+	_u.mutation.ClearAudio()
 	return _u
 }
 
@@ -1094,6 +1312,44 @@ func (_u *MediaFileUpdateOne) sqlSave(ctx context.Context) (_node *MediaFile, er
 	}
 	if _u.mutation.DurationSecondsCleared() {
 		_spec.ClearField(mediafile.FieldDurationSeconds, field.TypeInt)
+	}
+	if value, ok := _u.mutation.Duration(); ok {
+		_spec.SetField(mediafile.FieldDuration, field.TypeFloat64, value)
+	}
+	if value, ok := _u.mutation.AddedDuration(); ok {
+		_spec.AddField(mediafile.FieldDuration, field.TypeFloat64, value)
+	}
+	if _u.mutation.DurationCleared() {
+		_spec.ClearField(mediafile.FieldDuration, field.TypeFloat64)
+	}
+	if value, ok := _u.mutation.Thumbnails(); ok {
+		_spec.SetField(mediafile.FieldThumbnails, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedThumbnails(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, mediafile.FieldThumbnails, value)
+		})
+	}
+	if _u.mutation.ThumbnailsCleared() {
+		_spec.ClearField(mediafile.FieldThumbnails, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Placeholder(); ok {
+		_spec.SetField(mediafile.FieldPlaceholder, field.TypeString, value)
+	}
+	if _u.mutation.PlaceholderCleared() {
+		_spec.ClearField(mediafile.FieldPlaceholder, field.TypeString)
+	}
+	if value, ok := _u.mutation.Video(); ok {
+		_spec.SetField(mediafile.FieldVideo, field.TypeJSON, value)
+	}
+	if _u.mutation.VideoCleared() {
+		_spec.ClearField(mediafile.FieldVideo, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Audio(); ok {
+		_spec.SetField(mediafile.FieldAudio, field.TypeJSON, value)
+	}
+	if _u.mutation.AudioCleared() {
+		_spec.ClearField(mediafile.FieldAudio, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(mediafile.FieldStatus, field.TypeEnum, value)

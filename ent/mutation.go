@@ -17,6 +17,7 @@ import (
 	"github.com/spoolhq/spool/ent/uploadchunk"
 	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/ent/user"
+	"github.com/spoolhq/spool/internal/media"
 )
 
 const (
@@ -56,6 +57,13 @@ type MediaFileMutation struct {
 	addheight           *int
 	duration_seconds    *int
 	addduration_seconds *int
+	duration            *float64
+	addduration         *float64
+	thumbnails          *[]media.Thumbnail
+	appendthumbnails    []media.Thumbnail
+	placeholder         *string
+	video               **media.VideoInfo
+	audio               **media.AudioInfo
 	status              *mediafile.Status
 	processing_error    *string
 	content_hash        *string
@@ -820,6 +828,288 @@ func (m *MediaFileMutation) ResetDurationSeconds() {
 	delete(m.clearedFields, mediafile.FieldDurationSeconds)
 }
 
+// SetDuration sets the "duration" field.
+func (m *MediaFileMutation) SetDuration(f float64) {
+	m.duration = &f
+	m.addduration = nil
+}
+
+// Duration returns the value of the "duration" field in the mutation.
+func (m *MediaFileMutation) Duration() (r float64, exists bool) {
+	v := m.duration
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDuration returns the old "duration" field's value of the MediaFile entity.
+// If the MediaFile object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MediaFileMutation) OldDuration(ctx context.Context) (v *float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDuration is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDuration requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDuration: %w", err)
+	}
+	return oldValue.Duration, nil
+}
+
+// AddDuration adds f to the "duration" field.
+func (m *MediaFileMutation) AddDuration(f float64) {
+	if m.addduration != nil {
+		*m.addduration += f
+	} else {
+		m.addduration = &f
+	}
+}
+
+// AddedDuration returns the value that was added to the "duration" field in this mutation.
+func (m *MediaFileMutation) AddedDuration() (r float64, exists bool) {
+	v := m.addduration
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearDuration clears the value of the "duration" field.
+func (m *MediaFileMutation) ClearDuration() {
+	m.duration = nil
+	m.addduration = nil
+	m.clearedFields[mediafile.FieldDuration] = struct{}{}
+}
+
+// DurationCleared returns if the "duration" field was cleared in this mutation.
+func (m *MediaFileMutation) DurationCleared() bool {
+	_, ok := m.clearedFields[mediafile.FieldDuration]
+	return ok
+}
+
+// ResetDuration resets all changes to the "duration" field.
+func (m *MediaFileMutation) ResetDuration() {
+	m.duration = nil
+	m.addduration = nil
+	delete(m.clearedFields, mediafile.FieldDuration)
+}
+
+// SetThumbnails sets the "thumbnails" field.
+func (m *MediaFileMutation) SetThumbnails(value []media.Thumbnail) {
+	m.thumbnails = &value
+	m.appendthumbnails = nil
+}
+
+// Thumbnails returns the value of the "thumbnails" field in the mutation.
+func (m *MediaFileMutation) Thumbnails() (r []media.Thumbnail, exists bool) {
+	v := m.thumbnails
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldThumbnails returns the old "thumbnails" field's value of the MediaFile entity.
+// If the MediaFile object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MediaFileMutation) OldThumbnails(ctx context.Context) (v []media.Thumbnail, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldThumbnails is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldThumbnails requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldThumbnails: %w", err)
+	}
+	return oldValue.Thumbnails, nil
+}
+
+// AppendThumbnails adds value to the "thumbnails" field.
+func (m *MediaFileMutation) AppendThumbnails(value []media.Thumbnail) {
+	m.appendthumbnails = append(m.appendthumbnails, value...)
+}
+
+// AppendedThumbnails returns the list of values that were appended to the "thumbnails" field in this mutation.
+func (m *MediaFileMutation) AppendedThumbnails() ([]media.Thumbnail, bool) {
+	if len(m.appendthumbnails) == 0 {
+		return nil, false
+	}
+	return m.appendthumbnails, true
+}
+
+// ClearThumbnails clears the value of the "thumbnails" field.
+func (m *MediaFileMutation) ClearThumbnails() {
+	m.thumbnails = nil
+	m.appendthumbnails = nil
+	m.clearedFields[mediafile.FieldThumbnails] = struct{}{}
+}
+
+// ThumbnailsCleared returns if the "thumbnails" field was cleared in this mutation.
+func (m *MediaFileMutation) ThumbnailsCleared() bool {
+	_, ok := m.clearedFields[mediafile.FieldThumbnails]
+	return ok
+}
+
+// ResetThumbnails resets all changes to the "thumbnails" field.
+func (m *MediaFileMutation) ResetThumbnails() {
+	m.thumbnails = nil
+	m.appendthumbnails = nil
+	delete(m.clearedFields, mediafile.FieldThumbnails)
+}
+
+// SetPlaceholder sets the "placeholder" field.
+func (m *MediaFileMutation) SetPlaceholder(s string) {
+	m.placeholder = &s
+}
+
+// Placeholder returns the value of the "placeholder" field in the mutation.
+func (m *MediaFileMutation) Placeholder() (r string, exists bool) {
+	v := m.placeholder
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPlaceholder returns the old "placeholder" field's value of the MediaFile entity.
+// If the MediaFile object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MediaFileMutation) OldPlaceholder(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPlaceholder is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPlaceholder requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPlaceholder: %w", err)
+	}
+	return oldValue.Placeholder, nil
+}
+
+// ClearPlaceholder clears the value of the "placeholder" field.
+func (m *MediaFileMutation) ClearPlaceholder() {
+	m.placeholder = nil
+	m.clearedFields[mediafile.FieldPlaceholder] = struct{}{}
+}
+
+// PlaceholderCleared returns if the "placeholder" field was cleared in this mutation.
+func (m *MediaFileMutation) PlaceholderCleared() bool {
+	_, ok := m.clearedFields[mediafile.FieldPlaceholder]
+	return ok
+}
+
+// ResetPlaceholder resets all changes to the "placeholder" field.
+func (m *MediaFileMutation) ResetPlaceholder() {
+	m.placeholder = nil
+	delete(m.clearedFields, mediafile.FieldPlaceholder)
+}
+
+// SetVideo sets the "video" field.
+func (m *MediaFileMutation) SetVideo(mi *media.VideoInfo) {
+	m.video = &mi
+}
+
+// Video returns the value of the "video" field in the mutation.
+func (m *MediaFileMutation) Video() (r *media.VideoInfo, exists bool) {
+	v := m.video
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldVideo returns the old "video" field's value of the MediaFile entity.
+// If the MediaFile object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MediaFileMutation) OldVideo(ctx context.Context) (v *media.VideoInfo, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldVideo is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldVideo requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldVideo: %w", err)
+	}
+	return oldValue.Video, nil
+}
+
+// ClearVideo clears the value of the "video" field.
+func (m *MediaFileMutation) ClearVideo() {
+	m.video = nil
+	m.clearedFields[mediafile.FieldVideo] = struct{}{}
+}
+
+// VideoCleared returns if the "video" field was cleared in this mutation.
+func (m *MediaFileMutation) VideoCleared() bool {
+	_, ok := m.clearedFields[mediafile.FieldVideo]
+	return ok
+}
+
+// ResetVideo resets all changes to the "video" field.
+func (m *MediaFileMutation) ResetVideo() {
+	m.video = nil
+	delete(m.clearedFields, mediafile.FieldVideo)
+}
+
+// SetAudio sets the "audio" field.
+func (m *MediaFileMutation) SetAudio(mi *media.AudioInfo) {
+	m.audio = &mi
+}
+
+// Audio returns the value of the "audio" field in the mutation.
+func (m *MediaFileMutation) Audio() (r *media.AudioInfo, exists bool) {
+	v := m.audio
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAudio returns the old "audio" field's value of the MediaFile entity.
+// If the MediaFile object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MediaFileMutation) OldAudio(ctx context.Context) (v *media.AudioInfo, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAudio is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAudio requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAudio: %w", err)
+	}
+	return oldValue.Audio, nil
+}
+
+// ClearAudio clears the value of the "audio" field.
+func (m *MediaFileMutation) ClearAudio() {
+	m.audio = nil
+	m.clearedFields[mediafile.FieldAudio] = struct{}{}
+}
+
+// AudioCleared returns if the "audio" field was cleared in this mutation.
+func (m *MediaFileMutation) AudioCleared() bool {
+	_, ok := m.clearedFields[mediafile.FieldAudio]
+	return ok
+}
+
+// ResetAudio resets all changes to the "audio" field.
+func (m *MediaFileMutation) ResetAudio() {
+	m.audio = nil
+	delete(m.clearedFields, mediafile.FieldAudio)
+}
+
 // SetStatus sets the "status" field.
 func (m *MediaFileMutation) SetStatus(value mediafile.Status) {
 	m.status = &value
@@ -1274,7 +1564,7 @@ func (m *MediaFileMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *MediaFileMutation) Fields() []string {
-	fields := make([]string, 0, 21)
+	fields := make([]string, 0, 26)
 	if m.owner != nil {
 		fields = append(fields, mediafile.FieldOwnerID)
 	}
@@ -1313,6 +1603,21 @@ func (m *MediaFileMutation) Fields() []string {
 	}
 	if m.duration_seconds != nil {
 		fields = append(fields, mediafile.FieldDurationSeconds)
+	}
+	if m.duration != nil {
+		fields = append(fields, mediafile.FieldDuration)
+	}
+	if m.thumbnails != nil {
+		fields = append(fields, mediafile.FieldThumbnails)
+	}
+	if m.placeholder != nil {
+		fields = append(fields, mediafile.FieldPlaceholder)
+	}
+	if m.video != nil {
+		fields = append(fields, mediafile.FieldVideo)
+	}
+	if m.audio != nil {
+		fields = append(fields, mediafile.FieldAudio)
 	}
 	if m.status != nil {
 		fields = append(fields, mediafile.FieldStatus)
@@ -1372,6 +1677,16 @@ func (m *MediaFileMutation) Field(name string) (ent.Value, bool) {
 		return m.Height()
 	case mediafile.FieldDurationSeconds:
 		return m.DurationSeconds()
+	case mediafile.FieldDuration:
+		return m.Duration()
+	case mediafile.FieldThumbnails:
+		return m.Thumbnails()
+	case mediafile.FieldPlaceholder:
+		return m.Placeholder()
+	case mediafile.FieldVideo:
+		return m.Video()
+	case mediafile.FieldAudio:
+		return m.Audio()
 	case mediafile.FieldStatus:
 		return m.Status()
 	case mediafile.FieldProcessingError:
@@ -1423,6 +1738,16 @@ func (m *MediaFileMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldHeight(ctx)
 	case mediafile.FieldDurationSeconds:
 		return m.OldDurationSeconds(ctx)
+	case mediafile.FieldDuration:
+		return m.OldDuration(ctx)
+	case mediafile.FieldThumbnails:
+		return m.OldThumbnails(ctx)
+	case mediafile.FieldPlaceholder:
+		return m.OldPlaceholder(ctx)
+	case mediafile.FieldVideo:
+		return m.OldVideo(ctx)
+	case mediafile.FieldAudio:
+		return m.OldAudio(ctx)
 	case mediafile.FieldStatus:
 		return m.OldStatus(ctx)
 	case mediafile.FieldProcessingError:
@@ -1539,6 +1864,41 @@ func (m *MediaFileMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetDurationSeconds(v)
 		return nil
+	case mediafile.FieldDuration:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDuration(v)
+		return nil
+	case mediafile.FieldThumbnails:
+		v, ok := value.([]media.Thumbnail)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetThumbnails(v)
+		return nil
+	case mediafile.FieldPlaceholder:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPlaceholder(v)
+		return nil
+	case mediafile.FieldVideo:
+		v, ok := value.(*media.VideoInfo)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetVideo(v)
+		return nil
+	case mediafile.FieldAudio:
+		v, ok := value.(*media.AudioInfo)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAudio(v)
+		return nil
 	case mediafile.FieldStatus:
 		v, ok := value.(mediafile.Status)
 		if !ok {
@@ -1615,6 +1975,9 @@ func (m *MediaFileMutation) AddedFields() []string {
 	if m.addduration_seconds != nil {
 		fields = append(fields, mediafile.FieldDurationSeconds)
 	}
+	if m.addduration != nil {
+		fields = append(fields, mediafile.FieldDuration)
+	}
 	return fields
 }
 
@@ -1631,6 +1994,8 @@ func (m *MediaFileMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedHeight()
 	case mediafile.FieldDurationSeconds:
 		return m.AddedDurationSeconds()
+	case mediafile.FieldDuration:
+		return m.AddedDuration()
 	}
 	return nil, false
 }
@@ -1668,6 +2033,13 @@ func (m *MediaFileMutation) AddField(name string, value ent.Value) error {
 		}
 		m.AddDurationSeconds(v)
 		return nil
+	case mediafile.FieldDuration:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddDuration(v)
+		return nil
 	}
 	return fmt.Errorf("unknown MediaFile numeric field %s", name)
 }
@@ -1696,6 +2068,21 @@ func (m *MediaFileMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(mediafile.FieldDurationSeconds) {
 		fields = append(fields, mediafile.FieldDurationSeconds)
+	}
+	if m.FieldCleared(mediafile.FieldDuration) {
+		fields = append(fields, mediafile.FieldDuration)
+	}
+	if m.FieldCleared(mediafile.FieldThumbnails) {
+		fields = append(fields, mediafile.FieldThumbnails)
+	}
+	if m.FieldCleared(mediafile.FieldPlaceholder) {
+		fields = append(fields, mediafile.FieldPlaceholder)
+	}
+	if m.FieldCleared(mediafile.FieldVideo) {
+		fields = append(fields, mediafile.FieldVideo)
+	}
+	if m.FieldCleared(mediafile.FieldAudio) {
+		fields = append(fields, mediafile.FieldAudio)
 	}
 	if m.FieldCleared(mediafile.FieldProcessingError) {
 		fields = append(fields, mediafile.FieldProcessingError)
@@ -1749,6 +2136,21 @@ func (m *MediaFileMutation) ClearField(name string) error {
 		return nil
 	case mediafile.FieldDurationSeconds:
 		m.ClearDurationSeconds()
+		return nil
+	case mediafile.FieldDuration:
+		m.ClearDuration()
+		return nil
+	case mediafile.FieldThumbnails:
+		m.ClearThumbnails()
+		return nil
+	case mediafile.FieldPlaceholder:
+		m.ClearPlaceholder()
+		return nil
+	case mediafile.FieldVideo:
+		m.ClearVideo()
+		return nil
+	case mediafile.FieldAudio:
+		m.ClearAudio()
 		return nil
 	case mediafile.FieldProcessingError:
 		m.ClearProcessingError()
@@ -1814,6 +2216,21 @@ func (m *MediaFileMutation) ResetField(name string) error {
 		return nil
 	case mediafile.FieldDurationSeconds:
 		m.ResetDurationSeconds()
+		return nil
+	case mediafile.FieldDuration:
+		m.ResetDuration()
+		return nil
+	case mediafile.FieldThumbnails:
+		m.ResetThumbnails()
+		return nil
+	case mediafile.FieldPlaceholder:
+		m.ResetPlaceholder()
+		return nil
+	case mediafile.FieldVideo:
+		m.ResetVideo()
+		return nil
+	case mediafile.FieldAudio:
+		m.ResetAudio()
 		return nil
 	case mediafile.FieldStatus:
 		m.ResetStatus()
@@ -3685,6 +4102,7 @@ type UploadSessionMutation struct {
 	bytes_freed         *bool
 	finished_at         *time.Time
 	resumable_url       *string
+	deduplicated        *bool
 	resumable_origin    *string
 	clearedFields       map[string]struct{}
 	owner               *string
@@ -4868,6 +5286,42 @@ func (m *UploadSessionMutation) ResetResumableURL() {
 	delete(m.clearedFields, uploadsession.FieldResumableURL)
 }
 
+// SetDeduplicated sets the "deduplicated" field.
+func (m *UploadSessionMutation) SetDeduplicated(b bool) {
+	m.deduplicated = &b
+}
+
+// Deduplicated returns the value of the "deduplicated" field in the mutation.
+func (m *UploadSessionMutation) Deduplicated() (r bool, exists bool) {
+	v := m.deduplicated
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDeduplicated returns the old "deduplicated" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldDeduplicated(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDeduplicated is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDeduplicated requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDeduplicated: %w", err)
+	}
+	return oldValue.Deduplicated, nil
+}
+
+// ResetDeduplicated resets all changes to the "deduplicated" field.
+func (m *UploadSessionMutation) ResetDeduplicated() {
+	m.deduplicated = nil
+}
+
 // SetResumableOrigin sets the "resumable_origin" field.
 func (m *UploadSessionMutation) SetResumableOrigin(s string) {
 	m.resumable_origin = &s
@@ -5098,7 +5552,7 @@ func (m *UploadSessionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UploadSessionMutation) Fields() []string {
-	fields := make([]string, 0, 25)
+	fields := make([]string, 0, 26)
 	if m.created_at != nil {
 		fields = append(fields, uploadsession.FieldCreatedAt)
 	}
@@ -5171,6 +5625,9 @@ func (m *UploadSessionMutation) Fields() []string {
 	if m.resumable_url != nil {
 		fields = append(fields, uploadsession.FieldResumableURL)
 	}
+	if m.deduplicated != nil {
+		fields = append(fields, uploadsession.FieldDeduplicated)
+	}
 	if m.resumable_origin != nil {
 		fields = append(fields, uploadsession.FieldResumableOrigin)
 	}
@@ -5230,6 +5687,8 @@ func (m *UploadSessionMutation) Field(name string) (ent.Value, bool) {
 		return m.FinishedAt()
 	case uploadsession.FieldResumableURL:
 		return m.ResumableURL()
+	case uploadsession.FieldDeduplicated:
+		return m.Deduplicated()
 	case uploadsession.FieldResumableOrigin:
 		return m.ResumableOrigin()
 	}
@@ -5289,6 +5748,8 @@ func (m *UploadSessionMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldFinishedAt(ctx)
 	case uploadsession.FieldResumableURL:
 		return m.OldResumableURL(ctx)
+	case uploadsession.FieldDeduplicated:
+		return m.OldDeduplicated(ctx)
 	case uploadsession.FieldResumableOrigin:
 		return m.OldResumableOrigin(ctx)
 	}
@@ -5467,6 +5928,13 @@ func (m *UploadSessionMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetResumableURL(v)
+		return nil
+	case uploadsession.FieldDeduplicated:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDeduplicated(v)
 		return nil
 	case uploadsession.FieldResumableOrigin:
 		v, ok := value.(string)
@@ -5715,6 +6183,9 @@ func (m *UploadSessionMutation) ResetField(name string) error {
 		return nil
 	case uploadsession.FieldResumableURL:
 		m.ResetResumableURL()
+		return nil
+	case uploadsession.FieldDeduplicated:
+		m.ResetDeduplicated()
 		return nil
 	case uploadsession.FieldResumableOrigin:
 		m.ResetResumableOrigin()

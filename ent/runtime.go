@@ -138,6 +138,10 @@ func init() {
 	uploadsessionDescBytesFreed := uploadsessionFields[19].Descriptor()
 	// uploadsession.DefaultBytesFreed holds the default value on creation for the bytes_freed field.
 	uploadsession.DefaultBytesFreed = uploadsessionDescBytesFreed.Default.(bool)
+	// uploadsessionDescDeduplicated is the schema descriptor for deduplicated field.
+	uploadsessionDescDeduplicated := uploadsessionFields[22].Descriptor()
+	// uploadsession.DefaultDeduplicated holds the default value on creation for the deduplicated field.
+	uploadsession.DefaultDeduplicated = uploadsessionDescDeduplicated.Default.(bool)
 	// uploadsessionDescID is the schema descriptor for id field.
 	uploadsessionDescID := uploadsessionMixinFields0[0].Descriptor()
 	// uploadsession.DefaultID holds the default value on creation for the id field.

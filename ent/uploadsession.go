@@ -68,6 +68,8 @@ type UploadSession struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// the store's resumable session for a direct SINGLE upload
 	ResumableURL *string `json:"-"`
+	// completed at initBatch: the user already had a READY file with these bytes
+	Deduplicated bool `json:"deduplicated,omitempty"`
 	// the browser origin the resumable session answers CORS for; empty for none
 	ResumableOrigin *string `json:"resumable_origin,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -142,7 +144,7 @@ func (*UploadSession) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case uploadsession.FieldBytesFreed:
+		case uploadsession.FieldBytesFreed, uploadsession.FieldDeduplicated:
 			values[i] = new(sql.NullBool)
 		case uploadsession.FieldTotalSize, uploadsession.FieldDurationSeconds, uploadsession.FieldChunkSize, uploadsession.FieldTotalChunks, uploadsession.FieldPercent, uploadsession.FieldVersion:
 			values[i] = new(sql.NullInt64)
@@ -321,6 +323,12 @@ func (_m *UploadSession) assignValues(columns []string, values []any) error {
 				_m.ResumableURL = new(string)
 				*_m.ResumableURL = value.String
 			}
+		case uploadsession.FieldDeduplicated:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field deduplicated", values[i])
+			} else if value.Valid {
+				_m.Deduplicated = value.Bool
+			}
 		case uploadsession.FieldResumableOrigin:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field resumable_origin", values[i])
@@ -464,6 +472,9 @@ func (_m *UploadSession) String() string {
 	}
 	builder.WriteString(", ")
 	builder.WriteString("resumable_url=<sensitive>")
+	builder.WriteString(", ")
+	builder.WriteString("deduplicated=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Deduplicated))
 	builder.WriteString(", ")
 	if v := _m.ResumableOrigin; v != nil {
 		builder.WriteString("resumable_origin=")

@@ -267,6 +267,20 @@ func (_c *UploadSessionCreate) SetNillableResumableURL(v *string) *UploadSession
 	return _c
 }
 
+// SetDeduplicated sets the "deduplicated" field.
+func (_c *UploadSessionCreate) SetDeduplicated(v bool) *UploadSessionCreate {
+	_c.mutation.SetDeduplicated(v)
+	return _c
+}
+
+// SetNillableDeduplicated sets the "deduplicated" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableDeduplicated(v *bool) *UploadSessionCreate {
+	if v != nil {
+		_c.SetDeduplicated(*v)
+	}
+	return _c
+}
+
 // SetResumableOrigin sets the "resumable_origin" field.
 func (_c *UploadSessionCreate) SetResumableOrigin(v string) *UploadSessionCreate {
 	_c.mutation.SetResumableOrigin(v)
@@ -398,6 +412,10 @@ func (_c *UploadSessionCreate) defaults() {
 		v := uploadsession.DefaultBytesFreed
 		_c.mutation.SetBytesFreed(v)
 	}
+	if _, ok := _c.mutation.Deduplicated(); !ok {
+		v := uploadsession.DefaultDeduplicated
+		_c.mutation.SetDeduplicated(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := uploadsession.DefaultID()
 		_c.mutation.SetID(v)
@@ -504,6 +522,9 @@ func (_c *UploadSessionCreate) check() error {
 	}
 	if _, ok := _c.mutation.BytesFreed(); !ok {
 		return &ValidationError{Name: "bytes_freed", err: errors.New(`ent: missing required field "UploadSession.bytes_freed"`)}
+	}
+	if _, ok := _c.mutation.Deduplicated(); !ok {
+		return &ValidationError{Name: "deduplicated", err: errors.New(`ent: missing required field "UploadSession.deduplicated"`)}
 	}
 	if v, ok := _c.mutation.ID(); ok {
 		if err := uploadsession.IDValidator(v); err != nil {
@@ -639,6 +660,10 @@ func (_c *UploadSessionCreate) createSpec() (*UploadSession, *sqlgraph.CreateSpe
 	if value, ok := _c.mutation.ResumableURL(); ok {
 		_spec.SetField(uploadsession.FieldResumableURL, field.TypeString, value)
 		_node.ResumableURL = &value
+	}
+	if value, ok := _c.mutation.Deduplicated(); ok {
+		_spec.SetField(uploadsession.FieldDeduplicated, field.TypeBool, value)
+		_node.Deduplicated = value
 	}
 	if value, ok := _c.mutation.ResumableOrigin(); ok {
 		_spec.SetField(uploadsession.FieldResumableOrigin, field.TypeString, value)
@@ -1006,6 +1031,9 @@ func (u *UploadSessionUpsertOne) UpdateNewValues() *UploadSessionUpsertOne {
 		}
 		if _, exists := u.create.mutation.StorageKey(); exists {
 			s.SetIgnore(uploadsession.FieldStorageKey)
+		}
+		if _, exists := u.create.mutation.Deduplicated(); exists {
+			s.SetIgnore(uploadsession.FieldDeduplicated)
 		}
 	}))
 	return u
@@ -1480,6 +1508,9 @@ func (u *UploadSessionUpsertBulk) UpdateNewValues() *UploadSessionUpsertBulk {
 			}
 			if _, exists := b.mutation.StorageKey(); exists {
 				s.SetIgnore(uploadsession.FieldStorageKey)
+			}
+			if _, exists := b.mutation.Deduplicated(); exists {
+				s.SetIgnore(uploadsession.FieldDeduplicated)
 			}
 		}
 	}))

@@ -19,6 +19,7 @@ import (
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/upload"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -38,6 +39,7 @@ type ResolverRoot interface {
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
+	UploadProgress() UploadProgressResolver
 	UploadSession() UploadSessionResolver
 	User() UserResolver
 }
@@ -46,6 +48,13 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	AudioInfo struct {
+		Channels   func(childComplexity int) int
+		Codec      func(childComplexity int) int
+		Peaks      func(childComplexity int) int
+		SampleRate func(childComplexity int) int
+	}
+
 	ChunkURL struct {
 		ChunkIndex func(childComplexity int) int
 		ExpiresAt  func(childComplexity int) int
@@ -62,15 +71,24 @@ type ComplexityRoot struct {
 	}
 
 	MediaFile struct {
-		ContentHash func(childComplexity int) int
-		CreatedAt   func(childComplexity int) int
-		FileName    func(childComplexity int) int
-		FileSize    func(childComplexity int) int
-		ID          func(childComplexity int) int
-		MediaType   func(childComplexity int) int
-		MimeType    func(childComplexity int) int
-		Status      func(childComplexity int) int
-		URL         func(childComplexity int) int
+		Audio           func(childComplexity int) int
+		ContentHash     func(childComplexity int) int
+		CreatedAt       func(childComplexity int) int
+		DurationSeconds func(childComplexity int) int
+		FileName        func(childComplexity int) int
+		FileSize        func(childComplexity int) int
+		Height          func(childComplexity int) int
+		ID              func(childComplexity int) int
+		MediaType       func(childComplexity int) int
+		MimeType        func(childComplexity int) int
+		Placeholder     func(childComplexity int) int
+		ProcessedAt     func(childComplexity int) int
+		ProcessingError func(childComplexity int) int
+		Status          func(childComplexity int) int
+		Thumbnails      func(childComplexity int) int
+		URL             func(childComplexity int) int
+		Video           func(childComplexity int) int
+		Width           func(childComplexity int) int
 	}
 
 	MediaFileConnection struct {
@@ -117,6 +135,13 @@ type ComplexityRoot struct {
 		UploadProgress func(childComplexity int, uploadID string) int
 	}
 
+	Thumbnail struct {
+		Height   func(childComplexity int) int
+		MimeType func(childComplexity int) int
+		URL      func(childComplexity int) int
+		Width    func(childComplexity int) int
+	}
+
 	UploadBatch struct {
 		ID      func(childComplexity int) int
 		Uploads func(childComplexity int) int
@@ -126,6 +151,7 @@ type ComplexityRoot struct {
 		BatchID        func(childComplexity int) int
 		Error          func(childComplexity int) int
 		FailedChunks   func(childComplexity int) int
+		Media          func(childComplexity int) int
 		MediaID        func(childComplexity int) int
 		MediaStatus    func(childComplexity int) int
 		Percent        func(childComplexity int) int
@@ -138,19 +164,20 @@ type ComplexityRoot struct {
 	}
 
 	UploadSession struct {
-		BatchID     func(childComplexity int) int
-		ChunkSize   func(childComplexity int) int
-		ChunkUrls   func(childComplexity int) int
-		ExpiresAt   func(childComplexity int) int
-		FileName    func(childComplexity int) int
-		ID          func(childComplexity int) int
-		Media       func(childComplexity int) int
-		MimeType    func(childComplexity int) int
-		Progress    func(childComplexity int) int
-		Status      func(childComplexity int) int
-		Strategy    func(childComplexity int) int
-		TotalChunks func(childComplexity int) int
-		TotalSize   func(childComplexity int) int
+		BatchID      func(childComplexity int) int
+		ChunkSize    func(childComplexity int) int
+		ChunkUrls    func(childComplexity int) int
+		Deduplicated func(childComplexity int) int
+		ExpiresAt    func(childComplexity int) int
+		FileName     func(childComplexity int) int
+		ID           func(childComplexity int) int
+		Media        func(childComplexity int) int
+		MimeType     func(childComplexity int) int
+		Progress     func(childComplexity int) int
+		Status       func(childComplexity int) int
+		Strategy     func(childComplexity int) int
+		TotalChunks  func(childComplexity int) int
+		TotalSize    func(childComplexity int) int
 	}
 
 	User struct {
@@ -158,6 +185,13 @@ type ComplexityRoot struct {
 		Name       func(childComplexity int) int
 		QuotaBytes func(childComplexity int) int
 		UsedBytes  func(childComplexity int) int
+	}
+
+	VideoInfo struct {
+		Bitrate   func(childComplexity int) int
+		Codec     func(childComplexity int) int
+		Faststart func(childComplexity int) int
+		FrameRate func(childComplexity int) int
 	}
 }
 
@@ -167,6 +201,9 @@ type ComplexityRoot struct {
 
 type MediaFileResolver interface {
 	URL(ctx context.Context, obj *ent.MediaFile) (string, error)
+
+	DurationSeconds(ctx context.Context, obj *ent.MediaFile) (*float64, error)
+	Thumbnails(ctx context.Context, obj *ent.MediaFile) ([]upload.Thumbnail, error)
 }
 type MutationResolver interface {
 	InitBatch(ctx context.Context, input upload.BatchSpec) (*upload.Batch, error)
@@ -190,6 +227,9 @@ type SubscriptionResolver interface {
 	UploadProgress(ctx context.Context, uploadID string) (<-chan *upload.Progress, error)
 	BatchProgress(ctx context.Context, batchID string) (<-chan *upload.Progress, error)
 	MyUploads(ctx context.Context) (<-chan *upload.Progress, error)
+}
+type UploadProgressResolver interface {
+	Media(ctx context.Context, obj *upload.Progress) (*ent.MediaFile, error)
 }
 type UploadSessionResolver interface {
 	ChunkUrls(ctx context.Context, obj *upload.Session) ([]upload.ChunkURL, error)
@@ -219,6 +259,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "AudioInfo.channels":
+		if e.ComplexityRoot.AudioInfo.Channels == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudioInfo.Channels(childComplexity), true
+	case "AudioInfo.codec":
+		if e.ComplexityRoot.AudioInfo.Codec == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudioInfo.Codec(childComplexity), true
+	case "AudioInfo.peaks":
+		if e.ComplexityRoot.AudioInfo.Peaks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudioInfo.Peaks(childComplexity), true
+	case "AudioInfo.sampleRate":
+		if e.ComplexityRoot.AudioInfo.SampleRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudioInfo.SampleRate(childComplexity), true
 
 	case "ChunkURL.chunkIndex":
 		if e.ComplexityRoot.ChunkURL.ChunkIndex == nil {
@@ -276,6 +341,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.HTTPHeader.Value(childComplexity), true
 
+	case "MediaFile.audio":
+		if e.ComplexityRoot.MediaFile.Audio == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MediaFile.Audio(childComplexity), true
 	case "MediaFile.contentHash":
 		if e.ComplexityRoot.MediaFile.ContentHash == nil {
 			break
@@ -288,6 +359,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MediaFile.CreatedAt(childComplexity), true
+	case "MediaFile.durationSeconds":
+		if e.ComplexityRoot.MediaFile.DurationSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MediaFile.DurationSeconds(childComplexity), true
 	case "MediaFile.fileName":
 		if e.ComplexityRoot.MediaFile.FileName == nil {
 			break
@@ -300,6 +377,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MediaFile.FileSize(childComplexity), true
+	case "MediaFile.height":
+		if e.ComplexityRoot.MediaFile.Height == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MediaFile.Height(childComplexity), true
 	case "MediaFile.id":
 		if e.ComplexityRoot.MediaFile.ID == nil {
 			break
@@ -318,18 +401,54 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MediaFile.MimeType(childComplexity), true
+	case "MediaFile.placeholder":
+		if e.ComplexityRoot.MediaFile.Placeholder == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MediaFile.Placeholder(childComplexity), true
+	case "MediaFile.processedAt":
+		if e.ComplexityRoot.MediaFile.ProcessedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MediaFile.ProcessedAt(childComplexity), true
+	case "MediaFile.processingError":
+		if e.ComplexityRoot.MediaFile.ProcessingError == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MediaFile.ProcessingError(childComplexity), true
 	case "MediaFile.status":
 		if e.ComplexityRoot.MediaFile.Status == nil {
 			break
 		}
 
 		return e.ComplexityRoot.MediaFile.Status(childComplexity), true
+	case "MediaFile.thumbnails":
+		if e.ComplexityRoot.MediaFile.Thumbnails == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MediaFile.Thumbnails(childComplexity), true
 	case "MediaFile.url":
 		if e.ComplexityRoot.MediaFile.URL == nil {
 			break
 		}
 
 		return e.ComplexityRoot.MediaFile.URL(childComplexity), true
+	case "MediaFile.video":
+		if e.ComplexityRoot.MediaFile.Video == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MediaFile.Video(childComplexity), true
+	case "MediaFile.width":
+		if e.ComplexityRoot.MediaFile.Width == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MediaFile.Width(childComplexity), true
 
 	case "MediaFileConnection.edges":
 		if e.ComplexityRoot.MediaFileConnection.Edges == nil {
@@ -569,6 +688,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Subscription.UploadProgress(childComplexity, args["uploadId"].(string)), true
 
+	case "Thumbnail.height":
+		if e.ComplexityRoot.Thumbnail.Height == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Thumbnail.Height(childComplexity), true
+	case "Thumbnail.mimeType":
+		if e.ComplexityRoot.Thumbnail.MimeType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Thumbnail.MimeType(childComplexity), true
+	case "Thumbnail.url":
+		if e.ComplexityRoot.Thumbnail.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Thumbnail.URL(childComplexity), true
+	case "Thumbnail.width":
+		if e.ComplexityRoot.Thumbnail.Width == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Thumbnail.Width(childComplexity), true
+
 	case "UploadBatch.id":
 		if e.ComplexityRoot.UploadBatch.ID == nil {
 			break
@@ -600,6 +744,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UploadProgress.FailedChunks(childComplexity), true
+	case "UploadProgress.media":
+		if e.ComplexityRoot.UploadProgress.Media == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UploadProgress.Media(childComplexity), true
 	case "UploadProgress.mediaId":
 		if e.ComplexityRoot.UploadProgress.MediaID == nil {
 			break
@@ -673,6 +823,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UploadSession.ChunkUrls(childComplexity), true
+	case "UploadSession.deduplicated":
+		if e.ComplexityRoot.UploadSession.Deduplicated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UploadSession.Deduplicated(childComplexity), true
 	case "UploadSession.expiresAt":
 		if e.ComplexityRoot.UploadSession.ExpiresAt == nil {
 			break
@@ -758,6 +914,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.UsedBytes(childComplexity), true
+
+	case "VideoInfo.bitrate":
+		if e.ComplexityRoot.VideoInfo.Bitrate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VideoInfo.Bitrate(childComplexity), true
+	case "VideoInfo.codec":
+		if e.ComplexityRoot.VideoInfo.Codec == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VideoInfo.Codec(childComplexity), true
+	case "VideoInfo.faststart":
+		if e.ComplexityRoot.VideoInfo.Faststart == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VideoInfo.Faststart(childComplexity), true
+	case "VideoInfo.frameRate":
+		if e.ComplexityRoot.VideoInfo.FrameRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VideoInfo.FrameRate(childComplexity), true
 
 	}
 	return 0, false
@@ -948,6 +1129,8 @@ type UploadSession {
   progress: UploadProgress!
   media: MediaFile
   expiresAt: Time!
+  "True when initBatch found a READY file of the caller's with the same SHA-256 and size: the session is COMPLETED at once, media is set and nothing is sent."
+  deduplicated: Boolean!
 }
 
 type ChunkURL {
@@ -986,6 +1169,8 @@ type UploadProgress {
   mediaStatus: MediaStatus
   "Set when the upload FAILED."
   error: String
+  "The media file named by mediaId, with what processing has made so far (thumbnails once READY)."
+  media: MediaFile
 }
 
 type User {
@@ -998,6 +1183,45 @@ type User {
 extend type MediaFile {
   "Where GET returns the file's bytes (range requests supported). Signed and expiring on local disk."
   url: String!
+  "Pixels, after EXIF orientation or video rotation. Set once processed."
+  width: Int
+  height: Int
+  "Video and audio: as probed once processed, until then what the client declared."
+  durationSeconds: Float
+  "Resized images (a video's poster frame), smallest first; empty until READY."
+  thumbnails: [Thumbnail!]!
+  "ThumbHash (https://evanw.github.io/thumbhash/) of the image or poster, base64: a blurred preview to show while it loads."
+  placeholder: String
+  video: VideoInfo
+  audio: AudioInfo
+  "Why processing FAILED, or what it had to skip on a READY file (e.g. no ffmpeg on the server)."
+  processingError: String
+  processedAt: Time
+}
+
+type Thumbnail {
+  width: Int!
+  height: Int!
+  mimeType: String!
+  "Signed and expiring, like the media's url."
+  url: String!
+}
+
+type VideoInfo {
+  codec: String!
+  frameRate: Float
+  "Bits per second, the whole container."
+  bitrate: Int64
+  "True when the file's index comes first, so playback starts before the download ends (spool remuxes MP4/MOV files that lack it)."
+  faststart: Boolean!
+}
+
+type AudioInfo {
+  codec: String!
+  channels: Int
+  sampleRate: Int
+  "256 values from 0 to 100: the loudest sample of each 1/256th of the file, for drawing a waveform."
+  peaks: [Int!]!
 }
 
 extend type Query {
@@ -1037,6 +1261,20 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_AudioInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "codec":
+		return ec.fieldContext_AudioInfo_codec(ctx, field)
+	case "channels":
+		return ec.fieldContext_AudioInfo_channels(ctx, field)
+	case "sampleRate":
+		return ec.fieldContext_AudioInfo_sampleRate(ctx, field)
+	case "peaks":
+		return ec.fieldContext_AudioInfo_peaks(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AudioInfo", field.Name)
+}
 
 func (ec *executionContext) childFields_ChunkURL(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -1088,6 +1326,24 @@ func (ec *executionContext) childFields_MediaFile(ctx context.Context, field gra
 		return ec.fieldContext_MediaFile_createdAt(ctx, field)
 	case "url":
 		return ec.fieldContext_MediaFile_url(ctx, field)
+	case "width":
+		return ec.fieldContext_MediaFile_width(ctx, field)
+	case "height":
+		return ec.fieldContext_MediaFile_height(ctx, field)
+	case "durationSeconds":
+		return ec.fieldContext_MediaFile_durationSeconds(ctx, field)
+	case "thumbnails":
+		return ec.fieldContext_MediaFile_thumbnails(ctx, field)
+	case "placeholder":
+		return ec.fieldContext_MediaFile_placeholder(ctx, field)
+	case "video":
+		return ec.fieldContext_MediaFile_video(ctx, field)
+	case "audio":
+		return ec.fieldContext_MediaFile_audio(ctx, field)
+	case "processingError":
+		return ec.fieldContext_MediaFile_processingError(ctx, field)
+	case "processedAt":
+		return ec.fieldContext_MediaFile_processedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MediaFile", field.Name)
 }
@@ -1128,6 +1384,20 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_Thumbnail(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "width":
+		return ec.fieldContext_Thumbnail_width(ctx, field)
+	case "height":
+		return ec.fieldContext_Thumbnail_height(ctx, field)
+	case "mimeType":
+		return ec.fieldContext_Thumbnail_mimeType(ctx, field)
+	case "url":
+		return ec.fieldContext_Thumbnail_url(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Thumbnail", field.Name)
+}
+
 func (ec *executionContext) childFields_UploadBatch(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -1164,6 +1434,8 @@ func (ec *executionContext) childFields_UploadProgress(ctx context.Context, fiel
 		return ec.fieldContext_UploadProgress_mediaStatus(ctx, field)
 	case "error":
 		return ec.fieldContext_UploadProgress_error(ctx, field)
+	case "media":
+		return ec.fieldContext_UploadProgress_media(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type UploadProgress", field.Name)
 }
@@ -1196,6 +1468,8 @@ func (ec *executionContext) childFields_UploadSession(ctx context.Context, field
 		return ec.fieldContext_UploadSession_media(ctx, field)
 	case "expiresAt":
 		return ec.fieldContext_UploadSession_expiresAt(ctx, field)
+	case "deduplicated":
+		return ec.fieldContext_UploadSession_deduplicated(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type UploadSession", field.Name)
 }
@@ -1212,6 +1486,20 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_usedBytes(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type User", field.Name)
+}
+
+func (ec *executionContext) childFields_VideoInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "codec":
+		return ec.fieldContext_VideoInfo_codec(ctx, field)
+	case "frameRate":
+		return ec.fieldContext_VideoInfo_frameRate(ctx, field)
+	case "bitrate":
+		return ec.fieldContext_VideoInfo_bitrate(ctx, field)
+	case "faststart":
+		return ec.fieldContext_VideoInfo_faststart(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type VideoInfo", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1700,6 +1988,98 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _AudioInfo_codec(ctx context.Context, field graphql.CollectedField, obj *media.AudioInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudioInfo_codec(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Codec, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudioInfo_codec(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AudioInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _AudioInfo_channels(ctx context.Context, field graphql.CollectedField, obj *media.AudioInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudioInfo_channels(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Channels, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AudioInfo_channels(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AudioInfo", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AudioInfo_sampleRate(ctx context.Context, field graphql.CollectedField, obj *media.AudioInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudioInfo_sampleRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SampleRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AudioInfo_sampleRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AudioInfo", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AudioInfo_peaks(ctx context.Context, field graphql.CollectedField, obj *media.AudioInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudioInfo_peaks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Peaks, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []int) graphql.Marshaler {
+			return ec.marshalNInt2ᚕintᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudioInfo_peaks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AudioInfo", field, false, false, "Int")
+}
+
 func (ec *executionContext) _ChunkURL_chunkIndex(ctx context.Context, field graphql.CollectedField, obj *upload.ChunkURL) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2121,6 +2501,240 @@ func (ec *executionContext) _MediaFile_url(ctx context.Context, field graphql.Co
 }
 func (ec *executionContext) fieldContext_MediaFile_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MediaFile", field, true, true, "String")
+}
+
+func (ec *executionContext) _MediaFile_width(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MediaFile_width(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Width, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MediaFile_width(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MediaFile", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MediaFile_height(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MediaFile_height(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Height, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MediaFile_height(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MediaFile", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MediaFile_durationSeconds(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MediaFile_durationSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MediaFile().DurationSeconds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MediaFile_durationSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MediaFile", field, true, true, "Float")
+}
+
+func (ec *executionContext) _MediaFile_thumbnails(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MediaFile_thumbnails(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MediaFile().Thumbnails(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []upload.Thumbnail) graphql.Marshaler {
+			return ec.marshalNThumbnail2ᚕgithubᚗcomᚋspoolhqᚋspoolᚋinternalᚋuploadᚐThumbnailᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MediaFile_thumbnails(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MediaFile",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Thumbnail(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MediaFile_placeholder(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MediaFile_placeholder(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Placeholder, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MediaFile_placeholder(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MediaFile", field, false, false, "String")
+}
+
+func (ec *executionContext) _MediaFile_video(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MediaFile_video(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Video, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *media.VideoInfo) graphql.Marshaler {
+			return ec.marshalOVideoInfo2ᚖgithubᚗcomᚋspoolhqᚋspoolᚋinternalᚋmediaᚐVideoInfo(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MediaFile_video(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MediaFile",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_VideoInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MediaFile_audio(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MediaFile_audio(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Audio, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *media.AudioInfo) graphql.Marshaler {
+			return ec.marshalOAudioInfo2ᚖgithubᚗcomᚋspoolhqᚋspoolᚋinternalᚋmediaᚐAudioInfo(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MediaFile_audio(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MediaFile",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AudioInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MediaFile_processingError(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MediaFile_processingError(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProcessingError, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MediaFile_processingError(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MediaFile", field, false, false, "String")
+}
+
+func (ec *executionContext) _MediaFile_processedAt(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MediaFile_processedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProcessedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MediaFile_processedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MediaFile", field, false, false, "Time")
 }
 
 func (ec *executionContext) _MediaFileConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.MediaFileConnection) (ret graphql.Marshaler) {
@@ -3157,6 +3771,98 @@ func (ec *executionContext) fieldContext_Subscription_myUploads(_ context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Thumbnail_width(ctx context.Context, field graphql.CollectedField, obj *upload.Thumbnail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Thumbnail_width(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Width, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Thumbnail_width(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Thumbnail", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Thumbnail_height(ctx context.Context, field graphql.CollectedField, obj *upload.Thumbnail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Thumbnail_height(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Height, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Thumbnail_height(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Thumbnail", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Thumbnail_mimeType(ctx context.Context, field graphql.CollectedField, obj *upload.Thumbnail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Thumbnail_mimeType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MimeType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Thumbnail_mimeType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Thumbnail", field, false, false, "String")
+}
+
+func (ec *executionContext) _Thumbnail_url(ctx context.Context, field graphql.CollectedField, obj *upload.Thumbnail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Thumbnail_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.URL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Thumbnail_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Thumbnail", field, false, false, "String")
+}
+
 func (ec *executionContext) _UploadBatch_id(ctx context.Context, field graphql.CollectedField, obj *upload.Batch) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3488,6 +4194,38 @@ func (ec *executionContext) fieldContext_UploadProgress_error(_ context.Context,
 	return graphql.NewScalarFieldContext("UploadProgress", field, false, false, "String")
 }
 
+func (ec *executionContext) _UploadProgress_media(ctx context.Context, field graphql.CollectedField, obj *upload.Progress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UploadProgress_media(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.UploadProgress().Media(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.MediaFile) graphql.Marshaler {
+			return ec.marshalOMediaFile2ᚖgithubᚗcomᚋspoolhqᚋspoolᚋentᚐMediaFile(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UploadProgress_media(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UploadProgress",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MediaFile(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _UploadSession_id(ctx context.Context, field graphql.CollectedField, obj *upload.Session) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3814,6 +4552,29 @@ func (ec *executionContext) fieldContext_UploadSession_expiresAt(_ context.Conte
 	return graphql.NewScalarFieldContext("UploadSession", field, false, false, "Time")
 }
 
+func (ec *executionContext) _UploadSession_deduplicated(ctx context.Context, field graphql.CollectedField, obj *upload.Session) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UploadSession_deduplicated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deduplicated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UploadSession_deduplicated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UploadSession", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _User_id(ctx context.Context, field graphql.CollectedField, obj *ent.User) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3904,6 +4665,98 @@ func (ec *executionContext) _User_usedBytes(ctx context.Context, field graphql.C
 }
 func (ec *executionContext) fieldContext_User_usedBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("User", field, true, true, "Int64")
+}
+
+func (ec *executionContext) _VideoInfo_codec(ctx context.Context, field graphql.CollectedField, obj *media.VideoInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VideoInfo_codec(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Codec, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VideoInfo_codec(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VideoInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _VideoInfo_frameRate(ctx context.Context, field graphql.CollectedField, obj *media.VideoInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VideoInfo_frameRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FrameRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VideoInfo_frameRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VideoInfo", field, false, false, "Float")
+}
+
+func (ec *executionContext) _VideoInfo_bitrate(ctx context.Context, field graphql.CollectedField, obj *media.VideoInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VideoInfo_bitrate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bitrate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOInt642ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VideoInfo_bitrate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VideoInfo", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _VideoInfo_faststart(ctx context.Context, field graphql.CollectedField, obj *media.VideoInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VideoInfo_faststart(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Faststart, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VideoInfo_faststart(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VideoInfo", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -5604,6 +6457,54 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 
 // region    **************************** object.gotpl ****************************
 
+var audioInfoImplementors = []string{"AudioInfo"}
+
+func (ec *executionContext) _AudioInfo(ctx context.Context, sel ast.SelectionSet, obj *media.AudioInfo) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, audioInfoImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AudioInfo")
+		case "codec":
+			out.Values[i] = ec._AudioInfo_codec(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "channels":
+			out.Values[i] = ec._AudioInfo_channels(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "sampleRate":
+			out.Values[i] = ec._AudioInfo_sampleRate(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "peaks":
+			out.Values[i] = ec._AudioInfo_peaks(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var chunkURLImplementors = []string{"ChunkURL"}
 
 func (ec *executionContext) _ChunkURL(ctx context.Context, sel ast.SelectionSet, obj *upload.ChunkURL) graphql.Marshaler {
@@ -5762,6 +6663,53 @@ func (ec *executionContext) _MediaFile(ctx context.Context, sel ast.SelectionSet
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._MediaFile_url(ctx, field, obj)
 				})
+		case "width":
+			out.Values[i] = ec._MediaFile_width(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "height":
+			out.Values[i] = ec._MediaFile_height(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "durationSeconds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MediaFile_durationSeconds(ctx, field, obj)
+				})
+		case "thumbnails":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MediaFile_thumbnails(ctx, field, obj)
+				})
+		case "placeholder":
+			out.Values[i] = ec._MediaFile_placeholder(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "video":
+			out.Values[i] = ec._MediaFile_video(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "audio":
+			out.Values[i] = ec._MediaFile_audio(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "processingError":
+			out.Values[i] = ec._MediaFile_processingError(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "processedAt":
+			out.Values[i] = ec._MediaFile_processedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6110,6 +7058,54 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	}
 }
 
+var thumbnailImplementors = []string{"Thumbnail"}
+
+func (ec *executionContext) _Thumbnail(ctx context.Context, sel ast.SelectionSet, obj *upload.Thumbnail) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, thumbnailImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Thumbnail")
+		case "width":
+			out.Values[i] = ec._Thumbnail_width(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "height":
+			out.Values[i] = ec._Thumbnail_height(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mimeType":
+			out.Values[i] = ec._Thumbnail_mimeType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "url":
+			out.Values[i] = ec._Thumbnail_url(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var uploadBatchImplementors = []string{"UploadBatch"}
 
 func (ec *executionContext) _UploadBatch(ctx context.Context, sel ast.SelectionSet, obj *upload.Batch) graphql.Marshaler {
@@ -6162,63 +7158,69 @@ func (ec *executionContext) _UploadProgress(ctx context.Context, sel ast.Selecti
 		case "uploadId":
 			out.Values[i] = ec._UploadProgress_uploadId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "batchId":
 			out.Values[i] = ec._UploadProgress_batchId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "status":
 			out.Values[i] = ec._UploadProgress_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "uploadedBytes":
 			out.Values[i] = ec._UploadProgress_uploadedBytes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "totalBytes":
 			out.Values[i] = ec._UploadProgress_totalBytes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "percent":
 			out.Values[i] = ec._UploadProgress_percent(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "uploadedChunks":
 			out.Values[i] = ec._UploadProgress_uploadedChunks(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "totalChunks":
 			out.Values[i] = ec._UploadProgress_totalChunks(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "failedChunks":
 			out.Values[i] = ec._UploadProgress_failedChunks(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "mediaId":
 			out.Values[i] = ec._UploadProgress_mediaId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "mediaStatus":
 			out.Values[i] = ec._UploadProgress_mediaStatus(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "error":
 			out.Values[i] = ec._UploadProgress_error(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "media":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._UploadProgress_media(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6314,6 +7316,11 @@ func (ec *executionContext) _UploadSession(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "deduplicated":
+			out.Values[i] = ec._UploadSession_deduplicated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6364,6 +7371,54 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_usedBytes(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var videoInfoImplementors = []string{"VideoInfo"}
+
+func (ec *executionContext) _VideoInfo(ctx context.Context, sel ast.SelectionSet, obj *media.VideoInfo) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, videoInfoImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("VideoInfo")
+		case "codec":
+			out.Values[i] = ec._VideoInfo_codec(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "frameRate":
+			out.Values[i] = ec._VideoInfo_frameRate(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "bitrate":
+			out.Values[i] = ec._VideoInfo_bitrate(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "faststart":
+			out.Values[i] = ec._VideoInfo_faststart(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7032,6 +8087,26 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 	return res
 }
 
+func (ec *executionContext) marshalNThumbnail2githubᚗcomᚋspoolhqᚋspoolᚋinternalᚋuploadᚐThumbnail(ctx context.Context, sel ast.SelectionSet, v upload.Thumbnail) graphql.Marshaler {
+	return ec._Thumbnail(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNThumbnail2ᚕgithubᚗcomᚋspoolhqᚋspoolᚋinternalᚋuploadᚐThumbnailᚄ(ctx context.Context, sel ast.SelectionSet, v []upload.Thumbnail) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNThumbnail2githubᚗcomᚋspoolhqᚋspoolᚋinternalᚋuploadᚐThumbnail(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := graphql.UnmarshalTime(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -7274,6 +8349,13 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 	return res
 }
 
+func (ec *executionContext) marshalOAudioInfo2ᚖgithubᚗcomᚋspoolhqᚋspoolᚋinternalᚋmediaᚐAudioInfo(ctx context.Context, sel ast.SelectionSet, v *media.AudioInfo) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AudioInfo(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -7318,6 +8400,23 @@ func (ec *executionContext) marshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCu
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) unmarshalOID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
@@ -7668,6 +8767,24 @@ func (ec *executionContext) marshalOString2ᚖstring(ctx context.Context, sel as
 	return res
 }
 
+func (ec *executionContext) unmarshalOTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalTime(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalTime(*v)
+	return res
+}
+
 func (ec *executionContext) marshalOUploadBatch2ᚖgithubᚗcomᚋspoolhqᚋspoolᚋinternalᚋuploadᚐBatch(ctx context.Context, sel ast.SelectionSet, v *upload.Batch) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -7680,6 +8797,13 @@ func (ec *executionContext) marshalOUploadSession2ᚖgithubᚗcomᚋspoolhqᚋsp
 		return graphql.Null
 	}
 	return ec._UploadSession(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOVideoInfo2ᚖgithubᚗcomᚋspoolhqᚋspoolᚋinternalᚋmediaᚐVideoInfo(ctx context.Context, sel ast.SelectionSet, v *media.VideoInfo) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._VideoInfo(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalO__EnumValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐEnumValueᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.EnumValue) graphql.Marshaler {

@@ -19,6 +19,23 @@ func (r *mediaFileResolver) URL(ctx context.Context, obj *ent.MediaFile) (string
 	return r.Uploads.MediaURL(ctx, obj)
 }
 
+// DurationSeconds is the resolver for the durationSeconds field.
+func (r *mediaFileResolver) DurationSeconds(ctx context.Context, obj *ent.MediaFile) (*float64, error) {
+	if obj.Duration != nil {
+		return obj.Duration, nil
+	}
+	if obj.DurationSeconds != nil {
+		d := float64(*obj.DurationSeconds)
+		return &d, nil
+	}
+	return nil, nil
+}
+
+// Thumbnails is the resolver for the thumbnails field.
+func (r *mediaFileResolver) Thumbnails(ctx context.Context, obj *ent.MediaFile) ([]upload.Thumbnail, error) {
+	return r.Uploads.Thumbnails(ctx, obj)
+}
+
 // InitBatch is the resolver for the initBatch field.
 func (r *mutationResolver) InitBatch(ctx context.Context, input upload.BatchSpec) (*upload.Batch, error) {
 	uid, err := upload.CallerFrom(ctx)
@@ -158,6 +175,18 @@ func (r *subscriptionResolver) MyUploads(ctx context.Context) (<-chan *upload.Pr
 	})
 }
 
+// Media is the resolver for the media field.
+func (r *uploadProgressResolver) Media(ctx context.Context, obj *upload.Progress) (*ent.MediaFile, error) {
+	if obj.MediaID == nil {
+		return nil, nil
+	}
+	uid, err := upload.CallerFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Uploads.ProgressMedia(ctx, uid, *obj.MediaID)
+}
+
 // ChunkUrls is the resolver for the chunkUrls field.
 func (r *uploadSessionResolver) ChunkUrls(ctx context.Context, obj *upload.Session) ([]upload.ChunkURL, error) {
 	return r.Uploads.ChunkURLs(ctx, obj)
@@ -187,6 +216,9 @@ func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 // Subscription returns SubscriptionResolver implementation.
 func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
 
+// UploadProgress returns UploadProgressResolver implementation.
+func (r *Resolver) UploadProgress() UploadProgressResolver { return &uploadProgressResolver{r} }
+
 // UploadSession returns UploadSessionResolver implementation.
 func (r *Resolver) UploadSession() UploadSessionResolver { return &uploadSessionResolver{r} }
 
@@ -194,8 +226,9 @@ func (r *Resolver) UploadSession() UploadSessionResolver { return &uploadSession
 func (r *Resolver) User() UserResolver { return &userResolver{r} }
 
 type (
-	mutationResolver      struct{ *Resolver }
-	subscriptionResolver  struct{ *Resolver }
-	uploadSessionResolver struct{ *Resolver }
-	userResolver          struct{ *Resolver }
+	mutationResolver       struct{ *Resolver }
+	subscriptionResolver   struct{ *Resolver }
+	uploadProgressResolver struct{ *Resolver }
+	uploadSessionResolver  struct{ *Resolver }
+	userResolver           struct{ *Resolver }
 )

@@ -42,6 +42,16 @@ const (
 	FieldHeight = "height"
 	// FieldDurationSeconds holds the string denoting the duration_seconds field in the database.
 	FieldDurationSeconds = "duration_seconds"
+	// FieldDuration holds the string denoting the duration field in the database.
+	FieldDuration = "duration"
+	// FieldThumbnails holds the string denoting the thumbnails field in the database.
+	FieldThumbnails = "thumbnails"
+	// FieldPlaceholder holds the string denoting the placeholder field in the database.
+	FieldPlaceholder = "placeholder"
+	// FieldVideo holds the string denoting the video field in the database.
+	FieldVideo = "video"
+	// FieldAudio holds the string denoting the audio field in the database.
+	FieldAudio = "audio"
 	// FieldStatus holds the string denoting the status field in the database.
 	FieldStatus = "status"
 	// FieldProcessingError holds the string denoting the processing_error field in the database.
@@ -96,6 +106,11 @@ var Columns = []string{
 	FieldWidth,
 	FieldHeight,
 	FieldDurationSeconds,
+	FieldDuration,
+	FieldThumbnails,
+	FieldPlaceholder,
+	FieldVideo,
+	FieldAudio,
 	FieldStatus,
 	FieldProcessingError,
 	FieldContentHash,
@@ -254,6 +269,16 @@ func ByHeight(opts ...sql.OrderTermOption) OrderOption {
 // ByDurationSeconds orders the results by the duration_seconds field.
 func ByDurationSeconds(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldDurationSeconds, opts...).ToFunc()
+}
+
+// ByDuration orders the results by the duration field.
+func ByDuration(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDuration, opts...).ToFunc()
+}
+
+// ByPlaceholder orders the results by the placeholder field.
+func ByPlaceholder(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPlaceholder, opts...).ToFunc()
 }
 
 // ByStatus orders the results by the status field.

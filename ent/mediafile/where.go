@@ -125,6 +125,16 @@ func DurationSeconds(v int) predicate.MediaFile {
 	return predicate.MediaFile(sql.FieldEQ(FieldDurationSeconds, v))
 }
 
+// Duration applies equality check predicate on the "duration" field. It's identical to DurationEQ.
+func Duration(v float64) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldEQ(FieldDuration, v))
+}
+
+// Placeholder applies equality check predicate on the "placeholder" field. It's identical to PlaceholderEQ.
+func Placeholder(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldEQ(FieldPlaceholder, v))
+}
+
 // ProcessingError applies equality check predicate on the "processing_error" field. It's identical to ProcessingErrorEQ.
 func ProcessingError(v string) predicate.MediaFile {
 	return predicate.MediaFile(sql.FieldEQ(FieldProcessingError, v))
@@ -923,6 +933,161 @@ func DurationSecondsIsNil() predicate.MediaFile {
 // DurationSecondsNotNil applies the NotNil predicate on the "duration_seconds" field.
 func DurationSecondsNotNil() predicate.MediaFile {
 	return predicate.MediaFile(sql.FieldNotNull(FieldDurationSeconds))
+}
+
+// DurationEQ applies the EQ predicate on the "duration" field.
+func DurationEQ(v float64) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldEQ(FieldDuration, v))
+}
+
+// DurationNEQ applies the NEQ predicate on the "duration" field.
+func DurationNEQ(v float64) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNEQ(FieldDuration, v))
+}
+
+// DurationIn applies the In predicate on the "duration" field.
+func DurationIn(vs ...float64) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldIn(FieldDuration, vs...))
+}
+
+// DurationNotIn applies the NotIn predicate on the "duration" field.
+func DurationNotIn(vs ...float64) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNotIn(FieldDuration, vs...))
+}
+
+// DurationGT applies the GT predicate on the "duration" field.
+func DurationGT(v float64) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldGT(FieldDuration, v))
+}
+
+// DurationGTE applies the GTE predicate on the "duration" field.
+func DurationGTE(v float64) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldGTE(FieldDuration, v))
+}
+
+// DurationLT applies the LT predicate on the "duration" field.
+func DurationLT(v float64) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldLT(FieldDuration, v))
+}
+
+// DurationLTE applies the LTE predicate on the "duration" field.
+func DurationLTE(v float64) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldLTE(FieldDuration, v))
+}
+
+// DurationIsNil applies the IsNil predicate on the "duration" field.
+func DurationIsNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldIsNull(FieldDuration))
+}
+
+// DurationNotNil applies the NotNil predicate on the "duration" field.
+func DurationNotNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNotNull(FieldDuration))
+}
+
+// ThumbnailsIsNil applies the IsNil predicate on the "thumbnails" field.
+func ThumbnailsIsNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldIsNull(FieldThumbnails))
+}
+
+// ThumbnailsNotNil applies the NotNil predicate on the "thumbnails" field.
+func ThumbnailsNotNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNotNull(FieldThumbnails))
+}
+
+// PlaceholderEQ applies the EQ predicate on the "placeholder" field.
+func PlaceholderEQ(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldEQ(FieldPlaceholder, v))
+}
+
+// PlaceholderNEQ applies the NEQ predicate on the "placeholder" field.
+func PlaceholderNEQ(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNEQ(FieldPlaceholder, v))
+}
+
+// PlaceholderIn applies the In predicate on the "placeholder" field.
+func PlaceholderIn(vs ...string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldIn(FieldPlaceholder, vs...))
+}
+
+// PlaceholderNotIn applies the NotIn predicate on the "placeholder" field.
+func PlaceholderNotIn(vs ...string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNotIn(FieldPlaceholder, vs...))
+}
+
+// PlaceholderGT applies the GT predicate on the "placeholder" field.
+func PlaceholderGT(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldGT(FieldPlaceholder, v))
+}
+
+// PlaceholderGTE applies the GTE predicate on the "placeholder" field.
+func PlaceholderGTE(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldGTE(FieldPlaceholder, v))
+}
+
+// PlaceholderLT applies the LT predicate on the "placeholder" field.
+func PlaceholderLT(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldLT(FieldPlaceholder, v))
+}
+
+// PlaceholderLTE applies the LTE predicate on the "placeholder" field.
+func PlaceholderLTE(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldLTE(FieldPlaceholder, v))
+}
+
+// PlaceholderContains applies the Contains predicate on the "placeholder" field.
+func PlaceholderContains(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldContains(FieldPlaceholder, v))
+}
+
+// PlaceholderHasPrefix applies the HasPrefix predicate on the "placeholder" field.
+func PlaceholderHasPrefix(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldHasPrefix(FieldPlaceholder, v))
+}
+
+// PlaceholderHasSuffix applies the HasSuffix predicate on the "placeholder" field.
+func PlaceholderHasSuffix(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldHasSuffix(FieldPlaceholder, v))
+}
+
+// PlaceholderIsNil applies the IsNil predicate on the "placeholder" field.
+func PlaceholderIsNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldIsNull(FieldPlaceholder))
+}
+
+// PlaceholderNotNil applies the NotNil predicate on the "placeholder" field.
+func PlaceholderNotNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNotNull(FieldPlaceholder))
+}
+
+// PlaceholderEqualFold applies the EqualFold predicate on the "placeholder" field.
+func PlaceholderEqualFold(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldEqualFold(FieldPlaceholder, v))
+}
+
+// PlaceholderContainsFold applies the ContainsFold predicate on the "placeholder" field.
+func PlaceholderContainsFold(v string) predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldContainsFold(FieldPlaceholder, v))
+}
+
+// VideoIsNil applies the IsNil predicate on the "video" field.
+func VideoIsNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldIsNull(FieldVideo))
+}
+
+// VideoNotNil applies the NotNil predicate on the "video" field.
+func VideoNotNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNotNull(FieldVideo))
+}
+
+// AudioIsNil applies the IsNil predicate on the "audio" field.
+func AudioIsNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldIsNull(FieldAudio))
+}
+
+// AudioNotNil applies the NotNil predicate on the "audio" field.
+func AudioNotNil() predicate.MediaFile {
+	return predicate.MediaFile(sql.FieldNotNull(FieldAudio))
 }
 
 // StatusEQ applies the EQ predicate on the "status" field.

@@ -22,6 +22,11 @@ var (
 		{Name: "width", Type: field.TypeInt, Nullable: true},
 		{Name: "height", Type: field.TypeInt, Nullable: true},
 		{Name: "duration_seconds", Type: field.TypeInt, Nullable: true},
+		{Name: "duration", Type: field.TypeFloat64, Nullable: true},
+		{Name: "thumbnails", Type: field.TypeJSON, Nullable: true},
+		{Name: "placeholder", Type: field.TypeString, Nullable: true},
+		{Name: "video", Type: field.TypeJSON, Nullable: true},
+		{Name: "audio", Type: field.TypeJSON, Nullable: true},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"PENDING", "PROCESSING", "READY", "FAILED"}, Default: "PENDING"},
 		{Name: "processing_error", Type: field.TypeString, Nullable: true},
 		{Name: "content_hash", Type: field.TypeString, Nullable: true},
@@ -41,13 +46,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "media_files_upload_sessions_media",
-				Columns:    []*schema.Column{MediaFilesColumns[20]},
+				Columns:    []*schema.Column{MediaFilesColumns[25]},
 				RefColumns: []*schema.Column{UploadSessionsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "media_files_users_media",
-				Columns:    []*schema.Column{MediaFilesColumns[21]},
+				Columns:    []*schema.Column{MediaFilesColumns[26]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -56,22 +61,22 @@ var (
 			{
 				Name:    "mediafile_owner_id_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{MediaFilesColumns[21], MediaFilesColumns[16]},
+				Columns: []*schema.Column{MediaFilesColumns[26], MediaFilesColumns[21]},
 			},
 			{
 				Name:    "mediafile_owner_id_media_type_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{MediaFilesColumns[21], MediaFilesColumns[3], MediaFilesColumns[16]},
+				Columns: []*schema.Column{MediaFilesColumns[26], MediaFilesColumns[3], MediaFilesColumns[21]},
 			},
 			{
 				Name:    "mediafile_content_hash",
 				Unique:  false,
-				Columns: []*schema.Column{MediaFilesColumns[14]},
+				Columns: []*schema.Column{MediaFilesColumns[19]},
 			},
 			{
 				Name:    "mediafile_status_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{MediaFilesColumns[12], MediaFilesColumns[16]},
+				Columns: []*schema.Column{MediaFilesColumns[17], MediaFilesColumns[21]},
 			},
 		},
 	}
@@ -157,6 +162,7 @@ var (
 		{Name: "bytes_freed", Type: field.TypeBool, Default: false},
 		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
 		{Name: "resumable_url", Type: field.TypeString, Nullable: true},
+		{Name: "deduplicated", Type: field.TypeBool, Default: false},
 		{Name: "resumable_origin", Type: field.TypeString, Nullable: true},
 		{Name: "batch_id", Type: field.TypeString},
 		{Name: "owner_id", Type: field.TypeString},
@@ -169,13 +175,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "upload_sessions_upload_batches_uploads",
-				Columns:    []*schema.Column{UploadSessionsColumns[24]},
+				Columns:    []*schema.Column{UploadSessionsColumns[25]},
 				RefColumns: []*schema.Column{UploadBatchesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "upload_sessions_users_uploads",
-				Columns:    []*schema.Column{UploadSessionsColumns[25]},
+				Columns:    []*schema.Column{UploadSessionsColumns[26]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -184,17 +190,17 @@ var (
 			{
 				Name:    "uploadsession_owner_id_status",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[25], UploadSessionsColumns[14]},
+				Columns: []*schema.Column{UploadSessionsColumns[26], UploadSessionsColumns[14]},
 			},
 			{
 				Name:    "uploadsession_owner_id_fingerprint",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[25], UploadSessionsColumns[9]},
+				Columns: []*schema.Column{UploadSessionsColumns[26], UploadSessionsColumns[9]},
 			},
 			{
 				Name:    "uploadsession_owner_id_sha256",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[25], UploadSessionsColumns[8]},
+				Columns: []*schema.Column{UploadSessionsColumns[26], UploadSessionsColumns[8]},
 			},
 			{
 				Name:    "uploadsession_status_expires_at",

@@ -7,6 +7,8 @@ import (
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
+
+	"github.com/spoolhq/spool/internal/media"
 )
 
 // MediaFile is the product of a completed upload. It is the one ent type
@@ -41,7 +43,16 @@ func (MediaFile) Fields() []ent.Field {
 		field.String("thumbnail_url").Optional().Nillable().Annotations(entgql.Skip()),
 		field.Int("width").Optional().Nillable().Annotations(entgql.Skip()),
 		field.Int("height").Optional().Nillable().Annotations(entgql.Skip()),
-		field.Int("duration_seconds").Optional().Nillable().Annotations(entgql.Skip()),
+		field.Int("duration_seconds").Optional().Nillable().Annotations(entgql.Skip()).
+			Comment("what the client declared at initBatch"),
+		field.Float("duration").Optional().Nillable().Annotations(entgql.Skip()).
+			Comment("seconds, as probed; the API's durationSeconds falls back to the declared one"),
+		field.JSON("thumbnails", []media.Thumbnail{}).Optional().Annotations(entgql.Skip()).
+			Comment("stored derivatives, smallest first"),
+		field.String("placeholder").Optional().Nillable().Annotations(entgql.Skip()).
+			Comment("ThumbHash of the image or poster, base64"),
+		field.JSON("video", &media.VideoInfo{}).Optional().Annotations(entgql.Skip()),
+		field.JSON("audio", &media.AudioInfo{}).Optional().Annotations(entgql.Skip()),
 		field.Enum("status").Values("PENDING", "PROCESSING", "READY", "FAILED").Default("PENDING").
 			Annotations(entgql.Type("MediaStatus")),
 		field.String("processing_error").Optional().Nillable().Annotations(entgql.Skip()),

@@ -52,6 +52,8 @@ func (UploadSession) Fields() []ent.Field {
 		// only the upload's owner gets it, as its ChunkURL.
 		field.String("resumable_url").Optional().Nillable().Sensitive().
 			Comment("the store's resumable session for a direct SINGLE upload"),
+		field.Bool("deduplicated").Default(false).Immutable().
+			Comment("completed at initBatch: the user already had a READY file with these bytes"),
 		field.String("resumable_origin").Optional().Nillable().
 			Comment("the browser origin the resumable session answers CORS for; empty for none"),
 	}

@@ -65,6 +65,8 @@ const (
 	FieldFinishedAt = "finished_at"
 	// FieldResumableURL holds the string denoting the resumable_url field in the database.
 	FieldResumableURL = "resumable_url"
+	// FieldDeduplicated holds the string denoting the deduplicated field in the database.
+	FieldDeduplicated = "deduplicated"
 	// FieldResumableOrigin holds the string denoting the resumable_origin field in the database.
 	FieldResumableOrigin = "resumable_origin"
 	// EdgeOwner holds the string denoting the owner edge name in mutations.
@@ -134,6 +136,7 @@ var Columns = []string{
 	FieldBytesFreed,
 	FieldFinishedAt,
 	FieldResumableURL,
+	FieldDeduplicated,
 	FieldResumableOrigin,
 }
 
@@ -172,6 +175,8 @@ var (
 	DefaultVersion int64
 	// DefaultBytesFreed holds the default value on creation for the "bytes_freed" field.
 	DefaultBytesFreed bool
+	// DefaultDeduplicated holds the default value on creation for the "deduplicated" field.
+	DefaultDeduplicated bool
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() string
 	// IDValidator is a validator for the "id" field. It is called by the builders before save.
@@ -382,6 +387,11 @@ func ByFinishedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByResumableURL orders the results by the resumable_url field.
 func ByResumableURL(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldResumableURL, opts...).ToFunc()
+}
+
+// ByDeduplicated orders the results by the deduplicated field.
+func ByDeduplicated(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDeduplicated, opts...).ToFunc()
 }
 
 // ByResumableOrigin orders the results by the resumable_origin field.

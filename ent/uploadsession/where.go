@@ -170,6 +170,11 @@ func ResumableURL(v string) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldEQ(FieldResumableURL, v))
 }
 
+// Deduplicated applies equality check predicate on the "deduplicated" field. It's identical to DeduplicatedEQ.
+func Deduplicated(v bool) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldDeduplicated, v))
+}
+
 // ResumableOrigin applies equality check predicate on the "resumable_origin" field. It's identical to ResumableOriginEQ.
 func ResumableOrigin(v string) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldEQ(FieldResumableOrigin, v))
@@ -1353,6 +1358,16 @@ func ResumableURLEqualFold(v string) predicate.UploadSession {
 // ResumableURLContainsFold applies the ContainsFold predicate on the "resumable_url" field.
 func ResumableURLContainsFold(v string) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldContainsFold(FieldResumableURL, v))
+}
+
+// DeduplicatedEQ applies the EQ predicate on the "deduplicated" field.
+func DeduplicatedEQ(v bool) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldDeduplicated, v))
+}
+
+// DeduplicatedNEQ applies the NEQ predicate on the "deduplicated" field.
+func DeduplicatedNEQ(v bool) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldDeduplicated, v))
 }
 
 // ResumableOriginEQ applies the EQ predicate on the "resumable_origin" field.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,13 @@ func (u *URLSigner) MediaURL(mediaID, fileName string, expires time.Time) string
 	q := url.Values{}
 	u.signer.SignQuery(q, expires, purposeMedia, mediaID)
 	return fmt.Sprintf("%s/media/%s/%s?%s", u.base, url.PathEscape(mediaID), url.PathEscape(fileName), q.Encode())
+}
+
+// ThumbnailURL is where GET returns the media's thumbnail number n.
+func (u *URLSigner) ThumbnailURL(mediaID string, n int, expires time.Time) string {
+	q := url.Values{}
+	u.signer.SignQuery(q, expires, purposeMedia, mediaID)
+	return fmt.Sprintf("%s/media/%s/thumbnails/%d?%s", u.base, url.PathEscape(mediaID), n, q.Encode())
 }
 
 // statusOf is the one table from codes to HTTP statuses, for the data
@@ -245,6 +253,32 @@ func (h *handlers) getMedia(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", "inline; filename*=UTF-8''"+url.PathEscape(m.FileName))
 	// A media file's bytes never change, so its id is a strong validator.
 	w.Header().Set("ETag", `"`+m.ID+`"`)
+	http.ServeContent(w, r, "", obj.ModTime(), obj)
+}
+
+// getThumbnail serves one of a media file's thumbnails, under the
+// media's own signature.
+func (h *handlers) getThumbnail(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := h.URLs.signer.VerifyQuery(r.URL.Query(), time.Now(), purposeMedia, id); err != nil {
+		h.refuseSignature(w, r, err)
+		return
+	}
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil {
+		h.writeError(w, r, upload.Errorf(upload.CodeNotFound, "no thumbnail %q", r.PathValue("n")))
+		return
+	}
+	t, obj, err := h.Uploads.OpenThumbnail(r.Context(), id, n)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	defer obj.Close()
+	w.Header().Set("Content-Type", t.MimeType)
+	w.Header().Set("Cache-Control", "private, max-age=300")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("ETag", `"`+path.Base(t.Key)+`"`)
 	http.ServeContent(w, r, "", obj.ModTime(), obj)
 }
 

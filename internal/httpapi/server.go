@@ -70,6 +70,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("PUT /uploads/{id}", h.putRange)
 	mux.HandleFunc("HEAD /uploads/{id}", h.headUpload)
 	mux.HandleFunc("GET /media/{id}/{name}", h.getMedia)
+	mux.HandleFunc("GET /media/{id}/thumbnails/{n}", h.getThumbnail)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
 	graphQL := limitBody(o.GraphQL, o.MaxMultipartBody)

@@ -13,6 +13,7 @@ import (
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/internal/media"
 )
 
 // process checks a completed file in the background: it computes the
@@ -142,6 +143,31 @@ func (s *Service) OpenMedia(ctx context.Context, mediaID string) (*ent.MediaFile
 		return nil, nil, storageError("opening media", err)
 	}
 	return m, obj, nil
+}
+
+// OpenThumbnail opens the media file's thumbnail number n, as OpenMedia
+// opens its bytes. It returns NOT_FOUND for a missing or deleted file or
+// a thumbnail it does not have.
+func (s *Service) OpenThumbnail(ctx context.Context, mediaID string, n int) (media.Thumbnail, Object, error) {
+	m, err := s.db.MediaFile.Query().Where(mediafile.ID(mediaID), mediafile.DeletedAtIsNil()).Only(ctx)
+	if ent.IsNotFound(err) {
+		return media.Thumbnail{}, nil, errNotFound("media file", mediaID)
+	}
+	if err != nil {
+		return media.Thumbnail{}, nil, fmt.Errorf("loading media %s: %w", mediaID, err)
+	}
+	if n < 0 || n >= len(m.Thumbnails) {
+		return media.Thumbnail{}, nil, Errorf(CodeNotFound, "media file %s has no thumbnail %d", mediaID, n)
+	}
+	t := m.Thumbnails[n]
+	obj, err := s.store.Open(ctx, t.Key)
+	if errors.Is(err, ErrNotExist) {
+		return media.Thumbnail{}, nil, Errorf(CodeNotFound, "media file %s has no thumbnail %d", mediaID, n)
+	}
+	if err != nil {
+		return media.Thumbnail{}, nil, storageError("opening a thumbnail", err)
+	}
+	return t, obj, nil
 }
 
 // DeleteMedia soft-deletes the caller's media file, gives its bytes back

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -341,6 +343,16 @@ func (s *Service) Media(ctx context.Context, userID, id string) (*ent.MediaFile,
 	return m, nil
 }
 
+// ProgressMedia returns the caller's media file named by a progress
+// event, or nil once it is deleted: an event may outlive its media.
+func (s *Service) ProgressMedia(ctx context.Context, userID, id string) (*ent.MediaFile, error) {
+	m, err := s.Media(ctx, userID, id)
+	if ErrorCode(err) == CodeNotFound {
+		return nil, nil
+	}
+	return m, err
+}
+
 // UploadMedia returns the media file an upload produced, or nil.
 func (s *Service) UploadMedia(ctx context.Context, userID, uploadID string) (*ent.MediaFile, error) {
 	m, err := s.db.MediaFile.Query().
@@ -375,6 +387,38 @@ func (s *Service) MediaURL(ctx context.Context, m *ent.MediaFile) (string, error
 		return u, nil
 	}
 	return s.signer.MediaURL(m.ID, m.FileName, exp), nil
+}
+
+// Thumbnails returns the media file's thumbnails, smallest first, with
+// URLs made as MediaURL makes the media's. It returns STORAGE_UNAVAILABLE
+// if the store fails to sign one.
+func (s *Service) Thumbnails(ctx context.Context, m *ent.MediaFile) ([]Thumbnail, error) {
+	exp := s.now().Add(s.cfg.MediaURLTTL)
+	linker, signs := s.store.(ObjectLinker)
+	out := make([]Thumbnail, len(m.Thumbnails))
+	for i, t := range m.Thumbnails {
+		out[i].Thumbnail = t
+		if signs && !s.cfg.ProxyMedia && m.PublicURL == nil {
+			u, err := linker.ObjectURL(ctx, t.Key, thumbnailName(m, i), exp)
+			if err != nil {
+				return nil, storageError("signing a thumbnail URL", err)
+			}
+			out[i].URL = u
+			continue
+		}
+		out[i].URL = s.signer.ThumbnailURL(m.ID, i, exp)
+	}
+	return out, nil
+}
+
+// thumbnailName is the file name a downloaded thumbnail is saved under.
+func thumbnailName(m *ent.MediaFile, n int) string {
+	t := m.Thumbnails[n]
+	ext := ".jpg"
+	if t.MimeType == "image/webp" {
+		ext = ".webp"
+	}
+	return fmt.Sprintf("%s-%dx%d%s", strings.TrimSuffix(m.FileName, path.Ext(m.FileName)), t.Width, t.Height, ext)
 }
 
 // reserveQuota adds n bytes to the user's reservation if it stays within

@@ -6,6 +6,7 @@ import (
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/internal/media"
 )
 
 // Status is an upload session's place in its state machine
@@ -102,4 +103,14 @@ type BatchSpec struct {
 type Signer interface {
 	ChunkURL(uploadID string, index int, expires time.Time) string
 	MediaURL(mediaID, fileName string, expires time.Time) string
+	// ThumbnailURL is where spool serves the media's thumbnail number n
+	// (its index in MediaFile.Thumbnails).
+	ThumbnailURL(mediaID string, n int, expires time.Time) string
+}
+
+// Thumbnail is one of a media file's thumbnails as the API shows it: the
+// stored derivative and a signed URL to fetch it.
+type Thumbnail struct {
+	media.Thumbnail
+	URL string
 }
