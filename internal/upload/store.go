@@ -37,6 +37,39 @@ type Store interface {
 
 	// Delete removes a finished object. It is not an error if it is gone.
 	Delete(ctx context.Context, objectKey string) error
+
+	// Put stores body, whole, as the finished object objectKey,
+	// replacing any object of that key at once: readers see the old
+	// bytes or the new, never a mix. Processing stores derivatives
+	// (thumbnails, a faststart copy) with it.
+	Put(ctx context.Context, objectKey string, body io.Reader, contentType string) error
+
+	// Walk calls fn for everything the store holds: each unfinished
+	// upload's bytes once (Upload set, Key the upload's key) and each
+	// finished object. It stops at fn's first error and returns it. The
+	// sweeper walks the store to find bytes no record owns.
+	Walk(ctx context.Context, fn func(StoredItem) error) error
+}
+
+// StoredItem is one thing a Store holds, as Walk reports it.
+type StoredItem struct {
+	// Key is the upload's key (Discard frees it) or the object's (Delete
+	// removes it).
+	Key string
+	// Upload is true for an unfinished upload's bytes.
+	Upload bool
+	// ModTime is when it last changed: the sweeper leaves young items
+	// alone, since their record may be in a transaction not yet
+	// committed.
+	ModTime time.Time
+}
+
+// LocalFiler is a Store whose objects are files on this machine:
+// processing reads them in place instead of copying them out first.
+type LocalFiler interface {
+	// LocalPath returns the file holding the object, or an error
+	// wrapping ErrNotExist.
+	LocalPath(objectKey string) (string, error)
 }
 
 // ErrNotExist is returned by a Store for an object that does not exist.

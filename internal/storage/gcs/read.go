@@ -6,6 +6,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
+
+	"cloud.google.com/go/storage"
 
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -24,16 +27,21 @@ func (s *Store) Open(ctx context.Context, objectKey string) (upload.Object, erro
 	if err != nil {
 		return nil, fmt.Errorf("gcs: open %q: %w", objectKey, translate(err))
 	}
-	modTime := attrs.Updated
-	if modTime.IsZero() {
-		modTime = attrs.Created
-	}
 	return &object{
 		ctx:     ctx,
 		handle:  s.bucket.Object(name).Generation(attrs.Generation),
 		size:    attrs.Size,
-		modTime: modTime,
+		modTime: modTime(attrs),
 	}, nil
+}
+
+// modTime is when an object last changed (fake-gcs-server may leave
+// Updated unset).
+func modTime(attrs *storage.ObjectAttrs) time.Time {
+	if attrs.Updated.IsZero() {
+		return attrs.Created
+	}
+	return attrs.Updated
 }
 
 // StatChunk returns the size and CRC32C of the chunk's part object, or an

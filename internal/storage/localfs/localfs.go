@@ -487,3 +487,106 @@ func (t *lockTable[K]) release(k K, l *refLock) {
 		delete(t.locks, k)
 	}
 }
+
+// Put writes body to a temporary file beside the object, syncs it and
+// renames it into place, so readers see the old object or the new one
+// whole, and a crash leaves at worst a temporary file (which Walk reports,
+// as an object no record owns). It fails if objectKey is not a valid key.
+func (s *Store) Put(ctx context.Context, objectKey string, body io.Reader, contentType string) error {
+	if err := checkKey(objectKey); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	final := s.objectPath(objectKey)
+	if err := os.MkdirAll(filepath.Dir(final), dirPerm); err != nil {
+		return fmt.Errorf("localfs: put %q: %w", objectKey, err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(final), "."+filepath.Base(final)+".put-*")
+	if err != nil {
+		return fmt.Errorf("localfs: put %q: %w", objectKey, err)
+	}
+	tmp := f.Name()
+	buf := s.buffers.Get().(*[]byte)
+	_, err = io.CopyBuffer(onlyWriter{f}, body, *buf)
+	s.buffers.Put(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, filePerm)
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("localfs: put %q: %w", objectKey, err)
+	}
+	if err := syncFile(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("localfs: put %q: %w", objectKey, err)
+	}
+	return nil
+}
+
+// onlyWriter hides *os.File's ReadFrom, so io.CopyBuffer uses the pooled
+// buffer instead of allocating its own.
+type onlyWriter struct{ io.Writer }
+
+// Walk reports every staging file (an unfinished upload) and every file
+// in the objects tree, temporaries of an interrupted Put included.
+func (s *Store) Walk(ctx context.Context, fn func(upload.StoredItem) error) error {
+	for _, tree := range []struct {
+		dir    string
+		upload bool
+	}{{s.stagingDir, true}, {s.objectsDir, false}} {
+		err := filepath.WalkDir(tree.dir, func(name string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			info, err := d.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while we walked
+			}
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(tree.dir, name)
+			if err != nil {
+				return err
+			}
+			return fn(upload.StoredItem{Key: filepath.ToSlash(rel), Upload: tree.upload, ModTime: info.ModTime()})
+		})
+		if err != nil {
+			return fmt.Errorf("localfs: walk: %w", err)
+		}
+	}
+	return nil
+}
+
+// LocalPath returns the file of a finished object, so processing can read
+// it in place.
+func (s *Store) LocalPath(objectKey string) (string, error) {
+	if err := checkKey(objectKey); err != nil {
+		return "", fmt.Errorf("%w: %w", err, upload.ErrNotExist)
+	}
+	name := s.objectPath(objectKey)
+	info, err := os.Stat(name)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !info.Mode().IsRegular()) {
+		return "", fmt.Errorf("localfs: %q: %w", objectKey, upload.ErrNotExist)
+	}
+	if err != nil {
+		return "", fmt.Errorf("localfs: %q: %w", objectKey, err)
+	}
+	return name, nil
+}

@@ -77,6 +77,8 @@ func Run(t *testing.T, newStore func(t *testing.T) upload.Store, opts ...Option)
 		{"InvalidKeys", func(t *testing.T, s upload.Store) { testInvalidKeys(t, s, c) }},
 		{"InvalidChunks", testInvalidChunks},
 		{"LongBody", testLongBody},
+		{"PutReplacesWhole", testPutReplacesWhole},
+		{"WalkSeesEverything", testWalkSeesEverything},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -528,6 +530,9 @@ func testInvalidKeys(t *testing.T, s upload.Store, c config) {
 		if err := s.Delete(ctx, key); err == nil {
 			t.Errorf("Delete(%q) succeeded, want an error", key)
 		}
+		if err := s.Put(ctx, key, bytes.NewReader([]byte("x")), "text/plain"); err == nil {
+			t.Errorf("Put(%q) succeeded, want an error", key)
+		}
 		if ds, ok := s.(upload.DirectStore); ok {
 			if d, err := ds.ChunkUploadURL(ctx, key, chunk, expires); err == nil {
 				t.Errorf("ChunkUploadURL(%q) = %q, want an error", key, d.URL)
@@ -781,3 +786,100 @@ func (r *signalingReader) Read(p []byte) (int, error) {
 type failingReader struct{ err error }
 
 func (r *failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+// testPutReplacesWhole checks that Put stores an object readers can open,
+// that a second Put replaces it, and that a Put whose body fails leaves
+// the object it would have replaced as it was.
+func testPutReplacesWhole(t *testing.T, s upload.Store) {
+	ctx := t.Context()
+	key := "usr_suite/med_put/thumb-320.jpg"
+	first, second := randomBytes(t, 3*chunkSize+5), randomBytes(t, chunkSize)
+	if err := s.Put(ctx, key, bytes.NewReader(first), "image/jpeg"); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	checkObject(t, s, key, first)
+	if err := s.Put(ctx, key, bytes.NewReader(second), "image/jpeg"); err != nil {
+		t.Fatalf("Put again: %v", err)
+	}
+	checkObject(t, s, key, second)
+	broken := io.MultiReader(bytes.NewReader(first[:chunkSize]), &failingReader{err: errors.New("disk on fire")})
+	if err := s.Put(ctx, key, broken, "image/jpeg"); err == nil {
+		t.Fatal("Put with a failing body succeeded, want its error")
+	}
+	checkObject(t, s, key, second)
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if items := walk(t, s); len(items) != 0 {
+		t.Errorf("after Delete the store holds %v, want nothing (a failed Put must not leave a temporary)", items)
+	}
+}
+
+// testWalkSeesEverything checks that Walk reports an unfinished upload
+// once, by its key, and every finished object, and stops reporting each
+// once it is gone.
+func testWalkSeesEverything(t *testing.T, s upload.Store) {
+	ctx := t.Context()
+	before := time.Now().Add(-time.Minute)
+	data := randomBytes(t, 3*chunkSize)
+	unfinished, finished, derived := "usr_suite/upl_walk1", "usr_suite/upl_walk2", "usr_suite/med_walk/poster.jpg"
+	prepare(t, s, unfinished, len(data))
+	writeChunks(t, s, unfinished, data, []int{0, 2})
+	prepare(t, s, finished, len(data))
+	writeChunks(t, s, finished, data, []int{0, 1, 2})
+	objKey := assemble(t, s, finished, data)
+	if err := s.Put(ctx, derived, bytes.NewReader(data[:10]), "image/jpeg"); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	got := walk(t, s)
+	want := []string{"object " + derived, "object " + objKey, "upload " + unfinished}
+	if !slices.Equal(names(got), want) {
+		t.Fatalf("Walk reported %v, want %v", names(got), want)
+	}
+	for _, it := range got {
+		if it.ModTime.Before(before) || it.ModTime.After(time.Now().Add(time.Minute)) {
+			t.Errorf("Walk reported %s modified at %v, want about now", it.Key, it.ModTime)
+		}
+	}
+	if err := s.Discard(ctx, unfinished); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, derived); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := names(walk(t, s)), []string{"object " + objKey}; !slices.Equal(got, want) {
+		t.Errorf("after Discard and Delete, Walk reported %v, want %v", got, want)
+	}
+	stop := errors.New("enough")
+	calls := 0
+	err := s.Walk(ctx, func(upload.StoredItem) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("Walk with fn failing: %d calls, error %v; want 1 call and fn's error", calls, err)
+	}
+}
+
+func walk(t *testing.T, s upload.Store) []upload.StoredItem {
+	t.Helper()
+	var items []upload.StoredItem
+	if err := s.Walk(t.Context(), func(it upload.StoredItem) error {
+		items = append(items, it)
+		return nil
+	}); err != nil {
+		t.Fatalf("Walk: %v", err)
+	}
+	return items
+}
+
+// names describes walked items, sorted, as "upload KEY" or "object KEY".
+func names(items []upload.StoredItem) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		kind := "object "
+		if it.Upload {
+			kind = "upload "
+		}
+		out[i] = kind + it.Key
+	}
+	slices.Sort(out)
+	return out
+}
