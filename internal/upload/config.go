@@ -48,6 +48,10 @@ type Config struct {
 	// by streaming from the store, even when the store hands out URLs
 	// itself (ObjectLinker): for a store that cannot sign them.
 	ProxyMedia bool
+	// OrphanAge is how old stored bytes no record owns must be before the
+	// sweeper removes them: younger ones may belong to a transaction that
+	// has not committed yet (an initBatch, a complete, processing).
+	OrphanAge time.Duration
 }
 
 // DefaultConfig returns the defaults documented in docs/CONFIG.md.
@@ -60,6 +64,7 @@ func DefaultConfig() Config {
 		ChunkURLTTL:     30 * time.Minute,
 		SessionTTL:      24 * time.Hour,
 		MediaURLTTL:     time.Hour,
+		OrphanAge:       time.Hour,
 		DefaultQuota:    10 * GiB,
 		// A multipart request is held in one handler for its whole
 		// upload; larger files deserve chunks they can resume.
@@ -89,6 +94,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ChunkSize == 0 {
 		c.ChunkSize = d.ChunkSize
+	}
+	if c.OrphanAge == 0 {
+		c.OrphanAge = d.OrphanAge
 	}
 	if c.MaxChunkURLs == 0 {
 		c.MaxChunkURLs = d.MaxChunkURLs
@@ -143,6 +151,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max inline image size must be between 1 byte and 100 MiB, got %d bytes", c.MaxInlineImageSize)
 	case c.ChunkURLTTL < time.Second || c.SessionTTL < time.Second || c.MediaURLTTL < time.Second:
 		return fmt.Errorf("URL and session lifetimes must be at least a second")
+	case c.OrphanAge < 0:
+		return fmt.Errorf("orphan age must not be negative, got %v", c.OrphanAge)
 	case c.DefaultQuota < 0:
 		return fmt.Errorf("quota must not be negative, got %d", c.DefaultQuota)
 	}
