@@ -1,0 +1,120 @@
+package media
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/gif"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/disintegration/imaging"
+	xwebp "golang.org/x/image/webp"
+)
+
+// imageFormats maps the image MIME types Process decodes to the format
+// names used in messages and by sniffFormat.
+var imageFormats = map[string]string{
+	"image/jpeg": "JPEG",
+	"image/png":  "PNG",
+	"image/gif":  "GIF",
+	"image/webp": "WebP",
+}
+
+// imageCodec is how one format's header and pixels are read. Each format
+// is called by name rather than through image.Decode's registry, because
+// both x/image/webp and gen2brain/webp (imported to encode) register
+// "webp" there and the registry would pick one by package init order.
+type imageCodec struct {
+	config func(io.Reader) (image.Config, error)
+	decode func(io.Reader) (image.Image, error)
+}
+
+var imageCodecs = map[string]imageCodec{
+	// imaging.Decode reads the EXIF orientation of a JPEG and applies it.
+	"JPEG": {jpeg.DecodeConfig, func(r io.Reader) (image.Image, error) {
+		return imaging.Decode(r, imaging.AutoOrientation(true))
+	}},
+	"PNG": {png.DecodeConfig, png.Decode},
+	// A GIF's first frame stands for the animation.
+	"GIF":  {gif.DecodeConfig, gif.Decode},
+	"WebP": {xwebp.DecodeConfig, xwebp.Decode},
+}
+
+// sniffFormat names the image format of a file's first bytes, "" if none
+// of imageCodecs.
+func sniffFormat(head []byte) string {
+	switch {
+	case bytes.HasPrefix(head, []byte("\xff\xd8\xff")):
+		return "JPEG"
+	case bytes.HasPrefix(head, []byte("\x89PNG\r\n\x1a\n")):
+		return "PNG"
+	case bytes.HasPrefix(head, []byte("GIF87a")), bytes.HasPrefix(head, []byte("GIF89a")):
+		return "GIF"
+	case len(head) >= 12 && string(head[:4]) == "RIFF" && string(head[8:12]) == "WEBP":
+		return "WebP"
+	}
+	return ""
+}
+
+func (p *Processor) processImage(ctx context.Context, src, mimeType, workDir string, res *Result) error {
+	img, err := p.decodeImage(src, imageFormats[mimeType])
+	if err != nil {
+		return err
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	res.Width, res.Height = &w, &h
+	return p.derive(ctx, img, workDir, "thumb", res)
+}
+
+// decodeImage decodes the image at path, which must be of format, refusing
+// before decoding one that declares more than MaxPixels.
+func (p *Processor) decodeImage(path, format string) (image.Image, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	if got := sniffFormat(data); got != format {
+		if got == "" {
+			return nil, badFile(nil, "the file is not a %s image: it does not start like one", format)
+		}
+		return nil, badFile(nil, "the file is a %s image, not the %s its type says", got, format)
+	}
+	codec := imageCodecs[format]
+	cfg, err := codec.config(bytes.NewReader(data))
+	if err != nil {
+		return nil, badFile(err, "the file is not a valid %s image", format)
+	}
+	if err := p.checkPixels(cfg.Width, cfg.Height); err != nil {
+		return nil, err
+	}
+	img, err := codec.decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, badFile(err, "the file is not a valid %s image", format)
+	}
+	return img, nil
+}
+
+// checkPixels refuses a picture whose declared size is empty or above
+// MaxPixels: decoding it would allocate 4 bytes or more per pixel.
+func (p *Processor) checkPixels(w, h int) error {
+	if w <= 0 || h <= 0 {
+		return badFile(nil, "the image is %d×%d: it has no pixels", w, h)
+	}
+	if pixels := int64(w) * int64(h); pixels > p.maxPixels {
+		return badFile(nil, "the image is %d×%d (%s MP), above the %s MP limit", w, h, megapixels(pixels), megapixels(p.maxPixels))
+	}
+	return nil
+}
+
+// megapixels writes n pixels in MP with at most one decimal: "400", "12.5".
+func megapixels(n int64) string {
+	return strconv.FormatFloat(float64(n/100_000)/10, 'f', -1, 64)
+}
