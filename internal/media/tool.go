@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // maxStderr is how much of a tool's stderr an error quotes: with -v error
@@ -56,6 +57,9 @@ func (p *Processor) stream(ctx context.Context, path string, args []string, cons
 	defer cancel()
 	name := filepath.Base(path)
 	cmd := exec.CommandContext(runCtx, path, args...)
+	// Once the tool is killed, stop waiting for its pipes after a while
+	// even if a child of it still holds them open.
+	cmd.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -63,6 +67,9 @@ func (p *Processor) stream(ctx context.Context, path string, args []string, cons
 		return fmt.Errorf("media: %s: %w", name, err)
 	}
 	if err := cmd.Start(); err != nil {
+		if cut := p.cutShort(ctx, runCtx, name); cut != nil {
+			return cut
+		}
 		return fmt.Errorf("media: starting %s: %w", name, err)
 	}
 	consumeErr := consume(stdout)
@@ -71,11 +78,10 @@ func (p *Processor) stream(ctx context.Context, path string, args []string, cons
 	}
 	_, _ = io.Copy(io.Discard, stdout)
 	waitErr := cmd.Wait()
+	if cut := p.cutShort(ctx, runCtx, name); cut != nil {
+		return cut
+	}
 	switch {
-	case ctx.Err() != nil:
-		return fmt.Errorf("media: %s: %w", name, ctx.Err())
-	case runCtx.Err() != nil:
-		return fmt.Errorf("media: %s ran longer than the %v limit", name, p.timeout)
 	case consumeErr != nil:
 		return fmt.Errorf("media: reading %s's output: %w", name, consumeErr)
 	case waitErr != nil:
@@ -84,6 +90,18 @@ func (p *Processor) stream(ctx context.Context, path string, args []string, cons
 			return fmt.Errorf("media: %s: %w", name, waitErr)
 		}
 		return &toolError{tool: name, err: waitErr, stderr: lastBytes(strings.TrimSpace(stderr.String()), maxStderr)}
+	}
+	return nil
+}
+
+// cutShort returns the transient error of a run whose caller's ctx ended
+// or whose own timeout (runCtx) passed; nil if neither.
+func (p *Processor) cutShort(ctx, runCtx context.Context, name string) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("media: %s: %w", name, ctx.Err())
+	case runCtx.Err() != nil:
+		return fmt.Errorf("media: %s ran longer than the %v limit", name, p.timeout)
 	}
 	return nil
 }
