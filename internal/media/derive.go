@@ -17,11 +17,12 @@ var thumbnailSides = []int{320, 1280}
 
 const (
 	// WebP rather than JPEG: it keeps alpha (a transparent PNG's thumbnail
-	// stays transparent instead of gaining a background), its files were a
-	// quarter of JPEG's at like settings here, and every current browser
-	// shows it. Method 2 encodes a 1280 px thumbnail about 1.8× slower than
-	// image/jpeg; method 4 (libwebp's default) was 5× slower again for 1%
-	// smaller files (docs/BENCHMARKS.md, "Media processing").
+	// stays transparent instead of gaining a background), its files are
+	// smaller (a quarter of image/jpeg's at quality 82 on the noisy test
+	// photo), and every current browser shows it. Method 2 encodes a
+	// 1280 px thumbnail about 1.8× slower than image/jpeg; method 4
+	// (libwebp's default) was 5× slower again for 1% smaller files
+	// (docs/BENCHMARKS.md, "Media processing").
 	thumbnailMIME    = "image/webp"
 	thumbnailQuality = 80
 	thumbnailMethod  = 2
