@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/disintegration/imaging"
+	"github.com/gen2brain/webp"
 	xwebp "golang.org/x/image/webp"
 )
 
@@ -42,7 +43,28 @@ var imageCodecs = map[string]imageCodec{
 	"PNG": {png.DecodeConfig, png.Decode},
 	// A GIF's first frame stands for the animation.
 	"GIF":  {gif.DecodeConfig, gif.Decode},
-	"WebP": {xwebp.DecodeConfig, xwebp.Decode},
+	"WebP": {xwebp.DecodeConfig, decodeWebP},
+}
+
+// decodeWebP decodes with x/image/webp (pure Go), which reads still WebP
+// only; an animated one (VP8X with ANIM/ANMF chunks) goes to libwebp via
+// gen2brain/webp, whose first frame stands for the animation.
+func decodeWebP(r io.Reader) (image.Image, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	img, err := xwebp.Decode(bytes.NewReader(data))
+	if err == nil || !isAnimatedWebP(data) {
+		return img, err
+	}
+	return webp.Decode(bytes.NewReader(data))
+}
+
+// isAnimatedWebP reports whether a WebP's VP8X header sets its animation
+// flag (bit 1 of the byte after the chunk header).
+func isAnimatedWebP(data []byte) bool {
+	return len(data) > 20 && string(data[12:16]) == "VP8X" && data[20]&0x02 != 0
 }
 
 // sniffFormat names the image format of a file's first bytes, "" if none

@@ -229,3 +229,14 @@ func TestTimedOutToolIsNotABadFile(t *testing.T) {
 		}
 	}
 }
+
+func TestAnimatedWebPUsesFirstFrame(t *testing.T) {
+	src := makeMedia(t, "anim.webp", "-f", "lavfi", "-i", "testsrc=size=400x300:rate=5:duration=1", "-c:v", "libwebp_anim", "-loop", "0")
+	if data := readFile(t, src); !isAnimatedWebP(data) {
+		t.Fatalf("ffmpeg's libwebp_anim output is not flagged animated: % x", data[:24])
+	}
+	res := processFile(t, newTestProcessor(t, Options{}), src, "image/webp")
+	if got, want := thumbnailSizesOf(res), []size{{320, 240}, {400, 300}}; !slices.Equal(got, want) {
+		t.Errorf("thumbnails %v, want %v", got, want)
+	}
+}
