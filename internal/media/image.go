@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -97,31 +98,53 @@ func (p *Processor) processImage(ctx context.Context, src, mimeType, workDir str
 }
 
 // decodeImage decodes the image at path, which must be of format, refusing
-// before decoding one that declares more than MaxPixels.
+// before decoding one that declares more than MaxPixels. It streams the
+// file rather than holding its bytes beside the pixels.
 func (p *Processor) decodeImage(path, format string) (image.Image, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
-	if got := sniffFormat(data); got != format {
+	defer f.Close()
+	head := make([]byte, 16)
+	n, err := io.ReadFull(f, head)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	if got := sniffFormat(head[:n]); got != format {
 		if got == "" {
 			return nil, badFile(nil, "the file is not a %s image: it does not start like one", format)
 		}
 		return nil, badFile(nil, "the file is a %s image, not the %s its type says", got, format)
 	}
 	codec := imageCodecs[format]
-	cfg, err := codec.config(bytes.NewReader(data))
+	r, err := fromStart(f)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := codec.config(r)
 	if err != nil {
 		return nil, badFile(err, "the file is not a valid %s image", format)
 	}
 	if err := p.checkPixels(cfg.Width, cfg.Height); err != nil {
 		return nil, err
 	}
-	img, err := codec.decode(bytes.NewReader(data))
+	if r, err = fromStart(f); err != nil {
+		return nil, err
+	}
+	img, err := codec.decode(r)
 	if err != nil {
 		return nil, badFile(err, "the file is not a valid %s image", format)
 	}
 	return img, nil
+}
+
+// fromStart rewinds f and buffers it (the decoders read small pieces).
+func fromStart(f *os.File) (io.Reader, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("media: %w", err)
+	}
+	return bufio.NewReaderSize(f, 64<<10), nil
 }
 
 // checkPixels refuses a picture whose declared size is empty or above
