@@ -11,7 +11,7 @@ BIN := bin/spool
 # more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
 GOTAGS := disable_grpc_modules
 
-.PHONY: run build test test-go test-web web web-deps check-web generate check-generated lint bench bench-latency fuzz clean migrations
+.PHONY: run build test test-go test-web web web-deps check-web generate check-generated lint bench bench-latency bench-media fuzz clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -85,6 +85,12 @@ bench: bench-latency
 # Progress latency, in-process vs Redis, against a bare Redis round trip.
 bench-latency:
 	CI=true $(GO) test -run '^$$' -bench ProgressLatency -benchtime 1x -count 1 ./internal/app/
+
+# Media processing against standard tools, in one run: thumbnails of a
+# 12 MP JPEG against ImageMagick's convert, SHA-256 against sha256sum
+# (docs/BENCHMARKS.md). Needs ffmpeg's and ImageMagick's Debian packages.
+bench-media:
+	$(GO) test -run '^$$' -bench MediaProcessing -benchtime 1x -count 1 -timeout 20m ./internal/bench/
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 10s
