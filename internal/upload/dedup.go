@@ -1,7 +1,6 @@
 package upload
 
-// Dedup: a user's files with the same bytes share one stored object
-// (docs/DESIGN.md §Dedup).
+// Dedup: a user's files with the same bytes share one stored object.
 //
 // Sharing is a storage key named by several MediaFile rows of one user.
 // The references to a key are the rows naming it that are not deleted;
@@ -22,7 +21,7 @@ package upload
 // lock, so once a key has no references it never gains one again, and
 // the purge may judge it without a lock. The user's row comes after the
 // media and session rows in every transaction, as the quota row always
-// does (§Concurrency across replicas).
+// does (docs/DESIGN.md §Concurrency across replicas).
 
 import (
 	"context"
@@ -180,13 +179,16 @@ func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, mediaID string
 	if err != nil {
 		return fmt.Errorf("loading the copy of media %s: %w", m.ID, err)
 	}
-	own, err := tx.MediaFile.Create().
+	ownBytes := tx.MediaFile.Create().
 		SetOwnerID(m.OwnerID).SetFileName(m.FileName).SetMimeType(m.MimeType).
 		SetMediaType(m.MediaType).SetFileSize(m.FileSize).SetStorageKey(m.StorageKey).
-		SetThumbnails(m.Thumbnails).SetStatus(m.Status).SetNillableContentHash(m.ContentHash).
+		SetStatus(m.Status).SetNillableContentHash(m.ContentHash).
 		SetCreatedAt(s.now()).SetDeletedAt(s.now()).
-		SetMetadata(map[string]any{"dedup": "the bytes " + m.ID + " held before it shared " + orig.ID + "'s"}).
-		Save(ctx)
+		SetMetadata(map[string]any{"dedup": "the bytes " + m.ID + " held before it shared " + orig.ID + "'s"})
+	if m.Thumbnails != nil {
+		ownBytes.SetThumbnails(m.Thumbnails)
+	}
+	own, err := ownBytes.Save(ctx)
 	if err != nil {
 		return fmt.Errorf("recording the own bytes of media %s: %w", m.ID, err)
 	}
