@@ -175,9 +175,9 @@ func (s *Service) OpenThumbnail(ctx context.Context, mediaID string, n int) (med
 
 // DeleteMedia soft-deletes the caller's media file, gives its bytes back
 // to the quota and removes the stored object, unless another of the
-// caller's files shares them (then that one keeps them: dedup.go). Its upload's progress then
-// names no media, and is published so that subscribers waiting for the
-// media's processing are done. It returns NOT_FOUND for a file that is
+// caller's files shares them (then that one keeps them: dedup.go). Its
+// upload's progress then names no media, and is published so that
+// subscribers waiting for the media's processing are done. It returns NOT_FOUND for a file that is
 // missing, someone else's or already deleted.
 func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 	var m *ent.MediaFile
