@@ -115,6 +115,12 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 			if ids[i] != "" {
 				continue // resumed
 			}
+			if ids[i], err = s.initDeduplicated(ctx, tx, userID, batchID, f); err != nil {
+				return err
+			}
+			if ids[i] != "" {
+				continue // the user has these bytes: completed at once (dedup.go)
+			}
 			if err := reserveQuota(ctx, tx, userID, f.Size); err != nil {
 				return err
 			}
@@ -164,6 +170,9 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 // resumeInto looks for an unfinished, unexpired upload of the same file by
 // the same user and moves it into batch; it returns its id, or "".
 func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile) (string, error) {
+	if found, err := hasReadyCopy(ctx, tx, userID, f); found || err != nil {
+		return "", err // a READY copy completes the file at once instead (dedup.go)
+	}
 	var sameFile []predicate.UploadSession
 	if f.Fingerprint != nil {
 		sameFile = append(sameFile, uploadsession.Fingerprint(*f.Fingerprint))

@@ -64,7 +64,10 @@ func (s *Service) process(ctx context.Context, mediaID string) {
 			return err // n == 0: another run got there first, and publishes
 		}
 		changed = true
-		return bumpUploadVersion(ctx, tx, m.UploadID)
+		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
+			return err
+		}
+		return s.shareDuplicate(ctx, tx, mediaID) // dedup.go: share a READY copy's bytes
 	})
 	if err != nil {
 		s.log.Warn("saving processed media failed; will retry", "media_id", mediaID, "err", err)
@@ -171,9 +174,10 @@ func (s *Service) OpenThumbnail(ctx context.Context, mediaID string, n int) (med
 }
 
 // DeleteMedia soft-deletes the caller's media file, gives its bytes back
-// to the quota and removes the stored object. Its upload's progress then
-// names no media, and is published so that subscribers waiting for the
-// media's processing are done. It returns NOT_FOUND for a file that is
+// to the quota and removes the stored object, unless another of the
+// caller's files shares them (then that one keeps them: dedup.go). Its
+// upload's progress then names no media, and is published so that
+// subscribers waiting for the media's processing are done. It returns NOT_FOUND for a file that is
 // missing, someone else's or already deleted.
 func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 	var m *ent.MediaFile
@@ -193,7 +197,7 @@ func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
 			return err
 		}
-		return releaseQuota(ctx, tx, userID, m.FileSize)
+		return releaseStoredBytes(ctx, tx, m) // dedup.go: only the last reference gives bytes back
 	})
 	if err != nil {
 		return err
@@ -207,9 +211,16 @@ func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 }
 
 func (s *Service) deleteObject(ctx context.Context, m *ent.MediaFile) {
-	if err := s.store.Delete(ctx, m.StorageKey); err != nil {
-		s.log.Warn("removing deleted media's bytes failed; the sweeper will retry", "media_id", m.ID, "err", err)
+	keys, err := s.keysToPurge(ctx, m) // dedup.go: none while another file shares them
+	if err != nil {
+		s.log.Warn("finding deleted media's bytes failed; the sweeper will retry", "media_id", m.ID, "err", err)
 		return
+	}
+	for _, key := range keys {
+		if err := s.store.Delete(ctx, key); err != nil {
+			s.log.Warn("removing deleted media's bytes failed; the sweeper will retry", "media_id", m.ID, "key", key, "err", err)
+			return
+		}
 	}
 	if err := s.db.MediaFile.UpdateOneID(m.ID).SetPurgedAt(s.now()).Exec(ctx); err != nil {
 		s.log.Warn("noting removed media bytes failed", "media_id", m.ID, "err", err)

@@ -26,10 +26,11 @@ func TestMediaProcessing(t *testing.T) {
 		{"single, wrong hash", small, "image/png", ptr(sha256Hex(file11)), mediafile.StatusFAILED},
 	}
 	e := newTestService(t, testConfig())
-	owner := e.user(t, "alice")
 	ctx := context.Background()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// A user each: an earlier READY copy would complete the upload at once (dedup).
+			owner := e.user(t, tt.name)
 			sess := e.initOne(t, owner, upload.FileSpec{
 				FileName: "f", Size: int64(len(tt.data)), MimeType: tt.mime, SHA256: tt.sha256, DurationSeconds: ptr(12),
 			})

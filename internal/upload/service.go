@@ -250,7 +250,7 @@ func progressOf(sess *ent.UploadSession, t chunkTotals) Progress {
 	if sess.Status == StatusCompleted {
 		p.Percent = 100
 	}
-	return p
+	return deduplicatedProgress(sess, p) // dedup.go
 }
 
 func percentOf(done, total int64) int {

@@ -143,9 +143,10 @@ func TestWatchUploadUntilMediaProcessed(t *testing.T) {
 		{"wrong hash", ptr(strings.Repeat("ab", 32)), upload.MediaFailed},
 	}
 	e := newTestService(t, testConfig())
-	owner := e.user(t, "alice")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// A user each: an earlier READY copy would complete the upload at once (dedup).
+			owner := e.user(t, tt.name)
 			f := mp4Spec("a.mp4", file11)
 			f.SHA256 = tt.sha256
 			sess := e.initOne(t, owner, f)

@@ -1,0 +1,289 @@
+package upload
+
+// Dedup: a user's files with the same bytes share one stored object.
+//
+// Sharing is a storage key named by several MediaFile rows of one user.
+// The references to a key are the rows naming it that are not deleted;
+// they are counted from the rows, never kept in a counter. A key's bytes
+// are charged to the quota once, by whichever rows reference it: a row
+// that starts sharing bytes already charged gives its own reservation
+// back (or never takes one), and a deleted row gives the bytes back only
+// when it was the last reference. The stored object and its derivatives
+// are removed only once no row references them.
+//
+// Every transaction that adds or removes a reference to a user's stored
+// bytes takes the user's row first (lockStoredBytes), then reads the
+// references. Two deletions of two sharers, on two replicas, therefore
+// run one after the other, and the second sees the first's deletion
+// (PostgreSQL's READ COMMITTED gives each statement a fresh snapshot,
+// taken after the lock was granted; SQLite has one writer). A new
+// reference is only ever made from a live one, checked under the same
+// lock, so once a key has no references it never gains one again, and
+// the purge may judge it without a lock. The user's row comes after the
+// media and session rows in every transaction, as the quota row always
+// does (docs/DESIGN.md §Concurrency across replicas).
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/mediafile"
+	"github.com/spoolhq/spool/ent/predicate"
+	"github.com/spoolhq/spool/ent/schema"
+	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/ent/user"
+)
+
+// readyCopies selects a user's READY, undeleted media files with the
+// given content: the files whose bytes another file of theirs may share.
+// The type must match too: the stored bytes were checked against their
+// file's declared type, and a copy must not wear a type they never
+// passed.
+func readyCopies(ownerID, sha256 string, size int64, mimeType string) []predicate.MediaFile {
+	return []predicate.MediaFile{
+		mediafile.OwnerID(ownerID), mediafile.ContentHash(sha256),
+		mediafile.FileSize(size), mediafile.MimeType(mimeType),
+		mediafile.StatusEQ(mediafile.StatusREADY), mediafile.DeletedAtIsNil(),
+	}
+}
+
+// lockStoredBytes takes the user's row for the rest of the transaction,
+// so that the references to the user's stored bytes read after it cannot
+// change under the caller. It is an UPDATE (of nothing that matters) so
+// that it locks on every database ent runs on.
+func lockStoredBytes(ctx context.Context, tx *ent.Tx, userID string) error {
+	if err := tx.User.Update().Where(user.ID(userID)).AddReservedBytes(0).Exec(ctx); err != nil {
+		return fmt.Errorf("locking the stored bytes of user %s: %w", userID, err)
+	}
+	return nil
+}
+
+// hasReadyCopy reports whether the user already has the file's bytes, so
+// that initBatch completes it at once rather than resuming an unfinished
+// upload of it. It only reads; initDeduplicated decides under the lock.
+func hasReadyCopy(ctx context.Context, tx *ent.Tx, userID string, f checkedFile) (bool, error) {
+	if f.SHA256 == nil {
+		return false, nil
+	}
+	ok, err := tx.MediaFile.Query().Where(readyCopies(userID, *f.SHA256, f.Size, f.mimeType)...).Exist(ctx)
+	if err != nil {
+		return false, fmt.Errorf("looking for a copy of %q: %w", f.FileName, err)
+	}
+	return ok, nil
+}
+
+// initDeduplicated makes the upload of a file whose declared SHA-256,
+// size and type match one of the user's READY, undeleted files: a session
+// COMPLETED at once (deduplicated) and a READY media file sharing the
+// original's stored object and derivatives. Nothing is reserved: the
+// bytes are charged once, and are already. It returns the new upload's
+// id, or "" when the user has no such file (the caller then plans an
+// upload as usual).
+func (s *Service) initDeduplicated(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile) (string, error) {
+	if ok, err := hasReadyCopy(ctx, tx, userID, f); !ok || err != nil {
+		return "", err
+	}
+	if err := lockStoredBytes(ctx, tx, userID); err != nil {
+		return "", err
+	}
+	// Read again under the lock: the original may have been deleted
+	// since, and then it is no reference to copy.
+	orig, err := tx.MediaFile.Query().Where(readyCopies(userID, *f.SHA256, f.Size, f.mimeType)...).
+		Order(ent.Asc(mediafile.FieldCreatedAt), ent.Asc(mediafile.FieldID)).First(ctx)
+	if ent.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("loading the copy of %q: %w", f.FileName, err)
+	}
+	now := s.now()
+	id := schema.NewID("upl")
+	err = tx.UploadSession.Create().
+		SetID(id).SetOwnerID(userID).SetBatchID(batchID).
+		SetFileName(f.name).SetOriginalName(f.FileName).
+		SetMimeType(f.mimeType).SetMediaType(uploadsession.MediaType(f.mediaType)).
+		SetTotalSize(f.Size).SetNillableSha256(f.SHA256).SetNillableFingerprint(f.Fingerprint).
+		SetNillableDurationSeconds(f.DurationSeconds).
+		SetStrategy(f.plan.strategy).SetChunkSize(f.plan.chunkSize).SetTotalChunks(f.plan.totalChunks).
+		SetStorageKey(userID + "/" + id).SetExpiresAt(now.Add(s.cfg.SessionTTL)).
+		SetStatus(StatusCompleted).SetDeduplicated(true).SetPercent(100).SetFinishedAt(now).
+		Exec(ctx)
+	if err != nil {
+		return "", fmt.Errorf("creating a deduplicated upload: %w", err)
+	}
+	create := tx.MediaFile.Create().
+		SetOwnerID(userID).SetUploadID(id).
+		SetFileName(f.name).SetMimeType(f.mimeType).SetMediaType(f.mediaType).SetFileSize(f.Size).
+		SetNillableDurationSeconds(f.DurationSeconds).
+		SetStorageKey(orig.StorageKey).SetNillableContentHash(orig.ContentHash).
+		SetStatus(mediafile.StatusREADY).SetNillableProcessedAt(orig.ProcessedAt).SetCreatedAt(now).
+		SetBucket(orig.Bucket).SetNillablePublicURL(orig.PublicURL).SetNillableThumbnailURL(orig.ThumbnailURL).
+		SetNillableWidth(orig.Width).SetNillableHeight(orig.Height).SetNillableDuration(orig.Duration).
+		SetNillablePlaceholder(orig.Placeholder)
+	if orig.Thumbnails != nil {
+		create.SetThumbnails(orig.Thumbnails)
+	}
+	if orig.Video != nil {
+		create.SetVideo(orig.Video)
+	}
+	if orig.Audio != nil {
+		create.SetAudio(orig.Audio)
+	}
+	if err := create.Exec(ctx); err != nil {
+		return "", fmt.Errorf("creating a deduplicated media file: %w", err)
+	}
+	s.log.Info("upload deduplicated", "upload_id", id, "batch_id", batchID, "original_media_id", orig.ID)
+	return id, nil
+}
+
+// deduplicatedProgress is what a deduplicated upload's progress counts:
+// it has no chunk rows, since nothing was sent, yet every byte is there.
+func deduplicatedProgress(sess *ent.UploadSession, p Progress) Progress {
+	if sess.Deduplicated {
+		p.UploadedBytes, p.UploadedChunks, p.Percent = p.TotalBytes, p.TotalChunks, 100
+	}
+	return p
+}
+
+// shareDuplicate runs in the transaction that saves a processed media
+// file, once the file's row (then its upload's) is updated. If the file
+// is READY and the user has another READY, undeleted file with the same
+// content hash, size and type stored under another key, the file starts
+// sharing that file's object and derivatives and gives back its own
+// reservation, since the bytes are charged once. Its own object and
+// derivatives become a deleted media row that no file references, which
+// DeleteMedia's purge removes after commit, or the sweeper later if that
+// fails (invariant 7).
+func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, mediaID string) error {
+	m, err := tx.MediaFile.Get(ctx, mediaID)
+	if err != nil {
+		return fmt.Errorf("loading media %s: %w", mediaID, err)
+	}
+	if m.Status != mediafile.StatusREADY || m.ContentHash == nil || m.DeletedAt != nil {
+		return nil
+	}
+	copies := append(readyCopies(m.OwnerID, *m.ContentHash, m.FileSize, m.MimeType),
+		mediafile.IDNEQ(m.ID), mediafile.StorageKeyNEQ(m.StorageKey))
+	if ok, err := tx.MediaFile.Query().Where(copies...).Exist(ctx); !ok || err != nil {
+		return err
+	}
+	if err := lockStoredBytes(ctx, tx, m.OwnerID); err != nil {
+		return err
+	}
+	orig, err := tx.MediaFile.Query().Where(copies...).
+		Order(ent.Asc(mediafile.FieldCreatedAt), ent.Asc(mediafile.FieldID)).First(ctx)
+	if ent.IsNotFound(err) {
+		return nil // deleted meanwhile: keep this file's own bytes
+	}
+	if err != nil {
+		return fmt.Errorf("loading the copy of media %s: %w", m.ID, err)
+	}
+	ownBytes := tx.MediaFile.Create().
+		SetOwnerID(m.OwnerID).SetFileName(m.FileName).SetMimeType(m.MimeType).
+		SetMediaType(m.MediaType).SetFileSize(m.FileSize).SetStorageKey(m.StorageKey).
+		SetStatus(m.Status).SetNillableContentHash(m.ContentHash).
+		SetCreatedAt(s.now()).SetDeletedAt(s.now()).
+		SetMetadata(map[string]any{"dedup": "the bytes " + m.ID + " held before it shared " + orig.ID + "'s"})
+	if m.Thumbnails != nil {
+		ownBytes.SetThumbnails(m.Thumbnails)
+	}
+	own, err := ownBytes.Save(ctx)
+	if err != nil {
+		return fmt.Errorf("recording the own bytes of media %s: %w", m.ID, err)
+	}
+	upd := tx.MediaFile.UpdateOneID(m.ID).
+		SetStorageKey(orig.StorageKey).SetBucket(orig.Bucket).
+		SetNillablePublicURL(orig.PublicURL).SetNillableThumbnailURL(orig.ThumbnailURL).
+		SetNillableWidth(orig.Width).SetNillableHeight(orig.Height).SetNillableDuration(orig.Duration).
+		SetNillablePlaceholder(orig.Placeholder)
+	// The thumbnails must be the original's, since this file's own go
+	// with its own object; the other facts describe the same bytes
+	// either way.
+	if orig.Thumbnails != nil {
+		upd.SetThumbnails(orig.Thumbnails)
+	} else {
+		upd.ClearThumbnails()
+	}
+	if orig.Video != nil {
+		upd.SetVideo(orig.Video)
+	}
+	if orig.Audio != nil {
+		upd.SetAudio(orig.Audio)
+	}
+	if err := upd.Exec(ctx); err != nil {
+		return fmt.Errorf("sharing the bytes of media %s with %s: %w", orig.ID, m.ID, err)
+	}
+	if err := releaseQuota(ctx, tx, m.OwnerID, m.FileSize); err != nil {
+		return err
+	}
+	tx.OnCommit(func(next ent.Committer) ent.Committer {
+		return ent.CommitFunc(func(ctx context.Context, tx *ent.Tx) error {
+			if err := next.Commit(ctx, tx); err != nil {
+				return err
+			}
+			s.log.Info("media deduplicated", "media_id", m.ID, "original_media_id", orig.ID)
+			s.goBackground(func(ctx context.Context) { s.deleteObject(ctx, own) })
+			return nil
+		})
+	})
+	return nil
+}
+
+// releaseStoredBytes gives a just-deleted media file's bytes back to the
+// quota if no other file of its owner references them; else they stay
+// charged to the files that share them. Called in the deleting
+// transaction, after the media row (and its upload's) is updated.
+func releaseStoredBytes(ctx context.Context, tx *ent.Tx, m *ent.MediaFile) error {
+	if err := lockStoredBytes(ctx, tx, m.OwnerID); err != nil {
+		return err
+	}
+	shared, err := tx.MediaFile.Query().Where(mediafile.OwnerID(m.OwnerID),
+		mediafile.StorageKey(m.StorageKey), mediafile.DeletedAtIsNil()).Exist(ctx)
+	if err != nil {
+		return fmt.Errorf("counting the references to media %s's bytes: %w", m.ID, err)
+	}
+	if shared {
+		return nil
+	}
+	return releaseQuota(ctx, tx, m.OwnerID, m.FileSize)
+}
+
+// keysToPurge returns the stored keys of a deleted media file (its object
+// and derivatives) that no undeleted file of its owner references: the
+// ones its purge may remove. While another file shares the bytes it
+// returns none. It needs no lock: a key without references never gains
+// one (see the top of this file).
+func (s *Service) keysToPurge(ctx context.Context, m *ent.MediaFile) ([]string, error) {
+	sharers, err := s.db.MediaFile.Query().Where(mediafile.OwnerID(m.OwnerID),
+		mediafile.StorageKey(m.StorageKey), mediafile.DeletedAtIsNil()).
+		Select(mediafile.FieldStorageKey, mediafile.FieldThumbnails).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("finding who shares media %s's bytes: %w", m.ID, err)
+	}
+	inUse := map[string]bool{}
+	for _, o := range sharers {
+		for _, k := range storedKeys(o) {
+			inUse[k] = true
+		}
+	}
+	var keys []string
+	for _, k := range storedKeys(m) {
+		if !inUse[k] {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// storedKeys lists what a media file keeps in the store: its object, then
+// its derivatives.
+func storedKeys(m *ent.MediaFile) []string {
+	keys := []string{m.StorageKey}
+	for _, t := range m.Thumbnails {
+		if t.Key != "" {
+			keys = append(keys, t.Key)
+		}
+	}
+	return keys
+}
