@@ -289,16 +289,20 @@ function fillPreview(box: HTMLElement, media: MediaFile): void {
   box.replaceChildren();
   const placeholder = kind === "thumbnail" ? placeholderDataURL(media.placeholder) : null;
   box.style.backgroundImage = placeholder ? `url("${placeholder}")` : "";
-  if (kind === "thumbnail" && media.mediaType === "IMAGE") {
+  if (media.mediaType === "IMAGE") {
     const img = document.createElement("img");
-    img.src = pickThumbnail(media.thumbnails, previewWidth)!.url;
-    img.srcset = srcsetOf(media.thumbnails);
-    img.sizes = previewSizes;
     img.alt = media.fileName;
     img.loading = "lazy";
     img.decoding = "async";
-    // The placeholder would show through a transparent image.
-    img.addEventListener("load", () => (box.style.backgroundImage = ""), { once: true });
+    if (kind === "thumbnail") {
+      img.src = pickThumbnail(media.thumbnails, previewWidth)!.url;
+      img.setAttribute("srcset", srcsetOf(media.thumbnails));
+      img.setAttribute("sizes", previewSizes);
+      // The placeholder would show through a transparent image.
+      img.addEventListener("load", () => (box.style.backgroundImage = ""), { once: true });
+    } else {
+      img.src = media.url;
+    }
     box.append(img);
     return;
   }
@@ -307,9 +311,7 @@ function fillPreview(box: HTMLElement, media: MediaFile): void {
   player.preload = "none";
   player.src = media.url;
   player.setAttribute("aria-label", media.fileName);
-  if (kind === "thumbnail" && player instanceof HTMLVideoElement) {
-    player.poster = pickThumbnail(media.thumbnails, previewWidth)!.url;
-  }
+  if (kind === "thumbnail") player.setAttribute("poster", pickThumbnail(media.thumbnails, previewWidth)!.url);
   if (kind === "waveform") box.append(waveform(media.audio!.peaks));
   box.append(player);
   if (kind !== "plain" && media.durationSeconds != null) {
