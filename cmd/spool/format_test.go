@@ -1,6 +1,12 @@
 package main
 
-import "testing"
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/spoolhq/spool/internal/client"
+)
 
 func TestFormatSize(t *testing.T) {
 	for _, c := range []struct {
@@ -18,5 +24,49 @@ func TestFormatSize(t *testing.T) {
 		if got := formatSize(c.n); got != c.want {
 			t.Errorf("formatSize(%d) = %q, want %q", c.n, got, c.want)
 		}
+	}
+}
+
+func TestMediaRow(t *testing.T) {
+	width, height, seconds := 1920, 1080, 62.4
+	created := time.Date(2026, 11, 22, 5, 12, 0, 0, time.Local)
+	for _, c := range []struct {
+		name string
+		m    client.MediaFile
+		want string
+	}{
+		{"a processed video", client.MediaFile{ID: "med_1", MediaType: "VIDEO", FileSize: 40 << 20, Width: &width, Height: &height,
+			DurationSeconds: &seconds, Status: "READY", CreatedAt: created, FileName: "big.mp4"},
+			"med_1\tvideo\t40.0 MiB\t1920×1080\t1:02\tready\t2026-11-22 05:12\tbig.mp4"},
+		{"nothing known yet", client.MediaFile{ID: "med_2", MediaType: "IMAGE", FileSize: 13, Status: "PROCESSING", CreatedAt: created, FileName: "p.png"},
+			"med_2\timage\t13 B\t-\t-\tprocessing\t2026-11-22 05:12\tp.png"},
+	} {
+		if got := mediaRow(c.m); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestFormatLength(t *testing.T) {
+	for _, c := range []struct {
+		seconds float64
+		want    string
+	}{
+		{0, "0:00"},
+		{0.4, "0:00"},
+		{7, "0:07"},
+		{59.6, "1:00"},
+		{62.4, "1:02"},
+		{3599, "59:59"},
+		{3605, "1:00:05"},
+		{-1, "-"},
+		{math.NaN(), "-"},
+	} {
+		if got := formatLength(&c.seconds); got != c.want {
+			t.Errorf("formatLength(%v) = %q, want %q", c.seconds, got, c.want)
+		}
+	}
+	if got := formatLength(nil); got != "-" {
+		t.Errorf("formatLength(nil) = %q, want -", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -58,11 +59,10 @@ func listMedia(ctx context.Context, args []string, getenv func(string) string, s
 			return &failure{err}
 		}
 		if n == 0 {
-			fmt.Fprintln(table, "ID\tTYPE\tSIZE\tSTATUS\tCREATED\tNAME")
+			fmt.Fprintln(table, "ID\tTYPE\tSIZE\tPIXELS\tLENGTH\tSTATUS\tCREATED\tNAME")
 		}
 		for _, m := range page.Media {
-			fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, strings.ToLower(m.MediaType), formatSize(m.FileSize),
-				strings.ToLower(m.Status), m.CreatedAt.Local().Format("2006-01-02 15:04"), m.FileName)
+			fmt.Fprintln(table, mediaRow(m))
 		}
 		if !page.HasNextPage {
 			return table.Flush()
@@ -77,6 +77,40 @@ func listMedia(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		q.After = page.EndCursor
 	}
+}
+
+// mediaRow is one media's line of the ls table, its columns separated by
+// tabs.
+func mediaRow(m client.MediaFile) string {
+	return strings.Join([]string{
+		m.ID, strings.ToLower(m.MediaType), formatSize(m.FileSize), formatPixels(m.Width, m.Height),
+		formatLength(m.DurationSeconds), strings.ToLower(m.Status), m.CreatedAt.Local().Format("2006-01-02 15:04"), m.FileName,
+	}, "\t")
+}
+
+// unknown fills a column whose value the server does not know (yet), so
+// that every row has as many words as the header.
+const unknown = "-"
+
+// formatPixels writes dimensions as "1920×1080".
+func formatPixels(width, height *int) string {
+	if width == nil || height == nil {
+		return unknown
+	}
+	return fmt.Sprintf("%d×%d", *width, *height)
+}
+
+// formatLength writes a duration rounded to the second as m:ss, or h:mm:ss
+// from an hour on: "0:07", "1:02", "1:00:05".
+func formatLength(seconds *float64) string {
+	if seconds == nil || *seconds < 0 || math.IsNaN(*seconds) || math.IsInf(*seconds, 0) {
+		return unknown
+	}
+	s := int64(math.Round(*seconds))
+	if s < 3600 {
+		return fmt.Sprintf("%d:%02d", s/60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
 }
 
 // nextPageFlags repeats the flags that shape a page, for the hint.

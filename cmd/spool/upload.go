@@ -179,8 +179,9 @@ type progressView interface {
 // escape codes.
 func newProgressView(stderr io.Writer, files []*client.File) progressView {
 	names := make([]string, len(files))
+	sizes := make([]int64, len(files))
 	for i, f := range files {
-		names[i] = f.Path
+		names[i], sizes[i] = f.Path, f.Input.Size
 	}
 	if !cwriter.New(stderr).IsTerminal() {
 		return &lineView{out: stderr, names: names}
@@ -188,7 +189,11 @@ func newProgressView(stderr io.Writer, files []*client.File) progressView {
 	return &barView{
 		progress: mpb.New(mpb.WithOutput(stderr)),
 		names:    names,
+		sizes:    sizes,
+		phases:   make([]phase, len(files)),
 		bars:     make([]*mpb.Bar, len(files)),
+		hashed:   make([]int64, len(files)),
+		finished: make([]bool, len(files)),
 		pending:  make([]int64, len(files)),
 		shownAt:  make([]time.Time, len(files)),
 	}
@@ -204,6 +209,16 @@ func formatSize(n int64) string {
 	return fmt.Sprintf("% .1f", decor.SizeB1024(n))
 }
 
+// alreadyUploaded says that the server had a file before, so nothing was
+// sent.
+func alreadyUploaded(up client.Upload) string {
+	id := "?"
+	if up.Media != nil {
+		id = up.Media.ID
+	}
+	return "already uploaded as media " + id + ", nothing sent"
+}
+
 // lineView writes a line when a file starts and when it ends.
 type lineView struct {
 	mu    sync.Mutex
@@ -211,7 +226,12 @@ type lineView struct {
 	names []string
 }
 
+func (v *lineView) Hashed(int, int64) {}
+
 func (v *lineView) Started(i int, up client.Upload) {
+	if up.Deduplicated {
+		return // Finished says so
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	msg := fmt.Sprintf("%s: %s, %s", v.names[i], formatSize(up.TotalSize), up.Strategy)
@@ -229,11 +249,14 @@ func (v *lineView) Sent(int, int64) {}
 func (v *lineView) Finished(i int, r client.Result) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if r.Err != nil {
+	switch {
+	case r.Err != nil:
 		fmt.Fprintf(v.out, "%s: stopped\n", v.names[i])
-		return
+	case r.AlreadyUploaded():
+		fmt.Fprintf(v.out, "%s: %s\n", v.names[i], alreadyUploaded(r.Upload))
+	default:
+		fmt.Fprintf(v.out, "%s: uploaded\n", v.names[i])
 	}
-	fmt.Fprintf(v.out, "%s: uploaded\n", v.names[i])
 }
 
 func (v *lineView) wait() {}
@@ -242,33 +265,83 @@ func (v *lineView) wait() {}
 // 32 KiB at a time, far more often than a bar is worth redrawing.
 const redrawEvery = 100 * time.Millisecond
 
-// barView draws a bar per file: bytes, percent, speed and time left.
+// phase is what a bar says its file is doing when that is not sending:
+// "hashing 42%", or that it was uploaded before. mpb reads it while
+// drawing, so it has a lock of its own, never held while calling mpb.
+type phase struct {
+	mu   sync.Mutex
+	text string
+}
+
+func (p *phase) set(text string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.text = text
+}
+
+func (p *phase) get(decor.Statistics) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.text
+}
+
+// barView draws a bar per file: its phase, then bytes, percent, speed and
+// time left.
 type barView struct {
 	progress *mpb.Progress
 	names    []string
+	sizes    []int64
+	phases   []phase
 
-	mu      sync.Mutex
-	bars    []*mpb.Bar
-	pending []int64     // bytes sent but not shown yet, per file
-	shownAt []time.Time // when each bar last moved
+	mu       sync.Mutex
+	bars     []*mpb.Bar  // made by the file's first event
+	hashed   []int64     // bytes read to hash, per file
+	finished []bool      // per file: Finished was called
+	pending  []int64     // bytes sent but not shown yet, per file
+	shownAt  []time.Time // when each bar last moved
+}
+
+// barLocked returns file i's bar, making it first if need be; v.mu is
+// held.
+func (v *barView) barLocked(i int) *mpb.Bar {
+	if v.bars[i] == nil {
+		v.bars[i] = v.progress.AddBar(v.sizes[i],
+			mpb.PrependDecorators(
+				decor.Name(v.names[i], decor.WCSyncSpaceR),
+				decor.Any(v.phases[i].get, decor.WCSyncSpaceR),
+				decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace),
+			),
+			mpb.AppendDecorators(
+				decor.Percentage(decor.WCSyncSpace),
+				decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace),
+				decor.OnAbort(decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), "done"), "stopped"),
+			),
+		)
+		v.shownAt[i] = time.Now()
+	}
+	return v.bars[i]
+}
+
+func (v *barView) Hashed(i int, n int64) {
+	v.mu.Lock()
+	v.barLocked(i)
+	v.hashed[i] += n
+	percent := v.hashed[i] * 100 / max(v.sizes[i], 1)
+	v.mu.Unlock()
+	v.phases[i].set(fmt.Sprintf("hashing %d%%", percent))
 }
 
 func (v *barView) Started(i int, up client.Upload) {
-	bar := v.progress.AddBar(up.TotalSize,
-		mpb.PrependDecorators(
-			decor.Name(v.names[i], decor.WCSyncSpaceR),
-			decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace),
-		),
-		mpb.AppendDecorators(
-			decor.Percentage(decor.WCSyncSpace),
-			decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace),
-			decor.OnAbort(decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), "done"), "stopped"),
-		),
-	)
-	bar.SetCurrent(up.Progress.UploadedBytes)
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.bars[i], v.shownAt[i] = bar, time.Now()
+	bar := v.barLocked(i)
+	v.shownAt[i] = time.Now()
+	v.mu.Unlock()
+	if up.Deduplicated {
+		v.phases[i].set(alreadyUploaded(up))
+		return
+	}
+	v.phases[i].set("")
+	bar.SetCurrent(up.Progress.UploadedBytes)
 }
 
 func (v *barView) Sent(i int, n int64) {
@@ -295,15 +368,32 @@ func (v *barView) Sent(i int, n int64) {
 func (v *barView) Finished(i int, r client.Result) {
 	v.mu.Lock()
 	bar, move, elapsed := v.bars[i], v.pending[i], time.Since(v.shownAt[i])
-	v.pending[i] = 0
+	v.pending[i], v.finished[i] = 0, true
 	v.mu.Unlock()
 	if r.Err != nil {
 		bar.Abort(false)
 		return
 	}
-	// A file sent within one redraw period still gets its speed.
-	bar.EwmaIncrInt64(move, elapsed)
+	if !r.AlreadyUploaded() {
+		// A file sent within one redraw period still gets its speed.
+		bar.EwmaIncrInt64(move, elapsed)
+	}
 	bar.SetCurrent(r.Upload.TotalSize)
 }
 
-func (v *barView) wait() { v.progress.Wait() }
+// wait stops the bars of files that never finished (hashing or planning
+// failed, or was interrupted), then waits until every bar is drawn.
+func (v *barView) wait() {
+	v.mu.Lock()
+	var stopped []*mpb.Bar
+	for i, bar := range v.bars {
+		if bar != nil && !v.finished[i] {
+			stopped = append(stopped, bar)
+		}
+	}
+	v.mu.Unlock()
+	for _, bar := range stopped {
+		bar.Abort(false)
+	}
+	v.progress.Wait()
+}

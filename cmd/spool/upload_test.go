@@ -166,7 +166,7 @@ var cursorHint = regexp.MustCompile(`--after (\S+)`)
 func listed(t *testing.T, stdout string) []string {
 	t.Helper()
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if header := strings.Fields(lines[0]); !slices.Equal(header, []string{"ID", "TYPE", "SIZE", "STATUS", "CREATED", "NAME"}) {
+	if header := strings.Fields(lines[0]); !slices.Equal(header, []string{"ID", "TYPE", "SIZE", "PIXELS", "LENGTH", "STATUS", "CREATED", "NAME"}) {
 		t.Fatalf("ls header: got %q", lines[0])
 	}
 	var names []string

@@ -156,6 +156,11 @@ type FileInput struct {
 	// Fingerprint is a stable key of the file: an unfinished upload with
 	// the same one is resumed instead of started again.
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// SHA256 is the file's hex SHA-256 (see File.Hash): the server checks
+	// the assembled file against it, resumes an unfinished upload with the
+	// same one, and answers a file the caller already has, READY and of
+	// the same size, with a Deduplicated session that needs nothing sent.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // Batch is what initBatch planned.
@@ -179,6 +184,12 @@ type Upload struct {
 	// cap: Retry lists them all.
 	ChunkURLs []ChunkURL `json:"chunkUrls"`
 	Progress  Progress   `json:"progress"`
+	// Deduplicated is true when the server already had this file (same
+	// SHA-256 and size, READY): the upload is COMPLETED at once, Media is
+	// that file, and no byte is to be sent.
+	Deduplicated bool `json:"deduplicated"`
+	// Media is set once the upload is COMPLETED.
+	Media *MediaFile `json:"media"`
 }
 
 // ChunkURL says where and how to send one chunk: the file's bytes at
@@ -220,18 +231,27 @@ type MediaFile struct {
 	CreatedAt time.Time `json:"createdAt"`
 	// URL serves the file's bytes (signed and expiring on local disk).
 	URL string `json:"url"`
+	// Width and Height are in pixels, for images and videos, once the
+	// server processed the file; nil until then or when unknown.
+	Width  *int `json:"width"`
+	Height *int `json:"height"`
+	// DurationSeconds is a video's or audio's length: probed once
+	// processed, until then what the uploader declared; nil when unknown.
+	DurationSeconds *float64 `json:"durationSeconds"`
 }
 
 const (
 	chunkURLFields = `chunkIndex url method headers { name value } offset size expiresAt`
+	mediaFields    = `id fileName mimeType mediaType fileSize status createdAt url width height durationSeconds`
 	uploadFields   = `id fileName mimeType totalSize strategy chunkSize totalChunks status
 		chunkUrls { ` + chunkURLFields + ` }
-		progress { status uploadedBytes totalBytes uploadedChunks totalChunks failedChunks }`
-	mediaFields = `id fileName mimeType mediaType fileSize status createdAt url`
+		progress { status uploadedBytes totalBytes uploadedChunks totalChunks failedChunks }
+		deduplicated media { ` + mediaFields + ` }`
 )
 
 // InitBatch plans an upload for each file, resuming the unfinished ones
-// whose fingerprint the server knows. It returns the server's
+// whose fingerprint or SHA-256 the server knows, and answering with a
+// COMPLETED, Deduplicated upload the files it already has. It returns the server's
 // *GraphQLError (BAD_USER_INPUT, BATCH_TOO_LARGE, INVALID_TYPE,
 // FILE_TOO_LARGE, QUOTA_EXCEEDED, UNAUTHENTICATED) when it refuses.
 func (c *Client) InitBatch(ctx context.Context, files []FileInput) (*Batch, error) {

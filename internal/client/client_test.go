@@ -36,6 +36,8 @@ type recorder struct {
 	intercept func(req *http.Request, chunk, attempt int) (*http.Response, error)
 	// answered, if set, sees each chunk's answer.
 	answered func(chunk, status int)
+	// sawOperation, if set, sees each GraphQL request's body.
+	sawOperation func(body []byte)
 
 	mu       sync.Mutex
 	statuses map[int][]int  // per chunk, the status of each PUT (0: a transport error)
@@ -88,6 +90,9 @@ func (r *recorder) recordOperation(req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	req.Body.Close()
 	req.Body = io.NopCloser(bytes.NewReader(body))
+	if r.sawOperation != nil {
+		r.sawOperation(body)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, op := range []string{"initBatch", "requestChunkUrl", "retry", "complete"} {
@@ -230,6 +235,8 @@ func (o *sentBytes) Sent(_ int, n int64) {
 }
 
 func (o *sentBytes) Finished(int, client.Result) {}
+
+func (o *sentBytes) Hashed(int, int64) {}
 
 func TestFailedChunksAreRetried(t *testing.T) {
 	t.Parallel()

@@ -1,7 +1,9 @@
 package client
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"mime"
@@ -131,6 +133,39 @@ func mediaTypeByExtension(ext string) string {
 		return "audio/flac"
 	}
 	return ""
+}
+
+// hashBuffer is how much of a file Hash reads at a time: its memory, and
+// how often it reports progress and sees ctx end.
+const hashBuffer = 1 << 20
+
+// Hash reads the whole file and sets Input.SHA256 to its hex SHA-256,
+// reporting each piece read to progress (which may be nil). It reads
+// hashBuffer bytes at a time, whatever the file's size. It returns ctx's
+// error when ctx ends first, and a read error naming the path; Input is
+// unchanged when it fails.
+func (f *File) Hash(ctx context.Context, progress func(n int64)) error {
+	h := sha256.New()
+	buf := make([]byte, hashBuffer)
+	r := f.section(0, f.Input.Size)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := r.Read(buf)
+		h.Write(buf[:n])
+		if n > 0 && progress != nil {
+			progress(int64(n))
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", f.Path, err)
+		}
+	}
+	f.Input.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return nil
 }
 
 // section returns the bytes of one chunk.

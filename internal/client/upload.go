@@ -32,6 +32,9 @@ const (
 // Observer hears how each file of an upload goes, to show it. Its methods
 // are called from many goroutines at once.
 type Observer interface {
+	// Hashed reports n more bytes of the file read to compute its SHA-256
+	// (File.Hash), which happens before any file is planned.
+	Hashed(file int, n int64)
 	// Started is called once per file, before any of its bytes are sent,
 	// with the server's plan; up.Progress.UploadedBytes were sent by an
 	// earlier run.
@@ -51,6 +54,10 @@ type Result struct {
 	Err   error
 }
 
+// AlreadyUploaded reports whether the server had the file already
+// (Upload.Deduplicated): nothing was sent, and Media is the earlier file.
+func (r Result) AlreadyUploaded() bool { return r.Err == nil && r.Upload.Deduplicated }
+
 // UploadOptions tunes UploadFiles.
 type UploadOptions struct {
 	// Parallel is how many chunks are in flight at once, across all the
@@ -60,28 +67,25 @@ type UploadOptions struct {
 	Observer Observer
 }
 
-// UploadFiles uploads the files as one batch. initBatch plans them, and
-// resumes an unfinished upload of any file sent before (see
-// OpenFile's fingerprint); the chunks the server lacks are then sent,
+// UploadFiles uploads the files as one batch. Each file's SHA-256 is
+// computed first, one file after the other (File.Hash, unless its
+// Input.SHA256 is set). initBatch then plans them: it resumes an
+// unfinished upload of any file sent before (by OpenFile's fingerprint or
+// the SHA-256), and answers a file the caller already has with a
+// Deduplicated upload, which is done without a byte sent. The chunks the
+// server lacks are then sent,
 // Parallel at a time, each retried with exponential backoff when the
 // network or the server fails it, and each file is completed.
 //
 // It returns one Result per file, in order: a file that fails does not
 // stop the others. It returns an error only when the batch could not be
-// planned (the transport's error, or the server's *GraphQLError:
-// QUOTA_EXCEEDED, UNAUTHENTICATED, …) or ctx ended before every file
+// hashed (a read error naming the file) or planned (the transport's
+// error, or the server's *GraphQLError: QUOTA_EXCEEDED, UNAUTHENTICATED,
+// …), or ctx ended before every file
 // finished (ctx's error, with the results so far). Uploads cut short are left
 // unfinished on the server: calling UploadFiles again with the same files
 // sends only what is missing.
 func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOptions) ([]Result, error) {
-	inputs := make([]FileInput, len(files))
-	for i, f := range files {
-		inputs[i] = f.Input
-	}
-	uploads, err := c.planBatches(ctx, inputs)
-	if err != nil {
-		return nil, err
-	}
 	parallel := opts.Parallel
 	if parallel < 1 {
 		parallel = DefaultParallel
@@ -89,6 +93,21 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 	b := &batchUpload{client: c, files: files, observer: opts.Observer, slots: make(chan struct{}, parallel)}
 	if b.observer == nil {
 		b.observer = nobody{}
+	}
+	inputs := make([]FileInput, len(files))
+	for i, f := range files {
+		// One at a time: reading files in parallel from one disk is
+		// slower, not faster.
+		if f.Input.SHA256 == "" {
+			if err := f.Hash(ctx, func(n int64) { b.observer.Hashed(i, n) }); err != nil {
+				return nil, err
+			}
+		}
+		inputs[i] = f.Input
+	}
+	uploads, err := c.planBatches(ctx, inputs)
+	if err != nil {
+		return nil, err
 	}
 	results := make([]Result, len(files))
 	var wg sync.WaitGroup
@@ -148,8 +167,12 @@ type batchUpload struct {
 }
 
 // sendFile sends the chunks of one file that the server lacks, then
-// completes the file.
+// completes the file. An upload the server answered as COMPLETED (a file
+// it already had) needs neither.
 func (b *batchUpload) sendFile(ctx context.Context, file int, up Upload) (MediaFile, error) {
+	if up.Status == "COMPLETED" && up.Media != nil {
+		return *up.Media, nil
+	}
 	urls, err := b.chunksToSend(ctx, up)
 	if err != nil {
 		return MediaFile{}, err
@@ -349,6 +372,7 @@ func (s *sentCounter) takeBack() {
 // nobody is the Observer when there is none.
 type nobody struct{}
 
+func (nobody) Hashed(int, int64)    {}
 func (nobody) Started(int, Upload)  {}
 func (nobody) Sent(int, int64)      {}
 func (nobody) Finished(int, Result) {}

@@ -2,7 +2,8 @@
 // binary: the uploader at / (sign-in, two files, a reload in the middle
 // of a chunked upload and its resumption, the gallery; what it does with
 // a bad token, a refused file, a 403 or 415 chunk answer, an expired
-// upload; the gallery's cards at desktop and phone widths) and GraphiQL
+// upload; the gallery's cards at desktop and phone widths, and an
+// image's thumbnail once processed) and GraphiQL
 // at /graphiql (a query, and a subscription that shows an upload made
 // from Node). Screenshots go to web/test-results/. Without Chromium the
 // tests are skipped, saying so; with CI set they fail instead
@@ -427,6 +428,40 @@ test('uploader: every gallery card shows its date, its player and a working Dele
   for (const f of files.filter((f) => f.set === 'a')) await remove(f, desktop);
   const left = (await mustGql(spool.url, token, '{ userMedia(first: 10) { totalCount } }')).userMedia.totalCount;
   assert.equal(left, 0, 'media left on spool after deleting every card');
+});
+
+// Needs the server's processing (issue 9): until spool makes thumbnails,
+// a READY image has none and its card shows the file itself.
+test('uploader: an uploaded image card shows its thumbnail once READY, without a reload (needs server processing)', guarded, async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  t.after(() => browser.close());
+
+  const dir = await mkdtemp(join(tmpdir(), 'spool-browser-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const name = 'thumbnailed.png';
+  const path = join(dir, name);
+  await writeFile(path, pngBytes(1600, 900));
+
+  const token = await spool.tokenFor('thumbnails');
+  const page = await signedInPage(browser, spool.url, token);
+  await page.setInputFiles('#files', [path]);
+  const card = page.locator(`#gallery li.media[data-file-name="${name}"]`);
+  await waitForAttribute(card.locator('.media-status'), 'data-status', 'READY', `${name} READY in the gallery`);
+
+  const media = (await mustGql(spool.url, token, `{ userMedia(first: 10) { edges { node {
+    id fileName status thumbnails { width url } } } } }`)).userMedia.edges.map((e) => e.node).find((m) => m.fileName === name);
+  assert.ok(media?.thumbnails.length > 0, `spool made no thumbnails of ${name}: ${JSON.stringify(media)}`);
+  const thumbnailPaths = media.thumbnails.map((th) => new URL(th.url).pathname);
+  const img = card.locator('.media-preview img');
+  const src = await until(async () => {
+    const got = await img.evaluateAll((els) => els.map((el) => el.getAttribute('src')));
+    return got.length === 1 && thumbnailPaths.includes(new URL(got[0], spool.url).pathname) && got[0];
+  }, `${name}'s card showing one of its thumbnails ${JSON.stringify(thumbnailPaths)}`);
+  assert.match(new URL(src, spool.url).pathname, /^\/media\/[^/]+\/thumbnails\/\d+$/);
+  assert.ok((await img.getAttribute('srcset')).includes(' ' + media.thumbnails[0].width + 'w'), 'srcset offers the thumbnails by width');
+  // The thumbnail loads: the browser shows it, not a broken image.
+  await until(() => img.evaluate((el) => el.complete && el.naturalWidth > 0), `${name}'s thumbnail loaded`);
 });
 
 test('uploader: notices never cover the type filter, on a desktop and a phone', guarded, async (t) => {

@@ -3,6 +3,7 @@
 // button for keyboard users.
 import type { Api } from "./api";
 import { formatBytes, formatDate } from "./format";
+import { formatClock, pickThumbnail, placeholderDataURL, srcsetOf, waveformPath } from "./media";
 import type { MediaFile, MediaStatus, MediaType } from "./operations";
 import { asServiceError } from "./upload";
 
@@ -70,13 +71,16 @@ export class Gallery {
 
   /**
    * Shows a media file's processing result (READY or FAILED, from a
-   * myUploads event). A file not listed yet may be in a page on its way,
-   * asked for before the result: the newest page is merged again.
+   * myUploads event), with the thumbnails, waveform and duration when
+   * the event brought the media. A file not listed yet may be in a page
+   * on its way, asked for before the result: the newest page is merged
+   * again.
    */
-  showProcessed(id: string, status: MediaStatus): void {
+  showProcessed(id: string, status: MediaStatus, media: MediaFile | null = null): void {
     const li = this.item(id);
-    if (li) showStatus(li, status);
-    else this.refresh();
+    if (!li) this.refresh();
+    else if (media) this.update(li, { ...media, status });
+    else showStatus(li, status);
   }
 
   dispose(): void {
@@ -163,12 +167,15 @@ export class Gallery {
     return null;
   }
 
-  // Only status and link change: the preview keeps playing or showing
-  // what it loaded, and focus stays where it is.
+  // Status and link change; the preview only when processing gave it
+  // something new to show (thumbnails, a waveform), so that one playing
+  // or loaded stays as it is, and focus stays where it is.
   private update(li: HTMLLIElement, media: MediaFile): void {
     showStatus(li, media.status);
     const name = li.querySelector<HTMLAnchorElement>(".media-name");
     if (name) name.href = media.url;
+    const preview = li.querySelector<HTMLElement>(".media-preview");
+    if (preview && preview.dataset.preview === "plain" && previewKind(media) !== "plain") fillPreview(preview, media);
   }
 
   private render(media: MediaFile): HTMLLIElement {
@@ -180,7 +187,7 @@ export class Gallery {
 
     const preview = document.createElement("div");
     preview.className = "media-preview";
-    preview.append(this.previewOf(media));
+    fillPreview(preview, media);
 
     const body = document.createElement("div");
     body.className = "media-body";
@@ -211,23 +218,6 @@ export class Gallery {
     li.append(preview, body, del);
     showStatus(li, media.status);
     return li;
-  }
-
-  private previewOf(media: MediaFile): HTMLElement {
-    if (media.mediaType === "IMAGE") {
-      const img = document.createElement("img");
-      img.src = media.url;
-      img.alt = media.fileName;
-      img.loading = "lazy";
-      img.decoding = "async";
-      return img;
-    }
-    const player = document.createElement(media.mediaType === "VIDEO" ? "video" : "audio");
-    player.controls = true;
-    player.preload = "none";
-    player.src = media.url;
-    player.setAttribute("aria-label", media.fileName);
-    return player;
   }
 
   private async remove(media: MediaFile, li: HTMLLIElement, button: HTMLButtonElement): Promise<void> {
@@ -271,4 +261,80 @@ function showStatus(li: HTMLLIElement, status: MediaStatus): void {
   if (shown && settled.has(shown) && !settled.has(status)) return;
   label.dataset.status = status;
   label.textContent = statusLabels[status] ?? status;
+}
+
+/** Width in CSS pixels a card's preview is drawn at, about: cards are 13rem and up. */
+const previewWidth = 320;
+// What the browser picks from srcset by: a card is a column of the
+// gallery's grid, as wide as the window on a phone.
+const previewSizes = "(max-width: 40rem) 100vw, 20rem";
+
+type PreviewKind = "thumbnail" | "waveform" | "plain";
+
+function previewKind(media: MediaFile): PreviewKind {
+  if ((media.mediaType === "IMAGE" || media.mediaType === "VIDEO") && media.thumbnails.length > 0) return "thumbnail";
+  if (media.mediaType === "AUDIO" && (media.audio?.peaks.length ?? 0) > 0) return "waveform";
+  return "plain";
+}
+
+/**
+ * Fills a card's preview: a processed image's thumbnail that fits, a
+ * video's poster with its duration, an audio file's waveform with its
+ * duration; until processing made those (or when it failed), the file
+ * itself. While a thumbnail loads, the ThumbHash placeholder shows.
+ */
+function fillPreview(box: HTMLElement, media: MediaFile): void {
+  const kind = previewKind(media);
+  box.dataset.preview = kind;
+  box.replaceChildren();
+  const placeholder = kind === "thumbnail" ? placeholderDataURL(media.placeholder) : null;
+  box.style.backgroundImage = placeholder ? `url("${placeholder}")` : "";
+  if (media.mediaType === "IMAGE") {
+    const img = document.createElement("img");
+    img.alt = media.fileName;
+    img.loading = "lazy";
+    img.decoding = "async";
+    if (kind === "thumbnail") {
+      img.src = pickThumbnail(media.thumbnails, previewWidth)!.url;
+      img.setAttribute("srcset", srcsetOf(media.thumbnails));
+      img.setAttribute("sizes", previewSizes);
+      // The placeholder would show through a transparent image.
+      img.addEventListener("load", () => (box.style.backgroundImage = ""), { once: true });
+    } else {
+      img.src = media.url;
+    }
+    box.append(img);
+    return;
+  }
+  const player = document.createElement(media.mediaType === "VIDEO" ? "video" : "audio");
+  player.controls = true;
+  player.preload = "none";
+  player.src = media.url;
+  player.setAttribute("aria-label", media.fileName);
+  if (kind === "thumbnail") player.setAttribute("poster", pickThumbnail(media.thumbnails, previewWidth)!.url);
+  if (kind === "waveform") box.append(waveform(media.audio!.peaks));
+  box.append(player);
+  if (kind !== "plain" && media.durationSeconds != null) {
+    const duration = document.createElement("span");
+    duration.className = "media-duration";
+    duration.textContent = formatClock(media.durationSeconds);
+    duration.setAttribute("aria-label", `duration ${duration.textContent}`);
+    box.append(duration);
+  }
+}
+
+const svgNS = "http://www.w3.org/2000/svg";
+
+function waveform(peaks: readonly number[]): SVGSVGElement {
+  const width = peaks.length;
+  const height = 64;
+  const svg = document.createElementNS(svgNS, "svg");
+  svg.setAttribute("class", "media-waveform");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(svgNS, "path");
+  path.setAttribute("d", waveformPath(peaks, width, height));
+  svg.append(path);
+  return svg;
 }

@@ -132,7 +132,7 @@ async function signIn(token: string): Promise<void> {
     announce,
     chooseFiles: () => ui.files.click(),
     uploadFinished: () => session?.gallery.refresh(),
-    mediaProcessed: (id, status) => session?.gallery.showProcessed(id, status),
+    mediaProcessed: (id, status, media) => session?.gallery.showProcessed(id, status, media),
     quotaChanged: () => refreshQuota(),
     unauthenticated: () => signOut("spool no longer accepts your token. Sign in again; your unfinished uploads resume when you choose the same files."),
   });

@@ -5,25 +5,50 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { UploadManager, type ManagerApi } from "./manager";
 import type { FileInput, MediaFile, UploadSession } from "./operations";
 import { ServiceError, type ChunkTransport } from "./upload";
+import { hashPiece } from "./hash";
 
-/** A spool that takes at most maxBatch files per initBatch. */
-function fakeSpool(maxBatch: number) {
+function mediaOf(id: string, fileName: string, status: MediaFile["status"]): MediaFile {
+  return {
+    id, fileName, mimeType: "image/png", mediaType: "IMAGE", fileSize: 8, status, createdAt: "2026-01-01T00:00:00Z",
+    url: `/media/${id}`, width: null, height: null, durationSeconds: null, placeholder: null, processingError: null,
+    thumbnails: [], audio: null,
+  };
+}
+
+/**
+ * A spool that takes at most maxBatch files per initBatch. It answers a
+ * file whose sha256 is in known as deduplicated: COMPLETED, with media.
+ */
+function fakeSpool(maxBatch: number, known: ReadonlySet<string> = new Set()) {
+  const inputs: FileInput[] = [];
   const batches: string[][] = [];
   const planned: string[] = [];
   let next = 0;
   const session = (f: FileInput): UploadSession => {
     const id = `up${++next}`;
+    if (f.sha256 && known.has(f.sha256)) {
+      return {
+        id, batchId: "b", fileName: f.fileName, totalSize: f.size, chunkSize: f.size, totalChunks: 1, status: "COMPLETED",
+        chunkUrls: [], deduplicated: true, media: mediaOf("m-earlier", f.fileName, "READY"),
+        progress: {
+          uploadId: id, batchId: "b", status: "COMPLETED", uploadedBytes: f.size, totalBytes: f.size, percent: 100,
+          uploadedChunks: 1, totalChunks: 1, failedChunks: [], mediaId: "m-earlier", mediaStatus: "READY", error: null, media: null,
+        },
+      };
+    }
     return {
       id, batchId: "b", fileName: f.fileName, totalSize: f.size, chunkSize: f.size, totalChunks: 1, status: "INITIALIZED",
+      deduplicated: false, media: null,
       chunkUrls: [{ chunkIndex: 0, url: `https://store.test/${id}/0`, method: "PUT", headers: [], offset: 0, size: f.size, expiresAt: "2999-01-01T00:00:00Z" }],
       progress: {
         uploadId: id, batchId: "b", status: "INITIALIZED", uploadedBytes: 0, totalBytes: f.size, percent: 0,
-        uploadedChunks: 0, totalChunks: 1, failedChunks: [], mediaId: null, mediaStatus: null, error: null,
+        uploadedChunks: 0, totalChunks: 1, failedChunks: [], mediaId: null, mediaStatus: null, error: null, media: null,
       },
     };
   };
   const api: ManagerApi = {
     initBatch: vi.fn(async (files: FileInput[]) => {
+      inputs.push(...files);
       batches.push(files.map((f) => f.fileName));
       if (files.length > maxBatch) {
         throw new ServiceError(`a batch may hold at most ${maxBatch} files, got ${files.length}`, "BATCH_TOO_LARGE");
@@ -33,16 +58,17 @@ function fakeSpool(maxBatch: number) {
     }),
     requestChunkUrl: vi.fn(async () => { throw new ServiceError("not expected", "INTERNAL"); }),
     retry: vi.fn(async () => []),
-    complete: vi.fn(async (uploadId: string): Promise<MediaFile> => ({
-      id: `m-${uploadId}`, fileName: "x", mimeType: "image/png", mediaType: "IMAGE", fileSize: 1,
-      status: "PROCESSING", createdAt: "2026-01-01T00:00:00Z", url: "/media/x",
-    })),
+    complete: vi.fn(async (uploadId: string): Promise<MediaFile> => mediaOf(`m-${uploadId}`, "x", "PROCESSING")),
     cancel: vi.fn(async () => {}),
     upload: vi.fn(async () => null),
     media: vi.fn(async () => null),
   };
-  const transport: ChunkTransport = async () => ({ status: 200, body: null });
-  return { api, transport, batches, planned };
+  const puts: string[] = [];
+  const transport: ChunkTransport = async (target) => {
+    puts.push(target.url);
+    return { status: 200, body: null };
+  };
+  return { api, transport, batches, planned, inputs, puts };
 }
 
 function files(n: number): File[] {
@@ -54,9 +80,10 @@ let managers: UploadManager[] = [];
 function newManager(spool: ReturnType<typeof fakeSpool>) {
   const list = document.createElement("ul");
   document.body.append(list);
+  const announced: string[] = [];
   const manager = new UploadManager(spool.api, list, {
     parallel: () => 2,
-    announce: () => {},
+    announce: (m) => announced.push(m),
     chooseFiles: () => {},
     uploadFinished: () => {},
     mediaProcessed: () => {},
@@ -64,7 +91,7 @@ function newManager(spool: ReturnType<typeof fakeSpool>) {
     unauthenticated: () => {},
   }, { transport: spool.transport });
   managers.push(manager);
-  return { manager, list };
+  return { manager, list, announced };
 }
 
 afterEach(() => {
@@ -109,5 +136,45 @@ describe("UploadManager batches", () => {
     const row = list.querySelector('li[data-file-name="empty.png"]');
     expect(row?.getAttribute("data-status")).toBe("ERROR");
     expect(row?.querySelector(".upload-status")?.textContent).toBe("empty.png is empty (0 bytes): choose a file with content");
+  });
+});
+
+// WebCrypto, a hasher other than the one under test.
+async function sha256Of(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+describe("UploadManager hashing and dedup", () => {
+  it("sends each file's SHA-256, read piece by piece, with initBatch", async () => {
+    const spool = fakeSpool(5);
+    const { manager } = newManager(spool);
+    // Over two of the hasher's pieces, so that it is fed more than once.
+    const big = new Uint8Array(2 * hashPiece + 3).map((_, i) => i % 251);
+    const small = new Uint8Array([1, 2, 3]);
+    await manager.addFiles([new File([big], "big.mp4", { type: "video/mp4" }), new File([small], "s.png", { type: "image/png" })]);
+
+    expect(spool.inputs.map((f) => [f.fileName, f.sha256])).toEqual([
+      ["big.mp4", await sha256Of(big)],
+      ["s.png", await sha256Of(small)],
+    ]);
+  });
+
+  it("shows a deduplicated file as already uploaded at once, sending nothing", async () => {
+    const bytes = new Uint8Array([9, 9, 9, 9]);
+    const spool = fakeSpool(5, new Set([await sha256Of(bytes)]));
+    const { manager, list, announced } = newManager(spool);
+    await manager.addFiles([new File([bytes], "again.png", { type: "image/png" }), ...files(1)]);
+    await vi.waitFor(() => expect(list.querySelector('li[data-file-name="f0.png"]')?.getAttribute("data-status")).toBe("COMPLETED"));
+
+    const row = list.querySelector('li[data-file-name="again.png"]');
+    expect(row?.getAttribute("data-status")).toBe("COMPLETED");
+    expect(row?.querySelector(".upload-status")?.textContent).toBe("Already uploaded");
+    expect(row?.querySelector<HTMLAnchorElement>(".upload-media")?.getAttribute("href")).toBe("/media/m-earlier");
+    expect(announced).toContain("again.png was already uploaded.");
+    // Only the other file was sent and completed.
+    expect(spool.puts).toEqual(["https://store.test/up2/0"]);
+    expect(spool.api.complete).toHaveBeenCalledTimes(1);
+    expect(spool.api.complete).toHaveBeenCalledWith("up2");
   });
 });

@@ -4,6 +4,7 @@
 // myUploads snapshot after a reload); choosing the same file again
 // resumes them, since spool matches the fingerprint.
 import type { Api } from "./api";
+import { sha256Hex } from "./hash";
 import { mimeTypeOf } from "./mime";
 import type { FileInput, MediaFile, MediaStatus, Progress, UploadSession } from "./operations";
 import { UploadRow, isFinished, type RowModel, type RowStatus } from "./rows";
@@ -24,8 +25,11 @@ export interface ManagerHooks {
   chooseFiles(): void;
   /** An upload completed: the gallery has a new file. */
   uploadFinished(): void;
-  /** A new file's content was checked: READY, or FAILED. */
-  mediaProcessed(mediaId: string, status: MediaStatus): void;
+  /**
+   * A new file was processed: READY (with its thumbnails, when spool
+   * made any), or FAILED. media is what the event carried, if anything.
+   */
+  mediaProcessed(mediaId: string, status: MediaStatus, media: MediaFile | null): void;
   /** Reserved or freed bytes changed the quota. */
   quotaChanged(): void;
   unauthenticated(): void;
@@ -34,6 +38,8 @@ export interface ManagerHooks {
 interface Entry {
   row: UploadRow;
   file?: File;
+  /** The file's SHA-256 (hex), once read. */
+  sha256?: string;
   engine?: FileUpload<MediaFile>;
   cancelRequested?: boolean;
 }
@@ -102,7 +108,7 @@ export class UploadManager {
       if (entry && !entry.engine && p.mediaId) this.showMedia(entry, p.mediaId);
     }
     if (p.mediaId && (p.mediaStatus === "READY" || p.mediaStatus === "FAILED")) {
-      this.hooks.mediaProcessed(p.mediaId, p.mediaStatus);
+      this.hooks.mediaProcessed(p.mediaId, p.mediaStatus, p.media ?? null);
     }
     if (!entry) {
       this.strangers.set(p.uploadId, p);
@@ -179,9 +185,33 @@ export class UploadManager {
     }
   }
 
-  private async plan(group: Entry[]): Promise<void> {
+  /**
+   * Reads each file of group to hash it, one after the other (in
+   * parallel they would compete for the same disk), and returns those
+   * that could be read and are still wanted.
+   */
+  private async hashAll(group: Entry[]): Promise<Entry[]> {
+    const hashed: Entry[] = [];
+    for (const entry of group) {
+      if (this.closed) break;
+      if (entry.sha256 === undefined && !entry.cancelRequested) {
+        try {
+          entry.sha256 = await sha256Hex(entry.file!, (read) => entry.row.update({ hashed: read }));
+        } catch (err) {
+          this.reject(entry, `${entry.file!.name} could not be read: ${asServiceError(err).message}`);
+          continue;
+        }
+      }
+      if (!entry.cancelRequested) hashed.push(entry);
+    }
+    return hashed;
+  }
+
+  private async plan(entries: Entry[]): Promise<void> {
+    const group = await this.hashAll(entries);
+    if (group.length === 0) return;
     try {
-      const batch = await this.api.initBatch(group.map((e) => fileInput(e.file!)));
+      const batch = await this.api.initBatch(group.map((e) => fileInput(e.file!, e.sha256)));
       batch.uploads.forEach((session, i) => this.attach(group[i]!, session));
       this.hooks.quotaChanged();
     } catch (err) {
@@ -221,6 +251,14 @@ export class UploadManager {
     // A row shown from the snapshot gives way to the one with the file.
     if (earlier) this.forget(earlier);
     this.byId.set(session.id, entry);
+    if (session.deduplicated && session.media) {
+      // spool had this file already: the upload is complete and nothing
+      // is to be sent.
+      entry.row.update({ uploadId: session.id, progress: session.progress, media: session.media, deduplicated: true });
+      this.strangers.delete(session.id);
+      this.hooks.uploadFinished();
+      return;
+    }
     entry.row.update({ uploadId: session.id, progress: session.progress });
     const seen = this.strangers.get(session.id);
     this.strangers.delete(session.id);
@@ -311,7 +349,7 @@ export class UploadManager {
     const engine = row.model.engine;
     switch (status) {
       case "COMPLETED":
-        this.hooks.announce(`${name} uploaded.`);
+        this.hooks.announce(row.model.deduplicated ? `${name} was already uploaded.` : `${name} uploaded.`);
         break;
       case "FAILED":
       case "EXPIRED":
@@ -331,13 +369,16 @@ export class UploadManager {
   }
 }
 
-function fileInput(file: File): FileInput {
+function fileInput(file: File, sha256: string | undefined): FileInput {
   return {
     fileName: file.name,
     size: file.size,
     mimeType: mimeTypeOf(file),
     // Stable across page loads, so choosing the file again resumes it.
     fingerprint: `${file.name}:${file.size}:${file.lastModified}`,
+    // spool checks the file against it, resumes by it, and answers a
+    // file it already has as deduplicated.
+    sha256,
   };
 }
 

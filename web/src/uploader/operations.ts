@@ -18,6 +18,7 @@ graphql(`
   fragment ProgressFields on UploadProgress {
     uploadId batchId status uploadedBytes totalBytes percent
     uploadedChunks totalChunks failedChunks mediaId mediaStatus error
+    media { ...MediaFields }
   }
 `);
 
@@ -30,6 +31,9 @@ graphql(`
 graphql(`
   fragment MediaFields on MediaFile {
     id fileName mimeType mediaType fileSize status createdAt url
+    width height durationSeconds placeholder processingError
+    thumbnails { width height mimeType url }
+    audio { peaks }
   }
 `);
 
@@ -45,6 +49,8 @@ export const InitBatchMutation = graphql(`
         id batchId fileName totalSize chunkSize totalChunks status
         chunkUrls { ...ChunkURLFields }
         progress { ...ProgressFields }
+        deduplicated
+        media { ...MediaFields }
       }
     }
   }

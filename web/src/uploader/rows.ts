@@ -36,6 +36,10 @@ export interface RowModel {
   /** Why spool refused to start the upload. */
   rejected?: string;
   media?: MediaFile;
+  /** spool had the file already: nothing was sent. */
+  deduplicated?: boolean;
+  /** Bytes of the file read to hash it, while that goes on. */
+  hashed?: number;
 }
 
 function rowStatus(m: RowModel): { status: RowStatus; text: string } {
@@ -53,6 +57,7 @@ function rowStatus(m: RowModel): { status: RowStatus; text: string } {
   // the check of its content ends later, in a progress event.
   if (m.media) {
     const checked = m.progress?.mediaStatus ?? m.media.status;
+    if (m.deduplicated) return { status: "COMPLETED", text: "Already uploaded" };
     return { status: "COMPLETED", text: checked === "FAILED" ? "Uploaded, but its checksum did not match" : "Uploaded" };
   }
   if (server === "FAILED") return { status: "FAILED", text: `Failed: ${m.progress?.error ?? "spool gave up on this upload"}` };
@@ -63,6 +68,9 @@ function rowStatus(m: RowModel): { status: RowStatus; text: string } {
   if (e?.kind === "paused") return { status: "PAUSED", text: e.reason ? `Paused: ${e.reason}` : "Paused" };
   if (e?.kind === "running") return { status: "UPLOADING", text: "Uploading…" };
   if (!m.hasFile && m.uploadId) return { status: "PAUSED", text: "Paused — choose the same file to resume" };
+  if (!m.uploadId && m.hashed !== undefined && m.hashed < m.size) {
+    return { status: "PENDING", text: `Reading the file… ${Math.floor((m.hashed / m.size) * 100)} %` };
+  }
   return { status: "PENDING", text: "Waiting…" };
 }
 

@@ -14,11 +14,11 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
  */
 type Documents = {
-    "\n  fragment ProgressFields on UploadProgress {\n    uploadId batchId status uploadedBytes totalBytes percent\n    uploadedChunks totalChunks failedChunks mediaId mediaStatus error\n  }\n": typeof types.ProgressFieldsFragmentDoc,
+    "\n  fragment ProgressFields on UploadProgress {\n    uploadId batchId status uploadedBytes totalBytes percent\n    uploadedChunks totalChunks failedChunks mediaId mediaStatus error\n    media { ...MediaFields }\n  }\n": typeof types.ProgressFieldsFragmentDoc,
     "\n  fragment ChunkURLFields on ChunkURL {\n    chunkIndex url method headers { name value } offset size expiresAt\n  }\n": typeof types.ChunkUrlFieldsFragmentDoc,
-    "\n  fragment MediaFields on MediaFile {\n    id fileName mimeType mediaType fileSize status createdAt url\n  }\n": typeof types.MediaFieldsFragmentDoc,
+    "\n  fragment MediaFields on MediaFile {\n    id fileName mimeType mediaType fileSize status createdAt url\n    width height durationSeconds placeholder processingError\n    thumbnails { width height mimeType url }\n    audio { peaks }\n  }\n": typeof types.MediaFieldsFragmentDoc,
     "\n  query Me { me { name usedBytes quotaBytes } }\n": typeof types.MeDocument,
-    "\n  mutation InitBatch($files: [FileInput!]!) {\n    initBatch(input: { files: $files }) {\n      id\n      uploads {\n        id batchId fileName totalSize chunkSize totalChunks status\n        chunkUrls { ...ChunkURLFields }\n        progress { ...ProgressFields }\n      }\n    }\n  }\n": typeof types.InitBatchDocument,
+    "\n  mutation InitBatch($files: [FileInput!]!) {\n    initBatch(input: { files: $files }) {\n      id\n      uploads {\n        id batchId fileName totalSize chunkSize totalChunks status\n        chunkUrls { ...ChunkURLFields }\n        progress { ...ProgressFields }\n        deduplicated\n        media { ...MediaFields }\n      }\n    }\n  }\n": typeof types.InitBatchDocument,
     "\n  mutation RequestChunkUrl($uploadId: ID!, $chunkIndex: Int!) {\n    requestChunkUrl(uploadId: $uploadId, chunkIndex: $chunkIndex) { ...ChunkURLFields }\n  }\n": typeof types.RequestChunkUrlDocument,
     "\n  mutation Retry($uploadId: ID!) {\n    retry(uploadId: $uploadId) { ...ChunkURLFields }\n  }\n": typeof types.RetryDocument,
     "\n  mutation Complete($uploadId: ID!) {\n    complete(uploadId: $uploadId) { ...MediaFields }\n  }\n": typeof types.CompleteDocument,
@@ -30,11 +30,11 @@ type Documents = {
     "\n  subscription MyUploads { myUploads { ...ProgressFields } }\n": typeof types.MyUploadsDocument,
 };
 const documents: Documents = {
-    "\n  fragment ProgressFields on UploadProgress {\n    uploadId batchId status uploadedBytes totalBytes percent\n    uploadedChunks totalChunks failedChunks mediaId mediaStatus error\n  }\n": types.ProgressFieldsFragmentDoc,
+    "\n  fragment ProgressFields on UploadProgress {\n    uploadId batchId status uploadedBytes totalBytes percent\n    uploadedChunks totalChunks failedChunks mediaId mediaStatus error\n    media { ...MediaFields }\n  }\n": types.ProgressFieldsFragmentDoc,
     "\n  fragment ChunkURLFields on ChunkURL {\n    chunkIndex url method headers { name value } offset size expiresAt\n  }\n": types.ChunkUrlFieldsFragmentDoc,
-    "\n  fragment MediaFields on MediaFile {\n    id fileName mimeType mediaType fileSize status createdAt url\n  }\n": types.MediaFieldsFragmentDoc,
+    "\n  fragment MediaFields on MediaFile {\n    id fileName mimeType mediaType fileSize status createdAt url\n    width height durationSeconds placeholder processingError\n    thumbnails { width height mimeType url }\n    audio { peaks }\n  }\n": types.MediaFieldsFragmentDoc,
     "\n  query Me { me { name usedBytes quotaBytes } }\n": types.MeDocument,
-    "\n  mutation InitBatch($files: [FileInput!]!) {\n    initBatch(input: { files: $files }) {\n      id\n      uploads {\n        id batchId fileName totalSize chunkSize totalChunks status\n        chunkUrls { ...ChunkURLFields }\n        progress { ...ProgressFields }\n      }\n    }\n  }\n": types.InitBatchDocument,
+    "\n  mutation InitBatch($files: [FileInput!]!) {\n    initBatch(input: { files: $files }) {\n      id\n      uploads {\n        id batchId fileName totalSize chunkSize totalChunks status\n        chunkUrls { ...ChunkURLFields }\n        progress { ...ProgressFields }\n        deduplicated\n        media { ...MediaFields }\n      }\n    }\n  }\n": types.InitBatchDocument,
     "\n  mutation RequestChunkUrl($uploadId: ID!, $chunkIndex: Int!) {\n    requestChunkUrl(uploadId: $uploadId, chunkIndex: $chunkIndex) { ...ChunkURLFields }\n  }\n": types.RequestChunkUrlDocument,
     "\n  mutation Retry($uploadId: ID!) {\n    retry(uploadId: $uploadId) { ...ChunkURLFields }\n  }\n": types.RetryDocument,
     "\n  mutation Complete($uploadId: ID!) {\n    complete(uploadId: $uploadId) { ...MediaFields }\n  }\n": types.CompleteDocument,
@@ -63,7 +63,7 @@ export function graphql(source: string): unknown;
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
-export function graphql(source: "\n  fragment ProgressFields on UploadProgress {\n    uploadId batchId status uploadedBytes totalBytes percent\n    uploadedChunks totalChunks failedChunks mediaId mediaStatus error\n  }\n"): (typeof documents)["\n  fragment ProgressFields on UploadProgress {\n    uploadId batchId status uploadedBytes totalBytes percent\n    uploadedChunks totalChunks failedChunks mediaId mediaStatus error\n  }\n"];
+export function graphql(source: "\n  fragment ProgressFields on UploadProgress {\n    uploadId batchId status uploadedBytes totalBytes percent\n    uploadedChunks totalChunks failedChunks mediaId mediaStatus error\n    media { ...MediaFields }\n  }\n"): (typeof documents)["\n  fragment ProgressFields on UploadProgress {\n    uploadId batchId status uploadedBytes totalBytes percent\n    uploadedChunks totalChunks failedChunks mediaId mediaStatus error\n    media { ...MediaFields }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
@@ -71,7 +71,7 @@ export function graphql(source: "\n  fragment ChunkURLFields on ChunkURL {\n    
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
-export function graphql(source: "\n  fragment MediaFields on MediaFile {\n    id fileName mimeType mediaType fileSize status createdAt url\n  }\n"): (typeof documents)["\n  fragment MediaFields on MediaFile {\n    id fileName mimeType mediaType fileSize status createdAt url\n  }\n"];
+export function graphql(source: "\n  fragment MediaFields on MediaFile {\n    id fileName mimeType mediaType fileSize status createdAt url\n    width height durationSeconds placeholder processingError\n    thumbnails { width height mimeType url }\n    audio { peaks }\n  }\n"): (typeof documents)["\n  fragment MediaFields on MediaFile {\n    id fileName mimeType mediaType fileSize status createdAt url\n    width height durationSeconds placeholder processingError\n    thumbnails { width height mimeType url }\n    audio { peaks }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
@@ -79,7 +79,7 @@ export function graphql(source: "\n  query Me { me { name usedBytes quotaBytes }
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
-export function graphql(source: "\n  mutation InitBatch($files: [FileInput!]!) {\n    initBatch(input: { files: $files }) {\n      id\n      uploads {\n        id batchId fileName totalSize chunkSize totalChunks status\n        chunkUrls { ...ChunkURLFields }\n        progress { ...ProgressFields }\n      }\n    }\n  }\n"): (typeof documents)["\n  mutation InitBatch($files: [FileInput!]!) {\n    initBatch(input: { files: $files }) {\n      id\n      uploads {\n        id batchId fileName totalSize chunkSize totalChunks status\n        chunkUrls { ...ChunkURLFields }\n        progress { ...ProgressFields }\n      }\n    }\n  }\n"];
+export function graphql(source: "\n  mutation InitBatch($files: [FileInput!]!) {\n    initBatch(input: { files: $files }) {\n      id\n      uploads {\n        id batchId fileName totalSize chunkSize totalChunks status\n        chunkUrls { ...ChunkURLFields }\n        progress { ...ProgressFields }\n        deduplicated\n        media { ...MediaFields }\n      }\n    }\n  }\n"): (typeof documents)["\n  mutation InitBatch($files: [FileInput!]!) {\n    initBatch(input: { files: $files }) {\n      id\n      uploads {\n        id batchId fileName totalSize chunkSize totalChunks status\n        chunkUrls { ...ChunkURLFields }\n        progress { ...ProgressFields }\n        deduplicated\n        media { ...MediaFields }\n      }\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
