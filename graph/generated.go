@@ -1079,7 +1079,7 @@ type Mutation {
   retry(uploadId: ID!): [ChunkURL!]!
   "Stops the upload and frees its bytes."
   cancel(uploadId: ID!): UploadSession!
-  "Deletes one of the caller's media files; its bytes are freed and its size returned to the quota."
+  "Deletes one of the caller's media files. Its bytes are freed and its size returned to the quota, unless another of the caller's files shares them (same content): then they go with the last such file."
   deleteMedia(id: ID!): ID!
   """
   Stores one small image (10 MiB by default) sent whole in a GraphQL multipart
@@ -1129,7 +1129,7 @@ type UploadSession {
   progress: UploadProgress!
   media: MediaFile
   expiresAt: Time!
-  "True when initBatch found a READY file of the caller's with the same SHA-256 and size: the session is COMPLETED at once, media is set and nothing is sent."
+  "True when initBatch found a READY file of the caller's with the same SHA-256, size and type: the session is COMPLETED at once, media is set (a new file sharing the other's bytes) and nothing is sent."
   deduplicated: Boolean!
 }
 

@@ -1,6 +1,6 @@
 package upload
 
-// Dedup: a user's files with the same bytes share one stored object.
+// Dedup (docs/DESIGN.md §Dedup): a user's files with the same bytes share one stored object.
 //
 // Sharing is a storage key named by several MediaFile rows of one user.
 // The references to a key are the rows naming it that are not deleted;
