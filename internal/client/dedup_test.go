@@ -120,7 +120,7 @@ func TestDeduplicatedUploadSendsNothing(t *testing.T) {
 		}
 		up := client.Upload{ID: "upl_1", FileName: "p.png", MimeType: "image/png", TotalSize: int64(len(data)),
 			Strategy: "SINGLE", ChunkSize: int64(len(data)), TotalChunks: 1, Status: "COMPLETED", ChunkURLs: []client.ChunkURL{},
-			Progress: client.Progress{Status: "COMPLETED", UploadedBytes: int64(len(data)), TotalBytes: int64(len(data)), UploadedChunks: 1, TotalChunks: 1},
+			Progress:     client.Progress{Status: "COMPLETED", UploadedBytes: int64(len(data)), TotalBytes: int64(len(data)), UploadedChunks: 1, TotalChunks: 1},
 			Deduplicated: true, Media: &media}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"initBatch": client.Batch{ID: "bat_1", Uploads: []client.Upload{up}}}})
