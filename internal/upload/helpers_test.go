@@ -26,7 +26,9 @@ import (
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadbatch"
 	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/internal/database/sqltx"
 	"github.com/spoolhq/spool/internal/httpapi"
+	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/localfs"
@@ -154,11 +156,12 @@ func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *test
 		t.Fatalf("opening sqlite: %v", err)
 	}
 	sqldb.SetMaxOpenConns(1)
-	db := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, sqldb)))
+	db := ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(dialect.SQLite, sqldb))))
 	t.Cleanup(func() { db.Close() })
 	if err := db.Schema.Create(context.Background()); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
+	queue := newTestQueue(t, sqldb, dialect.SQLite)
 
 	secret, err := signing.New(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
@@ -167,17 +170,50 @@ func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *test
 	clock := newFakeClock()
 	broker := &recordingBroker{Hub: progress.NewHub()}
 	svc, err := upload.NewService(upload.Deps{
-		DB: db, Store: store, Broker: broker,
+		DB: db, Store: store, Broker: broker, Queue: queue,
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 		Now:    clock.Now,
 	}, cfg)
 	if err != nil {
 		t.Fatalf("NewService: %v", err)
 	}
-	// Cleanups run last-in first-out: the service (and its background
-	// work) stops before the database closes.
-	t.Cleanup(svc.Close)
+	startQueue(t, queue, svc)
 	return &testEnv{svc: svc, db: db, clock: clock, broker: broker, cfg: svc.Config()}
+}
+
+// testJobs is the job queue's configuration in tests: quick to notice
+// new jobs and to stop.
+func testJobs() jobs.Config {
+	return jobs.Config{PollInterval: 20 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
+}
+
+// newTestQueue returns a job queue over sqldb (of ent's dialect d), with
+// River's tables migrated.
+func newTestQueue(tb testing.TB, sqldb *sql.DB, d string) *jobs.Queue {
+	tb.Helper()
+	if _, err := jobs.Migrate(context.Background(), sqldb, d); err != nil {
+		tb.Fatalf("migrating the job queue: %v", err)
+	}
+	q, err := jobs.New(sqldb, d, testJobs(), nil)
+	if err != nil {
+		tb.Fatalf("jobs.New: %v", err)
+	}
+	return q
+}
+
+// startQueue works the queue's jobs with svc until the test ends.
+// Cleanups run last-in first-out: the queue stops before the service
+// and the database close.
+func startQueue(tb testing.TB, q *jobs.Queue, svc *upload.Service) {
+	tb.Helper()
+	if err := q.Start(context.Background(), svc); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := q.Stop(context.Background()); err != nil {
+			tb.Errorf("stopping the job queue: %v", err)
+		}
+	})
 }
 
 // user returns the id of the user with the subject, creating it.
