@@ -109,6 +109,7 @@ func (b *recordingBroker) eventsOf(uploadID string) []upload.Progress {
 type testEnv struct {
 	svc    *upload.Service
 	db     *ent.Client
+	sql    *sql.DB // the pool under db, for River's tables
 	clock  *fakeClock
 	broker *recordingBroker
 	dir    string // the localfs root
@@ -148,6 +149,13 @@ func newTestServiceThrough(t *testing.T, cfg upload.Config, wrap func(upload.Sto
 // newTestServiceOn is newTestService on another store.
 func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *testEnv {
 	t.Helper()
+	return newTestServiceJobs(t, cfg, store, testJobs())
+}
+
+// newTestServiceJobs is newTestServiceOn with the job queue configured
+// by jobsCfg.
+func newTestServiceJobs(t *testing.T, cfg upload.Config, store upload.Store, jobsCfg jobs.Config) *testEnv {
+	t.Helper()
 	tmp := t.TempDir()
 	dsn := "file:" + filepath.Join(tmp, "spool.db") +
 		"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_timezone=UTC"
@@ -161,7 +169,7 @@ func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *test
 	if err := db.Schema.Create(context.Background()); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
-	queue := newTestQueue(t, sqldb, dialect.SQLite)
+	queue := newTestQueueWith(t, sqldb, dialect.SQLite, jobsCfg)
 
 	secret, err := signing.New(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
@@ -178,7 +186,7 @@ func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *test
 		t.Fatalf("NewService: %v", err)
 	}
 	startQueue(t, queue, svc)
-	return &testEnv{svc: svc, db: db, clock: clock, broker: broker, cfg: svc.Config()}
+	return &testEnv{svc: svc, db: db, sql: sqldb, clock: clock, broker: broker, cfg: svc.Config()}
 }
 
 // testJobs is the job queue's configuration in tests: quick to notice
@@ -191,10 +199,16 @@ func testJobs() jobs.Config {
 // River's tables migrated.
 func newTestQueue(tb testing.TB, sqldb *sql.DB, d string) *jobs.Queue {
 	tb.Helper()
+	return newTestQueueWith(tb, sqldb, d, testJobs())
+}
+
+// newTestQueueWith is newTestQueue configured by cfg.
+func newTestQueueWith(tb testing.TB, sqldb *sql.DB, d string, cfg jobs.Config) *jobs.Queue {
+	tb.Helper()
 	if _, err := jobs.Migrate(context.Background(), sqldb, d); err != nil {
 		tb.Fatalf("migrating the job queue: %v", err)
 	}
-	q, err := jobs.New(sqldb, d, testJobs(), nil)
+	q, err := jobs.New(sqldb, d, cfg, nil)
 	if err != nil {
 		tb.Fatalf("jobs.New: %v", err)
 	}

@@ -21,8 +21,8 @@ import (
 // chunk with its recorded CRC32C and the whole with the declared
 // SHA-256, derives what the file's type allows, then saves the media
 // READY or FAILED with its upload's version bumped, in one transaction,
-// and publishes the upload's progress. It runs as a job (docs/DESIGN.md
-// §Jobs), so it is idempotent: a media file that is no longer
+// and publishes the upload's progress. It runs as a job (internal/jobs),
+// so it is idempotent: a media file that is no longer
 // PROCESSING, or deleted, is left alone.
 //
 // It returns nil when the media file is done with: saved READY, saved

@@ -59,7 +59,7 @@ func newEnvOn(tb testing.TB, dbURL, sqlitePath, dir string, clock *fakeClock, cf
 	// before their database closes, and the database is dropped after.
 	tb.Cleanup(svc.Close)
 	startQueue(tb, queue, svc)
-	return &testEnv{svc: svc, db: db.Client, clock: clock, broker: broker, dir: dir, cfg: svc.Config()}, nil
+	return &testEnv{svc: svc, db: db.Client, sql: db.SQL(), clock: clock, broker: broker, dir: dir, cfg: svc.Config()}, nil
 }
 
 // newReplicas returns n Services sharing a fresh PostgreSQL database, a

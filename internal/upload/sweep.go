@@ -31,7 +31,7 @@ const stuckAfter = time.Minute
 // stopped uploads that a failure left behind, re-queues the processing
 // of media files stuck PROCESSING and the purge of deleted media whose
 // bytes are still stored (docs/DESIGN.md, invariant 7). It runs as a
-// periodic job (docs/DESIGN.md §Jobs); several sweeps at once are safe:
+// periodic job (internal/jobs); several sweeps at once are safe:
 // every step is conditional and idempotent, and a job is queued only if
 // the media file has none waiting or running.
 func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
