@@ -12,9 +12,10 @@ import (
 )
 
 // TestDatabaseCutDuringComplete cuts PostgreSQL for 5 s in the middle of
-// six concurrent completes, at the first COMMIT after they start (which
-// commits on the server while spool sees the connection die: an
-// ambiguous commit), each upload watched by a subscriber. Clients retry
+// six concurrent completes, right after the COMMIT of the first
+// transaction that completes one (which commits on the server while
+// spool sees the connection die: an ambiguous commit), each upload
+// watched by a subscriber. Clients retry
 // complete as they would. Every subscriber must end at COMPLETED with its
 // media READY: no upload completes without its processing job, a failed
 // processing is retried within seconds, and a retried complete
@@ -28,6 +29,11 @@ func TestDatabaseCutDuringComplete(t *testing.T) {
 	}
 	proxy := startDBProxy(t, u.Host)
 	u.Host = proxy.Addr()
+	// pgx then sends each statement's text, not a cached statement's
+	// name, so the proxy can see which transaction creates a media file.
+	q := u.Query()
+	q.Set("default_query_exec_mode", "exec")
+	u.RawQuery = q.Encode()
 	s := startSpool(t, func(c *app.Config) {
 		c.DatabaseURL = u.String()
 		c.Jobs.PollInterval = jobs.DefaultConfig().PollInterval // production's pace
@@ -56,7 +62,9 @@ func TestDatabaseCutDuringComplete(t *testing.T) {
 		}
 	}
 
-	cut := proxy.CutOn("commit", 5*time.Second)
+	// The cut comes right after the commit of the first transaction that
+	// completes an upload (it creates the media file).
+	cut := proxy.CutOn(`insert into "media_files"`, "commit", 5*time.Second)
 	var wg sync.WaitGroup
 	tries := make([]int, n)
 	for i, up := range ups {

@@ -21,15 +21,16 @@ type dbProxy struct {
 	mu          sync.Mutex
 	conns       map[net.Conn]struct{}
 	refuseUntil time.Time
-	// armed, when set, cuts for armed.d as soon as a client sends a
-	// message containing armed.trigger, right after forwarding it.
+	// armed, when set, cuts for armed.d as soon as a client that sent a
+	// message containing armed.marker sends one containing
+	// armed.trigger, right after forwarding it.
 	armed *cutTrigger
 }
 
 type cutTrigger struct {
-	trigger []byte
-	d       time.Duration
-	cut     chan cutWindow
+	marker, trigger []byte
+	d               time.Duration
+	cut             chan cutWindow
 }
 
 // cutWindow is when a cut began and when new connections were let
@@ -82,6 +83,7 @@ func (p *dbProxy) accept() {
 
 // pipe copies from src to dst; fromClient copies watch for the trigger.
 func (p *dbProxy) pipe(dst, src net.Conn, fromClient bool) {
+	marked := false
 	defer func() {
 		_ = dst.Close()
 		_ = src.Close()
@@ -94,7 +96,7 @@ func (p *dbProxy) pipe(dst, src net.Conn, fromClient bool) {
 				return
 			}
 			if fromClient {
-				p.maybeCut(buf[:n])
+				marked = p.maybeCut(buf[:n], marked)
 			}
 		}
 		if err != nil {
@@ -106,16 +108,28 @@ func (p *dbProxy) pipe(dst, src net.Conn, fromClient bool) {
 	}
 }
 
-func (p *dbProxy) maybeCut(msg []byte) {
+// maybeCut cuts if the connection's message msg fires the armed
+// trigger; it returns whether the connection is marked.
+func (p *dbProxy) maybeCut(msg []byte, marked bool) bool {
 	p.mu.Lock()
 	a := p.armed
-	if a == nil || !bytes.Contains(bytes.ToLower(msg), a.trigger) {
+	if a == nil {
 		p.mu.Unlock()
-		return
+		return false
+	}
+	lower := bytes.ToLower(msg)
+	if !marked {
+		p.mu.Unlock()
+		return bytes.Contains(lower, a.marker)
+	}
+	if !bytes.Contains(lower, a.trigger) {
+		p.mu.Unlock()
+		return true
 	}
 	p.armed = nil
 	p.mu.Unlock()
 	a.cut <- p.Cut(a.d)
+	return false
 }
 
 // Cut closes every connection and refuses new ones for d.
@@ -128,11 +142,14 @@ func (p *dbProxy) Cut(d time.Duration) cutWindow {
 	return w
 }
 
-// CutOn arms a cut of d on the next client message that contains
-// trigger (compared in lower case). The channel receives the cut's
-// window once it happens.
-func (p *dbProxy) CutOn(trigger string, d time.Duration) <-chan cutWindow {
-	a := &cutTrigger{trigger: bytes.ToLower([]byte(trigger)), d: d, cut: make(chan cutWindow, 1)}
+// CutOn arms a cut of d: once a connection has sent a message that
+// contains marker, its next message that contains trigger (both compared
+// in lower case) is forwarded and then every connection is cut. The
+// channel receives the cut's window once it happens. The server sees
+// the whole message before the connection closes: cutting on a COMMIT
+// commits on the server while the client sees its connection die.
+func (p *dbProxy) CutOn(marker, trigger string, d time.Duration) <-chan cutWindow {
+	a := &cutTrigger{marker: bytes.ToLower([]byte(marker)), trigger: bytes.ToLower([]byte(trigger)), d: d, cut: make(chan cutWindow, 1)}
 	p.mu.Lock()
 	p.armed = a
 	p.mu.Unlock()
