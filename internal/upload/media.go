@@ -184,7 +184,8 @@ func (s *Service) verifyObject(ctx context.Context, key string, chunks []*ent.Up
 	whole := sha256.New()
 	badChunk = -1
 	table := crc32.MakeTable(crc32.Castagnoli)
-	r := io.TeeReader(obj, whole)
+	src := ctxReader{ctx, obj} // a stopping replica stops hashing
+	r := io.TeeReader(src, whole)
 	for _, c := range chunks {
 		part := crc32.New(table)
 		if _, err := io.CopyN(part, r, c.Size); err != nil {
@@ -194,10 +195,24 @@ func (s *Service) verifyObject(ctx context.Context, key string, chunks []*ent.Up
 			badChunk = c.Index
 		}
 	}
-	if _, err := io.Copy(whole, obj); err != nil {
+	if _, err := io.Copy(whole, src); err != nil {
 		return "", -1, err
 	}
 	return hex.EncodeToString(whole.Sum(nil)), badChunk, nil
+}
+
+// ctxReader reads r until ctx is done: a store's reader (a local file)
+// may not watch the context itself.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // OpenMedia opens a media file's bytes for download. The caller has
