@@ -27,7 +27,9 @@ func TestRemoveOrphans(t *testing.T) {
 	unfinished := e.initOne(t, owner, mp4Spec("unfinished.mp4", file11))
 	e.mustSend(t, unfinished.ID, 0, file11)
 	_, ready := e.uploadProcessed(t, owner, "ready.mp4")
-	_, processing := e.uploadProcessed(t, owner, "processing.mp4")
+	// Another user's, so that dedup does not make it share ready's bytes.
+	other := e.user(t, "bob")
+	_, processing := e.uploadProcessed(t, other, "processing.mp4")
 	e.unprocess(t, processing.ID)
 	store, err := localfs.New(e.dir) // the service's files, seen directly
 	if err != nil {
@@ -47,7 +49,7 @@ func TestRemoveOrphans(t *testing.T) {
 		Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	inFlight := owner + "/" + processing.ID + "/thumb-320.jpg"
+	inFlight := other + "/" + processing.ID + "/thumb-320.jpg"
 	put(inFlight)
 	// Orphans: a crash before initBatch's commit, a derivative of a
 	// media file that never committed, and an interrupted Put.
@@ -76,7 +78,7 @@ func TestRemoveOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"object " + owner + "/" + processing.ID + "/thumb-320.jpg",
+		"object " + other + "/" + processing.ID + "/thumb-320.jpg",
 		"object " + owner + "/" + ready.ID + "/thumb-320.jpg",
 		"object " + processing.StorageKey,
 		"object " + ready.StorageKey,
