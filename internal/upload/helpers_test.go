@@ -449,9 +449,10 @@ func (e *testEnv) uploadProcessed(t *testing.T, userID, name string) (*upload.Se
 }
 
 // unprocess puts a media file back to PROCESSING, as a crash in the
-// middle of processing leaves it.
+// middle of processing leaves it, once its processing job has ended.
 func (e *testEnv) unprocess(t *testing.T, mediaID string) {
 	t.Helper()
+	waitJob(t, e, mediaID, "completed")
 	if err := e.db.MediaFile.UpdateOneID(mediaID).SetStatus(mediafile.StatusPROCESSING).Exec(context.Background()); err != nil {
 		t.Fatalf("putting media %s back to PROCESSING: %v", mediaID, err)
 	}
