@@ -156,6 +156,14 @@ func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *test
 // by jobsCfg.
 func newTestServiceJobs(t *testing.T, cfg upload.Config, store upload.Store, jobsCfg jobs.Config) *testEnv {
 	t.Helper()
+	return newTestServiceProcessing(t, cfg, store, jobsCfg, nil)
+}
+
+// newTestServiceProcessing is newTestServiceJobs whose processing derives
+// thumbnails and facts with processor (nil checks the bytes only, which
+// lets most tests upload made-up bytes of any type).
+func newTestServiceProcessing(t *testing.T, cfg upload.Config, store upload.Store, jobsCfg jobs.Config, processor upload.Processor) *testEnv {
+	t.Helper()
 	tmp := t.TempDir()
 	dsn := "file:" + filepath.Join(tmp, "spool.db") +
 		"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_timezone=UTC"
@@ -178,7 +186,7 @@ func newTestServiceJobs(t *testing.T, cfg upload.Config, store upload.Store, job
 	clock := newFakeClock()
 	broker := &recordingBroker{Hub: progress.NewHub()}
 	svc, err := upload.NewService(upload.Deps{
-		DB: db, Store: store, Broker: broker, Queue: queue,
+		DB: db, Store: store, Broker: broker, Queue: queue, Processor: processor,
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 		Now:    clock.Now,
 	}, cfg)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spoolhq/spool/ent"
@@ -49,7 +50,18 @@ func (s *Service) ProcessMedia(ctx context.Context, mediaID string) error {
 			return fmt.Errorf("loading the chunks of media %s: %w", mediaID, err)
 		}
 	}
-	sum, badChunk, err := s.verifyObject(ctx, m.StorageKey, chunks)
+	// One local copy serves the hash and the derive step: a GCS object is
+	// downloaded once; a file on local disk is read in place.
+	work, err := os.MkdirTemp(s.cfg.WorkDir, "spool-process-")
+	if err != nil {
+		return fmt.Errorf("making a work directory for media %s: %w", mediaID, err)
+	}
+	defer os.RemoveAll(work)
+	src, err := s.localCopy(ctx, m.StorageKey, work)
+	if err != nil {
+		return fmt.Errorf("reading media %s: %w", mediaID, err)
+	}
+	sum, badChunk, err := verifyFile(ctx, src, chunks)
 	if err != nil {
 		return fmt.Errorf("hashing media %s: %w", mediaID, err)
 	}
@@ -61,8 +73,16 @@ func (s *Service) ProcessMedia(ctx context.Context, mediaID string) error {
 		r.status, r.problem = mediafile.StatusFAILED, fmt.Sprintf("the content's SHA-256 is %s, the client declared %s", sum, *up.Sha256)
 	}
 	if r.status == mediafile.StatusREADY {
-		// The one place where a verified file is derived from.
-		d, err := s.derive(ctx, m)
+		copied, err := s.hasReadyCopy(ctx, m, sum)
+		if err != nil {
+			return err
+		}
+		if copied {
+			// saveProcessed's shareDuplicate gives it the copy's
+			// derivatives: making its own would be wasted work.
+			return s.saveProcessed(ctx, m, r)
+		}
+		d, err := s.derive(ctx, m, src, work)
 		var bad *badFileError
 		switch {
 		case errors.As(err, &bad):
@@ -73,7 +93,17 @@ func (s *Service) ProcessMedia(ctx context.Context, mediaID string) error {
 			r.derived = d
 		}
 	}
-	return s.saveProcessed(ctx, m, r)
+	if err := s.saveProcessed(ctx, m, r); err != nil {
+		return err
+	}
+	if r.derived.storageKey != "" {
+		// The faststart copy replaced the original, which nothing names
+		// now (a crash here leaves it to RemoveOrphans).
+		if err := s.store.Delete(ctx, m.StorageKey); err != nil {
+			s.log.Warn("deleting the original of a remuxed video failed; the orphan sweep will", "media_id", m.ID, "err", err)
+		}
+	}
+	return nil
 }
 
 // processed is the outcome of one processing run.
@@ -83,25 +113,6 @@ type processed struct {
 	problem string // why FAILED, for the client
 	derived derivation
 }
-
-// derivation is what the derive step adds to a READY media file. It is
-// empty until internal/upload/derive.go (thumbnails, probe facts through
-// internal/media) replaces it and derive.
-type derivation struct{}
-
-// apply adds the derivation to the update that saves the media.
-func (derivation) apply(u *ent.MediaFileUpdate) *ent.MediaFileUpdate { return u }
-
-// derive computes what a verified file's type allows. A *badFileError
-// ends processing FAILED at once; any other error is retried.
-func (s *Service) derive(context.Context, *ent.MediaFile) (derivation, error) {
-	return derivation{}, nil
-}
-
-// badFileError is a problem with the file itself, which no retry fixes.
-type badFileError struct{ problem string }
-
-func (e *badFileError) Error() string { return e.problem }
 
 // saveProcessed records a processing outcome on a media file still
 // PROCESSING, bumps its upload's version in the same transaction and
@@ -126,6 +137,13 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 		changed = true
 		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
 			return err
+		}
+		if d := r.derived; d.storageKey != "" && d.size != m.FileSize {
+			// The faststart copy is what is stored now: the quota
+			// follows its size (a few bytes either way, never refused).
+			if err := releaseQuota(ctx, tx, m.OwnerID, m.FileSize-d.size); err != nil {
+				return err
+			}
 		}
 		return s.shareDuplicate(ctx, tx, jobs, m.ID) // dedup.go: share a READY copy's bytes
 	})
@@ -178,8 +196,8 @@ func bumpUploadVersion(ctx context.Context, tx *ent.Tx, uploadID *string) error 
 // was received. badChunk is the first chunk that differs, or -1. This
 // catches a chunk overwritten by a late duplicate send after complete()
 // judged the upload whole (invariant 4).
-func (s *Service) verifyObject(ctx context.Context, key string, chunks []*ent.UploadChunk) (sum string, badChunk int, err error) {
-	obj, err := s.store.Open(ctx, key)
+func verifyFile(ctx context.Context, name string, chunks []*ent.UploadChunk) (sum string, badChunk int, err error) {
+	obj, err := os.Open(name)
 	if err != nil {
 		return "", -1, err
 	}

@@ -41,6 +41,9 @@ type Service struct {
 	resumable ResumableStore
 	// queue runs the work a change leaves to do (processing, purges).
 	queue Queue
+	// processor makes thumbnails and reads media facts; nil skips that
+	// step (processing then only checks the bytes).
+	processor Processor
 }
 
 // Deps are the engines a Service runs on.
@@ -50,8 +53,11 @@ type Deps struct {
 	Broker Broker
 	Signer Signer
 	// Queue runs processing and purges as durable jobs (internal/jobs).
-	Queue  Queue
-	Logger *slog.Logger
+	Queue Queue
+	// Processor derives thumbnails and facts from completed files
+	// (internal/media); nil leaves files with only their bytes checked.
+	Processor Processor
+	Logger    *slog.Logger
 	// Now is the clock; nil means time.Now. Tests move it to expire things.
 	Now func() time.Time
 }
@@ -73,7 +79,7 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		db: d.DB, store: d.Store, broker: d.Broker, signer: d.Signer,
-		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now, queue: d.Queue,
+		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now, queue: d.Queue, processor: d.Processor,
 	}
 	if cfg.DirectUploads {
 		ds, ok := d.Store.(DirectStore)
