@@ -118,6 +118,13 @@ func TestServeConfigErrors(t *testing.T) {
 		{"zero job timeout", []string{"--job-timeout", "0s"}, env(), "job timeout"},
 		{"rescue before the job timeout", []string{"--job-timeout", "10m", "--job-rescue-after", "5m"}, env(), "job rescue after"},
 		{"negative shutdown timeout", nil, env("SPOOL_JOB_SHUTDOWN_TIMEOUT", "-1s"), "job shutdown timeout"},
+		{"zero processing timeout", []string{"--processing-timeout", "0s"}, env(), "processing timeout"},
+		{"media processing not a bool", nil, env("SPOOL_MEDIA_PROCESSING", "sometimes"), "media processing"},
+		{"negative image pixels", nil, env("SPOOL_MAX_IMAGE_PIXELS", "-1"), "max image pixels"},
+		{"image pixels not a number", []string{"--max-image-pixels", "100MP"}, env(), "max image pixels"},
+		{"ffmpeg that is not there", []string{"--ffmpeg", "/nonexistent/ffmpeg"}, env(), "ffmpeg"},
+		{"ffprobe that is not there", nil, env("SPOOL_FFPROBE", "/nonexistent/ffprobe"), "ffprobe"},
+		{"work dir that is not there", []string{"--work-dir", "/nonexistent/spool-work"}, env(), "work dir"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/httpapi"
 	"github.com/spoolhq/spool/internal/jobs"
+	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -69,6 +71,13 @@ type Config struct {
 	// Upload holds the upload rules; Upload.DirectUploads sends chunks
 	// straight to GCS.
 	Upload upload.Config
+	// DeriveMedia makes processing read each completed file's facts and
+	// make its thumbnails (internal/media, tuned by Media); without it
+	// processing only checks the bytes. spool serve turns it on.
+	DeriveMedia bool
+	// Media tunes processing: where ffmpeg and ffprobe are, their time
+	// limit, the largest image decoded.
+	Media media.Options
 }
 
 // MediaURLs says where the download URLs spool hands out point.
@@ -209,8 +218,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.queue, err = jobs.New(m.eng.db.SQL(), m.eng.db.Dialect, jobsCfg, m.log); err != nil {
 		return fmt.Errorf("job queue: %w", err)
 	}
+	var processor upload.Processor
+	if cfg.DeriveMedia {
+		if processor, err = newProcessor(cfg.Media, m.log); err != nil {
+			return err
+		}
+	}
 	m.svc, err = upload.NewService(upload.Deps{
-		DB: m.eng.db.Client, Store: m.eng.store, Broker: m.eng.broker, Signer: urls, Queue: m.queue, Logger: m.log,
+		DB: m.eng.db.Client, Store: m.eng.store, Broker: m.eng.broker, Signer: urls, Queue: m.queue,
+		Processor: processor, Logger: m.log,
 	}, cfg.Upload)
 	if err != nil {
 		return fmt.Errorf("upload rules: %w", err)
@@ -353,4 +369,18 @@ func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, err
 		return "", err
 	}
 	return u.ID, nil
+}
+
+// newProcessor returns the media processor, warning when it lacks a tool.
+func newProcessor(o media.Options, log *slog.Logger) (*media.Processor, error) {
+	o.Logger = log
+	p, err := media.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("processing: %w", err)
+	}
+	if missing := p.MissingTools(); len(missing) > 0 {
+		log.Warn("media tools not found: videos and audio get only what can be read without them (no facts without ffprobe; no poster, faststart or waveform without ffmpeg); install ffmpeg or set --ffmpeg/--ffprobe",
+			"missing", strings.Join(missing, ", "))
+	}
+	return p, nil
 }
