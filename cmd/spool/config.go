@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"net/mail"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/jobs"
+	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -118,6 +121,16 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `ORIGINS` allowed cross-origin, or *")
 	fs.TextVar(&level, "log-level", level, "log `LEVEL`: debug, info, warn or error")
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often expired uploads are swept")
+	fs.IntVar(&cfg.Jobs.ProcessingWorkers, "processing-workers", cfg.Jobs.ProcessingWorkers, "files this replica processes at once (default half the CPUs)")
+	fs.DurationVar(&cfg.Jobs.JobTimeout, "job-timeout", cfg.Jobs.JobTimeout, "longest a job (processing a file) may run before it is cancelled and retried")
+	fs.DurationVar(&cfg.Jobs.RescueAfter, "job-rescue-after", cfg.Jobs.RescueAfter, "how long a job may stay running before it is taken for dead (its replica killed) and retried; longer than --job-timeout")
+	fs.DurationVar(&cfg.Jobs.ShutdownTimeout, "job-shutdown-timeout", cfg.Jobs.ShutdownTimeout, "how long a stopping server lets running jobs finish before handing them to another replica")
+	fs.BoolVar(&cfg.DeriveMedia, "media-processing", true, "make thumbnails and read dimensions, durations and codecs of completed files; false only checks their bytes")
+	fs.StringVar(&cfg.Media.FFmpeg, "ffmpeg", "", "`PATH` of ffmpeg (poster frames, faststart remux, waveforms); default: found in PATH")
+	fs.StringVar(&cfg.Media.FFprobe, "ffprobe", "", "`PATH` of ffprobe (video and audio facts); default: found in PATH")
+	fs.DurationVar(&cfg.Media.Timeout, "processing-timeout", media.DefaultTimeout, "longest one ffmpeg or ffprobe run may take")
+	fs.Int64Var(&cfg.Media.MaxPixels, "max-image-pixels", media.DefaultMaxPixels, "largest image, in pixels, that processing decodes (a larger one is refused from its header)")
+	fs.StringVar(&up.WorkDir, "work-dir", "", "`DIR` for processing's scratch files; default: the system's temporary directory")
 	fs.IntVar(&up.MaxBatchFiles, "max-batch-files", up.MaxBatchFiles, "files per initBatch")
 	fs.IntVar(&cfg.MaxSubscriptions, "max-subscriptions", 100, "subscriptions one websocket may run at once")
 	fs.Var(&single, "single-threshold", "largest `SIZE` uploaded as one SINGLE chunk")
@@ -218,6 +231,9 @@ func checkServeConfig(cfg app.Config) error {
 		{"--quota", up.DefaultQuota}, {"--single-threshold", up.SingleThreshold}, {"--chunk-size", up.ChunkSize},
 		{"--chunk-url-ttl", int64(up.ChunkURLTTL)}, {"--session-ttl", int64(up.SessionTTL)}, {"--media-url-ttl", int64(up.MediaURLTTL)},
 		{"--max-subscriptions", int64(cfg.MaxSubscriptions)},
+		{"--processing-workers", int64(cfg.Jobs.ProcessingWorkers)}, {"--job-timeout", int64(cfg.Jobs.JobTimeout)},
+		{"--job-rescue-after", int64(cfg.Jobs.RescueAfter)}, {"--job-shutdown-timeout", int64(cfg.Jobs.ShutdownTimeout)},
+		{"--processing-timeout", int64(cfg.Media.Timeout)}, {"--max-image-pixels", cfg.Media.MaxPixels},
 	} {
 		if c.v <= 0 {
 			return fmt.Errorf("%s must be positive", c.name)
@@ -225,6 +241,22 @@ func checkServeConfig(cfg app.Config) error {
 	}
 	if err := cfg.Upload.Validate(); err != nil {
 		return err
+	}
+	if cfg.Jobs.ProcessingWorkers > jobs.MaxProcessingWorkers {
+		return fmt.Errorf("--processing-workers %d is more than %d; processing reads and hashes whole files, so use at most a few per CPU", cfg.Jobs.ProcessingWorkers, jobs.MaxProcessingWorkers)
+	}
+	if cfg.Jobs.RescueAfter <= cfg.Jobs.JobTimeout {
+		return fmt.Errorf("--job-rescue-after (%v) must be longer than --job-timeout (%v): a job still running would be started a second time", cfg.Jobs.RescueAfter, cfg.Jobs.JobTimeout)
+	}
+	for flag, tool := range map[string]string{"--ffmpeg": cfg.Media.FFmpeg, "--ffprobe": cfg.Media.FFprobe} {
+		if _, err := exec.LookPath(tool); tool != "" && err != nil {
+			return fmt.Errorf("%s %q: %v", flag, tool, err)
+		}
+	}
+	if cfg.Upload.WorkDir != "" {
+		if info, err := os.Stat(cfg.Upload.WorkDir); err != nil || !info.IsDir() {
+			return fmt.Errorf("--work-dir %q is not a directory", cfg.Upload.WorkDir)
+		}
 	}
 	if cfg.SweepInterval < time.Second {
 		return fmt.Errorf("sweep interval must be at least 1s, got %v", cfg.SweepInterval)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -65,6 +66,7 @@ func TestServeConfigFlagsWinOverEnv(t *testing.T) {
 		{"log level (flag)", level.String(), "DEBUG"},
 		{"data dir (default)", cfg.DataDir, "data"},
 		{"max video size (default)", cfg.Upload.MaxSize[upload.MediaVideo], 5 * upload.GiB},
+		{"processing workers (default)", cfg.Jobs.ProcessingWorkers, max(1, runtime.NumCPU()/2)},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -109,6 +111,20 @@ func TestServeConfigErrors(t *testing.T) {
 		{"zero quota from env", nil, env("SPOOL_QUOTA", "0"), "quota"},
 		{"zero chunk URLs", []string{"--max-chunk-urls", "0"}, env(), "max chunk urls"},
 		{"zero session lifetime", []string{"--session-ttl", "0s"}, env(), "session ttl"},
+		{"zero processing workers", []string{"--processing-workers", "0"}, env(), "processing workers"},
+		{"negative processing workers", nil, env("SPOOL_PROCESSING_WORKERS", "-2"), "processing workers"},
+		{"absurd processing workers", []string{"--processing-workers", "100000"}, env(), "processing workers"},
+		{"processing workers not a number", nil, env("SPOOL_PROCESSING_WORKERS", "lots"), "spool processing workers"},
+		{"zero job timeout", []string{"--job-timeout", "0s"}, env(), "job timeout"},
+		{"rescue before the job timeout", []string{"--job-timeout", "10m", "--job-rescue-after", "5m"}, env(), "job rescue after"},
+		{"negative shutdown timeout", nil, env("SPOOL_JOB_SHUTDOWN_TIMEOUT", "-1s"), "job shutdown timeout"},
+		{"zero processing timeout", []string{"--processing-timeout", "0s"}, env(), "processing timeout"},
+		{"media processing not a bool", nil, env("SPOOL_MEDIA_PROCESSING", "sometimes"), "media processing"},
+		{"negative image pixels", nil, env("SPOOL_MAX_IMAGE_PIXELS", "-1"), "max image pixels"},
+		{"image pixels not a number", []string{"--max-image-pixels", "100MP"}, env(), "max image pixels"},
+		{"ffmpeg that is not there", []string{"--ffmpeg", "/nonexistent/ffmpeg"}, env(), "ffmpeg"},
+		{"ffprobe that is not there", nil, env("SPOOL_FFPROBE", "/nonexistent/ffprobe"), "ffprobe"},
+		{"work dir that is not there", []string{"--work-dir", "/nonexistent/spool-work"}, env(), "work dir"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

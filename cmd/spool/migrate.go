@@ -9,6 +9,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/jobs"
 )
 
 // migrate applies the database's pending schema migrations and says
@@ -43,11 +44,18 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
+	queued, err := jobs.Migrate(ctx, db.SQL(), db.Dialect)
+	for _, a := range queued {
+		fmt.Fprintf(stdout, "applied job queue migration %03d %s\n", a.Version, a.Name)
+	}
+	if err != nil {
+		return err
+	}
 	version, err := db.Version(ctx)
 	if err != nil {
 		return err
 	}
-	if len(applied) == 0 {
+	if len(applied) == 0 && len(queued) == 0 {
 		fmt.Fprintf(stdout, "%s is up to date at version %d\n", db, version)
 	} else {
 		fmt.Fprintf(stdout, "%s is now at version %d\n", db, version)

@@ -26,7 +26,7 @@ func TestMigrateSQLite(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	out, err := runMigrate(t, env(), "--data-dir", dir)
-	if err != nil || !strings.Contains(out, "applied 00001_init.sql (version 1)") {
+	if err != nil || !strings.Contains(out, "applied 00001_init.sql (version 1)") || !strings.Contains(out, "applied job queue migration 001") {
 		t.Fatalf("first migrate: %v\n%s", err, out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, database.SQLiteFile)); err != nil {
@@ -44,7 +44,7 @@ func TestMigratePostgres(t *testing.T) {
 	dbURL := dbtest.Postgres(t)
 	// DATABASE_URL names the database; SPOOL_DATABASE_URL wins over it.
 	out, err := runMigrate(t, env("DATABASE_URL", dbURL))
-	if err != nil || !strings.Contains(out, "applied 00001_init.sql") {
+	if err != nil || !strings.Contains(out, "applied 00001_init.sql") || !strings.Contains(out, "applied job queue migration 001") {
 		t.Fatalf("migrate with DATABASE_URL: %v\n%s", err, out)
 	}
 	out, err = runMigrate(t, env("DATABASE_URL", "mysql://elsewhere/x", "SPOOL_DATABASE_URL", dbURL))

@@ -48,6 +48,7 @@ type walkthrough struct {
 	storage  []string // serve's flag naming the bucket
 	engines  []string // serve's flags naming every engine, storage included
 	emulator string   // the emulator's URL
+	database string   // the PostgreSQL database's URL
 }
 
 func newWalkthrough(t *testing.T) *walkthrough {
@@ -69,8 +70,12 @@ func newWalkthrough(t *testing.T) *walkthrough {
 		storage: storage,
 		engines: slices.Concat(storage, []string{"--database-url", database, "--redis-url", redis,
 			// Small files still make CHUNKED uploads.
-			"--single-threshold", "1MiB", "--chunk-size", "5MiB"}),
+			"--single-threshold", "1MiB", "--chunk-size", "5MiB",
+			// Its files are random bytes behind a video's header, not media:
+			// processing checks their bytes, and derives nothing.
+			"--media-processing=false"}),
 		emulator: srv.URL,
+		database: database,
 	}
 }
 
@@ -96,6 +101,8 @@ type replica struct {
 	cmd  *exec.Cmd
 	log  *logLines
 	done chan struct{}
+	// stopped is set once a test stopped the process itself.
+	stopped bool
 }
 
 // logLines keeps what a process writes to stderr.
@@ -150,6 +157,9 @@ func (w *walkthrough) serve(t *testing.T, args ...string) *replica {
 		_ = r.cmd.Wait()
 	}()
 	t.Cleanup(func() {
+		if r.stopped {
+			return
+		}
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
 		<-r.done
 		if code := r.cmd.ProcessState.ExitCode(); code != 0 {

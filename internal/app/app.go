@@ -12,12 +12,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/spoolhq/spool/graph"
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/httpapi"
+	"github.com/spoolhq/spool/internal/jobs"
+	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -39,8 +42,11 @@ type Config struct {
 	JWTSecret []byte
 	// AllowedOrigins may call spool from browsers (CORS, websockets).
 	AllowedOrigins []string
-	// SweepInterval is how often expired uploads are swept.
+	// SweepInterval is how often the sweep job runs (expired uploads,
+	// leftovers); it overrides Jobs.SweepInterval.
 	SweepInterval time.Duration
+	// Jobs tunes the job queue: processing workers, timeouts.
+	Jobs jobs.Config
 	// PingInterval is the websocket keep-alive ping period; zero means
 	// graph's default (25 s).
 	PingInterval time.Duration
@@ -65,6 +71,13 @@ type Config struct {
 	// Upload holds the upload rules; Upload.DirectUploads sends chunks
 	// straight to GCS.
 	Upload upload.Config
+	// DeriveMedia makes processing read each completed file's facts and
+	// make its thumbnails (internal/media, tuned by Media); without it
+	// processing only checks the bytes. spool serve turns it on.
+	DeriveMedia bool
+	// Media tunes processing: where ffmpeg and ffprobe are, their time
+	// limit, the largest image decoded.
+	Media media.Options
 }
 
 // MediaURLs says where the download URLs spool hands out point.
@@ -115,6 +128,7 @@ func DefaultConfig() Config {
 		Addr:          "127.0.0.1:8080",
 		DataDir:       "data",
 		SweepInterval: time.Minute,
+		Jobs:          jobs.DefaultConfig(),
 		MediaURLs:     MediaURLsAuto,
 		Upload:        upload.DefaultConfig(),
 	}
@@ -136,16 +150,16 @@ func (c Config) Secret() ([]byte, error) {
 
 // Main is one running spool server.
 type Main struct {
-	cfg    Config
-	log    *slog.Logger
-	eng    *engines
-	svc    *upload.Service
-	ln     net.Listener
-	srv    *http.Server
-	url    string
-	ready  atomic.Bool
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg   Config
+	log   *slog.Logger
+	eng   *engines
+	svc   *upload.Service
+	queue *jobs.Queue
+	ln    net.Listener
+	srv   *http.Server
+	url   string
+	ready atomic.Bool
+	done  chan struct{}
 }
 
 // New returns a Main that will run with cfg.
@@ -197,11 +211,29 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.url = "http://" + m.ln.Addr().String()
 	}
 	urls := httpapi.NewURLSigner(m.url, urlSigner)
+	jobsCfg := cfg.Jobs
+	if cfg.SweepInterval != 0 {
+		jobsCfg.SweepInterval = cfg.SweepInterval
+	}
+	if m.queue, err = jobs.New(m.eng.db.SQL(), m.eng.db.Dialect, jobsCfg, m.log); err != nil {
+		return fmt.Errorf("job queue: %w", err)
+	}
+	var processor upload.Processor
+	if cfg.DeriveMedia {
+		if processor, err = newProcessor(cfg.Media, m.log); err != nil {
+			return err
+		}
+	}
 	m.svc, err = upload.NewService(upload.Deps{
-		DB: m.eng.db.Client, Store: m.eng.store, Broker: m.eng.broker, Signer: urls, Logger: m.log,
+		DB: m.eng.db.Client, Store: m.eng.store, Broker: m.eng.broker, Signer: urls, Queue: m.queue,
+		Processor: processor, Logger: m.log,
 	}, cfg.Upload)
 	if err != nil {
 		return fmt.Errorf("upload rules: %w", err)
+	}
+	if err := m.queue.Start(ctx, m.svc); err != nil {
+		m.queue = nil // nothing to stop
+		return err
 	}
 	authn := tokenAuth{issuer: issuer, users: m.svc}
 	// A multipart request is the image plus its operations and map parts,
@@ -220,15 +252,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancel = cancel
 	go func() {
 		defer close(m.done)
 		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.log.Error("serving stopped", "err", err)
 		}
 	}()
-	go m.svc.RunSweeper(runCtx, cfg.SweepInterval)
 	m.ready.Store(true)
 	m.log.Info("spool ready", "url", m.url, "data_dir", cfg.DataDir,
 		"database", m.eng.db.Dialect, "storage", m.eng.storeName, "progress", m.eng.brokerName,
@@ -284,7 +313,9 @@ func (m *Main) URL() string { return m.url }
 func (m *Main) Service() *upload.Service { return m.svc }
 
 // Close stops taking requests, lets running ones finish (for up to 10 s),
-// waits for background work and closes the engines.
+// stops the job queue (running jobs get Jobs.ShutdownTimeout to finish,
+// then are handed back to the queue for another replica) and closes the
+// engines.
 func (m *Main) Close() error {
 	m.ready.Store(false)
 	var err error
@@ -294,14 +325,19 @@ func (m *Main) Close() error {
 		err = m.srv.Shutdown(ctx)
 		<-m.done
 	}
-	if m.cancel != nil {
-		m.cancel()
-	}
 	m.closeEngines()
 	return err
 }
 
 func (m *Main) closeEngines() {
+	if m.queue != nil {
+		// Stop returns within the shutdown timeout and the time River
+		// takes to record the jobs it hands back.
+		if err := m.queue.Stop(context.Background()); err != nil {
+			m.log.Warn("stopping the job queue failed", "err", err)
+		}
+		m.queue = nil
+	}
 	if m.svc != nil {
 		m.svc.Close()
 	}
@@ -333,4 +369,18 @@ func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, err
 		return "", err
 	}
 	return u.ID, nil
+}
+
+// newProcessor returns the media processor, warning when it lacks a tool.
+func newProcessor(o media.Options, log *slog.Logger) (*media.Processor, error) {
+	o.Logger = log
+	p, err := media.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("processing: %w", err)
+	}
+	if missing := p.MissingTools(); len(missing) > 0 {
+		log.Warn("media tools not found: videos and audio get only what can be read without them (no facts without ffprobe; no poster, faststart or waveform without ffmpeg); install ffmpeg or set --ffmpeg/--ffprobe",
+			"missing", strings.Join(missing, ", "))
+	}
+	return p, nil
 }

@@ -207,7 +207,7 @@ func subscriptionError(ws *wsClient, id string) gqlError {
 // server's complete, so collect's goroutine ends with the test.
 func (c *wsClient) stop(id string) {
 	c.t.Helper()
-	if err := c.conn.WriteJSON(map[string]string{"id": id, "type": "complete"}); err != nil {
+	if err := c.write(map[string]string{"id": id, "type": "complete"}); err != nil {
 		c.t.Fatalf("stopping %s: %v", id, err)
 	}
 }

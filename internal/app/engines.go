@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/progress/redis"
 	"github.com/spoolhq/spool/internal/storage/gcs"
@@ -45,6 +46,13 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines,
 		return nil, err
 	}
 	e.closers = append(e.closers, e.db.Close)
+	applied, err := jobs.Migrate(ctx, e.db.SQL(), e.db.Dialect)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range applied {
+		log.Info("job queue migration applied", "database", e.db.String(), "version", a.Version, "name", a.Name)
+	}
 
 	switch u := cfg.StorageURL; {
 	case u == "":

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,6 +151,16 @@ type wsClient struct {
 	t    testing.TB
 	conn *websocket.Conn
 	msgs chan wsMessage
+	// writeMu serialises writes: read answers pings while a test
+	// subscribes, and gorilla allows one writer at a time.
+	writeMu sync.Mutex
+}
+
+// write sends one JSON message.
+func (c *wsClient) write(v any) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	return c.conn.WriteJSON(v)
 }
 
 type wsMessage struct {
@@ -209,7 +220,7 @@ func (c *wsClient) read() {
 			return
 		}
 		if m.Type == "ping" {
-			_ = c.conn.WriteJSON(map[string]string{"type": "pong"})
+			_ = c.write(map[string]string{"type": "pong"})
 		}
 		c.msgs <- m
 	}
@@ -217,7 +228,7 @@ func (c *wsClient) read() {
 
 func (c *wsClient) subscribe(id, query string, vars map[string]any) {
 	c.t.Helper()
-	err := c.conn.WriteJSON(map[string]any{"id": id, "type": "subscribe",
+	err := c.write(map[string]any{"id": id, "type": "subscribe",
 		"payload": map[string]any{"query": query, "variables": vars}})
 	if err != nil {
 		c.t.Fatalf("subscribe: %v", err)

@@ -48,7 +48,7 @@ func TestWebsocketBadToken(t *testing.T) {
 			if got := subscriptionError(ws, "me").code(); got != "UNAUTHENTICATED" {
 				t.Errorf("query after the failed subscription: got code %s, want UNAUTHENTICATED", got)
 			}
-			if err := ws.conn.WriteJSON(map[string]string{"type": "ping"}); err != nil {
+			if err := ws.write(map[string]string{"type": "ping"}); err != nil {
 				t.Fatalf("ping: %v", err)
 			}
 			if m := ws.next(""); m.Type != "pong" {

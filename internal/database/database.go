@@ -25,6 +25,7 @@ import (
 	_ "modernc.org/sqlite"             // the embedded database driver, "sqlite"
 
 	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/internal/database/sqltx"
 )
 
 // SQLiteFile is the embedded database's file name in the data directory.
@@ -184,7 +185,7 @@ func openPostgres(ctx context.Context, rawURL string, maxOpen int) (*DB, error) 
 
 func newDB(name string, sqldb *sql.DB, where string) *DB {
 	return &DB{
-		Client:  ent.NewClient(ent.Driver(entsql.OpenDB(name, sqldb))),
+		Client:  ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(name, sqldb)))),
 		Dialect: name,
 		sql:     sqldb,
 		where:   where,

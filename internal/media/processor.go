@@ -165,3 +165,16 @@ func ctxErr(ctx context.Context) error {
 	}
 	return nil
 }
+
+// MissingTools names the tools (ffmpeg, ffprobe) this Processor could not
+// find, so a server can say at start what its processing will skip.
+func (p *Processor) MissingTools() []string {
+	var missing []string
+	if p.ffprobe == "" {
+		missing = append(missing, "ffprobe")
+	}
+	if p.ffmpeg == "" {
+		missing = append(missing, "ffmpeg")
+	}
+	return missing
+}

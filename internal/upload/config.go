@@ -52,6 +52,10 @@ type Config struct {
 	// sweeper removes them: younger ones may belong to a transaction that
 	// has not committed yet (an initBatch, a complete, processing).
 	OrphanAge time.Duration
+	// WorkDir is where processing keeps its scratch files (a downloaded
+	// copy of a GCS object, thumbnails before they are stored); "" is
+	// the system's temporary directory.
+	WorkDir string
 }
 
 // DefaultConfig returns the defaults documented in docs/CONFIG.md.

@@ -152,10 +152,9 @@ func deduplicatedProgress(sess *ent.UploadSession, p Progress) Progress {
 // content hash, size and type stored under another key, the file starts
 // sharing that file's object and derivatives and gives back its own
 // reservation, since the bytes are charged once. Its own object and
-// derivatives become a deleted media row that no file references, which
-// DeleteMedia's purge removes after commit, or the sweeper later if that
-// fails (invariant 7).
-func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, mediaID string) error {
+// derivatives become a deleted media row that no file references, whose
+// purge is queued in the same transaction (invariant 7).
+func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, jobs jobTx, mediaID string) error {
 	m, err := tx.MediaFile.Get(ctx, mediaID)
 	if err != nil {
 		return fmt.Errorf("loading media %s: %w", mediaID, err)
@@ -217,17 +216,8 @@ func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, mediaID string
 	if err := releaseQuota(ctx, tx, m.OwnerID, m.FileSize); err != nil {
 		return err
 	}
-	tx.OnCommit(func(next ent.Committer) ent.Committer {
-		return ent.CommitFunc(func(ctx context.Context, tx *ent.Tx) error {
-			if err := next.Commit(ctx, tx); err != nil {
-				return err
-			}
-			s.log.Info("media deduplicated", "media_id", m.ID, "original_media_id", orig.ID)
-			s.goBackground(func(ctx context.Context) { s.deleteObject(ctx, own) })
-			return nil
-		})
-	})
-	return nil
+	s.log.Info("media deduplicated", "media_id", m.ID, "original_media_id", orig.ID)
+	return jobs.purge(ctx, own.ID)
 }
 
 // releaseStoredBytes gives a just-deleted media file's bytes back to the

@@ -107,15 +107,32 @@ func (e *testEnv) addDerivatives(t *testing.T, m *ent.MediaFile) []byte {
 	return thumb
 }
 
-// sweep runs the sweeper once: it finishes any purge a deletion started
-// in the background, so the store can be checked without waiting.
+// sweep waits for the jobs already queued (a deletion's purge), runs
+// the sweeper once and waits for the jobs it queued, so the store can be
+// checked as a finished sweep leaves it.
 func (e *testEnv) sweep(t *testing.T) upload.SweepResult {
 	t.Helper()
+	e.waitJobsDone(t)
 	r, err := e.svc.Sweep(context.Background())
 	if err != nil {
 		t.Fatalf("Sweep: %v", err)
 	}
+	e.waitJobsDone(t)
 	return r
+}
+
+// waitJobsDone polls until no job is waiting, running or due a retry.
+func (e *testEnv) waitJobsDone(t *testing.T) {
+	t.Helper()
+	waitUntil(t, "the queued jobs to finish", func() bool {
+		var n int
+		err := e.sql.QueryRowContext(context.Background(),
+			`SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`).Scan(&n)
+		if err != nil {
+			t.Fatalf("counting jobs: %v", err)
+		}
+		return n == 0
+	})
 }
 
 func wantReserved(t *testing.T, e *testEnv, userID string, want int64, when string) {

@@ -26,7 +26,9 @@ import (
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadbatch"
 	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/internal/database/sqltx"
 	"github.com/spoolhq/spool/internal/httpapi"
+	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/localfs"
@@ -107,6 +109,7 @@ func (b *recordingBroker) eventsOf(uploadID string) []upload.Progress {
 type testEnv struct {
 	svc    *upload.Service
 	db     *ent.Client
+	sql    *sql.DB // the pool under db, for River's tables
 	clock  *fakeClock
 	broker *recordingBroker
 	dir    string // the localfs root
@@ -146,6 +149,21 @@ func newTestServiceThrough(t *testing.T, cfg upload.Config, wrap func(upload.Sto
 // newTestServiceOn is newTestService on another store.
 func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *testEnv {
 	t.Helper()
+	return newTestServiceJobs(t, cfg, store, testJobs())
+}
+
+// newTestServiceJobs is newTestServiceOn with the job queue configured
+// by jobsCfg.
+func newTestServiceJobs(t *testing.T, cfg upload.Config, store upload.Store, jobsCfg jobs.Config) *testEnv {
+	t.Helper()
+	return newTestServiceProcessing(t, cfg, store, jobsCfg, nil)
+}
+
+// newTestServiceProcessing is newTestServiceJobs whose processing derives
+// thumbnails and facts with processor (nil checks the bytes only, which
+// lets most tests upload made-up bytes of any type).
+func newTestServiceProcessing(t *testing.T, cfg upload.Config, store upload.Store, jobsCfg jobs.Config, processor upload.Processor) *testEnv {
+	t.Helper()
 	tmp := t.TempDir()
 	dsn := "file:" + filepath.Join(tmp, "spool.db") +
 		"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_timezone=UTC"
@@ -154,11 +172,12 @@ func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *test
 		t.Fatalf("opening sqlite: %v", err)
 	}
 	sqldb.SetMaxOpenConns(1)
-	db := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, sqldb)))
+	db := ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(dialect.SQLite, sqldb))))
 	t.Cleanup(func() { db.Close() })
 	if err := db.Schema.Create(context.Background()); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
+	queue := newTestQueueWith(t, sqldb, dialect.SQLite, jobsCfg)
 
 	secret, err := signing.New(bytes.Repeat([]byte("k"), 32))
 	if err != nil {
@@ -167,17 +186,56 @@ func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *test
 	clock := newFakeClock()
 	broker := &recordingBroker{Hub: progress.NewHub()}
 	svc, err := upload.NewService(upload.Deps{
-		DB: db, Store: store, Broker: broker,
+		DB: db, Store: store, Broker: broker, Queue: queue, Processor: processor,
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 		Now:    clock.Now,
 	}, cfg)
 	if err != nil {
 		t.Fatalf("NewService: %v", err)
 	}
-	// Cleanups run last-in first-out: the service (and its background
-	// work) stops before the database closes.
-	t.Cleanup(svc.Close)
-	return &testEnv{svc: svc, db: db, clock: clock, broker: broker, cfg: svc.Config()}
+	startQueue(t, queue, svc)
+	return &testEnv{svc: svc, db: db, sql: sqldb, clock: clock, broker: broker, cfg: svc.Config()}
+}
+
+// testJobs is the job queue's configuration in tests: quick to notice
+// new jobs and to stop.
+func testJobs() jobs.Config {
+	return jobs.Config{PollInterval: 20 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
+}
+
+// newTestQueue returns a job queue over sqldb (of ent's dialect d), with
+// River's tables migrated.
+func newTestQueue(tb testing.TB, sqldb *sql.DB, d string) *jobs.Queue {
+	tb.Helper()
+	return newTestQueueWith(tb, sqldb, d, testJobs())
+}
+
+// newTestQueueWith is newTestQueue configured by cfg.
+func newTestQueueWith(tb testing.TB, sqldb *sql.DB, d string, cfg jobs.Config) *jobs.Queue {
+	tb.Helper()
+	if _, err := jobs.Migrate(context.Background(), sqldb, d); err != nil {
+		tb.Fatalf("migrating the job queue: %v", err)
+	}
+	q, err := jobs.New(sqldb, d, cfg, nil)
+	if err != nil {
+		tb.Fatalf("jobs.New: %v", err)
+	}
+	return q
+}
+
+// startQueue works the queue's jobs with svc until the test ends.
+// Cleanups run last-in first-out: the queue stops before the service
+// and the database close.
+func startQueue(tb testing.TB, q *jobs.Queue, svc *upload.Service) {
+	tb.Helper()
+	if err := q.Start(context.Background(), svc); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := q.Stop(context.Background()); err != nil {
+			tb.Errorf("stopping the job queue: %v", err)
+		}
+	})
 }
 
 // user returns the id of the user with the subject, creating it.
@@ -399,9 +457,10 @@ func (e *testEnv) uploadProcessed(t *testing.T, userID, name string) (*upload.Se
 }
 
 // unprocess puts a media file back to PROCESSING, as a crash in the
-// middle of processing leaves it.
+// middle of processing leaves it, once its processing job has ended.
 func (e *testEnv) unprocess(t *testing.T, mediaID string) {
 	t.Helper()
+	waitJob(t, e, mediaID, "completed")
 	if err := e.db.MediaFile.UpdateOneID(mediaID).SetStatus(mediafile.StatusPROCESSING).Exec(context.Background()); err != nil {
 		t.Fatalf("putting media %s back to PROCESSING: %v", mediaID, err)
 	}

@@ -365,7 +365,7 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 		return nil, storageError("assembling upload", err)
 	}
 	var media *ent.MediaFile
-	err = s.withTx(ctx, func(tx *ent.Tx) error {
+	err = s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
 		// The session's UPDATE comes first: it locks the row, so a
 		// concurrent complete (another replica) waits here until this one
 		// commits, then finds its media instead of creating a second.
@@ -399,7 +399,11 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 				return fmt.Errorf("creating media: %w", err)
 			}
 		}
-		return nil
+		if media.Status != mediafile.StatusPROCESSING {
+			return nil
+		}
+		// In this transaction: no upload completes without its job.
+		return jobs.process(ctx, media.ID)
 	})
 	if errors.Is(err, errStoppedWhileAssembling) {
 		if derr := s.store.Delete(ctx, objectKey); derr != nil {
@@ -416,10 +420,15 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 	}
 	s.log.Info("upload completed", "upload_id", sess.ID, "media_id", media.ID, "bytes", sess.TotalSize)
 	s.publishCurrent(ctx, sess.ID)
-	s.goBackground(func(ctx context.Context) { s.process(ctx, media.ID) })
 	return media, nil
 }
 
+// completedMedia answers a complete of an upload already COMPLETED. The
+// call may retry one whose commit went through but whose answer was lost
+// (the database failed mid-commit, a crash after it): that call may not
+// have published COMPLETED, so this one publishes the current progress
+// (subscribers drop what they have seen), and makes sure a media file
+// still PROCESSING has its job (a no-op when it has one).
 func (s *Service) completedMedia(ctx context.Context, userID, uploadID string) (*ent.MediaFile, error) {
 	m, err := s.UploadMedia(ctx, userID, uploadID)
 	if err != nil {
@@ -428,5 +437,11 @@ func (s *Service) completedMedia(ctx context.Context, userID, uploadID string) (
 	if m == nil {
 		return nil, Errorf(CodeAlreadyFinished, "upload %s completed but its media file was deleted", uploadID)
 	}
+	if m.Status == mediafile.StatusPROCESSING {
+		if err := s.queue.EnqueueProcessing(ctx, nil, m.ID); err != nil {
+			return nil, fmt.Errorf("queueing the processing of %s: %w", m.ID, err)
+		}
+	}
+	s.publishCurrent(context.WithoutCancel(ctx), uploadID)
 	return m, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spoolhq/spool/ent"
@@ -16,50 +17,120 @@ import (
 	"github.com/spoolhq/spool/internal/media"
 )
 
-// process checks a completed file in the background: it computes the
-// content hash (reading the stored object, never holding it in memory),
-// compares it with the declared SHA-256, marks the media READY or FAILED
-// and publishes the upload's progress with that result. It is idempotent,
-// so the sweeper can rerun it after a crash or a storage failure.
-func (s *Service) process(ctx context.Context, mediaID string) {
+// ProcessMedia checks a completed file: it computes the content hash
+// (reading the stored object, never holding it in memory), compares each
+// chunk with its recorded CRC32C and the whole with the declared
+// SHA-256, derives what the file's type allows, then saves the media
+// READY or FAILED with its upload's version bumped, in one transaction,
+// and publishes the upload's progress. It runs as a job (internal/jobs),
+// so it is idempotent: a media file that is no longer
+// PROCESSING, or deleted, is left alone.
+//
+// It returns nil when the media file is done with: saved READY, saved
+// FAILED for a problem no retry can fix (the content differs from what
+// was declared or sent), or already settled by another run. It returns
+// an error when a retry may succeed (the store or the database failed);
+// the caller retries, and on its last attempt calls FailProcessing.
+func (s *Service) ProcessMedia(ctx context.Context, mediaID string) error {
 	m, err := s.db.MediaFile.Query().Where(mediafile.ID(mediaID)).WithUpload().Only(ctx)
-	if err != nil {
-		s.log.Warn("loading media to process failed", "media_id", mediaID, "err", err)
-		return
+	if ent.IsNotFound(err) {
+		return nil
 	}
-	if m.Status != mediafile.StatusPROCESSING {
-		return
+	if err != nil {
+		return fmt.Errorf("loading media %s to process: %w", mediaID, err)
+	}
+	if m.Status != mediafile.StatusPROCESSING || m.DeletedAt != nil {
+		return nil
 	}
 	var chunks []*ent.UploadChunk
 	if m.UploadID != nil {
 		chunks, err = s.db.UploadChunk.Query().Where(uploadchunk.SessionID(*m.UploadID)).
 			Order(uploadchunk.ByIndex()).All(ctx)
 		if err != nil {
-			s.log.Warn("loading chunks to verify failed; will retry", "media_id", mediaID, "err", err)
-			return
+			return fmt.Errorf("loading the chunks of media %s: %w", mediaID, err)
 		}
 	}
-	sum, badChunk, err := s.verifyObject(ctx, m.StorageKey, chunks)
+	// One local copy serves the hash and the derive step: a GCS object is
+	// downloaded once; a file on local disk is read in place.
+	work, err := os.MkdirTemp(s.cfg.WorkDir, "spool-process-")
 	if err != nil {
-		s.log.Warn("hashing media failed; will retry", "media_id", mediaID, "err", err)
-		return
+		return fmt.Errorf("making a work directory for media %s: %w", mediaID, err)
 	}
-	status, problem := mediafile.StatusREADY, ""
+	defer os.RemoveAll(work)
+	src, err := s.localCopy(ctx, m.StorageKey, work)
+	if err != nil {
+		return fmt.Errorf("reading media %s: %w", mediaID, err)
+	}
+	sum, badChunk, err := verifyFile(ctx, src, chunks)
+	if err != nil {
+		return fmt.Errorf("hashing media %s: %w", mediaID, err)
+	}
+	r := processed{status: mediafile.StatusREADY, sum: sum}
 	switch up := m.Edges.Upload; {
 	case badChunk >= 0:
-		status, problem = mediafile.StatusFAILED, fmt.Sprintf("chunk %d changed after it was received; upload the file again", badChunk)
+		r.status, r.problem = mediafile.StatusFAILED, fmt.Sprintf("chunk %d changed after it was received; upload the file again", badChunk)
 	case up != nil && up.Sha256 != nil && *up.Sha256 != sum:
-		status, problem = mediafile.StatusFAILED, fmt.Sprintf("the content's SHA-256 is %s, the client declared %s", sum, *up.Sha256)
+		r.status, r.problem = mediafile.StatusFAILED, fmt.Sprintf("the content's SHA-256 is %s, the client declared %s", sum, *up.Sha256)
 	}
-	changed := false
-	err = s.withTx(ctx, func(tx *ent.Tx) error {
-		upd := tx.MediaFile.Update().
-			Where(mediafile.ID(mediaID), mediafile.StatusEQ(mediafile.StatusPROCESSING)).
-			SetStatus(status).SetContentHash(sum).SetProcessedAt(s.now())
-		if problem != "" {
-			upd = upd.SetProcessingError(problem)
+	if r.status == mediafile.StatusREADY {
+		copied, err := s.hasReadyCopy(ctx, m, sum)
+		if err != nil {
+			return err
 		}
-		n, err := upd.Save(ctx)
+		if copied {
+			// saveProcessed's shareDuplicate gives it the copy's
+			// derivatives: making its own would be wasted work.
+			return s.saveProcessed(ctx, m, r)
+		}
+		d, err := s.derive(ctx, m, src, work)
+		var bad *badFileError
+		switch {
+		case errors.As(err, &bad):
+			r.status, r.problem = mediafile.StatusFAILED, bad.problem
+		case err != nil:
+			return fmt.Errorf("deriving from media %s: %w", mediaID, err)
+		default:
+			r.derived = d
+		}
+	}
+	if err := s.saveProcessed(ctx, m, r); err != nil {
+		return err
+	}
+	if r.derived.storageKey != "" {
+		// The faststart copy replaced the original, which nothing names
+		// now (a crash here leaves it to RemoveOrphans).
+		if err := s.store.Delete(ctx, m.StorageKey); err != nil {
+			s.log.Warn("deleting the original of a remuxed video failed; the orphan sweep will", "media_id", m.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// processed is the outcome of one processing run.
+type processed struct {
+	status  mediafile.Status
+	sum     string // the content's SHA-256, hex; empty when unknown
+	problem string // why FAILED, for the client
+	derived derivation
+}
+
+// saveProcessed records a processing outcome on a media file still
+// PROCESSING, bumps its upload's version in the same transaction and
+// publishes the upload's progress. A run that finds the media already
+// settled saves and publishes nothing.
+func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r processed) error {
+	changed := false
+	err := s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
+		upd := tx.MediaFile.Update().
+			Where(mediafile.ID(m.ID), mediafile.StatusEQ(mediafile.StatusPROCESSING)).
+			SetStatus(r.status).SetProcessedAt(s.now())
+		if r.sum != "" {
+			upd = upd.SetContentHash(r.sum)
+		}
+		if r.problem != "" {
+			upd = upd.SetProcessingError(r.problem)
+		}
+		n, err := r.derived.apply(upd).Save(ctx)
 		if err != nil || n == 0 {
 			return err // n == 0: another run got there first, and publishes
 		}
@@ -67,19 +138,42 @@ func (s *Service) process(ctx context.Context, mediaID string) {
 		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
 			return err
 		}
-		return s.shareDuplicate(ctx, tx, mediaID) // dedup.go: share a READY copy's bytes
+		if d := r.derived; d.storageKey != "" && d.size != m.FileSize {
+			// The faststart copy is what is stored now: the quota
+			// follows its size (a few bytes either way, never refused).
+			if err := releaseQuota(ctx, tx, m.OwnerID, m.FileSize-d.size); err != nil {
+				return err
+			}
+		}
+		return s.shareDuplicate(ctx, tx, jobs, m.ID) // dedup.go: share a READY copy's bytes
 	})
 	if err != nil {
-		s.log.Warn("saving processed media failed; will retry", "media_id", mediaID, "err", err)
-		return
+		return fmt.Errorf("saving processed media %s: %w", m.ID, err)
 	}
 	if !changed {
-		return
+		return nil
 	}
-	s.log.Info("media processed", "media_id", mediaID, "status", status)
+	s.log.Info("media processed", "media_id", m.ID, "status", r.status)
 	if m.UploadID != nil {
 		s.publishCurrent(ctx, *m.UploadID)
 	}
+	return nil
+}
+
+// FailProcessing ends the processing of a media file still PROCESSING
+// as FAILED, with problem as its processingError (written for the
+// client), and publishes it. The job queue calls it when ProcessMedia
+// failed on its last attempt. It returns an error when the database
+// fails.
+func (s *Service) FailProcessing(ctx context.Context, mediaID, problem string) error {
+	m, err := s.db.MediaFile.Get(ctx, mediaID)
+	if ent.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loading media %s: %w", mediaID, err)
+	}
+	return s.saveProcessed(ctx, m, processed{status: mediafile.StatusFAILED, problem: problem})
 }
 
 // bumpUploadVersion makes a change of an upload's media (its processing
@@ -102,8 +196,8 @@ func bumpUploadVersion(ctx context.Context, tx *ent.Tx, uploadID *string) error 
 // was received. badChunk is the first chunk that differs, or -1. This
 // catches a chunk overwritten by a late duplicate send after complete()
 // judged the upload whole (invariant 4).
-func (s *Service) verifyObject(ctx context.Context, key string, chunks []*ent.UploadChunk) (sum string, badChunk int, err error) {
-	obj, err := s.store.Open(ctx, key)
+func verifyFile(ctx context.Context, name string, chunks []*ent.UploadChunk) (sum string, badChunk int, err error) {
+	obj, err := os.Open(name)
 	if err != nil {
 		return "", -1, err
 	}
@@ -111,7 +205,8 @@ func (s *Service) verifyObject(ctx context.Context, key string, chunks []*ent.Up
 	whole := sha256.New()
 	badChunk = -1
 	table := crc32.MakeTable(crc32.Castagnoli)
-	r := io.TeeReader(obj, whole)
+	src := ctxReader{ctx, obj} // a stopping replica stops hashing
+	r := io.TeeReader(src, whole)
 	for _, c := range chunks {
 		part := crc32.New(table)
 		if _, err := io.CopyN(part, r, c.Size); err != nil {
@@ -121,10 +216,24 @@ func (s *Service) verifyObject(ctx context.Context, key string, chunks []*ent.Up
 			badChunk = c.Index
 		}
 	}
-	if _, err := io.Copy(whole, obj); err != nil {
+	if _, err := io.Copy(whole, src); err != nil {
 		return "", -1, err
 	}
 	return hex.EncodeToString(whole.Sum(nil)), badChunk, nil
+}
+
+// ctxReader reads r until ctx is done: a store's reader (a local file)
+// may not watch the context itself.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // OpenMedia opens a media file's bytes for download. The caller has
@@ -174,14 +283,15 @@ func (s *Service) OpenThumbnail(ctx context.Context, mediaID string, n int) (med
 }
 
 // DeleteMedia soft-deletes the caller's media file, gives its bytes back
-// to the quota and removes the stored object, unless another of the
-// caller's files shares them (then that one keeps them: dedup.go). Its
-// upload's progress then names no media, and is published so that
-// subscribers waiting for the media's processing are done. It returns NOT_FOUND for a file that is
+// to the quota unless another of the caller's files shares them (then
+// that one keeps them: dedup.go), and queues the removal of the stored
+// bytes (PurgeMedia) in the same transaction. Its upload's progress then
+// names no media, and is published so that subscribers waiting for the
+// media's processing are done. It returns NOT_FOUND for a file that is
 // missing, someone else's or already deleted.
 func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 	var m *ent.MediaFile
-	err := s.withTx(ctx, func(tx *ent.Tx) error {
+	err := s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
 		n, err := tx.MediaFile.Update().
 			Where(mediafile.ID(id), mediafile.OwnerID(userID), mediafile.DeletedAtIsNil()).
 			SetDeletedAt(s.now()).Save(ctx)
@@ -197,7 +307,10 @@ func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
 			return err
 		}
-		return releaseStoredBytes(ctx, tx, m) // dedup.go: only the last reference gives bytes back
+		if err := releaseStoredBytes(ctx, tx, m); err != nil { // dedup.go: only the last reference gives bytes back
+			return err
+		}
+		return jobs.purge(ctx, id)
 	})
 	if err != nil {
 		return err
@@ -206,25 +319,38 @@ func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 	if m.UploadID != nil {
 		s.publishCurrent(context.WithoutCancel(ctx), *m.UploadID)
 	}
-	s.goBackground(func(ctx context.Context) { s.deleteObject(ctx, m) })
 	return nil
 }
 
-func (s *Service) deleteObject(ctx context.Context, m *ent.MediaFile) {
+// PurgeMedia removes the stored bytes of a deleted media file and notes
+// that it did (purged_at). It runs as a job; a media file not deleted,
+// or already purged, is left alone. It returns an error when the store
+// or the database fails, for the job to retry.
+func (s *Service) PurgeMedia(ctx context.Context, mediaID string) error {
+	m, err := s.db.MediaFile.Get(ctx, mediaID)
+	if ent.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loading media %s to purge: %w", mediaID, err)
+	}
+	if m.DeletedAt == nil || m.PurgedAt != nil {
+		return nil
+	}
 	keys, err := s.keysToPurge(ctx, m) // dedup.go: none while another file shares them
 	if err != nil {
-		s.log.Warn("finding deleted media's bytes failed; the sweeper will retry", "media_id", m.ID, "err", err)
-		return
+		return fmt.Errorf("finding the bytes of deleted media %s: %w", mediaID, err)
 	}
 	for _, key := range keys {
-		if err := s.store.Delete(ctx, key); err != nil {
-			s.log.Warn("removing deleted media's bytes failed; the sweeper will retry", "media_id", m.ID, "key", key, "err", err)
-			return
+		if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, ErrNotExist) {
+			return fmt.Errorf("removing the bytes of deleted media %s: %w", mediaID, err)
 		}
 	}
 	if err := s.db.MediaFile.UpdateOneID(m.ID).SetPurgedAt(s.now()).Exec(ctx); err != nil {
-		s.log.Warn("noting removed media bytes failed", "media_id", m.ID, "err", err)
+		return fmt.Errorf("noting the removed bytes of media %s: %w", mediaID, err)
 	}
+	s.log.Info("deleted media's bytes removed", "media_id", mediaID)
+	return nil
 }
 
 // Node returns the caller's object with a Relay global id. Only media

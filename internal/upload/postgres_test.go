@@ -43,8 +43,9 @@ func newEnvOn(tb testing.TB, dbURL, sqlitePath, dir string, clock *fakeClock, cf
 		return nil, err
 	}
 	broker := &recordingBroker{Hub: progress.NewHub()}
+	queue := newTestQueue(tb, db.SQL(), db.Dialect)
 	deps := upload.Deps{
-		DB: db.Client, Store: store, Broker: broker,
+		DB: db.Client, Store: store, Broker: broker, Queue: queue,
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 	}
 	if clock != nil {
@@ -54,10 +55,11 @@ func newEnvOn(tb testing.TB, dbURL, sqlitePath, dir string, clock *fakeClock, cf
 	if err != nil {
 		return nil, err
 	}
-	// Cleanups run last-in first-out: the service stops before its
-	// database closes, and the database is dropped after both.
+	// Cleanups run last-in first-out: the queue and the service stop
+	// before their database closes, and the database is dropped after.
 	tb.Cleanup(svc.Close)
-	return &testEnv{svc: svc, db: db.Client, clock: clock, broker: broker, dir: dir, cfg: svc.Config()}, nil
+	startQueue(tb, queue, svc)
+	return &testEnv{svc: svc, db: db.Client, sql: db.SQL(), clock: clock, broker: broker, dir: dir, cfg: svc.Config()}, nil
 }
 
 // newReplicas returns n Services sharing a fresh PostgreSQL database, a

@@ -8,7 +8,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"database/sql"
@@ -40,12 +39,11 @@ type Service struct {
 	// resumable is the store, when clients send SINGLE uploads to its
 	// resumable sessions (direct mode, on a store that has them).
 	resumable ResumableStore
-
-	// background tracks post-commit work (processing, freeing bytes) so
-	// Close can wait for it.
-	background sync.WaitGroup
-	closing    chan struct{}
-	closeOnce  sync.Once
+	// queue runs the work a change leaves to do (processing, purges).
+	queue Queue
+	// processor makes thumbnails and reads media facts; nil skips that
+	// step (processing then only checks the bytes).
+	processor Processor
 }
 
 // Deps are the engines a Service runs on.
@@ -54,7 +52,12 @@ type Deps struct {
 	Store  Store
 	Broker Broker
 	Signer Signer
-	Logger *slog.Logger
+	// Queue runs processing and purges as durable jobs (internal/jobs).
+	Queue Queue
+	// Processor derives thumbnails and facts from completed files
+	// (internal/media); nil leaves files with only their bytes checked.
+	Processor Processor
+	Logger    *slog.Logger
 	// Now is the clock; nil means time.Now. Tests move it to expire things.
 	Now func() time.Time
 }
@@ -65,8 +68,8 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.DB == nil || d.Store == nil || d.Broker == nil || d.Signer == nil {
-		return nil, errors.New("upload: database, store, broker and signer are all required")
+	if d.DB == nil || d.Store == nil || d.Broker == nil || d.Signer == nil || d.Queue == nil {
+		return nil, errors.New("upload: database, store, broker, signer and queue are all required")
 	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
@@ -76,8 +79,7 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		db: d.DB, store: d.Store, broker: d.Broker, signer: d.Signer,
-		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now,
-		closing: make(chan struct{}),
+		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now, queue: d.Queue, processor: d.Processor,
 	}
 	if cfg.DirectUploads {
 		ds, ok := d.Store.(DirectStore)
@@ -93,30 +95,9 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 // Config returns the rules the service runs with.
 func (s *Service) Config() Config { return s.cfg }
 
-// Close waits for background work started by the service to finish.
-func (s *Service) Close() {
-	s.closeOnce.Do(func() { close(s.closing) })
-	s.background.Wait()
-}
-
-// goBackground runs fn after the caller's transaction, detached from the
-// request's context so a client hanging up does not abandon it.
-func (s *Service) goBackground(fn func(ctx context.Context)) {
-	s.background.Add(1)
-	go func() {
-		defer s.background.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		go func() {
-			select {
-			case <-s.closing:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		fn(ctx)
-	}()
-}
+// Close releases what the service holds. The service starts no work of
+// its own: jobs run in the queue, whose owner starts and stops it.
+func (s *Service) Close() {}
 
 // EnsureUser returns the user for a token subject, creating it with the
 // default quota on first sight.

@@ -62,6 +62,9 @@ func smStates() []struct {
 				t.Fatalf("Complete: %v", err)
 			}
 			c.mediaID = m.ID
+			// Processing's result bumps the version: let it land before
+			// the operation under test is tried.
+			e.waitMedia(t, owner, m.ID)
 			return c
 		}},
 		{"CANCELLED", func(t *testing.T, e *testEnv, owner string) smCase {

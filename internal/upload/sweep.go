@@ -2,6 +2,7 @@ package upload
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/spoolhq/spool/ent/mediafile"
@@ -12,19 +13,27 @@ import (
 type SweepResult struct {
 	Expired   int // sessions past their expiry, now EXPIRED with bytes freed
 	Freed     int // stopped sessions whose bytes a failed free left behind
-	Processed int // media files whose processing was (re)started
-	Purged    int // deleted media files whose bytes were removed
+	Processed int // media files stuck PROCESSING whose job was re-queued (or found queued)
+	Purged    int // deleted media files whose purge was re-queued (or found queued)
 }
 
 // sweepBatch bounds how much one sweep takes on, so a backlog is worked
 // off over several passes instead of in one long one.
 const sweepBatch = 500
 
+// stuckAfter is how long a media file stays PROCESSING before the
+// sweeper makes sure it has a job. Its job is queued with it, so only a
+// job that gave up without settling the media (or a database from
+// before jobs) leaves one stuck.
+const stuckAfter = time.Minute
+
 // Sweep expires unfinished uploads whose time is up, frees the bytes of
-// stopped uploads that a failure left behind, restarts processing cut off
-// by a crash and removes deleted media's bytes (docs/DESIGN.md,
-// invariant 7). Several replicas may sweep at once: every step is
-// conditional and idempotent.
+// stopped uploads that a failure left behind, re-queues the processing
+// of media files stuck PROCESSING and the purge of deleted media whose
+// bytes are still stored (docs/DESIGN.md, invariant 7). It runs as a
+// periodic job (internal/jobs); several sweeps at once are safe:
+// every step is conditional and idempotent, and a job is queued only if
+// the media file has none waiting or running.
 func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	var r SweepResult
 	due, err := s.db.UploadSession.Query().
@@ -56,44 +65,31 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	}
 	stuck, err := s.db.MediaFile.Query().
 		Where(mediafile.StatusEQ(mediafile.StatusPROCESSING), mediafile.DeletedAtIsNil(),
-			mediafile.CreatedAtLT(s.now().Add(-time.Minute))).
+			mediafile.CreatedAtLT(s.now().Add(-stuckAfter))).
 		Limit(sweepBatch).IDs(ctx)
 	if err != nil {
 		return r, err
 	}
 	for _, id := range stuck {
-		s.process(ctx, id)
+		if err := s.queue.EnqueueProcessing(ctx, nil, id); err != nil {
+			return r, fmt.Errorf("re-queueing the processing of %s: %w", id, err)
+		}
 		r.Processed++
 	}
 	deleted, err := s.db.MediaFile.Query().
 		Where(mediafile.DeletedAtNotNil(), mediafile.PurgedAtIsNil()).
-		Limit(sweepBatch).All(ctx)
+		Limit(sweepBatch).IDs(ctx)
 	if err != nil {
 		return r, err
 	}
-	for _, m := range deleted {
-		s.deleteObject(ctx, m)
+	for _, id := range deleted {
+		if err := s.queue.EnqueuePurge(ctx, nil, id); err != nil {
+			return r, fmt.Errorf("re-queueing the purge of %s: %w", id, err)
+		}
 		r.Purged++
 	}
-	return r, nil
-}
-
-// RunSweeper sweeps every interval until ctx is done.
-func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r, err := s.Sweep(ctx)
-			if err != nil && ctx.Err() == nil {
-				s.log.Warn("sweep failed", "err", err)
-			}
-			if r != (SweepResult{}) {
-				s.log.Info("swept", "expired", r.Expired, "freed", r.Freed, "processed", r.Processed, "purged", r.Purged)
-			}
-		}
+	if r != (SweepResult{}) {
+		s.log.Info("swept", "expired", r.Expired, "freed", r.Freed, "processing_queued", r.Processed, "purges_queued", r.Purged)
 	}
+	return r, nil
 }

@@ -71,6 +71,9 @@ func Config(dataDir string) app.Config {
 	cfg.Addr, cfg.DataDir, cfg.JWTSecret = "127.0.0.1:0", dataDir, []byte(Secret)
 	cfg.Upload.SingleThreshold = 1 * upload.MiB
 	cfg.Upload.ChunkSize = 5 * upload.MiB
+	// Idle replicas look for jobs often, so tests wait little for
+	// processing.
+	cfg.Jobs.PollInterval = 50 * time.Millisecond
 	return cfg
 }
 

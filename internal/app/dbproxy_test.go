@@ -1,0 +1,167 @@
+package app_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dbProxy forwards TCP connections to a database server and can cut
+// them: every open connection closed, new ones refused, for a while. It
+// stands between spool and PostgreSQL to play a database outage.
+type dbProxy struct {
+	t      testing.TB
+	ln     net.Listener
+	target string
+
+	mu          sync.Mutex
+	conns       map[net.Conn]struct{}
+	refuseUntil time.Time
+	// armed, when set, cuts for armed.d as soon as a client that sent a
+	// message containing armed.marker sends one containing
+	// armed.trigger, right after forwarding it.
+	armed *cutTrigger
+}
+
+type cutTrigger struct {
+	marker, trigger []byte
+	d               time.Duration
+	cut             chan cutWindow
+}
+
+// cutWindow is when a cut began and when new connections were let
+// through again.
+type cutWindow struct{ from, until time.Time }
+
+func startDBProxy(t testing.TB, target string) *dbProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dbProxy{t: t, ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.closeAll()
+	})
+	go p.accept()
+	return p
+}
+
+// Addr is where clients connect, HOST:PORT.
+func (p *dbProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *dbProxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		refusing := time.Now().Before(p.refuseUntil)
+		p.mu.Unlock()
+		if refusing {
+			_ = c.Close()
+			continue
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		go p.pipe(s, c, true)
+		go p.pipe(c, s, false)
+	}
+}
+
+// pipe copies from src to dst; fromClient copies watch for the trigger.
+func (p *dbProxy) pipe(dst, src net.Conn, fromClient bool) {
+	marked := false
+	defer func() {
+		_ = dst.Close()
+		_ = src.Close()
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+			if fromClient {
+				marked = p.maybeCut(buf[:n], marked)
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				return
+			}
+			return
+		}
+	}
+}
+
+// maybeCut cuts if the connection's message msg fires the armed
+// trigger; it returns whether the connection is marked.
+func (p *dbProxy) maybeCut(msg []byte, marked bool) bool {
+	p.mu.Lock()
+	a := p.armed
+	if a == nil {
+		p.mu.Unlock()
+		return false
+	}
+	lower := bytes.ToLower(msg)
+	if !marked {
+		p.mu.Unlock()
+		return bytes.Contains(lower, a.marker)
+	}
+	if !bytes.Contains(lower, a.trigger) {
+		p.mu.Unlock()
+		return true
+	}
+	p.armed = nil
+	p.mu.Unlock()
+	a.cut <- p.Cut(a.d)
+	return false
+}
+
+// Cut closes every connection and refuses new ones for d.
+func (p *dbProxy) Cut(d time.Duration) cutWindow {
+	p.mu.Lock()
+	w := cutWindow{from: time.Now(), until: time.Now().Add(d)}
+	p.refuseUntil = w.until
+	p.mu.Unlock()
+	p.closeAll()
+	return w
+}
+
+// CutOn arms a cut of d: once a connection has sent a message that
+// contains marker, its next message that contains trigger (both compared
+// in lower case) is forwarded and then every connection is cut. The
+// channel receives the cut's window once it happens. The server sees
+// the whole message before the connection closes: cutting on a COMMIT
+// commits on the server while the client sees its connection die.
+func (p *dbProxy) CutOn(marker, trigger string, d time.Duration) <-chan cutWindow {
+	a := &cutTrigger{marker: bytes.ToLower([]byte(marker)), trigger: bytes.ToLower([]byte(trigger)), d: d, cut: make(chan cutWindow, 1)}
+	p.mu.Lock()
+	p.armed = a
+	p.mu.Unlock()
+	return a.cut
+}
+
+func (p *dbProxy) closeAll() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = map[net.Conn]struct{}{}
+	p.mu.Unlock()
+	for c := range conns {
+		_ = c.Close()
+	}
+}

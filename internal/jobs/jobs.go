@@ -1,0 +1,253 @@
+// Package jobs runs the upload service's deferred work as durable jobs
+// in River, a queue kept in spool's own database and shared by every
+// replica: processing completed files, removing deleted files' bytes and
+// the periodic sweep (internal/jobs).
+//
+// One code path serves both databases: River's database/sql drivers,
+// riverdatabasesql on PostgreSQL (spool's pool is pgx's stdlib) and
+// riversqlite on the embedded SQLite (spool's single connection, which
+// riversqlite asks for). Queue implements upload.Queue; jobs join the
+// caller's *sql.Tx, so a job exists if and only if the change that needs
+// it commits.
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"entgo.io/ent/dialect"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// Config tunes the queue. Zero fields take the defaults of
+// DefaultConfig; Validate refuses values spool cannot run with.
+type Config struct {
+	// ProcessingWorkers bounds how many files one replica processes at
+	// once (--processing-workers).
+	ProcessingWorkers int
+	// JobTimeout cancels a job running longer (--job-timeout).
+	JobTimeout time.Duration
+	// RescueAfter is how long a job may stay running before River takes
+	// it for dead (its replica was killed) and retries it
+	// (--job-rescue-after). It must exceed JobTimeout.
+	RescueAfter time.Duration
+	// ShutdownTimeout is how long Stop lets running jobs finish; those
+	// still running are then cancelled and made available at once, for
+	// another replica (--job-shutdown-timeout).
+	ShutdownTimeout time.Duration
+	// SweepInterval is how often the sweep job runs (--sweep-interval).
+	SweepInterval time.Duration
+	// PollInterval is how often an idle replica looks for new jobs.
+	PollInterval time.Duration
+	// MaxAttempts is how often processing is tried before the media
+	// file is FAILED.
+	MaxAttempts int
+}
+
+// MaxProcessingWorkers is the most ProcessingWorkers accepts: processing
+// reads whole files and hashes them, so more workers than this on one
+// replica only thrash.
+const MaxProcessingWorkers = 256
+
+// DefaultConfig returns the defaults: half the CPUs process files (the
+// rest serve requests), a job may run 30 minutes (hashing a large file
+// from remote storage), a killed replica's jobs are retried 5 minutes
+// after that, and a stopping replica waits 10 seconds for its jobs.
+func DefaultConfig() Config {
+	return Config{
+		ProcessingWorkers: max(1, runtime.NumCPU()/2),
+		JobTimeout:        30 * time.Minute,
+		RescueAfter:       35 * time.Minute,
+		ShutdownTimeout:   10 * time.Second,
+		SweepInterval:     time.Minute,
+		PollInterval:      time.Second,
+		MaxAttempts:       25,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.ProcessingWorkers == 0 {
+		c.ProcessingWorkers = d.ProcessingWorkers
+	}
+	if c.JobTimeout == 0 {
+		c.JobTimeout = d.JobTimeout
+	}
+	if c.RescueAfter == 0 {
+		c.RescueAfter = max(d.RescueAfter, c.JobTimeout+5*time.Minute)
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = d.SweepInterval
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = d.PollInterval
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = d.MaxAttempts
+	}
+	return c
+}
+
+// Validate returns an error naming the first setting spool cannot run
+// with; zero fields are valid (they take the defaults).
+func (c Config) Validate() error {
+	switch {
+	case c.ProcessingWorkers < 0 || c.ProcessingWorkers > MaxProcessingWorkers:
+		return fmt.Errorf("processing workers must be between 1 and %d, got %d", MaxProcessingWorkers, c.ProcessingWorkers)
+	case c.JobTimeout < 0 || c.RescueAfter < 0 || c.ShutdownTimeout < 0 || c.SweepInterval < 0 || c.PollInterval < 0:
+		return errors.New("job timeout, rescue delay, shutdown timeout, sweep interval and poll interval must not be negative")
+	case c.MaxAttempts < 0:
+		return fmt.Errorf("processing attempts must be positive, got %d", c.MaxAttempts)
+	}
+	d := c.withDefaults()
+	if d.RescueAfter <= d.JobTimeout {
+		return fmt.Errorf("the job rescue delay (%v) must be longer than the job timeout (%v): a job still running would be started a second time", d.RescueAfter, d.JobTimeout)
+	}
+	return nil
+}
+
+// Service is the work the jobs do: *upload.Service.
+type Service interface {
+	ProcessMedia(ctx context.Context, mediaID string) error
+	FailProcessing(ctx context.Context, mediaID, problem string) error
+	PurgeMedia(ctx context.Context, mediaID string) error
+	Sweep(ctx context.Context) (upload.SweepResult, error)
+}
+
+var _ Service = (*upload.Service)(nil)
+
+// Queue is spool's job queue: River over spool's database.
+type Queue struct {
+	client *river.Client[*sql.Tx]
+	cfg    Config
+	log    *slog.Logger
+	svc    Service
+}
+
+var _ upload.Queue = (*Queue)(nil)
+
+// queueProcess holds processing jobs, bounded by ProcessingWorkers; the
+// others (purges, sweeps) share River's default queue.
+const queueProcess = "process"
+
+// New returns a queue over the database db of ent's dialect d
+// (dialect.SQLite or dialect.Postgres), whose schema Migrate brought up
+// to date. It inserts jobs at once; it works them once Start gives it the
+// service. It returns an error for an invalid cfg or another dialect.
+func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	driver, err := driverFor(db, d)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{cfg: cfg, log: log}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &processWorker{q: q})
+	river.AddWorker(workers, &purgeWorker{q: q})
+	river.AddWorker(workers, &sweepWorker{q: q})
+	q.client, err = river.NewClient(driver, &river.Config{
+		Logger: log,
+		Queues: map[string]river.QueueConfig{
+			queueProcess:       {MaxWorkers: cfg.ProcessingWorkers},
+			river.QueueDefault: {MaxWorkers: 2},
+		},
+		Workers:              workers,
+		JobTimeout:           cfg.JobTimeout,
+		RescueStuckJobsAfter: cfg.RescueAfter,
+		SoftStopTimeout:      cfg.ShutdownTimeout,
+		FetchPollInterval:    cfg.PollInterval,
+		FetchCooldown:        min(cfg.PollInterval, river.FetchCooldownDefault),
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "sweep", RunOnStart: true}),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	return q, nil
+}
+
+// driverFor returns River's driver for spool's database.
+func driverFor(db *sql.DB, d string) (riverdriver.Driver[*sql.Tx], error) {
+	switch d {
+	case dialect.Postgres:
+		return riverdatabasesql.New(db), nil
+	case dialect.SQLite:
+		return riversqlite.New(db), nil
+	}
+	return nil, fmt.Errorf("jobs: no queue for database dialect %q", d)
+}
+
+// Start starts working jobs with svc, until Stop.
+func (q *Queue) Start(ctx context.Context, svc Service) error {
+	q.svc = svc
+	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("starting the job queue: %w", err)
+	}
+	return nil
+}
+
+// Stop stops fetching jobs and lets running ones finish for up to
+// Config.ShutdownTimeout. River then cancels those still running and
+// makes them available again at once, without counting the attempt
+// (a soft stop), so another replica takes them over instead of waiting
+// for the rescue. It returns ctx's error if ctx ends first.
+func (q *Queue) Stop(ctx context.Context) error {
+	return q.client.Stop(ctx)
+}
+
+// EnqueueProcessing queues the processing of a media file (see
+// upload.Queue).
+func (q *Queue) EnqueueProcessing(ctx context.Context, tx *sql.Tx, mediaID string) error {
+	return q.insert(ctx, tx, ProcessArgs{MediaID: mediaID}, &river.InsertOpts{MaxAttempts: q.cfg.MaxAttempts})
+}
+
+// EnqueuePurge queues the removal of a deleted media file's bytes (see
+// upload.Queue).
+func (q *Queue) EnqueuePurge(ctx context.Context, tx *sql.Tx, mediaID string) error {
+	return q.insert(ctx, tx, PurgeArgs{MediaID: mediaID}, nil)
+}
+
+func (q *Queue) insert(ctx context.Context, tx *sql.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+	var err error
+	if tx != nil {
+		_, err = q.client.InsertTx(ctx, tx, args, opts)
+	} else {
+		_, err = q.client.Insert(ctx, args, opts)
+	}
+	if err != nil {
+		return fmt.Errorf("queueing %s: %w", args.Kind(), err)
+	}
+	return nil
+}
+
+// liveStates are the states in which a job makes another of the same
+// kind and arguments a duplicate: waiting, retrying or running. A
+// completed job does not, so the sweeper can queue a file again that
+// something put back to PROCESSING; River requires the other four.
+var liveStates = []rivertype.JobState{
+	rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+	rivertype.JobStateRunning, rivertype.JobStateScheduled,
+}

@@ -1,0 +1,121 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/riverqueue/river"
+)
+
+// ProcessArgs is the job that processes one completed media file
+// (upload.Service.ProcessMedia); one per file waits or runs at a time.
+type ProcessArgs struct {
+	MediaID string `json:"media_id"`
+}
+
+// Kind names the job in River's table.
+func (ProcessArgs) Kind() string { return "spool_process_media" }
+
+// InsertOpts makes the job unique per media file among live jobs.
+func (ProcessArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: queueProcess, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: liveStates}}
+}
+
+// PurgeArgs is the job that removes a deleted media file's bytes
+// (upload.Service.PurgeMedia).
+type PurgeArgs struct {
+	MediaID string `json:"media_id"`
+}
+
+// Kind names the job in River's table.
+func (PurgeArgs) Kind() string { return "spool_purge_media" }
+
+// InsertOpts makes the job unique per media file among live jobs.
+func (PurgeArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: liveStates}}
+}
+
+// SweepArgs is the periodic sweep (upload.Service.Sweep). River's leader
+// inserts it, so one replica sweeps at a time.
+type SweepArgs struct{}
+
+// Kind names the job in River's table.
+func (SweepArgs) Kind() string { return "spool_sweep" }
+
+// InsertOpts keeps one sweep live at a time, and gives up on a failed
+// one quickly: the next period brings another.
+func (SweepArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 3, UniqueOpts: river.UniqueOpts{ByState: liveStates}}
+}
+
+// retryDelay is the wait before attempt n+1 after n failed: 0.5 s
+// doubling, capped at 5 s, with ±20 % jitter. The cap is low so that a
+// database or storage blip of a few seconds costs seconds, not minutes;
+// MaxAttempts (25 by default) then spans about two minutes of trouble.
+func retryDelay(attempt int) time.Duration {
+	d := 500 * time.Millisecond << min(attempt-1, 4)
+	d = min(d, 5*time.Second)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+type processWorker struct {
+	river.WorkerDefaults[ProcessArgs]
+	q *Queue
+}
+
+func (w *processWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
+	err := w.q.svc.ProcessMedia(ctx, job.Args.MediaID)
+	if err == nil || ctx.Err() != nil {
+		// A cancelled context is a stop (River makes the job available
+		// again without counting the attempt) or the job's timeout.
+		return err
+	}
+	if job.Attempt < job.MaxAttempts {
+		w.q.log.Warn("processing failed; will retry", "media_id", job.Args.MediaID, "attempt", job.Attempt, "err", err)
+		return err
+	}
+	w.q.log.Error("processing failed on its last attempt", "media_id", job.Args.MediaID, "attempt", job.Attempt, "err", err)
+	problem := fmt.Sprintf("spool could not process the file after %d attempts (storage or database unavailable); upload it again", job.Attempt)
+	if ferr := w.q.svc.FailProcessing(ctx, job.Args.MediaID, problem); ferr != nil {
+		// The job is discarded still PROCESSING; the sweeper queues it again.
+		return fmt.Errorf("%w; marking it FAILED: %w", err, ferr)
+	}
+	return nil
+}
+
+func (w *processWorker) NextRetry(job *river.Job[ProcessArgs]) time.Time {
+	return time.Now().Add(retryDelay(job.Attempt))
+}
+
+func (w *processWorker) Timeout(*river.Job[ProcessArgs]) time.Duration { return w.q.cfg.JobTimeout }
+
+type purgeWorker struct {
+	river.WorkerDefaults[PurgeArgs]
+	q *Queue
+}
+
+func (w *purgeWorker) Work(ctx context.Context, job *river.Job[PurgeArgs]) error {
+	return w.q.svc.PurgeMedia(ctx, job.Args.MediaID)
+}
+
+// NextRetry waits longer than processing does (up to 5 minutes): nobody
+// waits on a purge, and the sweeper queues a discarded one again.
+func (w *purgeWorker) NextRetry(job *river.Job[PurgeArgs]) time.Time {
+	return time.Now().Add(min(retryDelay(job.Attempt)<<min(job.Attempt, 6), 5*time.Minute))
+}
+
+type sweepWorker struct {
+	river.WorkerDefaults[SweepArgs]
+	q *Queue
+}
+
+func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[SweepArgs]) error {
+	_, err := w.q.svc.Sweep(ctx)
+	return err
+}
+
+func (w *sweepWorker) NextRetry(job *river.Job[SweepArgs]) time.Time {
+	return time.Now().Add(retryDelay(job.Attempt))
+}
