@@ -125,6 +125,8 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.DurationVar(&cfg.Jobs.JobTimeout, "job-timeout", cfg.Jobs.JobTimeout, "longest a job (processing a file) may run before it is cancelled and retried")
 	fs.DurationVar(&cfg.Jobs.RescueAfter, "job-rescue-after", cfg.Jobs.RescueAfter, "how long a job may stay running before it is taken for dead (its replica killed) and retried; longer than --job-timeout")
 	fs.DurationVar(&cfg.Jobs.ShutdownTimeout, "job-shutdown-timeout", cfg.Jobs.ShutdownTimeout, "how long a stopping server lets running jobs finish before handing them to another replica")
+	fs.DurationVar(&cfg.Jobs.OrphanInterval, "orphan-interval", jobs.DefaultConfig().OrphanInterval, "how often stored bytes no record owns (left by a crash) are looked for and removed")
+	fs.DurationVar(&up.OrphanAge, "orphan-age", up.OrphanAge, "how old such bytes must be before they are removed (younger ones may belong to a transaction still open)")
 	fs.BoolVar(&cfg.DeriveMedia, "media-processing", true, "make thumbnails and read dimensions, durations and codecs of completed files; false only checks their bytes")
 	fs.StringVar(&cfg.Media.FFmpeg, "ffmpeg", "", "`PATH` of ffmpeg (poster frames, faststart remux, waveforms); default: found in PATH")
 	fs.StringVar(&cfg.Media.FFprobe, "ffprobe", "", "`PATH` of ffprobe (video and audio facts); default: found in PATH")
@@ -234,6 +236,7 @@ func checkServeConfig(cfg app.Config) error {
 		{"--processing-workers", int64(cfg.Jobs.ProcessingWorkers)}, {"--job-timeout", int64(cfg.Jobs.JobTimeout)},
 		{"--job-rescue-after", int64(cfg.Jobs.RescueAfter)}, {"--job-shutdown-timeout", int64(cfg.Jobs.ShutdownTimeout)},
 		{"--processing-timeout", int64(cfg.Media.Timeout)}, {"--max-image-pixels", cfg.Media.MaxPixels},
+		{"--orphan-interval", int64(cfg.Jobs.OrphanInterval)}, {"--orphan-age", int64(up.OrphanAge)},
 	} {
 		if c.v <= 0 {
 			return fmt.Errorf("%s must be positive", c.name)

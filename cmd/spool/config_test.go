@@ -119,6 +119,8 @@ func TestServeConfigErrors(t *testing.T) {
 		{"rescue before the job timeout", []string{"--job-timeout", "10m", "--job-rescue-after", "5m"}, env(), "job rescue after"},
 		{"negative shutdown timeout", nil, env("SPOOL_JOB_SHUTDOWN_TIMEOUT", "-1s"), "job shutdown timeout"},
 		{"zero processing timeout", []string{"--processing-timeout", "0s"}, env(), "processing timeout"},
+		{"zero orphan interval", []string{"--orphan-interval", "0s"}, env(), "orphan interval"},
+		{"negative orphan age", nil, env("SPOOL_ORPHAN_AGE", "-1h"), "orphan age"},
 		{"media processing not a bool", nil, env("SPOOL_MEDIA_PROCESSING", "sometimes"), "media processing"},
 		{"negative image pixels", nil, env("SPOOL_MAX_IMAGE_PIXELS", "-1"), "max image pixels"},
 		{"image pixels not a number", []string{"--max-image-pixels", "100MP"}, env(), "max image pixels"},

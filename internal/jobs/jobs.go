@@ -48,6 +48,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// SweepInterval is how often the sweep job runs (--sweep-interval).
 	SweepInterval time.Duration
+	// OrphanInterval is how often stored bytes no record owns are looked
+	// for and removed (--orphan-interval).
+	OrphanInterval time.Duration
 	// PollInterval is how often an idle replica looks for new jobs.
 	PollInterval time.Duration
 	// MaxAttempts is how often processing is tried before the media
@@ -71,6 +74,7 @@ func DefaultConfig() Config {
 		RescueAfter:       35 * time.Minute,
 		ShutdownTimeout:   10 * time.Second,
 		SweepInterval:     time.Minute,
+		OrphanInterval:    time.Hour,
 		PollInterval:      time.Second,
 		MaxAttempts:       25,
 	}
@@ -93,6 +97,9 @@ func (c Config) withDefaults() Config {
 	if c.SweepInterval == 0 {
 		c.SweepInterval = d.SweepInterval
 	}
+	if c.OrphanInterval == 0 {
+		c.OrphanInterval = d.OrphanInterval
+	}
 	if c.PollInterval == 0 {
 		c.PollInterval = d.PollInterval
 	}
@@ -108,8 +115,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.ProcessingWorkers < 0 || c.ProcessingWorkers > MaxProcessingWorkers:
 		return fmt.Errorf("processing workers must be between 1 and %d, got %d", MaxProcessingWorkers, c.ProcessingWorkers)
-	case c.JobTimeout < 0 || c.RescueAfter < 0 || c.ShutdownTimeout < 0 || c.SweepInterval < 0 || c.PollInterval < 0:
-		return errors.New("job timeout, rescue delay, shutdown timeout, sweep interval and poll interval must not be negative")
+	case c.JobTimeout < 0 || c.RescueAfter < 0 || c.ShutdownTimeout < 0 || c.SweepInterval < 0 || c.OrphanInterval < 0 || c.PollInterval < 0:
+		return errors.New("job timeout, rescue delay, shutdown timeout, sweep and orphan intervals and poll interval must not be negative")
 	case c.MaxAttempts < 0:
 		return fmt.Errorf("processing attempts must be positive, got %d", c.MaxAttempts)
 	}
@@ -126,6 +133,7 @@ type Service interface {
 	FailProcessing(ctx context.Context, mediaID, problem string) error
 	PurgeMedia(ctx context.Context, mediaID string) error
 	Sweep(ctx context.Context) (upload.SweepResult, error)
+	RemoveOrphans(ctx context.Context) (int, error)
 }
 
 var _ Service = (*upload.Service)(nil)
@@ -165,6 +173,7 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	river.AddWorker(workers, &processWorker{q: q})
 	river.AddWorker(workers, &purgeWorker{q: q})
 	river.AddWorker(workers, &sweepWorker{q: q})
+	river.AddWorker(workers, &orphansWorker{q: q})
 	q.client, err = river.NewClient(driver, &river.Config{
 		Logger: log,
 		Queues: map[string]river.QueueConfig{
@@ -181,6 +190,9 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "sweep", RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.OrphanInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return OrphansArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "orphans", RunOnStart: true}),
 		},
 	})
 	if err != nil {

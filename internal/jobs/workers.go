@@ -50,6 +50,20 @@ func (SweepArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{MaxAttempts: 3, UniqueOpts: river.UniqueOpts{ByState: liveStates}}
 }
 
+// OrphansArgs is the periodic removal of stored bytes that no record
+// owns (upload.Service.RemoveOrphans). It reads every media row, so it
+// runs less often than the sweep; River's leader inserts it.
+type OrphansArgs struct{}
+
+// Kind names the job in River's table.
+func (OrphansArgs) Kind() string { return "spool_remove_orphans" }
+
+// InsertOpts keeps one pass live at a time; a failed one waits for the
+// next period after a few quick retries.
+func (OrphansArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 3, UniqueOpts: river.UniqueOpts{ByState: liveStates}}
+}
+
 // retryDelay is the wait before attempt n+1 after n failed: 0.5 s
 // doubling, capped at 5 s, with ±20 % jitter. The cap is low so that a
 // database or storage blip of a few seconds costs seconds, not minutes;
@@ -117,5 +131,22 @@ func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[SweepArgs]) error {
 }
 
 func (w *sweepWorker) NextRetry(job *river.Job[SweepArgs]) time.Time {
+	return time.Now().Add(retryDelay(job.Attempt))
+}
+
+type orphansWorker struct {
+	river.WorkerDefaults[OrphansArgs]
+	q *Queue
+}
+
+func (w *orphansWorker) Work(ctx context.Context, _ *river.Job[OrphansArgs]) error {
+	n, err := w.q.svc.RemoveOrphans(ctx)
+	if n > 0 {
+		w.q.log.Info("removed orphaned bytes", "items", n)
+	}
+	return err
+}
+
+func (w *orphansWorker) NextRetry(job *river.Job[OrphansArgs]) time.Time {
 	return time.Now().Add(retryDelay(job.Attempt))
 }
