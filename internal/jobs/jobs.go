@@ -1,7 +1,7 @@
 // Package jobs runs the upload service's deferred work as durable jobs
 // in River, a queue kept in spool's own database and shared by every
-// replica: processing completed files, removing deleted files' bytes and
-// the periodic sweep (internal/jobs).
+// replica: processing completed files, removing deleted files' bytes,
+// the periodic sweep and orphan sweep (docs/DESIGN.md §Jobs).
 //
 // One code path serves both databases: River's database/sql drivers,
 // riverdatabasesql on PostgreSQL (spool's pool is pgx's stdlib) and

@@ -13,7 +13,7 @@ import (
 // Queue is the durable job queue that runs the work a committed change
 // leaves to do: processing a completed file (ProcessMedia) and removing
 // a deleted file's bytes (PurgeMedia). internal/jobs implements it with
-// River, shared by every replica (internal/jobs).
+// River, shared by every replica (docs/DESIGN.md §Jobs).
 //
 // A job enqueued with a transaction is part of it: it exists if and only
 // if the transaction commits, so no crash or database failure between
