@@ -87,10 +87,13 @@ bench-latency:
 	CI=true $(GO) test -run '^$$' -bench ProgressLatency -benchtime 1x -count 1 ./internal/app/
 
 # Media processing against standard tools, in one run: thumbnails of a
-# 12 MP JPEG against ImageMagick's convert, SHA-256 against sha256sum
+# 12 MP JPEG against ImageMagick's convert, SHA-256 against sha256sum;
+# then a spool serve's data plane with processing kept busy against idle,
+# at the default --processing-workers and at one per CPU
 # (docs/BENCHMARKS.md). Needs ffmpeg's and ImageMagick's Debian packages.
+# GOFLAGS reaches the benchmark's own `go build` of spool.
 bench-media:
-	$(GO) test -run '^$$' -bench MediaProcessing -benchtime 1x -count 1 -timeout 20m ./internal/bench/
+	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench MediaProcessing -benchtime 1x -count 1 -timeout 20m ./internal/bench/
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 10s

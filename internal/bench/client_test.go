@@ -34,6 +34,7 @@ type chunkPUT struct {
 	method  string
 	url     string
 	headers map[string]string
+	offset  int64 // where the chunk starts in the file
 	size    int64
 }
 
@@ -104,6 +105,7 @@ func bareChunks(base string, size, chunkSize int64) []chunkPUT {
 		out = append(out, chunkPUT{
 			method: http.MethodPut,
 			url:    fmt.Sprintf("%s/chunk?offset=%d", base, off),
+			offset: off,
 			size:   min(chunkSize, size-off),
 		})
 	}
@@ -153,12 +155,17 @@ func (u chunkURL) put() chunkPUT {
 	for _, kv := range u.Headers {
 		h[kv.Name] = kv.Value
 	}
-	return chunkPUT{method: u.Method, url: u.URL, headers: h, size: u.Size}
+	return chunkPUT{method: u.Method, url: u.URL, headers: h, offset: u.Offset, size: u.Size}
 }
 
 // initUpload plans the upload of one MP4 of size bytes and returns its id
 // and a request for every chunk, asking for the URLs spool did not list.
 func (s *spoolServer) initUpload(ctx context.Context, c *http.Client, size int64, sha256 string) (string, []chunkPUT, error) {
+	return s.initUploadOf(ctx, c, "bench.mp4", "video/mp4", size, sha256)
+}
+
+// initUploadOf is initUpload for a file of any name and type.
+func (s *spoolServer) initUploadOf(ctx context.Context, c *http.Client, fileName, mimeType string, size int64, sha256 string) (string, []chunkPUT, error) {
 	var init struct {
 		InitBatch struct {
 			Uploads []struct {
@@ -171,7 +178,7 @@ func (s *spoolServer) initUpload(ctx context.Context, c *http.Client, size int64
 	err := s.graphQL(ctx, c, `mutation($input: InitBatchInput!) {
 		initBatch(input: $input) { uploads { id totalChunks chunkUrls { `+chunkURLFields+` } } } }`,
 		map[string]any{"input": map[string]any{"files": []map[string]any{{
-			"fileName": "bench.mp4", "size": size, "mimeType": "video/mp4", "sha256": sha256,
+			"fileName": fileName, "size": size, "mimeType": mimeType, "sha256": sha256,
 		}}}}, &init)
 	if err != nil {
 		return "", nil, fmt.Errorf("initBatch: %w", err)

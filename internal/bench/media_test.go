@@ -40,6 +40,12 @@ type comparison struct {
 	per           string
 	perWork       float64
 	spool, others []sample
+	// key names its ratio's metric (default: the name's first word);
+	// notes are printed after the table, metrics reported besides the
+	// ratio.
+	key     string
+	notes   []string
+	metrics map[string]float64
 }
 
 // sample is one timed op: its wall time and the CPU time it cost
@@ -47,17 +53,19 @@ type comparison struct {
 type sample struct{ wall, cpu time.Duration }
 
 // mediaMeasurements are the comparisons BenchmarkMediaProcessing makes, in
-// order. Each prepares its own input under dir and returns its samples. A
-// later one (the data plane's throughput with processing running beside
-// it) is added by appending here.
-var mediaMeasurements = []func(b *testing.B, dir string) comparison{
+// order. Each prepares its own input under dir and returns its samples;
+// more are added by appending here.
+var mediaMeasurements = append([]func(b *testing.B, dir string) comparison{
 	measureThumbnails,
 	measureSHA256,
-}
+}, besideWorkerSettings()...)
 
 // BenchmarkMediaProcessing compares spool's media work with standard tools
 // (`make bench-media`): thumbnails and ThumbHash of a 12 MP JPEG against
-// ImageMagick's convert, and SHA-256 of a 512 MiB file against sha256sum.
+// ImageMagick's convert, and SHA-256 of a 512 MiB file against sha256sum;
+// then the data plane's throughput with processing kept busy beside it
+// against processing idle (beside_test.go), at the default
+// --processing-workers and at one worker per CPU.
 func BenchmarkMediaProcessing(b *testing.B) {
 	dir := b.TempDir()
 	var results []comparison
@@ -277,7 +285,19 @@ func reportComparisons(b *testing.B, results []comparison) {
 		fmt.Fprintf(tw, "%s\t%.2f %s\t%.2f %s\t%.2f (min %.2f, max %.2f)\t%.3f, %.3f per %s\t%.3f, %.3f per %s\t%s\n", c.name,
 			median(spoolRates), c.unit, median(otherRates), c.unit, median(ratios), slices.Min(ratios), slices.Max(ratios),
 			perUnit(c.spool, cpu), perUnit(c.others, cpu), c.per, perUnit(c.spool, wall), perUnit(c.others, wall), c.per, c.baseline)
-		b.ReportMetric(median(ratios), strings.Fields(c.name)[0]+"-ratio")
+		key := c.key
+		if key == "" {
+			key = strings.Fields(c.name)[0]
+		}
+		b.ReportMetric(median(ratios), key+"-ratio")
+		for name, v := range c.metrics {
+			b.ReportMetric(v, name)
+		}
 	}
 	_ = tw.Flush()
+	for _, c := range results {
+		for _, n := range c.notes {
+			fmt.Println(n)
+		}
+	}
 }

@@ -40,17 +40,21 @@ func moduleRoot(tb testing.TB) string {
 // their paths.
 func buildBinaries(tb testing.TB, dir string) (spool, bare string) {
 	tb.Helper()
-	root := moduleRoot(tb)
-	spool, bare = filepath.Join(dir, "spool"), filepath.Join(dir, "bareserver")
-	for bin, pkg := range map[string]string{spool: "./cmd/spool", bare: "./internal/bench/bareserver"} {
-		cmd := exec.Command("go", "build", "-o", bin, pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			tb.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-		evictFromPageCache(tb, bin)
+	return buildBinary(tb, dir, "./cmd/spool"), buildBinary(tb, dir, "./internal/bench/bareserver")
+}
+
+// buildBinary builds the command in package pkg (relative to the module
+// root) into dir, evicts it from the page cache and returns its path.
+func buildBinary(tb testing.TB, dir, pkg string) string {
+	tb.Helper()
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = moduleRoot(tb)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
-	return spool, bare
+	evictFromPageCache(tb, bin)
+	return bin
 }
 
 // evictFromPageCache writes bin to disk and drops it from the page cache,
@@ -95,7 +99,7 @@ type process struct {
 
 // start runs bin with args, its stderr kept for error messages. The
 // environment is ours without SPOOL_* variables, so a developer's settings
-// cannot change what is measured.
+// cannot change what is measured, and with an empty PATH (see cleanEnv).
 func start(tb testing.TB, name, bin string, stdout io.Writer, args ...string) *process {
 	tb.Helper()
 	p := &process{name: name, logs: &tailBuffer{max: 64 << 10}, done: make(chan struct{})}
@@ -113,14 +117,20 @@ func start(tb testing.TB, name, bin string, stdout io.Writer, args ...string) *p
 	return p
 }
 
+// cleanEnv is the servers' environment: ours without SPOOL_* variables
+// and with an empty PATH, so spool finds no ffprobe or ffmpeg and skips
+// their steps. The benchmark's video files are random bytes behind an MP4
+// header, which ffprobe rightly refuses (the file would be FAILED); with
+// the tools the measurements would time them, which is not their point.
+// Image processing needs no tool.
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SPOOL_") {
+		if !strings.HasPrefix(kv, "SPOOL_") && !strings.HasPrefix(kv, "PATH=") {
 			env = append(env, kv)
 		}
 	}
-	return env
+	return append(env, "PATH=")
 }
 
 // stop asks the process to exit (SIGTERM), and kills it after 10 s.
@@ -245,8 +255,9 @@ var spoolFlags = []string{
 }
 
 // startSpool makes a token for user "bench" in a fresh data dir, then
-// serves from it on a free port and waits until spool is healthy.
-func startSpool(ctx context.Context, tb testing.TB, bin, dataDir string) *spoolServer {
+// serves from it on a free port, with spoolFlags and any extra flags, and
+// waits until spool is healthy.
+func startSpool(ctx context.Context, tb testing.TB, bin, dataDir string, extra ...string) *spoolServer {
 	tb.Helper()
 	tokenCmd := exec.CommandContext(ctx, bin, "token", "--user", "bench", "--data-dir", dataDir)
 	tokenCmd.Env = cleanEnv()
@@ -255,7 +266,7 @@ func startSpool(ctx context.Context, tb testing.TB, bin, dataDir string) *spoolS
 		tb.Fatalf("spool token: %v", err)
 	}
 	addr := freeAddr(tb)
-	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir}, spoolFlags...)
+	args := append(append([]string{"serve", "--addr", addr, "--data-dir", dataDir}, spoolFlags...), extra...)
 	s := &spoolServer{
 		process: start(tb, "spool", bin, io.Discard, args...),
 		url:     "http://" + addr,

@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 // The gallery's cards as processing fills in their media: today's
 // preview until then, then the thumbnail over its placeholder, live.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { rgbaToThumbHash } from "thumbhash";
 import type { Api } from "./api";
 import { Gallery } from "./gallery";
@@ -27,14 +27,14 @@ afterEach(() => {
   document.body.replaceChildren();
 });
 
-function newGallery(media: MediaFile) {
+function newGallery(media: MediaFile, byId: Record<string, MediaFile> = {}) {
   const els = {
     list: document.createElement("ul"), filter: document.createElement("select"), loadMore: document.createElement("button"),
     sentinel: document.createElement("div"), summary: document.createElement("p"),
   };
   document.body.append(...Object.values(els));
   const page: MediaPage = { edges: [{ node: media }], pageInfo: { hasNextPage: false, endCursor: null }, totalCount: 1 };
-  const api = { userMedia: async () => page } as unknown as Api;
+  const api = { userMedia: async () => page, media: async (id: string) => byId[id] ?? null } as unknown as Api;
   gallery = new Gallery(els, api, () => {}, () => {});
   return { gallery, list: els.list };
 }
@@ -71,5 +71,34 @@ describe("Gallery previews", () => {
     expect(audioCard.querySelector("audio")).not.toBeNull();
     expect(audioCard.querySelector(".media-duration")?.textContent).toBe("0:07");
     second.gallery.dispose();
+  });
+});
+
+describe("Gallery status", () => {
+  const status = (list: HTMLElement, id: string) => list.querySelector<HTMLElement>(`li[data-media-id="${id}"] .media-status`)!;
+  const problem = "the file could not be decoded as image/png: unexpected EOF";
+
+  it("shows why processing failed, from the page, an event, or asked for", async () => {
+    const failed: MediaFile = { ...processing, id: "f1", status: "FAILED", processingError: problem };
+    const listed = newGallery(failed);
+    await listed.gallery.reset();
+    expect(status(listed.list, "f1").textContent).toBe(`Failed: ${problem}`);
+    expect(status(listed.list, "f1").dataset.status).toBe("FAILED");
+    expect(status(listed.list, "f1").textContent).not.toMatch(/checksum/i);
+    listed.gallery.dispose();
+
+    const live = newGallery(processing);
+    await live.gallery.reset();
+    expect(status(live.list, "m1").textContent).toBe("Processing");
+    live.gallery.showProcessed("m1", "FAILED", { ...processing, status: "FAILED", processingError: problem });
+    expect(status(live.list, "m1").textContent).toBe(`Failed: ${problem}`);
+    live.gallery.dispose();
+
+    // An event without the media: the reason is asked for.
+    const asked = newGallery(processing, { m1: { ...processing, status: "FAILED", processingError: problem } });
+    await asked.gallery.reset();
+    asked.gallery.showProcessed("m1", "FAILED");
+    expect(status(asked.list, "m1").textContent).toBe("Processing failed");
+    await vi.waitFor(() => expect(status(asked.list, "m1").textContent).toBe(`Failed: ${problem}`));
   });
 });

@@ -20,7 +20,7 @@ const statusLabels: Record<MediaStatus, string> = {
   PENDING: "Pending",
   PROCESSING: "Processing",
   READY: "Ready",
-  FAILED: "Checksum mismatch",
+  FAILED: "Processing failed",
 };
 
 export class Gallery {
@@ -72,15 +72,30 @@ export class Gallery {
   /**
    * Shows a media file's processing result (READY or FAILED, from a
    * myUploads event), with the thumbnails, waveform and duration when
-   * the event brought the media. A file not listed yet may be in a page
-   * on its way, asked for before the result: the newest page is merged
-   * again.
+   * the event brought the media, and why processing failed. A FAILED
+   * result without the media has its reason asked for. A file not listed
+   * yet may be in a page on its way, asked for before the result: the
+   * newest page is merged again.
    */
   showProcessed(id: string, status: MediaStatus, media: MediaFile | null = null): void {
     const li = this.item(id);
     if (!li) this.refresh();
     else if (media) this.update(li, { ...media, status });
-    else showStatus(li, status);
+    else {
+      showStatus(li, status);
+      if (status === "FAILED") void this.fetchFailure(id);
+    }
+  }
+
+  private async fetchFailure(id: string): Promise<void> {
+    const generation = this.generation;
+    try {
+      const media = await this.api.media(id);
+      const li = this.item(id);
+      if (media && li && generation === this.generation) this.update(li, media);
+    } catch {
+      // The card keeps its status without the reason.
+    }
   }
 
   dispose(): void {
@@ -171,7 +186,7 @@ export class Gallery {
   // something new to show (thumbnails, a waveform), so that one playing
   // or loaded stays as it is, and focus stays where it is.
   private update(li: HTMLLIElement, media: MediaFile): void {
-    showStatus(li, media.status);
+    showStatus(li, media.status, media.processingError);
     const name = li.querySelector<HTMLAnchorElement>(".media-name");
     if (name) name.href = media.url;
     const preview = li.querySelector<HTMLElement>(".media-preview");
@@ -216,7 +231,7 @@ export class Gallery {
     del.addEventListener("click", () => void this.remove(media, li, del));
 
     li.append(preview, body, del);
-    showStatus(li, media.status);
+    showStatus(li, media.status, media.processingError);
     return li;
   }
 
@@ -253,14 +268,18 @@ export class Gallery {
 const settled: ReadonlySet<MediaStatus> = new Set(["READY", "FAILED"]);
 
 // A processing result is final: a page asked for before it arrived (and
-// answered after) must not turn READY back into PROCESSING.
-function showStatus(li: HTMLLIElement, status: MediaStatus): void {
+// answered after) must not turn READY back into PROCESSING. A FAILED
+// file shows why (its processingError): a checksum that did not match,
+// or a file that could not be decoded or probed.
+function showStatus(li: HTMLLIElement, status: MediaStatus, problem: string | null = null): void {
   const label = li.querySelector<HTMLElement>(".media-status");
   if (!label) return;
   const shown = label.dataset.status as MediaStatus | undefined;
   if (shown && settled.has(shown) && !settled.has(status)) return;
+  // A result without its reason does not wipe a reason shown already.
+  if (status === "FAILED" && !problem && shown === "FAILED") return;
   label.dataset.status = status;
-  label.textContent = statusLabels[status] ?? status;
+  label.textContent = status === "FAILED" && problem ? `Failed: ${problem}` : (statusLabels[status] ?? status);
 }
 
 /** Width in CSS pixels a card's preview is drawn at, about: cards are 13rem and up. */

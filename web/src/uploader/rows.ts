@@ -58,7 +58,9 @@ function rowStatus(m: RowModel): { status: RowStatus; text: string } {
   if (m.media) {
     const checked = m.progress?.mediaStatus ?? m.media.status;
     if (m.deduplicated) return { status: "COMPLETED", text: "Already uploaded" };
-    return { status: "COMPLETED", text: checked === "FAILED" ? "Uploaded, but its checksum did not match" : "Uploaded" };
+    if (checked !== "FAILED") return { status: "COMPLETED", text: "Uploaded" };
+    const problem = m.progress?.media?.processingError ?? m.media.processingError;
+    return { status: "COMPLETED", text: problem ? `Uploaded, but processing failed: ${problem}` : "Uploaded, but processing failed" };
   }
   if (server === "FAILED") return { status: "FAILED", text: `Failed: ${m.progress?.error ?? "spool gave up on this upload"}` };
   if (server === "EXPIRED") return expired;
