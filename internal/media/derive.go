@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/disintegration/imaging"
 	"github.com/gen2brain/webp"
 )
 
@@ -53,7 +52,7 @@ func (p *Processor) derive(ctx context.Context, img image.Image, workDir, name s
 	scaled := make([]*image.NRGBA, len(sizes))
 	from := img
 	for i := len(sizes) - 1; i >= 0; i-- {
-		scaled[i] = imaging.Fit(from, sizes[i], sizes[i], imaging.CatmullRom)
+		scaled[i] = fit(from, sizes[i])
 		from = scaled[i]
 		if err := ctxErr(ctx); err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"image"
 
-	"github.com/disintegration/imaging"
 	thumbhash "github.com/galdor/go-thumbhash"
 )
 
@@ -20,7 +19,7 @@ const thumbhashSide = 100
 // RGBA, which draw.Draw copies as they are; TestPlaceholderMatchesReference
 // checks the result against the reference implementation's.
 func placeholder(img image.Image) string {
-	small := imaging.Fit(img, thumbhashSide, thumbhashSide, imaging.Linear)
+	small := fit(img, thumbhashSide)
 	straight := &image.RGBA{Pix: small.Pix, Stride: small.Stride, Rect: small.Rect}
 	return base64.StdEncoding.EncodeToString(thumbhash.EncodeImage(straight))
 }
