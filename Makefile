@@ -27,7 +27,7 @@ test: test-go test-web
 # -race: the upload state machine and the progress fan-out are concurrent
 # by nature; every test run doubles as a race check.
 test-go:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-web: build web-deps
 	cd web && SPOOL_BIN=$(CURDIR)/$(BIN) npm test

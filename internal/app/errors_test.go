@@ -516,7 +516,9 @@ func TestChunkErrors(t *testing.T) {
 
 func TestSessionExpired(t *testing.T) {
 	t.Parallel()
-	s := startSpool(t, func(c *app.Config) { c.Upload.SessionTTL = time.Second })
+	// Long enough that the reservation is seen before the sweep expires
+	// the upload, on a machine busy with other tests.
+	s := startSpool(t, func(c *app.Config) { c.Upload.SessionTTL = 5 * time.Second })
 	tok := s.token("alice")
 	up := s.planOne(tok, file("v.mp4", "video/mp4", 6<<20))
 	if got := s.me(tok).UsedBytes; got != 6<<20 {
