@@ -176,8 +176,18 @@ func TestProcessingRemuxesToFaststart(t *testing.T) {
 	if got := e.reserved(t, owner); got != m.FileSize {
 		t.Errorf("reserved %d bytes, want the stored copy's %d", got, m.FileSize)
 	}
+	// The original became a deleted row in the transaction that saved the
+	// copy, so its purge job removes it even after a crash (invariant 10).
+	retired, err := e.db.MediaFile.Query().Where(mediafile.StorageKey(sess.StorageKey), mediafile.DeletedAtNotNil()).Only(context.Background())
+	if err != nil {
+		t.Fatalf("the deleted row of the replaced original: %v", err)
+	}
+	waitUntil(t, "the original's purge", func() bool { return e.mediaRow(t, retired.ID).PurgedAt != nil })
 	if exists(t, filepath.Join(e.dir, "objects", filepath.FromSlash(sess.StorageKey))) {
 		t.Error("the original object is still stored beside its copy")
+	}
+	if got := e.reserved(t, owner); got != m.FileSize {
+		t.Errorf("after the purge, reserved %d bytes, want the stored copy's %d", got, m.FileSize)
 	}
 	if m.Video == nil || !m.Video.Faststart || m.Video.Codec != "mpeg4" {
 		t.Errorf("video facts %+v, want mpeg4 with faststart", m.Video)

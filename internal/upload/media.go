@@ -93,17 +93,7 @@ func (s *Service) ProcessMedia(ctx context.Context, mediaID string) error {
 			r.derived = d
 		}
 	}
-	if err := s.saveProcessed(ctx, m, r); err != nil {
-		return err
-	}
-	if r.derived.storageKey != "" {
-		// The faststart copy replaced the original, which nothing names
-		// now (a crash here leaves it to RemoveOrphans).
-		if err := s.store.Delete(ctx, m.StorageKey); err != nil {
-			s.log.Warn("deleting the original of a remuxed video failed; the orphan sweep will", "media_id", m.ID, "err", err)
-		}
-	}
-	return nil
+	return s.saveProcessed(ctx, m, r)
 }
 
 // processed is the outcome of one processing run.
@@ -145,6 +135,11 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 				return err
 			}
 		}
+		if r.derived.storageKey != "" {
+			if err := s.retireReplaced(ctx, tx, jobs, m); err != nil {
+				return err
+			}
+		}
 		return s.shareDuplicate(ctx, tx, jobs, m.ID) // dedup.go: share a READY copy's bytes
 	})
 	if err != nil {
@@ -158,6 +153,26 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 		s.publishCurrent(ctx, *m.UploadID)
 	}
 	return nil
+}
+
+// retireReplaced runs in the transaction that makes a faststart copy
+// media m's object: the original object, which nothing names after the
+// commit, becomes a deleted media row with no upload, whose purge is
+// queued in the same transaction. The original is then removed even if
+// this process dies right after the commit or its context ends, by a
+// job that survives both, rather than left to the orphan pass an hour
+// later (invariant 10).
+func (s *Service) retireReplaced(ctx context.Context, tx *ent.Tx, jobs jobTx, m *ent.MediaFile) error {
+	original, err := tx.MediaFile.Create().
+		SetOwnerID(m.OwnerID).SetFileName(m.FileName).SetMimeType(m.MimeType).
+		SetMediaType(m.MediaType).SetFileSize(m.FileSize).SetStorageKey(m.StorageKey).
+		SetStatus(mediafile.StatusREADY).SetCreatedAt(s.now()).SetDeletedAt(s.now()).
+		SetMetadata(map[string]any{"faststart": "the original of " + m.ID + ", replaced by its faststart copy"}).
+		Save(ctx)
+	if err != nil {
+		return fmt.Errorf("recording the replaced original of media %s: %w", m.ID, err)
+	}
+	return jobs.purge(ctx, original.ID)
 }
 
 // FailProcessing ends the processing of a media file still PROCESSING

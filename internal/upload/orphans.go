@@ -17,9 +17,14 @@ func derivedKey(ownerID, mediaID, name string) string {
 }
 
 // mediaOfDerivedKey returns the media id of a key derivedKey made, or "".
+// A name starting with "." is no derivative but a store's temporary (an
+// interrupted Put of one, on local disk): nothing ever names it, so
+// processing's protection must not keep it once that run is dead, or a
+// temporary of a run killed mid-Put would outlive the orphan pass that
+// follows the restart.
 func mediaOfDerivedKey(key string) string {
 	parts := strings.Split(key, "/")
-	if len(parts) == 3 && strings.HasPrefix(parts[1], "med_") {
+	if len(parts) == 3 && strings.HasPrefix(parts[1], "med_") && !strings.HasPrefix(parts[2], ".") {
 		return parts[1]
 	}
 	return ""

@@ -62,6 +62,12 @@ func TestRemoveOrphans(t *testing.T) {
 	if err := os.WriteFile(tmp, []byte("half"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A Put of a file still PROCESSING cut short by a kill: the run that
+	// wrote it is dead, and its retry writes temporaries of its own.
+	killedPut := filepath.Join(e.dir, "objects", other, processing.ID, ".thumb-1280.jpg.put-456")
+	if err := os.WriteFile(killedPut, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	all := walkKeys(t, store)
 
 	// Young bytes are left alone, whoever owns them.
@@ -85,8 +91,8 @@ func TestRemoveOrphans(t *testing.T) {
 		"upload " + unfinished.StorageKey,
 	}
 	slices.Sort(want)
-	if got := walkKeys(t, store); !slices.Equal(got, want) || n != 3 {
-		t.Errorf("after RemoveOrphans (%d removed) the store holds\n%v\nwant\n%v (3 removed)", n, got, want)
+	if got := walkKeys(t, store); !slices.Equal(got, want) || n != 4 {
+		t.Errorf("after RemoveOrphans (%d removed) the store holds\n%v\nwant\n%v (4 removed)", n, got, want)
 	}
 	if m := e.waitMedia(t, owner, ready.ID); m.Status != mediafile.StatusREADY || !bytes.Equal(readMedia(t, e, ready.ID), file11) {
 		t.Errorf("the READY file suffered: status %s", m.Status)
