@@ -469,7 +469,9 @@ func (e *testEnv) unprocess(t *testing.T, mediaID string) {
 // waitMedia polls until the media file leaves PROCESSING.
 func (e *testEnv) waitMedia(t *testing.T, userID, mediaID string) *ent.MediaFile {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// A hang guard, not a timing assertion: the first WebP encoding in a
+	// process compiles libwebp, which takes tens of seconds under -race.
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		m, err := e.svc.Media(context.Background(), userID, mediaID)
 		if err != nil {
@@ -479,7 +481,7 @@ func (e *testEnv) waitMedia(t *testing.T, userID, mediaID string) *ent.MediaFile
 			return m
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("media %s still %s after 10s", mediaID, m.Status)
+			t.Fatalf("media %s still %s after 90s", mediaID, m.Status)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spoolhq/spool/ent"
@@ -51,9 +53,14 @@ func (s *Service) ProcessMedia(ctx context.Context, mediaID string) error {
 		}
 	}
 	// One local copy serves the hash and the derive step: a GCS object is
-	// downloaded once; a file on local disk is read in place.
-	work, err := os.MkdirTemp(s.cfg.WorkDir, "spool-process-")
-	if err != nil {
+	// downloaded once; a file on local disk is read in place. The work
+	// directory is named after the media, so a run after a crash removes
+	// what the killed run left there.
+	work := filepath.Join(cmp.Or(s.cfg.WorkDir, os.TempDir()), "spool-process-"+m.ID)
+	if err := os.RemoveAll(work); err != nil {
+		return fmt.Errorf("clearing the work directory of media %s: %w", mediaID, err)
+	}
+	if err := os.Mkdir(work, 0o700); err != nil {
 		return fmt.Errorf("making a work directory for media %s: %w", mediaID, err)
 	}
 	defer os.RemoveAll(work)
