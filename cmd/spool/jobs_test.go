@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"math/rand/v2"
 	"net/http"
 	"syscall"
 	"testing"
@@ -132,27 +131,8 @@ func poll(t *testing.T, what string, cond func() bool) {
 // returns the media file's id.
 func uploadOne(t *testing.T, token string, r *replica) string {
 	t.Helper()
-	video := make([]byte, 6<<20)
-	rnd := rand.New(rand.NewPCG(9, 9))
-	for i := range video {
-		video[i] = byte(rnd.UintN(256))
-	}
-	copy(video, "\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom")
-	var plan struct {
-		InitBatch struct {
-			Uploads []struct {
-				ID        string
-				ChunkUrls []struct {
-					URL    string
-					Offset int64
-					Size   int64
-				}
-			}
-		}
-	}
-	gql(t, r.url, token, `mutation($f: [FileInput!]!) { initBatch(input: {files: $f}) { uploads { id chunkUrls { url offset size } } } }`,
-		map[string]any{"f": []any{map[string]any{"fileName": "clip.mp4", "size": len(video), "mimeType": "video/mp4"}}}, &plan)
-	up := plan.InitBatch.Uploads[0]
+	video := randomVideo(6<<20, 9)
+	up := planVideo(t, r.url, token, video)
 	for i, c := range up.ChunkUrls {
 		if status, body := fetch(t, http.MethodPut, c.URL, video[c.Offset:c.Offset+c.Size], nil); status != http.StatusOK {
 			t.Fatalf("PUT chunk %d: got %d %s", i, status, body)

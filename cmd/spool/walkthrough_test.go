@@ -247,33 +247,37 @@ func sha256hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// randomVideo is n random bytes behind an MP4 header: spool takes them
+// for a video, and processing (off in the walk-through) would refuse them.
+func randomVideo(n int, seed uint64) []byte {
+	video := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, seed))
+	for i := range video {
+		video[i] = byte(r.UintN(256))
+	}
+	copy(video, "\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom")
+	return video
+}
+
+// planVideo plans the upload of video, named clip.mp4, on the server at
+// base.
+func planVideo(t *testing.T, base, token string, video []byte) plannedUpload {
+	t.Helper()
+	var plan struct {
+		InitBatch struct{ Uploads []plannedUpload }
+	}
+	gql(t, base, token, `mutation($f: [FileInput!]!) { initBatch(input: {files: $f}) { uploads { id chunkUrls { url offset size } } } }`,
+		map[string]any{"f": []any{map[string]any{"fileName": "clip.mp4", "size": len(video), "mimeType": "video/mp4"}}}, &plan)
+	return plan.InitBatch.Uploads[0]
+}
+
 // uploadAcross uploads an 11 MiB video through two replicas: planned on a,
 // chunks sent to a and b in turn, completed on b. It returns the file and
 // the download URLs each replica hands out for it.
 func uploadAcross(t *testing.T, token string, a, b *replica) (video []byte, urlA, urlB string) {
 	t.Helper()
-	video = make([]byte, 11<<20)
-	r := rand.New(rand.NewPCG(5, 5))
-	for i := range video {
-		video[i] = byte(r.UintN(256))
-	}
-	copy(video, "\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom")
-
-	var plan struct {
-		InitBatch struct {
-			Uploads []struct {
-				ID        string
-				ChunkUrls []struct {
-					URL    string
-					Offset int64
-					Size   int64
-				}
-			}
-		}
-	}
-	gql(t, a.url, token, `mutation($f: [FileInput!]!) { initBatch(input: {files: $f}) { uploads { id chunkUrls { url offset size } } } }`,
-		map[string]any{"f": []any{map[string]any{"fileName": "clip.mp4", "size": len(video), "mimeType": "video/mp4"}}}, &plan)
-	up := plan.InitBatch.Uploads[0]
+	video = randomVideo(11<<20, 5)
+	up := planVideo(t, a.url, token, video)
 	if len(up.ChunkUrls) != 3 {
 		t.Fatalf("initBatch: got %d chunk URLs, want 3 (5, 5 and 1 MiB)", len(up.ChunkUrls))
 	}
