@@ -178,19 +178,9 @@ func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, jobs jobTx, me
 	if err != nil {
 		return fmt.Errorf("loading the copy of media %s: %w", m.ID, err)
 	}
-	ownBytes := tx.MediaFile.Create().
-		SetOwnerID(m.OwnerID).SetFileName(m.FileName).SetMimeType(m.MimeType).
-		SetMediaType(m.MediaType).SetFileSize(m.FileSize).SetStorageKey(m.StorageKey).
-		SetStatus(m.Status).SetNillableContentHash(m.ContentHash).
-		SetCreatedAt(s.now()).SetDeletedAt(s.now()).
-		SetMetadata(map[string]any{"dedup": "the bytes " + m.ID + " held before it shared " + orig.ID + "'s"})
-	if m.Thumbnails != nil {
-		ownBytes.SetThumbnails(m.Thumbnails)
-	}
-	own, err := ownBytes.Save(ctx)
-	if err != nil {
-		return fmt.Errorf("recording the own bytes of media %s: %w", m.ID, err)
-	}
+	// This file's own bytes go once it names the copy's (their purge is
+	// queued below, in this transaction).
+	ownKey, ownThumbnails := m.StorageKey, m.Thumbnails
 	upd := tx.MediaFile.UpdateOneID(m.ID).
 		SetStorageKey(orig.StorageKey).SetBucket(orig.Bucket).
 		SetNillablePublicURL(orig.PublicURL).SetNillableThumbnailURL(orig.ThumbnailURL).
@@ -217,7 +207,7 @@ func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, jobs jobTx, me
 		return err
 	}
 	s.log.Info("media deduplicated", "media_id", m.ID, "original_media_id", orig.ID)
-	return jobs.purge(ctx, own.ID)
+	return s.retireBytes(ctx, tx, jobs, m, ownKey, ownThumbnails, "the bytes "+m.ID+" held before it shared "+orig.ID+"'s")
 }
 
 // releaseStoredBytes gives a just-deleted media file's bytes back to the

@@ -135,15 +135,15 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
 			return err
 		}
-		if d := r.derived; d.storageKey != "" && d.size != m.FileSize {
+		if d := r.derived; d.storageKey != "" {
 			// The faststart copy is what is stored now: the quota
-			// follows its size (a few bytes either way, never refused).
+			// follows its size (a few bytes either way, never refused),
+			// and the original goes.
 			if err := releaseQuota(ctx, tx, m.OwnerID, m.FileSize-d.size); err != nil {
 				return err
 			}
-		}
-		if r.derived.storageKey != "" {
-			if err := s.retireReplaced(ctx, tx, jobs, m); err != nil {
+			note := "the original of " + m.ID + ", replaced by its faststart copy"
+			if err := s.retireBytes(ctx, tx, jobs, m, m.StorageKey, nil, note); err != nil {
 				return err
 			}
 		}
@@ -162,24 +162,26 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 	return nil
 }
 
-// retireReplaced runs in the transaction that makes a faststart copy
-// media m's object: the original object, which nothing names after the
-// commit, becomes a deleted media row with no upload, whose purge is
-// queued in the same transaction. The original is then removed even if
-// this process dies right after the commit or its context ends, by a
-// job that survives both, rather than left to the orphan pass an hour
-// later (invariant 10).
-func (s *Service) retireReplaced(ctx context.Context, tx *ent.Tx, jobs jobTx, m *ent.MediaFile) error {
-	original, err := tx.MediaFile.Create().
+// retireBytes records stored bytes that m no longer names (key and its
+// thumbnails) as a deleted media row of m's owner, and queues its purge
+// in tx: the purge (keysToPurge) removes them unless another file
+// shares them, and a crash after the commit leaves the job, not orphans.
+// note says, for an operator reading the row, where the bytes came from.
+func (s *Service) retireBytes(ctx context.Context, tx *ent.Tx, jobs jobTx, m *ent.MediaFile, key string, thumbnails []media.Thumbnail, note string) error {
+	create := tx.MediaFile.Create().
 		SetOwnerID(m.OwnerID).SetFileName(m.FileName).SetMimeType(m.MimeType).
-		SetMediaType(m.MediaType).SetFileSize(m.FileSize).SetStorageKey(m.StorageKey).
-		SetStatus(mediafile.StatusREADY).SetCreatedAt(s.now()).SetDeletedAt(s.now()).
-		SetMetadata(map[string]any{"faststart": "the original of " + m.ID + ", replaced by its faststart copy"}).
-		Save(ctx)
-	if err != nil {
-		return fmt.Errorf("recording the replaced original of media %s: %w", m.ID, err)
+		SetMediaType(m.MediaType).SetFileSize(m.FileSize).SetStorageKey(key).
+		SetStatus(mediafile.StatusREADY).SetNillableContentHash(m.ContentHash).
+		SetCreatedAt(s.now()).SetDeletedAt(s.now()).
+		SetMetadata(map[string]any{"retired": note})
+	if thumbnails != nil {
+		create.SetThumbnails(thumbnails)
 	}
-	return jobs.purge(ctx, original.ID)
+	retired, err := create.Save(ctx)
+	if err != nil {
+		return fmt.Errorf("recording the retired bytes of media %s: %w", m.ID, err)
+	}
+	return jobs.purge(ctx, retired.ID)
 }
 
 // FailProcessing ends the processing of a media file still PROCESSING
