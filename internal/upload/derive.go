@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -82,7 +81,7 @@ func (s *Service) derive(ctx context.Context, m *ent.MediaFile, src, work string
 	}
 	d := derivation{res: res}
 	for _, t := range res.Thumbnails {
-		key := derivedKey(m.OwnerID, m.ID, fmt.Sprintf("thumb-%d%s", max(t.Width, t.Height), extOf(t.MimeType)))
+		key := derivedKey(m.OwnerID, m.ID, filepath.Base(t.Path)) // media names them by kind and size
 		if err := s.putFile(ctx, key, t.Path, t.MimeType); err != nil {
 			return derivation{}, err
 		}
@@ -93,7 +92,7 @@ func (s *Service) derive(ctx context.Context, m *ent.MediaFile, src, work string
 		if err != nil {
 			return derivation{}, err
 		}
-		d.storageKey = derivedKey(m.OwnerID, m.ID, "faststart"+path.Ext(m.FileName))
+		d.storageKey = derivedKey(m.OwnerID, m.ID, filepath.Base(res.Faststart))
 		d.size = info.Size()
 		if err := s.putFile(ctx, d.storageKey, res.Faststart, m.MimeType); err != nil {
 			return derivation{}, err
@@ -139,17 +138,6 @@ func (s *Service) putFile(ctx context.Context, key, name, contentType string) er
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	return nil
-}
-
-func extOf(mimeType string) string {
-	switch mimeType {
-	case "image/webp":
-		return ".webp"
-	case "image/png":
-		return ".png"
-	default:
-		return ".jpg"
-	}
 }
 
 // hasReadyCopy reports whether the owner has another READY file with the

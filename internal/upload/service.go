@@ -395,11 +395,7 @@ func (s *Service) Thumbnails(ctx context.Context, m *ent.MediaFile) ([]Thumbnail
 // thumbnailName is the file name a downloaded thumbnail is saved under.
 func thumbnailName(m *ent.MediaFile, n int) string {
 	t := m.Thumbnails[n]
-	ext := ".jpg"
-	if t.MimeType == "image/webp" {
-		ext = ".webp"
-	}
-	return fmt.Sprintf("%s-%dx%d%s", strings.TrimSuffix(m.FileName, path.Ext(m.FileName)), t.Width, t.Height, ext)
+	return fmt.Sprintf("%s-%dx%d%s", strings.TrimSuffix(m.FileName, path.Ext(m.FileName)), t.Width, t.Height, path.Ext(t.Key))
 }
 
 // reserveQuota adds n bytes to the user's reservation if it stays within
