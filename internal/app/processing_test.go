@@ -10,7 +10,9 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"net/url"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/spoolhq/spool/internal/app"
@@ -119,6 +121,29 @@ func TestProcessingOverGraphQL(t *testing.T) {
 	resp, body := get(t, final.Thumbnails[0].URL, nil)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/webp" || !bytes.HasPrefix(body, []byte("RIFF")) {
 		t.Errorf("GET thumbnail: %d %s, %d bytes; want 200 image/webp", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+
+	// The thumbnail route's bad input: a forged signature, the media's
+	// signature on another media's thumbnails, a number it has not, and
+	// no number at all.
+	thumb := final.Thumbnails[0].URL
+	thumbURL, err := url.Parse(thumb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := strings.Replace(thumbURL.Path, final.ID, "med_01M8TE0000000000000000000", 1)
+	for _, c := range []struct {
+		name, url string
+		want      int
+	}{
+		{"forged signature", withQuery(t, thumb, "sig", flipChar(queryParam(t, thumb, "sig"))), http.StatusForbidden},
+		{"another media's", s.url + other + "?" + thumbURL.RawQuery, http.StatusForbidden},
+		{"a thumbnail it has not", strings.Replace(thumb, "/thumbnails/0?", "/thumbnails/7?", 1), http.StatusNotFound},
+		{"not a number", strings.Replace(thumb, "/thumbnails/0?", "/thumbnails/big?", 1), http.StatusNotFound},
+	} {
+		if resp, body := get(t, c.url, nil); resp.StatusCode != c.want {
+			t.Errorf("%s: GET got %d %s, want %d", c.name, resp.StatusCode, body, c.want)
+		}
 	}
 
 	wav := sineWAV(2, 8000, 440)
