@@ -4099,6 +4099,12 @@ type UploadSessionMutation struct {
 	addpercent          *int
 	version             *int64
 	addversion          *int64
+	received_chunks     *int
+	addreceived_chunks  *int
+	received_bytes      *int64
+	addreceived_bytes   *int64
+	failed_chunks       *int
+	addfailed_chunks    *int
 	bytes_freed         *bool
 	finished_at         *time.Time
 	resumable_url       *string
@@ -5152,6 +5158,174 @@ func (m *UploadSessionMutation) ResetVersion() {
 	m.addversion = nil
 }
 
+// SetReceivedChunks sets the "received_chunks" field.
+func (m *UploadSessionMutation) SetReceivedChunks(i int) {
+	m.received_chunks = &i
+	m.addreceived_chunks = nil
+}
+
+// ReceivedChunks returns the value of the "received_chunks" field in the mutation.
+func (m *UploadSessionMutation) ReceivedChunks() (r int, exists bool) {
+	v := m.received_chunks
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReceivedChunks returns the old "received_chunks" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldReceivedChunks(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReceivedChunks is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReceivedChunks requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReceivedChunks: %w", err)
+	}
+	return oldValue.ReceivedChunks, nil
+}
+
+// AddReceivedChunks adds i to the "received_chunks" field.
+func (m *UploadSessionMutation) AddReceivedChunks(i int) {
+	if m.addreceived_chunks != nil {
+		*m.addreceived_chunks += i
+	} else {
+		m.addreceived_chunks = &i
+	}
+}
+
+// AddedReceivedChunks returns the value that was added to the "received_chunks" field in this mutation.
+func (m *UploadSessionMutation) AddedReceivedChunks() (r int, exists bool) {
+	v := m.addreceived_chunks
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetReceivedChunks resets all changes to the "received_chunks" field.
+func (m *UploadSessionMutation) ResetReceivedChunks() {
+	m.received_chunks = nil
+	m.addreceived_chunks = nil
+}
+
+// SetReceivedBytes sets the "received_bytes" field.
+func (m *UploadSessionMutation) SetReceivedBytes(i int64) {
+	m.received_bytes = &i
+	m.addreceived_bytes = nil
+}
+
+// ReceivedBytes returns the value of the "received_bytes" field in the mutation.
+func (m *UploadSessionMutation) ReceivedBytes() (r int64, exists bool) {
+	v := m.received_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReceivedBytes returns the old "received_bytes" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldReceivedBytes(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReceivedBytes is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReceivedBytes requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReceivedBytes: %w", err)
+	}
+	return oldValue.ReceivedBytes, nil
+}
+
+// AddReceivedBytes adds i to the "received_bytes" field.
+func (m *UploadSessionMutation) AddReceivedBytes(i int64) {
+	if m.addreceived_bytes != nil {
+		*m.addreceived_bytes += i
+	} else {
+		m.addreceived_bytes = &i
+	}
+}
+
+// AddedReceivedBytes returns the value that was added to the "received_bytes" field in this mutation.
+func (m *UploadSessionMutation) AddedReceivedBytes() (r int64, exists bool) {
+	v := m.addreceived_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetReceivedBytes resets all changes to the "received_bytes" field.
+func (m *UploadSessionMutation) ResetReceivedBytes() {
+	m.received_bytes = nil
+	m.addreceived_bytes = nil
+}
+
+// SetFailedChunks sets the "failed_chunks" field.
+func (m *UploadSessionMutation) SetFailedChunks(i int) {
+	m.failed_chunks = &i
+	m.addfailed_chunks = nil
+}
+
+// FailedChunks returns the value of the "failed_chunks" field in the mutation.
+func (m *UploadSessionMutation) FailedChunks() (r int, exists bool) {
+	v := m.failed_chunks
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFailedChunks returns the old "failed_chunks" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldFailedChunks(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFailedChunks is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFailedChunks requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFailedChunks: %w", err)
+	}
+	return oldValue.FailedChunks, nil
+}
+
+// AddFailedChunks adds i to the "failed_chunks" field.
+func (m *UploadSessionMutation) AddFailedChunks(i int) {
+	if m.addfailed_chunks != nil {
+		*m.addfailed_chunks += i
+	} else {
+		m.addfailed_chunks = &i
+	}
+}
+
+// AddedFailedChunks returns the value that was added to the "failed_chunks" field in this mutation.
+func (m *UploadSessionMutation) AddedFailedChunks() (r int, exists bool) {
+	v := m.addfailed_chunks
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetFailedChunks resets all changes to the "failed_chunks" field.
+func (m *UploadSessionMutation) ResetFailedChunks() {
+	m.failed_chunks = nil
+	m.addfailed_chunks = nil
+}
+
 // SetBytesFreed sets the "bytes_freed" field.
 func (m *UploadSessionMutation) SetBytesFreed(b bool) {
 	m.bytes_freed = &b
@@ -5552,7 +5726,7 @@ func (m *UploadSessionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UploadSessionMutation) Fields() []string {
-	fields := make([]string, 0, 26)
+	fields := make([]string, 0, 29)
 	if m.created_at != nil {
 		fields = append(fields, uploadsession.FieldCreatedAt)
 	}
@@ -5615,6 +5789,15 @@ func (m *UploadSessionMutation) Fields() []string {
 	}
 	if m.version != nil {
 		fields = append(fields, uploadsession.FieldVersion)
+	}
+	if m.received_chunks != nil {
+		fields = append(fields, uploadsession.FieldReceivedChunks)
+	}
+	if m.received_bytes != nil {
+		fields = append(fields, uploadsession.FieldReceivedBytes)
+	}
+	if m.failed_chunks != nil {
+		fields = append(fields, uploadsession.FieldFailedChunks)
 	}
 	if m.bytes_freed != nil {
 		fields = append(fields, uploadsession.FieldBytesFreed)
@@ -5681,6 +5864,12 @@ func (m *UploadSessionMutation) Field(name string) (ent.Value, bool) {
 		return m.Percent()
 	case uploadsession.FieldVersion:
 		return m.Version()
+	case uploadsession.FieldReceivedChunks:
+		return m.ReceivedChunks()
+	case uploadsession.FieldReceivedBytes:
+		return m.ReceivedBytes()
+	case uploadsession.FieldFailedChunks:
+		return m.FailedChunks()
 	case uploadsession.FieldBytesFreed:
 		return m.BytesFreed()
 	case uploadsession.FieldFinishedAt:
@@ -5742,6 +5931,12 @@ func (m *UploadSessionMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldPercent(ctx)
 	case uploadsession.FieldVersion:
 		return m.OldVersion(ctx)
+	case uploadsession.FieldReceivedChunks:
+		return m.OldReceivedChunks(ctx)
+	case uploadsession.FieldReceivedBytes:
+		return m.OldReceivedBytes(ctx)
+	case uploadsession.FieldFailedChunks:
+		return m.OldFailedChunks(ctx)
 	case uploadsession.FieldBytesFreed:
 		return m.OldBytesFreed(ctx)
 	case uploadsession.FieldFinishedAt:
@@ -5908,6 +6103,27 @@ func (m *UploadSessionMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetVersion(v)
 		return nil
+	case uploadsession.FieldReceivedChunks:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReceivedChunks(v)
+		return nil
+	case uploadsession.FieldReceivedBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReceivedBytes(v)
+		return nil
+	case uploadsession.FieldFailedChunks:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFailedChunks(v)
+		return nil
 	case uploadsession.FieldBytesFreed:
 		v, ok := value.(bool)
 		if !ok {
@@ -5969,6 +6185,15 @@ func (m *UploadSessionMutation) AddedFields() []string {
 	if m.addversion != nil {
 		fields = append(fields, uploadsession.FieldVersion)
 	}
+	if m.addreceived_chunks != nil {
+		fields = append(fields, uploadsession.FieldReceivedChunks)
+	}
+	if m.addreceived_bytes != nil {
+		fields = append(fields, uploadsession.FieldReceivedBytes)
+	}
+	if m.addfailed_chunks != nil {
+		fields = append(fields, uploadsession.FieldFailedChunks)
+	}
 	return fields
 }
 
@@ -5989,6 +6214,12 @@ func (m *UploadSessionMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedPercent()
 	case uploadsession.FieldVersion:
 		return m.AddedVersion()
+	case uploadsession.FieldReceivedChunks:
+		return m.AddedReceivedChunks()
+	case uploadsession.FieldReceivedBytes:
+		return m.AddedReceivedBytes()
+	case uploadsession.FieldFailedChunks:
+		return m.AddedFailedChunks()
 	}
 	return nil, false
 }
@@ -6039,6 +6270,27 @@ func (m *UploadSessionMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddVersion(v)
+		return nil
+	case uploadsession.FieldReceivedChunks:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddReceivedChunks(v)
+		return nil
+	case uploadsession.FieldReceivedBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddReceivedBytes(v)
+		return nil
+	case uploadsession.FieldFailedChunks:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddFailedChunks(v)
 		return nil
 	}
 	return fmt.Errorf("unknown UploadSession numeric field %s", name)
@@ -6174,6 +6426,15 @@ func (m *UploadSessionMutation) ResetField(name string) error {
 		return nil
 	case uploadsession.FieldVersion:
 		m.ResetVersion()
+		return nil
+	case uploadsession.FieldReceivedChunks:
+		m.ResetReceivedChunks()
+		return nil
+	case uploadsession.FieldReceivedBytes:
+		m.ResetReceivedBytes()
+		return nil
+	case uploadsession.FieldFailedChunks:
+		m.ResetFailedChunks()
 		return nil
 	case uploadsession.FieldBytesFreed:
 		m.ResetBytesFreed()

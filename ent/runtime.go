@@ -134,12 +134,30 @@ func init() {
 	uploadsessionDescVersion := uploadsessionFields[18].Descriptor()
 	// uploadsession.DefaultVersion holds the default value on creation for the version field.
 	uploadsession.DefaultVersion = uploadsessionDescVersion.Default.(int64)
+	// uploadsessionDescReceivedChunks is the schema descriptor for received_chunks field.
+	uploadsessionDescReceivedChunks := uploadsessionFields[19].Descriptor()
+	// uploadsession.DefaultReceivedChunks holds the default value on creation for the received_chunks field.
+	uploadsession.DefaultReceivedChunks = uploadsessionDescReceivedChunks.Default.(int)
+	// uploadsession.ReceivedChunksValidator is a validator for the "received_chunks" field. It is called by the builders before save.
+	uploadsession.ReceivedChunksValidator = uploadsessionDescReceivedChunks.Validators[0].(func(int) error)
+	// uploadsessionDescReceivedBytes is the schema descriptor for received_bytes field.
+	uploadsessionDescReceivedBytes := uploadsessionFields[20].Descriptor()
+	// uploadsession.DefaultReceivedBytes holds the default value on creation for the received_bytes field.
+	uploadsession.DefaultReceivedBytes = uploadsessionDescReceivedBytes.Default.(int64)
+	// uploadsession.ReceivedBytesValidator is a validator for the "received_bytes" field. It is called by the builders before save.
+	uploadsession.ReceivedBytesValidator = uploadsessionDescReceivedBytes.Validators[0].(func(int64) error)
+	// uploadsessionDescFailedChunks is the schema descriptor for failed_chunks field.
+	uploadsessionDescFailedChunks := uploadsessionFields[21].Descriptor()
+	// uploadsession.DefaultFailedChunks holds the default value on creation for the failed_chunks field.
+	uploadsession.DefaultFailedChunks = uploadsessionDescFailedChunks.Default.(int)
+	// uploadsession.FailedChunksValidator is a validator for the "failed_chunks" field. It is called by the builders before save.
+	uploadsession.FailedChunksValidator = uploadsessionDescFailedChunks.Validators[0].(func(int) error)
 	// uploadsessionDescBytesFreed is the schema descriptor for bytes_freed field.
-	uploadsessionDescBytesFreed := uploadsessionFields[19].Descriptor()
+	uploadsessionDescBytesFreed := uploadsessionFields[22].Descriptor()
 	// uploadsession.DefaultBytesFreed holds the default value on creation for the bytes_freed field.
 	uploadsession.DefaultBytesFreed = uploadsessionDescBytesFreed.Default.(bool)
 	// uploadsessionDescDeduplicated is the schema descriptor for deduplicated field.
-	uploadsessionDescDeduplicated := uploadsessionFields[22].Descriptor()
+	uploadsessionDescDeduplicated := uploadsessionFields[25].Descriptor()
 	// uploadsession.DefaultDeduplicated holds the default value on creation for the deduplicated field.
 	uploadsession.DefaultDeduplicated = uploadsessionDescDeduplicated.Default.(bool)
 	// uploadsessionDescID is the schema descriptor for id field.

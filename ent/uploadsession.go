@@ -62,6 +62,12 @@ type UploadSession struct {
 	Percent int `json:"percent,omitempty"`
 	// Version holds the value of the "version" field.
 	Version int64 `json:"version,omitempty"`
+	// chunk rows RECEIVED
+	ReceivedChunks int `json:"received_chunks,omitempty"`
+	// bytes of the chunk rows RECEIVED
+	ReceivedBytes int64 `json:"received_bytes,omitempty"`
+	// chunk rows FAILED
+	FailedChunks int `json:"failed_chunks,omitempty"`
 	// storage released after cancel or expiry
 	BytesFreed bool `json:"bytes_freed,omitempty"`
 	// FinishedAt holds the value of the "finished_at" field.
@@ -146,7 +152,7 @@ func (*UploadSession) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case uploadsession.FieldBytesFreed, uploadsession.FieldDeduplicated:
 			values[i] = new(sql.NullBool)
-		case uploadsession.FieldTotalSize, uploadsession.FieldDurationSeconds, uploadsession.FieldChunkSize, uploadsession.FieldTotalChunks, uploadsession.FieldPercent, uploadsession.FieldVersion:
+		case uploadsession.FieldTotalSize, uploadsession.FieldDurationSeconds, uploadsession.FieldChunkSize, uploadsession.FieldTotalChunks, uploadsession.FieldPercent, uploadsession.FieldVersion, uploadsession.FieldReceivedChunks, uploadsession.FieldReceivedBytes, uploadsession.FieldFailedChunks:
 			values[i] = new(sql.NullInt64)
 		case uploadsession.FieldID, uploadsession.FieldOwnerID, uploadsession.FieldBatchID, uploadsession.FieldFileName, uploadsession.FieldOriginalName, uploadsession.FieldMimeType, uploadsession.FieldMediaType, uploadsession.FieldSha256, uploadsession.FieldFingerprint, uploadsession.FieldStrategy, uploadsession.FieldStatus, uploadsession.FieldStorageKey, uploadsession.FieldError, uploadsession.FieldResumableURL, uploadsession.FieldResumableOrigin:
 			values[i] = new(sql.NullString)
@@ -302,6 +308,24 @@ func (_m *UploadSession) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field version", values[i])
 			} else if value.Valid {
 				_m.Version = value.Int64
+			}
+		case uploadsession.FieldReceivedChunks:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field received_chunks", values[i])
+			} else if value.Valid {
+				_m.ReceivedChunks = int(value.Int64)
+			}
+		case uploadsession.FieldReceivedBytes:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field received_bytes", values[i])
+			} else if value.Valid {
+				_m.ReceivedBytes = value.Int64
+			}
+		case uploadsession.FieldFailedChunks:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field failed_chunks", values[i])
+			} else if value.Valid {
+				_m.FailedChunks = int(value.Int64)
 			}
 		case uploadsession.FieldBytesFreed:
 			if value, ok := values[i].(*sql.NullBool); !ok {
@@ -462,6 +486,15 @@ func (_m *UploadSession) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("version=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Version))
+	builder.WriteString(", ")
+	builder.WriteString("received_chunks=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ReceivedChunks))
+	builder.WriteString(", ")
+	builder.WriteString("received_bytes=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ReceivedBytes))
+	builder.WriteString(", ")
+	builder.WriteString("failed_chunks=")
+	builder.WriteString(fmt.Sprintf("%v", _m.FailedChunks))
 	builder.WriteString(", ")
 	builder.WriteString("bytes_freed=")
 	builder.WriteString(fmt.Sprintf("%v", _m.BytesFreed))

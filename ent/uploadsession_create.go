@@ -225,6 +225,48 @@ func (_c *UploadSessionCreate) SetNillableVersion(v *int64) *UploadSessionCreate
 	return _c
 }
 
+// SetReceivedChunks sets the "received_chunks" field.
+func (_c *UploadSessionCreate) SetReceivedChunks(v int) *UploadSessionCreate {
+	_c.mutation.SetReceivedChunks(v)
+	return _c
+}
+
+// SetNillableReceivedChunks sets the "received_chunks" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableReceivedChunks(v *int) *UploadSessionCreate {
+	if v != nil {
+		_c.SetReceivedChunks(*v)
+	}
+	return _c
+}
+
+// SetReceivedBytes sets the "received_bytes" field.
+func (_c *UploadSessionCreate) SetReceivedBytes(v int64) *UploadSessionCreate {
+	_c.mutation.SetReceivedBytes(v)
+	return _c
+}
+
+// SetNillableReceivedBytes sets the "received_bytes" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableReceivedBytes(v *int64) *UploadSessionCreate {
+	if v != nil {
+		_c.SetReceivedBytes(*v)
+	}
+	return _c
+}
+
+// SetFailedChunks sets the "failed_chunks" field.
+func (_c *UploadSessionCreate) SetFailedChunks(v int) *UploadSessionCreate {
+	_c.mutation.SetFailedChunks(v)
+	return _c
+}
+
+// SetNillableFailedChunks sets the "failed_chunks" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableFailedChunks(v *int) *UploadSessionCreate {
+	if v != nil {
+		_c.SetFailedChunks(*v)
+	}
+	return _c
+}
+
 // SetBytesFreed sets the "bytes_freed" field.
 func (_c *UploadSessionCreate) SetBytesFreed(v bool) *UploadSessionCreate {
 	_c.mutation.SetBytesFreed(v)
@@ -408,6 +450,18 @@ func (_c *UploadSessionCreate) defaults() {
 		v := uploadsession.DefaultVersion
 		_c.mutation.SetVersion(v)
 	}
+	if _, ok := _c.mutation.ReceivedChunks(); !ok {
+		v := uploadsession.DefaultReceivedChunks
+		_c.mutation.SetReceivedChunks(v)
+	}
+	if _, ok := _c.mutation.ReceivedBytes(); !ok {
+		v := uploadsession.DefaultReceivedBytes
+		_c.mutation.SetReceivedBytes(v)
+	}
+	if _, ok := _c.mutation.FailedChunks(); !ok {
+		v := uploadsession.DefaultFailedChunks
+		_c.mutation.SetFailedChunks(v)
+	}
 	if _, ok := _c.mutation.BytesFreed(); !ok {
 		v := uploadsession.DefaultBytesFreed
 		_c.mutation.SetBytesFreed(v)
@@ -519,6 +573,30 @@ func (_c *UploadSessionCreate) check() error {
 	}
 	if _, ok := _c.mutation.Version(); !ok {
 		return &ValidationError{Name: "version", err: errors.New(`ent: missing required field "UploadSession.version"`)}
+	}
+	if _, ok := _c.mutation.ReceivedChunks(); !ok {
+		return &ValidationError{Name: "received_chunks", err: errors.New(`ent: missing required field "UploadSession.received_chunks"`)}
+	}
+	if v, ok := _c.mutation.ReceivedChunks(); ok {
+		if err := uploadsession.ReceivedChunksValidator(v); err != nil {
+			return &ValidationError{Name: "received_chunks", err: fmt.Errorf(`ent: validator failed for field "UploadSession.received_chunks": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.ReceivedBytes(); !ok {
+		return &ValidationError{Name: "received_bytes", err: errors.New(`ent: missing required field "UploadSession.received_bytes"`)}
+	}
+	if v, ok := _c.mutation.ReceivedBytes(); ok {
+		if err := uploadsession.ReceivedBytesValidator(v); err != nil {
+			return &ValidationError{Name: "received_bytes", err: fmt.Errorf(`ent: validator failed for field "UploadSession.received_bytes": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.FailedChunks(); !ok {
+		return &ValidationError{Name: "failed_chunks", err: errors.New(`ent: missing required field "UploadSession.failed_chunks"`)}
+	}
+	if v, ok := _c.mutation.FailedChunks(); ok {
+		if err := uploadsession.FailedChunksValidator(v); err != nil {
+			return &ValidationError{Name: "failed_chunks", err: fmt.Errorf(`ent: validator failed for field "UploadSession.failed_chunks": %w`, err)}
+		}
 	}
 	if _, ok := _c.mutation.BytesFreed(); !ok {
 		return &ValidationError{Name: "bytes_freed", err: errors.New(`ent: missing required field "UploadSession.bytes_freed"`)}
@@ -648,6 +726,18 @@ func (_c *UploadSessionCreate) createSpec() (*UploadSession, *sqlgraph.CreateSpe
 	if value, ok := _c.mutation.Version(); ok {
 		_spec.SetField(uploadsession.FieldVersion, field.TypeInt64, value)
 		_node.Version = value
+	}
+	if value, ok := _c.mutation.ReceivedChunks(); ok {
+		_spec.SetField(uploadsession.FieldReceivedChunks, field.TypeInt, value)
+		_node.ReceivedChunks = value
+	}
+	if value, ok := _c.mutation.ReceivedBytes(); ok {
+		_spec.SetField(uploadsession.FieldReceivedBytes, field.TypeInt64, value)
+		_node.ReceivedBytes = value
+	}
+	if value, ok := _c.mutation.FailedChunks(); ok {
+		_spec.SetField(uploadsession.FieldFailedChunks, field.TypeInt, value)
+		_node.FailedChunks = value
 	}
 	if value, ok := _c.mutation.BytesFreed(); ok {
 		_spec.SetField(uploadsession.FieldBytesFreed, field.TypeBool, value)
@@ -910,6 +1000,60 @@ func (u *UploadSessionUpsert) UpdateVersion() *UploadSessionUpsert {
 // AddVersion adds v to the "version" field.
 func (u *UploadSessionUpsert) AddVersion(v int64) *UploadSessionUpsert {
 	u.Add(uploadsession.FieldVersion, v)
+	return u
+}
+
+// SetReceivedChunks sets the "received_chunks" field.
+func (u *UploadSessionUpsert) SetReceivedChunks(v int) *UploadSessionUpsert {
+	u.Set(uploadsession.FieldReceivedChunks, v)
+	return u
+}
+
+// UpdateReceivedChunks sets the "received_chunks" field to the value that was provided on create.
+func (u *UploadSessionUpsert) UpdateReceivedChunks() *UploadSessionUpsert {
+	u.SetExcluded(uploadsession.FieldReceivedChunks)
+	return u
+}
+
+// AddReceivedChunks adds v to the "received_chunks" field.
+func (u *UploadSessionUpsert) AddReceivedChunks(v int) *UploadSessionUpsert {
+	u.Add(uploadsession.FieldReceivedChunks, v)
+	return u
+}
+
+// SetReceivedBytes sets the "received_bytes" field.
+func (u *UploadSessionUpsert) SetReceivedBytes(v int64) *UploadSessionUpsert {
+	u.Set(uploadsession.FieldReceivedBytes, v)
+	return u
+}
+
+// UpdateReceivedBytes sets the "received_bytes" field to the value that was provided on create.
+func (u *UploadSessionUpsert) UpdateReceivedBytes() *UploadSessionUpsert {
+	u.SetExcluded(uploadsession.FieldReceivedBytes)
+	return u
+}
+
+// AddReceivedBytes adds v to the "received_bytes" field.
+func (u *UploadSessionUpsert) AddReceivedBytes(v int64) *UploadSessionUpsert {
+	u.Add(uploadsession.FieldReceivedBytes, v)
+	return u
+}
+
+// SetFailedChunks sets the "failed_chunks" field.
+func (u *UploadSessionUpsert) SetFailedChunks(v int) *UploadSessionUpsert {
+	u.Set(uploadsession.FieldFailedChunks, v)
+	return u
+}
+
+// UpdateFailedChunks sets the "failed_chunks" field to the value that was provided on create.
+func (u *UploadSessionUpsert) UpdateFailedChunks() *UploadSessionUpsert {
+	u.SetExcluded(uploadsession.FieldFailedChunks)
+	return u
+}
+
+// AddFailedChunks adds v to the "failed_chunks" field.
+func (u *UploadSessionUpsert) AddFailedChunks(v int) *UploadSessionUpsert {
+	u.Add(uploadsession.FieldFailedChunks, v)
 	return u
 }
 
@@ -1210,6 +1354,69 @@ func (u *UploadSessionUpsertOne) AddVersion(v int64) *UploadSessionUpsertOne {
 func (u *UploadSessionUpsertOne) UpdateVersion() *UploadSessionUpsertOne {
 	return u.Update(func(s *UploadSessionUpsert) {
 		s.UpdateVersion()
+	})
+}
+
+// SetReceivedChunks sets the "received_chunks" field.
+func (u *UploadSessionUpsertOne) SetReceivedChunks(v int) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetReceivedChunks(v)
+	})
+}
+
+// AddReceivedChunks adds v to the "received_chunks" field.
+func (u *UploadSessionUpsertOne) AddReceivedChunks(v int) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddReceivedChunks(v)
+	})
+}
+
+// UpdateReceivedChunks sets the "received_chunks" field to the value that was provided on create.
+func (u *UploadSessionUpsertOne) UpdateReceivedChunks() *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateReceivedChunks()
+	})
+}
+
+// SetReceivedBytes sets the "received_bytes" field.
+func (u *UploadSessionUpsertOne) SetReceivedBytes(v int64) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetReceivedBytes(v)
+	})
+}
+
+// AddReceivedBytes adds v to the "received_bytes" field.
+func (u *UploadSessionUpsertOne) AddReceivedBytes(v int64) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddReceivedBytes(v)
+	})
+}
+
+// UpdateReceivedBytes sets the "received_bytes" field to the value that was provided on create.
+func (u *UploadSessionUpsertOne) UpdateReceivedBytes() *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateReceivedBytes()
+	})
+}
+
+// SetFailedChunks sets the "failed_chunks" field.
+func (u *UploadSessionUpsertOne) SetFailedChunks(v int) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetFailedChunks(v)
+	})
+}
+
+// AddFailedChunks adds v to the "failed_chunks" field.
+func (u *UploadSessionUpsertOne) AddFailedChunks(v int) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddFailedChunks(v)
+	})
+}
+
+// UpdateFailedChunks sets the "failed_chunks" field to the value that was provided on create.
+func (u *UploadSessionUpsertOne) UpdateFailedChunks() *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateFailedChunks()
 	})
 }
 
@@ -1688,6 +1895,69 @@ func (u *UploadSessionUpsertBulk) AddVersion(v int64) *UploadSessionUpsertBulk {
 func (u *UploadSessionUpsertBulk) UpdateVersion() *UploadSessionUpsertBulk {
 	return u.Update(func(s *UploadSessionUpsert) {
 		s.UpdateVersion()
+	})
+}
+
+// SetReceivedChunks sets the "received_chunks" field.
+func (u *UploadSessionUpsertBulk) SetReceivedChunks(v int) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetReceivedChunks(v)
+	})
+}
+
+// AddReceivedChunks adds v to the "received_chunks" field.
+func (u *UploadSessionUpsertBulk) AddReceivedChunks(v int) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddReceivedChunks(v)
+	})
+}
+
+// UpdateReceivedChunks sets the "received_chunks" field to the value that was provided on create.
+func (u *UploadSessionUpsertBulk) UpdateReceivedChunks() *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateReceivedChunks()
+	})
+}
+
+// SetReceivedBytes sets the "received_bytes" field.
+func (u *UploadSessionUpsertBulk) SetReceivedBytes(v int64) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetReceivedBytes(v)
+	})
+}
+
+// AddReceivedBytes adds v to the "received_bytes" field.
+func (u *UploadSessionUpsertBulk) AddReceivedBytes(v int64) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddReceivedBytes(v)
+	})
+}
+
+// UpdateReceivedBytes sets the "received_bytes" field to the value that was provided on create.
+func (u *UploadSessionUpsertBulk) UpdateReceivedBytes() *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateReceivedBytes()
+	})
+}
+
+// SetFailedChunks sets the "failed_chunks" field.
+func (u *UploadSessionUpsertBulk) SetFailedChunks(v int) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetFailedChunks(v)
+	})
+}
+
+// AddFailedChunks adds v to the "failed_chunks" field.
+func (u *UploadSessionUpsertBulk) AddFailedChunks(v int) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddFailedChunks(v)
+	})
+}
+
+// UpdateFailedChunks sets the "failed_chunks" field to the value that was provided on create.
+func (u *UploadSessionUpsertBulk) UpdateFailedChunks() *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateFailedChunks()
 	})
 }
 

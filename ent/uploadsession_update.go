@@ -169,6 +169,69 @@ func (_u *UploadSessionUpdate) AddVersion(v int64) *UploadSessionUpdate {
 	return _u
 }
 
+// SetReceivedChunks sets the "received_chunks" field.
+func (_u *UploadSessionUpdate) SetReceivedChunks(v int) *UploadSessionUpdate {
+	_u.mutation.ResetReceivedChunks()
+	_u.mutation.SetReceivedChunks(v)
+	return _u
+}
+
+// SetNillableReceivedChunks sets the "received_chunks" field if the given value is not nil.
+func (_u *UploadSessionUpdate) SetNillableReceivedChunks(v *int) *UploadSessionUpdate {
+	if v != nil {
+		_u.SetReceivedChunks(*v)
+	}
+	return _u
+}
+
+// AddReceivedChunks adds value to the "received_chunks" field.
+func (_u *UploadSessionUpdate) AddReceivedChunks(v int) *UploadSessionUpdate {
+	_u.mutation.AddReceivedChunks(v)
+	return _u
+}
+
+// SetReceivedBytes sets the "received_bytes" field.
+func (_u *UploadSessionUpdate) SetReceivedBytes(v int64) *UploadSessionUpdate {
+	_u.mutation.ResetReceivedBytes()
+	_u.mutation.SetReceivedBytes(v)
+	return _u
+}
+
+// SetNillableReceivedBytes sets the "received_bytes" field if the given value is not nil.
+func (_u *UploadSessionUpdate) SetNillableReceivedBytes(v *int64) *UploadSessionUpdate {
+	if v != nil {
+		_u.SetReceivedBytes(*v)
+	}
+	return _u
+}
+
+// AddReceivedBytes adds value to the "received_bytes" field.
+func (_u *UploadSessionUpdate) AddReceivedBytes(v int64) *UploadSessionUpdate {
+	_u.mutation.AddReceivedBytes(v)
+	return _u
+}
+
+// SetFailedChunks sets the "failed_chunks" field.
+func (_u *UploadSessionUpdate) SetFailedChunks(v int) *UploadSessionUpdate {
+	_u.mutation.ResetFailedChunks()
+	_u.mutation.SetFailedChunks(v)
+	return _u
+}
+
+// SetNillableFailedChunks sets the "failed_chunks" field if the given value is not nil.
+func (_u *UploadSessionUpdate) SetNillableFailedChunks(v *int) *UploadSessionUpdate {
+	if v != nil {
+		_u.SetFailedChunks(*v)
+	}
+	return _u
+}
+
+// AddFailedChunks adds value to the "failed_chunks" field.
+func (_u *UploadSessionUpdate) AddFailedChunks(v int) *UploadSessionUpdate {
+	_u.mutation.AddFailedChunks(v)
+	return _u
+}
+
 // SetBytesFreed sets the "bytes_freed" field.
 func (_u *UploadSessionUpdate) SetBytesFreed(v bool) *UploadSessionUpdate {
 	_u.mutation.SetBytesFreed(v)
@@ -368,6 +431,21 @@ func (_u *UploadSessionUpdate) check() error {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "UploadSession.status": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ReceivedChunks(); ok {
+		if err := uploadsession.ReceivedChunksValidator(v); err != nil {
+			return &ValidationError{Name: "received_chunks", err: fmt.Errorf(`ent: validator failed for field "UploadSession.received_chunks": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.ReceivedBytes(); ok {
+		if err := uploadsession.ReceivedBytesValidator(v); err != nil {
+			return &ValidationError{Name: "received_bytes", err: fmt.Errorf(`ent: validator failed for field "UploadSession.received_bytes": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.FailedChunks(); ok {
+		if err := uploadsession.FailedChunksValidator(v); err != nil {
+			return &ValidationError{Name: "failed_chunks", err: fmt.Errorf(`ent: validator failed for field "UploadSession.failed_chunks": %w`, err)}
+		}
+	}
 	if _u.mutation.OwnerCleared() && len(_u.mutation.OwnerIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "UploadSession.owner"`)
 	}
@@ -430,6 +508,24 @@ func (_u *UploadSessionUpdate) sqlSave(ctx context.Context) (_node int, err erro
 	}
 	if value, ok := _u.mutation.AddedVersion(); ok {
 		_spec.AddField(uploadsession.FieldVersion, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.ReceivedChunks(); ok {
+		_spec.SetField(uploadsession.FieldReceivedChunks, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedReceivedChunks(); ok {
+		_spec.AddField(uploadsession.FieldReceivedChunks, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.ReceivedBytes(); ok {
+		_spec.SetField(uploadsession.FieldReceivedBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedReceivedBytes(); ok {
+		_spec.AddField(uploadsession.FieldReceivedBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.FailedChunks(); ok {
+		_spec.SetField(uploadsession.FieldFailedChunks, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedFailedChunks(); ok {
+		_spec.AddField(uploadsession.FieldFailedChunks, field.TypeInt, value)
 	}
 	if value, ok := _u.mutation.BytesFreed(); ok {
 		_spec.SetField(uploadsession.FieldBytesFreed, field.TypeBool, value)
@@ -713,6 +809,69 @@ func (_u *UploadSessionUpdateOne) AddVersion(v int64) *UploadSessionUpdateOne {
 	return _u
 }
 
+// SetReceivedChunks sets the "received_chunks" field.
+func (_u *UploadSessionUpdateOne) SetReceivedChunks(v int) *UploadSessionUpdateOne {
+	_u.mutation.ResetReceivedChunks()
+	_u.mutation.SetReceivedChunks(v)
+	return _u
+}
+
+// SetNillableReceivedChunks sets the "received_chunks" field if the given value is not nil.
+func (_u *UploadSessionUpdateOne) SetNillableReceivedChunks(v *int) *UploadSessionUpdateOne {
+	if v != nil {
+		_u.SetReceivedChunks(*v)
+	}
+	return _u
+}
+
+// AddReceivedChunks adds value to the "received_chunks" field.
+func (_u *UploadSessionUpdateOne) AddReceivedChunks(v int) *UploadSessionUpdateOne {
+	_u.mutation.AddReceivedChunks(v)
+	return _u
+}
+
+// SetReceivedBytes sets the "received_bytes" field.
+func (_u *UploadSessionUpdateOne) SetReceivedBytes(v int64) *UploadSessionUpdateOne {
+	_u.mutation.ResetReceivedBytes()
+	_u.mutation.SetReceivedBytes(v)
+	return _u
+}
+
+// SetNillableReceivedBytes sets the "received_bytes" field if the given value is not nil.
+func (_u *UploadSessionUpdateOne) SetNillableReceivedBytes(v *int64) *UploadSessionUpdateOne {
+	if v != nil {
+		_u.SetReceivedBytes(*v)
+	}
+	return _u
+}
+
+// AddReceivedBytes adds value to the "received_bytes" field.
+func (_u *UploadSessionUpdateOne) AddReceivedBytes(v int64) *UploadSessionUpdateOne {
+	_u.mutation.AddReceivedBytes(v)
+	return _u
+}
+
+// SetFailedChunks sets the "failed_chunks" field.
+func (_u *UploadSessionUpdateOne) SetFailedChunks(v int) *UploadSessionUpdateOne {
+	_u.mutation.ResetFailedChunks()
+	_u.mutation.SetFailedChunks(v)
+	return _u
+}
+
+// SetNillableFailedChunks sets the "failed_chunks" field if the given value is not nil.
+func (_u *UploadSessionUpdateOne) SetNillableFailedChunks(v *int) *UploadSessionUpdateOne {
+	if v != nil {
+		_u.SetFailedChunks(*v)
+	}
+	return _u
+}
+
+// AddFailedChunks adds value to the "failed_chunks" field.
+func (_u *UploadSessionUpdateOne) AddFailedChunks(v int) *UploadSessionUpdateOne {
+	_u.mutation.AddFailedChunks(v)
+	return _u
+}
+
 // SetBytesFreed sets the "bytes_freed" field.
 func (_u *UploadSessionUpdateOne) SetBytesFreed(v bool) *UploadSessionUpdateOne {
 	_u.mutation.SetBytesFreed(v)
@@ -925,6 +1084,21 @@ func (_u *UploadSessionUpdateOne) check() error {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "UploadSession.status": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ReceivedChunks(); ok {
+		if err := uploadsession.ReceivedChunksValidator(v); err != nil {
+			return &ValidationError{Name: "received_chunks", err: fmt.Errorf(`ent: validator failed for field "UploadSession.received_chunks": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.ReceivedBytes(); ok {
+		if err := uploadsession.ReceivedBytesValidator(v); err != nil {
+			return &ValidationError{Name: "received_bytes", err: fmt.Errorf(`ent: validator failed for field "UploadSession.received_bytes": %w`, err)}
+		}
+	}
+	if v, ok := _u.mutation.FailedChunks(); ok {
+		if err := uploadsession.FailedChunksValidator(v); err != nil {
+			return &ValidationError{Name: "failed_chunks", err: fmt.Errorf(`ent: validator failed for field "UploadSession.failed_chunks": %w`, err)}
+		}
+	}
 	if _u.mutation.OwnerCleared() && len(_u.mutation.OwnerIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "UploadSession.owner"`)
 	}
@@ -1004,6 +1178,24 @@ func (_u *UploadSessionUpdateOne) sqlSave(ctx context.Context) (_node *UploadSes
 	}
 	if value, ok := _u.mutation.AddedVersion(); ok {
 		_spec.AddField(uploadsession.FieldVersion, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.ReceivedChunks(); ok {
+		_spec.SetField(uploadsession.FieldReceivedChunks, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedReceivedChunks(); ok {
+		_spec.AddField(uploadsession.FieldReceivedChunks, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.ReceivedBytes(); ok {
+		_spec.SetField(uploadsession.FieldReceivedBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedReceivedBytes(); ok {
+		_spec.AddField(uploadsession.FieldReceivedBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.FailedChunks(); ok {
+		_spec.SetField(uploadsession.FieldFailedChunks, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedFailedChunks(); ok {
+		_spec.AddField(uploadsession.FieldFailedChunks, field.TypeInt, value)
 	}
 	if value, ok := _u.mutation.BytesFreed(); ok {
 		_spec.SetField(uploadsession.FieldBytesFreed, field.TypeBool, value)

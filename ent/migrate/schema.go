@@ -159,6 +159,9 @@ var (
 		{Name: "error", Type: field.TypeString, Nullable: true},
 		{Name: "percent", Type: field.TypeInt, Default: 0},
 		{Name: "version", Type: field.TypeInt64, Default: 1},
+		{Name: "received_chunks", Type: field.TypeInt, Default: 0},
+		{Name: "received_bytes", Type: field.TypeInt64, Default: 0},
+		{Name: "failed_chunks", Type: field.TypeInt, Default: 0},
 		{Name: "bytes_freed", Type: field.TypeBool, Default: false},
 		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
 		{Name: "resumable_url", Type: field.TypeString, Nullable: true},
@@ -175,13 +178,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "upload_sessions_upload_batches_uploads",
-				Columns:    []*schema.Column{UploadSessionsColumns[25]},
+				Columns:    []*schema.Column{UploadSessionsColumns[28]},
 				RefColumns: []*schema.Column{UploadBatchesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "upload_sessions_users_uploads",
-				Columns:    []*schema.Column{UploadSessionsColumns[26]},
+				Columns:    []*schema.Column{UploadSessionsColumns[29]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -190,17 +193,17 @@ var (
 			{
 				Name:    "uploadsession_owner_id_status",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[26], UploadSessionsColumns[14]},
+				Columns: []*schema.Column{UploadSessionsColumns[29], UploadSessionsColumns[14]},
 			},
 			{
 				Name:    "uploadsession_owner_id_fingerprint",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[26], UploadSessionsColumns[9]},
+				Columns: []*schema.Column{UploadSessionsColumns[29], UploadSessionsColumns[9]},
 			},
 			{
 				Name:    "uploadsession_owner_id_sha256",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[26], UploadSessionsColumns[8]},
+				Columns: []*schema.Column{UploadSessionsColumns[29], UploadSessionsColumns[8]},
 			},
 			{
 				Name:    "uploadsession_status_expires_at",
@@ -210,7 +213,7 @@ var (
 			{
 				Name:    "uploadsession_bytes_freed_status",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[20], UploadSessionsColumns[14]},
+				Columns: []*schema.Column{UploadSessionsColumns[23], UploadSessionsColumns[14]},
 			},
 		},
 	}

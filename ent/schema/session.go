@@ -45,6 +45,13 @@ func (UploadSession) Fields() []ent.Field {
 		field.String("error").Optional().Nillable(),
 		field.Int("percent").Default(0).Comment("high-water mark, so percent never goes backwards"),
 		field.Int64("version").Default(1),
+		// The counts below move in the transaction that moves a chunk row
+		// between states, by that row's old and new state, so they always
+		// equal a count of the rows (docs/DESIGN.md, invariant 1) without
+		// a chunk receipt reading every row.
+		field.Int("received_chunks").Default(0).NonNegative().Comment("chunk rows RECEIVED"),
+		field.Int64("received_bytes").Default(0).NonNegative().Comment("bytes of the chunk rows RECEIVED"),
+		field.Int("failed_chunks").Default(0).NonNegative().Comment("chunk rows FAILED"),
 		field.Bool("bytes_freed").Default(false).Comment("storage released after cancel or expiry"),
 		field.Time("finished_at").Optional().Nillable(),
 		// A bearer capability: whoever holds it can write the upload's

@@ -59,6 +59,12 @@ const (
 	FieldPercent = "percent"
 	// FieldVersion holds the string denoting the version field in the database.
 	FieldVersion = "version"
+	// FieldReceivedChunks holds the string denoting the received_chunks field in the database.
+	FieldReceivedChunks = "received_chunks"
+	// FieldReceivedBytes holds the string denoting the received_bytes field in the database.
+	FieldReceivedBytes = "received_bytes"
+	// FieldFailedChunks holds the string denoting the failed_chunks field in the database.
+	FieldFailedChunks = "failed_chunks"
 	// FieldBytesFreed holds the string denoting the bytes_freed field in the database.
 	FieldBytesFreed = "bytes_freed"
 	// FieldFinishedAt holds the string denoting the finished_at field in the database.
@@ -133,6 +139,9 @@ var Columns = []string{
 	FieldError,
 	FieldPercent,
 	FieldVersion,
+	FieldReceivedChunks,
+	FieldReceivedBytes,
+	FieldFailedChunks,
 	FieldBytesFreed,
 	FieldFinishedAt,
 	FieldResumableURL,
@@ -173,6 +182,18 @@ var (
 	DefaultPercent int
 	// DefaultVersion holds the default value on creation for the "version" field.
 	DefaultVersion int64
+	// DefaultReceivedChunks holds the default value on creation for the "received_chunks" field.
+	DefaultReceivedChunks int
+	// ReceivedChunksValidator is a validator for the "received_chunks" field. It is called by the builders before save.
+	ReceivedChunksValidator func(int) error
+	// DefaultReceivedBytes holds the default value on creation for the "received_bytes" field.
+	DefaultReceivedBytes int64
+	// ReceivedBytesValidator is a validator for the "received_bytes" field. It is called by the builders before save.
+	ReceivedBytesValidator func(int64) error
+	// DefaultFailedChunks holds the default value on creation for the "failed_chunks" field.
+	DefaultFailedChunks int
+	// FailedChunksValidator is a validator for the "failed_chunks" field. It is called by the builders before save.
+	FailedChunksValidator func(int) error
 	// DefaultBytesFreed holds the default value on creation for the "bytes_freed" field.
 	DefaultBytesFreed bool
 	// DefaultDeduplicated holds the default value on creation for the "deduplicated" field.
@@ -372,6 +393,21 @@ func ByPercent(opts ...sql.OrderTermOption) OrderOption {
 // ByVersion orders the results by the version field.
 func ByVersion(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldVersion, opts...).ToFunc()
+}
+
+// ByReceivedChunks orders the results by the received_chunks field.
+func ByReceivedChunks(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldReceivedChunks, opts...).ToFunc()
+}
+
+// ByReceivedBytes orders the results by the received_bytes field.
+func ByReceivedBytes(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldReceivedBytes, opts...).ToFunc()
+}
+
+// ByFailedChunks orders the results by the failed_chunks field.
+func ByFailedChunks(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldFailedChunks, opts...).ToFunc()
 }
 
 // ByBytesFreed orders the results by the bytes_freed field.

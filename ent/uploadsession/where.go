@@ -155,6 +155,21 @@ func Version(v int64) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldEQ(FieldVersion, v))
 }
 
+// ReceivedChunks applies equality check predicate on the "received_chunks" field. It's identical to ReceivedChunksEQ.
+func ReceivedChunks(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldReceivedChunks, v))
+}
+
+// ReceivedBytes applies equality check predicate on the "received_bytes" field. It's identical to ReceivedBytesEQ.
+func ReceivedBytes(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldReceivedBytes, v))
+}
+
+// FailedChunks applies equality check predicate on the "failed_chunks" field. It's identical to FailedChunksEQ.
+func FailedChunks(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldFailedChunks, v))
+}
+
 // BytesFreed applies equality check predicate on the "bytes_freed" field. It's identical to BytesFreedEQ.
 func BytesFreed(v bool) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldEQ(FieldBytesFreed, v))
@@ -1223,6 +1238,126 @@ func VersionLT(v int64) predicate.UploadSession {
 // VersionLTE applies the LTE predicate on the "version" field.
 func VersionLTE(v int64) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldLTE(FieldVersion, v))
+}
+
+// ReceivedChunksEQ applies the EQ predicate on the "received_chunks" field.
+func ReceivedChunksEQ(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldReceivedChunks, v))
+}
+
+// ReceivedChunksNEQ applies the NEQ predicate on the "received_chunks" field.
+func ReceivedChunksNEQ(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldReceivedChunks, v))
+}
+
+// ReceivedChunksIn applies the In predicate on the "received_chunks" field.
+func ReceivedChunksIn(vs ...int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldIn(FieldReceivedChunks, vs...))
+}
+
+// ReceivedChunksNotIn applies the NotIn predicate on the "received_chunks" field.
+func ReceivedChunksNotIn(vs ...int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNotIn(FieldReceivedChunks, vs...))
+}
+
+// ReceivedChunksGT applies the GT predicate on the "received_chunks" field.
+func ReceivedChunksGT(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGT(FieldReceivedChunks, v))
+}
+
+// ReceivedChunksGTE applies the GTE predicate on the "received_chunks" field.
+func ReceivedChunksGTE(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGTE(FieldReceivedChunks, v))
+}
+
+// ReceivedChunksLT applies the LT predicate on the "received_chunks" field.
+func ReceivedChunksLT(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLT(FieldReceivedChunks, v))
+}
+
+// ReceivedChunksLTE applies the LTE predicate on the "received_chunks" field.
+func ReceivedChunksLTE(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLTE(FieldReceivedChunks, v))
+}
+
+// ReceivedBytesEQ applies the EQ predicate on the "received_bytes" field.
+func ReceivedBytesEQ(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldReceivedBytes, v))
+}
+
+// ReceivedBytesNEQ applies the NEQ predicate on the "received_bytes" field.
+func ReceivedBytesNEQ(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldReceivedBytes, v))
+}
+
+// ReceivedBytesIn applies the In predicate on the "received_bytes" field.
+func ReceivedBytesIn(vs ...int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldIn(FieldReceivedBytes, vs...))
+}
+
+// ReceivedBytesNotIn applies the NotIn predicate on the "received_bytes" field.
+func ReceivedBytesNotIn(vs ...int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNotIn(FieldReceivedBytes, vs...))
+}
+
+// ReceivedBytesGT applies the GT predicate on the "received_bytes" field.
+func ReceivedBytesGT(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGT(FieldReceivedBytes, v))
+}
+
+// ReceivedBytesGTE applies the GTE predicate on the "received_bytes" field.
+func ReceivedBytesGTE(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGTE(FieldReceivedBytes, v))
+}
+
+// ReceivedBytesLT applies the LT predicate on the "received_bytes" field.
+func ReceivedBytesLT(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLT(FieldReceivedBytes, v))
+}
+
+// ReceivedBytesLTE applies the LTE predicate on the "received_bytes" field.
+func ReceivedBytesLTE(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLTE(FieldReceivedBytes, v))
+}
+
+// FailedChunksEQ applies the EQ predicate on the "failed_chunks" field.
+func FailedChunksEQ(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldFailedChunks, v))
+}
+
+// FailedChunksNEQ applies the NEQ predicate on the "failed_chunks" field.
+func FailedChunksNEQ(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldFailedChunks, v))
+}
+
+// FailedChunksIn applies the In predicate on the "failed_chunks" field.
+func FailedChunksIn(vs ...int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldIn(FieldFailedChunks, vs...))
+}
+
+// FailedChunksNotIn applies the NotIn predicate on the "failed_chunks" field.
+func FailedChunksNotIn(vs ...int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNotIn(FieldFailedChunks, vs...))
+}
+
+// FailedChunksGT applies the GT predicate on the "failed_chunks" field.
+func FailedChunksGT(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGT(FieldFailedChunks, v))
+}
+
+// FailedChunksGTE applies the GTE predicate on the "failed_chunks" field.
+func FailedChunksGTE(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGTE(FieldFailedChunks, v))
+}
+
+// FailedChunksLT applies the LT predicate on the "failed_chunks" field.
+func FailedChunksLT(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLT(FieldFailedChunks, v))
+}
+
+// FailedChunksLTE applies the LTE predicate on the "failed_chunks" field.
+func FailedChunksLTE(v int) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLTE(FieldFailedChunks, v))
 }
 
 // BytesFreedEQ applies the EQ predicate on the "bytes_freed" field.
