@@ -225,7 +225,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 	m.svc, err = upload.NewService(upload.Deps{
-		DB: m.eng.db.Client, Store: m.eng.store, Broker: m.eng.broker, Signer: urls, Queue: m.queue,
+		DB: m.eng.db.Client, Dialect: m.eng.db.Dialect, Store: m.eng.store, Broker: m.eng.broker, Signer: urls, Queue: m.queue,
 		Processor: processor, Logger: m.log,
 	}, cfg.Upload)
 	if err != nil {

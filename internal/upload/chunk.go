@@ -12,7 +12,6 @@ import (
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/uploadchunk"
-	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/internal/sniff"
 )
 
@@ -108,7 +107,7 @@ func failed(code Code, untouched bool, format string, args ...any) chunkOutcome 
 // taken at all NOT_FOUND, INVALID_CHUNK, SESSION_EXPIRED, ALREADY_FINISHED
 // or STORAGE_UNAVAILABLE.
 func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, body io.Reader, opts ReceiveOptions) (Progress, error) {
-	sess, err := ownedSession(ctx, s.db, opts.OwnerID, uploadID)
+	sess, row, err := s.sessionWithChunk(ctx, opts.OwnerID, uploadID, chunkAt{index: index})
 	if err != nil {
 		return Progress{}, err
 	}
@@ -116,16 +115,23 @@ func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, 
 	if err != nil {
 		return Progress{}, err
 	}
-	return s.receive(ctx, sess, ref, body, opts)
+	return s.receive(ctx, sess, ref, row.held, body, opts)
 }
 
 // receive takes one chunk of a session already loaded and checked for
-// ownership.
-func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, body io.Reader, opts ReceiveOptions) (Progress, error) {
+// ownership; was is what the database held for the chunk when the
+// session was read (heldUnknown to read it).
+func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, was held, body io.Reader, opts ReceiveOptions) (Progress, error) {
 	if err := s.checkActive(ctx, sess); err != nil {
 		return Progress{}, err
 	}
-	out, err := s.writeChunk(ctx, sess, ref, body, opts)
+	if was == heldUnknown {
+		var err error
+		if was, err = heldChunk(ctx, s.db, sess.ID, ref.Index); err != nil {
+			return Progress{}, err
+		}
+	}
+	out, was, err := s.writeChunk(ctx, sess, ref, was, body, opts)
 	if err != nil {
 		// A re-sent chunk is marked FAILED before its bytes are written:
 		// when the store then fails, subscribers must hear that the chunk
@@ -135,7 +141,7 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 	}
 	// The outcome is recorded even if the client has hung up meanwhile.
 	ctx = context.WithoutCancel(ctx)
-	p, err := s.recordChunk(ctx, sess, ref, out)
+	p, err := s.recordChunk(ctx, sess, ref, was, out)
 	if err != nil {
 		return Progress{}, err
 	}
@@ -147,27 +153,29 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 	return p, nil
 }
 
-// writeChunk streams body into storage and judges it. The error is for
-// failures that leave nothing to record (storage down).
-func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, body io.Reader, opts ReceiveOptions) (chunkOutcome, error) {
+// writeChunk streams body into storage and judges it. was is what the
+// database held for the chunk; writeChunk returns what it holds once a
+// RECEIVED copy is invalidated for the bytes that replace it. The error
+// is for failures that leave nothing to record (storage down).
+func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, was held, body io.Reader, opts ReceiveOptions) (chunkOutcome, held, error) {
 	if cl := opts.ContentLength; cl >= 0 && cl != ref.Size {
 		if cl > ref.Size {
-			return failed(CodeChunkTooLarge, true, "chunk %d must be %d bytes, the request declares %d", ref.Index, ref.Size, cl), nil
+			return failed(CodeChunkTooLarge, true, "chunk %d must be %d bytes, the request declares %d", ref.Index, ref.Size, cl), was, nil
 		}
-		return failed(CodeChunkTooSmall, true, "chunk %d must be %d bytes, the request declares %d", ref.Index, ref.Size, cl), nil
+		return failed(CodeChunkTooSmall, true, "chunk %d must be %d bytes, the request declares %d", ref.Index, ref.Size, cl), was, nil
 	}
 	if ref.Index == 0 {
 		br := bufio.NewReaderSize(body, sniff.HeadSize)
 		head, err := br.Peek(min(sniff.HeadSize, int(ref.Size)))
 		if err != nil && !errors.Is(err, io.EOF) {
-			return failed(CodeChunkTooSmall, true, "reading chunk 0 failed: %v", err), nil
+			return failed(CodeChunkTooSmall, true, "reading chunk 0 failed: %v", err), was, nil
 		}
 		if !sniff.Matches(sess.MimeType, head) {
 			detected := sniff.Detect(head)
 			if detected == "" {
 				detected = "an unrecognised format"
 			}
-			return failed(CodeTypeMismatch, true, "the file was declared as %s but its first bytes are %s", sess.MimeType, detected), nil
+			return failed(CodeTypeMismatch, true, "the file was declared as %s but its first bytes are %s", sess.MimeType, detected), was, nil
 		}
 		body = br
 	}
@@ -175,168 +183,130 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 	for _, d := range opts.Expect {
 		cr.hashes = append(cr.hashes, newHash(d.Alg))
 	}
-	if err := s.invalidateForResend(ctx, sess.ID, ref.Index); err != nil {
-		return chunkOutcome{}, err
+	if was == heldReceived {
+		var err error
+		if was, err = s.invalidateForResend(ctx, sess.ID, ref); err != nil {
+			return chunkOutcome{}, was, err
+		}
 	}
 	n, err := s.store.WriteChunk(ctx, sess.StorageKey, ref, cr)
 	untouched := n == 0
 	switch {
 	case errors.Is(err, errChunkTooLong):
-		return failed(CodeChunkTooLarge, untouched, "chunk %d must be %d bytes; the body was longer", ref.Index, ref.Size), nil
+		return failed(CodeChunkTooLarge, untouched, "chunk %d must be %d bytes; the body was longer", ref.Index, ref.Size), was, nil
 	case errors.Is(err, ErrNotExist):
-		return chunkOutcome{}, Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sess.ID)
+		return chunkOutcome{}, was, Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sess.ID)
 	case err != nil && cr.bodyErr != nil:
-		return failed(CodeChunkTooSmall, untouched, "chunk %d: the transfer broke off after %d of %d bytes", ref.Index, cr.read, ref.Size), nil
+		return failed(CodeChunkTooSmall, untouched, "chunk %d: the transfer broke off after %d of %d bytes", ref.Index, cr.read, ref.Size), was, nil
 	case err != nil:
-		return chunkOutcome{}, storageError("writing chunk", err)
+		return chunkOutcome{}, was, storageError("writing chunk", err)
 	case n < ref.Size:
-		return failed(CodeChunkTooSmall, untouched, "chunk %d must be %d bytes, got %d", ref.Index, ref.Size, n), nil
+		return failed(CodeChunkTooSmall, untouched, "chunk %d must be %d bytes, got %d", ref.Index, ref.Size, n), was, nil
 	}
 	out := chunkOutcome{state: uploadchunk.StateRECEIVED, size: n, crc: cr.hashes[0].(hash.Hash32).Sum32()}
 	for i, d := range opts.Expect {
 		got := cr.hashes[i+1].Sum(nil)
 		if !bytes.Equal(got, d.Sum) {
-			return failed(CodeChecksumMismatch, false, "chunk %d is corrupt: %s", ref.Index, describeMismatch(d.Alg, d.Sum, got)), nil
+			return failed(CodeChecksumMismatch, false, "chunk %d is corrupt: %s", ref.Index, describeMismatch(d.Alg, d.Sum, got)), was, nil
 		}
 		if d.Alg != "crc32c" {
 			ds := d.String()
 			out.digest = &ds
 		}
 	}
-	return out, nil
+	return out, was, nil
 }
 
 // invalidateForResend marks a received chunk FAILED before its bytes are
-// overwritten, bumping the session's version in the same transaction. A
-// complete() that checked the chunks before then fails its version guard
-// and judges again; one that got further first makes this return
-// ALREADY_FINISHED, so no byte of an assembling file is touched.
-func (s *Service) invalidateForResend(ctx context.Context, sessionID string, index int) error {
-	// Most chunks arrive for the first time: a read spares them the
-	// write transaction.
-	received, err := s.db.UploadChunk.Query().
-		Where(uploadchunk.SessionID(sessionID), uploadchunk.Index(index), uploadchunk.StateEQ(uploadchunk.StateRECEIVED)).
-		Exist(ctx)
-	if err != nil || !received {
-		return err
-	}
-	err = s.withTx(ctx, func(tx *ent.Tx) error {
+// overwritten, moving the session's counts and bumping its version in the
+// same transaction. A complete() that checked the chunks before then
+// fails its version guard and judges again; one that got further first
+// makes this return ALREADY_FINISHED, so no byte of an assembling file is
+// touched. It returns what the chunk's row holds afterwards: heldFailed,
+// or heldUnknown when it was no longer RECEIVED (another re-send got
+// there first).
+func (s *Service) invalidateForResend(ctx context.Context, sessionID string, ref ChunkRef) (held, error) {
+	now := s.now()
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
 		// The session row first, then the chunk's: the order recordChunk
 		// locks them in, so two replicas taking the same chunk cannot
 		// deadlock (PostgreSQL aborted one of them when this locked the
 		// chunk first).
-		n, err := tx.UploadSession.Update().
-			Where(uploadsession.ID(sessionID), uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(s.now())).
-			AddVersion(1).Save(ctx)
+		_, ok, err := s.bumpSession(ctx, tx, sessionID, transition(heldReceived, uploadchunk.StateFAILED, ref.Size), false, now)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		if !ok {
 			return Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sessionID)
 		}
-		n, err = tx.UploadChunk.Update().
-			Where(uploadchunk.SessionID(sessionID), uploadchunk.Index(index), uploadchunk.StateEQ(uploadchunk.StateRECEIVED)).
-			SetState(uploadchunk.StateFAILED).SetErrorCode(string(CodeChunkMissing)).
-			SetError("it was being sent again").SetUpdatedAt(s.now()).Save(ctx)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errNothingToInvalidate // another re-send got there first
-		}
-		return nil
+		return s.moveChunk(ctx, tx, sessionID, ref.Index, heldReceived, failed(CodeChunkMissing, false, "it was being sent again"), false, now)
 	})
-	if errors.Is(err, errNothingToInvalidate) {
-		return nil
+	switch {
+	case errors.Is(err, errChunkMoved):
+		return heldUnknown, nil
+	case err != nil:
+		return heldUnknown, err
 	}
-	return err
+	return heldFailed, nil
 }
 
-// errNothingToInvalidate rolls back invalidateForResend's version bump
-// when the chunk stopped being RECEIVED meanwhile.
-var errNothingToInvalidate = errors.New("the chunk is no longer received")
-
 // recordChunk stores a chunk's outcome and moves the session to UPLOADING,
-// in one transaction conditional on the session still taking chunks.
-func (s *Service) recordChunk(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, out chunkOutcome) (Progress, error) {
-	var p Progress
-	err := s.withTx(ctx, func(tx *ent.Tx) error {
-		n, err := tx.UploadSession.Update().
-			Where(uploadsession.ID(sess.ID), uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(s.now())).
-			SetStatus(StatusUploading).AddVersion(1).Save(ctx)
-		if err != nil {
-			return fmt.Errorf("updating upload: %w", err)
-		}
-		if n == 0 {
-			return Errorf(CodeAlreadyFinished, "upload %s stopped taking chunks while chunk %d arrived", sess.ID, ref.Index)
-		}
-		if err := s.storeOutcome(ctx, tx, sess.ID, ref.Index, out); err != nil {
-			return err
-		}
-		fresh, err := tx.UploadSession.Get(ctx, sess.ID)
-		if err != nil {
-			return fmt.Errorf("reading upload: %w", err)
-		}
-		totals, err := totalsOf(ctx, tx.Client(), sess.ID)
-		if err != nil {
-			return err
-		}
-		p = progressOf(fresh, totals)
-		if p.Percent > fresh.Percent {
-			if err := tx.UploadSession.UpdateOneID(sess.ID).SetPercent(p.Percent).Exec(ctx); err != nil {
-				return fmt.Errorf("updating percent: %w", err)
+// in one transaction conditional on the session still taking chunks and
+// on the chunk's row still holding was. A failure caught before any byte
+// reached storage leaves an earlier RECEIVED copy as it was. If another
+// request moved the row meanwhile, the row is read again and the
+// transaction retried.
+func (s *Service) recordChunk(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, was held, out chunkOutcome) (Progress, error) {
+	for attempt := 0; ; attempt++ {
+		if was == heldUnknown {
+			var err error
+			if was, err = heldChunk(ctx, s.db, sess.ID, ref.Index); err != nil {
+				return Progress{}, err
 			}
 		}
+		p, err := s.tryRecordChunk(ctx, sess, ref, was, out)
+		if !errors.Is(err, errChunkMoved) || attempt == 10 {
+			return p, err
+		}
+		was = heldUnknown
+	}
+}
+
+func (s *Service) tryRecordChunk(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, was held, out chunkOutcome) (Progress, error) {
+	keep := out.state == uploadchunk.StateFAILED && out.untouched && was == heldReceived
+	var d countsDelta
+	if !keep {
+		d = transition(was, out.state, ref.Size)
+	}
+	now := s.now()
+	var p Progress
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		c, ok, err := s.bumpSession(ctx, tx, sess.ID, d, true, now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return Errorf(CodeAlreadyFinished, "upload %s stopped taking chunks while chunk %d arrived", sess.ID, ref.Index)
+		}
+		if !keep {
+			if err := s.moveChunk(ctx, tx, sess.ID, ref.Index, was, out, true, now); err != nil {
+				return err
+			}
+		}
+		totals := chunkTotals{received: c.received, receivedBytes: c.bytes, failed: []int{}}
+		if c.failed > 0 {
+			// Only an upload with failed chunks pays for listing them.
+			if totals.failed, err = failedIndexes(ctx, tx.Client(), sess.ID); err != nil {
+				return err
+			}
+		}
+		fresh := *sess
+		fresh.Status, fresh.Version, fresh.Percent, fresh.UpdatedAt = StatusUploading, c.version, c.percent, now
+		fresh.ReceivedChunks, fresh.ReceivedBytes, fresh.FailedChunks = c.received, c.bytes, c.failed
+		p = progressOf(&fresh, totals)
 		return nil
 	})
 	return p, err
-}
-
-// storeOutcome records a chunk's outcome, except that a failure caught
-// before any byte was written leaves an earlier RECEIVED copy in place.
-func (s *Service) storeOutcome(ctx context.Context, tx *ent.Tx, sessionID string, index int, out chunkOutcome) error {
-	if out.state == uploadchunk.StateFAILED && out.untouched {
-		kept, err := tx.UploadChunk.Query().Where(uploadchunk.SessionID(sessionID), uploadchunk.Index(index),
-			uploadchunk.StateEQ(uploadchunk.StateRECEIVED)).Exist(ctx)
-		if err != nil {
-			return fmt.Errorf("reading chunk: %w", err)
-		}
-		if kept {
-			return nil
-		}
-	}
-	return s.upsertChunk(ctx, tx, sessionID, index, out)
-}
-
-func (s *Service) upsertChunk(ctx context.Context, tx *ent.Tx, sessionID string, index int, out chunkOutcome) error {
-	var code, message *string
-	if out.state == uploadchunk.StateFAILED {
-		c := string(out.code)
-		code, message = &c, &out.message
-	}
-	now := s.now()
-	err := tx.UploadChunk.Create().
-		SetSessionID(sessionID).SetIndex(index).SetState(out.state).SetSize(out.size).
-		SetCrc32c(int64(out.crc)).SetNillableDigest(out.digest).
-		SetNillableErrorCode(code).SetNillableError(message).SetUpdatedAt(now).
-		OnConflictColumns(uploadchunk.FieldSessionID, uploadchunk.FieldIndex).
-		Update(func(u *ent.UploadChunkUpsert) {
-			u.UpdateState().UpdateSize().UpdateCrc32c().UpdateUpdatedAt().AddAttempts(1)
-			if out.digest != nil {
-				u.UpdateDigest()
-			} else {
-				u.ClearDigest()
-			}
-			if code != nil {
-				u.UpdateErrorCode().UpdateError()
-			} else {
-				u.ClearErrorCode().ClearError()
-			}
-		}).Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("recording chunk %d: %w", index, err)
-	}
-	return nil
 }
 
 // ReceiveRange takes a chunk addressed by its byte range, for clients that
@@ -345,7 +315,10 @@ func (s *Service) upsertChunk(ctx context.Context, tx *ent.Tx, sessionID string,
 // returns INVALID_CHUNK for a range that is not, and otherwise what
 // ReceiveChunk returns.
 func (s *Service) ReceiveRange(ctx context.Context, userID, uploadID string, first, last, total int64, body io.Reader, opts ReceiveOptions) (Progress, error) {
-	sess, err := ownedSession(ctx, s.db, userID, uploadID)
+	if first < 0 {
+		return Progress{}, Errorf(CodeInvalidChunk, "bytes %d-%d are not a chunk", first, last)
+	}
+	sess, row, err := s.sessionWithChunk(ctx, userID, uploadID, chunkAt{firstByte: first, byOffset: true})
 	if err != nil {
 		return Progress{}, err
 	}
@@ -358,7 +331,7 @@ func (s *Service) ReceiveRange(ctx context.Context, userID, uploadID string, fir
 		return Progress{}, Errorf(CodeInvalidChunk, "bytes %d-%d are not a chunk: chunks are %d bytes, starting at multiples of %d, the last one short",
 			first, last, sess.ChunkSize, sess.ChunkSize)
 	}
-	return s.receive(ctx, sess, ref, body, opts)
+	return s.receive(ctx, sess, ref, row.held, body, opts)
 }
 
 // ReceivedChunks returns the indexes of the chunks received so far.

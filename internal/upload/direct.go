@@ -39,7 +39,7 @@ func (s *Service) syncDirectChunk(ctx context.Context, sess *ent.UploadSession, 
 			out = failed(CodeTypeMismatch, false, "the file was declared as %s but its first bytes are not", sess.MimeType)
 		}
 	}
-	p, err := s.recordChunk(ctx, sess, ref, out)
+	p, err := s.recordChunk(ctx, sess, ref, heldUnknown, out)
 	if err != nil {
 		return false, err
 	}
@@ -89,7 +89,7 @@ func (s *Service) resumableChunkURL(ctx context.Context, sess *ent.UploadSession
 		case done || persisted >= ref.Size:
 			// The chunk is whole in the store, and asked for again: the
 			// new session's bytes will replace it, so it no longer counts.
-			if err := s.invalidateForResend(ctx, sess.ID, ref.Index); err != nil {
+			if _, err := s.invalidateForResend(ctx, sess.ID, ref); err != nil {
 				return ChunkURL{}, err
 			}
 		default:
@@ -160,7 +160,7 @@ func (s *Service) recheckResumable(ctx context.Context, sess *ent.UploadSession)
 	info, err := s.direct.StatChunk(ctx, sess.StorageKey, ref)
 	switch {
 	case errors.Is(err, ErrNotExist):
-		if err := s.invalidateForResend(ctx, sess.ID, 0); err != nil {
+		if _, err := s.invalidateForResend(ctx, sess.ID, ref); err != nil {
 			return err
 		}
 		return Errorf(CodeIncomplete, "upload %s: its file is no longer in storage; send it again", sess.ID)

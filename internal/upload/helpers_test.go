@@ -186,7 +186,7 @@ func newTestServiceProcessing(t *testing.T, cfg upload.Config, store upload.Stor
 	clock := newFakeClock()
 	broker := &recordingBroker{Hub: progress.NewHub()}
 	svc, err := upload.NewService(upload.Deps{
-		DB: db, Store: store, Broker: broker, Queue: queue, Processor: processor,
+		DB: db, Dialect: dialect.SQLite, Store: store, Broker: broker, Queue: queue, Processor: processor,
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 		Now:    clock.Now,
 	}, cfg)

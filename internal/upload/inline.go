@@ -59,7 +59,7 @@ func (s *Service) receiveWhole(ctx context.Context, userID string, sess *Session
 		}
 		// The session is the caller's and already loaded: receive, not
 		// ReceiveChunk, which would load it again for every chunk.
-		if _, err := s.receive(ctx, sess.UploadSession, ref, io.LimitReader(body, ref.Size), ReceiveOptions{OwnerID: userID, ContentLength: -1}); err != nil {
+		if _, err := s.receive(ctx, sess.UploadSession, ref, heldUnknown, io.LimitReader(body, ref.Size), ReceiveOptions{OwnerID: userID, ContentLength: -1}); err != nil {
 			return nil, err
 		}
 	}

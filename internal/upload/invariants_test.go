@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/uploadchunk"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -26,6 +27,35 @@ func checkCounts(t *testing.T, p upload.Progress, bytes int64, chunks int, faile
 	}
 	if !slices.Equal(p.FailedChunks, failed) {
 		t.Errorf("failed chunks = %v, want %v", p.FailedChunks, failed)
+	}
+}
+
+// checkRowCounts fails unless the counts a session keeps equal what its
+// chunk rows say (invariant 1).
+func checkRowCounts(t *testing.T, db *ent.Client, sessionID string) {
+	t.Helper()
+	ctx := context.Background()
+	sess, err := db.UploadSession.Get(ctx, sessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.UploadChunk.Query().Where(uploadchunk.SessionID(sessionID)).All(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var received, failed int
+	var bytes int64
+	for _, r := range rows {
+		if r.State == uploadchunk.StateRECEIVED {
+			received++
+			bytes += r.Size
+		} else {
+			failed++
+		}
+	}
+	if sess.ReceivedChunks != received || sess.ReceivedBytes != bytes || sess.FailedChunks != failed {
+		t.Errorf("upload %s counts %d received (%d bytes), %d failed; its rows say %d (%d bytes), %d",
+			sessionID, sess.ReceivedChunks, sess.ReceivedBytes, sess.FailedChunks, received, bytes, failed)
 	}
 }
 
@@ -73,6 +103,7 @@ func TestResendAndConfirmNeverDoubleCount(t *testing.T) {
 	if len(rows) != 1 || rows[0].Attempts != 4 {
 		t.Errorf("chunk 2 rows = %d (attempts %d), want 1 row with 4 attempts", len(rows), rows[0].Attempts)
 	}
+	checkRowCounts(t, e.db, sess.ID)
 }
 
 func TestConfirmChunkChecks(t *testing.T) {
@@ -168,6 +199,7 @@ func TestFailedResend(t *testing.T) {
 		}
 		checkCounts(t, p, 6*MiB, 2, []int{1})
 	}
+	checkRowCounts(t, e.db, sess.ID)
 	if _, err := e.svc.ConfirmChunk(ctx, owner, sess.ID, 2, 1*MiB, nil); err != nil {
 		t.Fatalf("ConfirmChunk(2) after a refused re-send = %v, want success", err)
 	}
@@ -290,6 +322,7 @@ func TestPercentNeverDecreases(t *testing.T) {
 	if s.Progress.Percent != high {
 		t.Fatalf("Session percent = %d, want %d", s.Progress.Percent, high)
 	}
+	checkRowCounts(t, e.db, sess.ID)
 	e.mustSend(t, sess.ID, 0, file11)
 	if _, err := e.svc.Complete(ctx, owner, sess.ID); err != nil {
 		t.Fatal(err)
@@ -433,6 +466,7 @@ func TestConcurrentReceives(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCounts(t, s.Progress, 11*MiB, 3, []int{})
+	checkRowCounts(t, e.db, sess.ID)
 	if s.Progress.Percent != 100 {
 		t.Errorf("percent = %d, want 100", s.Progress.Percent)
 	}
@@ -462,4 +496,5 @@ func TestBrokenBody(t *testing.T) {
 	}
 	p := e.mustSend(t, sess.ID, 1, file11)
 	checkCounts(t, p, 5*MiB, 1, []int{})
+	checkRowCounts(t, e.db, sess.ID)
 }

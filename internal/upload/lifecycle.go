@@ -7,7 +7,6 @@ import (
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
-	"github.com/spoolhq/spool/ent/uploadchunk"
 	"github.com/spoolhq/spool/ent/uploadsession"
 )
 
@@ -225,7 +224,9 @@ func (s *Service) Retry(ctx context.Context, userID, id string) ([]ChunkURL, err
 // returns NOT_FOUND, INVALID_CHUNK, BAD_USER_INPUT, CHUNK_MISSING,
 // TYPE_MISMATCH, CHECKSUM_MISMATCH, SESSION_EXPIRED or ALREADY_FINISHED.
 func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int, size int64, checksum *string) (Progress, error) {
-	sess, err := ownedSession(ctx, s.db, userID, id)
+	// One read on the common path: the session joined to the chunk's row,
+	// the progress from the session's counts.
+	sess, row, err := s.sessionWithChunk(ctx, userID, id, chunkAt{index: index})
 	if err != nil {
 		return Progress{}, err
 	}
@@ -247,32 +248,31 @@ func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int
 		}
 		want = &d
 	}
-	c, err := s.db.UploadChunk.Query().Where(uploadchunk.SessionID(id), uploadchunk.Index(index)).Only(ctx)
-	if err != nil && !ent.IsNotFound(err) {
-		return Progress{}, fmt.Errorf("reading chunk: %w", err)
-	}
-	if s.direct != nil && (c == nil || c.State != uploadchunk.StateRECEIVED) {
+	if s.direct != nil && row.held != heldReceived {
 		// The bytes went to the store directly: look there.
 		if _, err := s.syncDirectChunk(ctx, sess, ref); err != nil {
 			return Progress{}, err
 		}
-		c, err = s.db.UploadChunk.Query().Where(uploadchunk.SessionID(id), uploadchunk.Index(index)).Only(ctx)
-		if err != nil && !ent.IsNotFound(err) {
-			return Progress{}, fmt.Errorf("reading chunk: %w", err)
+		if sess, row, err = s.sessionWithChunk(ctx, userID, id, chunkAt{index: index}); err != nil {
+			return Progress{}, err
 		}
 	}
 	switch {
-	case c == nil:
+	case row.held == heldNone:
 		return Progress{}, Errorf(CodeChunkMissing, "chunk %d of upload %s has not arrived; PUT it to its URL first", index, id)
-	case c.State == uploadchunk.StateFAILED && c.ErrorCode != nil && *c.ErrorCode == string(CodeTypeMismatch):
-		return Progress{}, Errorf(CodeTypeMismatch, "chunk %d was refused: %s", index, deref(c.Error))
-	case c.State == uploadchunk.StateFAILED:
-		return Progress{}, Errorf(CodeChunkMissing, "chunk %d of upload %s failed (%s); send it again", index, id, deref(c.Error))
-	case c.Size != size:
-		return Progress{}, Errorf(CodeChunkMissing, "chunk %d holds %d bytes, not %d", index, c.Size, size)
+	case row.held == heldFailed && row.errorCode == string(CodeTypeMismatch):
+		return Progress{}, Errorf(CodeTypeMismatch, "chunk %d was refused: %s", index, row.err)
+	case row.held == heldFailed:
+		return Progress{}, Errorf(CodeChunkMissing, "chunk %d of upload %s failed (%s); send it again", index, id, row.err)
+	case row.size != size:
+		return Progress{}, Errorf(CodeChunkMissing, "chunk %d holds %d bytes, not %d", index, row.size, size)
 	}
 	if want != nil {
-		match, known := want.matchesStored(uint32(c.Crc32c), c.Digest)
+		var digest *string
+		if row.digest != "" {
+			digest = &row.digest
+		}
+		match, known := want.matchesStored(uint32(row.crc32c), digest)
 		if !known {
 			return Progress{}, Errorf(CodeBadUserInput, "spool recorded no %s for chunk %d; confirm with its crc32c, or send the %s with the chunk", want.Alg, index, want.Alg)
 		}
@@ -280,11 +280,20 @@ func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int
 			return Progress{}, Errorf(CodeChecksumMismatch, "chunk %d's stored %s does not match %s", index, want.Alg, *checksum)
 		}
 	}
-	full, err := s.session(ctx, s.db, userID, id)
-	if err != nil {
-		return Progress{}, err
+	return s.countedProgress(ctx, sess)
+}
+
+// countedProgress is an active session's progress from its counts,
+// listing its failed chunks only when it has some.
+func (s *Service) countedProgress(ctx context.Context, sess *ent.UploadSession) (Progress, error) {
+	totals := chunkTotals{received: sess.ReceivedChunks, receivedBytes: sess.ReceivedBytes, failed: []int{}}
+	if sess.FailedChunks > 0 {
+		var err error
+		if totals.failed, err = failedIndexes(ctx, s.db, sess.ID); err != nil {
+			return Progress{}, err
+		}
 	}
-	return full.Progress, nil
+	return progressOf(sess, totals), nil
 }
 
 func deref(s *string) string {

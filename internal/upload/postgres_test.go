@@ -45,7 +45,7 @@ func newEnvOn(tb testing.TB, dbURL, sqlitePath, dir string, clock *fakeClock, cf
 	broker := &recordingBroker{Hub: progress.NewHub()}
 	queue := newTestQueue(tb, db.SQL(), db.Dialect)
 	deps := upload.Deps{
-		DB: db.Client, Store: store, Broker: broker, Queue: queue,
+		DB: db.Client, Dialect: db.Dialect, Store: store, Broker: broker, Queue: queue,
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 	}
 	if clock != nil {
@@ -141,6 +141,7 @@ func TestPostgresSameChunkOnTwoReplicas(t *testing.T) {
 	if len(rows) != 2 {
 		t.Fatalf("%d chunk rows, want 2 (one per index)", len(rows))
 	}
+	checkRowCounts(t, rs[0].db, sess.ID)
 	m, err := rs[1].svc.Complete(context.Background(), alice, sess.ID)
 	if err != nil {
 		t.Fatalf("Complete: %v", err)

@@ -10,8 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"database/sql"
-
+	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/spoolhq/spool/ent"
@@ -27,13 +26,16 @@ import (
 // several processes sharing one database: every state change is a
 // conditional update inside a transaction, never an in-process lock.
 type Service struct {
-	db     *ent.Client
-	store  Store
-	broker Broker
-	signer Signer
-	cfg    Config
-	log    *slog.Logger
-	now    func() time.Time
+	db *ent.Client
+	// dialect is the database's SQL dialect (ent's name), for the few
+	// statements the chunk path builds itself (chunkrow.go).
+	dialect string
+	store   Store
+	broker  Broker
+	signer  Signer
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
 	// direct is the store, when clients send chunks to it directly.
 	direct DirectStore
 	// resumable is the store, when clients send SINGLE uploads to its
@@ -48,10 +50,12 @@ type Service struct {
 
 // Deps are the engines a Service runs on.
 type Deps struct {
-	DB     *ent.Client
-	Store  Store
-	Broker Broker
-	Signer Signer
+	DB *ent.Client
+	// Dialect is DB's SQL dialect: dialect.SQLite or dialect.Postgres.
+	Dialect string
+	Store   Store
+	Broker  Broker
+	Signer  Signer
 	// Queue runs processing and purges as durable jobs (internal/jobs).
 	Queue Queue
 	// Processor derives thumbnails and facts from completed files
@@ -71,6 +75,9 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 	if d.DB == nil || d.Store == nil || d.Broker == nil || d.Signer == nil || d.Queue == nil {
 		return nil, errors.New("upload: database, store, broker, signer and queue are all required")
 	}
+	if d.Dialect != dialect.SQLite && d.Dialect != dialect.Postgres {
+		return nil, fmt.Errorf("upload: unsupported database dialect %q", d.Dialect)
+	}
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -78,7 +85,7 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 		d.Now = time.Now
 	}
 	s := &Service{
-		db: d.DB, store: d.Store, broker: d.Broker, signer: d.Signer,
+		db: d.DB, dialect: d.Dialect, store: d.Store, broker: d.Broker, signer: d.Signer,
 		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now, queue: d.Queue, processor: d.Processor,
 	}
 	if cfg.DirectUploads {
@@ -196,26 +203,15 @@ func totalsOfRows(chunks []*ent.UploadChunk) chunkTotals {
 	return t
 }
 
-// totalsOf sums a session's chunks in the database: the hot path after
-// every chunk reads two aggregates, not every row.
-func totalsOf(ctx context.Context, c *ent.Client, sessionID string) (chunkTotals, error) {
-	var agg []struct {
-		Count int           `json:"count"`
-		Sum   sql.NullInt64 `json:"sum"`
-	}
-	err := c.UploadChunk.Query().
-		Where(uploadchunk.SessionID(sessionID), uploadchunk.StateEQ(uploadchunk.StateRECEIVED)).
-		Aggregate(ent.Count(), ent.Sum(uploadchunk.FieldSize)).Scan(ctx, &agg)
-	if err != nil || len(agg) != 1 {
-		return chunkTotals{}, fmt.Errorf("summing chunks of %s: %w", sessionID, err)
-	}
+// failedIndexes lists a session's FAILED chunks, by index.
+func failedIndexes(ctx context.Context, c *ent.Client, sessionID string) ([]int, error) {
 	failed, err := c.UploadChunk.Query().
 		Where(uploadchunk.SessionID(sessionID), uploadchunk.StateEQ(uploadchunk.StateFAILED)).
 		Order(uploadchunk.ByIndex()).Select(uploadchunk.FieldIndex).Ints(ctx)
 	if err != nil {
-		return chunkTotals{}, fmt.Errorf("listing failed chunks of %s: %w", sessionID, err)
+		return nil, fmt.Errorf("listing failed chunks of %s: %w", sessionID, err)
 	}
-	return chunkTotals{received: agg[0].Count, receivedBytes: agg[0].Sum.Int64, failed: append([]int{}, failed...)}, nil
+	return append([]int{}, failed...), nil
 }
 
 // progressOf derives what clients see from the session and its chunk rows

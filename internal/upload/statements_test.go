@@ -1,0 +1,146 @@
+package upload_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/httpapi"
+	"github.com/spoolhq/spool/internal/progress"
+	"github.com/spoolhq/spool/internal/signing"
+	"github.com/spoolhq/spool/internal/storage/localfs"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// sqlLog records what a Service sends to its database, through ent's
+// debug driver: statements, and the transactions they run in.
+type sqlLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *sqlLog) record(_ context.Context, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprint(v...))
+}
+
+// take returns what was recorded since the last take.
+func (l *sqlLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lines := l.lines
+	l.lines = nil
+	return lines
+}
+
+// sqlCost counts a log's statements and transactions.
+func sqlCost(lines []string) (statements, txs int) {
+	for _, line := range lines {
+		switch {
+		case strings.Contains(line, "): started"):
+			txs++
+		case strings.Contains(line, "query="):
+			statements++
+		}
+	}
+	return statements, txs
+}
+
+// newRecordedEnv is a Service whose every statement lands in log, on
+// the database at dbURL (or a SQLite file in a temporary directory)
+// migrated as spool migrates it.
+func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := database.Open(context.Background(), dbURL, filepath.Join(dir, "spool.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	client := ent.NewClient(ent.Driver(dialect.DebugWithContext(entsql.OpenDB(db.Dialect, db.SQL()), log.record)))
+	store, err := localfs.New(filepath.Join(dir, "files"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := signing.New(bytes.Repeat([]byte("k"), 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := &recordingBroker{Hub: progress.NewHub()}
+	svc, err := upload.NewService(upload.Deps{
+		DB: client, Dialect: db.Dialect, Store: store, Broker: broker,
+		Queue:  newTestQueue(t, db.SQL(), db.Dialect),
+		Signer: httpapi.NewURLSigner("http://spool.test", secret),
+	}, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testEnv{svc: svc, db: client, sql: db.SQL(), broker: broker, dir: dir, cfg: svc.Config()}
+}
+
+// TestChunkReceiptStatements holds a chunk's control cost to what
+// docs/DESIGN.md promises: one read, then one transaction of two
+// statements, on either database, whatever the upload's size; a re-sent
+// chunk costs one transaction more (its invalidation). confirmChunk is
+// one read.
+func TestChunkReceiptStatements(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			dbURL := ""
+			if engine == "postgres" {
+				dbURL = dbtest.Postgres(t)
+			}
+			log := &sqlLog{}
+			e := newRecordedEnv(t, dbURL, log)
+			owner := e.user(t, "alice")
+			data := mp4Bytes(21*MiB, 9) // 5 chunks of 5 MiB, the last short
+			sess := e.initOne(t, owner, mp4Spec("a.mp4", data))
+			ctx := context.Background()
+
+			check := func(what string, maxStatements, maxTxs int) {
+				t.Helper()
+				lines := log.take()
+				statements, txs := sqlCost(lines)
+				if statements > maxStatements || txs > maxTxs || statements == 0 {
+					t.Errorf("%s: %d statements in %d transactions, want at most %d in %d:\n%s",
+						what, statements, txs, maxStatements, maxTxs, strings.Join(lines, "\n"))
+				}
+			}
+			log.take()
+			for i := range sess.TotalChunks {
+				e.mustSend(t, sess.ID, i, data)
+				check(fmt.Sprintf("receiving chunk %d", i), 3, 1)
+			}
+			e.mustSend(t, sess.ID, 2, data)
+			check("re-sending chunk 2", 5, 2)
+
+			size := int64(len(e.chunk(data, 1)))
+			if _, err := e.svc.ConfirmChunk(ctx, owner, sess.ID, 1, size, nil); err != nil {
+				t.Fatal(err)
+			}
+			check("confirming chunk 1", 1, 0)
+
+			// The counts the receipts kept are what the rows say.
+			s, err := e.svc.Session(ctx, owner, sess.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCounts(t, s.Progress, int64(len(data)), sess.TotalChunks, []int{})
+			if u := s.UploadSession; u.ReceivedChunks != sess.TotalChunks || u.ReceivedBytes != int64(len(data)) || u.FailedChunks != 0 {
+				t.Errorf("session counts = %d chunks, %d bytes, %d failed; want %d, %d, 0",
+					u.ReceivedChunks, u.ReceivedBytes, u.FailedChunks, sess.TotalChunks, len(data))
+			}
+		})
+	}
+}
