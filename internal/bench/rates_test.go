@@ -6,8 +6,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,7 @@ import (
 var (
 	ratesDuration = flag.Duration("rates-duration", 5*time.Second, "BenchmarkControlRates: how long each measurement runs (go test … -args -rates-duration 5s)")
 	ratesClients  = flag.Int("rates-clients", 8, "BenchmarkControlRates: concurrent clients per measurement")
+	ratesProfile  = flag.String("rates-cpuprofile", "", "BenchmarkControlRates: write a CPU profile of spool during each spool measurement to `PREFIX`-<measurement>.pprof (spool runs with --debug-addr)")
 )
 
 // tinyFile is the smallest file spool accepts: spool checks chunk 0's
@@ -101,15 +104,17 @@ func BenchmarkControlRates(b *testing.B) {
 	rates = append(rates, tusdBefore)
 	tusd.stop()
 
-	sqlite := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-sqlite"), spoolArgs...)
-	sqliteConfirm := measureConfirms(ctx, b, c, sqlite, "spool SQLite confirmChunk")
-	sqlitePut := measureTinyPuts(ctx, b, c, sqlite, "spool SQLite chunk PUT")
+	sqliteProf, sqliteArgs := profiled(b, "sqlite", spoolArgs)
+	sqlite := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-sqlite"), sqliteArgs...)
+	sqliteConfirm := measureConfirms(ctx, b, c, sqlite, "spool SQLite confirmChunk", sqliteProf.as("confirm"))
+	sqlitePut := measureTinyPuts(ctx, b, c, sqlite, "spool SQLite chunk PUT", sqliteProf.as("put"))
 	rates = append(rates, sqliteConfirm, sqlitePut)
 	sqlite.stop()
 
-	pg := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-postgres"), append(spoolArgs, "--database-url", pgURL)...)
-	pgConfirm := measureConfirms(ctx, b, c, pg, "spool PostgreSQL confirmChunk")
-	pgPut := measureTinyPuts(ctx, b, c, pg, "spool PostgreSQL chunk PUT")
+	pgProf, pgArgs := profiled(b, "postgres", append(spoolArgs, "--database-url", pgURL))
+	pg := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-postgres"), pgArgs...)
+	pgConfirm := measureConfirms(ctx, b, c, pg, "spool PostgreSQL confirmChunk", pgProf.as("confirm"))
+	pgPut := measureTinyPuts(ctx, b, c, pg, "spool PostgreSQL chunk PUT", pgProf.as("put"))
 	rates = append(rates, pgConfirm, pgPut)
 	pg.stop()
 
@@ -149,8 +154,9 @@ func BenchmarkControlRates(b *testing.B) {
 // do with its client number and the next request number from 0 up, until
 // the window ends or do reports that it has no request left (false);
 // it returns the requests done and the server's CPU time meanwhile. Any
-// error fails the benchmark.
-func measureWindow(ctx context.Context, b *testing.B, p *process, name string, do func(ctx context.Context, client, n int) (bool, error)) rate {
+// error fails the benchmark. A non-nil prof takes a CPU profile of the
+// server over the window.
+func measureWindow(ctx context.Context, b *testing.B, p *process, name string, prof *cpuProfile, do func(ctx context.Context, client, n int) (bool, error)) rate {
 	b.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -162,6 +168,7 @@ func measureWindow(ctx context.Context, b *testing.B, p *process, name string, d
 		errMu sync.Mutex
 		first error
 	)
+	profiled := prof.start(ctx)
 	cpu0, client0 := p.cpuTime(b), clientCPUTime(b)
 	began := time.Now()
 	deadline := began.Add(*ratesDuration)
@@ -196,6 +203,9 @@ func measureWindow(ctx context.Context, b *testing.B, p *process, name string, d
 		client:   clientCPUTime(b) - client0,
 		short:    short.Load(),
 	}
+	if err := profiled(); err != nil {
+		p.fail(b, "%s: CPU profile: %v", name, err)
+	}
 	if first != nil {
 		p.fail(b, "%s: %v", name, first)
 	}
@@ -207,7 +217,7 @@ func measureWindow(ctx context.Context, b *testing.B, p *process, name string, d
 
 // measureConfirms gives each client an upload whose only chunk has
 // arrived, then measures confirmChunk of that chunk.
-func measureConfirms(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, name string) rate {
+func measureConfirms(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, name string, prof *cpuProfile) rate {
 	b.Helper()
 	began := time.Now()
 	puts, ids := planTiny(ctx, b, c, s, *ratesClients)
@@ -218,7 +228,7 @@ func measureConfirms(ctx context.Context, b *testing.B, c *http.Client, s *spool
 	}
 	setup := time.Since(began)
 	const mutation = `mutation($id: ID!, $size: Int64!) { confirmChunk(uploadId: $id, chunkIndex: 0, size: $size) { uploadedChunks } }`
-	r := measureWindow(ctx, b, s.process, name, func(ctx context.Context, client, _ int) (bool, error) {
+	r := measureWindow(ctx, b, s.process, name, prof, func(ctx context.Context, client, _ int) (bool, error) {
 		var out struct {
 			ConfirmChunk struct {
 				UploadedChunks int `json:"uploadedChunks"`
@@ -241,7 +251,7 @@ func measureConfirms(ctx context.Context, b *testing.B, c *http.Client, s *spool
 // first, tells how many to plan for the window: 1.5 times what the
 // pilot's rate would send. Should they run out, the window ends there and
 // the report says so.
-func measureTinyPuts(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, name string) rate {
+func measureTinyPuts(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, name string, prof *cpuProfile) rate {
 	b.Helper()
 	began := time.Now()
 	pilot, _ := planTiny(ctx, b, c, s, 50**ratesClients)
@@ -252,7 +262,7 @@ func measureTinyPuts(ctx context.Context, b *testing.B, c *http.Client, s *spool
 	n := max(1000, int(1.5*float64(len(pilot))/took.Seconds()*ratesDuration.Seconds()))
 	puts, _ := planTiny(ctx, b, c, s, n)
 	setup := time.Since(began)
-	r := measureWindow(ctx, b, s.process, name, func(ctx context.Context, _, i int) (bool, error) {
+	r := measureWindow(ctx, b, s.process, name, prof, func(ctx context.Context, _, i int) (bool, error) {
 		if i >= len(puts) {
 			return false, nil
 		}
@@ -324,7 +334,7 @@ func measureTusdPatches(ctx context.Context, b *testing.B, c *http.Client, s *tu
 		urls[i] = u
 	}
 	setup := time.Since(began)
-	r := measureWindow(ctx, b, s.process, name, func(ctx context.Context, client, _ int) (bool, error) {
+	r := measureWindow(ctx, b, s.process, name, nil, func(ctx context.Context, client, _ int) (bool, error) {
 		if offsets[client] >= tusdPatchUpload {
 			return false, nil
 		}
@@ -388,4 +398,62 @@ func parallel(ctx context.Context, workers, n int, fn func(ctx context.Context, 
 	}
 	wg.Wait()
 	return first
+}
+
+// cpuProfile is where to take a CPU profile from (a spool's --debug-addr)
+// and where to write it.
+type cpuProfile struct {
+	addr, path string
+}
+
+// profiled returns args with --debug-addr on a free port when
+// -rates-cpuprofile is set, and the profile to take from it (nil if not).
+// Profiles are written to PREFIX-engine-what.pprof.
+func profiled(tb testing.TB, engine string, args []string) (*cpuProfile, []string) {
+	if *ratesProfile == "" {
+		return nil, args
+	}
+	p := &cpuProfile{addr: freeAddr(tb), path: *ratesProfile + "-" + engine}
+	return p, append(slices.Clone(args), "--debug-addr", p.addr)
+}
+
+// as is p for one measurement, what.
+func (p *cpuProfile) as(what string) *cpuProfile {
+	if p == nil {
+		return nil
+	}
+	return &cpuProfile{addr: p.addr, path: p.path + "-" + what + ".pprof"}
+}
+
+// start asks for a CPU profile of the window's whole seconds (at least
+// one) and returns a function that waits for it and writes it out. A nil
+// p does nothing.
+func (p *cpuProfile) start(ctx context.Context) (wait func() error) {
+	if p == nil {
+		return func() error { return nil }
+	}
+	secs := max(1, int(ratesDuration.Seconds()))
+	done := make(chan error, 1)
+	go func() {
+		done <- func() error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.addr, secs), nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", resp.Status, body)
+			}
+			return os.WriteFile(p.path, body, 0o644)
+		}()
+	}()
+	return func() error { return <-done }
 }
