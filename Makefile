@@ -11,7 +11,7 @@ BIN := bin/spool
 # more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
 GOTAGS := disable_grpc_modules
 
-.PHONY: run build test test-go test-web web web-deps check-web generate check-generated lint bench bench-latency bench-media fuzz clean migrations
+.PHONY: run build test test-go test-web web web-deps check-web generate check-generated lint bench bench-latency bench-rates bench-media fuzz clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -78,13 +78,22 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck $$($(GO) list ./... | grep -v -e '/ent$$' -e '/ent/' ) ./ent/schema/
 
-# GOFLAGS reaches the benchmark's own `go build` of spool.
+# GOFLAGS reaches the benchmark's own `go build` of spool. `-bench .`
+# runs every benchmark of internal/bench, bench-rates' included.
 bench: bench-latency
 	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./internal/bench/
 
 # Progress latency, in-process vs Redis, against a bare Redis round trip.
 bench-latency:
 	CI=true $(GO) test -run '^$$' -bench ProgressLatency -benchtime 1x -count 1 ./internal/app/
+
+# Control cost against tusd's, in one run: confirmChunk and 2-byte chunk
+# PUTs (each a distinct upload's only chunk) per second and server CPU per
+# request, on SQLite and on a scratch PostgreSQL database, against tusd
+# v2's 1-byte PATCHes (internal/bench/tusdpeer, a module of its own).
+# CI=true: without PostgreSQL it fails rather than skips.
+bench-rates:
+	CI=true GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench ControlRates -benchtime 1x -count 1 -timeout 10m ./internal/bench/
 
 # Media processing against standard tools, in one run: thumbnails of a
 # 12 MP JPEG against ImageMagick's convert, SHA-256 against sha256sum;
