@@ -22,7 +22,7 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, "pgx"
-	_ "modernc.org/sqlite"             // the embedded database driver, "sqlite"
+	"modernc.org/sqlite"
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/internal/database/sqltx"
@@ -40,6 +40,7 @@ type DB struct {
 	Dialect string
 
 	sql        *sql.DB
+	stmts      *stmtCacheStats // SQLite's statement cache; nil on PostgreSQL
 	migrations fs.FS
 	log        *slog.Logger
 	where      string // the file or the redacted URL, for messages
@@ -53,6 +54,7 @@ type options struct {
 	log          *slog.Logger
 	maxOpenConns int
 	migrations   fs.FS
+	stmtCache    int // SQLite statements kept prepared per connection; 0 for none
 }
 
 // WithoutMigrate makes Open leave the schema alone; call Up yourself
@@ -71,6 +73,11 @@ func WithMaxOpenConns(n int) Option { return func(o *options) { o.maxOpenConns =
 // generator and for tests of upgrades.
 func WithMigrations(fsys fs.FS) Option { return func(o *options) { o.migrations = fsys } }
 
+// withStmtCache sets how many statements each SQLite connection keeps
+// prepared (stmtCacheSize by default); 0 prepares every statement anew,
+// as the driver alone does. For tests and benchmarks.
+func withStmtCache(n int) Option { return func(o *options) { o.stmtCache = n } }
+
 // Open opens the database at dbURL and, unless WithoutMigrate is given,
 // applies its pending migrations. An empty dbURL opens the SQLite file at
 // sqlitePath (creating it and its directory); postgres:// and
@@ -79,7 +86,7 @@ func WithMigrations(fsys fs.FS) Option { return func(o *options) { o.migrations 
 // whose name has no version and for a failed migration; the error never
 // shows the URL's password.
 func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, error) {
-	o := options{migrate: true, maxOpenConns: 10}
+	o := options{migrate: true, maxOpenConns: 10, stmtCache: stmtCacheSize}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -91,7 +98,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 		err error
 	)
 	if dbURL == "" {
-		db, err = openSQLite(ctx, sqlitePath)
+		db, err = openSQLite(ctx, sqlitePath, o.stmtCache)
 	} else {
 		db, err = openPostgres(ctx, dbURL, o.maxOpenConns)
 	}
@@ -120,7 +127,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 }
 
 // openSQLite opens the embedded database file.
-func openSQLite(ctx context.Context, path string) (*DB, error) {
+func openSQLite(ctx context.Context, path string, stmtCache int) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("database: no database URL and no SQLite file given")
 	}
@@ -134,10 +141,14 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	// and then a stored time never equals the same time read back.
 	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
 		"&_time_format=sqlite&_timezone=UTC"
-	sqldb, err := sql.Open("sqlite", dsn)
+	base, err := sqlite.NewConnector(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	// The driver prepares every statement anew each time; the cache
+	// keeps them prepared (see stmtcache.go).
+	cached := newStmtCacheConnector(base, stmtCache)
+	sqldb := sql.OpenDB(cached)
 	// One connection: SQLite has one writer anyway, and a single
 	// connection rules out SQLITE_BUSY between our own transactions.
 	sqldb.SetMaxOpenConns(1)
@@ -145,7 +156,9 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	return newDB(dialect.SQLite, sqldb, path), nil
+	db := newDB(dialect.SQLite, sqldb, path)
+	db.stmts = cached.stats
+	return db, nil
 }
 
 // openPostgres opens a pool to the PostgreSQL database at rawURL and
