@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -64,9 +65,33 @@ func WithoutMigrate() Option { return func(o *options) { o.migrate = false } }
 // WithLogger logs applied migrations to l (by default nothing is logged).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithMaxOpenConns bounds the PostgreSQL pool at n connections (default
-// 10, at least 2). SQLite always uses one.
-func WithMaxOpenConns(n int) Option { return func(o *options) { o.maxOpenConns = n } }
+// WithMaxOpenConns bounds the PostgreSQL pool at n connections (at least
+// 2); n <= 0 keeps the default, poolSize(GOMAXPROCS). SQLite always uses
+// one.
+func WithMaxOpenConns(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxOpenConns = n
+		}
+	}
+}
+
+// poolSize is the PostgreSQL pool's default size for procs CPUs (GOMAXPROCS):
+// four connections a CPU, at least 8 and at most 64.
+//
+// A connection is held for a whole transaction, and most of that time it
+// waits on round trips to the server (BEGIN, each statement, COMMIT), not
+// on spool's CPU. pgxpool's default, max(4, NumCPU), gives one connection
+// a CPU; with spool's short, round-trip-bound transactions that leaves
+// the CPUs idle behind the network, so four a CPU keep them busy. The
+// floor leaves room for River's maintenance and a migration's lock (held
+// on one connection while another works) on a small machine. The ceiling
+// keeps one replica well under PostgreSQL's default max_connections
+// (100): the server itself gains nothing past about twice its own cores
+// of active connections (the PostgreSQL wiki on the number of database
+// connections; HikariCP's "About Pool Sizing"), so bigger servers or
+// many replicas call for an explicit size.
+func poolSize(procs int) int { return min(max(4*procs, 8), 64) }
 
 // WithMigrations replaces the embedded migrations of the database's
 // dialect with the .sql files at the top of fsys. It is for the migration
@@ -86,7 +111,7 @@ func withStmtCache(n int) Option { return func(o *options) { o.stmtCache = n } }
 // whose name has no version and for a failed migration; the error never
 // shows the URL's password.
 func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, error) {
-	o := options{migrate: true, maxOpenConns: 10, stmtCache: stmtCacheSize}
+	o := options{migrate: true, maxOpenConns: poolSize(runtime.GOMAXPROCS(0)), stmtCache: stmtCacheSize}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -177,6 +202,13 @@ func openPostgres(ctx context.Context, rawURL string, maxOpen int) (*DB, error) 
 		return nil, fmt.Errorf("database: unsupported database URL scheme %q; use postgres:// or postgresql://, or no URL for the embedded SQLite", u.Scheme)
 	}
 	where := u.Redacted()
+	// pgx's stdlib driver runs statements in QueryExecModeCacheStatement
+	// (pgx.ParseConfig's default, kept unless the URL says
+	// default_query_exec_mode=…): each connection prepares a statement
+	// the first time it sees its text and keeps it in an LRU of 512
+	// (statement_cache_capacity), so PostgreSQL statements are prepared
+	// once per connection already. Behind a pooler that cannot keep
+	// prepared statements, put default_query_exec_mode=exec in the URL.
 	sqldb, err := sql.Open("pgx", rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", where, err)
