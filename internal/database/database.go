@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +23,7 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, "pgx"
-	_ "modernc.org/sqlite"             // the embedded database driver, "sqlite"
+	"modernc.org/sqlite"
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/internal/database/sqltx"
@@ -40,6 +41,7 @@ type DB struct {
 	Dialect string
 
 	sql        *sql.DB
+	stmts      *stmtCacheStats // SQLite's statement cache; nil on PostgreSQL
 	migrations fs.FS
 	log        *slog.Logger
 	where      string // the file or the redacted URL, for messages
@@ -53,6 +55,7 @@ type options struct {
 	log          *slog.Logger
 	maxOpenConns int
 	migrations   fs.FS
+	stmtCache    int // SQLite statements kept prepared per connection; 0 for none
 }
 
 // WithoutMigrate makes Open leave the schema alone; call Up yourself
@@ -62,14 +65,43 @@ func WithoutMigrate() Option { return func(o *options) { o.migrate = false } }
 // WithLogger logs applied migrations to l (by default nothing is logged).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithMaxOpenConns bounds the PostgreSQL pool at n connections (default
-// 10, at least 2). SQLite always uses one.
-func WithMaxOpenConns(n int) Option { return func(o *options) { o.maxOpenConns = n } }
+// WithMaxOpenConns bounds the PostgreSQL pool at n connections (at least
+// 2); n <= 0 keeps the default, poolSize(GOMAXPROCS). SQLite always uses
+// one.
+func WithMaxOpenConns(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxOpenConns = n
+		}
+	}
+}
+
+// poolSize is the PostgreSQL pool's default size for procs CPUs (GOMAXPROCS):
+// four connections a CPU, at least 8 and at most 64.
+//
+// A connection is held for a whole transaction, and most of that time it
+// waits on round trips to the server (BEGIN, each statement, COMMIT), not
+// on spool's CPU. pgxpool's default, max(4, NumCPU), gives one connection
+// a CPU; with spool's short, round-trip-bound transactions that leaves
+// the CPUs idle behind the network, so four a CPU keep them busy. The
+// floor leaves room for River's maintenance and a migration's lock (held
+// on one connection while another works) on a small machine. The ceiling
+// keeps one replica well under PostgreSQL's default max_connections
+// (100): the server itself gains nothing past about twice its own cores
+// of active connections (the PostgreSQL wiki on the number of database
+// connections; HikariCP's "About Pool Sizing"), so bigger servers or
+// many replicas call for an explicit size.
+func poolSize(procs int) int { return min(max(4*procs, 8), 64) }
 
 // WithMigrations replaces the embedded migrations of the database's
 // dialect with the .sql files at the top of fsys. It is for the migration
 // generator and for tests of upgrades.
 func WithMigrations(fsys fs.FS) Option { return func(o *options) { o.migrations = fsys } }
+
+// withStmtCache sets how many statements each SQLite connection keeps
+// prepared (stmtCacheSize by default); 0 prepares every statement anew,
+// as the driver alone does. For tests and benchmarks.
+func withStmtCache(n int) Option { return func(o *options) { o.stmtCache = n } }
 
 // Open opens the database at dbURL and, unless WithoutMigrate is given,
 // applies its pending migrations. An empty dbURL opens the SQLite file at
@@ -79,7 +111,7 @@ func WithMigrations(fsys fs.FS) Option { return func(o *options) { o.migrations 
 // whose name has no version and for a failed migration; the error never
 // shows the URL's password.
 func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, error) {
-	o := options{migrate: true, maxOpenConns: 10}
+	o := options{migrate: true, maxOpenConns: poolSize(runtime.GOMAXPROCS(0)), stmtCache: stmtCacheSize}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -91,7 +123,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 		err error
 	)
 	if dbURL == "" {
-		db, err = openSQLite(ctx, sqlitePath)
+		db, err = openSQLite(ctx, sqlitePath, o.stmtCache)
 	} else {
 		db, err = openPostgres(ctx, dbURL, o.maxOpenConns)
 	}
@@ -120,7 +152,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 }
 
 // openSQLite opens the embedded database file.
-func openSQLite(ctx context.Context, path string) (*DB, error) {
+func openSQLite(ctx context.Context, path string, stmtCache int) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("database: no database URL and no SQLite file given")
 	}
@@ -134,10 +166,14 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	// and then a stored time never equals the same time read back.
 	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
 		"&_time_format=sqlite&_timezone=UTC"
-	sqldb, err := sql.Open("sqlite", dsn)
+	base, err := sqlite.NewConnector(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	// The driver prepares every statement anew each time; the cache
+	// keeps them prepared (see stmtcache.go).
+	cached := newStmtCacheConnector(base, stmtCache)
+	sqldb := sql.OpenDB(cached)
 	// One connection: SQLite has one writer anyway, and a single
 	// connection rules out SQLITE_BUSY between our own transactions.
 	sqldb.SetMaxOpenConns(1)
@@ -145,7 +181,9 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	return newDB(dialect.SQLite, sqldb, path), nil
+	db := newDB(dialect.SQLite, sqldb, path)
+	db.stmts = cached.stats
+	return db, nil
 }
 
 // openPostgres opens a pool to the PostgreSQL database at rawURL and
@@ -164,6 +202,13 @@ func openPostgres(ctx context.Context, rawURL string, maxOpen int) (*DB, error) 
 		return nil, fmt.Errorf("database: unsupported database URL scheme %q; use postgres:// or postgresql://, or no URL for the embedded SQLite", u.Scheme)
 	}
 	where := u.Redacted()
+	// pgx's stdlib driver runs statements in QueryExecModeCacheStatement
+	// (pgx.ParseConfig's default, kept unless the URL says
+	// default_query_exec_mode=…): each connection prepares a statement
+	// the first time it sees its text and keeps it in an LRU of 512
+	// (statement_cache_capacity), so PostgreSQL statements are prepared
+	// once per connection already. Behind a pooler that cannot keep
+	// prepared statements, put default_query_exec_mode=exec in the URL.
 	sqldb, err := sql.Open("pgx", rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", where, err)
