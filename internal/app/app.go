@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/spoolhq/spool/graph"
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/httpapi"
@@ -242,7 +244,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.queue = nil // nothing to stop
 		return err
 	}
-	authn := tokenAuth{issuer: issuer, users: m.svc}
+	known, err := lru.New[string, string](knownSubjects)
+	if err != nil {
+		return err
+	}
+	authn := tokenAuth{issuer: issuer, users: m.svc, known: known}
 	// A multipart request is the image plus its operations and map parts,
 	// which are small; the image's own limit is checked by uploadImage.
 	maxMultipart := m.svc.Config().MaxInlineImageSize + 64<<10
@@ -403,7 +409,15 @@ func (m *Main) closeEngines() {
 type tokenAuth struct {
 	issuer *auth.Issuer
 	users  *upload.Service
+	// known maps token subjects to user ids. Users are never deleted or
+	// re-keyed, so a remembered subject spares a request its lookup: a
+	// chunk PUT or confirmChunk by bearer token would otherwise pay one
+	// more statement for it.
+	known *lru.Cache[string, string]
 }
+
+// knownSubjects bounds tokenAuth's memory (an entry is under 200 bytes).
+const knownSubjects = 10000
 
 func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, error) {
 	token, ok := auth.BearerToken(header)
@@ -414,10 +428,14 @@ func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, err
 	if err != nil {
 		return "", err
 	}
+	if id, ok := a.known.Get(subject); ok {
+		return id, nil
+	}
 	u, err := a.users.EnsureUser(ctx, subject)
 	if err != nil {
 		return "", err
 	}
+	a.known.Add(subject, u.ID)
 	return u.ID, nil
 }
 

@@ -40,11 +40,13 @@ type DB struct {
 	// Dialect is ent's name of the engine: dialect.SQLite or dialect.Postgres.
 	Dialect string
 
-	sql        *sql.DB
-	stmts      *stmtCacheStats // SQLite's statement cache; nil on PostgreSQL
-	migrations fs.FS
-	log        *slog.Logger
-	where      string // the file or the redacted URL, for messages
+	sql   *sql.DB
+	stmts *stmtCacheStats // SQLite's statement cache; nil on PostgreSQL
+	// checkpointer copies SQLite's WAL into the file; nil on PostgreSQL.
+	checkpointer *checkpointer
+	migrations   fs.FS
+	log          *slog.Logger
+	where        string // the file or the redacted URL, for messages
 }
 
 // Option changes how Open opens a database.
@@ -123,7 +125,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 		err error
 	)
 	if dbURL == "" {
-		db, err = openSQLite(ctx, sqlitePath, o.stmtCache)
+		db, err = openSQLite(ctx, sqlitePath, o.stmtCache, o.log)
 	} else {
 		db, err = openPostgres(ctx, dbURL, o.maxOpenConns)
 	}
@@ -152,7 +154,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 }
 
 // openSQLite opens the embedded database file.
-func openSQLite(ctx context.Context, path string, stmtCache int) (*DB, error) {
+func openSQLite(ctx context.Context, path string, stmtCache int, log *slog.Logger) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("database: no database URL and no SQLite file given")
 	}
@@ -166,7 +168,9 @@ func openSQLite(ctx context.Context, path string, stmtCache int) (*DB, error) {
 	// and then a stored time never equals the same time read back.
 	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
 		"&_time_format=sqlite&_timezone=UTC"
-	base, err := sqlite.NewConnector(dsn)
+	// Checkpoints run on a connection of their own (checkpoint.go);
+	// SQLite's own, inside a commit, become a backstop.
+	base, err := sqlite.NewConnector(dsn + fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", autoCheckpointPages))
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
@@ -181,8 +185,14 @@ func openSQLite(ctx context.Context, path string, stmtCache int) (*DB, error) {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
+	ckpt, err := startCheckpointer(ctx, func() (*sql.DB, error) { return sql.Open("sqlite", dsn) }, log)
+	if err != nil {
+		_ = sqldb.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
 	db := newDB(dialect.SQLite, sqldb, path)
 	db.stmts = cached.stats
+	db.checkpointer = ckpt
 	return db, nil
 }
 
@@ -247,7 +257,15 @@ func (db *DB) String() string { return db.where }
 func (db *DB) Ping(ctx context.Context) error { return db.sql.PingContext(ctx) }
 
 // Close closes the client and its pool.
-func (db *DB) Close() error { return db.Client.Close() }
+func (db *DB) Close() error {
+	err := db.Client.Close()
+	if db.checkpointer != nil {
+		if cerr := db.checkpointer.close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
 
 // entSchemaMu serialises ent's schema operations (auto-migration and
 // diffs) within the process: ent's migrate writes to the package-level

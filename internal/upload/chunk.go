@@ -281,7 +281,9 @@ func (s *Service) tryRecordChunk(ctx context.Context, sess *ent.UploadSession, r
 	now := s.now()
 	var p Progress
 	err := s.withTx(ctx, func(tx *ent.Tx) error {
-		c, ok, err := s.bumpSession(ctx, tx, sess.ID, d, true, now)
+		// Only the first chunk moves the status: an UPDATE that sets it
+		// rewrites the status indexes even to the same value.
+		c, ok, err := s.bumpSession(ctx, tx, sess.ID, d, sess.Status == StatusInitialized, now)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	stdsql "database/sql"
@@ -34,18 +36,13 @@ const (
 	heldUnknown
 )
 
-// heldColumns are the aliases of the joined chunk row's columns in the
-// session read. Each is COALESCEd, never NULL: ent scans a column it does
-// not know by the type the driver reports for it, and modernc's SQLite
-// reports none for a NULL.
-var heldColumns = []struct{ alias, column, zero string }{
-	{"held_state", uploadchunk.FieldState, "''"},
-	{"held_size", uploadchunk.FieldSize, "0"},
-	{"held_crc32c", uploadchunk.FieldCrc32c, "0"},
-	{"held_digest", uploadchunk.FieldDigest, "''"},
-	{"held_error_code", uploadchunk.FieldErrorCode, "''"},
-	{"held_error", uploadchunk.FieldError, "''"},
-}
+// heldColumn is the alias of the joined chunk row in the session read:
+// its columns joined by '|' into one text, state|size|crc32c|error_code|
+// digest|error (” without a row). One column, not six: ent scans a
+// column it does not know by asking the driver for every column's type,
+// once per such column, which cost more than the query. The error comes
+// last since only it can hold a '|'; a NULL is ”.
+const heldColumn = "held_chunk"
 
 // heldRow is the chunk row read with its session; empty strings stand
 // for NULLs.
@@ -56,6 +53,27 @@ type heldRow struct {
 	digest    string
 	errorCode string
 	err       string
+}
+
+// parseHeld reads heldColumn's text.
+func parseHeld(text string) (heldRow, error) {
+	if text == "" {
+		return heldRow{held: heldNone}, nil
+	}
+	f := strings.SplitN(text, "|", 6)
+	if len(f) != 6 {
+		return heldRow{}, fmt.Errorf("chunk row %q has %d fields, want 6", text, len(f))
+	}
+	size, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return heldRow{}, fmt.Errorf("chunk row %q: size: %w", text, err)
+	}
+	crc, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		return heldRow{}, fmt.Errorf("chunk row %q: crc32c: %w", text, err)
+	}
+	return heldRow{held: heldFrom(uploadchunk.State(f[0]), true), size: size, crc32c: crc,
+		errorCode: f[3], digest: f[4], err: f[5]}, nil
 }
 
 // heldFrom turns a chunk row's state, or its absence, into a held.
@@ -94,11 +112,27 @@ func withHeldChunk(at chunkAt) predicate.UploadSession {
 		}
 		sel.LeftJoin(row).OnP(entsql.And(
 			entsql.ColumnsEQ(sel.C(uploadsession.FieldID), row.C(uploadchunk.FieldSessionID)), match))
-		for _, c := range heldColumns {
-			sel.AppendSelectExprAs(entsql.ExprFunc(func(b *entsql.Builder) {
-				b.WriteString("COALESCE(").Ident(row.C(c.column)).WriteString(", " + c.zero + ")")
-			}), c.alias)
-		}
+		// COALESCE, never NULL: ent scans an unknown column by the type
+		// the driver reports for it, and modernc's SQLite reports none for
+		// a NULL.
+		sel.AppendSelectExprAs(entsql.ExprFunc(func(b *entsql.Builder) {
+			b.WriteString("COALESCE(")
+			for i, c := range []string{uploadchunk.FieldState, uploadchunk.FieldSize, uploadchunk.FieldCrc32c,
+				uploadchunk.FieldErrorCode, uploadchunk.FieldDigest, uploadchunk.FieldError} {
+				if i > 0 {
+					b.WriteString(" || '|' || ")
+				}
+				nullable := c == uploadchunk.FieldErrorCode || c == uploadchunk.FieldDigest || c == uploadchunk.FieldError
+				if nullable {
+					b.WriteString("COALESCE(")
+				}
+				b.Ident(row.C(c))
+				if nullable {
+					b.WriteString(", '')")
+				}
+			}
+			b.WriteString(", '')")
+		}), heldColumn)
 	}
 }
 
@@ -117,76 +151,38 @@ func (s *Service) sessionWithChunk(ctx context.Context, userID, id string, at ch
 	if err != nil {
 		return nil, heldRow{}, fmt.Errorf("loading upload %s: %w", id, err)
 	}
-	var row heldRow
-	var state string
-	for _, c := range heldColumns {
-		v, err := sess.Value(c.alias)
-		if err != nil {
-			return nil, heldRow{}, err
-		}
-		switch c.alias {
-		case "held_state":
-			err = scanHeld(v, &state)
-		case "held_size":
-			err = scanHeld(v, &row.size)
-		case "held_crc32c":
-			err = scanHeld(v, &row.crc32c)
-		case "held_digest":
-			err = scanHeld(v, &row.digest)
-		case "held_error_code":
-			err = scanHeld(v, &row.errorCode)
-		case "held_error":
-			err = scanHeld(v, &row.err)
-		}
-		if err != nil {
-			return nil, heldRow{}, fmt.Errorf("loading upload %s: %s: %w", id, c.alias, err)
-		}
+	v, err := sess.Value(heldColumn)
+	if err != nil {
+		return nil, heldRow{}, err
 	}
-	row.held = heldFrom(uploadchunk.State(state), state != "")
+	var text stdsql.NullString
+	if err := text.Scan(driverValue(v)); err != nil {
+		return nil, heldRow{}, fmt.Errorf("loading upload %s: %w", id, err)
+	}
+	row, err := parseHeld(text.String)
+	if err != nil {
+		return nil, heldRow{}, fmt.Errorf("loading upload %s: %w", id, err)
+	}
 	return sess, row, nil
 }
 
-// scanHeld converts a value ent scanned for a column it does not know
-// (its type is the driver's) into dst.
-func scanHeld[T string | int64](v any, dst *T) error {
+// driverValue unwraps what ent scanned a column it does not know into:
+// the driver's value behind a pointer, or a sql.Null type.
+func driverValue(v any) any {
 	if p, ok := v.(*entsql.UnknownType); ok && p != nil {
 		v = *p
 	}
-	if p, ok := v.(*any); ok && p != nil {
-		v = *p
-	}
-	var err error
-	switch x := any(dst).(type) {
-	case *string:
-		var ns stdsql.NullString
-		err = ns.Scan(driverValue(v))
-		*x = ns.String
-	case *int64:
-		var ni stdsql.NullInt64
-		err = ni.Scan(driverValue(v))
-		*x = ni.Int64
-	}
-	return err
-}
-
-// driverValue unwraps the pointers and sql.Null types a driver scans into.
-func driverValue(v any) any {
 	switch x := v.(type) {
+	case *any:
+		return *x
 	case *stdsql.NullString:
 		if x.Valid {
 			return x.String
 		}
 		return nil
-	case *stdsql.NullInt64:
-		if x.Valid {
-			return x.Int64
-		}
-		return nil
 	case *stdsql.RawBytes:
 		return []byte(*x)
 	case *string:
-		return *x
-	case *int64:
 		return *x
 	}
 	return v
