@@ -78,9 +78,13 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck $$($(GO) list ./... | grep -v -e '/ent$$' -e '/ent/' ) ./ent/schema/
 
-# GOFLAGS reaches the benchmark's own `go build` of spool.
+# The data plane against a bare handler, its variants and tusd (about 8
+# minutes; more rounds: make bench BENCHARGS='-rounds 9'). Media
+# processing is bench-media's. GOFLAGS reaches the benchmark's own
+# `go build` of spool.
+BENCHARGS ?=
 bench: bench-latency
-	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./internal/bench/
+	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench DataPlane -benchtime 1x -count 1 -timeout 40m ./internal/bench/ -args $(BENCHARGS)
 
 # Progress latency, in-process vs Redis, against a bare Redis round trip.
 bench-latency:
