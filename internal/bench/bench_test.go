@@ -57,6 +57,7 @@ type run struct {
 	client   time.Duration // the client's (this process's) CPU time meanwhile
 	complete time.Duration // spool only: the complete mutation's wall time
 	rss      int64         // fresh spool only: the process's VmHWM after the upload
+	pid      int           // fresh spool only: the process's id, for matching a profile
 }
 
 func (r run) mibPerSec(size int64) float64 { return float64(size) / mib / r.elapsed.Seconds() }
@@ -172,6 +173,8 @@ func BenchmarkDataPlane(b *testing.B) {
 		bareT("bare+open/close", "-open-per-chunk"),
 		bareT("bare+sync_range", "-sync-range"),
 		bareT("bare+all-spool's", "-crc32c", "-open-per-chunk", "-sync-range"),
+		bareT("bare+1MiB-writes", "-fill"),
+		bareT("bare+all+1MiB", "-crc32c", "-open-per-chunk", "-sync-range", "-fill"),
 	}
 	if *benchVarOff {
 		variants = nil
@@ -179,6 +182,7 @@ func BenchmarkDataPlane(b *testing.B) {
 	bareFsync := bareT("bare+fsync", "-fsync")
 
 	warmSQLite := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool"))
+	fmt.Printf("warm spool (SQLite): pid %d\n", warmSQLite.cmd.Process.Pid)
 	warmRSS := []int64{warmSQLite.peakRSS(b)}
 	spoolWarm := []target{{"spool", func(size int64, workers int) run { return e.spoolUpload(warmSQLite, size, workers) }}}
 	spoolFresh := []target{{"spool", func(size int64, workers int) run { return e.freshSpoolUpload(false, size, workers) }}}
@@ -269,6 +273,9 @@ func BenchmarkDataPlane(b *testing.B) {
 				if got.rss > 0 {
 					fmt.Printf("  VmHWM %.1f MiB", mibOf(got.rss))
 				}
+				if got.pid > 0 {
+					fmt.Printf("  pid %d", got.pid)
+				}
 				fmt.Println()
 			}
 		}
@@ -356,7 +363,7 @@ func (e *benchEnv) freshSpoolUpload(onPG bool, size int64, workers int, flags ..
 	defer s.stop()
 	syscall.Sync() // what starting wrote (the database) is not this upload's
 	got := e.spoolUpload(s, size, workers)
-	got.rss = s.peakRSS(b)
+	got.rss, got.pid = s.peakRSS(b), s.cmd.Process.Pid
 	return got
 }
 
@@ -396,20 +403,23 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark means nothing
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "configuration\ttarget\tMiB/s\t÷ baseline\tserver CPU s/GiB\tCPU ÷ baseline\tCPU ms/chunk\tclient CPU\tcomplete ms\tVmHWM MiB")
-	fmt.Fprintln(tw, "\t\tmedian / best\tby round: median (min–max)\tmedian\tby round: median\tbeyond baseline\ts/GiB\tmedian\tmax")
+	fmt.Fprintln(tw, "configuration\ttarget\tMiB/s\t÷ baseline\t÷ tusd\tserver CPU s/GiB\tCPU ÷ baseline\tCPU ms/chunk\tclient CPU\tcomplete ms\tVmHWM MiB")
+	fmt.Fprintln(tw, "\t\tmedian / best\tby round: median (min–max)\tby round\tmedian\tby round: median\tbeyond baseline\ts/GiB\tmedian\tmax")
 	for gi, g := range groups {
-		base := results[gi][g.targets[0].name]
+		base, tusd := results[gi][g.targets[0].name], results[gi]["tusd"]
 		chunks := float64(g.size / chunkSize)
 		for _, t := range g.targets {
 			runs := results[gi][t.name]
-			var rates, cpus, clients, ratios, cpuRatios, extra, completes []float64
+			var rates, cpus, clients, ratios, cpuRatios, extra, completes, vsTusd []float64
 			var rss int64
 			for i, r := range runs {
 				rates = append(rates, r.mibPerSec(g.size))
 				cpus = append(cpus, cpuPerGiB(r.cpu, g.size))
 				clients = append(clients, cpuPerGiB(r.client, g.size))
 				ratios = append(ratios, r.mibPerSec(g.size)/base[i].mibPerSec(g.size))
+				if len(tusd) > i {
+					vsTusd = append(vsTusd, r.mibPerSec(g.size)/tusd[i].mibPerSec(g.size))
+				}
 				cpuRatios = append(cpuRatios, r.cpu.Seconds()/base[i].cpu.Seconds())
 				extra = append(extra, msOf(r.cpu-base[i].cpu)/chunks)
 				if r.complete > 0 {
@@ -417,7 +427,10 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 				}
 				rss = max(rss, r.rss)
 			}
-			ratio, cpuRatio, perChunk, complete, hwm := "", "", "", "", ""
+			ratio, cpuRatio, perChunk, complete, hwm, tusdRatio := "", "", "", "", "", ""
+			if strings.HasPrefix(t.name, "spool") && len(vsTusd) > 0 {
+				tusdRatio = fmt.Sprintf("%.2f", median(vsTusd))
+			}
 			if t.name != g.targets[0].name {
 				ratio = fmt.Sprintf("%.2f (%.2f–%.2f)", median(ratios), slices.Min(ratios), slices.Max(ratios))
 				cpuRatio = fmt.Sprintf("%.2f", median(cpuRatios))
@@ -429,8 +442,8 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 			if rss > 0 {
 				hwm = fmt.Sprintf("%.1f", mibOf(rss))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f / %.0f\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\n", g, t.name,
-				median(rates), slices.Max(rates), ratio, median(cpus), cpuRatio, perChunk, median(clients), complete, hwm)
+			fmt.Fprintf(tw, "%s\t%s\t%.0f / %.0f\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\n", g, t.name,
+				median(rates), slices.Max(rates), ratio, tusdRatio, median(cpus), cpuRatio, perChunk, median(clients), complete, hwm)
 			key := strings.NewReplacer(" ", "-", "/", "-").Replace(fmt.Sprintf("%s-%s", g, t.name))
 			if t.name != g.targets[0].name {
 				b.ReportMetric(median(ratios), key+"-ratio")

@@ -55,6 +55,7 @@ func main() {
 	openPerChunk := flag.Bool("open-per-chunk", false, "open, fstat and close the file for each chunk, as spool does")
 	syncRange := flag.Bool("sync-range", false, "start each chunk's writeback with sync_file_range, as spool does")
 	fsync := flag.Bool("fsync", false, "fsync the file after each chunk")
+	fill := flag.Bool("fill", false, "fill the 1 MiB buffer before each write, as spool does")
 	flag.Parse()
 	if *path == "" {
 		log.Fatal("bareserver: -file is required")
@@ -68,7 +69,7 @@ func main() {
 	}
 	fmt.Println(ln.Addr().String())
 
-	s := &server{path: *path, crc: *crc, openPerChunk: *openPerChunk, syncRange: *syncRange, fsync: *fsync, buffers: sync.Pool{New: func() any {
+	s := &server{path: *path, crc: *crc, openPerChunk: *openPerChunk, syncRange: *syncRange, fsync: *fsync, fill: *fill, buffers: sync.Pool{New: func() any {
 		b := make([]byte, copyBufferSize)
 		return &b
 	}}}
@@ -96,6 +97,7 @@ type server struct {
 	openPerChunk bool
 	syncRange    bool
 	fsync        bool
+	fill         bool
 	buffers      sync.Pool // of *[]byte, copyBufferSize long
 
 	mu sync.RWMutex // guards f against reset and remove while chunks write
@@ -156,7 +158,12 @@ func (s *server) putChunk(w http.ResponseWriter, r *http.Request) {
 	if s.crc {
 		body = &crcReader{r: r.Body, h: crc32.New(castagnoli)}
 	}
-	n, err := io.CopyBuffer(io.NewOffsetWriter(f, offset), body, *buf)
+	var n int64
+	if s.fill {
+		n, err = fillAndWrite(io.NewOffsetWriter(f, offset), body, *buf)
+	} else {
+		n, err = io.CopyBuffer(io.NewOffsetWriter(f, offset), body, *buf)
+	}
 	if err == nil && s.fsync {
 		err = f.Sync()
 	}
@@ -175,6 +182,29 @@ func (s *server) putChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// fillAndWrite copies r to w through buf, writing only full buffers (and
+// the tail), as spool's local-disk engine does.
+func fillAndWrite(w io.Writer, r io.Reader, buf []byte) (int64, error) {
+	var written int64
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return written, nil
+		default:
+			return written, rerr
+		}
+	}
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
