@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -296,27 +295,6 @@ func (s *spoolServer) storedFiles() ([]string, error) {
 		return nil
 	})
 	return files, err
-}
-
-// syncStaged fsyncs the one staging file from outside spool and returns
-// how long that took: it shows how much of complete is flushing the page
-// cache rather than the rename and bookkeeping.
-func (s *spoolServer) syncStaged() (time.Duration, error) {
-	files, err := s.storedFiles()
-	if err != nil {
-		return 0, err
-	}
-	if len(files) != 1 {
-		return 0, fmt.Errorf("want 1 staged file, found %v", files)
-	}
-	f, err := os.Open(files[0])
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	began := time.Now()
-	err = f.Sync()
-	return time.Since(began), err
 }
 
 // sendStreams sends each stream's chunks in order, all streams at once
