@@ -78,10 +78,13 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck $$($(GO) list ./... | grep -v -e '/ent$$' -e '/ent/' ) ./ent/schema/
 
-# GOFLAGS reaches the benchmark's own `go build` of spool. `-bench .`
-# runs every benchmark of internal/bench, bench-rates' included.
-bench: bench-latency
-	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./internal/bench/
+# The data plane against a bare handler, its variants and tusd (about 8
+# minutes; more rounds: make bench BENCHARGS='-rounds 9'), then the
+# control cost against tusd (bench-rates). Media processing is
+# bench-media's. GOFLAGS reaches the benchmark's own `go build` of spool.
+BENCHARGS ?=
+bench: bench-latency bench-rates
+	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench DataPlane -benchtime 1x -count 1 -timeout 40m ./internal/bench/ -args $(BENCHARGS)
 
 # Progress latency, in-process vs Redis, against a bare Redis round trip.
 bench-latency:

@@ -115,6 +115,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL `URL` (postgres://…); empty means SQLite in --data-dir")
 	fs.StringVar(&cfg.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis `URL` (redis://…) for progress across replicas; empty means in-process")
 	fs.StringVar(&cfg.StorageURL, "storage-url", getenv("STORAGE_URL"), "storage `URL`: gs://bucket/prefix or file://DIR; empty means DIR/files")
+	fs.BoolVar(&cfg.FsyncChunks, "fsync-chunks", false, "with local storage, fsync each chunk before acknowledging it, so an acknowledged chunk survives a power loss (slower)")
 	fs.BoolVar(&up.DirectUploads, "storage-direct", false, "with gs:// storage, clients send chunks straight to GCS (V4 signed URLs)")
 	fs.StringVar(&gcsKey, "gcs-credentials-file", "", "a service account's JSON key `FILE`: GCS authenticates with it and signs URLs with its private key")
 	fs.StringVar(&gcsSigner, "gcs-signer-email", "", "service account `EMAIL` to sign GCS URLs as, through the IAM signBlob API")

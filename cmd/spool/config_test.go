@@ -322,6 +322,19 @@ func TestServeConfigEngineURLs(t *testing.T) {
 	}
 }
 
+// TestServeConfigFsyncChunks reads --fsync-chunks: off by default, on
+// when given.
+func TestServeConfigFsyncChunks(t *testing.T) {
+	cfg, _, err := serveConfig(nil, env(), io.Discard)
+	if err != nil || cfg.FsyncChunks {
+		t.Errorf("no flag: got %v, fsync chunks %v; want off", err, cfg.FsyncChunks)
+	}
+	cfg, _, err = serveConfig([]string{"--fsync-chunks"}, env(), io.Discard)
+	if err != nil || !cfg.FsyncChunks {
+		t.Errorf("--fsync-chunks: got %v, fsync chunks %v; want on", err, cfg.FsyncChunks)
+	}
+}
+
 // TestServeConfigGCSSigning reads the GCS signing settings: a service
 // account's key file (which also authenticates), or an account to sign as
 // through IAM; and --media-urls.

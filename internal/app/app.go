@@ -70,6 +70,10 @@ type Config struct {
 	// StorageURL is gs://bucket/prefix or file://DIR; empty means
 	// DataDir/files on local disk.
 	StorageURL string
+	// FsyncChunks makes the local-disk store fsync each chunk before it
+	// is acknowledged (localfs Options.SyncWrites), so an acknowledged
+	// chunk survives a power loss. It has no effect on GCS.
+	FsyncChunks bool
 	// GCS tunes the GCS store (credentials, signing, a client for tests).
 	GCS gcs.Options
 	// MediaURLs says where download URLs point; empty means

@@ -56,7 +56,7 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines,
 
 	switch u := cfg.StorageURL; {
 	case u == "":
-		err = e.openLocal(filepath.Join(cfg.DataDir, "files"))
+		err = e.openLocal(filepath.Join(cfg.DataDir, "files"), cfg.FsyncChunks)
 	case strings.HasPrefix(u, "file://"):
 		p, perr := url.Parse(u)
 		// file://data/files is host "data" and directory /files: refuse it
@@ -64,7 +64,7 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines,
 		if perr != nil || p.Path == "" || (p.Host != "" && p.Host != "localhost") {
 			return nil, fmt.Errorf("storage URL %q: want file:///absolute/dir", u)
 		}
-		err = e.openLocal(p.Path)
+		err = e.openLocal(p.Path, cfg.FsyncChunks)
 	case strings.HasPrefix(u, "gs://"):
 		s, gerr := gcs.Open(ctx, u, cfg.GCS)
 		if gerr != nil {
@@ -93,8 +93,8 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines,
 	return e, nil
 }
 
-func (e *engines) openLocal(dir string) error {
-	s, err := localfs.New(dir)
+func (e *engines) openLocal(dir string, syncWrites bool) error {
+	s, err := localfs.NewWithOptions(dir, localfs.Options{SyncWrites: syncWrites})
 	if err != nil {
 		return fmt.Errorf("opening file store: %w", err)
 	}

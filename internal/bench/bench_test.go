@@ -12,20 +12,31 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spoolhq/spool/internal/database/dbtest"
 )
 
-var rounds = flag.Int("rounds", 5, "rounds of runs per mode and server (go test … -args -rounds N)")
+var (
+	rounds      = flag.Int("rounds", 3, "rounds of every data-plane configuration (go test … -args -rounds N)")
+	benchPG     = flag.Bool("postgres", true, "also run spool on PostgreSQL (a scratch database on dbtest's server; skipped with a note if none answers)")
+	benchTusd   = flag.Bool("tusd", true, "also run the tusd peer")
+	benchVarOff = flag.Bool("no-variants", false, "leave out the bare handler's variants (open per chunk, sync_file_range, CRC32C)")
+	benchOnly   = flag.String("configs", "", "run only the configurations whose name (e.g. \"fresh 512 MiB parallel-4\") matches this `regexp`")
+)
 
 const (
 	mib       = 1 << 20
 	gib       = 1 << 30
 	chunkSize = 8 * mib
-	bigSize   = 1 * gib   // the file of the throughput runs
-	smallSize = 256 * mib // the file of the fresh process whose RSS is compared
+	bigSize   = 1 * gib   // the larger file of the throughput runs
+	smallSize = 512 * mib // the smaller one
 )
 
 // mode is a pattern of sending chunks.
@@ -34,7 +45,10 @@ type mode struct {
 	workers int
 }
 
-var modes = []mode{{"sequential", 1}, {"parallel-4", 4}}
+var (
+	sequential = mode{"sequential", 1}
+	parallel4  = mode{"parallel-4", 4}
+)
 
 // run is one upload's measurement.
 type run struct {
@@ -42,133 +56,246 @@ type run struct {
 	cpu      time.Duration // the server's CPU time meanwhile
 	client   time.Duration // the client's (this process's) CPU time meanwhile
 	complete time.Duration // spool only: the complete mutation's wall time
+	rss      int64         // fresh spool only: the process's VmHWM after the upload
+	pid      int           // fresh spool only: the process's id, for matching a profile
 }
 
 func (r run) mibPerSec(size int64) float64 { return float64(size) / mib / r.elapsed.Seconds() }
 
-// BenchmarkDataPlane uploads 1 GiB in 8 MiB chunks, one at a time and 4 at
-// once, to spool (signed chunk URLs) and to a bare handler that only writes
-// the chunks to disk, taking turns, and reports both throughputs, their
-// ratio, spool's peak RSS after 256 MiB and 1 GiB uploads, and the wall
-// time of complete. A second bare handler that also computes CRC32C, as
-// spool does, tells that cost apart from the rest. The servers are child
-// processes writing under one temporary directory; the client is this
-// process. It asserts nothing about speed: the numbers are for
-// docs/BENCHMARKS.md.
+// Conditions under which a configuration is measured.
+const (
+	// warm: one long-lived server per side, uploads back to back, no
+	// sync; spool's processing of each file (its SHA-256) is awaited and
+	// the file deleted before the next upload. The setup `make bench` had
+	// before issue 10.
+	warm = "warm"
+	// warm+sync: the long-lived servers of warm, with `sync` before every
+	// upload as in fresh. Against warm and fresh it tells what the page
+	// cache's state costs from what a new process costs.
+	warmSync = "warm+sync"
+	// fresh: for every spool upload a new `spool serve` on a new data dir
+	// (and a new database on PostgreSQL), stopped once its processing is
+	// done and the file deleted; every side's upload writes a new file;
+	// `sync` before every upload, outside the window. The conditions of
+	// issue 10's outside measurement.
+	fresh = "fresh"
+	// durable: fresh, with spool --fsync-chunks against a bare handler
+	// that fsyncs each chunk.
+	durable = "durable"
+)
+
+// target is one server under comparison and how to send it a file.
+type target struct {
+	name   string
+	upload func(size int64, workers int) run
+}
+
+// group is one configuration: targets that receive the same file in the
+// same way, one after the other within a round. targets[0] is the baseline
+// the others' ratios are taken against.
+type group struct {
+	cond    string
+	size    int64
+	mode    mode
+	targets []target
+}
+
+func (g group) String() string {
+	return fmt.Sprintf("%s %d MiB %s", g.cond, g.size/mib, g.mode.name)
+}
+
+// benchEnv is what the targets share.
+type benchEnv struct {
+	b      *testing.B
+	ctx    context.Context
+	dir    string
+	client *http.Client
+	data   []byte
+	sums   map[int64]string
+	spool  string // the spool binary
+	pgURL  string // the PostgreSQL server, or "" to leave it out
+	fresh  int    // fresh data dirs made so far
+}
+
+// BenchmarkDataPlane compares spool's data plane with a bare handler that
+// only writes the chunks to disk, with the tusd peer and with variants of
+// the bare handler that add, one at a time, what spool's local-disk
+// engine does per chunk. Files of 512 MiB and 1 GiB go in 8 MiB chunks,
+// one at a time and 4 at once, under the conditions above (warm, fresh,
+// durable), on SQLite and PostgreSQL. Every configuration runs once per
+// round, its targets back to back in an order that rotates each round; the
+// ratios are taken within a round and their median reported. The servers
+// are child processes; the client is this process. It asserts nothing
+// about speed: the numbers are for docs/BENCHMARKS.md.
 func BenchmarkDataPlane(b *testing.B) {
 	if testing.Short() {
-		b.Skip("uploads several GiB through three servers; skipped under -short (run `make bench`)")
+		b.Skip("uploads tens of GiB through several servers; skipped under -short (run `make bench`)")
 	}
 	if *rounds < 1 {
 		b.Fatalf("-rounds must be at least 1, got %d", *rounds)
 	}
 	dir := b.TempDir()
-	// Every run deletes its file before the next starts, so one 1 GiB file
-	// is on disk at a time.
+	// Every upload deletes its file before the next starts.
 	if free := freeBytes(b, dir); free < 3*gib {
 		b.Skipf("needs 3 GiB free under %s (a 1 GiB file at a time, plus slack); %d MiB free", dir, free/mib)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 
-	spoolBin, bareBin := buildBinaries(b, mkdir(b, dir, "bin"))
+	binDir := mkdir(b, dir, "bin")
+	spoolBin, bareBin := buildBinaries(b, binDir)
+	var tusdBin string
+	if *benchTusd {
+		tusdBin = buildTusdPeer(b, binDir)
+	}
 	data := chunkData()
-	sums := fileSums(data, smallSize, bigSize)
-	client := newClient()
-	bare := startBare(b, "bareserver", bareBin, mkdir(b, dir, "bare"))
-	bareCRC := startBare(b, "bareserver -crc32c", bareBin, mkdir(b, dir, "bare-crc32c"), "-crc32c")
-	spool := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool"))
-	var rss rssReport
-	rss.bigIdle = spool.peakRSS(b)
+	e := &benchEnv{b: b, ctx: ctx, dir: dir, client: newClient(), data: data,
+		sums: fileSums(data, smallSize, bigSize), spool: spoolBin}
+	if *benchPG {
+		e.pgURL = dbtest.ServerURL()
+		if _, drop, err := dbtest.NewDatabase(ctx, e.pgURL); err != nil {
+			fmt.Printf("PostgreSQL: %v; its runs are left out\n", err)
+			e.pgURL = ""
+		} else {
+			_ = drop(ctx)
+		}
+	}
 
-	targets := []target{
-		{"bare", func(workers int) run { return bareUpload(ctx, b, client, bare, bigSize, workers, data) }},
-		{"bare+crc32c", func(workers int) run { return bareUpload(ctx, b, client, bareCRC, bigSize, workers, data) }},
-		{"spool", func(workers int) run {
-			got, _ := spoolUpload(ctx, b, client, spool, bigSize, sums[bigSize], workers, data, false)
-			return got
-		}},
+	bares := map[string]*bareServer{}
+	bareT := func(name string, flags ...string) target {
+		s := startBare(b, name, bareBin, mkdir(b, dir, strings.NewReplacer("+", "-", "/", "-").Replace(name)), flags...)
+		bares[name] = s
+		return target{name, func(size int64, workers int) run { return e.bareUpload(s, size, workers) }}
 	}
-	// One untimed upload each first, so no timed run pays for the first
-	// use of connections, the servers' heaps or page-cache memory (on a VM
-	// the first touch of guest memory is markedly slower).
-	for _, t := range targets {
-		t.upload(4)
+	bare := bareT("bare")
+	variants := []target{
+		bareT("bare+crc32c", "-crc32c"),
+		bareT("bare+open/close", "-open-per-chunk"),
+		bareT("bare+sync_range", "-sync-range"),
+		bareT("bare+all-spool's", "-crc32c", "-open-per-chunk", "-sync-range"),
+		bareT("bare+1MiB-writes", "-fill"),
+		bareT("bare+all+1MiB", "-crc32c", "-open-per-chunk", "-sync-range", "-fill"),
 	}
+	if *benchVarOff {
+		variants = nil
+	}
+	bareFsync := bareT("bare+fsync", "-fsync")
+
+	warmSQLite := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool"))
+	fmt.Printf("warm spool (SQLite): pid %d\n", warmSQLite.cmd.Process.Pid)
+	warmRSS := []int64{warmSQLite.peakRSS(b)}
+	spoolWarm := []target{{"spool", func(size int64, workers int) run { return e.spoolUpload(warmSQLite, size, workers) }}}
+	spoolFresh := []target{{"spool", func(size int64, workers int) run { return e.freshSpoolUpload(false, size, workers) }}}
+	if e.pgURL != "" {
+		pgURL, drop, err := dbtest.NewDatabase(ctx, e.pgURL)
+		if err != nil {
+			b.Fatalf("creating a scratch database: %v", err)
+		}
+		b.Cleanup(func() { _ = drop(context.Background()) })
+		warmPG := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-pg"), "--database-url", pgURL)
+		spoolWarm = append(spoolWarm, target{"spool-pg", func(size int64, workers int) run { return e.spoolUpload(warmPG, size, workers) }})
+		spoolFresh = append(spoolFresh, target{"spool-pg", func(size int64, workers int) run { return e.freshSpoolUpload(true, size, workers) }})
+	}
+	var peers []target
+	if tusdBin != "" {
+		tusd := startTusd(b, tusdBin, mkdir(b, dir, "tusd"))
+		peers = append(peers, target{"tusd", func(size int64, workers int) run { return e.tusdUpload(tusd, size, workers) }})
+	}
+	spoolDurable := target{"spool --fsync-chunks", func(size int64, workers int) run {
+		return e.freshSpoolUpload(false, size, workers, "--fsync-chunks")
+	}}
+
+	join := func(ts ...[]target) []target { return slices.Concat(ts...) }
+	groups := []group{
+		{warm, bigSize, sequential, join([]target{bare}, spoolWarm, peers)},
+		{warm, bigSize, parallel4, join([]target{bare}, spoolWarm, peers, variants)},
+		{warmSync, smallSize, parallel4, join([]target{bare}, spoolWarm[:1], variants)},
+		{fresh, smallSize, sequential, join([]target{bare}, spoolFresh, peers)},
+		{fresh, smallSize, parallel4, join([]target{bare}, spoolFresh, peers, variants)},
+		{fresh, bigSize, sequential, join([]target{bare}, spoolFresh, peers)},
+		{fresh, bigSize, parallel4, join([]target{bare}, spoolFresh, peers)},
+		{durable, smallSize, sequential, []target{bareFsync, spoolDurable}},
+		{durable, smallSize, parallel4, []target{bareFsync, spoolDurable}},
+	}
+
+	if *benchOnly != "" {
+		re, err := regexp.Compile(*benchOnly)
+		if err != nil {
+			b.Fatalf("-configs: %v", err)
+		}
+		groups = slices.DeleteFunc(groups, func(g group) bool { return !re.MatchString(g.String()) })
+		if len(groups) == 0 {
+			b.Fatalf("-configs %q matches no configuration", *benchOnly)
+		}
+	}
+
+	// One untimed upload to each long-lived server first, so no timed run
+	// pays for the first use of connections, the servers' heaps or
+	// page-cache memory (on a VM the first touch of guest memory is
+	// markedly slower).
+	warmedUp := map[string]bool{}
+	for _, g := range groups {
+		for _, t := range g.targets {
+			if (g.cond == warm || g.cond == warmSync) && !warmedUp[t.name] {
+				t.upload(smallSize, 4)
+				warmedUp[t.name] = true
+			}
+		}
+	}
+	warmRSS = append(warmRSS, warmSQLite.peakRSS(b))
 	b.ResetTimer()
 
-	fmt.Printf("\nspool vs bare handler: %d MiB in %d MiB chunks, %d rounds, servers taking turns\n", bigSize/mib, chunkSize/mib, *rounds)
-	runs := map[string]map[string][]run{}
-	for _, t := range targets {
-		runs[t.name] = map[string][]run{}
+	fmt.Printf("\ndata plane: %d rounds of %d configurations, %d MiB chunks, load average %s\n", *rounds, len(groups), chunkSize/mib, loadAverage(b))
+	results := make([]map[string][]run, len(groups))
+	for i := range results {
+		results[i] = map[string][]run{}
 	}
+	began := time.Now()
 	for r := range *rounds {
-		for _, m := range modes {
-			// Who goes first rotates, so no one always meets the same
-			// leftovers (writeback, a busy neighbour).
-			for i := range targets {
-				t := targets[(i+r)%len(targets)]
-				got := t.upload(m.workers)
-				runs[t.name][m.name] = append(runs[t.name][m.name], got)
-				fmt.Printf("  round %d %-10s %-11s %6.0f MiB/s  CPU s/GiB: server %.2f, client %.2f", r+1, m.name, t.name,
-					got.mibPerSec(bigSize), cpuPerGiB(got.cpu, bigSize), cpuPerGiB(got.client, bigSize))
-				if t.name == "spool" {
+		// Which configuration goes first, and within it who goes first,
+		// rotates, so no one always meets the same leftovers (writeback, a
+		// busy neighbour).
+		for i := range groups {
+			gi := (i + r) % len(groups)
+			g := groups[gi]
+			for j := range g.targets {
+				t := g.targets[(j+r)%len(g.targets)]
+				if g.cond != warm {
+					syscall.Sync()
+				}
+				got := t.upload(g.size, g.mode.workers)
+				results[gi][t.name] = append(results[gi][t.name], got)
+				fmt.Printf("  round %d  %-26s %-22s %6.0f MiB/s  CPU s/GiB: server %.2f, client %.2f", r+1, g, t.name,
+					got.mibPerSec(g.size), cpuPerGiB(got.cpu, g.size), cpuPerGiB(got.client, g.size))
+				if got.complete > 0 {
 					fmt.Printf("  complete %v", got.complete.Round(time.Millisecond))
+				}
+				if got.rss > 0 {
+					fmt.Printf("  VmHWM %.1f MiB", mibOf(got.rss))
+				}
+				if got.pid > 0 {
+					fmt.Printf("  pid %d", got.pid)
 				}
 				fmt.Println()
 			}
 		}
-		if r == 0 {
-			rss.bigFirst = spool.peakRSS(b) // after uploads like the small process's
-		}
+		fmt.Printf("  round %d done after %v, load average %s\n", r+1, time.Since(began).Round(time.Second), loadAverage(b))
 	}
-	rss.bigAll = spool.peakRSS(b)
-	rss.bare = bare.peakRSS(b)
-
-	// Diagnostic: flushing the staged file ourselves first shows what
-	// complete costs beyond writing back the page cache.
-	synced, syncTook := spoolUpload(ctx, b, client, spool, bigSize, sums[bigSize], 1, data, true)
-	spool.stop()
-	bare.stop()
-	bareCRC.stop()
-
-	// A fresh process doing the same uploads as the first round with a
-	// quarter of the size: peak RSS should not depend on the file's size.
-	small := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-small"))
-	rss.smallIdle = small.peakRSS(b)
-	var smallRuns []run
-	for _, workers := range []int{4, 1, 4} {
-		got, _ := spoolUpload(ctx, b, client, small, smallSize, sums[smallSize], workers, data, false)
-		smallRuns = append(smallRuns, got)
-	}
-	rss.small = small.peakRSS(b)
-	small.stop()
+	warmRSS = append(warmRSS, warmSQLite.peakRSS(b))
 	b.StopTimer()
 
-	report(b, runs, rss, smallRuns, synced, syncTook)
-}
-
-// target is one server under comparison and how to upload a file to it.
-type target struct {
-	name   string
-	upload func(workers int) run
-}
-
-// rssReport holds peak RSS (VmHWM) readings, in bytes.
-type rssReport struct {
-	bigIdle, bigFirst, bigAll int64 // the 1 GiB process: started; after warm-up and round 1; at the end
-	smallIdle, small          int64 // the 256 MiB process: started; after the same pattern of uploads
-	bare                      int64
+	reportDataPlane(b, groups, results, warmRSS, bares["bare"].peakRSS(b))
 }
 
 // bareUpload sends one file to the bare server and removes it again.
-func bareUpload(ctx context.Context, b *testing.B, c *http.Client, s *bareServer, size int64, workers int, data []byte) run {
+func (e *benchEnv) bareUpload(s *bareServer, size int64, workers int) run {
+	b, ctx, c := e.b, e.ctx, e.client
 	b.Helper()
 	if err := call(ctx, c, http.MethodPost, fmt.Sprintf("%s/reset?size=%d", s.url, size)); err != nil {
 		s.fail(b, "%v", err)
 	}
 	cpu, client := s.cpuTime(b), clientCPUTime(b)
-	elapsed, err := sendChunks(ctx, c, bareChunks(s.url, size, chunkSize), workers, data)
+	elapsed, err := sendChunks(ctx, c, bareChunks(s.url, size, chunkSize), workers, e.data)
 	if err != nil {
 		s.fail(b, "%v", err)
 	}
@@ -179,28 +306,82 @@ func bareUpload(ctx context.Context, b *testing.B, c *http.Client, s *bareServer
 	return got
 }
 
-// spoolUpload uploads one file through spool's data plane, completes it,
-// waits for spool to check its SHA-256 and deletes it. With preSync it
-// fsyncs the staged file before complete and also returns how long that
-// took.
-func spoolUpload(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, size int64, sum string, workers int, data []byte, preSync bool) (run, time.Duration) {
+// tusdUpload sends one file to the tusd peer in 8 MiB PATCHes and
+// terminates the upload. With more than one worker it sends that many
+// uploads of an equal share of the file at once, each in order, since one
+// tus upload takes its PATCHes one at a time.
+func (e *benchEnv) tusdUpload(s *tusdServer, size int64, workers int) run {
+	b, ctx, c := e.b, e.ctx, e.client
 	b.Helper()
-	id, puts, err := s.initUpload(ctx, c, size, sum)
-	if err != nil {
-		s.fail(b, "%v", err)
+	var uploads []string
+	var streams [][]chunkPUT
+	for range workers {
+		u, err := tusCreate(ctx, c, s.url, size/int64(workers))
+		if err != nil {
+			s.fail(b, "%v", err)
+		}
+		uploads = append(uploads, u)
+		streams = append(streams, tusChunks(u, size/int64(workers), chunkSize))
 	}
 	cpu, client := s.cpuTime(b), clientCPUTime(b)
-	elapsed, err := sendChunks(ctx, c, puts, workers, data)
+	elapsed, err := sendStreams(ctx, c, streams, e.data)
 	if err != nil {
 		s.fail(b, "%v", err)
 	}
 	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client}
-	var synced time.Duration
-	if preSync {
-		if synced, err = s.syncStaged(); err != nil {
-			s.fail(b, "syncing the staged file: %v", err)
+	for _, u := range uploads {
+		if err := tusDelete(ctx, c, u); err != nil {
+			s.fail(b, "%v", err)
 		}
 	}
+	return got
+}
+
+// freshSpoolUpload starts a spool serve on a new data dir (and, onPG, a new
+// database), sends it one file, waits for its processing, deletes the file
+// and stops the server, whose CPU is read over the PUTs only.
+func (e *benchEnv) freshSpoolUpload(onPG bool, size int64, workers int, flags ...string) run {
+	b := e.b
+	b.Helper()
+	e.fresh++
+	dataDir := mkdir(b, e.dir, fmt.Sprintf("fresh-%d", e.fresh))
+	defer os.RemoveAll(dataDir)
+	if onPG {
+		dbURL, drop, err := dbtest.NewDatabase(e.ctx, e.pgURL)
+		if err != nil {
+			b.Fatalf("creating a scratch database: %v", err)
+		}
+		defer func() {
+			if err := drop(context.Background()); err != nil {
+				b.Errorf("%v", err)
+			}
+		}()
+		flags = append(flags, "--database-url", dbURL)
+	}
+	s := startSpool(e.ctx, b, e.spool, dataDir, flags...)
+	defer e.client.CloseIdleConnections()
+	defer s.stop()
+	syscall.Sync() // what starting wrote (the database) is not this upload's
+	got := e.spoolUpload(s, size, workers)
+	got.rss, got.pid = s.peakRSS(b), s.cmd.Process.Pid
+	return got
+}
+
+// spoolUpload uploads one file through spool's data plane, completes it,
+// waits for spool to check its SHA-256 and deletes it.
+func (e *benchEnv) spoolUpload(s *spoolServer, size int64, workers int) run {
+	b, ctx, c := e.b, e.ctx, e.client
+	b.Helper()
+	id, puts, err := s.initUpload(ctx, c, size, e.sums[size])
+	if err != nil {
+		s.fail(b, "%v", err)
+	}
+	cpu, client := s.cpuTime(b), clientCPUTime(b)
+	elapsed, err := sendChunks(ctx, c, puts, workers, e.data)
+	if err != nil {
+		s.fail(b, "%v", err)
+	}
+	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client}
 	began := time.Now()
 	mediaID, err := s.complete(ctx, c, id)
 	got.complete = time.Since(began)
@@ -213,7 +394,65 @@ func spoolUpload(ctx context.Context, b *testing.B, c *http.Client, s *spoolServ
 	if err := s.deleteMedia(ctx, c, mediaID); err != nil {
 		s.fail(b, "%v", err)
 	}
-	return got, synced
+	return got
+}
+
+// reportDataPlane prints one table row per configuration and target, and
+// reports the headline numbers as benchmark metrics.
+func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, warmRSS []int64, bareRSS int64) {
+	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark means nothing
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "configuration\ttarget\tMiB/s\t÷ baseline\t÷ tusd\tserver CPU s/GiB\tCPU ÷ baseline\tCPU ms/chunk\tclient CPU\tcomplete ms\tVmHWM MiB")
+	fmt.Fprintln(tw, "\t\tmedian / best\tby round: median (min–max)\tby round\tmedian\tby round: median\tbeyond baseline\ts/GiB\tmedian\tmax")
+	for gi, g := range groups {
+		base, tusd := results[gi][g.targets[0].name], results[gi]["tusd"]
+		chunks := float64(g.size / chunkSize)
+		for _, t := range g.targets {
+			runs := results[gi][t.name]
+			var rates, cpus, clients, ratios, cpuRatios, extra, completes, vsTusd []float64
+			var rss int64
+			for i, r := range runs {
+				rates = append(rates, r.mibPerSec(g.size))
+				cpus = append(cpus, cpuPerGiB(r.cpu, g.size))
+				clients = append(clients, cpuPerGiB(r.client, g.size))
+				ratios = append(ratios, r.mibPerSec(g.size)/base[i].mibPerSec(g.size))
+				if len(tusd) > i {
+					vsTusd = append(vsTusd, r.mibPerSec(g.size)/tusd[i].mibPerSec(g.size))
+				}
+				cpuRatios = append(cpuRatios, r.cpu.Seconds()/base[i].cpu.Seconds())
+				extra = append(extra, msOf(r.cpu-base[i].cpu)/chunks)
+				if r.complete > 0 {
+					completes = append(completes, msOf(r.complete))
+				}
+				rss = max(rss, r.rss)
+			}
+			ratio, cpuRatio, perChunk, complete, hwm, tusdRatio := "", "", "", "", "", ""
+			if strings.HasPrefix(t.name, "spool") && len(vsTusd) > 0 {
+				tusdRatio = fmt.Sprintf("%.2f", median(vsTusd))
+			}
+			if t.name != g.targets[0].name {
+				ratio = fmt.Sprintf("%.2f (%.2f–%.2f)", median(ratios), slices.Min(ratios), slices.Max(ratios))
+				cpuRatio = fmt.Sprintf("%.2f", median(cpuRatios))
+				perChunk = fmt.Sprintf("%.1f", median(extra))
+			}
+			if len(completes) > 0 {
+				complete = fmt.Sprintf("%.0f", median(completes))
+			}
+			if rss > 0 {
+				hwm = fmt.Sprintf("%.1f", mibOf(rss))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f / %.0f\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\n", g, t.name,
+				median(rates), slices.Max(rates), ratio, tusdRatio, median(cpus), cpuRatio, perChunk, median(clients), complete, hwm)
+			key := strings.NewReplacer(" ", "-", "/", "-").Replace(fmt.Sprintf("%s-%s", g, t.name))
+			if t.name != g.targets[0].name {
+				b.ReportMetric(median(ratios), key+"-ratio")
+			}
+		}
+	}
+	_ = tw.Flush()
+	fmt.Printf("\nwarm spool (SQLite) VmHWM: started %.1f MiB, after the warm-up %.1f MiB, after all rounds %.1f MiB; bare handler %.1f MiB\n",
+		mibOf(warmRSS[0]), mibOf(warmRSS[1]), mibOf(warmRSS[2]), mibOf(bareRSS))
 }
 
 // chunkData is the body of every chunk: random bytes behind an MP4 header,
@@ -255,83 +494,8 @@ func mkdir(tb testing.TB, parts ...string) string {
 
 func cpuPerGiB(d time.Duration, size int64) float64 { return d.Seconds() / (float64(size) / gib) }
 
-// report prints the results table and reports the headline numbers as
-// benchmark metrics.
-func report(b *testing.B, runs map[string]map[string][]run, rss rssReport, smallRuns []run, synced run, syncTook time.Duration) {
-	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark means nothing
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "mode\tbare MiB/s\tspool MiB/s\tspool/bare\tserver CPU s/GiB\tclient CPU s/GiB\tbare+crc32c")
-	fmt.Fprintln(tw, "\tmedian / best\tmedian / best\tby round: median / best\tbare, spool\tbare, spool\tMiB/s, server CPU s/GiB")
-	for _, m := range modes {
-		bare, spool, crc := throughputs(runs["bare"][m.name], bigSize), throughputs(runs["spool"][m.name], bigSize), throughputs(runs["bare+crc32c"][m.name], bigSize)
-		// The runs of one round follow each other within seconds, so their
-		// ratio is less exposed to the machine's swings than a ratio of
-		// medians.
-		var paired []float64
-		for i := range spool {
-			paired = append(paired, spool[i]/bare[i])
-		}
-		ratioMed, ratioBest := median(paired), slices.Max(spool)/slices.Max(bare)
-		fmt.Fprintf(tw, "%s\t%.0f / %.0f\t%.0f / %.0f\t%.2f / %.2f\t%.2f, %.2f\t%.2f, %.2f\t%.0f, %.2f\n", m.name,
-			median(bare), slices.Max(bare), median(spool), slices.Max(spool), ratioMed, ratioBest,
-			medianCPU(runs["bare"][m.name], bigSize, serverCPU), medianCPU(runs["spool"][m.name], bigSize, serverCPU),
-			medianCPU(runs["bare"][m.name], bigSize, clientCPU), medianCPU(runs["spool"][m.name], bigSize, clientCPU),
-			median(crc), medianCPU(runs["bare+crc32c"][m.name], bigSize, serverCPU))
-		b.ReportMetric(median(bare), m.name+"-bare-MiB/s")
-		b.ReportMetric(median(spool), m.name+"-spool-MiB/s")
-		b.ReportMetric(ratioMed, m.name+"-ratio")
-	}
-	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "spool peak RSS (VmHWM), MiB\tstarted\tafter 4+1+4-worker uploads\tafter all runs")
-	fmt.Fprintf(tw, "%d MiB file, fresh process\t%.1f\t%.1f\t\n", smallSize/mib, mibOf(rss.smallIdle), mibOf(rss.small))
-	fmt.Fprintf(tw, "%d MiB file\t%.1f\t%.1f\t%.1f\n", bigSize/mib, mibOf(rss.bigIdle), mibOf(rss.bigFirst), mibOf(rss.bigAll))
-	fmt.Fprintf(tw, "(bare server)\t\t\t%.1f\n", mibOf(rss.bare))
-	_ = tw.Flush()
-
-	var completes []float64
-	for _, m := range modes {
-		for _, r := range runs["spool"][m.name] {
-			completes = append(completes, msOf(r.complete))
-		}
-	}
-	var smallCompletes []float64
-	for _, r := range smallRuns {
-		smallCompletes = append(smallCompletes, msOf(r.complete))
-	}
-	fmt.Printf("\ncomplete, %4d MiB: median %.0f ms, max %.0f ms over %d uploads\n",
-		bigSize/mib, median(completes), slices.Max(completes), len(completes))
-	fmt.Printf("complete, %4d MiB: median %.0f ms, max %.0f ms over %d uploads (fresh process)\n",
-		smallSize/mib, median(smallCompletes), slices.Max(smallCompletes), len(smallCompletes))
-	fmt.Printf("complete, %4d MiB, staged file fsynced from outside first (the fsync took %.0f ms): %.0f ms\n",
-		bigSize/mib, msOf(syncTook), msOf(synced.complete))
-	b.ReportMetric(mibOf(rss.small), "rss-256MiB-MiB")
-	b.ReportMetric(mibOf(rss.bigFirst), "rss-1GiB-MiB")
-	b.ReportMetric(median(completes), "complete-1GiB-ms")
-}
-
 func mibOf(bytes int64) float64    { return float64(bytes) / mib }
 func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func throughputs(runs []run, size int64) []float64 {
-	var out []float64
-	for _, r := range runs {
-		out = append(out, r.mibPerSec(size))
-	}
-	return out
-}
-
-// medianCPU is the median over runs of the CPU time which picks, per GiB.
-func medianCPU(runs []run, size int64, which func(run) time.Duration) float64 {
-	var out []float64
-	for _, r := range runs {
-		out = append(out, cpuPerGiB(which(r), size))
-	}
-	return median(out)
-}
-
-func serverCPU(r run) time.Duration { return r.cpu }
-func clientCPU(r run) time.Duration { return r.client }
 
 func median(xs []float64) float64 {
 	s := slices.Sorted(slices.Values(xs))

@@ -10,8 +10,8 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -297,23 +297,94 @@ func (s *spoolServer) storedFiles() ([]string, error) {
 	return files, err
 }
 
-// syncStaged fsyncs the one staging file from outside spool and returns
-// how long that took: it shows how much of complete is flushing the page
-// cache rather than the rename and bookkeeping.
-func (s *spoolServer) syncStaged() (time.Duration, error) {
-	files, err := s.storedFiles()
-	if err != nil {
-		return 0, err
-	}
-	if len(files) != 1 {
-		return 0, fmt.Errorf("want 1 staged file, found %v", files)
-	}
-	f, err := os.Open(files[0])
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
+// sendStreams sends each stream's chunks in order, all streams at once
+// (one worker each), and returns the wall time from the first request to
+// the last response. tus appends, so an upload's PATCHes go one at a time;
+// parallel tus is several uploads.
+func sendStreams(ctx context.Context, c *http.Client, streams [][]chunkPUT, data []byte) (time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(streams))
+	var wg sync.WaitGroup
 	began := time.Now()
-	err = f.Sync()
-	return time.Since(began), err
+	for _, chunks := range streams {
+		wg.Go(func() {
+			for _, ch := range chunks {
+				if err := sendChunk(ctx, c, ch, data[:ch.size]); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return elapsed, ctx.Err()
+}
+
+// tusCreate creates a tus upload of size bytes and returns its URL.
+func tusCreate(ctx context.Context, c *http.Client, base string, size int64) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	req.Header.Set("Upload-Length", strconv.FormatInt(size, 10))
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("tus create: %s: %s", resp.Status, answer)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return "", fmt.Errorf("tus create: %w", err)
+	}
+	return loc.String(), nil
+}
+
+// tusChunks are the PATCHes that send an upload of size bytes in chunks of
+// chunkSize.
+func tusChunks(upload string, size, chunkSize int64) []chunkPUT {
+	var out []chunkPUT
+	for off := int64(0); off < size; off += chunkSize {
+		out = append(out, chunkPUT{
+			method: http.MethodPatch,
+			url:    upload,
+			headers: map[string]string{
+				"Tus-Resumable": "1.0.0",
+				"Upload-Offset": strconv.FormatInt(off, 10),
+				"Content-Type":  "application/offset+octet-stream",
+			},
+			offset: off,
+			size:   min(chunkSize, size-off),
+		})
+	}
+	return out
+}
+
+// tusDelete terminates a tus upload, removing its file.
+func tusDelete(ctx context.Context, c *http.Client, upload string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, upload, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("tus delete: %s", resp.Status)
+	}
+	return nil
 }

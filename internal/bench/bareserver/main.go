@@ -4,13 +4,26 @@
 // offset the request names, through a 1 MiB buffer, as spool's local-disk
 // engine does, with nothing else around it: no auth, database, checksum
 // or type check. With -crc32c it also computes each chunk's CRC32C as
-// spool does, to tell that cost apart from the rest of spool's.
+// spool does, to tell that cost apart from the rest of spool's. Three more
+// flags copy, one at a time, what spool's local-disk engine does per chunk
+// around the write, so the benchmark can price each:
 //
-//	bareserver -file PATH [-addr 127.0.0.1:0] [-crc32c]
+//   - -open-per-chunk opens the file for each chunk (and fstats it, as
+//     spool checks the chunk against the file's size) and closes it after,
+//     instead of keeping it open across requests;
 //
-//	POST /reset?size=N      (re)create the file, empty, at N bytes
-//	PUT  /chunk?offset=N    write the body at offset N
-//	DELETE /file            remove the file
+//   - -sync-range starts the chunk's writeback with
+//     sync_file_range(SYNC_FILE_RANGE_WRITE) once it is written, as spool
+//     does so that complete's fsync finds little left to flush;
+//
+//   - -fsync fsyncs the file after each chunk (the durable baseline, as
+//     spool --fsync-chunks).
+//
+//     bareserver -file PATH [-addr 127.0.0.1:0] [-crc32c] [-open-per-chunk] [-sync-range | -fsync]
+//
+//     POST /reset?size=N      (re)create the file, empty, at N bytes
+//     PUT  /chunk?offset=N    write the body at offset N
+//     DELETE /file            remove the file
 //
 // It prints its listen address on stdout once it is listening.
 package main
@@ -39,9 +52,16 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address `HOST:PORT`")
 	path := flag.String("file", "", "the `PATH` of the file chunks are written to (required)")
 	crc := flag.Bool("crc32c", false, "compute each chunk's CRC32C while writing it")
+	openPerChunk := flag.Bool("open-per-chunk", false, "open, fstat and close the file for each chunk, as spool does")
+	syncRange := flag.Bool("sync-range", false, "start each chunk's writeback with sync_file_range, as spool does")
+	fsync := flag.Bool("fsync", false, "fsync the file after each chunk")
+	fill := flag.Bool("fill", false, "fill the 1 MiB buffer before each write, as spool does")
 	flag.Parse()
 	if *path == "" {
 		log.Fatal("bareserver: -file is required")
+	}
+	if *syncRange && *fsync {
+		log.Fatal("bareserver: -sync-range and -fsync exclude each other")
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -49,7 +69,7 @@ func main() {
 	}
 	fmt.Println(ln.Addr().String())
 
-	s := &server{path: *path, crc: *crc, buffers: sync.Pool{New: func() any {
+	s := &server{path: *path, crc: *crc, openPerChunk: *openPerChunk, syncRange: *syncRange, fsync: *fsync, fill: *fill, buffers: sync.Pool{New: func() any {
 		b := make([]byte, copyBufferSize)
 		return &b
 	}}}
@@ -72,9 +92,13 @@ func main() {
 }
 
 type server struct {
-	path    string
-	crc     bool
-	buffers sync.Pool // of *[]byte, copyBufferSize long
+	path         string
+	crc          bool
+	openPerChunk bool
+	syncRange    bool
+	fsync        bool
+	fill         bool
+	buffers      sync.Pool // of *[]byte, copyBufferSize long
 
 	mu sync.RWMutex // guards f against reset and remove while chunks write
 	f  *os.File
@@ -114,13 +138,41 @@ func (s *server) putChunk(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no file: POST /reset first", http.StatusConflict)
 		return
 	}
+	f := s.f
+	if s.openPerChunk {
+		var err error
+		if f, err = os.OpenFile(s.path, os.O_WRONLY, 0); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		info, err := f.Stat()
+		if err != nil || offset > info.Size() {
+			http.Error(w, fmt.Sprintf("offset %d outside the file (%v)", offset, err), http.StatusBadRequest)
+			return
+		}
+	}
 	buf := s.buffers.Get().(*[]byte)
 	defer s.buffers.Put(buf)
 	var body io.Reader = struct{ io.Reader }{r.Body} // hides any WriterTo, so the copy goes through buf
 	if s.crc {
 		body = &crcReader{r: r.Body, h: crc32.New(castagnoli)}
 	}
-	n, err := io.CopyBuffer(io.NewOffsetWriter(s.f, offset), body, *buf)
+	var n int64
+	if s.fill {
+		n, err = fillAndWrite(io.NewOffsetWriter(f, offset), body, *buf)
+	} else {
+		n, err = io.CopyBuffer(io.NewOffsetWriter(f, offset), body, *buf)
+	}
+	if err == nil && s.fsync {
+		err = f.Sync()
+	}
+	if err == nil && s.syncRange {
+		err = startWriteback(f, offset, n)
+	}
+	if err == nil && s.openPerChunk {
+		err = f.Close()
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -130,6 +182,29 @@ func (s *server) putChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// fillAndWrite copies r to w through buf, writing only full buffers (and
+// the tail), as spool's local-disk engine does.
+func fillAndWrite(w io.Writer, r io.Reader, buf []byte) (int64, error) {
+	var written int64
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return written, nil
+		default:
+			return written, rerr
+		}
+	}
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
