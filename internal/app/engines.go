@@ -41,7 +41,13 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines,
 			e.close(log)
 		}
 	}()
-	e.db, err = database.Open(ctx, cfg.DatabaseURL, filepath.Join(cfg.DataDir, database.SQLiteFile), database.WithLogger(log))
+	dbOpts := []database.Option{database.WithLogger(log)}
+	if cfg.FsyncChunks {
+		// An acknowledged chunk survives a power loss only if its record
+		// does too.
+		dbOpts = append(dbOpts, database.WithDurableCommits())
+	}
+	e.db, err = database.Open(ctx, cfg.DatabaseURL, filepath.Join(cfg.DataDir, database.SQLiteFile), dbOpts...)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,9 @@ type checkpointer struct {
 	log  *slog.Logger
 	stop chan struct{}
 	done sync.WaitGroup
+	// closed makes close idempotent, like DB.Close.
+	closed sync.Once
+	err    error
 }
 
 // startCheckpointer opens a second connection to the file at dsn and
@@ -76,9 +79,13 @@ func (c *checkpointer) checkpoint(ctx context.Context) error {
 	return nil
 }
 
-// close stops the checkpoints and closes the connection.
+// close stops the checkpoints and closes the connection; calling it
+// again returns the first call's result.
 func (c *checkpointer) close() error {
-	close(c.stop)
-	c.done.Wait()
-	return c.db.Close()
+	c.closed.Do(func() {
+		close(c.stop)
+		c.done.Wait()
+		c.err = c.db.Close()
+	})
+	return c.err
 }

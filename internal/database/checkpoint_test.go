@@ -51,3 +51,26 @@ func fileSize(t *testing.T, path string) int64 {
 	}
 	return info.Size()
 }
+
+// TestDurableCommits: WithDurableCommits is synchronous=FULL (2), the
+// default NORMAL (1), on spool's connection.
+func TestDurableCommits(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		opts []Option
+		want int
+	}{{nil, 1}, {[]Option{WithDurableCommits()}, 2}} {
+		db, err := Open(ctx, "", filepath.Join(t.TempDir(), SQLiteFile), c.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := db.SQL().QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		if got != c.want {
+			t.Errorf("options %d: synchronous = %d, want %d", len(c.opts), got, c.want)
+		}
+	}
+}

@@ -58,7 +58,15 @@ type options struct {
 	maxOpenConns int
 	migrations   fs.FS
 	stmtCache    int // SQLite statements kept prepared per connection; 0 for none
+	durable      bool
 }
+
+// WithDurableCommits makes SQLite fsync its WAL at every commit
+// (synchronous=FULL), so a committed transaction survives a power loss,
+// as on PostgreSQL; spool serve --fsync-chunks asks for it. Without it
+// SQLite runs with synchronous=NORMAL (docs/CONFIG.md says what that can
+// lose).
+func WithDurableCommits() Option { return func(o *options) { o.durable = true } }
 
 // WithoutMigrate makes Open leave the schema alone; call Up yourself
 // (spool migrate does, to report what it applied).
@@ -125,7 +133,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 		err error
 	)
 	if dbURL == "" {
-		db, err = openSQLite(ctx, sqlitePath, o.stmtCache, o.log)
+		db, err = openSQLite(ctx, sqlitePath, o.stmtCache, o.durable, o.log)
 	} else {
 		db, err = openPostgres(ctx, dbURL, o.maxOpenConns)
 	}
@@ -154,7 +162,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 }
 
 // openSQLite opens the embedded database file.
-func openSQLite(ctx context.Context, path string, stmtCache int, log *slog.Logger) (*DB, error) {
+func openSQLite(ctx context.Context, path string, stmtCache int, durable bool, log *slog.Logger) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("database: no database URL and no SQLite file given")
 	}
@@ -166,7 +174,11 @@ func openSQLite(ctx context.Context, path string, stmtCache int, log *slog.Logge
 	// expiry) compares instants. The driver's default, time.Time.String,
 	// carries the monotonic clock reading ("m=+1.2") and the local zone,
 	// and then a stored time never equals the same time read back.
-	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)" +
+	synchronous := "NORMAL"
+	if durable {
+		synchronous = "FULL"
+	}
+	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + synchronous + ")" +
 		"&_time_format=sqlite&_timezone=UTC"
 	// Checkpoints run on a connection of their own (checkpoint.go);
 	// SQLite's own, inside a commit, become a backstop.

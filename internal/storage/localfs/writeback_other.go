@@ -1,9 +1,0 @@
-//go:build !linux
-
-package localfs
-
-import "os"
-
-// startWriteback is a no-op where sync_file_range does not exist; Assemble
-// then flushes the whole file.
-func startWriteback(*os.File, int64, int64) {}
