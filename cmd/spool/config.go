@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/mail"
 	"os"
 	"os/exec"
@@ -146,6 +147,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.Var(&maxAudio, "max-audio-size", "largest audio `SIZE`")
 	fs.Var(&maxImage, "max-image-size", "largest image `SIZE`")
 	fs.Var(&maxInline, "max-inline-image-size", "largest image `SIZE` uploadImage takes in one multipart request")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on a loopback `HOST:PORT` of their own (debugging; off when empty)")
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return cfg, level, err
 	}
@@ -273,10 +275,35 @@ func checkServeConfig(cfg app.Config) error {
 	if up.DirectUploads && !strings.HasPrefix(cfg.StorageURL, "gs://") {
 		return errors.New("--storage-direct needs --storage-url gs://bucket/prefix")
 	}
+	if err := checkDebugAddr(cfg.DebugAddr); err != nil {
+		return err
+	}
 	for name, u := range map[string]string{"--database-url": cfg.DatabaseURL, "--redis-url": cfg.RedisURL, "--storage-url": cfg.StorageURL} {
 		if u != "" && !strings.Contains(u, "://") {
 			return fmt.Errorf("%s %q is not a URL", name, u)
 		}
+	}
+	return nil
+}
+
+// checkDebugAddr accepts an empty --debug-addr (off) or a loopback
+// HOST:PORT. Profiles need no token and show the program's internals (and
+// a CPU profile or trace costs CPU for as long as asked), so they are only
+// served where nobody but the machine's own users can reach them; to look
+// from elsewhere, forward the port (ssh -L, kubectl port-forward).
+func checkDebugAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--debug-addr %q is not HOST:PORT: %v", addr, err)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || (port != "0" && p == 0) {
+		return fmt.Errorf("--debug-addr %q: the port must be a number from 0 to 65535", addr)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--debug-addr %q: the host must be loopback (127.0.0.1, ::1 or localhost): the profiles are served without authentication", addr)
 	}
 	return nil
 }

@@ -127,6 +127,12 @@ func TestServeConfigErrors(t *testing.T) {
 		{"ffmpeg that is not there", []string{"--ffmpeg", "/nonexistent/ffmpeg"}, env(), "ffmpeg"},
 		{"ffprobe that is not there", nil, env("SPOOL_FFPROBE", "/nonexistent/ffprobe"), "ffprobe"},
 		{"work dir that is not there", []string{"--work-dir", "/nonexistent/spool-work"}, env(), "work dir"},
+		{"debug addr without a port", []string{"--debug-addr", "127.0.0.1"}, env(), "debug addr"},
+		{"debug addr port not a number", nil, env("SPOOL_DEBUG_ADDR", "127.0.0.1:pprof"), "debug addr"},
+		{"debug addr port out of range", []string{"--debug-addr", "127.0.0.1:70000"}, env(), "debug addr"},
+		{"debug addr on every interface", []string{"--debug-addr", ":6060"}, env(), "debug addr"},
+		{"debug addr not loopback", []string{"--debug-addr", "0.0.0.0:6060"}, env(), "debug addr"},
+		{"debug addr a host name", nil, env("SPOOL_DEBUG_ADDR", "spool.example.com:6060"), "debug addr"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -409,5 +415,23 @@ func TestServeConfigGCSSigning(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestServeConfigDebugAddr(t *testing.T) {
+	cfg, _, err := serveConfig(nil, env(), io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	if cfg.DebugAddr != "" {
+		t.Errorf("--debug-addr defaults to %q, want off (empty)", cfg.DebugAddr)
+	}
+	for _, addr := range []string{"127.0.0.1:6060", "127.0.0.1:0", "[::1]:6060", "localhost:6060"} {
+		cfg, _, err := serveConfig([]string{"--debug-addr", addr}, env(), io.Discard)
+		if err != nil {
+			t.Errorf("--debug-addr %s: %v", addr, err)
+		} else if cfg.DebugAddr != addr {
+			t.Errorf("--debug-addr %s: got %q", addr, cfg.DebugAddr)
+		}
 	}
 }

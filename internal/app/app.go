@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,10 @@ type Config struct {
 	// RedisURL is a redis:// URL for progress fan-out across replicas;
 	// empty means in-process fan-out.
 	RedisURL string
+	// DebugAddr, HOST:PORT, serves Go's net/http/pprof profiles on a
+	// listener of its own, apart from the API; empty means off. The
+	// profiles need no token, so cmd/spool keeps it on loopback.
+	DebugAddr string
 	// RedisPrefix prefixes spool's Redis channels (default "spool:").
 	RedisPrefix string
 	// StorageURL is gs://bucket/prefix or file://DIR; empty means
@@ -158,6 +163,8 @@ type Main struct {
 	ln    net.Listener
 	srv   *http.Server
 	url   string
+	debug *http.Server // nil unless cfg.DebugAddr
+	dbgLn net.Listener
 	ready atomic.Bool
 	done  chan struct{}
 }
@@ -252,6 +259,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
+	if cfg.DebugAddr != "" {
+		if err := m.serveDebug(cfg.DebugAddr); err != nil {
+			_ = m.ln.Close()
+			return err
+		}
+	}
 	go func() {
 		defer close(m.done)
 		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -263,6 +276,40 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		"database", m.eng.db.Dialect, "storage", m.eng.storeName, "progress", m.eng.brokerName,
 		"media_urls", mediaURLsName(cfg.Upload.ProxyMedia))
 	return nil
+}
+
+// serveDebug serves net/http/pprof's handlers on a listener at addr, with
+// nothing else on it: a profile is requested on purpose, by someone who
+// can reach that address, never through the API's port.
+func (m *Main) serveDebug(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s (--debug-addr): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.dbgLn = ln
+	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := m.debug.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("serving profiles stopped", "err", err)
+		}
+	}()
+	m.log.Warn("serving Go profiles (net/http/pprof), without authentication", "addr", ln.Addr().String())
+	return nil
+}
+
+// DebugAddr is the address profiles are served at, or "" when
+// Config.DebugAddr is empty.
+func (m *Main) DebugAddr() string {
+	if m.dbgLn == nil {
+		return ""
+	}
+	return m.dbgLn.Addr().String()
 }
 
 // signingFlags names the settings that let GCS sign, for error messages.
@@ -319,6 +366,9 @@ func (m *Main) Service() *upload.Service { return m.svc }
 func (m *Main) Close() error {
 	m.ready.Store(false)
 	var err error
+	if m.debug != nil {
+		_ = m.debug.Close() // a profile being taken is cut short
+	}
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
