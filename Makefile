@@ -11,7 +11,7 @@ BIN := bin/spool
 # more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
 GOTAGS := disable_grpc_modules
 
-.PHONY: run build test test-go test-web web web-deps check-web generate check-generated lint bench bench-latency bench-rates bench-media fuzz clean migrations
+.PHONY: run build test test-go test-web web web-deps check-web generate check-generated lint bench bench-latency bench-rates bench-media bench-load fuzz clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -106,6 +106,18 @@ bench-rates:
 # GOFLAGS reaches the benchmark's own `go build` of spool.
 bench-media:
 	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench MediaProcessing -benchtime 1x -count 1 -timeout 20m ./internal/bench/
+
+# spool under scale on this machine (docs/BENCHMARKS.md, "Load"): 10,000
+# idle subscriptions (memory each, one event to all), 200 uploads at once
+# on the embedded engines and on PostgreSQL + Redis, and a chunk's cost as
+# the database fills. PostgreSQL and Redis from LOAD_DATABASE_URL and
+# LOAD_REDIS_URL (defaults: the local servers; a scratch database is
+# created and dropped). The server's profiles at full subscription load
+# go to LOAD_PROFILES. GOFLAGS reaches the benchmark's own `go build`.
+LOAD_PROFILES ?= $(CURDIR)/bin/load-profiles
+bench-load:
+	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench Load -benchtime 1x -count 1 -timeout 20m ./internal/bench/ \
+		-args -load -load-profiles $(LOAD_PROFILES)
 
 # Runs every fuzz target for FUZZTIME each.
 FUZZTIME ?= 10s

@@ -77,10 +77,14 @@ func NewServer(o ServerOptions) *handler.Server {
 	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Uploads: o.Uploads}}))
 	srv.AddTransport(transport.Websocket{
+		// No buffer sizes: gorilla then reads and writes through the
+		// 4 KiB buffers net/http already gave the connection (hijacked
+		// with it, and kept alive by net/http for as long as the handler
+		// runs, which is the socket's whole life under gqlgen). Sizes of
+		// their own would add 8 KiB to every idle websocket
+		// (docs/BENCHMARKS.md, "Load").
 		Implementation: gorillaWebsockets{log: o.Logger, upgrader: websocket.Upgrader{
-			CheckOrigin:     originChecker(o.AllowedOrigins),
-			ReadBufferSize:  4096,
-			WriteBufferSize: 4096,
+			CheckOrigin: originChecker(o.AllowedOrigins),
 		}},
 		InitFunc:         websocketAuth(o.Auth, o.MaxSubscriptions),
 		InitTimeout:      10 * time.Second,
