@@ -97,8 +97,21 @@ func TestRemoveOrphans(t *testing.T) {
 	if m := e.waitMedia(t, owner, ready.ID); m.Status != mediafile.StatusREADY || !bytes.Equal(readMedia(t, e, ready.ID), file11) {
 		t.Errorf("the READY file suffered: status %s", m.Status)
 	}
-	if n, err := e.svc.RemoveOrphans(ctx); err != nil || n != 0 {
-		t.Errorf("a second pass removed %d (%v), want 0", n, err)
+	// A second pass has nothing left to remove, except that the sweeper,
+	// which the clock's jump made re-run the PROCESSING file, may have
+	// finished it meanwhile: a READY file does not name the in-flight
+	// thumbnail, which is then rightly an orphan. PROCESSING only ever
+	// moves on, so a file still PROCESSING after the pass was so during it.
+	n, err = e.svc.RemoveOrphans(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	still, err := e.db.MediaFile.Get(ctx, processing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allowed := map[bool]int{true: 0, false: 1}[still.Status == mediafile.StatusPROCESSING]; n > allowed {
+		t.Errorf("a second pass removed %d with the file %s, want at most %d", n, still.Status, allowed)
 	}
 }
 
