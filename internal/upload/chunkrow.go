@@ -2,13 +2,12 @@ package upload
 
 import (
 	"context"
+	stdsql "database/sql"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
-
-	stdsql "database/sql"
 
 	entsql "entgo.io/ent/dialect/sql"
 
@@ -38,10 +37,10 @@ const (
 
 // heldColumn is the alias of the joined chunk row in the session read:
 // its columns joined by '|' into one text, state|size|crc32c|error_code|
-// digest|error (” without a row). One column, not six: ent scans a
+// digest|error, empty without a row. One column, not six: ent scans a
 // column it does not know by asking the driver for every column's type,
 // once per such column, which cost more than the query. The error comes
-// last since only it can hold a '|'; a NULL is ”.
+// last since only it can hold a '|'; a NULL is an empty field.
 const heldColumn = "held_chunk"
 
 // heldRow is the chunk row read with its session; empty strings stand
@@ -97,9 +96,9 @@ type chunkAt struct {
 	byOffset  bool
 }
 
-// withHeldChunk left-joins the chunk row at the session's query and
-// selects its state as heldStateColumn. The join is on the unique
-// (session_id, index) index: one row looked up, never a scan.
+// withHeldChunk left-joins the chunk row at to the session's query and
+// selects it as heldColumn. The join is on the unique (session_id, index)
+// index: one row looked up, never a scan.
 func withHeldChunk(at chunkAt) predicate.UploadSession {
 	return func(sel *entsql.Selector) {
 		row := entsql.Table(uploadchunk.Table).As("held")
