@@ -76,23 +76,18 @@ func NewServer(o ServerOptions) *handler.Server {
 		o.MaxWebsocketMessage = maxGraphQLMessage
 	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Uploads: o.Uploads}}))
-	srv.AddTransport(transport.Websocket{
-		// No buffer sizes: gorilla then reads and writes through the
-		// 4 KiB buffers net/http already gave the connection (hijacked
-		// with it, and kept alive by net/http for as long as the handler
-		// runs, which is the socket's whole life under gqlgen). Sizes of
-		// their own would add 8 KiB to every idle websocket
-		// (docs/BENCHMARKS.md, "Load").
-		Implementation: gorillaWebsockets{log: o.Logger, upgrader: websocket.Upgrader{
+	// websockets are served by a transport of spool's own (wstransport.go):
+	// gqlgen's keeps each socket inside its net/http handler, with five
+	// goroutines per subscription (docs/BENCHMARKS.md, "Load").
+	srv.AddTransport(wsTransport{
+		upgrader: websocket.Upgrader{
 			CheckOrigin: originChecker(o.AllowedOrigins),
-		}},
-		InitFunc:         websocketAuth(o.Auth, o.MaxSubscriptions),
-		InitTimeout:      10 * time.Second,
-		PingPongInterval: o.PingInterval,
-		// KeepAlivePingInterval serves legacy graphql-ws clients, which
-		// do not answer pings.
-		KeepAlivePingInterval: o.PingInterval,
-		PayloadReadLimit:      &o.MaxWebsocketMessage,
+		},
+		log:          o.Logger,
+		initFunc:     websocketAuth(o.Auth, o.MaxSubscriptions),
+		initTimeout:  10 * time.Second,
+		pingInterval: o.PingInterval,
+		readLimit:    o.MaxWebsocketMessage,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

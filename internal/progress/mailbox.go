@@ -25,9 +25,10 @@ type feed struct {
 	pending map[string]upload.Progress // upload id → latest event
 	order   []string                   // upload ids in first-arrival order
 	resync  bool
+	notify  func() // set by OnReady: called instead of signalling ready
 }
 
-var _ upload.Feed = (*feed)(nil)
+var _ upload.NotifyingFeed = (*feed)(nil)
 
 func newFeed(h *Hub, topic upload.Topic) *feed {
 	return &feed{
@@ -42,6 +43,16 @@ func newFeed(h *Hub, topic upload.Topic) *feed {
 // new signal is sent, and the channel is never closed, so a reader
 // selecting on it cannot spin; readers stop on their own context.
 func (f *feed) Ready() <-chan struct{} { return f.ready }
+
+// OnReady makes the feed call fn instead of signalling Ready. fn runs on
+// the publisher's goroutine under the hub's read lock, so it must not
+// block nor call back into the hub. A reader that sets it after events
+// arrived must Drain once itself.
+func (f *feed) OnReady(fn func()) {
+	f.mu.Lock()
+	f.notify = fn
+	f.mu.Unlock()
+}
 
 // Drain returns the pending events, in the order their uploads first
 // arrived since the last Drain, and whether events may have been lost since
@@ -101,20 +112,27 @@ func (f *feed) put(ev upload.Progress) {
 		return
 	}
 	f.pending[ev.UploadID] = ev
+	notify := f.notify
 	f.mu.Unlock()
-	f.signal()
+	f.signal(notify)
 }
 
 func (f *feed) markResync() {
 	f.mu.Lock()
 	f.resync = true
+	notify := f.notify
 	f.mu.Unlock()
-	f.signal()
+	f.signal(notify)
 }
 
-// signal wakes the reader without ever blocking: if a token is already
+// signal wakes the reader without ever blocking: through notify if the
+// reader set one, else through ready, where if a token is already
 // waiting, the reader has yet to drain and will see this change too.
-func (f *feed) signal() {
+func (f *feed) signal(notify func()) {
+	if notify != nil {
+		notify()
+		return
+	}
 	select {
 	case f.ready <- struct{}{}:
 	default:

@@ -89,3 +89,13 @@ type Feed interface {
 	// Close stops the feed. It is safe to call more than once.
 	Close()
 }
+
+// NotifyingFeed is a Feed that can call a function where it would
+// signal Ready, so a subscriber needs no goroutine parked on Ready while
+// nothing happens. OnReady's fn is called from the publisher's goroutine,
+// possibly under the broker's locks: it must return at once and must not
+// call the feed back. Once OnReady is set, Ready is no longer signalled.
+type NotifyingFeed interface {
+	Feed
+	OnReady(fn func())
+}

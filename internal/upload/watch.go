@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/spoolhq/spool/ent/uploadsession"
 )
@@ -104,8 +105,14 @@ func (s *Service) WatchUser(ctx context.Context, userID string) (<-chan *Progres
 
 // watch subscribes before reading the snapshot, so no change falls between
 // the two, then forwards only events newer than what the client has. The
-// goroutine sends to an unbuffered channel, so a slow client holds back
-// only itself; its pending events collapse in the feed meanwhile.
+// channel is unbuffered, so a slow client holds back only itself; its
+// pending events collapse in the feed meanwhile.
+//
+// No goroutine waits on the feed while nothing happens: with a feed that
+// can notify (the hub's), a pump goroutine runs only while there is
+// something to send, and exits once the feed is drained and the client
+// has taken everything. An idle subscription then costs no stack of its
+// own (docs/BENCHMARKS.md, "Load").
 func (s *Service) watch(ctx context.Context, w watch) (<-chan *Progress, error) {
 	feed, err := s.broker.Subscribe(ctx, w.topic)
 	if err != nil {
@@ -116,62 +123,148 @@ func (s *Service) watch(ctx context.Context, w watch) (<-chan *Progress, error) 
 		feed.Close()
 		return nil, err
 	}
-	out := make(chan *Progress)
-	go func() {
-		defer close(out)
-		defer feed.Close()
-		latest := map[string]Progress{}
-		// emit sends p if it is news; it returns false when the client is gone.
-		emit := func(p Progress) bool {
-			prev, seen := latest[p.UploadID]
-			if seen && p.Version <= prev.Version {
-				return true
+	x := &watcher{s: s, w: w, ctx: ctx, feed: feed, out: make(chan *Progress), first: first, latest: map[string]Progress{}}
+	if nf, ok := feed.(NotifyingFeed); ok {
+		nf.OnReady(x.kick)
+	} else {
+		x.stop = make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-x.stop:
+					return
+				case <-feed.Ready():
+					x.kick()
+				}
 			}
-			if seen && p.Percent < prev.Percent {
-				p.Percent = prev.Percent
+		}()
+	}
+	// The end of ctx wakes the pump too, so out is closed then as it was
+	// with a forwarder goroutine.
+	context.AfterFunc(ctx, x.kick)
+	x.kick() // sends the snapshot, and drains what arrived meanwhile
+	return x.out, nil
+}
+
+// watcher is one subscription's state between pump runs.
+type watcher struct {
+	s    *Service
+	w    watch
+	ctx  context.Context
+	feed Feed
+	out  chan *Progress
+	stop chan struct{} // closed when over, for a feed that cannot notify
+
+	mu       sync.Mutex
+	running  bool // a pump goroutine is running
+	again    bool // kicked while running: drain once more before exiting
+	finished bool // out is closed
+
+	// Touched by the pump alone; mu's hand-over orders successive pumps.
+	first  []Progress // the snapshot, until sent
+	latest map[string]Progress
+}
+
+// kick makes sure a pump runs after this call. It never blocks: the feed
+// calls it from the publisher's goroutine.
+func (x *watcher) kick() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	switch {
+	case x.finished:
+	case x.running:
+		x.again = true
+	default:
+		x.running = true
+		go x.pump()
+	}
+}
+
+// pump forwards until the feed is empty, then exits, unless kicked
+// meanwhile; once the subscription is over it closes out.
+func (x *watcher) pump() {
+	for {
+		if !x.step() {
+			x.feed.Close()
+			x.mu.Lock()
+			x.finished, x.running = true, false
+			x.mu.Unlock()
+			if x.stop != nil {
+				close(x.stop)
 			}
-			latest[p.UploadID] = p
-			select {
-			case out <- &p:
-				return true
-			case <-ctx.Done():
+			close(x.out)
+			return
+		}
+		x.mu.Lock()
+		if !x.again {
+			x.running = false
+			x.mu.Unlock()
+			return
+		}
+		x.again = false
+		x.mu.Unlock()
+	}
+}
+
+// step sends what is new; it returns false once the subscription is over
+// (done, ctx ended, or a failed resync).
+func (x *watcher) step() bool {
+	if x.ctx.Err() != nil {
+		return false
+	}
+	over := func() bool { return x.w.done != nil && x.w.done(x.latest) }
+	if x.first != nil {
+		first := x.first
+		x.first = nil
+		for _, p := range first {
+			if !x.emit(p) {
 				return false
 			}
 		}
-		over := func() bool { return w.done != nil && w.done(latest) }
-		for _, p := range first {
-			if !emit(p) {
-				return
-			}
+	}
+	if over() {
+		return false
+	}
+	events, resync := x.feed.Drain()
+	if resync {
+		fresh, err := x.w.snapshot(x.ctx)
+		if err != nil {
+			x.s.log.Warn("resyncing subscription failed", "topic", x.w.topic.ID, "err", err)
+			return false
 		}
-		for !over() {
-			select {
-			case <-ctx.Done():
-				return
-			case <-feed.Ready():
-			}
-			events, resync := feed.Drain()
-			if resync {
-				fresh, err := w.snapshot(ctx)
-				if err != nil {
-					s.log.Warn("resyncing subscription failed", "topic", w.topic.ID, "err", err)
-					return
-				}
-				events = append(fresh, events...)
-			}
-			for _, p := range events {
-				if !w.include(p) {
-					// An upload that stops matching (resumed into a newer
-					// batch) leaves this subscription.
-					delete(latest, p.UploadID)
-				} else if !emit(p) {
-					return
-				}
-				if over() {
-					return
-				}
-			}
+		events = append(fresh, events...)
+	}
+	for _, p := range events {
+		if !x.w.include(p) {
+			// An upload that stops matching (resumed into a newer
+			// batch) leaves this subscription.
+			delete(x.latest, p.UploadID)
+		} else if !x.emit(p) {
+			return false
 		}
-	}()
-	return out, nil
+		if over() {
+			return false
+		}
+	}
+	return true
+}
+
+// emit sends p if it is news; it returns false when the client is gone.
+func (x *watcher) emit(p Progress) bool {
+	prev, seen := x.latest[p.UploadID]
+	if seen && p.Version <= prev.Version {
+		return true
+	}
+	if seen && p.Percent < prev.Percent {
+		p.Percent = prev.Percent
+	}
+	x.latest[p.UploadID] = p
+	select {
+	case x.out <- &p:
+		return true
+	case <-x.ctx.Done():
+		return false
+	}
 }

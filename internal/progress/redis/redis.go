@@ -377,6 +377,11 @@ type feed struct {
 	once      sync.Once
 }
 
+var _ upload.NotifyingFeed = (*feed)(nil)
+
+// OnReady passes fn to the hub feed underneath.
+func (f *feed) OnReady(fn func()) { f.Feed.(upload.NotifyingFeed).OnReady(fn) }
+
 // Close stops the feed and, if it was the last local one on its channel,
 // has the channel unsubscribed. It never waits for Redis, and is safe to
 // call more than once and concurrently with the feed's ctx ending.

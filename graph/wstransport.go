@@ -1,0 +1,502 @@
+package graph
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// wsTransport serves graphql-transport-ws and legacy graphql-ws without
+// gqlgen's transport.Websocket, for memory: it hijacks the connection and
+// returns from the net/http handler, so neither the handler's deep stack
+// nor net/http's per-connection state outlive the upgrade; one goroutine
+// per socket reads, with a small buffer of its own; keep-alive runs from
+// a timer, not a goroutine. Operations still go through gqlgen's
+// executor (CreateOperationContext, DispatchOperation), one goroutine per
+// running operation as in gqlgen.
+type wsTransport struct {
+	upgrader     websocket.Upgrader
+	log          *slog.Logger
+	initFunc     transport.WebsocketInitFunc
+	initTimeout  time.Duration
+	pingInterval time.Duration
+	readLimit    int64
+}
+
+var _ graphql.Transport = wsTransport{}
+
+const (
+	subprotocolTransportWS = "graphql-transport-ws"
+	subprotocolGraphQLWS   = "graphql-ws"
+
+	// closeFrameTimeout bounds how long closing may wait to send the
+	// close frame to a client that has stopped reading.
+	closeFrameTimeout = 5 * time.Second
+	// wsWriteTimeout drops a client that does not take a message within it.
+	wsWriteTimeout = 10 * time.Second
+	// wsReadBuffer is the socket's read buffer: messages are small, and
+	// larger ones are read through it in pieces.
+	wsReadBuffer = 512
+)
+
+// wsWriteBuffers lends write buffers for the time of one message, so an
+// idle socket holds none.
+var wsWriteBuffers sync.Pool
+
+func (t wsTransport) Supports(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != ""
+}
+
+func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	up := t.upgrader
+	up.Subprotocols = []string{subprotocolTransportWS, subprotocolGraphQLWS}
+	up.ReadBufferSize = wsReadBuffer
+	up.WriteBufferSize = 4096
+	up.WriteBufferPool = &wsWriteBuffers
+	conn, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		// The upgrader has answered the request already.
+		t.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	if t.readLimit > 0 {
+		conn.SetReadLimit(t.readLimit)
+	}
+	// The socket outlives the request, whose context net/http cancels
+	// when this handler returns; the connection's ends with the socket.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	c := &wsConn{
+		t:      t,
+		conn:   conn,
+		exec:   exec,
+		legacy: conn.Subprotocol() != subprotocolTransportWS,
+		ctx:    ctx,
+		cancel: cancel,
+		active: map[string]*operation{},
+	}
+	// The socket outlives the request: the handler returns now.
+	go c.serve()
+}
+
+// wsConn is one socket.
+type wsConn struct {
+	t      wsTransport
+	conn   *websocket.Conn
+	exec   graphql.GraphExecutor
+	legacy bool // graphql-ws rather than graphql-transport-ws
+
+	// ctx is the connection's, from InitFunc once acknowledged. The
+	// request's headers are not kept for the operations' contexts
+	// (OperationContext.Headers), which nothing in spool reads, to spare
+	// every idle socket their memory.
+	ctx    context.Context
+	cancel context.CancelFunc // ends ctx, with the socket
+
+	mu         sync.Mutex            // orders writes and guards what follows
+	active     map[string]*operation // by id
+	closed     bool
+	timer      *time.Timer // keep-alive
+	unanswered int         // pings sent and not answered yet
+}
+
+// operation is one running operation of a socket.
+type operation struct{ cancel context.CancelFunc }
+
+// wsMessage is a message of either protocol.
+type wsMessage struct {
+	ID      string          `json:"id,omitempty"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+func (c *wsConn) serve() {
+	if !c.init() {
+		c.shutdown()
+		return
+	}
+	// Authenticating grew this goroutine's stack, which it would keep:
+	// a fresh one reads from here on.
+	go c.readLoop()
+}
+
+// readLoop reads and dispatches the client's messages until the socket
+// ends.
+func (c *wsConn) readLoop() {
+	defer c.shutdown()
+	if c.t.pingInterval > 0 {
+		c.mu.Lock()
+		c.timer = time.AfterFunc(c.t.pingInterval, c.keepAlive)
+		c.mu.Unlock()
+	}
+	for {
+		m, ok := c.read()
+		if !ok {
+			return
+		}
+		start := graphql.Now()
+		switch {
+		case m.Type == "subscribe" && !c.legacy, m.Type == "start" && c.legacy:
+			if m.ID == "" {
+				c.closeWith(4400, "Invalid message: no id")
+				return
+			}
+			if !c.start(start, m) {
+				return
+			}
+		case m.Type == "complete" && !c.legacy, m.Type == "stop" && c.legacy:
+			// The id is free again at once: a client may reuse it.
+			c.mu.Lock()
+			o := c.active[m.ID]
+			delete(c.active, m.ID)
+			c.mu.Unlock()
+			if o != nil {
+				o.cancel()
+			}
+		case m.Type == "ping" && !c.legacy:
+			c.write(wsMessage{Type: "pong", Payload: m.Payload})
+		case m.Type == "pong" && !c.legacy:
+			c.mu.Lock()
+			c.unanswered = 0
+			c.mu.Unlock()
+		case m.Type == "connection_init":
+			if c.legacy {
+				c.closeWith(websocket.CloseProtocolError, "unexpected message")
+			} else {
+				c.closeWith(4429, "Too many initialisation requests")
+			}
+			return
+		case m.Type == "connection_terminate" && c.legacy:
+			c.closeWith(websocket.CloseNormalClosure, "terminated")
+			return
+		default:
+			c.unexpected(m.Type)
+			return
+		}
+	}
+}
+
+// read returns the next message; false means the socket is done (and,
+// for bad input, closed with the code the protocol gives).
+func (c *wsConn) read() (wsMessage, bool) {
+	_, r, err := c.conn.NextReader()
+	if err != nil {
+		if errors.Is(err, websocket.ErrReadLimit) {
+			// gorilla has sent the close frame, status 1009.
+			c.t.log.Info("websocket message refused", "remote", c.conn.RemoteAddr().String(), "err", err)
+		}
+		return wsMessage{}, false
+	}
+	var m wsMessage
+	d := json.NewDecoder(r)
+	if err := d.Decode(&m); err != nil {
+		if errors.Is(err, websocket.ErrReadLimit) {
+			c.t.log.Info("websocket message refused", "remote", c.conn.RemoteAddr().String(), "err", err)
+			return wsMessage{}, false
+		}
+		c.invalid("invalid json")
+		return wsMessage{}, false
+	}
+	if m.Type == "" {
+		c.invalid("no type")
+		return wsMessage{}, false
+	}
+	return m, true
+}
+
+func (c *wsConn) invalid(why string) {
+	if c.legacy {
+		c.connectionError(why)
+		c.closeWith(websocket.CloseProtocolError, "decoding error")
+		return
+	}
+	c.closeWith(4400, "Invalid message received: "+why)
+}
+
+func (c *wsConn) unexpected(typ string) {
+	if c.legacy {
+		c.connectionError("unexpected message " + typ)
+		c.closeWith(websocket.CloseProtocolError, "unexpected message")
+		return
+	}
+	c.closeWith(4400, "Invalid message received: unexpected type "+typ)
+}
+
+// init waits for connection_init within the init timeout, authenticates
+// it and acknowledges.
+func (c *wsConn) init() bool {
+	if c.t.initTimeout > 0 {
+		_ = c.conn.SetReadDeadline(time.Now().Add(c.t.initTimeout))
+	}
+	m, ok := c.read()
+	if !ok {
+		if c.t.initTimeout > 0 {
+			c.mu.Lock()
+			closed := c.closed
+			c.mu.Unlock()
+			if !closed {
+				c.closeWith(4408, "Connection initialisation timeout")
+			}
+		}
+		return false
+	}
+	_ = c.conn.SetReadDeadline(time.Time{})
+	switch {
+	case m.Type == "connection_init":
+	case m.Type == "connection_terminate" && c.legacy:
+		c.closeWith(websocket.CloseNormalClosure, "terminated")
+		return false
+	case (m.Type == "subscribe" && !c.legacy) || (m.Type == "start" && c.legacy):
+		if c.legacy {
+			c.unexpected(m.Type)
+		} else {
+			c.closeWith(4401, "Unauthorized")
+		}
+		return false
+	default:
+		c.unexpected(m.Type)
+		return false
+	}
+	var payload transport.InitPayload
+	if len(m.Payload) > 0 && !bytes.Equal(m.Payload, []byte("null")) {
+		if err := json.Unmarshal(m.Payload, &payload); err != nil {
+			c.invalid("bad connection_init payload")
+			return false
+		}
+	}
+	if c.t.initFunc != nil {
+		ctx, _, err := c.t.initFunc(c.ctx, payload)
+		if err != nil {
+			if c.legacy {
+				c.connectionError(err.Error())
+			}
+			c.closeWith(4403, "Forbidden")
+			return false
+		}
+		c.ctx = ctx
+	}
+	c.write(wsMessage{Type: "connection_ack"})
+	if c.legacy {
+		c.write(wsMessage{Type: "ka"})
+	}
+	return true
+}
+
+// keepAlive runs from the connection's timer: graphql-transport-ws gets
+// a ping, and is dropped when two pings in a row went unanswered (so a
+// pong has between one and two intervals to arrive, as with gqlgen);
+// graphql-ws, whose clients do not answer, gets ka.
+func (c *wsConn) keepAlive() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if !c.legacy && c.unanswered >= 2 {
+		c.mu.Unlock()
+		c.t.log.Info("websocket dropped: no pong", "remote", c.conn.RemoteAddr().String())
+		_ = c.conn.Close() // the reader ends, and shuts the rest down
+		return
+	}
+	typ := "ka"
+	if !c.legacy {
+		typ = "ping"
+		c.unanswered++
+	}
+	c.writeLocked(wsMessage{Type: typ})
+	c.timer.Reset(c.t.pingInterval)
+	c.mu.Unlock()
+}
+
+// start runs one operation; false means the socket was closed for it.
+func (c *wsConn) start(start time.Time, m wsMessage) bool {
+	c.mu.Lock()
+	if _, dup := c.active[m.ID]; dup {
+		c.mu.Unlock()
+		if c.legacy {
+			c.sendErrors(m.ID, &gqlerror.Error{Message: "subscriber for " + m.ID + " already exists"})
+			return true
+		}
+		c.closeWith(4409, "Subscriber for "+m.ID+" already exists")
+		return false
+	}
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	// The operation is registered at once, so a complete that follows
+	// finds it, and parsed and run on a goroutine of its own: the reader's
+	// stack stays shallow, which is most of what an idle socket costs.
+	ctx, cancel := context.WithCancel(graphql.StartOperationTrace(c.ctx))
+	o := &operation{cancel: cancel}
+	c.active[m.ID] = o
+	c.mu.Unlock()
+	go c.run(ctx, o, start, m)
+	return true
+}
+
+// run parses, validates and starts one operation, which resolves the
+// subscription's root field (the snapshot's database work), then leaves
+// the sending of its results to a fresh goroutine: a goroutine keeps the
+// stack it grew, and this one is deep by now while the waiting is not.
+func (c *wsConn) run(ctx context.Context, o *operation, start time.Time, m wsMessage) {
+	handedOver := false
+	defer func() {
+		if r := recover(); r != nil {
+			c.sendErrors(m.ID, &gqlerror.Error{Message: fmt.Sprint("internal system error: ", r)})
+		}
+		if !handedOver {
+			c.finish(o, m.ID)
+		}
+	}()
+	params := &graphql.RawParams{}
+	d := json.NewDecoder(bytes.NewReader(m.Payload))
+	d.UseNumber()
+	if err := d.Decode(params); err != nil {
+		c.sendErrors(m.ID, &gqlerror.Error{Message: "invalid json"})
+		return
+	}
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+
+	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			c.sendErrors(m.ID, resp.Errors...)
+		} else {
+			c.sendResponse(m.ID, &graphql.Response{Errors: errs})
+		}
+		return
+	}
+	responses, ctx := c.exec.DispatchOperation(graphql.WithOperationContext(ctx, rc), rc)
+	handedOver = true
+	go c.stream(ctx, o, rc, m.ID, responses)
+}
+
+// stream sends an operation's results until it ends.
+func (c *wsConn) stream(ctx context.Context, o *operation, rc *graphql.OperationContext, id string, responses graphql.ResponseHandler) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := rc.Recover(ctx, r)
+			var gqlerr *gqlerror.Error
+			if !errors.As(err, &gqlerr) {
+				gqlerr = &gqlerror.Error{}
+				if err != nil {
+					gqlerr.Message = err.Error()
+				}
+			}
+			c.sendErrors(id, gqlerr)
+		}
+		c.finish(o, id)
+	}()
+	for {
+		resp := responses(ctx)
+		if resp == nil {
+			return
+		}
+		c.sendResponse(id, resp)
+	}
+}
+
+// finish unregisters an operation that ended and tells the client.
+func (c *wsConn) finish(o *operation, id string) {
+	c.mu.Lock()
+	if c.active[id] == o {
+		delete(c.active, id)
+	}
+	c.mu.Unlock()
+	o.cancel()
+	c.complete(id)
+}
+
+func (c *wsConn) sendResponse(id string, resp *graphql.Response) {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		panic(err)
+	}
+	typ := "next"
+	if c.legacy {
+		typ = "data"
+	}
+	c.write(wsMessage{ID: id, Type: typ, Payload: b})
+}
+
+func (c *wsConn) sendErrors(id string, errs ...*gqlerror.Error) {
+	b, err := json.Marshal(errs)
+	if err != nil {
+		panic(err)
+	}
+	c.write(wsMessage{ID: id, Type: "error", Payload: b})
+}
+
+func (c *wsConn) complete(id string) {
+	c.write(wsMessage{ID: id, Type: "complete"})
+}
+
+func (c *wsConn) connectionError(msg string) {
+	b, _ := json.Marshal(&gqlerror.Error{Message: msg})
+	c.write(wsMessage{Type: "connection_error", Payload: b})
+}
+
+func (c *wsConn) write(m wsMessage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writeLocked(m)
+}
+
+// writeLocked sends m unless the socket is closed; c.mu must be held. A
+// client that does not take it in time is disconnected.
+func (c *wsConn) writeLocked(m wsMessage) {
+	if c.closed {
+		return
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		_ = c.conn.Close()
+	}
+}
+
+// closeWith sends a close frame with code and reason, then closes.
+func (c *wsConn) closeWith(code int, reason string) {
+	c.mu.Lock()
+	if !c.closed {
+		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeFrameTimeout))
+	}
+	c.mu.Unlock()
+	c.shutdown()
+}
+
+// shutdown stops every operation and the keep-alive, and closes the
+// socket; it is safe to call more than once.
+func (c *wsConn) shutdown() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	for _, o := range c.active {
+		o.cancel()
+	}
+	c.mu.Unlock()
+	c.cancel()
+	_ = c.conn.Close()
+}
