@@ -7,11 +7,14 @@
 // per-subscriber mailboxes and their collapse to the latest state per
 // upload.
 //
-// Pub/sub is at most once and the database stays the truth. While Redis is
-// unreachable, Publish fails within a short timeout (uploads go on; the
-// caller only logs it), Subscribe still succeeds, and once the connection
-// is back every local subscriber is told to read a fresh snapshot, so no
-// change, terminal states included, is missed for good.
+// Pub/sub is at most once and the database stays the truth. Publish never
+// waits for Redis: it queues the event for one publishing goroutine, which
+// sends what has queued in one round trip, in order. While Redis is
+// unreachable the events it cannot send, and those that find the bounded
+// queue full, are dropped and counted (uploads go on at full speed);
+// Subscribe still succeeds, and once the connection is back every local
+// subscriber is told to read a fresh snapshot, so no change, terminal
+// states included, is missed for good.
 package redis
 
 import (
@@ -21,6 +24,7 @@ import (
 	"log/slog"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -30,9 +34,15 @@ import (
 )
 
 const (
-	// publishTimeout bounds one Publish, including dialing, so an outage
-	// delays the request that made a change by at most this much.
+	// publishTimeout bounds one round trip of the publishing goroutine,
+	// including dialing; no request waits for it.
 	publishTimeout = 2 * time.Second
+	// outboxSize bounds the events queued for publishing (about 1 KiB
+	// each): what Redis cannot take meanwhile is dropped, and subscribers
+	// resync from the database when it is back.
+	outboxSize = 4096
+	// publishBatch is the most events sent in one round trip.
+	publishBatch = 256
 	// confirmTimeout bounds how long Subscribe waits for Redis to confirm a
 	// new channel. Past it Subscribe returns anyway and the feed is told to
 	// resync once the confirmation comes.
@@ -77,6 +87,17 @@ type Broker struct {
 	ctx    context.Context // done once Close is called
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// outbox holds the events Publish queued for publishLoop, which sends
+	// them in order; stopPublishing makes it send what is left and end.
+	outbox         chan upload.Progress
+	stopPublishing chan struct{}
+	published      sync.WaitGroup
+	// dropped counts events never sent: the queue was full or Redis failed.
+	dropped atomic.Int64
+	// dropping is set while events are being dropped, so an outage is
+	// logged when it starts and when it ends, not per event.
+	dropping atomic.Bool
 	wake   chan struct{} // holds at most one token: the channels needed changed
 
 	// psMu serialises what is written on the subscription connection, so
@@ -184,10 +205,14 @@ func New(client *goredis.Client, opts Options) (*Broker, error) {
 		subscribed: make(map[string]bool),
 		channels:   make(map[string]*channel),
 		pings:      make(map[string]ping),
+
+		outbox:         make(chan upload.Progress, outboxSize),
+		stopPublishing: make(chan struct{}),
 	}
 	b.wg.Add(2)
 	go b.receive()
 	go b.syncChannels()
+	b.published.Go(b.publishLoop)
 	return b, nil
 }
 
@@ -204,6 +229,11 @@ func (b *Broker) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 
+	// What was published before Close goes out first (each round trip
+	// bounded by publishTimeout): a replica that stops must not swallow the
+	// last events of the uploads it served.
+	close(b.stopPublishing)
+	b.published.Wait()
 	b.cancel() // ends waits, backoffs and dials
 	err := b.pubsub.Close()
 	b.wg.Wait()
@@ -229,30 +259,97 @@ func (b *Broker) Ping(ctx context.Context) error {
 // and metrics.
 func (b *Broker) Subscribers() int { return b.hub.Subscribers() }
 
-// Publish sends ev to the channels of its upload and of its owner in one
-// round trip. Like progress.Hub it ignores the cancellation of ctx (an
-// event published after a commit must go out even if the request has just
-// ended) but it waits at most publishTimeout. It returns the Redis error,
-// wrapped, when Redis is unreachable or slow, and an error after Close.
-func (b *Broker) Publish(ctx context.Context, ev upload.Progress) error {
+// Publish queues ev for the channels of its upload and of its owner and
+// returns at once: no request waits for Redis. Events go out in the order
+// they were published, several in one round trip. If the queue is full
+// (Redis slow or down) ev is dropped and counted (Dropped); subscribers
+// resync from the database when the connection is back. It returns an
+// error after Close.
+func (b *Broker) Publish(_ context.Context, ev upload.Progress) error {
 	if b.ctx.Err() != nil {
 		return errClosed
 	}
-	payload, err := encodeEvent(ev)
-	if err != nil {
-		return fmt.Errorf("progress/redis: encoding progress of upload %s: %w", ev.UploadID, err)
+	select {
+	case b.outbox <- ev:
+	default:
+		b.drop(1, errors.New("the publish queue is full"))
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
-	_, err = b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		p.Publish(ctx, b.channelName(upload.UploadTopic(ev.UploadID)), payload)
-		p.Publish(ctx, b.channelName(upload.UserTopic(ev.OwnerID)), payload)
+	return nil
+}
+
+// Dropped returns how many events were never sent to Redis, for tests and
+// metrics.
+func (b *Broker) Dropped() int64 { return b.dropped.Load() }
+
+// publishLoop sends the queued events until Close, then what is left.
+func (b *Broker) publishLoop() {
+	batch := make([]upload.Progress, 0, publishBatch)
+	for {
+		select {
+		case ev := <-b.outbox:
+			batch = b.fill(append(batch[:0], ev))
+			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+			b.send(ctx, batch)
+			cancel()
+		case <-b.stopPublishing:
+			// One publishTimeout for all that is left: what Redis has not
+			// taken by then is dropped.
+			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+			defer cancel()
+			for {
+				batch = b.fill(batch[:0])
+				if len(batch) == 0 {
+					return
+				}
+				b.send(ctx, batch)
+			}
+		}
+	}
+}
+
+// fill adds what is waiting in the queue to batch, up to publishBatch.
+func (b *Broker) fill(batch []upload.Progress) []upload.Progress {
+	for len(batch) < publishBatch {
+		select {
+		case ev := <-b.outbox:
+			batch = append(batch, ev)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// send publishes batch in one round trip within ctx, or drops it.
+func (b *Broker) send(ctx context.Context, batch []upload.Progress) {
+	_, err := b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, ev := range batch {
+			payload, err := encodeEvent(ev)
+			if err != nil {
+				b.log.Error("encoding a progress event failed", "upload_id", ev.UploadID, "err", err)
+				continue
+			}
+			p.Publish(ctx, b.channelName(upload.UploadTopic(ev.UploadID)), payload)
+			p.Publish(ctx, b.channelName(upload.UserTopic(ev.OwnerID)), payload)
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("progress/redis: publishing progress of upload %s: %w", ev.UploadID, err)
+		b.drop(len(batch), err)
+		return
 	}
-	return nil
+	if b.dropping.CompareAndSwap(true, false) {
+		b.log.Info("publishing progress again", "dropped_so_far", b.dropped.Load())
+	}
+}
+
+// drop counts n events that will never be sent, logging the first of an
+// outage.
+func (b *Broker) drop(n int, cause error) {
+	b.dropped.Add(int64(n))
+	if b.dropping.CompareAndSwap(false, true) {
+		b.log.Warn("dropping progress events until Redis takes them again; subscribers will resync", "err", cause)
+	}
 }
 
 // Subscribe registers a feed for topic and, if it is the first local one,
