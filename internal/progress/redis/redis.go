@@ -87,6 +87,7 @@ type Broker struct {
 	ctx    context.Context // done once Close is called
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	wake   chan struct{} // holds at most one token: the channels needed changed
 
 	// outbox holds the events Publish queued for publishLoop, which sends
 	// them in order; stopPublishing makes it send what is left and end.
@@ -98,7 +99,6 @@ type Broker struct {
 	// dropping is set while events are being dropped, so an outage is
 	// logged when it starts and when it ends, not per event.
 	dropping atomic.Bool
-	wake   chan struct{} // holds at most one token: the channels needed changed
 
 	// psMu serialises what is written on the subscription connection, so
 	// that the channels a ping covers are exactly those go-redis holds when
