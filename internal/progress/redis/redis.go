@@ -7,11 +7,12 @@
 // per-subscriber mailboxes and their collapse to the latest state per
 // upload.
 //
-// Pub/sub is at most once and the database stays the truth. Publish never
-// waits for Redis: it queues the event for one publishing goroutine, which
-// sends what has queued in one round trip, in order. While Redis is
-// unreachable the events it cannot send, and those that find the bounded
-// queue full, are dropped and counted (uploads go on at full speed);
+// Pub/sub is at most once and the database stays the truth. Publish does
+// not wait for Redis: it queues the event for one publishing goroutine,
+// which sends what has queued in one round trip, in order (only a burst
+// that fills the bounded queue waits for room). While Redis is
+// unreachable the events it cannot send, and those that find the queue
+// full, are dropped and counted (uploads go on at full speed);
 // Subscribe still succeeds, and once the connection is back every local
 // subscriber is told to read a fresh snapshot, so no change, terminal
 // states included, is missed for good.
@@ -260,19 +261,34 @@ func (b *Broker) Ping(ctx context.Context) error {
 func (b *Broker) Subscribers() int { return b.hub.Subscribers() }
 
 // Publish queues ev for the channels of its upload and of its owner and
-// returns at once: no request waits for Redis. Events go out in the order
-// they were published, several in one round trip. If the queue is full
-// (Redis slow or down) ev is dropped and counted (Dropped); subscribers
-// resync from the database when the connection is back. It returns an
-// error after Close.
+// returns: no request waits for Redis while the queue has room. Events go
+// out in the order they were published, several in one round trip. A full
+// queue while Redis answers is a burst: Publish waits for room, at most
+// publishTimeout, since an event dropped while the connection stays up
+// would never be made up by a resync. While Redis is failing, ev is
+// dropped at once and counted (Dropped); subscribers resync from the
+// database when the connection is back. It returns an error after Close.
 func (b *Broker) Publish(_ context.Context, ev upload.Progress) error {
 	if b.ctx.Err() != nil {
 		return errClosed
 	}
 	select {
 	case b.outbox <- ev:
+		return nil
 	default:
+	}
+	if b.dropping.Load() {
 		b.drop(1, errors.New("the publish queue is full"))
+		return nil
+	}
+	wait := time.NewTimer(publishTimeout)
+	defer wait.Stop()
+	select {
+	case b.outbox <- ev:
+	case <-wait.C:
+		b.drop(1, errors.New("the publish queue stayed full"))
+	case <-b.ctx.Done():
+		return errClosed
 	}
 	return nil
 }

@@ -787,10 +787,12 @@ func publishUntilRead(tb testing.TB, b *Broker, f upload.Feed, ev upload.Progres
 }
 
 // TestPublishDoesNotWaitForRedis: against a Redis that accepts
-// connections and never answers, Publish still returns at once without
-// an error, every time: the event waits in the queue, not the request.
-// Past the queue's bound events are dropped and counted, and Close gives
-// up on what is left after one bounded round trip.
+// connections and never answers, Publish returns without an error, every
+// time, within the deadline: the event waits in the queue, not the
+// request (only the call that finds the queue full before the first
+// round trip has failed waits, up to one publishTimeout). The events
+// Redis never took are dropped and counted, and Close gives up on what is
+// left after one bounded round trip.
 func TestPublishDoesNotWaitForRedis(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
