@@ -295,18 +295,11 @@ func (s *Service) tryRecordChunk(ctx context.Context, sess *ent.UploadSession, r
 				return err
 			}
 		}
-		totals := chunkTotals{received: c.received, receivedBytes: c.bytes, failed: []int{}}
-		if c.failed > 0 {
-			// Only an upload with failed chunks pays for listing them.
-			if totals.failed, err = failedIndexes(ctx, tx.Client(), sess.ID); err != nil {
-				return err
-			}
-		}
 		fresh := *sess
 		fresh.Status, fresh.Version, fresh.Percent, fresh.UpdatedAt = StatusUploading, c.version, c.percent, now
 		fresh.ReceivedChunks, fresh.ReceivedBytes, fresh.FailedChunks = c.received, c.bytes, c.failed
-		p = progressOf(&fresh, totals)
-		return nil
+		p, err = countedProgress(ctx, tx.Client(), &fresh)
+		return err
 	})
 	return p, err
 }

@@ -280,16 +280,17 @@ func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int
 			return Progress{}, Errorf(CodeChecksumMismatch, "chunk %d's stored %s does not match %s", index, want.Alg, *checksum)
 		}
 	}
-	return s.countedProgress(ctx, sess)
+	return countedProgress(ctx, s.db, sess)
 }
 
 // countedProgress is an active session's progress from its counts,
-// listing its failed chunks only when it has some.
-func (s *Service) countedProgress(ctx context.Context, sess *ent.UploadSession) (Progress, error) {
+// listing its failed chunks (through c, the client or a transaction's)
+// only when it has some.
+func countedProgress(ctx context.Context, c *ent.Client, sess *ent.UploadSession) (Progress, error) {
 	totals := chunkTotals{received: sess.ReceivedChunks, receivedBytes: sess.ReceivedBytes, failed: []int{}}
 	if sess.FailedChunks > 0 {
 		var err error
-		if totals.failed, err = failedIndexes(ctx, s.db, sess.ID); err != nil {
+		if totals.failed, err = failedIndexes(ctx, c, sess.ID); err != nil {
 			return Progress{}, err
 		}
 	}
