@@ -56,6 +56,10 @@ type Config struct {
 	// MaxAttempts is how often processing is tried before the media
 	// file is FAILED.
 	MaxAttempts int
+	// ManualSweeps leaves the periodic sweeps out, for tests that call
+	// Sweep and SweepOrphans themselves and must be their only caller
+	// (a periodic run that starts late races them).
+	ManualSweeps bool
 }
 
 // MaxProcessingWorkers is the most ProcessingWorkers accepts: processing
@@ -186,14 +190,7 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 		SoftStopTimeout:      cfg.ShutdownTimeout,
 		FetchPollInterval:    cfg.PollInterval,
 		FetchCooldown:        min(cfg.PollInterval, river.FetchCooldownDefault),
-		PeriodicJobs: []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
-				&river.PeriodicJobOpts{ID: "sweep", RunOnStart: true}),
-			river.NewPeriodicJob(river.PeriodicInterval(cfg.OrphanInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return OrphansArgs{}, nil },
-				&river.PeriodicJobOpts{ID: "orphans", RunOnStart: true}),
-		},
+		PeriodicJobs:         periodicJobs(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -262,4 +259,20 @@ func (q *Queue) insert(ctx context.Context, tx *sql.Tx, args river.JobArgs, opts
 var liveStates = []rivertype.JobState{
 	rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
 	rivertype.JobStateRunning, rivertype.JobStateScheduled,
+}
+
+// periodicJobs are the sweeps cfg asks for, each run once at start so a
+// restarted replica catches up at once.
+func periodicJobs(cfg Config) []*river.PeriodicJob {
+	if cfg.ManualSweeps {
+		return nil
+	}
+	return []*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
+			&river.PeriodicJobOpts{ID: "sweep", RunOnStart: true}),
+		river.NewPeriodicJob(river.PeriodicInterval(cfg.OrphanInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return OrphansArgs{}, nil },
+			&river.PeriodicJobOpts{ID: "orphans", RunOnStart: true}),
+	}
 }

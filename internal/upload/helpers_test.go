@@ -198,9 +198,11 @@ func newTestServiceProcessing(t *testing.T, cfg upload.Config, store upload.Stor
 }
 
 // testJobs is the job queue's configuration in tests: quick to notice
-// new jobs and to stop.
+// new jobs and to stop, and no periodic sweeps, since tests call them
+// and count what they did (a periodic sweep starting late under load
+// once took an upload from under TestSweepExpiresAndFrees).
 func testJobs() jobs.Config {
-	return jobs.Config{PollInterval: 20 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
+	return jobs.Config{PollInterval: 20 * time.Millisecond, ShutdownTimeout: 5 * time.Second, ManualSweeps: true}
 }
 
 // newTestQueue returns a job queue over sqldb (of ent's dialect d), with

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spoolhq/spool/ent/mediafile"
+	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -117,5 +118,40 @@ func TestSweepFinishesLeftovers(t *testing.T) {
 	}
 	if r, _ := e.svc.Sweep(ctx); r != (upload.SweepResult{}) {
 		t.Errorf("second Sweep = %+v, want nothing done", r)
+	}
+}
+
+// The job queue sweeps on its own: an upload whose time is up ends
+// EXPIRED with its bytes freed without anyone calling Sweep.
+func TestPeriodicSweepExpires(t *testing.T) {
+	dir := t.TempDir()
+	store, err := localfs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobsCfg := testJobs()
+	jobsCfg.ManualSweeps = false
+	jobsCfg.SweepInterval = 100 * time.Millisecond
+	e := newTestServiceJobs(t, testConfig(), store, jobsCfg)
+	e.dir = dir
+	owner := e.user(t, "alice")
+	sess := e.initOne(t, owner, mp4Spec("late.mp4", file11))
+	e.mustSend(t, sess.ID, 0, file11)
+	e.clock.Advance(time.Hour)
+
+	// A hang guard, not a timing assertion.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s := e.stored(t, sess.ID)
+		if s.Status == upload.StatusExpired && s.BytesFreed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upload still %s (bytes freed %v) 60 s after its expiry", s.Status, s.BytesFreed)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := e.reserved(t, owner); got != 0 {
+		t.Errorf("reserved after the periodic sweep = %d, want 0", got)
 	}
 }
