@@ -239,7 +239,10 @@ func (c *wsClient) subscribe(id, query string, vars map[string]any) {
 // after a generous deadline (a hang guard, not a timing assertion).
 func (c *wsClient) next(id string) wsMessage {
 	c.t.Helper()
-	deadline := time.After(30 * time.Second)
+	// A hang guard, not a timing assertion: an event after processing
+	// can take over a minute under -race on a loaded 2-CPU machine (the
+	// first WebP encoding compiles libwebp; CI saw 30 s run out).
+	deadline := time.After(120 * time.Second)
 	for {
 		select {
 		case m, ok := <-c.msgs:
