@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -102,47 +103,68 @@ type OIDCConfig struct {
 // user, or different for every token of one user (jti).
 var refusedUserClaims = []string{"iss", "aud", "exp", "nbf", "iat", "jti", "azp", "nonce"}
 
-// Validate returns an error naming the first setting that is wrong: an
-// issuer or key set URL that is not https (http is allowed on loopback
-// hosts only, for tests and sidecars), has a query, fragment or user
-// info; an empty or odd audience; a clock skew out of [0,
-// MaxOIDCClockSkew]; a user claim that cannot name a user; a key set URL
-// without an issuer.
+// OIDCSettingError is a wrong OIDCConfig setting: Setting names the
+// field (Issuer, JWKSURL, Audience, ClockSkew, UserClaim, KeyRefresh,
+// UnknownKeyRefetch), so that callers can name their own flag for it.
+type OIDCSettingError struct {
+	Setting string
+	Err     error
+}
+
+func (e *OIDCSettingError) Error() string { return "OIDC " + e.Setting + ": " + e.Err.Error() }
+func (e *OIDCSettingError) Unwrap() error { return e.Err }
+
+func settingError(setting, format string, args ...any) error {
+	return &OIDCSettingError{Setting: setting, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate returns an *OIDCSettingError for the first setting that is
+// wrong: an issuer or key set URL that is not https (http is allowed on
+// loopback hosts only, for tests and sidecars) or has a query, fragment
+// or user info; a key set URL or audience without an issuer; an issuer
+// without an audience, or an odd audience; a clock skew out of [0,
+// MaxOIDCClockSkew]; a user claim that cannot name a user; a negative
+// refresh interval. Settings that have defaults are checked even when no
+// issuer is set.
 func (c OIDCConfig) Validate() error {
+	if c.ClockSkew < 0 || c.ClockSkew > MaxOIDCClockSkew {
+		return settingError("ClockSkew", "%v must be from 0 to %v", c.ClockSkew, MaxOIDCClockSkew)
+	}
+	if c.KeyRefresh < 0 {
+		return settingError("KeyRefresh", "%v must not be negative", c.KeyRefresh)
+	}
+	if c.UnknownKeyRefetch < 0 {
+		return settingError("UnknownKeyRefetch", "%v must not be negative", c.UnknownKeyRefetch)
+	}
+	claim := c.userClaim()
+	if len(claim) > 64 || !printable(claim) || strings.ContainsAny(claim, " #:") {
+		return settingError("UserClaim", "%.40q must be a claim name: up to 64 printable characters, without space, # or :", claim)
+	}
+	if slices.Contains(refusedUserClaims, claim) {
+		return settingError("UserClaim", "%q cannot name a user; use sub, or a claim such as email or preferred_username", claim)
+	}
 	if c.Issuer == "" {
-		if c.JWKSURL != "" || c.Audience != "" {
-			return errors.New("an OIDC key set URL or audience needs the OIDC issuer (the iss its tokens carry)")
+		if c.JWKSURL != "" {
+			return settingError("JWKSURL", "needs the issuer too: it is the iss the tokens must carry")
+		}
+		if c.Audience != "" {
+			return settingError("Audience", "needs the issuer too: it says whose tokens to accept")
 		}
 		return nil
 	}
 	if err := checkProviderURL(c.Issuer); err != nil {
-		return fmt.Errorf("OIDC issuer: %w", err)
+		return &OIDCSettingError{Setting: "Issuer", Err: err}
 	}
 	if c.JWKSURL != "" {
 		if err := checkProviderURL(c.JWKSURL); err != nil {
-			return fmt.Errorf("OIDC key set URL: %w", err)
+			return &OIDCSettingError{Setting: "JWKSURL", Err: err}
 		}
 	}
 	if c.Audience == "" {
-		return errors.New("OIDC needs an audience: the client id or API identifier its tokens are issued for")
+		return settingError("Audience", "is required with an issuer: the client id or API identifier the tokens are issued for")
 	}
 	if len(c.Audience) > 255 || !printable(c.Audience) || strings.ContainsRune(c.Audience, ' ') {
-		return fmt.Errorf("OIDC audience %.40q must be 1 to 255 printable characters without spaces", c.Audience)
-	}
-	if c.ClockSkew < 0 || c.ClockSkew > MaxOIDCClockSkew {
-		return fmt.Errorf("OIDC clock skew %v must be from 0 to %v", c.ClockSkew, MaxOIDCClockSkew)
-	}
-	if c.KeyRefresh < 0 || c.UnknownKeyRefetch < 0 {
-		return errors.New("OIDC key refresh intervals must not be negative")
-	}
-	claim := c.userClaim()
-	if len(claim) > 64 || !printable(claim) || strings.ContainsAny(claim, " #:") {
-		return fmt.Errorf("OIDC user claim %.40q must be a claim name: up to 64 printable characters, without space, # or :", claim)
-	}
-	for _, r := range refusedUserClaims {
-		if claim == r {
-			return fmt.Errorf("OIDC user claim %q cannot name a user; use sub, or a claim such as email or preferred_username", claim)
-		}
+		return settingError("Audience", "%.40q must be 1 to 255 printable characters without spaces", c.Audience)
 	}
 	return nil
 }
