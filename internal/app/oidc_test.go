@@ -101,15 +101,15 @@ func TestOIDCTokensIdentifyOneUser(t *testing.T) {
 	}
 }
 
-// pemOf returns the PEM of k's public key: the bytes an algorithm
-// confusion attack uses as an HMAC secret.
-func pemOf(t *testing.T, k oidctest.Key) []byte {
+// publicKeyBytes returns the DER and PEM of k's public key: the bytes an
+// algorithm confusion attack uses as an HMAC secret.
+func publicKeyBytes(t *testing.T, k oidctest.Key) (der, pemBytes []byte) {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(k.Private.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	return der, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
 // withSignatureOf returns token with the signature of another.
@@ -149,7 +149,12 @@ func TestOIDCRefusals(t *testing.T) {
 	}
 	confused := jwt.NewWithClaims(jwt.SigningMethodHS256, p.Claims("carol"))
 	confused.Header["kid"] = rsKey.ID
-	hsWithPublicKey, err := confused.SignedString(pemOf(t, rsKey))
+	der, pemBytes := publicKeyBytes(t, rsKey)
+	hsWithPEM, err := confused.SignedString(pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hsWithDER, err := confused.SignedString(der)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +172,8 @@ func TestOIDCRefusals(t *testing.T) {
 		{"not yet valid beyond the skew", signed(func(c jwt.MapClaims) { c["nbf"] = now.Add(2 * time.Minute).Unix() })},
 		{"issued in the future beyond the skew", signed(func(c jwt.MapClaims) { c["iat"] = now.Add(2 * time.Minute).Unix() })},
 		{"alg none", none},
-		{"HS256 signed with the provider's public key", hsWithPublicKey},
+		{"HS256 signed with the provider's public key (PEM)", hsWithPEM},
+		{"HS256 signed with the provider's public key (DER)", hsWithDER},
 		{"a key id the provider does not know", unknown},
 		{"no user claim", signed(func(c jwt.MapClaims) { delete(c, "sub") })},
 		{"empty user claim", signed(func(c jwt.MapClaims) { c["sub"] = "" })},
