@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"crypto/rand"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -176,4 +177,60 @@ func TestOIDCVerifierStart(t *testing.T) {
 		v.Close()
 		t.Error("key set down: got a verifier, want an error")
 	}
+}
+
+// FuzzOIDCVerify sends Verifier mangled provider and spool tokens: it
+// must refuse every one it did not issue, with ErrInvalidToken, and never
+// refetch keys more than once (the refetch interval is an hour).
+func FuzzOIDCVerify(f *testing.F) {
+	p := oidctest.Start(f)
+	oidcV, err := auth.NewOIDCVerifier(f.Context(), auth.OIDCConfig{
+		Issuer: p.Issuer(), Audience: oidctest.Audience, ClockSkew: time.Minute, UnknownKeyRefetch: time.Hour,
+	}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(oidcV.Close)
+	// Each fuzzing process runs this setup with keys and a secret of its
+	// own, so a token issued in one verifies in none of the others.
+	own, err := auth.NewIssuer([]byte(rand.Text() + rand.Text()))
+	if err != nil {
+		f.Fatal(err)
+	}
+	v := auth.Verifier{Own: own, OIDC: oidcV}
+	issued := map[string]string{} // token → subject
+	for _, m := range []jwt.SigningMethod{jwt.SigningMethodRS256, jwt.SigningMethodES256} {
+		tok := p.Token(m, "ivan")
+		issued[tok] = auth.OIDCSubject(p.Issuer(), "sub", "ivan")
+		f.Add(tok)
+		f.Add(withSignatureOf(p.Token(m, "mallory"), tok))
+	}
+	spoolTok, err := own.Issue("ivan", time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	issued[spoolTok] = "ivan"
+	f.Add(spoolTok)
+	f.Add("eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xIn0.")
+	f.Fuzz(func(t *testing.T, token string) {
+		sub, err := v.Verify(t.Context(), token)
+		// The fetch at start, and at most one for unknown key ids.
+		if n := p.JWKSFetches(); n > 2 {
+			t.Fatalf("after Verify(%q): %d key set fetches, want at most 2", token, n)
+		}
+		if err != nil {
+			if !errors.Is(err, auth.ErrInvalidToken) {
+				t.Fatalf("Verify(%q) error = %v, does not wrap ErrInvalidToken", token, err)
+			}
+			return
+		}
+		if want, ok := issued[token]; !ok || sub != want {
+			t.Fatalf("Verify(%q) = %q, want a refusal (or %q for a token issued as such)", token, sub, want)
+		}
+	})
+}
+
+// withSignatureOf returns token with the signature of another.
+func withSignatureOf(token, another string) string {
+	return token[:strings.LastIndex(token, ".")] + another[strings.LastIndex(another, "."):]
 }
