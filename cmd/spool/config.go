@@ -317,10 +317,21 @@ func checkDebugAddr(addr string) error {
 	return nil
 }
 
-// oidcFlags names the flag of each auth.OIDCConfig setting.
-var oidcFlags = map[string]string{
-	"Issuer": "--oidc-issuer", "JWKSURL": "--jwks-url", "Audience": "--oidc-audience",
-	"ClockSkew": "--oidc-clock-skew", "UserClaim": "--oidc-user-claim",
+// oidcFlag names the flag of an auth.OIDCConfig setting, or "".
+func oidcFlag(setting string) string {
+	switch setting {
+	case "Issuer":
+		return "--oidc-issuer"
+	case "JWKSURL":
+		return "--jwks-url"
+	case "Audience":
+		return "--oidc-audience"
+	case "ClockSkew":
+		return "--oidc-clock-skew"
+	case "UserClaim":
+		return "--oidc-user-claim"
+	}
+	return ""
 }
 
 // checkOIDC validates the OIDC settings, naming the flag that is wrong.
@@ -333,7 +344,7 @@ func checkOIDC(c auth.OIDCConfig) error {
 	err := c.Validate()
 	var bad *auth.OIDCSettingError
 	if errors.As(err, &bad) {
-		if flag, ok := oidcFlags[bad.Setting]; ok {
+		if flag := oidcFlag(bad.Setting); flag != "" {
 			return fmt.Errorf("%s: %w", flag, bad.Err)
 		}
 	}

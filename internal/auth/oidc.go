@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -67,11 +66,6 @@ const (
 	maxOIDCUserID = 255
 )
 
-// oidcAlgorithms are the only algorithms an OIDC token may be signed
-// with: asymmetric ones, so a token signed with a key's public bytes as an
-// HMAC secret (algorithm confusion) or with "none" never verifies.
-var oidcAlgorithms = []string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg()}
-
 // OIDCConfig says which OpenID Connect provider's tokens to accept. The
 // zero Issuer means none.
 type OIDCConfig struct {
@@ -98,10 +92,6 @@ type OIDCConfig struct {
 	// unknown key ids; zero means DefaultOIDCUnknownKeyRefetch.
 	UnknownKeyRefetch time.Duration
 }
-
-// refusedUserClaims would not name a user: they are the same for every
-// user, or different for every token of one user (jti).
-var refusedUserClaims = []string{"iss", "aud", "exp", "nbf", "iat", "jti", "azp", "nonce"}
 
 // OIDCSettingError is a wrong OIDCConfig setting: Setting names the
 // field (Issuer, JWKSURL, Audience, ClockSkew, UserClaim, KeyRefresh,
@@ -140,7 +130,7 @@ func (c OIDCConfig) Validate() error {
 	if len(claim) > 64 || !printable(claim) || strings.ContainsAny(claim, " #:") {
 		return settingError("UserClaim", "%.40q must be a claim name: up to 64 printable characters, without space, # or :", claim)
 	}
-	if slices.Contains(refusedUserClaims, claim) {
+	if namesNoUser(claim) {
 		return settingError("UserClaim", "%q cannot name a user; use sub, or a claim such as email or preferred_username", claim)
 	}
 	if c.Issuer == "" {
@@ -167,6 +157,16 @@ func (c OIDCConfig) Validate() error {
 		return settingError("Audience", "%.40q must be 1 to 255 printable characters without spaces", c.Audience)
 	}
 	return nil
+}
+
+// namesNoUser reports whether claim is one that cannot name a user: the
+// same for every user, or different for every token of one user (jti).
+func namesNoUser(claim string) bool {
+	switch claim {
+	case "iss", "aud", "exp", "nbf", "iat", "jti", "azp", "nonce":
+		return true
+	}
+	return false
 }
 
 func (c OIDCConfig) userClaim() string {
@@ -287,7 +287,10 @@ func NewOIDCVerifier(ctx context.Context, cfg OIDCConfig, log *slog.Logger) (*OI
 		return nil, fmt.Errorf("OIDC key set: %w", err)
 	}
 	parser := jwt.NewParser(
-		jwt.WithValidMethods(oidcAlgorithms),
+		// Asymmetric algorithms only: a token signed with a key's public
+		// bytes as an HMAC secret (algorithm confusion), or with "none",
+		// never verifies.
+		jwt.WithValidMethods([]string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg()}),
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithExpirationRequired(),
