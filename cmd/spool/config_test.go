@@ -16,6 +16,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/auth/oidctest"
 	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -519,5 +520,22 @@ func TestServeConfigOIDC(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// spool serve refuses to start when its identity provider cannot be
+// reached: it would otherwise look healthy and refuse every OIDC user.
+func TestServeOIDCProviderUnreachable(t *testing.T) {
+	p := oidctest.Start(t)
+	p.SetDown(true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard: serve blocks if it starts
+	defer cancel()
+	args := []string{"serve", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0", "--oidc-issuer", p.Issuer(), "--oidc-audience", oidctest.Audience}
+	err := run(ctx, args, env("SPOOL_JWT_SECRET", goodSecret), io.Discard, io.Discard)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("serve with the provider down: got %v (context %v), want it to refuse to start", err, ctx.Err())
+	}
+	if !strings.Contains(err.Error(), p.Issuer()+"/.well-known/openid-configuration") || !strings.Contains(err.Error(), "503") {
+		t.Errorf("got %q, want it to name the discovery URL and what it answered", err)
 	}
 }
