@@ -150,10 +150,11 @@ func BearerToken(header string) (string, bool) {
 // Verifier checks a bearer token with the verifier of the issuer the
 // token names: an OIDC provider's when it names that provider, spool's
 // own otherwise. Each verifier allows only its own algorithms (HS256 for
-// spool's, RS256 and ES256 for the provider's), so choosing by the
-// unverified "iss" lets no token pick its checks: one that claims the
-// provider but is signed with HS256 or "none" fails the provider's, and
-// one signed by the provider but claiming to be spool's fails spool's.
+// spool's, RS256 and ES256 for the provider's) and its own issuer, so a
+// token that picks its verifier through the unverified "iss" picks no
+// weaker checks: one that claims the provider but is signed with HS256 or
+// "none" fails the provider's, and one signed by the provider but
+// claiming to be spool's fails spool's.
 type Verifier struct {
 	// Own verifies spool's tokens.
 	Own *Issuer
