@@ -148,6 +148,11 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.Var(&maxAudio, "max-audio-size", "largest audio `SIZE`")
 	fs.Var(&maxImage, "max-image-size", "largest image `SIZE`")
 	fs.Var(&maxInline, "max-inline-image-size", "largest image `SIZE` uploadImage takes in one multipart request")
+	fs.StringVar(&cfg.OIDC.Issuer, "oidc-issuer", "", "also accept tokens of the OpenID Connect provider at issuer `URL` (https; the iss its tokens carry); its keys are found through URL/.well-known/openid-configuration")
+	fs.StringVar(&cfg.OIDC.JWKSURL, "jwks-url", "", "the OIDC provider's key set `URL`, skipping discovery (needs --oidc-issuer)")
+	fs.StringVar(&cfg.OIDC.Audience, "oidc-audience", "", "the `AUDIENCE` OIDC tokens must be for (aud): spool's client id or API identifier at the provider; required with --oidc-issuer")
+	fs.DurationVar(&cfg.OIDC.ClockSkew, "oidc-clock-skew", auth.DefaultOIDCClockSkew, "leeway on OIDC tokens' exp, nbf and iat for clocks that disagree (at most 10m)")
+	fs.StringVar(&cfg.OIDC.UserClaim, "oidc-user-claim", auth.DefaultOIDCUserClaim, "the OIDC token `CLAIM` whose string value names the user")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on a loopback `HOST:PORT` of their own (debugging; off when empty)")
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return cfg, level, err
@@ -279,6 +284,9 @@ func checkServeConfig(cfg app.Config) error {
 	if err := checkDebugAddr(cfg.DebugAddr); err != nil {
 		return err
 	}
+	if err := checkOIDC(cfg.OIDC); err != nil {
+		return err
+	}
 	for name, u := range map[string]string{"--database-url": cfg.DatabaseURL, "--redis-url": cfg.RedisURL, "--storage-url": cfg.StorageURL} {
 		if u != "" && !strings.Contains(u, "://") {
 			return fmt.Errorf("%s %q is not a URL", name, u)
@@ -307,4 +315,38 @@ func checkDebugAddr(addr string) error {
 		return fmt.Errorf("--debug-addr %q: the host must be loopback (127.0.0.1, ::1 or localhost): the profiles are served without authentication", addr)
 	}
 	return nil
+}
+
+// oidcFlag names the flag of an auth.OIDCConfig setting, or "".
+func oidcFlag(setting string) string {
+	switch setting {
+	case "Issuer":
+		return "--oidc-issuer"
+	case "JWKSURL":
+		return "--jwks-url"
+	case "Audience":
+		return "--oidc-audience"
+	case "ClockSkew":
+		return "--oidc-clock-skew"
+	case "UserClaim":
+		return "--oidc-user-claim"
+	}
+	return ""
+}
+
+// checkOIDC validates the OIDC settings, naming the flag that is wrong.
+// auth.OIDCConfig reads an empty user claim as the default, so an
+// explicit empty one is refused here rather than silently replaced.
+func checkOIDC(c auth.OIDCConfig) error {
+	if c.UserClaim == "" {
+		return errors.New("--oidc-user-claim must not be empty (the default is sub)")
+	}
+	err := c.Validate()
+	var bad *auth.OIDCSettingError
+	if errors.As(err, &bad) {
+		if flag := oidcFlag(bad.Setting); flag != "" {
+			return fmt.Errorf("%s: %w", flag, bad.Err)
+		}
+	}
+	return err
 }

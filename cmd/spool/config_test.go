@@ -16,6 +16,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/auth/oidctest"
 	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -446,5 +447,95 @@ func TestServeConfigDebugAddr(t *testing.T) {
 		} else if cfg.DebugAddr != addr {
 			t.Errorf("--debug-addr %s: got %q", addr, cfg.DebugAddr)
 		}
+	}
+}
+
+func TestServeConfigOIDC(t *testing.T) {
+	cfg, _, err := serveConfig([]string{"--oidc-issuer", "https://id.example.com/realms/main", "--oidc-user-claim", "email"},
+		env("SPOOL_OIDC_AUDIENCE", "spool-web", "SPOOL_OIDC_CLOCK_SKEW", "30s", "SPOOL_JWKS_URL", "https://id.example.com/keys"), io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	want := auth.OIDCConfig{Issuer: "https://id.example.com/realms/main", JWKSURL: "https://id.example.com/keys",
+		Audience: "spool-web", ClockSkew: 30 * time.Second, UserClaim: "email"}
+	if cfg.OIDC != want {
+		t.Errorf("got %+v, want %+v", cfg.OIDC, want)
+	}
+	// Off by default, with the documented defaults.
+	cfg, _, err = serveConfig(nil, env(), io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	if want := (auth.OIDCConfig{ClockSkew: time.Minute, UserClaim: "sub"}); cfg.OIDC != want {
+		t.Errorf("defaults: got %+v, want %+v", cfg.OIDC, want)
+	}
+	// Loopback http is allowed, for tests and sidecars.
+	if _, _, err := serveConfig([]string{"--oidc-issuer", "http://127.0.0.1:5556", "--oidc-audience", "a"}, env(), io.Discard); err != nil {
+		t.Errorf("loopback http issuer: %v", err)
+	}
+
+	aud := []string{"--oidc-audience", "spool-web"}
+	iss := func(u string) []string { return append([]string{"--oidc-issuer", u}, aud...) }
+	cases := []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+		want   []string // what the error must say, each compared after normalized
+	}{
+		{"issuer over plain http", iss("http://id.example.com"), env(), []string{"oidc issuer", "https"}},
+		{"issuer without a scheme", iss("id.example.com"), env(), []string{"oidc issuer", "https"}},
+		{"issuer of another scheme", iss("ftp://id.example.com"), env(), []string{"oidc issuer", "https"}},
+		{"issuer not a URL", iss("https://id example com"), env(), []string{"oidc issuer"}},
+		{"issuer without a host", iss("https:///realms/main"), env(), []string{"oidc issuer", "https"}},
+		{"issuer with a query", iss("https://id.example.com/?tenant=1"), env(), []string{"oidc issuer", "query"}},
+		{"issuer with a fragment", iss("https://id.example.com/#x"), env(), []string{"oidc issuer", "fragment"}},
+		{"issuer with user info", iss("https://me:pw@id.example.com"), env(), []string{"oidc issuer", "user info"}},
+		{"issuer from env over http", aud, env("SPOOL_OIDC_ISSUER", "http://10.0.0.1"), []string{"oidc issuer", "https"}},
+		{"issuer without audience", []string{"--oidc-issuer", "https://id.example.com"}, env(), []string{"oidc audience", "required"}},
+		{"audience with a space", []string{"--oidc-issuer", "https://id.example.com", "--oidc-audience", "spool web"}, env(), []string{"oidc audience"}},
+		{"audience with a control character", []string{"--oidc-issuer", "https://id.example.com"}, env("SPOOL_OIDC_AUDIENCE", "spool\x01"), []string{"oidc audience"}},
+		{"audience too long", []string{"--oidc-issuer", "https://id.example.com", "--oidc-audience", strings.Repeat("a", 256)}, env(), []string{"oidc audience"}},
+		{"audience without issuer", aud, env(), []string{"oidc audience", "issuer"}},
+		{"key set URL without issuer", []string{"--jwks-url", "https://id.example.com/keys"}, env(), []string{"jwks url", "issuer"}},
+		{"key set URL over plain http", append(iss("https://id.example.com"), "--jwks-url", "http://id.example.com/keys"), env(), []string{"jwks url", "https"}},
+		{"negative clock skew", []string{"--oidc-clock-skew", "-1s"}, env(), []string{"oidc clock skew"}},
+		{"negative clock skew with an issuer", append(iss("https://id.example.com"), "--oidc-clock-skew", "-1m"), env(), []string{"oidc clock skew"}},
+		{"huge clock skew", nil, env("SPOOL_OIDC_CLOCK_SKEW", "24h"), []string{"oidc clock skew"}},
+		{"clock skew not a duration", nil, env("SPOOL_OIDC_CLOCK_SKEW", "a bit"), []string{"spool oidc clock skew"}},
+		{"empty user claim", append(iss("https://id.example.com"), "--oidc-user-claim", ""), env(), []string{"oidc user claim"}},
+		{"user claim that names no user", append(iss("https://id.example.com"), "--oidc-user-claim", "aud"), env(), []string{"oidc user claim"}},
+		{"user claim that differs per token", append(iss("https://id.example.com"), "--oidc-user-claim", "jti"), env(), []string{"oidc user claim"}},
+		{"user claim with a colon", append(iss("https://id.example.com"), "--oidc-user-claim", "a:b"), env(), []string{"oidc user claim"}},
+		{"user claim too long", append(iss("https://id.example.com"), "--oidc-user-claim", strings.Repeat("c", 65)), env(), []string{"oidc user claim"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := serveConfig(c.args, c.getenv, io.Discard)
+			if err == nil {
+				t.Fatalf("got no error, want one saying %q", c.want)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(normalized(err.Error()), w) {
+					t.Errorf("got %q, want it to say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// spool serve refuses to start when its identity provider cannot be
+// reached: it would otherwise look healthy and refuse every OIDC user.
+func TestServeOIDCProviderUnreachable(t *testing.T) {
+	p := oidctest.Start(t)
+	p.SetDown(true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard: serve blocks if it starts
+	defer cancel()
+	args := []string{"serve", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0", "--oidc-issuer", p.Issuer(), "--oidc-audience", oidctest.Audience}
+	err := run(ctx, args, env("SPOOL_JWT_SECRET", goodSecret), io.Discard, io.Discard)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("serve with the provider down: got %v (context %v), want it to refuse to start", err, ctx.Err())
+	}
+	if !strings.Contains(err.Error(), p.Issuer()+"/.well-known/openid-configuration") || !strings.Contains(err.Error(), "503") {
+		t.Errorf("got %q, want it to name the discovery URL and what it answered", err)
 	}
 }

@@ -89,6 +89,10 @@ type Config struct {
 	// Media tunes processing: where ffmpeg and ffprobe are, their time
 	// limit, the largest image decoded.
 	Media media.Options
+	// OIDC names an OpenID Connect provider whose tokens are accepted
+	// besides spool's own; the zero value accepts only spool's. Run
+	// fails if the provider's keys cannot be fetched.
+	OIDC auth.OIDCConfig
 }
 
 // MediaURLs says where the download URLs spool hands out point.
@@ -169,7 +173,8 @@ type Main struct {
 	ln    net.Listener
 	srv   *http.Server
 	url   string
-	debug *http.Server // nil unless cfg.DebugAddr
+	debug *http.Server       // nil unless cfg.DebugAddr
+	oidc  *auth.OIDCVerifier // nil unless cfg.OIDC.Issuer
 	dbgLn net.Listener
 	ready atomic.Bool
 	done  chan struct{}
@@ -209,6 +214,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	urlSigner, err := signing.New(secret)
 	if err != nil {
 		return err
+	}
+	tokens := auth.Verifier{Own: issuer}
+	if cfg.OIDC.Issuer != "" {
+		if m.oidc, err = auth.NewOIDCVerifier(ctx, cfg.OIDC, m.log); err != nil {
+			return err
+		}
+		tokens.OIDC = m.oidc
 	}
 	if m.eng, err = openEngines(ctx, cfg, m.log); err != nil {
 		return err
@@ -252,7 +264,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	authn := tokenAuth{issuer: issuer, users: m.svc, known: known}
+	authn := tokenAuth{tokens: tokens, users: m.svc, known: known}
 	// A multipart request is the image plus its operations and map parts,
 	// which are small; the image's own limit is checked by uploadImage.
 	maxMultipart := m.svc.Config().MaxInlineImageSize + 64<<10
@@ -404,14 +416,24 @@ func (m *Main) closeEngines() {
 	if m.eng != nil {
 		m.eng.close(m.log)
 	}
+	if m.oidc != nil {
+		m.oidc.Close()
+		m.oidc = nil
+	}
 	if m.ln != nil && m.srv == nil {
 		_ = m.ln.Close()
 	}
 }
 
+// tokenVerifier turns a bearer token into the subject it vouches for
+// (auth.Verifier: spool's own tokens, and an OIDC provider's).
+type tokenVerifier interface {
+	Verify(ctx context.Context, token string) (subject string, err error)
+}
+
 // tokenAuth authenticates bearer tokens and maps their subject to a user.
 type tokenAuth struct {
-	issuer *auth.Issuer
+	tokens tokenVerifier
 	users  *upload.Service
 	// known maps token subjects to user ids. Users are never deleted or
 	// re-keyed, so a remembered subject spares a request its lookup: a
@@ -420,7 +442,8 @@ type tokenAuth struct {
 	known *lru.Cache[string, string]
 }
 
-// knownSubjects bounds tokenAuth's memory (an entry is under 200 bytes).
+// knownSubjects bounds tokenAuth's memory (an entry is under 200 bytes
+// for spool's subjects, under 1 KiB for an OIDC provider's).
 const knownSubjects = 10000
 
 func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, error) {
@@ -428,7 +451,7 @@ func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, err
 	if !ok {
 		return "", auth.ErrInvalidToken
 	}
-	subject, err := a.issuer.Verify(token)
+	subject, err := a.tokens.Verify(ctx, token)
 	if err != nil {
 		return "", err
 	}

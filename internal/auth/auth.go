@@ -2,11 +2,14 @@
 // users, and loads the secret that signs them.
 //
 // Tokens are JWTs signed with HS256 carrying the issuer "spool", the user
-// as subject, and issue and expiry times. The package owns the token
-// format and its checks; it knows nothing about users beyond their names.
+// as subject, and issue and expiry times. Besides those, an OpenID Connect
+// provider's RS256 and ES256 tokens can be accepted (OIDCVerifier). The
+// package owns the token formats and their checks; it knows nothing about
+// users beyond their names.
 package auth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -142,4 +145,42 @@ func BearerToken(header string) (string, bool) {
 		return "", false
 	}
 	return token, true
+}
+
+// Verifier checks a bearer token with the verifier of the issuer the
+// token names: an OIDC provider's when it names that provider, spool's
+// own otherwise. Each verifier allows only its own algorithms (HS256 for
+// spool's, RS256 and ES256 for the provider's) and its own issuer, so a
+// token that picks its verifier through the unverified "iss" picks no
+// weaker checks: one that claims the provider but is signed with HS256 or
+// "none" fails the provider's, and one signed by the provider but
+// claiming to be spool's fails spool's.
+type Verifier struct {
+	// Own verifies spool's tokens.
+	Own *Issuer
+	// OIDC, if not nil, verifies the provider's tokens.
+	OIDC *OIDCVerifier
+}
+
+// Verify returns the subject token vouches for: an OIDCSubject for the
+// provider's tokens, the token's subject for spool's. It returns an error
+// wrapping ErrInvalidToken as the chosen verifier's Verify does.
+func (v Verifier) Verify(ctx context.Context, token string) (subject string, err error) {
+	if v.OIDC != nil && claimedIssuer(token) == v.OIDC.Issuer() {
+		return v.OIDC.Verify(ctx, token)
+	}
+	return v.Own.Verify(token)
+}
+
+// claimedIssuer returns the "iss" a token claims, unverified, or "".
+func claimedIssuer(token string) string {
+	if len(token) > maxOIDCTokenLen {
+		return ""
+	}
+	claims := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(token, claims); err != nil {
+		return ""
+	}
+	iss, _ := claims.GetIssuer()
+	return iss
 }
