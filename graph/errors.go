@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -16,13 +17,21 @@ import (
 // presentError is the one place domain errors become GraphQL errors: the
 // code goes to extensions.code, the message is the domain's, and anything
 // uncoded is logged and shown only as INTERNAL.
-func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
+func presentError(log *slog.Logger, uploads *upload.Service) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
 		var domainErr *upload.Error
 		var parseErr *gqlerror.Error
 		var numErr *strconv.NumError
 		switch {
+		case upload.ErrorCode(err) == upload.CodeUnavailable:
+			// The database could not be reached: the client may retry
+			// the same operation after extensions.retryAfter seconds.
+			// Logged at a bounded rate, as every operation fails alike.
+			uploads.NoteUnavailable("GraphQL "+gqlErr.Path.String(), err)
+			gqlErr.Message = upload.ErrorMessage(err)
+			setCode(gqlErr, upload.CodeUnavailable)
+			gqlErr.Extensions["retryAfter"] = retryAfterSeconds(err)
 		case errors.As(err, &domainErr):
 			if domainErr.Err != nil {
 				// A failure behind the code (storage, say): the client
@@ -82,6 +91,11 @@ func argumentName(path ast.Path) string {
 		}
 	}
 	return "value"
+}
+
+// retryAfterSeconds is err's retry hint in whole seconds, rounded up.
+func retryAfterSeconds(err error) int {
+	return int((upload.RetryAfter(err) + time.Second - 1) / time.Second)
 }
 
 func setCode(e *gqlerror.Error, code upload.Code) {

@@ -423,6 +423,10 @@ type tokenAuth struct {
 // knownSubjects bounds tokenAuth's memory (an entry is under 200 bytes).
 const knownSubjects = 10000
 
+// Authenticate returns the token's user id. A missing or bad token is an
+// error wrapping auth.ErrInvalidToken; a user lookup that met a database
+// outage is UNAVAILABLE (the token may be fine: callers must not answer
+// UNAUTHENTICATED), any other lookup failure INTERNAL.
 func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, error) {
 	token, ok := auth.BearerToken(header)
 	if !ok {
@@ -437,6 +441,10 @@ func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, err
 	}
 	u, err := a.users.EnsureUser(ctx, subject)
 	if err != nil {
+		err = fmt.Errorf("looking up the token's user: %w", err)
+		if upload.ErrorCode(err) == upload.CodeUnavailable {
+			return "", upload.Unavailable(err)
+		}
 		return "", err
 	}
 	a.known.Add(subject, u.ID)

@@ -1,10 +1,17 @@
 package app_test
 
 import (
+	"errors"
+	"math"
+	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/database/dbtest"
@@ -122,4 +129,126 @@ func TestDatabaseCutDuringComplete(t *testing.T) {
 		t.Logf("upload %s: complete answered after %d tries; final READY %v after the database came back", up.id, tries[i], delay.Round(time.Millisecond))
 	}
 	t.Logf("database cut %v; the last subscriber's final event came %v after it was back", window.until.Sub(window.from).Round(time.Millisecond), worst.Round(time.Millisecond))
+}
+
+// TestDatabaseCutIsUnavailable cuts PostgreSQL (a proxy closes every
+// connection and refuses new ones) and checks that spool says "try again
+// later", not "bad token": a GraphQL request by a token used for the
+// first time (its user is in no cache, so checking it needs the
+// database) answers UNAVAILABLE with extensions.retryAfter, the data
+// plane 503 with a positive Retry-After (a HEAD by that token, a chunk
+// PUT by signed URL), complete UNAVAILABLE, and a websocket's
+// connection_init closes with 1013. Once the database is back the same
+// token works, a new websocket authenticates and subscribes, and the
+// chunk refused during the cut, sent again, is stored once: the file
+// completes with its exact bytes.
+func TestDatabaseCutIsUnavailable(t *testing.T) {
+	dbURL := dbtest.Postgres(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startDBProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	s := startSpool(t, func(c *app.Config) { c.DatabaseURL = u.String() })
+	alice := s.token("alice")
+	fresh := s.token("carol") // never used before the cut
+	data := fileBytes("image/png", 12<<20, 7)
+	up := s.planOne(alice, file("a.png", "image/png", int64(len(data))))
+	if len(up.ChunkURLs) < 2 {
+		t.Fatalf("got %d chunks, want 2 or more", len(up.ChunkURLs))
+	}
+	sendChunk(t, up.ChunkURLs[0], data, http.StatusOK)
+
+	proxy.Cut(time.Hour) // until Restore
+	e := s.wantCode(fresh, opMe, nil, "UNAVAILABLE")
+	if ra, _ := e.Extensions["retryAfter"].(float64); ra < 1 || ra != math.Trunc(ra) {
+		t.Errorf("GraphQL UNAVAILABLE: extensions.retryAfter = %v, want a positive whole number of seconds", e.Extensions["retryAfter"])
+	}
+	s.wantCode(alice, `mutation($id: ID!) { complete(uploadId: $id) { id } }`, vars("id", up.ID), "UNAVAILABLE")
+	wantUnavailable := func(what string, a planeAnswer) {
+		t.Helper()
+		if a.Status != http.StatusServiceUnavailable {
+			t.Errorf("%s during the cut: HTTP %d %+v, want 503", what, a.Status, a.Error)
+		}
+		if n, err := strconv.Atoi(a.Header.Get("Retry-After")); err != nil || n < 1 {
+			t.Errorf("%s during the cut: Retry-After %q, want a positive integer", what, a.Header.Get("Retry-After"))
+		}
+		if a.Header.Get("WWW-Authenticate") != "" {
+			t.Errorf("%s during the cut asks for credentials (WWW-Authenticate), as for a bad token", what)
+		}
+	}
+	wantUnavailable("HEAD by a new token", do(t, http.MethodHead, s.url+"/uploads/"+up.ID, nil, bearer(fresh)))
+	chunk := up.ChunkURLs[1]
+	put := do(t, http.MethodPut, chunk.URL, chunkOf(chunk, data), nil)
+	wantUnavailable("chunk PUT", put)
+	if put.Error.Code != "UNAVAILABLE" {
+		t.Errorf("chunk PUT during the cut: code %q, want UNAVAILABLE", put.Error.Code)
+	}
+	code, reason := initCloseCode(t, s, fresh)
+	if code != 1013 {
+		t.Errorf("websocket connection_init during the cut: closed with %d %q, want 1013 (try again later)", code, reason)
+	}
+
+	proxy.Restore()
+	// The pool finds its connections dead and opens new ones; the first
+	// request after the cut may still meet a dead one, and answers
+	// UNAVAILABLE again, as a client retrying after Retry-After would see.
+	var me struct{ Me user }
+	for try := 0; ; try++ {
+		errs := s.gql(fresh, opMe, nil, &me)
+		if len(errs) == 0 {
+			break
+		}
+		if errs[0].code() != "UNAVAILABLE" || try == 20 {
+			t.Fatalf("after the cut: %+v, want the token to work", errs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if me.Me.Name != "carol" {
+		t.Fatalf("after the cut: me is %+v, want carol", me.Me)
+	}
+	ws := s.dialWS(fresh, nil)
+	mine := s.planOne(fresh, file("c.png", "image/png", 1000))
+	ws.subscribe("p", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status } }`, vars("id", mine.ID))
+	if first := <-collect(ws, "p"); first.UploadID != mine.ID || first.Status != "INITIALIZED" {
+		t.Errorf("subscription after the cut: first event %+v, want %s INITIALIZED", first, mine.ID)
+	}
+	for _, c := range up.ChunkURLs[1:] {
+		sendChunk(t, c, data, http.StatusOK)
+	}
+	m := s.complete(alice, up.ID)
+	if m.FileSize != int64(len(data)) {
+		t.Errorf("completed file is %d bytes, want %d", m.FileSize, len(data))
+	}
+	if resp, body := get(t, m.URL, nil); resp.StatusCode != http.StatusOK || sha256hex(body) != sha256hex(data) {
+		t.Errorf("download: HTTP %d, SHA-256 %s, want 200 and %s", resp.StatusCode, sha256hex(body), sha256hex(data))
+	}
+}
+
+// initCloseCode opens a websocket, sends connection_init with token and
+// returns the close code and reason the server ends it with (0 if it
+// answered connection_ack instead).
+func initCloseCode(t *testing.T, s *spool, token string) (int, string) {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial(strings.Replace(s.url, "http", "ws", 1)+"/graphql", nil)
+	if err != nil {
+		t.Fatalf("websocket dial: %v", err)
+	}
+	defer conn.Close()
+	if err := conn.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + token}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hang guard
+	var m wsMessage
+	err = conn.ReadJSON(&m)
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code, ce.Text
+	}
+	if err != nil {
+		t.Fatalf("websocket: %v, want a close frame", err)
+	}
+	return 0, "answered " + m.Type
 }

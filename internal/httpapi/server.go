@@ -13,17 +13,22 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/cors"
 
+	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
-// Authenticator turns an Authorization header value into a user id.
+// Authenticator turns an Authorization header value into a user id. A
+// missing or bad token is an error wrapping auth.ErrInvalidToken; any
+// other error is the server's failure (UNAVAILABLE when the database
+// could not be reached), never the caller's.
 type Authenticator interface {
 	Authenticate(ctx context.Context, authorization string) (userID string, err error)
 }
@@ -92,8 +97,16 @@ type handlers struct{ Options }
 func (h *handlers) withCaller(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if header := r.Header.Get("Authorization"); header != "" {
-			if uid, err := h.Auth.Authenticate(r.Context(), header); err == nil {
+			uid, err := h.Auth.Authenticate(r.Context(), header)
+			switch {
+			case err == nil:
 				r = r.WithContext(upload.WithCaller(r.Context(), uid))
+			case !errors.Is(err, auth.ErrInvalidToken):
+				// The token could not be checked (the database is
+				// down): answering as if it were bad would tell the
+				// client to drop a good one.
+				h.refuseGraphQL(w, r, err)
+				return
 			}
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && originAllowed(origin, r.Host, h.AllowedOrigins) {
@@ -251,6 +264,37 @@ func hasPreflightHeader(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// refuseGraphQL answers a GraphQL request that failed before GraphQL ran
+// for the server's reason err: UNAVAILABLE with Retry-After (and
+// extensions.retryAfter) when the database could not be reached, else
+// INTERNAL, logged.
+func (h *handlers) refuseGraphQL(w http.ResponseWriter, r *http.Request, err error) {
+	code := upload.ErrorCode(err)
+	if code != upload.CodeUnavailable {
+		h.Logger.Error("GraphQL request failed before it ran", "path", r.URL.Path, "err", err)
+		writeGraphQLError(w, upload.Errorf(upload.CodeInternal, "internal error"))
+		return
+	}
+	h.Uploads.NoteUnavailable("authenticating "+r.Method+" "+r.URL.Path, err)
+	retry := setRetryAfter(w, err)
+	writeJSON(w, httpStatus(code), map[string]any{"errors": []map[string]any{{
+		"message":    upload.ErrorMessage(err),
+		"extensions": map[string]any{"code": string(code), "retryAfter": retry},
+	}}})
+}
+
+// setRetryAfter sets the Retry-After header to err's wait, in whole
+// seconds rounded up, and returns it; zero (no header) when err has none.
+func setRetryAfter(w http.ResponseWriter, err error) int {
+	d := upload.RetryAfter(err)
+	if d <= 0 {
+		return 0
+	}
+	secs := int((d + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return secs
 }
 
 // writeGraphQLError answers a request refused before it reached GraphQL
