@@ -51,6 +51,9 @@ type ServerOptions struct {
 	// A larger message closes the connection with status 1009 (Message
 	// Too Big) before the server reads its payload.
 	MaxWebsocketMessage int64
+	// Websockets tracks the open websockets so that a draining server can
+	// close them (Websockets.GoAway); nil means a set of the server's own.
+	Websockets *Websockets
 }
 
 // maxGraphQLMessage is the default MaxWebsocketMessage: httpapi bounds a
@@ -75,6 +78,9 @@ func NewServer(o ServerOptions) *handler.Server {
 	if o.MaxSubscriptions == 0 {
 		o.MaxSubscriptions = 100
 	}
+	if o.Websockets == nil {
+		o.Websockets = NewWebsockets()
+	}
 	if o.MaxWebsocketMessage <= 0 {
 		o.MaxWebsocketMessage = maxGraphQLMessage
 	}
@@ -91,6 +97,7 @@ func NewServer(o ServerOptions) *handler.Server {
 		initTimeout:  10 * time.Second,
 		pingInterval: o.PingInterval,
 		readLimit:    o.MaxWebsocketMessage,
+		sockets:      o.Websockets,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

@@ -35,6 +35,8 @@ type wsTransport struct {
 	initTimeout  time.Duration
 	pingInterval time.Duration
 	readLimit    int64
+	// sockets tracks the open sockets, for a drain (Websockets.GoAway).
+	sockets *Websockets
 }
 
 var _ graphql.Transport = wsTransport{}
@@ -87,6 +89,11 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 		ctx:    ctx,
 		cancel: cancel,
 		active: map[string]*operation{},
+	}
+	if !t.sockets.add(c) {
+		// The server is draining: this client is told to go elsewhere.
+		c.closeWith(closeGoingAway, goingAwayReason)
+		return
 	}
 	// The socket outlives the request: the handler returns now.
 	go c.serve()
@@ -519,4 +526,5 @@ func (c *wsConn) shutdown() {
 	c.mu.Unlock()
 	c.cancel()
 	_ = c.conn.Close()
+	c.t.sockets.remove(c)
 }

@@ -148,6 +148,8 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.Var(&maxAudio, "max-audio-size", "largest audio `SIZE`")
 	fs.Var(&maxImage, "max-image-size", "largest image `SIZE`")
 	fs.Var(&maxInline, "max-inline-image-size", "largest image `SIZE` uploadImage takes in one multipart request")
+	fs.DurationVar(&cfg.DrainGrace, "drain-grace", cfg.DrainGrace, "after SIGTERM, how long to keep serving with /readyz answering 503 before the listener closes: longer than the load balancer takes to notice (its health check's interval times its unhealthy threshold); 0 closes at once")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "after the drain grace, how long requests in flight (chunk PUTs, mutations) may take to finish before they are cut")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on a loopback `HOST:PORT` of their own (debugging; off when empty)")
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return cfg, level, err
@@ -240,6 +242,7 @@ func checkServeConfig(cfg app.Config) error {
 		{"--job-rescue-after", int64(cfg.Jobs.RescueAfter)}, {"--job-shutdown-timeout", int64(cfg.Jobs.ShutdownTimeout)},
 		{"--processing-timeout", int64(cfg.Media.Timeout)}, {"--max-image-pixels", cfg.Media.MaxPixels},
 		{"--orphan-interval", int64(cfg.Jobs.OrphanInterval)}, {"--orphan-age", int64(up.OrphanAge)},
+		{"--shutdown-timeout", int64(cfg.ShutdownTimeout)},
 	} {
 		if c.v <= 0 {
 			return fmt.Errorf("%s must be positive", c.name)
@@ -263,6 +266,9 @@ func checkServeConfig(cfg app.Config) error {
 		if info, err := os.Stat(cfg.Upload.WorkDir); err != nil || !info.IsDir() {
 			return fmt.Errorf("--work-dir %q is not a directory", cfg.Upload.WorkDir)
 		}
+	}
+	if cfg.DrainGrace < 0 {
+		return fmt.Errorf("--drain-grace must not be negative, got %v", cfg.DrainGrace)
 	}
 	if cfg.SweepInterval < time.Second {
 		return fmt.Errorf("sweep interval must be at least 1s, got %v", cfg.SweepInterval)

@@ -46,6 +46,12 @@ type Options struct {
 	AllowedOrigins []string
 	// Ready reports whether the server can take requests (for /healthz).
 	Ready func() bool
+	// Draining reports whether the server is draining before it stops:
+	// /readyz answers 503 ("draining") so load balancers stop sending
+	// requests here, /healthz stays 200 (the process is alive and
+	// finishing its work), and every response carries Connection: close
+	// so clients open their next connection elsewhere. Nil means never.
+	Draining func() bool
 	// Checks probe each engine for /readyz, by name ("database", …).
 	Checks map[string]func(ctx context.Context) error
 	// MaxMultipartBody bounds a GraphQL multipart request (uploadImage)
@@ -84,7 +90,25 @@ func New(o Options) http.Handler {
 		// Every path no route above claims; Pages answers 404 itself.
 		mux.Handle("/", o.Pages)
 	}
-	return corsFor(o.AllowedOrigins).Handler(mux)
+	return closeWhileDraining(corsFor(o.AllowedOrigins).Handler(mux), o.Draining)
+}
+
+// closeWhileDraining sets Connection: close on every response while
+// draining, so net/http closes each connection after its response and
+// the client's next request opens a new connection, which the load
+// balancer sends elsewhere. Idle connections are left open until the
+// drain's grace ends (http.Server.SetKeepAlivesEnabled(false) would close
+// them at once, under a request a client may have just sent on one).
+func closeWhileDraining(next http.Handler, draining func() bool) http.Handler {
+	if draining == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type handlers struct{ Options }
@@ -327,7 +351,7 @@ func corsFor(allowed []string) *cors.Cors {
 }
 
 func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) {
-	if h.Ready != nil && !h.Ready() {
+	if h.Ready != nil && !h.Ready() && !h.draining() {
 		http.Error(w, "starting", http.StatusServiceUnavailable)
 		return
 	}
@@ -339,6 +363,12 @@ func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) {
 // so a load balancer stops sending traffic to this replica; /healthz
 // stays a liveness check.
 func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if h.draining() {
+		// At once, without probing the engines: this replica is going.
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"server": "draining"})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	report := map[string]string{}
@@ -365,9 +395,10 @@ func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusServiceUnavailable
 		}
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, status, report)
 }
+
+func (h *handlers) draining() bool { return h.Draining != nil && h.Draining() }
 
 // URLSigner makes and checks the signed URLs of spool's data plane. It
 // implements upload.Signer.
