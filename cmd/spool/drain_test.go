@@ -41,6 +41,7 @@ import (
 // that every subscriber ends at COMPLETED; and that A exits 0 (its
 // requests finished within --shutdown-timeout).
 func TestDrainOnSIGTERM(t *testing.T) {
+	start := time.Now()
 	w := newWalkthrough(t)
 	const grace = 1500 * time.Millisecond
 	args := append(w.engines, "--drain-grace", grace.String(), "--shutdown-timeout", "60s")
@@ -82,13 +83,16 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	lb.termAt.Store(time.Now().UnixNano())
+	t.Logf("SIGTERM to A %v after the start", time.Since(start).Round(time.Millisecond))
 	wg.Wait()
+	t.Logf("every upload done %v after the start", time.Since(start).Round(time.Millisecond))
 	select {
 	case <-a.done:
 	case <-time.After(3 * time.Minute): // a hang guard
 		t.Fatalf("replica A still runs 3 minutes after SIGTERM; its log:\n%s", a.log)
 	}
 	lb.stop()
+	t.Logf("A exited %v after the start", time.Since(start).Round(time.Millisecond))
 
 	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("replica A exited %d after SIGTERM, want 0; its log:\n%s", code, a.log)

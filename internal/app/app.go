@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -193,6 +194,8 @@ type Main struct {
 	// Close: Shutdown does not see hijacked connections.
 	websockets *graph.Websockets
 	done       chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // New returns a Main that will run with cfg.
@@ -406,7 +409,13 @@ func (m *Main) Service() *upload.Service { return m.svc }
 //     the engines close.
 //
 // It returns an error if requests were still running at the timeout.
+// Calls after the first wait for it and return its result.
 func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.drain() })
+	return m.closeErr
+}
+
+func (m *Main) drain() error {
 	m.draining.Store(true)
 	m.ready.Store(false)
 	var err error
