@@ -1,10 +1,16 @@
 package app_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
+	"io/fs"
 	"math"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,4 +257,117 @@ func initCloseCode(t *testing.T, s *spool, token string) (int, string) {
 		t.Fatalf("websocket: %v, want a close frame", err)
 	}
 	return 0, "answered " + m.Type
+}
+
+// TestDatabaseCutMidChunk cuts PostgreSQL while a chunk's bytes are
+// being written (after the server looked the upload up, before it
+// records the chunk): the PUT answers 503 UNAVAILABLE with Retry-After,
+// the chunk does not count as received, and, once the database is back,
+// the same chunk sent again is taken and the file completes with its
+// exact bytes.
+func TestDatabaseCutMidChunk(t *testing.T) {
+	dbURL := dbtest.Postgres(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startDBProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	dataDir := t.TempDir()
+	s := startSpool(t, func(c *app.Config) { c.DatabaseURL, c.DataDir = u.String(), dataDir })
+	tok := s.token("alice")
+	data := fileBytes("image/png", 12<<20, 9)
+	up := s.planOne(tok, file("a.png", "image/png", int64(len(data))))
+	sendChunk(t, up.ChunkURLs[0], data, http.StatusOK)
+	chunk := up.ChunkURLs[1]
+	body := chunkOf(chunk, data)
+
+	pr, pw := io.Pipe()
+	answer := make(chan planeAnswer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPut, chunk.URL, pr)
+		req.ContentLength = int64(len(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("PUT: %v", err)
+			answer <- planeAnswer{}
+			return
+		}
+		defer resp.Body.Close()
+		var a planeAnswer
+		_ = json.NewDecoder(resp.Body).Decode(&a)
+		a.Status, a.Header = resp.StatusCode, resp.Header
+		answer <- a
+	}()
+	half := len(body) / 2
+	if _, err := pw.Write(body[:half]); err != nil {
+		t.Fatal(err)
+	}
+	// The server writes the chunk at its offset in the upload's staging
+	// file (created at full size, zeros): once its first bytes are
+	// there, the upload was looked up and only recording it is left.
+	waitStaged(t, filepath.Join(dataDir, "files", "staging"), chunk.Offset, body[:16])
+	proxy.Cut(time.Hour) // until Restore
+	if _, err := pw.Write(body[half:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = pw.Close()
+	a := <-answer
+	if a.Status != http.StatusServiceUnavailable || a.Error.Code != "UNAVAILABLE" {
+		t.Errorf("chunk PUT cut mid-chunk: HTTP %d %+v, want 503 UNAVAILABLE", a.Status, a.Error)
+	}
+	if n, err := strconv.Atoi(a.Header.Get("Retry-After")); err != nil || n < 1 {
+		t.Errorf("chunk PUT cut mid-chunk: Retry-After %q, want a positive integer", a.Header.Get("Retry-After"))
+	}
+	proxy.Restore()
+	// The pool may still hold a dead connection: a client retries
+	// UNAVAILABLE after Retry-After, as here.
+	for try := 0; ; try++ {
+		a := do(t, http.MethodPut, chunk.URL, body, nil)
+		if a.Status == http.StatusOK {
+			break
+		}
+		if a.Error.Code != "UNAVAILABLE" || try == 20 {
+			t.Fatalf("re-sending the chunk after the cut: HTTP %d %+v, want 200", a.Status, a.Error)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, c := range up.ChunkURLs[2:] {
+		sendChunk(t, c, data, http.StatusOK)
+	}
+	m := s.complete(tok, up.ID)
+	if resp, got := get(t, m.URL, nil); resp.StatusCode != http.StatusOK || sha256hex(got) != sha256hex(data) {
+		t.Errorf("download: HTTP %d, SHA-256 %s, want 200 and %s", resp.StatusCode, sha256hex(got), sha256hex(data))
+	}
+}
+
+// waitStaged waits until the one staging file under dir holds want at
+// offset.
+func waitStaged(t *testing.T, dir string, offset int64, want []byte) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // a hang guard
+	for {
+		var names []string
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				names = append(names, p)
+			}
+			return nil
+		})
+		if len(names) == 1 {
+			f, err := os.Open(names[0])
+			if err == nil {
+				got := make([]byte, len(want))
+				_, err = f.ReadAt(got, offset)
+				f.Close()
+				if err == nil && bytes.Equal(got, want) {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no staging file under %s got the chunk's first bytes (files: %v)", dir, names)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
