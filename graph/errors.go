@@ -24,15 +24,7 @@ func presentError(log *slog.Logger, uploads *upload.Service) graphql.ErrorPresen
 		var parseErr *gqlerror.Error
 		var numErr *strconv.NumError
 		switch {
-		case upload.ErrorCode(err) == upload.CodeUnavailable:
-			// The database could not be reached: the client may retry
-			// the same operation after extensions.retryAfter seconds.
-			// Logged at a bounded rate, as every operation fails alike.
-			uploads.NoteUnavailable("GraphQL "+gqlErr.Path.String(), err)
-			gqlErr.Message = upload.ErrorMessage(err)
-			setCode(gqlErr, upload.CodeUnavailable)
-			gqlErr.Extensions["retryAfter"] = retryAfterSeconds(err)
-		case errors.As(err, &domainErr):
+		case errors.As(err, &domainErr) && domainErr.Code != upload.CodeUnavailable:
 			if domainErr.Err != nil {
 				// A failure behind the code (storage, say): the client
 				// sees the code and message, the log the cause.
@@ -65,6 +57,16 @@ func presentError(log *slog.Logger, uploads *upload.Service) graphql.ErrorPresen
 			// A value gqlgen could not coerce to its scalar (a malformed
 			// Cursor, say): the client's input, not ours.
 			setCode(gqlErr, upload.CodeBadUserInput)
+		case upload.ErrorCode(err) == upload.CodeUnavailable: // coded, or the driver's
+			// The database could not be reached: the client may retry
+			// the same operation after extensions.retryAfter seconds.
+			// Logged at a bounded rate, as every operation fails alike.
+			// After the argument cases: a malformed cursor's decoder
+			// fails with io.ErrUnexpectedEOF too, which is the client's.
+			uploads.NoteUnavailable("GraphQL "+gqlErr.Path.String(), err)
+			gqlErr.Message = upload.ErrorMessage(err)
+			setCode(gqlErr, upload.CodeUnavailable)
+			gqlErr.Extensions["retryAfter"] = retryAfterSeconds(err)
 		default:
 			log.Error("internal error", "path", gqlErr.Path.String(), "err", err)
 			gqlErr.Message = "internal error"
