@@ -136,7 +136,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{"negative drain grace", []string{"--drain-grace", "-1s"}, env(), "drain grace"},
 		{"drain grace not a duration", nil, env("SPOOL_DRAIN_GRACE", "5"), "spool drain grace"},
 		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, env(), "shutdown timeout"},
-		{"negative shutdown timeout", nil, env("SPOOL_SHUTDOWN_TIMEOUT", "-30s"), "shutdown timeout"},
+		{"negative shutdown timeout from env", nil, env("SPOOL_SHUTDOWN_TIMEOUT", "-30s"), "shutdown timeout"},
 		{"shutdown timeout not a duration", []string{"--shutdown-timeout", "soon"}, env(), "shutdown timeout"},
 	}
 	for _, c := range cases {

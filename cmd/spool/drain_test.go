@@ -557,3 +557,40 @@ func (lb *balancer) follow(r *replica, uploadID string) (last string, closed *ws
 		}
 	}
 }
+
+// A second SIGTERM during the drain exits at once, with code 130, rather
+// than waiting out --drain-grace (here an hour).
+func TestSecondSignalEndsTheDrain(t *testing.T) {
+	w := &walkthrough{env: append(userEnv(), runMainEnv+"=1", "SPOOL_JWT_SECRET="+goodSecret)}
+	r := w.serve(t, "--drain-grace", "1h")
+	r.stopped = true
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Draining: /readyz answers 503 and the listener still serves it.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		status, _ := fetch(t, http.MethodGet, r.url+"/readyz", nil, nil)
+		if status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) { // a hang guard
+			t.Fatalf("/readyz still answers %d a minute after SIGTERM", status)
+		}
+	}
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.done:
+	case <-time.After(time.Minute): // a hang guard; the grace is an hour
+		_ = r.cmd.Process.Kill()
+		<-r.done
+		t.Fatalf("spool still ran a minute after the second SIGTERM; its log:\n%s", r.log)
+	}
+	if code := r.cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit code %d after a second SIGTERM, want 130; log:\n%s", code, r.log)
+	}
+	if !strings.Contains(r.log.String(), "second signal") {
+		t.Errorf("the log does not say the second signal cut the drain short:\n%s", r.log)
+	}
+}
