@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -16,14 +17,14 @@ import (
 // presentError is the one place domain errors become GraphQL errors: the
 // code goes to extensions.code, the message is the domain's, and anything
 // uncoded is logged and shown only as INTERNAL.
-func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
+func presentError(log *slog.Logger, uploads *upload.Service) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
 		var domainErr *upload.Error
 		var parseErr *gqlerror.Error
 		var numErr *strconv.NumError
 		switch {
-		case errors.As(err, &domainErr):
+		case errors.As(err, &domainErr) && domainErr.Code != upload.CodeUnavailable:
 			if domainErr.Err != nil {
 				// A failure behind the code (storage, say): the client
 				// sees the code and message, the log the cause.
@@ -56,6 +57,16 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 			// A value gqlgen could not coerce to its scalar (a malformed
 			// Cursor, say): the client's input, not ours.
 			setCode(gqlErr, upload.CodeBadUserInput)
+		case upload.ErrorCode(err) == upload.CodeUnavailable: // coded, or the driver's
+			// The database could not be reached: the client may retry
+			// the same operation after extensions.retryAfter seconds.
+			// Logged at a bounded rate, as every operation fails alike.
+			// After the argument cases: a malformed cursor's decoder
+			// fails with io.ErrUnexpectedEOF too, which is the client's.
+			uploads.NoteUnavailable("GraphQL "+gqlErr.Path.String(), err)
+			gqlErr.Message = upload.ErrorMessage(err)
+			setCode(gqlErr, upload.CodeUnavailable)
+			gqlErr.Extensions["retryAfter"] = retryAfterSeconds(err)
 		default:
 			log.Error("internal error", "path", gqlErr.Path.String(), "err", err)
 			gqlErr.Message = "internal error"
@@ -82,6 +93,11 @@ func argumentName(path ast.Path) string {
 		}
 	}
 	return "value"
+}
+
+// retryAfterSeconds is err's retry hint in whole seconds, rounded up.
+func retryAfterSeconds(err error) int {
+	return int((upload.RetryAfter(err) + time.Second - 1) / time.Second)
 }
 
 func setCode(e *gqlerror.Error, code upload.Code) {

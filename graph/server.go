@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -16,11 +17,13 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
 // Authenticator turns an Authorization header value ("Bearer …") into
-// the caller's user id.
+// the caller's user id. A missing or bad token is an error wrapping
+// auth.ErrInvalidToken; any other error is the server's failure.
 type Authenticator interface {
 	Authenticate(ctx context.Context, authorization string) (userID string, err error)
 }
@@ -48,6 +51,9 @@ type ServerOptions struct {
 	// A larger message closes the connection with status 1009 (Message
 	// Too Big) before the server reads its payload.
 	MaxWebsocketMessage int64
+	// Websockets tracks the open websockets so that a draining server can
+	// close them (Websockets.GoAway); nil means a set of the server's own.
+	Websockets *Websockets
 }
 
 // maxGraphQLMessage is the default MaxWebsocketMessage: httpapi bounds a
@@ -72,6 +78,9 @@ func NewServer(o ServerOptions) *handler.Server {
 	if o.MaxSubscriptions == 0 {
 		o.MaxSubscriptions = 100
 	}
+	if o.Websockets == nil {
+		o.Websockets = NewWebsockets()
+	}
 	if o.MaxWebsocketMessage <= 0 {
 		o.MaxWebsocketMessage = maxGraphQLMessage
 	}
@@ -84,10 +93,11 @@ func NewServer(o ServerOptions) *handler.Server {
 			CheckOrigin: originChecker(o.AllowedOrigins),
 		},
 		log:          o.Logger,
-		initFunc:     websocketAuth(o.Auth, o.MaxSubscriptions),
+		initFunc:     websocketAuth(o.Auth, o.Uploads, o.MaxSubscriptions),
 		initTimeout:  10 * time.Second,
 		pingInterval: o.PingInterval,
 		readLimit:    o.MaxWebsocketMessage,
+		sockets:      o.Websockets,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -98,7 +108,7 @@ func NewServer(o ServerOptions) *handler.Server {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.Use(extension.FixedComplexityLimit(o.ComplexityLimit))
 	srv.SetValidationRulesFn(validationRules)
-	srv.SetErrorPresenter(presentError(o.Logger))
+	srv.SetErrorPresenter(presentError(o.Logger, o.Uploads))
 	srv.SetRecoverFunc(recoverPanic(o.Logger))
 	return srv
 }
@@ -107,19 +117,29 @@ func NewServer(o ServerOptions) *handler.Server {
 // or missing token does not refuse the connection: gqlgen would close it
 // with code 1000, which graphql-ws clients retry at once, forever. The
 // connection is accepted unauthenticated instead, and every operation on
-// it answers UNAUTHENTICATED, which clients do not retry. The context it
-// returns is every operation's on the connection, so it also carries the
+// it answers UNAUTHENTICATED, which clients do not retry. A token that
+// could not be checked (the database is down) is the server's failure,
+// returned as the error: the transport closes the socket with 1013 (try
+// again later), which graphql-ws clients retry with back-off, and the
+// retry authenticates once the database is back. The context it returns
+// is every operation's on the connection, so it also carries the
 // connection's subscription budget.
-func websocketAuth(auth Authenticator, maxSubscriptions int) transport.WebsocketInitFunc {
+func websocketAuth(authn Authenticator, uploads *upload.Service, maxSubscriptions int) transport.WebsocketInitFunc {
 	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		ctx = withSubscriptionSlots(ctx, maxSubscriptions)
 		header := p.Authorization()
 		if header == "" {
 			header, _ = p["authorization"].(string)
 		}
-		userID, err := auth.Authenticate(ctx, header)
-		if err != nil {
+		userID, err := authn.Authenticate(ctx, header)
+		switch {
+		case errors.Is(err, auth.ErrInvalidToken):
 			return ctx, nil, nil
+		case err != nil:
+			if upload.ErrorCode(err) == upload.CodeUnavailable {
+				uploads.NoteUnavailable("websocket connection_init", err)
+			}
+			return ctx, nil, err
 		}
 		return upload.WithCaller(ctx, userID), nil, nil
 	}

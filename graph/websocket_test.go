@@ -3,7 +3,6 @@ package graph_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/spoolhq/spool/graph"
+	"github.com/spoolhq/spool/internal/auth"
 )
 
 // noUsers knows no token: every connection stays anonymous, which these
@@ -20,7 +20,7 @@ import (
 type noUsers struct{}
 
 func (noUsers) Authenticate(context.Context, string) (string, error) {
-	return "", errors.New("no users here")
+	return "", fmt.Errorf("%w: no users here", auth.ErrInvalidToken)
 }
 
 // A websocket message over MaxWebsocketMessage closes the connection with

@@ -16,6 +16,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/spoolhq/spool/internal/upload"
 )
 
 // wsTransport serves graphql-transport-ws and legacy graphql-ws without
@@ -33,6 +35,8 @@ type wsTransport struct {
 	initTimeout  time.Duration
 	pingInterval time.Duration
 	readLimit    int64
+	// sockets tracks the open sockets, for a drain (Websockets.GoAway).
+	sockets *Websockets
 }
 
 var _ graphql.Transport = wsTransport{}
@@ -85,6 +89,11 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 		ctx:    ctx,
 		cancel: cancel,
 		active: map[string]*operation{},
+	}
+	if !t.sockets.add(c) {
+		// The server is draining: this client is told to go elsewhere.
+		c.closeWith(closeGoingAway, goingAwayReason)
+		return
 	}
 	// The socket outlives the request: the handler returns now.
 	go c.serve()
@@ -278,10 +287,11 @@ func (c *wsConn) init() bool {
 	if c.t.initFunc != nil {
 		ctx, _, err := c.t.initFunc(c.ctx, payload)
 		if err != nil {
+			code, reason := initFailure(err)
 			if c.legacy {
-				c.connectionError(err.Error())
+				c.connectionError(reason)
 			}
-			c.closeWith(4403, "Forbidden")
+			c.closeWith(code, reason)
 			return false
 		}
 		c.ctx = ctx
@@ -291,6 +301,23 @@ func (c *wsConn) init() bool {
 		c.write(wsMessage{Type: "ka"})
 	}
 	return true
+}
+
+// Close codes of the server's own failures at connection_init. graphql-ws
+// clients retry 1013 (with back-off) and give up on 4500.
+const (
+	closeTryAgainLater = 1013 // RFC 6455's registry: "Try Again Later"
+	closeInternalError = 4500 // graphql-ws's CloseCode.InternalServerError
+)
+
+// initFailure is the close code and reason for an InitFunc error: 1013
+// when the database is unavailable (the client retries later and
+// authenticates then), 4500 for another failure of the server.
+func initFailure(err error) (int, string) {
+	if upload.ErrorCode(err) == upload.CodeUnavailable {
+		return closeTryAgainLater, "Try again later: the database is unavailable"
+	}
+	return closeInternalError, "Internal server error"
 }
 
 // keepAlive runs from the connection's timer: graphql-transport-ws gets
@@ -499,4 +526,5 @@ func (c *wsConn) shutdown() {
 	c.mu.Unlock()
 	c.cancel()
 	_ = c.conn.Close()
+	c.t.sockets.remove(c)
 }

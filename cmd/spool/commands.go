@@ -6,15 +6,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/auth"
 )
 
-// serve runs the server until ctx is cancelled (SIGINT, SIGTERM).
+// serve runs the server until ctx is cancelled (SIGINT, SIGTERM), then
+// drains it (app.Main.Close: --drain-grace, then --shutdown-timeout). A
+// second SIGINT or SIGTERM during the drain exits at once, cutting what
+// still runs (exit 130).
 func serve(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 	m := app.New(cfg, log)
 	if err := m.Run(ctx); err != nil {
@@ -22,8 +28,22 @@ func serve(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 	}
 	releaseStartupGarbage()
 	<-ctx.Done()
-	log.Info("shutting down")
-	return m.Close()
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	log.Info("shutting down", "drain_grace", cfg.DrainGrace, "shutdown_timeout", cfg.ShutdownTimeout)
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			return &failure{err}
+		}
+		return nil
+	case sig := <-again:
+		log.Warn("second signal: exiting without finishing the drain", "signal", sig.String())
+		return fmt.Errorf("stopped by a second %v during the drain: %w", sig, context.Canceled)
+	}
 }
 
 // releaseStartupGarbage collects what starting left behind and returns it

@@ -153,6 +153,8 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.StringVar(&cfg.OIDC.Audience, "oidc-audience", "", "the `AUDIENCE` OIDC tokens must be for (aud): spool's client id or API identifier at the provider; required with --oidc-issuer")
 	fs.DurationVar(&cfg.OIDC.ClockSkew, "oidc-clock-skew", auth.DefaultOIDCClockSkew, "leeway on OIDC tokens' exp, nbf and iat for clocks that disagree (at most 10m)")
 	fs.StringVar(&cfg.OIDC.UserClaim, "oidc-user-claim", auth.DefaultOIDCUserClaim, "the OIDC token `CLAIM` whose string value names the user")
+	fs.DurationVar(&cfg.DrainGrace, "drain-grace", cfg.DrainGrace, "after SIGTERM, how long to keep serving with /readyz answering 503 before the listener closes: longer than the load balancer takes to notice (its health check's interval times its unhealthy threshold); 0 closes at once")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "after the drain grace, how long requests in flight (chunk PUTs, mutations) may take to finish before they are cut")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on a loopback `HOST:PORT` of their own (debugging; off when empty)")
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return cfg, level, err
@@ -245,6 +247,7 @@ func checkServeConfig(cfg app.Config) error {
 		{"--job-rescue-after", int64(cfg.Jobs.RescueAfter)}, {"--job-shutdown-timeout", int64(cfg.Jobs.ShutdownTimeout)},
 		{"--processing-timeout", int64(cfg.Media.Timeout)}, {"--max-image-pixels", cfg.Media.MaxPixels},
 		{"--orphan-interval", int64(cfg.Jobs.OrphanInterval)}, {"--orphan-age", int64(up.OrphanAge)},
+		{"--shutdown-timeout", int64(cfg.ShutdownTimeout)},
 	} {
 		if c.v <= 0 {
 			return fmt.Errorf("%s must be positive", c.name)
@@ -268,6 +271,9 @@ func checkServeConfig(cfg app.Config) error {
 		if info, err := os.Stat(cfg.Upload.WorkDir); err != nil || !info.IsDir() {
 			return fmt.Errorf("--work-dir %q is not a directory", cfg.Upload.WorkDir)
 		}
+	}
+	if cfg.DrainGrace < 0 {
+		return fmt.Errorf("--drain-grace must not be negative, got %v", cfg.DrainGrace)
 	}
 	if cfg.SweepInterval < time.Second {
 		return fmt.Errorf("sweep interval must be at least 1s, got %v", cfg.SweepInterval)

@@ -134,6 +134,11 @@ func TestServeConfigErrors(t *testing.T) {
 		{"debug addr on every interface", []string{"--debug-addr", ":6060"}, env(), "debug addr"},
 		{"debug addr not loopback", []string{"--debug-addr", "0.0.0.0:6060"}, env(), "debug addr"},
 		{"debug addr a host name", nil, env("SPOOL_DEBUG_ADDR", "spool.example.com:6060"), "debug addr"},
+		{"negative drain grace", []string{"--drain-grace", "-1s"}, env(), "drain grace"},
+		{"drain grace not a duration", nil, env("SPOOL_DRAIN_GRACE", "5"), "spool drain grace"},
+		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, env(), "shutdown timeout"},
+		{"negative shutdown timeout from env", nil, env("SPOOL_SHUTDOWN_TIMEOUT", "-30s"), "shutdown timeout"},
+		{"shutdown timeout not a duration", []string{"--shutdown-timeout", "soon"}, env(), "shutdown timeout"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -429,6 +434,25 @@ func TestServeConfigGCSSigning(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The drain's settings default to 5 s of grace and 30 s for requests in
+// flight; a zero grace (no load balancer to wait for) is taken.
+func TestServeConfigDrain(t *testing.T) {
+	cfg, _, err := serveConfig(nil, env(), io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	if cfg.DrainGrace != 5*time.Second || cfg.ShutdownTimeout != 30*time.Second {
+		t.Errorf("defaults: --drain-grace %v, --shutdown-timeout %v; want 5s and 30s", cfg.DrainGrace, cfg.ShutdownTimeout)
+	}
+	cfg, _, err = serveConfig([]string{"--drain-grace", "0s", "--shutdown-timeout", "2m"}, env(), io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	if cfg.DrainGrace != 0 || cfg.ShutdownTimeout != 2*time.Minute {
+		t.Errorf("got --drain-grace %v, --shutdown-timeout %v; want 0s and 2m0s", cfg.DrainGrace, cfg.ShutdownTimeout)
 	}
 }
 

@@ -135,7 +135,9 @@ func (w *walkthrough) serve(t *testing.T, args ...string) *replica {
 		t.Fatal(err)
 	}
 	r := &replica{log: &logLines{}, done: make(chan struct{})}
-	r.cmd = exec.Command(exe, append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, args...)...)
+	// No load balancer waits on these replicas' /readyz: a SIGTERM need
+	// not keep serving first (args may say otherwise: the last wins).
+	r.cmd = exec.Command(exe, append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--drain-grace", "0s"}, args...)...)
 	r.cmd.Env = w.env
 	stderr, err := r.cmd.StderrPipe()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,7 +94,20 @@ type Config struct {
 	// besides spool's own; the zero value accepts only spool's. Run
 	// fails if the provider's keys cannot be fetched.
 	OIDC auth.OIDCConfig
+	// DrainGrace is how long Close keeps serving, with /readyz answering
+	// 503, before it stops listening: the time a load balancer needs to
+	// see the 503 and stop sending requests here. Zero stops at once
+	// (tests; a server no load balancer fronts). DefaultConfig: 5 s.
+	DrainGrace time.Duration
+	// ShutdownTimeout bounds how long Close waits, once it stops
+	// listening, for requests in flight (chunk PUTs, mutations) to
+	// finish; those still running then are cut. Zero means 30 s.
+	ShutdownTimeout time.Duration
 }
+
+// defaultShutdownTimeout is Config.ShutdownTimeout's default: a 16 MiB
+// chunk at 5 Mbit/s takes 27 s.
+const defaultShutdownTimeout = 30 * time.Second
 
 // MediaURLs says where the download URLs spool hands out point.
 type MediaURLs string
@@ -140,12 +154,14 @@ func (m MediaURLs) MarshalText() ([]byte, error) { return []byte(m), nil }
 // DefaultConfig returns the embedded defaults.
 func DefaultConfig() Config {
 	return Config{
-		Addr:          "127.0.0.1:8080",
-		DataDir:       "data",
-		SweepInterval: time.Minute,
-		Jobs:          jobs.DefaultConfig(),
-		MediaURLs:     MediaURLsAuto,
-		Upload:        upload.DefaultConfig(),
+		Addr:            "127.0.0.1:8080",
+		DataDir:         "data",
+		SweepInterval:   time.Minute,
+		Jobs:            jobs.DefaultConfig(),
+		MediaURLs:       MediaURLsAuto,
+		Upload:          upload.DefaultConfig(),
+		DrainGrace:      5 * time.Second,
+		ShutdownTimeout: defaultShutdownTimeout,
 	}
 }
 
@@ -177,7 +193,14 @@ type Main struct {
 	oidc  *auth.OIDCVerifier // nil unless cfg.OIDC.Issuer
 	dbgLn net.Listener
 	ready atomic.Bool
-	done  chan struct{}
+	// draining is set when Close begins (see Config.DrainGrace).
+	draining atomic.Bool
+	// websockets are the open GraphQL websockets, closed with 1001 by
+	// Close: Shutdown does not see hijacked connections.
+	websockets *graph.Websockets
+	done       chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // New returns a Main that will run with cfg.
@@ -185,7 +208,7 @@ func New(cfg Config, log *slog.Logger) *Main {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Main{cfg: cfg, log: log, done: make(chan struct{})}
+	return &Main{cfg: cfg, log: log, websockets: graph.NewWebsockets(), done: make(chan struct{})}
 }
 
 // Run opens the engines, starts listening and serving, and returns once
@@ -271,11 +294,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	gql := graph.NewServer(graph.ServerOptions{
 		Uploads: m.svc, Auth: authn, Logger: m.log, AllowedOrigins: cfg.AllowedOrigins,
 		PingInterval: cfg.PingInterval, MaxMultipartBody: maxMultipart, MaxSubscriptions: cfg.MaxSubscriptions,
+		Websockets: m.websockets,
 	})
 	m.srv = &http.Server{
 		Handler: httpapi.New(httpapi.Options{
 			Uploads: m.svc, URLs: urls, Auth: authn, GraphQL: gql, Pages: web.Pages(),
-			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Checks: m.eng.checks(),
+			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Draining: m.draining.Load, Checks: m.eng.checks(),
 			MaxMultipartBody: maxMultipart, Logger: m.log,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -381,20 +405,55 @@ func (m *Main) URL() string { return m.url }
 // Service returns the upload service (for tests and tools).
 func (m *Main) Service() *upload.Service { return m.svc }
 
-// Close stops taking requests, lets running ones finish (for up to 10 s),
-// stops the job queue (running jobs get Jobs.ShutdownTimeout to finish,
-// then are handed back to the queue for another replica) and closes the
-// engines.
+// Close drains the server and stops it, in this order:
+//
+//  1. /readyz answers 503 at once, and every response carries
+//     Connection: close; the listener keeps accepting and requests are
+//     served as before, for Config.DrainGrace, while the load balancer
+//     notices and stops sending requests here;
+//  2. the websockets are closed with 1001 (going away), so their clients
+//     reconnect, to another replica, and subscribe afresh;
+//  3. the listener closes and idle connections with it; requests in
+//     flight (chunk PUTs, mutations) get Config.ShutdownTimeout to
+//     finish, then are cut;
+//  4. the job queue stops (running jobs get Jobs.ShutdownTimeout to
+//     finish, then are handed back to the queue for another replica) and
+//     the engines close.
+//
+// It returns an error if requests were still running at the timeout.
+// Calls after the first wait for it and return its result.
 func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.drain() })
+	return m.closeErr
+}
+
+func (m *Main) drain() error {
+	m.draining.Store(true)
 	m.ready.Store(false)
 	var err error
 	if m.debug != nil {
 		_ = m.debug.Close() // a profile being taken is cut short
 	}
 	if m.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if g := m.cfg.DrainGrace; g > 0 {
+			m.log.Info("draining: /readyz answers 503, still serving", "grace", g)
+			time.Sleep(g)
+		}
+		m.srv.SetKeepAlivesEnabled(false)
+		if n := m.websockets.GoAway(); n > 0 {
+			m.log.Info("websockets closed: going away", "count", n)
+		}
+		timeout := m.cfg.ShutdownTimeout
+		if timeout <= 0 {
+			timeout = defaultShutdownTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		err = m.srv.Shutdown(ctx)
+		if err = m.srv.Shutdown(ctx); err != nil {
+			m.log.Warn("requests still running at the shutdown timeout are cut", "timeout", timeout)
+			_ = m.srv.Close()
+			err = fmt.Errorf("requests still running after %v: %w", timeout, err)
+		}
 		<-m.done
 	}
 	m.closeEngines()
@@ -446,6 +505,10 @@ type tokenAuth struct {
 // for spool's subjects, under 1 KiB for an OIDC provider's).
 const knownSubjects = 10000
 
+// Authenticate returns the token's user id. A missing or bad token is an
+// error wrapping auth.ErrInvalidToken; a user lookup that met a database
+// outage is UNAVAILABLE (the token may be fine: callers must not answer
+// UNAUTHENTICATED), any other lookup failure INTERNAL.
 func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, error) {
 	token, ok := auth.BearerToken(header)
 	if !ok {
@@ -460,6 +523,10 @@ func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, err
 	}
 	u, err := a.users.EnsureUser(ctx, subject)
 	if err != nil {
+		err = fmt.Errorf("looking up the token's user: %w", err)
+		if upload.ErrorCode(err) == upload.CodeUnavailable {
+			return "", upload.Unavailable(err)
+		}
 		return "", err
 	}
 	a.known.Add(subject, u.ID)

@@ -1,10 +1,23 @@
 package app_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"math"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/database/dbtest"
@@ -122,4 +135,239 @@ func TestDatabaseCutDuringComplete(t *testing.T) {
 		t.Logf("upload %s: complete answered after %d tries; final READY %v after the database came back", up.id, tries[i], delay.Round(time.Millisecond))
 	}
 	t.Logf("database cut %v; the last subscriber's final event came %v after it was back", window.until.Sub(window.from).Round(time.Millisecond), worst.Round(time.Millisecond))
+}
+
+// TestDatabaseCutIsUnavailable cuts PostgreSQL (a proxy closes every
+// connection and refuses new ones) and checks that spool says "try again
+// later", not "bad token": a GraphQL request by a token used for the
+// first time (its user is in no cache, so checking it needs the
+// database) answers UNAVAILABLE with extensions.retryAfter, the data
+// plane 503 with a positive Retry-After (a HEAD by that token, a chunk
+// PUT by signed URL), complete UNAVAILABLE, and a websocket's
+// connection_init closes with 1013. Once the database is back the same
+// token works, a new websocket authenticates and subscribes, and the
+// chunk refused during the cut, sent again, is stored once: the file
+// completes with its exact bytes.
+func TestDatabaseCutIsUnavailable(t *testing.T) {
+	dbURL := dbtest.Postgres(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startDBProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	s := startSpool(t, func(c *app.Config) { c.DatabaseURL = u.String() })
+	alice := s.token("alice")
+	fresh := s.token("carol") // never used before the cut
+	data := fileBytes("image/png", 12<<20, 7)
+	up := s.planOne(alice, file("a.png", "image/png", int64(len(data))))
+	if len(up.ChunkURLs) < 2 {
+		t.Fatalf("got %d chunks, want 2 or more", len(up.ChunkURLs))
+	}
+	sendChunk(t, up.ChunkURLs[0], data, http.StatusOK)
+
+	proxy.Cut(time.Hour) // until Restore
+	e := s.wantCode(fresh, opMe, nil, "UNAVAILABLE")
+	if ra, _ := e.Extensions["retryAfter"].(float64); ra < 1 || ra != math.Trunc(ra) {
+		t.Errorf("GraphQL UNAVAILABLE: extensions.retryAfter = %v, want a positive whole number of seconds", e.Extensions["retryAfter"])
+	}
+	s.wantCode(alice, `mutation($id: ID!) { complete(uploadId: $id) { id } }`, vars("id", up.ID), "UNAVAILABLE")
+	wantUnavailable := func(what string, a planeAnswer) {
+		t.Helper()
+		if a.Status != http.StatusServiceUnavailable {
+			t.Errorf("%s during the cut: HTTP %d %+v, want 503", what, a.Status, a.Error)
+		}
+		if n, err := strconv.Atoi(a.Header.Get("Retry-After")); err != nil || n < 1 {
+			t.Errorf("%s during the cut: Retry-After %q, want a positive integer", what, a.Header.Get("Retry-After"))
+		}
+		if a.Header.Get("WWW-Authenticate") != "" {
+			t.Errorf("%s during the cut asks for credentials (WWW-Authenticate), as for a bad token", what)
+		}
+	}
+	wantUnavailable("HEAD by a new token", do(t, http.MethodHead, s.url+"/uploads/"+up.ID, nil, bearer(fresh)))
+	chunk := up.ChunkURLs[1]
+	put := do(t, http.MethodPut, chunk.URL, chunkOf(chunk, data), nil)
+	wantUnavailable("chunk PUT", put)
+	if put.Error.Code != "UNAVAILABLE" {
+		t.Errorf("chunk PUT during the cut: code %q, want UNAVAILABLE", put.Error.Code)
+	}
+	code, reason := initCloseCode(t, s, fresh)
+	if code != 1013 {
+		t.Errorf("websocket connection_init during the cut: closed with %d %q, want 1013 (try again later)", code, reason)
+	}
+
+	proxy.Restore()
+	// The pool finds its connections dead and opens new ones; the first
+	// request after the cut may still meet a dead one, and answers
+	// UNAVAILABLE again, as a client retrying after Retry-After would see.
+	var me struct{ Me user }
+	for try := 0; ; try++ {
+		errs := s.gql(fresh, opMe, nil, &me)
+		if len(errs) == 0 {
+			break
+		}
+		if errs[0].code() != "UNAVAILABLE" || try == 20 {
+			t.Fatalf("after the cut: %+v, want the token to work", errs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if me.Me.Name != "carol" {
+		t.Fatalf("after the cut: me is %+v, want carol", me.Me)
+	}
+	ws := s.dialWS(fresh, nil)
+	mine := s.planOne(fresh, file("c.png", "image/png", 1000))
+	ws.subscribe("p", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status } }`, vars("id", mine.ID))
+	if first := <-collect(ws, "p"); first.UploadID != mine.ID || first.Status != "INITIALIZED" {
+		t.Errorf("subscription after the cut: first event %+v, want %s INITIALIZED", first, mine.ID)
+	}
+	for _, c := range up.ChunkURLs[1:] {
+		sendChunk(t, c, data, http.StatusOK)
+	}
+	m := s.complete(alice, up.ID)
+	if m.FileSize != int64(len(data)) {
+		t.Errorf("completed file is %d bytes, want %d", m.FileSize, len(data))
+	}
+	if resp, body := get(t, m.URL, nil); resp.StatusCode != http.StatusOK || sha256hex(body) != sha256hex(data) {
+		t.Errorf("download: HTTP %d, SHA-256 %s, want 200 and %s", resp.StatusCode, sha256hex(body), sha256hex(data))
+	}
+}
+
+// initCloseCode opens a websocket, sends connection_init with token and
+// returns the close code and reason the server ends it with (0 if it
+// answered connection_ack instead).
+func initCloseCode(t *testing.T, s *spool, token string) (int, string) {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial(strings.Replace(s.url, "http", "ws", 1)+"/graphql", nil)
+	if err != nil {
+		t.Fatalf("websocket dial: %v", err)
+	}
+	defer conn.Close()
+	if err := conn.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + token}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hang guard
+	var m wsMessage
+	err = conn.ReadJSON(&m)
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code, ce.Text
+	}
+	if err != nil {
+		t.Fatalf("websocket: %v, want a close frame", err)
+	}
+	return 0, "answered " + m.Type
+}
+
+// TestDatabaseCutMidChunk cuts PostgreSQL while a chunk's bytes are
+// being written (after the server looked the upload up, before it
+// records the chunk): the PUT answers 503 UNAVAILABLE with Retry-After,
+// the chunk does not count as received, and, once the database is back,
+// the same chunk sent again is taken and the file completes with its
+// exact bytes.
+func TestDatabaseCutMidChunk(t *testing.T) {
+	dbURL := dbtest.Postgres(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startDBProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	dataDir := t.TempDir()
+	s := startSpool(t, func(c *app.Config) { c.DatabaseURL, c.DataDir = u.String(), dataDir })
+	tok := s.token("alice")
+	data := fileBytes("image/png", 12<<20, 9)
+	up := s.planOne(tok, file("a.png", "image/png", int64(len(data))))
+	sendChunk(t, up.ChunkURLs[0], data, http.StatusOK)
+	chunk := up.ChunkURLs[1]
+	body := chunkOf(chunk, data)
+
+	pr, pw := io.Pipe()
+	answer := make(chan planeAnswer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPut, chunk.URL, pr)
+		req.ContentLength = int64(len(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("PUT: %v", err)
+			answer <- planeAnswer{}
+			return
+		}
+		defer resp.Body.Close()
+		var a planeAnswer
+		_ = json.NewDecoder(resp.Body).Decode(&a)
+		a.Status, a.Header = resp.StatusCode, resp.Header
+		answer <- a
+	}()
+	half := len(body) / 2
+	if _, err := pw.Write(body[:half]); err != nil {
+		t.Fatal(err)
+	}
+	// The server writes the chunk at its offset in the upload's staging
+	// file (created at full size, zeros): once its first bytes are
+	// there, the upload was looked up and only recording it is left.
+	waitStaged(t, filepath.Join(dataDir, "files", "staging"), chunk.Offset, body[:16])
+	proxy.Cut(time.Hour) // until Restore
+	if _, err := pw.Write(body[half:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = pw.Close()
+	a := <-answer
+	if a.Status != http.StatusServiceUnavailable || a.Error.Code != "UNAVAILABLE" {
+		t.Errorf("chunk PUT cut mid-chunk: HTTP %d %+v, want 503 UNAVAILABLE", a.Status, a.Error)
+	}
+	if n, err := strconv.Atoi(a.Header.Get("Retry-After")); err != nil || n < 1 {
+		t.Errorf("chunk PUT cut mid-chunk: Retry-After %q, want a positive integer", a.Header.Get("Retry-After"))
+	}
+	proxy.Restore()
+	// The pool may still hold a dead connection: a client retries
+	// UNAVAILABLE after Retry-After, as here.
+	for try := 0; ; try++ {
+		a := do(t, http.MethodPut, chunk.URL, body, nil)
+		if a.Status == http.StatusOK {
+			break
+		}
+		if a.Error.Code != "UNAVAILABLE" || try == 20 {
+			t.Fatalf("re-sending the chunk after the cut: HTTP %d %+v, want 200", a.Status, a.Error)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, c := range up.ChunkURLs[2:] {
+		sendChunk(t, c, data, http.StatusOK)
+	}
+	m := s.complete(tok, up.ID)
+	if resp, got := get(t, m.URL, nil); resp.StatusCode != http.StatusOK || sha256hex(got) != sha256hex(data) {
+		t.Errorf("download: HTTP %d, SHA-256 %s, want 200 and %s", resp.StatusCode, sha256hex(got), sha256hex(data))
+	}
+}
+
+// waitStaged waits until the one staging file under dir holds want at
+// offset.
+func waitStaged(t *testing.T, dir string, offset int64, want []byte) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // a hang guard
+	for {
+		var names []string
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				names = append(names, p)
+			}
+			return nil
+		})
+		if len(names) == 1 {
+			f, err := os.Open(names[0])
+			if err == nil {
+				got := make([]byte, len(want))
+				_, err = f.ReadAt(got, offset)
+				f.Close()
+				if err == nil && bytes.Equal(got, want) {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no staging file under %s got the chunk's first bytes (files: %v)", dir, names)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

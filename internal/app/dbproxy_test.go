@@ -142,6 +142,13 @@ func (p *dbProxy) Cut(d time.Duration) cutWindow {
 	return w
 }
 
+// Restore lets new connections through again, ending a cut early.
+func (p *dbProxy) Restore() {
+	p.mu.Lock()
+	p.refuseUntil = time.Time{}
+	p.mu.Unlock()
+}
+
 // CutOn arms a cut of d: once a connection has sent a message that
 // contains marker, its next message that contains trigger (both compared
 // in lower case) is forwarded and then every connection is cut. The

@@ -65,7 +65,7 @@ func startLoadSpool(ctx context.Context, tb testing.TB, bin, dataDir, user strin
 		tb.Fatalf("spool token: %v", err)
 	}
 	addr, debug := freeAddr(tb), freeAddr(tb)
-	args := append(append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--debug-addr", debug}, spoolFlags...), extra...)
+	args := append(append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--debug-addr", debug, "--drain-grace", "0s"}, spoolFlags...), extra...)
 	s := &spoolServer{
 		process: start(tb, "spool", bin, io.Discard, args...),
 		url:     "http://" + addr,

@@ -266,7 +266,7 @@ func startSpool(ctx context.Context, tb testing.TB, bin, dataDir string, extra .
 		tb.Fatalf("spool token: %v", err)
 	}
 	addr := freeAddr(tb)
-	args := append(append([]string{"serve", "--addr", addr, "--data-dir", dataDir}, spoolFlags...), extra...)
+	args := append(append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--drain-grace", "0s"}, spoolFlags...), extra...)
 	s := &spoolServer{
 		process: start(tb, "spool", bin, io.Discard, args...),
 		url:     "http://" + addr,

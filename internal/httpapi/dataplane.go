@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -63,6 +64,7 @@ var statusOf = map[upload.Code]int{
 	upload.CodeStorageUnavailable: http.StatusServiceUnavailable,
 	upload.CodePreflightRequired:  http.StatusBadRequest,
 	upload.CodeRequestTooLarge:    http.StatusRequestEntityTooLarge,
+	upload.CodeUnavailable:        http.StatusServiceUnavailable,
 	upload.CodeInternal:           http.StatusInternalServerError,
 }
 
@@ -81,7 +83,13 @@ func httpStatus(code upload.Code) int {
 func (h *handlers) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := upload.ErrorCode(err)
 	status := httpStatus(code)
-	if status >= 500 {
+	switch {
+	case code == upload.CodeUnavailable:
+		// Every request fails alike during an outage: logged at a
+		// bounded rate, and the client told when to come back.
+		h.Uploads.NoteUnavailable(r.Method+" "+r.URL.Path, err)
+		setRetryAfter(w, err)
+	case status >= 500:
 		h.Logger.Error("data plane request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": upload.ErrorMessage(err)}})
@@ -293,6 +301,12 @@ func (h *handlers) refuseSignature(w http.ResponseWriter, r *http.Request, err e
 // bearer authenticates a data-plane request by its bearer token.
 func (h *handlers) bearer(w http.ResponseWriter, r *http.Request) (string, bool) {
 	uid, err := h.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	if err != nil && !errors.Is(err, auth.ErrInvalidToken) {
+		// The token could not be checked (UNAVAILABLE: 503 with
+		// Retry-After), which says nothing about the token.
+		h.writeError(w, r, err)
+		return "", false
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="spool"`)
 		h.writeError(w, r, upload.Errorf(upload.CodeUnauthenticated, "send a valid bearer token in the Authorization header"))

@@ -13,17 +13,22 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/cors"
 
+	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
-// Authenticator turns an Authorization header value into a user id.
+// Authenticator turns an Authorization header value into a user id. A
+// missing or bad token is an error wrapping auth.ErrInvalidToken; any
+// other error is the server's failure (UNAVAILABLE when the database
+// could not be reached), never the caller's.
 type Authenticator interface {
 	Authenticate(ctx context.Context, authorization string) (userID string, err error)
 }
@@ -41,6 +46,12 @@ type Options struct {
 	AllowedOrigins []string
 	// Ready reports whether the server can take requests (for /healthz).
 	Ready func() bool
+	// Draining reports whether the server is draining before it stops:
+	// /readyz answers 503 ("draining") so load balancers stop sending
+	// requests here, /healthz stays 200 (the process is alive and
+	// finishing its work), and every response carries Connection: close
+	// so clients open their next connection elsewhere. Nil means never.
+	Draining func() bool
 	// Checks probe each engine for /readyz, by name ("database", …).
 	Checks map[string]func(ctx context.Context) error
 	// MaxMultipartBody bounds a GraphQL multipart request (uploadImage)
@@ -79,7 +90,25 @@ func New(o Options) http.Handler {
 		// Every path no route above claims; Pages answers 404 itself.
 		mux.Handle("/", o.Pages)
 	}
-	return corsFor(o.AllowedOrigins).Handler(mux)
+	return closeWhileDraining(corsFor(o.AllowedOrigins).Handler(mux), o.Draining)
+}
+
+// closeWhileDraining sets Connection: close on every response while
+// draining, so net/http closes each connection after its response and
+// the client's next request opens a new connection, which the load
+// balancer sends elsewhere. Idle connections are left open until the
+// drain's grace ends (http.Server.SetKeepAlivesEnabled(false) would close
+// them at once, under a request a client may have just sent on one).
+func closeWhileDraining(next http.Handler, draining func() bool) http.Handler {
+	if draining == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type handlers struct{ Options }
@@ -92,8 +121,16 @@ type handlers struct{ Options }
 func (h *handlers) withCaller(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if header := r.Header.Get("Authorization"); header != "" {
-			if uid, err := h.Auth.Authenticate(r.Context(), header); err == nil {
+			uid, err := h.Auth.Authenticate(r.Context(), header)
+			switch {
+			case err == nil:
 				r = r.WithContext(upload.WithCaller(r.Context(), uid))
+			case !errors.Is(err, auth.ErrInvalidToken):
+				// The token could not be checked (the database is
+				// down): answering as if it were bad would tell the
+				// client to drop a good one.
+				h.refuseGraphQL(w, r, err)
+				return
 			}
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && originAllowed(origin, r.Host, h.AllowedOrigins) {
@@ -253,6 +290,37 @@ func hasPreflightHeader(r *http.Request) bool {
 	return false
 }
 
+// refuseGraphQL answers a GraphQL request that failed before GraphQL ran
+// for the server's reason err: UNAVAILABLE with Retry-After (and
+// extensions.retryAfter) when the database could not be reached, else
+// INTERNAL, logged.
+func (h *handlers) refuseGraphQL(w http.ResponseWriter, r *http.Request, err error) {
+	code := upload.ErrorCode(err)
+	if code != upload.CodeUnavailable {
+		h.Logger.Error("GraphQL request failed before it ran", "path", r.URL.Path, "err", err)
+		writeGraphQLError(w, upload.Errorf(upload.CodeInternal, "internal error"))
+		return
+	}
+	h.Uploads.NoteUnavailable("authenticating "+r.Method+" "+r.URL.Path, err)
+	retry := setRetryAfter(w, err)
+	writeJSON(w, httpStatus(code), map[string]any{"errors": []map[string]any{{
+		"message":    upload.ErrorMessage(err),
+		"extensions": map[string]any{"code": string(code), "retryAfter": retry},
+	}}})
+}
+
+// setRetryAfter sets the Retry-After header to err's wait, in whole
+// seconds rounded up, and returns it; zero (no header) when err has none.
+func setRetryAfter(w http.ResponseWriter, err error) int {
+	d := upload.RetryAfter(err)
+	if d <= 0 {
+		return 0
+	}
+	secs := int((d + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return secs
+}
+
 // writeGraphQLError answers a request refused before it reached GraphQL
 // in the GraphQL response shape, so GraphQL clients show the message and
 // code like any other error; the status comes from the one table.
@@ -283,7 +351,7 @@ func corsFor(allowed []string) *cors.Cors {
 }
 
 func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) {
-	if h.Ready != nil && !h.Ready() {
+	if h.Ready != nil && !h.Ready() && !h.draining() {
 		http.Error(w, "starting", http.StatusServiceUnavailable)
 		return
 	}
@@ -295,6 +363,12 @@ func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) {
 // so a load balancer stops sending traffic to this replica; /healthz
 // stays a liveness check.
 func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if h.draining() {
+		// At once, without probing the engines: this replica is going.
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"server": "draining"})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	report := map[string]string{}
@@ -321,9 +395,10 @@ func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusServiceUnavailable
 		}
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, status, report)
 }
+
+func (h *handlers) draining() bool { return h.Draining != nil && h.Draining() }
 
 // URLSigner makes and checks the signed URLs of spool's data plane. It
 // implements upload.Signer.

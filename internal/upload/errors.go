@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
+
+	"github.com/spoolhq/spool/internal/database"
 )
 
 // Code is a stable, append-only error code that clients switch on. GraphQL
@@ -30,6 +33,10 @@ const (
 	CodeAlreadyFinished    Code = "ALREADY_FINISHED"
 	CodeForbidden          Code = "FORBIDDEN"
 	CodeStorageUnavailable Code = "STORAGE_UNAVAILABLE"
+	// CodeUnavailable: the database could not be reached (see
+	// database.Unavailable); nothing was decided, and the same request
+	// may succeed after RetryAfter, here or on another replica.
+	CodeUnavailable Code = "UNAVAILABLE"
 
 	// The API's codes, not the domain's: they are about a request or a
 	// connection, and only the transports return them.
@@ -69,6 +76,7 @@ var codes = []Code{
 	CodeTooManySubscriptions,
 	CodePreflightRequired,
 	CodeRequestTooLarge,
+	CodeUnavailable,
 	CodeInternal,
 }
 
@@ -103,14 +111,22 @@ func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// ErrorCode returns the code of err, or INTERNAL when err carries none.
+// ErrorCode returns the code of err; an uncoded err is UNAVAILABLE when
+// it says the database could not be reached (database.Unavailable: the
+// one place spool classifies the drivers' errors), else INTERNAL.
 func ErrorCode(err error) Code {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
 	}
+	if database.Unavailable(err) {
+		return CodeUnavailable
+	}
 	return CodeInternal
 }
+
+// unavailableMessage is what clients are told of a database outage.
+const unavailableMessage = "the database is unavailable; try again shortly"
 
 // ErrorMessage returns the message of a coded err, or a generic one that
 // reveals nothing about an internal failure.
@@ -119,7 +135,32 @@ func ErrorMessage(err error) string {
 	if errors.As(err, &e) {
 		return e.Message
 	}
+	if database.Unavailable(err) {
+		return unavailableMessage
+	}
 	return "internal error"
+}
+
+// UnavailableRetryAfter is the wait spool suggests after UNAVAILABLE
+// (HTTP Retry-After, GraphQL extensions.retryAfter): a database failover
+// or restart takes seconds, and a load balancer's health check moves
+// traffic off a replica that cannot reach it within a few more.
+const UnavailableRetryAfter = 2 * time.Second
+
+// RetryAfter is how long a client should wait before retrying after err,
+// or zero when err is not one to retry after a wait (only UNAVAILABLE is).
+func RetryAfter(err error) time.Duration {
+	if ErrorCode(err) == CodeUnavailable {
+		return UnavailableRetryAfter
+	}
+	return 0
+}
+
+// Unavailable returns UNAVAILABLE with cause as its cause (for the log):
+// for callers that met a database outage outside the service, such as
+// a token's user lookup.
+func Unavailable(cause error) *Error {
+	return &Error{Code: CodeUnavailable, Message: unavailableMessage, Err: cause}
 }
 
 // storageError is STORAGE_UNAVAILABLE with the engine's error as its

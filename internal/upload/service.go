@@ -46,6 +46,8 @@ type Service struct {
 	// processor makes thumbnails and reads media facts; nil skips that
 	// step (processing then only checks the bytes).
 	processor Processor
+	// outages rate-limits the log of database outages (NoteUnavailable).
+	outages outageLog
 }
 
 // Deps are the engines a Service runs on.

@@ -74,6 +74,9 @@ func Config(dataDir string) app.Config {
 	// Idle replicas look for jobs often, so tests wait little for
 	// processing.
 	cfg.Jobs.PollInterval = 50 * time.Millisecond
+	// No load balancer waits on a test server's /readyz: closing it
+	// need not keep serving first.
+	cfg.DrainGrace = 0
 	return cfg
 }
 

@@ -1,0 +1,64 @@
+package database
+
+import (
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Unavailable reports whether err says the database could not be reached
+// or talked to, rather than that a statement was wrong: a retry later, on
+// this replica or another, may well succeed. It is the one place that
+// knows the drivers' ways of saying so; upload.ErrorCode turns such an
+// error into UNAVAILABLE.
+//
+// Unavailable: PostgreSQL unreachable or refusing (pgconn.ConnectError,
+// network errors, the connection closed or cut mid-statement: io.ErrUnexpectedEOF,
+// driver.ErrBadConn, pgx's "conn closed"), server states that say so
+// (SQLSTATE class 08 connection exception, 57P01-57P03 shutting down or
+// starting, 53300 too many connections), pgconn's timeouts (a context
+// deadline met while connecting or waiting on the server), and SQLite
+// busy or locked beyond its busy timeout. Not unavailable: constraint
+// violations, syntax errors, ent's not-found, a caller's cancellation.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var connect *pgconn.ConnectError
+	var netErr *net.OpError
+	if errors.As(err, &connect) || errors.As(err, &netErr) || pgconn.Timeout(err) {
+		return true
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch state := pgErr.SQLState(); {
+		case strings.HasPrefix(state, "08"), state == "57P01", state == "57P02", state == "57P03", state == "53300":
+			return true
+		}
+		return false
+	}
+	var liteErr *sqlite.Error
+	if errors.As(err, &liteErr) {
+		switch liteErr.Code() & 0xff { // the primary code, without the extended bits
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return true
+		}
+		return false
+	}
+	// pgx's closed connection is a plain errors.New("conn closed")
+	// (pgconn.ErrConnClosed, or an unexported lock error that says the
+	// same).
+	return errors.Is(err, pgconn.ErrConnClosed) || strings.Contains(err.Error(), "conn closed")
+}

@@ -1,0 +1,108 @@
+package database_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+
+	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/database/dbtest"
+)
+
+// Unavailable tells a database that cannot be reached from a statement
+// that failed, with errors the real drivers return: a refused
+// connection, a connection the server killed mid-session and SQLite busy
+// beyond its timeout are unavailable; a constraint violation, a syntax
+// error, no rows and a caller's cancellation are not.
+func TestUnavailableClassifiesDriverErrors(t *testing.T) {
+	ctx := context.Background()
+	pgURL := dbtest.Postgres(t)
+	pg, err := sql.Open("pgx", pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Close() })
+
+	// A port nothing listens on: connect refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := ln.Addr().String()
+	_ = ln.Close()
+	refused, err := sql.Open("pgx", "postgres://postgres@"+closedAddr+"/test?connect_timeout=5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = refused.Close() })
+
+	// A session the server terminates (what a failover or restart does).
+	killed, err := pg.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := killed.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg.ExecContext(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+		t.Fatal(err)
+	}
+
+	// SQLite: one connection holds the write lock, another waits 10 ms.
+	dir := t.TempDir()
+	lite := func() *sql.DB {
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "busy.db")+"?_pragma=busy_timeout(10)&_pragma=journal_mode(WAL)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		return db
+	}
+	holder, waiter := lite(), lite()
+	if _, err := holder.Exec("CREATE TABLE t (x INTEGER PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := holder.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback() })
+	if _, err := tx.Exec("INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", refused.PingContext(ctx), true},
+		{"session terminated by the server", killed.QueryRowContext(ctx, "SELECT 1").Scan(new(int)), true},
+		{"sqlite busy", func() error { _, err := waiter.Exec("INSERT INTO t VALUES (2)"); return err }(), true},
+		{"wrapped", fmt.Errorf("looking up user: %w", refused.PingContext(ctx)), true},
+		{"syntax error", pg.QueryRowContext(ctx, "SELEC 1").Scan(new(int)), false},
+		{"unique violation", func() error {
+			_, err := tx.Exec("INSERT INTO t VALUES (1)")
+			return err
+		}(), false},
+		{"no rows", pg.QueryRowContext(ctx, "SELECT 1 WHERE false").Scan(new(int)), false},
+		{"cancelled by the caller", pg.QueryRowContext(cancelled, "SELECT 1").Scan(new(int)), false},
+		{"nil", nil, false},
+		{"other", errors.New("boom"), false},
+	} {
+		if c.err == nil && c.want {
+			t.Errorf("%s: the driver returned no error", c.name)
+			continue
+		}
+		if got := database.Unavailable(c.err); got != c.want {
+			t.Errorf("%s: Unavailable(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}
