@@ -31,6 +31,9 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			gqlErr.Message = domainErr.Message
 			setCode(gqlErr, domainErr.Code)
+			if wait := upload.RetryAfterSeconds(domainErr); wait > 0 {
+				gqlErr.Extensions["retryAfter"] = wait
+			}
 		case errors.As(err, &parseErr) && parseErr.Err == nil && parseErr.Rule == int64LiteralsRule:
 			// A literal gqlgen could not bind: the client's input, as
 			// for a variable below.

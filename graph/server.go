@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -48,6 +49,13 @@ type ServerOptions struct {
 	// A larger message closes the connection with status 1009 (Message
 	// Too Big) before the server reads its payload.
 	MaxWebsocketMessage int64
+	// Mutations is each user's budget of mutation operations (over HTTP
+	// and websockets alike); nil means no budget.
+	Mutations upload.Admitter
+	// MaxWebsocketsPerUser bounds the websockets one user keeps open on
+	// this replica, counted once connection_init has authenticated them;
+	// one more is closed with 4429. Zero means no bound.
+	MaxWebsocketsPerUser int
 }
 
 // maxGraphQLMessage is the default MaxWebsocketMessage: httpapi bounds a
@@ -56,7 +64,7 @@ const maxGraphQLMessage = 1 << 20
 
 // NewServer returns the GraphQL handler for POST, GET, multipart and
 // websockets (graphql-transport-ws and legacy graphql-ws).
-func NewServer(o ServerOptions) *handler.Server {
+func NewServer(o ServerOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -88,6 +96,7 @@ func NewServer(o ServerOptions) *handler.Server {
 		initTimeout:  10 * time.Second,
 		pingInterval: o.PingInterval,
 		readLimit:    o.MaxWebsocketMessage,
+		userSockets:  ratelimit.NewSlots(o.MaxWebsocketsPerUser),
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -98,9 +107,13 @@ func NewServer(o ServerOptions) *handler.Server {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.Use(extension.FixedComplexityLimit(o.ComplexityLimit))
 	srv.SetValidationRulesFn(validationRules)
-	srv.SetErrorPresenter(presentError(o.Logger))
+	present := presentError(o.Logger)
+	if o.Mutations != nil {
+		srv.Use(mutationBudget{admit: o.Mutations, present: present})
+	}
+	srv.SetErrorPresenter(present)
 	srv.SetRecoverFunc(recoverPanic(o.Logger))
-	return srv
+	return withResponseHeader(srv)
 }
 
 // websocketAuth reads the token from the connection_init payload. A bad

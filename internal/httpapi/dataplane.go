@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -63,6 +65,8 @@ var statusOf = map[upload.Code]int{
 	upload.CodeStorageUnavailable: http.StatusServiceUnavailable,
 	upload.CodePreflightRequired:  http.StatusBadRequest,
 	upload.CodeRequestTooLarge:    http.StatusRequestEntityTooLarge,
+	upload.CodeRateLimited:        http.StatusTooManyRequests,
+	upload.CodeRequestTimeout:     http.StatusRequestTimeout,
 	upload.CodeInternal:           http.StatusInternalServerError,
 }
 
@@ -84,7 +88,15 @@ func (h *handlers) writeError(w http.ResponseWriter, r *http.Request, err error)
 	if status >= 500 {
 		h.Logger.Error("data plane request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
+	setRetryAfter(w, err)
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": upload.ErrorMessage(err)}})
+}
+
+// setRetryAfter sends Retry-After when err asks the client to wait.
+func setRetryAfter(w http.ResponseWriter, err error) {
+	if s := upload.RetryAfterSeconds(err); s > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(s, 10))
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -129,9 +141,14 @@ func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	p, err := h.Uploads.ReceiveChunk(r.Context(), id, index, r.Body,
-		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect})
-	h.answerChunk(w, r, p, err)
+	if !h.startChunk(w, r, id) {
+		return
+	}
+	defer h.chunksRunning.Release(id)
+	body := h.watchBody(w, r)
+	p, err := h.Uploads.ReceiveChunk(r.Context(), id, index, body,
+		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
+	h.answerChunk(w, r, p, body.cut(err))
 }
 
 // putRange takes PUT /uploads/{id} with a chunk-aligned Content-Range,
@@ -156,9 +173,93 @@ func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	p, err := h.Uploads.ReceiveRange(r.Context(), uid, r.PathValue("id"), cr.First, cr.Last, cr.Total, r.Body,
-		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect})
-	h.answerChunk(w, r, p, err)
+	id := r.PathValue("id")
+	if !h.startChunk(w, r, id) {
+		return
+	}
+	defer h.chunksRunning.Release(id)
+	body := h.watchBody(w, r)
+	p, err := h.Uploads.ReceiveRange(r.Context(), uid, id, cr.First, cr.Last, cr.Total, body,
+		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
+	h.answerChunk(w, r, p, body.cut(err))
+}
+
+// startChunk takes one of the upload's chunk PUT slots, or answers 429
+// RATE_LIMITED when they are all taken. A slot taken must be released
+// when the request ends.
+func (h *handlers) startChunk(w http.ResponseWriter, r *http.Request, uploadID string) bool {
+	if h.chunksRunning.Acquire(uploadID) {
+		return true
+	}
+	h.writeError(w, r, upload.RateLimited(time.Second,
+		"upload %s already has %d chunk PUTs running; send this one when one of them ends", uploadID, h.Limits.MaxParallelChunks))
+	return false
+}
+
+// watchBody returns the request's body, cut off if it sends no byte for
+// the body idle timeout (if one is set).
+func (h *handlers) watchBody(w http.ResponseWriter, r *http.Request) *idleBody {
+	return newIdleBody(w, r, h.Limits.BodyIdleTimeout)
+}
+
+func newIdleBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *idleBody {
+	return &idleBody{r: r.Body, rc: http.NewResponseController(w), timeout: timeout}
+}
+
+// idleBodies cuts off request bodies that stall for timeout (GraphQL
+// POSTs; chunk PUTs watch their own). Requests without a body, websocket
+// upgrades among them, are left alone: a deadline set on a connection
+// about to be hijacked would outlive the request.
+func idleBodies(next http.Handler, timeout time.Duration) http.Handler {
+	if timeout <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.Header.Get("Upgrade") == "" {
+			r.Body = newIdleBody(w, r, timeout)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// idleBody reads a request body under a read deadline that each read
+// pushes forward: a body may take as long as it likes in all, but not
+// stall. A slow link only makes reads smaller, never absent.
+type idleBody struct {
+	r       io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	// timedOut is set once a read ran into the deadline.
+	timedOut bool
+	// unsupported is set when the connection takes no deadline (a
+	// ResponseWriter wrapped without Unwrap): the body is then read
+	// unwatched.
+	unsupported bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if b.timeout > 0 && !b.unsupported {
+		if err := b.rc.SetReadDeadline(time.Now().Add(b.timeout)); err != nil {
+			b.unsupported = true
+		}
+	}
+	n, err := b.r.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		b.timedOut = true
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error { return b.r.Close() }
+
+// cut replaces the answer to a chunk whose body stalled (the chunk has
+// been recorded failed) with REQUEST_TIMEOUT, which clients retry.
+func (b *idleBody) cut(err error) error {
+	if err == nil || !b.timedOut {
+		return err
+	}
+	return upload.Errorf(upload.CodeRequestTimeout,
+		"the chunk's body sent nothing for %v and was cut off; the chunk is recorded failed: send it again", b.timeout)
 }
 
 func (h *handlers) answerChunk(w http.ResponseWriter, r *http.Request, p upload.Progress, err error) {
@@ -175,6 +276,12 @@ func (h *handlers) headUpload(w http.ResponseWriter, r *http.Request) {
 	uid, ok := h.bearer(w, r)
 	if !ok {
 		return
+	}
+	if h.Limits.Requests != nil {
+		if err := h.Limits.Requests.Admit(r.Context(), uid); err != nil {
+			h.writeError(w, r, err)
+			return
+		}
 	}
 	sess, err := h.Uploads.Session(r.Context(), uid, r.PathValue("id"))
 	if err != nil {
