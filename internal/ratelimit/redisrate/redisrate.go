@@ -41,7 +41,7 @@ func Open(rawURL string) (*Client, error) {
 	}
 	// A budget check is worth one quick try: retrying or waiting on a
 	// sick Redis would hold up the request it guards.
-	o.MaxRetries = -1
+	o.MaxRetries, o.DialerRetries = -1, 1
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = Timeout, Timeout, Timeout, Timeout
 	rdb := goredis.NewClient(o)
 	return &Client{rdb: rdb, limiter: redis_rate.NewLimiter(rdb)}, nil
