@@ -418,7 +418,7 @@ func (b userBudget) Admit(ctx context.Context, userID string) error {
 	if err != nil || wait <= 0 {
 		return nil
 	}
-	return upload.RateLimited(wait, "too many %s requests from this user; try again after %d s (Retry-After)",
+	return upload.RateLimited(wait, "this user is over its %s budget; try again in %d s (Retry-After)",
 		b.what, int64((max(wait, time.Second)+time.Second-1)/time.Second))
 }
 
