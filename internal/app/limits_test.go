@@ -697,3 +697,53 @@ func untilClosed(r io.Reader) error {
 	}
 	return nil
 }
+
+// The body idle timeout watches bodies only while they arrive: a handler
+// that works on after its body ended, and the requests that follow on the
+// same keep-alive connection, are not cut by it, however short it is. (A
+// deadline set again after a body's end once cancelled the connection's
+// context under load, failing the next request on it with INTERNAL: seen
+// in TestStalledChunkBody, whose re-sent chunk shares the connection.)
+func TestBodyIdleTimeoutSparesKeepAlive(t *testing.T) {
+	t.Parallel()
+	s := startSpool(t, func(c *app.Config) {
+		// Shorter than a chunk's receipt takes after its body has ended.
+		c.Limits.BodyIdleTimeout = time.Millisecond
+	})
+	alice := s.token("alice")
+	image := fileBytes("image/png", 2000, 7)
+	var files []map[string]any
+	for i := range 5 {
+		files = append(files, file(fmt.Sprintf("%d.png", i), "image/png", int64(len(image))))
+	}
+	ups := s.initBatch(alice, files...).Uploads
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxConnsPerHost = 1 // one keep-alive connection for every request
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+	for _, up := range ups {
+		req, _ := http.NewRequest(http.MethodPut, up.ChunkURLs[0].URL, bytes.NewReader(image))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("PUT of %s on a kept-alive connection: got %d %s, want 200", up.FileName, resp.StatusCode, b)
+		}
+		body, _ := json.Marshal(map[string]any{"query": opComplete, "variables": vars("id", up.ID)})
+		req, _ = http.NewRequest(http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+alice)
+		resp, err = client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || bytes.Contains(b, []byte(`"errors"`)) {
+			t.Fatalf("complete of %s on a kept-alive connection: got %d %s", up.FileName, resp.StatusCode, b)
+		}
+	}
+}

@@ -146,6 +146,7 @@ func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.chunksRunning.Release(id)
 	body := h.watchBody(w, r)
+	defer body.stop()
 	p, err := h.Uploads.ReceiveChunk(r.Context(), id, index, body,
 		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
 	h.answerChunk(w, r, p, body.cut(err))
@@ -179,6 +180,7 @@ func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.chunksRunning.Release(id)
 	body := h.watchBody(w, r)
+	defer body.stop()
 	p, err := h.Uploads.ReceiveRange(r.Context(), uid, id, cr.First, cr.Last, cr.Total, body,
 		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
 	h.answerChunk(w, r, p, body.cut(err))
@@ -215,9 +217,13 @@ func idleBodies(next http.Handler, timeout time.Duration) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength != 0 && r.Header.Get("Upgrade") == "" {
-			r.Body = newIdleBody(w, r, timeout)
+		if r.ContentLength == 0 || r.Header.Get("Upgrade") != "" {
+			next.ServeHTTP(w, r)
+			return
 		}
+		body := newIdleBody(w, r, timeout)
+		defer body.stop()
+		r.Body = body
 		next.ServeHTTP(w, r)
 	})
 }
@@ -229,6 +235,13 @@ type idleBody struct {
 	r       io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
+	// ended is set once a read failed or met the body's end: from then
+	// on no deadline is set. net/http reads the connection itself after a
+	// body's end (to notice a client that goes away), and a deadline set
+	// under that read would end it: net/http would take the client for
+	// gone and cancel the connection's context, failing the request's
+	// remaining work and every later request on the connection.
+	ended bool
 	// timedOut is set once a read ran into the deadline.
 	timedOut bool
 	// unsupported is set when the connection takes no deadline (a
@@ -238,16 +251,30 @@ type idleBody struct {
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
-	if b.timeout > 0 && !b.unsupported {
+	if b.timeout > 0 && !b.unsupported && !b.ended {
 		if err := b.rc.SetReadDeadline(time.Now().Add(b.timeout)); err != nil {
 			b.unsupported = true
 		}
 	}
 	n, err := b.r.Read(p)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		b.timedOut = true
+	if err != nil {
+		// At io.EOF net/http has lifted the deadline as it began its own
+		// read; a failed read leaves the connection to be closed.
+		b.ended = true
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			b.timedOut = true
+		}
 	}
 	return n, err
+}
+
+// stop lifts the read deadline of a body the handler is done with before
+// its end, so that what net/http still reads of it is not cut short.
+func (b *idleBody) stop() {
+	if b.timeout > 0 && !b.unsupported && !b.ended {
+		b.ended = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
 }
 
 func (b *idleBody) Close() error { return b.r.Close() }
