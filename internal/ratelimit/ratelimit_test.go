@@ -127,8 +127,10 @@ func TestMemoryBounded(t *testing.T) {
 
 func TestSlots(t *testing.T) {
 	s := NewSlots(2)
-	if !s.Acquire("u") || !s.Acquire("u") {
-		t.Fatal("the first two slots were refused")
+	for i := range 2 {
+		if !s.Acquire("u") {
+			t.Fatalf("slot %d of 2 was refused", i+1)
+		}
 	}
 	if s.Acquire("u") {
 		t.Fatal("a third slot was given")
