@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -581,8 +580,7 @@ func asCloseError(err error, target **websocket.CloseError) bool {
 func TestStalledChunkBody(t *testing.T) {
 	t.Parallel()
 	const idle = 500 * time.Millisecond
-	srv := apptest.StartLogged(t, slog.New(slog.NewTextHandler(os.Stderr, nil)), func(c *app.Config) { c.Limits.BodyIdleTimeout = idle })
-	s := &spool{t: t, main: srv.Main, url: srv.URL, srv: srv}
+	s := startSpool(t, func(c *app.Config) { c.Limits.BodyIdleTimeout = idle })
 	alice := s.token("alice")
 	video := fileBytes("video/mp4", 12<<20, 5)
 	up := s.planOne(alice, file("v.mp4", "video/mp4", int64(len(video))))
