@@ -178,6 +178,7 @@ func TestDataPlaneRateLimit(t *testing.T) {
 	const burst = 2
 	s := startSpool(t, func(c *app.Config) {
 		c.Limits.DataPlane = ratelimit.Rate{Events: 1, Per: 2 * time.Second, Burst: burst}
+		c.AllowedOrigins = []string{"http://app.example"}
 	})
 	alice, bob := s.token("alice"), s.token("bob")
 	image := fileBytes("image/png", 2000, 1)
@@ -216,14 +217,20 @@ func TestDataPlaneRateLimit(t *testing.T) {
 	if a := do(t, http.MethodPut, ups[next].ChunkURLs[0].URL, image, nil); a.Status != http.StatusOK {
 		t.Fatalf("the refused PUT again after Retry-After (%d s): got %d %+v, want 200", wait, a.Status, a.Error)
 	}
-	// HEADs draw on the same budget.
+	// HEADs draw on the same budget; a page on another origin may read
+	// Retry-After.
 	for i := 0; ; i++ {
 		if i == burst+20 {
 			t.Fatalf("no HEAD refused after %d", i)
 		}
-		resp := headStatus(t, s.url, alice, ups[0].ID)
+		h := bearer(alice)
+		h.Set("Origin", "http://app.example")
+		resp, _ := send(t, http.MethodHead, s.url+"/uploads/"+ups[0].ID, nil, h)
 		if resp.StatusCode == http.StatusTooManyRequests {
 			retryAfterHeader(t, resp.Header)
+			if exposed := resp.Header.Get("Access-Control-Expose-Headers"); !strings.Contains(exposed, "Retry-After") {
+				t.Errorf("Access-Control-Expose-Headers %q: want Retry-After among them", exposed)
+			}
 			break
 		}
 		if resp.StatusCode != http.StatusOK {

@@ -301,7 +301,7 @@ func corsFor(allowed []string) *cors.Cors {
 		AllowedHeaders: []string{"Authorization", "Content-Type", "Content-Range", "Content-MD5", "X-Goog-Hash",
 			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight"},
 		ExposedHeaders: []string{"Range", "Spool-Upload-Status", "Spool-Uploaded-Bytes", "Spool-Total-Bytes",
-			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length"},
+			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length", "Retry-After"},
 		AllowCredentials: false,
 		MaxAge:           600,
 	})
