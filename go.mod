@@ -20,6 +20,7 @@ require (
 	github.com/fsouza/fake-gcs-server v1.56.1
 	github.com/galdor/go-thumbhash v1.0.0
 	github.com/gen2brain/webp v0.5.5
+	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/golang-jwt/jwt/v5 v5.2.2
 	github.com/gorilla/websocket v1.5.3
 	github.com/hashicorp/go-multierror v1.1.1

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
-	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -32,6 +31,9 @@ func presentError(log *slog.Logger, uploads *upload.Service) graphql.ErrorPresen
 			}
 			gqlErr.Message = domainErr.Message
 			setCode(gqlErr, domainErr.Code)
+			if wait := upload.RetryAfterSeconds(domainErr); wait > 0 {
+				gqlErr.Extensions["retryAfter"] = wait
+			}
 		case errors.As(err, &parseErr) && parseErr.Err == nil && parseErr.Rule == int64LiteralsRule:
 			// A literal gqlgen could not bind: the client's input, as
 			// for a variable below.
@@ -66,7 +68,7 @@ func presentError(log *slog.Logger, uploads *upload.Service) graphql.ErrorPresen
 			uploads.NoteUnavailable("GraphQL "+gqlErr.Path.String(), err)
 			gqlErr.Message = upload.ErrorMessage(err)
 			setCode(gqlErr, upload.CodeUnavailable)
-			gqlErr.Extensions["retryAfter"] = retryAfterSeconds(err)
+			gqlErr.Extensions["retryAfter"] = upload.RetryAfterSeconds(err)
 		default:
 			log.Error("internal error", "path", gqlErr.Path.String(), "err", err)
 			gqlErr.Message = "internal error"
@@ -93,11 +95,6 @@ func argumentName(path ast.Path) string {
 		}
 	}
 	return "value"
-}
-
-// retryAfterSeconds is err's retry hint in whole seconds, rounded up.
-func retryAfterSeconds(err error) int {
-	return int((upload.RetryAfter(err) + time.Second - 1) / time.Second)
 }
 
 func setCode(e *gqlerror.Error, code upload.Code) {

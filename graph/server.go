@@ -18,6 +18,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -54,6 +55,13 @@ type ServerOptions struct {
 	// Websockets tracks the open websockets so that a draining server can
 	// close them (Websockets.GoAway); nil means a set of the server's own.
 	Websockets *Websockets
+	// Mutations is each user's budget of mutation operations (over HTTP
+	// and websockets alike); nil means no budget.
+	Mutations upload.Admitter
+	// MaxWebsocketsPerUser bounds the websockets one user keeps open on
+	// this replica, counted once connection_init has authenticated them;
+	// one more is closed with 4429. Zero means no bound.
+	MaxWebsocketsPerUser int
 }
 
 // maxGraphQLMessage is the default MaxWebsocketMessage: httpapi bounds a
@@ -62,7 +70,7 @@ const maxGraphQLMessage = 1 << 20
 
 // NewServer returns the GraphQL handler for POST, GET, multipart and
 // websockets (graphql-transport-ws and legacy graphql-ws).
-func NewServer(o ServerOptions) *handler.Server {
+func NewServer(o ServerOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -98,6 +106,7 @@ func NewServer(o ServerOptions) *handler.Server {
 		pingInterval: o.PingInterval,
 		readLimit:    o.MaxWebsocketMessage,
 		sockets:      o.Websockets,
+		userSockets:  ratelimit.NewSlots(o.MaxWebsocketsPerUser),
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -108,9 +117,13 @@ func NewServer(o ServerOptions) *handler.Server {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.Use(extension.FixedComplexityLimit(o.ComplexityLimit))
 	srv.SetValidationRulesFn(validationRules)
-	srv.SetErrorPresenter(presentError(o.Logger, o.Uploads))
+	present := presentError(o.Logger, o.Uploads)
+	if o.Mutations != nil {
+		srv.Use(mutationBudget{admit: o.Mutations, present: present})
+	}
+	srv.SetErrorPresenter(present)
 	srv.SetRecoverFunc(recoverPanic(o.Logger))
-	return srv
+	return withResponseHeader(srv)
 }
 
 // websocketAuth reads the token from the connection_init payload. A bad

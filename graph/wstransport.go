@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -37,6 +38,8 @@ type wsTransport struct {
 	readLimit    int64
 	// sockets tracks the open sockets, for a drain (Websockets.GoAway).
 	sockets *Websockets
+	// userSockets counts each user's open sockets on this replica.
+	userSockets *ratelimit.Slots
 }
 
 var _ graphql.Transport = wsTransport{}
@@ -118,6 +121,9 @@ type wsConn struct {
 	closed     bool
 	timer      *time.Timer // keep-alive
 	unanswered int         // pings sent and not answered yet
+	// slotOf is the user whose socket slot this connection holds, given
+	// back by shutdown; "" for none.
+	slotOf string
 }
 
 // operation is one running operation of a socket.
@@ -296,6 +302,9 @@ func (c *wsConn) init() bool {
 		}
 		c.ctx = ctx
 	}
+	if !c.takeSlot() {
+		return false
+	}
 	c.write(wsMessage{Type: "connection_ack"})
 	if c.legacy {
 		c.write(wsMessage{Type: "ka"})
@@ -318,6 +327,36 @@ func initFailure(err error) (int, string) {
 		return closeTryAgainLater, "Try again later: the database is unavailable"
 	}
 	return closeInternalError, "Internal server error"
+}
+
+// takeSlot counts the socket against its user's websockets, once
+// connection_init has said who the user is (browsers cannot send a token
+// before). A socket over the limit is closed with 4429, which graphql-ws
+// clients do not retry at once. Anonymous sockets are not counted.
+func (c *wsConn) takeSlot() bool {
+	userID, err := upload.CallerFrom(c.ctx)
+	if err != nil {
+		return true
+	}
+	if !c.t.userSockets.Acquire(userID) {
+		c.t.log.Info("websocket refused: too many for the user", "user_id", userID, "remote", c.conn.RemoteAddr().String())
+		if c.legacy {
+			c.connectionError("too many websockets for this user; close one (RATE_LIMITED)")
+		}
+		c.closeWith(4429, "Too many websockets for this user")
+		return false
+	}
+	c.mu.Lock()
+	closed := c.closed
+	if !closed {
+		c.slotOf = userID
+	}
+	c.mu.Unlock()
+	if closed {
+		c.t.userSockets.Release(userID)
+		return false
+	}
+	return true
 }
 
 // keepAlive runs from the connection's timer: graphql-transport-ws gets
@@ -519,6 +558,10 @@ func (c *wsConn) shutdown() {
 	c.closed = true
 	if c.timer != nil {
 		c.timer.Stop()
+	}
+	if c.slotOf != "" {
+		c.t.userSockets.Release(c.slotOf)
+		c.slotOf = ""
 	}
 	for _, o := range c.active {
 		o.cancel()

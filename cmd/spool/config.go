@@ -18,6 +18,7 @@ import (
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/media"
+	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -85,6 +86,27 @@ func parseByteSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return n << shift, nil
+}
+
+// rateFlag is a flag value for a rate: N/s, N/m, N/h or N/DURATION
+// (ratelimit.ParseRate), setting a Rate's events and period; its burst is
+// a flag of its own.
+type rateFlag struct{ rate *ratelimit.Rate }
+
+func (f rateFlag) String() string {
+	if f.rate == nil || f.rate.Per == 0 {
+		return ""
+	}
+	return strings.SplitN(f.rate.String(), " ", 2)[0]
+}
+
+func (f rateFlag) Set(s string) error {
+	events, per, err := ratelimit.ParseRate(s)
+	if err != nil {
+		return err
+	}
+	f.rate.Events, f.rate.Per = events, per
+	return nil
 }
 
 // serveConfig reads serve's flags and environment into an app.Config.
@@ -155,6 +177,16 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.StringVar(&cfg.OIDC.UserClaim, "oidc-user-claim", auth.DefaultOIDCUserClaim, "the OIDC token `CLAIM` whose string value names the user")
 	fs.DurationVar(&cfg.DrainGrace, "drain-grace", cfg.DrainGrace, "after SIGTERM, how long to keep serving with /readyz answering 503 before the listener closes: longer than the load balancer takes to notice (its health check's interval times its unhealthy threshold); 0 closes at once")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "after the drain grace, how long requests in flight (chunk PUTs, mutations) may take to finish before they are cut")
+	lim := &cfg.Limits
+	fs.Var(rateFlag{&lim.Mutations}, "rate-mutations", "each user's sustained `RATE` of GraphQL mutation operations (N/s, N/m, N/h or N/DURATION); shared by all replicas through Redis")
+	fs.IntVar(&lim.Mutations.Burst, "rate-mutations-burst", lim.Mutations.Burst, "mutation operations a user may send at once after a quiet spell")
+	fs.Var(rateFlag{&lim.DataPlane}, "rate-chunks", "each user's sustained `RATE` of data-plane requests (chunk PUTs, HEADs); shared by all replicas through Redis")
+	fs.IntVar(&lim.DataPlane.Burst, "rate-chunks-burst", lim.DataPlane.Burst, "data-plane requests a user may send at once after a quiet spell")
+	fs.IntVar(&lim.MaxParallelChunksPerUpload, "max-parallel-chunks-per-upload", lim.MaxParallelChunksPerUpload, "chunk PUTs of one upload running at once on one replica; one more answers 429")
+	fs.IntVar(&lim.MaxWebsocketsPerUser, "max-websockets-per-user", lim.MaxWebsocketsPerUser, "websockets one user keeps open on one replica; one more is closed with 4429")
+	fs.DurationVar(&lim.BodyIdleTimeout, "body-idle-timeout", lim.BodyIdleTimeout, "cut off a chunk or GraphQL request body that sends no byte for this long (the chunk is recorded failed)")
+	fs.DurationVar(&lim.ReadHeaderTimeout, "read-header-timeout", lim.ReadHeaderTimeout, "longest a client may take to send a request's headers")
+	fs.DurationVar(&lim.IdleTimeout, "idle-timeout", lim.IdleTimeout, "close keep-alive connections idle this long")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on a loopback `HOST:PORT` of their own (debugging; off when empty)")
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return cfg, level, err
@@ -248,6 +280,11 @@ func checkServeConfig(cfg app.Config) error {
 		{"--processing-timeout", int64(cfg.Media.Timeout)}, {"--max-image-pixels", cfg.Media.MaxPixels},
 		{"--orphan-interval", int64(cfg.Jobs.OrphanInterval)}, {"--orphan-age", int64(up.OrphanAge)},
 		{"--shutdown-timeout", int64(cfg.ShutdownTimeout)},
+		{"--rate-mutations-burst", int64(cfg.Limits.Mutations.Burst)}, {"--rate-chunks-burst", int64(cfg.Limits.DataPlane.Burst)},
+		{"--max-parallel-chunks-per-upload", int64(cfg.Limits.MaxParallelChunksPerUpload)},
+		{"--max-websockets-per-user", int64(cfg.Limits.MaxWebsocketsPerUser)},
+		{"--body-idle-timeout", int64(cfg.Limits.BodyIdleTimeout)}, {"--read-header-timeout", int64(cfg.Limits.ReadHeaderTimeout)},
+		{"--idle-timeout", int64(cfg.Limits.IdleTimeout)},
 	} {
 		if c.v <= 0 {
 			return fmt.Errorf("%s must be positive", c.name)

@@ -17,6 +17,7 @@ import (
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/auth/oidctest"
+	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -139,6 +140,27 @@ func TestServeConfigErrors(t *testing.T) {
 		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, env(), "shutdown timeout"},
 		{"negative shutdown timeout from env", nil, env("SPOOL_SHUTDOWN_TIMEOUT", "-30s"), "shutdown timeout"},
 		{"shutdown timeout not a duration", []string{"--shutdown-timeout", "soon"}, env(), "shutdown timeout"},
+		{"zero mutation rate", []string{"--rate-mutations", "0/s"}, env(), "rate mutations"},
+		{"negative mutation rate", nil, env("SPOOL_RATE_MUTATIONS", "-5/s"), "spool rate mutations"},
+		{"mutation rate without a period", []string{"--rate-mutations", "20"}, env(), "rate mutations"},
+		{"mutation rate with an unknown unit", []string{"--rate-mutations", "20/fortnight"}, env(), "rate mutations"},
+		{"mutation rate with a zero period", []string{"--rate-mutations", "20/0s"}, env(), "rate mutations"},
+		{"mutation rate not a number", []string{"--rate-mutations", "lots/s"}, env(), "rate mutations"},
+		{"fractional chunk rate", []string{"--rate-chunks", "2.5/s"}, env(), "rate chunks"},
+		{"chunk rate faster than a nanosecond", []string{"--rate-chunks", "2000/1us"}, env(), "rate chunks"},
+		{"negative chunk rate period", nil, env("SPOOL_RATE_CHUNKS", "5/-1s"), "spool rate chunks"},
+		{"zero mutation burst", []string{"--rate-mutations-burst", "0"}, env(), "rate mutations burst"},
+		{"negative chunk burst", nil, env("SPOOL_RATE_CHUNKS_BURST", "-1"), "rate chunks burst"},
+		{"chunk burst not a number", []string{"--rate-chunks-burst", "many"}, env(), "rate chunks burst"},
+		{"zero parallel chunks", []string{"--max-parallel-chunks-per-upload", "0"}, env(), "max parallel chunks per upload"},
+		{"negative parallel chunks", nil, env("SPOOL_MAX_PARALLEL_CHUNKS_PER_UPLOAD", "-1"), "max parallel chunks per upload"},
+		{"zero websockets per user", []string{"--max-websockets-per-user", "0"}, env(), "max websockets per user"},
+		{"websockets per user not a number", nil, env("SPOOL_MAX_WEBSOCKETS_PER_USER", "ten"), "spool max websockets per user"},
+		{"zero body idle timeout", []string{"--body-idle-timeout", "0s"}, env(), "body idle timeout"},
+		{"negative body idle timeout", nil, env("SPOOL_BODY_IDLE_TIMEOUT", "-30s"), "body idle timeout"},
+		{"body idle timeout not a duration", []string{"--body-idle-timeout", "30"}, env(), "body idle timeout"},
+		{"zero header timeout", []string{"--read-header-timeout", "0s"}, env(), "read header timeout"},
+		{"negative idle timeout", []string{"--idle-timeout", "-1m"}, env(), "idle timeout"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -150,6 +172,36 @@ func TestServeConfigErrors(t *testing.T) {
 				t.Errorf("got %q, want it to name %q", err, c.want)
 			}
 		})
+	}
+}
+
+// The limits' flags reach app.Config, and their defaults are
+// app.DefaultLimits.
+func TestServeConfigLimits(t *testing.T) {
+	cfg, _, err := serveConfig([]string{"--rate-mutations", "20/s", "--rate-mutations-burst", "40",
+		"--rate-chunks", "300/m", "--max-parallel-chunks-per-upload", "8", "--body-idle-timeout", "500ms"},
+		env("SPOOL_RATE_CHUNKS_BURST", "7", "SPOOL_MAX_WEBSOCKETS_PER_USER", "3", "SPOOL_IDLE_TIMEOUT", "90s"), io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	got := cfg.Limits
+	want := app.DefaultLimits()
+	want.Mutations = ratelimit.Rate{Events: 20, Per: time.Second, Burst: 40}
+	want.DataPlane = ratelimit.Rate{Events: 300, Per: time.Minute, Burst: 7}
+	want.MaxParallelChunksPerUpload, want.MaxWebsocketsPerUser = 8, 3
+	want.BodyIdleTimeout, want.IdleTimeout = 500*time.Millisecond, 90*time.Second
+	if got != want {
+		t.Errorf("limits: got %+v, want %+v", got, want)
+	}
+	defaults, _, err := serveConfig(nil, env(), io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	if defaults.Limits != app.DefaultLimits() {
+		t.Errorf("default limits: got %+v, want %+v", defaults.Limits, app.DefaultLimits())
+	}
+	if r := (ratelimit.Rate{Events: 5, Per: 10 * time.Second}); (rateFlag{&r}).String() != "5/10s" {
+		t.Errorf("a rate flag's text: got %q, want 5/10s", rateFlag{&r}.String())
 	}
 }
 

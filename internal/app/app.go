@@ -25,6 +25,7 @@ import (
 	"github.com/spoolhq/spool/internal/httpapi"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/media"
+	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -103,6 +104,76 @@ type Config struct {
 	// listening, for requests in flight (chunk PUTs, mutations) to
 	// finish; those still running then are cut. Zero means 30 s.
 	ShutdownTimeout time.Duration
+	// Limits bound what one user, upload or connection may ask; a zero
+	// field takes DefaultLimits' value.
+	Limits Limits
+}
+
+// Limits bound what one user, one upload or one connection may ask of
+// spool (docs/CONFIG.md, "Limits").
+type Limits struct {
+	// Mutations is each user's budget of GraphQL mutation operations,
+	// shared by every replica through Redis when RedisURL is set.
+	Mutations ratelimit.Rate
+	// DataPlane is each user's budget of data-plane requests (chunk
+	// PUTs, HEADs), shared as Mutations is.
+	DataPlane ratelimit.Rate
+	// MaxParallelChunksPerUpload bounds one upload's chunk PUTs running
+	// at once on one replica.
+	MaxParallelChunksPerUpload int
+	// MaxWebsocketsPerUser bounds one user's websockets on one replica.
+	MaxWebsocketsPerUser int
+	// BodyIdleTimeout cuts off a chunk or GraphQL body that sends no
+	// byte for this long.
+	BodyIdleTimeout time.Duration
+	// ReadHeaderTimeout bounds the time a client takes to send a
+	// request's headers (slowloris).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout time.Duration
+}
+
+// DefaultLimits never bite a normal client: the budgets are above the
+// rates one user's few parallel loops of tiny chunk PUTs or mutations
+// reach on a loaded machine (docs/BENCHMARKS.md: up to ~1,200/s), and the
+// parallel-chunk bound is above the clients' default of 4 parallel PUTs.
+func DefaultLimits() Limits {
+	return Limits{
+		Mutations:                  ratelimit.Rate{Events: 2000, Per: time.Second, Burst: 10000},
+		DataPlane:                  ratelimit.Rate{Events: 2000, Per: time.Second, Burst: 10000},
+		MaxParallelChunksPerUpload: 16,
+		MaxWebsocketsPerUser:       20,
+		BodyIdleTimeout:            30 * time.Second,
+		ReadHeaderTimeout:          10 * time.Second,
+		IdleTimeout:                2 * time.Minute,
+	}
+}
+
+// withDefaults fills l's zero fields from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.Mutations == (ratelimit.Rate{}) {
+		l.Mutations = d.Mutations
+	}
+	if l.DataPlane == (ratelimit.Rate{}) {
+		l.DataPlane = d.DataPlane
+	}
+	if l.MaxParallelChunksPerUpload == 0 {
+		l.MaxParallelChunksPerUpload = d.MaxParallelChunksPerUpload
+	}
+	if l.MaxWebsocketsPerUser == 0 {
+		l.MaxWebsocketsPerUser = d.MaxWebsocketsPerUser
+	}
+	if l.BodyIdleTimeout == 0 {
+		l.BodyIdleTimeout = d.BodyIdleTimeout
+	}
+	if l.ReadHeaderTimeout == 0 {
+		l.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	return l
 }
 
 // defaultShutdownTimeout is Config.ShutdownTimeout's default: a 16 MiB
@@ -162,6 +233,7 @@ func DefaultConfig() Config {
 		Upload:          upload.DefaultConfig(),
 		DrainGrace:      5 * time.Second,
 		ShutdownTimeout: defaultShutdownTimeout,
+		Limits:          DefaultLimits(),
 	}
 }
 
@@ -291,18 +363,31 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// A multipart request is the image plus its operations and map parts,
 	// which are small; the image's own limit is checked by uploadImage.
 	maxMultipart := m.svc.Config().MaxInlineImageSize + 64<<10
+	limits := cfg.Limits.withDefaults()
+	mutations, dataPlane, err := m.budgets(cfg, limits)
+	if err != nil {
+		return err
+	}
 	gql := graph.NewServer(graph.ServerOptions{
 		Uploads: m.svc, Auth: authn, Logger: m.log, AllowedOrigins: cfg.AllowedOrigins,
 		PingInterval: cfg.PingInterval, MaxMultipartBody: maxMultipart, MaxSubscriptions: cfg.MaxSubscriptions,
 		Websockets: m.websockets,
+		Mutations:  mutations, MaxWebsocketsPerUser: limits.MaxWebsocketsPerUser,
 	})
 	m.srv = &http.Server{
 		Handler: httpapi.New(httpapi.Options{
 			Uploads: m.svc, URLs: urls, Auth: authn, GraphQL: gql, Pages: web.Pages(),
 			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Draining: m.draining.Load, Checks: m.eng.checks(),
 			MaxMultipartBody: maxMultipart, Logger: m.log,
+			Limits: httpapi.Limits{
+				Requests: dataPlane, MaxParallelChunks: limits.MaxParallelChunksPerUpload, BodyIdleTimeout: limits.BodyIdleTimeout,
+			},
 		}),
-		ReadHeaderTimeout: 10 * time.Second,
+		// No ReadTimeout or WriteTimeout: a large chunk on a slow link, a
+		// long download, may take as long as it takes. A stalled body is
+		// cut by BodyIdleTimeout instead.
+		ReadHeaderTimeout: limits.ReadHeaderTimeout,
+		IdleTimeout:       limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
 	if cfg.DebugAddr != "" {
@@ -322,6 +407,55 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		"database", m.eng.db.Dialect, "storage", m.eng.storeName, "progress", m.eng.brokerName,
 		"media_urls", mediaURLsName(cfg.Upload.ProxyMedia))
 	return nil
+}
+
+// budgets returns each user's mutation and data-plane budgets: held in
+// Redis when there is one, so they hold across replicas, and falling back
+// to this process's while Redis fails; in this process otherwise.
+func (m *Main) budgets(cfg Config, limits Limits) (mutations, dataPlane upload.Admitter, err error) {
+	budget := func(name string, rate ratelimit.Rate) (upload.Admitter, error) {
+		local, err := ratelimit.NewMemory(rate, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%s rate limit: %w", name, err)
+		}
+		if m.eng.rates == nil {
+			return userBudget{limiter: local, what: name}, nil
+		}
+		prefix := cfg.RedisPrefix
+		if prefix == "" {
+			prefix = "spool:"
+		}
+		shared, err := m.eng.rates.Limiter(prefix+name+":", rate)
+		if err != nil {
+			return nil, fmt.Errorf("%s rate limit: %w", name, err)
+		}
+		return userBudget{limiter: &ratelimit.Failover{Shared: shared, Local: local, Log: m.log, Name: name}, what: name}, nil
+	}
+	if mutations, err = budget("mutations", limits.Mutations); err != nil {
+		return nil, nil, err
+	}
+	if dataPlane, err = budget("data-plane", limits.DataPlane); err != nil {
+		return nil, nil, err
+	}
+	return mutations, dataPlane, nil
+}
+
+// userBudget is a user's budget of requests of one kind: it turns a
+// limiter's refusal into RATE_LIMITED.
+type userBudget struct {
+	limiter ratelimit.Limiter
+	what    string // "mutations", "data-plane"
+}
+
+// Admit implements upload.Admitter. A limiter that fails lets the
+// request through: limits protect spool, and must not take it down.
+func (b userBudget) Admit(ctx context.Context, userID string) error {
+	wait, err := b.limiter.Allow(ctx, userID)
+	if err != nil || wait <= 0 {
+		return nil
+	}
+	return upload.RateLimited(wait, "this user is over its %s budget; try again in %d s (Retry-After)",
+		b.what, int64((max(wait, time.Second)+time.Second-1)/time.Second))
 }
 
 // serveDebug serves net/http/pprof's handlers on a listener at addr, with

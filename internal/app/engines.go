@@ -12,6 +12,7 @@ import (
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/progress/redis"
+	"github.com/spoolhq/spool/internal/ratelimit/redisrate"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -29,6 +30,8 @@ type engines struct {
 	// signErr says why the store cannot sign URLs (nil if it can, and
 	// for stores that make no URLs of their own).
 	signErr error
+	// rates holds the users' request budgets in Redis; nil without Redis.
+	rates   *redisrate.Client
 	closers []func() error
 }
 
@@ -96,6 +99,10 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines,
 	}
 	e.broker, e.brokerName = b, "redis"
 	e.closers = append(e.closers, b.Close)
+	if e.rates, err = redisrate.Open(cfg.RedisURL); err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, e.rates.Close)
 	return e, nil
 }
 

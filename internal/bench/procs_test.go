@@ -245,8 +245,11 @@ type spoolServer struct {
 }
 
 // spoolFlags are serve's settings for the benchmark: 8 MiB chunks, every
-// chunk URL listed for a 1 GiB file, and room for the files.
+// chunk URL listed for a 1 GiB file, and room for the files. Every client
+// of a benchmark is user "bench": the load benchmarks open thousands of
+// websockets for it, far past the per-user default of 20.
 var spoolFlags = []string{
+	"--max-websockets-per-user", "1000000",
 	"--chunk-size", "8MiB",
 	"--max-chunk-urls", "200",
 	"--quota", "8GiB",

@@ -20,6 +20,7 @@ import (
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/app/apptest"
 	"github.com/spoolhq/spool/internal/client"
+	"github.com/spoolhq/spool/internal/ratelimit"
 )
 
 // These tests run uploads against a real spool server. A recording
@@ -429,5 +430,49 @@ func TestMoreFilesThanOneBatch(t *testing.T) {
 	// 7 refused, then groups of half that: 3 + 3 + 1.
 	if got := rec.op("initBatch"); got != 4 {
 		t.Errorf("initBatch calls = %d, want 4 (one refused, three planned)", got)
+	}
+}
+
+// A client held back by the server's limits (RATE_LIMITED on mutations,
+// 429 on chunk PUTs over the user's budget or the upload's parallel
+// bound) waits and tries again, and every file arrives.
+func TestRateLimitedUploadsFinish(t *testing.T) {
+	t.Parallel()
+	slow := ratelimit.Rate{Events: 2, Per: time.Second, Burst: 1}
+	s := apptest.Start(t, func(c *app.Config) {
+		c.Limits.Mutations, c.Limits.DataPlane, c.Limits.MaxParallelChunksPerUpload = slow, slow, 1
+	})
+	dir := t.TempDir()
+	var files []*client.File
+	var want [][]byte
+	for i := range 3 {
+		p, b := apptest.WriteFile(t, dir, fmt.Sprintf("%d.png", i), apptest.PNG, 100<<10, uint64(20+i))
+		files, want = append(files, openFile(t, p)), append(want, b)
+	}
+	p, b := apptest.WriteFile(t, dir, "v.mp4", apptest.MP4, 11<<20, 23) // 3 chunks
+	files, want = append(files, openFile(t, p)), append(want, b)
+
+	rec := newRecorder(t)
+	results, err := newClient(s, s.Token(t, "alice"), rec).UploadFiles(context.Background(), files, client.UploadOptions{Parallel: 4})
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	for i, r := range results {
+		if r.Err != nil || !bytes.Equal(apptest.Get(t, r.Media.URL), want[i]) {
+			t.Errorf("file %d: got %v, want it uploaded intact", i, r.Err)
+		}
+	}
+	refused := 0
+	rec.mu.Lock()
+	for _, statuses := range rec.statuses {
+		for _, status := range statuses {
+			if status == http.StatusTooManyRequests {
+				refused++
+			}
+		}
+	}
+	rec.mu.Unlock()
+	if refused == 0 {
+		t.Error("no chunk PUT was refused: the test did not reach the limits")
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -65,6 +67,8 @@ var statusOf = map[upload.Code]int{
 	upload.CodePreflightRequired:  http.StatusBadRequest,
 	upload.CodeRequestTooLarge:    http.StatusRequestEntityTooLarge,
 	upload.CodeUnavailable:        http.StatusServiceUnavailable,
+	upload.CodeRateLimited:        http.StatusTooManyRequests,
+	upload.CodeRequestTimeout:     http.StatusRequestTimeout,
 	upload.CodeInternal:           http.StatusInternalServerError,
 }
 
@@ -88,10 +92,10 @@ func (h *handlers) writeError(w http.ResponseWriter, r *http.Request, err error)
 		// Every request fails alike during an outage: logged at a
 		// bounded rate, and the client told when to come back.
 		h.Uploads.NoteUnavailable(r.Method+" "+r.URL.Path, err)
-		setRetryAfter(w, err)
 	case status >= 500:
 		h.Logger.Error("data plane request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
+	setRetryAfter(w, err)
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": upload.ErrorMessage(err)}})
 }
 
@@ -137,9 +141,15 @@ func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	p, err := h.Uploads.ReceiveChunk(r.Context(), id, index, r.Body,
-		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect})
-	h.answerChunk(w, r, p, err)
+	if !h.startChunk(w, r, id) {
+		return
+	}
+	defer h.chunksRunning.Release(id)
+	body := h.watchBody(w, r)
+	defer body.stop()
+	p, err := h.Uploads.ReceiveChunk(r.Context(), id, index, body,
+		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
+	h.answerChunk(w, r, p, body.cut(err))
 }
 
 // putRange takes PUT /uploads/{id} with a chunk-aligned Content-Range,
@@ -164,9 +174,119 @@ func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	p, err := h.Uploads.ReceiveRange(r.Context(), uid, r.PathValue("id"), cr.First, cr.Last, cr.Total, r.Body,
-		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect})
-	h.answerChunk(w, r, p, err)
+	id := r.PathValue("id")
+	if !h.startChunk(w, r, id) {
+		return
+	}
+	defer h.chunksRunning.Release(id)
+	body := h.watchBody(w, r)
+	defer body.stop()
+	p, err := h.Uploads.ReceiveRange(r.Context(), uid, id, cr.First, cr.Last, cr.Total, body,
+		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
+	h.answerChunk(w, r, p, body.cut(err))
+}
+
+// startChunk takes one of the upload's chunk PUT slots, or answers 429
+// RATE_LIMITED when they are all taken. A slot taken must be released
+// when the request ends.
+func (h *handlers) startChunk(w http.ResponseWriter, r *http.Request, uploadID string) bool {
+	if h.chunksRunning.Acquire(uploadID) {
+		return true
+	}
+	h.writeError(w, r, upload.RateLimited(time.Second,
+		"upload %s already has %d chunk PUTs running; send this one when one of them ends", uploadID, h.Limits.MaxParallelChunks))
+	return false
+}
+
+// watchBody returns the request's body, cut off if it sends no byte for
+// the body idle timeout (if one is set).
+func (h *handlers) watchBody(w http.ResponseWriter, r *http.Request) *idleBody {
+	return newIdleBody(w, r, h.Limits.BodyIdleTimeout)
+}
+
+func newIdleBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *idleBody {
+	return &idleBody{r: r.Body, rc: http.NewResponseController(w), timeout: timeout}
+}
+
+// idleBodies cuts off request bodies that stall for timeout (GraphQL
+// POSTs; chunk PUTs watch their own). Requests without a body, websocket
+// upgrades among them, are left alone: a deadline set on a connection
+// about to be hijacked would outlive the request.
+func idleBodies(next http.Handler, timeout time.Duration) http.Handler {
+	if timeout <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength == 0 || r.Header.Get("Upgrade") != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body := newIdleBody(w, r, timeout)
+		defer body.stop()
+		r.Body = body
+		next.ServeHTTP(w, r)
+	})
+}
+
+// idleBody reads a request body under a read deadline that each read
+// pushes forward: a body may take as long as it likes in all, but not
+// stall. A slow link only makes reads smaller, never absent.
+type idleBody struct {
+	r       io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	// ended is set once a read failed or met the body's end: from then
+	// on no deadline is set. net/http reads the connection itself after a
+	// body's end (to notice a client that goes away), and a deadline set
+	// under that read would end it: net/http would take the client for
+	// gone and cancel the connection's context, failing the request's
+	// remaining work and every later request on the connection.
+	ended bool
+	// timedOut is set once a read ran into the deadline.
+	timedOut bool
+	// unsupported is set when the connection takes no deadline (a
+	// ResponseWriter wrapped without Unwrap): the body is then read
+	// unwatched.
+	unsupported bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if b.timeout > 0 && !b.unsupported && !b.ended {
+		if err := b.rc.SetReadDeadline(time.Now().Add(b.timeout)); err != nil {
+			b.unsupported = true
+		}
+	}
+	n, err := b.r.Read(p)
+	if err != nil {
+		// At io.EOF net/http has lifted the deadline as it began its own
+		// read; a failed read leaves the connection to be closed.
+		b.ended = true
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			b.timedOut = true
+		}
+	}
+	return n, err
+}
+
+// stop lifts the read deadline of a body the handler is done with before
+// its end, so that what net/http still reads of it is not cut short.
+func (b *idleBody) stop() {
+	if b.timeout > 0 && !b.unsupported && !b.ended {
+		b.ended = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+}
+
+func (b *idleBody) Close() error { return b.r.Close() }
+
+// cut replaces the answer to a chunk whose body stalled (the chunk has
+// been recorded failed) with REQUEST_TIMEOUT, which clients retry.
+func (b *idleBody) cut(err error) error {
+	if err == nil || !b.timedOut {
+		return err
+	}
+	return upload.Errorf(upload.CodeRequestTimeout,
+		"the chunk's body sent nothing for %v and was cut off; the chunk is recorded failed: send it again", b.timeout)
 }
 
 func (h *handlers) answerChunk(w http.ResponseWriter, r *http.Request, p upload.Progress, err error) {
@@ -183,6 +303,12 @@ func (h *handlers) headUpload(w http.ResponseWriter, r *http.Request) {
 	uid, ok := h.bearer(w, r)
 	if !ok {
 		return
+	}
+	if h.Limits.Requests != nil {
+		if err := h.Limits.Requests.Admit(r.Context(), uid); err != nil {
+			h.writeError(w, r, err)
+			return
+		}
 	}
 	sess, err := h.Uploads.Session(r.Context(), uid, r.PathValue("id"))
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -61,6 +62,25 @@ type Options struct {
 	// /graphiql and their assets); nil serves none.
 	Pages  http.Handler
 	Logger *slog.Logger
+	// Limits bound what one user or one upload may ask of the data
+	// plane; the zero value bounds nothing.
+	Limits Limits
+}
+
+// Limits bound the data plane's requests (docs/CONFIG.md, "Limits").
+type Limits struct {
+	// Requests is each user's budget of data-plane requests: chunk PUTs
+	// (asked once the upload's owner is known, before the body is read)
+	// and HEADs. Nil means no budget.
+	Requests upload.Admitter
+	// MaxParallelChunks bounds the chunk PUTs running at once for one
+	// upload, in this process; one more is refused with 429 RATE_LIMITED,
+	// not queued. Zero means no bound.
+	MaxParallelChunks int
+	// BodyIdleTimeout cuts off a chunk body that sends no byte for this
+	// long: the chunk is recorded failed and the answer is 408
+	// REQUEST_TIMEOUT. Zero means never.
+	BodyIdleTimeout time.Duration
 }
 
 // maxGraphQLBody bounds a GraphQL request that is not multipart; chunk
@@ -75,7 +95,7 @@ func New(o Options) http.Handler {
 	if o.MaxMultipartBody == 0 {
 		o.MaxMultipartBody = 11 << 20
 	}
-	h := &handlers{Options: o}
+	h := &handlers{Options: o, chunksRunning: ratelimit.NewSlots(o.Limits.MaxParallelChunks)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /uploads/{id}/chunks/{index}", h.putSignedChunk)
 	mux.HandleFunc("PUT /uploads/{id}", h.putRange)
@@ -84,7 +104,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /media/{id}/thumbnails/{n}", h.getThumbnail)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
-	graphQL := limitBody(o.GraphQL, o.MaxMultipartBody)
+	graphQL := idleBodies(limitBody(o.GraphQL, o.MaxMultipartBody), o.Limits.BodyIdleTimeout)
 	mux.Handle("/graphql", requirePreflight(h.withCaller(graphQL)))
 	if o.Pages != nil {
 		// Every path no route above claims; Pages answers 404 itself.
@@ -111,7 +131,11 @@ func closeWhileDraining(next http.Handler, draining func() bool) http.Handler {
 	})
 }
 
-type handlers struct{ Options }
+type handlers struct {
+	Options
+	// chunksRunning counts the chunk PUTs running per upload id.
+	chunksRunning *ratelimit.Slots
+}
 
 // withCaller puts the bearer token's user into the request context. A
 // missing or bad token leaves the request anonymous: every GraphQL field
@@ -311,13 +335,11 @@ func (h *handlers) refuseGraphQL(w http.ResponseWriter, r *http.Request, err err
 
 // setRetryAfter sets the Retry-After header to err's wait, in whole
 // seconds rounded up, and returns it; zero (no header) when err has none.
-func setRetryAfter(w http.ResponseWriter, err error) int {
-	d := upload.RetryAfter(err)
-	if d <= 0 {
-		return 0
+func setRetryAfter(w http.ResponseWriter, err error) int64 {
+	secs := upload.RetryAfterSeconds(err)
+	if secs > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
-	secs := int((d + time.Second - 1) / time.Second)
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	return secs
 }
 
@@ -325,6 +347,7 @@ func setRetryAfter(w http.ResponseWriter, err error) int {
 // in the GraphQL response shape, so GraphQL clients show the message and
 // code like any other error; the status comes from the one table.
 func writeGraphQLError(w http.ResponseWriter, e *upload.Error) {
+	setRetryAfter(w, e)
 	writeJSON(w, httpStatus(e.Code), map[string]any{"errors": []map[string]any{
 		{"message": e.Message, "extensions": map[string]string{"code": string(e.Code)}},
 	}})
@@ -344,7 +367,7 @@ func corsFor(allowed []string) *cors.Cors {
 		AllowedHeaders: []string{"Authorization", "Content-Type", "Content-Range", "Content-MD5", "X-Goog-Hash",
 			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight"},
 		ExposedHeaders: []string{"Range", "Spool-Upload-Status", "Spool-Uploaded-Bytes", "Spool-Total-Bytes",
-			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length"},
+			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length", "Retry-After"},
 		AllowCredentials: false,
 		MaxAge:           600,
 	})

@@ -25,6 +25,16 @@ type ReceiveOptions struct {
 	ContentLength int64
 	// Expect are checksums the client declared for the chunk.
 	Expect []Digest
+	// Admit, if set, is asked once the upload's owner is known and
+	// before a byte of the body is read (the user's data-plane budget);
+	// its error is returned as it is.
+	Admit Admitter
+}
+
+// Admitter decides whether a user's request may go on now. It returns
+// RATE_LIMITED (with RetryAfter) when not.
+type Admitter interface {
+	Admit(ctx context.Context, userID string) error
 }
 
 // errChunkTooLong stops a body that goes past its chunk.
@@ -105,10 +115,13 @@ func failed(code Code, untouched bool, format string, args ...any) chunkOutcome 
 // progress and, for a failed chunk, CHUNK_TOO_LARGE, CHUNK_TOO_SMALL,
 // CHECKSUM_MISMATCH or TYPE_MISMATCH; for a request that could not be
 // taken at all NOT_FOUND, INVALID_CHUNK, SESSION_EXPIRED, ALREADY_FINISHED
-// or STORAGE_UNAVAILABLE.
+// or STORAGE_UNAVAILABLE; whatever opts.Admit returns when it refuses.
 func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, body io.Reader, opts ReceiveOptions) (Progress, error) {
 	sess, row, err := s.sessionWithChunk(ctx, opts.OwnerID, uploadID, chunkAt{index: index})
 	if err != nil {
+		return Progress{}, err
+	}
+	if err := admit(ctx, opts, sess); err != nil {
 		return Progress{}, err
 	}
 	ref, err := sessionChunk(sess, index)
@@ -116,6 +129,14 @@ func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, 
 		return Progress{}, err
 	}
 	return s.receive(ctx, sess, ref, row.held, body, opts)
+}
+
+// admit asks opts.Admit, if any, about the session's owner.
+func admit(ctx context.Context, opts ReceiveOptions, sess *ent.UploadSession) error {
+	if opts.Admit == nil {
+		return nil
+	}
+	return opts.Admit.Admit(ctx, sess.OwnerID)
 }
 
 // receive takes one chunk of a session already loaded and checked for
@@ -315,6 +336,9 @@ func (s *Service) ReceiveRange(ctx context.Context, userID, uploadID string, fir
 	}
 	sess, row, err := s.sessionWithChunk(ctx, userID, uploadID, chunkAt{firstByte: first, byOffset: true})
 	if err != nil {
+		return Progress{}, err
+	}
+	if err := admit(ctx, opts, sess); err != nil {
 		return Progress{}, err
 	}
 	if total >= 0 && total != sess.TotalSize {

@@ -49,6 +49,14 @@ const (
 	CodePreflightRequired Code = "PREFLIGHT_REQUIRED"
 	// CodeRequestTooLarge: a GraphQL request body is over its limit.
 	CodeRequestTooLarge Code = "REQUEST_TOO_LARGE"
+	// CodeRateLimited: the user is over a request budget (mutations, the
+	// data plane), an upload has too many chunk PUTs running, or a user
+	// too many websockets. Error.RetryAfter says when to try again.
+	CodeRateLimited Code = "RATE_LIMITED"
+	// CodeRequestTimeout: a request body sent no byte for the body idle
+	// timeout and was cut off; a chunk so cut is recorded failed and may
+	// be sent again at once.
+	CodeRequestTimeout Code = "REQUEST_TIMEOUT"
 
 	CodeInternal Code = "INTERNAL"
 )
@@ -77,6 +85,8 @@ var codes = []Code{
 	CodePreflightRequired,
 	CodeRequestTooLarge,
 	CodeUnavailable,
+	CodeRateLimited,
+	CodeRequestTimeout,
 	CodeInternal,
 }
 
@@ -92,6 +102,10 @@ type Error struct {
 	Code    Code
 	Message string
 	Err     error
+	// RetryAfter, when positive, is how long the client should wait
+	// before trying again; transports send it (Retry-After, in whole
+	// seconds rounded up; extensions.retryAfter).
+	RetryAfter time.Duration
 }
 
 // Error returns the code and message, and the cause if there is one: it
@@ -109,6 +123,21 @@ func (e *Error) Unwrap() error { return e.Err }
 // Errorf returns an *Error with the code and a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// RateLimited is RATE_LIMITED: the request may be tried again after
+// retryAfter (at least a second is asked, as Retry-After counts whole
+// seconds).
+func RateLimited(retryAfter time.Duration, format string, args ...any) *Error {
+	e := Errorf(CodeRateLimited, format, args...)
+	e.RetryAfter = max(retryAfter, time.Second)
+	return e
+}
+
+// RetryAfterSeconds is RetryAfter(err) in whole seconds, rounded up; 0
+// when err asks for no wait.
+func RetryAfterSeconds(err error) int64 {
+	return int64((RetryAfter(err) + time.Second - 1) / time.Second)
 }
 
 // ErrorCode returns the code of err; an uncoded err is UNAVAILABLE when
@@ -147,9 +176,14 @@ func ErrorMessage(err error) string {
 // traffic off a replica that cannot reach it within a few more.
 const UnavailableRetryAfter = 2 * time.Second
 
-// RetryAfter is how long a client should wait before retrying after err,
-// or zero when err is not one to retry after a wait (only UNAVAILABLE is).
+// RetryAfter is how long a client should wait before retrying after err:
+// the error's own RetryAfter (RATE_LIMITED), UnavailableRetryAfter for
+// UNAVAILABLE, else zero (not an error to retry after a wait).
 func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		return e.RetryAfter
+	}
 	if ErrorCode(err) == CodeUnavailable {
 		return UnavailableRetryAfter
 	}
