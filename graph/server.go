@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -48,6 +49,9 @@ type ServerOptions struct {
 	// A larger message closes the connection with status 1009 (Message
 	// Too Big) before the server reads its payload.
 	MaxWebsocketMessage int64
+	// Metrics records mutation times, websockets and subscriptions; nil
+	// records nothing.
+	Metrics *metrics.Metrics
 }
 
 // maxGraphQLMessage is the default MaxWebsocketMessage: httpapi bounds a
@@ -84,10 +88,11 @@ func NewServer(o ServerOptions) *handler.Server {
 			CheckOrigin: originChecker(o.AllowedOrigins),
 		},
 		log:          o.Logger,
-		initFunc:     websocketAuth(o.Auth, o.MaxSubscriptions),
+		initFunc:     websocketAuth(o.Auth, o.MaxSubscriptions, o.Metrics),
 		initTimeout:  10 * time.Second,
 		pingInterval: o.PingInterval,
 		readLimit:    o.MaxWebsocketMessage,
+		metrics:      o.Metrics,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -97,6 +102,9 @@ func NewServer(o ServerOptions) *handler.Server {
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.Use(extension.FixedComplexityLimit(o.ComplexityLimit))
+	if o.Metrics != nil {
+		srv.Use(&mutationTimer{m: o.Metrics})
+	}
 	srv.SetValidationRulesFn(validationRules)
 	srv.SetErrorPresenter(presentError(o.Logger))
 	srv.SetRecoverFunc(recoverPanic(o.Logger))
@@ -110,9 +118,9 @@ func NewServer(o ServerOptions) *handler.Server {
 // it answers UNAUTHENTICATED, which clients do not retry. The context it
 // returns is every operation's on the connection, so it also carries the
 // connection's subscription budget.
-func websocketAuth(auth Authenticator, maxSubscriptions int) transport.WebsocketInitFunc {
+func websocketAuth(auth Authenticator, maxSubscriptions int, m *metrics.Metrics) transport.WebsocketInitFunc {
 	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-		ctx = withSubscriptionSlots(ctx, maxSubscriptions)
+		ctx = withSubscriptionSlots(ctx, maxSubscriptions, m)
 		header := p.Authorization()
 		if header == "" {
 			header, _ = p["authorization"].(string)

@@ -16,6 +16,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/spoolhq/spool/internal/metrics"
 )
 
 // wsTransport serves graphql-transport-ws and legacy graphql-ws without
@@ -33,6 +35,7 @@ type wsTransport struct {
 	initTimeout  time.Duration
 	pingInterval time.Duration
 	readLimit    int64
+	metrics      *metrics.Metrics // counts open sockets; nil counts nothing
 }
 
 var _ graphql.Transport = wsTransport{}
@@ -74,6 +77,7 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	if t.readLimit > 0 {
 		conn.SetReadLimit(t.readLimit)
 	}
+	t.metrics.WebsocketOpened() // shutdown counts it closed, once
 	// The socket outlives the request, whose context net/http cancels
 	// when this handler returns; the connection's ends with the socket.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
@@ -490,6 +494,7 @@ func (c *wsConn) shutdown() {
 		return
 	}
 	c.closed = true
+	c.t.metrics.WebsocketClosed()
 	if c.timer != nil {
 		c.timer.Stop()
 	}
