@@ -189,6 +189,7 @@ func testMetricsMoveWithAnUpload(t *testing.T, engines string, s *spool) {
 	if got := uploading.value(t, "spool_uploads", "status", "UPLOADING"); got != 1 {
 		t.Errorf("spool_uploads{status=UPLOADING} with every chunk sent: %v, want 1", got)
 	}
+	s.wantCode(tok, `mutation { complete(uploadId: "upl_nosuchupload") { id } }`, nil, "NOT_FOUND")
 	s.complete(tok, up.ID)
 	for range events { // until the server ends the subscription (media READY)
 	}
@@ -208,11 +209,14 @@ func testMetricsMoveWithAnUpload(t *testing.T, engines string, s *spool) {
 	if got := after.value(t, "spool_chunk_put_failures_total", "code", "CHUNK_TOO_SMALL"); got != 1 {
 		t.Errorf("spool_chunk_put_failures_total{code=CHUNK_TOO_SMALL}: %v, want 1", got)
 	}
-	if n, sum := after.histogram(t, "spool_graphql_mutation_duration_seconds", "field", "complete"); n != 1 || sum <= 0 {
-		t.Errorf("complete timings: %d adding up to %vs, want 1 of more than 0", n, sum)
+	if n, sum := after.histogram(t, "spool_graphql_mutation_duration_seconds", "field", "complete"); n != 2 || sum <= 0 {
+		t.Errorf("complete timings: %d adding up to %vs, want 2 (one NOT_FOUND) of more than 0", n, sum)
 	}
-	if _, ok := after["spool_graphql_mutation_errors_total"]; ok {
-		t.Errorf("mutation errors counted: %v, want none", after["spool_graphql_mutation_errors_total"])
+	if got := after.sum("spool_graphql_mutation_errors_total"); got != 1 {
+		t.Errorf("mutation errors: %v, want 1", got)
+	}
+	if got := after.value(t, "spool_graphql_mutation_errors_total", "field", "complete", "code", "NOT_FOUND"); got != 1 {
+		t.Errorf("spool_graphql_mutation_errors_total{field=complete,code=NOT_FOUND}: %v, want 1", got)
 	}
 	for _, status := range []string{"INITIALIZED", "UPLOADING", "ASSEMBLING"} {
 		if got := after.value(t, "spool_uploads", "status", status); got != 0 {
