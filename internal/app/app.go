@@ -286,9 +286,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		PingInterval: cfg.PingInterval, MaxMultipartBody: maxMultipart, MaxSubscriptions: cfg.MaxSubscriptions,
 		Metrics: m.metrics,
 	})
-	publicMetrics := m.metrics.Handler()
-	if cfg.MetricsAddr != "" {
-		publicMetrics = nil
+	// Metrics go on the API's port unless they have a listener of their own.
+	var publicMetrics http.Handler
+	if cfg.MetricsAddr == "" {
+		publicMetrics = m.metrics.Handler()
 	}
 	m.srv = &http.Server{
 		Handler: httpapi.New(httpapi.Options{

@@ -127,7 +127,7 @@ func New(reg *prometheus.Registry, log *slog.Logger) (*Metrics, error) {
 	for _, op := range storageOps {
 		m.storageErrors.WithLabelValues(op)
 	}
-	for _, op := range DatabaseOps {
+	for _, op := range databaseOps {
 		m.databaseErrors.WithLabelValues(op)
 	}
 	cs := []prometheus.Collector{
@@ -226,10 +226,11 @@ func (m *Metrics) JobFailed(kind string) {
 	}
 }
 
-// DatabaseOps are the operations DatabaseError is told of.
-var DatabaseOps = []string{"exec", "query", "begin", "commit", "rollback"}
+// databaseOps are the operations DatabaseError is told of (see
+// sqltx.OnError).
+var databaseOps = []string{"exec", "query", "begin", "commit", "rollback"}
 
-// DatabaseError counts a failed database call; op is one of DatabaseOps.
+// DatabaseError counts a failed database call; op is one of databaseOps.
 // It is the observer internal/database's WithErrorObserver takes.
 func (m *Metrics) DatabaseError(op string, _ error) {
 	if m != nil {
