@@ -18,6 +18,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -62,6 +63,9 @@ type ServerOptions struct {
 	// this replica, counted once connection_init has authenticated them;
 	// one more is closed with 4429. Zero means no bound.
 	MaxWebsocketsPerUser int
+	// Metrics records mutation times, websockets and subscriptions; nil
+	// records nothing.
+	Metrics *metrics.Metrics
 }
 
 // maxGraphQLMessage is the default MaxWebsocketMessage: httpapi bounds a
@@ -101,12 +105,13 @@ func NewServer(o ServerOptions) http.Handler {
 			CheckOrigin: originChecker(o.AllowedOrigins),
 		},
 		log:          o.Logger,
-		initFunc:     websocketAuth(o.Auth, o.Uploads, o.MaxSubscriptions),
+		initFunc:     websocketAuth(o.Auth, o.Uploads, o.MaxSubscriptions, o.Metrics),
 		initTimeout:  10 * time.Second,
 		pingInterval: o.PingInterval,
 		readLimit:    o.MaxWebsocketMessage,
 		sockets:      o.Websockets,
 		userSockets:  ratelimit.NewSlots(o.MaxWebsocketsPerUser),
+		metrics:      o.Metrics,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -116,6 +121,9 @@ func NewServer(o ServerOptions) http.Handler {
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.Use(extension.FixedComplexityLimit(o.ComplexityLimit))
+	if o.Metrics != nil {
+		srv.Use(&mutationTimer{m: o.Metrics})
+	}
 	srv.SetValidationRulesFn(validationRules)
 	present := presentError(o.Logger, o.Uploads)
 	if o.Mutations != nil {
@@ -137,9 +145,9 @@ func NewServer(o ServerOptions) http.Handler {
 // retry authenticates once the database is back. The context it returns
 // is every operation's on the connection, so it also carries the
 // connection's subscription budget.
-func websocketAuth(authn Authenticator, uploads *upload.Service, maxSubscriptions int) transport.WebsocketInitFunc {
+func websocketAuth(authn Authenticator, uploads *upload.Service, maxSubscriptions int, m *metrics.Metrics) transport.WebsocketInitFunc {
 	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-		ctx = withSubscriptionSlots(ctx, maxSubscriptions)
+		ctx = withSubscriptionSlots(ctx, maxSubscriptions, m)
 		header := p.Authorization()
 		if header == "" {
 			header, _ = p["authorization"].(string)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -12,16 +13,17 @@ import (
 // so a client that subscribes in a loop without stopping would otherwise
 // pile them up without limit on one cheap connection.
 type subscriptionSlots struct {
-	mu   sync.Mutex
-	used int
-	max  int
+	mu      sync.Mutex
+	used    int
+	max     int
+	metrics *metrics.Metrics // counts the running subscriptions of all connections
 }
 
 type slotsKey struct{}
 
 // withSubscriptionSlots gives a websocket connection's context its budget.
-func withSubscriptionSlots(ctx context.Context, max int) context.Context {
-	return context.WithValue(ctx, slotsKey{}, &subscriptionSlots{max: max})
+func withSubscriptionSlots(ctx context.Context, max int, m *metrics.Metrics) context.Context {
+	return context.WithValue(ctx, slotsKey{}, &subscriptionSlots{max: max, metrics: m})
 }
 
 // takeSubscriptionSlot reserves a slot for the subscription whose context
@@ -40,10 +42,12 @@ func takeSubscriptionSlot(ctx context.Context) error {
 			"this connection already runs %d subscriptions, the most it may: stop one, or open another connection", slots.max)
 	}
 	slots.used++
+	slots.metrics.SubscriptionStarted()
 	context.AfterFunc(ctx, func() {
 		slots.mu.Lock()
 		slots.used--
 		slots.mu.Unlock()
+		slots.metrics.SubscriptionEnded()
 	})
 	return nil
 }

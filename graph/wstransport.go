@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -40,6 +41,7 @@ type wsTransport struct {
 	sockets *Websockets
 	// userSockets counts each user's open sockets on this replica.
 	userSockets *ratelimit.Slots
+	metrics     *metrics.Metrics // counts open sockets; nil counts nothing
 }
 
 var _ graphql.Transport = wsTransport{}
@@ -81,6 +83,7 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	if t.readLimit > 0 {
 		conn.SetReadLimit(t.readLimit)
 	}
+	t.metrics.WebsocketOpened() // shutdown counts it closed, once
 	// The socket outlives the request, whose context net/http cancels
 	// when this handler returns; the connection's ends with the socket.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
@@ -556,6 +559,7 @@ func (c *wsConn) shutdown() {
 		return
 	}
 	c.closed = true
+	c.t.metrics.WebsocketClosed()
 	if c.timer != nil {
 		c.timer.Stop()
 	}

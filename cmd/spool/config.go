@@ -187,6 +187,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.DurationVar(&lim.BodyIdleTimeout, "body-idle-timeout", lim.BodyIdleTimeout, "cut off a chunk or GraphQL request body that sends no byte for this long (the chunk is recorded failed)")
 	fs.DurationVar(&lim.ReadHeaderTimeout, "read-header-timeout", lim.ReadHeaderTimeout, "longest a client may take to send a request's headers")
 	fs.DurationVar(&lim.IdleTimeout, "idle-timeout", lim.IdleTimeout, "close keep-alive connections idle this long")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on a `HOST:PORT` of their own instead of on --addr")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on a loopback `HOST:PORT` of their own (debugging; off when empty)")
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return cfg, level, err
@@ -330,6 +331,9 @@ func checkServeConfig(cfg app.Config) error {
 	if err := checkOIDC(cfg.OIDC); err != nil {
 		return err
 	}
+	if err := checkMetricsAddr(cfg.MetricsAddr, cfg.Addr, cfg.DebugAddr); err != nil {
+		return err
+	}
 	for name, u := range map[string]string{"--database-url": cfg.DatabaseURL, "--redis-url": cfg.RedisURL, "--storage-url": cfg.StorageURL} {
 		if u != "" && !strings.Contains(u, "://") {
 			return fmt.Errorf("%s %q is not a URL", name, u)
@@ -392,4 +396,25 @@ func checkOIDC(c auth.OIDCConfig) error {
 		}
 	}
 	return err
+}
+
+// checkMetricsAddr accepts an empty --metrics-addr (metrics on --addr)
+// or a HOST:PORT other than --addr's and --debug-addr's. Unlike profiles,
+// metrics may be served on any interface (":9090"), for a scraper on
+// another machine: they hold counts, not secrets.
+func checkMetricsAddr(addr, apiAddr, debugAddr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr %q is not HOST:PORT: %v", addr, err)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || (port != "0" && p == 0) {
+		return fmt.Errorf("--metrics-addr %q: the port must be a number from 0 to 65535", addr)
+	}
+	if port != "0" && (addr == apiAddr || addr == debugAddr) {
+		return fmt.Errorf("--metrics-addr %q is taken by --addr or --debug-addr: give the metrics a port of their own", addr)
+	}
+	return nil
 }

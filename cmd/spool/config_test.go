@@ -161,6 +161,13 @@ func TestServeConfigErrors(t *testing.T) {
 		{"body idle timeout not a duration", []string{"--body-idle-timeout", "30"}, env(), "body idle timeout"},
 		{"zero header timeout", []string{"--read-header-timeout", "0s"}, env(), "read header timeout"},
 		{"negative idle timeout", []string{"--idle-timeout", "-1m"}, env(), "idle timeout"},
+		{"metrics addr without a port", []string{"--metrics-addr", "127.0.0.1"}, env(), "metrics addr"},
+		{"metrics addr port not a number", nil, env("SPOOL_METRICS_ADDR", "0.0.0.0:prom"), "metrics addr"},
+		{"metrics addr port out of range", []string{"--metrics-addr", ":65536"}, env(), "metrics addr"},
+		{"metrics addr negative port", []string{"--metrics-addr", "127.0.0.1:-1"}, env(), "metrics addr"},
+		{"metrics addr a URL", []string{"--metrics-addr", "http://127.0.0.1:9090/metrics"}, env(), "metrics addr"},
+		{"metrics addr the API's", []string{"--addr", "127.0.0.1:8080", "--metrics-addr", "127.0.0.1:8080"}, env(), "metrics addr"},
+		{"metrics addr the profiles'", []string{"--debug-addr", "127.0.0.1:6060", "--metrics-addr", "127.0.0.1:6060"}, env(), "metrics addr"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -613,5 +620,27 @@ func TestServeOIDCProviderUnreachable(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), p.Issuer()+"/.well-known/openid-configuration") || !strings.Contains(err.Error(), "503") {
 		t.Errorf("got %q, want it to name the discovery URL and what it answered", err)
+	}
+}
+
+func TestServeConfigMetricsAddr(t *testing.T) {
+	cfg, _, err := serveConfig(nil, env(), io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	if cfg.MetricsAddr != "" {
+		t.Errorf("--metrics-addr defaults to %q, want empty (metrics on --addr)", cfg.MetricsAddr)
+	}
+	for _, addr := range []string{"127.0.0.1:9090", ":9090", "0.0.0.0:9090", "[::]:9090", "spool-metrics.internal:9090", "127.0.0.1:0"} {
+		cfg, _, err := serveConfig([]string{"--metrics-addr", addr}, env(), io.Discard)
+		if err != nil {
+			t.Errorf("--metrics-addr %s: %v", addr, err)
+		} else if cfg.MetricsAddr != addr {
+			t.Errorf("--metrics-addr %s: got %q", addr, cfg.MetricsAddr)
+		}
+	}
+	cfg, _, err = serveConfig(nil, env("SPOOL_METRICS_ADDR", "127.0.0.1:9091"), io.Discard)
+	if err != nil || cfg.MetricsAddr != "127.0.0.1:9091" {
+		t.Errorf("SPOOL_METRICS_ADDR: got %q, %v; want 127.0.0.1:9091", cfg.MetricsAddr, err)
 	}
 }

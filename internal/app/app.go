@@ -19,12 +19,14 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spoolhq/spool/graph"
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/httpapi"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/media"
+	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/gcs"
@@ -67,6 +69,10 @@ type Config struct {
 	// listener of its own, apart from the API; empty means off. The
 	// profiles need no token, so cmd/spool keeps it on loopback.
 	DebugAddr string
+	// MetricsAddr, HOST:PORT, serves Prometheus metrics at /metrics on a
+	// listener of its own, and no longer on Addr; empty serves them at
+	// Addr's /metrics.
+	MetricsAddr string
 	// RedisPrefix prefixes spool's Redis channels (default "spool:").
 	RedisPrefix string
 	// StorageURL is gs://bucket/prefix or file://DIR; empty means
@@ -264,7 +270,11 @@ type Main struct {
 	debug *http.Server       // nil unless cfg.DebugAddr
 	oidc  *auth.OIDCVerifier // nil unless cfg.OIDC.Issuer
 	dbgLn net.Listener
-	ready atomic.Bool
+	// metrics are this server's collectors, in a registry of its own.
+	metrics    *metrics.Metrics
+	metricsSrv *http.Server // nil unless cfg.MetricsAddr
+	metricsLn  net.Listener
+	ready      atomic.Bool
 	// draining is set when Close begins (see Config.DrainGrace).
 	draining atomic.Bool
 	// websockets are the open GraphQL websockets, closed with 1001 by
@@ -317,8 +327,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		tokens.OIDC = m.oidc
 	}
-	if m.eng, err = openEngines(ctx, cfg, m.log); err != nil {
+	if m.metrics, err = metrics.New(prometheus.NewRegistry(), m.log); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if m.eng, err = openEngines(ctx, cfg, m.log, m.metrics); err != nil {
 		return err
+	}
+	if err := m.metrics.WatchDatabasePool(m.eng.db.SQL()); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	broker, err := m.metrics.InstrumentBroker(m.eng.broker)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	if cfg.Upload.ProxyMedia, err = m.proxyMedia(cfg); err != nil {
 		return err
@@ -335,6 +355,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.SweepInterval != 0 {
 		jobsCfg.SweepInterval = cfg.SweepInterval
 	}
+	jobsCfg.OnFailure = m.metrics.JobFailed
 	if m.queue, err = jobs.New(m.eng.db.SQL(), m.eng.db.Dialect, jobsCfg, m.log); err != nil {
 		return fmt.Errorf("job queue: %w", err)
 	}
@@ -345,7 +366,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 	m.svc, err = upload.NewService(upload.Deps{
-		DB: m.eng.db.Client, Dialect: m.eng.db.Dialect, Store: m.eng.store, Broker: m.eng.broker, Signer: urls, Queue: m.queue,
+		DB: m.eng.db.Client, Dialect: m.eng.db.Dialect, Store: m.metrics.InstrumentStore(m.eng.store), Broker: broker,
+		Signer: urls, Queue: m.queue,
 		Processor: processor, Logger: m.log,
 	}, cfg.Upload)
 	if err != nil {
@@ -353,6 +375,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if err := m.queue.Start(ctx, m.svc); err != nil {
 		m.queue = nil // nothing to stop
+		return err
+	}
+	if err := m.watchQueues(); err != nil {
 		return err
 	}
 	known, err := lru.New[string, string](knownSubjects)
@@ -373,12 +398,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		PingInterval: cfg.PingInterval, MaxMultipartBody: maxMultipart, MaxSubscriptions: cfg.MaxSubscriptions,
 		Websockets: m.websockets,
 		Mutations:  mutations, MaxWebsocketsPerUser: limits.MaxWebsocketsPerUser,
+		Metrics: m.metrics,
 	})
+	// Metrics go on the API's port unless they have a listener of their own.
+	var publicMetrics http.Handler
+	if cfg.MetricsAddr == "" {
+		publicMetrics = m.metrics.Handler()
+	}
 	m.srv = &http.Server{
 		Handler: httpapi.New(httpapi.Options{
 			Uploads: m.svc, URLs: urls, Auth: authn, GraphQL: gql, Pages: web.Pages(),
 			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Draining: m.draining.Load, Checks: m.eng.checks(),
-			MaxMultipartBody: maxMultipart, Logger: m.log,
+			MaxMultipartBody: maxMultipart, Metrics: m.metrics, MetricsHandler: publicMetrics, Logger: m.log,
 			Limits: httpapi.Limits{
 				Requests: dataPlane, MaxParallelChunks: limits.MaxParallelChunksPerUpload, BodyIdleTimeout: limits.BodyIdleTimeout,
 			},
@@ -390,9 +421,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		IdleTimeout:       limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
+	if cfg.MetricsAddr != "" {
+		if err := m.serveMetrics(cfg.MetricsAddr); err != nil {
+			_ = m.ln.Close()
+			return err
+		}
+	}
 	if cfg.DebugAddr != "" {
 		if err := m.serveDebug(cfg.DebugAddr); err != nil {
 			_ = m.ln.Close()
+			if m.metricsSrv != nil {
+				_ = m.metricsSrv.Close()
+			}
 			return err
 		}
 	}
@@ -483,6 +523,59 @@ func (m *Main) serveDebug(addr string) error {
 	return nil
 }
 
+// serveMetrics serves the metrics at /metrics on a listener at addr, with
+// nothing else on it, so that they can be kept off the API's port (and
+// out of the load balancer's reach).
+func (m *Main) serveMetrics(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s (--metrics-addr): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.metrics.Handler())
+	m.metricsLn = ln
+	m.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := m.metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("serving metrics stopped", "err", err)
+		}
+	}()
+	m.log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return nil
+}
+
+// MetricsAddr is the address of the metrics' own listener, or "" when
+// Config.MetricsAddr is empty (they are served at URL()/metrics).
+func (m *Main) MetricsAddr() string {
+	if m.metricsLn == nil {
+		return ""
+	}
+	return m.metricsLn.Addr().String()
+}
+
+// watchQueues adds the scrape-time counts of unfinished uploads and jobs.
+func (m *Main) watchQueues() error {
+	statuses := make([]string, len(upload.UnfinishedStatuses))
+	for i, st := range upload.UnfinishedStatuses {
+		statuses[i] = string(st)
+	}
+	err := m.metrics.WatchUploads(statuses, func(ctx context.Context) (map[string]int64, error) {
+		counts, err := m.svc.CountUnfinished(ctx)
+		byName := make(map[string]int64, len(counts))
+		for st, n := range counts {
+			byName[string(st)] = n
+		}
+		return byName, err
+	})
+	if err == nil {
+		err = m.metrics.WatchJobs(jobs.UnfinishedStates, m.queue.CountUnfinished)
+	}
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
+
 // DebugAddr is the address profiles are served at, or "" when
 // Config.DebugAddr is empty.
 func (m *Main) DebugAddr() string {
@@ -567,6 +660,9 @@ func (m *Main) drain() error {
 	var err error
 	if m.debug != nil {
 		_ = m.debug.Close() // a profile being taken is cut short
+	}
+	if m.metricsSrv != nil {
+		_ = m.metricsSrv.Close() // a scrape is cut short
 	}
 	if m.srv != nil {
 		if g := m.cfg.DrainGrace; g > 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/jobs"
+	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/progress/redis"
 	"github.com/spoolhq/spool/internal/ratelimit/redisrate"
@@ -35,7 +36,7 @@ type engines struct {
 	closers []func() error
 }
 
-func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines, err error) {
+func openEngines(ctx context.Context, cfg Config, log *slog.Logger, mt *metrics.Metrics) (_ *engines, err error) {
 	// e is not the named result: returning nil on failure must not stop
 	// the deferred close from closing what was already opened.
 	e := &engines{}
@@ -44,7 +45,7 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger) (_ *engines,
 			e.close(log)
 		}
 	}()
-	dbOpts := []database.Option{database.WithLogger(log)}
+	dbOpts := []database.Option{database.WithLogger(log), database.WithErrorObserver(mt.DatabaseError)}
 	if cfg.FsyncChunks {
 		// An acknowledged chunk survives a power loss only if its record
 		// does too.

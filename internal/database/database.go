@@ -59,6 +59,14 @@ type options struct {
 	migrations   fs.FS
 	stmtCache    int // SQLite statements kept prepared per connection; 0 for none
 	durable      bool
+	onError      func(op string, err error)
+}
+
+// WithErrorObserver makes the ent client call fn for each of its calls
+// that fails (see sqltx.OnError for op and what is left out), for
+// metrics. River's own statements are not observed.
+func WithErrorObserver(fn func(op string, err error)) Option {
+	return func(o *options) { o.onError = fn }
 }
 
 // WithDurableCommits makes SQLite fsync its WAL at every commit
@@ -140,6 +148,11 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 	if err != nil {
 		return nil, err
 	}
+	var wrap []sqltx.Option
+	if o.onError != nil {
+		wrap = append(wrap, sqltx.OnError(o.onError))
+	}
+	db.Client = ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(db.Dialect, db.sql), wrap...)))
 	db.log = o.log
 	db.migrations = o.migrations
 	if db.migrations == nil {
@@ -251,8 +264,8 @@ func openPostgres(ctx context.Context, rawURL string, maxOpen int) (*DB, error) 
 }
 
 func newDB(name string, sqldb *sql.DB, where string) *DB {
+	// Open makes the ent client, with its options.
 	return &DB{
-		Client:  ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(name, sqldb)))),
 		Dialect: name,
 		sql:     sqldb,
 		where:   where,

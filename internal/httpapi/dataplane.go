@@ -124,6 +124,7 @@ func toJSON(p upload.Progress) progressJSON {
 
 // putSignedChunk takes PUT /uploads/{id}/chunks/{index}?exp=…&sig=….
 func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	id, rawIndex := r.PathValue("id"), r.PathValue("index")
 	if err := h.URLs.signer.VerifyQuery(r.URL.Query(), time.Now(), purposeChunk, id, rawIndex); err != nil {
 		h.refuseSignature(w, r, err)
@@ -145,17 +146,21 @@ func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.chunksRunning.Release(id)
-	body := h.watchBody(w, r)
-	defer body.stop()
+	watched := h.watchBody(w, r)
+	defer watched.stop()
+	body, counted := h.countBody(watched)
 	p, err := h.Uploads.ReceiveChunk(r.Context(), id, index, body,
 		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
-	h.answerChunk(w, r, p, body.cut(err))
+	err = watched.cut(err)
+	h.answerChunk(w, r, p, err)
+	h.recordChunk(start, counted, err)
 }
 
 // putRange takes PUT /uploads/{id} with a chunk-aligned Content-Range,
 // authorised by the bearer token. "bytes */total" asks what is received,
 // like a GCS resumable status query.
 func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	uid, ok := h.bearer(w, r)
 	if !ok {
 		return
@@ -179,11 +184,14 @@ func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.chunksRunning.Release(id)
-	body := h.watchBody(w, r)
-	defer body.stop()
+	watched := h.watchBody(w, r)
+	defer watched.stop()
+	body, counted := h.countBody(watched)
 	p, err := h.Uploads.ReceiveRange(r.Context(), uid, id, cr.First, cr.Last, cr.Total, body,
 		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
-	h.answerChunk(w, r, p, body.cut(err))
+	err = watched.cut(err)
+	h.answerChunk(w, r, p, err)
+	h.recordChunk(start, counted, err)
 }
 
 // startChunk takes one of the upload's chunk PUT slots, or answers 429
@@ -287,6 +295,42 @@ func (b *idleBody) cut(err error) error {
 	}
 	return upload.Errorf(upload.CodeRequestTimeout,
 		"the chunk's body sent nothing for %v and was cut off; the chunk is recorded failed: send it again", b.timeout)
+}
+
+// countBody returns the request body to hand the service, counting what
+// is read of it when metrics are kept (counted is then not nil).
+func (h *handlers) countBody(r io.Reader) (body io.Reader, counted *countingReader) {
+	if h.Metrics == nil {
+		return r, nil
+	}
+	counted = &countingReader{r: r}
+	return counted, counted
+}
+
+// recordChunk records a chunk PUT that reached the service: its time
+// since start, the body bytes read and its error code, if any. Requests
+// refused before (signature, token, headers) carried no chunk.
+func (h *handlers) recordChunk(start time.Time, body *countingReader, err error) {
+	if body == nil {
+		return
+	}
+	code := ""
+	if err != nil {
+		code = string(upload.ErrorCode(err))
+	}
+	h.Metrics.ChunkPut(time.Since(start), body.n, code)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (h *handlers) answerChunk(w http.ResponseWriter, r *http.Request, p upload.Progress, err error) {

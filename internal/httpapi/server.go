@@ -21,6 +21,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
@@ -60,8 +61,13 @@ type Options struct {
 	MaxMultipartBody int64
 	// Pages serves the web pages (the uploader at /, GraphiQL at
 	// /graphiql and their assets); nil serves none.
-	Pages  http.Handler
-	Logger *slog.Logger
+	Pages http.Handler
+	// Metrics records the data plane's chunk PUTs; nil records nothing.
+	Metrics *metrics.Metrics
+	// MetricsHandler serves GET /metrics; nil serves none there (metrics
+	// served on a listener of their own, or not at all).
+	MetricsHandler http.Handler
+	Logger         *slog.Logger
 	// Limits bound what one user or one upload may ask of the data
 	// plane; the zero value bounds nothing.
 	Limits Limits
@@ -104,6 +110,9 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /media/{id}/thumbnails/{n}", h.getThumbnail)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
+	if o.MetricsHandler != nil {
+		mux.Handle("GET /metrics", o.MetricsHandler)
+	}
 	graphQL := idleBodies(limitBody(o.GraphQL, o.MaxMultipartBody), o.Limits.BodyIdleTimeout)
 	mux.Handle("/graphql", requirePreflight(h.withCaller(graphQL)))
 	if o.Pages != nil {

@@ -60,6 +60,10 @@ type Config struct {
 	// Sweep and SweepOrphans themselves and must be their only caller
 	// (a periodic run that starts late races them).
 	ManualSweeps bool
+	// OnFailure, if set, is told the kind of each job attempt that fails
+	// (an error, a timeout or a panic; not a stop), for metrics. It must
+	// be safe for concurrent use.
+	OnFailure func(kind string)
 }
 
 // MaxProcessingWorkers is the most ProcessingWorkers accepts: processing
@@ -144,6 +148,7 @@ var _ Service = (*upload.Service)(nil)
 
 // Queue is spool's job queue: River over spool's database.
 type Queue struct {
+	db     *sql.DB
 	client *river.Client[*sql.Tx]
 	cfg    Config
 	log    *slog.Logger
@@ -172,7 +177,7 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{cfg: cfg, log: log}
+	q := &Queue{db: db, cfg: cfg, log: log}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &processWorker{q: q})
 	river.AddWorker(workers, &purgeWorker{q: q})
@@ -191,11 +196,42 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 		FetchPollInterval:    cfg.PollInterval,
 		FetchCooldown:        min(cfg.PollInterval, river.FetchCooldownDefault),
 		PeriodicJobs:         periodicJobs(cfg),
+		Middleware:           middleware(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	return q, nil
+}
+
+// middleware is what wraps every job's work: the failure counter, if
+// asked for.
+func middleware(cfg Config) []rivertype.Middleware {
+	if cfg.OnFailure == nil {
+		return nil
+	}
+	return []rivertype.Middleware{&failureCounter{onFailure: cfg.OnFailure}}
+}
+
+// failureCounter tells onFailure of each job attempt that fails.
+type failureCounter struct {
+	river.WorkerMiddlewareDefaults
+	onFailure func(kind string)
+}
+
+func (f *failureCounter) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+	// River recovers a worker's panic further out, and fails the attempt.
+	failed := true
+	defer func() {
+		if failed {
+			f.onFailure(job.Kind)
+		}
+	}()
+	err := doInner(ctx)
+	// A cancelled context is a stop: River makes the job available again
+	// without counting the attempt.
+	failed = err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil)
+	return err
 }
 
 // driverFor returns River's driver for spool's database.
@@ -225,6 +261,47 @@ func (q *Queue) Start(ctx context.Context, svc Service) error {
 // for the rescue. It returns ctx's error if ctx ends first.
 func (q *Queue) Stop(ctx context.Context) error {
 	return q.client.Stop(ctx)
+}
+
+// UnfinishedStates are the states of jobs not done yet that
+// CountUnfinished counts: waiting for a worker (available), running,
+// failed and waiting to retry (retryable), and due later (scheduled).
+var UnfinishedStates = []string{
+	string(rivertype.JobStateAvailable), string(rivertype.JobStateRunning),
+	string(rivertype.JobStateRetryable), string(rivertype.JobStateScheduled),
+}
+
+// countUnfinished is one GROUP BY over River's fetch index
+// (state, queue, priority, scheduled_at, id), which finished jobs leave
+// out of the range read; the states are literals, the same text on both
+// databases (an enum on PostgreSQL, text on SQLite).
+const countUnfinished = `SELECT state, count(*) FROM river_job
+WHERE state IN ('available', 'running', 'retryable', 'scheduled') GROUP BY state`
+
+// CountUnfinished returns how many jobs of every replica are in each of
+// UnfinishedStates (states with none are absent), for metrics. It
+// returns the database's error.
+func (q *Queue) CountUnfinished(ctx context.Context) (map[string]int64, error) {
+	rows, err := q.db.QueryContext(ctx, countUnfinished)
+	if err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]int64{}
+	for rows.Next() {
+		var (
+			state string
+			n     int64
+		)
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("counting jobs: %w", err)
+		}
+		counts[state] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
+	return counts, nil
 }
 
 // EnqueueProcessing queues the processing of a media file (see

@@ -12,6 +12,7 @@ package progress
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -25,6 +26,8 @@ type Hub struct {
 	mu     sync.RWMutex
 	topics map[upload.Topic]map[*feed]struct{}
 	live   int
+	// superseded counts events a mailbox let go unread for a newer one.
+	superseded atomic.Int64
 }
 
 var _ upload.Broker = (*Hub)(nil)
@@ -108,6 +111,11 @@ func (h *Hub) Subscribers() int {
 	defer h.mu.RUnlock()
 	return h.live
 }
+
+// Superseded returns how many events were never read because a newer
+// event of the same upload took their place in a subscriber's mailbox
+// first (a reader slower than the events), for metrics.
+func (h *Hub) Superseded() int64 { return h.superseded.Load() }
 
 func (h *Hub) add(f *feed) {
 	h.mu.Lock()

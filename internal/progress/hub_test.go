@@ -260,3 +260,34 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
+
+// TestSuperseded counts the events a mailbox let go unread for a newer
+// one of the same upload, whichever arrived first, and only those.
+func TestSuperseded(t *testing.T) {
+	h := NewHub()
+	f := subscribe(t, h, upload.UserTopic("u"))
+	publish := func(id string, v int64) {
+		t.Helper()
+		if err := h.Publish(context.Background(), upload.Progress{UploadID: id, OwnerID: "u", Version: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("a", 1)
+	publish("b", 1)
+	if got := h.Superseded(); got != 0 {
+		t.Fatalf("Superseded after one event per upload: %d, want 0", got)
+	}
+	publish("a", 3) // replaces a@1
+	publish("a", 2) // older than a@3: dropped
+	if got := h.Superseded(); got != 2 {
+		t.Errorf("Superseded: %d, want 2", got)
+	}
+	events, _ := f.Drain()
+	if got := summary(events); fmt.Sprint(got) != "[{a 3} {b 1}]" {
+		t.Errorf("drained %v, want a@3 and b@1", got)
+	}
+	publish("a", 4) // the mailbox is empty again
+	if got := h.Superseded(); got != 2 {
+		t.Errorf("Superseded after a drain: %d, want still 2", got)
+	}
+}

@@ -104,6 +104,10 @@ func (f *feed) shutdown() {
 func (f *feed) put(ev upload.Progress) {
 	f.mu.Lock()
 	old, ok := f.pending[ev.UploadID]
+	if ok {
+		// One of the two events will never be read: the older.
+		f.hub.superseded.Add(1)
+	}
 	switch {
 	case !ok:
 		f.order = append(f.order, ev.UploadID)

@@ -473,3 +473,32 @@ func describeIndexes(idx []int) string {
 	}
 	return fmt.Sprintf("%v and %d more", slices.Clip(idx[:show]), len(idx)-show)
 }
+
+// UnfinishedStatuses are the statuses CountUnfinished counts: uploads
+// still taking chunks, or being assembled.
+var UnfinishedStatuses = []Status{StatusInitialized, StatusUploading, StatusAssembling}
+
+// CountUnfinished returns how many uploads of all users are in each of
+// UnfinishedStatuses (statuses with none are absent), for metrics. It is
+// one GROUP BY over the (status, expires_at) index, so its cost follows
+// the unfinished uploads, not the finished ones that pile up. It returns
+// the database's error.
+func (s *Service) CountUnfinished(ctx context.Context) (map[Status]int64, error) {
+	var rows []struct {
+		Status Status `json:"status"`
+		Count  int64  `json:"count"`
+	}
+	err := s.db.UploadSession.Query().
+		Where(uploadsession.StatusIn(UnfinishedStatuses...)).
+		GroupBy(uploadsession.FieldStatus).
+		Aggregate(ent.Count()).
+		Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("counting unfinished uploads: %w", err)
+	}
+	counts := make(map[Status]int64, len(rows))
+	for _, r := range rows {
+		counts[r.Status] = r.Count
+	}
+	return counts, nil
+}

@@ -14,11 +14,15 @@
 //
 // It imports only database/sql and ent's dialect packages, so the domain
 // (internal/upload) may use it.
+//
+// Being the one driver every ent call goes through, it is also where
+// failed database calls are observed (OnError), for metrics.
 package sqltx
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -28,12 +32,69 @@ import (
 // it begins for a context with a Slot.
 type Driver struct {
 	*entsql.Driver
+	onError func(op string, err error) // nil: nobody is told
 }
 
 var _ dialect.Driver = (*Driver)(nil)
 
+// Option changes what Wrap's driver does.
+type Option func(*Driver)
+
+// OnError makes the driver call fn for each call that fails, with op one
+// of "exec", "query", "begin", "commit" and "rollback". Calls failing
+// because their context was cancelled (a client that went away) and
+// rollbacks of transactions already ended are not failures of the
+// database, and are not reported. fn must be safe for concurrent use.
+func OnError(fn func(op string, err error)) Option {
+	return func(d *Driver) { d.onError = fn }
+}
+
 // Wrap returns drv recording transactions into slots.
-func Wrap(drv *entsql.Driver) *Driver { return &Driver{Driver: drv} }
+func Wrap(drv *entsql.Driver, opts ...Option) *Driver {
+	d := &Driver{Driver: drv}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+// observe tells onError of err, if it is a failure of the database.
+func (d *Driver) observe(op string, err error) {
+	if err == nil || d.onError == nil || errors.Is(err, context.Canceled) || errors.Is(err, sql.ErrTxDone) {
+		return
+	}
+	d.onError(op, err)
+}
+
+// Exec runs a statement outside a transaction (ent's writes).
+func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
+	err := d.Driver.Exec(ctx, query, args, v)
+	d.observe("exec", err)
+	return err
+}
+
+// Query runs a query outside a transaction (ent's reads).
+func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
+	err := d.Driver.Query(ctx, query, args, v)
+	d.observe("query", err)
+	return err
+}
+
+// ExecContext runs raw SQL outside a transaction (ent's
+// Client.ExecContext).
+func (d *Driver) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := d.Driver.ExecContext(ctx, query, args...)
+	d.observe("exec", err)
+	return res, err
+}
+
+// QueryContext runs raw SQL outside a transaction (ent's
+// Client.QueryContext).
+func (d *Driver) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	rows, err := d.Driver.QueryContext(ctx, query, args...)
+	d.observe("query", err)
+	return rows, err
+}
 
 // Tx begins a transaction (ent's Client.Tx calls this).
 func (d *Driver) Tx(ctx context.Context) (dialect.Tx, error) { return d.BeginTx(ctx, nil) }
@@ -43,6 +104,7 @@ func (d *Driver) Tx(ctx context.Context) (dialect.Tx, error) { return d.BeginTx(
 func (d *Driver) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, error) {
 	tx, err := d.Driver.BeginTx(ctx, opts)
 	if err != nil {
+		d.observe("begin", err)
 		return nil, err
 	}
 	if s, ok := ctx.Value(slotKey{}).(*Slot); ok {
@@ -50,7 +112,58 @@ func (d *Driver) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, 
 			s.tx, _ = t.Tx.(*sql.Tx)
 		}
 	}
-	return tx, nil
+	if d.onError == nil {
+		return tx, nil
+	}
+	t, ok := tx.(*entsql.Tx)
+	if !ok {
+		return tx, nil
+	}
+	return &observedTx{Tx: t, d: d}, nil
+}
+
+// observedTx is a transaction whose failed calls its driver observes.
+// It keeps *entsql.Tx's ExecContext and QueryContext, which ent's
+// generated Tx asks for (raw SQL inside a transaction).
+type observedTx struct {
+	*entsql.Tx
+	d *Driver
+}
+
+func (t *observedTx) Exec(ctx context.Context, query string, args, v any) error {
+	err := t.Tx.Exec(ctx, query, args, v)
+	t.d.observe("exec", err)
+	return err
+}
+
+func (t *observedTx) Query(ctx context.Context, query string, args, v any) error {
+	err := t.Tx.Query(ctx, query, args, v)
+	t.d.observe("query", err)
+	return err
+}
+
+func (t *observedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := t.Tx.ExecContext(ctx, query, args...)
+	t.d.observe("exec", err)
+	return res, err
+}
+
+func (t *observedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	rows, err := t.Tx.QueryContext(ctx, query, args...)
+	t.d.observe("query", err)
+	return rows, err
+}
+
+func (t *observedTx) Commit() error {
+	err := t.Tx.Commit()
+	t.d.observe("commit", err)
+	return err
+}
+
+func (t *observedTx) Rollback() error {
+	err := t.Tx.Rollback()
+	t.d.observe("rollback", err)
+	return err
 }
 
 type slotKey struct{}

@@ -293,6 +293,11 @@ func (b *Broker) Publish(_ context.Context, ev upload.Progress) error {
 	return nil
 }
 
+// Superseded returns how many events this replica's subscribers never
+// read because a newer one of the same upload replaced them (see
+// progress.Hub.Superseded), for metrics.
+func (b *Broker) Superseded() int64 { return b.hub.Superseded() }
+
 // Dropped returns how many events were never sent to Redis, for tests and
 // metrics.
 func (b *Broker) Dropped() int64 { return b.dropped.Load() }
