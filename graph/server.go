@@ -15,7 +15,9 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -48,6 +50,9 @@ type ServerOptions struct {
 	// A larger message closes the connection with status 1009 (Message
 	// Too Big) before the server reads its payload.
 	MaxWebsocketMessage int64
+	// TracerProvider, when set, makes each operation a span (see
+	// operationSpans); nil traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // maxGraphQLMessage is the default MaxWebsocketMessage: httpapi bounds a
@@ -97,6 +102,10 @@ func NewServer(o ServerOptions) *handler.Server {
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.Use(extension.FixedComplexityLimit(o.ComplexityLimit))
+	if o.TracerProvider != nil {
+		srv.Use(operationSpans{tracer: o.TracerProvider.Tracer(tracerName)})
+	}
+	srv.Use(uploadLogField{})
 	srv.SetValidationRulesFn(validationRules)
 	srv.SetErrorPresenter(presentError(o.Logger))
 	srv.SetRecoverFunc(recoverPanic(o.Logger))
@@ -121,6 +130,7 @@ func websocketAuth(auth Authenticator, maxSubscriptions int) transport.Websocket
 		if err != nil {
 			return ctx, nil, nil
 		}
+		reqlog.SetUser(ctx, userID)
 		return upload.WithCaller(ctx, userID), nil, nil
 	}
 }

@@ -18,6 +18,9 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/spoolhq/spool/graph"
 	"github.com/spoolhq/spool/internal/auth"
@@ -26,6 +29,8 @@ import (
 	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/gcs"
+	"github.com/spoolhq/spool/internal/storage/storagetrace"
+	"github.com/spoolhq/spool/internal/telemetry"
 	"github.com/spoolhq/spool/internal/upload"
 	"github.com/spoolhq/spool/web"
 )
@@ -89,6 +94,22 @@ type Config struct {
 	// Media tunes processing: where ffmpeg and ffprobe are, their time
 	// limit, the largest image decoded.
 	Media media.Options
+	// TracerProvider traces each request (HTTP, GraphQL operation) and the
+	// database, Redis and storage calls made for it, in one trace (see
+	// internal/telemetry). nil or a no-op provider traces nothing and
+	// installs no instrumentation at all.
+	TracerProvider trace.TracerProvider
+	// TracePropagator reads the trace context clients send (recorded as
+	// a link); nil reads none.
+	TracePropagator propagation.TextMapPropagator
+}
+
+// tracer returns the provider to trace with, or nil when tracing is off.
+func (c Config) tracer() trace.TracerProvider {
+	if _, off := c.TracerProvider.(noop.TracerProvider); off {
+		return nil
+	}
+	return c.TracerProvider
 }
 
 // MediaURLs says where the download URLs spool hands out point.
@@ -237,8 +258,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	store := m.eng.store
+	if tp := cfg.tracer(); tp != nil {
+		store = storagetrace.Wrap(store, telemetry.ChildSpansOnly(tp))
+	}
 	m.svc, err = upload.NewService(upload.Deps{
-		DB: m.eng.db.Client, Dialect: m.eng.db.Dialect, Store: m.eng.store, Broker: m.eng.broker, Signer: urls, Queue: m.queue,
+		DB: m.eng.db.Client, Dialect: m.eng.db.Dialect, Store: store, Broker: m.eng.broker, Signer: urls, Queue: m.queue,
 		Processor: processor, Logger: m.log,
 	}, cfg.Upload)
 	if err != nil {
@@ -259,12 +284,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	gql := graph.NewServer(graph.ServerOptions{
 		Uploads: m.svc, Auth: authn, Logger: m.log, AllowedOrigins: cfg.AllowedOrigins,
 		PingInterval: cfg.PingInterval, MaxMultipartBody: maxMultipart, MaxSubscriptions: cfg.MaxSubscriptions,
+		TracerProvider: cfg.tracer(),
 	})
 	m.srv = &http.Server{
 		Handler: httpapi.New(httpapi.Options{
 			Uploads: m.svc, URLs: urls, Auth: authn, GraphQL: gql, Pages: web.Pages(),
 			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Checks: m.eng.checks(),
 			MaxMultipartBody: maxMultipart, Logger: m.log,
+			TracerProvider: cfg.tracer(), Propagator: cfg.TracePropagator,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),

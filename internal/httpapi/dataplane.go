@@ -12,6 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -82,7 +86,7 @@ func (h *handlers) writeError(w http.ResponseWriter, r *http.Request, err error)
 	code := upload.ErrorCode(err)
 	status := httpStatus(code)
 	if status >= 500 {
-		h.Logger.Error("data plane request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+		h.Logger.ErrorContext(r.Context(), "data plane request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": upload.ErrorMessage(err)}})
 }
@@ -113,6 +117,7 @@ func toJSON(p upload.Progress) progressJSON {
 // putSignedChunk takes PUT /uploads/{id}/chunks/{index}?exp=…&sig=….
 func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 	id, rawIndex := r.PathValue("id"), r.PathValue("index")
+	reqlog.SetUpload(r.Context(), id)
 	if err := h.URLs.signer.VerifyQuery(r.URL.Query(), time.Now(), purposeChunk, id, rawIndex); err != nil {
 		h.refuseSignature(w, r, err)
 		return
@@ -138,6 +143,7 @@ func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 // authorised by the bearer token. "bytes */total" asks what is received,
 // like a GCS resumable status query.
 func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
+	reqlog.SetUpload(r.Context(), r.PathValue("id"))
 	uid, ok := h.bearer(w, r)
 	if !ok {
 		return
@@ -172,6 +178,7 @@ func (h *handlers) answerChunk(w http.ResponseWriter, r *http.Request, p upload.
 // headUpload answers HEAD /uploads/{id} (bearer) with what is received:
 // Range gives the contiguous prefix, Spool-Received-Chunks every chunk.
 func (h *handlers) headUpload(w http.ResponseWriter, r *http.Request) {
+	reqlog.SetUpload(r.Context(), r.PathValue("id"))
 	uid, ok := h.bearer(w, r)
 	if !ok {
 		return
@@ -237,6 +244,9 @@ func formatRanges(idx []int) string {
 // store: a GCS object is read in ranges on demand, never held whole.
 func (h *handlers) getMedia(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	// The path ends in the file's name, the user's words: the request's
+	// span keeps the route instead.
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("url.path", "/media/"+id+"/{name}"))
 	if err := h.URLs.signer.VerifyQuery(r.URL.Query(), time.Now(), purposeMedia, id); err != nil {
 		h.refuseSignature(w, r, err)
 		return
@@ -298,6 +308,7 @@ func (h *handlers) bearer(w http.ResponseWriter, r *http.Request) (string, bool)
 		h.writeError(w, r, upload.Errorf(upload.CodeUnauthenticated, "send a valid bearer token in the Authorization header"))
 		return "", false
 	}
+	reqlog.SetUser(r.Context(), uid)
 	return uid, true
 }
 

@@ -18,7 +18,12 @@ import (
 	"time"
 
 	"github.com/rs/cors"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -48,8 +53,16 @@ type Options struct {
 	MaxMultipartBody int64
 	// Pages serves the web pages (the uploader at /, GraphiQL at
 	// /graphiql and their assets); nil serves none.
-	Pages  http.Handler
+	Pages http.Handler
+	// Logger is for lines about requests; they are written with the
+	// request's context, which carries its request id (reqlog).
 	Logger *slog.Logger
+	// TracerProvider, when set, makes each request a span (otelhttp),
+	// the parent of everything done for it; nil traces nothing.
+	TracerProvider trace.TracerProvider
+	// Propagator reads an incoming trace context (W3C traceparent); nil
+	// reads none.
+	Propagator propagation.TextMapPropagator
 }
 
 // maxGraphQLBody bounds a GraphQL request that is not multipart; chunk
@@ -79,7 +92,29 @@ func New(o Options) http.Handler {
 		// Every path no route above claims; Pages answers 404 itself.
 		mux.Handle("/", o.Pages)
 	}
-	return corsFor(o.AllowedOrigins).Handler(mux)
+	var root http.Handler = corsFor(o.AllowedOrigins).Handler(mux)
+	if o.TracerProvider != nil {
+		root = traced(root, o.TracerProvider, o.Propagator)
+	}
+	return reqlog.Middleware(root)
+}
+
+// traced makes each request a span named after its route ("PUT
+// /uploads/{id}/chunks/{index}"). spool faces browsers and scripts, not
+// only services of its own: a client's traceparent is recorded as a link,
+// not taken as the parent, so a client can neither join spool's spans to
+// its own trace nor force them to be sampled.
+func traced(next http.Handler, tp trace.TracerProvider, prop propagation.TextMapPropagator) http.Handler {
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator()
+	}
+	return otelhttp.NewHandler(next, "spool",
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithPropagators(prop),
+		otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }),
+		// Request metrics are not collected through OpenTelemetry.
+		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
+	)
 }
 
 type handlers struct{ Options }
@@ -93,6 +128,7 @@ func (h *handlers) withCaller(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if header := r.Header.Get("Authorization"); header != "" {
 			if uid, err := h.Auth.Authenticate(r.Context(), header); err == nil {
+				reqlog.SetUser(r.Context(), uid)
 				r = r.WithContext(upload.WithCaller(r.Context(), uid))
 			}
 		}
@@ -274,9 +310,9 @@ func corsFor(allowed []string) *cors.Cors {
 		AllowOriginFunc: onlyListed,
 		AllowedMethods:  []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodOptions},
 		AllowedHeaders: []string{"Authorization", "Content-Type", "Content-Range", "Content-MD5", "X-Goog-Hash",
-			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight"},
+			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight", reqlog.Header},
 		ExposedHeaders: []string{"Range", "Spool-Upload-Status", "Spool-Uploaded-Bytes", "Spool-Total-Bytes",
-			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length"},
+			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length", reqlog.Header},
 		AllowCredentials: false,
 		MaxAge:           600,
 	})
