@@ -25,11 +25,11 @@ const (
 // over HTTP or a websocket, a span named "<type> <name>" ("mutation
 // Complete"; "mutation" for an anonymous one). It records the operation's
 // type and name and nothing of its input: not the variables, and not the
-// query text either, which can hold the same values written inline. The
-// span covers parsing the root fields and the first response (for a
-// subscription, its setup and its snapshot), so resolvers' database and
-// storage calls are its children; a subscription's later events are not
-// part of it, since a trace hours long helps nobody.
+// query text either, which can hold the same values written inline. For
+// a query or mutation the span lasts until its response is made, so the
+// resolvers' database and storage calls are its children; for a
+// subscription it covers the root resolver (opening the feed, reading
+// the snapshot) and not the events, which may come hours later or never.
 //
 // ravilushqa/otelgqlgen was the ready-made choice, but it records the
 // query text unconditionally and the arguments of every field.
@@ -70,6 +70,12 @@ func (t operationSpans) InterceptOperation(ctx context.Context, next graphql.Ope
 	}
 	ctx, span := t.tracer.Start(ctx, spanName, opts...)
 	responses := next(ctx)
+	if opType == "subscription" {
+		// The root resolver has run (the feed is open, the snapshot
+		// read); events may be hours away, or never come.
+		span.End()
+		return responses
+	}
 	ended := false
 	return func(ctx context.Context) *graphql.Response {
 		resp := responses(ctx)
