@@ -109,7 +109,7 @@ func (s spans) wantUnder(root tracetest.SpanStub, prefixes ...string) {
 func attr(sp tracetest.SpanStub, key string) string {
 	for _, kv := range sp.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -201,11 +201,11 @@ func testTracing(t *testing.T, s *spool, sp spans, redis bool) {
 		check("name", s.Name)
 		check("status", s.Status.Description)
 		for _, kv := range s.Attributes {
-			check("attribute "+string(kv.Key), kv.Value.Emit())
+			check("attribute "+string(kv.Key), kv.Value.String())
 		}
 		for _, ev := range s.Events {
 			for _, kv := range ev.Attributes {
-				check("event "+ev.Name+" attribute "+string(kv.Key), kv.Value.Emit())
+				check("event "+ev.Name+" attribute "+string(kv.Key), kv.Value.String())
 			}
 		}
 	}
