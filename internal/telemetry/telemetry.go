@@ -74,6 +74,11 @@ func New(ctx context.Context, getenv func(string) string, version string) (*Trac
 	if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
 		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT %q: want an http:// or https:// URL (spool exports OTLP over HTTP)", endpoint)
 	}
+	for _, name := range []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+		if p := strings.TrimSpace(getenv(name)); p != "" && p != "http/protobuf" {
+			return nil, fmt.Errorf("%s=%q: spool exports traces as http/protobuf only (OTLP over HTTP, port 4318 of a collector)", name, p)
+		}
+	}
 	// otlptracehttp reads the OTEL_EXPORTER_OTLP_* variables itself.
 	exporter, err := otlptracehttp.New(ctx)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -52,6 +53,12 @@ func TestRefusesAnEndpointThatIsNotHTTP(t *testing.T) {
 	for _, endpoint := range []string{"127.0.0.1:4317", "grpc://collector:4317", "collector"} {
 		if _, err := telemetry.New(context.Background(), env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint), ""); err == nil {
 			t.Errorf("endpoint %q: got tracing, want an error", endpoint)
+		}
+	}
+	for _, protocol := range []string{"grpc", "http/json"} {
+		_, err := telemetry.New(context.Background(), env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL", protocol), "")
+		if err == nil || !strings.Contains(err.Error(), "http/protobuf") {
+			t.Errorf("protocol %q: got %v, want an error naming http/protobuf", protocol, err)
 		}
 	}
 }
