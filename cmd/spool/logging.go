@@ -65,8 +65,9 @@ func startTracing(ctx context.Context, getenv func(string) string, log *slog.Log
 	}
 	// The GCS client (cloud.google.com/go/storage and the HTTP transport
 	// under it) traces only through the global provider; nothing else in
-	// spool reads it.
-	otel.SetTracerProvider(tracing.Provider)
+	// spool reads it. Like the other engines it traces only calls made for
+	// a request, not the job queue's.
+	otel.SetTracerProvider(telemetry.ChildSpansOnly(tracing.Provider))
 	log.Info("tracing requests (OpenTelemetry, OTLP over HTTP)")
 	flush := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
