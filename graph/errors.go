@@ -27,7 +27,7 @@ func presentError(log *slog.Logger, uploads *upload.Service) graphql.ErrorPresen
 			if domainErr.Err != nil {
 				// A failure behind the code (storage, say): the client
 				// sees the code and message, the log the cause.
-				log.Error("operation failed", "path", gqlErr.Path.String(), "code", domainErr.Code, "err", err)
+				log.ErrorContext(ctx, "operation failed", "path", gqlErr.Path.String(), "code", domainErr.Code, "err", err)
 			}
 			gqlErr.Message = domainErr.Message
 			setCode(gqlErr, domainErr.Code)
@@ -52,7 +52,7 @@ func presentError(log *slog.Logger, uploads *upload.Service) graphql.ErrorPresen
 		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 			// The client stopped the operation (or hung up) while it
 			// started: nothing failed, and nobody reads the answer.
-			log.Debug("operation cancelled by the client", "path", gqlErr.Path.String())
+			log.DebugContext(ctx, "operation cancelled by the client", "path", gqlErr.Path.String())
 			gqlErr.Message = "operation cancelled"
 			setCode(gqlErr, upload.CodeInternal)
 		case argumentError(ctx):
@@ -70,7 +70,7 @@ func presentError(log *slog.Logger, uploads *upload.Service) graphql.ErrorPresen
 			setCode(gqlErr, upload.CodeUnavailable)
 			gqlErr.Extensions["retryAfter"] = upload.RetryAfterSeconds(err)
 		default:
-			log.Error("internal error", "path", gqlErr.Path.String(), "err", err)
+			log.ErrorContext(ctx, "internal error", "path", gqlErr.Path.String(), "err", err)
 			gqlErr.Message = "internal error"
 			setCode(gqlErr, upload.CodeInternal)
 		}
@@ -107,7 +107,7 @@ func setCode(e *gqlerror.Error, code upload.Code) {
 // recoverPanic turns a resolver panic into INTERNAL, logged with its value.
 func recoverPanic(log *slog.Logger) graphql.RecoverFunc {
 	return func(ctx context.Context, p any) error {
-		log.Error("resolver panic", "panic", p)
+		log.ErrorContext(ctx, "resolver panic", "panic", p)
 		return errors.New("panic in resolver")
 	}
 }

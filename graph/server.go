@@ -16,10 +16,12 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/ratelimit"
+	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -66,6 +68,9 @@ type ServerOptions struct {
 	// Metrics records mutation times, websockets and subscriptions; nil
 	// records nothing.
 	Metrics *metrics.Metrics
+	// TracerProvider, when set, makes each operation a span (see
+	// operationSpans); nil traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // maxGraphQLMessage is the default MaxWebsocketMessage: httpapi bounds a
@@ -124,6 +129,10 @@ func NewServer(o ServerOptions) http.Handler {
 	if o.Metrics != nil {
 		srv.Use(&mutationTimer{m: o.Metrics})
 	}
+	if o.TracerProvider != nil {
+		srv.Use(operationSpans{tracer: o.TracerProvider.Tracer(tracerName)})
+	}
+	srv.Use(uploadLogField{})
 	srv.SetValidationRulesFn(validationRules)
 	present := presentError(o.Logger, o.Uploads)
 	if o.Mutations != nil {
@@ -162,6 +171,7 @@ func websocketAuth(authn Authenticator, uploads *upload.Service, maxSubscription
 			}
 			return ctx, nil, err
 		}
+		reqlog.SetUser(ctx, userID)
 		return upload.WithCaller(ctx, userID), nil, nil
 	}
 }

@@ -20,6 +20,9 @@ import (
 	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/upload"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/spoolhq/spool/internal/reqlog"
 )
 
 // wsTransport serves graphql-transport-ws and legacy graphql-ws without
@@ -77,7 +80,7 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		// The upgrader has answered the request already.
-		t.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		t.log.InfoContext(r.Context(), "websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	if t.readLimit > 0 {
@@ -87,6 +90,7 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	// The socket outlives the request, whose context net/http cancels
 	// when this handler returns; the connection's ends with the socket.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	ctx = context.WithValue(ctx, websocketSpanKey{}, trace.SpanContextFromContext(r.Context()))
 	c := &wsConn{
 		t:      t,
 		conn:   conn,
@@ -212,7 +216,7 @@ func (c *wsConn) read() (wsMessage, bool) {
 	if err != nil {
 		if errors.Is(err, websocket.ErrReadLimit) {
 			// gorilla has sent the close frame, status 1009.
-			c.t.log.Info("websocket message refused", "remote", c.conn.RemoteAddr().String(), "err", err)
+			c.t.log.InfoContext(c.ctx, "websocket message refused", "remote", c.conn.RemoteAddr().String(), "err", err)
 		}
 		return wsMessage{}, false
 	}
@@ -220,7 +224,7 @@ func (c *wsConn) read() (wsMessage, bool) {
 	d := json.NewDecoder(r)
 	if err := d.Decode(&m); err != nil {
 		if errors.Is(err, websocket.ErrReadLimit) {
-			c.t.log.Info("websocket message refused", "remote", c.conn.RemoteAddr().String(), "err", err)
+			c.t.log.InfoContext(c.ctx, "websocket message refused", "remote", c.conn.RemoteAddr().String(), "err", err)
 			return wsMessage{}, false
 		}
 		c.invalid("invalid json")
@@ -374,7 +378,7 @@ func (c *wsConn) keepAlive() {
 	}
 	if !c.legacy && c.unanswered >= 2 {
 		c.mu.Unlock()
-		c.t.log.Info("websocket dropped: no pong", "remote", c.conn.RemoteAddr().String())
+		c.t.log.InfoContext(c.ctx, "websocket dropped: no pong", "remote", c.conn.RemoteAddr().String())
 		_ = c.conn.Close() // the reader ends, and shuts the rest down
 		return
 	}
@@ -407,7 +411,8 @@ func (c *wsConn) start(start time.Time, m wsMessage) bool {
 	// The operation is registered at once, so a complete that follows
 	// finds it, and parsed and run on a goroutine of its own: the reader's
 	// stack stays shallow, which is most of what an idle socket costs.
-	ctx, cancel := context.WithCancel(graphql.StartOperationTrace(c.ctx))
+	// Each operation learns its own upload for its log lines.
+	ctx, cancel := context.WithCancel(graphql.StartOperationTrace(reqlog.Fork(c.ctx)))
 	o := &operation{cancel: cancel}
 	c.active[m.ID] = o
 	c.mu.Unlock()

@@ -109,15 +109,16 @@ func (f rateFlag) Set(s string) error {
 	return nil
 }
 
-// serveConfig reads serve's flags and environment into an app.Config.
-func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (app.Config, slog.Level, error) {
+// serveConfig reads serve's flags and environment into an app.Config and
+// the settings of the log.
+func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (app.Config, logOptions, error) {
 	cfg := app.DefaultConfig()
 	up := &cfg.Upload
 	fs := flag.NewFlagSet("spool serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		origins   string
-		level     = slog.LevelInfo
+		level     = logOptions{Level: slog.LevelInfo, Format: logText}
 		single    = byteSize(up.SingleThreshold)
 		chunk     = byteSize(up.ChunkSize)
 		quota     = byteSize(up.DefaultQuota)
@@ -143,7 +144,8 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.StringVar(&gcsSigner, "gcs-signer-email", "", "service account `EMAIL` to sign GCS URLs as, through the IAM signBlob API")
 	fs.TextVar(&cfg.MediaURLs, "media-urls", cfg.MediaURLs, "where downloads point: `MODE` signed (GCS signed URLs), proxy (through spool) or auto (signed if GCS can sign)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `ORIGINS` allowed cross-origin, or *")
-	fs.TextVar(&level, "log-level", level, "log `LEVEL`: debug, info, warn or error")
+	fs.TextVar(&level.Level, "log-level", level.Level, "log `LEVEL`: debug, info, warn or error")
+	fs.Var(&level.Format, "log-format", "log `FORMAT`: text (for people) or json (one object a line, for log collectors)")
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often expired uploads are swept")
 	fs.IntVar(&cfg.Jobs.ProcessingWorkers, "processing-workers", cfg.Jobs.ProcessingWorkers, "files this replica processes at once (default half the CPUs)")
 	fs.DurationVar(&cfg.Jobs.JobTimeout, "job-timeout", cfg.Jobs.JobTimeout, "longest a job (processing a file) may run before it is cancelled and retried")

@@ -18,6 +18,7 @@ import (
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/auth/oidctest"
 	"github.com/spoolhq/spool/internal/ratelimit"
+	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -65,7 +66,8 @@ func TestServeConfigFlagsWinOverEnv(t *testing.T) {
 		{"session TTL (env)", cfg.Upload.SessionTTL, 2 * time.Hour},
 		{"allowed origins (env, trimmed)", strings.Join(cfg.AllowedOrigins, " "), "http://a.example http://b.example"},
 		{"JWT secret (env, trimmed)", string(cfg.JWTSecret), goodSecret},
-		{"log level (flag)", level.String(), "DEBUG"},
+		{"log level (flag)", level.Level.String(), "DEBUG"},
+		{"log format (default)", level.Format, logText},
 		{"data dir (default)", cfg.DataDir, "data"},
 		{"max video size (default)", cfg.Upload.MaxSize[upload.MediaVideo], 5 * upload.GiB},
 		{"processing workers (default)", cfg.Jobs.ProcessingWorkers, max(1, runtime.NumCPU()/2)},
@@ -103,6 +105,9 @@ func TestServeConfigErrors(t *testing.T) {
 		{"chunk URL lifetime too short", []string{"--chunk-url-ttl", "500ms"}, env(), "lifetime"},
 		{"bad duration", nil, env("SPOOL_SESSION_TTL", "forever"), "spool session ttl"},
 		{"bad log level", []string{"--log-level", "loud"}, env(), "log level"},
+		{"bad log format", []string{"--log-format", "xml"}, env(), "log format"},
+		{"log format in capitals", []string{"--log-format", "JSON"}, env(), "log format"},
+		{"bad log format from env", nil, env("SPOOL_LOG_FORMAT", "logfmt"), "spool log format"},
 		{"too many batch files", []string{"--max-batch-files", "5000"}, env(), "max batch files"},
 		{"no subscriptions", []string{"--max-subscriptions", "0"}, env(), "max subscriptions"},
 		{"subscriptions not a number", nil, env("SPOOL_MAX_SUBSCRIPTIONS", "many"), "spool max subscriptions"},
@@ -642,5 +647,33 @@ func TestServeConfigMetricsAddr(t *testing.T) {
 	cfg, _, err = serveConfig(nil, env("SPOOL_METRICS_ADDR", "127.0.0.1:9091"), io.Discard)
 	if err != nil || cfg.MetricsAddr != "127.0.0.1:9091" {
 		t.Errorf("SPOOL_METRICS_ADDR: got %q, %v; want 127.0.0.1:9091", cfg.MetricsAddr, err)
+	}
+}
+
+func TestLogFormatJSON(t *testing.T) {
+	_, opts, err := serveConfig([]string{"--log-format", "json"}, env(), io.Discard)
+	if err != nil {
+		t.Fatalf("serveConfig: %v", err)
+	}
+	if opts.Format != logJSON {
+		t.Fatalf("format = %q, want json", opts.Format)
+	}
+	_, opts, err = serveConfig(nil, env("SPOOL_LOG_FORMAT", "json"), io.Discard)
+	if err != nil || opts.Format != logJSON {
+		t.Fatalf("SPOOL_LOG_FORMAT=json: format %q, err %v; want json", opts.Format, err)
+	}
+	var buf bytes.Buffer
+	log := opts.logger(&buf)
+	ctx := reqlog.WithRequestID(context.Background(), "req-1")
+	reqlog.SetUser(ctx, "user-1")
+	log.InfoContext(ctx, "something happened", "n", 3)
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("log line %q is not JSON: %v", buf.String(), err)
+	}
+	for k, want := range map[string]any{"msg": "something happened", "request_id": "req-1", "user_id": "user-1", "n": 3.0} {
+		if line[k] != want {
+			t.Errorf("%s = %v, want %v (line %s)", k, line[k], want, buf.String())
+		}
 	}
 }

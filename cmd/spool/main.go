@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -75,11 +74,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch args[0] {
 	case "serve":
-		cfg, level, err := serveConfig(args[1:], getenv, stderr)
+		cfg, logOpts, err := serveConfig(args[1:], getenv, stderr)
 		if err != nil {
 			return err
 		}
-		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+		log := logOpts.logger(stderr)
+		tracing, flush, err := startTracing(ctx, getenv, log)
+		if err != nil {
+			return err
+		}
+		defer flush()
+		cfg.TracerProvider, cfg.TracePropagator = tracing.Provider, tracing.Propagator
 		return serve(ctx, cfg, log)
 	case "token":
 		return token(args[1:], getenv, stdout, stderr)

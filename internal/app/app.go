@@ -20,6 +20,9 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/spoolhq/spool/graph"
 	"github.com/spoolhq/spool/internal/auth"
@@ -30,6 +33,8 @@ import (
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/gcs"
+	"github.com/spoolhq/spool/internal/storage/storagetrace"
+	"github.com/spoolhq/spool/internal/telemetry"
 	"github.com/spoolhq/spool/internal/upload"
 	"github.com/spoolhq/spool/web"
 )
@@ -113,6 +118,22 @@ type Config struct {
 	// Limits bound what one user, upload or connection may ask; a zero
 	// field takes DefaultLimits' value.
 	Limits Limits
+	// TracerProvider traces each request (HTTP, GraphQL operation) and the
+	// database, Redis and storage calls made for it, in one trace (see
+	// internal/telemetry). nil or a no-op provider traces nothing and
+	// installs no instrumentation at all.
+	TracerProvider trace.TracerProvider
+	// TracePropagator reads the trace context clients send (recorded as
+	// a link); nil reads none.
+	TracePropagator propagation.TextMapPropagator
+}
+
+// tracer returns the provider to trace with, or nil when tracing is off.
+func (c Config) tracer() trace.TracerProvider {
+	if _, off := c.TracerProvider.(noop.TracerProvider); off {
+		return nil
+	}
+	return c.TracerProvider
 }
 
 // Limits bound what one user, one upload or one connection may ask of
@@ -365,8 +386,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	store := m.eng.store
+	if tp := cfg.tracer(); tp != nil {
+		store = storagetrace.Wrap(store, telemetry.ChildSpansOnly(tp))
+	}
 	m.svc, err = upload.NewService(upload.Deps{
-		DB: m.eng.db.Client, Dialect: m.eng.db.Dialect, Store: m.metrics.InstrumentStore(m.eng.store), Broker: broker,
+		DB: m.eng.db.Client, Dialect: m.eng.db.Dialect, Store: m.metrics.InstrumentStore(store), Broker: broker,
 		Signer: urls, Queue: m.queue,
 		Processor: processor, Logger: m.log,
 	}, cfg.Upload)
@@ -398,7 +423,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		PingInterval: cfg.PingInterval, MaxMultipartBody: maxMultipart, MaxSubscriptions: cfg.MaxSubscriptions,
 		Websockets: m.websockets,
 		Mutations:  mutations, MaxWebsocketsPerUser: limits.MaxWebsocketsPerUser,
-		Metrics: m.metrics,
+		Metrics: m.metrics, TracerProvider: cfg.tracer(),
 	})
 	// Metrics go on the API's port unless they have a listener of their own.
 	var publicMetrics http.Handler
@@ -410,6 +435,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			Uploads: m.svc, URLs: urls, Auth: authn, GraphQL: gql, Pages: web.Pages(),
 			AllowedOrigins: cfg.AllowedOrigins, Ready: m.ready.Load, Draining: m.draining.Load, Checks: m.eng.checks(),
 			MaxMultipartBody: maxMultipart, Metrics: m.metrics, MetricsHandler: publicMetrics, Logger: m.log,
+			TracerProvider: cfg.tracer(), Propagator: cfg.TracePropagator,
 			Limits: httpapi.Limits{
 				Requests: dataPlane, MaxParallelChunks: limits.MaxParallelChunksPerUpload, BodyIdleTimeout: limits.BodyIdleTimeout,
 			},

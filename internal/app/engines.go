@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/metrics"
@@ -16,6 +18,7 @@ import (
 	"github.com/spoolhq/spool/internal/ratelimit/redisrate"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/storage/localfs"
+	"github.com/spoolhq/spool/internal/telemetry"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -46,6 +49,14 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger, mt *metrics.
 		}
 	}()
 	dbOpts := []database.Option{database.WithLogger(log), database.WithErrorObserver(mt.DatabaseError)}
+	// Engines trace only the calls made for a traced request: the job
+	// queue and the broker's own traffic would otherwise be traces of
+	// their own, several a second.
+	var engineTracer trace.TracerProvider
+	if tp := cfg.tracer(); tp != nil {
+		engineTracer = telemetry.ChildSpansOnly(tp)
+		dbOpts = append(dbOpts, database.WithTracerProvider(engineTracer))
+	}
 	if cfg.FsyncChunks {
 		// An acknowledged chunk survives a power loss only if its record
 		// does too.
@@ -94,7 +105,7 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger, mt *metrics.
 		e.broker, e.brokerName = progress.NewHub(), "in-process"
 		return e, nil
 	}
-	b, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Logger: log})
+	b, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Logger: log, TracerProvider: engineTracer})
 	if err != nil {
 		return nil, fmt.Errorf("opening Redis: %w", err)
 	}

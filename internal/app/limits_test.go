@@ -378,24 +378,6 @@ func throwawayRedis(t *testing.T) (string, func()) {
 	return addr, stop
 }
 
-// syncBuffer is a log sink tests read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // heldPUT is a chunk PUT whose headers are sent and whose body is not:
 // the server has taken it (one of the upload's slots) once it asks for
 // the body with 100 Continue.

@@ -22,7 +22,11 @@ import (
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
+	"github.com/XSAM/otelsql"
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, "pgx"
+	"go.opentelemetry.io/otel/attribute"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	"modernc.org/sqlite"
 
 	"github.com/spoolhq/spool/ent"
@@ -60,6 +64,7 @@ type options struct {
 	stmtCache    int // SQLite statements kept prepared per connection; 0 for none
 	durable      bool
 	onError      func(op string, err error)
+	tracer       trace.TracerProvider // nil: statements are not traced
 }
 
 // WithErrorObserver makes the ent client call fn for each of its calls
@@ -67,6 +72,35 @@ type options struct {
 // metrics. River's own statements are not observed.
 func WithErrorObserver(fn func(op string, err error)) Option {
 	return func(o *options) { o.onError = fn }
+}
+
+// WithTracerProvider traces every statement, transaction and row scan
+// through the pool as OpenTelemetry spans of tp (otelsql: the SQL text
+// with its placeholders, never the arguments). Pass a provider that
+// starts spans only under a parent (telemetry.ChildSpansOnly), or the job
+// queue's polling makes a trace of its own every second. A nil tp traces
+// nothing and adds no wrapper.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracer = tp }
+}
+
+// traced returns otelsql's options for the system named, or nil when
+// nothing is traced.
+func (o *options) traced(system string) []otelsql.Option {
+	if o.tracer == nil {
+		return nil
+	}
+	return []otelsql.Option{
+		otelsql.WithTracerProvider(o.tracer),
+		// Metrics are not spool's through otelsql: a meter of its own
+		// would need the global provider.
+		otelsql.WithMeterProvider(metricnoop.NewMeterProvider()),
+		otelsql.WithAttributes(attribute.String("db.system.name", system)),
+		otelsql.WithSpanOptions(otelsql.SpanOptions{
+			// Every connection taken from the pool would add one.
+			OmitConnResetSession: true,
+		}),
+	}
 }
 
 // WithDurableCommits makes SQLite fsync its WAL at every commit
@@ -141,9 +175,9 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 		err error
 	)
 	if dbURL == "" {
-		db, err = openSQLite(ctx, sqlitePath, o.stmtCache, o.durable, o.log)
+		db, err = openSQLite(ctx, sqlitePath, &o)
 	} else {
-		db, err = openPostgres(ctx, dbURL, o.maxOpenConns)
+		db, err = openPostgres(ctx, dbURL, &o)
 	}
 	if err != nil {
 		return nil, err
@@ -175,7 +209,7 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 }
 
 // openSQLite opens the embedded database file.
-func openSQLite(ctx context.Context, path string, stmtCache int, durable bool, log *slog.Logger) (*DB, error) {
+func openSQLite(ctx context.Context, path string, o *options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("database: no database URL and no SQLite file given")
 	}
@@ -188,7 +222,7 @@ func openSQLite(ctx context.Context, path string, stmtCache int, durable bool, l
 	// carries the monotonic clock reading ("m=+1.2") and the local zone,
 	// and then a stored time never equals the same time read back.
 	synchronous := "NORMAL"
-	if durable {
+	if o.durable {
 		synchronous = "FULL"
 	}
 	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(" + synchronous + ")" +
@@ -201,8 +235,13 @@ func openSQLite(ctx context.Context, path string, stmtCache int, durable bool, l
 	}
 	// The driver prepares every statement anew each time; the cache
 	// keeps them prepared (see stmtcache.go).
-	cached := newStmtCacheConnector(base, stmtCache)
-	sqldb := sql.OpenDB(cached)
+	cached := newStmtCacheConnector(base, o.stmtCache)
+	var sqldb *sql.DB
+	if opts := o.traced("sqlite"); opts != nil {
+		sqldb = otelsql.OpenDB(cached, opts...)
+	} else {
+		sqldb = sql.OpenDB(cached)
+	}
 	// One connection: SQLite has one writer anyway, and a single
 	// connection rules out SQLITE_BUSY between our own transactions.
 	sqldb.SetMaxOpenConns(1)
@@ -210,7 +249,7 @@ func openSQLite(ctx context.Context, path string, stmtCache int, durable bool, l
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	ckpt, err := startCheckpointer(ctx, func() (*sql.DB, error) { return sql.Open("sqlite", dsn) }, log)
+	ckpt, err := startCheckpointer(ctx, func() (*sql.DB, error) { return sql.Open("sqlite", dsn) }, o.log)
 	if err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
@@ -223,7 +262,7 @@ func openSQLite(ctx context.Context, path string, stmtCache int, durable bool, l
 
 // openPostgres opens a pool to the PostgreSQL database at rawURL and
 // checks that the server answers.
-func openPostgres(ctx context.Context, rawURL string, maxOpen int) (*DB, error) {
+func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// url's error quotes the whole URL, password and all.
@@ -244,12 +283,17 @@ func openPostgres(ctx context.Context, rawURL string, maxOpen int) (*DB, error) 
 	// (statement_cache_capacity), so PostgreSQL statements are prepared
 	// once per connection already. Behind a pooler that cannot keep
 	// prepared statements, put default_query_exec_mode=exec in the URL.
-	sqldb, err := sql.Open("pgx", rawURL)
+	var sqldb *sql.DB
+	if opts := o.traced("postgresql"); opts != nil {
+		sqldb, err = otelsql.Open("pgx", rawURL, opts...)
+	} else {
+		sqldb, err = sql.Open("pgx", rawURL)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", where, err)
 	}
 	// Two at least: migrating holds a lock on one connection and works on another.
-	maxOpen = max(maxOpen, 2)
+	maxOpen := max(o.maxOpenConns, 2)
 	sqldb.SetMaxOpenConns(maxOpen)
 	sqldb.SetMaxIdleConns(maxOpen)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)

@@ -15,6 +15,10 @@ import (
 	"time"
 
 	"github.com/spoolhq/spool/internal/auth"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -93,7 +97,7 @@ func (h *handlers) writeError(w http.ResponseWriter, r *http.Request, err error)
 		// bounded rate, and the client told when to come back.
 		h.Uploads.NoteUnavailable(r.Method+" "+r.URL.Path, err)
 	case status >= 500:
-		h.Logger.Error("data plane request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+		h.Logger.ErrorContext(r.Context(), "data plane request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
 	}
 	setRetryAfter(w, err)
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": upload.ErrorMessage(err)}})
@@ -126,6 +130,7 @@ func toJSON(p upload.Progress) progressJSON {
 func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id, rawIndex := r.PathValue("id"), r.PathValue("index")
+	reqlog.SetUpload(r.Context(), id)
 	if err := h.URLs.signer.VerifyQuery(r.URL.Query(), time.Now(), purposeChunk, id, rawIndex); err != nil {
 		h.refuseSignature(w, r, err)
 		return
@@ -161,6 +166,7 @@ func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 // like a GCS resumable status query.
 func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	reqlog.SetUpload(r.Context(), r.PathValue("id"))
 	uid, ok := h.bearer(w, r)
 	if !ok {
 		return
@@ -344,6 +350,7 @@ func (h *handlers) answerChunk(w http.ResponseWriter, r *http.Request, p upload.
 // headUpload answers HEAD /uploads/{id} (bearer) with what is received:
 // Range gives the contiguous prefix, Spool-Received-Chunks every chunk.
 func (h *handlers) headUpload(w http.ResponseWriter, r *http.Request) {
+	reqlog.SetUpload(r.Context(), r.PathValue("id"))
 	uid, ok := h.bearer(w, r)
 	if !ok {
 		return
@@ -415,6 +422,9 @@ func formatRanges(idx []int) string {
 // store: a GCS object is read in ranges on demand, never held whole.
 func (h *handlers) getMedia(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	// The path ends in the file's name, the user's words: the request's
+	// span keeps the route instead.
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("url.path", "/media/"+id+"/{name}"))
 	if err := h.URLs.signer.VerifyQuery(r.URL.Query(), time.Now(), purposeMedia, id); err != nil {
 		h.refuseSignature(w, r, err)
 		return
@@ -482,6 +492,7 @@ func (h *handlers) bearer(w http.ResponseWriter, r *http.Request) (string, bool)
 		h.writeError(w, r, upload.Errorf(upload.CodeUnauthenticated, "send a valid bearer token in the Authorization header"))
 		return "", false
 	}
+	reqlog.SetUser(r.Context(), uid)
 	return uid, true
 }
 

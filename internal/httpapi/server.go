@@ -19,10 +19,15 @@ import (
 	"time"
 
 	"github.com/rs/cors"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spoolhq/spool/internal/auth"
 	"github.com/spoolhq/spool/internal/metrics"
 	"github.com/spoolhq/spool/internal/ratelimit"
+	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -67,7 +72,15 @@ type Options struct {
 	// MetricsHandler serves GET /metrics; nil serves none there (metrics
 	// served on a listener of their own, or not at all).
 	MetricsHandler http.Handler
-	Logger         *slog.Logger
+	// Logger is for lines about requests; they are written with the
+	// request's context, which carries its request id (reqlog).
+	Logger *slog.Logger
+	// TracerProvider, when set, makes each request a span (otelhttp),
+	// the parent of everything done for it; nil traces nothing.
+	TracerProvider trace.TracerProvider
+	// Propagator reads an incoming trace context (W3C traceparent); nil
+	// reads none.
+	Propagator propagation.TextMapPropagator
 	// Limits bound what one user or one upload may ask of the data
 	// plane; the zero value bounds nothing.
 	Limits Limits
@@ -119,7 +132,29 @@ func New(o Options) http.Handler {
 		// Every path no route above claims; Pages answers 404 itself.
 		mux.Handle("/", o.Pages)
 	}
-	return closeWhileDraining(corsFor(o.AllowedOrigins).Handler(mux), o.Draining)
+	var root http.Handler = closeWhileDraining(corsFor(o.AllowedOrigins).Handler(mux), o.Draining)
+	if o.TracerProvider != nil {
+		root = traced(root, o.TracerProvider, o.Propagator)
+	}
+	return reqlog.Middleware(root)
+}
+
+// traced makes each request a span named after its route ("PUT
+// /uploads/{id}/chunks/{index}"). spool faces browsers and scripts, not
+// only services of its own: a client's traceparent is recorded as a link,
+// not taken as the parent, so a client can neither join spool's spans to
+// its own trace nor force them to be sampled.
+func traced(next http.Handler, tp trace.TracerProvider, prop propagation.TextMapPropagator) http.Handler {
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator()
+	}
+	return otelhttp.NewHandler(next, "spool",
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithPropagators(prop),
+		otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }),
+		// Request metrics are not collected through OpenTelemetry.
+		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
+	)
 }
 
 // closeWhileDraining sets Connection: close on every response while
@@ -157,6 +192,7 @@ func (h *handlers) withCaller(next http.Handler) http.Handler {
 			uid, err := h.Auth.Authenticate(r.Context(), header)
 			switch {
 			case err == nil:
+				reqlog.SetUser(r.Context(), uid)
 				r = r.WithContext(upload.WithCaller(r.Context(), uid))
 			case !errors.Is(err, auth.ErrInvalidToken):
 				// The token could not be checked (the database is
@@ -374,9 +410,9 @@ func corsFor(allowed []string) *cors.Cors {
 		AllowOriginFunc: onlyListed,
 		AllowedMethods:  []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodOptions},
 		AllowedHeaders: []string{"Authorization", "Content-Type", "Content-Range", "Content-MD5", "X-Goog-Hash",
-			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight"},
+			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight", reqlog.Header},
 		ExposedHeaders: []string{"Range", "Spool-Upload-Status", "Spool-Uploaded-Bytes", "Spool-Total-Bytes",
-			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length", "Retry-After"},
+			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length", "Retry-After", reqlog.Header},
 		AllowCredentials: false,
 		MaxAge:           600,
 	})

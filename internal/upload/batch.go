@@ -149,7 +149,7 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 	if err != nil {
 		for _, key := range prepared {
 			if derr := s.store.Discard(context.WithoutCancel(ctx), key); derr != nil {
-				s.log.Warn("discarding storage of a failed batch failed", "key", key, "err", derr)
+				s.log.WarnContext(ctx, "discarding storage of a failed batch failed", "key", key, "err", derr)
 			}
 		}
 		return nil, err
@@ -163,7 +163,7 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		b.Uploads = append(b.Uploads, sess)
 		s.publish(ctx, sess.Progress)
 	}
-	s.log.Info("batch initialised", "batch_id", batchID, "user_id", userID, "files", len(files))
+	s.log.InfoContext(ctx, "batch initialised", "batch_id", batchID, "user_id", userID, "files", len(files))
 	return b, nil
 }
 
@@ -204,6 +204,6 @@ func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID st
 	if n == 0 {
 		return "", nil // finished meanwhile: start afresh
 	}
-	s.log.Info("upload resumed", "upload_id", match.ID, "batch_id", batchID)
+	s.log.InfoContext(ctx, "upload resumed", "upload_id", match.ID, "batch_id", batchID)
 	return match.ID, nil
 }

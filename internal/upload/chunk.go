@@ -12,6 +12,7 @@ import (
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/sniff"
 )
 
@@ -121,6 +122,9 @@ func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, 
 	if err != nil {
 		return Progress{}, err
 	}
+	// A signed URL names no user: the upload's owner is the request's
+	// user in its log lines.
+	reqlog.SetUser(ctx, sess.OwnerID)
 	if err := admit(ctx, opts, sess); err != nil {
 		return Progress{}, err
 	}
@@ -168,7 +172,7 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 	}
 	s.publish(ctx, p)
 	if err := out.err(); err != nil {
-		s.log.Info("chunk failed", "upload_id", sess.ID, "chunk", ref.Index, "code", out.code, "reason", out.message)
+		s.log.InfoContext(ctx, "chunk failed", "upload_id", sess.ID, "chunk", ref.Index, "code", out.code, "reason", out.message)
 		return p, err
 	}
 	return p, nil

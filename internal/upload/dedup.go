@@ -133,7 +133,7 @@ func (s *Service) initDeduplicated(ctx context.Context, tx *ent.Tx, userID, batc
 	if err := create.Exec(ctx); err != nil {
 		return "", fmt.Errorf("creating a deduplicated media file: %w", err)
 	}
-	s.log.Info("upload deduplicated", "upload_id", id, "batch_id", batchID, "original_media_id", orig.ID)
+	s.log.InfoContext(ctx, "upload deduplicated", "upload_id", id, "batch_id", batchID, "original_media_id", orig.ID)
 	return id, nil
 }
 
@@ -206,7 +206,7 @@ func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, jobs jobTx, me
 	if err := releaseQuota(ctx, tx, m.OwnerID, m.FileSize); err != nil {
 		return err
 	}
-	s.log.Info("media deduplicated", "media_id", m.ID, "original_media_id", orig.ID)
+	s.log.InfoContext(ctx, "media deduplicated", "media_id", m.ID, "original_media_id", orig.ID)
 	return s.retireBytes(ctx, tx, jobs, m, ownKey, ownThumbnails, "the bytes "+m.ID+" held before it shared "+orig.ID+"'s")
 }
 

@@ -169,7 +169,7 @@ func (s *Service) recheckResumable(ctx context.Context, sess *ent.UploadSession)
 	case info.Size == row.Size && int64(info.CRC32C) == row.Crc32c:
 		return nil
 	}
-	s.log.Info("stored file changed since it was checked", "upload_id", sess.ID, "bytes", info.Size)
+	s.log.InfoContext(ctx, "stored file changed since it was checked", "upload_id", sess.ID, "bytes", info.Size)
 	if _, err := s.syncDirectChunk(ctx, sess, ref); err != nil && ErrorCode(err) == CodeInternal {
 		return err
 	}

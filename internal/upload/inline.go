@@ -42,7 +42,7 @@ func (s *Service) UploadImage(ctx context.Context, userID string, f FileSpec, bo
 	if err != nil {
 		// The client may be gone; the reservation must still be freed.
 		if _, cerr := s.Cancel(context.WithoutCancel(ctx), userID, sess.ID); cerr != nil && ErrorCode(cerr) != CodeAlreadyFinished {
-			s.log.Warn("cancelling a failed inline upload", "upload_id", sess.ID, "err", cerr)
+			s.log.WarnContext(ctx, "cancelling a failed inline upload", "upload_id", sess.ID, "err", cerr)
 		}
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func (s *Service) stop(ctx context.Context, id string, to Status, from ...Status
 	if sess == nil {
 		return false, nil
 	}
-	s.log.Info("upload stopped", "upload_id", id, "status", to)
+	s.log.InfoContext(ctx, "upload stopped", "upload_id", id, "status", to)
 	s.freeBytes(ctx, sess)
 	s.publishCurrent(ctx, id)
 	return true, nil
@@ -81,7 +81,7 @@ func (s *Service) stop(ctx context.Context, id string, to Status, from ...Status
 func (s *Service) expire(ctx context.Context, id string) {
 	ctx = context.WithoutCancel(ctx)
 	if _, err := s.stop(ctx, id, StatusExpired, StatusInitialized, StatusUploading, StatusAssembling); err != nil {
-		s.log.Warn("expiring upload failed", "upload_id", id, "err", err)
+		s.log.WarnContext(ctx, "expiring upload failed", "upload_id", id, "err", err)
 	}
 }
 
@@ -89,11 +89,11 @@ func (s *Service) expire(ctx context.Context, id string) {
 // so the sweeper retries only what failed.
 func (s *Service) freeBytes(ctx context.Context, sess *ent.UploadSession) {
 	if err := s.store.Discard(ctx, sess.StorageKey); err != nil {
-		s.log.Warn("freeing upload bytes failed; the sweeper will retry", "upload_id", sess.ID, "err", err)
+		s.log.WarnContext(ctx, "freeing upload bytes failed; the sweeper will retry", "upload_id", sess.ID, "err", err)
 		return
 	}
 	if err := s.db.UploadSession.UpdateOneID(sess.ID).SetBytesFreed(true).Exec(ctx); err != nil {
-		s.log.Warn("noting freed bytes failed", "upload_id", sess.ID, "err", err)
+		s.log.WarnContext(ctx, "noting freed bytes failed", "upload_id", sess.ID, "err", err)
 	}
 }
 
@@ -417,7 +417,7 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 	})
 	if errors.Is(err, errStoppedWhileAssembling) {
 		if derr := s.store.Delete(ctx, objectKey); derr != nil {
-			s.log.Warn("deleting the object of an upload stopped while assembling failed", "upload_id", sess.ID, "err", derr)
+			s.log.WarnContext(ctx, "deleting the object of an upload stopped while assembling failed", "upload_id", sess.ID, "err", derr)
 		}
 		fresh, rerr := s.db.UploadSession.Get(ctx, sess.ID)
 		if rerr != nil {
@@ -428,7 +428,7 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 	if err != nil {
 		return nil, fmt.Errorf("completing upload %s: %w", sess.ID, err)
 	}
-	s.log.Info("upload completed", "upload_id", sess.ID, "media_id", media.ID, "bytes", sess.TotalSize)
+	s.log.InfoContext(ctx, "upload completed", "upload_id", sess.ID, "media_id", media.ID, "bytes", sess.TotalSize)
 	s.publishCurrent(ctx, sess.ID)
 	return media, nil
 }

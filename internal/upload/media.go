@@ -155,7 +155,7 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 	if !changed {
 		return nil
 	}
-	s.log.Info("media processed", "media_id", m.ID, "status", r.status)
+	s.log.InfoContext(ctx, "media processed", "media_id", m.ID, "status", r.status)
 	if m.UploadID != nil {
 		s.publishCurrent(ctx, *m.UploadID)
 	}
@@ -339,7 +339,7 @@ func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("media deleted", "media_id", id)
+	s.log.InfoContext(ctx, "media deleted", "media_id", id)
 	if m.UploadID != nil {
 		s.publishCurrent(context.WithoutCancel(ctx), *m.UploadID)
 	}
@@ -373,7 +373,7 @@ func (s *Service) PurgeMedia(ctx context.Context, mediaID string) error {
 	if err := s.db.MediaFile.UpdateOneID(m.ID).SetPurgedAt(s.now()).Exec(ctx); err != nil {
 		return fmt.Errorf("noting the removed bytes of media %s: %w", mediaID, err)
 	}
-	s.log.Info("deleted media's bytes removed", "media_id", mediaID)
+	s.log.InfoContext(ctx, "deleted media's bytes removed", "media_id", mediaID)
 	return nil
 }
 

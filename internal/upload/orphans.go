@@ -74,7 +74,7 @@ func (s *Service) RemoveOrphans(ctx context.Context) (int, error) {
 		if err != nil {
 			return removed, fmt.Errorf("removing orphaned %s: %w", it.Key, err)
 		}
-		s.log.Info("removed orphaned bytes", "key", it.Key, "upload", it.Upload)
+		s.log.InfoContext(ctx, "removed orphaned bytes", "key", it.Key, "upload", it.Upload)
 		removed++
 	}
 	return removed, nil

@@ -434,7 +434,7 @@ func releaseQuota(ctx context.Context, tx *ent.Tx, userID string, n int64) error
 // the database.
 func (s *Service) publish(ctx context.Context, p Progress) {
 	if err := s.broker.Publish(context.WithoutCancel(ctx), p); err != nil {
-		s.log.Warn("progress publish failed", "upload_id", p.UploadID, "err", err)
+		s.log.WarnContext(ctx, "progress publish failed", "upload_id", p.UploadID, "err", err)
 	}
 }
 
@@ -442,7 +442,7 @@ func (s *Service) publish(ctx context.Context, p Progress) {
 func (s *Service) publishCurrent(ctx context.Context, uploadID string) {
 	sess, err := s.session(ctx, s.db, "", uploadID)
 	if err != nil {
-		s.log.Warn("reading progress to publish failed", "upload_id", uploadID, "err", err)
+		s.log.WarnContext(ctx, "reading progress to publish failed", "upload_id", uploadID, "err", err)
 		return
 	}
 	s.publish(ctx, sess.Progress)

@@ -89,7 +89,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 		r.Purged++
 	}
 	if r != (SweepResult{}) {
-		s.log.Info("swept", "expired", r.Expired, "freed", r.Freed, "processing_queued", r.Processed, "purges_queued", r.Purged)
+		s.log.InfoContext(ctx, "swept", "expired", r.Expired, "freed", r.Freed, "processing_queued", r.Processed, "purges_queued", r.Purged)
 	}
 	return r, nil
 }

@@ -231,7 +231,7 @@ func (x *watcher) step() bool {
 	if resync {
 		fresh, err := x.w.snapshot(x.ctx)
 		if err != nil {
-			x.s.log.Warn("resyncing subscription failed", "topic", x.w.topic.ID, "err", err)
+			x.s.log.WarnContext(x.ctx, "resyncing subscription failed", "topic", x.w.topic.ID, "err", err)
 			return false
 		}
 		events = append(fresh, events...)

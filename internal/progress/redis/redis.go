@@ -28,7 +28,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	goredis "github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/upload"
@@ -73,6 +75,13 @@ type Options struct {
 	// Logger receives connection losses and recoveries and dropped
 	// messages. Default slog.Default().
 	Logger *slog.Logger
+	// TracerProvider, when set, traces the commands of the client Open
+	// makes (redisotel, without their arguments: a PUBLISH's are the
+	// event). A batch of publishes is traced as a child of the request
+	// that published its first event; give a provider that starts spans
+	// only under a parent (telemetry.ChildSpansOnly) so the connection's
+	// own pings are not traced.
+	TracerProvider trace.TracerProvider
 }
 
 // Broker is an upload.Broker that crosses replicas through Redis pub/sub.
@@ -92,7 +101,7 @@ type Broker struct {
 
 	// outbox holds the events Publish queued for publishLoop, which sends
 	// them in order; stopPublishing makes it send what is left and end.
-	outbox         chan upload.Progress
+	outbox         chan queued
 	stopPublishing chan struct{}
 	published      sync.WaitGroup
 	// dropped counts events never sent: the queue was full or Redis failed.
@@ -163,6 +172,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Broker, error) {
 	// Publish's timeout would not hold when Redis stops answering.
 	ro.ContextTimeoutEnabled = true
 	client := goredis.NewClient(ro)
+	if opts.TracerProvider != nil {
+		if err := redisotel.InstrumentTracing(client, redisotel.WithTracerProvider(opts.TracerProvider),
+			redisotel.WithDBStatement(false)); err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("progress/redis: tracing: %w", err)
+		}
+	}
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()
 		return nil, fmt.Errorf("progress/redis: reaching redis at %s: %w", ro.Addr, err)
@@ -207,7 +223,7 @@ func New(client *goredis.Client, opts Options) (*Broker, error) {
 		channels:   make(map[string]*channel),
 		pings:      make(map[string]ping),
 
-		outbox:         make(chan upload.Progress, outboxSize),
+		outbox:         make(chan queued, outboxSize),
 		stopPublishing: make(chan struct{}),
 	}
 	b.wg.Add(2)
@@ -268,12 +284,13 @@ func (b *Broker) Subscribers() int { return b.hub.Subscribers() }
 // would never be made up by a resync. While Redis is failing, ev is
 // dropped at once and counted (Dropped); subscribers resync from the
 // database when the connection is back. It returns an error after Close.
-func (b *Broker) Publish(_ context.Context, ev upload.Progress) error {
+func (b *Broker) Publish(ctx context.Context, ev upload.Progress) error {
 	if b.ctx.Err() != nil {
 		return errClosed
 	}
+	q := queued{ev: ev, span: trace.SpanContextFromContext(ctx)}
 	select {
-	case b.outbox <- ev:
+	case b.outbox <- q:
 		return nil
 	default:
 	}
@@ -284,7 +301,7 @@ func (b *Broker) Publish(_ context.Context, ev upload.Progress) error {
 	wait := time.NewTimer(publishTimeout)
 	defer wait.Stop()
 	select {
-	case b.outbox <- ev:
+	case b.outbox <- q:
 	case <-wait.C:
 		b.drop(1, errors.New("the publish queue stayed full"))
 	case <-b.ctx.Done():
@@ -302,14 +319,23 @@ func (b *Broker) Superseded() int64 { return b.hub.Superseded() }
 // metrics.
 func (b *Broker) Dropped() int64 { return b.dropped.Load() }
 
+// queued is an event waiting to be published, with the span of the
+// request that published it (invalid when none was traced).
+type queued struct {
+	ev   upload.Progress
+	span trace.SpanContext
+}
+
 // publishLoop sends the queued events until Close, then what is left.
 func (b *Broker) publishLoop() {
-	batch := make([]upload.Progress, 0, publishBatch)
+	batch := make([]queued, 0, publishBatch)
 	for {
 		select {
-		case ev := <-b.outbox:
-			batch = b.fill(append(batch[:0], ev))
-			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		case q := <-b.outbox:
+			batch = b.fill(append(batch[:0], q))
+			// The round trip joins the trace of the first event's request
+			// (the others' requests went on without waiting for it).
+			ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), q.span), publishTimeout)
 			b.send(ctx, batch)
 			cancel()
 		case <-b.stopPublishing:
@@ -329,11 +355,11 @@ func (b *Broker) publishLoop() {
 }
 
 // fill adds what is waiting in the queue to batch, up to publishBatch.
-func (b *Broker) fill(batch []upload.Progress) []upload.Progress {
+func (b *Broker) fill(batch []queued) []queued {
 	for len(batch) < publishBatch {
 		select {
-		case ev := <-b.outbox:
-			batch = append(batch, ev)
+		case q := <-b.outbox:
+			batch = append(batch, q)
 		default:
 			return batch
 		}
@@ -342,9 +368,10 @@ func (b *Broker) fill(batch []upload.Progress) []upload.Progress {
 }
 
 // send publishes batch in one round trip within ctx, or drops it.
-func (b *Broker) send(ctx context.Context, batch []upload.Progress) {
+func (b *Broker) send(ctx context.Context, batch []queued) {
 	_, err := b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for _, ev := range batch {
+		for _, q := range batch {
+			ev := q.ev
 			payload, err := encodeEvent(ev)
 			if err != nil {
 				b.log.Error("encoding a progress event failed", "upload_id", ev.UploadID, "err", err)
