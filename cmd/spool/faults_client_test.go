@@ -75,6 +75,9 @@ type faultFile struct {
 	mediaURL string
 	err      error // the upload gave up: it did not finish
 	sub      *faultSub
+	// cancel makes the client cancel the upload once its first chunk is
+	// acknowledged, instead of completing it.
+	cancel bool
 }
 
 type chunkPlan struct {
@@ -276,6 +279,10 @@ func (c *faultClient) upload(f *faultFile) {
 		if f.err = c.put(f, ch); f.err != nil {
 			return
 		}
+		if f.cancel {
+			f.err = c.cancelUpload(f)
+			return
+		}
 	}
 	if c.hooks.beforeComplete != nil {
 		c.hooks.beforeComplete(f)
@@ -410,6 +417,21 @@ func (c *faultClient) complete(f *faultFile) error {
 	return fmt.Errorf("complete of %s: still INCOMPLETE after sending the missing chunks 5 times", f.name)
 }
 
+// cancelUpload cancels f. ALREADY_FINISHED is success when the record
+// says CANCELLED: an earlier attempt did cancel, and its answer was lost.
+func (c *faultClient) cancelUpload(f *faultFile) error {
+	return c.do(func(base string) *answer {
+		var r struct{ Cancel struct{ Status string } }
+		a := c.gql(base, "cancel", `mutation($id: ID!) { cancel(uploadId: $id) { status } }`, map[string]any{"id": f.id}, &r)
+		if a != nil && a.code == "ALREADY_FINISHED" {
+			if rec, err := c.record(f.id); err == nil && rec.Status == "CANCELLED" {
+				return nil
+			}
+		}
+		return a
+	})
+}
+
 // download fetches f's media (through a replica that is up) and returns
 // its bytes.
 func (c *faultClient) download(f *faultFile) ([]byte, error) {
@@ -447,8 +469,9 @@ func (c *faultClient) record(id string) (record, error) {
 	return r.Upload, err
 }
 
-// slowBody is a chunk body read in 256 KiB pieces 20 ms apart; half
-// runs once half of it has been read.
+// slowBody is a chunk body that pauses 20 ms after each 256 KiB (a
+// 5 MiB chunk takes about 0.4 s, whatever size the reader's buffer is);
+// half runs once half of it has been read.
 type slowBody struct {
 	b      []byte
 	off    int
@@ -460,10 +483,11 @@ func (s *slowBody) Read(p []byte) (int, error) {
 	if s.off >= len(s.b) {
 		return 0, io.EOF
 	}
-	if s.off > 0 {
+	if s.off > 0 && s.off%(256<<10) == 0 {
 		time.Sleep(20 * time.Millisecond)
 	}
-	n := copy(p[:min(len(p), 256<<10)], s.b[s.off:])
+	end := min(len(s.b), s.off+len(p), (s.off/(256<<10)+1)*(256<<10))
+	n := copy(p, s.b[s.off:end])
 	s.off += n
 	if !s.halved && s.off >= len(s.b)/2 {
 		s.halved = true

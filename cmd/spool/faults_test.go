@@ -16,11 +16,12 @@ import (
 // it, whatever the fault did:
 //
 //   - every upload finishes (a retry succeeds), and the file downloaded
-//     has the SHA-256 of the file sent;
+//     has the SHA-256 of the file sent; an upload the client cancels
+//     midway ends CANCELLED;
 //   - no chunk spool acknowledged is later missing;
 //   - each upload's subscriber (graphql-transport-ws, reconnecting as
 //     graphql-ws clients do) ends at the state the record holds:
-//     COMPLETED with its media READY;
+//     COMPLETED with its media READY, or CANCELLED;
 //   - after a sweep and an orphan pass, every object in the bucket
 //     belongs to a record and every READY file's object is whole
 //     (checkStore, as in the crash test).
@@ -34,6 +35,7 @@ func TestFaults(t *testing.T) {
 		killed := make(chan time.Time, 1)
 		var once sync.Once
 		files := faultFiles(20, 1)
+		files[5].cancel, files[10].cancel = true, true
 		c := newFaultClient(e, faultHooks{acked: func(n int64) {
 			// About a third of the way: many PUTs and subscribers are
 			// on the replica when it dies.
@@ -124,6 +126,7 @@ func TestFaults(t *testing.T) {
 		// Bodies are sent slowly; when the fourth PUT is half sent the
 		// database is cut for 2 s, under every PUT then in flight.
 		files := faultFiles(6, 4)
+		files[1].cancel = true
 		var mu sync.Mutex
 		halves := 0
 		var back <-chan struct{}
@@ -211,7 +214,9 @@ func settle(t *testing.T, e *faultEnv, c *faultClient, files []*faultFile) {
 			t.Errorf("%s (upload %q): gave up: %v", f.name, f.id, f.err)
 			continue
 		}
-		acked[f.id] = f.mediaID
+		if !f.cancel {
+			acked[f.id] = f.mediaID
+		}
 		if len(f.lost) > 0 {
 			t.Errorf("%s: chunks %v were acknowledged, then missing", f.name, f.lost)
 		}
@@ -235,8 +240,12 @@ func settle(t *testing.T, e *faultEnv, c *faultClient, files []*faultFile) {
 		if last.MediaStatus != nil {
 			lastMedia = *last.MediaStatus
 		}
-		if rec.Status != "COMPLETED" || recMedia != "READY" {
-			t.Errorf("%s: the record says %s with media %s, want COMPLETED and READY", f.name, rec.Status, recMedia)
+		want, wantMedia := "COMPLETED", "READY"
+		if f.cancel {
+			want, wantMedia = "CANCELLED", "-"
+		}
+		if rec.Status != want || recMedia != wantMedia {
+			t.Errorf("%s: the record says %s with media %s, want %s and %s", f.name, rec.Status, recMedia, want, wantMedia)
 		}
 		if last.Status != rec.Status || lastMedia != recMedia {
 			t.Errorf("%s: the subscriber ended at %v (%d events, %d reconnects, %d early completes); the record says %s with media %s",
@@ -244,6 +253,9 @@ func settle(t *testing.T, e *faultEnv, c *faultClient, files []*faultFile) {
 		}
 		if early > 0 {
 			t.Logf("%s: the subscription was completed %d times before a final event (the subscriber resubscribed)", f.name, early)
+		}
+		if f.cancel {
+			continue
 		}
 		got, err := c.download(f)
 		if err != nil {
