@@ -194,6 +194,8 @@ type storageFaults struct {
 
 	failed  atomic.Int64 // requests answered with an injected 5xx
 	delayed atomic.Int64 // requests held
+
+	kinds map[string]int // requests held, by method and kind (under mu)
 }
 
 func newStorageFaults(t *testing.T, emulator string) *storageFaults {
@@ -202,7 +204,7 @@ func newStorageFaults(t *testing.T, emulator string) *storageFaults {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &storageFaults{proxy: &httputil.ReverseProxy{
+	f := &storageFaults{kinds: map[string]int{}, proxy: &httputil.ReverseProxy{
 		// SetURL also sets the Host header to the emulator's: it routes
 		// the XML paths that object reads take by Host.
 		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) },
@@ -244,6 +246,9 @@ func (f *storageFaults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if delay > 0 {
 		f.delayed.Add(1)
+		f.mu.Lock()
+		f.kinds[r.Method+" "+requestKind(r)]++
+		f.mu.Unlock()
 		select {
 		case <-time.After(delay):
 		case <-r.Context().Done():
@@ -251,6 +256,40 @@ func (f *storageFaults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.proxy.ServeHTTP(w, r)
+}
+
+// requestKind names what a request to the GCS API does, without the
+// bucket's and objects' names.
+func requestKind(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/upload/storage/v1/"):
+		return "upload (" + r.URL.Query().Get("uploadType") + ")"
+	case strings.HasSuffix(p, "/compose"):
+		return "compose"
+	case strings.HasPrefix(p, "/storage/v1/b/") && strings.Contains(p, "/o/"):
+		return "object"
+	case strings.HasPrefix(p, "/storage/v1/b/"):
+		return "list"
+	default:
+		return "object read (XML)"
+	}
+}
+
+// heldKinds describes the requests held so far, by kind.
+func (f *storageFaults) heldKinds() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := make([]string, 0, len(f.kinds))
+	for k := range f.kinds {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n  %4d × %s", f.kinds[k], k)
+	}
+	return b.String()
 }
 
 // rawPutHalf sends a PUT of body to rawURL over a TCP connection of its

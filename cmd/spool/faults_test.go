@@ -179,7 +179,7 @@ func TestFaults(t *testing.T) {
 		if held == 0 {
 			t.Error("no storage request was held")
 		}
-		t.Logf("%d storage requests held 2 s each, %.1f per upload", held, float64(held)/float64(len(files)))
+		t.Logf("%d storage requests held 2 s each, %.1f per upload:%s", held, float64(held)/float64(len(files)), e.storage.heldKinds())
 		settle(t, e, c, files)
 	})
 
