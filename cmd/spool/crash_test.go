@@ -188,34 +188,39 @@ func newProductionEngines(t *testing.T) *crashEngines {
 	w := newWalkthrough(t)
 	w.engines = slices.DeleteFunc(slices.Clone(w.engines), func(a string) bool { return a == "--media-processing=false" })
 	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(w.storage[1], "gs://"), "/")
-	client := gcstest.NewClient(t, w.emulator)
 	return &crashEngines{
 		walkthrough: w,
 		driver:      "pgx",
 		dsn:         w.database,
-		walk: func(t *testing.T) []storedBytes {
-			var out []storedBytes
-			it := client.Bucket(bucket).Objects(context.Background(), &storage.Query{Prefix: prefix + "/"})
-			for {
-				attrs, err := it.Next()
-				if errors.Is(err, iterator.Done) {
-					return out
-				}
-				if err != nil {
-					t.Fatalf("listing the bucket: %v", err)
-				}
-				rest := strings.TrimPrefix(attrs.Name, prefix+"/")
-				area, name, _ := strings.Cut(rest, "/")
-				b := storedBytes{name: attrs.Name, size: attrs.Size}
-				switch area {
-				case "parts", "tmp": // parts/KEY/000000, parts/KEY/prepared
-					b.upload, b.key = true, path.Dir(name)
-				case "objects":
-					b.key = name
-				}
-				out = append(out, b)
+		walk:        bucketWalk(gcstest.NewClient(t, w.emulator), bucket, prefix),
+	}
+}
+
+// bucketWalk lists what spool keeps under prefix in bucket: parts and
+// temporary objects of unfinished uploads, and objects.
+func bucketWalk(client *storage.Client, bucket, prefix string) func(t *testing.T) []storedBytes {
+	return func(t *testing.T) []storedBytes {
+		var out []storedBytes
+		it := client.Bucket(bucket).Objects(context.Background(), &storage.Query{Prefix: prefix + "/"})
+		for {
+			attrs, err := it.Next()
+			if errors.Is(err, iterator.Done) {
+				return out
 			}
-		},
+			if err != nil {
+				t.Fatalf("listing the bucket: %v", err)
+			}
+			rest := strings.TrimPrefix(attrs.Name, prefix+"/")
+			area, name, _ := strings.Cut(rest, "/")
+			b := storedBytes{name: attrs.Name, size: attrs.Size}
+			switch area {
+			case "parts", "tmp": // parts/KEY/000000, parts/KEY/prepared
+				b.upload, b.key = true, path.Dir(name)
+			case "objects":
+				b.key = name
+			}
+			out = append(out, b)
+		}
 	}
 }
 
