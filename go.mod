@@ -2,6 +2,10 @@ module github.com/spoolhq/spool
 
 go 1.26.8
 
+// The toolchain CI builds, tests and scans with (.ci/run): go1.26.8's
+// standard library has 13 vulnerabilities spool reaches (make vulncheck).
+toolchain go1.26.10
+
 tool (
 	github.com/99designs/gqlgen
 	honnef.co/go/tools/cmd/staticcheck
