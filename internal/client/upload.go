@@ -306,7 +306,7 @@ func withRetry[T any](ctx context.Context, op func() (T, error)) (T, error) {
 
 // retryable marks err permanent unless trying again may help: the network
 // failed, the server is busy or failing (5xx, 408, 429, RATE_LIMITED,
-// STORAGE_UNAVAILABLE, INTERNAL), a chunk URL was refused (403: it is
+// UNAVAILABLE, STORAGE_UNAVAILABLE, INTERNAL), a chunk URL was refused (403: it is
 // signed anew), or a resumable session kept only part of a chunk (308:
 // the rest is sent).
 func retryable(err error) error {
@@ -316,7 +316,8 @@ func retryable(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &g):
-		if g.Code == "STORAGE_UNAVAILABLE" || g.Code == "INTERNAL" || g.Code == "RATE_LIMITED" {
+		switch g.Code {
+		case "STORAGE_UNAVAILABLE", "INTERNAL", "RATE_LIMITED", "UNAVAILABLE":
 			return err
 		}
 	case errors.As(err, &h):

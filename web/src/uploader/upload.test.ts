@@ -35,6 +35,9 @@ interface Put {
   onSent: (loaded: number) => void;
 }
 
+/** The codes spool's data plane answers with these statuses. */
+const answerCodes: Record<number, string> = { 403: "FORBIDDEN", 408: "REQUEST_TIMEOUT", 429: "RATE_LIMITED" };
+
 /**
  * A spool holding totalChunks chunks of one upload. Each PUT is answered
  * by the next of answers (then 200), which may also hold it forever
@@ -52,7 +55,7 @@ function fakeSpool(totalChunks: number) {
       signal.addEventListener("abort", () => reject(signal.reason), { once: true });
       if (answer === "hang") return;
       if (answer === 200) received.add(target.chunkIndex);
-      const body = answer === 200 ? progress() : { error: { code: answer === 403 ? "FORBIDDEN" : undefined, message: `HTTP ${answer}` } };
+      const body = answer === 200 ? progress() : { error: { code: answerCodes[answer], message: `HTTP ${answer}` } };
       queueMicrotask(() => resolve({ status: answer, body }));
     });
   };
@@ -115,6 +118,17 @@ describe("FileUpload", () => {
     expect(last()).toBe("completed");
     expect(spool.api.complete).toHaveBeenCalledTimes(1);
     expect(spool.api.requestChunkUrl).not.toHaveBeenCalled();
+  });
+
+  it("retries a chunk refused as RATE_LIMITED (429) or cut off as REQUEST_TIMEOUT (408), and completes", async () => {
+    const spool = fakeSpool(2);
+    spool.answers.push(429, 408);
+    const { last } = startEngine(spool, 2);
+    await vi.runAllTimersAsync();
+
+    expect(last()).toBe("completed");
+    expect(spool.puts).toHaveLength(4);
+    expect(spool.api.complete).toHaveBeenCalledTimes(1);
   });
 
   it("asks for a freshly signed URL once after a 403, and sends the chunk there", async () => {

@@ -108,8 +108,19 @@ export function asServiceError(err: unknown): ServiceError {
 }
 
 // Failures that may pass by themselves. FORBIDDEN is among them because
-// the URL is signed afresh before the next attempt.
-const passingCodes = new Set(["NETWORK", "TIMEOUT", "UNAVAILABLE", "STORAGE_UNAVAILABLE", "INTERNAL", "FORBIDDEN"]);
+// the URL is signed afresh before the next attempt; RATE_LIMITED (a
+// budget, or the upload's parallel PUTs, spent) and REQUEST_TIMEOUT (a
+// body that stalled and was cut off) pass with the backoff.
+const passingCodes = new Set([
+  "NETWORK",
+  "TIMEOUT",
+  "UNAVAILABLE",
+  "STORAGE_UNAVAILABLE",
+  "INTERNAL",
+  "FORBIDDEN",
+  "RATE_LIMITED",
+  "REQUEST_TIMEOUT",
+]);
 
 function isRetryable(err: unknown): boolean {
   return err instanceof ServiceError && passingCodes.has(err.code);
