@@ -372,6 +372,10 @@ test('uploader: an upload that outlives its session is shown expired; choosing t
   assert.match(await rows.locator('.upload-status').textContent(), /choose the file again/);
   const expiredId = await rows.getAttribute('data-upload-id');
   assert.equal((await mustGql(shortLived.url, shortLived.token, UPLOAD_STATUS, { id: expiredId })).upload.status, 'EXPIRED');
+  // Playwright reports the PUT's answer by an event of its own, which
+  // can reach the test after the page has shown what the answer did
+  // (CI once saw no answer yet here).
+  await until(() => puts.answers(expiredId).length > 0, 'the held PUT of late.png answered');
   assert.deepEqual(puts.answers(expiredId), [403]);
 
   await page.setInputFiles('#files', [late.path]);
