@@ -4110,6 +4110,12 @@ type UploadSessionMutation struct {
 	resumable_url       *string
 	deduplicated        *bool
 	resumable_origin    *string
+	tus                 *bool
+	tus_part            *bool
+	tail_bytes          *int64
+	addtail_bytes       *int64
+	tail_crc32c         *int64
+	addtail_crc32c      *int64
 	clearedFields       map[string]struct{}
 	owner               *string
 	clearedowner        bool
@@ -5545,6 +5551,190 @@ func (m *UploadSessionMutation) ResetResumableOrigin() {
 	delete(m.clearedFields, uploadsession.FieldResumableOrigin)
 }
 
+// SetTus sets the "tus" field.
+func (m *UploadSessionMutation) SetTus(b bool) {
+	m.tus = &b
+}
+
+// Tus returns the value of the "tus" field in the mutation.
+func (m *UploadSessionMutation) Tus() (r bool, exists bool) {
+	v := m.tus
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTus returns the old "tus" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldTus(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTus: %w", err)
+	}
+	return oldValue.Tus, nil
+}
+
+// ResetTus resets all changes to the "tus" field.
+func (m *UploadSessionMutation) ResetTus() {
+	m.tus = nil
+}
+
+// SetTusPart sets the "tus_part" field.
+func (m *UploadSessionMutation) SetTusPart(b bool) {
+	m.tus_part = &b
+}
+
+// TusPart returns the value of the "tus_part" field in the mutation.
+func (m *UploadSessionMutation) TusPart() (r bool, exists bool) {
+	v := m.tus_part
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTusPart returns the old "tus_part" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldTusPart(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTusPart is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTusPart requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTusPart: %w", err)
+	}
+	return oldValue.TusPart, nil
+}
+
+// ResetTusPart resets all changes to the "tus_part" field.
+func (m *UploadSessionMutation) ResetTusPart() {
+	m.tus_part = nil
+}
+
+// SetTailBytes sets the "tail_bytes" field.
+func (m *UploadSessionMutation) SetTailBytes(i int64) {
+	m.tail_bytes = &i
+	m.addtail_bytes = nil
+}
+
+// TailBytes returns the value of the "tail_bytes" field in the mutation.
+func (m *UploadSessionMutation) TailBytes() (r int64, exists bool) {
+	v := m.tail_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTailBytes returns the old "tail_bytes" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldTailBytes(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTailBytes is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTailBytes requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTailBytes: %w", err)
+	}
+	return oldValue.TailBytes, nil
+}
+
+// AddTailBytes adds i to the "tail_bytes" field.
+func (m *UploadSessionMutation) AddTailBytes(i int64) {
+	if m.addtail_bytes != nil {
+		*m.addtail_bytes += i
+	} else {
+		m.addtail_bytes = &i
+	}
+}
+
+// AddedTailBytes returns the value that was added to the "tail_bytes" field in this mutation.
+func (m *UploadSessionMutation) AddedTailBytes() (r int64, exists bool) {
+	v := m.addtail_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetTailBytes resets all changes to the "tail_bytes" field.
+func (m *UploadSessionMutation) ResetTailBytes() {
+	m.tail_bytes = nil
+	m.addtail_bytes = nil
+}
+
+// SetTailCrc32c sets the "tail_crc32c" field.
+func (m *UploadSessionMutation) SetTailCrc32c(i int64) {
+	m.tail_crc32c = &i
+	m.addtail_crc32c = nil
+}
+
+// TailCrc32c returns the value of the "tail_crc32c" field in the mutation.
+func (m *UploadSessionMutation) TailCrc32c() (r int64, exists bool) {
+	v := m.tail_crc32c
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTailCrc32c returns the old "tail_crc32c" field's value of the UploadSession entity.
+// If the UploadSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UploadSessionMutation) OldTailCrc32c(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTailCrc32c is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTailCrc32c requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTailCrc32c: %w", err)
+	}
+	return oldValue.TailCrc32c, nil
+}
+
+// AddTailCrc32c adds i to the "tail_crc32c" field.
+func (m *UploadSessionMutation) AddTailCrc32c(i int64) {
+	if m.addtail_crc32c != nil {
+		*m.addtail_crc32c += i
+	} else {
+		m.addtail_crc32c = &i
+	}
+}
+
+// AddedTailCrc32c returns the value that was added to the "tail_crc32c" field in this mutation.
+func (m *UploadSessionMutation) AddedTailCrc32c() (r int64, exists bool) {
+	v := m.addtail_crc32c
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetTailCrc32c resets all changes to the "tail_crc32c" field.
+func (m *UploadSessionMutation) ResetTailCrc32c() {
+	m.tail_crc32c = nil
+	m.addtail_crc32c = nil
+}
+
 // ClearOwner clears the "owner" edge to the User entity.
 func (m *UploadSessionMutation) ClearOwner() {
 	m.clearedowner = true
@@ -5726,7 +5916,7 @@ func (m *UploadSessionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UploadSessionMutation) Fields() []string {
-	fields := make([]string, 0, 29)
+	fields := make([]string, 0, 33)
 	if m.created_at != nil {
 		fields = append(fields, uploadsession.FieldCreatedAt)
 	}
@@ -5814,6 +6004,18 @@ func (m *UploadSessionMutation) Fields() []string {
 	if m.resumable_origin != nil {
 		fields = append(fields, uploadsession.FieldResumableOrigin)
 	}
+	if m.tus != nil {
+		fields = append(fields, uploadsession.FieldTus)
+	}
+	if m.tus_part != nil {
+		fields = append(fields, uploadsession.FieldTusPart)
+	}
+	if m.tail_bytes != nil {
+		fields = append(fields, uploadsession.FieldTailBytes)
+	}
+	if m.tail_crc32c != nil {
+		fields = append(fields, uploadsession.FieldTailCrc32c)
+	}
 	return fields
 }
 
@@ -5880,6 +6082,14 @@ func (m *UploadSessionMutation) Field(name string) (ent.Value, bool) {
 		return m.Deduplicated()
 	case uploadsession.FieldResumableOrigin:
 		return m.ResumableOrigin()
+	case uploadsession.FieldTus:
+		return m.Tus()
+	case uploadsession.FieldTusPart:
+		return m.TusPart()
+	case uploadsession.FieldTailBytes:
+		return m.TailBytes()
+	case uploadsession.FieldTailCrc32c:
+		return m.TailCrc32c()
 	}
 	return nil, false
 }
@@ -5947,6 +6157,14 @@ func (m *UploadSessionMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldDeduplicated(ctx)
 	case uploadsession.FieldResumableOrigin:
 		return m.OldResumableOrigin(ctx)
+	case uploadsession.FieldTus:
+		return m.OldTus(ctx)
+	case uploadsession.FieldTusPart:
+		return m.OldTusPart(ctx)
+	case uploadsession.FieldTailBytes:
+		return m.OldTailBytes(ctx)
+	case uploadsession.FieldTailCrc32c:
+		return m.OldTailCrc32c(ctx)
 	}
 	return nil, fmt.Errorf("unknown UploadSession field %s", name)
 }
@@ -6159,6 +6377,34 @@ func (m *UploadSessionMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetResumableOrigin(v)
 		return nil
+	case uploadsession.FieldTus:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTus(v)
+		return nil
+	case uploadsession.FieldTusPart:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTusPart(v)
+		return nil
+	case uploadsession.FieldTailBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTailBytes(v)
+		return nil
+	case uploadsession.FieldTailCrc32c:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTailCrc32c(v)
+		return nil
 	}
 	return fmt.Errorf("unknown UploadSession field %s", name)
 }
@@ -6194,6 +6440,12 @@ func (m *UploadSessionMutation) AddedFields() []string {
 	if m.addfailed_chunks != nil {
 		fields = append(fields, uploadsession.FieldFailedChunks)
 	}
+	if m.addtail_bytes != nil {
+		fields = append(fields, uploadsession.FieldTailBytes)
+	}
+	if m.addtail_crc32c != nil {
+		fields = append(fields, uploadsession.FieldTailCrc32c)
+	}
 	return fields
 }
 
@@ -6220,6 +6472,10 @@ func (m *UploadSessionMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedReceivedBytes()
 	case uploadsession.FieldFailedChunks:
 		return m.AddedFailedChunks()
+	case uploadsession.FieldTailBytes:
+		return m.AddedTailBytes()
+	case uploadsession.FieldTailCrc32c:
+		return m.AddedTailCrc32c()
 	}
 	return nil, false
 }
@@ -6291,6 +6547,20 @@ func (m *UploadSessionMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddFailedChunks(v)
+		return nil
+	case uploadsession.FieldTailBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddTailBytes(v)
+		return nil
+	case uploadsession.FieldTailCrc32c:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddTailCrc32c(v)
 		return nil
 	}
 	return fmt.Errorf("unknown UploadSession numeric field %s", name)
@@ -6450,6 +6720,18 @@ func (m *UploadSessionMutation) ResetField(name string) error {
 		return nil
 	case uploadsession.FieldResumableOrigin:
 		m.ResetResumableOrigin()
+		return nil
+	case uploadsession.FieldTus:
+		m.ResetTus()
+		return nil
+	case uploadsession.FieldTusPart:
+		m.ResetTusPart()
+		return nil
+	case uploadsession.FieldTailBytes:
+		m.ResetTailBytes()
+		return nil
+	case uploadsession.FieldTailCrc32c:
+		m.ResetTailCrc32c()
 		return nil
 	}
 	return fmt.Errorf("unknown UploadSession field %s", name)

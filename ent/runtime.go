@@ -160,6 +160,24 @@ func init() {
 	uploadsessionDescDeduplicated := uploadsessionFields[25].Descriptor()
 	// uploadsession.DefaultDeduplicated holds the default value on creation for the deduplicated field.
 	uploadsession.DefaultDeduplicated = uploadsessionDescDeduplicated.Default.(bool)
+	// uploadsessionDescTus is the schema descriptor for tus field.
+	uploadsessionDescTus := uploadsessionFields[27].Descriptor()
+	// uploadsession.DefaultTus holds the default value on creation for the tus field.
+	uploadsession.DefaultTus = uploadsessionDescTus.Default.(bool)
+	// uploadsessionDescTusPart is the schema descriptor for tus_part field.
+	uploadsessionDescTusPart := uploadsessionFields[28].Descriptor()
+	// uploadsession.DefaultTusPart holds the default value on creation for the tus_part field.
+	uploadsession.DefaultTusPart = uploadsessionDescTusPart.Default.(bool)
+	// uploadsessionDescTailBytes is the schema descriptor for tail_bytes field.
+	uploadsessionDescTailBytes := uploadsessionFields[29].Descriptor()
+	// uploadsession.DefaultTailBytes holds the default value on creation for the tail_bytes field.
+	uploadsession.DefaultTailBytes = uploadsessionDescTailBytes.Default.(int64)
+	// uploadsession.TailBytesValidator is a validator for the "tail_bytes" field. It is called by the builders before save.
+	uploadsession.TailBytesValidator = uploadsessionDescTailBytes.Validators[0].(func(int64) error)
+	// uploadsessionDescTailCrc32c is the schema descriptor for tail_crc32c field.
+	uploadsessionDescTailCrc32c := uploadsessionFields[30].Descriptor()
+	// uploadsession.DefaultTailCrc32c holds the default value on creation for the tail_crc32c field.
+	uploadsession.DefaultTailCrc32c = uploadsessionDescTailCrc32c.Default.(int64)
 	// uploadsessionDescID is the schema descriptor for id field.
 	uploadsessionDescID := uploadsessionMixinFields0[0].Descriptor()
 	// uploadsession.DefaultID holds the default value on creation for the id field.

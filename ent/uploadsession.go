@@ -78,6 +78,14 @@ type UploadSession struct {
 	Deduplicated bool `json:"deduplicated,omitempty"`
 	// the browser origin the resumable session answers CORS for; empty for none
 	ResumableOrigin *string `json:"resumable_origin,omitempty"`
+	// created by a tus client: bytes arrive only as appends at the upload's offset
+	Tus bool `json:"tus,omitempty"`
+	// a tus partial upload (Upload-Concat: partial): bytes to be joined into another upload, never media of its own
+	TusPart bool `json:"tus_part,omitempty"`
+	// tus: bytes stored of the first chunk not yet received
+	TailBytes int64 `json:"tail_bytes,omitempty"`
+	// tus: CRC32C (Castagnoli) of the tail's bytes
+	TailCrc32c int64 `json:"tail_crc32c,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the UploadSessionQuery when eager-loading is set.
 	Edges        UploadSessionEdges `json:"edges"`
@@ -150,9 +158,9 @@ func (*UploadSession) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case uploadsession.FieldBytesFreed, uploadsession.FieldDeduplicated:
+		case uploadsession.FieldBytesFreed, uploadsession.FieldDeduplicated, uploadsession.FieldTus, uploadsession.FieldTusPart:
 			values[i] = new(sql.NullBool)
-		case uploadsession.FieldTotalSize, uploadsession.FieldDurationSeconds, uploadsession.FieldChunkSize, uploadsession.FieldTotalChunks, uploadsession.FieldPercent, uploadsession.FieldVersion, uploadsession.FieldReceivedChunks, uploadsession.FieldReceivedBytes, uploadsession.FieldFailedChunks:
+		case uploadsession.FieldTotalSize, uploadsession.FieldDurationSeconds, uploadsession.FieldChunkSize, uploadsession.FieldTotalChunks, uploadsession.FieldPercent, uploadsession.FieldVersion, uploadsession.FieldReceivedChunks, uploadsession.FieldReceivedBytes, uploadsession.FieldFailedChunks, uploadsession.FieldTailBytes, uploadsession.FieldTailCrc32c:
 			values[i] = new(sql.NullInt64)
 		case uploadsession.FieldID, uploadsession.FieldOwnerID, uploadsession.FieldBatchID, uploadsession.FieldFileName, uploadsession.FieldOriginalName, uploadsession.FieldMimeType, uploadsession.FieldMediaType, uploadsession.FieldSha256, uploadsession.FieldFingerprint, uploadsession.FieldStrategy, uploadsession.FieldStatus, uploadsession.FieldStorageKey, uploadsession.FieldError, uploadsession.FieldResumableURL, uploadsession.FieldResumableOrigin:
 			values[i] = new(sql.NullString)
@@ -360,6 +368,30 @@ func (_m *UploadSession) assignValues(columns []string, values []any) error {
 				_m.ResumableOrigin = new(string)
 				*_m.ResumableOrigin = value.String
 			}
+		case uploadsession.FieldTus:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field tus", values[i])
+			} else if value.Valid {
+				_m.Tus = value.Bool
+			}
+		case uploadsession.FieldTusPart:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field tus_part", values[i])
+			} else if value.Valid {
+				_m.TusPart = value.Bool
+			}
+		case uploadsession.FieldTailBytes:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field tail_bytes", values[i])
+			} else if value.Valid {
+				_m.TailBytes = value.Int64
+			}
+		case uploadsession.FieldTailCrc32c:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field tail_crc32c", values[i])
+			} else if value.Valid {
+				_m.TailCrc32c = value.Int64
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -513,6 +545,18 @@ func (_m *UploadSession) String() string {
 		builder.WriteString("resumable_origin=")
 		builder.WriteString(*v)
 	}
+	builder.WriteString(", ")
+	builder.WriteString("tus=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Tus))
+	builder.WriteString(", ")
+	builder.WriteString("tus_part=")
+	builder.WriteString(fmt.Sprintf("%v", _m.TusPart))
+	builder.WriteString(", ")
+	builder.WriteString("tail_bytes=")
+	builder.WriteString(fmt.Sprintf("%v", _m.TailBytes))
+	builder.WriteString(", ")
+	builder.WriteString("tail_crc32c=")
+	builder.WriteString(fmt.Sprintf("%v", _m.TailCrc32c))
 	builder.WriteByte(')')
 	return builder.String()
 }

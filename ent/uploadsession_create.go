@@ -337,6 +337,62 @@ func (_c *UploadSessionCreate) SetNillableResumableOrigin(v *string) *UploadSess
 	return _c
 }
 
+// SetTus sets the "tus" field.
+func (_c *UploadSessionCreate) SetTus(v bool) *UploadSessionCreate {
+	_c.mutation.SetTus(v)
+	return _c
+}
+
+// SetNillableTus sets the "tus" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableTus(v *bool) *UploadSessionCreate {
+	if v != nil {
+		_c.SetTus(*v)
+	}
+	return _c
+}
+
+// SetTusPart sets the "tus_part" field.
+func (_c *UploadSessionCreate) SetTusPart(v bool) *UploadSessionCreate {
+	_c.mutation.SetTusPart(v)
+	return _c
+}
+
+// SetNillableTusPart sets the "tus_part" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableTusPart(v *bool) *UploadSessionCreate {
+	if v != nil {
+		_c.SetTusPart(*v)
+	}
+	return _c
+}
+
+// SetTailBytes sets the "tail_bytes" field.
+func (_c *UploadSessionCreate) SetTailBytes(v int64) *UploadSessionCreate {
+	_c.mutation.SetTailBytes(v)
+	return _c
+}
+
+// SetNillableTailBytes sets the "tail_bytes" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableTailBytes(v *int64) *UploadSessionCreate {
+	if v != nil {
+		_c.SetTailBytes(*v)
+	}
+	return _c
+}
+
+// SetTailCrc32c sets the "tail_crc32c" field.
+func (_c *UploadSessionCreate) SetTailCrc32c(v int64) *UploadSessionCreate {
+	_c.mutation.SetTailCrc32c(v)
+	return _c
+}
+
+// SetNillableTailCrc32c sets the "tail_crc32c" field if the given value is not nil.
+func (_c *UploadSessionCreate) SetNillableTailCrc32c(v *int64) *UploadSessionCreate {
+	if v != nil {
+		_c.SetTailCrc32c(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *UploadSessionCreate) SetID(v string) *UploadSessionCreate {
 	_c.mutation.SetID(v)
@@ -469,6 +525,22 @@ func (_c *UploadSessionCreate) defaults() {
 	if _, ok := _c.mutation.Deduplicated(); !ok {
 		v := uploadsession.DefaultDeduplicated
 		_c.mutation.SetDeduplicated(v)
+	}
+	if _, ok := _c.mutation.Tus(); !ok {
+		v := uploadsession.DefaultTus
+		_c.mutation.SetTus(v)
+	}
+	if _, ok := _c.mutation.TusPart(); !ok {
+		v := uploadsession.DefaultTusPart
+		_c.mutation.SetTusPart(v)
+	}
+	if _, ok := _c.mutation.TailBytes(); !ok {
+		v := uploadsession.DefaultTailBytes
+		_c.mutation.SetTailBytes(v)
+	}
+	if _, ok := _c.mutation.TailCrc32c(); !ok {
+		v := uploadsession.DefaultTailCrc32c
+		_c.mutation.SetTailCrc32c(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := uploadsession.DefaultID()
@@ -603,6 +675,23 @@ func (_c *UploadSessionCreate) check() error {
 	}
 	if _, ok := _c.mutation.Deduplicated(); !ok {
 		return &ValidationError{Name: "deduplicated", err: errors.New(`ent: missing required field "UploadSession.deduplicated"`)}
+	}
+	if _, ok := _c.mutation.Tus(); !ok {
+		return &ValidationError{Name: "tus", err: errors.New(`ent: missing required field "UploadSession.tus"`)}
+	}
+	if _, ok := _c.mutation.TusPart(); !ok {
+		return &ValidationError{Name: "tus_part", err: errors.New(`ent: missing required field "UploadSession.tus_part"`)}
+	}
+	if _, ok := _c.mutation.TailBytes(); !ok {
+		return &ValidationError{Name: "tail_bytes", err: errors.New(`ent: missing required field "UploadSession.tail_bytes"`)}
+	}
+	if v, ok := _c.mutation.TailBytes(); ok {
+		if err := uploadsession.TailBytesValidator(v); err != nil {
+			return &ValidationError{Name: "tail_bytes", err: fmt.Errorf(`ent: validator failed for field "UploadSession.tail_bytes": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.TailCrc32c(); !ok {
+		return &ValidationError{Name: "tail_crc32c", err: errors.New(`ent: missing required field "UploadSession.tail_crc32c"`)}
 	}
 	if v, ok := _c.mutation.ID(); ok {
 		if err := uploadsession.IDValidator(v); err != nil {
@@ -758,6 +847,22 @@ func (_c *UploadSessionCreate) createSpec() (*UploadSession, *sqlgraph.CreateSpe
 	if value, ok := _c.mutation.ResumableOrigin(); ok {
 		_spec.SetField(uploadsession.FieldResumableOrigin, field.TypeString, value)
 		_node.ResumableOrigin = &value
+	}
+	if value, ok := _c.mutation.Tus(); ok {
+		_spec.SetField(uploadsession.FieldTus, field.TypeBool, value)
+		_node.Tus = value
+	}
+	if value, ok := _c.mutation.TusPart(); ok {
+		_spec.SetField(uploadsession.FieldTusPart, field.TypeBool, value)
+		_node.TusPart = value
+	}
+	if value, ok := _c.mutation.TailBytes(); ok {
+		_spec.SetField(uploadsession.FieldTailBytes, field.TypeInt64, value)
+		_node.TailBytes = value
+	}
+	if value, ok := _c.mutation.TailCrc32c(); ok {
+		_spec.SetField(uploadsession.FieldTailCrc32c, field.TypeInt64, value)
+		_node.TailCrc32c = value
 	}
 	if nodes := _c.mutation.OwnerIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -1123,6 +1228,42 @@ func (u *UploadSessionUpsert) ClearResumableOrigin() *UploadSessionUpsert {
 	return u
 }
 
+// SetTailBytes sets the "tail_bytes" field.
+func (u *UploadSessionUpsert) SetTailBytes(v int64) *UploadSessionUpsert {
+	u.Set(uploadsession.FieldTailBytes, v)
+	return u
+}
+
+// UpdateTailBytes sets the "tail_bytes" field to the value that was provided on create.
+func (u *UploadSessionUpsert) UpdateTailBytes() *UploadSessionUpsert {
+	u.SetExcluded(uploadsession.FieldTailBytes)
+	return u
+}
+
+// AddTailBytes adds v to the "tail_bytes" field.
+func (u *UploadSessionUpsert) AddTailBytes(v int64) *UploadSessionUpsert {
+	u.Add(uploadsession.FieldTailBytes, v)
+	return u
+}
+
+// SetTailCrc32c sets the "tail_crc32c" field.
+func (u *UploadSessionUpsert) SetTailCrc32c(v int64) *UploadSessionUpsert {
+	u.Set(uploadsession.FieldTailCrc32c, v)
+	return u
+}
+
+// UpdateTailCrc32c sets the "tail_crc32c" field to the value that was provided on create.
+func (u *UploadSessionUpsert) UpdateTailCrc32c() *UploadSessionUpsert {
+	u.SetExcluded(uploadsession.FieldTailCrc32c)
+	return u
+}
+
+// AddTailCrc32c adds v to the "tail_crc32c" field.
+func (u *UploadSessionUpsert) AddTailCrc32c(v int64) *UploadSessionUpsert {
+	u.Add(uploadsession.FieldTailCrc32c, v)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -1178,6 +1319,12 @@ func (u *UploadSessionUpsertOne) UpdateNewValues() *UploadSessionUpsertOne {
 		}
 		if _, exists := u.create.mutation.Deduplicated(); exists {
 			s.SetIgnore(uploadsession.FieldDeduplicated)
+		}
+		if _, exists := u.create.mutation.Tus(); exists {
+			s.SetIgnore(uploadsession.FieldTus)
+		}
+		if _, exists := u.create.mutation.TusPart(); exists {
+			s.SetIgnore(uploadsession.FieldTusPart)
 		}
 	}))
 	return u
@@ -1497,6 +1644,48 @@ func (u *UploadSessionUpsertOne) ClearResumableOrigin() *UploadSessionUpsertOne 
 	})
 }
 
+// SetTailBytes sets the "tail_bytes" field.
+func (u *UploadSessionUpsertOne) SetTailBytes(v int64) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetTailBytes(v)
+	})
+}
+
+// AddTailBytes adds v to the "tail_bytes" field.
+func (u *UploadSessionUpsertOne) AddTailBytes(v int64) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddTailBytes(v)
+	})
+}
+
+// UpdateTailBytes sets the "tail_bytes" field to the value that was provided on create.
+func (u *UploadSessionUpsertOne) UpdateTailBytes() *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateTailBytes()
+	})
+}
+
+// SetTailCrc32c sets the "tail_crc32c" field.
+func (u *UploadSessionUpsertOne) SetTailCrc32c(v int64) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetTailCrc32c(v)
+	})
+}
+
+// AddTailCrc32c adds v to the "tail_crc32c" field.
+func (u *UploadSessionUpsertOne) AddTailCrc32c(v int64) *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddTailCrc32c(v)
+	})
+}
+
+// UpdateTailCrc32c sets the "tail_crc32c" field to the value that was provided on create.
+func (u *UploadSessionUpsertOne) UpdateTailCrc32c() *UploadSessionUpsertOne {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateTailCrc32c()
+	})
+}
+
 // Exec executes the query.
 func (u *UploadSessionUpsertOne) Exec(ctx context.Context) error {
 	if len(u.create.conflict) == 0 {
@@ -1718,6 +1907,12 @@ func (u *UploadSessionUpsertBulk) UpdateNewValues() *UploadSessionUpsertBulk {
 			}
 			if _, exists := b.mutation.Deduplicated(); exists {
 				s.SetIgnore(uploadsession.FieldDeduplicated)
+			}
+			if _, exists := b.mutation.Tus(); exists {
+				s.SetIgnore(uploadsession.FieldTus)
+			}
+			if _, exists := b.mutation.TusPart(); exists {
+				s.SetIgnore(uploadsession.FieldTusPart)
 			}
 		}
 	}))
@@ -2035,6 +2230,48 @@ func (u *UploadSessionUpsertBulk) UpdateResumableOrigin() *UploadSessionUpsertBu
 func (u *UploadSessionUpsertBulk) ClearResumableOrigin() *UploadSessionUpsertBulk {
 	return u.Update(func(s *UploadSessionUpsert) {
 		s.ClearResumableOrigin()
+	})
+}
+
+// SetTailBytes sets the "tail_bytes" field.
+func (u *UploadSessionUpsertBulk) SetTailBytes(v int64) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetTailBytes(v)
+	})
+}
+
+// AddTailBytes adds v to the "tail_bytes" field.
+func (u *UploadSessionUpsertBulk) AddTailBytes(v int64) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddTailBytes(v)
+	})
+}
+
+// UpdateTailBytes sets the "tail_bytes" field to the value that was provided on create.
+func (u *UploadSessionUpsertBulk) UpdateTailBytes() *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateTailBytes()
+	})
+}
+
+// SetTailCrc32c sets the "tail_crc32c" field.
+func (u *UploadSessionUpsertBulk) SetTailCrc32c(v int64) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.SetTailCrc32c(v)
+	})
+}
+
+// AddTailCrc32c adds v to the "tail_crc32c" field.
+func (u *UploadSessionUpsertBulk) AddTailCrc32c(v int64) *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.AddTailCrc32c(v)
+	})
+}
+
+// UpdateTailCrc32c sets the "tail_crc32c" field to the value that was provided on create.
+func (u *UploadSessionUpsertBulk) UpdateTailCrc32c() *UploadSessionUpsertBulk {
+	return u.Update(func(s *UploadSessionUpsert) {
+		s.UpdateTailCrc32c()
 	})
 }
 

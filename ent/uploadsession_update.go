@@ -306,6 +306,48 @@ func (_u *UploadSessionUpdate) ClearResumableOrigin() *UploadSessionUpdate {
 	return _u
 }
 
+// SetTailBytes sets the "tail_bytes" field.
+func (_u *UploadSessionUpdate) SetTailBytes(v int64) *UploadSessionUpdate {
+	_u.mutation.ResetTailBytes()
+	_u.mutation.SetTailBytes(v)
+	return _u
+}
+
+// SetNillableTailBytes sets the "tail_bytes" field if the given value is not nil.
+func (_u *UploadSessionUpdate) SetNillableTailBytes(v *int64) *UploadSessionUpdate {
+	if v != nil {
+		_u.SetTailBytes(*v)
+	}
+	return _u
+}
+
+// AddTailBytes adds value to the "tail_bytes" field.
+func (_u *UploadSessionUpdate) AddTailBytes(v int64) *UploadSessionUpdate {
+	_u.mutation.AddTailBytes(v)
+	return _u
+}
+
+// SetTailCrc32c sets the "tail_crc32c" field.
+func (_u *UploadSessionUpdate) SetTailCrc32c(v int64) *UploadSessionUpdate {
+	_u.mutation.ResetTailCrc32c()
+	_u.mutation.SetTailCrc32c(v)
+	return _u
+}
+
+// SetNillableTailCrc32c sets the "tail_crc32c" field if the given value is not nil.
+func (_u *UploadSessionUpdate) SetNillableTailCrc32c(v *int64) *UploadSessionUpdate {
+	if v != nil {
+		_u.SetTailCrc32c(*v)
+	}
+	return _u
+}
+
+// AddTailCrc32c adds value to the "tail_crc32c" field.
+func (_u *UploadSessionUpdate) AddTailCrc32c(v int64) *UploadSessionUpdate {
+	_u.mutation.AddTailCrc32c(v)
+	return _u
+}
+
 // SetBatch sets the "batch" edge to the UploadBatch entity.
 func (_u *UploadSessionUpdate) SetBatch(v *UploadBatch) *UploadSessionUpdate {
 	return _u.SetBatchID(v.ID)
@@ -446,6 +488,11 @@ func (_u *UploadSessionUpdate) check() error {
 			return &ValidationError{Name: "failed_chunks", err: fmt.Errorf(`ent: validator failed for field "UploadSession.failed_chunks": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.TailBytes(); ok {
+		if err := uploadsession.TailBytesValidator(v); err != nil {
+			return &ValidationError{Name: "tail_bytes", err: fmt.Errorf(`ent: validator failed for field "UploadSession.tail_bytes": %w`, err)}
+		}
+	}
 	if _u.mutation.OwnerCleared() && len(_u.mutation.OwnerIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "UploadSession.owner"`)
 	}
@@ -547,6 +594,18 @@ func (_u *UploadSessionUpdate) sqlSave(ctx context.Context) (_node int, err erro
 	}
 	if _u.mutation.ResumableOriginCleared() {
 		_spec.ClearField(uploadsession.FieldResumableOrigin, field.TypeString)
+	}
+	if value, ok := _u.mutation.TailBytes(); ok {
+		_spec.SetField(uploadsession.FieldTailBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedTailBytes(); ok {
+		_spec.AddField(uploadsession.FieldTailBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.TailCrc32c(); ok {
+		_spec.SetField(uploadsession.FieldTailCrc32c, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedTailCrc32c(); ok {
+		_spec.AddField(uploadsession.FieldTailCrc32c, field.TypeInt64, value)
 	}
 	if _u.mutation.BatchCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -946,6 +1005,48 @@ func (_u *UploadSessionUpdateOne) ClearResumableOrigin() *UploadSessionUpdateOne
 	return _u
 }
 
+// SetTailBytes sets the "tail_bytes" field.
+func (_u *UploadSessionUpdateOne) SetTailBytes(v int64) *UploadSessionUpdateOne {
+	_u.mutation.ResetTailBytes()
+	_u.mutation.SetTailBytes(v)
+	return _u
+}
+
+// SetNillableTailBytes sets the "tail_bytes" field if the given value is not nil.
+func (_u *UploadSessionUpdateOne) SetNillableTailBytes(v *int64) *UploadSessionUpdateOne {
+	if v != nil {
+		_u.SetTailBytes(*v)
+	}
+	return _u
+}
+
+// AddTailBytes adds value to the "tail_bytes" field.
+func (_u *UploadSessionUpdateOne) AddTailBytes(v int64) *UploadSessionUpdateOne {
+	_u.mutation.AddTailBytes(v)
+	return _u
+}
+
+// SetTailCrc32c sets the "tail_crc32c" field.
+func (_u *UploadSessionUpdateOne) SetTailCrc32c(v int64) *UploadSessionUpdateOne {
+	_u.mutation.ResetTailCrc32c()
+	_u.mutation.SetTailCrc32c(v)
+	return _u
+}
+
+// SetNillableTailCrc32c sets the "tail_crc32c" field if the given value is not nil.
+func (_u *UploadSessionUpdateOne) SetNillableTailCrc32c(v *int64) *UploadSessionUpdateOne {
+	if v != nil {
+		_u.SetTailCrc32c(*v)
+	}
+	return _u
+}
+
+// AddTailCrc32c adds value to the "tail_crc32c" field.
+func (_u *UploadSessionUpdateOne) AddTailCrc32c(v int64) *UploadSessionUpdateOne {
+	_u.mutation.AddTailCrc32c(v)
+	return _u
+}
+
 // SetBatch sets the "batch" edge to the UploadBatch entity.
 func (_u *UploadSessionUpdateOne) SetBatch(v *UploadBatch) *UploadSessionUpdateOne {
 	return _u.SetBatchID(v.ID)
@@ -1099,6 +1200,11 @@ func (_u *UploadSessionUpdateOne) check() error {
 			return &ValidationError{Name: "failed_chunks", err: fmt.Errorf(`ent: validator failed for field "UploadSession.failed_chunks": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.TailBytes(); ok {
+		if err := uploadsession.TailBytesValidator(v); err != nil {
+			return &ValidationError{Name: "tail_bytes", err: fmt.Errorf(`ent: validator failed for field "UploadSession.tail_bytes": %w`, err)}
+		}
+	}
 	if _u.mutation.OwnerCleared() && len(_u.mutation.OwnerIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "UploadSession.owner"`)
 	}
@@ -1217,6 +1323,18 @@ func (_u *UploadSessionUpdateOne) sqlSave(ctx context.Context) (_node *UploadSes
 	}
 	if _u.mutation.ResumableOriginCleared() {
 		_spec.ClearField(uploadsession.FieldResumableOrigin, field.TypeString)
+	}
+	if value, ok := _u.mutation.TailBytes(); ok {
+		_spec.SetField(uploadsession.FieldTailBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedTailBytes(); ok {
+		_spec.AddField(uploadsession.FieldTailBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.TailCrc32c(); ok {
+		_spec.SetField(uploadsession.FieldTailCrc32c, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedTailCrc32c(); ok {
+		_spec.AddField(uploadsession.FieldTailCrc32c, field.TypeInt64, value)
 	}
 	if _u.mutation.BatchCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -167,6 +167,10 @@ var (
 		{Name: "resumable_url", Type: field.TypeString, Nullable: true},
 		{Name: "deduplicated", Type: field.TypeBool, Default: false},
 		{Name: "resumable_origin", Type: field.TypeString, Nullable: true},
+		{Name: "tus", Type: field.TypeBool, Default: false},
+		{Name: "tus_part", Type: field.TypeBool, Default: false},
+		{Name: "tail_bytes", Type: field.TypeInt64, Default: 0},
+		{Name: "tail_crc32c", Type: field.TypeInt64, Default: 0},
 		{Name: "batch_id", Type: field.TypeString},
 		{Name: "owner_id", Type: field.TypeString},
 	}
@@ -178,13 +182,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "upload_sessions_upload_batches_uploads",
-				Columns:    []*schema.Column{UploadSessionsColumns[28]},
+				Columns:    []*schema.Column{UploadSessionsColumns[32]},
 				RefColumns: []*schema.Column{UploadBatchesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
 			{
 				Symbol:     "upload_sessions_users_uploads",
-				Columns:    []*schema.Column{UploadSessionsColumns[29]},
+				Columns:    []*schema.Column{UploadSessionsColumns[33]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -193,17 +197,17 @@ var (
 			{
 				Name:    "uploadsession_owner_id_status",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[29], UploadSessionsColumns[14]},
+				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[14]},
 			},
 			{
 				Name:    "uploadsession_owner_id_fingerprint",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[29], UploadSessionsColumns[9]},
+				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[9]},
 			},
 			{
 				Name:    "uploadsession_owner_id_sha256",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[29], UploadSessionsColumns[8]},
+				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[8]},
 			},
 			{
 				Name:    "uploadsession_status_expires_at",

@@ -63,6 +63,18 @@ func (UploadSession) Fields() []ent.Field {
 			Comment("completed at initBatch: the user already had a READY file with these bytes"),
 		field.String("resumable_origin").Optional().Nillable().
 			Comment("the browser origin the resumable session answers CORS for; empty for none"),
+		// tus uploads (POST /files/, docs/DESIGN.md "tus"): their bytes
+		// arrive by offset, each PATCH appending where the last one ended,
+		// so a PATCH may end inside a chunk. The bytes it kept there are
+		// the tail: stored, counted in the offset, not yet a chunk.
+		field.Bool("tus").Default(false).Immutable().
+			Comment("created by a tus client: bytes arrive only as appends at the upload's offset"),
+		field.Bool("tus_part").Default(false).Immutable().
+			Comment("a tus partial upload (Upload-Concat: partial): bytes to be joined into another upload, never media of its own"),
+		field.Int64("tail_bytes").Default(0).NonNegative().
+			Comment("tus: bytes stored of the first chunk not yet received"),
+		field.Int64("tail_crc32c").Default(0).
+			Comment("tus: CRC32C (Castagnoli) of the tail's bytes"),
 	}
 }
 

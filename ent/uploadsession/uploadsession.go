@@ -75,6 +75,14 @@ const (
 	FieldDeduplicated = "deduplicated"
 	// FieldResumableOrigin holds the string denoting the resumable_origin field in the database.
 	FieldResumableOrigin = "resumable_origin"
+	// FieldTus holds the string denoting the tus field in the database.
+	FieldTus = "tus"
+	// FieldTusPart holds the string denoting the tus_part field in the database.
+	FieldTusPart = "tus_part"
+	// FieldTailBytes holds the string denoting the tail_bytes field in the database.
+	FieldTailBytes = "tail_bytes"
+	// FieldTailCrc32c holds the string denoting the tail_crc32c field in the database.
+	FieldTailCrc32c = "tail_crc32c"
 	// EdgeOwner holds the string denoting the owner edge name in mutations.
 	EdgeOwner = "owner"
 	// EdgeBatch holds the string denoting the batch edge name in mutations.
@@ -147,6 +155,10 @@ var Columns = []string{
 	FieldResumableURL,
 	FieldDeduplicated,
 	FieldResumableOrigin,
+	FieldTus,
+	FieldTusPart,
+	FieldTailBytes,
+	FieldTailCrc32c,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -198,6 +210,16 @@ var (
 	DefaultBytesFreed bool
 	// DefaultDeduplicated holds the default value on creation for the "deduplicated" field.
 	DefaultDeduplicated bool
+	// DefaultTus holds the default value on creation for the "tus" field.
+	DefaultTus bool
+	// DefaultTusPart holds the default value on creation for the "tus_part" field.
+	DefaultTusPart bool
+	// DefaultTailBytes holds the default value on creation for the "tail_bytes" field.
+	DefaultTailBytes int64
+	// TailBytesValidator is a validator for the "tail_bytes" field. It is called by the builders before save.
+	TailBytesValidator func(int64) error
+	// DefaultTailCrc32c holds the default value on creation for the "tail_crc32c" field.
+	DefaultTailCrc32c int64
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() string
 	// IDValidator is a validator for the "id" field. It is called by the builders before save.
@@ -433,6 +455,26 @@ func ByDeduplicated(opts ...sql.OrderTermOption) OrderOption {
 // ByResumableOrigin orders the results by the resumable_origin field.
 func ByResumableOrigin(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldResumableOrigin, opts...).ToFunc()
+}
+
+// ByTus orders the results by the tus field.
+func ByTus(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTus, opts...).ToFunc()
+}
+
+// ByTusPart orders the results by the tus_part field.
+func ByTusPart(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTusPart, opts...).ToFunc()
+}
+
+// ByTailBytes orders the results by the tail_bytes field.
+func ByTailBytes(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTailBytes, opts...).ToFunc()
+}
+
+// ByTailCrc32c orders the results by the tail_crc32c field.
+func ByTailCrc32c(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTailCrc32c, opts...).ToFunc()
 }
 
 // ByOwnerField orders the results by owner field.

@@ -195,6 +195,26 @@ func ResumableOrigin(v string) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldEQ(FieldResumableOrigin, v))
 }
 
+// Tus applies equality check predicate on the "tus" field. It's identical to TusEQ.
+func Tus(v bool) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldTus, v))
+}
+
+// TusPart applies equality check predicate on the "tus_part" field. It's identical to TusPartEQ.
+func TusPart(v bool) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldTusPart, v))
+}
+
+// TailBytes applies equality check predicate on the "tail_bytes" field. It's identical to TailBytesEQ.
+func TailBytes(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldTailBytes, v))
+}
+
+// TailCrc32c applies equality check predicate on the "tail_crc32c" field. It's identical to TailCrc32cEQ.
+func TailCrc32c(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldTailCrc32c, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldEQ(FieldCreatedAt, v))
@@ -1578,6 +1598,106 @@ func ResumableOriginEqualFold(v string) predicate.UploadSession {
 // ResumableOriginContainsFold applies the ContainsFold predicate on the "resumable_origin" field.
 func ResumableOriginContainsFold(v string) predicate.UploadSession {
 	return predicate.UploadSession(sql.FieldContainsFold(FieldResumableOrigin, v))
+}
+
+// TusEQ applies the EQ predicate on the "tus" field.
+func TusEQ(v bool) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldTus, v))
+}
+
+// TusNEQ applies the NEQ predicate on the "tus" field.
+func TusNEQ(v bool) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldTus, v))
+}
+
+// TusPartEQ applies the EQ predicate on the "tus_part" field.
+func TusPartEQ(v bool) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldTusPart, v))
+}
+
+// TusPartNEQ applies the NEQ predicate on the "tus_part" field.
+func TusPartNEQ(v bool) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldTusPart, v))
+}
+
+// TailBytesEQ applies the EQ predicate on the "tail_bytes" field.
+func TailBytesEQ(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldTailBytes, v))
+}
+
+// TailBytesNEQ applies the NEQ predicate on the "tail_bytes" field.
+func TailBytesNEQ(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldTailBytes, v))
+}
+
+// TailBytesIn applies the In predicate on the "tail_bytes" field.
+func TailBytesIn(vs ...int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldIn(FieldTailBytes, vs...))
+}
+
+// TailBytesNotIn applies the NotIn predicate on the "tail_bytes" field.
+func TailBytesNotIn(vs ...int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNotIn(FieldTailBytes, vs...))
+}
+
+// TailBytesGT applies the GT predicate on the "tail_bytes" field.
+func TailBytesGT(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGT(FieldTailBytes, v))
+}
+
+// TailBytesGTE applies the GTE predicate on the "tail_bytes" field.
+func TailBytesGTE(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGTE(FieldTailBytes, v))
+}
+
+// TailBytesLT applies the LT predicate on the "tail_bytes" field.
+func TailBytesLT(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLT(FieldTailBytes, v))
+}
+
+// TailBytesLTE applies the LTE predicate on the "tail_bytes" field.
+func TailBytesLTE(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLTE(FieldTailBytes, v))
+}
+
+// TailCrc32cEQ applies the EQ predicate on the "tail_crc32c" field.
+func TailCrc32cEQ(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldEQ(FieldTailCrc32c, v))
+}
+
+// TailCrc32cNEQ applies the NEQ predicate on the "tail_crc32c" field.
+func TailCrc32cNEQ(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNEQ(FieldTailCrc32c, v))
+}
+
+// TailCrc32cIn applies the In predicate on the "tail_crc32c" field.
+func TailCrc32cIn(vs ...int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldIn(FieldTailCrc32c, vs...))
+}
+
+// TailCrc32cNotIn applies the NotIn predicate on the "tail_crc32c" field.
+func TailCrc32cNotIn(vs ...int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldNotIn(FieldTailCrc32c, vs...))
+}
+
+// TailCrc32cGT applies the GT predicate on the "tail_crc32c" field.
+func TailCrc32cGT(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGT(FieldTailCrc32c, v))
+}
+
+// TailCrc32cGTE applies the GTE predicate on the "tail_crc32c" field.
+func TailCrc32cGTE(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldGTE(FieldTailCrc32c, v))
+}
+
+// TailCrc32cLT applies the LT predicate on the "tail_crc32c" field.
+func TailCrc32cLT(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLT(FieldTailCrc32c, v))
+}
+
+// TailCrc32cLTE applies the LTE predicate on the "tail_crc32c" field.
+func TailCrc32cLTE(v int64) predicate.UploadSession {
+	return predicate.UploadSession(sql.FieldLTE(FieldTailCrc32c, v))
 }
 
 // HasOwner applies the HasEdge predicate on the "owner" edge.

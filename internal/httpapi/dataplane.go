@@ -73,6 +73,7 @@ var statusOf = map[upload.Code]int{
 	upload.CodeUnavailable:        http.StatusServiceUnavailable,
 	upload.CodeRateLimited:        http.StatusTooManyRequests,
 	upload.CodeRequestTimeout:     http.StatusRequestTimeout,
+	upload.CodeOffsetMismatch:     http.StatusConflict,
 	upload.CodeInternal:           http.StatusInternalServerError,
 }
 

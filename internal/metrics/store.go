@@ -16,6 +16,7 @@ import (
 var storageOps = [opCount]string{
 	"prepare", "write_chunk", "assemble", "open", "discard", "delete", "put", "walk",
 	"chunk_upload_url", "stat_chunk", "read_chunk_head", "start_resumable", "resumable_offset", "object_url",
+	"write_piece", "seal_chunk", "join",
 }
 
 // InstrumentStore returns s counting its failed calls in
@@ -124,6 +125,9 @@ const (
 	opStartResumable
 	opResumableOffset
 	opObjectURL
+	opWritePiece
+	opSealChunk
+	opJoin
 	opCount
 )
 
@@ -162,6 +166,27 @@ func (s *countingStore) WriteChunk(ctx context.Context, key string, chunk upload
 		s.c.count(opWriteChunk, err)
 	}
 	return n, err
+}
+
+func (s *countingStore) WritePiece(ctx context.Context, key string, chunk upload.ChunkRef, at int64, body io.Reader) (int64, error) {
+	wb := &watchedBody{r: body}
+	n, err := s.s.WritePiece(ctx, key, chunk, at, wb)
+	if wb.err == nil {
+		s.c.count(opWritePiece, err)
+	}
+	return n, err
+}
+
+func (s *countingStore) SealChunk(ctx context.Context, key string, chunk upload.ChunkRef, crc32c uint32) error {
+	err := s.s.SealChunk(ctx, key, chunk, crc32c)
+	s.c.count(opSealChunk, err)
+	return err
+}
+
+func (s *countingStore) Join(ctx context.Context, key string, size int64, parts []upload.JoinPart) (uint32, error) {
+	crc, err := s.s.Join(ctx, key, size, parts)
+	s.c.count(opJoin, err)
+	return crc, err
 }
 
 // watchedBody remembers the error other than io.EOF its reader returned.

@@ -57,6 +57,10 @@ const (
 	// timeout and was cut off; a chunk so cut is recorded failed and may
 	// be sent again at once.
 	CodeRequestTimeout Code = "REQUEST_TIMEOUT"
+	// CodeOffsetMismatch: a tus PATCH starts elsewhere than where the
+	// upload's stored bytes end (another request moved it, or the client
+	// lost count); HEAD tells the offset to go on from.
+	CodeOffsetMismatch Code = "OFFSET_MISMATCH"
 
 	CodeInternal Code = "INTERNAL"
 )
@@ -87,6 +91,7 @@ var codes = []Code{
 	CodeUnavailable,
 	CodeRateLimited,
 	CodeRequestTimeout,
+	CodeOffsetMismatch,
 	CodeInternal,
 }
 

@@ -22,6 +22,31 @@ type Store interface {
 	// chunk size. Writing a chunk again replaces it.
 	WriteChunk(ctx context.Context, key string, chunk ChunkRef, body io.Reader) (int64, error)
 
+	// WritePiece streams body into the chunk from the chunk's byte at on
+	// (earlier pieces stored its bytes before at) and keeps what arrives,
+	// also when body ends or fails before the chunk's end: a tus PATCH may
+	// stop anywhere (docs/DESIGN.md, "tus"). It returns the bytes stored,
+	// at most chunk.Size-at. Writing a piece at the same at again replaces
+	// it. The chunk's bytes are readable as a chunk's only after
+	// SealChunk.
+	WritePiece(ctx context.Context, key string, chunk ChunkRef, at int64, body io.Reader) (int64, error)
+
+	// SealChunk makes the chunk whole from its pieces, which start at 0
+	// and each where the one before ended, up to chunk.Size: afterwards
+	// it is as if WriteChunk had written it, and the pieces are gone.
+	// crc32c is the CRC32C of the chunk's bytes as they were sent; a
+	// store that can check what it holds against it does, and fails on a
+	// mismatch. Sealing a sealed chunk again succeeds.
+	SealChunk(ctx context.Context, key string, chunk ChunkRef, crc32c uint32) error
+
+	// Join writes, as upload key's only chunk (chunk 0, size bytes), the
+	// bytes of other uploads whose chunks are all written, parts[0]'s
+	// first, without copying them through spool where the store can (GCS
+	// composes them). It returns the chunk's CRC32C. The parts stay as
+	// they are; the caller discards them. tus concatenation joins the
+	// partial uploads a client sent in parallel with it.
+	Join(ctx context.Context, key string, size int64, parts []JoinPart) (crc32c uint32, err error)
+
 	// Assemble makes the finished object from an upload whose chunks are all
 	// written and returns its key. It never copies the bytes through spool.
 	// Calling it again after success returns the same object.
@@ -74,6 +99,13 @@ type LocalFiler interface {
 
 // ErrNotExist is returned by a Store for an object that does not exist.
 var ErrNotExist = errors.New("object does not exist")
+
+// JoinPart is one upload whose bytes Join takes.
+type JoinPart struct {
+	Key         string
+	TotalChunks int
+	Size        int64
+}
 
 // ChunkRef says where a chunk lies in its upload.
 type ChunkRef struct {

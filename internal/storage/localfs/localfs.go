@@ -599,3 +599,18 @@ func (s *Store) LocalPath(objectKey string) (string, error) {
 	}
 	return name, nil
 }
+
+// WritePiece is not written yet.
+func (s *Store) WritePiece(ctx context.Context, key string, chunk upload.ChunkRef, at int64, body io.Reader) (int64, error) {
+	return 0, errors.New("localfs: WritePiece: not implemented yet")
+}
+
+// SealChunk is not written yet.
+func (s *Store) SealChunk(ctx context.Context, key string, chunk upload.ChunkRef, crc32c uint32) error {
+	return errors.New("localfs: SealChunk: not implemented yet")
+}
+
+// Join is not written yet.
+func (s *Store) Join(ctx context.Context, key string, size int64, parts []upload.JoinPart) (uint32, error) {
+	return 0, errors.New("localfs: Join: not implemented yet")
+}

@@ -94,6 +94,27 @@ func (s *Store) WriteChunk(ctx context.Context, key string, c upload.ChunkRef, b
 	return s.inner.WriteChunk(ctx, key, c, body)
 }
 
+func (s *Store) WritePiece(ctx context.Context, key string, c upload.ChunkRef, at int64, body io.Reader) (n int64, err error) {
+	ctx, span := s.start(ctx, "WritePiece", append(chunkAttrs(key, c), attribute.Int64("spool.storage.at", at))...)
+	defer func() {
+		span.SetAttributes(attribute.Int64("spool.storage.written", n))
+		end(span, err)
+	}()
+	return s.inner.WritePiece(ctx, key, c, at, body)
+}
+
+func (s *Store) SealChunk(ctx context.Context, key string, c upload.ChunkRef, crc32c uint32) (err error) {
+	ctx, span := s.start(ctx, "SealChunk", chunkAttrs(key, c)...)
+	defer func() { end(span, err) }()
+	return s.inner.SealChunk(ctx, key, c, crc32c)
+}
+
+func (s *Store) Join(ctx context.Context, key string, size int64, parts []upload.JoinPart) (_ uint32, err error) {
+	ctx, span := s.start(ctx, "Join", keyAttr.String(key), sizeAttr.Int64(size), attribute.Int("spool.storage.parts", len(parts)))
+	defer func() { end(span, err) }()
+	return s.inner.Join(ctx, key, size, parts)
+}
+
 func (s *Store) Assemble(ctx context.Context, key string, totalChunks int, size int64) (_ string, err error) {
 	ctx, span := s.start(ctx, "Assemble", keyAttr.String(key), sizeAttr.Int64(size), attribute.Int("spool.storage.chunks", totalChunks))
 	defer func() { end(span, err) }()
