@@ -3,6 +3,7 @@ package upload
 import (
 	"bytes"
 	"crypto/md5"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -16,14 +17,17 @@ import (
 // Digest is a checksum a client declares for a chunk: an algorithm and
 // the expected sum.
 type Digest struct {
-	Alg string // "crc32c", "md5" or "sha256"
+	Alg string // "crc32c", "md5", "sha1" or "sha256"
 	Sum []byte
 }
 
 // digestSizes are the algorithms spool verifies and their sum sizes.
-var digestSizes = map[string]int{"crc32c": 4, "md5": 16, "sha256": 32}
+// sha1 is there for tus clients (their checksum extension's usual
+// algorithm), not for its strength: it guards against corruption in
+// transit, as CRC32C does.
+var digestSizes = map[string]int{"crc32c": 4, "md5": 16, "sha1": 20, "sha256": 32}
 
-// ParseDigest parses "alg:value" where alg is crc32c, md5 or sha256 and
+// ParseDigest parses "alg:value" where alg is crc32c, md5, sha1 or sha256 and
 // value is hex or base64 (standard or URL alphabet, padded or not). It
 // returns BAD_USER_INPUT for anything else.
 func ParseDigest(s string) (Digest, error) {
@@ -34,7 +38,7 @@ func ParseDigest(s string) (Digest, error) {
 	alg = strings.ToLower(strings.TrimSpace(alg))
 	size, known := digestSizes[alg]
 	if !ok || !known {
-		return Digest{}, Errorf(CodeBadUserInput, "checksum must look like crc32c:<value>, md5:<value> or sha256:<value>")
+		return Digest{}, Errorf(CodeBadUserInput, "checksum must look like crc32c:<value>, md5:<value>, sha1:<value> or sha256:<value>")
 	}
 	value = strings.TrimSpace(value)
 	if sum, err := hex.DecodeString(value); err == nil && len(sum) == size {
@@ -55,6 +59,8 @@ func newHash(alg string) hash.Hash {
 	switch alg {
 	case "md5":
 		return md5.New()
+	case "sha1":
+		return sha1.New()
 	case "sha256":
 		return sha256.New()
 	default:
