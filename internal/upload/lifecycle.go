@@ -133,6 +133,9 @@ func (s *Service) ChunkURL(ctx context.Context, userID, id string, index int) (C
 	if err := s.checkActive(ctx, sess); err != nil {
 		return ChunkURL{}, err
 	}
+	if err := notTus(sess); err != nil {
+		return ChunkURL{}, err
+	}
 	ref, err := sessionChunk(sess, index)
 	if err != nil {
 		return ChunkURL{}, err
@@ -173,7 +176,7 @@ func (s *Service) chunkURL(ctx context.Context, sess *ent.UploadSession, ref Chu
 // ChunkURLs lists signed URLs for the chunks of sess not yet received, at
 // most the configured cap; none once the upload stopped taking chunks.
 func (s *Service) ChunkURLs(ctx context.Context, sess *Session) ([]ChunkURL, error) {
-	if isTerminal(sess.Status) || sess.Status == StatusAssembling || !s.now().Before(sess.ExpiresAt) {
+	if isTerminal(sess.Status) || sess.Status == StatusAssembling || !s.now().Before(sess.ExpiresAt) || sess.Tus {
 		return []ChunkURL{}, nil
 	}
 	urls := make([]ChunkURL, 0, min(len(sess.missing), s.cfg.MaxChunkURLs))
@@ -197,6 +200,9 @@ func (s *Service) Retry(ctx context.Context, userID, id string) ([]ChunkURL, err
 		return nil, err
 	}
 	if err := s.checkActive(ctx, sess); err != nil {
+		return nil, err
+	}
+	if err := notTus(sess); err != nil {
 		return nil, err
 	}
 	if err := s.syncDirectChunks(ctx, sess); err != nil {
@@ -231,6 +237,9 @@ func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int
 		return Progress{}, err
 	}
 	if err := s.checkActive(ctx, sess); err != nil {
+		return Progress{}, err
+	}
+	if err := notTus(sess); err != nil {
 		return Progress{}, err
 	}
 	ref, err := sessionChunk(sess, index)
