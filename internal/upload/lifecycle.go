@@ -383,8 +383,14 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 	if err != nil {
 		return nil, storageError("assembling upload", err)
 	}
+	return s.finishAssembly(ctx, sess, objectKey)
+}
+
+// finishAssembly turns an ASSEMBLING session whose object the store has
+// made into a COMPLETED one with its MediaFile and processing job.
+func (s *Service) finishAssembly(ctx context.Context, sess *ent.UploadSession, objectKey string) (*ent.MediaFile, error) {
 	var media *ent.MediaFile
-	err = s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
+	err := s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
 		// The session's UPDATE comes first: it locks the row, so a
 		// concurrent complete (another replica) waits here until this one
 		// commits, then finds its media instead of creating a second.

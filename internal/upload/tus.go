@@ -10,7 +10,11 @@ import (
 	"hash/crc32"
 	"io"
 
+	entsql "entgo.io/ent/dialect/sql"
+
 	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/predicate"
+	"github.com/spoolhq/spool/ent/schema"
 	"github.com/spoolhq/spool/ent/uploadchunk"
 	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/internal/reqlog"
@@ -317,16 +321,176 @@ func (s *Service) sealAndRecord(ctx context.Context, sess *ent.UploadSession, fr
 // longer where the append started.
 var errAppendMoved = errors.New("the upload's offset moved meanwhile")
 
-// ConcatTus creates an upload of f from userID's finished partial tus
-// uploads, joined in the order given (tus concatenation), and completes
-// it: the store joins the parts' bytes itself (GCS composes them), the
-// file's first bytes are checked against its type, and the parts are
-// released. It returns the new upload and its media file, or
-// BAD_USER_INPUT for a part that is not a finished part of the caller's,
-// INVALID_TYPE, FILE_TOO_LARGE, QUOTA_EXCEEDED, TYPE_MISMATCH or
-// STORAGE_UNAVAILABLE.
+// ConcatTus creates an upload of f from userID's partial tus uploads,
+// every byte of each stored, joined in the order given (tus
+// concatenation), and completes it: the store joins the parts' bytes
+// itself (GCS composes them), the file's first bytes are checked against
+// its type, and the parts end, CANCELLED, their bytes freed. The new
+// upload takes over the parts' quota (f.Size must be their sum). It
+// returns the new upload and its media file, or BAD_USER_INPUT for a
+// part that is not a finished part of the caller's (or a size that is
+// not their sum), INVALID_TYPE, FILE_TOO_LARGE, TYPE_MISMATCH or
+// STORAGE_UNAVAILABLE. Once the parts are taken, a failure fails the new
+// upload and the parts are gone: the client sends the file again.
 func (s *Service) ConcatTus(ctx context.Context, userID string, f FileSpec, partIDs []string) (*Session, *ent.MediaFile, error) {
-	return nil, nil, errors.New("tus concatenation: not implemented yet")
+	if len(partIDs) == 0 {
+		return nil, nil, Errorf(CodeBadUserInput, "a final upload needs at least one partial upload")
+	}
+	cf, err := s.checkFile(0, f, &TusFile{FileSpec: f})
+	if err != nil {
+		return nil, nil, err
+	}
+	now := s.now()
+	finalID := schema.NewID("upl")
+	final := &ent.UploadSession{}
+	var parts []JoinPart
+	err = s.withTx(ctx, func(tx *ent.Tx) error {
+		seen := map[string]bool{}
+		var sum int64
+		for _, id := range partIDs {
+			if seen[id] {
+				return Errorf(CodeBadUserInput, "partial upload %s is listed twice", id)
+			}
+			seen[id] = true
+			// Taken in one statement: only a part of the caller's with
+			// every byte stored, still taking bytes. It ends here, its
+			// quota moving to the new upload (so no quota moves at all),
+			// its bytes marked freed so the sweeper leaves them to this
+			// call, which discards them after the join.
+			n, err := tx.UploadSession.Update().
+				Where(uploadsession.ID(id), uploadsession.OwnerID(userID), uploadsession.TusPart(true),
+					uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(now),
+					uploadsession.TailBytes(0), receivedEveryChunk()).
+				SetStatus(StatusCancelled).SetFinishedAt(now).SetBytesFreed(true).
+				SetError("joined into upload " + finalID).AddVersion(1).
+				Save(ctx)
+			if err != nil {
+				return fmt.Errorf("taking partial upload %s: %w", id, err)
+			}
+			if n == 0 {
+				return Errorf(CodeBadUserInput, "%s is not a partial upload of yours with every byte sent", id)
+			}
+			part, err := tx.UploadSession.Get(ctx, id)
+			if err != nil {
+				return fmt.Errorf("reading partial upload %s: %w", id, err)
+			}
+			parts = append(parts, JoinPart{Key: part.StorageKey, TotalChunks: part.TotalChunks, Size: part.TotalSize})
+			sum += part.TotalSize
+		}
+		if sum != cf.Size {
+			return Errorf(CodeBadUserInput, "the partial uploads hold %d bytes, not %d", sum, cf.Size)
+		}
+		batchID := schema.NewID("bat")
+		if err := tx.UploadBatch.Create().SetID(batchID).SetOwnerID(userID).Exec(ctx); err != nil {
+			return fmt.Errorf("creating batch: %w", err)
+		}
+		// One chunk, the whole file: the store joins the parts into it.
+		final, err = tx.UploadSession.Create().
+			SetID(finalID).SetOwnerID(userID).SetBatchID(batchID).
+			SetFileName(cf.name).SetOriginalName(cf.FileName).
+			SetMimeType(cf.mimeType).SetMediaType(uploadsession.MediaType(cf.mediaType)).
+			SetTotalSize(cf.Size).SetNillableDurationSeconds(cf.DurationSeconds).
+			SetStrategy(uploadsession.StrategyCHUNKED).SetChunkSize(cf.Size).SetTotalChunks(1).
+			SetStorageKey(userID + "/" + finalID).SetExpiresAt(now.Add(s.cfg.SessionTTL)).
+			SetStatus(StatusAssembling).SetTus(true).SetReceivedChunks(1).SetReceivedBytes(cf.Size).
+			Save(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		for _, p := range parts {
+			if err := s.store.Discard(context.WithoutCancel(ctx), p.Key); err != nil {
+				s.log.WarnContext(ctx, "discarding a joined partial upload failed; the orphan sweep will", "key", p.Key, "err", err)
+			}
+		}
+	}()
+	ctx = context.WithoutCancel(ctx) // the parts are taken: see it through
+	objectKey, err := s.joinParts(ctx, final, parts)
+	if err != nil {
+		return nil, nil, s.failJoined(ctx, final, err)
+	}
+	media, err := s.finishAssembly(ctx, final, objectKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	sess, err := s.Session(ctx, userID, finalID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sess, media, nil
+}
+
+// receivedEveryChunk holds for a session whose chunks are all received.
+func receivedEveryChunk() predicate.UploadSession {
+	return func(sel *entsql.Selector) {
+		sel.Where(entsql.ColumnsEQ(sel.C(uploadsession.FieldReceivedChunks), sel.C(uploadsession.FieldTotalChunks)))
+	}
+}
+
+// joinParts has the store join the parts into final's one chunk, records
+// it, assembles the object and checks its first bytes.
+func (s *Service) joinParts(ctx context.Context, final *ent.UploadSession, parts []JoinPart) (string, error) {
+	if err := s.store.Prepare(ctx, final.StorageKey, final.TotalSize); err != nil {
+		return "", storageError("preparing storage", err)
+	}
+	crc, err := s.store.Join(ctx, final.StorageKey, final.TotalSize, parts)
+	if err != nil {
+		return "", storageError("joining the partial uploads", err)
+	}
+	out := chunkOutcome{state: uploadchunk.StateRECEIVED, size: final.TotalSize, crc: crc}
+	if err := s.withTx(ctx, func(tx *ent.Tx) error {
+		return s.moveChunk(ctx, tx, final.ID, 0, heldNone, out, true, s.now())
+	}); err != nil {
+		return "", err
+	}
+	objectKey, err := s.store.Assemble(ctx, final.StorageKey, 1, final.TotalSize)
+	if err != nil {
+		return "", storageError("assembling upload", err)
+	}
+	obj, err := s.store.Open(ctx, objectKey)
+	if err != nil {
+		return "", storageError("reading the joined file", err)
+	}
+	head := make([]byte, min(int64(sniff.HeadSize), final.TotalSize))
+	_, err = io.ReadFull(obj, head)
+	obj.Close()
+	if err != nil {
+		return "", storageError("reading the joined file", err)
+	}
+	if !sniff.Matches(final.MimeType, head) {
+		if derr := s.store.Delete(ctx, objectKey); derr != nil {
+			s.log.WarnContext(ctx, "deleting a refused joined file failed; the orphan sweep will", "upload_id", final.ID, "err", derr)
+		}
+		detected := sniff.Detect(head)
+		if detected == "" {
+			detected = "an unrecognised format"
+		}
+		return "", Errorf(CodeTypeMismatch, "the file was declared as %s but its first bytes are %s", final.MimeType, detected)
+	}
+	return objectKey, nil
+}
+
+// failJoined fails a final upload whose join failed, giving its quota
+// back and freeing its storage, and returns cause.
+func (s *Service) failJoined(ctx context.Context, final *ent.UploadSession, cause error) error {
+	msg := ErrorMessage(cause)
+	err := s.withTx(ctx, func(tx *ent.Tx) error {
+		n, err := tx.UploadSession.Update().
+			Where(uploadsession.ID(final.ID), uploadsession.StatusEQ(StatusAssembling)).
+			SetStatus(StatusFailed).SetFinishedAt(s.now()).SetError(msg).AddVersion(1).Save(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+		return releaseQuota(ctx, tx, final.OwnerID, final.TotalSize)
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "failing a joined upload failed; the sweeper will expire it", "upload_id", final.ID, "err", err)
+	}
+	s.freeBytes(ctx, final)
+	s.publishCurrent(ctx, final.ID)
+	return cause
 }
 
 // Offset is how many bytes of a tus upload are stored, from the first:

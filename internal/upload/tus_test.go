@@ -256,3 +256,111 @@ func TestTusStorageFailure(t *testing.T) {
 		t.Fatalf("offset after a storage failure = %d, want 0", got)
 	}
 }
+
+// sendParts creates a partial upload for each slice of data cut at the
+// given sizes and sends it whole, returning their ids.
+func (e *testEnv) sendParts(t *testing.T, userID string, data []byte, sizes ...int64) []string {
+	t.Helper()
+	var ids []string
+	off := int64(0)
+	for _, n := range sizes {
+		part, err := e.svc.CreateTus(context.Background(), userID, upload.TusFile{FileSpec: upload.FileSpec{Size: n}, Part: true})
+		if err != nil {
+			t.Fatalf("CreateTus of a part: %v", err)
+		}
+		if _, err := e.appendBytes(userID, part.ID, 0, data[off:off+n]); err != nil {
+			t.Fatalf("sending part [%d, %d): %v", off, off+n, err)
+		}
+		ids = append(ids, part.ID)
+		off += n
+	}
+	return ids
+}
+
+// TestTusConcat joins three partial uploads of odd sizes, sent in any
+// order, into a file that completes byte-exact; the parts end and their
+// quota becomes the file's.
+func TestTusConcat(t *testing.T) {
+	e := newTestService(t, testConfig())
+	alice := e.user(t, "alice")
+	data := mp4Bytes(13*MiB+7, 7)
+	ids := e.sendParts(t, alice, data, 5*MiB+1, 3*MiB+5, 5*MiB+1)
+	if got := e.reserved(t, alice); got != int64(len(data)) {
+		t.Fatalf("reserved %d bytes for the parts, want %d", got, len(data))
+	}
+	sess, m, err := e.svc.ConcatTus(context.Background(), alice, mp4Spec("joined.mp4", data), ids)
+	if err != nil {
+		t.Fatalf("ConcatTus: %v", err)
+	}
+	if sess.Status != upload.StatusCompleted || m.FileSize != int64(len(data)) {
+		t.Fatalf("joined upload is %s with a %d-byte file, want COMPLETED with %d", sess.Status, m.FileSize, len(data))
+	}
+	got, err := os.ReadFile(filepath.Join(e.dir, "objects", filepath.FromSlash(m.StorageKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the joined file differs from the parts sent")
+	}
+	if got := e.reserved(t, alice); got != int64(len(data)) {
+		t.Errorf("reserved %d bytes after the join, want %d (the file's)", got, len(data))
+	}
+	for _, id := range ids {
+		if st := e.stored(t, id).Status; st != upload.StatusCancelled {
+			t.Errorf("part %s is %s after the join, want CANCELLED", id, st)
+		}
+		if p := e.stagingPath(t, id); exists(t, p) {
+			t.Errorf("part %s's bytes are still stored at %s", id, p)
+		}
+	}
+	// A part cannot be joined twice.
+	_, _, err = e.svc.ConcatTus(context.Background(), alice, mp4Spec("again.mp4", data), ids)
+	wantCode(t, err, upload.CodeBadUserInput)
+}
+
+// TestTusConcatRefusals: parts that are not the caller's finished parts,
+// a size that is not their sum, and bytes not of the declared type.
+func TestTusConcatRefusals(t *testing.T) {
+	e := newTestService(t, testConfig())
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	data := mp4Bytes(4*MiB, 8)
+	ids := e.sendParts(t, alice, data, 2*MiB, 2*MiB)
+	unfinished, err := e.svc.CreateTus(context.Background(), alice, upload.TusFile{FileSpec: upload.FileSpec{Size: MiB}, Part: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := e.createTus(t, alice, data)
+	for name, tc := range map[string]struct {
+		user string
+		spec upload.FileSpec
+		ids  []string
+		want upload.Code
+	}{
+		"none":             {alice, mp4Spec("x.mp4", data), nil, upload.CodeBadUserInput},
+		"another user's":   {bob, mp4Spec("x.mp4", data), ids, upload.CodeBadUserInput},
+		"unfinished part":  {alice, mp4Spec("x.mp4", make([]byte, 5*MiB)), append(ids, unfinished.ID), upload.CodeBadUserInput},
+		"not a part":       {alice, mp4Spec("x.mp4", make([]byte, 8*MiB)), append(ids, whole.ID), upload.CodeBadUserInput},
+		"listed twice":     {alice, mp4Spec("x.mp4", make([]byte, 6*MiB)), append(ids, ids[0]), upload.CodeBadUserInput},
+		"size not the sum": {alice, mp4Spec("x.mp4", data[:3*MiB]), ids, upload.CodeBadUserInput},
+		"type refused":     {alice, upload.FileSpec{FileName: "x.exe", Size: 4 * MiB, MimeType: "application/x-msdownload"}, ids, upload.CodeInvalidType},
+	} {
+		_, _, err := e.svc.ConcatTus(context.Background(), tc.user, tc.spec, tc.ids)
+		if upload.ErrorCode(err) != tc.want {
+			t.Errorf("%s: err = %v, want %s", name, err, tc.want)
+		}
+	}
+	for _, id := range ids {
+		if st := e.stored(t, id).Status; st != upload.StatusUploading {
+			t.Fatalf("part %s is %s after refused joins, want UPLOADING (untouched)", id, st)
+		}
+	}
+	// Bytes of another type: the join fails, its quota returns.
+	png := pngBytes(4 * MiB)
+	pngIDs := e.sendParts(t, alice, png, 3*MiB, MiB)
+	before := e.reserved(t, alice)
+	_, _, err = e.svc.ConcatTus(context.Background(), alice, mp4Spec("fake.mp4", png), pngIDs)
+	wantCode(t, err, upload.CodeTypeMismatch)
+	if got := e.reserved(t, alice); got != before-4*MiB {
+		t.Errorf("reserved %d after a refused join, want %d (the parts' quota returned)", got, before-4*MiB)
+	}
+}
