@@ -21,7 +21,7 @@ import (
 	"github.com/spoolhq/spool/internal/sniff"
 )
 
-// tus uploads (docs/DESIGN.md, "tus"). A tus client creates an upload
+// tus uploads (docs/DESIGN.md §tus). A tus client creates an upload
 // with POST /files/, learns its offset with HEAD and appends bytes with
 // PATCH at that offset; internal/tus speaks the protocol (through tusd's
 // handler) and calls the methods here. A tus upload is a spool upload:
