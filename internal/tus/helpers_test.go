@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,7 +30,11 @@ type server struct {
 // config first.
 func start(t testing.TB, change func(*app.Config)) *server {
 	t.Helper()
-	srv := apptest.Start(t, change)
+	var log *slog.Logger
+	if os.Getenv("TUS_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	srv := apptest.StartLogged(t, log, change)
 	return &server{t: t, url: srv.URL, srv: srv}
 }
 
