@@ -75,6 +75,40 @@ func (s *Service) tusSession(ctx context.Context, userID, id string) (*ent.Uploa
 	return sess, nil
 }
 
+// TusUpload returns the caller's tus upload with its progress (and its
+// media once completed), reading the session's row and not its chunks'
+// (a tus client asks for it on every request). It returns NOT_FOUND for
+// another user's upload and for one not created by tus.
+func (s *Service) TusUpload(ctx context.Context, userID, id string) (*Session, error) {
+	sess, err := s.tusSession(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	if !isTerminal(sess.Status) && !s.now().Before(sess.ExpiresAt) {
+		s.expire(ctx, sess.ID)
+		if sess, err = s.tusSession(ctx, userID, id); err != nil {
+			return nil, err
+		}
+	}
+	return s.tusProgress(ctx, sess)
+}
+
+// tusProgress adds a tus session's progress, read from its counts (a tus
+// upload's chunks never fail: they are received or not yet sent).
+func (s *Service) tusProgress(ctx context.Context, sess *ent.UploadSession) (*Session, error) {
+	p := progressOf(sess, chunkTotals{received: sess.ReceivedChunks, receivedBytes: sess.ReceivedBytes, failed: []int{}})
+	if sess.Status == StatusCompleted {
+		m, err := s.UploadMedia(ctx, sess.OwnerID, sess.ID)
+		if err != nil {
+			return nil, fmt.Errorf("loading media of %s: %w", sess.ID, err)
+		}
+		if m != nil {
+			p.MediaID, p.MediaStatus = &m.ID, &m.Status
+		}
+	}
+	return &Session{UploadSession: sess, Progress: p}, nil
+}
+
 // notTus refuses the chunk API for a tus upload: its bytes arrive by
 // offset, and a chunk written beside them would not be in its offset.
 func notTus(sess *ent.UploadSession) error {
@@ -217,7 +251,7 @@ func (s *Service) Append(ctx context.Context, userID, id string, offset int64, b
 			pending = append(pending, sealed)
 			continue
 		}
-		if err := s.sealAndRecord(ctx, sess, start, at, []sealedChunk{sealed}); err != nil {
+		if sess, err = s.sealAndRecord(ctx, sess, start, at, []sealedChunk{sealed}); err != nil {
 			return nil, err
 		}
 		start = at
@@ -236,11 +270,11 @@ func (s *Service) Append(ctx context.Context, userID, id string, offset int64, b
 		}
 	}
 	if at != start {
-		if err := s.sealAndRecord(ctx, sess, start, at, pending); err != nil {
+		if sess, err = s.sealAndRecord(ctx, sess, start, at, pending); err != nil {
 			return nil, err
 		}
 	}
-	return s.Session(ctx, userID, id)
+	return s.tusProgress(ctx, sess)
 }
 
 // checkFirstBytes checks the bytes that begin a tus upload against its
@@ -260,31 +294,73 @@ func checkFirstBytes(sess *ent.UploadSession, body *bufio.Reader) error {
 }
 
 // sealAndRecord makes the chunks an append filled whole in the store and
-// moves the session from where the append started to where it ended,
-// in one transaction conditional on the session still being where it
-// started; then it publishes the progress.
-func (s *Service) sealAndRecord(ctx context.Context, sess *ent.UploadSession, from, to appendPoint, sealed []sealedChunk) error {
+// moves the session from where the append started to where it ended, in
+// one transaction conditional on the session being as it was read (its
+// version); then it publishes the progress and returns the session as
+// it now is. If something else changed the session meanwhile while
+// leaving its offset, it records again on the fresh row.
+func (s *Service) sealAndRecord(ctx context.Context, sess *ent.UploadSession, from, to appendPoint, sealed []sealedChunk) (*ent.UploadSession, error) {
 	for _, c := range sealed {
 		if err := s.store.SealChunk(ctx, sess.StorageKey, c.ref, c.crc); err != nil {
 			if errors.Is(err, ErrNotExist) {
-				return Errorf(CodeAlreadyFinished, "upload %s no longer takes bytes", sess.ID)
+				return nil, Errorf(CodeAlreadyFinished, "upload %s no longer takes bytes", sess.ID)
 			}
-			return storageError("sealing a chunk", err)
+			return nil, storageError("sealing a chunk", err)
 		}
 	}
 	// The outcome is recorded even if the client has hung up meanwhile.
 	ctx = context.WithoutCancel(ctx)
+	for attempt := 0; ; attempt++ {
+		next, err := s.recordAppend(ctx, sess, to, sealed)
+		if !errors.Is(err, errAppendMoved) {
+			if err != nil {
+				return nil, err
+			}
+			p, err := s.tusProgress(ctx, next)
+			if err != nil {
+				return nil, err
+			}
+			s.publish(ctx, p.Progress)
+			return next, nil
+		}
+		fresh, err := ownedSession(ctx, s.db, "", sess.ID)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkActive(ctx, fresh); err != nil {
+			return nil, err
+		}
+		if pointOf(fresh) != from || attempt == 10 {
+			return nil, Errorf(CodeOffsetMismatch, "another request appended to upload %s meanwhile; it now has %d bytes stored",
+				sess.ID, (&Session{UploadSession: fresh}).Offset())
+		}
+		sess = fresh
+	}
+}
+
+// recordAppend moves sess to point to, recording the chunks sealed on the
+// way RECEIVED, in one transaction that fails with errAppendMoved unless
+// the session row is still at sess's version. It returns the row as it
+// now is.
+func (s *Service) recordAppend(ctx context.Context, sess *ent.UploadSession, to appendPoint, sealed []sealedChunk) (*ent.UploadSession, error) {
 	now := s.now()
+	next := *sess
+	next.ReceivedChunks, next.ReceivedBytes, next.TailBytes, next.TailCrc32c = to.received, to.bytes, to.tail, int64(to.tailCRC)
+	next.Percent = max(sess.Percent, percentOf(to.bytes+to.tail, sess.TotalSize))
+	next.Status, next.UpdatedAt, next.Version = StatusUploading, now, sess.Version+1
 	err := s.withTx(ctx, func(tx *ent.Tx) error {
-		total := to.bytes + to.tail
-		n, err := tx.UploadSession.Update().
-			Where(uploadsession.ID(sess.ID), uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(now),
-				uploadsession.ReceivedChunks(from.received), uploadsession.TailBytes(from.tail)).
-			SetReceivedChunks(to.received).SetReceivedBytes(to.bytes).
-			SetTailBytes(to.tail).SetTailCrc32c(int64(to.tailCRC)).
-			SetPercent(max(sess.Percent, percentOf(total, sess.TotalSize))).
-			SetStatus(StatusUploading).SetUpdatedAt(now).AddVersion(1).
-			Save(ctx)
+		upd := tx.UploadSession.Update().
+			Where(uploadsession.ID(sess.ID), uploadsession.Version(sess.Version),
+				uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(now)).
+			SetReceivedChunks(next.ReceivedChunks).SetReceivedBytes(next.ReceivedBytes).
+			SetTailBytes(next.TailBytes).SetTailCrc32c(next.TailCrc32c).
+			SetPercent(next.Percent).SetUpdatedAt(now).SetVersion(next.Version)
+		if sess.Status != StatusUploading {
+			// Only then: an UPDATE that sets the status rewrites the
+			// status indexes even to the same value.
+			upd.SetStatus(StatusUploading)
+		}
+		n, err := upd.Save(ctx)
 		if err != nil {
 			return fmt.Errorf("recording appended bytes: %w", err)
 		}
@@ -299,22 +375,10 @@ func (s *Service) sealAndRecord(ctx context.Context, sess *ent.UploadSession, fr
 		}
 		return nil
 	})
-	if errors.Is(err, errAppendMoved) {
-		fresh, rerr := ownedSession(ctx, s.db, "", sess.ID)
-		if rerr != nil {
-			return rerr
-		}
-		if aerr := s.checkActive(ctx, fresh); aerr != nil {
-			return aerr
-		}
-		return Errorf(CodeOffsetMismatch, "another request appended to upload %s meanwhile; it now has %d bytes stored",
-			sess.ID, (&Session{UploadSession: fresh}).Offset())
-	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.publishCurrent(ctx, sess.ID)
-	return nil
+	return &next, nil
 }
 
 // errAppendMoved rolls back an append's record when the session is no
