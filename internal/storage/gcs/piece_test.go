@@ -196,4 +196,3 @@ func sealChunk(t *testing.T, s *Store, key string, chunk upload.ChunkRef, b []by
 type failingReader struct{ err error }
 
 func (r *failingReader) Read([]byte) (int, error) { return 0, r.err }
-
