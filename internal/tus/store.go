@@ -14,7 +14,7 @@ import (
 )
 
 // Store is tusd's data store over spool's upload service: a tus upload
-// is a spool upload (docs/DESIGN.md, "tus"). tusd calls it with the
+// is a spool upload (docs/DESIGN.md §tus). tusd calls it with the
 // request's context, in which Handler put the caller and the request's
 // facts; it answers every failure as a tusd error carrying spool's code.
 type Store struct {
