@@ -181,7 +181,9 @@ func TestPatchInterruptedByHead(t *testing.T) {
 	// GraphQL (which takes no tus lock) shows chunk 0 recorded: the PATCH
 	// is running, its body stalled after the bytes sent.
 	waitFor(t, "the PATCH to fill chunk 0", func() bool {
-		var out struct{ Upload struct{ Progress struct{ UploadedBytes int } } }
+		var out struct {
+			Upload struct{ Progress struct{ UploadedBytes int } }
+		}
 		s.gql(tok, `query($id: ID!) { upload(id: $id) { progress { uploadedBytes } } }`, map[string]any{"id": idOf(url)}, &out)
 		return out.Upload.Progress.UploadedBytes >= 5*mib
 	})
