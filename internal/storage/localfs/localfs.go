@@ -606,8 +606,3 @@ func (s *Store) LocalPath(objectKey string) (string, error) {
 	}
 	return name, nil
 }
-
-// Join is not written yet.
-func (s *Store) Join(ctx context.Context, key string, size int64, parts []upload.JoinPart) (uint32, error) {
-	return 0, errors.New("localfs: Join: not implemented yet")
-}
