@@ -14,7 +14,7 @@ import (
 )
 
 // Store is tusd's data store over spool's upload service: a tus upload
-// is a spool upload (docs/DESIGN.md, "tus"). tusd calls it with the
+// is a spool upload (docs/DESIGN.md §tus). tusd calls it with the
 // request's context, in which Handler put the caller and the request's
 // facts; it answers every failure as a tusd error carrying spool's code.
 type Store struct {
@@ -119,8 +119,6 @@ func (s *Store) GetUpload(ctx context.Context, id string) (handler.Upload, error
 	switch {
 	case err != nil:
 		return nil, s.tusError(ctx, "loading a tus upload", err)
-	case !sess.Tus:
-		err = upload.Errorf(upload.CodeNotFound, "upload %q was not made through tus: use its GraphQL uploadSession", id)
 	case sess.Status == upload.StatusCancelled:
 		err = upload.Errorf(upload.CodeNotFound, "tus upload %q was terminated", id)
 	case sess.Status == upload.StatusExpired:
