@@ -330,7 +330,7 @@ func (e *benchEnv) tusdUpload(s *tusdServer, size int64, workers int) run {
 	}
 	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client}
 	for _, u := range uploads {
-		if err := tusDelete(ctx, c, u); err != nil {
+		if err := tusDelete(ctx, c, u, nil); err != nil {
 			s.fail(b, "%v", err)
 		}
 	}

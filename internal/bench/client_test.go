@@ -371,20 +371,24 @@ func tusChunks(upload string, size, chunkSize int64) []chunkPUT {
 	return out
 }
 
-// tusDelete terminates a tus upload, removing its file.
-func tusDelete(ctx context.Context, c *http.Client, upload string) error {
+// tusDelete terminates a tus upload, removing its file; headers go with
+// the request (spool's token).
+func tusDelete(ctx context.Context, c *http.Client, upload string, headers map[string]string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, upload, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Tus-Resumable", "1.0.0")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("tus delete: %s", resp.Status)
+		return fmt.Errorf("tus delete %s: %s", upload, resp.Status)
 	}
 	return nil
 }

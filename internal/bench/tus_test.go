@@ -187,7 +187,7 @@ func (t *tusTarget) upload(ctx context.Context, b *testing.B, c *http.Client, cf
 			toDelete = append(toDelete, final)
 		}
 		for _, u := range toDelete {
-			if err := tusDeleteWith(ctx, c, u, t.headers); err != nil {
+			if err := tusDelete(ctx, c, u, t.headers); err != nil {
 				t.proc.fail(b, "%v", err)
 			}
 		}
@@ -265,25 +265,4 @@ func (t *tusTarget) mediaOf(ctx context.Context, c *http.Client, upload string) 
 func tusMetadata(name, mimeType string) string {
 	enc := base64.StdEncoding.EncodeToString
 	return "filename " + enc([]byte(name)) + ",filetype " + enc([]byte(mimeType))
-}
-
-// tusDeleteWith terminates a tus upload, sending headers too.
-func tusDeleteWith(ctx context.Context, c *http.Client, upload string, headers map[string]string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, upload, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Tus-Resumable", "1.0.0")
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("tus delete %s: %s", upload, resp.Status)
-	}
-	return nil
 }

@@ -89,6 +89,18 @@ func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog) *testEnv {
 	return &testEnv{svc: svc, db: client, sql: db.SQL(), broker: broker, dir: dir, cfg: svc.Config()}
 }
 
+// checkSQLCost fails the test if what log recorded since its last take
+// is more than maxStatements statements in maxTxs transactions, or none.
+func checkSQLCost(t *testing.T, log *sqlLog, what string, maxStatements, maxTxs int) {
+	t.Helper()
+	lines := log.take()
+	statements, txs := sqlCost(lines)
+	if statements > maxStatements || txs > maxTxs || statements == 0 {
+		t.Errorf("%s: %d statements in %d transactions, want at most %d in %d:\n%s",
+			what, statements, txs, maxStatements, maxTxs, strings.Join(lines, "\n"))
+	}
+}
+
 // TestChunkReceiptStatements holds a chunk's control cost to what
 // docs/DESIGN.md promises: one read, then one transaction of two
 // statements, on either database, whatever the upload's size; a re-sent
@@ -108,15 +120,7 @@ func TestChunkReceiptStatements(t *testing.T) {
 			sess := e.initOne(t, owner, mp4Spec("a.mp4", data))
 			ctx := context.Background()
 
-			check := func(what string, maxStatements, maxTxs int) {
-				t.Helper()
-				lines := log.take()
-				statements, txs := sqlCost(lines)
-				if statements > maxStatements || txs > maxTxs || statements == 0 {
-					t.Errorf("%s: %d statements in %d transactions, want at most %d in %d:\n%s",
-						what, statements, txs, maxStatements, maxTxs, strings.Join(lines, "\n"))
-				}
-			}
+			check := func(what string, maxStatements, maxTxs int) { checkSQLCost(t, log, what, maxStatements, maxTxs) }
 			log.take()
 			for i := range sess.TotalChunks {
 				e.mustSend(t, sess.ID, i, data)
@@ -163,15 +167,7 @@ func TestTusAppendStatements(t *testing.T) {
 			data := mp4Bytes(21*MiB, 10) // 5 chunks of 5 MiB, the last short
 			sess := e.createTus(t, owner, data)
 			ctx := context.Background()
-			check := func(what string, maxStatements, maxTxs int) {
-				t.Helper()
-				lines := log.take()
-				statements, txs := sqlCost(lines)
-				if statements > maxStatements || txs > maxTxs || statements == 0 {
-					t.Errorf("%s: %d statements in %d transactions, want at most %d in %d:\n%s",
-						what, statements, txs, maxStatements, maxTxs, strings.Join(lines, "\n"))
-				}
-			}
+			check := func(what string, maxStatements, maxTxs int) { checkSQLCost(t, log, what, maxStatements, maxTxs) }
 			log.take()
 			if _, err := e.appendBytes(owner, sess.ID, 0, data[:5*MiB]); err != nil {
 				t.Fatal(err)
