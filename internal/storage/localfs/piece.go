@@ -2,8 +2,11 @@ package localfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -17,11 +20,15 @@ func (s *Store) WritePiece(ctx context.Context, key string, chunk upload.ChunkRe
 	return s.writeAt(ctx, "write piece", key, chunk, at, body)
 }
 
-// SealChunk has nothing to do: pieces are written in place, so the chunk
-// is whole as soon as its last piece is. The CRC32C is not checked: the
-// caller computed it from the bytes as they were written, and reading
-// the chunk back would cost a second pass over every byte a tus client
-// sends.
+// SealChunk has nothing to make, since pieces are written in place: the
+// chunk is whole as soon as its last piece is. It starts the chunk's
+// writeback (sync_file_range, no wait). A tus upload completes in the
+// answer to its last PATCH, and Assemble's fsync would otherwise write
+// the whole file there; chunk PUTs skip this, as it costs the data plane
+// CPU (docs/DESIGN.md §Durability), but their complete is a request of its
+// own. The CRC32C is not checked: the caller computed it from the bytes
+// as they were written, and reading the chunk back would cost a second
+// pass over every byte.
 func (s *Store) SealChunk(ctx context.Context, key string, chunk upload.ChunkRef, crc32c uint32) error {
 	if err := checkKey(key); err != nil {
 		return err
@@ -29,5 +36,20 @@ func (s *Store) SealChunk(ctx context.Context, key string, chunk upload.ChunkRef
 	if chunk.Index < 0 || chunk.Offset < 0 || chunk.Size < 0 {
 		return fmt.Errorf("localfs: seal %q: invalid chunk %+v", key, chunk)
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.opts.SyncWrites {
+		return nil // each piece was synced as it was written
+	}
+	defer s.uploads.rlock(key)()
+	f, err := os.Open(s.stagingPath(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("localfs: seal %q: upload %w", key, upload.ErrNotExist)
+	}
+	if err != nil {
+		return fmt.Errorf("localfs: seal %q: %w", key, err)
+	}
+	startWriteback(f, chunk.Offset, chunk.Size)
+	return f.Close()
 }
