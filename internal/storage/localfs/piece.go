@@ -22,13 +22,13 @@ func (s *Store) WritePiece(ctx context.Context, key string, chunk upload.ChunkRe
 
 // SealChunk has nothing to make, since pieces are written in place: the
 // chunk is whole as soon as its last piece is. It starts the chunk's
-// writeback (sync_file_range, no wait). A tus upload completes in the
-// answer to its last PATCH, and Assemble's fsync would otherwise write
-// the whole file there; chunk PUTs skip this, as it costs the data plane
-// CPU (docs/DESIGN.md §Durability), but their complete is a request of its
-// own. The CRC32C is not checked: the caller computed it from the bytes
-// as they were written, and reading the chunk back would cost a second
-// pass over every byte.
+// writeback (sync_file_range, no wait): a tus upload completes in the
+// answer to its last PATCH, where Assemble's fsync would otherwise write
+// the whole file. Chunk PUTs do without it, as it costs CPU (docs/DESIGN.md
+// §Durability: what a crash and a power loss can cost), and their
+// complete is a request of its own. The CRC32C is not checked: the caller
+// computed it from the bytes as they were written, and reading the chunk
+// back would cost a second pass over every byte.
 func (s *Store) SealChunk(ctx context.Context, key string, chunk upload.ChunkRef, crc32c uint32) error {
 	if err := checkKey(key); err != nil {
 		return err
