@@ -461,9 +461,17 @@ func TestConcurrentSubscribers(t *testing.T) {
 	// goroutines still using it.
 	t.Cleanup(stopPublishing)
 	t.Cleanup(func() { brokertest.Bounded(t, "the churners ending", churners.Wait) })
+	// A steady flow, not a flood: unpaced, the publisher queued events
+	// far faster than b's one connection could take them (tens of
+	// thousands a second under -race), each Subscribe's confirming PING
+	// queued behind that backlog, and the churn took from 0.5 s to past
+	// the hang guard's 20 s, depending on the machine's load.
 	publishers.Go(func() {
+		pace := time.NewTicker(time.Millisecond)
+		defer pace.Stop()
 		for v := int64(1); !stop.Load(); v++ {
 			_ = a.Publish(context.Background(), brokertest.Event(fmt.Sprintf("u%d", v%2+1), "alice", v))
+			<-pace.C
 		}
 	})
 	for g := range 8 {
