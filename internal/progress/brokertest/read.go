@@ -2,6 +2,7 @@ package brokertest
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -64,20 +65,62 @@ func Publish(tb testing.TB, b upload.Broker, ev upload.Progress) {
 	}
 }
 
-// Within runs fn and fails the test if it has not returned by the
-// deadline: a hang guard, not a timing assertion.
+// Within runs fn and fails the test at once if it has not returned by the
+// deadline: a hang guard, not a timing assertion. The failure shows
+// spool's goroutines, so a test that hangs names the wait that hung.
 func Within(tb testing.TB, what string, fn func()) {
+	tb.Helper()
+	if !Bounded(tb, what, fn) {
+		tb.FailNow()
+	}
+}
+
+// Bounded is Within for cleanups and other code that must go on after a
+// hang: it marks the test failed, showing spool's goroutines, and returns
+// false if fn has not returned by the deadline, leaving fn running. A
+// cleanup that waits (a Close, a process's exit) waits through Bounded so
+// that it cannot hold the test binary until go test's own timeout, whose
+// goroutine dump would bury the test's name.
+func Bounded(tb testing.TB, what string, fn func()) bool {
 	tb.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		fn()
 	}()
+	timer := time.NewTimer(deadline)
+	defer timer.Stop()
 	select {
 	case <-done:
-	case <-time.After(deadline):
-		tb.Fatalf("%s did not return within %v", what, deadline)
+		return true
+	case <-timer.C:
+		tb.Errorf("%s did not return within %v; spool's goroutines:\n%s", what, deadline, SpoolGoroutines())
+		return false
 	}
+}
+
+// SpoolGoroutines returns the stacks of the process's goroutines that run
+// spool's code, the tests' included, leaving out the runtime's, the
+// testing package's and the libraries' own (a pool's reaper, a
+// listener's accept loop).
+func SpoolGoroutines() string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var b strings.Builder
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "github.com/spoolhq/spool/") && !strings.Contains(g, "brokertest.SpoolGoroutines(") {
+			b.WriteString(g)
+			b.WriteString("\n\n")
+		}
+	}
+	return b.String()
 }
 
 // Eventually polls cond until it holds, for effects that happen

@@ -101,7 +101,12 @@ type Broker struct {
 
 	// outbox holds the events Publish queued for publishLoop, which sends
 	// them in order; stopPublishing makes it send what is left and end.
+	// publishMu guards the queue's entry: Publish holds it to read, and
+	// Close sets publishClosed under it, after which no event enters, so
+	// the last drain ends however busy the publishers are.
 	outbox         chan queued
+	publishMu      sync.RWMutex
+	publishClosed  bool
 	stopPublishing chan struct{}
 	published      sync.WaitGroup
 	// dropped counts events never sent: the queue was full or Redis failed.
@@ -246,9 +251,13 @@ func (b *Broker) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 
-	// What was published before Close goes out first (each round trip
-	// bounded by publishTimeout): a replica that stops must not swallow the
-	// last events of the uploads it served.
+	// No event enters the queue from now on (a Publish waiting for room
+	// holds this off for at most publishTimeout). What was published
+	// before goes out first, within one publishTimeout: a replica that
+	// stops must not swallow the last events of the uploads it served.
+	b.publishMu.Lock()
+	b.publishClosed = true
+	b.publishMu.Unlock()
 	close(b.stopPublishing)
 	b.published.Wait()
 	b.cancel() // ends waits, backoffs and dials
@@ -283,9 +292,12 @@ func (b *Broker) Subscribers() int { return b.hub.Subscribers() }
 // publishTimeout, since an event dropped while the connection stays up
 // would never be made up by a resync. While Redis is failing, ev is
 // dropped at once and counted (Dropped); subscribers resync from the
-// database when the connection is back. It returns an error after Close.
+// database when the connection is back. It returns an error once Close
+// has begun.
 func (b *Broker) Publish(ctx context.Context, ev upload.Progress) error {
-	if b.ctx.Err() != nil {
+	b.publishMu.RLock()
+	defer b.publishMu.RUnlock()
+	if b.publishClosed {
 		return errClosed
 	}
 	q := queued{ev: ev, span: trace.SpanContextFromContext(ctx)}
@@ -304,8 +316,6 @@ func (b *Broker) Publish(ctx context.Context, ev upload.Progress) error {
 	case b.outbox <- q:
 	case <-wait.C:
 		b.drop(1, errors.New("the publish queue stayed full"))
-	case <-b.ctx.Done():
-		return errClosed
 	}
 	return nil
 }
@@ -339,14 +349,21 @@ func (b *Broker) publishLoop() {
 			b.send(ctx, batch)
 			cancel()
 		case <-b.stopPublishing:
-			// One publishTimeout for all that is left: what Redis has not
-			// taken by then is dropped.
+			// Nothing enters the queue any more. One publishTimeout for
+			// all that is left: what Redis has not taken by then is
+			// dropped without trying (a client without
+			// ContextTimeoutEnabled would wait out its read timeout on
+			// every batch).
 			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 			defer cancel()
 			for {
 				batch = b.fill(batch[:0])
 				if len(batch) == 0 {
 					return
+				}
+				if err := ctx.Err(); err != nil {
+					b.drop(len(batch), fmt.Errorf("closing: %w", err))
+					continue
 				}
 				b.send(ctx, batch)
 			}

@@ -38,7 +38,7 @@ func newClient(tb testing.TB, opt *goredis.Options) *goredis.Client {
 	o := *opt
 	o.ContextTimeoutEnabled = true
 	c := goredis.NewClient(&o)
-	tb.Cleanup(func() { _ = c.Close() })
+	tb.Cleanup(func() { brokertest.Bounded(tb, "closing a client", func() { _ = c.Close() }) })
 	return c
 }
 
@@ -50,12 +50,18 @@ func newBroker(tb testing.TB, client *goredis.Client, prefix string) *Broker {
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
-	tb.Cleanup(func() {
+	tb.Cleanup(func() { closeBroker(tb, b) })
+	return b
+}
+
+// closeBroker closes b, failing the test if Close fails or hangs.
+func closeBroker(tb testing.TB, b *Broker) {
+	tb.Helper()
+	brokertest.Bounded(tb, "Close", func() {
 		if err := b.Close(); err != nil {
 			tb.Errorf("Close: %v", err)
 		}
 	})
-	return b
 }
 
 // twoReplicas returns two Brokers ("replicas") of one deployment on opt's
@@ -364,23 +370,27 @@ func TestChannelReusedBeforeUnsubscribe(t *testing.T) {
 	name := prefix + "upload:u1"
 
 	first := brokertest.Subscribe(t, b, upload.UploadTopic("u1"))
-	b.psMu.Lock() // holds the syncer back
-	first.Close()
 	var (
 		f   upload.Feed
 		err error
 	)
 	subscribed := make(chan struct{})
-	go func() {
-		defer close(subscribed)
-		f, err = b.Subscribe(t.Context(), upload.UploadTopic("u1"))
+	func() {
+		b.psMu.Lock() // holds the syncer back
+		// Released however this ends: a syncer left waiting would keep
+		// the broker's Close, and the test, from ever ending.
+		defer b.psMu.Unlock()
+		first.Close()
+		go func() {
+			defer close(subscribed)
+			f, err = b.Subscribe(t.Context(), upload.UploadTopic("u1"))
+		}()
+		brokertest.Eventually(t, "the new feed counted", func() bool {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			return b.channels[name] != nil
+		})
 	}()
-	brokertest.Eventually(t, "the new feed counted", func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.channels[name] != nil
-	})
-	b.psMu.Unlock()
 	brokertest.Within(t, "Subscribe", func() { <-subscribed })
 	if err != nil {
 		t.Fatalf("Subscribe: %v", err)
@@ -441,13 +451,29 @@ func TestConcurrentSubscribers(t *testing.T) {
 	watcher := brokertest.Subscribe(t, b, upload.UserTopic("bob"))
 
 	var stop atomic.Bool
-	var publishers sync.WaitGroup
+	var publishers, churners sync.WaitGroup
+	stopPublishing := func() {
+		stop.Store(true)
+		brokertest.Bounded(t, "the publisher stopping", publishers.Wait)
+	}
+	// Registered after the brokers' cleanups, so these run before them,
+	// also when the test fails half-way: a broker is not closed under
+	// goroutines still using it.
+	t.Cleanup(stopPublishing)
+	t.Cleanup(func() { brokertest.Bounded(t, "the churners ending", churners.Wait) })
+	// A steady flow, not a flood: unpaced, the publisher queued events
+	// far faster than b's one connection could take them (tens of
+	// thousands a second under -race), each Subscribe's confirming PING
+	// queued behind that backlog, and the churn took from 0.5 s to past
+	// the hang guard's 20 s, depending on the machine's load.
 	publishers.Go(func() {
+		pace := time.NewTicker(time.Millisecond)
+		defer pace.Stop()
 		for v := int64(1); !stop.Load(); v++ {
 			_ = a.Publish(context.Background(), brokertest.Event(fmt.Sprintf("u%d", v%2+1), "alice", v))
+			<-pace.C
 		}
 	})
-	var churners sync.WaitGroup
 	for g := range 8 {
 		churners.Go(func() {
 			for i := range 25 {
@@ -474,8 +500,7 @@ func TestConcurrentSubscribers(t *testing.T) {
 		})
 	}
 	brokertest.Within(t, "churning subscribers", churners.Wait)
-	stop.Store(true)
-	publishers.Wait()
+	stopPublishing()
 
 	for _, topic := range topics {
 		ch := b.channelName(topic)
@@ -541,6 +566,54 @@ func TestClose(t *testing.T) {
 	}
 }
 
+// TestCloseWhilePublishing closes a broker that publishers go on using, as
+// requests still running during a shutdown do: Close returns all the same,
+// every Publish from the moment Close begins fails, and none blocks. (Close
+// used to drain the queue until it found it empty, which a busy publisher
+// never let happen: it hung.)
+func TestCloseWhilePublishing(t *testing.T) {
+	t.Parallel()
+	opt := redistest.Options(t)
+	b, err := New(newClient(t, opt), Options{Prefix: redistest.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var publishers sync.WaitGroup
+	t.Cleanup(func() {
+		stop.Store(true) // if Close hung, so the test still ends
+		brokertest.Bounded(t, "the publishers stopping", publishers.Wait)
+	})
+	closing := make(chan struct{})
+	var refusedBeforeClose atomic.Bool
+	for p := range 4 {
+		publishers.Go(func() {
+			for v := int64(1); !stop.Load(); v++ {
+				if err := b.Publish(context.Background(), brokertest.Event(fmt.Sprintf("u%d", p), "alice", v)); err != nil {
+					select {
+					case <-closing:
+					default:
+						refusedBeforeClose.Store(true)
+					}
+					return // refused: Close has begun
+				}
+			}
+		})
+	}
+	// Until the queue has filled up at least once, so that Close starts
+	// with a backlog and publishers waiting for room.
+	brokertest.Eventually(t, "the publish queue full", func() bool { return len(b.outbox) == outboxSize })
+	close(closing)
+	closeBroker(t, b)
+	brokertest.Within(t, "every publisher seeing Publish refused after Close", publishers.Wait)
+	if refusedBeforeClose.Load() {
+		t.Error("Publish refused before Close began")
+	}
+	if err := b.Publish(t.Context(), brokertest.Event("u1", "alice", 1)); err == nil {
+		t.Error("Publish after Close: err = nil, want an error")
+	}
+}
+
 // TestCloseLeavesNothingRunning counts the process's goroutines, so it is
 // not parallel: parallel tests start only after the sequential ones end.
 func TestCloseLeavesNothingRunning(t *testing.T) {
@@ -556,9 +629,11 @@ func TestCloseLeavesNothingRunning(t *testing.T) {
 		f := brokertest.Subscribe(t, b, upload.UploadTopic("u1"))
 		brokertest.Publish(t, b, brokertest.Event("u1", "alice", 1))
 		brokertest.ReadEvent(t, f, "u1", 1)
-		if err := b.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
+		brokertest.Within(t, "Close", func() {
+			if err := b.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
 	}
 	cycle() // starts whatever go-redis keeps for the process
 	before := runtime.NumGoroutine()
@@ -593,11 +668,12 @@ func TestOpen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open(%s): %v", opt.Addr, err)
 	}
-	defer a.Close()
+	t.Cleanup(func() { closeBroker(t, a) })
 	b, err := Open(t.Context(), url, Options{Prefix: prefix})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", opt.Addr, err)
 	}
+	t.Cleanup(func() { closeBroker(t, b) }) // a no-op once closed below
 	if err := b.Ping(t.Context()); err != nil {
 		t.Errorf("Ping: %v", err)
 	}
@@ -605,9 +681,7 @@ func TestOpen(t *testing.T) {
 	brokertest.Publish(t, a, brokertest.Event("u1", "alice", 1))
 	brokertest.ReadEvent(t, f, "u1", 1)
 
-	if err := b.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
+	closeBroker(t, b)
 	if err := b.Ping(t.Context()); err == nil {
 		t.Errorf("Ping after Close: err = nil, want an error (Open's client is closed with the broker)")
 	}
@@ -712,7 +786,9 @@ func (s *redisServer) kill() {
 		return
 	}
 	_ = s.cmd.Process.Kill() // SIGKILL
-	<-s.exited
+	// Wait returns once the server's output pipe closes too, which a
+	// child holding it would delay for good.
+	brokertest.Bounded(s.tb, "redis-server exiting after SIGKILL", func() { <-s.exited })
 	s.cmd = nil
 }
 
@@ -915,7 +991,7 @@ func startProxy(tb testing.TB, target string) *proxy {
 			l.server.Close()
 		}
 		p.mu.Unlock()
-		wg.Wait()
+		brokertest.Bounded(tb, "the proxy's goroutines ending", wg.Wait)
 	})
 	return p
 }
