@@ -2,6 +2,8 @@ package tus_test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/ratelimit"
+	"github.com/spoolhq/spool/internal/upload"
 )
 
 // rawPatch opens a connection and sends a PATCH declaring the rest of
@@ -223,4 +226,34 @@ func TestRequestBudget(t *testing.T) {
 	}
 	// Another user has a budget of their own.
 	s.create(s.token("bob"), 2*mib, metadata("filename", "a.mp4", "filetype", "video/mp4"))
+}
+
+// An upload whose bytes are all stored but which the last PATCH did not
+// complete (its completion failed) completes on the client's next HEAD:
+// a tus client takes an upload whose offset is its length as done.
+func TestHeadCompletesAFullUpload(t *testing.T) {
+	s := start(t, nil)
+	tok := s.token("alice")
+	data, meta := video("clip.mp4", 6*mib, 15)
+	url := s.create(tok, len(data), meta)
+	// The bytes arrive through the service alone, as if the endpoint's
+	// completion had failed after them.
+	svc := s.srv.Main.Service()
+	ctx := context.Background()
+	user, err := svc.EnsureUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Append(ctx, user.ID, idOf(url), 0, bytes.NewReader(data), upload.AppendOptions{ContentLength: int64(len(data))}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	h := s.do(http.MethodHead, url, tok, nil)
+	if h.status != http.StatusOK || h.header.Get("Upload-Offset") != strconv.Itoa(len(data)) || h.header.Get("Spool-Media-Id") == "" {
+		t.Fatalf("HEAD of a full upload: %v, Upload-Offset %q, Spool-Media-Id %q; want 200, %d, a media id",
+			h, h.header.Get("Upload-Offset"), h.header.Get("Spool-Media-Id"), len(data))
+	}
+	if h.header.Get("Upload-Expires") != "" {
+		t.Errorf("HEAD of a completed upload: Upload-Expires %q, want none", h.header.Get("Upload-Expires"))
+	}
+	s.download(s.media(tok, h.header.Get("Spool-Media-Id")), data)
 }

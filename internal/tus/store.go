@@ -128,7 +128,22 @@ func (s *Store) GetUpload(ctx context.Context, id string) (handler.Upload, error
 	if err != nil {
 		return nil, s.tusError(ctx, "loading a tus upload", err)
 	}
-	return s.opened(uid, req, sess), nil
+	u := s.opened(uid, req, sess)
+	if !sess.TusPart && isActive(sess.Status) && sess.Offset() == sess.TotalSize && req.method != http.MethodDelete {
+		// Every byte is stored but the PATCH that stored the last one
+		// failed to complete the upload (storage trouble, a crash). tusd
+		// finishes an upload only on the PATCH that fills it, and a tus
+		// client that HEADs a full upload takes it as done: finish it
+		// here, or it would never complete.
+		if err := u.FinishUpload(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+func isActive(st upload.Status) bool {
+	return st == upload.StatusInitialized || st == upload.StatusUploading
 }
 
 // opened returns sess as a fileUpload, and sets the answer's headers
@@ -145,10 +160,9 @@ func (s *Store) opened(uid string, req *request, sess *upload.Session) *fileUplo
 func (u *fileUpload) update(sess *upload.Session) {
 	u.sess = sess
 	hd := u.req.header
-	switch sess.Status {
-	case upload.StatusInitialized, upload.StatusUploading:
+	if isActive(sess.Status) {
 		hd.Set(HeaderExpires, sess.ExpiresAt.UTC().Format(http.TimeFormat))
-	default:
+	} else {
 		hd.Del(HeaderExpires)
 	}
 	if id := sess.Progress.MediaID; id != nil {
