@@ -11,7 +11,7 @@ BIN := bin/spool
 # more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
 GOTAGS := disable_grpc_modules
 
-.PHONY: run build test test-go test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-media bench-load fuzz fuzz-ci clean migrations
+.PHONY: run build test test-go test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -135,6 +135,13 @@ bench-latency:
 # CI=true: without PostgreSQL it fails rather than skips.
 bench-rates:
 	CI=true GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench ControlRates -benchtime 1x -count 1 -timeout 10m ./internal/bench/
+
+# spool's tus endpoint (/files/) against tusd's own server and file store
+# on the same bytes, in one run: 8 MiB PATCHes, 3 MiB PATCHes (ending
+# inside spool's chunks) and four partial uploads joined by a final one
+# (docs/BENCHMARKS.md, "tus"). More rounds: BENCHARGS='-tus-rounds 9'.
+bench-tus:
+	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench '^BenchmarkTus$$' -benchtime 1x -count 1 -timeout 30m ./internal/bench/ -args $(BENCHARGS)
 
 # Media processing against standard tools, in one run: thumbnails of a
 # 12 MP JPEG against ImageMagick's convert, SHA-256 against sha256sum;

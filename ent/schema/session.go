@@ -63,7 +63,7 @@ func (UploadSession) Fields() []ent.Field {
 			Comment("completed at initBatch: the user already had a READY file with these bytes"),
 		field.String("resumable_origin").Optional().Nillable().
 			Comment("the browser origin the resumable session answers CORS for; empty for none"),
-		// tus uploads (POST /files/, docs/DESIGN.md "tus"): their bytes
+		// tus uploads (POST /files/, docs/DESIGN.md §tus): their bytes
 		// arrive by offset, each PATCH appending where the last one ended,
 		// so a PATCH may end inside a chunk. The bytes it kept there are
 		// the tail: stored, counted in the offset, not yet a chunk.

@@ -74,7 +74,13 @@ var statusOf = map[upload.Code]int{
 	upload.CodeRateLimited:        http.StatusTooManyRequests,
 	upload.CodeRequestTimeout:     http.StatusRequestTimeout,
 	upload.CodeOffsetMismatch:     http.StatusConflict,
-	upload.CodeInternal:           http.StatusInternalServerError,
+	// Met on the data plane by tus creation (POST /files/).
+	upload.CodeInvalidType:   http.StatusUnsupportedMediaType,
+	upload.CodeFileTooLarge:  http.StatusRequestEntityTooLarge,
+	upload.CodeQuotaExceeded: http.StatusForbidden,
+	// Completing a tus upload whose bytes are not all stored.
+	upload.CodeIncomplete: http.StatusConflict,
+	upload.CodeInternal:   http.StatusInternalServerError,
 }
 
 // httpStatus is code's status; a code without one is a server bug, 500.

@@ -29,6 +29,7 @@ import (
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/signing"
+	"github.com/spoolhq/spool/internal/tus"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -121,6 +122,11 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("HEAD /uploads/{id}", h.headUpload)
 	mux.HandleFunc("GET /media/{id}/{name}", h.getMedia)
 	mux.HandleFunc("GET /media/{id}/thumbnails/{n}", h.getThumbnail)
+	// tus (docs/API.md, "tus"): every method, under /files/ and at
+	// /files itself (a POST must not be redirected).
+	tusEndpoint := idleBodies(http.StripPrefix("/files", h.tusEndpoint()), o.Limits.BodyIdleTimeout)
+	mux.Handle("/files/", tusEndpoint)
+	mux.Handle("/files", tusEndpoint)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
 	if o.MetricsHandler != nil {
@@ -137,6 +143,34 @@ func New(o Options) http.Handler {
 		root = traced(root, o.TracerProvider, o.Propagator)
 	}
 	return reqlog.Middleware(root)
+}
+
+// tusEndpoint is the tus endpoint (internal/tus) with the data plane's
+// token check, request budget and status table.
+func (h *handlers) tusEndpoint() http.Handler {
+	base := "/files/"
+	if h.URLs != nil {
+		base = h.URLs.base + base
+	}
+	endpoint, err := tus.New(tus.Config{
+		Uploads: h.Uploads, BaseURL: base, Authenticate: h.tusCaller, Admit: h.Limits.Requests,
+		Status: httpStatus, Logger: h.Logger,
+	})
+	if err != nil {
+		// base is the public URL, checked when the config was read.
+		panic(err)
+	}
+	return endpoint
+}
+
+// tusCaller authenticates a tus request by its bearer token, as bearer
+// does for the other data-plane routes.
+func (h *handlers) tusCaller(r *http.Request) (string, error) {
+	uid, err := h.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	if err != nil && errors.Is(err, auth.ErrInvalidToken) {
+		return "", upload.Errorf(upload.CodeUnauthenticated, "send a valid bearer token in the Authorization header")
+	}
+	return uid, err
 }
 
 // traced makes each request a span named after its route ("PUT
@@ -408,11 +442,18 @@ func corsFor(allowed []string) *cors.Cors {
 	return cors.New(cors.Options{
 		AllowedOrigins:  allowed,
 		AllowOriginFunc: onlyListed,
-		AllowedMethods:  []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodOptions},
+		AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodOptions,
+			http.MethodPatch, http.MethodDelete},
 		AllowedHeaders: []string{"Authorization", "Content-Type", "Content-Range", "Content-MD5", "X-Goog-Hash",
-			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight", reqlog.Header},
+			"Apollo-Require-Preflight", "X-Apollo-Operation-Name", "Graphql-Preflight", reqlog.Header,
+			// tus
+			"Tus-Resumable", "Upload-Length", "Upload-Offset", "Upload-Metadata", "Upload-Concat",
+			"Upload-Checksum", "Upload-Defer-Length", "X-HTTP-Method-Override", "X-Requested-With"},
 		ExposedHeaders: []string{"Range", "Spool-Upload-Status", "Spool-Uploaded-Bytes", "Spool-Total-Bytes",
-			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length", "Retry-After", reqlog.Header},
+			"Spool-Received-Chunks", "Spool-Chunk-Size", "Content-Range", "Content-Length", "Retry-After", reqlog.Header,
+			// tus
+			"Location", "Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
+			"Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Concat", tus.HeaderExpires, tus.HeaderMediaID},
 		AllowCredentials: false,
 		MaxAge:           600,
 	})

@@ -27,7 +27,7 @@ type checkedFile struct {
 
 // checkFile validates one file of a batch. It returns BAD_USER_INPUT,
 // INVALID_TYPE or FILE_TOO_LARGE with a message naming the file.
-func (s *Service) checkFile(i int, f FileSpec) (checkedFile, error) {
+func (s *Service) checkFile(i int, f FileSpec, tus *TusFile) (checkedFile, error) {
 	label := fmt.Sprintf("file %d (%q)", i+1, f.FileName)
 	if strings.TrimSpace(f.FileName) == "" {
 		return checkedFile{}, Errorf(CodeBadUserInput, "file %d has no name", i+1)
@@ -37,6 +37,14 @@ func (s *Service) checkFile(i int, f FileSpec) (checkedFile, error) {
 	}
 	mimeType := normalizeMIME(f.MimeType)
 	mt, ok := s.cfg.mediaTypeOf(mimeType)
+	if !ok && tus != nil && tus.Part && f.MimeType == "" {
+		// A tus partial upload's file is named and typed only when the
+		// parts are joined, and checked then. Until then it is held to
+		// the largest size limit, and its media type is the one of that
+		// limit: nothing reads it, as a part never becomes media.
+		mimeType, mt = partMIMEType, s.cfg.largestMediaType()
+		ok = true
+	}
 	if !ok {
 		return checkedFile{}, Errorf(CodeInvalidType, "%s: type %q is not accepted; send a video (%s), image (%s) or audio (%s) file",
 			label, f.MimeType, formatList(s.cfg.AllowedTypes[MediaVideo]),
@@ -84,7 +92,7 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 	}
 	files := make([]checkedFile, len(spec.Files))
 	for i, f := range spec.Files {
-		cf, err := s.checkFile(i, f)
+		cf, err := s.checkFile(i, f, spec.tus)
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +115,7 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		// the quota row first whenever a new file preceded a resumed one,
 		// and deadlock against a cancel of that upload.
 		for i, f := range files {
-			if ids[i], err = s.resumeInto(ctx, tx, userID, batchID, f); err != nil {
+			if ids[i], err = s.resumeInto(ctx, tx, userID, batchID, f, spec.tus); err != nil {
 				return err
 			}
 		}
@@ -115,8 +123,13 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 			if ids[i] != "" {
 				continue // resumed
 			}
-			if ids[i], err = s.initDeduplicated(ctx, tx, userID, batchID, f); err != nil {
-				return err
+			// Not for tus: its client sends the bytes whatever the
+			// creation's answer, and an upload already complete would
+			// refuse them. Processing deduplicates after the upload.
+			if spec.tus == nil {
+				if ids[i], err = s.initDeduplicated(ctx, tx, userID, batchID, f); err != nil {
+					return err
+				}
 			}
 			if ids[i] != "" {
 				continue // the user has these bytes: completed at once (dedup.go)
@@ -138,6 +151,7 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 				SetNillableDurationSeconds(f.DurationSeconds).
 				SetStrategy(f.plan.strategy).SetChunkSize(f.plan.chunkSize).SetTotalChunks(f.plan.totalChunks).
 				SetStorageKey(key).SetExpiresAt(s.now().Add(s.cfg.SessionTTL)).
+				SetTus(spec.tus != nil).SetTusPart(spec.tus != nil && spec.tus.Part).
 				Exec(ctx)
 			if err != nil {
 				return fmt.Errorf("creating upload: %w", err)
@@ -169,9 +183,11 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 
 // resumeInto looks for an unfinished, unexpired upload of the same file by
 // the same user and moves it into batch; it returns its id, or "".
-func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile) (string, error) {
-	if found, err := hasReadyCopy(ctx, tx, userID, f); found || err != nil {
-		return "", err // a READY copy completes the file at once instead (dedup.go)
+func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile, tus *TusFile) (string, error) {
+	if tus == nil {
+		if found, err := hasReadyCopy(ctx, tx, userID, f); found || err != nil {
+			return "", err // a READY copy completes the file at once instead (dedup.go)
+		}
 	}
 	var sameFile []predicate.UploadSession
 	if f.Fingerprint != nil {
@@ -188,6 +204,9 @@ func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID st
 		uploadsession.StatusIn(activeStatuses...),
 		uploadsession.ExpiresAtGT(s.now()),
 		uploadsession.TotalSize(f.Size), uploadsession.MimeType(f.mimeType),
+		// A tus upload takes bytes only by offset and a GraphQL one only
+		// by chunk: each resumes its own kind.
+		uploadsession.Tus(tus != nil),
 	).Order(ent.Desc(uploadsession.FieldCreatedAt)).First(ctx)
 	if ent.IsNotFound(err) {
 		return "", nil

@@ -150,6 +150,9 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 	if err := s.checkActive(ctx, sess); err != nil {
 		return Progress{}, err
 	}
+	if err := notTus(sess); err != nil {
+		return Progress{}, err
+	}
 	if was == heldUnknown {
 		var err error
 		if was, err = heldChunk(ctx, s.db, sess.ID, ref.Index); err != nil {

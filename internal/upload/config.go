@@ -169,6 +169,17 @@ func (c Config) Validate() error {
 }
 
 // mediaTypeOf returns the media type a MIME type is allowed as, or false.
+// largestMediaType is the media type with the largest size limit.
+func (c Config) largestMediaType() MediaType {
+	best := MediaVideo
+	for t, max := range c.MaxSize {
+		if max > c.MaxSize[best] || (max == c.MaxSize[best] && t < best) {
+			best = t
+		}
+	}
+	return best
+}
+
 func (c Config) mediaTypeOf(mimeType string) (MediaType, bool) {
 	m := normalizeMIME(mimeType)
 	for t, allowed := range c.AllowedTypes {

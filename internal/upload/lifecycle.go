@@ -133,6 +133,9 @@ func (s *Service) ChunkURL(ctx context.Context, userID, id string, index int) (C
 	if err := s.checkActive(ctx, sess); err != nil {
 		return ChunkURL{}, err
 	}
+	if err := notTus(sess); err != nil {
+		return ChunkURL{}, err
+	}
 	ref, err := sessionChunk(sess, index)
 	if err != nil {
 		return ChunkURL{}, err
@@ -173,7 +176,7 @@ func (s *Service) chunkURL(ctx context.Context, sess *ent.UploadSession, ref Chu
 // ChunkURLs lists signed URLs for the chunks of sess not yet received, at
 // most the configured cap; none once the upload stopped taking chunks.
 func (s *Service) ChunkURLs(ctx context.Context, sess *Session) ([]ChunkURL, error) {
-	if isTerminal(sess.Status) || sess.Status == StatusAssembling || !s.now().Before(sess.ExpiresAt) {
+	if isTerminal(sess.Status) || sess.Status == StatusAssembling || !s.now().Before(sess.ExpiresAt) || sess.Tus {
 		return []ChunkURL{}, nil
 	}
 	urls := make([]ChunkURL, 0, min(len(sess.missing), s.cfg.MaxChunkURLs))
@@ -197,6 +200,9 @@ func (s *Service) Retry(ctx context.Context, userID, id string) ([]ChunkURL, err
 		return nil, err
 	}
 	if err := s.checkActive(ctx, sess); err != nil {
+		return nil, err
+	}
+	if err := notTus(sess); err != nil {
 		return nil, err
 	}
 	if err := s.syncDirectChunks(ctx, sess); err != nil {
@@ -231,6 +237,9 @@ func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int
 		return Progress{}, err
 	}
 	if err := s.checkActive(ctx, sess); err != nil {
+		return Progress{}, err
+	}
+	if err := notTus(sess); err != nil {
 		return Progress{}, err
 	}
 	ref, err := sessionChunk(sess, index)
@@ -374,8 +383,14 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 	if err != nil {
 		return nil, storageError("assembling upload", err)
 	}
+	return s.finishAssembly(ctx, sess, objectKey)
+}
+
+// finishAssembly turns an ASSEMBLING session whose object the store has
+// made into a COMPLETED one with its MediaFile and processing job.
+func (s *Service) finishAssembly(ctx context.Context, sess *ent.UploadSession, objectKey string) (*ent.MediaFile, error) {
 	var media *ent.MediaFile
-	err = s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
+	err := s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
 		// The session's UPDATE comes first: it locks the row, so a
 		// concurrent complete (another replica) waits here until this one
 		// commits, then finds its media instead of creating a second.

@@ -222,7 +222,9 @@ func progressOf(sess *ent.UploadSession, t chunkTotals) Progress {
 	p := Progress{
 		UploadID: sess.ID, BatchID: sess.BatchID, OwnerID: sess.OwnerID,
 		Status: sess.Status, TotalBytes: sess.TotalSize, TotalChunks: sess.TotalChunks,
-		UploadedBytes: t.receivedBytes, UploadedChunks: t.received, FailedChunks: t.failed,
+		// A tus upload's tail is stored and counted in its offset, so it
+		// counts as uploaded too (0 for any other upload).
+		UploadedBytes: t.receivedBytes + sess.TailBytes, UploadedChunks: t.received, FailedChunks: t.failed,
 		Version: sess.Version, At: sess.UpdatedAt, Error: sess.Error,
 	}
 	p.Percent = max(sess.Percent, percentOf(p.UploadedBytes, p.TotalBytes))

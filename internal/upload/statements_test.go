@@ -144,3 +144,51 @@ func TestChunkReceiptStatements(t *testing.T) {
 		})
 	}
 }
+
+// TestTusAppendStatements holds a tus PATCH to the chunk path's cost: one
+// read of the session, then per chunk it fills one transaction of two
+// statements (and one of a single statement for the tail where it ends),
+// on either database; reading a tus upload is one statement, not a scan
+// of its chunks.
+func TestTusAppendStatements(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			dbURL := ""
+			if engine == "postgres" {
+				dbURL = dbtest.Postgres(t)
+			}
+			log := &sqlLog{}
+			e := newRecordedEnv(t, dbURL, log)
+			owner := e.user(t, "alice")
+			data := mp4Bytes(21*MiB, 10) // 5 chunks of 5 MiB, the last short
+			sess := e.createTus(t, owner, data)
+			ctx := context.Background()
+			check := func(what string, maxStatements, maxTxs int) {
+				t.Helper()
+				lines := log.take()
+				statements, txs := sqlCost(lines)
+				if statements > maxStatements || txs > maxTxs || statements == 0 {
+					t.Errorf("%s: %d statements in %d transactions, want at most %d in %d:\n%s",
+						what, statements, txs, maxStatements, maxTxs, strings.Join(lines, "\n"))
+				}
+			}
+			log.take()
+			if _, err := e.appendBytes(owner, sess.ID, 0, data[:5*MiB]); err != nil {
+				t.Fatal(err)
+			}
+			check("a PATCH of one whole chunk", 3, 1)
+			if _, err := e.appendBytes(owner, sess.ID, 5*MiB, data[5*MiB:7*MiB]); err != nil {
+				t.Fatal(err)
+			}
+			check("a PATCH that ends inside a chunk", 2, 1)
+			if _, err := e.appendBytes(owner, sess.ID, 7*MiB, data[7*MiB:18*MiB]); err != nil {
+				t.Fatal(err)
+			}
+			check("a PATCH that fills two chunks and ends inside a third", 1+2*2+1, 3)
+			if _, err := e.svc.TusUpload(ctx, owner, sess.ID); err != nil {
+				t.Fatal(err)
+			}
+			check("reading the upload", 1, 0)
+		})
+	}
+}

@@ -25,7 +25,7 @@ type Store interface {
 	// WritePiece streams body into the chunk from the chunk's byte at on
 	// (earlier pieces stored its bytes before at) and keeps what arrives,
 	// also when body ends or fails before the chunk's end: a tus PATCH may
-	// stop anywhere (docs/DESIGN.md, "tus"). It returns the bytes stored,
+	// stop anywhere (docs/DESIGN.md §tus). It returns the bytes stored,
 	// at most chunk.Size-at. Writing a piece at the same at again replaces
 	// it. The chunk's bytes are readable as a chunk's only after
 	// SealChunk.

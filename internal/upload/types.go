@@ -96,6 +96,9 @@ type FileSpec struct {
 type BatchSpec struct {
 	Files     []FileSpec
 	ChannelID *string
+
+	// tus, set by CreateTus, makes the batch's one file a tus upload.
+	tus *TusFile
 }
 
 // Signer makes the URLs spool hands out for its own data plane. The HTTP

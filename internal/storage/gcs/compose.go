@@ -42,7 +42,7 @@ func (s *Store) Assemble(ctx context.Context, key string, totalChunks int, size 
 	}
 	parts, err := s.listParts(ctx, key, totalChunks)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("gcs: assemble %q: %w", key, err)
 	}
 	var sum int64
 	var want uint32
@@ -58,7 +58,7 @@ func (s *Store) Assemble(ctx context.Context, key string, totalChunks int, size 
 	if err != nil {
 		return "", fmt.Errorf("gcs: assemble %q: %w", key, err)
 	}
-	final, err := s.compose(ctx, key, run, parts)
+	final, err := s.compose(ctx, key, run, parts, s.bucket.Object(s.objectName(key)))
 	if err != nil {
 		// A concurrent Assemble (another replica) may have finished first
 		// and deleted the parts; it deleted the marker before them.
@@ -97,12 +97,13 @@ func (s *Store) assembled(ctx context.Context, key string, size int64) (string, 
 	return key, nil
 }
 
-// listParts returns the attributes of parts 0 to total-1 of key, in order.
+// listParts returns the attributes of parts 0 to total-1 of key, in
+// order, or an error wrapping upload.ErrNotExist naming those missing.
 func (s *Store) listParts(ctx context.Context, key string, total int) ([]*storage.ObjectAttrs, error) {
 	dir := s.partsDir(key)
 	objs, err := s.list(ctx, dir)
 	if err != nil {
-		return nil, fmt.Errorf("gcs: assemble %q: %w", key, err)
+		return nil, err
 	}
 	parts := make([]*storage.ObjectAttrs, total)
 	for _, o := range objs {
@@ -118,19 +119,22 @@ func (s *Store) listParts(ctx context.Context, key string, total int) ([]*storag
 	}
 	if len(missing) > 0 {
 		shown := missing[:min(len(missing), 10)]
-		return nil, fmt.Errorf("gcs: assemble %q: %d of %d chunks (%v…): %w", key, len(missing), total, shown, upload.ErrNotExist)
+		return nil, fmt.Errorf("%d of %d chunks (%v…): %w", len(missing), total, shown, upload.ErrNotExist)
 	}
 	return parts, nil
 }
 
-// compose makes the object of key from srcs, in order. GCS takes at most
-// 32 sources per compose, so with more it composes groups of 32 into
-// intermediates under tmp/<key>/ and goes on with those: 100 parts make 4
-// intermediates, then the object. Sources are pinned to the generations
-// listed, so a part replaced meanwhile cannot slip in unchecked. The
-// intermediates' names start with run, so concurrent Assembles of one
-// upload do not overwrite each other's.
-func (s *Store) compose(ctx context.Context, key, run string, srcs []*storage.ObjectAttrs) (*storage.ObjectAttrs, error) {
+// compose makes dst from srcs, in order: the object of key (Assemble),
+// a part of key from its pieces (SealChunk) or from other uploads' parts
+// (Join). GCS takes at most 32 sources per compose, so with more it
+// composes groups of 32 into intermediates under tmp/<key>/ and goes on
+// with those: 100 parts make 4 intermediates, then dst. Sources are
+// pinned to the generations listed, so an object replaced meanwhile
+// cannot slip in unchecked. The intermediates' names start with run, so
+// concurrent calls for one upload do not overwrite each other's, and they
+// are deleted once dst is made.
+func (s *Store) compose(ctx context.Context, key, run string, srcs []*storage.ObjectAttrs, dst *storage.ObjectHandle) (*storage.ObjectAttrs, error) {
+	intermediates := len(srcs) > maxComposeSources
 	for level := 1; len(srcs) > maxComposeSources; level++ {
 		groups := (len(srcs) + maxComposeSources - 1) / maxComposeSources
 		next := make([]*storage.ObjectAttrs, groups)
@@ -140,8 +144,8 @@ func (s *Store) compose(ctx context.Context, key, run string, srcs []*storage.Ob
 				next[g] = group[0] // nothing to compose; it moves up a level
 				return nil
 			}
-			dst := s.bucket.Object(fmt.Sprintf("%s%s-%d-%06d", s.tmpDir(key), run, level, g))
-			attrs, err := s.composeInto(ctx, dst, group)
+			tmp := s.bucket.Object(fmt.Sprintf("%s%s-%d-%06d", s.tmpDir(key), run, level, g))
+			attrs, err := s.composeInto(ctx, tmp, group)
 			next[g] = attrs
 			return err
 		})
@@ -150,9 +154,14 @@ func (s *Store) compose(ctx context.Context, key, run string, srcs []*storage.Ob
 		}
 		srcs = next
 	}
-	final, err := s.composeInto(ctx, s.bucket.Object(s.objectName(key)), srcs)
+	final, err := s.composeInto(ctx, dst, srcs)
 	if err != nil {
 		return nil, errors.Join(err, s.removeTemporaries(ctx, key, run))
+	}
+	if intermediates {
+		// A failure here costs only storage until the upload is
+		// assembled or discarded, which removes all of tmp/<key>/.
+		_ = s.removeTemporaries(ctx, key, run)
 	}
 	return final, nil
 }

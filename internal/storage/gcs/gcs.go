@@ -3,10 +3,11 @@
 //
 // Layout, under the prefix:
 //
-//	parts/<key>/prepared         marker: the upload takes chunks (size in metadata)
-//	parts/<key>/<index>          one object per chunk, index as %06d
-//	tmp/<key>/<run>-<level>-<n>  compose intermediates while assembling
-//	objects/<key>                the finished file
+//	parts/<key>/prepared            marker: the upload takes chunks (size in metadata)
+//	parts/<key>/<index>             one object per chunk, index as %06d
+//	parts/<key>/<index>.piece-<at>  a piece of a chunk from its byte at (%012d)
+//	tmp/<key>/<run>-<level>-<n>     compose intermediates
+//	objects/<key>                   the finished file
 //
 // WriteChunk streams a chunk into its own object through a resumable
 // upload, holding one buffer of Options.WriteBufferSize whatever the chunk
@@ -16,13 +17,22 @@
 // and CRC32C against those of the parts, then deletes the parts: no byte
 // of a file passes through spool twice.
 //
+// A chunk may also arrive in pieces, by offset (tus PATCHes, which may end
+// anywhere): WritePiece keeps each piece as an object of its own, also
+// when its body breaks, and SealChunk composes a whole chunk's pieces into
+// its part, checking the CRC32C the bytes were sent with. Join composes
+// the parts of other uploads into an upload's one chunk (tus
+// concatenation). Pieces live beside the parts, so Discard, Assemble and
+// Walk treat them as the upload's, as they do parts.
+//
 // Discard and Assemble delete the marker before anything else, and
-// WriteChunk looks for it again after its object is written, deleting the
-// object if it is gone; so a chunk racing them is never left behind. In
-// direct mode (DirectStore) clients PUT chunk objects themselves to V4
-// signed URLs, and a client still holding one can write a part after its
-// upload is gone: give the bucket a lifecycle rule deleting objects under
-// <prefix>/parts/ and <prefix>/tmp/ older than the longest upload lifetime.
+// WriteChunk, WritePiece, SealChunk and Join look for it again after their
+// object is written, deleting the object if it is gone; so a chunk racing
+// them is never left behind. In direct mode (DirectStore) clients PUT
+// chunk objects themselves to V4 signed URLs, and a client still holding
+// one can write a part after its upload is gone: give the bucket a
+// lifecycle rule deleting objects under <prefix>/parts/ and <prefix>/tmp/
+// older than the longest upload lifetime.
 package gcs
 
 import (
@@ -56,6 +66,7 @@ const (
 	tmpDirName     = "tmp/"
 	objectsDirName = "objects/"
 	markerBaseName = "prepared"
+	pieceInfix     = ".piece-"
 
 	// sizeMetadataKey holds an upload's declared size on its marker.
 	sizeMetadataKey = "spool-upload-size"
@@ -284,7 +295,7 @@ func translate(err error) error {
 	return err
 }
 
-// newRunID returns a random name for one Assemble call's intermediates.
+// newRunID returns a random name for one compose call's intermediates.
 func newRunID() (string, error) {
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {

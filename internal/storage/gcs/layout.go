@@ -99,8 +99,32 @@ func (s *Store) partName(key string, index int) string {
 	return fmt.Sprintf("%s%06d", s.partsDir(key), index)
 }
 
+// pieceName names the piece of a chunk that starts at its byte at.
+func (s *Store) pieceName(key string, index int, at int64) string {
+	return fmt.Sprintf("%s%012d", s.piecePrefix(key, index), at)
+}
+
+// piecePrefix starts the names of a chunk's pieces; no part's name does.
+func (s *Store) piecePrefix(key string, index int) string {
+	return s.partName(key, index) + pieceInfix
+}
+
+// pieceOffset returns the byte a piece starts at from its name, which
+// starts with prefix (piecePrefix), and false for any other object.
+func pieceOffset(prefix, name string) (int64, bool) {
+	digits, ok := strings.CutPrefix(name, prefix)
+	if !ok || len(digits) < 12 || strings.Trim(digits, "0123456789") != "" {
+		return 0, false
+	}
+	at, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || fmt.Sprintf("%012d", at) != digits {
+		return 0, false
+	}
+	return at, true
+}
+
 // partIndex returns the chunk index of a part object's name under dir,
-// and false for any other object (the marker).
+// and false for any other object (the marker, pieces).
 func partIndex(dir, name string) (int, bool) {
 	base, ok := strings.CutPrefix(name, dir)
 	if !ok || len(base) < 6 || strings.Trim(base, "0123456789") != "" {

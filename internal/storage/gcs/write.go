@@ -92,17 +92,26 @@ func (s *Store) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRe
 			key, chunk.Index, errChecksumMismatch, attrs.Size, attrs.CRC32C, n, crc)
 		return n, errors.Join(err, s.deleteGeneration(ctx, attrs))
 	}
-	// Discard or Assemble may have run while the bytes streamed; they
-	// delete the marker before they list the parts, so either they saw
-	// this part or this sees the marker gone.
-	if _, err := s.preparedSize(ctx, key); err != nil {
-		if errors.Is(err, upload.ErrNotExist) {
-			err = fmt.Errorf("gcs: write %q: upload: %w (it went while chunk %d was written)", key, err, chunk.Index)
-			return n, errors.Join(err, s.deleteGeneration(ctx, attrs))
-		}
-		return n, fmt.Errorf("gcs: write %q: upload: %w", key, err)
+	if err := s.keepIfPrepared(ctx, key, attrs); err != nil {
+		return n, fmt.Errorf("gcs: write %q chunk %d: %w", key, chunk.Index, err)
 	}
 	return n, nil
+}
+
+// keepIfPrepared checks that key is still prepared after attrs, an object
+// of its, was written, and deletes that object if not, returning an error
+// wrapping upload.ErrNotExist. Discard and Assemble may have run while it
+// was written; they delete the marker before they list the upload's
+// objects, so either they saw this one or this sees the marker gone.
+func (s *Store) keepIfPrepared(ctx context.Context, key string, attrs *storage.ObjectAttrs) error {
+	if _, err := s.preparedSize(ctx, key); err != nil {
+		if errors.Is(err, upload.ErrNotExist) {
+			err = fmt.Errorf("upload: %w (it went while %s was written)", err, attrs.Name)
+			return errors.Join(err, s.deleteGeneration(ctx, attrs))
+		}
+		return fmt.Errorf("upload: %w", err)
+	}
+	return nil
 }
 
 // writePart streams body into part, reading at most size bytes plus one
@@ -114,57 +123,85 @@ func (s *Store) writePart(ctx context.Context, part *storage.ObjectHandle, size 
 	// without finalising the object.
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := part.NewWriter(wctx)
-	w.ChunkSize = s.writeBufferSize
-	w.ContentType = partContentType
+	w := s.newPartWriter(wctx, part)
 	abandon := func() {
 		cancel()
 		_ = w.Close() // waits for the upload goroutine; the error is the cancellation
 	}
 
+	c := s.copyBounded(w, size, body)
+	switch {
+	case c.writeErr != nil:
+		abandon()
+		return c.n, 0, nil, fmt.Errorf("gcs: write %s: %w", part.ObjectName(), translate(c.writeErr))
+	case c.over:
+		abandon()
+		return c.n, 0, nil, fmt.Errorf("gcs: write %s: %w (%d bytes)", part.ObjectName(), errChunkOverflow, size)
+	case c.bodyErr != nil:
+		abandon()
+		return c.n, 0, nil, c.bodyErr
+	case c.n < size:
+		abandon()
+		return c.n, 0, nil, nil
+	}
+	if err := w.Close(); err != nil {
+		return c.n, 0, nil, fmt.Errorf("gcs: write %s: %w", part.ObjectName(), translate(err))
+	}
+	return c.n, c.crc, w.Attrs(), nil
+}
+
+func (s *Store) newPartWriter(ctx context.Context, obj *storage.ObjectHandle) *storage.Writer {
+	w := obj.NewWriter(ctx)
+	w.ChunkSize = s.writeBufferSize
+	w.ContentType = partContentType
+	return w
+}
+
+// copied is what copyBounded read and wrote.
+type copied struct {
+	n        int64  // bytes written, never more than the bound
+	crc      uint32 // their CRC32C
+	over     bool   // body held more bytes than the bound
+	bodyErr  error  // body's error, other than io.EOF
+	writeErr error  // w's error
+}
+
+// copyBounded copies body into w through a pooled buffer until body ends,
+// fails or has given size bytes, reading one probe byte past size to find
+// a body that is longer. Bytes past size are never written.
+func (s *Store) copyBounded(w io.Writer, size int64, body io.Reader) copied {
 	bufp := s.buffers.Get().(*[]byte)
 	defer s.buffers.Put(bufp)
 	buf := *bufp
-	var n int64
-	var crc uint32
+	var c copied
 	for {
 		want := int64(len(buf))
-		if left := size - n; left < want {
-			want = left + 1 // the probe byte past the chunk
+		if left := size - c.n; left < want {
+			want = left + 1 // the probe byte past the bound
 		}
 		m, rerr := body.Read(buf[:want])
-		over := int64(m) > size-n
-		if over {
-			m = int(size - n)
+		if int64(m) > size-c.n {
+			c.over = true
+			m = int(size - c.n)
 		}
 		if m > 0 {
 			if _, err := w.Write(buf[:m]); err != nil {
-				abandon()
-				return n, 0, nil, fmt.Errorf("gcs: write %s: %w", part.ObjectName(), translate(err))
+				c.writeErr = err
+				return c
 			}
-			crc = crc32.Update(crc, castagnoli, buf[:m])
-			n += int64(m)
+			c.crc = crc32.Update(c.crc, castagnoli, buf[:m])
+			c.n += int64(m)
 		}
-		if over {
-			abandon()
-			return n, 0, nil, fmt.Errorf("gcs: write %s: %w (%d bytes)", part.ObjectName(), errChunkOverflow, size)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			abandon()
-			return n, 0, nil, rerr
+		switch {
+		case c.over:
+			return c
+		case rerr == io.EOF:
+			return c
+		case rerr != nil:
+			c.bodyErr = rerr
+			return c
 		}
 	}
-	if n < size {
-		abandon()
-		return n, 0, nil, nil
-	}
-	if err := w.Close(); err != nil {
-		return n, 0, nil, fmt.Errorf("gcs: write %s: %w", part.ObjectName(), translate(err))
-	}
-	return n, crc, w.Attrs(), nil
 }
 
 // deleteGeneration deletes the generation of an object this Store wrote,
@@ -213,8 +250,9 @@ func (s *Store) removeUpload(ctx context.Context, key string) error {
 	return s.deleteObjects(ctx, names)
 }
 
-// removeTemporaries deletes the compose intermediates one Assemble of key
-// made, even if ctx is done: it cleans up after a failed Assemble.
+// removeTemporaries deletes the compose intermediates one compose for key
+// made (run names it), even if ctx is done: it cleans up after a failed
+// Assemble, SealChunk or Join.
 func (s *Store) removeTemporaries(ctx context.Context, key, run string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
@@ -276,19 +314,4 @@ func (s *Store) Delete(ctx context.Context, objectKey string) error {
 		return err
 	}
 	return s.deleteObject(ctx, s.objectName(objectKey))
-}
-
-// WritePiece is not written yet.
-func (s *Store) WritePiece(ctx context.Context, key string, chunk upload.ChunkRef, at int64, body io.Reader) (int64, error) {
-	return 0, errors.New("gcs: WritePiece: not implemented yet")
-}
-
-// SealChunk is not written yet.
-func (s *Store) SealChunk(ctx context.Context, key string, chunk upload.ChunkRef, crc32c uint32) error {
-	return errors.New("gcs: SealChunk: not implemented yet")
-}
-
-// Join is not written yet.
-func (s *Store) Join(ctx context.Context, key string, size int64, parts []upload.JoinPart) (uint32, error) {
-	return 0, errors.New("gcs: Join: not implemented yet")
 }

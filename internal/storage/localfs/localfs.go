@@ -139,11 +139,17 @@ func (s *Store) Prepare(ctx context.Context, key string, size int64) error {
 // prepared size or body holds more than chunk.Size bytes; the bytes past
 // chunk.Size are never written.
 func (s *Store) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRef, body io.Reader) (int64, error) {
+	return s.writeAt(ctx, "write", key, chunk, 0, body)
+}
+
+// writeAt writes body into the chunk from its byte at on, in place in the
+// staging file; WriteChunk writes from 0, WritePiece from anywhere.
+func (s *Store) writeAt(ctx context.Context, op, key string, chunk upload.ChunkRef, at int64, body io.Reader) (int64, error) {
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	if chunk.Index < 0 || chunk.Offset < 0 || chunk.Size < 0 {
-		return 0, fmt.Errorf("localfs: write %q: invalid chunk %+v", key, chunk)
+	if chunk.Index < 0 || chunk.Offset < 0 || chunk.Size < 0 || at < 0 || at > chunk.Size {
+		return 0, fmt.Errorf("localfs: %s %q: invalid chunk %+v from byte %d", op, key, chunk, at)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -157,25 +163,25 @@ func (s *Store) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRe
 
 	f, err := os.OpenFile(s.stagingPath(key), os.O_WRONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("localfs: write %q: upload %w", key, upload.ErrNotExist)
+		return 0, fmt.Errorf("localfs: %s %q: upload %w", op, key, upload.ErrNotExist)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("localfs: write %q: %w", key, err)
+		return 0, fmt.Errorf("localfs: %s %q: %w", op, key, err)
 	}
 	defer f.Close()
 
 	info, err := f.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("localfs: write %q: %w", key, err)
+		return 0, fmt.Errorf("localfs: %s %q: %w", op, key, err)
 	}
 	// Writing past the prepared size would grow the file and make Assemble
 	// fail on its size check, long after the faulty request.
 	if chunk.Offset > info.Size() || chunk.Size > info.Size()-chunk.Offset {
-		return 0, fmt.Errorf("localfs: write %q: chunk %d [%d, +%d) outside upload of %d bytes",
-			key, chunk.Index, chunk.Offset, chunk.Size, info.Size())
+		return 0, fmt.Errorf("localfs: %s %q: chunk %d [%d, +%d) outside upload of %d bytes",
+			op, key, chunk.Index, chunk.Offset, chunk.Size, info.Size())
 	}
 
-	n, err := s.copyChunk(f, chunk, body)
+	n, err := s.copyChunk(f, chunk, at, body)
 	if err != nil {
 		return n, err
 	}
@@ -184,7 +190,7 @@ func (s *Store) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRe
 		// only the blocks just allocated need their metadata written, not
 		// the inode's times.
 		if err := fdatasync(f); err != nil {
-			return n, fmt.Errorf("localfs: write %q: sync: %w", key, err)
+			return n, fmt.Errorf("localfs: %s %q: sync: %w", op, key, err)
 		}
 	}
 	// Without SyncWrites the bytes stay in the page cache until the
@@ -194,7 +200,7 @@ func (s *Store) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRe
 	// tried: it charged the disk's work to spool's CPU and still left
 	// complete() waiting on a busy disk.
 	if err := f.Close(); err != nil {
-		return n, fmt.Errorf("localfs: write %q: %w", key, err)
+		return n, fmt.Errorf("localfs: %s %q: %w", op, key, err)
 	}
 	return n, nil
 }
@@ -222,13 +228,14 @@ func fillAndWrite(w io.Writer, r io.Reader, buf []byte) (int64, error) {
 	}
 }
 
-// copyChunk streams body into f at the chunk's offset. Errors from body come
-// back unwrapped so callers can tell a failed request from a failed disk.
-func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, body io.Reader) (int64, error) {
+// copyChunk streams body into f at the chunk's byte at. Errors from body
+// come back unwrapped so callers can tell a failed request from a failed
+// disk; the bytes read before them are written.
+func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, at int64, body io.Reader) (int64, error) {
 	buf := s.buffers.Get().(*[]byte)
 	defer s.buffers.Put(buf)
 
-	w := &boundedWriter{w: io.NewOffsetWriter(f, chunk.Offset), left: chunk.Size}
+	w := &boundedWriter{w: io.NewOffsetWriter(f, chunk.Offset+at), left: chunk.Size - at}
 	// Fill the buffer before each write: a socket read returns a few tens
 	// of KiB, and one pwrite per MiB costs far fewer syscalls than one per
 	// read. Memory stays bounded by the one pooled buffer.
@@ -598,19 +605,4 @@ func (s *Store) LocalPath(objectKey string) (string, error) {
 		return "", fmt.Errorf("localfs: %q: %w", objectKey, err)
 	}
 	return name, nil
-}
-
-// WritePiece is not written yet.
-func (s *Store) WritePiece(ctx context.Context, key string, chunk upload.ChunkRef, at int64, body io.Reader) (int64, error) {
-	return 0, errors.New("localfs: WritePiece: not implemented yet")
-}
-
-// SealChunk is not written yet.
-func (s *Store) SealChunk(ctx context.Context, key string, chunk upload.ChunkRef, crc32c uint32) error {
-	return errors.New("localfs: SealChunk: not implemented yet")
-}
-
-// Join is not written yet.
-func (s *Store) Join(ctx context.Context, key string, size int64, parts []upload.JoinPart) (uint32, error) {
-	return 0, errors.New("localfs: Join: not implemented yet")
 }
