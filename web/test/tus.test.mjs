@@ -8,6 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import http from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,6 +140,46 @@ test('a 40 MiB video in 1.5 MiB PATCHes, aborted mid-request, resumed from its s
   assert.equal(media.mimeType, 'video/mp4');
   assert.equal(media.fileSize, video.length);
   await assertDownloads(token, media, video);
+});
+
+test('a PATCH cut off mid-body: spool keeps exactly the bytes that arrived, across its chunk boundary, and tus-js-client resumes there', guarded, async () => {
+  const token = await spool.tokenFor('tus-cut');
+  const video = randomBytesWithHeader('video/mp4', 8 * MiB);
+  const created = await tusRequest(token, endpoint, 'POST', {
+    'Upload-Length': String(video.length),
+    'Upload-Metadata': `filename ${b64('cut.mp4')},filetype ${b64('video/mp4')}`,
+  });
+  assert.equal(created.status, 201);
+  const url = new URL(created.headers.get('Location'), endpoint).href;
+  const start = tusChunk;
+  const first = await tusRequest(token, url, 'PATCH',
+    { 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' }, video.subarray(0, start));
+  assert.equal(first.status, 204);
+
+  // A PATCH that declares 6 MiB and delivers 4 MiB and a bit, then its
+  // connection closes: the bytes run past spool's first chunk and end in
+  // the middle of its second.
+  const delivered = 4 * MiB + 12_345;
+  const want = start + delivered;
+  assert.ok(want > spoolChunk && want % spoolChunk !== 0);
+  await cutPatch(token, url, start, video.subarray(start, start + 6 * MiB), delivered);
+  let offset;
+  await until(async () => (offset = await headOffset(token, url)) === want,
+    `HEAD to say ${want} (what the cut PATCH delivered), not ${offset}`);
+
+  const patches = [];
+  const resumed = new tus.Upload(video, {
+    endpoint,
+    uploadUrl: url,
+    chunkSize: tusChunk,
+    retryDelays: [],
+    headers: { Authorization: `Bearer ${token}` },
+    onBeforeRequest: (req) => { if (req.getMethod() === 'PATCH') patches.push(Number(req.getHeader('Upload-Offset'))); },
+  });
+  const { lastResponse } = await runUpload(resumed).settled;
+  assert.equal(patches[0], want, 'tus-js-client resumes where the cut PATCH ended');
+  assert.equal(sentBytes(patches, video.length, tusChunk), video.length - want);
+  await assertDownloads(token, await mediaOf(token, lastResponse, url), video);
 });
 
 test('parallelUploads: 4 sends four partial uploads, joined by concatenation into one MediaFile, byte-exact', guarded, async (t) => {
@@ -331,6 +372,35 @@ async function until(check, what) {
     if (Date.now() > deadline) throw new Error(`waited 30 s for ${what} in vain`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+// cutPatch sends a PATCH whose Content-Length is body's, writes only its
+// first `delivered` bytes, and closes the connection once they are on
+// their way: a client dropped mid-request.
+function cutPatch(token, url, offset, body, delivered) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, {
+      method: 'PATCH',
+      agent: false,
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        Authorization: `Bearer ${token}`,
+        'Upload-Offset': String(offset),
+        'Content-Type': 'application/offset+octet-stream',
+        'Content-Length': String(body.length),
+      },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      reject(new Error(`the cut PATCH got an answer (${res.statusCode}) before it was cut`));
+    });
+    req.on('error', () => {}); // the reset that follows destroy()
+    req.write(body.subarray(0, delivered), (err) => {
+      if (err) return reject(err);
+      req.destroy();
+      resolve();
+    });
+  });
 }
 
 // sentBytes adds up the bodies of PATCHes starting at offsets, each
