@@ -3,7 +3,7 @@
 // tus clients for iOS, Android, Python and Go) upload to spool unchanged.
 // tusd's handler (github.com/tus/tusd/v2/pkg/handler) speaks the
 // protocol; Store, a tusd data store written over upload.Service, makes
-// each tus upload a spool upload (docs/DESIGN.md, "tus"). This package
+// each tus upload a spool upload (docs/DESIGN.md §tus). This package
 // adds around tusd what tusd lacks: the bearer token on every request, a
 // strict Upload-Metadata, the checksum and expiration extensions, and
 // spool's error codes.

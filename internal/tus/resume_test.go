@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/ratelimit"
 )
 
 // rawPatch opens a connection and sends a PATCH declaring the rest of
@@ -162,4 +164,63 @@ func TestConcatenation(t *testing.T) {
 	}
 	wantError(t, "final of an unfinished part", s.do(http.MethodPost, "/files/", alice, nil,
 		"Upload-Concat", "final;"+unfinished, "Upload-Metadata", meta), 400, "ERR_UPLOAD_NOT_FINISHED")
+}
+
+// A second request for an upload interrupts a PATCH running on the same
+// server (tusd's lock, for a client that resumed before the server saw
+// its first request break); the interrupted PATCH keeps what it stored,
+// and HEAD, answered once it has, says exactly that.
+func TestPatchInterruptedByHead(t *testing.T) {
+	s := start(t, nil)
+	tok := s.token("alice")
+	data, meta := video("clip.mp4", 8*mib, 14)
+	url := s.create(tok, len(data), meta)
+	sent := 6*mib + 5
+	conn := s.rawPatch(url, tok, 0, len(data), data[:sent]) // and then nothing
+	defer conn.Close()
+	// GraphQL (which takes no tus lock) shows chunk 0 recorded: the PATCH
+	// is running, its body stalled after the bytes sent.
+	waitFor(t, "the PATCH to fill chunk 0", func() bool {
+		var out struct {
+			Upload struct{ Progress struct{ UploadedBytes int } }
+		}
+		s.gql(tok, `query($id: ID!) { upload(id: $id) { progress { uploadedBytes } } }`, map[string]any{"id": idOf(url)}, &out)
+		return out.Upload.Progress.UploadedBytes >= 5*mib
+	})
+	at := s.offset(url, tok) // interrupts the PATCH, and waits for it to end
+	if at < 5*mib || at > sent {
+		t.Fatalf("offset after the interrupting HEAD: %d, want %d to %d", at, 5*mib, sent)
+	}
+	if status := readStatus(t, conn); status != http.StatusBadRequest {
+		t.Errorf("interrupted PATCH: got %d, want 400 (ERR_UPLOAD_INTERRUPTED)", status)
+	}
+	if again := s.offset(url, tok); again != at || at > sent {
+		t.Fatalf("offset %d after the interrupted PATCH answered, %d before; want the same, at most %d", again, at, sent)
+	}
+	a := s.patch(url, tok, at, data[at:])
+	if a.status != http.StatusNoContent || a.header.Get("Spool-Media-Id") == "" {
+		t.Fatalf("PATCH of the rest from %d: %v", at, a)
+	}
+	s.download(s.media(tok, a.header.Get("Spool-Media-Id")), data)
+}
+
+// Every tus request but OPTIONS counts against the user's data-plane
+// budget.
+func TestRequestBudget(t *testing.T) {
+	s := start(t, func(c *app.Config) {
+		c.Limits.DataPlane = ratelimit.Rate{Events: 1, Per: time.Hour, Burst: 2}
+	})
+	tok := s.token("alice")
+	url := s.create(tok, 2*mib, metadata("filename", "a.mp4", "filetype", "video/mp4"))
+	s.offset(url, tok)
+	a := s.patch(url, tok, 0, []byte("x"))
+	wantError(t, "third request", a, http.StatusTooManyRequests, "RATE_LIMITED")
+	if secs, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || secs < 1 {
+		t.Errorf("Retry-After %q, want whole seconds", a.header.Get("Retry-After"))
+	}
+	if a := s.do(http.MethodOptions, "/files/", "", nil); a.status != http.StatusNoContent {
+		t.Errorf("OPTIONS over the budget: %v, want 204", a)
+	}
+	// Another user has a budget of their own.
+	s.create(s.token("bob"), 2*mib, metadata("filename", "a.mp4", "filetype", "video/mp4"))
 }

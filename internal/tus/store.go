@@ -14,7 +14,7 @@ import (
 )
 
 // Store is tusd's data store over spool's upload service: a tus upload
-// is a spool upload (docs/DESIGN.md, "tus"). tusd calls it with the
+// is a spool upload (docs/DESIGN.md §tus). tusd calls it with the
 // request's context, in which Handler put the caller and the request's
 // facts; it answers every failure as a tusd error carrying spool's code.
 type Store struct {
@@ -115,12 +115,10 @@ func (s *Store) GetUpload(ctx context.Context, id string) (handler.Upload, error
 	if err != nil {
 		return nil, s.tusError(ctx, "loading a tus upload", err)
 	}
-	sess, err := s.uploads.Session(ctx, uid, id)
+	sess, err := s.uploads.TusUpload(ctx, uid, id)
 	switch {
 	case err != nil:
 		return nil, s.tusError(ctx, "loading a tus upload", err)
-	case !sess.Tus:
-		err = upload.Errorf(upload.CodeNotFound, "upload %q was not made through tus: use its GraphQL uploadSession", id)
 	case sess.Status == upload.StatusCancelled:
 		err = upload.Errorf(upload.CodeNotFound, "tus upload %q was terminated", id)
 	case sess.Status == upload.StatusExpired:
@@ -193,7 +191,7 @@ func (u *fileUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader
 	}
 	// Some bytes may have been stored before the failure.
 	written := int64(0)
-	if fresh, ferr := u.store.uploads.Session(ctx, u.userID, u.sess.ID); ferr == nil {
+	if fresh, ferr := u.store.uploads.TusUpload(ctx, u.userID, u.sess.ID); ferr == nil {
 		u.update(fresh)
 		written = max(0, fresh.Offset()-offset)
 	}

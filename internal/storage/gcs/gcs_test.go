@@ -81,7 +81,7 @@ func TestConformance(t *testing.T) {
 		// A small write buffer: the suite writes up to 100 chunks at once,
 		// and each Writer holds its whole buffer.
 		return newEnv(t, Options{WriteBufferSize: 256 << 10}).store
-	}, storagetest.WithLeftovers(leftovers),
+	}, storagetest.WithLeftovers(leftovers), storagetest.WithSealChecksCRC32C(),
 		// GCS object names are valid UTF-8 without line breaks; the
 		// package refuses control characters too.
 		storagetest.WithInvalidKeys("usr/upl\n", "bad\xffutf8"))

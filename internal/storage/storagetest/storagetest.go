@@ -27,8 +27,9 @@ const chunkSize = 1 << 10
 type Option func(*config)
 
 type config struct {
-	leftovers   func(t *testing.T, s upload.Store, key string) []string
-	invalidKeys []string
+	leftovers     func(t *testing.T, s upload.Store, key string) []string
+	invalidKeys   []string
+	sealChecksCRC bool
 }
 
 // WithLeftovers lets the suite check that Discard and Assemble free
@@ -79,6 +80,13 @@ func Run(t *testing.T, newStore func(t *testing.T) upload.Store, opts ...Option)
 		{"LongBody", testLongBody},
 		{"PutReplacesWhole", testPutReplacesWhole},
 		{"WalkSeesEverything", testWalkSeesEverything},
+		{"PiecesMakeChunks", func(t *testing.T, s upload.Store) { testPiecesMakeChunks(t, s, c) }},
+		{"PieceKeepsWhatArrives", testPieceKeepsWhatArrives},
+		{"PieceRewrite", testPieceRewrite},
+		{"SealChecksumAndTwice", func(t *testing.T, s upload.Store) { testSealChecksumAndTwice(t, s, c) }},
+		{"PieceErrors", func(t *testing.T, s upload.Store) { testPieceErrors(t, s, c) }},
+		{"Join", func(t *testing.T, s upload.Store) { testJoin(t, s, c) }},
+		{"JoinErrors", testJoinErrors},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -514,6 +522,18 @@ func testInvalidKeys(t *testing.T, s upload.Store, c config) {
 		}
 		if n, err := s.WriteChunk(ctx, key, chunk, bytes.NewReader(make([]byte, chunkSize))); err == nil {
 			t.Errorf("WriteChunk(%q) wrote %d bytes, want an error", key, n)
+		}
+		if n, err := s.WritePiece(ctx, key, chunk, 0, bytes.NewReader(make([]byte, chunkSize))); err == nil {
+			t.Errorf("WritePiece(%q) stored %d bytes, want an error", key, n)
+		}
+		if err := s.SealChunk(ctx, key, chunk, 0); err == nil {
+			t.Errorf("SealChunk(%q) succeeded, want an error", key)
+		}
+		if crc, err := s.Join(ctx, key, chunkSize, []upload.JoinPart{{Key: "usr_suite/upl_part", TotalChunks: 1, Size: chunkSize}}); err == nil {
+			t.Errorf("Join into %q returned CRC32C %08x, want an error", key, crc)
+		}
+		if crc, err := s.Join(ctx, "usr_suite/upl_join", chunkSize, []upload.JoinPart{{Key: key, TotalChunks: 1, Size: chunkSize}}); err == nil {
+			t.Errorf("Join of %q returned CRC32C %08x, want an error", key, crc)
 		}
 		if objKey, err := s.Assemble(ctx, key, 1, chunkSize); err == nil {
 			t.Errorf("Assemble(%q) returned object %q, want an error", key, objKey)
