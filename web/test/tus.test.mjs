@@ -39,9 +39,9 @@ const crc32cPolynomial = 0x82f63b78;
 const MEDIA = `query ($id: ID!) {
   node(id: $id) { ... on MediaFile { id fileName mimeType fileSize status url } }
 }`;
-const MY_UPLOADS = `subscription {
-  myUploads { uploadId status uploadedBytes totalBytes percent mediaId mediaStatus error }
-}`;
+const PROGRESS_FIELDS = 'uploadId status uploadedBytes totalBytes percent mediaId mediaStatus error';
+const MY_UPLOADS = `subscription { myUploads { ${PROGRESS_FIELDS} } }`;
+const UPLOAD_PROGRESS = `subscription ($uploadId: ID!) { uploadProgress(uploadId: $uploadId) { ${PROGRESS_FIELDS} } }`;
 
 let spool;
 let endpoint;
@@ -271,7 +271,7 @@ test('Upload-Checksum: right sha1, md5, sha256 and crc32c pass; a wrong one is 4
   await assertDownloads(token, await mediaOf(token, lastResponse, second.url), video);
 });
 
-test('myUploads over graphql-ws shows a tus upload progressing live, then COMPLETED with its media id', guarded, async () => {
+test('myUploads and uploadProgress over graphql-ws show a tus upload progressing live, then COMPLETED with its media id', guarded, async () => {
   const token = await spool.tokenFor('tus-live');
   const video = randomBytesWithHeader('video/mp4', 12 * MiB);
   const ws = createClient({ url: spool.wsUrl, webSocketImpl: WebSocket, connectionParams: { Authorization: `Bearer ${token}` } });
@@ -284,6 +284,7 @@ test('myUploads over graphql-ws shows a tus upload progressing live, then COMPLE
     // subscriber has seen progress: the events come while the upload
     // runs, not after it.
     const holdAt = 4 * tusChunk;
+    let single; // uploadProgress of the upload, once myUploads names it
     const upload = new tus.Upload(video, {
       endpoint,
       chunkSize: tusChunk,
@@ -292,7 +293,9 @@ test('myUploads over graphql-ws shows a tus upload progressing live, then COMPLE
       metadata: { filename: 'live.mp4', filetype: 'video/mp4' },
       onBeforeRequest: async (req) => {
         if (req.getMethod() === 'PATCH' && Number(req.getHeader('Upload-Offset')) === 0) {
-          await feed.next(() => true, 'the new upload in myUploads');
+          const { uploadId } = await feed.next(() => true, 'the new upload in myUploads');
+          single = subscribe(ws, UPLOAD_PROGRESS, { uploadId });
+          await single.next(() => true, `the snapshot of uploadProgress(${uploadId})`);
         }
         if (req.getMethod() === 'PATCH' && Number(req.getHeader('Upload-Offset')) === holdAt) {
           await feed.next((p) => p.uploadedBytes > 0 && p.uploadedBytes <= holdAt && p.status === 'UPLOADING',
@@ -315,6 +318,14 @@ test('myUploads over graphql-ws shows a tus upload progressing live, then COMPLE
     const partway = feed.values.filter((p) => p.uploadedBytes > 0 && p.uploadedBytes < video.length);
     assert.ok(partway.length >= 1, `progress between 0 and the end: ${JSON.stringify(feed.values)}`);
     assertNeverBackwards(feed.values);
+
+    // uploadProgress of the same upload ends by itself, as for any upload.
+    await single.ended(`uploadProgress(${done.uploadId}) to complete by itself`);
+    const last = single.values.at(-1);
+    assert.equal(last.status, 'COMPLETED');
+    assert.equal(last.mediaId, mediaId);
+    assert.equal(last.mediaStatus, 'READY');
+    assertNeverBackwards(single.values);
   } finally {
     await ws.dispose();
   }
