@@ -1,8 +1,10 @@
 // Proofs that tus-js-client, unmodified, uploads to spool's tus 1.0
 // endpoint at /files/ (issue 12): a 40 MiB video in small chunks, aborted
-// mid-request and resumed from its stored URL; four partial uploads joined
-// by concatenation; checksums, right and wrong; and a graphql-ws
-// subscriber watching a tus upload's progress live. Every file is
+// mid-request and resumed from its stored URL; a PATCH whose connection
+// drops mid-body, and the resumption where its bytes end; four partial
+// uploads joined by concatenation; checksums, right and wrong; graphql-ws
+// subscribers watching a tus upload's progress live; and the refusals
+// (no token, no filetype, another user's upload). Every file is
 // downloaded afterwards through the MediaFile that Spool-Media-Id names,
 // and compared byte for byte.
 
