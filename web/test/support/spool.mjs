@@ -120,10 +120,10 @@ function hermeticEnv() {
   return env;
 }
 
-// freePort asks the kernel for a free port and releases it for spool to
-// take. Another process could grab it in between; on loopback in a test
-// run that is rare enough to accept.
-function freePort() {
+// freePort asks the kernel for a free port and releases it for spool (or
+// a test's own server) to take. Another process could grab it in between;
+// on loopback in a test run that is rare enough to accept.
+export function freePort() {
   return new Promise((res, rej) => {
     const srv = createServer();
     srv.once('error', rej);
