@@ -293,6 +293,7 @@ func testJoinErrors(t *testing.T, s upload.Store) {
 		{"IntoItself", size, []upload.JoinPart{a, {Key: dst, TotalChunks: 3, Size: b.Size}}},
 		{"InvalidKey", size, []upload.JoinPart{a, {Key: "../escape", TotalChunks: 3, Size: b.Size}}},
 		{"NegativeSize", size, []upload.JoinPart{a, {Key: b.Key, TotalChunks: 3, Size: -1}}},
+		{"NoChunks", size, []upload.JoinPart{a, {Key: b.Key, TotalChunks: 0, Size: b.Size}}},
 	}
 	for _, tt := range wrong {
 		if crc, err := s.Join(ctx, dst, tt.size, tt.parts); err == nil {
