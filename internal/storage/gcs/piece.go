@@ -157,8 +157,9 @@ func (s *Store) sealChunk(ctx context.Context, key string, chunk upload.ChunkRef
 	if err := s.keepIfPrepared(ctx, key, part); err != nil {
 		return err
 	}
-	// A failure leaves the part whole; sealing again composes it again
-	// from the pieces left and deletes them.
+	// A failure leaves the part whole; sealing again finds it sealed (or
+	// composes it again if the chain is still whole) and deletes what is
+	// left.
 	return s.deletePieces(ctx, pieces)
 }
 
