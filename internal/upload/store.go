@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -105,6 +106,30 @@ type JoinPart struct {
 	Key         string
 	TotalChunks int
 	Size        int64
+}
+
+// CheckJoin refuses Join arguments that cannot make upload key of size
+// bytes: no parts, key among them, a part without chunks or of negative
+// size, or sizes that do not add up to size. Stores call it so that they
+// refuse the same; each checks the keys by its own rule.
+func CheckJoin(key string, size int64, parts []JoinPart) error {
+	if len(parts) == 0 {
+		return errors.New("no uploads to join")
+	}
+	var sum int64
+	for _, p := range parts {
+		if p.Key == key {
+			return fmt.Errorf("upload %q cannot be joined into itself", p.Key)
+		}
+		if p.TotalChunks < 1 || p.Size < 0 {
+			return fmt.Errorf("upload %q: invalid totalChunks %d or size %d", p.Key, p.TotalChunks, p.Size)
+		}
+		sum += p.Size
+	}
+	if sum != size {
+		return fmt.Errorf("the uploads hold %d bytes, want %d", sum, size)
+	}
+	return nil
 }
 
 // ChunkRef says where a chunk lies in its upload.

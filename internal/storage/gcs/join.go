@@ -28,38 +28,19 @@ func (s *Store) Join(ctx context.Context, key string, size int64, parts []upload
 	if err := checkKey(key); err != nil {
 		return 0, err
 	}
-	if err := checkJoinParts(key, size, parts); err != nil {
+	if err := upload.CheckJoin(key, size, parts); err != nil {
 		return 0, fmt.Errorf("gcs: join into %q: %w", key, err)
+	}
+	for _, p := range parts {
+		if err := checkKey(p.Key); err != nil {
+			return 0, err
+		}
 	}
 	crc, err := s.join(ctx, key, size, parts)
 	if err != nil {
 		return 0, fmt.Errorf("gcs: join into %q: %w", key, err)
 	}
 	return crc, nil
-}
-
-// checkJoinParts refuses parts that cannot make an upload of size bytes.
-func checkJoinParts(key string, size int64, parts []upload.JoinPart) error {
-	if len(parts) == 0 {
-		return errors.New("no uploads to join")
-	}
-	var sum int64
-	for _, p := range parts {
-		if err := checkKey(p.Key); err != nil {
-			return err
-		}
-		if p.Key == key {
-			return fmt.Errorf("upload %q cannot be joined into itself", p.Key)
-		}
-		if p.TotalChunks < 1 || p.Size < 0 {
-			return fmt.Errorf("upload %q: invalid totalChunks %d or size %d", p.Key, p.TotalChunks, p.Size)
-		}
-		sum += p.Size
-	}
-	if sum != size {
-		return fmt.Errorf("the uploads hold %d bytes, want %d", sum, size)
-	}
-	return nil
 }
 
 func (s *Store) join(ctx context.Context, key string, size int64, parts []upload.JoinPart) (uint32, error) {

@@ -39,13 +39,8 @@ func (s *Store) WritePiece(ctx context.Context, key string, chunk upload.ChunkRe
 	if at < 0 || at > chunk.Size {
 		return 0, fmt.Errorf("gcs: write piece %q: byte %d is outside chunk %d of %d bytes", key, at, chunk.Index, chunk.Size)
 	}
-	size, err := s.preparedSize(ctx, key)
-	if err != nil {
-		return 0, fmt.Errorf("gcs: write piece %q: upload: %w", key, err)
-	}
-	if chunk.Offset > size || chunk.Size > size-chunk.Offset {
-		return 0, fmt.Errorf("gcs: write piece %q: chunk %d [%d, +%d) outside upload of %d bytes",
-			key, chunk.Index, chunk.Offset, chunk.Size, size)
+	if err := s.checkPrepared(ctx, key, chunk); err != nil {
+		return 0, fmt.Errorf("gcs: write piece %q: %w", key, err)
 	}
 
 	piece := s.bucket.Object(s.pieceName(key, chunk.Index, at))
@@ -124,12 +119,8 @@ func (s *Store) SealChunk(ctx context.Context, key string, chunk upload.ChunkRef
 }
 
 func (s *Store) sealChunk(ctx context.Context, key string, chunk upload.ChunkRef, crc32c uint32) error {
-	size, err := s.preparedSize(ctx, key)
-	if err != nil {
-		return fmt.Errorf("upload: %w", err)
-	}
-	if chunk.Offset > size || chunk.Size > size-chunk.Offset {
-		return fmt.Errorf("chunk [%d, +%d) outside upload of %d bytes", chunk.Offset, chunk.Size, size)
+	if err := s.checkPrepared(ctx, key, chunk); err != nil {
+		return err
 	}
 	pieces, err := s.listPieces(ctx, key, chunk.Index)
 	if err != nil {
@@ -166,8 +157,9 @@ func (s *Store) sealChunk(ctx context.Context, key string, chunk upload.ChunkRef
 	if err := s.keepIfPrepared(ctx, key, part); err != nil {
 		return err
 	}
-	// A failure leaves the part whole; sealing again composes it again
-	// from the pieces left and deletes them.
+	// A failure leaves the part whole; sealing again finds it sealed (or
+	// composes it again if the chain is still whole) and deletes what is
+	// left.
 	return s.deletePieces(ctx, pieces)
 }
 

@@ -73,13 +73,8 @@ func (s *Store) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRe
 	if err := checkChunk("write", key, chunk); err != nil {
 		return 0, err
 	}
-	size, err := s.preparedSize(ctx, key)
-	if err != nil {
-		return 0, fmt.Errorf("gcs: write %q: upload: %w", key, err)
-	}
-	if chunk.Offset > size || chunk.Size > size-chunk.Offset {
-		return 0, fmt.Errorf("gcs: write %q: chunk %d [%d, +%d) outside upload of %d bytes",
-			key, chunk.Index, chunk.Offset, chunk.Size, size)
+	if err := s.checkPrepared(ctx, key, chunk); err != nil {
+		return 0, fmt.Errorf("gcs: write %q: %w", key, err)
 	}
 
 	part := s.bucket.Object(s.partName(key, chunk.Index))
@@ -96,6 +91,20 @@ func (s *Store) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRe
 		return n, fmt.Errorf("gcs: write %q chunk %d: %w", key, chunk.Index, err)
 	}
 	return n, nil
+}
+
+// checkPrepared returns an error wrapping upload.ErrNotExist if key was
+// never prepared or has since been discarded or assembled, and an error
+// if the chunk lies outside the size it was prepared for.
+func (s *Store) checkPrepared(ctx context.Context, key string, chunk upload.ChunkRef) error {
+	size, err := s.preparedSize(ctx, key)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	if chunk.Offset > size || chunk.Size > size-chunk.Offset {
+		return fmt.Errorf("chunk %d [%d, +%d) outside upload of %d bytes", chunk.Index, chunk.Offset, chunk.Size, size)
+	}
+	return nil
 }
 
 // keepIfPrepared checks that key is still prepared after attrs, an object

@@ -164,6 +164,17 @@ func testSealChecksumAndTwice(t *testing.T, s upload.Store, c config) {
 	checkObject(t, s, assemble(t, s, key, data), data)
 }
 
+// testSealEmptyChunk seals the one chunk of an empty upload, which no
+// piece can hold.
+func testSealEmptyChunk(t *testing.T, s upload.Store) {
+	key := "usr_suite/upl_sealempty"
+	prepare(t, s, key, 0)
+	for range 2 {
+		seal(t, s, key, chunkAt(0, 0), nil)
+	}
+	checkObject(t, s, assembleSize(t, s, key, 1, 0), nil)
+}
+
 // testPieceErrors checks the pieces that must be refused: outside the
 // chunk or the upload, longer than the rest of the chunk, and of uploads
 // never prepared or discarded.
@@ -293,6 +304,7 @@ func testJoinErrors(t *testing.T, s upload.Store) {
 		{"IntoItself", size, []upload.JoinPart{a, {Key: dst, TotalChunks: 3, Size: b.Size}}},
 		{"InvalidKey", size, []upload.JoinPart{a, {Key: "../escape", TotalChunks: 3, Size: b.Size}}},
 		{"NegativeSize", size, []upload.JoinPart{a, {Key: b.Key, TotalChunks: 3, Size: -1}}},
+		{"NoChunks", size, []upload.JoinPart{a, {Key: b.Key, TotalChunks: 0, Size: b.Size}}},
 	}
 	for _, tt := range wrong {
 		if crc, err := s.Join(ctx, dst, tt.size, tt.parts); err == nil {

@@ -84,6 +84,7 @@ func Run(t *testing.T, newStore func(t *testing.T) upload.Store, opts ...Option)
 		{"PieceKeepsWhatArrives", testPieceKeepsWhatArrives},
 		{"PieceRewrite", testPieceRewrite},
 		{"SealChecksumAndTwice", func(t *testing.T, s upload.Store) { testSealChecksumAndTwice(t, s, c) }},
+		{"SealEmptyChunk", testSealEmptyChunk},
 		{"PieceErrors", func(t *testing.T, s upload.Store) { testPieceErrors(t, s, c) }},
 		{"Join", func(t *testing.T, s upload.Store) { testJoin(t, s, c) }},
 		{"JoinErrors", testJoinErrors},
