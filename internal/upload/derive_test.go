@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"entgo.io/ent/dialect"
+
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/media"
@@ -33,7 +35,7 @@ func newProcessingEnv(t *testing.T, opts media.Options) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newTestServiceProcessing(t, testConfig(), store, testJobs(), p)
+	e := newTestServiceProcessing(t, testConfig(), store, testJobs(dialect.SQLite), p)
 	e.dir = dir
 	return e
 }

@@ -149,7 +149,7 @@ func newTestServiceThrough(t *testing.T, cfg upload.Config, wrap func(upload.Sto
 // newTestServiceOn is newTestService on another store.
 func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *testEnv {
 	t.Helper()
-	return newTestServiceJobs(t, cfg, store, testJobs())
+	return newTestServiceJobs(t, cfg, store, testJobs(dialect.SQLite))
 }
 
 // newTestServiceJobs is newTestServiceOn with the job queue configured
@@ -197,19 +197,32 @@ func newTestServiceProcessing(t *testing.T, cfg upload.Config, store upload.Stor
 	return &testEnv{svc: svc, db: db, sql: sqldb, clock: clock, broker: broker, cfg: svc.Config()}
 }
 
-// testJobs is the job queue's configuration in tests: quick to notice
-// new jobs and to stop, and no periodic sweeps, since tests call them
-// and count what they did (a periodic sweep starting late under load
-// once took an upload from under TestSweepExpiresAndFrees).
-func testJobs() jobs.Config {
-	return jobs.Config{PollInterval: 20 * time.Millisecond, ShutdownTimeout: 5 * time.Second, ManualSweeps: true}
+// testJobs is the job queue's configuration in tests on a database of
+// ent's dialect d: quick to notice new jobs and to stop, and no periodic
+// sweeps, since tests call them and count what they did (a periodic sweep
+// starting late under load once took an upload from under
+// TestSweepExpiresAndFrees).
+//
+// On SQLite, River's listener (a notification table it reads every
+// 50 ms) wakes the queue for each job inserted, so the fetch poll is only
+// a fallback and keeps production's pace: polling every 20 ms, each poll
+// parsing River's fetch query in the in-process SQLite (slow under -race),
+// was over half of this package's CPU time. On PostgreSQL, where River's
+// database/sql driver has no listener, the poll is what finds a job
+// inserted in a transaction.
+func testJobs(d string) jobs.Config {
+	poll := 20 * time.Millisecond
+	if d == dialect.SQLite {
+		poll = jobs.DefaultConfig().PollInterval
+	}
+	return jobs.Config{PollInterval: poll, ShutdownTimeout: 5 * time.Second, ManualSweeps: true}
 }
 
 // newTestQueue returns a job queue over sqldb (of ent's dialect d), with
 // River's tables migrated.
 func newTestQueue(tb testing.TB, sqldb *sql.DB, d string) *jobs.Queue {
 	tb.Helper()
-	return newTestQueueWith(tb, sqldb, d, testJobs())
+	return newTestQueueWith(tb, sqldb, d, testJobs(d))
 }
 
 // newTestQueueWith is newTestQueue configured by cfg.

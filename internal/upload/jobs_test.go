@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"entgo.io/ent/dialect"
+
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/storage/localfs"
@@ -90,7 +92,7 @@ func TestProcessingFailsOnLastAttempt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jcfg := testJobs()
+	jcfg := testJobs(dialect.SQLite)
 	jcfg.MaxAttempts = 3
 	e := newTestServiceJobs(t, testConfig(), unreadableStore{store}, jcfg)
 	owner := e.user(t, "alice")

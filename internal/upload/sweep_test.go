@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"entgo.io/ent/dialect"
+
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -129,7 +131,7 @@ func TestPeriodicSweepExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobsCfg := testJobs()
+	jobsCfg := testJobs(dialect.SQLite)
 	jobsCfg.ManualSweeps = false
 	jobsCfg.SweepInterval = 100 * time.Millisecond
 	e := newTestServiceJobs(t, testConfig(), store, jobsCfg)
