@@ -137,6 +137,7 @@ func pointOf(sess *ent.UploadSession) appendPoint {
 type pieceReader struct {
 	r         io.Reader
 	remaining int64
+	read      int64 // bytes passed through
 	crc       uint32
 	digests   []hash.Hash // over the whole body, shared by its pieces
 	ended     bool        // the body ended (or broke) before the chunk did
@@ -151,6 +152,7 @@ func (p *pieceReader) Read(b []byte) (int, error) {
 	}
 	n, err := p.r.Read(b)
 	p.remaining -= int64(n)
+	p.read += int64(n)
 	p.crc = crc32.Update(p.crc, castagnoli, b[:n])
 	for _, h := range p.digests {
 		h.Write(b[:n])
@@ -233,15 +235,19 @@ func (s *Service) Append(ctx context.Context, userID, id string, offset int64, b
 		ref, _ := chunkRef(sess.TotalSize, sess.ChunkSize, sess.TotalChunks, at.received)
 		piece := &pieceReader{r: in, remaining: ref.Size - at.tail, crc: at.tailCRC, digests: digests}
 		n, werr := s.store.WritePiece(ctx, sess.StorageKey, ref, at.tail, piece)
-		at.tail, at.tailCRC = at.tail+n, piece.crc
-		if werr != nil && !piece.ended {
-			// The store failed, not the body: what it kept of this piece
-			// is unknown, so only the pieces before it count.
-			if errors.Is(werr, ErrNotExist) {
-				return nil, Errorf(CodeAlreadyFinished, "upload %s no longer takes bytes", id)
+		switch {
+		case errors.Is(werr, ErrNotExist):
+			return nil, Errorf(CodeAlreadyFinished, "upload %s no longer takes bytes", id)
+		case (werr != nil && !piece.ended) || n != piece.read:
+			// The store failed, not the body (or kept other than what it
+			// was given, whose CRC32C is known): what it holds of this
+			// piece is unknown, so only the pieces recorded before count.
+			if werr == nil {
+				werr = fmt.Errorf("the store kept %d of the %d bytes it read", n, piece.read)
 			}
 			return nil, storageError("writing bytes", werr)
 		}
+		at.tail, at.tailCRC = at.tail+n, piece.crc
 		if at.tail < ref.Size {
 			break // the body ended inside this chunk
 		}

@@ -364,3 +364,31 @@ func TestTusConcatRefusals(t *testing.T) {
 		t.Errorf("reserved %d after a refused join, want %d (the parts' quota returned)", got, before-4*MiB)
 	}
 }
+
+// keepingLess is a store whose WritePiece, when the body breaks, keeps
+// nothing of what it read, as GCS does when it cannot finalise the piece.
+type keepingLess struct{ upload.Store }
+
+func (k keepingLess) WritePiece(ctx context.Context, key string, chunk upload.ChunkRef, at int64, body io.Reader) (int64, error) {
+	n, err := io.Copy(io.Discard, body)
+	if err != nil {
+		return 0, errors.Join(err, errors.New("piece not kept"))
+	}
+	return k.Store.WritePiece(ctx, key, chunk, at, bytes.NewReader(make([]byte, n)))
+}
+
+// TestTusBrokenBodyAndStoreFailure: a body that breaks while the store
+// keeps nothing of it records nothing, so the offset (and the tail's
+// CRC32C) stay those of what is stored, and the upload still completes.
+func TestTusBrokenBodyAndStoreFailure(t *testing.T) {
+	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store { return keepingLess{s} })
+	alice := e.user(t, "alice")
+	data := mp4Bytes(6*MiB, 11)
+	sess := e.createTus(t, alice, data)
+	_, err := e.svc.Append(context.Background(), alice, sess.ID, 0, &brokenBody{bytes.NewReader(data[:MiB])},
+		upload.AppendOptions{ContentLength: int64(len(data))})
+	wantCode(t, err, upload.CodeStorageUnavailable)
+	if got := e.offsetOf(t, alice, sess.ID); got != 0 {
+		t.Fatalf("offset after a piece the store did not keep = %d, want 0", got)
+	}
+}
