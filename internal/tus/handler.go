@@ -35,9 +35,9 @@ import (
 // Version is the tus protocol version spool speaks.
 const Version = "1.0.0"
 
-// ChecksumAlgorithms are the algorithms of Upload-Checksum spool verifies
-// (Tus-Checksum-Algorithm).
-var ChecksumAlgorithms = []string{"crc32c", "md5", "sha1", "sha256"}
+// checksumAlgorithms are the algorithms of Upload-Checksum spool verifies
+// (Tus-Checksum-Algorithm), as one comma-separated list.
+const checksumAlgorithms = "crc32c,md5,sha1,sha256"
 
 // checksumMismatchStatus is the tus checksum extension's answer to a
 // body whose checksum does not match.
@@ -180,7 +180,7 @@ func (h *Handler) discovery(w http.ResponseWriter) {
 	hd := w.Header()
 	hd.Set("Tus-Version", Version)
 	hd.Set("Tus-Extension", h.tusd.SupportedExtensions()+",checksum,expiration")
-	hd.Set("Tus-Checksum-Algorithm", strings.Join(ChecksumAlgorithms, ","))
+	hd.Set("Tus-Checksum-Algorithm", checksumAlgorithms)
 	var largest int64
 	for _, limit := range h.cfg.Uploads.Config().MaxSize {
 		largest = max(largest, limit)
@@ -330,9 +330,9 @@ func parseChecksum(header string) ([]upload.Digest, error) {
 		return nil, upload.Errorf(upload.CodeBadUserInput, "Upload-Checksum must be \"<algorithm> <base64 checksum>\"")
 	}
 	alg := strings.ToLower(fields[0])
-	if !slices.Contains(ChecksumAlgorithms, alg) {
+	if !slices.Contains(strings.Split(checksumAlgorithms, ","), alg) {
 		return nil, upload.Errorf(upload.CodeBadUserInput, "Upload-Checksum algorithm %q is not supported; use one of %s",
-			fields[0], strings.Join(ChecksumAlgorithms, ", "))
+			fields[0], strings.ReplaceAll(checksumAlgorithms, ",", ", "))
 	}
 	sum, err := base64.StdEncoding.DecodeString(fields[1])
 	if err != nil {

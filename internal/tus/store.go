@@ -194,7 +194,9 @@ func (u *fileUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader
 		return 0, nil
 	}
 	body := &endedBody{r: src, watched: u.req.body}
-	sess, err := u.store.uploads.Append(ctx, u.userID, u.sess.ID, offset, body,
+	// u.sess was read for this request (GetUpload, NewUpload): AppendTo
+	// does not read it again.
+	sess, err := u.store.uploads.AppendTo(ctx, u.sess, offset, body,
 		upload.AppendOptions{ContentLength: u.req.contentLength, Expect: u.req.expect})
 	if err == nil {
 		u.update(sess)

@@ -193,6 +193,20 @@ func (s *Service) Append(ctx context.Context, userID, id string, offset int64, b
 	if err != nil {
 		return nil, err
 	}
+	return s.AppendTo(ctx, &Session{UploadSession: sess}, offset, body, opts)
+}
+
+// AppendTo is Append to a tus upload the caller has just read with
+// TusUpload (a tus request reads it first anyway): it saves reading it
+// again. The record is conditional on the session's version, so an
+// upload changed since is read afresh there, and an offset moved since
+// answers OFFSET_MISMATCH.
+func (s *Service) AppendTo(ctx context.Context, upload *Session, offset int64, body io.Reader, opts AppendOptions) (*Session, error) {
+	sess, id := upload.UploadSession, upload.ID
+	if !sess.Tus {
+		return nil, Errorf(CodeNotFound, "upload %s was not created by a tus client", id)
+	}
+	var err error
 	reqlog.SetUser(ctx, sess.OwnerID)
 	if err := s.checkActive(ctx, sess); err != nil {
 		return nil, err
