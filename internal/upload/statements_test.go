@@ -89,6 +89,21 @@ func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog) *testEnv {
 	return &testEnv{svc: svc, db: client, sql: db.SQL(), broker: broker, dir: dir, cfg: svc.Config()}
 }
 
+// onRecordedEngines runs test on SQLite and on PostgreSQL, each with a
+// Service whose statements land in a log.
+func onRecordedEngines(t *testing.T, test func(t *testing.T, e *testEnv, log *sqlLog)) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			dbURL := ""
+			if engine == "postgres" {
+				dbURL = dbtest.Postgres(t)
+			}
+			log := &sqlLog{}
+			test(t, newRecordedEnv(t, dbURL, log), log)
+		})
+	}
+}
+
 // checkSQLCost fails the test if what log recorded since its last take
 // is more than maxStatements statements in maxTxs transactions, or none.
 func checkSQLCost(t *testing.T, log *sqlLog, what string, maxStatements, maxTxs int) {
@@ -107,46 +122,38 @@ func checkSQLCost(t *testing.T, log *sqlLog, what string, maxStatements, maxTxs 
 // chunk costs one transaction more (its invalidation). confirmChunk is
 // one read.
 func TestChunkReceiptStatements(t *testing.T) {
-	for _, engine := range []string{"sqlite", "postgres"} {
-		t.Run(engine, func(t *testing.T) {
-			dbURL := ""
-			if engine == "postgres" {
-				dbURL = dbtest.Postgres(t)
-			}
-			log := &sqlLog{}
-			e := newRecordedEnv(t, dbURL, log)
-			owner := e.user(t, "alice")
-			data := mp4Bytes(21*MiB, 9) // 5 chunks of 5 MiB, the last short
-			sess := e.initOne(t, owner, mp4Spec("a.mp4", data))
-			ctx := context.Background()
+	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
+		owner := e.user(t, "alice")
+		data := mp4Bytes(21*MiB, 9) // 5 chunks of 5 MiB, the last short
+		sess := e.initOne(t, owner, mp4Spec("a.mp4", data))
+		ctx := context.Background()
 
-			check := func(what string, maxStatements, maxTxs int) { checkSQLCost(t, log, what, maxStatements, maxTxs) }
-			log.take()
-			for i := range sess.TotalChunks {
-				e.mustSend(t, sess.ID, i, data)
-				check(fmt.Sprintf("receiving chunk %d", i), 3, 1)
-			}
-			e.mustSend(t, sess.ID, 2, data)
-			check("re-sending chunk 2", 5, 2)
+		check := func(what string, maxStatements, maxTxs int) { checkSQLCost(t, log, what, maxStatements, maxTxs) }
+		log.take()
+		for i := range sess.TotalChunks {
+			e.mustSend(t, sess.ID, i, data)
+			check(fmt.Sprintf("receiving chunk %d", i), 3, 1)
+		}
+		e.mustSend(t, sess.ID, 2, data)
+		check("re-sending chunk 2", 5, 2)
 
-			size := int64(len(e.chunk(data, 1)))
-			if _, err := e.svc.ConfirmChunk(ctx, owner, sess.ID, 1, size, nil); err != nil {
-				t.Fatal(err)
-			}
-			check("confirming chunk 1", 1, 0)
+		size := int64(len(e.chunk(data, 1)))
+		if _, err := e.svc.ConfirmChunk(ctx, owner, sess.ID, 1, size, nil); err != nil {
+			t.Fatal(err)
+		}
+		check("confirming chunk 1", 1, 0)
 
-			// The counts the receipts kept are what the rows say.
-			s, err := e.svc.Session(ctx, owner, sess.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkCounts(t, s.Progress, int64(len(data)), sess.TotalChunks, []int{})
-			if u := s.UploadSession; u.ReceivedChunks != sess.TotalChunks || u.ReceivedBytes != int64(len(data)) || u.FailedChunks != 0 {
-				t.Errorf("session counts = %d chunks, %d bytes, %d failed; want %d, %d, 0",
-					u.ReceivedChunks, u.ReceivedBytes, u.FailedChunks, sess.TotalChunks, len(data))
-			}
-		})
-	}
+		// The counts the receipts kept are what the rows say.
+		s, err := e.svc.Session(ctx, owner, sess.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCounts(t, s.Progress, int64(len(data)), sess.TotalChunks, []int{})
+		if u := s.UploadSession; u.ReceivedChunks != sess.TotalChunks || u.ReceivedBytes != int64(len(data)) || u.FailedChunks != 0 {
+			t.Errorf("session counts = %d chunks, %d bytes, %d failed; want %d, %d, 0",
+				u.ReceivedChunks, u.ReceivedBytes, u.FailedChunks, sess.TotalChunks, len(data))
+		}
+	})
 }
 
 // TestTusAppendStatements holds a tus PATCH to the chunk path's cost: one
@@ -155,36 +162,28 @@ func TestChunkReceiptStatements(t *testing.T) {
 // on either database; reading a tus upload is one statement, not a scan
 // of its chunks.
 func TestTusAppendStatements(t *testing.T) {
-	for _, engine := range []string{"sqlite", "postgres"} {
-		t.Run(engine, func(t *testing.T) {
-			dbURL := ""
-			if engine == "postgres" {
-				dbURL = dbtest.Postgres(t)
-			}
-			log := &sqlLog{}
-			e := newRecordedEnv(t, dbURL, log)
-			owner := e.user(t, "alice")
-			data := mp4Bytes(21*MiB, 10) // 5 chunks of 5 MiB, the last short
-			sess := e.createTus(t, owner, data)
-			ctx := context.Background()
-			check := func(what string, maxStatements, maxTxs int) { checkSQLCost(t, log, what, maxStatements, maxTxs) }
-			log.take()
-			if _, err := e.appendBytes(owner, sess.ID, 0, data[:5*MiB]); err != nil {
-				t.Fatal(err)
-			}
-			check("a PATCH of one whole chunk", 3, 1)
-			if _, err := e.appendBytes(owner, sess.ID, 5*MiB, data[5*MiB:7*MiB]); err != nil {
-				t.Fatal(err)
-			}
-			check("a PATCH that ends inside a chunk", 2, 1)
-			if _, err := e.appendBytes(owner, sess.ID, 7*MiB, data[7*MiB:18*MiB]); err != nil {
-				t.Fatal(err)
-			}
-			check("a PATCH that fills two chunks and ends inside a third", 1+2*2+1, 3)
-			if _, err := e.svc.TusUpload(ctx, owner, sess.ID); err != nil {
-				t.Fatal(err)
-			}
-			check("reading the upload", 1, 0)
-		})
-	}
+	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
+		owner := e.user(t, "alice")
+		data := mp4Bytes(21*MiB, 10) // 5 chunks of 5 MiB, the last short
+		sess := e.createTus(t, owner, data)
+		ctx := context.Background()
+		check := func(what string, maxStatements, maxTxs int) { checkSQLCost(t, log, what, maxStatements, maxTxs) }
+		log.take()
+		if _, err := e.appendBytes(owner, sess.ID, 0, data[:5*MiB]); err != nil {
+			t.Fatal(err)
+		}
+		check("a PATCH of one whole chunk", 3, 1)
+		if _, err := e.appendBytes(owner, sess.ID, 5*MiB, data[5*MiB:7*MiB]); err != nil {
+			t.Fatal(err)
+		}
+		check("a PATCH that ends inside a chunk", 2, 1)
+		if _, err := e.appendBytes(owner, sess.ID, 7*MiB, data[7*MiB:18*MiB]); err != nil {
+			t.Fatal(err)
+		}
+		check("a PATCH that fills two chunks and ends inside a third", 1+2*2+1, 3)
+		if _, err := e.svc.TusUpload(ctx, owner, sess.ID); err != nil {
+			t.Fatal(err)
+		}
+		check("reading the upload", 1, 0)
+	})
 }
