@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spoolhq/spool/internal/auth"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -487,16 +486,12 @@ func (h *handlers) refuseSignature(w http.ResponseWriter, r *http.Request, err e
 
 // bearer authenticates a data-plane request by its bearer token.
 func (h *handlers) bearer(w http.ResponseWriter, r *http.Request) (string, bool) {
-	uid, err := h.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
-	if err != nil && !errors.Is(err, auth.ErrInvalidToken) {
-		// The token could not be checked (UNAVAILABLE: 503 with
-		// Retry-After), which says nothing about the token.
-		h.writeError(w, r, err)
-		return "", false
-	}
+	uid, err := h.tokenUser(r)
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="spool"`)
-		h.writeError(w, r, upload.Errorf(upload.CodeUnauthenticated, "send a valid bearer token in the Authorization header"))
+		if upload.ErrorCode(err) == upload.CodeUnauthenticated {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="spool"`)
+		}
+		h.writeError(w, r, err)
 		return "", false
 	}
 	reqlog.SetUser(r.Context(), uid)

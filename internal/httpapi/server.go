@@ -153,7 +153,7 @@ func (h *handlers) tusEndpoint() http.Handler {
 		base = h.URLs.base + base
 	}
 	endpoint, err := tus.New(tus.Config{
-		Uploads: h.Uploads, BaseURL: base, Authenticate: h.tusCaller, Admit: h.Limits.Requests,
+		Uploads: h.Uploads, BaseURL: base, Authenticate: h.tokenUser, Admit: h.Limits.Requests,
 		Status: httpStatus, Logger: h.Logger,
 	})
 	if err != nil {
@@ -163,9 +163,11 @@ func (h *handlers) tusEndpoint() http.Handler {
 	return endpoint
 }
 
-// tusCaller authenticates a tus request by its bearer token, as bearer
-// does for the other data-plane routes.
-func (h *handlers) tusCaller(r *http.Request) (string, error) {
+// tokenUser returns the user of a request's bearer token:
+// UNAUTHENTICATED for a missing or bad token, or the error that kept it
+// from being checked (UNAVAILABLE: 503 with Retry-After), which says
+// nothing about the token.
+func (h *handlers) tokenUser(r *http.Request) (string, error) {
 	uid, err := h.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
 	if err != nil && errors.Is(err, auth.ErrInvalidToken) {
 		return "", upload.Errorf(upload.CodeUnauthenticated, "send a valid bearer token in the Authorization header")
