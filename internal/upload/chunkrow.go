@@ -9,12 +9,8 @@ import (
 	"strings"
 	"time"
 
-	entsql "entgo.io/ent/dialect/sql"
-
 	"github.com/spoolhq/spool/ent"
-	"github.com/spoolhq/spool/ent/predicate"
 	"github.com/spoolhq/spool/ent/uploadchunk"
-	"github.com/spoolhq/spool/ent/uploadsession"
 )
 
 // A chunk receipt costs three statements on the common path
@@ -96,95 +92,29 @@ type chunkAt struct {
 	byOffset  bool
 }
 
-// withHeldChunk left-joins the chunk row at to the session's query and
-// selects it as heldColumn. The join is on the unique (session_id, index)
-// index: one row looked up, never a scan.
-func withHeldChunk(at chunkAt) predicate.UploadSession {
-	return func(sel *entsql.Selector) {
-		row := entsql.Table(uploadchunk.Table).As("held")
-		match := entsql.EQ(row.C(uploadchunk.FieldIndex), at.index)
-		if at.byOffset {
-			match = entsql.P(func(b *entsql.Builder) {
-				b.Ident(row.C(uploadchunk.FieldIndex)).WriteString(" = ").
-					Arg(at.firstByte).WriteString(" / ").Ident(sel.C(uploadsession.FieldChunkSize))
-			})
-		}
-		sel.LeftJoin(row).OnP(entsql.And(
-			entsql.ColumnsEQ(sel.C(uploadsession.FieldID), row.C(uploadchunk.FieldSessionID)), match))
-		// COALESCE, never NULL: ent scans an unknown column by the type
-		// the driver reports for it, and modernc's SQLite reports none for
-		// a NULL.
-		sel.AppendSelectExprAs(entsql.ExprFunc(func(b *entsql.Builder) {
-			b.WriteString("COALESCE(")
-			for i, c := range []string{uploadchunk.FieldState, uploadchunk.FieldSize, uploadchunk.FieldCrc32c,
-				uploadchunk.FieldErrorCode, uploadchunk.FieldDigest, uploadchunk.FieldError} {
-				if i > 0 {
-					b.WriteString(" || '|' || ")
-				}
-				nullable := c == uploadchunk.FieldErrorCode || c == uploadchunk.FieldDigest || c == uploadchunk.FieldError
-				if nullable {
-					b.WriteString("COALESCE(")
-				}
-				b.Ident(row.C(c))
-				if nullable {
-					b.WriteString(", '')")
-				}
-			}
-			b.WriteString(", '')")
-		}), heldColumn)
-	}
-}
-
 // sessionWithChunk loads the caller's session (any owner for an empty
 // userID) and its row for one chunk, in one statement. It returns
 // NOT_FOUND for a missing id and someone else's alike.
 func (s *Service) sessionWithChunk(ctx context.Context, userID, id string, at chunkAt) (*ent.UploadSession, heldRow, error) {
-	q := s.db.UploadSession.Query().Where(uploadsession.ID(id), withHeldChunk(at))
+	byOffset, owned, first := 0, 0, any(at.index)
+	if at.byOffset {
+		byOffset, first = 1, at.firstByte
+	}
 	if userID != "" {
-		q = q.Where(uploadsession.OwnerID(userID))
+		owned = 1
 	}
-	sess, err := q.Only(ctx)
-	if ent.IsNotFound(err) {
+	sess, text, found, err := readSessionWithChunk(ctx, s.db, s.chunkSQL.sessionWithChunk[byOffset][owned], first, id, userID)
+	if err != nil {
+		return nil, heldRow{}, fmt.Errorf("loading upload %s: %w", id, err)
+	}
+	if !found {
 		return nil, heldRow{}, errNotFound("upload", id)
-	}
-	if err != nil {
-		return nil, heldRow{}, fmt.Errorf("loading upload %s: %w", id, err)
-	}
-	v, err := sess.Value(heldColumn)
-	if err != nil {
-		return nil, heldRow{}, err
-	}
-	var text stdsql.NullString
-	if err := text.Scan(driverValue(v)); err != nil {
-		return nil, heldRow{}, fmt.Errorf("loading upload %s: %w", id, err)
 	}
 	row, err := parseHeld(text.String)
 	if err != nil {
 		return nil, heldRow{}, fmt.Errorf("loading upload %s: %w", id, err)
 	}
 	return sess, row, nil
-}
-
-// driverValue unwraps what ent scanned a column it does not know into:
-// the driver's value behind a pointer, or a sql.Null type.
-func driverValue(v any) any {
-	if p, ok := v.(*entsql.UnknownType); ok && p != nil {
-		v = *p
-	}
-	switch x := v.(type) {
-	case *any:
-		return *x
-	case *stdsql.NullString:
-		if x.Valid {
-			return x.String
-		}
-		return nil
-	case *stdsql.RawBytes:
-		return []byte(*x)
-	case *string:
-		return *x
-	}
-	return v
 }
 
 // heldChunk reads what the database holds for one chunk.
@@ -244,36 +174,11 @@ var errChunkMoved = errors.New("the chunk's row changed meanwhile")
 // it UPLOADING: one UPDATE … RETURNING. ok is false if the session no
 // longer takes chunks.
 func (s *Service) bumpSession(ctx context.Context, tx *ent.Tx, id string, d countsDelta, toUploading bool, now time.Time) (c sessionCounts, ok bool, err error) {
-	u := entsql.Dialect(s.dialect).Update(uploadsession.Table).
-		Add(uploadsession.FieldVersion, 1).
-		Add(uploadsession.FieldReceivedChunks, d.received).
-		Add(uploadsession.FieldReceivedBytes, d.bytes).
-		Add(uploadsession.FieldFailedChunks, d.failed).
-		Set(uploadsession.FieldPercent, entsql.ExprFunc(func(b *entsql.Builder) {
-			// max(percent, (received_bytes + d) * 100 / total_size), in
-			// SQL both engines speak; total_size is positive.
-			next := func() {
-				b.WriteString("(").Ident(uploadsession.FieldReceivedBytes).WriteString(" + ").Arg(d.bytes).
-					WriteString(") * 100 / ").Ident(uploadsession.FieldTotalSize)
-			}
-			b.WriteString("CASE WHEN ")
-			next()
-			b.WriteString(" > ").Ident(uploadsession.FieldPercent).WriteString(" THEN ")
-			next()
-			b.WriteString(" ELSE ").Ident(uploadsession.FieldPercent).WriteString(" END")
-		})).
-		Set(uploadsession.FieldUpdatedAt, now).
-		Where(entsql.And(
-			entsql.EQ(uploadsession.FieldID, id),
-			entsql.In(uploadsession.FieldStatus, string(StatusInitialized), string(StatusUploading)),
-			entsql.GT(uploadsession.FieldExpiresAt, now))).
-		Returning(uploadsession.FieldVersion, uploadsession.FieldPercent,
-			uploadsession.FieldReceivedChunks, uploadsession.FieldReceivedBytes, uploadsession.FieldFailedChunks)
+	b := s.chunkSQL.bumpSession[0]
 	if toUploading {
-		u.Set(uploadsession.FieldStatus, string(StatusUploading))
+		b = s.chunkSQL.bumpSession[1]
 	}
-	query, args := u.Query()
-	rows, err := tx.QueryContext(ctx, query, args...)
+	rows, err := tx.QueryContext(ctx, b.text, b.with(d.received, d.bytes, d.failed, now, id)...)
 	if err != nil {
 		return c, false, fmt.Errorf("updating upload: %w", err)
 	}
@@ -298,49 +203,30 @@ func (s *Service) moveChunk(ctx context.Context, tx *ent.Tx, sessionID string, i
 		c := string(out.code)
 		code, message = &c, &out.message
 	}
-	var n int64
+	var res stdsql.Result
+	var err error
 	if from == heldNone {
-		query, args := entsql.Dialect(s.dialect).Insert(uploadchunk.Table).
-			Columns(uploadchunk.FieldSessionID, uploadchunk.FieldIndex, uploadchunk.FieldState, uploadchunk.FieldSize,
-				uploadchunk.FieldCrc32c, uploadchunk.FieldDigest, uploadchunk.FieldErrorCode, uploadchunk.FieldError,
-				uploadchunk.FieldAttempts, uploadchunk.FieldUpdatedAt).
-			Values(sessionID, index, string(out.state), out.size, int64(out.crc), out.digest, code, message, 1, now).
-			OnConflict(entsql.ConflictColumns(uploadchunk.FieldSessionID, uploadchunk.FieldIndex), entsql.DoNothing()).
-			Query()
-		res, err := tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return fmt.Errorf("recording chunk %d: %w", index, err)
-		}
-		if n, err = res.RowsAffected(); err != nil {
-			return fmt.Errorf("recording chunk %d: %w", index, err)
-		}
+		b := s.chunkSQL.insertChunk
+		res, err = tx.ExecContext(ctx, b.text, b.with(sessionID, index, string(out.state), out.size, int64(out.crc),
+			out.digest, code, message, now)...)
 	} else {
 		state := uploadchunk.StateFAILED
 		if from == heldReceived {
 			state = uploadchunk.StateRECEIVED
 		}
-		upd := tx.UploadChunk.Update().
-			Where(uploadchunk.SessionID(sessionID), uploadchunk.Index(index), uploadchunk.StateEQ(state)).
-			SetState(out.state).SetSize(out.size).SetCrc32c(int64(out.crc)).
-			SetUpdatedAt(now)
+		b := s.chunkSQL.updateChunk[0]
 		if arrival {
-			upd.AddAttempts(1)
+			b = s.chunkSQL.updateChunk[1]
 		}
-		if out.digest != nil {
-			upd.SetDigest(*out.digest)
-		} else {
-			upd.ClearDigest()
-		}
-		if code != nil {
-			upd.SetErrorCode(*code).SetError(*message)
-		} else {
-			upd.ClearErrorCode().ClearError()
-		}
-		affected, err := upd.Save(ctx)
-		if err != nil {
-			return fmt.Errorf("recording chunk %d: %w", index, err)
-		}
-		n = int64(affected)
+		res, err = tx.ExecContext(ctx, b.text, b.with(sessionID, index, string(out.state), out.size, int64(out.crc),
+			out.digest, code, message, now, string(state))...)
+	}
+	if err != nil {
+		return fmt.Errorf("recording chunk %d: %w", index, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("recording chunk %d: %w", index, err)
 	}
 	if n == 0 {
 		return errChunkMoved

@@ -30,12 +30,14 @@ type Service struct {
 	// dialect is the database's SQL dialect (ent's name), for the few
 	// statements the chunk path builds itself (chunkrow.go).
 	dialect string
-	store   Store
-	broker  Broker
-	signer  Signer
-	cfg     Config
-	log     *slog.Logger
-	now     func() time.Time
+	// chunkSQL is the chunk path's statements, built once (chunksql.go).
+	chunkSQL *chunkStatements
+	store    Store
+	broker   Broker
+	signer   Signer
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
 	// direct is the store, when clients send chunks to it directly.
 	direct DirectStore
 	// resumable is the store, when clients send SINGLE uploads to its
@@ -87,7 +89,7 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 		d.Now = time.Now
 	}
 	s := &Service{
-		db: d.DB, dialect: d.Dialect, store: d.Store, broker: d.Broker, signer: d.Signer,
+		db: d.DB, dialect: d.Dialect, chunkSQL: newChunkStatements(d.Dialect), store: d.Store, broker: d.Broker, signer: d.Signer,
 		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now, queue: d.Queue, processor: d.Processor,
 	}
 	if cfg.DirectUploads {

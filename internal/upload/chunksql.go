@@ -1,0 +1,310 @@
+package upload
+
+import (
+	"context"
+	stdsql "database/sql"
+	"fmt"
+	"slices"
+
+	entsql "entgo.io/ent/dialect/sql"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/ent/uploadsession"
+)
+
+// The chunk path's statements are built once per Service, by ent's
+// builder, and run as text with fresh arguments. Building them for each
+// request (ent's query builder, then sqlgraph's scan set-up) was 15–20%
+// of the server's CPU for a small chunk PUT or a confirmChunk, more than
+// SQLite took to run them (docs/BENCHMARKS.md, "Control cost"). The text
+// is the same every time, so SQLite's statement cache and PostgreSQL's
+// prepared statements hit it.
+
+// slot marks an argument of a built statement that each call fills: the
+// builder is given slot(i) where the call's i-th value goes.
+type slot int
+
+// builtSQL is a statement's text and its arguments as built, slots in
+// place of the per-call values.
+type builtSQL struct {
+	text string
+	args []any
+}
+
+func build(b entsql.Querier) builtSQL {
+	text, args := b.Query()
+	return builtSQL{text: text, args: args}
+}
+
+// with returns the statement's arguments with vals in its slots.
+func (b builtSQL) with(vals ...any) []any {
+	args := slices.Clone(b.args)
+	for i, a := range args {
+		if s, ok := a.(slot); ok {
+			args[i] = vals[s]
+		}
+	}
+	return args
+}
+
+// chunkStatements are the chunk path's statements for one dialect.
+type chunkStatements struct {
+	// sessionWithChunk[byOffset][owned] reads a session joined to one
+	// chunk's row; slots: 0 the chunk's index or first byte, 1 the
+	// session id, 2 the owner.
+	sessionWithChunk [2][2]builtSQL
+	// bumpSession[toUploading]; slots: see bumpSession.
+	bumpSession [2]builtSQL
+	// insertChunk and updateChunk[arrival]; slots: see moveChunk.
+	insertChunk builtSQL
+	updateChunk [2]builtSQL
+}
+
+// Slots of bumpSession.
+const (
+	bumpReceived slot = iota
+	bumpBytes
+	bumpFailed
+	bumpNow
+	bumpID
+)
+
+// Slots of insertChunk and updateChunk.
+const (
+	chunkSession slot = iota
+	chunkIndex
+	chunkState
+	chunkSize
+	chunkCRC
+	chunkDigest
+	chunkCode
+	chunkMessage
+	chunkNow
+	chunkFromState
+)
+
+func newChunkStatements(d string) *chunkStatements {
+	var s chunkStatements
+	for byOffset := range 2 {
+		for owned := range 2 {
+			s.sessionWithChunk[byOffset][owned] = buildSessionWithChunk(d, byOffset == 1, owned == 1)
+		}
+	}
+	for toUploading := range 2 {
+		s.bumpSession[toUploading] = buildBumpSession(d, toUploading == 1)
+	}
+	s.insertChunk = build(entsql.Dialect(d).Insert(uploadchunk.Table).
+		Columns(uploadchunk.FieldSessionID, uploadchunk.FieldIndex, uploadchunk.FieldState, uploadchunk.FieldSize,
+			uploadchunk.FieldCrc32c, uploadchunk.FieldDigest, uploadchunk.FieldErrorCode, uploadchunk.FieldError,
+			uploadchunk.FieldAttempts, uploadchunk.FieldUpdatedAt).
+		Values(chunkSession, chunkIndex, chunkState, chunkSize, chunkCRC, chunkDigest, chunkCode, chunkMessage, 1, chunkNow).
+		OnConflict(entsql.ConflictColumns(uploadchunk.FieldSessionID, uploadchunk.FieldIndex), entsql.DoNothing()))
+	for arrival := range 2 {
+		s.updateChunk[arrival] = build(entsql.Dialect(d).Update(uploadchunk.Table).
+			Set(uploadchunk.FieldState, chunkState).
+			Set(uploadchunk.FieldSize, chunkSize).
+			Set(uploadchunk.FieldCrc32c, chunkCRC).
+			Set(uploadchunk.FieldDigest, chunkDigest).
+			Set(uploadchunk.FieldErrorCode, chunkCode).
+			Set(uploadchunk.FieldError, chunkMessage).
+			Set(uploadchunk.FieldUpdatedAt, chunkNow).
+			Add(uploadchunk.FieldAttempts, arrival).
+			Where(entsql.And(
+				entsql.EQ(uploadchunk.FieldSessionID, chunkSession),
+				entsql.EQ(uploadchunk.FieldIndex, chunkIndex),
+				entsql.EQ(uploadchunk.FieldState, chunkFromState))))
+	}
+	return &s
+}
+
+// buildSessionWithChunk is the read of sessionWithChunk: every column of
+// the session and heldColumn, from a left join on the unique
+// (session_id, index) index: one row looked up, never a scan.
+func buildSessionWithChunk(d string, byOffset, owned bool) builtSQL {
+	t := entsql.Table(uploadsession.Table)
+	sel := entsql.Dialect(d).Select(t.Columns(uploadsession.Columns...)...).From(t)
+	row := entsql.Table(uploadchunk.Table).As("held")
+	match := entsql.EQ(row.C(uploadchunk.FieldIndex), slot(0))
+	if byOffset {
+		// index = first / chunk_size, computed in SQL so the read needs no
+		// chunk size beforehand.
+		match = entsql.P(func(b *entsql.Builder) {
+			b.Ident(row.C(uploadchunk.FieldIndex)).WriteString(" = ").
+				Arg(slot(0)).WriteString(" / ").Ident(t.C(uploadsession.FieldChunkSize))
+		})
+	}
+	sel.LeftJoin(row).OnP(entsql.And(
+		entsql.ColumnsEQ(t.C(uploadsession.FieldID), row.C(uploadchunk.FieldSessionID)), match))
+	// COALESCE, never NULL: modernc's SQLite reports no type for a NULL.
+	sel.AppendSelectExprAs(entsql.ExprFunc(func(b *entsql.Builder) {
+		b.WriteString("COALESCE(")
+		for i, c := range []string{uploadchunk.FieldState, uploadchunk.FieldSize, uploadchunk.FieldCrc32c,
+			uploadchunk.FieldErrorCode, uploadchunk.FieldDigest, uploadchunk.FieldError} {
+			if i > 0 {
+				b.WriteString(" || '|' || ")
+			}
+			nullable := c == uploadchunk.FieldErrorCode || c == uploadchunk.FieldDigest || c == uploadchunk.FieldError
+			if nullable {
+				b.WriteString("COALESCE(")
+			}
+			b.Ident(row.C(c))
+			if nullable {
+				b.WriteString(", '')")
+			}
+		}
+		b.WriteString(", '')")
+	}), heldColumn)
+	where := entsql.EQ(t.C(uploadsession.FieldID), slot(1))
+	if owned {
+		where = entsql.And(where, entsql.EQ(t.C(uploadsession.FieldOwnerID), slot(2)))
+	}
+	return build(sel.Where(where))
+}
+
+// buildBumpSession is bumpSession's UPDATE … RETURNING.
+func buildBumpSession(d string, toUploading bool) builtSQL {
+	u := entsql.Dialect(d).Update(uploadsession.Table).
+		Add(uploadsession.FieldVersion, 1).
+		Add(uploadsession.FieldReceivedChunks, bumpReceived).
+		Add(uploadsession.FieldReceivedBytes, bumpBytes).
+		Add(uploadsession.FieldFailedChunks, bumpFailed).
+		Set(uploadsession.FieldPercent, entsql.ExprFunc(func(b *entsql.Builder) {
+			// max(percent, (received_bytes + d) * 100 / total_size), in
+			// SQL both engines speak; total_size is positive.
+			next := func() {
+				b.WriteString("(").Ident(uploadsession.FieldReceivedBytes).WriteString(" + ").Arg(bumpBytes).
+					WriteString(") * 100 / ").Ident(uploadsession.FieldTotalSize)
+			}
+			b.WriteString("CASE WHEN ")
+			next()
+			b.WriteString(" > ").Ident(uploadsession.FieldPercent).WriteString(" THEN ")
+			next()
+			b.WriteString(" ELSE ").Ident(uploadsession.FieldPercent).WriteString(" END")
+		})).
+		Set(uploadsession.FieldUpdatedAt, bumpNow).
+		Where(entsql.And(
+			entsql.EQ(uploadsession.FieldID, bumpID),
+			entsql.In(uploadsession.FieldStatus, string(StatusInitialized), string(StatusUploading)),
+			entsql.GT(uploadsession.FieldExpiresAt, bumpNow))).
+		Returning(uploadsession.FieldVersion, uploadsession.FieldPercent,
+			uploadsession.FieldReceivedChunks, uploadsession.FieldReceivedBytes, uploadsession.FieldFailedChunks)
+	if toUploading {
+		u.Set(uploadsession.FieldStatus, string(StatusUploading))
+	}
+	return build(u)
+}
+
+// querier runs a statement: the ent client outside a transaction, the
+// transaction inside one.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error)
+}
+
+// readSessionWithChunk runs a built sessionWithChunk read and scans its
+// row into a session and heldColumn's text; found is false without a row.
+func readSessionWithChunk(ctx context.Context, q querier, b builtSQL, vals ...any) (sess *ent.UploadSession, held stdsql.NullString, found bool, err error) {
+	rows, err := q.QueryContext(ctx, b.text, b.with(vals...)...)
+	if err != nil {
+		return nil, held, false, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, held, false, rows.Err()
+	}
+	sess = new(ent.UploadSession)
+	dest, err := sessionFields(sess)
+	if err != nil {
+		return nil, held, false, err
+	}
+	if err := rows.Scan(append(dest, &held)...); err != nil {
+		return nil, held, false, err
+	}
+	return sess, held, true, rows.Close()
+}
+
+// sessionFields points at the field of sess each of ent's
+// uploadsession.Columns scans into, in that order. database/sql fills a
+// **T with nil for a NULL. A column ent gains and this does not know is
+// an error, so the read cannot silently leave a field empty
+// (TestSessionWithChunkReadsEveryColumn).
+func sessionFields(sess *ent.UploadSession) ([]any, error) {
+	dest := make([]any, len(uploadsession.Columns), len(uploadsession.Columns)+1)
+	for i, c := range uploadsession.Columns {
+		var p any
+		switch c {
+		case uploadsession.FieldID:
+			p = &sess.ID
+		case uploadsession.FieldCreatedAt:
+			p = &sess.CreatedAt
+		case uploadsession.FieldUpdatedAt:
+			p = &sess.UpdatedAt
+		case uploadsession.FieldOwnerID:
+			p = &sess.OwnerID
+		case uploadsession.FieldBatchID:
+			p = &sess.BatchID
+		case uploadsession.FieldFileName:
+			p = &sess.FileName
+		case uploadsession.FieldOriginalName:
+			p = &sess.OriginalName
+		case uploadsession.FieldMimeType:
+			p = &sess.MimeType
+		case uploadsession.FieldMediaType:
+			p = &sess.MediaType
+		case uploadsession.FieldTotalSize:
+			p = &sess.TotalSize
+		case uploadsession.FieldSha256:
+			p = &sess.Sha256
+		case uploadsession.FieldFingerprint:
+			p = &sess.Fingerprint
+		case uploadsession.FieldDurationSeconds:
+			p = &sess.DurationSeconds
+		case uploadsession.FieldStrategy:
+			p = &sess.Strategy
+		case uploadsession.FieldChunkSize:
+			p = &sess.ChunkSize
+		case uploadsession.FieldTotalChunks:
+			p = &sess.TotalChunks
+		case uploadsession.FieldStatus:
+			p = &sess.Status
+		case uploadsession.FieldStorageKey:
+			p = &sess.StorageKey
+		case uploadsession.FieldExpiresAt:
+			p = &sess.ExpiresAt
+		case uploadsession.FieldError:
+			p = &sess.Error
+		case uploadsession.FieldPercent:
+			p = &sess.Percent
+		case uploadsession.FieldVersion:
+			p = &sess.Version
+		case uploadsession.FieldReceivedChunks:
+			p = &sess.ReceivedChunks
+		case uploadsession.FieldReceivedBytes:
+			p = &sess.ReceivedBytes
+		case uploadsession.FieldFailedChunks:
+			p = &sess.FailedChunks
+		case uploadsession.FieldBytesFreed:
+			p = &sess.BytesFreed
+		case uploadsession.FieldFinishedAt:
+			p = &sess.FinishedAt
+		case uploadsession.FieldResumableURL:
+			p = &sess.ResumableURL
+		case uploadsession.FieldDeduplicated:
+			p = &sess.Deduplicated
+		case uploadsession.FieldResumableOrigin:
+			p = &sess.ResumableOrigin
+		case uploadsession.FieldTus:
+			p = &sess.Tus
+		case uploadsession.FieldTusPart:
+			p = &sess.TusPart
+		case uploadsession.FieldTailBytes:
+			p = &sess.TailBytes
+		case uploadsession.FieldTailCrc32c:
+			p = &sess.TailCrc32c
+		default:
+			return nil, fmt.Errorf("upload: no field of ent.UploadSession for column %q", c)
+		}
+		dest[i] = p
+	}
+	return dest, nil
+}
