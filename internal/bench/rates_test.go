@@ -248,7 +248,7 @@ func measureConfirms(ctx context.Context, b *testing.B, c *http.Client, s *spool
 
 // measureTinyPuts measures PUTs of one-chunk uploads' chunks, each
 // upload's once. A pilot of 50 uploads per client, planned and sent
-// first, tells how many to plan for the window: 1.5 times what the
+// first, tells how many to plan for the window: 2.5 times what the
 // pilot's rate would send. Should they run out, the window ends there and
 // the report says so.
 func measureTinyPuts(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, name string, prof *cpuProfile) rate {
@@ -259,7 +259,7 @@ func measureTinyPuts(ctx context.Context, b *testing.B, c *http.Client, s *spool
 	if err != nil {
 		s.fail(b, "pilot PUTs: %v", err)
 	}
-	n := max(1000, int(1.5*float64(len(pilot))/took.Seconds()*ratesDuration.Seconds()))
+	n := max(1000, int(2.5*float64(len(pilot))/took.Seconds()*ratesDuration.Seconds()))
 	puts, _ := planTiny(ctx, b, c, s, n)
 	setup := time.Since(began)
 	r := measureWindow(ctx, b, s.process, name, prof, func(ctx context.Context, _, i int) (bool, error) {

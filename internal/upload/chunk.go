@@ -308,7 +308,7 @@ func (s *Service) tryRecordChunk(ctx context.Context, sess *ent.UploadSession, r
 	}
 	now := s.now()
 	var p Progress
-	err := s.withTx(ctx, func(tx *ent.Tx) error {
+	err := s.withReceiptTx(ctx, func(tx *ent.Tx) error {
 		// Only the first chunk moves the status: an UPDATE that sets it
 		// rewrites the status indexes even to the same value.
 		c, ok, err := s.bumpSession(ctx, tx, sess.ID, d, sess.Status == StatusInitialized, now)
@@ -330,6 +330,15 @@ func (s *Service) tryRecordChunk(ctx context.Context, sess *ent.UploadSession, r
 		return err
 	})
 	return p, err
+}
+
+// withReceiptTx runs a chunk receipt's transaction: with the receipts
+// that arrive meanwhile on SQLite (groupcommit.go), alone on PostgreSQL.
+func (s *Service) withReceiptTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+	if s.receipts != nil {
+		return s.receipts.run(ctx, fn)
+	}
+	return s.withTx(ctx, fn)
 }
 
 // ReceiveRange takes a chunk addressed by its byte range, for clients that

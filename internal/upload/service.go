@@ -32,6 +32,9 @@ type Service struct {
 	dialect string
 	// chunkSQL is the chunk path's statements, built once (chunksql.go).
 	chunkSQL *chunkStatements
+	// receipts commits chunk receipts together on SQLite (groupcommit.go);
+	// nil on PostgreSQL, where each request has a connection of its own.
+	receipts *groupCommit
 	store    Store
 	broker   Broker
 	signer   Signer
@@ -92,6 +95,9 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 		db: d.DB, dialect: d.Dialect, chunkSQL: newChunkStatements(d.Dialect), store: d.Store, broker: d.Broker, signer: d.Signer,
 		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now, queue: d.Queue, processor: d.Processor,
 	}
+	if d.Dialect == dialect.SQLite {
+		s.receipts = &groupCommit{db: d.DB}
+	}
 	if cfg.DirectUploads {
 		ds, ok := d.Store.(DirectStore)
 		if !ok {
@@ -139,18 +145,7 @@ func (s *Service) Me(ctx context.Context, userID string) (*ent.User, error) {
 
 // withTx runs fn in a transaction, committing if it returns nil.
 func (s *Service) withTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
-	tx, err := s.db.Tx(ctx)
-	if err != nil {
-		return fmt.Errorf("starting transaction: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing: %w", err)
-	}
-	return nil
+	return runTx(ctx, s.db, fn)
 }
 
 // activeStatuses are the states in which chunks may still arrive.
