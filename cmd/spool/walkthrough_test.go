@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -251,12 +252,16 @@ func sha256hex(b []byte) string {
 
 // randomVideo is n random bytes behind an MP4 header: spool takes them
 // for a video, and processing (off in the walk-through) would refuse them.
+//
+// The bytes come from ChaCha8's Read, not a byte at a time: under -race
+// every byte stored in a loop is an instrumented write, and making
+// TestDrainOnSIGTERM's 20 files of 11 MiB that way took 27 s of the
+// test's CPU (1.36 s a file) against 0.08 s a file.
 func randomVideo(n int, seed uint64) []byte {
 	video := make([]byte, n)
-	r := rand.New(rand.NewPCG(seed, seed))
-	for i := range video {
-		video[i] = byte(r.UintN(256))
-	}
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	_, _ = rand.NewChaCha8(key).Read(video) // never fails
 	copy(video, "\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom")
 	return video
 }

@@ -81,11 +81,12 @@ type media struct {
 // fileBytes returns n random bytes that start like a file of mimeType,
 // so spool's sniffing of chunk 0 accepts them.
 func fileBytes(mimeType string, n int, seed uint64) []byte {
+	// ChaCha8's Read, not a byte at a time: under -race each byte
+	// stored in a loop is an instrumented write (0.12 s a MiB).
 	b := make([]byte, n)
-	r := rand.New(rand.NewPCG(seed, seed))
-	for i := range b {
-		b[i] = byte(r.UintN(256))
-	}
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	_, _ = rand.NewChaCha8(key).Read(b) // never fails
 	switch mimeType {
 	case "video/mp4":
 		copy(b, "\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom")
