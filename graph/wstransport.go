@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -134,7 +135,50 @@ type wsConn struct {
 }
 
 // operation is one running operation of a socket.
-type operation struct{ cancel context.CancelFunc }
+//
+// A subscription that wakes it (upload.Receiver) has no goroutine while
+// nothing happens: one is started when a receive is owed, and exits
+// once it has sent what was owed. Any other operation is read by one
+// goroutine until it ends, as in gqlgen.
+type operation struct {
+	cancel context.CancelFunc
+	c      *wsConn
+	id     string
+
+	mu       sync.Mutex
+	attached bool // the subscription wakes the operation (Attach)
+	owed     int  // receives owed for Wakes not consumed yet
+	running  bool // a goroutine is sending the results
+	ended    bool // the results ended (or failed): nothing more is sent
+	// Set once dispatched; until then Wakes only count.
+	responses graphql.ResponseHandler
+	ctx       context.Context
+	rc        *graphql.OperationContext
+}
+
+var _ upload.Receiver = (*operation)(nil)
+
+// Attach is called by the subscription's Watch call, before it returns.
+func (o *operation) Attach() {
+	o.mu.Lock()
+	o.attached = true
+	o.mu.Unlock()
+}
+
+// Wake is called by the subscription before each send and before its
+// end; a goroutine starts to take them unless one runs.
+func (o *operation) Wake() {
+	o.mu.Lock()
+	o.owed++
+	start := o.responses != nil && !o.running && !o.ended
+	if start {
+		o.running = true
+	}
+	o.mu.Unlock()
+	if start {
+		go o.c.stream(o)
+	}
+}
 
 // wsMessage is a message of either protocol.
 type wsMessage struct {
@@ -148,71 +192,109 @@ func (c *wsConn) serve() {
 		c.shutdown()
 		return
 	}
-	// Authenticating grew this goroutine's stack, which it would keep:
-	// a fresh one reads from here on.
-	go c.readLoop()
-}
-
-// readLoop reads and dispatches the client's messages until the socket
-// ends.
-func (c *wsConn) readLoop() {
-	defer c.shutdown()
 	if c.t.pingInterval > 0 {
 		c.mu.Lock()
 		c.timer = time.AfterFunc(c.t.pingInterval, c.keepAlive)
 		c.mu.Unlock()
 	}
+	// Authenticating grew this goroutine's stack, which it would keep:
+	// a fresh one reads from here on.
+	go c.readLoop()
+}
+
+// readLoop reads the client's messages until the socket ends, and has
+// each handled on a goroutine of its own, one after another. It is the
+// one goroutine an idle socket keeps, so it does nothing deep itself: a
+// goroutine's stack grows for the deepest call it makes and, once grown,
+// never shrinks back to the smallest size, since a parked goroutine keeps
+// 800 bytes of reserve on top of what it uses (docs/BENCHMARKS.md, "Load").
+func (c *wsConn) readLoop() {
 	for {
-		m, ok := c.read()
-		if !ok {
-			return
+		_, r, err := c.conn.NextReader()
+		var b []byte
+		if err == nil {
+			b, err = io.ReadAll(r)
 		}
-		start := graphql.Now()
-		switch {
-		case m.Type == "subscribe" && !c.legacy, m.Type == "start" && c.legacy:
-			if m.ID == "" {
-				c.closeWith(4400, "Invalid message: no id")
-				return
-			}
-			if !c.start(start, m) {
-				return
-			}
-		case m.Type == "complete" && !c.legacy, m.Type == "stop" && c.legacy:
-			// The id is free again at once: a client may reuse it.
-			c.mu.Lock()
-			o := c.active[m.ID]
-			delete(c.active, m.ID)
-			c.mu.Unlock()
-			if o != nil {
-				o.cancel()
-			}
-		case m.Type == "ping" && !c.legacy:
-			c.write(wsMessage{Type: "pong", Payload: m.Payload})
-		case m.Type == "pong" && !c.legacy:
-			c.mu.Lock()
-			c.unanswered = 0
-			c.mu.Unlock()
-		case m.Type == "connection_init":
-			if c.legacy {
-				c.closeWith(websocket.CloseProtocolError, "unexpected message")
-			} else {
-				c.closeWith(4429, "Too many initialisation requests")
-			}
-			return
-		case m.Type == "connection_terminate" && c.legacy:
-			c.closeWith(websocket.CloseNormalClosure, "terminated")
-			return
-		default:
-			c.unexpected(m.Type)
+		handled := make(chan bool)
+		go c.handle(b, err, handled)
+		if !<-handled {
 			return
 		}
 	}
+}
+
+// handle acts on one message read (or the error that ended the reading)
+// and says on handled whether reading goes on; when not, the socket is
+// shut down.
+func (c *wsConn) handle(b []byte, err error, handled chan<- bool) {
+	goOn := false
+	defer func() {
+		if !goOn {
+			c.shutdown()
+		}
+		handled <- goOn
+	}()
+	m, ok := c.decode(b, err)
+	if !ok {
+		return
+	}
+	start := graphql.Now()
+	switch {
+	case m.Type == "subscribe" && !c.legacy, m.Type == "start" && c.legacy:
+		if m.ID == "" {
+			c.closeWith(4400, "Invalid message: no id")
+			return
+		}
+		if !c.start(start, m) {
+			return
+		}
+	case m.Type == "complete" && !c.legacy, m.Type == "stop" && c.legacy:
+		// The id is free again at once: a client may reuse it.
+		c.mu.Lock()
+		o := c.active[m.ID]
+		delete(c.active, m.ID)
+		c.mu.Unlock()
+		if o != nil {
+			o.cancel()
+		}
+	case m.Type == "ping" && !c.legacy:
+		c.write(wsMessage{Type: "pong", Payload: m.Payload})
+	case m.Type == "pong" && !c.legacy:
+		c.mu.Lock()
+		c.unanswered = 0
+		c.mu.Unlock()
+	case m.Type == "connection_init":
+		if c.legacy {
+			c.closeWith(websocket.CloseProtocolError, "unexpected message")
+		} else {
+			c.closeWith(4429, "Too many initialisation requests")
+		}
+		return
+	case m.Type == "connection_terminate" && c.legacy:
+		c.closeWith(websocket.CloseNormalClosure, "terminated")
+		return
+	default:
+		c.unexpected(m.Type)
+		return
+	}
+	goOn = true
 }
 
 // read returns the next message; false means the socket is done (and,
 // for bad input, closed with the code the protocol gives).
 func (c *wsConn) read() (wsMessage, bool) {
 	_, r, err := c.conn.NextReader()
+	var b []byte
+	if err == nil {
+		b, err = io.ReadAll(r)
+	}
+	return c.decode(b, err)
+}
+
+// decode parses a message read, or acts on the error that ended the
+// reading; false means the socket is done (and, for bad input, closed
+// with the code the protocol gives).
+func (c *wsConn) decode(b []byte, err error) (wsMessage, bool) {
 	if err != nil {
 		if errors.Is(err, websocket.ErrReadLimit) {
 			// gorilla has sent the close frame, status 1009.
@@ -221,12 +303,9 @@ func (c *wsConn) read() (wsMessage, bool) {
 		return wsMessage{}, false
 	}
 	var m wsMessage
-	d := json.NewDecoder(r)
-	if err := d.Decode(&m); err != nil {
-		if errors.Is(err, websocket.ErrReadLimit) {
-			c.t.log.InfoContext(c.ctx, "websocket message refused", "remote", c.conn.RemoteAddr().String(), "err", err)
-			return wsMessage{}, false
-		}
+	// A decoder reads the first JSON value and ignores what follows, as
+	// gqlgen's transport did.
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&m); err != nil {
 		c.invalid("invalid json")
 		return wsMessage{}, false
 	}
@@ -413,7 +492,8 @@ func (c *wsConn) start(start time.Time, m wsMessage) bool {
 	// stack stays shallow, which is most of what an idle socket costs.
 	// Each operation learns its own upload for its log lines.
 	ctx, cancel := context.WithCancel(graphql.StartOperationTrace(reqlog.Fork(c.ctx)))
-	o := &operation{cancel: cancel}
+	o := &operation{cancel: cancel, c: c, id: m.ID}
+	ctx = upload.WithReceiver(ctx, o)
 	c.active[m.ID] = o
 	c.mu.Unlock()
 	go c.run(ctx, o, start, m)
@@ -431,7 +511,7 @@ func (c *wsConn) run(ctx context.Context, o *operation, start time.Time, m wsMes
 			c.sendErrors(m.ID, &gqlerror.Error{Message: fmt.Sprint("internal system error: ", r)})
 		}
 		if !handedOver {
-			c.finish(o, m.ID)
+			o.end()
 		}
 	}()
 	params := &graphql.RawParams{}
@@ -455,14 +535,22 @@ func (c *wsConn) run(ctx context.Context, o *operation, start time.Time, m wsMes
 	}
 	responses, ctx := c.exec.DispatchOperation(graphql.WithOperationContext(ctx, rc), rc)
 	handedOver = true
-	go c.stream(ctx, o, rc, m.ID, responses)
+	o.mu.Lock()
+	o.responses, o.ctx, o.rc = responses, ctx, rc
+	send := !o.attached || o.owed > 0
+	o.running = send
+	o.mu.Unlock()
+	if send {
+		go c.stream(o)
+	}
 }
 
-// stream sends an operation's results until it ends.
-func (c *wsConn) stream(ctx context.Context, o *operation, rc *graphql.OperationContext, id string, responses graphql.ResponseHandler) {
+// stream sends an operation's results: until they end, or, for a
+// subscription that wakes the operation, while receives are owed.
+func (c *wsConn) stream(o *operation) {
 	defer func() {
 		if r := recover(); r != nil {
-			err := rc.Recover(ctx, r)
+			err := o.rc.Recover(o.ctx, r)
 			var gqlerr *gqlerror.Error
 			if !errors.As(err, &gqlerr) {
 				gqlerr = &gqlerror.Error{}
@@ -470,16 +558,38 @@ func (c *wsConn) stream(ctx context.Context, o *operation, rc *graphql.Operation
 					gqlerr.Message = err.Error()
 				}
 			}
-			c.sendErrors(id, gqlerr)
+			c.sendErrors(o.id, gqlerr)
+			o.end()
 		}
-		c.finish(o, id)
 	}()
 	for {
-		resp := responses(ctx)
+		o.mu.Lock()
+		if o.attached {
+			if o.owed == 0 || o.ended {
+				o.running = false
+				o.mu.Unlock()
+				return
+			}
+			o.owed--
+		}
+		o.mu.Unlock()
+		resp := o.responses(o.ctx)
 		if resp == nil {
+			o.end()
 			return
 		}
-		c.sendResponse(id, resp)
+		c.sendResponse(o.id, resp)
+	}
+}
+
+// end marks the operation's results ended, once, and finishes it.
+func (o *operation) end() {
+	o.mu.Lock()
+	ended := o.ended
+	o.ended, o.running = true, false
+	o.mu.Unlock()
+	if !ended {
+		o.c.finish(o, o.id)
 	}
 }
 
