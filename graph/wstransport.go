@@ -59,9 +59,11 @@ const (
 	closeFrameTimeout = 5 * time.Second
 	// wsWriteTimeout drops a client that does not take a message within it.
 	wsWriteTimeout = 10 * time.Second
-	// wsReadBuffer is the socket's read buffer: messages are small, and
-	// larger ones are read through it in pieces.
-	wsReadBuffer = 512
+	// wsReadBuffer is the socket's read buffer, which every idle socket
+	// keeps: messages are small, and larger ones are read through it in
+	// pieces. gorilla needs 125 bytes at least (a control frame's
+	// payload).
+	wsReadBuffer = 128
 )
 
 // wsWriteBuffers lends write buffers for the time of one message, so an
@@ -535,6 +537,10 @@ func (c *wsConn) run(ctx context.Context, o *operation, start time.Time, m wsMes
 	}
 	responses, ctx := c.exec.DispatchOperation(graphql.WithOperationContext(ctx, rc), rc)
 	handedOver = true
+	// The operation's statistics (timings, and the extensions' entries
+	// such as the complexity) are read by tracing extensions spool does
+	// not use; a subscription would keep their map for its whole life.
+	rc.Stats = graphql.Stats{}
 	o.mu.Lock()
 	o.responses, o.ctx, o.rc = responses, ctx, rc
 	send := !o.attached || o.owed > 0
