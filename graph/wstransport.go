@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,7 +49,7 @@ type wsTransport struct {
 	metrics     *metrics.Metrics // counts open sockets; nil counts nothing
 }
 
-var _ graphql.Transport = wsTransport{}
+var _ graphql.Transport = (*wsTransport)(nil)
 
 const (
 	subprotocolTransportWS = "graphql-transport-ws"
@@ -70,11 +71,11 @@ const (
 // idle socket holds none.
 var wsWriteBuffers sync.Pool
 
-func (t wsTransport) Supports(r *http.Request) bool {
+func (t *wsTransport) Supports(r *http.Request) bool {
 	return r.Header.Get("Upgrade") != ""
 }
 
-func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	up := t.upgrader
 	up.Subprotocols = []string{subprotocolTransportWS, subprotocolGraphQLWS}
 	up.ReadBufferSize = wsReadBuffer
@@ -101,7 +102,6 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 		legacy: conn.Subprotocol() != subprotocolTransportWS,
 		ctx:    ctx,
 		cancel: cancel,
-		active: map[string]*operation{},
 	}
 	if !t.sockets.add(c) {
 		// The server is draining: this client is told to go elsewhere.
@@ -114,7 +114,7 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 
 // wsConn is one socket.
 type wsConn struct {
-	t      wsTransport
+	t      *wsTransport
 	conn   *websocket.Conn
 	exec   graphql.GraphExecutor
 	legacy bool // graphql-ws rather than graphql-transport-ws
@@ -126,8 +126,11 @@ type wsConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc // ends ctx, with the socket
 
-	mu         sync.Mutex            // orders writes and guards what follows
-	active     map[string]*operation // by id
+	mu sync.Mutex // orders writes and guards what follows
+	// active are the running operations. A slice, not a map by id: a
+	// socket runs one or a few, and a map of one costs every idle socket
+	// ~250 bytes.
+	active     []*operation
 	closed     bool
 	timer      *time.Timer // keep-alive
 	unanswered int         // pings sent and not answered yet
@@ -253,8 +256,8 @@ func (c *wsConn) handle(b []byte, err error, handled chan<- bool) {
 	case m.Type == "complete" && !c.legacy, m.Type == "stop" && c.legacy:
 		// The id is free again at once: a client may reuse it.
 		c.mu.Lock()
-		o := c.active[m.ID]
-		delete(c.active, m.ID)
+		o := c.operation(m.ID)
+		c.unregister(o)
 		c.mu.Unlock()
 		if o != nil {
 			o.cancel()
@@ -476,7 +479,7 @@ func (c *wsConn) keepAlive() {
 // start runs one operation; false means the socket was closed for it.
 func (c *wsConn) start(start time.Time, m wsMessage) bool {
 	c.mu.Lock()
-	if _, dup := c.active[m.ID]; dup {
+	if c.operation(m.ID) != nil {
 		c.mu.Unlock()
 		if c.legacy {
 			c.sendErrors(m.ID, &gqlerror.Error{Message: "subscriber for " + m.ID + " already exists"})
@@ -496,7 +499,7 @@ func (c *wsConn) start(start time.Time, m wsMessage) bool {
 	ctx, cancel := context.WithCancel(graphql.StartOperationTrace(reqlog.Fork(c.ctx)))
 	o := &operation{cancel: cancel, c: c, id: m.ID}
 	ctx = upload.WithReceiver(ctx, o)
-	c.active[m.ID] = o
+	c.active = append(c.active, o)
 	c.mu.Unlock()
 	go c.run(ctx, o, start, m)
 	return true
@@ -599,12 +602,27 @@ func (o *operation) end() {
 	}
 }
 
+// operation returns the running operation id, or nil; c.mu must be held.
+func (c *wsConn) operation(id string) *operation {
+	for _, o := range c.active {
+		if o.id == id {
+			return o
+		}
+	}
+	return nil
+}
+
+// unregister forgets o if it is running (nil is none); c.mu must be held.
+func (c *wsConn) unregister(o *operation) {
+	if i := slices.Index(c.active, o); o != nil && i >= 0 {
+		c.active = slices.Delete(c.active, i, i+1)
+	}
+}
+
 // finish unregisters an operation that ended and tells the client.
 func (c *wsConn) finish(o *operation, id string) {
 	c.mu.Lock()
-	if c.active[id] == o {
-		delete(c.active, id)
-	}
+	c.unregister(o)
 	c.mu.Unlock()
 	o.cancel()
 	c.complete(id)
