@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -62,9 +65,9 @@ const (
 	wsWriteTimeout = 10 * time.Second
 	// wsReadBuffer is the socket's read buffer, which every idle socket
 	// keeps: messages are small, and larger ones are read through it in
-	// pieces. gorilla needs 125 bytes at least (a control frame's
-	// payload).
-	wsReadBuffer = 128
+	// pieces. It is the transport's own (see hijacker), which gorilla
+	// takes only when larger than 256 bytes; 288 is an allocation size.
+	wsReadBuffer = 288
 )
 
 // wsWriteBuffers lends write buffers for the time of one message, so an
@@ -78,10 +81,11 @@ func (t *wsTransport) Supports(r *http.Request) bool {
 func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	up := t.upgrader
 	up.Subprotocols = []string{subprotocolTransportWS, subprotocolGraphQLWS}
-	up.ReadBufferSize = wsReadBuffer
+	up.ReadBufferSize = 0 // gorilla reads through br (hijacker)
 	up.WriteBufferSize = 4096
 	up.WriteBufferPool = &wsWriteBuffers
-	conn, err := up.Upgrade(w, r, nil)
+	br := bufio.NewReaderSize(nil, wsReadBuffer)
+	conn, err := up.Upgrade(hijacker{w, br}, r, nil)
 	if err != nil {
 		// The upgrader has answered the request already.
 		t.log.InfoContext(r.Context(), "websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
@@ -100,6 +104,8 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		conn:   conn,
 		exec:   exec,
 		legacy: conn.Subprotocol() != subprotocolTransportWS,
+		br:     br,
+		raw:    socketOf(conn.UnderlyingConn()),
 		ctx:    ctx,
 		cancel: cancel,
 	}
@@ -118,6 +124,10 @@ type wsConn struct {
 	conn   *websocket.Conn
 	exec   graphql.GraphExecutor
 	legacy bool // graphql-ws rather than graphql-transport-ws
+	// br is what gorilla reads the socket through; raw is the socket's
+	// file descriptor, nil when it cannot be waited on directly (TLS).
+	br  *bufio.Reader
+	raw syscall.RawConn
 
 	// ctx is the connection's, from InitFunc once acknowledged. The
 	// request's headers are not kept for the operations' contexts
@@ -215,6 +225,7 @@ func (c *wsConn) serve() {
 // 800 bytes of reserve on top of what it uses (docs/BENCHMARKS.md, "Load").
 func (c *wsConn) readLoop() {
 	for {
+		c.awaitMessage()
 		_, r, err := c.conn.NextReader()
 		var b []byte
 		if err == nil {
@@ -226,6 +237,64 @@ func (c *wsConn) readLoop() {
 			return
 		}
 	}
+}
+
+// awaitMessage returns when the socket has something to read, or failed.
+// It parks the reader in fewer and smaller frames than gorilla's read
+// does (about 400 bytes of stack rather than 1,060): the runtime starts
+// goroutines with a stack the size of the average one it has seen plus
+// 928 bytes, so with thousands of sockets parked in gorilla the new ones
+// started with 4 KiB instead of 2 KiB (docs/BENCHMARKS.md, "Load"). It
+// waits only when gorilla has nothing buffered: what the kernel holds
+// is seen by peeking at the socket, without reading.
+func (c *wsConn) awaitMessage() {
+	if c.raw == nil || c.br.Buffered() > 0 {
+		return
+	}
+	// An error (the socket closed) is gorilla's to report.
+	_ = c.raw.Read(readable)
+}
+
+// hijacker gives gorilla the transport's own read buffer with the
+// hijacked connection, instead of net/http's 4 KiB one, so that the
+// reader can tell whether a message waits in it.
+type hijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("websocket: response does not implement http.Hijacker")
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if brw.Reader.Buffered() > 0 {
+		// As gorilla refuses it: data after the upgrade request but
+		// before the handshake's answer.
+		_ = conn.Close()
+		return nil, nil, errors.New("websocket: client sent data before handshake is complete")
+	}
+	h.br.Reset(conn)
+	return conn, bufio.NewReadWriter(h.br, brw.Writer), nil
+}
+
+// socketOf is conn's file descriptor for waiting on, for a plain TCP
+// connection; nil otherwise (a TLS connection buffers what it
+// decrypted, which the socket does not show).
+func socketOf(conn net.Conn) syscall.RawConn {
+	tcp, ok := conn.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 // handle acts on one message read (or the error that ended the reading)
