@@ -105,7 +105,7 @@ func NewServer(o ServerOptions) http.Handler {
 	// websockets are served by a transport of spool's own (wstransport.go):
 	// gqlgen's keeps each socket inside its net/http handler, with five
 	// goroutines per subscription (docs/BENCHMARKS.md, "Load").
-	srv.AddTransport(wsTransport{
+	srv.AddTransport(&wsTransport{
 		upgrader: websocket.Upgrader{
 			CheckOrigin: originChecker(o.AllowedOrigins),
 		},

@@ -127,3 +127,34 @@ func wantClose(t *testing.T, conn *websocket.Conn, code int) {
 		t.Fatalf("the connection ended with %v, want close %d", err, code)
 	}
 }
+
+// Messages that reach the server in one TCP segment are all answered: the
+// reader waits on the socket only when nothing is buffered, so the later
+// ones, read into the buffer with the first, are not left there until the
+// client sends more.
+func TestWebsocketMessagesInOneWrite(t *testing.T) {
+	srv := httptest.NewServer(graph.NewServer(graph.ServerOptions{Auth: noUsers{}}))
+	defer srv.Close()
+	conn := dialInitialized(t, "ws"+strings.TrimPrefix(srv.URL, "http"))
+
+	// Three client frames (text, masked with a zero key, so the payload
+	// is sent as is) written at once on the TCP connection.
+	var frames []byte
+	for i := range 3 {
+		payload := fmt.Appendf(nil, `{"type":"ping","payload":{"n":%d}}`, i)
+		frames = append(frames, 0x81, 0x80|byte(len(payload)), 0, 0, 0, 0)
+		frames = append(frames, payload...)
+	}
+	if _, err := conn.NetConn().Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		var pong struct {
+			Type    string
+			Payload struct{ N int }
+		}
+		if err := conn.ReadJSON(&pong); err != nil || pong.Type != "pong" || pong.Payload.N != i {
+			t.Fatalf("answer %d: got %+v, %v; want the pong of ping %d", i, pong, err, i)
+		}
+	}
+}

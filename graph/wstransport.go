@@ -1,14 +1,19 @@
 package graph
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -47,7 +52,7 @@ type wsTransport struct {
 	metrics     *metrics.Metrics // counts open sockets; nil counts nothing
 }
 
-var _ graphql.Transport = wsTransport{}
+var _ graphql.Transport = (*wsTransport)(nil)
 
 const (
 	subprotocolTransportWS = "graphql-transport-ws"
@@ -58,26 +63,29 @@ const (
 	closeFrameTimeout = 5 * time.Second
 	// wsWriteTimeout drops a client that does not take a message within it.
 	wsWriteTimeout = 10 * time.Second
-	// wsReadBuffer is the socket's read buffer: messages are small, and
-	// larger ones are read through it in pieces.
-	wsReadBuffer = 512
+	// wsReadBuffer is the socket's read buffer, which every idle socket
+	// keeps: messages are small, and larger ones are read through it in
+	// pieces. It is the transport's own (see hijacker), which gorilla
+	// takes only when larger than 256 bytes; 288 is an allocation size.
+	wsReadBuffer = 288
 )
 
 // wsWriteBuffers lends write buffers for the time of one message, so an
 // idle socket holds none.
 var wsWriteBuffers sync.Pool
 
-func (t wsTransport) Supports(r *http.Request) bool {
+func (t *wsTransport) Supports(r *http.Request) bool {
 	return r.Header.Get("Upgrade") != ""
 }
 
-func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	up := t.upgrader
 	up.Subprotocols = []string{subprotocolTransportWS, subprotocolGraphQLWS}
-	up.ReadBufferSize = wsReadBuffer
+	up.ReadBufferSize = 0 // gorilla reads through br (hijacker)
 	up.WriteBufferSize = 4096
 	up.WriteBufferPool = &wsWriteBuffers
-	conn, err := up.Upgrade(w, r, nil)
+	br := bufio.NewReaderSize(nil, wsReadBuffer)
+	conn, err := up.Upgrade(hijacker{w, br}, r, nil)
 	if err != nil {
 		// The upgrader has answered the request already.
 		t.log.InfoContext(r.Context(), "websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
@@ -96,9 +104,10 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 		conn:   conn,
 		exec:   exec,
 		legacy: conn.Subprotocol() != subprotocolTransportWS,
+		br:     br,
+		raw:    socketOf(conn.UnderlyingConn()),
 		ctx:    ctx,
 		cancel: cancel,
-		active: map[string]*operation{},
 	}
 	if !t.sockets.add(c) {
 		// The server is draining: this client is told to go elsewhere.
@@ -111,10 +120,14 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 
 // wsConn is one socket.
 type wsConn struct {
-	t      wsTransport
+	t      *wsTransport
 	conn   *websocket.Conn
 	exec   graphql.GraphExecutor
 	legacy bool // graphql-ws rather than graphql-transport-ws
+	// br is what gorilla reads the socket through; raw is the socket's
+	// file descriptor, nil when it cannot be waited on directly (TLS).
+	br  *bufio.Reader
+	raw syscall.RawConn
 
 	// ctx is the connection's, from InitFunc once acknowledged. The
 	// request's headers are not kept for the operations' contexts
@@ -123,8 +136,11 @@ type wsConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc // ends ctx, with the socket
 
-	mu         sync.Mutex            // orders writes and guards what follows
-	active     map[string]*operation // by id
+	mu sync.Mutex // orders writes and guards what follows
+	// active are the running operations. A slice, not a map by id: a
+	// socket runs one or a few, and a map of one costs every idle socket
+	// ~250 bytes.
+	active     []*operation
 	closed     bool
 	timer      *time.Timer // keep-alive
 	unanswered int         // pings sent and not answered yet
@@ -134,7 +150,50 @@ type wsConn struct {
 }
 
 // operation is one running operation of a socket.
-type operation struct{ cancel context.CancelFunc }
+//
+// A subscription that wakes it (upload.Receiver) has no goroutine while
+// nothing happens: one is started when a receive is owed, and exits
+// once it has sent what was owed. Any other operation is read by one
+// goroutine until it ends, as in gqlgen.
+type operation struct {
+	cancel context.CancelFunc
+	c      *wsConn
+	id     string
+
+	mu       sync.Mutex
+	attached bool // the subscription wakes the operation (Attach)
+	owed     int  // receives owed for Wakes not consumed yet
+	running  bool // a goroutine is sending the results
+	ended    bool // the results ended (or failed): nothing more is sent
+	// Set once dispatched; until then Wakes only count.
+	responses graphql.ResponseHandler
+	ctx       context.Context
+	rc        *graphql.OperationContext
+}
+
+var _ upload.Receiver = (*operation)(nil)
+
+// Attach is called by the subscription's Watch call, before it returns.
+func (o *operation) Attach() {
+	o.mu.Lock()
+	o.attached = true
+	o.mu.Unlock()
+}
+
+// Wake is called by the subscription before each send and before its
+// end; a goroutine starts to take them unless one runs.
+func (o *operation) Wake() {
+	o.mu.Lock()
+	o.owed++
+	start := o.responses != nil && !o.running && !o.ended
+	if start {
+		o.running = true
+	}
+	o.mu.Unlock()
+	if start {
+		go o.c.stream(o)
+	}
+}
 
 // wsMessage is a message of either protocol.
 type wsMessage struct {
@@ -148,71 +207,168 @@ func (c *wsConn) serve() {
 		c.shutdown()
 		return
 	}
-	// Authenticating grew this goroutine's stack, which it would keep:
-	// a fresh one reads from here on.
-	go c.readLoop()
-}
-
-// readLoop reads and dispatches the client's messages until the socket
-// ends.
-func (c *wsConn) readLoop() {
-	defer c.shutdown()
 	if c.t.pingInterval > 0 {
 		c.mu.Lock()
 		c.timer = time.AfterFunc(c.t.pingInterval, c.keepAlive)
 		c.mu.Unlock()
 	}
+	// Authenticating grew this goroutine's stack, which it would keep:
+	// a fresh one reads from here on.
+	go c.readLoop()
+}
+
+// readLoop reads the client's messages until the socket ends, and has
+// each handled on a goroutine of its own, one after another. It is the
+// one goroutine an idle socket keeps, so it does nothing deep itself: a
+// goroutine's stack grows for the deepest call it makes and, once grown,
+// never shrinks back to the smallest size, since a parked goroutine keeps
+// 800 bytes of reserve on top of what it uses (docs/BENCHMARKS.md, "Load").
+func (c *wsConn) readLoop() {
 	for {
-		m, ok := c.read()
-		if !ok {
-			return
+		c.awaitMessage()
+		_, r, err := c.conn.NextReader()
+		var b []byte
+		if err == nil {
+			b, err = io.ReadAll(r)
 		}
-		start := graphql.Now()
-		switch {
-		case m.Type == "subscribe" && !c.legacy, m.Type == "start" && c.legacy:
-			if m.ID == "" {
-				c.closeWith(4400, "Invalid message: no id")
-				return
-			}
-			if !c.start(start, m) {
-				return
-			}
-		case m.Type == "complete" && !c.legacy, m.Type == "stop" && c.legacy:
-			// The id is free again at once: a client may reuse it.
-			c.mu.Lock()
-			o := c.active[m.ID]
-			delete(c.active, m.ID)
-			c.mu.Unlock()
-			if o != nil {
-				o.cancel()
-			}
-		case m.Type == "ping" && !c.legacy:
-			c.write(wsMessage{Type: "pong", Payload: m.Payload})
-		case m.Type == "pong" && !c.legacy:
-			c.mu.Lock()
-			c.unanswered = 0
-			c.mu.Unlock()
-		case m.Type == "connection_init":
-			if c.legacy {
-				c.closeWith(websocket.CloseProtocolError, "unexpected message")
-			} else {
-				c.closeWith(4429, "Too many initialisation requests")
-			}
-			return
-		case m.Type == "connection_terminate" && c.legacy:
-			c.closeWith(websocket.CloseNormalClosure, "terminated")
-			return
-		default:
-			c.unexpected(m.Type)
+		handled := make(chan bool)
+		go c.handle(b, err, handled)
+		if !<-handled {
 			return
 		}
 	}
+}
+
+// awaitMessage returns when the socket has something to read, or failed.
+// It parks the reader in fewer and smaller frames than gorilla's read
+// does (about 400 bytes of stack rather than 1,060): the runtime starts
+// goroutines with a stack the size of the average one it has seen plus
+// 928 bytes, so with thousands of sockets parked in gorilla the new ones
+// started with 4 KiB instead of 2 KiB (docs/BENCHMARKS.md, "Load"). It
+// waits only when gorilla has nothing buffered: what the kernel holds
+// is seen by peeking at the socket, without reading.
+func (c *wsConn) awaitMessage() {
+	if c.raw == nil || c.br.Buffered() > 0 {
+		return
+	}
+	// An error (the socket closed) is gorilla's to report.
+	_ = c.raw.Read(readable)
+}
+
+// hijacker gives gorilla the transport's own read buffer with the
+// hijacked connection, instead of net/http's 4 KiB one, so that the
+// reader can tell whether a message waits in it.
+type hijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("websocket: response does not implement http.Hijacker")
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if brw.Reader.Buffered() > 0 {
+		// As gorilla refuses it: data after the upgrade request but
+		// before the handshake's answer.
+		_ = conn.Close()
+		return nil, nil, errors.New("websocket: client sent data before handshake is complete")
+	}
+	h.br.Reset(conn)
+	return conn, bufio.NewReadWriter(h.br, brw.Writer), nil
+}
+
+// socketOf is conn's file descriptor for waiting on, for a plain TCP
+// connection; nil otherwise (a TLS connection buffers what it
+// decrypted, which the socket does not show).
+func socketOf(conn net.Conn) syscall.RawConn {
+	tcp, ok := conn.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// handle acts on one message read (or the error that ended the reading)
+// and says on handled whether reading goes on; when not, the socket is
+// shut down.
+func (c *wsConn) handle(b []byte, err error, handled chan<- bool) {
+	goOn := false
+	defer func() {
+		if !goOn {
+			c.shutdown()
+		}
+		handled <- goOn
+	}()
+	m, ok := c.decode(b, err)
+	if !ok {
+		return
+	}
+	start := graphql.Now()
+	switch {
+	case m.Type == "subscribe" && !c.legacy, m.Type == "start" && c.legacy:
+		if m.ID == "" {
+			c.closeWith(4400, "Invalid message: no id")
+			return
+		}
+		if !c.start(start, m) {
+			return
+		}
+	case m.Type == "complete" && !c.legacy, m.Type == "stop" && c.legacy:
+		// The id is free again at once: a client may reuse it.
+		c.mu.Lock()
+		o := c.operation(m.ID)
+		c.unregister(o)
+		c.mu.Unlock()
+		if o != nil {
+			o.cancel()
+		}
+	case m.Type == "ping" && !c.legacy:
+		c.write(wsMessage{Type: "pong", Payload: m.Payload})
+	case m.Type == "pong" && !c.legacy:
+		c.mu.Lock()
+		c.unanswered = 0
+		c.mu.Unlock()
+	case m.Type == "connection_init":
+		if c.legacy {
+			c.closeWith(websocket.CloseProtocolError, "unexpected message")
+		} else {
+			c.closeWith(4429, "Too many initialisation requests")
+		}
+		return
+	case m.Type == "connection_terminate" && c.legacy:
+		c.closeWith(websocket.CloseNormalClosure, "terminated")
+		return
+	default:
+		c.unexpected(m.Type)
+		return
+	}
+	goOn = true
 }
 
 // read returns the next message; false means the socket is done (and,
 // for bad input, closed with the code the protocol gives).
 func (c *wsConn) read() (wsMessage, bool) {
 	_, r, err := c.conn.NextReader()
+	var b []byte
+	if err == nil {
+		b, err = io.ReadAll(r)
+	}
+	return c.decode(b, err)
+}
+
+// decode parses a message read, or acts on the error that ended the
+// reading; false means the socket is done (and, for bad input, closed
+// with the code the protocol gives).
+func (c *wsConn) decode(b []byte, err error) (wsMessage, bool) {
 	if err != nil {
 		if errors.Is(err, websocket.ErrReadLimit) {
 			// gorilla has sent the close frame, status 1009.
@@ -221,12 +377,9 @@ func (c *wsConn) read() (wsMessage, bool) {
 		return wsMessage{}, false
 	}
 	var m wsMessage
-	d := json.NewDecoder(r)
-	if err := d.Decode(&m); err != nil {
-		if errors.Is(err, websocket.ErrReadLimit) {
-			c.t.log.InfoContext(c.ctx, "websocket message refused", "remote", c.conn.RemoteAddr().String(), "err", err)
-			return wsMessage{}, false
-		}
+	// A decoder reads the first JSON value and ignores what follows, as
+	// gqlgen's transport did.
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&m); err != nil {
 		c.invalid("invalid json")
 		return wsMessage{}, false
 	}
@@ -395,7 +548,7 @@ func (c *wsConn) keepAlive() {
 // start runs one operation; false means the socket was closed for it.
 func (c *wsConn) start(start time.Time, m wsMessage) bool {
 	c.mu.Lock()
-	if _, dup := c.active[m.ID]; dup {
+	if c.operation(m.ID) != nil {
 		c.mu.Unlock()
 		if c.legacy {
 			c.sendErrors(m.ID, &gqlerror.Error{Message: "subscriber for " + m.ID + " already exists"})
@@ -413,8 +566,9 @@ func (c *wsConn) start(start time.Time, m wsMessage) bool {
 	// stack stays shallow, which is most of what an idle socket costs.
 	// Each operation learns its own upload for its log lines.
 	ctx, cancel := context.WithCancel(graphql.StartOperationTrace(reqlog.Fork(c.ctx)))
-	o := &operation{cancel: cancel}
-	c.active[m.ID] = o
+	o := &operation{cancel: cancel, c: c, id: m.ID}
+	ctx = upload.WithReceiver(ctx, o)
+	c.active = append(c.active, o)
 	c.mu.Unlock()
 	go c.run(ctx, o, start, m)
 	return true
@@ -431,7 +585,7 @@ func (c *wsConn) run(ctx context.Context, o *operation, start time.Time, m wsMes
 			c.sendErrors(m.ID, &gqlerror.Error{Message: fmt.Sprint("internal system error: ", r)})
 		}
 		if !handedOver {
-			c.finish(o, m.ID)
+			o.end()
 		}
 	}()
 	params := &graphql.RawParams{}
@@ -455,14 +609,26 @@ func (c *wsConn) run(ctx context.Context, o *operation, start time.Time, m wsMes
 	}
 	responses, ctx := c.exec.DispatchOperation(graphql.WithOperationContext(ctx, rc), rc)
 	handedOver = true
-	go c.stream(ctx, o, rc, m.ID, responses)
+	// The operation's statistics (timings, and the extensions' entries
+	// such as the complexity) are read by tracing extensions spool does
+	// not use; a subscription would keep their map for its whole life.
+	rc.Stats = graphql.Stats{}
+	o.mu.Lock()
+	o.responses, o.ctx, o.rc = responses, ctx, rc
+	send := !o.attached || o.owed > 0
+	o.running = send
+	o.mu.Unlock()
+	if send {
+		go c.stream(o)
+	}
 }
 
-// stream sends an operation's results until it ends.
-func (c *wsConn) stream(ctx context.Context, o *operation, rc *graphql.OperationContext, id string, responses graphql.ResponseHandler) {
+// stream sends an operation's results: until they end, or, for a
+// subscription that wakes the operation, while receives are owed.
+func (c *wsConn) stream(o *operation) {
 	defer func() {
 		if r := recover(); r != nil {
-			err := rc.Recover(ctx, r)
+			err := o.rc.Recover(o.ctx, r)
 			var gqlerr *gqlerror.Error
 			if !errors.As(err, &gqlerr) {
 				gqlerr = &gqlerror.Error{}
@@ -470,25 +636,62 @@ func (c *wsConn) stream(ctx context.Context, o *operation, rc *graphql.Operation
 					gqlerr.Message = err.Error()
 				}
 			}
-			c.sendErrors(id, gqlerr)
+			c.sendErrors(o.id, gqlerr)
+			o.end()
 		}
-		c.finish(o, id)
 	}()
 	for {
-		resp := responses(ctx)
+		o.mu.Lock()
+		if o.attached {
+			if o.owed == 0 || o.ended {
+				o.running = false
+				o.mu.Unlock()
+				return
+			}
+			o.owed--
+		}
+		o.mu.Unlock()
+		resp := o.responses(o.ctx)
 		if resp == nil {
+			o.end()
 			return
 		}
-		c.sendResponse(id, resp)
+		c.sendResponse(o.id, resp)
+	}
+}
+
+// end marks the operation's results ended, once, and finishes it.
+func (o *operation) end() {
+	o.mu.Lock()
+	ended := o.ended
+	o.ended, o.running = true, false
+	o.mu.Unlock()
+	if !ended {
+		o.c.finish(o, o.id)
+	}
+}
+
+// operation returns the running operation id, or nil; c.mu must be held.
+func (c *wsConn) operation(id string) *operation {
+	for _, o := range c.active {
+		if o.id == id {
+			return o
+		}
+	}
+	return nil
+}
+
+// unregister forgets o if it is running (nil is none); c.mu must be held.
+func (c *wsConn) unregister(o *operation) {
+	if i := slices.Index(c.active, o); o != nil && i >= 0 {
+		c.active = slices.Delete(c.active, i, i+1)
 	}
 }
 
 // finish unregisters an operation that ended and tells the client.
 func (c *wsConn) finish(o *operation, id string) {
 	c.mu.Lock()
-	if c.active[id] == o {
-		delete(c.active, id)
-	}
+	c.unregister(o)
 	c.mu.Unlock()
 	o.cancel()
 	c.complete(id)

@@ -16,6 +16,8 @@ type feed struct {
 
 	// ready holds at most one token: a reader woken once drains
 	// everything, so further signals until then would carry nothing new.
+	// It is made by the first Ready, under mu: a reader that is notified
+	// (OnReady) never needs it, and every idle subscription would keep it.
 	ready chan struct{}
 
 	closeOnce sync.Once
@@ -34,7 +36,6 @@ func newFeed(h *Hub, topic upload.Topic) *feed {
 	return &feed{
 		hub:     h,
 		topic:   topic,
-		ready:   make(chan struct{}, 1),
 		pending: make(map[string]upload.Progress),
 	}
 }
@@ -42,7 +43,18 @@ func newFeed(h *Hub, topic upload.Topic) *feed {
 // Ready is signalled when Drain has something to return. After Close no
 // new signal is sent, and the channel is never closed, so a reader
 // selecting on it cannot spin; readers stop on their own context.
-func (f *feed) Ready() <-chan struct{} { return f.ready }
+func (f *feed) Ready() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ready == nil {
+		f.ready = make(chan struct{}, 1)
+		if len(f.order) > 0 || f.resync {
+			// What arrived before is waiting to be drained.
+			f.ready <- struct{}{}
+		}
+	}
+	return f.ready
+}
 
 // OnReady makes the feed call fn instead of signalling Ready. fn runs on
 // the publisher's goroutine under the hub's read lock, so it must not
@@ -116,29 +128,30 @@ func (f *feed) put(ev upload.Progress) {
 		return
 	}
 	f.pending[ev.UploadID] = ev
-	notify := f.notify
+	notify, ready := f.notify, f.ready
 	f.mu.Unlock()
-	f.signal(notify)
+	f.signal(notify, ready)
 }
 
 func (f *feed) markResync() {
 	f.mu.Lock()
 	f.resync = true
-	notify := f.notify
+	notify, ready := f.notify, f.ready
 	f.mu.Unlock()
-	f.signal(notify)
+	f.signal(notify, ready)
 }
 
 // signal wakes the reader without ever blocking: through notify if the
 // reader set one, else through ready, where if a token is already
-// waiting, the reader has yet to drain and will see this change too.
-func (f *feed) signal(notify func()) {
+// waiting, the reader has yet to drain and will see this change too. A
+// nil ready has no reader yet: the first Ready finds what is pending.
+func (f *feed) signal(notify func(), ready chan struct{}) {
 	if notify != nil {
 		notify()
 		return
 	}
 	select {
-	case f.ready <- struct{}{}:
+	case ready <- struct{}{}:
 	default:
 	}
 }

@@ -16,7 +16,17 @@ type watch struct {
 	include  func(Progress) bool
 	// done reports whether the subscription is over, given the latest
 	// state of every upload seen; nil means it never ends by itself.
-	done func(latest map[string]Progress) bool
+	done func(latest map[string]sent) bool
+}
+
+// sent is what a subscription keeps of the latest event it sent for an
+// upload: enough to drop older events and to know when it is over. A
+// whole Progress per upload would cost every idle subscription ~1.5 KiB
+// of map for its first upload alone.
+type sent struct {
+	version int64
+	percent int
+	settled bool
 }
 
 // WatchUpload streams the progress of the caller's upload: the current
@@ -38,9 +48,9 @@ func (s *Service) WatchUpload(ctx context.Context, userID, uploadID string) (<-c
 			return []Progress{sess.Progress}, nil
 		},
 		include: func(p Progress) bool { return p.UploadID == uploadID },
-		done: func(latest map[string]Progress) bool {
+		done: func(latest map[string]sent) bool {
 			p, ok := latest[uploadID]
-			return ok && p.Settled()
+			return ok && p.settled
 		},
 	})
 }
@@ -66,9 +76,9 @@ func (s *Service) WatchBatch(ctx context.Context, userID, batchID string) (<-cha
 			return ps, nil
 		},
 		include: func(p Progress) bool { return p.BatchID == batchID },
-		done: func(latest map[string]Progress) bool {
+		done: func(latest map[string]sent) bool {
 			for _, p := range latest {
-				if !p.Settled() {
+				if !p.settled {
 					return false
 				}
 			}
@@ -103,6 +113,33 @@ func (s *Service) WatchUser(ctx context.Context, userID string) (<-chan *Progres
 	})
 }
 
+// Receiver is the consumer of a subscription's channel, told when a
+// receive will find something, so that it keeps no goroutine parked on
+// the channel while nothing happens (an idle subscription then costs no
+// stack of its consumer either: docs/BENCHMARKS.md, "Load").
+type Receiver interface {
+	// Attach is called once, when the Watch* call that found the
+	// receiver in its context is about to return its channel (with no
+	// error), before any Wake. A receiver not attached must read the
+	// channel as any other.
+	Attach()
+	// Wake is called before each send on the channel and before it is
+	// closed: one receive per Wake finds a value or the close, unless
+	// the subscription's context ended, which the receive must select on
+	// too (the sender gives up then, and closes the channel after
+	// another Wake). It runs on the sender's goroutine and must not
+	// block.
+	Wake()
+}
+
+type receiverKey struct{}
+
+// WithReceiver returns a context for a Watch* call whose channel r
+// consumes.
+func WithReceiver(ctx context.Context, r Receiver) context.Context {
+	return context.WithValue(ctx, receiverKey{}, r)
+}
+
 // watch subscribes before reading the snapshot, so no change falls between
 // the two, then forwards only events newer than what the client has. The
 // channel is unbuffered, so a slow client holds back only itself; its
@@ -123,7 +160,11 @@ func (s *Service) watch(ctx context.Context, w watch) (<-chan *Progress, error) 
 		feed.Close()
 		return nil, err
 	}
-	x := &watcher{s: s, w: w, ctx: ctx, feed: feed, out: make(chan *Progress), first: first, latest: map[string]Progress{}}
+	x := &watcher{s: s, w: w, ctx: ctx, feed: feed, out: make(chan *Progress), first: first, latest: map[string]sent{}}
+	if r, ok := ctx.Value(receiverKey{}).(Receiver); ok {
+		r.Attach()
+		x.receiver = r
+	}
 	if nf, ok := feed.(NotifyingFeed); ok {
 		nf.OnReady(x.kick)
 	} else {
@@ -156,6 +197,9 @@ type watcher struct {
 	feed Feed
 	out  chan *Progress
 	stop chan struct{} // closed when over, for a feed that cannot notify
+	// receiver, when the caller gave one (WithReceiver), is woken before
+	// each send on out and before out is closed.
+	receiver Receiver
 
 	mu       sync.Mutex
 	running  bool // a pump goroutine is running
@@ -164,7 +208,7 @@ type watcher struct {
 
 	// Touched by the pump alone; mu's hand-over orders successive pumps.
 	first  []Progress // the snapshot, until sent
-	latest map[string]Progress
+	latest map[string]sent
 }
 
 // kick makes sure a pump runs after this call. It never blocks: the feed
@@ -193,6 +237,9 @@ func (x *watcher) pump() {
 			x.mu.Unlock()
 			if x.stop != nil {
 				close(x.stop)
+			}
+			if x.receiver != nil {
+				x.receiver.Wake()
 			}
 			close(x.out)
 			return
@@ -254,13 +301,16 @@ func (x *watcher) step() bool {
 // emit sends p if it is news; it returns false when the client is gone.
 func (x *watcher) emit(p Progress) bool {
 	prev, seen := x.latest[p.UploadID]
-	if seen && p.Version <= prev.Version {
+	if seen && p.Version <= prev.version {
 		return true
 	}
-	if seen && p.Percent < prev.Percent {
-		p.Percent = prev.Percent
+	if seen && p.Percent < prev.percent {
+		p.Percent = prev.percent
 	}
-	x.latest[p.UploadID] = p
+	x.latest[p.UploadID] = sent{version: p.Version, percent: p.Percent, settled: p.Settled()}
+	if x.receiver != nil {
+		x.receiver.Wake()
+	}
 	select {
 	case x.out <- &p:
 		return true

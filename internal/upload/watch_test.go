@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -503,5 +504,79 @@ func TestWatchResyncReadsSnapshot(t *testing.T) {
 	got := collect(t, ch)()
 	if len(got) != 1 || got[0].Status != upload.StatusFailed {
 		t.Fatalf("events after a resync = %+v, want one FAILED read from the database, then the end", got)
+	}
+}
+
+// wakeCounter is an upload.Receiver that records its calls.
+type wakeCounter struct {
+	mu       sync.Mutex
+	attached bool
+	early    bool          // woken before Attach
+	wakes    chan struct{} // one token per Wake
+}
+
+func (w *wakeCounter) Attach() {
+	w.mu.Lock()
+	w.attached = true
+	w.mu.Unlock()
+}
+
+func (w *wakeCounter) Wake() {
+	w.mu.Lock()
+	if !w.attached {
+		w.early = true
+	}
+	w.mu.Unlock()
+	w.wakes <- struct{}{}
+}
+
+// TestWatchWakesReceiver: a subscription given a Receiver wakes it before
+// every event it sends and before it closes, so a consumer that receives
+// only when woken gets everything (a send without a Wake would block it
+// forever, and the test would find the event missing).
+func TestWatchWakesReceiver(t *testing.T) {
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	first := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+
+	w := &wakeCounter{wakes: make(chan struct{}, 16)}
+	ctx, cancel := context.WithCancel(upload.WithReceiver(t.Context(), w))
+	defer cancel()
+	ch, err := e.svc.WatchUser(ctx, owner)
+	if err != nil {
+		t.Fatalf("WatchUser: %v", err)
+	}
+	// receive takes one value per Wake, as the websocket transport does.
+	receive := func() (*upload.Progress, bool) {
+		t.Helper()
+		select {
+		case <-w.wakes:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no Wake after 10s")
+		}
+		select {
+		case p, ok := <-ch:
+			return p, ok
+		case <-time.After(10 * time.Second):
+			t.Fatalf("woken, but nothing to receive after 10s")
+			return nil, false
+		}
+	}
+	if p, ok := receive(); !ok || p.UploadID != first.ID {
+		t.Fatalf("snapshot: %v %v, want upload %s", p, ok, first.ID)
+	}
+	second := e.initOne(t, owner, mp4Spec("b.mp4", file11))
+	if p, ok := receive(); !ok || p.UploadID != second.ID {
+		t.Fatalf("event: %v %v, want upload %s", p, ok, second.ID)
+	}
+	cancel()
+	if p, ok := receive(); ok {
+		t.Fatalf("after cancel: event %v, want the channel closed", p)
+	}
+	if w.early {
+		t.Errorf("woken before Attach")
+	}
+	if n := len(w.wakes); n != 0 {
+		t.Errorf("%d Wakes more than sends and close", n)
 	}
 }
