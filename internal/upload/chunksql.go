@@ -203,6 +203,9 @@ type querier interface {
 
 // readSessionWithChunk runs a built sessionWithChunk read and scans its
 // row into a session and heldColumn's text; found is false without a row.
+// The session is data only: no ent client is attached to it, so its
+// entity methods (Update, Query…) are not for use; the chunk path writes
+// through its own statements or a transaction's builders.
 func readSessionWithChunk(ctx context.Context, q querier, b builtSQL, vals ...any) (sess *ent.UploadSession, held stdsql.NullString, found bool, err error) {
 	rows, err := q.QueryContext(ctx, b.text, b.with(vals...)...)
 	if err != nil {
