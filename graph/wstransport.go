@@ -221,8 +221,8 @@ func (c *wsConn) serve() {
 // each handled on a goroutine of its own, one after another. It is the
 // one goroutine an idle socket keeps, so it does nothing deep itself: a
 // goroutine's stack grows for the deepest call it makes and, once grown,
-// never shrinks back to the smallest size, since a parked goroutine keeps
-// 800 bytes of reserve on top of what it uses (docs/BENCHMARKS.md, "Load").
+// does not shrink back to the smallest size while parked (awaitMessage,
+// docs/BENCHMARKS.md, "Load").
 func (c *wsConn) readLoop() {
 	for {
 		c.awaitMessage()

@@ -33,10 +33,8 @@ const (
 
 // heldColumn is the alias of the joined chunk row in the session read:
 // its columns joined by '|' into one text, state|size|crc32c|error_code|
-// digest|error, empty without a row. One column, not six: ent scans a
-// column it does not know by asking the driver for every column's type,
-// once per such column, which cost more than the query. The error comes
-// last since only it can hold a '|'; a NULL is an empty field.
+// digest|error, NULL (read as empty) without a row. The error comes last
+// since only it can hold a '|'; a NULL field is an empty one.
 const heldColumn = "held_chunk"
 
 // heldRow is the chunk row read with its session; empty strings stand

@@ -54,9 +54,10 @@ type chunkStatements struct {
 	// chunk's row; slots: 0 the chunk's index or first byte, 1 the
 	// session id, 2 the owner.
 	sessionWithChunk [2][2]builtSQL
-	// bumpSession[toUploading]; slots: see bumpSession.
+	// bumpSession[toUploading]; slots bumpReceived … bumpID.
 	bumpSession [2]builtSQL
-	// insertChunk and updateChunk[arrival]; slots: see moveChunk.
+	// insertChunk and updateChunk[arrival]; slots chunkSession …
+	// chunkFromState (the insert has no chunkFromState).
 	insertChunk builtSQL
 	updateChunk [2]builtSQL
 }
@@ -136,9 +137,10 @@ func buildSessionWithChunk(d string, byOffset, owned bool) builtSQL {
 	}
 	sel.LeftJoin(row).OnP(entsql.And(
 		entsql.ColumnsEQ(t.C(uploadsession.FieldID), row.C(uploadchunk.FieldSessionID)), match))
-	// COALESCE, never NULL: modernc's SQLite reports no type for a NULL.
+	// The row's fields joined by '|', each nullable one COALESCEd (a NULL
+	// would make the whole text NULL); without a row the text is NULL,
+	// which scans as "" (heldNone).
 	sel.AppendSelectExprAs(entsql.ExprFunc(func(b *entsql.Builder) {
-		b.WriteString("COALESCE(")
 		for i, c := range []string{uploadchunk.FieldState, uploadchunk.FieldSize, uploadchunk.FieldCrc32c,
 			uploadchunk.FieldErrorCode, uploadchunk.FieldDigest, uploadchunk.FieldError} {
 			if i > 0 {
@@ -153,7 +155,6 @@ func buildSessionWithChunk(d string, byOffset, owned bool) builtSQL {
 				b.WriteString(", '')")
 			}
 		}
-		b.WriteString(", '')")
 	}), heldColumn)
 	where := entsql.EQ(t.C(uploadsession.FieldID), slot(1))
 	if owned {
