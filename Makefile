@@ -166,7 +166,7 @@ bench-load:
 
 # Runs every fuzz target (each `func Fuzz…` of a _test.go file) for
 # FUZZTIME each, one at a time: `go test -fuzz` takes one target.
-# `fuzz-ci` is CI's bounded run (7 targets, about 1.5 minutes here once
+# `fuzz-ci` is CI's bounded run (8 targets, about 1.5 minutes here once
 # the instrumented packages are in the build cache; the first run
 # compiles them, minutes more).
 # It fails if it finds no target, so a broken search cannot pass.

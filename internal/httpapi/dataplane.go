@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/spoolhq/spool/internal/contentrange"
 	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/upload"
@@ -177,7 +178,7 @@ func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	cr, err := ParseContentRange(r.Header.Get("Content-Range"))
+	cr, err := contentrange.Parse(r.Header.Get("Content-Range"))
 	if err != nil {
 		h.writeError(w, r, upload.Errorf(upload.CodeInvalidChunk, "%v", err))
 		return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/internal/digest"
 	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/sniff"
 )
@@ -209,7 +210,7 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 	}
 	cr := &chunkReader{r: body, remaining: ref.Size, hashes: []hash.Hash{crc32.New(crc32.MakeTable(crc32.Castagnoli))}}
 	for _, d := range opts.Expect {
-		cr.hashes = append(cr.hashes, newHash(d.Alg))
+		cr.hashes = append(cr.hashes, digest.NewHash(d.Alg))
 	}
 	if was == heldReceived {
 		var err error

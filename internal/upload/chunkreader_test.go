@@ -8,6 +8,8 @@ import (
 	"io"
 	"testing"
 	"testing/iotest"
+
+	"github.com/spoolhq/spool/internal/digest"
 )
 
 func newTestChunkReader(r io.Reader, size int64) *chunkReader {
@@ -123,7 +125,7 @@ func TestChunkReaderBodyError(t *testing.T) {
 func TestChunkReaderDigests(t *testing.T) {
 	data := []byte("hello")
 	cr := newTestChunkReader(bytes.NewReader(data), 5)
-	cr.hashes = append(cr.hashes, newHash("md5"), newHash("sha256"))
+	cr.hashes = append(cr.hashes, digest.NewHash("md5"), digest.NewHash("sha256"))
 	if _, err := io.ReadAll(cr); err != nil {
 		t.Fatal(err)
 	}

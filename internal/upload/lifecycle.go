@@ -281,7 +281,7 @@ func (s *Service) ConfirmChunk(ctx context.Context, userID, id string, index int
 		if row.digest != "" {
 			digest = &row.digest
 		}
-		match, known := want.matchesStored(uint32(row.crc32c), digest)
+		match, known := digestMatchesStored(*want, uint32(row.crc32c), digest)
 		if !known {
 			return Progress{}, Errorf(CodeBadUserInput, "spool recorded no %s for chunk %d; confirm with its crc32c, or send the %s with the chunk", want.Alg, index, want.Alg)
 		}

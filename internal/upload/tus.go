@@ -17,6 +17,7 @@ import (
 	"github.com/spoolhq/spool/ent/schema"
 	"github.com/spoolhq/spool/ent/uploadchunk"
 	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/internal/digest"
 	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/sniff"
 )
@@ -234,7 +235,7 @@ func (s *Service) AppendTo(ctx context.Context, upload *Session, offset int64, b
 	}
 	var digests []hash.Hash
 	for _, d := range opts.Expect {
-		digests = append(digests, newHash(d.Alg))
+		digests = append(digests, digest.NewHash(d.Alg))
 	}
 	// Under a declared checksum the body is all or nothing: chunks are
 	// sealed and recorded only once it has matched. Otherwise each chunk

@@ -1,4 +1,4 @@
-package httpapi
+package contentrange
 
 import (
 	"math"
@@ -6,40 +6,40 @@ import (
 	"testing"
 )
 
-func TestParseContentRange(t *testing.T) {
+func TestParse(t *testing.T) {
 	const maxInt = "9223372036854775807"
 	tests := []struct {
 		in   string
-		want ContentRange
+		want Range
 	}{
-		{"bytes 0-99/1000", ContentRange{0, 99, 1000}},
-		{"bytes 900-999/1000", ContentRange{900, 999, 1000}},
-		{"bytes 0-0/1", ContentRange{0, 0, 1}},
-		{"bytes 0-8388607/*", ContentRange{0, 8388607, -1}},
-		{"bytes */1000", ContentRange{-1, -1, 1000}},
-		{"bytes */0", ContentRange{-1, -1, 0}},
-		{"Bytes 1-2/3", ContentRange{1, 2, 3}},
-		{"BYTES */5", ContentRange{-1, -1, 5}},
-		{"  bytes 1-2/3\t", ContentRange{1, 2, 3}},
-		{"bytes 007-010/0100", ContentRange{7, 10, 100}},
-		{"bytes 5368709119-5368709119/5368709120", ContentRange{5368709119, 5368709119, 5368709120}}, // 5 GiB
-		{"bytes 0-9223372036854775806/" + maxInt, ContentRange{0, math.MaxInt64 - 1, math.MaxInt64}}, // largest range
-		{"bytes 0-9223372036854775806/*", ContentRange{0, math.MaxInt64 - 1, -1}},                    // largest open range
-		{"bytes */" + maxInt, ContentRange{-1, -1, math.MaxInt64}},
+		{"bytes 0-99/1000", Range{0, 99, 1000}},
+		{"bytes 900-999/1000", Range{900, 999, 1000}},
+		{"bytes 0-0/1", Range{0, 0, 1}},
+		{"bytes 0-8388607/*", Range{0, 8388607, -1}},
+		{"bytes */1000", Range{-1, -1, 1000}},
+		{"bytes */0", Range{-1, -1, 0}},
+		{"Bytes 1-2/3", Range{1, 2, 3}},
+		{"BYTES */5", Range{-1, -1, 5}},
+		{"  bytes 1-2/3\t", Range{1, 2, 3}},
+		{"bytes 007-010/0100", Range{7, 10, 100}},
+		{"bytes 5368709119-5368709119/5368709120", Range{5368709119, 5368709119, 5368709120}}, // 5 GiB
+		{"bytes 0-9223372036854775806/" + maxInt, Range{0, math.MaxInt64 - 1, math.MaxInt64}}, // largest range
+		{"bytes 0-9223372036854775806/*", Range{0, math.MaxInt64 - 1, -1}},                    // largest open range
+		{"bytes */" + maxInt, Range{-1, -1, math.MaxInt64}},
 	}
 	for _, tt := range tests {
-		got, err := ParseContentRange(tt.in)
+		got, err := Parse(tt.in)
 		if err != nil {
-			t.Errorf("ParseContentRange(%q) error = %v, want %+v", tt.in, err, tt.want)
+			t.Errorf("Parse(%q) error = %v, want %+v", tt.in, err, tt.want)
 			continue
 		}
 		if got != tt.want {
-			t.Errorf("ParseContentRange(%q) = %+v, want %+v", tt.in, got, tt.want)
+			t.Errorf("Parse(%q) = %+v, want %+v", tt.in, got, tt.want)
 		}
 	}
 }
 
-func TestParseContentRangeRejects(t *testing.T) {
+func TestParseRejects(t *testing.T) {
 	tests := []struct {
 		in      string
 		wantMsg string // part of the error message
@@ -87,34 +87,34 @@ func TestParseContentRangeRejects(t *testing.T) {
 		{"bytes 0-1/2\x00", `total length "2\x00"`},
 	}
 	for _, tt := range tests {
-		got, err := ParseContentRange(tt.in)
+		got, err := Parse(tt.in)
 		if tt.wantMsg == "" {
 			if err != nil {
-				t.Errorf("ParseContentRange(%q) error = %v, want nil", tt.in, err)
+				t.Errorf("Parse(%q) error = %v, want nil", tt.in, err)
 			}
 			continue
 		}
 		if err == nil {
-			t.Errorf("ParseContentRange(%q) = %+v, want an error containing %q", tt.in, got, tt.wantMsg)
+			t.Errorf("Parse(%q) = %+v, want an error containing %q", tt.in, got, tt.wantMsg)
 			continue
 		}
 		if !strings.Contains(err.Error(), tt.wantMsg) {
-			t.Errorf("ParseContentRange(%q) error = %q, want it to contain %q", tt.in, err, tt.wantMsg)
+			t.Errorf("Parse(%q) error = %q, want it to contain %q", tt.in, err, tt.wantMsg)
 		}
 	}
 }
 
-func TestContentRangeLenAndString(t *testing.T) {
+func TestLenAndString(t *testing.T) {
 	tests := []struct {
-		r       ContentRange
+		r       Range
 		wantLen int64
 		wantStr string
 	}{
-		{ContentRange{0, 99, 1000}, 100, "bytes 0-99/1000"},
-		{ContentRange{5, 5, 6}, 1, "bytes 5-5/6"},
-		{ContentRange{0, 8388607, -1}, 8388608, "bytes 0-8388607/*"},
-		{ContentRange{-1, -1, 1000}, 0, "bytes */1000"},
-		{ContentRange{0, math.MaxInt64 - 1, math.MaxInt64}, math.MaxInt64, "bytes 0-9223372036854775806/9223372036854775807"},
+		{Range{0, 99, 1000}, 100, "bytes 0-99/1000"},
+		{Range{5, 5, 6}, 1, "bytes 5-5/6"},
+		{Range{0, 8388607, -1}, 8388608, "bytes 0-8388607/*"},
+		{Range{-1, -1, 1000}, 0, "bytes */1000"},
+		{Range{0, math.MaxInt64 - 1, math.MaxInt64}, math.MaxInt64, "bytes 0-9223372036854775806/9223372036854775807"},
 	}
 	for _, tt := range tests {
 		if got := tt.r.Len(); got != tt.wantLen {
@@ -126,7 +126,7 @@ func TestContentRangeLenAndString(t *testing.T) {
 	}
 }
 
-func FuzzParseContentRange(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"bytes 0-99/1000", "bytes 0-8388607/*", "bytes */1000", "bytes */*", "Bytes 007-010/0100",
 		"bytes 0-9223372036854775806/9223372036854775807", "bytes 0-9223372036854775807/*",
@@ -135,33 +135,33 @@ func FuzzParseContentRange(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, h string) {
-		r, err := ParseContentRange(h)
+		r, err := Parse(h)
 		if err != nil {
 			return
 		}
 		// The value is one of the two documented shapes.
 		if r.First < 0 {
 			if r.First != -1 || r.Last != -1 || r.Total < 0 {
-				t.Fatalf("ParseContentRange(%q) = %+v, not a valid status query", h, r)
+				t.Fatalf("Parse(%q) = %+v, not a valid status query", h, r)
 			}
 		} else if r.Last < r.First || r.Total < -1 || (r.Total >= 0 && r.Last >= r.Total) {
-			t.Fatalf("ParseContentRange(%q) = %+v, not a valid range", h, r)
+			t.Fatalf("Parse(%q) = %+v, not a valid range", h, r)
 		}
 		if n := r.Len(); n < 0 || (r.First >= 0 && n < 1) {
-			t.Fatalf("ParseContentRange(%q).Len() = %d", h, n)
+			t.Fatalf("Parse(%q).Len() = %d", h, n)
 		}
 		// It starts with the unit.
 		if !strings.HasPrefix(strings.ToLower(strings.Trim(h, " \t")), "bytes ") {
-			t.Fatalf("ParseContentRange(%q) accepted a value not starting with \"bytes \"", h)
+			t.Fatalf("Parse(%q) accepted a value not starting with \"bytes \"", h)
 		}
 		// Formatting and parsing again gives the same value.
 		s := r.String()
-		again, err := ParseContentRange(s)
+		again, err := Parse(s)
 		if err != nil {
-			t.Fatalf("ParseContentRange(%q.String() = %q) error = %v", h, s, err)
+			t.Fatalf("Parse(%q.String() = %q) error = %v", h, s, err)
 		}
 		if again != r {
-			t.Fatalf("ParseContentRange(%q) = %+v, want %+v (from %q)", s, again, r, h)
+			t.Fatalf("Parse(%q) = %+v, want %+v (from %q)", s, again, r, h)
 		}
 		if again.String() != s {
 			t.Fatalf("String is not stable: %q then %q", s, again.String())
@@ -169,27 +169,27 @@ func FuzzParseContentRange(f *testing.F) {
 	})
 }
 
-// FuzzContentRangeFromValues checks the other direction: every valid value
+// FuzzFromValues checks the other direction: every valid value
 // formats to a header that parses back to it.
-func FuzzContentRangeFromValues(f *testing.F) {
+func FuzzFromValues(f *testing.F) {
 	f.Add(int64(0), int64(99), int64(1000))
 	f.Add(int64(-1), int64(-1), int64(1000))
 	f.Add(int64(0), int64(math.MaxInt64-1), int64(-1))
 	f.Add(int64(5), int64(4), int64(10))
 	f.Fuzz(func(t *testing.T, first, last, total int64) {
-		r := ContentRange{first, last, total}
+		r := Range{first, last, total}
 		valid := total >= -1 && last < math.MaxInt64 && (total < 0 || last < total)
 		if first == -1 && last == -1 {
 			valid = total >= 0
 		} else {
 			valid = valid && first >= 0 && first <= last
 		}
-		got, err := ParseContentRange(r.String())
+		got, err := Parse(r.String())
 		if valid && (err != nil || got != r) {
-			t.Fatalf("ParseContentRange(%q) = (%+v, %v), want %+v", r.String(), got, err, r)
+			t.Fatalf("Parse(%q) = (%+v, %v), want %+v", r.String(), got, err, r)
 		}
 		if !valid && err == nil && got == r {
-			t.Fatalf("ParseContentRange(%q) = %+v, an invalid value", r.String(), got)
+			t.Fatalf("Parse(%q) = %+v, an invalid value", r.String(), got)
 		}
 	})
 }
