@@ -64,9 +64,8 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	results := make([]drainUpload, uploads)
 	var wg sync.WaitGroup
 	for i := range uploads {
-		// Three chunks of 5 MiB, 5 MiB and 64 KiB: the bytes through
-		// this -race process (the emulator's copies) are most of the
-		// test's time, and a short last chunk keeps the three.
+		// Three chunks of 5 MiB, 5 MiB and 64 KiB: spool's smallest
+		// chunks, and a short last one keeps the three.
 		results[i].video = randomVideo(10<<20+64<<10, uint64(1000+i))
 		wg.Go(func() {
 			r := &results[i]
@@ -482,22 +481,32 @@ func (lb *balancer) upload(i int, r *drainUpload, acked func()) {
 
 // slowReader gives its bytes 256 KiB at a time, one piece every 150 ms:
 // a 5 MiB chunk takes about 3 s, so PUTs are in flight when the drained
-// replica stops listening.
+// replica stops listening. It paces by bytes, not by calls: net/http
+// reads a request body 32 KiB at a time, and one read per 150 ms made a
+// chunk take 24 s.
 type slowReader struct {
-	b    []byte
-	last time.Time
+	b     []byte
+	sent  int
+	start time.Time
 }
+
+const (
+	slowPiece = 256 << 10
+	slowEvery = 150 * time.Millisecond
+)
 
 func (s *slowReader) Read(p []byte) (int, error) {
 	if len(s.b) == 0 {
 		return 0, io.EOF
 	}
-	if !s.last.IsZero() {
-		time.Sleep(time.Until(s.last.Add(150 * time.Millisecond)))
+	if s.start.IsZero() {
+		s.start = time.Now()
 	}
-	s.last = time.Now()
-	n := copy(p[:min(len(p), 256<<10)], s.b)
+	// Piece k is due k×150 ms after the first read.
+	time.Sleep(time.Until(s.start.Add(time.Duration(s.sent/slowPiece) * slowEvery)))
+	n := copy(p[:min(len(p), slowPiece-s.sent%slowPiece)], s.b)
 	s.b = s.b[n:]
+	s.sent += n
 	return n, nil
 }
 
