@@ -20,12 +20,14 @@ import (
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
+	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite"
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadbatch"
 	"github.com/spoolhq/spool/ent/uploadsession"
+	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/database/sqltx"
 	"github.com/spoolhq/spool/internal/httpapi"
 	"github.com/spoolhq/spool/internal/jobs"
@@ -174,7 +176,20 @@ func newTestServiceProcessing(t *testing.T, cfg upload.Config, store upload.Stor
 	sqldb.SetMaxOpenConns(1)
 	db := ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(dialect.SQLite, sqldb))))
 	t.Cleanup(func() { db.Close() })
-	if err := db.Schema.Create(context.Background()); err != nil {
+	// The embedded versioned migrations, as database.Open applies them,
+	// not ent's auto-migration (db.Schema.Create): that writes to ent's
+	// package-level table definitions, so the tests, which run in
+	// parallel, would race on them.
+	migrations, err := fs.Sub(database.Migrations(), "sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, sqldb, migrations,
+		goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger()))
+	if err != nil {
+		t.Fatalf("goose.NewProvider: %v", err)
+	}
+	if _, err := p.Up(context.Background()); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
 	queue := newTestQueueWith(t, sqldb, dialect.SQLite, jobsCfg)
