@@ -6,6 +6,7 @@ import (
 )
 
 func TestAudioFactsAndPeaks(t *testing.T) {
+	t.Parallel()
 	sine := []string{"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=2"}
 	tests := []struct {
 		name, mimeType, codec string
@@ -44,6 +45,7 @@ func TestAudioFactsAndPeaks(t *testing.T) {
 }
 
 func TestSilenceHasFlatPeaks(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "silence.wav", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=stereo", "-t", "1.5")
 	res := processFile(t, newTestProcessor(t, Options{}), src, "audio/wav")
 	if res.Audio == nil || intValue(res.Audio.Channels) != 2 || len(res.Audio.Peaks) != 256 {
@@ -57,6 +59,7 @@ func TestSilenceHasFlatPeaks(t *testing.T) {
 }
 
 func TestAudioOnlyWebMLabelledVideoIsProcessedAsAudio(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "voice.webm", "-f", "lavfi", "-i", "sine=frequency=300:duration=2", "-c:a", "libopus")
 	res := processFile(t, newTestProcessor(t, Options{}), src, "video/webm")
 	if res.Audio == nil || res.Audio.Codec != "opus" || len(res.Audio.Peaks) != 256 || res.Video != nil {
@@ -68,6 +71,7 @@ func TestAudioOnlyWebMLabelledVideoIsProcessedAsAudio(t *testing.T) {
 }
 
 func TestVideoFileLabelledAudioIsABadFile(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "clip.mp4", "-f", "lavfi", "-i", "testsrc=duration=1", "-c:v", "libx264", "-preset", "ultrafast")
 	_, err := newTestProcessor(t, Options{}).Process(t.Context(), src, "audio/mp4", t.TempDir())
 	wantBadFile(t, err, "the file has no audio stream")

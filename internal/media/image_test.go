@@ -21,6 +21,7 @@ import (
 )
 
 func TestNewRejectsInvalidOptions(t *testing.T) {
+	t.Parallel()
 	for _, o := range []Options{{Timeout: -1}, {MaxPixels: -1}} {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v) succeeded, want an error", o)
@@ -34,6 +35,7 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 }
 
 func TestThumbnailSizesNeverUpscaleOrRepeat(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		long int
 		want []int
@@ -53,6 +55,7 @@ func TestThumbnailSizesNeverUpscaleOrRepeat(t *testing.T) {
 }
 
 func TestLargeImageGetsBothThumbnailsAndPlaceholder(t *testing.T) {
+	t.Parallel()
 	p := newTestProcessor(t, Options{})
 	res := mustProcess(t, p, encodeJPEG(t, photo(1400, 1050, 1)), "image/jpeg")
 	if intValue(res.Width) != 1400 || intValue(res.Height) != 1050 {
@@ -73,6 +76,7 @@ func TestLargeImageGetsBothThumbnailsAndPlaceholder(t *testing.T) {
 }
 
 func TestSmallImageGetsOneThumbnailAtItsOwnSize(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, photo(200, 150, 2)); err != nil {
 		t.Fatal(err)
@@ -90,6 +94,7 @@ func isRed(c color.Color) bool {
 }
 
 func TestJPEGOrientation6IsApplied(t *testing.T) {
+	t.Parallel()
 	// Stored 300×200 with a red top-left corner; orientation 6 means "rotate
 	// 90° clockwise to display", which puts that corner top-right of a
 	// 200×300 picture.
@@ -114,6 +119,7 @@ func TestJPEGOrientation6IsApplied(t *testing.T) {
 }
 
 func TestDerivativeOfJPEGWithGPSCarriesNoMetadata(t *testing.T) {
+	t.Parallel()
 	const secret = "SPOOL-GPS-SECRET-48.8584N"
 	method := append([]byte("ASCII\x00\x00\x00"), secret...)
 	gpsPointer := ifdEntry{tag: 0x8825, typ: 4, count: 1}
@@ -143,6 +149,7 @@ func TestDerivativeOfJPEGWithGPSCarriesNoMetadata(t *testing.T) {
 }
 
 func TestPNGWithAlphaKeepsTransparency(t *testing.T) {
+	t.Parallel()
 	img := image.NewNRGBA(image.Rect(0, 0, 400, 300)) // transparent
 	draw.Draw(img, image.Rect(150, 100, 250, 200), image.NewUniform(color.NRGBA{0, 200, 0, 255}), image.Point{}, draw.Src)
 	var buf bytes.Buffer
@@ -166,6 +173,7 @@ func TestPNGWithAlphaKeepsTransparency(t *testing.T) {
 }
 
 func TestAnimatedGIFUsesFirstFrame(t *testing.T) {
+	t.Parallel()
 	frame := func(c color.Color) *image.Paletted {
 		f := image.NewPaletted(image.Rect(0, 0, 100, 80), palette.Plan9)
 		draw.Draw(f, f.Bounds(), image.NewUniform(c), image.Point{}, draw.Src)
@@ -189,6 +197,7 @@ func TestAnimatedGIFUsesFirstFrame(t *testing.T) {
 }
 
 func TestWebPIsDecoded(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	if err := webp.Encode(&buf, photo(500, 300, 4), webp.Options{Quality: 90}); err != nil {
 		t.Fatal(err)
@@ -215,6 +224,7 @@ func wantBadFile(t *testing.T, err error, want string) {
 }
 
 func TestGarbageAfterAValidHeaderIsABadFile(t *testing.T) {
+	t.Parallel()
 	garbage := bytes.Repeat([]byte("not pixels, just noise "), 200)
 	jpg := encodeJPEG(t, photo(64, 64, 5))
 	sos := bytes.Index(jpg, []byte{0xff, 0xda}) // start of scan: the header ends here
@@ -239,6 +249,7 @@ func TestGarbageAfterAValidHeaderIsABadFile(t *testing.T) {
 }
 
 func TestImageOfAnotherTypeThanItsMIMEIsABadFile(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, photo(10, 10, 6)); err != nil {
 		t.Fatal(err)
@@ -248,6 +259,8 @@ func TestImageOfAnotherTypeThanItsMIMEIsABadFile(t *testing.T) {
 }
 
 func TestDecompressionBombIsRefusedBeforeDecoding(t *testing.T) {
+	// Not parallel: TotalAlloc counts every goroutine's allocations, so
+	// another test running meanwhile would be measured too.
 	// A real PNG declaring 20000×20000 RGBA (1.6 GB decoded) in a few
 	// hundred bytes: its IDAT holds a little deflated data, then it ends.
 	bomb := pngHeader(20000, 20000)
@@ -271,6 +284,7 @@ func TestDecompressionBombIsRefusedBeforeDecoding(t *testing.T) {
 }
 
 func TestMaxPixelsIsConfigurable(t *testing.T) {
+	t.Parallel()
 	p := newTestProcessor(t, Options{MaxPixels: 5000})
 	_, err := process(t, p, encodeJPEG(t, photo(100, 51, 7)), "image/jpeg")
 	wantBadFile(t, err, "the image is 100×51 (0 MP), above the 0 MP limit")
@@ -280,6 +294,7 @@ func TestMaxPixelsIsConfigurable(t *testing.T) {
 }
 
 func TestCancelledContextIsNotABadFile(t *testing.T) {
+	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src.jpg")
 	if err := os.WriteFile(src, encodeJPEG(t, photo(400, 300, 8)), 0o644); err != nil {
 		t.Fatal(err)
@@ -293,6 +308,7 @@ func TestCancelledContextIsNotABadFile(t *testing.T) {
 }
 
 func TestUnwritableWorkDirIsNotABadFile(t *testing.T) {
+	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src.jpg")
 	if err := os.WriteFile(src, encodeJPEG(t, photo(400, 300, 9)), 0o644); err != nil {
 		t.Fatal(err)
@@ -305,6 +321,7 @@ func TestUnwritableWorkDirIsNotABadFile(t *testing.T) {
 }
 
 func TestUnknownTypeIsSkipped(t *testing.T) {
+	t.Parallel()
 	res := mustProcess(t, newTestProcessor(t, Options{}), []byte("%PDF-1.7"), "application/pdf")
 	if len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0], "application/pdf") || res.Thumbnails != nil {
 		t.Errorf("result %+v, want only a Skipped note naming the type", res)

@@ -29,6 +29,7 @@ func toEnd(kind string, body int) []byte {
 }
 
 func TestMoovBeforeMdat(t *testing.T) {
+	t.Parallel()
 	join := func(boxes ...[]byte) []byte { return bytes.Join(boxes, nil) }
 	tests := []struct {
 		name      string

@@ -8,6 +8,7 @@ import (
 )
 
 func TestPeakFolderKeepsTheLoudestOfEachStretch(t *testing.T) {
+	t.Parallel()
 	// 10 000 samples (not a power of two, so bins fold unevenly): silence,
 	// with one full-scale click at 1/4 and a half-scale one at 3/4.
 	samples := make([]int16, 10_000)
@@ -41,6 +42,7 @@ func TestPeakFolderKeepsTheLoudestOfEachStretch(t *testing.T) {
 }
 
 func TestPeakFolderShortAndEmpty(t *testing.T) {
+	t.Parallel()
 	f := newPeakFolder(256)
 	for _, p := range f.peaks() {
 		if p != 0 {

@@ -6,6 +6,7 @@ import (
 )
 
 func TestRotationSwapsDisplaySize(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		stream string
@@ -30,6 +31,7 @@ func TestRotationSwapsDisplaySize(t *testing.T) {
 }
 
 func TestFrameRate(t *testing.T) {
+	t.Parallel()
 	for text, want := range map[string]float64{"25/1": 25, "30000/1001": 30000.0 / 1001, "0/0": -1, "": -1} {
 		got := (&probeStream{AvgFrameRate: text}).frameRate()
 		if (got == nil) != (want < 0) || (got != nil && *got != want) {

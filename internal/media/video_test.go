@@ -93,6 +93,7 @@ func checkVideo(t *testing.T, res *Result, w, h int, codec string) {
 }
 
 func TestMP4WithMoovAtTheEndIsRemuxedByStreamCopy(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "late-moov.mp4", append(slices.Clone(testsrc), h264AAC...)...)
 	if first, err := fileMoovFirst(src); err != nil || first {
 		t.Fatalf("ffmpeg's default MP4 has moov first=%v (%v); the test needs it at the end", first, err)
@@ -124,6 +125,7 @@ func TestMP4WithMoovAtTheEndIsRemuxedByStreamCopy(t *testing.T) {
 }
 
 func TestFaststartMP4IsLeftAsItIs(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "faststart.mp4", append(append(slices.Clone(testsrc), h264AAC...), "-movflags", "+faststart")...)
 	res := processFile(t, newTestProcessor(t, Options{}), src, "video/mp4")
 	checkVideo(t, res, 320, 240, "h264")
@@ -133,6 +135,7 @@ func TestFaststartMP4IsLeftAsItIs(t *testing.T) {
 }
 
 func TestMOVIsRemuxedAsMOV(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "clip.mov", append(slices.Clone(testsrc), h264AAC...)...)
 	res := processFile(t, newTestProcessor(t, Options{}), src, "video/quicktime")
 	checkVideo(t, res, 320, 240, "h264")
@@ -145,6 +148,7 @@ func TestMOVIsRemuxedAsMOV(t *testing.T) {
 }
 
 func TestWebMPlaysProgressivelyWithoutRemux(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "clip.webm", append(slices.Clone(testsrc),
 		"-c:v", "libvpx", "-deadline", "realtime", "-b:v", "300k", "-c:a", "libopus")...)
 	res := processFile(t, newTestProcessor(t, Options{}), src, "video/webm")
@@ -155,6 +159,7 @@ func TestWebMPlaysProgressivelyWithoutRemux(t *testing.T) {
 }
 
 func TestRotatedVideoReportsDisplaySize(t *testing.T) {
+	t.Parallel()
 	plain := makeMedia(t, "plain.mp4", append(slices.Clone(testsrc), h264AAC...)...)
 	// ffmpeg 5.1 writes a stream-copied "rotate" tag as a display matrix.
 	src := makeMedia(t, "rotated.mp4", "-i", plain, "-map", "0", "-c", "copy", "-metadata:s:v:0", "rotate=90")
@@ -167,6 +172,7 @@ func TestRotatedVideoReportsDisplaySize(t *testing.T) {
 }
 
 func TestVideoOfAnotherContainerThanItsMIMEIsABadFile(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "clip.webm", append(slices.Clone(testsrc),
 		"-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus")...)
 	_, err := newTestProcessor(t, Options{}).Process(context.Background(), src, "video/mp4", t.TempDir())
@@ -174,6 +180,7 @@ func TestVideoOfAnotherContainerThanItsMIMEIsABadFile(t *testing.T) {
 }
 
 func TestUnreadableVideoIsABadFile(t *testing.T) {
+	t.Parallel()
 	requireTool(t, "ffprobe")
 	res, err := process(t, newTestProcessor(t, Options{}), []byte("\x00\x00\x00\x18ftypmp42 garbage garbage garbage"), "video/mp4")
 	if res != nil {
@@ -183,6 +190,7 @@ func TestUnreadableVideoIsABadFile(t *testing.T) {
 }
 
 func TestWithoutFFmpegAndFFprobe(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "late-moov.mp4", append(slices.Clone(testsrc), h264AAC...)...)
 	nowhere := filepath.Join(t.TempDir(), "not-installed")
 	p := newTestProcessor(t, Options{FFmpeg: nowhere + "/ffmpeg", FFprobe: nowhere + "/ffprobe"})
@@ -199,6 +207,7 @@ func TestWithoutFFmpegAndFFprobe(t *testing.T) {
 }
 
 func TestWithFFprobeButNotFFmpeg(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "late-moov.mp4", append(slices.Clone(testsrc), h264AAC...)...)
 	p := newTestProcessor(t, Options{FFmpeg: filepath.Join(t.TempDir(), "ffmpeg")})
 	res := processFile(t, p, src, "video/mp4")
@@ -211,6 +220,7 @@ func TestWithFFprobeButNotFFmpeg(t *testing.T) {
 }
 
 func TestTimedOutToolIsNotABadFile(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "late-moov.mp4", append(slices.Clone(testsrc), h264AAC...)...)
 	// A stand-in ffprobe that hangs: the one case a real tool cannot be
 	// made to show on demand.
@@ -231,6 +241,7 @@ func TestTimedOutToolIsNotABadFile(t *testing.T) {
 }
 
 func TestAnimatedWebPUsesFirstFrame(t *testing.T) {
+	t.Parallel()
 	src := makeMedia(t, "anim.webp", "-f", "lavfi", "-i", "testsrc=size=400x300:rate=5:duration=1", "-c:v", "libwebp_anim", "-loop", "0")
 	if data := readFile(t, src); !isAnimatedWebP(data) {
 		t.Fatalf("ffmpeg's libwebp_anim output is not flagged animated: % x", data[:24])

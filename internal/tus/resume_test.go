@@ -53,6 +53,7 @@ func readStatus(t *testing.T, conn net.Conn) int {
 // inside a chunk, so the offset a resuming client is told is exactly what
 // is stored, and the file completes byte-exact from there.
 func TestBrokenPatchKeepsItsBytes(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 12*mib, 11)
@@ -85,6 +86,7 @@ func TestBrokenPatchKeepsItsBytes(t *testing.T) {
 // A PATCH body that stalls is cut off after the body idle timeout; what
 // arrived before is kept and the upload goes on from there.
 func TestStalledPatchIsCutAndKeepsItsBytes(t *testing.T) {
+	t.Parallel()
 	s := start(t, func(c *app.Config) { c.Limits.BodyIdleTimeout = 300 * time.Millisecond })
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 6*mib, 12)
@@ -108,6 +110,7 @@ func TestStalledPatchIsCutAndKeepsItsBytes(t *testing.T) {
 // Partial uploads sent in parallel, joined by a final POST (tus
 // concatenation, as tus-js-client's parallelUploads does).
 func TestConcatenation(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	alice, bob := s.token("alice"), s.token("bob")
 	data, meta := video("clip.mp4", 17*mib+5, 13)
@@ -174,6 +177,7 @@ func TestConcatenation(t *testing.T) {
 // its first request break); the interrupted PATCH keeps what it stored,
 // and HEAD, answered once it has, says exactly that.
 func TestPatchInterruptedByHead(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 8*mib, 14)
@@ -210,6 +214,7 @@ func TestPatchInterruptedByHead(t *testing.T) {
 // Every tus request but OPTIONS counts against the user's data-plane
 // budget.
 func TestRequestBudget(t *testing.T) {
+	t.Parallel()
 	s := start(t, func(c *app.Config) {
 		c.Limits.DataPlane = ratelimit.Rate{Events: 1, Per: time.Hour, Burst: 2}
 	})
@@ -232,6 +237,7 @@ func TestRequestBudget(t *testing.T) {
 // complete (its completion failed) completes on the client's next HEAD:
 // a tus client takes an upload whose offset is its length as done.
 func TestHeadCompletesAFullUpload(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 6*mib, 15)

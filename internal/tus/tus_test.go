@@ -28,6 +28,7 @@ func video(name string, n int, seed uint64) ([]byte, string) {
 }
 
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	s := start(t, func(c *app.Config) { c.AllowedOrigins = []string{"https://app.example"} })
 	// No token: discovery is open.
 	a := s.do(http.MethodOptions, "/files/", "", nil)
@@ -79,6 +80,7 @@ func TestDiscovery(t *testing.T) {
 }
 
 func TestEveryRequestNeedsAToken(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	url := s.create(tok, 3*mib, metadata("filename", "a.mp4", "filetype", "video/mp4"))
@@ -107,6 +109,7 @@ func TestEveryRequestNeedsAToken(t *testing.T) {
 }
 
 func TestCreationAndHead(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	before := time.Now()
@@ -165,6 +168,7 @@ func TestCreationAndHead(t *testing.T) {
 func idOf(url string) string { return url[strings.LastIndex(url, "/")+1:] }
 
 func TestCreationRefusals(t *testing.T) {
+	t.Parallel()
 	s := start(t, func(c *app.Config) { c.Upload.DefaultQuota = 100 * mib })
 	tok := s.token("alice")
 	good := metadata("filename", "a.mp4", "filetype", "video/mp4")
@@ -207,6 +211,7 @@ func TestCreationRefusals(t *testing.T) {
 }
 
 func TestOnlyTheOwnersTusUploads(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	alice, bob := s.token("alice"), s.token("bob")
 	url := s.create(alice, 3*mib, metadata("filename", "a.mp4", "filetype", "video/mp4"))
@@ -231,6 +236,7 @@ func TestOnlyTheOwnersTusUploads(t *testing.T) {
 }
 
 func TestPatchInPiecesThenComplete(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 12*mib+12345, 7)
@@ -278,6 +284,7 @@ func TestPatchInPiecesThenComplete(t *testing.T) {
 }
 
 func TestCreationWithUpload(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 6*mib, 8)
@@ -304,6 +311,7 @@ func TestCreationWithUpload(t *testing.T) {
 }
 
 func TestWrongPatches(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 6*mib, 3)
@@ -348,6 +356,7 @@ func checksum(alg string, b []byte) string {
 }
 
 func TestChecksums(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 11*mib, 5)
@@ -391,6 +400,7 @@ func TestChecksums(t *testing.T) {
 }
 
 func TestTermination(t *testing.T) {
+	t.Parallel()
 	s := start(t, nil)
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 7*mib, 6)
@@ -423,6 +433,7 @@ func TestTermination(t *testing.T) {
 }
 
 func TestExpiredUploadIsGone(t *testing.T) {
+	t.Parallel()
 	s := start(t, func(c *app.Config) { c.Upload.SessionTTL = time.Second })
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 2*mib, 6)

@@ -9,6 +9,7 @@ import (
 )
 
 func TestTypeMismatch(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	ctx := context.Background()
@@ -54,6 +55,7 @@ func TestTypeMismatch(t *testing.T) {
 // upload, batch or media file, exactly as for an id that does not exist,
 // and changes nothing.
 func TestOwnership(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	mallory := e.user(t, "mallory")

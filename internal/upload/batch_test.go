@@ -14,6 +14,7 @@ import (
 func ptr[T any](v T) *T { return &v }
 
 func TestInitBatchValidation(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxBatchFiles = 3
 	cfg.DefaultQuota = 100 * MiB
@@ -98,6 +99,7 @@ func TestInitBatchValidation(t *testing.T) {
 }
 
 func TestInitBatchPlansFiles(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	upper := strings.ToUpper(sha256Hex(file11))
@@ -160,6 +162,7 @@ func TestInitBatchPlansFiles(t *testing.T) {
 }
 
 func TestChunkURLCap(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxChunkURLs = 2
 	e := newTestService(t, cfg)
@@ -193,6 +196,7 @@ func TestChunkURLCap(t *testing.T) {
 }
 
 func TestResumeByFingerprint(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	bob := e.user(t, "bob")
@@ -254,6 +258,7 @@ func TestResumeByFingerprint(t *testing.T) {
 }
 
 func TestResumeBySHA256(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	spec := mp4Spec("a.mp4", file11)
@@ -271,6 +276,7 @@ func TestResumeBySHA256(t *testing.T) {
 }
 
 func TestNoResumeOfFinishedUploads(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	ctx := context.Background()
@@ -315,6 +321,7 @@ func TestNoResumeOfFinishedUploads(t *testing.T) {
 // WAV, and a type without a common name (added by the operator) shows as
 // it is.
 func TestInitBatchRefusalNamesEachFormatOnce(t *testing.T) {
+	t.Parallel()
 	custom := testConfig()
 	custom.AllowedTypes = map[upload.MediaType][]string{
 		upload.MediaVideo: {"video/mp4", "video/x-matroska"},

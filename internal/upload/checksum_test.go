@@ -25,6 +25,7 @@ const (
 // mistake, BAD_USER_INPUT with digest.Parse's message (its cases are
 // internal/digest's tests).
 func TestParseDigestErrorCode(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{"", "deadbeef", "crc32:deadbeef", "crc32c:dead", "md5:" + sha256Hello} {
 		d, err := ParseDigest(in)
 		if err == nil {
@@ -44,6 +45,7 @@ func TestParseDigestErrorCode(t *testing.T) {
 }
 
 func TestDigestMatchesStored(t *testing.T) {
+	t.Parallel()
 	md5Stored := "md5:" + md5Hello
 	shaStored := "sha256:" + sha256Hello
 	tests := []struct {

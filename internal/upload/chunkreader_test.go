@@ -37,6 +37,7 @@ func pattern(n int) []byte {
 }
 
 func TestChunkReaderExactSize(t *testing.T) {
+	t.Parallel()
 	data := pattern(1000)
 	// OneByteReader makes the reader go through many small reads.
 	cr := newTestChunkReader(iotest.OneByteReader(bytes.NewReader(data)), 1000)
@@ -56,6 +57,7 @@ func TestChunkReaderExactSize(t *testing.T) {
 }
 
 func TestChunkReaderTooLong(t *testing.T) {
+	t.Parallel()
 	for _, extra := range []int{1, 4096} {
 		data := pattern(1000 + extra)
 		body := &countingReader{r: bytes.NewReader(data)}
@@ -78,6 +80,7 @@ func TestChunkReaderTooLong(t *testing.T) {
 }
 
 func TestChunkReaderShort(t *testing.T) {
+	t.Parallel()
 	data := pattern(600)
 	cr := newTestChunkReader(bytes.NewReader(data), 1000)
 	got, err := io.ReadAll(cr)
@@ -93,6 +96,7 @@ func TestChunkReaderShort(t *testing.T) {
 }
 
 func TestChunkReaderBodyError(t *testing.T) {
+	t.Parallel()
 	errHangUp := errors.New("client hung up")
 	tests := []struct {
 		name string
@@ -123,6 +127,7 @@ func TestChunkReaderBodyError(t *testing.T) {
 }
 
 func TestChunkReaderDigests(t *testing.T) {
+	t.Parallel()
 	data := []byte("hello")
 	cr := newTestChunkReader(bytes.NewReader(data), 5)
 	cr.hashes = append(cr.hashes, digest.NewHash("md5"), digest.NewHash("sha256"))

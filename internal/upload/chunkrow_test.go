@@ -3,6 +3,7 @@ package upload
 import "testing"
 
 func TestParseHeld(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		text string
 		want heldRow

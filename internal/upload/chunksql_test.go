@@ -19,6 +19,7 @@ import (
 // row, on both databases. A column ent gains that sessionFields does not
 // know fails here.
 func TestSessionWithChunkReadsEveryColumn(t *testing.T) {
+	t.Parallel()
 	for _, engine := range []string{"sqlite", "postgres"} {
 		t.Run(engine, func(t *testing.T) {
 			ctx := context.Background()

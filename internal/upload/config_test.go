@@ -8,6 +8,7 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		cfg     Config
@@ -51,6 +52,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
 	if got, want := (Config{}).withDefaults(), DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Config{}.withDefaults() = %+v, want %+v", got, want)
 	}
@@ -84,6 +86,7 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestMediaTypeOf(t *testing.T) {
+	t.Parallel()
 	cfg := DefaultConfig()
 	tests := []struct {
 		mime string

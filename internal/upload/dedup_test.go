@@ -161,6 +161,7 @@ func readThumbnail(t *testing.T, e *testEnv, mediaID string, n int) []byte {
 // media file sharing the original's object and derivatives, nothing more
 // charged to the quota, and its progress published.
 func TestDedupAtInit(t *testing.T) {
+	t.Parallel()
 	onBothDatabases(t, func(t *testing.T, e *testEnv) {
 		ctx := context.Background()
 		alice := e.user(t, "alice")
@@ -239,6 +240,7 @@ func TestDedupAtInit(t *testing.T) {
 // like any other, charged to the quota. Bob declaring alice's digest
 // learns nothing of her files.
 func TestDedupOnlyOfOwnReadyFiles(t *testing.T) {
+	t.Parallel()
 	onBothDatabases(t, func(t *testing.T, e *testEnv) {
 		ctx := context.Background()
 		alice, bob := e.user(t, "alice"), e.user(t, "bob")
@@ -297,6 +299,7 @@ func TestDedupOnlyOfOwnReadyFiles(t *testing.T) {
 
 // A READY copy wins over resuming an unfinished upload of the same file.
 func TestDedupBeforeResume(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	sum := sha256Hex(smallVideo)
@@ -316,6 +319,7 @@ func TestDedupBeforeResume(t *testing.T) {
 // its bytes are charged once. Deleting either keeps the other whole; the
 // bytes and the quota go with the last.
 func TestDedupAfterUpload(t *testing.T) {
+	t.Parallel()
 	onBothDatabases(t, func(t *testing.T, e *testEnv) {
 		ctx := context.Background()
 		alice := e.user(t, "alice")
@@ -383,6 +387,7 @@ func TestDedupAfterUpload(t *testing.T) {
 // also when the sweeper purges a deleted sharer; the last deletion removes
 // the object and derivatives and gives the quota back.
 func TestDeleteSharedBytes(t *testing.T) {
+	t.Parallel()
 	onBothDatabases(t, func(t *testing.T, e *testEnv) {
 		ctx := context.Background()
 		alice := e.user(t, "alice")

@@ -86,6 +86,7 @@ func testJPEG(t *testing.T, w, h int) []byte {
 // dimensions, a ThumbHash and two WebP thumbnails stored under the media's
 // own keys, which the service serves.
 func TestProcessingStoresThumbnails(t *testing.T) {
+	t.Parallel()
 	e := newProcessingEnv(t, media.Options{})
 	owner := e.user(t, "alice")
 	_, m := e.uploadFile(t, owner, "photo.jpg", "image/jpeg", testJPEG(t, 1400, 1050))
@@ -127,6 +128,7 @@ func TestProcessingStoresThumbnails(t *testing.T) {
 // TestProcessingBadFileFailsAtOnce: bytes that are not the image their
 // type says end FAILED with words a user can read, on the first attempt.
 func TestProcessingBadFileFailsAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newProcessingEnv(t, media.Options{})
 	owner := e.user(t, "alice")
 	garbage := pngBytes(300 * KiB) // a PNG signature, then noise
@@ -147,6 +149,7 @@ func TestProcessingBadFileFailsAtOnce(t *testing.T) {
 // stored again with the moov first; the media names the copy, its size is
 // the copy's (and so is the quota's count), and the original is gone.
 func TestProcessingRemuxesToFaststart(t *testing.T) {
+	t.Parallel()
 	requireFFmpeg(t)
 	e := newProcessingEnv(t, media.Options{})
 	owner := e.user(t, "alice")
@@ -205,6 +208,7 @@ func TestProcessingRemuxesToFaststart(t *testing.T) {
 // TestProcessingWithoutTools: with no ffmpeg or ffprobe a video still
 // becomes READY, and its processingError says what was skipped.
 func TestProcessingWithoutTools(t *testing.T) {
+	t.Parallel()
 	e := newProcessingEnv(t, media.Options{FFmpeg: "/nonexistent/ffmpeg", FFprobe: "/nonexistent/ffprobe"})
 	owner := e.user(t, "alice")
 	_, m := e.uploadFile(t, owner, "clip.mp4", "video/mp4", file11)

@@ -12,6 +12,7 @@ import (
 // A storage failure is one coded error: clients get STORAGE_UNAVAILABLE
 // and a message without the engine's words; the log gets the cause.
 func TestStorageErrorKeepsItsCause(t *testing.T) {
+	t.Parallel()
 	cause := fmt.Errorf("bucket spool-test: %w", fs.ErrPermission)
 	err := fmt.Errorf("completing: %w", storageError("assembling upload", cause))
 
@@ -30,6 +31,7 @@ func TestStorageErrorKeepsItsCause(t *testing.T) {
 }
 
 func TestErrorWithoutCause(t *testing.T) {
+	t.Parallel()
 	err := Errorf(CodeNotFound, "upload %q not found", "x")
 	if got, want := err.Error(), `NOT_FOUND: upload "x" not found`; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
@@ -46,6 +48,7 @@ func TestErrorWithoutCause(t *testing.T) {
 }
 
 func TestCodesAreDistinct(t *testing.T) {
+	t.Parallel()
 	all := Codes()
 	for i, c := range all {
 		if c == "" || slices.Contains(all[:i], c) {

@@ -17,6 +17,7 @@ import (
 // TestGroupCommit: receipts that queue while one commits share the next
 // transaction; one that fails is undone alone, the others are kept.
 func TestGroupCommit(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db, err := database.Open(ctx, "", t.TempDir()+"/spool.db")
 	if err != nil {

@@ -60,6 +60,7 @@ func checkRowCounts(t *testing.T, db *ent.Client, sessionID string) {
 }
 
 func TestResendAndConfirmNeverDoubleCount(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -107,6 +108,7 @@ func TestResendAndConfirmNeverDoubleCount(t *testing.T) {
 }
 
 func TestConfirmChunkChecks(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -164,6 +166,7 @@ func TestConfirmChunkChecks(t *testing.T) {
 // and then broke off leaves the chunk FAILED; one refused before a byte
 // was written leaves the earlier copy RECEIVED.
 func TestFailedResend(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -230,6 +233,7 @@ func TestFailedResend(t *testing.T) {
 }
 
 func TestChecksumMismatchFailsChunk(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -252,6 +256,7 @@ func TestChecksumMismatchFailsChunk(t *testing.T) {
 }
 
 func TestReceiveRange(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -298,6 +303,7 @@ func TestReceiveRange(t *testing.T) {
 // TestPercentNeverDecreases follows every event published for an upload
 // through sends, a failure that loses a chunk, and completion.
 func TestPercentNeverDecreases(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -347,6 +353,7 @@ func TestPercentNeverDecreases(t *testing.T) {
 }
 
 func TestCompleteListsMissingChunks(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -363,6 +370,7 @@ func TestCompleteListsMissingChunks(t *testing.T) {
 }
 
 func TestCompleteIsIdempotent(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -388,6 +396,7 @@ func TestCompleteIsIdempotent(t *testing.T) {
 }
 
 func TestConcurrentComplete(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -434,6 +443,7 @@ func TestConcurrentComplete(t *testing.T) {
 // TestConcurrentReceives: the same chunk arriving many times at once is
 // counted once, and different chunks arriving together all count.
 func TestConcurrentReceives(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -483,6 +493,7 @@ func TestConcurrentReceives(t *testing.T) {
 // client's failure (the chunk is FAILED and can be sent again), never
 // reported as storage being unavailable.
 func TestBrokenBody(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))

@@ -57,6 +57,7 @@ func isPostgres(e *testEnv) bool {
 // the declared one is no retry's business: the media is FAILED on the
 // first attempt, and the job completes.
 func TestProcessingMismatchFailsAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	spec := mp4Spec("a.mp4", file11)
@@ -88,6 +89,7 @@ func (unreadableStore) Open(context.Context, string) (upload.Object, error) {
 // storage is retried, and its last attempt saves the media FAILED with a
 // readable processingError, which subscribers see.
 func TestProcessingFailsOnLastAttempt(t *testing.T) {
+	t.Parallel()
 	store, err := localfs.New(filepath.Join(t.TempDir(), "files"))
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +127,7 @@ func TestProcessingFailsOnLastAttempt(t *testing.T) {
 // sharing PostgreSQL are each processed exactly once: one job row per
 // file, attempted once by one replica.
 func TestPostgresTwoReplicasProcessOnce(t *testing.T) {
+	t.Parallel()
 	dbURL := dbtest.Postgres(t)
 	dir := filepath.Join(t.TempDir(), "files")
 	var replicas [2]*testEnv

@@ -11,6 +11,7 @@ import (
 )
 
 func TestMediaProcessing(t *testing.T) {
+	t.Parallel()
 	small := pngBytes(200 * KiB)
 	tests := []struct {
 		name       string
@@ -80,6 +81,7 @@ func TestMediaProcessing(t *testing.T) {
 }
 
 func TestDeleteMediaRemovesBytes(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	ctx := context.Background()

@@ -20,6 +20,7 @@ import (
 // records own, and checks that one pass removes exactly the former, and
 // only once they are older than OrphanAge.
 func TestRemoveOrphans(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	ctx := context.Background()
 	owner := e.user(t, "alice")

@@ -3,6 +3,7 @@ package upload
 import "testing"
 
 func TestPlanFile(t *testing.T) {
+	t.Parallel()
 	cfg := Config{SingleThreshold: 1 * MiB, ChunkSize: 5 * MiB}.withDefaults()
 	tests := []struct {
 		name      string
@@ -35,6 +36,7 @@ func TestPlanFile(t *testing.T) {
 }
 
 func TestPlanFileDefaults5GiB(t *testing.T) {
+	t.Parallel()
 	// With the defaults (150 MiB threshold, 8 MiB chunks) a 5 GiB video
 	// is 640 full chunks.
 	cfg := DefaultConfig()
@@ -72,6 +74,7 @@ func assertChunksCover(t *testing.T, size int64, p plan) {
 }
 
 func TestChunksCoverFile(t *testing.T) {
+	t.Parallel()
 	cfg := Config{SingleThreshold: 1 * MiB, ChunkSize: 5 * MiB}.withDefaults()
 	for _, size := range []int64{1, 1 * MiB, 1*MiB + 1, 5 * MiB, 5*MiB + 1, 10 * MiB, 11 * MiB, 5 * GiB, 5*GiB + 1} {
 		assertChunksCover(t, size, cfg.planFile(size))
@@ -79,6 +82,7 @@ func TestChunksCoverFile(t *testing.T) {
 }
 
 func TestChunkRef(t *testing.T) {
+	t.Parallel()
 	const (
 		total     = 11 * MiB
 		chunkSize = 5 * MiB

@@ -9,6 +9,7 @@ import (
 )
 
 func TestQuotaReservations(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig()
 	cfg.DefaultQuota = 30 * MiB
 	e := newTestService(t, cfg)
@@ -81,6 +82,7 @@ func TestQuotaReservations(t *testing.T) {
 // TestQuotaConcurrentInits: concurrent inits can never together exceed
 // the quota (invariant 6).
 func TestQuotaConcurrentInits(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	const (

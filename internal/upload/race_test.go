@@ -16,6 +16,7 @@ import (
 // (the chunk is being overwritten), and the re-send's bytes must never end
 // up in a completed file.
 func TestCompleteWaitsOutResend(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	sess := e.initOne(t, alice, mp4Spec("a.mp4", file11))

@@ -89,6 +89,7 @@ func wantCodeOf(t *testing.T, what string, err error, code upload.Code) {
 // the store got to: requestChunkUrl and retry say so, the client sends
 // the rest as told, and the file completes byte for byte.
 func TestResumableSingle(t *testing.T) {
+	t.Parallel()
 	e, srv := newResumableEnv(t)
 	alice, bob := e.user(t, "alice"), e.user(t, "bob")
 	data := pngBytes(900 << 10)
@@ -176,6 +177,7 @@ func readObject(t *testing.T, e *testEnv, mediaID string) []byte {
 // answers CORS for one origin per session); a client without one keeps
 // the session there is.
 func TestResumableOrigins(t *testing.T) {
+	t.Parallel()
 	e, srv := newResumableEnv(t)
 	alice := e.user(t, "alice")
 	data := pngBytes(100 << 10)
@@ -204,6 +206,7 @@ func TestResumableOrigins(t *testing.T) {
 // or type is refused with a code and the upload stays open for the right
 // bytes, and a file replaced after it was checked is judged again.
 func TestResumableRefusals(t *testing.T) {
+	t.Parallel()
 	e, _, store := newResumableStore(t)
 	alice := e.user(t, "alice")
 	ctx := context.Background()

@@ -139,6 +139,7 @@ type smWant struct {
 }
 
 func TestStateMachine(t *testing.T) {
+	t.Parallel()
 	const (
 		ok       = upload.Code("")
 		finished = upload.CodeAlreadyFinished
@@ -264,6 +265,7 @@ func TestStateMachine(t *testing.T) {
 // whose time ran out: each answers SESSION_EXPIRED and expires the upload
 // on the way, freeing its bytes and its quota.
 func TestOperationsAfterExpiry(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	for _, chunks := range [][]int{{}, {0, 2}} {
@@ -330,6 +332,7 @@ func (h *assembleHook) Assemble(ctx context.Context, key string, total int, size
 // complete answers SESSION_EXPIRED and leaves no media file, no assembled
 // object and the quota given back once, not a file nobody pays for.
 func TestExpiryDuringAssembly(t *testing.T) {
+	t.Parallel()
 	hook := &assembleHook{}
 	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store {
 		hook.Store = s
@@ -380,6 +383,7 @@ func (f *failingWrites) WriteChunk(ctx context.Context, key string, chunk upload
 // storage is down: the chunk no longer counts (its old bytes may be half
 // overwritten), and subscribers hear so, not only the next caller.
 func TestResendIntoFailingStorageIsPublished(t *testing.T) {
+	t.Parallel()
 	flaky := &failingWrites{}
 	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store {
 		flaky.Store = s

@@ -122,6 +122,7 @@ func checkSQLCost(t *testing.T, log *sqlLog, what string, maxStatements, maxTxs 
 // chunk costs one transaction more (its invalidation). confirmChunk is
 // one read.
 func TestChunkReceiptStatements(t *testing.T) {
+	t.Parallel()
 	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
 		owner := e.user(t, "alice")
 		data := mp4Bytes(21*MiB, 9) // 5 chunks of 5 MiB, the last short
@@ -162,6 +163,7 @@ func TestChunkReceiptStatements(t *testing.T) {
 // on either database; reading a tus upload is one statement, not a scan
 // of its chunks.
 func TestTusAppendStatements(t *testing.T) {
+	t.Parallel()
 	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
 		owner := e.user(t, "alice")
 		data := mp4Bytes(21*MiB, 10) // 5 chunks of 5 MiB, the last short

@@ -13,6 +13,7 @@ import (
 )
 
 func TestSweepExpiresAndFrees(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	ctx := context.Background()
@@ -94,6 +95,7 @@ func TestSweepExpiresAndFrees(t *testing.T) {
 // TestSweepFinishesLeftovers: a stopped upload whose bytes were not freed
 // (a crash between commit and discard) is freed by the sweeper.
 func TestSweepFinishesLeftovers(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	ctx := context.Background()
@@ -126,6 +128,7 @@ func TestSweepFinishesLeftovers(t *testing.T) {
 // The job queue sweeps on its own: an upload whose time is up ends
 // EXPIRED with its bytes freed without anyone calling Sweep.
 func TestPeriodicSweepExpires(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	store, err := localfs.New(dir)
 	if err != nil {

@@ -61,6 +61,7 @@ func (e *testEnv) completedBytes(t *testing.T, userID, id string) []byte {
 // each, the offset is exactly the bytes sent, progress counts them, the
 // chunks filled are received, and the file completes byte-exact.
 func TestTusAppendsOfAnySize(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	data := mp4Bytes(12*MiB, 1)
@@ -107,6 +108,7 @@ func (b *brokenBody) Read(p []byte) (int, error) {
 // a chunk keeps every byte that arrived, so the client resumes from
 // there and re-sends nothing it had sent.
 func TestTusBrokenPatchKeepsItsBytes(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	data := mp4Bytes(11*MiB, 2)
@@ -132,6 +134,7 @@ func TestTusBrokenPatchKeepsItsBytes(t *testing.T) {
 // whole, across chunk boundaries; one that does not is kept not at all,
 // and the offset stays where it was.
 func TestTusChecksum(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	data := mp4Bytes(12*MiB, 3)
@@ -162,6 +165,7 @@ func TestTusChecksum(t *testing.T) {
 
 // TestTusRefusals: what Append refuses, and that a refusal moves nothing.
 func TestTusRefusals(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice, bob := e.user(t, "alice"), e.user(t, "bob")
 	data := mp4Bytes(6*MiB, 4)
@@ -207,6 +211,7 @@ func TestTusRefusals(t *testing.T) {
 // TestTusFirstBytesAreSniffed: a tus upload's first bytes must be of its
 // declared type, as chunk 0's are; a partial upload has no type yet.
 func TestTusFirstBytesAreSniffed(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	png := pngBytes(2 * MiB)
@@ -246,6 +251,7 @@ func (f failingPieces) WritePiece(ctx context.Context, key string, chunk upload.
 // TestTusStorageFailure: when the store fails, the offset stays where
 // the last recorded piece left it and the error is retryable.
 func TestTusStorageFailure(t *testing.T) {
+	t.Parallel()
 	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store { return failingPieces{s} })
 	alice := e.user(t, "alice")
 	data := mp4Bytes(6*MiB, 6)
@@ -281,6 +287,7 @@ func (e *testEnv) sendParts(t *testing.T, userID string, data []byte, sizes ...i
 // order, into a file that completes byte-exact; the parts end and their
 // quota becomes the file's.
 func TestTusConcat(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice := e.user(t, "alice")
 	data := mp4Bytes(13*MiB+7, 7)
@@ -321,6 +328,7 @@ func TestTusConcat(t *testing.T) {
 // TestTusConcatRefusals: parts that are not the caller's finished parts,
 // a size that is not their sum, and bytes not of the declared type.
 func TestTusConcatRefusals(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	alice, bob := e.user(t, "alice"), e.user(t, "bob")
 	data := mp4Bytes(4*MiB, 8)
@@ -381,6 +389,7 @@ func (k keepingLess) WritePiece(ctx context.Context, key string, chunk upload.Ch
 // keeps nothing of it records nothing, so the offset (and the tail's
 // CRC32C) stay those of what is stored, and the upload still completes.
 func TestTusBrokenBodyAndStoreFailure(t *testing.T) {
+	t.Parallel()
 	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store { return keepingLess{s} })
 	alice := e.user(t, "alice")
 	data := mp4Bytes(6*MiB, 11)

@@ -69,6 +69,7 @@ func checkMonotonic(t *testing.T, events []upload.Progress) {
 }
 
 func TestWatchUpload(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	ctx := t.Context()
@@ -134,6 +135,7 @@ func TestWatchUpload(t *testing.T) {
 // the events collapsed), then the processing result, and only then does
 // the subscription end.
 func TestWatchUploadUntilMediaProcessed(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		sha256 *string
@@ -226,6 +228,7 @@ func (e *testEnv) watchProcessing(t *testing.T, userID, uploadID string) (<-chan
 // it, a subscriber is kept waiting, and sees the result once a retry
 // succeeds.
 func TestWatchUploadWaitsForRetriedProcessing(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	ctx := context.Background()
@@ -272,6 +275,7 @@ func TestWatchUploadWaitsForRetriedProcessing(t *testing.T) {
 // publishes the upload's progress without it, which ends subscriptions
 // that waited for the processing result.
 func TestDeleteMediaEndsWatch(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	ctx := context.Background()
@@ -289,6 +293,7 @@ func TestDeleteMediaEndsWatch(t *testing.T) {
 }
 
 func TestProgressSettled(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		status upload.Status
 		media  *upload.MediaStatus
@@ -314,6 +319,7 @@ func TestProgressSettled(t *testing.T) {
 }
 
 func TestWatchUploadEndsOnExpiry(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -336,6 +342,7 @@ func TestWatchUploadEndsOnExpiry(t *testing.T) {
 }
 
 func TestWatchBatch(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	ctx := context.Background()
@@ -392,6 +399,7 @@ func TestWatchBatch(t *testing.T) {
 }
 
 func TestWatchEndsWithContext(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -438,6 +446,7 @@ func TestWatchEndsWithContext(t *testing.T) {
 // snapshot, because the snapshot is read after subscribing (the snapshot
 // rule, docs/DESIGN.md, invariant 8).
 func TestWatchReadsSnapshotAfterSubscribing(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -459,6 +468,7 @@ func TestWatchReadsSnapshotAfterSubscribing(t *testing.T) {
 // subscriber has (a late or repeated publish, another replica's) is not
 // forwarded; the next one the subscriber sees is the next real change.
 func TestWatchDropsStaleEvents(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -488,6 +498,7 @@ func TestWatchDropsStaleEvents(t *testing.T) {
 // lost, the subscriber reads the database again and sends what changed,
 // here a change no event was published for.
 func TestWatchResyncReadsSnapshot(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
@@ -535,6 +546,7 @@ func (w *wakeCounter) Wake() {
 // only when woken gets everything (a send without a Wake would block it
 // forever, and the test would find the event missing).
 func TestWatchWakesReceiver(t *testing.T) {
+	t.Parallel()
 	e := newTestService(t, testConfig())
 	owner := e.user(t, "alice")
 	first := e.initOne(t, owner, mp4Spec("a.mp4", file11))

@@ -8,6 +8,7 @@ import (
 )
 
 func TestCRC32CCombineMatchesConcatenation(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	data := make([]byte, 1<<20)
 	for i := range data {
@@ -41,6 +42,7 @@ func TestCRC32CCombineMatchesConcatenation(t *testing.T) {
 // hash, through associativity: (A+B)+C must equal A+(B+C) for lengths
 // of many GiB, as in a 5 GiB file made of 8 MiB parts.
 func TestCRC32CCombineLargeLengths(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 100 {
 		a, b, c := rng.Uint32(), rng.Uint32(), rng.Uint32()

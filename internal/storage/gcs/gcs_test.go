@@ -77,6 +77,7 @@ func testSigning(t *testing.T) *SignedURLs {
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	storagetest.Run(t, func(t *testing.T) upload.Store {
 		// A small write buffer: the suite writes up to 100 chunks at once,
 		// and each Writer holds its whole buffer.
@@ -116,8 +117,10 @@ func listNames(t *testing.T, client *storage.Client, bucket, prefix string) []st
 }
 
 func TestLayout(t *testing.T) {
+	t.Parallel()
 	for _, prefix := range []string{"", "a/b"} {
 		t.Run("Prefix="+prefix, func(t *testing.T) {
+			t.Parallel() // each case has an emulator of its own
 			client, bucket := gcstest.NewServer(t)
 			s := New(client, bucket, "/"+prefix+"/", Options{})
 			p := prefix
@@ -150,6 +153,7 @@ func TestLayout(t *testing.T) {
 // TestComposeTree checks the compose calls Assemble makes: never more than
 // 32 sources, and a tree for more (the emulator also refuses more than 32).
 func TestComposeTree(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		parts int
 		calls [][2]int // per compose call: level (0 = the object), sources
@@ -162,6 +166,7 @@ func TestComposeTree(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.parts), func(t *testing.T) {
+			t.Parallel() // each case has an emulator of its own
 			rec := &composeRecorder{}
 			e := newEnv(t, Options{}, option.WithHTTPClient(&http.Client{Transport: rec}))
 			s := e.store
@@ -246,6 +251,7 @@ func (r *composeRecorder) calls() []composeCall {
 }
 
 func TestAssembleMissingChunk(t *testing.T) {
+	t.Parallel()
 	s := newEnv(t, Options{}).store
 	key := "usr_m/upl_missing"
 	data := patternBytes(30)
@@ -265,6 +271,7 @@ func TestAssembleMissingChunk(t *testing.T) {
 // TestConcurrentAssemble assembles one upload from several calls at once,
 // as replicas may: each must return the object, whole.
 func TestConcurrentAssemble(t *testing.T) {
+	t.Parallel()
 	// A call overtaken by another composes parts that are gone: GCS
 	// answers 404, the emulator 500, which is retried; so retry briefly.
 	e := newEnv(t, Options{MaxRetryDuration: time.Second})
@@ -303,6 +310,7 @@ func TestConcurrentAssemble(t *testing.T) {
 // another Assemble of the same upload has finished and deleted the parts:
 // the slow one must then return the object the fast one made.
 func TestAssembleOvertaken(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	gate := &composeGate{reached: make(chan struct{}), release: make(chan struct{})}
 	// GCS answers a compose of deleted sources with 404; the emulator
@@ -359,6 +367,7 @@ func (g *composeGate) RoundTrip(req *http.Request) (*http.Response, error) {
 // than were sent (a transport changes the CRC32C in the upload's
 // response), and checks that WriteChunk notices and deletes the object.
 func TestWriteChunkChecksumMismatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	isPart := func(req *http.Request) bool {
 		return strings.HasPrefix(req.URL.Path, "/upload/") && strings.HasSuffix(req.URL.Query().Get("name"), "/000000")
@@ -380,6 +389,7 @@ func TestWriteChunkChecksumMismatch(t *testing.T) {
 // other bytes than its parts, and checks that Assemble refuses it,
 // deletes it, keeps the parts, and succeeds when tried again.
 func TestAssembleChecksumMismatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	isFinalCompose := func(req *http.Request) bool {
 		return strings.HasSuffix(req.URL.Path, "/compose") && strings.Contains(req.URL.Path, "/objects/")
@@ -439,6 +449,7 @@ func (c *crcRewriter) RoundTrip(req *http.Request) (*http.Response, error) {
 // TestShortBodyStoresNothing checks that a body ending early leaves no
 // object claiming to be the chunk, and an earlier whole copy untouched.
 func TestShortBodyStoresNothing(t *testing.T) {
+	t.Parallel()
 	s := newEnv(t, Options{}).store
 	key := "usr_s/upl_short"
 	chunk := upload.ChunkRef{Size: 100}
@@ -466,6 +477,7 @@ func TestShortBodyStoresNothing(t *testing.T) {
 // TestLongBody checks that WriteChunk reads no more than the chunk and one
 // probe byte of a body that goes on, and stores nothing.
 func TestLongBody(t *testing.T) {
+	t.Parallel()
 	s := newEnv(t, Options{}).store
 	key := "usr_s/upl_long"
 	chunk := upload.ChunkRef{Size: 100}
@@ -486,6 +498,7 @@ func TestLongBody(t *testing.T) {
 // TestWriteRacingDiscard discards an upload while one of its chunks is
 // being written: the chunk must not outlive the upload.
 func TestWriteRacingDiscard(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	s := e.store
 	key := "usr_r/upl_race"
@@ -520,6 +533,7 @@ func TestWriteRacingDiscard(t *testing.T) {
 // TestDirectUpload sends chunks the way a client in direct mode does: a
 // plain HTTP PUT to the signed URL, with the headers it names.
 func TestDirectUpload(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	s := e.store
 	ctx := t.Context()
@@ -639,6 +653,7 @@ func putDirect(ctx context.Context, s *Store, key string, chunk upload.ChunkRef,
 }
 
 func TestObjectURL(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	ctx := t.Context()
 	key := "usr_o/upl_url"
@@ -718,6 +733,7 @@ func TestSigningFailures(t *testing.T) {
 // TestServiceAccountKey reads the signing credentials out of a service
 // account's JSON key, and refuses anything else with a reason.
 func TestServiceAccountKey(t *testing.T) {
+	t.Parallel()
 	good := gcstest.ServiceAccountKeyJSON(t)
 	c, err := ServiceAccountKey(good)
 	if err != nil {
@@ -869,6 +885,7 @@ func download(t *testing.T, u string) []byte {
 }
 
 func TestPing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	if err := e.store.Ping(t.Context()); err != nil {
 		t.Errorf("Ping of an existing bucket: %v", err)
@@ -885,6 +902,7 @@ func TestPing(t *testing.T) {
 }
 
 func TestTranslate(t *testing.T) {
+	t.Parallel()
 	unavailable := translate(fmt.Errorf("wrapped: %w", &googleapi.Error{Code: 503, Message: "backend error"}))
 	var apiErr *googleapi.Error
 	if errors.As(unavailable, &apiErr) || !strings.Contains(unavailable.Error(), "503: backend error") {
@@ -902,6 +920,7 @@ func TestTranslate(t *testing.T) {
 }
 
 func TestParseURL(t *testing.T) {
+	t.Parallel()
 	valid := []struct{ url, bucket, prefix string }{
 		{"gs://my-bucket", "my-bucket", ""},
 		{"gs://my-bucket/", "my-bucket", ""},
@@ -1061,6 +1080,8 @@ func startEmulatorProcess(t *testing.T) (url, bucket string) {
 // emulator runs in another process so that only spool's side and the
 // client library are measured.
 func TestWriteChunkMemory(t *testing.T) {
+	// Not parallel: TotalAlloc counts every goroutine's allocations, so
+	// another test running meanwhile would be measured too.
 	if testing.Short() {
 		t.Skip("sends 64 MiB")
 	}

@@ -20,6 +20,7 @@ import (
 // intermediates, and that a sealed chunk reads as WriteChunk would have
 // written it.
 func TestPieceLayout(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	s := e.store
 	key := "usr_p/upl_layout"
@@ -59,6 +60,7 @@ func TestPieceLayout(t *testing.T) {
 // other bytes than its pieces: SealChunk must refuse it, delete it, keep
 // the pieces, and succeed when tried again.
 func TestSealChunkChecksumMismatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	isCompose := func(req *http.Request) bool { return strings.HasSuffix(req.URL.Path, "/compose") }
 	bad := e.storeWith(t, option.WithHTTPClient(&http.Client{Transport: &crcRewriter{match: isCompose}}))
@@ -85,6 +87,7 @@ func TestSealChunkChecksumMismatch(t *testing.T) {
 // TestWritePieceChecksumMismatch makes GCS appear to store other bytes
 // than were sent: WritePiece must say it kept nothing, and delete them.
 func TestWritePieceChecksumMismatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	isPiece := func(req *http.Request) bool {
 		return strings.HasPrefix(req.URL.Path, "/upload/") && strings.Contains(req.URL.Query().Get("name"), pieceInfix)
@@ -107,6 +110,7 @@ func TestWritePieceChecksumMismatch(t *testing.T) {
 // written: the piece must not outlive the upload, and SealChunk then
 // says the upload is gone.
 func TestWritePieceRacingDiscard(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	s := e.store
 	key := "usr_p/upl_race"
@@ -146,6 +150,7 @@ func TestWritePieceRacingDiscard(t *testing.T) {
 // TestSealChunkIncomplete checks that a chunk whose pieces leave a gap is
 // not sealed, and that the error does not claim the upload is gone.
 func TestSealChunkIncomplete(t *testing.T) {
+	t.Parallel()
 	s := newEnv(t, Options{}).store
 	key := "usr_p/upl_gap"
 	data := patternBytes(100)
@@ -164,6 +169,7 @@ func TestSealChunkIncomplete(t *testing.T) {
 // TestJoinChunkMissing joins an upload one of whose chunks was never
 // written (on GCS a prepared upload has no bytes until they arrive).
 func TestJoinChunkMissing(t *testing.T) {
+	t.Parallel()
 	s := newEnv(t, Options{}).store
 	part, key := "usr_p/upl_part", "usr_p/upl_joined"
 	prepare(t, s, part, 20)

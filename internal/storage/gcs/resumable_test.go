@@ -34,6 +34,7 @@ func wantOffset(t *testing.T, s *Store, sessionURL string, size, wantPersisted i
 // rest from there and makes the part object that StatChunk and Assemble
 // see, byte for byte.
 func TestResumableSession(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	const key = "single/resumed"
 	data := patternBytes(3<<18 + 1000) // 768 KiB and a bit
@@ -86,6 +87,7 @@ func TestResumableSession(t *testing.T) {
 }
 
 func TestResumableRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Options{})
 	ctx := t.Context()
 	if _, err := e.store.StartResumable(ctx, "never/prepared", upload.ChunkRef{Size: 10}, ""); !errors.Is(err, upload.ErrNotExist) {
@@ -139,6 +141,7 @@ func TestDefaultSessionsEmulator(t *testing.T) {
 // does. It also checks the query itself: a bodiless PUT asking about the
 // whole size, without spool's credentials.
 func TestSessionStatus(t *testing.T) {
+	t.Parallel()
 	const size = 1000
 	store := newEnv(t, Options{}).store // its emulator plays no part
 	tests := []struct {
@@ -201,6 +204,7 @@ func TestSessionStatus(t *testing.T) {
 // A failed status query does not quote the session's URL: it is a
 // capability to write the object.
 func TestSessionStatusErrorHidesURL(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close() // nothing listens there now
 	_, _, err := newEnv(t, Options{}).store.ResumableOffset(t.Context(), srv.URL+"/upload?upload_id=SECRET", 10)
