@@ -134,12 +134,13 @@ func (s *Store) listParts(ctx context.Context, key string, total int) ([]*storag
 // concurrent calls for one upload do not overwrite each other's, and they
 // are deleted once dst is made.
 func (s *Store) compose(ctx context.Context, key, run string, srcs []*storage.ObjectAttrs, dst *storage.ObjectHandle) (*storage.ObjectAttrs, error) {
-	intermediates := len(srcs) > maxComposeSources
-	for level := 1; len(srcs) > maxComposeSources; level++ {
-		groups := (len(srcs) + maxComposeSources - 1) / maxComposeSources
+	fanIn := s.composeFanIn
+	intermediates := len(srcs) > fanIn
+	for level := 1; len(srcs) > fanIn; level++ {
+		groups := (len(srcs) + fanIn - 1) / fanIn
 		next := make([]*storage.ObjectAttrs, groups)
 		err := forEach(ctx, groups, func(ctx context.Context, g int) error {
-			group := srcs[g*maxComposeSources : min((g+1)*maxComposeSources, len(srcs))]
+			group := srcs[g*fanIn : min((g+1)*fanIn, len(srcs))]
 			if len(group) == 1 {
 				next[g] = group[0] // nothing to compose; it moves up a level
 				return nil

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -152,24 +153,43 @@ func TestLayout(t *testing.T) {
 
 // TestComposeTree checks the compose calls Assemble makes: never more than
 // 32 sources, and a tree for more (the emulator also refuses more than 32).
+// A tree three levels deep takes 1025 parts at GCS's 32 sources a call;
+// the emulator finds an object by scanning the bucket, so writing,
+// composing and deleting 1025 parts took half a minute under -race. The
+// case of three levels lowers the store's fan-in to 4 instead, where 17
+// parts make the same shape: groups and a single part that moves up, then
+// a group and a single intermediate that moves up, then the object.
 func TestComposeTree(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		parts int
+		fanIn int      // sources per compose call; 0 is GCS's maxComposeSources
 		calls [][2]int // per compose call: level (0 = the object), sources
 	}{
-		{1, [][2]int{{0, 1}}},
-		{32, [][2]int{{0, 32}}},
-		{33, [][2]int{{1, 32}, {0, 2}}},
-		{100, [][2]int{{1, 32}, {1, 32}, {1, 32}, {1, 4}, {0, 4}}},
-		{1025, [][2]int{}}, // only counted below: 33 groups, then 2, then the object
+		{1, 0, [][2]int{{0, 1}}},
+		{32, 0, [][2]int{{0, 32}}},
+		{33, 0, [][2]int{{1, 32}, {0, 2}}},
+		{100, 0, [][2]int{{1, 32}, {1, 32}, {1, 32}, {1, 4}, {0, 4}}},
+		// 4 groups of 4 and a single part that moves up; then those 5
+		// make a group of 4 and a single intermediate that moves up;
+		// then the object from 2.
+		{17, 4, [][2]int{{2, 4}, {1, 4}, {1, 4}, {1, 4}, {1, 4}, {0, 2}}},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.parts), func(t *testing.T) {
+		name := fmt.Sprint(tt.parts)
+		if tt.fanIn != 0 {
+			name += fmt.Sprintf("/fanIn=%d", tt.fanIn)
+		}
+		t.Run(name, func(t *testing.T) {
 			t.Parallel() // each case has an emulator of its own
 			rec := &composeRecorder{}
 			e := newEnv(t, Options{}, option.WithHTTPClient(&http.Client{Transport: rec}))
 			s := e.store
+			fanIn := maxComposeSources
+			if tt.fanIn != 0 {
+				fanIn = tt.fanIn
+				s.composeFanIn = fanIn
+			}
 			const partSize = 3
 			data := patternBytes(tt.parts * partSize)
 			key := "usr_c/upl_tree"
@@ -180,36 +200,42 @@ func TestComposeTree(t *testing.T) {
 				t.Fatalf("object of %d parts differs from the bytes written", tt.parts)
 			}
 			calls := rec.calls()
+			var got [][2]int
 			for _, c := range calls {
-				if c.sources > maxComposeSources {
-					t.Errorf("compose into %s had %d sources, want at most %d", c.dst, c.sources, maxComposeSources)
+				if c.sources > fanIn {
+					t.Errorf("compose into %s had %d sources, want at most %d", c.dst, c.sources, fanIn)
 				}
+				got = append(got, [2]int{composeLevel(t, c.dst), c.sources})
 			}
-			if tt.parts == 1025 {
-				// 1025 parts: 32 groups of 32 and a single part that moves
-				// up, then 2 intermediates of 32 and 1, then the object.
-				if got, want := len(calls), 32+1+1; got != want {
-					t.Errorf("%d compose calls for %d parts, want %d", got, tt.parts, want)
-				}
-			} else {
-				var got [][2]int
-				for _, c := range calls {
-					level := 0
-					if strings.Contains(c.dst, "/tmp/") {
-						level = 1
-					}
-					got = append(got, [2]int{level, c.sources})
-				}
-				slices.SortFunc(got, func(a, b [2]int) int { return (b[0]-a[0])*1000 + b[1] - a[1] })
-				if !slices.Equal(got, tt.calls) {
-					t.Errorf("compose calls (level, sources) = %v, want %v", got, tt.calls)
-				}
+			slices.SortFunc(got, func(a, b [2]int) int { return (b[0]-a[0])*1000 + b[1] - a[1] })
+			if !slices.Equal(got, tt.calls) {
+				t.Errorf("compose calls (level, sources) = %v, want %v", got, tt.calls)
 			}
 			if left := leftovers(t, s, key); len(left) > 0 {
 				t.Errorf("after Assemble, %q remain; want no parts or intermediates", left)
 			}
 		})
 	}
+}
+
+// composeLevel returns the tree level of a compose call's destination, a
+// request path: 0 for the object, and for an intermediate the level its
+// name (tmp/<key>/<run>-<level>-<group>) carries.
+func composeLevel(t *testing.T, dst string) int {
+	t.Helper()
+	name := strings.TrimSuffix(dst, "/compose")
+	if !strings.Contains(name, "/tmp/") {
+		return 0
+	}
+	f := strings.Split(name[strings.LastIndex(name, "/")+1:], "-")
+	if len(f) < 3 {
+		t.Fatalf("compose into %s: cannot read the level of the intermediate", dst)
+	}
+	level, err := strconv.Atoi(f[len(f)-2])
+	if err != nil || level < 1 {
+		t.Fatalf("compose into %s: cannot read the level of the intermediate", dst)
+	}
+	return level
 }
 
 // composeRecorder is a transport that notes every compose request.
