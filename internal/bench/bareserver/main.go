@@ -1,25 +1,29 @@
 // Command bareserver is the baseline of spool's data-plane benchmark: the
 // least an HTTP server can do to put chunks of a file on disk. It keeps one
 // file, created at its full size, and writes each chunk's body at the
-// offset the request names, through a 1 MiB buffer, as spool's local-disk
-// engine does, with nothing else around it: no auth, database, checksum
-// or type check. With -crc32c it also computes each chunk's CRC32C as
-// spool does, to tell that cost apart from the rest of spool's. Three more
-// flags copy, one at a time, what spool's local-disk engine does per chunk
-// around the write, so the benchmark can price each:
+// offset the request names, each socket read as it comes, with nothing
+// else around it: no auth, database, checksum or type check. Flags add,
+// one at a time, what spool's local-disk engine does per chunk, so the
+// benchmark can price each:
+//
+//   - -crc32c computes each chunk's CRC32C while writing it;
 //
 //   - -open-per-chunk opens the file for each chunk (and fstats it, as
 //     spool checks the chunk against the file's size) and closes it after,
 //     instead of keeping it open across requests;
 //
+//   - -fill fills a buffer of -fill-size bytes (128 KiB, spool's
+//     copyBufferSize) before each write, as spool does, instead of
+//     writing each socket read;
+//
 //   - -sync-range starts the chunk's writeback with
-//     sync_file_range(SYNC_FILE_RANGE_WRITE) once it is written, as spool
-//     does so that complete's fsync finds little left to flush;
+//     sync_file_range(SYNC_FILE_RANGE_WRITE) once it is written, as
+//     spool's tus pieces do (its chunk PUTs do not);
 //
 //   - -fsync fsyncs the file after each chunk (the durable baseline, as
 //     spool --fsync-chunks).
 //
-//     bareserver -file PATH [-addr 127.0.0.1:0] [-crc32c] [-open-per-chunk] [-sync-range | -fsync]
+//     bareserver -file PATH [-addr 127.0.0.1:0] [-crc32c] [-open-per-chunk] [-fill [-fill-size N]] [-sync-range | -fsync]
 //
 //     POST /reset?size=N      (re)create the file, empty, at N bytes
 //     PUT  /chunk?offset=N    write the body at offset N
@@ -45,8 +49,14 @@ import (
 	"syscall"
 )
 
-// copyBufferSize matches spool's local-disk engine.
+// copyBufferSize is the buffer a chunk is copied through without -fill,
+// the baseline as every earlier run measured it; a socket read seldom
+// fills it.
 const copyBufferSize = 1 << 20
+
+// spoolFillSize is -fill's default: the copyBufferSize of spool's
+// local-disk engine, which fills it before each write.
+const spoolFillSize = 128 << 10
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address `HOST:PORT`")
@@ -55,10 +65,14 @@ func main() {
 	openPerChunk := flag.Bool("open-per-chunk", false, "open, fstat and close the file for each chunk, as spool does")
 	syncRange := flag.Bool("sync-range", false, "start each chunk's writeback with sync_file_range, as spool does")
 	fsync := flag.Bool("fsync", false, "fsync the file after each chunk")
-	fill := flag.Bool("fill", false, "fill the 1 MiB buffer before each write, as spool does")
+	fill := flag.Bool("fill", false, "fill the buffer before each write, as spool does")
+	fillSize := flag.Int("fill-size", spoolFillSize, "the buffer's size in bytes with -fill")
 	flag.Parse()
 	if *path == "" {
 		log.Fatal("bareserver: -file is required")
+	}
+	if *fillSize < 1 {
+		log.Fatal("bareserver: -fill-size must be positive")
 	}
 	if *syncRange && *fsync {
 		log.Fatal("bareserver: -sync-range and -fsync exclude each other")
@@ -69,8 +83,12 @@ func main() {
 	}
 	fmt.Println(ln.Addr().String())
 
+	bufferSize := copyBufferSize
+	if *fill {
+		bufferSize = *fillSize
+	}
 	s := &server{path: *path, crc: *crc, openPerChunk: *openPerChunk, syncRange: *syncRange, fsync: *fsync, fill: *fill, buffers: sync.Pool{New: func() any {
-		b := make([]byte, copyBufferSize)
+		b := make([]byte, bufferSize)
 		return &b
 	}}}
 	mux := http.NewServeMux()
@@ -98,7 +116,7 @@ type server struct {
 	syncRange    bool
 	fsync        bool
 	fill         bool
-	buffers      sync.Pool // of *[]byte, copyBufferSize long
+	buffers      sync.Pool // of *[]byte, copyBufferSize long, or -fill-size with -fill
 
 	mu sync.RWMutex // guards f against reset and remove while chunks write
 	f  *os.File
