@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
-	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite"
 
 	"github.com/spoolhq/spool/ent"
@@ -28,7 +26,6 @@ import (
 	"github.com/spoolhq/spool/ent/uploadbatch"
 	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/internal/database"
-	"github.com/spoolhq/spool/internal/database/sqltx"
 	"github.com/spoolhq/spool/internal/httpapi"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/progress"
@@ -166,32 +163,15 @@ func newTestServiceJobs(t *testing.T, cfg upload.Config, store upload.Store, job
 // lets most tests upload made-up bytes of any type).
 func newTestServiceProcessing(t *testing.T, cfg upload.Config, store upload.Store, jobsCfg jobs.Config, processor upload.Processor) *testEnv {
 	t.Helper()
-	tmp := t.TempDir()
-	dsn := "file:" + filepath.Join(tmp, "spool.db") +
-		"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_time_format=sqlite&_timezone=UTC"
-	sqldb, err := sql.Open("sqlite", dsn)
+	// database.Open, as spool opens its embedded database: the versioned
+	// migrations, not ent's auto-migration (which writes ent's
+	// package-level tables, a race between these tests in parallel).
+	opened, err := database.Open(context.Background(), "", filepath.Join(t.TempDir(), "spool.db"))
 	if err != nil {
-		t.Fatalf("opening sqlite: %v", err)
+		t.Fatalf("opening the database: %v", err)
 	}
-	sqldb.SetMaxOpenConns(1)
-	db := ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(dialect.SQLite, sqldb))))
-	t.Cleanup(func() { db.Close() })
-	// The embedded versioned migrations, as database.Open applies them,
-	// not ent's auto-migration (db.Schema.Create): that writes to ent's
-	// package-level table definitions, so the tests, which run in
-	// parallel, would race on them.
-	migrations, err := fs.Sub(database.Migrations(), "sqlite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, sqldb, migrations,
-		goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger()))
-	if err != nil {
-		t.Fatalf("goose.NewProvider: %v", err)
-	}
-	if _, err := p.Up(context.Background()); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
+	t.Cleanup(func() { opened.Close() })
+	db, sqldb := opened.Client, opened.SQL()
 	queue := newTestQueueWith(t, sqldb, dialect.SQLite, jobsCfg)
 
 	secret, err := signing.New(bytes.Repeat([]byte("k"), 32))
