@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -199,6 +201,39 @@ func (p *process) cpuTime(tb testing.TB) time.Duration {
 		p.fail(tb, "unexpected /proc/<pid>/stat: %q", b)
 	}
 	return time.Duration(utime+stime) * clockTick
+}
+
+// machineCPU is the machine's CPU time over all CPUs, from /proc/stat.
+type machineCPU struct {
+	busy  time.Duration // user, nice, system, irq and softirq
+	steal time.Duration // taken by the hypervisor for other guests
+}
+
+// readMachineCPU reads the machine's CPU time so far.
+func readMachineCPU(tb testing.TB) machineCPU {
+	tb.Helper()
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		tb.Fatalf("opening /proc: %v", err)
+	}
+	st, err := fs.Stat()
+	if err != nil {
+		tb.Fatalf("reading /proc/stat: %v", err)
+	}
+	c := st.CPUTotal
+	seconds := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+	return machineCPU{busy: seconds(c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ), steal: seconds(c.Steal)}
+}
+
+// since is the CPU time spent from then to m.
+func (m machineCPU) since(then machineCPU) machineCPU {
+	return machineCPU{busy: m.busy - then.busy, steal: m.steal - then.steal}
+}
+
+// stealPercent is the share of the machine's CPUs the hypervisor took
+// over elapsed.
+func (m machineCPU) stealPercent(elapsed time.Duration) float64 {
+	return 100 * m.steal.Seconds() / (elapsed.Seconds() * float64(runtime.NumCPU()))
 }
 
 // clientCPUTime is the CPU time (user and system) this process, the

@@ -50,6 +50,7 @@ type rate struct {
 	elapsed  time.Duration
 	cpu      time.Duration // the server's
 	client   time.Duration // this process's
+	machine  machineCPU    // every process's, and what the hypervisor took
 	short    bool          // the prepared requests ran out before the window ended
 	setup    time.Duration // preparing the requests (uploads planned or created)
 }
@@ -59,6 +60,12 @@ func (r rate) perSec() float64 { return float64(r.requests) / r.elapsed.Seconds(
 func (r rate) cpuPerReq() float64 { return float64(r.cpu.Microseconds()) / float64(r.requests) }
 
 func (r rate) clientPerReq() float64 { return float64(r.client.Microseconds()) / float64(r.requests) }
+
+// othersPerReq is the CPU time the machine spent per request outside the
+// server and the client: other processes, and the kernel's own work.
+func (r rate) othersPerReq() float64 {
+	return float64((r.machine.busy - r.cpu - r.client).Microseconds()) / float64(r.requests)
+}
 
 // BenchmarkControlRates measures what spool's control path costs per
 // request, against tusd's: in one run, ratesClients clients each send
@@ -132,14 +139,15 @@ func BenchmarkControlRates(b *testing.B) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
 	fmt.Fprintf(tw, "\n%d clients, %v per measurement, spool's files %d bytes, tusd's PATCHes 1 byte, load average %s; ratios against tusd's mean of %.0f PATCH/s\n",
 		*ratesClients, *ratesDuration, len(tinyFile), loadAverage(b), tusdRate)
-	fmt.Fprintln(tw, "measurement\trequests\tseconds\treq/s\tserver CPU µs/req\tclient CPU µs/req\treq/s vs tusd\tsetup s")
+	fmt.Fprintln(tw, "measurement\trequests\tseconds\treq/s\tserver CPU µs/req\tclient CPU µs/req\tother CPU µs/req\tsteal %\treq/s vs tusd\tsetup s")
 	for _, r := range rates {
 		name := r.name
 		if r.short {
 			name += " (ran out of prepared uploads early)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.2f\t%.1f\n", name, r.requests, r.elapsed.Seconds(),
-			r.perSec(), r.cpuPerReq(), r.clientPerReq(), r.perSec()/tusdRate, r.setup.Seconds())
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.2f\t%.1f\n", name, r.requests, r.elapsed.Seconds(),
+			r.perSec(), r.cpuPerReq(), r.clientPerReq(), r.othersPerReq(), r.machine.stealPercent(r.elapsed),
+			r.perSec()/tusdRate, r.setup.Seconds())
 	}
 	_ = tw.Flush()
 	fmt.Printf("setup and measurements took %.0f s after the builds\n", time.Since(began).Seconds())
@@ -173,7 +181,7 @@ func measureWindow(ctx context.Context, b *testing.B, p *process, name string, p
 		first error
 	)
 	profiled := prof.start(ctx)
-	cpu0, client0 := p.cpuTime(b), clientCPUTime(b)
+	cpu0, client0, machine0 := p.cpuTime(b), clientCPUTime(b), readMachineCPU(b)
 	began := time.Now()
 	deadline := began.Add(*ratesDuration)
 	for i := range *ratesClients {
@@ -205,6 +213,7 @@ func measureWindow(ctx context.Context, b *testing.B, p *process, name string, p
 		elapsed:  elapsed,
 		cpu:      p.cpuTime(b) - cpu0,
 		client:   clientCPUTime(b) - client0,
+		machine:  readMachineCPU(b).since(machine0),
 		short:    short.Load(),
 	}
 	if err := profiled(); err != nil {
