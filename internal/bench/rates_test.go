@@ -81,9 +81,9 @@ func (r rate) othersPerReq() float64 {
 // and reports requests per second and the server's CPU time per request
 // (utime+stime from /proc/PID/stat over the window). spool runs on
 // embedded SQLite and again on a scratch PostgreSQL database; tusd is
-// measured before and after spool and its mean is what the spool/tusd
-// ratios divide by. It asserts nothing about speed: the numbers are for
-// docs/BENCHMARKS.md.
+// measured before and after spool and the faster of the two is what the
+// spool/tusd ratios divide by (tusdBest says why). It asserts nothing
+// about speed: the numbers are for docs/BENCHMARKS.md.
 func BenchmarkControlRates(b *testing.B) {
 	if testing.Short() {
 		b.Skip("runs spool and tusd under load for half a minute; skipped under -short (run `make bench-rates`)")
@@ -135,9 +135,10 @@ func BenchmarkControlRates(b *testing.B) {
 	tusd.stop()
 
 	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark means nothing
-	tusdRate := (tusdBefore.perSec() + tusdAfter.perSec()) / 2
+	tusdWindow := tusdBest(tusdBefore, tusdAfter)
+	tusdRate := tusdWindow.perSec()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintf(tw, "\n%d clients, %v per measurement, spool's files %d bytes, tusd's PATCHes 1 byte, load average %s; ratios against tusd's mean of %.0f PATCH/s\n",
+	fmt.Fprintf(tw, "\n%d clients, %v per measurement, spool's files %d bytes, tusd's PATCHes 1 byte, load average %s; ratios against tusd's faster window, %.0f PATCH/s\n",
 		*ratesClients, *ratesDuration, len(tinyFile), loadAverage(b), tusdRate)
 	fmt.Fprintln(tw, "measurement\trequests\tseconds\treq/s\tserver CPU µs/req\tclient CPU µs/req\tother CPU µs/req\tsteal %\treq/s vs tusd\tsetup s")
 	for _, r := range rates {
@@ -159,7 +160,29 @@ func BenchmarkControlRates(b *testing.B) {
 	b.ReportMetric(tusdRate, "tusd-patch/s")
 	b.ReportMetric(sqlitePut.cpuPerReq(), "sqlite-put-cpu-µs")
 	b.ReportMetric(sqliteConfirm.cpuPerReq(), "sqlite-confirm-cpu-µs")
-	b.ReportMetric((tusdBefore.cpuPerReq()+tusdAfter.cpuPerReq())/2, "tusd-patch-cpu-µs")
+	b.ReportMetric(tusdWindow.cpuPerReq(), "tusd-patch-cpu-µs")
+}
+
+// tusdBest is the rate the spool/tusd ratios divide by: the faster of
+// tusd's two windows, which favours tusd. Its first window, right after
+// the benchmark's `go build`s, can run at a fifth of its later rate with
+// five times the CPU per PATCH, nearly all of it in the kernel: tusd's
+// file locker creates a pid file and a hard link per PATCH, and an ext4
+// file system without a journal (as on these benchmark machines) skips
+// every inode deleted in the last minute when it allocates one, and the
+// builds have just deleted thousands (perf: rwsem_spin_on_owner,
+// recently_deleted and find_inode_bit, under linkat and openat in
+// lockfile.TryLock). spool creates no file per chunk, so that is not a
+// cost of the comparison's subject, and a mean of the two windows let it
+// swing the ratios by 1.7 times from run to run.
+func tusdBest(windows ...rate) rate {
+	best := windows[0]
+	for _, w := range windows[1:] {
+		if w.perSec() > best.perSec() {
+			best = w
+		}
+	}
+	return best
 }
 
 // measureWindow runs ratesClients clients for ratesDuration. Each calls
