@@ -354,7 +354,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.eng, err = openEngines(ctx, cfg, m.log, m.metrics); err != nil {
 		return err
 	}
-	if err := m.metrics.WatchDatabasePool(m.eng.db.SQL()); err != nil {
+	if err := m.metrics.WatchDatabasePool(m.eng.db.SQL(), m.eng.db.ReadSQL()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	broker, err := m.metrics.InstrumentBroker(m.eng.broker)

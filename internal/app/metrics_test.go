@@ -138,6 +138,12 @@ func testMetricsMoveWithAnUpload(t *testing.T, engines string, s *spool) {
 			t.Errorf("no %s in the scrape", name)
 		}
 	}
+	if engines == "embedded" {
+		// SQLite's read connections are a pool of their own.
+		if n := before.value(t, "go_sql_max_open_connections", "db_name", "spool_reads"); n < 2 {
+			t.Errorf("SQLite's read pool allows %v connections, want 2 at least", n)
+		}
+	}
 	if _, ok := before["spool_progress_events_dropped_total"]; ok != (engines != "embedded") {
 		t.Errorf("spool_progress_events_dropped_total present: %v; want it with Redis only", ok)
 	}

@@ -8,6 +8,7 @@ package database
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -44,8 +45,11 @@ type DB struct {
 	// Dialect is ent's name of the engine: dialect.SQLite or dialect.Postgres.
 	Dialect string
 
-	sql   *sql.DB
-	stmts *stmtCacheStats // SQLite's statement cache; nil on PostgreSQL
+	sql *sql.DB
+	// readers are SQLite's read-only connections, which the ent client's
+	// SELECTs outside a transaction run on; nil on PostgreSQL.
+	readers *sql.DB
+	stmts   *stmtCacheStats // SQLite's statement cache; nil on PostgreSQL
 	// checkpointer copies SQLite's WAL into the file; nil on PostgreSQL.
 	checkpointer *checkpointer
 	migrations   fs.FS
@@ -62,6 +66,7 @@ type options struct {
 	maxOpenConns int
 	migrations   fs.FS
 	stmtCache    int // SQLite statements kept prepared per connection; 0 for none
+	readConns    int // SQLite's read connections; 0 for none, -1 for readConns(GOMAXPROCS)
 	durable      bool
 	onError      func(op string, err error)
 	tracer       trace.TracerProvider // nil: statements are not traced
@@ -145,6 +150,12 @@ func WithMaxOpenConns(n int) Option {
 // many replicas call for an explicit size.
 func poolSize(procs int) int { return min(max(4*procs, 8), 64) }
 
+// WithReadConns gives SQLite n connections of its own for reads outside
+// a transaction; 0 runs them on the writer's one connection, as spool did
+// before it had them. By default there is one a CPU, two at least. It is
+// for benchmarks that compare the two; PostgreSQL ignores it.
+func WithReadConns(n int) Option { return func(o *options) { o.readConns = max(n, 0) } }
+
 // WithMigrations replaces the embedded migrations of the database's
 // dialect with the .sql files at the top of fsys. It is for the migration
 // generator and for tests of upgrades.
@@ -163,7 +174,7 @@ func withStmtCache(n int) Option { return func(o *options) { o.stmtCache = n } }
 // whose name has no version and for a failed migration; the error never
 // shows the URL's password.
 func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, error) {
-	o := options{migrate: true, maxOpenConns: poolSize(runtime.GOMAXPROCS(0)), stmtCache: stmtCacheSize}
+	o := options{migrate: true, maxOpenConns: poolSize(runtime.GOMAXPROCS(0)), stmtCache: stmtCacheSize, readConns: -1}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -185,6 +196,9 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 	var wrap []sqltx.Option
 	if o.onError != nil {
 		wrap = append(wrap, sqltx.OnError(o.onError))
+	}
+	if db.readers != nil {
+		wrap = append(wrap, sqltx.ReadsOn(entsql.OpenDB(db.Dialect, db.readers)))
 	}
 	db.Client = ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(db.Dialect, db.sql), wrap...)))
 	db.log = o.log
@@ -236,28 +250,74 @@ func openSQLite(ctx context.Context, path string, o *options) (*DB, error) {
 	// The driver prepares every statement anew each time; the cache
 	// keeps them prepared (see stmtcache.go).
 	cached := newStmtCacheConnector(base, o.stmtCache)
-	var sqldb *sql.DB
-	if opts := o.traced("sqlite"); opts != nil {
-		sqldb = otelsql.OpenDB(cached, opts...)
-	} else {
-		sqldb = sql.OpenDB(cached)
-	}
-	// One connection: SQLite has one writer anyway, and a single
-	// connection rules out SQLITE_BUSY between our own transactions.
+	sqldb := o.openPool(cached, "sqlite")
+	// One connection writes: SQLite has one writer anyway, and a single
+	// writing connection rules out SQLITE_BUSY between our own
+	// transactions.
 	sqldb.SetMaxOpenConns(1)
 	if err := sqldb.PingContext(ctx); err != nil {
+		_ = sqldb.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	readers, err := o.openReaders(dsn, cached.stats)
+	if err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	ckpt, err := startCheckpointer(ctx, func() (*sql.DB, error) { return sql.Open("sqlite", dsn) }, o.log)
 	if err != nil {
 		_ = sqldb.Close()
+		if readers != nil {
+			_ = readers.Close()
+		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	db := newDB(dialect.SQLite, sqldb, path)
+	db.readers = readers
 	db.stmts = cached.stats
 	db.checkpointer = ckpt
 	return db, nil
+}
+
+// openReaders opens SQLite's read connections, or returns nil when o
+// asks for none. Reads outside a transaction (a request's look at its
+// session, confirmChunk) run on them, as WAL lets them read while the one
+// writer writes: on a single connection every request's read waited
+// behind other requests' commits, and handing that connection from
+// goroutine to goroutine cost CPU of its own (docs/BENCHMARKS.md,
+// BenchmarkSmallChunkReceipts). They cannot write (query_only), so a
+// write sent to them by mistake fails loudly. Their statements are kept
+// prepared too, counted in stats.
+func (o *options) openReaders(dsn string, stats *stmtCacheStats) (*sql.DB, error) {
+	n := o.readConns
+	if n < 0 {
+		n = readConns(runtime.GOMAXPROCS(0))
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	base, err := sqlite.NewConnector(dsn + "&_pragma=query_only(1)")
+	if err != nil {
+		return nil, err
+	}
+	readers := o.openPool(&stmtCacheConnector{base: base, size: o.stmtCache, stats: stats}, "sqlite")
+	readers.SetMaxOpenConns(n)
+	readers.SetMaxIdleConns(n)
+	return readers, nil
+}
+
+// readConns is how many read connections SQLite gets with procs CPUs: a
+// read is CPU work inside the process (the file is in the page cache), so
+// one a CPU, and two at least so that one slow read does not hold up the
+// rest.
+func readConns(procs int) int { return max(procs, 2) }
+
+// openPool opens a database/sql pool over c, traced if o says so.
+func (o *options) openPool(c driver.Connector, system string) *sql.DB {
+	if opts := o.traced(system); opts != nil {
+		return otelsql.OpenDB(c, opts...)
+	}
+	return sql.OpenDB(c)
 }
 
 // openPostgres opens a pool to the PostgreSQL database at rawURL and
@@ -316,8 +376,14 @@ func newDB(name string, sqldb *sql.DB, where string) *DB {
 	}
 }
 
-// SQL returns the connection pool under the ent client.
+// SQL returns the connection pool under the ent client: on SQLite, its
+// one writing connection.
 func (db *DB) SQL() *sql.DB { return db.sql }
+
+// ReadSQL returns SQLite's pool of read connections, which the ent
+// client's reads outside a transaction use; nil on PostgreSQL or when
+// opened WithReadConns(0).
+func (db *DB) ReadSQL() *sql.DB { return db.readers }
 
 // String names the database: its file, or its URL without the password.
 func (db *DB) String() string { return db.where }
@@ -328,6 +394,11 @@ func (db *DB) Ping(ctx context.Context) error { return db.sql.PingContext(ctx) }
 // Close closes the client and its pool.
 func (db *DB) Close() error {
 	err := db.Client.Close()
+	if db.readers != nil {
+		if rerr := db.readers.Close(); err == nil {
+			err = rerr
+		}
+	}
 	if db.checkpointer != nil {
 		if cerr := db.checkpointer.close(); err == nil {
 			err = cerr

@@ -240,12 +240,19 @@ func (m *Metrics) DatabaseError(op string, _ error) {
 
 // WatchDatabasePool adds database/sql's pool statistics (open, in-use and
 // idle connections, waits for one) as go_sql_* metrics labelled
-// db_name="spool".
-func (m *Metrics) WatchDatabasePool(db *sql.DB) error {
+// db_name="spool"; reads, when not nil, is SQLite's pool of read
+// connections, labelled db_name="spool_reads".
+func (m *Metrics) WatchDatabasePool(db, reads *sql.DB) error {
 	if m == nil {
 		return nil
 	}
-	return m.reg.Register(collectors.NewDBStatsCollector(db, namespace))
+	if err := m.reg.Register(collectors.NewDBStatsCollector(db, namespace)); err != nil {
+		return err
+	}
+	if reads == nil {
+		return nil
+	}
+	return m.reg.Register(collectors.NewDBStatsCollector(reads, namespace+"_reads"))
 }
 
 // scrapeTimeout bounds each scrape-time query (uploads by status, job

@@ -27,9 +27,9 @@ import (
 
 // newEnvOn returns a Service on the database at dbURL (or the SQLite file
 // sqlitePath), storing files under dir, with clock as its clock (nil: the
-// real one). It opens a pool of its own, as a replica would.
-func newEnvOn(tb testing.TB, dbURL, sqlitePath, dir string, clock *fakeClock, cfg upload.Config) (*testEnv, error) {
-	db, err := database.Open(context.Background(), dbURL, sqlitePath, database.WithMaxOpenConns(16))
+// real one). It opens a pool of its own, as a replica would, with opts.
+func newEnvOn(tb testing.TB, dbURL, sqlitePath, dir string, clock *fakeClock, cfg upload.Config, opts ...database.Option) (*testEnv, error) {
+	db, err := database.Open(context.Background(), dbURL, sqlitePath, append([]database.Option{database.WithMaxOpenConns(16)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

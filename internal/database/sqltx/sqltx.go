@@ -16,13 +16,15 @@
 // (internal/upload) may use it.
 //
 // Being the one driver every ent call goes through, it is also where
-// failed database calls are observed (OnError), for metrics.
+// failed database calls are observed (OnError), for metrics, and where
+// reads can be sent to a pool of their own (ReadsOn).
 package sqltx
 
 import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -33,6 +35,7 @@ import (
 type Driver struct {
 	*entsql.Driver
 	onError func(op string, err error) // nil: nobody is told
+	reads   *entsql.Driver             // nil: reads go to Driver too
 }
 
 var _ dialect.Driver = (*Driver)(nil)
@@ -47,6 +50,29 @@ type Option func(*Driver)
 // database, and are not reported. fn must be safe for concurrent use.
 func OnError(fn func(op string, err error)) Option {
 	return func(d *Driver) { d.onError = fn }
+}
+
+// ReadsOn sends the queries run outside a transaction that are plain
+// SELECTs to r instead (SQLite's read connections, which WAL lets read
+// while the one writer writes). Anything else, ent's INSERT … RETURNING
+// included, which ent runs as a query, stays on the wrapped driver.
+func ReadsOn(r *entsql.Driver) Option {
+	return func(d *Driver) { d.reads = r }
+}
+
+// forQuery returns the driver a query outside a transaction runs on.
+func (d *Driver) forQuery(query string) *entsql.Driver {
+	if d.reads != nil && isSelect(query) {
+		return d.reads
+	}
+	return d.Driver
+}
+
+// isSelect reports whether query begins with SELECT. ent writes its
+// reads as a single SELECT; a WITH may hide a write, so it does not count.
+func isSelect(query string) bool {
+	q := strings.TrimLeft(query, " \t\r\n(")
+	return len(q) >= 6 && strings.EqualFold(q[:6], "select")
 }
 
 // Wrap returns drv recording transactions into slots.
@@ -75,7 +101,7 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 
 // Query runs a query outside a transaction (ent's reads).
 func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
-	err := d.Driver.Query(ctx, query, args, v)
+	err := d.forQuery(query).Query(ctx, query, args, v)
 	d.observe("query", err)
 	return err
 }
@@ -91,7 +117,7 @@ func (d *Driver) ExecContext(ctx context.Context, query string, args ...any) (sq
 // QueryContext runs raw SQL outside a transaction (ent's
 // Client.QueryContext).
 func (d *Driver) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	rows, err := d.Driver.QueryContext(ctx, query, args...)
+	rows, err := d.forQuery(query).QueryContext(ctx, query, args...)
 	d.observe("query", err)
 	return rows, err
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -152,4 +153,83 @@ func TestSlotWithOnError(t *testing.T) {
 	if ops := seen.take(); len(ops) != 0 {
 		t.Errorf("reported %v, want none", ops)
 	}
+}
+
+// TestReadsOn: SELECTs outside a transaction run on the read pool, so
+// they answer while a transaction holds the writer's one connection;
+// ent's INSERT … RETURNING, which ent runs as a query, and reads inside
+// a transaction stay on the writer (the read pool cannot write).
+func TestReadsOn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.db")
+	writer, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer.SetMaxOpenConns(1)
+	readers, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { readers.Close() })
+	client := ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(dialect.SQLite, writer), sqltx.ReadsOn(entsql.OpenDB(dialect.SQLite, readers)))))
+	t.Cleanup(func() { client.Close() })
+	ctx := context.Background()
+	if err := client.Schema.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A create outside a transaction is a query (INSERT … RETURNING):
+	// on the read pool it would fail with "readonly database".
+	alice, err := client.User.Create().SetSubject("alice").SetQuotaBytes(10).Save(ctx)
+	if err != nil {
+		t.Fatalf("creating a user outside a transaction: %v", err)
+	}
+
+	tx, err := client.Tx(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := tx.User.UpdateOneID(alice.ID).SetQuotaBytes(20).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The writer's one connection is the transaction's: a read that
+	// waited for it would never come back before the commit below, so it
+	// gives up after a while (a deadlock guard, not a speed limit).
+	waiting, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	got, err := client.User.Get(waiting, alice.ID)
+	if err != nil {
+		t.Fatalf("reading while a transaction holds the writer: %v", err)
+	}
+	if got.QuotaBytes != 10 {
+		t.Errorf("read outside the transaction sees quota %d, want the committed 10", got.QuotaBytes)
+	}
+	// Inside the transaction, its own write shows: the read ran on the
+	// writer's connection, in the transaction.
+	if in, err := tx.User.Get(ctx, alice.ID); err != nil || in.QuotaBytes != 20 {
+		t.Errorf("read in the transaction: quota %v, %v; want 20", in, err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := client.User.Get(ctx, alice.ID); err != nil || got.QuotaBytes != 20 {
+		t.Errorf("read after the commit: %v, %v; want quota 20", got, err)
+	}
+	if n := readers.Stats().OpenConnections; n == 0 {
+		t.Error("the read pool opened no connection: reads did not go to it")
+	}
+
+	// Raw SQL outside a transaction: a SELECT goes to the readers, a
+	// write through QueryContext stays on the writer.
+	rows, err := client.QueryContext(ctx, "  select count(*) from users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	rows, err = client.QueryContext(ctx, "UPDATE users SET quota_bytes = 30 RETURNING id")
+	if err != nil {
+		t.Fatalf("an UPDATE … RETURNING outside a transaction: %v", err)
+	}
+	rows.Close()
 }
