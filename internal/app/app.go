@@ -394,6 +394,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		DB: m.eng.db.Client, Dialect: m.eng.db.Dialect, Store: m.metrics.InstrumentStore(store), Broker: broker,
 		Signer: urls, Queue: m.queue,
 		Processor: processor, Logger: m.log,
+		// On local disk without --fsync-chunks the chunk's bytes are not
+		// synced before the answer, so its record need not be either
+		// (DESIGN "Durability"). GCS has a part durable before it answers.
+		AsyncReceipts: !cfg.FsyncChunks && m.eng.storeName == "local",
 	}, cfg.Upload)
 	if err != nil {
 		return fmt.Errorf("upload rules: %w", err)

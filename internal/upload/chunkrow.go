@@ -184,7 +184,12 @@ func (s *Service) bumpSession(ctx context.Context, tx *ent.Tx, id string, d coun
 	if !rows.Next() {
 		return c, false, rows.Err()
 	}
-	if err := rows.Scan(&c.version, &c.percent, &c.received, &c.bytes, &c.failed); err != nil {
+	dest := []any{&c.version, &c.percent, &c.received, &c.bytes, &c.failed}
+	if s.chunkSQL.asyncCommit {
+		var setting string // set_config's answer: "off"
+		dest = append(dest, &setting)
+	}
+	if err := rows.Scan(dest...); err != nil {
 		return c, false, fmt.Errorf("updating upload: %w", err)
 	}
 	return c, true, rows.Close()

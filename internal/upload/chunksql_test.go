@@ -32,7 +32,7 @@ func TestSessionWithChunkReadsEveryColumn(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { db.Close() })
-			s := &Service{db: db.Client, dialect: db.Dialect, chunkSQL: newChunkStatements(db.Dialect)}
+			s := &Service{db: db.Client, dialect: db.Dialect, chunkSQL: newChunkStatements(db.Dialect, false)}
 
 			owner := db.Client.User.Create().SetSubject("alice").SetQuotaBytes(1 << 40).SaveX(ctx)
 			batch := db.Client.UploadBatch.Create().SetOwnerID(owner.ID).SaveX(ctx)
@@ -102,4 +102,71 @@ func fieldsOf(s *ent.UploadSession) map[string]any {
 		out[f.Name] = x
 	}
 	return out
+}
+
+// TestAsyncReceiptCommit: with Deps.AsyncReceipts on PostgreSQL, a
+// receipt's session bump turns synchronous_commit off for its own
+// transaction and no other; without it the setting is left alone.
+func TestAsyncReceiptCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := database.Open(ctx, dbtest.Postgres(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	owner := db.Client.User.Create().SetSubject("alice").SetQuotaBytes(1 << 40).SaveX(ctx)
+	batch := db.Client.UploadBatch.Create().SetOwnerID(owner.ID).SaveX(ctx)
+	now := time.Now()
+	sess := db.Client.UploadSession.Create().SetOwnerID(owner.ID).SetBatchID(batch.ID).
+		SetFileName("a.mp4").SetOriginalName("a.mp4").SetMimeType("video/mp4").
+		SetMediaType(uploadsession.MediaTypeVIDEO).SetTotalSize(10 << 20).
+		SetStrategy(uploadsession.StrategyCHUNKED).SetChunkSize(5 << 20).SetTotalChunks(2).
+		SetStatus(uploadsession.StatusUPLOADING).SetStorageKey("k/" + owner.ID).SetExpiresAt(now.Add(time.Hour)).
+		SaveX(ctx)
+
+	setting := func(tx *ent.Tx) string {
+		t.Helper()
+		rows, err := tx.QueryContext(ctx, "SHOW synchronous_commit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var v string
+		if !rows.Next() || rows.Scan(&v) != nil {
+			t.Fatal("SHOW synchronous_commit: no answer")
+		}
+		return v
+	}
+	for _, async := range []bool{true, false} {
+		s := &Service{db: db.Client, dialect: db.Dialect, chunkSQL: newChunkStatements(db.Dialect, async)}
+		tx, err := db.Client.Tx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := setting(tx)
+		c, ok, err := s.bumpSession(ctx, tx, sess.ID, countsDelta{received: 1, bytes: 5 << 20}, false, now)
+		if err != nil || !ok {
+			t.Fatalf("async=%v: bump: %v, %v", async, ok, err)
+		}
+		if want := map[bool]string{true: "off", false: before}[async]; setting(tx) != want {
+			t.Errorf("async=%v: synchronous_commit in the receipt's transaction is %q, want %q", async, setting(tx), want)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if c.received == 0 {
+			t.Errorf("async=%v: the bump returned %+v", async, c)
+		}
+		// The next transaction, likely on the same pooled connection, is
+		// back to the server's setting.
+		next, err := db.Client.Tx(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := setting(next); got != before {
+			t.Errorf("async=%v: after the receipt, synchronous_commit is %q, want the server's %q", async, got, before)
+		}
+		_ = next.Rollback()
+	}
 }

@@ -71,6 +71,14 @@ type Deps struct {
 	Logger    *slog.Logger
 	// Now is the clock; nil means time.Now. Tests move it to expire things.
 	Now func() time.Time
+	// AsyncReceipts lets a chunk's receipt on PostgreSQL commit without
+	// waiting for its WAL to reach the disk (synchronous_commit off for
+	// that transaction alone), for when the chunk's own bytes are not
+	// synced either: spool serve sets it unless --fsync-chunks. A crash of
+	// PostgreSQL or the machine can then cost the receipts of the last
+	// moments, which the client sends again, as a power loss can on
+	// SQLite (docs/DESIGN.md, "Durability"). SQLite ignores it.
+	AsyncReceipts bool
 }
 
 // NewService returns a Service with cfg's rules (zero fields take the
@@ -92,7 +100,7 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 		d.Now = time.Now
 	}
 	s := &Service{
-		db: d.DB, dialect: d.Dialect, chunkSQL: newChunkStatements(d.Dialect), store: d.Store, broker: d.Broker, signer: d.Signer,
+		db: d.DB, dialect: d.Dialect, chunkSQL: newChunkStatements(d.Dialect, d.AsyncReceipts && d.Dialect == dialect.Postgres), store: d.Store, broker: d.Broker, signer: d.Signer,
 		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now, queue: d.Queue, processor: d.Processor,
 	}
 	if d.Dialect == dialect.SQLite {
