@@ -256,20 +256,30 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 // there first).
 func (s *Service) invalidateForResend(ctx context.Context, sessionID string, ref ChunkRef) (held, error) {
 	now := s.now()
-	err := s.withTx(ctx, func(tx *ent.Tx) error {
-		// The session row first, then the chunk's: the order recordChunk
-		// locks them in, so two replicas taking the same chunk cannot
-		// deadlock (PostgreSQL aborted one of them when this locked the
-		// chunk first).
-		_, ok, err := s.bumpSession(ctx, tx, sessionID, transition(heldReceived, uploadchunk.StateFAILED, ref.Size), false, now)
-		if err != nil {
-			return err
+	d := transition(heldReceived, uploadchunk.StateFAILED, ref.Size)
+	missing := failed(CodeChunkMissing, false, "it was being sent again")
+	var err error
+	if s.oneStatementReceipts() {
+		var ok bool
+		_, ok, err = s.moveAndBump(ctx, sessionID, ref.Index, heldReceived, missing, false, d, false, now)
+		if err == nil && !ok {
+			err = Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sessionID)
 		}
-		if !ok {
-			return Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sessionID)
-		}
-		return s.moveChunk(ctx, tx, sessionID, ref.Index, heldReceived, failed(CodeChunkMissing, false, "it was being sent again"), false, now)
-	})
+	} else {
+		err = s.withTx(ctx, func(tx *ent.Tx) error {
+			// The session row first, then the chunk's, as every write on
+			// the chunk path (and moveAndBump's lock on PostgreSQL, where
+			// two replicas deadlocked when this went the other way).
+			_, ok, err := s.bumpSession(ctx, tx, sessionID, d, false, now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sessionID)
+			}
+			return s.moveChunk(ctx, tx, sessionID, ref.Index, heldReceived, missing, false, now)
+		})
+	}
 	switch {
 	case errors.Is(err, errChunkMoved):
 		return heldUnknown, nil
@@ -308,26 +318,49 @@ func (s *Service) tryRecordChunk(ctx context.Context, sess *ent.UploadSession, r
 		d = transition(was, out.state, ref.Size)
 	}
 	now := s.now()
+	// Only the first chunk moves the status: an UPDATE that sets it
+	// rewrites the status indexes even to the same value.
+	toUploading := sess.Status == StatusInitialized
+	progress := func(c *ent.Client, counts sessionCounts, ok bool) (Progress, error) {
+		if !ok {
+			return Progress{}, Errorf(CodeAlreadyFinished, "upload %s stopped taking chunks while chunk %d arrived", sess.ID, ref.Index)
+		}
+		fresh := *sess
+		fresh.Status, fresh.Version, fresh.Percent, fresh.UpdatedAt = StatusUploading, counts.version, counts.percent, now
+		fresh.ReceivedChunks, fresh.ReceivedBytes, fresh.FailedChunks = counts.received, counts.bytes, counts.failed
+		return countedProgress(ctx, c, &fresh)
+	}
+	if s.oneStatementReceipts() {
+		// One statement, its own transaction. The failed chunks' indexes,
+		// read only when there are some, are then read after it: they
+		// may be newer than its counts, never older (a later event of
+		// the same upload carries both as one).
+		var c sessionCounts
+		var ok bool
+		var err error
+		if keep {
+			c, ok, err = s.bumpSession(ctx, s.db, sess.ID, d, toUploading, now)
+		} else {
+			c, ok, err = s.moveAndBump(ctx, sess.ID, ref.Index, was, out, true, d, toUploading, now)
+		}
+		if err != nil {
+			return Progress{}, err
+		}
+		return progress(s.db, c, ok)
+	}
 	var p Progress
 	err := s.withReceiptTx(ctx, func(tx *ent.Tx) error {
-		// Only the first chunk moves the status: an UPDATE that sets it
-		// rewrites the status indexes even to the same value.
-		c, ok, err := s.bumpSession(ctx, tx, sess.ID, d, sess.Status == StatusInitialized, now)
+		c, ok, err := s.bumpSession(ctx, tx, sess.ID, d, toUploading, now)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return Errorf(CodeAlreadyFinished, "upload %s stopped taking chunks while chunk %d arrived", sess.ID, ref.Index)
-		}
-		if !keep {
+		if ok && !keep {
 			if err := s.moveChunk(ctx, tx, sess.ID, ref.Index, was, out, true, now); err != nil {
 				return err
 			}
 		}
-		fresh := *sess
-		fresh.Status, fresh.Version, fresh.Percent, fresh.UpdatedAt = StatusUploading, c.version, c.percent, now
-		fresh.ReceivedChunks, fresh.ReceivedBytes, fresh.FailedChunks = c.received, c.bytes, c.failed
-		p, err = countedProgress(ctx, tx.Client(), &fresh)
+		// Not ok rolls back, and so does any error of countedProgress.
+		p, err = progress(tx.Client(), c, ok)
 		return err
 	})
 	return p, err

@@ -13,12 +13,14 @@ import (
 	"github.com/spoolhq/spool/ent/uploadchunk"
 )
 
-// A chunk receipt costs three statements on the common path
-// (docs/DESIGN.md, "Receiving a chunk"): one read of the session joined
-// to the chunk's row, then one transaction that bumps the session's
-// counts and moves the chunk's row, each conditional on what was read.
-// Nothing on that path reads the upload's other chunks, so its cost does
-// not grow with the number of chunks or uploads.
+// A chunk receipt costs one read and one write on the common path
+// (docs/DESIGN.md, "Receiving a chunk"): the read of the session joined
+// to the chunk's row, then the write that bumps the session's counts and
+// moves the chunk's row, each conditional on what was read. On SQLite
+// the write is a transaction of two statements (shared with the receipts
+// queued behind it: groupcommit.go); on PostgreSQL it is one statement
+// (moveAndBump). Nothing on that path reads the upload's other chunks,
+// so its cost does not grow with the number of chunks or uploads.
 
 // held is what the database holds for one chunk index: no row, a FAILED
 // row or a RECEIVED row. heldUnknown makes recordChunk read it.
@@ -169,14 +171,14 @@ var errChunkMoved = errors.New("the chunk's row changed meanwhile")
 
 // bumpSession moves an active, unexpired session's counts by d, bumps its
 // version, raises its percent high-water mark and, if toUploading, sets
-// it UPLOADING: one UPDATE … RETURNING. ok is false if the session no
-// longer takes chunks.
-func (s *Service) bumpSession(ctx context.Context, tx *ent.Tx, id string, d countsDelta, toUploading bool, now time.Time) (c sessionCounts, ok bool, err error) {
+// it UPLOADING: one UPDATE … RETURNING, in a transaction or on its own.
+// ok is false if the session no longer takes chunks.
+func (s *Service) bumpSession(ctx context.Context, q querier, id string, d countsDelta, toUploading bool, now time.Time) (c sessionCounts, ok bool, err error) {
 	b := s.chunkSQL.bumpSession[0]
 	if toUploading {
 		b = s.chunkSQL.bumpSession[1]
 	}
-	rows, err := tx.QueryContext(ctx, b.text, b.with(d.received, d.bytes, d.failed, now, id)...)
+	rows, err := q.QueryContext(ctx, b.text, b.with(d.received, d.bytes, d.failed, now, id)...)
 	if err != nil {
 		return c, false, fmt.Errorf("updating upload: %w", err)
 	}
@@ -184,15 +186,94 @@ func (s *Service) bumpSession(ctx context.Context, tx *ent.Tx, id string, d coun
 	if !rows.Next() {
 		return c, false, rows.Err()
 	}
-	dest := []any{&c.version, &c.percent, &c.received, &c.bytes, &c.failed}
-	if s.chunkSQL.asyncCommit {
-		var setting string // set_config's answer: "off"
-		dest = append(dest, &setting)
-	}
-	if err := rows.Scan(dest...); err != nil {
+	if err := rows.Scan(s.countsInto(&c)...); err != nil {
 		return c, false, fmt.Errorf("updating upload: %w", err)
 	}
 	return c, true, rows.Close()
+}
+
+// countsInto is where the bump's RETURNING columns scan to.
+func (s *Service) countsInto(c *sessionCounts) []any {
+	dest := []any{&c.version, &c.percent, &c.received, &c.bytes, &c.failed}
+	if s.chunkSQL.asyncCommit {
+		dest = append(dest, new(string)) // set_config's answer: "off"
+	}
+	return dest
+}
+
+// oneStatementReceipts reports whether receipts run as one statement each
+// (moveAndBump, PostgreSQL) rather than as a transaction of bumpSession
+// and moveChunk (SQLite, where group commit shares the transactions).
+func (s *Service) oneStatementReceipts() bool { return s.chunkSQL.receipt != nil }
+
+// moveAndBump is moveChunk and then bumpSession in one statement, its own
+// transaction (chunksql.go, buildReceipt): it writes the chunk's outcome
+// into its row only if the row still holds what was read (from) and the
+// session still takes chunks, and then moves the session's counts by d.
+// ok is false, with nothing written, if the session no longer takes
+// chunks; errChunkMoved, with nothing written, if the row was not as read.
+func (s *Service) moveAndBump(ctx context.Context, sessionID string, index int, from held, out chunkOutcome, arrival bool, d countsDelta, toUploading bool, now time.Time) (c sessionCounts, ok bool, err error) {
+	move := moveInsert
+	switch {
+	case from != heldNone && arrival:
+		move = moveUpdateArrival
+	case from != heldNone:
+		move = moveUpdate
+	}
+	up := 0
+	if toUploading {
+		up = 1
+	}
+	b := s.chunkSQL.receipt[move][up]
+	code, message := outcomeError(out)
+	rows, err := s.db.QueryContext(ctx, b.text, b.with(d.received, d.bytes, d.failed, now, sessionID,
+		sessionID, index, string(out.state), out.size, int64(out.crc), out.digest, code, message, now, string(rowState(from)))...)
+	if err != nil {
+		return c, false, fmt.Errorf("recording chunk %d: %w", index, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return c, false, fmt.Errorf("recording chunk %d: no answer: %w", index, rows.Err())
+	}
+	// The bump's columns are NULL when it updated nothing.
+	var live int
+	var bumped [5]stdsql.NullInt64
+	dest := []any{&live, &bumped[0], &bumped[1], &bumped[2], &bumped[3], &bumped[4]}
+	if s.chunkSQL.asyncCommit {
+		dest = append(dest, new(stdsql.NullString)) // set_config's answer
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return c, false, fmt.Errorf("recording chunk %d: %w", index, err)
+	}
+	if err := rows.Close(); err != nil {
+		return c, false, fmt.Errorf("recording chunk %d: %w", index, err)
+	}
+	switch {
+	case live == 0:
+		return c, false, nil
+	case !bumped[0].Valid:
+		return c, false, errChunkMoved
+	}
+	return sessionCounts{version: bumped[0].Int64, percent: int(bumped[1].Int64), received: int(bumped[2].Int64),
+		bytes: bumped[3].Int64, failed: int(bumped[4].Int64)}, true, nil
+}
+
+// outcomeError is a FAILED outcome's code and message for its row, nil
+// for a RECEIVED one.
+func outcomeError(out chunkOutcome) (code, message *string) {
+	if out.state != uploadchunk.StateFAILED {
+		return nil, nil
+	}
+	c := string(out.code)
+	return &c, &out.message
+}
+
+// rowState is the state of a chunk row that holds from (a row exists).
+func rowState(from held) uploadchunk.State {
+	if from == heldReceived {
+		return uploadchunk.StateRECEIVED
+	}
+	return uploadchunk.StateFAILED
 }
 
 // moveChunk writes a chunk's outcome into its row, only if the row still
@@ -201,11 +282,7 @@ func (s *Service) bumpSession(ctx context.Context, tx *ent.Tx, id string, d coun
 // arrival counts one more attempt; an invalidation does not. It returns
 // errChunkMoved when the row was not as read.
 func (s *Service) moveChunk(ctx context.Context, tx *ent.Tx, sessionID string, index int, from held, out chunkOutcome, arrival bool, now time.Time) error {
-	var code, message *string
-	if out.state == uploadchunk.StateFAILED {
-		c := string(out.code)
-		code, message = &c, &out.message
-	}
+	code, message := outcomeError(out)
 	var res stdsql.Result
 	var err error
 	if from == heldNone {
@@ -213,16 +290,12 @@ func (s *Service) moveChunk(ctx context.Context, tx *ent.Tx, sessionID string, i
 		res, err = tx.ExecContext(ctx, b.text, b.with(sessionID, index, string(out.state), out.size, int64(out.crc),
 			out.digest, code, message, now)...)
 	} else {
-		state := uploadchunk.StateFAILED
-		if from == heldReceived {
-			state = uploadchunk.StateRECEIVED
-		}
 		b := s.chunkSQL.updateChunk[0]
 		if arrival {
 			b = s.chunkSQL.updateChunk[1]
 		}
 		res, err = tx.ExecContext(ctx, b.text, b.with(sessionID, index, string(out.state), out.size, int64(out.crc),
-			out.digest, code, message, now, string(state))...)
+			out.digest, code, message, now, string(rowState(from)))...)
 	}
 	if err != nil {
 		return fmt.Errorf("recording chunk %d: %w", index, err)

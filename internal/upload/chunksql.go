@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/spoolhq/spool/ent"
@@ -64,7 +65,25 @@ type chunkStatements struct {
 	// chunkFromState (the insert has no chunkFromState).
 	insertChunk builtSQL
 	updateChunk [2]builtSQL
+	// receipt[move][toUploading] is a chunk row's move and its session's
+	// bump as one statement, PostgreSQL only (nil on SQLite); slots: the
+	// bump's, then the chunk's from receiptChunk on.
+	receipt *[chunkMoves][2]builtSQL
 }
+
+// chunkMove is how a receipt writes the chunk's row.
+type chunkMove int
+
+const (
+	moveInsert        chunkMove = iota // no row yet
+	moveUpdateArrival                  // a row, and one more attempt
+	moveUpdate                         // a row, the same attempts (an invalidation)
+	chunkMoves
+)
+
+// receiptChunk is the first of the chunk's slots in receipt: chunk slot
+// i is receiptChunk+i.
+const receiptChunk = bumpID + 1
 
 // Slots of bumpSession.
 const (
@@ -106,21 +125,106 @@ func newChunkStatements(d string, asyncCommit bool) *chunkStatements {
 		Values(chunkSession, chunkIndex, chunkState, chunkSize, chunkCRC, chunkDigest, chunkCode, chunkMessage, 1, chunkNow).
 		OnConflict(entsql.ConflictColumns(uploadchunk.FieldSessionID, uploadchunk.FieldIndex), entsql.DoNothing()))
 	for arrival := range 2 {
-		s.updateChunk[arrival] = build(entsql.Dialect(d).Update(uploadchunk.Table).
-			Set(uploadchunk.FieldState, chunkState).
-			Set(uploadchunk.FieldSize, chunkSize).
-			Set(uploadchunk.FieldCrc32c, chunkCRC).
-			Set(uploadchunk.FieldDigest, chunkDigest).
-			Set(uploadchunk.FieldErrorCode, chunkCode).
-			Set(uploadchunk.FieldError, chunkMessage).
-			Set(uploadchunk.FieldUpdatedAt, chunkNow).
-			Add(uploadchunk.FieldAttempts, arrival).
-			Where(entsql.And(
-				entsql.EQ(uploadchunk.FieldSessionID, chunkSession),
-				entsql.EQ(uploadchunk.FieldIndex, chunkIndex),
-				entsql.EQ(uploadchunk.FieldState, chunkFromState))))
+		s.updateChunk[arrival] = build(updateChunk(d, arrival, 0))
+	}
+	if d == dialect.Postgres {
+		s.receipt = new([chunkMoves][2]builtSQL)
+		for move := range chunkMoves {
+			for toUploading := range 2 {
+				s.receipt[move][toUploading] = buildReceipt(move, toUploading == 1, asyncCommit)
+			}
+		}
 	}
 	return &s
+}
+
+// updateChunk is the UPDATE of a chunk's row, conditional on the state it
+// was read in; arrival is 1 to count one more attempt. Its slots are the
+// chunk's, each moved on by shift.
+func updateChunk(d string, arrival int, shift slot) *entsql.UpdateBuilder {
+	return entsql.Dialect(d).Update(uploadchunk.Table).
+		Set(uploadchunk.FieldState, shift+chunkState).
+		Set(uploadchunk.FieldSize, shift+chunkSize).
+		Set(uploadchunk.FieldCrc32c, shift+chunkCRC).
+		Set(uploadchunk.FieldDigest, shift+chunkDigest).
+		Set(uploadchunk.FieldErrorCode, shift+chunkCode).
+		Set(uploadchunk.FieldError, shift+chunkMessage).
+		Set(uploadchunk.FieldUpdatedAt, shift+chunkNow).
+		Add(uploadchunk.FieldAttempts, arrival).
+		Where(entsql.And(
+			entsql.EQ(uploadchunk.FieldSessionID, shift+chunkSession),
+			entsql.EQ(uploadchunk.FieldIndex, shift+chunkIndex),
+			entsql.EQ(uploadchunk.FieldState, shift+chunkFromState)))
+}
+
+// buildReceipt is a receipt as one statement on PostgreSQL, so that it is
+// one round trip and its own transaction, where the transaction of
+// bumpSession and moveChunk took four (BEGIN, two statements, COMMIT)
+// and held the session's row locked across them:
+//
+//	WITH live  AS (SELECT id FROM upload_sessions WHERE <takes chunks> FOR UPDATE),
+//	     moved AS (<the chunk's INSERT or UPDATE, only with a live row> RETURNING id),
+//	     bump  AS (UPDATE upload_sessions … WHERE id = $ AND EXISTS (SELECT FROM moved) RETURNING …)
+//	SELECT (SELECT count(*) FROM live), bump.* FROM (SELECT) one LEFT JOIN bump ON true
+//
+// Each part writes only if the one before did, so the statement writes
+// everything or nothing, as the transaction did: no live row (the session
+// stopped taking chunks) or no moved row (the chunk's row is not as read)
+// writes nothing. live locks the session's row first, the order every
+// transaction on the chunk path takes, and reads it as committed when the
+// lock is granted; bump then updates that same version. The one row
+// returned tells the cases apart.
+func buildReceipt(move chunkMove, toUploading, asyncCommit bool) builtSQL {
+	const d = dialect.Postgres
+	const live, moved, bump = "live", "moved", "bump"
+	b := &entsql.Builder{}
+	b.SetDialect(d)
+	b.WriteString("WITH ").Ident(live).WriteString(" AS ").Wrap(func(b *entsql.Builder) {
+		b.Join(entsql.Dialect(d).Select(uploadsession.FieldID).From(entsql.Table(uploadsession.Table)).
+			Where(entsql.And(
+				entsql.EQ(uploadsession.FieldID, bumpID),
+				entsql.In(uploadsession.FieldStatus, string(StatusInitialized), string(StatusUploading)),
+				entsql.GT(uploadsession.FieldExpiresAt, bumpNow))).
+			ForUpdate())
+	})
+	b.WriteString(", ").Ident(moved).WriteString(" AS ").Wrap(func(b *entsql.Builder) {
+		if move == moveInsert {
+			// INSERT … SELECT … FROM live, which ent's builder does not
+			// write; PostgreSQL types the arguments by their columns.
+			b.WriteString("INSERT INTO ").Ident(uploadchunk.Table).Wrap(func(b *entsql.Builder) {
+				b.IdentComma(uploadchunk.FieldSessionID, uploadchunk.FieldIndex, uploadchunk.FieldState, uploadchunk.FieldSize,
+					uploadchunk.FieldCrc32c, uploadchunk.FieldDigest, uploadchunk.FieldErrorCode, uploadchunk.FieldError,
+					uploadchunk.FieldAttempts, uploadchunk.FieldUpdatedAt)
+			})
+			b.WriteString(" SELECT ").Args(receiptChunk+chunkSession, receiptChunk+chunkIndex, receiptChunk+chunkState,
+				receiptChunk+chunkSize, receiptChunk+chunkCRC, receiptChunk+chunkDigest, receiptChunk+chunkCode,
+				receiptChunk+chunkMessage, 1, receiptChunk+chunkNow)
+			b.WriteString(" FROM ").Ident(live).WriteString(" ON CONFLICT ").Wrap(func(b *entsql.Builder) {
+				b.IdentComma(uploadchunk.FieldSessionID, uploadchunk.FieldIndex)
+			}).WriteString(" DO NOTHING RETURNING ").Ident(uploadchunk.FieldID)
+			return
+		}
+		arrival := 0
+		if move == moveUpdateArrival {
+			arrival = 1
+		}
+		u := updateChunk(d, arrival, receiptChunk)
+		b.Join(u.Where(existsIn(live)).Returning(uploadchunk.FieldID))
+	})
+	b.WriteString(", ").Ident(bump).WriteString(" AS ").Wrap(func(b *entsql.Builder) {
+		b.Join(bumpUpdate(d, toUploading, asyncCommit).
+			Where(entsql.And(entsql.EQ(uploadsession.FieldID, bumpID), existsIn(moved))))
+	})
+	b.WriteString(" SELECT (SELECT count(*) FROM ").Ident(live).WriteString("), ").Ident(bump).
+		WriteString(".* FROM (SELECT) AS ").Ident("one").WriteString(" LEFT JOIN ").Ident(bump).WriteString(" ON TRUE")
+	return build(b)
+}
+
+// existsIn is EXISTS (SELECT FROM table).
+func existsIn(table string) *entsql.Predicate {
+	return entsql.P(func(b *entsql.Builder) {
+		b.WriteString("EXISTS (SELECT FROM ").Ident(table).WriteString(")")
+	})
 }
 
 // buildSessionWithChunk is the read of sessionWithChunk: every column of
@@ -167,13 +271,25 @@ func buildSessionWithChunk(d string, byOffset, owned bool) builtSQL {
 	return build(sel.Where(where))
 }
 
-// buildBumpSession is bumpSession's UPDATE … RETURNING. With
-// asyncCommit (PostgreSQL), it also returns set_config's answer: the call
-// turns synchronous_commit off for the rest of the receipt's transaction,
-// so its commit does not wait for the WAL flush, without a fourth
-// statement (a SET LOCAL) on the chunk path. It runs only when the session
-// row was updated, which is the only case that commits anything.
+// buildBumpSession is bumpSession's UPDATE … RETURNING, conditional on
+// the session still taking chunks.
 func buildBumpSession(d string, toUploading, asyncCommit bool) builtSQL {
+	u := bumpUpdate(d, toUploading, asyncCommit).Where(entsql.And(
+		entsql.EQ(uploadsession.FieldID, bumpID),
+		entsql.In(uploadsession.FieldStatus, string(StatusInitialized), string(StatusUploading)),
+		entsql.GT(uploadsession.FieldExpiresAt, bumpNow)))
+	return build(u)
+}
+
+// bumpUpdate is the session's side of a receipt, without its condition:
+// it moves the counts, bumps the version, raises the percent high-water
+// mark and returns the counts. With asyncCommit (PostgreSQL) it also
+// returns set_config's answer: the call turns synchronous_commit off for
+// the rest of the receipt's transaction, so its commit does not wait for
+// the WAL flush, without a statement of its own (a SET LOCAL). It runs
+// only when the session row is updated, which is the only case that
+// commits anything.
+func bumpUpdate(d string, toUploading, asyncCommit bool) *entsql.UpdateBuilder {
 	u := entsql.Dialect(d).Update(uploadsession.Table).
 		Add(uploadsession.FieldVersion, 1).
 		Add(uploadsession.FieldReceivedChunks, bumpReceived).
@@ -192,21 +308,17 @@ func buildBumpSession(d string, toUploading, asyncCommit bool) builtSQL {
 			next()
 			b.WriteString(" ELSE ").Ident(uploadsession.FieldPercent).WriteString(" END")
 		})).
-		Set(uploadsession.FieldUpdatedAt, bumpNow).
-		Where(entsql.And(
-			entsql.EQ(uploadsession.FieldID, bumpID),
-			entsql.In(uploadsession.FieldStatus, string(StatusInitialized), string(StatusUploading)),
-			entsql.GT(uploadsession.FieldExpiresAt, bumpNow))).
-		Returning(uploadsession.FieldVersion, uploadsession.FieldPercent,
-			uploadsession.FieldReceivedChunks, uploadsession.FieldReceivedBytes, uploadsession.FieldFailedChunks)
+		Set(uploadsession.FieldUpdatedAt, bumpNow)
 	if toUploading {
 		u.Set(uploadsession.FieldStatus, string(StatusUploading))
 	}
-	b := build(u)
+	returning := []string{uploadsession.FieldVersion, uploadsession.FieldPercent,
+		uploadsession.FieldReceivedChunks, uploadsession.FieldReceivedBytes, uploadsession.FieldFailedChunks}
 	if asyncCommit {
-		b.text += ", set_config('synchronous_commit', 'off', true)"
+		// ent writes a function call as it is, unquoted.
+		returning = append(returning, "set_config('synchronous_commit', 'off', true)")
 	}
-	return b
+	return u.Returning(returning...)
 }
 
 // querier runs a statement: the ent client outside a transaction, the

@@ -2,6 +2,7 @@ package upload
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -104,11 +105,10 @@ func fieldsOf(s *ent.UploadSession) map[string]any {
 	return out
 }
 
-// TestAsyncReceiptCommit: with Deps.AsyncReceipts on PostgreSQL, a
-// receipt's session bump turns synchronous_commit off for its own
-// transaction and no other; without it the setting is left alone.
-func TestAsyncReceiptCommit(t *testing.T) {
-	t.Parallel()
+// newPostgresSession is a fresh PostgreSQL database with one session of
+// two 5 MiB chunks in status, expiring in an hour from now.
+func newPostgresSession(t *testing.T, status uploadsession.Status, now time.Time) (*database.DB, *ent.UploadSession) {
+	t.Helper()
 	ctx := context.Background()
 	db, err := database.Open(ctx, dbtest.Postgres(t), "")
 	if err != nil {
@@ -117,13 +117,122 @@ func TestAsyncReceiptCommit(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	owner := db.Client.User.Create().SetSubject("alice").SetQuotaBytes(1 << 40).SaveX(ctx)
 	batch := db.Client.UploadBatch.Create().SetOwnerID(owner.ID).SaveX(ctx)
-	now := time.Now()
 	sess := db.Client.UploadSession.Create().SetOwnerID(owner.ID).SetBatchID(batch.ID).
 		SetFileName("a.mp4").SetOriginalName("a.mp4").SetMimeType("video/mp4").
 		SetMediaType(uploadsession.MediaTypeVIDEO).SetTotalSize(10 << 20).
 		SetStrategy(uploadsession.StrategyCHUNKED).SetChunkSize(5 << 20).SetTotalChunks(2).
-		SetStatus(uploadsession.StatusUPLOADING).SetStorageKey("k/" + owner.ID).SetExpiresAt(now.Add(time.Hour)).
+		SetStatus(status).SetStorageKey("k/" + owner.ID).SetExpiresAt(now.Add(time.Hour)).
 		SaveX(ctx)
+	return db, sess
+}
+
+// TestReceiptStatement holds PostgreSQL's one-statement receipt
+// (buildReceipt) to the transaction it replaces: it writes the chunk's
+// row and the session's counts together or not at all, tells a session
+// that stopped taking chunks (nothing written) from a chunk row that is
+// not as read (nothing written), and moves the status only when asked.
+func TestReceiptStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	db, sess := newPostgresSession(t, uploadsession.StatusINITIALIZED, now)
+	s := &Service{db: db.Client, dialect: db.Dialect, chunkSQL: newChunkStatements(db.Dialect, true)}
+	const size = 5 << 20
+	received := chunkOutcome{state: uploadchunk.StateRECEIVED, size: size, crc: 0xfeedbeef}
+	missing := failed(CodeChunkMissing, false, "it was being sent again")
+
+	type state struct {
+		version          int64
+		status           uploadsession.Status
+		received, failed int
+		bytes            int64
+		row              uploadchunk.State // "" without a row
+		attempts         int
+		crc              int64
+	}
+	read := func() state {
+		t.Helper()
+		u := db.Client.UploadSession.GetX(ctx, sess.ID)
+		st := state{version: u.Version, status: u.Status, received: u.ReceivedChunks, failed: u.FailedChunks, bytes: u.ReceivedBytes}
+		if c, err := db.Client.UploadChunk.Query().Where(uploadchunk.SessionID(sess.ID), uploadchunk.Index(0)).Only(ctx); err == nil {
+			st.row, st.attempts, st.crc = c.State, c.Attempts, c.Crc32c
+		} else if !ent.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return st
+	}
+	steps := []struct {
+		what        string
+		from        held
+		out         chunkOutcome
+		arrival     bool
+		toUploading bool
+		wantOK      bool
+		wantErr     error
+		want        func(before state) state
+	}{
+		{"the first arrival", heldNone, received, true, true, true, nil, func(b state) state {
+			return state{version: b.version + 1, status: uploadsession.StatusUPLOADING, received: 1, bytes: size,
+				row: uploadchunk.StateRECEIVED, attempts: 1, crc: 0xfeedbeef}
+		}},
+		{"an arrival read as no row, with a row", heldNone, received, true, false, false, errChunkMoved,
+			func(b state) state { return b }},
+		{"an invalidation", heldReceived, missing, false, false, true, nil, func(b state) state {
+			return state{version: b.version + 1, status: b.status, failed: 1,
+				row: uploadchunk.StateFAILED, attempts: 1}
+		}},
+		{"an invalidation read as RECEIVED, FAILED meanwhile", heldReceived, missing, false, false, false, errChunkMoved,
+			func(b state) state { return b }},
+		{"an arrival over the FAILED row", heldFailed, received, true, false, true, nil, func(b state) state {
+			return state{version: b.version + 1, status: b.status, received: 1, bytes: size,
+				row: uploadchunk.StateRECEIVED, attempts: 2, crc: 0xfeedbeef}
+		}},
+	}
+	for _, step := range steps {
+		before := read()
+		d := transition(step.from, step.out.state, size)
+		c, ok, err := s.moveAndBump(ctx, sess.ID, 0, step.from, step.out, step.arrival, d, step.toUploading, now)
+		if !errors.Is(err, step.wantErr) || ok != step.wantOK {
+			t.Fatalf("%s: ok=%v err=%v, want ok=%v err=%v", step.what, ok, err, step.wantOK, step.wantErr)
+		}
+		got, want := read(), step.want(before)
+		if got != want {
+			t.Errorf("%s: the database holds %+v, want %+v", step.what, got, want)
+		}
+		if ok && (c.version != got.version || c.received != got.received || c.bytes != got.bytes || c.failed != got.failed) {
+			t.Errorf("%s: returned counts %+v, the row holds %+v", step.what, c, got)
+		}
+	}
+
+	// A session that no longer takes chunks: expired, then finished.
+	for _, stop := range []func(){
+		func() { db.Client.UploadSession.UpdateOneID(sess.ID).SetExpiresAt(now.Add(-time.Second)).ExecX(ctx) },
+		func() {
+			db.Client.UploadSession.UpdateOneID(sess.ID).SetExpiresAt(now.Add(time.Hour)).
+				SetStatus(uploadsession.StatusCANCELLED).ExecX(ctx)
+		},
+	} {
+		stop()
+		before := read()
+		_, ok, err := s.moveAndBump(ctx, sess.ID, 0, heldReceived, missing, false,
+			transition(heldReceived, uploadchunk.StateFAILED, size), false, now)
+		if err != nil || ok {
+			t.Fatalf("a session that stopped taking chunks: ok=%v err=%v, want ok=false, no error", ok, err)
+		}
+		if got := read(); got != before {
+			t.Errorf("a session that stopped taking chunks: the database went from %+v to %+v", before, got)
+		}
+	}
+}
+
+// TestAsyncReceiptCommit: with Deps.AsyncReceipts on PostgreSQL, a
+// receipt's session bump turns synchronous_commit off for its own
+// transaction and no other; without it the setting is left alone.
+func TestAsyncReceiptCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	db, sess := newPostgresSession(t, uploadsession.StatusUPLOADING, now)
 
 	setting := func(tx *ent.Tx) string {
 		t.Helper()
@@ -151,6 +260,19 @@ func TestAsyncReceiptCommit(t *testing.T) {
 		}
 		if want := map[bool]string{true: "off", false: before}[async]; setting(tx) != want {
 			t.Errorf("async=%v: synchronous_commit in the receipt's transaction is %q, want %q", async, setting(tx), want)
+		}
+		// The one-statement receipt too, which runs in a transaction of
+		// its own: here in the test's, to look inside it.
+		b := s.chunkSQL.receipt[moveInsert][0]
+		index := map[bool]int{true: 0, false: 1}[async]
+		rows, err := tx.QueryContext(ctx, b.text, b.with(1, 5<<20, 0, now, sess.ID,
+			sess.ID, index, string(uploadchunk.StateRECEIVED), 5<<20, 7, nil, nil, nil, now, "")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+		if want := map[bool]string{true: "off", false: before}[async]; setting(tx) != want {
+			t.Errorf("async=%v: synchronous_commit after the one-statement receipt is %q, want %q", async, setting(tx), want)
 		}
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
