@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -41,7 +44,7 @@ func BenchmarkSmallChunkReceipts(b *testing.B) {
 	cpus := make([][]float64, len(configs))
 	for range rounds {
 		for i, c := range configs {
-			rate, cpu := smallChunkReceipts(b, b.N, senders, c.opts...)
+			rate, cpu, _ := smallChunkReceipts(b, b.N, senders, "", c.opts...)
 			rates[i] = append(rates[i], rate)
 			cpus[i] = append(cpus[i], cpu)
 		}
@@ -59,16 +62,40 @@ func BenchmarkSmallChunkReceipts(b *testing.B) {
 	b.ReportMetric(median(cpus[1]), "cpu-µs/receipt")
 }
 
+// BenchmarkPostgresReceipts is BenchmarkSmallChunkReceipts on
+// PostgreSQL, one configuration: receipts per second, this process's CPU
+// per receipt, and the machine's (PostgreSQL's backends are most of a
+// receipt's cost there), by round and their medians.
+//
+//	go test -run '^$' -bench PostgresReceipts -benchtime 10000x ./internal/upload/
+func BenchmarkPostgresReceipts(b *testing.B) {
+	const rounds, senders = 5, 8
+	var rates, cpus, machine []float64
+	for range rounds {
+		rate, cpu, all := smallChunkReceipts(b, b.N, senders, dbtest.Postgres(b))
+		rates, cpus, machine = append(rates, rate), append(cpus, cpu), append(machine, all)
+	}
+	b.ReportMetric(0, "ns/op")
+	if b.N == 1 {
+		return
+	}
+	fmt.Printf("receipts/s %v  CPU µs/receipt %v  machine CPU µs/receipt %v\n", rounded(rates), rounded(cpus), rounded(machine))
+	b.ReportMetric(median(rates), "receipts/s")
+	b.ReportMetric(median(cpus), "cpu-µs/receipt")
+	b.ReportMetric(median(machine), "machine-cpu-µs/receipt")
+}
+
 // smallChunkReceipts plans n one-chunk uploads of 2 bytes on a fresh
-// SQLite database opened with opts, then sends their chunks from senders
-// goroutines and returns receipts per second and CPU µs per receipt.
-func smallChunkReceipts(b *testing.B, n, senders int, opts ...database.Option) (perSec, cpuPerReceipt float64) {
+// database (PostgreSQL at dbURL, else SQLite) opened with opts, then
+// sends their chunks from senders goroutines and returns receipts per
+// second, this process's CPU µs per receipt and the machine's.
+func smallChunkReceipts(b *testing.B, n, senders int, dbURL string, opts ...database.Option) (perSec, cpuPerReceipt, machinePerReceipt float64) {
 	b.Helper()
 	ctx := context.Background()
 	cfg := testConfig()
 	cfg.MaxBatchFiles = 200
 	dir := b.TempDir()
-	e, err := newEnvOn(b, "", filepath.Join(dir, database.SQLiteFile), filepath.Join(dir, "files"), nil, cfg, opts...)
+	e, err := newEnvOn(b, dbURL, filepath.Join(dir, database.SQLiteFile), filepath.Join(dir, "files"), nil, cfg, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,7 +129,7 @@ func smallChunkReceipts(b *testing.B, n, senders int, opts ...database.Option) (
 		failed atomic.Pointer[error]
 		wg     sync.WaitGroup
 	)
-	cpu0 := processCPU(b)
+	cpu0, all0 := processCPU(b), machineCPU(b)
 	began := time.Now()
 	for range senders {
 		wg.Go(func() {
@@ -114,11 +141,26 @@ func smallChunkReceipts(b *testing.B, n, senders int, opts ...database.Option) (
 		})
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(began), processCPU(b)-cpu0
+	elapsed, cpu, all := time.Since(began), processCPU(b)-cpu0, machineCPU(b)-all0
 	if err := failed.Load(); err != nil {
 		b.Fatalf("receiving a chunk: %v", *err)
 	}
-	return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n)
+	return float64(n) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(n), float64(all.Microseconds()) / float64(n)
+}
+
+// machineCPU is the CPU time every process of the machine has used
+// (user, nice, system, interrupts), from /proc/stat.
+func machineCPU(b *testing.B) time.Duration {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := fs.Stat()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := st.CPUTotal
+	return time.Duration((c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ) * float64(time.Second))
 }
 
 // processCPU is the CPU time (user and system) this process has used.
