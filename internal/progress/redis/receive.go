@@ -216,9 +216,10 @@ func (b *Broker) receive() {
 	defer b.wg.Done()
 	backoff := minBackoff
 	awaiting := false // a ping of ours is unanswered and nothing came since
-	var last struct { // the last well-formed message and its event
+	var last struct { // the last well-formed message, its event and origin
 		payload string
 		ev      upload.Progress
+		origin  string
 		ok      bool
 	}
 	for b.ctx.Err() == nil {
@@ -255,13 +256,16 @@ func (b *Broker) receive() {
 			// A replica listening on both the upload's and the owner's
 			// channel hears each event twice in a row: decode it once.
 			if !last.ok || m.Payload != last.payload {
-				ev, err := decodeEvent([]byte(m.Payload))
+				ev, origin, err := decodeEvent([]byte(m.Payload))
 				if err != nil {
 					last.ok = false
 					b.log.Warn("dropping malformed progress event", "channel", m.Channel, "err", err)
 					continue
 				}
-				last.payload, last.ev, last.ok = m.Payload, ev, true
+				last.payload, last.ev, last.origin, last.ok = m.Payload, ev, origin, true
+			}
+			if last.origin == b.origin {
+				continue // delivered by Publish already
 			}
 			b.deliver(m.Channel, last.ev)
 		case *goredis.Pong:

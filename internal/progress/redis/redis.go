@@ -3,9 +3,9 @@
 // channel per upload and one per user (<prefix>upload:<id>,
 // <prefix>user:<id>). Each Broker holds one Redis connection for all the
 // subscribers of its process, listens only on the channels they need, and
-// hands what it hears to an in-process progress.Hub, which owns the
-// per-subscriber mailboxes and their collapse to the latest state per
-// upload.
+// hands what it hears from other replicas to an in-process progress.Hub,
+// which owns the per-subscriber mailboxes and their collapse to the latest
+// state per upload. Its own events go to that hub directly.
 //
 // Pub/sub is at most once and the database stays the truth. Publish does
 // not wait for Redis: it queues the event for one publishing goroutine,
@@ -20,6 +20,8 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,6 +95,10 @@ type Broker struct {
 	hub        *progress.Hub
 	prefix     string
 	log        *slog.Logger
+	// origin names this Broker in the events it publishes, so it can
+	// skip them when Redis echoes them back: Publish has delivered them
+	// to this replica's subscribers already.
+	origin string
 
 	ctx    context.Context // done once Close is called
 	cancel context.CancelFunc
@@ -214,8 +220,13 @@ func New(client *goredis.Client, opts Options) (*Broker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	origin := make([]byte, 12)
+	if _, err := rand.Read(origin); err != nil {
+		return nil, fmt.Errorf("progress/redis: naming the broker: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
+		origin:     base64.RawURLEncoding.EncodeToString(origin),
 		client:     client,
 		pubsub:     client.Subscribe(ctx), // no channel yet: does not connect
 		hub:        progress.NewHub(),
@@ -285,8 +296,12 @@ func (b *Broker) Ping(ctx context.Context) error {
 // and metrics.
 func (b *Broker) Subscribers() int { return b.hub.Subscribers() }
 
-// Publish queues ev for the channels of its upload and of its owner and
-// returns: no request waits for Redis while the queue has room. Events go
+// Publish hands ev to this replica's subscribers at once, as the
+// in-process hub does, then queues it for the channels of its upload and
+// of its owner, for the other replicas, and returns: no request waits for
+// Redis while the queue has room. Redis's echo of it is skipped
+// (docs/DESIGN.md §Progress fan-out: a hop through Redis and back cost a
+// local subscriber a goroutine wake-up queued behind every busy request). Events go
 // out in the order they were published, several in one round trip. A full
 // queue while Redis answers is a burst: Publish waits for room, at most
 // publishTimeout, since an event dropped while the connection stays up
@@ -300,6 +315,7 @@ func (b *Broker) Publish(ctx context.Context, ev upload.Progress) error {
 	if b.publishClosed {
 		return errClosed
 	}
+	_ = b.hub.Publish(ctx, ev) // never fails nor blocks
 	q := queued{ev: ev, span: trace.SpanContextFromContext(ctx)}
 	select {
 	case b.outbox <- q:
@@ -389,7 +405,7 @@ func (b *Broker) send(ctx context.Context, batch []queued) {
 	_, err := b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, q := range batch {
 			ev := q.ev
-			payload, err := encodeEvent(ev)
+			payload, err := encodeEvent(ev, b.origin)
 			if err != nil {
 				b.log.Error("encoding a progress event failed", "upload_id", ev.UploadID, "err", err)
 				continue

@@ -136,16 +136,16 @@ func TestWireRoundTrip(t *testing.T) {
 		"zero version and time": {UploadID: "u1", OwnerID: "alice"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			data, err := encodeEvent(p)
+			data, err := encodeEvent(p, "b1")
 			if err != nil {
 				t.Fatalf("encodeEvent: %v", err)
 			}
-			got, err := decodeEvent(data)
+			got, origin, err := decodeEvent(data)
 			if err != nil {
 				t.Fatalf("decodeEvent(%s): %v", data, err)
 			}
-			if !reflect.DeepEqual(got, p) {
-				t.Errorf("round trip of %s:\n got %+v\nwant %+v", data, got, p)
+			if !reflect.DeepEqual(got, p) || origin != "b1" {
+				t.Errorf("round trip of %s:\n got %+v from %q\nwant %+v from b1", data, got, origin, p)
 			}
 		})
 	}
@@ -158,7 +158,7 @@ func TestWireFormatIsStable(t *testing.T) {
 	const golden = `{"v":1,"uploadId":"upl_01J","batchId":"bat_01J","ownerId":"alice","status":"FAILED",` +
 		`"uploadedBytes":5368709121,"totalBytes":6442450944,"percent":83,"uploadedChunks":640,"totalChunks":768,` +
 		`"failedChunks":[3,700],"mediaId":"med_01J","mediaStatus":"READY","error":"chunk 3 failed","version":42,"at":"2026-11-03T10:04:05.123456789Z"}`
-	data, err := encodeEvent(fullEvent())
+	data, err := encodeEvent(fullEvent(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestWireFormatIsStable(t *testing.T) {
 	}
 	fields["thumbnailUrl"] = "https://example.test/t.jpg"
 	newer, _ := json.Marshal(fields)
-	got, err := decodeEvent(newer)
+	got, _, err := decodeEvent(newer)
 	if err != nil {
 		t.Fatalf("decodeEvent with an unknown field: %v", err)
 	}
@@ -184,7 +184,7 @@ func TestWireFormatIsStable(t *testing.T) {
 	// An older replica sends no mediaStatus: the event names none.
 	delete(fields, "mediaStatus")
 	older, _ := json.Marshal(fields)
-	got, err = decodeEvent(older)
+	got, _, err = decodeEvent(older)
 	if err != nil {
 		t.Fatalf("decodeEvent without mediaStatus: %v", err)
 	}
@@ -206,7 +206,7 @@ func TestWireRejectsWhatItCannotRoute(t *testing.T) {
 		"no owner":            `{"v":1,"uploadId":"u1","version":1}`,
 		"wrong type of field": `{"v":1,"uploadId":"u1","ownerId":"alice","version":"1"}`,
 	} {
-		if got, err := decodeEvent([]byte(payload)); err == nil {
+		if got, _, err := decodeEvent([]byte(payload)); err == nil {
 			t.Errorf("%s: decodeEvent(%s) = %+v, want an error", name, payload, got)
 		}
 	}
@@ -221,7 +221,9 @@ func TestOtherDeploymentsHearNothing(t *testing.T) {
 	t.Parallel()
 	opt := redistest.Options(t)
 	a := newBroker(t, newClient(t, opt), redistest.Prefix(t))
-	other := newBroker(t, newClient(t, opt), redistest.Prefix(t))
+	otherPrefix := redistest.Prefix(t)
+	other := newBroker(t, newClient(t, opt), otherPrefix)
+	otherPublisher := newBroker(t, newClient(t, opt), otherPrefix)
 	feeds := map[string]upload.Feed{
 		"same upload": brokertest.Subscribe(t, other, upload.UploadTopic("u1")),
 		"same user":   brokertest.Subscribe(t, other, upload.UserTopic("alice")),
@@ -230,8 +232,10 @@ func TestOtherDeploymentsHearNothing(t *testing.T) {
 
 	brokertest.Publish(t, a, brokertest.Event("u1", "alice", 1))
 	// A replica hears its messages in order on one connection, so once a
-	// later control event is read, a's event would have arrived.
-	brokertest.Publish(t, other, brokertest.Event("c1", "carol", 1))
+	// later control event is read, a's event would have arrived. (From a
+	// replica of its own: a replica's own events do not come through
+	// Redis.)
+	brokertest.Publish(t, otherPublisher, brokertest.Event("c1", "carol", 1))
 	brokertest.ReadEvent(t, control, "c1", 1)
 	for name, f := range feeds {
 		brokertest.AssertNothing(t, f, name)
@@ -277,7 +281,7 @@ func TestEventsOfAnotherChannelAreDropped(t *testing.T) {
 		brokertest.Subscribe(t, b, upload.UploadTopic("u2")):  brokertest.Event("u2", "bob", 1),   // the upload it names
 		brokertest.Subscribe(t, b, upload.UserTopic("bob")):   brokertest.Event("u2", "bob", 1),   // the owner it names
 	}
-	stray, err := encodeEvent(brokertest.Event("u2", "bob", 7))
+	stray, err := encodeEvent(brokertest.Event("u2", "bob", 7), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -862,20 +866,46 @@ func publishUntilRead(tb testing.TB, b *Broker, f upload.Feed, ev upload.Progres
 	})
 }
 
-// TestPublishDoesNotWaitForRedis: against a Redis that accepts
-// connections and never answers, Publish returns without an error, every
-// time, within the deadline: the event waits in the queue, not the
-// request (only the call that finds the queue full before the first
-// round trip has failed waits, up to one publishTimeout). The events
-// Redis never took are dropped and counted, and Close gives up on what is
-// left after one bounded round trip.
-func TestPublishDoesNotWaitForRedis(t *testing.T) {
+// TestOwnEventsSkipRedis: a replica's subscribers hear its own events
+// from Publish, at once, even from a Redis that never answers; and once,
+// not again when Redis echoes them back, while the other replicas hear
+// them through Redis.
+func TestOwnEventsSkipRedis(t *testing.T) {
 	t.Parallel()
+	t.Run("a Redis that never answers", func(t *testing.T) {
+		t.Parallel()
+		b := newBroker(t, newClient(t, &goredis.Options{Addr: silentRedis(t), MaxRetries: -1}), redistest.Prefix(t))
+		f := brokertest.Subscribe(t, b, upload.UploadTopic("u1"))
+		brokertest.Publish(t, b, brokertest.Event("u1", "alice", 1))
+		brokertest.ReadEvent(t, f, "u1", 1)
+	})
+	t.Run("the echo", func(t *testing.T) {
+		t.Parallel()
+		a, b, _ := twoReplicas(t, redistest.Options(t))
+		own := brokertest.Subscribe(t, a, upload.UploadTopic("u1"))
+		other := brokertest.Subscribe(t, b, upload.UploadTopic("u1"))
+		brokertest.Publish(t, a, brokertest.Event("u1", "alice", 1))
+		brokertest.ReadEvent(t, own, "u1", 1)
+		brokertest.ReadEvent(t, other, "u1", 1)
+		// Redis sends a the echo of v1 before b's v2 (one connection, in
+		// order), so once own reads v2 the echo has been handled.
+		brokertest.Publish(t, b, brokertest.Event("u1", "alice", 2))
+		r := brokertest.ReadEvent(t, own, "u1", 2)
+		if r.Has("u1", 1) || len(r.Events) != 1 || r.Resync {
+			t.Errorf("after its own v1, a's subscriber read %s; want only b's v2", r)
+		}
+	})
+}
+
+// silentRedis returns the address of a server that accepts connections
+// and never answers.
+func silentRedis(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -885,7 +915,19 @@ func TestPublishDoesNotWaitForRedis(t *testing.T) {
 			defer c.Close() // held open, never answered
 		}
 	}()
-	client := newClient(t, &goredis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
+	return ln.Addr().String()
+}
+
+// TestPublishDoesNotWaitForRedis: against a Redis that accepts
+// connections and never answers, Publish returns without an error, every
+// time, within the deadline: the event waits in the queue, not the
+// request (only the call that finds the queue full before the first
+// round trip has failed waits, up to one publishTimeout). The events
+// Redis never took are dropped and counted, and Close gives up on what is
+// left after one bounded round trip.
+func TestPublishDoesNotWaitForRedis(t *testing.T) {
+	t.Parallel()
+	client := newClient(t, &goredis.Options{Addr: silentRedis(t), MaxRetries: -1})
 	b, err := New(client, Options{Prefix: redistest.Prefix(t)})
 	if err != nil {
 		t.Fatal(err)

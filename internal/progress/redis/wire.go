@@ -39,9 +39,14 @@ type wireEvent struct {
 	// format's.
 	Version int64     `json:"version"`
 	At      time.Time `json:"at"`
+	// Origin names the Broker that published the event, which delivered
+	// it to its own subscribers already and skips it when Redis echoes it
+	// back. Older replicas send none, and read every event as another's.
+	Origin string `json:"origin,omitempty"`
 }
 
-func encodeEvent(p upload.Progress) ([]byte, error) {
+// encodeEvent writes p as published by the Broker named origin.
+func encodeEvent(p upload.Progress, origin string) ([]byte, error) {
 	return json.Marshal(wireEvent{
 		V:              wireVersion,
 		UploadID:       p.UploadID,
@@ -59,22 +64,24 @@ func encodeEvent(p upload.Progress) ([]byte, error) {
 		Error:          p.Error,
 		Version:        p.Version,
 		At:             p.At,
+		Origin:         origin,
 	})
 }
 
-// decodeEvent reads an event written by any replica. It fails on malformed
-// JSON, on a format version it does not know, and on an event that names no
-// upload or owner, since the hub could not route it.
-func decodeEvent(data []byte) (upload.Progress, error) {
+// decodeEvent reads an event written by any replica, and the Broker that
+// published it ("" from older replicas). It fails on malformed JSON, on a
+// format version it does not know, and on an event that names no upload or
+// owner, since the hub could not route it.
+func decodeEvent(data []byte) (ev upload.Progress, origin string, err error) {
 	var e wireEvent
 	if err := json.Unmarshal(data, &e); err != nil {
-		return upload.Progress{}, err
+		return upload.Progress{}, "", err
 	}
 	if e.V != wireVersion {
-		return upload.Progress{}, fmt.Errorf("unsupported event format version %d (this replica reads %d)", e.V, wireVersion)
+		return upload.Progress{}, "", fmt.Errorf("unsupported event format version %d (this replica reads %d)", e.V, wireVersion)
 	}
 	if e.UploadID == "" || e.OwnerID == "" {
-		return upload.Progress{}, errors.New("event names no upload or no owner")
+		return upload.Progress{}, "", errors.New("event names no upload or no owner")
 	}
 	return upload.Progress{
 		UploadID:       e.UploadID,
@@ -92,5 +99,5 @@ func decodeEvent(data []byte) (upload.Progress, error) {
 		Error:          e.Error,
 		Version:        e.Version,
 		At:             e.At,
-	}, nil
+	}, e.Origin, nil
 }
