@@ -186,19 +186,14 @@ func (s *Service) bumpSession(ctx context.Context, q querier, id string, d count
 	if !rows.Next() {
 		return c, false, rows.Err()
 	}
-	if err := rows.Scan(s.countsInto(&c)...); err != nil {
-		return c, false, fmt.Errorf("updating upload: %w", err)
-	}
-	return c, true, rows.Close()
-}
-
-// countsInto is where the bump's RETURNING columns scan to.
-func (s *Service) countsInto(c *sessionCounts) []any {
 	dest := []any{&c.version, &c.percent, &c.received, &c.bytes, &c.failed}
 	if s.chunkSQL.asyncCommit {
 		dest = append(dest, new(string)) // set_config's answer: "off"
 	}
-	return dest
+	if err := rows.Scan(dest...); err != nil {
+		return c, false, fmt.Errorf("updating upload: %w", err)
+	}
+	return c, true, rows.Close()
 }
 
 // oneStatementReceipts reports whether receipts run as one statement each
