@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -59,9 +62,32 @@ func checkRowCounts(t *testing.T, db *ent.Client, sessionID string) {
 	}
 }
 
+// onEngines runs test on a Service on SQLite and on one on PostgreSQL
+// (the receipt's write differs: groupcommit.go, buildReceipt), each with
+// its files on local disk.
+func onEngines(t *testing.T, test func(t *testing.T, e *testEnv)) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			dbURL, dir := "", t.TempDir()
+			if engine == "postgres" {
+				dbURL = dbtest.Postgres(t)
+			}
+			e, err := newEnvOn(t, dbURL, filepath.Join(dir, database.SQLiteFile), filepath.Join(dir, "files"), nil, testConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			test(t, e)
+		})
+	}
+}
+
 func TestResendAndConfirmNeverDoubleCount(t *testing.T) {
 	t.Parallel()
-	e := newTestService(t, testConfig())
+	onEngines(t, testResendAndConfirmNeverDoubleCount)
+}
+
+func testResendAndConfirmNeverDoubleCount(t *testing.T, e *testEnv) {
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
 	if sess.Strategy != upload.StrategyChunked || sess.TotalChunks != 3 {
@@ -167,7 +193,10 @@ func TestConfirmChunkChecks(t *testing.T) {
 // was written leaves the earlier copy RECEIVED.
 func TestFailedResend(t *testing.T) {
 	t.Parallel()
-	e := newTestService(t, testConfig())
+	onEngines(t, testFailedResend)
+}
+
+func testFailedResend(t *testing.T, e *testEnv) {
 	owner := e.user(t, "alice")
 	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
 	ctx := context.Background()
