@@ -119,10 +119,7 @@ func newChunkStatements(d string, asyncCommit bool) *chunkStatements {
 		s.bumpSession[toUploading] = buildBumpSession(d, toUploading == 1, asyncCommit)
 	}
 	s.insertChunk = build(entsql.Dialect(d).Insert(uploadchunk.Table).
-		Columns(uploadchunk.FieldSessionID, uploadchunk.FieldIndex, uploadchunk.FieldState, uploadchunk.FieldSize,
-			uploadchunk.FieldCrc32c, uploadchunk.FieldDigest, uploadchunk.FieldErrorCode, uploadchunk.FieldError,
-			uploadchunk.FieldAttempts, uploadchunk.FieldUpdatedAt).
-		Values(chunkSession, chunkIndex, chunkState, chunkSize, chunkCRC, chunkDigest, chunkCode, chunkMessage, 1, chunkNow).
+		Columns(insertedChunkColumns...).Values(insertedChunkValues(0)...).
 		OnConflict(entsql.ConflictColumns(uploadchunk.FieldSessionID, uploadchunk.FieldIndex), entsql.DoNothing()))
 	for arrival := range 2 {
 		s.updateChunk[arrival] = build(updateChunk(d, arrival, 0))
@@ -136,6 +133,27 @@ func newChunkStatements(d string, asyncCommit bool) *chunkStatements {
 		}
 	}
 	return &s
+}
+
+// insertedChunkColumns are the columns a new chunk row is written with,
+// and insertedChunkValues their values: the chunk's slots, each moved on
+// by shift, and a first attempt.
+var insertedChunkColumns = []string{uploadchunk.FieldSessionID, uploadchunk.FieldIndex, uploadchunk.FieldState,
+	uploadchunk.FieldSize, uploadchunk.FieldCrc32c, uploadchunk.FieldDigest, uploadchunk.FieldErrorCode,
+	uploadchunk.FieldError, uploadchunk.FieldAttempts, uploadchunk.FieldUpdatedAt}
+
+func insertedChunkValues(shift slot) []any {
+	return []any{shift + chunkSession, shift + chunkIndex, shift + chunkState, shift + chunkSize, shift + chunkCRC,
+		shift + chunkDigest, shift + chunkCode, shift + chunkMessage, 1, shift + chunkNow}
+}
+
+// takesChunks is the condition on a session that chunks may still
+// arrive: active and unexpired; slots bumpID and bumpNow.
+func takesChunks() *entsql.Predicate {
+	return entsql.And(
+		entsql.EQ(uploadsession.FieldID, bumpID),
+		entsql.In(uploadsession.FieldStatus, string(StatusInitialized), string(StatusUploading)),
+		entsql.GT(uploadsession.FieldExpiresAt, bumpNow))
 }
 
 // updateChunk is the UPDATE of a chunk's row, conditional on the state it
@@ -181,24 +199,16 @@ func buildReceipt(move chunkMove, toUploading, asyncCommit bool) builtSQL {
 	b.SetDialect(d)
 	b.WriteString("WITH ").Ident(live).WriteString(" AS ").Wrap(func(b *entsql.Builder) {
 		b.Join(entsql.Dialect(d).Select(uploadsession.FieldID).From(entsql.Table(uploadsession.Table)).
-			Where(entsql.And(
-				entsql.EQ(uploadsession.FieldID, bumpID),
-				entsql.In(uploadsession.FieldStatus, string(StatusInitialized), string(StatusUploading)),
-				entsql.GT(uploadsession.FieldExpiresAt, bumpNow))).
-			ForUpdate())
+			Where(takesChunks()).ForUpdate())
 	})
 	b.WriteString(", ").Ident(moved).WriteString(" AS ").Wrap(func(b *entsql.Builder) {
 		if move == moveInsert {
 			// INSERT … SELECT … FROM live, which ent's builder does not
 			// write; PostgreSQL types the arguments by their columns.
 			b.WriteString("INSERT INTO ").Ident(uploadchunk.Table).Wrap(func(b *entsql.Builder) {
-				b.IdentComma(uploadchunk.FieldSessionID, uploadchunk.FieldIndex, uploadchunk.FieldState, uploadchunk.FieldSize,
-					uploadchunk.FieldCrc32c, uploadchunk.FieldDigest, uploadchunk.FieldErrorCode, uploadchunk.FieldError,
-					uploadchunk.FieldAttempts, uploadchunk.FieldUpdatedAt)
+				b.IdentComma(insertedChunkColumns...)
 			})
-			b.WriteString(" SELECT ").Args(receiptChunk+chunkSession, receiptChunk+chunkIndex, receiptChunk+chunkState,
-				receiptChunk+chunkSize, receiptChunk+chunkCRC, receiptChunk+chunkDigest, receiptChunk+chunkCode,
-				receiptChunk+chunkMessage, 1, receiptChunk+chunkNow)
+			b.WriteString(" SELECT ").Args(insertedChunkValues(receiptChunk)...)
 			b.WriteString(" FROM ").Ident(live).WriteString(" ON CONFLICT ").Wrap(func(b *entsql.Builder) {
 				b.IdentComma(uploadchunk.FieldSessionID, uploadchunk.FieldIndex)
 			}).WriteString(" DO NOTHING RETURNING ").Ident(uploadchunk.FieldID)
@@ -274,11 +284,7 @@ func buildSessionWithChunk(d string, byOffset, owned bool) builtSQL {
 // buildBumpSession is bumpSession's UPDATE … RETURNING, conditional on
 // the session still taking chunks.
 func buildBumpSession(d string, toUploading, asyncCommit bool) builtSQL {
-	u := bumpUpdate(d, toUploading, asyncCommit).Where(entsql.And(
-		entsql.EQ(uploadsession.FieldID, bumpID),
-		entsql.In(uploadsession.FieldStatus, string(StatusInitialized), string(StatusUploading)),
-		entsql.GT(uploadsession.FieldExpiresAt, bumpNow)))
-	return build(u)
+	return build(bumpUpdate(d, toUploading, asyncCommit).Where(takesChunks()))
 }
 
 // bumpUpdate is the session's side of a receipt, without its condition:
