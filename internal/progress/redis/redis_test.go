@@ -157,8 +157,9 @@ func TestWireFormatIsStable(t *testing.T) {
 	t.Parallel()
 	const golden = `{"v":1,"uploadId":"upl_01J","batchId":"bat_01J","ownerId":"alice","status":"FAILED",` +
 		`"uploadedBytes":5368709121,"totalBytes":6442450944,"percent":83,"uploadedChunks":640,"totalChunks":768,` +
-		`"failedChunks":[3,700],"mediaId":"med_01J","mediaStatus":"READY","error":"chunk 3 failed","version":42,"at":"2026-11-03T10:04:05.123456789Z"}`
-	data, err := encodeEvent(fullEvent(), "")
+		`"failedChunks":[3,700],"mediaId":"med_01J","mediaStatus":"READY","error":"chunk 3 failed","version":42,"at":"2026-11-03T10:04:05.123456789Z",` +
+		`"origin":"b1"}`
+	data, err := encodeEvent(fullEvent(), "b1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +194,14 @@ func TestWireFormatIsStable(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("decodeEvent without mediaStatus:\n got %+v\nwant %+v", got, want)
 	}
+
+	// An older replica names no origin: its events are another's to every
+	// broker, so they are delivered.
+	delete(fields, "origin")
+	older, _ = json.Marshal(fields)
+	if _, origin, err := decodeEvent(older); err != nil || origin != "" {
+		t.Errorf("decodeEvent without origin: origin %q, err %v; want \"\" and no error", origin, err)
+	}
 }
 
 func TestWireRejectsWhatItCannotRoute(t *testing.T) {
@@ -205,6 +214,7 @@ func TestWireRejectsWhatItCannotRoute(t *testing.T) {
 		"no upload":           `{"v":1,"ownerId":"alice","version":1}`,
 		"no owner":            `{"v":1,"uploadId":"u1","version":1}`,
 		"wrong type of field": `{"v":1,"uploadId":"u1","ownerId":"alice","version":"1"}`,
+		"origin not a string": `{"v":1,"uploadId":"u1","ownerId":"alice","version":1,"origin":7}`,
 	} {
 		if got, _, err := decodeEvent([]byte(payload)); err == nil {
 			t.Errorf("%s: decodeEvent(%s) = %+v, want an error", name, payload, got)
