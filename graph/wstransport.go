@@ -152,9 +152,11 @@ type wsConn struct {
 // operation is one running operation of a socket.
 //
 // A subscription that wakes it (upload.Receiver) has no goroutine while
-// nothing happens: one is started when a receive is owed, and exits
-// once it has sent what was owed. Any other operation is read by one
-// goroutine until it ends, as in gqlgen.
+// nothing happens: the subscription's sender, woken by an event, sends
+// what is owed on to the client itself, inside Wake (or a goroutine of
+// run's does, for what was owed before the operation was dispatched).
+// Any other operation is read by one goroutine until it ends, as in
+// gqlgen.
 type operation struct {
 	cancel context.CancelFunc
 	c      *wsConn
@@ -180,8 +182,12 @@ func (o *operation) Attach() {
 	o.mu.Unlock()
 }
 
-// Wake is called by the subscription before each send and before its
-// end; a goroutine starts to take them unless one runs.
+// Wake is called by the subscription after each send and after its end.
+// Unless results are being sent already, the caller sends what is owed,
+// here: it is the subscription's sender, which has nothing else to do,
+// and handing over to a new goroutine would make each event wait for
+// one more turn of the scheduler, which on a busy server is where its
+// latency goes (docs/BENCHMARKS.md, "event lag").
 func (o *operation) Wake() {
 	o.mu.Lock()
 	o.owed++
@@ -191,7 +197,7 @@ func (o *operation) Wake() {
 	}
 	o.mu.Unlock()
 	if start {
-		go o.c.stream(o)
+		o.c.stream(o)
 	}
 }
 

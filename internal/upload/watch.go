@@ -123,12 +123,14 @@ type Receiver interface {
 	// error), before any Wake. A receiver not attached must read the
 	// channel as any other.
 	Attach()
-	// Wake is called before each send on the channel and before it is
-	// closed: one receive per Wake finds a value or the close, unless
-	// the subscription's context ended, which the receive must select on
-	// too (the sender gives up then, and closes the channel after
-	// another Wake). It runs on the sender's goroutine and must not
-	// block.
+	// Wake is called after each send on the channel and after it is
+	// closed: one receive per Wake finds a value or the close. It runs on
+	// the sender's goroutine, which has nothing else to do meanwhile: the
+	// receiver may take the value right there, inside Wake, and sending
+	// it on to the client may block (the channel's one-value buffer is
+	// what lets the send come first). A receiver taking its values on a
+	// goroutine of its own must select on the subscription's context
+	// too: the sender gives up when it ends, and closes the channel.
 	Wake()
 }
 
@@ -142,14 +144,18 @@ func WithReceiver(ctx context.Context, r Receiver) context.Context {
 
 // watch subscribes before reading the snapshot, so no change falls between
 // the two, then forwards only events newer than what the client has. The
-// channel is unbuffered, so a slow client holds back only itself; its
-// pending events collapse in the feed meanwhile.
+// channel holds at most one value (none without a Receiver), so a slow
+// client holds back only itself; its pending events collapse in the feed
+// meanwhile.
 //
 // No goroutine waits on the feed while nothing happens: with a feed that
 // can notify (the hub's), a pump goroutine runs only while there is
 // something to send, and exits once the feed is drained and the client
 // has taken everything. An idle subscription then costs no stack of its
-// own (docs/BENCHMARKS.md, "Load").
+// own (docs/BENCHMARKS.md, "Load"). With a Receiver, the pump's goroutine
+// is the one that sends each value on to the client (Wake), so an event
+// waits for one goroutine to be scheduled between its publisher and the
+// socket, not two (docs/DESIGN.md, "Progress fan-out").
 func (s *Service) watch(ctx context.Context, w watch) (<-chan *Progress, error) {
 	feed, err := s.broker.Subscribe(ctx, w.topic)
 	if err != nil {
@@ -160,10 +166,14 @@ func (s *Service) watch(ctx context.Context, w watch) (<-chan *Progress, error) 
 		feed.Close()
 		return nil, err
 	}
-	x := &watcher{s: s, w: w, ctx: ctx, feed: feed, out: make(chan *Progress), first: first, latest: map[string]sent{}}
+	x := &watcher{s: s, w: w, ctx: ctx, feed: feed, first: first, latest: map[string]sent{}}
 	if r, ok := ctx.Value(receiverKey{}).(Receiver); ok {
 		r.Attach()
 		x.receiver = r
+		// The value is in the channel before its Wake, which may take it.
+		x.out = make(chan *Progress, 1)
+	} else {
+		x.out = make(chan *Progress)
 	}
 	if nf, ok := feed.(NotifyingFeed); ok {
 		nf.OnReady(x.kick)
@@ -197,8 +207,8 @@ type watcher struct {
 	feed Feed
 	out  chan *Progress
 	stop chan struct{} // closed when over, for a feed that cannot notify
-	// receiver, when the caller gave one (WithReceiver), is woken before
-	// each send on out and before out is closed.
+	// receiver, when the caller gave one (WithReceiver), is woken after
+	// each send on out and after out is closed.
 	receiver Receiver
 
 	mu       sync.Mutex
@@ -238,10 +248,10 @@ func (x *watcher) pump() {
 			if x.stop != nil {
 				close(x.stop)
 			}
+			close(x.out)
 			if x.receiver != nil {
 				x.receiver.Wake()
 			}
-			close(x.out)
 			return
 		}
 		x.mu.Lock()
@@ -308,13 +318,13 @@ func (x *watcher) emit(p Progress) bool {
 		p.Percent = prev.percent
 	}
 	x.latest[p.UploadID] = sent{version: p.Version, percent: p.Percent, settled: p.Settled()}
-	if x.receiver != nil {
-		x.receiver.Wake()
-	}
 	select {
 	case x.out <- &p:
-		return true
 	case <-x.ctx.Done():
 		return false
 	}
+	if x.receiver != nil {
+		x.receiver.Wake()
+	}
+	return true
 }

@@ -592,3 +592,87 @@ func TestWatchWakesReceiver(t *testing.T) {
 		t.Errorf("%d Wakes more than sends and close", n)
 	}
 }
+
+// inlineReceiver is an upload.Receiver that takes each value inside
+// Wake, on the subscription's own goroutine, as the websocket transport
+// does once its operation is running; Wakes before it has the channel
+// are owed and taken by take.
+type inlineReceiver struct {
+	mu   sync.Mutex
+	ch   <-chan *upload.Progress
+	owed int
+	got  chan *upload.Progress // what was received; nil for the close
+}
+
+func (r *inlineReceiver) Attach() {}
+
+func (r *inlineReceiver) Wake() {
+	r.mu.Lock()
+	r.owed++
+	if r.ch == nil {
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	r.take()
+}
+
+// take receives what is owed; the values are there already.
+func (r *inlineReceiver) take() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for ; r.owed > 0; r.owed-- {
+		select {
+		case p := <-r.ch:
+			r.got <- p
+		default:
+			panic("woken, but nothing to receive: the Wake came before its send")
+		}
+	}
+}
+
+// TestWatchReceiverTakesInWake: a Receiver may take each value inside
+// Wake, so that no goroutine of its own is scheduled between the
+// subscription and the client. Were Wake called before the send, the
+// receive inside it would find nothing (and block the sender forever).
+func TestWatchReceiverTakesInWake(t *testing.T) {
+	t.Parallel()
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	first := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+
+	r := &inlineReceiver{got: make(chan *upload.Progress, 16)}
+	ctx, cancel := context.WithCancel(upload.WithReceiver(t.Context(), r))
+	defer cancel()
+	ch, err := e.svc.WatchUser(ctx, owner)
+	if err != nil {
+		t.Fatalf("WatchUser: %v", err)
+	}
+	r.mu.Lock()
+	r.ch = ch
+	r.mu.Unlock()
+	r.take() // the snapshot's Wake, if it came first
+	next := func() *upload.Progress {
+		t.Helper()
+		select {
+		case p := <-r.got:
+			return p
+		case <-time.After(10 * time.Second):
+			t.Fatalf("nothing received in a Wake after 10s")
+			return nil
+		}
+	}
+	if p := next(); p == nil || p.UploadID != first.ID {
+		t.Fatalf("snapshot: %v, want upload %s", p, first.ID)
+	}
+	for _, name := range []string{"b.mp4", "c.mp4", "d.mp4"} {
+		sess := e.initOne(t, owner, mp4Spec(name, file11))
+		if p := next(); p == nil || p.UploadID != sess.ID {
+			t.Fatalf("event: %v, want upload %s", p, sess.ID)
+		}
+	}
+	cancel()
+	if p := next(); p != nil {
+		t.Fatalf("after cancel: event %v, want the channel closed", p)
+	}
+}
