@@ -1,7 +1,9 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -249,6 +251,53 @@ func TestUploadProgressSubscription(t *testing.T) {
 	if _, open := <-again; open {
 		t.Errorf("subscribing to a completed upload with its media READY: got a second event, want the end")
 	}
+}
+
+// TestChunkAnswerIsSentWhole: a chunk PUT's answer, taken or refused, is
+// flushed by its handler before it yields to the subscribers' pumps
+// (httpapi's flushAndYield), and still goes out with its Content-Length,
+// not chunked, whole and parseable. The subscriber hears the chunk too.
+func TestChunkAnswerIsSentWhole(t *testing.T) {
+	t.Parallel()
+	s := startSpool(t, nil)
+	tok := s.token("alice")
+	img := fileBytes("image/png", 4000, 21)
+	up := s.planOne(tok, file("whole.png", "image/png", int64(len(img))))
+	ws := s.dialWS(tok, nil)
+	ws.subscribe("p", `subscription($id: ID!) { uploadProgress(uploadId: $id) { status uploadedChunks } }`, vars("id", up.ID))
+	events := collect(ws, "p")
+	if first := <-events; first.UploadedChunks != 0 {
+		t.Fatalf("snapshot: got %+v, want no chunk yet", first)
+	}
+
+	for _, c := range []struct {
+		name   string
+		body   []byte
+		status int
+		field  string // a field the answer's JSON must have
+	}{
+		{"too short", img[:len(img)-1], http.StatusBadRequest, "error"},
+		{"taken", img, http.StatusOK, "uploadedChunks"},
+	} {
+		resp, body := send(t, http.MethodPut, up.ChunkURLs[0].URL, bytes.NewReader(c.body), nil)
+		if resp.StatusCode != c.status {
+			t.Fatalf("%s: got %d %s, want %d", c.name, resp.StatusCode, body, c.status)
+		}
+		if len(resp.TransferEncoding) != 0 || resp.ContentLength != int64(len(body)) {
+			t.Errorf("%s: sent with Transfer-Encoding %v and Content-Length %d for a %d-byte body; want the length, not chunked",
+				c.name, resp.TransferEncoding, resp.ContentLength, len(body))
+		}
+		var answer map[string]any
+		if err := json.Unmarshal(body, &answer); err != nil || answer[c.field] == nil {
+			t.Errorf("%s: answer %q has no %q (%v)", c.name, body, c.field, err)
+		}
+	}
+	for p := range events {
+		if p.UploadedChunks == 1 {
+			return
+		}
+	}
+	t.Errorf("the subscription ended without hearing the chunk")
 }
 
 // TestBatchProgressEndsWhenAllTerminal: the subscription ends once every
