@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -106,6 +108,57 @@ func TestMemoryTokenBucket(t *testing.T) {
 
 // Memory keeps at most its number of keys: the least recently used are
 // forgotten (and start again with a full bucket).
+// TestMemoryLateReaderOfTheClock: a request is judged at the time it
+// reads the clock, under the lock, so one that waited is not refused for
+// the arrivals of those that overtook it. Here the first caller's clock
+// read waits (at most 200 ms) for a second caller to be admitted first:
+// when the clock was read outside the lock, the second went through at
+// a later time, and the first was then refused for arriving "before" it.
+// With the read under the lock the second waits for the first instead.
+func TestMemoryLateReaderOfTheClock(t *testing.T) {
+	m, err := NewMemory(Rate{Events: 1, Per: time.Millisecond, Burst: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	secondDone := make(chan struct{})
+	var mu sync.Mutex
+	calls := 0
+	m.now = func() time.Time {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		mu.Unlock()
+		if !first {
+			return t0.Add(time.Second)
+		}
+		select {
+		case <-secondDone:
+		case <-time.After(200 * time.Millisecond):
+		}
+		return t0
+	}
+	firstWait := make(chan time.Duration, 1)
+	go func() {
+		wait, _ := m.Allow(context.Background(), "k")
+		firstWait <- wait
+	}()
+	for { // the first caller is in m.now before the second calls
+		mu.Lock()
+		started := calls == 1
+		mu.Unlock()
+		if started {
+			break
+		}
+		runtime.Gosched()
+	}
+	secondWait, _ := m.Allow(context.Background(), "k")
+	close(secondDone)
+	if w := <-firstWait; w != 0 || secondWait != 0 {
+		t.Errorf("refused: the first caller to wait %v, the second %v; want both admitted (they came 1 s apart at 1/ms)", w, secondWait)
+	}
+}
+
 func TestMemoryBounded(t *testing.T) {
 	m, err := NewMemory(Rate{Events: 1, Per: time.Hour, Burst: 1}, 10)
 	if err != nil {
