@@ -3,9 +3,12 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -257,6 +260,7 @@ func TestUploadProgressSubscription(t *testing.T) {
 // flushed by its handler before it yields to the subscribers' pumps
 // (httpapi's flushAndYield), and still goes out with its Content-Length,
 // not chunked, whole and parseable. The subscriber hears the chunk too.
+// So do tus PATCHes' answers (yieldAfterBytes).
 func TestChunkAnswerIsSentWhole(t *testing.T) {
 	t.Parallel()
 	s := startSpool(t, nil)
@@ -292,12 +296,60 @@ func TestChunkAnswerIsSentWhole(t *testing.T) {
 			t.Errorf("%s: answer %q has no %q (%v)", c.name, body, c.field, err)
 		}
 	}
+	heard := false
 	for p := range events {
 		if p.UploadedChunks == 1 {
-			return
+			heard = true
+			break
 		}
 	}
-	t.Errorf("the subscription ended without hearing the chunk")
+	if !heard {
+		t.Errorf("the subscription ended without hearing the chunk")
+	}
+
+	// tus: the answers to requests with a body are flushed the same way,
+	// spool's own refusals included.
+	tusDo := func(method, url string, body []byte, header map[string]string) (*http.Response, []byte) {
+		h := http.Header{"Tus-Resumable": {"1.0.0"}, "Authorization": {"Bearer " + tok}}
+		for k, v := range header {
+			h.Set(k, v)
+		}
+		return send(t, method, url, bytes.NewReader(body), h)
+	}
+	meta := "filename " + base64.StdEncoding.EncodeToString([]byte("t.png")) + ",filetype " + base64.StdEncoding.EncodeToString([]byte("image/png"))
+	resp, body := tusDo(http.MethodPost, s.url+"/files/", nil, map[string]string{"Upload-Length": strconv.Itoa(len(img)), "Upload-Metadata": meta})
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusCreated || loc == "" {
+		t.Fatalf("tus POST: %d %s, Location %q", resp.StatusCode, body, loc)
+	}
+	if strings.HasPrefix(loc, "/") {
+		loc = s.url + loc
+	}
+	patch := map[string]string{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+	for _, c := range []struct {
+		name     string
+		checksum string
+		status   int
+	}{
+		{"tus PATCH with a malformed Upload-Checksum", "sha1 not base64!", http.StatusBadRequest},
+		{"tus PATCH", "", http.StatusNoContent},
+	} {
+		h := maps.Clone(patch)
+		if c.checksum != "" {
+			h["Upload-Checksum"] = c.checksum
+		}
+		resp, body := tusDo(http.MethodPatch, loc, img, h)
+		if resp.StatusCode != c.status {
+			t.Fatalf("%s: got %d %s, want %d", c.name, resp.StatusCode, body, c.status)
+		}
+		if len(resp.TransferEncoding) != 0 || (len(body) > 0 && resp.ContentLength != int64(len(body))) {
+			t.Errorf("%s: sent with Transfer-Encoding %v and Content-Length %d for a %d-byte body; want the length, not chunked",
+				c.name, resp.TransferEncoding, resp.ContentLength, len(body))
+		}
+		if c.status == http.StatusBadRequest && len(body) == 0 {
+			t.Errorf("%s: the refusal has no body, want its code and message", c.name)
+		}
+	}
 }
 
 // TestBatchProgressEndsWhenAllTerminal: the subscription ends once every

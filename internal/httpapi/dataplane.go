@@ -138,6 +138,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // would have for its next request. Deferred first, it runs after the
 // handler's other deferred calls (the chunk's slot is free before the
 // client can send the next one).
+//
+// tus requests that carry bytes (PATCH, and a POST creating an upload
+// with its first bytes) publish progress too: yieldAfterBytes does the
+// same after tusd's handler returns, its locks released.
 func flushAndYield(w http.ResponseWriter) {
 	if err := http.NewResponseController(w).Flush(); err != nil {
 		return // not sent: yielding would hold the answer back
@@ -276,6 +280,17 @@ func idleBodies(next http.Handler, timeout time.Duration) http.Handler {
 		body := newIdleBody(w, r, timeout)
 		defer body.stop()
 		r.Body = body
+		next.ServeHTTP(w, r)
+	})
+}
+
+// yieldAfterBytes runs flushAndYield after each request that carried a
+// body, once next has returned.
+func yieldAfterBytes(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 { // -1, unknown, may carry bytes too
+			defer flushAndYield(w)
+		}
 		next.ServeHTTP(w, r)
 	})
 }

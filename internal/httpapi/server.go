@@ -124,7 +124,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /media/{id}/thumbnails/{n}", h.getThumbnail)
 	// tus (docs/API.md, "tus"): every method, under /files/ and at
 	// /files itself (a POST must not be redirected).
-	tusEndpoint := idleBodies(http.StripPrefix("/files", h.tusEndpoint()), o.Limits.BodyIdleTimeout)
+	tusEndpoint := yieldAfterBytes(idleBodies(http.StripPrefix("/files", h.tusEndpoint()), o.Limits.BodyIdleTimeout))
 	mux.Handle("/files/", tusEndpoint)
 	mux.Handle("/files", tusEndpoint)
 	mux.HandleFunc("GET /healthz", h.healthz)

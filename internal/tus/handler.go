@@ -205,13 +205,14 @@ func (h *Handler) finalConcat(header string) string {
 }
 
 // writeError answers a request refused before tusd ran, in tusd's shape
-// ("CODE: message", text/plain) with spool's code and the status of the
-// one table.
+// ("CODE: message", text/plain, with its length, as tusd's own answers)
+// with spool's code and the status of the one table.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := h.store.tusError(r.Context(), r.Method+" "+r.URL.Path, err)
 	for k, v := range e.HTTPResponse.Header {
 		w.Header().Set(k, v)
 	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(e.HTTPResponse.Body)))
 	w.WriteHeader(e.HTTPResponse.StatusCode)
 	if r.Method != http.MethodHead {
 		_, _ = io.WriteString(w, e.HTTPResponse.Body)
