@@ -185,9 +185,8 @@ func (o *operation) Attach() {
 // Wake is called by the subscription after each send and after its end.
 // Unless results are being sent already, the caller sends what is owed,
 // here: it is the subscription's sender, which has nothing else to do,
-// and handing over to a new goroutine would make each event wait for
-// one more turn of the scheduler, which on a busy server is where its
-// latency goes (docs/BENCHMARKS.md, "event lag").
+// and a goroutine started per send would cost one more goroutine, and
+// one more wake-up of the sender, per event and subscriber.
 func (o *operation) Wake() {
 	o.mu.Lock()
 	o.owed++

@@ -153,9 +153,8 @@ func WithReceiver(ctx context.Context, r Receiver) context.Context {
 // something to send, and exits once the feed is drained and the client
 // has taken everything. An idle subscription then costs no stack of its
 // own (docs/BENCHMARKS.md, "Load"). With a Receiver, the pump's goroutine
-// is the one that sends each value on to the client (Wake), so an event
-// waits for one goroutine to be scheduled between its publisher and the
-// socket, not two (docs/DESIGN.md, "Progress fan-out").
+// is the one that sends each value on to the client (Wake): one goroutine
+// per event and subscriber, not two (docs/DESIGN.md, "Websockets").
 func (s *Service) watch(ctx context.Context, w watch) (<-chan *Progress, error) {
 	feed, err := s.broker.Subscribe(ctx, w.topic)
 	if err != nil {
