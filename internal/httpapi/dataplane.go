@@ -135,13 +135,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // median and 100 ms at p99 there, most of an event's lag
 // (docs/BENCHMARKS.md, "event lag"). Yielding once the client has its
 // answer lets them go first; the handler then waits its turn, as it
-// would have for its next request. Deferred first, it runs after the
-// handler's other deferred calls (the chunk's slot is free before the
-// client can send the next one).
-//
-// tus requests that carry bytes (PATCH, and a POST creating an upload
-// with its first bytes) publish progress too: yieldAfterBytes does the
-// same after tusd's handler returns, its locks released.
+// would have for its next request. yieldAfterBytes calls it.
 func flushAndYield(w http.ResponseWriter) {
 	if err := http.NewResponseController(w).Flush(); err != nil {
 		return // not sent: yielding would hold the answer back
@@ -187,7 +181,6 @@ func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	defer flushAndYield(w)
 	if !h.startChunk(w, r, id) {
 		return
 	}
@@ -227,7 +220,6 @@ func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	defer flushAndYield(w)
 	if !h.startChunk(w, r, id) {
 		return
 	}
@@ -285,7 +277,10 @@ func idleBodies(next http.Handler, timeout time.Duration) http.Handler {
 }
 
 // yieldAfterBytes runs flushAndYield after each request that carried a
-// body, once next has returned.
+// body (a chunk PUT; a tus PATCH, or POST creating an upload with its
+// first bytes), once next has returned: after the handler's deferred
+// calls, so the chunk's slot, or tusd's lock, is free before the client
+// has its answer and sends the next request.
 func yieldAfterBytes(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength != 0 { // -1, unknown, may carry bytes too

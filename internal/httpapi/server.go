@@ -117,8 +117,8 @@ func New(o Options) http.Handler {
 	}
 	h := &handlers{Options: o, chunksRunning: ratelimit.NewSlots(o.Limits.MaxParallelChunks)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /uploads/{id}/chunks/{index}", h.putSignedChunk)
-	mux.HandleFunc("PUT /uploads/{id}", h.putRange)
+	mux.Handle("PUT /uploads/{id}/chunks/{index}", yieldAfterBytes(http.HandlerFunc(h.putSignedChunk)))
+	mux.Handle("PUT /uploads/{id}", yieldAfterBytes(http.HandlerFunc(h.putRange)))
 	mux.HandleFunc("HEAD /uploads/{id}", h.headUpload)
 	mux.HandleFunc("GET /media/{id}/{name}", h.getMedia)
 	mux.HandleFunc("GET /media/{id}/thumbnails/{n}", h.getThumbnail)
