@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/storage/localfs"
 )
 
 var (
@@ -168,16 +170,18 @@ func BenchmarkDataPlane(b *testing.B) {
 		return target{name, func(size int64, workers int) run { return e.bareUpload(s, size, workers) }}
 	}
 	bare := bareT("bare")
+	spoolWrites := strconv.Itoa(localfs.DefaultWriteSize())
 	variants := []target{
 		bareT("bare+crc32c", "-crc32c"),
 		bareT("bare+open/close", "-open-per-chunk"),
-		bareT("bare+filled", "-fill"),
-		bareT("bare+all-spool's", "-crc32c", "-open-per-chunk", "-fill"),
+		bareT("bare+filled", "-fill", "-fill-size", spoolWrites),
+		bareT("bare+all-spool's", "-crc32c", "-open-per-chunk", "-fill", "-fill-size", spoolWrites),
 		// Not what spool's chunk PUT does: sync_file_range is its tus
-		// pieces', and 1 MiB writes are the other choice of localfs's
-		// copyBufferSize.
+		// pieces'. The two write sizes localfs chooses between
+		// (localfs.DefaultWriteSize), whichever this machine gets.
 		bareT("bare+sync_range", "-sync-range"),
-		bareT("bare+all+1MiB-fill", "-crc32c", "-open-per-chunk", "-fill", "-fill-size", "1048576"),
+		bareT("bare+all+128KiB-fill", "-crc32c", "-open-per-chunk", "-fill", "-fill-size", strconv.Itoa(localfs.SmallWrite)),
+		bareT("bare+all+1MiB-fill", "-crc32c", "-open-per-chunk", "-fill", "-fill-size", strconv.Itoa(localfs.LargeWrite)),
 	}
 	if *benchVarOff {
 		variants = nil
@@ -249,6 +253,13 @@ func BenchmarkDataPlane(b *testing.B) {
 	b.ResetTimer()
 
 	fmt.Printf("\ndata plane: %d rounds of %d configurations, %d MiB chunks, load average %s\n", *rounds, len(groups), chunkSize/mib, loadAverage(b))
+	fmt.Printf("spool's local engine: %s\n", writeSizeNote())
+	reportedBefore, reportedKnown := reportedToHost()
+	defer func() {
+		if after, ok := reportedToHost(); ok && reportedKnown {
+			fmt.Printf("freed memory the kernel handed back to the host during the rounds: %d MiB\n", (after-reportedBefore)/mib)
+		}
+	}()
 	results := make([]map[string][]run, len(groups))
 	for i := range results {
 		results[i] = map[string][]run{}
@@ -507,4 +518,27 @@ func median(xs []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// writeSizeNote says which write size spool's local engine picks on this
+// machine, and why it matters to the figures.
+func writeSizeNote() string {
+	if localfs.DefaultWriteSize() == localfs.SmallWrite {
+		return "128 KiB writes: this kernel hands freed memory back to its hypervisor (free page reporting), " +
+			"so the page cache's cost swings from run to run; compare alternating runs only, or turn reporting " +
+			"off for the run (docs/BENCHMARKS.md, \"Write size and the VM's free page reporting\")"
+	}
+	return "1 MiB writes (no free page reporting to a hypervisor)"
+}
+
+// reportedToHost is how much freed memory the kernel has handed back to its
+// hypervisor since boot, in bytes, where the kernel counts it (a counter of
+// the Firecracker guest kernels these benchmarks ran on; upstream has none).
+func reportedToHost() (int64, bool) {
+	b, err := os.ReadFile("/sys/module/page_reporting/parameters/reported_kib")
+	if err != nil {
+		return 0, false
+	}
+	kib, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return kib << 10, err == nil
 }

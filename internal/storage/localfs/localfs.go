@@ -28,15 +28,6 @@ const (
 
 	dirPerm  = 0o750
 	filePerm = 0o640
-
-	// copyBufferSize bounds the memory one WriteChunk holds, whatever the
-	// chunk size, and is the size of each pwrite. 128 KiB, not more: on
-	// the machines we measure (docs/BENCHMARKS.md), writing a new file
-	// in 1 MiB pieces made the kernel's copy into the page cache cost
-	// 0.24–1.3 s per GiB from one run to the next (it allocates larger
-	// page-cache folios for larger writes), against a steady ~0.3 s in
-	// 128 KiB pieces; 64 pwrites per 8 MiB chunk cost nothing next to it.
-	copyBufferSize = 128 << 10
 )
 
 // Options tunes a Store. The zero value is the default.
@@ -46,6 +37,10 @@ type Options struct {
 	// throughput; without it a crash can lose chunks written in the last
 	// few seconds, which the client then sends again.
 	SyncWrites bool
+	// WriteSize is the size of each write into a staging file, and of
+	// the buffer each chunk in flight is copied through: 0 for
+	// DefaultWriteSize, else between 4 KiB and 16 MiB.
+	WriteSize int
 }
 
 // Store is an upload.Store on the local disk. It is safe for concurrent use
@@ -55,7 +50,7 @@ type Store struct {
 	objectsDir string
 	opts       Options
 
-	buffers sync.Pool // of *[]byte, copyBufferSize long
+	buffers sync.Pool // of *[]byte, opts.WriteSize long
 
 	// uploads lets writes of one upload run together but keeps them apart
 	// from Prepare, Assemble and Discard: a write still running when its
@@ -80,12 +75,18 @@ func New(dir string) (*Store, error) {
 // NewWithOptions returns a Store keeping its files under dir, creating dir
 // and its layout if needed. It fails if they cannot be created.
 func NewWithOptions(dir string, opts Options) (*Store, error) {
+	switch {
+	case opts.WriteSize == 0:
+		opts.WriteSize = DefaultWriteSize()
+	case opts.WriteSize < minWriteSize || opts.WriteSize > maxWriteSize:
+		return nil, fmt.Errorf("localfs: write size %d bytes outside [%d, %d]", opts.WriteSize, minWriteSize, maxWriteSize)
+	}
 	s := &Store{
 		stagingDir: filepath.Join(dir, stagingDirName),
 		objectsDir: filepath.Join(dir, objectsDirName),
 		opts:       opts,
 		buffers: sync.Pool{New: func() any {
-			b := make([]byte, copyBufferSize)
+			b := make([]byte, opts.WriteSize)
 			return &b
 		}},
 	}
@@ -237,8 +238,8 @@ func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, at int64, body io.R
 
 	w := &boundedWriter{w: io.NewOffsetWriter(f, chunk.Offset+at), left: chunk.Size - at}
 	// Fill the buffer before each write: a socket read returns a few tens
-	// of KiB, and one pwrite per MiB costs far fewer syscalls than one per
-	// read. Memory stays bounded by the one pooled buffer.
+	// of KiB, and the page cache's cost depends on the write's size
+	// (writesize.go). Memory stays bounded by the one pooled buffer.
 	n, err := fillAndWrite(w, body, *buf)
 	switch {
 	case err == nil:

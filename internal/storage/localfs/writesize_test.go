@@ -1,0 +1,92 @@
+package localfs
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/spoolhq/spool/internal/storage/storagetest"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// The conformance suite again with the smallest write size, so a chunk
+// takes many fills of the buffer and ends in a partial one.
+func TestConformanceSmallestWrites(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) upload.Store { return newStore(t, Options{WriteSize: minWriteSize}) })
+}
+
+func TestWriteSizeOption(t *testing.T) {
+	for _, tc := range []struct {
+		give, want int
+	}{
+		{0, DefaultWriteSize()},
+		{minWriteSize, minWriteSize},
+		{maxWriteSize, maxWriteSize},
+		{300 << 10, 300 << 10},
+	} {
+		s := newStore(t, Options{WriteSize: tc.give})
+		buf := s.buffers.Get().(*[]byte)
+		if len(*buf) != tc.want {
+			t.Errorf("WriteSize %d: buffers of %d bytes, want %d", tc.give, len(*buf), tc.want)
+		}
+		s.buffers.Put(buf)
+	}
+	for _, bad := range []int{-1, 1, minWriteSize - 1, maxWriteSize + 1, 1 << 30} {
+		_, err := NewWithOptions(t.TempDir(), Options{WriteSize: bad})
+		if err == nil || !strings.Contains(err.Error(), "write size") {
+			t.Errorf("WriteSize %d: error %v, want one naming the write size", bad, err)
+		}
+	}
+}
+
+// A chunk whose size is not a multiple of the write size lands whole.
+func TestChunkOfUnevenWrites(t *testing.T) {
+	s := newStore(t, Options{WriteSize: minWriteSize})
+	key := "usr_a/upl_uneven"
+	body := strings.Repeat("0123456789abcdef", 3*minWriteSize/16) + "tail"
+	if err := s.Prepare(t.Context(), key, int64(len(body))); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	writeChunk(t, s, key, upload.ChunkRef{Size: int64(len(body))}, body)
+	if got := assembleAndRead(t, s, key, 1, int64(len(body))); got != body {
+		t.Errorf("assembled %d bytes, not the %d written (first difference matters)", len(got), len(body))
+	}
+}
+
+// balloon is a /sys with one virtio device of the given id and features
+// and, if order is not empty, the page_reporting module's order.
+func balloon(id, features, order string) fstest.MapFS {
+	sys := fstest.MapFS{
+		"bus/virtio/devices/virtio0/device":   {Data: []byte("0x0001\n")}, // a network card
+		"bus/virtio/devices/virtio0/features": {Data: []byte("11111111\n")},
+		"bus/virtio/devices/virtio3/device":   {Data: []byte(id + "\n")},
+		"bus/virtio/devices/virtio3/features": {Data: []byte(features + "\n")},
+	}
+	if order != "" {
+		sys["module/page_reporting/parameters/page_reporting_order"] = &fstest.MapFile{Data: []byte(order + "\n")}
+	}
+	return sys
+}
+
+func TestWriteSizeFollowsFreePageReporting(t *testing.T) {
+	const reporting = "0110010100000000000000000000000010000000" // as read off a Firecracker VM
+	for _, tc := range []struct {
+		name string
+		sys  fstest.MapFS
+		want int
+	}{
+		{"no /sys to read", fstest.MapFS{}, LargeWrite},
+		{"no balloon", balloon("0x0002", reporting, "9"), LargeWrite},
+		{"a balloon without reporting", balloon(virtioBalloon, "0110000100000000", "9"), LargeWrite},
+		{"a balloon with too short a feature list", balloon(virtioBalloon, "0110", "9"), LargeWrite},
+		{"a balloon reporting", balloon(virtioBalloon, reporting, "9"), SmallWrite},
+		{"reporting, at the largest order", balloon(virtioBalloon, reporting, "10"), SmallWrite},
+		{"reporting turned off (order past the largest)", balloon(virtioBalloon, reporting, "11"), LargeWrite},
+		{"reporting, module's order unreadable", balloon(virtioBalloon, reporting, ""), SmallWrite},
+		{"reporting, module's order malformed", balloon(virtioBalloon, reporting, "nine"), SmallWrite},
+	} {
+		if got := writeSizeFor(tc.sys); got != tc.want {
+			t.Errorf("%s: write size %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
