@@ -181,7 +181,8 @@ func BenchmarkDataPlane(b *testing.B) {
 		// (localfs.DefaultWriteSize), whichever this machine gets.
 		bareT("bare+sync_range", "-sync-range"),
 		bareT("bare+all+128KiB-fill", "-crc32c", "-open-per-chunk", "-fill", "-fill-size", strconv.Itoa(localfs.SmallWrite)),
-		bareT("bare+all+1MiB-fill", "-crc32c", "-open-per-chunk", "-fill", "-fill-size", strconv.Itoa(localfs.LargeWrite)),
+		bareT("bare+all+512KiB-fill", "-crc32c", "-open-per-chunk", "-fill", "-fill-size", strconv.Itoa(localfs.LargeWrite)),
+		bareT("bare+all+1MiB-fill", "-crc32c", "-open-per-chunk", "-fill", "-fill-size", strconv.Itoa(1<<20)),
 	}
 	if *benchVarOff {
 		variants = nil
@@ -528,7 +529,7 @@ func writeSizeNote() string {
 			"so the page cache's cost swings from run to run; compare alternating runs only, or turn reporting " +
 			"off for the run (docs/BENCHMARKS.md, \"Write size and the VM's free page reporting\")"
 	}
-	return "1 MiB writes (no free page reporting to a hypervisor)"
+	return "512 KiB writes (no free page reporting to a hypervisor)"
 }
 
 // reportedToHost is how much freed memory the kernel has handed back to its

@@ -107,15 +107,15 @@ func (s *Store) join(ctx context.Context, key string, size int64, parts []upload
 		srcs = append(srcs, f)
 	}
 
-	buf := s.buffers.Get().(*[]byte)
-	defer s.buffers.Put(buf)
+	buf := s.buffers.get()
+	defer s.buffers.put(buf)
 	crc := crc32.New(castagnoli)
 	var off int64
 	for i, p := range parts {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if err := copyPart(dst, off, srcs[i], p, crc, *buf); err != nil {
+		if err := copyPart(dst, off, srcs[i], p, crc, buf); err != nil {
 			return 0, err
 		}
 		off += p.Size

@@ -50,7 +50,7 @@ type Store struct {
 	objectsDir string
 	opts       Options
 
-	buffers sync.Pool // of *[]byte, opts.WriteSize long
+	buffers *buffers // of opts.WriteSize, while they last
 
 	// uploads lets writes of one upload run together but keeps them apart
 	// from Prepare, Assemble and Discard: a write still running when its
@@ -85,11 +85,8 @@ func NewWithOptions(dir string, opts Options) (*Store, error) {
 		stagingDir: filepath.Join(dir, stagingDirName),
 		objectsDir: filepath.Join(dir, objectsDirName),
 		opts:       opts,
-		buffers: sync.Pool{New: func() any {
-			b := make([]byte, opts.WriteSize)
-			return &b
-		}},
 	}
+	s.buffers = newBuffers(s, opts.WriteSize)
 	for _, d := range []string{s.stagingDir, s.objectsDir} {
 		if err := os.MkdirAll(d, dirPerm); err != nil {
 			return nil, fmt.Errorf("localfs: create layout: %w", err)
@@ -233,14 +230,14 @@ func fillAndWrite(w io.Writer, r io.Reader, buf []byte) (int64, error) {
 // come back unwrapped so callers can tell a failed request from a failed
 // disk; the bytes read before them are written.
 func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, at int64, body io.Reader) (int64, error) {
-	buf := s.buffers.Get().(*[]byte)
-	defer s.buffers.Put(buf)
+	buf := s.buffers.get()
+	defer s.buffers.put(buf)
 
 	w := &boundedWriter{w: io.NewOffsetWriter(f, chunk.Offset+at), left: chunk.Size - at}
 	// Fill the buffer before each write: a socket read returns a few tens
 	// of KiB, and the page cache's cost depends on the write's size
 	// (writesize.go). Memory stays bounded by the one pooled buffer.
-	n, err := fillAndWrite(w, body, *buf)
+	n, err := fillAndWrite(w, body, buf)
 	switch {
 	case err == nil:
 		return n, nil
@@ -525,9 +522,9 @@ func (s *Store) Put(ctx context.Context, objectKey string, body io.Reader, conte
 		return fmt.Errorf("localfs: put %q: %w", objectKey, err)
 	}
 	tmp := f.Name()
-	buf := s.buffers.Get().(*[]byte)
-	_, err = io.CopyBuffer(onlyWriter{f}, body, *buf)
-	s.buffers.Put(buf)
+	buf := s.buffers.get()
+	_, err = io.CopyBuffer(onlyWriter{f}, body, buf)
+	s.buffers.put(buf)
 	if err == nil {
 		err = f.Sync()
 	}

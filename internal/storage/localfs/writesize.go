@@ -13,16 +13,18 @@ import (
 // time, so it is also the memory a chunk in flight holds.
 const (
 	// LargeWrite is the default. The kernel gives larger writes to a new
-	// file larger page-cache folios, and the copy costs less per byte:
-	// with 1 MiB writes spool's CPU per GiB received is within a few
-	// percent of a bare handler's, against ~1.3× in 128 KiB writes
-	// (docs/BENCHMARKS.md, "Write size and the VM's free page reporting").
-	LargeWrite = 1 << 20
+	// file larger page-cache folios, and its copy costs less per byte: a
+	// bare handler filling 128 KiB before each write spent ~1.3× the CPU
+	// per GiB of one writing each socket read, in 256 KiB 1.04×, in
+	// 512 KiB 1.00×, in 1 MiB 0.93× (docs/BENCHMARKS.md, "Write size and
+	// the VM's free page reporting"). 512 KiB takes most of the gain for
+	// half the memory of 1 MiB per chunk in flight.
+	LargeWrite = 512 << 10
 	// SmallWrite is chosen where the kernel hands freed memory back to a
 	// hypervisor (free page reporting). It reports only large free
 	// blocks, and large folios are carved from exactly those, so a large
 	// write keeps landing on memory the host has taken back and pays for
-	// it again; writes of 1 MiB then cost 2–5× the CPU of 128 KiB ones.
+	// it again; large writes then cost 2–5× the CPU of 128 KiB ones.
 	SmallWrite = 128 << 10
 
 	minWriteSize = 4 << 10

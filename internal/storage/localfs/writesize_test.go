@@ -1,6 +1,7 @@
 package localfs
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -25,11 +26,11 @@ func TestWriteSizeOption(t *testing.T) {
 		{300 << 10, 300 << 10},
 	} {
 		s := newStore(t, Options{WriteSize: tc.give})
-		buf := s.buffers.Get().(*[]byte)
-		if len(*buf) != tc.want {
-			t.Errorf("WriteSize %d: buffers of %d bytes, want %d", tc.give, len(*buf), tc.want)
+		buf := s.buffers.get()
+		if len(buf) != tc.want {
+			t.Errorf("WriteSize %d: buffers of %d bytes, want %d", tc.give, len(buf), tc.want)
 		}
-		s.buffers.Put(buf)
+		s.buffers.put(buf)
 	}
 	for _, bad := range []int{-1, 1, minWriteSize - 1, maxWriteSize + 1, 1 << 30} {
 		_, err := NewWithOptions(t.TempDir(), Options{WriteSize: bad})
@@ -88,5 +89,35 @@ func TestWriteSizeFollowsFreePageReporting(t *testing.T) {
 		if got := writeSizeFor(tc.sys); got != tc.want {
 			t.Errorf("%s: write size %d, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// Up to keptBuffers chunks at once get write-size buffers, reused once
+// given back; more get SmallWrite ones.
+func TestBuffersKeptAtMost(t *testing.T) {
+	s := newStore(t, Options{WriteSize: LargeWrite})
+	var held [][]byte
+	for i := range keptBuffers + 3 {
+		buf := s.buffers.get()
+		want := LargeWrite
+		if i >= keptBuffers {
+			want = SmallWrite
+		}
+		if len(buf) != want {
+			t.Fatalf("buffer %d in use at once: %d bytes, want %d", i+1, len(buf), want)
+		}
+		held = append(held, buf)
+	}
+	for _, buf := range held {
+		s.buffers.put(buf)
+	}
+	again := s.buffers.get()
+	defer s.buffers.put(again)
+	reused := slices.ContainsFunc(held[:keptBuffers], func(b []byte) bool { return &b[0] == &again[0] })
+	if len(again) != LargeWrite || !reused {
+		t.Errorf("after all were given back: a buffer of %d bytes, one of those kept: %v; want one of those kept", len(again), reused)
+	}
+	if s.buffers.made != keptBuffers {
+		t.Errorf("%d buffers made, want %d", s.buffers.made, keptBuffers)
 	}
 }
