@@ -290,19 +290,13 @@ func yieldAfterBytes(next http.Handler) http.Handler {
 	})
 }
 
-// idleBody reads a request body under a read deadline that reads push
-// forward: a body may take as long as it likes in all, but not stall. A
-// slow link only makes reads smaller, never absent. The deadline moves
-// only once a sixteenth of the timeout has passed since it last moved, so
-// a stalled body is cut after 15/16 of the timeout at the earliest: a
-// chunk of 8 MiB arrives in some hundred reads, and moving a deadline
-// costs a timer update each.
+// idleBody reads a request body under a read deadline that each read
+// pushes forward: a body may take as long as it likes in all, but not
+// stall. A slow link only makes reads smaller, never absent.
 type idleBody struct {
 	r       io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
-	// moved is when the deadline was last set, timeout ahead of it.
-	moved time.Time
 	// ended is set once a read failed or met the body's end: from then
 	// on no deadline is set. net/http reads the connection itself after a
 	// body's end (to notice a client that goes away), and a deadline set
@@ -320,11 +314,8 @@ type idleBody struct {
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	if b.timeout > 0 && !b.unsupported && !b.ended {
-		if now := time.Now(); now.Sub(b.moved) >= b.timeout/16 {
-			b.moved = now
-			if err := b.rc.SetReadDeadline(now.Add(b.timeout)); err != nil {
-				b.unsupported = true
-			}
+		if err := b.rc.SetReadDeadline(time.Now().Add(b.timeout)); err != nil {
+			b.unsupported = true
 		}
 	}
 	n, err := b.r.Read(p)
