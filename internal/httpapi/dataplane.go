@@ -292,7 +292,9 @@ func yieldAfterBytes(next http.Handler) http.Handler {
 
 // idleBody reads a request body under a read deadline that each read
 // pushes forward: a body may take as long as it likes in all, but not
-// stall. A slow link only makes reads smaller, never absent.
+// stall. A slow link only makes reads smaller, never absent. The deadline
+// is set on every read, not now and then: tusd sets its own on each read
+// of a PATCH body (internal/tus's handler), and spool's must be the last.
 type idleBody struct {
 	r       io.ReadCloser
 	rc      *http.ResponseController
