@@ -106,8 +106,6 @@ func TestMemoryTokenBucket(t *testing.T) {
 	}
 }
 
-// Memory keeps at most its number of keys: the least recently used are
-// forgotten (and start again with a full bucket).
 // TestMemoryLateReaderOfTheClock: a request is judged at the time it
 // reads the clock, under the lock, so one that waited is not refused for
 // the arrivals of those that overtook it. Here the first caller's clock
@@ -159,6 +157,8 @@ func TestMemoryLateReaderOfTheClock(t *testing.T) {
 	}
 }
 
+// Memory keeps at most its number of keys: the least recently used are
+// forgotten (and start again with a full bucket).
 func TestMemoryBounded(t *testing.T) {
 	m, err := NewMemory(Rate{Events: 1, Per: time.Hour, Burst: 1}, 10)
 	if err != nil {
