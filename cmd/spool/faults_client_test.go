@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -31,6 +33,11 @@ type faultClient struct {
 	env   *faultEnv
 	hooks faultHooks
 	http  *http.Client
+	// ctx ends when the subtest's budget runs out: every request, retry
+	// pause and subscription then gives up, so a hang fails the subtest
+	// with what each upload was doing instead of the whole binary at
+	// its -timeout with a goroutine dump.
+	ctx context.Context
 
 	mu    sync.Mutex
 	notes map[string]int // "complete: HTTP 200 INTERNAL" → times met
@@ -55,8 +62,18 @@ type faultHooks struct {
 	cutFirstPut bool
 }
 
-func newFaultClient(env *faultEnv, hooks faultHooks) *faultClient {
-	return &faultClient{env: env, hooks: hooks, notes: map[string]int{},
+// subtestBudget bounds what one fault subtest's client does, its uploads
+// and the checks after them: over four times the slowest subtest's usual
+// run (storage with 2 s latency, ~40 s), and short enough that a hung
+// subtest and the rest of the suite end within `make test-faults`'
+// -timeout.
+const subtestBudget = 3 * time.Minute
+
+// newFaultClient returns a client for one subtest; its budget starts now.
+func newFaultClient(t *testing.T, env *faultEnv, hooks faultHooks) *faultClient {
+	ctx, cancel := context.WithTimeout(context.Background(), subtestBudget)
+	t.Cleanup(cancel)
+	return &faultClient{env: env, hooks: hooks, notes: map[string]int{}, ctx: ctx,
 		// A hang guard per request, far above any fault's duration.
 		http: &http.Client{Timeout: time.Minute}}
 }
@@ -75,6 +92,7 @@ type faultFile struct {
 	mediaURL string
 	err      error // the upload gave up: it did not finish
 	sub      *faultSub
+	step     atomic.Pointer[string] // what its upload is doing, for a report
 	// cancel makes the client cancel the upload once its first chunk is
 	// acknowledged, instead of completing it.
 	cancel bool
@@ -191,7 +209,8 @@ func (c *faultClient) describeNotes() string {
 const giveUpAfter = 2 * time.Minute
 
 // do runs try until it succeeds, or fails in a way not worth retrying,
-// or giveUpAfter passes. Each attempt goes to the next replica that is up.
+// or giveUpAfter or the subtest's budget passes. Each attempt goes to the
+// next replica that is up.
 func (c *faultClient) do(try func(base string) *answer) error {
 	deadline := time.Now().Add(giveUpAfter)
 	wait := 100 * time.Millisecond
@@ -209,15 +228,30 @@ func (c *faultClient) do(try func(base string) *answer) error {
 			// Honoured, within reason for a test.
 			pause = min(a.retryAfter, 3*time.Second)
 		}
-		time.Sleep(pause)
+		select {
+		case <-time.After(pause):
+		case <-c.ctx.Done():
+			return fmt.Errorf("the subtest's budget (%v) ran out; the last answer: %w", subtestBudget, a)
+		}
 		wait = min(2*wait, time.Second)
 	}
+}
+
+// at notes what f's upload is doing now.
+func (f *faultFile) at(step string) { f.step.Store(&step) }
+
+// doing says what f's upload was last doing.
+func (f *faultFile) doing() string {
+	if s := f.step.Load(); s != nil {
+		return *s
+	}
+	return "not started"
 }
 
 // gql sends one GraphQL operation to base.
 func (c *faultClient) gql(base, what, query string, vars map[string]any, out any) *answer {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, _ := http.NewRequest(http.MethodPost, base+"/graphql", bytes.NewReader(body))
+	req, _ := http.NewRequestWithContext(c.ctx, http.MethodPost, base+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.env.token)
 	resp, err := c.http.Do(req)
@@ -271,22 +305,32 @@ func onBase(u, base string) string {
 // upload sends f from start to finish: plan, subscribe, chunks,
 // complete. It sets f.err if it gave up.
 func (c *faultClient) upload(f *faultFile) {
+	defer func() {
+		if f.err == nil {
+			f.at("done")
+		}
+	}()
+	f.at("initBatch")
 	if f.err = c.plan(f); f.err != nil {
 		return
 	}
 	f.sub = c.subscribe(f.id)
 	for _, ch := range f.chunks {
+		f.at(fmt.Sprintf("chunk %d of %d", ch.Index, len(f.chunks)))
 		if f.err = c.put(f, ch); f.err != nil {
 			return
 		}
 		if f.cancel {
+			f.at("cancel")
 			f.err = c.cancelUpload(f)
 			return
 		}
 	}
 	if c.hooks.beforeComplete != nil {
+		f.at("the test's hook before complete")
 		c.hooks.beforeComplete(f)
 	}
+	f.at("complete")
 	f.err = c.complete(f)
 }
 
@@ -337,7 +381,7 @@ func (c *faultClient) put(f *faultFile, ch chunkPlan) error {
 				}
 			}}
 		}
-		req, _ := http.NewRequest(http.MethodPut, u, r)
+		req, _ := http.NewRequestWithContext(c.ctx, http.MethodPut, u, r)
 		req.ContentLength = int64(len(body))
 		resp, err := c.http.Do(req)
 		if err != nil {
@@ -409,6 +453,7 @@ func (c *faultClient) complete(f *faultFile) error {
 			if f.acked[ch.Index] {
 				f.lost = append(f.lost, ch.Index)
 			}
+			f.at(fmt.Sprintf("complete: sending chunk %d again", ch.Index))
 			if err := c.put(f, ch); err != nil {
 				return err
 			}
@@ -437,7 +482,8 @@ func (c *faultClient) cancelUpload(f *faultFile) error {
 func (c *faultClient) download(f *faultFile) ([]byte, error) {
 	var got []byte
 	err := c.do(func(base string) *answer {
-		resp, err := c.http.Get(onBase(f.mediaURL, base))
+		req, _ := http.NewRequestWithContext(c.ctx, http.MethodGet, onBase(f.mediaURL, base), nil)
+		resp, err := c.http.Do(req)
 		if err != nil {
 			return &answer{what: "download", message: err.Error()}
 		}
@@ -546,7 +592,7 @@ func (c *faultClient) subscribe(id string) *faultSub {
 			if ended {
 				return
 			}
-			if time.Now().After(deadline) {
+			if time.Now().After(deadline) || c.ctx.Err() != nil {
 				s.mu.Lock()
 				s.err = fmt.Errorf("gave up after %d reconnects; last error: %v", s.reconnects, err)
 				s.mu.Unlock()
@@ -565,11 +611,14 @@ func (c *faultClient) subscribe(id string) *faultSub {
 // true once the server completed it after a final event.
 func (c *faultClient) subscribeOnce(base, id string, s *faultSub) (bool, error) {
 	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
-	conn, _, err := d.Dial(strings.Replace(base, "http", "ws", 1)+"/graphql", nil)
+	conn, _, err := d.DialContext(c.ctx, strings.Replace(base, "http", "ws", 1)+"/graphql", nil)
 	if err != nil {
 		return false, err
 	}
 	defer conn.Close()
+	// The budget's end closes the connection, which ends the read below.
+	stop := context.AfterFunc(c.ctx, func() { conn.Close() })
+	defer stop()
 	type message struct {
 		ID      string          `json:"id,omitempty"`
 		Type    string          `json:"type"`

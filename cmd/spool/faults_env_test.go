@@ -52,6 +52,8 @@ type faultEnv struct {
 	redis   *toxiproxy.Proxy
 	storage *storageFaults
 	token   string
+	// stuck is set when a subtest ran out of its budget (see run).
+	stuck atomic.Bool
 
 	mu       sync.Mutex
 	replicas []*replica // nil while one is down

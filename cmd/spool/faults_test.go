@@ -3,6 +3,8 @@
 package main
 
 import (
+	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -31,12 +33,12 @@ import (
 func TestFaults(t *testing.T) {
 	e := newFaultEnv(t)
 
-	t.Run("SIGKILL of a replica during 20 uploads", func(t *testing.T) {
+	e.run(t, "SIGKILL of a replica during 20 uploads", func(t *testing.T) {
 		killed := make(chan time.Time, 1)
 		var once sync.Once
 		files := faultFiles(20, 1)
 		files[5].cancel, files[10].cancel = true, true
-		c := newFaultClient(e, faultHooks{acked: func(n int64) {
+		c := newFaultClient(t, e, faultHooks{acked: func(n int64) {
 			// About a third of the way: many PUTs and subscribers are
 			// on the replica when it dies.
 			if n == 12 {
@@ -63,11 +65,11 @@ func TestFaults(t *testing.T) {
 		settle(t, e, c, files)
 	})
 
-	t.Run("Redis unreachable for 10 s mid-upload", func(t *testing.T) {
+	e.run(t, "Redis unreachable for 10 s mid-upload", func(t *testing.T) {
 		var back <-chan struct{}
 		var once sync.Once
 		files := faultFiles(8, 2)
-		c := newFaultClient(e, faultHooks{acked: func(n int64) {
+		c := newFaultClient(t, e, faultHooks{acked: func(n int64) {
 			if n == 3 {
 				once.Do(func() { back = cut(t, e.redis, 10*time.Second) })
 			}
@@ -76,11 +78,11 @@ func TestFaults(t *testing.T) {
 		if back == nil {
 			t.Fatal("Redis was never cut")
 		}
-		<-back
+		waitBack(t, e, back, "Redis")
 		settle(t, e, c, files)
 	})
 
-	t.Run("PostgreSQL cut mid-complete", func(t *testing.T) {
+	e.run(t, "PostgreSQL cut mid-complete", func(t *testing.T) {
 		// Every file's chunks are sent, then all completes go at once;
 		// 15 ms after the first leaves, the database is cut for 2 s.
 		files := faultFiles(6, 3)
@@ -89,7 +91,7 @@ func TestFaults(t *testing.T) {
 		all := make(chan struct{})
 		var back <-chan struct{}
 		var once sync.Once
-		c := newFaultClient(e, faultHooks{beforeComplete: func(f *faultFile) {
+		c := newFaultClient(t, e, faultHooks{beforeComplete: func(f *faultFile) {
 			mu.Lock()
 			ready++
 			if ready == len(files) {
@@ -115,14 +117,14 @@ func TestFaults(t *testing.T) {
 		if b == nil {
 			t.Fatal("the database was never cut")
 		}
-		<-b
+		waitBack(t, e, b, "PostgreSQL")
 		if c.noted("complete") == 0 {
 			t.Errorf("no complete met the cut (the fault missed its target); notes:%s", c.describeNotes())
 		}
 		settle(t, e, c, files)
 	})
 
-	t.Run("PostgreSQL cut mid-chunk", func(t *testing.T) {
+	e.run(t, "PostgreSQL cut mid-chunk", func(t *testing.T) {
 		// Bodies are sent slowly; when the fourth PUT is half sent the
 		// database is cut for 2 s, under every PUT then in flight.
 		files := faultFiles(6, 4)
@@ -130,7 +132,7 @@ func TestFaults(t *testing.T) {
 		var mu sync.Mutex
 		halves := 0
 		var back <-chan struct{}
-		c := newFaultClient(e, faultHooks{slowBodies: true, midBody: func(*faultFile, int) {
+		c := newFaultClient(t, e, faultHooks{slowBodies: true, midBody: func(*faultFile, int) {
 			mu.Lock()
 			defer mu.Unlock()
 			halves++
@@ -145,18 +147,18 @@ func TestFaults(t *testing.T) {
 		if b == nil {
 			t.Fatal("the database was never cut")
 		}
-		<-b
+		waitBack(t, e, b, "PostgreSQL")
 		if c.noted("chunk PUT") == 0 {
 			t.Errorf("no chunk PUT met the cut (the fault missed its target); notes:%s", c.describeNotes())
 		}
 		settle(t, e, c, files)
 	})
 
-	t.Run("storage answering 5xx", func(t *testing.T) {
+	e.run(t, "storage answering 5xx", func(t *testing.T) {
 		files := faultFiles(6, 5)
 		var once sync.Once
 		before := e.storage.failed.Load()
-		c := newFaultClient(e, faultHooks{acked: func(n int64) {
+		c := newFaultClient(t, e, faultHooks{acked: func(n int64) {
 			if n == 3 {
 				once.Do(func() { e.storage.fail(3 * time.Second) })
 			}
@@ -168,11 +170,11 @@ func TestFaults(t *testing.T) {
 		settle(t, e, c, files)
 	})
 
-	t.Run("storage with 2 s latency", func(t *testing.T) {
+	e.run(t, "storage with 2 s latency", func(t *testing.T) {
 		files := faultFiles(4, 6)
 		before := e.storage.delayed.Load()
 		e.storage.slow(2 * time.Second)
-		c := newFaultClient(e, faultHooks{})
+		c := newFaultClient(t, e, faultHooks{})
 		runUploads(t, e, c, files)
 		e.storage.slow(0)
 		held := e.storage.delayed.Load() - before
@@ -183,16 +185,30 @@ func TestFaults(t *testing.T) {
 		settle(t, e, c, files)
 	})
 
-	t.Run("client connection cut mid-chunk", func(t *testing.T) {
+	e.run(t, "client connection cut mid-chunk", func(t *testing.T) {
 		files := faultFiles(4, 7)
-		c := newFaultClient(e, faultHooks{cutFirstPut: true})
+		c := newFaultClient(t, e, faultHooks{cutFirstPut: true})
 		runUploads(t, e, c, files)
 		settle(t, e, c, files)
 	})
 }
 
+// run runs one fault subtest, unless an earlier one ran out of its
+// budget: the replicas and engines it shares with them may be stuck, so
+// it fails at once, which ends the suite in minutes, not at -timeout.
+func (e *faultEnv) run(t *testing.T, name string, test func(t *testing.T)) {
+	t.Run(name, func(t *testing.T) {
+		if e.stuck.Load() {
+			t.Fatal("not run: an earlier subtest ran out of its budget, and the subtests share the replicas")
+		}
+		test(t)
+	})
+}
+
 // runUploads uploads files at once through c and returns when each upload
-// finished or gave up.
+// finished or gave up. When c's budget runs out first, it fails the
+// subtest, and the suite (whose subtests share the replicas), with what
+// each upload was doing.
 func runUploads(t *testing.T, e *faultEnv, c *faultClient, files []*faultFile) {
 	t.Helper()
 	start := time.Now()
@@ -200,7 +216,28 @@ func runUploads(t *testing.T, e *faultEnv, c *faultClient, files []*faultFile) {
 	for _, f := range files {
 		wg.Go(func() { c.upload(f) })
 	}
-	wg.Wait()
+	ended := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-c.ctx.Done():
+		select {
+		case <-ended:
+		case <-time.After(time.Minute):
+			// Something the budget does not reach is stuck: a hook, a
+			// proxy, a replica that will not die. CI shows the last lines
+			// of a run: they say where, not a dump of every goroutine.
+			panic(fmt.Sprintf("%s\n%s: uploads still running a minute after the subtest's budget (%v) ran out:%s",
+				testGoroutines(), t.Name(), subtestBudget, describeSteps(files)))
+		}
+	}
+	if c.ctx.Err() != nil {
+		e.stuck.Store(true)
+		t.Fatalf("the uploads ran past the subtest's budget (%v):%s\nretryable answers met:%s", subtestBudget, describeSteps(files), c.describeNotes())
+	}
 	t.Logf("%d uploads ended in %v; retryable answers met:%s", len(files), time.Since(start).Round(time.Millisecond), c.describeNotes())
 }
 
@@ -286,6 +323,43 @@ func settle(t *testing.T, e *faultEnv, c *faultClient, files []*faultFile) {
 			}
 		}
 		e.mu.Unlock()
+	}
+}
+
+// describeSteps says what each upload that did not finish was doing.
+func describeSteps(files []*faultFile) string {
+	var b strings.Builder
+	for _, f := range files {
+		if step := f.doing(); step != "done" {
+			fmt.Fprintf(&b, "\n  %s: %s", f.name, step)
+		}
+	}
+	return b.String()
+}
+
+// testGoroutines returns the stacks of the goroutines running the
+// suite's own code (package main), without toxiproxy's, the HTTP
+// servers' and the database drivers' idle ones.
+func testGoroutines() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var keep []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "\nmain.") && !strings.Contains(g, "main.testGoroutines") {
+			keep = append(keep, g)
+		}
+	}
+	return strings.Join(keep, "\n\n")
+}
+
+// waitBack waits for the proxy of a cut engine to listen again.
+func waitBack(t *testing.T, e *faultEnv, back <-chan struct{}, engine string) {
+	t.Helper()
+	select {
+	case <-back:
+	case <-time.After(time.Minute):
+		e.stuck.Store(true)
+		t.Fatalf("the %s proxy was not back a minute after the uploads ended", engine)
 	}
 }
 
