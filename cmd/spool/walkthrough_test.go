@@ -20,6 +20,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
@@ -164,7 +165,14 @@ func (w *walkthrough) serve(t *testing.T, args ...string) *replica {
 			return
 		}
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		<-r.done
+		select {
+		case <-r.done:
+		case <-time.After(replicaHangGuard):
+			_ = r.cmd.Process.Kill()
+			<-r.done
+			t.Errorf("spool serve had not exited %v after SIGTERM (killed); its log:\n%s", replicaHangGuard, r.log)
+			return
+		}
 		if code := r.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("spool serve exited %d after SIGTERM; its log:\n%s", code, r.log)
 		}
@@ -173,9 +181,19 @@ func (w *walkthrough) serve(t *testing.T, args ...string) *replica {
 	case r.url = <-ready:
 	case <-r.done:
 		t.Fatalf("spool serve exited %d before it was ready; its log:\n%s", r.cmd.ProcessState.ExitCode(), r.log)
+	case <-time.After(replicaHangGuard):
+		r.stopped = true
+		_ = r.cmd.Process.Kill()
+		<-r.done
+		t.Fatalf("spool serve was not ready %v after it started (killed); its log:\n%s", replicaHangGuard, r.log)
 	}
 	return r
 }
+
+// replicaHangGuard bounds a replica's start and its exit after SIGTERM:
+// each takes seconds, and a replica stuck in either fails its test with
+// its log instead of hanging the test binary until its -timeout.
+const replicaHangGuard = 2 * time.Minute
 
 // token runs `spool token --user NAME` as the walk-through does.
 func (w *walkthrough) token(t *testing.T, user string) string {
