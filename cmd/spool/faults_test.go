@@ -228,10 +228,15 @@ func runUploads(t *testing.T, e *faultEnv, c *faultClient, files []*faultFile) {
 		case <-ended:
 		case <-time.After(time.Minute):
 			// Something the budget does not reach is stuck: a hook, a
-			// proxy, a replica that will not die. CI shows the last lines
-			// of a run: they say where, not a dump of every goroutine.
-			panic(fmt.Sprintf("%s\n%s: uploads still running a minute after the subtest's budget (%v) ran out:%s",
-				testGoroutines(), t.Name(), subtestBudget, describeSteps(files)))
+			// proxy, a replica that will not die. A panic on a goroutine
+			// of its own ends the binary at once, without the cleanups
+			// (which a stuck proxy would hang too), and its message is
+			// the last lines CI keeps: what each upload was doing, after
+			// the stacks of the suite's own goroutines.
+			msg := fmt.Sprintf("%s\n\n%s: uploads still running a minute after the subtest's budget (%v) ran out:%s",
+				testGoroutines(), t.Name(), subtestBudget, describeSteps(files))
+			go func() { panic(msg) }()
+			select {}
 		}
 	}
 	if c.ctx.Err() != nil {
@@ -338,14 +343,16 @@ func describeSteps(files []*faultFile) string {
 }
 
 // testGoroutines returns the stacks of the goroutines running the
-// suite's own code (package main), without toxiproxy's, the HTTP
-// servers' and the database drivers' idle ones.
+// suite's own code (this package's functions), without toxiproxy's, the
+// HTTP servers' and the database drivers' idle ones, nor the testing
+// package's main goroutine.
 func testGoroutines() string {
 	buf := make([]byte, 8<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var keep []string
 	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "\nmain.") && !strings.Contains(g, "main.testGoroutines") {
+		if strings.Contains(g, "spool/cmd/spool.") && !strings.Contains(g, "testing.(*M).Run") &&
+			!strings.Contains(g, "spool/cmd/spool.testGoroutines") {
 			keep = append(keep, g)
 		}
 	}
