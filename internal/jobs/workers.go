@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+
+	"github.com/spoolhq/spool/internal/upload"
 )
 
 // ProcessArgs is the job that processes one completed media file
@@ -79,8 +81,25 @@ type processWorker struct {
 	q *Queue
 }
 
+// rideOut is how long a processing attempt retries in place while the
+// database or storage is unavailable, before it ends with the error.
+// River records an attempt's end in the database; during an outage that
+// write fails too, and after three tries (~7 s) River gives up and leaves
+// the job running until --job-rescue-after (35 minutes by default), the
+// media PROCESSING all that time. An attempt that outlasts a short outage
+// ends once the database answers again, and its end is recorded.
+const rideOut = 30 * time.Second
+
 func (w *processWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
 	err := w.q.svc.ProcessMedia(ctx, job.Args.MediaID)
+	for deadline, n := time.Now().Add(rideOut), 1; err != nil && outage(err) && time.Now().Before(deadline); n++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(retryDelay(n)):
+		}
+		err = w.q.svc.ProcessMedia(ctx, job.Args.MediaID)
+	}
 	if err == nil || ctx.Err() != nil {
 		// A cancelled context is a stop (River makes the job available
 		// again without counting the attempt) or the job's timeout.
@@ -97,6 +116,16 @@ func (w *processWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) e
 		return fmt.Errorf("%w; marking it FAILED: %w", err, ferr)
 	}
 	return nil
+}
+
+// outage reports whether err is the database's or storage's being
+// unreachable, which passes, rather than something about the file.
+func outage(err error) bool {
+	switch upload.ErrorCode(err) {
+	case upload.CodeUnavailable, upload.CodeStorageUnavailable:
+		return true
+	}
+	return false
 }
 
 func (w *processWorker) NextRetry(job *river.Job[ProcessArgs]) time.Time {
