@@ -81,25 +81,33 @@ type processWorker struct {
 	q *Queue
 }
 
-// rideOut is how long a processing attempt retries in place while the
+// rideOutFor is how long an attempt retries its work in place while the
 // database or storage is unavailable, before it ends with the error.
 // River records an attempt's end in the database; during an outage that
 // write fails too, and after three tries (~7 s) River gives up and leaves
-// the job running until --job-rescue-after (35 minutes by default), the
-// media PROCESSING all that time. An attempt that outlasts a short outage
-// ends once the database answers again, and its end is recorded.
-const rideOut = 30 * time.Second
+// the job running until --job-rescue-after (35 minutes by default): a
+// media file PROCESSING all that time, or no sweep, since a running one
+// blocks the next. An attempt that outlasts a short outage ends once the
+// database answers again, and its end is recorded.
+const rideOutFor = 30 * time.Second
 
-func (w *processWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
-	err := w.q.svc.ProcessMedia(ctx, job.Args.MediaID)
-	for deadline, n := time.Now().Add(rideOut), 1; err != nil && outage(err) && time.Now().Before(deadline); n++ {
+// rideOut runs work, and again on retryDelay's delays while it fails for
+// an outage, for up to rideOutFor or until ctx ends.
+func rideOut(ctx context.Context, work func() error) error {
+	err := work()
+	for deadline, n := time.Now().Add(rideOutFor), 1; err != nil && outage(err) && time.Now().Before(deadline); n++ {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(retryDelay(n)):
 		}
-		err = w.q.svc.ProcessMedia(ctx, job.Args.MediaID)
+		err = work()
 	}
+	return err
+}
+
+func (w *processWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
+	err := rideOut(ctx, func() error { return w.q.svc.ProcessMedia(ctx, job.Args.MediaID) })
 	if err == nil || ctx.Err() != nil {
 		// A cancelled context is a stop (River makes the job available
 		// again without counting the attempt) or the job's timeout.
@@ -140,7 +148,7 @@ type purgeWorker struct {
 }
 
 func (w *purgeWorker) Work(ctx context.Context, job *river.Job[PurgeArgs]) error {
-	return w.q.svc.PurgeMedia(ctx, job.Args.MediaID)
+	return rideOut(ctx, func() error { return w.q.svc.PurgeMedia(ctx, job.Args.MediaID) })
 }
 
 // NextRetry waits longer than processing does (up to 5 minutes): nobody
@@ -155,8 +163,10 @@ type sweepWorker struct {
 }
 
 func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[SweepArgs]) error {
-	_, err := w.q.svc.Sweep(ctx)
-	return err
+	return rideOut(ctx, func() error {
+		_, err := w.q.svc.Sweep(ctx)
+		return err
+	})
 }
 
 func (w *sweepWorker) NextRetry(job *river.Job[SweepArgs]) time.Time {
@@ -169,7 +179,12 @@ type orphansWorker struct {
 }
 
 func (w *orphansWorker) Work(ctx context.Context, _ *river.Job[OrphansArgs]) error {
-	n, err := w.q.svc.RemoveOrphans(ctx)
+	var n int
+	err := rideOut(ctx, func() error {
+		removed, err := w.q.svc.RemoveOrphans(ctx)
+		n += removed
+		return err
+	})
 	if n > 0 {
 		w.q.log.Info("removed orphaned bytes", "items", n)
 	}
