@@ -32,10 +32,12 @@ const (
 
 // Options tunes a Store. The zero value is the default.
 type Options struct {
-	// SyncWrites makes WriteChunk fsync the chunk before returning, so an
-	// acknowledged chunk survives a power loss. It roughly halves chunk
-	// throughput; without it a crash can lose chunks written in the last
-	// few seconds, which the client then sends again.
+	// SyncWrites makes WriteChunk fdatasync the chunk before returning,
+	// so an acknowledged chunk survives a power loss; each write's
+	// writeback starts as it lands (writebackWriter). The disk's write
+	// speed then bounds chunk throughput; without it a power loss can
+	// lose chunks written in the last few seconds, which the client then
+	// sends again.
 	SyncWrites bool
 	// WriteSize is the size of each write into a staging file, and of
 	// the buffer each chunk in flight is copied through: 0 for
@@ -233,7 +235,11 @@ func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, at int64, body io.R
 	buf := s.buffers.get()
 	defer s.buffers.put(buf)
 
-	w := &boundedWriter{w: io.NewOffsetWriter(f, chunk.Offset+at), left: chunk.Size - at}
+	var to io.Writer = io.NewOffsetWriter(f, chunk.Offset+at)
+	if s.opts.SyncWrites {
+		to = &writebackWriter{f: f, off: chunk.Offset + at, from: chunk.Offset + at}
+	}
+	w := &boundedWriter{w: to, left: chunk.Size - at}
 	// Fill the buffer before each write: a socket read returns a few tens
 	// of KiB, and the page cache's cost depends on the write's size
 	// (writesize.go). Memory stays bounded by the one pooled buffer.
@@ -246,6 +252,35 @@ func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, at int64, body io.R
 	default:
 		return n, err
 	}
+}
+
+// writebackWriter writes at its offset in f and starts the writeback of
+// what it wrote (sync_file_range, no wait) every writebackStride bytes.
+// With SyncWrites the chunk is fdatasynced before it is acknowledged:
+// started this way, the disk writes the chunk while the rest of it is
+// still arriving, and the fdatasync waits for the last stride only, not
+// for all 8 MiB after the last byte (docs/DESIGN.md, "Durability"). Every
+// byte is synced before the answer either way, so the disk's work is the
+// same, only earlier.
+type writebackWriter struct {
+	f    *os.File
+	off  int64 // where the next write goes
+	from int64 // the first byte whose writeback has not been started
+}
+
+// writebackStride is how much writebackWriter writes between starts of
+// writeback. Smaller strides (one per 512 KiB write) cost more CPU in the
+// block layer for no more speed (docs/BENCHMARKS.md).
+const writebackStride = 2 << 20
+
+func (w *writebackWriter) Write(p []byte) (int, error) {
+	n, err := w.f.WriteAt(p, w.off)
+	w.off += int64(n)
+	if w.off-w.from >= writebackStride {
+		startWriteback(w.f, w.from, w.off-w.from)
+		w.from = w.off
+	}
+	return n, err
 }
 
 var errChunkOverflow = errors.New("body is longer than the chunk")

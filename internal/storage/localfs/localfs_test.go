@@ -3,6 +3,7 @@ package localfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -124,7 +125,15 @@ func TestAssembleIsRename(t *testing.T) {
 }
 
 func TestLongBodyCannotClobberNextChunk(t *testing.T) {
-	s := newStore(t, Options{})
+	// SyncWrites writes through writebackWriter, which must stop at the
+	// chunk's end all the same.
+	for _, opts := range []Options{{}, {SyncWrites: true}} {
+		t.Run(fmt.Sprintf("SyncWrites=%v", opts.SyncWrites), func(t *testing.T) { testLongBodyCannotClobberNextChunk(t, opts) })
+	}
+}
+
+func testLongBodyCannotClobberNextChunk(t *testing.T, opts Options) {
+	s := newStore(t, opts)
 	ctx := t.Context()
 	key := "usr_a/upl_long"
 	if err := s.Prepare(ctx, key, 8); err != nil {
@@ -142,6 +151,35 @@ func TestLongBodyCannotClobberNextChunk(t *testing.T) {
 	if got, want := assembleAndRead(t, s, key, 2, 8), "aaaaBBBB"; got != want {
 		t.Errorf("upload holds %q, want %q", got, want)
 	}
+}
+
+// TestSyncWritesInManyWrites writes chunks of several buffers each with
+// SyncWrites, whose writer keeps its own offset: every write must land
+// after the one before, inside its chunk.
+func TestSyncWritesInManyWrites(t *testing.T) {
+	s := newStore(t, Options{SyncWrites: true, WriteSize: minWriteSize})
+	key := "usr_a/upl_many"
+	const chunkSize = 5*minWriteSize + 123
+	if err := s.Prepare(t.Context(), key, 2*chunkSize); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	a := strings.Repeat("0123456789abcdef", chunkSize/16+1)[:chunkSize]
+	b := strings.ToUpper(a)
+	writeChunk(t, s, key, upload.ChunkRef{Index: 1, Offset: chunkSize, Size: chunkSize}, b)
+	writeChunk(t, s, key, upload.ChunkRef{Index: 0, Offset: 0, Size: chunkSize}, a)
+	if got := assembleAndRead(t, s, key, 2, 2*chunkSize); got != a+b {
+		t.Errorf("upload of %d bytes differs from what was written (first differing byte %d)", len(got), firstDiff(got, a+b))
+	}
+}
+
+// firstDiff is the index of the first byte where a and b differ.
+func firstDiff(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
 
 func TestChunkOutsideUpload(t *testing.T) {
