@@ -33,11 +33,11 @@ const (
 // Options tunes a Store. The zero value is the default.
 type Options struct {
 	// SyncWrites makes WriteChunk fdatasync the chunk before returning,
-	// so an acknowledged chunk survives a power loss; each write's
-	// writeback starts as it lands (writebackWriter). The disk's write
-	// speed then bounds chunk throughput; without it a power loss can
-	// lose chunks written in the last few seconds, which the client then
-	// sends again.
+	// so an acknowledged chunk survives a power loss; the writeback of
+	// every 2 MiB written starts at once (writebackWriter). The disk's
+	// write speed then bounds chunk throughput; without it a power loss
+	// can lose chunks written in the last few seconds, which the client
+	// then sends again.
 	SyncWrites bool
 	// WriteSize is the size of each write into a staging file, and of
 	// the buffer each chunk in flight is copied through: 0 for
@@ -237,7 +237,8 @@ func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, at int64, body io.R
 
 	var to io.Writer = io.NewOffsetWriter(f, chunk.Offset+at)
 	if s.opts.SyncWrites {
-		to = &writebackWriter{f: f, off: chunk.Offset + at, from: chunk.Offset + at}
+		to = &writebackWriter{w: f, off: chunk.Offset + at, from: chunk.Offset + at,
+			start: func(off, n int64) { startWriteback(f, off, n) }}
 	}
 	w := &boundedWriter{w: to, left: chunk.Size - at}
 	// Fill the buffer before each write: a socket read returns a few tens
@@ -254,8 +255,9 @@ func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, at int64, body io.R
 	}
 }
 
-// writebackWriter writes at its offset in f and starts the writeback of
-// what it wrote (sync_file_range, no wait) every writebackStride bytes.
+// writebackWriter writes at its offset in w and starts the writeback of
+// what it wrote (start: sync_file_range, no wait) every writebackStride
+// bytes.
 // With SyncWrites the chunk is fdatasynced before it is acknowledged:
 // started this way, the disk writes the chunk while the rest of it is
 // still arriving, and the fdatasync waits for the last stride only, not
@@ -263,9 +265,10 @@ func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, at int64, body io.R
 // byte is synced before the answer either way, so the disk's work is the
 // same, only earlier.
 type writebackWriter struct {
-	f    *os.File
-	off  int64 // where the next write goes
-	from int64 // the first byte whose writeback has not been started
+	w     io.WriterAt
+	off   int64 // where the next write goes
+	from  int64 // the first byte whose writeback has not been started
+	start func(off, n int64)
 }
 
 // writebackStride is how much writebackWriter writes between starts of
@@ -274,10 +277,10 @@ type writebackWriter struct {
 const writebackStride = 2 << 20
 
 func (w *writebackWriter) Write(p []byte) (int, error) {
-	n, err := w.f.WriteAt(p, w.off)
+	n, err := w.w.WriteAt(p, w.off)
 	w.off += int64(n)
 	if w.off-w.from >= writebackStride {
-		startWriteback(w.f, w.from, w.off-w.from)
+		w.start(w.from, w.off-w.from)
 		w.from = w.off
 	}
 	return n, err

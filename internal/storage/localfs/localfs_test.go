@@ -172,6 +172,42 @@ func TestSyncWritesInManyWrites(t *testing.T) {
 	}
 }
 
+// TestWritebackInStrides writes 5 MiB and a bit in 512 KiB writes: the
+// writeback of each 2 MiB must start once, in order, right after it is
+// written, and the tail is left to the chunk's fdatasync.
+func TestWritebackInStrides(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "chunk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const base = 1000
+	var started [][2]int64
+	w := &writebackWriter{w: f, off: base, from: base, start: func(off, n int64) { started = append(started, [2]int64{off, n}) }}
+	data := bytes.Repeat([]byte("spool"), (5<<20+100)/5)
+	for p := data; len(p) > 0; {
+		n := min(len(p), LargeWrite)
+		if _, err := w.Write(p[:n]); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		p = p[n:]
+		if written := int64(len(data) - len(p)); written == 2<<20 && len(started) != 1 {
+			t.Fatalf("after 2 MiB written, writeback started for %v, want the first 2 MiB", started)
+		}
+	}
+	want := [][2]int64{{base, 2 << 20}, {base + 2<<20, 2 << 20}}
+	if fmt.Sprint(started) != fmt.Sprint(want) {
+		t.Errorf("writeback started for (offset, length) %v, want %v", started, want)
+	}
+	got := make([]byte, len(data))
+	if _, err := f.ReadAt(got, base); err != nil {
+		t.Fatalf("ReadAt: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Errorf("the file differs from what was written from byte %d on", firstDiff(string(got), string(data)))
+	}
+}
+
 // firstDiff is the index of the first byte where a and b differ.
 func firstDiff(a, b string) int {
 	for i := range min(len(a), len(b)) {
