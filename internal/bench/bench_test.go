@@ -81,8 +81,8 @@ const (
 	// `sync` before every upload, outside the window. The conditions of
 	// issue 10's outside measurement.
 	fresh = "fresh"
-	// durable: fresh, with spool --fsync-chunks against a bare handler
-	// that fsyncs each chunk.
+	// durable: fresh, with spool --fsync-chunks (on SQLite and on
+	// PostgreSQL) against a bare handler that fsyncs each chunk.
 	durable = "durable"
 )
 
@@ -194,6 +194,9 @@ func BenchmarkDataPlane(b *testing.B) {
 	warmRSS := []int64{warmSQLite.peakRSS(b)}
 	spoolWarm := []target{{"spool", func(size int64, workers int) run { return e.spoolUpload(warmSQLite, size, workers) }}}
 	spoolFresh := []target{{"spool", func(size int64, workers int) run { return e.freshSpoolUpload(false, size, workers) }}}
+	spoolDurable := []target{{"spool --fsync-chunks", func(size int64, workers int) run {
+		return e.freshSpoolUpload(false, size, workers, "--fsync-chunks")
+	}}}
 	if e.pgURL != "" {
 		pgURL, drop, err := dbtest.NewDatabase(ctx, e.pgURL)
 		if err != nil {
@@ -203,15 +206,15 @@ func BenchmarkDataPlane(b *testing.B) {
 		warmPG := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-pg"), "--database-url", pgURL)
 		spoolWarm = append(spoolWarm, target{"spool-pg", func(size int64, workers int) run { return e.spoolUpload(warmPG, size, workers) }})
 		spoolFresh = append(spoolFresh, target{"spool-pg", func(size int64, workers int) run { return e.freshSpoolUpload(true, size, workers) }})
+		spoolDurable = append(spoolDurable, target{"spool-pg --fsync-chunks", func(size int64, workers int) run {
+			return e.freshSpoolUpload(true, size, workers, "--fsync-chunks")
+		}})
 	}
 	var peers []target
 	if tusdBin != "" {
 		tusd := startTusd(b, tusdBin, mkdir(b, dir, "tusd"))
 		peers = append(peers, target{"tusd", func(size int64, workers int) run { return e.tusdUpload(tusd, size, workers) }})
 	}
-	spoolDurable := target{"spool --fsync-chunks", func(size int64, workers int) run {
-		return e.freshSpoolUpload(false, size, workers, "--fsync-chunks")
-	}}
 
 	join := func(ts ...[]target) []target { return slices.Concat(ts...) }
 	groups := []group{
@@ -222,8 +225,8 @@ func BenchmarkDataPlane(b *testing.B) {
 		{fresh, smallSize, parallel4, join([]target{bare}, spoolFresh, peers, variants)},
 		{fresh, bigSize, sequential, join([]target{bare}, spoolFresh, peers)},
 		{fresh, bigSize, parallel4, join([]target{bare}, spoolFresh, peers)},
-		{durable, smallSize, sequential, []target{bareFsync, spoolDurable}},
-		{durable, smallSize, parallel4, []target{bareFsync, spoolDurable}},
+		{durable, smallSize, sequential, join([]target{bareFsync}, spoolDurable)},
+		{durable, smallSize, parallel4, join([]target{bareFsync}, spoolDurable)},
 	}
 
 	if *benchOnly != "" {
