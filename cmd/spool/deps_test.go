@@ -1,11 +1,11 @@
 package main
 
 import (
-	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/spoolhq/spool/internal/buildtags"
 )
 
 // unwantedDeps are packages the spool binary must not link: the GCS
@@ -48,13 +48,9 @@ func TestProductionBinaryDeps(t *testing.T) {
 // binary `make build` makes.
 func makefileGOTAGS(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile("../../Makefile")
+	tags, err := buildtags.FromMakefile("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^GOTAGS :?= *(\S+)\s*$`).FindSubmatch(b)
-	if m == nil {
-		t.Fatal("the Makefile sets no GOTAGS")
-	}
-	return string(m[1])
+	return tags
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
+
+	"github.com/spoolhq/spool/internal/buildtags"
 )
 
 // moduleRoot returns the directory of spool's go.mod.
@@ -46,12 +48,21 @@ func buildBinaries(tb testing.TB, dir string) (spool, bare string) {
 }
 
 // buildBinary builds the command in package pkg (relative to the module
-// root) into dir, evicts it from the page cache and returns its path.
+// root) into dir, with the Makefile's build tags, evicts it from the page
+// cache and returns its path. The tags are passed, not left to GOFLAGS:
+// a bench binary built with go test -c and run without GOFLAGS measured
+// a spool that linked gRPC, 8 MiB more RSS than the one make build makes
+// (docs/BENCHMARKS.md, evening of 2026-12-03).
 func buildBinary(tb testing.TB, dir, pkg string) string {
 	tb.Helper()
+	root := moduleRoot(tb)
 	bin := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Dir = moduleRoot(tb)
+	tags, err := buildtags.FromMakefile(root)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", bin, pkg)
+	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
