@@ -65,9 +65,21 @@ const (
 	// Reconnection attempts back off from minBackoff to maxBackoff.
 	minBackoff = 50 * time.Millisecond
 	maxBackoff = time.Second
+	// closeTimeout bounds Close. Its steps are each bounded already (the
+	// last publishes by publishTimeout, then a command or a dial holding
+	// go-redis's PubSub lock by commandTimeout or idleTimeout), but a read
+	// inside go-redis that has no deadline (a client without
+	// ContextTimeoutEnabled and with no read timeout, or a path of go-redis
+	// that sets none) would otherwise hold a replica's shutdown for as long
+	// as Redis stays silent.
+	closeTimeout = publishTimeout + commandTimeout + 2*time.Second
 )
 
-var errClosed = errors.New("progress/redis: broker is closed")
+var (
+	errClosed = errors.New("progress/redis: broker is closed")
+	// errCloseTimedOut is Close giving up on Redis after closeTimeout.
+	errCloseTimedOut = errors.New("redis did not let the broker stop within " + closeTimeout.String())
+)
 
 // Options configures a Broker. The zero value is usable.
 type Options struct {
@@ -252,7 +264,11 @@ func New(client *goredis.Client, opts Options) (*Broker, error) {
 // Close stops the Broker: it closes the subscription connection, waits for
 // the Broker's goroutines to end, and closes the client if Open made it.
 // Feeds stay open but receive nothing more; Subscribe and Publish fail.
-// It is safe to call more than once; later calls return nil.
+// It returns within closeTimeout whatever Redis does: past it, it closes
+// the client if it owns it (which ends the reads on its connections) and
+// returns an error, leaving the goroutines still inside go-redis to end
+// when their reads do. It is safe to call more than once; later calls
+// return nil.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -270,10 +286,24 @@ func (b *Broker) Close() error {
 	b.publishClosed = true
 	b.publishMu.Unlock()
 	close(b.stopPublishing)
-	b.published.Wait()
-	b.cancel() // ends waits, backoffs and dials
-	err := b.pubsub.Close()
-	b.wg.Wait()
+	stopped := make(chan error, 1)
+	go func() {
+		b.published.Wait()
+		b.cancel() // ends waits, backoffs and dials
+		err := b.pubsub.Close()
+		b.wg.Wait()
+		stopped <- err
+	}()
+	timer := time.NewTimer(closeTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case err = <-stopped:
+	case <-timer.C:
+		b.cancel()
+		err = errCloseTimedOut
+		b.log.Warn("gave up waiting for Redis while closing", "err", err)
+	}
 	if b.ownsClient {
 		err = errors.Join(err, b.client.Close())
 	}
