@@ -2,11 +2,51 @@ package upload_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/spoolhq/spool/internal/upload"
 )
+
+// TestQuotaOfABatch: a batch reserves its new uploads' bytes in one step,
+// all or nothing. Three files that each fit the quota but not together
+// are refused, with their total in the message, and leave nothing
+// reserved or created; two of them fit.
+func TestQuotaOfABatch(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.DefaultQuota = 30 * MiB
+	e := newTestService(t, cfg)
+	owner := e.user(t, "alice")
+	ctx := context.Background()
+	specs := []upload.FileSpec{mp4Spec("a.mp4", file11), mp4Spec("b.mp4", file11), mp4Spec("c.mp4", file11)}
+
+	_, err := e.svc.InitBatch(ctx, owner, upload.BatchSpec{Files: specs})
+	wantCode(t, err, upload.CodeQuotaExceeded)
+	if want := "these 3 uploads need 34603008 bytes but only 31457280 of your 31457280-byte quota are free"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %v, want it to say %q", err, want)
+	}
+	if got := e.reserved(t, owner); got != 0 {
+		t.Errorf("reserved after a refused batch = %d, want 0", got)
+	}
+	if n := e.db.UploadSession.Query().CountX(ctx); n != 0 {
+		t.Errorf("a refused batch left %d uploads", n)
+	}
+
+	b, err := e.svc.InitBatch(ctx, owner, upload.BatchSpec{Files: specs[:2]})
+	if err != nil {
+		t.Fatalf("InitBatch of two: %v", err)
+	}
+	if got, want := e.reserved(t, owner), 22*MiB; got != want {
+		t.Errorf("reserved after a batch of two = %d, want %d", got, want)
+	}
+	for i, u := range b.Uploads {
+		if u.FileName != specs[i].FileName || u.TotalSize != specs[i].Size {
+			t.Errorf("upload %d is %s of %d bytes, want %s of %d", i, u.FileName, u.TotalSize, specs[i].FileName, specs[i].Size)
+		}
+	}
+}
 
 func TestQuotaReservations(t *testing.T) {
 	t.Parallel()

@@ -258,22 +258,88 @@ func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string)
 	if err != nil {
 		return nil, err
 	}
-	p := progressOf(sess, totalsOfRows(chunks))
+	var media *ent.MediaFile
 	if sess.Status == StatusCompleted {
 		// The media file is created in the transaction that completes the
 		// upload, so a completed upload's progress names it and its status
 		// (until deleted).
-		m, err := c.MediaFile.Query().
+		media, err = c.MediaFile.Query().
 			Where(mediafile.UploadID(sess.ID), mediafile.DeletedAtIsNil()).
 			Select(mediafile.FieldID, mediafile.FieldStatus).Only(ctx)
 		if err != nil && !ent.IsNotFound(err) {
 			return nil, fmt.Errorf("loading media of %s: %w", sess.ID, err)
 		}
-		if err == nil {
-			p.MediaID, p.MediaStatus = &m.ID, &m.Status
+	}
+	return newSession(sess, chunks, media), nil
+}
+
+// sessions is session for several uploads of one user, in the order of
+// ids, in three statements however many there are: the sessions, their
+// chunk rows, and the media files of those completed. It returns
+// NOT_FOUND if one of them does not exist or is not the user's.
+func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, ids []string) ([]*Session, error) {
+	// By primary key alone, the owner checked below: given the owner too,
+	// SQLite's planner walks the owner's index through all their uploads.
+	rows, err := c.UploadSession.Query().Where(uploadsession.IDIn(ids...)).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading %d uploads: %w", len(ids), err)
+	}
+	byID := make(map[string]*ent.UploadSession, len(rows))
+	var completed []string
+	for _, r := range rows {
+		if r.OwnerID != userID {
+			continue // not found, as far as the caller can tell
+		}
+		byID[r.ID] = r
+		if r.Status == StatusCompleted {
+			completed = append(completed, r.ID)
 		}
 	}
-	return &Session{UploadSession: sess, Progress: p, missing: missingIndexes(sess.TotalChunks, chunks)}, nil
+	chunks, err := c.UploadChunk.Query().
+		Where(uploadchunk.SessionIDIn(ids...)).
+		Order(uploadchunk.BySessionID(), uploadchunk.ByIndex()).
+		Select(uploadchunk.FieldSessionID, uploadchunk.FieldIndex, uploadchunk.FieldState, uploadchunk.FieldSize).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading the chunks of %d uploads: %w", len(ids), err)
+	}
+	chunksBySession := make(map[string][]*ent.UploadChunk)
+	for _, ch := range chunks {
+		chunksBySession[ch.SessionID] = append(chunksBySession[ch.SessionID], ch)
+	}
+	mediaByUpload := make(map[string]*ent.MediaFile)
+	if len(completed) > 0 {
+		media, err := c.MediaFile.Query().
+			Where(mediafile.UploadIDIn(completed...), mediafile.DeletedAtIsNil()).
+			Select(mediafile.FieldID, mediafile.FieldStatus, mediafile.FieldUploadID).All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading the media of %d uploads: %w", len(completed), err)
+		}
+		for _, m := range media {
+			if m.UploadID != nil {
+				mediaByUpload[*m.UploadID] = m
+			}
+		}
+	}
+	out := make([]*Session, len(ids))
+	for i, id := range ids {
+		r := byID[id]
+		if r == nil {
+			return nil, errNotFound("upload", id)
+		}
+		out[i] = newSession(r, chunksBySession[id], mediaByUpload[id])
+	}
+	return out, nil
+}
+
+// newSession is an upload with its progress, from its session, its chunk
+// rows by index, and its media file (nil if it has none).
+func newSession(sess *ent.UploadSession, chunks []*ent.UploadChunk, media *ent.MediaFile) *Session {
+	p := progressOf(sess, totalsOfRows(chunks))
+	if media != nil {
+		p.MediaID, p.MediaStatus = &media.ID, &media.Status
+	}
+	return &Session{UploadSession: sess, Progress: p, missing: missingIndexes(sess.TotalChunks, chunks)}
 }
 
 // Session returns the caller's upload with its progress. It returns
@@ -305,12 +371,14 @@ func (s *Service) Batch(ctx context.Context, userID, id string) (*Batch, error) 
 		}
 	}
 	b := &Batch{ID: id}
-	for _, uid := range ids {
-		sess, err := s.Session(ctx, userID, uid)
-		if err != nil {
-			return nil, err
-		}
-		b.Uploads = append(b.Uploads, sess)
+	if len(ids) == 0 {
+		return b, nil
+	}
+	if b.Uploads, err = s.sessions(ctx, s.db, userID, ids); err != nil {
+		return nil, err
+	}
+	for i, sess := range b.Uploads {
+		b.Uploads[i] = s.expireIfDue(ctx, sess)
 	}
 	return b, nil
 }
@@ -403,10 +471,11 @@ func thumbnailName(m *ent.MediaFile, n int) string {
 	return fmt.Sprintf("%s-%dx%d%s", strings.TrimSuffix(m.FileName, path.Ext(m.FileName)), t.Width, t.Height, path.Ext(t.Key))
 }
 
-// reserveQuota adds n bytes to the user's reservation if it stays within
-// the quota. The condition is part of the UPDATE, so concurrent
-// reservations can never together exceed the quota (invariant 6).
-func reserveQuota(ctx context.Context, tx *ent.Tx, userID string, n int64) error {
+// reserveQuota adds n bytes, the size of a number of new uploads, to the
+// user's reservation if it stays within the quota. The condition is part of the
+// UPDATE, so concurrent reservations can never together exceed the quota
+// (invariant 6).
+func reserveQuota(ctx context.Context, tx *ent.Tx, userID string, n int64, uploads int) error {
 	fits := predicate.User(func(s *entsql.Selector) {
 		s.Where(entsql.P(func(b *entsql.Builder) {
 			b.Ident(s.C(user.FieldReservedBytes)).WriteString(" + ").Arg(n).
@@ -422,8 +491,12 @@ func reserveQuota(ctx context.Context, tx *ent.Tx, userID string, n int64) error
 		if err != nil {
 			return fmt.Errorf("reading quota: %w", err)
 		}
-		return Errorf(CodeQuotaExceeded, "this upload needs %d bytes but only %d of your %d-byte quota are free",
-			n, max(0, u.QuotaBytes-u.ReservedBytes), u.QuotaBytes)
+		what := "this upload needs"
+		if uploads > 1 {
+			what = fmt.Sprintf("these %d uploads need", uploads)
+		}
+		return Errorf(CodeQuotaExceeded, "%s %d bytes but only %d of your %d-byte quota are free",
+			what, n, max(0, u.QuotaBytes-u.ReservedBytes), u.QuotaBytes)
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func sqlCost(lines []string) (statements, txs int) {
 // newRecordedEnv is a Service whose every statement lands in log, on
 // the database at dbURL (or a SQLite file in a temporary directory)
 // migrated as spool migrates it.
-func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog) *testEnv {
+func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog, cfg upload.Config) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := database.Open(context.Background(), dbURL, filepath.Join(dir, "spool.db"))
@@ -82,7 +82,7 @@ func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog) *testEnv {
 		DB: client, Dialect: db.Dialect, Store: store, Broker: broker,
 		Queue:  newTestQueue(t, db.SQL(), db.Dialect),
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
-	}, testConfig())
+	}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +92,11 @@ func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog) *testEnv {
 // onRecordedEngines runs test on SQLite and on PostgreSQL, each with a
 // Service whose statements land in a log.
 func onRecordedEngines(t *testing.T, test func(t *testing.T, e *testEnv, log *sqlLog)) {
+	onRecordedEnginesWith(t, testConfig(), test)
+}
+
+// onRecordedEnginesWith is onRecordedEngines with the Services' config.
+func onRecordedEnginesWith(t *testing.T, cfg upload.Config, test func(t *testing.T, e *testEnv, log *sqlLog)) {
 	for _, engine := range []string{"sqlite", "postgres"} {
 		t.Run(engine, func(t *testing.T) {
 			dbURL := ""
@@ -99,7 +104,7 @@ func onRecordedEngines(t *testing.T, test func(t *testing.T, e *testEnv, log *sq
 				dbURL = dbtest.Postgres(t)
 			}
 			log := &sqlLog{}
-			test(t, newRecordedEnv(t, dbURL, log), log)
+			test(t, newRecordedEnv(t, dbURL, log, cfg), log)
 		})
 	}
 }
@@ -157,6 +162,57 @@ func TestChunkReceiptStatements(t *testing.T) {
 		if u := s.UploadSession; u.ReceivedChunks != sess.TotalChunks || u.ReceivedBytes != int64(len(data)) || u.FailedChunks != 0 {
 			t.Errorf("session counts = %d chunks, %d bytes, %d failed; want %d, %d, 0",
 				u.ReceivedChunks, u.ReceivedBytes, u.FailedChunks, sess.TotalChunks, len(data))
+		}
+	})
+}
+
+// TestInitBatchStatements holds initBatch to the same statements whatever
+// the number of files, up to the 100 sessions one INSERT takes: the
+// quota row is updated once, the sessions are inserted in one statement
+// and read back in two. 120 files take one INSERT more.
+func TestInitBatchStatements(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.MaxBatchFiles = 120
+	onRecordedEnginesWith(t, cfg, func(t *testing.T, e *testEnv, log *sqlLog) {
+		owner := e.user(t, "alice")
+		initBatch := func(n int) (statements, txs int) {
+			t.Helper()
+			files := make([]upload.FileSpec, n)
+			for i := range files {
+				files[i] = upload.FileSpec{FileName: fmt.Sprintf("%d-%d.mp3", n, i), Size: 2, MimeType: "audio/mpeg"}
+			}
+			log.take()
+			b, err := e.svc.InitBatch(context.Background(), owner, upload.BatchSpec{Files: files})
+			if err != nil {
+				t.Fatalf("InitBatch of %d: %v", n, err)
+			}
+			lines := log.take()
+			if len(b.Uploads) != n {
+				t.Fatalf("InitBatch of %d returned %d uploads", n, len(b.Uploads))
+			}
+			for i, u := range b.Uploads {
+				if u.FileName != files[i].FileName || u.Progress.Status != upload.StatusInitialized {
+					t.Fatalf("upload %d of %d: %s %s, want %s INITIALIZED", i, n, u.FileName, u.Progress.Status, files[i].FileName)
+				}
+			}
+			quotaUpdates := 0
+			for _, line := range lines {
+				if strings.Contains(line, "UPDATE") && strings.Contains(line, "users") {
+					quotaUpdates++
+				}
+			}
+			if quotaUpdates != 1 {
+				t.Errorf("InitBatch of %d updated the quota row %d times, want once:\n%s", n, quotaUpdates, strings.Join(lines, "\n"))
+			}
+			return sqlCost(lines)
+		}
+		oneStatements, oneTxs := initBatch(1)
+		if s, txs := initBatch(100); s != oneStatements || txs != oneTxs {
+			t.Errorf("InitBatch of 100: %d statements in %d transactions, want %d in %d as for one file", s, txs, oneStatements, oneTxs)
+		}
+		if s, txs := initBatch(120); s != oneStatements+1 || txs != oneTxs {
+			t.Errorf("InitBatch of 120: %d statements in %d transactions, want %d in %d", s, txs, oneStatements+1, oneTxs)
 		}
 	})
 }
