@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/predicate"
@@ -78,6 +81,45 @@ func (s *Service) checkFile(i int, f FileSpec, tus *TusFile) (checkedFile, error
 // statement: about 30 parameters each keeps a statement far below
 // SQLite's 32,766 and PostgreSQL's 65,535.
 const sessionsPerInsert = 100
+
+// prepareAll prepares storage for keys, the nth of size(n) bytes: one
+// after the other, or as many at once as a ConcurrentPreparer says. On
+// GCS each is a round trip, made while the batch's transaction holds the
+// user's quota row; one after the other they held it for as many round
+// trips as the batch had files. It returns the keys it prepared, to
+// discard if the batch fails, and the first error.
+func (s *Service) prepareAll(ctx context.Context, keys []string, size func(n int) int64) ([]string, error) {
+	prepared := make([]string, 0, len(keys))
+	limit := 1
+	if cp, ok := s.store.(ConcurrentPreparer); ok {
+		limit = cp.PrepareConcurrency()
+	}
+	if limit <= 1 {
+		for n, key := range keys {
+			if err := s.store.Prepare(ctx, key, size(n)); err != nil {
+				return prepared, storageError("preparing storage", err)
+			}
+			prepared = append(prepared, key)
+		}
+		return prepared, nil
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	for n, key := range keys {
+		g.Go(func() error {
+			if err := s.store.Prepare(gctx, key, size(n)); err != nil {
+				return storageError("preparing storage", err)
+			}
+			mu.Lock()
+			prepared = append(prepared, key)
+			mu.Unlock()
+			return nil
+		})
+	}
+	err := g.Wait() // before prepared is read
+	return prepared, err
+}
 
 // InitBatch plans an upload for each file and reserves their bytes
 // against the caller's quota, all or nothing. A file whose fingerprint (or
@@ -157,14 +199,12 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 			return err
 		}
 		creates := make([]*ent.UploadSessionCreate, 0, len(fresh))
-		for _, i := range fresh {
+		keys := make([]string, len(fresh))
+		for n, i := range fresh {
 			f := files[i]
 			id := schema.NewID("upl")
 			key := userID + "/" + id
-			if err := s.store.Prepare(ctx, key, f.Size); err != nil {
-				return storageError("preparing storage", err)
-			}
-			prepared = append(prepared, key)
+			keys[n] = key
 			creates = append(creates, tx.UploadSession.Create().
 				SetID(id).SetOwnerID(userID).SetBatchID(batchID).
 				SetFileName(f.name).SetOriginalName(f.FileName).
@@ -175,6 +215,9 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 				SetStorageKey(key).SetExpiresAt(s.now().Add(s.cfg.SessionTTL)).
 				SetTus(spec.tus != nil).SetTusPart(spec.tus != nil && spec.tus.Part))
 			ids[i] = id
+		}
+		if prepared, err = s.prepareAll(ctx, keys, func(n int) int64 { return files[fresh[n]].Size }); err != nil {
+			return err
 		}
 		// A few statements for the whole batch instead of one per file,
 		// each within the databases' limits on bound parameters.

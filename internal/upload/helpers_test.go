@@ -146,14 +146,14 @@ func newTestServiceThrough(t *testing.T, cfg upload.Config, wrap func(upload.Sto
 }
 
 // newTestServiceOn is newTestService on another store.
-func newTestServiceOn(t *testing.T, cfg upload.Config, store upload.Store) *testEnv {
+func newTestServiceOn(t testing.TB, cfg upload.Config, store upload.Store) *testEnv {
 	t.Helper()
 	return newTestServiceJobs(t, cfg, store, testJobs(dialect.SQLite))
 }
 
 // newTestServiceJobs is newTestServiceOn with the job queue configured
 // by jobsCfg.
-func newTestServiceJobs(t *testing.T, cfg upload.Config, store upload.Store, jobsCfg jobs.Config) *testEnv {
+func newTestServiceJobs(t testing.TB, cfg upload.Config, store upload.Store, jobsCfg jobs.Config) *testEnv {
 	t.Helper()
 	return newTestServiceProcessing(t, cfg, store, jobsCfg, nil)
 }
@@ -161,7 +161,7 @@ func newTestServiceJobs(t *testing.T, cfg upload.Config, store upload.Store, job
 // newTestServiceProcessing is newTestServiceJobs whose processing derives
 // thumbnails and facts with processor (nil checks the bytes only, which
 // lets most tests upload made-up bytes of any type).
-func newTestServiceProcessing(t *testing.T, cfg upload.Config, store upload.Store, jobsCfg jobs.Config, processor upload.Processor) *testEnv {
+func newTestServiceProcessing(t testing.TB, cfg upload.Config, store upload.Store, jobsCfg jobs.Config, processor upload.Processor) *testEnv {
 	t.Helper()
 	// database.Open, as spool opens its embedded database: the versioned
 	// migrations, not ent's auto-migration (which writes ent's

@@ -204,6 +204,15 @@ type ObjectLinker interface {
 	ObjectURL(ctx context.Context, objectKey, fileName string, expires time.Time) (string, error)
 }
 
+// ConcurrentPreparer is a Store whose Prepare is a network round trip,
+// worth overlapping within a batch; PrepareConcurrency says how many at
+// once. Other stores are prepared one file at a time: on a local disk,
+// files created in one directory from several goroutines wait for each
+// other in the kernel, and cost more CPU than they save.
+type ConcurrentPreparer interface {
+	PrepareConcurrency() int
+}
+
 // Pinger is an engine that can tell whether it is reachable, for /readyz.
 type Pinger interface {
 	Ping(ctx context.Context) error

@@ -182,10 +182,11 @@ type Store struct {
 }
 
 var (
-	_ upload.Store        = (*Store)(nil)
-	_ upload.DirectStore  = (*Store)(nil)
-	_ upload.ObjectLinker = (*Store)(nil)
-	_ upload.Pinger       = (*Store)(nil)
+	_ upload.Store              = (*Store)(nil)
+	_ upload.DirectStore        = (*Store)(nil)
+	_ upload.ObjectLinker       = (*Store)(nil)
+	_ upload.Pinger             = (*Store)(nil)
+	_ upload.ConcurrentPreparer = (*Store)(nil)
 )
 
 // Open returns a Store for a storage URL of the form gs://bucket/prefix

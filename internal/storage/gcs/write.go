@@ -16,6 +16,11 @@ import (
 	"github.com/spoolhq/spool/internal/upload"
 )
 
+// PrepareConcurrency is how many Prepare calls of one batch initBatch
+// makes at once (upload.ConcurrentPreparer): each writes a small marker
+// object, one round trip, so up to 16 files cost the time of one.
+func (s *Store) PrepareConcurrency() int { return 16 }
+
 // Prepare opens key for chunks of an upload of size bytes by writing its
 // marker; no space is allocated. Preparing again keeps the chunks already
 // written. It fails if key is not a valid key, size is negative or GCS

@@ -165,10 +165,19 @@ func (s localStore) LocalPath(objectKey string) (string, error) {
 type gcsStore struct{ *Store }
 
 var (
-	_ upload.ResumableStore = gcsStore{}
-	_ upload.ObjectLinker   = gcsStore{}
-	_ upload.Pinger         = gcsStore{}
+	_ upload.ResumableStore     = gcsStore{}
+	_ upload.ObjectLinker       = gcsStore{}
+	_ upload.Pinger             = gcsStore{}
+	_ upload.ConcurrentPreparer = gcsStore{}
 )
+
+// PrepareConcurrency is the wrapped store's, or 1 if it has none.
+func (s gcsStore) PrepareConcurrency() int {
+	if cp, ok := s.inner.(upload.ConcurrentPreparer); ok {
+		return cp.PrepareConcurrency()
+	}
+	return 1
+}
 
 func (s gcsStore) ChunkUploadURL(ctx context.Context, key string, c upload.ChunkRef, expires time.Time) (_ upload.DirectURL, err error) {
 	ctx, span := s.start(ctx, "ChunkUploadURL", chunkAttrs(key, c)...)

@@ -62,6 +62,12 @@ func TestWrapKeepsAbilities(t *testing.T) {
 			t.Errorf("traced GCS store %T: %s does not hold", traced, name)
 		}
 	}
+	if cp, ok := traced.(upload.ConcurrentPreparer); !ok || cp.PrepareConcurrency() != g.PrepareConcurrency() {
+		t.Errorf("traced GCS store %T does not prepare %d files at once as GCS does", traced, g.PrepareConcurrency())
+	}
+	if is[upload.ConcurrentPreparer](local) {
+		t.Errorf("traced local store %T claims ConcurrentPreparer", local)
+	}
 	if traced == upload.Store(g) {
 		t.Error("the GCS store was not wrapped")
 	}
