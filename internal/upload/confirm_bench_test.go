@@ -61,23 +61,22 @@ func prepareConfirmBench(tb testing.TB, dbURL, sqlitePath string) (*confirmBench
 	return b, nil
 }
 
-// BenchmarkConfirmChunk measures confirmChunk, the mutation clients call
-// after each chunk, with many uploads confirmed in parallel, on the
-// embedded SQLite and on PostgreSQL. Each op is one ConfirmChunk of a
-// received chunk; confirms/s is the throughput across all goroutines.
-//
-//	go test -run '^$' -bench ConfirmChunk -benchtime 5s ./internal/upload/
-func BenchmarkConfirmChunk(b *testing.B) {
-	engines := []struct {
-		name string
-		open func(sub *testing.B) (dbURL, sqlitePath string)
-	}{
+// benchEngine is a database a benchmark runs on: open gives the URL of a
+// scratch PostgreSQL database, or the path of an embedded SQLite file.
+type benchEngine struct {
+	name string
+	open func(sub *testing.B) (dbURL, sqlitePath string)
+}
+
+// benchEngines are the embedded SQLite and PostgreSQL, each database
+// opened living (and a PostgreSQL one being dropped) as long as b.
+func benchEngines(b *testing.B) []benchEngine {
+	return []benchEngine{
 		{"sqlite", func(*testing.B) (string, string) {
 			return "", filepath.Join(b.TempDir(), database.SQLiteFile)
 		}},
 		{"postgres", func(sub *testing.B) (string, string) {
-			server := dbtest.Required(sub)
-			dbURL, drop, err := dbtest.NewDatabase(context.Background(), server)
+			dbURL, drop, err := dbtest.NewDatabase(context.Background(), dbtest.Required(sub))
 			if err != nil {
 				sub.Fatal(err)
 			}
@@ -85,7 +84,16 @@ func BenchmarkConfirmChunk(b *testing.B) {
 			return dbURL, ""
 		}},
 	}
-	for _, engine := range engines {
+}
+
+// BenchmarkConfirmChunk measures confirmChunk, the mutation clients call
+// after each chunk, with many uploads confirmed in parallel, on the
+// embedded SQLite and on PostgreSQL. Each op is one ConfirmChunk of a
+// received chunk; confirms/s is the throughput across all goroutines.
+//
+//	go test -run '^$' -bench ConfirmChunk -benchtime 5s ./internal/upload/
+func BenchmarkConfirmChunk(b *testing.B) {
+	for _, engine := range benchEngines(b) {
 		// Prepared once, on the first of the sub-benchmark's runs, and
 		// kept (with b's cleanups) for the longer runs that follow.
 		var env *confirmBench

@@ -11,8 +11,6 @@ import (
 
 	"google.golang.org/api/option"
 
-	"github.com/spoolhq/spool/internal/database"
-	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
 	"github.com/spoolhq/spool/internal/upload"
@@ -29,23 +27,7 @@ import (
 //	go test -run '^$' -bench InitBatch -benchtime 100x ./internal/upload/
 func BenchmarkInitBatch(b *testing.B) {
 	const initBatchClients, initBatchFiles = 4, 200
-	engines := []struct {
-		name string
-		open func(sub *testing.B) (dbURL, sqlitePath string)
-	}{
-		{"sqlite", func(sub *testing.B) (string, string) {
-			return "", filepath.Join(sub.TempDir(), database.SQLiteFile)
-		}},
-		{"postgres", func(sub *testing.B) (string, string) {
-			dbURL, drop, err := dbtest.NewDatabase(context.Background(), dbtest.Required(sub))
-			if err != nil {
-				sub.Fatal(err)
-			}
-			sub.Cleanup(func() { _ = drop(context.Background()) })
-			return dbURL, ""
-		}},
-	}
-	for _, engine := range engines {
+	for _, engine := range benchEngines(b) {
 		b.Run(engine.name, func(sub *testing.B) {
 			ctx := context.Background()
 			dbURL, path := engine.open(sub)

@@ -58,6 +58,22 @@ func (p *preparesSeen) Prepare(ctx context.Context, key string, size int64) erro
 	return p.Store.Prepare(ctx, key, size)
 }
 
+// newPreparingService is a Service taking batches of up to 20 files, on a
+// local disk seen through seen, which asks for concurrent preparation if
+// concurrent is set.
+func newPreparingService(t *testing.T, seen *preparesSeen, concurrent bool) *testEnv {
+	t.Helper()
+	cfg := testConfig()
+	cfg.MaxBatchFiles = 20
+	return newTestServiceThrough(t, cfg, func(s upload.Store) upload.Store {
+		seen.Store = s
+		if concurrent {
+			return concurrentPrepares{seen}
+		}
+		return seen
+	})
+}
+
 func tinyFiles(n int) []upload.FileSpec {
 	files := make([]upload.FileSpec, n)
 	for i := range files {
@@ -79,17 +95,8 @@ func TestBatchPreparesStorageConcurrently(t *testing.T) {
 	}{{"GCS-like", true}, {"local disk", false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := testConfig()
-			cfg.MaxBatchFiles = 20
 			seen := newPreparesSeen(0)
-			e := newTestServiceThrough(t, cfg, func(s upload.Store) upload.Store {
-				seen.Store = s
-				if tc.concurrent {
-					return concurrentPrepares{seen}
-				}
-				return seen
-			})
-			preparesAll(t, e, seen, tc.concurrent)
+			preparesAll(t, newPreparingService(t, seen, tc.concurrent), seen, tc.concurrent)
 		})
 	}
 }
@@ -121,13 +128,8 @@ func preparesAll(t *testing.T, e *testEnv, seen *preparesSeen, concurrent bool) 
 // before or beside it.
 func TestBatchPrepareFailureLeavesNothing(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	cfg.MaxBatchFiles = 20
 	seen := newPreparesSeen(5)
-	e := newTestServiceThrough(t, cfg, func(s upload.Store) upload.Store {
-		seen.Store = s
-		return concurrentPrepares{seen}
-	})
+	e := newPreparingService(t, seen, true)
 	owner := e.user(t, "alice")
 	ctx := context.Background()
 	_, err := e.svc.InitBatch(ctx, owner, upload.BatchSpec{Files: tinyFiles(20)})
