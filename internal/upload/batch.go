@@ -162,8 +162,9 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		// before the user's quota row. Reserving as we went would take
 		// the quota row first whenever a new file preceded a resumed one,
 		// and deadlock against a cancel of that upload.
+		ready := make([]bool, len(files)) // the user has a READY copy of the file
 		for i, f := range files {
-			if ids[i], err = s.resumeInto(ctx, tx, userID, batchID, f, spec.tus); err != nil {
+			if ids[i], ready[i], err = s.resumeInto(ctx, tx, userID, batchID, f, spec.tus); err != nil {
 				return err
 			}
 		}
@@ -173,10 +174,11 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 			if ids[i] != "" {
 				continue // resumed
 			}
-			// Not for tus: its client sends the bytes whatever the
-			// creation's answer, and an upload already complete would
-			// refuse them. Processing deduplicates after the upload.
-			if spec.tus == nil {
+			// Not for tus (resumeInto looks for no copy then): its client
+			// sends the bytes whatever the creation's answer, and an
+			// upload already complete would refuse them. Processing
+			// deduplicates after the upload.
+			if ready[i] {
 				if ids[i], err = s.initDeduplicated(ctx, tx, userID, batchID, f); err != nil {
 					return err
 				}
@@ -250,11 +252,14 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 }
 
 // resumeInto looks for an unfinished, unexpired upload of the same file by
-// the same user and moves it into batch; it returns its id, or "".
-func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile, tus *TusFile) (string, error) {
+// the same user and moves it into batch; it returns its id, or "". Unless
+// the file comes through tus, it first looks for a READY copy of the file
+// and, if the user has one, resumes nothing and reports ready: the copy
+// completes the file at once instead (dedup.go).
+func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile, tus *TusFile) (id string, ready bool, err error) {
 	if tus == nil {
 		if found, err := hasReadyCopy(ctx, tx, userID, f); found || err != nil {
-			return "", err // a READY copy completes the file at once instead (dedup.go)
+			return "", found, err
 		}
 	}
 	var sameFile []predicate.UploadSession
@@ -265,7 +270,7 @@ func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID st
 		sameFile = append(sameFile, uploadsession.Sha256(*f.SHA256))
 	}
 	if len(sameFile) == 0 {
-		return "", nil
+		return "", false, nil
 	}
 	match, err := tx.UploadSession.Query().Where(
 		uploadsession.OwnerID(userID), uploadsession.Or(sameFile...),
@@ -277,20 +282,20 @@ func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID st
 		uploadsession.Tus(tus != nil),
 	).Order(ent.Desc(uploadsession.FieldCreatedAt)).First(ctx)
 	if ent.IsNotFound(err) {
-		return "", nil
+		return "", false, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("looking for a resumable upload: %w", err)
+		return "", false, fmt.Errorf("looking for a resumable upload: %w", err)
 	}
 	n, err := tx.UploadSession.Update().
 		Where(uploadsession.ID(match.ID), uploadsession.StatusIn(activeStatuses...)).
 		SetBatchID(batchID).AddVersion(1).Save(ctx)
 	if err != nil {
-		return "", fmt.Errorf("resuming upload %s: %w", match.ID, err)
+		return "", false, fmt.Errorf("resuming upload %s: %w", match.ID, err)
 	}
 	if n == 0 {
-		return "", nil // finished meanwhile: start afresh
+		return "", false, nil // finished meanwhile: start afresh
 	}
 	s.log.InfoContext(ctx, "upload resumed", "upload_id", match.ID, "batch_id", batchID)
-	return match.ID, nil
+	return match.ID, false, nil
 }

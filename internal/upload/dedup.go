@@ -61,7 +61,8 @@ func lockStoredBytes(ctx context.Context, tx *ent.Tx, userID string) error {
 
 // hasReadyCopy reports whether the user already has the file's bytes, so
 // that initBatch completes it at once rather than resuming an unfinished
-// upload of it. It only reads; initDeduplicated decides under the lock.
+// upload of it. It only reads; initDeduplicated, called for the files it
+// found, decides under the lock.
 func hasReadyCopy(ctx context.Context, tx *ent.Tx, userID string, f checkedFile) (bool, error) {
 	if f.SHA256 == nil {
 		return false, nil
@@ -78,12 +79,10 @@ func hasReadyCopy(ctx context.Context, tx *ent.Tx, userID string, f checkedFile)
 // COMPLETED at once (deduplicated) and a READY media file sharing the
 // original's stored object and derivatives. Nothing is reserved: the
 // bytes are charged once, and are already. It returns the new upload's
-// id, or "" when the user has no such file (the caller then plans an
-// upload as usual).
+// id, or "" when the user no longer has such a file (the caller then
+// plans an upload as usual). initBatch calls it for the files hasReadyCopy
+// found a copy of.
 func (s *Service) initDeduplicated(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile) (string, error) {
-	if ok, err := hasReadyCopy(ctx, tx, userID, f); !ok || err != nil {
-		return "", err
-	}
 	if err := lockStoredBytes(ctx, tx, userID); err != nil {
 		return "", err
 	}

@@ -169,18 +169,23 @@ func TestChunkReceiptStatements(t *testing.T) {
 // TestInitBatchStatements holds initBatch to the same statements whatever
 // the number of files, up to the 100 sessions one INSERT takes: the
 // quota row is updated once, the sessions are inserted in one statement
-// and read back in two. 120 files take one INSERT more.
+// and read back in two. 120 files take one INSERT more, and a file that
+// names its sha256 and fingerprint two reads.
 func TestInitBatchStatements(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
 	cfg.MaxBatchFiles = 120
 	onRecordedEnginesWith(t, cfg, func(t *testing.T, e *testEnv, log *sqlLog) {
 		owner := e.user(t, "alice")
-		initBatch := func(n int) (statements, txs int) {
+		initBatch := func(n int, named bool) (statements, txs int) {
 			t.Helper()
 			files := make([]upload.FileSpec, n)
 			for i := range files {
 				files[i] = upload.FileSpec{FileName: fmt.Sprintf("%d-%d.mp3", n, i), Size: 2, MimeType: "audio/mpeg"}
+				if named {
+					sum := fmt.Sprintf("%064x", i)
+					files[i].SHA256, files[i].Fingerprint = &sum, ptr(files[i].FileName)
+				}
 			}
 			log.take()
 			b, err := e.svc.InitBatch(context.Background(), owner, upload.BatchSpec{Files: files})
@@ -207,12 +212,17 @@ func TestInitBatchStatements(t *testing.T) {
 			}
 			return sqlCost(lines)
 		}
-		oneStatements, oneTxs := initBatch(1)
-		if s, txs := initBatch(100); s != oneStatements || txs != oneTxs {
+		oneStatements, oneTxs := initBatch(1, false)
+		if s, txs := initBatch(100, false); s != oneStatements || txs != oneTxs {
 			t.Errorf("InitBatch of 100: %d statements in %d transactions, want %d in %d as for one file", s, txs, oneStatements, oneTxs)
 		}
-		if s, txs := initBatch(120); s != oneStatements+1 || txs != oneTxs {
+		if s, txs := initBatch(120, false); s != oneStatements+1 || txs != oneTxs {
 			t.Errorf("InitBatch of 120: %d statements in %d transactions, want %d in %d", s, txs, oneStatements+1, oneTxs)
+		}
+		// A file naming its sha256 and fingerprint costs two reads: a READY
+		// copy to share, an unfinished upload to resume.
+		if s, txs := initBatch(10, true); s != oneStatements+2*10 || txs != oneTxs {
+			t.Errorf("InitBatch of 10 files with sha256 and fingerprint: %d statements in %d transactions, want %d in %d", s, txs, oneStatements+20, oneTxs)
 		}
 	})
 }
