@@ -170,6 +170,13 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		}
 		var fresh []int // files neither resumed nor deduplicated
 		var need int64  // their bytes
+		if slices.Contains(ready, true) {
+			// Once for every copy the batch makes: each lock is an UPDATE
+			// of the user's row, a row version the next one walks past.
+			if err := lockStoredBytes(ctx, tx, userID); err != nil {
+				return err
+			}
+		}
 		for i, f := range files {
 			if ids[i] != "" {
 				continue // resumed

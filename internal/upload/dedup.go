@@ -81,11 +81,8 @@ func hasReadyCopy(ctx context.Context, tx *ent.Tx, userID string, f checkedFile)
 // bytes are charged once, and are already. It returns the new upload's
 // id, or "" when the user no longer has such a file (the caller then
 // plans an upload as usual). initBatch calls it for the files hasReadyCopy
-// found a copy of.
+// found a copy of, holding lockStoredBytes.
 func (s *Service) initDeduplicated(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile) (string, error) {
-	if err := lockStoredBytes(ctx, tx, userID); err != nil {
-		return "", err
-	}
 	// Read again under the lock: the original may have been deleted
 	// since, and then it is no reference to copy.
 	orig, err := tx.MediaFile.Query().Where(readyCopies(userID, *f.SHA256, f.Size, f.mimeType)...).

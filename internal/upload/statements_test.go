@@ -8,11 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/httpapi"
@@ -223,6 +225,48 @@ func TestInitBatchStatements(t *testing.T) {
 		// copy to share, an unfinished upload to resume.
 		if s, txs := initBatch(10, true); s != oneStatements+2*10 || txs != oneTxs {
 			t.Errorf("InitBatch of 10 files with sha256 and fingerprint: %d statements in %d transactions, want %d in %d", s, txs, oneStatements+20, oneTxs)
+		}
+	})
+}
+
+// TestDedupBatchLocksOnce: a batch of copies of a file the user has READY
+// takes the user's row once, however many copies it makes (each lock is
+// an UPDATE of that row), and reserves nothing.
+func TestDedupBatchLocksOnce(t *testing.T) {
+	t.Parallel()
+	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
+		ctx := context.Background()
+		owner := e.user(t, "alice")
+		data := []byte{0xFF, 0xFB}
+		sum := sha256Hex(data)
+		if err := e.db.MediaFile.Create().SetOwnerID(owner).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
+			SetMediaType("AUDIO").SetFileSize(int64(len(data))).SetStorageKey(owner + "/orig").
+			SetStatus(mediafile.StatusREADY).SetContentHash(sum).SetCreatedAt(time.Now()).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		files := make([]upload.FileSpec, 5)
+		for i := range files {
+			files[i] = upload.FileSpec{FileName: fmt.Sprintf("copy-%d.mp3", i), Size: int64(len(data)), MimeType: "audio/mpeg", SHA256: &sum}
+		}
+		log.take()
+		b, err := e.svc.InitBatch(ctx, owner, upload.BatchSpec{Files: files})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := log.take()
+		for _, u := range b.Uploads {
+			if !u.Deduplicated || u.Progress.Status != upload.StatusCompleted {
+				t.Errorf("upload %s: deduplicated %v, %s; want a COMPLETED copy", u.FileName, u.Deduplicated, u.Progress.Status)
+			}
+		}
+		userUpdates := 0
+		for _, line := range lines {
+			if strings.Contains(line, "UPDATE") && strings.Contains(line, "users") {
+				userUpdates++
+			}
+		}
+		if userUpdates != 1 {
+			t.Errorf("a batch of 5 copies updated the user's row %d times, want once:\n%s", userUpdates, strings.Join(lines, "\n"))
 		}
 	})
 }
