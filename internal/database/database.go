@@ -219,6 +219,12 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 			return nil, err
 		}
 	}
+	if db.Dialect == dialect.SQLite {
+		if err := writePlannerStats(ctx, db.sql); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("opening %s: %w", sqlitePath, err)
+		}
+	}
 	return db, nil
 }
 

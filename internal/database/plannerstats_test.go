@@ -1,0 +1,70 @@
+package database_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spoolhq/spool/internal/database"
+)
+
+// TestPlannerUsesSelectiveIndexes asks SQLite how it would run the lookups
+// initBatch makes for each file that names its sha256 and fingerprint, and
+// the read of a batch's sessions: each must go by the index that finds
+// its few rows, not one that walks every upload of a status or a user.
+// Without the planner statistics Open writes, SQLite chose
+// (status, expires_at) for the first, (status, created_at) for the second
+// and (owner_id, ...) for the third.
+func TestPlannerUsesSelectiveIndexes(t *testing.T) {
+	t.Parallel()
+	db, err := database.Open(context.Background(), "", filepath.Join(t.TempDir(), database.SQLiteFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, tc := range []struct {
+		what, query string
+		want        []string // in the plan
+	}{
+		{"an unfinished upload to resume",
+			`SELECT * FROM upload_sessions WHERE owner_id = ? AND (fingerprint = ? OR sha256 = ?)
+			   AND status IN ('INITIALIZED', 'UPLOADING') AND expires_at > ? AND total_size = ? AND mime_type = ? AND tus = ?
+			 ORDER BY created_at DESC LIMIT 1`,
+			[]string{"uploadsession_owner_id_fingerprint (owner_id=? AND fingerprint=?)", "uploadsession_owner_id_sha256 (owner_id=? AND sha256=?)"}},
+		{"a READY copy to share",
+			`SELECT * FROM media_files WHERE owner_id = ? AND content_hash = ? AND file_size = ? AND mime_type = ?
+			   AND status = 'READY' AND deleted_at IS NULL ORDER BY created_at, id LIMIT 1`,
+			[]string{"mediafile_content_hash (content_hash=?)"}},
+		{"a batch's sessions",
+			`SELECT * FROM upload_sessions WHERE id IN (?, ?, ?) AND owner_id = ?`,
+			[]string{"sqlite_autoindex_upload_sessions_1 (id=?)"}},
+	} {
+		args := make([]any, strings.Count(tc.query, "?"))
+		for i := range args {
+			args[i] = "x"
+		}
+		rows, err := db.SQL().QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+tc.query, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(plan, "\n")
+		for _, w := range tc.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: plan\n%s\ndoes not use %s", tc.what, text, w)
+			}
+		}
+	}
+}
