@@ -248,35 +248,23 @@ func percentOf(done, total int64) int {
 	return int(done * 100 / total)
 }
 
-// session returns the caller's session with its progress.
+// session returns the caller's session with its progress (anyone's if
+// userID is ""): sessions for one.
 func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string) (*Session, error) {
-	sess, err := ownedSession(ctx, c, userID, id)
+	sessions, err := s.sessions(ctx, c, userID, []string{id})
 	if err != nil {
 		return nil, err
 	}
-	chunks, err := chunksOf(ctx, c, sess.ID)
-	if err != nil {
-		return nil, err
-	}
-	var media *ent.MediaFile
-	if sess.Status == StatusCompleted {
-		// The media file is created in the transaction that completes the
-		// upload, so a completed upload's progress names it and its status
-		// (until deleted).
-		media, err = c.MediaFile.Query().
-			Where(mediafile.UploadID(sess.ID), mediafile.DeletedAtIsNil()).
-			Select(mediafile.FieldID, mediafile.FieldStatus).Only(ctx)
-		if err != nil && !ent.IsNotFound(err) {
-			return nil, fmt.Errorf("loading media of %s: %w", sess.ID, err)
-		}
-	}
-	return newSession(sess, chunks, media), nil
+	return sessions[0], nil
 }
 
-// sessions is session for several uploads of one user, in the order of
-// ids, in three statements however many there are: the sessions, their
-// chunk rows, and the media files of those completed. It returns
-// NOT_FOUND if one of them does not exist or is not the user's.
+// sessions is session for several uploads of one user (of anyone's if
+// userID is ""), in the order of ids, in three statements however many
+// there are: the sessions, their chunk rows, and the media files of
+// those completed (a completed upload's media file is created in the
+// transaction that completes it, so its progress names the file and its
+// status until it is deleted). It returns NOT_FOUND if one of them does
+// not exist or is not the user's.
 func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, ids []string) ([]*Session, error) {
 	// By primary key alone, the owner checked below: given the owner too,
 	// SQLite's planner walks the owner's index through all their uploads.
@@ -287,7 +275,7 @@ func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, id
 	byID := make(map[string]*ent.UploadSession, len(rows))
 	var completed []string
 	for _, r := range rows {
-		if r.OwnerID != userID {
+		if userID != "" && r.OwnerID != userID {
 			continue // not found, as far as the caller can tell
 		}
 		byID[r.ID] = r
