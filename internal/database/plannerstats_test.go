@@ -10,8 +10,8 @@ import (
 )
 
 // TestPlannerUsesSelectiveIndexes asks SQLite how it would run the lookups
-// initBatch makes for each file that names its sha256 and fingerprint, and
-// the read of a batch's sessions: each must go by the index that finds
+// initBatch makes for the files that name their sha256 and fingerprint,
+// the read of a copy's original, and the read of a batch's sessions: each must go by the index that finds
 // its few rows, not one that walks every upload of a status or a user.
 // Without the planner statistics Open writes, SQLite chose
 // (owner_id, sha256) by owner alone for the first (and (status,
@@ -28,11 +28,15 @@ func TestPlannerUsesSelectiveIndexes(t *testing.T) {
 		what, query string
 		want        []string // in the plan
 	}{
-		{"an unfinished upload to resume",
-			`SELECT * FROM upload_sessions WHERE owner_id = ? AND (fingerprint = ? OR sha256 = ?)
-			   AND total_size = ? AND mime_type = ? AND tus = ? ORDER BY created_at DESC`,
+		{"unfinished uploads of a batch's files, to resume",
+			`SELECT id, fingerprint, sha256, total_size, mime_type, status, expires_at FROM upload_sessions
+			   WHERE owner_id = ? AND (fingerprint IN (?, ?, ?) OR sha256 IN (?, ?, ?)) AND tus = ? ORDER BY created_at DESC`,
 			[]string{"uploadsession_owner_id_fingerprint (owner_id=? AND fingerprint=?)", "uploadsession_owner_id_sha256 (owner_id=? AND sha256=?)"}},
-		{"a READY copy to share",
+		{"READY copies of a batch's files",
+			`SELECT DISTINCT content_hash, file_size, mime_type FROM media_files WHERE owner_id = ? AND content_hash IN (?, ?, ?)
+			   AND status = 'READY' AND deleted_at IS NULL`,
+			[]string{"mediafile_content_hash (content_hash=?)"}},
+		{"the READY copy a copy shares",
 			`SELECT * FROM media_files WHERE owner_id = ? AND content_hash = ? AND file_size = ? AND mime_type = ?
 			   AND status = 'READY' AND deleted_at IS NULL ORDER BY created_at, id LIMIT 1`,
 			[]string{"mediafile_content_hash (content_hash=?)"}},

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spoolhq/spool/ent"
-	"github.com/spoolhq/spool/ent/predicate"
 	"github.com/spoolhq/spool/ent/schema"
 	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/internal/filename"
@@ -162,12 +161,14 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		// before the user's quota row. Reserving as we went would take
 		// the quota row first whenever a new file preceded a resumed one,
 		// and deadlock against a cancel of that upload.
-		ready := make([]bool, len(files)) // the user has a READY copy of the file
-		for i, f := range files {
-			if ids[i], ready[i], err = s.resumeInto(ctx, tx, userID, batchID, f, spec.tus); err != nil {
-				return err
-			}
+		seen, err := s.lookUpEarlier(ctx, tx, userID, files, spec.tus)
+		if err != nil {
+			return err
 		}
+		if ids, err = s.resumeUnfinished(ctx, tx, batchID, seen); err != nil {
+			return err
+		}
+		ready := seen.ready
 		var fresh []int // files neither resumed nor deduplicated
 		var need int64  // their bytes
 		if slices.Contains(ready, true) {
@@ -181,7 +182,7 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 			if ids[i] != "" {
 				continue // resumed
 			}
-			// Not for tus (resumeInto looks for no copy then): its client
+			// Not for tus (lookUpEarlier looks for no copy then): its client
 			// sends the bytes whatever the creation's answer, and an
 			// upload already complete would refuse them. Processing
 			// deduplicates after the upload.
@@ -256,65 +257,4 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 	}
 	s.log.InfoContext(ctx, "batch initialised", "batch_id", batchID, "user_id", userID, "files", len(files))
 	return b, nil
-}
-
-// resumeInto looks for an unfinished, unexpired upload of the same file by
-// the same user and moves it into batch; it returns its id, or "". Unless
-// the file comes through tus, it first looks for a READY copy of the file
-// and, if the user has one, resumes nothing and reports ready: the copy
-// completes the file at once instead (dedup.go).
-func (s *Service) resumeInto(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile, tus *TusFile) (id string, ready bool, err error) {
-	if tus == nil {
-		if found, err := hasReadyCopy(ctx, tx, userID, f); found || err != nil {
-			return "", found, err
-		}
-	}
-	var sameFile []predicate.UploadSession
-	if f.Fingerprint != nil {
-		sameFile = append(sameFile, uploadsession.Fingerprint(*f.Fingerprint))
-	}
-	if f.SHA256 != nil {
-		sameFile = append(sameFile, uploadsession.Sha256(*f.SHA256))
-	}
-	if len(sameFile) == 0 {
-		return "", false, nil
-	}
-	// The user's uploads of this file, finished or not: the status and
-	// the expiry are checked below, not in the query, so that the only
-	// indexes that fit are (owner_id, fingerprint) and (owner_id, sha256).
-	// With them in the query, PostgreSQL on a table it had not analysed
-	// yet walked all the user's unfinished uploads by (owner_id, status),
-	// 6 ms a lookup at 4,000 of them.
-	candidates, err := tx.UploadSession.Query().Where(
-		uploadsession.OwnerID(userID), uploadsession.Or(sameFile...),
-		uploadsession.TotalSize(f.Size), uploadsession.MimeType(f.mimeType),
-		// A tus upload takes bytes only by offset and a GraphQL one only
-		// by chunk: each resumes its own kind.
-		uploadsession.Tus(tus != nil),
-	).Order(ent.Desc(uploadsession.FieldCreatedAt)).All(ctx)
-	if err != nil {
-		return "", false, fmt.Errorf("looking for a resumable upload: %w", err)
-	}
-	now := s.now()
-	var match *ent.UploadSession
-	for _, c := range candidates {
-		if slices.Contains(activeStatuses, c.Status) && c.ExpiresAt.After(now) {
-			match = c
-			break
-		}
-	}
-	if match == nil {
-		return "", false, nil
-	}
-	n, err := tx.UploadSession.Update().
-		Where(uploadsession.ID(match.ID), uploadsession.StatusIn(activeStatuses...)).
-		SetBatchID(batchID).AddVersion(1).Save(ctx)
-	if err != nil {
-		return "", false, fmt.Errorf("resuming upload %s: %w", match.ID, err)
-	}
-	if n == 0 {
-		return "", false, nil // finished meanwhile: start afresh
-	}
-	s.log.InfoContext(ctx, "upload resumed", "upload_id", match.ID, "batch_id", batchID)
-	return match.ID, false, nil
 }

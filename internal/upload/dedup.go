@@ -59,29 +59,14 @@ func lockStoredBytes(ctx context.Context, tx *ent.Tx, userID string) error {
 	return nil
 }
 
-// hasReadyCopy reports whether the user already has the file's bytes, so
-// that initBatch completes it at once rather than resuming an unfinished
-// upload of it. It only reads; initDeduplicated, called for the files it
-// found, decides under the lock.
-func hasReadyCopy(ctx context.Context, tx *ent.Tx, userID string, f checkedFile) (bool, error) {
-	if f.SHA256 == nil {
-		return false, nil
-	}
-	ok, err := tx.MediaFile.Query().Where(readyCopies(userID, *f.SHA256, f.Size, f.mimeType)...).Exist(ctx)
-	if err != nil {
-		return false, fmt.Errorf("looking for a copy of %q: %w", f.FileName, err)
-	}
-	return ok, nil
-}
-
 // initDeduplicated makes the upload of a file whose declared SHA-256,
 // size and type match one of the user's READY, undeleted files: a session
 // COMPLETED at once (deduplicated) and a READY media file sharing the
 // original's stored object and derivatives. Nothing is reserved: the
 // bytes are charged once, and are already. It returns the new upload's
 // id, or "" when the user no longer has such a file (the caller then
-// plans an upload as usual). initBatch calls it for the files hasReadyCopy
-// found a copy of, holding lockStoredBytes.
+// plans an upload as usual). initBatch calls it for the files
+// markReadyCopies found a copy of, holding lockStoredBytes.
 func (s *Service) initDeduplicated(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile) (string, error) {
 	// Read again under the lock: the original may have been deleted
 	// since, and then it is no reference to copy.

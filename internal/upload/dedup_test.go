@@ -20,6 +20,12 @@ import (
 // each opened (and migrated) as spool opens it.
 func onBothDatabases(t *testing.T, test func(t *testing.T, e *testEnv)) {
 	t.Helper()
+	onBothDatabasesWith(t, testConfig(), test)
+}
+
+// onBothDatabasesWith is onBothDatabases with a Service of cfg.
+func onBothDatabasesWith(t *testing.T, cfg upload.Config, test func(t *testing.T, e *testEnv)) {
+	t.Helper()
 	open := map[string]func(t *testing.T) (dbURL, sqlitePath string){
 		"sqlite":   func(t *testing.T) (string, string) { return "", filepath.Join(t.TempDir(), "spool.db") },
 		"postgres": func(t *testing.T) (string, string) { return dbtest.Postgres(t), "" },
@@ -27,7 +33,7 @@ func onBothDatabases(t *testing.T, test func(t *testing.T, e *testEnv)) {
 	for _, name := range []string{"sqlite", "postgres"} {
 		t.Run(name, func(t *testing.T) {
 			dbURL, sqlitePath := open[name](t)
-			e, err := newEnvOn(t, dbURL, sqlitePath, filepath.Join(t.TempDir(), "files"), newFakeClock(), testConfig())
+			e, err := newEnvOn(t, dbURL, sqlitePath, filepath.Join(t.TempDir(), "files"), newFakeClock(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,10 +18,11 @@ import (
 
 // BenchmarkInitBatch measures initBatch of large batches, as a CLI
 // uploading a folder sends them: one user, initBatchClients batches in
-// flight at once, initBatchFiles files each, on the embedded SQLite and
-// on PostgreSQL; the files plain, or named by sha256 and fingerprint as
-// the web uploader names them (each then looked up for an upload to
-// resume and a copy to share). Each op is one batch. It reports files
+// flight at once, 200 files each, on the embedded SQLite and on
+// PostgreSQL; the files plain, or named by sha256 and fingerprint as the
+// web uploader names them (each then looked up for an upload to resume
+// and a copy to share); and named in batches of 5, the web uploader's
+// batch at the default limit. Each op is one batch. It reports files
 // planned per second, the CPU time per file of this process and of the
 // whole machine (PostgreSQL's included), and the first and last tenth of
 // the batches' median latency, so that a cost growing with the user's
@@ -29,14 +30,19 @@ import (
 //
 //	go test -run '^$' -bench 'InitBatch$' -benchtime 100x ./internal/upload/
 func BenchmarkInitBatch(b *testing.B) {
-	const initBatchClients, initBatchFiles = 4, 200
+	const initBatchClients = 4
 	for _, engine := range benchEngines(b) {
-		for _, named := range []bool{false, true} {
-			name := engine.name + "/plain"
-			if named {
-				name = engine.name + "/named"
-			}
-			b.Run(name, func(sub *testing.B) { initBatches(sub, engine, named, initBatchClients, initBatchFiles) })
+		for _, v := range []struct {
+			name  string
+			named bool
+			files int
+		}{
+			{"plain", false, 200},
+			{"named", true, 200},
+			// The web uploader's batch, at the default --max-batch-files.
+			{"named-5", true, 5},
+		} {
+			b.Run(engine.name+"/"+v.name, func(sub *testing.B) { initBatches(sub, engine, v.named, initBatchClients, v.files) })
 		}
 	}
 }
