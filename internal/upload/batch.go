@@ -76,6 +76,19 @@ func (s *Service) checkFile(i int, f FileSpec, tus *TusFile) (checkedFile, error
 	}, nil
 }
 
+// newSession is the insert of a batch's upload of f, with id: what every
+// upload of a file is, whatever it goes on to be (a new one, a copy).
+func (s *Service) newSession(tx *ent.Tx, userID, batchID, id string, f checkedFile) *ent.UploadSessionCreate {
+	return tx.UploadSession.Create().
+		SetID(id).SetOwnerID(userID).SetBatchID(batchID).
+		SetFileName(f.name).SetOriginalName(f.FileName).
+		SetMimeType(f.mimeType).SetMediaType(uploadsession.MediaType(f.mediaType)).
+		SetTotalSize(f.Size).SetNillableSha256(f.SHA256).SetNillableFingerprint(f.Fingerprint).
+		SetNillableDurationSeconds(f.DurationSeconds).
+		SetStrategy(f.plan.strategy).SetChunkSize(f.plan.chunkSize).SetTotalChunks(f.plan.totalChunks).
+		SetStorageKey(userID + "/" + id).SetExpiresAt(s.now().Add(s.cfg.SessionTTL))
+}
+
 // sessionsPerInsert is how many sessions initBatch inserts in one
 // statement: about 30 parameters each keeps a statement far below
 // SQLite's 32,766 and PostgreSQL's 65,535.
@@ -168,33 +181,33 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		if ids, err = s.resumeUnfinished(ctx, tx, batchID, seen); err != nil {
 			return err
 		}
-		ready := seen.ready
-		var fresh []int // files neither resumed nor deduplicated
-		var need int64  // their bytes
-		if slices.Contains(ready, true) {
+		var copies []int // files the user has READY: completed at once (dedup.go)
+		for i, ready := range seen.ready {
+			if ready {
+				copies = append(copies, i)
+			}
+		}
+		if len(copies) > 0 {
 			// Once for every copy the batch makes: each lock is an UPDATE
 			// of the user's row, a row version the next one walks past.
 			if err := lockStoredBytes(ctx, tx, userID); err != nil {
 				return err
 			}
+			made, err := s.initDeduplicated(ctx, tx, userID, batchID, files, copies)
+			if err != nil {
+				return err
+			}
+			for n, i := range copies {
+				ids[i] = made[n]
+			}
 		}
+		var fresh []int // files neither resumed nor copied
+		var need int64  // their bytes
 		for i, f := range files {
-			if ids[i] != "" {
-				continue // resumed
-			}
-			// Not for tus (lookUpEarlier looks for no copy then): its client
-			// sends the bytes whatever the creation's answer, and an
-			// upload already complete would refuse them. Processing
-			// deduplicates after the upload.
-			if ready[i] {
-				if ids[i], err = s.initDeduplicated(ctx, tx, userID, batchID, f); err != nil {
-					return err
-				}
-			}
-			if ids[i] == "" {
+			if ids[i] == "" { // neither resumed nor copied
 				fresh = append(fresh, i)
 				need += f.Size
-			} // else the user has these bytes: completed at once (dedup.go)
+			}
 		}
 		if len(fresh) == 0 {
 			return nil
@@ -213,16 +226,8 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		for n, i := range fresh {
 			f := files[i]
 			id := schema.NewID("upl")
-			key := userID + "/" + id
-			keys[n] = key
-			creates = append(creates, tx.UploadSession.Create().
-				SetID(id).SetOwnerID(userID).SetBatchID(batchID).
-				SetFileName(f.name).SetOriginalName(f.FileName).
-				SetMimeType(f.mimeType).SetMediaType(uploadsession.MediaType(f.mediaType)).
-				SetTotalSize(f.Size).SetNillableSha256(f.SHA256).SetNillableFingerprint(f.Fingerprint).
-				SetNillableDurationSeconds(f.DurationSeconds).
-				SetStrategy(f.plan.strategy).SetChunkSize(f.plan.chunkSize).SetTotalChunks(f.plan.totalChunks).
-				SetStorageKey(key).SetExpiresAt(s.now().Add(s.cfg.SessionTTL)).
+			keys[n] = userID + "/" + id
+			creates = append(creates, s.newSession(tx, userID, batchID, id, f).
 				SetTus(spec.tus != nil).SetTusPart(spec.tus != nil && spec.tus.Part))
 			ids[i] = id
 		}

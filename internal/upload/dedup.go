@@ -26,12 +26,13 @@ package upload
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/predicate"
 	"github.com/spoolhq/spool/ent/schema"
-	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/ent/user"
 )
 
@@ -59,63 +60,123 @@ func lockStoredBytes(ctx context.Context, tx *ent.Tx, userID string) error {
 	return nil
 }
 
-// initDeduplicated makes the upload of a file whose declared SHA-256,
-// size and type match one of the user's READY, undeleted files: a session
-// COMPLETED at once (deduplicated) and a READY media file sharing the
-// original's stored object and derivatives. Nothing is reserved: the
-// bytes are charged once, and are already. It returns the new upload's
-// id, or "" when the user no longer has such a file (the caller then
-// plans an upload as usual). initBatch calls it for the files
-// markReadyCopies found a copy of, holding lockStoredBytes.
-func (s *Service) initDeduplicated(ctx context.Context, tx *ent.Tx, userID, batchID string, f checkedFile) (string, error) {
-	// Read again under the lock: the original may have been deleted
-	// since, and then it is no reference to copy.
-	orig, err := tx.MediaFile.Query().Where(readyCopies(userID, *f.SHA256, f.Size, f.mimeType)...).
-		Order(ent.Asc(mediafile.FieldCreatedAt), ent.Asc(mediafile.FieldID)).First(ctx)
-	if ent.IsNotFound(err) {
-		return "", nil
-	}
+// initDeduplicated makes the uploads of the files at copies (indexes
+// into files), whose declared SHA-256, size and type match one of the
+// user's READY, undeleted files: for each a session COMPLETED at once
+// (deduplicated) and a READY media file sharing the earliest such file's
+// stored object and derivatives. Nothing is reserved: the bytes are
+// charged once, and are already. It returns, by position in copies, the
+// new upload's id, or "" where the user no longer has such a file (the
+// caller then plans an upload as usual). initBatch calls it for the files
+// markReadyCopies found a copy of, holding lockStoredBytes. Two reads and
+// two inserts make the copies of up to filesPerLookup files, not three
+// statements each.
+func (s *Service) initDeduplicated(ctx context.Context, tx *ent.Tx, userID, batchID string, files []checkedFile, copies []int) ([]string, error) {
+	origs, err := originals(ctx, tx, userID, files, copies)
 	if err != nil {
-		return "", fmt.Errorf("loading the copy of %q: %w", f.FileName, err)
+		return nil, err
 	}
 	now := s.now()
-	id := schema.NewID("upl")
-	err = tx.UploadSession.Create().
-		SetID(id).SetOwnerID(userID).SetBatchID(batchID).
-		SetFileName(f.name).SetOriginalName(f.FileName).
-		SetMimeType(f.mimeType).SetMediaType(uploadsession.MediaType(f.mediaType)).
-		SetTotalSize(f.Size).SetNillableSha256(f.SHA256).SetNillableFingerprint(f.Fingerprint).
-		SetNillableDurationSeconds(f.DurationSeconds).
-		SetStrategy(f.plan.strategy).SetChunkSize(f.plan.chunkSize).SetTotalChunks(f.plan.totalChunks).
-		SetStorageKey(userID + "/" + id).SetExpiresAt(now.Add(s.cfg.SessionTTL)).
-		SetStatus(StatusCompleted).SetDeduplicated(true).SetPercent(100).SetFinishedAt(now).
-		Exec(ctx)
-	if err != nil {
-		return "", fmt.Errorf("creating a deduplicated upload: %w", err)
+	ids := make([]string, len(copies))
+	var sessions []*ent.UploadSessionCreate
+	var media []*ent.MediaFileCreate
+	for n, i := range copies {
+		f := files[i]
+		orig := origs[sameContent{*f.SHA256, f.Size, f.mimeType}]
+		if orig == nil {
+			continue // deleted since markReadyCopies read it
+		}
+		id := schema.NewID("upl")
+		ids[n] = id
+		sessions = append(sessions, s.newSession(tx, userID, batchID, id, f).
+			SetStatus(StatusCompleted).SetDeduplicated(true).SetPercent(100).SetFinishedAt(now))
+		create := tx.MediaFile.Create().
+			SetOwnerID(userID).SetUploadID(id).
+			SetFileName(f.name).SetMimeType(f.mimeType).SetMediaType(f.mediaType).SetFileSize(f.Size).
+			SetNillableDurationSeconds(f.DurationSeconds).
+			SetStorageKey(orig.StorageKey).SetNillableContentHash(orig.ContentHash).
+			SetStatus(mediafile.StatusREADY).SetNillableProcessedAt(orig.ProcessedAt).SetCreatedAt(now).
+			SetBucket(orig.Bucket).SetNillablePublicURL(orig.PublicURL).SetNillableThumbnailURL(orig.ThumbnailURL).
+			SetNillableWidth(orig.Width).SetNillableHeight(orig.Height).SetNillableDuration(orig.Duration).
+			SetNillablePlaceholder(orig.Placeholder)
+		if orig.Thumbnails != nil {
+			create.SetThumbnails(orig.Thumbnails)
+		}
+		if orig.Video != nil {
+			create.SetVideo(orig.Video)
+		}
+		if orig.Audio != nil {
+			create.SetAudio(orig.Audio)
+		}
+		media = append(media, create)
+		s.log.InfoContext(ctx, "upload deduplicated", "upload_id", id, "batch_id", batchID, "original_media_id", orig.ID)
 	}
-	create := tx.MediaFile.Create().
-		SetOwnerID(userID).SetUploadID(id).
-		SetFileName(f.name).SetMimeType(f.mimeType).SetMediaType(f.mediaType).SetFileSize(f.Size).
-		SetNillableDurationSeconds(f.DurationSeconds).
-		SetStorageKey(orig.StorageKey).SetNillableContentHash(orig.ContentHash).
-		SetStatus(mediafile.StatusREADY).SetNillableProcessedAt(orig.ProcessedAt).SetCreatedAt(now).
-		SetBucket(orig.Bucket).SetNillablePublicURL(orig.PublicURL).SetNillableThumbnailURL(orig.ThumbnailURL).
-		SetNillableWidth(orig.Width).SetNillableHeight(orig.Height).SetNillableDuration(orig.Duration).
-		SetNillablePlaceholder(orig.Placeholder)
-	if orig.Thumbnails != nil {
-		create.SetThumbnails(orig.Thumbnails)
+	for part := range slices.Chunk(sessions, sessionsPerInsert) {
+		if err := tx.UploadSession.CreateBulk(part...).Exec(ctx); err != nil {
+			return nil, fmt.Errorf("creating deduplicated uploads: %w", err)
+		}
 	}
-	if orig.Video != nil {
-		create.SetVideo(orig.Video)
+	for part := range slices.Chunk(media, sessionsPerInsert) {
+		if err := tx.MediaFile.CreateBulk(part...).Exec(ctx); err != nil {
+			return nil, fmt.Errorf("creating deduplicated media files: %w", err)
+		}
 	}
-	if orig.Audio != nil {
-		create.SetAudio(orig.Audio)
+	return ids, nil
+}
+
+// originals reads, for the files at copies, the user's earliest READY,
+// undeleted media file of the same content: read again under the lock,
+// since one may have been deleted after markReadyCopies, and then it is
+// no reference to copy. A user's copies of a file are rows of their own,
+// all sharing one stored object, so the first read takes only what picks
+// the earliest of each content, and the second the whole rows of those.
+func originals(ctx context.Context, tx *ent.Tx, userID string, files []checkedFile, copies []int) (map[sameContent]*ent.MediaFile, error) {
+	type candidate struct {
+		ID          string    `json:"id"`
+		ContentHash string    `json:"content_hash"`
+		FileSize    int64     `json:"file_size"`
+		MimeType    string    `json:"mime_type"`
+		CreatedAt   time.Time `json:"created_at"`
 	}
-	if err := create.Exec(ctx); err != nil {
-		return "", fmt.Errorf("creating a deduplicated media file: %w", err)
+	earliest := map[sameContent]candidate{}
+	for part := range slices.Chunk(copies, filesPerLookup) {
+		sums := make([]string, len(part))
+		for n, i := range part {
+			sums[n] = *files[i].SHA256
+		}
+		var found []candidate
+		err := tx.MediaFile.Query().Where(
+			mediafile.OwnerID(userID), mediafile.ContentHashIn(sums...),
+			mediafile.StatusEQ(mediafile.StatusREADY), mediafile.DeletedAtIsNil(),
+		).Select(mediafile.FieldID, mediafile.FieldContentHash, mediafile.FieldFileSize,
+			mediafile.FieldMimeType, mediafile.FieldCreatedAt).Scan(ctx, &found)
+		if err != nil {
+			return nil, fmt.Errorf("loading the files copied: %w", err)
+		}
+		for _, c := range found {
+			k := sameContent{c.ContentHash, c.FileSize, c.MimeType}
+			if e, ok := earliest[k]; !ok || c.CreatedAt.Before(e.CreatedAt) || c.CreatedAt.Equal(e.CreatedAt) && c.ID < e.ID {
+				earliest[k] = c
+			}
+		}
 	}
-	s.log.InfoContext(ctx, "upload deduplicated", "upload_id", id, "batch_id", batchID, "original_media_id", orig.ID)
-	return id, nil
+	ids := make([]string, 0, len(earliest))
+	for _, c := range earliest {
+		ids = append(ids, c.ID)
+	}
+	origs := make(map[sameContent]*ent.MediaFile, len(ids))
+	for part := range slices.Chunk(ids, filesPerLookup) {
+		rows, err := tx.MediaFile.Query().Where(mediafile.IDIn(part...)).All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading the files copied: %w", err)
+		}
+		for _, m := range rows {
+			if m.ContentHash != nil {
+				origs[sameContent{*m.ContentHash, m.FileSize, m.MimeType}] = m
+			}
+		}
+	}
+	return origs, nil
 }
 
 // deduplicatedProgress is what a deduplicated upload's progress counts:

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/api/option"
 
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
 	"github.com/spoolhq/spool/internal/upload"
@@ -21,8 +24,9 @@ import (
 // flight at once, 200 files each, on the embedded SQLite and on
 // PostgreSQL; the files plain, or named by sha256 and fingerprint as the
 // web uploader names them (each then looked up for an upload to resume
-// and a copy to share); and named in batches of 5, the web uploader's
-// batch at the default limit. Each op is one batch. It reports files
+// and a copy to share); named in batches of 5, the web uploader's batch
+// at the default limit; and in batches of 5 files the user has READY,
+// each then completed at once as a copy. Each op is one batch. It reports files
 // planned per second, the CPU time per file of this process and of the
 // whole machine (PostgreSQL's included), and the first and last tenth of
 // the batches' median latency, so that a cost growing with the user's
@@ -32,22 +36,29 @@ import (
 func BenchmarkInitBatch(b *testing.B) {
 	const initBatchClients = 4
 	for _, engine := range benchEngines(b) {
-		for _, v := range []struct {
-			name  string
-			named bool
-			files int
-		}{
-			{"plain", false, 200},
-			{"named", true, 200},
+		for _, c := range []initBatchCase{
+			{name: "plain", files: 200},
+			{name: "named", named: true, files: 200},
 			// The web uploader's batch, at the default --max-batch-files.
-			{"named-5", true, 5},
+			{name: "named-5", named: true, files: 5},
+			// Files the user has READY: each completed at once as a copy.
+			{name: "copies-5", named: true, copies: true, files: 5},
 		} {
-			b.Run(engine.name+"/"+v.name, func(sub *testing.B) { initBatches(sub, engine, v.named, initBatchClients, v.files) })
+			b.Run(engine.name+"/"+c.name, func(sub *testing.B) { initBatches(sub, engine, c, initBatchClients) })
 		}
 	}
 }
 
-func initBatches(sub *testing.B, engine benchEngine, named bool, initBatchClients, initBatchFiles int) {
+// initBatchCase is one kind of batch BenchmarkInitBatch sends.
+type initBatchCase struct {
+	name   string
+	named  bool // files named by sha256 and fingerprint
+	copies bool // of files the user has READY (named too)
+	files  int  // per batch
+}
+
+func initBatches(sub *testing.B, engine benchEngine, c initBatchCase, initBatchClients int) {
+	initBatchFiles := c.files
 	ctx := context.Background()
 	dbURL, path := engine.open(sub)
 	cfg := testConfig()
@@ -64,6 +75,24 @@ func initBatches(sub *testing.B, engine benchEngine, named bool, initBatchClient
 		sub.Fatal(err)
 	}
 	data := []byte{0xFF, 0xFB} // an MP3 frame's start: the smallest file spool takes
+	sum := func(batch, file int) string { return fmt.Sprintf("%064x", batch*initBatchFiles+file) }
+	if c.copies {
+		// A READY original of every file the batches will name.
+		originals := make([]*ent.MediaFileCreate, 0, sub.N*initBatchFiles)
+		for i := range sub.N {
+			for f := range initBatchFiles {
+				originals = append(originals, e.db.MediaFile.Create().SetOwnerID(u.ID).
+					SetFileName(fmt.Sprintf("orig-%d-%d.mp3", i, f)).SetMimeType("audio/mpeg").SetMediaType("AUDIO").
+					SetFileSize(int64(len(data))).SetStorageKey(fmt.Sprintf("%s/orig-%d-%d", u.ID, i, f)).
+					SetStatus(mediafile.StatusREADY).SetContentHash(sum(i, f)).SetCreatedAt(time.Now()))
+			}
+		}
+		for part := range slices.Chunk(originals, 100) {
+			if err := e.db.MediaFile.CreateBulk(part...).Exec(ctx); err != nil {
+				sub.Fatal(err)
+			}
+		}
+	}
 	files := make([]upload.FileSpec, initBatchFiles)
 	latencies := make([]time.Duration, sub.N)
 	var (
@@ -87,13 +116,17 @@ func initBatches(sub *testing.B, engine benchEngine, named bool, initBatchClient
 				}
 				for f := range batch {
 					batch[f] = upload.FileSpec{FileName: fmt.Sprintf("%d-%d.mp3", i, f), Size: int64(len(data)), MimeType: "audio/mpeg"}
-					if named {
-						sum := fmt.Sprintf("%064x", i*initBatchFiles+f)
-						batch[f].SHA256, batch[f].Fingerprint = &sum, &batch[f].FileName
+					if c.named {
+						digest := sum(i, f)
+						batch[f].SHA256, batch[f].Fingerprint = &digest, &batch[f].FileName
 					}
 				}
 				t := time.Now()
-				if _, err := e.svc.InitBatch(ctx, u.ID, upload.BatchSpec{Files: batch}); err != nil {
+				b, err := e.svc.InitBatch(ctx, u.ID, upload.BatchSpec{Files: batch})
+				if err == nil && c.copies && !b.Uploads[0].Deduplicated {
+					err = fmt.Errorf("batch %d: %s was not deduplicated", i, b.Uploads[0].FileName)
+				}
+				if err != nil {
 					errs <- err
 					return
 				}

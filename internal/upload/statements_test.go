@@ -203,13 +203,7 @@ func TestInitBatchStatements(t *testing.T) {
 					t.Fatalf("upload %d of %d: %s %s, want %s INITIALIZED", i, n, u.FileName, u.Progress.Status, files[i].FileName)
 				}
 			}
-			quotaUpdates := 0
-			for _, line := range lines {
-				if strings.Contains(line, "UPDATE") && strings.Contains(line, "users") {
-					quotaUpdates++
-				}
-			}
-			if quotaUpdates != 1 {
+			if quotaUpdates := userRowUpdates(lines); quotaUpdates != 1 {
 				t.Errorf("InitBatch of %d updated the quota row %d times, want once:\n%s", n, quotaUpdates, strings.Join(lines, "\n"))
 			}
 			return sqlCost(lines)
@@ -235,44 +229,69 @@ func TestInitBatchStatements(t *testing.T) {
 
 // TestDedupBatchLocksOnce: a batch of copies of a file the user has READY
 // takes the user's row once, however many copies it makes (each lock is
-// an UPDATE of that row), and reserves nothing.
+// an UPDATE of that row), reserves nothing, and costs the statements of
+// one copy: every copy shares the earliest READY file's bytes.
 func TestDedupBatchLocksOnce(t *testing.T) {
 	t.Parallel()
-	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
+	cfg := testConfig()
+	cfg.MaxBatchFiles = 10
+	onRecordedEnginesWith(t, cfg, func(t *testing.T, e *testEnv, log *sqlLog) {
 		ctx := context.Background()
 		owner := e.user(t, "alice")
 		data := []byte{0xFF, 0xFB}
 		sum := sha256Hex(data)
 		if err := e.db.MediaFile.Create().SetOwnerID(owner).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
 			SetMediaType("AUDIO").SetFileSize(int64(len(data))).SetStorageKey(owner + "/orig").
-			SetStatus(mediafile.StatusREADY).SetContentHash(sum).SetCreatedAt(time.Now()).Exec(ctx); err != nil {
+			SetStatus(mediafile.StatusREADY).SetContentHash(sum).SetCreatedAt(time.Now().Add(-time.Hour)).Exec(ctx); err != nil {
 			t.Fatal(err)
 		}
-		files := make([]upload.FileSpec, 5)
-		for i := range files {
-			files[i] = upload.FileSpec{FileName: fmt.Sprintf("copy-%d.mp3", i), Size: int64(len(data)), MimeType: "audio/mpeg", SHA256: &sum}
-		}
-		log.take()
-		b, err := e.svc.InitBatch(ctx, owner, upload.BatchSpec{Files: files})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines := log.take()
-		for _, u := range b.Uploads {
-			if !u.Deduplicated || u.Progress.Status != upload.StatusCompleted {
-				t.Errorf("upload %s: deduplicated %v, %s; want a COMPLETED copy", u.FileName, u.Deduplicated, u.Progress.Status)
+		reserved := e.reserved(t, owner)
+		copies := func(n int) (statements int) {
+			t.Helper()
+			files := make([]upload.FileSpec, n)
+			for i := range files {
+				files[i] = upload.FileSpec{FileName: fmt.Sprintf("copy-%d-%d.mp3", n, i), Size: int64(len(data)), MimeType: "audio/mpeg", SHA256: &sum}
 			}
-		}
-		userUpdates := 0
-		for _, line := range lines {
-			if strings.Contains(line, "UPDATE") && strings.Contains(line, "users") {
-				userUpdates++
+			log.take()
+			b, err := e.svc.InitBatch(ctx, owner, upload.BatchSpec{Files: files})
+			if err != nil {
+				t.Fatal(err)
 			}
+			lines := log.take()
+			for _, u := range b.Uploads {
+				if !u.Deduplicated || u.Progress.Status != upload.StatusCompleted || u.Progress.MediaID == nil {
+					t.Fatalf("upload %s: deduplicated %v, %s; want a COMPLETED copy", u.FileName, u.Deduplicated, u.Progress.Status)
+				}
+				if m := e.mediaRow(t, *u.Progress.MediaID); m.StorageKey != owner+"/orig" || m.FileName != u.FileName {
+					t.Errorf("media of %s: %s stored at %s, want its own name and the original's bytes", u.FileName, m.FileName, m.StorageKey)
+				}
+			}
+			if userUpdates := userRowUpdates(lines); userUpdates != 1 {
+				t.Errorf("a batch of %d copies updated the user's row %d times, want once:\n%s", n, userUpdates, strings.Join(lines, "\n"))
+			}
+			statements, _ = sqlCost(lines)
+			return statements
 		}
-		if userUpdates != 1 {
-			t.Errorf("a batch of 5 copies updated the user's row %d times, want once:\n%s", userUpdates, strings.Join(lines, "\n"))
+		one := copies(1)
+		if five := copies(5); five != one {
+			t.Errorf("a batch of 5 copies: %d statements, want %d as for one", five, one)
+		}
+		if got := e.reserved(t, owner); got != reserved {
+			t.Errorf("reserved = %d after the copies, want %d", got, reserved)
 		}
 	})
+}
+
+// userRowUpdates counts a log's updates of the users table: of a quota
+// reservation, or the lock of a user's stored bytes.
+func userRowUpdates(lines []string) int {
+	n := 0
+	for _, line := range lines {
+		if strings.Contains(line, "UPDATE") && strings.Contains(line, "users") {
+			n++
+		}
+	}
+	return n
 }
 
 // TestTusAppendStatements holds a tus PATCH to the chunk path's cost: one
