@@ -221,7 +221,7 @@ func BenchmarkDataPlane(b *testing.B) {
 		{warm, bigSize, sequential, join([]target{bare}, spoolWarm, peers)},
 		{warm, bigSize, parallel4, join([]target{bare}, spoolWarm, peers, variants)},
 		{warmSync, smallSize, parallel4, join([]target{bare}, spoolWarm[:1], variants)},
-		{fresh, smallSize, sequential, join([]target{bare}, spoolFresh, peers)},
+		{fresh, smallSize, sequential, join([]target{bare}, spoolFresh, peers, variants)},
 		{fresh, smallSize, parallel4, join([]target{bare}, spoolFresh, peers, variants)},
 		{fresh, bigSize, sequential, join([]target{bare}, spoolFresh, peers)},
 		{fresh, bigSize, parallel4, join([]target{bare}, spoolFresh, peers)},
