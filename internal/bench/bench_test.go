@@ -54,12 +54,13 @@ var (
 
 // run is one upload's measurement.
 type run struct {
-	elapsed  time.Duration // first PUT sent to last response read
-	cpu      time.Duration // the server's CPU time meanwhile
-	client   time.Duration // the client's (this process's) CPU time meanwhile
-	complete time.Duration // spool only: the complete mutation's wall time
-	rss      int64         // fresh spool only: the process's VmHWM after the upload
-	pid      int           // fresh spool only: the process's id, for matching a profile
+	elapsed   time.Duration // first PUT sent to last response read
+	cpu       time.Duration // the server's CPU time meanwhile
+	client    time.Duration // the client's (this process's) CPU time meanwhile
+	complete  time.Duration // spool only: the complete mutation's wall time
+	uploadRSS int64         // fresh spool only: its VmHWM once the last chunk was answered (the target's)
+	rss       int64         // fresh spool only: its VmHWM once complete and processing ended
+	pid       int           // fresh spool only: the process's id, for matching a profile
 }
 
 func (r run) mibPerSec(size int64) float64 { return float64(size) / mib / r.elapsed.Seconds() }
@@ -289,7 +290,7 @@ func BenchmarkDataPlane(b *testing.B) {
 					fmt.Printf("  complete %v", got.complete.Round(time.Millisecond))
 				}
 				if got.rss > 0 {
-					fmt.Printf("  VmHWM %.1f MiB", mibOf(got.rss))
+					fmt.Printf("  VmHWM %.1f MiB (upload %.1f)", mibOf(got.rss), mibOf(got.uploadRSS))
 				}
 				if got.pid > 0 {
 					fmt.Printf("  pid %d", got.pid)
@@ -400,6 +401,7 @@ func (e *benchEnv) spoolUpload(s *spoolServer, size int64, workers int) run {
 		s.fail(b, "%v", err)
 	}
 	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client}
+	got.uploadRSS = s.peakRSS(b)
 	began := time.Now()
 	mediaID, err := s.complete(ctx, c, id)
 	got.complete = time.Since(began)
@@ -421,15 +423,15 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark means nothing
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "configuration\ttarget\tMiB/s\t÷ baseline\t÷ tusd\tserver CPU s/GiB\tCPU ÷ baseline\tCPU ms/chunk\tclient CPU\tcomplete ms\tVmHWM MiB")
-	fmt.Fprintln(tw, "\t\tmedian / best\tby round: median (min–max)\tby round\tmedian\tby round: median\tbeyond baseline\ts/GiB\tmedian\tmax")
+	fmt.Fprintln(tw, "configuration\ttarget\tMiB/s\t÷ baseline\t÷ tusd\tserver CPU s/GiB\tCPU ÷ baseline\tCPU ms/chunk\tclient CPU\tcomplete ms\tVmHWM MiB, max\t")
+	fmt.Fprintln(tw, "\t\tmedian / best\tby round: median (min–max)\tby round\tmedian\tby round: median\tbeyond baseline\ts/GiB\tmedian\tupload\t+ processing")
 	for gi, g := range groups {
 		base, tusd := results[gi][g.targets[0].name], results[gi]["tusd"]
 		chunks := float64(g.size / chunkSize)
 		for _, t := range g.targets {
 			runs := results[gi][t.name]
 			var rates, cpus, clients, ratios, cpuRatios, extra, completes, vsTusd []float64
-			var rss int64
+			var rss, uploadRSS int64
 			for i, r := range runs {
 				rates = append(rates, r.mibPerSec(g.size))
 				cpus = append(cpus, cpuPerGiB(r.cpu, g.size))
@@ -444,8 +446,11 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 					completes = append(completes, msOf(r.complete))
 				}
 				rss = max(rss, r.rss)
+				if r.rss > 0 {
+					uploadRSS = max(uploadRSS, r.uploadRSS)
+				}
 			}
-			ratio, cpuRatio, perChunk, complete, hwm, tusdRatio := "", "", "", "", "", ""
+			ratio, cpuRatio, perChunk, complete, hwm, uploadHWM, tusdRatio := "", "", "", "", "", "", ""
 			if strings.HasPrefix(t.name, "spool") && len(vsTusd) > 0 {
 				tusdRatio = fmt.Sprintf("%.2f", median(vsTusd))
 			}
@@ -458,10 +463,10 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 				complete = fmt.Sprintf("%.0f", median(completes))
 			}
 			if rss > 0 {
-				hwm = fmt.Sprintf("%.1f", mibOf(rss))
+				hwm, uploadHWM = fmt.Sprintf("%.1f", mibOf(rss)), fmt.Sprintf("%.1f", mibOf(uploadRSS))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f / %.0f\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\n", g, t.name,
-				median(rates), slices.Max(rates), ratio, tusdRatio, median(cpus), cpuRatio, perChunk, median(clients), complete, hwm)
+			fmt.Fprintf(tw, "%s\t%s\t%.0f / %.0f\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%s\n", g, t.name,
+				median(rates), slices.Max(rates), ratio, tusdRatio, median(cpus), cpuRatio, perChunk, median(clients), complete, uploadHWM, hwm)
 			key := strings.NewReplacer(" ", "-", "/", "-").Replace(fmt.Sprintf("%s-%s", g, t.name))
 			if t.name != g.targets[0].name {
 				b.ReportMetric(median(ratios), key+"-ratio")
