@@ -42,10 +42,15 @@ import (
 // file's declared type, and a copy must not wear a type they never
 // passed.
 func readyCopies(ownerID, sha256 string, size int64, mimeType string) []predicate.MediaFile {
+	return append(readyOf(ownerID), mediafile.ContentHash(sha256), mediafile.FileSize(size), mediafile.MimeType(mimeType))
+}
+
+// readyOf selects a user's READY, undeleted media files, the ones a copy
+// may be made of; the lookups of a whole batch add the contents, and
+// match sizes and types in Go (sameContent).
+func readyOf(ownerID string) []predicate.MediaFile {
 	return []predicate.MediaFile{
-		mediafile.OwnerID(ownerID), mediafile.ContentHash(sha256),
-		mediafile.FileSize(size), mediafile.MimeType(mimeType),
-		mediafile.StatusEQ(mediafile.StatusREADY), mediafile.DeletedAtIsNil(),
+		mediafile.OwnerID(ownerID), mediafile.StatusEQ(mediafile.StatusREADY), mediafile.DeletedAtIsNil(),
 	}
 }
 
@@ -145,11 +150,9 @@ func originals(ctx context.Context, tx *ent.Tx, userID string, files []checkedFi
 			sums[n] = *files[i].SHA256
 		}
 		var found []candidate
-		err := tx.MediaFile.Query().Where(
-			mediafile.OwnerID(userID), mediafile.ContentHashIn(sums...),
-			mediafile.StatusEQ(mediafile.StatusREADY), mediafile.DeletedAtIsNil(),
-		).Select(mediafile.FieldID, mediafile.FieldContentHash, mediafile.FieldFileSize,
-			mediafile.FieldMimeType, mediafile.FieldCreatedAt).Scan(ctx, &found)
+		err := tx.MediaFile.Query().Where(append(readyOf(userID), mediafile.ContentHashIn(sums...))...).
+			Select(mediafile.FieldID, mediafile.FieldContentHash, mediafile.FieldFileSize,
+				mediafile.FieldMimeType, mediafile.FieldCreatedAt).Scan(ctx, &found)
 		if err != nil {
 			return nil, fmt.Errorf("loading the files copied: %w", err)
 		}

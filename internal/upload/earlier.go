@@ -84,10 +84,8 @@ func markReadyCopies(ctx context.Context, tx *ent.Tx, userID string, files []che
 		FileSize    int64  `json:"file_size"`
 		MimeType    string `json:"mime_type"`
 	}
-	err := tx.MediaFile.Query().Where(
-		mediafile.OwnerID(userID), mediafile.ContentHashIn(sums...),
-		mediafile.StatusEQ(mediafile.StatusREADY), mediafile.DeletedAtIsNil(),
-	).Unique(true).Select(mediafile.FieldContentHash, mediafile.FieldFileSize, mediafile.FieldMimeType).Scan(ctx, &copies)
+	err := tx.MediaFile.Query().Where(append(readyOf(userID), mediafile.ContentHashIn(sums...))...).
+		Unique(true).Select(mediafile.FieldContentHash, mediafile.FieldFileSize, mediafile.FieldMimeType).Scan(ctx, &copies)
 	if err != nil {
 		return fmt.Errorf("looking for copies of the batch's files: %w", err)
 	}
