@@ -48,7 +48,7 @@ func (s *Service) lookUpEarlier(ctx context.Context, tx *ent.Tx, userID string, 
 				return e, err
 			}
 		}
-		if err := s.findUnfinished(ctx, tx, userID, files, part, tus != nil, e); err != nil {
+		if err := s.findUnfinished(ctx, tx, userID, files, part, tus != nil, e.ready, e.unfinished); err != nil {
 			return e, err
 		}
 	}
@@ -101,15 +101,15 @@ func markReadyCopies(ctx context.Context, tx *ent.Tx, userID string, files []che
 	return nil
 }
 
-// findUnfinished sets e.unfinished[i] for the files of part that are not
+// findUnfinished sets unfinished[i] for the files of part that are not
 // ready: the newest of the user's active, unexpired uploads with the
 // file's fingerprint or sha256, size and type, of the same kind (a tus
 // upload takes bytes only by offset and a GraphQL one only by chunk: each
 // resumes its own kind). One statement reads the candidates of them all.
-func (s *Service) findUnfinished(ctx context.Context, tx *ent.Tx, userID string, files []checkedFile, part []int, tus bool, e earlier) error {
+func (s *Service) findUnfinished(ctx context.Context, tx *ent.Tx, userID string, files []checkedFile, part []int, tus bool, ready []bool, unfinished []string) error {
 	var fingerprints, sums []string
 	for _, i := range part {
-		if e.ready[i] {
+		if ready[i] {
 			continue
 		}
 		if f := files[i]; f.Fingerprint != nil {
@@ -164,7 +164,7 @@ func (s *Service) findUnfinished(ctx context.Context, tx *ent.Tx, userID string,
 		active = append(active, c)
 	}
 	for _, i := range part {
-		if e.ready[i] {
+		if ready[i] {
 			continue
 		}
 		f := files[i]
@@ -179,7 +179,7 @@ func (s *Service) findUnfinished(ctx context.Context, tx *ent.Tx, userID string,
 			}
 		}
 		if newest >= 0 {
-			e.unfinished[i] = active[newest].ID
+			unfinished[i] = active[newest].ID
 		}
 	}
 	return nil
@@ -222,11 +222,16 @@ func (s *Service) resumeUnfinished(ctx context.Context, tx *ent.Tx, batchID stri
 	}
 	inBatch := ids
 	if moved < len(ids) {
-		// Some finished meanwhile: only those now in the batch resume.
-		var err error
-		if inBatch, err = tx.UploadSession.Query().
-			Where(uploadsession.IDIn(ids...), uploadsession.BatchID(batchID)).IDs(ctx); err != nil {
-			return nil, fmt.Errorf("resuming uploads: %w", err)
+		// Some finished meanwhile (cancelled, completed, expired by
+		// another replica): only those now in the batch resume.
+		inBatch = nil
+		for part := range slices.Chunk(ids, filesPerLookup) {
+			in, err := tx.UploadSession.Query().
+				Where(uploadsession.IDIn(part...), uploadsession.BatchID(batchID)).IDs(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("resuming uploads: %w", err)
+			}
+			inBatch = append(inBatch, in...)
 		}
 	}
 	for i, id := range e.unfinished {
