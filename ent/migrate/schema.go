@@ -3,6 +3,7 @@
 package migrate
 
 import (
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 )
@@ -203,11 +204,17 @@ var (
 				Name:    "uploadsession_owner_id_fingerprint",
 				Unique:  false,
 				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[9]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "finished_at IS NULL",
+				},
 			},
 			{
 				Name:    "uploadsession_owner_id_sha256",
 				Unique:  false,
 				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[8]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "finished_at IS NULL",
+				},
 			},
 			{
 				Name:    "uploadsession_status_expires_at",

@@ -3,6 +3,7 @@ package schema
 import (
 	"entgo.io/contrib/entgql"
 	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
@@ -87,11 +88,23 @@ func (UploadSession) Edges() []ent.Edge {
 	}
 }
 
+// unfinishedPredicate is the condition of the partial indexes that find an
+// unfinished upload. The lookup's query must hold it too (as
+// finished_at IS NULL) for either database to use them.
+const unfinishedPredicate = "finished_at IS NULL"
+
 func (UploadSession) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("owner_id", "status"),
-		index.Fields("owner_id", "fingerprint"),
-		index.Fields("owner_id", "sha256"),
+		// Only the lookup of an unfinished upload to resume (initBatch of
+		// a file that names its fingerprint or sha256) reads these, so
+		// they hold only unfinished uploads (finished_at is set with every
+		// final status): a user's finished, cancelled and expired uploads
+		// of a file, however many, are never read again (docs/DESIGN.md
+		// §Sweeper and quota). A first chunk's move to UPLOADING leaves them alone,
+		// where a condition on the status would rewrite their entries.
+		index.Fields("owner_id", "fingerprint").Annotations(entsql.IndexWhere(unfinishedPredicate)),
+		index.Fields("owner_id", "sha256").Annotations(entsql.IndexWhere(unfinishedPredicate)),
 		index.Fields("status", "expires_at"),
 		index.Fields("bytes_freed", "status"),
 	}
