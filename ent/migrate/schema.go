@@ -3,7 +3,6 @@
 package migrate
 
 import (
-	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 )
@@ -201,20 +200,14 @@ var (
 				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[14]},
 			},
 			{
-				Name:    "uploadsession_owner_id_fingerprint",
+				Name:    "uploadsession_owner_id_fingerprint_finished_at",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[9]},
-				Annotation: &entsql.IndexAnnotation{
-					Where: "finished_at IS NULL",
-				},
+				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[9], UploadSessionsColumns[24]},
 			},
 			{
-				Name:    "uploadsession_owner_id_sha256",
+				Name:    "uploadsession_owner_id_sha256_finished_at",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[8]},
-				Annotation: &entsql.IndexAnnotation{
-					Where: "finished_at IS NULL",
-				},
+				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[8], UploadSessionsColumns[24]},
 			},
 			{
 				Name:    "uploadsession_status_expires_at",

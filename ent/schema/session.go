@@ -3,7 +3,6 @@ package schema
 import (
 	"entgo.io/contrib/entgql"
 	"entgo.io/ent"
-	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
@@ -88,23 +87,22 @@ func (UploadSession) Edges() []ent.Edge {
 	}
 }
 
-// unfinishedPredicate is the condition of the partial indexes that find an
-// unfinished upload. The lookup's query must hold it too (as
-// finished_at IS NULL) for either database to use them.
-const unfinishedPredicate = "finished_at IS NULL"
-
 func (UploadSession) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("owner_id", "status"),
 		// Only the lookup of an unfinished upload to resume (initBatch of
-		// a file that names its fingerprint or sha256) reads these, so
-		// they hold only unfinished uploads (finished_at is set with every
+		// a file that names its fingerprint or sha256) reads these, and
+		// only their entries with finished_at NULL (it is set with every
 		// final status): a user's finished, cancelled and expired uploads
 		// of a file, however many, are never read again (docs/DESIGN.md
-		// §Sweeper and quota). A first chunk's move to UPLOADING leaves them alone,
-		// where a condition on the status would rewrite their entries.
-		index.Fields("owner_id", "fingerprint").Annotations(entsql.IndexWhere(unfinishedPredicate)),
-		index.Fields("owner_id", "sha256").Annotations(entsql.IndexWhere(unfinishedPredicate)),
+		// §Sweeper and quota). A first chunk's move to UPLOADING leaves
+		// them alone, where the status in them would rewrite their
+		// entries. They are not partial indexes (WHERE finished_at IS
+		// NULL): PostgreSQL took such an index, holding only unfinished
+		// uploads, for a small one and scanned it by owner_id alone,
+		// which walks all of a user's unfinished uploads.
+		index.Fields("owner_id", "fingerprint", "finished_at"),
+		index.Fields("owner_id", "sha256", "finished_at"),
 		index.Fields("status", "expires_at"),
 		index.Fields("bytes_freed", "status"),
 	}

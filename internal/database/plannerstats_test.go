@@ -33,7 +33,7 @@ func TestPlannerUsesSelectiveIndexes(t *testing.T) {
 			`SELECT id, fingerprint, sha256, total_size, mime_type, status, expires_at FROM upload_sessions
 			   WHERE owner_id = ? AND ((fingerprint IN (?, ?, ?) AND finished_at IS NULL) OR (sha256 IN (?, ?, ?) AND finished_at IS NULL))
 			   AND tus = ? ORDER BY created_at DESC`,
-			[]string{"uploadsession_owner_id_fingerprint (owner_id=? AND fingerprint=?)", "uploadsession_owner_id_sha256 (owner_id=? AND sha256=?)"}},
+			[]string{"uploadsession_owner_id_fingerprint_finished_at (owner_id=? AND fingerprint=? AND finished_at=?)", "uploadsession_owner_id_sha256_finished_at (owner_id=? AND sha256=? AND finished_at=?)"}},
 		{"READY copies of a batch's files",
 			`SELECT DISTINCT content_hash, file_size, mime_type FROM media_files WHERE owner_id = ? AND content_hash IN (?, ?, ?)
 			   AND status = 'READY' AND deleted_at IS NULL`,
