@@ -200,14 +200,14 @@ var (
 				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[14]},
 			},
 			{
-				Name:    "uploadsession_owner_id_fingerprint_finished_at",
+				Name:    "uploadsession_owner_id_fingerprint",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[9], UploadSessionsColumns[24]},
+				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[9]},
 			},
 			{
-				Name:    "uploadsession_owner_id_sha256_finished_at",
+				Name:    "uploadsession_owner_id_sha256",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[8], UploadSessionsColumns[24]},
+				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[8]},
 			},
 			{
 				Name:    "uploadsession_status_expires_at",

@@ -90,19 +90,8 @@ func (UploadSession) Edges() []ent.Edge {
 func (UploadSession) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("owner_id", "status"),
-		// Only the lookup of an unfinished upload to resume (initBatch of
-		// a file that names its fingerprint or sha256) reads these, and
-		// only their entries with finished_at NULL (it is set with every
-		// final status): a user's finished, cancelled and expired uploads
-		// of a file, however many, are never read again (docs/DESIGN.md
-		// §Sweeper and quota). A first chunk's move to UPLOADING leaves
-		// them alone, where the status in them would rewrite their
-		// entries. They are not partial indexes (WHERE finished_at IS
-		// NULL): PostgreSQL took such an index, holding only unfinished
-		// uploads, for a small one and scanned it by owner_id alone,
-		// which walks all of a user's unfinished uploads.
-		index.Fields("owner_id", "fingerprint", "finished_at"),
-		index.Fields("owner_id", "sha256", "finished_at"),
+		index.Fields("owner_id", "fingerprint"),
+		index.Fields("owner_id", "sha256"),
 		index.Fields("status", "expires_at"),
 		index.Fields("bytes_freed", "status"),
 	}
