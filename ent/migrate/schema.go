@@ -200,14 +200,14 @@ var (
 				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[14]},
 			},
 			{
-				Name:    "uploadsession_owner_id_fingerprint",
+				Name:    "uploadsession_fingerprint_owner_id_finished_at",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[9]},
+				Columns: []*schema.Column{UploadSessionsColumns[9], UploadSessionsColumns[33], UploadSessionsColumns[24]},
 			},
 			{
-				Name:    "uploadsession_owner_id_sha256",
+				Name:    "uploadsession_sha256_owner_id_finished_at",
 				Unique:  false,
-				Columns: []*schema.Column{UploadSessionsColumns[33], UploadSessionsColumns[8]},
+				Columns: []*schema.Column{UploadSessionsColumns[8], UploadSessionsColumns[33], UploadSessionsColumns[24]},
 			},
 			{
 				Name:    "uploadsession_status_expires_at",

@@ -90,8 +90,19 @@ func (UploadSession) Edges() []ent.Edge {
 func (UploadSession) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("owner_id", "status"),
-		index.Fields("owner_id", "fingerprint"),
-		index.Fields("owner_id", "sha256"),
+		// Only the lookup of an unfinished upload to resume (initBatch of
+		// a file that names its fingerprint or sha256) reads these, one
+		// probe per value, and only their entries with finished_at NULL
+		// (set with every final status): a user's finished, cancelled and
+		// expired uploads of a file, however many, are never read again
+		// (docs/DESIGN.md §Sweeper and quota). The value leads, so that
+		// neither index fits the other's probe: led by owner_id, either
+		// served both by owner alone, and PostgreSQL, which could not tell
+		// them apart before it had statistics, walked a user's uploads
+		// through the wrong one. A first chunk's move to UPLOADING leaves
+		// them alone, where the status in them would rewrite their entries.
+		index.Fields("fingerprint", "owner_id", "finished_at"),
+		index.Fields("sha256", "owner_id", "finished_at"),
 		index.Fields("status", "expires_at"),
 		index.Fields("bytes_freed", "status"),
 	}

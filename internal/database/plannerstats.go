@@ -24,8 +24,8 @@ import (
 var plannerStats = []struct{ table, index, stat string }{
 	{"upload_sessions", "sqlite_autoindex_upload_sessions_1", "1000000 1"},
 	{"upload_sessions", "uploadsession_owner_id_status", "1000000 1000 150"},
-	{"upload_sessions", "uploadsession_owner_id_fingerprint", "1000000 1000 2"},
-	{"upload_sessions", "uploadsession_owner_id_sha256", "1000000 1000 2"},
+	{"upload_sessions", "uploadsession_fingerprint_owner_id_finished_at", "1000000 2 1 1"},
+	{"upload_sessions", "uploadsession_sha256_owner_id_finished_at", "1000000 2 1 1"},
 	{"upload_sessions", "uploadsession_status_expires_at", "1000000 150000 2"},
 	{"upload_sessions", "uploadsession_bytes_freed_status", "1000000 500000 150000"},
 	{"upload_chunks", "uploadchunk_session_id_index", "10000000 100 1"},

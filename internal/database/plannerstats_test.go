@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/database/dbtest"
 )
 
 // TestPlannerUsesSelectiveIndexes asks SQLite how it would run the lookups
@@ -30,8 +31,9 @@ func TestPlannerUsesSelectiveIndexes(t *testing.T) {
 	}{
 		{"unfinished uploads of a batch's files, to resume",
 			`SELECT id, fingerprint, sha256, total_size, mime_type, status, expires_at FROM upload_sessions
-			   WHERE owner_id = ? AND (fingerprint IN (?, ?, ?) OR sha256 IN (?, ?, ?)) AND tus = ? ORDER BY created_at DESC`,
-			[]string{"uploadsession_owner_id_fingerprint (owner_id=? AND fingerprint=?)", "uploadsession_owner_id_sha256 (owner_id=? AND sha256=?)"}},
+			   WHERE owner_id = ? AND ((fingerprint IN (?, ?, ?) AND finished_at IS NULL) OR (sha256 IN (?, ?, ?) AND finished_at IS NULL))
+			   AND tus = ? ORDER BY created_at DESC`,
+			[]string{"uploadsession_fingerprint_owner_id_finished_at (fingerprint=? AND owner_id=? AND finished_at=?)", "uploadsession_sha256_owner_id_finished_at (sha256=? AND owner_id=? AND finished_at=?)"}},
 		{"READY copies of a batch's files",
 			`SELECT DISTINCT content_hash, file_size, mime_type FROM media_files WHERE owner_id = ? AND content_hash IN (?, ?, ?)
 			   AND status = 'READY' AND deleted_at IS NULL`,
@@ -48,23 +50,7 @@ func TestPlannerUsesSelectiveIndexes(t *testing.T) {
 		for i := range args {
 			args[i] = "x"
 		}
-		rows, err := db.SQL().QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+tc.query, args...)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.what, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		if err := rows.Close(); err != nil {
-			t.Fatal(err)
-		}
-		text := strings.Join(plan, "\n")
+		text := dbtest.SQLitePlan(t, db.SQL(), tc.query, args...)
 		for _, w := range tc.want {
 			if !strings.Contains(text, w) {
 				t.Errorf("%s: plan\n%s\ndoes not use %s", tc.what, text, w)

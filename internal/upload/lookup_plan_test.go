@@ -1,0 +1,199 @@
+package upload_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/upload"
+)
+
+// TestResumeLookupReadsOnlyUnfinished: the lookup initBatch makes for an
+// unfinished upload of a named file reads the user's unfinished uploads
+// of that file and none of the finished ones, however many there are. A
+// user who uploads, then cancels, the same file again and again leaves a
+// history that the next initBatch of it must not walk.
+//
+// The test asks the database how it runs the lookup the Service sent
+// (found in the recorded log): SQLite for its plan, which must go by the
+// two indexes down to their entries of unfinished uploads (finished_at
+// NULL); PostgreSQL, with 2,003 cancelled uploads of the file and 2,000
+// unfinished uploads of others, analysed, for the scans of its plan and
+// the rows they read, for one file and for a full lookup of 200.
+func TestResumeLookupReadsOnlyUnfinished(t *testing.T) {
+	t.Parallel()
+	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
+		ctx := context.Background()
+		postgres := strings.HasSuffix(t.Name(), "/postgres")
+		alice := e.user(t, "alice")
+		// Values without spaces: the test reads the lookup's arguments
+		// back from the log's text.
+		sum := sha256Hex(file11)
+		spec := mp4Spec("again.mp4", file11)
+		spec.Fingerprint, spec.SHA256 = ptr("again-fp"), &sum
+		for range 3 {
+			cancelled := e.initOne(t, alice, spec)
+			if _, err := e.svc.Cancel(ctx, alice, cancelled.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if postgres {
+			// Many more cancelled uploads of the file, as copies of the
+			// last one's row; as many unfinished uploads of other files;
+			// and statistics about them.
+			if _, err := e.sql.ExecContext(ctx, `INSERT INTO upload_sessions
+				SELECT (jsonb_populate_record(s, jsonb_build_object('id', s.id || '-' || g))).*
+				FROM upload_sessions s, generate_series(1, 2000) g
+				WHERE s.owner_id = $1 AND s.status = 'CANCELLED' AND s.id = (SELECT max(id) FROM upload_sessions WHERE owner_id = $1)`, alice); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.sql.ExecContext(ctx, `INSERT INTO upload_sessions
+				SELECT (jsonb_populate_record(s, jsonb_build_object('id', s.id || '-other-' || g, 'status', 'INITIALIZED',
+					'finished_at', null, 'fingerprint', 'other-' || g, 'sha256', md5(g::text) || md5(g::text)))).*
+				FROM upload_sessions s, generate_series(1, 2000) g
+				WHERE s.owner_id = $1 AND s.id = (SELECT max(id) FROM upload_sessions WHERE owner_id = $1 AND status = 'CANCELLED')`, alice); err != nil {
+				t.Fatal(err)
+			}
+			// VACUUM too, cleaning the indexes even for a few dead rows:
+			// the cancelled uploads' row versions from before their cancel
+			// stay in the indexes as dead entries until it does, and a
+			// bitmap scan counts them.
+			if _, err := e.sql.ExecContext(ctx, "VACUUM (INDEX_CLEANUP ON, ANALYZE) upload_sessions"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		unfinished := e.initOne(t, alice, spec)
+
+		log.take()
+		again := e.initOne(t, alice, spec)
+		if again.ID != unfinished.ID {
+			t.Fatalf("initBatch of the same file again made upload %s, want %s resumed", again.ID, unfinished.ID)
+		}
+		lines := log.take()
+		if !postgres {
+			query, args := lookupStatement(t, lines)
+			plan := dbtest.SQLitePlan(t, e.sql, query, args...)
+			for _, want := range []string{
+				"uploadsession_fingerprint_owner_id_finished_at (fingerprint=? AND owner_id=? AND finished_at=?)",
+				"uploadsession_sha256_owner_id_finished_at (sha256=? AND owner_id=? AND finished_at=?)",
+			} {
+				if !strings.Contains(plan, want) {
+					t.Errorf("the lookup's plan\n%s\ndoes not use %s", plan, want)
+				}
+			}
+			return
+		}
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, upload.UnfinishedOnPostgresSQL) }) {
+			t.Fatalf("the lookup did not run as UnfinishedOnPostgresSQL:\n%s", strings.Join(lines, "\n"))
+		}
+		// The one unfinished upload is found by its fingerprint and by
+		// its sha256: two index entries, two rows at most. So too among
+		// a full lookup's 200 fingerprints and 200 sums, which as IN
+		// lists had PostgreSQL walk all of the user's uploads.
+		fingerprints, sums := []string{*spec.Fingerprint}, []string{sum}
+		for i := range 199 {
+			fingerprints = append(fingerprints, fmt.Sprintf("unknown-%d", i))
+			sums = append(sums, fmt.Sprintf("%064x", i))
+		}
+		for _, n := range []int{1, 200} {
+			args := []any{alice, fingerprints[:n], sums[:n], false}
+			read, walks, plan := postgresLookupPlan(t, e, upload.UnfinishedOnPostgresSQL, args)
+			if len(walks) > 0 {
+				t.Errorf("the lookup of %d files scans upload_sessions otherwise than by a fingerprint or a sum: %s\n%s", n, strings.Join(walks, "; "), plan)
+			}
+			// EXPLAIN gives a repeated scan's rows as a mean per run,
+			// rounded: exact for one file, a floor for 200.
+			if read > 2 {
+				t.Errorf("the lookup of %d files read %.0f rows of upload_sessions for 1 unfinished upload among 2,003 of the file and 2,000 of others, want at most 2:\n%s",
+					n, read, plan)
+			}
+		}
+	})
+}
+
+// lookupStatement finds SQLite's resume lookup in a recorded log and returns
+// its text and its arguments, read back from the log's text: strings,
+// and the tus flag as a bool.
+func lookupStatement(t *testing.T, lines []string) (string, []any) {
+	t.Helper()
+	re := regexp.MustCompile("query=(SELECT .*[`\"]fingerprint[`\"] IN .*) args=\\[(.*)\\]$")
+	for _, line := range lines {
+		m := re.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		var args []any
+		for _, a := range strings.Fields(m[2]) {
+			switch a {
+			case "true", "false":
+				args = append(args, a == "true")
+			default:
+				args = append(args, a)
+			}
+		}
+		return m[1], args
+	}
+	t.Fatalf("no lookup by fingerprint among the statements:\n%s", strings.Join(lines, "\n"))
+	return "", nil
+}
+
+// postgresLookupPlan runs query under EXPLAIN ANALYZE and returns how
+// many rows of upload_sessions its scans read (the rows a scan returned
+// and those its filter dropped; a bitmap's index entries), its scans of
+// upload_sessions that are not by a fingerprint or a sum (a sequential
+// scan; an index scan whose condition names neither), and the plan.
+func postgresLookupPlan(t *testing.T, e *testEnv, query string, args []any) (float64, []string, string) {
+	t.Helper()
+	var out string
+	if err := e.sql.QueryRowContext(context.Background(), "EXPLAIN (ANALYZE, FORMAT JSON) "+query, args...).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
+	type node struct {
+		NodeType        string  `json:"Node Type"`
+		Relation        string  `json:"Relation Name"`
+		Index           string  `json:"Index Name"`
+		IndexCond       string  `json:"Index Cond"`
+		ActualRows      float64 `json:"Actual Rows"`
+		Loops           float64 `json:"Actual Loops"`
+		RemovedByFilter float64 `json:"Rows Removed by Filter"`
+		Plans           []json.RawMessage
+	}
+	var top []struct{ Plan json.RawMessage }
+	if err := json.Unmarshal([]byte(out), &top); err != nil || len(top) != 1 {
+		t.Fatalf("EXPLAIN's output: %v\n%s", err, out)
+	}
+	var read float64
+	var walks []string
+	var walk func(raw json.RawMessage)
+	walk = func(raw json.RawMessage) {
+		var n node
+		if err := json.Unmarshal(raw, &n); err != nil {
+			t.Fatal(err)
+		}
+		onSessions := n.Relation == "upload_sessions" || strings.HasPrefix(n.Index, "uploadsession_")
+		switch {
+		case onSessions && n.NodeType == "Bitmap Heap Scan":
+			// Its rows were counted at its index scans.
+		case onSessions && n.Index == "":
+			walks = append(walks, n.NodeType)
+		case onSessions && !strings.Contains(n.IndexCond, "fingerprint") && !strings.Contains(n.IndexCond, "sha256"):
+			walks = append(walks, n.NodeType+" on "+n.Index+" by "+n.IndexCond)
+		}
+		switch {
+		case n.NodeType == "Bitmap Index Scan" && onSessions:
+			read += n.ActualRows * n.Loops
+		case onSessions && n.NodeType != "Bitmap Heap Scan":
+			read += (n.ActualRows + n.RemovedByFilter) * n.Loops
+		}
+		for _, p := range n.Plans {
+			walk(p)
+		}
+	}
+	walk(top[0].Plan)
+	return read, walks, out
+}
