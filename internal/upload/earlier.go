@@ -212,7 +212,7 @@ func unfinishedOnSQLite(ctx context.Context, tx *ent.Tx, userID string, fingerpr
 // walked all of the user's uploads: on a small table whole, on one it had
 // not analysed yet by owner, 10–13 ms for a 200-file batch of a user
 // with 20,000 unfinished uploads and growing with them; in
-// BenchmarkInitBatch a tenth of the lookups took 220 ms or more. Probed,
+// BenchmarkInitBatch a tenth of the lookups took 294 ms or more. Probed,
 // 0.36–0.63 ms, and 1.4 ms at p90 in that benchmark (docs/BENCHMARKS.md).
 // UNION drops an upload found by both its fingerprint and its sha256 the
 // second time.
