@@ -15,9 +15,10 @@ import (
 // the read of a copy's original, and the read of a batch's sessions: each must go by the index that finds
 // its few rows, not one that walks every upload of a status or a user.
 // Without the planner statistics Open writes, SQLite chose
-// (owner_id, sha256) by owner alone for the first (and (status,
-// expires_at) when the query held the status and expiry),
-// (status, created_at) for the second and (owner_id, ...) for the third.
+// (owner_id, status) by owner alone for the first ((owner_id, sha256)
+// before migration 00007, and (status, expires_at) when the query held
+// the status and expiry), (status, created_at) for the second and
+// (owner_id, ...) for the third.
 func TestPlannerUsesSelectiveIndexes(t *testing.T) {
 	t.Parallel()
 	db, err := database.Open(context.Background(), "", filepath.Join(t.TempDir(), database.SQLiteFile))
