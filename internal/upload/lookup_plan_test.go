@@ -117,29 +117,63 @@ func TestResumeLookupReadsOnlyUnfinished(t *testing.T) {
 }
 
 // lookupStatement finds SQLite's resume lookup in a recorded log and returns
-// its text and its arguments, read back from the log's text: strings,
-// and the tus flag as a bool.
+// its text and its arguments, read back from the log's text (strings
+// without spaces; the tus flag is in the text, as NOT tus).
 func lookupStatement(t *testing.T, lines []string) (string, []any) {
 	t.Helper()
 	re := regexp.MustCompile("query=(SELECT .*[`\"]fingerprint[`\"] IN .*) args=\\[(.*)\\]$")
 	for _, line := range lines {
-		m := re.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		var args []any
-		for _, a := range strings.Fields(m[2]) {
-			switch a {
-			case "true", "false":
-				args = append(args, a == "true")
-			default:
+		if m := re.FindStringSubmatch(line); m != nil {
+			var args []any
+			for _, a := range strings.Fields(m[2]) {
 				args = append(args, a)
 			}
+			return m[1], args
 		}
-		return m[1], args
 	}
 	t.Fatalf("no lookup by fingerprint among the statements:\n%s", strings.Join(lines, "\n"))
 	return "", nil
+}
+
+// TestResumeByOddFingerprints: a fingerprint is any 1 to 512 bytes the
+// client chose, and on PostgreSQL the lookup sends a batch's fingerprints
+// as one text[] argument. Commas, braces, quotes, backslashes, spaces and
+// the word NULL are what an array's text form must escape; each such file
+// resumes its own upload, alone and in one batch with the others, and
+// never another's.
+func TestResumeByOddFingerprints(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.MaxBatchFiles = 20
+	onBothDatabasesWith(t, cfg, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		alice := e.user(t, "alice")
+		odd := []string{`a,b`, `{x}`, `"q"`, `back\slash`, `NULL`, `null`, `with space`, ` `, `é ü 字`, `'; DROP TABLE x; --`,
+			strings.Repeat("f", 512)}
+		files := make([]upload.FileSpec, len(odd))
+		for i, fp := range odd {
+			files[i] = mp4Spec(fmt.Sprintf("odd-%d.mp4", i), file11)
+			files[i].Fingerprint = ptr(fp)
+		}
+		first, err := e.svc.InitBatch(ctx, alice, upload.BatchSpec{Files: files})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, f := range files {
+			if again := e.initOne(t, alice, f); again.ID != first.Uploads[i].ID {
+				t.Errorf("fingerprint %q alone: upload %s, want %s resumed", odd[i], again.ID, first.Uploads[i].ID)
+			}
+		}
+		second, err := e.svc.InitBatch(ctx, alice, upload.BatchSpec{Files: files})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range files {
+			if second.Uploads[i].ID != first.Uploads[i].ID {
+				t.Errorf("fingerprint %q in a batch: upload %s, want %s resumed", odd[i], second.Uploads[i].ID, first.Uploads[i].ID)
+			}
+		}
+	})
 }
 
 // postgresLookupPlan runs query under EXPLAIN ANALYZE and returns how
