@@ -69,9 +69,9 @@ var (
 				Columns: []*schema.Column{MediaFilesColumns[26], MediaFilesColumns[3], MediaFilesColumns[21]},
 			},
 			{
-				Name:    "mediafile_content_hash",
+				Name:    "mediafile_content_hash_owner_id_status_deleted_at_created_at_id",
 				Unique:  false,
-				Columns: []*schema.Column{MediaFilesColumns[19]},
+				Columns: []*schema.Column{MediaFilesColumns[19], MediaFilesColumns[26], MediaFilesColumns[17], MediaFilesColumns[23], MediaFilesColumns[21], MediaFilesColumns[0]},
 			},
 			{
 				Name:    "mediafile_status_created_at",

@@ -81,7 +81,15 @@ func (MediaFile) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("owner_id", "created_at"),
 		index.Fields("owner_id", "media_type", "created_at"),
-		index.Fields("content_hash"),
+		// Only the lookups of a READY copy to share (initBatch of a file
+		// that names its sha256; processing's dedup) read this, one probe
+		// per content for the user's earliest live copy: the content
+		// leads, so that a probe never walks a user's library, and the
+		// status and deletion come before the order, so that it steps over
+		// none of the other users' copies of a popular file, nor the
+		// user's own deleted or failed ones (docs/DESIGN.md, "Sweeper and
+		// quota").
+		index.Fields("content_hash", "owner_id", "status", "deleted_at", "created_at", "id"),
 		index.Fields("status", "created_at"),
 	}
 }

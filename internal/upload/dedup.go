@@ -25,32 +25,31 @@ package upload
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
-	"time"
+
+	"entgo.io/ent/dialect"
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/predicate"
 	"github.com/spoolhq/spool/ent/schema"
 	"github.com/spoolhq/spool/ent/user"
+	"github.com/spoolhq/spool/internal/database"
 )
 
 // readyCopies selects a user's READY, undeleted media files with the
 // given content: the files whose bytes another file of theirs may share.
 // The type must match too: the stored bytes were checked against their
 // file's declared type, and a copy must not wear a type they never
-// passed.
+// passed. firstCopies asks the same of a batch's contents at once.
 func readyCopies(ownerID, sha256 string, size int64, mimeType string) []predicate.MediaFile {
-	return append(readyOf(ownerID), mediafile.ContentHash(sha256), mediafile.FileSize(size), mediafile.MimeType(mimeType))
-}
-
-// readyOf selects a user's READY, undeleted media files, the ones a copy
-// may be made of; the lookups of a whole batch add the contents, and
-// match sizes and types in Go (sameContent).
-func readyOf(ownerID string) []predicate.MediaFile {
 	return []predicate.MediaFile{
-		mediafile.OwnerID(ownerID), mediafile.StatusEQ(mediafile.StatusREADY), mediafile.DeletedAtIsNil(),
+		mediafile.ContentHash(sha256), mediafile.OwnerID(ownerID), mediafile.StatusEQ(mediafile.StatusREADY),
+		mediafile.DeletedAtIsNil(), mediafile.FileSize(size), mediafile.MimeType(mimeType),
 	}
 }
 
@@ -77,7 +76,7 @@ func lockStoredBytes(ctx context.Context, tx *ent.Tx, userID string) error {
 // two inserts make the copies of up to filesPerLookup files, not three
 // statements each.
 func (s *Service) initDeduplicated(ctx context.Context, tx *ent.Tx, userID, batchID string, files []checkedFile, copies []int) ([]string, error) {
-	origs, err := originals(ctx, tx, userID, files, copies)
+	origs, err := s.originals(ctx, tx, userID, files, copies)
 	if err != nil {
 		return nil, err
 	}
@@ -132,40 +131,20 @@ func (s *Service) initDeduplicated(ctx context.Context, tx *ent.Tx, userID, batc
 // originals reads, for the files at copies, the user's earliest READY,
 // undeleted media file of the same content: read again under the lock,
 // since one may have been deleted after markReadyCopies, and then it is
-// no reference to copy. A user's copies of a file are rows of their own,
-// all sharing one stored object, so the first read takes only what picks
-// the earliest of each content, and the second the whole rows of those.
-func originals(ctx context.Context, tx *ent.Tx, userID string, files []checkedFile, copies []int) (map[sameContent]*ent.MediaFile, error) {
-	type candidate struct {
-		ID          string    `json:"id"`
-		ContentHash string    `json:"content_hash"`
-		FileSize    int64     `json:"file_size"`
-		MimeType    string    `json:"mime_type"`
-		CreatedAt   time.Time `json:"created_at"`
+// no reference to copy. firstCopies picks them; a second read takes
+// their whole rows.
+func (s *Service) originals(ctx context.Context, tx *ent.Tx, userID string, files []checkedFile, copies []int) (map[sameContent]*ent.MediaFile, error) {
+	contents := make([]sameContent, 0, len(copies))
+	for _, i := range copies {
+		contents = append(contents, sameContent{*files[i].SHA256, files[i].Size, files[i].mimeType})
 	}
-	earliest := map[sameContent]candidate{}
-	for part := range slices.Chunk(copies, filesPerLookup) {
-		sums := make([]string, len(part))
-		for n, i := range part {
-			sums[n] = *files[i].SHA256
-		}
-		var found []candidate
-		err := tx.MediaFile.Query().Where(append(readyOf(userID), mediafile.ContentHashIn(sums...))...).
-			Select(mediafile.FieldID, mediafile.FieldContentHash, mediafile.FieldFileSize,
-				mediafile.FieldMimeType, mediafile.FieldCreatedAt).Scan(ctx, &found)
-		if err != nil {
-			return nil, fmt.Errorf("loading the files copied: %w", err)
-		}
-		for _, c := range found {
-			k := sameContent{c.ContentHash, c.FileSize, c.MimeType}
-			if e, ok := earliest[k]; !ok || c.CreatedAt.Before(e.CreatedAt) || c.CreatedAt.Equal(e.CreatedAt) && c.ID < e.ID {
-				earliest[k] = c
-			}
-		}
+	first, err := s.firstCopies(ctx, tx, userID, contents)
+	if err != nil {
+		return nil, fmt.Errorf("loading the files copied: %w", err)
 	}
-	ids := make([]string, 0, len(earliest))
-	for _, c := range earliest {
-		ids = append(ids, c.ID)
+	ids := make([]string, 0, len(first))
+	for _, id := range first {
+		ids = append(ids, id)
 	}
 	origs := make(map[sameContent]*ent.MediaFile, len(ids))
 	for part := range slices.Chunk(ids, filesPerLookup) {
@@ -181,6 +160,111 @@ func originals(ctx context.Context, tx *ent.Tx, userID string, files []checkedFi
 	}
 	return origs, nil
 }
+
+// firstCopies returns, for each of contents the user has a READY,
+// undeleted media file of, the id of the earliest such file (by
+// created_at, then id): the one a copy shares. One statement asks for up
+// to filesPerLookup contents, one probe each down
+// (content_hash, owner_id, status, deleted_at, created_at, id) to its
+// first live entry. Other users' files of a content, and the user's
+// deleted or failed ones, are not read, nor are the user's later copies:
+// given as IN lists, the lookup read every row of a content through
+// (content_hash), or PostgreSQL walked all of a user's media by owner
+// (docs/BENCHMARKS.md). The subqueries are written per database, since
+// each takes its list of contents its own way.
+func (s *Service) firstCopies(ctx context.Context, tx *ent.Tx, userID string, contents []sameContent) (map[sameContent]string, error) {
+	first := make(map[sameContent]string, len(contents))
+	var unique []sameContent
+	for _, c := range contents {
+		if _, seen := first[c]; !seen {
+			first[c] = ""
+			unique = append(unique, c)
+		}
+	}
+	for part := range slices.Chunk(unique, filesPerLookup) {
+		rows, err := s.queryFirstCopies(ctx, tx, userID, part)
+		if err != nil {
+			return nil, err
+		}
+		answered := 0
+		for rows.Next() {
+			var at int
+			var id sql.NullString
+			if err := rows.Scan(&at, &id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if at < 0 || at >= len(part) {
+				rows.Close()
+				return nil, fmt.Errorf("the copies lookup answered for content %d of %d", at, len(part))
+			}
+			if id.Valid {
+				first[part[at]] = id.String
+			}
+			answered++
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, err
+		}
+		if answered != len(part) {
+			return nil, fmt.Errorf("the copies lookup answered %d rows for %d contents", answered, len(part))
+		}
+	}
+	for c, id := range first {
+		if id == "" {
+			delete(first, c)
+		}
+	}
+	return first, nil
+}
+
+// queryFirstCopies runs firstCopies' statement for part: a row for each
+// content, its position in part and its first copy's id or NULL.
+func (s *Service) queryFirstCopies(ctx context.Context, tx *ent.Tx, userID string, part []sameContent) (*sql.Rows, error) {
+	sums, sizes, types := make([]string, len(part)), make([]int64, len(part)), make([]string, len(part))
+	for i, c := range part {
+		sums[i], sizes[i], types[i] = c.sha256, c.size, c.mimeType
+	}
+	if s.dialect == dialect.Postgres {
+		return tx.QueryContext(ctx, firstCopiesOnPostgresSQL, database.PlannedEachRun, userID, sums, sizes, types)
+	}
+	list := make([][3]any, len(part))
+	for i := range part {
+		list[i] = [3]any{sums[i], sizes[i], types[i]}
+	}
+	encoded, err := json.Marshal(list)
+	if err != nil {
+		return nil, err
+	}
+	return tx.QueryContext(ctx, firstCopiesOnSQLiteSQL, userID, string(encoded))
+}
+
+// firstCopiesOnPostgresSQL is firstCopies' statement on PostgreSQL: a
+// subquery for each content of the arrays, which LIMIT keeps a probe of
+// its own. Every row it may return has deleted_at NULL, so ordering by
+// deleted_at first changes nothing but lets PostgreSQL read the index in
+// its order and stop at the first entry: it does not take IS NULL as a
+// fixed value for ordering, and by created_at alone it read all of the
+// user's live copies of a content to sort them. It is planned at every
+// run (database.PlannedEachRun): a generic plan does not know the user,
+// and on a table where one user held a sixth of the rows it probed by
+// (owner_id, media_type, created_at), walking that user's library.
+// 'READY' is mediafile.StatusREADY.
+const firstCopiesOnPostgresSQL = `
+SELECT c.n - 1, (SELECT m.id FROM media_files m
+	WHERE m.content_hash = c.sha256 AND m.owner_id = $1 AND m.status = 'READY' AND m.deleted_at IS NULL
+		AND m.file_size = c.size AND m.mime_type = c.mime_type
+	ORDER BY m.deleted_at, m.created_at, m.id LIMIT 1)
+FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS c(sha256, size, mime_type, n)`
+
+// firstCopiesOnSQLiteSQL is firstCopies' statement on SQLite: the
+// contents come as one JSON array of [sha256, size, type] triples.
+const firstCopiesOnSQLiteSQL = `
+SELECT c.key, (SELECT m.id FROM media_files m
+	WHERE m.content_hash = c.value ->> 0 AND m.owner_id = ?1 AND m.status = 'READY' AND m.deleted_at IS NULL
+		AND m.file_size = c.value ->> 1 AND m.mime_type = c.value ->> 2
+	ORDER BY m.deleted_at, m.created_at, m.id LIMIT 1)
+FROM json_each(?2) AS c`
 
 // deduplicatedProgress is what a deduplicated upload's progress counts:
 // it has no chunk rows, since nothing was sent, yet every byte is there.
@@ -215,8 +299,9 @@ func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, jobs jobTx, me
 	if err := lockStoredBytes(ctx, tx, m.OwnerID); err != nil {
 		return err
 	}
+	// deleted_at first, though NULL in every copy: firstCopiesOnPostgresSQL says why.
 	orig, err := tx.MediaFile.Query().Where(copies...).
-		Order(ent.Asc(mediafile.FieldCreatedAt), ent.Asc(mediafile.FieldID)).First(ctx)
+		Order(ent.Asc(mediafile.FieldDeletedAt), ent.Asc(mediafile.FieldCreatedAt), ent.Asc(mediafile.FieldID)).First(ctx)
 	if ent.IsNotFound(err) {
 		return nil // deleted meanwhile: keep this file's own bytes
 	}

@@ -8,7 +8,6 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/spoolhq/spool/ent"
-	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/predicate"
 	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/internal/database"
@@ -47,7 +46,7 @@ func (s *Service) lookUpEarlier(ctx context.Context, tx *ent.Tx, userID string, 
 	}
 	for part := range slices.Chunk(named, filesPerLookup) {
 		if tus == nil {
-			if err := markReadyCopies(ctx, tx, userID, files, part, e.ready); err != nil {
+			if err := s.markReadyCopies(ctx, tx, userID, files, part, e.ready); err != nil {
 				return e, err
 			}
 		}
@@ -68,37 +67,25 @@ type sameContent struct {
 
 // markReadyCopies sets ready[i] for the files of part (indexes into
 // files) whose sha256, size and type match one of the user's READY,
-// undeleted media files, with one statement for them all. It only reads;
-// initDeduplicated decides under the lock.
-func markReadyCopies(ctx context.Context, tx *ent.Tx, userID string, files []checkedFile, part []int, ready []bool) error {
-	var sums []string
+// undeleted media files, with one statement for them all (firstCopies).
+// It only reads; initDeduplicated decides under the lock.
+func (s *Service) markReadyCopies(ctx context.Context, tx *ent.Tx, userID string, files []checkedFile, part []int, ready []bool) error {
+	var contents []sameContent
 	for _, i := range part {
-		if files[i].SHA256 != nil {
-			sums = append(sums, *files[i].SHA256)
+		if f := files[i]; f.SHA256 != nil {
+			contents = append(contents, sameContent{*f.SHA256, f.Size, f.mimeType})
 		}
 	}
-	if len(sums) == 0 {
+	if len(contents) == 0 {
 		return nil
 	}
-	// DISTINCT: a user's copies of one file are rows of their own, all
-	// alike in these three columns.
-	var copies []struct {
-		ContentHash string `json:"content_hash"`
-		FileSize    int64  `json:"file_size"`
-		MimeType    string `json:"mime_type"`
-	}
-	err := tx.MediaFile.Query().Where(append(readyOf(userID), mediafile.ContentHashIn(sums...))...).
-		Unique(true).Select(mediafile.FieldContentHash, mediafile.FieldFileSize, mediafile.FieldMimeType).Scan(ctx, &copies)
+	first, err := s.firstCopies(ctx, tx, userID, contents)
 	if err != nil {
 		return fmt.Errorf("looking for copies of the batch's files: %w", err)
 	}
-	have := make(map[sameContent]bool, len(copies))
-	for _, m := range copies {
-		have[sameContent{m.ContentHash, m.FileSize, m.MimeType}] = true
-	}
 	for _, i := range part {
 		if f := files[i]; f.SHA256 != nil {
-			ready[i] = have[sameContent{*f.SHA256, f.Size, f.mimeType}]
+			_, ready[i] = first[sameContent{*f.SHA256, f.Size, f.mimeType}]
 		}
 	}
 	return nil

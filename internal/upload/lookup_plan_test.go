@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -102,7 +104,7 @@ func TestResumeLookupReadsOnlyUnfinished(t *testing.T) {
 		}
 		for _, n := range []int{1, 200} {
 			args := []any{alice, fingerprints[:n], sums[:n], false}
-			read, walks, plan := postgresLookupPlan(t, e, upload.UnfinishedOnPostgresSQL, args)
+			read, walks, plan := postgresPlanReads(t, e, "upload_sessions", "uploadsession_", []string{"fingerprint", "sha256"}, upload.UnfinishedOnPostgresSQL, args)
 			if len(walks) > 0 {
 				t.Errorf("the lookup of %d files scans upload_sessions otherwise than by a fingerprint or a sum: %s\n%s", n, strings.Join(walks, "; "), plan)
 			}
@@ -176,12 +178,121 @@ func TestResumeByOddFingerprints(t *testing.T) {
 	})
 }
 
-// postgresLookupPlan runs query under EXPLAIN ANALYZE and returns how
-// many rows of upload_sessions its scans read (the rows a scan returned
-// and those its filter dropped; a bitmap's index entries), its scans of
-// upload_sessions that are not by a fingerprint or a sum (a sequential
-// scan; an index scan whose condition names neither), and the plan.
-func postgresLookupPlan(t *testing.T, e *testEnv, query string, args []any) (float64, []string, string) {
+// TestCopiesLookupReadsOneRowPerContent: the lookup initBatch makes for a
+// READY copy of a file that names its sha256 reads, of each content, one
+// row: the user's earliest live copy, which the new upload shares. Other
+// users' files of the content (a popular file), the user's deleted
+// copies and its later copies are not read, however many there are. As
+// IN lists, the lookup read every row of the content through
+// (content_hash), or on PostgreSQL walked the user's media by owner.
+//
+// The copies are rows cloned from a READY original: n deleted ones of
+// alice's, n later live ones of alice's, and n of bob's (20 on SQLite,
+// 2,000 on PostgreSQL, analysed). SQLite must plan the Service's lookup
+// as one probe of (content_hash, owner_id, status, deleted_at) in the
+// index's order, with no sort; PostgreSQL must scan media_files only by
+// content_hash and read at most one row, for 1 content and for 200.
+func TestCopiesLookupReadsOneRowPerContent(t *testing.T) {
+	t.Parallel()
+	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
+		ctx := context.Background()
+		postgres := strings.HasSuffix(t.Name(), "/postgres")
+		alice, bob := e.user(t, "alice"), e.user(t, "bob")
+		data := []byte{0xFF, 0xFB}
+		sum, size := sha256Hex(data), int64(len(data))
+		orig, err := e.db.MediaFile.Create().SetOwnerID(alice).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
+			SetMediaType("AUDIO").SetFileSize(size).SetStorageKey(alice + "/orig").
+			SetStatus(mediafile.StatusREADY).SetContentHash(sum).SetCreatedAt(time.Now().Add(-time.Hour)).Save(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 20
+		if postgres {
+			n = 2000
+		}
+		arg := func(i int) string { return "?" }
+		if postgres {
+			arg = func(i int) string { return fmt.Sprintf("$%d", i) }
+		}
+		// The clones share orig's created_at, and their ids sort after
+		// its. Each has a storage key of its own, so that the copy's key
+		// tells which file it shares (alice's own copies would share
+		// orig's).
+		for _, c := range []struct{ tag, owner, keySuffix, deletedAt string }{
+			{"deleted", alice, "-deleted-", "m.created_at"},
+			{"later", alice, "-later-", "NULL"},
+			{"bobs", bob, "-bob-", "NULL"},
+		} {
+			clone := fmt.Sprintf(`WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %d)
+				INSERT INTO media_files (id, file_name, mime_type, media_type, file_size, storage_key, status, content_hash, created_at, owner_id, deleted_at)
+				SELECT m.id || %s || g.n, m.file_name, m.mime_type, m.media_type, m.file_size, m.storage_key || %s || g.n, m.status,
+					m.content_hash, m.created_at, %s, %s
+				FROM media_files m, g WHERE m.id = %s`, n, arg(1), arg(2), arg(3), c.deletedAt, arg(4))
+			if _, err := e.sql.ExecContext(ctx, clone, "-"+c.tag+"-", c.keySuffix, c.owner, orig.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if postgres {
+			if _, err := e.sql.ExecContext(ctx, "VACUUM (INDEX_CLEANUP ON, ANALYZE) media_files"); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		log.take()
+		sess := e.initOne(t, alice, upload.FileSpec{FileName: "copy.mp3", Size: size, MimeType: "audio/mpeg", SHA256: &sum})
+		if !sess.Deduplicated {
+			t.Fatalf("upload %s of a file alice has READY is not deduplicated", sess.ID)
+		}
+		lines := log.take()
+		m, err := e.svc.UploadMedia(ctx, alice, sess.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.StorageKey != orig.StorageKey {
+			t.Errorf("the copy shares %s, want the earliest live file's %s", m.StorageKey, orig.StorageKey)
+		}
+		statement := upload.FirstCopiesOnSQLiteSQL
+		if postgres {
+			statement = upload.FirstCopiesOnPostgresSQL
+		}
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, statement) }) {
+			t.Fatalf("initBatch did not look for copies with\n%s\nbut:\n%s", statement, strings.Join(lines, "\n"))
+		}
+		if !postgres {
+			plan := dbtest.SQLitePlan(t, e.sql, statement, alice, fmt.Sprintf(`[[%q, %d, "audio/mpeg"]]`, sum, size))
+			want := "SEARCH m USING INDEX mediafile_content_hash_owner_id_status_deleted_at_created_at_id (content_hash=? AND owner_id=? AND status=? AND deleted_at=?)"
+			if !strings.Contains(plan, want) || strings.Contains(plan, "TEMP B-TREE") {
+				t.Errorf("the lookup's plan\n%s\nis not %s in the index's order", plan, want)
+			}
+			return
+		}
+		sums, sizes, types := []string{sum}, []int64{size}, []string{"audio/mpeg"}
+		for i := range 199 {
+			sums, sizes, types = append(sums, fmt.Sprintf("%064x", i)), append(sizes, size), append(types, "audio/mpeg")
+		}
+		for _, k := range []int{1, 200} {
+			args := []any{alice, sums[:k], sizes[:k], types[:k]}
+			read, walks, plan := postgresPlanReads(t, e, "media_files", "mediafile_", []string{"content_hash"}, statement, args)
+			if len(walks) > 0 {
+				t.Errorf("the lookup of %d contents scans media_files otherwise than by content_hash: %s\n%s", k, strings.Join(walks, "; "), plan)
+			}
+			// A mean per run, rounded: exact for one content, a floor
+			// for 200.
+			if read > 1 {
+				t.Errorf("the lookup of %d contents read %.0f rows of media_files, want 1 (the original) among %d copies of alice's and %d of bob's:\n%s",
+					k, read, 2*n+1, n, plan)
+			}
+		}
+	})
+}
+
+// postgresPlanReads runs query under EXPLAIN ANALYZE and returns how
+// many rows of table its scans read (the rows a scan returned and those
+// its filter dropped; a bitmap's index entries), its scans of table that
+// are not by one of keys (a sequential scan; an index scan whose
+// condition names none of them), and the plan. prefix starts the names
+// of table's indexes.
+func postgresPlanReads(t *testing.T, e *testEnv, table, prefix string, keys []string, query string, args []any) (float64, []string, string) {
 	t.Helper()
 	var out string
 	if err := e.sql.QueryRowContext(context.Background(), "EXPLAIN (ANALYZE, FORMAT JSON) "+query, args...).Scan(&out); err != nil {
@@ -209,19 +320,20 @@ func postgresLookupPlan(t *testing.T, e *testEnv, query string, args []any) (flo
 		if err := json.Unmarshal(raw, &n); err != nil {
 			t.Fatal(err)
 		}
-		onSessions := n.Relation == "upload_sessions" || strings.HasPrefix(n.Index, "uploadsession_")
+		onTable := n.Relation == table || strings.HasPrefix(n.Index, prefix)
+		byKey := slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(n.IndexCond, k) })
 		switch {
-		case onSessions && n.NodeType == "Bitmap Heap Scan":
+		case onTable && n.NodeType == "Bitmap Heap Scan":
 			// Its rows were counted at its index scans.
-		case onSessions && n.Index == "":
+		case onTable && n.Index == "":
 			walks = append(walks, n.NodeType)
-		case onSessions && !strings.Contains(n.IndexCond, "fingerprint") && !strings.Contains(n.IndexCond, "sha256"):
+		case onTable && !byKey:
 			walks = append(walks, n.NodeType+" on "+n.Index+" by "+n.IndexCond)
 		}
 		switch {
-		case n.NodeType == "Bitmap Index Scan" && onSessions:
+		case n.NodeType == "Bitmap Index Scan" && onTable:
 			read += n.ActualRows * n.Loops
-		case onSessions && n.NodeType != "Bitmap Heap Scan":
+		case onTable && n.NodeType != "Bitmap Heap Scan":
 			read += (n.ActualRows + n.RemovedByFilter) * n.Loops
 		}
 		for _, p := range n.Plans {
