@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spoolhq/spool/ent/mediafile"
+	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -284,6 +285,68 @@ func TestCopiesLookupReadsOneRowPerContent(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLookupsPlannedEachRun: on PostgreSQL the copies lookup and the
+// resume lookup go unprepared (database.PlannedEachRun), so that each run
+// is planned for its user and for the table as it is then; a statement
+// pgx prepares may be kept as one generic plan for good. With the pool
+// held to one connection, after an initBatch that runs both lookups, the
+// connection's prepared statements hold initBatch's other statements
+// and neither lookup. Without PlannedEachRun they would be there.
+func TestLookupsPlannedEachRun(t *testing.T) {
+	t.Parallel()
+	e, err := newEnvOn(t, dbtest.Postgres(t), "", t.TempDir(), newFakeClock(), testConfig(), database.WithMaxOpenConns(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	alice := e.user(t, "alice")
+	data := []byte{0xFF, 0xFB}
+	sum := sha256Hex(data)
+	if err := e.db.MediaFile.Create().SetOwnerID(alice).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
+		SetMediaType("AUDIO").SetFileSize(int64(len(data))).SetStorageKey(alice + "/orig").
+		SetStatus(mediafile.StatusREADY).SetContentHash(sum).SetCreatedAt(time.Now().Add(-time.Hour)).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	named := mp4Spec("named.mp4", file11)
+	named.Fingerprint = ptr("planned-fp")
+	b, err := e.svc.InitBatch(ctx, alice, upload.BatchSpec{Files: []upload.FileSpec{
+		{FileName: "copy.mp3", Size: int64(len(data)), MimeType: "audio/mpeg", SHA256: &sum}, named,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Uploads[0].Deduplicated || b.Uploads[1].Deduplicated {
+		t.Fatalf("deduplicated: %v, %v; want the copy only", b.Uploads[0].Deduplicated, b.Uploads[1].Deduplicated)
+	}
+	rows, err := e.sql.QueryContext(ctx, "SELECT statement FROM pg_prepared_statements")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var others int
+	for rows.Next() {
+		var statement string
+		if err := rows.Scan(&statement); err != nil {
+			t.Fatal(err)
+		}
+		for _, lookup := range []string{upload.FirstCopiesOnPostgresSQL, upload.UnfinishedOnPostgresSQL} {
+			if strings.Contains(statement, lookup) {
+				t.Errorf("the lookup is prepared on the connection:\n%s", statement)
+			}
+		}
+		if strings.Contains(statement, "upload_sessions") {
+			others++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if others == 0 {
+		t.Fatal("no statement of initBatch is prepared on the connection: the check looks at another one")
+	}
 }
 
 // postgresPlanReads runs query under EXPLAIN ANALYZE and returns how
