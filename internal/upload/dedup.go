@@ -246,9 +246,10 @@ func (s *Service) queryFirstCopies(ctx context.Context, tx *ent.Tx, userID strin
 // its order and stop at the first entry: it does not take IS NULL as a
 // fixed value for ordering, and by created_at alone it read all of the
 // user's live copies of a content to sort them. It is planned at every
-// run (database.PlannedEachRun): a generic plan does not know the user,
-// and on a table where one user held a sixth of the rows it probed by
-// (owner_id, media_type, created_at), walking that user's library.
+// run (database.PlannedEachRun): a generic plan takes every user for an
+// average one, and on a table where one user held a sixth of the rows
+// and the others one file each it probed by (owner_id, media_type,
+// created_at), walking that user's library.
 // 'READY' is mediafile.StatusREADY.
 const firstCopiesOnPostgresSQL = `
 SELECT c.n - 1, (SELECT m.id FROM media_files m
