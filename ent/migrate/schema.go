@@ -3,6 +3,7 @@
 package migrate
 
 import (
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 )
@@ -77,6 +78,19 @@ var (
 				Name:    "mediafile_status_created_at",
 				Unique:  false,
 				Columns: []*schema.Column{MediaFilesColumns[17], MediaFilesColumns[21]},
+			},
+			{
+				Name:    "mediafile_storage_key_owner_id_deleted_at",
+				Unique:  false,
+				Columns: []*schema.Column{MediaFilesColumns[5], MediaFilesColumns[26], MediaFilesColumns[23]},
+			},
+			{
+				Name:    "mediafile_deleted_unpurged",
+				Unique:  false,
+				Columns: []*schema.Column{MediaFilesColumns[23]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "(deleted_at IS NOT NULL) AND (purged_at IS NULL)",
+				},
 			},
 		},
 	}
@@ -218,6 +232,11 @@ var (
 				Name:    "uploadsession_bytes_freed_status",
 				Unique:  false,
 				Columns: []*schema.Column{UploadSessionsColumns[23], UploadSessionsColumns[14]},
+			},
+			{
+				Name:    "uploadsession_batch_id",
+				Unique:  false,
+				Columns: []*schema.Column{UploadSessionsColumns[32]},
 			},
 		},
 	}

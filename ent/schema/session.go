@@ -105,5 +105,9 @@ func (UploadSession) Indexes() []ent.Index {
 		index.Fields("sha256", "owner_id", "finished_at"),
 		index.Fields("status", "expires_at"),
 		index.Fields("bytes_freed", "status"),
+		// A batch's uploads (the batch query, batchProgress's snapshot):
+		// without it they were found by walking all of the user's uploads
+		// by (owner_id, status).
+		index.Fields("batch_id"),
 	}
 }

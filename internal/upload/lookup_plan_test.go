@@ -79,7 +79,8 @@ func TestResumeLookupReadsOnlyUnfinished(t *testing.T) {
 		}
 		lines := log.take()
 		if !postgres {
-			query, args := lookupStatement(t, lines)
+			// The tus flag is in the text, as NOT tus.
+			query, args := loggedStatement(t, lines, "^SELECT .*[`\"]fingerprint[`\"] IN ")
 			plan := dbtest.SQLitePlan(t, e.sql, query, args...)
 			for _, want := range []string{
 				"uploadsession_fingerprint_owner_id_finished_at (fingerprint=? AND owner_id=? AND finished_at=?)",
@@ -119,14 +120,15 @@ func TestResumeLookupReadsOnlyUnfinished(t *testing.T) {
 	})
 }
 
-// lookupStatement finds SQLite's resume lookup in a recorded log and returns
-// its text and its arguments, read back from the log's text (strings
-// without spaces; the tus flag is in the text, as NOT tus).
-func lookupStatement(t *testing.T, lines []string) (string, []any) {
+// loggedStatement finds the first statement of a recorded log whose text
+// matches pattern and returns its text and its arguments, read back from
+// the log's text (strings without spaces).
+func loggedStatement(t *testing.T, lines []string, pattern string) (string, []any) {
 	t.Helper()
-	re := regexp.MustCompile("query=(SELECT .*[`\"]fingerprint[`\"] IN .*) args=\\[(.*)\\]$")
+	re := regexp.MustCompile("query=(.*) args=\\[(.*)\\]$")
+	match := regexp.MustCompile(pattern)
 	for _, line := range lines {
-		if m := re.FindStringSubmatch(line); m != nil {
+		if m := re.FindStringSubmatch(line); m != nil && match.MatchString(m[1]) {
 			var args []any
 			for _, a := range strings.Fields(m[2]) {
 				args = append(args, a)
@@ -134,7 +136,7 @@ func lookupStatement(t *testing.T, lines []string) (string, []any) {
 			return m[1], args
 		}
 	}
-	t.Fatalf("no lookup by fingerprint among the statements:\n%s", strings.Join(lines, "\n"))
+	t.Fatalf("no statement matching %s among:\n%s", pattern, strings.Join(lines, "\n"))
 	return "", nil
 }
 
@@ -349,11 +351,106 @@ func TestLookupsPlannedEachRun(t *testing.T) {
 	}
 }
 
+// TestHousekeepingReadsGoByIndex: three reads outside the upload path
+// go down an index to their few rows instead of walking a user's rows or
+// the table. A batch's uploads (the batch query) by batch_id; the files
+// that reference a stored object (asked when one of them is deleted, and
+// by its purge) by storage_key; the sweep's deleted files not yet purged
+// by a partial index of only those. Before migration 00009 the first two
+// walked all of the user's uploads or media by owner, and the third read
+// the whole table at every sweep, to find none.
+//
+// The first and the third are the statements the Service sent (from the
+// recorded log); the second is written here as DeleteMedia's and
+// PurgeMedia's ent queries write it, since the recorded Service runs no
+// jobs. SQLite must plan each by its index. On PostgreSQL alice has 2,000
+// more uploads in batches of their own, 2,000 live files and 2,000
+// deleted and purged ones, analysed, and each must scan by its index and
+// read at most a batch's or a key's rows.
+func TestHousekeepingReadsGoByIndex(t *testing.T) {
+	t.Parallel()
+	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
+		ctx := context.Background()
+		postgres := strings.HasSuffix(t.Name(), "/postgres")
+		alice := e.user(t, "alice")
+		sess := e.initOne(t, alice, mp4Spec("batch.mp4", file11))
+		orig, err := e.db.MediaFile.Create().SetOwnerID(alice).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
+			SetMediaType("AUDIO").SetFileSize(2).SetStorageKey(alice + "/orig").
+			SetStatus(mediafile.StatusREADY).SetCreatedAt(time.Now().Add(-time.Hour)).Save(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if postgres {
+			for _, clone := range []string{
+				`INSERT INTO upload_batches SELECT (jsonb_populate_record(b, jsonb_build_object('id', b.id || '-' || g))).*
+					FROM upload_batches b, generate_series(1, 2000) g WHERE b.id = $1`,
+				`INSERT INTO upload_sessions SELECT (jsonb_populate_record(s, jsonb_build_object('id', s.id || '-' || g,
+					'batch_id', s.batch_id || '-' || g))).* FROM upload_sessions s, generate_series(1, 2000) g WHERE s.batch_id = $1`,
+			} {
+				if _, err := e.sql.ExecContext(ctx, clone, sess.BatchID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := e.sql.ExecContext(ctx, `INSERT INTO media_files
+				SELECT (jsonb_populate_record(m, jsonb_build_object('id', m.id || '-' || g, 'storage_key', m.storage_key || '-' || g,
+					'deleted_at', CASE WHEN g > 2000 THEN now() END, 'purged_at', CASE WHEN g > 2000 THEN now() END))).*
+				FROM media_files m, generate_series(1, 4000) g WHERE m.id = $1`, orig.ID); err != nil {
+				t.Fatal(err)
+			}
+			for _, table := range []string{"upload_batches", "upload_sessions", "media_files"} {
+				if _, err := e.sql.ExecContext(ctx, "VACUUM (INDEX_CLEANUP ON, ANALYZE) "+table); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+
+		log.take()
+		if b, err := e.svc.Batch(ctx, alice, sess.BatchID); err != nil || len(b.Uploads) != 1 {
+			t.Fatalf("Batch = %v, %v; want its one upload", b, err)
+		}
+		if _, err := e.svc.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		lines := log.take()
+		batchQuery, batchArgs := loggedStatement(t, lines, "FROM .upload_sessions. WHERE .upload_sessions.\\..batch_id. = ")
+		purgeQuery, purgeArgs := loggedStatement(t, lines, "purged_at. IS NULL")
+		refs := fmt.Sprintf("SELECT storage_key, thumbnails FROM media_files WHERE owner_id = %s AND storage_key = %s AND deleted_at IS NULL",
+			map[bool]string{false: "?", true: "$1"}[postgres], map[bool]string{false: "?", true: "$2"}[postgres])
+		reads := []struct {
+			what, query string
+			args        []any
+			index, key  string // the index the read must go by; what its scan is by
+			rows        float64
+		}{
+			{"a batch's uploads", batchQuery, batchArgs, "uploadsession_batch_id (batch_id=?)", "batch_id", 1},
+			{"the files of a stored object", refs, []any{alice, orig.StorageKey},
+				"mediafile_storage_key_owner_id_deleted_at (storage_key=? AND owner_id=? AND deleted_at=?)", "storage_key", 1},
+			{"deleted files not yet purged", purgeQuery, purgeArgs, "mediafile_deleted_unpurged", "mediafile_deleted_unpurged", 0},
+		}
+		for _, r := range reads {
+			if !postgres {
+				if plan := dbtest.SQLitePlan(t, e.sql, r.query, r.args...); !strings.Contains(plan, "USING INDEX "+r.index) {
+					t.Errorf("%s: the plan\n%s\ndoes not use %s", r.what, plan, r.index)
+				}
+				continue
+			}
+			table, prefix := "media_files", "mediafile_"
+			if strings.HasPrefix(r.index, "uploadsession_") {
+				table, prefix = "upload_sessions", "uploadsession_"
+			}
+			read, walks, plan := postgresPlanReads(t, e, table, prefix, []string{r.key}, r.query, r.args)
+			if len(walks) > 0 || read > r.rows {
+				t.Errorf("%s: scans %v, %.0f rows read, want by %s and at most %.0f:\n%s", r.what, walks, read, r.key, r.rows, plan)
+			}
+		}
+	})
+}
+
 // postgresPlanReads runs query under EXPLAIN ANALYZE and returns how
 // many rows of table its scans read (the rows a scan returned and those
 // its filter dropped; a bitmap's index entries), its scans of table that
 // are not by one of keys (a sequential scan; an index scan whose
-// condition names none of them), and the plan. prefix starts the names
+// condition names none of them, nor is named by one), and the plan. prefix starts the names
 // of table's indexes.
 func postgresPlanReads(t *testing.T, e *testEnv, table, prefix string, keys []string, query string, args []any) (float64, []string, string) {
 	t.Helper()
@@ -384,7 +481,7 @@ func postgresPlanReads(t *testing.T, e *testEnv, table, prefix string, keys []st
 			t.Fatal(err)
 		}
 		onTable := n.Relation == table || strings.HasPrefix(n.Index, prefix)
-		byKey := slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(n.IndexCond, k) })
+		byKey := slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(n.IndexCond, k) || n.Index == k })
 		switch {
 		case onTable && n.NodeType == "Bitmap Heap Scan":
 			// Its rows were counted at its index scans.
