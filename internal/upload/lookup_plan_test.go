@@ -125,7 +125,7 @@ func TestResumeLookupReadsOnlyUnfinished(t *testing.T) {
 // the log's text (strings without spaces).
 func loggedStatement(t *testing.T, lines []string, pattern string) (string, []any) {
 	t.Helper()
-	re := regexp.MustCompile("query=(.*) args=\\[(.*)\\]$")
+	re := regexp.MustCompile(`query=(.*) args=\[(.*)\]$`)
 	match := regexp.MustCompile(pattern)
 	for _, line := range lines {
 		if m := re.FindStringSubmatch(line); m != nil && match.MatchString(m[1]) {
@@ -412,7 +412,7 @@ func TestHousekeepingReadsGoByIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := log.take()
-		batchQuery, batchArgs := loggedStatement(t, lines, "FROM .upload_sessions. WHERE .upload_sessions.\\..batch_id. = ")
+		batchQuery, batchArgs := loggedStatement(t, lines, `FROM .upload_sessions. WHERE .upload_sessions.\..batch_id. = `)
 		purgeQuery, purgeArgs := loggedStatement(t, lines, "purged_at. IS NULL")
 		refs := fmt.Sprintf("SELECT storage_key, thumbnails FROM media_files WHERE owner_id = %s AND storage_key = %s AND deleted_at IS NULL",
 			map[bool]string{false: "?", true: "$1"}[postgres], map[bool]string{false: "?", true: "$2"}[postgres])
