@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/upload"
@@ -203,12 +202,7 @@ func TestCopiesLookupReadsOneRowPerContent(t *testing.T) {
 		alice, bob := e.user(t, "alice"), e.user(t, "bob")
 		data := []byte{0xFF, 0xFB}
 		sum, size := sha256Hex(data), int64(len(data))
-		orig, err := e.db.MediaFile.Create().SetOwnerID(alice).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
-			SetMediaType("AUDIO").SetFileSize(size).SetStorageKey(alice + "/orig").
-			SetStatus(mediafile.StatusREADY).SetContentHash(sum).SetCreatedAt(time.Now().Add(-time.Hour)).Save(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		orig := e.readyOriginal(t, alice, data)
 		n := 20
 		if postgres {
 			n = 2000
@@ -307,11 +301,7 @@ func TestLookupsPlannedEachRun(t *testing.T) {
 	alice := e.user(t, "alice")
 	data := []byte{0xFF, 0xFB}
 	sum := sha256Hex(data)
-	if err := e.db.MediaFile.Create().SetOwnerID(alice).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
-		SetMediaType("AUDIO").SetFileSize(int64(len(data))).SetStorageKey(alice + "/orig").
-		SetStatus(mediafile.StatusREADY).SetContentHash(sum).SetCreatedAt(time.Now().Add(-time.Hour)).Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.readyOriginal(t, alice, data)
 	named := mp4Spec("named.mp4", file11)
 	named.Fingerprint = ptr("planned-fp")
 	b, err := e.svc.InitBatch(ctx, alice, upload.BatchSpec{Files: []upload.FileSpec{
@@ -374,12 +364,7 @@ func TestHousekeepingReadsGoByIndex(t *testing.T) {
 		postgres := strings.HasSuffix(t.Name(), "/postgres")
 		alice := e.user(t, "alice")
 		sess := e.initOne(t, alice, mp4Spec("batch.mp4", file11))
-		orig, err := e.db.MediaFile.Create().SetOwnerID(alice).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
-			SetMediaType("AUDIO").SetFileSize(2).SetStorageKey(alice + "/orig").
-			SetStatus(mediafile.StatusREADY).SetCreatedAt(time.Now().Add(-time.Hour)).Save(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		orig := e.readyOriginal(t, alice, []byte{0xFF, 0xFB})
 		if postgres {
 			for _, clone := range []string{
 				`INSERT INTO upload_batches SELECT (jsonb_populate_record(b, jsonb_build_object('id', b.id || '-' || g))).*

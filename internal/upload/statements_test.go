@@ -227,6 +227,21 @@ func TestInitBatchStatements(t *testing.T) {
 	})
 }
 
+// readyOriginal adds a READY media file of owner's holding data as an
+// MP3, orig.mp3 stored at <owner>/orig and made an hour ago, without an
+// upload: the original that files naming data's sha256 copy.
+func (e *testEnv) readyOriginal(t *testing.T, owner string, data []byte) *ent.MediaFile {
+	t.Helper()
+	m, err := e.db.MediaFile.Create().SetOwnerID(owner).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
+		SetMediaType("AUDIO").SetFileSize(int64(len(data))).SetStorageKey(owner + "/orig").
+		SetStatus(mediafile.StatusREADY).SetContentHash(sha256Hex(data)).SetCreatedAt(time.Now().Add(-time.Hour)).
+		Save(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // TestDedupBatchLocksOnce: a batch of copies of a file the user has READY
 // takes the user's row once, however many copies it makes (each lock is
 // an UPDATE of that row), reserves nothing, and costs the statements of
@@ -240,11 +255,7 @@ func TestDedupBatchLocksOnce(t *testing.T) {
 		owner := e.user(t, "alice")
 		data := []byte{0xFF, 0xFB}
 		sum := sha256Hex(data)
-		if err := e.db.MediaFile.Create().SetOwnerID(owner).SetFileName("orig.mp3").SetMimeType("audio/mpeg").
-			SetMediaType("AUDIO").SetFileSize(int64(len(data))).SetStorageKey(owner + "/orig").
-			SetStatus(mediafile.StatusREADY).SetContentHash(sum).SetCreatedAt(time.Now().Add(-time.Hour)).Exec(ctx); err != nil {
-			t.Fatal(err)
-		}
+		e.readyOriginal(t, owner, data)
 		reserved := e.reserved(t, owner)
 		copies := func(n int) (statements int) {
 			t.Helper()
