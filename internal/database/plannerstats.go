@@ -17,10 +17,12 @@ import (
 // resumable upload by fingerprint or sha256 went through every unfinished
 // upload of the instance by (status, expires_at), and (before migration
 // 00008) a READY copy by content_hash through every READY media file by
-// (status, created_at), at every initBatch of a file naming them. Statistics gathered by ANALYZE
-// would depend on the data of the moment (a young database would teach it
-// the same mistakes); these make the plans the same on every database, and
-// the tests run the plans production runs (TestPlannerUsesSelectiveIndexes).
+// (status, created_at), at every initBatch of a file naming them.
+// Statistics gathered by ANALYZE would depend on the data of the moment
+// (a young database would teach it the same mistakes); these make the
+// plans the same on every database, and the tests run the plans
+// production runs (TestPlannerUsesSelectiveIndexes,
+// TestHousekeepingReadsGoByIndex).
 var plannerStats = []struct{ table, index, stat string }{
 	{"upload_sessions", "sqlite_autoindex_upload_sessions_1", "1000000 1"},
 	{"upload_sessions", "uploadsession_owner_id_status", "1000000 1000 150"},

@@ -38,7 +38,7 @@ func TestPlannerUsesSelectiveIndexes(t *testing.T) {
 			   AND tus = ? ORDER BY created_at DESC`,
 			[]string{"uploadsession_fingerprint_owner_id_finished_at (fingerprint=? AND owner_id=? AND finished_at=?)", "uploadsession_sha256_owner_id_finished_at (sha256=? AND owner_id=? AND finished_at=?)"}},
 		{"the first READY copy of each of a batch's contents",
-			`SELECT c.key, (SELECT m.id FROM media_files m
+			`SELECT c.value ->> 0, c.value ->> 1, c.value ->> 2, (SELECT m.id FROM media_files m
 			   WHERE m.content_hash = c.value ->> 0 AND m.owner_id = ? AND m.status = 'READY' AND m.deleted_at IS NULL
 			   AND m.file_size = c.value ->> 1 AND m.mime_type = c.value ->> 2
 			   ORDER BY m.deleted_at, m.created_at, m.id LIMIT 1) FROM json_each(?) AS c`,

@@ -27,7 +27,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -170,73 +169,56 @@ func (s *Service) originals(ctx context.Context, tx *ent.Tx, userID string, file
 // deleted or failed ones, are not read, nor are the user's later copies:
 // given as IN lists, the lookup read every row of a content through
 // (content_hash), or PostgreSQL walked all of a user's media by owner
-// (docs/BENCHMARKS.md). The subqueries are written per database, since
-// each takes its list of contents its own way.
+// (docs/BENCHMARKS.md).
 func (s *Service) firstCopies(ctx context.Context, tx *ent.Tx, userID string, contents []sameContent) (map[sameContent]string, error) {
 	first := make(map[sameContent]string, len(contents))
-	var unique []sameContent
-	for _, c := range contents {
-		if _, seen := first[c]; !seen {
-			first[c] = ""
-			unique = append(unique, c)
-		}
-	}
-	for part := range slices.Chunk(unique, filesPerLookup) {
-		rows, err := s.queryFirstCopies(ctx, tx, userID, part)
-		if err != nil {
+	for part := range slices.Chunk(contents, filesPerLookup) {
+		if err := s.readFirstCopies(ctx, tx, userID, part, first); err != nil {
 			return nil, err
-		}
-		answered := 0
-		for rows.Next() {
-			var at int
-			var id sql.NullString
-			if err := rows.Scan(&at, &id); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if at < 0 || at >= len(part) {
-				rows.Close()
-				return nil, fmt.Errorf("the copies lookup answered for content %d of %d", at, len(part))
-			}
-			if id.Valid {
-				first[part[at]] = id.String
-			}
-			answered++
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return nil, err
-		}
-		if answered != len(part) {
-			return nil, fmt.Errorf("the copies lookup answered %d rows for %d contents", answered, len(part))
-		}
-	}
-	for c, id := range first {
-		if id == "" {
-			delete(first, c)
 		}
 	}
 	return first, nil
 }
 
-// queryFirstCopies runs firstCopies' statement for part: a row for each
-// content, its position in part and its first copy's id or NULL.
-func (s *Service) queryFirstCopies(ctx context.Context, tx *ent.Tx, userID string, part []sameContent) (*sql.Rows, error) {
-	sums, sizes, types := make([]string, len(part)), make([]int64, len(part)), make([]string, len(part))
-	for i, c := range part {
-		sums[i], sizes[i], types[i] = c.sha256, c.size, c.mimeType
-	}
+// readFirstCopies runs firstCopies' statement for part and adds the
+// copies it finds to first. The statement answers a row for each content,
+// the content itself and its first copy's id or NULL; it is written per
+// database, since each takes the list of contents its own way.
+func (s *Service) readFirstCopies(ctx context.Context, tx *ent.Tx, userID string, part []sameContent, first map[sameContent]string) error {
+	var rows *sql.Rows
+	var err error
 	if s.dialect == dialect.Postgres {
-		return tx.QueryContext(ctx, firstCopiesOnPostgresSQL, database.PlannedEachRun, userID, sums, sizes, types)
+		sums, sizes, types := make([]string, len(part)), make([]int64, len(part)), make([]string, len(part))
+		for i, c := range part {
+			sums[i], sizes[i], types[i] = c.sha256, c.size, c.mimeType
+		}
+		rows, err = tx.QueryContext(ctx, firstCopiesOnPostgresSQL, database.PlannedEachRun, userID, sums, sizes, types)
+	} else {
+		list := make([][3]any, len(part))
+		for i, c := range part {
+			list[i] = [3]any{c.sha256, c.size, c.mimeType}
+		}
+		var encoded []byte
+		if encoded, err = json.Marshal(list); err != nil {
+			return err
+		}
+		rows, err = tx.QueryContext(ctx, firstCopiesOnSQLiteSQL, userID, string(encoded))
 	}
-	list := make([][3]any, len(part))
-	for i := range part {
-		list[i] = [3]any{sums[i], sizes[i], types[i]}
-	}
-	encoded, err := json.Marshal(list)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return tx.QueryContext(ctx, firstCopiesOnSQLiteSQL, userID, string(encoded))
+	defer rows.Close()
+	for rows.Next() {
+		var c sameContent
+		var id sql.NullString
+		if err := rows.Scan(&c.sha256, &c.size, &c.mimeType, &id); err != nil {
+			return err
+		}
+		if id.Valid {
+			first[c] = id.String
+		}
+	}
+	return rows.Err()
 }
 
 // firstCopiesOnPostgresSQL is firstCopies' statement on PostgreSQL: a
@@ -252,16 +234,16 @@ func (s *Service) queryFirstCopies(ctx context.Context, tx *ent.Tx, userID strin
 // created_at), walking that user's library.
 // 'READY' is mediafile.StatusREADY.
 const firstCopiesOnPostgresSQL = `
-SELECT c.n - 1, (SELECT m.id FROM media_files m
+SELECT c.sha256, c.size, c.mime_type, (SELECT m.id FROM media_files m
 	WHERE m.content_hash = c.sha256 AND m.owner_id = $1 AND m.status = 'READY' AND m.deleted_at IS NULL
 		AND m.file_size = c.size AND m.mime_type = c.mime_type
 	ORDER BY m.deleted_at, m.created_at, m.id LIMIT 1)
-FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS c(sha256, size, mime_type, n)`
+FROM unnest($2::text[], $3::bigint[], $4::text[]) AS c(sha256, size, mime_type)`
 
 // firstCopiesOnSQLiteSQL is firstCopies' statement on SQLite: the
 // contents come as one JSON array of [sha256, size, type] triples.
 const firstCopiesOnSQLiteSQL = `
-SELECT c.key, (SELECT m.id FROM media_files m
+SELECT c.value ->> 0, c.value ->> 1, c.value ->> 2, (SELECT m.id FROM media_files m
 	WHERE m.content_hash = c.value ->> 0 AND m.owner_id = ?1 AND m.status = 'READY' AND m.deleted_at IS NULL
 		AND m.file_size = c.value ->> 1 AND m.mime_type = c.value ->> 2
 	ORDER BY m.deleted_at, m.created_at, m.id LIMIT 1)

@@ -31,7 +31,7 @@ func TestResumeLookupReadsOnlyUnfinished(t *testing.T) {
 	t.Parallel()
 	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
 		ctx := context.Background()
-		postgres := strings.HasSuffix(t.Name(), "/postgres")
+		postgres := isPostgres(e)
 		alice := e.user(t, "alice")
 		// Values without spaces: the test reads the lookup's arguments
 		// back from the log's text.
@@ -198,7 +198,7 @@ func TestCopiesLookupReadsOneRowPerContent(t *testing.T) {
 	t.Parallel()
 	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
 		ctx := context.Background()
-		postgres := strings.HasSuffix(t.Name(), "/postgres")
+		postgres := isPostgres(e)
 		alice, bob := e.user(t, "alice"), e.user(t, "bob")
 		data := []byte{0xFF, 0xFB}
 		sum, size := sha256Hex(data), int64(len(data))
@@ -206,10 +206,6 @@ func TestCopiesLookupReadsOneRowPerContent(t *testing.T) {
 		n := 20
 		if postgres {
 			n = 2000
-		}
-		arg := func(i int) string { return "?" }
-		if postgres {
-			arg = func(i int) string { return fmt.Sprintf("$%d", i) }
 		}
 		// The clones share orig's created_at, and their ids sort after
 		// its. Each has a storage key of its own, so that the copy's key
@@ -224,7 +220,7 @@ func TestCopiesLookupReadsOneRowPerContent(t *testing.T) {
 				INSERT INTO media_files (id, file_name, mime_type, media_type, file_size, storage_key, status, content_hash, created_at, owner_id, deleted_at)
 				SELECT m.id || %s || g.n, m.file_name, m.mime_type, m.media_type, m.file_size, m.storage_key || %s || g.n, m.status,
 					m.content_hash, m.created_at, %s, %s
-				FROM media_files m, g WHERE m.id = %s`, n, arg(1), arg(2), arg(3), c.deletedAt, arg(4))
+				FROM media_files m, g WHERE m.id = %s`, n, placeholder(postgres, 1), placeholder(postgres, 2), placeholder(postgres, 3), c.deletedAt, placeholder(postgres, 4))
 			if _, err := e.sql.ExecContext(ctx, clone, "-"+c.tag+"-", c.keySuffix, c.owner, orig.ID); err != nil {
 				t.Fatal(err)
 			}
@@ -361,7 +357,7 @@ func TestHousekeepingReadsGoByIndex(t *testing.T) {
 	t.Parallel()
 	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
 		ctx := context.Background()
-		postgres := strings.HasSuffix(t.Name(), "/postgres")
+		postgres := isPostgres(e)
 		alice := e.user(t, "alice")
 		sess := e.initOne(t, alice, mp4Spec("batch.mp4", file11))
 		orig := e.readyOriginal(t, alice, []byte{0xFF, 0xFB})
@@ -400,7 +396,7 @@ func TestHousekeepingReadsGoByIndex(t *testing.T) {
 		batchQuery, batchArgs := loggedStatement(t, lines, `FROM .upload_sessions. WHERE .upload_sessions.\..batch_id. = `)
 		purgeQuery, purgeArgs := loggedStatement(t, lines, "purged_at. IS NULL")
 		refs := fmt.Sprintf("SELECT storage_key, thumbnails FROM media_files WHERE owner_id = %s AND storage_key = %s AND deleted_at IS NULL",
-			map[bool]string{false: "?", true: "$1"}[postgres], map[bool]string{false: "?", true: "$2"}[postgres])
+			placeholder(postgres, 1), placeholder(postgres, 2))
 		reads := []struct {
 			what, query string
 			args        []any
@@ -429,6 +425,15 @@ func TestHousekeepingReadsGoByIndex(t *testing.T) {
 			}
 		}
 	})
+}
+
+// placeholder is the i-th (from 1) argument of a statement written here:
+// $i on PostgreSQL, ? on SQLite.
+func placeholder(postgres bool, i int) string {
+	if postgres {
+		return fmt.Sprintf("$%d", i)
+	}
+	return "?"
 }
 
 // postgresPlanReads runs query under EXPLAIN ANALYZE and returns how
