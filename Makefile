@@ -11,7 +11,7 @@ BIN := bin/spool
 # more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
 GOTAGS := disable_grpc_modules
 
-.PHONY: run build test test-go test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
+.PHONY: run build test test-go test-race test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -24,23 +24,33 @@ build:
 # saying so, where no Chromium is installed; required when CI is set).
 test: test-go test-web
 
-# -race: the upload state machine and the progress fan-out are concurrent
-# by nature; every test run doubles as a race check.
+# The checks and the tests build the code one way, with GOTAGS as `make
+# build` does: vet, staticcheck, the Go tests, the fault suite and the
+# binary the web tests start share one compilation of the dependency graph.
+# -vet=off: `make lint` runs all of vet's analyzers on that build. The race
+# detector is `make test-race`'s: a build of its own and twice the CPU made
+# a cold CI 10 minutes longer (docs/BENCHMARKS.md, "CI time").
 test-go:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -tags $(GOTAGS) -vet=off -count=1 -timeout 20m ./...
 
 test-web: build web-deps
 	cd web && SPOOL_BIN=$(CURDIR)/$(BIN) npm test
+
+# Every Go test under the race detector, which the upload state machine
+# and the progress fan-out, concurrent by nature, call for after a change
+# to either. halt_on_error: a race in a spool process a test starts (the
+# walk-through and drain tests' replicas) ends it, so the test fails.
+test-race:
+	GORACE=halt_on_error=1 $(GO) test -race -tags $(GOTAGS) -count=1 -timeout 30m ./...
 
 # The fault suite (cmd/spool/faults_*_test.go, build tag `faults`): two
 # spool processes on PostgreSQL, Redis and the GCS emulator, with a
 # replica killed, Redis and PostgreSQL cut, storage failing and slow,
 # and a client's connection dropped mid-chunk; see docs/OPERATIONS.md.
-# Without -race: the replicas are this test binary, and the suite is
-# about outcomes under faults, not data races (`make test` covers
-# those). CI=true: without PostgreSQL or Redis it fails, never skips.
+# On the tests' build (see test-go). CI=true: without PostgreSQL or Redis
+# it fails, never skips.
 test-faults:
-	CI=true $(GO) test -tags 'faults $(GOTAGS)' -count=1 -timeout 10m -run '^TestFaults$$' -v ./cmd/spool/
+	CI=true $(GO) test -tags 'faults $(GOTAGS)' -vet=off -count=1 -timeout 10m -run '^TestFaults$$' -v ./cmd/spool/
 
 # The web pages: `make web` rebuilds web/dist (committed, embedded in the
 # binary) from web/src after a change there. It fails first when the
@@ -83,12 +93,13 @@ migrations:
 	@test -n "$(NAME)" || { echo "usage: make migrations NAME=what_changed"; exit 1; }
 	$(GO) run ./internal/database/gen_migration.go -name $(NAME)
 
+# vet and staticcheck on the tests' build (see test-go).
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
-	$(GO) vet ./...
+	$(GO) vet -tags $(GOTAGS) ./...
 	$(GO) vet -tags 'faults $(GOTAGS)' ./cmd/spool/
 	$(GO) tool staticcheck -tags 'faults $(GOTAGS)' ./cmd/spool/
-	$(GO) tool staticcheck $$($(GO) list ./... | grep -v -e '/ent$$' -e '/ent/' ) ./ent/schema/
+	$(GO) tool staticcheck -tags $(GOTAGS) $$($(GO) list ./... | grep -v -e '/ent$$' -e '/ent/' ) ./ent/schema/
 
 # govulncheck against the Go vulnerability database, offline: this
 # machine and CI reach the Go module proxy but not vuln.go.dev, so the
