@@ -27,19 +27,30 @@ test: test-go test-web
 # The checks and the tests build the code one way, with GOTAGS as `make
 # build` does: vet, staticcheck, the Go tests, the fault suite and the
 # binary the web tests start share one compilation of the dependency graph.
-# -vet=off: `make lint` runs all of vet's analyzers on that build. The race
-# detector is `make test-race`'s: a build of its own and twice the CPU made
-# a cold CI 10 minutes longer (docs/BENCHMARKS.md, "CI time").
+# -vet=off: `make lint` runs all of vet's analyzers on that build.
+#
+# The packages where spool is concurrent by nature (RACE_PACKAGES: the
+# upload state machine, the progress fan-out, local storage's locks, the
+# data plane's handlers, tus, the job queue, the resolvers, and the app
+# tests that drive them all over real HTTP and websockets in one process)
+# run their tests under the race detector, with halt_on_error so a race
+# fails the test that met it. The rest run plain: cmd/spool's tests start
+# replicas that move hundreds of MiB, and under -race they took 5 times the
+# CPU (docs/BENCHMARKS.md, "CI time"). `make test-race` runs every test
+# under the race detector.
+RACE_PACKAGES = $(shell $(GO) list ./internal/upload/ ./internal/progress/... ./internal/storage/localfs/ \
+	./internal/httpapi/ ./internal/tus/ ./internal/jobs/ ./internal/app/ ./graph/...)
 test-go:
-	$(GO) test -tags $(GOTAGS) -vet=off -count=1 -timeout 20m ./...
+	GORACE=halt_on_error=1 $(GO) test -race -tags $(GOTAGS) -vet=off -count=1 -timeout 20m $(RACE_PACKAGES)
+	$(GO) test -tags $(GOTAGS) -vet=off -count=1 -timeout 20m $(filter-out $(RACE_PACKAGES),$(shell $(GO) list ./...))
 
 test-web: build web-deps
 	cd web && SPOOL_BIN=$(CURDIR)/$(BIN) npm test
 
-# Every Go test under the race detector, which the upload state machine
-# and the progress fan-out, concurrent by nature, call for after a change
-# to either. halt_on_error: a race in a spool process a test starts (the
-# walk-through and drain tests' replicas) ends it, so the test fails.
+# Every Go test under the race detector, cmd/spool's replicas too (make
+# test runs RACE_PACKAGES so). halt_on_error: a race in a spool process a
+# test starts (the walk-through and drain tests' replicas) ends it, so the
+# test fails.
 test-race:
 	GORACE=halt_on_error=1 $(GO) test -race -tags $(GOTAGS) -count=1 -timeout 30m ./...
 
