@@ -11,7 +11,7 @@ BIN := bin/spool
 # more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
 GOTAGS := disable_grpc_modules
 
-.PHONY: run build test test-go test-race test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
+.PHONY: run build test test-go test-go-race test-go-plain test-go-plain-then-web test-race test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -19,10 +19,15 @@ run: build
 build:
 	$(GO) build -tags $(GOTAGS) -o $(BIN) ./cmd/spool
 
-# Every test: Go's, then the Node tests that drive a real spool binary
+# Every test: Go's, and the Node tests that drive a real spool binary
 # with graphql-ws, Apollo Client and urql, and the browser test (skipped,
 # saying so, where no Chromium is installed; required when CI is set).
-test: test-go test-web
+# Two lines side by side (-j2): the Go tests under the race detector, and
+# the plain Go tests followed by the Node tests. Much of each is waiting
+# (on replicas, databases, websockets, the browser), and the other fills
+# it.
+test:
+	@$(MAKE) --no-print-directory -j2 test-go-race test-go-plain-then-web
 
 # The checks and the tests build the code one way, with GOTAGS as `make
 # build` does: vet, staticcheck, the Go tests, the fault suite and the
@@ -34,20 +39,26 @@ test: test-go test-web
 # data plane's handlers, tus, the job queue, the resolvers, and the app
 # tests that drive them all over real HTTP and websockets in one process)
 # run their tests under the race detector, with halt_on_error so a race
-# fails the test that met it. The rest run plain: cmd/spool's tests start
-# replicas that move hundreds of MiB, which under -race took up to 6 times
-# the CPU, and the fault suite beside them missed a target
-# (docs/BENCHMARKS.md, "CI time"). `make test-race` runs every test under
-# the race detector.
+# fails the test that met it (test-go-race). The rest run plain
+# (test-go-plain): cmd/spool's tests start replicas that move hundreds of
+# MiB, which under -race took up to 6 times the CPU, and the fault suite
+# beside them missed a target (docs/BENCHMARKS.md, "CI time"). `make
+# test-race` runs every test under the race detector.
 RACE_PACKAGES = $(shell $(GO) list ./internal/upload/ ./internal/progress/... ./internal/storage/localfs/ \
 	./internal/httpapi/ ./internal/tus/ ./internal/jobs/ ./internal/app/ ./graph/...)
-# The two runs go side by side: much of each is waiting (on replicas,
-# databases, websockets), and the other fills it.
+
+# Every Go test, the two runs side by side.
 test-go:
-	@GORACE=halt_on_error=1 $(GO) test -race -tags $(GOTAGS) -vet=off -count=1 -timeout 20m $(RACE_PACKAGES) & race=$$!; \
-	$(GO) test -tags $(GOTAGS) -vet=off -count=1 -timeout 20m $(filter-out $(RACE_PACKAGES),$(shell $(GO) list ./...)); plain=$$?; \
-	wait $$race || { echo "make test-go: the race detector's run failed"; exit 1; }; \
-	[ $$plain -eq 0 ] || { echo "make test-go: the plain run failed"; exit 1; }
+	@$(MAKE) --no-print-directory -j2 test-go-race test-go-plain
+
+test-go-race:
+	GORACE=halt_on_error=1 $(GO) test -race -tags $(GOTAGS) -vet=off -count=1 -timeout 20m $(RACE_PACKAGES)
+
+test-go-plain:
+	$(GO) test -tags $(GOTAGS) -vet=off -count=1 -timeout 20m $(filter-out $(RACE_PACKAGES),$(shell $(GO) list ./...))
+
+test-go-plain-then-web: test-go-plain
+	@$(MAKE) --no-print-directory test-web
 
 test-web: build web-deps
 	cd web && SPOOL_BIN=$(CURDIR)/$(BIN) npm test
