@@ -23,9 +23,10 @@ build:
 # with graphql-ws, Apollo Client and urql, and the browser test (skipped,
 # saying so, where no Chromium is installed; required when CI is set).
 # Two lines side by side (-j2): the Go tests under the race detector, and
-# the plain Go tests followed by the Node tests. Much of each is waiting
-# (on replicas, databases, websockets, the browser), and the other fills
-# it.
+# the plain Go tests followed by the Node tests, so that each line's waits
+# (on replicas, databases, websockets, the browser) leave the CPU to the
+# other. On a cold 2-CPU CI this gained under a minute (docs/BENCHMARKS.md,
+# "CI time").
 test:
 	@$(MAKE) --no-print-directory -j2 test-go-race test-go-plain-then-web
 
@@ -74,8 +75,8 @@ test-race:
 # spool processes on PostgreSQL, Redis and the GCS emulator, with a
 # replica killed, Redis and PostgreSQL cut, storage failing and slow,
 # and a client's connection dropped mid-chunk; see docs/OPERATIONS.md.
-# On the tests' build (see test-go). CI=true: without PostgreSQL or Redis
-# it fails, never skips.
+# On the plain tests' build (see test-go-plain). CI=true: without
+# PostgreSQL or Redis it fails, never skips.
 test-faults:
 	CI=true $(GO) test -tags 'faults $(GOTAGS)' -vet=off -count=1 -timeout 10m -run '^TestFaults$$' -v ./cmd/spool/
 
@@ -120,9 +121,9 @@ migrations:
 	@test -n "$(NAME)" || { echo "usage: make migrations NAME=what_changed"; exit 1; }
 	$(GO) run ./internal/database/gen_migration.go -name $(NAME)
 
-# vet and staticcheck on the tests' build (see test-go), each in one run:
-# the tag faults adds the fault suite's files (cmd/spool's only) and changes
-# no other package.
+# vet and staticcheck on the plain tests' build (see test-go-plain), each
+# in one run: the tag faults adds the fault suite's files (cmd/spool's
+# only) and changes no other package.
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet -tags 'faults $(GOTAGS)' ./...
