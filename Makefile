@@ -156,9 +156,11 @@ $(VULNDB_DIR)/index/db.json:
 	mv $(VULNDB_DIR).tmp $(VULNDB_DIR)
 
 # The data plane against a bare handler, its variants and tusd (about 8
-# minutes; more rounds: make bench BENCHARGS='-rounds 9'), then the
-# control cost against tusd (bench-rates). Media processing is
-# bench-media's. GOFLAGS reaches the benchmark's own `go build` of spool.
+# minutes; more rounds: make bench BENCHARGS='-rounds 9'; spool's CPU
+# profile of every upload's PUTs: BENCHARGS='-dataplane-cpuprofile
+# /tmp/prof/p'), then the control cost against tusd (bench-rates). Media
+# processing is bench-media's. GOFLAGS reaches the benchmark's own `go
+# build` of spool.
 BENCHARGS ?=
 bench: bench-latency bench-rates
 	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench DataPlane -benchtime 1x -count 1 -timeout 40m ./internal/bench/ -args $(BENCHARGS)

@@ -31,6 +31,8 @@ var (
 	benchTusd   = flag.Bool("tusd", true, "also run the tusd peer")
 	benchVarOff = flag.Bool("no-variants", false, "leave out the bare handler's variants (open per chunk, sync_file_range, CRC32C)")
 	benchOnly   = flag.String("configs", "", "run only the configurations whose name (e.g. \"fresh 512 MiB parallel-4\") matches this `regexp`")
+	benchProf   = flag.String("dataplane-cpuprofile", "", "write a CPU profile of spool over each timed spool upload's chunk PUTs to `PREFIX`-<configuration>-<target>-round<N>.pprof (spool runs with --debug-addr; the upload's complete waits for the profile's end)")
+	benchProfS  = flag.Int("dataplane-cpuprofile-seconds", 2, "seconds each -dataplane-cpuprofile profile covers from the first chunk PUT on (a note is printed when the PUTs took longer)")
 )
 
 const (
@@ -118,6 +120,9 @@ type benchEnv struct {
 	spool  string // the spool binary
 	pgURL  string // the PostgreSQL server, or "" to leave it out
 	fresh  int    // fresh data dirs made so far
+	// profileAs names the profile of the next spool upload (with
+	// -dataplane-cpuprofile); "" takes none.
+	profileAs string
 }
 
 // BenchmarkDataPlane compares spool's data plane with a bare handler that
@@ -190,7 +195,7 @@ func BenchmarkDataPlane(b *testing.B) {
 	}
 	bareFsync := bareT("bare+fsync", "-fsync")
 
-	warmSQLite := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool"))
+	warmSQLite := e.startProfiledSpool(mkdir(b, dir, "spool"))
 	fmt.Printf("warm spool (SQLite): pid %d\n", warmSQLite.cmd.Process.Pid)
 	warmRSS := []int64{warmSQLite.peakRSS(b)}
 	spoolWarm := []target{{"spool", func(size int64, workers int) run { return e.spoolUpload(warmSQLite, size, workers) }}}
@@ -204,7 +209,7 @@ func BenchmarkDataPlane(b *testing.B) {
 			b.Fatalf("creating a scratch database: %v", err)
 		}
 		b.Cleanup(func() { _ = drop(context.Background()) })
-		warmPG := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-pg"), "--database-url", pgURL)
+		warmPG := e.startProfiledSpool(mkdir(b, dir, "spool-pg"), "--database-url", pgURL)
 		spoolWarm = append(spoolWarm, target{"spool-pg", func(size int64, workers int) run { return e.spoolUpload(warmPG, size, workers) }})
 		spoolFresh = append(spoolFresh, target{"spool-pg", func(size int64, workers int) run { return e.freshSpoolUpload(true, size, workers) }})
 		spoolDurable = append(spoolDurable, target{"spool-pg --fsync-chunks", func(size int64, workers int) run {
@@ -282,7 +287,11 @@ func BenchmarkDataPlane(b *testing.B) {
 				if g.cond != warm {
 					syscall.Sync()
 				}
+				if *benchProf != "" {
+					e.profileAs = strings.ReplaceAll(fmt.Sprintf("%s-%s-round%d", g, t.name, r+1), " ", "_")
+				}
 				got := t.upload(g.size, g.mode.workers)
+				e.profileAs = ""
 				results[gi][t.name] = append(results[gi][t.name], got)
 				fmt.Printf("  round %d  %-26s %-22s %6.0f MiB/s  CPU s/GiB: server %.2f, client %.2f", r+1, g, t.name,
 					got.mibPerSec(g.size), cpuPerGiB(got.cpu, g.size), cpuPerGiB(got.client, g.size))
@@ -356,6 +365,18 @@ func (e *benchEnv) tusdUpload(s *tusdServer, size int64, workers int) run {
 	return got
 }
 
+// startProfiledSpool is startSpool with the benchmark's binary, and a
+// --debug-addr to take profiles from if -dataplane-cpuprofile is set.
+func (e *benchEnv) startProfiledSpool(dataDir string, flags ...string) *spoolServer {
+	if *benchProf == "" {
+		return startSpool(e.ctx, e.b, e.spool, dataDir, flags...)
+	}
+	prof, flags := debugProfile(e.b, *benchProf, *benchProfS, flags)
+	s := startSpool(e.ctx, e.b, e.spool, dataDir, flags...)
+	s.prof = prof
+	return s
+}
+
 // freshSpoolUpload starts a spool serve on a new data dir (and, onPG, a new
 // database), sends it one file, waits for its processing, deletes the file
 // and stops the server, whose CPU is read over the PUTs only.
@@ -377,7 +398,7 @@ func (e *benchEnv) freshSpoolUpload(onPG bool, size int64, workers int, flags ..
 		}()
 		flags = append(flags, "--database-url", dbURL)
 	}
-	s := startSpool(e.ctx, b, e.spool, dataDir, flags...)
+	s := e.startProfiledSpool(dataDir, flags...)
 	defer e.client.CloseIdleConnections()
 	defer s.stop()
 	syscall.Sync() // what starting wrote (the database) is not this upload's
@@ -395,6 +416,11 @@ func (e *benchEnv) spoolUpload(s *spoolServer, size int64, workers int) run {
 	if err != nil {
 		s.fail(b, "%v", err)
 	}
+	var prof *cpuProfile
+	if e.profileAs != "" {
+		prof = s.prof.as(e.profileAs)
+	}
+	profiled := prof.start(ctx)
 	cpu, client := s.cpuTime(b), clientCPUTime(b)
 	elapsed, err := sendChunks(ctx, c, puts, workers, e.data)
 	if err != nil {
@@ -402,6 +428,12 @@ func (e *benchEnv) spoolUpload(s *spoolServer, size int64, workers int) run {
 	}
 	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client}
 	got.uploadRSS = s.peakRSS(b)
+	if err := profiled(); err != nil {
+		s.fail(b, "CPU profile: %v", err)
+	}
+	if prof != nil && elapsed > time.Duration(prof.secs)*time.Second {
+		fmt.Printf("  note: the PUTs took %v; %s covers their first %d s\n", elapsed.Round(time.Millisecond), prof.path, prof.secs)
+	}
 	began := time.Now()
 	mediaID, err := s.complete(ctx, c, id)
 	got.complete = time.Since(began)

@@ -288,6 +288,7 @@ type spoolServer struct {
 	url     string
 	dataDir string
 	token   string
+	prof    *cpuProfile // where -dataplane-cpuprofile takes profiles from, or nil
 }
 
 // spoolFlags are serve's settings for the benchmark: 8 MiB chunks, every

@@ -6,10 +6,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -436,12 +434,6 @@ func parallel(ctx context.Context, workers, n int, fn func(ctx context.Context, 
 	return first
 }
 
-// cpuProfile is where to take a CPU profile from (a spool's --debug-addr)
-// and where to write it.
-type cpuProfile struct {
-	addr, path string
-}
-
 // profiled returns args with --debug-addr on a free port when
 // -rates-cpuprofile is set, and the profile to take from it (nil if not).
 // Profiles are written to PREFIX-engine-what.pprof.
@@ -449,47 +441,5 @@ func profiled(tb testing.TB, engine string, args []string) (*cpuProfile, []strin
 	if *ratesProfile == "" {
 		return nil, args
 	}
-	p := &cpuProfile{addr: freeAddr(tb), path: *ratesProfile + "-" + engine}
-	return p, append(slices.Clone(args), "--debug-addr", p.addr)
-}
-
-// as is p for one measurement, what.
-func (p *cpuProfile) as(what string) *cpuProfile {
-	if p == nil {
-		return nil
-	}
-	return &cpuProfile{addr: p.addr, path: p.path + "-" + what + ".pprof"}
-}
-
-// start asks for a CPU profile of the window's whole seconds (at least
-// one) and returns a function that waits for it and writes it out. A nil
-// p does nothing.
-func (p *cpuProfile) start(ctx context.Context) (wait func() error) {
-	if p == nil {
-		return func() error { return nil }
-	}
-	secs := max(1, int(ratesDuration.Seconds()))
-	done := make(chan error, 1)
-	go func() {
-		done <- func() error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.addr, secs), nil)
-			if err != nil {
-				return err
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				return err
-			}
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %s", resp.Status, body)
-			}
-			return os.WriteFile(p.path, body, 0o644)
-		}()
-	}()
-	return func() error { return <-done }
+	return debugProfile(tb, *ratesProfile+"-"+engine, int(ratesDuration.Seconds()), args)
 }
