@@ -107,7 +107,7 @@ func crashRounds(t *testing.T, e *crashEngines, mp4 []byte) {
 		lastJob := maxJobID(t, db)
 		srv = e.serve(t, args...)
 		waitStartupPasses(t, db, lastJob)
-		waitSettled(t, db)
+		waitSettled(t, db, srv.log)
 		checkStore(t, db, e, acked)
 
 		// A client whose complete was cut off sends it again; the next
@@ -122,7 +122,7 @@ func crashRounds(t *testing.T, e *crashEngines, mp4 []byte) {
 		}
 		retry = nil
 	}
-	waitSettled(t, db)
+	waitSettled(t, db, srv.log)
 	checkStore(t, db, e, acked)
 	t.Logf("%d rounds, %d files acknowledged, in %v", rounds, len(acked), time.Since(start).Round(time.Millisecond))
 }
@@ -647,14 +647,59 @@ func waitStartupPasses(t *testing.T, db *sql.DB, afterID int64) {
 }
 
 // waitSettled waits until no media file is PROCESSING and no purge is
-// waiting.
-func waitSettled(t *testing.T, db *sql.DB) {
+// waiting. If they do not settle it fails with what is still open and
+// the logs given (the servers').
+func waitSettled(t *testing.T, db *sql.DB, logs ...fmt.Stringer) {
 	t.Helper()
-	poll(t, "processing and purges to finish", func() bool {
+	pollExplained(t, "processing and purges to finish", func() bool {
 		return queryInt(t, db, `SELECT count(*) FROM media_files WHERE status = 'PROCESSING' AND deleted_at IS NULL`) == 0 &&
-			queryInt(t, db, `SELECT count(*) FROM river_job WHERE kind <> 'spool_sweep' AND kind <> 'spool_remove_orphans'
-				AND state IN ('available', 'pending', 'retryable', 'running', 'scheduled')`) == 0
-	})
+			queryInt(t, db, `SELECT count(*) FROM river_job WHERE `+openJobs) == 0
+	}, func() string { return unsettled(t, db, logs) })
+}
+
+// openJobs selects the jobs waitSettled waits for: all but the periodic
+// passes, until they end.
+const openJobs = `kind <> 'spool_sweep' AND kind <> 'spool_remove_orphans'
+	AND state IN ('available', 'pending', 'retryable', 'running', 'scheduled')`
+
+// unsettled lists the media files still PROCESSING and the open jobs,
+// with their attempts and errors, then the last lines of each log.
+func unsettled(t *testing.T, db *sql.DB, logs []fmt.Stringer) string {
+	t.Helper()
+	var b strings.Builder
+	list := func(title, query string) {
+		rows, err := db.Query(query)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", title, err)
+			return
+		}
+		defer rows.Close()
+		fmt.Fprintf(&b, "%s:\n", title)
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]sql.NullString, len(cols))
+			dest := make([]any, len(cols))
+			for i := range vals {
+				dest[i] = &vals[i]
+			}
+			if err := rows.Scan(dest...); err != nil {
+				fmt.Fprintf(&b, "  %v\n", err)
+				return
+			}
+			for i, v := range vals {
+				fmt.Fprintf(&b, "  %s=%s", cols[i], v.String)
+			}
+			b.WriteString("\n")
+		}
+	}
+	list("media PROCESSING", `SELECT id, CAST(created_at AS TEXT) AS created_at FROM media_files WHERE status = 'PROCESSING' AND deleted_at IS NULL`)
+	list("open jobs", `SELECT id, kind, state, attempt, CAST(attempted_at AS TEXT) AS attempted_at, CAST(scheduled_at AS TEXT) AS scheduled_at,
+		CAST(errors AS TEXT) AS errors FROM river_job WHERE `+openJobs+` ORDER BY id`)
+	for _, l := range logs {
+		lines := strings.Split(strings.TrimSpace(l.String()), "\n")
+		fmt.Fprintf(&b, "the server's log, its last %d lines:\n%s\n", min(len(lines), 200), strings.Join(lines[max(0, len(lines)-200):], "\n"))
+	}
+	return b.String()
 }
 
 // records is what the database says owns stored bytes.

@@ -118,9 +118,19 @@ func (h *processingHold) mediaStatus(t *testing.T, mediaID string) string {
 // only guards against hanging.
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	pollExplained(t, what, cond, nil)
+}
+
+// pollExplained is poll that, if it times out, adds explain's account
+// of what is still missing (if explain is not nil).
+func pollExplained(t *testing.T, what string, cond func() bool, explain func() string) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if explain != nil {
+				t.Fatalf("timed out waiting for %s; still open:\n%s", what, explain())
+			}
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
