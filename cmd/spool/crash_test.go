@@ -76,8 +76,9 @@ func crashRounds(t *testing.T, e *crashEngines, mp4 []byte) {
 	args := slices.Concat(e.engines, []string{
 		// Bytes left by the kill are removed by the next start's pass.
 		"--orphan-age", "1ms",
-		// A job of the killed server is rescued 3 s after it started.
-		"--job-timeout", "2s", "--job-rescue-after", "3s",
+		// A job of the killed server is rescued testRescueAfter after it
+		// started.
+		"--job-timeout", testJobTimeout.String(), "--job-rescue-after", testRescueAfter.String(),
 	})
 	srv := e.serve(t, args...)
 	waitStartupPasses(t, db, 0)
@@ -102,7 +103,7 @@ func crashRounds(t *testing.T, e *crashEngines, mp4 []byte) {
 			// River's rescuer runs when the new leader starts (and every
 			// 30 s after): restart once the rescue delay has passed, so
 			// that first run finds the killed server's jobs.
-			poll(t, "the rescue delay to pass", func() bool { return time.Since(r.killedAt) > 3500*time.Millisecond })
+			poll(t, "the rescue delay to pass", func() bool { return time.Since(r.killedAt) > testRescueAfter+500*time.Millisecond })
 		}
 		lastJob := maxJobID(t, db)
 		srv = e.serve(t, args...)

@@ -191,6 +191,17 @@ func TestSIGTERMHandsProcessingOver(t *testing.T) {
 	_ = b
 }
 
+// The job settings of the tests that kill a replica mid-job: its jobs are
+// rescued testRescueAfter after they started, and an attempt times out
+// just before that. At 2 s, in a cold CI run with the race run and the
+// fuzz targets on the same 2 CPUs, ffmpeg on the crash test's clip hit
+// the timeout on all 18 attempts in 2 minutes, and the media stayed
+// PROCESSING past poll's deadline. Alone here the whole test takes 16-19 s.
+const (
+	testJobTimeout  = 15 * time.Second
+	testRescueAfter = 16 * time.Second
+)
+
 // TestSIGKILLDuringProcessing: a replica killed while it processes a
 // file leaves the job running in River's table; a replica started after
 // it rescues the job once --job-rescue-after has passed, and finishes
@@ -209,8 +220,8 @@ func TestSIGKILLDuringProcessing(t *testing.T) {
 	}
 	// The rescuer runs when a replica starts and every 30 s after: let
 	// the rescue delay pass first, so the first run finds the job.
-	poll(t, "the rescue delay to pass", func() bool { return time.Since(hold.job(t, mediaID).attempted) > 3*time.Second })
-	w.serve(t, append(w.engines, "--job-timeout", "2s", "--job-rescue-after", "3s")...)
+	poll(t, "the rescue delay to pass", func() bool { return time.Since(hold.job(t, mediaID).attempted) > testRescueAfter })
+	w.serve(t, append(w.engines, "--job-timeout", testJobTimeout.String(), "--job-rescue-after", testRescueAfter.String())...)
 	poll(t, "the media to be READY", func() bool { return hold.mediaStatus(t, mediaID) == "READY" })
 	ready := time.Since(killed)
 	poll(t, "the job to complete", func() bool { return hold.job(t, mediaID).state == "completed" })
