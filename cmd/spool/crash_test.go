@@ -663,8 +663,9 @@ func waitSettled(t *testing.T, db *sql.DB, logs ...fmt.Stringer) {
 const openJobs = `kind <> 'spool_sweep' AND kind <> 'spool_remove_orphans'
 	AND state IN ('available', 'pending', 'retryable', 'running', 'scheduled')`
 
-// unsettled lists the media files still PROCESSING and the open jobs,
-// with their attempts and errors, then the last lines of each log.
+// unsettled lists the media files still PROCESSING and the open jobs
+// with their attempts, then the last lines of each log, where a job's
+// errors are (River's errors column is binary JSONB on SQLite).
 func unsettled(t *testing.T, db *sql.DB, logs []fmt.Stringer) string {
 	t.Helper()
 	var b strings.Builder
@@ -694,8 +695,8 @@ func unsettled(t *testing.T, db *sql.DB, logs []fmt.Stringer) string {
 		}
 	}
 	list("media PROCESSING", `SELECT id, CAST(created_at AS TEXT) AS created_at FROM media_files WHERE status = 'PROCESSING' AND deleted_at IS NULL`)
-	list("open jobs", `SELECT id, kind, state, attempt, CAST(attempted_at AS TEXT) AS attempted_at, CAST(scheduled_at AS TEXT) AS scheduled_at,
-		CAST(errors AS TEXT) AS errors FROM river_job WHERE `+openJobs+` ORDER BY id`)
+	list("open jobs", `SELECT id, kind, state, attempt, CAST(attempted_at AS TEXT) AS attempted_at,
+		CAST(scheduled_at AS TEXT) AS scheduled_at FROM river_job WHERE `+openJobs+` ORDER BY id`)
 	for _, l := range logs {
 		lines := strings.Split(strings.TrimSpace(l.String()), "\n")
 		fmt.Fprintf(&b, "the server's log, its last %d lines:\n%s\n", min(len(lines), 200), strings.Join(lines[max(0, len(lines)-200):], "\n"))

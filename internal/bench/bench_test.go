@@ -368,10 +368,10 @@ func (e *benchEnv) tusdUpload(s *tusdServer, size int64, workers int) run {
 // startProfiledSpool is startSpool with the benchmark's binary, and a
 // --debug-addr to take profiles from if -dataplane-cpuprofile is set.
 func (e *benchEnv) startProfiledSpool(dataDir string, flags ...string) *spoolServer {
-	if *benchProf == "" {
-		return startSpool(e.ctx, e.b, e.spool, dataDir, flags...)
+	var prof *cpuProfile
+	if *benchProf != "" {
+		prof, flags = debugProfile(e.b, *benchProf, *benchProfS, flags)
 	}
-	prof, flags := debugProfile(e.b, *benchProf, *benchProfS, flags)
 	s := startSpool(e.ctx, e.b, e.spool, dataDir, flags...)
 	s.prof = prof
 	return s
