@@ -131,29 +131,26 @@ lint:
 
 # govulncheck against the Go vulnerability database, offline: this
 # machine and CI reach the Go module proxy but not vuln.go.dev, so the
-# database comes from the golang.org/x/vulndb module (its data/osv holds
-# every report as OSV JSON), indexed into govulncheck's file layout by
-# that module's own cmd/indexdb. Both are pinned: VULNDB_VERSION is the
-# database's date; raise it (a newer pseudo-version of golang.org/x/vulndb)
-# to see newer reports. It fails if the module cannot be had or holds no
-# reports, rather than scan against nothing. The index (a few minutes and
-# ~3 GB of memory to build) is kept in the user's cache, so clean clones
-# (CI's) build it once per VULNDB_VERSION. The standard library counts:
-# go.mod's toolchain line (go1.26.10) is what CI builds and scans with;
-# go1.26.8 has 13 reachable standard-library vulnerabilities.
+# database comes from the golang.org/x/vulndb module, whose data/osv
+# holds every report as OSV JSON (<ID>.json). govulncheck reads such a
+# directory as it is (-db file://DIR of OSV files; its client indexes
+# them in memory), so no index is built: vulndb's own indexer, with
+# go-git among its 677 packages, cost CI 165 s of CPU to compile for 4 s
+# of work (docs/BENCHMARKS.md, "CI time: govulncheck without an index").
+# Both are pinned: VULNDB_VERSION is the database's date; raise it (a
+# newer pseudo-version of golang.org/x/vulndb) to see newer reports. It
+# fails if the module cannot be had or holds no reports, rather than
+# scan against nothing. The standard library counts: go.mod's toolchain
+# line (go1.26.10) is what CI builds and scans with; go1.26.8 has 13
+# reachable standard-library vulnerabilities.
 VULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
-VULNDB_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spool/vulndb-$(VULNDB_VERSION)
-vulncheck: $(VULNDB_DIR)/index/db.json
-	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(VULNCHECK_VERSION) -db file://$(VULNDB_DIR) -tags $(GOTAGS) ./...
-
-$(VULNDB_DIR)/index/db.json:
+vulncheck:
 	@src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
-	test -n "$$src" && test "$$(ls $$src/data/osv 2>/dev/null | wc -l)" -gt 1000 || \
+	test -n "$$src" && test "$$(ls $$src/data/osv 2>/dev/null | grep -c '^GO-.*\.json$$')" -gt 1000 || \
 		{ echo "vulncheck: no OSV reports in golang.org/x/vulndb@$(VULNDB_VERSION) (is the Go module proxy reachable?)"; exit 1; }; \
-	rm -rf $(VULNDB_DIR) $(VULNDB_DIR).tmp; mkdir -p $(dir $(VULNDB_DIR)); \
-	$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns $$src/data/osv -out $(VULNDB_DIR).tmp && \
-	mv $(VULNDB_DIR).tmp $(VULNDB_DIR)
+	echo "govulncheck@$(VULNCHECK_VERSION) -db file://$$src/data/osv"; \
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(VULNCHECK_VERSION) -db file://$$src/data/osv -tags $(GOTAGS) ./...
 
 # The data plane against a bare handler, its variants and tusd (about 8
 # minutes; more rounds: make bench BENCHARGS='-rounds 9'; spool's CPU
