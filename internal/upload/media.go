@@ -231,9 +231,9 @@ func verifyFile(ctx context.Context, name string, chunks []*ent.UploadChunk) (su
 	table := crc32.MakeTable(crc32.Castagnoli)
 	src := ctxReader{ctx, obj} // a stopping replica stops hashing
 	r := io.TeeReader(src, whole)
-	// One buffer for the whole file: io.CopyN allocates one per call, a
-	// chunk's worth of garbage per chunk (4 MiB for a 1 GiB file in 8 MiB
-	// chunks), and the heap grew by that much while processing ran.
+	// One buffer for the whole file: io.CopyN allocates one per call, 4
+	// MiB of garbage for a 1 GiB file in 8 MiB chunks, which raised
+	// processing's peak RSS by about a megabyte (docs/BENCHMARKS.md).
 	buf := make([]byte, verifyReadSize)
 	for _, c := range chunks {
 		part := crc32.New(table)

@@ -14,8 +14,8 @@ import (
 
 // TestVerifyFileMemoryIsFlat checks that processing's read of a stored
 // file allocates the same for 8 chunks as for 64: the read buffer is the
-// file's, not a chunk's. It allocated 32 KiB more per chunk before, and a
-// replica's heap grew by 3 MiB while it processed a 1 GiB upload.
+// file's, not a chunk's. It allocated 32 KiB more per chunk before, which
+// showed in a replica's peak RSS while it processed a 1 GiB upload.
 func TestVerifyFileMemoryIsFlat(t *testing.T) {
 	const chunkSize = 256 << 10
 	// The fewest bytes of three runs: TotalAlloc counts the whole
@@ -47,8 +47,8 @@ func TestVerifyFileMemoryIsFlat(t *testing.T) {
 }
 
 // TestVerifyFileFindsAChangedChunk checks the other half of verifyFile's
-// job beside the hash: the first chunk whose bytes no longer match their
-// recorded CRC32C is named, and a file shorter than its chunks fails.
+// job beside the hash: a chunk whose bytes no longer match its recorded
+// CRC32C is named, and a file shorter than its chunks fails.
 func TestVerifyFileFindsAChangedChunk(t *testing.T) {
 	name, chunks := writeChunkedFile(t, 4, 1000)
 	chunks[2].Crc32c++
