@@ -2,7 +2,9 @@ package upload
 
 import (
 	"context"
+	"errors"
 	"hash/crc32"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -59,8 +61,8 @@ func TestVerifyFileFindsAChangedChunk(t *testing.T) {
 	if err := os.Truncate(name, 3500); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := verifyFile(context.Background(), name, chunks); err == nil {
-		t.Fatal("a file 500 bytes short of its chunks verified")
+	if _, _, err := verifyFile(context.Background(), name, chunks); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a file 500 bytes short of its chunks: %v, want %v", err, io.ErrUnexpectedEOF)
 	}
 }
 
