@@ -1,10 +1,12 @@
 package localfs
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"testing/iotest"
 
 	"github.com/spoolhq/spool/internal/storage/storagetest"
 	"github.com/spoolhq/spool/internal/upload"
@@ -52,6 +54,47 @@ func TestChunkOfUnevenWrites(t *testing.T) {
 	if got := assembleAndRead(t, s, key, 1, int64(len(body))); got != body {
 		t.Errorf("assembled %d bytes, not the %d written (first difference matters)", len(got), len(body))
 	}
+}
+
+// The last buffer's worth of a chunk is written in shrinking fills, so
+// that little is left to write once the body's last byte is in, and
+// every byte still lands in order.
+func TestLastWritesShrink(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		size   int
+		writes []int
+	}{
+		{"two buffers", 2 * LargeWrite, []int{LargeWrite, LargeWrite / 2, LargeWrite / 4, tailFill, tailFill}},
+		{"a buffer and a bit", LargeWrite + 100, []int{LargeWrite, 100}},
+		{"less than the tail fill", 1000, []int{1000}},
+		{"between one and two tail fills", tailFill + 10, []int{tailFill, 10}},
+	} {
+		body := bytes.Repeat([]byte("0123456789abcdef"), tc.size/16+1)[:tc.size]
+		var w recordingWriter
+		// The body arrives in socket-sized reads, as from a connection.
+		n, err := fillAndWrite(&w, iotest.HalfReader(bytes.NewReader(body)), make([]byte, LargeWrite), int64(tc.size))
+		if err != nil || n != int64(tc.size) {
+			t.Errorf("%s: fillAndWrite = %d, %v; want %d, nil", tc.name, n, err, tc.size)
+		}
+		if !slices.Equal(w.sizes, tc.writes) {
+			t.Errorf("%s: writes of %v bytes, want %v", tc.name, w.sizes, tc.writes)
+		}
+		if !bytes.Equal(w.data.Bytes(), body) {
+			t.Errorf("%s: written bytes differ from the body from byte %d on", tc.name, firstDiff(w.data.String(), string(body)))
+		}
+	}
+}
+
+// recordingWriter keeps what is written to it and the size of each write.
+type recordingWriter struct {
+	data  bytes.Buffer
+	sizes []int
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	return w.data.Write(p)
 }
 
 // balloon is a /sys with one virtio device of the given id and features
