@@ -200,7 +200,10 @@ func (s *server) putChunk(w http.ResponseWriter, r *http.Request) {
 }
 
 // fillAndWrite copies r to w through buf, writing only full buffers (and
-// the tail), as spool's local-disk engine does.
+// the tail), as spool's local-disk engine does, except that localfs also
+// fills a chunk's last buffer in halves: that shortens the wait after the
+// last byte by tens of µs and costs no CPU the variants can see, so the
+// variants leave it out.
 func fillAndWrite(w io.Writer, r io.Reader, buf []byte) (int64, error) {
 	var written int64
 	for {
