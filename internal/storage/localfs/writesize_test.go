@@ -72,7 +72,7 @@ func TestLastWritesShrink(t *testing.T) {
 	} {
 		body := bytes.Repeat([]byte("0123456789abcdef"), tc.size/16+1)[:tc.size]
 		var w recordingWriter
-		// The body arrives in socket-sized reads, as from a connection.
+		// The body comes in reads shorter than asked for, as from a connection.
 		n, err := fillAndWrite(&w, iotest.HalfReader(bytes.NewReader(body)), make([]byte, LargeWrite), int64(tc.size))
 		if err != nil || n != int64(tc.size) {
 			t.Errorf("%s: fillAndWrite = %d, %v; want %d, nil", tc.name, n, err, tc.size)
