@@ -137,6 +137,70 @@ func TestDatabaseCutDuringComplete(t *testing.T) {
 	t.Logf("database cut %v; the last subscriber's final event came %v after it was back", window.until.Sub(window.from).Round(time.Millisecond), worst.Round(time.Millisecond))
 }
 
+// TestDatabaseCutLosesAJobFetch cuts PostgreSQL just as River's fetch of
+// a processing job has committed on the server, before its answer
+// reaches spool: the fetch is one UPDATE that commits by itself, so the
+// job is then running in the database, attempted by this replica, with no
+// worker on it. River would rescue it only after --job-rescue-after (35
+// minutes), the media PROCESSING all that time; the replica must take it
+// back and the media reach READY within seconds of the database's return.
+// (TestDatabaseCutDuringComplete met this when its cut fell on a fetch.)
+func TestDatabaseCutLosesAJobFetch(t *testing.T) {
+	dbURL := dbtest.Postgres(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startDBProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	q := u.Query()
+	q.Set("default_query_exec_mode", "exec") // answers carry text the proxy can match
+	u.RawQuery = q.Encode()
+	const lostAfter = 2 * time.Second
+	s := startSpool(t, func(c *app.Config) {
+		c.DatabaseURL = u.String()
+		c.Jobs.PollInterval = jobs.DefaultConfig().PollInterval // production's pace
+		c.Jobs.LostFetchAfter = lostAfter
+	})
+	tok := s.token("alice")
+	file := fileBytes("video/mp4", 1<<20, 7)
+	up := s.initBatch(tok, map[string]any{"fileName": "clip.mp4", "size": len(file), "mimeType": "video/mp4"}).Uploads[0]
+	for _, c := range up.ChunkURLs {
+		sendChunk(t, c, file, 200)
+	}
+	ws := s.dialWS(tok, nil)
+	ws.subscribe("up", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status mediaId mediaStatus } }`,
+		map[string]any{"id": up.ID})
+	events := collect(ws, "up")
+	if first := <-events; first.Status != "UPLOADING" {
+		t.Fatalf("snapshot: %+v, want UPLOADING", first)
+	}
+
+	// The fetch's answer holds the job's row, now running.
+	cut := proxy.CutOnReply(3*time.Second, "spool_process_media", "running")
+	var out struct{ Complete media }
+	if errs := s.gql(tok, `mutation($id: ID!) { complete(uploadId: $id) { id } }`, map[string]any{"id": up.ID}, &out); len(errs) > 0 {
+		t.Fatalf("complete: %v", errs)
+	}
+	var window cutWindow
+	select {
+	case window = <-cut:
+	case <-time.After(time.Minute):
+		t.Fatal("no fetch of the processing job passed the proxy within a minute of complete")
+	}
+
+	var last progress
+	var at time.Time
+	for p := range events {
+		last, at = p, time.Now()
+	}
+	if last.Status != "COMPLETED" || last.MediaStatus != "READY" {
+		t.Fatalf("last event %+v, want COMPLETED with media READY", last)
+	}
+	t.Logf("fetch lost at the cut; READY %v after the database came back (jobs lost after %v are taken back)",
+		at.Sub(window.until).Round(time.Millisecond), lostAfter)
+}
+
 // TestDatabaseCutIsUnavailable cuts PostgreSQL (a proxy closes every
 // connection and refuses new ones) and checks that spool says "try again
 // later", not "bad token": a GraphQL request by a token used for the

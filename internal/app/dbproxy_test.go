@@ -25,6 +25,15 @@ type dbProxy struct {
 	// message containing armed.marker sends one containing
 	// armed.trigger, right after forwarding it.
 	armed *cutTrigger
+	// armedReply, when set, cuts for its d instead of forwarding the
+	// first answer of the server that contains all of its words.
+	armedReply *replyTrigger
+}
+
+type replyTrigger struct {
+	words [][]byte
+	d     time.Duration
+	cut   chan cutWindow
 }
 
 type cutTrigger struct {
@@ -91,6 +100,9 @@ func (p *dbProxy) pipe(dst, src net.Conn, fromClient bool) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
+		if n > 0 && !fromClient && p.maybeCutReply(buf[:n]) {
+			return
+		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
@@ -130,6 +142,43 @@ func (p *dbProxy) maybeCut(msg []byte, marked bool) bool {
 	p.mu.Unlock()
 	a.cut <- p.Cut(a.d)
 	return false
+}
+
+// CutOnReply arms a cut of d: the first answer of the server that
+// contains every one of words (compared as they are) is not forwarded,
+// and every connection is cut instead. Cutting on the answer to a
+// statement that commits by itself (River's fetch of jobs, one UPDATE)
+// leaves it done on the server while the client never hears of it.
+func (p *dbProxy) CutOnReply(d time.Duration, words ...string) <-chan cutWindow {
+	a := &replyTrigger{d: d, cut: make(chan cutWindow, 1)}
+	for _, w := range words {
+		a.words = append(a.words, []byte(w))
+	}
+	p.mu.Lock()
+	p.armedReply = a
+	p.mu.Unlock()
+	return a.cut
+}
+
+// maybeCutReply cuts, and returns true, if the server's answer msg fires
+// the armed reply trigger.
+func (p *dbProxy) maybeCutReply(msg []byte) bool {
+	p.mu.Lock()
+	a := p.armedReply
+	if a == nil {
+		p.mu.Unlock()
+		return false
+	}
+	for _, w := range a.words {
+		if !bytes.Contains(msg, w) {
+			p.mu.Unlock()
+			return false
+		}
+	}
+	p.armedReply = nil
+	p.mu.Unlock()
+	a.cut <- p.Cut(a.d)
+	return true
 }
 
 // Cut closes every connection and refuses new ones for d.

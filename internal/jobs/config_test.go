@@ -21,6 +21,7 @@ func TestConfigValidate(t *testing.T) {
 		{"absurd workers", jobs.Config{ProcessingWorkers: jobs.MaxProcessingWorkers + 1}, "processing workers"},
 		{"negative timeout", jobs.Config{JobTimeout: -time.Second}, "job timeout"},
 		{"negative attempts", jobs.Config{MaxAttempts: -1}, "attempts"},
+		{"negative lost-fetch delay", jobs.Config{LostFetchAfter: -time.Second}, "lost-fetch delay"},
 		{"rescue before the timeout", jobs.Config{JobTimeout: time.Hour, RescueAfter: time.Minute}, "rescue delay"},
 		{"rescue equal to the timeout", jobs.Config{JobTimeout: time.Minute, RescueAfter: time.Minute}, "rescue delay"},
 	}

@@ -53,6 +53,11 @@ type Config struct {
 	OrphanInterval time.Duration
 	// PollInterval is how often an idle replica looks for new jobs.
 	PollInterval time.Duration
+	// LostFetchAfter is how long a job this replica fetched may be
+	// running in the database with no worker of this replica on it
+	// before the replica makes it available again (PostgreSQL only;
+	// lostfetch.go).
+	LostFetchAfter time.Duration
 	// MaxAttempts is how often processing is tried before the media
 	// file is FAILED.
 	MaxAttempts int
@@ -84,6 +89,7 @@ func DefaultConfig() Config {
 		SweepInterval:     time.Minute,
 		OrphanInterval:    time.Hour,
 		PollInterval:      time.Second,
+		LostFetchAfter:    20 * time.Second,
 		MaxAttempts:       25,
 	}
 }
@@ -111,6 +117,9 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval == 0 {
 		c.PollInterval = d.PollInterval
 	}
+	if c.LostFetchAfter == 0 {
+		c.LostFetchAfter = d.LostFetchAfter
+	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = d.MaxAttempts
 	}
@@ -123,8 +132,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.ProcessingWorkers < 0 || c.ProcessingWorkers > MaxProcessingWorkers:
 		return fmt.Errorf("processing workers must be between 1 and %d, got %d", MaxProcessingWorkers, c.ProcessingWorkers)
-	case c.JobTimeout < 0 || c.RescueAfter < 0 || c.ShutdownTimeout < 0 || c.SweepInterval < 0 || c.OrphanInterval < 0 || c.PollInterval < 0:
-		return errors.New("job timeout, rescue delay, shutdown timeout, sweep and orphan intervals and poll interval must not be negative")
+	case c.JobTimeout < 0 || c.RescueAfter < 0 || c.ShutdownTimeout < 0 || c.SweepInterval < 0 || c.OrphanInterval < 0 || c.PollInterval < 0 || c.LostFetchAfter < 0:
+		return errors.New("job timeout, rescue delay, shutdown timeout, sweep and orphan intervals, poll interval and lost-fetch delay must not be negative")
 	case c.MaxAttempts < 0:
 		return fmt.Errorf("processing attempts must be positive, got %d", c.MaxAttempts)
 	}
@@ -148,11 +157,17 @@ var _ Service = (*upload.Service)(nil)
 
 // Queue is spool's job queue: River over spool's database.
 type Queue struct {
-	db     *sql.DB
-	client *river.Client[*sql.Tx]
-	cfg    Config
-	log    *slog.Logger
-	svc    Service
+	db      *sql.DB
+	dialect string
+	client  *river.Client[*sql.Tx]
+	cfg     Config
+	log     *slog.Logger
+	svc     Service
+	// held is what this replica's workers have (lostfetch.go); stopLost
+	// ends the watch for lost jobs, which lostDone then closes.
+	held     *held
+	stopLost context.CancelFunc
+	lostDone chan struct{}
 }
 
 var _ upload.Queue = (*Queue)(nil)
@@ -177,7 +192,7 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{db: db, cfg: cfg, log: log}
+	q := &Queue{db: db, dialect: d, cfg: cfg, log: log, held: newHeld()}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &processWorker{q: q})
 	river.AddWorker(workers, &purgeWorker{q: q})
@@ -196,7 +211,7 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 		FetchPollInterval:    cfg.PollInterval,
 		FetchCooldown:        min(cfg.PollInterval, river.FetchCooldownDefault),
 		PeriodicJobs:         periodicJobs(cfg),
-		Middleware:           middleware(cfg),
+		Middleware:           middleware(cfg, q.held),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -204,13 +219,15 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	return q, nil
 }
 
-// middleware is what wraps every job's work: the failure counter, if
-// asked for.
-func middleware(cfg Config) []rivertype.Middleware {
-	if cfg.OnFailure == nil {
-		return nil
+// middleware is what wraps every job's work: the record of what this
+// replica's workers hold (lostfetch.go), and the failure counter if asked
+// for.
+func middleware(cfg Config, h *held) []rivertype.Middleware {
+	m := []rivertype.Middleware{&holder{held: h}}
+	if cfg.OnFailure != nil {
+		m = append(m, &failureCounter{onFailure: cfg.OnFailure})
 	}
-	return []rivertype.Middleware{&failureCounter{onFailure: cfg.OnFailure}}
+	return m
 }
 
 // failureCounter tells onFailure of each job attempt that fails.
@@ -251,8 +268,20 @@ func (q *Queue) Start(ctx context.Context, svc Service) error {
 	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("starting the job queue: %w", err)
 	}
+	if q.dialect == dialect.Postgres {
+		lostCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		q.stopLost, q.lostDone = stop, make(chan struct{})
+		go func() {
+			defer close(q.lostDone)
+			q.watchLost(lostCtx)
+		}()
+	}
 	return nil
 }
+
+// ID is this replica's name in River's table: the attempted_by of the
+// jobs it takes.
+func (q *Queue) ID() string { return q.client.ID() }
 
 // Stop stops fetching jobs and lets running ones finish for up to
 // Config.ShutdownTimeout. River then cancels those still running and
@@ -260,6 +289,10 @@ func (q *Queue) Start(ctx context.Context, svc Service) error {
 // (a soft stop), so another replica takes them over instead of waiting
 // for the rescue. It returns ctx's error if ctx ends first.
 func (q *Queue) Stop(ctx context.Context) error {
+	if q.stopLost != nil {
+		q.stopLost()
+		<-q.lostDone
+	}
 	return q.client.Stop(ctx)
 }
 

@@ -85,10 +85,11 @@ type processWorker struct {
 // database or storage is unavailable, before it ends with the error.
 // River records an attempt's end in the database; during an outage that
 // write fails too, and after three tries (~7 s) River gives up and leaves
-// the job running until --job-rescue-after (35 minutes by default): a
-// media file PROCESSING all that time, or no sweep, since a running one
-// blocks the next. An attempt that outlasts a short outage ends once the
-// database answers again, and its end is recorded.
+// the job running: on SQLite until --job-rescue-after (35 minutes by
+// default), a media file PROCESSING all that time, or no sweep, since a
+// running one blocks the next; on PostgreSQL until the replica takes it
+// back (lostfetch.go), to run it again. An attempt that outlasts a short
+// outage ends once the database answers again, and its end is recorded.
 const rideOutFor = 30 * time.Second
 
 // rideOut runs work, and again on retryDelay's delays while it fails for

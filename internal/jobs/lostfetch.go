@@ -1,0 +1,147 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// A lost fetch. River takes jobs with one UPDATE that marks them running,
+// attempted by this replica's client, and returns them; it commits by
+// itself. When the connection dies after PostgreSQL committed it and
+// before its answer arrived (a cut, a restart, a failover), the jobs are
+// running in the database and no worker has them. River's rescuer takes
+// such a job back only after RescueAfter (35 minutes by default), since
+// it cannot tell it from one still working, and a media file stays
+// PROCESSING all that time. This replica can tell: it knows what its own
+// workers hold. So every LostFetchAfter/2 it makes available again the
+// jobs that its client attempted over LostFetchAfter ago and that none of
+// its workers has held for that long. The same takes back a job whose
+// worker ended but whose end River could not record during an outage
+// (it gives up after ~7 s: see rideOutFor). Only on PostgreSQL: SQLite
+// lives in this process, where a commit and its answer are not parted.
+
+// held tracks the jobs this replica's workers run or ran lately: a job's
+// id maps to the zero time while a worker has it, then to when it let go.
+type held struct {
+	mu  sync.Mutex
+	ids map[int64]time.Time
+}
+
+func newHeld() *held { return &held{ids: map[int64]time.Time{}} }
+
+func (h *held) take(id int64) {
+	h.mu.Lock()
+	h.ids[id] = time.Time{}
+	h.mu.Unlock()
+}
+
+func (h *held) letGo(id int64, at time.Time) {
+	h.mu.Lock()
+	h.ids[id] = at
+	h.mu.Unlock()
+}
+
+// heldSince reports whether a worker has the job, or let it go after
+// since; it forgets the jobs let go before since.
+func (h *held) heldSince(id int64, since time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for other, at := range h.ids {
+		if !at.IsZero() && at.Before(since) {
+			delete(h.ids, other)
+		}
+	}
+	at, ok := h.ids[id]
+	return ok && (at.IsZero() || !at.Before(since))
+}
+
+// holder is the middleware that tells held which jobs a worker has.
+type holder struct {
+	river.WorkerMiddlewareDefaults
+	held *held
+}
+
+func (m *holder) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+	m.held.take(job.ID)
+	defer func() { m.held.letGo(job.ID, time.Now()) }()
+	return doInner(ctx)
+}
+
+// lostRunning lists the running jobs whose last attempt is clientID's
+// and began over the given seconds ago, by the database's clock (River's
+// fetch sets attempted_at by it too). River's index on state serves it:
+// few jobs are running at a time.
+const lostRunning = `SELECT id, kind, attempted_at FROM river_job
+WHERE state = 'running' AND attempted_by[array_upper(attempted_by, 1)] = $1
+AND attempted_at < now() - make_interval(secs => $2)`
+
+// makeAvailable puts a job back in line, if it is still the attempt that
+// was found lost.
+const makeAvailable = `UPDATE river_job SET state = 'available', scheduled_at = now()
+WHERE id = $1 AND state = 'running' AND attempted_at = $2`
+
+// takeBackLost makes available again the jobs lost to this replica (see
+// above) and returns how many.
+func (q *Queue) takeBackLost(ctx context.Context) (int, error) {
+	after := q.cfg.LostFetchAfter
+	since := time.Now().Add(-after)
+	rows, err := q.db.QueryContext(ctx, lostRunning, q.client.ID(), after.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("looking for lost jobs: %w", err)
+	}
+	type lostJob struct {
+		id          int64
+		kind        string
+		attemptedAt time.Time
+	}
+	var lost []lostJob
+	for rows.Next() {
+		var j lostJob
+		if err := rows.Scan(&j.id, &j.kind, &j.attemptedAt); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("looking for lost jobs: %w", err)
+		}
+		if !q.held.heldSince(j.id, since) {
+			lost = append(lost, j)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("looking for lost jobs: %w", err)
+	}
+	n := 0
+	for _, j := range lost {
+		res, err := q.db.ExecContext(ctx, makeAvailable, j.id, j.attemptedAt)
+		if err != nil {
+			return n, fmt.Errorf("making job %d available again: %w", j.id, err)
+		}
+		if k, _ := res.RowsAffected(); k == 1 {
+			n++
+			q.log.Warn("a job this replica fetched had no worker here (the database's answer was lost); made it available again",
+				"job_id", j.id, "kind", j.kind, "attempted_at", j.attemptedAt)
+		}
+	}
+	return n, nil
+}
+
+// watchLost runs takeBackLost every LostFetchAfter/2 until ctx ends.
+func (q *Queue) watchLost(ctx context.Context) {
+	t := time.NewTicker(q.cfg.LostFetchAfter / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := q.takeBackLost(ctx); err != nil && ctx.Err() == nil {
+				// The database is away: the next tick tries again.
+				q.log.Debug("taking back lost jobs failed", "err", err)
+			}
+		}
+	}
+}
