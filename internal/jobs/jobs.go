@@ -157,14 +157,14 @@ var _ Service = (*upload.Service)(nil)
 
 // Queue is spool's job queue: River over spool's database.
 type Queue struct {
-	db      *sql.DB
-	dialect string
-	client  *river.Client[*sql.Tx]
-	cfg     Config
-	log     *slog.Logger
-	svc     Service
-	// held is what this replica's workers have (lostfetch.go); stopLost
-	// ends the watch for lost jobs, which lostDone then closes.
+	db     *sql.DB
+	client *river.Client[*sql.Tx]
+	cfg    Config
+	log    *slog.Logger
+	svc    Service
+	// held is what this replica's workers have, kept on PostgreSQL only
+	// (lostfetch.go); stopLost ends the watch for lost jobs, which
+	// lostDone then closes.
 	held     *held
 	stopLost context.CancelFunc
 	lostDone chan struct{}
@@ -192,7 +192,10 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{db: db, dialect: d, cfg: cfg, log: log, held: newHeld()}
+	q := &Queue{db: db, cfg: cfg, log: log}
+	if d == dialect.Postgres {
+		q.held = newHeld()
+	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &processWorker{q: q})
 	river.AddWorker(workers, &purgeWorker{q: q})
@@ -220,10 +223,13 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 }
 
 // middleware is what wraps every job's work: the record of what this
-// replica's workers hold (lostfetch.go), and the failure counter if asked
-// for.
+// replica's workers hold, if kept (h, on PostgreSQL: lostfetch.go), and
+// the failure counter if asked for.
 func middleware(cfg Config, h *held) []rivertype.Middleware {
-	m := []rivertype.Middleware{&holder{held: h}}
+	var m []rivertype.Middleware
+	if h != nil {
+		m = append(m, &holder{held: h})
+	}
 	if cfg.OnFailure != nil {
 		m = append(m, &failureCounter{onFailure: cfg.OnFailure})
 	}
@@ -268,7 +274,7 @@ func (q *Queue) Start(ctx context.Context, svc Service) error {
 	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("starting the job queue: %w", err)
 	}
-	if q.dialect == dialect.Postgres {
+	if q.held != nil {
 		lostCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		q.stopLost, q.lostDone = stop, make(chan struct{})
 		go func() {

@@ -47,17 +47,24 @@ func (h *held) letGo(id int64, at time.Time) {
 }
 
 // heldSince reports whether a worker has the job, or let it go after
-// since; it forgets the jobs let go before since.
+// since.
 func (h *held) heldSince(id int64, since time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for other, at := range h.ids {
-		if !at.IsZero() && at.Before(since) {
-			delete(h.ids, other)
-		}
-	}
 	at, ok := h.ids[id]
 	return ok && (at.IsZero() || !at.Before(since))
+}
+
+// forget drops the jobs let go before since, so the record holds only
+// the jobs of the last LostFetchAfter.
+func (h *held) forget(since time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, at := range h.ids {
+		if !at.IsZero() && at.Before(since) {
+			delete(h.ids, id)
+		}
+	}
 }
 
 // holder is the middleware that tells held which jobs a worker has.
@@ -90,6 +97,7 @@ WHERE id = $1 AND state = 'running' AND attempted_at = $2`
 func (q *Queue) takeBackLost(ctx context.Context) (int, error) {
 	after := q.cfg.LostFetchAfter
 	since := time.Now().Add(-after)
+	q.held.forget(since)
 	rows, err := q.db.QueryContext(ctx, lostRunning, q.client.ID(), after.Seconds())
 	if err != nil {
 		return 0, fmt.Errorf("looking for lost jobs: %w", err)
