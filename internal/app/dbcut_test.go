@@ -35,44 +35,17 @@ import (
 // publishes. The delay from the database's return to each final event is
 // logged, not asserted.
 func TestDatabaseCutDuringComplete(t *testing.T) {
-	dbURL := dbtest.Postgres(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startDBProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	// pgx then sends each statement's text, not a cached statement's
-	// name, so the proxy can see which transaction creates a media file.
-	q := u.Query()
-	q.Set("default_query_exec_mode", "exec")
-	u.RawQuery = q.Encode()
+	dbURL, proxy := proxiedPostgres(t)
 	s := startSpool(t, func(c *app.Config) {
-		c.DatabaseURL = u.String()
+		c.DatabaseURL = dbURL
 		c.Jobs.PollInterval = jobs.DefaultConfig().PollInterval // production's pace
 	})
 	tok := s.token("alice")
 
 	const n = 6
-	type watched struct {
-		id     string
-		events <-chan progress
-	}
-	files := make([][]byte, n)
-	ups := make([]watched, n)
+	ups := make([]watchedUpload, n)
 	for i := range ups {
-		files[i] = fileBytes("video/mp4", 6<<20, uint64(100+i))
-		up := s.initBatch(tok, map[string]any{"fileName": "clip.mp4", "size": len(files[i]), "mimeType": "video/mp4"}).Uploads[0]
-		for _, c := range up.ChunkURLs {
-			sendChunk(t, c, files[i], 200)
-		}
-		ws := s.dialWS(tok, nil)
-		ws.subscribe("up", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status mediaId mediaStatus } }`,
-			map[string]any{"id": up.ID})
-		ups[i] = watched{id: up.ID, events: collect(ws, "up")}
-		if first := <-ups[i].events; first.Status != "UPLOADING" {
-			t.Fatalf("snapshot of %s: %+v, want UPLOADING", up.ID, first)
-		}
+		ups[i] = s.uploadWatched(tok, fileBytes("video/mp4", 6<<20, uint64(100+i)))
 	}
 
 	// The cut comes right after the commit of the first transaction that
@@ -146,40 +119,20 @@ func TestDatabaseCutDuringComplete(t *testing.T) {
 // back and the media reach READY within seconds of the database's return.
 // (TestDatabaseCutDuringComplete met this when its cut fell on a fetch.)
 func TestDatabaseCutLosesAJobFetch(t *testing.T) {
-	dbURL := dbtest.Postgres(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startDBProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	q := u.Query()
-	q.Set("default_query_exec_mode", "exec") // answers carry text the proxy can match
-	u.RawQuery = q.Encode()
+	dbURL, proxy := proxiedPostgres(t)
 	const lostAfter = 2 * time.Second
 	s := startSpool(t, func(c *app.Config) {
-		c.DatabaseURL = u.String()
+		c.DatabaseURL = dbURL
 		c.Jobs.PollInterval = jobs.DefaultConfig().PollInterval // production's pace
 		c.Jobs.LostFetchAfter = lostAfter
 	})
 	tok := s.token("alice")
-	file := fileBytes("video/mp4", 1<<20, 7)
-	up := s.initBatch(tok, map[string]any{"fileName": "clip.mp4", "size": len(file), "mimeType": "video/mp4"}).Uploads[0]
-	for _, c := range up.ChunkURLs {
-		sendChunk(t, c, file, 200)
-	}
-	ws := s.dialWS(tok, nil)
-	ws.subscribe("up", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status mediaId mediaStatus } }`,
-		map[string]any{"id": up.ID})
-	events := collect(ws, "up")
-	if first := <-events; first.Status != "UPLOADING" {
-		t.Fatalf("snapshot: %+v, want UPLOADING", first)
-	}
+	up := s.uploadWatched(tok, fileBytes("video/mp4", 1<<20, 7))
 
 	// The fetch's answer holds the job's row, now running.
 	cut := proxy.CutOnReply(3*time.Second, "spool_process_media", "running")
 	var out struct{ Complete media }
-	if errs := s.gql(tok, `mutation($id: ID!) { complete(uploadId: $id) { id } }`, map[string]any{"id": up.ID}, &out); len(errs) > 0 {
+	if errs := s.gql(tok, `mutation($id: ID!) { complete(uploadId: $id) { id } }`, map[string]any{"id": up.id}, &out); len(errs) > 0 {
 		t.Fatalf("complete: %v", errs)
 	}
 	var window cutWindow
@@ -191,7 +144,7 @@ func TestDatabaseCutLosesAJobFetch(t *testing.T) {
 
 	var last progress
 	var at time.Time
-	for p := range events {
+	for p := range up.events {
 		last, at = p, time.Now()
 	}
 	if last.Status != "COMPLETED" || last.MediaStatus != "READY" {
@@ -199,6 +152,49 @@ func TestDatabaseCutLosesAJobFetch(t *testing.T) {
 	}
 	t.Logf("fetch lost at the cut; READY %v after the database came back (jobs lost after %v are taken back)",
 		at.Sub(window.until).Round(time.Millisecond), lostAfter)
+}
+
+// proxiedPostgres returns the URL of a scratch PostgreSQL database
+// reached through a new dbProxy. pgx sends each statement's text there
+// (exec mode), not a cached statement's name, and so do the answers
+// carry text, so the proxy can tell statements and answers apart.
+func proxiedPostgres(t *testing.T) (string, *dbProxy) {
+	t.Helper()
+	u, err := url.Parse(dbtest.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startDBProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	q := u.Query()
+	q.Set("default_query_exec_mode", "exec")
+	u.RawQuery = q.Encode()
+	return u.String(), proxy
+}
+
+// watchedUpload is an upload whose chunks are all in, and the events of
+// its uploadProgress subscription after the snapshot.
+type watchedUpload struct {
+	id     string
+	events <-chan progress
+}
+
+// uploadWatched uploads file as one upload of tok's user, without
+// completing it, and subscribes to its progress.
+func (s *spool) uploadWatched(tok string, file []byte) watchedUpload {
+	s.t.Helper()
+	up := s.initBatch(tok, map[string]any{"fileName": "clip.mp4", "size": len(file), "mimeType": "video/mp4"}).Uploads[0]
+	for _, c := range up.ChunkURLs {
+		sendChunk(s.t, c, file, 200)
+	}
+	ws := s.dialWS(tok, nil)
+	ws.subscribe("up", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status mediaId mediaStatus } }`,
+		map[string]any{"id": up.ID})
+	w := watchedUpload{id: up.ID, events: collect(ws, "up")}
+	if first := <-w.events; first.Status != "UPLOADING" {
+		s.t.Fatalf("snapshot of %s: %+v, want UPLOADING", up.ID, first)
+	}
+	return w
 }
 
 // TestDatabaseCutIsUnavailable cuts PostgreSQL (a proxy closes every
