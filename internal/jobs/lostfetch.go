@@ -92,49 +92,54 @@ AND attempted_at < now() - make_interval(secs => $2)`
 const makeAvailable = `UPDATE river_job SET state = 'available', scheduled_at = now()
 WHERE id = $1 AND state = 'running' AND attempted_at = $2`
 
+// lostJob is a running job found lost: its attempt began at attemptedAt.
+type lostJob struct {
+	id          int64
+	kind        string
+	attemptedAt time.Time
+}
+
 // takeBackLost makes available again the jobs lost to this replica (see
-// above) and returns how many.
-func (q *Queue) takeBackLost(ctx context.Context) (int, error) {
-	after := q.cfg.LostFetchAfter
-	since := time.Now().Add(-after)
+// above).
+func (q *Queue) takeBackLost(ctx context.Context) error {
+	since := time.Now().Add(-q.cfg.LostFetchAfter)
 	q.held.forget(since)
-	rows, err := q.db.QueryContext(ctx, lostRunning, q.client.ID(), after.Seconds())
+	lost, err := q.lostJobs(ctx, since)
 	if err != nil {
-		return 0, fmt.Errorf("looking for lost jobs: %w", err)
+		return fmt.Errorf("looking for lost jobs: %w", err)
 	}
-	type lostJob struct {
-		id          int64
-		kind        string
-		attemptedAt time.Time
+	for _, j := range lost {
+		res, err := q.db.ExecContext(ctx, makeAvailable, j.id, j.attemptedAt)
+		if err != nil {
+			return fmt.Errorf("making job %d available again: %w", j.id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			q.log.Warn("a running job of this replica had no worker here for a while (the answer to its fetch, or the record of its end, was lost); made it available again",
+				"job_id", j.id, "kind", j.kind, "attempted_at", j.attemptedAt)
+		}
 	}
+	return nil
+}
+
+// lostJobs returns the running jobs this replica's client attempted
+// before since that none of its workers has held since then.
+func (q *Queue) lostJobs(ctx context.Context, since time.Time) ([]lostJob, error) {
+	rows, err := q.db.QueryContext(ctx, lostRunning, q.client.ID(), q.cfg.LostFetchAfter.Seconds())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	var lost []lostJob
 	for rows.Next() {
 		var j lostJob
 		if err := rows.Scan(&j.id, &j.kind, &j.attemptedAt); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("looking for lost jobs: %w", err)
+			return nil, err
 		}
 		if !q.held.heldSince(j.id, since) {
 			lost = append(lost, j)
 		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("looking for lost jobs: %w", err)
-	}
-	n := 0
-	for _, j := range lost {
-		res, err := q.db.ExecContext(ctx, makeAvailable, j.id, j.attemptedAt)
-		if err != nil {
-			return n, fmt.Errorf("making job %d available again: %w", j.id, err)
-		}
-		if k, _ := res.RowsAffected(); k == 1 {
-			n++
-			q.log.Warn("a job this replica fetched had no worker here (the database's answer was lost); made it available again",
-				"job_id", j.id, "kind", j.kind, "attempted_at", j.attemptedAt)
-		}
-	}
-	return n, nil
+	return lost, rows.Err()
 }
 
 // watchLost runs takeBackLost every LostFetchAfter/2 until ctx ends.
@@ -146,7 +151,7 @@ func (q *Queue) watchLost(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := q.takeBackLost(ctx); err != nil && ctx.Err() == nil {
+			if err := q.takeBackLost(ctx); err != nil && ctx.Err() == nil {
 				// The database is away: the next tick tries again.
 				q.log.Debug("taking back lost jobs failed", "err", err)
 			}

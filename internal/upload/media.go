@@ -217,9 +217,9 @@ func bumpUploadVersion(ctx context.Context, tx *ent.Tx, uploadID *string) error 
 
 // verifyFile reads the local copy of a stored object (name) once,
 // computing its SHA-256 and checking each chunk's bytes against the
-// CRC32C recorded when the chunk was received. badChunk is the first chunk that differs, or -1. This
-// catches a chunk overwritten by a late duplicate send after complete()
-// judged the upload whole (invariant 4).
+// CRC32C recorded when the chunk was received. badChunk is the first
+// chunk that differs, or -1. This catches a chunk overwritten by a late
+// duplicate send after complete() judged the upload whole (invariant 4).
 func verifyFile(ctx context.Context, name string, chunks []*ent.UploadChunk) (sum string, badChunk int, err error) {
 	obj, err := os.Open(name)
 	if err != nil {
