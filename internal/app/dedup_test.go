@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/eventually"
 )
 
 // objectFiles lists the finished objects under the data dir.
@@ -56,7 +57,7 @@ func TestDedupThroughGraphQL(t *testing.T) {
 	video := fileBytes("video/mp4", 300<<10, 61)
 	size := int64(len(video))
 	orig := s.uploadFile(alice, "orig.mp4", "video/mp4", video)
-	waitFor(t, "the original to be READY", func() bool {
+	eventually.Holds(t, "the original to be READY", func() bool {
 		var out struct{ Node media }
 		s.mustGQL(alice, `query($id: ID!) { node(id: $id) { ... on MediaFile { id status } } }`, vars("id", orig.ID), &out)
 		return out.Node.Status == "READY"
@@ -119,5 +120,5 @@ func TestDedupThroughGraphQL(t *testing.T) {
 	if got := s.me(alice).UsedBytes; got != 0 {
 		t.Errorf("usedBytes after deleting both: got %d, want 0", got)
 	}
-	waitFor(t, "the shared object to be removed", func() bool { return len(objectFiles(t, dataDir)) == 0 })
+	eventually.Holds(t, "the shared object to be removed", func() bool { return len(objectFiles(t, dataDir)) == 0 })
 }

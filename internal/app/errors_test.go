@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -525,7 +526,7 @@ func TestSessionExpired(t *testing.T) {
 		t.Fatalf("usedBytes: got %d, want %d", got, 6<<20)
 	}
 
-	waitFor(t, "the session to expire", func() bool {
+	eventually.Holds(t, "the session to expire", func() bool {
 		errs := s.gql(tok, opRequestURL, vars("id", up.ID, "i", 0), nil)
 		if len(errs) == 0 {
 			return false

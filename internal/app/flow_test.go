@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spoolhq/spool/internal/eventually"
 )
 
 const uploadFields = `id batchId fileName mimeType totalSize strategy chunkSize totalChunks status expiresAt
@@ -309,7 +311,7 @@ func testUploadLifecycle(t *testing.T, s *spool) {
 			Edges      []struct{ Node media }
 		}
 	}
-	waitFor(t, "media READY", func() bool {
+	eventually.Holds(t, "media READY", func() bool {
 		s.mustGQL(tok, `{ userMedia(first: 10) { totalCount edges { node { id status contentHash } } } }`, nil, &list)
 		for _, e := range list.UserMedia.Edges {
 			if e.Node.Status != "READY" {
@@ -373,17 +375,4 @@ func collect(ws *wsClient, id string) <-chan progress {
 		}
 	}()
 	return out
-}
-
-// waitFor polls cond until it holds, failing after a generous deadline
-// that only guards against hanging.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/app/apptest"
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 	"github.com/spoolhq/spool/internal/ratelimit"
 )
@@ -365,7 +366,7 @@ func throwawayRedis(t *testing.T) (string, func()) {
 		})
 	}
 	t.Cleanup(stop)
-	waitFor(t, "redis-server on "+addr, func() bool {
+	eventually.Holds(t, "redis-server on "+addr, func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			return false
@@ -474,7 +475,7 @@ func TestParallelChunkLimit(t *testing.T) {
 	again := append([]chunkURL{}, up.ChunkURLs[2:maxParallel+1]...)
 	again = append(again, up.ChunkURLs[10])
 	for _, c := range again {
-		waitFor(t, fmt.Sprintf("a slot for chunk %d", c.ChunkIndex), func() bool {
+		eventually.Holds(t, fmt.Sprintf("a slot for chunk %d", c.ChunkIndex), func() bool {
 			h, refused := holdPUT(t, c)
 			if refused != nil {
 				if refused.StatusCode != http.StatusTooManyRequests {
@@ -513,7 +514,7 @@ func TestWebsocketsPerUser(t *testing.T) {
 	// Closing one frees its slot (the server notices the close on its own
 	// time, so the next dial may need a few tries).
 	open[0].conn.Close()
-	waitFor(t, "a websocket slot for alice", func() bool {
+	eventually.Holds(t, "a websocket slot for alice", func() bool {
 		c, err := s.tryDialWS(alice, nil)
 		if err != nil {
 			return false

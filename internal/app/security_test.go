@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/eventually"
 )
 
 // These tests send the data plane and the browser-facing surface the
@@ -88,7 +89,7 @@ func TestExpiredURLs(t *testing.T) {
 	// may already have expired when used: send with fresh ones until one
 	// is taken. A refused PUT changes nothing, so retrying is safe.
 	sendFresh := func(id string) {
-		waitFor(t, "a fresh chunk URL to be taken", func() bool {
+		eventually.Holds(t, "a fresh chunk URL to be taken", func() bool {
 			var fresh struct{ RequestChunkURL chunkURL }
 			s.mustGQL(tok, opRequestURL, vars("id", id, "i", 0), &fresh)
 			got := do(t, http.MethodPut, fresh.RequestChunkURL.URL, img, nil)
@@ -109,7 +110,7 @@ func TestExpiredURLs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("exp of %s: %v", rawURL, err)
 		}
-		waitFor(t, "the URL to expire", func() bool { return time.Now().After(time.Unix(exp, 0)) })
+		eventually.Holds(t, "the URL to expire", func() bool { return time.Now().After(time.Unix(exp, 0)) })
 	}
 	waitUntilPast(c0.URL)
 	got := do(t, http.MethodPut, c0.URL, img, nil)
@@ -125,7 +126,7 @@ func TestExpiredURLs(t *testing.T) {
 
 	// A fresh URL for each works again.
 	sendFresh(up.ID)
-	waitFor(t, "a fresh download URL to serve", func() bool {
+	eventually.Holds(t, "a fresh download URL to serve", func() bool {
 		var node struct{ Node media }
 		s.mustGQL(tok, `query($id: ID!) { node(id: $id) { ... on MediaFile { url } } }`, vars("id", m.ID), &node)
 		resp, body := get(t, node.Node.URL, nil)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/app/apptest"
+	"github.com/spoolhq/spool/internal/eventually"
 )
 
 // These tests hold the websocket transport to what graphql-ws, Apollo and
@@ -399,7 +400,7 @@ func TestMyUploadsShowsOnlyMine(t *testing.T) {
 	finished := s.uploadFile(alice, "old.png", "image/png", img)
 	pending := s.planOne(alice, file("pending.png", "image/png", 700))
 	// Once its media is READY, the finished upload has no more news.
-	waitFor(t, "media READY", func() bool {
+	eventually.Holds(t, "media READY", func() bool {
 		var out struct{ Node media }
 		s.mustGQL(alice, `query($id: ID!) { node(id: $id) { ... on MediaFile { status } } }`, vars("id", finished.ID), &out)
 		return out.Node.Status == "READY"

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -98,7 +99,7 @@ func TestLostFetchTakenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = q.Stop(ctx) })
-	waitUntil(t, "the lost job to be taken back and worked", func() bool { return state("lost") == "completed" })
+	eventually.Holds(t, "the lost job to be taken back and worked", func() bool { return state("lost") == "completed" })
 	if n := svc.purges("lost"); n != 1 {
 		t.Errorf("the lost job was worked %d times, want once", n)
 	}
@@ -110,27 +111,14 @@ func TestLostFetchTakenBack(t *testing.T) {
 	if err := q.EnqueuePurge(ctx, nil, "slow"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the slow purge to start", func() bool { return svc.purges("slow") == 1 })
+	eventually.Holds(t, "the slow purge to start", func() bool { return svc.purges("slow") == 1 })
 	time.Sleep(4 * lostAfter)
 	if s, n := state("slow"), svc.purges("slow"); s != "running" || n != 1 {
 		t.Errorf("a job held by a worker for 4 × LostFetchAfter: %s, worked %d times; want running, once", s, n)
 	}
 	close(svc.release)
-	waitUntil(t, "the slow purge to complete", func() bool { return state("slow") == "completed" })
+	eventually.Holds(t, "the slow purge to complete", func() bool { return state("slow") == "completed" })
 	if n := svc.purges("slow"); n != 1 {
 		t.Errorf("the slow purge ran %d times, want once", n)
-	}
-}
-
-// waitUntil polls cond until it holds, failing after a deadline that only
-// guards against hanging.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -187,7 +188,7 @@ func TestPatchInterruptedByHead(t *testing.T) {
 	defer conn.Close()
 	// GraphQL (which takes no tus lock) shows chunk 0 recorded: the PATCH
 	// is running, its body stalled after the bytes sent.
-	waitFor(t, "the PATCH to fill chunk 0", func() bool {
+	eventually.Holds(t, "the PATCH to fill chunk 0", func() bool {
 		var out struct {
 			Upload struct{ Progress struct{ UploadedBytes int } }
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/app/apptest"
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -438,7 +439,7 @@ func TestExpiredUploadIsGone(t *testing.T) {
 	tok := s.token("alice")
 	data, meta := video("clip.mp4", 2*mib, 6)
 	url := s.create(tok, len(data), meta)
-	waitFor(t, "the upload to expire", func() bool { return s.do(http.MethodHead, url, tok, nil).status == http.StatusGone })
+	eventually.Holds(t, "the upload to expire", func() bool { return s.do(http.MethodHead, url, tok, nil).status == http.StatusGone })
 	wantError(t, "PATCH of an expired upload", s.patch(url, tok, 0, data), 410, "SESSION_EXPIRED")
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -130,7 +131,7 @@ func (e *testEnv) sweep(t *testing.T) upload.SweepResult {
 // waitJobsDone polls until no job is waiting, running or due a retry.
 func (e *testEnv) waitJobsDone(t *testing.T) {
 	t.Helper()
-	waitUntil(t, "the queued jobs to finish", func() bool {
+	eventually.Holds(t, "the queued jobs to finish", func() bool {
 		var n int
 		err := e.sql.QueryRowContext(context.Background(),
 			`SELECT count(*) FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending')`).Scan(&n)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -187,7 +188,7 @@ func TestProcessingRemuxesToFaststart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the deleted row of the replaced original: %v", err)
 	}
-	waitUntil(t, "the original's purge", func() bool { return e.mediaRow(t, retired.ID).PurgedAt != nil })
+	eventually.Holds(t, "the original's purge", func() bool { return e.mediaRow(t, retired.ID).PurgedAt != nil })
 	if exists(t, filepath.Join(e.dir, "objects", filepath.FromSlash(sess.StorageKey))) {
 		t.Error("the original object is still stored beside its copy")
 	}

@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"entgo.io/ent/dialect"
 
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -170,20 +170,7 @@ func TestPostgresTwoReplicasProcessOnce(t *testing.T) {
 // waitJob polls until the media's latest processing job is in state.
 func waitJob(t *testing.T, e *testEnv, mediaID, state string) {
 	t.Helper()
-	waitUntil(t, "the processing job of "+mediaID+" to be "+state, func() bool {
+	eventually.Holds(t, "the processing job of "+mediaID+" to be "+state, func() bool {
 		return e.processingJobOf(t, mediaID).state == state
 	})
-}
-
-// waitUntil polls cond until it holds, failing after a generous
-// deadline that only guards against hanging.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
