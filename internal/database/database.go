@@ -200,6 +200,11 @@ func Open(ctx context.Context, dbURL, sqlitePath string, opts ...Option) (*DB, e
 	if db.readers != nil {
 		wrap = append(wrap, sqltx.ReadsOn(entsql.OpenDB(db.Dialect, db.readers)))
 	}
+	if db.Dialect == dialect.SQLite {
+		// PostgreSQL's receipt is one statement, no transaction
+		// (internal/upload/chunkrow.go).
+		wrap = append(wrap, sqltx.TxOnConn())
+	}
 	db.Client = ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(db.Dialect, db.sql), wrap...)))
 	db.log = o.log
 	db.migrations = o.migrations

@@ -16,13 +16,15 @@
 // (internal/upload) may use it.
 //
 // Being the one driver every ent call goes through, it is also where
-// failed database calls are observed (OnError), for metrics, and where
-// reads can be sent to a pool of their own (ReadsOn).
+// failed database calls are observed (OnError), for metrics, where reads
+// can be sent to a pool of their own (ReadsOn), and where transactions
+// that nothing can cancel can skip database/sql's watch (TxOnConn).
 package sqltx
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"strings"
 
@@ -34,8 +36,9 @@ import (
 // it begins for a context with a Slot.
 type Driver struct {
 	*entsql.Driver
-	onError func(op string, err error) // nil: nobody is told
-	reads   *entsql.Driver             // nil: reads go to Driver too
+	onError  func(op string, err error) // nil: nobody is told
+	reads    *entsql.Driver             // nil: reads go to Driver too
+	txOnConn bool
 }
 
 var _ dialect.Driver = (*Driver)(nil)
@@ -56,16 +59,42 @@ func OnError(fn func(op string, err error)) Option {
 // SELECTs to r instead (SQLite's read connections, which WAL lets read
 // while the one writer writes). Anything else, ent's INSERT … RETURNING
 // included, which ent runs as a query, stays on the wrapped driver.
+//
+// A read sent to r whose context has no deadline runs to its end even if
+// the context is cancelled (a request whose client went away). It is a
+// few rows read in this process; watching for the cancellation took two
+// goroutines a read, one of database/sql's and one of the SQLite
+// driver's, and with a CPU idle each woke it up and put it back to sleep
+// (docs/DESIGN.md, "Nothing watches SQLite's chunk path for
+// cancellation"). A deadline is kept, and watched: someone set it on
+// purpose.
 func ReadsOn(r *entsql.Driver) Option {
 	return func(d *Driver) { d.reads = r }
 }
 
-// forQuery returns the driver a query outside a transaction runs on.
-func (d *Driver) forQuery(query string) *entsql.Driver {
-	if d.reads != nil && isSelect(query) {
-		return d.reads
+// forQuery returns the driver a query outside a transaction runs on, and
+// the context it runs with.
+func (d *Driver) forQuery(ctx context.Context, query string) (*entsql.Driver, context.Context) {
+	if d.reads == nil || !isSelect(query) {
+		return d.Driver, ctx
 	}
-	return d.Driver
+	if _, bounded := ctx.Deadline(); !bounded {
+		ctx = context.WithoutCancel(ctx)
+	}
+	return d.reads, ctx
+}
+
+// TxOnConn runs each transaction whose context cannot be cancelled, and
+// that no Slot waits for, as BEGIN … COMMIT on a connection taken from
+// the pool, instead of as a database/sql transaction. database/sql
+// starts a goroutine for every transaction, and another for every query
+// in it, to roll it back should its context be cancelled; the SQLite
+// driver adds its own for BEGIN and COMMIT. For a context that cannot be
+// cancelled there is nothing to watch. SQLite's chunk receipts are such
+// transactions (recorded even when the client has gone), one a chunk.
+// A Slot's transaction stays a *sql.Tx, which River needs.
+func TxOnConn() Option {
+	return func(d *Driver) { d.txOnConn = true }
 }
 
 // isSelect reports whether query begins with SELECT. ent writes its
@@ -101,7 +130,8 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 
 // Query runs a query outside a transaction (ent's reads).
 func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
-	err := d.forQuery(query).Query(ctx, query, args, v)
+	drv, ctx := d.forQuery(ctx, query)
+	err := drv.Query(ctx, query, args, v)
 	d.observe("query", err)
 	return err
 }
@@ -117,7 +147,8 @@ func (d *Driver) ExecContext(ctx context.Context, query string, args ...any) (sq
 // QueryContext runs raw SQL outside a transaction (ent's
 // Client.QueryContext).
 func (d *Driver) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	rows, err := d.forQuery(query).QueryContext(ctx, query, args...)
+	drv, ctx := d.forQuery(ctx, query)
+	rows, err := drv.QueryContext(ctx, query, args...)
 	d.observe("query", err)
 	return rows, err
 }
@@ -128,14 +159,21 @@ func (d *Driver) Tx(ctx context.Context) (dialect.Tx, error) { return d.BeginTx(
 // BeginTx begins a transaction with options (ent's Client.BeginTx calls
 // this) and records its *sql.Tx in the context's slot, if any.
 func (d *Driver) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, error) {
-	tx, err := d.Driver.BeginTx(ctx, opts)
+	slot, slotted := ctx.Value(slotKey{}).(*Slot)
+	var tx dialect.Tx
+	var err error
+	if d.txOnConn && opts == nil && !slotted && ctx.Done() == nil {
+		tx, err = beginOnConn(ctx, d.Driver.DB())
+	} else {
+		tx, err = d.Driver.BeginTx(ctx, opts)
+	}
 	if err != nil {
 		d.observe("begin", err)
 		return nil, err
 	}
-	if s, ok := ctx.Value(slotKey{}).(*Slot); ok {
+	if slotted {
 		if t, ok := tx.(*entsql.Tx); ok {
-			s.tx, _ = t.Tx.(*sql.Tx)
+			slot.tx, _ = t.Tx.(*sql.Tx)
 		}
 	}
 	if d.onError == nil {
@@ -207,3 +245,59 @@ func WithSlot(ctx context.Context) (context.Context, *Slot) {
 // Tx returns the recorded transaction, or nil when none was begun
 // through a Driver (the ent client is not built over Wrap).
 func (s *Slot) Tx() *sql.Tx { return s.tx }
+
+// beginOnConn begins a transaction with BEGIN on a connection of db's
+// pool, held until the transaction ends (TxOnConn).
+func beginOnConn(ctx context.Context, db *sql.DB) (dialect.Tx, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return &entsql.Tx{Conn: entsql.Conn{ExecQuerier: conn}, Tx: &connTx{conn: conn}}, nil
+}
+
+// connTx ends a transaction begun by beginOnConn, then hands its
+// connection back to the pool.
+type connTx struct {
+	conn  *sql.Conn
+	ended bool
+}
+
+func (t *connTx) Commit() error {
+	if t.ended {
+		return sql.ErrTxDone
+	}
+	t.ended = true
+	if _, err := t.conn.ExecContext(context.Background(), "COMMIT"); err != nil {
+		// SQLite leaves the transaction open when its COMMIT fails (a
+		// deferred constraint, a busy database): it is rolled back, so
+		// that no later user of the connection finds itself inside it.
+		_ = t.release("ROLLBACK")
+		return err
+	}
+	return t.conn.Close()
+}
+
+func (t *connTx) Rollback() error {
+	if t.ended {
+		return sql.ErrTxDone
+	}
+	t.ended = true
+	return t.release("ROLLBACK")
+}
+
+// release runs stmt to end the transaction and hands the connection
+// back. If stmt fails, the connection may still be inside the
+// transaction, so it is closed instead of kept.
+func (t *connTx) release(stmt string) error {
+	_, err := t.conn.ExecContext(context.Background(), stmt)
+	if err != nil {
+		_ = t.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	_ = t.conn.Close()
+	return err
+}

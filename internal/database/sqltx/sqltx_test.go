@@ -160,23 +160,8 @@ func TestSlotWithOnError(t *testing.T) {
 // ent's INSERT … RETURNING, which ent runs as a query, and reads inside
 // a transaction stay on the writer (the read pool cannot write).
 func TestReadsOn(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "t.db")
-	writer, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writer.SetMaxOpenConns(1)
-	readers, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { readers.Close() })
-	client := ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(dialect.SQLite, writer), sqltx.ReadsOn(entsql.OpenDB(dialect.SQLite, readers)))))
-	t.Cleanup(func() { client.Close() })
+	client, readers := openWithReaders(t)
 	ctx := context.Background()
-	if err := client.Schema.Create(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	// A create outside a transaction is a query (INSERT … RETURNING):
 	// on the read pool it would fail with "readonly database".
@@ -232,4 +217,28 @@ func TestReadsOn(t *testing.T) {
 		t.Fatalf("an UPDATE … RETURNING outside a transaction: %v", err)
 	}
 	rows.Close()
+}
+
+// openWithReaders opens a SQLite file as spool does: one writing
+// connection in WAL mode, and read-only connections that the client's
+// SELECTs outside a transaction go to (ReadsOn).
+func openWithReaders(t *testing.T) (client *ent.Client, readers *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "t.db")
+	writer, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer.SetMaxOpenConns(1)
+	readers, err = sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { readers.Close() })
+	client = ent.NewClient(ent.Driver(sqltx.Wrap(entsql.OpenDB(dialect.SQLite, writer), sqltx.ReadsOn(entsql.OpenDB(dialect.SQLite, readers)))))
+	t.Cleanup(func() { client.Close() })
+	if err := client.Schema.Create(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return client, readers
 }
