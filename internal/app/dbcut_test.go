@@ -110,6 +110,55 @@ func TestDatabaseCutDuringComplete(t *testing.T) {
 	t.Logf("database cut %v; the last subscriber's final event came %v after it was back", window.until.Sub(window.from).Round(time.Millisecond), worst.Round(time.Millisecond))
 }
 
+// TestDatabaseCutDuringInitBatch cuts PostgreSQL right after the COMMIT
+// of an initBatch, which commits on the server while spool sees its
+// connection die. The client retries with the file's fingerprint, as the
+// CLI does, and so resumes the upload the first attempt stored: its
+// chunks must land and it must complete. spool used to discard the
+// upload's storage when the COMMIT failed, and every chunk PUT of the
+// resumed upload then answered ALREADY_FINISHED (TestFaults met it).
+func TestDatabaseCutDuringInitBatch(t *testing.T) {
+	dbURL, proxy := proxiedPostgres(t)
+	s := startSpool(t, func(c *app.Config) { c.DatabaseURL = dbURL })
+	tok := s.token("alice")
+	video := fileBytes("video/mp4", 6<<20, 43)
+	f := file("v.mp4", "video/mp4", int64(len(video)))
+	f["fingerprint"] = "cut during initBatch"
+
+	cut := proxy.CutOn(`insert into "upload_batches"`, "commit", 2*time.Second)
+	tries := 0
+	var up session
+	for deadline := time.Now().Add(time.Minute); ; {
+		tries++
+		var out struct{ InitBatch batch }
+		errs := s.gql(tok, initBatchOp, map[string]any{"input": map[string]any{"files": []any{f}}}, &out)
+		if len(errs) == 0 && len(out.InitBatch.Uploads) == 1 {
+			up = out.InitBatch.Uploads[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("initBatch still failing after a minute: %v", errs)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	select {
+	case <-cut:
+	default:
+		t.Fatal("no initBatch COMMIT passed the proxy")
+	}
+	if tries < 2 {
+		t.Fatal("the first initBatch answered: the cut missed its COMMIT")
+	}
+	for _, c := range up.ChunkURLs {
+		sendChunk(t, c, video, http.StatusOK)
+	}
+	m := s.complete(tok, up.ID)
+	if resp, body := get(t, m.URL, nil); resp.StatusCode != http.StatusOK || sha256hex(body) != sha256hex(video) {
+		t.Errorf("download of the resumed upload: got %d, %d bytes; want the video", resp.StatusCode, len(body))
+	}
+	t.Logf("initBatch answered on try %d, with upload %s", tries, up.ID)
+}
+
 // TestDatabaseCutLosesAJobFetch cuts PostgreSQL just as River's fetch of
 // a processing job has committed on the server, before its answer
 // reaches spool: the fetch is one UPDATE that commits by itself, so the

@@ -163,6 +163,10 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		batchID  = schema.NewID("bat")
 		ids      = make([]string, len(files))
 		prepared []string // storage keys to discard if the batch fails
+		// committing is set once every statement of the batch ran: a
+		// failure after it is the COMMIT's, which the database may have
+		// stored without its answer arriving (a cut connection).
+		committing bool
 	)
 	err := s.withTx(ctx, func(tx *ent.Tx) (err error) {
 		if err := tx.UploadBatch.Create().SetID(batchID).SetOwnerID(userID).
@@ -241,9 +245,16 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 				return fmt.Errorf("creating uploads: %w", err)
 			}
 		}
+		committing = true
 		return nil
 	})
 	if err != nil {
+		if committing {
+			// The uploads may exist: a retry with their fingerprints
+			// resumes them, and must find their storage. What no session
+			// names, the orphan sweep removes (RemoveOrphans).
+			return nil, err
+		}
 		for _, key := range prepared {
 			if derr := s.store.Discard(context.WithoutCancel(ctx), key); derr != nil {
 				s.log.WarnContext(ctx, "discarding storage of a failed batch failed", "key", key, "err", derr)
