@@ -11,7 +11,7 @@ BIN := bin/spool
 # more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
 GOTAGS := disable_grpc_modules
 
-.PHONY: run build test test-go test-go-race test-go-plain test-go-plain-then-web test-race test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
+.PHONY: run build test test-go test-race test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -22,52 +22,31 @@ build:
 # Every test: Go's, and the Node tests that drive a real spool binary
 # with graphql-ws, Apollo Client and urql, and the browser test (skipped,
 # saying so, where no Chromium is installed; required when CI is set).
-# Two lines side by side (-j2): the Go tests under the race detector, and
-# the plain Go tests followed by the Node tests, so that each line's waits
-# (on replicas, databases, websockets, the browser) leave the CPU to the
-# other. On a cold 2-CPU CI this gained under a minute (docs/BENCHMARKS.md,
-# "CI time").
-test:
-	@$(MAKE) --no-print-directory -j2 test-go-race test-go-plain-then-web
+# The two side by side (-j2), each leaving the CPU to the other while it
+# waits on replicas, databases, websockets and the browser.
+test: build web-deps
+	@$(MAKE) --no-print-directory -j2 test-go test-web
 
 # The checks and the tests build the code one way, with GOTAGS as `make
 # build` does: vet, staticcheck, the Go tests, the fault suite and the
 # binary the web tests start share one compilation of the dependency graph.
 # -vet=off: `make lint` runs all of vet's analyzers on that build.
 #
-# The packages where spool is concurrent by nature (RACE_PACKAGES: the
-# upload state machine, the progress fan-out, local storage's locks, the
-# data plane's handlers, tus, the job queue, the resolvers, and the app
-# tests that drive them all over real HTTP and websockets in one process)
-# run their tests under the race detector, with halt_on_error so a race
-# fails the test that met it (test-go-race). The rest run plain
-# (test-go-plain): cmd/spool's tests start replicas that move hundreds of
-# MiB, which under -race took up to 6 times the CPU, and the fault suite
-# beside them missed a target (docs/BENCHMARKS.md, "CI time"). `make
-# test-race` runs every test under the race detector.
-RACE_PACKAGES = $(shell $(GO) list ./internal/upload/ ./internal/progress/... ./internal/storage/localfs/ \
-	./internal/httpapi/ ./internal/tus/ ./internal/jobs/ ./internal/app/ ./graph/...)
-
-# Every Go test, the two runs side by side.
+# `make test` runs no test under the race detector: `make test-race`
+# does, and is for a change to concurrent code (the upload state machine,
+# the progress fan-out, storage's locks, the handlers, the job queue).
+# The race build is a second compilation of the whole dependency graph,
+# which with its slower tests was a third of a cold 2-CPU CI's time
+# (docs/BENCHMARKS.md, "CI time: the race detector back out of CI").
 test-go:
-	@$(MAKE) --no-print-directory -j2 test-go-race test-go-plain
-
-test-go-race:
-	GORACE=halt_on_error=1 $(GO) test -race -tags $(GOTAGS) -vet=off -count=1 -timeout 20m $(RACE_PACKAGES)
-
-test-go-plain:
-	$(GO) test -tags $(GOTAGS) -vet=off -count=1 -timeout 20m $(filter-out $(RACE_PACKAGES),$(shell $(GO) list ./...))
-
-test-go-plain-then-web: test-go-plain
-	@$(MAKE) --no-print-directory test-web
+	$(GO) test -tags $(GOTAGS) -vet=off -count=1 -timeout 20m ./...
 
 test-web: build web-deps
 	cd web && SPOOL_BIN=$(CURDIR)/$(BIN) npm test
 
-# Every Go test under the race detector, cmd/spool's replicas too (make
-# test runs RACE_PACKAGES so). halt_on_error: a race in a spool process a
-# test starts (the walk-through and drain tests' replicas) ends it, so the
-# test fails.
+# Every Go test under the race detector, cmd/spool's replicas too.
+# halt_on_error: a race in a spool process a test starts (the
+# walk-through and drain tests' replicas) ends it, so the test fails.
 test-race:
 	GORACE=halt_on_error=1 $(GO) test -race -tags $(GOTAGS) -count=1 -timeout 30m ./...
 
@@ -75,8 +54,8 @@ test-race:
 # spool processes on PostgreSQL, Redis and the GCS emulator, with a
 # replica killed, Redis and PostgreSQL cut, storage failing and slow,
 # and a client's connection dropped mid-chunk; see docs/OPERATIONS.md.
-# On the plain tests' build (see test-go-plain). CI=true: without
-# PostgreSQL or Redis it fails, never skips.
+# On the tests' build (see test-go). CI=true: without PostgreSQL or
+# Redis it fails, never skips.
 test-faults:
 	CI=true $(GO) test -tags 'faults $(GOTAGS)' -vet=off -count=1 -timeout 10m -run '^TestFaults$$' -v ./cmd/spool/
 
@@ -121,7 +100,7 @@ migrations:
 	@test -n "$(NAME)" || { echo "usage: make migrations NAME=what_changed"; exit 1; }
 	$(GO) run ./internal/database/gen_migration.go -name $(NAME)
 
-# vet and staticcheck on the plain tests' build (see test-go-plain), each
+# vet and staticcheck on the tests' build (see test-go), each
 # in one run: the tag faults adds the fault suite's files (cmd/spool's
 # only) and changes no other package.
 lint:

@@ -123,7 +123,7 @@ func TestZeroHubIsUsable(t *testing.T) {
 }
 
 // TestConcurrentUse runs publishers, subscribers that come and go, double
-// closers and resyncs at once; `make test` runs it under the race detector.
+// closers and resyncs at once; `make test-race` runs it under the race detector.
 // Each upload has one publisher with rising versions, so every feed must
 // see each upload's versions rise, and a feed that stays to the end must
 // end on the last one.

@@ -453,7 +453,7 @@ func subscribedConns(tb testing.TB, admin *goredis.Client, name string) map[int6
 
 // TestConcurrentSubscribers has feeds come and go on a few channels from
 // many goroutines, by Close, by cancellation and by both at once, while
-// events flow; `make test` runs it under the race detector. Afterwards every
+// events flow; `make test-race` runs it under the race detector. Afterwards every
 // channel must be unsubscribed, and subscribing again must work.
 func TestConcurrentSubscribers(t *testing.T) {
 	t.Parallel()
