@@ -290,7 +290,7 @@ func testContextEndUnsubscribes(t *testing.T, d *deployment) {
 	ended.Close() // still safe after its context closed it
 	d.assertSubscribers(t, 1)
 
-	// Close racing the context's end (`make test` runs it under the race
+	// Close racing the context's end (`make test-race` runs it under the race
 	// detector).
 	for range 20 {
 		ctx, cancel := context.WithCancel(t.Context())
