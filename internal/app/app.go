@@ -413,7 +413,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	authn := tokenAuth{tokens: tokens, users: m.svc, known: known}
+	verified, err := auth.NewCachingVerifier(tokens, knownSubjects)
+	if err != nil {
+		return err
+	}
+	authn := tokenAuth{tokens: verified, users: m.svc, known: known}
 	// A multipart request is the image plus its operations and map parts,
 	// which are small; the image's own limit is checked by uploadImage.
 	maxMultipart := m.svc.Config().MaxInlineImageSize + 64<<10
@@ -744,15 +748,9 @@ func (m *Main) closeEngines() {
 	}
 }
 
-// tokenVerifier turns a bearer token into the subject it vouches for
-// (auth.Verifier: spool's own tokens, and an OIDC provider's).
-type tokenVerifier interface {
-	Verify(ctx context.Context, token string) (subject string, err error)
-}
-
 // tokenAuth authenticates bearer tokens and maps their subject to a user.
 type tokenAuth struct {
-	tokens tokenVerifier
+	tokens *auth.CachingVerifier
 	users  *upload.Service
 	// known maps token subjects to user ids. Users are never deleted or
 	// re-keyed, so a remembered subject spares a request its lookup: a
@@ -761,8 +759,9 @@ type tokenAuth struct {
 	known *lru.Cache[string, string]
 }
 
-// knownSubjects bounds tokenAuth's memory (an entry is under 200 bytes
-// for spool's subjects, under 1 KiB for an OIDC provider's).
+// knownSubjects bounds tokenAuth's memory: as many subjects, and as many
+// tokens verified (an entry is under 200 bytes for spool's subjects,
+// under 1 KiB for an OIDC provider's; a token adds its SHA-256).
 const knownSubjects = 10000
 
 // Authenticate returns the token's user id. A missing or bad token is an

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -217,8 +218,11 @@ func printable(s string) bool {
 // OIDCVerifier verifies tokens of one OpenID Connect provider. It is safe
 // for concurrent use; Close stops its key refresh.
 type OIDCVerifier struct {
-	cfg    OIDCConfig
-	keys   keyfunc.Keyfunc
+	cfg  OIDCConfig
+	keys keyfunc.Keyfunc
+	// set is the key set as last fetched, which keys reads through (with
+	// a refetch for a key id it lacks).
+	set    jwkset.Storage
 	parser *jwt.Parser
 	stop   context.CancelFunc
 }
@@ -298,7 +302,7 @@ func NewOIDCVerifier(ctx context.Context, cfg OIDCConfig, log *slog.Logger) (*OI
 		jwt.WithLeeway(cfg.ClockSkew),
 	)
 	log.Info("accepting OIDC tokens", "issuer", cfg.Issuer, "jwks_url", jwksURL, "audience", cfg.Audience, "user_claim", cfg.userClaim())
-	return &OIDCVerifier{cfg: cfg, keys: keys, parser: parser, stop: stop}, nil
+	return &OIDCVerifier{cfg: cfg, keys: keys, set: store, parser: parser, stop: stop}, nil
 }
 
 // discoverKeySet reads the provider's discovery document, checks it names
@@ -327,6 +331,16 @@ func (v *OIDCVerifier) Close() { v.stop() }
 
 // Issuer is the issuer whose tokens v verifies.
 func (v *OIDCVerifier) Issuer() string { return v.cfg.Issuer }
+
+// key returns the public key of id kid in the key set as last fetched,
+// without fetching it again if it is not there.
+func (v *OIDCVerifier) key(ctx context.Context, kid string) (crypto.PublicKey, bool) {
+	jwk, err := v.set.KeyRead(ctx, kid)
+	if err != nil {
+		return nil, false
+	}
+	return jwk.Key(), true
+}
 
 // Verify checks token and returns the user it names, as OIDCSubject
 // spells it. It returns an error wrapping ErrInvalidToken if the token is
