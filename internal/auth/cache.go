@@ -72,16 +72,23 @@ func (c *CachingVerifier) Verify(ctx context.Context, token string) (string, err
 		c.tokens.Remove(id)
 	}
 	// Which verifier checks the token is decided as Verifier.Verify
-	// decides it.
+	// decides it. Nothing is parsed here before the verifier has refused
+	// an oversized token, but what claimedIssuer took: it reads at most
+	// a provider's largest.
 	provider := c.verifier.OIDC != nil && claimedIssuer(token) == c.verifier.OIDC.Issuer()
-	claims, kid, parsed := unverified(token)
 	var before crypto.PublicKey
-	if provider && kid != "" {
-		before, _ = c.verifier.OIDC.key(ctx, kid)
+	if provider {
+		if _, kid, _ := unverified(token); kid != "" {
+			before, _ = c.verifier.OIDC.key(ctx, kid)
+		}
 	}
 	subject, err := c.verifier.Verify(ctx, token)
-	if err != nil || !parsed {
-		return subject, err
+	if err != nil {
+		return "", err
+	}
+	claims, kid, parsed := unverified(token)
+	if !parsed {
+		return subject, nil
 	}
 	v := verifiedToken{subject: subject, until: now.Add(verifiedTokenLife)}
 	if claims.ExpiresAt != nil && claims.ExpiresAt.Before(v.until) {
