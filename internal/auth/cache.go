@@ -16,7 +16,7 @@ import (
 // most of what authenticating a control request costs spool: 11 µs for
 // spool's HS256, 49 µs for a provider's RS256, 93 µs for ES256, against
 // 150–250 µs for a whole confirmChunk; remembered, 0.4–2.3 µs
-// (docs/BENCHMARKS.md, "Verified tokens remembered").
+// (docs/BENCHMARKS.md, "verified tokens remembered").
 //
 // A remembered token is answered as the Verifier answered it until the
 // earlier of its own expiry and a minute after it was checked: the expiry
