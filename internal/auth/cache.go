@@ -63,6 +63,10 @@ func NewCachingVerifier(v Verifier, size int) (*CachingVerifier, error) {
 // Verify returns the subject token vouches for, or an error wrapping
 // ErrInvalidToken, as Verifier.Verify does.
 func (c *CachingVerifier) Verify(ctx context.Context, token string) (string, error) {
+	if len(token) > maxOIDCTokenLen {
+		// Refused for its size, before anything hashes or parses it.
+		return c.verifier.Verify(ctx, token)
+	}
 	id := sha256.Sum256([]byte(token))
 	now := c.now()
 	if v, ok := c.tokens.Get(id); ok {
@@ -72,9 +76,8 @@ func (c *CachingVerifier) Verify(ctx context.Context, token string) (string, err
 		c.tokens.Remove(id)
 	}
 	// Which verifier checks the token is decided as Verifier.Verify
-	// decides it. Nothing is parsed here before the verifier has refused
-	// an oversized token, but what claimedIssuer took: it reads at most
-	// a provider's largest.
+	// decides it. Before the verifier has checked the token's size for
+	// its kind, only a provider's token is parsed here.
 	provider := c.verifier.OIDC != nil && claimedIssuer(token) == c.verifier.OIDC.Issuer()
 	var before crypto.PublicKey
 	if provider {
