@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,9 +82,12 @@ func TestCachingVerifierForgetsNothingItRefused(t *testing.T) {
 			t.Errorf("check %d of a token of another secret: got %q, %v; want ErrInvalidToken", i, got, err)
 		}
 	}
-	for _, tok := range []string{"", "not.a.token", forged + "x"} {
+	// A token larger than any verifier takes (a hostile header) is
+	// refused for its size, by a CachingVerifier as by the Verifier.
+	huge := forged + strings.Repeat("A", maxOIDCTokenLen)
+	for _, tok := range []string{"", "not.a.token", forged + "x", huge} {
 		if got, err := c.Verify(ctx, tok); !errors.Is(err, ErrInvalidToken) {
-			t.Errorf("token %q: got %q, %v; want ErrInvalidToken", tok, got, err)
+			t.Errorf("token %.40q (%d bytes): got %q, %v; want ErrInvalidToken", tok, len(tok), got, err)
 		}
 	}
 	if n := c.tokens.Len(); n != 0 {
