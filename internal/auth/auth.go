@@ -166,10 +166,16 @@ type Verifier struct {
 // provider's tokens, the token's subject for spool's. It returns an error
 // wrapping ErrInvalidToken as the chosen verifier's Verify does.
 func (v Verifier) Verify(ctx context.Context, token string) (subject string, err error) {
-	if v.OIDC != nil && claimedIssuer(token) == v.OIDC.Issuer() {
+	if v.namesProvider(token) {
 		return v.OIDC.Verify(ctx, token)
 	}
 	return v.Own.Verify(token)
+}
+
+// namesProvider reports whether token goes to the provider's verifier:
+// there is one, and the token claims its issuer.
+func (v Verifier) namesProvider(token string) bool {
+	return v.OIDC != nil && claimedIssuer(token) == v.OIDC.Issuer()
 }
 
 // claimedIssuer returns the "iss" a token claims, unverified, or "".

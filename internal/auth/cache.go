@@ -75,21 +75,35 @@ func (c *CachingVerifier) Verify(ctx context.Context, token string) (string, err
 		}
 		c.tokens.Remove(id)
 	}
-	// Which verifier checks the token is decided as Verifier.Verify
-	// decides it. Before the verifier has checked the token's size for
-	// its kind, only a provider's token is parsed here.
-	provider := c.verifier.OIDC != nil && claimedIssuer(token) == c.verifier.OIDC.Issuer()
-	var before crypto.PublicKey
+	// The route is Verifier.Verify's, taken here so that the token's
+	// claims are read once. A provider's token, whose size was checked
+	// above, is read before its check, for the key it names; spool's is
+	// read only once its verifier, which checks a smaller size first, has
+	// taken it.
+	var (
+		subject string
+		err     error
+		claims  jwt.RegisteredClaims
+		kid     string
+		parsed  bool
+		before  crypto.PublicKey
+	)
+	provider := c.verifier.namesProvider(token)
 	if provider {
-		if _, kid, _ := unverified(token); kid != "" {
+		claims, kid, parsed = unverified(token)
+		if kid != "" {
 			before, _ = c.verifier.OIDC.key(ctx, kid)
 		}
+		subject, err = c.verifier.OIDC.Verify(ctx, token)
+	} else {
+		subject, err = c.verifier.Own.Verify(token)
+		if err == nil {
+			claims, kid, parsed = unverified(token)
+		}
 	}
-	subject, err := c.verifier.Verify(ctx, token)
 	if err != nil {
 		return "", err
 	}
-	claims, kid, parsed := unverified(token)
 	if !parsed {
 		return subject, nil
 	}
