@@ -23,9 +23,10 @@ build:
 # with graphql-ws, Apollo Client and urql, and the browser test (skipped,
 # saying so, where no Chromium is installed; required when CI is set).
 # The two side by side (-j2), each leaving the CPU to the other while it
-# waits on replicas, databases, websockets and the browser.
+# waits on replicas, databases, websockets and the browser. (-o build:
+# the binary is built above, so test-web does not link it again.)
 test: build web-deps
-	@$(MAKE) --no-print-directory -j2 test-go test-web
+	@$(MAKE) --no-print-directory -j2 -o build test-go test-web
 
 # The checks and the tests build the code one way, with GOTAGS as `make
 # build` does: vet, staticcheck, the Go tests, the fault suite and the
