@@ -95,19 +95,24 @@ type chunkAt struct {
 // sessionWithChunk loads the caller's session (any owner for an empty
 // userID) and its row for one chunk, in one statement. It returns
 // NOT_FOUND for a missing id and someone else's alike.
+//
+// The read is by primary key alone and the owner is compared here, as
+// for every read of one upload by its id (ownedSession, sessions): given
+// the owner as well, a planner may walk the owner's index through all of
+// their uploads. PostgreSQL did, in the generic plan it keeps for a
+// prepared statement, while its statistics still said the table was
+// small: every confirmChunk of a user with 25,000 uploads read them all
+// (docs/BENCHMARKS.md, "A user's many uploads").
 func (s *Service) sessionWithChunk(ctx context.Context, userID, id string, at chunkAt) (*ent.UploadSession, heldRow, error) {
-	byOffset, owned, first := 0, 0, any(at.index)
+	byOffset, first := 0, any(at.index)
 	if at.byOffset {
 		byOffset, first = 1, at.firstByte
 	}
-	if userID != "" {
-		owned = 1
-	}
-	sess, text, found, err := readSessionWithChunk(ctx, s.db, s.chunkSQL.sessionWithChunk[byOffset][owned], first, id, userID)
+	sess, text, found, err := readSessionWithChunk(ctx, s.db, s.chunkSQL.sessionWithChunk[byOffset], first, id)
 	if err != nil {
 		return nil, heldRow{}, fmt.Errorf("loading upload %s: %w", id, err)
 	}
-	if !found {
+	if !found || (userID != "" && sess.OwnerID != userID) {
 		return nil, heldRow{}, errNotFound("upload", id)
 	}
 	row, err := parseHeld(text.String)

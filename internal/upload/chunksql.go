@@ -51,10 +51,9 @@ func (b builtSQL) with(vals ...any) []any {
 
 // chunkStatements are the chunk path's statements for one dialect.
 type chunkStatements struct {
-	// sessionWithChunk[byOffset][owned] reads a session joined to one
-	// chunk's row; slots: 0 the chunk's index or first byte, 1 the
-	// session id, 2 the owner.
-	sessionWithChunk [2][2]builtSQL
+	// sessionWithChunk[byOffset] reads a session joined to one chunk's
+	// row; slots: 0 the chunk's index or first byte, 1 the session id.
+	sessionWithChunk [2]builtSQL
 	// bumpSession[toUploading]; slots bumpReceived … bumpID.
 	bumpSession [2]builtSQL
 	// asyncCommit is set when bumpSession also turns synchronous_commit
@@ -111,9 +110,7 @@ const (
 func newChunkStatements(d string, asyncCommit bool) *chunkStatements {
 	s := chunkStatements{asyncCommit: asyncCommit}
 	for byOffset := range 2 {
-		for owned := range 2 {
-			s.sessionWithChunk[byOffset][owned] = buildSessionWithChunk(d, byOffset == 1, owned == 1)
-		}
+		s.sessionWithChunk[byOffset] = buildSessionWithChunk(d, byOffset == 1)
 	}
 	for toUploading := range 2 {
 		s.bumpSession[toUploading] = buildBumpSession(d, toUploading == 1, asyncCommit)
@@ -240,7 +237,7 @@ func existsIn(table string) *entsql.Predicate {
 // buildSessionWithChunk is the read of sessionWithChunk: every column of
 // the session and heldColumn, from a left join on the unique
 // (session_id, index) index: one row looked up, never a scan.
-func buildSessionWithChunk(d string, byOffset, owned bool) builtSQL {
+func buildSessionWithChunk(d string, byOffset bool) builtSQL {
 	t := entsql.Table(uploadsession.Table)
 	sel := entsql.Dialect(d).Select(t.Columns(uploadsession.Columns...)...).From(t)
 	row := entsql.Table(uploadchunk.Table).As("held")
@@ -274,11 +271,8 @@ func buildSessionWithChunk(d string, byOffset, owned bool) builtSQL {
 			}
 		}
 	}), heldColumn)
-	where := entsql.EQ(t.C(uploadsession.FieldID), slot(1))
-	if owned {
-		where = entsql.And(where, entsql.EQ(t.C(uploadsession.FieldOwnerID), slot(2)))
-	}
-	return build(sel.Where(where))
+	// By id alone: the caller compares the owner (sessionWithChunk).
+	return build(sel.Where(entsql.EQ(t.C(uploadsession.FieldID), slot(1))))
 }
 
 // buildBumpSession is bumpSession's UPDATE … RETURNING, conditional on

@@ -448,6 +448,13 @@ func postgresPlanReads(t *testing.T, e *testEnv, table, prefix string, keys []st
 	if err := e.sql.QueryRowContext(context.Background(), "EXPLAIN (ANALYZE, FORMAT JSON) "+query, args...).Scan(&out); err != nil {
 		t.Fatal(err)
 	}
+	return planReads(t, out, table, prefix, keys)
+}
+
+// planReads is postgresPlanReads for a plan already taken: out is the
+// output of EXPLAIN (ANALYZE, FORMAT JSON).
+func planReads(t *testing.T, out, table, prefix string, keys []string) (float64, []string, string) {
+	t.Helper()
 	type node struct {
 		NodeType        string  `json:"Node Type"`
 		Relation        string  `json:"Relation Name"`
@@ -471,7 +478,7 @@ func postgresPlanReads(t *testing.T, e *testEnv, table, prefix string, keys []st
 			t.Fatal(err)
 		}
 		onTable := n.Relation == table || strings.HasPrefix(n.Index, prefix)
-		byKey := slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(n.IndexCond, k) || n.Index == k })
+		byKey := slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(n.IndexCond, "("+k+")") || n.Index == k })
 		switch {
 		case onTable && n.NodeType == "Bitmap Heap Scan":
 			// Its rows were counted at its index scans.
@@ -492,4 +499,116 @@ func postgresPlanReads(t *testing.T, e *testEnv, table, prefix string, keys []st
 	}
 	walk(top[0].Plan)
 	return read, walks, out
+}
+
+// TestOneUploadReadByID: the reads of one upload or file by its id, for
+// its owner, go by the primary key however the table has grown since the
+// read was planned. PostgreSQL plans a prepared statement once for any
+// arguments (its generic plan) and keeps that plan until the table is
+// analysed again. Given an owner as well as an id, planned while the
+// user had a few uploads, it went by the owner's index (the two indexes
+// cost the same on a table that small) and then walked it through all
+// of the user's uploads at every call: every confirmChunk of a user
+// with 25,000 uploads read all 25,000 (docs/BENCHMARKS.md, "A user's
+// many uploads").
+//
+// Here the reads the Service sends (from the recorded log) while alice
+// has two uploads and a file are prepared on a connection of its own
+// that plans only generically, and run once; then alice gets 2,000 more
+// uploads, batches and files, and each read, run again, must read at
+// most one row of its table, by its key. The reads: confirmChunk's (the
+// session joined to the chunk), a batch's uploads, a media file's, and
+// cancel's.
+func TestOneUploadReadByID(t *testing.T) {
+	t.Parallel()
+	dbURL := dbtest.Postgres(t)
+	log := &sqlLog{}
+	e := newRecordedEnv(t, dbURL, log, testConfig())
+	ctx := context.Background()
+	alice := e.user(t, "alice")
+	data := []byte{0xFF, 0xFB}
+	spec := upload.FileSpec{FileName: "tiny.mp3", Size: int64(len(data)), MimeType: "audio/mpeg"}
+	sess := e.initOne(t, alice, spec)
+	e.mustSend(t, sess.ID, 0, data)
+	other := e.initOne(t, alice, spec)
+	file := e.readyOriginal(t, alice, data)
+
+	log.take()
+	if _, err := e.svc.ConfirmChunk(ctx, alice, sess.ID, 0, int64(len(data)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Batch(ctx, alice, sess.BatchID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Media(ctx, alice, file.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Cancel(ctx, alice, other.ID); err != nil {
+		t.Fatal(err)
+	}
+	lines := log.take()
+
+	conn, err := e.sql.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	reads := []struct {
+		what, pattern, table, prefix, key string
+		execute                           string // EXECUTE of the prepared read
+	}{
+		{what: "confirmChunk's session and chunk", pattern: `LEFT JOIN "upload_chunks" AS "held"`, table: "upload_sessions", prefix: "uploadsession_", key: "id"},
+		{what: "a batch's uploads", pattern: `FROM "upload_sessions" WHERE \(?"upload_sessions"."batch_id" = `, table: "upload_sessions", prefix: "uploadsession_", key: "batch_id"},
+		{what: "a media file", pattern: `FROM "media_files" WHERE \(?"media_files"."id" = `, table: "media_files", prefix: "mediafile_", key: "id"},
+		{what: "cancel's session", pattern: `FROM "upload_sessions" WHERE \(?"upload_sessions"."id" = \$1`, table: "upload_sessions", prefix: "uploadsession_", key: "id"},
+	}
+	for i := range reads {
+		r := &reads[i]
+		query, args := loggedStatement(t, lines, r.pattern)
+		name := fmt.Sprintf("one_upload_%d", i)
+		if _, err := conn.ExecContext(ctx, "PREPARE "+name+" AS "+query); err != nil {
+			t.Fatalf("%s: PREPARE: %v", r.what, err)
+		}
+		// EXECUTE's arguments as literals: PostgreSQL takes no
+		// parameters for a statement under EXPLAIN. The logged
+		// arguments have no spaces (ids, numbers, times in RFC 3339).
+		literals := make([]string, len(args))
+		for j, a := range args {
+			literals[j] = "'" + strings.ReplaceAll(fmt.Sprint(a), "'", "''") + "'"
+		}
+		r.execute = "EXECUTE " + name + "(" + strings.Join(literals, ", ") + ")"
+		if _, err := conn.ExecContext(ctx, r.execute); err != nil { // planned now, on the small tables
+			t.Fatalf("%s: %s: %v", r.what, r.execute, err)
+		}
+	}
+
+	for _, grow := range []struct {
+		sql string
+		arg any
+	}{
+		{`INSERT INTO upload_batches SELECT (jsonb_populate_record(b, jsonb_build_object('id', b.id || '-' || g))).*
+			FROM upload_batches b, generate_series(1, 2000) g WHERE b.id = $1`, sess.BatchID},
+		{`INSERT INTO upload_sessions SELECT (jsonb_populate_record(s, jsonb_build_object('id', s.id || '-' || g,
+			'batch_id', s.batch_id || '-' || g))).* FROM upload_sessions s, generate_series(1, 2000) g WHERE s.id = $1`, sess.ID},
+		{`INSERT INTO media_files SELECT (jsonb_populate_record(m, jsonb_build_object('id', m.id || '-' || g,
+			'storage_key', m.storage_key || '-' || g))).* FROM media_files m, generate_series(1, 2000) g WHERE m.id = $1`, file.ID},
+	} {
+		if _, err := e.sql.ExecContext(ctx, grow.sql, grow.arg); err != nil {
+			t.Fatalf("%s: %v", grow.sql, err)
+		}
+	}
+
+	for _, r := range reads {
+		var out string
+		if err := conn.QueryRowContext(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+r.execute).Scan(&out); err != nil {
+			t.Fatalf("%s: EXPLAIN %s: %v", r.what, r.execute, err)
+		}
+		read, walks, plan := planReads(t, out, r.table, r.prefix, []string{r.key})
+		if len(walks) > 0 || read > 1 {
+			t.Errorf("%s: scans %v, %.0f rows of %s read, want by %s and at most 1:\n%s", r.what, walks, read, r.table, r.key, plan)
+		}
+	}
 }

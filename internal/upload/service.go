@@ -159,15 +159,14 @@ func (s *Service) withTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
 // activeStatuses are the states in which chunks may still arrive.
 var activeStatuses = []Status{StatusInitialized, StatusUploading}
 
-// ownedSession returns the caller's session, or NOT_FOUND for a missing
-// id and someone else's alike.
+// ownedSession returns the caller's session (anyone's for an empty
+// userID), or NOT_FOUND for a missing id and someone else's alike. It
+// reads by primary key alone and compares the owner here: given the
+// owner too, a planner may walk the owner's index through all their
+// uploads (sessionWithChunk says when PostgreSQL did).
 func ownedSession(ctx context.Context, c *ent.Client, userID, id string) (*ent.UploadSession, error) {
-	q := c.UploadSession.Query().Where(uploadsession.ID(id))
-	if userID != "" {
-		q = q.Where(uploadsession.OwnerID(userID))
-	}
-	sess, err := q.Only(ctx)
-	if ent.IsNotFound(err) {
+	sess, err := c.UploadSession.Get(ctx, id)
+	if ent.IsNotFound(err) || (err == nil && userID != "" && sess.OwnerID != userID) {
 		return nil, errNotFound("upload", id)
 	}
 	if err != nil {
@@ -267,7 +266,8 @@ func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string)
 // not exist or is not the user's.
 func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, ids []string) ([]*Session, error) {
 	// By primary key alone, the owner checked below: given the owner too,
-	// SQLite's planner walks the owner's index through all their uploads.
+	// SQLite's planner walks the owner's index through all their uploads,
+	// and PostgreSQL's may (sessionWithChunk).
 	rows, err := c.UploadSession.Query().Where(uploadsession.IDIn(ids...)).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading %d uploads: %w", len(ids), err)
@@ -342,11 +342,20 @@ func (s *Service) Session(ctx context.Context, userID, id string) (*Session, err
 
 // Batch returns the caller's batch with its uploads, or NOT_FOUND.
 func (s *Service) Batch(ctx context.Context, userID, id string) (*Batch, error) {
-	ids, err := s.db.UploadSession.Query().
-		Where(uploadsession.BatchID(id), uploadsession.OwnerID(userID)).
-		Order(uploadsession.ByID()).IDs(ctx)
+	// By the batch's index alone, the owner compared here (ownedSession
+	// says why). A batch's uploads are all its owner's.
+	rows, err := s.db.UploadSession.Query().
+		Where(uploadsession.BatchID(id)).
+		Order(uploadsession.ByID()).
+		Select(uploadsession.FieldID, uploadsession.FieldOwnerID).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading batch %s: %w", id, err)
+	}
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		if r.OwnerID == userID {
+			ids = append(ids, r.ID)
+		}
 	}
 	if len(ids) == 0 {
 		ok, err := s.db.UploadBatch.Query().
@@ -373,10 +382,10 @@ func (s *Service) Batch(ctx context.Context, userID, id string) (*Batch, error) 
 
 // Media returns the caller's media file, or NOT_FOUND (also once deleted).
 func (s *Service) Media(ctx context.Context, userID, id string) (*ent.MediaFile, error) {
-	m, err := s.db.MediaFile.Query().
-		Where(mediafile.ID(id), mediafile.OwnerID(userID), mediafile.DeletedAtIsNil()).
-		Only(ctx)
-	if ent.IsNotFound(err) {
+	// By primary key alone, the owner compared here (ownedSession says
+	// why).
+	m, err := s.db.MediaFile.Get(ctx, id)
+	if ent.IsNotFound(err) || (err == nil && (m.OwnerID != userID || m.DeletedAt != nil)) {
 		return nil, errNotFound("media file", id)
 	}
 	if err != nil {
