@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,8 @@ import (
 var (
 	ratesDuration = flag.Duration("rates-duration", 5*time.Second, "BenchmarkControlRates: how long each measurement runs (go test … -args -rates-duration 5s)")
 	ratesClients  = flag.Int("rates-clients", 8, "BenchmarkControlRates: concurrent clients per measurement")
-	ratesProfile  = flag.String("rates-cpuprofile", "", "BenchmarkControlRates: write a CPU profile of spool during each spool measurement to `PREFIX`-<measurement>.pprof (spool runs with --debug-addr)")
+	ratesRounds   = flag.Int("rates-rounds", 3, "BenchmarkControlRates: rounds of every measurement, alternating with tusd's; the summary gives the medians")
+	ratesProfile  = flag.String("rates-cpuprofile", "", "BenchmarkControlRates: write a CPU profile of spool during each spool measurement of the first round to `PREFIX`-<engine>-<measurement>.pprof (spool runs with --debug-addr)")
 )
 
 // tinyFile is the smallest file spool accepts: spool checks chunk 0's
@@ -78,22 +80,27 @@ func (r rate) othersPerReq() float64 {
 //
 // and reports requests per second and the server's CPU time per request
 // (utime+stime from /proc/PID/stat over the window). spool runs on
-// embedded SQLite and again on a scratch PostgreSQL database; tusd is
-// measured before and after spool and the faster of the two is what the
-// spool/tusd ratios divide by (tusdBest says why). It asserts nothing
-// about speed: the numbers are for docs/BENCHMARKS.md.
+// embedded SQLite and on a scratch PostgreSQL database. The measurements
+// run in ratesRounds rounds, each round's spool windows between two of
+// tusd's (the last window of a round is the first of the next), and a
+// round's spool/tusd ratios divide by the faster of its two tusd windows
+// (tusdBest says why). One window's ratio swings by a third from run to
+// run on these machines; the median of the rounds' is what the summary
+// and the reported metrics give. It asserts nothing about speed: the
+// numbers are for docs/BENCHMARKS.md.
 func BenchmarkControlRates(b *testing.B) {
 	if testing.Short() {
-		b.Skip("runs spool and tusd under load for half a minute; skipped under -short (run `make bench-rates`)")
+		b.Skip("runs spool and tusd under load for a few minutes; skipped under -short (run `make bench-rates`)")
 	}
-	if *ratesDuration <= 0 || *ratesClients < 1 {
-		b.Fatalf("-rates-duration must be positive and -rates-clients at least 1, got %v and %d", *ratesDuration, *ratesClients)
+	if *ratesDuration <= 0 || *ratesClients < 1 || *ratesRounds < 1 {
+		b.Fatalf("-rates-duration must be positive, -rates-clients and -rates-rounds at least 1, got %v, %d and %d",
+			*ratesDuration, *ratesClients, *ratesRounds)
 	}
 	// First, so that without a PostgreSQL server the benchmark skips (or
 	// fails, with CI=true as `make bench-rates` sets it) before measuring.
 	pgURL := dbtest.Postgres(b)
 	dir := b.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
 	binDir := mkdir(b, dir, "bin")
@@ -107,58 +114,128 @@ func BenchmarkControlRates(b *testing.B) {
 		"--rate-mutations", "1000000/s", "--rate-chunks", "1000000/s"}
 
 	began := time.Now()
-	var rates []rate
+	// The servers run for the whole benchmark, idle outside their windows
+	// (a spool at rest uses a few ms of CPU a second).
 	tusd := startTusd(b, tusdBin, mkdir(b, dir, "tusd"))
-	tusdBefore := measureTusdPatches(ctx, b, c, tusd, "tusd PATCH (before)")
-	rates = append(rates, tusdBefore)
-	tusd.stop()
-
+	defer tusd.stop()
 	sqliteProf, sqliteArgs := profiled(b, "sqlite", spoolArgs)
 	sqlite := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-sqlite"), sqliteArgs...)
-	sqliteConfirm := measureConfirms(ctx, b, c, sqlite, "spool SQLite confirmChunk", sqliteProf.as("confirm"))
-	sqlitePut := measureTinyPuts(ctx, b, c, sqlite, "spool SQLite chunk PUT", sqliteProf.as("put"))
-	rates = append(rates, sqliteConfirm, sqlitePut)
-	sqlite.stop()
-
+	defer sqlite.stop()
 	pgProf, pgArgs := profiled(b, "postgres", append(spoolArgs, "--database-url", pgURL))
 	pg := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-postgres"), pgArgs...)
-	pgConfirm := measureConfirms(ctx, b, c, pg, "spool PostgreSQL confirmChunk", pgProf.as("confirm"))
-	pgPut := measureTinyPuts(ctx, b, c, pg, "spool PostgreSQL chunk PUT", pgProf.as("put"))
-	rates = append(rates, pgConfirm, pgPut)
-	pg.stop()
+	defer pg.stop()
 
-	tusd = startTusd(b, tusdBin, mkdir(b, dir, "tusd-after"))
-	tusdAfter := measureTusdPatches(ctx, b, c, tusd, "tusd PATCH (after)")
-	rates = append(rates, tusdAfter)
-	tusd.stop()
+	rounds := make([]ratesRound, *ratesRounds)
+	tusdWindow := measureTusdPatches(ctx, b, c, tusd, "tusd PATCH (before round 1)")
+	for i := range rounds {
+		r := &rounds[i]
+		r.tusdBefore = tusdWindow
+		// Only the first round is profiled: the profiles' file names
+		// are one per measurement.
+		sqliteProf, pgProf := sqliteProf, pgProf
+		if i > 0 {
+			sqliteProf, pgProf = nil, nil
+		}
+		r.spool[0] = measureConfirms(ctx, b, c, sqlite, "spool SQLite confirmChunk", sqliteProf.as("confirm"))
+		r.spool[1] = measureTinyPuts(ctx, b, c, sqlite, "spool SQLite chunk PUT", sqliteProf.as("put"))
+		r.spool[2] = measureConfirms(ctx, b, c, pg, "spool PostgreSQL confirmChunk", pgProf.as("confirm"))
+		r.spool[3] = measureTinyPuts(ctx, b, c, pg, "spool PostgreSQL chunk PUT", pgProf.as("put"))
+		tusdWindow = measureTusdPatches(ctx, b, c, tusd, fmt.Sprintf("tusd PATCH (after round %d)", i+1))
+		r.tusdAfter = tusdWindow
+	}
 
 	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark means nothing
-	tusdWindow := tusdBest(tusdBefore, tusdAfter)
-	tusdRate := tusdWindow.perSec()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-	fmt.Fprintf(tw, "\n%d clients, %v per measurement, spool's files %d bytes, tusd's PATCHes 1 byte, load average %s; ratios against tusd's faster window, %.0f PATCH/s\n",
-		*ratesClients, *ratesDuration, len(tinyFile), loadAverage(b), tusdRate)
-	fmt.Fprintln(tw, "measurement\trequests\tseconds\treq/s\tserver CPU µs/req\tclient CPU µs/req\tother CPU µs/req\tsteal %\treq/s vs tusd\tsetup s")
-	for _, r := range rates {
-		name := r.name
-		if r.short {
-			name += " (ran out of prepared uploads early)"
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.2f\t%.1f\n", name, r.requests, r.elapsed.Seconds(),
-			r.perSec(), r.cpuPerReq(), r.clientPerReq(), r.othersPerReq(), r.machine.stealPercent(r.elapsed),
-			r.perSec()/tusdRate, r.setup.Seconds())
+	fmt.Printf("\n%d clients, %v per measurement, %d rounds, spool's files %d bytes, tusd's PATCHes 1 byte, load average %s\n",
+		*ratesClients, *ratesDuration, len(rounds), len(tinyFile), loadAverage(b))
+	for i, r := range rounds {
+		r.print(i + 1)
 	}
-	_ = tw.Flush()
+	summary := summarize(rounds)
+	summary.print()
 	fmt.Printf("setup and measurements took %.0f s after the builds\n", time.Since(began).Seconds())
 
-	b.ReportMetric(sqliteConfirm.perSec()/tusdRate, "sqlite-confirm/tusd")
-	b.ReportMetric(sqlitePut.perSec()/tusdRate, "sqlite-put/tusd")
-	b.ReportMetric(pgConfirm.perSec()/tusdRate, "pg-confirm/tusd")
-	b.ReportMetric(pgPut.perSec()/tusdRate, "pg-put/tusd")
-	b.ReportMetric(tusdRate, "tusd-patch/s")
-	b.ReportMetric(sqlitePut.cpuPerReq(), "sqlite-put-cpu-µs")
-	b.ReportMetric(sqliteConfirm.cpuPerReq(), "sqlite-confirm-cpu-µs")
-	b.ReportMetric(tusdWindow.cpuPerReq(), "tusd-patch-cpu-µs")
+	for i, key := range []string{"sqlite-confirm", "sqlite-put", "pg-confirm", "pg-put"} {
+		b.ReportMetric(summary.ratio[i], key+"/tusd")
+	}
+	b.ReportMetric(summary.tusdRate, "tusd-patch/s")
+	b.ReportMetric(summary.cpu[0], "sqlite-confirm-cpu-µs")
+	b.ReportMetric(summary.cpu[1], "sqlite-put-cpu-µs")
+	b.ReportMetric(summary.tusdCPU, "tusd-patch-cpu-µs")
+}
+
+// ratesRound is one round of BenchmarkControlRates: spool's four
+// measurements (SQLite confirmChunk and chunk PUT, then PostgreSQL's)
+// between two windows of tusd's.
+type ratesRound struct {
+	tusdBefore, tusdAfter rate
+	spool                 [4]rate
+}
+
+// tusd is the window the round's ratios divide by.
+func (r ratesRound) tusd() rate { return tusdBest(r.tusdBefore, r.tusdAfter) }
+
+// print writes the round's windows as a table, each with its ratio to
+// the round's tusd.
+func (r ratesRound) print(n int) {
+	tusdRate := r.tusd().perSec()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintf(tw, "\nround %d: ratios against tusd's faster window, %.0f PATCH/s\n", n, tusdRate)
+	fmt.Fprintln(tw, "measurement\trequests\tseconds\treq/s\tserver CPU µs/req\tclient CPU µs/req\tother CPU µs/req\tsteal %\treq/s vs tusd\tsetup s")
+	for _, w := range append(append([]rate{r.tusdBefore}, r.spool[:]...), r.tusdAfter) {
+		name := w.name
+		if w.short {
+			name += " (ran out of prepared uploads early)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.2f\t%.1f\n", name, w.requests, w.elapsed.Seconds(),
+			w.perSec(), w.cpuPerReq(), w.clientPerReq(), w.othersPerReq(), w.machine.stealPercent(w.elapsed),
+			w.perSec()/tusdRate, w.setup.Seconds())
+	}
+	_ = tw.Flush()
+}
+
+// ratesSummary is the median over rounds of each of spool's measurements:
+// its ratio to its round's tusd, its requests a second, its server CPU
+// and the machine's other CPU per request; and tusd's faster windows'
+// median rate and CPU per PATCH.
+type ratesSummary struct {
+	names                      [4]string
+	ratio, lo, hi, perSec, cpu [4]float64
+	others                     [4]float64
+	tusdRate, tusdCPU          float64
+}
+
+func summarize(rounds []ratesRound) ratesSummary {
+	var s ratesSummary
+	var tusdRates, tusdCPUs []float64
+	for _, r := range rounds {
+		tusdRates = append(tusdRates, r.tusd().perSec())
+		tusdCPUs = append(tusdCPUs, r.tusd().cpuPerReq())
+	}
+	s.tusdRate, s.tusdCPU = median(tusdRates), median(tusdCPUs)
+	for i := range s.names {
+		var ratios, perSec, cpu, others []float64
+		for _, r := range rounds {
+			w := r.spool[i]
+			ratios = append(ratios, w.perSec()/r.tusd().perSec())
+			perSec = append(perSec, w.perSec())
+			cpu = append(cpu, w.cpuPerReq())
+			others = append(others, w.othersPerReq())
+		}
+		s.names[i] = rounds[0].spool[i].name
+		s.ratio[i], s.lo[i], s.hi[i] = median(ratios), slices.Min(ratios), slices.Max(ratios)
+		s.perSec[i], s.cpu[i], s.others[i] = median(perSec), median(cpu), median(others)
+	}
+	return s
+}
+
+func (s ratesSummary) print() {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+	fmt.Fprintf(tw, "\nmedians over the rounds; tusd's faster windows: %.0f PATCH/s at %.0f µs of server CPU\n", s.tusdRate, s.tusdCPU)
+	fmt.Fprintln(tw, "measurement\treq/s vs tusd\t(rounds' range)\treq/s\tserver CPU µs/req\tother CPU µs/req")
+	for i, name := range s.names {
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f–%.2f\t%.0f\t%.0f\t%.0f\n", name, s.ratio[i], s.lo[i], s.hi[i], s.perSec[i], s.cpu[i], s.others[i])
+	}
+	_ = tw.Flush()
 }
 
 // tusdBest is the rate the spool/tusd ratios divide by: the faster of
