@@ -162,7 +162,8 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 	var (
 		batchID  = schema.NewID("bat")
 		ids      = make([]string, len(files))
-		prepared []string // storage keys to discard if the batch fails
+		prepared []string            // storage keys to discard if the batch fails
+		made     = map[string]bool{} // the new uploads, with no chunk rows yet
 		// committing is set once every statement of the batch ran: a
 		// failure after it is the COMMIT's, which the database may have
 		// stored without its answer arriving (a cut connection).
@@ -234,6 +235,7 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 			creates = append(creates, s.newSession(tx, userID, batchID, id, f).
 				SetTus(spec.tus != nil).SetTusPart(spec.tus != nil && spec.tus.Part))
 			ids[i] = id
+			made[id] = true
 		}
 		if prepared, err = s.prepareAll(ctx, keys, func(n int) int64 { return files[fresh[n]].Size }); err != nil {
 			return err
@@ -262,7 +264,7 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		}
 		return nil, err
 	}
-	uploads, err := s.sessions(ctx, s.db, userID, ids)
+	uploads, err := s.sessions(ctx, s.db, userID, ids, made)
 	if err != nil {
 		return nil, err
 	}

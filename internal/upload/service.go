@@ -250,7 +250,7 @@ func percentOf(done, total int64) int {
 // session returns the caller's session with its progress (anyone's if
 // userID is ""): sessions for one.
 func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string) (*Session, error) {
-	sessions, err := s.sessions(ctx, c, userID, []string{id})
+	sessions, err := s.sessions(ctx, c, userID, []string{id}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -263,8 +263,11 @@ func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string)
 // those completed (a completed upload's media file is created in the
 // transaction that completes it, so its progress names the file and its
 // status until it is deleted). It returns NOT_FOUND if one of them does
-// not exist or is not the user's.
-func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, ids []string) ([]*Session, error) {
+// not exist or is not the user's. The uploads in made were created by
+// the caller a moment ago, and no chunk of theirs can have arrived (no
+// client knows their ids yet): their chunk rows are not looked for, and
+// when all are such, the chunk rows' statement is not sent.
+func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, ids []string, made map[string]bool) ([]*Session, error) {
 	// By primary key alone, the owner checked below: given the owner too,
 	// SQLite's planner walks the owner's index through all their uploads,
 	// and PostgreSQL's may (sessionWithChunk).
@@ -283,17 +286,25 @@ func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, id
 			completed = append(completed, r.ID)
 		}
 	}
-	chunks, err := c.UploadChunk.Query().
-		Where(uploadchunk.SessionIDIn(ids...)).
-		Order(uploadchunk.BySessionID(), uploadchunk.ByIndex()).
-		Select(uploadchunk.FieldSessionID, uploadchunk.FieldIndex, uploadchunk.FieldState, uploadchunk.FieldSize).
-		All(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("loading the chunks of %d uploads: %w", len(ids), err)
+	var older []string // the uploads whose chunks may have arrived
+	for _, id := range ids {
+		if !made[id] {
+			older = append(older, id)
+		}
 	}
 	chunksBySession := make(map[string][]*ent.UploadChunk)
-	for _, ch := range chunks {
-		chunksBySession[ch.SessionID] = append(chunksBySession[ch.SessionID], ch)
+	if len(older) > 0 {
+		chunks, err := c.UploadChunk.Query().
+			Where(uploadchunk.SessionIDIn(older...)).
+			Order(uploadchunk.BySessionID(), uploadchunk.ByIndex()).
+			Select(uploadchunk.FieldSessionID, uploadchunk.FieldIndex, uploadchunk.FieldState, uploadchunk.FieldSize).
+			All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading the chunks of %d uploads: %w", len(older), err)
+		}
+		for _, ch := range chunks {
+			chunksBySession[ch.SessionID] = append(chunksBySession[ch.SessionID], ch)
+		}
 	}
 	mediaByUpload := make(map[string]*ent.MediaFile)
 	if len(completed) > 0 {
@@ -371,7 +382,7 @@ func (s *Service) Batch(ctx context.Context, userID, id string) (*Batch, error) 
 	if len(ids) == 0 {
 		return b, nil
 	}
-	if b.Uploads, err = s.sessions(ctx, s.db, userID, ids); err != nil {
+	if b.Uploads, err = s.sessions(ctx, s.db, userID, ids, nil); err != nil {
 		return nil, err
 	}
 	for i, sess := range b.Uploads {

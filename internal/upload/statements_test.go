@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -168,11 +169,15 @@ func TestChunkReceiptStatements(t *testing.T) {
 	})
 }
 
+// chunkRead matches a logged read of chunk rows, in either database's quoting.
+var chunkRead = regexp.MustCompile(`SELECT .* FROM .upload_chunks. `)
+
 // TestInitBatchStatements holds initBatch to the same statements whatever
 // the number of files, up to the 100 sessions one INSERT takes: the
 // quota row is updated once, the sessions are inserted in one statement
-// and read back in two. 120 files take one INSERT more, and files that
-// name their sha256 and fingerprint two reads, however many they are.
+// and read back in one: new uploads have no chunk rows to look for. 120
+// files take one INSERT more, and files that name their sha256 and
+// fingerprint two reads, however many they are.
 func TestInitBatchStatements(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
@@ -201,6 +206,11 @@ func TestInitBatchStatements(t *testing.T) {
 			for i, u := range b.Uploads {
 				if u.FileName != files[i].FileName || u.Progress.Status != upload.StatusInitialized {
 					t.Fatalf("upload %d of %d: %s %s, want %s INITIALIZED", i, n, u.FileName, u.Progress.Status, files[i].FileName)
+				}
+			}
+			for _, line := range lines {
+				if chunkRead.MatchString(line) {
+					t.Errorf("InitBatch of %d new files looked for their chunk rows: %s", n, line)
 				}
 			}
 			if quotaUpdates := userRowUpdates(lines); quotaUpdates != 1 {
