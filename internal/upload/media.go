@@ -329,8 +329,12 @@ func (s *Service) OpenThumbnail(ctx context.Context, mediaID string, n int) (med
 func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 	var m *ent.MediaFile
 	err := s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
+		// By primary key alone, the owner compared once the row is read
+		// back: someone else's file rolls the delete back. Named in the
+		// UPDATE, the owner's index could be planned for it
+		// (ownedSession says why).
 		n, err := tx.MediaFile.Update().
-			Where(mediafile.ID(id), mediafile.OwnerID(userID), mediafile.DeletedAtIsNil()).
+			Where(mediafile.ID(id), mediafile.DeletedAtIsNil()).
 			SetDeletedAt(s.now()).Save(ctx)
 		if err != nil {
 			return fmt.Errorf("deleting media: %w", err)
@@ -340,6 +344,9 @@ func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 		}
 		if m, err = tx.MediaFile.Get(ctx, id); err != nil {
 			return err
+		}
+		if m.OwnerID != userID {
+			return errNotFound("media file", id)
 		}
 		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
 			return err

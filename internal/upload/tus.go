@@ -437,13 +437,16 @@ func (s *Service) ConcatTus(ctx context.Context, userID string, f FileSpec, part
 				return Errorf(CodeBadUserInput, "partial upload %s is listed twice", id)
 			}
 			seen[id] = true
-			// Taken in one statement: only a part of the caller's with
-			// every byte stored, still taking bytes. It ends here, its
-			// quota moving to the new upload (so no quota moves at all),
-			// its bytes marked freed so the sweeper leaves them to this
-			// call, which discards them after the join.
+			// Taken in one statement: only a part with every byte
+			// stored, still taking bytes. It ends here, its quota moving
+			// to the new upload (so no quota moves at all), its bytes
+			// marked freed so the sweeper leaves them to this call, which
+			// discards them after the join. The owner is compared once
+			// it is read back, and someone else's part rolls all of this
+			// back: named in the UPDATE, the owner's index could be
+			// planned for it (ownedSession says why).
 			n, err := tx.UploadSession.Update().
-				Where(uploadsession.ID(id), uploadsession.OwnerID(userID), uploadsession.TusPart(true),
+				Where(uploadsession.ID(id), uploadsession.TusPart(true),
 					uploadsession.StatusIn(activeStatuses...), uploadsession.ExpiresAtGT(now),
 					uploadsession.TailBytes(0), receivedEveryChunk()).
 				SetStatus(StatusCancelled).SetFinishedAt(now).SetBytesFreed(true).
@@ -458,6 +461,9 @@ func (s *Service) ConcatTus(ctx context.Context, userID string, f FileSpec, part
 			part, err := tx.UploadSession.Get(ctx, id)
 			if err != nil {
 				return fmt.Errorf("reading partial upload %s: %w", id, err)
+			}
+			if part.OwnerID != userID {
+				return Errorf(CodeBadUserInput, "%s is not a partial upload of yours with every byte sent", id)
 			}
 			parts = append(parts, JoinPart{Key: part.StorageKey, TotalChunks: part.TotalChunks, Size: part.TotalSize})
 			sum += part.TotalSize
