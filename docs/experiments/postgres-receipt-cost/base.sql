@@ -1,0 +1,2 @@
+SELECT 's' || nextval('zzseq') AS sid \gset
+SELECT :sid;
