@@ -12,4 +12,6 @@ import "github.com/jackc/pgx/v5"
 // the table through the wrong one once the table is large. A statement
 // whose plan must follow its table's growth takes this, at the price of
 // its planning at every run. SQLite's statements take no such argument.
+// A statement ent's builders write takes it through its context
+// (sqltx.WithStatementOption).
 const PlannedEachRun = pgx.QueryExecModeExec

@@ -91,7 +91,7 @@ func (s *Service) ownedKeys(ctx context.Context) (ownedKeys, error) {
 	o := ownedKeys{uploads: map[string]bool{}, objects: map[string]bool{}, media: map[string]bool{}}
 	sessions, err := s.db.UploadSession.Query().
 		Where(uploadsession.StatusIn(StatusInitialized, StatusUploading, StatusAssembling)).
-		Select(uploadsession.FieldStorageKey, uploadsession.FieldStatus).All(ctx)
+		Select(uploadsession.FieldStorageKey, uploadsession.FieldStatus).All(s.plannedEachRun(ctx))
 	if err != nil {
 		return o, fmt.Errorf("listing unfinished uploads: %w", err)
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/spoolhq/spool/ent/uploadchunk"
 	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/ent/user"
+	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/database/sqltx"
 )
 
 // Service runs uploads. It is safe for concurrent use, including by
@@ -149,6 +151,21 @@ func (s *Service) Me(ctx context.Context, userID string) (*ent.User, error) {
 		return nil, errNotFound("user", userID)
 	}
 	return u, err
+}
+
+// plannedEachRun is ctx for the housekeeping reads outside a transaction
+// that PostgreSQL must plan at each run (database.PlannedEachRun): the
+// sweep's, the orphan check's and the metrics' reads by status, which a
+// generic plan made while the sessions table was a page runs as a
+// sequential scan of the whole table for good, where the (status,
+// expires_at) index reads only the unfinished uploads
+// (TestStatementsKeepTheirIndexes). They run a few times a minute, so
+// their planning costs nothing that matters.
+func (s *Service) plannedEachRun(ctx context.Context) context.Context {
+	if s.dialect != dialect.Postgres {
+		return ctx
+	}
+	return sqltx.WithStatementOption(ctx, database.PlannedEachRun)
 }
 
 // withTx runs fn in a transaction, committing if it returns nil.
@@ -569,8 +586,9 @@ var UnfinishedStatuses = []Status{StatusInitialized, StatusUploading, StatusAsse
 // CountUnfinished returns how many uploads of all users are in each of
 // UnfinishedStatuses (statuses with none are absent), for metrics. It is
 // one GROUP BY over the (status, expires_at) index, so its cost follows
-// the unfinished uploads, not the finished ones that pile up. It returns
-// the database's error.
+// the unfinished uploads, not the finished ones that pile up; planned at
+// each run on PostgreSQL, so that it stays so. It returns the database's
+// error.
 func (s *Service) CountUnfinished(ctx context.Context) (map[Status]int64, error) {
 	var rows []struct {
 		Status Status `json:"status"`
@@ -580,7 +598,7 @@ func (s *Service) CountUnfinished(ctx context.Context) (map[Status]int64, error)
 		Where(uploadsession.StatusIn(UnfinishedStatuses...)).
 		GroupBy(uploadsession.FieldStatus).
 		Aggregate(ent.Count()).
-		Scan(ctx, &rows)
+		Scan(s.plannedEachRun(ctx), &rows)
 	if err != nil {
 		return nil, fmt.Errorf("counting unfinished uploads: %w", err)
 	}

@@ -3,6 +3,7 @@ package upload_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -72,6 +73,13 @@ func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog, cfg upload.Config) 
 	}
 	t.Cleanup(func() { db.Close() })
 	client := ent.NewClient(ent.Driver(dialect.DebugWithContext(entsql.OpenDB(db.Dialect, db.SQL()), log.record)))
+	return newEnvOver(t, client, db.SQL(), db.Dialect, dir, cfg)
+}
+
+// newEnvOver is a Service over client, whose pool (for the job queue) is
+// sqldb, with its files under dir.
+func newEnvOver(t *testing.T, client *ent.Client, sqldb *sql.DB, d, dir string, cfg upload.Config) *testEnv {
+	t.Helper()
 	store, err := localfs.New(filepath.Join(dir, "files"))
 	if err != nil {
 		t.Fatal(err)
@@ -82,14 +90,14 @@ func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog, cfg upload.Config) 
 	}
 	broker := &recordingBroker{Hub: progress.NewHub()}
 	svc, err := upload.NewService(upload.Deps{
-		DB: client, Dialect: db.Dialect, Store: store, Broker: broker,
-		Queue:  newTestQueue(t, db.SQL(), db.Dialect),
+		DB: client, Dialect: d, Store: store, Broker: broker,
+		Queue:  newTestQueue(t, sqldb, d),
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 	}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testEnv{svc: svc, db: client, sql: db.SQL(), broker: broker, dir: dir, cfg: svc.Config()}
+	return &testEnv{svc: svc, db: client, sql: sqldb, broker: broker, dir: dir, cfg: svc.Config()}
 }
 
 // onRecordedEngines runs test on SQLite and on PostgreSQL, each with a

@@ -36,10 +36,13 @@ const stuckAfter = time.Minute
 // the media file has none waiting or running.
 func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	var r SweepResult
+	// Its four reads by status, time or flag, planned at each run on
+	// PostgreSQL; their writes are by id.
+	reads := s.plannedEachRun(ctx)
 	due, err := s.db.UploadSession.Query().
 		Where(uploadsession.StatusIn(StatusInitialized, StatusUploading, StatusAssembling),
 			uploadsession.ExpiresAtLTE(s.now())).
-		Limit(sweepBatch).IDs(ctx)
+		Limit(sweepBatch).IDs(reads)
 	if err != nil {
 		return r, err
 	}
@@ -55,7 +58,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	leftovers, err := s.db.UploadSession.Query().
 		Where(uploadsession.StatusIn(StatusCancelled, StatusExpired, StatusFailed),
 			uploadsession.BytesFreed(false)).
-		Limit(sweepBatch).All(ctx)
+		Limit(sweepBatch).All(reads)
 	if err != nil {
 		return r, err
 	}
@@ -66,7 +69,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	stuck, err := s.db.MediaFile.Query().
 		Where(mediafile.StatusEQ(mediafile.StatusPROCESSING), mediafile.DeletedAtIsNil(),
 			mediafile.CreatedAtLT(s.now().Add(-stuckAfter))).
-		Limit(sweepBatch).IDs(ctx)
+		Limit(sweepBatch).IDs(reads)
 	if err != nil {
 		return r, err
 	}
@@ -78,7 +81,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	}
 	deleted, err := s.db.MediaFile.Query().
 		Where(mediafile.DeletedAtNotNil(), mediafile.PurgedAtIsNil()).
-		Limit(sweepBatch).IDs(ctx)
+		Limit(sweepBatch).IDs(reads)
 	if err != nil {
 		return r, err
 	}

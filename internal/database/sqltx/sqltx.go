@@ -17,8 +17,10 @@
 //
 // Being the one driver every ent call goes through, it is also where
 // failed database calls are observed (OnError), for metrics, where reads
-// can be sent to a pool of their own (ReadsOn), and where transactions
-// that nothing can cancel can skip database/sql's watch (TxOnConn).
+// can be sent to a pool of their own (ReadsOn), where transactions
+// that nothing can cancel can skip database/sql's watch (TxOnConn), and
+// where a driver's option for one statement reaches the statements ent
+// writes (WithStatementOption).
 package sqltx
 
 import (
@@ -121,9 +123,40 @@ func (d *Driver) observe(op string, err error) {
 	d.onError(op, err)
 }
 
+// statementOptionKey is the context key of WithStatementOption.
+type statementOptionKey struct{}
+
+// WithStatementOption returns ctx under which every statement run outside
+// a transaction takes opt as its first argument. It is how a driver's
+// option for one statement reaches the statements ent's builders write:
+// pgx reads a leading pgx.QueryExecMode as the mode of that statement
+// (database.PlannedEachRun). Only for a driver that takes such an
+// argument; SQLite's would take it for the statement's first value.
+func WithStatementOption(ctx context.Context, opt any) context.Context {
+	return context.WithValue(ctx, statementOptionKey{}, opt)
+}
+
+// withOption is args with the context's statement option, if any, first.
+func withOption(ctx context.Context, args []any) []any {
+	opt := ctx.Value(statementOptionKey{})
+	if opt == nil {
+		return args
+	}
+	return append([]any{opt}, args...)
+}
+
+// entArgs is withOption for ent's untyped arguments, a []any.
+func entArgs(ctx context.Context, args any) any {
+	if ctx.Value(statementOptionKey{}) == nil {
+		return args
+	}
+	a, _ := args.([]any)
+	return withOption(ctx, a)
+}
+
 // Exec runs a statement outside a transaction (ent's writes).
 func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
-	err := d.Driver.Exec(ctx, query, args, v)
+	err := d.Driver.Exec(ctx, query, entArgs(ctx, args), v)
 	d.observe("exec", err)
 	return err
 }
@@ -131,7 +164,7 @@ func (d *Driver) Exec(ctx context.Context, query string, args, v any) error {
 // Query runs a query outside a transaction (ent's reads).
 func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
 	drv, ctx := d.forQuery(ctx, query)
-	err := drv.Query(ctx, query, args, v)
+	err := drv.Query(ctx, query, entArgs(ctx, args), v)
 	d.observe("query", err)
 	return err
 }
@@ -139,7 +172,7 @@ func (d *Driver) Query(ctx context.Context, query string, args, v any) error {
 // ExecContext runs raw SQL outside a transaction (ent's
 // Client.ExecContext).
 func (d *Driver) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, err := d.Driver.ExecContext(ctx, query, args...)
+	res, err := d.Driver.ExecContext(ctx, query, withOption(ctx, args)...)
 	d.observe("exec", err)
 	return res, err
 }
@@ -148,7 +181,7 @@ func (d *Driver) ExecContext(ctx context.Context, query string, args ...any) (sq
 // Client.QueryContext).
 func (d *Driver) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	drv, ctx := d.forQuery(ctx, query)
-	rows, err := drv.QueryContext(ctx, query, args...)
+	rows, err := drv.QueryContext(ctx, query, withOption(ctx, args)...)
 	d.observe("query", err)
 	return rows, err
 }
