@@ -36,7 +36,8 @@ import (
 // holds five reads to their keys; this test takes every statement of an
 // upload's life.
 //
-// alice uploads, confirms, completes, lists, cancels, deletes, sweeps;
+// alice uploads, confirms, completes, lists, cancels, retries, resumes,
+// copies, appends by tus, deletes and purges, sweeps;
 // each statement the Service sent on upload_sessions, upload_chunks,
 // media_files or upload_batches (recorded by a pgx tracer, with its
 // arguments; those planned at each run keep no plan and are left out)
@@ -95,7 +96,33 @@ func TestStatementsKeepTheirIndexes(t *testing.T) {
 	_, err = e.svc.WatchUser(watchCtx, alice)
 	must(err)
 	stopWatching()
+	// A chunk that fails its checksum, then the upload's retry.
+	corrupt := e.initOne(t, alice, tiny)
+	_, err = e.svc.ReceiveChunk(ctx, corrupt.ID, 0, bytes.NewReader(data), upload.ReceiveOptions{
+		ContentLength: 2, Expect: []upload.Digest{mustDigest(t, crc32cOf([]byte("no")))}})
+	wantCode(t, err, upload.CodeChecksumMismatch)
+	_, err = e.svc.Retry(ctx, alice, corrupt.ID)
+	must(err)
+	// A file resumed by its fingerprint, and a copy of a READY file.
+	named := tiny
+	named.Fingerprint = ptr("planned-fp")
+	e.initOne(t, alice, named)
+	e.initOne(t, alice, named)
+	sum := sha256Hex(data)
+	e.readyOriginal(t, alice, data)
+	copied := tiny
+	copied.SHA256 = &sum
+	e.initOne(t, alice, copied)
+	// tus: an upload created, then its bytes appended.
+	tus, err := e.svc.CreateTus(ctx, alice, upload.TusFile{FileSpec: tiny})
+	must(err)
+	_, err = e.svc.Append(ctx, alice, tus.ID, 0, bytes.NewReader(data), upload.AppendOptions{ContentLength: 2})
+	must(err)
+	_, err = e.svc.Node(ctx, alice, file.ID)
+	must(err)
+	must(e.svc.FailProcessing(ctx, file.ID, "not a sound"))
 	must(e.svc.DeleteMedia(ctx, alice, file.ID))
+	must(e.svc.PurgeMedia(ctx, file.ID))
 	_, err = e.svc.Sweep(ctx)
 	must(err)
 	_, err = e.svc.CountUnfinished(ctx)
