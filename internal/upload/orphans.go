@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadsession"
 )
@@ -101,14 +102,7 @@ func (s *Service) ownedKeys(ctx context.Context) (ownedKeys, error) {
 			o.objects[sess.StorageKey] = true // assembled, its media not yet created
 		}
 	}
-	const page = 1000
-	for offset := 0; ; offset += page {
-		media, err := s.db.MediaFile.Query().Where(mediafile.PurgedAtIsNil()).
-			Order(mediafile.ByID()).Offset(offset).Limit(page).
-			Select(mediafile.FieldStorageKey, mediafile.FieldThumbnails, mediafile.FieldStatus).All(ctx)
-		if err != nil {
-			return o, fmt.Errorf("listing media: %w", err)
-		}
+	err = s.eachUnpurgedMedia(ctx, orphanPage, func(media []*ent.MediaFile) {
 		for _, m := range media {
 			o.objects[m.StorageKey] = true
 			for _, t := range m.Thumbnails {
@@ -118,8 +112,33 @@ func (s *Service) ownedKeys(ctx context.Context) (ownedKeys, error) {
 				o.media[m.ID] = true
 			}
 		}
-		if len(media) < page {
-			return o, nil
+	})
+	return o, err
+}
+
+// orphanPage is how many media files ownedKeys reads at a time.
+const orphanPage = 1000
+
+// eachUnpurgedMedia calls fn with every media file not yet purged, page
+// files at a time in id order, each page read after the last one (its
+// storage key, thumbnails and status). A page starts after the last id
+// of the one before, not at an offset: files purged or added meanwhile
+// move no other file across a page's edge, so none that stays unpurged
+// throughout is missed. Missed, its bytes would look orphaned and be
+// deleted. An offset also reread every earlier page's rows at each page.
+func (s *Service) eachUnpurgedMedia(ctx context.Context, page int, fn func([]*ent.MediaFile)) error {
+	after := ""
+	for {
+		media, err := s.db.MediaFile.Query().Where(mediafile.PurgedAtIsNil(), mediafile.IDGT(after)).
+			Order(mediafile.ByID()).Limit(page).
+			Select(mediafile.FieldStorageKey, mediafile.FieldThumbnails, mediafile.FieldStatus).All(ctx)
+		if err != nil {
+			return fmt.Errorf("listing media: %w", err)
 		}
+		fn(media)
+		if len(media) < page {
+			return nil
+		}
+		after = media[len(media)-1].ID
 	}
 }
