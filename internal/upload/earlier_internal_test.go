@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spoolhq/spool/ent/uploadsession"
-	"github.com/spoolhq/spool/internal/database"
 )
 
 // TestResumeUnfinishedSkipsFinished: an upload lookUpEarlier found
@@ -20,11 +19,7 @@ import (
 func TestResumeUnfinishedSkipsFinished(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := database.Open(ctx, "", t.TempDir()+"/spool.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openSQLite(t)
 	cfg := DefaultConfig()
 	s := &Service{db: db.Client, cfg: cfg, log: slog.New(slog.DiscardHandler), now: time.Now}
 	tx, err := db.Client.Tx(ctx)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/user"
-	"github.com/spoolhq/spool/internal/database"
 )
 
 // TestGroupCommit: receipts that queue while one commits share the next
@@ -19,11 +18,7 @@ import (
 func TestGroupCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := database.Open(ctx, "", t.TempDir()+"/spool.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openSQLite(t)
 	g := &groupCommit{db: db.Client}
 	refused := errors.New("refused")
 

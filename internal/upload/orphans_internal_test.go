@@ -9,7 +9,6 @@ import (
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
-	"github.com/spoolhq/spool/internal/database"
 )
 
 // TestEachUnpurgedMediaMissesNone: the orphan check's walk of the media
@@ -20,11 +19,7 @@ import (
 func TestEachUnpurgedMediaMissesNone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := database.Open(ctx, "", t.TempDir()+"/spool.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openSQLite(t)
 	owner := db.Client.User.Create().SetSubject("alice").SetQuotaBytes(1 << 30).SaveX(ctx)
 	var ids []string
 	for i := range 7 {
@@ -38,7 +33,7 @@ func TestEachUnpurgedMediaMissesNone(t *testing.T) {
 	s := &Service{db: db.Client, dialect: db.Dialect}
 	var seen []string
 	pages := 0
-	err = s.eachUnpurgedMedia(ctx, 2, func(media []*ent.MediaFile) {
+	err := s.eachUnpurgedMedia(ctx, 2, func(media []*ent.MediaFile) {
 		pages++
 		for _, m := range media {
 			seen = append(seen, m.ID)
