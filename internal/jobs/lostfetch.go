@@ -124,7 +124,7 @@ func (q *Queue) takeBackLost(ctx context.Context) error {
 // lostJobs returns the running jobs this replica's client attempted
 // before since that none of its workers has held since then.
 func (q *Queue) lostJobs(ctx context.Context, since time.Time) ([]lostJob, error) {
-	rows, err := q.db.QueryContext(ctx, lostRunning, q.client.ID(), q.cfg.LostFetchAfter.Seconds())
+	rows, err := q.db.QueryContext(ctx, lostRunning, q.plannedEachRun(q.client.ID(), q.cfg.LostFetchAfter.Seconds())...)
 	if err != nil {
 		return nil, err
 	}
