@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"entgo.io/contrib/entgql"
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/jackc/pgx/v5"
@@ -36,7 +37,8 @@ import (
 // holds five reads to their keys; this test takes every statement of an
 // upload's life.
 //
-// alice uploads, confirms, completes, lists, cancels, retries, resumes,
+// alice uploads, confirms, completes, lists (userMedia's pages, as its
+// resolver asks for them), cancels, retries, resumes,
 // copies, appends by tus, deletes and purges, sweeps;
 // each statement the Service sent on upload_sessions, upload_chunks,
 // media_files or upload_batches (recorded by a pgx tracer, with its
@@ -84,7 +86,15 @@ func TestStatementsKeepTheirIndexes(t *testing.T) {
 	must(err)
 	_, err = e.svc.UploadMedia(ctx, alice, first.ID)
 	must(err)
-	_, err = e.svc.MediaQuery(alice).Order(mediafile.ByCreatedAt()).Limit(20).All(ctx)
+	// userMedia's pages, as its resolver asks for them: newest first, then
+	// after a cursor, then one media type's.
+	first20, newest := 20, &ent.MediaFileOrder{Direction: entgql.OrderDirectionDesc, Field: ent.MediaFileOrderFieldCreatedAt}
+	page, err := e.svc.MediaQuery(alice).Paginate(ctx, nil, &first20, nil, nil, ent.WithMediaFileOrder(newest))
+	must(err)
+	_, err = e.svc.MediaQuery(alice).Paginate(ctx, page.PageInfo.StartCursor, &first20, nil, nil, ent.WithMediaFileOrder(newest))
+	must(err)
+	audio := &ent.MediaFileWhereInput{MediaType: ptr(mediafile.MediaTypeAUDIO)}
+	_, err = e.svc.MediaQuery(alice).Paginate(ctx, nil, &first20, nil, nil, ent.WithMediaFileOrder(newest), ent.WithMediaFileFilter(audio.Filter))
 	must(err)
 	ranged := e.initOne(t, alice, tiny)
 	_, err = e.svc.ReceiveRange(ctx, alice, ranged.ID, 0, 1, 2, bytes.NewReader(data), upload.ReceiveOptions{ContentLength: 2})
