@@ -66,6 +66,12 @@ func checkRowCounts(t *testing.T, db *ent.Client, sessionID string) {
 // (the receipt's write differs: groupcommit.go, buildReceipt), each with
 // its files on local disk.
 func onEngines(t *testing.T, test func(t *testing.T, e *testEnv)) {
+	onEnginesClocked(t, func() *fakeClock { return nil }, test)
+}
+
+// onEnginesClocked is onEngines with each Service's clock from clock (nil:
+// the real one).
+func onEnginesClocked(t *testing.T, clock func() *fakeClock, test func(t *testing.T, e *testEnv)) {
 	for _, engine := range []string{"sqlite", "postgres"} {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
@@ -73,7 +79,7 @@ func onEngines(t *testing.T, test func(t *testing.T, e *testEnv)) {
 			if engine == "postgres" {
 				dbURL = dbtest.Postgres(t)
 			}
-			e, err := newEnvOn(t, dbURL, filepath.Join(dir, database.SQLiteFile), filepath.Join(dir, "files"), nil, testConfig())
+			e, err := newEnvOn(t, dbURL, filepath.Join(dir, database.SQLiteFile), filepath.Join(dir, "files"), clock(), testConfig())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -126,7 +126,10 @@ const orphanPage = 1000
 // move no other file across a page's edge, so none that stays unpurged
 // throughout is missed. Missed, its bytes would look orphaned and be
 // deleted. An offset also reread every earlier page's rows at each page.
+// Each page is planned at its run on PostgreSQL (plannedEachRun): a plan
+// kept from a young table's could sort the whole table for every page.
 func (s *Service) eachUnpurgedMedia(ctx context.Context, page int, fn func([]*ent.MediaFile)) error {
+	ctx = s.plannedEachRun(ctx)
 	after := ""
 	for {
 		media, err := s.db.MediaFile.Query().Where(mediafile.PurgedAtIsNil(), mediafile.IDGT(after)).

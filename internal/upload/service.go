@@ -155,12 +155,12 @@ func (s *Service) Me(ctx context.Context, userID string) (*ent.User, error) {
 
 // plannedEachRun is ctx for the housekeeping reads outside a transaction
 // that PostgreSQL must plan at each run (database.PlannedEachRun): the
-// sweep's, the orphan check's and the metrics' reads by status, which a
-// generic plan made while the sessions table was a page runs as a
-// sequential scan of the whole table for good, where the (status,
-// expires_at) index reads only the unfinished uploads
-// (TestStatementsKeepTheirIndexes). They run a few times a minute, so
-// their planning costs nothing that matters.
+// sweep's, the orphan check's and the metrics' reads by status, and the
+// orphan check's pages of media files. A generic plan made while the
+// sessions table was a page ran the first as a sequential scan of the
+// whole table for good, where the (status, expires_at) index reads only
+// the unfinished uploads (TestStatementsKeepTheirIndexes). They run a
+// few times a minute, so their planning costs nothing that matters.
 func (s *Service) plannedEachRun(ctx context.Context) context.Context {
 	if s.dialect != dialect.Postgres {
 		return ctx
