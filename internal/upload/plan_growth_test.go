@@ -38,7 +38,8 @@ import (
 // upload's life.
 //
 // alice uploads, confirms, completes, lists (userMedia's pages, as its
-// resolver asks for them), cancels, retries, resumes,
+// resolver asks for them), watches, uploads an image in one request,
+// cancels, retries, resumes,
 // copies, appends by tus, deletes and purges, sweeps;
 // each statement the Service sent on upload_sessions, upload_chunks,
 // media_files or upload_batches (recorded by a pgx tracer, with its
@@ -98,6 +99,19 @@ func TestStatementsKeepTheirIndexes(t *testing.T) {
 	must(err)
 	ranged := e.initOne(t, alice, tiny)
 	_, err = e.svc.ReceiveRange(ctx, alice, ranged.ID, 0, 1, 2, bytes.NewReader(data), upload.ReceiveOptions{ContentLength: 2})
+	must(err)
+	// What subscriptions read first.
+	watchUpload, stopUpload := context.WithCancel(ctx)
+	_, err = e.svc.WatchUpload(watchUpload, alice, first.ID)
+	must(err)
+	stopUpload()
+	watchBatch, stopBatch := context.WithCancel(ctx)
+	_, err = e.svc.WatchBatch(watchBatch, alice, first.BatchID)
+	must(err)
+	stopBatch()
+	// uploadImage: a file in one request.
+	img := pngBytes(1 << 10)
+	_, err = e.svc.UploadImage(ctx, alice, upload.FileSpec{FileName: "a.png", Size: int64(len(img)), MimeType: "image/png"}, bytes.NewReader(img))
 	must(err)
 	cancelled := e.initOne(t, alice, tiny)
 	_, err = e.svc.Cancel(ctx, alice, cancelled.ID)
