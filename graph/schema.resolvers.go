@@ -141,7 +141,7 @@ func (r *queryResolver) UserMedia(ctx context.Context, after *entgql.Cursor[stri
 	if orderBy == nil {
 		orderBy = &ent.MediaFileOrder{Direction: entgql.OrderDirectionDesc, Field: ent.MediaFileOrderFieldCreatedAt}
 	}
-	return r.Uploads.MediaQuery(uid).Paginate(ctx, after, first, before, last,
+	return r.Uploads.MediaPage(ctx, uid, after, first, before, last,
 		ent.WithMediaFileOrder(orderBy), ent.WithMediaFileFilter(where.Filter))
 }
 

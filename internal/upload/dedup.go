@@ -331,12 +331,15 @@ func releaseStoredBytes(ctx context.Context, tx *ent.Tx, m *ent.MediaFile) error
 	if err := lockStoredBytes(ctx, tx, m.OwnerID); err != nil {
 		return err
 	}
-	shared, err := tx.MediaFile.Query().Where(mediafile.OwnerID(m.OwnerID),
-		mediafile.StorageKey(m.StorageKey), mediafile.DeletedAtIsNil()).Exist(ctx)
+	// By the key alone, the owner compared here: given the owner too, a
+	// plan kept from a young table walked all of the owner's files
+	// (sharing never crosses owners, so the key's rows are few).
+	owners, err := tx.MediaFile.Query().Where(mediafile.StorageKey(m.StorageKey), mediafile.DeletedAtIsNil()).
+		Select(mediafile.FieldOwnerID).Strings(ctx)
 	if err != nil {
 		return fmt.Errorf("counting the references to media %s's bytes: %w", m.ID, err)
 	}
-	if shared {
+	if slices.Contains(owners, m.OwnerID) {
 		return nil
 	}
 	return releaseQuota(ctx, tx, m.OwnerID, m.FileSize)
@@ -348,14 +351,18 @@ func releaseStoredBytes(ctx context.Context, tx *ent.Tx, m *ent.MediaFile) error
 // returns none. It needs no lock: a key without references never gains
 // one (see the top of this file).
 func (s *Service) keysToPurge(ctx context.Context, m *ent.MediaFile) ([]string, error) {
-	sharers, err := s.db.MediaFile.Query().Where(mediafile.OwnerID(m.OwnerID),
-		mediafile.StorageKey(m.StorageKey), mediafile.DeletedAtIsNil()).
-		Select(mediafile.FieldStorageKey, mediafile.FieldThumbnails).All(ctx)
+	// By the key alone, the owner compared here (releaseStoredBytes says
+	// why).
+	sharers, err := s.db.MediaFile.Query().Where(mediafile.StorageKey(m.StorageKey), mediafile.DeletedAtIsNil()).
+		Select(mediafile.FieldOwnerID, mediafile.FieldStorageKey, mediafile.FieldThumbnails).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("finding who shares media %s's bytes: %w", m.ID, err)
 	}
 	inUse := map[string]bool{}
 	for _, o := range sharers {
+		if o.OwnerID != m.OwnerID {
+			continue
+		}
 		for _, k := range storedKeys(o) {
 			inUse[k] = true
 		}

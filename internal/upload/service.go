@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"entgo.io/contrib/entgql"
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
@@ -153,14 +154,15 @@ func (s *Service) Me(ctx context.Context, userID string) (*ent.User, error) {
 	return u, err
 }
 
-// plannedEachRun is ctx for the housekeeping reads outside a transaction
-// that PostgreSQL must plan at each run (database.PlannedEachRun): the
-// sweep's, the orphan check's and the metrics' reads by status, and the
-// orphan check's pages of media files. A generic plan made while the
-// sessions table was a page ran the first as a sequential scan of the
-// whole table for good, where the (status, expires_at) index reads only
-// the unfinished uploads (TestStatementsKeepTheirIndexes). They run a
-// few times a minute, so their planning costs nothing that matters.
+// plannedEachRun is ctx for the reads outside a transaction that
+// PostgreSQL must plan at each run (database.PlannedEachRun): the
+// sweep's, the orphan check's and the metrics' reads by status, the
+// orphan check's pages of media files, the first read of a user's
+// subscription and userMedia's pages. A generic plan made while a table
+// was a page kept each of them walking all of its rows, or all of a
+// user's, once the table grew (TestStatementsKeepTheirIndexes). None is
+// on the chunk path; the housekeeping ones run a few times a minute, the
+// others once a request, which their planning costs little beside.
 func (s *Service) plannedEachRun(ctx context.Context) context.Context {
 	if s.dialect != dialect.Postgres {
 		return ctx
@@ -433,11 +435,13 @@ func (s *Service) ProgressMedia(ctx context.Context, userID, id string) (*ent.Me
 }
 
 // UploadMedia returns the media file an upload produced, or nil.
+// It reads by the upload's id alone (unique) and compares the owner here,
+// as ownedSession does.
 func (s *Service) UploadMedia(ctx context.Context, userID, uploadID string) (*ent.MediaFile, error) {
 	m, err := s.db.MediaFile.Query().
-		Where(mediafile.UploadID(uploadID), mediafile.OwnerID(userID), mediafile.DeletedAtIsNil()).
+		Where(mediafile.UploadID(uploadID), mediafile.DeletedAtIsNil()).
 		Only(ctx)
-	if ent.IsNotFound(err) {
+	if ent.IsNotFound(err) || (err == nil && m.OwnerID != userID) {
 		return nil, nil
 	}
 	return m, err
@@ -447,6 +451,17 @@ func (s *Service) UploadMedia(ctx context.Context, userID, uploadID string) (*en
 // cursor pagination by the API layer.
 func (s *Service) MediaQuery(userID string) *ent.MediaFileQuery {
 	return s.db.MediaFile.Query().Where(mediafile.OwnerID(userID), mediafile.DeletedAtIsNil())
+}
+
+// MediaPage is one page of the caller's visible media (userMedia): the
+// page MediaQuery's cursor pagination gives for after, first, before,
+// last and opts. Its statements are planned at each run on PostgreSQL
+// (plannedEachRun): a page's plan kept from a young table read all of a
+// user's files and sorted them, for every page, where the (owner_id,
+// created_at) index reads a page's worth (TestStatementsKeepTheirIndexes).
+func (s *Service) MediaPage(ctx context.Context, userID string, after *entgql.Cursor[string], first *int,
+	before *entgql.Cursor[string], last *int, opts ...ent.MediaFilePaginateOption) (*ent.MediaFileConnection, error) {
+	return s.MediaQuery(userID).Paginate(s.plannedEachRun(ctx), after, first, before, last, opts...)
 }
 
 // MediaURL returns where a client downloads the media file's bytes:

@@ -95,7 +95,7 @@ func (s *Service) WatchUser(ctx context.Context, userID string) (<-chan *Progres
 		snapshot: func(ctx context.Context) ([]Progress, error) {
 			ids, err := s.db.UploadSession.Query().
 				Where(uploadsession.OwnerID(userID), uploadsession.StatusIn(StatusInitialized, StatusUploading, StatusAssembling)).
-				Order(uploadsession.ByID()).IDs(ctx)
+				Order(uploadsession.ByID()).IDs(s.plannedEachRun(ctx))
 			if err != nil {
 				return nil, fmt.Errorf("listing unfinished uploads: %w", err)
 			}
