@@ -11,7 +11,7 @@ BIN := bin/spool
 # more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
 GOTAGS := disable_grpc_modules
 
-.PHONY: run build test test-go test-race test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
+.PHONY: run build test test-go test-race test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-small bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -154,6 +154,13 @@ bench-latency:
 # CI=true: without PostgreSQL it fails rather than skips.
 bench-rates:
 	CI=true GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench ControlRates -benchtime 1x -count 1 -timeout 20m ./internal/bench/
+
+# Small files whole, against tusd's, in one run: files per second and
+# server CPU per file (counted until the server is idle again), spool's
+# initBatch + PUT + complete of a 2-byte file on SQLite and PostgreSQL
+# against tusd's POST + PATCH, in 3 rounds between tusd's windows.
+bench-small:
+	CI=true GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench SmallFileRates -benchtime 1x -count 1 -timeout 20m ./internal/bench/
 
 # spool's tus endpoint (/files/) against tusd's own server and file store
 # on the same bytes, in one run: 8 MiB PATCHes, 3 MiB PATCHes (ending

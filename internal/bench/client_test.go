@@ -164,8 +164,13 @@ func (s *spoolServer) initUpload(ctx context.Context, c *http.Client, size int64
 	return s.initUploadOf(ctx, c, "bench.mp4", "video/mp4", size, sha256)
 }
 
-// initUploadOf is initUpload for a file of any name and type.
+// initUploadOf is initUpload for a file of any name and type; an empty
+// sha256 is not declared.
 func (s *spoolServer) initUploadOf(ctx context.Context, c *http.Client, fileName, mimeType string, size int64, sha256 string) (string, []chunkPUT, error) {
+	file := map[string]any{"fileName": fileName, "size": size, "mimeType": mimeType}
+	if sha256 != "" {
+		file["sha256"] = sha256
+	}
 	var init struct {
 		InitBatch struct {
 			Uploads []struct {
@@ -177,9 +182,7 @@ func (s *spoolServer) initUploadOf(ctx context.Context, c *http.Client, fileName
 	}
 	err := s.graphQL(ctx, c, `mutation($input: InitBatchInput!) {
 		initBatch(input: $input) { uploads { id totalChunks chunkUrls { `+chunkURLFields+` } } } }`,
-		map[string]any{"input": map[string]any{"files": []map[string]any{{
-			"fileName": fileName, "size": size, "mimeType": mimeType, "sha256": sha256,
-		}}}}, &init)
+		map[string]any{"input": map[string]any{"files": []map[string]any{file}}}, &init)
 	if err != nil {
 		return "", nil, fmt.Errorf("initBatch: %w", err)
 	}

@@ -20,10 +20,10 @@ import (
 )
 
 var (
-	ratesDuration = flag.Duration("rates-duration", 5*time.Second, "BenchmarkControlRates: how long each measurement runs (go test … -args -rates-duration 5s)")
-	ratesClients  = flag.Int("rates-clients", 8, "BenchmarkControlRates: concurrent clients per measurement")
-	ratesRounds   = flag.Int("rates-rounds", 3, "BenchmarkControlRates: rounds of every measurement, alternating with tusd's; the summary gives the medians")
-	ratesProfile  = flag.String("rates-cpuprofile", "", "BenchmarkControlRates: write a CPU profile of spool during each spool measurement of the first round to `PREFIX`-<engine>-<measurement>.pprof (spool runs with --debug-addr)")
+	ratesDuration = flag.Duration("rates-duration", 5*time.Second, "BenchmarkControlRates and BenchmarkSmallFileRates: how long each measurement runs (go test … -args -rates-duration 5s)")
+	ratesClients  = flag.Int("rates-clients", 8, "BenchmarkControlRates and BenchmarkSmallFileRates: concurrent clients per measurement")
+	ratesRounds   = flag.Int("rates-rounds", 3, "BenchmarkControlRates and BenchmarkSmallFileRates: rounds of every measurement, alternating with tusd's; the summary gives the medians")
+	ratesProfile  = flag.String("rates-cpuprofile", "", "BenchmarkControlRates and BenchmarkSmallFileRates: write a CPU profile of spool during each spool measurement of the first round to `PREFIX`-<engine>-<measurement>.pprof (spool runs with --debug-addr)")
 )
 
 // tinyFile is the smallest file spool accepts: spool checks chunk 0's
@@ -92,38 +92,10 @@ func BenchmarkControlRates(b *testing.B) {
 	if testing.Short() {
 		b.Skip("runs spool and tusd under load for a few minutes; skipped under -short (run `make bench-rates`)")
 	}
-	if *ratesDuration <= 0 || *ratesClients < 1 || *ratesRounds < 1 {
-		b.Fatalf("-rates-duration must be positive, -rates-clients and -rates-rounds at least 1, got %v, %d and %d",
-			*ratesDuration, *ratesClients, *ratesRounds)
-	}
-	// First, so that without a PostgreSQL server the benchmark skips (or
-	// fails, with CI=true as `make bench-rates` sets it) before measuring.
-	pgURL := dbtest.Postgres(b)
-	dir := b.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-
-	binDir := mkdir(b, dir, "bin")
-	spoolBin := buildBinary(b, binDir, "./cmd/spool")
-	tusdBin := buildTusdPeer(b, binDir)
-	c := newClient()
-	// One user sends every request, faster than the per-user limits
-	// allow a user: they are raised, not removed, so their cost is
-	// measured with the rest.
-	spoolArgs := []string{"--media-processing=false", "--max-batch-files", strconv.Itoa(ratesBatchFiles),
-		"--rate-mutations", "1000000/s", "--rate-chunks", "1000000/s"}
-
-	began := time.Now()
-	// The servers run for the whole benchmark, idle outside their windows
-	// (a spool at rest uses a few ms of CPU a second).
-	tusd := startTusd(b, tusdBin, mkdir(b, dir, "tusd"))
-	defer tusd.stop()
-	sqliteProf, sqliteArgs := profiled(b, "sqlite", spoolArgs)
-	sqlite := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-sqlite"), sqliteArgs...)
-	defer sqlite.stop()
-	pgProf, pgArgs := profiled(b, "postgres", append(spoolArgs, "--database-url", pgURL))
-	pg := startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-postgres"), pgArgs...)
-	defer pg.stop()
+	peers := startRatesPeers(b, "--max-batch-files", strconv.Itoa(ratesBatchFiles))
+	defer peers.stop()
+	ctx, c, tusd, sqlite, pg, began := peers.ctx, peers.client, peers.tusd, peers.sqlite, peers.pg, peers.began
+	sqliteProf, pgProf := peers.sqliteProf, peers.pgProf
 
 	rounds := make([]ratesRound, *ratesRounds)
 	tusdWindow := measureTusdPatches(ctx, b, c, tusd, "tusd PATCH (before round 1)")
@@ -161,6 +133,58 @@ func BenchmarkControlRates(b *testing.B) {
 	b.ReportMetric(summary.cpu[0], "sqlite-confirm-cpu-µs")
 	b.ReportMetric(summary.cpu[1], "sqlite-put-cpu-µs")
 	b.ReportMetric(summary.tusdCPU, "tusd-patch-cpu-µs")
+}
+
+// ratesPeers are the servers a rates benchmark measures, started for its
+// whole run and idle outside their windows (a spool at rest uses a few
+// ms of CPU a second): tusd, and spool on SQLite and on a scratch
+// PostgreSQL database, each spool with -rates-cpuprofile's profile if set.
+type ratesPeers struct {
+	ctx                context.Context
+	client             *http.Client
+	tusd               *tusdServer
+	sqlite, pg         *spoolServer
+	sqliteProf, pgProf *cpuProfile
+	// began is when the servers started, after the builds.
+	began time.Time
+	stop  func()
+}
+
+// startRatesPeers checks the rates flags, builds spool and the tusd peer
+// and starts them; every spool gets spoolArgs after the arguments all
+// rates benchmarks share: no media processing, and the per-user limits
+// raised, as one user sends every request, faster than the limits allow
+// a user (raised, not removed, so their cost is measured with the rest).
+func startRatesPeers(b *testing.B, spoolArgs ...string) *ratesPeers {
+	b.Helper()
+	if *ratesDuration <= 0 || *ratesClients < 1 || *ratesRounds < 1 {
+		b.Fatalf("-rates-duration must be positive, -rates-clients and -rates-rounds at least 1, got %v, %d and %d",
+			*ratesDuration, *ratesClients, *ratesRounds)
+	}
+	// First, so that without a PostgreSQL server the benchmark skips (or
+	// fails, with CI=true as the make targets set it) before measuring.
+	pgURL := dbtest.Postgres(b)
+	dir := b.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	binDir := mkdir(b, dir, "bin")
+	spoolBin := buildBinary(b, binDir, "./cmd/spool")
+	tusdBin := buildTusdPeer(b, binDir)
+	args := append([]string{"--media-processing=false", "--rate-mutations", "1000000/s", "--rate-chunks", "1000000/s"}, spoolArgs...)
+
+	p := &ratesPeers{ctx: ctx, client: newClient(), began: time.Now()}
+	p.tusd = startTusd(b, tusdBin, mkdir(b, dir, "tusd"))
+	var sqliteArgs, pgArgs []string
+	p.sqliteProf, sqliteArgs = profiled(b, "sqlite", args)
+	p.sqlite = startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-sqlite"), sqliteArgs...)
+	p.pgProf, pgArgs = profiled(b, "postgres", append(args, "--database-url", pgURL))
+	p.pg = startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-postgres"), pgArgs...)
+	p.stop = func() {
+		p.pg.stop()
+		p.sqlite.stop()
+		p.tusd.stop()
+		cancel()
+	}
+	return p
 }
 
 // ratesRound is one round of BenchmarkControlRates: spool's four
