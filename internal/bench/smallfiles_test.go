@@ -137,9 +137,10 @@ func measureTusdFiles(ctx context.Context, b *testing.B, c *http.Client, s *tusd
 	return r
 }
 
-// cpuUntilIdle waits, after a window, until p has used less than 2% of a
-// CPU over a tenth of a second (at most 30 s), and returns the CPU it
-// used meanwhile: work the window queued and the server ran after it.
+// cpuUntilIdle waits, after a window, until p's CPU time stops moving
+// for a tenth of a second (the kernel counts it in ticks of 10 ms; at
+// most 30 s), and returns the CPU it used meanwhile: work the window
+// queued and the server ran after it.
 func cpuUntilIdle(b *testing.B, p *process) time.Duration {
 	b.Helper()
 	const step = 100 * time.Millisecond
@@ -148,7 +149,7 @@ func cpuUntilIdle(b *testing.B, p *process) time.Duration {
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(step)
 		now := p.cpuTime(b)
-		if now-last < step/50 {
+		if now == last {
 			return now - start
 		}
 		last = now
