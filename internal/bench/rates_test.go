@@ -93,7 +93,6 @@ func BenchmarkControlRates(b *testing.B) {
 		b.Skip("runs spool and tusd under load for a few minutes; skipped under -short (run `make bench-rates`)")
 	}
 	peers := startRatesPeers(b, "--max-batch-files", strconv.Itoa(ratesBatchFiles))
-	defer peers.stop()
 	ctx, c, tusd, sqlite, pg, began := peers.ctx, peers.client, peers.tusd, peers.sqlite, peers.pg, peers.began
 	sqliteProf, pgProf := peers.sqliteProf, peers.pgProf
 
@@ -147,11 +146,10 @@ type ratesPeers struct {
 	sqliteProf, pgProf *cpuProfile
 	// began is when the servers started, after the builds.
 	began time.Time
-	stop  func()
 }
 
 // startRatesPeers checks the rates flags, builds spool and the tusd peer
-// and starts them; every spool gets spoolArgs after the arguments all
+// and starts them until b's end; every spool gets spoolArgs after the arguments all
 // rates benchmarks share: no media processing, and the per-user limits
 // raised, as one user sends every request, faster than the limits allow
 // a user (raised, not removed, so their cost is measured with the rest).
@@ -171,19 +169,20 @@ func startRatesPeers(b *testing.B, spoolArgs ...string) *ratesPeers {
 	tusdBin := buildTusdPeer(b, binDir)
 	args := append([]string{"--media-processing=false", "--rate-mutations", "1000000/s", "--rate-chunks", "1000000/s"}, spoolArgs...)
 
+	b.Cleanup(cancel)
+
+	// Each stopped by a cleanup registered once it runs, so that a start
+	// that fails leaves none of the others running.
 	p := &ratesPeers{ctx: ctx, client: newClient(), began: time.Now()}
 	p.tusd = startTusd(b, tusdBin, mkdir(b, dir, "tusd"))
+	b.Cleanup(p.tusd.stop)
 	var sqliteArgs, pgArgs []string
 	p.sqliteProf, sqliteArgs = profiled(b, "sqlite", args)
 	p.sqlite = startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-sqlite"), sqliteArgs...)
+	b.Cleanup(p.sqlite.stop)
 	p.pgProf, pgArgs = profiled(b, "postgres", append(args, "--database-url", pgURL))
 	p.pg = startSpool(ctx, b, spoolBin, mkdir(b, dir, "spool-postgres"), pgArgs...)
-	p.stop = func() {
-		p.pg.stop()
-		p.sqlite.stop()
-		p.tusd.stop()
-		cancel()
-	}
+	b.Cleanup(p.pg.stop)
 	return p
 }
 

@@ -36,7 +36,6 @@ func BenchmarkSmallFileRates(b *testing.B) {
 	// --media-processing=false (startRatesPeers): a file's job then only
 	// checks its bytes, as tusd does nothing after the last byte.
 	peers := startRatesPeers(b)
-	defer peers.stop()
 	ctx, c, tusd, sqlite, pg := peers.ctx, peers.client, peers.tusd, peers.sqlite, peers.pg
 	sqliteProf, pgProf := peers.sqliteProf, peers.pgProf // the first window's, if -rates-cpuprofile
 
