@@ -569,7 +569,10 @@ func asCloseError(err error, target **websocket.CloseError) bool {
 // not cut, however long it takes in all.
 func TestStalledChunkBody(t *testing.T) {
 	t.Parallel()
-	const idle = 500 * time.Millisecond
+	// Long enough that a loaded machine (a cold CI runs the web tests'
+	// Chromium beside the Go tests) cannot starve the slow sender below
+	// past it: with 500 ms, one such gap failed the steady body once.
+	const idle = 2 * time.Second
 	s := startSpool(t, func(c *app.Config) { c.Limits.BodyIdleTimeout = idle })
 	alice := s.token("alice")
 	video := fileBytes("video/mp4", 12<<20, 5)
@@ -600,9 +603,9 @@ func TestStalledChunkBody(t *testing.T) {
 		t.Fatalf("after the stalled chunk: got %+v, want chunk 1 failed and none received", p)
 	}
 
-	// Slow but steady: pieces spaced by less than the idle timeout, longer
-	// than it in all.
-	const pieces = 8
+	// Slow but steady: pieces spaced by a tenth of the idle timeout,
+	// longer than it in all.
+	const pieces = 12
 	body, w := io.Pipe()
 	go func() {
 		step := len(chunk) / pieces
@@ -612,7 +615,7 @@ func TestStalledChunkBody(t *testing.T) {
 				end = len(chunk)
 			}
 			_, _ = w.Write(chunk[i*step : end])
-			time.Sleep(idle / 5)
+			time.Sleep(idle / 10)
 		}
 		_ = w.Close()
 	}()
