@@ -156,11 +156,13 @@ bench-rates:
 	CI=true GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench ControlRates -benchtime 1x -count 1 -timeout 20m ./internal/bench/
 
 # Small files whole, against tusd's, in one run: files per second and
-# server CPU per file (counted until the server is idle again), spool's
-# initBatch + PUT + complete of a 2-byte file on SQLite and PostgreSQL
-# against tusd's POST + PATCH, in 3 rounds between tusd's windows.
+# server CPU per file (counted until the server is idle again) of 10-byte
+# and 1 MiB files on SQLite and PostgreSQL, spool's initBatch + PUT +
+# complete against tusd's POST + PATCH and one tus POST with the bytes
+# against tusd's, in 3 rounds between tusd's windows. Other sizes:
+# BENCHARGS='-small-sizes 10,256KiB,4MiB'.
 bench-small:
-	CI=true GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench SmallFileRates -benchtime 1x -count 1 -timeout 20m ./internal/bench/
+	CI=true GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench SmallFileRates -benchtime 1x -count 1 -timeout 30m ./internal/bench/ -args $(BENCHARGS)
 
 # spool's tus endpoint (/files/) against tusd's own server and file store
 # on the same bytes, in one run: 8 MiB PATCHes, 3 MiB PATCHes (ending

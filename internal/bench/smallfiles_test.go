@@ -3,27 +3,44 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"flag"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"text/tabwriter"
 	"time"
 )
 
+var smallSizes = flag.String("small-sizes", "10,1MiB", "BenchmarkSmallFileRates: the files' sizes, comma-separated, in bytes or with a KiB or MiB suffix, from 10 bytes to one 8 MiB chunk (go test … -args -small-sizes 10,1MiB)")
+
 // BenchmarkSmallFileRates measures what a user of small files waits for:
-// each file's whole upload, in alternating windows of the same run. For
-// spool that is initBatch of the one file, the PUT of its only chunk and
-// complete (three requests, then the job that checks the stored bytes);
-// for tusd, the tus client's default, a POST that creates the upload and
-// a PATCH with its bytes (two requests). Files are smallFile's 10
-// bytes, each file's its own, on both sides. It reports files per second
-// and server CPU per file, the CPU counted until the server is idle
-// again after the window, so that work a window left behind (spool's
-// jobs) is charged to its files.
+// each file's whole upload, in alternating windows of the same run.
+// Two flows a side:
+//
+//   - spool's GraphQL flow, initBatch of the one file, the PUT of its
+//     only chunk and complete (three requests), against a tus client's
+//     default with tusd, a POST that creates the upload and a PATCH with
+//     its bytes (two requests);
+//   - one tus request each, a POST carrying the file's bytes
+//     (creation-with-upload), to spool's tus endpoint and to tusd.
+//
+// spool's flows end in the job that checks the stored bytes. Every file
+// has bytes of its own. It reports files per second and server CPU per
+// file, the CPU counted until the server is idle again after the window,
+// so that work a window left behind (spool's jobs) is charged to its
+// files. -small-sizes sets the files' sizes (10 bytes and 1 MiB by
+// default, a photo's order of size), each size a run of -rates-rounds
+// rounds.
 //
 //	make bench-small     # or: go test -run '^$' -bench SmallFileRates -benchtime 1x ./internal/bench/
 //
@@ -33,72 +50,179 @@ func BenchmarkSmallFileRates(b *testing.B) {
 	if testing.Short() {
 		b.Skip("runs spool and tusd under load for a few minutes; skipped under -short (run `make bench-small`)")
 	}
+	sizes, err := parseSizes(*smallSizes)
+	if err != nil {
+		b.Fatalf("-small-sizes: %v", err)
+	}
 	// --media-processing=false (startRatesPeers): a file's job then only
 	// checks its bytes, as tusd does nothing after the last byte.
 	peers := startRatesPeers(b)
-	ctx, c, tusd, sqlite, pg := peers.ctx, peers.client, peers.tusd, peers.sqlite, peers.pg
-	sqliteProf, pgProf := peers.sqliteProf, peers.pgProf // the first window's, if -rates-cpuprofile
-
-	type round struct {
-		tusdBefore, tusdAfter rate
-		sqlite, postgres      rate
+	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark means nothing
+	for _, size := range sizes {
+		runSmallFiles(b, peers, size)
 	}
-	rounds := make([]round, *ratesRounds)
-	tusdWindow := measureTusdFiles(ctx, b, c, tusd, 0, "tusd POST + PATCH (before round 1)")
+}
+
+// smallFileWindows are one round's windows of BenchmarkSmallFileRates,
+// in the order they run.
+type smallFileWindows struct {
+	tusdBefore, tusdOne, sqlite, sqliteTus, postgres, pgTus, tusdAfter rate
+}
+
+// runSmallFiles runs BenchmarkSmallFileRates' rounds for one file size
+// and prints them.
+func runSmallFiles(b *testing.B, peers *ratesPeers, size int) {
+	ctx, c, tusd, sqlite, pg := peers.ctx, peers.client, peers.tusd, peers.sqlite, peers.pg
+	sqliteProf, pgProf := peers.sqliteProf, peers.pgProf // the first round's, if -rates-cpuprofile
+	// A profile is named by its flow, and its size unless the default.
+	flow := func(name string) string {
+		if size == minSmallFile {
+			return name
+		}
+		return sizeName(size) + "-" + name
+	}
+	files := newFileMaker(size, *ratesClients)
+	rounds := make([]smallFileWindows, *ratesRounds)
+	tusdWindow := measureTusdFiles(ctx, b, c, tusd, files, "tusd POST + PATCH (before round 1)")
 	for i := range rounds {
 		r := &rounds[i]
 		r.tusdBefore = tusdWindow
 		if i > 0 {
 			sqliteProf, pgProf = nil, nil
 		}
-		r.sqlite = measureSpoolFiles(ctx, b, c, sqlite, i, "spool SQLite initBatch + PUT + complete", sqliteProf.as("files"))
-		r.postgres = measureSpoolFiles(ctx, b, c, pg, i, "spool PostgreSQL initBatch + PUT + complete", pgProf.as("files"))
-		tusdWindow = measureTusdFiles(ctx, b, c, tusd, i+1, fmt.Sprintf("tusd POST + PATCH (after round %d)", i+1))
+		r.tusdOne = measureTusFiles(ctx, b, c, tusd.url, tusd.process, "", files, "tusd POST with the bytes", nil)
+		r.sqlite = measureSpoolFiles(ctx, b, c, sqlite, files, "spool SQLite initBatch + PUT + complete", sqliteProf.as(flow("files")))
+		r.sqliteTus = measureTusFiles(ctx, b, c, sqlite.url+"/files/", sqlite.process, sqlite.token, files, "spool SQLite tus POST with the bytes", sqliteProf.as(flow("tus")))
+		r.postgres = measureSpoolFiles(ctx, b, c, pg, files, "spool PostgreSQL initBatch + PUT + complete", pgProf.as(flow("files")))
+		r.pgTus = measureTusFiles(ctx, b, c, pg.url+"/files/", pg.process, pg.token, files, "spool PostgreSQL tus POST with the bytes", pgProf.as(flow("tus")))
+		tusdWindow = measureTusdFiles(ctx, b, c, tusd, files, fmt.Sprintf("tusd POST + PATCH (after round %d)", i+1))
 		r.tusdAfter = tusdWindow
 	}
 
-	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark means nothing
-	fmt.Printf("\n%d clients, %v per measurement, %d rounds, files of %d bytes, load average %s\n",
-		*ratesClients, *ratesDuration, len(rounds), len(smallFile(0, 0)), loadAverage(b))
-	var sqliteRatios, pgRatios, sqliteCPU, pgCPU []float64
+	fmt.Printf("\n%d clients, %v per measurement, %d rounds, files of %s, load average %s\n",
+		*ratesClients, *ratesDuration, len(rounds), sizeName(size), loadAverage(b))
+	// Each spool flow against tusd's flow of the same shape: three
+	// requests against tusd's two (its faster window of the round), one
+	// against one.
+	var graphQL, tus [2]struct{ ratio, cpu []float64 } // [SQLite, PostgreSQL]
 	for i, r := range rounds {
 		t := tusdBest(r.tusdBefore, r.tusdAfter)
-		fmt.Printf("\nround %d: ratios against tusd's faster window, %.0f files/s\n", i+1, t.perSec())
+		fmt.Printf("\nround %d: ratios against tusd's flow of the same shape (POST + PATCH: its faster window, %.0f files/s)\n", i+1, t.perSec())
 		w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-		fmt.Fprintln(w, "measurement\tfiles\tseconds\tfiles/s\tserver CPU µs/file\tfiles/s vs tusd\t")
-		for _, m := range []rate{r.tusdBefore, r.sqlite, r.postgres, r.tusdAfter} {
-			fmt.Fprintf(w, "%s\t%d\t%.2f\t%.0f\t%.0f\t%.2f\t\n", m.name, m.requests, m.elapsed.Seconds(), m.perSec(), m.cpuPerReq(), m.perSec()/t.perSec())
+		fmt.Fprintln(w, "measurement\tfiles\tseconds\tfiles/s\tMiB/s\tserver CPU µs/file\tfiles/s vs tusd\t")
+		for _, m := range []struct {
+			rate
+			tusd rate
+		}{
+			{r.tusdBefore, t}, {r.tusdOne, r.tusdOne}, {r.sqlite, t}, {r.sqliteTus, r.tusdOne},
+			{r.postgres, t}, {r.pgTus, r.tusdOne}, {r.tusdAfter, t},
+		} {
+			fmt.Fprintf(w, "%s\t%d\t%.2f\t%.0f\t%.1f\t%.0f\t%.2f\t\n", m.name, m.requests, m.elapsed.Seconds(), m.perSec(),
+				m.perSec()*float64(size)/mib, m.cpuPerReq(), m.perSec()/m.tusd.perSec())
 		}
-		w.Flush()
-		sqliteRatios = append(sqliteRatios, r.sqlite.perSec()/t.perSec())
-		pgRatios = append(pgRatios, r.postgres.perSec()/t.perSec())
-		sqliteCPU = append(sqliteCPU, r.sqlite.cpuPerReq())
-		pgCPU = append(pgCPU, r.postgres.cpuPerReq())
+		_ = w.Flush()
+		for e, spool := range [2][2]rate{{r.sqlite, r.sqliteTus}, {r.postgres, r.pgTus}} {
+			graphQL[e].ratio = append(graphQL[e].ratio, spool[0].perSec()/t.perSec())
+			graphQL[e].cpu = append(graphQL[e].cpu, spool[0].cpuPerReq())
+			tus[e].ratio = append(tus[e].ratio, spool[1].perSec()/r.tusdOne.perSec())
+			tus[e].cpu = append(tus[e].cpu, spool[1].cpuPerReq())
+		}
 	}
-	fmt.Printf("\nmedians over the rounds: spool SQLite %.2f of tusd's files/s (%.0f µs a file), PostgreSQL %.2f (%.0f µs)\n",
-		median(sqliteRatios), median(sqliteCPU), median(pgRatios), median(pgCPU))
-	b.ReportMetric(median(sqliteRatios), "sqlite-files/tusd")
-	b.ReportMetric(median(pgRatios), "pg-files/tusd")
-	b.ReportMetric(median(sqliteCPU), "sqlite-cpu-µs/file")
-	b.ReportMetric(median(pgCPU), "pg-cpu-µs/file")
+	fmt.Printf("\nmedians over the rounds, files of %s, spool's files/s ÷ tusd's (server CPU a file):\n", sizeName(size))
+	fmt.Printf("  initBatch + PUT + complete ÷ POST + PATCH: SQLite %.2f (%.0f µs), PostgreSQL %.2f (%.0f µs)\n",
+		median(graphQL[0].ratio), median(graphQL[0].cpu), median(graphQL[1].ratio), median(graphQL[1].cpu))
+	fmt.Printf("  tus POST with the bytes ÷ tusd's:          SQLite %.2f (%.0f µs), PostgreSQL %.2f (%.0f µs)\n",
+		median(tus[0].ratio), median(tus[0].cpu), median(tus[1].ratio), median(tus[1].cpu))
+	unit := ""
+	if size != minSmallFile {
+		unit = "-" + sizeName(size)
+	}
+	b.ReportMetric(median(graphQL[0].ratio), "sqlite-files/tusd"+unit)
+	b.ReportMetric(median(graphQL[1].ratio), "pg-files/tusd"+unit)
+	b.ReportMetric(median(tus[0].ratio), "sqlite-tus-files/tusd"+unit)
+	b.ReportMetric(median(tus[1].ratio), "pg-tus-files/tusd"+unit)
+	b.ReportMetric(median(graphQL[0].cpu), "sqlite-cpu-µs/file"+unit)
+	b.ReportMetric(median(graphQL[1].cpu), "pg-cpu-µs/file"+unit)
 }
 
-// smallFile is the n-th file of a window: tinyFile's two bytes, which
-// spool takes for audio/mpeg, then n, so that no two files have the same
-// bytes. Same bytes would have spool share one stored object among them
-// after processing (dedup.go), work a user's distinct files do not cause.
-func smallFile(round, n int) []byte {
-	return binary.BigEndian.AppendUint64(slices.Clone(tinyFile), uint64(round)<<40|uint64(n))
+// fileMaker makes the files of BenchmarkSmallFileRates: every file of
+// one size has its own bytes (same bytes would have spool share one
+// stored object among them after processing, dedup.go, work a user's
+// distinct files do not cause). Each is tinyFile's two bytes, which
+// spool takes for audio/mpeg, then a number no other file of the run
+// has, then fixed pseudo-random bytes. Each client reuses one buffer:
+// its requests run one after another.
+type fileMaker struct {
+	next    atomic.Uint64
+	buffers [][]byte
+}
+
+func newFileMaker(size, clients int) *fileMaker {
+	filler := make([]byte, size)
+	chacha := rand.NewChaCha8([32]byte{'s', 'p', 'o', 'o', 'l'})
+	_, _ = chacha.Read(filler)
+	copy(filler, tinyFile)
+	m := &fileMaker{buffers: make([][]byte, clients)}
+	for i := range m.buffers {
+		m.buffers[i] = slices.Clone(filler)
+	}
+	return m
+}
+
+// file returns the client's next file, in the client's buffer.
+func (m *fileMaker) file(client int) []byte {
+	buf := m.buffers[client]
+	binary.BigEndian.PutUint64(buf[len(tinyFile):], m.next.Add(1))
+	return buf
+}
+
+// minSmallFile is the smallest size fileMaker makes: tinyFile and the
+// file's number.
+const minSmallFile = 10
+
+// parseSizes reads -small-sizes: sizes in bytes, or with a KiB or MiB
+// suffix, each from minSmallFile bytes to a chunk (the flows send one).
+func parseSizes(list string) ([]int, error) {
+	var sizes []int
+	for _, field := range strings.Split(list, ",") {
+		field = strings.TrimSpace(field)
+		unit := 1
+		for suffix, u := range map[string]int{"KiB": 1 << 10, "MiB": mib} {
+			if n, ok := strings.CutSuffix(field, suffix); ok {
+				field, unit = n, u
+			}
+		}
+		n, err := strconv.Atoi(field)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a size (bytes, or a number of KiB or MiB)", field)
+		}
+		if n*unit < minSmallFile || n*unit > chunkSize {
+			return nil, fmt.Errorf("%d bytes: want %d bytes to %d (one chunk)", n*unit, minSmallFile, chunkSize)
+		}
+		sizes = append(sizes, n*unit)
+	}
+	return sizes, nil
+}
+
+// sizeName says a size in bytes, KiB or MiB, whichever divides it.
+func sizeName(size int) string {
+	switch {
+	case size%mib == 0:
+		return fmt.Sprintf("%dMiB", size/mib)
+	case size%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", size>>10)
+	}
+	return fmt.Sprintf("%dB", size)
 }
 
 // measureSpoolFiles measures files uploaded whole: each client, in a
 // loop, asks initBatch for one file, PUTs its only chunk to the URL it
 // got and completes it; one file is one "request" of the rate.
-func measureSpoolFiles(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, round int, name string, prof *cpuProfile) rate {
+func measureSpoolFiles(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, files *fileMaker, name string, prof *cpuProfile) rate {
 	b.Helper()
-	r := measureWindow(ctx, b, s.process, name, prof, func(ctx context.Context, _, n int) (bool, error) {
-		data := smallFile(round, n)
-		id, puts, err := s.initUploadOf(ctx, c, fmt.Sprintf("small-%d-%d.mp3", round, n), tinyMIME, int64(len(data)), "")
+	r := measureWindow(ctx, b, s.process, name, prof, func(ctx context.Context, client, n int) (bool, error) {
+		data := files.file(client)
+		id, puts, err := s.initUploadOf(ctx, c, fmt.Sprintf("small-%d.mp3", n), tinyMIME, int64(len(data)), "")
 		if err != nil {
 			return false, err
 		}
@@ -118,10 +242,10 @@ func measureSpoolFiles(ctx context.Context, b *testing.B, c *http.Client, s *spo
 // measureTusdFiles measures files uploaded whole to tusd: each client,
 // in a loop, creates an upload of the file's length with POST and sends
 // its bytes with one PATCH, which completes it.
-func measureTusdFiles(ctx context.Context, b *testing.B, c *http.Client, s *tusdServer, round int, name string) rate {
+func measureTusdFiles(ctx context.Context, b *testing.B, c *http.Client, s *tusdServer, files *fileMaker, name string) rate {
 	b.Helper()
-	r := measureWindow(ctx, b, s.process, name, nil, func(ctx context.Context, _, n int) (bool, error) {
-		data := smallFile(round, n)
+	r := measureWindow(ctx, b, s.process, name, nil, func(ctx context.Context, client, _ int) (bool, error) {
+		data := files.file(client)
 		u, err := tusdCreate(ctx, c, s.url, len(data))
 		if err != nil {
 			return false, err
@@ -133,6 +257,40 @@ func measureTusdFiles(ctx context.Context, b *testing.B, c *http.Client, s *tusd
 		}}, data)
 	})
 	r.cpu += cpuUntilIdle(b, s.process)
+	return r
+}
+
+// measureTusFiles measures files uploaded whole in one tus request each:
+// a creation-with-upload POST carrying all of the file's bytes, which
+// completes the upload before its answer. token, if set, is sent as a
+// bearer token (spool's endpoint wants one; tusd's peer none).
+func measureTusFiles(ctx context.Context, b *testing.B, c *http.Client, url string, p *process, token string, files *fileMaker, name string, prof *cpuProfile) rate {
+	b.Helper()
+	r := measureWindow(ctx, b, p, name, prof, func(ctx context.Context, client, n int) (bool, error) {
+		data := files.file(client)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Upload-Length", strconv.Itoa(len(data)))
+		req.Header.Set("Upload-Metadata", tusMetadata(fmt.Sprintf("small-%d.mp3", n), tinyMIME))
+		req.Header.Set("Content-Type", "application/offset+octet-stream")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return false, err
+		}
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated || resp.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) {
+			return false, fmt.Errorf("POST %s with %d bytes: %s, Upload-Offset %q: %s", url, len(data), resp.Status, resp.Header.Get("Upload-Offset"), answer)
+		}
+		return true, nil
+	})
+	r.cpu += cpuUntilIdle(b, p)
 	return r
 }
 
@@ -155,4 +313,19 @@ func cpuUntilIdle(b *testing.B, p *process) time.Duration {
 	}
 	p.fail(b, "still busy 30 s after its window")
 	return 0
+}
+
+func TestParseSizes(t *testing.T) {
+	got, err := parseSizes("10, 256KiB,1MiB,8MiB")
+	if want := []int{10, 256 << 10, mib, chunkSize}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("parseSizes: %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range []string{"", "9", "0", "-1MiB", "9MiB", "1GiB", "ten", "1 MiB", "10,"} {
+		if got, err := parseSizes(bad); err == nil {
+			t.Errorf("parseSizes(%q) = %v, want an error", bad, got)
+		}
+	}
+	if name := sizeName(10) + " " + sizeName(256<<10) + " " + sizeName(mib); name != "10B 256KiB 1MiB" {
+		t.Errorf("sizeName: %q", name)
+	}
 }
