@@ -12,9 +12,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"text/tabwriter"
@@ -82,20 +84,42 @@ func runSmallFiles(b *testing.B, peers *ratesPeers, size int) {
 		return sizeName(size) + "-" + name
 	}
 	files := newFileMaker(size, *ratesClients)
+	// Each window's files are deleted after it, outside its measurement:
+	// a window of 1 MiB files stores GiBs.
+	tusdFiles := func(name string) rate {
+		r := measureTusdFiles(ctx, b, c, tusd, files, name)
+		removeTusdUploads(b, tusd)
+		return r
+	}
+	tusdOne := func() rate {
+		r, _ := measureTusFiles(ctx, b, c, tusd.url, tusd.process, "", files, "tusd POST with the bytes", nil)
+		removeTusdUploads(b, tusd)
+		return r
+	}
+	spoolFiles := func(s *spoolServer, name string, prof *cpuProfile) rate {
+		r, media := measureSpoolFiles(ctx, b, c, s, files, name, prof)
+		deleteAllMedia(ctx, b, c, s, media)
+		return r
+	}
+	spoolTus := func(s *spoolServer, name string, prof *cpuProfile) rate {
+		r, media := measureTusFiles(ctx, b, c, s.url+"/files/", s.process, s.token, files, name, prof)
+		deleteAllMedia(ctx, b, c, s, media)
+		return r
+	}
 	rounds := make([]smallFileWindows, *ratesRounds)
-	tusdWindow := measureTusdFiles(ctx, b, c, tusd, files, "tusd POST + PATCH (before round 1)")
+	tusdWindow := tusdFiles("tusd POST + PATCH (before round 1)")
 	for i := range rounds {
 		r := &rounds[i]
 		r.tusdBefore = tusdWindow
 		if i > 0 {
 			sqliteProf, pgProf = nil, nil
 		}
-		r.tusdOne = measureTusFiles(ctx, b, c, tusd.url, tusd.process, "", files, "tusd POST with the bytes", nil)
-		r.sqlite = measureSpoolFiles(ctx, b, c, sqlite, files, "spool SQLite initBatch + PUT + complete", sqliteProf.as(flow("files")))
-		r.sqliteTus = measureTusFiles(ctx, b, c, sqlite.url+"/files/", sqlite.process, sqlite.token, files, "spool SQLite tus POST with the bytes", sqliteProf.as(flow("tus")))
-		r.postgres = measureSpoolFiles(ctx, b, c, pg, files, "spool PostgreSQL initBatch + PUT + complete", pgProf.as(flow("files")))
-		r.pgTus = measureTusFiles(ctx, b, c, pg.url+"/files/", pg.process, pg.token, files, "spool PostgreSQL tus POST with the bytes", pgProf.as(flow("tus")))
-		tusdWindow = measureTusdFiles(ctx, b, c, tusd, files, fmt.Sprintf("tusd POST + PATCH (after round %d)", i+1))
+		r.tusdOne = tusdOne()
+		r.sqlite = spoolFiles(sqlite, "spool SQLite initBatch + PUT + complete", sqliteProf.as(flow("files")))
+		r.sqliteTus = spoolTus(sqlite, "spool SQLite tus POST with the bytes", sqliteProf.as(flow("tus")))
+		r.postgres = spoolFiles(pg, "spool PostgreSQL initBatch + PUT + complete", pgProf.as(flow("files")))
+		r.pgTus = spoolTus(pg, "spool PostgreSQL tus POST with the bytes", pgProf.as(flow("tus")))
+		tusdWindow = tusdFiles(fmt.Sprintf("tusd POST + PATCH (after round %d)", i+1))
 		r.tusdAfter = tusdWindow
 	}
 
@@ -217,9 +241,11 @@ func sizeName(size int) string {
 
 // measureSpoolFiles measures files uploaded whole: each client, in a
 // loop, asks initBatch for one file, PUTs its only chunk to the URL it
-// got and completes it; one file is one "request" of the rate.
-func measureSpoolFiles(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, files *fileMaker, name string, prof *cpuProfile) rate {
+// got and completes it; one file is one "request" of the rate. It
+// returns the files' media ids too.
+func measureSpoolFiles(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, files *fileMaker, name string, prof *cpuProfile) (rate, []string) {
 	b.Helper()
+	var media mediaIDs
 	r := measureWindow(ctx, b, s.process, name, prof, func(ctx context.Context, client, n int) (bool, error) {
 		data := files.file(client)
 		id, puts, err := s.initUploadOf(ctx, c, fmt.Sprintf("small-%d.mp3", n), tinyMIME, int64(len(data)), "")
@@ -232,11 +258,59 @@ func measureSpoolFiles(ctx context.Context, b *testing.B, c *http.Client, s *spo
 		if err := sendChunk(ctx, c, puts[0], data); err != nil {
 			return false, err
 		}
-		_, err = s.complete(ctx, c, id)
+		mediaID, err := s.complete(ctx, c, id)
+		media.add(mediaID)
 		return err == nil, err
 	})
 	r.cpu += cpuUntilIdle(b, s.process)
-	return r
+	return r, media.ids
+}
+
+// mediaIDs collects a window's media ids from its clients.
+type mediaIDs struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (m *mediaIDs) add(id string) {
+	if id == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ids = append(m.ids, id)
+}
+
+// deleteAllMedia deletes a window's media files through the API, then
+// waits until spool is idle again, so that the next window's CPU holds
+// none of their deletion.
+func deleteAllMedia(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, ids []string) {
+	b.Helper()
+	err := parallel(ctx, *ratesClients, len(ids), func(ctx context.Context, i int) error {
+		var out struct {
+			DeleteMedia string `json:"deleteMedia"`
+		}
+		return s.graphQL(ctx, c, `mutation($id: ID!) { deleteMedia(id: $id) }`, map[string]any{"id": ids[i]}, &out)
+	})
+	if err != nil {
+		s.fail(b, "deleting a window's media: %v", err)
+	}
+	cpuUntilIdle(b, s.process)
+}
+
+// removeTusdUploads removes what tusd stored in a window (its uploads
+// are finished: nothing reads them again).
+func removeTusdUploads(b *testing.B, s *tusdServer) {
+	b.Helper()
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		s.fail(b, "listing its uploads: %v", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+			s.fail(b, "removing its uploads: %v", err)
+		}
+	}
 }
 
 // measureTusdFiles measures files uploaded whole to tusd: each client,
@@ -262,10 +336,12 @@ func measureTusdFiles(ctx context.Context, b *testing.B, c *http.Client, s *tusd
 
 // measureTusFiles measures files uploaded whole in one tus request each:
 // a creation-with-upload POST carrying all of the file's bytes, which
-// completes the upload before its answer. token, if set, is sent as a
+// completes the upload before its answer; it returns spool's media ids
+// from the answers (none from tusd). token, if set, is sent as a
 // bearer token (spool's endpoint wants one; tusd's peer none).
-func measureTusFiles(ctx context.Context, b *testing.B, c *http.Client, url string, p *process, token string, files *fileMaker, name string, prof *cpuProfile) rate {
+func measureTusFiles(ctx context.Context, b *testing.B, c *http.Client, url string, p *process, token string, files *fileMaker, name string, prof *cpuProfile) (rate, []string) {
 	b.Helper()
+	var media mediaIDs
 	r := measureWindow(ctx, b, p, name, prof, func(ctx context.Context, client, n int) (bool, error) {
 		data := files.file(client)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
@@ -288,10 +364,11 @@ func measureTusFiles(ctx context.Context, b *testing.B, c *http.Client, url stri
 		if resp.StatusCode != http.StatusCreated || resp.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) {
 			return false, fmt.Errorf("POST %s with %d bytes: %s, Upload-Offset %q: %s", url, len(data), resp.Status, resp.Header.Get("Upload-Offset"), answer)
 		}
+		media.add(resp.Header.Get("Spool-Media-Id")) // spool's; tusd sends none
 		return true, nil
 	})
 	r.cpu += cpuUntilIdle(b, p)
-	return r
+	return r, media.ids
 }
 
 // cpuUntilIdle waits, after a window, until p's CPU time stops moving

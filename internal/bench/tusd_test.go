@@ -34,6 +34,7 @@ func buildTusdPeer(tb testing.TB, dir string) string {
 type tusdServer struct {
 	*process
 	url string
+	dir string // where it stores uploads
 }
 
 // startTusd runs the tusd peer storing uploads under dir, and waits for
@@ -44,7 +45,7 @@ func startTusd(tb testing.TB, bin, dir string) *tusdServer {
 	p := start(tb, "tusd", bin, stdout, "-addr", "127.0.0.1:0", "-dir", dir)
 	select {
 	case addr := <-stdout.line:
-		return &tusdServer{process: p, url: "http://" + addr + "/files/"}
+		return &tusdServer{process: p, url: "http://" + addr + "/files/", dir: dir}
 	case <-p.done:
 		p.fail(tb, "exited while starting: %v", p.err)
 	case <-time.After(30 * time.Second):
