@@ -53,6 +53,10 @@ type rate struct {
 	machine  machineCPU    // every process's, and what the hypervisor took
 	short    bool          // the prepared requests ran out before the window ended
 	setup    time.Duration // preparing the requests (uploads planned or created)
+	// done is, for BenchmarkSmallFileRates' spool windows, the time from
+	// the window's start until its files' jobs had all run (the job
+	// queue empty); 0 elsewhere.
+	done time.Duration
 }
 
 func (r rate) perSec() float64 { return float64(r.requests) / r.elapsed.Seconds() }

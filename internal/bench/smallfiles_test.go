@@ -92,7 +92,7 @@ func runSmallFiles(b *testing.B, peers *ratesPeers, size int) {
 		return r
 	}
 	tusdOne := func() rate {
-		r, _ := measureTusFiles(ctx, b, c, tusd.url, tusd.process, "", files, "tusd POST with the bytes", nil)
+		r, _ := measureTusFiles(ctx, b, c, tusd.url, tusd.process, nil, files, "tusd POST with the bytes", nil)
 		removeTusdUploads(b, tusd)
 		return r
 	}
@@ -102,7 +102,7 @@ func runSmallFiles(b *testing.B, peers *ratesPeers, size int) {
 		return r
 	}
 	spoolTus := func(s *spoolServer, name string, prof *cpuProfile) rate {
-		r, media := measureTusFiles(ctx, b, c, s.url+"/files/", s.process, s.token, files, name, prof)
+		r, media := measureTusFiles(ctx, b, c, s.url+"/files/", s.process, s, files, name, prof)
 		deleteAllMedia(ctx, b, c, s, media)
 		return r
 	}
@@ -133,7 +133,7 @@ func runSmallFiles(b *testing.B, peers *ratesPeers, size int) {
 		t := tusdBest(r.tusdBefore, r.tusdAfter)
 		fmt.Printf("\nround %d: ratios against tusd's flow of the same shape (POST + PATCH: its faster window, %.0f files/s)\n", i+1, t.perSec())
 		w := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
-		fmt.Fprintln(w, "measurement\tfiles\tseconds\tfiles/s\tMiB/s\tserver CPU µs/file\tfiles/s vs tusd\t")
+		fmt.Fprintln(w, "measurement\tfiles\tseconds\tfiles/s\tMiB/s\tserver CPU µs/file\tfiles/s vs tusd\tjobs done after s (files/s)\t")
 		for _, m := range []struct {
 			rate
 			tusd rate
@@ -141,8 +141,12 @@ func runSmallFiles(b *testing.B, peers *ratesPeers, size int) {
 			{r.tusdBefore, t}, {r.tusdOne, r.tusdOne}, {r.sqlite, t}, {r.sqliteTus, r.tusdOne},
 			{r.postgres, t}, {r.pgTus, r.tusdOne}, {r.tusdAfter, t},
 		} {
-			fmt.Fprintf(w, "%s\t%d\t%.2f\t%.0f\t%.1f\t%.0f\t%.2f\t\n", m.name, m.requests, m.elapsed.Seconds(), m.perSec(),
-				m.perSec()*float64(size)/mib, m.cpuPerReq(), m.perSec()/m.tusd.perSec())
+			processed := "" // tusd has no jobs
+			if m.done > 0 {
+				processed = fmt.Sprintf("%.1f (%.0f)", m.done.Seconds(), float64(m.requests)/m.done.Seconds())
+			}
+			fmt.Fprintf(w, "%s\t%d\t%.2f\t%.0f\t%.1f\t%.0f\t%.2f\t%s\t\n", m.name, m.requests, m.elapsed.Seconds(), m.perSec(),
+				m.perSec()*float64(size)/mib, m.cpuPerReq(), m.perSec()/m.tusd.perSec(), processed)
 		}
 		_ = w.Flush()
 		for e, spool := range [2][2]rate{{r.sqlite, r.sqliteTus}, {r.postgres, r.pgTus}} {
@@ -262,8 +266,69 @@ func measureSpoolFiles(ctx context.Context, b *testing.B, c *http.Client, s *spo
 		media.add(mediaID)
 		return err == nil, err
 	})
-	r.cpu += cpuUntilIdle(b, s.process)
+	r.done, r.cpu = afterWindow(ctx, b, c, s, r)
 	return r, media.ids
+}
+
+// afterWindow waits, after a spool window, until the job queue is empty
+// (every file's job ran) and then until spool is idle, and returns the
+// time from the window's start until the queue emptied, and r's CPU with
+// what spool used meanwhile: the jobs the window queued are its files'
+// work. Idle alone is not enough: a worker waiting for its next fetch
+// is idle too.
+func afterWindow(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, r rate) (done, cpu time.Duration) {
+	b.Helper()
+	cpu0 := s.cpuTime(b)
+	waited := time.Now()
+	for deadline := waited.Add(10 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		queued, err := s.queuedJobs(ctx, c)
+		if err != nil {
+			s.fail(b, "%s: %v", r.name, err)
+		}
+		if queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.fail(b, "%s: %d jobs still queued 10 minutes after the window", r.name, queued)
+		}
+	}
+	done = r.elapsed + time.Since(waited)
+	return done, r.cpu + s.cpuTime(b) - cpu0 + cpuUntilIdle(b, s.process)
+}
+
+// queuedJobs reads spool_jobs{state="available"} and {state="running"}
+// from spool's /metrics: the jobs not done yet.
+func (s *spoolServer) queuedJobs(ctx context.Context, c *http.Client) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %s, %v", resp.Status, err)
+	}
+	queued, found := 0, 0
+	for line := range strings.Lines(string(body)) {
+		for _, state := range []string{"available", "running"} {
+			if v, ok := strings.CutPrefix(line, `spool_jobs{state="`+state+`"} `); ok {
+				n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					return 0, fmt.Errorf("GET /metrics: %q: %w", line, err)
+				}
+				queued += int(n)
+				found++
+			}
+		}
+	}
+	if found != 2 {
+		return 0, fmt.Errorf("GET /metrics: no spool_jobs{state=\"available\"} and {state=\"running\"}")
+	}
+	return queued, nil
 }
 
 // mediaIDs collects a window's media ids from its clients.
@@ -349,9 +414,10 @@ func measureTusdFiles(ctx context.Context, b *testing.B, c *http.Client, s *tusd
 // measureTusFiles measures files uploaded whole in one tus request each:
 // a creation-with-upload POST carrying all of the file's bytes, which
 // completes the upload before its answer; it returns spool's media ids
-// from the answers (none from tusd). token, if set, is sent as a
-// bearer token (spool's endpoint wants one; tusd's peer none).
-func measureTusFiles(ctx context.Context, b *testing.B, c *http.Client, url string, p *process, token string, files *fileMaker, name string, prof *cpuProfile) (rate, []string) {
+// from the answers (none from tusd). spool is the server behind url if
+// it is spool's endpoint (nil for tusd): its token goes with each
+// request, and afterWindow waits for the files' jobs.
+func measureTusFiles(ctx context.Context, b *testing.B, c *http.Client, url string, p *process, spool *spoolServer, files *fileMaker, name string, prof *cpuProfile) (rate, []string) {
 	b.Helper()
 	var media mediaIDs
 	r := measureWindow(ctx, b, p, name, prof, func(ctx context.Context, client, n int) (bool, error) {
@@ -364,8 +430,8 @@ func measureTusFiles(ctx context.Context, b *testing.B, c *http.Client, url stri
 		req.Header.Set("Upload-Length", strconv.Itoa(len(data)))
 		req.Header.Set("Upload-Metadata", tusMetadata(fmt.Sprintf("small-%d.mp3", n), tinyMIME))
 		req.Header.Set("Content-Type", "application/offset+octet-stream")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+		if spool != nil {
+			req.Header.Set("Authorization", "Bearer "+spool.token)
 		}
 		resp, err := c.Do(req)
 		if err != nil {
@@ -379,7 +445,11 @@ func measureTusFiles(ctx context.Context, b *testing.B, c *http.Client, url stri
 		media.add(resp.Header.Get("Spool-Media-Id")) // spool's; tusd sends none
 		return true, nil
 	})
-	r.cpu += cpuUntilIdle(b, p)
+	if spool != nil {
+		r.done, r.cpu = afterWindow(ctx, b, c, spool, r)
+	} else {
+		r.cpu += cpuUntilIdle(b, p)
+	}
 	return r, media.ids
 }
 

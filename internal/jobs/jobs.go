@@ -192,6 +192,20 @@ var _ upload.Queue = (*Queue)(nil)
 // others (purges, sweeps) share River's default queue.
 const queueProcess = "process"
 
+// workerFetchCooldown is the least time between two fetches of a
+// queue's producer. A producer fetches at most as many jobs as it has
+// free workers, and a worker that finishes asks for the next fetch, so
+// River's default of 100 ms capped a queue at its workers ten times a
+// second: one processing worker (a 2-CPU replica's) checked 10 files a
+// second while small files arrived at 200–400, and left them PROCESSING
+// for minutes (docs/BENCHMARKS.md, "small files"). A fetch runs only
+// when a worker is free and something asked (a finished job, an insert,
+// the poll), so a short cooldown costs a fetch per job, not a spin.
+// The client's own FetchCooldown stays River's default: it also spaces
+// the insert notifications each replica sends other replicas on
+// PostgreSQL, which wake every idle one to fetch.
+const workerFetchCooldown = time.Millisecond
+
 // New returns a queue over the database db of ent's dialect d
 // (dialect.SQLite or dialect.Postgres), whose schema Migrate brought up
 // to date. It inserts jobs at once; it works them once Start gives it the
@@ -221,8 +235,8 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	q.client, err = river.NewClient(driver, &river.Config{
 		Logger: log,
 		Queues: map[string]river.QueueConfig{
-			queueProcess:       {MaxWorkers: cfg.ProcessingWorkers},
-			river.QueueDefault: {MaxWorkers: 2},
+			queueProcess:       {MaxWorkers: cfg.ProcessingWorkers, FetchCooldown: workerFetchCooldown},
+			river.QueueDefault: {MaxWorkers: 2, FetchCooldown: workerFetchCooldown},
 		},
 		Workers:              workers,
 		JobTimeout:           cfg.JobTimeout,
