@@ -301,11 +301,12 @@ func TestCopiesLookupReadsOneRowPerContent(t *testing.T) {
 // and neither lookup. Without PlannedEachRun they would be there.
 func TestLookupsPlannedEachRun(t *testing.T) {
 	t.Parallel()
-	// The job queue shares the one connection, and a fetch of River's
-	// rarely ends it (2 package runs of 28 under load, once a queue could
-	// fetch again 1 ms after its last fetch): the new connection then
-	// holds no statement of initBatch's, and the look would prove
-	// nothing. So a lost connection means another try, in a fresh env.
+	// The job queue shares the one connection, and since its queues may
+	// fetch again 1 ms after a fetch, something of River's on it now and
+	// then ends it before the look (2 package runs of 28; what, is not
+	// known yet): the new connection holds no statement of initBatch's,
+	// and the look would prove nothing. So a lost connection means
+	// another try, in a fresh env.
 	for range 3 {
 		if lookupsPlannedOnOneConnection(t) {
 			return
