@@ -156,7 +156,8 @@ bench-rates:
 	CI=true GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench ControlRates -benchtime 1x -count 1 -timeout 20m ./internal/bench/
 
 # Small files whole, against tusd's, in one run: files per second and
-# server CPU per file (counted until the server is idle again) of 10-byte
+# server CPU per file (spool's counted until its job queue is empty and
+# it is idle again, so each file's check is in it) of 10-byte
 # and 1 MiB files on SQLite and PostgreSQL, spool's initBatch + PUT +
 # complete against tusd's POST + PATCH and one tus POST with the bytes
 # against tusd's, in 3 rounds between tusd's windows. Other sizes:
