@@ -147,7 +147,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.TextVar(&level.Level, "log-level", level.Level, "log `LEVEL`: debug, info, warn or error")
 	fs.Var(&level.Format, "log-format", "log `FORMAT`: text (for people) or json (one object a line, for log collectors)")
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often expired uploads are swept")
-	fs.IntVar(&cfg.Jobs.ProcessingWorkers, "processing-workers", cfg.Jobs.ProcessingWorkers, "files this replica processes at once (default half the CPUs)")
+	fs.IntVar(&cfg.Jobs.ProcessingWorkers, "processing-workers", cfg.Jobs.ProcessingWorkers, "files whose bytes this replica hashes and derives from at once (default half the CPUs); it runs four processing jobs for each")
 	fs.DurationVar(&cfg.Jobs.JobTimeout, "job-timeout", cfg.Jobs.JobTimeout, "longest a job (processing a file) may run before it is cancelled and retried")
 	fs.DurationVar(&cfg.Jobs.RescueAfter, "job-rescue-after", cfg.Jobs.RescueAfter, "how long a job may stay running before it is taken for dead (its replica killed) and retried; longer than --job-timeout")
 	fs.DurationVar(&cfg.Jobs.ShutdownTimeout, "job-shutdown-timeout", cfg.Jobs.ShutdownTimeout, "how long a stopping server lets running jobs finish before handing them to another replica")

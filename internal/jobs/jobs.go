@@ -26,6 +26,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivertype"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/upload"
@@ -34,8 +35,10 @@ import (
 // Config tunes the queue. Zero fields take the defaults of
 // DefaultConfig; Validate refuses values spool cannot run with.
 type Config struct {
-	// ProcessingWorkers bounds how many files one replica processes at
-	// once (--processing-workers).
+	// ProcessingWorkers bounds how many files' bytes one replica reads,
+	// hashes and derives from at once (--processing-workers): the CPU
+	// processing takes. The replica runs jobsPerProcessingWorker times
+	// as many processing jobs, whose database steps need no CPU slot.
 	ProcessingWorkers int
 	// JobTimeout cancels a job running longer (--job-timeout).
 	JobTimeout time.Duration
@@ -67,8 +70,8 @@ type Config struct {
 	// (a periodic run that starts late races them).
 	ManualSweeps bool
 	// OnFailure, if set, is told the kind of each job attempt that fails
-	// (an error, a timeout or a panic; not a stop), for metrics. It must
-	// be safe for concurrent use.
+	// (an error, a timeout or a panic; not a stop or a snooze), for
+	// metrics. It must be safe for concurrent use.
 	OnFailure func(kind string)
 }
 
@@ -147,7 +150,7 @@ func (c Config) Validate() error {
 
 // Service is the work the jobs do: *upload.Service.
 type Service interface {
-	ProcessMedia(ctx context.Context, mediaID string) error
+	ProcessMedia(ctx context.Context, mediaID string, slots *semaphore.Weighted) error
 	FailProcessing(ctx context.Context, mediaID, problem string) error
 	PurgeMedia(ctx context.Context, mediaID string) error
 	Sweep(ctx context.Context) (upload.SweepResult, error)
@@ -163,6 +166,9 @@ type Queue struct {
 	cfg    Config
 	log    *slog.Logger
 	svc    Service
+	// processingSlots are the ProcessingWorkers slots each processing
+	// job takes for its work on the file's bytes.
+	processingSlots *semaphore.Weighted
 	// held is what this replica's workers have, kept on PostgreSQL only
 	// (lostfetch.go); stopLost ends the watch for lost jobs, which
 	// lostDone then closes.
@@ -191,6 +197,17 @@ var _ upload.Queue = (*Queue)(nil)
 // queueProcess holds processing jobs, bounded by ProcessingWorkers; the
 // others (purges, sweeps) share River's default queue.
 const queueProcess = "process"
+
+// jobsPerProcessingWorker is how many processing jobs a replica runs
+// for each of its ProcessingWorkers. A job holds a worker's slot only
+// while it reads, hashes and derives from the file's bytes
+// (upload.Service.ProcessMedia); its rows are read and its outcome
+// committed and published outside it. With one job per slot, a small
+// file's job spent most of its time on those round trips, and a 2-CPU
+// replica's one worker processed 73–110 small files a second on
+// PostgreSQL while the CPU had room; four jobs a slot overlap the round
+// trips (docs/BENCHMARKS.md, "processing workers for small files").
+const jobsPerProcessingWorker = 4
 
 // workerFetchCooldown is the least time between two fetches of a
 // queue's producer. A producer fetches at most as many jobs as it has
@@ -222,7 +239,7 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{db: db, cfg: cfg, log: log}
+	q := &Queue{db: db, cfg: cfg, log: log, processingSlots: semaphore.NewWeighted(int64(cfg.ProcessingWorkers))}
 	if d == dialect.Postgres {
 		q.held = newHeld()
 		q.pg = true
@@ -235,7 +252,7 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	q.client, err = river.NewClient(driver, &river.Config{
 		Logger: log,
 		Queues: map[string]river.QueueConfig{
-			queueProcess:       {MaxWorkers: cfg.ProcessingWorkers, FetchCooldown: workerFetchCooldown},
+			queueProcess:       {MaxWorkers: cfg.ProcessingWorkers * jobsPerProcessingWorker, FetchCooldown: workerFetchCooldown},
 			river.QueueDefault: {MaxWorkers: 2, FetchCooldown: workerFetchCooldown},
 		},
 		Workers:              workers,
@@ -283,8 +300,10 @@ func (f *failureCounter) Work(ctx context.Context, job *rivertype.JobRow, doInne
 	}()
 	err := doInner(ctx)
 	// A cancelled context is a stop: River makes the job available again
-	// without counting the attempt.
-	failed = err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil)
+	// without counting the attempt. A snooze (a processing job that found
+	// every slot busy) is not a failure either.
+	var snooze *river.JobSnoozeError
+	failed = err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) && !errors.As(err, &snooze)
 	return err
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/eventually"
@@ -37,8 +39,8 @@ func (s *purgeRecorder) purges(id string) int {
 	return s.calls[id]
 }
 
-func (s *purgeRecorder) ProcessMedia(context.Context, string) error           { return nil }
-func (s *purgeRecorder) FailProcessing(context.Context, string, string) error { return nil }
+func (s *purgeRecorder) ProcessMedia(context.Context, string, *semaphore.Weighted) error { return nil }
+func (s *purgeRecorder) FailProcessing(context.Context, string, string) error            { return nil }
 func (s *purgeRecorder) Sweep(context.Context) (upload.SweepResult, error) {
 	return upload.SweepResult{}, nil
 }

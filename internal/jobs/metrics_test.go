@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -37,8 +39,8 @@ func (s *failingService) PurgeMedia(_ context.Context, id string) error {
 	return errors.New("storage unavailable")
 }
 
-func (s *failingService) ProcessMedia(context.Context, string) error           { return nil }
-func (s *failingService) FailProcessing(context.Context, string, string) error { return nil }
+func (s *failingService) ProcessMedia(context.Context, string, *semaphore.Weighted) error { return nil }
+func (s *failingService) FailProcessing(context.Context, string, string) error            { return nil }
 func (s *failingService) Sweep(context.Context) (upload.SweepResult, error) {
 	return upload.SweepResult{}, nil
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -76,6 +77,10 @@ func retryDelay(attempt int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
+// processingBusySnooze is how long a processing job that found every
+// slot busy waits in the queue before it is fetched again.
+const processingBusySnooze = 5 * time.Second
+
 type processWorker struct {
 	river.WorkerDefaults[ProcessArgs]
 	q *Queue
@@ -108,7 +113,12 @@ func rideOut(ctx context.Context, work func() error) error {
 }
 
 func (w *processWorker) Work(ctx context.Context, job *river.Job[ProcessArgs]) error {
-	err := rideOut(ctx, func() error { return w.q.svc.ProcessMedia(ctx, job.Args.MediaID) })
+	err := rideOut(ctx, func() error { return w.q.svc.ProcessMedia(ctx, job.Args.MediaID, w.q.processingSlots) })
+	if errors.Is(err, upload.ErrProcessingBusy) {
+		// Larger files held every slot: run again soon, as the same
+		// attempt (a snooze counts none).
+		return river.JobSnooze(processingBusySnooze)
+	}
 	if err == nil || ctx.Err() != nil {
 		// A cancelled context is a stop (River makes the job available
 		// again without counting the attempt) or the job's timeout.

@@ -1,5 +1,7 @@
 package upload
 
+import "time"
+
 // UnfinishedOnPostgresSQL is the resume lookup's statement on PostgreSQL,
 // for the tests that ask PostgreSQL how it runs it.
 const UnfinishedOnPostgresSQL = unfinishedOnPostgresSQL
@@ -11,3 +13,7 @@ const (
 	FirstCopiesOnPostgresSQL = firstCopiesOnPostgresSQL
 	FirstCopiesOnSQLiteSQL   = firstCopiesOnSQLiteSQL
 )
+
+// SetProcessingSlotWait shortens how long s's ProcessMedia waits for a
+// processing slot, for the test of its giving up.
+func SetProcessingSlotWait(s *Service, d time.Duration) { s.slotWait = d }

@@ -12,6 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
@@ -28,12 +31,19 @@ import (
 // so it is idempotent: a media file that is no longer
 // PROCESSING, or deleted, is left alone.
 //
+// The file's bytes are read, hashed and derived from under one of slots
+// (nil: no bound), processing's CPU; its rows are read and its outcome
+// saved outside them, so a replica may run more processing jobs than
+// slots and overlap their database round trips (docs/DESIGN.md, "Jobs").
+// It waits at most processingSlotWait for a slot, then returns
+// ErrProcessingBusy.
+//
 // It returns nil when the media file is done with: saved READY, saved
 // FAILED for a problem no retry can fix (the content differs from what
 // was declared or sent), or already settled by another run. It returns
 // an error when a retry may succeed (the store or the database failed);
 // the caller retries, and on its last attempt calls FailProcessing.
-func (s *Service) ProcessMedia(ctx context.Context, mediaID string) error {
+func (s *Service) ProcessMedia(ctx context.Context, mediaID string, slots *semaphore.Weighted) error {
 	m, err := s.db.MediaFile.Query().Where(mediafile.ID(mediaID)).WithUpload().Only(ctx)
 	if ent.IsNotFound(err) {
 		return nil
@@ -52,25 +62,60 @@ func (s *Service) ProcessMedia(ctx context.Context, mediaID string) error {
 			return fmt.Errorf("loading the chunks of media %s: %w", mediaID, err)
 		}
 	}
-	// One local copy serves the hash and the derive step: a GCS object is
-	// downloaded once; a file on local disk is read in place. The work
-	// directory is named after the media, so a run after a crash removes
-	// what the killed run left there.
+	if slots != nil {
+		wait, cancel := context.WithTimeout(ctx, s.slotWait)
+		err := slots.Acquire(wait, 1)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return ErrProcessingBusy
+		}
+	}
+	r, err := s.processBytes(ctx, m, chunks)
+	if slots != nil {
+		slots.Release(1)
+	}
+	if err != nil {
+		return err
+	}
+	return s.saveProcessed(ctx, m, r)
+}
+
+// processingSlotWait is the longest ProcessMedia waits for a processing
+// slot. A job's whole run counts against its timeout and River's rescue
+// of stuck jobs, so a job that finds the slots taken by large files goes
+// back to the queue instead of waiting out its time there.
+const processingSlotWait = time.Minute
+
+// ErrProcessingBusy is ProcessMedia's answer when every processing slot
+// stayed taken while it waited: nothing was done, and the job should run
+// again later without counting an attempt.
+var ErrProcessingBusy = errors.New("every processing slot is busy")
+
+// processBytes is ProcessMedia's work on the file's bytes: a local copy
+// (a GCS object downloaded once, a local file read in place), its hash
+// and chunks checked, and, when READY and not a copy of a file already
+// processed, what its type allows derived and stored. The work directory
+// is named after the media, so a run after a crash removes what the
+// killed run left there.
+func (s *Service) processBytes(ctx context.Context, m *ent.MediaFile, chunks []*ent.UploadChunk) (processed, error) {
 	work := filepath.Join(cmp.Or(s.cfg.WorkDir, os.TempDir()), "spool-process-"+m.ID)
 	if err := os.RemoveAll(work); err != nil {
-		return fmt.Errorf("clearing the work directory of media %s: %w", mediaID, err)
+		return processed{}, fmt.Errorf("clearing the work directory of media %s: %w", m.ID, err)
 	}
 	if err := os.Mkdir(work, 0o700); err != nil {
-		return fmt.Errorf("making a work directory for media %s: %w", mediaID, err)
+		return processed{}, fmt.Errorf("making a work directory for media %s: %w", m.ID, err)
 	}
 	defer os.RemoveAll(work)
 	src, err := s.localCopy(ctx, m.StorageKey, work)
 	if err != nil {
-		return fmt.Errorf("reading media %s: %w", mediaID, err)
+		return processed{}, fmt.Errorf("reading media %s: %w", m.ID, err)
 	}
 	sum, badChunk, err := verifyFile(ctx, src, chunks)
 	if err != nil {
-		return fmt.Errorf("hashing media %s: %w", mediaID, err)
+		return processed{}, fmt.Errorf("hashing media %s: %w", m.ID, err)
 	}
 	r := processed{status: mediafile.StatusREADY, sum: sum}
 	switch up := m.Edges.Upload; {
@@ -79,28 +124,29 @@ func (s *Service) ProcessMedia(ctx context.Context, mediaID string) error {
 	case up != nil && up.Sha256 != nil && *up.Sha256 != sum:
 		r.status, r.problem = mediafile.StatusFAILED, fmt.Sprintf("the content's SHA-256 is %s, the client declared %s", sum, *up.Sha256)
 	}
-	if r.status == mediafile.StatusREADY {
-		copied, err := s.hasReadyCopy(ctx, m, sum)
-		if err != nil {
-			return err
-		}
-		if copied {
-			// saveProcessed's shareDuplicate gives it the copy's
-			// derivatives: making its own would be wasted work.
-			return s.saveProcessed(ctx, m, r)
-		}
-		d, err := s.derive(ctx, m, src, work)
-		var bad *badFileError
-		switch {
-		case errors.As(err, &bad):
-			r.status, r.problem = mediafile.StatusFAILED, bad.problem
-		case err != nil:
-			return fmt.Errorf("deriving from media %s: %w", mediaID, err)
-		default:
-			r.derived = d
-		}
+	if r.status != mediafile.StatusREADY {
+		return r, nil
 	}
-	return s.saveProcessed(ctx, m, r)
+	copied, err := s.hasReadyCopy(ctx, m, sum)
+	if err != nil {
+		return processed{}, err
+	}
+	if copied {
+		// saveProcessed's shareDuplicate gives it the copy's
+		// derivatives: making its own would be wasted work.
+		return r, nil
+	}
+	d, err := s.derive(ctx, m, src, work)
+	var bad *badFileError
+	switch {
+	case errors.As(err, &bad):
+		r.status, r.problem = mediafile.StatusFAILED, bad.problem
+	case err != nil:
+		return processed{}, fmt.Errorf("deriving from media %s: %w", m.ID, err)
+	default:
+		r.derived = d
+	}
+	return r, nil
 }
 
 // processed is the outcome of one processing run.

@@ -54,6 +54,9 @@ type Service struct {
 	// processor makes thumbnails and reads media facts; nil skips that
 	// step (processing then only checks the bytes).
 	processor Processor
+	// slotWait is the longest ProcessMedia waits for a processing slot
+	// (processingSlotWait; tests shorten it).
+	slotWait time.Duration
 	// outages rate-limits the log of database outages (NoteUnavailable).
 	outages outageLog
 }
@@ -105,6 +108,7 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 	s := &Service{
 		db: d.DB, dialect: d.Dialect, chunkSQL: newChunkStatements(d.Dialect, d.AsyncReceipts && d.Dialect == dialect.Postgres), store: d.Store, broker: d.Broker, signer: d.Signer,
 		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now, queue: d.Queue, processor: d.Processor,
+		slotWait: processingSlotWait,
 	}
 	if d.Dialect == dialect.SQLite {
 		s.receipts = &groupCommit{db: d.DB}
