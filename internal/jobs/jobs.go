@@ -202,11 +202,12 @@ const queueProcess = "process"
 // for each of its ProcessingWorkers. A job holds a worker's slot only
 // while it reads, hashes and derives from the file's bytes
 // (upload.Service.ProcessMedia); its rows are read and its outcome
-// committed and published outside it. With one job per slot, a small
-// file's job spent most of its time on those round trips, and a 2-CPU
-// replica's one worker processed 73–110 small files a second on
-// PostgreSQL while the CPU had room; four jobs a slot overlap the round
-// trips (docs/BENCHMARKS.md, "processing workers for small files").
+// committed and published outside it. A small file's job is mostly
+// those round trips: with one job per slot, a 2-CPU replica's one
+// worker got through 73–110 small files a second on PostgreSQL, its jobs
+// ending seconds after their uploads. Four jobs a slot overlap the round
+// trips, and processing keeps up (docs/BENCHMARKS.md, "four processing
+// jobs a worker").
 const jobsPerProcessingWorker = 4
 
 // workerFetchCooldown is the least time between two fetches of a
