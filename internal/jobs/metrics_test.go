@@ -64,18 +64,26 @@ func (f *failures) of(kind string) int {
 	return f.byKind[kind]
 }
 
-// TestQueueMetrics: CountUnfinished counts the jobs waiting, and
-// OnFailure hears of every failed attempt, by kind, panics included.
-func TestQueueMetrics(t *testing.T) {
-	ctx := context.Background()
-	db, err := database.Open(ctx, "", filepath.Join(t.TempDir(), database.SQLiteFile))
+// migratedSQLite is an embedded database with the job queue's tables,
+// closed when the test ends.
+func migratedSQLite(t *testing.T) *database.DB {
+	t.Helper()
+	db, err := database.Open(context.Background(), "", filepath.Join(t.TempDir(), database.SQLiteFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := jobs.Migrate(ctx, db.SQL(), db.Dialect); err != nil {
+	if _, err := jobs.Migrate(context.Background(), db.SQL(), db.Dialect); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// TestQueueMetrics: CountUnfinished counts the jobs waiting, and
+// OnFailure hears of every failed attempt, by kind, panics included.
+func TestQueueMetrics(t *testing.T) {
+	ctx := context.Background()
+	db := migratedSQLite(t)
 	failed := &failures{byKind: map[string]int{}}
 	q, err := jobs.New(db.SQL(), db.Dialect, jobs.Config{
 		PollInterval: 20 * time.Millisecond, ManualSweeps: true, OnFailure: failed.record,

@@ -2,14 +2,12 @@ package jobs_test
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sync/semaphore"
 
-	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -65,14 +63,7 @@ func (s *overlappingService) state() (running, most int, done map[string]int) {
 // found the slots busy is snoozed, not failed, and runs again.
 func TestProcessingJobsOverlap(t *testing.T) {
 	ctx := context.Background()
-	db, err := database.Open(ctx, "", filepath.Join(t.TempDir(), database.SQLiteFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := jobs.Migrate(ctx, db.SQL(), db.Dialect); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedSQLite(t)
 	failed := &failures{byKind: map[string]int{}}
 	q, err := jobs.New(db.SQL(), db.Dialect, jobs.Config{
 		ProcessingWorkers: 1, PollInterval: 20 * time.Millisecond, ManualSweeps: true, OnFailure: failed.record,
