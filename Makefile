@@ -11,7 +11,7 @@ BIN := bin/spool
 # more (docs/BENCHMARKS.md). cmd/spool's TestProductionBinaryDeps checks it.
 GOTAGS := disable_grpc_modules
 
-.PHONY: run build test test-go test-race test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-small bench-tus bench-media bench-load fuzz fuzz-ci clean migrations
+.PHONY: run build test test-go test-race test-web test-faults web web-deps check-web generate check-generated lint vulncheck bench bench-latency bench-rates bench-small bench-tus bench-media bench-media-deps bench-load fuzz fuzz-ci clean migrations
 
 run: build
 	$(BIN) serve --data-dir $(DATA_DIR)
@@ -176,10 +176,18 @@ bench-tus:
 # 12 MP JPEG against ImageMagick's convert, SHA-256 against sha256sum;
 # then a spool serve's data plane with processing kept busy against idle,
 # at the default --processing-workers and at one per CPU
-# (docs/BENCHMARKS.md). Needs ffmpeg's and ImageMagick's Debian packages.
+# (docs/BENCHMARKS.md). It installs Debian's imagemagick first where no
+# ImageMagick is found (apt-get, through sudo unless run as root).
 # GOFLAGS reaches the benchmark's own `go build` of spool.
-bench-media:
+bench-media: bench-media-deps
 	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench MediaProcessing -benchtime 1x -count 1 -timeout 20m ./internal/bench/
+
+bench-media-deps:
+	@command -v convert-im6.q16 >/dev/null 2>&1 || convert -version 2>/dev/null | grep -q ImageMagick || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); apt="apt-get -y -q -o DPkg::Lock::Timeout=900"; \
+		echo "installing Debian's imagemagick for bench-media"; \
+		$$sudo $$apt install --no-install-recommends imagemagick >/dev/null || \
+			{ $$sudo $$apt update >/dev/null && $$sudo $$apt install --no-install-recommends imagemagick >/dev/null; }; }
 
 # spool under scale on this machine (docs/BENCHMARKS.md, "Load"): 10,000
 # idle subscriptions (memory each, one event to all), 200 uploads at once

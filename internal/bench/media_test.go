@@ -87,7 +87,7 @@ const (
 // per image) and ImageMagick making the same two WebP thumbnails from one
 // read of the same file.
 func measureThumbnails(b *testing.B, dir string) comparison {
-	convert := lookBenchTool(b, "convert", "imagemagick")
+	convert := lookImageMagick(b)
 	src := filepath.Join(dir, "photo.jpg")
 	writeBenchPhoto(b, src)
 	p, err := media.New(media.Options{})
@@ -175,6 +175,24 @@ func lookBenchTool(b *testing.B, name, debianPackage string) string {
 		b.Fatalf("%s is not installed: apt-get install %s", name, debianPackage)
 	}
 	return path
+}
+
+// lookImageMagick finds ImageMagick's convert: the first of Debian's own
+// binary (the one its `convert` links to) and any `convert` on the PATH
+// whose -version says ImageMagick. A `convert` that is something else (a
+// stand-in ahead of Debian's on the PATH) does not count.
+func lookImageMagick(b *testing.B) string {
+	for _, name := range []string{"convert-im6.q16", "convert"} {
+		path, err := exec.LookPath(name)
+		if err != nil {
+			continue
+		}
+		if out, err := exec.Command(path, "-version").Output(); err == nil && strings.Contains(string(out), "ImageMagick") {
+			return path
+		}
+	}
+	b.Fatal("ImageMagick is not installed: make bench-media installs Debian's imagemagick, or apt-get install imagemagick")
+	return ""
 }
 
 // selfCPU times fn and the CPU this process spent meanwhile (all its
