@@ -352,6 +352,9 @@ func (m *mediaIDs) add(id string) {
 // next window's CPU holds none of their deletion.
 func deleteAllMedia(ctx context.Context, b *testing.B, c *http.Client, s *spoolServer, ids []string) {
 	b.Helper()
+	if len(ids) == 0 {
+		return // a window that stored nothing (its measurement says so)
+	}
 	last := len(ids) - 1
 	err := parallel(ctx, *ratesClients, last, func(ctx context.Context, i int) error {
 		var out struct {

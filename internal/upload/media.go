@@ -31,8 +31,8 @@ import (
 // so it is idempotent: a media file that is no longer
 // PROCESSING, or deleted, is left alone.
 //
-// The file's bytes are read, hashed and derived from under one of slots
-// (nil: no bound), processing's CPU; its rows are read and its outcome
+// The file's bytes are read, hashed and derived from under one of slots,
+// processing's CPU; its rows are read and its outcome
 // saved outside them, so a replica may run more processing jobs than
 // slots and overlap their database round trips (docs/DESIGN.md, "Jobs").
 // It waits at most processingSlotWait for a slot, then returns
@@ -62,21 +62,7 @@ func (s *Service) ProcessMedia(ctx context.Context, mediaID string, slots *semap
 			return fmt.Errorf("loading the chunks of media %s: %w", mediaID, err)
 		}
 	}
-	if slots != nil {
-		wait, cancel := context.WithTimeout(ctx, s.slotWait)
-		err := slots.Acquire(wait, 1)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return ErrProcessingBusy
-		}
-	}
-	r, err := s.processBytes(ctx, m, chunks)
-	if slots != nil {
-		slots.Release(1)
-	}
+	r, err := s.processBytesInSlot(ctx, m, chunks, slots)
 	if err != nil {
 		return err
 	}
@@ -93,6 +79,24 @@ const processingSlotWait = time.Minute
 // stayed taken while it waited: nothing was done, and the job should run
 // again later without counting an attempt.
 var ErrProcessingBusy = errors.New("every processing slot is busy")
+
+// processBytesInSlot is processBytes under one of slots, taken within
+// s.slotWait (else ErrProcessingBusy) and given back however it ends: a
+// slot lost to a panic in a decoder would stop processing on the replica
+// for good.
+func (s *Service) processBytesInSlot(ctx context.Context, m *ent.MediaFile, chunks []*ent.UploadChunk, slots *semaphore.Weighted) (processed, error) {
+	wait, cancel := context.WithTimeout(ctx, s.slotWait)
+	err := slots.Acquire(wait, 1)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return processed{}, ctx.Err()
+		}
+		return processed{}, ErrProcessingBusy
+	}
+	defer slots.Release(1)
+	return s.processBytes(ctx, m, chunks)
+}
 
 // processBytes is ProcessMedia's work on the file's bytes: a local copy
 // (a GCS object downloaded once, a local file read in place), its hash

@@ -9,8 +9,10 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -20,21 +22,8 @@ import (
 // while it waits it goes on, and gives the slot back when done.
 func TestProcessingTakesASlotForTheBytes(t *testing.T) {
 	t.Parallel()
-	// A Service whose job queue is not worked: the test runs ProcessMedia.
 	ctx := context.Background()
-	db, err := database.Open(ctx, "", filepath.Join(t.TempDir(), "spool.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	e := newEnvOver(t, db.Client, db.SQL(), db.Dialect, t.TempDir(), testConfig())
-	owner := e.user(t, "alice")
-	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
-	e.sendAll(t, sess, file11)
-	m, err := e.svc.Complete(ctx, owner, sess.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, owner, m := completedUnprocessed(t, nil)
 	status := func() mediafile.Status {
 		t.Helper()
 		got, err := e.svc.Media(ctx, owner, m.ID)
@@ -78,5 +67,53 @@ func TestProcessingTakesASlotForTheBytes(t *testing.T) {
 	}
 	if !slots.TryAcquire(1) {
 		t.Error("processing kept its slot after it ended")
+	}
+}
+
+// completedUnprocessed is a Service whose job queue is not worked (the
+// test runs ProcessMedia), deriving with processor, and a completed
+// upload of alice's whose media is PROCESSING.
+func completedUnprocessed(t *testing.T, processor upload.Processor) (e *testEnv, owner string, m *ent.MediaFile) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := database.Open(ctx, "", filepath.Join(t.TempDir(), "spool.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	e = newEnvOverWith(t, db.Client, db.SQL(), db.Dialect, t.TempDir(), testConfig(), processor)
+	owner = e.user(t, "alice")
+	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+	e.sendAll(t, sess, file11)
+	if m, err = e.svc.Complete(ctx, owner, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	return e, owner, m
+}
+
+// panickingProcessor stands in for a decoder that panics on a file.
+type panickingProcessor struct{}
+
+func (panickingProcessor) Process(context.Context, string, string, string) (*media.Result, error) {
+	panic("a decoder's bug")
+}
+
+// TestProcessingPanicGivesTheSlotBack: a panic while deriving (River
+// recovers it and fails the attempt) still gives the slot back. A slot
+// kept would stop processing on the replica for good.
+func TestProcessingPanicGivesTheSlotBack(t *testing.T) {
+	t.Parallel()
+	e, _, m := completedUnprocessed(t, panickingProcessor{})
+	slots := semaphore.NewWeighted(1)
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Error("ProcessMedia did not panic with a panicking processor")
+			}
+		}()
+		_ = e.svc.ProcessMedia(context.Background(), m.ID, slots)
+	}()
+	if !slots.TryAcquire(1) {
+		t.Error("the slot was kept after a panic while processing")
 	}
 }

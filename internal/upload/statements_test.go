@@ -80,6 +80,13 @@ func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog, cfg upload.Config) 
 // sqldb, with its files under dir.
 func newEnvOver(t *testing.T, client *ent.Client, sqldb *sql.DB, d, dir string, cfg upload.Config) *testEnv {
 	t.Helper()
+	return newEnvOverWith(t, client, sqldb, d, dir, cfg, nil)
+}
+
+// newEnvOverWith is newEnvOver whose processing derives with processor
+// (nil checks the bytes only).
+func newEnvOverWith(t *testing.T, client *ent.Client, sqldb *sql.DB, d, dir string, cfg upload.Config, processor upload.Processor) *testEnv {
+	t.Helper()
 	store, err := localfs.New(filepath.Join(dir, "files"))
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +97,7 @@ func newEnvOver(t *testing.T, client *ent.Client, sqldb *sql.DB, d, dir string, 
 	}
 	broker := &recordingBroker{Hub: progress.NewHub()}
 	svc, err := upload.NewService(upload.Deps{
-		DB: client, Dialect: d, Store: store, Broker: broker,
+		DB: client, Dialect: d, Store: store, Broker: broker, Processor: processor,
 		Queue:  newTestQueue(t, sqldb, d),
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 	}, cfg)
