@@ -149,8 +149,17 @@ func insertedChunkValues(shift slot) []any {
 func takesChunks() *entsql.Predicate {
 	return entsql.And(
 		entsql.EQ(uploadsession.FieldID, bumpID),
-		entsql.In(uploadsession.FieldStatus, string(StatusInitialized), string(StatusUploading)),
+		statusIn(activeStatuses...),
 		entsql.GT(uploadsession.FieldExpiresAt, bumpNow))
+}
+
+// statusIn is the condition that a session's status is one of these.
+func statusIn(statuses ...Status) *entsql.Predicate {
+	args := make([]any, len(statuses))
+	for i, st := range statuses {
+		args[i] = string(st)
+	}
+	return entsql.In(uploadsession.FieldStatus, args...)
 }
 
 // updateChunk is the UPDATE of a chunk's row, conditional on the state it
@@ -341,15 +350,45 @@ func readSessionWithChunk(ctx context.Context, q querier, b builtSQL, vals ...an
 	if !rows.Next() {
 		return nil, held, false, rows.Err()
 	}
-	sess = new(ent.UploadSession)
-	dest, err := sessionFields(sess)
-	if err != nil {
-		return nil, held, false, err
-	}
-	if err := rows.Scan(append(dest, &held)...); err != nil {
+	if sess, err = scanSession(rows, &held); err != nil {
 		return nil, held, false, err
 	}
 	return sess, held, true, rows.Close()
+}
+
+// updateSession runs u, an UPDATE of at most one upload_sessions row, and
+// returns the row as u left it (RETURNING, which both engines speak), or
+// found false when u's condition matched none. An event built from it is
+// the committed row's, as a read after the commit would give it, without
+// the read (publishSession). Like readSessionWithChunk's, the session is
+// data only.
+func updateSession(ctx context.Context, q querier, u *entsql.UpdateBuilder) (sess *ent.UploadSession, found bool, err error) {
+	text, args := u.Returning(uploadsession.Columns...).Query()
+	rows, err := q.QueryContext(ctx, text, args...)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, false, rows.Err()
+	}
+	if sess, err = scanSession(rows); err != nil {
+		return nil, false, err
+	}
+	return sess, true, rows.Close()
+}
+
+// scanSession scans a row of uploadsession.Columns, then extra.
+func scanSession(rows *stdsql.Rows, extra ...any) (*ent.UploadSession, error) {
+	sess := new(ent.UploadSession)
+	dest, err := sessionFields(sess)
+	if err != nil {
+		return nil, err
+	}
+	if err := rows.Scan(append(dest, extra...)...); err != nil {
+		return nil, err
+	}
+	return sess, nil
 }
 
 // sessionFields points at the field of sess each of ent's

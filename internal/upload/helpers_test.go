@@ -70,6 +70,9 @@ type recordingBroker struct {
 	// beforeSubscribe, when set, runs once at the start of the next
 	// Subscribe, before the feed is registered.
 	beforeSubscribe func()
+	// onPublish, when set, is given every event before it is kept, in
+	// the publisher's goroutine.
+	onPublish func(upload.Progress)
 }
 
 func (b *recordingBroker) Subscribe(ctx context.Context, topic upload.Topic) (upload.Feed, error) {
@@ -84,6 +87,12 @@ func (b *recordingBroker) Subscribe(ctx context.Context, topic upload.Topic) (up
 }
 
 func (b *recordingBroker) Publish(ctx context.Context, ev upload.Progress) error {
+	b.mu.Lock()
+	hook := b.onPublish
+	b.mu.Unlock()
+	if hook != nil {
+		hook(ev)
+	}
 	b.mu.Lock()
 	b.events = append(b.events, ev)
 	b.mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	entsql "entgo.io/ent/dialect/sql"
+
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadsession"
@@ -358,17 +360,20 @@ func (s *Service) Complete(ctx context.Context, userID, id string) (*ent.MediaFi
 				return nil, err
 			}
 		}
-		// The version guard makes sure no chunk changed since the check.
-		n, err := s.db.UploadSession.Update().
-			Where(uploadsession.ID(id), uploadsession.Version(sess.Version), uploadsession.StatusIn(activeStatuses...)).
-			SetStatus(StatusAssembling).AddVersion(1).Save(ctx)
+		// The version guard makes sure no chunk changed since the check,
+		// so the chunk rows read above are the assembling upload's.
+		assembling, ok, err := updateSession(ctx, s.db, entsql.Dialect(s.dialect).Update(uploadsession.Table).
+			Set(uploadsession.FieldStatus, string(StatusAssembling)).Add(uploadsession.FieldVersion, 1).
+			Set(uploadsession.FieldUpdatedAt, s.now()).
+			Where(entsql.And(entsql.EQ(uploadsession.FieldID, id), entsql.EQ(uploadsession.FieldVersion, sess.Version),
+				statusIn(activeStatuses...))))
 		if err != nil {
 			return nil, fmt.Errorf("starting assembly: %w", err)
 		}
-		if n == 0 {
+		if !ok {
 			return s.Complete(ctx, userID, id) // something changed; judge again
 		}
-		s.publishCurrent(ctx, id)
+		s.publish(ctx, newSession(assembling, chunks, nil).Progress)
 	case StatusAssembling:
 		// Another call is assembling, or one died mid-way: assembling and
 		// creating the media are idempotent, so carry on.
@@ -396,14 +401,19 @@ func (s *Service) assemble(ctx context.Context, sess *ent.UploadSession) (*ent.M
 // made into a COMPLETED one with its MediaFile and processing job.
 func (s *Service) finishAssembly(ctx context.Context, sess *ent.UploadSession, objectKey string) (*ent.MediaFile, error) {
 	var media *ent.MediaFile
+	// completed is the session as this call completed it, nil when
+	// another call had.
+	var completed *ent.UploadSession
 	err := s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
 		// The session's UPDATE comes first: it locks the row, so a
 		// concurrent complete (another replica) waits here until this one
 		// commits, then finds its media instead of creating a second.
-		n, err := tx.UploadSession.Update().
-			Where(uploadsession.ID(sess.ID), uploadsession.StatusEQ(StatusAssembling)).
-			SetStatus(StatusCompleted).SetFinishedAt(s.now()).SetPercent(100).AddVersion(1).
-			Save(ctx)
+		now := s.now()
+		var err error
+		completed, _, err = updateSession(ctx, tx, entsql.Dialect(s.dialect).Update(uploadsession.Table).
+			Set(uploadsession.FieldStatus, string(StatusCompleted)).Set(uploadsession.FieldFinishedAt, now).
+			Set(uploadsession.FieldPercent, 100).Add(uploadsession.FieldVersion, 1).Set(uploadsession.FieldUpdatedAt, now).
+			Where(entsql.And(entsql.EQ(uploadsession.FieldID, sess.ID), statusIn(StatusAssembling))))
 		if err != nil {
 			return err
 		}
@@ -411,7 +421,7 @@ func (s *Service) finishAssembly(ctx context.Context, sess *ent.UploadSession, o
 		if err != nil && !ent.IsNotFound(err) {
 			return err
 		}
-		if n == 0 && existing == nil {
+		if completed == nil && existing == nil {
 			// Neither this call nor another completed it: the sweeper
 			// expired it while the store assembled, and gave its quota
 			// back. A media file now would hold bytes nobody pays for.
@@ -450,7 +460,13 @@ func (s *Service) finishAssembly(ctx context.Context, sess *ent.UploadSession, o
 		return nil, fmt.Errorf("completing upload %s: %w", sess.ID, err)
 	}
 	s.log.InfoContext(ctx, "upload completed", "upload_id", sess.ID, "media_id", media.ID, "bytes", sess.TotalSize)
-	s.publishCurrent(ctx, sess.ID)
+	if completed == nil {
+		// Another call completed it, and published; this one may be a
+		// retry whose first answer was lost, so it publishes what is now.
+		s.publishCurrent(ctx, sess.ID)
+		return media, nil
+	}
+	s.publishSession(ctx, completed, media)
 	return media, nil
 }
 

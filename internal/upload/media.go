@@ -14,11 +14,13 @@ import (
 	"strings"
 	"time"
 
+	entsql "entgo.io/ent/dialect/sql"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/ent/uploadchunk"
+	"github.com/spoolhq/spool/ent/uploadsession"
 	"github.com/spoolhq/spool/internal/media"
 )
 
@@ -167,6 +169,8 @@ type processed struct {
 // settled saves and publishes nothing.
 func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r processed) error {
 	changed := false
+	var upload *ent.UploadSession // as the transaction left it
+	deleted := false
 	err := s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
 		upd := tx.MediaFile.Update().
 			Where(mediafile.ID(m.ID), mediafile.StatusEQ(mediafile.StatusPROCESSING)).
@@ -182,8 +186,15 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 			return err // n == 0: another run got there first, and publishes
 		}
 		changed = true
-		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
+		if upload, err = s.bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
 			return err
+		}
+		// A file deleted while it was processed is saved all the same,
+		// but its upload's progress names no media (sessions).
+		if upload != nil {
+			if deleted, err = tx.MediaFile.Query().Where(mediafile.ID(m.ID), mediafile.DeletedAtNotNil()).Exist(ctx); err != nil {
+				return err
+			}
 		}
 		if d := r.derived; d.storageKey != "" {
 			// The faststart copy is what is stored now: the quota
@@ -206,8 +217,11 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 		return nil
 	}
 	s.log.InfoContext(ctx, "media processed", "media_id", m.ID, "status", r.status)
-	if m.UploadID != nil {
-		s.publishCurrent(ctx, *m.UploadID)
+	switch {
+	case upload != nil && deleted:
+		s.publishSession(ctx, upload, nil)
+	case upload != nil:
+		s.publishSession(ctx, upload, &ent.MediaFile{ID: m.ID, Status: r.status})
 	}
 	return nil
 }
@@ -254,15 +268,20 @@ func (s *Service) FailProcessing(ctx context.Context, mediaID, problem string) e
 // result, its deletion) a change of the upload's progress: subscribers
 // drop an event whose version is not newer than what they have. Called in
 // the transaction that changes the media; the media row is locked first,
-// then the session's, in both callers.
-func bumpUploadVersion(ctx context.Context, tx *ent.Tx, uploadID *string) error {
+// then the session's, in both callers. It returns the upload's row as
+// the bump left it (nil for none), for the event the caller publishes
+// once it commits.
+func (s *Service) bumpUploadVersion(ctx context.Context, tx *ent.Tx, uploadID *string) (*ent.UploadSession, error) {
 	if uploadID == nil {
-		return nil
+		return nil, nil
 	}
-	if err := tx.UploadSession.UpdateOneID(*uploadID).AddVersion(1).Exec(ctx); err != nil && !ent.IsNotFound(err) {
-		return fmt.Errorf("bumping the version of upload %s: %w", *uploadID, err)
+	upload, _, err := updateSession(ctx, tx, entsql.Dialect(s.dialect).Update(uploadsession.Table).
+		Add(uploadsession.FieldVersion, 1).Set(uploadsession.FieldUpdatedAt, s.now()).
+		Where(entsql.EQ(uploadsession.FieldID, *uploadID)))
+	if err != nil {
+		return nil, fmt.Errorf("bumping the version of upload %s: %w", *uploadID, err)
 	}
-	return nil
+	return upload, nil
 }
 
 // verifyFile reads the local copy of a stored object (name) once,
@@ -378,6 +397,7 @@ func (s *Service) OpenThumbnail(ctx context.Context, mediaID string, n int) (med
 // missing, someone else's or already deleted.
 func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 	var m *ent.MediaFile
+	var upload *ent.UploadSession // as the transaction left it
 	err := s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
 		// By primary key alone, the owner compared once the row is read
 		// back: someone else's file rolls the delete back. Named in the
@@ -398,7 +418,7 @@ func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 		if m.OwnerID != userID {
 			return errNotFound("media file", id)
 		}
-		if err := bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
+		if upload, err = s.bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
 			return err
 		}
 		if err := releaseStoredBytes(ctx, tx, m); err != nil { // dedup.go: only the last reference gives bytes back
@@ -410,8 +430,8 @@ func (s *Service) DeleteMedia(ctx context.Context, userID, id string) error {
 		return err
 	}
 	s.log.InfoContext(ctx, "media deleted", "media_id", id)
-	if m.UploadID != nil {
-		s.publishCurrent(context.WithoutCancel(ctx), *m.UploadID)
+	if upload != nil {
+		s.publishSession(context.WithoutCancel(ctx), upload, nil) // no media any more
 	}
 	return nil
 }

@@ -572,6 +572,23 @@ func (s *Service) publishCurrent(ctx context.Context, uploadID string) {
 	s.publish(ctx, sess.Progress)
 }
 
+// publishSession publishes the progress of sess, an upload's row as a
+// statement of this call left it (updateSession), with media its media
+// file (nil for none): the event publishCurrent would read once the
+// change commits, without reading it. The counts are the row's, as a
+// receipt's event has them.
+func (s *Service) publishSession(ctx context.Context, sess *ent.UploadSession, media *ent.MediaFile) {
+	p, err := countedProgress(ctx, s.db, sess)
+	if err != nil {
+		s.log.WarnContext(ctx, "reading progress to publish failed", "upload_id", sess.ID, "err", err)
+		return
+	}
+	if media != nil && media.DeletedAt == nil {
+		p.MediaID, p.MediaStatus = &media.ID, &media.Status
+	}
+	s.publish(ctx, p)
+}
+
 // missingIndexes lists the chunk indexes not received, in order.
 func missingIndexes(total int, chunks []*ent.UploadChunk) []int {
 	received := make([]bool, total)
