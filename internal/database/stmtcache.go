@@ -23,8 +23,9 @@ import (
 //
 // What is never served from the cache:
 //   - text holding more than one statement (goose's migrations, scripts):
-//     anything with a ';' other than a trailing one goes straight to the
-//     driver, which runs scripts statement by statement;
+//     anything with a ';' other than a trailing one, outside comments and
+//     quotes, goes straight to the driver, which runs scripts statement
+//     by statement;
 //   - texts longer than maxCachedQuery (huge multi-row inserts, each one
 //     different);
 //   - a statement whose Rows are still open: SQLite cannot bind or step a
@@ -138,15 +139,55 @@ var (
 	_ driver.NamedValueChecker  = (*stmtCacheConn)(nil)
 )
 
-// cacheable reports whether query may be kept prepared: one statement
-// (no ';' but a trailing one) of a bounded length.
+// cacheable reports whether query may be kept prepared: one statement of
+// a bounded length.
 func cacheable(query string) bool {
-	if len(query) > maxCachedQuery {
-		return false
+	return len(query) <= maxCachedQuery && oneStatement(query)
+}
+
+// oneStatement reports whether query holds one statement: no ';' but one
+// that ends it, comments and blanks aside. A ';' inside a comment, a
+// string or a quoted name ends nothing: River's completion of a job, run
+// once a job, has one in a comment, and was prepared anew every time
+// when any ';' counted (docs/BENCHMARKS.md, "Small files: events from
+// the rows").
+func oneStatement(query string) bool {
+	ended := false
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+		case strings.HasPrefix(query[i:], "--"):
+			j := strings.IndexByte(query[i:], '\n')
+			if j < 0 {
+				return true
+			}
+			i += j
+		case strings.HasPrefix(query[i:], "/*"):
+			j := strings.Index(query[i+2:], "*/")
+			if j < 0 {
+				return true
+			}
+			i += j + 3
+		case ended:
+			return false // text after the end: a second statement (or ";;")
+		case c == ';':
+			ended = true
+		case c == '\'' || c == '"' || c == '`' || c == '[':
+			// A quoted string or name, to its closing quote; a doubled
+			// quote inside reads as two quoted parts, which is the same.
+			closing := c
+			if c == '[' {
+				closing = ']'
+			}
+			j := strings.IndexByte(query[i+1:], closing)
+			if j < 0 {
+				return true // unterminated: SQLite's error, not the cache's
+			}
+			i += j + 1
+		}
 	}
-	q := strings.TrimRight(query, " \t\r\n")
-	q = strings.TrimSuffix(q, ";")
-	return !strings.Contains(q, ";")
+	return true
 }
 
 // lookup returns the cached statement for query, preparing and caching it
