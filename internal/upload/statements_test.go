@@ -15,10 +15,13 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/database/sqltx"
 	"github.com/spoolhq/spool/internal/httpapi"
 	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/signing"
@@ -72,7 +75,8 @@ func newRecordedEnv(t *testing.T, dbURL string, log *sqlLog, cfg upload.Config) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	client := ent.NewClient(ent.Driver(dialect.DebugWithContext(entsql.OpenDB(db.Dialect, db.SQL()), log.record)))
+	// Over sqltx, as spool's client is, so that jobs join transactions.
+	client := ent.NewClient(ent.Driver(dialect.DebugWithContext(sqltx.Wrap(entsql.OpenDB(db.Dialect, db.SQL())), log.record)))
 	return newEnvOver(t, client, db.SQL(), db.Dialect, dir, cfg)
 }
 
@@ -360,5 +364,32 @@ func TestTusAppendStatements(t *testing.T) {
 			t.Fatal(err)
 		}
 		check("reading the upload", 1, 0)
+	})
+}
+
+// TestSmallFileStatements holds a one-chunk file's complete and its
+// processing to their statements: complete reads the upload and its
+// chunks, moves it to ASSEMBLING, and completes it in one transaction
+// (the media row and its job); each of the two publishes the row its
+// UPDATE returned instead of reading it again, and so does processing's
+// save (TestEventsAreTheCommittedRows checks what they publish).
+func TestSmallFileStatements(t *testing.T) {
+	t.Parallel()
+	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
+		ctx := context.Background()
+		owner := e.user(t, "alice")
+		data := pngBytes(4 * KiB)
+		sess := e.initOne(t, owner, upload.FileSpec{FileName: "a.png", MimeType: "image/png", Size: int64(len(data))})
+		e.sendAll(t, sess, data)
+		log.take()
+		m, err := e.svc.Complete(ctx, owner, sess.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSQLCost(t, log, "complete", 6, 1)
+		if err := e.svc.ProcessMedia(ctx, m.ID, semaphore.NewWeighted(1)); err != nil {
+			t.Fatal(err)
+		}
+		checkSQLCost(t, log, "processing", 9, 1)
 	})
 }
