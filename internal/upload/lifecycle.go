@@ -417,9 +417,15 @@ func (s *Service) finishAssembly(ctx context.Context, sess *ent.UploadSession, o
 		if err != nil {
 			return err
 		}
-		existing, err := tx.MediaFile.Query().Where(mediafile.UploadID(sess.ID)).Only(ctx)
-		if err != nil && !ent.IsNotFound(err) {
-			return err
+		// A media row is made only by the transaction that completes its
+		// upload (upload_id is unique), so one that just did has none to
+		// find.
+		var existing *ent.MediaFile
+		if completed == nil {
+			existing, err = tx.MediaFile.Query().Where(mediafile.UploadID(sess.ID)).Only(ctx)
+			if err != nil && !ent.IsNotFound(err) {
+				return err
+			}
 		}
 		if completed == nil && existing == nil {
 			// Neither this call nor another completed it: the sweeper

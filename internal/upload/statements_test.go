@@ -386,7 +386,7 @@ func TestSmallFileStatements(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkSQLCost(t, log, "complete", 6, 1)
+		checkSQLCost(t, log, "complete", 5, 1)
 		if err := e.svc.ProcessMedia(ctx, m.ID, semaphore.NewWeighted(1)); err != nil {
 			t.Fatal(err)
 		}
