@@ -152,6 +152,9 @@ func cacheable(query string) bool {
 // when any ';' counted (docs/BENCHMARKS.md, "Small files: events from
 // the rows").
 func oneStatement(query string) bool {
+	if strings.IndexByte(query, ';') < 0 {
+		return true // most statements: no scan
+	}
 	ended := false
 	for i := 0; i < len(query); i++ {
 		c := query[i]
