@@ -102,12 +102,17 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	if d.Now == nil {
-		d.Now = time.Now
+	clock := d.Now
+	if clock == nil {
+		clock = time.Now
 	}
 	s := &Service{
 		db: d.DB, dialect: d.Dialect, chunkSQL: newChunkStatements(d.Dialect, d.AsyncReceipts && d.Dialect == dialect.Postgres), store: d.Store, broker: d.Broker, signer: d.Signer,
-		cfg: cfg.withDefaults(), log: d.Logger, now: d.Now, queue: d.Queue, processor: d.Processor,
+		cfg: cfg.withDefaults(), log: d.Logger, queue: d.Queue, processor: d.Processor,
+		// To the microsecond, PostgreSQL's precision: an event built
+		// from the times a statement wrote then says what a read of
+		// them would.
+		now:      func() time.Time { return clock().Round(time.Microsecond) },
 		slotWait: processingSlotWait,
 	}
 	if d.Dialect == dialect.SQLite {
