@@ -265,12 +265,9 @@ func deduplicatedProgress(sess *ent.UploadSession, p Progress) Progress {
 // sharing that file's object and derivatives and gives back its own
 // reservation, since the bytes are charged once. Its own object and
 // derivatives become a deleted media row that no file references, whose
-// purge is queued in the same transaction (invariant 7).
-func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, jobs jobTx, mediaID string) error {
-	m, err := tx.MediaFile.Get(ctx, mediaID)
-	if err != nil {
-		return fmt.Errorf("loading media %s: %w", mediaID, err)
-	}
+// purge is queued in the same transaction (invariant 7). m is the file's
+// row as the transaction has it.
+func (s *Service) shareDuplicate(ctx context.Context, tx *ent.Tx, jobs jobTx, m *ent.MediaFile) error {
 	if m.Status != mediafile.StatusREADY || m.ContentHash == nil || m.DeletedAt != nil {
 		return nil
 	}

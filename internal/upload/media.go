@@ -189,13 +189,6 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 		if upload, err = s.bumpUploadVersion(ctx, tx, m.UploadID); err != nil {
 			return err
 		}
-		// A file deleted while it was processed is saved all the same,
-		// but its upload's progress names no media (sessions).
-		if upload != nil {
-			if deleted, err = tx.MediaFile.Query().Where(mediafile.ID(m.ID), mediafile.DeletedAtNotNil()).Exist(ctx); err != nil {
-				return err
-			}
-		}
 		if d := r.derived; d.storageKey != "" {
 			// The faststart copy is what is stored now: the quota
 			// follows its size (a few bytes either way, never refused),
@@ -208,7 +201,14 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 				return err
 			}
 		}
-		return s.shareDuplicate(ctx, tx, jobs, m.ID) // dedup.go: share a READY copy's bytes
+		saved, err := tx.MediaFile.Get(ctx, m.ID)
+		if err != nil {
+			return fmt.Errorf("loading media %s: %w", m.ID, err)
+		}
+		// A file deleted while it was processed is saved all the same,
+		// but its upload's progress names no media (sessions).
+		deleted = saved.DeletedAt != nil
+		return s.shareDuplicate(ctx, tx, jobs, saved) // dedup.go: share a READY copy's bytes
 	})
 	if err != nil {
 		return fmt.Errorf("saving processed media %s: %w", m.ID, err)

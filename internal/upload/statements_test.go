@@ -390,6 +390,6 @@ func TestSmallFileStatements(t *testing.T) {
 		if err := e.svc.ProcessMedia(ctx, m.ID, semaphore.NewWeighted(1)); err != nil {
 			t.Fatal(err)
 		}
-		checkSQLCost(t, log, "processing", 9, 1)
+		checkSQLCost(t, log, "processing", 8, 1)
 	})
 }
