@@ -169,8 +169,9 @@ type processed struct {
 // settled saves and publishes nothing.
 func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r processed) error {
 	changed := false
-	var upload *ent.UploadSession // as the transaction left it
-	deleted := false
+	// The upload's row and the file's, as the transaction left them.
+	var upload *ent.UploadSession
+	var saved *ent.MediaFile
 	err := s.withJobTx(ctx, func(tx *ent.Tx, jobs jobTx) error {
 		upd := tx.MediaFile.Update().
 			Where(mediafile.ID(m.ID), mediafile.StatusEQ(mediafile.StatusPROCESSING)).
@@ -201,13 +202,12 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 				return err
 			}
 		}
-		saved, err := tx.MediaFile.Get(ctx, m.ID)
-		if err != nil {
+		// Read once for dedup's look for a copy and for the event: a
+		// file deleted while it was processed is saved all the same, and
+		// its upload's progress then names no media (publishSession).
+		if saved, err = tx.MediaFile.Get(ctx, m.ID); err != nil {
 			return fmt.Errorf("loading media %s: %w", m.ID, err)
 		}
-		// A file deleted while it was processed is saved all the same,
-		// but its upload's progress names no media (sessions).
-		deleted = saved.DeletedAt != nil
 		return s.shareDuplicate(ctx, tx, jobs, saved) // dedup.go: share a READY copy's bytes
 	})
 	if err != nil {
@@ -217,11 +217,8 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 		return nil
 	}
 	s.log.InfoContext(ctx, "media processed", "media_id", m.ID, "status", r.status)
-	switch {
-	case upload != nil && deleted:
-		s.publishSession(ctx, upload, nil)
-	case upload != nil:
-		s.publishSession(ctx, upload, &ent.MediaFile{ID: m.ID, Status: r.status})
+	if upload != nil {
+		s.publishSession(ctx, upload, saved)
 	}
 	return nil
 }
