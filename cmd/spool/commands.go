@@ -15,18 +15,21 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/gcpace"
 )
 
 // serve runs the server until ctx is cancelled (SIGINT, SIGTERM), then
 // drains it (app.Main.Close: --drain-grace, then --shutdown-timeout). A
 // second SIGINT or SIGTERM during the drain exits at once, cutting what
-// still runs (exit 130).
-func serve(ctx context.Context, cfg app.Config, log *slog.Logger) error {
+// still runs (exit 130). Once started, the collector is paced by
+// gcHeadroom (paceGC).
+func serve(ctx context.Context, cfg app.Config, log *slog.Logger, gcHeadroom int64, getenv func(string) string) error {
 	m := app.New(cfg, log)
 	if err := m.Run(ctx); err != nil {
 		return err
 	}
 	releaseStartupGarbage()
+	defer paceGC(gcHeadroom, getenv, log)()
 	<-ctx.Done()
 	again := make(chan os.Signal, 1)
 	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
@@ -44,6 +47,23 @@ func serve(ctx context.Context, cfg app.Config, log *slog.Logger) error {
 		log.Warn("second signal: exiting without finishing the drain", "signal", sig.String())
 		return fmt.Errorf("stopped by a second %v during the drain: %w", sig, context.Canceled)
 	}
+}
+
+// paceGC paces Go's garbage collector by headroom for the server's life
+// (internal/gcpace) and returns what stops it. It leaves the collector
+// alone for a headroom of 0, or when the operator set GOGC: theirs is the
+// word on how the collector runs. It logs which of the three it is.
+func paceGC(headroom int64, getenv func(string) string, log *slog.Logger) (stop func()) {
+	if v := getenv("GOGC"); v != "" {
+		log.Info("garbage collection paced by GOGC from the environment; --gc-headroom is not used", "gogc", v)
+		return func() {}
+	}
+	if headroom == 0 {
+		log.Info("garbage collection paced by Go's default, GOGC=100 (--gc-headroom 0)")
+		return func() {}
+	}
+	log.Info("garbage collection paced by headroom", "gc_headroom_bytes", headroom)
+	return gcpace.Start(headroom)
 }
 
 // releaseStartupGarbage collects what starting left behind and returns it

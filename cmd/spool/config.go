@@ -16,12 +16,19 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/auth"
+	"github.com/spoolhq/spool/internal/gcpace"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/upload"
 )
+
+// defaultGCHeadroom is --gc-headroom's default: 16 MiB of heap beyond
+// what is live cuts a fifth of the CPU of a small request, and costs at
+// most 12 MiB more memory than GOGC=100 (docs/BENCHMARKS.md, "The
+// collector paced by headroom").
+const defaultGCHeadroom = 16 << 20
 
 // envPrefix prefixes the environment variable of every flag:
 // --chunk-size is SPOOL_CHUNK_SIZE.
@@ -109,16 +116,26 @@ func (f rateFlag) Set(s string) error {
 	return nil
 }
 
+// processOptions are serve's settings for the process around the server:
+// its log and its garbage collector.
+type processOptions struct {
+	Log logOptions
+	// GCHeadroom is how far the heap may grow beyond what is live before
+	// a collection (internal/gcpace); 0 leaves Go's own pacing.
+	GCHeadroom int64
+}
+
 // serveConfig reads serve's flags and environment into an app.Config and
-// the settings of the log.
-func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (app.Config, logOptions, error) {
+// the settings of the process.
+func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (app.Config, processOptions, error) {
 	cfg := app.DefaultConfig()
 	up := &cfg.Upload
 	fs := flag.NewFlagSet("spool serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		origins   string
-		level     = logOptions{Level: slog.LevelInfo, Format: logText}
+		proc      = processOptions{Log: logOptions{Level: slog.LevelInfo, Format: logText}}
+		headroom  = byteSize(defaultGCHeadroom)
 		single    = byteSize(up.SingleThreshold)
 		chunk     = byteSize(up.ChunkSize)
 		quota     = byteSize(up.DefaultQuota)
@@ -144,8 +161,8 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.StringVar(&gcsSigner, "gcs-signer-email", "", "service account `EMAIL` to sign GCS URLs as, through the IAM signBlob API")
 	fs.TextVar(&cfg.MediaURLs, "media-urls", cfg.MediaURLs, "where downloads point: `MODE` signed (GCS signed URLs), proxy (through spool) or auto (signed if GCS can sign)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `ORIGINS` allowed cross-origin, or *")
-	fs.TextVar(&level.Level, "log-level", level.Level, "log `LEVEL`: debug, info, warn or error")
-	fs.Var(&level.Format, "log-format", "log `FORMAT`: text (for people) or json (one object a line, for log collectors)")
+	fs.TextVar(&proc.Log.Level, "log-level", proc.Log.Level, "log `LEVEL`: debug, info, warn or error")
+	fs.Var(&proc.Log.Format, "log-format", "log `FORMAT`: text (for people) or json (one object a line, for log collectors)")
 	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cfg.SweepInterval, "how often expired uploads are swept")
 	fs.IntVar(&cfg.Jobs.ProcessingWorkers, "processing-workers", cfg.Jobs.ProcessingWorkers, "files whose bytes this replica hashes and derives from at once (default half the CPUs); it runs four processing jobs for each")
 	fs.DurationVar(&cfg.Jobs.JobTimeout, "job-timeout", cfg.Jobs.JobTimeout, "longest a job (processing a file) may run before it is cancelled and retried")
@@ -191,16 +208,17 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.DurationVar(&lim.IdleTimeout, "idle-timeout", lim.IdleTimeout, "close keep-alive connections idle this long")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on a `HOST:PORT` of their own instead of on --addr")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on a loopback `HOST:PORT` of their own (debugging; off when empty)")
+	fs.Var(&headroom, "gc-headroom", "let the heap grow by `SIZE` beyond what is live before Go collects garbage (where GOGC=100 allows less): up to that much more memory, less CPU for small requests; 0 leaves Go's pacing; ignored when GOGC is set")
 	if err := parseFlags(fs, args, getenv); err != nil {
-		return cfg, level, err
+		return cfg, proc, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, level, fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return cfg, proc, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if secret := getenv("SPOOL_JWT_SECRET"); secret != "" {
 		b, err := auth.ParseSecret(secret)
 		if err != nil {
-			return cfg, level, fmt.Errorf("SPOOL_JWT_SECRET: %w", err)
+			return cfg, proc, fmt.Errorf("SPOOL_JWT_SECRET: %w", err)
 		}
 		cfg.JWTSecret = b
 	}
@@ -213,7 +231,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 		}
 	}
 	if err := gcsSigning(&cfg, gcsKey, gcsSigner, getenv); err != nil {
-		return cfg, level, err
+		return cfg, proc, err
 	}
 	up.SingleThreshold, up.ChunkSize, up.DefaultQuota = int64(single), int64(chunk), int64(quota)
 	up.MaxInlineImageSize = int64(maxInline)
@@ -221,9 +239,13 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 		upload.MediaVideo: int64(maxVideo), upload.MediaAudio: int64(maxAudio), upload.MediaImage: int64(maxImage),
 	}
 	if err := checkServeConfig(cfg); err != nil {
-		return cfg, level, err
+		return cfg, proc, err
 	}
-	return cfg, level, nil
+	if headroom > gcpace.MaxHeadroom {
+		return cfg, proc, fmt.Errorf("--gc-headroom %d is more than %d (4GiB): with that much the collector would hardly run", int64(headroom), gcpace.MaxHeadroom)
+	}
+	proc.GCHeadroom = int64(headroom)
+	return cfg, proc, nil
 }
 
 // gcsSigning sets cfg.GCS from --gcs-credentials-file or

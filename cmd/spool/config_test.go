@@ -50,7 +50,7 @@ func TestServeConfigFlagsWinOverEnv(t *testing.T) {
 		"SPOOL_PUBLIC_URL", "https://env.example/",
 		"SPOOL_JWT_SECRET", "  "+goodSecret+"\n",
 	)
-	cfg, level, err := serveConfig([]string{"--chunk-size", "8MiB", "--addr", "127.0.0.1:0", "--public-url", "https://flag.example/", "--log-level", "debug"},
+	cfg, proc, err := serveConfig([]string{"--chunk-size", "8MiB", "--addr", "127.0.0.1:0", "--public-url", "https://flag.example/", "--log-level", "debug"},
 		getenv, io.Discard)
 	if err != nil {
 		t.Fatalf("serveConfig: %v", err)
@@ -66,8 +66,9 @@ func TestServeConfigFlagsWinOverEnv(t *testing.T) {
 		{"session TTL (env)", cfg.Upload.SessionTTL, 2 * time.Hour},
 		{"allowed origins (env, trimmed)", strings.Join(cfg.AllowedOrigins, " "), "http://a.example http://b.example"},
 		{"JWT secret (env, trimmed)", string(cfg.JWTSecret), goodSecret},
-		{"log level (flag)", level.Level.String(), "DEBUG"},
-		{"log format (default)", level.Format, logText},
+		{"log level (flag)", proc.Log.Level.String(), "DEBUG"},
+		{"log format (default)", proc.Log.Format, logText},
+		{"GC headroom (default)", proc.GCHeadroom, int64(16 * upload.MiB)},
 		{"data dir (default)", cfg.DataDir, "data"},
 		{"max video size (default)", cfg.Upload.MaxSize[upload.MediaVideo], 5 * upload.GiB},
 		{"processing workers (default)", cfg.Jobs.ProcessingWorkers, max(1, runtime.NumCPU()/2)},
@@ -173,6 +174,10 @@ func TestServeConfigErrors(t *testing.T) {
 		{"metrics addr a URL", []string{"--metrics-addr", "http://127.0.0.1:9090/metrics"}, env(), "metrics addr"},
 		{"metrics addr the API's", []string{"--addr", "127.0.0.1:8080", "--metrics-addr", "127.0.0.1:8080"}, env(), "metrics addr"},
 		{"metrics addr the profiles'", []string{"--debug-addr", "127.0.0.1:6060", "--metrics-addr", "127.0.0.1:6060"}, env(), "metrics addr"},
+		{"GC headroom not a size", []string{"--gc-headroom", "plenty"}, env(), "gc headroom"},
+		{"negative GC headroom", nil, env("SPOOL_GC_HEADROOM", "-16MiB"), "spool gc headroom"},
+		{"GC headroom a fraction", []string{"--gc-headroom", "1.5GiB"}, env(), "gc headroom"},
+		{"GC headroom too large", []string{"--gc-headroom", "5GiB"}, env(), "gc headroom"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -655,15 +660,15 @@ func TestLogFormatJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serveConfig: %v", err)
 	}
-	if opts.Format != logJSON {
-		t.Fatalf("format = %q, want json", opts.Format)
+	if opts.Log.Format != logJSON {
+		t.Fatalf("format = %q, want json", opts.Log.Format)
 	}
 	_, opts, err = serveConfig(nil, env("SPOOL_LOG_FORMAT", "json"), io.Discard)
-	if err != nil || opts.Format != logJSON {
-		t.Fatalf("SPOOL_LOG_FORMAT=json: format %q, err %v; want json", opts.Format, err)
+	if err != nil || opts.Log.Format != logJSON {
+		t.Fatalf("SPOOL_LOG_FORMAT=json: format %q, err %v; want json", opts.Log.Format, err)
 	}
 	var buf bytes.Buffer
-	log := opts.logger(&buf)
+	log := opts.Log.logger(&buf)
 	ctx := reqlog.WithRequestID(context.Background(), "req-1")
 	reqlog.SetUser(ctx, "user-1")
 	log.InfoContext(ctx, "something happened", "n", 3)

@@ -74,18 +74,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch args[0] {
 	case "serve":
-		cfg, logOpts, err := serveConfig(args[1:], getenv, stderr)
+		cfg, proc, err := serveConfig(args[1:], getenv, stderr)
 		if err != nil {
 			return err
 		}
-		log := logOpts.logger(stderr)
+		log := proc.Log.logger(stderr)
 		tracing, flush, err := startTracing(ctx, getenv, log)
 		if err != nil {
 			return err
 		}
 		defer flush()
 		cfg.TracerProvider, cfg.TracePropagator = tracing.Provider, tracing.Propagator
-		return serve(ctx, cfg, log)
+		return serve(ctx, cfg, log, proc.GCHeadroom, getenv)
 	case "token":
 		return token(args[1:], getenv, stdout, stderr)
 	case "migrate":
