@@ -6,10 +6,11 @@
 // the collector ran 40–60 times a second under a stream of small requests
 // and took a tenth of the CPU of each confirmChunk; every cycle also
 // scans the goroutine stacks and globals, whatever the heap. With 16 MiB
-// of headroom the same requests cost a fifth less CPU. A large live heap
+// of headroom the same requests cost 6–18% less CPU (docs/BENCHMARKS.md,
+// "The collector paced by headroom"). A large live heap
 // (10,000 subscriptions) grows by as much as is live, as at GOGC=100, so
 // the headroom costs at most a fixed amount of memory, never a multiple
-// of the heap (docs/OPERATIONS.md, "Memory").
+// of the heap (docs/DESIGN.md §Running in production).
 package gcpace
 
 import (
@@ -36,8 +37,6 @@ type sample struct {
 	live, stacks, globals uint64
 }
 
-var sampleNames = []string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
-
 // Percent is the GOGC that lets the heap grow by about headroom before
 // the next collection, and never less than GOGC=100 lets it grow. The
 // runtime's heap goal is live + (live + stacks + globals) × GOGC/100,
@@ -57,10 +56,10 @@ func percent(s sample, headroom uint64) int {
 // at a time, and the caller decides whether an operator's GOGC wins.
 func Start(headroom int64) (stop func()) {
 	headroom = min(max(headroom, 0), MaxHeadroom)
-	p := &pacer{headroom: uint64(headroom), samples: make([]metrics.Sample, len(sampleNames))}
-	for i, name := range sampleNames {
-		p.samples[i].Name = name
-	}
+	p := &pacer{headroom: uint64(headroom), samples: []metrics.Sample{
+		// In sample's order.
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
+	}}
 	p.before = debug.SetGCPercent(p.next())
 	p.arm()
 	return p.stop
