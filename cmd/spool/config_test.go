@@ -49,6 +49,7 @@ func TestServeConfigFlagsWinOverEnv(t *testing.T) {
 		"SPOOL_ALLOWED_ORIGINS", "http://a.example/, http://b.example,,",
 		"SPOOL_PUBLIC_URL", "https://env.example/",
 		"SPOOL_JWT_SECRET", "  "+goodSecret+"\n",
+		"SPOOL_GC_HEADROOM", "32MiB",
 	)
 	cfg, proc, err := serveConfig([]string{"--chunk-size", "8MiB", "--addr", "127.0.0.1:0", "--public-url", "https://flag.example/", "--log-level", "debug"},
 		getenv, io.Discard)
@@ -68,7 +69,7 @@ func TestServeConfigFlagsWinOverEnv(t *testing.T) {
 		{"JWT secret (env, trimmed)", string(cfg.JWTSecret), goodSecret},
 		{"log level (flag)", proc.Log.Level.String(), "DEBUG"},
 		{"log format (default)", proc.Log.Format, logText},
-		{"GC headroom (default)", proc.GCHeadroom, int64(16 * upload.MiB)},
+		{"GC headroom (env)", proc.GCHeadroom, int64(32 * upload.MiB)},
 		{"data dir (default)", cfg.DataDir, "data"},
 		{"max video size (default)", cfg.Upload.MaxSize[upload.MediaVideo], 5 * upload.GiB},
 		{"processing workers (default)", cfg.Jobs.ProcessingWorkers, max(1, runtime.NumCPU()/2)},
@@ -210,12 +211,15 @@ func TestServeConfigLimits(t *testing.T) {
 	if got != want {
 		t.Errorf("limits: got %+v, want %+v", got, want)
 	}
-	defaults, _, err := serveConfig(nil, env(), io.Discard)
+	defaults, proc, err := serveConfig(nil, env(), io.Discard)
 	if err != nil {
 		t.Fatalf("serveConfig: %v", err)
 	}
 	if defaults.Limits != app.DefaultLimits() {
 		t.Errorf("default limits: got %+v, want %+v", defaults.Limits, app.DefaultLimits())
+	}
+	if proc.GCHeadroom != 16<<20 {
+		t.Errorf("default GC headroom: got %d, want 16 MiB", proc.GCHeadroom)
 	}
 	if r := (ratelimit.Rate{Events: 5, Per: 10 * time.Second}); (rateFlag{&r}).String() != "5/10s" {
 		t.Errorf("a rate flag's text: got %q, want 5/10s", rateFlag{&r}.String())
