@@ -37,11 +37,11 @@ type sample struct {
 	live, stacks, globals uint64
 }
 
-// Percent is the GOGC that lets the heap grow by about headroom before
+// percent is the GOGC that lets the heap grow by about headroom before
 // the next collection, and never less than GOGC=100 lets it grow. The
 // runtime's heap goal is live + (live + stacks + globals) × GOGC/100,
-// and at least 4 MiB × GOGC/100; the result keeps both within live +
-// headroom.
+// and at least 4 MiB × GOGC/100; above 100, the result keeps both within
+// live + headroom.
 func percent(s sample, headroom uint64) int {
 	scanned := max(s.live+s.stacks+s.globals, 1)
 	p := headroom * 100 / scanned
@@ -86,7 +86,9 @@ func (p *pacer) arm() {
 	runtime.AddCleanup(new(sentinel), (*pacer).pace, p)
 }
 
-// pace runs on the runtime's cleanup goroutine after a collection.
+// pace runs on the runtime's cleanup goroutine after a collection: once
+// the sentinel's span is swept, which is done before the next collection
+// starts, so GOGC follows the heap at most about a cycle late.
 func (p *pacer) pace() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
