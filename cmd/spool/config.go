@@ -241,6 +241,14 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	if err := checkServeConfig(cfg); err != nil {
 		return cfg, proc, err
 	}
+	// An operator's GOGC turns the pacing off (paceGC), so spool reads
+	// it, and one the runtime would silently run at 100 instead is a
+	// mistake to say, not a setting to step aside for.
+	if v := getenv("GOGC"); v != "" && v != "off" {
+		if _, err := strconv.ParseInt(v, 10, 32); err != nil {
+			return cfg, proc, fmt.Errorf("GOGC=%q is neither a whole number nor off: Go would ignore it and collect at GOGC=100; fix it, or unset it to let --gc-headroom pace the collector", v)
+		}
+	}
 	if headroom > gcpace.MaxHeadroom {
 		return cfg, proc, fmt.Errorf("--gc-headroom %d is more than %d (4GiB): with that much the collector would hardly run", int64(headroom), gcpace.MaxHeadroom)
 	}

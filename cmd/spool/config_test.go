@@ -179,6 +179,9 @@ func TestServeConfigErrors(t *testing.T) {
 		{"negative GC headroom", nil, env("SPOOL_GC_HEADROOM", "-16MiB"), "spool gc headroom"},
 		{"GC headroom a fraction", []string{"--gc-headroom", "1.5GiB"}, env(), "gc headroom"},
 		{"GC headroom too large", []string{"--gc-headroom", "5GiB"}, env(), "gc headroom"},
+		{"GOGC not a number", nil, env("GOGC", "lots"), "gogc"},
+		{"GOGC a fraction", nil, env("GOGC", "1.5"), "gogc"},
+		{"GOGC past an int32", nil, env("GOGC", "99999999999"), "gogc"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -683,6 +686,16 @@ func TestLogFormatJSON(t *testing.T) {
 	for k, want := range map[string]any{"msg": "something happened", "request_id": "req-1", "user_id": "user-1", "n": 3.0} {
 		if line[k] != want {
 			t.Errorf("%s = %v, want %v (line %s)", k, line[k], want, buf.String())
+		}
+	}
+}
+
+// A GOGC the runtime takes (a number, or off) is left to pace the
+// collector: serve starts with it.
+func TestServeConfigTakesGOGC(t *testing.T) {
+	for _, v := range []string{"off", "50", "400", "-1"} {
+		if _, _, err := serveConfig(nil, env("GOGC", v), io.Discard); err != nil {
+			t.Errorf("GOGC=%s: %v", v, err)
 		}
 	}
 }
