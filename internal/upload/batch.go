@@ -79,14 +79,16 @@ func (s *Service) checkFile(i int, f FileSpec, tus *TusFile) (checkedFile, error
 // newSession is the insert of a batch's upload of f, with id: what every
 // upload of a file is, whatever it goes on to be (a new one, a copy).
 func (s *Service) newSession(tx *ent.Tx, userID, batchID, id string, f checkedFile) *ent.UploadSessionCreate {
+	now := s.now()
 	return tx.UploadSession.Create().
 		SetID(id).SetOwnerID(userID).SetBatchID(batchID).
+		SetCreatedAt(now).SetUpdatedAt(now).
 		SetFileName(f.name).SetOriginalName(f.FileName).
 		SetMimeType(f.mimeType).SetMediaType(uploadsession.MediaType(f.mediaType)).
 		SetTotalSize(f.Size).SetNillableSha256(f.SHA256).SetNillableFingerprint(f.Fingerprint).
 		SetNillableDurationSeconds(f.DurationSeconds).
 		SetStrategy(f.plan.strategy).SetChunkSize(f.plan.chunkSize).SetTotalChunks(f.plan.totalChunks).
-		SetStorageKey(userID + "/" + id).SetExpiresAt(s.now().Add(s.cfg.SessionTTL))
+		SetStorageKey(userID + "/" + id).SetExpiresAt(now.Add(s.cfg.SessionTTL))
 }
 
 // sessionsPerInsert is how many sessions initBatch inserts in one
@@ -162,8 +164,8 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 	var (
 		batchID  = schema.NewID("bat")
 		ids      = make([]string, len(files))
-		prepared []string            // storage keys to discard if the batch fails
-		made     = map[string]bool{} // the new uploads, with no chunk rows yet
+		prepared []string                          // storage keys to discard if the batch fails
+		made     = map[string]*ent.UploadSession{} // the new uploads, as inserted
 		// committing is set once every statement of the batch ran: a
 		// failure after it is the COMMIT's, which the database may have
 		// stored without its answer arriving (a cut connection).
@@ -235,16 +237,23 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 			creates = append(creates, s.newSession(tx, userID, batchID, id, f).
 				SetTus(spec.tus != nil).SetTusPart(spec.tus != nil && spec.tus.Part))
 			ids[i] = id
-			made[id] = true
 		}
 		if prepared, err = s.prepareAll(ctx, keys, func(n int) int64 { return files[fresh[n]].Size }); err != nil {
 			return err
 		}
 		// A few statements for the whole batch instead of one per file,
 		// each within the databases' limits on bound parameters.
+		// ent builds each row it inserts from the values it was given
+		// (every column's value is set here or by a default in Go), so
+		// the rows it returns are what the database holds, and the
+		// answer is built from them without reading them back.
 		for part := range slices.Chunk(creates, sessionsPerInsert) {
-			if err := tx.UploadSession.CreateBulk(part...).Exec(ctx); err != nil {
+			rows, err := tx.UploadSession.CreateBulk(part...).Save(ctx)
+			if err != nil {
 				return fmt.Errorf("creating uploads: %w", err)
+			}
+			for _, r := range rows {
+				made[r.ID] = r
 			}
 		}
 		committing = true

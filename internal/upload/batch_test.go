@@ -4,10 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -351,4 +356,56 @@ func TestInitBatchRefusalNamesEachFormatOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInitBatchAnswersTheStoredRows: initBatch answers with the uploads it
+// inserted without reading them back, and what it answers is exactly what
+// a read gives afterwards: every column, and the progress. The batch
+// mixes new files with a resumed upload and a copy of a READY file (the
+// two it does read), on both engines.
+func TestInitBatchAnswersTheStoredRows(t *testing.T) {
+	t.Parallel()
+	onBothDatabases(t, func(t *testing.T, e *testEnv) {
+		ctx := context.Background()
+		alice := e.user(t, "alice")
+		e.uploadReady(t, alice, "orig.mp4", smallVideo)
+		resumed := mp4Spec("resumed.mp4", file11)
+		resumed.Fingerprint = ptr("resumed.mp4|11534336|1730000000")
+		first := e.initOne(t, alice, resumed)
+		e.mustSend(t, first.ID, 1, file11)
+
+		fresh := mp4Spec("new.mp4", file11)
+		fresh.Fingerprint = ptr("new.mp4|11534336|1730000000")
+		fresh.DurationSeconds = ptr(12)
+		b, err := e.svc.InitBatch(ctx, alice, upload.BatchSpec{Files: []upload.FileSpec{
+			fresh,
+			resumed,
+			withSHA256("copy.mp4", smallVideo, sha256Hex(smallVideo)),
+			mp4Spec("other.mp4", smallVideo),
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Uploads[1].ID != first.ID || !b.Uploads[2].Deduplicated {
+			t.Fatalf("uploads %s (resumed %s) and deduplicated %v; want the batch to resume and copy",
+				b.Uploads[1].ID, first.ID, b.Uploads[2].Deduplicated)
+		}
+		for i, got := range b.Uploads {
+			read, err := e.svc.Session(ctx, alice, got.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// cmp compares times with their Equal: the same instant.
+			if d := cmp.Diff(read.UploadSession, got.UploadSession,
+				cmpopts.IgnoreUnexported(ent.UploadSession{}, ent.UploadSessionEdges{})); d != "" {
+				t.Errorf("upload %d (%s) as answered differs from a read (-read +answered):\n%s", i, got.FileName, d)
+			}
+			if !got.Progress.At.Equal(read.Progress.At) || !reflect.DeepEqual(comparable(got.Progress), comparable(read.Progress)) {
+				t.Errorf("upload %d (%s): progress %+v, a read gives %+v", i, got.FileName, got.Progress, read.Progress)
+			}
+			if g, r := e.chunkURLs(t, got), e.chunkURLs(t, read); len(g) != len(r) {
+				t.Errorf("upload %d (%s): %d chunk URLs, a read gives %d", i, got.FileName, len(g), len(r))
+			}
+		}
+	})
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/spoolhq/spool/internal/upload"
 )
 
-// TestEventsAreTheCommittedRows: the events of complete, of processing's
+// TestEventsAreTheCommittedRows: the events of initBatch, of complete, of processing's
 // result and of a media file's deletion are built from the rows their
 // statements returned, not read again after the commit. Each must be
 // exactly what a read at that moment gives (Session), on both engines:
@@ -118,6 +118,8 @@ func TestEventsAreTheCommittedRows(t *testing.T) {
 
 			want := map[string]int{
 				"ASSEMBLING": 2, "COMPLETED/PROCESSING": 2, "COMPLETED/READY": 1,
+				// built from the rows initBatch inserted
+				"INITIALIZED": 2,
 				// the deletion of each file, and the second's processing after its deletion
 				"COMPLETED/no media": 3,
 			}

@@ -291,19 +291,31 @@ func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string)
 // those completed (a completed upload's media file is created in the
 // transaction that completes it, so its progress names the file and its
 // status until it is deleted). It returns NOT_FOUND if one of them does
-// not exist or is not the user's. The uploads in made were created by
-// the caller a moment ago, and no chunk of theirs can have arrived (no
-// client knows their ids yet): their chunk rows are not looked for, and
-// when all are such, the chunk rows' statement is not sent.
-func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, ids []string, made map[string]bool) ([]*Session, error) {
-	// By primary key alone, the owner checked below: given the owner too,
-	// SQLite's planner walks the owner's index through all their uploads,
-	// and PostgreSQL's may (sessionWithChunk).
-	rows, err := c.UploadSession.Query().Where(uploadsession.IDIn(ids...)).All(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("loading %d uploads: %w", len(ids), err)
+// not exist or is not the user's. The uploads in made are the rows the
+// caller inserted a moment ago, and no chunk of theirs can have arrived
+// (no client knows their ids yet): they are not read, their chunk rows
+// are not looked for, and when all are such, no statement is sent.
+func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, ids []string, made map[string]*ent.UploadSession) ([]*Session, error) {
+	var older []string // the uploads read here, whose chunks may have arrived
+	for _, id := range ids {
+		if made[id] == nil {
+			older = append(older, id)
+		}
 	}
-	byID := make(map[string]*ent.UploadSession, len(rows))
+	var rows []*ent.UploadSession
+	if len(older) > 0 {
+		// By primary key alone, the owner checked below: given the owner
+		// too, SQLite's planner walks the owner's index through all their
+		// uploads, and PostgreSQL's may (sessionWithChunk).
+		var err error
+		if rows, err = c.UploadSession.Query().Where(uploadsession.IDIn(older...)).All(ctx); err != nil {
+			return nil, fmt.Errorf("loading %d uploads: %w", len(older), err)
+		}
+	}
+	byID := make(map[string]*ent.UploadSession, len(ids))
+	for id, r := range made {
+		byID[id] = r
+	}
 	var completed []string
 	for _, r := range rows {
 		if userID != "" && r.OwnerID != userID {
@@ -312,12 +324,6 @@ func (s *Service) sessions(ctx context.Context, c *ent.Client, userID string, id
 		byID[r.ID] = r
 		if r.Status == StatusCompleted {
 			completed = append(completed, r.ID)
-		}
-	}
-	var older []string // the uploads whose chunks may have arrived
-	for _, id := range ids {
-		if !made[id] {
-			older = append(older, id)
 		}
 	}
 	chunksBySession := make(map[string][]*ent.UploadChunk)

@@ -191,6 +191,9 @@ func TestChunkReceiptStatements(t *testing.T) {
 // chunkRead matches a logged read of chunk rows, in either database's quoting.
 var chunkRead = regexp.MustCompile(`SELECT .* FROM .upload_chunks. `)
 
+// sessionRead matches a logged read of upload rows.
+var sessionRead = regexp.MustCompile(`SELECT .* FROM .upload_sessions. `)
+
 // TestInitBatchStatements holds initBatch to the same statements whatever
 // the number of files, up to the 100 sessions one INSERT takes: the
 // quota row is updated once, the sessions are inserted in one statement
@@ -230,6 +233,9 @@ func TestInitBatchStatements(t *testing.T) {
 			for _, line := range lines {
 				if chunkRead.MatchString(line) {
 					t.Errorf("InitBatch of %d new files looked for their chunk rows: %s", n, line)
+				}
+				if !named && sessionRead.MatchString(line) {
+					t.Errorf("InitBatch of %d new files read uploads back: %.160s", n, line)
 				}
 			}
 			if quotaUpdates := userRowUpdates(lines); quotaUpdates != 1 {
