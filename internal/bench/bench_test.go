@@ -260,6 +260,7 @@ func BenchmarkDataPlane(b *testing.B) {
 		}
 	}
 	warmRSS = append(warmRSS, warmSQLite.peakRSS(b))
+	touchFreeMemory()
 	b.ResetTimer()
 
 	fmt.Printf("\ndata plane: %d rounds of %d configurations, %d MiB chunks, load average %s\n", *rounds, len(groups), chunkSize/mib, loadAverage(b))

@@ -621,6 +621,7 @@ func loadUploadRun(b *testing.B, bin, dir, databaseURL, redisURL string) {
 		extra = append(extra, "--database-url", databaseURL, "--redis-url", redisURL)
 		engines = "PostgreSQL + Redis"
 	}
+	touchFreeMemory()
 	s, _ := startLoadSpool(ctx, b, bin, dir, loadUser, extra...)
 	defer func() {
 		s.stop()
