@@ -196,6 +196,8 @@ bench-media-deps:
 # LOAD_REDIS_URL (defaults: the local servers; a scratch database is
 # created and dropped). The server's profiles at full subscription load
 # go to LOAD_PROFILES. GOFLAGS reaches the benchmark's own `go build`.
+# Each 200-upload run first writes once to the machine's free memory, so
+# that a VM's host backs it outside the measurement (-touch-memory).
 LOAD_PROFILES ?= $(CURDIR)/bin/load-profiles
 bench-load:
 	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench Load -benchtime 1x -count 1 -timeout 20m ./internal/bench/ \
