@@ -137,7 +137,8 @@ vulncheck:
 # profile of every upload's PUTs: BENCHARGS='-dataplane-cpuprofile
 # /tmp/prof/p'), then the control cost against tusd (bench-rates). Media
 # processing is bench-media's. GOFLAGS reaches the benchmark's own `go
-# build` of spool.
+# build` of spool. The rounds begin once the free memory has been written
+# to (-touch-memory; up to a minute on a VM whose host has not backed it).
 BENCHARGS ?=
 bench: bench-latency bench-rates
 	GOFLAGS=-tags=$(GOTAGS) $(GO) test -run '^$$' -bench DataPlane -benchtime 1x -count 1 -timeout 40m ./internal/bench/ -args $(BENCHARGS)
