@@ -253,7 +253,9 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 				return fmt.Errorf("creating uploads: %w", err)
 			}
 			for _, r := range rows {
-				made[r.ID] = r
+				// Unwrapped: a row outlives its transaction, and one
+				// still bound to it could not query once committed.
+				made[r.ID] = r.Unwrap()
 			}
 		}
 		committing = true

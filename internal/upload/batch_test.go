@@ -406,6 +406,10 @@ func TestInitBatchAnswersTheStoredRows(t *testing.T) {
 			if g, r := e.chunkURLs(t, got), e.chunkURLs(t, read); len(g) != len(r) {
 				t.Errorf("upload %d (%s): %d chunk URLs, a read gives %d", i, got.FileName, len(g), len(r))
 			}
+			// The row is not bound to initBatch's committed transaction.
+			if batch, err := got.QueryBatch().Only(ctx); err != nil || batch.ID != b.ID {
+				t.Errorf("upload %d (%s): its batch = %v, %v; want %s", i, got.FileName, batch, err, b.ID)
+			}
 		}
 	})
 }
