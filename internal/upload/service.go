@@ -286,8 +286,8 @@ func (s *Service) session(ctx context.Context, c *ent.Client, userID, id string)
 }
 
 // sessions is session for several uploads of one user (of anyone's if
-// userID is ""), in the order of ids, in three statements however many
-// there are: the sessions, their chunk rows, and the media files of
+// userID is ""), in the order of ids, in at most three statements however
+// many there are: the sessions, their chunk rows, and the media files of
 // those completed (a completed upload's media file is created in the
 // transaction that completes it, so its progress names the file and its
 // status until it is deleted). It returns NOT_FOUND if one of them does
