@@ -25,6 +25,8 @@ type dbProxy struct {
 	// message containing armed.marker sends one containing
 	// armed.trigger, right after forwarding it.
 	armed *cutTrigger
+	// holdReplies is set from when armed fires until its cut is done.
+	holdReplies bool
 	// armedReply, when set, cuts for its d instead of forwarding the
 	// first answer of the server that contains all of its words.
 	armedReply *replyTrigger
@@ -100,15 +102,19 @@ func (p *dbProxy) pipe(dst, src net.Conn, fromClient bool) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !fromClient && p.maybeCutReply(buf[:n]) {
+		if n > 0 && !fromClient && (p.holdingReplies() || p.maybeCutReply(buf[:n])) {
 			return
 		}
 		if n > 0 {
+			var fired *cutTrigger
+			if fromClient {
+				fired, marked = p.fires(buf[:n], marked)
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
-			if fromClient {
-				marked = p.maybeCut(buf[:n], marked)
+			if fired != nil {
+				fired.cut <- p.Cut(fired.d)
 			}
 		}
 		if err != nil {
@@ -120,28 +126,36 @@ func (p *dbProxy) pipe(dst, src net.Conn, fromClient bool) {
 	}
 }
 
-// maybeCut cuts if the connection's message msg fires the armed
-// trigger; it returns whether the connection is marked.
-func (p *dbProxy) maybeCut(msg []byte, marked bool) bool {
+// fires reports the armed trigger that the connection's message msg
+// fires, if it does, and whether the connection is marked. A trigger
+// that fires is disarmed, and every answer of the server is held from
+// then until the cut: the answer to the message (a COMMIT's) must not
+// reach the client before its connection dies.
+func (p *dbProxy) fires(msg []byte, marked bool) (*cutTrigger, bool) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	a := p.armed
 	if a == nil {
-		p.mu.Unlock()
-		return false
+		return nil, false
 	}
 	lower := bytes.ToLower(msg)
 	if !marked {
-		p.mu.Unlock()
-		return bytes.Contains(lower, a.marker)
+		return nil, bytes.Contains(lower, a.marker)
 	}
 	if !bytes.Contains(lower, a.trigger) {
-		p.mu.Unlock()
-		return true
+		return nil, true
 	}
 	p.armed = nil
-	p.mu.Unlock()
-	a.cut <- p.Cut(a.d)
-	return false
+	p.holdReplies = true
+	return a, false
+}
+
+// holdingReplies reports whether a fired trigger's cut is under way, so
+// a server's answer is dropped, and its connection closed, unforwarded.
+func (p *dbProxy) holdingReplies() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.holdReplies
 }
 
 // CutOnReply arms a cut of d: the first answer of the server that
@@ -188,6 +202,9 @@ func (p *dbProxy) Cut(d time.Duration) cutWindow {
 	p.refuseUntil = w.until
 	p.mu.Unlock()
 	p.closeAll()
+	p.mu.Lock()
+	p.holdReplies = false
+	p.mu.Unlock()
 	return w
 }
 
