@@ -110,11 +110,14 @@ func (p *dbProxy) pipe(dst, src net.Conn, fromClient bool) {
 			if fromClient {
 				fired, marked = p.fires(buf[:n], marked)
 			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
+			_, werr := dst.Write(buf[:n])
 			if fired != nil {
+				// Even if the write failed: the replies stay held until
+				// a cut.
 				fired.cut <- p.Cut(fired.d)
+			}
+			if werr != nil {
+				return
 			}
 		}
 		if err != nil {
