@@ -222,8 +222,9 @@ func (p *dbProxy) Restore() {
 // contains marker, its next message that contains trigger (both compared
 // in lower case) is forwarded and then every connection is cut. The
 // channel receives the cut's window once it happens. The server sees
-// the whole message before the connection closes: cutting on a COMMIT
-// commits on the server while the client sees its connection die.
+// the whole message before the connection closes, and its answer never
+// reaches the client: cutting on a COMMIT commits on the server while the
+// client sees its connection die.
 func (p *dbProxy) CutOn(marker, trigger string, d time.Duration) <-chan cutWindow {
 	a := &cutTrigger{marker: bytes.ToLower([]byte(marker)), trigger: bytes.ToLower([]byte(trigger)), d: d, cut: make(chan cutWindow, 1)}
 	p.mu.Lock()
