@@ -200,12 +200,12 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 			if err := lockStoredBytes(ctx, tx, userID); err != nil {
 				return err
 			}
-			made, err := s.initDeduplicated(ctx, tx, userID, batchID, files, copies)
+			copied, err := s.initDeduplicated(ctx, tx, userID, batchID, files, copies)
 			if err != nil {
 				return err
 			}
 			for n, i := range copies {
-				ids[i] = made[n]
+				ids[i] = copied[n]
 			}
 		}
 		var fresh []int // files neither resumed nor copied
