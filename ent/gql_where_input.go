@@ -80,6 +80,23 @@ type MediaFileWhereInput struct {
 	StatusNEQ   *mediafile.Status  `json:"statusNEQ,omitempty"`
 	StatusIn    []mediafile.Status `json:"statusIn,omitempty"`
 	StatusNotIn []mediafile.Status `json:"statusNotIn,omitempty"`
+
+	// "content_hash" field predicates.
+	ContentHash             *string  `json:"contentHash,omitempty"`
+	ContentHashNEQ          *string  `json:"contentHashNEQ,omitempty"`
+	ContentHashIn           []string `json:"contentHashIn,omitempty"`
+	ContentHashNotIn        []string `json:"contentHashNotIn,omitempty"`
+	ContentHashGT           *string  `json:"contentHashGT,omitempty"`
+	ContentHashGTE          *string  `json:"contentHashGTE,omitempty"`
+	ContentHashLT           *string  `json:"contentHashLT,omitempty"`
+	ContentHashLTE          *string  `json:"contentHashLTE,omitempty"`
+	ContentHashContains     *string  `json:"contentHashContains,omitempty"`
+	ContentHashHasPrefix    *string  `json:"contentHashHasPrefix,omitempty"`
+	ContentHashHasSuffix    *string  `json:"contentHashHasSuffix,omitempty"`
+	ContentHashIsNil        bool     `json:"contentHashIsNil,omitempty"`
+	ContentHashNotNil       bool     `json:"contentHashNotNil,omitempty"`
+	ContentHashEqualFold    *string  `json:"contentHashEqualFold,omitempty"`
+	ContentHashContainsFold *string  `json:"contentHashContainsFold,omitempty"`
 }
 
 // AddPredicates adds custom predicates to the where input to be used during the filtering phase.
@@ -308,6 +325,51 @@ func (i *MediaFileWhereInput) P() (predicate.MediaFile, error) {
 	}
 	if len(i.StatusNotIn) > 0 {
 		predicates = append(predicates, mediafile.StatusNotIn(i.StatusNotIn...))
+	}
+	if i.ContentHash != nil {
+		predicates = append(predicates, mediafile.ContentHashEQ(*i.ContentHash))
+	}
+	if i.ContentHashNEQ != nil {
+		predicates = append(predicates, mediafile.ContentHashNEQ(*i.ContentHashNEQ))
+	}
+	if len(i.ContentHashIn) > 0 {
+		predicates = append(predicates, mediafile.ContentHashIn(i.ContentHashIn...))
+	}
+	if len(i.ContentHashNotIn) > 0 {
+		predicates = append(predicates, mediafile.ContentHashNotIn(i.ContentHashNotIn...))
+	}
+	if i.ContentHashGT != nil {
+		predicates = append(predicates, mediafile.ContentHashGT(*i.ContentHashGT))
+	}
+	if i.ContentHashGTE != nil {
+		predicates = append(predicates, mediafile.ContentHashGTE(*i.ContentHashGTE))
+	}
+	if i.ContentHashLT != nil {
+		predicates = append(predicates, mediafile.ContentHashLT(*i.ContentHashLT))
+	}
+	if i.ContentHashLTE != nil {
+		predicates = append(predicates, mediafile.ContentHashLTE(*i.ContentHashLTE))
+	}
+	if i.ContentHashContains != nil {
+		predicates = append(predicates, mediafile.ContentHashContains(*i.ContentHashContains))
+	}
+	if i.ContentHashHasPrefix != nil {
+		predicates = append(predicates, mediafile.ContentHashHasPrefix(*i.ContentHashHasPrefix))
+	}
+	if i.ContentHashHasSuffix != nil {
+		predicates = append(predicates, mediafile.ContentHashHasSuffix(*i.ContentHashHasSuffix))
+	}
+	if i.ContentHashIsNil {
+		predicates = append(predicates, mediafile.ContentHashIsNil())
+	}
+	if i.ContentHashNotNil {
+		predicates = append(predicates, mediafile.ContentHashNotNil())
+	}
+	if i.ContentHashEqualFold != nil {
+		predicates = append(predicates, mediafile.ContentHashEqualFold(*i.ContentHashEqualFold))
+	}
+	if i.ContentHashContainsFold != nil {
+		predicates = append(predicates, mediafile.ContentHashContainsFold(*i.ContentHashContainsFold))
 	}
 
 	switch len(predicates) {

@@ -61,7 +61,7 @@ type MediaFile struct {
 	Status mediafile.Status `json:"status,omitempty"`
 	// ProcessingError holds the value of the "processing_error" field.
 	ProcessingError *string `json:"processing_error,omitempty"`
-	// ContentHash holds the value of the "content_hash" field.
+	// The file's SHA-256 in lowercase hex, once processing has read the file (a copy made by dedup has its original's).
 	ContentHash *string `json:"content_hash,omitempty"`
 	// Metadata holds the value of the "metadata" field.
 	Metadata map[string]interface{} `json:"metadata,omitempty"`

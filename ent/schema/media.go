@@ -57,8 +57,11 @@ func (MediaFile) Fields() []ent.Field {
 		field.Enum("status").Values("PENDING", "PROCESSING", "READY", "FAILED").Default("PENDING").
 			Annotations(entgql.Type("MediaStatus")),
 		field.String("processing_error").Optional().Nillable().Annotations(entgql.Skip()),
+		// Filterable, so a client can ask whether the caller already has
+		// a file's bytes (userMedia(where: {contentHash: …})) before it
+		// sends them; the content-led index below serves that read.
 		field.String("content_hash").Optional().Nillable().
-			Annotations(entgql.Skip(entgql.SkipWhereInput)),
+			Comment("The file's SHA-256 in lowercase hex, once processing has read the file (a copy made by dedup has its original's)."),
 		field.JSON("metadata", map[string]any{}).Optional().Annotations(entgql.Skip()),
 		field.Time("created_at").Immutable().
 			Annotations(entgql.OrderField("CREATED_AT"), entgql.Skip(entgql.SkipWhereInput)),

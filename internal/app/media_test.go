@@ -3,7 +3,10 @@ package app_test
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/spoolhq/spool/internal/eventually"
 )
 
 const userMediaOp = `query($first: Int, $after: Cursor, $last: Int, $before: Cursor, $where: MediaFileWhereInput, $orderBy: MediaFileOrder) {
@@ -140,5 +143,56 @@ func TestUserMediaPagination(t *testing.T) {
 	// The others still download.
 	if resp, _ := get(t, created[4].URL, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("download of a kept media: got %d, want 200", resp.StatusCode)
+	}
+}
+
+// userMedia(where: {contentHash…}) finds the caller's files with some
+// bytes, READY once processing has hashed them, and never another user's:
+// what a client asks before sending a file again (spool upload does).
+func TestUserMediaByContentHash(t *testing.T) {
+	t.Parallel()
+	s := startSpool(t, nil)
+	alice, bob := s.token("alice"), s.token("bob")
+	data, other := fileBytes("image/png", 3000, 61), fileBytes("image/png", 3000, 62)
+	sum, otherSum := sha256hex(data), sha256hex(other)
+	a := s.uploadFile(alice, "a.png", "image/png", data)
+	aOther := s.uploadFile(alice, "b.png", "image/png", other)
+	b := s.uploadFile(bob, "a.png", "image/png", data)
+	for _, w := range []struct {
+		token string
+		total int
+	}{{alice, 2}, {bob, 1}} {
+		eventually.Holds(t, "every media READY", func() bool {
+			p := s.userMedia(w.token, vars("first", 10, "where", map[string]any{"status": "READY", "contentHashNotNil": true}))
+			return p.TotalCount == w.total
+		})
+	}
+
+	for _, c := range []struct {
+		name  string
+		token string
+		where map[string]any
+		want  []string
+	}{
+		{"alice's by hash", alice, map[string]any{"contentHash": sum}, []string{a.ID}},
+		{"bob's by the same hash", bob, map[string]any{"contentHash": sum}, []string{b.ID}},
+		{"several hashes, READY", alice, map[string]any{"contentHashIn": []string{sum, otherSum}, "status": "READY"}, []string{aOther.ID, a.ID}},
+		{"another user's only", bob, map[string]any{"contentHash": otherSum}, []string{}},
+		{"the hash in capitals: stored lowercase", alice, map[string]any{"contentHash": strings.ToUpper(sum)}, []string{}},
+		{"in capitals, folded", alice, map[string]any{"contentHashEqualFold": strings.ToUpper(sum)}, []string{a.ID}},
+		{"not a hash", alice, map[string]any{"contentHash": "not a hash"}, []string{}},
+		{"empty", alice, map[string]any{"contentHash": ""}, []string{}},
+	} {
+		p := s.userMedia(c.token, vars("first", 10, "where", c.where))
+		if !slices.Equal(p.ids(), c.want) || p.TotalCount != len(c.want) {
+			t.Errorf("%s: got %v (total %d), want %v", c.name, p.ids(), p.TotalCount, c.want)
+		}
+	}
+
+	// A deleted file is no longer found.
+	var del struct{ DeleteMedia string }
+	s.mustGQL(alice, opDeleteMedia, vars("id", a.ID), &del)
+	if p := s.userMedia(alice, vars("first", 10, "where", map[string]any{"contentHash": sum})); p.TotalCount != 0 {
+		t.Errorf("after deleting %s: got %v, want none", a.ID, p.ids())
 	}
 }

@@ -21,6 +21,22 @@ export type FileInput = {
  */
 export type MediaFileWhereInput = {
   and?: Array<MediaFileWhereInput> | null | undefined;
+  /** content_hash field predicates */
+  contentHash?: string | null | undefined;
+  contentHashContains?: string | null | undefined;
+  contentHashContainsFold?: string | null | undefined;
+  contentHashEqualFold?: string | null | undefined;
+  contentHashGT?: string | null | undefined;
+  contentHashGTE?: string | null | undefined;
+  contentHashHasPrefix?: string | null | undefined;
+  contentHashHasSuffix?: string | null | undefined;
+  contentHashIn?: Array<string> | null | undefined;
+  contentHashIsNil?: boolean | null | undefined;
+  contentHashLT?: string | null | undefined;
+  contentHashLTE?: string | null | undefined;
+  contentHashNEQ?: string | null | undefined;
+  contentHashNotIn?: Array<string> | null | undefined;
+  contentHashNotNil?: boolean | null | undefined;
   /** file_name field predicates */
   fileName?: string | null | undefined;
   fileNameContains?: string | null | undefined;
