@@ -125,11 +125,15 @@ func mediaID(t *testing.T, mediaURL string) string {
 }
 
 // Running spool upload again on a file that finished sends none of its
-// bytes: the server knows its SHA-256 and answers deduplicated, and the
-// CLI says so, printing the same media.
+// bytes and adds nothing to the library: the CLI finds the file among the
+// user's READY media (same content, name, size and type) and prints that
+// media. A copy of the file under another name is sent as nothing either:
+// the server knows its SHA-256 and answers with a new media file sharing
+// the bytes.
 //
-// Without the server's dedup at initBatch the second run would upload
-// the file again.
+// Without the CLI's look-up the second run would add a copy of the first
+// file to the library; without the server's dedup at initBatch the copy
+// would be uploaded again.
 func TestUploadAgainSendsNothing(t *testing.T) {
 	t.Parallel()
 	s, proxy := startBehindProxy(t)
@@ -161,13 +165,38 @@ func TestUploadAgainSendsNothing(t *testing.T) {
 	if got := proxy.sent.Load() - size.Size(); got != 0 {
 		t.Errorf("second upload sent %d bytes, want none", got)
 	}
-	// The instant upload is a media file of its own (a new gallery
-	// entry) sharing the first's bytes.
-	again := mediaID(t, uploaded(t, stdout)[file])
-	if m := awaitProcessed(t, c, again); again == first || m.Status != "READY" {
-		t.Errorf("second upload printed media %s (%s), want a READY media file other than the first's %s", again, m.Status, first)
+	if again := mediaID(t, uploaded(t, stdout)[file]); again != first {
+		t.Errorf("second upload printed media %s, want the first's %s", again, first)
 	}
-	if want := file + ": already uploaded as media " + again + ", nothing sent"; !strings.Contains(stderr, want) {
+	if want := file + ": already uploaded as media " + first + ", nothing sent"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr: got %q, want %q", stderr, want)
+	}
+	if page, err := c.UserMedia(context.Background(), client.MediaQuery{First: 10}); err != nil || page.TotalCount != 1 {
+		t.Errorf("library after the second run: %d media (%v), want the first alone", page.TotalCount, err)
+	}
+
+	// The same bytes under another name: a new media file of its own (a
+	// new gallery entry) sharing the first's bytes.
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := filepath.Join(t.TempDir(), "copy.png")
+	if err := os.WriteFile(renamed, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err = spoolCmd(t, context.Background(), getenv, "upload", renamed)
+	if err != nil {
+		t.Fatalf("upload of the copy: %v\n%s", err, stderr)
+	}
+	if got := proxy.sent.Load() - size.Size(); got != 0 {
+		t.Errorf("upload of the copy sent %d bytes, want none", got)
+	}
+	copied := mediaID(t, uploaded(t, stdout)[renamed])
+	if m := awaitProcessed(t, c, copied); copied == first || m.Status != "READY" || m.FileName != "copy.png" {
+		t.Errorf("the copy's media: %s %q (%s), want a READY media file copy.png other than the first's %s", copied, m.FileName, m.Status, first)
+	}
+	if want := renamed + ": already uploaded as media " + copied + ", nothing sent"; !strings.Contains(stderr, want) {
 		t.Errorf("stderr: got %q, want %q", stderr, want)
 	}
 }

@@ -209,14 +209,19 @@ func formatSize(n int64) string {
 	return fmt.Sprintf("% .1f", decor.SizeB1024(n))
 }
 
-// alreadyUploaded says that the server had a file before, so nothing was
-// sent.
-func alreadyUploaded(up client.Upload) string {
-	id := "?"
-	if up.Media != nil {
-		id = up.Media.ID
+// alreadyUploaded says that nothing of a file was sent, naming its media:
+// the caller's earlier file, or the new one sharing its bytes.
+func alreadyUploaded(mediaID string) string {
+	return "already uploaded as media " + mediaID + ", nothing sent"
+}
+
+// plannedMedia is the id of the media an upload was planned with, "?" if
+// none.
+func plannedMedia(up client.Upload) string {
+	if up.Media == nil {
+		return "?"
 	}
-	return "already uploaded as media " + id + ", nothing sent"
+	return up.Media.ID
 }
 
 // lineView writes a line when a file starts and when it ends.
@@ -253,7 +258,7 @@ func (v *lineView) Finished(i int, r client.Result) {
 	case r.Err != nil:
 		fmt.Fprintf(v.out, "%s: stopped\n", v.names[i])
 	case r.AlreadyUploaded():
-		fmt.Fprintf(v.out, "%s: %s\n", v.names[i], alreadyUploaded(r.Upload))
+		fmt.Fprintf(v.out, "%s: %s\n", v.names[i], alreadyUploaded(r.Media.ID))
 	default:
 		fmt.Fprintf(v.out, "%s: uploaded\n", v.names[i])
 	}
@@ -337,7 +342,7 @@ func (v *barView) Started(i int, up client.Upload) {
 	v.shownAt[i] = time.Now()
 	v.mu.Unlock()
 	if up.Deduplicated {
-		v.phases[i].set(alreadyUploaded(up))
+		v.phases[i].set(alreadyUploaded(plannedMedia(up)))
 		return
 	}
 	v.phases[i].set("")
@@ -367,18 +372,22 @@ func (v *barView) Sent(i int, n int64) {
 
 func (v *barView) Finished(i int, r client.Result) {
 	v.mu.Lock()
-	bar, move, elapsed := v.bars[i], v.pending[i], time.Since(v.shownAt[i])
+	// A file found in the library was never started: its bar may be new.
+	bar, move, elapsed := v.barLocked(i), v.pending[i], time.Since(v.shownAt[i])
 	v.pending[i], v.finished[i] = 0, true
 	v.mu.Unlock()
 	if r.Err != nil {
 		bar.Abort(false)
 		return
 	}
+	if r.InLibrary {
+		v.phases[i].set(alreadyUploaded(r.Media.ID))
+	}
 	if !r.AlreadyUploaded() {
 		// A file sent within one redraw period still gets its speed.
 		bar.EwmaIncrInt64(move, elapsed)
 	}
-	bar.SetCurrent(r.Upload.TotalSize)
+	bar.SetCurrent(v.sizes[i])
 }
 
 // wait stops the bars of files that never finished (hashing or planning

@@ -238,11 +238,14 @@ type MediaFile struct {
 	// DurationSeconds is a video's or audio's length: probed once
 	// processed, until then what the uploader declared; nil when unknown.
 	DurationSeconds *float64 `json:"durationSeconds"`
+	// ContentHash is the file's SHA-256, lowercase hex, once the server
+	// has read the file; empty until then.
+	ContentHash string `json:"contentHash"`
 }
 
 const (
 	chunkURLFields = `chunkIndex url method headers { name value } offset size expiresAt`
-	mediaFields    = `id fileName mimeType mediaType fileSize status createdAt url width height durationSeconds`
+	mediaFields    = `id fileName mimeType mediaType fileSize status createdAt url width height durationSeconds contentHash`
 	uploadFields   = `id fileName mimeType totalSize strategy chunkSize totalChunks status
 		chunkUrls { ` + chunkURLFields + ` }
 		progress { status uploadedBytes totalBytes uploadedChunks totalChunks failedChunks }
@@ -335,6 +338,11 @@ type MediaQuery struct {
 	After string
 	// MediaType is IMAGE, VIDEO or AUDIO; empty means all.
 	MediaType string
+	// ContentHashes keeps the files with one of these SHA-256s (lowercase
+	// hex); empty means all.
+	ContentHashes []string
+	// Status is PENDING, PROCESSING, READY or FAILED; empty means all.
+	Status string
 }
 
 // MediaPage is one page of media, newest first.
@@ -355,8 +363,18 @@ func (c *Client) UserMedia(ctx context.Context, q MediaQuery) (MediaPage, error)
 	if q.After != "" {
 		vars["after"] = q.After
 	}
+	where := map[string]any{}
 	if q.MediaType != "" {
-		vars["where"] = map[string]any{"mediaType": q.MediaType}
+		where["mediaType"] = q.MediaType
+	}
+	if len(q.ContentHashes) > 0 {
+		where["contentHashIn"] = q.ContentHashes
+	}
+	if q.Status != "" {
+		where["status"] = q.Status
+	}
+	if len(where) > 0 {
+		vars["where"] = where
 	}
 	var out struct {
 		UserMedia struct {

@@ -1,20 +1,24 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/spoolhq/spool/internal/app/apptest"
 	"github.com/spoolhq/spool/internal/client"
+	"github.com/spoolhq/spool/internal/eventually"
 )
 
 func TestHash(t *testing.T) {
@@ -94,10 +98,10 @@ func TestUploadSendsSHA256(t *testing.T) {
 	}
 }
 
-// A deduplicated upload (the server had the file) is done without a chunk
-// sent or complete called. The server answers deduplicated only once the
-// dedup of issue 9 is in; until then this spool stand-in answers as it
-// will (schema.graphqls: UploadSession.deduplicated).
+// A deduplicated upload (the server had the file's bytes) is done without
+// a chunk sent or complete called. The stand-in is a spool from before
+// userMedia took a contentHash filter: it refuses the look-up in the
+// library as such a server does, and UploadFiles goes on to initBatch.
 func TestDeduplicatedUploadSendsNothing(t *testing.T) {
 	t.Parallel()
 	p, data := apptest.WriteFile(t, t.TempDir(), "p.png", apptest.PNG, 1000, 22)
@@ -108,9 +112,19 @@ func TestDeduplicatedUploadSendsNothing(t *testing.T) {
 	var calls []string
 	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		op := "initBatch"
+		if strings.Contains(string(body), "userMedia(") {
+			op = "userMedia"
+		}
 		mu.Lock()
-		calls = append(calls, r.Method+" "+r.URL.Path)
+		calls = append(calls, r.Method+" "+r.URL.Path+" "+op)
 		mu.Unlock()
+		if r.URL.Path == "/graphql" && op == "userMedia" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			_, _ = io.WriteString(w, `{"errors":[{"message":"Field \"contentHashIn\" is not defined by type \"MediaFileWhereInput\".","extensions":{"code":"GRAPHQL_VALIDATION_FAILED"}}],"data":null}`)
+			return
+		}
 		if r.URL.Path != "/graphql" || !strings.Contains(string(body), "initBatch(") {
 			http.Error(w, "not expected", http.StatusTeapot)
 			return
@@ -137,7 +151,128 @@ func TestDeduplicatedUploadSendsNothing(t *testing.T) {
 	if r.Err != nil || !r.AlreadyUploaded() || r.Media.ID != media.ID {
 		t.Errorf("result: got %+v, want the earlier media, already uploaded", r)
 	}
-	if len(calls) != 1 || progress.sent != 0 {
-		t.Errorf("requests: got %v and %d bytes sent, want only initBatch", calls, progress.sent)
+	if want := []string{"POST /graphql userMedia", "POST /graphql initBatch"}; !slices.Equal(calls, want) || progress.sent != 0 {
+		t.Errorf("requests: got %v and %d bytes sent, want %v and none", calls, progress.sent, want)
+	}
+}
+
+// finishOrder records, per file, whether Started came before Finished.
+type finishOrder struct {
+	mu       sync.Mutex
+	started  map[int]bool
+	finished map[int]client.Result
+}
+
+func (o *finishOrder) Hashed(int, int64) {}
+func (o *finishOrder) Sent(int, int64)   {}
+func (o *finishOrder) Started(i int, _ client.Upload) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.started[i] = true
+}
+func (o *finishOrder) Finished(i int, r client.Result) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.finished[i] = r
+}
+
+// A file the caller's library holds, READY under the same name, is not
+// planned again: UploadFiles finds it by its SHA-256 (paging past the
+// copies of it that share its bytes under other names) and answers with
+// that media, so uploading the same files again adds nothing to the
+// library. The other files of the call go on as usual.
+func TestUploadFindsFilesInLibrary(t *testing.T) {
+	t.Parallel()
+	s := apptest.Start(t, nil)
+	dir := t.TempDir()
+	earlier, earlierData := apptest.WriteFile(t, dir, "p.png", apptest.PNG, 2000, 5)
+	fresh, freshData := apptest.WriteFile(t, dir, "q.png", apptest.PNG, 3000, 6)
+	tok := s.Token(t, "alice")
+	c := newClient(s, tok, newRecorder(t))
+	first := uploadOne(t, c, earlier, earlierData, client.UploadOptions{}).Media
+	eventually.Holds(t, "the first file READY", func() bool {
+		page, err := c.UserMedia(context.Background(), client.MediaQuery{First: 1})
+		if err != nil || len(page.Media) != 1 {
+			return false
+		}
+		first = page.Media[0]
+		return first.Status == "READY"
+	})
+	// 100 files with its bytes under other names, newer than it: it is
+	// on the look-up's second page.
+	in := openFile(t, earlier).Input
+	in.SHA256 = first.ContentHash
+	for group := range 20 { // apptest's batches hold 5 files
+		var copies []client.FileInput
+		for i := range 5 {
+			cp := in
+			cp.FileName, cp.Fingerprint = fmt.Sprintf("c%03d.png", group*5+i), ""
+			copies = append(copies, cp)
+		}
+		if _, err := c.InitBatch(context.Background(), copies); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	rec := newRecorder(t)
+	var initBatches []string
+	var mu sync.Mutex
+	rec.sawOperation = func(body []byte) {
+		if strings.Contains(string(body), "initBatch(") {
+			mu.Lock()
+			initBatches = append(initBatches, string(body))
+			mu.Unlock()
+		}
+	}
+	seen := &finishOrder{started: map[int]bool{}, finished: map[int]client.Result{}}
+	results, err := newClient(s, tok, rec).UploadFiles(context.Background(),
+		[]*client.File{openFile(t, earlier), openFile(t, fresh)}, client.UploadOptions{Observer: seen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := results[0]; r.Err != nil || !r.InLibrary || !r.AlreadyUploaded() || r.Media.ID != first.ID || r.Upload.ID != "" {
+		t.Errorf("the earlier file: got %+v, want media %s found in the library, no upload", r, first.ID)
+	}
+	if r := results[1]; r.Err != nil || r.InLibrary || r.AlreadyUploaded() || !bytes.Equal(apptest.Get(t, r.Media.URL), freshData) {
+		t.Errorf("the fresh file: got %+v, want it uploaded", r)
+	}
+	if seen.started[0] || seen.finished[0].Media.ID != first.ID || !seen.started[1] || seen.finished[1].Err != nil {
+		t.Errorf("observer: started %v, finished %v; want file 0 finished without a start, file 1 started and finished", seen.started, seen.finished)
+	}
+	if len(initBatches) != 1 || strings.Contains(initBatches[0], first.ContentHash) {
+		t.Errorf("initBatch: got %q, want one call, for the fresh file alone", initBatches)
+	}
+	if got := rec.putChunks(); len(got) != 1 {
+		t.Errorf("chunk PUTs: got %v, want the fresh file's one", got)
+	}
+	if page, err := c.UserMedia(context.Background(), client.MediaQuery{First: 1}); err != nil || page.TotalCount != 102 {
+		t.Errorf("library: %d media (%v), want 102: the first, its 100 copies and the fresh file", page.TotalCount, err)
+	}
+
+	// More files than one look-up asks about: the hashes go 100 at a time.
+	var inputs []client.FileInput
+	for i := range 150 {
+		x := in
+		x.SHA256 = fmt.Sprintf("%064x", i+1)
+		inputs = append(inputs, x)
+	}
+	inputs = append(inputs, in)
+	var lookups int
+	rec.sawOperation = func(body []byte) {
+		if strings.Contains(string(body), "userMedia(") {
+			lookups++
+		}
+	}
+	found, err := client.FindInLibrary(newClient(s, tok, rec), context.Background(), inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[150].ID != first.ID {
+		t.Errorf("found: got %v, want file 150 alone, as media %s", found, first.ID)
+	}
+	// The first 100 hashes, then 50 and the file's, whose 101 READY
+	// media take two pages.
+	if lookups != 3 {
+		t.Errorf("userMedia requests: got %d, want 3", lookups)
 	}
 }

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/spoolhq/spool/internal/filename"
 )
 
 // DefaultParallel is how many chunks are in flight at once unless told.
@@ -42,21 +45,30 @@ type Observer interface {
 	// Sent reports n more bytes of the file sent. n is negative when an
 	// attempt failed: its bytes will be sent again.
 	Sent(file int, n int64)
-	// Finished is called once per started file.
+	// Finished is called once per started file, and once per file found
+	// in the caller's library (Result.InLibrary), which is never started.
 	Finished(file int, r Result)
 }
 
 // Result is what became of one file.
 type Result struct {
+	// Upload is the server's plan of the file; empty when InLibrary.
 	Upload Upload
 	// Media is the finished file when Err is nil.
 	Media MediaFile
-	Err   error
+	// InLibrary is true when the caller already had this file, READY,
+	// under the same name: an earlier run uploaded it. Nothing was
+	// planned or sent, and Media is that file.
+	InLibrary bool
+	Err       error
 }
 
-// AlreadyUploaded reports whether the server had the file already
-// (Upload.Deduplicated): nothing was sent, and Media is the earlier file.
-func (r Result) AlreadyUploaded() bool { return r.Err == nil && r.Upload.Deduplicated }
+// AlreadyUploaded reports whether nothing had to be sent: the file was in
+// the caller's library (InLibrary, Media is that file), or the server had
+// its bytes (Upload.Deduplicated, Media is a new file sharing them).
+func (r Result) AlreadyUploaded() bool {
+	return r.Err == nil && (r.InLibrary || r.Upload.Deduplicated)
+}
 
 // UploadOptions tunes UploadFiles.
 type UploadOptions struct {
@@ -69,10 +81,13 @@ type UploadOptions struct {
 
 // UploadFiles uploads the files as one batch. Each file's SHA-256 is
 // computed first, one file after the other (File.Hash, unless its
-// Input.SHA256 is set). initBatch then plans them: it resumes an
-// unfinished upload of any file sent before (by OpenFile's fingerprint or
-// the SHA-256), and answers a file the caller already has with a
-// Deduplicated upload, which is done without a byte sent. The chunks the
+// Input.SHA256 is set). A file the caller's library already holds, READY
+// with the same content, name, size and type, is done there (InLibrary):
+// running the same upload again after it finished adds nothing. initBatch
+// then plans the others: it resumes an unfinished upload of any file sent
+// before (by OpenFile's fingerprint or the SHA-256), and answers a file
+// whose bytes the caller already has with a Deduplicated upload, a new
+// file sharing them, done without a byte sent. The chunks the
 // server lacks are then sent,
 // Parallel at a time, each retried with exponential backoff when the
 // network or the server fails it, and each file is completed.
@@ -105,13 +120,29 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 		}
 		inputs[i] = f.Input
 	}
-	uploads, err := c.planBatches(ctx, inputs)
+	results := make([]Result, len(files))
+	inLibrary, err := c.findInLibrary(ctx, inputs)
 	if err != nil {
 		return nil, err
 	}
-	results := make([]Result, len(files))
+	var toPlan []FileInput
+	var planned []int // toPlan's files, by index in files
+	for i, in := range inputs {
+		if m, ok := inLibrary[i]; ok {
+			results[i] = Result{Media: m, InLibrary: true}
+			b.observer.Finished(i, results[i])
+			continue
+		}
+		toPlan = append(toPlan, in)
+		planned = append(planned, i)
+	}
+	uploads, err := c.planBatches(ctx, toPlan)
+	if err != nil {
+		return nil, err
+	}
 	var wg sync.WaitGroup
-	for i, up := range uploads {
+	for j, up := range uploads {
+		i := planned[j]
 		b.observer.Started(i, up)
 		wg.Go(func() {
 			media, err := b.sendFile(ctx, i, up)
@@ -126,6 +157,68 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 		}
 	}
 	return results, nil
+}
+
+// libraryPage bounds the SHA-256s findInLibrary asks about at once, and
+// is its page size: the most userMedia gives.
+const libraryPage = 100
+
+// findInLibrary finds, for each input, a READY media file of the caller's
+// with its content (SHA-256), name (as the server stores it), size and
+// type: a file an earlier run of the same upload finished. initBatch would
+// answer such a file with a new copy (Deduplicated), a second entry in
+// the caller's library for every file that finished before an
+// interruption. It reads userMedia by content, which the server serves
+// from an index led by the hash, a page of 100 hashes at a time. A server
+// that refuses the query (one without the contentHash filter) leaves
+// every file to initBatch, as before.
+func (c *Client) findInLibrary(ctx context.Context, inputs []FileInput) (map[int]MediaFile, error) {
+	type sameFile struct {
+		sha256, name, mimeType string
+		size                   int64
+	}
+	wanted := map[sameFile][]int{}
+	var sums []string
+	asked := map[string]bool{}
+	for i, in := range inputs {
+		if in.SHA256 == "" {
+			continue
+		}
+		k := sameFile{strings.ToLower(in.SHA256), filename.Sanitize(in.FileName), strings.ToLower(in.MimeType), in.Size}
+		wanted[k] = append(wanted[k], i)
+		if !asked[k.sha256] {
+			asked[k.sha256] = true
+			sums = append(sums, k.sha256)
+		}
+	}
+	found := map[int]MediaFile{}
+	for len(sums) > 0 {
+		q := MediaQuery{First: libraryPage, ContentHashes: sums[:min(libraryPage, len(sums))], Status: "READY"}
+		sums = sums[len(q.ContentHashes):]
+		for {
+			page, err := c.UserMedia(ctx, q)
+			if _, refused := errors.AsType[*GraphQLError](err); refused {
+				return map[int]MediaFile{}, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			// Newest first: a file found more than once is answered with
+			// its newest copy.
+			for _, m := range page.Media {
+				for _, i := range wanted[sameFile{m.ContentHash, m.FileName, strings.ToLower(m.MimeType), m.FileSize}] {
+					if _, done := found[i]; !done {
+						found[i] = m
+					}
+				}
+			}
+			if !page.HasNextPage {
+				break
+			}
+			q.After = page.EndCursor
+		}
+	}
+	return found, nil
 }
 
 // planBatches plans the files in as few initBatch calls as the server
