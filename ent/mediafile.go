@@ -61,7 +61,7 @@ type MediaFile struct {
 	Status mediafile.Status `json:"status,omitempty"`
 	// ProcessingError holds the value of the "processing_error" field.
 	ProcessingError *string `json:"processing_error,omitempty"`
-	// The file's SHA-256 in lowercase hex, once processing has read the file (a copy made by dedup has its original's).
+	// The file's SHA-256 in lowercase hex: while it is PROCESSING, the one its upload declared (if any); once processed, what processing read, or none if it gave up before reading the file (a copy made by dedup has its original's).
 	ContentHash *string `json:"content_hash,omitempty"`
 	// Metadata holds the value of the "metadata" field.
 	Metadata map[string]interface{} `json:"metadata,omitempty"`

@@ -61,7 +61,7 @@ func (MediaFile) Fields() []ent.Field {
 		// a file's bytes (userMedia(where: {contentHash: …})) before it
 		// sends them; the content-led index below serves that read.
 		field.String("content_hash").Optional().Nillable().
-			Comment("The file's SHA-256 in lowercase hex, once processing has read the file (a copy made by dedup has its original's)."),
+			Comment("The file's SHA-256 in lowercase hex: while it is PROCESSING, the one its upload declared (if any); once processed, what processing read, or none if it gave up before reading the file (a copy made by dedup has its original's)."),
 		field.JSON("metadata", map[string]any{}).Optional().Annotations(entgql.Skip()),
 		field.Time("created_at").Immutable().
 			Annotations(entgql.OrderField("CREATED_AT"), entgql.Skip(entgql.SkipWhereInput)),

@@ -440,6 +440,10 @@ func (s *Service) finishAssembly(ctx context.Context, sess *ent.UploadSession, o
 				SetFileName(sess.FileName).SetMimeType(sess.MimeType).
 				SetMediaType(mediafile.MediaType(sess.MediaType)).SetFileSize(sess.TotalSize).
 				SetStorageKey(objectKey).SetNillableDurationSeconds(sess.DurationSeconds).
+				// The declared SHA-256 until processing sets what it read:
+				// a client can find the file by it while it is processed
+				// (no dedup reads a PROCESSING file's hash).
+				SetNillableContentHash(sess.Sha256).
 				SetStatus(mediafile.StatusPROCESSING).SetCreatedAt(s.now()).
 				Save(ctx)
 			if err != nil {

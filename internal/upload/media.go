@@ -176,8 +176,13 @@ func (s *Service) saveProcessed(ctx context.Context, m *ent.MediaFile, r process
 		upd := tx.MediaFile.Update().
 			Where(mediafile.ID(m.ID), mediafile.StatusEQ(mediafile.StatusPROCESSING)).
 			SetStatus(r.status).SetProcessedAt(s.now())
-		if r.sum != "" {
+		switch {
+		case r.sum != "":
 			upd = upd.SetContentHash(r.sum)
+		case r.status == mediafile.StatusFAILED:
+			// Failed before it read the file: the hash Complete stored
+			// was only declared, and nothing checked it.
+			upd = upd.ClearContentHash()
 		}
 		if r.problem != "" {
 			upd = upd.SetProcessingError(r.problem)

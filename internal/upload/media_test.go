@@ -3,10 +3,15 @@ package upload_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
+	"entgo.io/ent/dialect"
+
 	"github.com/spoolhq/spool/ent/mediafile"
+	"github.com/spoolhq/spool/internal/media"
+	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -42,6 +47,11 @@ func TestMediaProcessing(t *testing.T) {
 			}
 			if m.Status != mediafile.StatusPROCESSING && m.Status != mediafile.StatusREADY && m.Status != mediafile.StatusFAILED {
 				t.Errorf("status returned by Complete = %s, want PROCESSING (or already done)", m.Status)
+			}
+			// Until processing reads the file, its hash is the declared one.
+			if want := tt.sha256; m.Status == mediafile.StatusPROCESSING &&
+				((m.ContentHash == nil) != (want == nil) || want != nil && *m.ContentHash != *want) {
+				t.Errorf("content hash of the PROCESSING file = %v, want the declared %v", m.ContentHash, want)
 			}
 			if m.FileSize != int64(len(tt.data)) || m.MimeType != tt.mime || m.DurationSeconds == nil || *m.DurationSeconds != 12 {
 				t.Errorf("media = %d bytes of %s (duration %v), want %d of %s (12 s)", m.FileSize, m.MimeType, m.DurationSeconds, len(tt.data), tt.mime)
@@ -101,5 +111,56 @@ func TestDeleteMediaRemovesBytes(t *testing.T) {
 	n, err := e.svc.MediaQuery(owner).Count(ctx)
 	if err != nil || n != 0 {
 		t.Errorf("visible media = %d, %v; want 0", n, err)
+	}
+}
+
+// heldProcessor derives nothing until released: processing stays at its
+// derive step, the media file PROCESSING.
+type heldProcessor struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (p *heldProcessor) Process(ctx context.Context, _, _, _ string) (*media.Result, error) {
+	p.started <- struct{}{}
+	select {
+	case <-p.release:
+	case <-ctx.Done():
+	}
+	return nil, errors.New("held processing released")
+}
+
+// A media file keeps its upload's declared SHA-256 while PROCESSING; one
+// that fails before processing read it (its attempts used up) keeps no
+// hash, since nothing checked the declared one.
+func TestFailedProcessingForgetsTheDeclaredHash(t *testing.T) {
+	t.Parallel()
+	held := &heldProcessor{started: make(chan struct{}, 1), release: make(chan struct{})}
+	store, err := localfs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newTestServiceProcessing(t, testConfig(), store, testJobs(dialect.SQLite), held)
+	ctx := context.Background()
+	owner := e.user(t, "alice")
+	data := pngBytes(10 * KiB)
+	sum := sha256Hex(data)
+	sess := e.initOne(t, owner, upload.FileSpec{FileName: "p.png", Size: int64(len(data)), MimeType: "image/png", SHA256: &sum})
+	e.sendAll(t, sess, data)
+	m, err := e.svc.Complete(ctx, owner, sess.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-held.started
+	defer close(held.release)
+	if got, err := e.svc.Media(ctx, owner, m.ID); err != nil || got.Status != mediafile.StatusPROCESSING ||
+		got.ContentHash == nil || *got.ContentHash != sum {
+		t.Fatalf("while processing: %v, %v; want PROCESSING with the declared hash %s", got, err, sum)
+	}
+	if err := e.svc.FailProcessing(ctx, m.ID, "gave up"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.svc.Media(ctx, owner, m.ID); err != nil || got.Status != mediafile.StatusFAILED || got.ContentHash != nil {
+		t.Errorf("after FailProcessing: %v, %v; want FAILED with no hash", got, err)
 	}
 }
