@@ -238,8 +238,9 @@ type MediaFile struct {
 	// DurationSeconds is a video's or audio's length: probed once
 	// processed, until then what the uploader declared; nil when unknown.
 	DurationSeconds *float64 `json:"durationSeconds"`
-	// ContentHash is the file's SHA-256, lowercase hex, once the server
-	// has read the file; empty until then.
+	// ContentHash is the file's SHA-256, lowercase hex: while PROCESSING
+	// the one its upload declared, once processed what the server read;
+	// empty when neither is known.
 	ContentHash string `json:"contentHash"`
 }
 
@@ -341,8 +342,9 @@ type MediaQuery struct {
 	// ContentHashes keeps the files with one of these SHA-256s (lowercase
 	// hex); empty means all.
 	ContentHashes []string
-	// Status is PENDING, PROCESSING, READY or FAILED; empty means all.
-	Status string
+	// Statuses keeps the files in one of these (PENDING, PROCESSING,
+	// READY, FAILED); empty means all.
+	Statuses []string
 }
 
 // MediaPage is one page of media, newest first.
@@ -370,8 +372,8 @@ func (c *Client) UserMedia(ctx context.Context, q MediaQuery) (MediaPage, error)
 	if len(q.ContentHashes) > 0 {
 		where["contentHashIn"] = q.ContentHashes
 	}
-	if q.Status != "" {
-		where["status"] = q.Status
+	if len(q.Statuses) > 0 {
+		where["statusIn"] = q.Statuses
 	}
 	if len(where) > 0 {
 		vars["where"] = where

@@ -11,11 +11,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/app/apptest"
 	"github.com/spoolhq/spool/internal/client"
 	"github.com/spoolhq/spool/internal/eventually"
@@ -274,5 +277,44 @@ func TestUploadFindsFilesInLibrary(t *testing.T) {
 	// media take two pages.
 	if lookups != 3 {
 		t.Errorf("userMedia requests: got %d, want 3", lookups)
+	}
+}
+
+// A file whose earlier upload finished but is still being processed is
+// found too, by the SHA-256 that upload declared: running the upload
+// again right after it finished neither sends it again nor adds a copy.
+// Processing is held by an ffprobe that waits for the test to let it go.
+func TestUploadFindsFilesStillProcessing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	release := filepath.Join(dir, "release")
+	ffprobe := filepath.Join(dir, "ffprobe")
+	script := "#!/bin/sh\nwhile [ ! -e '" + release + "' ]; do sleep 0.05; done\nexit 1\n"
+	if err := os.WriteFile(ffprobe, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := apptest.Start(t, func(c *app.Config) {
+		c.DeriveMedia, c.Media.FFprobe = true, ffprobe
+	})
+	// Let processing go before the server stops (cleanups run last first).
+	t.Cleanup(func() { _ = os.WriteFile(release, nil, 0o600) })
+	video, data := apptest.WriteFile(t, dir, "v.mp4", apptest.MP4, 3000, 7)
+	c := newClient(s, s.Token(t, "alice"), newRecorder(t))
+	first := uploadOne(t, c, video, data, client.UploadOptions{}).Media
+
+	rec := newRecorder(t)
+	results, err := newClient(s, s.Token(t, "alice"), rec).UploadFiles(context.Background(),
+		[]*client.File{openFile(t, video)}, client.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := results[0]; r.Err != nil || !r.InLibrary || r.Media.ID != first.ID || r.Media.Status != "PROCESSING" {
+		t.Errorf("the file again: got %+v, want media %s, still PROCESSING, found in the library", r, first.ID)
+	}
+	if n := rec.op("initBatch"); n != 0 || len(rec.putChunks()) != 0 {
+		t.Errorf("the file again: %d initBatch calls and chunk PUTs %v, want none", n, rec.putChunks())
+	}
+	if page, err := c.UserMedia(context.Background(), client.MediaQuery{First: 10}); err != nil || page.TotalCount != 1 {
+		t.Errorf("library: %d media (%v), want the first alone", page.TotalCount, err)
 	}
 }

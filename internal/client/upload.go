@@ -56,9 +56,9 @@ type Result struct {
 	Upload Upload
 	// Media is the finished file when Err is nil.
 	Media MediaFile
-	// InLibrary is true when the caller already had this file, READY,
-	// under the same name: an earlier run uploaded it. Nothing was
-	// planned or sent, and Media is that file.
+	// InLibrary is true when the caller already had this file, READY or
+	// PROCESSING, under the same name: an earlier run uploaded it.
+	// Nothing was planned or sent, and Media is that file.
 	InLibrary bool
 	Err       error
 }
@@ -82,15 +82,15 @@ type UploadOptions struct {
 // UploadFiles uploads the files as one batch. Each file's SHA-256 is
 // computed first, one file after the other (File.Hash, unless its
 // Input.SHA256 is set). A file the caller's library already holds, READY
-// with the same content, name, size and type, is done there (InLibrary):
-// running the same upload again after it finished adds nothing. initBatch
-// then plans the others: it resumes an unfinished upload of any file sent
-// before (by OpenFile's fingerprint or the SHA-256), and answers a file
-// whose bytes the caller already has with a Deduplicated upload, a new
-// file sharing them, done without a byte sent. The chunks the
-// server lacks are then sent,
-// Parallel at a time, each retried with exponential backoff when the
-// network or the server fails it, and each file is completed.
+// or PROCESSING, with the same content, name, size and type, is done
+// there (InLibrary): running the same upload again after it finished adds
+// nothing. initBatch then plans the others: it resumes an unfinished
+// upload of any file sent before (by OpenFile's fingerprint or the
+// SHA-256), and answers a file whose bytes the caller already has with a
+// Deduplicated upload, a new file sharing them, done without a byte sent.
+// The chunks the server lacks are then sent, Parallel at a time, each
+// retried with exponential backoff when the network or the server fails
+// it, and each file is completed.
 //
 // It returns one Result per file, in order: a file that fails does not
 // stop the others. It returns an error only when the batch could not be
@@ -163,15 +163,19 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 // is its page size: the most userMedia gives.
 const libraryPage = 100
 
-// findInLibrary finds, for each input, a READY media file of the caller's
-// with its content (SHA-256), name (as the server stores it), size and
-// type: a file an earlier run of the same upload finished. initBatch would
-// answer such a file with a new copy (Deduplicated), a second entry in
+// findInLibrary finds, for each input, a media file of the caller's,
+// READY or still PROCESSING, with its content (SHA-256), name (as the
+// server stores it), size and type: a file an earlier run of the same
+// upload finished. initBatch would answer a READY one with a new copy
+// (Deduplicated) and upload a PROCESSING one again: a second entry in
 // the caller's library for every file that finished before an
-// interruption. It reads userMedia by content, which the server serves
-// from an index led by the hash, a page of 100 hashes at a time. A server
-// that refuses the query (one without the contentHash filter) leaves
-// every file to initBatch, as before.
+// interruption. A PROCESSING file is known by the SHA-256 its upload
+// declared, as this client's uploads do; if processing then finds other
+// bytes it fails the file, and a later run sends it again. It reads
+// userMedia by content, which the server serves from an index led by the
+// hash, a page of 100 hashes at a time. A server that refuses the query
+// (one without the contentHash filter) leaves every file to initBatch,
+// as before.
 func (c *Client) findInLibrary(ctx context.Context, inputs []FileInput) (map[int]MediaFile, error) {
 	type sameFile struct {
 		sha256, name, mimeType string
@@ -193,7 +197,7 @@ func (c *Client) findInLibrary(ctx context.Context, inputs []FileInput) (map[int
 	}
 	found := map[int]MediaFile{}
 	for len(sums) > 0 {
-		q := MediaQuery{First: libraryPage, ContentHashes: sums[:min(libraryPage, len(sums))], Status: "READY"}
+		q := MediaQuery{First: libraryPage, ContentHashes: sums[:min(libraryPage, len(sums))], Statuses: []string{"READY", "PROCESSING"}}
 		sums = sums[len(q.ContentHashes):]
 		for {
 			page, err := c.UserMedia(ctx, q)
