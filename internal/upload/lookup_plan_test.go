@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"entgo.io/contrib/entgql"
+
+	"github.com/spoolhq/spool/ent"
+	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/upload"
@@ -647,4 +651,55 @@ func TestOneUploadReadByID(t *testing.T) {
 			t.Errorf("%s: scans %v, %.0f rows of %s read, want by %s and at most 1:\n%s", r.what, walks, read, r.table, r.key, plan)
 		}
 	}
+}
+
+// TestLibraryLookupReadsItsIndex: the page of userMedia a client asks
+// for before it sends a file (the CLI's findInLibrary: its SHA-256, READY
+// or PROCESSING, newest first) finds the caller's files by their content
+// hash, through the content-led index, and never walks the caller's
+// library: on PostgreSQL with 2,000 newer READY files of hers, no
+// statistics (a young database), it reads the one row that matches.
+// (A list of three hashes or more, contentHashIn, is planned there as a
+// walk of her files: findInLibrary asks one at a time.)
+func TestLibraryLookupReadsItsIndex(t *testing.T) {
+	t.Parallel()
+	onRecordedEngines(t, func(t *testing.T, e *testEnv, log *sqlLog) {
+		ctx := context.Background()
+		alice := e.user(t, "alice")
+		data := []byte{0xFF, 0xFB}
+		sum := sha256Hex(data)
+		orig := e.readyOriginal(t, alice, data)
+		if isPostgres(e) {
+			if _, err := e.sql.ExecContext(ctx, `INSERT INTO media_files
+				SELECT (jsonb_populate_record(m, jsonb_build_object('id', m.id || '-' || g, 'storage_key', 'grown/' || g,
+					'content_hash', md5(g::text) || md5(g::text), 'created_at', now() + g * interval '1 second'))).*
+				FROM media_files m, generate_series(1, 2000) g WHERE m.id = $1`, orig.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		where := &ent.MediaFileWhereInput{ContentHash: &sum,
+			StatusIn: []mediafile.Status{mediafile.StatusREADY, mediafile.StatusPROCESSING}}
+		first, newest := 100, &ent.MediaFileOrder{Direction: entgql.OrderDirectionDesc, Field: ent.MediaFileOrderFieldCreatedAt}
+		log.take()
+		page, err := e.svc.MediaPage(ctx, alice, nil, &first, nil, nil, ent.WithMediaFileOrder(newest), ent.WithMediaFileFilter(where.Filter))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Edges) != 1 || page.Edges[0].Node.ID != orig.ID {
+			t.Fatalf("the look-up found %d files, want %s alone", len(page.Edges), orig.ID)
+		}
+		query, args := loggedStatement(t, log.take(), "^SELECT .*[`\"]content_hash[`\"] = .*ORDER BY")
+		if !isPostgres(e) {
+			const index = "mediafile_content_hash_owner_id_status_deleted_at_created_at_id"
+			if plan := dbtest.SQLitePlan(t, e.sql, query, args...); !strings.Contains(plan, index) {
+				t.Errorf("the look-up's plan\n%s\ndoes not use %s", plan, index)
+			}
+			return
+		}
+		read, walks, plan := postgresPlanReads(t, e, "media_files", "mediafile_", []string{"content_hash"}, query, args)
+		if len(walks) > 0 || read > 1 {
+			t.Errorf("the look-up read %.0f rows of media_files (scans otherwise than by content hash: %v) for 1 match among 2,001 files, want 1:\n%s",
+				read, walks, plan)
+		}
+	})
 }
