@@ -339,9 +339,9 @@ type MediaQuery struct {
 	After string
 	// MediaType is IMAGE, VIDEO or AUDIO; empty means all.
 	MediaType string
-	// ContentHashes keeps the files with one of these SHA-256s (lowercase
-	// hex); empty means all.
-	ContentHashes []string
+	// ContentHash keeps the files with this SHA-256 (lowercase hex);
+	// empty means all.
+	ContentHash string
 	// Statuses keeps the files in one of these (PENDING, PROCESSING,
 	// READY, FAILED); empty means all.
 	Statuses []string
@@ -369,8 +369,8 @@ func (c *Client) UserMedia(ctx context.Context, q MediaQuery) (MediaPage, error)
 	if q.MediaType != "" {
 		where["mediaType"] = q.MediaType
 	}
-	if len(q.ContentHashes) > 0 {
-		where["contentHashIn"] = q.ContentHashes
+	if q.ContentHash != "" {
+		where["contentHash"] = q.ContentHash
 	}
 	if len(q.Statuses) > 0 {
 		where["statusIn"] = q.Statuses

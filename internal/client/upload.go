@@ -159,10 +159,6 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 	return results, nil
 }
 
-// libraryPage bounds the SHA-256s findInLibrary asks about at once, and
-// is its page size: the most userMedia gives.
-const libraryPage = 100
-
 // findInLibrary finds, for each input, a media file of the caller's,
 // READY or still PROCESSING, with its content (SHA-256), name (as the
 // server stores it), size and type: a file an earlier run of the same
@@ -171,11 +167,16 @@ const libraryPage = 100
 // the caller's library for every file that finished before an
 // interruption. A PROCESSING file is known by the SHA-256 its upload
 // declared, as this client's uploads do; if processing then finds other
-// bytes it fails the file, and a later run sends it again. It reads
-// userMedia by content, which the server serves from an index led by the
-// hash, a page of 100 hashes at a time. A server that refuses the query
-// (one without the contentHash filter) leaves every file to initBatch,
-// as before.
+// bytes it fails the file, and a later run sends it again.
+//
+// It asks userMedia once for each distinct SHA-256, paging through the
+// answers (100 a page). One hash a request, not a list: PostgreSQL reads
+// one through the index led by the hash, but plans a list of three or
+// more, on a table it has no statistics of yet, as a walk of the
+// caller's whole library (TestLibraryLookupReadsItsIndex). Next to
+// hashing the file, a request costs little. A server that refuses the
+// query (one without the contentHash filter) leaves every file to
+// initBatch, as before.
 func (c *Client) findInLibrary(ctx context.Context, inputs []FileInput) (map[int]MediaFile, error) {
 	type sameFile struct {
 		sha256, name, mimeType string
@@ -196,9 +197,8 @@ func (c *Client) findInLibrary(ctx context.Context, inputs []FileInput) (map[int
 		}
 	}
 	found := map[int]MediaFile{}
-	for len(sums) > 0 {
-		q := MediaQuery{First: libraryPage, ContentHashes: sums[:min(libraryPage, len(sums))], Statuses: []string{"READY", "PROCESSING"}}
-		sums = sums[len(q.ContentHashes):]
+	for _, sum := range sums {
+		q := MediaQuery{First: 100, ContentHash: sum, Statuses: []string{"READY", "PROCESSING"}}
 		for {
 			page, err := c.UserMedia(ctx, q)
 			if _, refused := errors.AsType[*GraphQLError](err); refused {
