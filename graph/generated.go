@@ -1227,7 +1227,7 @@ type AudioInfo {
 extend type Query {
   upload(id: ID!): UploadSession
   batch(id: ID!): UploadBatch
-  "The caller's media, newest first unless orderBy says otherwise."
+  "The caller's media, newest first unless orderBy says otherwise. A page holds at most 100; where may name at most 1,000 values and conditions in all (BAD_USER_INPUT beyond)."
   userMedia(
     after: Cursor
     first: Int

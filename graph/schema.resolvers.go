@@ -138,6 +138,9 @@ func (r *queryResolver) UserMedia(ctx context.Context, after *entgql.Cursor[stri
 	if err := checkPageSize(first, last); err != nil {
 		return nil, err
 	}
+	if err := checkFilter(where); err != nil {
+		return nil, err
+	}
 	if orderBy == nil {
 		orderBy = &ent.MediaFileOrder{Direction: entgql.OrderDirectionDesc, Field: ent.MediaFileOrderFieldCreatedAt}
 	}

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -194,5 +195,55 @@ func TestUserMediaByContentHash(t *testing.T) {
 	s.mustGQL(alice, opDeleteMedia, vars("id", a.ID), &del)
 	if p := s.userMedia(alice, vars("first", 10, "where", map[string]any{"contentHash": sum})); p.TotalCount != 0 {
 		t.Errorf("after deleting %s: got %v, want none", a.ID, p.ids())
+	}
+}
+
+// A where input too long for one statement is refused as bad input, not
+// run: 40,000 short hashes, past SQLite's 32,766 bound parameters, were
+// an INTERNAL error. The bound counts values and nested conditions
+// together, whichever filter names them.
+func TestUserMediaFilterBounded(t *testing.T) {
+	t.Parallel()
+	s := startSpool(t, nil)
+	alice := s.token("alice")
+	m := s.uploadFile(alice, "a.png", "image/png", fileBytes("image/png", 1000, 63))
+	values := func(n int) []string {
+		v := make([]string, n)
+		for i := range v {
+			v[i] = fmt.Sprintf("%x", i)
+		}
+		return v
+	}
+	conditions := func(n int) []any {
+		c := make([]any, n)
+		for i := range c {
+			c[i] = map[string]any{"id": m.ID}
+		}
+		return c
+	}
+	// The input itself is a condition: 999 values more make 1,000.
+	for _, c := range []struct {
+		name  string
+		where map[string]any
+		ok    bool
+	}{
+		{"999 values", map[string]any{"idIn": append(values(998), m.ID)}, true},
+		{"1,000 values", map[string]any{"idIn": values(1000)}, false},
+		{"40,000 values", map[string]any{"contentHashIn": values(40000)}, false},
+		{"999 values over two lists", map[string]any{"idIn": values(500), "fileNameIn": values(499)}, true},
+		{"1,000 values over two lists", map[string]any{"idIn": values(500), "fileNameIn": values(500)}, false},
+		{"499 nested conditions", map[string]any{"or": conditions(499)}, true},
+		{"500 nested conditions", map[string]any{"or": conditions(500)}, false},
+	} {
+		if c.ok {
+			var out struct{ UserMedia mediaPage }
+			if errs := s.gql(alice, userMediaOp, vars("first", 10, "where", c.where), &out); len(errs) > 0 {
+				t.Errorf("%s: got %v, want an answer", c.name, errs)
+			}
+			continue
+		}
+		if e := s.wantCode(alice, userMediaOp, vars("first", 10, "where", c.where), "BAD_USER_INPUT"); !strings.Contains(e.Message, "at most 1000") {
+			t.Errorf("%s: got %q, want it to name the bound", c.name, e.Message)
+		}
 	}
 }
