@@ -147,7 +147,8 @@ func NewServer(o ServerOptions) http.Handler {
 // or missing token does not refuse the connection: gqlgen would close it
 // with code 1000, which graphql-ws clients retry at once, forever. The
 // connection is accepted unauthenticated instead, and every operation on
-// it answers UNAUTHENTICATED, which clients do not retry. A token that
+// it answers UNAUTHENTICATED (saying why a token sent was refused), which
+// clients do not retry. A token that
 // could not be checked (the database is down) is the server's failure,
 // returned as the error: the transport closes the socket with 1013 (try
 // again later), which graphql-ws clients retry with back-off, and the
@@ -164,6 +165,9 @@ func websocketAuth(authn Authenticator, uploads *upload.Service, maxSubscription
 		userID, err := authn.Authenticate(ctx, header)
 		switch {
 		case errors.Is(err, auth.ErrInvalidToken):
+			if reason := auth.Refusal(err); reason != "" {
+				ctx = upload.WithRefusedToken(ctx, reason)
+			}
 			return ctx, nil, nil
 		case err != nil:
 			if upload.ErrorCode(err) == upload.CodeUnavailable {

@@ -770,8 +770,11 @@ const knownSubjects = 10000
 // UNAUTHENTICATED), any other lookup failure INTERNAL.
 func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, error) {
 	token, ok := auth.BearerToken(header)
-	if !ok {
-		return "", auth.ErrInvalidToken
+	switch {
+	case !ok && strings.TrimSpace(header) == "":
+		return "", auth.ErrNoToken
+	case !ok:
+		return "", auth.ErrNotBearer
 	}
 	subject, err := a.tokens.Verify(ctx, token)
 	if err != nil {

@@ -80,17 +80,18 @@ func TestUnauthenticated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	headers := []struct{ name, authorization string }{
-		{"no token", ""},
-		{"not a JWT", "Bearer not-a-jwt"},
-		{"empty bearer", "Bearer "},
-		{"expired", "Bearer " + craftToken(t, testSecret, "spool", "alice", now.Add(-time.Minute))},
-		{"another secret", "Bearer " + craftToken(t, "another-secret-0123456789abcdef0123", "spool", "alice", now.Add(time.Hour))},
-		{"another issuer", "Bearer " + craftToken(t, testSecret, "elsewhere", "alice", now.Add(time.Hour))},
-		{"alg none", "Bearer " + none},
-		{"truncated signature", "Bearer " + alice[:len(alice)-4]},
-		{"Basic scheme", "Basic " + alice},
-		{"no scheme", alice},
+	// says is what the client is told: why its token was refused.
+	headers := []struct{ name, authorization, says string }{
+		{"no token", "", "send a bearer token"},
+		{"not a JWT", "Bearer not-a-jwt", "it is malformed"},
+		{"empty bearer", "Bearer ", `must be "Bearer " and the token`},
+		{"expired", "Bearer " + craftToken(t, testSecret, "spool", "alice", now.Add(-time.Minute)), "refused: it has expired"},
+		{"another secret", "Bearer " + craftToken(t, "another-secret-0123456789abcdef0123", "spool", "alice", now.Add(time.Hour)), "made for another server"},
+		{"another issuer", "Bearer " + craftToken(t, testSecret, "elsewhere", "alice", now.Add(time.Hour)), "its issuer is not one"},
+		{"alg none", "Bearer " + none, "its signature does not verify"},
+		{"truncated signature", "Bearer " + alice[:len(alice)-4], "the bearer token was refused: "},
+		{"Basic scheme", "Basic " + alice, `must be "Bearer " and the token`},
+		{"no scheme", alice, `must be "Bearer " and the token`},
 	}
 	ops := []struct {
 		name, query string
@@ -113,6 +114,24 @@ func TestUnauthenticated(t *testing.T) {
 			if got := errs[0].code(); got != "UNAUTHENTICATED" {
 				t.Errorf("%s, %s: got code %s (%q), want UNAUTHENTICATED", h.name, op.name, got, errs[0].Message)
 			}
+			if !strings.Contains(errs[0].Message, h.says) {
+				t.Errorf("%s, %s: got %q, want it to say %q", h.name, op.name, errs[0].Message, h.says)
+			}
+		}
+		// The routes that take a bearer token outside GraphQL say the same.
+		header := http.Header{"Content-Range": {"bytes */1000"}}
+		tus := http.Header{"Tus-Resumable": {"1.0.0"}, "Upload-Length": {"1000"}}
+		if h.authorization != "" {
+			header.Set("Authorization", h.authorization)
+			tus.Set("Authorization", h.authorization)
+		}
+		got := do(t, http.MethodPut, s.url+"/uploads/"+own.ID, nil, header)
+		if got.Status != http.StatusUnauthorized || got.Error.Code != "UNAUTHENTICATED" || !strings.Contains(got.Error.Message, h.says) {
+			t.Errorf("%s, PUT /uploads/{id}: got %d %s %q, want 401 UNAUTHENTICATED saying %q", h.name, got.Status, got.Error.Code, got.Error.Message, h.says)
+		}
+		resp, body := send(t, http.MethodPost, s.url+"/files/", nil, tus)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), h.says) {
+			t.Errorf("%s, tus POST: got %d %q, want 401 saying %q", h.name, resp.StatusCode, body, h.says)
 		}
 	}
 	// Nothing the anonymous calls did reached alice's upload.

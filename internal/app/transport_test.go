@@ -29,11 +29,11 @@ import (
 func TestWebsocketBadToken(t *testing.T) {
 	t.Parallel()
 	s := startSpool(t, nil)
-	tokens := []struct{ name, token string }{
-		{"no token", ""},
-		{"garbage", "garbage"},
-		{"expired", craftToken(t, testSecret, "spool", "alice", time.Now().Add(-time.Minute))},
-		{"another secret", craftToken(t, "another-secret-0123456789abcdef0123", "spool", "alice", time.Now().Add(time.Hour))},
+	tokens := []struct{ name, token, says string }{
+		{"no token", "", "send a bearer token"},
+		{"garbage", "garbage", "refused: it is malformed"},
+		{"expired", craftToken(t, testSecret, "spool", "alice", time.Now().Add(-time.Minute)), "refused: it has expired"},
+		{"another secret", craftToken(t, "another-secret-0123456789abcdef0123", "spool", "alice", time.Now().Add(time.Hour)), "made for another server"},
 	}
 	for _, tc := range tokens {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,8 +45,8 @@ func TestWebsocketBadToken(t *testing.T) {
 				t.Fatalf("dialing with a bad token: %v", err)
 			}
 			ws.subscribe("mine", `subscription { myUploads { uploadId } }`, nil)
-			if got := subscriptionError(ws, "mine").code(); got != "UNAUTHENTICATED" {
-				t.Errorf("subscription: got code %s, want UNAUTHENTICATED", got)
+			if got := subscriptionError(ws, "mine"); got.code() != "UNAUTHENTICATED" || !strings.Contains(got.Message, tc.says) {
+				t.Errorf("subscription: got %s %q, want UNAUTHENTICATED saying %q", got.code(), got.Message, tc.says)
 			}
 			// The socket is still open: a second operation is answered,
 			// and so is a ping.

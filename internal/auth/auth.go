@@ -29,7 +29,8 @@ const issuer = "spool"
 const maxTokenLen = 4096
 
 // ErrInvalidToken is wrapped by every error Verify returns, whatever the
-// reason (malformed, wrong algorithm, bad signature, expired, bad subject).
+// reason (malformed, wrong algorithm, bad signature, expired, bad subject);
+// Refusal puts the reason into words.
 var ErrInvalidToken = errors.New("auth: invalid token")
 
 // Issuer mints and verifies tokens with one secret. It is safe for
@@ -80,7 +81,7 @@ func (i *Issuer) Verify(token string) (subject string, err error) {
 	// The base64 decoder skips CR and LF, which would give one token many
 	// spellings; and nothing else belongs in a JWT either.
 	if len(token) > maxTokenLen || !isTokenSyntax(token) {
-		return "", fmt.Errorf("%w: malformed", ErrInvalidToken)
+		return "", errMalformed
 	}
 	var claims jwt.RegisteredClaims
 	_, err = jwt.ParseWithClaims(token, &claims,
@@ -95,7 +96,7 @@ func (i *Issuer) Verify(token string) (subject string, err error) {
 		return "", fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	if !ValidSubject(claims.Subject) {
-		return "", fmt.Errorf("%w: invalid subject", ErrInvalidToken)
+		return "", errBadSubject
 	}
 	return claims.Subject, nil
 }

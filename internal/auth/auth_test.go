@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -126,27 +127,28 @@ func TestVerifyRejects(t *testing.T) {
 		name    string
 		iss     *Issuer
 		token   string
-		wantJWT error // the library's reason, if any, also wrapped
+		wantJWT error  // the library's reason, if any, also wrapped
+		reason  string // in what Refusal tells the client
 	}{
-		{"empty", iss, "", nil},
-		{"garbage", iss, "not a token", nil},
-		{"two segments", iss, parts[0] + "." + parts[1], jwt.ErrTokenMalformed},
-		{"bad signature", iss, parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2])), jwt.ErrTokenSignatureInvalid},
-		{"other secret", iss, sign(t, jwt.SigningMethodHS256, valid(), []byte(strings.Repeat("x", 32))), jwt.ErrTokenSignatureInvalid},
-		{"HS384", iss, sign(t, jwt.SigningMethodHS384, valid(), testSecret), jwt.ErrTokenSignatureInvalid},
-		{"HS512", iss, sign(t, jwt.SigningMethodHS512, valid(), testSecret), jwt.ErrTokenSignatureInvalid},
-		{"ES256", iss, sign(t, jwt.SigningMethodES256, valid(), ecKey), jwt.ErrTokenSignatureInvalid},
-		{"alg none", iss, sign(t, jwt.SigningMethodNone, valid(), jwt.UnsafeAllowNoneSignatureType), jwt.ErrTokenSignatureInvalid},
-		{"expired", expiredIssuer, good, jwt.ErrTokenExpired},
-		{"no expiry", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.ExpiresAt = nil }), testSecret), jwt.ErrTokenRequiredClaimMissing},
-		{"not yet valid", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.NotBefore = jwt.NewNumericDate(t0.Add(time.Minute)) }), testSecret), jwt.ErrTokenNotValidYet},
-		{"other issuer", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.Issuer = "evil" }), testSecret), jwt.ErrTokenInvalidIssuer},
-		{"no issuer", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.Issuer = "" }), testSecret), jwt.ErrTokenRequiredClaimMissing},
-		{"empty subject", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.Subject = "" }), testSecret), nil},
-		{"bad subject", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.Subject = "../root" }), testSecret), nil},
-		{"newline in signature", iss, good[:len(good)-5] + "\n" + good[len(good)-5:], nil},
-		{"padded signature", iss, good + "=", nil},
-		{"too long", iss, good + strings.Repeat("A", maxTokenLen), nil},
+		{"empty", iss, "", nil, "malformed"},
+		{"garbage", iss, "not a token", nil, "malformed"},
+		{"two segments", iss, parts[0] + "." + parts[1], jwt.ErrTokenMalformed, "malformed"},
+		{"bad signature", iss, parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2])), jwt.ErrTokenSignatureInvalid, "signature does not verify"},
+		{"other secret", iss, sign(t, jwt.SigningMethodHS256, valid(), []byte(strings.Repeat("x", 32))), jwt.ErrTokenSignatureInvalid, "another data directory"},
+		{"HS384", iss, sign(t, jwt.SigningMethodHS384, valid(), testSecret), jwt.ErrTokenSignatureInvalid, "signature does not verify"},
+		{"HS512", iss, sign(t, jwt.SigningMethodHS512, valid(), testSecret), jwt.ErrTokenSignatureInvalid, "signature does not verify"},
+		{"ES256", iss, sign(t, jwt.SigningMethodES256, valid(), ecKey), jwt.ErrTokenSignatureInvalid, "signature does not verify"},
+		{"alg none", iss, sign(t, jwt.SigningMethodNone, valid(), jwt.UnsafeAllowNoneSignatureType), jwt.ErrTokenSignatureInvalid, "signature does not verify"},
+		{"expired", expiredIssuer, good, jwt.ErrTokenExpired, "has expired"},
+		{"no expiry", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.ExpiresAt = nil }), testSecret), jwt.ErrTokenRequiredClaimMissing, "lacks a claim"},
+		{"not yet valid", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.NotBefore = jwt.NewNumericDate(t0.Add(time.Minute)) }), testSecret), jwt.ErrTokenNotValidYet, "not valid yet"},
+		{"other issuer", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.Issuer = "evil" }), testSecret), jwt.ErrTokenInvalidIssuer, "issuer is not"},
+		{"no issuer", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.Issuer = "" }), testSecret), jwt.ErrTokenRequiredClaimMissing, "lacks a claim"},
+		{"empty subject", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.Subject = "" }), testSecret), nil, "subject"},
+		{"bad subject", iss, sign(t, jwt.SigningMethodHS256, with(func(c *jwt.RegisteredClaims) { c.Subject = "../root" }), testSecret), nil, "subject"},
+		{"newline in signature", iss, good[:len(good)-5] + "\n" + good[len(good)-5:], nil, "malformed"},
+		{"padded signature", iss, good + "=", nil, "malformed"},
+		{"too long", iss, good + strings.Repeat("A", maxTokenLen), nil, "too long"},
 	}
 	for _, tt := range tests {
 		sub, err := tt.iss.Verify(tt.token)
@@ -157,6 +159,26 @@ func TestVerifyRejects(t *testing.T) {
 		if tt.wantJWT != nil && !errors.Is(err, tt.wantJWT) {
 			t.Errorf("%s: Verify error = %v, want it to wrap %v", tt.name, err, tt.wantJWT)
 		}
+		if got := Refusal(err); !strings.Contains(got, tt.reason) {
+			t.Errorf("%s: Refusal(%v) = %q, want it to say %q", tt.name, err, got, tt.reason)
+		}
+	}
+}
+
+// TestRefusalOfNoToken: a request that sent no token is told to send
+// one, not why a token was refused; an error that is not a refusal has
+// no reason either.
+func TestRefusalOfNoToken(t *testing.T) {
+	for _, err := range []error{nil, ErrNoToken, errors.New("database down")} {
+		if got := Refusal(err); got != "" {
+			t.Errorf("Refusal(%v) = %q, want none", err, got)
+		}
+	}
+	if got := Refusal(ErrNotBearer); !strings.Contains(got, `"Bearer "`) {
+		t.Errorf("Refusal(ErrNotBearer) = %q, want it to name the scheme", got)
+	}
+	if got := Refusal(fmt.Errorf("%w: some new reason", ErrInvalidToken)); got != "it could not be verified" {
+		t.Errorf("Refusal of an unnamed reason = %q, want the general one", got)
 	}
 }
 

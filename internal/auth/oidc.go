@@ -352,7 +352,7 @@ func (v *OIDCVerifier) key(ctx context.Context, kid string) (crypto.PublicKey, b
 // characters.
 func (v *OIDCVerifier) Verify(ctx context.Context, token string) (subject string, err error) {
 	if len(token) > maxOIDCTokenLen || !isTokenSyntax(token) {
-		return "", fmt.Errorf("%w: malformed", ErrInvalidToken)
+		return "", errMalformed
 	}
 	claims := jwt.MapClaims{}
 	if _, err := v.parser.ParseWithClaims(token, claims, v.keys.KeyfuncCtx(ctx)); err != nil {
@@ -361,7 +361,7 @@ func (v *OIDCVerifier) Verify(ctx context.Context, token string) (subject string
 	claim := v.cfg.userClaim()
 	id, ok := claims[claim].(string)
 	if !ok || len(id) > maxOIDCUserID || !printable(id) {
-		return "", fmt.Errorf("%w: claim %q must be a string of 1 to %d printable characters", ErrInvalidToken, claim, maxOIDCUserID)
+		return "", fmt.Errorf("%w: claim %q must be a string of 1 to %d printable characters", errBadUserClaim, claim, maxOIDCUserID)
 	}
 	return OIDCSubject(v.cfg.Issuer, claim, id), nil
 }

@@ -40,6 +40,8 @@ func TestOIDCVerifierUserClaim(t *testing.T) {
 	// A token without the claim is refused even though it has a sub.
 	if got, err := v.Verify(t.Context(), p.Token(jwt.SigningMethodES256, "248289761001")); !errors.Is(err, auth.ErrInvalidToken) {
 		t.Errorf("token without the user claim: got %q, %v; want ErrInvalidToken", got, err)
+	} else if reason := auth.Refusal(err); !strings.Contains(reason, "user claim") {
+		t.Errorf("token without the user claim: the client is told %q, want it to name the user claim", reason)
 	}
 	c["email"] = strings.Repeat("e", 256)
 	if got, err := v.Verify(t.Context(), p.Sign(key, c)); !errors.Is(err, auth.ErrInvalidToken) {
@@ -99,8 +101,12 @@ func TestOIDCUnknownKeyRefetchIsRateLimited(t *testing.T) {
 	start := p.JWKSFetches()
 	for i := range 5 {
 		tok := p.Sign(p.UnpublishedKey(jwt.SigningMethodRS256), p.Claims("grace"))
-		if _, err := v.Verify(t.Context(), tok); !errors.Is(err, auth.ErrInvalidToken) {
+		_, err := v.Verify(t.Context(), tok)
+		if !errors.Is(err, auth.ErrInvalidToken) {
 			t.Fatalf("unknown key %d: got %v, want ErrInvalidToken", i, err)
+		}
+		if reason := auth.Refusal(err); !strings.Contains(reason, "key this server does not know") {
+			t.Errorf("unknown key %d: the client is told %q, want it to say the key is unknown", i, reason)
 		}
 	}
 	// The first unknown key id fetched the set; the four after it found

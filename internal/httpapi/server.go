@@ -170,7 +170,10 @@ func (h *handlers) tusEndpoint() http.Handler {
 func (h *handlers) tokenUser(r *http.Request) (string, error) {
 	uid, err := h.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
 	if err != nil && errors.Is(err, auth.ErrInvalidToken) {
-		return "", upload.Errorf(upload.CodeUnauthenticated, "send a valid bearer token in the Authorization header")
+		if reason := auth.Refusal(err); reason != "" {
+			return "", upload.RefusedToken(reason)
+		}
+		return "", upload.Errorf(upload.CodeUnauthenticated, "send a bearer token in the Authorization header")
 	}
 	return uid, err
 }
@@ -219,7 +222,8 @@ type handlers struct {
 
 // withCaller puts the bearer token's user into the request context. A
 // missing or bad token leaves the request anonymous: every GraphQL field
-// then answers UNAUTHENTICATED, as over websockets. It also passes on the
+// then answers UNAUTHENTICATED, as over websockets, saying why a token
+// sent was refused. It also passes on the
 // request's browser origin, if allowed, for the storage sessions opened
 // for that page (direct uploads).
 func (h *handlers) withCaller(next http.Handler) http.Handler {
@@ -230,7 +234,11 @@ func (h *handlers) withCaller(next http.Handler) http.Handler {
 			case err == nil:
 				reqlog.SetUser(r.Context(), uid)
 				r = r.WithContext(upload.WithCaller(r.Context(), uid))
-			case !errors.Is(err, auth.ErrInvalidToken):
+			case errors.Is(err, auth.ErrInvalidToken):
+				if reason := auth.Refusal(err); reason != "" {
+					r = r.WithContext(upload.WithRefusedToken(r.Context(), reason))
+				}
+			default:
 				// The token could not be checked (the database is
 				// down): answering as if it were bad would tell the
 				// client to drop a good one.

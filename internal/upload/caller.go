@@ -10,12 +10,33 @@ func WithCaller(ctx context.Context, userID string) context.Context {
 	return context.WithValue(ctx, callerKey{}, userID)
 }
 
-// CallerFrom returns the authenticated user's id, or UNAUTHENTICATED.
+// CallerFrom returns the authenticated user's id, or UNAUTHENTICATED:
+// saying why the token was refused when one was (WithRefusedToken).
 func CallerFrom(ctx context.Context) (string, error) {
 	if id, ok := ctx.Value(callerKey{}).(string); ok && id != "" {
 		return id, nil
 	}
+	if reason, ok := ctx.Value(refusedKey{}).(string); ok {
+		return "", RefusedToken(reason)
+	}
 	return "", Errorf(CodeUnauthenticated, "sign in: send a bearer token (for websockets, in the connection_init payload as Authorization)")
+}
+
+type refusedKey struct{}
+
+// WithRefusedToken returns a context of a request that sent a bearer
+// token the server refused, for reason (auth.Refusal). The request goes
+// on without a caller, as one without a token does, and what needs a
+// caller answers UNAUTHENTICATED saying why: a client told only "send a
+// token" while it sent one cannot tell an expired token from a token of
+// another server.
+func WithRefusedToken(ctx context.Context, reason string) context.Context {
+	return context.WithValue(ctx, refusedKey{}, reason)
+}
+
+// RefusedToken is the UNAUTHENTICATED error of a refused token.
+func RefusedToken(reason string) error {
+	return Errorf(CodeUnauthenticated, "the bearer token was refused: %s", reason)
 }
 
 type originKey struct{}

@@ -238,6 +238,8 @@ test('uploader: a bad token, then a stale saved one, are refused at sign-in; a p
   await page.reload();
   await page.locator('#signin-error').waitFor();
   assert.match(await page.locator('#signin-error').textContent(), refused);
+  // It says why, as spool told it.
+  assert.match(await page.locator('#signin-error').textContent(), /made for another server/);
   assert.equal(await page.locator('#app').isHidden(), true, 'the uploader stays hidden');
   assert.equal(await storedToken(), null, 'the stale token is dropped');
 

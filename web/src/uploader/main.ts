@@ -96,6 +96,19 @@ function wireNotices(): void {
   document.addEventListener("focusin", soon);
 }
 
+// tokenRefusal is why spool refused the token it was sent ("it has
+// expired", "it was made for another server, …"), read from its
+// UNAUTHENTICATED message; "" when the message gives no reason.
+function tokenRefusal(e: ServiceError): string {
+  const m = /the bearer token was refused: (.+)$/.exec(e.message);
+  return m ? m[1]!.replace(/[.\s]+$/, "") : "";
+}
+
+function noLongerAccepted(e: ServiceError): string {
+  const why = tokenRefusal(e);
+  return `spool no longer accepts your token${why ? `: ${why}` : ""}. Sign in again.`;
+}
+
 function showSignIn(message?: string): void {
   ui.app.hidden = true;
   ui.account.hidden = true;
@@ -117,7 +130,8 @@ async function signIn(token: string): Promise<void> {
     if (e.code === "UNAUTHENTICATED") {
       saveToken("");
       ui.token.value = "";
-      showSignIn("spool did not accept that token: it may have expired or come from another server. Make a new one with spool token --user NAME.");
+      const why = tokenRefusal(e) || "it may have expired or come from another server";
+      showSignIn(`spool did not accept that token: ${why}. Make a new one with spool token --user NAME.`);
     } else {
       ui.token.value = token;
       showSignIn(`Could not sign in: ${e.message}`);
@@ -167,7 +181,7 @@ function followProgress(s: Session): () => void {
       if (result.error) {
         const e = toServiceError(result.error);
         if (e.code === "UNAUTHENTICATED") {
-          signOut("spool no longer accepts your token. Sign in again.");
+          signOut(noLongerAccepted(e));
           return;
         }
         // The operation ended (graphql-ws reconnects sockets by itself);
@@ -224,7 +238,7 @@ function refreshQuota(): void {
       (me) => session === s && showUser(me),
       (err: unknown) => {
         if (err instanceof ServiceError && err.code === "UNAUTHENTICATED" && session === s) {
-          signOut("spool no longer accepts your token. Sign in again.");
+          signOut(noLongerAccepted(err));
         }
       },
     );
