@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"syscall"
@@ -78,6 +81,20 @@ func releaseStartupGarbage() {
 	debug.FreeOSMemory()
 }
 
+// secretMissing reports whether the data dir a token is signed for has
+// no secret yet. A dir that does not exist is refused: run from another
+// directory, or before the server's first start, the token would be
+// signed with a secret made for it there, which the server never reads,
+// and every request with it refused. A dir without a secret gets one
+// (Config.Secret), which a server started on it then uses.
+func secretMissing(dir string) (bool, error) {
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		return false, fmt.Errorf("there is no data dir %q here: run this where the server keeps its data (spool serve makes the dir and its secret on its first start), pass --data-dir, or set SPOOL_JWT_SECRET to the server's secret", dir)
+	}
+	_, err := os.Stat(filepath.Join(dir, app.SecretFile))
+	return errors.Is(err, fs.ErrNotExist), nil
+}
+
 // token prints a bearer token for a user, signed with the server's secret.
 func token(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg := app.DefaultConfig()
@@ -99,9 +116,20 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		}
 		cfg.JWTSecret = b
 	}
+	fresh := false
+	if len(cfg.JWTSecret) == 0 {
+		var err error
+		if fresh, err = secretMissing(cfg.DataDir); err != nil {
+			return err
+		}
+	}
 	secret, err := cfg.Secret()
 	if err != nil {
 		return err
+	}
+	if fresh {
+		fmt.Fprintf(stderr, "spool: made a new secret in %s: a server started on %s accepts this token\n",
+			filepath.Join(cfg.DataDir, app.SecretFile), cfg.DataDir)
 	}
 	issuer, err := auth.NewIssuer(secret)
 	if err != nil {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -285,6 +287,14 @@ func TestRunToken(t *testing.T) {
 		t.Fatalf("spool token: %v (stderr %q)", err, errOut.String())
 	}
 	tok := strings.TrimSpace(out.String())
+	// The dir had no secret: the token's is new, and stderr says so, once.
+	if !strings.Contains(errOut.String(), "made a new secret in "+filepath.Join(dir, app.SecretFile)) {
+		t.Errorf("first token of a data dir: stderr %q, want it to say a secret was made", errOut.String())
+	}
+	errOut.Reset()
+	if err := run(context.Background(), []string{"token", "--user", "bob", "--data-dir", dir}, env(), io.Discard, &errOut); err != nil || errOut.Len() > 0 {
+		t.Errorf("second token of a data dir: %v, stderr %q; want no error and nothing said", err, errOut.String())
+	}
 
 	secret, err := auth.LoadOrCreateSecret(filepath.Join(dir, app.SecretFile))
 	if err != nil {
@@ -363,6 +373,7 @@ func TestRunErrors(t *testing.T) {
 		{"token without user", []string{"token", "--data-dir", t.TempDir()}, "--user"},
 		{"token with a bad user", []string{"token", "--user", "a b", "--data-dir", t.TempDir()}, "subject"},
 		{"token with an unknown flag", []string{"token", "--user", "bob", "--admin"}, "admin"},
+		{"token for a data dir that is not there", []string{"token", "--user", "bob", "--data-dir", filepath.Join(t.TempDir(), "data")}, "there is no data dir"},
 		{"serve with a bad flag", []string{"serve", "--chunk-size", "1MiB"}, "chunk size"},
 	}
 	for _, c := range cases {
@@ -378,6 +389,17 @@ func TestRunErrors(t *testing.T) {
 		if out.Len() > 0 {
 			t.Errorf("%s: printed %q to stdout on failure", c.name, out.String())
 		}
+	}
+	// The token refused for a missing data dir made nothing there; with
+	// SPOOL_JWT_SECRET it needs no data dir at all.
+	missing := filepath.Join(t.TempDir(), "data")
+	_ = run(context.Background(), []string{"token", "--user", "bob", "--data-dir", missing}, env(), io.Discard, io.Discard)
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a token refused for a missing data dir: stat %s = %v, want it still missing", missing, err)
+	}
+	var tok bytes.Buffer
+	if err := run(context.Background(), []string{"token", "--user", "bob", "--data-dir", missing}, env("SPOOL_JWT_SECRET", goodSecret), &tok, io.Discard); err != nil || tok.Len() == 0 {
+		t.Errorf("a token signed with SPOOL_JWT_SECRET, no data dir: %v, %q; want a token", err, tok.String())
 	}
 	// help is not an error and prints the commands.
 	var out bytes.Buffer
