@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -226,7 +227,11 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	if origins != "" {
 		for o := range strings.SplitSeq(origins, ",") {
 			if o = strings.TrimSpace(o); o != "" {
-				cfg.AllowedOrigins = append(cfg.AllowedOrigins, strings.TrimRight(o, "/"))
+				origin, err := allowedOrigin(o)
+				if err != nil {
+					return cfg, proc, err
+				}
+				cfg.AllowedOrigins = append(cfg.AllowedOrigins, origin)
 			}
 		}
 	}
@@ -298,6 +303,31 @@ func gcsSigning(cfg *app.Config, keyFile, signer string, getenv func(string) str
 // checkServeConfig rejects settings spool cannot run with, naming them.
 // upload.Config reads zero as "the default", so an explicit zero on the
 // command line is refused here rather than silently replaced.
+// allowedOrigin checks one --allowed-origins entry and spells it as a
+// browser sends its Origin header, which spool compares it with as is:
+// scheme://host[:port] in lowercase, without the scheme's default port or
+// a trailing slash. An entry that is not an origin ("app.example.com", a
+// page's URL) would otherwise never match, and the browser's only hint
+// would be a CORS failure.
+func allowedOrigin(s string) (string, error) {
+	if s == "*" {
+		return s, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		strings.TrimRight(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(u.Host, ":") {
+		return "", fmt.Errorf("--allowed-origins: %q is not an origin: write scheme://host[:port], as a browser sends it (e.g. https://app.example.com), or *", s)
+	}
+	host := strings.ToLower(u.Host)
+	if p := u.Port(); (u.Scheme == "https" && p == "443") || (u.Scheme == "http" && p == "80") {
+		host = strings.ToLower(u.Hostname())
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]" // an IPv6 address
+		}
+	}
+	return u.Scheme + "://" + host, nil
+}
+
 func checkServeConfig(cfg app.Config) error {
 	up := cfg.Upload
 	for _, c := range []struct {

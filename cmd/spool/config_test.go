@@ -48,7 +48,7 @@ func TestServeConfigFlagsWinOverEnv(t *testing.T) {
 		"SPOOL_ADDR", "0.0.0.0:9000",
 		"SPOOL_QUOTA", "2GiB",
 		"SPOOL_SESSION_TTL", "2h",
-		"SPOOL_ALLOWED_ORIGINS", "http://a.example/, http://b.example,,",
+		"SPOOL_ALLOWED_ORIGINS", "http://a.example/, http://b.example,, HTTPS://App.Example:443, http://[::1]:80, http://localhost:5173",
 		"SPOOL_PUBLIC_URL", "https://env.example/",
 		"SPOOL_JWT_SECRET", "  "+goodSecret+"\n",
 		"SPOOL_GC_HEADROOM", "32MiB",
@@ -67,7 +67,8 @@ func TestServeConfigFlagsWinOverEnv(t *testing.T) {
 		{"public URL (flag over env, no trailing slash)", cfg.PublicURL, "https://flag.example"},
 		{"quota (env)", cfg.Upload.DefaultQuota, 2 * upload.GiB},
 		{"session TTL (env)", cfg.Upload.SessionTTL, 2 * time.Hour},
-		{"allowed origins (env, trimmed)", strings.Join(cfg.AllowedOrigins, " "), "http://a.example http://b.example"},
+		{"allowed origins (env, trimmed, spelled as browsers send them)", strings.Join(cfg.AllowedOrigins, " "),
+			"http://a.example http://b.example https://app.example http://[::1] http://localhost:5173"},
 		{"JWT secret (env, trimmed)", string(cfg.JWTSecret), goodSecret},
 		{"log level (flag)", proc.Log.Level.String(), "DEBUG"},
 		{"log format (default)", proc.Log.Format, logText},
@@ -184,6 +185,13 @@ func TestServeConfigErrors(t *testing.T) {
 		{"GOGC not a number", nil, env("GOGC", "lots"), "gogc"},
 		{"GOGC a fraction", nil, env("GOGC", "1.5"), "gogc"},
 		{"GOGC past an int32", nil, env("GOGC", "99999999999"), "gogc"},
+		{"allowed origin without a scheme", []string{"--allowed-origins", "app.example.com"}, env(), "allowed origins"},
+		{"allowed origin a page's URL", nil, env("SPOOL_ALLOWED_ORIGINS", "https://app.example.com/upload"), "allowed origins"},
+		{"allowed origin of another scheme", []string{"--allowed-origins", "https://a.example, ftp://b.example"}, env(), "ftp://b.example"},
+		{"allowed origin with a user", []string{"--allowed-origins", "https://me@app.example.com"}, env(), "allowed origins"},
+		{"allowed origin with a query", []string{"--allowed-origins", "https://app.example.com?x=1"}, env(), "allowed origins"},
+		{"allowed origin with an empty port", []string{"--allowed-origins", "https://app.example.com:"}, env(), "allowed origins"},
+		{"allowed origin with a bad port", []string{"--allowed-origins", "https://app.example.com:https"}, env(), "allowed origins"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
