@@ -378,8 +378,14 @@ func checkServeConfig(cfg app.Config) error {
 	if cfg.SweepInterval < time.Second {
 		return fmt.Errorf("sweep interval must be at least 1s, got %v", cfg.SweepInterval)
 	}
-	if cfg.PublicURL != "" && !strings.HasPrefix(cfg.PublicURL, "http://") && !strings.HasPrefix(cfg.PublicURL, "https://") {
-		return fmt.Errorf("public URL must start with http:// or https://, got %q", cfg.PublicURL)
+	if cfg.PublicURL != "" {
+		// Every URL spool hands out is this one with a path appended: a
+		// query or a fragment would end up in the middle of them.
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(u.Host, ":") {
+			return fmt.Errorf("public URL must be http:// or https://, a host and at most a path, got %q", cfg.PublicURL)
+		}
 	}
 	if cfg.DataDir == "" {
 		return errors.New("data dir must not be empty")
