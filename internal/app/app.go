@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gofrs/flock"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
@@ -295,7 +296,10 @@ type Main struct {
 	metrics    *metrics.Metrics
 	metricsSrv *http.Server // nil unless cfg.MetricsAddr
 	metricsLn  net.Listener
-	ready      atomic.Bool
+	// dirLock is held while the server runs on the embedded database
+	// (lockDataDir); nil otherwise.
+	dirLock *flock.Flock
+	ready   atomic.Bool
 	// draining is set when Close begins (see Config.DrainGrace).
 	draining atomic.Bool
 	// websockets are the open GraphQL websockets, closed with 1001 by
@@ -328,6 +332,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)
+	}
+	if m.dirLock, err = lockDataDir(cfg); err != nil {
+		return err
 	}
 	secret, err := cfg.Secret()
 	if err != nil {
@@ -745,6 +752,12 @@ func (m *Main) closeEngines() {
 	}
 	if m.ln != nil && m.srv == nil {
 		_ = m.ln.Close()
+	}
+	if m.dirLock != nil {
+		// Last: the next server on the data dir may start once the
+		// database is closed.
+		_ = m.dirLock.Unlock()
+		m.dirLock = nil
 	}
 }
 
