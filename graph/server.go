@@ -148,13 +148,12 @@ func NewServer(o ServerOptions) http.Handler {
 // with code 1000, which graphql-ws clients retry at once, forever. The
 // connection is accepted unauthenticated instead, and every operation on
 // it answers UNAUTHENTICATED (saying why a token sent was refused), which
-// clients do not retry. A token that
-// could not be checked (the database is down) is the server's failure,
-// returned as the error: the transport closes the socket with 1013 (try
-// again later), which graphql-ws clients retry with back-off, and the
-// retry authenticates once the database is back. The context it returns
-// is every operation's on the connection, so it also carries the
-// connection's subscription budget.
+// clients do not retry. A token that could not be checked (the database
+// is down) is the server's failure, returned as the error: the transport
+// closes the socket with 1013 (try again later), which graphql-ws clients
+// retry with back-off, and the retry authenticates once the database is
+// back. The context it returns is every operation's on the connection,
+// so it also carries the connection's subscription budget.
 func websocketAuth(authn Authenticator, uploads *upload.Service, maxSubscriptions int, m *metrics.Metrics) transport.WebsocketInitFunc {
 	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		ctx = withSubscriptionSlots(ctx, maxSubscriptions, m)

@@ -300,9 +300,6 @@ func gcsSigning(cfg *app.Config, keyFile, signer string, getenv func(string) str
 	return nil
 }
 
-// checkServeConfig rejects settings spool cannot run with, naming them.
-// upload.Config reads zero as "the default", so an explicit zero on the
-// command line is refused here rather than silently replaced.
 // allowedOrigin checks one --allowed-origins entry and spells it as a
 // browser sends its Origin header, which spool compares it with as is:
 // scheme://host[:port] in lowercase, without the scheme's default port or
@@ -328,6 +325,9 @@ func allowedOrigin(s string) (string, error) {
 	return u.Scheme + "://" + host, nil
 }
 
+// checkServeConfig rejects settings spool cannot run with, naming them.
+// upload.Config reads zero as "the default", so an explicit zero on the
+// command line is refused here rather than silently replaced.
 func checkServeConfig(cfg app.Config) error {
 	up := cfg.Upload
 	for _, c := range []struct {
