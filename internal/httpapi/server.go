@@ -223,9 +223,9 @@ type handlers struct {
 // withCaller puts the bearer token's user into the request context. A
 // missing or bad token leaves the request anonymous: every GraphQL field
 // then answers UNAUTHENTICATED, as over websockets, saying why a token
-// sent was refused. It also passes on the
-// request's browser origin, if allowed, for the storage sessions opened
-// for that page (direct uploads).
+// sent was refused. It also passes on the request's browser origin, if
+// allowed, for the storage sessions opened for that page (direct
+// uploads).
 func (h *handlers) withCaller(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if header := r.Header.Get("Authorization"); header != "" {

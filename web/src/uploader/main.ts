@@ -104,6 +104,8 @@ function tokenRefusal(e: ServiceError): string {
   return m ? m[1]!.replace(/[.\s]+$/, "") : "";
 }
 
+// noLongerAccepted is the notice of a signed-in session whose token
+// spool stopped taking.
 function noLongerAccepted(e: ServiceError): string {
   const why = tokenRefusal(e);
   return `spool no longer accepts your token${why ? `: ${why}` : ""}. Sign in again.`;
