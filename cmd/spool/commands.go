@@ -127,10 +127,6 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if fresh {
-		fmt.Fprintf(stderr, "spool: made a new secret in %s: a server started on %s accepts this token\n",
-			filepath.Join(cfg.DataDir, app.SecretFile), cfg.DataDir)
-	}
 	issuer, err := auth.NewIssuer(secret)
 	if err != nil {
 		return err
@@ -138,6 +134,10 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	tok, err := issuer.Issue(*user, *ttl)
 	if err != nil {
 		return err
+	}
+	if fresh {
+		fmt.Fprintf(stderr, "spool: made a new secret in %s: a server started on %s accepts this token\n",
+			filepath.Join(cfg.DataDir, app.SecretFile), cfg.DataDir)
 	}
 	_, err = fmt.Fprintln(stdout, tok)
 	return err

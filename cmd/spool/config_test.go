@@ -387,6 +387,7 @@ func TestRunErrors(t *testing.T) {
 		{"token without user", []string{"token", "--data-dir", t.TempDir()}, "--user"},
 		{"token with a bad user", []string{"token", "--user", "a b", "--data-dir", t.TempDir()}, "subject"},
 		{"token with an unknown flag", []string{"token", "--user", "bob", "--admin"}, "admin"},
+		{"token with a lifetime under a second", []string{"token", "--user", "bob", "--data-dir", t.TempDir(), "--ttl", "500ms"}, "at least 1s"},
 		{"token for a data dir that is not there", []string{"token", "--user", "bob", "--data-dir", filepath.Join(t.TempDir(), "data")}, "there is no data dir"},
 		{"serve with a bad flag", []string{"serve", "--chunk-size", "1MiB"}, "chunk size"},
 	}

@@ -50,13 +50,15 @@ func NewIssuer(secret []byte) (*Issuer, error) {
 }
 
 // Issue returns a token for subject that expires after ttl. It returns an
-// error if subject is not valid (see ValidSubject) or ttl is not positive.
+// error if subject is not valid (see ValidSubject) or ttl is under a
+// second: a token's times are whole seconds, so a shorter one would be
+// expired when issued.
 func (i *Issuer) Issue(subject string, ttl time.Duration) (string, error) {
 	if !ValidSubject(subject) {
 		return "", fmt.Errorf("auth: invalid subject %.40q: want 1 to 128 of A-Z a-z 0-9 . _ @ -", subject)
 	}
-	if ttl <= 0 {
-		return "", fmt.Errorf("auth: token lifetime %v must be positive", ttl)
+	if ttl < time.Second {
+		return "", fmt.Errorf("auth: token lifetime %v must be at least 1s", ttl)
 	}
 	now := i.now()
 	claims := jwt.RegisteredClaims{

@@ -81,6 +81,7 @@ func TestIssueRejects(t *testing.T) {
 		{"subject too long", strings.Repeat("a", 129), time.Hour},
 		{"zero ttl", "alice", 0},
 		{"negative ttl", "alice", -time.Second},
+		{"ttl under a second", "alice", time.Second - time.Nanosecond},
 	}
 	for _, tt := range tests {
 		if token, err := iss.Issue(tt.subject, tt.ttl); err == nil {
