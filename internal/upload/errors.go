@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/spoolhq/spool/internal/database"
@@ -204,13 +205,15 @@ func Unavailable(cause error) *Error {
 
 // storageError is STORAGE_UNAVAILABLE with the engine's error as its
 // cause: op says what spool was doing, for the log; clients are only told
-// to retry.
+// to retry, and when the disk is full, that it is: "unavailable; try
+// again shortly" would send them back at once to a disk that stays full
+// until someone frees space, and tell no one why.
 func storageError(op string, err error) *Error {
-	return &Error{
-		Code:    CodeStorageUnavailable,
-		Message: "storage is unavailable; try again shortly",
-		Err:     fmt.Errorf("%s: %w", op, err),
+	msg := "storage is unavailable; try again shortly"
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		msg = "storage is full: the server has no space left for these bytes; try again once space is freed"
 	}
+	return &Error{Code: CodeStorageUnavailable, Message: msg, Err: fmt.Errorf("%s: %w", op, err)}
 }
 
 // errNotFound is what every lookup returns for a missing id and for an id

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -27,6 +28,25 @@ func TestStorageErrorKeepsItsCause(t *testing.T) {
 	}
 	if text := err.Error(); !strings.Contains(text, "assembling upload") || !strings.Contains(text, "bucket spool-test") {
 		t.Errorf("Error() = %q, want what was done and the cause, for the log", text)
+	}
+}
+
+// A full disk is said to be full, whatever the operation: a client told
+// only to retry shortly cannot tell its user why nothing moves.
+func TestStorageErrorOfAFullDisk(t *testing.T) {
+	t.Parallel()
+	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
+		cause := &fs.PathError{Op: "write", Path: "/data/files/staging/x", Err: errno}
+		err := fmt.Errorf("receiving: %w", storageError("writing chunk", cause))
+		if got := ErrorCode(err); got != CodeStorageUnavailable {
+			t.Errorf("%v: ErrorCode = %s, want STORAGE_UNAVAILABLE", errno, got)
+		}
+		if msg := ErrorMessage(err); !strings.Contains(msg, "storage is full") || strings.Contains(msg, "/data") {
+			t.Errorf("%v: ErrorMessage = %q, want it to say storage is full, without the path", errno, msg)
+		}
+	}
+	if msg := ErrorMessage(storageError("writing chunk", fs.ErrPermission)); strings.Contains(msg, "full") {
+		t.Errorf("another storage failure: ErrorMessage = %q, want no word of a full disk", msg)
 	}
 }
 
