@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -89,7 +90,7 @@ func (p *Processor) stream(ctx context.Context, path string, args []string, cons
 		if !errors.As(waitErr, &exit) {
 			return fmt.Errorf("media: %s: %w", name, waitErr)
 		}
-		return &toolError{tool: name, err: waitErr, stderr: lastBytes(strings.TrimSpace(stderr.String()), maxStderr)}
+		return &toolError{tool: name, err: waitErr, stderr: lastBytes(toolWords(stderr.String(), args), maxStderr)}
 	}
 	return nil
 }
@@ -104,6 +105,34 @@ func (p *Processor) cutShort(ctx, runCtx context.Context, name string) error {
 		return fmt.Errorf("media: %s ran longer than the %v limit", name, p.timeout)
 	}
 	return nil
+}
+
+// logContext is the prefix FFmpeg's libraries put on their log lines,
+// the component and its address: "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x5603…] ".
+var logContext = regexp.MustCompile(`\[[^\]\n]* @ 0x[0-9a-fA-F]+\] ?`)
+
+// toolWords is a tool's stderr as an error quotes it: on one line, without
+// FFmpeg's log prefixes, and with every file path the tool was given
+// replaced by "file". A bad file's error is its media's processingError,
+// which its uploader reads: the tool's words say what is wrong with the
+// file, but the paths are the server's (its data dir or scratch dir, the
+// owner's and the upload's ids).
+func toolWords(stderr string, args []string) string {
+	s := logContext.ReplaceAllString(stderr, "")
+	for _, arg := range args {
+		// A path, absolute or relative to a relative data dir: no option
+		// or value spool passes has a slash.
+		if !strings.HasPrefix(arg, "-") && strings.ContainsAny(arg, "/"+string(filepath.Separator)) {
+			s = strings.ReplaceAll(s, arg, "file")
+		}
+	}
+	var lines []string
+	for line := range strings.Lines(s) {
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "; ")
 }
 
 // lastBytes keeps the end of s, where a tool's final error is.

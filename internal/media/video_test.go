@@ -187,6 +187,23 @@ func TestUnreadableVideoIsABadFile(t *testing.T) {
 		t.Errorf("result %+v for garbage", res)
 	}
 	wantBadFile(t, err, "the file could not be read as audio or video")
+	// The uploader reads it: ffprobe's words, without the server's paths
+	// or FFmpeg's log prefixes, on one line.
+	if msg := err.Error(); strings.ContainsAny(msg, "/\n") || strings.Contains(msg, " @ 0x") || !strings.Contains(msg, "file: ") {
+		t.Errorf("error %q, want ffprobe's words with its input named \"file\", no path, prefix or line break", msg)
+	}
+}
+
+func TestToolWords(t *testing.T) {
+	t.Parallel()
+	stderr := "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x560375c4e1c0] moov atom not found\n" +
+		"data/files/objects/usr_1/upl_2: Invalid data found when processing input\n\n" +
+		"[out#0/png @ 0x55d0] Error opening output /tmp/work/poster-frame.png\n"
+	args := []string{"-v", "error", "-i", "data/files/objects/usr_1/upl_2", "-map", "0:v:0", "-y", "/tmp/work/poster-frame.png"}
+	want := "moov atom not found; file: Invalid data found when processing input; Error opening output file"
+	if got := toolWords(stderr, args); got != want {
+		t.Errorf("toolWords = %q, want %q", got, want)
+	}
 }
 
 func TestWithoutFFmpegAndFFprobe(t *testing.T) {
