@@ -159,6 +159,39 @@ func TestDeduplicatedUploadSendsNothing(t *testing.T) {
 	}
 }
 
+// A look-up in the library that fails for another reason than an older
+// server's (here RATE_LIMITED, or UNAUTHENTICATED) stops the upload before
+// initBatch: going on would add the copy the look-up is there to prevent.
+func TestLibraryLookupFailureStopsTheUpload(t *testing.T) {
+	t.Parallel()
+	p, _ := apptest.WriteFile(t, t.TempDir(), "p.png", apptest.PNG, 1000, 23)
+	for _, code := range []string{"RATE_LIMITED", "UNAUTHENTICATED"} {
+		var mu sync.Mutex
+		var planned bool
+		stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if strings.Contains(string(body), "initBatch(") {
+				mu.Lock()
+				planned = true
+				mu.Unlock()
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"errors":[{"message":"no","extensions":{"code":"`+code+`"}}],"data":null}`)
+		}))
+		c := &client.Client{Server: stub.URL, Token: "t"}
+		_, err := c.UploadFiles(context.Background(), []*client.File{openFile(t, p)}, client.UploadOptions{})
+		stub.Close()
+		if gqlErr, ok := errors.AsType[*client.GraphQLError](err); !ok || gqlErr.Code != code {
+			t.Errorf("look-up answered %s: UploadFiles error %v, want that GraphQL error", code, err)
+		}
+		mu.Lock()
+		if planned {
+			t.Errorf("look-up answered %s: initBatch was called", code)
+		}
+		mu.Unlock()
+	}
+}
+
 // finishOrder records, per file, whether Started came before Finished.
 type finishOrder struct {
 	mu       sync.Mutex

@@ -174,9 +174,11 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 // one through the index led by the hash, but plans a list of three or
 // more, on a table it has no statistics of yet, as a walk of the
 // caller's whole library (TestLibraryLookupReadsItsIndex). Next to
-// hashing the file, a request costs little. A server that refuses the
-// query (one without the contentHash filter) leaves every file to
-// initBatch, as before.
+// hashing the file, a request costs little. A server that finds the
+// query invalid (one without the contentHash filter) leaves every file to
+// initBatch, as before; any other failure (UNAUTHENTICATED, RATE_LIMITED,
+// the server unreachable) stops the upload, as initBatch's would: going on
+// without the look-up would add the copies it is there to prevent.
 func (c *Client) findInLibrary(ctx context.Context, inputs []FileInput) (map[int]MediaFile, error) {
 	type sameFile struct {
 		sha256, name, mimeType string
@@ -201,7 +203,7 @@ func (c *Client) findInLibrary(ctx context.Context, inputs []FileInput) (map[int
 		q := MediaQuery{First: 100, ContentHash: sum, Statuses: []string{"READY", "PROCESSING"}}
 		for {
 			page, err := c.UserMedia(ctx, q)
-			if _, refused := errors.AsType[*GraphQLError](err); refused {
+			if refused, ok := errors.AsType[*GraphQLError](err); ok && refused.Code == "GRAPHQL_VALIDATION_FAILED" {
 				return map[int]MediaFile{}, nil
 			}
 			if err != nil {
