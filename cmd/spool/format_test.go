@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"math"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,5 +71,43 @@ func TestFormatLength(t *testing.T) {
 	}
 	if got := formatLength(nil); got != "-" {
 		t.Errorf("formatLength(nil) = %q, want -", got)
+	}
+}
+
+// A retry line says which file, when and why, once per file and reason:
+// four parallel chunks refused alike print one line, not four.
+func TestLineViewSaysWhatIsRetried(t *testing.T) {
+	var out strings.Builder
+	v := &lineView{out: &out, names: []string{"a.mp4", "b.mp4"}}
+	refused := &client.NoAnswerError{Server: "http://127.0.0.1:8080", Err: syscall.ECONNREFUSED}
+	busy := &client.HTTPError{Status: 503, Code: "STORAGE_UNAVAILABLE", Message: "storage is unavailable"}
+	for range 4 {
+		v.Retrying(0, refused, 1100*time.Millisecond)
+	}
+	v.Retrying(1, refused, 740*time.Millisecond)
+	v.Retrying(0, busy, 2*time.Second)
+	want := "a.mp4: trying again in 1.1s: no answer from http://127.0.0.1:8080: connection refused\n" +
+		"b.mp4: trying again in 700ms: no answer from http://127.0.0.1:8080: connection refused\n" +
+		"a.mp4: trying again in 2s: HTTP 503: storage is unavailable (STORAGE_UNAVAILABLE)\n"
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+// Beside a bar, a retry's reason is a few words.
+func TestBriefly(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&client.NoAnswerError{Server: "http://x:8080", Err: syscall.ECONNREFUSED}, "connection refused"},
+		{&client.HTTPError{Status: 503, Code: "STORAGE_UNAVAILABLE", Message: "storage is unavailable"}, "STORAGE_UNAVAILABLE"},
+		{&client.HTTPError{Status: 502, Message: "<html>bad gateway"}, "HTTP 502"},
+		{&client.GraphQLError{Code: "RATE_LIMITED", Message: "slow down"}, "RATE_LIMITED"},
+		{fmt.Errorf("chunk 2: %w", &client.GraphQLError{Code: "UNAVAILABLE", Message: "database"}), "UNAVAILABLE"},
+	} {
+		if got := briefly(c.err); got != c.want {
+			t.Errorf("briefly(%v) = %q, want %q", c.err, got, c.want)
+		}
 	}
 }

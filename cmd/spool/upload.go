@@ -194,6 +194,7 @@ func newProgressView(stderr io.Writer, files []*client.File) progressView {
 		bars:     make([]*mpb.Bar, len(files)),
 		hashed:   make([]int64, len(files)),
 		finished: make([]bool, len(files)),
+		retrying: make([]bool, len(files)),
 		pending:  make([]int64, len(files)),
 		shownAt:  make([]time.Time, len(files)),
 	}
@@ -224,11 +225,31 @@ func plannedMedia(up client.Upload) string {
 	return up.Media.ID
 }
 
-// lineView writes a line when a file starts and when it ends.
+// briefly names why a request is being tried again in a few words, to
+// fit beside a bar: the cause of no answer, else the server's code.
+func briefly(err error) string {
+	if e, ok := errors.AsType[*client.NoAnswerError](err); ok {
+		return strings.TrimPrefix(e.Error(), "no answer from "+e.Server+": ")
+	}
+	if e, ok := errors.AsType[*client.GraphQLError](err); ok && e.Code != "" {
+		return e.Code
+	}
+	if e, ok := errors.AsType[*client.HTTPError](err); ok {
+		if e.Code != "" {
+			return e.Code
+		}
+		return fmt.Sprintf("HTTP %d", e.Status)
+	}
+	return err.Error()
+}
+
+// lineView writes a line when a file starts and when it ends, and when
+// one of its requests is tried again for a reason not said before.
 type lineView struct {
 	mu    sync.Mutex
 	out   io.Writer
 	names []string
+	said  map[string]bool // "file index\x00reason" of each retry line written
 }
 
 func (v *lineView) Hashed(int, int64) {}
@@ -250,6 +271,20 @@ func (v *lineView) Started(i int, up client.Upload) {
 }
 
 func (v *lineView) Sent(int, int64) {}
+
+func (v *lineView) Retrying(i int, err error, wait time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	key := fmt.Sprintf("%d\x00%v", i, err)
+	if v.said[key] {
+		return // parallel chunks failing alike say it once
+	}
+	if v.said == nil {
+		v.said = map[string]bool{}
+	}
+	v.said[key] = true
+	fmt.Fprintf(v.out, "%s: trying again in %s: %v\n", v.names[i], wait.Round(100*time.Millisecond), err)
+}
 
 func (v *lineView) Finished(i int, r client.Result) {
 	v.mu.Lock()
@@ -302,6 +337,7 @@ type barView struct {
 	bars     []*mpb.Bar  // made by the file's first event
 	hashed   []int64     // bytes read to hash, per file
 	finished []bool      // per file: Finished was called
+	retrying []bool      // per file: its phase says it is retrying
 	pending  []int64     // bytes sent but not shown yet, per file
 	shownAt  []time.Time // when each bar last moved
 }
@@ -349,8 +385,21 @@ func (v *barView) Started(i int, up client.Upload) {
 	bar.SetCurrent(up.Progress.UploadedBytes)
 }
 
+// Retrying says so in the file's phase until its bytes move again: while
+// a server restarts, its bars would otherwise stand still without a word.
+func (v *barView) Retrying(i int, err error, _ time.Duration) {
+	v.mu.Lock()
+	v.retrying[i] = true
+	v.mu.Unlock()
+	v.phases[i].set("retrying (" + briefly(err) + ")")
+}
+
 func (v *barView) Sent(i int, n int64) {
 	v.mu.Lock()
+	if n > 0 && v.retrying[i] {
+		v.retrying[i] = false
+		v.phases[i].set("")
+	}
 	v.pending[i] += n
 	now := time.Now()
 	elapsed := now.Sub(v.shownAt[i])
@@ -380,8 +429,11 @@ func (v *barView) Finished(i int, r client.Result) {
 		bar.Abort(false)
 		return
 	}
-	if r.InLibrary {
+	switch {
+	case r.InLibrary:
 		v.phases[i].set(alreadyUploaded(r.Media.ID))
+	case !r.Upload.Deduplicated:
+		v.phases[i].set("") // a retried complete's "retrying"
 	}
 	if !r.AlreadyUploaded() {
 		// A file sent within one redraw period still gets its speed.

@@ -12,8 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -65,6 +68,57 @@ func (e *HTTPError) Error() string {
 	return msg
 }
 
+// NoAnswerError is a request that got no answer: the server could not be
+// reached, or the connection broke before it answered. Its words name the
+// server and the cause, and not the request's URL: a chunk URL's query is
+// its signature, a credential until it expires, and does not belong in
+// a terminal's scrollback or a bug report.
+type NoAnswerError struct {
+	// Server is the scheme and host asked ("http://127.0.0.1:8080"; for a
+	// direct upload, the storage service's).
+	Server string
+	// Err is the transport's error.
+	Err error
+}
+
+func (e *NoAnswerError) Error() string {
+	return "no answer from " + e.Server + ": " + noAnswerReason(e.Err)
+}
+
+func (e *NoAnswerError) Unwrap() error { return e.Err }
+
+// noAnswer wraps the transport's error for a request that got no answer;
+// a request cut short by its own context returns the context's error, as
+// the caller stopping is not the server failing.
+func noAnswer(req *http.Request, err error) error {
+	if ctxErr := req.Context().Err(); ctxErr != nil {
+		return ctxErr
+	}
+	return &NoAnswerError{Server: req.URL.Scheme + "://" + req.URL.Host, Err: err}
+}
+
+// noAnswerReason says why a request got no answer in a few words, for the
+// causes people meet; any other keeps the transport's words, less the URL
+// that *url.Error would repeat.
+func noAnswerReason(err error) string {
+	var dns *net.DNSError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return "no such host"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timed out"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection closed before the answer"
+	}
+	if u, ok := errors.AsType[*url.Error](err); ok {
+		return u.Err.Error()
+	}
+	return err.Error()
+}
+
 // maxAnswer bounds how much of an answer is read: a page of media is far
 // smaller, and a misconfigured --server could point at anything.
 const maxAnswer = 16 << 20
@@ -79,8 +133,8 @@ func (c *Client) httpClient() *http.Client {
 // Do runs one GraphQL operation and decodes its data into out; the typed
 // methods below are built on it, and it serves any other operation. It returns
 // a *GraphQLError when the server answered with errors, an *HTTPError when
-// it answered something else than GraphQL, and the transport's error when
-// it could not be reached.
+// it answered something else than GraphQL, and a *NoAnswerError when it
+// could not be reached.
 func (c *Client) Do(ctx context.Context, query string, vars map[string]any, out any) error {
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	if err != nil {
@@ -97,12 +151,12 @@ func (c *Client) Do(ctx context.Context, query string, vars map[string]any, out 
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return err
+		return noAnswer(req, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return fmt.Errorf("reading the answer from %s: %w", c.Server, err)
+		return noAnswer(req, err)
 	}
 	var answer struct {
 		Data   json.RawMessage `json:"data"`
@@ -302,7 +356,7 @@ func (c *Client) Complete(ctx context.Context, uploadID string) (MediaFile, erro
 // PutChunk sends one chunk's bytes (exactly u.Size of them) as u says. It
 // returns an *HTTPError when the server refuses them: 403 for an expired
 // or bad signature, 4xx for a chunk that is wrong, 5xx when trying again
-// may help.
+// may help; a *NoAnswerError when it could not be reached.
 func (c *Client) PutChunk(ctx context.Context, u ChunkURL, body io.Reader) error {
 	method := u.Method
 	if method == "" {
@@ -321,14 +375,17 @@ func (c *Client) PutChunk(ctx context.Context, u ChunkURL, body io.Reader) error
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return err
+		return noAnswer(req, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if resp.StatusCode/100 != 2 {
 		return httpError(resp.StatusCode, raw)
 	}
-	return err
+	if err != nil {
+		return noAnswer(req, err)
+	}
+	return nil
 }
 
 // MediaQuery selects a page of the caller's media.

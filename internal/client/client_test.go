@@ -237,6 +237,8 @@ func (o *sentBytes) Sent(_ int, n int64) {
 
 func (o *sentBytes) Finished(int, client.Result) {}
 
+func (o *sentBytes) Retrying(int, error, time.Duration) {}
+
 func (o *sentBytes) Hashed(int, int64) {}
 
 func TestFailedChunksAreRetried(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/app/apptest"
@@ -199,8 +200,9 @@ type finishOrder struct {
 	finished map[int]client.Result
 }
 
-func (o *finishOrder) Hashed(int, int64) {}
-func (o *finishOrder) Sent(int, int64)   {}
+func (o *finishOrder) Hashed(int, int64)                  {}
+func (o *finishOrder) Sent(int, int64)                    {}
+func (o *finishOrder) Retrying(int, error, time.Duration) {}
 func (o *finishOrder) Started(i int, _ client.Upload) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

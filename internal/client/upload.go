@@ -45,6 +45,10 @@ type Observer interface {
 	// Sent reports n more bytes of the file sent. n is negative when an
 	// attempt failed: its bytes will be sent again.
 	Sent(file int, n int64)
+	// Retrying reports that one of the file's requests failed with err
+	// and will be tried again after wait (see withRetry): while the
+	// server restarts, or the network is down, this is all that happens.
+	Retrying(file int, err error, wait time.Duration)
 	// Finished is called once per started file, and once per file found
 	// in the caller's library (Result.InLibrary), which is never started.
 	Finished(file int, r Result)
@@ -77,6 +81,9 @@ type UploadOptions struct {
 	Parallel int
 	// Observer hears about each file; nil means nobody.
 	Observer Observer
+	// retryWait, when set, replaces the exponential backoff between tries
+	// with this constant wait (tests, through QuickRetries).
+	retryWait time.Duration
 }
 
 // UploadFiles uploads the files as one batch. Each file's SHA-256 is
@@ -105,7 +112,7 @@ func (c *Client) UploadFiles(ctx context.Context, files []*File, opts UploadOpti
 	if parallel < 1 {
 		parallel = DefaultParallel
 	}
-	b := &batchUpload{client: c, files: files, observer: opts.Observer, slots: make(chan struct{}, parallel)}
+	b := &batchUpload{client: c, files: files, observer: opts.Observer, retryWait: opts.retryWait, slots: make(chan struct{}, parallel)}
 	if b.observer == nil {
 		b.observer = nobody{}
 	}
@@ -261,6 +268,8 @@ type batchUpload struct {
 	client   *Client
 	files    []*File
 	observer Observer
+	// retryWait is UploadOptions.retryWait.
+	retryWait time.Duration
 	// slots holds a token per chunk in flight, across all files.
 	slots chan struct{}
 }
@@ -272,7 +281,7 @@ func (b *batchUpload) sendFile(ctx context.Context, file int, up Upload) (MediaF
 	if up.Status == "COMPLETED" && up.Media != nil {
 		return *up.Media, nil
 	}
-	urls, err := b.chunksToSend(ctx, up)
+	urls, err := b.chunksToSend(ctx, file, up)
 	if err != nil {
 		return MediaFile{}, err
 	}
@@ -296,7 +305,7 @@ func (b *batchUpload) sendFile(ctx context.Context, file int, up Upload) (MediaF
 	if err := ctx.Err(); err != nil {
 		return MediaFile{}, err
 	}
-	return withRetry(ctx, func() (MediaFile, error) { return b.client.Complete(ctx, up.ID) })
+	return retryFile(ctx, b, file, func() (MediaFile, error) { return b.client.Complete(ctx, up.ID) })
 }
 
 // acquire waits for a free slot; it returns false, holding none, when ctx
@@ -316,11 +325,11 @@ func (b *batchUpload) acquire(ctx context.Context) bool {
 
 // chunksToSend lists a URL for every chunk the server lacks. initBatch
 // lists at most the server's cap of them; Retry lists them all.
-func (b *batchUpload) chunksToSend(ctx context.Context, up Upload) ([]ChunkURL, error) {
+func (b *batchUpload) chunksToSend(ctx context.Context, file int, up Upload) ([]ChunkURL, error) {
 	if len(up.ChunkURLs) >= up.TotalChunks-up.Progress.UploadedChunks {
 		return up.ChunkURLs, nil
 	}
-	return withRetry(ctx, func() ([]ChunkURL, error) { return b.client.Retry(ctx, up.ID) })
+	return retryFile(ctx, b, file, func() ([]ChunkURL, error) { return b.client.Retry(ctx, up.ID) })
 }
 
 // sendChunk PUTs one chunk until the server has it, signing its URL anew
@@ -335,7 +344,7 @@ func (b *batchUpload) sendChunk(ctx context.Context, file int, up Upload, u Chun
 	chunkStart := int64(u.ChunkIndex) * up.ChunkSize
 	counted := int64(0) // bytes of the chunk the store kept before, reported as sent
 	resume := false
-	_, err := withRetry(ctx, func() (struct{}, error) {
+	_, err := retryFile(ctx, b, file, func() (struct{}, error) {
 		switch {
 		case resume:
 			next, stored, err := b.resumePoint(ctx, up.ID, u.ChunkIndex)
@@ -394,14 +403,49 @@ func (b *batchUpload) resumePoint(ctx context.Context, uploadID string, index in
 	return ChunkURL{}, true, nil
 }
 
-// withRetry runs op until it succeeds, fails for good (see retryable),
-// has been tried maxTries times or ctx ends.
-func withRetry[T any](ctx context.Context, op func() (T, error)) (T, error) {
-	return backoff.Retry(ctx, func() (T, error) {
-		v, err := op()
-		return v, retryable(err)
-	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxTries(maxTries))
+// retryFile runs op for file with withRetry, telling the observer of each
+// failed try that is tried again.
+func retryFile[T any](ctx context.Context, b *batchUpload, file int, op func() (T, error)) (T, error) {
+	var wait backoff.BackOff = backoff.NewExponentialBackOff()
+	if b.retryWait > 0 {
+		wait = backoff.NewConstantBackOff(b.retryWait)
+	}
+	return withRetry(ctx, wait, func(err error, next time.Duration) { b.observer.Retrying(file, err, next) }, op)
 }
+
+// withRetry runs op until it succeeds, fails for good (see retryable),
+// has been tried maxTries times or ctx ends, waiting between tries as wait
+// says. notify hears of each failure that is tried again. When every try
+// failed in a way that trying again might have helped, the error says so
+// (*GaveUpError).
+func withRetry[T any](ctx context.Context, wait backoff.BackOff, notify func(error, time.Duration), op func() (T, error)) (T, error) {
+	started, tries, lastPermanent := time.Now(), 0, false
+	v, err := backoff.Retry(ctx, func() (T, error) {
+		tries++
+		v, err := op()
+		err = retryable(err)
+		_, lastPermanent = errors.AsType[*backoff.PermanentError](err)
+		return v, err
+	}, backoff.WithBackOff(wait), backoff.WithMaxTries(maxTries), backoff.WithNotify(notify))
+	if err != nil && tries == maxTries && !lastPermanent && ctx.Err() == nil {
+		return v, &GaveUpError{Tries: tries, Over: time.Since(started), Err: err}
+	}
+	return v, err
+}
+
+// GaveUpError is a request that failed maxTries times in a row, each time
+// in a way that trying again might have helped; Err is the last failure.
+type GaveUpError struct {
+	Tries int
+	Over  time.Duration
+	Err   error
+}
+
+func (e *GaveUpError) Error() string {
+	return fmt.Sprintf("%v (tried %d times over %s)", e.Err, e.Tries, e.Over.Round(time.Second))
+}
+
+func (e *GaveUpError) Unwrap() error { return e.Err }
 
 // retryable marks err permanent unless trying again may help: the network
 // failed, the server is busy or failing (5xx, 408, 429, RATE_LIMITED,
@@ -472,7 +516,8 @@ func (s *sentCounter) takeBack() {
 // nobody is the Observer when there is none.
 type nobody struct{}
 
-func (nobody) Hashed(int, int64)    {}
-func (nobody) Started(int, Upload)  {}
-func (nobody) Sent(int, int64)      {}
-func (nobody) Finished(int, Result) {}
+func (nobody) Hashed(int, int64)                  {}
+func (nobody) Started(int, Upload)                {}
+func (nobody) Sent(int, int64)                    {}
+func (nobody) Retrying(int, error, time.Duration) {}
+func (nobody) Finished(int, Result)               {}

@@ -1,0 +1,161 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spoolhq/spool/internal/client"
+)
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// hangUpAddr returns the address of a listener that reads each request's
+// first bytes and closes the connection without an answer.
+func hangUpAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = conn.Read(make([]byte, 512))
+			conn.Close()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// A request that gets no answer says which server did not answer and
+// why, in words, and never repeats a chunk URL's signature.
+func TestNoAnswerNamesTheServerNotTheURL(t *testing.T) {
+	t.Parallel()
+	refused, hangUp := closedAddr(t), hangUpAddr(t)
+	const secret = "c2VjcmV0LXNpZ25hdHVyZQ"
+	for _, c := range []struct {
+		name, addr, reason string
+		is                 error
+	}{
+		{"nothing listening", refused, "connection refused", syscall.ECONNREFUSED},
+		// EOF or a reset, depending on what the server left unread.
+		{"closed without an answer", hangUp, "the connection closed before the answer", nil},
+	} {
+		server := "http://" + c.addr
+		want := "no answer from " + server + ": " + c.reason
+		cl := &client.Client{Server: server, Token: "t", HTTP: &http.Client{Transport: &http.Transport{}}}
+
+		_, graphQLErr := cl.UserMedia(context.Background(), client.MediaQuery{First: 1})
+		putErr := cl.PutChunk(context.Background(), client.ChunkURL{
+			URL: server + "/uploads/upl_1/chunks/0?exp=1796585831&sig=" + secret, Size: 3,
+		}, strings.NewReader("abc"))
+		for op, err := range map[string]error{"GraphQL": graphQLErr, "PUT": putErr} {
+			var noAnswer *client.NoAnswerError
+			if !errors.As(err, &noAnswer) || noAnswer.Server != server {
+				t.Errorf("%s, %s: got %T %v, want a NoAnswerError from %s", c.name, op, err, err, server)
+				continue
+			}
+			if err.Error() != want {
+				t.Errorf("%s, %s: got %q, want %q", c.name, op, err, want)
+			}
+			if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "?") {
+				t.Errorf("%s, %s: %q shows the URL's query", c.name, op, err)
+			}
+			if c.is != nil && !errors.Is(err, c.is) {
+				t.Errorf("%s, %s: %v does not wrap %v", c.name, op, err, c.is)
+			}
+		}
+	}
+
+	// The caller ending the request is not the server failing to answer.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cl := &client.Client{Server: "http://" + refused}
+	if _, err := cl.UserMedia(ctx, client.MediaQuery{First: 1}); !errors.Is(err, context.Canceled) || errors.As(err, new(*client.NoAnswerError)) {
+		t.Errorf("cancelled: got %T %v, want context.Canceled alone", err, err)
+	}
+}
+
+// retries records the observer's Retrying calls.
+type retries struct {
+	sentBytes
+	mu   sync.Mutex
+	errs map[int][]error
+}
+
+func (o *retries) Retrying(file int, err error, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.errs[file] = append(o.errs[file], err)
+}
+
+// A chunk the network keeps failing is tried maxTries (10) times, the
+// observer hears of each failure that is tried again, and the file's
+// error says it gave up and why.
+func TestRetriesAreReportedThenGivenUp(t *testing.T) {
+	t.Parallel()
+	s, p, _ := startWithVideo(t, nil)
+
+	rec := newRecorder(t)
+	rec.intercept = func(req *http.Request, chunk, attempt int) (*http.Response, error) {
+		switch {
+		case chunk == 1 && attempt < 2:
+			// Twice refused, then the network is back.
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		case chunk == 2:
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+		}
+		return nil, nil
+	}
+	seen := &retries{errs: map[int][]error{}}
+	c := newClient(s, s.Token(t, "alice"), rec)
+	results, err := c.UploadFiles(context.Background(), []*client.File{openFile(t, p)},
+		client.QuickRetries(client.UploadOptions{Observer: seen, Parallel: 1}, time.Millisecond))
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	var gaveUp *client.GaveUpError
+	if !errors.As(results[0].Err, &gaveUp) || gaveUp.Tries != 10 {
+		t.Fatalf("got %v, want a GaveUpError after 10 tries", results[0].Err)
+	}
+	want := "chunk 2: no answer from " + s.URL + ": connection refused (tried 10 times over "
+	if got := results[0].Err.Error(); !strings.HasPrefix(got, want) {
+		t.Errorf("error: got %q, want %q", got, want)
+	}
+	if got := rec.statusesOf(2); len(got) != 10 {
+		t.Errorf("chunk 2: %d PUTs, want 10", len(got))
+	}
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	// Chunk 1's two failures and chunk 2's first nine (its tenth is not
+	// tried again).
+	if got := len(seen.errs[0]); got != 2+9 {
+		t.Errorf("Retrying calls: got %d, want 11", got)
+	}
+	for _, err := range seen.errs[0] {
+		if !errors.As(err, new(*client.NoAnswerError)) {
+			t.Errorf("Retrying heard %T %v, want a NoAnswerError", err, err)
+		}
+	}
+}
