@@ -178,3 +178,44 @@ describe("UploadManager hashing and dedup", () => {
     expect(spool.api.complete).toHaveBeenCalledWith("up2");
   });
 });
+
+describe("UploadManager rows", () => {
+  it("say why a chunk is being tried again, without a speed, until it arrives", async () => {
+    vi.useFakeTimers();
+    try {
+      const spool = fakeSpool(5);
+      let failures = 1;
+      // Each PUT sends half its bytes at once and is answered 1.2 s later.
+      spool.transport = async (target, _body, _signal, onSent) => {
+        spool.puts.push(target.url);
+        onSent(target.size / 2);
+        await new Promise((resolve) => setTimeout(resolve, 1_200));
+        if (failures-- > 0) throw new ServiceError("the connection broke while sending a chunk", "NETWORK");
+        return { status: 200, body: null };
+      };
+      const { manager, list } = newManager(spool);
+      await manager.addFiles(files(1));
+      const row = () => list.querySelector('li[data-file-name="f0.png"]');
+      const text = (part: string) => row()?.querySelector(`.upload-${part}`)?.textContent;
+      await vi.waitFor(() => expect(spool.puts).toHaveLength(1));
+      await vi.advanceTimersByTimeAsync(1_100); // a tick, the first PUT on its way
+      expect(text("status")).toBe("Uploading…");
+      expect(text("speed")).not.toBe("");
+
+      // It fails at 1.2 s and is tried again 0.5 to 1 s later; that try
+      // is answered 1.2 s after it. The tick at 2 s falls between.
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(row()?.getAttribute("data-status")).toBe("UPLOADING");
+      expect(text("status")).toBe("Trying again: the connection broke while sending a chunk");
+      expect(text("speed")).toBe("");
+      expect(text("eta")).toBe("");
+
+      await vi.advanceTimersByTimeAsync(3_000);
+      expect(spool.puts).toHaveLength(2);
+      expect(row()?.getAttribute("data-status")).toBe("COMPLETED");
+      expect(text("status")).not.toContain("Trying again");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});

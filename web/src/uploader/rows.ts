@@ -68,7 +68,9 @@ function rowStatus(m: RowModel): { status: RowStatus; text: string } {
     return { status: "ASSEMBLING", text: "Finishing…" };
   }
   if (e?.kind === "paused") return { status: "PAUSED", text: e.reason ? `Paused: ${e.reason}` : "Paused" };
-  if (e?.kind === "running") return { status: "UPLOADING", text: "Uploading…" };
+  if (e?.kind === "running") {
+    return { status: "UPLOADING", text: e.retrying ? `Trying again: ${e.retrying}` : "Uploading…" };
+  }
   if (!m.hasFile && m.uploadId) return { status: "PAUSED", text: "Paused — choose the same file to resume" };
   if (!m.uploadId && m.hashed !== undefined && m.hashed < m.size) {
     return { status: "PENDING", text: `Reading the file… ${Math.floor((m.hashed / m.size) * 100)} %` };
@@ -189,6 +191,12 @@ export class UploadRow {
     const server = this.serverRate.sample(now);
     const local = this.sendRate.sample(now);
     if (this.shown !== "UPLOADING") return;
+    if (this.retrying()) {
+      // Nothing moves while a try waits: no speed, and no time left.
+      this.speedText.textContent = "";
+      this.etaText.textContent = "";
+      return;
+    }
     const total = this.model.size;
     const uploaded = this.model.progress?.uploadedBytes ?? 0;
     // spool counts whole chunks; until one has arrived (a one-chunk file
@@ -202,6 +210,11 @@ export class UploadRow {
     }
     this.speedText.textContent = formatRate(rate);
     this.etaText.textContent = remaining > 0 ? `${formatDuration(remaining / rate)} left` : "";
+  }
+
+  private retrying(): boolean {
+    const e = this.model.engine;
+    return e?.kind === "running" && !!e.retrying;
   }
 
   private percent(): number {
@@ -233,7 +246,7 @@ export class UploadRow {
     this.bar.setAttribute("aria-valuetext", `${percent} %, ${formatBytes(uploaded)} of ${formatBytes(m.size)}`);
     this.bar.hidden = status === "ERROR";
     this.statusText.textContent = text;
-    if (status !== "UPLOADING") {
+    if (status !== "UPLOADING" || this.retrying()) {
       this.speedText.textContent = "";
       this.etaText.textContent = "";
     }

@@ -120,6 +120,31 @@ describe("FileUpload", () => {
     expect(spool.api.requestChunkUrl).not.toHaveBeenCalled();
   });
 
+  it("says why while it tries again, and stops saying so once a chunk arrives", async () => {
+    const spool = fakeSpool(2);
+    spool.answers.push(503, 503);
+    const { states } = startEngine(spool, 2);
+    await vi.runAllTimersAsync();
+
+    // Two failures for one reason say it once; a 200 clears it.
+    expect(states).toEqual([
+      { kind: "running" },
+      { kind: "running", retrying: "HTTP 503" },
+      { kind: "running" },
+      { kind: "completing" },
+      { kind: "completed", media: { id: "media1" } },
+    ]);
+  });
+
+  it("does not call a URL signed afresh after a 403 a retry", async () => {
+    const spool = fakeSpool(1);
+    spool.answers.push(403);
+    const { states } = startEngine(spool, 1);
+    await vi.runAllTimersAsync();
+
+    expect(states.map((s) => s.kind)).toEqual(["running", "completing", "completed"]);
+  });
+
   it("retries a chunk refused as RATE_LIMITED (429) or cut off as REQUEST_TIMEOUT (408), and completes", async () => {
     const spool = fakeSpool(2);
     spool.answers.push(429, 408);

@@ -42,7 +42,11 @@ export interface UploadApi<M> {
 }
 
 export type EngineState<M> =
-  | { kind: "running" }
+  /**
+   * retrying is why a try (a chunk's, or a question to spool) failed while
+   * it is tried again after a backoff; unset again once a chunk arrives.
+   */
+  | { kind: "running"; retrying?: string }
   /** reason (and spool's code) are set when the engine stopped by itself. */
   | { kind: "paused"; reason: string | null; code?: string }
   | { kind: "completing" }
@@ -344,6 +348,7 @@ export class FileUpload<M> {
         this.reportSending();
       }
       if (answer.status >= 200 && answer.status < 300) {
+        if (this.current.kind === "running" && this.current.retrying) this.setState({ kind: "running" });
         const p = answer.body as ChunkProgress | null;
         if (p && typeof p.uploadedChunks === "number") this.noteProgress(p);
         return;
@@ -396,7 +401,23 @@ export class FileUpload<M> {
       randomize: true,
       signal,
       shouldRetry: ({ error }) => isRetryable(error),
+      onFailedAttempt: ({ error, retriesLeft }) => {
+        // A URL signed afresh after a 403 is routine, not worth a word.
+        if (retriesLeft > 0 && isRetryable(error) && asServiceError(error).code !== "FORBIDDEN") {
+          this.noteRetrying(asServiceError(error).message);
+        }
+      },
     });
+  }
+
+  /**
+   * Says, while running, why a try is being made again: while spool
+   * restarts or the network is down, the bar standing still would
+   * otherwise be all the page shows until the retries run out.
+   */
+  private noteRetrying(reason: string): void {
+    if (this.current.kind !== "running" || this.current.retrying === reason) return;
+    this.setState({ kind: "running", retrying: reason });
   }
 
   /**
