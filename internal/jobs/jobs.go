@@ -251,7 +251,7 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	river.AddWorker(workers, &sweepWorker{q: q})
 	river.AddWorker(workers, &orphansWorker{q: q})
 	q.client, err = river.NewClient(driver, &river.Config{
-		Logger: log,
+		Logger: riverLogger(log),
 		Queues: map[string]river.QueueConfig{
 			queueProcess:       {MaxWorkers: cfg.ProcessingWorkers * jobsPerProcessingWorker, FetchCooldown: workerFetchCooldown},
 			river.QueueDefault: {MaxWorkers: 2, FetchCooldown: workerFetchCooldown},
