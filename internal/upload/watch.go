@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/spoolhq/spool/ent/uploadsession"
@@ -11,8 +12,12 @@ import (
 // watch describes one subscription: where its events come from, how to
 // read its current state, which events belong to it, and when it is done.
 type watch struct {
-	topic    Topic
-	snapshot func(ctx context.Context) ([]Progress, error)
+	topic Topic
+	// snapshot reads the subscription's current state. unsettled lists the
+	// uploads it has sent and not yet seen settle, in id order: none at
+	// first, and on a resync those whose end (or their media's) may have
+	// been among the events lost.
+	snapshot func(ctx context.Context, unsettled []string) ([]Progress, error)
 	include  func(Progress) bool
 	// done reports whether the subscription is over, given the latest
 	// state of every upload seen; nil means it never ends by itself.
@@ -40,7 +45,7 @@ func (s *Service) WatchUpload(ctx context.Context, userID, uploadID string) (<-c
 	}
 	return s.watch(ctx, watch{
 		topic: UploadTopic(uploadID),
-		snapshot: func(ctx context.Context) ([]Progress, error) {
+		snapshot: func(ctx context.Context, _ []string) ([]Progress, error) {
 			sess, err := s.Session(ctx, userID, uploadID)
 			if err != nil {
 				return nil, err
@@ -64,7 +69,7 @@ func (s *Service) WatchBatch(ctx context.Context, userID, batchID string) (<-cha
 	}
 	return s.watch(ctx, watch{
 		topic: UserTopic(userID),
-		snapshot: func(ctx context.Context) ([]Progress, error) {
+		snapshot: func(ctx context.Context, _ []string) ([]Progress, error) {
 			b, err := s.Batch(ctx, userID, batchID)
 			if err != nil {
 				return nil, err
@@ -88,17 +93,22 @@ func (s *Service) WatchBatch(ctx context.Context, userID, batchID string) (<-cha
 }
 
 // WatchUser streams the progress of all the caller's uploads, starting
-// with the unfinished ones, until ctx ends.
+// with the unfinished ones, until ctx ends. After events were lost (a
+// resync), it reads again the unfinished uploads and those it sent that
+// had not settled: an upload that finished meanwhile, or whose media was
+// processed, is no longer unfinished, and would otherwise never be seen
+// to end.
 func (s *Service) WatchUser(ctx context.Context, userID string) (<-chan *Progress, error) {
 	return s.watch(ctx, watch{
 		topic: UserTopic(userID),
-		snapshot: func(ctx context.Context) ([]Progress, error) {
-			ids, err := s.db.UploadSession.Query().
+		snapshot: func(ctx context.Context, unsettled []string) ([]Progress, error) {
+			unfinished, err := s.db.UploadSession.Query().
 				Where(uploadsession.OwnerID(userID), uploadsession.StatusIn(StatusInitialized, StatusUploading, StatusAssembling)).
 				Order(uploadsession.ByID()).IDs(s.plannedEachRun(ctx))
 			if err != nil {
 				return nil, fmt.Errorf("listing unfinished uploads: %w", err)
 			}
+			ids := slices.Compact(slices.Sorted(slices.Values(slices.Concat(unfinished, unsettled))))
 			var ps []Progress
 			for _, id := range ids {
 				sess, err := s.Session(ctx, userID, id)
@@ -160,7 +170,7 @@ func (s *Service) watch(ctx context.Context, w watch) (<-chan *Progress, error) 
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to %s %s: %w", w.topic.Kind, w.topic.ID, err)
 	}
-	first, err := w.snapshot(ctx)
+	first, err := w.snapshot(ctx, nil)
 	if err != nil {
 		feed.Close()
 		return nil, err
@@ -285,7 +295,7 @@ func (x *watcher) step() bool {
 	}
 	events, resync := x.feed.Drain()
 	if resync {
-		fresh, err := x.w.snapshot(x.ctx)
+		fresh, err := x.w.snapshot(x.ctx, x.unsettled())
 		if err != nil {
 			x.s.log.WarnContext(x.ctx, "resyncing subscription failed", "topic", x.w.topic.ID, "err", err)
 			return false
@@ -305,6 +315,19 @@ func (x *watcher) step() bool {
 		}
 	}
 	return true
+}
+
+// unsettled lists, in id order, the uploads sent whose latest event was
+// not settled.
+func (x *watcher) unsettled() []string {
+	var ids []string
+	for id, p := range x.latest {
+		if !p.settled {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // emit sends p if it is news; it returns false when the client is gone.

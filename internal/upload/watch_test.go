@@ -3,6 +3,7 @@ package upload_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -515,6 +516,53 @@ func TestWatchResyncReadsSnapshot(t *testing.T) {
 	got := collect(t, ch)()
 	if len(got) != 1 || got[0].Status != upload.StatusFailed {
 		t.Fatalf("events after a resync = %+v, want one FAILED read from the database, then the end", got)
+	}
+}
+
+// TestWatchUserResyncReadsWhatFinished: after lost events, myUploads
+// reads again the uploads it sent unsettled, not only the unfinished
+// ones: an upload that ended while the events were lost is no longer
+// unfinished, and its subscriber would otherwise see it at its last
+// state for ever (seen from outside: Redis stopped while an upload was
+// ASSEMBLING, and the page's row stayed there).
+func TestWatchUserResyncReadsWhatFinished(t *testing.T) {
+	t.Parallel()
+	e := newTestService(t, testConfig())
+	owner := e.user(t, "alice")
+	failed := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+	cancelled := e.initOne(t, owner, mp4Spec("b.mp4", file11))
+	going := e.initOne(t, owner, mp4Spec("c.mp4", file11))
+	ch, err := e.svc.WatchUser(t.Context(), owner)
+	if err != nil {
+		t.Fatalf("WatchUser: %v", err)
+	}
+	for range 3 {
+		if snap := next(t, ch); snap.Status != upload.StatusInitialized {
+			t.Fatalf("snapshot: %s is %s, want INITIALIZED", snap.UploadID, snap.Status)
+		}
+	}
+
+	// Committed, never published: what a subscriber misses while its
+	// replica has lost the fan-out.
+	e.force(t, failed.ID, upload.StatusFailed)
+	e.force(t, cancelled.ID, upload.StatusCancelled)
+	e.broker.Resync()
+	got := map[string]upload.Status{}
+	for range 2 {
+		p := next(t, ch)
+		got[p.UploadID] = p.Status
+	}
+	want := map[string]upload.Status{failed.ID: upload.StatusFailed, cancelled.ID: upload.StatusCancelled}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events after the resync: %v, want %v (and nothing of %s, unchanged)", got, want, going.ID)
+	}
+
+	// A second resync sends only what changed since: the settled ones
+	// are not sent again.
+	e.force(t, going.ID, upload.StatusFailed)
+	e.broker.Resync()
+	if p := next(t, ch); p.UploadID != going.ID || p.Status != upload.StatusFailed {
+		t.Errorf("after the second resync: %s %s, want %s FAILED", p.UploadID, p.Status, going.ID)
 	}
 }
 
