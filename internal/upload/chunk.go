@@ -224,7 +224,7 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 	case errors.Is(err, errChunkTooLong):
 		return failed(CodeChunkTooLarge, untouched, "chunk %d must be %d bytes; the body was longer", ref.Index, ref.Size), was, nil
 	case errors.Is(err, ErrNotExist):
-		return chunkOutcome{}, was, Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sess.ID)
+		return chunkOutcome{}, was, s.stoppedTaking(ctx, sess.ID, "chunks")
 	case err != nil && cr.bodyErr != nil:
 		return failed(CodeChunkTooSmall, untouched, "chunk %d: the transfer broke off after %d of %d bytes", ref.Index, cr.read, ref.Size), was, nil
 	case err != nil:
@@ -254,6 +254,10 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 // touched. It returns what the chunk's row holds afterwards: heldFailed,
 // or heldUnknown when it was no longer RECEIVED (another re-send got
 // there first).
+// errNoLongerTaking is a session found to take no more chunks inside a
+// transaction, made into stoppedTaking's error after it.
+var errNoLongerTaking = errors.New("the upload no longer takes chunks")
+
 func (s *Service) invalidateForResend(ctx context.Context, sessionID string, ref ChunkRef) (held, error) {
 	now := s.now()
 	d := transition(heldReceived, uploadchunk.StateFAILED, ref.Size)
@@ -263,7 +267,7 @@ func (s *Service) invalidateForResend(ctx context.Context, sessionID string, ref
 		var ok bool
 		_, ok, err = s.moveAndBump(ctx, sessionID, ref.Index, heldReceived, missing, false, d, false, now)
 		if err == nil && !ok {
-			err = Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sessionID)
+			err = errNoLongerTaking
 		}
 	} else {
 		err = s.withTx(ctx, func(tx *ent.Tx) error {
@@ -275,12 +279,14 @@ func (s *Service) invalidateForResend(ctx context.Context, sessionID string, ref
 				return err
 			}
 			if !ok {
-				return Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sessionID)
+				return errNoLongerTaking
 			}
 			return s.moveChunk(ctx, tx, sessionID, ref.Index, heldReceived, missing, false, now)
 		})
 	}
 	switch {
+	case errors.Is(err, errNoLongerTaking):
+		return heldUnknown, s.stoppedTaking(ctx, sessionID, "chunks")
 	case errors.Is(err, errChunkMoved):
 		return heldUnknown, nil
 	case err != nil:

@@ -118,7 +118,7 @@ func (s *Service) resumableChunkURL(ctx context.Context, sess *ent.UploadSession
 func (s *Service) startResumable(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, origin string) (string, error) {
 	sessionURL, err := s.resumable.StartResumable(ctx, sess.StorageKey, ref, origin)
 	if errors.Is(err, ErrNotExist) {
-		return "", Errorf(CodeAlreadyFinished, "upload %s no longer takes chunks", sess.ID)
+		return "", s.stoppedTaking(ctx, sess.ID, "chunks")
 	}
 	if err != nil {
 		return "", storageError("opening a resumable session", err)

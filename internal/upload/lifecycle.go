@@ -36,6 +36,20 @@ func (s *Service) checkActive(ctx context.Context, sess *ent.UploadSession) erro
 	return nil
 }
 
+// stoppedTaking is the ALREADY_FINISHED error of an upload found to take
+// no more chunks (or bytes: what) midway through a request, when its
+// file or row was gone. The status is read again so that the message
+// says what happened, as checkActive's does: the user may have cancelled
+// the upload elsewhere, and "no longer takes chunks" left them guessing.
+func (s *Service) stoppedTaking(ctx context.Context, id, what string) error {
+	row, err := s.db.UploadSession.Query().Where(uploadsession.ID(id)).
+		Select(uploadsession.FieldStatus).Only(context.WithoutCancel(ctx))
+	if err != nil || !isTerminal(row.Status) && row.Status != StatusAssembling {
+		return Errorf(CodeAlreadyFinished, "upload %s no longer takes %s", id, what)
+	}
+	return Errorf(CodeAlreadyFinished, "upload %s is %s: it takes no more %s", id, row.Status, what)
+}
+
 // expireIfDue expires an unfinished session whose time is up, so readers
 // see EXPIRED at once rather than when the sweeper passes.
 func (s *Service) expireIfDue(ctx context.Context, sess *Session) *Session {

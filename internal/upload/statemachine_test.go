@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -402,5 +403,42 @@ func TestResendIntoFailingStorageIsPublished(t *testing.T) {
 	last := events[len(events)-1]
 	if last.UploadedChunks != 1 || !slices.Contains(last.FailedChunks, 1) {
 		t.Errorf("last event: %d chunks received, failed %v; want 1 received and chunk 1 failed", last.UploadedChunks, last.FailedChunks)
+	}
+}
+
+// cancelOnWrite is a Store that runs cancel before its first WriteChunk
+// goes on: an upload cancelled elsewhere while its chunk was on the way.
+type cancelOnWrite struct {
+	upload.Store
+	once   sync.Once
+	cancel func()
+}
+
+func (c *cancelOnWrite) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRef, body io.Reader) (int64, error) {
+	c.once.Do(c.cancel)
+	return c.Store.WriteChunk(ctx, key, chunk, body)
+}
+
+// TestChunkOfAnUploadCancelledMeanwhile: a chunk whose upload is cancelled
+// while it arrives (by another tab, the CLI's user in a browser) is
+// refused ALREADY_FINISHED, and the message says it was cancelled.
+func TestChunkOfAnUploadCancelledMeanwhile(t *testing.T) {
+	t.Parallel()
+	hook := &cancelOnWrite{}
+	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store {
+		hook.Store = s
+		return hook
+	})
+	owner := e.user(t, "alice")
+	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+	hook.cancel = func() {
+		if _, err := e.svc.Cancel(context.Background(), owner, sess.ID); err != nil {
+			t.Errorf("Cancel: %v", err)
+		}
+	}
+	_, err := e.send(sess.ID, 0, file11)
+	wantCode(t, err, upload.CodeAlreadyFinished)
+	if want := "upload " + sess.ID + " is CANCELLED: it takes no more chunks"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q, want it to say %q", err, want)
 	}
 }

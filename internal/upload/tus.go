@@ -252,7 +252,7 @@ func (s *Service) AppendTo(ctx context.Context, upload *Session, offset int64, b
 		n, werr := s.store.WritePiece(ctx, sess.StorageKey, ref, at.tail, piece)
 		switch {
 		case errors.Is(werr, ErrNotExist):
-			return nil, Errorf(CodeAlreadyFinished, "upload %s no longer takes bytes", id)
+			return nil, s.stoppedTaking(ctx, id, "bytes")
 		case (werr != nil && !piece.ended) || n != piece.read:
 			// The store failed, not the body (or kept other than what it
 			// was given, whose CRC32C is known): what it holds of this
@@ -324,7 +324,7 @@ func (s *Service) sealAndRecord(ctx context.Context, sess *ent.UploadSession, fr
 	for _, c := range sealed {
 		if err := s.store.SealChunk(ctx, sess.StorageKey, c.ref, c.crc); err != nil {
 			if errors.Is(err, ErrNotExist) {
-				return nil, Errorf(CodeAlreadyFinished, "upload %s no longer takes bytes", sess.ID)
+				return nil, s.stoppedTaking(ctx, sess.ID, "bytes")
 			}
 			return nil, storageError("sealing a chunk", err)
 		}
