@@ -50,6 +50,8 @@ type authenticator struct{ err error }
 
 func (a authenticator) Authenticate(context.Context, string) (string, error) { return "", a.err }
 
+func (authenticator) ValidUntil(string) (time.Time, bool) { return time.Time{}, false }
+
 // A connection_init whose token cannot be checked is the server's
 // failure, not the client's: 1013 (try again later) when the database is
 // unavailable, which graphql-ws clients retry, and 4500 for another

@@ -30,6 +30,10 @@ import (
 // auth.ErrInvalidToken; any other error is the server's failure.
 type Authenticator interface {
 	Authenticate(ctx context.Context, authorization string) (userID string, err error)
+	// ValidUntil returns when a token Authenticate accepted stops being
+	// accepted (ok is false if never): a websocket authenticated with it
+	// is closed then (wstransport.go).
+	ValidUntil(authorization string) (until time.Time, ok bool)
 }
 
 // ServerOptions configure the GraphQL endpoint.
@@ -175,6 +179,9 @@ func websocketAuth(authn Authenticator, uploads *upload.Service, maxSubscription
 			return ctx, nil, err
 		}
 		reqlog.SetUser(ctx, userID)
+		if until, ok := authn.ValidUntil(header); ok {
+			ctx = withTokenValidUntil(ctx, until)
+		}
 		return upload.WithCaller(ctx, userID), nil, nil
 	}
 }

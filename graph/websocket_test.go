@@ -23,6 +23,8 @@ func (noUsers) Authenticate(context.Context, string) (string, error) {
 	return "", fmt.Errorf("%w: no users here", auth.ErrInvalidToken)
 }
 
+func (noUsers) ValidUntil(string) (time.Time, bool) { return time.Time{}, false }
+
 // A websocket message over MaxWebsocketMessage closes the connection with
 // 1009 (Message Too Big); one at the limit is served. Zero means 1 MiB.
 func TestWebsocketMessageLimit(t *testing.T) {

@@ -143,6 +143,7 @@ type wsConn struct {
 	active     []*operation
 	closed     bool
 	timer      *time.Timer // keep-alive
+	expiry     *time.Timer // closes the socket when its token expires
 	unanswered int         // pings sent and not answered yet
 	// slotOf is the user whose socket slot this connection holds, given
 	// back by shutdown; "" for none.
@@ -470,11 +471,46 @@ func (c *wsConn) init() bool {
 	if !c.takeSlot() {
 		return false
 	}
+	if until, ok := tokenValidUntil(c.ctx); ok {
+		c.mu.Lock()
+		c.expiry = time.AfterFunc(time.Until(until), c.tokenExpired)
+		c.mu.Unlock()
+	}
 	c.write(wsMessage{Type: "connection_ack"})
 	if c.legacy {
 		c.write(wsMessage{Type: "ka"})
 	}
 	return true
+}
+
+// closeForbidden is graphql-ws's CloseCode.Forbidden, which its clients
+// retry: a client whose connectionParams give a fresh token carries on.
+const closeForbidden = 4403
+
+// tokenExpired closes a socket whose token has expired, with its
+// operations: a subscription must not outlive the token it was opened
+// with. A client reconnecting with the same token is accepted, and each
+// operation then refused UNAUTHENTICATED ("… it has expired"), as at
+// any connection_init with a bad token; with a fresh one it goes on.
+func (c *wsConn) tokenExpired() {
+	c.t.log.InfoContext(c.ctx, "websocket closed: its token expired", "remote", c.conn.RemoteAddr().String())
+	if c.legacy {
+		c.connectionError("the bearer token has expired; connect again with a fresh one (UNAUTHENTICATED)")
+	}
+	c.closeWith(closeForbidden, "Forbidden: the bearer token has expired")
+}
+
+type tokenValidUntilKey struct{}
+
+// withTokenValidUntil notes in a connection's context when its token
+// stops being accepted.
+func withTokenValidUntil(ctx context.Context, until time.Time) context.Context {
+	return context.WithValue(ctx, tokenValidUntilKey{}, until)
+}
+
+func tokenValidUntil(ctx context.Context) (time.Time, bool) {
+	until, ok := ctx.Value(tokenValidUntilKey{}).(time.Time)
+	return until, ok
 }
 
 // Close codes of the server's own failures at connection_init. graphql-ws
@@ -775,6 +811,9 @@ func (c *wsConn) shutdown() {
 	c.t.metrics.WebsocketClosed()
 	if c.timer != nil {
 		c.timer.Stop()
+	}
+	if c.expiry != nil {
+		c.expiry.Stop()
 	}
 	if c.slotOf != "" {
 		c.t.userSockets.Release(c.slotOf)

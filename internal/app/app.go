@@ -808,6 +808,16 @@ func (a tokenAuth) Authenticate(ctx context.Context, header string) (string, err
 	return u.ID, nil
 }
 
+// ValidUntil returns when the token in header, which Authenticate
+// accepted, stops being accepted.
+func (a tokenAuth) ValidUntil(header string) (time.Time, bool) {
+	token, ok := auth.BearerToken(header)
+	if !ok {
+		return time.Time{}, false
+	}
+	return a.tokens.ValidUntil(token)
+}
+
 // newProcessor returns the media processor, warning when it lacks a tool.
 func newProcessor(o media.Options, log *slog.Logger) (*media.Processor, error) {
 	o.Logger = log

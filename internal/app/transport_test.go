@@ -64,6 +64,65 @@ func TestWebsocketBadToken(t *testing.T) {
 	}
 }
 
+// A websocket ends when the token it was opened with does: its
+// subscriptions must not outlive it. The close is graphql-ws's 4403,
+// which clients retry, with a fresh token if their connectionParams give
+// one; the same token is then accepted and each operation refused, as
+// for any expired token, with no close to retry.
+func TestWebsocketClosesWhenItsTokenExpires(t *testing.T) {
+	t.Parallel()
+	s := startSpool(t, nil)
+	expires := time.Now().Add(2 * time.Second).Truncate(time.Second) // a JWT's times are whole seconds
+	token := craftToken(t, testSecret, "spool", "alice", expires)
+
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial(strings.Replace(s.url, "http", "ws", 1)+"/graphql", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hang guard only
+	for _, m := range []map[string]any{
+		{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + token}},
+		{"id": "mine", "type": "subscribe", "payload": map[string]any{"query": `subscription { myUploads { uploadId } }`}},
+	} {
+		if err := conn.WriteJSON(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ce *websocket.CloseError
+	for {
+		var m wsMessage
+		err := conn.ReadJSON(&m)
+		if err == nil {
+			if m.Type == "ping" {
+				_ = conn.WriteJSON(map[string]string{"type": "pong"})
+			}
+			continue
+		}
+		if !asCloseError(err, &ce) {
+			t.Fatalf("the socket ended with %v, want a close frame", err)
+		}
+		break
+	}
+	closedAt := time.Now()
+	if ce.Code != 4403 || !strings.Contains(ce.Text, "token has expired") {
+		t.Errorf("close: %d %q, want 4403 saying the token has expired", ce.Code, ce.Text)
+	}
+	if closedAt.Before(expires) {
+		t.Errorf("closed at %s, before the token expired at %s", closedAt.Format(time.StampMilli), expires.Format(time.StampMilli))
+	}
+
+	ws, err := s.tryDialWS(token, nil)
+	if err != nil {
+		t.Fatalf("reconnecting with the expired token: %v", err)
+	}
+	ws.subscribe("mine", `subscription { myUploads { uploadId } }`, nil)
+	if got := subscriptionError(ws, "mine"); got.code() != "UNAUTHENTICATED" || !strings.Contains(got.Message, "it has expired") {
+		t.Errorf("after reconnecting: got %s %q, want UNAUTHENTICATED saying it has expired", got.code(), got.Message)
+	}
+}
+
 // TestWebsocketNoReconnectStorm runs a client that behaves like
 // graphql-ws: it subscribes and reconnects whenever the socket closes.
 // With a bad token it must not be made to reconnect over and over.

@@ -175,6 +175,23 @@ func (v Verifier) Verify(ctx context.Context, token string) (subject string, err
 	return v.Own.Verify(token)
 }
 
+// ValidUntil returns when a token that Verify accepted stops being
+// accepted: its expiry, plus the provider's clock skew for a provider's
+// token. It reads the token without checking it, so it means nothing for
+// a token Verify refused; ok is false when the token has no expiry to
+// read.
+func (v Verifier) ValidUntil(token string) (until time.Time, ok bool) {
+	claims, _, read := unverified(token)
+	if !read || claims.ExpiresAt == nil {
+		return time.Time{}, false
+	}
+	until = claims.ExpiresAt.Time
+	if v.namesProvider(token) {
+		until = until.Add(v.OIDC.cfg.ClockSkew)
+	}
+	return until, true
+}
+
 // namesProvider reports whether token goes to the provider's verifier:
 // there is one, and the token claims its issuer.
 func (v Verifier) namesProvider(token string) bool {

@@ -126,6 +126,11 @@ func (c *CachingVerifier) Verify(ctx context.Context, token string) (string, err
 	return subject, nil
 }
 
+// ValidUntil is Verifier.ValidUntil, for a token Verify accepted.
+func (c *CachingVerifier) ValidUntil(token string) (time.Time, bool) {
+	return c.verifier.ValidUntil(token)
+}
+
 // signedByHeldKey reports whether the key that signed a remembered token
 // is still the key of its id in the provider's set (always true for
 // spool's own tokens).

@@ -94,6 +94,45 @@ func TestVerifierKeepsIssuersApart(t *testing.T) {
 	}
 }
 
+// ValidUntil is when Verify stops accepting a token: spool's at its
+// expiry, a provider's that much later as the clock skew allows.
+func TestVerifierValidUntil(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t)
+	own, err := auth.NewIssuer([]byte(strings.Repeat("s", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const skew = 3 * time.Minute
+	v := auth.Verifier{Own: own, OIDC: newOIDC(t, auth.OIDCConfig{Issuer: p.Issuer(), Audience: oidctest.Audience, ClockSkew: skew})}
+	spoolToken, err := own.Issue("frank", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Claims("frank")
+	providerExp := time.Now().Add(20 * time.Minute).Truncate(time.Second)
+	c["exp"] = providerExp.Unix()
+	providerToken := p.Sign(p.Current(jwt.SigningMethodRS256), c)
+	for _, tc := range []struct {
+		name, token string
+		want        time.Time
+	}{
+		{"spool's token", spoolToken, time.Now().Add(time.Hour).Truncate(time.Second)},
+		{"the provider's token", providerToken, providerExp.Add(skew)},
+	} {
+		if _, err := v.Verify(t.Context(), tc.token); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got, ok := v.ValidUntil(tc.token)
+		if !ok || got.Sub(tc.want).Abs() > time.Second {
+			t.Errorf("%s: ValidUntil = %s, %v; want %s", tc.name, got, ok, tc.want)
+		}
+	}
+	if _, ok := v.ValidUntil("garbage"); ok {
+		t.Errorf("ValidUntil of garbage: ok, want not")
+	}
+}
+
 func TestOIDCUnknownKeyRefetchIsRateLimited(t *testing.T) {
 	t.Parallel()
 	p := oidctest.Start(t)
