@@ -182,11 +182,20 @@ func (v Verifier) Verify(ctx context.Context, token string) (subject string, err
 // read.
 func (v Verifier) ValidUntil(token string) (until time.Time, ok bool) {
 	claims, _, read := unverified(token)
-	if !read || claims.ExpiresAt == nil {
+	if !read {
 		return time.Time{}, false
 	}
-	until = claims.ExpiresAt.Time
-	if v.namesProvider(token) {
+	return v.validUntil(claims, v.namesProvider(token))
+}
+
+// validUntil is ValidUntil of a token's claims, read already; provider
+// says whose the token is.
+func (v Verifier) validUntil(claims jwt.RegisteredClaims, provider bool) (time.Time, bool) {
+	if claims.ExpiresAt == nil {
+		return time.Time{}, false
+	}
+	until := claims.ExpiresAt.Time
+	if provider {
 		until = until.Add(v.OIDC.cfg.ClockSkew)
 	}
 	return until, true

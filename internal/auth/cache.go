@@ -39,6 +39,10 @@ type CachingVerifier struct {
 type verifiedToken struct {
 	subject string
 	until   time.Time
+	// validUntil is Verifier.ValidUntil's answer, zero for none: a
+	// websocket asks it of the token it just authenticated, and reading
+	// it here spares parsing the token again.
+	validUntil time.Time
 	// kid and key name the provider's key that signed the token; kid is
 	// empty for spool's own tokens, whose secret is the process's for its
 	// whole life.
@@ -108,6 +112,7 @@ func (c *CachingVerifier) Verify(ctx context.Context, token string) (string, err
 		return subject, nil
 	}
 	v := verifiedToken{subject: subject, until: now.Add(verifiedTokenLife)}
+	v.validUntil, _ = c.verifier.validUntil(claims, provider)
 	if claims.ExpiresAt != nil && claims.ExpiresAt.Before(v.until) {
 		v.until = claims.ExpiresAt.Time
 	}
@@ -126,8 +131,14 @@ func (c *CachingVerifier) Verify(ctx context.Context, token string) (string, err
 	return subject, nil
 }
 
-// ValidUntil is Verifier.ValidUntil, for a token Verify accepted.
+// ValidUntil is Verifier.ValidUntil, for a token Verify accepted: read
+// from what Verify remembered of it where it can be.
 func (c *CachingVerifier) ValidUntil(token string) (time.Time, bool) {
+	if len(token) <= maxOIDCTokenLen {
+		if v, ok := c.tokens.Peek(sha256.Sum256([]byte(token))); ok && !v.validUntil.IsZero() {
+			return v.validUntil, true
+		}
+	}
 	return c.verifier.ValidUntil(token)
 }
 

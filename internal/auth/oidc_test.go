@@ -105,6 +105,10 @@ func TestVerifierValidUntil(t *testing.T) {
 	}
 	const skew = 3 * time.Minute
 	v := auth.Verifier{Own: own, OIDC: newOIDC(t, auth.OIDCConfig{Issuer: p.Issuer(), Audience: oidctest.Audience, ClockSkew: skew})}
+	cached, err := auth.NewCachingVerifier(v, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
 	spoolToken, err := own.Issue("frank", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +130,13 @@ func TestVerifierValidUntil(t *testing.T) {
 		got, ok := v.ValidUntil(tc.token)
 		if !ok || got.Sub(tc.want).Abs() > time.Second {
 			t.Errorf("%s: ValidUntil = %s, %v; want %s", tc.name, got, ok, tc.want)
+		}
+		// The caching verifier answers from what it remembered.
+		if _, err := cached.Verify(t.Context(), tc.token); err != nil {
+			t.Fatalf("%s, cached: %v", tc.name, err)
+		}
+		if got, ok := cached.ValidUntil(tc.token); !ok || got.Sub(tc.want).Abs() > time.Second {
+			t.Errorf("%s, cached: ValidUntil = %s, %v; want %s", tc.name, got, ok, tc.want)
 		}
 	}
 	if _, ok := v.ValidUntil("garbage"); ok {
