@@ -158,6 +158,11 @@ func (c *Client) Do(ctx context.Context, query string, vars map[string]any, out 
 	if err != nil {
 		return noAnswer(req, err)
 	}
+	if resp.StatusCode == http.StatusNotFound {
+		// spool always serves /graphql: this is another server, whose
+		// page says nothing useful.
+		return &HTTPError{Status: resp.StatusCode, Message: c.Server + "/graphql is not there; is --server a spool server?"}
+	}
 	var answer struct {
 		Data   json.RawMessage `json:"data"`
 		Errors []struct {

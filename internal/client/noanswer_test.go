@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"syscall"
@@ -157,5 +158,25 @@ func TestRetriesAreReportedThenGivenUp(t *testing.T) {
 		if !errors.As(err, new(*client.NoAnswerError)) {
 			t.Errorf("Retrying heard %T %v, want a NoAnswerError", err, err)
 		}
+	}
+}
+
+// A --server that is some other web server (its /graphql a 404, with a
+// page of its own) is said to be one, not shown that page.
+func TestNotASpoolServer(t *testing.T) {
+	t.Parallel()
+	for _, page := range []string{`{"error":{"code":404,"message":"Not Found"}}`, "<html><body>nginx</body></html>"} {
+		other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(page))
+		}))
+		cl := &client.Client{Server: other.URL, HTTP: other.Client()}
+		_, err := cl.UserMedia(context.Background(), client.MediaQuery{First: 1})
+		var h *client.HTTPError
+		want := "HTTP 404: " + other.URL + "/graphql is not there; is --server a spool server?"
+		if !errors.As(err, &h) || err.Error() != want {
+			t.Errorf("page %q: got %v, want %q", page, err, want)
+		}
+		other.Close()
 	}
 }
