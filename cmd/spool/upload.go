@@ -137,8 +137,9 @@ func (r *remoteFlags) client(conns int) (*client.Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("--server %q is not a server URL such as %s", r.server, defaultServer)
 	}
-	if r.token == "" {
-		return nil, errors.New("no token: pass --token or set SPOOL_TOKEN (spool token --user NAME prints one)")
+	token, err := tokenFlag(r.token)
+	if err != nil {
+		return nil, err
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	// The default keeps 2 idle connections per host: parallel chunks
@@ -147,7 +148,26 @@ func (r *remoteFlags) client(conns int) (*client.Client, error) {
 	// A server that took a chunk but never answers must not hang the
 	// upload: the attempt fails and is retried.
 	transport.ResponseHeaderTimeout = 2 * time.Minute
-	return &client.Client{Server: strings.TrimRight(r.server, "/"), Token: r.token, HTTP: &http.Client{Transport: transport}}, nil
+	return &client.Client{Server: strings.TrimRight(r.server, "/"), Token: token, HTTP: &http.Client{Transport: transport}}, nil
+}
+
+// tokenFlag returns the token of --token (or SPOOL_TOKEN) as spool token
+// prints it. A pasted header value, "Bearer " and the token, is taken as
+// the web uploader takes it; any other value of more than one word
+// ("Basic …", a token with a space) is refused before it is sent, naming
+// the flag: the server could only say that the header it received must
+// be "Bearer " and a token. The value itself is never repeated.
+func tokenFlag(v string) (string, error) {
+	words := strings.Fields(v)
+	switch {
+	case len(words) == 0:
+		return "", errors.New("no token: pass --token or set SPOOL_TOKEN (spool token --user NAME prints one)")
+	case len(words) == 1:
+		return words[0], nil
+	case len(words) == 2 && strings.EqualFold(words[0], "Bearer"):
+		return words[1], nil
+	}
+	return "", fmt.Errorf("--token (or SPOOL_TOKEN) takes the token alone, as spool token prints it; this one has %d words, starting %q", len(words), words[0])
 }
 
 // openFiles opens every file or none, so bad input fails before anything

@@ -92,6 +92,9 @@ func TestUploadBadInput(t *testing.T) {
 		{"--parallel 0", withToken, []string{"--parallel", "0", file}, "--parallel must be 1 to 64, got 0"},
 		{"--parallel 65", withToken, []string{file, "--parallel", "65"}, "--parallel must be 1 to 64, got 65"},
 		{"no token", env(), []string{file}, "no token"},
+		{"a blank token", env("SPOOL_TOKEN", " \t"), []string{file}, "no token"},
+		{"another scheme", withToken, []string{"--token", "Basic YWxpY2U6c2VjcmV0", file}, `takes the token alone, as spool token prints it; this one has 2 words, starting "Basic"`},
+		{"a token with a space", env("SPOOL_TOKEN", "eyJ abc"), []string{file}, "takes the token alone"},
 	} {
 		stdout, _, err := spoolCmd(t, context.Background(), c.getenv, append([]string{"upload"}, c.args...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -192,6 +195,12 @@ func TestListMedia(t *testing.T) {
 		t.Fatalf("upload: %v\n%s", err, stderr)
 	}
 	all := []string{"a.png", "b.png", "c.png", "d.mp4"}
+
+	// A token pasted as a header value, "Bearer " and all, is taken.
+	pasted := env("SPOOL_SERVER", s.URL, "SPOOL_TOKEN", " bearer  "+s.Token(t, "alice")+"\n")
+	if stdout, _, err := spoolCmd(t, context.Background(), pasted, "ls", "--all"); err != nil || len(listed(t, stdout)) != len(all) {
+		t.Errorf("ls with a pasted \"Bearer …\": %v, %q; want the %d files", err, stdout, len(all))
+	}
 
 	// One page, and how to get the next.
 	stdout, stderr, err := spoolCmd(t, context.Background(), getenv, "ls", "--first", "2")
