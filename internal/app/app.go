@@ -361,6 +361,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.eng, err = openEngines(ctx, cfg, m.log, m.metrics); err != nil {
 		return err
 	}
+	if local, ok := m.eng.store.(interface{ Space() (int64, int64, error) }); ok {
+		if err := m.metrics.WatchStorageSpace(local.Space); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	if err := m.metrics.WatchDatabasePool(m.eng.db.SQL(), m.eng.db.ReadSQL()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/database/dbtest"
@@ -331,5 +333,32 @@ func TestMetricsDuringDatabaseOutage(t *testing.T) {
 	}
 	if _, ok := during["spool_received_bytes_total"]; !ok {
 		t.Error("spool_received_bytes_total missing during the cut: one failing source must not stop the scrape")
+	}
+}
+
+// Local storage's filesystem is reported at each scrape, as statfs has
+// it: a full disk fails every chunk, and a one-machine server should be
+// alerted before. GCS has no such figure, and no such metric.
+func TestStorageSpaceMetrics(t *testing.T) {
+	t.Parallel()
+	var dir string
+	s := startSpool(t, func(c *app.Config) { dir = c.DataDir })
+	got := scrapeMetrics(t, s.url+"/metrics")
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free, size := float64(st.Bavail)*float64(st.Bsize), float64(st.Blocks)*float64(st.Bsize)
+	if v := got.value(t, "spool_storage_size_bytes"); v != size {
+		t.Errorf("spool_storage_size_bytes = %.0f, want statfs's %.0f", v, size)
+	}
+	// Other tests write beside this one: free space moves a little.
+	if v := got.value(t, "spool_storage_free_bytes"); v <= 0 || math.Abs(v-free) > max(64<<20, size/100) {
+		t.Errorf("spool_storage_free_bytes = %.0f, want about statfs's %.0f", v, free)
+	}
+
+	onGCS := startSpool(t, productionEngines(t).apply)
+	if _, ok := scrapeMetrics(t, onGCS.url+"/metrics")["spool_storage_free_bytes"]; ok {
+		t.Errorf("spool_storage_free_bytes reported on GCS storage")
 	}
 }

@@ -120,3 +120,43 @@ func (b *countingBroker) Publish(ctx context.Context, ev upload.Progress) error 
 	b.m.progressPublished.Inc()
 	return nil
 }
+
+// SpaceFunc reports the bytes free and the size of the filesystem that
+// holds local storage.
+type SpaceFunc func() (free, size int64, err error)
+
+// spaceCollector reads a SpaceFunc at each scrape.
+type spaceCollector struct {
+	free, size *prometheus.Desc
+	space      SpaceFunc
+}
+
+func (c *spaceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.free
+	ch <- c.size
+}
+
+func (c *spaceCollector) Collect(ch chan<- prometheus.Metric) {
+	free, size, err := c.space()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.free, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.free, prometheus.GaugeValue, float64(free))
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(size))
+}
+
+// WatchStorageSpace adds spool_storage_free_bytes and
+// spool_storage_size_bytes, local storage's filesystem as space reports
+// it at each scrape.
+func (m *Metrics) WatchStorageSpace(space SpaceFunc) error {
+	if m == nil {
+		return nil
+	}
+	return m.reg.Register(&spaceCollector{
+		free: prometheus.NewDesc(namespace+"_storage_free_bytes",
+			"Bytes free for spool on the filesystem of local storage (file://); chunks fail with \"storage is full\" at 0.", nil, nil),
+		size:  prometheus.NewDesc(namespace+"_storage_size_bytes", "Size of the filesystem of local storage (file://).", nil, nil),
+		space: space,
+	})
+}

@@ -1,0 +1,18 @@
+//go:build unix
+
+package localfs
+
+import "golang.org/x/sys/unix"
+
+// Space returns the bytes free for spool (what an unprivileged writer may
+// still use) and the size of the filesystem that holds the store. A full
+// disk fails every chunk with "storage is full" and stays full until
+// uploads are cancelled or expire, so it is worth watching
+// (spool_storage_free_bytes).
+func (s *Store) Space() (free, size int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.objectsDir, &st); err != nil {
+		return 0, 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
+}
