@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +39,9 @@ type GraphQLError struct {
 	// Code is extensions.code (UNAUTHENTICATED, QUOTA_EXCEEDED, …; see
 	// docs/API.md), empty when the server gave none.
 	Code string
+	// RetryAfter is extensions.retryAfter: how long the server asks a
+	// RATE_LIMITED or UNAVAILABLE caller to wait; 0 when it did not say.
+	RetryAfter time.Duration
 }
 
 func (e *GraphQLError) Error() string {
@@ -55,6 +59,9 @@ type HTTPError struct {
 	// {"error":{"code":…,"message":…}} body; Message is the start of
 	// the body when it is not that.
 	Code, Message string
+	// RetryAfter is the Retry-After header in seconds (429, 503); 0 when
+	// there was none.
+	RetryAfter time.Duration
 }
 
 func (e *HTTPError) Error() string {
@@ -168,22 +175,23 @@ func (c *Client) Do(ctx context.Context, query string, vars map[string]any, out 
 		Errors []struct {
 			Message    string `json:"message"`
 			Extensions struct {
-				Code string `json:"code"`
+				Code       string  `json:"code"`
+				RetryAfter float64 `json:"retryAfter"`
 			} `json:"extensions"`
 		} `json:"errors"`
 	}
 	if err := json.Unmarshal(raw, &answer); err != nil {
 		if resp.StatusCode/100 != 2 {
-			return httpError(resp.StatusCode, raw)
+			return httpError(resp, raw)
 		}
 		return fmt.Errorf("%s/graphql did not answer GraphQL (%v); is --server a spool server?", c.Server, err)
 	}
 	if len(answer.Errors) > 0 {
 		e := answer.Errors[0]
-		return &GraphQLError{Message: e.Message, Code: e.Extensions.Code}
+		return &GraphQLError{Message: e.Message, Code: e.Extensions.Code, RetryAfter: seconds(e.Extensions.RetryAfter)}
 	}
 	if resp.StatusCode/100 != 2 {
-		return httpError(resp.StatusCode, raw)
+		return httpError(resp, raw)
 	}
 	if err := json.Unmarshal(answer.Data, out); err != nil {
 		return fmt.Errorf("decoding the answer from %s: %w", c.Server, err)
@@ -193,18 +201,37 @@ func (c *Client) Do(ctx context.Context, query string, vars map[string]any, out 
 
 // httpError reads a data-plane error body, or keeps the start of any
 // other body as the message.
-func httpError(status int, body []byte) *HTTPError {
+func httpError(resp *http.Response, body []byte) *HTTPError {
+	// Retry-After in seconds, as spool sends it; an HTTP date (which
+	// spool never sends) is left to the backoff.
+	secs, _ := strconv.ParseFloat(resp.Header.Get("Retry-After"), 64)
+	e := &HTTPError{Status: resp.StatusCode, RetryAfter: seconds(secs)}
 	var coded struct {
 		Error struct{ Code, Message string } `json:"error"`
 	}
 	if json.Unmarshal(body, &coded) == nil && coded.Error.Code != "" {
-		return &HTTPError{Status: status, Code: coded.Error.Code, Message: coded.Error.Message}
+		e.Code, e.Message = coded.Error.Code, coded.Error.Message
+		return e
 	}
-	msg := strings.TrimSpace(string(body))
-	if len(msg) > 200 {
-		msg = msg[:200] + "…"
+	e.Message = strings.TrimSpace(string(body))
+	if len(e.Message) > 200 {
+		e.Message = e.Message[:200] + "…"
 	}
-	return &HTTPError{Status: status, Message: msg}
+	return e
+}
+
+// maxRetryAfter bounds the wait a server's Retry-After may ask for: a
+// proxy's or a misconfigured server's hour would otherwise hold an upload
+// that long per try.
+const maxRetryAfter = time.Minute
+
+// seconds is a Retry-After of s seconds, at most maxRetryAfter; 0 for
+// none or nonsense.
+func seconds(s float64) time.Duration {
+	if !(s > 0) {
+		return 0
+	}
+	return min(time.Duration(s*float64(time.Second)), maxRetryAfter)
 }
 
 // FileInput describes one file to initBatch.
@@ -385,7 +412,7 @@ func (c *Client) PutChunk(ctx context.Context, u ChunkURL, body io.Reader) error
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if resp.StatusCode/100 != 2 {
-		return httpError(resp.StatusCode, raw)
+		return httpError(resp, raw)
 	}
 	if err != nil {
 		return noAnswer(req, err)

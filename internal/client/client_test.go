@@ -455,7 +455,8 @@ func TestRateLimitedUploadsFinish(t *testing.T) {
 	files, want = append(files, openFile(t, p)), append(want, b)
 
 	rec := newRecorder(t)
-	results, err := newClient(s, s.Token(t, "alice"), rec).UploadFiles(context.Background(), files, client.UploadOptions{Parallel: 4})
+	seen := &retries{errs: map[int][]error{}}
+	results, err := newClient(s, s.Token(t, "alice"), rec).UploadFiles(context.Background(), files, client.UploadOptions{Parallel: 4, Observer: seen})
 	if err != nil {
 		t.Fatalf("upload: %v", err)
 	}
@@ -463,6 +464,28 @@ func TestRateLimitedUploadsFinish(t *testing.T) {
 		if r.Err != nil || !bytes.Equal(apptest.Get(t, r.Media.URL), want[i]) {
 			t.Errorf("file %d: got %v, want it uploaded intact", i, r.Err)
 		}
+	}
+	// Each refusal's wait is the one the server asked for (Retry-After,
+	// extensions.retryAfter), not the backoff's own 0.25–0.75 s.
+	seen.mu.Lock()
+	asked := 0
+	for err, wait := range seen.waits {
+		var after time.Duration
+		if h, ok := errors.AsType[*client.HTTPError](err); ok {
+			after = h.RetryAfter
+		} else if g, ok := errors.AsType[*client.GraphQLError](err); ok {
+			after = g.RetryAfter
+		}
+		if after > 0 {
+			asked++
+			if wait != after {
+				t.Errorf("retrying %v: waited %s, want the %s asked for", err, wait, after)
+			}
+		}
+	}
+	seen.mu.Unlock()
+	if asked == 0 {
+		t.Error("no refusal asked for a wait: Retry-After was not read")
 	}
 	refused := 0
 	rec.mu.Lock()

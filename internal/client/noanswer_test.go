@@ -101,14 +101,19 @@ func TestNoAnswerNamesTheServerNotTheURL(t *testing.T) {
 // retries records the observer's Retrying calls.
 type retries struct {
 	sentBytes
-	mu   sync.Mutex
-	errs map[int][]error
+	mu    sync.Mutex
+	errs  map[int][]error
+	waits map[error]time.Duration // each error's wait
 }
 
-func (o *retries) Retrying(file int, err error, _ time.Duration) {
+func (o *retries) Retrying(file int, err error, wait time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.errs[file] = append(o.errs[file], err)
+	if o.waits == nil {
+		o.waits = map[error]time.Duration{}
+	}
+	o.waits[err] = wait
 }
 
 // A chunk the network keeps failing is tried maxTries (10) times, the
@@ -178,5 +183,44 @@ func TestNotASpoolServer(t *testing.T) {
 			t.Errorf("page %q: got %v, want %q", page, err, want)
 		}
 		other.Close()
+	}
+}
+
+// The wait a server asks for is read from Retry-After (the data plane)
+// and extensions.retryAfter (GraphQL), in seconds, and held to a minute.
+func TestRetryAfterIsRead(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"7", 7 * time.Second},
+		{"3600", time.Minute},
+		{"Wed, 21 Oct 2015 07:28:00 GMT", 0}, // a date: left to the backoff
+		{"-3", 0},
+		{"", 0},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if c.header != "" {
+				w.Header().Set("Retry-After", c.header)
+			}
+			if r.URL.Path == "/graphql" {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"errors":[{"message":"slow down","extensions":{"code":"RATE_LIMITED","retryAfter":2}}]}`))
+				return
+			}
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"error":{"code":"RATE_LIMITED","message":"slow down"}}`))
+		}))
+		cl := &client.Client{Server: srv.URL, HTTP: srv.Client()}
+		err := cl.PutChunk(context.Background(), client.ChunkURL{URL: srv.URL + "/uploads/u/chunks/0", Size: 1}, strings.NewReader("x"))
+		if h, ok := errors.AsType[*client.HTTPError](err); !ok || h.RetryAfter != c.want {
+			t.Errorf("Retry-After %q: got %#v, want RetryAfter %s", c.header, err, c.want)
+		}
+		_, err = cl.UserMedia(context.Background(), client.MediaQuery{First: 1})
+		if g, ok := errors.AsType[*client.GraphQLError](err); !ok || g.RetryAfter != 2*time.Second {
+			t.Errorf("extensions.retryAfter 2: got %#v, want RetryAfter 2s", err)
+		}
+		srv.Close()
 	}
 }

@@ -461,18 +461,38 @@ func retryable(err error) error {
 	case errors.As(err, &g):
 		switch g.Code {
 		case "STORAGE_UNAVAILABLE", "INTERNAL", "RATE_LIMITED", "UNAVAILABLE":
-			return err
+			return waitAsked(err, g.RetryAfter)
 		}
 	case errors.As(err, &h):
 		if h.Status >= 500 || h.Status == http.StatusForbidden || h.Status == http.StatusPermanentRedirect ||
 			h.Status == http.StatusRequestTimeout || h.Status == http.StatusTooManyRequests {
-			return err
+			return waitAsked(err, h.RetryAfter)
 		}
 	default:
 		return err // the network, or ctx ending (which backoff.Retry sees itself)
 	}
 	return backoff.Permanent(err)
 }
+
+// waitAsked is err, retryable, with the wait its server asked for, if
+// any: backoff then waits that long before the next try (it finds the
+// RetryAfterError) instead of its own, shorter, interval, which would
+// spend the tries on answers the server said would be the same.
+func waitAsked(err error, after time.Duration) error {
+	if after <= 0 {
+		return err
+	}
+	return &askedWait{err: err, after: &backoff.RetryAfterError{Duration: after}}
+}
+
+// askedWait reads as its error; backoff finds the wait in it.
+type askedWait struct {
+	err   error
+	after *backoff.RetryAfterError
+}
+
+func (w *askedWait) Error() string   { return w.err.Error() }
+func (w *askedWait) Unwrap() []error { return []error{w.err, w.after} }
 
 func hasStatus(err error, status int) bool {
 	var h *HTTPError
