@@ -21,13 +21,13 @@ import {
   type UploadSession,
   type User,
 } from "./operations";
-import { ServiceError, type UploadApi } from "./upload";
+import { askedWait, ServiceError, type UploadApi } from "./upload";
 
 export function toServiceError(error: CombinedError): ServiceError {
   const first = error.graphQLErrors[0];
   if (first) {
     const code = first.extensions?.code;
-    return new ServiceError(first.message, typeof code === "string" ? code : "INTERNAL");
+    return new ServiceError(first.message, typeof code === "string" ? code : "INTERNAL", 0, askedWait(first.extensions?.retryAfter));
   }
   return new ServiceError("spool could not be reached; check your connection", "NETWORK");
 }

@@ -46,17 +46,18 @@ const answerCodes: Record<number, string> = { 403: "FORBIDDEN", 408: "REQUEST_TI
 function fakeSpool(totalChunks: number) {
   const received = new Set<number>();
   const puts: Put[] = [];
-  const answers: (number | "hang")[] = [];
+  const answers: (number | "hang" | { status: number; retryAfter: number })[] = [];
   const progress = () => ({ status: "UPLOADING", uploadedChunks: received.size, totalChunks });
   const transport: ChunkTransport = (target, body, signal, onSent) => {
     puts.push({ index: target.chunkIndex, url: target.url, bytes: body.size, signal, onSent });
-    const answer = answers.shift() ?? 200;
+    const next = answers.shift() ?? 200;
     return new Promise<ChunkResponse>((resolve, reject) => {
       signal.addEventListener("abort", () => reject(signal.reason), { once: true });
-      if (answer === "hang") return;
+      if (next === "hang") return;
+      const { status: answer, retryAfter } = typeof next === "number" ? { status: next, retryAfter: undefined } : next;
       if (answer === 200) received.add(target.chunkIndex);
       const body = answer === 200 ? progress() : { error: { code: answerCodes[answer], message: `HTTP ${answer}` } };
-      queueMicrotask(() => resolve({ status: answer, body }));
+      queueMicrotask(() => resolve({ status: answer, body, retryAfter }));
     });
   };
   const api = {
@@ -143,6 +144,38 @@ describe("FileUpload", () => {
     await vi.runAllTimersAsync();
 
     expect(states.map((s) => s.kind)).toEqual(["running", "completing", "completed"]);
+  });
+
+  it("waits what spool asked for (Retry-After) before the backoff's own wait", async () => {
+    const spool = fakeSpool(1);
+    spool.answers.push({ status: 503, retryAfter: 5 });
+    const { last } = startEngine(spool, 1);
+    await settle();
+    expect(spool.puts).toHaveLength(1);
+
+    // 5 s asked, then minRetryDelay (1 s) to twice that, with jitter.
+    await vi.advanceTimersByTimeAsync(5_999);
+    expect(spool.puts).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1_001 + 1_000);
+    expect(spool.puts).toHaveLength(2);
+    await settle();
+    expect(last()).toBe("completed");
+  });
+
+  it("paces itself by RATE_LIMITED's Retry-After without using up its retries", async () => {
+    const spool = fakeSpool(1);
+    // More refusals than the 3 retries allowed: each says when to come back.
+    for (let i = 0; i < 6; i++) spool.answers.push({ status: 429, retryAfter: 2 });
+    const { last } = startEngine(spool, 1);
+    await settle();
+    for (let put = 2; put <= 7; put++) {
+      await vi.advanceTimersByTimeAsync(1_999);
+      expect(spool.puts).toHaveLength(put - 1);
+      await vi.advanceTimersByTimeAsync(1); // exactly the wait asked, no backoff on top
+      expect(spool.puts).toHaveLength(put);
+    }
+    await settle();
+    expect(last()).toBe("completed");
   });
 
   it("retries a chunk refused as RATE_LIMITED (429) or cut off as REQUEST_TIMEOUT (408), and completes", async () => {

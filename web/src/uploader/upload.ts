@@ -66,6 +66,8 @@ export interface EngineListener<M> {
 export interface ChunkResponse {
   status: number;
   body: unknown;
+  /** The Retry-After header, in seconds, when the answer had one. */
+  retryAfter?: number;
 }
 
 /**
@@ -99,6 +101,8 @@ export class ServiceError extends Error {
     message: string,
     readonly code: string,
     readonly httpStatus = 0,
+    /** How long spool asked the caller to wait before trying again (ms); 0 if it did not say. */
+    readonly retryAfterMs = 0,
   ) {
     super(message);
     this.name = "ServiceError";
@@ -146,7 +150,7 @@ const statusCodes: Record<number, string> = {
 };
 
 /** Turns a chunk PUT's failed answer into a ServiceError. */
-function chunkError(status: number, body: unknown): ServiceError {
+function chunkError(status: number, body: unknown, retryAfter = 0): ServiceError {
   const detail = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
   let code = typeof detail?.code === "string" ? detail.code : statusCodes[status];
   if (status === 408 || status === 429 || status >= 500) code ??= "UNAVAILABLE";
@@ -154,7 +158,31 @@ function chunkError(status: number, body: unknown): ServiceError {
     typeof detail?.message === "string" ? detail.message : `the chunk was refused (HTTP ${status})`;
   // A proxy's 5xx carries no code; spool's own 5xx say STORAGE_UNAVAILABLE
   // or INTERNAL. Either way it may pass.
-  return new ServiceError(message, code ?? `HTTP_${status}`, status);
+  return new ServiceError(message, code ?? `HTTP_${status}`, status, askedWait(retryAfter));
+}
+
+/** The most of a wait spool (or a proxy) may ask for that is honoured, in ms. */
+const maxAskedWait = 60_000;
+
+/** A Retry-After of seconds, in ms, at most maxAskedWait; 0 for none or nonsense. */
+export function askedWait(seconds: unknown): number {
+  return typeof seconds === "number" && seconds > 0 ? Math.min(seconds * 1000, maxAskedWait) : 0;
+}
+
+/** Waits ms, or rejects with signal's reason once it aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", stop);
+      resolve();
+    }, ms);
+    const stop = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", stop, { once: true });
+  });
 }
 
 const terminalStatuses = new Set(["COMPLETED", "FAILED", "CANCELLED", "EXPIRED"]);
@@ -353,7 +381,7 @@ export class FileUpload<M> {
         if (p && typeof p.uploadedChunks === "number") this.noteProgress(p);
         return;
       }
-      const err = chunkError(answer.status, answer.body);
+      const err = chunkError(answer.status, answer.body, answer.retryAfter);
       if (isResumable(target)) this.resuming.add(index);
       else if (err.code === "FORBIDDEN") this.targets.delete(index);
       throw err;
@@ -401,11 +429,23 @@ export class FileUpload<M> {
       randomize: true,
       signal,
       shouldRetry: ({ error }) => isRetryable(error),
-      onFailedAttempt: ({ error, retriesLeft }) => {
+      onFailedAttempt: async ({ error, retriesLeft }) => {
+        if (retriesLeft <= 0 || !isRetryable(error)) return;
+        const e = asServiceError(error);
         // A URL signed afresh after a 403 is routine, not worth a word.
-        if (retriesLeft > 0 && isRetryable(error) && asServiceError(error).code !== "FORBIDDEN") {
-          this.noteRetrying(asServiceError(error).message);
-        }
+        if (e.code !== "FORBIDDEN") this.noteRetrying(e.message);
+        // What spool asked for first (RATE_LIMITED says when the budget
+        // has room again), then the backoff's own wait.
+        if (e.retryAfterMs > 0) await pause(e.retryAfterMs, signal);
+      },
+      // A refusal for the user's budget, with the wait until it has room,
+      // is spool pacing the upload, not failing it: tried again after that
+      // wait alone, without using up a retry, so a tight budget makes an
+      // upload slower rather than paused (seen from outside: 1 request
+      // per 3 s paused a 4-parallel upload within 40 s).
+      shouldConsumeRetry: ({ error }) => {
+        const e = asServiceError(error);
+        return !(e.code === "RATE_LIMITED" && e.retryAfterMs > 0);
       },
     });
   }
@@ -542,7 +582,8 @@ const xhrTransport: ChunkTransport = (target, body, signal, onSent) =>
       } catch {
         // not spool's JSON (a proxy's page, or GCS's XML): status decides
       }
-      resolve({ status: xhr.status, body: parsed });
+      const retryAfter = Number(xhr.getResponseHeader("Retry-After"));
+      resolve({ status: xhr.status, body: parsed, retryAfter: retryAfter > 0 ? retryAfter : undefined });
     };
     xhr.onerror = () => {
       settle();
