@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -222,5 +223,39 @@ func TestRetryAfterIsRead(t *testing.T) {
 			t.Errorf("extensions.retryAfter 2: got %#v, want RetryAfter 2s", err)
 		}
 		srv.Close()
+	}
+}
+
+// RATE_LIMITED with a wait paces a chunk without using up its tries: a
+// tight budget makes the upload slower, not failed.
+func TestRateLimitedPacesWithoutUsingUpTries(t *testing.T) {
+	t.Parallel()
+	s, p, video := startWithVideo(t, nil)
+	rec := newRecorder(t)
+	rec.intercept = func(req *http.Request, chunk, attempt int) (*http.Response, error) {
+		if chunk != 1 || attempt >= 12 { // more refusals than the 10 tries
+			return nil, nil
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+		return &http.Response{
+			StatusCode: http.StatusTooManyRequests,
+			Header:     http.Header{"Content-Type": {"application/json"}, "Retry-After": {"0.01"}},
+			Body:       io.NopCloser(strings.NewReader(`{"error":{"code":"RATE_LIMITED","message":"slow down"}}`)),
+			Request:    req,
+		}, nil
+	}
+	seen := &retries{errs: map[int][]error{}}
+	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video,
+		client.QuickRetries(client.UploadOptions{Observer: seen, Parallel: 1}, time.Millisecond))
+	if got := rec.statusesOf(1); len(got) != 13 {
+		t.Errorf("chunk 1: %d PUTs (%v), want 12 refused and 1 taken", len(got), got)
+	}
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	for err, wait := range seen.waits {
+		if wait != 10*time.Millisecond {
+			t.Errorf("retrying %v: waited %s, want the 10ms asked for", err, wait)
+		}
 	}
 }

@@ -414,23 +414,41 @@ func retryFile[T any](ctx context.Context, b *batchUpload, file int, op func() (
 }
 
 // withRetry runs op until it succeeds, fails for good (see retryable),
-// has been tried maxTries times or ctx ends, waiting between tries as wait
-// says. notify hears of each failure that is tried again. When every try
-// failed in a way that trying again might have helped, the error says so
-// (*GaveUpError).
+// has failed maxTries times or ctx ends, waiting between tries as wait
+// says, or as the server asked (waitAsked). notify hears of each failure
+// that is tried again. A refusal for the user's budget that says when it
+// has room (RATE_LIMITED with a wait) is the server pacing the upload,
+// not failing it: it is tried again after that wait without counting as
+// a try, so a tight budget makes an upload slower rather than failed.
+// When every counted try failed in a way that trying again might have
+// helped, the error says so (*GaveUpError).
 func withRetry[T any](ctx context.Context, wait backoff.BackOff, notify func(error, time.Duration), op func() (T, error)) (T, error) {
-	started, tries, lastPermanent := time.Now(), 0, false
-	v, err := backoff.Retry(ctx, func() (T, error) {
-		tries++
+	started, tries := time.Now(), 0
+	return backoff.Retry(ctx, func() (T, error) {
 		v, err := op()
 		err = retryable(err)
-		_, lastPermanent = errors.AsType[*backoff.PermanentError](err)
+		if err == nil || paced(err) || ctx.Err() != nil {
+			return v, err // ctx's end: backoff.Retry returns its cause
+		}
+		tries++
+		if _, permanent := errors.AsType[*backoff.PermanentError](err); !permanent && tries == maxTries {
+			return v, backoff.Permanent(&GaveUpError{Tries: tries, Over: time.Since(started), Err: err})
+		}
 		return v, err
-	}, backoff.WithBackOff(wait), backoff.WithMaxTries(maxTries), backoff.WithNotify(notify))
-	if err != nil && tries == maxTries && !lastPermanent && ctx.Err() == nil {
-		return v, &GaveUpError{Tries: tries, Over: time.Since(started), Err: err}
+	}, backoff.WithBackOff(wait), backoff.WithMaxElapsedTime(0), backoff.WithNotify(notify))
+}
+
+// paced reports whether err is a RATE_LIMITED refusal that said how long
+// to wait.
+func paced(err error) bool {
+	if _, ok := errors.AsType[*askedWait](err); !ok {
+		return false
 	}
-	return v, err
+	if g, ok := errors.AsType[*GraphQLError](err); ok {
+		return g.Code == "RATE_LIMITED"
+	}
+	h, ok := errors.AsType[*HTTPError](err)
+	return ok && (h.Code == "RATE_LIMITED" || h.Status == http.StatusTooManyRequests)
 }
 
 // GaveUpError is a request that failed maxTries times in a row, each time
