@@ -248,6 +248,9 @@ function refreshQuota(): void {
 }
 
 function showConnection(state: ConnectionState): void {
+  // spool answers again after an outage: uploads that paused themselves
+  // on it go on.
+  if (state === "connected" && ui.connection.dataset.state === "reconnecting") session?.manager.resumeStalled();
   ui.connection.dataset.state = state;
   ui.connection.textContent =
     state === "connected" ? "Live" : state === "connecting" ? "Connecting…" : "Reconnecting…";

@@ -218,4 +218,43 @@ describe("UploadManager rows", () => {
       vi.useRealTimers();
     }
   });
+
+  it("resume the uploads that paused themselves once spool answers again, not those the user paused", async () => {
+    vi.useFakeTimers();
+    try {
+      const spool = fakeSpool(5);
+      let down = true;
+      const received = new Set<string>();
+      spool.transport = async (target) => {
+        spool.puts.push(target.url);
+        if (down) throw new ServiceError("the connection broke while sending a chunk", "NETWORK");
+        received.add(target.url);
+        return { status: 200, body: null };
+      };
+      // Asked where to go on, spool lists the one chunk until it has it.
+      spool.api.retry = vi.fn(async (uploadId: string) => {
+        const url = `https://store.test/${uploadId}/0`;
+        return received.has(url) ? [] : [{ chunkIndex: 0, url, method: "PUT", headers: [], offset: 0, size: 8, expiresAt: "2999-01-01T00:00:00Z" }];
+      });
+      const { manager, list } = newManager(spool);
+      await manager.addFiles(files(2));
+      const row = (n: number) => list.querySelector(`li[data-file-name="f${n}.png"]`);
+      await vi.waitFor(() => expect(row(1)?.getAttribute("data-status")).toBe("UPLOADING"));
+      row(1)?.querySelector<HTMLButtonElement>(".upload-toggle")?.click(); // the user's pause
+
+      // Every retry fails (5, backing off up to 16 s): f0 pauses itself.
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(row(0)?.getAttribute("data-status")).toBe("PAUSED");
+      expect(row(0)?.querySelector(".upload-status")?.textContent).toBe("Paused: the connection broke while sending a chunk");
+      expect(row(1)?.querySelector(".upload-status")?.textContent).toBe("Paused");
+
+      down = false;
+      manager.resumeStalled();
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(row(0)?.getAttribute("data-status")).toBe("COMPLETED");
+      expect(row(1)?.getAttribute("data-status")).toBe("PAUSED");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });

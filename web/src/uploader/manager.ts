@@ -8,7 +8,7 @@ import { sha256Hex } from "./hash";
 import { mimeTypeOf } from "./mime";
 import type { FileInput, MediaFile, MediaStatus, Progress, UploadSession } from "./operations";
 import { UploadRow, isFinished, type RowModel, type RowStatus } from "./rows";
-import { FileUpload, asServiceError, isTerminalStatus, type ChunkTransport, type UploadApi } from "./upload";
+import { FileUpload, asServiceError, isPassingCode, isTerminalStatus, type ChunkTransport, type UploadApi } from "./upload";
 
 /** What the manager asks of spool: the engine's mutations, and planning. */
 export type ManagerApi = UploadApi<MediaFile> & Pick<Api, "initBatch" | "upload" | "media">;
@@ -116,6 +116,22 @@ export class UploadManager {
       return;
     }
     this.apply(entry, p);
+  }
+
+  /**
+   * Resumes the uploads that paused themselves on a failure that may have
+   * passed (spool unreachable or restarting, storage down): called when
+   * spool answers again, so that an outage longer than the retries does
+   * not leave every upload waiting for a click. A pause the user chose,
+   * or a refused token, stays.
+   */
+  resumeStalled(): void {
+    for (const e of this.entries) {
+      const state = e.engine?.state;
+      if (state?.kind === "paused" && state.reason !== null && state.code !== undefined && isPassingCode(state.code)) {
+        e.engine!.resume();
+      }
+    }
   }
 
   setParallel(n: number): void {

@@ -134,6 +134,11 @@ function isRetryable(err: unknown): boolean {
   return err instanceof ServiceError && passingCodes.has(err.code);
 }
 
+/** Whether a failure with spool's code may pass by itself (the network, spool restarting, a budget). */
+export function isPassingCode(code: string): boolean {
+  return passingCodes.has(code);
+}
+
 // Statuses that say the file itself is wrong (its type, or bytes that
 // differ from what was declared): sending it again cannot help.
 const fileFaultStatuses = new Set([400, 413, 415]);
