@@ -169,6 +169,28 @@ type wsMessage struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
+// rawSocket dials /graphql with subprotocol, sends connection_init with
+// token, and returns the connection as is, for tests that read what
+// dialWS's reader would swallow (close codes, keep-alives). It is closed
+// when the test ends, and reads give up after 30 s (a hang guard only).
+func rawSocket(t testing.TB, s *spool, subprotocol, token string) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{subprotocol}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial(strings.Replace(s.url, "http", "ws", 1)+"/graphql", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if got := conn.Subprotocol(); got != subprotocol {
+		t.Fatalf("subprotocol %q, want %q", got, subprotocol)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if err := conn.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + token}}); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 // dialWS connects and sends connection_init with the token (if any); it
 // returns after connection_ack.
 func (s *spool) dialWS(token string, header http.Header) *wsClient {

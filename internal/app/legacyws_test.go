@@ -14,19 +14,7 @@ import (
 // sends connection_init with token; it returns after connection_ack.
 func legacySocket(t *testing.T, s *spool, token string) *websocket.Conn {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"graphql-ws"}, HandshakeTimeout: 5 * time.Second}
-	conn, _, err := d.Dial(strings.Replace(s.url, "http", "ws", 1)+"/graphql", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if got := conn.Subprotocol(); got != "graphql-ws" {
-		t.Fatalf("subprotocol %q, want graphql-ws", got)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hang guard only
-	if err := conn.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + token}}); err != nil {
-		t.Fatal(err)
-	}
+	conn := rawSocket(t, s, "graphql-ws", token)
 	if m := legacyNext(t, conn); m.Type != "connection_ack" {
 		t.Fatalf("after connection_init: %s, want connection_ack", m.Type)
 	}

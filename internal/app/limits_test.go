@@ -531,18 +531,9 @@ func TestWebsocketsPerUser(t *testing.T) {
 // returns the close code the server ends it with (0 if it acknowledges).
 func refusedSocket(t *testing.T, s *spool, token string) int {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
-	conn, _, err := d.Dial(strings.Replace(s.url, "http", "ws", 1)+"/graphql", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hang guard only
-	if err := conn.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + token}}); err != nil {
-		t.Fatal(err)
-	}
+	conn := rawSocket(t, s, "graphql-transport-ws", token)
 	var m wsMessage
-	err = conn.ReadJSON(&m)
+	err := conn.ReadJSON(&m)
 	var ce *websocket.CloseError
 	switch {
 	case err == nil && m.Type == "connection_ack":

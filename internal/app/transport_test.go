@@ -75,20 +75,10 @@ func TestWebsocketClosesWhenItsTokenExpires(t *testing.T) {
 	expires := time.Now().Add(2 * time.Second).Truncate(time.Second) // a JWT's times are whole seconds
 	token := craftToken(t, testSecret, "spool", "alice", expires)
 
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
-	conn, _, err := d.Dial(strings.Replace(s.url, "http", "ws", 1)+"/graphql", nil)
-	if err != nil {
+	conn := rawSocket(t, s, "graphql-transport-ws", token)
+	if err := conn.WriteJSON(map[string]any{"id": "mine", "type": "subscribe",
+		"payload": map[string]any{"query": `subscription { myUploads { uploadId } }`}}); err != nil {
 		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hang guard only
-	for _, m := range []map[string]any{
-		{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + token}},
-		{"id": "mine", "type": "subscribe", "payload": map[string]any{"query": `subscription { myUploads { uploadId } }`}},
-	} {
-		if err := conn.WriteJSON(m); err != nil {
-			t.Fatal(err)
-		}
 	}
 	var ce *websocket.CloseError
 	for {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -33,16 +32,7 @@ func TestWebsocketMessageLimit(t *testing.T) {
 	wantSnapshot(t, ws, "at-limit")
 
 	// dialWS's reader would swallow the close code; this client reads it.
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 5 * time.Second}
-	over, _, err := d.Dial(strings.Replace(s.url, "http", "ws", 1)+"/graphql", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer over.Close()
-	_ = over.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hang guard only
-	if err := over.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + alice}}); err != nil {
-		t.Fatal(err)
-	}
+	over := rawSocket(t, s, "graphql-transport-ws", alice)
 	if err := over.WriteMessage(websocket.TextMessage, paddedSubscribe(t, "over", op, up.ID, wsMessageLimit+1)); err != nil {
 		t.Logf("sending the message over the limit: %v", err) // the server may have closed first
 	}
