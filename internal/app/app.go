@@ -410,6 +410,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// synced before the answer, so its record need not be either
 		// (DESIGN "Durability"). GCS has a part durable before it answers.
 		AsyncReceipts: !cfg.FsyncChunks && m.eng.storeName == "local",
+		// A GCS part is replaced only by an upload that completes.
+		WholeChunkWrites: m.eng.storeName == "gcs",
 	}, cfg.Upload)
 	if err != nil {
 		return fmt.Errorf("upload rules: %w", err)

@@ -219,7 +219,10 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 		}
 	}
 	n, err := s.store.WriteChunk(ctx, sess.StorageKey, ref, cr)
-	untouched := n == 0
+	// Whether a failed arrival left what the store held as it was: a
+	// RECEIVED copy, maybe written by a request that overtook this one,
+	// then stays RECEIVED (tryRecordChunk's keep).
+	untouched := n == 0 || s.wholeChunkWrites
 	switch {
 	case errors.Is(err, errChunkTooLong):
 		return failed(CodeChunkTooLarge, untouched, "chunk %d must be %d bytes; the body was longer", ref.Index, ref.Size), was, nil

@@ -30,6 +30,7 @@ import (
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/signing"
+	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -189,10 +190,13 @@ func newTestServiceProcessing(t testing.TB, cfg upload.Config, store upload.Stor
 	}
 	clock := newFakeClock()
 	broker := &recordingBroker{Hub: progress.NewHub()}
+	_, onGCS := store.(*gcs.Store)
 	svc, err := upload.NewService(upload.Deps{
 		DB: db, Dialect: dialect.SQLite, Store: store, Broker: broker, Queue: queue, Processor: processor,
 		Signer: httpapi.NewURLSigner("http://spool.test", secret),
 		Now:    clock.Now,
+		// As spool serve sets it (internal/app).
+		WholeChunkWrites: onGCS,
 	}, cfg)
 	if err != nil {
 		t.Fatalf("NewService: %v", err)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -315,4 +316,62 @@ func TestResumableRefusals(t *testing.T) {
 		_, err = e.svc.Complete(ctx, alice, sess.ID)
 		wantCodeOf(t, "Complete", err, upload.CodeSessionExpired)
 	})
+}
+
+// stallingBody sends its first bytes, tells started, and then fails once
+// release is closed: a client cut off halfway through a chunk.
+type stallingBody struct {
+	first   []byte
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *stallingBody) Read(p []byte) (int, error) {
+	if len(b.first) > 0 {
+		n := copy(p, b.first)
+		b.first = b.first[n:]
+		return n, nil
+	}
+	close(b.started)
+	<-b.release
+	return 0, errors.New("connection reset by peer (test)")
+}
+
+// On GCS a chunk arrival cut off halfway stores nothing (the part is
+// replaced only by an upload that completes), so when a whole arrival of
+// the same chunk overtook it and was acknowledged, the cut one, recorded
+// after, leaves the chunk RECEIVED. It marked it FAILED: an acknowledged
+// chunk missing at complete (the fault suite's "client connection cut
+// mid-chunk" met it on two replicas).
+func TestCutArrivalRecordedLateKeepsTheChunkOnGCS(t *testing.T) {
+	t.Parallel()
+	srv := gcstest.Start(t)
+	e := newTestServiceOn(t, testConfig(), gcs.New(srv.Client(t), srv.CreateBucket(t), "spool", gcs.Options{}))
+	owner := e.user(t, "alice")
+	data := mp4Bytes(11*MiB, 41)
+	sess := e.initOne(t, owner, mp4Spec("v.mp4", data))
+	chunk := e.chunk(data, 1)
+
+	cut := &stallingBody{first: chunk[:len(chunk)/2], started: make(chan struct{}), release: make(chan struct{})}
+	cutDone := make(chan error, 1)
+	go func() {
+		_, err := e.svc.ReceiveChunk(context.Background(), sess.ID, 1, cut, upload.ReceiveOptions{ContentLength: int64(len(chunk))})
+		cutDone <- err
+	}()
+	<-cut.started // its session read is done, and half its bytes sent
+	if p := e.mustSend(t, sess.ID, 1, data); p.UploadedChunks != 1 {
+		t.Fatalf("the whole arrival: %d chunks received, want 1", p.UploadedChunks)
+	}
+	close(cut.release)
+	if err := <-cutDone; upload.ErrorCode(err) != upload.CodeChunkTooSmall {
+		t.Errorf("the cut arrival: %v, want CHUNK_TOO_SMALL", err)
+	}
+
+	got, err := e.svc.Session(context.Background(), owner, sess.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Progress.UploadedChunks != 1 || len(got.Progress.FailedChunks) != 0 {
+		t.Errorf("after the cut arrival: %d received, failed %v; want chunk 1 still received", got.Progress.UploadedChunks, got.Progress.FailedChunks)
+	}
 }

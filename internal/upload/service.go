@@ -39,11 +39,13 @@ type Service struct {
 	// nil on PostgreSQL, where each request has a connection of its own.
 	receipts *groupCommit
 	store    Store
-	broker   Broker
-	signer   Signer
-	cfg      Config
-	log      *slog.Logger
-	now      func() time.Time
+	// wholeChunkWrites is Deps.WholeChunkWrites.
+	wholeChunkWrites bool
+	broker           Broker
+	signer           Signer
+	cfg              Config
+	log              *slog.Logger
+	now              func() time.Time
 	// direct is the store, when clients send chunks to it directly.
 	direct DirectStore
 	// resumable is the store, when clients send SINGLE uploads to its
@@ -85,6 +87,16 @@ type Deps struct {
 	// moments, which the client sends again, as a power loss can on
 	// SQLite (docs/DESIGN.md, "Durability"). SQLite ignores it.
 	AsyncReceipts bool
+	// WholeChunkWrites says the store replaces a chunk only with a write
+	// that succeeds whole: GCS finalises a part object only when its
+	// upload completes, so an arrival that fails or ends early leaves an
+	// earlier copy intact, and a RECEIVED chunk stays RECEIVED whatever
+	// such an arrival did. On local disk a failed write, in place, may
+	// have changed the copy, which then no longer counts. spool serve
+	// sets it for GCS. Without it, a cut-off arrival recorded after a
+	// whole one that overtook it marked that acknowledged chunk FAILED
+	// (the fault suite's "client connection cut mid-chunk" met it).
+	WholeChunkWrites bool
 }
 
 // NewService returns a Service with cfg's rules (zero fields take the
@@ -112,8 +124,9 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 		// To the microsecond, PostgreSQL's precision: an event built
 		// from the times a statement wrote then says what a read of
 		// them would.
-		now:      func() time.Time { return clock().Round(time.Microsecond) },
-		slotWait: processingSlotWait,
+		now:              func() time.Time { return clock().Round(time.Microsecond) },
+		slotWait:         processingSlotWait,
+		wholeChunkWrites: d.WholeChunkWrites,
 	}
 	if d.Dialect == dialect.SQLite {
 		s.receipts = &groupCommit{db: d.DB}
