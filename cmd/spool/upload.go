@@ -249,7 +249,7 @@ func plannedMedia(up client.Upload) string {
 // fit beside a bar: the cause of no answer, else the server's code.
 func briefly(err error) string {
 	if e, ok := errors.AsType[*client.NoAnswerError](err); ok {
-		return strings.TrimPrefix(e.Error(), "no answer from "+e.Server+": ")
+		return e.Reason()
 	}
 	if e, ok := errors.AsType[*client.GraphQLError](err); ok && e.Code != "" {
 		return e.Code

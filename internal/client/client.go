@@ -89,8 +89,12 @@ type NoAnswerError struct {
 }
 
 func (e *NoAnswerError) Error() string {
-	return "no answer from " + e.Server + ": " + noAnswerReason(e.Err)
+	return "no answer from " + e.Server + ": " + e.Reason()
 }
+
+// Reason says why in a few words ("connection refused", "no such host",
+// "timed out", …), without the server.
+func (e *NoAnswerError) Reason() string { return noAnswerReason(e.Err) }
 
 func (e *NoAnswerError) Unwrap() error { return e.Err }
 
@@ -175,8 +179,10 @@ func (c *Client) Do(ctx context.Context, query string, vars map[string]any, out 
 		Errors []struct {
 			Message    string `json:"message"`
 			Extensions struct {
-				Code       string  `json:"code"`
-				RetryAfter float64 `json:"retryAfter"`
+				Code string `json:"code"`
+				// Any JSON: a retryAfter of another type than spool's
+				// number is ignored, not a reason to drop the error.
+				RetryAfter any `json:"retryAfter"`
 			} `json:"extensions"`
 		} `json:"errors"`
 	}
@@ -188,7 +194,8 @@ func (c *Client) Do(ctx context.Context, query string, vars map[string]any, out 
 	}
 	if len(answer.Errors) > 0 {
 		e := answer.Errors[0]
-		return &GraphQLError{Message: e.Message, Code: e.Extensions.Code, RetryAfter: seconds(e.Extensions.RetryAfter)}
+		secs, _ := e.Extensions.RetryAfter.(float64)
+		return &GraphQLError{Message: e.Message, Code: e.Extensions.Code, RetryAfter: seconds(secs)}
 	}
 	if resp.StatusCode/100 != 2 {
 		return httpError(resp, raw)
@@ -228,10 +235,13 @@ const maxRetryAfter = time.Minute
 // seconds is a Retry-After of s seconds, at most maxRetryAfter; 0 for
 // none or nonsense.
 func seconds(s float64) time.Duration {
-	if !(s > 0) {
+	switch {
+	case !(s > 0):
 		return 0
+	case s >= maxRetryAfter.Seconds():
+		return maxRetryAfter // also what would overflow a Duration
 	}
-	return min(time.Duration(s*float64(time.Second)), maxRetryAfter)
+	return time.Duration(s * float64(time.Second))
 }
 
 // FileInput describes one file to initBatch.

@@ -197,6 +197,7 @@ func TestRetryAfterIsRead(t *testing.T) {
 	}{
 		{"7", 7 * time.Second},
 		{"3600", time.Minute},
+		{"1e300", time.Minute},               // past what a Duration holds
 		{"Wed, 21 Oct 2015 07:28:00 GMT", 0}, // a date: left to the backoff
 		{"-3", 0},
 		{"", 0},
@@ -223,6 +224,17 @@ func TestRetryAfterIsRead(t *testing.T) {
 			t.Errorf("extensions.retryAfter 2: got %#v, want RetryAfter 2s", err)
 		}
 		srv.Close()
+	}
+
+	// A retryAfter of another type is ignored; the error is kept.
+	odd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"errors":[{"message":"slow down","extensions":{"code":"RATE_LIMITED","retryAfter":"soon"}}]}`))
+	}))
+	defer odd.Close()
+	_, err := (&client.Client{Server: odd.URL, HTTP: odd.Client()}).UserMedia(context.Background(), client.MediaQuery{First: 1})
+	if g, ok := errors.AsType[*client.GraphQLError](err); !ok || g.Code != "RATE_LIMITED" || g.RetryAfter != 0 {
+		t.Errorf("retryAfter \"soon\": got %#v, want RATE_LIMITED without a wait", err)
 	}
 }
 

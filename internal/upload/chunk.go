@@ -249,6 +249,10 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 	return out, was, nil
 }
 
+// errNoLongerTaking is a session found to take no more chunks inside a
+// transaction, made into stoppedTaking's error after it.
+var errNoLongerTaking = errors.New("the upload no longer takes chunks")
+
 // invalidateForResend marks a received chunk FAILED before its bytes are
 // overwritten, moving the session's counts and bumping its version in the
 // same transaction. A complete() that checked the chunks before then
@@ -257,10 +261,6 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 // touched. It returns what the chunk's row holds afterwards: heldFailed,
 // or heldUnknown when it was no longer RECEIVED (another re-send got
 // there first).
-// errNoLongerTaking is a session found to take no more chunks inside a
-// transaction, made into stoppedTaking's error after it.
-var errNoLongerTaking = errors.New("the upload no longer takes chunks")
-
 func (s *Service) invalidateForResend(ctx context.Context, sessionID string, ref ChunkRef) (held, error) {
 	now := s.now()
 	d := transition(heldReceived, uploadchunk.StateFAILED, ref.Size)

@@ -130,13 +130,13 @@ const passingCodes = new Set([
   "REQUEST_TIMEOUT",
 ]);
 
-function isRetryable(err: unknown): boolean {
-  return err instanceof ServiceError && passingCodes.has(err.code);
-}
-
 /** Whether a failure with spool's code may pass by itself (the network, spool restarting, a budget). */
 export function isPassingCode(code: string): boolean {
   return passingCodes.has(code);
+}
+
+function isRetryable(err: unknown): boolean {
+  return err instanceof ServiceError && isPassingCode(err.code);
 }
 
 // Statuses that say the file itself is wrong (its type, or bytes that
