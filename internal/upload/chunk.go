@@ -53,9 +53,15 @@ type chunkReader struct {
 	// bodyErr is the body's own failure (a client that hung up), told
 	// apart from a storage failure.
 	bodyErr error
+	// began, if set, is called at the first Read, and then cleared.
+	began func()
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
+	if c.began != nil {
+		c.began()
+		c.began = nil
+	}
 	if c.remaining == 0 {
 		var probe [1]byte
 		n, err := io.ReadFull(c.r, probe[:])
@@ -160,7 +166,16 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 			return Progress{}, err
 		}
 	}
-	out, was, err := s.writeChunk(ctx, sess, ref, was, body, opts)
+	// On a store that writes in place, this request's turn at the chunk
+	// begins as the store starts reading the body: it holds the chunk
+	// then, so turns begin in the order the writes do (arrivals.go).
+	var turn arrival
+	defer func() { turn.end() }()
+	var began func()
+	if !s.wholeChunkWrites {
+		began = func() { turn = s.arrivals.begin(sess.ID, ref.Index) }
+	}
+	out, was, err := s.writeChunk(ctx, sess, ref, was, body, opts, began)
 	if err != nil {
 		// A re-sent chunk is marked FAILED before its bytes are written:
 		// when the store then fails, subscribers must hear that the chunk
@@ -170,7 +185,14 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 	}
 	// The outcome is recorded even if the client has hung up meanwhile.
 	ctx = context.WithoutCancel(ctx)
-	p, err := s.recordChunk(ctx, sess, ref, was, out)
+	var p Progress
+	err = turn.settle(func(overtaken bool) (err error) {
+		// The later arrival wrote after this one: a failure of this one
+		// changed nothing that is stored now, as on GCS.
+		out.untouched = out.untouched || overtaken
+		p, err = s.recordChunk(ctx, sess, ref, was, out)
+		return err
+	})
 	if err != nil {
 		return Progress{}, err
 	}
@@ -185,8 +207,9 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 // writeChunk streams body into storage and judges it. was is what the
 // database held for the chunk; writeChunk returns what it holds once a
 // RECEIVED copy is invalidated for the bytes that replace it. The error
-// is for failures that leave nothing to record (storage down).
-func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, was held, body io.Reader, opts ReceiveOptions) (chunkOutcome, held, error) {
+// is for failures that leave nothing to record (storage down). began, if
+// set, is called when the store first reads the body.
+func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref ChunkRef, was held, body io.Reader, opts ReceiveOptions, began func()) (chunkOutcome, held, error) {
 	if cl := opts.ContentLength; cl >= 0 && cl != ref.Size {
 		if cl > ref.Size {
 			return failed(CodeChunkTooLarge, true, "chunk %d must be %d bytes, the request declares %d", ref.Index, ref.Size, cl), was, nil
@@ -208,7 +231,7 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 		}
 		body = br
 	}
-	cr := &chunkReader{r: body, remaining: ref.Size, hashes: []hash.Hash{crc32.New(crc32.MakeTable(crc32.Castagnoli))}}
+	cr := &chunkReader{r: body, remaining: ref.Size, hashes: []hash.Hash{crc32.New(crc32.MakeTable(crc32.Castagnoli))}, began: began}
 	for _, d := range opts.Expect {
 		cr.hashes = append(cr.hashes, digest.NewHash(d.Alg))
 	}

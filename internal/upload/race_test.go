@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,5 +60,60 @@ func TestCompleteWaitsOutResend(t *testing.T) {
 	}
 	if got := e.waitMedia(t, alice, m.ID); got.Status != mediafile.StatusREADY || *got.ContentHash != sha256Hex(file11) {
 		t.Errorf("media: got %s with hash %v, want READY with %s", got.Status, got.ContentHash, sha256Hex(file11))
+	}
+}
+
+// afterFirstWrite is a Store that runs then once, after its first
+// WriteChunk has written and before the service records what it wrote.
+type afterFirstWrite struct {
+	upload.Store
+	done atomic.Bool
+	then func()
+}
+
+func (a *afterFirstWrite) WriteChunk(ctx context.Context, key string, chunk upload.ChunkRef, body io.Reader) (int64, error) {
+	n, err := a.Store.WriteChunk(ctx, key, chunk, body)
+	// Not a sync.Once: then writes the chunk again through this store,
+	// and a Once would make that wait for then to return.
+	if a.done.CompareAndSwap(false, true) {
+		a.then()
+	}
+	return n, err
+}
+
+// cutBody sends first, then fails: a client cut off.
+func cutBody(first []byte) *stallingBody {
+	b := &stallingBody{first: first, started: make(chan struct{}), release: make(chan struct{})}
+	close(b.release)
+	return b
+}
+
+// On the local disk two arrivals of a chunk write one at a time, but each
+// records its outcome after its write, so a client cut off halfway that
+// sent the chunk again could have the whole copy written and acknowledged
+// between the cut copy's write and its record: the cut copy, recorded
+// then and counted as touching the chunk, marked the acknowledged chunk
+// FAILED. Its bytes lie under the whole copy's; the chunk stays RECEIVED.
+func TestCutArrivalRecordedLateKeepsTheChunkOnLocalDisk(t *testing.T) {
+	t.Parallel()
+	hook := &afterFirstWrite{}
+	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store {
+		hook.Store = s
+		return hook
+	})
+	owner := e.user(t, "alice")
+	data := mp4Bytes(11*MiB, 43)
+	sess := e.initOne(t, owner, mp4Spec("v.mp4", data))
+	chunk := e.chunk(data, 1)
+	hook.then = func() {
+		if p := e.mustSend(t, sess.ID, 1, data); p.UploadedChunks != 1 {
+			t.Errorf("the whole copy: %d chunks received, want 1", p.UploadedChunks)
+		}
+	}
+	_, err := e.svc.ReceiveChunk(context.Background(), sess.ID, 1, cutBody(chunk[:len(chunk)/2]), upload.ReceiveOptions{ContentLength: int64(len(chunk))})
+	wantCode(t, err, upload.CodeChunkTooSmall)
+	got := e.stored(t, sess.ID)
+	if got.ReceivedChunks != 1 || got.FailedChunks != 0 {
+		t.Errorf("after the cut copy's answer: %d received, %d failed; want the acknowledged chunk still received", got.ReceivedChunks, got.FailedChunks)
 	}
 }

@@ -28,6 +28,8 @@ import (
 // Service runs uploads. It is safe for concurrent use, including by
 // several processes sharing one database: every state change is a
 // conditional update inside a transaction, never an in-process lock.
+// (Requests writing the same chunk on local disk, which only one process
+// uses, are also ordered in process: arrivals.go.)
 type Service struct {
 	db *ent.Client
 	// dialect is the database's SQL dialect (ent's name), for the few
@@ -61,6 +63,9 @@ type Service struct {
 	slotWait time.Duration
 	// outages rate-limits the log of database outages (NoteUnavailable).
 	outages outageLog
+	// arrivals orders the requests that write one chunk in place
+	// (arrivals.go); unused when wholeChunkWrites.
+	arrivals arrivals
 }
 
 // Deps are the engines a Service runs on.
