@@ -273,7 +273,8 @@ func (s *Service) writeChunk(ctx context.Context, sess *ent.UploadSession, ref C
 }
 
 // errNoLongerTaking is a session found to take no more chunks inside a
-// transaction, made into stoppedTaking's error after it.
+// transaction or by a receipt's condition, made into stoppedTaking's
+// error after it.
 var errNoLongerTaking = errors.New("the upload no longer takes chunks")
 
 // invalidateForResend marks a received chunk FAILED before its bytes are
@@ -336,6 +337,9 @@ func (s *Service) recordChunk(ctx context.Context, sess *ent.UploadSession, ref 
 			}
 		}
 		p, err := s.tryRecordChunk(ctx, sess, ref, was, out)
+		if errors.Is(err, errNoLongerTaking) {
+			return Progress{}, s.stoppedTaking(ctx, sess.ID, "chunks")
+		}
 		if !errors.Is(err, errChunkMoved) || attempt == 10 {
 			return p, err
 		}
@@ -355,7 +359,7 @@ func (s *Service) tryRecordChunk(ctx context.Context, sess *ent.UploadSession, r
 	toUploading := sess.Status == StatusInitialized
 	progress := func(c *ent.Client, counts sessionCounts, ok bool) (Progress, error) {
 		if !ok {
-			return Progress{}, Errorf(CodeAlreadyFinished, "upload %s stopped taking chunks while chunk %d arrived", sess.ID, ref.Index)
+			return Progress{}, errNoLongerTaking
 		}
 		fresh := *sess
 		fresh.Status, fresh.Version, fresh.Percent, fresh.UpdatedAt = StatusUploading, counts.version, counts.percent, now

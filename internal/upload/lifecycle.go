@@ -36,15 +36,25 @@ func (s *Service) checkActive(ctx context.Context, sess *ent.UploadSession) erro
 	return nil
 }
 
-// stoppedTaking is the ALREADY_FINISHED error of an upload found to take
-// no more chunks (or bytes: what) midway through a request, when its
-// file or row was gone. The status is read again so that the message
-// says what happened, as checkActive's does: the user may have cancelled
-// the upload elsewhere, and "no longer takes chunks" left them guessing.
+// stoppedTaking is the error of an upload found to take no more chunks
+// (or bytes: what) midway through a request, when its file or row was
+// gone or its receipt's condition failed. The row is read again so that
+// the answer says what happened, as checkActive's does: the user may
+// have cancelled the upload elsewhere, or its time run out meanwhile
+// (SESSION_EXPIRED, not ALREADY_FINISHED), and "no longer takes chunks"
+// left them guessing.
 func (s *Service) stoppedTaking(ctx context.Context, id, what string) error {
+	ctx = context.WithoutCancel(ctx)
 	row, err := s.db.UploadSession.Query().Where(uploadsession.ID(id)).
-		Select(uploadsession.FieldStatus).Only(context.WithoutCancel(ctx))
-	if err != nil || !isTerminal(row.Status) && row.Status != StatusAssembling {
+		Select(uploadsession.FieldStatus, uploadsession.FieldExpiresAt).Only(ctx)
+	if err != nil {
+		return Errorf(CodeAlreadyFinished, "upload %s no longer takes %s", id, what)
+	}
+	row.ID = id
+	if err := s.checkActive(ctx, row); ErrorCode(err) == CodeSessionExpired {
+		return err
+	}
+	if !isTerminal(row.Status) && row.Status != StatusAssembling {
 		return Errorf(CodeAlreadyFinished, "upload %s no longer takes %s", id, what)
 	}
 	return Errorf(CodeAlreadyFinished, "upload %s is %s: it takes no more %s", id, row.Status, what)

@@ -419,26 +419,55 @@ func (c *cancelOnWrite) WriteChunk(ctx context.Context, key string, chunk upload
 	return c.Store.WriteChunk(ctx, key, chunk, body)
 }
 
-// TestChunkOfAnUploadCancelledMeanwhile: a chunk whose upload is cancelled
-// while it arrives (by another tab, the CLI's user in a browser) is
-// refused ALREADY_FINISHED, and the message says it was cancelled.
-func TestChunkOfAnUploadCancelledMeanwhile(t *testing.T) {
+// TestChunkOfAnUploadStoppedMeanwhile: a chunk whose upload stops while
+// it arrives is told why. Cancelled (by another tab, the CLI's user in a
+// browser): ALREADY_FINISHED, and the message says it was cancelled.
+// Expired, whether the sweeper freed its file before the write or its
+// time ran out before the receipt: SESSION_EXPIRED, as before the write.
+// Both once answered ALREADY_FINISHED, "no longer takes chunks".
+func TestChunkOfAnUploadStoppedMeanwhile(t *testing.T) {
 	t.Parallel()
-	hook := &cancelOnWrite{}
-	e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store {
-		hook.Store = s
-		return hook
-	})
-	owner := e.user(t, "alice")
-	sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
-	hook.cancel = func() {
-		if _, err := e.svc.Cancel(context.Background(), owner, sess.ID); err != nil {
-			t.Errorf("Cancel: %v", err)
-		}
-	}
-	_, err := e.send(sess.ID, 0, file11)
-	wantCode(t, err, upload.CodeAlreadyFinished)
-	if want := "upload " + sess.ID + " is CANCELLED: it takes no more chunks"; err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("error %q, want it to say %q", err, want)
+	for _, tt := range []struct {
+		name     string
+		stop     func(t *testing.T, e *testEnv, owner, id string)
+		wantCode upload.Code
+		want     string
+	}{
+		{"cancelled", func(t *testing.T, e *testEnv, owner, id string) {
+			if _, err := e.svc.Cancel(context.Background(), owner, id); err != nil {
+				t.Errorf("Cancel: %v", err)
+			}
+		}, upload.CodeAlreadyFinished, "is CANCELLED: it takes no more chunks"},
+		{"expired and swept", func(t *testing.T, e *testEnv, owner, id string) {
+			e.clock.Advance(e.cfg.SessionTTL + time.Second)
+			if r, err := e.svc.Sweep(context.Background()); err != nil || r.Expired != 1 {
+				t.Errorf("Sweep: %+v, %v; want 1 expired", r, err)
+			}
+		}, upload.CodeSessionExpired, "expired at"},
+		{"expired before its receipt", func(t *testing.T, e *testEnv, owner, id string) {
+			e.clock.Advance(e.cfg.SessionTTL + time.Second)
+		}, upload.CodeSessionExpired, "expired at"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			hook := &cancelOnWrite{}
+			e := newTestServiceThrough(t, testConfig(), func(s upload.Store) upload.Store {
+				hook.Store = s
+				return hook
+			})
+			owner := e.user(t, "alice")
+			sess := e.initOne(t, owner, mp4Spec("a.mp4", file11))
+			hook.cancel = func() { tt.stop(t, e, owner, sess.ID) }
+			_, err := e.send(sess.ID, 0, file11)
+			wantCode(t, err, tt.wantCode)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q, want it to say %q", err, tt.want)
+			}
+			if tt.wantCode == upload.CodeSessionExpired {
+				if st := e.stored(t, sess.ID).Status; st != upload.StatusExpired {
+					t.Errorf("the upload is %s after the answer, want EXPIRED", st)
+				}
+			}
+		})
 	}
 }
