@@ -554,6 +554,49 @@ func asCloseError(err error, target **websocket.CloseError) bool {
 	return ok
 }
 
+// sendHalf starts a PUT of chunk to c and sends half of it, then nothing.
+func sendHalf(t *testing.T, c chunkURL, chunk []byte) *heldPUT {
+	t.Helper()
+	h, refused := holdPUT(t, c)
+	if refused != nil {
+		t.Fatalf("PUT: got %d before the body", refused.StatusCode)
+	}
+	if _, err := h.conn.Write(chunk[:len(chunk)/2]); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// answer reads the server's answer to a held PUT: its status and error.
+func (h *heldPUT) answer(t *testing.T) (int, struct{ Code, Message string }) {
+	t.Helper()
+	resp, err := http.ReadResponse(h.r, nil)
+	if err != nil {
+		t.Fatalf("reading the answer to a held PUT: %v", err)
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Error struct{ Code, Message string }
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&answer)
+	return resp.StatusCode, answer.Error
+}
+
+// finishWithout sends every chunk of up but the one at done (already
+// received), completes it and checks the download is data.
+func (s *spool) finishWithout(t *testing.T, token string, up session, data []byte, done int) {
+	t.Helper()
+	for _, c := range up.ChunkURLs {
+		if c.ChunkIndex != done {
+			sendChunk(t, c, data, http.StatusOK)
+		}
+	}
+	m := s.complete(token, up.ID)
+	if got := apptest.Get(t, m.URL); sha256hex(got) != sha256hex(data) {
+		t.Errorf("downloaded file differs from the one sent")
+	}
+}
+
 // A chunk body that stops sending is cut off after the body idle
 // timeout: the answer is 408 REQUEST_TIMEOUT, the chunk reads as failed,
 // and sending it again succeeds. A body that is slow but keeps sending is
@@ -570,24 +613,11 @@ func TestStalledChunkBody(t *testing.T) {
 	up := s.planOne(alice, file("v.mp4", "video/mp4", int64(len(video))))
 	c := up.ChunkURLs[1]
 	chunk := chunkOf(c, video)
-
-	h, refused := holdPUT(t, c)
-	if refused != nil {
-		t.Fatalf("PUT: got %d before the body", refused.StatusCode)
-	}
-	if _, err := h.conn.Write(chunk[:len(chunk)/2]); err != nil {
-		t.Fatal(err)
-	}
+	h := sendHalf(t, c, chunk)
 	// Then nothing: the server must answer on its own.
-	resp, err := http.ReadResponse(h.r, nil)
-	if err != nil {
-		t.Fatalf("reading the answer to a stalled body: %v", err)
-	}
-	var answer struct{ Error struct{ Code string } }
-	_ = json.NewDecoder(resp.Body).Decode(&answer)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestTimeout || answer.Error.Code != "REQUEST_TIMEOUT" {
-		t.Fatalf("stalled body: got %d %q, want 408 REQUEST_TIMEOUT", resp.StatusCode, answer.Error.Code)
+	status, answer := h.answer(t)
+	if status != http.StatusRequestTimeout || answer.Code != "REQUEST_TIMEOUT" {
+		t.Fatalf("stalled body: got %d %q, want 408 REQUEST_TIMEOUT", status, answer.Code)
 	}
 	p := s.uploadSession(alice, up.ID).Progress
 	if p.UploadedChunks != 0 || len(p.FailedChunks) != 1 || p.FailedChunks[0] != 1 {
@@ -621,12 +651,37 @@ func TestStalledChunkBody(t *testing.T) {
 	if slow.StatusCode != http.StatusOK {
 		t.Fatalf("the chunk sent again, slowly: got %d %s, want 200", slow.StatusCode, b)
 	}
-	sendChunk(t, up.ChunkURLs[0], video, http.StatusOK)
-	sendChunk(t, up.ChunkURLs[2], video, http.StatusOK)
-	m := s.complete(alice, up.ID)
-	if got := apptest.Get(t, m.URL); sha256hex(got) != sha256hex(video) {
-		t.Errorf("downloaded file differs from the one sent")
+	s.finishWithout(t, alice, up, video, 1)
+}
+
+// A client whose connection died silently mid-chunk (a phone that
+// changed networks) sends the chunk again on a new one. On local disk two
+// requests cannot write one chunk at once, and the resend waited out the
+// dead request's body idle timeout (29 s of 30 from outside). It now
+// interrupts the dead one, as tusd does: the resend is answered 200, the
+// dead one 400 CHUNK_TOO_SMALL saying it was replaced, and the file is
+// whole. Without the interruption the dead request is answered 408 only
+// at the idle timeout, which this test sets to 20 s; nothing here is timed.
+func TestResentChunkInterruptsTheStalledOne(t *testing.T) {
+	t.Parallel()
+	s := startSpool(t, func(c *app.Config) { c.Limits.BodyIdleTimeout = 20 * time.Second })
+	alice := s.token("alice")
+	video := fileBytes("video/mp4", 12<<20, 6)
+	up := s.planOne(alice, file("v.mp4", "video/mp4", int64(len(video))))
+	c := up.ChunkURLs[1]
+	chunk := chunkOf(c, video)
+	dead := sendHalf(t, c, chunk)
+	sendChunk(t, c, video, http.StatusOK)
+
+	status, answer := dead.answer(t)
+	if status != http.StatusBadRequest || answer.Code != "CHUNK_TOO_SMALL" || !strings.Contains(answer.Message, "another request, which replaces it") {
+		t.Fatalf("the interrupted request: got %d %+v, want 400 CHUNK_TOO_SMALL, replaced by another request", status, answer)
 	}
+	p := s.uploadSession(alice, up.ID).Progress
+	if p.UploadedChunks != 1 || len(p.FailedChunks) != 0 {
+		t.Fatalf("after the resend: got %+v, want chunk 1 received and none failed", p)
+	}
+	s.finishWithout(t, alice, up, video, 1)
 }
 
 // A client that sends a request's headers and then nothing is cut off

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -189,7 +190,7 @@ func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 	defer watched.stop()
 	body, counted := h.countBody(watched)
 	p, err := h.Uploads.ReceiveChunk(r.Context(), id, index, body,
-		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
+		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests, Interrupt: watched.interrupt})
 	err = watched.cut(err)
 	h.answerChunk(w, r, p, err)
 	h.recordChunk(start, counted, err)
@@ -228,7 +229,7 @@ func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 	defer watched.stop()
 	body, counted := h.countBody(watched)
 	p, err := h.Uploads.ReceiveRange(r.Context(), uid, id, cr.First, cr.Last, cr.Total, body,
-		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests})
+		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests, Interrupt: watched.interrupt})
 	err = watched.cut(err)
 	h.answerChunk(w, r, p, err)
 	h.recordChunk(start, counted, err)
@@ -299,6 +300,9 @@ type idleBody struct {
 	r       io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
+	// mu keeps interrupt, from another request's goroutine, apart from
+	// the deadlines Read sets and from the body's end.
+	mu sync.Mutex
 	// ended is set once a read failed or met the body's end: from then
 	// on no deadline is set. net/http reads the connection itself after a
 	// body's end (to notice a client that goes away), and a deadline set
@@ -308,33 +312,68 @@ type idleBody struct {
 	ended bool
 	// timedOut is set once a read ran into the deadline.
 	timedOut bool
+	// interrupted is set by interrupt: every read fails from then on.
+	interrupted bool
 	// unsupported is set when the connection takes no deadline (a
 	// ResponseWriter wrapped without Unwrap): the body is then read
 	// unwatched.
 	unsupported bool
 }
 
+// errInterrupted is a body's read after interrupt.
+var errInterrupted = errors.New("the request was interrupted by a later one for the same chunk")
+
 func (b *idleBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.interrupted {
+		b.ended = true
+		b.mu.Unlock()
+		return 0, errInterrupted
+	}
 	if b.timeout > 0 && !b.unsupported && !b.ended {
 		if err := b.rc.SetReadDeadline(time.Now().Add(b.timeout)); err != nil {
 			b.unsupported = true
 		}
 	}
+	b.mu.Unlock()
 	n, err := b.r.Read(p)
 	if err != nil {
+		b.mu.Lock()
 		// At io.EOF net/http has lifted the deadline as it began its own
 		// read; a failed read leaves the connection to be closed.
 		b.ended = true
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		switch {
+		case b.interrupted:
+			err = errInterrupted
+		case errors.Is(err, os.ErrDeadlineExceeded):
 			b.timedOut = true
 		}
+		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// interrupt makes a read under way fail now, and every later one: the
+// upload service calls it when a later request for the same chunk
+// arrives (upload.ReceiveOptions.Interrupt). A body that has ended is
+// left alone (a deadline would cut net/http's own read, see ended).
+func (b *idleBody) interrupt() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended || b.interrupted {
+		return
+	}
+	b.interrupted = true
+	if !b.unsupported {
+		_ = b.rc.SetReadDeadline(time.Now())
+	}
 }
 
 // stop lifts the read deadline of a body the handler is done with before
 // its end, so that what net/http still reads of it is not cut short.
 func (b *idleBody) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.timeout > 0 && !b.unsupported && !b.ended {
 		b.ended = true
 		_ = b.rc.SetReadDeadline(time.Time{})
@@ -344,13 +383,22 @@ func (b *idleBody) stop() {
 func (b *idleBody) Close() error { return b.r.Close() }
 
 // cut replaces the answer to a chunk whose body stalled (the chunk has
-// been recorded failed) with REQUEST_TIMEOUT, which clients retry.
+// been recorded failed) with REQUEST_TIMEOUT, which clients retry, and
+// says why a chunk whose body was interrupted broke off.
 func (b *idleBody) cut(err error) error {
-	if err == nil || !b.timedOut {
-		return err
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case err == nil:
+		return nil
+	case b.timedOut:
+		return upload.Errorf(upload.CodeRequestTimeout,
+			"the chunk's body sent nothing for %v and was cut off; the chunk is recorded failed: send it again", b.timeout)
+	case b.interrupted && upload.ErrorCode(err) == upload.CodeChunkTooSmall:
+		return upload.Errorf(upload.CodeChunkTooSmall,
+			"this request was stopped: the same chunk arrived on another request, which replaces it")
 	}
-	return upload.Errorf(upload.CodeRequestTimeout,
-		"the chunk's body sent nothing for %v and was cut off; the chunk is recorded failed: send it again", b.timeout)
+	return err
 }
 
 // countBody returns the request body to hand the service, counting what

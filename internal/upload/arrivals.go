@@ -1,10 +1,14 @@
 package upload
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // arrivals orders the requests that write the same chunk in place
-// within this process, so that a failed arrival that a later one
-// overtook leaves the later one's receipt alone.
+// within this process: a later one interrupts those still in flight, and
+// a failed one that a later one overtook leaves the later one's receipt
+// alone.
 //
 // Without it, an arrival's outcome was recorded after its write had
 // ended, and another arrival of the chunk could write and be recorded
@@ -14,9 +18,10 @@ import "sync"
 // it and counted as touching the copy, marked the acknowledged chunk
 // FAILED. Its bytes lay under the later copy's, which stood whole.
 //
-// An arrival begins when the store first reads its body. localfs holds
-// the chunk's lock by then and until the write ends, so arrivals begin in
-// the order they write, and the one that began last wrote last. A whole
+// An arrival begins writing when the store first reads its body. localfs
+// holds the chunk's lock by then and until the write ends, so arrivals
+// begin writing in the order they write, and the one that began last
+// wrote last. A whole
 // arrival records RECEIVED even when overtaken: a copy of the same bytes
 // written over it leaves them as they were, and one of other bytes is
 // caught when the file is read back against each chunk's CRC32C
@@ -38,26 +43,33 @@ type chunkKey struct {
 
 // chunkArrivals are one chunk's arrivals in flight.
 type chunkArrivals struct {
-	// mu is held to begin an arrival and while one records its outcome,
-	// so no arrival begins between a record's check and its write.
+	// mu is held to begin a write and while an arrival records its
+	// outcome, so no write begins between a record's check and its write.
 	mu     sync.Mutex
-	latest uint64 // the last arrival to begin; guarded by mu
-	// inFlight counts the arrivals begun and not ended; guarded by
+	latest uint64 // the last arrival to begin writing; guarded by mu
+	// inFlight are the arrivals not ended, oldest first; guarded by
 	// arrivals.mu.
-	inFlight int
+	inFlight []*arrival
 }
 
-// arrival is one request's turn at a chunk.
+// arrival is one request carrying a chunk, from its arrival at the
+// service to its answer.
 type arrival struct {
 	set   *arrivals
 	key   chunkKey
 	chunk *chunkArrivals
-	seq   uint64
+	// interrupt stops the request's body (ReceiveOptions.Interrupt).
+	interrupt func()
+	seq       uint64 // set when it begins writing; guarded by chunk.mu
 }
 
-// begin starts an arrival of the chunk, as it starts writing it; end
-// must follow.
-func (a *arrivals) begin(uploadID string, index int) arrival {
+// arrive registers a request for the chunk and interrupts the requests
+// for it still in flight: localfs writes one copy of a chunk at a time,
+// so a client that sent the chunk again after its connection silently
+// died would otherwise wait for the dead request's body idle timeout
+// (30 s) before its own could be written. tusd interrupts the older
+// request in the same case. end must follow.
+func (a *arrivals) arrive(uploadID string, index int, interrupt func()) *arrival {
 	k := chunkKey{uploadID, index}
 	a.mu.Lock()
 	if a.chunks == nil {
@@ -68,36 +80,52 @@ func (a *arrivals) begin(uploadID string, index int) arrival {
 		c = &chunkArrivals{}
 		a.chunks[k] = c
 	}
-	c.inFlight++
+	var older []func()
+	for _, r := range c.inFlight {
+		if r.interrupt != nil {
+			older = append(older, r.interrupt)
+		}
+	}
+	r := &arrival{set: a, key: k, chunk: c, interrupt: interrupt}
+	c.inFlight = append(c.inFlight, r)
 	a.mu.Unlock()
-
-	c.mu.Lock()
-	c.latest++
-	seq := c.latest
-	c.mu.Unlock()
-	return arrival{set: a, key: k, chunk: c, seq: seq}
+	for _, stop := range older {
+		stop()
+	}
+	return r
 }
 
-// settle runs record, telling it whether an arrival of the chunk has
-// begun since this one did. No arrival begins while it runs. An arrival
-// that never began (the zero arrival) is never overtaken.
-func (r arrival) settle(record func(overtaken bool) error) error {
-	if r.chunk == nil {
+// begin marks the arrival's start of writing the chunk.
+func (r *arrival) begin() {
+	r.chunk.mu.Lock()
+	defer r.chunk.mu.Unlock()
+	r.chunk.latest++
+	r.seq = r.chunk.latest
+}
+
+// settle runs record, telling it whether another arrival of the chunk
+// began writing after this one did. No write begins while it runs. A nil
+// arrival (a store that takes no turns) is never overtaken, nor is one
+// that never began writing.
+func (r *arrival) settle(record func(overtaken bool) error) error {
+	if r == nil {
 		return record(false)
 	}
 	r.chunk.mu.Lock()
 	defer r.chunk.mu.Unlock()
-	return record(r.chunk.latest != r.seq)
+	return record(r.seq != 0 && r.chunk.latest != r.seq)
 }
 
-// end ends the arrival, if it began.
-func (r arrival) end() {
-	if r.chunk == nil {
+// end ends the arrival; a nil one is nothing to end.
+func (r *arrival) end() {
+	if r == nil {
 		return
 	}
 	r.set.mu.Lock()
 	defer r.set.mu.Unlock()
-	if r.chunk.inFlight--; r.chunk.inFlight == 0 {
+	c := r.chunk
+	c.inFlight = slices.DeleteFunc(c.inFlight, func(o *arrival) bool { return o == r })
+	if len(c.inFlight) == 0 {
 		delete(r.set.chunks, r.key)
 	}
 }

@@ -1,23 +1,37 @@
 package upload
 
-import "testing"
+import (
+	"maps"
+	"testing"
+)
 
 // TestArrivalsTellWhoWasOvertaken: an arrival of a chunk is overtaken by
-// one of the same chunk that began after it, not by one of another
-// chunk; nothing is kept once all end, and a chunk's next arrival then
-// starts afresh.
+// one of the same chunk that began writing after it, not by one of
+// another chunk; one that never began writing is never overtaken; each
+// interrupts those of its chunk in flight; nothing is kept once all end,
+// and a chunk's next arrival then starts afresh.
 func TestArrivalsTellWhoWasOvertaken(t *testing.T) {
 	var set arrivals
-	overtakenBy := func(a arrival) bool {
+	overtakenBy := func(a *arrival) bool {
 		var got bool
 		if err := a.settle(func(overtaken bool) error { got = overtaken; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return got
 	}
-	first := set.begin("upl_1", 3)
-	other := set.begin("upl_1", 4)
-	second := set.begin("upl_1", 3)
+	interrupted := map[string]int{}
+	interrupt := func(name string) func() { return func() { interrupted[name]++ } }
+
+	first := set.arrive("upl_1", 3, interrupt("first"))
+	first.begin()
+	other := set.arrive("upl_1", 4, interrupt("other"))
+	other.begin()
+	idle := set.arrive("upl_1", 3, interrupt("idle")) // never writes
+	second := set.arrive("upl_1", 3, nil)
+	second.begin()
+	if want := map[string]int{"first": 2, "idle": 1}; !maps.Equal(interrupted, want) {
+		t.Errorf("interrupted %v, want %v", interrupted, want)
+	}
 	if !overtakenBy(first) {
 		t.Error("the first arrival was not overtaken by the second")
 	}
@@ -27,31 +41,39 @@ func TestArrivalsTellWhoWasOvertaken(t *testing.T) {
 	if overtakenBy(other) {
 		t.Error("an arrival of another chunk was overtaken")
 	}
-	var never arrival
-	if overtakenBy(never) {
-		t.Error("an arrival that never began was overtaken")
+	if overtakenBy(idle) {
+		t.Error("an arrival that never wrote was overtaken")
 	}
-	never.end()
+	var none *arrival
+	if overtakenBy(none) {
+		t.Error("a nil arrival was overtaken")
+	}
+	none.end()
 
-	for _, a := range []arrival{first, other, second} {
+	for _, a := range []*arrival{first, other, idle, second} {
 		a.end()
 	}
 	if n := len(set.chunks); n != 0 {
 		t.Errorf("%d chunks still tracked after every arrival ended", n)
 	}
-	again := set.begin("upl_1", 3)
+	again := set.arrive("upl_1", 3, nil)
 	defer again.end()
+	again.begin()
 	if overtakenBy(again) {
 		t.Error("a new arrival after the others ended was overtaken")
+	}
+	if interrupted["first"] != 2 {
+		t.Errorf("an ended arrival was interrupted: %v", interrupted)
 	}
 }
 
 // BenchmarkArrivals is what a chunk arrival on local disk pays for its
-// turn: begin, settle and end.
+// turn: arrive, begin, settle and end.
 func BenchmarkArrivals(b *testing.B) {
 	var set arrivals
 	for i := 0; b.Loop(); i++ {
-		a := set.begin("upl_1", i)
+		a := set.arrive("upl_1", i, nil)
+		a.begin()
 		_ = a.settle(func(bool) error { return nil })
 		a.end()
 	}

@@ -31,6 +31,12 @@ type ReceiveOptions struct {
 	// before a byte of the body is read (the user's data-plane budget);
 	// its error is returned as it is.
 	Admit Admitter
+	// Interrupt, if set, makes the body's reads fail from now on; safe
+	// to call from another goroutine, and more than once. On local disk
+	// it is called when another request for the same chunk arrives while
+	// this one is in flight (arrivals.go): the later one is the client's
+	// resend, and this one's connection may be dead.
+	Interrupt func()
 }
 
 // Admitter decides whether a user's request may go on now. It returns
@@ -166,14 +172,16 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 			return Progress{}, err
 		}
 	}
-	// On a store that writes in place, this request's turn at the chunk
-	// begins as the store starts reading the body: it holds the chunk
-	// then, so turns begin in the order the writes do (arrivals.go).
-	var turn arrival
-	defer func() { turn.end() }()
+	// On a store that writes in place, the requests for one chunk are
+	// ordered (arrivals.go): a later one interrupts this one, and this
+	// one's write begins as the store starts reading the body, when it
+	// holds the chunk, so writes begin in the order they are made.
+	var turn *arrival
 	var began func()
 	if !s.wholeChunkWrites {
-		began = func() { turn = s.arrivals.begin(sess.ID, ref.Index) }
+		turn = s.arrivals.arrive(sess.ID, ref.Index, opts.Interrupt)
+		defer turn.end()
+		began = turn.begin
 	}
 	out, was, err := s.writeChunk(ctx, sess, ref, was, body, opts, began)
 	if err != nil {
