@@ -31,6 +31,25 @@ type Client struct {
 	Token string
 	// HTTP sends the requests; nil means http.DefaultClient.
 	HTTP *http.Client
+	// StallTimeout abandons a chunk PUT whose body has gone out no
+	// further for this long: 0 means DefaultStallTimeout, below 0 never.
+	// On a network path that died silently (a laptop changing networks)
+	// nothing fails a write but the kernel's retransmissions, after
+	// about a quarter of an hour; this makes it a NoAnswerError, "sending
+	// stalled", that is tried again on a new connection.
+	StallTimeout time.Duration
+}
+
+// DefaultStallTimeout is Client.StallTimeout's default, the web
+// uploader's too: a body that sends nothing for a minute is not slow.
+const DefaultStallTimeout = time.Minute
+
+// StalledError is why a chunk PUT got no answer: its body went out no
+// further for After.
+type StalledError struct{ After time.Duration }
+
+func (e *StalledError) Error() string {
+	return fmt.Sprintf("sending stalled: nothing went out for %v", e.After)
 }
 
 // GraphQLError is the first error a GraphQL answer carries.
@@ -100,12 +119,59 @@ func (e *NoAnswerError) Unwrap() error { return e.Err }
 
 // noAnswer wraps the transport's error for a request that got no answer;
 // a request cut short by its own context returns the context's error, as
-// the caller stopping is not the server failing.
+// the caller stopping is not the server failing, unless a stalled body
+// cut it (StalledError).
 func noAnswer(req *http.Request, err error) error {
-	if ctxErr := req.Context().Err(); ctxErr != nil {
+	var stalled *StalledError
+	if cause := context.Cause(req.Context()); errors.As(cause, &stalled) {
+		err = stalled
+	} else if ctxErr := req.Context().Err(); ctxErr != nil {
 		return ctxErr
 	}
 	return &NoAnswerError{Server: req.URL.Scheme + "://" + req.URL.Host, Err: err}
+}
+
+// stallWatch is a chunk body that cancels its request, with a
+// StalledError, when the transport has taken none of it for a while.
+type stallWatch struct {
+	r     io.Reader
+	ctx   context.Context
+	timer *time.Timer // nil when not watched
+	after time.Duration
+}
+
+// watchStall wraps body for a request under ctx, watched if it has bytes
+// to send; stop must be called when the request is done.
+func (c *Client) watchStall(ctx context.Context, body io.Reader, hasBytes bool) (w *stallWatch, stop func()) {
+	after := c.StallTimeout
+	if after == 0 {
+		after = DefaultStallTimeout
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	w = &stallWatch{r: body, ctx: ctx, after: after}
+	if after > 0 && hasBytes {
+		w.timer = time.AfterFunc(after, func() { cancel(&StalledError{After: after}) })
+	}
+	return w, func() {
+		if w.timer != nil {
+			w.timer.Stop()
+		}
+		cancel(nil)
+	}
+}
+
+func (w *stallWatch) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if w.timer != nil {
+		if err != nil {
+			// All of it went out (or the body failed): waiting for the
+			// answer is the transport's ResponseHeaderTimeout's business.
+			w.timer.Stop()
+		} else {
+			w.timer.Reset(w.after)
+		}
+	}
+	return n, err
 }
 
 // noAnswerReason says why a request got no answer in a few words, for the
@@ -404,7 +470,9 @@ func (c *Client) PutChunk(ctx context.Context, u ChunkURL, body io.Reader) error
 	if method == "" {
 		method = http.MethodPut
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.URL, body)
+	watch, stop := c.watchStall(ctx, body, u.Size > 0)
+	defer stop()
+	req, err := http.NewRequestWithContext(watch.ctx, method, u.URL, watch)
 	if err != nil {
 		return err
 	}

@@ -271,3 +271,75 @@ func TestRateLimitedPacesWithoutUsingUpTries(t *testing.T) {
 		}
 	}
 }
+
+// silentAddr returns the address of a listener that takes connections and
+// then neither reads nor answers: a network path that died silently.
+func silentAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// A chunk PUT whose body stops going out, as on a network path that died
+// silently, is abandoned after the stall timeout as a NoAnswerError that
+// says so; it hung until the kernel gave up on the connection (over 200 s
+// from outside, through a proxy that stopped forwarding).
+func TestStalledChunkPutIsAbandoned(t *testing.T) {
+	t.Parallel()
+	server := "http://" + silentAddr(t)
+	cl := &client.Client{Server: server, HTTP: &http.Client{Transport: &http.Transport{}}, StallTimeout: 200 * time.Millisecond}
+	// More than the loopback's socket buffers take in.
+	const size = 256 << 20
+	// A hang guard only: without the stall watch the PUT ends here.
+	guard, cancelGuard := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelGuard()
+	err := cl.PutChunk(guard, client.ChunkURL{URL: server + "/uploads/upl_1/chunks/0", Size: size},
+		io.LimitReader(zeros{}, size))
+	var noAnswer *client.NoAnswerError
+	var stalled *client.StalledError
+	if !errors.As(err, &noAnswer) || !errors.As(err, &stalled) {
+		t.Fatalf("got %T %v, want a NoAnswerError of a StalledError", err, err)
+	}
+	if want := "no answer from " + server + ": sending stalled: nothing went out for 200ms"; err.Error() != want {
+		t.Errorf("got %q, want %q", err, want)
+	}
+
+	// The caller's own cancel is still the caller's, not a stall.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := cl.PutChunk(ctx, client.ChunkURL{URL: server + "/uploads/upl_1/chunks/0", Size: 3}, strings.NewReader("abc")); !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled PUT: got %v, want context.Canceled", err)
+	}
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
