@@ -204,7 +204,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.IntVar(&lim.DataPlane.Burst, "rate-chunks-burst", lim.DataPlane.Burst, "data-plane requests a user may send at once after a quiet spell")
 	fs.IntVar(&lim.MaxParallelChunksPerUpload, "max-parallel-chunks-per-upload", lim.MaxParallelChunksPerUpload, "chunk PUTs of one upload running at once on one replica; one more answers 429")
 	fs.IntVar(&lim.MaxWebsocketsPerUser, "max-websockets-per-user", lim.MaxWebsocketsPerUser, "websockets one user keeps open on one replica; one more is closed with 4429")
-	fs.DurationVar(&lim.BodyIdleTimeout, "body-idle-timeout", lim.BodyIdleTimeout, "cut off a chunk or GraphQL request body that sends no byte for this long (the chunk is recorded failed)")
+	fs.DurationVar(&lim.BodyIdleTimeout, "body-idle-timeout", lim.BodyIdleTimeout, "cut off a chunk or GraphQL request body that sends no byte for this long (the chunk is recorded failed), or a download whose client takes none")
 	fs.DurationVar(&lim.ReadHeaderTimeout, "read-header-timeout", lim.ReadHeaderTimeout, "longest a client may take to send a request's headers")
 	fs.DurationVar(&lim.IdleTimeout, "idle-timeout", lim.IdleTimeout, "close keep-alive connections idle this long")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on a `HOST:PORT` of their own instead of on --addr")

@@ -152,7 +152,7 @@ type Limits struct {
 	// MaxWebsocketsPerUser bounds one user's websockets on one replica.
 	MaxWebsocketsPerUser int
 	// BodyIdleTimeout cuts off a chunk or GraphQL body that sends no
-	// byte for this long.
+	// byte for this long, and a download whose client takes none.
 	BodyIdleTimeout time.Duration
 	// ReadHeaderTimeout bounds the time a client takes to send a
 	// request's headers (slowloris).

@@ -583,8 +583,9 @@ func (h *heldPUT) answer(t *testing.T) (int, struct{ Code, Message string }) {
 }
 
 // finishWithout sends every chunk of up but the one at done (already
-// received), completes it and checks the download is data.
-func (s *spool) finishWithout(t *testing.T, token string, up session, data []byte, done int) {
+// received), completes it, checks the download is data and returns the
+// media.
+func (s *spool) finishWithout(t *testing.T, token string, up session, data []byte, done int) media {
 	t.Helper()
 	for _, c := range up.ChunkURLs {
 		if c.ChunkIndex != done {
@@ -595,6 +596,7 @@ func (s *spool) finishWithout(t *testing.T, token string, up session, data []byt
 	if got := apptest.Get(t, m.URL); sha256hex(got) != sha256hex(data) {
 		t.Errorf("downloaded file differs from the one sent")
 	}
+	return m
 }
 
 // A chunk body that stops sending is cut off after the body idle
@@ -682,6 +684,42 @@ func TestResentChunkInterruptsTheStalledOne(t *testing.T) {
 		t.Fatalf("after the resend: got %+v, want chunk 1 received and none failed", p)
 	}
 	s.finishWithout(t, alice, up, video, 1)
+}
+
+// A download the client stops taking is cut off after the body idle
+// timeout. It held its request, connection and open file for as long as
+// the client liked (seen from outside: 2.8 MB queued, still there after
+// 45 s). A whole download is not cut.
+func TestStalledDownloadIsCutOff(t *testing.T) {
+	t.Parallel()
+	const idle = time.Second
+	s := startSpool(t, func(c *app.Config) { c.Limits.BodyIdleTimeout = idle })
+	alice := s.token("alice")
+	video := fileBytes("video/mp4", 48<<20, 8) // far more than the sockets' buffers
+	up := s.planOne(alice, file("v.mp4", "video/mp4", int64(len(video))))
+	m := s.finishWithout(t, alice, up, video, -1)
+
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard only
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", u.RequestURI(), u.Host)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET: %v %v", resp, err)
+	}
+	// The client takes nothing for three idle timeouts, then all there is.
+	time.Sleep(3 * idle)
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil || n >= int64(len(video)) {
+		t.Fatalf("a download left untaken for %v: got %d of %d bytes and %v, want it cut off", 3*idle, n, len(video), err)
+	}
 }
 
 // A client that sends a request's headers and then nothing is cut off

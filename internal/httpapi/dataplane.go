@@ -401,6 +401,28 @@ func (b *idleBody) cut(err error) error {
 	return err
 }
 
+// idleDownload is a response whose every write must start moving within
+// timeout: each write pushes the connection's write deadline forward.
+type idleDownload struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	// unsupported is set when the connection takes no deadline.
+	unsupported bool
+}
+
+func (d *idleDownload) Write(p []byte) (int, error) {
+	if !d.unsupported {
+		if err := d.rc.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil {
+			d.unsupported = true
+		}
+	}
+	return d.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (d *idleDownload) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
 // countBody returns the request body to hand the service, counting what
 // is read of it when metrics are kept (counted is then not nil).
 func (h *handlers) countBody(r io.Reader) (body io.Reader, counted *countingReader) {
@@ -539,7 +561,24 @@ func (h *handlers) getMedia(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", "inline; filename*=UTF-8''"+url.PathEscape(m.FileName))
 	// A media file's bytes never change, so its id is a strong validator.
 	w.Header().Set("ETag", `"`+m.ID+`"`)
-	http.ServeContent(w, r, "", obj.ModTime(), obj)
+	h.serveObject(w, r, obj)
+}
+
+// serveObject serves an object's bytes (ranges, conditionals) under the
+// body idle timeout: a client that takes nothing for that long is cut
+// off. A client that stops reading holds the request's goroutine, its
+// connection and the open object for as long as it likes otherwise (the
+// kernel's persist probes keep a zero window alive for ever; seen from
+// outside with 2.8 MB queued), and one whose network path died silently
+// for the quarter of an hour the kernel's retransmissions take.
+func (h *handlers) serveObject(w http.ResponseWriter, r *http.Request, obj upload.Object) {
+	if h.Limits.BodyIdleTimeout <= 0 {
+		http.ServeContent(w, r, "", obj.ModTime(), obj)
+		return
+	}
+	// net/http flushes what is left under the last write's deadline and
+	// then lifts it, before the connection's next request.
+	http.ServeContent(&idleDownload{ResponseWriter: w, rc: http.NewResponseController(w), timeout: h.Limits.BodyIdleTimeout}, r, "", obj.ModTime(), obj)
 }
 
 // getThumbnail serves one of a media file's thumbnails, under the
@@ -565,7 +604,7 @@ func (h *handlers) getThumbnail(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "private, max-age=300")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("ETag", `"`+path.Base(t.Key)+`"`)
-	http.ServeContent(w, r, "", obj.ModTime(), obj)
+	h.serveObject(w, r, obj)
 }
 
 func (h *handlers) refuseSignature(w http.ResponseWriter, r *http.Request, err error) {

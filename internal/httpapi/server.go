@@ -99,7 +99,8 @@ type Limits struct {
 	MaxParallelChunks int
 	// BodyIdleTimeout cuts off a chunk body that sends no byte for this
 	// long: the chunk is recorded failed and the answer is 408
-	// REQUEST_TIMEOUT. Zero means never.
+	// REQUEST_TIMEOUT. A media or thumbnail download whose client takes
+	// no byte for this long is cut off too. Zero means never.
 	BodyIdleTimeout time.Duration
 }
 
