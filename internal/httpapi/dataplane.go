@@ -190,7 +190,7 @@ func (h *handlers) putSignedChunk(w http.ResponseWriter, r *http.Request) {
 	defer watched.stop()
 	body, counted := h.countBody(watched)
 	p, err := h.Uploads.ReceiveChunk(r.Context(), id, index, body,
-		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests, Interrupt: watched.interrupt})
+		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests, Hurry: watched.hurry})
 	err = watched.cut(err)
 	h.answerChunk(w, r, p, err)
 	h.recordChunk(start, counted, err)
@@ -229,7 +229,7 @@ func (h *handlers) putRange(w http.ResponseWriter, r *http.Request) {
 	defer watched.stop()
 	body, counted := h.countBody(watched)
 	p, err := h.Uploads.ReceiveRange(r.Context(), uid, id, cr.First, cr.Last, cr.Total, body,
-		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests, Interrupt: watched.interrupt})
+		upload.ReceiveOptions{ContentLength: r.ContentLength, Expect: expect, Admit: h.Limits.Requests, Hurry: watched.hurry})
 	err = watched.cut(err)
 	h.answerChunk(w, r, p, err)
 	h.recordChunk(start, counted, err)
@@ -300,8 +300,8 @@ type idleBody struct {
 	r       io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
-	// mu keeps interrupt, from another request's goroutine, apart from
-	// the deadlines Read sets and from the body's end.
+	// mu keeps hurry, from another request's goroutine, apart from the
+	// deadlines Read sets and from the body's end.
 	mu sync.Mutex
 	// ended is set once a read failed or met the body's end: from then
 	// on no deadline is set. net/http reads the connection itself after a
@@ -312,24 +312,21 @@ type idleBody struct {
 	ended bool
 	// timedOut is set once a read ran into the deadline.
 	timedOut bool
-	// interrupted is set by interrupt: every read fails from then on.
-	interrupted bool
+	// hurried is set by hurry, which shortened timeout.
+	hurried bool
 	// unsupported is set when the connection takes no deadline (a
 	// ResponseWriter wrapped without Unwrap): the body is then read
 	// unwatched.
 	unsupported bool
 }
 
-// errInterrupted is a body's read after interrupt.
-var errInterrupted = errors.New("the request was interrupted by a later one for the same chunk")
+// hurriedTimeout is a body's idle timeout once a later request for the
+// same chunk waits for it: long enough for a live client's next bytes,
+// short beside the 30 s that client's resend waited before.
+const hurriedTimeout = 2 * time.Second
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
-	if b.interrupted {
-		b.ended = true
-		b.mu.Unlock()
-		return 0, errInterrupted
-	}
 	if b.timeout > 0 && !b.unsupported && !b.ended {
 		if err := b.rc.SetReadDeadline(time.Now().Add(b.timeout)); err != nil {
 			b.unsupported = true
@@ -342,10 +339,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 		// At io.EOF net/http has lifted the deadline as it began its own
 		// read; a failed read leaves the connection to be closed.
 		b.ended = true
-		switch {
-		case b.interrupted:
-			err = errInterrupted
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			b.timedOut = true
 		}
 		b.mu.Unlock()
@@ -353,20 +347,22 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// interrupt makes a read under way fail now, and every later one: the
-// upload service calls it when a later request for the same chunk
-// arrives (upload.ReceiveOptions.Interrupt). A body that has ended is
+// hurry cuts the body off after hurriedTimeout of silence from now on:
+// the upload service calls it when a later request for the same chunk
+// arrives and waits for this one (upload.ReceiveOptions.Hurry). A read
+// under way gets the short deadline at once. A body that has ended is
 // left alone (a deadline would cut net/http's own read, see ended).
-func (b *idleBody) interrupt() {
+func (b *idleBody) hurry() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.ended || b.interrupted {
+	if b.ended || b.hurried || b.unsupported {
 		return
 	}
-	b.interrupted = true
-	if !b.unsupported {
-		_ = b.rc.SetReadDeadline(time.Now())
+	b.hurried = true
+	if b.timeout == 0 || b.timeout > hurriedTimeout {
+		b.timeout = hurriedTimeout
 	}
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 }
 
 // stop lifts the read deadline of a body the handler is done with before
@@ -384,19 +380,19 @@ func (b *idleBody) Close() error { return b.r.Close() }
 
 // cut replaces the answer to a chunk whose body stalled (the chunk has
 // been recorded failed) with REQUEST_TIMEOUT, which clients retry, and
-// says why a chunk whose body was interrupted broke off.
+// says so when a later request for the chunk hurried it.
 func (b *idleBody) cut(err error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
 	case err == nil:
 		return nil
+	case b.timedOut && b.hurried:
+		return upload.Errorf(upload.CodeRequestTimeout,
+			"the chunk's body sent nothing for %v while the same chunk arrived on another request, and was cut off; that one replaces it", b.timeout)
 	case b.timedOut:
 		return upload.Errorf(upload.CodeRequestTimeout,
 			"the chunk's body sent nothing for %v and was cut off; the chunk is recorded failed: send it again", b.timeout)
-	case b.interrupted && upload.ErrorCode(err) == upload.CodeChunkTooSmall:
-		return upload.Errorf(upload.CodeChunkTooSmall,
-			"this request was stopped: the same chunk arrived on another request, which replaces it")
 	}
 	return err
 }

@@ -6,8 +6,8 @@ import (
 )
 
 // arrivals orders the requests that write the same chunk in place
-// within this process: a later one interrupts those still in flight, and
-// a failed one that a later one overtook leaves the later one's receipt
+// within this process: a later one hurries those still in flight, and a
+// failed one that a later one overtook leaves the later one's receipt
 // alone.
 //
 // Without it, an arrival's outcome was recorded after its write had
@@ -58,18 +58,21 @@ type arrival struct {
 	set   *arrivals
 	key   chunkKey
 	chunk *chunkArrivals
-	// interrupt stops the request's body (ReceiveOptions.Interrupt).
-	interrupt func()
-	seq       uint64 // set when it begins writing; guarded by chunk.mu
+	// hurry shortens the wait for the request's silent body
+	// (ReceiveOptions.Hurry).
+	hurry func()
+	seq   uint64 // set when it begins writing; guarded by chunk.mu
 }
 
-// arrive registers a request for the chunk and interrupts the requests
-// for it still in flight: localfs writes one copy of a chunk at a time,
-// so a client that sent the chunk again after its connection silently
-// died would otherwise wait for the dead request's body idle timeout
-// (30 s) before its own could be written. tusd interrupts the older
-// request in the same case. end must follow.
-func (a *arrivals) arrive(uploadID string, index int, interrupt func()) *arrival {
+// arrive registers a request for the chunk and hurries the requests for
+// it still in flight: localfs writes one copy of a chunk at a time, so a
+// client that sent the chunk again after its connection silently died
+// waited for the dead request's body idle timeout (30 s) before its own
+// could be written. tusd interrupts the older request outright; here a
+// body still sending goes on, since two clients resuming one upload send
+// the same chunks at once, and cutting either off failed its upload.
+// end must follow.
+func (a *arrivals) arrive(uploadID string, index int, hurry func()) *arrival {
 	k := chunkKey{uploadID, index}
 	a.mu.Lock()
 	if a.chunks == nil {
@@ -82,15 +85,15 @@ func (a *arrivals) arrive(uploadID string, index int, interrupt func()) *arrival
 	}
 	var older []func()
 	for _, r := range c.inFlight {
-		if r.interrupt != nil {
-			older = append(older, r.interrupt)
+		if r.hurry != nil {
+			older = append(older, r.hurry)
 		}
 	}
-	r := &arrival{set: a, key: k, chunk: c, interrupt: interrupt}
+	r := &arrival{set: a, key: k, chunk: c, hurry: hurry}
 	c.inFlight = append(c.inFlight, r)
 	a.mu.Unlock()
-	for _, stop := range older {
-		stop()
+	for _, hurry := range older {
+		hurry()
 	}
 	return r
 }

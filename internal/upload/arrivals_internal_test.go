@@ -8,7 +8,7 @@ import (
 // TestArrivalsTellWhoWasOvertaken: an arrival of a chunk is overtaken by
 // one of the same chunk that began writing after it, not by one of
 // another chunk; one that never began writing is never overtaken; each
-// interrupts those of its chunk in flight; nothing is kept once all end,
+// hurries those of its chunk in flight; nothing is kept once all end,
 // and a chunk's next arrival then starts afresh.
 func TestArrivalsTellWhoWasOvertaken(t *testing.T) {
 	var set arrivals
@@ -19,18 +19,18 @@ func TestArrivalsTellWhoWasOvertaken(t *testing.T) {
 		}
 		return got
 	}
-	interrupted := map[string]int{}
-	interrupt := func(name string) func() { return func() { interrupted[name]++ } }
+	hurried := map[string]int{}
+	hurry := func(name string) func() { return func() { hurried[name]++ } }
 
-	first := set.arrive("upl_1", 3, interrupt("first"))
+	first := set.arrive("upl_1", 3, hurry("first"))
 	first.begin()
-	other := set.arrive("upl_1", 4, interrupt("other"))
+	other := set.arrive("upl_1", 4, hurry("other"))
 	other.begin()
-	idle := set.arrive("upl_1", 3, interrupt("idle")) // never writes
+	idle := set.arrive("upl_1", 3, hurry("idle")) // never writes
 	second := set.arrive("upl_1", 3, nil)
 	second.begin()
-	if want := map[string]int{"first": 2, "idle": 1}; !maps.Equal(interrupted, want) {
-		t.Errorf("interrupted %v, want %v", interrupted, want)
+	if want := map[string]int{"first": 2, "idle": 1}; !maps.Equal(hurried, want) {
+		t.Errorf("hurried %v, want %v", hurried, want)
 	}
 	if !overtakenBy(first) {
 		t.Error("the first arrival was not overtaken by the second")
@@ -62,8 +62,8 @@ func TestArrivalsTellWhoWasOvertaken(t *testing.T) {
 	if overtakenBy(again) {
 		t.Error("a new arrival after the others ended was overtaken")
 	}
-	if interrupted["first"] != 2 {
-		t.Errorf("an ended arrival was interrupted: %v", interrupted)
+	if hurried["first"] != 2 {
+		t.Errorf("an ended arrival was hurried: %v", hurried)
 	}
 }
 

@@ -31,12 +31,14 @@ type ReceiveOptions struct {
 	// before a byte of the body is read (the user's data-plane budget);
 	// its error is returned as it is.
 	Admit Admitter
-	// Interrupt, if set, makes the body's reads fail from now on; safe
-	// to call from another goroutine, and more than once. On local disk
-	// it is called when another request for the same chunk arrives while
-	// this one is in flight (arrivals.go): the later one is the client's
-	// resend, and this one's connection may be dead.
-	Interrupt func()
+	// Hurry, if set, cuts the body off after a short silence from now
+	// on, rather than the usual idle timeout; safe to call from another
+	// goroutine, and more than once. On local disk it is called when
+	// another request for the same chunk arrives while this one is in
+	// flight (arrivals.go): this one's connection may have died, and the
+	// later one, the client's resend, waits for it. A body still sending
+	// (another client resuming the same upload) goes on.
+	Hurry func()
 }
 
 // Admitter decides whether a user's request may go on now. It returns
@@ -173,13 +175,13 @@ func (s *Service) receive(ctx context.Context, sess *ent.UploadSession, ref Chun
 		}
 	}
 	// On a store that writes in place, the requests for one chunk are
-	// ordered (arrivals.go): a later one interrupts this one, and this
+	// ordered (arrivals.go): a later one hurries this one, and this
 	// one's write begins as the store starts reading the body, when it
 	// holds the chunk, so writes begin in the order they are made.
 	var turn *arrival
 	var began func()
 	if !s.wholeChunkWrites {
-		turn = s.arrivals.arrive(sess.ID, ref.Index, opts.Interrupt)
+		turn = s.arrivals.arrive(sess.ID, ref.Index, opts.Hurry)
 		defer turn.end()
 		began = turn.begin
 	}
