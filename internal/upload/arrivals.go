@@ -21,11 +21,10 @@ import (
 // An arrival begins writing when the store first reads its body. localfs
 // holds the chunk's lock by then and until the write ends, so arrivals
 // begin writing in the order they write, and the one that began last
-// wrote last. A whole
-// arrival records RECEIVED even when overtaken: a copy of the same bytes
-// written over it leaves them as they were, and one of other bytes is
-// caught when the file is read back against each chunk's CRC32C
-// (docs/DESIGN.md, Invariant 4).
+// wrote last. A whole arrival records RECEIVED even when overtaken: a
+// copy of the same bytes written over it leaves them as they were, and
+// one of other bytes is caught when the file is read back against each
+// chunk's CRC32C (docs/DESIGN.md, Invariant 4).
 //
 // On GCS (Deps.WholeChunkWrites) none of this is used: a part is
 // replaced only by an upload that completes, so every failed arrival
