@@ -276,6 +276,38 @@ func TestFailedChunksAreRetried(t *testing.T) {
 	}
 }
 
+// A chunk that goes missing after it was acknowledged (here one that a
+// proxy answered 200 without passing on; in life another client resuming
+// the same upload, which invalidates the chunk while it sends it again)
+// makes complete answer INCOMPLETE. The client then sends what retry
+// lists and completes again; the command failed there, to be run again.
+func TestIncompleteAtCompleteSendsTheMissingChunks(t *testing.T) {
+	t.Parallel()
+	s, p, video := startWithVideo(t, nil)
+
+	rec := newRecorder(t)
+	rec.intercept = func(req *http.Request, chunk, attempt int) (*http.Response, error) {
+		if chunk != 1 || attempt > 0 {
+			return nil, nil
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("{}")), Request: req}, nil
+	}
+	progress := &sentBytes{}
+	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video, client.UploadOptions{Observer: progress})
+
+	if got, want := rec.statusesOf(1), []int{200, 200}; !slices.Equal(got, want) {
+		t.Errorf("chunk 1: got answers %v, want %v (lost, then sent again)", got, want)
+	}
+	if c, r := rec.op("complete"), rec.op("retry"); c != 2 || r != 1 {
+		t.Errorf("got %d completes and %d retries, want 2 and 1", c, r)
+	}
+	if progress.sent != int64(len(video)) {
+		t.Errorf("progress: %d bytes sent, want %d (the lost chunk's first sending taken back)", progress.sent, len(video))
+	}
+}
+
 func TestRefusedChunkURLIsSignedAgain(t *testing.T) {
 	t.Parallel()
 	s, p, video := startWithVideo(t, nil)

@@ -30,6 +30,10 @@ const (
 	// urlMargin is how long before its expiry a chunk URL is signed anew
 	// rather than sent, to fail with 403 on the way.
 	urlMargin = time.Minute
+	// maxRounds bounds how often a file's chunks are sent and complete
+	// called, when complete answers INCOMPLETE (the web uploader's
+	// bound too).
+	maxRounds = 3
 )
 
 // Observer hears how each file of an upload goes, to show it. Its methods
@@ -277,15 +281,43 @@ type batchUpload struct {
 // sendFile sends the chunks of one file that the server lacks, then
 // completes the file. An upload the server answered as COMPLETED (a file
 // it already had) needs neither.
+//
+// A complete answered INCOMPLETE sends the chunks retry lists, and
+// completes again, up to maxRounds in all: a chunk can go missing after
+// it was acknowledged, when another client resuming the same upload (the
+// command run twice, a browser tab) sends it again and so invalidates it
+// until its own copy lands. The command failed there, to be run again.
 func (b *batchUpload) sendFile(ctx context.Context, file int, up Upload) (MediaFile, error) {
 	if up.Status == "COMPLETED" && up.Media != nil {
 		return *up.Media, nil
 	}
 	urls, err := b.chunksToSend(ctx, file, up)
-	if err != nil {
-		return MediaFile{}, err
+	for round := 1; ; round++ {
+		if err != nil {
+			return MediaFile{}, err
+		}
+		if err := b.sendChunks(ctx, file, up, urls); err != nil {
+			return MediaFile{}, err
+		}
+		m, err := retryFile(ctx, b, file, func() (MediaFile, error) { return b.client.Complete(ctx, up.ID) })
+		if !hasCode(err, "INCOMPLETE") || round == maxRounds {
+			return m, err
+		}
+		urls, err = retryFile(ctx, b, file, func() ([]ChunkURL, error) { return b.client.Retry(ctx, up.ID) })
+		if hasCode(err, "ALREADY_FINISHED") {
+			// The other client completed it: complete answers its media.
+			urls, err = nil, nil
+		}
+		for _, u := range urls {
+			// Counted as sent when acknowledged; sent again now.
+			b.observer.Sent(file, -u.Size)
+		}
 	}
-	// The first chunk that fails for good stops the file's other chunks.
+}
+
+// sendChunks sends urls' chunks of one file, --parallel at a time across
+// the batch. The first chunk that fails for good stops the others.
+func (b *batchUpload) sendChunks(ctx context.Context, file int, up Upload, urls []ChunkURL) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, u := range urls {
 		if !b.acquire(gctx) {
@@ -300,12 +332,9 @@ func (b *batchUpload) sendFile(ctx context.Context, file int, up Upload) (MediaF
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return MediaFile{}, err
+		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return MediaFile{}, err
-	}
-	return retryFile(ctx, b, file, func() (MediaFile, error) { return b.client.Complete(ctx, up.ID) })
+	return ctx.Err()
 }
 
 // acquire waits for a free slot; it returns false, holding none, when ctx
@@ -515,6 +544,12 @@ func (w *askedWait) Unwrap() []error { return []error{w.err, w.after} }
 func hasStatus(err error, status int) bool {
 	var h *HTTPError
 	return errors.As(err, &h) && h.Status == status
+}
+
+// hasCode reports whether err is a GraphQL error with code.
+func hasCode(err error, code string) bool {
+	var g *GraphQLError
+	return errors.As(err, &g) && g.Code == code
 }
 
 // sentCounter reports a chunk's bytes as the transport reads them, and
