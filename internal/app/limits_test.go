@@ -387,11 +387,11 @@ type heldPUT struct {
 	r    *bufio.Reader
 }
 
-// holdPUT starts a PUT of chunk c and returns once the server is reading
-// its body, or the server's answer if it refused the PUT instead.
-func holdPUT(t *testing.T, c chunkURL) (*heldPUT, *http.Response) {
+// dialURL opens a raw connection to rawURL's host, closed when the test
+// ends, with a deadline that only guards against a hang.
+func dialURL(t *testing.T, rawURL string) (*url.URL, net.Conn) {
 	t.Helper()
-	u, err := url.Parse(c.URL)
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +400,15 @@ func holdPUT(t *testing.T, c chunkURL) (*heldPUT, *http.Response) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard only
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+	return u, conn
+}
+
+// holdPUT starts a PUT of chunk c and returns once the server is reading
+// its body, or the server's answer if it refused the PUT instead.
+func holdPUT(t *testing.T, c chunkURL) (*heldPUT, *http.Response) {
+	t.Helper()
+	u, conn := dialURL(t, c.URL)
 	fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", u.RequestURI(), u.Host, c.Size)
 	h := &heldPUT{conn: conn, r: bufio.NewReader(conn)}
 	resp, err := http.ReadResponse(h.r, nil)
@@ -749,16 +757,7 @@ func TestStalledDownloadIsCutOff(t *testing.T) {
 	up := s.planOne(alice, file("v.mp4", "video/mp4", int64(len(video))))
 	m := s.finishWithout(t, alice, up, video, -1)
 
-	u, err := url.Parse(m.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard only
+	u, conn := dialURL(t, m.URL)
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", u.RequestURI(), u.Host)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil || resp.StatusCode != http.StatusOK {

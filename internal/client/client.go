@@ -135,24 +135,24 @@ func noAnswer(req *http.Request, err error) error {
 // StalledError, when the transport has taken none of it for a while.
 type stallWatch struct {
 	r     io.Reader
-	ctx   context.Context
 	timer *time.Timer // nil when not watched
 	after time.Duration
 }
 
-// watchStall wraps body for a request under ctx, watched if it has bytes
-// to send; stop must be called when the request is done.
-func (c *Client) watchStall(ctx context.Context, body io.Reader, hasBytes bool) (w *stallWatch, stop func()) {
+// watchStall returns a context under ctx for a request and its body,
+// which cancels it when the body stops going out; bodies without bytes
+// are not watched. stop must be called when the request is done.
+func (c *Client) watchStall(ctx context.Context, body io.Reader, hasBytes bool) (context.Context, *stallWatch, func()) {
 	after := c.StallTimeout
 	if after == 0 {
 		after = DefaultStallTimeout
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	w = &stallWatch{r: body, ctx: ctx, after: after}
+	w := &stallWatch{r: body, after: after}
 	if after > 0 && hasBytes {
 		w.timer = time.AfterFunc(after, func() { cancel(&StalledError{After: after}) })
 	}
-	return w, func() {
+	return ctx, w, func() {
 		if w.timer != nil {
 			w.timer.Stop()
 		}
@@ -470,9 +470,9 @@ func (c *Client) PutChunk(ctx context.Context, u ChunkURL, body io.Reader) error
 	if method == "" {
 		method = http.MethodPut
 	}
-	watch, stop := c.watchStall(ctx, body, u.Size > 0)
+	ctx, watched, stop := c.watchStall(ctx, body, u.Size > 0)
 	defer stop()
-	req, err := http.NewRequestWithContext(watch.ctx, method, u.URL, watch)
+	req, err := http.NewRequestWithContext(ctx, method, u.URL, watched)
 	if err != nil {
 		return err
 	}

@@ -129,6 +129,24 @@ func (r *recorder) op(name string) int {
 	return r.ops[name]
 }
 
+// drain reads and closes a request's body, as a server would before
+// answering.
+func drain(req *http.Request) {
+	_, _ = io.Copy(io.Discard, req.Body)
+	req.Body.Close()
+}
+
+// answerInstead drains req and answers it with status, header (plus a
+// JSON Content-Type) and body, in the server's place.
+func answerInstead(req *http.Request, status int, header http.Header, body string) *http.Response {
+	drain(req)
+	if header == nil {
+		header = http.Header{}
+	}
+	header.Set("Content-Type", "application/json")
+	return &http.Response{StatusCode: status, Header: header, Body: io.NopCloser(strings.NewReader(body)), Request: req}
+}
+
 // startWithVideo starts a server and writes a 12 MiB video for it, sent
 // as chunks of 5, 5 and 2 MiB; it returns the video's path and bytes.
 func startWithVideo(t *testing.T, change func(*app.Config)) (*apptest.Server, string, []byte) {
@@ -252,16 +270,11 @@ func TestFailedChunksAreRetried(t *testing.T) {
 		}
 		// The body is read before the failure, so progress must take
 		// those bytes back.
-		_, _ = io.Copy(io.Discard, req.Body)
-		req.Body.Close()
 		if chunk == 1 {
+			drain(req)
 			return nil, errors.New("connection reset by peer (test)")
 		}
-		return &http.Response{
-			StatusCode: http.StatusServiceUnavailable, Header: http.Header{"Content-Type": {"application/json"}},
-			Body:    io.NopCloser(strings.NewReader(`{"error":{"code":"STORAGE_UNAVAILABLE","message":"try again"}}`)),
-			Request: req,
-		}, nil
+		return answerInstead(req, http.StatusServiceUnavailable, nil, `{"error":{"code":"STORAGE_UNAVAILABLE","message":"try again"}}`), nil
 	}
 	progress := &sentBytes{}
 	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video, client.UploadOptions{Observer: progress})
@@ -290,9 +303,7 @@ func TestIncompleteAtCompleteSendsTheMissingChunks(t *testing.T) {
 		if chunk != 1 || attempt > 0 {
 			return nil, nil
 		}
-		_, _ = io.Copy(io.Discard, req.Body)
-		req.Body.Close()
-		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("{}")), Request: req}, nil
+		return answerInstead(req, http.StatusOK, nil, "{}"), nil
 	}
 	progress := &sentBytes{}
 	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video, client.UploadOptions{Observer: progress})

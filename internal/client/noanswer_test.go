@@ -248,14 +248,8 @@ func TestRateLimitedPacesWithoutUsingUpTries(t *testing.T) {
 		if chunk != 1 || attempt >= 12 { // more refusals than the 10 tries
 			return nil, nil
 		}
-		_, _ = io.Copy(io.Discard, req.Body)
-		req.Body.Close()
-		return &http.Response{
-			StatusCode: http.StatusTooManyRequests,
-			Header:     http.Header{"Content-Type": {"application/json"}, "Retry-After": {"0.01"}},
-			Body:       io.NopCloser(strings.NewReader(`{"error":{"code":"RATE_LIMITED","message":"slow down"}}`)),
-			Request:    req,
-		}, nil
+		return answerInstead(req, http.StatusTooManyRequests, http.Header{"Retry-After": {"0.01"}},
+			`{"error":{"code":"RATE_LIMITED","message":"slow down"}}`), nil
 	}
 	seen := &retries{errs: map[int][]error{}}
 	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video,
