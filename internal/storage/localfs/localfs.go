@@ -270,6 +270,16 @@ func (s *Store) copyChunk(f *os.File, chunk upload.ChunkRef, at int64, body io.R
 	case err == nil:
 		return n, nil
 	case w.err != nil && errors.Is(err, w.err):
+		if !errors.Is(err, errChunkOverflow) {
+			// The disk failed, not the body. What this write put down
+			// is not a chunk's bytes (the caller records none of it), and
+			// on a full disk it holds the space that other uploads, the
+			// database and the sweep that would free space all need: a
+			// failing upload left the disk full until it expired. So its
+			// blocks go back at once; the chunk's bytes before at (a tus
+			// upload's earlier pieces) stay.
+			releaseRange(f, chunk.Offset+at, n)
+		}
 		return n, fmt.Errorf("localfs: write chunk %d: %w", chunk.Index, err)
 	default:
 		return n, err

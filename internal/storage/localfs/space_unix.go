@@ -8,7 +8,9 @@ import "golang.org/x/sys/unix"
 // still use) and the size of the filesystem that holds the store. A full
 // disk fails every chunk with "storage is full" and stays full until
 // uploads are cancelled or expire, so it is worth watching
-// (spool_storage_free_bytes).
+// (spool_storage_free_bytes). A chunk that fails there gives back the
+// blocks it took (copyChunk), so the disk is full of chunks, not of
+// failed writes.
 func (s *Store) Space() (free, size int64, err error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(s.objectsDir, &st); err != nil {
