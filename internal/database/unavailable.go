@@ -19,7 +19,7 @@ import (
 // knows the drivers' ways of saying so; upload.ErrorCode turns such an
 // error into UNAVAILABLE.
 //
-// Unavailable: PostgreSQL unreachable or refusing (pgconn.ConnectError,
+// Unavailable: a full disk (Full), PostgreSQL unreachable or refusing (pgconn.ConnectError,
 // network errors, the connection closed or cut mid-statement: io.ErrUnexpectedEOF,
 // driver.ErrBadConn, pgx's "conn closed"), server states that say so
 // (SQLSTATE class 08 connection exception, 57P01-57P03 shutting down or
@@ -30,6 +30,9 @@ import (
 func Unavailable(err error) bool {
 	if err == nil {
 		return false
+	}
+	if Full(err) {
+		return true
 	}
 	var connect *pgconn.ConnectError
 	var netErr *net.OpError
@@ -61,4 +64,21 @@ func Unavailable(err error) bool {
 	// (pgconn.ErrConnClosed, or an unexported lock error that says the
 	// same).
 	return errors.Is(err, pgconn.ErrConnClosed) || strings.Contains(err.Error(), "conn closed")
+}
+
+// Full reports whether err says the database's disk is full: SQLite's
+// SQLITE_FULL, PostgreSQL's SQLSTATE 53100 (disk_full), or ENOSPC or
+// EDQUOT from below either. The statement was undone, so it is
+// Unavailable too, but no retry succeeds until someone frees space, and
+// clients are told so (upload.ErrorMessage).
+func Full(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.SQLState() == "53100"
+	}
+	var liteErr *sqlite.Error
+	return errors.As(err, &liteErr) && liteErr.Code()&0xff == sqlite3.SQLITE_FULL
 }

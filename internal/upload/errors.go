@@ -160,8 +160,13 @@ func ErrorCode(err error) Code {
 	return CodeInternal
 }
 
-// unavailableMessage is what clients are told of a database outage.
-const unavailableMessage = "the database is unavailable; try again shortly"
+// unavailableMessage is what clients are told of a database outage, and
+// fullMessage of a database whose disk is full, which "try again
+// shortly" would send them back to at once, telling no one why.
+const (
+	unavailableMessage = "the database is unavailable; try again shortly"
+	fullMessage        = "the database is full: the server has no space left to record this; try again once space is freed"
+)
 
 // ErrorMessage returns the message of a coded err, or a generic one that
 // reveals nothing about an internal failure.
@@ -169,6 +174,9 @@ func ErrorMessage(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Message
+	}
+	if database.Full(err) {
+		return fullMessage
 	}
 	if database.Unavailable(err) {
 		return unavailableMessage
@@ -200,7 +208,11 @@ func RetryAfter(err error) time.Duration {
 // for callers that met a database outage outside the service, such as
 // a token's user lookup.
 func Unavailable(cause error) *Error {
-	return &Error{Code: CodeUnavailable, Message: unavailableMessage, Err: cause}
+	msg := unavailableMessage
+	if database.Full(cause) {
+		msg = fullMessage
+	}
+	return &Error{Code: CodeUnavailable, Message: msg, Err: cause}
 }
 
 // storageError is STORAGE_UNAVAILABLE with the engine's error as its

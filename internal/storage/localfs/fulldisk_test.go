@@ -4,35 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
-	"os"
 	"strconv"
 	"syscall"
 	"testing"
 
+	"github.com/spoolhq/spool/internal/tmpfs"
 	"github.com/spoolhq/spool/internal/upload"
-	"golang.org/x/sys/unix"
 )
-
-// smallFilesystem mounts a tmpfs of size bytes on a new directory for the
-// test, so the test can fill a real disk. Mounting needs root: without it
-// the test is skipped, or fails where CI=true.
-func smallFilesystem(t *testing.T, size int64) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
-		msg := "mounting a " + strconv.FormatInt(size>>20, 10) + " MiB tmpfs to fill: " + err.Error() + " (this test needs root)"
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatalf("%s; CI=true: it must run", msg)
-		}
-		t.Skip("skipping: " + msg)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmounting the tmpfs: %v", err)
-		}
-	})
-	return dir
-}
 
 func freeBytes(t *testing.T, s *Store) int64 {
 	t.Helper()
@@ -57,7 +35,7 @@ func TestFailedWriteOnAFullDiskGivesItsSpaceBack(t *testing.T) {
 	const mib = 1 << 20
 	for _, opts := range []Options{{}, {SyncWrites: true}} {
 		t.Run("SyncWrites="+strconv.FormatBool(opts.SyncWrites), func(t *testing.T) {
-			s, err := NewWithOptions(smallFilesystem(t, 4*mib), opts)
+			s, err := NewWithOptions(tmpfs.Mount(t, 4*mib), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +73,7 @@ func TestFailedWriteOnAFullDiskGivesItsSpaceBack(t *testing.T) {
 // recorded as received and must read back as it was written.
 func TestFailedPieceOnAFullDiskKeepsTheEarlierPieces(t *testing.T) {
 	const mib = 1 << 20
-	s, err := NewWithOptions(smallFilesystem(t, 4*mib), Options{})
+	s, err := NewWithOptions(tmpfs.Mount(t, 4*mib), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

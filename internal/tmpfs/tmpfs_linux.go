@@ -1,0 +1,25 @@
+package tmpfs
+
+import (
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mount mounts a tmpfs of size bytes on a new directory for the test and
+// returns the directory; it is unmounted when the test ends. Mounting
+// needs root: without it the test is skipped, or fails where CI=true.
+func Mount(t testing.TB, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
+		required(t, "mounting a tmpfs of "+strconv.FormatInt(size, 10)+" bytes to fill: "+err.Error()+" (this test needs root)")
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmounting the tmpfs: %v", err)
+		}
+	})
+	return dir
+}
