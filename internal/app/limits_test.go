@@ -24,6 +24,7 @@ import (
 	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 	"github.com/spoolhq/spool/internal/ratelimit"
+	"github.com/spoolhq/spool/internal/required"
 )
 
 // The limits' tests (docs/CONFIG.md, "Limits"): budgets are configured
@@ -345,7 +346,7 @@ func throwawayRedis(t *testing.T) (string, func()) {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
-		redistest.Unavailable(t, "redis-server is not installed: %v", err)
+		required.Missing(t, "redis-server is not installed: %v", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -10,12 +10,12 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/required"
 )
 
 // processedMedia is a MediaFile with what processing adds.
@@ -50,10 +50,7 @@ func requireFFmpeg(t *testing.T) {
 	if _, err := exec.LookPath("ffprobe"); err == nil {
 		return
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("ffmpeg is not installed and CI is set: .ci/run installs it")
-	}
-	t.Skip("ffmpeg is not installed: skipping")
+	required.Missing(t, "ffmpeg is not installed (.ci/run installs it)")
 }
 
 // TestProcessingOverGraphQL: a subscriber sees an image's media go from

@@ -54,6 +54,17 @@ func newRecorder(t *testing.T) *recorder {
 	return r
 }
 
+// interceptFirstPUTOf has the first PUT of chunk answered by answer; its
+// later PUTs, and every other chunk's, go to the server.
+func (r *recorder) interceptFirstPUTOf(chunk int, answer func(req *http.Request) (*http.Response, error)) {
+	r.intercept = func(req *http.Request, c, attempt int) (*http.Response, error) {
+		if c != chunk || attempt > 0 {
+			return nil, nil
+		}
+		return answer(req)
+	}
+}
+
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/graphql") {
 		r.recordOperation(req)
@@ -299,12 +310,9 @@ func TestIncompleteAtCompleteSendsTheMissingChunks(t *testing.T) {
 	s, p, video := startWithVideo(t, nil)
 
 	rec := newRecorder(t)
-	rec.intercept = func(req *http.Request, chunk, attempt int) (*http.Response, error) {
-		if chunk != 1 || attempt > 0 {
-			return nil, nil
-		}
+	rec.interceptFirstPUTOf(1, func(req *http.Request) (*http.Response, error) {
 		return answerInstead(req, http.StatusOK, nil, "{}"), nil
-	}
+	})
 	progress := &sentBytes{}
 	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video, client.UploadOptions{Observer: progress})
 
@@ -324,10 +332,7 @@ func TestRefusedChunkURLIsSignedAgain(t *testing.T) {
 	s, p, video := startWithVideo(t, nil)
 
 	rec := newRecorder(t)
-	rec.intercept = func(req *http.Request, chunk, attempt int) (*http.Response, error) {
-		if chunk != 1 || attempt > 0 {
-			return nil, nil
-		}
+	rec.interceptFirstPUTOf(1, func(req *http.Request) (*http.Response, error) {
 		// The server itself refuses a URL whose signature is bad, as it
 		// refuses an expired one.
 		bad := req.Clone(req.Context())
@@ -335,7 +340,7 @@ func TestRefusedChunkURLIsSignedAgain(t *testing.T) {
 		q.Set("sig", "AAAA"+q.Get("sig"))
 		bad.URL.RawQuery = q.Encode()
 		return rec.base.RoundTrip(bad)
-	}
+	})
 	uploadOne(t, newClient(s, s.Token(t, "alice"), rec), p, video, client.UploadOptions{})
 
 	if got := rec.statusesOf(1); !slices.Equal(got, []int{403, 200}) {

@@ -19,9 +19,10 @@ import (
 // knows the drivers' ways of saying so; upload.ErrorCode turns such an
 // error into UNAVAILABLE.
 //
-// Unavailable: a full disk (Full), PostgreSQL unreachable or refusing (pgconn.ConnectError,
-// network errors, the connection closed or cut mid-statement: io.ErrUnexpectedEOF,
-// driver.ErrBadConn, pgx's "conn closed"), server states that say so
+// Unavailable: a full disk (Full), PostgreSQL unreachable or refusing
+// (pgconn.ConnectError, network errors, the connection closed or cut
+// mid-statement: io.ErrUnexpectedEOF, driver.ErrBadConn, pgx's "conn
+// closed"), server states that say so
 // (SQLSTATE class 08 connection exception, 57P01-57P03 shutting down or
 // starting, 53300 too many connections), pgconn's timeouts (a context
 // deadline met while connecting or waiting on the server), and SQLite

@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	xwebp "golang.org/x/image/webp"
+
+	"github.com/spoolhq/spool/internal/required"
 )
 
 // requireTool skips a test that needs an external tool where it is not
@@ -25,10 +27,7 @@ func requireTool(t *testing.T, name string) string {
 	if err == nil {
 		return path
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not installed and CI is set: .ci/run installs it", name)
-	}
-	t.Skipf("%s is not installed: skipping (install Debian's ffmpeg to run this test)", name)
+	required.Missing(t, "%s is not installed (install Debian's ffmpeg; .ci/run does)", name)
 	return ""
 }
 

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/spoolhq/spool/internal/required"
 )
 
 // Mount mounts a tmpfs of size bytes on a new directory for the test and
@@ -14,7 +16,7 @@ func Mount(t testing.TB, size int64) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
-		required(t, "mounting a tmpfs of "+strconv.FormatInt(size, 10)+" bytes to fill: "+err.Error()+" (this test needs root)")
+		required.Missing(t, "mounting a tmpfs of %d bytes to fill: %v (this test needs root)", size, err)
 	}
 	t.Cleanup(func() {
 		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {

@@ -2,12 +2,16 @@
 
 package tmpfs
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/spoolhq/spool/internal/required"
+)
 
 // Mount is Linux's alone here: elsewhere the test is skipped, or fails
 // where CI=true.
 func Mount(t testing.TB, size int64) string {
 	t.Helper()
-	required(t, "a tmpfs to fill is mounted on Linux only")
+	required.Missing(t, "a tmpfs to fill is mounted on Linux only")
 	return ""
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/media"
+	"github.com/spoolhq/spool/internal/required"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
@@ -48,10 +49,7 @@ func requireFFmpeg(t *testing.T) {
 	if _, err := exec.LookPath("ffmpeg"); err == nil {
 		return
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("ffmpeg is not installed and CI is set: .ci/run installs it")
-	}
-	t.Skip("ffmpeg is not installed: skipping (install Debian's ffmpeg to run this test)")
+	required.Missing(t, "ffmpeg is not installed (install Debian's ffmpeg; .ci/run does)")
 }
 
 // uploadFile uploads data as mimeType, completes it and waits until its

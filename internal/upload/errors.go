@@ -175,11 +175,8 @@ func ErrorMessage(err error) string {
 	if errors.As(err, &e) {
 		return e.Message
 	}
-	if database.Full(err) {
-		return fullMessage
-	}
 	if database.Unavailable(err) {
-		return unavailableMessage
+		return outageMessage(err)
 	}
 	return "internal error"
 }
@@ -208,11 +205,16 @@ func RetryAfter(err error) time.Duration {
 // for callers that met a database outage outside the service, such as
 // a token's user lookup.
 func Unavailable(cause error) *Error {
-	msg := unavailableMessage
-	if database.Full(cause) {
-		msg = fullMessage
+	return &Error{Code: CodeUnavailable, Message: outageMessage(cause), Err: cause}
+}
+
+// outageMessage is what clients are told of err, a database outage:
+// that the database is full, or only that it is unavailable.
+func outageMessage(err error) string {
+	if database.Full(err) {
+		return fullMessage
 	}
-	return &Error{Code: CodeUnavailable, Message: msg, Err: cause}
+	return unavailableMessage
 }
 
 // storageError is STORAGE_UNAVAILABLE with the engine's error as its

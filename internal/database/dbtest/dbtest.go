@@ -14,11 +14,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, "pgx"
+
+	"github.com/spoolhq/spool/internal/required"
 )
 
 // EnvURL names the variable holding the URL of the test server (any
@@ -37,12 +38,6 @@ func ServerURL() string {
 	return DefaultURL
 }
 
-// inCI reports whether CI=true (or 1): services are then required.
-func inCI() bool {
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	return ci
-}
-
 // Required returns the test server's URL once it answers. If it does not,
 // the test is skipped with a message naming the server and EnvURL, or
 // failed when CI=true.
@@ -50,11 +45,7 @@ func Required(t testing.TB) string {
 	t.Helper()
 	server := ServerURL()
 	if err := ping(context.Background(), server); err != nil {
-		msg := fmt.Sprintf("PostgreSQL at %s does not answer (%v); start it or point %s at one", redact(server), err, EnvURL)
-		if inCI() {
-			t.Fatalf("%s (CI=true: PostgreSQL is required)", msg)
-		}
-		t.Skipf("skipping: %s", msg)
+		required.Missing(t, "PostgreSQL at %s does not answer (%v); start it or point %s at one", redact(server), err, EnvURL)
 	}
 	return server
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/progress/brokertest"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
+	"github.com/spoolhq/spool/internal/required"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -756,7 +757,7 @@ func startRedisServer(tb testing.TB) *redisServer {
 	tb.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
-		redistest.Unavailable(tb, "redis-server is not installed: %v", err)
+		required.Missing(tb, "redis-server is not installed: %v", err)
 	}
 	s := &redisServer{tb: tb, path: path, addr: freeAddr(tb), dir: tb.TempDir()}
 	s.start()

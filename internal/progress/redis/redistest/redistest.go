@@ -12,11 +12,12 @@ import (
 	"errors"
 	neturl "net/url"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/spoolhq/spool/internal/required"
 )
 
 // EnvURL names the variable holding the URL of the test Redis.
@@ -63,19 +64,9 @@ func probe(tb testing.TB) (string, *goredis.Options) {
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
 		// The address, not the URL: the URL may hold a password.
-		Unavailable(tb, "Redis at %s does not answer (%v); start it or point %s at one", opt.Addr, err, EnvURL)
+		required.Missing(tb, "Redis at %s does not answer (%v); start it or point %s at one", opt.Addr, err, EnvURL)
 	}
 	return url, opt
-}
-
-// Unavailable skips a test that needs a service this machine lacks,
-// except in CI (CI=true), which must run every test: there it fails.
-func Unavailable(tb testing.TB, format string, args ...any) {
-	tb.Helper()
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		tb.Fatalf(format+" (CI=true: required)", args...)
-	}
-	tb.Skipf("skipping: "+format+" (CI=true makes this a failure)", args...)
 }
 
 // Prefix returns a channel prefix no other test uses.
