@@ -22,6 +22,7 @@ import (
 	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/storage/gcs"
+	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -117,6 +118,35 @@ func (f rateFlag) Set(s string) error {
 	return nil
 }
 
+// reserveFlag is --disk-reserve: a size, or a percentage of the disk
+// ("2%"); "0" keeps no reserve. Either replaces the default, which is both
+// (localfs.DefaultReserve).
+type reserveFlag struct{ r *localfs.Reserve }
+
+func (f reserveFlag) String() string {
+	if f.r == nil {
+		return ""
+	}
+	return f.r.String()
+}
+
+func (f reserveFlag) Set(s string) error {
+	if pct, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
+		p, err := strconv.ParseFloat(strings.TrimSpace(pct), 64)
+		if err != nil || !(p >= 0 && p <= localfs.MaxReservePercent) {
+			return fmt.Errorf("%q is not a percentage of the disk from 0%% to %d%%", s, localfs.MaxReservePercent)
+		}
+		*f.r = localfs.Reserve{Percent: p}
+		return nil
+	}
+	n, err := parseByteSize(s)
+	if err != nil {
+		return fmt.Errorf("%w, or a percentage of the disk such as 2%%", err)
+	}
+	*f.r = localfs.Reserve{Bytes: n}
+	return nil
+}
+
 // processOptions are serve's settings for the process around the server:
 // its log and its garbage collector.
 type processOptions struct {
@@ -157,6 +187,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.StringVar(&cfg.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis `URL` (redis://…) for progress across replicas; empty means in-process")
 	fs.StringVar(&cfg.StorageURL, "storage-url", getenv("STORAGE_URL"), "storage `URL`: gs://bucket/prefix or file://DIR; empty means DIR/files")
 	fs.BoolVar(&cfg.FsyncChunks, "fsync-chunks", false, "with local storage, fsync each chunk before acknowledging it, so an acknowledged chunk survives a power loss (slower)")
+	fs.Var(reserveFlag{&cfg.DiskReserve}, "disk-reserve", "with local storage, the room (`SIZE` or N%) chunks leave free on its disk, for the database and processing once uploads fill it; 0 keeps none")
 	fs.BoolVar(&up.DirectUploads, "storage-direct", false, "with gs:// storage, clients send chunks straight to GCS (V4 signed URLs)")
 	fs.StringVar(&gcsKey, "gcs-credentials-file", "", "a service account's JSON key `FILE`: GCS authenticates with it and signs URLs with its private key")
 	fs.StringVar(&gcsSigner, "gcs-signer-email", "", "service account `EMAIL` to sign GCS URLs as, through the IAM signBlob API")

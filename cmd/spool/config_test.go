@@ -22,6 +22,7 @@ import (
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/reqlog"
 	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
+	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -188,6 +189,12 @@ func TestServeConfigErrors(t *testing.T) {
 		{"negative GC headroom", nil, env("SPOOL_GC_HEADROOM", "-16MiB"), "spool gc headroom"},
 		{"GC headroom a fraction", []string{"--gc-headroom", "1.5GiB"}, env(), "gc headroom"},
 		{"GC headroom too large", []string{"--gc-headroom", "5GiB"}, env(), "gc headroom"},
+		{"disk reserve not a size", []string{"--disk-reserve", "plenty"}, env(), "disk reserve"},
+		{"negative disk reserve", nil, env("SPOOL_DISK_RESERVE", "-1GiB"), "spool disk reserve"},
+		{"disk reserve over half the disk", []string{"--disk-reserve", "60%"}, env(), "disk reserve"},
+		{"negative disk reserve percentage", []string{"--disk-reserve", "-1%"}, env(), "disk reserve"},
+		{"disk reserve percentage not a number", []string{"--disk-reserve", "NaN%"}, env(), "disk reserve"},
+		{"disk reserve a bare percent sign", []string{"--disk-reserve", "%"}, env(), "disk reserve"},
 		{"GOGC not a number", nil, env("GOGC", "lots"), "gogc"},
 		{"GOGC a fraction", nil, env("GOGC", "1.5"), "gogc"},
 		{"GOGC past an int32", nil, env("GOGC", "99999999999"), "gogc"},
@@ -451,6 +458,27 @@ func TestServeConfigFsyncChunks(t *testing.T) {
 	cfg, _, err = serveConfig([]string{"--fsync-chunks"}, env(), io.Discard)
 	if err != nil || !cfg.FsyncChunks {
 		t.Errorf("--fsync-chunks: got %v, fsync chunks %v; want on", err, cfg.FsyncChunks)
+	}
+}
+
+// --disk-reserve takes a size or a percentage of the disk, either in
+// place of the default (which is both).
+func TestServeConfigDiskReserve(t *testing.T) {
+	for _, c := range []struct {
+		args   []string
+		getenv func(string) string
+		want   localfs.Reserve
+	}{
+		{nil, env(), localfs.DefaultReserve()},
+		{[]string{"--disk-reserve", "2%"}, env(), localfs.Reserve{Percent: 2}},
+		{[]string{"--disk-reserve", "0.5 %"}, env(), localfs.Reserve{Percent: 0.5}},
+		{nil, env("SPOOL_DISK_RESERVE", "1GiB"), localfs.Reserve{Bytes: 1 << 30}},
+		{[]string{"--disk-reserve", "0"}, env("SPOOL_DISK_RESERVE", "1GiB"), localfs.Reserve{}},
+	} {
+		cfg, _, err := serveConfig(c.args, c.getenv, io.Discard)
+		if err != nil || cfg.DiskReserve != c.want {
+			t.Errorf("%v: got %+v, %v; want %+v", c.args, cfg.DiskReserve, err, c.want)
+		}
 	}
 }
 

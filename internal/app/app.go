@@ -34,6 +34,7 @@ import (
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/signing"
 	"github.com/spoolhq/spool/internal/storage/gcs"
+	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/storage/storagetrace"
 	"github.com/spoolhq/spool/internal/telemetry"
 	"github.com/spoolhq/spool/internal/upload"
@@ -88,6 +89,11 @@ type Config struct {
 	// is acknowledged (localfs Options.SyncWrites), so an acknowledged
 	// chunk survives a power loss. It has no effect on GCS.
 	FsyncChunks bool
+	// DiskReserve is the room chunks leave free on local storage's
+	// filesystem, for the database and processing once uploads fill the
+	// disk (localfs.Reserve); the zero value keeps none. It has no effect
+	// on GCS.
+	DiskReserve localfs.Reserve
 	// GCS tunes the GCS store (credentials, signing, a client for tests).
 	GCS gcs.Options
 	// MediaURLs says where download URLs point; empty means
@@ -262,6 +268,7 @@ func DefaultConfig() Config {
 		DrainGrace:      5 * time.Second,
 		ShutdownTimeout: defaultShutdownTimeout,
 		Limits:          DefaultLimits(),
+		DiskReserve:     localfs.DefaultReserve(),
 	}
 }
 
@@ -361,10 +368,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.eng, err = openEngines(ctx, cfg, m.log, m.metrics); err != nil {
 		return err
 	}
-	if local, ok := m.eng.store.(interface{ Space() (int64, int64, error) }); ok {
-		if err := m.metrics.WatchStorageSpace(local.Space); err != nil {
+	if local, ok := m.eng.store.(*localfs.Store); ok {
+		if err := m.metrics.WatchStorageSpace(local.Space, local.Reserve().Of); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
+		warnIfInReserve(m.log, local)
 	}
 	if err := m.metrics.WatchDatabasePool(m.eng.db.SQL(), m.eng.db.ReadSQL()); err != nil {
 		return fmt.Errorf("metrics: %w", err)

@@ -77,7 +77,7 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger, mt *metrics.
 
 	switch u := cfg.StorageURL; {
 	case u == "":
-		err = e.openLocal(filepath.Join(cfg.DataDir, "files"), cfg.FsyncChunks)
+		err = e.openLocal(filepath.Join(cfg.DataDir, "files"), cfg)
 	case strings.HasPrefix(u, "file://"):
 		p, perr := url.Parse(u)
 		// file://data/files is host "data" and directory /files: refuse it
@@ -85,7 +85,7 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger, mt *metrics.
 		if perr != nil || p.Path == "" || (p.Host != "" && p.Host != "localhost") {
 			return nil, fmt.Errorf("storage URL %q: want file:///absolute/dir", u)
 		}
-		err = e.openLocal(p.Path, cfg.FsyncChunks)
+		err = e.openLocal(p.Path, cfg)
 	case strings.HasPrefix(u, "gs://"):
 		s, gerr := gcs.Open(ctx, u, cfg.GCS)
 		if gerr != nil {
@@ -118,8 +118,8 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger, mt *metrics.
 	return e, nil
 }
 
-func (e *engines) openLocal(dir string, syncWrites bool) error {
-	s, err := localfs.NewWithOptions(dir, localfs.Options{SyncWrites: syncWrites})
+func (e *engines) openLocal(dir string, cfg Config) error {
+	s, err := localfs.NewWithOptions(dir, localfs.Options{SyncWrites: cfg.FsyncChunks, Reserve: cfg.DiskReserve})
 	if err != nil {
 		return fmt.Errorf("opening file store: %w", err)
 	}
@@ -147,4 +147,19 @@ func (e *engines) close(log *slog.Logger) {
 		}
 	}
 	e.closers = nil
+}
+
+// warnIfInReserve says at start when local storage's free space is
+// already inside its reserve: every new chunk is refused "storage is
+// full" until space is freed, and the operator should hear why before
+// the clients do.
+func warnIfInReserve(log *slog.Logger, s *localfs.Store) {
+	free, size, err := s.Space()
+	if err != nil {
+		return
+	}
+	if reserve := s.Reserve().Of(size); free < reserve {
+		log.Warn("local storage has less free space than its reserve: new chunks are refused as \"storage is full\" until space is freed (--disk-reserve)",
+			"free_bytes", free, "reserve_bytes", reserve, "size_bytes", size)
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/storage/localfs"
 )
 
 // scrape is one read of /metrics, parsed.
@@ -355,6 +356,9 @@ func TestStorageSpaceMetrics(t *testing.T) {
 	// Other tests write beside this one: free space moves a little.
 	if v := got.value(t, "spool_storage_free_bytes"); v <= 0 || math.Abs(v-free) > max(64<<20, size/100) {
 		t.Errorf("spool_storage_free_bytes = %.0f, want about statfs's %.0f", v, free)
+	}
+	if v, want := got.value(t, "spool_storage_reserve_bytes"), localfs.DefaultReserve().Of(int64(size)); v != float64(want) {
+		t.Errorf("spool_storage_reserve_bytes = %.0f, want the default reserve's %d of this disk", v, want)
 	}
 
 	onGCS := startSpool(t, productionEngines(t).apply)

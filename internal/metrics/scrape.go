@@ -125,15 +125,21 @@ func (b *countingBroker) Publish(ctx context.Context, ev upload.Progress) error 
 // holds local storage.
 type SpaceFunc func() (free, size int64, err error)
 
+// ReserveFunc returns the bytes local storage keeps free of chunks on a
+// filesystem of size bytes.
+type ReserveFunc func(size int64) int64
+
 // spaceCollector reads a SpaceFunc at each scrape.
 type spaceCollector struct {
-	free, size *prometheus.Desc
-	space      SpaceFunc
+	free, size, reserve *prometheus.Desc
+	space               SpaceFunc
+	reserveOf           ReserveFunc
 }
 
 func (c *spaceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.free
 	ch <- c.size
+	ch <- c.reserve
 }
 
 func (c *spaceCollector) Collect(ch chan<- prometheus.Metric) {
@@ -144,19 +150,24 @@ func (c *spaceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.free, prometheus.GaugeValue, float64(free))
 	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(size))
+	ch <- prometheus.MustNewConstMetric(c.reserve, prometheus.GaugeValue, float64(c.reserveOf(size)))
 }
 
-// WatchStorageSpace adds spool_storage_free_bytes and
-// spool_storage_size_bytes, local storage's filesystem as space reports
-// it at each scrape.
-func (m *Metrics) WatchStorageSpace(space SpaceFunc) error {
+// WatchStorageSpace adds spool_storage_free_bytes,
+// spool_storage_size_bytes and spool_storage_reserve_bytes, local
+// storage's filesystem as space reports it at each scrape and the room
+// chunks leave free on it (reserveOf).
+func (m *Metrics) WatchStorageSpace(space SpaceFunc, reserveOf ReserveFunc) error {
 	if m == nil {
 		return nil
 	}
 	return m.reg.Register(&spaceCollector{
 		free: prometheus.NewDesc(namespace+"_storage_free_bytes",
-			"Bytes free for spool on the filesystem of local storage (file://); chunks fail with \"storage is full\" at 0.", nil, nil),
-		size:  prometheus.NewDesc(namespace+"_storage_size_bytes", "Size of the filesystem of local storage (file://).", nil, nil),
-		space: space,
+			"Bytes free for spool on the filesystem of local storage (file://); chunks fail with \"storage is full\" once it is down to spool_storage_reserve_bytes.", nil, nil),
+		size: prometheus.NewDesc(namespace+"_storage_size_bytes", "Size of the filesystem of local storage (file://).", nil, nil),
+		reserve: prometheus.NewDesc(namespace+"_storage_reserve_bytes",
+			"Bytes of local storage's filesystem that chunks leave free, for the database and processing (--disk-reserve).", nil, nil),
+		space:     space,
+		reserveOf: reserveOf,
 	})
 }

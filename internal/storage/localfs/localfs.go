@@ -43,6 +43,9 @@ type Options struct {
 	// the buffer each chunk in flight is copied through: 0 for
 	// DefaultWriteSize, else between 4 KiB and 16 MiB.
 	WriteSize int
+	// Reserve is the room chunks leave free on the filesystem (Reserve);
+	// the zero value keeps none.
+	Reserve Reserve
 }
 
 // Store is an upload.Store on the local disk. It is safe for concurrent use
@@ -60,6 +63,8 @@ type Store struct {
 	uploads lockTable[string]
 	// chunks keeps two sends of one chunk from interleaving their bytes.
 	chunks lockTable[chunkID]
+
+	room room // what roomFor last found of the free space
 }
 
 type chunkID struct {
@@ -82,6 +87,9 @@ func NewWithOptions(dir string, opts Options) (*Store, error) {
 		opts.WriteSize = DefaultWriteSize()
 	case opts.WriteSize < minWriteSize || opts.WriteSize > maxWriteSize:
 		return nil, fmt.Errorf("localfs: write size %d bytes outside [%d, %d]", opts.WriteSize, minWriteSize, maxWriteSize)
+	}
+	if r := opts.Reserve; r.Bytes < 0 || r.Percent < 0 || r.Percent > MaxReservePercent {
+		return nil, fmt.Errorf("localfs: reserve %s: bytes and percent may not be negative, nor the percent over %d", r, MaxReservePercent)
 	}
 	s := &Store{
 		stagingDir: filepath.Join(dir, stagingDirName),
@@ -181,6 +189,9 @@ func (s *Store) writeAt(ctx context.Context, op, key string, chunk upload.ChunkR
 			op, key, chunk.Index, chunk.Offset, chunk.Size, info.Size())
 	}
 
+	if err := s.roomFor(f, chunk.Offset+at, chunk.Size-at); err != nil {
+		return 0, fmt.Errorf("localfs: %s %q: chunk %d: %w", op, key, chunk.Index, err)
+	}
 	n, err := s.copyChunk(f, chunk, at, body)
 	if err != nil {
 		return n, err

@@ -10,7 +10,8 @@ import "golang.org/x/sys/unix"
 // uploads are cancelled or expire, so it is worth watching
 // (spool_storage_free_bytes). A chunk that fails there gives back the
 // blocks it took (copyChunk), so the disk is full of chunks, not of
-// failed writes.
+// failed writes. Chunks stop short of a full disk, at the reserve
+// (Reserve, --disk-reserve): the database and processing still have room.
 func (s *Store) Space() (free, size int64, err error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(s.objectsDir, &st); err != nil {

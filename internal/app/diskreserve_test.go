@@ -1,0 +1,77 @@
+package app_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/storage/localfs"
+	"github.com/spoolhq/spool/internal/tmpfs"
+)
+
+// On a disk that uploads fill, chunks stop at the reserve: the chunk that
+// would eat into it is answered 503 "storage is full" with nothing
+// written, the reserve stays free for the database, and once space is
+// freed the same chunk is taken and the upload completes.
+func TestChunksStopAtTheDiskReserve(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	dir := tmpfs.Mount(t, 48*mib)
+	reserve := localfs.Reserve{Bytes: 8 * mib}
+	s := startSpool(t, func(c *app.Config) { c.DataDir, c.DiskReserve = dir, reserve })
+	tok := s.token("alice")
+	video := fileBytes("video/mp4", 12*mib, 41) // chunks of 5, 5 and 2 MiB
+	up := s.planOne(tok, file("v.mp4", "video/mp4", int64(len(video))))
+
+	// Leave room for the reserve and one chunk and a half.
+	filler := filepath.Join(dir, "filler")
+	fillDownTo(t, dir, filler, reserve.Bytes+15*mib/2)
+
+	sendChunk(t, up.ChunkURLs[0], video, http.StatusOK)
+	a := do(t, http.MethodPut, up.ChunkURLs[1].URL, chunkOf(up.ChunkURLs[1], video), nil)
+	if a.Status != http.StatusServiceUnavailable || !strings.Contains(a.Error.Message, "storage is full") {
+		t.Fatalf("chunk 1 past the reserve: got %d %s %q; want 503 \"storage is full\"", a.Status, a.Error.Code, a.Error.Message)
+	}
+	if f := freeSpace(t, dir); f < reserve.Bytes {
+		t.Fatalf("%d bytes free after the refusal, under the reserve of %d", f, reserve.Bytes)
+	}
+	// The database still has room: another upload is planned.
+	s.planOne(tok, file("a.wav", "audio/wav", 2*mib))
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range up.ChunkURLs[1:] {
+		sendChunk(t, c, video, http.StatusOK)
+	}
+	m := s.complete(tok, up.ID)
+	if resp, body := get(t, m.URL, nil); resp.StatusCode != http.StatusOK || sha256hex(body) != sha256hex(video) {
+		t.Errorf("download after space was freed: got %d, %d bytes; want the video", resp.StatusCode, len(body))
+	}
+}
+
+func freeSpace(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
+// fillDownTo writes file until dir's filesystem has about left bytes free.
+func fillDownTo(t *testing.T, dir, file string, left int64) {
+	t.Helper()
+	n := freeSpace(t, dir) - left
+	if n <= 0 {
+		t.Fatalf("only %d bytes free, want more than %d", freeSpace(t, dir), left)
+	}
+	if err := os.WriteFile(file, make([]byte, n), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
