@@ -29,7 +29,8 @@ import (
 // defaultGCHeadroom is --gc-headroom's default: 16 MiB of heap beyond
 // what is live cuts 6–18% of the CPU of a small request, and costs less
 // than 16 MiB more memory than GOGC=100, none with a heap larger than it
-// (docs/BENCHMARKS.md, "The collector paced by headroom").
+// (docs/BENCHMARKS.md, "The collector paced by headroom"); a heap larger
+// than twice it grows by half of itself (internal/gcpace).
 const defaultGCHeadroom = 16 << 20
 
 // envPrefix prefixes the environment variable of every flag:

@@ -1,16 +1,19 @@
 // Package gcpace paces Go's garbage collector by headroom: it lets the
 // heap grow by a fixed amount beyond what is live before the next
-// collection, where GOGC=100 lets it grow only by as much as is live.
+// collection, or by half of what is live where that is more; GOGC=100
+// lets it grow by as much as is live.
 //
 // spool's live heap is small (4–8 MiB serving requests), so at GOGC=100
 // the collector ran 40–60 times a second under a stream of small requests
 // and took a tenth of the CPU of each confirmChunk; every cycle also
 // scans the goroutine stacks and globals, whatever the heap. With 16 MiB
 // of headroom the same requests cost 6–18% less CPU (docs/BENCHMARKS.md,
-// "The collector paced by headroom"). A large live heap
-// (10,000 subscriptions) grows by as much as is live, as at GOGC=100, so
-// the headroom costs at most a fixed amount of memory, never a multiple
-// of the heap (docs/DESIGN.md §Running in production).
+// "The collector paced by headroom"), and costs at most a fixed amount of
+// memory, never a multiple of the heap. A large live heap (10,000 idle
+// subscriptions, 120 MiB) allocates little and grows by half of itself
+// (GOGC=50): it keeps half the garbage GOGC=100 keeps, and 10,000
+// subscriptions took 15.4–16.0 KiB of RSS each instead of 19.3–20.7
+// (docs/DESIGN.md §Running in production).
 package gcpace
 
 import (
@@ -28,8 +31,12 @@ const MaxHeadroom = 4 << 30
 // it scales with GOGC (runtime.defaultHeapMinimum).
 const minimumHeap = 4 << 20
 
-// basePercent is Go's default GOGC, the least Start ever sets.
-const basePercent = 100
+// minPercent is the least GOGC Start sets: a heap larger than twice the
+// headroom may grow by half of itself before the next collection. That
+// is twice the collections Go's default (100) makes for each byte
+// allocated, for a heap that large; spool's large heaps are idle
+// websockets, which allocate little.
+const minPercent = 50
 
 // sample is what the collector's pacer scales GOGC by after a cycle: the
 // heap it marked live, the stacks and globals it scanned.
@@ -38,15 +45,15 @@ type sample struct {
 }
 
 // percent is the GOGC that lets the heap grow by about headroom before
-// the next collection, and never less than GOGC=100 lets it grow. The
-// runtime's heap goal is live + (live + stacks + globals) × GOGC/100,
-// and at least 4 MiB × GOGC/100; above 100, the result keeps both within
-// live + headroom.
+// the next collection, and never by less than half of what the
+// collection scanned (minPercent). The runtime's heap goal is live +
+// (live + stacks + globals) × GOGC/100, and at least 4 MiB × GOGC/100;
+// above minPercent, the result keeps both within live + headroom.
 func percent(s sample, headroom uint64) int {
 	scanned := max(s.live+s.stacks+s.globals, 1)
 	p := headroom * 100 / scanned
 	p = min(p, (s.live+headroom)*100/minimumHeap)
-	return int(max(p, basePercent))
+	return int(max(p, minPercent))
 }
 
 // Start paces the collector by headroom bytes (at most MaxHeadroom) from

@@ -21,10 +21,12 @@ func TestPercent(t *testing.T) {
 		// p = 800 would make the runtime's minimum heap 32 MiB, more than
 		// live + headroom (18 MiB): 450 makes it 18.
 		{"tiny heap", sample{live: 2 * mib}, 16 * mib, 450},
-		// A heap as large as the headroom, or larger, grows as at GOGC=100.
+		// A heap as large as the headroom grows as at GOGC=100; a larger
+		// one by the headroom, and never by less than half of itself.
 		{"heap the size of the headroom", sample{live: 14 * mib, stacks: 1 * mib, globals: 1 * mib}, 16 * mib, 100},
-		{"large heap", sample{live: 800 * mib, stacks: 40 * mib}, 16 * mib, 100},
-		{"no headroom", sample{live: 2 * mib}, 0, 100},
+		{"heap of 1.6 headrooms", sample{live: 24 * mib, stacks: 1 * mib, globals: 1 * mib}, 16 * mib, 61},
+		{"large heap", sample{live: 800 * mib, stacks: 40 * mib}, 16 * mib, 50},
+		{"no headroom", sample{live: 2 * mib}, 0, 50},
 		// Before the first collection nothing is live yet.
 		{"nothing read", sample{}, 16 * mib, 400},
 	} {
@@ -70,14 +72,14 @@ func TestStartPacesEveryCollection(t *testing.T) {
 	got := collect(t, func(p int) bool { return p > 400 })
 	t.Logf("GOGC with a small heap: %d", got)
 
-	// Keep more than the headroom live, in pieces the collector must
-	// scan: the next collections pace it at GOGC=100.
+	// Keep more than twice the headroom live, in pieces the collector
+	// must scan: the next collections let the heap grow by half of it.
 	func() {
-		held := make([][]*int, 0, 96)
-		for range 96 {
+		held := make([][]*int, 0, 160)
+		for range 160 {
 			held = append(held, make([]*int, mib/8))
 		}
-		collect(t, func(p int) bool { return p == basePercent })
+		collect(t, func(p int) bool { return p == minPercent })
 		runtime.KeepAlive(held)
 	}()
 
