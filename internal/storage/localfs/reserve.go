@@ -50,7 +50,7 @@ func (r Reserve) Of(size int64) int64 {
 	}
 }
 
-// String is the reserve as --disk-reserve takes it.
+// String is the reserve as --disk-reserve's help shows it.
 func (r Reserve) String() string {
 	pct := strconv.FormatFloat(r.Percent, 'f', -1, 64) + "%"
 	switch {
