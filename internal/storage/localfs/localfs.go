@@ -88,7 +88,7 @@ func NewWithOptions(dir string, opts Options) (*Store, error) {
 	case opts.WriteSize < minWriteSize || opts.WriteSize > maxWriteSize:
 		return nil, fmt.Errorf("localfs: write size %d bytes outside [%d, %d]", opts.WriteSize, minWriteSize, maxWriteSize)
 	}
-	if r := opts.Reserve; r.Bytes < 0 || r.Percent < 0 || r.Percent > MaxReservePercent {
+	if r := opts.Reserve; r.Bytes < 0 || !(r.Percent >= 0 && r.Percent <= MaxReservePercent) {
 		return nil, fmt.Errorf("localfs: reserve %s: bytes and percent may not be negative, nor the percent over %d", r, MaxReservePercent)
 	}
 	s := &Store{

@@ -3,6 +3,7 @@ package localfs
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -92,7 +93,7 @@ func TestReserveOf(t *testing.T) {
 }
 
 func TestReserveOutOfRangeIsRefused(t *testing.T) {
-	for _, r := range []Reserve{{Bytes: -1}, {Percent: -1}, {Percent: MaxReservePercent + 1}} {
+	for _, r := range []Reserve{{Bytes: -1}, {Percent: -1}, {Percent: MaxReservePercent + 1}, {Percent: math.NaN()}} {
 		if _, err := NewWithOptions(t.TempDir(), Options{Reserve: r}); err == nil {
 			t.Errorf("a store with reserve %+v opened", r)
 		}
