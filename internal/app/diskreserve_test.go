@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/app/apptest"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/tmpfs"
 )
@@ -73,5 +75,20 @@ func fillDownTo(t *testing.T, dir, file string, left int64) {
 	}
 	if err := os.WriteFile(file, make([]byte, n), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A server started on a disk already inside its reserve says so at
+// start, before its clients hear "storage is full".
+func TestStartInsideTheReserveWarns(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	dir := tmpfs.Mount(t, 32*mib)
+	reserve := localfs.Reserve{Bytes: 16 * mib}
+	fillDownTo(t, dir, filepath.Join(dir, "filler"), 8*mib)
+	logs := &syncBuffer{}
+	apptest.StartLogged(t, slog.New(slog.NewTextHandler(logs, nil)), func(c *app.Config) { c.DataDir, c.DiskReserve = dir, reserve })
+	if got := logs.String(); !strings.Contains(got, "less free space than its reserve") || !strings.Contains(got, "reserve_bytes=16777216") {
+		t.Fatalf("the log of a start inside the reserve says nothing of it:\n%s", got)
 	}
 }
