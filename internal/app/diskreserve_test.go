@@ -39,6 +39,9 @@ func TestChunksStopAtTheDiskReserve(t *testing.T) {
 	if a.Status != http.StatusServiceUnavailable || !strings.Contains(a.Error.Message, "storage is full") {
 		t.Fatalf("chunk 1 past the reserve: got %d %s %q; want 503 \"storage is full\"", a.Status, a.Error.Code, a.Error.Message)
 	}
+	if got := a.Header.Get("Retry-After"); got != "30" {
+		t.Errorf("chunk 1 past the reserve: Retry-After %q, want 30 (a full disk stays full until space is freed)", got)
+	}
 	if f := freeSpace(t, dir); f < reserve.Bytes {
 		t.Fatalf("%d bytes free after the refusal, under the reserve of %d", f, reserve.Bytes)
 	}

@@ -92,4 +92,7 @@ func checkFull(t *testing.T, what string, err error) {
 	if got := upload.ErrorMessage(err); !strings.Contains(got, "no space left") {
 		t.Errorf("%s: clients are told %q; want it to say there is no space left", what, got)
 	}
+	if got := upload.RetryAfter(err); got != upload.FullRetryAfter {
+		t.Errorf("%s: clients are asked to wait %v, want %v: the disk stays full until space is freed", what, got, upload.FullRetryAfter)
+	}
 }

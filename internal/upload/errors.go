@@ -187,15 +187,28 @@ func ErrorMessage(err error) string {
 // traffic off a replica that cannot reach it within a few more.
 const UnavailableRetryAfter = 2 * time.Second
 
+// FullRetryAfter is the wait spool suggests when its disk is full
+// (STORAGE_UNAVAILABLE or UNAVAILABLE saying so): a full disk stays full
+// until someone frees space, and clients told to retry at once spent
+// their tries (the CLI's ten, about 40 s) on answers that would be the
+// same. Thirty seconds lets those tries span five minutes, for an
+// operator to free space, at one request a client every half minute.
+const FullRetryAfter = 30 * time.Second
+
 // RetryAfter is how long a client should wait before retrying after err:
-// the error's own RetryAfter (RATE_LIMITED), UnavailableRetryAfter for
-// UNAVAILABLE, else zero (not an error to retry after a wait).
+// the error's own RetryAfter (RATE_LIMITED, a full disk's storage),
+// FullRetryAfter for a database whose disk is full, UnavailableRetryAfter
+// for another UNAVAILABLE, else zero (not an error to retry after a
+// wait).
 func RetryAfter(err error) time.Duration {
 	var e *Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {
 		return e.RetryAfter
 	}
 	if ErrorCode(err) == CodeUnavailable {
+		if database.Full(err) {
+			return FullRetryAfter
+		}
 		return UnavailableRetryAfter
 	}
 	return 0
@@ -219,15 +232,17 @@ func outageMessage(err error) string {
 
 // storageError is STORAGE_UNAVAILABLE with the engine's error as its
 // cause: op says what spool was doing, for the log; clients are only told
-// to retry, and when the disk is full, that it is: "unavailable; try
-// again shortly" would send them back at once to a disk that stays full
-// until someone frees space, and tell no one why.
+// to retry, and when the disk is full, that it is, and to wait
+// FullRetryAfter: "unavailable; try again shortly" would send them back
+// at once to a disk that stays full until someone frees space, and tell
+// no one why.
 func storageError(op string, err error) *Error {
-	msg := "storage is unavailable; try again shortly"
+	e := &Error{Code: CodeStorageUnavailable, Message: "storage is unavailable; try again shortly", Err: fmt.Errorf("%s: %w", op, err)}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		msg = "storage is full: the server has no space left for these bytes; try again once space is freed"
+		e.Message = "storage is full: the server has no space left for these bytes; try again once space is freed"
+		e.RetryAfter = FullRetryAfter
 	}
-	return &Error{Code: CodeStorageUnavailable, Message: msg, Err: fmt.Errorf("%s: %w", op, err)}
+	return e
 }
 
 // errNotFound is what every lookup returns for a missing id and for an id

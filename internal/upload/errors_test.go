@@ -44,9 +44,16 @@ func TestStorageErrorOfAFullDisk(t *testing.T) {
 		if msg := ErrorMessage(err); !strings.Contains(msg, "storage is full") || strings.Contains(msg, "/data") {
 			t.Errorf("%v: ErrorMessage = %q, want it to say storage is full, without the path", errno, msg)
 		}
+		if got := RetryAfterSeconds(err); got != 30 {
+			t.Errorf("%v: retry after %d s, want 30: the disk stays full until space is freed", errno, got)
+		}
 	}
-	if msg := ErrorMessage(storageError("writing chunk", fs.ErrPermission)); strings.Contains(msg, "full") {
+	other := storageError("writing chunk", fs.ErrPermission)
+	if msg := ErrorMessage(other); strings.Contains(msg, "full") {
 		t.Errorf("another storage failure: ErrorMessage = %q, want no word of a full disk", msg)
+	}
+	if got := RetryAfter(other); got != 0 {
+		t.Errorf("another storage failure: retry after %v, want no wait asked", got)
 	}
 }
 
