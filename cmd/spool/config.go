@@ -241,7 +241,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	fs.DurationVar(&lim.IdleTimeout, "idle-timeout", lim.IdleTimeout, "close keep-alive connections idle this long")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on a `HOST:PORT` of their own instead of on --addr")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go's pprof profiles at /debug/pprof/ on a loopback `HOST:PORT` of their own (debugging; off when empty)")
-	fs.Var(&headroom, "gc-headroom", "let the heap grow by `SIZE` beyond what is live before Go collects garbage (where GOGC=100 allows less): up to that much more memory, less CPU for small requests; 0 leaves Go's pacing; ignored when GOGC is set")
+	fs.Var(&headroom, "gc-headroom", "let the heap grow by `SIZE` beyond what is live before Go collects garbage (where GOGC=100 allows less), and a heap over twice SIZE by half of itself: up to that much more memory, less CPU for small requests; 0 leaves Go's pacing; ignored when GOGC is set")
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return cfg, proc, err
 	}

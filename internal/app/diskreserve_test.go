@@ -4,11 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/app/apptest"
@@ -31,8 +28,7 @@ func TestChunksStopAtTheDiskReserve(t *testing.T) {
 	up := s.planOne(tok, file("v.mp4", "video/mp4", int64(len(video))))
 
 	// Leave room for the reserve and one chunk and a half.
-	filler := filepath.Join(dir, "filler")
-	fillDownTo(t, dir, filler, reserve.Bytes+15*mib/2)
+	filler := tmpfs.FillTo(t, dir, reserve.Bytes+15*mib/2)
 
 	sendChunk(t, up.ChunkURLs[0], video, http.StatusOK)
 	a := do(t, http.MethodPut, up.ChunkURLs[1].URL, chunkOf(up.ChunkURLs[1], video), nil)
@@ -42,7 +38,7 @@ func TestChunksStopAtTheDiskReserve(t *testing.T) {
 	if got := a.Header.Get("Retry-After"); got != "30" {
 		t.Errorf("chunk 1 past the reserve: Retry-After %q, want 30 (a full disk stays full until space is freed)", got)
 	}
-	if f := freeSpace(t, dir); f < reserve.Bytes {
+	if f := tmpfs.Free(t, dir); f < reserve.Bytes {
 		t.Fatalf("%d bytes free after the refusal, under the reserve of %d", f, reserve.Bytes)
 	}
 	// The database still has room: another upload is planned.
@@ -60,27 +56,6 @@ func TestChunksStopAtTheDiskReserve(t *testing.T) {
 	}
 }
 
-func freeSpace(t *testing.T, dir string) int64 {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Bavail) * int64(st.Bsize)
-}
-
-// fillDownTo writes file until dir's filesystem has about left bytes free.
-func fillDownTo(t *testing.T, dir, file string, left int64) {
-	t.Helper()
-	n := freeSpace(t, dir) - left
-	if n <= 0 {
-		t.Fatalf("only %d bytes free, want more than %d", freeSpace(t, dir), left)
-	}
-	if err := os.WriteFile(file, make([]byte, n), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A server started on a disk already inside its reserve says so at
 // start, before its clients hear "storage is full".
 func TestStartInsideTheReserveWarns(t *testing.T) {
@@ -88,7 +63,7 @@ func TestStartInsideTheReserveWarns(t *testing.T) {
 	const mib = 1 << 20
 	dir := tmpfs.Mount(t, 32*mib)
 	reserve := localfs.Reserve{Bytes: 16 * mib}
-	fillDownTo(t, dir, filepath.Join(dir, "filler"), 8*mib)
+	tmpfs.FillTo(t, dir, 8*mib)
 	logs := &syncBuffer{}
 	apptest.StartLogged(t, slog.New(slog.NewTextHandler(logs, nil)), func(c *app.Config) { c.DataDir, c.DiskReserve = dir, reserve })
 	if got := logs.String(); !strings.Contains(got, "less free space than its reserve") || !strings.Contains(got, "reserve_bytes=16777216") {

@@ -25,3 +25,14 @@ func Mount(t testing.TB, size int64) string {
 	})
 	return dir
 }
+
+// Free returns the bytes free on dir's filesystem, as statfs counts them
+// for an unprivileged writer (what spool's store reads too).
+func Free(t testing.TB, dir string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}

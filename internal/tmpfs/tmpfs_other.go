@@ -15,3 +15,10 @@ func Mount(t testing.TB, size int64) string {
 	required.Missing(t, "a tmpfs to fill is mounted on Linux only")
 	return ""
 }
+
+// Free is Linux's alone here, as Mount is.
+func Free(t testing.TB, dir string) int64 {
+	t.Helper()
+	required.Missing(t, "free space is read on Linux only")
+	return 0
+}

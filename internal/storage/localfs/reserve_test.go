@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math"
 	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -118,10 +117,7 @@ func TestReserveSeesOtherWritersSoon(t *testing.T) {
 	writeChunk(t, s, "up", chunk(0), string(randomBytes(mib)))
 
 	// Another writer leaves room for the reserve and half a chunk.
-	filler := randomBytes(int(freeBytes(t, s) - reserve.Bytes - mib/2))
-	if err := os.WriteFile(filepath.Join(dir, "filler"), filler, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tmpfs.FillTo(t, dir, reserve.Bytes+mib/2)
 	time.Sleep(roomMaxAge)
 	n, err := s.WriteChunk(ctx, "up", chunk(1), bytes.NewReader(randomBytes(mib)))
 	if !errors.Is(err, syscall.ENOSPC) || n != 0 {
