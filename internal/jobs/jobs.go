@@ -6,12 +6,14 @@
 // One code path serves both databases: River's database/sql drivers,
 // riverdatabasesql on PostgreSQL (spool's pool is pgx's stdlib) and
 // riversqlite on the embedded SQLite (spool's single connection, which
-// riversqlite asks for). Queue implements upload.Queue; jobs join the
+// riversqlite asks for), its listener woken by the notifications it
+// writes rather than polling (sqlitelistener.go). Queue implements upload.Queue; jobs join the
 // caller's *sql.Tx, so a job exists if and only if the change that needs
 // it commits.
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -24,7 +26,6 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
-	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivertype"
 	"golang.org/x/sync/semaphore"
 
@@ -73,6 +74,10 @@ type Config struct {
 	// (an error, a timeout or a panic; not a stop or a snooze), for
 	// metrics. It must be safe for concurrent use.
 	OnFailure func(kind string)
+
+	// listenerFallback, if set, replaces listenerFallback on SQLite
+	// (tests that must see the listener woken, not polled).
+	listenerFallback time.Duration
 }
 
 // MaxProcessingWorkers is the most ProcessingWorkers accepts: processing
@@ -236,7 +241,7 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	driver, err := driverFor(db, d)
+	driver, err := driverFor(db, d, cfg.listenerFallback)
 	if err != nil {
 		return nil, err
 	}
@@ -308,13 +313,14 @@ func (f *failureCounter) Work(ctx context.Context, job *rivertype.JobRow, doInne
 	return err
 }
 
-// driverFor returns River's driver for spool's database.
-func driverFor(db *sql.DB, d string) (riverdriver.Driver[*sql.Tx], error) {
+// driverFor returns River's driver for spool's database; fallback, if
+// not zero, is how often SQLite's listener reads when nothing woke it.
+func driverFor(db *sql.DB, d string, fallback time.Duration) (riverdriver.Driver[*sql.Tx], error) {
 	switch d {
 	case dialect.Postgres:
 		return riverdatabasesql.New(db), nil
 	case dialect.SQLite:
-		return riversqlite.New(db), nil
+		return newSQLiteDriver(db, cmp.Or(fallback, listenerFallback)), nil
 	}
 	return nil, fmt.Errorf("jobs: no queue for database dialect %q", d)
 }
