@@ -3,6 +3,8 @@ package database
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -73,4 +75,46 @@ func TestDurableCommits(t *testing.T) {
 			t.Errorf("options %d: synchronous = %d, want %d", len(c.opts), got, c.want)
 		}
 	}
+}
+
+// TestCheckpointSkippedWhenNothingWasCommitted: a checkpoint that copied
+// the whole WAL is not run again until another connection commits, and
+// is run again after a commit.
+func TestCheckpointSkippedWhenNothingWasCommitted(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), SQLiteFile)
+	// A plain connection in WAL mode: Open's own checkpointer would run
+	// beside this one.
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, err := newCheckpointer(ctx, func() (*sql.DB, error) { return sql.Open("sqlite", "file:"+path) }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	write := func() {
+		t.Helper()
+		if _, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS filler (b BLOB); INSERT INTO filler (b) VALUES (x'00')"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(want int, what string) {
+		t.Helper()
+		if err := c.checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if c.runs != want {
+			t.Errorf("%s: %d checkpoints run, want %d", what, c.runs, want)
+		}
+	}
+	write()
+	step(1, "after a commit")
+	step(1, "with nothing committed since a checkpoint copied the WAL")
+	step(1, "still nothing committed")
+	write()
+	step(2, "after another commit")
+	step(2, "with nothing committed since")
 }
