@@ -278,6 +278,9 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	if err := checkServeConfig(cfg); err != nil {
 		return cfg, proc, err
 	}
+	if err := checkDiskReserve(cfg, given(fs, getenv)); err != nil {
+		return cfg, proc, err
+	}
 	// An operator's GOGC turns the pacing off (paceGC), so spool reads
 	// it, and one the runtime would silently run at 100 instead is a
 	// mistake to say, not a setting to step aside for.
@@ -440,6 +443,30 @@ func checkServeConfig(cfg app.Config) error {
 		}
 	}
 	return nil
+}
+
+// checkDiskReserve refuses --disk-reserve given with gs:// storage: there
+// it would do nothing, and an operator who set it expects it to.
+// (--fsync-chunks does something there: SQLite's commits wait for their
+// flush.)
+func checkDiskReserve(cfg app.Config, given map[string]bool) error {
+	if strings.HasPrefix(cfg.StorageURL, "gs://") && given["disk-reserve"] {
+		return fmt.Errorf("--disk-reserve (or %s) is for local storage; with --storage-url gs://… it does nothing (GCS's room is not this disk's): leave it out", envName("disk-reserve"))
+	}
+	return nil
+}
+
+// given returns the names of fs's flags set on the command line or by
+// their environment variable.
+func given(fs *flag.FlagSet, getenv func(string) string) map[string]bool {
+	set := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if getenv(envName(f.Name)) != "" {
+			set[f.Name] = true
+		}
+	})
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
 }
 
 // checkDebugAddr accepts an empty --debug-addr (off) or a loopback

@@ -125,6 +125,8 @@ func TestServeConfigErrors(t *testing.T) {
 		{"subscriptions not a number", nil, env("SPOOL_MAX_SUBSCRIPTIONS", "many"), "spool max subscriptions"},
 		{"empty data dir", []string{"--data-dir", ""}, env(), "data dir"},
 		{"direct without GCS", []string{"--storage-direct"}, env(), "storage direct"},
+		{"disk reserve with GCS", []string{"--disk-reserve", "1GiB"}, env("STORAGE_URL", "gs://b/p"), "disk reserve"},
+		{"disk reserve from env with GCS", []string{"--storage-url", "gs://b/p"}, env("SPOOL_DISK_RESERVE", "0"), "spool disk reserve"},
 		{"database URL not a URL", nil, env("DATABASE_URL", "localhost"), "database url"},
 		{"zero batch files", []string{"--max-batch-files", "0"}, env(), "max batch files"},
 		{"zero quota from env", nil, env("SPOOL_QUOTA", "0"), "quota"},
