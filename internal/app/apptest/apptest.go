@@ -55,10 +55,10 @@ func StartLogged(t testing.TB, log *slog.Logger, change func(*app.Config)) *Serv
 		change(&cfg)
 	}
 	if cfg.DatabaseURL == "" {
-		// River's SQLite driver has a listener (a notification table it
-		// reads every 50 ms) that wakes the queue for each job inserted:
-		// the fetch poll is only a fallback there, and at Config's pace
-		// it was a sixth of internal/app's CPU time under -race.
+		// On SQLite River's listener wakes the queue for each job
+		// inserted (internal/jobs, sqlitelistener.go): the fetch poll is
+		// only a fallback there, and at Config's pace it was a sixth of
+		// internal/app's CPU time under -race.
 		if cfg.Jobs.PollInterval == pollWithoutListener {
 			cfg.Jobs.PollInterval = app.DefaultConfig().Jobs.PollInterval
 		}
