@@ -265,6 +265,12 @@ func (l *sqliteListener) WaitForNotification(ctx context.Context) (*riverdriver.
 		}
 		if due {
 			if err := l.readTable(ctx); err != nil {
+				// River interrupts a wait by cancelling ctx, and takes
+				// any other error for a broken connection; the driver's
+				// error for a query cut short may not say it was ctx.
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
 				return nil, err
 			}
 			continue
