@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
 )
@@ -32,6 +33,15 @@ import (
 //     statement that is part-way through its rows, so a second use of the
 //     same text meanwhile (a nested query) goes to the driver, which
 //     prepares a statement of its own for it.
+//
+// A statement whose LIMIT is a parameter is kept once for each value
+// bound there (stmtKey). SQLite plans some such statements for the value
+// (River's fetch of jobs, `UPDATE … WHERE id IN (SELECT … LIMIT ?5)`),
+// and then prepares them again whenever it differs from the last run's:
+// River's queues fetch as many jobs as they have free workers, so one
+// prepared fetch went back and forth between its queues' counts and was
+// prepared again at nearly every run (docs/BENCHMARKS.md, "River's fetch
+// kept prepared").
 //
 // A statement that fails is dropped and prepared afresh on its next use,
 // so no error can leave a broken statement in the cache. A schema change
@@ -93,10 +103,11 @@ func (c *stmtCacheConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, errors.New("database: the SQLite driver's connection lacks the context methods the statement cache needs")
 	}
 	return &stmtCacheConn{
-		inner: inner,
-		size:  c.size,
-		stats: c.stats,
-		bySQL: make(map[string]*list.Element),
+		inner:  inner,
+		size:   c.size,
+		stats:  c.stats,
+		bySQL:  make(map[stmtKey]*list.Element),
+		limits: make(map[string][]int),
 	}, nil
 }
 
@@ -105,10 +116,10 @@ func (c *stmtCacheConnector) Driver() driver.Driver { return c.base.Driver() }
 
 // cachedStmt is one prepared statement of a connection.
 type cachedStmt struct {
-	query string
-	stmt  driver.Stmt
-	exec  driver.StmtExecContext
-	qry   driver.StmtQueryContext
+	key  stmtKey
+	stmt driver.Stmt
+	exec driver.StmtExecContext
+	qry  driver.StmtQueryContext
 	// busy is set while the statement's Rows are open.
 	busy bool
 	// dropped is set once the statement left the cache while busy; the
@@ -124,7 +135,142 @@ type stmtCacheConn struct {
 	size  int
 	stats *stmtCacheStats
 	lru   list.List
-	bySQL map[string]*list.Element
+	bySQL map[stmtKey]*list.Element
+	// limits remembers the parameters bound to each text's LIMITs
+	// (limitParams), for texts that have a LIMIT.
+	limits map[string][]int
+}
+
+// stmtKey is what a cached statement is found by: its text and the
+// values bound to the parameters of its LIMITs, if any.
+type stmtKey struct {
+	sql    string
+	limits string
+}
+
+// keyOf returns the cache key of query run with args.
+func (c *stmtCacheConn) keyOf(query string, args []driver.NamedValue) stmtKey {
+	if !strings.Contains(query, "LIMIT") {
+		return stmtKey{sql: query}
+	}
+	params, ok := c.limits[query]
+	if !ok {
+		if len(c.limits) >= 4*c.size {
+			clear(c.limits) // texts come and go with the cache's
+		}
+		params = limitParams(query)
+		c.limits[query] = params
+	}
+	limits := ""
+	for i, p := range params {
+		// modernc binds parameter p to args[p-1] unless an argument is
+		// named; then it is left to one statement for all values.
+		if p > len(args) || args[p-1].Name != "" {
+			return stmtKey{sql: query}
+		}
+		v, ok := args[p-1].Value.(int64)
+		if !ok {
+			return stmtKey{sql: query}
+		}
+		if i > 0 {
+			limits += ","
+		}
+		limits += strconv.FormatInt(v, 10)
+	}
+	return stmtKey{sql: query, limits: limits}
+}
+
+// limitParams returns the indexes of the parameters that follow a LIMIT
+// keyword in query (`LIMIT ?`, `LIMIT ?5`, `LIMIT :n`), numbered as
+// SQLite numbers them: ?NNN is NNN, a bare ? one more than the largest
+// so far, and a name the number of its first use. Comments, strings and
+// quoted names are skipped.
+func limitParams(query string) []int {
+	var (
+		limits     []int
+		last       int
+		names      map[string]int
+		afterLimit bool
+	)
+	isWord := func(b byte) bool {
+		return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= 0x80
+	}
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			continue
+		case strings.HasPrefix(query[i:], "--"):
+			j := strings.IndexByte(query[i:], '\n')
+			if j < 0 {
+				return limits
+			}
+			i += j
+			continue
+		case strings.HasPrefix(query[i:], "/*"):
+			j := strings.Index(query[i+2:], "*/")
+			if j < 0 {
+				return limits
+			}
+			i += j + 3
+			continue
+		case c == '\'' || c == '"' || c == '`' || c == '[':
+			closing := c
+			if c == '[' {
+				closing = ']'
+			}
+			j := strings.IndexByte(query[i+1:], closing)
+			if j < 0 {
+				return limits
+			}
+			i += j + 1
+			afterLimit = false
+			continue
+		case c == '?':
+			j := i + 1
+			for j < len(query) && query[j] >= '0' && query[j] <= '9' {
+				j++
+			}
+			n := last + 1
+			if j > i+1 {
+				n, _ = strconv.Atoi(query[i+1 : j])
+			}
+			last = max(last, n)
+			if afterLimit {
+				limits = append(limits, n)
+			}
+			i = j - 1
+		case (c == ':' || c == '@' || c == '$') && i+1 < len(query) && isWord(query[i+1]):
+			j := i + 1
+			for j < len(query) && isWord(query[j]) {
+				j++
+			}
+			name := query[i+1 : j]
+			n, seen := names[name]
+			if !seen {
+				if names == nil {
+					names = map[string]int{}
+				}
+				last++
+				n = last
+				names[name] = n
+			}
+			if afterLimit {
+				limits = append(limits, n)
+			}
+			i = j - 1
+		case isWord(c):
+			j := i
+			for j < len(query) && isWord(query[j]) {
+				j++
+			}
+			afterLimit = strings.EqualFold(query[i:j], "LIMIT")
+			i = j - 1
+			continue
+		}
+		afterLimit = false
+	}
+	return limits
 }
 
 var (
@@ -193,14 +339,15 @@ func oneStatement(query string) bool {
 	return true
 }
 
-// lookup returns the cached statement for query, preparing and caching it
-// if there is none. It returns nil, nil when query is not to be served
-// from the cache: not cacheable, or its statement busy.
-func (c *stmtCacheConn) lookup(ctx context.Context, query string) (*cachedStmt, error) {
+// lookup returns the cached statement for query run with args, preparing
+// and caching it if there is none. It returns nil, nil when query is not
+// to be served from the cache: not cacheable, or its statement busy.
+func (c *stmtCacheConn) lookup(ctx context.Context, query string, args []driver.NamedValue) (*cachedStmt, error) {
 	if c.size <= 0 || !cacheable(query) {
 		return nil, nil
 	}
-	if el, ok := c.bySQL[query]; ok {
+	key := c.keyOf(query, args)
+	if el, ok := c.bySQL[key]; ok {
 		cs := el.Value.(*cachedStmt)
 		if cs.busy {
 			return nil, nil
@@ -220,8 +367,8 @@ func (c *stmtCacheConn) lookup(ctx context.Context, query string) (*cachedStmt, 
 		return nil, nil
 	}
 	c.stats.prepares.Add(1)
-	cs := &cachedStmt{query: query, stmt: st, exec: exec, qry: qry}
-	c.bySQL[query] = c.lru.PushFront(cs)
+	cs := &cachedStmt{key: key, stmt: st, exec: exec, qry: qry}
+	c.bySQL[key] = c.lru.PushFront(cs)
 	for c.lru.Len() > c.size {
 		c.drop(c.lru.Back())
 	}
@@ -232,7 +379,7 @@ func (c *stmtCacheConn) lookup(ctx context.Context, query string) (*cachedStmt, 
 // closing to its open Rows.
 func (c *stmtCacheConn) drop(el *list.Element) {
 	cs := c.lru.Remove(el).(*cachedStmt)
-	delete(c.bySQL, cs.query)
+	delete(c.bySQL, cs.key)
 	if cs.busy {
 		cs.dropped = true
 		return
@@ -242,14 +389,14 @@ func (c *stmtCacheConn) drop(el *list.Element) {
 
 // forget drops cs if it is still the cached statement for its text.
 func (c *stmtCacheConn) forget(cs *cachedStmt) {
-	if el, ok := c.bySQL[cs.query]; ok && el.Value.(*cachedStmt) == cs {
+	if el, ok := c.bySQL[cs.key]; ok && el.Value.(*cachedStmt) == cs {
 		c.drop(el)
 	}
 }
 
 // ExecContext runs query with a cached statement, or through the driver.
 func (c *stmtCacheConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	cs, err := c.lookup(ctx, query)
+	cs, err := c.lookup(ctx, query, args)
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +414,7 @@ func (c *stmtCacheConn) ExecContext(ctx context.Context, query string, args []dr
 // QueryContext runs query with a cached statement, or through the driver.
 // The statement is busy until the returned Rows are closed.
 func (c *stmtCacheConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	cs, err := c.lookup(ctx, query)
+	cs, err := c.lookup(ctx, query, args)
 	if err != nil {
 		return nil, err
 	}

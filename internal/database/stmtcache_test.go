@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -464,5 +465,72 @@ func TestStatementCacheInTransactions(t *testing.T) {
 	}
 	if h := stats.hits.Load(); h != 5 {
 		t.Errorf("%d hits, want 5 (the insert and the count, second and third time, and the count after)", h)
+	}
+}
+
+// The parameters of a text's LIMITs, numbered as SQLite numbers them;
+// a LIMIT in a comment or a string is none.
+func TestLimitParams(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		query string
+		want  []int
+	}{
+		{"SELECT x FROM t WHERE y = ?", nil},
+		{"SELECT x FROM t LIMIT 2", nil},
+		{"SELECT x FROM t WHERE y = ? ORDER BY x LIMIT ?", []int{2}},
+		{"SELECT x FROM t WHERE y = ? LIMIT ? OFFSET ?", []int{2}},
+		{"select x from t where y = ? limit\n\t?", []int{2}},
+		{"UPDATE t SET a = ?1 WHERE id IN (SELECT id FROM t WHERE q = ?2 ORDER BY p LIMIT ?5) RETURNING id", []int{5}},
+		{"SELECT x FROM t WHERE a = ?3 AND b = ? LIMIT ?", []int{5}}, // a bare ? follows the largest so far
+		{"SELECT x FROM t WHERE a = :a AND b = @b AND c = :a LIMIT $n", []int{3}},
+		{"SELECT (SELECT y FROM u LIMIT ?6 - 1) FROM t LIMIT ?5", []int{6, 5}},
+		{"SELECT x FROM t -- LIMIT ?\nWHERE y = ?", nil},
+		{"SELECT x FROM t /* LIMIT ? */ WHERE y = ?", nil},
+		{"SELECT 'LIMIT ?', x FROM t WHERE y = ?", nil},
+		{`SELECT "LIMIT" FROM t WHERE y = ?`, nil},
+		{"SELECT x FROM t WHERE nolimit = ? LIMIT ?", []int{2}},
+		{"SELECT x FROM t LIMIT (?)", nil}, // an expression: left to one statement
+	} {
+		if got := limitParams(c.query); !slices.Equal(got, c.want) {
+			t.Errorf("limitParams(%q) = %v, want %v", c.query, got, c.want)
+		}
+	}
+}
+
+// A statement whose LIMIT is a parameter is prepared once for each value
+// bound there, and each is served from the cache after: SQLite would
+// prepare it again whenever the value changed.
+func TestStatementCacheKeepsOneStatementPerLimit(t *testing.T) {
+	t.Parallel()
+	db, stats := rawCached(t, stmtCacheSize)
+	mustExec(t, db, "CREATE TABLE t (x INTEGER)")
+	for i := range 5 {
+		mustExec(t, db, "INSERT INTO t VALUES (?)", i)
+	}
+	const q = "SELECT count(*) FROM (SELECT x FROM t WHERE x >= ? ORDER BY x LIMIT ?)"
+	prepares, hits := stats.prepares.Load(), stats.hits.Load()
+	for i := range 10 {
+		limit := 2 + 2*(i%2) // 2, 4, 2, 4, …
+		if n := count(t, db, q, 0, limit); n != limit {
+			t.Fatalf("LIMIT %d: %d rows", limit, n)
+		}
+	}
+	if got := stats.prepares.Load() - prepares; got != 2 {
+		t.Errorf("10 runs alternating two LIMITs prepared %d statements, want 2", got)
+	}
+	if got := stats.hits.Load() - hits; got != 8 {
+		t.Errorf("10 runs alternating two LIMITs were served %d times from the cache, want 8", got)
+	}
+	// A named argument leaves the text to one statement for all values.
+	prepares = stats.prepares.Load()
+	for i := range 4 {
+		limit := 1 + i%2
+		if n := count(t, db, "SELECT count(*) FROM (SELECT x FROM t WHERE x >= :lo LIMIT :n)", sql.Named("lo", 0), sql.Named("n", limit)); n != limit {
+			t.Fatalf("named LIMIT %d: %d rows", limit, n)
+		}
+	}
+	if got := stats.prepares.Load() - prepares; got != 1 {
+		t.Errorf("4 runs with named arguments prepared %d statements, want 1", got)
 	}
 }
