@@ -192,98 +192,106 @@ func limitParams(query string) []int {
 		names      map[string]int
 		afterLimit bool
 	)
-	isWord := func(b byte) bool {
-		return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= 0x80
+	wordEnd := func(i int) int {
+		for i < len(query) && isWordByte(query[i]) {
+			i++
+		}
+		return i
 	}
 	for i := 0; i < len(query); i++ {
 		c := query[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+		if isSpace(c) {
 			continue
-		case strings.HasPrefix(query[i:], "--"):
-			j := strings.IndexByte(query[i:], '\n')
-			if j < 0 {
-				return limits
-			}
-			i += j
+		}
+		if end, ok := skipComment(query, i); ok {
+			i = end
 			continue
-		case strings.HasPrefix(query[i:], "/*"):
-			j := strings.Index(query[i+2:], "*/")
-			if j < 0 {
-				return limits
-			}
-			i += j + 3
-			continue
-		case c == '\'' || c == '"' || c == '`' || c == '[':
-			closing := c
-			if c == '[' {
-				closing = ']'
-			}
-			j := strings.IndexByte(query[i+1:], closing)
-			if j < 0 {
-				return limits
-			}
-			i += j + 1
-			afterLimit = false
-			continue
+		}
+		param := 0
+		switch end, quoted := skipQuoted(query, i); {
+		case quoted:
+			i = end
 		case c == '?':
 			j := i + 1
 			for j < len(query) && query[j] >= '0' && query[j] <= '9' {
 				j++
 			}
-			n := last + 1
+			param = last + 1
 			if j > i+1 {
-				n, _ = strconv.Atoi(query[i+1 : j])
-			}
-			last = max(last, n)
-			if afterLimit {
-				limits = append(limits, n)
+				param, _ = strconv.Atoi(query[i+1 : j])
 			}
 			i = j - 1
-		case (c == ':' || c == '@' || c == '$') && i+1 < len(query) && isWord(query[i+1]):
-			j := i + 1
-			for j < len(query) && isWord(query[j]) {
-				j++
-			}
+		case (c == ':' || c == '@' || c == '$') && i+1 < len(query) && isWordByte(query[i+1]):
+			j := wordEnd(i + 1)
 			name := query[i+1 : j]
-			n, seen := names[name]
-			if !seen {
+			var seen bool
+			if param, seen = names[name]; !seen {
 				if names == nil {
 					names = map[string]int{}
 				}
-				last++
-				n = last
-				names[name] = n
-			}
-			if afterLimit {
-				limits = append(limits, n)
+				param = last + 1
+				names[name] = param
 			}
 			i = j - 1
-		case isWord(c):
-			j := i
-			for j < len(query) && isWord(query[j]) {
-				j++
-			}
+		case isWordByte(c):
+			j := wordEnd(i)
 			afterLimit = strings.EqualFold(query[i:j], "LIMIT")
 			i = j - 1
 			continue
+		}
+		if param > 0 {
+			last = max(last, param)
+			if afterLimit {
+				limits = append(limits, param)
+			}
 		}
 		afterLimit = false
 	}
 	return limits
 }
 
-var (
-	_ driver.Conn               = (*stmtCacheConn)(nil)
-	_ driver.ConnPrepareContext = (*stmtCacheConn)(nil)
-	_ driver.ConnBeginTx        = (*stmtCacheConn)(nil)
-	_ driver.ExecerContext      = (*stmtCacheConn)(nil)
-	_ driver.QueryerContext     = (*stmtCacheConn)(nil)
-	_ driver.Pinger             = (*stmtCacheConn)(nil)
-	_ driver.SessionResetter    = (*stmtCacheConn)(nil)
-	_ driver.Validator          = (*stmtCacheConn)(nil)
-	_ driver.NamedValueChecker  = (*stmtCacheConn)(nil)
-)
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+// skipComment returns, when a comment starts at query[i], the index of
+// its last byte and true. An unterminated one runs to the end.
+func skipComment(query string, i int) (int, bool) {
+	switch {
+	case strings.HasPrefix(query[i:], "--"):
+		if j := strings.IndexByte(query[i:], '\n'); j >= 0 {
+			return i + j, true
+		}
+		return len(query) - 1, true
+	case strings.HasPrefix(query[i:], "/*"):
+		if j := strings.Index(query[i+2:], "*/"); j >= 0 {
+			return i + j + 3, true
+		}
+		return len(query) - 1, true
+	}
+	return i, false
+}
+
+// skipQuoted returns, when a string or a quoted name starts at query[i],
+// the index of its closing quote and true; a doubled quote inside reads
+// as two quoted parts, which is the same. An unterminated one runs to
+// the end: SQLite's error, not the cache's.
+func skipQuoted(query string, i int) (int, bool) {
+	closing := query[i]
+	switch closing {
+	case '[':
+		closing = ']'
+	case '\'', '"', '`':
+	default:
+		return i, false
+	}
+	if j := strings.IndexByte(query[i+1:], closing); j >= 0 {
+		return i + j + 1, true
+	}
+	return len(query) - 1, true
+}
 
 // cacheable reports whether query may be kept prepared: one statement of
 // a bounded length.
@@ -303,37 +311,20 @@ func oneStatement(query string) bool {
 	}
 	ended := false
 	for i := 0; i < len(query); i++ {
-		c := query[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
-		case strings.HasPrefix(query[i:], "--"):
-			j := strings.IndexByte(query[i:], '\n')
-			if j < 0 {
-				return true
-			}
-			i += j
-		case strings.HasPrefix(query[i:], "/*"):
-			j := strings.Index(query[i+2:], "*/")
-			if j < 0 {
-				return true
-			}
-			i += j + 3
+		if isSpace(query[i]) {
+			continue
+		}
+		if end, ok := skipComment(query, i); ok {
+			i = end
+			continue
+		}
+		switch end, quoted := skipQuoted(query, i); {
 		case ended:
 			return false // text after the end: a second statement (or ";;")
-		case c == ';':
+		case query[i] == ';':
 			ended = true
-		case c == '\'' || c == '"' || c == '`' || c == '[':
-			// A quoted string or name, to its closing quote; a doubled
-			// quote inside reads as two quoted parts, which is the same.
-			closing := c
-			if c == '[' {
-				closing = ']'
-			}
-			j := strings.IndexByte(query[i+1:], closing)
-			if j < 0 {
-				return true // unterminated: SQLite's error, not the cache's
-			}
-			i += j + 1
+		case quoted:
+			i = end
 		}
 	}
 	return true

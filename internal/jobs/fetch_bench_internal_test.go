@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -10,8 +9,6 @@ import (
 	"entgo.io/ent/dialect"
 	"github.com/riverqueue/river/riverdriver"
 	"golang.org/x/sys/unix"
-
-	"github.com/spoolhq/spool/internal/database"
 )
 
 // BenchmarkSQLiteFetch is River's fetch of jobs from an empty queue, as
@@ -26,14 +23,7 @@ func BenchmarkSQLiteFetch(b *testing.B) {
 	ctx := context.Background()
 	var execs [2]riverdriver.Executor // same LIMIT, LIMITs taking turns
 	for k := range execs {
-		db, err := database.Open(ctx, "", filepath.Join(b.TempDir(), database.SQLiteFile))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { db.Close() })
-		if _, err := Migrate(ctx, db.SQL(), db.Dialect); err != nil {
-			b.Fatal(err)
-		}
+		db := migratedSQLite(b)
 		d, err := driverFor(db.SQL(), dialect.SQLite, 0)
 		if err != nil {
 			b.Fatal(err)

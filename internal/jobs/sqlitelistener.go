@@ -100,19 +100,11 @@ type wakingExecutor struct {
 }
 
 func (e *wakingExecutor) Begin(ctx context.Context) (riverdriver.ExecutorTx, error) {
-	tx, err := e.Executor.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &wakingTx{ExecutorTx: tx, written: e.written}, nil
+	return e.written.wrap(e.Executor.Begin(ctx))
 }
 
 func (e *wakingExecutor) NotifyMany(ctx context.Context, params *riverdriver.NotifyManyParams) error {
-	err := e.Executor.NotifyMany(ctx, params)
-	if err == nil {
-		e.written.add()
-	}
-	return err
+	return e.written.after(e.Executor.NotifyMany(ctx, params))
 }
 
 // wakingTx is wakingExecutor's transaction (or savepoint).
@@ -122,19 +114,11 @@ type wakingTx struct {
 }
 
 func (t *wakingTx) Begin(ctx context.Context) (riverdriver.ExecutorTx, error) {
-	tx, err := t.ExecutorTx.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &wakingTx{ExecutorTx: tx, written: t.written}, nil
+	return t.written.wrap(t.ExecutorTx.Begin(ctx))
 }
 
 func (t *wakingTx) NotifyMany(ctx context.Context, params *riverdriver.NotifyManyParams) error {
-	err := t.ExecutorTx.NotifyMany(ctx, params)
-	if err == nil {
-		t.written.add()
-	}
-	return err
+	return t.written.after(t.ExecutorTx.NotifyMany(ctx, params))
 }
 
 // writes counts the notifications written, and lets a waiter sleep
@@ -153,6 +137,23 @@ func (w *writes) add() {
 	close(w.next)
 	w.next = make(chan struct{})
 	w.mu.Unlock()
+}
+
+// after counts a notification written, unless err says it was not.
+func (w *writes) after(err error) error {
+	if err == nil {
+		w.add()
+	}
+	return err
+}
+
+// wrap returns tx, begun with err, as a transaction that counts the
+// notifications it writes.
+func (w *writes) wrap(tx riverdriver.ExecutorTx, err error) (riverdriver.ExecutorTx, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &wakingTx{ExecutorTx: tx, written: w}, nil
 }
 
 // count returns the writes so far and a channel closed at the next.

@@ -19,14 +19,7 @@ import (
 func wokenListener(t *testing.T, topic string) (*database.DB, *sqliteDriver, riverdriver.Listener) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := database.Open(ctx, "", filepath.Join(t.TempDir(), database.SQLiteFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := Migrate(ctx, db.SQL(), db.Dialect); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedSQLite(t)
 	d, err := driverFor(db.SQL(), dialect.SQLite, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +37,22 @@ func wokenListener(t *testing.T, topic string) (*database.DB, *sqliteDriver, riv
 		t.Fatal(err)
 	}
 	return db, driver, l
+}
+
+// migratedSQLite is an embedded database with the job queue's tables,
+// closed when the test ends.
+func migratedSQLite(tb testing.TB) *database.DB {
+	tb.Helper()
+	ctx := context.Background()
+	db, err := database.Open(ctx, "", filepath.Join(tb.TempDir(), database.SQLiteFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if _, err := Migrate(ctx, db.SQL(), db.Dialect); err != nil {
+		tb.Fatal(err)
+	}
+	return db
 }
 
 // delivered runs WaitForNotification until the test ends, and passes on
