@@ -141,6 +141,18 @@ type stmtCacheConn struct {
 	limits map[string][]int
 }
 
+var (
+	_ driver.Conn               = (*stmtCacheConn)(nil)
+	_ driver.ConnPrepareContext = (*stmtCacheConn)(nil)
+	_ driver.ConnBeginTx        = (*stmtCacheConn)(nil)
+	_ driver.ExecerContext      = (*stmtCacheConn)(nil)
+	_ driver.QueryerContext     = (*stmtCacheConn)(nil)
+	_ driver.Pinger             = (*stmtCacheConn)(nil)
+	_ driver.SessionResetter    = (*stmtCacheConn)(nil)
+	_ driver.Validator          = (*stmtCacheConn)(nil)
+	_ driver.NamedValueChecker  = (*stmtCacheConn)(nil)
+)
+
 // stmtKey is what a cached statement is found by: its text and the
 // values bound to the parameters of its LIMITs, if any.
 type stmtKey struct {
