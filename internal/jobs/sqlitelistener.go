@@ -18,9 +18,9 @@ import (
 // SQLite has no LISTEN/NOTIFY, so River's SQLite driver keeps its
 // notifications (a job inserted, a leader resigning) as rows of
 // river_notification, and its listener reads that table every 50 ms for
-// as long as the process runs. That read was most of what an idle
-// embedded server did: about 1.3 % of a CPU, twenty queries a second
-// with nothing to find (docs/BENCHMARKS.md, "An idle embedded server").
+// as long as the process runs: twenty queries a second with nothing to
+// find, about half of what an idle embedded server did (1.6–1.9 % of a
+// CPU in all; docs/BENCHMARKS.md, "An idle embedded server").
 //
 // On SQLite spool is one process: the data directory is locked, and
 // every notification is written by this process's River through the
