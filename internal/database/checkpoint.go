@@ -41,7 +41,6 @@ type checkpointer struct {
 	// of the WAL; valid only when clean.
 	copied int64
 	clean  bool
-	runs   int // checkpoints run, not skipped
 	log    *slog.Logger
 	stop   chan struct{}
 	done   sync.WaitGroup
@@ -89,7 +88,7 @@ func (c *checkpointer) run() {
 		case <-c.stop:
 			return
 		case <-t.C:
-			if err := c.checkpoint(context.Background()); err != nil {
+			if _, err := c.checkpoint(context.Background()); err != nil {
 				c.log.Warn("checkpointing the SQLite WAL failed; SQLite's own checkpoints remain", "err", err)
 			}
 		}
@@ -97,26 +96,26 @@ func (c *checkpointer) run() {
 }
 
 // checkpoint runs one PASSIVE checkpoint, unless nothing was committed
-// since the last one copied the whole WAL: it copies what no reader
-// still needs and returns at once if a writer holds the lock.
-func (c *checkpointer) checkpoint(ctx context.Context) error {
+// since the last one copied the whole WAL, and reports whether it ran:
+// it copies what no reader still needs and returns at once if a writer
+// holds the lock.
+func (c *checkpointer) checkpoint(ctx context.Context) (bool, error) {
 	var version int64
 	if err := c.version.QueryRowContext(ctx).Scan(&version); err != nil {
-		return fmt.Errorf("data_version: %w", err)
+		return false, fmt.Errorf("data_version: %w", err)
 	}
 	if c.clean && version == c.copied {
-		return nil
+		return false, nil
 	}
-	c.runs++
 	var busy, logFrames, done int
 	if err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &done); err != nil {
 		c.clean = false
-		return fmt.Errorf("wal_checkpoint: %w", err)
+		return true, fmt.Errorf("wal_checkpoint: %w", err)
 	}
 	// A commit between the two reads changed data_version: the next
 	// tick sees it differ and checkpoints again.
 	c.clean, c.copied = busy == 0 && done == logFrames, version
-	return nil
+	return true, nil
 }
 
 // close stops the checkpoints and closes the connection; calling it

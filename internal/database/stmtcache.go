@@ -162,6 +162,9 @@ type stmtKey struct {
 
 // keyOf returns the cache key of query run with args.
 func (c *stmtCacheConn) keyOf(query string, args []driver.NamedValue) stmtKey {
+	// Every statement passes here, so texts without a LIMIT are told
+	// apart by one search. ent and River write LIMIT in capitals; a text
+	// that spells it otherwise keeps one statement for all its values.
 	if !strings.Contains(query, "LIMIT") {
 		return stmtKey{sql: query}
 	}

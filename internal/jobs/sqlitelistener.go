@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"slices"
 	"sync"
 	"time"
 
@@ -121,22 +120,27 @@ func (t *wakingTx) NotifyMany(ctx context.Context, params *riverdriver.NotifyMan
 	return t.written.after(t.ExecutorTx.NotifyMany(ctx, params))
 }
 
-// writes counts the notifications written, and lets a waiter sleep
-// until the next one.
+// writes tells of the notifications written: the channel it hands out
+// is closed at the next one.
 type writes struct {
 	mu   sync.Mutex
-	n    uint64
-	next chan struct{} // closed at the next write
+	next chan struct{}
 }
 
 func newWrites() *writes { return &writes{next: make(chan struct{})} }
 
 func (w *writes) add() {
 	w.mu.Lock()
-	w.n++
 	close(w.next)
 	w.next = make(chan struct{})
 	w.mu.Unlock()
+}
+
+// since returns a channel closed at the next notification written.
+func (w *writes) since() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.next
 }
 
 // after counts a notification written, unless err says it was not.
@@ -156,13 +160,6 @@ func (w *writes) wrap(tx riverdriver.ExecutorTx, err error) (riverdriver.Executo
 	return &wakingTx{ExecutorTx: tx, written: w}, nil
 }
 
-// count returns the writes so far and a channel closed at the next.
-func (w *writes) count() (uint64, <-chan struct{}) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.n, w.next
-}
-
 // sqliteListener reads River's notification table when a notification
 // was written since its last read, when its last read filled a batch,
 // and otherwise every fallback. It keeps River's listener's contract: a
@@ -180,9 +177,9 @@ type sqliteListener struct {
 	lastID  int64
 	topics  map[string]int64 // topic → the last id before Listen
 	pending []notification
-	// read is the write count when the last read began: a later write
-	// may not have been seen.
-	read     uint64
+	// unread is closed once a notification is written after the last
+	// read began, which that read may not have seen.
+	unread   <-chan struct{}
 	full     bool      // the last read filled its batch
 	readNext time.Time // when the fallback reads again
 }
@@ -212,7 +209,7 @@ func (l *sqliteListener) Connect(ctx context.Context) error {
 		return errors.New("jobs: the SQLite listener is already connected")
 	}
 	l.connected, l.lastID, l.topics, l.pending = true, last, map[string]int64{}, nil
-	l.read, _ = l.written.count()
+	l.unread = l.written.since()
 	l.readNext = time.Now().Add(l.fallback)
 	return nil
 }
@@ -260,7 +257,7 @@ func (l *sqliteListener) SetAfterConnectExec(string) {}
 
 func (l *sqliteListener) WaitForNotification(ctx context.Context) (*riverdriver.Notification, error) {
 	for {
-		n, due, woken, err := l.nextOrDue()
+		n, due, unread, err := l.nextOrDue()
 		if err != nil || n != nil {
 			return n, err
 		}
@@ -284,7 +281,7 @@ func (l *sqliteListener) WaitForNotification(ctx context.Context) (*riverdriver.
 		case <-ctx.Done():
 			timer.Stop()
 			return nil, ctx.Err()
-		case <-woken:
+		case <-unread:
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -292,10 +289,9 @@ func (l *sqliteListener) WaitForNotification(ctx context.Context) (*riverdriver.
 }
 
 // nextOrDue returns the next pending notification of a topic listened
-// to, or else whether the table is due a read, and a channel closed at
-// the next write.
+// to, or else whether the table is due a read, and the channel closed at
+// the first write since the last read began.
 func (l *sqliteListener) nextOrDue() (*riverdriver.Notification, bool, <-chan struct{}, error) {
-	written, woken := l.written.count()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.connected {
@@ -309,14 +305,19 @@ func (l *sqliteListener) nextOrDue() (*riverdriver.Notification, bool, <-chan st
 			return &riverdriver.Notification{Topic: n.topic, Payload: n.payload}, false, nil, nil
 		}
 	}
-	due := written != l.read || l.full || !time.Now().Before(l.readNext)
-	return nil, due, woken, nil
+	due := l.full || !time.Now().Before(l.readNext)
+	select {
+	case <-l.unread:
+		due = true
+	default:
+	}
+	return nil, due, l.unread, nil
 }
 
 // readTable reads the notifications after lastID of the topics listened
 // to into pending.
 func (l *sqliteListener) readTable(ctx context.Context) error {
-	written, _ := l.written.count()
+	unread := l.written.since() // before the query: a write after it is unread
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.connected {
@@ -326,9 +327,8 @@ func (l *sqliteListener) readTable(ctx context.Context) error {
 	for t := range l.topics {
 		topics = append(topics, t)
 	}
-	slices.Sort(topics)
 	if len(topics) == 0 {
-		l.read, l.full, l.readNext = written, false, time.Now().Add(l.fallback)
+		l.unread, l.full, l.readNext = unread, false, time.Now().Add(l.fallback)
 		return nil
 	}
 	list, err := json.Marshal(topics)
@@ -355,6 +355,6 @@ func (l *sqliteListener) readTable(ctx context.Context) error {
 		l.lastID = got[len(got)-1].id
 	}
 	l.pending = append(l.pending, got...)
-	l.read, l.full, l.readNext = written, len(got) == notificationBatch, time.Now().Add(l.fallback)
+	l.unread, l.full, l.readNext = unread, len(got) == notificationBatch, time.Now().Add(l.fallback)
 	return nil
 }
