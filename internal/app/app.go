@@ -397,6 +397,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		jobsCfg.SweepInterval = cfg.SweepInterval
 	}
 	jobsCfg.OnFailure = m.metrics.JobFailed
+	jobsCfg.ListenPool = m.eng.db.ListenPool()
 	if m.queue, err = jobs.New(m.eng.db.SQL(), m.eng.db.Dialect, jobsCfg, m.log); err != nil {
 		return fmt.Errorf("job queue: %w", err)
 	}

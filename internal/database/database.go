@@ -24,6 +24,7 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/XSAM/otelsql"
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, "pgx"
 	"go.opentelemetry.io/otel/attribute"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -55,6 +56,9 @@ type DB struct {
 	migrations   fs.FS
 	log          *slog.Logger
 	where        string // the file or the redacted URL, for messages
+	// listen is PostgreSQL's pool for River's LISTEN connection (see
+	// ListenPool); nil on SQLite.
+	listen *pgxpool.Pool
 }
 
 // Option changes how Open opens a database.
@@ -375,7 +379,25 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("connecting to PostgreSQL at %s: %w", where, err)
 	}
-	return newDB(dialect.Postgres, sqldb, where), nil
+	listen, err := listenPool(ctx, rawURL)
+	if err != nil {
+		_ = sqldb.Close()
+		return nil, fmt.Errorf("opening %s for LISTEN: %w", where, err)
+	}
+	db := newDB(dialect.Postgres, sqldb, where)
+	db.listen = listen
+	return db, nil
+}
+
+// listenPool is a pgx pool of one connection to the database at rawURL,
+// opened when first used.
+func listenPool(ctx context.Context, rawURL string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns, cfg.MinConns = 1, 0
+	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
 func newDB(name string, sqldb *sql.DB, where string) *DB {
@@ -396,6 +418,12 @@ func (db *DB) SQL() *sql.DB { return db.sql }
 // opened WithReadConns(0).
 func (db *DB) ReadSQL() *sql.DB { return db.readers }
 
+// ListenPool returns, on PostgreSQL, a pgx pool of one connection to the
+// same database, for the job queue's LISTEN (River takes its connection
+// for good, outside database/sql, which cannot wait for notifications);
+// nil on SQLite. Close closes it.
+func (db *DB) ListenPool() *pgxpool.Pool { return db.listen }
+
 // String names the database: its file, or its URL without the password.
 func (db *DB) String() string { return db.where }
 
@@ -414,6 +442,9 @@ func (db *DB) Close() error {
 		if cerr := db.checkpointer.close(); err == nil {
 			err = cerr
 		}
+	}
+	if db.listen != nil {
+		db.listen.Close()
 	}
 	return err
 }

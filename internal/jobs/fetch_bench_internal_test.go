@@ -24,7 +24,7 @@ func BenchmarkSQLiteFetch(b *testing.B) {
 	var execs [2]riverdriver.Executor // same LIMIT, LIMITs taking turns
 	for k := range execs {
 		db := migratedSQLite(b)
-		d, err := driverFor(db.SQL(), dialect.SQLite, 0)
+		d, err := driverFor(db.SQL(), dialect.SQLite, Config{}, newWakes())
 		if err != nil {
 			b.Fatal(err)
 		}

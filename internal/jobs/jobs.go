@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
@@ -56,8 +57,15 @@ type Config struct {
 	// OrphanInterval is how often stored bytes no record owns are looked
 	// for and removed (--orphan-interval).
 	OrphanInterval time.Duration
-	// PollInterval is how often an idle replica looks for new jobs.
+	// PollInterval is how often an idle replica looks for new jobs it
+	// was not woken for.
 	PollInterval time.Duration
+	// ListenPool, on PostgreSQL, is where River takes the connection it
+	// LISTENs on (database.DB.ListenPool), so that a replica is woken by
+	// other replicas' inserts, and by its own as their transactions
+	// commit (localwake.go). Nil leaves the replica to find jobs by its
+	// poll alone.
+	ListenPool *pgxpool.Pool
 	// LostFetchAfter is how long a job this replica fetched may be
 	// running in the database with no worker of this replica on it
 	// before the replica makes it available again (PostgreSQL only;
@@ -182,6 +190,10 @@ type Queue struct {
 	lostDone chan struct{}
 	// pg is set on PostgreSQL.
 	pg bool
+	// wakes are the queues of this replica's own jobs, woken as their
+	// transactions commit (localwake.go); nil where River has no
+	// listener of this package's to deliver them.
+	wakes *wakes
 }
 
 // plannedEachRun is args for a statement on River's table that runs
@@ -217,13 +229,14 @@ const jobsPerProcessingWorker = 4
 
 // workerFetchCooldown is the least time between two fetches of a
 // queue's producer. A producer fetches at most as many jobs as it has
-// free workers, and a worker that finishes asks for the next fetch, so
-// River's default of 100 ms capped a queue at its workers ten times a
-// second: one processing worker (a 2-CPU replica's) checked 10 files a
-// second while small files arrived at 200–400, and left them PROCESSING
-// for minutes (docs/BENCHMARKS.md, "small files"). A fetch runs only
-// when a worker is free and something asked (a finished job, an insert,
-// the poll), so a short cooldown costs a fetch per job, not a spin.
+// free workers, and a worker that finishes in a full queue asks for the
+// next fetch, so River's default of 100 ms capped a queue at its workers
+// ten times a second: one processing worker (a 2-CPU replica's) checked
+// 10 files a second while small files arrived at 200–400, and left them
+// PROCESSING for minutes (docs/BENCHMARKS.md, "small files"). A fetch
+// runs only when a worker is free and something asked (a wake, an insert
+// notification, the poll, a job finishing in a full queue), so a short
+// cooldown costs a fetch per job, not a spin.
 // The client's own FetchCooldown stays River's default: it also spaces
 // the insert notifications each replica sends other replicas on
 // PostgreSQL, which wake every idle one to fetch.
@@ -241,11 +254,16 @@ func New(db *sql.DB, d string, cfg Config, log *slog.Logger) (*Queue, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	driver, err := driverFor(db, d, cfg.listenerFallback)
+	w := newWakes()
+	driver, err := driverFor(db, d, cfg, w)
 	if err != nil {
 		return nil, err
 	}
 	q := &Queue{db: db, cfg: cfg, log: log, processingSlots: semaphore.NewWeighted(int64(cfg.ProcessingWorkers))}
+	switch driver.(type) {
+	case *sqliteDriver, *pgDriver:
+		q.wakes = w
+	}
 	if d == dialect.Postgres {
 		q.held = newHeld()
 		q.pg = true
@@ -313,14 +331,17 @@ func (f *failureCounter) Work(ctx context.Context, job *rivertype.JobRow, doInne
 	return err
 }
 
-// driverFor returns River's driver for spool's database; fallback, if
-// not zero, is how often SQLite's listener reads when nothing woke it.
-func driverFor(db *sql.DB, d string, fallback time.Duration) (riverdriver.Driver[*sql.Tx], error) {
+// driverFor returns River's driver for spool's database, configured by
+// cfg, whose listener, if it has one, delivers w's wakes.
+func driverFor(db *sql.DB, d string, cfg Config, w *wakes) (riverdriver.Driver[*sql.Tx], error) {
 	switch d {
 	case dialect.Postgres:
-		return riverdatabasesql.New(db), nil
+		if cfg.ListenPool == nil {
+			return riverdatabasesql.New(db), nil
+		}
+		return &pgDriver{Driver: riverdatabasesql.NewWithPgxListener(db, cfg.ListenPool), wakes: w}, nil
 	case dialect.SQLite:
-		return newSQLiteDriver(db, cmp.Or(fallback, listenerFallback)), nil
+		return newSQLiteDriver(db, cmp.Or(cfg.listenerFallback, listenerFallback), w), nil
 	}
 	return nil, fmt.Errorf("jobs: no queue for database dialect %q", d)
 }
@@ -422,7 +443,19 @@ func (q *Queue) insert(ctx context.Context, tx *sql.Tx, args river.JobArgs, opts
 	if err != nil {
 		return fmt.Errorf("queueing %s: %w", args.Kind(), err)
 	}
+	if q.wakes != nil {
+		q.wakes.inserted(tx, queueOf(args))
+	}
 	return nil
+}
+
+// TxDone wakes this replica's queues for the jobs tx inserted, if it
+// committed, so that they are taken now rather than at the next poll
+// (see upload.Queue).
+func (q *Queue) TxDone(tx *sql.Tx, committed bool) {
+	if q.wakes != nil {
+		q.wakes.ended(tx, committed)
+	}
 }
 
 // liveStates are the states in which a job makes another of the same

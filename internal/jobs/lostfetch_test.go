@@ -8,8 +8,6 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
-	"github.com/spoolhq/spool/internal/database"
-	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -55,14 +53,7 @@ func (s *purgeRecorder) RemoveOrphans(context.Context) (int, error) { return 0, 
 // however long that runs.
 func TestLostFetchTakenBack(t *testing.T) {
 	ctx := context.Background()
-	db, err := database.Open(ctx, dbtest.Postgres(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := jobs.Migrate(ctx, db.SQL(), db.Dialect); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedPostgres(t)
 	const lostAfter = time.Second
 	q, err := jobs.New(db.SQL(), db.Dialect, jobs.Config{
 		PollInterval: 50 * time.Millisecond, ManualSweeps: true, LostFetchAfter: lostAfter,

@@ -29,7 +29,7 @@ type Applied struct {
 // apply each migration once. It returns the failing migration's error;
 // the migrations before it stay applied.
 func Migrate(ctx context.Context, db *sql.DB, d string) ([]Applied, error) {
-	driver, err := driverFor(db, d, 0)
+	driver, err := driverFor(db, d, Config{}, newWakes())
 	if err != nil {
 		return nil, err
 	}

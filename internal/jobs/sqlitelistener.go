@@ -32,7 +32,8 @@ import (
 // a rollback, finds nothing, as it should). A notification written some
 // other way (River's job cancel writes its row itself) is read at the
 // next wake or fallback; jobs themselves are also found by each queue's
-// fetch poll (Config.PollInterval), whichever comes first.
+// fetch poll (Config.PollInterval), whichever comes first, and by the
+// wakes of localwake.go, which this listener delivers too.
 
 // listenerFallback is how often the listener reads the notification
 // table when nothing woke it, for the notifications no executor of this
@@ -50,20 +51,22 @@ type sqliteDriver struct {
 	db       *sql.DB
 	written  *writes
 	fallback time.Duration
+	wakes    *wakes // this replica's own, which its listener delivers too (localwake.go)
 }
 
 // newSQLiteDriver returns River's SQLite driver over db, whose listener
-// reads at least every fallback. The waking listener needs db to have
+// reads at least every fallback and delivers w's wakes. The waking
+// listener needs db to have
 // one connection, which spool's SQLite writer pool has
 // (internal/database); over a pool of more, a read could run before the
 // commit of the notification that woke it, so River's own polling
 // listener serves instead.
-func newSQLiteDriver(db *sql.DB, fallback time.Duration) riverdriver.Driver[*sql.Tx] {
+func newSQLiteDriver(db *sql.DB, fallback time.Duration, w *wakes) riverdriver.Driver[*sql.Tx] {
 	river := riversqlite.New(db)
 	if db.Stats().MaxOpenConnections != 1 {
 		return river
 	}
-	return &sqliteDriver{Driver: river, db: db, written: newWrites(), fallback: fallback}
+	return &sqliteDriver{Driver: river, db: db, written: newWrites(), fallback: fallback, wakes: w}
 }
 
 func (d *sqliteDriver) GetExecutor() riverdriver.Executor {
@@ -86,9 +89,9 @@ func (d *sqliteDriver) GetListener(params *riverdriver.GetListenenerParams) rive
 	if params.Schema != "" {
 		// spool runs River in the database's main schema; the query
 		// below knows no other.
-		return d.Driver.GetListener(params)
+		return &wakingListener{Listener: d.Driver.GetListener(params), wakes: d.wakes}
 	}
-	return &sqliteListener{db: d.db, written: d.written, fallback: d.fallback}
+	return &wakingListener{Listener: &sqliteListener{db: d.db, written: d.written, fallback: d.fallback}, wakes: d.wakes}
 }
 
 // wakingExecutor is an executor of River's SQLite driver that wakes the

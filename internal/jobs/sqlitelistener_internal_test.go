@@ -20,7 +20,7 @@ func wokenListener(t *testing.T, topic string) (*database.DB, *sqliteDriver, riv
 	t.Helper()
 	ctx := context.Background()
 	db := migratedSQLite(t)
-	d, err := driverFor(db.SQL(), dialect.SQLite, time.Hour)
+	d, err := driverFor(db.SQL(), dialect.SQLite, WithListenerFallback(Config{}, time.Hour), newWakes())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"github.com/riverqueue/river"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/spoolhq/spool/internal/database"
+	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/jobs"
 )
 
@@ -20,6 +22,20 @@ type processedService struct {
 func (s *processedService) ProcessMedia(_ context.Context, id string, _ *semaphore.Weighted) error {
 	s.done <- id
 	return nil
+}
+
+// taken fails the test unless the next job processed is id's, within a
+// hang guard: the tests' queues poll once an hour.
+func (s *processedService) taken(t *testing.T, id, how string) {
+	t.Helper()
+	select {
+	case got := <-s.done:
+		if got != id {
+			t.Fatalf("processed %s, want %s", got, id)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the job for %s, %s, was not taken", id, how)
+	}
 }
 
 // On SQLite a job inserted with a transaction is taken as soon as the
@@ -63,13 +79,121 @@ func TestSQLiteJobWakesTheQueueAtCommit(t *testing.T) {
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case got := <-svc.done:
-			if got != id {
-				t.Errorf("processed %s, want %s", got, id)
-			}
-		case <-time.After(30 * time.Second): // hang guard; every poll is an hour away
-			t.Fatalf("the job for %s, inserted with a committed transaction, was not taken", id)
-		}
+		svc.taken(t, id, "inserted with a committed transaction")
 	}
+}
+
+// Jobs inserted one after another, each with a transaction of its own,
+// are each taken as their transaction commits once the queue is told
+// (TxDone), though River writes an insert notification for at most one
+// of them: its limiter lets one a queue through every 100 ms, and here
+// the next job is inserted as soon as the last one is done (after a
+// rolled-back one, whose notification River counted). The queue polls
+// once an hour; on SQLite its listener reads the notification table once
+// an hour when nothing wakes it.
+func TestSQLiteJobsOfABurstAreTakenAsTheyCommit(t *testing.T) {
+	db := migratedSQLite(t)
+	burstTakenAsCommitted(t, db, jobs.WithListenerFallback(jobs.Config{}, time.Hour))
+}
+
+// TestPostgresJobsOfABurstAreTakenAsTheyCommit is the same on
+// PostgreSQL, where River LISTENs on a connection of ListenPool's.
+func TestPostgresJobsOfABurstAreTakenAsTheyCommit(t *testing.T) {
+	db := migratedPostgres(t)
+	burstTakenAsCommitted(t, db, jobs.Config{ListenPool: db.ListenPool()})
+}
+
+func burstTakenAsCommitted(t *testing.T, db *database.DB, cfg jobs.Config) {
+	ctx := context.Background()
+	cfg.PollInterval, cfg.ManualSweeps = time.Hour, true
+	q, err := jobs.New(db.SQL(), db.Dialect, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &processedService{done: make(chan string, 8)}
+	if err := q.Start(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := q.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, id := range []string{"m1", "m2", "m3", "m4", "m5"} {
+		enqueueIn(t, db, q, id+"-rolled-back", false)
+		enqueueIn(t, db, q, id, true)
+		svc.taken(t, id, "inserted with a committed transaction")
+	}
+}
+
+// enqueueIn enqueues the processing of id in a transaction of its own,
+// which it commits or rolls back, and tells q.
+func enqueueIn(t *testing.T, db *database.DB, q *jobs.Queue, id string, commit bool) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.SQL().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.EnqueueProcessing(ctx, tx, id); err != nil {
+		t.Fatal(err)
+	}
+	if commit {
+		err = tx.Commit()
+	} else {
+		err = tx.Rollback()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.TxDone(tx, commit)
+}
+
+// On PostgreSQL a replica that LISTENs is woken by another replica's
+// insert, which it was not told of: the notification River sends with it.
+func TestPostgresReplicaWokenByAnothersInsert(t *testing.T) {
+	ctx := context.Background()
+	db := migratedPostgres(t)
+	cfg := jobs.Config{PollInterval: time.Hour, ManualSweeps: true, ListenPool: db.ListenPool()}
+	worker, err := jobs.New(db.SQL(), db.Dialect, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ListenPool = nil // the inserting replica needs no listener
+	inserter, err := jobs.New(db.SQL(), db.Dialect, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &processedService{done: make(chan string, 4)}
+	if err := worker.Start(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := worker.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	for i, id := range []string{"m1", "m2"} {
+		if i > 0 {
+			time.Sleep(river.FetchCooldownDefault + 50*time.Millisecond) // River's limiter
+		}
+		enqueueIn(t, db, inserter, id, true)
+		svc.taken(t, id, "inserted by another replica")
+	}
+}
+
+// migratedPostgres is a scratch PostgreSQL database with the job queue's
+// tables, closed when the test ends.
+func migratedPostgres(t *testing.T) *database.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := database.Open(ctx, dbtest.Postgres(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := jobs.Migrate(ctx, db.SQL(), db.Dialect); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }

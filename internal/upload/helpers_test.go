@@ -211,13 +211,14 @@ func newTestServiceProcessing(t testing.TB, cfg upload.Config, store upload.Stor
 // starting late under load once took an upload from under
 // TestSweepExpiresAndFrees).
 //
-// On SQLite, River's listener (a notification table it reads every
-// 50 ms) wakes the queue for each job inserted, so the fetch poll is only
-// a fallback and keeps production's pace: polling every 20 ms, each poll
-// parsing River's fetch query in the in-process SQLite (slow under -race),
-// was over half of this package's CPU time. On PostgreSQL, where River's
-// database/sql driver has no listener, the poll is what finds a job
-// inserted in a transaction.
+// On SQLite the queue is woken for each job inserted (by River's
+// notifications, and by the service's Queue.TxDone as its transaction
+// commits), so the fetch poll is only a fallback and keeps production's
+// pace: polling every 20 ms, each poll parsing River's fetch query in the
+// in-process SQLite (slow under -race), was over half of this package's
+// CPU time. On PostgreSQL these queues have no ListenPool, to spare the
+// server a connection each, so the poll is what finds a job inserted in
+// a transaction.
 func testJobs(d string) jobs.Config {
 	poll := 20 * time.Millisecond
 	if d == dialect.SQLite {

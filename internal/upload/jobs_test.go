@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"entgo.io/ent/dialect"
 
@@ -120,6 +121,36 @@ func TestProcessingFailsOnLastAttempt(t *testing.T) {
 	waitJob(t, e, m.ID, "completed")
 	if j := e.processingJobOf(t, m.ID); j.attempt != 3 {
 		t.Errorf("processing job attempted %d times, want 3", j.attempt)
+	}
+}
+
+// TestJobsOfABurstAreTakenAsTheyCommit: files completed one after
+// another are each processed once its complete has committed, not at
+// the queue's next look for jobs (here an hour away). River notifies a
+// queue of at most one insert every 100 ms, and each file here is
+// completed as soon as the one before is processed; complete tells the
+// queue when its transaction has committed (Queue.TxDone).
+func TestJobsOfABurstAreTakenAsTheyCommit(t *testing.T) {
+	t.Parallel()
+	store, err := localfs.New(filepath.Join(t.TempDir(), "files"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jcfg := testJobs(dialect.SQLite)
+	jcfg.PollInterval = time.Hour
+	e := newTestServiceJobs(t, testConfig(), store, jcfg)
+	owner := e.user(t, "alice")
+	for i := range 4 {
+		data := mp4Bytes(4*KiB, uint64(i))
+		sess := e.initOne(t, owner, mp4Spec(fmt.Sprintf("%d.mp4", i), data))
+		e.sendAll(t, sess, data)
+		m, err := e.svc.Complete(context.Background(), owner, sess.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.waitMedia(t, owner, m.ID); got.Status != mediafile.StatusREADY {
+			t.Fatalf("file %d: media %s, want READY", i, got.Status)
+		}
 	}
 }
 

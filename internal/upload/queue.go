@@ -23,6 +23,10 @@ import (
 type Queue interface {
 	EnqueueProcessing(ctx context.Context, tx *sql.Tx, mediaID string) error
 	EnqueuePurge(ctx context.Context, tx *sql.Tx, mediaID string) error
+	// TxDone is told that tx, which may have enqueued jobs, has ended:
+	// committed, its jobs are this replica's to take at once rather
+	// than at its next look for jobs.
+	TxDone(tx *sql.Tx, committed bool)
 }
 
 // jobTx enqueues jobs into one transaction of the service's.
@@ -64,9 +68,12 @@ func (s *Service) withJobTx(ctx context.Context, fn func(tx *ent.Tx, jobs jobTx)
 	}
 	if err := fn(tx, jobTx{q: s.queue, tx: slot.Tx()}); err != nil {
 		_ = tx.Rollback()
+		s.queue.TxDone(slot.Tx(), false)
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	err = tx.Commit()
+	s.queue.TxDone(slot.Tx(), err == nil)
+	if err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
 	return nil
