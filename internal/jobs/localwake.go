@@ -20,11 +20,11 @@ import (
 // every 100 ms (its client-wide FetchCooldown, which on PostgreSQL
 // spaces the notifications that wake every replica). A job inserted
 // sooner after another waits for a fetch that follows a job finishing
-// while its queue was full, or else for the poll, once a second: of 40
-// photos sent by one `spool upload`, 37 were READY about a second after
-// their complete (docs/BENCHMARKS.md, "Jobs taken as their transaction
-// commits"). The replica that inserted a job is told when its
-// transaction ends (upload.Queue.TxDone), so it wakes its own queue
+// while its queue was full, or else for the poll, once a second: in one
+// run, 37 of 40 photos sent by one `spool upload` were READY about a
+// second after their complete (docs/BENCHMARKS.md, "Jobs taken as their
+// transaction commits"). The replica that inserted a job is told when
+// its transaction ends (upload.Queue.TxDone), so it wakes its own queue
 // then: an insert notification its listener delivers to River without
 // writing anything, that no other replica hears.
 
