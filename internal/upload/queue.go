@@ -25,7 +25,8 @@ type Queue interface {
 	EnqueuePurge(ctx context.Context, tx *sql.Tx, mediaID string) error
 	// TxDone is told that tx, which may have enqueued jobs, has ended:
 	// committed, its jobs are this replica's to take at once rather
-	// than at its next look for jobs.
+	// than at its next look for jobs. Every tx given to the Enqueue
+	// methods must be followed by TxDone, which forgets it.
 	TxDone(tx *sql.Tx, committed bool)
 }
 
