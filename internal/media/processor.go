@@ -7,7 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/gen2brain/webp"
 )
 
 // Defaults of Options, applied by New where a field is zero.
@@ -34,12 +37,17 @@ type Options struct {
 }
 
 // Processor turns local media files into what a frontend shows. It holds
-// no state between calls and is safe for concurrent use.
+// no state between calls but its WebP encoder, made once, and is safe for
+// concurrent use.
 type Processor struct {
 	ffmpeg, ffprobe string // "" when absent
 	timeout         time.Duration
 	maxPixels       int64
 	log             *slog.Logger
+	// makeEncoder makes the WebP encoder of every thumbnail ready
+	// (webp.Init), once, whether Prepare or the first encode asks.
+	makeEncoder func()
+	prepared    sync.Once
 }
 
 // New checks o and finds the tools. It returns an error for a negative
@@ -51,7 +59,7 @@ func New(o Options) (*Processor, error) {
 	if o.MaxPixels < 0 {
 		return nil, fmt.Errorf("media: MaxPixels is %d; it must be positive (0 for the default %d)", o.MaxPixels, DefaultMaxPixels)
 	}
-	p := &Processor{timeout: o.Timeout, maxPixels: o.MaxPixels, log: o.Logger}
+	p := &Processor{timeout: o.Timeout, maxPixels: o.MaxPixels, log: o.Logger, makeEncoder: webp.Init}
 	if p.timeout == 0 {
 		p.timeout = DefaultTimeout
 	}
@@ -76,6 +84,33 @@ func findTool(configured, name string) string {
 		return ""
 	}
 	return path
+}
+
+// Prepare gets ready for a file of mimeType whose bytes are on their
+// way, and returns at once. For an image it starts making the WebP
+// encoder its thumbnails need, in the background: libwebp built for
+// WebAssembly, compiled at its first use in the process, which took
+// about 0.3 s of CPU and kept about 37 MiB (docs/BENCHMARKS.md, "The
+// first image after a start"). Made while the image is sent, it no longer holds
+// up the first image after a start. Video posters need it too, but only
+// images ask: a replica that takes only videos pays for it at its first
+// poster, as before, not while their bytes stream in.
+func (p *Processor) Prepare(mimeType string) {
+	if imageFormats[baseMIME(mimeType)] == "" {
+		return
+	}
+	p.prepared.Do(func() {
+		go func() {
+			// libwebp's compile panics when it fails; the first encode
+			// then panics too, inside processing, which fails that job.
+			defer func() {
+				if r := recover(); r != nil {
+					p.log.Warn("media: making the WebP encoder failed; thumbnails cannot be made", "panic", fmt.Sprint(r))
+				}
+			}()
+			p.makeEncoder()
+		}()
+	})
 }
 
 // Result is what Process learnt and made. Pointer fields are nil when the

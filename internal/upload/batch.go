@@ -275,6 +275,7 @@ func (s *Service) InitBatch(ctx context.Context, userID string, spec BatchSpec) 
 		}
 		return nil, err
 	}
+	s.prepareFor(made)
 	uploads, err := s.sessions(ctx, s.db, userID, ids, made)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,25 @@ type Processor interface {
 	Process(ctx context.Context, src, mimeType, workDir string) (*media.Result, error)
 }
 
+// preparer is a Processor told, as a batch makes its uploads, the type of
+// each file whose bytes are on their way, so that it can get ready to
+// process it (media.Processor.Prepare). Prepare must return at once.
+type preparer interface {
+	Prepare(mimeType string)
+}
+
+// prepareFor tells the processor, if it would know, of the new uploads'
+// types.
+func (s *Service) prepareFor(made map[string]*ent.UploadSession) {
+	p, ok := s.processor.(preparer)
+	if !ok {
+		return
+	}
+	for _, sess := range made {
+		p.Prepare(sess.MimeType)
+	}
+}
+
 // derivation is what the derive step adds to a READY media file: the
 // facts processing read and the derivatives it stored.
 type derivation struct {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"entgo.io/ent/dialect"
@@ -162,5 +164,51 @@ func TestFailedProcessingForgetsTheDeclaredHash(t *testing.T) {
 	}
 	if got, err := e.svc.Media(ctx, owner, m.ID); err != nil || got.Status != mediafile.StatusFAILED || got.ContentHash != nil {
 		t.Errorf("after FailProcessing: %v, %v; want FAILED with no hash", got, err)
+	}
+}
+
+// preparedProcessor records the types it is told to prepare for.
+type preparedProcessor struct {
+	heldProcessor
+	mu       sync.Mutex
+	prepared []string
+}
+
+func (p *preparedProcessor) Prepare(mimeType string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.prepared = append(p.prepared, mimeType)
+}
+
+// InitBatch tells a processor that would know the type of each new
+// upload, before its bytes arrive (media.Processor makes its WebP
+// encoder then), and a batch refused tells it nothing.
+func TestInitBatchPreparesTheProcessor(t *testing.T) {
+	t.Parallel()
+	p := &preparedProcessor{}
+	store, err := localfs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newTestServiceProcessing(t, testConfig(), store, testJobs(dialect.SQLite), p)
+	ctx := context.Background()
+	owner := e.user(t, "alice")
+	if _, err := e.svc.InitBatch(ctx, owner, upload.BatchSpec{Files: []upload.FileSpec{
+		{FileName: "a.png", Size: 10, MimeType: "image/png"},
+		{FileName: "b.mp4", Size: 10, MimeType: "video/mp4"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.InitBatch(ctx, owner, upload.BatchSpec{Files: []upload.FileSpec{
+		{FileName: "c.png", Size: 10, MimeType: "image/png"},
+		{FileName: "d.exe", Size: 10, MimeType: "application/x-msdownload"},
+	}}); upload.ErrorCode(err) != upload.CodeInvalidType {
+		t.Fatalf("a batch with an executable: %v, want INVALID_TYPE", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	slices.Sort(p.prepared)
+	if want := []string{"image/png", "video/mp4"}; !slices.Equal(p.prepared, want) {
+		t.Errorf("prepared for %q, want %q", p.prepared, want)
 	}
 }
