@@ -42,11 +42,10 @@ func (s *processedService) taken(t *testing.T, id, how string) {
 // transaction commits: the notification River writes with it wakes the
 // queue. Here nothing else could, after the first job: the queue polls
 // for jobs once an hour, its listener reads when nothing woke it once an
-// hour, and the fetch that follows a finished job is over before the
-// next is inserted. (River writes a queue's insert notification at most
-// once per its fetch cooldown, 100 ms; a job inserted sooner after
-// another is taken by a fetch that follows a finished job, or by the
-// poll.)
+// hour, and the queue is not told of the commits (TxDone). River writes
+// a queue's insert notification at most once per its fetch cooldown,
+// 100 ms, hence the sleeps; TestSQLiteJobsOfABurstAreTakenAsTheyCommit
+// has the jobs inserted sooner.
 func TestSQLiteJobWakesTheQueueAtCommit(t *testing.T) {
 	ctx := context.Background()
 	db := migratedSQLite(t)
