@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/spoolhq/spool/ent/user"
 	"github.com/spoolhq/spool/internal/database"
@@ -376,4 +377,51 @@ func TestMisnamedMigrationIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ListenPool is, on PostgreSQL, a pool of one connection to the same
+// database as the ent client's, which can LISTEN and hear a NOTIFY sent
+// through the ent client's pool; SQLite has none.
+func TestListenPool(t *testing.T) {
+	eachEngine(t, func(t *testing.T, loc location) {
+		db := open(t, loc)
+		pool := db.ListenPool()
+		if loc.url == "" {
+			if pool != nil {
+				t.Fatal("SQLite has a ListenPool")
+			}
+			return
+		}
+		if pool == nil {
+			t.Fatal("PostgreSQL has no ListenPool")
+		}
+		ctx := context.Background()
+		if max := pool.Config().MaxConns; max != 1 {
+			t.Errorf("ListenPool holds up to %d connections, want 1", max)
+		}
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Release()
+		if _, err := conn.Exec(ctx, "LISTEN spool_test"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.SQL().ExecContext(ctx, "SELECT pg_notify('spool_test', current_database())"); err != nil {
+			t.Fatal(err)
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second) // hang guard
+		defer cancel()
+		n, err := conn.Conn().WaitForNotification(waitCtx)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		var name string
+		if err := db.SQL().QueryRowContext(ctx, "SELECT current_database()").Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		if n.Payload != name {
+			t.Errorf("the LISTEN connection heard %q, want the ent pool's database %q", n.Payload, name)
+		}
+	})
 }
