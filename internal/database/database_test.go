@@ -396,8 +396,8 @@ func TestListenPool(t *testing.T) {
 			t.Fatal("PostgreSQL has no ListenPool")
 		}
 		ctx := context.Background()
-		if max := pool.Config().MaxConns; max != 1 {
-			t.Errorf("ListenPool holds up to %d connections, want 1", max)
+		if n := pool.Config().MaxConns; n != 1 {
+			t.Errorf("ListenPool holds up to %d connections, want 1", n)
 		}
 		conn, err := pool.Acquire(ctx)
 		if err != nil {
