@@ -37,8 +37,8 @@ type Options struct {
 }
 
 // Processor turns local media files into what a frontend shows. It holds
-// no state between calls but its WebP encoder, made once, and is safe for
-// concurrent use.
+// no state between calls (the WebP encoder, made once, is the process's)
+// and is safe for concurrent use.
 type Processor struct {
 	ffmpeg, ffprobe string // "" when absent
 	timeout         time.Duration
@@ -91,10 +91,10 @@ func findTool(configured, name string) string {
 // encoder its thumbnails need, in the background: libwebp built for
 // WebAssembly, compiled at its first use in the process, which took
 // about 0.3 s of CPU and kept about 37 MiB (docs/BENCHMARKS.md, "The
-// first image after a start"). Made while the image is sent, it no longer holds
-// up the first image after a start. Video posters need it too, but only
-// images ask: a replica that takes only videos pays for it at its first
-// poster, as before, not while their bytes stream in.
+// first image after a start"). Made while the image is sent, it no
+// longer holds up the first image after a start. Video posters need it
+// too, but only images ask: a replica that takes only videos pays for it
+// at its first poster, as before, not while their bytes stream in.
 func (p *Processor) Prepare(mimeType string) {
 	if imageFormats[baseMIME(mimeType)] == "" {
 		return
