@@ -96,9 +96,11 @@ func Config(dataDir string) app.Config {
 	return cfg
 }
 
-// pollWithoutListener is how often test servers look for jobs where
-// nothing tells them of new ones: River's database/sql driver, which
-// spool uses on PostgreSQL, has no listener.
+// pollWithoutListener is how often test servers on PostgreSQL look for
+// jobs nothing told them of: a retry due sooner than River's scheduler
+// runs, or another replica's job inserted within 100 ms of its last
+// notification (internal/jobs, localwake.go). Tests that fail storage on
+// purpose wait for those retries.
 const pollWithoutListener = 50 * time.Millisecond
 
 // seedDatabase gives a server on the SQLite file in dataDir a copy of a
