@@ -59,7 +59,7 @@ func StartLogged(t testing.TB, log *slog.Logger, change func(*app.Config)) *Serv
 		// inserted (internal/jobs, sqlitelistener.go): the fetch poll is
 		// only a fallback there, and at Config's pace it was a sixth of
 		// internal/app's CPU time under -race.
-		if cfg.Jobs.PollInterval == pollWithoutListener {
+		if cfg.Jobs.PollInterval == testPoll {
 			cfg.Jobs.PollInterval = app.DefaultConfig().Jobs.PollInterval
 		}
 		seedDatabase(t, cfg.DataDir)
@@ -89,19 +89,19 @@ func Config(dataDir string) app.Config {
 	cfg.Upload.ChunkSize = 5 * upload.MiB
 	// Idle replicas look for jobs often, so tests wait little for
 	// processing (on PostgreSQL; see StartLogged for SQLite).
-	cfg.Jobs.PollInterval = pollWithoutListener
+	cfg.Jobs.PollInterval = testPoll
 	// No load balancer waits on a test server's /readyz: closing it
 	// need not keep serving first.
 	cfg.DrainGrace = 0
 	return cfg
 }
 
-// pollWithoutListener is how often test servers on PostgreSQL look for
+// testPoll is how often test servers on PostgreSQL look for
 // jobs nothing told them of: a retry due sooner than River's scheduler
 // runs, or another replica's job inserted within 100 ms of its last
 // notification (internal/jobs, localwake.go). Tests that fail storage on
 // purpose wait for those retries.
-const pollWithoutListener = 50 * time.Millisecond
+const testPoll = 50 * time.Millisecond
 
 // seedDatabase gives a server on the SQLite file in dataDir a copy of a
 // database that spool's and River's migrations have brought up to date,
