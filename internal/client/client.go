@@ -187,7 +187,11 @@ func noAnswerReason(err error) string {
 		return "no such host"
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return "timed out"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		// Still sending the body when the server hung up: the write meets
+		// the closed socket, or the connection the transport closed once
+		// its reader saw the end (the caller's own ending was noAnswer's).
+		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
 		return "the connection closed before the answer"
 	}
 	if u, ok := errors.AsType[*url.Error](err); ok {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -96,6 +97,18 @@ func TestNoAnswerNamesTheServerNotTheURL(t *testing.T) {
 			if c.is != nil && !errors.Is(err, c.is) {
 				t.Errorf("%s, %s: %v does not wrap %v", c.name, op, err, c.is)
 			}
+		}
+	}
+
+	// How a hang-up shows depends on when it came: these are the ways,
+	// each wrapped as the transport wraps it.
+	for _, cause := range []error{io.EOF, io.ErrUnexpectedEOF, syscall.ECONNRESET, syscall.EPIPE, net.ErrClosed} {
+		err := &url.Error{Op: "Put", URL: "http://" + hangUp + "/x?sig=" + secret, Err: &net.OpError{
+			Op: "readfrom", Net: "tcp", Err: &net.OpError{Op: "write", Net: "tcp", Err: cause},
+		}}
+		noAnswer := &client.NoAnswerError{Server: "http://" + hangUp, Err: err}
+		if got := noAnswer.Reason(); got != "the connection closed before the answer" {
+			t.Errorf("a hang-up met as %v: reason %q, want that the connection closed", cause, got)
 		}
 	}
 
