@@ -24,6 +24,20 @@ func (s *processedService) ProcessMedia(_ context.Context, id string, _ *semapho
 	return nil
 }
 
+// startWorking starts q working jobs with svc until the test ends.
+func startWorking(t *testing.T, q *jobs.Queue, svc jobs.Service) {
+	t.Helper()
+	ctx := context.Background()
+	if err := q.Start(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := q.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // taken fails the test unless the next job processed is id's, within a
 // hang guard: the tests' queues poll once an hour.
 func (s *processedService) taken(t *testing.T, id, how string) {
@@ -56,14 +70,7 @@ func TestSQLiteJobWakesTheQueueAtCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := &processedService{done: make(chan string, 4)}
-	if err := q.Start(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := q.Stop(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	startWorking(t, q, svc)
 	for i, id := range []string{"m1", "m2", "m3"} {
 		if i > 0 {
 			time.Sleep(river.FetchCooldownDefault + 50*time.Millisecond)
@@ -103,21 +110,13 @@ func TestPostgresJobsOfABurstAreTakenAsTheyCommit(t *testing.T) {
 }
 
 func burstTakenAsCommitted(t *testing.T, db *database.DB, cfg jobs.Config) {
-	ctx := context.Background()
 	cfg.PollInterval, cfg.ManualSweeps = time.Hour, true
 	q, err := jobs.New(db.SQL(), db.Dialect, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc := &processedService{done: make(chan string, 8)}
-	if err := q.Start(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := q.Stop(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	startWorking(t, q, svc)
 	for _, id := range []string{"m1", "m2", "m3", "m4", "m5"} {
 		enqueueIn(t, db, q, id+"-rolled-back", false)
 		enqueueIn(t, db, q, id, true)
@@ -151,7 +150,6 @@ func enqueueIn(t *testing.T, db *database.DB, q *jobs.Queue, id string, commit b
 // On PostgreSQL a replica that LISTENs is woken by another replica's
 // insert, which it was not told of: the notification River sends with it.
 func TestPostgresReplicaWokenByAnothersInsert(t *testing.T) {
-	ctx := context.Background()
 	db := migratedPostgres(t)
 	cfg := jobs.Config{PollInterval: time.Hour, ManualSweeps: true, ListenPool: db.ListenPool()}
 	worker, err := jobs.New(db.SQL(), db.Dialect, cfg, nil)
@@ -164,14 +162,7 @@ func TestPostgresReplicaWokenByAnothersInsert(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := &processedService{done: make(chan string, 4)}
-	if err := worker.Start(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := worker.Stop(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	startWorking(t, worker, svc)
 	for i, id := range []string{"m1", "m2"} {
 		if i > 0 {
 			time.Sleep(river.FetchCooldownDefault + 50*time.Millisecond) // River's limiter
