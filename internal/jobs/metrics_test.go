@@ -68,7 +68,15 @@ func (f *failures) of(kind string) int {
 // closed when the test ends.
 func migratedSQLite(t *testing.T) *database.DB {
 	t.Helper()
-	db, err := database.Open(context.Background(), "", filepath.Join(t.TempDir(), database.SQLiteFile))
+	return migrated(t, "", filepath.Join(t.TempDir(), database.SQLiteFile))
+}
+
+// migrated opens the database at dbURL (SQLite at path if empty), as
+// database.Open does, with the job queue's tables, closed when the test
+// ends.
+func migrated(t *testing.T, dbURL, path string) *database.DB {
+	t.Helper()
+	db, err := database.Open(context.Background(), dbURL, path)
 	if err != nil {
 		t.Fatal(err)
 	}

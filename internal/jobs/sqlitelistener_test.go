@@ -176,14 +176,5 @@ func TestPostgresReplicaWokenByAnothersInsert(t *testing.T) {
 // tables, closed when the test ends.
 func migratedPostgres(t *testing.T) *database.DB {
 	t.Helper()
-	ctx := context.Background()
-	db, err := database.Open(ctx, dbtest.Postgres(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := jobs.Migrate(ctx, db.SQL(), db.Dialect); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return migrated(t, dbtest.Postgres(t), "")
 }
