@@ -132,6 +132,7 @@ func (s *Service) Cancel(ctx context.Context, userID, id string) (*Session, erro
 		return nil, err
 	}
 	if err := s.checkActive(ctx, sess); err != nil {
+		s.cancelledAgain(ctx, sess)
 		return nil, err
 	}
 	ok, err := s.stop(context.WithoutCancel(ctx), id, StatusCancelled, activeStatuses...)
@@ -143,9 +144,20 @@ func (s *Service) Cancel(ctx context.Context, userID, id string) (*Session, erro
 		if err != nil {
 			return nil, err
 		}
+		s.cancelledAgain(ctx, fresh)
 		return nil, Errorf(CodeAlreadyFinished, "upload %s is %s", id, fresh.Status)
 	}
 	return s.Session(ctx, userID, id)
+}
+
+// cancelledAgain publishes the progress of an upload a cancel found
+// CANCELLED already. The cancel may retry one whose commit went through
+// while the database failed, which published nothing (as complete's
+// completedMedia does; subscribers drop what they have seen).
+func (s *Service) cancelledAgain(ctx context.Context, sess *ent.UploadSession) {
+	if sess.Status == StatusCancelled {
+		s.publishCurrent(context.WithoutCancel(ctx), sess.ID)
+	}
 }
 
 // ChunkURL returns a freshly signed URL for one chunk of the caller's

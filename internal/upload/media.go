@@ -42,7 +42,8 @@ import (
 //
 // It returns nil when the media file is done with: saved READY, saved
 // FAILED for a problem no retry can fix (the content differs from what
-// was declared or sent), or already settled by another run. It returns
+// was declared or sent), or already settled by another run (its upload's
+// progress is then published again, as completedMedia does). It returns
 // an error when a retry may succeed (the store or the database failed);
 // the caller retries, and on its last attempt calls FailProcessing.
 func (s *Service) ProcessMedia(ctx context.Context, mediaID string, slots *semaphore.Weighted) error {
@@ -54,6 +55,13 @@ func (s *Service) ProcessMedia(ctx context.Context, mediaID string, slots *semap
 		return fmt.Errorf("loading media %s to process: %w", mediaID, err)
 	}
 	if m.Status != mediafile.StatusPROCESSING || m.DeletedAt != nil {
+		// Settled by an earlier run, which may not have published: the
+		// database can fail as a commit goes through, and that run's
+		// error is what runs this one. A subscriber drops an event whose
+		// version it has seen, so the upload's progress is said again.
+		if m.UploadID != nil {
+			s.publishCurrent(context.WithoutCancel(ctx), *m.UploadID)
+		}
 		return nil
 	}
 	var chunks []*ent.UploadChunk
