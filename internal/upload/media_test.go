@@ -3,25 +3,15 @@ package upload_test
 import (
 	"bytes"
 	"context"
-	stdsql "database/sql"
 	"errors"
-	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
-	"golang.org/x/sync/semaphore"
 
-	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
-	"github.com/spoolhq/spool/internal/database"
-	"github.com/spoolhq/spool/internal/database/sqltx"
 	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -221,147 +211,4 @@ func TestInitBatchPreparesTheProcessor(t *testing.T) {
 	if want := []string{"image/png", "video/mp4"}; !slices.Equal(p.prepared, want) {
 		t.Errorf("prepared for %q, want %q", p.prepared, want)
 	}
-}
-
-// TestARunAfterACommitWithoutAnAnswerPublishes: a database that fails
-// as a commit goes through leaves the change made with nothing
-// published, and the step is run again: processing by River's retry (or
-// rideOut's, within the attempt), a cancel by its client. The second run
-// finds the change made; it must say the upload's progress again, or its
-// subscribers wait for the end for ever. Found looking for why the
-// fault suite's "PostgreSQL cut mid-chunk" failed once in CI.
-func TestARunAfterACommitWithoutAnAnswerPublishes(t *testing.T) {
-	t.Parallel()
-	slots := semaphore.NewWeighted(1)
-	for _, tt := range []struct {
-		name string
-		// run is the step, given the upload and the media, if complete
-		run  func(e *testEnv, owner string, sess *upload.Session, m *ent.MediaFile) error
-		want string // the event the step publishes, and the subscriber's last
-		// again is the second run's error, if any
-		again upload.Code
-	}{
-		{name: "processing", want: "COMPLETED/READY",
-			run: func(e *testEnv, _ string, _ *upload.Session, m *ent.MediaFile) error {
-				return e.svc.ProcessMedia(context.Background(), m.ID, slots)
-			}},
-		{name: "cancel", want: "CANCELLED", again: upload.CodeAlreadyFinished,
-			run: func(e *testEnv, owner string, sess *upload.Session, _ *ent.MediaFile) error {
-				_, err := e.svc.Cancel(context.Background(), owner, sess.ID)
-				return err
-			}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			dir := t.TempDir()
-			db, err := database.Open(ctx, "", filepath.Join(dir, "spool.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			drv := &unansweredCommits{Driver: sqltx.Wrap(entsql.OpenDB(db.Dialect, db.SQL()))}
-			e := newEnvOver(t, ent.NewClient(ent.Driver(drv)), db.SQL(), db.Dialect, dir, testConfig())
-			owner := e.user(t, "alice")
-			sess := e.initOne(t, owner, mp4Spec("a.mp4", twoChunks))
-			e.sendAll(t, sess, twoChunks)
-			var m *ent.MediaFile
-			if tt.name == "processing" {
-				if m, err = e.svc.Complete(ctx, owner, sess.ID); err != nil {
-					t.Fatal(err)
-				}
-			}
-			watchCtx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			events, err := e.svc.WatchUpload(watchCtx, owner, sess.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen := make(chan []string, 1)
-			go func() {
-				var got []string
-				for p := range events {
-					got = append(got, describeProgress(*p))
-				}
-				seen <- got
-			}()
-
-			drv.failNext.Store(true)
-			err = tt.run(e, owner, sess, m)
-			if err == nil {
-				t.Fatal("the run whose commit had no answer returned no error")
-			}
-			t.Logf("the run whose commit had no answer: %v", err)
-			var published []string
-			for _, ev := range e.broker.eventsOf(sess.ID) {
-				published = append(published, describeProgress(ev))
-			}
-			if slices.Contains(published, tt.want) {
-				t.Fatalf("the run whose commit had no answer published %s: the fault missed", tt.want)
-			}
-			fresh, err := e.svc.Session(ctx, owner, sess.ID)
-			if err != nil || describeProgress(fresh.Progress) != tt.want {
-				t.Fatalf("after the commit without an answer the upload is %v (%v), want %s: the fault missed", fresh, err, tt.want)
-			}
-
-			if err := tt.run(e, owner, sess, m); tt.again == "" && err != nil || tt.again != "" && upload.ErrorCode(err) != tt.again {
-				t.Fatalf("the second run: %v, want code %q", err, tt.again)
-			}
-			select {
-			case got := <-seen:
-				if len(got) == 0 || got[len(got)-1] != tt.want {
-					t.Errorf("the subscriber saw %v, want it to end at %s", got, tt.want)
-				}
-			case <-time.After(time.Minute): // a hang guard
-				t.Fatalf("the subscriber did not end after the second run; published: %v", e.broker.eventsOf(sess.ID))
-			}
-		})
-	}
-}
-
-// describeProgress is an event's upload and media status.
-func describeProgress(p upload.Progress) string {
-	if p.MediaStatus == nil {
-		return string(p.Status)
-	}
-	return string(p.Status) + "/" + string(*p.MediaStatus)
-}
-
-// unansweredCommits is a driver whose next transaction's commit, once
-// failNext is set, goes through and then fails, as when the connection
-// to the database drops before the answer comes.
-type unansweredCommits struct {
-	*sqltx.Driver
-	failNext atomic.Bool
-}
-
-func (d *unansweredCommits) Tx(ctx context.Context) (dialect.Tx, error) {
-	tx, err := d.Driver.Tx(ctx)
-	if err != nil || !d.failNext.Swap(false) {
-		return tx, err
-	}
-	raw, ok := tx.(rawSQL)
-	if !ok {
-		return nil, fmt.Errorf("a transaction of %T has no raw SQL", tx)
-	}
-	return unansweredCommit{tx, raw}, nil
-}
-
-// unansweredCommit keeps the transaction's raw SQL, which the service's
-// own statements use.
-type unansweredCommit struct {
-	dialect.Tx
-	rawSQL
-}
-
-type rawSQL interface {
-	ExecContext(ctx context.Context, query string, args ...any) (stdsql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error)
-}
-
-func (tx unansweredCommit) Commit() error {
-	if err := tx.Tx.Commit(); err != nil {
-		return err
-	}
-	return errors.New("the connection closed before the commit's answer")
 }
