@@ -162,9 +162,14 @@ func (l *wakingListener) WaitForNotification(ctx context.Context) (*riverdriver.
 			return &riverdriver.Notification{Topic: insertTopic, Payload: fmt.Sprintf(`{"queue":%q}`, queue)}, nil
 		}
 		n, err := l.Listener.WaitForNotification(waitCtx)
+		// Read before cancel below: a wait that ended on its own (a lost
+		// connection's error) goes to River, which connects again; taken
+		// for a wake's cut, it was begun again on the closed connection,
+		// and again, until River's ping 5 s on.
+		woken := waitCtx.Err() != nil
 		l.wakes.waited()
 		cancel()
-		if err != nil && ctx.Err() == nil && waitCtx.Err() != nil {
+		if err != nil && ctx.Err() == nil && woken {
 			continue // a wake cut the wait short
 		}
 		return n, err

@@ -11,10 +11,12 @@ import (
 )
 
 // blockingListener is a listener whose waits end only with their
-// context or with a notification sent on its channel.
+// context, with a notification sent on sent, or with an error sent on
+// failed (its connection's).
 type blockingListener struct {
 	riverdriver.Listener // unused methods panic
 	sent                 chan *riverdriver.Notification
+	failed               chan error
 }
 
 func (l *blockingListener) Listen(context.Context, string) error   { return nil }
@@ -24,6 +26,8 @@ func (l *blockingListener) WaitForNotification(ctx context.Context) (*riverdrive
 	select {
 	case n := <-l.sent:
 		return n, nil
+	case err := <-l.failed:
+		return nil, err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -47,11 +51,12 @@ func waitIn(ctx context.Context, l riverdriver.Listener) <-chan waitResult {
 // The waking listener hands River a wake as an insert notification of
 // its queue, cutting short a wait for the listener under it, and only
 // once the transaction that inserted the job has committed; River's own
-// interruption of a wait still ends it with its context's error, and
-// River's own notifications pass through.
+// interruption of a wait still ends it with its context's error, the
+// connection's failure with its own, and River's own notifications pass
+// through.
 func TestWakingListener(t *testing.T) {
 	ctx := context.Background()
-	inner := &blockingListener{sent: make(chan *riverdriver.Notification, 1)}
+	inner := &blockingListener{sent: make(chan *riverdriver.Notification, 1), failed: make(chan error, 1)}
 	w := newWakes()
 	l := &wakingListener{Listener: inner, wakes: w}
 	if err := l.Listen(ctx, insertTopic); err != nil {
@@ -110,6 +115,21 @@ func TestWakingListener(t *testing.T) {
 	wait = waitIn(ctx, l)
 	inner.sent <- &riverdriver.Notification{Topic: "river_leadership", Payload: "{}"}
 	expect(wait, "river_leadership", "{}")
+
+	// The connection's failure is River's to see, at once, so that it
+	// connects again (it was taken for a wake's cut, and the wait begun
+	// again, on a connection already closed).
+	wait = waitIn(ctx, l)
+	lost := errors.New("the connection was closed")
+	inner.failed <- lost
+	select {
+	case r := <-wait:
+		if !errors.Is(r.err, lost) || r.n != nil {
+			t.Fatalf("a wait whose connection failed returned %+v, %v; want its error", r.n, r.err)
+		}
+	case <-time.After(30 * time.Second): // hang guard
+		t.Fatal("a wait whose connection failed did not return")
+	}
 
 	// A wake no producer listens to is dropped, not held for later.
 	if err := l.Unlisten(ctx, insertTopic); err != nil {
