@@ -389,6 +389,12 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	return db, nil
 }
 
+// ListenApplicationName is the application_name of the connection the
+// job queue LISTENs on (ListenPool), unless the database URL names one:
+// the connection held for as long as a replica runs, told apart in
+// pg_stat_activity.
+const ListenApplicationName = "spool job queue listener"
+
 // listenPool is a pgx pool of one connection to the database at rawURL,
 // opened when first used.
 func listenPool(ctx context.Context, rawURL string) (*pgxpool.Pool, error) {
@@ -397,6 +403,9 @@ func listenPool(ctx context.Context, rawURL string) (*pgxpool.Pool, error) {
 		return nil, err
 	}
 	cfg.MaxConns, cfg.MinConns = 1, 0
+	if _, named := cfg.ConnConfig.RuntimeParams["application_name"]; !named {
+		cfg.ConnConfig.RuntimeParams["application_name"] = ListenApplicationName
+	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 

@@ -423,5 +423,17 @@ func TestListenPool(t *testing.T) {
 		if n.Payload != name {
 			t.Errorf("the LISTEN connection heard %q, want the ent pool's database %q", n.Payload, name)
 		}
+		var app string
+		if err := conn.QueryRow(ctx, "SELECT current_setting('application_name')").Scan(&app); err != nil {
+			t.Fatal(err)
+		}
+		if app != database.ListenApplicationName {
+			t.Errorf("the LISTEN connection's application_name is %q, want %q", app, database.ListenApplicationName)
+		}
+		// A name the URL gives is kept.
+		named := open(t, location{url: loc.url + "&application_name=mine"})
+		if got := named.ListenPool().Config().ConnConfig.RuntimeParams["application_name"]; got != "mine" {
+			t.Errorf("with application_name=mine in the URL, the LISTEN connection's is %q", got)
+		}
 	})
 }

@@ -2,6 +2,8 @@ package jobs_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"testing"
 	"time"
 
@@ -151,16 +153,7 @@ func enqueueIn(t *testing.T, db *database.DB, q *jobs.Queue, id string, commit b
 // insert, which it was not told of: the notification River sends with it.
 func TestPostgresReplicaWokenByAnothersInsert(t *testing.T) {
 	db := migratedPostgres(t)
-	cfg := jobs.Config{PollInterval: time.Hour, ManualSweeps: true, ListenPool: db.ListenPool()}
-	worker, err := jobs.New(db.SQL(), db.Dialect, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ListenPool = nil // the inserting replica needs no listener
-	inserter, err := jobs.New(db.SQL(), db.Dialect, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	worker, inserter := replicas(t, db)
 	svc := &processedService{done: make(chan string, 4)}
 	startWorking(t, worker, svc)
 	for i, id := range []string{"m1", "m2"} {
@@ -169,6 +162,70 @@ func TestPostgresReplicaWokenByAnothersInsert(t *testing.T) {
 		}
 		enqueueIn(t, db, inserter, id, true)
 		svc.taken(t, id, "inserted by another replica")
+	}
+}
+
+// When River's LISTEN connection is lost (PostgreSQL restarted, a proxy
+// between cut), River connects again and LISTENs once more: another
+// replica's insert wakes the replica again. Both queues poll once an
+// hour, so only the notification can.
+func TestPostgresListenerBackAfterItsConnectionIsLost(t *testing.T) {
+	db := migratedPostgres(t)
+	worker, inserter := replicas(t, db)
+	svc := &processedService{done: make(chan string, 4)}
+	startWorking(t, worker, svc)
+	enqueueIn(t, db, inserter, "m1", true)
+	svc.taken(t, "m1", "inserted by another replica before the LISTEN connection was lost")
+
+	lost := listenerBackend(t, db, 0)
+	var cut bool
+	if err := db.SQL().QueryRowContext(context.Background(), "SELECT pg_terminate_backend($1)", lost).Scan(&cut); err != nil || !cut {
+		t.Fatalf("terminating the LISTEN connection (pid %d): %t, %v", lost, cut, err)
+	}
+	listenerBackend(t, db, lost)
+	// The notifier LISTENs to its topics one after another, at once.
+	time.Sleep(200 * time.Millisecond)
+	enqueueIn(t, db, inserter, "m2", true)
+	svc.taken(t, "m2", "inserted by another replica after the LISTEN connection came back")
+}
+
+// replicas are two job queues on db that poll once an hour: one that
+// LISTENs (to work), one that does not (to insert).
+func replicas(t *testing.T, db *database.DB) (worker, inserter *jobs.Queue) {
+	t.Helper()
+	cfg := jobs.Config{PollInterval: time.Hour, ManualSweeps: true, ListenPool: db.ListenPool()}
+	worker, err := jobs.New(db.SQL(), db.Dialect, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ListenPool = nil
+	inserter, err = jobs.New(db.SQL(), db.Dialect, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return worker, inserter
+}
+
+// listenerBackend waits for the job queue's LISTEN connection, other
+// than the backend not, to have LISTENed, and returns its backend's pid.
+func listenerBackend(t *testing.T, db *database.DB, not int) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // a hang guard
+	for {
+		var pid int
+		err := db.SQL().QueryRowContext(context.Background(), `SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = $1 AND pid <> $2 AND query LIKE 'LISTEN%'`,
+			database.ListenApplicationName, not).Scan(&pid)
+		if err == nil {
+			return pid
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no LISTEN connection but pid %d after 30 s", not)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
