@@ -170,14 +170,15 @@ func TestARunAfterACommitWithoutAnAnswerPublishes(t *testing.T) {
 	t.Parallel()
 	slots := semaphore.NewWeighted(1)
 	for _, tt := range []struct {
-		name string
-		// run is the step, given the upload and the media, if complete
+		name     string
+		complete bool // the upload is completed before the step
+		// run is the step, given the upload and its media, if completed
 		run  func(e *testEnv, owner string, sess *upload.Session, m *ent.MediaFile) error
 		want string // the event the step publishes, and the subscriber's last
 		// again is the second run's error, if any
 		again upload.Code
 	}{
-		{name: "processing", want: "COMPLETED/READY",
+		{name: "processing", complete: true, want: "COMPLETED/READY",
 			run: func(e *testEnv, _ string, _ *upload.Session, m *ent.MediaFile) error {
 				return e.svc.ProcessMedia(context.Background(), m.ID, slots)
 			}},
@@ -202,7 +203,7 @@ func TestARunAfterACommitWithoutAnAnswerPublishes(t *testing.T) {
 			sess := e.initOne(t, owner, mp4Spec("a.mp4", twoChunks))
 			e.sendAll(t, sess, twoChunks)
 			var m *ent.MediaFile
-			if tt.name == "processing" {
+			if tt.complete {
 				if m, err = e.svc.Complete(ctx, owner, sess.ID); err != nil {
 					t.Fatal(err)
 				}
