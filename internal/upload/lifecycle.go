@@ -97,8 +97,7 @@ func (s *Service) stop(ctx context.Context, id string, to Status, from ...Status
 		return false, nil
 	}
 	s.log.InfoContext(ctx, "upload stopped", "upload_id", id, "status", to)
-	s.freeBytes(ctx, sess)
-	s.publishCurrent(ctx, id)
+	s.afterStop(ctx, sess)
 	return true, nil
 }
 
@@ -109,6 +108,17 @@ func (s *Service) expire(ctx context.Context, id string) {
 	if _, err := s.stop(ctx, id, StatusExpired, StatusInitialized, StatusUploading, StatusAssembling); err != nil {
 		s.log.WarnContext(ctx, "expiring upload failed", "upload_id", id, "err", err)
 	}
+}
+
+// afterStop does what follows a stop's commit: it frees the session's
+// storage and publishes its progress. The sweep does it again for a
+// stopped session whose bytes are not noted freed: that stop's storage
+// failed, or its commit went through as the database failed (its caller
+// got an error), or its process died after the commit. Its subscribers
+// may have heard nothing of the stop; they drop an event they have seen.
+func (s *Service) afterStop(ctx context.Context, sess *ent.UploadSession) {
+	s.freeBytes(ctx, sess)
+	s.publishCurrent(ctx, sess.ID)
 }
 
 // freeBytes discards a stopped session's storage and notes that it did,

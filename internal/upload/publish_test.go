@@ -162,16 +162,18 @@ func (f processorFunc) Process(context.Context, string, string, string) (*media.
 // TestARunAfterACommitWithoutAnAnswerPublishes: a database that fails
 // as a commit goes through leaves the change made with nothing
 // published, and the step is run again: processing by River's retry (or
-// rideOut's, within the attempt), a cancel by its client. The second run
-// finds the change made; it must say the upload's progress again, or its
-// subscribers wait for the end for ever. Found looking for why the
-// fault suite's "PostgreSQL cut mid-chunk" failed once in CI.
+// rideOut's, within the attempt), a cancel by its client, the sweep by
+// its next pass (which finds the stopped upload's bytes not freed). The
+// second run finds the change made; it must say the upload's progress
+// again, or its subscribers wait for the end for ever. Found looking for
+// why the fault suite's "PostgreSQL cut mid-chunk" failed once in CI.
 func TestARunAfterACommitWithoutAnAnswerPublishes(t *testing.T) {
 	t.Parallel()
 	slots := semaphore.NewWeighted(1)
 	for _, tt := range []struct {
 		name     string
 		complete bool // the upload is completed before the step
+		expired  bool // the upload's time is up before the step
 		// run is the step, given the upload and its media, if completed
 		run  func(e *testEnv, owner string, sess *upload.Session, m *ent.MediaFile) error
 		want string // the event the step publishes, and the subscriber's last
@@ -185,6 +187,11 @@ func TestARunAfterACommitWithoutAnAnswerPublishes(t *testing.T) {
 		{name: "cancel", want: "CANCELLED", again: upload.CodeAlreadyFinished,
 			run: func(e *testEnv, owner string, sess *upload.Session, _ *ent.MediaFile) error {
 				_, err := e.svc.Cancel(context.Background(), owner, sess.ID)
+				return err
+			}},
+		{name: "expiry by the sweep", expired: true, want: "EXPIRED",
+			run: func(e *testEnv, _ string, _ *upload.Session, _ *ent.MediaFile) error {
+				_, err := e.svc.Sweep(context.Background())
 				return err
 			}},
 	} {
@@ -222,6 +229,11 @@ func TestARunAfterACommitWithoutAnAnswerPublishes(t *testing.T) {
 				}
 				seen <- got
 			}()
+			if tt.expired {
+				if err := e.db.UploadSession.UpdateOneID(sess.ID).SetExpiresAt(time.Now().Add(-time.Minute)).Exec(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
 
 			drv.failNext.Store(true)
 			err = tt.run(e, owner, sess, m)

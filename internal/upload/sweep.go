@@ -28,7 +28,8 @@ const sweepBatch = 500
 const stuckAfter = time.Minute
 
 // Sweep expires unfinished uploads whose time is up, frees the bytes of
-// stopped uploads that a failure left behind, re-queues the processing
+// stopped uploads that a failure left behind (and says their progress
+// again: afterStop), re-queues the processing
 // of media files stuck PROCESSING and the purge of deleted media whose
 // bytes are still stored (docs/DESIGN.md, invariant 7). It runs as a
 // periodic job (internal/jobs); several sweeps at once are safe:
@@ -63,7 +64,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 		return r, err
 	}
 	for _, sess := range leftovers {
-		s.freeBytes(ctx, sess)
+		s.afterStop(ctx, sess)
 		r.Freed++
 	}
 	stuck, err := s.db.MediaFile.Query().
