@@ -3,6 +3,7 @@ package upload
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 
 	"github.com/spoolhq/spool/ent"
@@ -97,7 +98,7 @@ func (g *groupCommit) commit(batch []*groupReceipt) {
 		return
 	}
 	for _, b := range batch {
-		if err := b.fn(tx); err != nil {
+		if err := recovered(func() error { return b.fn(tx) }); err != nil {
 			_ = tx.Rollback()
 			g.alone(batch)
 			return
@@ -122,7 +123,7 @@ func runTx(ctx context.Context, db *ent.Client, fn func(tx *ent.Tx) error) error
 	if err != nil {
 		return fmt.Errorf("starting transaction: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	if err := recovered(func() error { return fn(tx) }); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -130,4 +131,19 @@ func runTx(ctx context.Context, db *ent.Client, fn func(tx *ent.Tx) error) error
 		return fmt.Errorf("committing: %w", err)
 	}
 	return nil
+}
+
+// recovered runs a transaction's work and returns a panic in it as an
+// error, with its stack (logged, never shown: INTERNAL), so that its
+// caller rolls the transaction back. Left open, it would hold its
+// connection, on SQLite the one that writes, and every write after it
+// would wait; in a group commit the panic would also end the leader
+// with the lead held, and every receipt after it would queue for ever.
+func recovered(work func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("a transaction's work panicked: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return work()
 }

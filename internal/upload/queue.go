@@ -67,7 +67,7 @@ func (s *Service) withJobTx(ctx context.Context, fn func(tx *ent.Tx, jobs jobTx)
 		_ = tx.Rollback()
 		return errNoSQLTx
 	}
-	if err := fn(tx, jobTx{q: s.queue, tx: slot.Tx()}); err != nil {
+	if err := recovered(func() error { return fn(tx, jobTx{q: s.queue, tx: slot.Tx()}) }); err != nil {
 		_ = tx.Rollback()
 		s.queue.TxDone(slot.Tx(), false)
 		return err
