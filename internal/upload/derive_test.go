@@ -13,14 +13,11 @@ import (
 	"strings"
 	"testing"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/spoolhq/spool/ent"
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/required"
-	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -32,14 +29,7 @@ func newProcessingEnv(t *testing.T, opts media.Options) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "files")
-	store, err := localfs.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newTestServiceProcessing(t, testConfig(), store, testJobs(dialect.SQLite), p)
-	e.dir = dir
-	return e
+	return newTestServiceWith(t, p)
 }
 
 // requireFFmpeg skips a test where ffmpeg is not installed, saying so,

@@ -145,14 +145,31 @@ func newTestService(t *testing.T, cfg upload.Config) *testEnv {
 // through wrap, for tests that act in the middle of a store call.
 func newTestServiceThrough(t *testing.T, cfg upload.Config, wrap func(upload.Store) upload.Store) *testEnv {
 	t.Helper()
+	store, dir := localStore(t)
+	e := newTestServiceOn(t, cfg, wrap(store))
+	e.dir = dir
+	return e
+}
+
+// newTestServiceWith is newTestService whose processing derives with
+// processor.
+func newTestServiceWith(t *testing.T, processor upload.Processor) *testEnv {
+	t.Helper()
+	store, dir := localStore(t)
+	e := newTestServiceProcessing(t, testConfig(), store, testJobs(dialect.SQLite), processor)
+	e.dir = dir
+	return e
+}
+
+// localStore is a local disk store in a temporary directory, and its root.
+func localStore(t *testing.T) (*localfs.Store, string) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "files")
 	store, err := localfs.New(dir)
 	if err != nil {
 		t.Fatalf("localfs.New: %v", err)
 	}
-	e := newTestServiceOn(t, cfg, wrap(store))
-	e.dir = dir
-	return e
+	return store, dir
 }
 
 // newTestServiceOn is newTestService on another store.

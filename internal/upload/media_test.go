@@ -9,11 +9,8 @@ import (
 	"sync"
 	"testing"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/spoolhq/spool/ent/mediafile"
 	"github.com/spoolhq/spool/internal/media"
-	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -138,11 +135,7 @@ func (p *heldProcessor) Process(ctx context.Context, _, _, _ string) (*media.Res
 func TestFailedProcessingForgetsTheDeclaredHash(t *testing.T) {
 	t.Parallel()
 	held := &heldProcessor{started: make(chan struct{}, 1), release: make(chan struct{})}
-	store, err := localfs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newTestServiceProcessing(t, testConfig(), store, testJobs(dialect.SQLite), held)
+	e := newTestServiceWith(t, held)
 	ctx := context.Background()
 	owner := e.user(t, "alice")
 	data := pngBytes(10 * KiB)
@@ -186,11 +179,7 @@ func (p *preparedProcessor) Prepare(mimeType string) {
 func TestInitBatchPreparesTheProcessor(t *testing.T) {
 	t.Parallel()
 	p := &preparedProcessor{}
-	store, err := localfs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newTestServiceProcessing(t, testConfig(), store, testJobs(dialect.SQLite), p)
+	e := newTestServiceWith(t, p)
 	ctx := context.Background()
 	owner := e.user(t, "alice")
 	if _, err := e.svc.InitBatch(ctx, owner, upload.BatchSpec{Files: []upload.FileSpec{
