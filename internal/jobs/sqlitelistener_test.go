@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -172,7 +173,7 @@ func TestPostgresReplicaWokenByAnothersInsert(t *testing.T) {
 func TestPostgresListenerBackAfterItsConnectionIsLost(t *testing.T) {
 	db := migratedPostgres(t)
 	worker, inserter := replicas(t, db)
-	svc := &processedService{done: make(chan string, 4)}
+	svc := &processedService{done: make(chan string, 256)}
 	startWorking(t, worker, svc)
 	enqueueIn(t, db, inserter, "m1", true)
 	svc.taken(t, "m1", "inserted by another replica before the LISTEN connection was lost")
@@ -183,10 +184,22 @@ func TestPostgresListenerBackAfterItsConnectionIsLost(t *testing.T) {
 		t.Fatalf("terminating the LISTEN connection (pid %d): %t, %v", lost, cut, err)
 	}
 	listenerBackend(t, db, lost)
-	// The notifier LISTENs to its topics one after another, at once.
-	time.Sleep(200 * time.Millisecond)
-	enqueueIn(t, db, inserter, "m2", true)
-	svc.taken(t, "m2", "inserted by another replica after the LISTEN connection came back")
+	// River LISTENs to its topics one after another: an insert notified
+	// before it listens to inserts again is not heard (and, with the
+	// hourly poll, never taken). So the other replica inserts until one
+	// is taken, each after River's limiter lets its notification through.
+	deadline := time.Now().Add(30 * time.Second) // a hang guard
+	for i := 0; ; i++ {
+		enqueueIn(t, db, inserter, fmt.Sprint("m2-", i), true)
+		select {
+		case <-svc.done:
+			return
+		case <-time.After(river.FetchCooldownDefault + 100*time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("none of %d jobs inserted by another replica after the LISTEN connection came back was taken", i+1)
+		}
+	}
 }
 
 // replicas are two job queues on db that poll once an hour: one that
