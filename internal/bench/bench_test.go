@@ -59,6 +59,7 @@ type run struct {
 	elapsed   time.Duration // first PUT sent to last response read
 	cpu       time.Duration // the server's CPU time meanwhile
 	client    time.Duration // the client's (this process's) CPU time meanwhile
+	machine   time.Duration // the machine's busy CPU time meanwhile: also the kernel's threads', and PostgreSQL's for spool on it
 	complete  time.Duration // spool only: the complete mutation's wall time
 	uploadRSS int64         // fresh spool only: its VmHWM once the last chunk was answered (the target's)
 	rss       int64         // fresh spool only: its VmHWM once complete and processing ended
@@ -323,12 +324,12 @@ func (e *benchEnv) bareUpload(s *bareServer, size int64, workers int) run {
 	if err := call(ctx, c, http.MethodPost, fmt.Sprintf("%s/reset?size=%d", s.url, size)); err != nil {
 		s.fail(b, "%v", err)
 	}
-	cpu, client := s.cpuTime(b), clientCPUTime(b)
+	cpu, client, machine := s.cpuTime(b), clientCPUTime(b), readMachineCPU(b)
 	elapsed, err := sendChunks(ctx, c, bareChunks(s.url, size, chunkSize), workers, e.data)
 	if err != nil {
 		s.fail(b, "%v", err)
 	}
-	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client}
+	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client, machine: readMachineCPU(b).since(machine).busy}
 	if err := call(ctx, c, http.MethodDelete, s.url+"/file"); err != nil {
 		s.fail(b, "%v", err)
 	}
@@ -352,12 +353,12 @@ func (e *benchEnv) tusdUpload(s *tusdServer, size int64, workers int) run {
 		uploads = append(uploads, u)
 		streams = append(streams, tusChunks(u, size/int64(workers), chunkSize))
 	}
-	cpu, client := s.cpuTime(b), clientCPUTime(b)
+	cpu, client, machine := s.cpuTime(b), clientCPUTime(b), readMachineCPU(b)
 	elapsed, err := sendStreams(ctx, c, streams, e.data)
 	if err != nil {
 		s.fail(b, "%v", err)
 	}
-	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client}
+	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client, machine: readMachineCPU(b).since(machine).busy}
 	for _, u := range uploads {
 		if err := tusDelete(ctx, c, u, nil); err != nil {
 			s.fail(b, "%v", err)
@@ -422,12 +423,12 @@ func (e *benchEnv) spoolUpload(s *spoolServer, size int64, workers int) run {
 		prof = s.prof.as(e.profileAs)
 	}
 	profiled := prof.start(ctx)
-	cpu, client := s.cpuTime(b), clientCPUTime(b)
+	cpu, client, machine := s.cpuTime(b), clientCPUTime(b), readMachineCPU(b)
 	elapsed, err := sendChunks(ctx, c, puts, workers, e.data)
 	if err != nil {
 		s.fail(b, "%v", err)
 	}
-	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client}
+	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client, machine: readMachineCPU(b).since(machine).busy}
 	got.uploadRSS = s.peakRSS(b)
 	if err := profiled(); err != nil {
 		s.fail(b, "CPU profile: %v", err)
@@ -456,14 +457,14 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 	b.ReportMetric(0, "ns/op") // the wall time of the whole benchmark means nothing
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "configuration\ttarget\tMiB/s\t÷ baseline\t÷ tusd\tserver CPU s/GiB\tCPU ÷ baseline\tCPU ms/chunk\tclient CPU\tcomplete ms\tVmHWM MiB, max\t")
-	fmt.Fprintln(tw, "\t\tmedian / best\tby round: median (min–max)\tby round\tmedian\tby round: median\tbeyond baseline\ts/GiB\tmedian\tupload\t+ processing")
+	fmt.Fprintln(tw, "configuration\ttarget\tMiB/s\t÷ baseline\t÷ tusd\tserver CPU s/GiB\tCPU ÷ baseline\tCPU ms/chunk\tmachine CPU\tclient CPU\tcomplete ms\tVmHWM MiB, max\t")
+	fmt.Fprintln(tw, "\t\tmedian / best\tby round: median (min–max)\tby round\tmedian\tby round: median\tbeyond baseline\t÷ baseline\ts/GiB\tmedian\tupload\t+ processing")
 	for gi, g := range groups {
 		base, tusd := results[gi][g.targets[0].name], results[gi]["tusd"]
 		chunks := float64(g.size / chunkSize)
 		for _, t := range g.targets {
 			runs := results[gi][t.name]
-			var rates, cpus, clients, ratios, cpuRatios, extra, completes, vsTusd []float64
+			var rates, cpus, clients, ratios, cpuRatios, machineRatios, extra, completes, vsTusd []float64
 			var rss, uploadRSS int64
 			for i, r := range runs {
 				rates = append(rates, r.mibPerSec(g.size))
@@ -474,6 +475,7 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 					vsTusd = append(vsTusd, r.mibPerSec(g.size)/tusd[i].mibPerSec(g.size))
 				}
 				cpuRatios = append(cpuRatios, r.cpu.Seconds()/base[i].cpu.Seconds())
+				machineRatios = append(machineRatios, r.machine.Seconds()/base[i].machine.Seconds())
 				extra = append(extra, msOf(r.cpu-base[i].cpu)/chunks)
 				if r.complete > 0 {
 					completes = append(completes, msOf(r.complete))
@@ -483,13 +485,14 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 					uploadRSS = max(uploadRSS, r.uploadRSS)
 				}
 			}
-			ratio, cpuRatio, perChunk, complete, hwm, uploadHWM, tusdRatio := "", "", "", "", "", "", ""
+			ratio, cpuRatio, machineRatio, perChunk, complete, hwm, uploadHWM, tusdRatio := "", "", "", "", "", "", "", ""
 			if strings.HasPrefix(t.name, "spool") && len(vsTusd) > 0 {
 				tusdRatio = fmt.Sprintf("%.2f", median(vsTusd))
 			}
 			if t.name != g.targets[0].name {
 				ratio = fmt.Sprintf("%.2f (%.2f–%.2f)", median(ratios), slices.Min(ratios), slices.Max(ratios))
 				cpuRatio = fmt.Sprintf("%.2f", median(cpuRatios))
+				machineRatio = fmt.Sprintf("%.2f", median(machineRatios))
 				perChunk = fmt.Sprintf("%.1f", median(extra))
 			}
 			if len(completes) > 0 {
@@ -498,8 +501,8 @@ func reportDataPlane(b *testing.B, groups []group, results []map[string][]run, w
 			if rss > 0 {
 				hwm, uploadHWM = fmt.Sprintf("%.1f", mibOf(rss)), fmt.Sprintf("%.1f", mibOf(uploadRSS))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f / %.0f\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%s\n", g, t.name,
-				median(rates), slices.Max(rates), ratio, tusdRatio, median(cpus), cpuRatio, perChunk, median(clients), complete, uploadHWM, hwm)
+			fmt.Fprintf(tw, "%s\t%s\t%.0f / %.0f\t%s\t%s\t%.2f\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", g, t.name,
+				median(rates), slices.Max(rates), ratio, tusdRatio, median(cpus), cpuRatio, perChunk, machineRatio, median(clients), complete, uploadHWM, hwm)
 			key := strings.NewReplacer(" ", "-", "/", "-").Replace(fmt.Sprintf("%s-%s", g, t.name))
 			if t.name != g.targets[0].name {
 				b.ReportMetric(median(ratios), key+"-ratio")
