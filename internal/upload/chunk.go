@@ -133,7 +133,7 @@ func failed(code Code, untouched bool, format string, args ...any) chunkOutcome 
 // taken at all NOT_FOUND, INVALID_CHUNK, SESSION_EXPIRED, ALREADY_FINISHED
 // or STORAGE_UNAVAILABLE; whatever opts.Admit returns when it refuses.
 func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, body io.Reader, opts ReceiveOptions) (Progress, error) {
-	sess, row, err := s.sessionWithChunk(ctx, opts.OwnerID, uploadID, chunkAt{index: index})
+	sess, row, err := s.sessionWithChunk(beforeTheBody(ctx), opts.OwnerID, uploadID, chunkAt{index: index})
 	if err != nil {
 		return Progress{}, err
 	}
@@ -148,6 +148,22 @@ func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, 
 		return Progress{}, err
 	}
 	return s.receive(ctx, sess, ref, row.held, body, opts)
+}
+
+// beforeTheBody is a request's context for what a chunk's request reads
+// before its body: no longer ended with the request, unless it has a
+// deadline. Over HTTP/1.1 nothing ends a request's context before its
+// body has been read (net/http notices a client gone only then), so
+// watching the read for that end did nothing but cost: on PostgreSQL a
+// goroutine of database/sql's each chunk (and a callback pgx registered
+// with the context), which woke an idle CPU in a sequential upload (docs/DESIGN.md, "Nothing watches
+// SQLite's chunk path for cancellation"). SQLite's read connections
+// ignore the end already and keep a deadline, as this does.
+func beforeTheBody(ctx context.Context) context.Context {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // admit asks opts.Admit, if any, about the session's owner.
@@ -430,7 +446,7 @@ func (s *Service) ReceiveRange(ctx context.Context, userID, uploadID string, fir
 	if first < 0 {
 		return Progress{}, Errorf(CodeInvalidChunk, "bytes %d-%d are not a chunk", first, last)
 	}
-	sess, row, err := s.sessionWithChunk(ctx, userID, uploadID, chunkAt{firstByte: first, byOffset: true})
+	sess, row, err := s.sessionWithChunk(beforeTheBody(ctx), userID, uploadID, chunkAt{firstByte: first, byOffset: true})
 	if err != nil {
 		return Progress{}, err
 	}
