@@ -155,10 +155,11 @@ func (s *Service) ReceiveChunk(ctx context.Context, uploadID string, index int, 
 // deadline. Over HTTP/1.1 nothing ends a request's context before its
 // body has been read (net/http notices a client gone only then), so
 // watching the read for that end did nothing but cost: on PostgreSQL a
-// goroutine of database/sql's each chunk (and a callback pgx registered
-// with the context), which woke an idle CPU in a sequential upload (docs/DESIGN.md, "Nothing watches
-// SQLite's chunk path for cancellation"). SQLite's read connections
-// ignore the end already and keep a deadline, as this does.
+// goroutine of database/sql's each chunk (and a callback of pgx's on
+// the context), which woke an idle CPU in a sequential upload
+// (docs/DESIGN.md, "Nothing watches SQLite's chunk path for
+// cancellation"). SQLite's read connections ignore the end already and
+// keep a deadline, as this does.
 func beforeTheBody(ctx context.Context) context.Context {
 	if _, ok := ctx.Deadline(); ok {
 		return ctx

@@ -25,9 +25,8 @@ func TestSQLiteChunkStartsNoGoroutine(t *testing.T) {
 // TestPostgresChunkStartsNoGoroutine: on PostgreSQL neither does a
 // chunk's session read, which database/sql watched for its context's
 // end with a goroutine, though nothing ends a chunk PUT's context before
-// its body is read (docs/DESIGN.md, "Nothing
-// watches SQLite's chunk path for cancellation"). The receipt's context
-// cannot be cancelled already.
+// its body is read (docs/DESIGN.md, "Nothing watches SQLite's chunk path
+// for cancellation"). The receipt's context cannot be cancelled anyway.
 func TestPostgresChunkStartsNoGoroutine(t *testing.T) {
 	chunksStartNoGoroutine(t, dbtest.Postgres(t), "", t.TempDir())
 }
