@@ -29,12 +29,12 @@ const stuckAfter = time.Minute
 
 // Sweep expires unfinished uploads whose time is up, frees the bytes of
 // stopped uploads that a failure left behind (and says their progress
-// again: afterStop), re-queues the processing
-// of media files stuck PROCESSING and the purge of deleted media whose
-// bytes are still stored (docs/DESIGN.md, invariant 7). It runs as a
-// periodic job (internal/jobs); several sweeps at once are safe:
-// every step is conditional and idempotent, and a job is queued only if
-// the media file has none waiting or running.
+// again: afterStop), re-queues the processing of media files stuck
+// PROCESSING and the purge of deleted media whose bytes are still stored
+// (docs/DESIGN.md, invariant 7). It runs as a periodic job
+// (internal/jobs); several sweeps at once are safe: every step is
+// conditional and idempotent, and a job is queued only if the media file
+// has none waiting or running.
 func (s *Service) Sweep(ctx context.Context) (SweepResult, error) {
 	var r SweepResult
 	// Its four reads by status, time or flag, planned at each run on
