@@ -317,6 +317,17 @@ func BenchmarkDataPlane(b *testing.B) {
 	reportDataPlane(b, groups, results, warmRSS, bares["bare"].peakRSS(b))
 }
 
+// measure reads the CPU time of server, of this process (the client)
+// and of the machine now, and returns what ends the measurement: a run
+// of elapsed with the CPU each used meanwhile.
+func measure(b *testing.B, server *process) func(elapsed time.Duration) run {
+	cpu, client, machine := server.cpuTime(b), clientCPUTime(b), readMachineCPU(b)
+	return func(elapsed time.Duration) run {
+		return run{elapsed: elapsed, cpu: server.cpuTime(b) - cpu, client: clientCPUTime(b) - client,
+			machine: readMachineCPU(b).since(machine).busy}
+	}
+}
+
 // bareUpload sends one file to the bare server and removes it again.
 func (e *benchEnv) bareUpload(s *bareServer, size int64, workers int) run {
 	b, ctx, c := e.b, e.ctx, e.client
@@ -324,12 +335,12 @@ func (e *benchEnv) bareUpload(s *bareServer, size int64, workers int) run {
 	if err := call(ctx, c, http.MethodPost, fmt.Sprintf("%s/reset?size=%d", s.url, size)); err != nil {
 		s.fail(b, "%v", err)
 	}
-	cpu, client, machine := s.cpuTime(b), clientCPUTime(b), readMachineCPU(b)
+	measured := measure(b, s.process)
 	elapsed, err := sendChunks(ctx, c, bareChunks(s.url, size, chunkSize), workers, e.data)
 	if err != nil {
 		s.fail(b, "%v", err)
 	}
-	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client, machine: readMachineCPU(b).since(machine).busy}
+	got := measured(elapsed)
 	if err := call(ctx, c, http.MethodDelete, s.url+"/file"); err != nil {
 		s.fail(b, "%v", err)
 	}
@@ -353,12 +364,12 @@ func (e *benchEnv) tusdUpload(s *tusdServer, size int64, workers int) run {
 		uploads = append(uploads, u)
 		streams = append(streams, tusChunks(u, size/int64(workers), chunkSize))
 	}
-	cpu, client, machine := s.cpuTime(b), clientCPUTime(b), readMachineCPU(b)
+	measured := measure(b, s.process)
 	elapsed, err := sendStreams(ctx, c, streams, e.data)
 	if err != nil {
 		s.fail(b, "%v", err)
 	}
-	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client, machine: readMachineCPU(b).since(machine).busy}
+	got := measured(elapsed)
 	for _, u := range uploads {
 		if err := tusDelete(ctx, c, u, nil); err != nil {
 			s.fail(b, "%v", err)
@@ -423,12 +434,12 @@ func (e *benchEnv) spoolUpload(s *spoolServer, size int64, workers int) run {
 		prof = s.prof.as(e.profileAs)
 	}
 	profiled := prof.start(ctx)
-	cpu, client, machine := s.cpuTime(b), clientCPUTime(b), readMachineCPU(b)
+	measured := measure(b, s.process)
 	elapsed, err := sendChunks(ctx, c, puts, workers, e.data)
 	if err != nil {
 		s.fail(b, "%v", err)
 	}
-	got := run{elapsed: elapsed, cpu: s.cpuTime(b) - cpu, client: clientCPUTime(b) - client, machine: readMachineCPU(b).since(machine).busy}
+	got := measured(elapsed)
 	got.uploadRSS = s.peakRSS(b)
 	if err := profiled(); err != nil {
 		s.fail(b, "CPU profile: %v", err)
