@@ -25,7 +25,7 @@ import (
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/XSAM/otelsql"
 	"github.com/jackc/pgx/v5/pgxpool"
-	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, "pgx"
+	"github.com/jackc/pgx/v5/stdlib"
 	"go.opentelemetry.io/otel/attribute"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
@@ -358,15 +358,11 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	// (statement_cache_capacity), so PostgreSQL statements are prepared
 	// once per connection already. Behind a pooler that cannot keep
 	// prepared statements, put default_query_exec_mode=exec in the URL.
-	var sqldb *sql.DB
-	if opts := o.traced("postgresql"); opts != nil {
-		sqldb, err = otelsql.Open("pgx", rawURL, opts...)
-	} else {
-		sqldb, err = sql.Open("pgx", rawURL)
-	}
+	cfg, err := pgConnConfig(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", where, err)
+		return nil, err
 	}
+	sqldb := o.openPool(stdlib.GetConnector(*cfg), "postgresql")
 	// Two at least: migrating holds a lock on one connection and works on another.
 	maxOpen := max(o.maxOpenConns, 2)
 	sqldb.SetMaxOpenConns(maxOpen)
@@ -400,6 +396,9 @@ const ListenApplicationName = "spool job queue listener"
 func listenPool(ctx context.Context, rawURL string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
+		return nil, err
+	}
+	if err := setDialer(cfg.ConnConfig); err != nil {
 		return nil, err
 	}
 	cfg.MaxConns, cfg.MinConns = 1, 0

@@ -1,0 +1,76 @@
+package database
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultTCPUserTimeout bounds how long a PostgreSQL connection's sent
+// bytes may go unacknowledged before the kernel gives the connection up,
+// unless the URL's tcp_user_timeout says otherwise.
+//
+// Without a bound, a statement sent into an outage that drops packets
+// (a network partition, a database host that froze or vanished) waits for
+// TCP's retransmissions to give up, about 15 minutes on Linux's defaults.
+// Nothing else ends it: the chunk path's reads and receipts are not
+// watched for cancellation (docs/DESIGN.md, "Nothing watches SQLite's
+// chunk path for cancellation"), and a watched one ends only when its
+// client leaves. Every request on such a connection would hang that long,
+// and the pool with them. A slow statement is not cut by it: PostgreSQL's
+// kernel acknowledges what it receives while the statement runs.
+const DefaultTCPUserTimeout = 30 * time.Second
+
+// tcpUserTimeoutParam is libpq's name for the setting (in milliseconds),
+// so a URL written for psql or libpq means the same here.
+const tcpUserTimeoutParam = "tcp_user_timeout"
+
+// pgConnConfig parses rawURL as pgx does and sets how its connections
+// are dialled: with the URL's tcp_user_timeout (DefaultTCPUserTimeout if
+// it has none; 0 leaves the system's), and within the URL's
+// connect_timeout or, if it has none, the same bound, since a connection
+// whose handshake goes unanswered that long meets the same outage.
+func pgConnConfig(rawURL string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return nil, err // pgconn's ParseConfigError shows the URL without its password
+	}
+	if err := setDialer(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// setDialer takes tcp_user_timeout out of cfg's runtime parameters (pgx
+// would send it to the server as a setting, which PostgreSQL refuses) and
+// sets cfg's DialFunc as pgConnConfig says.
+func setDialer(cfg *pgx.ConnConfig) error {
+	userTimeout := DefaultTCPUserTimeout
+	if v, ok := cfg.RuntimeParams[tcpUserTimeoutParam]; ok {
+		delete(cfg.RuntimeParams, tcpUserTimeoutParam)
+		ms, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || ms < 0 {
+			return fmt.Errorf("database: the database URL's %s=%q is not a whole number of milliseconds, 0 or more", tcpUserTimeoutParam, v)
+		}
+		userTimeout = time.Duration(ms) * time.Millisecond
+	}
+	connect := cfg.ConnectTimeout
+	if connect == 0 {
+		connect = userTimeout
+	}
+	d := &net.Dialer{Timeout: connect}
+	if userTimeout > 0 {
+		d.Control = func(network, _ string, c syscall.RawConn) error {
+			if network != "tcp" && network != "tcp4" && network != "tcp6" {
+				return nil // a Unix socket has no retransmissions to bound
+			}
+			return setTCPUserTimeout(c, userTimeout)
+		}
+	}
+	cfg.DialFunc = d.DialContext
+	return nil
+}

@@ -1,0 +1,188 @@
+package database
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spoolhq/spool/internal/blackhole"
+	"github.com/spoolhq/spool/internal/database/dbtest"
+	"github.com/spoolhq/spool/internal/eventually"
+)
+
+// withParam returns rawURL with the query parameter name set to value.
+func withParam(t *testing.T, rawURL, name, value string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set(name, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// socketUserTimeout dials addr as a connection of cfg would be dialled
+// and reads back its socket's TCP_USER_TIMEOUT.
+func socketUserTimeout(t *testing.T, rawURL string) time.Duration {
+	t.Helper()
+	cfg, err := pgConnConfig(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, sent := cfg.RuntimeParams[tcpUserTimeoutParam]; sent {
+		t.Errorf("%s is left among the settings sent to PostgreSQL, which refuses it", tcpUserTimeoutParam)
+	}
+	c, err := cfg.DialFunc(context.Background(), "tcp", net.JoinHostPort(cfg.Host, "5432"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms int
+	var sockErr error
+	if err := raw.Control(func(fd uintptr) {
+		ms, sockErr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if sockErr != nil {
+		t.Fatal(sockErr)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// PostgreSQL's connections are dialled with a TCP user timeout: the
+// URL's tcp_user_timeout (libpq's name and unit), DefaultTCPUserTimeout
+// without one, none for 0, and a clear error for anything else.
+func TestPostgresTCPUserTimeout(t *testing.T) {
+	t.Parallel()
+	server := dbtest.Required(t)
+	for _, c := range []struct {
+		value string // "" leaves the parameter out
+		want  time.Duration
+	}{
+		{"", DefaultTCPUserTimeout},
+		{"250", 250 * time.Millisecond},
+		{"0", 0},
+	} {
+		rawURL := server
+		if c.value != "" {
+			rawURL = withParam(t, server, tcpUserTimeoutParam, c.value)
+		}
+		if got := socketUserTimeout(t, rawURL); got != c.want {
+			t.Errorf("tcp_user_timeout %q: the socket's TCP_USER_TIMEOUT is %v, want %v", c.value, got, c.want)
+		}
+	}
+
+	// The setting opens a database that answers: it is not sent on to
+	// PostgreSQL, which would refuse the connection for it.
+	db, err := Open(context.Background(), withParam(t, server, tcpUserTimeoutParam, "250"), "", WithoutMigrate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Ping(context.Background()); err != nil {
+		t.Errorf("a database opened with tcp_user_timeout=250: %v", err)
+	}
+
+	withPassword := strings.Replace(server, "postgres@", "postgres:hunter2@", 1)
+	for _, bad := range []string{"-1", "soon", "1.5", "30s", "99999999999", ""} {
+		_, err := Open(context.Background(), withParam(t, withPassword, tcpUserTimeoutParam, bad), "", WithoutMigrate())
+		switch {
+		case err == nil:
+			t.Errorf("tcp_user_timeout=%q opened a database, want an error", bad)
+		case !strings.Contains(err.Error(), "tcp_user_timeout"):
+			t.Errorf("tcp_user_timeout=%q: the error does not name the setting: %v", bad, err)
+		case strings.Contains(err.Error(), "hunter2"):
+			t.Errorf("tcp_user_timeout=%q: the error shows the URL's password: %v", bad, err)
+		}
+	}
+}
+
+// A PostgreSQL that stops answering at the network (a partition, a host
+// that froze: packets dropped, nothing acknowledged) fails the statements
+// sent into it once tcp_user_timeout passes, instead of leaving them, and
+// every request waiting on them, to TCP's retransmissions (about 15
+// minutes); a new connection fails as soon; and once the network is back
+// the pool connects again. Both pools are held to it: the one spool's
+// statements run on, and the job queue's LISTEN connection.
+func TestPostgresOutageDroppingPacketsEndsStatements(t *testing.T) {
+	t.Parallel()
+	server := dbtest.Required(t)
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hole := blackhole.Start(t, u.Host)
+	u.Host = hole.Addr
+	const timeout = 500 * time.Millisecond
+	rawURL := withParam(t, u.String(), tcpUserTimeoutParam, "500")
+	ctx := context.Background()
+	db, err := Open(ctx, rawURL, "", WithoutMigrate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.SQL().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	listen, err := db.ListenPool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listen.Release()
+	if _, err := listen.Exec(ctx, "LISTEN spool_blackhole_test"); err != nil {
+		t.Fatal(err)
+	}
+
+	hole.Drop(t)
+	// Each is run with a context that never ends: only the connection's
+	// own bound can end it.
+	for _, c := range []struct {
+		what string
+		run  func() error
+	}{
+		{"a statement on a pooled connection", func() error {
+			_, err := conn.ExecContext(ctx, "SELECT 1")
+			return err
+		}},
+		{"a statement on the LISTEN connection", func() error {
+			_, err := listen.Exec(ctx, "SELECT 1")
+			return err
+		}},
+		{"a new connection", func() error { return db.Ping(ctx) }},
+	} {
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- c.run() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("%s succeeded with every packet dropped", c.what)
+			} else if !Unavailable(err) {
+				t.Errorf("%s failed with %v, which Unavailable does not call an outage", c.what, err)
+			}
+			t.Logf("%s failed after %v (tcp_user_timeout %v): %v", c.what, time.Since(start).Round(time.Millisecond), timeout, err)
+		case <-time.After(2 * time.Minute): // a hang guard; unbounded, TCP retransmits for about 15 minutes
+			hole.Restore(t) // so that the cleanups' closing is not stuck behind it too
+			t.Fatalf("%s still waits 2 minutes into the outage", c.what)
+		}
+	}
+
+	hole.Restore(t)
+	eventually.Holds(t, "the pool connects again once the network is back", func() bool {
+		return db.Ping(ctx) == nil
+	})
+}
