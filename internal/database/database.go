@@ -398,7 +398,7 @@ func listenPool(ctx context.Context, rawURL string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := setDialer(cfg.ConnConfig); err != nil {
+	if err := configure(cfg.ConnConfig); err != nil {
 		return nil, err
 	}
 	cfg.MaxConns, cfg.MinConns = 1, 0

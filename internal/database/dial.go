@@ -29,25 +29,33 @@ const DefaultTCPUserTimeout = 30 * time.Second
 // so a URL written for psql or libpq means the same here.
 const tcpUserTimeoutParam = "tcp_user_timeout"
 
-// pgConnConfig parses rawURL as pgx does and sets how its connections
-// are dialled: with the URL's tcp_user_timeout (DefaultTCPUserTimeout if
-// it has none; 0 leaves the system's), and within the URL's
-// connect_timeout or, if it has none, the same bound, since a connection
-// whose handshake goes unanswered that long meets the same outage.
+// pgConnConfig parses rawURL as pgx does, and configures it.
 func pgConnConfig(rawURL string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(rawURL)
 	if err != nil {
 		return nil, err // pgconn's ParseConfigError shows the URL without its password
 	}
+	return cfg, configure(cfg)
+}
+
+// configure sets what spool's PostgreSQL connections do in an outage,
+// beyond what the URL says to pgx: they are dialled with the URL's
+// tcp_user_timeout (DefaultTCPUserTimeout if it has none; 0 leaves the
+// system's), within the URL's connect_timeout or, if it has none, the
+// same bound, since a connection whose handshake goes unanswered that
+// long meets the same outage; and one that a statement was refused on
+// for being read-only is closed (readonly.go).
+func configure(cfg *pgx.ConnConfig) error {
 	if err := setDialer(cfg); err != nil {
-		return nil, err
+		return err
 	}
-	return cfg, nil
+	cfg.Tracer = readOnlyCloser{}
+	return nil
 }
 
 // setDialer takes tcp_user_timeout out of cfg's runtime parameters (pgx
 // would send it to the server as a setting, which PostgreSQL refuses) and
-// sets cfg's DialFunc as pgConnConfig says.
+// sets cfg's DialFunc as configure says.
 func setDialer(cfg *pgx.ConnConfig) error {
 	userTimeout := DefaultTCPUserTimeout
 	if v, ok := cfg.RuntimeParams[tcpUserTimeoutParam]; ok {

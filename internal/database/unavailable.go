@@ -24,7 +24,8 @@ import (
 // mid-statement: io.ErrUnexpectedEOF, driver.ErrBadConn, pgx's "conn
 // closed"), server states that say so
 // (SQLSTATE class 08 connection exception, 57P01-57P03 shutting down or
-// starting, 53300 too many connections), pgconn's timeouts (a context
+// starting, 53300 too many connections, 25006 a write refused by a server
+// that takes none, as after a failover: readonly.go), pgconn's timeouts (a context
 // deadline met while connecting or waiting on the server), and SQLite
 // busy or locked beyond its busy timeout. Not unavailable: constraint
 // violations, syntax errors, ent's not-found, a caller's cancellation.
@@ -48,7 +49,8 @@ func Unavailable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch state := pgErr.SQLState(); {
-		case strings.HasPrefix(state, "08"), state == "57P01", state == "57P02", state == "57P03", state == "53300":
+		case strings.HasPrefix(state, "08"), state == "57P01", state == "57P02", state == "57P03", state == "53300",
+			state == readOnlySQLState:
 			return true
 		}
 		return false

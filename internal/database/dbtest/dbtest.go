@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,15 +102,43 @@ func NewDatabase(ctx context.Context, serverURL string) (dbURL string, drop func
 	return u.String(), drop, nil
 }
 
-// admin runs one statement on the server's own database.
-func admin(ctx context.Context, serverURL, stmt string) error {
+// ReadOnly makes the test database at dbURL (one of Postgres's) take no
+// writes, as a standby takes none, when on is true, and writes again when
+// it is false. Turning it on also ends the database's sessions, so that
+// what reconnects finds it read-only: PostgreSQL applies the setting to
+// sessions as they start.
+func ReadOnly(t testing.TB, dbURL string, on bool) {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal("the database URL is not a valid URL")
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	stmts := []string{"ALTER DATABASE " + name + " RESET default_transaction_read_only"}
+	if on {
+		stmts = []string{"ALTER DATABASE " + name + " SET default_transaction_read_only = on",
+			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := admin(ctx, ServerURL(), stmts...); err != nil {
+		t.Fatalf("making database %s read-only (%v): %v", name, on, err)
+	}
+}
+
+// admin runs statements on the server's own database.
+func admin(ctx context.Context, serverURL string, stmts ...string) error {
 	db, err := sql.Open("pgx", serverURL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	_, err = db.ExecContext(ctx, stmt)
-	return err
+	for _, stmt := range stmts {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func ping(ctx context.Context, serverURL string) error {
