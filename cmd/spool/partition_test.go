@@ -9,8 +9,50 @@ import (
 	"time"
 
 	"github.com/spoolhq/spool/internal/blackhole"
+	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/eventually"
 )
+
+// chunkAnswer is what a chunk PUT got back.
+type chunkAnswer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// sendChunk sends chunk i of video, planned as up, to its chunk URL.
+func sendChunk(t *testing.T, up plannedUpload, video []byte, i int) chunkAnswer {
+	t.Helper()
+	c := up.ChunkUrls[i]
+	req, err := http.NewRequest(http.MethodPut, c.URL, bytes.NewReader(video[c.Offset:c.Offset+c.Size]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("PUT chunk %d: %v", i, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return chunkAnswer{resp.StatusCode, resp.Header, string(body)}
+}
+
+// completeAndCheck sends the chunks of up from the first on, completes
+// it and checks that its file downloads byte-exact.
+func completeAndCheck(t *testing.T, base, token string, up plannedUpload, video []byte, first int) {
+	t.Helper()
+	for i := first; i < len(up.ChunkUrls); i++ {
+		if a := sendChunk(t, up, video, i); a.status != http.StatusOK {
+			t.Fatalf("PUT chunk %d: %d %s", i, a.status, a.body)
+		}
+	}
+	var completed struct{ Complete struct{ URL string } }
+	gql(t, base, token, `mutation($id: ID!) { complete(uploadId: $id) { url } }`, map[string]any{"id": up.ID}, &completed)
+	status, body := fetch(t, http.MethodGet, completed.Complete.URL, nil, nil)
+	if status != http.StatusOK || sha256hex(body) != sha256hex(video) {
+		t.Errorf("GET the completed file: %d, %d bytes with sha256 %s; want 200 and %s", status, len(body), sha256hex(body), sha256hex(video))
+	}
+}
 
 // TestPostgresPartition runs a replica whose way to PostgreSQL starts
 // dropping every packet mid-upload, as a network partition or a frozen
@@ -34,36 +76,14 @@ func TestPostgresPartition(t *testing.T) {
 	token := w.token(t, "partitioned")
 	video := randomVideo(11<<20, 11)
 	up := planVideo(t, r.url, token, video)
-	put := func(i int) (int, http.Header, string) {
-		c := up.ChunkUrls[i]
-		req, err := http.NewRequest(http.MethodPut, c.URL, bytes.NewReader(video[c.Offset:c.Offset+c.Size]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("PUT chunk %d: %v", i, err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(body)
-	}
-	if status, _, body := put(0); status != http.StatusOK {
-		t.Fatalf("PUT chunk 0 before the partition: %d %s", status, body)
+	if a := sendChunk(t, up, video, 0); a.status != http.StatusOK {
+		t.Fatalf("PUT chunk 0 before the partition: %d %s", a.status, a.body)
 	}
 
 	hole.Drop(t)
 	start := time.Now()
-	type answer struct {
-		status int
-		header http.Header
-		body   string
-	}
-	done := make(chan answer, 1)
-	go func() {
-		status, header, body := put(1)
-		done <- answer{status, header, body}
-	}()
+	done := make(chan chunkAnswer, 1)
+	go func() { done <- sendChunk(t, up, video, 1) }()
 	select {
 	case a := <-done:
 		t.Logf("chunk 1, sent into the partition, answered %d after %v: %s", a.status, time.Since(start).Round(time.Millisecond), a.body)
@@ -84,15 +104,46 @@ func TestPostgresPartition(t *testing.T) {
 		status, _ := fetch(t, http.MethodGet, r.url+"/readyz", nil, nil)
 		return status == http.StatusOK
 	})
-	for i := 1; i < len(up.ChunkUrls); i++ {
-		if status, _, body := put(i); status != http.StatusOK {
-			t.Fatalf("PUT chunk %d after the partition: %d %s", i, status, body)
+	completeAndCheck(t, r.url, token, up, video, 1)
+}
+
+// TestPostgresFailoverToReadOnly runs a replica whose PostgreSQL stops
+// taking writes mid-upload and its connections with it, as a failover
+// does that leaves the replica on the demoted primary (or on DNS that
+// still names it): a chunk PUT then answers 503 with Retry-After, not
+// 500, and once writes are taken again the replica takes chunks within a
+// pool's worth of attempts, instead of failing each one on the
+// connections it opened meanwhile for as long as its pool kept them (up
+// to an hour).
+func TestPostgresFailoverToReadOnly(t *testing.T) {
+	w := newWalkthrough(t)
+	r := w.serve(t, w.engines...)
+	token := w.token(t, "failedover")
+	video := randomVideo(11<<20, 12)
+	up := planVideo(t, r.url, token, video)
+	if a := sendChunk(t, up, video, 0); a.status != http.StatusOK {
+		t.Fatalf("PUT chunk 0 before the failover: %d %s", a.status, a.body)
+	}
+	dbtest.ReadOnly(t, w.database, true)
+	for range 3 {
+		a := sendChunk(t, up, video, 1)
+		if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+			t.Errorf("chunk 1 on a read-only database: got %d (Retry-After %q) %s, want 503 with Retry-After",
+				a.status, a.header.Get("Retry-After"), a.body)
 		}
 	}
-	var completed struct{ Complete struct{ URL string } }
-	gql(t, r.url, token, `mutation($id: ID!) { complete(uploadId: $id) { url } }`, map[string]any{"id": up.ID}, &completed)
-	status, body := fetch(t, http.MethodGet, completed.Complete.URL, nil, nil)
-	if status != http.StatusOK || sha256hex(body) != sha256hex(video) {
-		t.Errorf("GET the completed file: %d, %d bytes with sha256 %s; want 200 and %s", status, len(body), sha256hex(body), sha256hex(video))
+
+	dbtest.ReadOnly(t, w.database, false)
+	pool := 8 // the replica's pool on 2 CPUs and fewer (database.poolSize)
+	for attempt := 1; ; attempt++ {
+		a := sendChunk(t, up, video, 1)
+		if a.status == http.StatusOK {
+			t.Logf("chunk 1 taken at attempt %d after the database took writes again", attempt)
+			break
+		}
+		if attempt > pool {
+			t.Fatalf("chunk 1 still refused after %d attempts once the database took writes again: %d %s", attempt, a.status, a.body)
+		}
 	}
+	completeAndCheck(t, r.url, token, up, video, 2)
 }
