@@ -53,7 +53,8 @@ test-race:
 
 # The fault suite (cmd/spool/faults_*_test.go, build tag `faults`): two
 # spool processes on PostgreSQL, Redis and the GCS emulator, with a
-# replica killed, Redis and PostgreSQL cut, storage failing and slow,
+# replica killed, Redis and PostgreSQL cut, PostgreSQL partitioned
+# (root: a network namespace), storage failing and slow,
 # and a client's connection dropped mid-chunk; see docs/OPERATIONS.md.
 # On the tests' build (see test-go). CI=true: without PostgreSQL or
 # Redis it fails, never skips.

@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/rs/zerolog"
 
+	"github.com/spoolhq/spool/internal/blackhole"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 	"github.com/spoolhq/spool/internal/storage/gcs/gcstest"
@@ -49,9 +51,14 @@ type faultEnv struct {
 	db      *sql.DB  // the database, reached directly (not through the proxy)
 	engines *crashEngines
 	pg      *toxiproxy.Proxy
-	redis   *toxiproxy.Proxy
-	storage *storageFaults
-	token   string
+	// pgPath is the replicas' network path to the PostgreSQL proxy, which
+	// can drop every packet (a partition); nil, with pgPathErr saying
+	// why, where the machine cannot make one (it needs root).
+	pgPath    *blackhole.Hole
+	pgPathErr error
+	redis     *toxiproxy.Proxy
+	storage   *storageFaults
+	token     string
 	// stuck is set when a subtest ran out of its budget (see run).
 	stuck atomic.Bool
 
@@ -64,6 +71,10 @@ func newFaultEnv(t *testing.T) *faultEnv {
 	database, redisURL := dbtest.Postgres(t), redistest.URL(t)
 	toxics := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
 	pgURL, pg := proxiedURL(t, toxics, "postgresql", database)
+	pgPath, pgPathErr := blackhole.TryStart(t, pg.Listen)
+	if pgPathErr == nil {
+		pgURL = overPath(t, pgURL, pgPath)
+	}
 	redisProxied, redis := proxiedURL(t, toxics, "redis", redisURL)
 
 	emulator := gcstest.Start(t)
@@ -81,7 +92,7 @@ func newFaultEnv(t *testing.T) *faultEnv {
 		database: database,
 	}
 	e := &faultEnv{
-		t: t, w: w, pg: pg, redis: redis, storage: storage,
+		t: t, w: w, pg: pg, pgPath: pgPath, pgPathErr: pgPathErr, redis: redis, storage: storage,
 		engines: &crashEngines{walkthrough: w, driver: "pgx", dsn: database,
 			walk: bucketWalk(gcstest.NewClient(t, emulator.URL), bucket, "uploads")},
 		args: slices.Concat(w.storage, []string{
@@ -116,6 +127,37 @@ func proxiedURL(t *testing.T, toxics *toxiproxy.ApiServer, name, rawURL string) 
 	// Start resolved the port: a restart after a cut listens on it again.
 	u.Host = p.Listen
 	return u.String(), p
+}
+
+// faultTCPUserTimeout is the replicas' tcp_user_timeout: how long a
+// statement sent into a partition waits before it fails.
+const faultTCPUserTimeout = 2 * time.Second
+
+// overPath returns the PostgreSQL URL rawURL reached over path instead,
+// with faultTCPUserTimeout.
+func overPath(t *testing.T, rawURL string, path *blackhole.Hole) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = path.Addr
+	q := u.Query()
+	q.Set("tcp_user_timeout", strconv.Itoa(int(faultTCPUserTimeout.Milliseconds())))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// partition makes path drop every packet for d. It returns at once; the
+// returned channel closes when path carries packets again.
+func partition(t *testing.T, path *blackhole.Hole, d time.Duration) <-chan struct{} {
+	path.Drop(t)
+	back := make(chan struct{})
+	time.AfterFunc(d, func() {
+		defer close(back)
+		path.Restore(t)
+	})
+	return back
 }
 
 // cut makes p unreachable for d: every connection through it is closed

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spoolhq/spool/internal/required"
 )
 
 // TestFaults is issue 11's fault suite (`make test-faults`): two spool
@@ -150,6 +152,41 @@ func TestFaults(t *testing.T) {
 		waitBack(t, e, b, "PostgreSQL")
 		if c.noted("chunk PUT") == 0 {
 			t.Errorf("no chunk PUT met the cut (the fault missed its target); notes:%s", c.describeNotes())
+		}
+		settle(t, e, c, files)
+	})
+
+	e.run(t, "PostgreSQL partitioned mid-chunk", func(t *testing.T) {
+		// As the cut above, but nothing answers: every packet between the
+		// replicas and PostgreSQL is dropped for 5 s, so the statements
+		// then in flight, and those sent meanwhile, end only when
+		// tcp_user_timeout (faultTCPUserTimeout) passes.
+		if e.pgPath == nil {
+			required.Missing(t, "%v", e.pgPathErr)
+		}
+		files := faultFiles(6, 7)
+		files[2].cancel = true
+		var mu sync.Mutex
+		halves := 0
+		var back <-chan struct{}
+		c := newFaultClient(t, e, faultHooks{slowBodies: true, midBody: func(*faultFile, int) {
+			mu.Lock()
+			defer mu.Unlock()
+			halves++
+			if halves == 4 {
+				back = partition(t, e.pgPath, 5*time.Second)
+			}
+		}})
+		runUploads(t, e, c, files)
+		mu.Lock()
+		b := back
+		mu.Unlock()
+		if b == nil {
+			t.Fatal("the database was never partitioned")
+		}
+		waitBack(t, e, b, "PostgreSQL")
+		if c.noted("chunk PUT") == 0 {
+			t.Errorf("no chunk PUT met the partition (the fault missed its target); notes:%s", c.describeNotes())
 		}
 		settle(t, e, c, files)
 	})

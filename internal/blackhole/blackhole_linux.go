@@ -20,10 +20,23 @@ import (
 
 // Start makes a path to the TCP server at target (host:port, reachable
 // from this process) and returns it; it is removed when the test ends.
+// Where the machine cannot make one (no root, no ip), the test is
+// skipped, or fails where CI=true.
 func Start(t testing.TB, target string) *Hole {
 	t.Helper()
+	h, err := TryStart(t, target)
+	if err != nil {
+		required.Missing(t, "%v", err)
+	}
+	return h
+}
+
+// TryStart is Start, but returns why the machine cannot make the path
+// instead of skipping the test, for a test that can go on without it.
+func TryStart(t testing.TB, target string) (*Hole, error) {
+	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		required.Missing(t, "iproute2's ip, to make a network path that drops packets: %v", err)
+		return nil, fmt.Errorf("iproute2's ip, to make a network path that drops packets: %w", err)
 	}
 	// Random names and subnets keep holes apart, this process's and
 	// those of test processes beside it (two of 16,384 /30s of
@@ -35,7 +48,7 @@ func Start(t testing.TB, target string) *Hole {
 	hostIP := fmt.Sprintf("10.213.%d.%d", slot>>8, slot&0xff+1)
 	peerIP := fmt.Sprintf("10.213.%d.%d", slot>>8, slot&0xff+2)
 	if out, err := exec.Command("ip", "netns", "add", h.ns).CombinedOutput(); err != nil {
-		required.Missing(t, "making a network namespace (this test needs root): ip netns add: %v: %s", err, out)
+		return nil, fmt.Errorf("making a network namespace (this test needs root): ip netns add: %v: %s", err, out)
 	}
 	t.Cleanup(func() { ip(t, "netns", "del", h.ns) })
 	ip(t, "link", "add", host, "type", "veth", "peer", "name", h.peer, "netns", h.ns)
@@ -52,26 +65,40 @@ func Start(t testing.TB, target string) *Hole {
 	f := &forwarder{ln: ln, target: target}
 	go f.serve()
 	t.Cleanup(f.close)
-	return h
+	return h, nil
 }
 
-// Drop makes the path drop every packet, both ways, from now on.
+// Drop makes the path drop every packet, both ways, from now on. Like
+// Restore, it may be called from any goroutine: a failure fails t, and
+// the test goes on.
 func (h *Hole) Drop(t testing.TB) {
 	t.Helper()
-	ip(t, "-n", h.ns, "link", "set", h.peer, "down")
+	if err := run("-n", h.ns, "link", "set", h.peer, "down"); err != nil {
+		t.Errorf("dropping the path's packets: %v", err)
+	}
 }
 
 // Restore makes the path carry packets again.
 func (h *Hole) Restore(t testing.TB) {
 	t.Helper()
-	ip(t, "-n", h.ns, "link", "set", h.peer, "up")
+	if err := run("-n", h.ns, "link", "set", h.peer, "up"); err != nil {
+		t.Errorf("carrying the path's packets again: %v", err)
+	}
 }
 
+// ip runs ip with args, and ends the test if it fails.
 func ip(t testing.TB, args ...string) {
 	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	if err := run(args...); err != nil {
+		t.Fatal(err)
 	}
+}
+
+func run(args ...string) error {
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
 }
 
 // listenIn listens on addr inside the named network namespace. A socket
