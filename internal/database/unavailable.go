@@ -22,12 +22,12 @@ import (
 // Unavailable: a full disk (Full), PostgreSQL unreachable or refusing
 // (pgconn.ConnectError, network errors, the connection closed or cut
 // mid-statement: io.ErrUnexpectedEOF, driver.ErrBadConn, pgx's "conn
-// closed"), server states that say so
-// (SQLSTATE class 08 connection exception, 57P01-57P03 shutting down or
-// starting, 53300 too many connections, 25006 a write refused by a server
-// that takes none, as after a failover: readonly.go), pgconn's timeouts (a context
-// deadline met while connecting or waiting on the server), and SQLite
-// busy or locked beyond its busy timeout. Not unavailable: constraint
+// closed"), server states that say so (SQLSTATE class 08 connection
+// exception, 57P01-57P03 shutting down or starting, 53300 too many
+// connections, 25006 a write refused by a server that takes none, as
+// after a failover: readonly.go), pgconn's timeouts (a context deadline
+// met while connecting or waiting on the server), and SQLite busy or
+// locked beyond its busy timeout. Not unavailable: constraint
 // violations, syntax errors, ent's not-found, a caller's cancellation.
 func Unavailable(err error) bool {
 	if err == nil {
