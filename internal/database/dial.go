@@ -41,10 +41,10 @@ func pgConnConfig(rawURL string) (*pgx.ConnConfig, error) {
 // configure sets what spool's PostgreSQL connections do in an outage,
 // beyond what the URL says to pgx: they are dialled with the URL's
 // tcp_user_timeout (DefaultTCPUserTimeout if it has none; 0 leaves the
-// system's), within the URL's connect_timeout or, if it has none, the
-// same bound, since a connection whose handshake goes unanswered that
-// long meets the same outage; and one that a statement was refused on
-// for being read-only is closed (readonly.go).
+// system's) and connect within the URL's connect_timeout or, if it has
+// none, the same bound, since a connection unanswered that long meets
+// the same outage; and one that a statement was refused on for being
+// read-only is closed (readonly.go).
 func configure(cfg *pgx.ConnConfig) error {
 	if err := setDialer(cfg); err != nil {
 		return err
@@ -66,11 +66,15 @@ func setDialer(cfg *pgx.ConnConfig) error {
 		}
 		userTimeout = time.Duration(ms) * time.Millisecond
 	}
-	connect := cfg.ConnectTimeout
-	if connect == 0 {
-		connect = userTimeout
+	if cfg.ConnectTimeout == 0 {
+		// pgx bounds the whole connection by it, the startup and
+		// authentication too: a server whose kernel accepts and
+		// acknowledges, but which never answers (a stopped or stuck
+		// process, a pooler waiting on a server it cannot reach), held
+		// each new connection, and the request waiting on it, for good.
+		cfg.ConnectTimeout = userTimeout
 	}
-	d := &net.Dialer{Timeout: connect}
+	d := &net.Dialer{Timeout: cfg.ConnectTimeout}
 	if userTimeout > 0 {
 		d.Control = func(network, _ string, c syscall.RawConn) error {
 			if network != "tcp" && network != "tcp4" && network != "tcp6" {

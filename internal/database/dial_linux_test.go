@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/spoolhq/spool/internal/blackhole"
@@ -106,6 +107,62 @@ func TestPostgresTCPUserTimeout(t *testing.T) {
 		case strings.Contains(err.Error(), "hunter2"):
 			t.Errorf("tcp_user_timeout=%q: the error shows the URL's password: %v", bad, err)
 		}
+	}
+}
+
+// A server that accepts connections but never answers them (a stopped
+// or stuck PostgreSQL whose kernel still completes the handshake, a
+// pooler waiting on a server it cannot reach) fails a new connection
+// once tcp_user_timeout passes, the URL having no connect_timeout: its
+// kernel acknowledges what is sent, so the TCP user timeout alone never
+// fires, and the connection waited for good.
+func TestPostgresConnectingToAServerThatNeverAnswers(t *testing.T) {
+	t.Parallel()
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	go func() {
+		var held []net.Conn // never read from, never answered
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	cfg, err := pgConnConfig("postgres://postgres@" + mute.Addr().String() + "/test?sslmode=disable&tcp_user_timeout=300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		conn, err := pgx.ConnectConfig(context.Background(), cfg)
+		if err == nil {
+			conn.Close(context.Background())
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("connected to a server that never answers")
+		}
+		if !Unavailable(err) {
+			t.Errorf("the failed connection is not Unavailable: %v", err)
+		}
+		t.Logf("gave up after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(time.Minute): // a hang guard
+		mute.Close()
+		t.Fatal("still connecting a minute on")
 	}
 }
 
