@@ -20,6 +20,9 @@ func TestBadEngineSettings(t *testing.T) {
 		{"file URL without a path", func(c *app.Config) { c.StorageURL = "file://" }, "storage url"},
 		{"GCS URL without a bucket", func(c *app.Config) { c.StorageURL = "gs:///prefix" }, "gcs"},
 		{"database scheme", func(c *app.Config) { c.DatabaseURL = "mysql://root@127.0.0.1/test" }, "mysql"},
+		{"database tcp_user_timeout", func(c *app.Config) {
+			c.DatabaseURL = "postgres://postgres@127.0.0.1:5432/test?tcp_user_timeout=30s"
+		}, "tcp_user_timeout"},
 		{"unreachable Redis", func(c *app.Config) { c.RedisURL = "redis://127.0.0.1:1/0" }, "redis"},
 		{"malformed Redis URL", func(c *app.Config) { c.RedisURL = "redis://:bad:port:/x" }, "redis"},
 	}
