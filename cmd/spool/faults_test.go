@@ -131,29 +131,7 @@ func TestFaults(t *testing.T) {
 		// database is cut for 2 s, under every PUT then in flight.
 		files := faultFiles(6, 4)
 		files[1].cancel = true
-		var mu sync.Mutex
-		halves := 0
-		var back <-chan struct{}
-		c := newFaultClient(t, e, faultHooks{slowBodies: true, midBody: func(*faultFile, int) {
-			mu.Lock()
-			defer mu.Unlock()
-			halves++
-			if halves == 4 {
-				back = cut(t, e.pg, 2*time.Second)
-			}
-		}})
-		runUploads(t, e, c, files)
-		mu.Lock()
-		b := back
-		mu.Unlock()
-		if b == nil {
-			t.Fatal("the database was never cut")
-		}
-		waitBack(t, e, b, "PostgreSQL")
-		if c.noted("chunk PUT") == 0 {
-			t.Errorf("no chunk PUT met the cut (the fault missed its target); notes:%s", c.describeNotes())
-		}
-		settle(t, e, c, files)
+		databaseMidChunk(t, e, files, "cut", func() <-chan struct{} { return cut(t, e.pg, 2*time.Second) })
 	})
 
 	e.run(t, "PostgreSQL partitioned mid-chunk", func(t *testing.T) {
@@ -170,29 +148,7 @@ func TestFaults(t *testing.T) {
 		}
 		files := faultFiles(6, 7)
 		files[2].cancel = true
-		var mu sync.Mutex
-		halves := 0
-		var back <-chan struct{}
-		c := newFaultClient(t, e, faultHooks{slowBodies: true, midBody: func(*faultFile, int) {
-			mu.Lock()
-			defer mu.Unlock()
-			halves++
-			if halves == 4 {
-				back = partition(t, e.pgPath, 5*time.Second)
-			}
-		}})
-		runUploads(t, e, c, files)
-		mu.Lock()
-		b := back
-		mu.Unlock()
-		if b == nil {
-			t.Fatal("the database was never partitioned")
-		}
-		waitBack(t, e, b, "PostgreSQL")
-		if c.noted("chunk PUT") == 0 {
-			t.Errorf("no chunk PUT met the partition (the fault missed its target); notes:%s", c.describeNotes())
-		}
-		settle(t, e, c, files)
+		databaseMidChunk(t, e, files, "partition", func() <-chan struct{} { return partition(t, e.pgPath, 5*time.Second) })
 	})
 
 	e.run(t, "storage answering 5xx", func(t *testing.T) {
@@ -244,6 +200,37 @@ func (e *faultEnv) run(t *testing.T, name string, test func(t *testing.T)) {
 		}
 		test(t)
 	})
+}
+
+// databaseMidChunk uploads files with bodies sent slowly, breaks the
+// database with fault (what, for messages) when the fourth PUT is half
+// sent, under every PUT then in flight, and checks the suite's promises
+// once fault's channel says the database is back.
+func databaseMidChunk(t *testing.T, e *faultEnv, files []*faultFile, what string, fault func() <-chan struct{}) {
+	t.Helper()
+	var mu sync.Mutex
+	halves := 0
+	var back <-chan struct{}
+	c := newFaultClient(t, e, faultHooks{slowBodies: true, midBody: func(*faultFile, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		halves++
+		if halves == 4 {
+			back = fault()
+		}
+	}})
+	runUploads(t, e, c, files)
+	mu.Lock()
+	b := back
+	mu.Unlock()
+	if b == nil {
+		t.Fatalf("the database never met its %s", what)
+	}
+	waitBack(t, e, b, "PostgreSQL")
+	if c.noted("chunk PUT") == 0 {
+		t.Errorf("no chunk PUT met the %s (the fault missed its target); notes:%s", what, c.describeNotes())
+	}
+	settle(t, e, c, files)
 }
 
 // runUploads uploads files at once through c and returns when each upload
