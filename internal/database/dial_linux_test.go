@@ -29,8 +29,8 @@ func withParam(t *testing.T, rawURL, name, value string) string {
 	return u.String()
 }
 
-// socketUserTimeout dials addr as a connection of cfg would be dialled
-// and reads back its socket's TCP_USER_TIMEOUT.
+// socketUserTimeout dials rawURL's server as spool's pool would and
+// reads back the socket's TCP_USER_TIMEOUT.
 func socketUserTimeout(t *testing.T, rawURL string) time.Duration {
 	t.Helper()
 	cfg, err := pgConnConfig(rawURL)
