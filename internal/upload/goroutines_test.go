@@ -33,8 +33,10 @@ func TestPostgresChunkStartsNoGoroutine(t *testing.T) {
 
 // chunksStartNoGoroutine receives 2-byte chunks, each its upload's only
 // one, each with a context that can be cancelled, as a request's, and
-// fails if they start goroutines: fewer than one for two chunks is
-// allowed, for what else the process does meanwhile.
+// fails if most of them start a goroutine. The count is the process's,
+// so what else it does meanwhile (River's start, its polls) lands in
+// some chunks' counts, in bursts of up to a few dozen: a chunk that
+// starts one of its own does so every time.
 func chunksStartNoGoroutine(t *testing.T, dbURL, sqlitePath, dir string) {
 	ctx := context.Background()
 	cfg := testConfig()
@@ -58,20 +60,24 @@ func chunksStartNoGoroutine(t *testing.T, dbURL, sqlitePath, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var before uint64
+	var started, starting uint64 // goroutines, and chunks that saw any
 	for i, s := range batch.Uploads {
-		if i == warm { // the pool's connections are open by now
-			before = goroutinesCreated()
-		}
+		before := goroutinesCreated()
 		request, cancel := context.WithCancel(ctx)
 		_, err := e.svc.ReceiveChunk(request, s.ID, 0, bytes.NewReader([]byte{0xFF, 0xFB}), upload.ReceiveOptions{ContentLength: 2})
 		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}
+		if got := goroutinesCreated() - before; i >= warm && got > 0 { // the pool's connections are open after warm
+			started += got
+			starting++
+		}
 	}
-	if got := goroutinesCreated() - before; got >= n/2 {
-		t.Errorf("%d chunks started %d goroutines, want none", n, got)
+	if starting >= n/2 {
+		t.Errorf("%d of %d chunks started goroutines (%d in all), want none", starting, n, started)
+	} else {
+		t.Logf("%d of %d chunks started goroutines (%d in all), as the process did other work", starting, n, started)
 	}
 }
 
