@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"io"
 	"net/http"
 	"net/url"
@@ -146,4 +147,47 @@ func TestPostgresFailoverToReadOnly(t *testing.T) {
 		}
 	}
 	completeAndCheck(t, r.url, token, up, video, 2)
+}
+
+// TestPostgresLockHeldElsewhere runs a replica whose URL sets
+// PostgreSQL's lock_timeout, while another session holds the row of the
+// upload being sent (a manual transaction, a long migration): the chunk
+// whose receipt waited out the timeout answers 503 with Retry-After, not
+// 500, and once the lock is let go the chunk is taken.
+func TestPostgresLockHeldElsewhere(t *testing.T) {
+	w := newWalkthrough(t)
+	u, err := url.Parse(w.database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("lock_timeout", "300") // milliseconds, as PostgreSQL reads a bare number
+	u.RawQuery = q.Encode()
+	r := w.serve(t, append(w.engines, "--database-url", u.String())...) // the last --database-url wins
+	token := w.token(t, "locked")
+	video := randomVideo(11<<20, 13)
+	up := planVideo(t, r.url, token, video)
+
+	holder, err := sql.Open("pgx", w.database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	tx, err := holder.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("SELECT id FROM upload_sessions WHERE id = $1 FOR UPDATE", up.ID); err != nil {
+		t.Fatal(err)
+	}
+	a := sendChunk(t, up, video, 0)
+	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+		t.Errorf("chunk 0 while its upload's row is locked elsewhere: got %d (Retry-After %q) %s, want 503 with Retry-After",
+			a.status, a.header.Get("Retry-After"), a.body)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	completeAndCheck(t, r.url, token, up, video, 0)
 }

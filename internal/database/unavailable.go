@@ -13,6 +13,12 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// lockNotAvailable is PostgreSQL's lock_not_available: a statement
+// waited for a lock held elsewhere (a manual transaction, a long
+// migration) until lock_timeout, which a URL may set. spool takes no lock
+// with NOWAIT, so it only ever means that, and a retry later may get it.
+const lockNotAvailable = "55P03"
+
 // Unavailable reports whether err says the database could not be reached
 // or talked to, rather than that a statement was wrong: a retry later, on
 // this replica or another, may well succeed. It is the one place that
@@ -25,10 +31,11 @@ import (
 // closed"), server states that say so (SQLSTATE class 08 connection
 // exception, 57P01-57P03 shutting down or starting, 53300 too many
 // connections, 25006 a write refused by a server that takes none, as
-// after a failover: readonly.go), pgconn's timeouts (a context deadline
-// met while connecting or waiting on the server), and SQLite busy or
-// locked beyond its busy timeout. Not unavailable: constraint
-// violations, syntax errors, ent's not-found, a caller's cancellation.
+// after a failover: readonly.go, 55P03 a lock held elsewhere past the
+// URL's lock_timeout), pgconn's timeouts (a context deadline met while
+// connecting or waiting on the server), and SQLite busy or locked beyond
+// its busy timeout. Not unavailable: constraint violations, syntax
+// errors, ent's not-found, a caller's cancellation.
 func Unavailable(err error) bool {
 	if err == nil {
 		return false
@@ -50,7 +57,7 @@ func Unavailable(err error) bool {
 	if errors.As(err, &pgErr) {
 		switch state := pgErr.SQLState(); {
 		case strings.HasPrefix(state, "08"), state == "57P01", state == "57P02", state == "57P03", state == "53300",
-			state == readOnlySQLState:
+			state == readOnlySQLState, state == lockNotAvailable:
 			return true
 		}
 		return false
