@@ -137,15 +137,7 @@ const faultTCPUserTimeout = 2 * time.Second
 // with faultTCPUserTimeout.
 func overPath(t *testing.T, rawURL string, path *blackhole.Hole) string {
 	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = path.Addr
-	q := u.Query()
-	q.Set("tcp_user_timeout", strconv.Itoa(int(faultTCPUserTimeout.Milliseconds())))
-	u.RawQuery = q.Encode()
-	return u.String()
+	return dbtest.Rewrite(t, rawURL, path.Addr, "tcp_user_timeout", strconv.Itoa(int(faultTCPUserTimeout.Milliseconds())))
 }
 
 // partition makes path drop every packet for d. It returns at once; the

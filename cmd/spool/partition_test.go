@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"io"
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
@@ -64,16 +63,9 @@ func completeAndCheck(t *testing.T, base, token string, up plannedUpload, video 
 // the network is back the same upload goes on and completes byte-exact.
 func TestPostgresPartition(t *testing.T) {
 	w := newWalkthrough(t)
-	u, err := url.Parse(w.database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hole := blackhole.Start(t, u.Host)
-	u.Host = hole.Addr
-	q := u.Query()
-	q.Set("tcp_user_timeout", "1000")
-	u.RawQuery = q.Encode()
-	r := w.serve(t, append(w.engines, "--database-url", u.String())...) // the last --database-url wins
+	hole := blackhole.Start(t, dbtest.Host(t, w.database))
+	dbURL := dbtest.Rewrite(t, w.database, hole.Addr, "tcp_user_timeout", "1000")
+	r := w.serve(t, append(w.engines, "--database-url", dbURL)...) // the last --database-url wins
 	token := w.token(t, "partitioned")
 	video := randomVideo(11<<20, 11)
 	up := planVideo(t, r.url, token, video)
@@ -118,6 +110,10 @@ func TestPostgresPartition(t *testing.T) {
 // to an hour).
 func TestPostgresFailoverToReadOnly(t *testing.T) {
 	w := newWalkthrough(t)
+	// Two CPUs' pool, 8 connections (database.poolSize), whatever the
+	// machine: each may be refused once after the database takes writes.
+	const pool = 8
+	w.env = append(w.env, "GOMAXPROCS=2")
 	r := w.serve(t, w.engines...)
 	token := w.token(t, "failedover")
 	video := randomVideo(11<<20, 12)
@@ -135,7 +131,6 @@ func TestPostgresFailoverToReadOnly(t *testing.T) {
 	}
 
 	dbtest.ReadOnly(t, w.database, false)
-	pool := 8 // the replica's pool on 2 CPUs and fewer (database.poolSize)
 	for attempt := 1; ; attempt++ {
 		a := sendChunk(t, up, video, 1)
 		if a.status == http.StatusOK {
@@ -156,14 +151,9 @@ func TestPostgresFailoverToReadOnly(t *testing.T) {
 // 500, and once the lock is let go the chunk is taken.
 func TestPostgresLockHeldElsewhere(t *testing.T) {
 	w := newWalkthrough(t)
-	u, err := url.Parse(w.database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("lock_timeout", "300") // milliseconds, as PostgreSQL reads a bare number
-	u.RawQuery = q.Encode()
-	r := w.serve(t, append(w.engines, "--database-url", u.String())...) // the last --database-url wins
+	// 300 milliseconds, as PostgreSQL reads a bare number.
+	dbURL := dbtest.Rewrite(t, w.database, "", "lock_timeout", "300")
+	r := w.serve(t, append(w.engines, "--database-url", dbURL)...) // the last --database-url wins
 	token := w.token(t, "locked")
 	video := randomVideo(11<<20, 13)
 	up := planVideo(t, r.url, token, video)

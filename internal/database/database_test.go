@@ -3,6 +3,7 @@ package database_test
 import (
 	"context"
 	"io/fs"
+	"net/url"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -254,6 +255,12 @@ func TestMalformedPostgresURL(t *testing.T) {
 		{"host=127.0.0.1 user=spool password=hunter2", "no scheme"},
 		{"postgres://spool:hunter2@127.0.0.1:5432/spool?sslmode=bogus", "sslmode is invalid"},
 		{"postgresql://spool:hunter2@127.0.0.1:5432/spool?connect_timeout=soon", "connect_timeout"},
+		{"postgres://spool:hunter2@127.0.0.1:5432/spool?tcp_user_timeout=-1", "tcp_user_timeout"},
+		{"postgres://spool:hunter2@127.0.0.1:5432/spool?tcp_user_timeout=soon", "tcp_user_timeout"},
+		{"postgres://spool:hunter2@127.0.0.1:5432/spool?tcp_user_timeout=1.5", "tcp_user_timeout"},
+		{"postgres://spool:hunter2@127.0.0.1:5432/spool?tcp_user_timeout=30s", "tcp_user_timeout"},
+		{"postgres://spool:hunter2@127.0.0.1:5432/spool?tcp_user_timeout=99999999999", "tcp_user_timeout"},
+		{"postgres://spool:hunter2@127.0.0.1:5432/spool?tcp_user_timeout=", "tcp_user_timeout"},
 	} {
 		db, err := database.Open(context.Background(), tc.url, "")
 		if err == nil {
@@ -264,6 +271,29 @@ func TestMalformedPostgresURL(t *testing.T) {
 		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "hunter2") {
 			t.Errorf("Open(%q) = %q; want it to say %q and not show the password", tc.url, msg, tc.want)
 		}
+	}
+}
+
+// A setting in the URL that PostgreSQL refuses (lock_timeout, which
+// CONFIG suggests, with a value it cannot read) fails Open with the
+// server's word, naming the setting, and never shows the password.
+func TestPostgresRefusesABadSetting(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(dbtest.Required(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), "hunter2")
+	q := u.Query()
+	q.Set("lock_timeout", "soon")
+	u.RawQuery = q.Encode()
+	db, err := database.Open(context.Background(), u.String(), "", database.WithoutMigrate())
+	if err == nil {
+		db.Close()
+		t.Fatal("Open with lock_timeout=soon succeeded, want PostgreSQL's refusal")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "lock_timeout") || strings.Contains(msg, "hunter2") {
+		t.Errorf("Open with lock_timeout=soon: %q; want it to name lock_timeout and not show the password", msg)
 	}
 }
 

@@ -55,7 +55,8 @@ func configure(cfg *pgx.ConnConfig) error {
 
 // setDialer takes tcp_user_timeout out of cfg's runtime parameters (pgx
 // would send it to the server as a setting, which PostgreSQL refuses) and
-// sets cfg's DialFunc as configure says.
+// sets cfg's DialFunc, and its ConnectTimeout if the URL set none, as
+// configure says.
 func setDialer(cfg *pgx.ConnConfig) error {
 	userTimeout := DefaultTCPUserTimeout
 	if v, ok := cfg.RuntimeParams[tcpUserTimeoutParam]; ok {

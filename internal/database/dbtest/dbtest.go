@@ -102,6 +102,36 @@ func NewDatabase(ctx context.Context, serverURL string) (dbURL string, drop func
 	return u.String(), drop, nil
 }
 
+// Host returns the host:port of dbURL, a PostgreSQL URL.
+func Host(t testing.TB, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal("the database URL is not a valid URL")
+	}
+	return u.Host
+}
+
+// Rewrite returns dbURL reached at host (host:port) instead, unless host
+// is "", with the query parameters of params (name, value, name,
+// value, …) set.
+func Rewrite(t testing.TB, dbURL, host string, params ...string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil || len(params)%2 != 0 {
+		t.Fatal("Rewrite: the database URL is not a valid URL, or params are not name and value pairs")
+	}
+	if host != "" {
+		u.Host = host
+	}
+	q := u.Query()
+	for i := 0; i < len(params); i += 2 {
+		q.Set(params[i], params[i+1])
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // ReadOnly makes the test database at dbURL (one of Postgres's) take no
 // writes, as a standby takes none, when on is true, and writes again when
 // it is false. Turning it on also ends the database's sessions, so that
