@@ -144,40 +144,45 @@ func TestPostgresFailoverToReadOnly(t *testing.T) {
 	completeAndCheck(t, r.url, token, up, video, 2)
 }
 
-// TestPostgresLockHeldElsewhere runs a replica whose URL sets
-// PostgreSQL's lock_timeout, while another session holds the row of the
-// upload being sent (a manual transaction, a long migration): the chunk
-// whose receipt waited out the timeout answers 503 with Retry-After, not
-// 500, and once the lock is let go the chunk is taken.
+// TestPostgresLockHeldElsewhere runs a replica whose URL bounds
+// PostgreSQL's statements (lock_timeout, or statement_timeout), while
+// another session holds the row of the upload being sent (a manual
+// transaction, a long migration): the chunk whose receipt waited out the
+// bound answers 503 with Retry-After, not 500, and once the lock is let
+// go the chunk is taken.
 func TestPostgresLockHeldElsewhere(t *testing.T) {
-	w := newWalkthrough(t)
-	// 300 milliseconds, as PostgreSQL reads a bare number.
-	dbURL := dbtest.Rewrite(t, w.database, "", "lock_timeout", "300")
-	r := w.serve(t, append(w.engines, "--database-url", dbURL)...) // the last --database-url wins
-	token := w.token(t, "locked")
-	video := randomVideo(11<<20, 13)
-	up := planVideo(t, r.url, token, video)
+	for _, setting := range []string{"lock_timeout", "statement_timeout"} {
+		t.Run(setting, func(t *testing.T) {
+			w := newWalkthrough(t)
+			// 300 milliseconds, as PostgreSQL reads a bare number.
+			dbURL := dbtest.Rewrite(t, w.database, "", setting, "300")
+			r := w.serve(t, append(w.engines, "--database-url", dbURL)...) // the last --database-url wins
+			token := w.token(t, "locked")
+			video := randomVideo(11<<20, 13)
+			up := planVideo(t, r.url, token, video)
 
-	holder, err := sql.Open("pgx", w.database)
-	if err != nil {
-		t.Fatal(err)
+			holder, err := sql.Open("pgx", w.database)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Close()
+			tx, err := holder.Begin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if _, err := tx.Exec("SELECT id FROM upload_sessions WHERE id = $1 FOR UPDATE", up.ID); err != nil {
+				t.Fatal(err)
+			}
+			a := sendChunk(t, up, video, 0)
+			if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+				t.Errorf("chunk 0 while its upload's row is locked elsewhere: got %d (Retry-After %q) %s, want 503 with Retry-After",
+					a.status, a.header.Get("Retry-After"), a.body)
+			}
+			if err := tx.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+			completeAndCheck(t, r.url, token, up, video, 0)
+		})
 	}
-	defer holder.Close()
-	tx, err := holder.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec("SELECT id FROM upload_sessions WHERE id = $1 FOR UPDATE", up.ID); err != nil {
-		t.Fatal(err)
-	}
-	a := sendChunk(t, up, video, 0)
-	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
-		t.Errorf("chunk 0 while its upload's row is locked elsewhere: got %d (Retry-After %q) %s, want 503 with Retry-After",
-			a.status, a.header.Get("Retry-After"), a.body)
-	}
-	if err := tx.Rollback(); err != nil {
-		t.Fatal(err)
-	}
-	completeAndCheck(t, r.url, token, up, video, 0)
 }

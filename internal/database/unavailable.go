@@ -19,6 +19,15 @@ import (
 // with NOWAIT, so it only ever means that, and a retry later may get it.
 const lockNotAvailable = "55P03"
 
+// queryCanceled is PostgreSQL's query_canceled: the server ended a
+// statement, because it ran past the URL's statement_timeout or an
+// operator cancelled it (pg_cancel_backend). spool's own cancellations
+// never send PostgreSQL a cancel request: pgx ends a statement whose
+// context is done by the connection's deadline (its default), and the
+// caller sees context.Canceled. So the code only ever comes from the
+// server, and a retry later, on a less loaded database, may succeed.
+const queryCanceled = "57014"
+
 // Unavailable reports whether err says the database could not be reached
 // or talked to, rather than that a statement was wrong: a retry later, on
 // this replica or another, may well succeed. It is the one place that
@@ -32,10 +41,12 @@ const lockNotAvailable = "55P03"
 // exception, 57P01-57P03 shutting down or starting, 53300 too many
 // connections, 25006 a write refused by a server that takes none, as
 // after a failover: readonly.go, 55P03 a lock held elsewhere past the
-// URL's lock_timeout), pgconn's timeouts (a context deadline met while
-// connecting or waiting on the server), and SQLite busy or locked beyond
-// its busy timeout. Not unavailable: constraint violations, syntax
-// errors, ent's not-found, a caller's cancellation.
+// URL's lock_timeout, 57014 a statement the server ended: the URL's
+// statement_timeout or an operator's cancel), pgconn's timeouts (a
+// context deadline met while connecting or waiting on the server), and
+// SQLite busy or locked beyond its busy timeout. Not unavailable:
+// constraint violations, syntax errors, ent's not-found, a caller's
+// cancellation.
 func Unavailable(err error) bool {
 	if err == nil {
 		return false
@@ -57,7 +68,7 @@ func Unavailable(err error) bool {
 	if errors.As(err, &pgErr) {
 		switch state := pgErr.SQLState(); {
 		case strings.HasPrefix(state, "08"), state == "57P01", state == "57P02", state == "57P03", state == "53300",
-			state == readOnlySQLState, state == lockNotAvailable:
+			state == readOnlySQLState, state == lockNotAvailable, state == queryCanceled:
 			return true
 		}
 		return false

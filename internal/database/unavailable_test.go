@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/spoolhq/spool/internal/database"
 	"github.com/spoolhq/spool/internal/database/dbtest"
@@ -15,9 +16,11 @@ import (
 
 // Unavailable tells a database that cannot be reached from a statement
 // that failed, with errors the real drivers return: a refused
-// connection, a connection the server killed mid-session and SQLite busy
-// beyond its timeout are unavailable; a constraint violation, a syntax
-// error, no rows and a caller's cancellation are not.
+// connection, a connection the server killed mid-session, a statement
+// the server ended (statement_timeout, an operator's cancel) and SQLite
+// busy beyond its timeout are unavailable; a constraint violation, a
+// syntax error, no rows and a caller's cancellation, before or during a
+// statement, are not.
 func TestUnavailableClassifiesDriverErrors(t *testing.T) {
 	ctx := context.Background()
 	pgURL := dbtest.Postgres(t)
@@ -78,6 +81,43 @@ func TestUnavailableClassifiesDriverErrors(t *testing.T) {
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
+
+	// A statement past the session's statement_timeout, and one an
+	// operator cancels from another session: both 57014 from the server.
+	timedOut := func() error {
+		tx, err := pg.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		if _, err := tx.ExecContext(ctx, "SET LOCAL statement_timeout = 50"); err != nil {
+			t.Fatal(err)
+		}
+		return tx.QueryRowContext(ctx, "SELECT pg_sleep(5)").Scan(new(any))
+	}
+	operatorCancel := func() error {
+		conn, err := pg.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if err := conn.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			_, _ = pg.ExecContext(ctx, "SELECT pg_cancel_backend($1)", pid)
+		}()
+		return conn.QueryRowContext(ctx, "SELECT pg_sleep(5)").Scan(new(any))
+	}
+	// The caller gives up while the statement runs: pgx ends it by the
+	// connection's deadline, never a cancel request, so it is not 57014.
+	callerCancel := func() error {
+		mid, stop := context.WithCancel(ctx)
+		defer stop()
+		time.AfterFunc(100*time.Millisecond, stop)
+		return pg.QueryRowContext(mid, "SELECT pg_sleep(5)").Scan(new(any))
+	}
 	for _, c := range []struct {
 		name string
 		err  error
@@ -93,7 +133,10 @@ func TestUnavailableClassifiesDriverErrors(t *testing.T) {
 			return err
 		}(), false},
 		{"no rows", pg.QueryRowContext(ctx, "SELECT 1 WHERE false").Scan(new(int)), false},
+		{"statement_timeout", timedOut(), true},
+		{"cancelled by an operator", operatorCancel(), true},
 		{"cancelled by the caller", pg.QueryRowContext(cancelled, "SELECT 1").Scan(new(int)), false},
+		{"cancelled by the caller mid-statement", callerCancel(), false},
 		{"nil", nil, false},
 		{"other", errors.New("boom"), false},
 	} {
