@@ -16,5 +16,5 @@ type Hole struct {
 	// Addr is the host:port to dial instead of the server's.
 	Addr string
 
-	ns, peer string // the namespace and its end of the veth pair
+	ns, peer, host string // the namespace, its end of the veth pair, and this one's
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -42,8 +43,8 @@ func TryStart(t testing.TB, target string) (*Hole, error) {
 	// those of test processes beside it (two of 16,384 /30s of
 	// 10.213.0.0/16 meet once in about that many pairs).
 	id := rand.Uint32() >> 4 // "sbh" + 7 hex digits + 1: within a link name's 15
-	h := &Hole{ns: fmt.Sprintf("spool-blackhole-%x", id), peer: fmt.Sprintf("sbh%xp", id)}
-	host := fmt.Sprintf("sbh%xh", id)
+	h := &Hole{ns: fmt.Sprintf("spool-blackhole-%x", id), peer: fmt.Sprintf("sbh%xp", id), host: fmt.Sprintf("sbh%xh", id)}
+	host := h.host
 	slot := id % (1 << 14) * 4
 	hostIP := fmt.Sprintf("10.213.%d.%d", slot>>8, slot&0xff+1)
 	peerIP := fmt.Sprintf("10.213.%d.%d", slot>>8, slot&0xff+2)
@@ -56,6 +57,9 @@ func TryStart(t testing.TB, target string) (*Hole, error) {
 	ip(t, "link", "set", host, "up")
 	ip(t, "-n", h.ns, "addr", "add", peerIP+"/30", "dev", h.peer)
 	ip(t, "-n", h.ns, "link", "set", h.peer, "up")
+	if err := h.waitUp(); err != nil {
+		t.Fatal(err)
+	}
 
 	ln, err := listenIn(h.ns, net.JoinHostPort(peerIP, "0"))
 	if err != nil {
@@ -78,11 +82,46 @@ func (h *Hole) Drop(t testing.TB) {
 	}
 }
 
-// Restore makes the path carry packets again.
+// Restore makes the path carry packets again, and returns once it does.
 func (h *Hole) Restore(t testing.TB) {
 	t.Helper()
 	if err := run("-n", h.ns, "link", "set", h.peer, "up"); err != nil {
 		t.Errorf("carrying the path's packets again: %v", err)
+		return
+	}
+	if err := h.waitUp(); err != nil {
+		t.Error(err)
+	}
+	// Addresses asked for in the outage went unresolved, and the kernel
+	// answers packets to them "no route to host" until it asks again:
+	// forget them, as a network healing elsewhere would not know them.
+	for _, args := range [][]string{{"neigh", "flush", "dev", h.host}, {"-n", h.ns, "neigh", "flush", "dev", h.peer}} {
+		if err := run(args...); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// waitUp returns once both ends of the veth pair carry packets. A link
+// set up carries none until the kernel's link watch has seen its carrier
+// and given it a queue, which it may put off for up to a second when
+// links change at once (tests making holes side by side): packets sent
+// before are dropped, and a test's first connection timed out. The link
+// watch sets a link's state UP and its queue in one step under the
+// kernel's routing lock, which ip's listing takes too, so a listing that
+// says UP comes after both.
+func (h *Hole) waitUp() error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		host, errHost := exec.Command("ip", "-o", "link", "show", "dev", h.host).CombinedOutput()
+		peer, errPeer := exec.Command("ip", "-n", h.ns, "-o", "link", "show", "dev", h.peer).CombinedOutput()
+		if errHost == nil && errPeer == nil && strings.Contains(string(host), " state UP ") && strings.Contains(string(peer), " state UP ") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the veth pair %s, %s is not up 10 s after it was set up: %s %v; %s %v", h.host, h.peer, host, errHost, peer, errPeer)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
