@@ -2,12 +2,12 @@ package database
 
 import (
 	"fmt"
-	"net"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/spoolhq/spool/internal/usertimeout"
 )
 
 // DefaultTCPUserTimeout bounds how long a PostgreSQL connection's sent
@@ -75,15 +75,8 @@ func setDialer(cfg *pgx.ConnConfig) error {
 		// each new connection, and the request waiting on it, for good.
 		cfg.ConnectTimeout = userTimeout
 	}
-	d := &net.Dialer{Timeout: cfg.ConnectTimeout}
-	if userTimeout > 0 {
-		d.Control = func(network, _ string, c syscall.RawConn) error {
-			if network != "tcp" && network != "tcp4" && network != "tcp6" {
-				return nil // a Unix socket has no retransmissions to bound
-			}
-			return setTCPUserTimeout(c, userTimeout)
-		}
-	}
+	d := usertimeout.Dialer(userTimeout)
+	d.Timeout = cfg.ConnectTimeout
 	cfg.DialFunc = d.DialContext
 	return nil
 }

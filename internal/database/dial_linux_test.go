@@ -3,16 +3,35 @@ package database
 import (
 	"context"
 	"net"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"golang.org/x/sys/unix"
 
 	"github.com/spoolhq/spool/internal/blackhole"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/eventually"
 )
+
+// unacknowledged is how many segments c has sent that its peer has not
+// acknowledged (TCP_INFO's tcpi_unacked).
+func unacknowledged(t *testing.T, c syscall.Conn) uint32 {
+	t.Helper()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	var sockErr error
+	if err := raw.Control(func(fd uintptr) { info, sockErr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || sockErr != nil {
+		t.Fatalf("TCP_INFO: %v %v", err, sockErr)
+	}
+	return info.Unacked
+}
 
 // socketUserTimeout dials rawURL's server as spool's pool would and
 // reads back the socket's TCP_USER_TIMEOUT.
@@ -147,16 +166,9 @@ func TestPostgresConnectingToAServerThatNeverAnswers(t *testing.T) {
 // statements run on, and the job queue's LISTEN connection.
 func TestPostgresOutageDroppingPacketsEndsStatements(t *testing.T) {
 	t.Parallel()
-	server := dbtest.Required(t)
-	hole := blackhole.Start(t, dbtest.Host(t, server))
 	const timeout = 500 * time.Millisecond
-	rawURL := dbtest.Rewrite(t, server, hole.Addr, tcpUserTimeoutParam, "500")
+	db, hole := behindBlackhole(t, timeout)
 	ctx := context.Background()
-	db, err := Open(ctx, rawURL, "", WithoutMigrate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	conn, err := db.SQL().Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -209,4 +221,80 @@ func TestPostgresOutageDroppingPacketsEndsStatements(t *testing.T) {
 	eventually.Holds(t, "the pool connects again once the network is back", func() bool {
 		return db.Ping(ctx) == nil
 	})
+}
+
+// TestPostgresOutageWhileAnAnswerIsAwaited drops every packet once a
+// statement has been sent and acknowledged, while its answer is awaited
+// (a long statement, or a pooler between): nothing it sent is left
+// unacknowledged, so only the connection's keepalive probes, unanswered,
+// notice the outage, and they start after half the URL's
+// tcp_user_timeout of silence (a second at least) instead of Go's 15 s.
+func TestPostgresOutageWhileAnAnswerIsAwaited(t *testing.T) {
+	t.Parallel()
+	const timeout = 500 * time.Millisecond
+	db, hole := behindBlackhole(t, timeout)
+	ctx := context.Background()
+	conn, err := db.SQL().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	waiting, err := db.SQL().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiting.Close()
+	var socket syscall.Conn
+	if err := waiting.Raw(func(dc any) error {
+		socket, _ = dc.(*stdlib.Conn).Conn().PgConn().Conn().(syscall.Conn)
+		return nil
+	}); err != nil || socket == nil {
+		t.Fatalf("the connection's socket: %v", err)
+	}
+	awaited := make(chan error, 1)
+	go func() {
+		_, err := waiting.ExecContext(ctx, "SELECT pg_sleep(20)")
+		awaited <- err
+	}()
+	eventually.Holds(t, "the awaited statement is sent, and acknowledged", func() bool {
+		var running bool
+		err := conn.QueryRowContext(ctx, "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)' AND state = 'active')").Scan(&running)
+		return err == nil && running && unacknowledged(t, socket) == 0
+	})
+
+	hole.Drop(t)
+	start := time.Now()
+	select {
+	case err := <-awaited:
+		if err == nil {
+			t.Errorf("a statement awaiting its answer succeeded with every packet dropped")
+		} else if !Unavailable(err) {
+			t.Errorf("a statement awaiting its answer failed with %v, which Unavailable does not call an outage", err)
+		}
+		t.Logf("a statement awaiting its answer failed after %v (tcp_user_timeout %v): %v", time.Since(start).Round(time.Millisecond), timeout, err)
+	case <-time.After(2 * time.Minute): // a hang guard
+		hole.Restore(t)
+		t.Fatal("a statement awaiting its answer still waits 2 minutes into the outage")
+	}
+
+	hole.Restore(t)
+	eventually.Holds(t, "the pool connects again once the network is back", func() bool {
+		return db.Ping(ctx) == nil
+	})
+}
+
+// behindBlackhole opens a database through a blackhole.Hole, with
+// tcp_user_timeout set to timeout.
+func behindBlackhole(t *testing.T, timeout time.Duration) (*DB, *blackhole.Hole) {
+	t.Helper()
+	server := dbtest.Required(t)
+	hole := blackhole.Start(t, dbtest.Host(t, server))
+	rawURL := dbtest.Rewrite(t, server, hole.Addr, tcpUserTimeoutParam, strconv.FormatInt(timeout.Milliseconds(), 10))
+	db, err := Open(context.Background(), rawURL, "", WithoutMigrate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, hole
 }

@@ -1,12 +1,12 @@
 //go:build !linux
 
-package database
+package usertimeout
 
 import (
 	"syscall"
 	"time"
 )
 
-// setTCPUserTimeout does nothing off Linux: there the kernel's own
-// retransmission limits bound a connection in an outage.
-func setTCPUserTimeout(syscall.RawConn, time.Duration) error { return nil }
+// set does nothing off Linux: there the kernel's own retransmission
+// limits bound a connection in an outage.
+func set(syscall.RawConn, time.Duration) error { return nil }

@@ -1,0 +1,53 @@
+// Package usertimeout dials TCP connections that give up on a peer which
+// stopped acknowledging what they send: a network partition, a host that
+// froze or vanished. Without it a request sent into such an outage waits
+// for TCP's retransmissions to give up, about 15 minutes on Linux's
+// defaults, and nothing else ends it unless its caller leaves
+// (docs/DESIGN.md, "What ends a statement in an outage").
+//
+// The bound is TCP_USER_TIMEOUT: how long sent bytes may stay
+// unacknowledged before the kernel closes the connection (ETIMEDOUT). It
+// also bounds keepalive probes left unanswered, which is what notices an
+// outage that starts once a request has been sent and acknowledged, while
+// its answer is awaited. A slow peer is not cut by either: a server
+// working on a request still acknowledges what it receives, and its
+// kernel answers the probes. It is set on Linux only; elsewhere the
+// kernel's own retransmission and keepalive limits apply.
+package usertimeout
+
+import (
+	"net"
+	"syscall"
+	"time"
+)
+
+// Dialer returns a net.Dialer whose TCP connections are given up once
+// what they send has gone unacknowledged for d, or once they have heard
+// nothing for about d (2 s at least) while their own keepalive probes,
+// sent after d/2 of silence and every d/2 (in whole seconds, one at
+// least), go unanswered; connecting waits d at most as well. With d 0 or less it is
+// a plain net.Dialer, the kernel's limits (about 15 minutes on Linux's
+// defaults). A Unix socket is left alone: it has no retransmissions to
+// bound.
+func Dialer(d time.Duration) *net.Dialer {
+	if d <= 0 {
+		return &net.Dialer{}
+	}
+	probe := max((d / 2).Truncate(time.Second), time.Second) // the kernel counts keepalive in seconds
+	return &net.Dialer{
+		Timeout:         d,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: probe, Interval: probe, Count: 9},
+		Control:         control(d),
+	}
+}
+
+// control returns a net.Dialer Control function that sets d as the
+// TCP_USER_TIMEOUT of every TCP socket it dials.
+func control(d time.Duration) func(network, address string, c syscall.RawConn) error {
+	return func(network, _ string, c syscall.RawConn) error {
+		if network != "tcp" && network != "tcp4" && network != "tcp6" {
+			return nil
+		}
+		return set(c, d)
+	}
+}
