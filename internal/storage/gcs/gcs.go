@@ -42,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -51,6 +52,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/spoolhq/spool/internal/upload"
+	"github.com/spoolhq/spool/internal/usertimeout"
 )
 
 // DefaultWriteBufferSize is the buffer one WriteChunk holds unless
@@ -60,6 +62,17 @@ const DefaultWriteBufferSize = 1 << 20
 // DefaultMaxRetryDuration is how long a failing request is retried unless
 // Options.MaxRetryDuration says otherwise.
 const DefaultMaxRetryDuration = time.Minute
+
+// DefaultTCPUserTimeout bounds how long bytes sent to an endpoint the
+// Store dials itself may go unacknowledged (internal/usertimeout) unless
+// Options.TCPUserTimeout says otherwise: an emulator or GCS-compatible
+// endpoint (STORAGE_EMULATOR_HOST), the session status queries, and
+// sessions opened at an emulator. GCS itself is reached over HTTP/2,
+// whose transport (Google's) pings a connection silent for 31 s and drops
+// it after 15 s without an answer; HTTP/1.1 has nothing of the kind, and
+// a chunk written into a partition waited for TCP's retransmissions,
+// about 15 minutes, before its retries could start.
+const DefaultTCPUserTimeout = 30 * time.Second
 
 const (
 	partsDirName   = "parts/"
@@ -135,6 +148,12 @@ type Options struct {
 	// less means DefaultMaxRetryDuration.
 	MaxRetryDuration time.Duration
 
+	// TCPUserTimeout bounds how long bytes sent to an endpoint the Store
+	// dials itself may go unacknowledged before the connection is given
+	// up and the request retried (DefaultTCPUserTimeout says which). Zero
+	// means DefaultTCPUserTimeout; less than zero leaves it to the kernel.
+	TCPUserTimeout time.Duration
+
 	// PublicBaseURL, if set, makes ObjectURL return PublicBaseURL + "/" +
 	// the object's name instead of a signed URL, for a public bucket or a
 	// CDN in front of it, e.g. "https://storage.googleapis.com/BUCKET".
@@ -206,6 +225,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		if len(opts.CredentialsJSON) > 0 {
 			copts = append(copts, option.WithAuthCredentialsJSON(option.ServiceAccount, opts.CredentialsJSON))
 		}
+		if os.Getenv("STORAGE_EMULATOR_HOST") != "" {
+			// The library sends an emulator no credentials, so its HTTP
+			// client can be one of ours, bounded in an outage.
+			copts = append(copts, option.WithHTTPClient(dialledClient(opts.TCPUserTimeout)))
+		}
 		client, err = storage.NewClient(ctx, copts...)
 		if err != nil {
 			return nil, fmt.Errorf("gcs: creating client: %w", err)
@@ -232,6 +256,7 @@ func New(client *storage.Client, bucket, prefix string, opts Options) *Store {
 	if retryFor <= 0 {
 		retryFor = DefaultMaxRetryDuration
 	}
+	dialled := dialledClient(opts.TCPUserTimeout)
 	return &Store{
 		client: client,
 		// Every write in this layout is idempotent: a part, intermediate
@@ -245,14 +270,40 @@ func New(client *storage.Client, bucket, prefix string, opts Options) *Store {
 		writeBufferSize: bufSize,
 		signing:         opts.SignedURLs,
 		publicBaseURL:   strings.TrimRight(opts.PublicBaseURL, "/"),
-		sessions:        sessionsFor(opts.Sessions),
-		statusClient:    http.DefaultClient,
+		sessions:        sessionsFor(opts.Sessions, dialled),
+		statusClient:    dialled,
 		buffers: sync.Pool{New: func() any {
 			b := make([]byte, copyBufferSize)
 			return &b
 		}},
 		composeFanIn: maxComposeSources,
 	}
+}
+
+// dialledClient returns an HTTP client for the endpoints a Store dials
+// itself (DefaultTCPUserTimeout), whose connections are dialled with
+// userTimeout (0: DefaultTCPUserTimeout, less: the kernel's), and over
+// HTTP/2 pinged as Google's transport pings GCS's. It is not
+// http.DefaultTransport, which some other package may have changed.
+func dialledClient(userTimeout time.Duration) *http.Client {
+	switch {
+	case userTimeout == 0:
+		userTimeout = DefaultTCPUserTimeout
+	case userTimeout < 0:
+		userTimeout = 0
+	}
+	dialer := usertimeout.Dialer(userTimeout)
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   100, // chunks are written in parallel to one host
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		HTTP2:                 &http.HTTP2Config{SendPingTimeout: 31 * time.Second, PingTimeout: 15 * time.Second},
+	}}
 }
 
 // Close closes the client if Open created it.

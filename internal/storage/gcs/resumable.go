@@ -44,14 +44,14 @@ type Sessions struct {
 
 // DefaultSessions returns Sessions as the client library would make them
 // for storage.NewClient(ctx): for the emulator of STORAGE_EMULATOR_HOST
-// without credentials, else with Application Default Credentials. It
-// fails if there are no credentials to be found.
-func DefaultSessions(ctx context.Context) (*Sessions, error) {
+// without credentials, through emulator, else with Application Default
+// Credentials. It fails if there are no credentials to be found.
+func DefaultSessions(ctx context.Context, emulator *http.Client) (*Sessions, error) {
 	if host := os.Getenv("STORAGE_EMULATOR_HOST"); host != "" {
 		if !strings.Contains(host, "://") {
 			host = "http://" + host
 		}
-		return &Sessions{HTTPClient: http.DefaultClient, Endpoint: strings.TrimRight(host, "/")}, nil
+		return &Sessions{HTTPClient: emulator, Endpoint: strings.TrimRight(host, "/")}, nil
 	}
 	hc, _, err := htransport.NewClient(ctx, option.WithScopes(storage.ScopeReadWrite))
 	if err != nil {
@@ -65,9 +65,9 @@ func DefaultSessions(ctx context.Context) (*Sessions, error) {
 var errSessionGone = errors.New("resumable session is gone")
 
 // sessionsFor returns opts' Sessions, or makes the default ones once, on
-// first use: a Store that never opens a session needs no credentials
-// for it.
-func sessionsFor(opts *Sessions) func(ctx context.Context) (*Sessions, error) {
+// first use (an emulator's through emulator): a Store that never opens a
+// session needs no credentials for it.
+func sessionsFor(opts *Sessions, emulator *http.Client) func(ctx context.Context) (*Sessions, error) {
 	if opts != nil {
 		return func(context.Context) (*Sessions, error) { return opts, nil }
 	}
@@ -81,7 +81,7 @@ func sessionsFor(opts *Sessions) func(ctx context.Context) (*Sessions, error) {
 		if made != nil {
 			return made, nil
 		}
-		s, err := DefaultSessions(ctx)
+		s, err := DefaultSessions(ctx, emulator)
 		if err != nil {
 			return nil, err // tried again next time: credentials may appear
 		}
