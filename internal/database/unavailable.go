@@ -28,6 +28,18 @@ const lockNotAvailable = "55P03"
 // server, and a retry later, on a less loaded database, may succeed.
 const queryCanceled = "57014"
 
+// deadlockDetected (40P01) and serializationFailure (40001) are a
+// transaction PostgreSQL rolled back so that another could go on: a
+// deadlock with another session (spool takes its own locks in one order,
+// docs/DESIGN.md, but a manual transaction or a migration need not), or
+// a concurrent update met under an isolation level above READ COMMITTED
+// (a URL's default_transaction_isolation). Nothing was decided, and the
+// same request again may well succeed.
+const (
+	deadlockDetected     = "40P01"
+	serializationFailure = "40001"
+)
+
 // Unavailable reports whether err says the database could not be reached
 // or talked to, rather than that a statement was wrong: a retry later, on
 // this replica or another, may well succeed. It is the one place that
@@ -42,11 +54,12 @@ const queryCanceled = "57014"
 // connections, 25006 a write refused by a server that takes none, as
 // after a failover: readonly.go, 55P03 a lock held elsewhere past the
 // URL's lock_timeout, 57014 a statement the server ended: the URL's
-// statement_timeout or an operator's cancel), pgconn's timeouts (a
-// context deadline met while connecting or waiting on the server), and
-// SQLite busy or locked beyond its busy timeout. Not unavailable:
-// constraint violations, syntax errors, ent's not-found, a caller's
-// cancellation.
+// statement_timeout or an operator's cancel, 40P01 and 40001 a
+// transaction rolled back for a deadlock or a concurrent update),
+// pgconn's timeouts (a context deadline met while connecting or waiting
+// on the server), and SQLite busy or locked beyond its busy timeout. Not
+// unavailable: constraint violations, syntax errors, ent's not-found, a
+// caller's cancellation.
 func Unavailable(err error) bool {
 	if err == nil {
 		return false
@@ -68,7 +81,8 @@ func Unavailable(err error) bool {
 	if errors.As(err, &pgErr) {
 		switch state := pgErr.SQLState(); {
 		case strings.HasPrefix(state, "08"), state == "57P01", state == "57P02", state == "57P03", state == "53300",
-			state == readOnlySQLState, state == lockNotAvailable, state == queryCanceled:
+			state == readOnlySQLState, state == lockNotAvailable, state == queryCanceled,
+			state == deadlockDetected, state == serializationFailure:
 			return true
 		}
 		return false

@@ -17,10 +17,11 @@ import (
 // Unavailable tells a database that cannot be reached from a statement
 // that failed, with errors the real drivers return: a refused
 // connection, a connection the server killed mid-session, a statement
-// the server ended (statement_timeout, an operator's cancel) and SQLite
-// busy beyond its timeout are unavailable; a constraint violation, a
-// syntax error, no rows and a caller's cancellation, before or during a
-// statement, are not.
+// the server ended (statement_timeout, an operator's cancel), a
+// transaction rolled back for a deadlock or a concurrent update, and
+// SQLite busy beyond its timeout are unavailable; a constraint
+// violation, a syntax error, no rows and a caller's cancellation, before
+// or during a statement, are not.
 func TestUnavailableClassifiesDriverErrors(t *testing.T) {
 	ctx := context.Background()
 	pgURL := dbtest.Postgres(t)
@@ -110,6 +111,55 @@ func TestUnavailableClassifiesDriverErrors(t *testing.T) {
 		}()
 		return conn.QueryRowContext(ctx, "SELECT pg_sleep(5)").Scan(new(any))
 	}
+	// Two transactions that each hold a row the other wants: PostgreSQL
+	// rolls one back (40P01), and which one is its choice.
+	deadlock := func() error {
+		if _, err := pg.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS spool_unavailable_test (id int PRIMARY KEY, n int);
+			INSERT INTO spool_unavailable_test VALUES (1, 0), (2, 0) ON CONFLICT DO NOTHING`); err != nil {
+			t.Fatal(err)
+		}
+		first, second := make(chan struct{}), make(chan struct{})
+		lockBoth := func(mine, theirs int, locked, other chan struct{}) error {
+			tx, err := pg.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = tx.Rollback() }()
+			if _, err := tx.ExecContext(ctx, "UPDATE spool_unavailable_test SET n = n + 1 WHERE id = $1", mine); err != nil {
+				return err
+			}
+			close(locked)
+			<-other
+			_, err = tx.ExecContext(ctx, "UPDATE spool_unavailable_test SET n = n + 1 WHERE id = $1", theirs)
+			return err
+		}
+		errs := make(chan error, 2)
+		go func() { errs <- lockBoth(1, 2, first, second) }()
+		go func() { errs <- lockBoth(2, 1, second, first) }()
+		a, b := <-errs, <-errs
+		if a == nil {
+			return b
+		}
+		return a
+	}
+	// A row updated by another transaction since this REPEATABLE READ
+	// one's snapshot (40001).
+	concurrentUpdate := func() error {
+		tx, err := pg.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		if err := tx.QueryRowContext(ctx, "SELECT n FROM spool_unavailable_test WHERE id = 1").Scan(new(int)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pg.ExecContext(ctx, "UPDATE spool_unavailable_test SET n = n + 1 WHERE id = 1"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.ExecContext(ctx, "UPDATE spool_unavailable_test SET n = n + 1 WHERE id = 1")
+		return err
+	}
+
 	// The caller gives up while the statement runs: pgx ends it by the
 	// connection's deadline, never a cancel request, so it is not 57014.
 	callerCancel := func() error {
@@ -135,6 +185,8 @@ func TestUnavailableClassifiesDriverErrors(t *testing.T) {
 		{"no rows", pg.QueryRowContext(ctx, "SELECT 1 WHERE false").Scan(new(int)), false},
 		{"statement_timeout", timedOut(), true},
 		{"cancelled by an operator", operatorCancel(), true},
+		{"deadlock", deadlock(), true},
+		{"concurrent update", concurrentUpdate(), true},
 		{"cancelled by the caller", pg.QueryRowContext(cancelled, "SELECT 1").Scan(new(int)), false},
 		{"cancelled by the caller mid-statement", callerCancel(), false},
 		{"nil", nil, false},
