@@ -203,18 +203,7 @@ func TestPostgresOutageDroppingPacketsEndsStatements(t *testing.T) {
 		start := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- c.run() }()
-		select {
-		case err := <-done:
-			if err == nil {
-				t.Errorf("%s succeeded with every packet dropped", c.what)
-			} else if !Unavailable(err) {
-				t.Errorf("%s failed with %v, which Unavailable does not call an outage", c.what, err)
-			}
-			t.Logf("%s failed after %v (tcp_user_timeout %v): %v", c.what, time.Since(start).Round(time.Millisecond), timeout, err)
-		case <-time.After(2 * time.Minute): // a hang guard; unbounded, TCP retransmits for about 15 minutes
-			hole.Restore(t) // so that the cleanups' closing is not stuck behind it too
-			t.Fatalf("%s still waits 2 minutes into the outage", c.what)
-		}
+		failsInTheOutage(t, hole, c.what, timeout, start, done)
 	}
 
 	hole.Restore(t)
@@ -264,24 +253,32 @@ func TestPostgresOutageWhileAnAnswerIsAwaited(t *testing.T) {
 	})
 
 	hole.Drop(t)
-	start := time.Now()
-	select {
-	case err := <-awaited:
-		if err == nil {
-			t.Errorf("a statement awaiting its answer succeeded with every packet dropped")
-		} else if !Unavailable(err) {
-			t.Errorf("a statement awaiting its answer failed with %v, which Unavailable does not call an outage", err)
-		}
-		t.Logf("a statement awaiting its answer failed after %v (tcp_user_timeout %v): %v", time.Since(start).Round(time.Millisecond), timeout, err)
-	case <-time.After(2 * time.Minute): // a hang guard
-		hole.Restore(t)
-		t.Fatal("a statement awaiting its answer still waits 2 minutes into the outage")
-	}
+	failsInTheOutage(t, hole, "a statement awaiting its answer", timeout, time.Now(), awaited)
 
 	hole.Restore(t)
 	eventually.Holds(t, "the pool connects again once the network is back", func() bool {
 		return db.Ping(ctx) == nil
 	})
+}
+
+// failsInTheOutage checks that what, started at start, failed with an
+// error Unavailable calls an outage, and logs how long it took. Unbounded,
+// TCP retransmits for about 15 minutes: after 2 it fails the test,
+// letting packets through so that the cleanups are not stuck behind it.
+func failsInTheOutage(t *testing.T, hole *blackhole.Hole, what string, timeout time.Duration, start time.Time, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("%s succeeded with every packet dropped", what)
+		} else if !Unavailable(err) {
+			t.Errorf("%s failed with %v, which Unavailable does not call an outage", what, err)
+		}
+		t.Logf("%s failed after %v (tcp_user_timeout %v): %v", what, time.Since(start).Round(time.Millisecond), timeout, err)
+	case <-time.After(2 * time.Minute): // a hang guard
+		hole.Restore(t)
+		t.Fatalf("%s still waits 2 minutes into the outage", what)
+	}
 }
 
 // behindBlackhole opens a database through a blackhole.Hole, with
