@@ -17,6 +17,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/spoolhq/spool/internal/client"
+	"github.com/spoolhq/spool/internal/usertimeout"
 )
 
 // defaultServer is where the client commands look without --server or
@@ -118,6 +119,11 @@ func parseInterspersed(fs *flag.FlagSet, args []string, getenv func(string) stri
 	return rest, nil
 }
 
+// clientTCPUserTimeout bounds how long what the CLI sends may go
+// unacknowledged (internal/usertimeout), as spool's own connections to
+// PostgreSQL are bounded.
+const clientTCPUserTimeout = 30 * time.Second
+
 // remoteFlags are the flags of every command that calls a server.
 type remoteFlags struct {
 	server, token string
@@ -145,6 +151,13 @@ func (r *remoteFlags) client(conns int) (*client.Client, error) {
 	// The default keeps 2 idle connections per host: parallel chunks
 	// would open and close connections all the time.
 	transport.MaxIdleConnsPerHost = conns
+	// A path that died silently (a laptop changing networks, a
+	// partition) fails what was sent into it within clientTCPUserTimeout,
+	// and a connection awaiting an answer on it about as soon, instead
+	// of after TCP's retransmissions, about 15 minutes; the attempt is
+	// retried on a new connection. Chunk bodies have the client's stall
+	// watch besides (client.DefaultStallTimeout).
+	transport.DialContext = usertimeout.Dialer(clientTCPUserTimeout).DialContext
 	// A server that took a chunk but never answers must not hang the
 	// upload: the attempt fails and is retried.
 	transport.ResponseHeaderTimeout = 2 * time.Minute

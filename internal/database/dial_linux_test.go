@@ -15,6 +15,7 @@ import (
 	"github.com/spoolhq/spool/internal/blackhole"
 	"github.com/spoolhq/spool/internal/database/dbtest"
 	"github.com/spoolhq/spool/internal/eventually"
+	"github.com/spoolhq/spool/internal/usertimeout"
 )
 
 // unacknowledged is how many segments c has sent that its peer has not
@@ -49,21 +50,11 @@ func socketUserTimeout(t *testing.T, rawURL string) time.Duration {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	raw, err := c.(*net.TCPConn).SyscallConn()
+	d, err := usertimeout.Of(c.(*net.TCPConn))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ms int
-	var sockErr error
-	if err := raw.Control(func(fd uintptr) {
-		ms, sockErr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if sockErr != nil {
-		t.Fatal(sockErr)
-	}
-	return time.Duration(ms) * time.Millisecond
+	return d
 }
 
 // PostgreSQL's connections are dialled with a TCP user timeout: the

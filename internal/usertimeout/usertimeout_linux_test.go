@@ -62,8 +62,9 @@ func sockopts(t *testing.T, c *net.TCPConn) [4]int {
 	}
 	var got [4]int
 	var errs [4]error
+	userTimeout, err := Of(c)
+	got[0], errs[0] = int(userTimeout.Milliseconds()), err
 	if err := raw.Control(func(fd uintptr) {
-		got[0], errs[0] = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
 		got[1], errs[1] = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
 		got[2], errs[2] = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
 		got[3], errs[3] = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)
