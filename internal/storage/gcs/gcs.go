@@ -144,8 +144,11 @@ type Options struct {
 	// error (429, 5xx, a broken connection) is retried, with exponential
 	// backoff, before the call fails; the library alone would retry until
 	// the context ends, and some callers' contexts never do. Writes of
-	// chunks are bounded per WriteBufferSize piece instead (32 s). Zero or
-	// less means DefaultMaxRetryDuration.
+	// chunks are bounded per WriteBufferSize piece instead (32 s), and a
+	// chunk's write is abandoned once GCS has taken none of its bytes for
+	// this long (the library retries the request that starts a write
+	// until its context ends, whatever the policy says). Zero or less
+	// means DefaultMaxRetryDuration.
 	MaxRetryDuration time.Duration
 
 	// TCPUserTimeout bounds how long bytes sent to an endpoint the Store
@@ -185,6 +188,7 @@ type Store struct {
 	prefix     string // "" or ending in "/"
 
 	writeBufferSize int
+	retryFor        time.Duration // Options.MaxRetryDuration, or its default
 	signing         *SignedURLs
 	publicBaseURL   string
 
@@ -268,6 +272,7 @@ func New(client *storage.Client, bucket, prefix string, opts Options) *Store {
 			storage.WithMaxRetryDuration(retryFor)),
 		prefix:          prefix,
 		writeBufferSize: bufSize,
+		retryFor:        retryFor,
 		signing:         opts.SignedURLs,
 		publicBaseURL:   strings.TrimRight(opts.PublicBaseURL, "/"),
 		sessions:        sessionsFor(opts.Sessions, dialled),

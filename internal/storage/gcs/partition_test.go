@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -14,21 +15,28 @@ import (
 	"github.com/spoolhq/spool/internal/upload"
 )
 
-// TestPartitionEndsWrites reaches the emulator over a path that starts
+// TestPartitionEndsCalls reaches the emulator over a path that starts
 // dropping every packet, as a network partition or a frozen host does,
 // through a Store that Open made for STORAGE_EMULATOR_HOST (an endpoint
-// over HTTP/1.1, which has no pings of its own): a chunk written into the
-// partition fails once Options.TCPUserTimeout passes and the retries give
-// up, rather than waiting for TCP's retransmissions (about 15 minutes);
+// over HTTP/1.1, which has no pings of its own), and checks that nothing
+// waits on the partition for good:
+//
+//   - a read sent on a pooled connection fails once Options.TCPUserTimeout
+//     passes and its retries give up (it waited for TCP's retransmissions,
+//     about 15 minutes);
+//   - a chunk's write, whose first request the library retries until its
+//     context ends (and a chunk's does not), is abandoned once GCS has
+//     taken none of its bytes for Options.MaxRetryDuration;
+//
 // and once packets flow again the same chunk is written and assembled.
-func TestPartitionEndsWrites(t *testing.T) {
+func TestPartitionEndsCalls(t *testing.T) {
 	srv := gcstest.Start(t)
 	bucket := srv.CreateBucket(t)
 	hole := blackhole.Start(t, strings.TrimPrefix(srv.URL, "http://"))
 	t.Setenv("STORAGE_EMULATOR_HOST", hole.Addr)
 	s, err := Open(t.Context(), "gs://"+bucket+"/partition", Options{
 		TCPUserTimeout:   300 * time.Millisecond,
-		MaxRetryDuration: time.Second,
+		MaxRetryDuration: 3 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -39,36 +47,34 @@ func TestPartitionEndsWrites(t *testing.T) {
 	data := patternBytes(3 << 20)
 	prepare(t, s, key, len(data))
 	first := upload.ChunkRef{Size: 1 << 20}
-	writeChunk(t, s, key, first, data[:1<<20])
+	writeChunk(t, s, key, first, data[:1<<20]) // leaves a connection in the pool
 
-	// The partition starts half-way through the chunk's body, once its
-	// first bytes are on their way.
-	second := upload.ChunkRef{Index: 1, Offset: 1 << 20, Size: 2 << 20}
-	var start time.Time
-	body := io.MultiReader(bytes.NewReader(data[1<<20:2<<20]), readerFunc(func([]byte) (int, error) {
-		hole.Drop(t)
-		start = time.Now()
-		return 0, io.EOF
-	}), bytes.NewReader(data[2<<20:]))
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.WriteChunk(t.Context(), key, second, body)
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if start.IsZero() {
-			t.Fatalf("the chunk's write ended before the partition: %v", err)
-		}
-		t.Logf("the chunk written into the partition failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	hole.Drop(t)
+	endsInThePartition(t, hole, "a read", func() error {
+		_, err := s.StatChunk(t.Context(), key, first)
+		return err
+	}, func(err error) bool {
 		var netErr net.Error
-		if err == nil || !errors.As(err, &netErr) && !strings.Contains(err.Error(), "timed out") {
-			t.Errorf("the chunk written into the partition: got %v, want a network error", err)
+		return errors.As(err, &netErr) || strings.Contains(err.Error(), "timed out")
+	})
+	hole.Restore(t)
+
+	// The partition starts as the chunk's body is first read: after the
+	// upload's marker was checked, before the write's first request.
+	second := upload.ChunkRef{Index: 1, Offset: 1 << 20, Size: 2 << 20}
+	dropped := false
+	body := io.MultiReader(readerFunc(func([]byte) (int, error) {
+		hole.Drop(t)
+		dropped = true
+		return 0, io.EOF
+	}), bytes.NewReader(data[1<<20:]))
+	endsInThePartition(t, hole, "a chunk's write", func() error {
+		_, err := s.WriteChunk(t.Context(), key, second, body)
+		if !dropped {
+			t.Errorf("the chunk's write ended before the partition: %v", err)
 		}
-	case <-time.After(2 * time.Minute): // a hang guard
-		hole.Restore(t)
-		t.Fatal("the chunk written into the partition still waits 2 minutes on")
-	}
+		return err
+	}, func(err error) bool { return errors.Is(err, errWriteStalled) })
 
 	hole.Restore(t)
 	writeChunk(t, s, key, second, data[1<<20:])
@@ -77,6 +83,29 @@ func TestPartitionEndsWrites(t *testing.T) {
 	direct := New(srv.Client(t), bucket, "partition", Options{})
 	if got := readAll(t, direct, assemble(t, s, key, 2, len(data))); !bytes.Equal(got, data) {
 		t.Errorf("the assembled object differs from what was written (%d bytes, want %d)", len(got), len(data))
+	}
+}
+
+// endsInThePartition runs call, which meets the partition, and checks
+// that it fails with an error want accepts. Unbounded, it waits on the
+// partition: after 2 minutes the test fails with every goroutine's stack,
+// letting packets through so that the cleanups are not stuck behind it.
+func endsInThePartition(t *testing.T, hole *blackhole.Hole, what string, call func() error, want func(error) bool) {
+	t.Helper()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	select {
+	case err := <-done:
+		t.Logf("%s in the partition failed after %v: %v", what, time.Since(start).Round(time.Millisecond), err)
+		if err == nil || !want(err) {
+			t.Errorf("%s in the partition: got %v, want it to fail as the partition's", what, err)
+		}
+	case <-time.After(2 * time.Minute): // a hang guard
+		var stacks strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&stacks, 2)
+		hole.Restore(t)
+		t.Fatalf("%s still waits on the partition 2 minutes on; the goroutines:\n%s", what, stacks.String())
 	}
 }
 

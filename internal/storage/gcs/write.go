@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"strconv"
+	"time"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/iterator"
@@ -135,19 +136,35 @@ func (s *Store) keepIfPrepared(ctx context.Context, key string, attrs *storage.O
 func (s *Store) writePart(ctx context.Context, part *storage.ObjectHandle, size int64, body io.Reader) (int64, uint32, *storage.ObjectAttrs, error) {
 	// Cancelling the Writer's context before Close abandons the upload
 	// without finalising the object.
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	w := s.newPartWriter(wctx, part)
 	abandon := func() {
-		cancel()
+		cancel(nil)
 		_ = w.Close() // waits for the upload goroutine; the error is the cancellation
 	}
+	// The library retries the request that starts the upload until its
+	// context ends, and a chunk's context does not end while its body
+	// waits to be read (net/http notices a client gone only past the
+	// body): in an outage the request hung as long as the outage. So a
+	// write GCS takes no byte of for retryFor, its retries included, is
+	// abandoned.
+	stalled := fmt.Errorf("%w: GCS took none of its bytes for %v", errWriteStalled, s.retryFor)
+	watch := &stallWatch{w: w, limit: s.retryFor, timer: time.AfterFunc(s.retryFor, func() { cancel(stalled) })}
+	defer watch.timer.Stop()
+	writeErr := func(err error) error {
+		err = translate(err)
+		if context.Cause(wctx) == stalled {
+			err = fmt.Errorf("%w (%w)", stalled, err)
+		}
+		return fmt.Errorf("gcs: write %s: %w", part.ObjectName(), err)
+	}
 
-	c := s.copyBounded(w, size, body)
+	c := s.copyBounded(watch, size, body)
 	switch {
 	case c.writeErr != nil:
 		abandon()
-		return c.n, 0, nil, fmt.Errorf("gcs: write %s: %w", part.ObjectName(), translate(c.writeErr))
+		return c.n, 0, nil, writeErr(c.writeErr)
 	case c.over:
 		abandon()
 		return c.n, 0, nil, fmt.Errorf("gcs: write %s: %w (%d bytes)", part.ObjectName(), errChunkOverflow, size)
@@ -158,10 +175,30 @@ func (s *Store) writePart(ctx context.Context, part *storage.ObjectHandle, size 
 		abandon()
 		return c.n, 0, nil, nil
 	}
+	watch.timer.Reset(s.retryFor) // Close sends the last piece, and waits for the object
 	if err := w.Close(); err != nil {
-		return c.n, 0, nil, fmt.Errorf("gcs: write %s: %w", part.ObjectName(), translate(err))
+		return c.n, 0, nil, writeErr(err)
 	}
 	return c.n, c.crc, w.Attrs(), nil
+}
+
+// errWriteStalled is why a write was abandoned: GCS took none of its
+// bytes for the Store's retryFor.
+var errWriteStalled = errors.New("write stalled")
+
+// stallWatch is a Writer's w whose every write that returns puts timer
+// off by limit again: the timer fires only once a write has been
+// waiting that long.
+type stallWatch struct {
+	w     io.Writer
+	limit time.Duration
+	timer *time.Timer
+}
+
+func (s *stallWatch) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.timer.Reset(s.limit)
+	return n, err
 }
 
 func (s *Store) newPartWriter(ctx context.Context, obj *storage.ObjectHandle) *storage.Writer {
