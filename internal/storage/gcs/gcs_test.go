@@ -500,6 +500,38 @@ func TestShortBodyStoresNothing(t *testing.T) {
 	}
 }
 
+// TestSlowBodyIsNotAStall sends a chunk whose body pauses longer than
+// MaxRetryDuration between its bytes, as a slow client's does: the stall
+// watch counts only the time GCS keeps a write waiting, so the chunk is
+// written whole.
+func TestSlowBodyIsNotAStall(t *testing.T) {
+	t.Parallel()
+	s := newEnv(t, Options{MaxRetryDuration: 300 * time.Millisecond}).store
+	key := "usr_s/upl_slow"
+	data := patternBytes(2 << 20)
+	prepare(t, s, key, len(data))
+	pauses := 3
+	body := readerFunc(func(p []byte) (int, error) {
+		if pauses > 0 {
+			pauses--
+			time.Sleep(700 * time.Millisecond)
+		}
+		if len(data) == 0 {
+			return 0, io.EOF
+		}
+		n := copy(p[:min(len(p), 64<<10)], data)
+		data = data[n:]
+		return n, nil
+	})
+	whole := patternBytes(2 << 20)
+	if n, err := s.WriteChunk(t.Context(), key, upload.ChunkRef{Size: int64(len(whole))}, body); err != nil || n != int64(len(whole)) {
+		t.Fatalf("WriteChunk of a slow body = %d, %v; want %d, nil", n, err, len(whole))
+	}
+	if info, err := s.StatChunk(t.Context(), key, upload.ChunkRef{Size: int64(len(whole))}); err != nil || info.Size != int64(len(whole)) {
+		t.Errorf("StatChunk after a slow body = %+v, %v; want the whole chunk", info, err)
+	}
+}
+
 // TestLongBody checks that WriteChunk reads no more than the chunk and one
 // probe byte of a body that goes on, and stores nothing.
 func TestLongBody(t *testing.T) {

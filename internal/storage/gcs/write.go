@@ -148,9 +148,11 @@ func (s *Store) writePart(ctx context.Context, part *storage.ObjectHandle, size 
 	// waits to be read (net/http notices a client gone only past the
 	// body): in an outage the request hung as long as the outage. So a
 	// write GCS takes no byte of for retryFor, its retries included, is
-	// abandoned.
+	// abandoned. Only the time GCS keeps a write waiting counts, not the
+	// time a slow client takes to send the next bytes.
 	stalled := fmt.Errorf("%w: GCS took none of its bytes for %v", errWriteStalled, s.retryFor)
-	watch := &stallWatch{w: w, limit: s.retryFor, timer: time.AfterFunc(s.retryFor, func() { cancel(stalled) })}
+	watch := &stallWatch{w: w, limit: s.retryFor, timer: time.AfterFunc(time.Hour, func() { cancel(stalled) })}
+	watch.timer.Stop()
 	defer watch.timer.Stop()
 	writeErr := func(err error) error {
 		err = translate(err)
@@ -186,9 +188,8 @@ func (s *Store) writePart(ctx context.Context, part *storage.ObjectHandle, size 
 // bytes for the Store's retryFor.
 var errWriteStalled = errors.New("write stalled")
 
-// stallWatch is a Writer's w whose every write that returns puts timer
-// off by limit again: the timer fires only once a write has been
-// waiting that long.
+// stallWatch is a Writer's w, whose timer runs while a write waits in
+// it: the timer fires only once a write has waited limit.
 type stallWatch struct {
 	w     io.Writer
 	limit time.Duration
@@ -196,9 +197,9 @@ type stallWatch struct {
 }
 
 func (s *stallWatch) Write(p []byte) (int, error) {
-	n, err := s.w.Write(p)
 	s.timer.Reset(s.limit)
-	return n, err
+	defer s.timer.Stop()
+	return s.w.Write(p)
 }
 
 func (s *Store) newPartWriter(ctx context.Context, obj *storage.ObjectHandle) *storage.Writer {
