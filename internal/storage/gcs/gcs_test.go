@@ -506,15 +506,18 @@ func TestShortBodyStoresNothing(t *testing.T) {
 // written whole.
 func TestSlowBodyIsNotAStall(t *testing.T) {
 	t.Parallel()
-	s := newEnv(t, Options{MaxRetryDuration: 300 * time.Millisecond}).store
+	// Long enough for the emulator to take a piece under the race
+	// detector on a busy machine (300 ms was not, once).
+	const limit = 3 * time.Second
+	s := newEnv(t, Options{MaxRetryDuration: limit}).store
 	key := "usr_s/upl_slow"
 	data := patternBytes(2 << 20)
 	prepare(t, s, key, len(data))
-	pauses := 3
+	pauses := 2
 	body := readerFunc(func(p []byte) (int, error) {
 		if pauses > 0 {
 			pauses--
-			time.Sleep(700 * time.Millisecond)
+			time.Sleep(limit + time.Second)
 		}
 		if len(data) == 0 {
 			return 0, io.EOF
