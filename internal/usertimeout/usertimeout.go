@@ -25,10 +25,10 @@ import (
 // what they send has gone unacknowledged for d, or once they have heard
 // nothing for about d (2 s at least) while their own keepalive probes,
 // sent after d/2 of silence and every d/2 (in whole seconds, one at
-// least), go unanswered; connecting waits d at most as well. With d 0 or less it is
-// a plain net.Dialer, the kernel's limits (about 15 minutes on Linux's
-// defaults). A Unix socket is left alone: it has no retransmissions to
-// bound.
+// least), go unanswered; connecting waits d at most as well. With d 0
+// or less it is a plain net.Dialer, the kernel's limits (about 15
+// minutes on Linux's defaults). A Unix socket is left alone: it has no
+// retransmissions to bound.
 func Dialer(d time.Duration) *net.Dialer {
 	if d <= 0 {
 		return &net.Dialer{}

@@ -151,8 +151,8 @@ func (s *Store) writePart(ctx context.Context, part *storage.ObjectHandle, size 
 	// abandoned. Only the time GCS keeps a write waiting counts, not the
 	// time a slow client takes to send the next bytes.
 	stalled := fmt.Errorf("%w: GCS took none of its bytes for %v", errWriteStalled, s.retryFor)
-	watch := &stallWatch{w: w, limit: s.retryFor, timer: time.AfterFunc(time.Hour, func() { cancel(stalled) })}
-	watch.timer.Stop()
+	watch := &stallWatch{w: w, limit: s.retryFor, timer: time.AfterFunc(s.retryFor, func() { cancel(stalled) })}
+	watch.timer.Stop() // armed only while a write, or Close, waits
 	defer watch.timer.Stop()
 	writeErr := func(err error) error {
 		err = translate(err)
