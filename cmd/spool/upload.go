@@ -119,11 +119,6 @@ func parseInterspersed(fs *flag.FlagSet, args []string, getenv func(string) stri
 	return rest, nil
 }
 
-// clientTCPUserTimeout bounds how long what the CLI sends may go
-// unacknowledged (internal/usertimeout), as spool's own connections to
-// PostgreSQL are bounded.
-const clientTCPUserTimeout = 30 * time.Second
-
 // remoteFlags are the flags of every command that calls a server.
 type remoteFlags struct {
 	server, token string
@@ -152,12 +147,12 @@ func (r *remoteFlags) client(conns int) (*client.Client, error) {
 	// would open and close connections all the time.
 	transport.MaxIdleConnsPerHost = conns
 	// A path that died silently (a laptop changing networks, a
-	// partition) fails what was sent into it within clientTCPUserTimeout,
+	// partition) fails what was sent into it within usertimeout.Default,
 	// and a connection awaiting an answer on it about as soon, instead
 	// of after TCP's retransmissions, about 15 minutes; the attempt is
 	// retried on a new connection. Chunk bodies have the client's stall
 	// watch besides (client.DefaultStallTimeout).
-	transport.DialContext = usertimeout.Dialer(clientTCPUserTimeout).DialContext
+	transport.DialContext = usertimeout.Dialer(usertimeout.Default).DialContext
 	// A server that took a chunk but never answers must not hang the
 	// upload: the attempt fails and is retried.
 	transport.ResponseHeaderTimeout = 2 * time.Minute

@@ -44,7 +44,6 @@ func TryStart(t testing.TB, target string) (*Hole, error) {
 	// 10.213.0.0/16 meet once in about that many pairs).
 	id := rand.Uint32() >> 4 // "sbh" + 7 hex digits + 1: within a link name's 15
 	h := &Hole{ns: fmt.Sprintf("spool-blackhole-%x", id), peer: fmt.Sprintf("sbh%xp", id), host: fmt.Sprintf("sbh%xh", id)}
-	host := h.host
 	slot := id % (1 << 14) * 4
 	hostIP := fmt.Sprintf("10.213.%d.%d", slot>>8, slot&0xff+1)
 	peerIP := fmt.Sprintf("10.213.%d.%d", slot>>8, slot&0xff+2)
@@ -52,9 +51,9 @@ func TryStart(t testing.TB, target string) (*Hole, error) {
 		return nil, fmt.Errorf("making a network namespace (this test needs root): ip netns add: %v: %s", err, out)
 	}
 	t.Cleanup(func() { ip(t, "netns", "del", h.ns) })
-	ip(t, "link", "add", host, "type", "veth", "peer", "name", h.peer, "netns", h.ns)
-	ip(t, "addr", "add", hostIP+"/30", "dev", host)
-	ip(t, "link", "set", host, "up")
+	ip(t, "link", "add", h.host, "type", "veth", "peer", "name", h.peer, "netns", h.ns)
+	ip(t, "addr", "add", hostIP+"/30", "dev", h.host)
+	ip(t, "link", "set", h.host, "up")
 	ip(t, "-n", h.ns, "addr", "add", peerIP+"/30", "dev", h.peer)
 	ip(t, "-n", h.ns, "link", "set", h.peer, "up")
 	if err := h.waitUp(); err != nil {

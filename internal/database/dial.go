@@ -23,7 +23,7 @@ import (
 // client leaves. Every request on such a connection would hang that long,
 // and the pool with them. A slow statement is not cut by it: PostgreSQL's
 // kernel acknowledges what it receives while the statement runs.
-const DefaultTCPUserTimeout = 30 * time.Second
+const DefaultTCPUserTimeout = usertimeout.Default
 
 // tcpUserTimeoutParam is libpq's name for the setting (in milliseconds),
 // so a URL written for psql or libpq means the same here.

@@ -79,13 +79,13 @@ func Unavailable(err error) bool {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch state := pgErr.SQLState(); {
-		case strings.HasPrefix(state, "08"), state == "57P01", state == "57P02", state == "57P03", state == "53300",
-			state == readOnlySQLState, state == lockNotAvailable, state == queryCanceled,
-			state == deadlockDetected, state == serializationFailure:
+		switch state := pgErr.SQLState(); state {
+		case "57P01", "57P02", "57P03", "53300", readOnlySQLState, lockNotAvailable, queryCanceled,
+			deadlockDetected, serializationFailure:
 			return true
+		default:
+			return strings.HasPrefix(state, "08")
 		}
-		return false
 	}
 	var liteErr *sqlite.Error
 	if errors.As(err, &liteErr) {

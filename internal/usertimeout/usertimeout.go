@@ -21,6 +21,13 @@ import (
 	"time"
 )
 
+// Default is the bound spool's connections are dialled with unless
+// configured otherwise: PostgreSQL's (the URL's tcp_user_timeout), what
+// GCS's store dials itself, and the CLI's. Long enough for any network
+// that still carries packets, short enough that a request meeting a dead
+// path fails while its caller still waits, and is retried.
+const Default = 30 * time.Second
+
 // Dialer returns a net.Dialer whose TCP connections are given up once
 // what they send has gone unacknowledged for d, or once they have heard
 // nothing for about d (2 s at least) while their own keepalive probes,

@@ -63,17 +63,6 @@ const DefaultWriteBufferSize = 1 << 20
 // Options.MaxRetryDuration says otherwise.
 const DefaultMaxRetryDuration = time.Minute
 
-// DefaultTCPUserTimeout bounds how long bytes sent to an endpoint the
-// Store dials itself may go unacknowledged (internal/usertimeout) unless
-// Options.TCPUserTimeout says otherwise: an emulator or GCS-compatible
-// endpoint (STORAGE_EMULATOR_HOST), the session status queries, and
-// sessions opened at an emulator. GCS itself is reached over HTTP/2,
-// whose transport (Google's) pings a connection silent for 31 s and drops
-// it after 15 s without an answer; HTTP/1.1 has nothing of the kind, and
-// a chunk written into a partition waited for TCP's retransmissions,
-// about 15 minutes, before its retries could start.
-const DefaultTCPUserTimeout = 30 * time.Second
-
 const (
 	partsDirName   = "parts/"
 	tmpDirName     = "tmp/"
@@ -144,17 +133,23 @@ type Options struct {
 	// error (429, 5xx, a broken connection) is retried, with exponential
 	// backoff, before the call fails; the library alone would retry until
 	// the context ends, and some callers' contexts never do. Writes of
-	// chunks are bounded per WriteBufferSize piece instead (32 s), and a
-	// chunk's write is abandoned once GCS has taken none of its bytes for
-	// this long (the library retries the request that starts a write
+	// chunks are bounded per WriteBufferSize piece instead (32 s), and any
+	// write is abandoned once GCS has taken none of its bytes for this
+	// long (writer: the library retries the request that starts a write
 	// until its context ends, whatever the policy says). Zero or less
 	// means DefaultMaxRetryDuration.
 	MaxRetryDuration time.Duration
 
 	// TCPUserTimeout bounds how long bytes sent to an endpoint the Store
 	// dials itself may go unacknowledged before the connection is given
-	// up and the request retried (DefaultTCPUserTimeout says which). Zero
-	// means DefaultTCPUserTimeout; less than zero leaves it to the kernel.
+	// up and the request retried (internal/usertimeout): an emulator or
+	// GCS-compatible endpoint (STORAGE_EMULATOR_HOST), the session status
+	// queries, and sessions opened at an emulator. GCS itself is reached
+	// through Google's transport, over HTTP/2, whose pings drop a
+	// connection silent for 31 s 15 s later; HTTP/1.1 has nothing of the
+	// kind, and a request sent into a partition waited for TCP's
+	// retransmissions, about 15 minutes. Zero means usertimeout.Default;
+	// less than zero leaves it to the kernel.
 	TCPUserTimeout time.Duration
 
 	// PublicBaseURL, if set, makes ObjectURL return PublicBaseURL + "/" +
@@ -223,6 +218,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	dialled := dialledClient(opts.TCPUserTimeout)
 	client, owns := opts.Client, false
 	if client == nil {
 		var copts []option.ClientOption
@@ -231,8 +227,8 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		}
 		if os.Getenv("STORAGE_EMULATOR_HOST") != "" {
 			// The library sends an emulator no credentials, so its HTTP
-			// client can be one of ours, bounded in an outage.
-			copts = append(copts, option.WithHTTPClient(dialledClient(opts.TCPUserTimeout)))
+			// client can be ours, bounded in an outage.
+			copts = append(copts, option.WithHTTPClient(dialled))
 		}
 		client, err = storage.NewClient(ctx, copts...)
 		if err != nil {
@@ -240,7 +236,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		}
 		owns = true
 	}
-	s := New(client, bucket, prefix, opts)
+	s := newStore(client, bucket, prefix, opts, dialled)
 	s.ownsClient = owns
 	return s, nil
 }
@@ -248,6 +244,12 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 // New returns a Store keeping its objects in bucket under prefix (which
 // may be empty), through client. opts.Client is ignored.
 func New(client *storage.Client, bucket, prefix string, opts Options) *Store {
+	return newStore(client, bucket, prefix, opts, dialledClient(opts.TCPUserTimeout))
+}
+
+// newStore is New, with dialled (dialledClient) for what the Store dials
+// itself: Open's own client for an emulator shares it.
+func newStore(client *storage.Client, bucket, prefix string, opts Options, dialled *http.Client) *Store {
 	prefix = strings.Trim(prefix, "/")
 	if prefix != "" {
 		prefix += "/"
@@ -260,7 +262,6 @@ func New(client *storage.Client, bucket, prefix string, opts Options) *Store {
 	if retryFor <= 0 {
 		retryFor = DefaultMaxRetryDuration
 	}
-	dialled := dialledClient(opts.TCPUserTimeout)
 	return &Store{
 		client: client,
 		// Every write in this layout is idempotent: a part, intermediate
@@ -286,14 +287,14 @@ func New(client *storage.Client, bucket, prefix string, opts Options) *Store {
 }
 
 // dialledClient returns an HTTP client for the endpoints a Store dials
-// itself (DefaultTCPUserTimeout), whose connections are dialled with
-// userTimeout (0: DefaultTCPUserTimeout, less: the kernel's), and over
+// itself (Options.TCPUserTimeout), whose connections are dialled with
+// userTimeout (0: usertimeout.Default, less: the kernel's), and over
 // HTTP/2 pinged as Google's transport pings GCS's. It is not
 // http.DefaultTransport, which some other package may have changed.
 func dialledClient(userTimeout time.Duration) *http.Client {
 	switch {
 	case userTimeout == 0:
-		userTimeout = DefaultTCPUserTimeout
+		userTimeout = usertimeout.Default
 	case userTimeout < 0:
 		userTimeout = 0
 	}

@@ -24,9 +24,10 @@ import (
 //   - a read sent on a pooled connection fails once Options.TCPUserTimeout
 //     passes and its retries give up (it waited for TCP's retransmissions,
 //     about 15 minutes);
-//   - a chunk's write, whose first request the library retries until its
-//     context ends (and a chunk's does not), is abandoned once GCS has
-//     taken none of its bytes for Options.MaxRetryDuration;
+//   - a chunk's write, and a piece's (a tus PATCH's), whose first request
+//     the library retries until its context ends (and a chunk's does
+//     not), is abandoned once GCS has taken none of its bytes for
+//     Options.MaxRetryDuration;
 //
 // and once packets flow again the same chunk is written and assembled.
 func TestPartitionEndsCalls(t *testing.T) {
@@ -72,6 +73,24 @@ func TestPartitionEndsCalls(t *testing.T) {
 		_, err := s.WriteChunk(t.Context(), key, second, body)
 		if !dropped {
 			t.Errorf("the chunk's write ended before the partition: %v", err)
+		}
+		return err
+	}, func(err error) bool { return errors.Is(err, errWriteStalled) })
+
+	hole.Restore(t)
+
+	// The same for a piece of the chunk (a tus PATCH's), which keeps what
+	// arrived before its body failed.
+	dropped = false
+	body = io.MultiReader(readerFunc(func([]byte) (int, error) {
+		hole.Drop(t)
+		dropped = true
+		return 0, io.EOF
+	}), bytes.NewReader(data[1<<20:2<<20]))
+	endsInThePartition(t, hole, "a piece's write", func() error {
+		_, err := s.WritePiece(t.Context(), key, second, 0, body)
+		if !dropped {
+			t.Errorf("the piece's write ended before the partition: %v", err)
 		}
 		return err
 	}, func(err error) bool { return errors.Is(err, errWriteStalled) })

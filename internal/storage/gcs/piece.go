@@ -71,22 +71,17 @@ func (s *Store) WritePiece(ctx context.Context, key string, chunk upload.ChunkRe
 // nothing was: then it stores nothing and returns nil attributes. The
 // error is the Writer's; body's is in the copied.
 func (s *Store) writeKept(ctx context.Context, obj *storage.ObjectHandle, size int64, body io.Reader) (copied, *storage.ObjectAttrs, error) {
-	// Cancelling the Writer's context before Close abandons the upload
-	// without finalising the object.
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w := s.newPartWriter(wctx, obj)
+	w := s.newPartWriter(ctx, obj)
 	c := s.copyBounded(w, size, body)
 	if c.writeErr != nil || c.n == 0 {
-		cancel()
-		_ = w.Close() // waits for the upload goroutine; the error is the cancellation
+		w.Abandon()
 		if c.writeErr != nil {
-			return c, nil, fmt.Errorf("gcs: write %s: %w", obj.ObjectName(), translate(c.writeErr))
+			return c, nil, fmt.Errorf("gcs: write %s: %w", obj.ObjectName(), w.err(c.writeErr))
 		}
 		return c, nil, nil
 	}
 	if err := w.Close(); err != nil {
-		return c, nil, fmt.Errorf("gcs: write %s: %w", obj.ObjectName(), translate(err))
+		return c, nil, fmt.Errorf("gcs: write %s: %w", obj.ObjectName(), w.err(err))
 	}
 	return c, w.Attrs(), nil
 }

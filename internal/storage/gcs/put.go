@@ -22,21 +22,17 @@ func (s *Store) Put(ctx context.Context, objectKey string, body io.Reader, conte
 	if err := checkKey(objectKey); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w := s.bucket.Object(s.objectName(objectKey)).NewWriter(wctx)
-	w.ChunkSize = s.writeBufferSize
+	w := s.newWriter(ctx, s.bucket.Object(s.objectName(objectKey)), s.writeBufferSize)
 	w.ContentType = contentType
 	bufp := s.buffers.Get().(*[]byte)
 	_, err := io.CopyBuffer(w, body, *bufp)
 	s.buffers.Put(bufp)
 	if err != nil {
-		cancel()
-		_ = w.Close()
-		return fmt.Errorf("gcs: put %q: %w", objectKey, translate(err))
+		w.Abandon()
+		return fmt.Errorf("gcs: put %q: %w", objectKey, w.err(err))
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("gcs: put %q: %w", objectKey, translate(err))
+		return fmt.Errorf("gcs: put %q: %w", objectKey, w.err(err))
 	}
 	return nil
 }

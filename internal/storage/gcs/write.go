@@ -9,7 +9,6 @@ import (
 	"hash/crc32"
 	"io"
 	"strconv"
-	"time"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/iterator"
@@ -33,12 +32,11 @@ func (s *Store) Prepare(ctx context.Context, key string, size int64) error {
 	if size < 0 {
 		return fmt.Errorf("gcs: prepare %q: negative size %d", key, size)
 	}
-	w := s.bucket.Object(s.markerName(key)).NewWriter(ctx)
-	w.ChunkSize = markerChunkSize
+	w := s.newWriter(ctx, s.bucket.Object(s.markerName(key)), markerChunkSize)
 	w.ContentType = "text/plain"
 	w.Metadata = map[string]string{sizeMetadataKey: strconv.FormatInt(size, 10)}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("gcs: prepare %q: %w", key, translate(err))
+		return fmt.Errorf("gcs: prepare %q: %w", key, w.err(err))
 	}
 	return nil
 }
@@ -134,77 +132,30 @@ func (s *Store) keepIfPrepared(ctx context.Context, key string, attrs *storage.O
 // size bytes were read and stored, the object's attributes. Errors of body
 // come back unwrapped.
 func (s *Store) writePart(ctx context.Context, part *storage.ObjectHandle, size int64, body io.Reader) (int64, uint32, *storage.ObjectAttrs, error) {
-	// Cancelling the Writer's context before Close abandons the upload
-	// without finalising the object.
-	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	w := s.newPartWriter(wctx, part)
-	abandon := func() {
-		cancel(nil)
-		_ = w.Close() // waits for the upload goroutine; the error is the cancellation
-	}
-	// The library retries the request that starts the upload until its
-	// context ends, and a chunk's context does not end while its body
-	// waits to be read (net/http notices a client gone only past the
-	// body): in an outage the request hung as long as the outage. So a
-	// write GCS takes no byte of for retryFor, its retries included, is
-	// abandoned. Only the time GCS keeps a write waiting counts, not the
-	// time a slow client takes to send the next bytes.
-	stalled := fmt.Errorf("%w: GCS took none of its bytes for %v", errWriteStalled, s.retryFor)
-	watch := &stallWatch{w: w, limit: s.retryFor, timer: time.AfterFunc(s.retryFor, func() { cancel(stalled) })}
-	watch.timer.Stop() // armed only while a write, or Close, waits
-	defer watch.timer.Stop()
-	writeErr := func(err error) error {
-		err = translate(err)
-		if context.Cause(wctx) == stalled {
-			err = fmt.Errorf("%w (%w)", stalled, err)
-		}
-		return fmt.Errorf("gcs: write %s: %w", part.ObjectName(), err)
-	}
-
-	c := s.copyBounded(watch, size, body)
+	w := s.newPartWriter(ctx, part)
+	c := s.copyBounded(w, size, body)
 	switch {
 	case c.writeErr != nil:
-		abandon()
-		return c.n, 0, nil, writeErr(c.writeErr)
+		w.Abandon()
+		return c.n, 0, nil, fmt.Errorf("gcs: write %s: %w", part.ObjectName(), w.err(c.writeErr))
 	case c.over:
-		abandon()
+		w.Abandon()
 		return c.n, 0, nil, fmt.Errorf("gcs: write %s: %w (%d bytes)", part.ObjectName(), errChunkOverflow, size)
 	case c.bodyErr != nil:
-		abandon()
+		w.Abandon()
 		return c.n, 0, nil, c.bodyErr
 	case c.n < size:
-		abandon()
+		w.Abandon()
 		return c.n, 0, nil, nil
 	}
-	watch.timer.Reset(s.retryFor) // Close sends the last piece, and waits for the object
 	if err := w.Close(); err != nil {
-		return c.n, 0, nil, writeErr(err)
+		return c.n, 0, nil, fmt.Errorf("gcs: write %s: %w", part.ObjectName(), w.err(err))
 	}
 	return c.n, c.crc, w.Attrs(), nil
 }
 
-// errWriteStalled is why a write was abandoned: GCS took none of its
-// bytes for the Store's retryFor.
-var errWriteStalled = errors.New("write stalled")
-
-// stallWatch is a Writer's w, whose timer runs while a write waits in
-// it: the timer fires only once a write has waited limit.
-type stallWatch struct {
-	w     io.Writer
-	limit time.Duration
-	timer *time.Timer
-}
-
-func (s *stallWatch) Write(p []byte) (int, error) {
-	s.timer.Reset(s.limit)
-	defer s.timer.Stop()
-	return s.w.Write(p)
-}
-
-func (s *Store) newPartWriter(ctx context.Context, obj *storage.ObjectHandle) *storage.Writer {
-	w := obj.NewWriter(ctx)
-	w.ChunkSize = s.writeBufferSize
+func (s *Store) newPartWriter(ctx context.Context, obj *storage.ObjectHandle) *writer {
+	w := s.newWriter(ctx, obj, s.writeBufferSize)
 	w.ContentType = partContentType
 	return w
 }
