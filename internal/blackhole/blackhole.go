@@ -9,6 +9,10 @@
 // own, where a forwarder listens; taking the namespace's end of the pair
 // down drops the packets. It needs root and iproute2's ip: without them
 // the test is skipped, or fails where CI=true.
+//
+// Cut silences one connection instead, both of whose ends are on this
+// machine: the server's end too, which a Hole leaves talking to its
+// forwarder. It needs root and nftables' nft.
 package blackhole
 
 // Hole is a path to a TCP server that Drop cuts off and Restore gives back.
