@@ -1,11 +1,14 @@
 package database
 
 import (
+	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/spoolhq/spool/internal/usertimeout"
 )
@@ -43,30 +46,42 @@ func pgConnConfig(rawURL string) (*pgx.ConnConfig, error) {
 // tcp_user_timeout (DefaultTCPUserTimeout if it has none; 0 leaves the
 // system's) and connect within the URL's connect_timeout or, if it has
 // none, the same bound, since a connection unanswered that long meets
-// the same outage; and one that a statement was refused on for being
-// read-only is closed (readonly.go).
+// the same outage; the server is asked to bound its side of each
+// connection the same way (serverBounds); and one that a statement was
+// refused on for being read-only is closed (readonly.go).
 func configure(cfg *pgx.ConnConfig) error {
-	if err := setDialer(cfg); err != nil {
+	userTimeout, err := takeUserTimeout(cfg)
+	if err != nil {
 		return err
+	}
+	setDialer(cfg, userTimeout)
+	if set := serverBounds(userTimeout, cfg.RuntimeParams); set != "" {
+		cfg.AfterConnect = afterConnect(cfg.AfterConnect, set)
 	}
 	cfg.Tracer = readOnlyCloser{}
 	return nil
 }
 
-// setDialer takes tcp_user_timeout out of cfg's runtime parameters (pgx
-// would send it to the server as a setting, which PostgreSQL refuses) and
-// sets cfg's DialFunc, and its ConnectTimeout if the URL set none, as
-// configure says.
-func setDialer(cfg *pgx.ConnConfig) error {
-	userTimeout := DefaultTCPUserTimeout
-	if v, ok := cfg.RuntimeParams[tcpUserTimeoutParam]; ok {
-		delete(cfg.RuntimeParams, tcpUserTimeoutParam)
-		ms, err := strconv.ParseInt(v, 10, 32)
-		if err != nil || ms < 0 {
-			return fmt.Errorf("database: the database URL's %s=%q is not a whole number of milliseconds, 0 or more", tcpUserTimeoutParam, v)
-		}
-		userTimeout = time.Duration(ms) * time.Millisecond
+// takeUserTimeout takes tcp_user_timeout out of cfg's runtime parameters,
+// where pgx put it to send it to the server as a setting, and returns it
+// (DefaultTCPUserTimeout if the URL has none). The URL's value is the
+// client's, as in libpq; serverBounds asks the server for it as well.
+func takeUserTimeout(cfg *pgx.ConnConfig) (time.Duration, error) {
+	v, ok := cfg.RuntimeParams[tcpUserTimeoutParam]
+	if !ok {
+		return DefaultTCPUserTimeout, nil
 	}
+	delete(cfg.RuntimeParams, tcpUserTimeoutParam)
+	ms, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || ms < 0 {
+		return 0, fmt.Errorf("database: the database URL's %s=%q is not a whole number of milliseconds, 0 or more", tcpUserTimeoutParam, v)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// setDialer sets cfg's DialFunc, and its ConnectTimeout if the URL set
+// none, as configure says.
+func setDialer(cfg *pgx.ConnConfig, userTimeout time.Duration) {
 	if cfg.ConnectTimeout == 0 {
 		// pgx bounds the whole connection by it, the startup and
 		// authentication too: a server whose kernel accepts and
@@ -78,5 +93,59 @@ func setDialer(cfg *pgx.ConnConfig) error {
 	d := usertimeout.Dialer(userTimeout)
 	d.Timeout = cfg.ConnectTimeout
 	cfg.DialFunc = d.DialContext
-	return nil
+}
+
+// serverBounds returns the statements that bound the server's side of a
+// connection as usertimeout.Dialer bounds spool's: keepalive probes after
+// usertimeout.ProbeInterval of silence and at that interval, and the
+// connection given up once userTimeout passes unanswered. "" for a
+// userTimeout of 0, which leaves both sides to their kernels.
+//
+// Without them PostgreSQL learns that a client vanished mid-transaction
+// (its host crashed, or a partition cut it off) only from its kernel's
+// keepalive: after two hours of silence on Linux's defaults. Until then
+// the backend sits idle in the transaction and keeps its locks, and every
+// replica's statement that needs one of them (a receipt for the same
+// upload, its complete) waits behind it, holding a connection of that
+// replica's pool, for as long (docs/DESIGN.md, "What ends a statement in
+// an outage").
+//
+// A setting the URL names is left as it says (pgx sends it as the
+// connection starts). They are SET once connected rather than sent that
+// way, because a pooler (PgBouncer) refuses a connection whose startup
+// names parameters it does not know; behind one they bound the pooler's
+// connection to the server, which the pooler keeps alive, and the
+// pooler's own keepalive settings bound spool's connections to it.
+func serverBounds(userTimeout time.Duration, named map[string]string) string {
+	if userTimeout <= 0 {
+		return ""
+	}
+	probe := strconv.Itoa(int(usertimeout.ProbeInterval(userTimeout) / time.Second))
+	var set strings.Builder
+	for _, s := range []struct{ name, value string }{
+		{"tcp_keepalives_idle", probe},
+		{"tcp_keepalives_interval", probe},
+		{tcpUserTimeoutParam, strconv.FormatInt(userTimeout.Milliseconds(), 10)},
+	} {
+		if _, ok := named[s.name]; !ok {
+			fmt.Fprintf(&set, "SET %s = %s;", s.name, s.value)
+		}
+	}
+	return set.String()
+}
+
+// afterConnect returns a pgconn AfterConnect hook that runs next, if any,
+// and then the statements set, in one round trip.
+func afterConnect(next func(context.Context, *pgconn.PgConn) error, set string) func(context.Context, *pgconn.PgConn) error {
+	return func(ctx context.Context, conn *pgconn.PgConn) error {
+		if next != nil {
+			if err := next(ctx, conn); err != nil {
+				return err
+			}
+		}
+		if _, err := conn.Exec(ctx, set).ReadAll(); err != nil {
+			return fmt.Errorf("bounding the server's side of the connection (%s): %w", set, err)
+		}
+		return nil
+	}
 }

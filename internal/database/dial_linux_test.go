@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"syscall"
@@ -43,7 +44,7 @@ func socketUserTimeout(t *testing.T, rawURL string) time.Duration {
 		t.Fatal(err)
 	}
 	if _, sent := cfg.RuntimeParams[tcpUserTimeoutParam]; sent {
-		t.Errorf("%s is left among the settings sent to PostgreSQL, which refuses it", tcpUserTimeoutParam)
+		t.Errorf("%s is left among the settings sent as the connection starts, which a pooler refuses", tcpUserTimeoutParam)
 	}
 	c, err := cfg.DialFunc(context.Background(), "tcp", net.JoinHostPort(cfg.Host, "5432"))
 	if err != nil {
@@ -80,8 +81,7 @@ func TestPostgresTCPUserTimeout(t *testing.T) {
 		}
 	}
 
-	// The setting opens a database that answers: it is not sent on to
-	// PostgreSQL, which would refuse the connection for it.
+	// The setting opens a database that answers.
 	db, err := Open(context.Background(), dbtest.Rewrite(t, server, "", tcpUserTimeoutParam, "250"), "", WithoutMigrate())
 	if err != nil {
 		t.Fatal(err)
@@ -285,4 +285,122 @@ func behindBlackhole(t *testing.T, timeout time.Duration) (*DB, *blackhole.Hole)
 	}
 	t.Cleanup(func() { db.Close() })
 	return db, hole
+}
+
+// serverSide is what PostgreSQL's pg_settings say of the keepalive and
+// user timeout of the connection q runs on (its base units: seconds,
+// seconds, milliseconds).
+func serverSide(t *testing.T, q func(query string) pgx.Row) [3]string {
+	t.Helper()
+	var got [3]string
+	err := q(`SELECT (SELECT setting FROM pg_settings WHERE name = 'tcp_keepalives_idle'),
+		(SELECT setting FROM pg_settings WHERE name = 'tcp_keepalives_interval'),
+		(SELECT setting FROM pg_settings WHERE name = 'tcp_user_timeout')`).Scan(&got[0], &got[1], &got[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// PostgreSQL is asked to bound its side of spool's connections as spool
+// bounds its own (serverBounds): keepalive probes after half the URL's
+// tcp_user_timeout in whole seconds, and the same user timeout. What the
+// URL names itself stays as it says, and tcp_user_timeout=0 leaves the
+// server's own, which a plain connection shows. The job queue's LISTEN
+// connection is bounded the same way.
+func TestPostgresBoundsItsSideOfTheConnection(t *testing.T) {
+	t.Parallel()
+	server := dbtest.Required(t)
+	ctx := context.Background()
+	plain, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close(ctx)
+	servers := serverSide(t, func(q string) pgx.Row { return plain.QueryRow(ctx, q) })
+
+	for _, c := range []struct {
+		params []string
+		want   [3]string
+	}{
+		{nil, [3]string{"15", "15", "30000"}},
+		{[]string{tcpUserTimeoutParam, "250"}, [3]string{"1", "1", "250"}},
+		{[]string{tcpUserTimeoutParam, "5000"}, [3]string{"2", "2", "5000"}},
+		{[]string{"tcp_keepalives_idle", "7"}, [3]string{"7", "15", "30000"}},
+		{[]string{tcpUserTimeoutParam, "0"}, servers},
+	} {
+		db, err := Open(ctx, dbtest.Rewrite(t, server, "", c.params...), "", WithoutMigrate())
+		if err != nil {
+			t.Fatalf("%v: %v", c.params, err)
+		}
+		pooled := serverSide(t, func(q string) pgx.Row { return db.SQL().QueryRowContext(ctx, q) })
+		listening := serverSide(t, func(q string) pgx.Row { return db.ListenPool().QueryRow(ctx, q) })
+		db.Close()
+		if pooled != c.want || listening != c.want {
+			t.Errorf("URL parameters %v: the server's keepalive idle, interval and user timeout are %v on a pooled connection and %v on the LISTEN one, want %v",
+				c.params, pooled, listening, c.want)
+		}
+	}
+}
+
+// A client that vanishes in a transaction (its host crashed, or a
+// partition cut it off: nothing more arrives from it, not even a FIN)
+// has its locks let go once the server's keepalive probes, sent after
+// half the URL's tcp_user_timeout (a second at least), have gone
+// unanswered for tcp_user_timeout: without spool asking for that, the
+// server's kernel probes after two hours of silence, and every statement
+// needing one of those locks waits as long.
+func TestPostgresLetsGoOfAVanishedClientsLocks(t *testing.T) {
+	t.Parallel()
+	const timeout = time.Second
+	server := dbtest.Required(t)
+	ctx := context.Background()
+	db, err := Open(ctx, dbtest.Rewrite(t, server, "", tcpUserTimeoutParam, strconv.FormatInt(timeout.Milliseconds(), 10)), "", WithoutMigrate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+
+	vanishing, err := db.SQL().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vanishing.Close()
+	var local, remote *net.TCPAddr
+	if err := vanishing.Raw(func(dc any) error {
+		c := dc.(*stdlib.Conn).Conn().PgConn().Conn()
+		local, _ = c.LocalAddr().(*net.TCPAddr)
+		remote, _ = c.RemoteAddr().(*net.TCPAddr)
+		return nil
+	}); err != nil || local == nil || remote == nil {
+		t.Fatalf("the connection's addresses: %v (a TCP connection to PostgreSQL is needed)", err)
+	}
+	lock := rand.Int64() // an advisory lock of this test's own
+	tx, err := vanishing.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var pid int
+	if err := tx.QueryRowContext(ctx, "SELECT pg_backend_pid() FROM pg_advisory_xact_lock($1)", lock).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+
+	blackhole.Cut(t, local, remote)
+	start := time.Now()
+	other, err := pgx.Connect(ctx, server) // another replica's, as plain as can be
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	guard, cancel := context.WithTimeout(ctx, 2*time.Minute) // a hang guard
+	defer cancel()
+	if _, err := other.Exec(guard, "SELECT pg_advisory_lock($1)", lock); err != nil {
+		t.Fatalf("taking the lock a client vanished with: %v after %v", err, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("the lock was let go %v after its client vanished (tcp_user_timeout %v)", time.Since(start).Round(time.Millisecond), timeout)
+	var gone bool
+	if err := other.QueryRow(ctx, "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)", pid).Scan(&gone); err != nil || !gone {
+		t.Errorf("the vanished client's backend (pid %d) is still there (%v)", pid, err)
+	}
 }

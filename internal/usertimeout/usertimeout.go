@@ -40,12 +40,22 @@ func Dialer(d time.Duration) *net.Dialer {
 	if d <= 0 {
 		return &net.Dialer{}
 	}
-	probe := max((d / 2).Truncate(time.Second), time.Second) // the kernel counts keepalive in seconds
+	probe := ProbeInterval(d)
 	return &net.Dialer{
 		Timeout:         d,
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: probe, Interval: probe, Count: 9},
 		Control:         control(d),
 	}
+}
+
+// ProbeInterval is how long a connection bounded by d (d > 0) stays
+// silent before its first keepalive probe, and the time between probes:
+// d/2 in whole seconds, since the kernel counts keepalive in seconds, one
+// at least. With TCP_USER_TIMEOUT set to d, the kernel gives the
+// connection up at the first probe that finds d passed since it last
+// heard from its peer.
+func ProbeInterval(d time.Duration) time.Duration {
+	return max((d / 2).Truncate(time.Second), time.Second)
 }
 
 // control returns a net.Dialer Control function that sets d as the
