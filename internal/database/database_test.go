@@ -302,6 +302,26 @@ func TestPostgresRefusesABadSetting(t *testing.T) {
 func TestConcurrentStartsMigrateOnce(t *testing.T) {
 	t.Parallel()
 	dbURL := dbtest.Postgres(t)
+	migrateAtOnce(t, dbURL, dbURL)
+}
+
+// So do replicas behind a pooler in transaction mode, and they leave no
+// lock behind: the lock a session took (pg_advisory_lock) could be
+// taken on one pooled server connection and let go on another, where it
+// was not held, so it stayed; replicas waited on it at once, or took it
+// again as their own on the same server connection and migrated side by
+// side ("duplicate key value violates unique constraint").
+func TestConcurrentStartsMigrateOnceBehindAPooler(t *testing.T) {
+	t.Parallel()
+	dbURL := dbtest.Postgres(t)
+	migrateAtOnce(t, dbtest.PgBouncer(t, dbURL), dbURL)
+}
+
+// migrateAtOnce opens four replicas' databases at through and migrates
+// them at once; each migration must be applied once, and no advisory
+// lock be left in the database (read at direct, past any pooler).
+func migrateAtOnce(t *testing.T, through, direct string) {
+	t.Helper()
 	ctx := context.Background()
 	const replicas = 4
 	var (
@@ -311,7 +331,7 @@ func TestConcurrentStartsMigrateOnce(t *testing.T) {
 	)
 	for range replicas {
 		wg.Go(func() {
-			db, err := database.Open(ctx, dbURL, "", database.WithoutMigrate(), database.WithMaxOpenConns(2))
+			db, err := database.Open(ctx, through, "", database.WithoutMigrate(), database.WithMaxOpenConns(2))
 			if err != nil {
 				t.Error(err)
 				return
@@ -343,10 +363,15 @@ func TestConcurrentStartsMigrateOnce(t *testing.T) {
 	if len(applied) != len(files) {
 		t.Fatalf("the replicas applied %d migrations, want %d", len(applied), len(files))
 	}
-	db := open(t, location{url: dbURL})
+	db := open(t, location{url: direct})
 	var rows int
 	if err := db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM goose_db_version WHERE version_id = 1").Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("version 1 recorded %d times (%v), want once", rows, err)
+	}
+	var held int
+	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM pg_locks
+		WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&held); err != nil || held != 0 {
+		t.Fatalf("%d advisory locks are held in the database once every replica has migrated (%v), want none", held, err)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"entgo.io/ent/dialect"
 	"github.com/pressly/goose/v3"
 	goosedb "github.com/pressly/goose/v3/database"
-	"github.com/pressly/goose/v3/lock"
 
 	"github.com/spoolhq/spool/ent/user"
 )
@@ -82,9 +81,9 @@ type Applied struct {
 
 // Up applies the pending migrations in order, each in its own
 // transaction, and returns those it applied (none when the schema is up
-// to date). On PostgreSQL it holds a session-level advisory lock while it
-// works, so replicas starting at once apply each migration once; the
-// others wait (up to 5 minutes) and then find nothing to do. A database
+// to date). On PostgreSQL it holds an advisory lock while it works
+// (MigrationLock), so replicas starting at once apply each migration
+// once; the others wait (up to 5 minutes) and then find nothing to do. A database
 // made by a spool release from before versioned migrations is adopted
 // first (see adoptUnversioned). It returns the failing migration's error;
 // the migrations before it stay applied.
@@ -152,13 +151,7 @@ func (db *DB) provider() (*goose.Provider, error) {
 	d := goose.DialectSQLite3
 	if db.Dialect == dialect.Postgres {
 		d = goose.DialectPostgres
-		// Poll every second for up to 5 minutes: a replica waiting for
-		// another's migrations starts soon after they end.
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrateLockID), lock.WithLockTimeout(1, 300))
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
+		opts = append(opts, goose.WithLocker(&migrationLocker{id: migrateLockID}))
 	}
 	return goose.NewProvider(d, db.sql, db.migrations, opts...)
 }
@@ -223,24 +216,17 @@ func (db *DB) adoptUnversioned(ctx context.Context, p *goose.Provider) error {
 
 // withAdoptLock runs fn holding, on PostgreSQL, an advisory lock that
 // keeps replicas starting at once from adopting the same database
-// twice. The lock lives on a connection of its own; fn uses the pool.
+// twice (MigrationLock, on a connection of its own; fn uses the pool).
 // SQLite needs none: one process owns the file.
 func (db *DB) withAdoptLock(ctx context.Context, fn func() error) error {
 	if db.Dialect != dialect.Postgres {
 		return fn()
 	}
-	conn, err := db.sql.Conn(ctx)
+	release, err := MigrationLock(ctx, db.sql, adoptLockID)
 	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", adoptLockID); err != nil {
 		return fmt.Errorf("taking the adoption lock: %w", err)
 	}
-	defer func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", adoptLockID)
-	}()
-	return fn()
+	return errors.Join(fn(), release())
 }
 
 // tableExists reports whether the database has a table of that name (in

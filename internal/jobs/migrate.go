@@ -7,6 +7,8 @@ import (
 
 	"entgo.io/ent/dialect"
 	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/spoolhq/spool/internal/database"
 )
 
 // migrateLockID is the PostgreSQL advisory lock that keeps replicas
@@ -24,9 +26,9 @@ type Applied struct {
 // version this build of River needs, and returns the migrations it
 // applied (none when up to date). Each migration runs in a transaction
 // of its own: on PostgreSQL one adds an enum value that the next uses,
-// which one transaction cannot do. There it holds a session-level
-// advisory lock on a connection of its own, so replicas starting at once
-// apply each migration once. It returns the failing migration's error;
+// which one transaction cannot do. There it holds an advisory lock on a
+// connection of its own (database.MigrationLock), so replicas starting
+// at once apply each migration once. It returns the failing migration's error;
 // the migrations before it stay applied.
 func Migrate(ctx context.Context, db *sql.DB, d string) ([]Applied, error) {
 	driver, err := driverFor(db, d, Config{}, newWakes())
@@ -38,17 +40,11 @@ func Migrate(ctx context.Context, db *sql.DB, d string) ([]Applied, error) {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	if d == dialect.Postgres {
-		conn, err := db.Conn(ctx)
+		release, err := database.MigrationLock(ctx, db, migrateLockID)
 		if err != nil {
-			return nil, fmt.Errorf("migrating the job queue: %w", err)
-		}
-		defer conn.Close()
-		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrateLockID); err != nil {
 			return nil, fmt.Errorf("taking the job queue's migration lock: %w", err)
 		}
-		defer func() {
-			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLockID)
-		}()
+		defer func() { _ = release() }()
 	}
 	res, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
 	if err != nil {
