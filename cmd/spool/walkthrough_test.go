@@ -132,6 +132,30 @@ var readyURL = regexp.MustCompile(`msg="spool ready" url=(\S+)`)
 // with SIGTERM when the test ends, and must exit 0.
 func (w *walkthrough) serve(t *testing.T, args ...string) *replica {
 	t.Helper()
+	r, ready := w.start(t, args...)
+	r.waitReady(t, ready)
+	return r
+}
+
+// serveAtOnce starts n replicas of `spool serve args…` together, as a
+// rollout does, and returns them once each is ready, as serve does.
+func (w *walkthrough) serveAtOnce(t *testing.T, n int, args ...string) []*replica {
+	t.Helper()
+	rs := make([]*replica, n)
+	readies := make([]<-chan string, n)
+	for i := range rs {
+		rs[i], readies[i] = w.start(t, args...)
+	}
+	for i, r := range rs {
+		r.waitReady(t, readies[i])
+	}
+	return rs
+}
+
+// start starts `spool serve args…`, stopped as serve says, and returns
+// it with the channel its URL arrives on once it is ready.
+func (w *walkthrough) start(t *testing.T, args ...string) (*replica, <-chan string) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -177,6 +201,13 @@ func (w *walkthrough) serve(t *testing.T, args ...string) *replica {
 			t.Errorf("spool serve exited %d after SIGTERM; its log:\n%s", code, r.log)
 		}
 	})
+	return r, ready
+}
+
+// waitReady returns once r logs that it is ready (its URL on ready), and
+// fails the test if it exits first or takes replicaHangGuard.
+func (r *replica) waitReady(t *testing.T, ready <-chan string) {
+	t.Helper()
 	select {
 	case r.url = <-ready:
 	case <-r.done:
@@ -187,7 +218,6 @@ func (w *walkthrough) serve(t *testing.T, args ...string) *replica {
 		<-r.done
 		t.Fatalf("spool serve was not ready %v after it started (killed); its log:\n%s", replicaHangGuard, r.log)
 	}
-	return r
 }
 
 // replicaHangGuard bounds a replica's start and its exit after SIGTERM:
