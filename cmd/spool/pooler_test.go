@@ -4,15 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/spoolhq/spool/internal/database/dbtest"
 )
 
 // TestPostgresBehindAPooler runs three replicas through PgBouncer in
-// transaction mode, set up as docs/CONFIG.md says (the URL's
-// default_query_exec_mode=exec), started at once on a fresh database as
-// a rollout starts them: each becomes ready, an upload planned on one,
+// transaction mode, their URL naming nothing but the pooler, started at
+// once on a fresh database as a rollout starts them: each says it found
+// the pooler and becomes ready, an upload planned on one,
 // sent to two and completed on the second downloads byte-exact, its
 // media becomes READY through the job queue, and no advisory lock is
 // left behind in the database. Before migrations took their locks in
@@ -23,6 +24,11 @@ func TestPostgresBehindAPooler(t *testing.T) {
 	w := newWalkthrough(t)
 	pooled := dbtest.PgBouncer(t, w.database)
 	rs := w.serveAtOnce(t, 3, append(w.engines, "--database-url", pooled)...) // the last --database-url wins
+	for i, r := range rs {
+		if !strings.Contains(r.log.String(), "is reached through a pooler:") {
+			t.Errorf("replica %d's log does not say it found the pooler:\n%s", i, r.log)
+		}
+	}
 	token := w.token(t, "pooled")
 	video, url, _ := uploadAcross(t, token, rs[0], rs[1])
 	if status, body := fetch(t, http.MethodGet, url, nil, nil); status != http.StatusOK || sha256hex(body) != sha256hex(video) {

@@ -24,6 +24,7 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/XSAM/otelsql"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"go.opentelemetry.io/otel/attribute"
@@ -59,6 +60,9 @@ type DB struct {
 	// listen is PostgreSQL's pool for River's LISTEN connection (see
 	// ListenPool); nil on SQLite.
 	listen *pgxpool.Pool
+	// pooled is set when PostgreSQL is reached through a pooler (see
+	// Pooled).
+	pooled bool
 }
 
 // Option changes how Open opens a database.
@@ -123,7 +127,8 @@ func WithDurableCommits() Option { return func(o *options) { o.durable = true } 
 // (spool migrate does, to report what it applied).
 func WithoutMigrate() Option { return func(o *options) { o.migrate = false } }
 
-// WithLogger logs applied migrations to l (by default nothing is logged).
+// WithLogger logs applied migrations to l, and a pooler found in front of
+// PostgreSQL (by default nothing is logged).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithMaxOpenConns bounds the PostgreSQL pool at n connections (at least
@@ -356,12 +361,44 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	// default_query_exec_mode=…): each connection prepares a statement
 	// the first time it sees its text and keeps it in an LRU of 512
 	// (statement_cache_capacity), so PostgreSQL statements are prepared
-	// once per connection already. Behind a pooler that cannot keep
-	// prepared statements, put default_query_exec_mode=exec in the URL.
+	// once per connection already, except behind a pooler (below).
 	cfg, err := pgConnConfig(rawURL)
 	if err != nil {
 		return nil, err
 	}
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	// Behind a pooler in transaction mode, pgx's prepared statements fail
+	// (behindPooler): unless the URL says how to send statements, they go
+	// unprepared through any pooler.
+	pooled := false
+	if !namesExecMode(rawURL) {
+		if pooled, err = behindPooler(pingCtx, cfg); err != nil {
+			return nil, fmt.Errorf("connecting to PostgreSQL at %s: %w", where, err)
+		}
+	}
+	if pooled {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+		o.log.Info(poolerNote(where))
+	}
+	sqldb, err := o.openPostgresPool(pingCtx, cfg, where)
+	if err != nil {
+		return nil, err
+	}
+	listen, err := listenPool(ctx, rawURL, cfg.DefaultQueryExecMode)
+	if err != nil {
+		_ = sqldb.Close()
+		return nil, fmt.Errorf("opening %s for LISTEN: %w", where, err)
+	}
+	db := newDB(dialect.Postgres, sqldb, where)
+	db.listen = listen
+	db.pooled = pooled
+	return db, nil
+}
+
+// openPostgresPool opens spool's pool of connections configured by cfg,
+// and checks that the server answers.
+func (o *options) openPostgresPool(ctx context.Context, cfg *pgx.ConnConfig, where string) (*sql.DB, error) {
 	sqldb := o.openPool(stdlib.GetConnector(*cfg), "postgresql")
 	// Two at least: migrating holds a lock on one connection and works on another.
 	maxOpen := max(o.maxOpenConns, 2)
@@ -369,20 +406,11 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	sqldb.SetMaxIdleConns(maxOpen)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	sqldb.SetConnMaxLifetime(time.Hour)
-	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := sqldb.PingContext(pingCtx); err != nil {
+	if err := sqldb.PingContext(ctx); err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("connecting to PostgreSQL at %s: %w", where, err)
 	}
-	listen, err := listenPool(ctx, rawURL)
-	if err != nil {
-		_ = sqldb.Close()
-		return nil, fmt.Errorf("opening %s for LISTEN: %w", where, err)
-	}
-	db := newDB(dialect.Postgres, sqldb, where)
-	db.listen = listen
-	return db, nil
+	return sqldb, nil
 }
 
 // ListenApplicationName is the application_name of the connection the
@@ -392,8 +420,8 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 const ListenApplicationName = "spool job queue listener"
 
 // listenPool is a pgx pool of one connection to the database at rawURL,
-// opened when first used.
-func listenPool(ctx context.Context, rawURL string) (*pgxpool.Pool, error) {
+// opened when first used, sending statements in mode.
+func listenPool(ctx context.Context, rawURL string, mode pgx.QueryExecMode) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		return nil, err
@@ -401,6 +429,7 @@ func listenPool(ctx context.Context, rawURL string) (*pgxpool.Pool, error) {
 	if err := configure(cfg.ConnConfig); err != nil {
 		return nil, err
 	}
+	cfg.ConnConfig.DefaultQueryExecMode = mode
 	cfg.MaxConns, cfg.MinConns = 1, 0
 	if _, named := cfg.ConnConfig.RuntimeParams["application_name"]; !named {
 		cfg.ConnConfig.RuntimeParams["application_name"] = ListenApplicationName
@@ -431,6 +460,12 @@ func (db *DB) ReadSQL() *sql.DB { return db.readers }
 // for good, outside database/sql, which cannot wait for notifications);
 // nil on SQLite. Close closes it.
 func (db *DB) ListenPool() *pgxpool.Pool { return db.listen }
+
+// Pooled reports whether PostgreSQL was found behind a pooler when the
+// database was opened, and so is sent statements unprepared (a URL
+// naming default_query_exec_mode is left as it says, and not looked
+// into).
+func (db *DB) Pooled() bool { return db.pooled }
 
 // String names the database: its file, or its URL without the password.
 func (db *DB) String() string { return db.where }

@@ -1,0 +1,63 @@
+package database
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// execModeParam is the URL parameter that names pgx's way of sending
+// statements (pgx.QueryExecMode).
+const execModeParam = "default_query_exec_mode"
+
+// behindPooler connects once as cfg says and reports whether a pooler
+// (PgBouncer, and others like it) stands between spool and PostgreSQL.
+//
+// It matters because a pooler in transaction mode, the usual one for an
+// application's connections, hands a client a server connection for a
+// transaction at a time. A statement prepared on one server connection
+// is then not there for the client's next transaction, and another
+// client meets it as one it did not prepare: pgx's statement cache
+// failed with "prepared statement … does not exist" (26000) or "already
+// exists" (42P05), spool's requests and River's job fetches with it, and
+// a start could fail too. No message tells the pooler's mode, but a
+// pooler is told apart for certain: a connection's start names the
+// backend that serves it (its cancel key, BackendKeyData), and a pooler
+// names one of its own making there, since a client's cancel must reach
+// it, not a server connection the client may no longer hold. So the
+// backend the start names and the one that answers pg_backend_pid()
+// differ only through a pooler. The statement goes by the simple
+// protocol, which prepares nothing.
+func behindPooler(ctx context.Context, cfg *pgx.ConnConfig) (bool, error) {
+	conn, err := pgconn.ConnectConfig(ctx, &cfg.Config)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	results, err := conn.Exec(ctx, "SELECT pg_backend_pid()").ReadAll()
+	if err != nil {
+		return false, err
+	}
+	if len(results) != 1 || len(results[0].Rows) != 1 || len(results[0].Rows[0]) != 1 {
+		return false, fmt.Errorf("SELECT pg_backend_pid() answered %d results", len(results))
+	}
+	answering := string(results[0].Rows[0][0])
+	return answering != strconv.FormatUint(uint64(conn.PID()), 10), nil
+}
+
+// namesExecMode reports whether rawURL says how statements are sent.
+func namesExecMode(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	return err == nil && u.Query().Has(execModeParam)
+}
+
+// poolerNote is what the log says of a database reached through a
+// pooler.
+func poolerNote(where string) string {
+	return fmt.Sprintf("%s is reached through a pooler: statements are sent unprepared (%s=exec), which a pooler in transaction mode needs; "+
+		"a URL naming %s keeps what it says. In transaction mode the job queue finds new jobs by polling", where, execModeParam, execModeParam)
+}

@@ -1,0 +1,83 @@
+package database
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/spoolhq/spool/internal/database/dbtest"
+)
+
+// Statements from many connections at once, each with an argument (so
+// sent by the extended protocol, prepared unless the mode says not):
+// behind a transaction pooler in pgx's default mode, one in how many
+// failed for a statement prepared elsewhere, and the errors' codes.
+func concurrentStatements(t *testing.T, db *DB) (failed int, codes map[string]int) {
+	t.Helper()
+	ctx := context.Background()
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	codes = map[string]int{}
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 40 {
+				var n int
+				err := db.SQL().QueryRowContext(ctx, "SELECT $1::int + 1", g*100+i).Scan(&n)
+				if err == nil && n == g*100+i+1 {
+					continue
+				}
+				var pgErr *pgconn.PgError
+				mu.Lock()
+				failed++
+				if errors.As(err, &pgErr) {
+					codes[pgErr.Code]++
+				} else {
+					codes[err.Error()]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return failed, codes
+}
+
+// Open finds a pooler in transaction mode in front of PostgreSQL and
+// sends statements unprepared through it, so nothing fails for a
+// statement prepared on another server connection; reaching PostgreSQL
+// itself it keeps pgx's prepared statements. A URL that names the mode
+// is taken at its word: behind the pooler, pgx's default mode then fails
+// as the detection keeps it from failing.
+func TestOpenFindsAPooler(t *testing.T) {
+	t.Parallel()
+	direct := dbtest.Postgres(t)
+	pooled := dbtest.PgBouncer(t, direct)
+	ctx := context.Background()
+	for _, c := range []struct {
+		name       string
+		url        string
+		wantPooled bool
+		wantFail   bool
+	}{
+		{"PostgreSQL itself", direct, false, false},
+		{"through PgBouncer", pooled, true, false},
+		{"through PgBouncer, the URL naming pgx's default mode", dbtest.Rewrite(t, pooled, "", execModeParam, "cache_statement"), false, true},
+	} {
+		db, err := Open(ctx, c.url, "", WithoutMigrate())
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		failed, codes := concurrentStatements(t, db)
+		if db.Pooled() != c.wantPooled || (failed > 0) != c.wantFail {
+			t.Errorf("%s: Pooled() = %v, %d of 320 statements failed (%v); want Pooled() %v and failures %v",
+				c.name, db.Pooled(), failed, codes, c.wantPooled, c.wantFail)
+		}
+		t.Logf("%s: Pooled() = %v, %d of 320 statements failed %v", c.name, db.Pooled(), failed, codes)
+		db.Close()
+	}
+}
