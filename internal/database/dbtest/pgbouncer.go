@@ -95,6 +95,9 @@ default_pool_size = 40
 	})
 
 	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	q := u.Query()
+	q.Set("sslmode", "disable") // the test's PgBouncer has no certificate
+	u.RawQuery = q.Encode()
 	pooled := u.String()
 	deadline := time.Now().Add(30 * time.Second) // a hang guard
 	for {
