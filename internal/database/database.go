@@ -362,7 +362,7 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	// the first time it sees its text and keeps it in an LRU of 512
 	// (statement_cache_capacity), so PostgreSQL statements are prepared
 	// once per connection already, except behind a pooler (below).
-	cfg, err := pgConnConfig(rawURL)
+	cfg, err := pgConnConfig(rawURL, true)
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +370,8 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	defer cancel()
 	// Behind a pooler in transaction mode, pgx's prepared statements fail
 	// (behindPooler): unless the URL says how to send statements, they go
-	// unprepared through any pooler.
+	// unprepared through any pooler. The look goes as through one, asking
+	// nothing of the server.
 	pooled := false
 	if !namesExecMode(rawURL) {
 		if pooled, err = behindPooler(pingCtx, cfg); err != nil {
@@ -378,14 +379,15 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 		}
 	}
 	if pooled {
-		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 		o.log.Info(poolerNote(where))
+	} else if cfg, err = pgConnConfig(rawURL, false); err != nil {
+		return nil, err
 	}
 	sqldb, err := o.openPostgresPool(pingCtx, cfg, where)
 	if err != nil {
 		return nil, err
 	}
-	listen, err := listenPool(ctx, rawURL, cfg.DefaultQueryExecMode)
+	listen, err := listenPool(ctx, rawURL, pooled)
 	if err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("opening %s for LISTEN: %w", where, err)
@@ -419,17 +421,16 @@ func (o *options) openPostgresPool(ctx context.Context, cfg *pgx.ConnConfig, whe
 // pg_stat_activity.
 const ListenApplicationName = "spool job queue listener"
 
-// listenPool is a pgx pool of one connection to the database at rawURL,
-// opened when first used, sending statements in mode.
-func listenPool(ctx context.Context, rawURL string, mode pgx.QueryExecMode) (*pgxpool.Pool, error) {
+// listenPool is a pgx pool of one connection to the database at rawURL
+// (through a pooler if pooled), opened when first used.
+func listenPool(ctx context.Context, rawURL string, pooled bool) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	if err := configure(cfg.ConnConfig); err != nil {
+	if err := configure(cfg.ConnConfig, pooled); err != nil {
 		return nil, err
 	}
-	cfg.ConnConfig.DefaultQueryExecMode = mode
 	cfg.MaxConns, cfg.MinConns = 1, 0
 	if _, named := cfg.ConnConfig.RuntimeParams["application_name"]; !named {
 		cfg.ConnConfig.RuntimeParams["application_name"] = ListenApplicationName

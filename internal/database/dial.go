@@ -32,13 +32,14 @@ const DefaultTCPUserTimeout = usertimeout.Default
 // so a URL written for psql or libpq means the same here.
 const tcpUserTimeoutParam = "tcp_user_timeout"
 
-// pgConnConfig parses rawURL as pgx does, and configures it.
-func pgConnConfig(rawURL string) (*pgx.ConnConfig, error) {
+// pgConnConfig parses rawURL as pgx does, and configures it for
+// connections straight to PostgreSQL, or through a pooler if pooled.
+func pgConnConfig(rawURL string, pooled bool) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(rawURL)
 	if err != nil {
 		return nil, err // pgconn's ParseConfigError shows the URL without its password
 	}
-	return cfg, configure(cfg)
+	return cfg, configure(cfg, pooled)
 }
 
 // configure sets what spool's PostgreSQL connections do in an outage,
@@ -48,14 +49,18 @@ func pgConnConfig(rawURL string) (*pgx.ConnConfig, error) {
 // none, the same bound, since a connection unanswered that long meets
 // the same outage; the server is asked to bound its side of each
 // connection the same way (serverBounds); and one that a statement was
-// refused on for being read-only is closed (readonly.go).
-func configure(cfg *pgx.ConnConfig) error {
+// refused on for being read-only is closed (readonly.go). Through a
+// pooler (pooled, behindPooler) statements are sent unprepared, and
+// nothing is asked of the server: the pooler is its client.
+func configure(cfg *pgx.ConnConfig, pooled bool) error {
 	userTimeout, err := takeUserTimeout(cfg)
 	if err != nil {
 		return err
 	}
 	setDialer(cfg, userTimeout)
-	if set := serverBounds(userTimeout, cfg.RuntimeParams); set != "" {
+	if pooled {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	} else if set := serverBounds(userTimeout, cfg.RuntimeParams); set != "" {
 		cfg.AfterConnect = afterConnect(cfg.AfterConnect, set)
 	}
 	cfg.Tracer = readOnlyCloser{}
@@ -113,9 +118,11 @@ func setDialer(cfg *pgx.ConnConfig, userTimeout time.Duration) {
 // A setting the URL names is left as it says (pgx sends it as the
 // connection starts). They are SET once connected rather than sent that
 // way, because a pooler (PgBouncer) refuses a connection whose startup
-// names parameters it does not know; behind one they bound the pooler's
-// connection to the server, which the pooler keeps alive, and the
-// pooler's own keepalive settings bound spool's connections to it.
+// names parameters it does not know. Through a pooler none is SET
+// (configure): the pooler is the server's client, and its own settings
+// bound spool's connections to it, while a SET would land on whichever
+// of its server connections ran it (and a proxy such as RDS Proxy pins
+// a session that SETs to one server connection for good).
 func serverBounds(userTimeout time.Duration, named map[string]string) string {
 	if userTimeout <= 0 {
 		return ""

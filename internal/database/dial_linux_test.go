@@ -39,7 +39,7 @@ func unacknowledged(t *testing.T, c syscall.Conn) uint32 {
 // reads back the socket's TCP_USER_TIMEOUT.
 func socketUserTimeout(t *testing.T, rawURL string) time.Duration {
 	t.Helper()
-	cfg, err := pgConnConfig(rawURL)
+	cfg, err := pgConnConfig(rawURL, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestPostgresConnectingToAServerThatNeverAnswers(t *testing.T) {
 			held = append(held, c)
 		}
 	}()
-	cfg, err := pgConnConfig("postgres://postgres@" + mute.Addr().String() + "/test?sslmode=disable&tcp_user_timeout=300")
+	cfg, err := pgConnConfig("postgres://postgres@"+mute.Addr().String()+"/test?sslmode=disable&tcp_user_timeout=300", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,8 @@ func serverSide(t *testing.T, q func(query string) pgx.Row) [3]string {
 // bounds its own (serverBounds): keepalive probes after half the URL's
 // tcp_user_timeout in whole seconds, and the same user timeout. What the
 // URL names itself stays as it says, and tcp_user_timeout=0 leaves the
-// server's own, which a plain connection shows. The job queue's LISTEN
+// server's own, which a plain connection shows; so does a pooler, whose
+// server connections are asked nothing. The job queue's LISTEN
 // connection is bounded the same way.
 func TestPostgresBoundsItsSideOfTheConnection(t *testing.T) {
 	t.Parallel()
@@ -319,26 +320,33 @@ func TestPostgresBoundsItsSideOfTheConnection(t *testing.T) {
 	defer plain.Close(ctx)
 	servers := serverSide(t, func(q string) pgx.Row { return plain.QueryRow(ctx, q) })
 
+	pooler := dbtest.PgBouncer(t, server)
 	for _, c := range []struct {
-		params []string
-		want   [3]string
+		through string // "" for server
+		params  []string
+		want    [3]string
 	}{
-		{nil, [3]string{"15", "15", "30000"}},
-		{[]string{tcpUserTimeoutParam, "250"}, [3]string{"1", "1", "250"}},
-		{[]string{tcpUserTimeoutParam, "5000"}, [3]string{"2", "2", "5000"}},
-		{[]string{"tcp_keepalives_idle", "7"}, [3]string{"7", "15", "30000"}},
-		{[]string{tcpUserTimeoutParam, "0"}, servers},
+		{"", nil, [3]string{"15", "15", "30000"}},
+		{pooler, nil, servers},
+		{"", []string{tcpUserTimeoutParam, "250"}, [3]string{"1", "1", "250"}},
+		{"", []string{tcpUserTimeoutParam, "5000"}, [3]string{"2", "2", "5000"}},
+		{"", []string{"tcp_keepalives_idle", "7"}, [3]string{"7", "15", "30000"}},
+		{"", []string{tcpUserTimeoutParam, "0"}, servers},
 	} {
-		db, err := Open(ctx, dbtest.Rewrite(t, server, "", c.params...), "", WithoutMigrate())
+		target := server
+		if c.through != "" {
+			target = c.through
+		}
+		db, err := Open(ctx, dbtest.Rewrite(t, target, "", c.params...), "", WithoutMigrate())
 		if err != nil {
 			t.Fatalf("%v: %v", c.params, err)
 		}
-		pooled := serverSide(t, func(q string) pgx.Row { return db.SQL().QueryRowContext(ctx, q) })
+		fromPool := serverSide(t, func(q string) pgx.Row { return db.SQL().QueryRowContext(ctx, q) })
 		listening := serverSide(t, func(q string) pgx.Row { return db.ListenPool().QueryRow(ctx, q) })
 		db.Close()
-		if pooled != c.want || listening != c.want {
-			t.Errorf("URL parameters %v: the server's keepalive idle, interval and user timeout are %v on a pooled connection and %v on the LISTEN one, want %v",
-				c.params, pooled, listening, c.want)
+		if fromPool != c.want || listening != c.want {
+			t.Errorf("URL parameters %v (through a pooler: %v): the server's keepalive idle, interval and user timeout are %v on a connection of the pool and %v on the LISTEN one, want %v",
+				c.params, c.through != "", fromPool, listening, c.want)
 		}
 	}
 }
