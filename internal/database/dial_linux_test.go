@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"crypto/tls"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -227,7 +228,11 @@ func TestPostgresOutageWhileAnAnswerIsAwaited(t *testing.T) {
 	defer waiting.Close()
 	var socket syscall.Conn
 	if err := waiting.Raw(func(dc any) error {
-		socket, _ = dc.(*stdlib.Conn).Conn().PgConn().Conn().(syscall.Conn)
+		c := dc.(*stdlib.Conn).Conn().PgConn().Conn()
+		if tlsConn, ok := c.(*tls.Conn); ok { // a URL's sslmode=require
+			c = tlsConn.NetConn()
+		}
+		socket, _ = c.(syscall.Conn)
 		return nil
 	}); err != nil || socket == nil {
 		t.Fatalf("the connection's socket: %v", err)
