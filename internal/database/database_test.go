@@ -261,6 +261,7 @@ func TestMalformedPostgresURL(t *testing.T) {
 		{"postgres://spool:hunter2@127.0.0.1:5432/spool?tcp_user_timeout=30s", "tcp_user_timeout"},
 		{"postgres://spool:hunter2@127.0.0.1:5432/spool?tcp_user_timeout=99999999999", "tcp_user_timeout"},
 		{"postgres://spool:hunter2@127.0.0.1:5432/spool?tcp_user_timeout=", "tcp_user_timeout"},
+		{"postgres://spool:hunter2@127.0.0.1:5432/spool?default_query_exec_mode=bogus", "default_query_exec_mode"},
 	} {
 		db, err := database.Open(context.Background(), tc.url, "")
 		if err == nil {
@@ -275,25 +276,28 @@ func TestMalformedPostgresURL(t *testing.T) {
 }
 
 // A setting in the URL that PostgreSQL refuses (lock_timeout, which
-// CONFIG suggests, with a value it cannot read) fails Open with the
-// server's word, naming the setting, and never shows the password.
+// CONFIG suggests, or tcp_keepalives_idle, which spool would otherwise
+// set itself, with a value it cannot read) fails Open with the server's
+// word, naming the setting, and never shows the password.
 func TestPostgresRefusesABadSetting(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(dbtest.Required(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.UserPassword(u.User.Username(), "hunter2")
-	q := u.Query()
-	q.Set("lock_timeout", "soon")
-	u.RawQuery = q.Encode()
-	db, err := database.Open(context.Background(), u.String(), "", database.WithoutMigrate())
-	if err == nil {
-		db.Close()
-		t.Fatal("Open with lock_timeout=soon succeeded, want PostgreSQL's refusal")
-	}
-	if msg := err.Error(); !strings.Contains(msg, "lock_timeout") || strings.Contains(msg, "hunter2") {
-		t.Errorf("Open with lock_timeout=soon: %q; want it to name lock_timeout and not show the password", msg)
+	for _, setting := range []string{"lock_timeout", "tcp_keepalives_idle"} {
+		u, err := url.Parse(dbtest.Required(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword(u.User.Username(), "hunter2")
+		q := u.Query()
+		q.Set(setting, "soon")
+		u.RawQuery = q.Encode()
+		db, err := database.Open(context.Background(), u.String(), "", database.WithoutMigrate())
+		if err == nil {
+			db.Close()
+			t.Fatalf("Open with %s=soon succeeded, want PostgreSQL's refusal", setting)
+		}
+		if msg := err.Error(); !strings.Contains(msg, setting) || strings.Contains(msg, "hunter2") {
+			t.Errorf("Open with %s=soon: %q; want it to name the setting and not show the password", setting, msg)
+		}
 	}
 }
 
