@@ -335,6 +335,7 @@ func TestPostgresBoundsItsSideOfTheConnection(t *testing.T) {
 		{pooler, nil, servers},
 		{"", []string{tcpUserTimeoutParam, "250"}, [3]string{"1", "1", "250"}},
 		{"", []string{tcpUserTimeoutParam, "5000"}, [3]string{"2", "2", "5000"}},
+		{"", []string{tcpUserTimeoutParam, "86400000"}, [3]string{"32767", "32767", "86400000"}}, // the kernel's longest keepalive
 		{"", []string{"tcp_keepalives_idle", "7"}, [3]string{"7", "15", "30000"}},
 		{"", []string{tcpUserTimeoutParam, "0"}, servers},
 	} {

@@ -31,8 +31,8 @@ const Default = 30 * time.Second
 // Dialer returns a net.Dialer whose TCP connections are given up once
 // what they send has gone unacknowledged for d, or once they have heard
 // nothing for about d (2 s at least) while their own keepalive probes,
-// sent after d/2 of silence and every d/2 (in whole seconds, one at
-// least), go unanswered; connecting waits d at most as well. With d 0
+// sent after d/2 of silence and every d/2 (ProbeInterval), go
+// unanswered; connecting waits d at most as well. With d 0
 // or less it is a plain net.Dialer, the kernel's limits (about 15
 // minutes on Linux's defaults). A Unix socket is left alone: it has no
 // retransmissions to bound.
@@ -51,12 +51,18 @@ func Dialer(d time.Duration) *net.Dialer {
 // ProbeInterval is how long a connection bounded by d (d > 0) stays
 // silent before its first keepalive probe, and the time between probes:
 // d/2 in whole seconds, since the kernel counts keepalive in seconds, one
-// at least. With TCP_USER_TIMEOUT set to d, the kernel gives the
-// connection up at the first probe that finds d passed since it last
-// heard from its peer.
+// at least, and maxProbeInterval at most. With TCP_USER_TIMEOUT set to d,
+// the kernel gives the connection up at the first probe that finds d
+// passed since it last heard from its peer.
 func ProbeInterval(d time.Duration) time.Duration {
-	return max((d / 2).Truncate(time.Second), time.Second)
+	return min(max((d/2).Truncate(time.Second), time.Second), maxProbeInterval)
 }
+
+// maxProbeInterval is the longest keepalive time Linux takes
+// (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL). Asked for more, it refuses the
+// setting, which left a connection bounded by more than 18 hours with
+// the kernel's two hours of silence, and PostgreSQL's side the same.
+const maxProbeInterval = 32767 * time.Second
 
 // control returns a net.Dialer Control function that sets d as the
 // TCP_USER_TIMEOUT of every TCP socket it dials.

@@ -11,8 +11,8 @@ import (
 
 // Dialer's connections carry the bound in their sockets: TCP_USER_TIMEOUT
 // of d, and keepalive probes after d/2 of silence and every d/2 (in whole
-// seconds, one at least); with d of 0 the kernel's limits, and Go's usual
-// keepalive (15 s).
+// seconds, one at least, 32,767 at most); with d of 0 the kernel's
+// limits, and Go's usual keepalive (15 s).
 func TestDialerSetsTheSocketsBounds(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,6 +37,9 @@ func TestDialerSetsTheSocketsBounds(t *testing.T) {
 		{30 * time.Second, 30000, 15, 15},
 		{500 * time.Millisecond, 500, 1, 1},
 		{3 * time.Second, 3000, 1, 1}, // whole seconds, rounded down: silence noticed within d
+		// Linux takes keepalive times of 32,767 s at most: a longer bound
+		// probes at that (an hour's probes refused left Go's 15 s).
+		{24 * time.Hour, 86400000, 32767, 32767},
 		{0, 0, 15, 15},
 	} {
 		conn, err := Dialer(c.d).DialContext(context.Background(), "tcp", ln.Addr().String())
