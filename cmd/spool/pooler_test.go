@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"database/sql"
 	"net/http"
 	"strings"
 	"testing"
@@ -44,14 +42,7 @@ func TestPostgresBehindAPooler(t *testing.T) {
 		return len(media.UserMedia.Edges) == 1 && media.UserMedia.Edges[0].Node.Status == "READY"
 	})
 
-	db, err := sql.Open("pgx", w.database) // past the pooler
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var held int
-	if err := db.QueryRowContext(context.Background(), `SELECT count(*) FROM pg_locks
-		WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&held); err != nil || held != 0 {
-		t.Errorf("%d advisory locks are held in the database once the replicas are ready (%v), want none", held, err)
+	if held := dbtest.AdvisoryLocks(t, w.database); held != 0 {
+		t.Errorf("%d advisory locks are held in the database once the replicas are ready, want none", held)
 	}
 }

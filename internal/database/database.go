@@ -60,8 +60,8 @@ type DB struct {
 	// listen is PostgreSQL's pool for River's LISTEN connection (see
 	// ListenPool); nil on SQLite.
 	listen *pgxpool.Pool
-	// pooled is set when PostgreSQL is reached through a pooler (see
-	// Pooled).
+	// pooled is set when PostgreSQL was found behind a pooler as it was
+	// opened (behindPooler), and so is sent statements unprepared.
 	pooled bool
 }
 
@@ -373,7 +373,7 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	// unprepared through any pooler. The look goes as through one, asking
 	// nothing of the server.
 	pooled := false
-	if !namesExecMode(rawURL) {
+	if !u.Query().Has(execModeParam) { // a URL that names the mode is taken at its word
 		if pooled, err = behindPooler(pingCtx, cfg); err != nil {
 			return nil, fmt.Errorf("connecting to PostgreSQL at %s: %w", where, err)
 		}
@@ -461,12 +461,6 @@ func (db *DB) ReadSQL() *sql.DB { return db.readers }
 // for good, outside database/sql, which cannot wait for notifications);
 // nil on SQLite. Close closes it.
 func (db *DB) ListenPool() *pgxpool.Pool { return db.listen }
-
-// Pooled reports whether PostgreSQL was found behind a pooler when the
-// database was opened, and so is sent statements unprepared (a URL
-// naming default_query_exec_mode is left as it says, and not looked
-// into).
-func (db *DB) Pooled() bool { return db.pooled }
 
 // String names the database: its file, or its URL without the password.
 func (db *DB) String() string { return db.where }

@@ -372,10 +372,8 @@ func migrateAtOnce(t *testing.T, through, direct string) {
 	if err := db.SQL().QueryRowContext(ctx, "SELECT count(*) FROM goose_db_version WHERE version_id = 1").Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("version 1 recorded %d times (%v), want once", rows, err)
 	}
-	var held int
-	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM pg_locks
-		WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&held); err != nil || held != 0 {
-		t.Fatalf("%d advisory locks are held in the database once every replica has migrated (%v), want none", held, err)
+	if held := dbtest.AdvisoryLocks(t, direct); held != 0 {
+		t.Fatalf("%d advisory locks are held in the database once every replica has migrated, want none", held)
 	}
 }
 

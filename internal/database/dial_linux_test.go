@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -34,6 +35,23 @@ func unacknowledged(t *testing.T, c syscall.Conn) uint32 {
 		t.Fatalf("TCP_INFO: %v %v", err, sockErr)
 	}
 	return info.Unacked
+}
+
+// socketOf is the network connection under one of spool's pooled
+// PostgreSQL connections, under its TLS if the URL asked for it.
+func socketOf(t *testing.T, conn *sql.Conn) net.Conn {
+	t.Helper()
+	var socket net.Conn
+	if err := conn.Raw(func(dc any) error {
+		socket = dc.(*stdlib.Conn).Conn().PgConn().Conn()
+		return nil
+	}); err != nil {
+		t.Fatalf("the connection's socket: %v", err)
+	}
+	if tlsConn, ok := socket.(*tls.Conn); ok { // a URL's sslmode=require
+		socket = tlsConn.NetConn()
+	}
+	return socket
 }
 
 // socketUserTimeout dials rawURL's server as spool's pool would and
@@ -226,16 +244,9 @@ func TestPostgresOutageWhileAnAnswerIsAwaited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer waiting.Close()
-	var socket syscall.Conn
-	if err := waiting.Raw(func(dc any) error {
-		c := dc.(*stdlib.Conn).Conn().PgConn().Conn()
-		if tlsConn, ok := c.(*tls.Conn); ok { // a URL's sslmode=require
-			c = tlsConn.NetConn()
-		}
-		socket, _ = c.(syscall.Conn)
-		return nil
-	}); err != nil || socket == nil {
-		t.Fatalf("the connection's socket: %v", err)
+	socket, ok := socketOf(t, waiting).(syscall.Conn)
+	if !ok {
+		t.Fatal("the connection's socket is not a TCP socket")
 	}
 	awaited := make(chan error, 1)
 	go func() {
@@ -380,14 +391,11 @@ func TestPostgresLetsGoOfAVanishedClientsLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer vanishing.Close()
-	var local, remote *net.TCPAddr
-	if err := vanishing.Raw(func(dc any) error {
-		c := dc.(*stdlib.Conn).Conn().PgConn().Conn()
-		local, _ = c.LocalAddr().(*net.TCPAddr)
-		remote, _ = c.RemoteAddr().(*net.TCPAddr)
-		return nil
-	}); err != nil || local == nil || remote == nil {
-		t.Fatalf("the connection's addresses: %v (a TCP connection to PostgreSQL is needed)", err)
+	socket := socketOf(t, vanishing)
+	local, _ := socket.LocalAddr().(*net.TCPAddr)
+	remote, _ := socket.RemoteAddr().(*net.TCPAddr)
+	if local == nil || remote == nil {
+		t.Fatal("the connection is not over TCP, which the test cuts")
 	}
 	lock := rand.Int64() // an advisory lock of this test's own
 	tx, err := vanishing.BeginTx(ctx, nil)

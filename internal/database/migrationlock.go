@@ -11,14 +11,14 @@ import (
 	"github.com/pressly/goose/v3/lock"
 )
 
-// MigrationLockWait is how long a replica waits for another's migrations
+// migrationLockWait is how long a replica waits for another's migrations
 // (MigrationLock) before it gives up starting: longer than any of spool's
 // migrations takes on a large database (docs/OPERATIONS.md, "Schema
 // migrations in a deploy").
-const MigrationLockWait = 5 * time.Minute
+const migrationLockWait = 5 * time.Minute
 
 // MigrationLock takes the PostgreSQL advisory lock id on db, waiting up to
-// MigrationLockWait for a replica that holds it, and returns what lets it
+// migrationLockWait for a replica that holds it, and returns what lets it
 // go. It is for work that replicas starting at once must do one at a time
 // (migrations), on other connections of db's pool meanwhile.
 //
@@ -34,7 +34,7 @@ const MigrationLockWait = 5 * time.Minute
 // and its lock goes with it when the holder dies or its connection is
 // dropped (the server's keepalive finds a vanished one: dial.go).
 func MigrationLock(ctx context.Context, db *sql.DB, id int64) (release func() error, err error) {
-	return migrationLock(ctx, db, id, MigrationLockWait)
+	return migrationLock(ctx, db, id, migrationLockWait)
 }
 
 // migrationLock is MigrationLock waiting up to wait.

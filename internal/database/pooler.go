@@ -3,7 +3,6 @@ package database
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -47,12 +46,6 @@ func behindPooler(ctx context.Context, cfg *pgx.ConnConfig) (bool, error) {
 	}
 	answering := string(results[0].Rows[0][0])
 	return answering != strconv.FormatUint(uint64(conn.PID()), 10), nil
-}
-
-// namesExecMode reports whether rawURL says how statements are sent.
-func namesExecMode(rawURL string) bool {
-	u, err := url.Parse(rawURL)
-	return err == nil && u.Query().Has(execModeParam)
 }
 
 // poolerNote is what the log says of a database reached through a

@@ -73,11 +73,11 @@ func TestOpenFindsAPooler(t *testing.T) {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		failed, codes := concurrentStatements(t, db)
-		if db.Pooled() != c.wantPooled || (failed > 0) != c.wantFail {
-			t.Errorf("%s: Pooled() = %v, %d of 320 statements failed (%v); want Pooled() %v and failures %v",
-				c.name, db.Pooled(), failed, codes, c.wantPooled, c.wantFail)
+		if db.pooled != c.wantPooled || (failed > 0) != c.wantFail {
+			t.Errorf("%s: pooled = %v, %d of 320 statements failed (%v); want pooled %v and failures %v",
+				c.name, db.pooled, failed, codes, c.wantPooled, c.wantFail)
 		}
-		t.Logf("%s: Pooled() = %v, %d of 320 statements failed %v", c.name, db.Pooled(), failed, codes)
+		t.Logf("%s: pooled = %v, %d of 320 statements failed %v", c.name, db.pooled, failed, codes)
 		db.Close()
 	}
 }

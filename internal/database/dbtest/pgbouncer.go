@@ -101,7 +101,7 @@ default_pool_size = 40
 	pooled := u.String()
 	deadline := time.Now().Add(30 * time.Second) // a hang guard
 	for {
-		err := pingOnce(pooled)
+		err := ping(context.Background(), pooled)
 		if err == nil {
 			return pooled
 		}
@@ -117,17 +117,22 @@ default_pool_size = 40
 	}
 }
 
-// pingOnce connects to dbURL and runs a statement.
-func pingOnce(dbURL string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+// AdvisoryLocks is how many advisory locks are held or awaited in the
+// database at dbURL (reached straight, not through a pooler, whose
+// server connections are the ones that could hold them).
+func AdvisoryLocks(t testing.TB, dbURL string) int {
+	t.Helper()
 	db, err := sql.Open("pgx", dbURL)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
 	defer db.Close()
-	_, err = db.ExecContext(ctx, "SELECT 1")
-	return err
+	var n int
+	if err := db.QueryRowContext(context.Background(), `SELECT count(*) FROM pg_locks
+		WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n); err != nil {
+		t.Fatalf("counting advisory locks: %v", err)
+	}
+	return n
 }
 
 // freePort returns a TCP port on 127.0.0.1 that nothing listened on a
