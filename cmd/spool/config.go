@@ -21,6 +21,7 @@ import (
 	"github.com/spoolhq/spool/internal/jobs"
 	"github.com/spoolhq/spool/internal/media"
 	"github.com/spoolhq/spool/internal/ratelimit"
+	"github.com/spoolhq/spool/internal/redisurl"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/upload"
@@ -185,7 +186,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	// The unprefixed variables are the ones operators already set for
 	// these engines; the SPOOL_ ones (read by parseFlags) win over them.
 	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL `URL` (postgres://…); empty means SQLite in --data-dir")
-	fs.StringVar(&cfg.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis `URL` (redis://…) for progress across replicas; empty means in-process")
+	fs.StringVar(&cfg.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis `URL` for progress and rate limits across replicas: redis://host:port/db, or sentinels with ?master_name=NAME (docs/CONFIG.md); empty means in-process")
 	fs.StringVar(&cfg.StorageURL, "storage-url", getenv("STORAGE_URL"), "storage `URL`: gs://bucket/prefix or file://DIR; empty means DIR/files")
 	fs.BoolVar(&cfg.FsyncChunks, "fsync-chunks", false, "with local storage, fsync each chunk before acknowledging it, so an acknowledged chunk survives a power loss (slower)")
 	fs.Var(reserveFlag{&cfg.DiskReserve}, "disk-reserve", "with local storage, the room (`SIZE` or N%) chunks leave free on its disk, for the database and processing once uploads fill it; 0 keeps none")
@@ -440,6 +441,13 @@ func checkServeConfig(cfg app.Config) error {
 	for name, u := range map[string]string{"--database-url": cfg.DatabaseURL, "--redis-url": cfg.RedisURL, "--storage-url": cfg.StorageURL} {
 		if u != "" && !strings.Contains(u, "://") {
 			return fmt.Errorf("%s %q is not a URL", name, u)
+		}
+	}
+	// Read now, so that a wrong one is refused before anything starts
+	// (its error holds no password).
+	if cfg.RedisURL != "" {
+		if _, err := redisurl.Parse(cfg.RedisURL); err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
 		}
 	}
 	return nil

@@ -207,6 +207,10 @@ func TestServeConfigErrors(t *testing.T) {
 		{"allowed origin with a query", []string{"--allowed-origins", "https://app.example.com?x=1"}, env(), "allowed origins"},
 		{"allowed origin with an empty port", []string{"--allowed-origins", "https://app.example.com:"}, env(), "allowed origins"},
 		{"allowed origin with a bad port", []string{"--allowed-origins", "https://app.example.com:https"}, env(), "allowed origins"},
+		{"redis URL of another scheme", []string{"--redis-url", "http://cache:6379"}, env(), "redis url"},
+		{"redis URL with an unknown option", nil, env("REDIS_URL", "redis://cache:6379/0?colour=blue"), "colour"},
+		{"redis sentinel URL without a primary's name", []string{"--redis-url", "redis://s1:26379?master_name="}, env(), "master name"},
+		{"redis sentinel URL with a bad sentinel", nil, env("SPOOL_REDIS_URL", "redis://s1:26379?master_name=cache&addr=s2"), "s2"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +34,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spoolhq/spool/internal/progress"
+	"github.com/spoolhq/spool/internal/redisurl"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -177,24 +177,26 @@ var (
 	_ upload.Pinger = (*Broker)(nil)
 )
 
-// Open connects to the Redis server of rawURL (redis://, rediss:// or
-// unix://, as goredis.ParseURL reads them) and returns a Broker that owns
-// the client and closes it with itself. Commands are bounded by their
-// context's deadline. It fails if the URL is invalid (without echoing its
-// password) or the server does not answer a PING within ctx.
+// Open connects to the Redis of rawURL (one server, or a primary found
+// through sentinels, as redisurl.Parse reads them) and returns a Broker
+// that owns the client and closes it with itself. Commands are bounded
+// by their context's deadline. It fails if the URL is invalid (without
+// echoing its passwords) or Redis does not answer a PING within ctx.
+//
+// Through sentinels, the publishing connections move to a new primary
+// as the sentinels announce it, and the subscription connection when it
+// is lost; a subscription connection left on a demoted primary, now a
+// replica, still hears every event, as Redis replicates each PUBLISH to
+// the replicas (docs/DESIGN.md, "Progress fan-out").
 func Open(ctx context.Context, rawURL string, opts Options) (*Broker, error) {
-	ro, err := goredis.ParseURL(rawURL)
+	u, err := redisurl.Parse(rawURL)
 	if err != nil {
-		// url.Error repeats the whole URL, password included.
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("progress/redis: invalid redis URL: %v", err)
+		return nil, fmt.Errorf("progress/redis: %w", err)
 	}
-	// Without it go-redis ignores deadlines while waiting for a reply, and
-	// Publish's timeout would not hold when Redis stops answering.
-	ro.ContextTimeoutEnabled = true
-	client := goredis.NewClient(ro)
+	// Without ContextTimeout go-redis ignores deadlines while waiting for
+	// a reply, and Publish's timeout would not hold when Redis stops
+	// answering.
+	client := u.NewClient(redisurl.Tuning{ContextTimeout: true})
 	if opts.TracerProvider != nil {
 		if err := redisotel.InstrumentTracing(client, redisotel.WithTracerProvider(opts.TracerProvider),
 			redisotel.WithDBStatement(false)); err != nil {
@@ -204,7 +206,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Broker, error) {
 	}
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("progress/redis: reaching redis at %s: %w", ro.Addr, err)
+		return nil, fmt.Errorf("progress/redis: reaching redis at %s: %w", u.Where(), err)
 	}
 	b, err := New(client, opts)
 	if err != nil {

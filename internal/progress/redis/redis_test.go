@@ -1,14 +1,12 @@
 package redis
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
-	"os/exec"
 	"reflect"
 	"runtime"
 	"slices"
@@ -23,7 +21,6 @@ import (
 
 	"github.com/spoolhq/spool/internal/progress/brokertest"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
-	"github.com/spoolhq/spool/internal/required"
 	"github.com/spoolhq/spool/internal/upload"
 )
 
@@ -715,7 +712,7 @@ func TestOpenFailures(t *testing.T) {
 		"bad option": "redis://user:" + secret + "@127.0.0.1:6379/0?dial_timeout=soon",
 		"no option":  "redis://user:" + secret + "@127.0.0.1:6379/0?colour=blue",
 		"bad host":   "redis://user:" + secret + "@[::1/0",
-		"nobody at":  "redis://user:" + secret + "@" + freeAddr(t) + "/0",
+		"nobody at":  "redis://user:" + secret + "@" + redistest.FreeAddr(t) + "/0",
 	} {
 		b, err := Open(ctx, url, Options{})
 		if err == nil {
@@ -729,84 +726,7 @@ func TestOpenFailures(t *testing.T) {
 	}
 }
 
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // --- outages ----------------------------------------------------------------
-
-// redisServer is a throwaway redis-server that a test may stop and start
-// again on the same port, never the shared one.
-type redisServer struct {
-	tb     testing.TB
-	path   string
-	addr   string
-	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd has exited
-	out    bytes.Buffer  // read only after exited
-}
-
-func startRedisServer(tb testing.TB) *redisServer {
-	tb.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		required.Missing(tb, "redis-server is not installed: %v", err)
-	}
-	s := &redisServer{tb: tb, path: path, addr: freeAddr(tb), dir: tb.TempDir()}
-	s.start()
-	tb.Cleanup(s.kill)
-	return s
-}
-
-func (s *redisServer) start() {
-	s.tb.Helper()
-	_, port, _ := net.SplitHostPort(s.addr)
-	s.out.Reset()
-	cmd := exec.Command(s.path, "--port", port, "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir)
-	cmd.Stdout, cmd.Stderr = &s.out, &s.out
-	if err := cmd.Start(); err != nil {
-		s.tb.Fatalf("starting redis-server: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	s.cmd, s.exited = cmd, exited
-
-	c := goredis.NewClient(&goredis.Options{Addr: s.addr, MaxRetries: -1})
-	defer c.Close()
-	brokertest.Eventually(s.tb, "redis-server answering on "+s.addr, func() bool {
-		select {
-		case <-exited:
-			s.tb.Fatalf("redis-server exited: %s", s.out.String())
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		return c.Ping(ctx).Err() == nil
-	})
-}
-
-// kill stops the server abruptly, as a crash or an OOM kill would.
-func (s *redisServer) kill() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill() // SIGKILL
-	// Wait returns once the server's output pipe closes too, which a
-	// child holding it would delay for good.
-	brokertest.Bounded(s.tb, "redis-server exiting after SIGKILL", func() { <-s.exited })
-	s.cmd = nil
-}
 
 // TestRedisOutage stops a Redis under two replicas and starts it again:
 // publishing fails fast meanwhile, subscribing still works, and afterwards
@@ -814,8 +734,8 @@ func (s *redisServer) kill() {
 // subscribed during the outage.
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
-	srv := startRedisServer(t)
-	opt := &goredis.Options{Addr: srv.addr}
+	srv := redistest.StartServer(t)
+	opt := &goredis.Options{Addr: srv.Addr}
 	admin := newClient(t, opt)
 	a, b, prefix := twoReplicas(t, opt)
 
@@ -824,7 +744,7 @@ func TestRedisOutage(t *testing.T) {
 	brokertest.Publish(t, a, brokertest.Event("u1", "alice", 1))
 	brokertest.ReadEvent(t, before, "u1", 1)
 
-	srv.kill()
+	srv.Kill()
 
 	var err error
 	brokertest.Within(t, "Publish with Redis down", func() { err = a.Publish(t.Context(), brokertest.Event("u1", "alice", 2)) })
@@ -836,7 +756,7 @@ func TestRedisOutage(t *testing.T) {
 	during := brokertest.Subscribe(t, b, upload.UploadTopic("u2")) // hang-guarded inside
 	leaving.Close()
 
-	srv.start()
+	srv.Start()
 
 	for name, f := range map[string]upload.Feed{"subscribed before": before, "subscribed during": during} {
 		r := brokertest.ReadUntil(t, f, name+": resync after reconnecting", func(r brokertest.Reading) bool { return r.Resync })
@@ -852,6 +772,51 @@ func TestRedisOutage(t *testing.T) {
 		if n := numSub(t, admin, ch); n != want {
 			t.Errorf("after the restart: NUMSUB %s = %d, want %d", ch, n, want)
 		}
+	}
+}
+
+// TestSentinelFailovers runs replicas on a Redis that Sentinel fails
+// over, given to Open as a sentinel URL. First a planned failover, as a
+// rolling update does it: the sentinel makes a replica primary, then the
+// old primary's host shuts down. Then the new primary is killed. After
+// each, an event published on one replica reaches the feeds of others,
+// one subscribed before the failovers and one on the second primary
+// (which hears only what is published there: the publisher moved too),
+// and each feed whose connection went with a server is told to resync.
+func TestSentinelFailovers(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinels(t)
+	prefix := redistest.Prefix(t)
+	open := func() *Broker {
+		b, err := Open(t.Context(), s.URL(""), Options{Prefix: prefix})
+		if err != nil {
+			t.Fatalf("Open(%s): %v", s.URL(""), err)
+		}
+		t.Cleanup(func() { closeBroker(t, b) })
+		return b
+	}
+	a, b := open(), open()
+	before := brokertest.Subscribe(t, b, upload.UploadTopic("u1"))
+	brokertest.Publish(t, a, brokertest.Event("u1", "alice", 1))
+	brokertest.ReadEvent(t, before, "u1", 1)
+
+	first := s.Primary(t)
+	second, _ := s.FailOver(t)
+	after := brokertest.Subscribe(t, open(), upload.UploadTopic("u1"))
+	publishUntilRead(t, a, after, brokertest.Event("u1", "alice", 2))
+	first.Stop()
+	brokertest.ReadUntil(t, before, "a resync once the old primary has shut down", func(r brokertest.Reading) bool { return r.Resync })
+	publishUntilRead(t, a, before, brokertest.Event("u1", "alice", 2))
+
+	second.Kill()
+	s.AwaitFailover(t, second)
+	for name, f := range map[string]upload.Feed{"subscribed before": before, "subscribed on the second primary": after} {
+		brokertest.ReadUntil(t, f, name+": a resync, its connection gone with the killed primary",
+			func(r brokertest.Reading) bool { return r.Resync })
+		publishUntilRead(t, a, f, brokertest.Event("u1", "alice", 3))
+	}
+	if err := a.Ping(t.Context()); err != nil {
+		t.Errorf("Ping after the failovers: %v", err)
 	}
 }
 

@@ -6,15 +6,14 @@ package redisrate
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/spoolhq/spool/internal/ratelimit"
+	"github.com/spoolhq/spool/internal/redisurl"
 )
 
 // Timeout bounds one budget check (and a connection attempt): a Redis
@@ -28,22 +27,18 @@ type Client struct {
 	limiter *redis_rate.Limiter
 }
 
-// Open connects to the Redis at rawURL (redis://…). It does not wait for
-// Redis to answer: budgets fail over to the process while it is away.
+// Open connects to the Redis of rawURL (one server, or a primary found
+// through sentinels, as redisurl.Parse reads them). It does not wait
+// for Redis to answer: budgets fail over to the process while it is
+// away. It fails if the URL is invalid, without echoing its passwords.
 func Open(rawURL string) (*Client, error) {
-	o, err := goredis.ParseURL(rawURL)
+	u, err := redisurl.Parse(rawURL)
 	if err != nil {
-		// url.Error repeats the whole URL, password included.
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("ratelimit/redisrate: invalid redis URL: %v", err)
+		return nil, fmt.Errorf("ratelimit/redisrate: %w", err)
 	}
 	// A budget check is worth one quick try: retrying or waiting on a
 	// sick Redis would hold up the request it guards.
-	o.MaxRetries, o.DialerRetries = -1, 1
-	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = Timeout, Timeout, Timeout, Timeout
-	rdb := goredis.NewClient(o)
+	rdb := u.NewClient(redisurl.Tuning{OneTry: Timeout})
 	return &Client{rdb: rdb, limiter: redis_rate.NewLimiter(rdb)}, nil
 }
 

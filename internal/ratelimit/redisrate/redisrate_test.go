@@ -2,10 +2,12 @@ package redisrate_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/ratelimit/redisrate"
@@ -57,6 +59,43 @@ func TestSharedBudget(t *testing.T) {
 	}
 	if _, err := c.Limiter(prefix, ratelimit.Rate{Events: 1, Per: time.Second}); err == nil {
 		t.Error("a rate without a burst was taken")
+	}
+}
+
+// Through a sentinel URL, the replicas' budgets move to the new primary
+// when the old one dies, and are shared there again.
+func TestBudgetFollowsAFailover(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinels(t)
+	rate := ratelimit.Rate{Events: 1, Per: time.Minute, Burst: 2}
+	var replicas []*redisrate.Limiter
+	for range 2 {
+		c, err := redisrate.Open(s.URL(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		l, err := c.Limiter("spool-test:", rate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas = append(replicas, l)
+	}
+	ctx := context.Background()
+	if wait, err := replicas[0].Allow(ctx, "alice"); err != nil || wait != 0 {
+		t.Fatalf("before the failover: wait %v, err %v; want allowed", wait, err)
+	}
+	was := s.Primary(t)
+	was.Kill()
+	s.AwaitFailover(t, was)
+	for i, l := range replicas {
+		eventually.Holds(t, fmt.Sprintf("replica %d's budget check answered after the failover", i+1), func() bool {
+			wait, err := l.Allow(ctx, "bob")
+			return err == nil && wait == 0
+		})
+	}
+	if wait, err := replicas[0].Allow(ctx, "bob"); err != nil || wait <= 0 {
+		t.Errorf("over the shared burst after the failover: wait %v, err %v; want refused", wait, err)
 	}
 }
 

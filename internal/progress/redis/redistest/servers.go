@@ -1,0 +1,299 @@
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/spoolhq/spool/internal/eventually"
+	"github.com/spoolhq/spool/internal/required"
+)
+
+// Server is a redis-server of the test's own on a free loopback port,
+// never the shared one, which the test may kill and start again on the
+// same port. It is killed when the test ends.
+type Server struct {
+	Addr string
+
+	tb   testing.TB
+	path string
+	args []string
+	dir  string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd has exited
+	out    *bytes.Buffer // written by cmd until exited
+}
+
+// StartServer starts a redis-server that keeps nothing on disk, with
+// args (redis-server's options, "--replicaof", "HOST", "PORT" say) after
+// its own, and waits until it answers a PING. Without redis-server the
+// test is skipped, or failed where CI=true.
+func StartServer(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		required.Missing(tb, "redis-server is not installed: %v", err)
+	}
+	s := &Server{Addr: FreeAddr(tb), tb: tb, path: path, args: args, dir: tb.TempDir()}
+	s.Start()
+	tb.Cleanup(s.Kill)
+	return s
+}
+
+// FreeAddr returns a loopback address nothing listens on now.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Start starts the server again after Kill, on its address, and waits
+// until it answers.
+func (s *Server) Start() {
+	s.tb.Helper()
+	_, port, _ := net.SplitHostPort(s.Addr)
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir}, s.args...)
+	s.run(exec.Command(s.path, args...))
+}
+
+func (s *Server) run(cmd *exec.Cmd) {
+	s.tb.Helper()
+	out := new(bytes.Buffer)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		s.tb.Fatalf("starting %s: %v", s.path, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	s.mu.Lock()
+	s.cmd, s.exited, s.out = cmd, exited, out
+	s.mu.Unlock()
+
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr, MaxRetries: -1})
+	defer c.Close()
+	eventually.Holds(s.tb, "redis on "+s.Addr+" answering", func() bool {
+		select {
+		case <-exited:
+			s.tb.Fatalf("redis on %s exited: %s", s.Addr, out.String())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Ping(ctx).Err() == nil
+	})
+}
+
+// Kill stops the server abruptly, as a crash or an OOM kill would, and
+// waits for it to exit. It does nothing if the server is not running.
+func (s *Server) Kill() { s.stop(os.Kill) }
+
+// Stop asks the server to shut down (SIGTERM), as a host's shutdown or a
+// rolling update does, and waits for it to exit: it closes its clients'
+// connections. It does nothing if the server is not running.
+func (s *Server) Stop() { s.stop(syscall.SIGTERM) }
+
+func (s *Server) stop(sig os.Signal) {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		// Wait returns once the output pipe closes too, which a child
+		// holding it would delay for good.
+		s.tb.Errorf("redis on %s did not exit within 30 s of %v", s.Addr, sig)
+	}
+}
+
+// Client returns a client of the server at addr that tries each command
+// once, closed when the test ends.
+func Client(tb testing.TB, addr string) *goredis.Client {
+	tb.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Sentinels is a Redis primary, two replicas of it and a sentinel
+// watching them, each a process of the test's own: the shape of a Redis
+// that fails over. The sentinel takes the primary for down after half a
+// second of silence and needs no other sentinel to agree (quorum 1), so
+// a failover takes about a second. Two replicas, because the sentinel
+// turns a demoted primary into a replica only once it next asks it for
+// its state, up to 10 s later: the replica not promoted is reconfigured
+// within the failover, so it can be promoted in the next one at once.
+type Sentinels struct {
+	// Name is the primary's name, the URL's master_name.
+	Name string
+	// Servers are the primary and the replicas as started; which is
+	// primary now is the sentinel's to say (Primary).
+	Servers  [3]*Server
+	sentinel *Server
+	admin    *goredis.SentinelClient
+}
+
+// StartSentinels starts a primary, its replicas and a sentinel, and waits
+// until the sentinel knows the replicas and they are in sync, so a
+// failover can happen. It skips or fails the test as StartServer does.
+func StartSentinels(tb testing.TB) *Sentinels {
+	tb.Helper()
+	// Any server may be primary after a failover. None waits the
+	// default 5 s for more replicas before it sends one a copy.
+	primary := StartServer(tb, "--repl-diskless-sync-delay", "0")
+	host, port, _ := net.SplitHostPort(primary.Addr)
+	s := &Sentinels{Name: "spool-test", Servers: [3]*Server{primary,
+		StartServer(tb, "--repl-diskless-sync-delay", "0", "--replicaof", host, port),
+		StartServer(tb, "--repl-diskless-sync-delay", "0", "--replicaof", host, port)}}
+	// A sentinel rewrites its configuration file, so it needs one of its own.
+	dir := tb.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	sentinel := &Server{Addr: FreeAddr(tb), tb: tb, path: primary.path, dir: dir}
+	_, sport, _ := net.SplitHostPort(sentinel.Addr)
+	text := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\n"+
+		"sentinel monitor %s %s %s 1\n"+
+		"sentinel down-after-milliseconds %[3]s 1000\n"+
+		"sentinel failover-timeout %[3]s 3000\n", sport, dir, s.Name, host, port)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	sentinel.run(exec.Command(primary.path, conf, "--sentinel"))
+	tb.Cleanup(sentinel.Kill)
+	s.sentinel = sentinel
+	s.admin = goredis.NewSentinelClient(&goredis.Options{Addr: sentinel.Addr, MaxRetries: -1})
+	tb.Cleanup(func() { _ = s.admin.Close() })
+	s.AwaitReplica(tb, s.Servers[1])
+	s.AwaitReplica(tb, s.Servers[2])
+	return s
+}
+
+// AwaitReplica waits until srv is a replica of the sentinel's primary,
+// in sync, and the sentinel lists it as a replica it reaches: then the
+// sentinel can make srv primary. (The sentinel's own record of a
+// replica's sync is refreshed every 10 s, or each second while the
+// primary is down, so srv's own word is taken for it.)
+func (s *Sentinels) AwaitReplica(tb testing.TB, srv *Server) {
+	tb.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, MaxRetries: -1})
+	defer c.Close()
+	eventually.Holds(tb, srv.Addr+" a replica in sync, known to the sentinel", func() bool {
+		ctx := context.Background()
+		primary, err := s.admin.GetMasterAddrByName(ctx, s.Name).Result()
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "role:slave\r\n") || !strings.Contains(info, "master_link_status:up\r\n") ||
+			!strings.Contains(info, "master_port:"+primary[1]+"\r\n") {
+			return false
+		}
+		replicas, err := s.admin.Replicas(ctx, s.Name).Result()
+		if err != nil {
+			return false
+		}
+		for _, r := range replicas {
+			if net.JoinHostPort(r["ip"], r["port"]) == srv.Addr && !strings.Contains(r["flags"], "down") &&
+				!strings.Contains(r["flags"], "disconnected") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// URL returns the sentinel URL of the primary, with params (already
+// encoded, "username=x&password=y" say) after master_name.
+func (s *Sentinels) URL(params string) string {
+	u := "redis://" + s.sentinel.Addr + "/0?master_name=" + s.Name
+	if params != "" {
+		u += "&" + params
+	}
+	return u
+}
+
+// Primary returns the server the sentinel names primary now.
+func (s *Sentinels) Primary(tb testing.TB) *Server {
+	tb.Helper()
+	addr, err := s.admin.GetMasterAddrByName(context.Background(), s.Name).Result()
+	if err != nil {
+		tb.Fatalf("asking the sentinel for the primary: %v", err)
+	}
+	for _, srv := range s.Servers {
+		if srv.Addr == net.JoinHostPort(addr[0], addr[1]) {
+			return srv
+		}
+	}
+	tb.Fatalf("the sentinel names %v primary, neither server", addr)
+	return nil
+}
+
+// AwaitFailover waits until the sentinel has ended a failover from was
+// to another primary, and that server takes writes, and returns it.
+func (s *Sentinels) AwaitFailover(tb testing.TB, was *Server) *Server {
+	tb.Helper()
+	var now *Server
+	eventually.Holds(tb, "the sentinel ending a failover from "+was.Addr, func() bool {
+		// The sentinel names the promoted replica primary as soon as it
+		// takes the role, before the failover has ended; until it has,
+		// the sentinel starts no other.
+		m, err := s.admin.Master(context.Background(), s.Name).Result()
+		if err != nil || m["flags"] != "master" || net.JoinHostPort(m["ip"], m["port"]) == was.Addr {
+			return false
+		}
+		now = s.Primary(tb)
+		return true
+	})
+	c := goredis.NewClient(&goredis.Options{Addr: now.Addr, MaxRetries: -1})
+	defer c.Close()
+	eventually.Holds(tb, "the new primary "+now.Addr+" taking writes", func() bool {
+		return c.Set(context.Background(), "redistest:failover", "1", time.Second).Err() == nil
+	})
+	return now
+}
+
+// FailOver asks the sentinel to fail over with every server up, as an
+// operator does before taking the primary's host down, and waits for it.
+// It returns the new primary, and the replica that can be promoted next:
+// the old primary turns replica of the new one only later (Sentinels).
+func (s *Sentinels) FailOver(tb testing.TB) (primary, next *Server) {
+	tb.Helper()
+	was := s.Primary(tb)
+	if err := s.admin.Failover(context.Background(), s.Name).Err(); err != nil {
+		tb.Fatalf("SENTINEL FAILOVER: %v", err)
+	}
+	primary = s.AwaitFailover(tb, was)
+	// The replica not promoted is told to follow the new primary
+	// within the failover.
+	for _, srv := range s.Servers {
+		if srv != was && srv != primary {
+			next = srv
+		}
+	}
+	s.AwaitReplica(tb, next)
+	return primary, next
+}
+

@@ -1,0 +1,139 @@
+package redisurl
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spoolhq/spool/internal/eventually"
+	"github.com/spoolhq/spool/internal/progress/redis/redistest"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		url      string
+		sentinel bool
+		where    string
+	}{
+		{"redis://127.0.0.1:6379/2", false, "127.0.0.1:6379"},
+		{"rediss://user:pw@cache.example:6380/0?dial_timeout=3s", false, "cache.example:6380"},
+		{"unix:///run/redis.sock?db=1", false, "/run/redis.sock"},
+		// A parameter that means nothing to one server is still refused there.
+		{"redis://s1:26379/0?master_name=cache", true, `primary "cache" through sentinels s1:26379`},
+		{"redis://sentinel-user:pw@s1:26379?master_name=cache&addr=s2:26379&addr=s3:26379&username=spool&password=pw2&read_timeout=2s",
+			true, `primary "cache" through sentinels s1:26379, s2:26379, s3:26379`},
+		{"rediss://s1:26379/3?master_name=cache", true, `primary "cache" through sentinels s1:26379`},
+	} {
+		u, err := Parse(tc.url)
+		if err != nil {
+			t.Errorf("Parse(%s): %v", tc.url, err)
+			continue
+		}
+		if u.Sentinel() != tc.sentinel || u.Where() != tc.where {
+			t.Errorf("Parse(%s): Sentinel() = %v, Where() = %q; want %v, %q", tc.url, u.Sentinel(), u.Where(), tc.sentinel, tc.where)
+		}
+	}
+}
+
+// TestParseRefuses: each wrong URL is refused with a message that says
+// what is wrong, and neither password is in it.
+func TestParseRefuses(t *testing.T) {
+	const secret, secret2 = "s3cret-password", "an0ther-s3cret"
+	for name, tc := range map[string]struct{ url, says string }{
+		"bad port":                {"redis://user:" + secret + "@127.0.0.1:port/0", "port"},
+		"bad scheme":              {"http://user:" + secret + "@127.0.0.1:6379/0", "scheme"},
+		"bad db":                  {"redis://user:" + secret + "@127.0.0.1:6379/db", "database"},
+		"unknown parameter":       {"redis://user:" + secret + "@127.0.0.1:6379/0?colour=blue", "colour"},
+		"bad host":                {"redis://user:" + secret + "@[::1/0", "invalid redis URL"},
+		"sentinel, empty name":    {"redis://user:" + secret + "@s1:26379/0?master_name=&password=" + secret2, "master_name is empty"},
+		"sentinel, unix":          {"unix://user:" + secret + "@/run/sentinel.sock?master_name=cache&password=" + secret2, "not unix://"},
+		"sentinel, bad scheme":    {"http://user:" + secret + "@s1:26379/0?master_name=cache&password=" + secret2, "scheme"},
+		"sentinel, bad db":        {"redis://user:" + secret + "@s1:26379/zero?master_name=cache&password=" + secret2, "database"},
+		"sentinel, bad addr":      {"redis://user:" + secret + "@s1:26379/0?master_name=cache&addr=s2&password=" + secret2, "s2"},
+		"sentinel, bad duration":  {"redis://user:" + secret + "@s1:26379/0?master_name=cache&read_timeout=soon&password=" + secret2, "read_timeout"},
+		"sentinel, unknown param": {"redis://user:" + secret + "@s1:26379/0?master_name=cache&colour=blue&password=" + secret2, "colour"},
+	} {
+		_, err := Parse(tc.url)
+		if err == nil {
+			t.Errorf("%s: Parse = nil error, want one", name)
+			continue
+		}
+		msg := err.Error()
+		if strings.Contains(msg, secret) || strings.Contains(msg, secret2) {
+			t.Errorf("%s: the error reveals a password: %v", name, err)
+		}
+		if !strings.Contains(msg, tc.says) {
+			t.Errorf("%s: error %q does not say %q", name, msg, tc.says)
+		}
+	}
+}
+
+// TestTuning: what a caller tunes reaches the client, for one server and
+// for a primary found through sentinels alike.
+func TestTuning(t *testing.T) {
+	for _, raw := range []string{"redis://127.0.0.1:1/0?read_timeout=7s", "redis://127.0.0.1:1/0?master_name=cache&read_timeout=7s"} {
+		u, err := Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := u.NewClient(Tuning{})
+		if o := c.Options(); o.ContextTimeoutEnabled || o.ReadTimeout != 7*time.Second {
+			t.Errorf("%s untuned: ContextTimeoutEnabled %v, ReadTimeout %v; want false and the URL's 7s", raw, o.ContextTimeoutEnabled, o.ReadTimeout)
+		}
+		_ = c.Close()
+		c = u.NewClient(Tuning{ContextTimeout: true, OneTry: 250 * time.Millisecond})
+		o := c.Options()
+		// go-redis keeps "no retries" (-1) as 0, and turns a 0 given into 3.
+		if !o.ContextTimeoutEnabled || o.MaxRetries != 0 || o.DialerRetries != 1 {
+			t.Errorf("%s tuned: ContextTimeoutEnabled %v, MaxRetries %d, DialerRetries %d; want true, 0, 1", raw, o.ContextTimeoutEnabled, o.MaxRetries, o.DialerRetries)
+		}
+		for name, d := range map[string]time.Duration{"dial": o.DialTimeout, "read": o.ReadTimeout, "write": o.WriteTimeout, "pool": o.PoolTimeout} {
+			if d != 250*time.Millisecond {
+				t.Errorf("%s tuned: %s timeout %v, want 250ms", raw, name, d)
+			}
+		}
+		_ = c.Close()
+	}
+}
+
+// TestSentinelURLFollowsThePrimary: a client of a sentinel URL reaches
+// the primary, and after the primary is killed and the sentinel has made
+// the replica primary, it writes to the new one; a client of the old
+// primary's own address does not.
+func TestSentinelURLFollowsThePrimary(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinels(t)
+	u, err := Parse(s.URL(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := u.NewClient(Tuning{ContextTimeout: true})
+	t.Cleanup(func() { _ = c.Close() })
+	direct, err := Parse("redis://" + s.Primary(t).Addr + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := direct.NewClient(Tuning{ContextTimeout: true})
+	t.Cleanup(func() { _ = d.Close() })
+	ctx := t.Context()
+	if err := c.Set(ctx, "k", "before", 0).Err(); err != nil {
+		t.Fatalf("SET through the sentinels: %v", err)
+	}
+	if got, err := d.Get(ctx, "k").Result(); err != nil || got != "before" {
+		t.Fatalf("GET on the primary: %q, %v; want what was set through the sentinels", got, err)
+	}
+
+	was := s.Primary(t)
+	was.Kill()
+	now := s.AwaitFailover(t, was)
+	eventually.Holds(t, "a SET through the sentinels reaching the new primary "+now.Addr, func() bool {
+		return c.Set(ctx, "k", "after", 0).Err() == nil
+	})
+	if err := d.Set(ctx, "k", "direct", 0).Err(); err == nil {
+		t.Errorf("SET on the killed primary's address succeeded, want an error")
+	}
+	n := redistest.Client(t, now.Addr)
+	if got, err := n.Get(ctx, "k").Result(); err != nil || got != "after" {
+		t.Errorf("GET on the new primary: %q, %v; want what was set through the sentinels", got, err)
+	}
+}
