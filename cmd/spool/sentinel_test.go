@@ -43,13 +43,16 @@ func TestRedisSentinelFailover(t *testing.T) {
 	watch.until(t, "the first chunk's progress, through Redis", func(p watchedProgress) bool { return p.UploadedChunks == 1 })
 
 	primary := sentinels.Primary(t)
+	killed := time.Now()
 	primary.Kill()
 	sentinels.AwaitFailover(t, primary)
+	t.Logf("the sentinel ended its failover %v after the primary was killed", time.Since(killed).Round(time.Millisecond))
 	for name, r := range map[string]*replica{"A": a, "B": b} {
 		poll(t, name+"'s log saying it is back on Redis", func() bool {
 			return strings.Contains(r.log.String(), "redis progress connection restored")
 		})
 	}
+	t.Logf("both replicas were back on Redis %v after the primary was killed", time.Since(killed).Round(time.Millisecond))
 
 	put(1)
 	watch.until(t, "the second chunk's progress, after the failover", func(p watchedProgress) bool { return p.UploadedChunks == 2 })

@@ -10,10 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +22,6 @@ import (
 	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 	"github.com/spoolhq/spool/internal/ratelimit"
-	"github.com/spoolhq/spool/internal/required"
 )
 
 // The limits' tests (docs/CONFIG.md, "Limits"): budgets are configured
@@ -309,11 +306,11 @@ func TestRateLimitsAcrossReplicas(t *testing.T) {
 // once per request.
 func TestRateLimitsWithoutRedis(t *testing.T) {
 	t.Parallel()
-	redisAddr, stopRedis := throwawayRedis(t)
+	redis := redistest.StartServer(t)
 	logs := &syncBuffer{}
 	const burst = 3
 	srv := apptest.StartLogged(t, slog.New(slog.NewTextHandler(logs, nil)), func(c *app.Config) {
-		c.RedisURL, c.RedisPrefix = "redis://"+redisAddr+"/0", redistest.Prefix(t)
+		c.RedisURL, c.RedisPrefix = "redis://"+redis.Addr+"/0", redistest.Prefix(t)
 		c.Limits.Mutations = ratelimit.Rate{Events: 1, Per: 20 * time.Second, Burst: burst}
 	})
 	s := &spool{t: t, main: srv.Main, url: srv.URL, srv: srv}
@@ -321,7 +318,7 @@ func TestRateLimitsWithoutRedis(t *testing.T) {
 	if _, e := s.cancelMissing(alice); e.code() != "NOT_FOUND" {
 		t.Fatalf("with Redis up: got %s, want NOT_FOUND", e.code())
 	}
-	stopRedis()
+	redis.Kill()
 
 	// The replica's own budget starts full: burst more, then refusal.
 	passed, _, refusal := s.untilMutationRefused(t, alice, burst)
@@ -338,46 +335,6 @@ func TestRateLimitsWithoutRedis(t *testing.T) {
 	if n := strings.Count(logs.String(), "rate limits held per replica"); n != 2 {
 		t.Errorf("the log says the limits fell back %d times, want once per limit (2):\n%s", n, logs.String())
 	}
-}
-
-// throwawayRedis runs a redis-server of the test's own on a free port,
-// and returns its address and a function that kills it.
-func throwawayRedis(t *testing.T) (string, func()) {
-	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		required.Missing(t, "redis-server is not installed: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(path, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting redis-server: %v", err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-	}
-	t.Cleanup(stop)
-	eventually.Holds(t, "redis-server on "+addr, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		_, _ = c.Write([]byte("PING\r\n"))
-		line, _ := bufio.NewReader(c).ReadString('\n')
-		return strings.HasPrefix(line, "+PONG")
-	})
-	return addr, stop
 }
 
 // heldPUT is a chunk PUT whose headers are sent and whose body is not:

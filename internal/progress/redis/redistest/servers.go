@@ -296,4 +296,3 @@ func (s *Sentinels) FailOver(tb testing.TB) (primary, next *Server) {
 	s.AwaitReplica(tb, next)
 	return primary, next
 }
-
