@@ -16,6 +16,7 @@ import (
 	"github.com/spoolhq/spool/internal/progress"
 	"github.com/spoolhq/spool/internal/progress/redis"
 	"github.com/spoolhq/spool/internal/ratelimit/redisrate"
+	"github.com/spoolhq/spool/internal/redisurl"
 	"github.com/spoolhq/spool/internal/storage/gcs"
 	"github.com/spoolhq/spool/internal/storage/localfs"
 	"github.com/spoolhq/spool/internal/telemetry"
@@ -105,15 +106,17 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger, mt *metrics.
 		e.broker, e.brokerName = progress.NewHub(), "in-process"
 		return e, nil
 	}
-	b, err := redis.Open(ctx, cfg.RedisURL, redis.Options{Prefix: cfg.RedisPrefix, Logger: log, TracerProvider: engineTracer})
+	ru, err := redisurl.Open(ctx, cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("opening Redis: %w", err)
 	}
-	e.broker, e.brokerName = b, "redis"
-	e.closers = append(e.closers, b.Close)
-	if e.rates, err = redisrate.Open(cfg.RedisURL); err != nil {
-		return nil, err
+	b, err := redis.Open(ctx, ru, redis.Options{Prefix: cfg.RedisPrefix, Logger: log, TracerProvider: engineTracer})
+	if err != nil {
+		return nil, fmt.Errorf("opening Redis: %w", err)
 	}
+	e.broker, e.brokerName = b, "redis "+ru.Kind()
+	e.closers = append(e.closers, b.Close)
+	e.rates = redisrate.New(ru)
 	e.closers = append(e.closers, e.rates.Close)
 	return e, nil
 }

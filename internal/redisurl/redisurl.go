@@ -3,7 +3,7 @@
 // (progress/redis) and the shared rate budgets (ratelimit/redisrate)
 // reach the same Redis the same way (docs/CONFIG.md, "Redis").
 //
-// A URL names one of two things:
+// A URL names one of three things:
 //
 //   - One server, as go-redis's ParseURL reads it: redis://, rediss:// or
 //     unix://. A managed Redis whose endpoint follows its primary across a
@@ -14,12 +14,19 @@
 //     password are the sentinels' and the username and password
 //     parameters the primary's. Connections go to whichever server the
 //     sentinels name primary, and after a failover to the new one.
+//   - A Redis Cluster, as go-redis's ParseClusterURL reads it: the URL's
+//     host, and each addr parameter, are nodes to learn the cluster from
+//     (a managed cluster's configuration endpoint is one). Each command
+//     goes to the node that holds its key's slot.
 //
-// The parameter master_name tells them apart: it means nothing to a
-// single server, and a sentinel URL needs it.
+// The parameter master_name makes a URL a sentinel URL: it means nothing
+// to a server. A URL with addr parameters and no master_name is a
+// cluster's, and so is a one-server URL whose server says it is a node of
+// a cluster: Open asks it.
 package redisurl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -29,42 +36,102 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// sentinelParam is the query parameter that makes a URL a sentinel URL.
-const sentinelParam = "master_name"
+const (
+	// sentinelParam is the query parameter that makes a URL a sentinel URL.
+	sentinelParam = "master_name"
+	// addrParam adds a sentinel's or a cluster node's address.
+	addrParam = "addr"
+)
 
-// URL is a parsed Redis URL: one server, or a primary found through
-// sentinels.
+// URL is a parsed Redis URL: one server, a primary found through
+// sentinels, or a cluster. Exactly one of its fields is set.
 type URL struct {
-	single   *goredis.Options         // set for one server
-	sentinel *goredis.FailoverOptions // set for a primary found through sentinels
+	single   *goredis.Options         // one server
+	sentinel *goredis.FailoverOptions // a primary found through sentinels
+	cluster  *goredis.ClusterOptions  // a Redis Cluster
 }
 
-// Parse reads rawURL. It fails if rawURL is not a Redis URL of either
-// kind, or names master_name without a value; the error never holds the
-// URL's passwords.
+// Parse reads rawURL. It fails if rawURL is not a Redis URL of any kind,
+// or names master_name without a value; the error never holds the URL's
+// passwords. A one-server URL may turn out to be a cluster node's: Open
+// asks.
 func Parse(rawURL string) (*URL, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("invalid redis URL: %v", withoutURL(err))
 	}
-	if !u.Query().Has(sentinelParam) {
-		o, err := goredis.ParseURL(rawURL)
-		if err != nil {
-			return nil, fmt.Errorf("invalid redis URL: %v", withoutURL(err))
+	q := u.Query()
+	switch {
+	case q.Has(sentinelParam):
+		if u.Scheme == "unix" {
+			return nil, errors.New("invalid redis URL: sentinels are reached over TCP (redis:// or rediss://), not unix://")
 		}
-		return &URL{single: o}, nil
+		o, err := goredis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("invalid redis sentinel URL: %v", withoutURL(err))
+		}
+		if o.MasterName == "" {
+			return nil, fmt.Errorf("invalid redis sentinel URL: %s is empty; it names the primary the sentinels watch", sentinelParam)
+		}
+		return &URL{sentinel: o}, nil
+	case q.Has(addrParam):
+		return parseCluster(rawURL, u)
 	}
-	if u.Scheme == "unix" {
-		return nil, errors.New("invalid redis URL: sentinels are reached over TCP (redis:// or rediss://), not unix://")
-	}
-	o, err := goredis.ParseFailoverURL(rawURL)
+	o, err := goredis.ParseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("invalid redis sentinel URL: %v", withoutURL(err))
+		return nil, fmt.Errorf("invalid redis URL: %v", withoutURL(err))
 	}
-	if o.MasterName == "" {
-		return nil, fmt.Errorf("invalid redis sentinel URL: %s is empty; it names the primary the sentinels watch", sentinelParam)
+	return &URL{single: o}, nil
+}
+
+// parseCluster reads rawURL (u parsed) as a cluster's.
+func parseCluster(rawURL string, u *url.URL) (*URL, error) {
+	if u.Scheme == "unix" {
+		return nil, errors.New("invalid redis cluster URL: a cluster's nodes are reached over TCP (redis:// or rediss://), not unix://")
 	}
-	return &URL{sentinel: o}, nil
+	// A cluster has database 0 only, and go-redis's cluster URL has no
+	// path: a database the URL names must not be dropped unsaid.
+	if db := strings.Trim(u.Path, "/"); db != "" && db != "0" {
+		return nil, fmt.Errorf("invalid redis cluster URL: database %q: a Redis Cluster has database 0 only", db)
+	}
+	o, err := goredis.ParseClusterURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("invalid redis cluster URL: %v", withoutURL(err))
+	}
+	return &URL{cluster: o}, nil
+}
+
+// Open reads rawURL as Parse does and, if it names one server, asks that
+// server whether it is a node of a Redis Cluster (INFO, bounded by ctx):
+// if it is, the URL is read again as a cluster's, the server a node to
+// learn the others from. It fails as Parse does, if the server does not
+// answer within ctx (naming its address, never the URL), or if the URL
+// cannot be a cluster's (a database other than 0, say).
+func Open(ctx context.Context, rawURL string) (*URL, error) {
+	u, err := Parse(rawURL)
+	if err != nil || u.single == nil {
+		return u, err
+	}
+	// Asked on database 0: a cluster node refuses to select another.
+	probe := *u.single
+	probe.DB = 0
+	c := (&URL{single: &probe}).NewClient(Tuning{ContextTimeout: true})
+	defer c.Close()
+	info, err := c.Info(ctx, "cluster").Result()
+	if err != nil {
+		return nil, fmt.Errorf("reaching redis at %s: %w", u.Where(), err)
+	}
+	if !strings.Contains(info, "cluster_enabled:1") {
+		return u, nil
+	}
+	if u.single.Network == "unix" {
+		return nil, errors.New("invalid redis cluster URL: a cluster's nodes are reached over TCP (redis:// or rediss://), not unix://")
+	}
+	if u.single.DB != 0 {
+		return nil, fmt.Errorf("invalid redis cluster URL: database %d: a Redis Cluster has database 0 only", u.single.DB)
+	}
+	parsed, _ := url.Parse(rawURL) // Parse read it already
+	return parseCluster(rawURL, parsed)
 }
 
 // withoutURL unwraps a url.Error, which repeats the whole URL, password
@@ -76,15 +143,26 @@ func withoutURL(err error) error {
 	return err
 }
 
-// Sentinel reports whether the URL names a primary found through
-// sentinels.
-func (u *URL) Sentinel() bool { return u.sentinel != nil }
+// Kind says what the URL names: "server", "sentinel" or "cluster".
+func (u *URL) Kind() string {
+	switch {
+	case u.sentinel != nil:
+		return "sentinel"
+	case u.cluster != nil:
+		return "cluster"
+	}
+	return "server"
+}
 
 // Where names what the URL reaches, for messages: the server's address,
-// or the primary's name and its sentinels'. It holds no password.
+// the primary's name and its sentinels', or the cluster's nodes given.
+// It holds no password.
 func (u *URL) Where() string {
-	if u.sentinel != nil {
+	switch {
+	case u.sentinel != nil:
 		return fmt.Sprintf("primary %q through sentinels %s", u.sentinel.MasterName, strings.Join(u.sentinel.SentinelAddrs, ", "))
+	case u.cluster != nil:
+		return "cluster of " + strings.Join(u.cluster.Addrs, ", ")
 	}
 	return u.single.Addr
 }
@@ -101,16 +179,23 @@ type Tuning struct {
 	OneTry time.Duration
 }
 
-// NewClient returns a client of the URL's server or primary, tuned. It
-// does no I/O: the first command connects. For a sentinel URL that first
-// asks the sentinels which server is primary, and the client follows the
-// sentinels' announcements of a new one (a connection to the old one is
-// closed when it is next taken, or when its read fails).
-func (u *URL) NewClient(t Tuning) *goredis.Client {
-	if u.sentinel != nil {
+// NewClient returns a client of the URL's server, primary or cluster,
+// tuned. It does no I/O: the first command connects. For a sentinel URL
+// that first asks the sentinels which server is primary, and the client
+// follows the sentinels' announcements of a new one (the pool's
+// connections to the old one are closed then; a subscription's when it
+// is lost). A cluster's client learns the nodes and their slots from the
+// first node that answers, and again when a node redirects a command.
+func (u *URL) NewClient(t Tuning) goredis.UniversalClient {
+	switch {
+	case u.sentinel != nil:
 		o := *u.sentinel
 		t.apply(&o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 		return goredis.NewFailoverClient(&o)
+	case u.cluster != nil:
+		o := *u.cluster
+		t.apply(&o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
+		return goredis.NewClusterClient(&o)
 	}
 	o := *u.single
 	t.apply(&o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialerRetries, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)

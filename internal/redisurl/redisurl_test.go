@@ -1,9 +1,12 @@
 package redisurl
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
@@ -11,26 +14,27 @@ import (
 
 func TestParse(t *testing.T) {
 	for _, tc := range []struct {
-		url      string
-		sentinel bool
-		where    string
+		url   string
+		kind  string
+		where string
 	}{
-		{"redis://127.0.0.1:6379/2", false, "127.0.0.1:6379"},
-		{"rediss://user:pw@cache.example:6380/0?dial_timeout=3s", false, "cache.example:6380"},
-		{"unix:///run/redis.sock?db=1", false, "/run/redis.sock"},
-		// A parameter that means nothing to one server is still refused there.
-		{"redis://s1:26379/0?master_name=cache", true, `primary "cache" through sentinels s1:26379`},
+		{"redis://127.0.0.1:6379/2", "server", "127.0.0.1:6379"},
+		{"rediss://user:pw@cache.example:6380/0?dial_timeout=3s", "server", "cache.example:6380"},
+		{"unix:///run/redis.sock?db=1", "server", "/run/redis.sock"},
+		{"redis://s1:26379/0?master_name=cache", "sentinel", `primary "cache" through sentinels s1:26379`},
 		{"redis://sentinel-user:pw@s1:26379?master_name=cache&addr=s2:26379&addr=s3:26379&username=spool&password=pw2&read_timeout=2s",
-			true, `primary "cache" through sentinels s1:26379, s2:26379, s3:26379`},
-		{"rediss://s1:26379/3?master_name=cache", true, `primary "cache" through sentinels s1:26379`},
+			"sentinel", `primary "cache" through sentinels s1:26379, s2:26379, s3:26379`},
+		{"rediss://s1:26379/3?master_name=cache", "sentinel", `primary "cache" through sentinels s1:26379`},
+		{"redis://user:pw@n1:7000?addr=n2:7000&addr=n3:7000&read_timeout=2s", "cluster", "cluster of n1:7000, n2:7000, n3:7000"},
+		{"rediss://n1:7000/0?addr=n2:7000", "cluster", "cluster of n1:7000, n2:7000"},
 	} {
 		u, err := Parse(tc.url)
 		if err != nil {
 			t.Errorf("Parse(%s): %v", tc.url, err)
 			continue
 		}
-		if u.Sentinel() != tc.sentinel || u.Where() != tc.where {
-			t.Errorf("Parse(%s): Sentinel() = %v, Where() = %q; want %v, %q", tc.url, u.Sentinel(), u.Where(), tc.sentinel, tc.where)
+		if u.Kind() != tc.kind || u.Where() != tc.where {
+			t.Errorf("Parse(%s): Kind() = %q, Where() = %q; want %q, %q", tc.url, u.Kind(), u.Where(), tc.kind, tc.where)
 		}
 	}
 }
@@ -52,6 +56,11 @@ func TestParseRefuses(t *testing.T) {
 		"sentinel, bad addr":      {"redis://user:" + secret + "@s1:26379/0?master_name=cache&addr=s2&password=" + secret2, "s2"},
 		"sentinel, bad duration":  {"redis://user:" + secret + "@s1:26379/0?master_name=cache&read_timeout=soon&password=" + secret2, "read_timeout"},
 		"sentinel, unknown param": {"redis://user:" + secret + "@s1:26379/0?master_name=cache&colour=blue&password=" + secret2, "colour"},
+		"cluster, a database":     {"redis://user:" + secret + "@n1:7000/2?addr=n2:7000", "database 0 only"},
+		"cluster, unix":           {"unix://user:" + secret + "@/run/redis.sock?addr=n2:7000", "not unix://"},
+		"cluster, bad addr":       {"redis://user:" + secret + "@n1:7000?addr=n2", "n2"},
+		"cluster, unknown param":  {"redis://user:" + secret + "@n1:7000?addr=n2:7000&db=3", "db"},
+		"cluster, bad duration":   {"redis://user:" + secret + "@n1:7000?addr=n2:7000&dial_timeout=soon", "dial_timeout"},
 	} {
 		_, err := Parse(tc.url)
 		if err == nil {
@@ -68,24 +77,26 @@ func TestParseRefuses(t *testing.T) {
 	}
 }
 
-// TestTuning: what a caller tunes reaches the client, for one server and
-// for a primary found through sentinels alike.
+// TestTuning: what a caller tunes reaches the client, for one server, a
+// primary found through sentinels and a cluster alike.
 func TestTuning(t *testing.T) {
-	for _, raw := range []string{"redis://127.0.0.1:1/0?read_timeout=7s", "redis://127.0.0.1:1/0?master_name=cache&read_timeout=7s"} {
+	for _, raw := range []string{"redis://127.0.0.1:1/0?read_timeout=7s", "redis://127.0.0.1:1/0?master_name=cache&read_timeout=7s",
+		"redis://127.0.0.1:1?addr=127.0.0.1:2&read_timeout=7s"} {
 		u, err := Parse(raw)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := u.NewClient(Tuning{})
-		if o := c.Options(); o.ContextTimeoutEnabled || o.ReadTimeout != 7*time.Second {
+		if o := tuningOf(t, c); o.ContextTimeoutEnabled || o.ReadTimeout != 7*time.Second {
 			t.Errorf("%s untuned: ContextTimeoutEnabled %v, ReadTimeout %v; want false and the URL's 7s", raw, o.ContextTimeoutEnabled, o.ReadTimeout)
 		}
 		_ = c.Close()
 		c = u.NewClient(Tuning{ContextTimeout: true, OneTry: 250 * time.Millisecond})
-		o := c.Options()
-		// go-redis keeps "no retries" (-1) as 0, and turns a 0 given into 3.
-		if !o.ContextTimeoutEnabled || o.MaxRetries != 0 || o.DialerRetries != 1 {
-			t.Errorf("%s tuned: ContextTimeoutEnabled %v, MaxRetries %d, DialerRetries %d; want true, 0, 1", raw, o.ContextTimeoutEnabled, o.MaxRetries, o.DialerRetries)
+		o := tuningOf(t, c)
+		// go-redis keeps "no retries" (-1) as 0 for one server, as -1 for
+		// a cluster, and turns a 0 given into 3.
+		if !o.ContextTimeoutEnabled || o.MaxRetries > 0 || o.DialerRetries != 1 {
+			t.Errorf("%s tuned: ContextTimeoutEnabled %v, MaxRetries %d, DialerRetries %d; want true, none, 1", raw, o.ContextTimeoutEnabled, o.MaxRetries, o.DialerRetries)
 		}
 		for name, d := range map[string]time.Duration{"dial": o.DialTimeout, "read": o.ReadTimeout, "write": o.WriteTimeout, "pool": o.PoolTimeout} {
 			if d != 250*time.Millisecond {
@@ -94,6 +105,22 @@ func TestTuning(t *testing.T) {
 		}
 		_ = c.Close()
 	}
+}
+
+// tuningOf reads the tuned fields of c's options, which a cluster's
+// client keeps in a type of its own.
+func tuningOf(t *testing.T, c goredis.UniversalClient) goredis.Options {
+	t.Helper()
+	switch c := c.(type) {
+	case *goredis.Client:
+		return *c.Options()
+	case *goredis.ClusterClient:
+		o := c.Options()
+		return goredis.Options{ContextTimeoutEnabled: o.ContextTimeoutEnabled, MaxRetries: o.MaxRetries, DialerRetries: o.DialerRetries,
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, PoolTimeout: o.PoolTimeout}
+	}
+	t.Fatalf("a client of type %T", c)
+	return goredis.Options{}
 }
 
 // TestSentinelURLFollowsThePrimary: a client of a sentinel URL reaches
@@ -135,5 +162,53 @@ func TestSentinelURLFollowsThePrimary(t *testing.T) {
 	n := redistest.Client(t, now.Addr)
 	if got, err := n.Get(ctx, "k").Result(); err != nil || got != "after" {
 		t.Errorf("GET on the new primary: %q, %v; want what was set through the sentinels", got, err)
+	}
+}
+
+// TestOpenFindsACluster: a URL naming one node of a Redis Cluster is
+// opened as the cluster's, whose client writes keys of every node's
+// slots, where a client of the node alone is redirected (MOVED) for most
+// of them; and a database other than 0 is refused there.
+func TestOpenFindsACluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3, 0)
+	ctx := t.Context()
+	u, err := Open(ctx, c.URL())
+	if err != nil {
+		t.Fatalf("Open(%s): %v", c.URL(), err)
+	}
+	if u.Kind() != "cluster" || u.Where() != "cluster of "+c.Masters[0].Addr {
+		t.Errorf("Open(%s): Kind() = %q, Where() = %q; want a cluster of %s", c.URL(), u.Kind(), u.Where(), c.Masters[0].Addr)
+	}
+	cc := u.NewClient(Tuning{ContextTimeout: true})
+	t.Cleanup(func() { _ = cc.Close() })
+	alone, err := Parse(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := alone.NewClient(Tuning{ContextTimeout: true})
+	t.Cleanup(func() { _ = nc.Close() })
+	redirected := 0
+	for i := range 30 {
+		key := fmt.Sprintf("k%d", i)
+		if err := cc.Set(ctx, key, i, 0).Err(); err != nil {
+			t.Errorf("SET %s through the cluster's client: %v", key, err)
+		}
+		if err := nc.Set(ctx, key, i, 0).Err(); err != nil && strings.HasPrefix(err.Error(), "MOVED") {
+			redirected++
+		}
+	}
+	if redirected == 0 {
+		t.Errorf("a client of one node wrote every key itself: the keys did not spread over the cluster's nodes")
+	}
+
+	if _, err := Open(ctx, "redis://"+c.Masters[1].Addr+"/2"); err == nil || !strings.Contains(err.Error(), "database 0 only") {
+		t.Errorf("Open of a cluster node's database 2: %v, want it refused for naming a database other than 0", err)
+	}
+	if u, err := Open(ctx, redistest.URL(t)); err != nil || u.Kind() != "server" {
+		t.Errorf("Open of the test Redis: %v, %v; want one server", u, err)
+	}
+	if _, err := Open(ctx, "redis://:s3cret@"+redistest.FreeAddr(t)+"/0"); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Open of a Redis nobody listens for: %v, want an error without the password", err)
 	}
 }

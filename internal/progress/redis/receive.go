@@ -214,6 +214,16 @@ func (b *Broker) confirmedChannel(name string) bool {
 // does so on the next command) so the answer can resync the hub.
 func (b *Broker) receive() {
 	defer b.wg.Done()
+	if b.anchor != "" {
+		// Before the first read, which would connect without a channel.
+		// go-redis keeps the channel even if this fails, and subscribes it
+		// on each connection it makes.
+		b.psMu.Lock()
+		ctx, cancel := context.WithTimeout(b.ctx, commandTimeout)
+		_ = b.pubsub.Subscribe(ctx, b.anchor)
+		cancel()
+		b.psMu.Unlock()
+	}
 	backoff := minBackoff
 	awaiting := false // a ping of ours is unanswered and nothing came since
 	var last struct { // the last well-formed message, its event and origin
@@ -225,6 +235,7 @@ func (b *Broker) receive() {
 	for b.ctx.Err() == nil {
 		if b.needsResyncPing() {
 			if err := b.sendPing(); err != nil {
+				b.renewSlots()
 				if !sleep(b.ctx, backoff) {
 					return
 				}
@@ -248,6 +259,7 @@ func (b *Broker) receive() {
 		default:
 			awaiting = false
 			b.connectionLost(err)
+			b.renewSlots()
 			continue
 		}
 

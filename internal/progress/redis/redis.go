@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +85,8 @@ var (
 // Options configures a Broker. The zero value is usable.
 type Options struct {
 	// Prefix starts the name of every channel, so several deployments can
-	// share one Redis. Default "spool:".
+	// share one Redis. Default "spool:". On a cluster it is put in braces
+	// ("{spool:}") unless it holds a hash tag already.
 	Prefix string
 	// Logger receives connection losses and recoveries and dropped
 	// messages. Default slog.Default().
@@ -101,7 +103,7 @@ type Options struct {
 // Broker is an upload.Broker that crosses replicas through Redis pub/sub.
 // Its methods are safe for concurrent use.
 type Broker struct {
-	client     *goredis.Client
+	client     goredis.UniversalClient
 	ownsClient bool
 	pubsub     *goredis.PubSub
 	hub        *progress.Hub
@@ -111,6 +113,13 @@ type Broker struct {
 	// skip them when Redis echoes them back: Publish has delivered them
 	// to this replica's subscribers already.
 	origin string
+	// anchor, on a cluster, is a channel in the slot of the broker's
+	// channels that nothing is published on, subscribed for the broker's
+	// life: go-redis opens a subscription connection on the node of the
+	// slot of a channel it has, and on a node of its choosing when it has
+	// none, as before the first feed or after the last (see publisher).
+	// Not in subscribed, so syncOnce never drops it. Empty on one server.
+	anchor string
 
 	ctx    context.Context // done once Close is called
 	cancel context.CancelFunc
@@ -177,22 +186,18 @@ var (
 	_ upload.Pinger = (*Broker)(nil)
 )
 
-// Open connects to the Redis of rawURL (one server, or a primary found
-// through sentinels, as redisurl.Parse reads them) and returns a Broker
-// that owns the client and closes it with itself. Commands are bounded
-// by their context's deadline. It fails if the URL is invalid (without
-// echoing its passwords) or Redis does not answer a PING within ctx.
+// Open connects to the Redis u names (redisurl.Open) and returns a
+// Broker that owns the client and closes it with itself. Commands are
+// bounded by their context's deadline. It fails if Redis does not answer
+// a PING within ctx.
 //
-// Through sentinels, the publishing connections move to a new primary
-// as the sentinels announce it, and the subscription connection when it
-// is lost; a subscription connection left on a demoted primary, now a
-// replica, still hears every event, as Redis replicates each PUBLISH to
-// the replicas (docs/DESIGN.md, "Progress fan-out").
-func Open(ctx context.Context, rawURL string, opts Options) (*Broker, error) {
-	u, err := redisurl.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("progress/redis: %w", err)
-	}
+// Through sentinels, the publishing connections move to a new primary as
+// the sentinels announce it, and the subscription connection once it is
+// lost, which the primary's death or its demotion does (docs/DESIGN.md,
+// "A Redis that fails over"). On a cluster, events are published to the
+// node of their channel's slot and reach every node, so the subscription
+// connection may be on any.
+func Open(ctx context.Context, u *redisurl.URL, opts Options) (*Broker, error) {
 	// Without ContextTimeout go-redis ignores deadlines while waiting for
 	// a reply, and Publish's timeout would not hold when Redis stops
 	// answering.
@@ -217,19 +222,25 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Broker, error) {
 	return b, nil
 }
 
-// New returns a Broker that publishes with client and opens one more
+// New returns a Broker that publishes with client (of one server, a
+// primary found through sentinels, or a cluster) and opens one more
 // connection of client's for all its subscribers. The caller keeps
 // ownership of client and closes it after the Broker. Publish's timeout
 // bounds waits for replies only if client has ContextTimeoutEnabled (Open
 // sets it); otherwise the client's read timeout does.
 //
 // New does no I/O: a Redis that is down at start is handled like an outage.
-func New(client *goredis.Client, opts Options) (*Broker, error) {
+func New(client goredis.UniversalClient, opts Options) (*Broker, error) {
 	if client == nil {
 		return nil, errors.New("progress/redis: nil client")
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "spool:"
+	}
+	_, cluster := client.(*goredis.ClusterClient)
+	if cluster && !hashTagged(opts.Prefix) {
+		// Every channel in one slot, so on one node: see publisher.
+		opts.Prefix = "{" + opts.Prefix + "}"
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -255,6 +266,9 @@ func New(client *goredis.Client, opts Options) (*Broker, error) {
 
 		outbox:         make(chan queued, outboxSize),
 		stopPublishing: make(chan struct{}),
+	}
+	if cluster {
+		b.anchor = b.prefix + "anchor"
 	}
 	b.wg.Add(2)
 	go b.receive()
@@ -434,7 +448,13 @@ func (b *Broker) fill(batch []queued) []queued {
 
 // send publishes batch in one round trip within ctx, or drops it.
 func (b *Broker) send(ctx context.Context, batch []queued) {
-	_, err := b.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	publisher, err := b.publisher(ctx)
+	if err != nil {
+		b.renewSlots()
+		b.drop(len(batch), err)
+		return
+	}
+	_, err = publisher.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, q := range batch {
 			ev := q.ev
 			payload, err := encodeEvent(ev, b.origin)
@@ -448,11 +468,53 @@ func (b *Broker) send(ctx context.Context, batch []queued) {
 		return nil
 	})
 	if err != nil {
+		b.renewSlots()
 		b.drop(len(batch), err)
 		return
 	}
 	if b.dropping.CompareAndSwap(true, false) {
 		b.log.Info("publishing progress again", "dropped_so_far", b.dropped.Load())
+	}
+}
+
+// publisher returns the client that publishes: the broker's own, or on a
+// cluster the client of the master of the slot all the broker's channels
+// are in. On a cluster New puts the prefix in braces (a hash tag), so
+// every channel of a deployment hashes to one slot: go-redis opens the
+// subscription connection on that slot's master, and publisher sends
+// every PUBLISH there too. The cluster hands each PUBLISH to all its nodes
+// whichever node takes it, so this costs it nothing, and it keeps what
+// one server gives. Events published one after another reach a replica
+// in that order (go-redis would send each PUBLISH, a command without a
+// key, to a node of its choosing, and two events sent to two nodes arrive
+// in either order). And a node that fails takes the publishing and the
+// subscriptions with it, so the feeds resync, where events dropped while
+// one node was down would be lost for good to subscribers on another
+// (TestClusterFailover). The lookup reads go-redis's map of the slots,
+// which renewSlots renews when a node fails.
+func (b *Broker) publisher(ctx context.Context) (goredis.Cmdable, error) {
+	if cluster, ok := b.client.(*goredis.ClusterClient); ok {
+		return cluster.MasterForKey(ctx, b.prefix)
+	}
+	return b.client, nil
+}
+
+// hashTagged reports whether a Redis Cluster hashes only part of a name
+// starting with prefix: the part in its first braces, when not empty.
+func hashTagged(prefix string) bool {
+	open := strings.IndexByte(prefix, '{')
+	return open >= 0 && strings.IndexByte(prefix[open+1:], '}') > 0
+}
+
+// renewSlots has go-redis read a cluster's map of its slots again, after
+// a command or a connection failed: it otherwise does so only when a node
+// redirects a command (MOVED) or once a minute, and meanwhile a failed
+// master's slots still lead to it, so the subscription connection dialled
+// it again and again, and publishing went on failing. go-redis reads the
+// map in the background, at most once at a time. Nothing for one server.
+func (b *Broker) renewSlots() {
+	if cluster, ok := b.client.(*goredis.ClusterClient); ok {
+		cluster.ReloadState(b.ctx)
 	}
 }
 

@@ -23,23 +23,18 @@ const Timeout = 250 * time.Millisecond
 
 // Client is a connection pool to the Redis holding the budgets.
 type Client struct {
-	rdb     *goredis.Client
+	rdb     goredis.UniversalClient
 	limiter *redis_rate.Limiter
 }
 
-// Open connects to the Redis of rawURL (one server, or a primary found
-// through sentinels, as redisurl.Parse reads them). It does not wait
-// for Redis to answer: budgets fail over to the process while it is
-// away. It fails if the URL is invalid, without echoing its passwords.
-func Open(rawURL string) (*Client, error) {
-	u, err := redisurl.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("ratelimit/redisrate: %w", err)
-	}
+// New returns a pool of connections to the Redis u names
+// (redisurl.Open). It does not wait for Redis to answer: budgets fail
+// over to the process while it is away.
+func New(u *redisurl.URL) *Client {
 	// A budget check is worth one quick try: retrying or waiting on a
 	// sick Redis would hold up the request it guards.
 	rdb := u.NewClient(redisurl.Tuning{OneTry: Timeout})
-	return &Client{rdb: rdb, limiter: redis_rate.NewLimiter(rdb)}, nil
+	return &Client{rdb: rdb, limiter: redis_rate.NewLimiter(rdb)}
 }
 
 // Close closes the pool.

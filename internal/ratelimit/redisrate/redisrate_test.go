@@ -11,20 +11,52 @@ import (
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 	"github.com/spoolhq/spool/internal/ratelimit"
 	"github.com/spoolhq/spool/internal/ratelimit/redisrate"
+	"github.com/spoolhq/spool/internal/redisurl"
 )
 
+// parse reads rawURL as spool does, without asking Redis anything.
+func parse(tb testing.TB, rawURL string) *redisurl.URL {
+	tb.Helper()
+	u, err := redisurl.Parse(rawURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
 // Two limiters on one Redis and one prefix (two replicas) share a
-// budget; another prefix and another key have budgets of their own.
+// budget; another prefix and another key have budgets of their own. On
+// one server and on a cluster, whose keys are spread over its nodes.
 func TestSharedBudget(t *testing.T) {
-	url := redistest.URL(t)
+	t.Run("server", func(t *testing.T) { sharedBudget(t, parse(t, redistest.URL(t))) })
+	t.Run("cluster", func(t *testing.T) {
+		c := redistest.StartCluster(t, 3, 0)
+		u, err := redisurl.Open(t.Context(), c.URL())
+		if err != nil || u.Kind() != "cluster" {
+			t.Fatalf("redisurl.Open(%s): %v, %v; want a cluster", c.URL(), u, err)
+		}
+		sharedBudget(t, u)
+		// Keys of every node: a client of one node would be redirected.
+		rc := redisrate.New(u)
+		t.Cleanup(func() { rc.Close() })
+		l, err := rc.Limiter(redistest.Prefix(t), ratelimit.Rate{Events: 1, Per: time.Minute, Burst: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 30 {
+			if wait, err := l.Allow(t.Context(), fmt.Sprintf("user%d", i)); err != nil || wait != 0 {
+				t.Errorf("user%d on the cluster: wait %v, err %v; want allowed", i, wait, err)
+			}
+		}
+	})
+}
+
+func sharedBudget(t *testing.T, u *redisurl.URL) {
 	prefix := redistest.Prefix(t)
 	rate := ratelimit.Rate{Events: 1, Per: time.Minute, Burst: 2}
 	var replicas []*redisrate.Limiter
 	for range 2 {
-		c, err := redisrate.Open(url)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := redisrate.New(u)
 		t.Cleanup(func() { c.Close() })
 		l, err := c.Limiter(prefix, rate)
 		if err != nil {
@@ -45,10 +77,7 @@ func TestSharedBudget(t *testing.T) {
 	if wait, err := replicas[1].Allow(ctx, "bob"); err != nil || wait != 0 {
 		t.Errorf("another key: wait %v, err %v; want allowed", wait, err)
 	}
-	c, err := redisrate.Open(url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := redisrate.New(u)
 	defer c.Close()
 	other, err := c.Limiter(redistest.Prefix(t), rate)
 	if err != nil {
@@ -70,10 +99,7 @@ func TestBudgetFollowsAFailover(t *testing.T) {
 	rate := ratelimit.Rate{Events: 1, Per: time.Minute, Burst: 2}
 	var replicas []*redisrate.Limiter
 	for range 2 {
-		c, err := redisrate.Open(s.URL(""))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := redisrate.New(parse(t, s.URL("")))
 		t.Cleanup(func() { c.Close() })
 		l, err := c.Limiter("spool-test:", rate)
 		if err != nil {
@@ -107,10 +133,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	c, err := redisrate.Open("redis://" + addr + "/0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := redisrate.New(parse(t, "redis://"+addr+"/0"))
 	defer c.Close()
 	l, err := c.Limiter("spool-test:", ratelimit.Rate{Events: 1, Per: time.Second, Burst: 1})
 	if err != nil {
@@ -118,8 +141,5 @@ func TestUnreachable(t *testing.T) {
 	}
 	if _, err := l.Allow(context.Background(), "alice"); err == nil {
 		t.Fatal("Allow against no Redis: no error")
-	}
-	if _, err := redisrate.Open("http://not-redis"); err == nil {
-		t.Error("Open took a URL that is not redis://")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -295,4 +297,198 @@ func (s *Sentinels) FailOver(tb testing.TB) (primary, next *Server) {
 	}
 	s.AwaitReplica(tb, next)
 	return primary, next
+}
+
+// Cluster is a Redis Cluster of the test's own: masters that share the
+// 16,384 slots evenly, each with its replicas. A node is taken for failed
+// after a second of silence, so a master's replica takes over about a
+// second or two after the master dies.
+type Cluster struct {
+	// Masters are the masters as started, and Replicas[i] the replicas
+	// of Masters[i]; which is master now is the cluster's to say.
+	Masters  []*Server
+	Replicas [][]*Server
+	clients  map[*Server]*goredis.Client
+}
+
+// client returns the cluster's client of node s, made once.
+func (c *Cluster) client(tb testing.TB, s *Server) *goredis.Client {
+	if c.clients[s] == nil {
+		c.clients[s] = Client(tb, s.Addr)
+	}
+	return c.clients[s]
+}
+
+// StartCluster starts masters × (1 + replicasEach) nodes, joins them into
+// one cluster, and waits until every node says the cluster is ok. It
+// skips or fails the test as StartServer does.
+func StartCluster(tb testing.TB, masters, replicasEach int) *Cluster {
+	tb.Helper()
+	node := func() *Server {
+		return StartServer(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0")
+	}
+	c := &Cluster{clients: map[*Server]*goredis.Client{}}
+	for i := range masters {
+		c.Masters = append(c.Masters, node())
+		c.Replicas = append(c.Replicas, nil)
+		for range replicasEach {
+			c.Replicas[i] = append(c.Replicas[i], node())
+		}
+	}
+	ctx := context.Background()
+	first := c.client(tb, c.Masters[0])
+	for _, s := range c.Nodes() {
+		host, port, _ := net.SplitHostPort(s.Addr)
+		if err := first.ClusterMeet(ctx, host, port).Err(); err != nil {
+			tb.Fatalf("CLUSTER MEET %s: %v", s.Addr, err)
+		}
+	}
+	const slots = 16384
+	for i, m := range c.Masters {
+		lo, hi := i*slots/masters, (i+1)*slots/masters-1
+		if err := c.client(tb, m).ClusterAddSlotsRange(ctx, lo, hi).Err(); err != nil {
+			tb.Fatalf("CLUSTER ADDSLOTSRANGE %d %d on %s: %v", lo, hi, m.Addr, err)
+		}
+		id, err := c.client(tb, m).ClusterMyID(ctx).Result()
+		if err != nil {
+			tb.Fatalf("CLUSTER MYID on %s: %v", m.Addr, err)
+		}
+		for _, r := range c.Replicas[i] {
+			rc := c.client(tb, r)
+			// A replica can follow only a master it has heard of.
+			eventually.Holds(tb, r.Addr+" following "+m.Addr, func() bool {
+				return rc.Do(ctx, "CLUSTER", "REPLICATE", id).Err() == nil
+			})
+		}
+	}
+	for _, s := range c.Nodes() {
+		sc := c.client(tb, s)
+		eventually.Holds(tb, "the cluster ok on "+s.Addr, func() bool {
+			info, err := sc.ClusterInfo(ctx).Result()
+			return err == nil && strings.Contains(info, "cluster_state:ok\r\n") &&
+				strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d\r\n", len(c.Nodes())))
+		})
+	}
+	for _, rs := range c.Replicas {
+		for _, r := range rs {
+			rc := c.client(tb, r)
+			eventually.Holds(tb, r.Addr+" in sync with its master", func() bool {
+				info, err := rc.Info(ctx, "replication").Result()
+				return err == nil && strings.Contains(info, "master_link_status:up\r\n")
+			})
+		}
+	}
+	return c
+}
+
+// Nodes returns every node as started, masters first.
+func (c *Cluster) Nodes() []*Server {
+	nodes := slices.Clone(c.Masters)
+	for _, rs := range c.Replicas {
+		nodes = append(nodes, rs...)
+	}
+	return nodes
+}
+
+// URL returns a URL naming one node, as a managed cluster's
+// configuration endpoint does: spool learns the rest from it.
+func (c *Cluster) URL() string { return "redis://" + c.Masters[0].Addr + "/0" }
+
+// MasterOf returns the node that is master of key's slot now.
+func (c *Cluster) MasterOf(tb testing.TB, key string) *Server {
+	tb.Helper()
+	ctx := context.Background()
+	for _, s := range c.Nodes() {
+		sc := c.client(tb, s)
+		slot, err := sc.ClusterKeySlot(ctx, key).Result()
+		if err != nil {
+			continue // a node that is down
+		}
+		for addr, slots := range c.masters(tb, s) {
+			for _, r := range slots {
+				if r.Start <= slot && slot <= r.End {
+					return c.node(tb, addr)
+				}
+			}
+		}
+	}
+	tb.Fatalf("no node of the cluster names the master of %q's slot", key)
+	return nil
+}
+
+// masters returns the slots of each master with slots, by its address,
+// as node s sees them, or nil if s does not answer.
+func (c *Cluster) masters(tb testing.TB, s *Server) map[string][]goredis.SlotRange {
+	tb.Helper()
+	shards, err := c.client(tb, s).ClusterShards(context.Background()).Result()
+	if err != nil {
+		return nil
+	}
+	masters := map[string][]goredis.SlotRange{}
+	for _, sh := range shards {
+		for _, n := range sh.Nodes {
+			if n.Role == "master" && len(sh.Slots) > 0 {
+				masters[net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))] = sh.Slots
+			}
+		}
+	}
+	return masters
+}
+
+// node returns the node at addr.
+func (c *Cluster) node(tb testing.TB, addr string) *Server {
+	tb.Helper()
+	for _, n := range c.Nodes() {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	tb.Fatalf("%s is no node of the cluster", addr)
+	return nil
+}
+
+// OK reports whether every running node says the cluster is ok.
+func (c *Cluster) OK(tb testing.TB) bool {
+	tb.Helper()
+	for _, s := range c.Nodes() {
+		s.mu.Lock()
+		running := s.cmd != nil
+		s.mu.Unlock()
+		if !running {
+			continue
+		}
+		info, err := c.client(tb, s).ClusterInfo(context.Background()).Result()
+		if err != nil || !strings.Contains(info, "cluster_state:ok\r\n") {
+			return false
+		}
+	}
+	return true
+}
+
+// FailedOver reports whether the cluster is ok and serves none of its
+// slots from dead: a replica has taken over the slots dead served.
+func (c *Cluster) FailedOver(tb testing.TB, dead *Server) bool {
+	tb.Helper()
+	if !c.OK(tb) {
+		return false
+	}
+	for _, s := range c.Nodes() {
+		if s == dead {
+			continue
+		}
+		masters := c.masters(tb, s)
+		if masters == nil {
+			continue // down too
+		}
+		_, serves := masters[dead.Addr]
+		return !serves
+	}
+	return false
+}
+
+// AwaitFailover waits until FailedOver holds.
+func (c *Cluster) AwaitFailover(tb testing.TB, dead *Server) {
+	tb.Helper()
+	eventually.Holds(tb, "the cluster ok, its slots served by others than "+dead.Addr, func() bool { return c.FailedOver(tb, dead) })
 }
