@@ -13,21 +13,51 @@ import (
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 )
 
-// TestRedisSentinelFailover runs two replicas on a Redis that Sentinel
-// watches, named by a sentinel URL, and kills the Redis primary in the
-// middle of an upload: its chunks go to one replica, and its progress is
-// watched on the other, so every event crosses replicas through Redis.
-// The sentinel makes a replica primary, both spool replicas say they are
-// back on Redis, and the watcher sees the rest of the upload through to
-// READY without reconnecting. Before sentinel URLs, --redis-url named one
-// server, and its death ended progress across replicas until it was back.
-func TestRedisSentinelFailover(t *testing.T) {
+// TestRedisFailover runs two replicas on a Redis that fails over, and
+// fails it over in the middle of an upload whose chunks go to one replica
+// while its progress is watched on the other, so every event crosses
+// replicas through Redis: a primary that Sentinel watches, named by a
+// sentinel URL, and a Redis Cluster named by one node's URL, whose node
+// that spool's channels are on is killed. The primary's or the node's
+// replica takes over, both spool replicas say they are back on Redis,
+// and the watcher sees the rest of the upload through to READY without
+// reconnecting. Before, --redis-url named one server: the death of a
+// sentinel-watched primary ended progress across replicas until it was
+// back, and spool on a cluster's node sent every rate budget to that
+// node, which refused those of the other nodes' slots.
+func TestRedisFailover(t *testing.T) {
+	t.Run("sentinel", func(t *testing.T) {
+		sentinels := redistest.StartSentinels(t)
+		redisFailover(t, sentinels.URL(""), "redis sentinel", func(t *testing.T) {
+			primary := sentinels.Primary(t)
+			primary.Kill()
+			sentinels.AwaitFailover(t, primary)
+		})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		cluster := redistest.StartCluster(t, 3, 1)
+		redisFailover(t, cluster.URL(), "redis cluster", func(t *testing.T) {
+			// spool's channels are all in the slot of its prefix, in braces.
+			ours := cluster.MasterOf(t, "{spool:}")
+			ours.Kill()
+			cluster.AwaitFailover(t, ours)
+		})
+	})
+}
+
+// redisFailover runs TestRedisFailover on the Redis of redisURL, which
+// spool's start log calls kind, and which failOver fails over.
+func redisFailover(t *testing.T, redisURL, kind string, failOver func(t *testing.T)) {
 	w := newWalkthrough(t)
-	sentinels := redistest.StartSentinels(t)
 	// The last --redis-url wins.
-	args := append(w.engines, "--redis-url", sentinels.URL(""))
+	args := append(w.engines, "--redis-url", redisURL)
 	a, b := w.serve(t, args...), w.serve(t, args...)
-	token := w.token(t, "sentinel")
+	for name, r := range map[string]*replica{"A": a, "B": b} {
+		if want := `progress="` + kind + `"`; !strings.Contains(r.log.String(), want) {
+			t.Errorf("%s's log does not say %s:\n%s", name, want, r.log)
+		}
+	}
+	token := w.token(t, "failover")
 	video := randomVideo(11<<20, 7)
 	up := planVideo(t, a.url, token, video)
 	watch := watchUpload(t, b, token, up.ID)
@@ -41,18 +71,20 @@ func TestRedisSentinelFailover(t *testing.T) {
 
 	put(0)
 	watch.until(t, "the first chunk's progress, through Redis", func(p watchedProgress) bool { return p.UploadedChunks == 1 })
+	// initBatch and the PUT each took from a budget in Redis.
+	if log := a.log.String(); strings.Contains(log, "rate limits held per replica") {
+		t.Errorf("A fell back to budgets of its own before the failover, Redis refusing them:\n%s", log)
+	}
 
-	primary := sentinels.Primary(t)
-	killed := time.Now()
-	primary.Kill()
-	sentinels.AwaitFailover(t, primary)
-	t.Logf("the sentinel ended its failover %v after the primary was killed", time.Since(killed).Round(time.Millisecond))
+	start := time.Now()
+	failOver(t)
+	t.Logf("Redis failed over %v after its primary was killed", time.Since(start).Round(time.Millisecond))
 	for name, r := range map[string]*replica{"A": a, "B": b} {
 		poll(t, name+"'s log saying it is back on Redis", func() bool {
 			return strings.Contains(r.log.String(), "redis progress connection restored")
 		})
 	}
-	t.Logf("both replicas were back on Redis %v after the primary was killed", time.Since(killed).Round(time.Millisecond))
+	t.Logf("both replicas were back on Redis %v after its primary was killed", time.Since(start).Round(time.Millisecond))
 
 	put(1)
 	watch.until(t, "the second chunk's progress, after the failover", func(p watchedProgress) bool { return p.UploadedChunks == 2 })
