@@ -186,7 +186,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	// The unprefixed variables are the ones operators already set for
 	// these engines; the SPOOL_ ones (read by parseFlags) win over them.
 	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL `URL` (postgres://…); empty means SQLite in --data-dir")
-	fs.StringVar(&cfg.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis `URL` for progress and rate limits across replicas: redis://host:port/db, or sentinels with ?master_name=NAME (docs/CONFIG.md); empty means in-process")
+	fs.StringVar(&cfg.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis `URL` for progress and rate limits across replicas: redis://host:port/db, sentinels with ?master_name=NAME, or a cluster's node (docs/CONFIG.md); empty means in-process")
 	fs.StringVar(&cfg.StorageURL, "storage-url", getenv("STORAGE_URL"), "storage `URL`: gs://bucket/prefix or file://DIR; empty means DIR/files")
 	fs.BoolVar(&cfg.FsyncChunks, "fsync-chunks", false, "with local storage, fsync each chunk before acknowledging it, so an acknowledged chunk survives a power loss (slower)")
 	fs.Var(reserveFlag{&cfg.DiskReserve}, "disk-reserve", "with local storage, the room (`SIZE` or N%) chunks leave free on its disk, for the database and processing once uploads fill it; 0 keeps none")

@@ -26,7 +26,9 @@ import (
 // back, and spool on a cluster's node sent every rate budget to that
 // node, which refused those of the other nodes' slots.
 func TestRedisFailover(t *testing.T) {
+	t.Parallel()
 	t.Run("sentinel", func(t *testing.T) {
+		t.Parallel()
 		sentinels := redistest.StartSentinels(t)
 		redisFailover(t, sentinels.URL(""), "redis sentinel", func(t *testing.T) {
 			primary := sentinels.Primary(t)
@@ -35,6 +37,7 @@ func TestRedisFailover(t *testing.T) {
 		})
 	})
 	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
 		cluster := redistest.StartCluster(t, 3, 1)
 		redisFailover(t, cluster.URL(), "redis cluster", func(t *testing.T) {
 			// spool's channels are all in the slot of its prefix, in braces.

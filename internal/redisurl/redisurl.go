@@ -104,9 +104,10 @@ func parseCluster(rawURL string, u *url.URL) (*URL, error) {
 // Open reads rawURL as Parse does and, if it names one server, asks that
 // server whether it is a node of a Redis Cluster (INFO, bounded by ctx):
 // if it is, the URL is read again as a cluster's, the server a node to
-// learn the others from. It fails as Parse does, if the server does not
-// answer within ctx (naming its address, never the URL), or if the URL
-// cannot be a cluster's (a database other than 0, say).
+// learn the others from; if the server refuses to say, the URL stays
+// one server's. It fails as Parse does, if the server does not answer
+// within ctx (naming its address, never the URL), or if the URL cannot
+// be a cluster's (a database other than 0, say).
 func Open(ctx context.Context, rawURL string) (*URL, error) {
 	u, err := Parse(rawURL)
 	if err != nil || u.single == nil {
@@ -118,6 +119,12 @@ func Open(ctx context.Context, rawURL string) (*URL, error) {
 	c := (&URL{single: &probe}).NewClient(Tuning{ContextTimeout: true})
 	defer c.Close()
 	info, err := c.Info(ctx, "cluster").Result()
+	if rerr := goredis.Error(nil); errors.As(err, &rerr) &&
+		(strings.HasPrefix(rerr.Error(), "NOPERM") || strings.HasPrefix(rerr.Error(), "ERR unknown command")) {
+		// Redis refused the question (an ACL user without INFO, a
+		// service that renamed it): the URL is taken as it reads.
+		return u, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reaching redis at %s: %w", u.Where(), err)
 	}
@@ -202,8 +209,8 @@ func (u *URL) NewClient(t Tuning) goredis.UniversalClient {
 	return goredis.NewClient(&o)
 }
 
-// apply sets t on the fields of the same names in go-redis's Options or
-// FailoverOptions, which share them but no type.
+// apply sets t on the fields of the same names in go-redis's Options,
+// FailoverOptions and ClusterOptions, which share them but no type.
 func (t Tuning) apply(contextTimeout *bool, retries, dialerRetries *int, timeouts ...*time.Duration) {
 	if t.ContextTimeout {
 		*contextTimeout = true

@@ -212,3 +212,27 @@ func TestOpenFindsACluster(t *testing.T) {
 		t.Errorf("Open of a Redis nobody listens for: %v, want an error without the password", err)
 	}
 }
+
+// TestOpenWhereINFOIsRefused: a user whose ACL refuses INFO (as some
+// managed services' users are) opens a one-server URL as one server's,
+// where asking whether it is a cluster's must not stop spool's start.
+func TestOpenWhereINFOIsRefused(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	admin := redistest.Client(t, srv.Addr)
+	if err := admin.Do(t.Context(), "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-info").Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	u, err := Open(t.Context(), "redis://limited:pw@"+srv.Addr+"/0")
+	if err != nil || u.Kind() != "server" {
+		t.Fatalf("Open as a user refused INFO: %v, %v; want one server", u, err)
+	}
+	c := u.NewClient(Tuning{ContextTimeout: true})
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Set(t.Context(), "k", "v", 0).Err(); err != nil {
+		t.Errorf("SET as that user: %v", err)
+	}
+	if _, err := Open(t.Context(), "redis://limited:wr0ng-pw@"+srv.Addr+"/0"); err == nil || strings.Contains(err.Error(), "wr0ng-pw") {
+		t.Errorf("Open with a wrong password: %v, want an error without the password", err)
+	}
+}

@@ -193,10 +193,10 @@ var (
 //
 // Through sentinels, the publishing connections move to a new primary as
 // the sentinels announce it, and the subscription connection once it is
-// lost, which the primary's death or its demotion does (docs/DESIGN.md,
-// "A Redis that fails over"). On a cluster, events are published to the
-// node of their channel's slot and reach every node, so the subscription
-// connection may be on any.
+// lost, which the primary's death or its demotion does. On a cluster the
+// broker publishes and subscribes on the master of one slot (publisher),
+// and follows it to its replica when it fails (docs/DESIGN.md, "A Redis
+// that fails over").
 func Open(ctx context.Context, u *redisurl.URL, opts Options) (*Broker, error) {
 	// Without ContextTimeout go-redis ignores deadlines while waiting for
 	// a reply, and Publish's timeout would not hold when Redis stops
