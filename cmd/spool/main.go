@@ -24,6 +24,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spoolhq/spool/internal/redisurl"
 )
 
 func main() {
@@ -79,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		log := proc.Log.logger(stderr)
+		redisurl.LogTo(log)
 		tracing, flush, err := startTracing(ctx, getenv, log)
 		if err != nil {
 			return err

@@ -52,14 +52,24 @@ func TestRedisFailover(t *testing.T) {
 // spool's start log calls kind, and which failOver fails over.
 func redisFailover(t *testing.T, redisURL, kind string, failOver func(t *testing.T)) {
 	w := newWalkthrough(t)
-	// The last --redis-url wins.
-	args := append(w.engines, "--redis-url", redisURL)
+	// The last --redis-url wins. A JSON log, whose every line, go-redis's
+	// own included, must be JSON.
+	args := append(w.engines, "--redis-url", redisURL, "--log-format", "json")
 	a, b := w.serve(t, args...), w.serve(t, args...)
 	for name, r := range map[string]*replica{"A": a, "B": b} {
-		if want := `progress="` + kind + `"`; !strings.Contains(r.log.String(), want) {
+		if want := `"progress":"` + kind + `"`; !strings.Contains(r.log.String(), want) {
 			t.Errorf("%s's log does not say %s:\n%s", name, want, r.log)
 		}
 	}
+	t.Cleanup(func() {
+		for name, r := range map[string]*replica{"A": a, "B": b} {
+			for line := range strings.Lines(r.log.String()) {
+				if !json.Valid([]byte(line)) {
+					t.Errorf("%s's log has a line that is not JSON: %q", name, line)
+				}
+			}
+		}
+	})
 	token := w.token(t, "failover")
 	video := randomVideo(11<<20, 7)
 	up := planVideo(t, a.url, token, video)
@@ -84,7 +94,7 @@ func redisFailover(t *testing.T, redisURL, kind string, failOver func(t *testing
 	t.Logf("Redis failed over %v after its primary was killed", time.Since(start).Round(time.Millisecond))
 	for name, r := range map[string]*replica{"A": a, "B": b} {
 		poll(t, name+"'s log saying it is back on Redis", func() bool {
-			return strings.Contains(r.log.String(), "redis progress connection restored")
+			return strings.Contains(r.log.String(), `"msg":"redis progress connection restored`)
 		})
 	}
 	t.Logf("both replicas were back on Redis %v after its primary was killed", time.Since(start).Round(time.Millisecond))

@@ -125,7 +125,9 @@ func (l *logLines) String() string {
 	return l.buf.String()
 }
 
-var readyURL = regexp.MustCompile(`msg="spool ready" url=(\S+)`)
+// readyURL finds the URL in the line saying spool is ready, in a text
+// log or a JSON one.
+var readyURL = regexp.MustCompile(`msg="spool ready" url=(\S+)|"msg":"spool ready".*"url":"([^"]+)"`)
 
 // serve runs `spool serve args…` and returns once it logs that it is
 // ready; it fails the test if spool exits first. The process is stopped
@@ -179,7 +181,7 @@ func (w *walkthrough) start(t *testing.T, args ...string) (*replica, <-chan stri
 		for lines.Scan() {
 			r.log.add(lines.Text())
 			if m := readyURL.FindStringSubmatch(lines.Text()); m != nil {
-				ready <- m[1]
+				ready <- m[1] + m[2]
 			}
 		}
 		_ = r.cmd.Wait()

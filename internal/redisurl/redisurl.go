@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -221,4 +222,22 @@ func (t Tuning) apply(contextTimeout *bool, retries, dialerRetries *int, timeout
 			*d = t.OneTry
 		}
 	}
+}
+
+// LogTo sends what go-redis logs itself (a dial that failed, the
+// primary a sentinel names, a cluster's map of slots it could not read)
+// to log, at Info, tagged component=go-redis: go-redis wrote plain lines
+// to stderr, which a reader of a JSON log could not parse. Info, not
+// Warn, since go-redis gives them no level, some are news rather than
+// trouble, and spool warns of an outage in its own words ("redis
+// progress connection lost", "rate limits held per replica"). go-redis
+// has one logger for the whole process, so serve sets it once, as it
+// starts.
+func LogTo(log *slog.Logger) { goredis.SetLogger(libraryLog{log}) }
+
+// libraryLog is go-redis's logger on a slog.Logger.
+type libraryLog struct{ log *slog.Logger }
+
+func (l libraryLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.InfoContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }

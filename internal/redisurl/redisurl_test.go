@@ -1,8 +1,14 @@
 package redisurl
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,4 +241,44 @@ func TestOpenWhereINFOIsRefused(t *testing.T) {
 	if _, err := Open(t.Context(), "redis://limited:wr0ng-pw@"+srv.Addr+"/0"); err == nil || strings.Contains(err.Error(), "wr0ng-pw") {
 		t.Errorf("Open with a wrong password: %v, want an error without the password", err)
 	}
+}
+
+// TestLogTo: what go-redis logs (here a dial that failed) reaches the
+// logger given, as a line of its format. Not parallel: go-redis has one
+// logger for the process.
+func TestLogTo(t *testing.T) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	LogTo(slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil)))
+	t.Cleanup(func() { LogTo(slog.New(slog.NewTextHandler(os.Stderr, nil))) })
+	u, err := Parse("redis://" + redistest.FreeAddr(t) + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := u.NewClient(Tuning{OneTry: time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Ping(t.Context()).Err(); err == nil {
+		t.Fatal("PING of a Redis nobody listens for: no error")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var line struct{ Level, Msg, Component string }
+	if err := json.Unmarshal(bytes.TrimSpace(bytes.SplitN(buf.Bytes(), []byte("\n"), 2)[0]), &line); err != nil {
+		t.Fatalf("go-redis's log %q is not the logger's JSON: %v", buf.String(), err)
+	}
+	if line.Level != "INFO" || line.Component != "go-redis" || !strings.Contains(line.Msg, "dial") {
+		t.Errorf("go-redis's log line: %+v, want an INFO of component go-redis about the dial", line)
+	}
+}
+
+// lockedWriter serialises writes to w: go-redis logs from its goroutines.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
