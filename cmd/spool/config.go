@@ -187,6 +187,7 @@ func serveConfig(args []string, getenv func(string) string, stderr io.Writer) (a
 	// these engines; the SPOOL_ ones (read by parseFlags) win over them.
 	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL `URL` (postgres://…); empty means SQLite in --data-dir")
 	fs.StringVar(&cfg.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis `URL` for progress and rate limits across replicas: redis://host:port/db, sentinels with ?master_name=NAME, or a cluster's node (docs/CONFIG.md); empty means in-process")
+	fs.StringVar(&cfg.RedisCAFile, "redis-ca-file", "", "PEM `FILE` of the certificate authorities to check a rediss:// Redis against, instead of the system's (a managed Redis with a private CA)")
 	fs.StringVar(&cfg.StorageURL, "storage-url", getenv("STORAGE_URL"), "storage `URL`: gs://bucket/prefix or file://DIR; empty means DIR/files")
 	fs.BoolVar(&cfg.FsyncChunks, "fsync-chunks", false, "with local storage, fsync each chunk before acknowledging it, so an acknowledged chunk survives a power loss (slower)")
 	fs.Var(reserveFlag{&cfg.DiskReserve}, "disk-reserve", "with local storage, the room (`SIZE` or N%) chunks leave free on its disk, for the database and processing once uploads fill it; 0 keeps none")
@@ -446,9 +447,11 @@ func checkServeConfig(cfg app.Config) error {
 	// Read now, so that a wrong one is refused before anything starts
 	// (its error holds no password).
 	if cfg.RedisURL != "" {
-		if _, err := redisurl.Parse(cfg.RedisURL); err != nil {
+		if _, err := redisurl.Parse(cfg.RedisURL, redisurl.Settings{CAFile: cfg.RedisCAFile}); err != nil {
 			return fmt.Errorf("--redis-url: %w", err)
 		}
+	} else if cfg.RedisCAFile != "" {
+		return errors.New("--redis-ca-file is for --redis-url rediss://…; without a Redis URL it does nothing: leave it out")
 	}
 	return nil
 }

@@ -211,6 +211,9 @@ func TestServeConfigErrors(t *testing.T) {
 		{"redis URL with an unknown option", nil, env("REDIS_URL", "redis://cache:6379/0?colour=blue"), "colour"},
 		{"redis sentinel URL without a primary's name", []string{"--redis-url", "redis://s1:26379?master_name="}, env(), "master name"},
 		{"redis sentinel URL with a bad sentinel", nil, env("SPOOL_REDIS_URL", "redis://s1:26379?master_name=cache&addr=s2"), "s2"},
+		{"redis CA file that is not there", []string{"--redis-url", "rediss://cache:6380/0", "--redis-ca-file", "/nonexistent/ca.pem"}, env(), "redis ca file"},
+		{"redis CA file for a URL without TLS", []string{"--redis-url", "redis://cache:6379/0"}, env("SPOOL_REDIS_CA_FILE", "/etc/hostname"), "rediss"},
+		{"redis CA file without a Redis", []string{"--redis-ca-file", "/etc/hostname"}, env(), "redis ca file"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

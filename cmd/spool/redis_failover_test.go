@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -203,5 +205,45 @@ func (w *progressWatch) until(t *testing.T, what string, done func(watchedProgre
 		case <-guard:
 			t.Fatalf("waiting for %s: not read within a minute; read %+v", what, seen)
 		}
+	}
+}
+
+// TestRedisOverTLS runs two replicas on a Redis that speaks only TLS,
+// with a certificate of a private authority (as Google's Memorystore's
+// is), named by --redis-ca-file: an upload's progress crosses from the
+// replica taking its chunks to a watcher on the other, and its budgets
+// are kept in Redis. Without the file, or with another authority's,
+// serve refuses to start, saying why.
+func TestRedisOverTLS(t *testing.T) {
+	t.Parallel()
+	srv, certs := redistest.StartTLSServer(t)
+	redisURL := "rediss://" + srv.Addr + "/0"
+	for name, caFile := range map[string]string{"no CA file": "", "another authority's": redistest.NewTLS(t).CAFile} {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang guard: serve blocks if it starts
+		args := []string{"serve", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0", "--redis-url", redisURL}
+		if caFile != "" {
+			args = append(args, "--redis-ca-file", caFile)
+		}
+		err := run(ctx, args, env("SPOOL_JWT_SECRET", goodSecret), io.Discard, io.Discard)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("serve with %s: %v, want it to refuse to start over Redis's certificate", name, err)
+		}
+	}
+
+	w := newWalkthrough(t)
+	args := append(w.engines, "--redis-url", redisURL, "--redis-ca-file", certs.CAFile) // the last --redis-url wins
+	a, b := w.serve(t, args...), w.serve(t, args...)
+	token := w.token(t, "tls")
+	video := randomVideo(11<<20, 9)
+	up := planVideo(t, a.url, token, video)
+	watch := watchUpload(t, b, token, up.ID)
+	c := up.ChunkUrls[0]
+	if status, body := fetch(t, http.MethodPut, c.URL, video[c.Offset:c.Offset+c.Size], nil); status != http.StatusOK {
+		t.Fatalf("PUT chunk 0 to A: %d %s", status, body)
+	}
+	watch.until(t, "the first chunk's progress, through Redis over TLS", func(p watchedProgress) bool { return p.UploadedChunks == 1 })
+	if log := a.log.String(); strings.Contains(log, "rate limits held per replica") {
+		t.Errorf("A fell back to budgets of its own, Redis refusing them:\n%s", log)
 	}
 }

@@ -69,9 +69,12 @@ type Config struct {
 	MaxSubscriptions int
 	// DatabaseURL is a postgres:// URL; empty means SQLite in DataDir.
 	DatabaseURL string
-	// RedisURL is a redis:// URL for progress fan-out across replicas;
-	// empty means in-process fan-out.
+	// RedisURL is a Redis URL (redisurl.Parse) for progress fan-out and
+	// rate budgets across replicas; empty means in-process fan-out.
 	RedisURL string
+	// RedisCAFile names a PEM file of the authorities a rediss:// URL's
+	// servers are checked against, instead of the system's.
+	RedisCAFile string
 	// DebugAddr, HOST:PORT, serves Go's net/http/pprof profiles on a
 	// listener of its own, apart from the API; empty means off. The
 	// profiles need no token, so cmd/spool keeps it on loopback.

@@ -106,7 +106,7 @@ func openEngines(ctx context.Context, cfg Config, log *slog.Logger, mt *metrics.
 		e.broker, e.brokerName = progress.NewHub(), "in-process"
 		return e, nil
 	}
-	ru, err := redisurl.Open(ctx, cfg.RedisURL)
+	ru, err := redisurl.Open(ctx, cfg.RedisURL, redisurl.Settings{CAFile: cfg.RedisCAFile})
 	if err != nil {
 		return nil, fmt.Errorf("opening Redis: %w", err)
 	}

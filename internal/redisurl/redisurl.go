@@ -27,10 +27,13 @@ package redisurl
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -50,13 +53,66 @@ type URL struct {
 	single   *goredis.Options         // one server
 	sentinel *goredis.FailoverOptions // a primary found through sentinels
 	cluster  *goredis.ClusterOptions  // a Redis Cluster
+	// roots are the authorities of Settings.CAFile, nil for the system's.
+	roots *x509.CertPool
 }
 
-// Parse reads rawURL. It fails if rawURL is not a Redis URL of any kind,
-// or names master_name without a value; the error never holds the URL's
-// passwords. A one-server URL may turn out to be a cluster node's: Open
-// asks.
-func Parse(rawURL string) (*URL, error) {
+// Settings are what spool is told about its Redis besides the URL.
+type Settings struct {
+	// CAFile names a PEM file of the certificate authorities a rediss://
+	// URL's servers are checked against, instead of the system's: a
+	// managed Redis whose certificates a private authority signs (Google's
+	// Memorystore, say). Empty means the system's.
+	CAFile string
+}
+
+// Parse reads rawURL with s. It fails if rawURL is not a Redis URL of any
+// kind, names master_name without a value, or s.CAFile cannot be read or
+// holds no certificate, or is given for a URL without TLS; the error
+// never holds the URL's passwords. A one-server URL may turn out to be a
+// cluster node's: Open asks.
+func Parse(rawURL string, s Settings) (*URL, error) {
+	u, err := parse(rawURL)
+	if err != nil || s.CAFile == "" {
+		return u, err
+	}
+	if !strings.HasPrefix(rawURL, "rediss://") {
+		return nil, fmt.Errorf("redis CA file %s: the redis URL does not use TLS (rediss://)", s.CAFile)
+	}
+	pem, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("redis CA file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("redis CA file %s holds no PEM certificate", s.CAFile)
+	}
+	u.roots = roots
+	u.trust(u.tlsConfig())
+	return u, nil
+}
+
+// tlsConfig returns the TLS settings go-redis read from the URL, nil for
+// a URL without TLS.
+func (u *URL) tlsConfig() *tls.Config {
+	switch {
+	case u.sentinel != nil:
+		return u.sentinel.TLSConfig
+	case u.cluster != nil:
+		return u.cluster.TLSConfig
+	}
+	return u.single.TLSConfig
+}
+
+// trust makes c (the URL's, shared by its copies) check servers against
+// the URL's own authorities, if it has any.
+func (u *URL) trust(c *tls.Config) {
+	if c != nil && u.roots != nil {
+		c.RootCAs = u.roots
+	}
+}
+
+func parse(rawURL string) (*URL, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("invalid redis URL: %v", withoutURL(err))
@@ -102,22 +158,22 @@ func parseCluster(rawURL string, u *url.URL) (*URL, error) {
 	return &URL{cluster: o}, nil
 }
 
-// Open reads rawURL as Parse does and, if it names one server, asks that
+// Open reads rawURL with s as Parse does and, if it names one server, asks that
 // server whether it is a node of a Redis Cluster (INFO, bounded by ctx):
 // if it is, the URL is read again as a cluster's, the server a node to
 // learn the others from; if the server refuses to say, the URL stays
 // one server's. It fails as Parse does, if the server does not answer
 // within ctx (naming its address, never the URL), or if the URL cannot
 // be a cluster's (a database other than 0, say).
-func Open(ctx context.Context, rawURL string) (*URL, error) {
-	u, err := Parse(rawURL)
+func Open(ctx context.Context, rawURL string, s Settings) (*URL, error) {
+	u, err := Parse(rawURL, s)
 	if err != nil || u.single == nil {
 		return u, err
 	}
 	// Asked on database 0: a cluster node refuses to select another.
 	probe := *u.single
 	probe.DB = 0
-	c := (&URL{single: &probe}).NewClient(Tuning{ContextTimeout: true})
+	c := (&URL{single: &probe, roots: u.roots}).NewClient(Tuning{ContextTimeout: true})
 	defer c.Close()
 	info, err := c.Info(ctx, "cluster").Result()
 	if rerr := goredis.Error(nil); errors.As(err, &rerr) &&
@@ -139,7 +195,13 @@ func Open(ctx context.Context, rawURL string) (*URL, error) {
 		return nil, fmt.Errorf("invalid redis cluster URL: database %d: a Redis Cluster has database 0 only", u.single.DB)
 	}
 	parsed, _ := url.Parse(rawURL) // Parse read it already
-	return parseCluster(rawURL, parsed)
+	cu, err := parseCluster(rawURL, parsed)
+	if err != nil {
+		return nil, err
+	}
+	cu.roots = u.roots
+	cu.trust(cu.tlsConfig())
+	return cu, nil
 }
 
 // withoutURL unwraps a url.Error, which repeats the whole URL, password

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,7 @@ func TestParse(t *testing.T) {
 		{"redis://user:pw@n1:7000?addr=n2:7000&addr=n3:7000&read_timeout=2s", "cluster", "cluster of n1:7000, n2:7000, n3:7000"},
 		{"rediss://n1:7000/0?addr=n2:7000", "cluster", "cluster of n1:7000, n2:7000"},
 	} {
-		u, err := Parse(tc.url)
+		u, err := Parse(tc.url, Settings{})
 		if err != nil {
 			t.Errorf("Parse(%s): %v", tc.url, err)
 			continue
@@ -68,7 +69,7 @@ func TestParseRefuses(t *testing.T) {
 		"cluster, unknown param":  {"redis://user:" + secret + "@n1:7000?addr=n2:7000&db=3", "db"},
 		"cluster, bad duration":   {"redis://user:" + secret + "@n1:7000?addr=n2:7000&dial_timeout=soon", "dial_timeout"},
 	} {
-		_, err := Parse(tc.url)
+		_, err := Parse(tc.url, Settings{})
 		if err == nil {
 			t.Errorf("%s: Parse = nil error, want one", name)
 			continue
@@ -88,7 +89,7 @@ func TestParseRefuses(t *testing.T) {
 func TestTuning(t *testing.T) {
 	for _, raw := range []string{"redis://127.0.0.1:1/0?read_timeout=7s", "redis://127.0.0.1:1/0?master_name=cache&read_timeout=7s",
 		"redis://127.0.0.1:1?addr=127.0.0.1:2&read_timeout=7s"} {
-		u, err := Parse(raw)
+		u, err := Parse(raw, Settings{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,13 +137,13 @@ func tuningOf(t *testing.T, c goredis.UniversalClient) goredis.Options {
 func TestSentinelURLFollowsThePrimary(t *testing.T) {
 	t.Parallel()
 	s := redistest.StartSentinels(t)
-	u, err := Parse(s.URL(""))
+	u, err := Parse(s.URL(""), Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := u.NewClient(Tuning{ContextTimeout: true})
 	t.Cleanup(func() { _ = c.Close() })
-	direct, err := Parse("redis://" + s.Primary(t).Addr + "/0")
+	direct, err := Parse("redis://"+s.Primary(t).Addr+"/0", Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestOpenFindsACluster(t *testing.T) {
 	t.Parallel()
 	c := redistest.StartCluster(t, 3, 0)
 	ctx := t.Context()
-	u, err := Open(ctx, c.URL())
+	u, err := Open(ctx, c.URL(), Settings{})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", c.URL(), err)
 	}
@@ -188,7 +189,7 @@ func TestOpenFindsACluster(t *testing.T) {
 	}
 	cc := u.NewClient(Tuning{ContextTimeout: true})
 	t.Cleanup(func() { _ = cc.Close() })
-	alone, err := Parse(c.URL())
+	alone, err := Parse(c.URL(), Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,13 +209,13 @@ func TestOpenFindsACluster(t *testing.T) {
 		t.Errorf("a client of one node wrote every key itself: the keys did not spread over the cluster's nodes")
 	}
 
-	if _, err := Open(ctx, "redis://"+c.Masters[1].Addr+"/2"); err == nil || !strings.Contains(err.Error(), "database 0 only") {
+	if _, err := Open(ctx, "redis://"+c.Masters[1].Addr+"/2", Settings{}); err == nil || !strings.Contains(err.Error(), "database 0 only") {
 		t.Errorf("Open of a cluster node's database 2: %v, want it refused for naming a database other than 0", err)
 	}
-	if u, err := Open(ctx, redistest.URL(t)); err != nil || u.Kind() != "server" {
+	if u, err := Open(ctx, redistest.URL(t), Settings{}); err != nil || u.Kind() != "server" {
 		t.Errorf("Open of the test Redis: %v, %v; want one server", u, err)
 	}
-	if _, err := Open(ctx, "redis://:s3cret@"+redistest.FreeAddr(t)+"/0"); err == nil || strings.Contains(err.Error(), "s3cret") {
+	if _, err := Open(ctx, "redis://:s3cret@"+redistest.FreeAddr(t)+"/0", Settings{}); err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("Open of a Redis nobody listens for: %v, want an error without the password", err)
 	}
 }
@@ -229,7 +230,7 @@ func TestOpenWhereINFOIsRefused(t *testing.T) {
 	if err := admin.Do(t.Context(), "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-info").Err(); err != nil {
 		t.Fatalf("ACL SETUSER: %v", err)
 	}
-	u, err := Open(t.Context(), "redis://limited:pw@"+srv.Addr+"/0")
+	u, err := Open(t.Context(), "redis://limited:pw@"+srv.Addr+"/0", Settings{})
 	if err != nil || u.Kind() != "server" {
 		t.Fatalf("Open as a user refused INFO: %v, %v; want one server", u, err)
 	}
@@ -238,7 +239,7 @@ func TestOpenWhereINFOIsRefused(t *testing.T) {
 	if err := c.Set(t.Context(), "k", "v", 0).Err(); err != nil {
 		t.Errorf("SET as that user: %v", err)
 	}
-	if _, err := Open(t.Context(), "redis://limited:wr0ng-pw@"+srv.Addr+"/0"); err == nil || strings.Contains(err.Error(), "wr0ng-pw") {
+	if _, err := Open(t.Context(), "redis://limited:wr0ng-pw@"+srv.Addr+"/0", Settings{}); err == nil || strings.Contains(err.Error(), "wr0ng-pw") {
 		t.Errorf("Open with a wrong password: %v, want an error without the password", err)
 	}
 }
@@ -251,7 +252,7 @@ func TestLogTo(t *testing.T) {
 	var buf bytes.Buffer
 	LogTo(slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil)))
 	t.Cleanup(func() { LogTo(slog.New(slog.NewTextHandler(os.Stderr, nil))) })
-	u, err := Parse("redis://" + redistest.FreeAddr(t) + "/0")
+	u, err := Parse("redis://"+redistest.FreeAddr(t)+"/0", Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,4 +282,43 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestCAFile: a rediss:// server whose certificate a private authority
+// signed is reached with that authority's file, and refused without it
+// or with another's; a CA file that cannot be read, holds no certificate,
+// or comes with a URL without TLS is refused before any connection.
+func TestCAFile(t *testing.T) {
+	t.Parallel()
+	srv, certs := redistest.StartTLSServer(t)
+	ctx := t.Context()
+	raw := "rediss://" + srv.Addr + "/0"
+	u, err := Open(ctx, raw, Settings{CAFile: certs.CAFile})
+	if err != nil {
+		t.Fatalf("Open(%s) with its CA file: %v", raw, err)
+	}
+	c := u.NewClient(Tuning{ContextTimeout: true})
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Errorf("SET over TLS: %v", err)
+	}
+	for name, s := range map[string]Settings{"the system's authorities": {}, "another authority": {CAFile: redistest.NewTLS(t).CAFile}} {
+		if _, err := Open(ctx, raw, s); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("Open(%s) trusting %s: %v, want the server's certificate refused", raw, name, err)
+		}
+	}
+
+	garbage := filepath.Join(t.TempDir(), "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct{ url, file, says string }{
+		"a file that is not there": {raw, filepath.Join(t.TempDir(), "missing.pem"), "no such file"},
+		"a file of no certificate": {raw, garbage, "holds no PEM certificate"},
+		"a URL without TLS":        {"redis://" + srv.Addr + "/0", certs.CAFile, "does not use TLS"},
+	} {
+		if _, err := Parse(tc.url, Settings{CAFile: tc.file}); err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: Parse = %v, want an error saying %q", name, err, tc.says)
+		}
+	}
 }

@@ -35,7 +35,7 @@ const deadline = 20 * time.Second
 // if it cannot.
 func openURL(tb testing.TB, rawURL string) *redisurl.URL {
 	tb.Helper()
-	u, err := redisurl.Open(tb.Context(), rawURL)
+	u, err := redisurl.Open(tb.Context(), rawURL, redisurl.Settings{})
 	if err != nil {
 		tb.Fatalf("redisurl.Open: %v", err)
 	}
@@ -813,7 +813,7 @@ func TestOpenFailures(t *testing.T) {
 	const secret = "s3cret-password"
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
-	u, err := redisurl.Parse("redis://user:" + secret + "@" + redistest.FreeAddr(t) + "/0")
+	u, err := redisurl.Parse("redis://user:"+secret+"@"+redistest.FreeAddr(t)+"/0", redisurl.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}

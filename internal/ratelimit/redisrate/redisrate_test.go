@@ -17,7 +17,7 @@ import (
 // parse reads rawURL as spool does, without asking Redis anything.
 func parse(tb testing.TB, rawURL string) *redisurl.URL {
 	tb.Helper()
-	u, err := redisurl.Parse(rawURL)
+	u, err := redisurl.Parse(rawURL, redisurl.Settings{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestSharedBudget(t *testing.T) {
 	t.Run("server", func(t *testing.T) { sharedBudget(t, parse(t, redistest.URL(t))) })
 	t.Run("cluster", func(t *testing.T) {
 		c := redistest.StartCluster(t, 3, 0)
-		u, err := redisurl.Open(t.Context(), c.URL())
+		u, err := redisurl.Open(t.Context(), c.URL(), redisurl.Settings{})
 		if err != nil || u.Kind() != "cluster" {
 			t.Fatalf("redisurl.Open(%s): %v, %v; want a cluster", c.URL(), u, err)
 		}

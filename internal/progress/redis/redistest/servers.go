@@ -3,7 +3,15 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -32,6 +40,10 @@ type Server struct {
 	path string
 	args []string
 	dir  string
+
+	// ping, when set, is how run reaches the server to see it answer
+	// (a TLS server's); else plainly at Addr.
+	ping *goredis.Options
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -91,7 +103,11 @@ func (s *Server) run(cmd *exec.Cmd) {
 	s.cmd, s.exited, s.out = cmd, exited, out
 	s.mu.Unlock()
 
-	c := goredis.NewClient(&goredis.Options{Addr: s.Addr, MaxRetries: -1})
+	o := &goredis.Options{Addr: s.Addr, MaxRetries: -1}
+	if s.ping != nil {
+		o = s.ping
+	}
+	c := goredis.NewClient(o)
 	defer c.Close()
 	eventually.Holds(s.tb, "redis on "+s.Addr+" answering", func() bool {
 		select {
@@ -491,4 +507,86 @@ func (c *Cluster) FailedOver(tb testing.TB, dead *Server) bool {
 func (c *Cluster) AwaitFailover(tb testing.TB, dead *Server) {
 	tb.Helper()
 	eventually.Holds(tb, "the cluster ok, its slots served by others than "+dead.Addr, func() bool { return c.FailedOver(tb, dead) })
+}
+
+// TLS is a certificate authority of the test's own and the files of a
+// server certificate it signed for 127.0.0.1.
+type TLS struct {
+	CAFile, CertFile, KeyFile string
+}
+
+// NewTLS makes a certificate authority and a server certificate for
+// 127.0.0.1 signed by it, valid for an hour, in the test's temporary
+// directory.
+func NewTLS(tb testing.TB) TLS {
+	tb.Helper()
+	dir := tb.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	t := TLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server.key")}
+	for file, block := range map[string]*pem.Block{
+		t.CAFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		t.CertFile: {Type: "CERTIFICATE", Bytes: leafDER},
+		t.KeyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return t
+}
+
+// StartTLSServer starts a redis-server that speaks only TLS, with a
+// certificate of its own authority (NewTLS), and waits until it answers.
+// Clients need not show a certificate.
+func StartTLSServer(tb testing.TB) (*Server, TLS) {
+	tb.Helper()
+	certs := NewTLS(tb)
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		required.Missing(tb, "redis-server is not installed: %v", err)
+	}
+	s := &Server{Addr: FreeAddr(tb), tb: tb, path: path, dir: tb.TempDir()}
+	_, port, _ := net.SplitHostPort(s.Addr)
+	roots := x509.NewCertPool()
+	caPEM, err := os.ReadFile(certs.CAFile)
+	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
+		tb.Fatalf("reading %s: %v", certs.CAFile, err)
+	}
+	s.ping = &goredis.Options{Addr: s.Addr, MaxRetries: -1, TLSConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	s.run(exec.Command(path, "--port", "0", "--tls-port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", s.dir, "--tls-cert-file", certs.CertFile, "--tls-key-file", certs.KeyFile,
+		"--tls-ca-cert-file", certs.CAFile, "--tls-auth-clients", "no"))
+	tb.Cleanup(s.Kill)
+	return s, certs
 }
