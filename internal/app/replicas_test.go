@@ -2,9 +2,14 @@ package app_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/spoolhq/spool/internal/app"
+	"github.com/spoolhq/spool/internal/app/apptest"
+	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 )
 
 // TestTwoReplicas runs two spool servers on one PostgreSQL, Redis and GCS
@@ -70,5 +75,73 @@ func TestTwoReplicas(t *testing.T) {
 	resp, body := get(t, fromA.Upload.Media.URL, nil)
 	if resp.StatusCode != http.StatusOK || sha256hex(body) != sha256hex(video) {
 		t.Errorf("download through A's URL: got HTTP %d, sha256 %s, want %s", resp.StatusCode, sha256hex(body), sha256hex(video))
+	}
+}
+
+// redisPermissions are the commands, channels and keys a Redis ACL user
+// needs to serve spool, as docs/OPERATIONS.md lists them, for a
+// deployment whose prefix is prefix: publishing and subscribing its
+// channels (and pinging the subscription connection and /readyz's), the
+// rate budgets' script (TIME, then GET and SET on its keys), and INFO, which spool asks at start
+// whether the server is a cluster node (optional: refused, spool takes
+// the URL for one server's).
+func redisPermissions(prefix string) []any {
+	return []any{"resetkeys", "resetchannels", "-@all", "~rate:" + prefix + "*", "&" + prefix + "*",
+		"+ping", "+publish", "+subscribe", "+unsubscribe", "+evalsha", "+eval", "+time", "+get", "+set", "+info"}
+}
+
+// TestLeastPrivilegeRedisUser runs two replicas as a Redis ACL user that
+// may do only what redisPermissions lists: progress crosses replicas,
+// mutations draw on the shared budgets, /readyz finds Redis, and Redis
+// logged no command it refused (ACL LOG).
+func TestLeastPrivilegeRedisUser(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	admin := redistest.Client(t, srv.Addr)
+	shared := productionEngines(t)
+	args := append([]any{"ACL", "SETUSER", "spool", "on", ">pw"}, redisPermissions(shared.redisPrefix)...)
+	if err := admin.Do(t.Context(), args...).Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	var logs syncBuffer
+	restricted := func(c *app.Config) {
+		shared.apply(c)
+		c.RedisURL = "redis://spool:pw@" + srv.Addr + "/0"
+	}
+	a := &spool{t: t}
+	a.srv = apptest.StartLogged(t, slog.New(slog.NewTextHandler(&logs, nil)), restricted)
+	a.main, a.url = a.srv.Main, a.srv.URL
+	b := startSpool(t, restricted)
+	tok := a.token("alice")
+	for _, s := range []*spool{a, b} {
+		resp, body := get(t, s.url+"/readyz", nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"redis":"ok"`) {
+			t.Errorf("readyz as the restricted user: %d %s", resp.StatusCode, body)
+		}
+	}
+
+	data := fileBytes("image/png", 4<<10, 5)
+	up := a.initBatch(tok, map[string]any{"fileName": "p.png", "size": len(data), "mimeType": "image/png"}).Uploads[0]
+	ws := b.dialWS(tok, nil)
+	ws.subscribe("up", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status percent uploadedBytes uploadedChunks failedChunks } }`,
+		map[string]any{"id": up.ID})
+	events := collect(ws, "up")
+	if first := <-events; first.Status != "INITIALIZED" {
+		t.Fatalf("snapshot on B: %+v, want INITIALIZED", first)
+	}
+	sendChunk(t, up.ChunkURLs[0], data, http.StatusOK)
+	if p := <-events; p.UploadedChunks != 1 {
+		t.Errorf("subscriber on B after A took the chunk: %+v, want 1 chunk", p)
+	}
+
+	if strings.Contains(logs.String(), "rate limits held per replica") {
+		t.Errorf("A's budgets fell back to its own:\n%s", logs.String())
+	}
+	refused, err := admin.Do(t.Context(), "ACL", "LOG").Slice()
+	if err != nil {
+		t.Fatalf("ACL LOG: %v", err)
+	}
+	for _, entry := range refused {
+		t.Errorf("Redis refused the restricted user: %v", entry)
 	}
 }
