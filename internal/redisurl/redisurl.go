@@ -76,7 +76,7 @@ func Parse(rawURL string, s Settings) (*URL, error) {
 	if err != nil || s.CAFile == "" {
 		return u, err
 	}
-	if !strings.HasPrefix(rawURL, "rediss://") {
+	if u.tlsConfig() == nil {
 		return nil, fmt.Errorf("redis CA file %s: the redis URL does not use TLS (rediss://)", s.CAFile)
 	}
 	pem, err := os.ReadFile(s.CAFile)
@@ -158,8 +158,9 @@ func parseCluster(rawURL string, u *url.URL) (*URL, error) {
 	return &URL{cluster: o}, nil
 }
 
-// Open reads rawURL with s as Parse does and, if it names one server, asks that
-// server whether it is a node of a Redis Cluster (INFO, bounded by ctx):
+// Open reads rawURL with s as Parse does and, if it names one server,
+// asks that server whether it is a node of a Redis Cluster (INFO, bounded
+// by ctx):
 // if it is, the URL is read again as a cluster's, the server a node to
 // learn the others from; if the server refuses to say, the URL stays
 // one server's. It fails as Parse does, if the server does not answer
