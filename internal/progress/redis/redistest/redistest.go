@@ -3,6 +3,13 @@
 // run in parallel without hearing each other. Where no Redis answers,
 // tests skip with a message saying so, except in CI (CI=true), where a
 // missing Redis fails them.
+//
+// It also runs Redis processes of a test's own, from the machine's
+// redis-server, for what the shared one cannot be made to do: a server
+// to kill and start again (StartServer), one that speaks only TLS with a
+// private authority's certificate (StartTLSServer), a primary with
+// replicas that Sentinel fails over (StartSentinels), and a Redis Cluster
+// whose masters fail over to their replicas (StartCluster).
 package redistest
 
 import (
