@@ -41,8 +41,9 @@ type Server struct {
 	args []string
 	dir  string
 
-	// ping, when set, is how run reaches the server to see it answer
-	// (a TLS server's); else plainly at Addr.
+	// tls, when set, makes the server speak only TLS with its files, and
+	// ping is how run reaches it to see it answer; else plainly at Addr.
+	tls  *TLS
 	ping *goredis.Options
 
 	mu     sync.Mutex
@@ -83,7 +84,12 @@ func FreeAddr(tb testing.TB) string {
 func (s *Server) Start() {
 	s.tb.Helper()
 	_, port, _ := net.SplitHostPort(s.Addr)
-	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir}, s.args...)
+	listen := []string{"--port", port}
+	if s.tls != nil {
+		listen = []string{"--port", "0", "--tls-port", port, "--tls-cert-file", s.tls.CertFile, "--tls-key-file", s.tls.KeyFile,
+			"--tls-ca-cert-file", s.tls.CAFile, "--tls-auth-clients", "no"}
+	}
+	args := slices.Concat(listen, []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir}, s.args)
 	s.run(exec.Command(s.path, args...))
 }
 
@@ -576,17 +582,14 @@ func StartTLSServer(tb testing.TB) (*Server, TLS) {
 	if err != nil {
 		required.Missing(tb, "redis-server is not installed: %v", err)
 	}
-	s := &Server{Addr: FreeAddr(tb), tb: tb, path: path, dir: tb.TempDir()}
-	_, port, _ := net.SplitHostPort(s.Addr)
+	s := &Server{Addr: FreeAddr(tb), tb: tb, path: path, dir: tb.TempDir(), tls: &certs}
 	roots := x509.NewCertPool()
 	caPEM, err := os.ReadFile(certs.CAFile)
 	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
 		tb.Fatalf("reading %s: %v", certs.CAFile, err)
 	}
 	s.ping = &goredis.Options{Addr: s.Addr, MaxRetries: -1, TLSConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
-	s.run(exec.Command(path, "--port", "0", "--tls-port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--tls-cert-file", certs.CertFile, "--tls-key-file", certs.KeyFile,
-		"--tls-ca-cert-file", certs.CAFile, "--tls-auth-clients", "no"))
+	s.Start()
 	tb.Cleanup(s.Kill)
 	return s, certs
 }
