@@ -118,9 +118,10 @@ func TestConformance(t *testing.T) {
 
 // TestClusterConformance runs the suite on two replicas of one
 // deployment on a Redis Cluster of three masters, opened from one node's
-// URL as spool opens it: a replica's subscription connection is on the
-// node go-redis picks, and what is published reaches it from the node
-// that took it. Not parallel, as above.
+// URL as spool opens it: their channels in one slot, published and
+// subscribed on its master (see publisher). It caught go-redis sending
+// each PUBLISH to a node of its choosing, when events reached a replica
+// out of the order they were published in. Not parallel, as above.
 func TestClusterConformance(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 0)
 	brokertest.Run(t, func(t *testing.T) brokertest.Replicas {
