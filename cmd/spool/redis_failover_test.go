@@ -32,7 +32,7 @@ func TestRedisFailover(t *testing.T) {
 	t.Run("sentinel", func(t *testing.T) {
 		t.Parallel()
 		sentinels := redistest.StartSentinels(t)
-		redisFailover(t, sentinels.URL(""), "redis sentinel", func(t *testing.T) {
+		redisFailover(t, sentinels.URL(), "redis sentinel", func(t *testing.T) {
 			primary := sentinels.Primary(t)
 			primary.Kill()
 			sentinels.AwaitFailover(t, primary)

@@ -31,6 +31,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -79,17 +80,37 @@ func Parse(rawURL string, s Settings) (*URL, error) {
 	if u.tlsConfig() == nil {
 		return nil, fmt.Errorf("redis CA file %s: the redis URL does not use TLS (rediss://)", s.CAFile)
 	}
-	pem, err := os.ReadFile(s.CAFile)
+	roots, err := readCAFile(s.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	u.trust(roots)
+	return u, nil
+}
+
+// maxCAFile bounds a CA file: a system's whole bundle is a few hundred
+// KiB, and a path to something endless (/dev/zero) must not be read on.
+const maxCAFile = 4 << 20
+
+// readCAFile reads the authorities of a PEM file of at most maxCAFile.
+func readCAFile(name string) (*x509.CertPool, error) {
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("redis CA file: %w", err)
 	}
+	defer f.Close()
+	pem, err := io.ReadAll(io.LimitReader(f, maxCAFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("redis CA file: %w", err)
+	}
+	if len(pem) > maxCAFile {
+		return nil, fmt.Errorf("redis CA file %s is over %d MiB: not a file of certificates", name, maxCAFile>>20)
+	}
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("redis CA file %s holds no PEM certificate", s.CAFile)
+		return nil, fmt.Errorf("redis CA file %s holds no PEM certificate", name)
 	}
-	u.roots = roots
-	u.trust(u.tlsConfig())
-	return u, nil
+	return roots, nil
 }
 
 // tlsConfig returns the TLS settings go-redis read from the URL, nil for
@@ -104,11 +125,13 @@ func (u *URL) tlsConfig() *tls.Config {
 	return u.single.TLSConfig
 }
 
-// trust makes c (the URL's, shared by its copies) check servers against
-// the URL's own authorities, if it has any.
-func (u *URL) trust(c *tls.Config) {
-	if c != nil && u.roots != nil {
-		c.RootCAs = u.roots
+// trust makes the URL check its servers against roots (nil: the
+// system's), in the TLS settings its clients share, and remembers them for
+// the URL read again as a cluster's (Open).
+func (u *URL) trust(roots *x509.CertPool) {
+	u.roots = roots
+	if c := u.tlsConfig(); c != nil && roots != nil {
+		c.RootCAs = roots
 	}
 }
 
@@ -160,8 +183,7 @@ func parseCluster(rawURL string, u *url.URL) (*URL, error) {
 
 // Open reads rawURL with s as Parse does and, if it names one server,
 // asks that server whether it is a node of a Redis Cluster (INFO, bounded
-// by ctx):
-// if it is, the URL is read again as a cluster's, the server a node to
+// by ctx): if it is, the URL is read again as a cluster's, the server a node to
 // learn the others from; if the server refuses to say, the URL stays
 // one server's. It fails as Parse does, if the server does not answer
 // within ctx (naming its address, never the URL), or if the URL cannot
@@ -174,7 +196,7 @@ func Open(ctx context.Context, rawURL string, s Settings) (*URL, error) {
 	// Asked on database 0: a cluster node refuses to select another.
 	probe := *u.single
 	probe.DB = 0
-	c := (&URL{single: &probe, roots: u.roots}).NewClient(Tuning{ContextTimeout: true})
+	c := (&URL{single: &probe}).NewClient(Tuning{ContextTimeout: true})
 	defer c.Close()
 	info, err := c.Info(ctx, "cluster").Result()
 	if rerr := goredis.Error(nil); errors.As(err, &rerr) &&
@@ -189,9 +211,7 @@ func Open(ctx context.Context, rawURL string, s Settings) (*URL, error) {
 	if !strings.Contains(info, "cluster_enabled:1") {
 		return u, nil
 	}
-	if u.single.Network == "unix" {
-		return nil, errors.New("invalid redis cluster URL: a cluster's nodes are reached over TCP (redis:// or rediss://), not unix://")
-	}
+	// The database may be the URL's path or its db parameter.
 	if u.single.DB != 0 {
 		return nil, fmt.Errorf("invalid redis cluster URL: database %d: a Redis Cluster has database 0 only", u.single.DB)
 	}
@@ -200,8 +220,7 @@ func Open(ctx context.Context, rawURL string, s Settings) (*URL, error) {
 	if err != nil {
 		return nil, err
 	}
-	cu.roots = u.roots
-	cu.trust(cu.tlsConfig())
+	cu.trust(u.roots)
 	return cu, nil
 }
 

@@ -137,7 +137,7 @@ func tuningOf(t *testing.T, c goredis.UniversalClient) goredis.Options {
 func TestSentinelURLFollowsThePrimary(t *testing.T) {
 	t.Parallel()
 	s := redistest.StartSentinels(t)
-	u, err := Parse(s.URL(""), Settings{})
+	u, err := Parse(s.URL(), Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,8 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // TestCAFile: a rediss:// server whose certificate a private authority
 // signed is reached with that authority's file, and refused without it
 // or with another's; a CA file that cannot be read, holds no certificate,
-// or comes with a URL without TLS is refused before any connection.
+// is too big, or comes with a URL without TLS is refused before any
+// connection.
 func TestCAFile(t *testing.T) {
 	t.Parallel()
 	srv, certs := redistest.StartTLSServer(t)
@@ -312,8 +313,14 @@ func TestCAFile(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	huge := filepath.Join(t.TempDir(), "huge.pem")
+	if err := os.WriteFile(huge, nil, 0o600); err != nil || os.Truncate(huge, maxCAFile+1) != nil {
+		t.Fatalf("making a file over %d bytes: %v", maxCAFile, err)
+	}
 	for name, tc := range map[string]struct{ url, file, says string }{
 		"a file that is not there": {raw, filepath.Join(t.TempDir(), "missing.pem"), "no such file"},
+		"a file too big":           {raw, huge, "is over 4 MiB"},
+		"an endless file":          {raw, "/dev/zero", "is over 4 MiB"},
 		"a file of no certificate": {raw, garbage, "holds no PEM certificate"},
 		"a URL without TLS":        {"redis://" + srv.Addr + "/0", certs.CAFile, "does not use TLS"},
 	} {

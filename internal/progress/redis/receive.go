@@ -214,13 +214,13 @@ func (b *Broker) confirmedChannel(name string) bool {
 // does so on the next command) so the answer can resync the hub.
 func (b *Broker) receive() {
 	defer b.wg.Done()
-	if b.anchor != "" {
+	if b.cluster != nil {
 		// Before the first read, which would connect without a channel.
 		// go-redis keeps the channel even if this fails, and subscribes it
 		// on each connection it makes.
 		b.psMu.Lock()
 		ctx, cancel := context.WithTimeout(b.ctx, commandTimeout)
-		_ = b.pubsub.Subscribe(ctx, b.anchor)
+		_ = b.pubsub.Subscribe(ctx, b.anchor())
 		cancel()
 		b.psMu.Unlock()
 	}

@@ -113,13 +113,9 @@ type Broker struct {
 	// skip them when Redis echoes them back: Publish has delivered them
 	// to this replica's subscribers already.
 	origin string
-	// anchor, on a cluster, is a channel in the slot of the broker's
-	// channels that nothing is published on, subscribed for the broker's
-	// life: go-redis opens a subscription connection on the node of the
-	// slot of a channel it has, and on a node of its choosing when it has
-	// none, as before the first feed or after the last (see publisher).
-	// Not in subscribed, so syncOnce never drops it. Empty on one server.
-	anchor string
+	// cluster is client when it is a Redis Cluster's, nil otherwise: see
+	// publisher, renewSlots and anchor.
+	cluster *goredis.ClusterClient
 
 	ctx    context.Context // done once Close is called
 	cancel context.CancelFunc
@@ -237,8 +233,8 @@ func New(client goredis.UniversalClient, opts Options) (*Broker, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "spool:"
 	}
-	_, cluster := client.(*goredis.ClusterClient)
-	if cluster && !hashTagged(opts.Prefix) {
+	cluster, _ := client.(*goredis.ClusterClient)
+	if cluster != nil && !hashTagged(opts.Prefix) {
 		// Every channel in one slot, so on one node: see publisher.
 		opts.Prefix = "{" + opts.Prefix + "}"
 	}
@@ -253,6 +249,7 @@ func New(client goredis.UniversalClient, opts Options) (*Broker, error) {
 	b := &Broker{
 		origin:     base64.RawURLEncoding.EncodeToString(origin),
 		client:     client,
+		cluster:    cluster,
 		pubsub:     client.Subscribe(ctx), // no channel yet: does not connect
 		hub:        progress.NewHub(),
 		prefix:     opts.Prefix,
@@ -266,9 +263,6 @@ func New(client goredis.UniversalClient, opts Options) (*Broker, error) {
 
 		outbox:         make(chan queued, outboxSize),
 		stopPublishing: make(chan struct{}),
-	}
-	if cluster {
-		b.anchor = b.prefix + "anchor"
 	}
 	b.wg.Add(2)
 	go b.receive()
@@ -493,11 +487,19 @@ func (b *Broker) send(ctx context.Context, batch []queued) {
 // (TestClusterFailover). The lookup reads go-redis's map of the slots,
 // which renewSlots renews when a node fails.
 func (b *Broker) publisher(ctx context.Context) (goredis.Cmdable, error) {
-	if cluster, ok := b.client.(*goredis.ClusterClient); ok {
-		return cluster.MasterForKey(ctx, b.prefix)
+	if b.cluster != nil {
+		return b.cluster.MasterForKey(ctx, b.prefix)
 	}
 	return b.client, nil
 }
+
+// anchor is, on a cluster, a channel in the slot of the broker's channels
+// that nothing is published on, subscribed for the broker's life:
+// go-redis opens a subscription connection on the master of the slot of
+// a channel it has, and on a node of its choosing when it has none, as
+// before the first feed or after the last (see publisher). It is not in
+// subscribed, so syncOnce never drops it.
+func (b *Broker) anchor() string { return b.prefix + "anchor" }
 
 // hashTagged reports whether a Redis Cluster hashes only part of a name
 // starting with prefix: the part in its first braces, when not empty.
@@ -513,8 +515,8 @@ func hashTagged(prefix string) bool {
 // it again and again, and publishing went on failing. go-redis reads the
 // map in the background, at most once at a time. Nothing for one server.
 func (b *Broker) renewSlots() {
-	if cluster, ok := b.client.(*goredis.ClusterClient); ok {
-		cluster.ReloadState(b.ctx)
+	if b.cluster != nil {
+		b.cluster.ReloadState(b.ctx)
 	}
 }
 

@@ -890,9 +890,9 @@ func TestSentinelFailovers(t *testing.T) {
 	s := redistest.StartSentinels(t)
 	prefix := redistest.Prefix(t)
 	open := func() *Broker {
-		b, err := Open(t.Context(), openURL(t, s.URL("")), Options{Prefix: prefix})
+		b, err := Open(t.Context(), openURL(t, s.URL()), Options{Prefix: prefix})
 		if err != nil {
-			t.Fatalf("Open(%s): %v", s.URL(""), err)
+			t.Fatalf("Open(%s): %v", s.URL(), err)
 		}
 		t.Cleanup(func() { closeBroker(t, b) })
 		return b

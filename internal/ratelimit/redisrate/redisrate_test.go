@@ -99,7 +99,7 @@ func TestBudgetFollowsAFailover(t *testing.T) {
 	rate := ratelimit.Rate{Events: 1, Per: time.Minute, Burst: 2}
 	var replicas []*redisrate.Limiter
 	for range 2 {
-		c := redisrate.New(parse(t, s.URL("")))
+		c := redisrate.New(parse(t, s.URL()))
 		t.Cleanup(func() { c.Close() })
 		l, err := c.Limiter("spool-test:", rate)
 		if err != nil {

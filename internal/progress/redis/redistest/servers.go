@@ -58,12 +58,21 @@ type Server struct {
 // test is skipped, or failed where CI=true.
 func StartServer(tb testing.TB, args ...string) *Server {
 	tb.Helper()
+	s := newServer(tb)
+	s.args = args
+	s.Start()
+	return s
+}
+
+// newServer returns a Server on a free address with a directory of its
+// own, not started, killed when the test ends.
+func newServer(tb testing.TB) *Server {
+	tb.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
 		required.Missing(tb, "redis-server is not installed: %v", err)
 	}
-	s := &Server{Addr: FreeAddr(tb), tb: tb, path: path, args: args, dir: tb.TempDir()}
-	s.Start()
+	s := &Server{Addr: FreeAddr(tb), tb: tb, path: path, dir: tb.TempDir()}
 	tb.Cleanup(s.Kill)
 	return s
 }
@@ -165,9 +174,10 @@ func Client(tb testing.TB, addr string) *goredis.Client {
 
 // Sentinels is a Redis primary, two replicas of it and a sentinel
 // watching them, each a process of the test's own: the shape of a Redis
-// that fails over. The sentinel takes the primary for down after half a
-// second of silence and needs no other sentinel to agree (quorum 1), so
-// a failover takes about a second. Two replicas, because the sentinel
+// that fails over. The sentinel takes the primary for down after a
+// second of silence (half a second made it take a just-promoted primary
+// for down, again and again) and needs no other sentinel to agree
+// (quorum 1), so a failover takes a few seconds. Two replicas, because the sentinel
 // turns a demoted primary into a replica only once it next asks it for
 // its state, up to 10 s later: the replica not promoted is reconfigured
 // within the failover, so it can be promoted in the next one at once.
@@ -194,19 +204,17 @@ func StartSentinels(tb testing.TB) *Sentinels {
 		StartServer(tb, "--repl-diskless-sync-delay", "0", "--replicaof", host, port),
 		StartServer(tb, "--repl-diskless-sync-delay", "0", "--replicaof", host, port)}}
 	// A sentinel rewrites its configuration file, so it needs one of its own.
-	dir := tb.TempDir()
-	conf := filepath.Join(dir, "sentinel.conf")
-	sentinel := &Server{Addr: FreeAddr(tb), tb: tb, path: primary.path, dir: dir}
+	sentinel := newServer(tb)
+	conf := filepath.Join(sentinel.dir, "sentinel.conf")
 	_, sport, _ := net.SplitHostPort(sentinel.Addr)
 	text := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\n"+
 		"sentinel monitor %s %s %s 1\n"+
 		"sentinel down-after-milliseconds %[3]s 1000\n"+
-		"sentinel failover-timeout %[3]s 3000\n", sport, dir, s.Name, host, port)
+		"sentinel failover-timeout %[3]s 3000\n", sport, sentinel.dir, s.Name, host, port)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	sentinel.run(exec.Command(primary.path, conf, "--sentinel"))
-	tb.Cleanup(sentinel.Kill)
+	sentinel.run(exec.Command(sentinel.path, conf, "--sentinel"))
 	s.sentinel = sentinel
 	s.admin = goredis.NewSentinelClient(&goredis.Options{Addr: sentinel.Addr, MaxRetries: -1})
 	tb.Cleanup(func() { _ = s.admin.Close() })
@@ -249,14 +257,9 @@ func (s *Sentinels) AwaitReplica(tb testing.TB, srv *Server) {
 	})
 }
 
-// URL returns the sentinel URL of the primary, with params (already
-// encoded, "username=x&password=y" say) after master_name.
-func (s *Sentinels) URL(params string) string {
-	u := "redis://" + s.sentinel.Addr + "/0?master_name=" + s.Name
-	if params != "" {
-		u += "&" + params
-	}
-	return u
+// URL returns the sentinel URL of the primary.
+func (s *Sentinels) URL() string {
+	return "redis://" + s.sentinel.Addr + "/0?master_name=" + s.Name
 }
 
 // Primary returns the server the sentinel names primary now.
@@ -271,7 +274,7 @@ func (s *Sentinels) Primary(tb testing.TB) *Server {
 			return srv
 		}
 	}
-	tb.Fatalf("the sentinel names %v primary, neither server", addr)
+	tb.Fatalf("the sentinel names %v primary, none of the servers", addr)
 	return nil
 }
 
@@ -578,11 +581,8 @@ func NewTLS(tb testing.TB) TLS {
 func StartTLSServer(tb testing.TB) (*Server, TLS) {
 	tb.Helper()
 	certs := NewTLS(tb)
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		required.Missing(tb, "redis-server is not installed: %v", err)
-	}
-	s := &Server{Addr: FreeAddr(tb), tb: tb, path: path, dir: tb.TempDir(), tls: &certs}
+	s := newServer(tb)
+	s.tls = &certs
 	roots := x509.NewCertPool()
 	caPEM, err := os.ReadFile(certs.CAFile)
 	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
@@ -590,6 +590,5 @@ func StartTLSServer(tb testing.TB) (*Server, TLS) {
 	}
 	s.ping = &goredis.Options{Addr: s.Addr, MaxRetries: -1, TLSConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
 	s.Start()
-	tb.Cleanup(s.Kill)
 	return s, certs
 }
