@@ -273,8 +273,8 @@ type Tuning struct {
 // tuned. It does no I/O: the first command connects. For a sentinel URL
 // that first asks the sentinels which server is primary, and the client
 // follows the sentinels' announcements of a new one (the pool's
-// connections to the old one are closed then; a subscription's when it
-// is lost). A cluster's client learns the nodes and their slots from the
+// connections to the old one are closed then; a subscription's only when
+// it is lost: see WatchPrimary). A cluster's client learns the nodes and their slots from the
 // first node that answers, and again when a node redirects a command.
 func (u *URL) NewClient(t Tuning) goredis.UniversalClient {
 	switch {

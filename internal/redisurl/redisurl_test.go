@@ -2,12 +2,15 @@ package redisurl
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -328,4 +331,80 @@ func TestCAFile(t *testing.T) {
 			t.Errorf("%s: Parse = %v, want an error saying %q", name, err, tc.says)
 		}
 	}
+}
+
+// TestWatchPrimary: the watch reports each new primary once, for a
+// planned failover and for a primary's death, past a sentinel of the URL
+// that is down (logged once, and then the one that answers), and returns
+// when its context ends; for a URL of one server it returns at once.
+func TestWatchPrimary(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartSentinels(t)
+	sentinel, err := url.Parse(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := Parse(fmt.Sprintf("redis://%s/0?master_name=%s&addr=%s", redistest.FreeAddr(t), s.Name, sentinel.Host), Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		moves []string
+	)
+	movedTo := func(addr string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(moves) > 0 && moves[len(moves)-1] == addr
+	}
+	var log bytes.Buffer // read once the watch has returned
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		u.WatchPrimary(ctx, slog.New(slog.NewJSONHandler(&log, nil)), func(addr string) {
+			mu.Lock()
+			defer mu.Unlock()
+			moves = append(moves, addr)
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	second, _ := s.FailOver(t)
+	eventually.Holds(t, "the watch reporting "+second.Addr+" primary after a planned failover", func() bool { return movedTo(second.Addr) })
+	second.Kill()
+	third := s.AwaitFailover(t, second)
+	eventually.Holds(t, "the watch reporting "+third.Addr+" primary after the primary's death", func() bool { return movedTo(third.Addr) })
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("WatchPrimary still running 10 s after its context ended")
+	}
+	// The sentinel may promote a replica that it then takes for down, and
+	// fail over again (a slow machine): each primary it named is a move.
+	if len(moves) < 2 || moves[0] != second.Addr || moves[len(moves)-1] != third.Addr {
+		t.Errorf("moves reported %q, want %s first and %s last", moves, second.Addr, third.Addr)
+	}
+	for i, addr := range moves {
+		if i > 0 && addr == moves[i-1] {
+			t.Errorf("moves reported %q: %s twice in a row, want each new primary once", moves, addr)
+		}
+		if !slices.ContainsFunc(s.Servers[:], func(srv *redistest.Server) bool { return srv.Addr == addr }) {
+			t.Errorf("moves reported %q: %s is none of the servers", moves, addr)
+		}
+	}
+	text := log.String()
+	if n := strings.Count(text, "a sentinel failed"); n != 1 {
+		t.Errorf("the sentinel that is down logged %d times, want once:\n%s", n, text)
+	}
+	if !strings.Contains(text, `"sentinel":"`+sentinel.Host+`"`) {
+		t.Errorf("the log does not name the sentinel that answered, %s:\n%s", sentinel.Host, text)
+	}
+
+	one, err := Parse("redis://127.0.0.1:6379/0", Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one.WatchPrimary(t.Context(), slog.Default(), func(string) { t.Error("a server's URL reported a new primary") })
 }

@@ -55,7 +55,7 @@ func (b *Broker) syncOnce() {
 	if len(drop) > 0 {
 		// go-redis forgets the channels even when the command fails, so
 		// they are not subscribed again on its next connection.
-		err = b.pubsub.Unsubscribe(ctx, drop...)
+		err = b.pubsub.Load().Unsubscribe(ctx, drop...)
 		for _, name := range drop {
 			delete(b.subscribed, name)
 		}
@@ -63,7 +63,7 @@ func (b *Broker) syncOnce() {
 	if len(add) > 0 {
 		// go-redis remembers the channels even when the command fails, and
 		// subscribes them again first thing on its next connection.
-		err = errors.Join(err, b.pubsub.Subscribe(ctx, add...))
+		err = errors.Join(err, b.pubsub.Load().Subscribe(ctx, add...))
 		for _, name := range add {
 			b.subscribed[name] = true
 		}
@@ -123,7 +123,7 @@ func (b *Broker) sendPing() error {
 	}
 	b.mu.Unlock()
 
-	if err := b.pubsub.Ping(ctx, payload); err != nil {
+	if err := b.pubsub.Load().Ping(ctx, payload); err != nil {
 		b.connectionLost(err)
 		return err
 	}
@@ -169,18 +169,25 @@ func (b *Broker) answered(payload string) {
 	}
 }
 
-// connectionLost records that events may have been lost: no channel counts
-// as confirmed until a ping on a new connection is answered, and the answer
-// to that ping resyncs the hub.
+// connectionLost records that events may have been lost (markDown), and
+// logs it if the connection was up.
 func (b *Broker) connectionLost(err error) {
+	if b.markDown() {
+		b.log.Warn("redis progress connection lost; reconnecting", "err", err)
+	}
+}
+
+// markDown records that events may have been lost: no channel counts as
+// confirmed until a ping on a new connection is answered, and the answer
+// to that ping resyncs the hub. It reports whether the connection was up
+// (and the Broker open) until now.
+func (b *Broker) markDown() (wasUp bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return
+		return false
 	}
-	if !b.down {
-		b.log.Warn("redis progress connection lost; reconnecting", "err", err)
-	}
+	wasUp = !b.down
 	b.down, b.resyncing = true, false
 	clear(b.pings)
 	for _, ch := range b.channels {
@@ -189,6 +196,7 @@ func (b *Broker) connectionLost(err error) {
 			ch.ready = make(chan struct{})
 		}
 	}
+	return wasUp
 }
 
 // needsResyncPing reports whether the connection is down with no ping
@@ -220,7 +228,7 @@ func (b *Broker) receive() {
 		// on each connection it makes.
 		b.psMu.Lock()
 		ctx, cancel := context.WithTimeout(b.ctx, commandTimeout)
-		_ = b.pubsub.Subscribe(ctx, b.anchor())
+		_ = b.pubsub.Load().Subscribe(ctx, b.anchor())
 		cancel()
 		b.psMu.Unlock()
 	}
@@ -345,11 +353,11 @@ func (b *Broker) receiveOne(awaiting bool) (any, error) {
 	if !awaiting {
 		ctx, cancel := context.WithTimeout(b.ctx, idleTimeout)
 		defer cancel()
-		return b.pubsub.ReceiveTimeout(ctx, idleTimeout)
+		return b.pubsub.Load().ReceiveTimeout(ctx, idleTimeout)
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, pongTimeout)
 	defer cancel()
-	return b.pubsub.ReceiveTimeout(ctx, 0)
+	return b.pubsub.Load().ReceiveTimeout(ctx, 0)
 }
 
 func isTimeout(err error) bool {
@@ -366,5 +374,48 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// resubscribe moves the subscription to a new connection, dialled
+// afresh, and resyncs every local feed once that connection answers a
+// ping, as after a loss: the sentinels have named primary the server at
+// addr. The client dials whichever server they name; the old
+// subscription connection may still be up on a server that is primary
+// no more and hears nothing of what the new one publishes.
+//
+// The new subscription has the channels before anyone can write on it
+// (psMu), so the ping that resyncs the feeds follows their SUBSCRIBE on
+// the new connection. Closing the old one ends receive's read of it.
+func (b *Broker) resubscribe(primary string) {
+	ctx, cancel := context.WithTimeout(b.ctx, commandTimeout)
+	defer cancel()
+	b.psMu.Lock()
+	fresh := b.client.Subscribe(b.ctx)
+	old := b.pubsub.Swap(fresh)
+	b.markDown()
+	b.log.Info("the sentinels named a new redis primary; subscribing there and resyncing subscribers", "primary", primary)
+	channels := make([]string, 0, len(b.subscribed))
+	for name := range b.subscribed {
+		channels = append(channels, name)
+	}
+	if b.cluster != nil {
+		channels = append(channels, b.anchor())
+	}
+	var err error
+	if len(channels) > 0 {
+		// go-redis keeps the channels even if this fails, and subscribes
+		// them first thing on the connection it dials next.
+		err = fresh.Subscribe(ctx, channels...)
+	}
+	b.psMu.Unlock()
+	_ = old.Close()
+	if b.ctx.Err() != nil {
+		// Close may have taken the old subscription to close, not this.
+		_ = fresh.Close()
+		return
+	}
+	if err != nil {
+		b.connectionLost(err)
 	}
 }

@@ -105,10 +105,12 @@ type Options struct {
 type Broker struct {
 	client     goredis.UniversalClient
 	ownsClient bool
-	pubsub     *goredis.PubSub
-	hub        *progress.Hub
-	prefix     string
-	log        *slog.Logger
+	// pubsub is the subscription: replaced (under psMu) when the
+	// sentinels name a new primary, see resubscribe.
+	pubsub atomic.Pointer[goredis.PubSub]
+	hub    *progress.Hub
+	prefix string
+	log    *slog.Logger
 	// origin names this Broker in the events it publishes, so it can
 	// skip them when Redis echoes them back: Publish has delivered them
 	// to this replica's subscribers already.
@@ -187,9 +189,10 @@ var (
 // bounded by their context's deadline. It fails if Redis does not answer
 // a PING within ctx.
 //
-// Through sentinels, the publishing connections move to a new primary as
-// the sentinels announce it, and the subscription connection once it is
-// lost, which the primary's death or its demotion does. On a cluster the
+// Through sentinels, the publishing connections and the subscription
+// move to a new primary as the sentinels announce it (the subscription
+// through a watch of the broker's own, redisurl.WatchPrimary, and a
+// resync of its feeds: resubscribe). On a cluster the
 // broker publishes and subscribes on the master of one slot (publisher),
 // and follows it to its replica when it fails (docs/DESIGN.md, "A Redis
 // that fails over").
@@ -215,6 +218,11 @@ func Open(ctx context.Context, u *redisurl.URL, opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b.ownsClient = true
+	if u.Kind() == "sentinel" {
+		b.wg.Go(func() {
+			u.WatchPrimary(b.ctx, b.log, b.resubscribe)
+		})
+	}
 	return b, nil
 }
 
@@ -250,7 +258,6 @@ func New(client goredis.UniversalClient, opts Options) (*Broker, error) {
 		origin:     base64.RawURLEncoding.EncodeToString(origin),
 		client:     client,
 		cluster:    cluster,
-		pubsub:     client.Subscribe(ctx), // no channel yet: does not connect
 		hub:        progress.NewHub(),
 		prefix:     opts.Prefix,
 		log:        opts.Logger.With("component", "progress/redis"),
@@ -264,6 +271,7 @@ func New(client goredis.UniversalClient, opts Options) (*Broker, error) {
 		outbox:         make(chan queued, outboxSize),
 		stopPublishing: make(chan struct{}),
 	}
+	b.pubsub.Store(client.Subscribe(ctx)) // no channel yet: does not connect
 	b.wg.Add(2)
 	go b.receive()
 	go b.syncChannels()
@@ -299,8 +307,11 @@ func (b *Broker) Close() error {
 	stopped := make(chan error, 1)
 	go func() {
 		b.published.Wait()
-		b.cancel() // ends waits, backoffs and dials
-		err := b.pubsub.Close()
+		b.cancel() // ends waits, backoffs, dials and the primary's watch
+		err := b.pubsub.Load().Close()
+		if errors.Is(err, goredis.ErrClosed) {
+			err = nil // closed by a resubscribe that saw Close begin
+		}
 		b.wg.Wait()
 		stopped <- err
 	}()

@@ -879,12 +879,18 @@ func TestRedisOutage(t *testing.T) {
 
 // TestSentinelFailovers runs replicas on a Redis that Sentinel fails
 // over, given to Open as a sentinel URL. First a planned failover, as a
-// rolling update does it: the sentinel makes a replica primary, then the
-// old primary's host shuts down. Then the new primary is killed. After
-// each, an event published on one replica reaches the feeds of others,
-// one subscribed before the failovers and one on the second primary
-// (which hears only what is published there: the publisher moved too),
-// and each feed whose connection went with a server is told to resync.
+// rolling update does it, with the old primary left a primary the
+// sentinel cannot demote (it refuses REPLICAOF, as a primary the
+// sentinel cannot reach would stay one): the feed subscribed there must
+// be told to resync and then hear the new primary's events while the
+// old primary is still up and still a primary, since nothing but the
+// sentinels' word ends its subscription there (redisurl.WatchPrimary).
+// Then the old primary's host shuts down, and the new primary is
+// killed. After each failover, an event published on one replica
+// reaches the feeds of others, one subscribed before the failovers and
+// one on the second primary (which hears only what is published there:
+// the publisher moved too), and each feed whose subscription moved is
+// told to resync.
 func TestSentinelFailovers(t *testing.T) {
 	t.Parallel()
 	s := redistest.StartSentinels(t)
@@ -903,12 +909,23 @@ func TestSentinelFailovers(t *testing.T) {
 	brokertest.ReadEvent(t, before, "u1", 1)
 
 	first := s.Primary(t)
+	old := redistest.Client(t, first.Addr)
+	if err := old.Do(t.Context(), "ACL", "SETUSER", "default", "-replicaof", "-slaveof").Err(); err != nil {
+		t.Fatalf("keeping %s from being demoted: %v", first.Addr, err)
+	}
+	start := time.Now()
 	second, _ := s.FailOver(t)
+	failedOver := time.Since(start)
+	brokertest.ReadUntil(t, before, "a resync once the sentinel named a new primary", func(r brokertest.Reading) bool { return r.Resync })
+	t.Logf("planned failover: ended %.1f s after SENTINEL FAILOVER, the feed's resync read %.1f s after it",
+		failedOver.Seconds(), time.Since(start).Seconds())
 	after := brokertest.Subscribe(t, open(), upload.UploadTopic("u1"))
 	publishUntilRead(t, a, after, brokertest.Event("u1", "alice", 2))
-	first.Stop()
-	brokertest.ReadUntil(t, before, "a resync once the old primary has shut down", func(r brokertest.Reading) bool { return r.Resync })
 	publishUntilRead(t, a, before, brokertest.Event("u1", "alice", 2))
+	if role, err := old.Do(t.Context(), "ROLE").Slice(); err != nil || len(role) == 0 || role[0] != "master" {
+		t.Fatalf("the old primary's ROLE: %v, %v; want it a primary still, or the test proves nothing", role, err)
+	}
+	first.Stop()
 
 	second.Kill()
 	s.AwaitFailover(t, second)
