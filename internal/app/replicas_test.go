@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/app/apptest"
@@ -93,20 +96,59 @@ func redisPermissions(prefix string) []any {
 // TestLeastPrivilegeRedisUser runs two replicas as a Redis ACL user that
 // may do only what redisPermissions lists: progress crosses replicas,
 // mutations draw on the shared budgets, /readyz finds Redis, and Redis
-// logged no command it refused (ACL LOG).
+// logged no command it refused (ACL LOG). Through sentinels, the
+// sentinels' user may do only what sentinelPermissions lists (the URL's
+// user, as docs/CONFIG.md gives it), and progress crosses replicas
+// after a planned failover too.
 func TestLeastPrivilegeRedisUser(t *testing.T) {
 	t.Parallel()
-	srv := redistest.StartServer(t)
-	admin := redistest.Client(t, srv.Addr)
+	t.Run("server", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.StartServer(t)
+		leastPrivilege(t, "redis://spool:pw@"+srv.Addr+"/0", []*goredis.Client{redistest.Client(t, srv.Addr)}, nil)
+	})
+	t.Run("sentinel", func(t *testing.T) {
+		t.Parallel()
+		s := redistest.StartSentinels(t)
+		sentinel := redistest.Client(t, s.SentinelAddr())
+		if err := sentinel.Do(t.Context(), append([]any{"ACL", "SETUSER", "watcher", "on", ">spw"}, sentinelPermissions()...)...).Err(); err != nil {
+			t.Fatalf("ACL SETUSER on the sentinel: %v", err)
+		}
+		var servers []*goredis.Client
+		for _, srv := range s.Servers {
+			servers = append(servers, redistest.Client(t, srv.Addr)) // ACL users are not replicated
+		}
+		url := "redis://watcher:spw@" + s.SentinelAddr() + "/0?master_name=" + s.Name + "&username=spool&password=pw"
+		leastPrivilege(t, url, append(servers, sentinel), func() { s.FailOver(t) })
+	})
+}
+
+// sentinelPermissions are what a sentinels' user needs of them, as
+// docs/CONFIG.md gives it.
+func sentinelPermissions() []any {
+	return []any{"resetkeys", "resetchannels", "-@all", "&+switch-master", "&+replica-reconf-done",
+		"+subscribe", "+sentinel|get-master-addr-by-name", "+sentinel|sentinels"}
+}
+
+// leastPrivilege runs two replicas on url, whose user is spool with
+// password pw and redisPermissions on every server of admins (admins[i]
+// has all rights on one server or sentinel). A subscriber on B hears of
+// a chunk A took; if failOver is given, again after it.
+func leastPrivilege(t *testing.T, url string, admins []*goredis.Client, failOver func()) {
 	shared := productionEngines(t)
 	args := append([]any{"ACL", "SETUSER", "spool", "on", ">pw"}, redisPermissions(shared.redisPrefix)...)
-	if err := admin.Do(t.Context(), args...).Err(); err != nil {
-		t.Fatalf("ACL SETUSER: %v", err)
+	for _, admin := range admins {
+		if info, _ := admin.Info(t.Context(), "server").Result(); strings.Contains(info, "redis_mode:sentinel") {
+			continue
+		}
+		if err := admin.Do(t.Context(), args...).Err(); err != nil {
+			t.Fatalf("ACL SETUSER: %v", err)
+		}
 	}
 	var logs syncBuffer
 	restricted := func(c *app.Config) {
 		shared.apply(c)
-		c.RedisURL = "redis://spool:pw@" + srv.Addr + "/0"
+		c.RedisURL = url
 	}
 	a := &spool{t: t}
 	a.srv = apptest.StartLogged(t, slog.New(slog.NewTextHandler(&logs, nil)), restricted)
@@ -120,8 +162,8 @@ func TestLeastPrivilegeRedisUser(t *testing.T) {
 		}
 	}
 
-	data := fileBytes("image/png", 4<<10, 5)
-	up := a.initBatch(tok, map[string]any{"fileName": "p.png", "size": len(data), "mimeType": "image/png"}).Uploads[0]
+	data := fileBytes("video/mp4", 6<<20, 5) // chunks of 5 and 1 MiB
+	up := a.initBatch(tok, map[string]any{"fileName": "v.mp4", "size": len(data), "mimeType": "video/mp4"}).Uploads[0]
 	ws := b.dialWS(tok, nil)
 	ws.subscribe("up", `subscription($id: ID!) { uploadProgress(uploadId: $id) { uploadId status percent uploadedBytes uploadedChunks failedChunks } }`,
 		map[string]any{"id": up.ID})
@@ -133,15 +175,33 @@ func TestLeastPrivilegeRedisUser(t *testing.T) {
 	if p := <-events; p.UploadedChunks != 1 {
 		t.Errorf("subscriber on B after A took the chunk: %+v, want 1 chunk", p)
 	}
+	if failOver != nil {
+		failOver()
+		sendChunk(t, up.ChunkURLs[1], data, http.StatusOK)
+		deadline := time.After(30 * time.Second)
+		for last := (progress{}); last.UploadedChunks != 2; {
+			select {
+			case p, ok := <-events:
+				if !ok {
+					t.Fatalf("subscription on B ended after the failover at %+v, before 2 chunks", last)
+				}
+				last = p
+			case <-deadline:
+				t.Fatalf("subscriber on B 30 s after the failover: %+v, want 2 chunks", last)
+			}
+		}
+	}
 
 	if strings.Contains(logs.String(), "rate limits held per replica") {
 		t.Errorf("A's budgets fell back to its own:\n%s", logs.String())
 	}
-	refused, err := admin.Do(t.Context(), "ACL", "LOG").Slice()
-	if err != nil {
-		t.Fatalf("ACL LOG: %v", err)
-	}
-	for _, entry := range refused {
-		t.Errorf("Redis refused the restricted user: %v", entry)
+	for _, admin := range admins {
+		refused, err := admin.Do(t.Context(), "ACL", "LOG").Slice()
+		if err != nil {
+			t.Fatalf("ACL LOG: %v", err)
+		}
+		for _, entry := range refused {
+			t.Errorf("Redis at %s refused a restricted user: %v", admin.Options().Addr, entry)
+		}
 	}
 }

@@ -259,8 +259,11 @@ func (s *Sentinels) AwaitReplica(tb testing.TB, srv *Server) {
 
 // URL returns the sentinel URL of the primary.
 func (s *Sentinels) URL() string {
-	return "redis://" + s.sentinel.Addr + "/0?master_name=" + s.Name
+	return "redis://" + s.SentinelAddr() + "/0?master_name=" + s.Name
 }
+
+// SentinelAddr returns the sentinel's address.
+func (s *Sentinels) SentinelAddr() string { return s.sentinel.Addr }
 
 // Primary returns the server the sentinel names primary now.
 func (s *Sentinels) Primary(tb testing.TB) *Server {
