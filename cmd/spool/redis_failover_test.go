@@ -20,7 +20,9 @@ import (
 // while its progress is watched on the other, so every event crosses
 // replicas through Redis: a primary that Sentinel watches, named by a
 // sentinel URL, and a Redis Cluster named by one node's URL, whose node
-// that spool's channels are on is killed. The primary's or the node's
+// that spool's channels are on is killed; each speaks only TLS, with
+// certificates of a private authority (--redis-ca-file), as managed
+// Redis does. The primary's or the node's
 // replica takes over, both spool replicas say they are back on Redis,
 // and the watcher sees the rest of the upload through to READY without
 // reconnecting. Before, --redis-url named one server: the death of a
@@ -31,8 +33,8 @@ func TestRedisFailover(t *testing.T) {
 	t.Parallel()
 	t.Run("sentinel", func(t *testing.T) {
 		t.Parallel()
-		sentinels := redistest.StartSentinels(t)
-		redisFailover(t, sentinels.URL(), "redis sentinel", func(t *testing.T) {
+		sentinels, certs := redistest.StartTLSSentinels(t)
+		redisFailover(t, sentinels.URL(), certs.CAFile, "redis sentinel", func(t *testing.T) {
 			primary := sentinels.Primary(t)
 			primary.Kill()
 			sentinels.AwaitFailover(t, primary)
@@ -40,8 +42,8 @@ func TestRedisFailover(t *testing.T) {
 	})
 	t.Run("cluster", func(t *testing.T) {
 		t.Parallel()
-		cluster := redistest.StartCluster(t, 3, 1)
-		redisFailover(t, cluster.URL(), "redis cluster", func(t *testing.T) {
+		cluster, certs := redistest.StartTLSCluster(t, 3, 1)
+		redisFailover(t, cluster.URL(), certs.CAFile, "redis cluster", func(t *testing.T) {
 			// spool's channels are all in the slot of its prefix, in braces.
 			ours := cluster.MasterOf(t, "{spool:}")
 			ours.Kill()
@@ -50,13 +52,14 @@ func TestRedisFailover(t *testing.T) {
 	})
 }
 
-// redisFailover runs TestRedisFailover on the Redis of redisURL, which
-// spool's start log calls kind, and which failOver fails over.
-func redisFailover(t *testing.T, redisURL, kind string, failOver func(t *testing.T)) {
+// redisFailover runs TestRedisFailover on the Redis of redisURL, whose
+// certificates the authority of caFile signed, which spool's start log
+// calls kind, and which failOver fails over.
+func redisFailover(t *testing.T, redisURL, caFile, kind string, failOver func(t *testing.T)) {
 	w := newWalkthrough(t)
 	// The last --redis-url wins. A JSON log, whose every line, go-redis's
 	// own included, must be JSON.
-	args := append(w.engines, "--redis-url", redisURL, "--log-format", "json")
+	args := append(w.engines, "--redis-url", redisURL, "--redis-ca-file", caFile, "--log-format", "json")
 	a, b := w.serve(t, args...), w.serve(t, args...)
 	for name, r := range map[string]*replica{"A": a, "B": b} {
 		if want := `"progress":"` + kind + `"`; !strings.Contains(r.log.String(), want) {

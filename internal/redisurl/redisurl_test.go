@@ -295,22 +295,28 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 func TestCAFile(t *testing.T) {
 	t.Parallel()
 	srv, certs := redistest.StartTLSServer(t)
-	ctx := t.Context()
 	raw := "rediss://" + srv.Addr + "/0"
-	u, err := Open(ctx, raw, Settings{CAFile: certs.CAFile})
-	if err != nil {
-		t.Fatalf("Open(%s) with its CA file: %v", raw, err)
-	}
-	c := u.NewClient(Tuning{ContextTimeout: true})
-	t.Cleanup(func() { _ = c.Close() })
-	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
-		t.Errorf("SET over TLS: %v", err)
-	}
-	for name, s := range map[string]Settings{"the system's authorities": {}, "another authority": {CAFile: redistest.NewTLS(t).CAFile}} {
-		if _, err := Open(ctx, raw, s); err == nil || !strings.Contains(err.Error(), "certificate") {
-			t.Errorf("Open(%s) trusting %s: %v, want the server's certificate refused", raw, name, err)
+	t.Run("server", func(t *testing.T) {
+		t.Parallel()
+		reachedOverTLS(t, raw, "server", certs.CAFile)
+	})
+	t.Run("sentinel", func(t *testing.T) {
+		t.Parallel()
+		s, certs := redistest.StartTLSSentinels(t)
+		reachedOverTLS(t, s.URL(), "sentinel", certs.CAFile)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		c, certs := redistest.StartTLSCluster(t, 3, 0)
+		u := reachedOverTLS(t, c.URL(), "cluster", certs.CAFile)
+		client := u.NewClient(Tuning{ContextTimeout: true})
+		t.Cleanup(func() { _ = client.Close() })
+		for i := range 30 { // keys of every node's slots
+			if err := client.Set(t.Context(), fmt.Sprintf("k%d", i), "v", 0).Err(); err != nil {
+				t.Errorf("SET k%d on the cluster over TLS: %v", i, err)
+			}
 		}
-	}
+	})
 
 	garbage := filepath.Join(t.TempDir(), "garbage.pem")
 	if err := os.WriteFile(garbage, []byte("not a certificate\n"), 0o600); err != nil {
@@ -333,18 +339,51 @@ func TestCAFile(t *testing.T) {
 	}
 }
 
+// reachedOverTLS checks that rawURL, of a Redis whose certificates the
+// authority of caFile signed, opens as kind with that file and takes a
+// SET, and is refused over its certificate with the system's authorities
+// or another's; it returns the URL opened with the file.
+func reachedOverTLS(t *testing.T, rawURL, kind, caFile string) *URL {
+	t.Helper()
+	ctx := t.Context()
+	set := func(s Settings) (*URL, error) {
+		u, err := Open(ctx, rawURL, s)
+		if err != nil {
+			return nil, err
+		}
+		c := u.NewClient(Tuning{ContextTimeout: true, OneTry: 5 * time.Second})
+		defer c.Close()
+		return u, c.Set(ctx, "k", "v", 0).Err()
+	}
+	u, err := set(Settings{CAFile: caFile})
+	if err != nil {
+		t.Fatalf("SET on %s with its CA file: %v", rawURL, err)
+	}
+	if u.Kind() != kind {
+		t.Errorf("%s opened as a %s's URL, want a %s's", rawURL, u.Kind(), kind)
+	}
+	for name, s := range map[string]Settings{"the system's authorities": {}, "another authority": {CAFile: redistest.NewTLS(t).CAFile}} {
+		if _, err := set(s); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("%s trusting %s: %v, want its certificate refused", rawURL, name, err)
+		}
+	}
+	return u
+}
+
 // TestWatchPrimary: the watch reports each new primary once, for a
 // planned failover and for a primary's death, past a sentinel of the URL
-// that is down (logged once, and then the one that answers), and returns
-// when its context ends; for a URL of one server it returns at once.
+// that is down (logged once, and then the one that answers), over TLS
+// with the URL's authority, and returns when its context ends; for a URL
+// of one server it returns at once.
 func TestWatchPrimary(t *testing.T) {
 	t.Parallel()
-	s := redistest.StartSentinels(t)
+	s, certs := redistest.StartTLSSentinels(t)
 	sentinel, err := url.Parse(s.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := Parse(fmt.Sprintf("redis://%s/0?master_name=%s&addr=%s", redistest.FreeAddr(t), s.Name, sentinel.Host), Settings{})
+	u, err := Parse(fmt.Sprintf("rediss://%s/0?master_name=%s&addr=%s", redistest.FreeAddr(t), s.Name, sentinel.Host),
+		Settings{CAFile: certs.CAFile})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,10 +41,11 @@ type Server struct {
 	args []string
 	dir  string
 
-	// tls, when set, makes the server speak only TLS with its files, and
-	// ping is how run reaches it to see it answer; else plainly at Addr.
+	// tls, when set, makes the server speak only TLS with its files
+	// (and replicate and talk to its cluster over TLS); opts is how a
+	// client reaches it, over TLS then.
 	tls  *TLS
-	ping *goredis.Options
+	opts *goredis.Options
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -58,23 +59,54 @@ type Server struct {
 // test is skipped, or failed where CI=true.
 func StartServer(tb testing.TB, args ...string) *Server {
 	tb.Helper()
-	s := newServer(tb)
+	return startServer(tb, nil, args...)
+}
+
+// startServer starts a server as StartServer does, speaking only TLS
+// with certs if they are given.
+func startServer(tb testing.TB, certs *TLS, args ...string) *Server {
+	tb.Helper()
+	s := newServer(tb, certs)
 	s.args = args
 	s.Start()
 	return s
 }
 
 // newServer returns a Server on a free address with a directory of its
-// own, not started, killed when the test ends.
-func newServer(tb testing.TB) *Server {
+// own, not started, killed when the test ends; it speaks only TLS with
+// certs if they are given.
+func newServer(tb testing.TB, certs *TLS) *Server {
 	tb.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
 		required.Missing(tb, "redis-server is not installed: %v", err)
 	}
-	s := &Server{Addr: FreeAddr(tb), tb: tb, path: path, dir: tb.TempDir()}
+	s := &Server{Addr: FreeAddr(tb), tb: tb, path: path, dir: tb.TempDir(), tls: certs}
+	s.opts = &goredis.Options{Addr: s.Addr, MaxRetries: -1}
+	if certs != nil {
+		s.opts.TLSConfig = certs.clientConfig(tb)
+	}
 	tb.Cleanup(s.Kill)
 	return s
+}
+
+// newClient returns a client of the server that tries each command once;
+// the caller closes it.
+func (s *Server) newClient() *goredis.Client { return goredis.NewClient(s.options()) }
+
+// options returns how a client reaches the server, each command tried
+// once: over TLS, trusting its authority, if it speaks TLS.
+func (s *Server) options() *goredis.Options {
+	o := *s.opts
+	return &o
+}
+
+// Client returns a client of the server that tries each command once,
+// closed when the test ends.
+func (s *Server) Client() *goredis.Client {
+	c := s.newClient()
+	s.tb.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // FreeAddr returns a loopback address nothing listens on now.
@@ -96,7 +128,7 @@ func (s *Server) Start() {
 	listen := []string{"--port", port}
 	if s.tls != nil {
 		listen = []string{"--port", "0", "--tls-port", port, "--tls-cert-file", s.tls.CertFile, "--tls-key-file", s.tls.KeyFile,
-			"--tls-ca-cert-file", s.tls.CAFile, "--tls-auth-clients", "no"}
+			"--tls-ca-cert-file", s.tls.CAFile, "--tls-auth-clients", "no", "--tls-replication", "yes", "--tls-cluster", "yes"}
 	}
 	args := slices.Concat(listen, []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir}, s.args)
 	s.run(exec.Command(s.path, args...))
@@ -118,11 +150,7 @@ func (s *Server) run(cmd *exec.Cmd) {
 	s.cmd, s.exited, s.out = cmd, exited, out
 	s.mu.Unlock()
 
-	o := &goredis.Options{Addr: s.Addr, MaxRetries: -1}
-	if s.ping != nil {
-		o = s.ping
-	}
-	c := goredis.NewClient(o)
+	c := s.newClient()
 	defer c.Close()
 	eventually.Holds(s.tb, "redis on "+s.Addr+" answering", func() bool {
 		select {
@@ -189,6 +217,7 @@ type Sentinels struct {
 	Servers  [3]*Server
 	sentinel *Server
 	admin    *goredis.SentinelClient
+	tls      bool // every server and the sentinel speak only TLS
 }
 
 // StartSentinels starts a primary, its replicas and a sentinel, and waits
@@ -196,27 +225,47 @@ type Sentinels struct {
 // failover can happen. It skips or fails the test as StartServer does.
 func StartSentinels(tb testing.TB) *Sentinels {
 	tb.Helper()
+	return startSentinels(tb, nil)
+}
+
+// StartTLSSentinels starts them as StartSentinels does, every one
+// speaking only TLS with a certificate of the test's own authority (the
+// servers replicate over TLS, and the sentinel reaches them over TLS),
+// and returns that authority's files.
+func StartTLSSentinels(tb testing.TB) (*Sentinels, TLS) {
+	tb.Helper()
+	certs := NewTLS(tb)
+	return startSentinels(tb, &certs), certs
+}
+
+func startSentinels(tb testing.TB, certs *TLS) *Sentinels {
+	tb.Helper()
 	// Any server may be primary after a failover. None waits the
 	// default 5 s for more replicas before it sends one a copy.
-	primary := StartServer(tb, "--repl-diskless-sync-delay", "0")
+	primary := startServer(tb, certs, "--repl-diskless-sync-delay", "0")
 	host, port, _ := net.SplitHostPort(primary.Addr)
-	s := &Sentinels{Name: "spool-test", Servers: [3]*Server{primary,
-		StartServer(tb, "--repl-diskless-sync-delay", "0", "--replicaof", host, port),
-		StartServer(tb, "--repl-diskless-sync-delay", "0", "--replicaof", host, port)}}
+	s := &Sentinels{Name: "spool-test", tls: certs != nil, Servers: [3]*Server{primary,
+		startServer(tb, certs, "--repl-diskless-sync-delay", "0", "--replicaof", host, port),
+		startServer(tb, certs, "--repl-diskless-sync-delay", "0", "--replicaof", host, port)}}
 	// A sentinel rewrites its configuration file, so it needs one of its own.
-	sentinel := newServer(tb)
+	sentinel := newServer(tb, certs)
 	conf := filepath.Join(sentinel.dir, "sentinel.conf")
 	_, sport, _ := net.SplitHostPort(sentinel.Addr)
-	text := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\n"+
+	listen := "port " + sport + "\n"
+	if certs != nil {
+		listen = fmt.Sprintf("port 0\ntls-port %s\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n"+
+			"tls-auth-clients no\ntls-replication yes\n", sport, certs.CertFile, certs.KeyFile, certs.CAFile)
+	}
+	text := fmt.Sprintf("%sbind 127.0.0.1\ndir %s\n"+
 		"sentinel monitor %s %s %s 1\n"+
 		"sentinel down-after-milliseconds %[3]s 1000\n"+
-		"sentinel failover-timeout %[3]s 3000\n", sport, sentinel.dir, s.Name, host, port)
+		"sentinel failover-timeout %[3]s 3000\n", listen, sentinel.dir, s.Name, host, port)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	sentinel.run(exec.Command(sentinel.path, conf, "--sentinel"))
 	s.sentinel = sentinel
-	s.admin = goredis.NewSentinelClient(&goredis.Options{Addr: sentinel.Addr, MaxRetries: -1})
+	s.admin = goredis.NewSentinelClient(sentinel.options())
 	tb.Cleanup(func() { _ = s.admin.Close() })
 	s.AwaitReplica(tb, s.Servers[1])
 	s.AwaitReplica(tb, s.Servers[2])
@@ -230,7 +279,7 @@ func StartSentinels(tb testing.TB) *Sentinels {
 // primary is down, so srv's own word is taken for it.)
 func (s *Sentinels) AwaitReplica(tb testing.TB, srv *Server) {
 	tb.Helper()
-	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, MaxRetries: -1})
+	c := srv.newClient()
 	defer c.Close()
 	eventually.Holds(tb, srv.Addr+" a replica in sync, known to the sentinel", func() bool {
 		ctx := context.Background()
@@ -257,9 +306,18 @@ func (s *Sentinels) AwaitReplica(tb testing.TB, srv *Server) {
 	})
 }
 
-// URL returns the sentinel URL of the primary.
+// URL returns the sentinel URL of the primary: rediss:// if they speak
+// TLS.
 func (s *Sentinels) URL() string {
-	return "redis://" + s.SentinelAddr() + "/0?master_name=" + s.Name
+	return scheme(s.tls) + s.SentinelAddr() + "/0?master_name=" + s.Name
+}
+
+// scheme starts a URL of a server that speaks TLS if tls is set.
+func scheme(tls bool) string {
+	if tls {
+		return "rediss://"
+	}
+	return "redis://"
 }
 
 // SentinelAddr returns the sentinel's address.
@@ -297,7 +355,7 @@ func (s *Sentinels) AwaitFailover(tb testing.TB, was *Server) *Server {
 		now = s.Primary(tb)
 		return true
 	})
-	c := goredis.NewClient(&goredis.Options{Addr: now.Addr, MaxRetries: -1})
+	c := now.newClient()
 	defer c.Close()
 	eventually.Holds(tb, "the new primary "+now.Addr+" taking writes", func() bool {
 		return c.Set(context.Background(), "redistest:failover", "1", time.Second).Err() == nil
@@ -337,12 +395,13 @@ type Cluster struct {
 	Masters  []*Server
 	Replicas [][]*Server
 	clients  map[*Server]*goredis.Client
+	tls      bool // every node speaks only TLS, to clients and to each other
 }
 
 // client returns the cluster's client of node s, made once.
 func (c *Cluster) client(tb testing.TB, s *Server) *goredis.Client {
 	if c.clients[s] == nil {
-		c.clients[s] = Client(tb, s.Addr)
+		c.clients[s] = s.Client()
 	}
 	return c.clients[s]
 }
@@ -352,11 +411,25 @@ func (c *Cluster) client(tb testing.TB, s *Server) *goredis.Client {
 // skips or fails the test as StartServer does.
 func StartCluster(tb testing.TB, masters, replicasEach int) *Cluster {
 	tb.Helper()
+	return startCluster(tb, nil, masters, replicasEach)
+}
+
+// StartTLSCluster starts one as StartCluster does, every node speaking
+// only TLS with a certificate of the test's own authority (to each other
+// too), and returns that authority's files.
+func StartTLSCluster(tb testing.TB, masters, replicasEach int) (*Cluster, TLS) {
+	tb.Helper()
+	certs := NewTLS(tb)
+	return startCluster(tb, &certs, masters, replicasEach), certs
+}
+
+func startCluster(tb testing.TB, certs *TLS, masters, replicasEach int) *Cluster {
+	tb.Helper()
 	node := func() *Server {
-		return StartServer(tb, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		return startServer(tb, certs, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0")
 	}
-	c := &Cluster{clients: map[*Server]*goredis.Client{}}
+	c := &Cluster{clients: map[*Server]*goredis.Client{}, tls: certs != nil}
 	for i := range masters {
 		c.Masters = append(c.Masters, node())
 		c.Replicas = append(c.Replicas, nil)
@@ -421,7 +494,7 @@ func (c *Cluster) Nodes() []*Server {
 
 // URL returns a URL naming one node, as a managed cluster's
 // configuration endpoint does: spool learns the rest from it.
-func (c *Cluster) URL() string { return "redis://" + c.Masters[0].Addr + "/0" }
+func (c *Cluster) URL() string { return scheme(c.tls) + c.Masters[0].Addr + "/0" }
 
 // MasterOf returns the node that is master of key's slot now.
 func (c *Cluster) MasterOf(tb testing.TB, key string) *Server {
@@ -456,8 +529,12 @@ func (c *Cluster) masters(tb testing.TB, s *Server) map[string][]goredis.SlotRan
 	masters := map[string][]goredis.SlotRange{}
 	for _, sh := range shards {
 		for _, n := range sh.Nodes {
+			port := n.Port
+			if c.tls {
+				port = n.TLSPort
+			}
 			if n.Role == "master" && len(sh.Slots) > 0 {
-				masters[net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))] = sh.Slots
+				masters[net.JoinHostPort(n.IP, strconv.FormatInt(port, 10))] = sh.Slots
 			}
 		}
 	}
@@ -527,8 +604,8 @@ type TLS struct {
 	CAFile, CertFile, KeyFile string
 }
 
-// NewTLS makes a certificate authority and a server certificate for
-// 127.0.0.1 signed by it, valid for an hour, in the test's temporary
+// NewTLS makes a certificate authority and a server (and client)
+// certificate for 127.0.0.1 signed by it, valid for an hour, in the test's temporary
 // directory.
 func NewTLS(tb testing.TB) TLS {
 	tb.Helper()
@@ -555,7 +632,10 @@ func NewTLS(tb testing.TB) TLS {
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		// A cluster's nodes show each other their certificate as clients
+		// on the cluster bus, which checks it whatever tls-auth-clients says.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
 	if err != nil {
@@ -584,14 +664,17 @@ func NewTLS(tb testing.TB) TLS {
 func StartTLSServer(tb testing.TB) (*Server, TLS) {
 	tb.Helper()
 	certs := NewTLS(tb)
-	s := newServer(tb)
-	s.tls = &certs
+	return startServer(tb, &certs), certs
+}
+
+// clientConfig returns the TLS settings of a client that trusts the
+// authority.
+func (t TLS) clientConfig(tb testing.TB) *tls.Config {
+	tb.Helper()
 	roots := x509.NewCertPool()
-	caPEM, err := os.ReadFile(certs.CAFile)
+	caPEM, err := os.ReadFile(t.CAFile)
 	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
-		tb.Fatalf("reading %s: %v", certs.CAFile, err)
+		tb.Fatalf("reading %s: %v", t.CAFile, err)
 	}
-	s.ping = &goredis.Options{Addr: s.Addr, MaxRetries: -1, TLSConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
-	s.Start()
-	return s, certs
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 }
