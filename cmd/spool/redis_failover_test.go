@@ -18,17 +18,22 @@ import (
 // TestRedisFailover runs two replicas on a Redis that fails over, and
 // fails it over in the middle of an upload whose chunks go to one replica
 // while its progress is watched on the other, so every event crosses
-// replicas through Redis: a primary that Sentinel watches, named by a
-// sentinel URL, and a Redis Cluster named by one node's URL, whose node
-// that spool's channels are on is killed; each speaks only TLS, with
-// certificates of a private authority (--redis-ca-file), as managed
-// Redis does. The primary's or the node's
-// replica takes over, both spool replicas say they are back on Redis,
-// and the watcher sees the rest of the upload through to READY without
-// reconnecting. Before, --redis-url named one server: the death of a
-// sentinel-watched primary ended progress across replicas until it was
-// back, and spool on a cluster's node sent every rate budget to that
-// node, which refused those of the other nodes' slots.
+// replicas through Redis:
+//   - a primary that Sentinel watches, named by a sentinel URL, killed;
+//   - the same failed over as planned (SENTINEL FAILOVER), the old
+//     primary left up and a primary, as one the sentinels cannot reach;
+//   - a Redis Cluster named by one node's URL, whose node that spool's
+//     channels are on is killed.
+//
+// Each speaks only TLS, with certificates of a private authority
+// (--redis-ca-file), as managed Redis does. A replica takes over, both
+// spool replicas say they are back on Redis, and the watcher sees the
+// rest of the upload through to READY without reconnecting. Before,
+// --redis-url named one server: the death of a sentinel-watched primary
+// ended progress across replicas until it was back, and spool on a
+// cluster's node sent every rate budget to that node, which refused
+// those of the other nodes' slots; and a subscription stayed on a
+// primary the sentinels had replaced until that server dropped it.
 func TestRedisFailover(t *testing.T) {
 	t.Parallel()
 	t.Run("sentinel", func(t *testing.T) {
@@ -38,6 +43,20 @@ func TestRedisFailover(t *testing.T) {
 			primary := sentinels.Primary(t)
 			primary.Kill()
 			sentinels.AwaitFailover(t, primary)
+		})
+	})
+	t.Run("sentinel, planned", func(t *testing.T) {
+		t.Parallel()
+		sentinels, certs := redistest.StartTLSSentinels(t)
+		redisFailover(t, sentinels.URL(), certs.CAFile, "redis sentinel", func(t *testing.T) {
+			// The old primary stays up, and a primary: the sentinel cannot
+			// demote it, as when it cannot reach it. Only the sentinels'
+			// word moves spool's subscriptions off it.
+			old := sentinels.Primary(t).Client()
+			if err := old.Do(t.Context(), "ACL", "SETUSER", "default", "-replicaof", "-slaveof").Err(); err != nil {
+				t.Fatalf("keeping the primary from being demoted: %v", err)
+			}
+			sentinels.FailOver(t)
 		})
 	})
 	t.Run("cluster", func(t *testing.T) {
@@ -96,13 +115,13 @@ func redisFailover(t *testing.T, redisURL, caFile, kind string, failOver func(t 
 
 	start := time.Now()
 	failOver(t)
-	t.Logf("Redis failed over %v after its primary was killed", time.Since(start).Round(time.Millisecond))
+	t.Logf("Redis failed over %v after the failover began", time.Since(start).Round(time.Millisecond))
 	for name, r := range map[string]*replica{"A": a, "B": b} {
 		poll(t, name+"'s log saying it is back on Redis", func() bool {
 			return strings.Contains(r.log.String(), `"msg":"redis progress connection restored`)
 		})
 	}
-	t.Logf("both replicas were back on Redis %v after its primary was killed", time.Since(start).Round(time.Millisecond))
+	t.Logf("both replicas were back on Redis %v after the failover began", time.Since(start).Round(time.Millisecond))
 
 	put(1)
 	watch.until(t, "the second chunk's progress, after the failover", func(p watchedProgress) bool { return p.UploadedChunks == 2 })
