@@ -339,6 +339,48 @@ func TestCAFile(t *testing.T) {
 	}
 }
 
+// TestWatchPrimaryFindsSentinels: a URL naming one of three sentinels
+// is enough for the watch: it learns the others from that one, and once
+// that one is gone, it hears of a failover from another.
+func TestWatchPrimaryFindsSentinels(t *testing.T) {
+	t.Parallel()
+	s := redistest.StartManySentinels(t, 3)
+	u, err := Parse(s.URL(), Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var log, moved bytes.Buffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		handler := slog.NewJSONHandler(lockedWriter{&mu, &log}, &slog.HandlerOptions{Level: slog.LevelDebug})
+		u.WatchPrimary(ctx, slog.New(handler), func(addr string) {
+			mu.Lock()
+			defer mu.Unlock()
+			moved.WriteString(addr + "\n")
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	holds := func(what string, cond func(log, moved string) bool) {
+		t.Helper()
+		eventually.Holds(t, what, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return cond(log.String(), moved.String())
+		})
+	}
+	holds("the watch knowing the three sentinels", func(log, _ string) bool {
+		return strings.Contains(log, s.Sentinel[1].Addr) && strings.Contains(log, s.Sentinel[2].Addr)
+	})
+	s.Sentinel[0].Kill()
+	second, _ := s.FailOver(t)
+	holds("the watch reporting "+second.Addr+" primary, its URL's sentinel gone", func(_, moved string) bool {
+		return moved == second.Addr+"\n"
+	})
+}
+
 // reachedOverTLS checks that rawURL, of a Redis whose certificates the
 // authority of caFile signed, opens as kind with that file and takes a
 // SET, and is refused over its certificate with the system's authorities

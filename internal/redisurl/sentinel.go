@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,18 +41,20 @@ const (
 // moved is the cue to subscribe again.
 //
 // The watch listens to one sentinel at a time (the URL's first, then the
-// next after a failure) and asks it every watchTimeout which server is
-// primary, so it hears of a new primary within that even if an
-// announcement is lost. The first primary it learns is not a move. It
-// logs to log when it loses its sentinel and when it has one again.
+// next after a failure, including those the sentinels it reached know of
+// besides the URL's, as go-redis's client finds them too) and asks it
+// every watchTimeout which server is primary, so it hears of a new
+// primary within that even if an announcement is lost. The first primary
+// it learns is not a move. It logs to log when it loses its sentinel and
+// when it has one again.
 func (u *URL) WatchPrimary(ctx context.Context, log *slog.Logger, moved func(addr string)) {
 	if u.sentinel == nil {
 		return
 	}
-	w := primaryWatch{opts: u.sentinel, log: log, moved: moved}
+	w := primaryWatch{opts: u.sentinel, log: log, moved: moved, sentinels: slices.Clone(u.sentinel.SentinelAddrs)}
 	backoff := watchMinBackoff
 	for i := 0; ; i++ {
-		sentinel := w.opts.SentinelAddrs[i%len(w.opts.SentinelAddrs)]
+		sentinel := w.sentinels[i%len(w.sentinels)]
 		heard, err := w.watch(ctx, sentinel)
 		if ctx.Err() != nil {
 			return
@@ -81,6 +84,8 @@ type primaryWatch struct {
 	moved   func(addr string)
 	primary string // as last heard; empty until the first answer
 	lost    bool   // the last sentinel watched failed, and no other answered since
+	// sentinels are the URL's, then those they named, in the order found.
+	sentinels []string
 }
 
 // watch listens to the sentinel at addr until it fails or ctx ends,
@@ -118,8 +123,9 @@ func (w *primaryWatch) watch(ctx context.Context, addr string) (heard bool, err 
 	if err != nil {
 		return false, fmt.Errorf("subscribing to %s: %w", switchChannel, err)
 	}
+	w.discover(ctx, c)
 	for {
-		if err := w.ask(ctx, c, addr); err != nil {
+		if err := w.ask(ctx, c, addr, heard); err != nil {
 			return heard, err
 		}
 		heard = true
@@ -143,8 +149,30 @@ func (w *primaryWatch) watch(ctx context.Context, addr string) (heard bool, err 
 	}
 }
 
-// ask asks the sentinel at addr which server is primary now.
-func (w *primaryWatch) ask(ctx context.Context, c *goredis.SentinelClient, addr string) error {
+// discover adds the sentinels that c's sentinel knows watch the primary
+// to those to try. A sentinel that cannot say is no failure of the watch.
+func (w *primaryWatch) discover(ctx context.Context, c *goredis.SentinelClient) {
+	qctx, cancel := context.WithTimeout(ctx, watchTimeout)
+	defer cancel()
+	others, err := c.Sentinels(qctx, w.opts.MasterName).Result()
+	if err != nil {
+		return
+	}
+	for _, o := range others {
+		if o["ip"] == "" || o["port"] == "" {
+			continue
+		}
+		if addr := net.JoinHostPort(o["ip"], o["port"]); !slices.Contains(w.sentinels, addr) {
+			w.sentinels = append(w.sentinels, addr)
+		}
+	}
+}
+
+// ask asks the sentinel at addr which server is primary now. The first
+// time it answers on a connection (heard false) ask logs that the watch
+// is on it, and which sentinels it knows: at Info after a loss, else at
+// Debug.
+func (w *primaryWatch) ask(ctx context.Context, c *goredis.SentinelClient, addr string, heard bool) error {
 	qctx, cancel := context.WithTimeout(ctx, watchTimeout)
 	defer cancel()
 	hostPort, err := c.GetMasterAddrByName(qctx, w.opts.MasterName).Result()
@@ -154,9 +182,12 @@ func (w *primaryWatch) ask(ctx context.Context, c *goredis.SentinelClient, addr 
 	if len(hostPort) != 2 {
 		return fmt.Errorf("asking for primary %q: the sentinel answered %q", w.opts.MasterName, hostPort)
 	}
-	if w.lost {
-		w.lost = false
-		w.log.Info("watching a sentinel for a new redis primary", "sentinel", addr)
+	if !heard {
+		level := slog.LevelDebug
+		if w.lost {
+			level, w.lost = slog.LevelInfo, false
+		}
+		w.log.Log(ctx, level, "watching a sentinel for a new redis primary", "sentinel", addr, "sentinels", w.sentinels)
 	}
 	w.saw(net.JoinHostPort(hostPort[0], hostPort[1]))
 	return nil

@@ -164,6 +164,13 @@ func (s *Server) run(cmd *exec.Cmd) {
 	})
 }
 
+// running reports whether the server was started and not stopped since.
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
 // Kill stops the server abruptly, as a crash or an OOM kill would, and
 // waits for it to exit. It does nothing if the server is not running.
 func (s *Server) Kill() { s.stop(os.Kill) }
@@ -201,23 +208,26 @@ func Client(tb testing.TB, addr string) *goredis.Client {
 }
 
 // Sentinels is a Redis primary, two replicas of it and a sentinel
-// watching them, each a process of the test's own: the shape of a Redis
-// that fails over. The sentinel takes the primary for down after a
-// second of silence (half a second made it take a just-promoted primary
-// for down, again and again) and needs no other sentinel to agree
-// (quorum 1), so a failover takes a few seconds. Two replicas, because the sentinel
-// turns a demoted primary into a replica only once it next asks it for
-// its state, up to 10 s later: the replica not promoted is reconfigured
-// within the failover, so it can be promoted in the next one at once.
+// watching them (or several), each a process of the test's own: the
+// shape of a Redis that fails over. A sentinel takes the primary for down
+// after a second of silence (half a second made it take a just-promoted
+// primary for down, again and again), and one sentinel needs no other to
+// agree (quorum 1), so a failover takes a few seconds. Two replicas,
+// because a sentinel turns a demoted primary into a replica only once it
+// next asks it for its state, up to 10 s later: the replica not promoted
+// is reconfigured within the failover, so it can be promoted in the next
+// one at once.
 type Sentinels struct {
 	// Name is the primary's name, the URL's master_name.
 	Name string
 	// Servers are the primary and the replicas as started; which is
-	// primary now is the sentinel's to say (Primary).
-	Servers  [3]*Server
-	sentinel *Server
-	admin    *goredis.SentinelClient
-	tls      bool // every server and the sentinel speak only TLS
+	// primary now is the sentinels' to say (Primary).
+	Servers [3]*Server
+	// Sentinel are the sentinels as started. A test may kill them; the
+	// first one running answers for them all.
+	Sentinel []*Server
+	admins   []*goredis.SentinelClient
+	tls      bool // every server and sentinel speaks only TLS
 }
 
 // StartSentinels starts a primary, its replicas and a sentinel, and waits
@@ -225,7 +235,7 @@ type Sentinels struct {
 // failover can happen. It skips or fails the test as StartServer does.
 func StartSentinels(tb testing.TB) *Sentinels {
 	tb.Helper()
-	return startSentinels(tb, nil)
+	return startSentinels(tb, nil, 1)
 }
 
 // StartTLSSentinels starts them as StartSentinels does, every one
@@ -235,10 +245,18 @@ func StartSentinels(tb testing.TB) *Sentinels {
 func StartTLSSentinels(tb testing.TB) (*Sentinels, TLS) {
 	tb.Helper()
 	certs := NewTLS(tb)
-	return startSentinels(tb, &certs), certs
+	return startSentinels(tb, &certs, 1), certs
 }
 
-func startSentinels(tb testing.TB, certs *TLS) *Sentinels {
+// StartManySentinels starts them as StartSentinels does with n
+// sentinels, a majority of which must agree that the primary is down,
+// and waits until each knows the others too.
+func StartManySentinels(tb testing.TB, n int) *Sentinels {
+	tb.Helper()
+	return startSentinels(tb, nil, n)
+}
+
+func startSentinels(tb testing.TB, certs *TLS, n int) *Sentinels {
 	tb.Helper()
 	// Any server may be primary after a failover. None waits the
 	// default 5 s for more replicas before it sends one a copy.
@@ -247,29 +265,49 @@ func startSentinels(tb testing.TB, certs *TLS) *Sentinels {
 	s := &Sentinels{Name: "spool-test", tls: certs != nil, Servers: [3]*Server{primary,
 		startServer(tb, certs, "--repl-diskless-sync-delay", "0", "--replicaof", host, port),
 		startServer(tb, certs, "--repl-diskless-sync-delay", "0", "--replicaof", host, port)}}
-	// A sentinel rewrites its configuration file, so it needs one of its own.
-	sentinel := newServer(tb, certs)
-	conf := filepath.Join(sentinel.dir, "sentinel.conf")
-	_, sport, _ := net.SplitHostPort(sentinel.Addr)
-	listen := "port " + sport + "\n"
-	if certs != nil {
-		listen = fmt.Sprintf("port 0\ntls-port %s\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n"+
-			"tls-auth-clients no\ntls-replication yes\n", sport, certs.CertFile, certs.KeyFile, certs.CAFile)
+	for range n {
+		// A sentinel rewrites its configuration file, so it needs one of its own.
+		sentinel := newServer(tb, certs)
+		conf := filepath.Join(sentinel.dir, "sentinel.conf")
+		_, sport, _ := net.SplitHostPort(sentinel.Addr)
+		listen := "port " + sport + "\n"
+		if certs != nil {
+			listen = fmt.Sprintf("port 0\ntls-port %s\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n"+
+				"tls-auth-clients no\ntls-replication yes\n", sport, certs.CertFile, certs.KeyFile, certs.CAFile)
+		}
+		text := fmt.Sprintf("%sbind 127.0.0.1\ndir %s\n"+
+			"sentinel monitor %s %s %s %d\n"+
+			"sentinel down-after-milliseconds %[3]s 1000\n"+
+			"sentinel failover-timeout %[3]s 3000\n", listen, sentinel.dir, s.Name, host, port, n/2+1)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		sentinel.run(exec.Command(sentinel.path, conf, "--sentinel"))
+		admin := goredis.NewSentinelClient(sentinel.options())
+		tb.Cleanup(func() { _ = admin.Close() })
+		s.Sentinel, s.admins = append(s.Sentinel, sentinel), append(s.admins, admin)
 	}
-	text := fmt.Sprintf("%sbind 127.0.0.1\ndir %s\n"+
-		"sentinel monitor %s %s %s 1\n"+
-		"sentinel down-after-milliseconds %[3]s 1000\n"+
-		"sentinel failover-timeout %[3]s 3000\n", listen, sentinel.dir, s.Name, host, port)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	sentinel.run(exec.Command(sentinel.path, conf, "--sentinel"))
-	s.sentinel = sentinel
-	s.admin = goredis.NewSentinelClient(sentinel.options())
-	tb.Cleanup(func() { _ = s.admin.Close() })
 	s.AwaitReplica(tb, s.Servers[1])
 	s.AwaitReplica(tb, s.Servers[2])
+	for i, admin := range s.admins {
+		// Sentinels find each other through the primary, every 2 s.
+		eventually.Holds(tb, fmt.Sprintf("sentinel %s knowing the %d others", s.Sentinel[i].Addr, n-1), func() bool {
+			others, err := admin.Sentinels(context.Background(), s.Name).Result()
+			return err == nil && len(others) == n-1
+		})
+	}
 	return s
+}
+
+// admin returns a client of the first sentinel running.
+func (s *Sentinels) admin() *goredis.SentinelClient {
+	for i, srv := range s.Sentinel {
+		if srv.running() {
+			return s.admins[i]
+		}
+	}
+	s.Sentinel[0].tb.Fatal("no sentinel is running")
+	return nil
 }
 
 // AwaitReplica waits until srv is a replica of the sentinel's primary,
@@ -283,7 +321,7 @@ func (s *Sentinels) AwaitReplica(tb testing.TB, srv *Server) {
 	defer c.Close()
 	eventually.Holds(tb, srv.Addr+" a replica in sync, known to the sentinel", func() bool {
 		ctx := context.Background()
-		primary, err := s.admin.GetMasterAddrByName(ctx, s.Name).Result()
+		primary, err := s.admin().GetMasterAddrByName(ctx, s.Name).Result()
 		if err != nil {
 			return false
 		}
@@ -292,7 +330,7 @@ func (s *Sentinels) AwaitReplica(tb testing.TB, srv *Server) {
 			!strings.Contains(info, "master_port:"+primary[1]+"\r\n") {
 			return false
 		}
-		replicas, err := s.admin.Replicas(ctx, s.Name).Result()
+		replicas, err := s.admin().Replicas(ctx, s.Name).Result()
 		if err != nil {
 			return false
 		}
@@ -306,8 +344,8 @@ func (s *Sentinels) AwaitReplica(tb testing.TB, srv *Server) {
 	})
 }
 
-// URL returns the sentinel URL of the primary: rediss:// if they speak
-// TLS.
+// URL returns the sentinel URL of the primary, naming the first
+// sentinel: rediss:// if they speak TLS.
 func (s *Sentinels) URL() string {
 	return scheme(s.tls) + s.SentinelAddr() + "/0?master_name=" + s.Name
 }
@@ -320,13 +358,13 @@ func scheme(tls bool) string {
 	return "redis://"
 }
 
-// SentinelAddr returns the sentinel's address.
-func (s *Sentinels) SentinelAddr() string { return s.sentinel.Addr }
+// SentinelAddr returns the (first) sentinel's address.
+func (s *Sentinels) SentinelAddr() string { return s.Sentinel[0].Addr }
 
 // Primary returns the server the sentinel names primary now.
 func (s *Sentinels) Primary(tb testing.TB) *Server {
 	tb.Helper()
-	addr, err := s.admin.GetMasterAddrByName(context.Background(), s.Name).Result()
+	addr, err := s.admin().GetMasterAddrByName(context.Background(), s.Name).Result()
 	if err != nil {
 		tb.Fatalf("asking the sentinel for the primary: %v", err)
 	}
@@ -348,7 +386,7 @@ func (s *Sentinels) AwaitFailover(tb testing.TB, was *Server) *Server {
 		// The sentinel names the promoted replica primary as soon as it
 		// takes the role, before the failover has ended; until it has,
 		// the sentinel starts no other.
-		m, err := s.admin.Master(context.Background(), s.Name).Result()
+		m, err := s.admin().Master(context.Background(), s.Name).Result()
 		if err != nil || m["flags"] != "master" || net.JoinHostPort(m["ip"], m["port"]) == was.Addr {
 			return false
 		}
@@ -370,7 +408,7 @@ func (s *Sentinels) AwaitFailover(tb testing.TB, was *Server) *Server {
 func (s *Sentinels) FailOver(tb testing.TB) (primary, next *Server) {
 	tb.Helper()
 	was := s.Primary(tb)
-	if err := s.admin.Failover(context.Background(), s.Name).Err(); err != nil {
+	if err := s.admin().Failover(context.Background(), s.Name).Err(); err != nil {
 		tb.Fatalf("SENTINEL FAILOVER: %v", err)
 	}
 	primary = s.AwaitFailover(tb, was)
@@ -557,10 +595,7 @@ func (c *Cluster) node(tb testing.TB, addr string) *Server {
 func (c *Cluster) OK(tb testing.TB) bool {
 	tb.Helper()
 	for _, s := range c.Nodes() {
-		s.mu.Lock()
-		running := s.cmd != nil
-		s.mu.Unlock()
-		if !running {
+		if !s.running() {
 			continue
 		}
 		info, err := c.client(tb, s).ClusterInfo(context.Background()).Result()
