@@ -176,7 +176,8 @@ func TestSentinelURLFollowsThePrimary(t *testing.T) {
 }
 
 // TestOpenFindsACluster: a URL naming one node of a Redis Cluster is
-// opened as the cluster's, whose client writes keys of every node's
+// opened as the cluster's (as is one naming the node again as an addr
+// parameter, without asking), whose client writes keys of every node's
 // slots, where a client of the node alone is redirected (MOVED) for most
 // of them; and a database other than 0 is refused there.
 func TestOpenFindsACluster(t *testing.T) {
@@ -210,6 +211,20 @@ func TestOpenFindsACluster(t *testing.T) {
 	}
 	if redirected == 0 {
 		t.Errorf("a client of one node wrote every key itself: the keys did not spread over the cluster's nodes")
+	}
+	// What a user refused INFO writes instead (docs/CONFIG.md): the node
+	// named again as an addr parameter.
+	named := c.URL() + "?addr=" + c.Masters[0].Addr
+	if u, err := Parse(named, Settings{}); err != nil || u.Kind() != "cluster" {
+		t.Errorf("Parse(%s): %v, %v; want a cluster's URL", named, u, err)
+	} else {
+		nc := u.NewClient(Tuning{ContextTimeout: true})
+		t.Cleanup(func() { _ = nc.Close() })
+		for i := range 30 {
+			if err := nc.Set(ctx, fmt.Sprintf("k%d", i), i, 0).Err(); err != nil {
+				t.Errorf("SET k%d through %s: %v", i, named, err)
+			}
+		}
 	}
 
 	if _, err := Open(ctx, "redis://"+c.Masters[1].Addr+"/2", Settings{}); err == nil || !strings.Contains(err.Error(), "database 0 only") {

@@ -379,10 +379,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // resubscribe moves the subscription to a new connection, dialled
 // afresh, and resyncs every local feed once that connection answers a
-// ping, as after a loss: the sentinels have named primary the server at
-// addr. The client dials whichever server they name; the old
-// subscription connection may still be up on a server that is primary
-// no more and hears nothing of what the new one publishes.
+// ping, as after a loss: the sentinels have named a new primary (at
+// address primary, logged). The client dials whichever server they
+// name; the old subscription connection may still be up on a server
+// that is primary no more and hears nothing of what the new one
+// publishes.
 //
 // The new subscription has the channels before anyone can write on it
 // (psMu), so the ping that resyncs the feeds follows their SUBSCRIBE on

@@ -233,7 +233,10 @@ func Open(ctx context.Context, u *redisurl.URL, opts Options) (*Broker, error) {
 // bounds waits for replies only if client has ContextTimeoutEnabled (Open
 // sets it); otherwise the client's read timeout does.
 //
-// New does no I/O: a Redis that is down at start is handled like an outage.
+// New does no I/O: a Redis that is down at start is handled like an
+// outage. Given a sentinels' client, its subscription leaves an old
+// primary only once that server drops it: Open also watches the
+// sentinels.
 func New(client goredis.UniversalClient, opts Options) (*Broker, error) {
 	if client == nil {
 		return nil, errors.New("progress/redis: nil client")
