@@ -147,8 +147,10 @@ func testMetricsMoveWithAnUpload(t *testing.T, engines string, s *spool) {
 			t.Errorf("SQLite's read pool allows %v connections, want 2 at least", n)
 		}
 	}
-	if _, ok := before["spool_progress_events_dropped_total"]; ok != (engines != "embedded") {
-		t.Errorf("spool_progress_events_dropped_total present: %v; want it with Redis only", ok)
+	for _, name := range []string{"spool_progress_events_dropped_total", "spool_progress_subscription_up", "spool_progress_subscription_losses_total"} {
+		if _, ok := before[name]; ok != (engines != "embedded") {
+			t.Errorf("%s present: %v; want it with Redis only", name, ok)
+		}
 	}
 	for _, state := range []string{"available", "running", "retryable", "scheduled"} {
 		before.metric(t, "spool_jobs", "state", state)
@@ -242,6 +244,9 @@ func testMetricsMoveWithAnUpload(t *testing.T, engines string, s *spool) {
 	if engines != "embedded" {
 		if got := after.value(t, "spool_progress_events_dropped_total"); got != 0 {
 			t.Errorf("progress events dropped with Redis up: %v, want 0", got)
+		}
+		if up, lost := after.value(t, "spool_progress_subscription_up"), after.value(t, "spool_progress_subscription_losses_total"); up != 1 || lost != 0 {
+			t.Errorf("the Redis subscription with Redis up: up %v, %v losses; want 1 and 0", up, lost)
 		}
 	}
 	for _, name := range []string{"spool_storage_errors_total", "spool_database_errors_total", "spool_job_failures_total"} {

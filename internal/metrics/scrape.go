@@ -72,13 +72,21 @@ func (m *Metrics) WatchJobs(states []string, count CountFunc) error {
 // (Redis: queue full or Redis failing).
 type droppedCounter interface{ Dropped() int64 }
 
+// subscription is a broker that hears other replicas' events on a
+// connection of its own (Redis), and knows whether it is up.
+type subscription interface {
+	SubscriptionUp() bool
+	SubscriptionLosses() int64
+}
+
 // supersededCounter is a broker whose subscriber mailboxes count the
 // events replaced by a newer one of the same upload before being read.
 type supersededCounter interface{ Superseded() int64 }
 
 // InstrumentBroker returns b counting the progress events published
 // through it, and adds the counts b keeps itself, read at scrape time:
-// spool_progress_events_dropped_total (Redis) and
+// spool_progress_events_dropped_total, spool_progress_subscription_up and
+// spool_progress_subscription_losses_total (Redis), and
 // spool_progress_events_superseded_total.
 func (m *Metrics) InstrumentBroker(b upload.Broker) (upload.Broker, error) {
 	if m == nil {
@@ -91,6 +99,27 @@ func (m *Metrics) InstrumentBroker(b upload.Broker) (upload.Broker, error) {
 		}, func() float64 { return float64(d.Dropped()) }))
 		if err != nil {
 			return nil, err
+		}
+	}
+	if s, ok := b.(subscription); ok {
+		for _, c := range []prometheus.Collector{
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: namespace, Name: "progress_subscription_up",
+				Help: "1 while this replica's Redis subscription is up, 0 from its loss until it is back: other replicas' events do not reach this replica's subscribers meanwhile.",
+			}, func() float64 {
+				if s.SubscriptionUp() {
+					return 1
+				}
+				return 0
+			}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Namespace: namespace, Name: "progress_subscription_losses_total",
+				Help: "Times this replica's Redis subscription was lost or moved to a new primary; every subscriber of the replica re-reads its snapshot from the database after each.",
+			}, func() float64 { return float64(s.SubscriptionLosses()) }),
+		} {
+			if err := m.reg.Register(c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if s, ok := b.(supersededCounter); ok {

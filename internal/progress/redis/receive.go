@@ -188,6 +188,9 @@ func (b *Broker) markDown() (wasUp bool) {
 		return false
 	}
 	wasUp = !b.down
+	if wasUp {
+		b.losses.Add(1)
+	}
 	b.down, b.resyncing = true, false
 	clear(b.pings)
 	for _, ch := range b.channels {

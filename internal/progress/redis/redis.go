@@ -139,6 +139,9 @@ type Broker struct {
 	// dropping is set while events are being dropped, so an outage is
 	// logged when it starts and when it ends, not per event.
 	dropping atomic.Bool
+	// losses counts the subscription connection's losses and moves to a
+	// new primary (markDown), after each of which the feeds resync.
+	losses atomic.Int64
 
 	// psMu serialises what is written on the subscription connection, so
 	// that the channels a ping covers are exactly those go-redis holds when
@@ -398,6 +401,23 @@ func (b *Broker) Superseded() int64 { return b.hub.Superseded() }
 // Dropped returns how many events were never sent to Redis, for tests and
 // metrics.
 func (b *Broker) Dropped() int64 { return b.dropped.Load() }
+
+// SubscriptionUp reports whether the subscription connection is up, as
+// far as the Broker knows: false from its loss (or a move to a new
+// primary) until a ping on the next one is answered. Events of other
+// replicas reach this replica's subscribers only while it is up, and
+// publishing may succeed meanwhile, so Dropped does not show it. For
+// metrics and tests.
+func (b *Broker) SubscriptionUp() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.down
+}
+
+// SubscriptionLosses returns how many times the subscription connection
+// was lost or moved to a new primary; after each, every local feed was
+// told to resync from the database. For metrics and tests.
+func (b *Broker) SubscriptionLosses() int64 { return b.losses.Load() }
 
 // queued is an event waiting to be published, with the span of the
 // request that published it (invalid when none was traced).

@@ -833,7 +833,8 @@ func TestOpenFailures(t *testing.T) {
 // TestRedisOutage stops a Redis under two replicas and starts it again:
 // publishing fails fast meanwhile, subscribing still works, and afterwards
 // every subscriber is told to resync and events flow again, also to feeds
-// subscribed during the outage.
+// subscribed during the outage. The subscription reads down meanwhile,
+// one loss, and up again after.
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartServer(t)
@@ -845,8 +846,12 @@ func TestRedisOutage(t *testing.T) {
 	leaving := brokertest.Subscribe(t, b, upload.UploadTopic("u3"))
 	brokertest.Publish(t, a, brokertest.Event("u1", "alice", 1))
 	brokertest.ReadEvent(t, before, "u1", 1)
+	if !b.SubscriptionUp() || b.SubscriptionLosses() != 0 {
+		t.Errorf("before the outage: subscription up %v, %d losses; want up, none", b.SubscriptionUp(), b.SubscriptionLosses())
+	}
 
 	srv.Kill()
+	brokertest.Eventually(t, "the subscription reading down", func() bool { return !b.SubscriptionUp() })
 
 	var err error
 	brokertest.Within(t, "Publish with Redis down", func() { err = a.Publish(t.Context(), brokertest.Event("u1", "alice", 2)) })
@@ -865,6 +870,9 @@ func TestRedisOutage(t *testing.T) {
 		if r.Has("u1", 2) {
 			t.Errorf("%s: read the event whose Publish failed: %s", name, r)
 		}
+	}
+	if !b.SubscriptionUp() || b.SubscriptionLosses() != 1 {
+		t.Errorf("after the outage: subscription up %v, %d losses; want up, one", b.SubscriptionUp(), b.SubscriptionLosses())
 	}
 	// a's pool may still refuse for a moment after the restart.
 	publishUntilRead(t, a, before, brokertest.Event("u1", "alice", 3))
@@ -924,6 +932,9 @@ func TestSentinelFailovers(t *testing.T) {
 	publishUntilRead(t, a, before, brokertest.Event("u1", "alice", 2))
 	if role, err := old.Do(t.Context(), "ROLE").Slice(); err != nil || len(role) == 0 || role[0] != "master" {
 		t.Fatalf("the old primary's ROLE: %v, %v; want it a primary still, or the test proves nothing", role, err)
+	}
+	if n := b.SubscriptionLosses(); n != 1 {
+		t.Errorf("the subscription's losses after a move to a new primary: %d, want 1", n)
 	}
 	first.Stop()
 
