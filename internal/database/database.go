@@ -60,8 +60,9 @@ type DB struct {
 	// listen is PostgreSQL's pool for River's LISTEN connection (see
 	// ListenPool); nil on SQLite.
 	listen *pgxpool.Pool
-	// pooled is set when PostgreSQL was found behind a pooler as it was
-	// opened (behindPooler), and so is sent statements unprepared.
+	// pooled is set when PostgreSQL was found behind a pooler that names
+	// backends of its own as it was opened (findPooler), and so is sent
+	// statements unprepared.
 	pooled bool
 }
 
@@ -362,32 +363,40 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	// the first time it sees its text and keeps it in an LRU of 512
 	// (statement_cache_capacity), so PostgreSQL statements are prepared
 	// once per connection already, except behind a pooler (below).
-	cfg, err := pgConnConfig(rawURL, true)
+	cfg, err := pgConnConfig(rawURL, transactionPooler)
 	if err != nil {
 		return nil, err
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	// Behind a pooler in transaction mode, pgx's prepared statements fail
-	// (behindPooler): unless the URL says how to send statements, they go
-	// unprepared through any pooler. The look goes as through one, asking
-	// nothing of the server.
-	pooled := false
+	// (findPooler): unless the URL says how to send statements, they go
+	// unprepared through any pooler that names backends of its own, and
+	// by the simple protocol through pgpool-II. The look goes as through
+	// a pooler, asking nothing of the server.
+	found := direct
 	if !u.Query().Has(execModeParam) { // a URL that names the mode is taken at its word
-		if pooled, err = behindPooler(pingCtx, cfg); err != nil {
+		if found, err = findPooler(pingCtx, cfg); err != nil {
 			return nil, fmt.Errorf("connecting to PostgreSQL at %s: %w", where, err)
 		}
 	}
-	if pooled {
+	switch found {
+	case transactionPooler:
 		o.log.Info(poolerNote(where))
-	} else if cfg, err = pgConnConfig(rawURL, false); err != nil {
-		return nil, err
+	case pgpoolII:
+		o.log.Info(pgpoolNote(where))
 	}
+	if found != transactionPooler {
+		if cfg, err = pgConnConfig(rawURL, found); err != nil {
+			return nil, err
+		}
+	}
+	pooled := found == transactionPooler
 	sqldb, err := o.openPostgresPool(pingCtx, cfg, where)
 	if err != nil {
 		return nil, err
 	}
-	listen, err := listenPool(ctx, rawURL, pooled)
+	listen, err := listenPool(ctx, rawURL, found)
 	if err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("opening %s for LISTEN: %w", where, err)
@@ -422,13 +431,13 @@ func (o *options) openPostgresPool(ctx context.Context, cfg *pgx.ConnConfig, whe
 const ListenApplicationName = "spool job queue listener"
 
 // listenPool is a pgx pool of one connection to the database at rawURL
-// (through a pooler if pooled), opened when first used.
-func listenPool(ctx context.Context, rawURL string, pooled bool) (*pgxpool.Pool, error) {
+// (through what p names), opened when first used.
+func listenPool(ctx context.Context, rawURL string, p pooler) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	if err := configure(cfg.ConnConfig, pooled); err != nil {
+	if err := configure(cfg.ConnConfig, p); err != nil {
 		return nil, err
 	}
 	cfg.MaxConns, cfg.MinConns = 1, 0

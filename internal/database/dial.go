@@ -33,13 +33,13 @@ const DefaultTCPUserTimeout = usertimeout.Default
 const tcpUserTimeoutParam = "tcp_user_timeout"
 
 // pgConnConfig parses rawURL as pgx does, and configures it for
-// connections straight to PostgreSQL, or through a pooler if pooled.
-func pgConnConfig(rawURL string, pooled bool) (*pgx.ConnConfig, error) {
+// connections to PostgreSQL through what p names.
+func pgConnConfig(rawURL string, p pooler) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(rawURL)
 	if err != nil {
 		return nil, err // pgconn's ParseConfigError shows the URL without its password
 	}
-	return cfg, configure(cfg, pooled)
+	return cfg, configure(cfg, p)
 }
 
 // configure sets what spool's PostgreSQL connections do in an outage,
@@ -50,15 +50,19 @@ func pgConnConfig(rawURL string, pooled bool) (*pgx.ConnConfig, error) {
 // the same outage; the server is asked to bound its side of each
 // connection the same way (serverBounds); and one that a statement was
 // refused on for being read-only is closed (readonly.go). Through a
-// pooler (pooled, behindPooler) statements are sent unprepared, and
-// nothing is asked of the server: the pooler is its client.
-func configure(cfg *pgx.ConnConfig, pooled bool) error {
+// pooler that names backends of its own (transactionPooler) statements
+// are sent unprepared, and nothing is asked of the server: the pooler is
+// its client. Through pgpool-II they go by the simple protocol.
+func configure(cfg *pgx.ConnConfig, p pooler) error {
 	userTimeout, err := takeUserTimeout(cfg)
 	if err != nil {
 		return err
 	}
 	setDialer(cfg, userTimeout)
-	if pooled {
+	if p == pgpoolII {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	}
+	if p == transactionPooler {
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	} else if set := serverBounds(userTimeout, cfg.RuntimeParams); set != "" {
 		cfg.AfterConnect = afterConnect(cfg.AfterConnect, set)

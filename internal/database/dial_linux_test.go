@@ -58,7 +58,7 @@ func socketOf(t *testing.T, conn *sql.Conn) net.Conn {
 // reads back the socket's TCP_USER_TIMEOUT.
 func socketUserTimeout(t *testing.T, rawURL string) time.Duration {
 	t.Helper()
-	cfg, err := pgConnConfig(rawURL, false)
+	cfg, err := pgConnConfig(rawURL, direct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestPostgresConnectingToAServerThatNeverAnswers(t *testing.T) {
 			held = append(held, c)
 		}
 	}()
-	cfg, err := pgConnConfig("postgres://postgres@"+mute.Addr().String()+"/test?sslmode=disable&tcp_user_timeout=300", false)
+	cfg, err := pgConnConfig("postgres://postgres@"+mute.Addr().String()+"/test?sslmode=disable&tcp_user_timeout=300", direct)
 	if err != nil {
 		t.Fatal(err)
 	}

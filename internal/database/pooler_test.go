@@ -81,3 +81,60 @@ func TestOpenFindsAPooler(t *testing.T) {
 		db.Close()
 	}
 }
+
+// TestOpenFindsPgpool: pgpool-II names its server connections' own
+// backends, so only asking finds it; Open then sends statements by the
+// simple protocol, and a write outside a transaction is there at once
+// for another connection to read. A URL that names pgx's default mode
+// is taken at its word, and shows why: pgpool-II (its issue #172) holds
+// such a write, sent by the extended protocol, inside a transaction of
+// its own that it does not end, so another connection does not see it.
+func TestOpenFindsPgpool(t *testing.T) {
+	t.Parallel()
+	itself := dbtest.Postgres(t)
+	ctx := context.Background()
+	pgpool := dbtest.Pgpool(t, itself)
+	for name, want := range map[string]pooler{itself: direct, dbtest.PgBouncer(t, itself): transactionPooler, pgpool: pgpoolII} {
+		cfg, err := pgConnConfig(name, transactionPooler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := findPooler(ctx, cfg); err != nil || got != want {
+			t.Errorf("findPooler(%s) = %v, %v; want %v", name, got, err, want)
+		}
+	}
+
+	reader, err := Open(ctx, itself, "", WithoutMigrate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if _, err := reader.SQL().ExecContext(ctx, "CREATE TABLE written (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		url     string
+		visible bool
+	}{
+		{"found", pgpool, true},
+		{"the URL naming pgx's default mode", dbtest.Rewrite(t, pgpool, "", execModeParam, "cache_statement"), false},
+	} {
+		db, err := Open(ctx, c.url, "", WithoutMigrate())
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		mark := len(c.name)
+		if _, err := db.SQL().ExecContext(ctx, "INSERT INTO written VALUES ($1)", mark); err != nil {
+			t.Fatalf("%s: INSERT: %v", c.name, err)
+		}
+		var n int
+		if err := reader.SQL().QueryRowContext(ctx, "SELECT count(*) FROM written WHERE n = $1", mark).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if (n == 1) != c.visible {
+			t.Errorf("through pgpool-II, %s: a write another connection sees %d times, want it seen: %v", c.name, n, c.visible)
+		}
+		db.Close()
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,24 +82,93 @@ default_pool_size = 40
 	if os.Geteuid() == 0 {
 		args = []string{"-u", "nobody", ini}
 	}
-	cmd := exec.Command(bin, args...)
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting pgbouncer: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-
 	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	q := u.Query()
 	q.Set("sslmode", "disable") // the test's PgBouncer has no certificate
 	u.RawQuery = q.Encode()
-	pooled := u.String()
+	return startPooler(t, exec.Command(bin, args...), u.String())
+}
+
+// Pgpool returns dbURL reached through a pgpool-II of the test's own,
+// which pools sessions, not transactions: a client keeps its server
+// connection for as long as it is connected, and pgpool-II keeps server
+// connections for the next client (connection_cache) once it has reset
+// them. It sends every statement to the one server (raw mode, no load
+// balancing). The pooler stops when the test ends. Without pgpool
+// (Debian's pgpool2) the test is skipped, or fails where CI=true.
+func Pgpool(t testing.TB, dbURL string) string {
+	t.Helper()
+	bin, err := exec.LookPath("pgpool")
+	if err != nil {
+		bin, err = exec.LookPath("/usr/sbin/pgpool") // Debian's, outside a user's PATH
+	}
+	if err != nil {
+		required.Missing(t, "pgpool (Debian's pgpool2), to put a pooler of sessions in front of PostgreSQL: %v", err)
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal("the database URL is not a valid URL")
+	}
+	server, err := net.ResolveTCPAddr("tcp", u.Host)
+	if err != nil {
+		t.Fatalf("pgpool reaches PostgreSQL over TCP: %v", err)
+	}
+	port, dir := freePort(t), t.TempDir()
+	conf := filepath.Join(dir, "pgpool.conf")
+	pcp := filepath.Join(dir, "pcp.conf") // no PCP users: pgpool wants the file
+	files := map[string]string{
+		pcp: "",
+		conf: fmt.Sprintf(`backend_clustering_mode = 'raw'
+listen_addresses = '127.0.0.1'
+port = %[1]d
+unix_socket_directories = '%[2]s'
+pcp_listen_addresses = ''
+pcp_port = %[3]d
+pcp_socket_dir = '%[2]s'
+pid_file_name = '%[2]s/pgpool.pid'
+logdir = '%[2]s'
+backend_hostname0 = '%[4]s'
+backend_port0 = %[5]d
+backend_flag0 = 'DISALLOW_TO_FAILOVER'
+enable_pool_hba = off
+num_init_children = 64
+max_pool = 4
+connection_cache = on
+load_balance_mode = off
+health_check_period = 0
+`, port, dir, freePort(t), server.IP, server.Port),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	q := u.Query()
+	q.Set("sslmode", "disable") // the test's pgpool has no certificate
+	u.RawQuery = q.Encode()
+	return startPooler(t, exec.Command(bin, "-n", "-f", conf, "-F", pcp), u.String())
+}
+
+// startPooler starts cmd, a pooler in the foreground, and returns pooled,
+// its URL, once a client gets through. The pooler and the processes it
+// starts are killed when the test ends.
+func startPooler(t testing.TB, cmd *exec.Cmd, pooled string) string {
+	t.Helper()
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// pgpool-II serves each client from a process of its own: the
+	// pooler's process group is killed, not just its first process.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", cmd.Path, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	})
 	deadline := time.Now().Add(30 * time.Second) // a hang guard
 	for {
 		err := ping(context.Background(), pooled)
@@ -107,11 +177,11 @@ default_pool_size = 40
 		}
 		select {
 		case <-exited:
-			t.Fatalf("pgbouncer exited: %s", out.String())
+			t.Fatalf("%s exited: %s", cmd.Path, out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pgbouncer does not let a client through 30 s after it started (%v): %s", err, out.String())
+			t.Fatalf("%s does not let a client through 30 s after it started (%v): %s", cmd.Path, err, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
