@@ -373,7 +373,8 @@ func openPostgres(ctx context.Context, rawURL string, o *options) (*DB, error) {
 	// (findPooler): unless the URL says how to send statements, they go
 	// unprepared through any pooler that names backends of its own, and
 	// by the simple protocol through pgpool-II. The look goes as through
-	// a pooler, asking nothing of the server.
+	// a pooler that names backends of its own, asking the server nothing
+	// but what only pgpool-II answers.
 	found := direct
 	if !u.Query().Has(execModeParam) { // a URL that names the mode is taken at its word
 		if found, err = findPooler(pingCtx, cfg); err != nil {

@@ -59,13 +59,16 @@ func configure(cfg *pgx.ConnConfig, p pooler) error {
 		return err
 	}
 	setDialer(cfg, userTimeout)
-	if p == pgpoolII {
+	switch p {
+	case transactionPooler:
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	case pgpoolII:
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	}
-	if p == transactionPooler {
-		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	} else if set := serverBounds(userTimeout, cfg.RuntimeParams); set != "" {
-		cfg.AfterConnect = afterConnect(cfg.AfterConnect, set)
+	if p != transactionPooler {
+		if set := serverBounds(userTimeout, cfg.RuntimeParams); set != "" {
+			cfg.AfterConnect = afterConnect(cfg.AfterConnect, set)
+		}
 	}
 	cfg.Tracer = readOnlyCloser{}
 	return nil
