@@ -12,6 +12,7 @@ import (
 
 	"github.com/spoolhq/spool/internal/app"
 	"github.com/spoolhq/spool/internal/app/apptest"
+	"github.com/spoolhq/spool/internal/eventually"
 	"github.com/spoolhq/spool/internal/progress/redis/redistest"
 )
 
@@ -119,15 +120,33 @@ func TestLeastPrivilegeRedisUser(t *testing.T) {
 			servers = append(servers, redistest.Client(t, srv.Addr)) // ACL users are not replicated
 		}
 		url := "redis://watcher:spw@" + s.SentinelAddr() + "/0?master_name=" + s.Name + "&username=spool&password=pw"
-		leastPrivilege(t, url, servers, []*goredis.Client{sentinel}, func() { s.FailOver(t) })
+		leastPrivilege(t, url, servers, []*goredis.Client{sentinel}, func() {
+			s.FailOver(t)
+			// go-redis pings its subscription to the sentinel after 3 s of
+			// silence: wait for a ping, so that a refused one is in the log.
+			eventually.Holds(t, "go-redis pinging its subscription to the sentinel", func() bool {
+				clients, err := sentinel.ClientList(t.Context()).Result()
+				if err != nil {
+					return false
+				}
+				for c := range strings.Lines(clients) {
+					if strings.Contains(c, " user=watcher ") && strings.Contains(c, " flags=P ") && strings.Contains(c, " cmd=ping ") {
+						return true
+					}
+				}
+				return false
+			})
+		})
 	})
 }
 
 // sentinelPermissions are what a sentinels' user needs of them, as
-// docs/CONFIG.md gives it.
+// docs/CONFIG.md gives it. PING is go-redis's: its subscription to a
+// sentinel's announcements pings after 3 s of silence (a run of the test
+// under -race lasted long enough to meet the refusal).
 func sentinelPermissions() []any {
 	return []any{"resetkeys", "resetchannels", "-@all", "&+switch-master", "&+replica-reconf-done",
-		"+subscribe", "+sentinel|get-master-addr-by-name", "+sentinel|sentinels"}
+		"+subscribe", "+ping", "+sentinel|get-master-addr-by-name", "+sentinel|sentinels"}
 }
 
 // leastPrivilege runs two replicas on url, whose user is spool with
