@@ -28,22 +28,7 @@ import (
 // CI=true.
 func PgBouncer(t testing.TB, dbURL string) string {
 	t.Helper()
-	bin, err := exec.LookPath("pgbouncer")
-	if err != nil {
-		bin, err = exec.LookPath("/usr/sbin/pgbouncer") // Debian's, outside a user's PATH
-	}
-	if err != nil {
-		required.Missing(t, "pgbouncer, to put a pooler in transaction mode in front of PostgreSQL: %v", err)
-	}
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal("the database URL is not a valid URL")
-	}
-	server, err := net.ResolveTCPAddr("tcp", u.Host)
-	if err != nil {
-		t.Fatalf("PgBouncer reaches PostgreSQL over TCP: %v", err)
-	}
-	port := freePort(t)
+	bin, u, server, port := poolerFor(t, "pgbouncer", "pgbouncer, to put a pooler in transaction mode in front of PostgreSQL", dbURL)
 
 	// PgBouncer will not run as root: it runs as nobody then, so its
 	// files sit in a directory anyone may read.
@@ -82,11 +67,7 @@ default_pool_size = 40
 	if os.Geteuid() == 0 {
 		args = []string{"-u", "nobody", ini}
 	}
-	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	q := u.Query()
-	q.Set("sslmode", "disable") // the test's PgBouncer has no certificate
-	u.RawQuery = q.Encode()
-	return startPooler(t, exec.Command(bin, args...), u.String())
+	return startPooler(t, exec.Command(bin, args...), u, port)
 }
 
 // Pgpool returns dbURL reached through a pgpool-II of the test's own,
@@ -98,22 +79,8 @@ default_pool_size = 40
 // (Debian's pgpool2) the test is skipped, or fails where CI=true.
 func Pgpool(t testing.TB, dbURL string) string {
 	t.Helper()
-	bin, err := exec.LookPath("pgpool")
-	if err != nil {
-		bin, err = exec.LookPath("/usr/sbin/pgpool") // Debian's, outside a user's PATH
-	}
-	if err != nil {
-		required.Missing(t, "pgpool (Debian's pgpool2), to put a pooler of sessions in front of PostgreSQL: %v", err)
-	}
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal("the database URL is not a valid URL")
-	}
-	server, err := net.ResolveTCPAddr("tcp", u.Host)
-	if err != nil {
-		t.Fatalf("pgpool reaches PostgreSQL over TCP: %v", err)
-	}
-	port, dir := freePort(t), t.TempDir()
+	bin, u, server, port := poolerFor(t, "pgpool", "pgpool (Debian's pgpool2), to put a pooler of sessions in front of PostgreSQL", dbURL)
+	dir := t.TempDir()
 	conf := filepath.Join(dir, "pgpool.conf")
 	pcp := filepath.Join(dir, "pcp.conf") // no PCP users: pgpool wants the file
 	files := map[string]string{
@@ -143,18 +110,43 @@ health_check_period = 0
 			t.Fatal(err)
 		}
 	}
-	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	q := u.Query()
-	q.Set("sslmode", "disable") // the test's pgpool has no certificate
-	u.RawQuery = q.Encode()
-	return startPooler(t, exec.Command(bin, "-n", "-f", conf, "-F", pcp), u.String())
+	return startPooler(t, exec.Command(bin, "-n", "-f", conf, "-F", pcp), u, port)
 }
 
-// startPooler starts cmd, a pooler in the foreground, and returns pooled,
-// its URL, once a client gets through. The pooler and the processes it
-// starts are killed when the test ends.
-func startPooler(t testing.TB, cmd *exec.Cmd, pooled string) string {
+// poolerFor finds the pooler command name (in PATH, or in /usr/sbin,
+// where Debian puts it, outside a user's PATH), skipping or failing the
+// test as required says if it is missing (why names what it is for),
+// and returns it with dbURL parsed, the TCP address of its server and a
+// free port for the pooler.
+func poolerFor(t testing.TB, name, why, dbURL string) (bin string, u *url.URL, server *net.TCPAddr, port int) {
 	t.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		bin, err = exec.LookPath("/usr/sbin/" + name)
+	}
+	if err != nil {
+		required.Missing(t, "%s: %v", why, err)
+	}
+	if u, err = url.Parse(dbURL); err != nil {
+		t.Fatal("the database URL is not a valid URL")
+	}
+	if server, err = net.ResolveTCPAddr("tcp", u.Host); err != nil {
+		t.Fatalf("%s reaches PostgreSQL over TCP: %v", name, err)
+	}
+	return bin, u, server, freePort(t)
+}
+
+// startPooler starts cmd, a pooler in the foreground listening on port,
+// and returns the database of u reached through it once a client gets
+// through. The pooler and the processes it starts are killed when the
+// test ends.
+func startPooler(t testing.TB, cmd *exec.Cmd, u *url.URL, port int) string {
+	t.Helper()
+	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	q := u.Query()
+	q.Set("sslmode", "disable") // the test's poolers have no certificate
+	u.RawQuery = q.Encode()
+	pooled := u.String()
 	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// pgpool-II serves each client from a process of its own: the
