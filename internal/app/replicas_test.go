@@ -111,7 +111,7 @@ func TestLeastPrivilegeRedisUser(t *testing.T) {
 	t.Run("sentinel", func(t *testing.T) {
 		t.Parallel()
 		s := redistest.StartSentinels(t)
-		sentinel := redistest.Client(t, s.SentinelAddr())
+		sentinel := s.Sentinel[0].Client()
 		if err := sentinel.Do(t.Context(), append([]any{"ACL", "SETUSER", "watcher", "on", ">spw"}, sentinelPermissions()...)...).Err(); err != nil {
 			t.Fatalf("ACL SETUSER on the sentinel: %v", err)
 		}
@@ -119,7 +119,7 @@ func TestLeastPrivilegeRedisUser(t *testing.T) {
 		for _, srv := range s.Servers {
 			servers = append(servers, redistest.Client(t, srv.Addr)) // ACL users are not replicated
 		}
-		url := "redis://watcher:spw@" + s.SentinelAddr() + "/0?master_name=" + s.Name + "&username=spool&password=pw"
+		url := "redis://watcher:spw@" + s.Sentinel[0].Addr + "/0?master_name=" + s.Name + "&username=spool&password=pw"
 		leastPrivilege(t, url, servers, []*goredis.Client{sentinel}, func() {
 			s.FailOver(t)
 			// go-redis pings its subscription to the sentinel after 3 s of

@@ -354,6 +354,26 @@ func TestCAFile(t *testing.T) {
 	}
 }
 
+// TestSwitchedTo: only a well-formed announcement of the watched
+// primary's move counts.
+func TestSwitchedTo(t *testing.T) {
+	for _, tc := range []struct {
+		payload, want string
+		ok            bool
+	}{
+		{"cache 10.0.0.1 6379 10.0.0.2 6380", "10.0.0.2:6380", true},
+		{"cache 10.0.0.1 6379 fd00::2 6380", "[fd00::2]:6380", true},
+		{"other 10.0.0.1 6379 10.0.0.2 6380", "", false}, // another primary's
+		{"cache 10.0.0.1 6379 10.0.0.2", "", false},      // too short
+		{"cache 10.0.0.1 6379 10.0.0.2 6380 x", "", false},
+		{"", "", false},
+	} {
+		if got, ok := switchedTo(tc.payload, "cache"); got != tc.want || ok != tc.ok {
+			t.Errorf("switchedTo(%q) = %q, %v; want %q, %v", tc.payload, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
 // TestWatchPrimaryFindsSentinels: a URL naming one of three sentinels
 // is enough for the watch: it learns the others from that one, and once
 // that one is gone, it hears of a failover from another.

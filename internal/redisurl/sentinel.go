@@ -140,13 +140,23 @@ func (w *primaryWatch) watch(ctx context.Context, addr string) (heard bool, err 
 			return heard, err
 		}
 		if m, ok := msg.(*goredis.Message); ok && m.Channel == switchChannel {
-			// A sentinel watches other primaries too: only this one's
-			// moves count.
-			if f := strings.Fields(m.Payload); len(f) == 5 && f[0] == w.opts.MasterName {
-				w.saw(net.JoinHostPort(f[3], f[4]))
+			if primary, ok := switchedTo(m.Payload, w.opts.MasterName); ok {
+				w.saw(primary)
 			}
 		}
 	}
+}
+
+// switchedTo reads a +switch-master announcement, "<name> <old ip>
+// <old port> <new ip> <new port>", and returns the new primary's address
+// if it is name's: a sentinel watches other primaries too, and a payload
+// of another shape is none of the watch's business.
+func switchedTo(payload, name string) (addr string, ok bool) {
+	f := strings.Fields(payload)
+	if len(f) != 5 || f[0] != name {
+		return "", false
+	}
+	return net.JoinHostPort(f[3], f[4]), true
 }
 
 // discover adds the sentinels that c's sentinel knows watch the primary

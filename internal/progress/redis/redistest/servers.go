@@ -347,7 +347,7 @@ func (s *Sentinels) AwaitReplica(tb testing.TB, srv *Server) {
 // URL returns the sentinel URL of the primary, naming the first
 // sentinel: rediss:// if they speak TLS.
 func (s *Sentinels) URL() string {
-	return scheme(s.tls) + s.SentinelAddr() + "/0?master_name=" + s.Name
+	return scheme(s.tls) + s.Sentinel[0].Addr + "/0?master_name=" + s.Name
 }
 
 // scheme starts a URL of a server that speaks TLS if tls is set.
@@ -357,9 +357,6 @@ func scheme(tls bool) string {
 	}
 	return "redis://"
 }
-
-// SentinelAddr returns the (first) sentinel's address.
-func (s *Sentinels) SentinelAddr() string { return s.Sentinel[0].Addr }
 
 // Primary returns the server the sentinel names primary now.
 func (s *Sentinels) Primary(tb testing.TB) *Server {
